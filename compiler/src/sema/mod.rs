@@ -1,0 +1,529 @@
+//! Front end, part 2: AST → checked [`Program`].
+//!
+//! `load` reads a file and its imports; `model` checks neurons and synapses (names,
+//! kinds, physical dimensions); `network` checks networks against the models; `expr`
+//! types expressions. The output holds values in SI units and resolved symbols, so later
+//! stages never look at names or units again.
+
+mod expr;
+mod load;
+mod model;
+mod network;
+
+pub use load::{LoadOptions, Loaded, load};
+
+use crate::diag::Diagnostic;
+use crate::source::SourceMap;
+use crate::span::Span;
+use crate::syntax::ast::{BinOp, ModelKind};
+use crate::units::Dim;
+
+/// Index of a symbol in its model's [`Model::symbols`].
+pub type SymId = usize;
+/// Index of a model in [`Program::models`].
+pub type ModelId = usize;
+
+/// Everything the front end checked: models and networks, ready for compilation.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    pub models: Vec<Model>,
+    pub networks: Vec<NetworkDef>,
+}
+
+impl Program {
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.name == name)
+    }
+    pub fn network(&self, name: &str) -> Option<&NetworkDef> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+}
+
+/// The type of an expression: a number with a dimension, or a truth value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    Num(Dim),
+    Bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SymKind {
+    Param,
+    State,
+    /// A port: the sum of every projection into it (read-only).
+    Input,
+    /// A derived value (`let`), inlined where it is used.
+    Let,
+    /// Synapse: the weight of the connection (`w`).
+    Weight,
+    /// Synapse: 1 in a step where the presynaptic neuron spiked (`pre`).
+    PreSpike,
+    /// Synapse: a postsynaptic variable (`v_post` reads the target's `v`).
+    Post,
+    /// Simulation time `t` (s).
+    Time,
+    /// The time step `dt` (s).
+    Dt,
+}
+
+#[derive(Clone, Debug)]
+pub struct Symbol {
+    pub name: String,
+    pub kind: SymKind,
+    pub dim: Dim,
+    /// Param default, state initial value, or let definition (SI units).
+    pub value: Option<TExpr>,
+    /// A per-neuron param learned by training.
+    pub trainable: bool,
+    pub span: Span,
+}
+
+/// Built-in functions (all element-wise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Func {
+    Exp,
+    Log,
+    Sqrt,
+    Tanh,
+    Sigmoid,
+    Abs,
+    Min,
+    Max,
+    Clip,
+    Sin,
+    Cos,
+    /// `exprel(x) = (exp(x) - 1) / x`, finite at 0 (Hodgkin–Huxley rate functions).
+    Exprel,
+    /// Uniform random number in [0, 1).
+    Rand,
+    /// Standard normal random number.
+    Randn,
+    /// 1 with probability `rate * dt` in this step, else 0.
+    Poisson,
+    /// White noise: a standard normal sample scaled by 1/sqrt(dt) (dimension s^-1/2).
+    Xi,
+}
+
+impl Func {
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Exp => "exp",
+            Func::Log => "log",
+            Func::Sqrt => "sqrt",
+            Func::Tanh => "tanh",
+            Func::Sigmoid => "sigmoid",
+            Func::Abs => "abs",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Clip => "clip",
+            Func::Sin => "sin",
+            Func::Cos => "cos",
+            Func::Exprel => "exprel",
+            Func::Rand => "rand",
+            Func::Randn => "randn",
+            Func::Poisson => "poisson",
+            Func::Xi => "xi",
+        }
+    }
+
+    pub const ALL: [Func; 16] = [
+        Func::Exp,
+        Func::Log,
+        Func::Sqrt,
+        Func::Tanh,
+        Func::Sigmoid,
+        Func::Abs,
+        Func::Min,
+        Func::Max,
+        Func::Clip,
+        Func::Sin,
+        Func::Cos,
+        Func::Exprel,
+        Func::Rand,
+        Func::Randn,
+        Func::Poisson,
+        Func::Xi,
+    ];
+
+    pub fn by_name(name: &str) -> Option<Func> {
+        Func::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    pub fn is_random(self) -> bool {
+        matches!(self, Func::Rand | Func::Randn | Func::Poisson | Func::Xi)
+    }
+}
+
+/// A checked expression: names resolved, user functions and `let`s inlined where used,
+/// numbers in SI units, every node typed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TExpr {
+    pub kind: TKind,
+    pub ty: Ty,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TKind {
+    Const(f64),
+    Sym(SymId),
+    Neg(Box<TExpr>),
+    Not(Box<TExpr>),
+    Binary(BinOp, Box<TExpr>, Box<TExpr>),
+    If(Box<TExpr>, Box<TExpr>, Box<TExpr>),
+    Call(Func, Vec<TExpr>),
+}
+
+impl TExpr {
+    /// The value of an expression made of constants only (no symbols, no randomness).
+    pub fn const_value(&self) -> Option<f64> {
+        Some(match &self.kind {
+            TKind::Const(v) => *v,
+            TKind::Sym(_) => return None,
+            TKind::Neg(a) => -a.const_value()?,
+            TKind::Not(a) => f64::from(a.const_value()? == 0.0),
+            TKind::Binary(op, a, b) => {
+                let (x, y) = (a.const_value()?, b.const_value()?);
+                let t = |c: bool| f64::from(c);
+                match op {
+                    BinOp::Add => x + y,
+                    BinOp::Sub => x - y,
+                    BinOp::Mul => x * y,
+                    BinOp::Div => x / y,
+                    BinOp::Pow => x.powf(y),
+                    BinOp::Lt => t(x < y),
+                    BinOp::Le => t(x <= y),
+                    BinOp::Gt => t(x > y),
+                    BinOp::Ge => t(x >= y),
+                    BinOp::Eq => t(x == y),
+                    BinOp::Ne => t(x != y),
+                    BinOp::And => t(x != 0.0 && y != 0.0),
+                    BinOp::Or => t(x != 0.0 || y != 0.0),
+                }
+            }
+            TKind::If(c, a, b) => {
+                if c.const_value()? != 0.0 {
+                    a.const_value()?
+                } else {
+                    b.const_value()?
+                }
+            }
+            TKind::Call(f, args) => {
+                if f.is_random() {
+                    return None;
+                }
+                let v: Option<Vec<f64>> = args.iter().map(|a| a.const_value()).collect();
+                let v = v?;
+                match f {
+                    Func::Exp => v[0].exp(),
+                    Func::Log => v[0].ln(),
+                    Func::Sqrt => v[0].sqrt(),
+                    Func::Tanh => v[0].tanh(),
+                    Func::Sigmoid => 1.0 / (1.0 + (-v[0]).exp()),
+                    Func::Abs => v[0].abs(),
+                    Func::Min => v[0].min(v[1]),
+                    Func::Max => v[0].max(v[1]),
+                    Func::Clip => v[0].max(v[1]).min(v[2]),
+                    Func::Sin => v[0].sin(),
+                    Func::Cos => v[0].cos(),
+                    Func::Exprel => {
+                        if v[0].abs() < 1e-8 { 1.0 + v[0] / 2.0 } else { v[0].exp_m1() / v[0] }
+                    }
+                    _ => return None,
+                }
+            }
+        })
+    }
+
+    /// Calls `f` on every symbol this expression reads.
+    pub fn visit_syms(&self, f: &mut dyn FnMut(SymId)) {
+        match &self.kind {
+            TKind::Const(_) => {}
+            TKind::Sym(s) => f(*s),
+            TKind::Neg(a) | TKind::Not(a) => a.visit_syms(f),
+            TKind::Binary(_, a, b) => {
+                a.visit_syms(f);
+                b.visit_syms(f);
+            }
+            TKind::If(c, a, b) => {
+                c.visit_syms(f);
+                a.visit_syms(f);
+                b.visit_syms(f);
+            }
+            TKind::Call(_, args) => args.iter().for_each(|a| a.visit_syms(f)),
+        }
+    }
+}
+
+/// Integration method of a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Exact,
+    ExpEuler,
+    Euler,
+    Rk2,
+    Rk4,
+}
+
+impl Method {
+    pub const ALL: [(&'static str, Method); 5] = [
+        ("exact", Method::Exact),
+        ("exp_euler", Method::ExpEuler),
+        ("euler", Method::Euler),
+        ("rk2", Method::Rk2),
+        ("rk4", Method::Rk4),
+    ];
+    pub fn name(self) -> &'static str {
+        Method::ALL.iter().find(|(_, m)| *m == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+/// Surrogate gradient used for the derivative of the spike (forward: Heaviside).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Surrogate {
+    /// A built-in surrogate with its parameters (defaults filled in), e.g.
+    /// `relu_grad` with `[("alpha", 0.3), ("width", 1.0)]`.
+    Builtin { name: &'static str, params: Vec<(&'static str, f64)> },
+    /// A user function `fn sg(x, ...) = ...` giving dH/dx; remaining arguments bound.
+    User { name: String, body: Box<TExpr>, arg: SymId },
+}
+
+/// The built-in surrogates with their parameter names and default values
+/// (braintools conventions).
+pub const SURROGATES: &[(&str, &[(&str, f64)])] = &[
+    ("relu_grad", &[("alpha", 0.3), ("width", 1.0)]),
+    ("sigmoid", &[("alpha", 4.0)]),
+    ("boxcar", &[("width", 1.0)]),
+    ("gaussian", &[("sigma", 0.5), ("alpha", 0.5)]),
+    ("multi_gaussian", &[("h", 0.15), ("s", 6.0), ("sigma", 0.5), ("scale", 0.5)]),
+    ("fast_sigmoid", &[("slope", 25.0)]),
+    ("arctan", &[("alpha", 1.0)]),
+    ("slayer", &[("alpha", 1.0)]),
+];
+
+#[derive(Clone, Debug)]
+pub struct SpikeDef {
+    /// The condition as written (type Bool).
+    pub condition: TExpr,
+    pub surrogate: Surrogate,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateOp {
+    Set,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// One update of an event block: `target op= value`.
+#[derive(Clone, Debug)]
+pub struct Update {
+    pub target: SymId,
+    pub op: UpdateOp,
+    pub value: TExpr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Refractory {
+    pub period: TExpr,
+    /// States held at their value while refractory.
+    pub clamp: Vec<SymId>,
+    pub span: Span,
+}
+
+/// A checked neuron or synapse model.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub kind: ModelKind,
+    pub name: String,
+    pub span: Span,
+    pub symbols: Vec<Symbol>,
+    /// `d state / dt = rhs`, in declaration order of the equations.
+    pub odes: Vec<(SymId, TExpr)>,
+    pub spike: Option<SpikeDef>,
+    /// `on spike` (neuron) updates, in order.
+    pub on_spike: Vec<Update>,
+    /// The spike's gradient is stopped in the reset (`on spike detach`, `reset ... detach`).
+    pub reset_detached: bool,
+    /// `on pre` (synapse) updates, in order.
+    pub on_pre: Vec<Update>,
+    pub refractory: Option<Refractory>,
+    /// The integrator asked for; `None` lets the compiler choose.
+    pub method: Option<Method>,
+    /// Synapse: `output PORT = value`.
+    pub output: Option<(String, TExpr)>,
+    pub per_synapse: bool,
+    /// Synapse: the dimension of `w` if the model fixes it, `None` if it is the
+    /// dimension of whatever port the synapse drives.
+    pub weight_dim: Option<Dim>,
+}
+
+impl Model {
+    pub fn sym(&self, name: &str) -> Option<SymId> {
+        self.symbols.iter().position(|s| s.name == name)
+    }
+    pub fn syms_of(&self, kind: SymKind) -> impl Iterator<Item = (SymId, &Symbol)> {
+        self.symbols.iter().enumerate().filter(move |(_, s)| s.kind == kind)
+    }
+    pub fn states(&self) -> impl Iterator<Item = (SymId, &Symbol)> {
+        self.syms_of(SymKind::State)
+    }
+    pub fn params(&self) -> impl Iterator<Item = (SymId, &Symbol)> {
+        self.syms_of(SymKind::Param)
+    }
+    pub fn inputs(&self) -> impl Iterator<Item = (SymId, &Symbol)> {
+        self.syms_of(SymKind::Input)
+    }
+}
+
+// ---------------------------------------------------------------- networks
+
+/// A per-neuron (or per-connection) initial value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    Const(f64),
+    Uniform { low: f64, high: f64 },
+    Normal { mean: f64, std: f64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct NetInput {
+    pub name: String,
+    pub size: usize,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PopKind {
+    Layer,
+    Readout,
+}
+
+/// A readout model: a stdlib/user neuron model, or the built-in stateless `Linear`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PopModel {
+    Model(ModelId),
+    Linear,
+}
+
+#[derive(Clone, Debug)]
+pub struct Population {
+    pub name: String,
+    pub kind: PopKind,
+    pub model: PopModel,
+    pub size: usize,
+    /// Overridden params and initial states.
+    pub settings: Vec<(SymId, Init)>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Input(usize),
+    Pop(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Topology {
+    Dense,
+    Sparse { p: f64 },
+    OneToOne,
+    File { path: String },
+    Procedural { p: f64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Projection {
+    /// `as NAME`, else `FROM_to_TO`.
+    pub name: String,
+    pub from: Source,
+    pub to: usize,
+    /// The input port of the target population's model; `None` for `Linear` readouts.
+    pub port: Option<SymId>,
+    pub synapse: Option<(ModelId, Vec<(SymId, Init)>)>,
+    pub topology: Topology,
+    /// Weight initialiser; `None` picks the default for the topology.
+    pub init: Option<Init>,
+    /// The dimension of the weights of this projection.
+    pub weight_dim: Dim,
+    pub trainable: bool,
+    pub no_self: bool,
+    pub bias: bool,
+    /// Delay in seconds.
+    pub delay: Option<f64>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Drive {
+    pub pop: usize,
+    pub port: SymId,
+    pub value: Init,
+    pub span: Span,
+}
+
+/// A value in a `train { }` block: names (`es_d_rtrl`), numbers, strings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainValue {
+    Name(String),
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct NetworkDef {
+    pub name: String,
+    pub span: Span,
+    /// Time step in seconds, if the network sets one.
+    pub dt: Option<f64>,
+    pub seed: Option<u64>,
+    pub inputs: Vec<NetInput>,
+    pub populations: Vec<Population>,
+    pub drives: Vec<Drive>,
+    pub projections: Vec<Projection>,
+    pub train: Vec<(String, TrainValue)>,
+}
+
+/// Checks a parsed-and-loaded set of files. Returns the program and every diagnostic
+/// (errors and warnings); the program is only meaningful when no error was reported.
+pub fn check(loaded: &Loaded, sources: &SourceMap) -> (Program, Vec<Diagnostic>) {
+    let _ = sources;
+    let mut diags = Vec::new();
+    let mut program = Program::default();
+    let scope = model::collect(loaded, &mut diags);
+    for m in scope.models_in_order() {
+        if let Some(checked) = model::check_model(m, &scope, &mut diags) {
+            program.models.push(checked);
+        }
+    }
+    for n in &loaded.networks() {
+        if let Some(net) = network::check_network(n, &program, &scope, &mut diags) {
+            program.networks.push(net);
+        }
+    }
+    (program, diags)
+}
+
+/// Parses, loads and checks `path` (and its imports) in one go.
+pub fn check_path(
+    path: &std::path::Path,
+    opts: &LoadOptions,
+    sources: &mut SourceMap,
+) -> (Program, Vec<Diagnostic>) {
+    let (loaded, mut diags) = load(path, opts, sources);
+    let (program, more) = check(&loaded, sources);
+    diags.extend(more);
+    (program, diags)
+}
+
+/// Checks in-memory source text (tests, fuzzing, editors).
+pub fn check_source(name: &str, text: &str, sources: &mut SourceMap) -> (Program, Vec<Diagnostic>) {
+    let (loaded, mut diags) = load::load_source(name, text, &LoadOptions::default(), sources);
+    let (program, more) = check(&loaded, sources);
+    diags.extend(more);
+    (program, diags)
+}

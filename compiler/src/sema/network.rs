@@ -1,0 +1,649 @@
+//! Checking `network` blocks against the checked models: populations, ports, sizes,
+//! projections, initialisers and the `train { }` block.
+
+use super::expr::{ExprCx, dim_mismatch_notes};
+use super::model::Scope;
+use super::*;
+use crate::diag::{Diagnostic, nearest};
+use crate::syntax::ast::{self, ConnClause, ExprKind};
+
+/// Network-wide settings and the dimension each must have.
+const NET_SETTINGS: &[(&str, Option<Dim>)] = &[("dt", Some(Dim::TIME)), ("seed", Some(Dim::ONE))];
+
+/// Keys of a `train { }` block. Values are names, numbers or strings; the runtime
+/// interprets them (so the CLI and the block share one meaning).
+pub const TRAIN_KEYS: &[&str] = &[
+    "method", "etrace_decay", "etrace_rank", "optimizer", "lr", "loss", "task", "data", "epochs", "batch",
+    "seq_len", "grad_clip", "weight_decay", "update_every", "seed", "eval_every", "loss_steps",
+];
+
+struct NetCx<'p, 'a> {
+    program: &'p Program,
+    scope: &'p Scope<'a>,
+    net: &'p ast::Network,
+    inputs: Vec<NetInput>,
+    pops: Vec<Population>,
+    diags: &'p mut Vec<Diagnostic>,
+}
+
+pub(super) fn check_network(
+    net: &ast::Network,
+    program: &Program,
+    scope: &Scope,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<NetworkDef> {
+    let n_err = diags.iter().filter(|d| d.is_error()).count();
+    let mut cx = NetCx { program, scope, net, inputs: Vec::new(), pops: Vec::new(), diags };
+    let mut def = NetworkDef {
+        name: net.name.name.clone(),
+        span: net.span,
+        dt: None,
+        seed: None,
+        inputs: Vec::new(),
+        populations: Vec::new(),
+        drives: Vec::new(),
+        projections: Vec::new(),
+        train: Vec::new(),
+    };
+    // Names first, so connections may mention populations declared below them.
+    for item in &net.body {
+        match item {
+            ast::NetItem::Input { name, size, span } => {
+                if cx.name_taken(name) {
+                    continue;
+                }
+                if let Some(size) = cx.size(size) {
+                    cx.inputs.push(NetInput { name: name.name.clone(), size, span: *span });
+                }
+            }
+            ast::NetItem::Population(p) => {
+                if cx.name_taken(&p.name) {
+                    continue;
+                }
+                if let Some(pop) = cx.population(p) {
+                    cx.pops.push(pop);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut train_span: Option<Span> = None;
+    for item in &net.body {
+        match item {
+            ast::NetItem::Setting(s) => cx.net_setting(s, &mut def),
+            ast::NetItem::Drive { target, value, span } => {
+                if let Some(d) = cx.drive(target, value, *span) {
+                    def.drives.push(d);
+                }
+            }
+            ast::NetItem::Connect(c) => {
+                if let Some(p) = cx.connect(c, &def.projections) {
+                    def.projections.push(p);
+                }
+            }
+            ast::NetItem::Train { settings, span } => {
+                if let Some(prev) = train_span {
+                    cx.diags.push(
+                        Diagnostic::error("E0306", *span, "a network has one `train` block")
+                            .with_label("second `train` block")
+                            .with_related(prev, "first one"),
+                    );
+                    continue;
+                }
+                train_span = Some(*span);
+                def.train = cx.train(settings);
+            }
+            _ => {}
+        }
+    }
+    def.inputs = std::mem::take(&mut cx.inputs);
+    def.populations = std::mem::take(&mut cx.pops);
+    let failed = diags.iter().filter(|d| d.is_error()).count() > n_err;
+    (!failed).then_some(def)
+}
+
+impl NetCx<'_, '_> {
+    fn name_taken(&mut self, name: &ast::Ident) -> bool {
+        let prev = self
+            .inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.span))
+            .chain(self.pops.iter().map(|p| (p.name.as_str(), p.span)))
+            .find(|(n, _)| *n == name.name);
+        if let Some((_, span)) = prev {
+            self.diags.push(
+                Diagnostic::error("E0107", name.span, format!("`{}` is defined twice in network `{}`", name.name, self.net.name.name))
+                    .with_label("second definition")
+                    .with_related(span, "first defined here"),
+            );
+            return true;
+        }
+        false
+    }
+
+    /// A constant expression: network settings see units and constants only.
+    fn constant(&mut self, e: &ast::Expr) -> Option<(f64, Dim)> {
+        let empty: Vec<Symbol> = Vec::new();
+        let mut ecx = ExprCx::new(&empty, &self.scope.fns);
+        ecx.allow_random = false;
+        let (t, d) = ecx.num(e, self.diags)?;
+        match t.const_value() {
+            Some(v) => Some((v, d)),
+            None => {
+                self.diags.push(
+                    Diagnostic::error("E0401", e.span, "expected a constant")
+                        .with_label("must be computable before the simulation starts"),
+                );
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, e: &ast::Expr) -> Option<usize> {
+        let (v, d) = self.constant(e)?;
+        if !d.is_dimensionless() || v.fract() != 0.0 || v < 1.0 || v > 1e10 {
+            self.diags.push(
+                Diagnostic::error("E0402", e.span, "a size must be a positive whole number")
+                    .with_label(if d.is_dimensionless() { format!("found {v}") } else { format!("found a quantity of dimension {d}") }),
+            );
+            return None;
+        }
+        Some(v as usize)
+    }
+
+    /// An initial value: a constant, `U(low, high)`/`uniform(...)`, or `normal(mean, std)`,
+    /// each with the dimension `want`.
+    fn init(&mut self, e: &ast::Expr, want: Dim, what: &str) -> Option<Init> {
+        if let ExprKind::Call(call) = &e.kind {
+            let n = call.callee.name.as_str();
+            if matches!(n, "U" | "uniform" | "normal") {
+                if call.args.len() != 2 || call.args.iter().any(|a| a.name.is_some()) {
+                    self.diags.push(
+                        Diagnostic::error("E0105", call.span, format!("`{n}` takes two arguments"))
+                            .with_label(if n == "normal" { "expected `normal(mean, std)`" } else { "expected `U(low, high)`" }),
+                    );
+                    return None;
+                }
+                let a = self.constant(&call.args[0].value);
+                let b = self.constant(&call.args[1].value);
+                let ((a, da), (b, db)) = (a?, b?);
+                for (d, arg) in [(da, &call.args[0].value), (db, &call.args[1].value)] {
+                    if !dim_ok(d, want, a.max(b)) {
+                        let dg = Diagnostic::error("E0201", arg.span, format!("wrong dimension for {what}"))
+                            .with_label(format!("expected {want}, found {d}"));
+                        self.diags.push(dg);
+                        return None;
+                    }
+                }
+                if n == "normal" {
+                    if b < 0.0 {
+                        self.diags.push(
+                            Diagnostic::error("E0403", call.args[1].value.span, "a standard deviation cannot be negative")
+                                .with_label(format!("found {b}")),
+                        );
+                        return None;
+                    }
+                    return Some(Init::Normal { mean: a, std: b });
+                }
+                if b < a {
+                    self.diags.push(
+                        Diagnostic::error("E0403", call.span, "the bounds of `U` are the wrong way round")
+                            .with_label("expected `U(low, high)` with low <= high"),
+                    );
+                    return None;
+                }
+                return Some(Init::Uniform { low: a, high: b });
+            }
+        }
+        let (v, d) = self.constant(e)?;
+        if !dim_ok(d, want, v) {
+            let dg = Diagnostic::error("E0201", e.span, format!("wrong dimension for {what}"))
+                .with_label(format!("expected {want}, found {d}"));
+            self.diags.push(dg);
+            return None;
+        }
+        Some(Init::Const(v))
+    }
+
+    fn model_by_name(&mut self, id: &ast::Ident, want: ast::ModelKind) -> Option<Option<ModelId>> {
+        if let Some(i) = self.program.models.iter().position(|m| m.name == id.name) {
+            let m = &self.program.models[i];
+            if m.kind != want {
+                let (is, wants) = match want {
+                    ast::ModelKind::Neuron => ("a synapse", "a neuron model"),
+                    ast::ModelKind::Synapse => ("a neuron", "a synapse model"),
+                };
+                self.diags.push(
+                    Diagnostic::error("E0404", id.span, format!("`{}` is {is}", id.name))
+                        .with_label(format!("expected {wants}"))
+                        .with_related(m.span, "defined here"),
+                );
+                return None;
+            }
+            return Some(Some(i));
+        }
+        if self.scope.has_model(&id.name) {
+            return Some(None); // defined but has errors, already reported
+        }
+        let mut d = Diagnostic::error("E0101", id.span, format!("unknown model `{}`", id.name)).with_label("not defined");
+        let mut names = self.scope.model_names();
+        if want == ast::ModelKind::Neuron {
+            names.push("Linear");
+        }
+        d = match nearest(&id.name, names) {
+            Some(n) => d.with_help(format!("did you mean `{n}`?")),
+            None => d.with_help("import the file that defines it, e.g. `import \"lif.snn\"`"),
+        };
+        self.diags.push(d);
+        None
+    }
+
+    fn settings_for(&mut self, model: &Model, settings: &[ast::Setting]) -> Option<Vec<(SymId, Init)>> {
+        let mut out: Vec<(SymId, Init)> = Vec::new();
+        let mut ok = true;
+        for s in settings {
+            let settable = |k: SymKind| matches!(k, SymKind::Param | SymKind::State);
+            let Some(sid) = model.sym(&s.name.name).filter(|i| settable(model.symbols[*i].kind)) else {
+                let names: Vec<&str> = model.symbols.iter().filter(|x| settable(x.kind)).map(|x| x.name.as_str()).collect();
+                let mut d = Diagnostic::error("E0405", s.name.span, format!("`{}` has no param or state `{}`", model.name, s.name.name))
+                    .with_label("cannot be set");
+                d = match nearest(&s.name.name, names.iter().copied()) {
+                    Some(n) => d.with_help(format!("did you mean `{n}`?")),
+                    None => d.with_note(format!("settable: {}", names.join(", "))),
+                };
+                self.diags.push(d);
+                ok = false;
+                continue;
+            };
+            if out.iter().any(|(x, _)| *x == sid) {
+                self.diags.push(Diagnostic::error("E0306", s.name.span, format!("`{}` is set twice", s.name.name)).with_label("second setting"));
+                ok = false;
+                continue;
+            }
+            let sym = &model.symbols[sid];
+            match self.init(&s.value, sym.dim, &format!("`{}`", sym.name)) {
+                Some(i) => out.push((sid, i)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn population(&mut self, p: &ast::Population) -> Option<Population> {
+        let size = self.size(&p.size);
+        let kind = match p.kind {
+            ast::PopKind::Layer => PopKind::Layer,
+            ast::PopKind::Readout => PopKind::Readout,
+        };
+        if p.model.name == "Linear" {
+            if kind == PopKind::Layer {
+                self.diags.push(
+                    Diagnostic::error("E0406", p.model.span, "`Linear` is a readout")
+                        .with_label("write `readout NAME = Linear[n]`"),
+                );
+                return None;
+            }
+            if let Some(s) = p.settings.first() {
+                self.diags.push(Diagnostic::error("E0405", s.name.span, "`Linear` has no settings").with_label("remove this"));
+                return None;
+            }
+            return Some(Population { name: p.name.name.clone(), kind, model: PopModel::Linear, size: size?, settings: Vec::new(), span: p.span });
+        }
+        let mid = self.model_by_name(&p.model, ast::ModelKind::Neuron)??;
+        let model = &self.program.models[mid];
+        let settings = self.settings_for(model, &p.settings)?;
+        if kind == PopKind::Layer && model.spike.is_none() {
+            self.diags.push(
+                Diagnostic::warning("W0401", p.model.span, format!("`{}` never spikes", model.name))
+                    .with_label("a layer of neurons without `spike when`")
+                    .with_help("use `readout` for non-spiking output units"),
+            );
+        }
+        for (sid, s) in model.params() {
+            if s.value.is_none() && !settings.iter().any(|(x, _)| *x == sid) {
+                self.diags.push(
+                    Diagnostic::error("E0407", p.span, format!("param `{}` of `{}` has no default and is not set", s.name, model.name))
+                        .with_label(format!("add `{} = ...` in the braces", s.name))
+                        .with_related(s.span, "declared here"),
+                );
+                return None;
+            }
+        }
+        Some(Population { name: p.name.name.clone(), kind, model: PopModel::Model(mid), size: size?, settings, span: p.span })
+    }
+
+    fn find_pop(&mut self, id: &ast::Ident) -> Option<usize> {
+        if let Some(i) = self.pops.iter().position(|p| p.name == id.name) {
+            return Some(i);
+        }
+        if self.net.body.iter().any(|i| matches!(i, ast::NetItem::Population(p) if p.name.name == id.name)) {
+            return None; // declared with errors
+        }
+        let mut d = Diagnostic::error("E0101", id.span, format!("unknown population `{}`", id.name)).with_label("not a layer or readout of this network");
+        let names: Vec<&str> = self.pops.iter().map(|p| p.name.as_str()).collect();
+        if let Some(n) = nearest(&id.name, names) {
+            d = d.with_help(format!("did you mean `{n}`?"));
+        } else if self.inputs.iter().any(|i| i.name == id.name) {
+            d = d.with_note(format!("`{}` is an input: it can only be the source of a connection", id.name));
+        }
+        self.diags.push(d);
+        None
+    }
+
+    /// The port of a target endpoint: `pop.port`, or the model's only input.
+    fn port(&mut self, pop: usize, ep: &ast::Endpoint) -> Option<Option<SymId>> {
+        let p = &self.pops[pop];
+        let PopModel::Model(mid) = p.model else {
+            if let Some(port) = &ep.port {
+                self.diags.push(
+                    Diagnostic::error("E0408", port.span, format!("`{}` is a `Linear` readout and has no ports", p.name))
+                        .with_label(format!("write `{}`", p.name)),
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let model = &self.program.models[mid];
+        let inputs: Vec<(SymId, &str)> = model.inputs().map(|(i, s)| (i, s.name.as_str())).collect();
+        match &ep.port {
+            Some(port) => match inputs.iter().find(|(_, n)| *n == port.name) {
+                Some((i, _)) => Some(Some(*i)),
+                None => {
+                    let names: Vec<&str> = inputs.iter().map(|(_, n)| *n).collect();
+                    let mut d = Diagnostic::error("E0408", port.span, format!("`{}` ({}) has no input port `{}`", p.name, model.name, port.name))
+                        .with_label("no such port");
+                    d = match nearest(&port.name, names.iter().copied()) {
+                        Some(n) => d.with_help(format!("did you mean `{n}`?")),
+                        None if names.is_empty() => d.with_note(format!("`{}` declares no `input`", model.name)),
+                        None => d.with_note(format!("its ports: {}", names.join(", "))),
+                    };
+                    self.diags.push(d.with_related(model.span, "model defined here"));
+                    None
+                }
+            },
+            None if inputs.len() == 1 => Some(Some(inputs[0].0)),
+            None => {
+                let names: Vec<&str> = inputs.iter().map(|(_, n)| *n).collect();
+                self.diags.push(
+                    Diagnostic::error("E0409", ep.span, format!("which port of `{}`?", p.name))
+                        .with_label(if names.is_empty() { format!("`{}` has no input ports", model.name) } else { format!("`{}` has ports {}", model.name, names.join(", ")) })
+                        .with_help(format!("write `{}.PORT`", p.name)),
+                );
+                None
+            }
+        }
+    }
+
+    fn net_setting(&mut self, s: &ast::Setting, def: &mut NetworkDef) {
+        let Some((_, want)) = NET_SETTINGS.iter().find(|(n, _)| *n == s.name.name) else {
+            let names: Vec<&str> = NET_SETTINGS.iter().map(|(n, _)| *n).collect();
+            let mut d = Diagnostic::error("E0410", s.name.span, format!("unknown network setting `{}`", s.name.name))
+                .with_label(format!("settings: {}", names.join(", ")));
+            if let Some(n) = nearest(&s.name.name, names) {
+                d = d.with_help(format!("did you mean `{n}`?"));
+            }
+            self.diags.push(d);
+            return;
+        };
+        let Some((v, d)) = self.constant(&s.value) else { return };
+        if Some(d) != *want {
+            self.diags.push(
+                Diagnostic::error("E0201", s.value.span, format!("wrong dimension for `{}`", s.name.name))
+                    .with_label(format!("expected {}, found {d}", want.unwrap_or(Dim::ONE))),
+            );
+            return;
+        }
+        match s.name.name.as_str() {
+            "dt" if v > 0.0 => def.dt = Some(v),
+            "dt" => self.diags.push(Diagnostic::error("E0403", s.value.span, "`dt` must be positive").with_label(format!("found {v}"))),
+            "seed" if v >= 0.0 && v.fract() == 0.0 => def.seed = Some(v as u64),
+            _ => self.diags.push(Diagnostic::error("E0403", s.value.span, "`seed` must be a whole number >= 0").with_label(format!("found {v}"))),
+        }
+    }
+
+    fn drive(&mut self, target: &ast::Endpoint, value: &ast::Expr, span: Span) -> Option<Drive> {
+        let pop = self.find_pop(&target.pop)?;
+        let Some(port_id) = &target.port else {
+            self.diags.push(
+                Diagnostic::error("E0409", target.span, "`drive` needs a port")
+                    .with_label(format!("write `drive {}.PORT = value`", target.pop.name)),
+            );
+            return None;
+        };
+        let _ = port_id;
+        let port = self.port(pop, target)??;
+        let PopModel::Model(mid) = self.pops[pop].model else { return None };
+        let dim = self.program.models[mid].symbols[port].dim;
+        let value = self.init(value, dim, "the drive")?;
+        Some(Drive { pop, port, value, span })
+    }
+
+    fn connect(&mut self, c: &ast::Connect, earlier: &[Projection]) -> Option<Projection> {
+        let from = if let Some(i) = self.inputs.iter().position(|i| i.name == c.from.pop.name) {
+            if let Some(p) = &c.from.port {
+                self.diags.push(Diagnostic::error("E0408", p.span, "an input has no ports").with_label("remove this"));
+                return None;
+            }
+            Source::Input(i)
+        } else {
+            let p = self.find_pop(&c.from.pop)?;
+            if let Some(port) = &c.from.port {
+                self.diags.push(
+                    Diagnostic::error("E0408", port.span, "a connection starts from a population's spikes")
+                        .with_label(format!("write `{}`", c.from.pop.name)),
+                );
+                return None;
+            }
+            Source::Pop(p)
+        };
+        if self.inputs.iter().any(|i| i.name == c.to.pop.name) {
+            self.diags.push(
+                Diagnostic::error("E0411", c.to.pop.span, format!("`{}` is an input and cannot receive connections", c.to.pop.name))
+                    .with_label("target is an input"),
+            );
+            return None;
+        }
+        let to = self.find_pop(&c.to.pop)?;
+        let port = self.port(to, &c.to)?;
+
+        // Clauses: each at most once, one topology.
+        let mut seen: Vec<(&'static str, Span)> = Vec::new();
+        let mut synapse: Option<(&ast::Ident, &Vec<ast::Setting>)> = None;
+        let mut topology: Option<&ast::Topology> = None;
+        let (mut init, mut trainable, mut no_self, mut bias, mut delay, mut name) = (None, false, false, false, None, None);
+        for sc in &c.clauses {
+            let slot = match &sc.clause {
+                ConnClause::Topology(_) => "connectivity",
+                ConnClause::Init(_) => "init",
+                _ => sc.keyword,
+            };
+            if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == slot) {
+                self.diags.push(
+                    Diagnostic::error("E0412", sc.span, format!("`{}` conflicts with an earlier clause", sc.keyword))
+                        .with_label(format!("a connection has one {slot}"))
+                        .with_related(*prev, "earlier clause"),
+                );
+                return None;
+            }
+            seen.push((slot, sc.span));
+            match &sc.clause {
+                ConnClause::Via { synapse: s, settings } => synapse = Some((s, settings)),
+                ConnClause::Topology(t) => topology = Some(t),
+                ConnClause::Init(e) => init = Some(e),
+                ConnClause::Trainable => trainable = true,
+                ConnClause::NoSelf => no_self = true,
+                ConnClause::Bias => bias = true,
+                ConnClause::Delay(e) => delay = Some(e),
+                ConnClause::As(n) => name = Some(n),
+            }
+        }
+
+        // The synapse, and the dimension of the weights.
+        let port_dim = match (self.pops[to].model, port) {
+            (PopModel::Model(mid), Some(p)) => self.program.models[mid].symbols[p].dim,
+            _ => Dim::ONE,
+        };
+        let (syn, weight_dim) = match synapse {
+            None => (None, port_dim),
+            Some((sid, settings)) => {
+                let mid = self.model_by_name(sid, ast::ModelKind::Synapse)??;
+                let model = &self.program.models[mid];
+                let settings = self.settings_for(model, settings)?;
+                let (out_port, out) = model.output.as_ref()?;
+                let out_dim = match out.ty {
+                    Ty::Num(d) => d,
+                    Ty::Bool => return None,
+                };
+                let w = match model.weight_dim {
+                    Some(w) => Some(w),
+                    None => out_dim.solve_weight(port_dim),
+                };
+                let ok = w.and_then(|w| out_dim.substitute_weight(w)) == Some(port_dim);
+                if !ok {
+                    let dg = Diagnostic::error("E0413", sid.span, format!("`{}` cannot drive port `{}`", sid.name, c.to.port.as_ref().map(|p| p.name.as_str()).unwrap_or(out_port)))
+                        .with_label("its output has another dimension")
+                        .with_related(c.to.span, format!("this port has dimension {port_dim}"));
+                    self.diags.push(dim_mismatch_notes(dg, &format!("the synapse's `output {out_port}`"), out_dim, "the port", port_dim));
+                    return None;
+                }
+                // Postsynaptic reads (`v_post`) must exist in the target with that dimension.
+                if let PopModel::Model(tm) = self.pops[to].model {
+                    let target = &self.program.models[tm];
+                    for s in model.symbols.iter().filter(|s| s.kind == SymKind::Post) {
+                        let base = s.name.trim_end_matches("_post");
+                        match target.sym(base).map(|i| &target.symbols[i]) {
+                            Some(t) if t.dim == s.dim => {}
+                            other => {
+                                let msg = match other {
+                                    Some(t) => format!("`{}` reads `{base}` of `{}` as {}, but it has dimension {}", sid.name, target.name, s.dim, t.dim),
+                                    None => format!("`{}` reads `{}`, but `{}` has no `{base}`", sid.name, s.name, target.name),
+                                };
+                                self.diags.push(Diagnostic::error("E0414", sid.span, msg).with_label("postsynaptic variable mismatch").with_related(target.span, "target model"));
+                                return None;
+                            }
+                        }
+                    }
+                }
+                (Some((mid, settings)), w.unwrap_or(port_dim))
+            }
+        };
+
+        let topology = match topology {
+            None | Some(ast::Topology::Dense) => Topology::Dense,
+            Some(ast::Topology::OneToOne) => {
+                let n_from = match from {
+                    Source::Input(i) => self.inputs[i].size,
+                    Source::Pop(p) => self.pops[p].size,
+                };
+                if n_from != self.pops[to].size {
+                    self.diags.push(
+                        Diagnostic::error("E0415", c.span, "`one_to_one` needs populations of the same size")
+                            .with_label(format!("{} -> {} neurons", n_from, self.pops[to].size)),
+                    );
+                    return None;
+                }
+                Topology::OneToOne
+            }
+            Some(ast::Topology::File { path }) => Topology::File { path: path.clone() },
+            Some(ast::Topology::Sparse { p }) | Some(ast::Topology::Procedural { p }) => {
+                let (v, d) = self.constant(p)?;
+                if !d.is_dimensionless() || !(0.0..=1.0).contains(&v) {
+                    self.diags.push(
+                        Diagnostic::error("E0403", p.span, "a connection probability must be between 0 and 1")
+                            .with_label(if d.is_dimensionless() { format!("found {v}") } else { format!("found dimension {d}") }),
+                    );
+                    return None;
+                }
+                if matches!(topology, Some(ast::Topology::Sparse { .. })) { Topology::Sparse { p: v } } else { Topology::Procedural { p: v } }
+            }
+        };
+        let init = match init {
+            Some(e) => Some(self.init(e, weight_dim, "the weights")?),
+            None => None,
+        };
+        if no_self && Source::Pop(to) != from {
+            self.diags.push(
+                Diagnostic::warning("W0402", c.span, "`no_self` has no effect here")
+                    .with_label("source and target are different populations"),
+            );
+        }
+        let delay = match delay {
+            Some(e) => {
+                let (v, d) = self.constant(e)?;
+                if d != Dim::TIME || v < 0.0 {
+                    self.diags.push(
+                        Diagnostic::error("E0403", e.span, "a delay must be a non-negative time")
+                            .with_label(if d == Dim::TIME { format!("found {v} s") } else { format!("expected s, found {d}") }),
+                    );
+                    return None;
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let from_name = match from {
+            Source::Input(i) => self.inputs[i].name.clone(),
+            Source::Pop(p) => self.pops[p].name.clone(),
+        };
+        let pname = name.map(|n| n.name.clone()).unwrap_or_else(|| format!("{}_to_{}", from_name, self.pops[to].name));
+        if let Some(prev) = earlier.iter().find(|p| p.name == pname) {
+            self.diags.push(
+                Diagnostic::error("E0107", name.map(|n| n.span).unwrap_or(c.span), format!("two connections are named `{pname}`"))
+                    .with_label("second connection with this name")
+                    .with_related(prev.span, "first one")
+                    .with_help("name them with `as NAME`"),
+            );
+            return None;
+        }
+        Some(Projection {
+            name: pname,
+            from,
+            to,
+            port,
+            synapse: syn,
+            topology,
+            init,
+            weight_dim,
+            trainable,
+            no_self,
+            bias,
+            delay,
+            span: c.span,
+        })
+    }
+
+    fn train(&mut self, settings: &[ast::Setting]) -> Vec<(String, TrainValue)> {
+        let mut out = Vec::new();
+        for s in settings {
+            if !TRAIN_KEYS.contains(&s.name.name.as_str()) {
+                let mut d = Diagnostic::error("E0416", s.name.span, format!("unknown training setting `{}`", s.name.name)).with_label("not a setting");
+                d = match nearest(&s.name.name, TRAIN_KEYS.iter().copied()) {
+                    Some(n) => d.with_help(format!("did you mean `{n}`?")),
+                    None => d.with_note(format!("settings: {}", TRAIN_KEYS.join(", "))),
+                };
+                self.diags.push(d);
+                continue;
+            }
+            let v = match &s.value.kind {
+                ExprKind::Var(id) => TrainValue::Name(id.name.clone()),
+                ExprKind::Str(t) => TrainValue::Text(t.clone()),
+                _ => match self.constant(&s.value) {
+                    Some((v, d)) if d.is_dimensionless() => TrainValue::Number(v),
+                    Some((v, d)) if d == Dim::TIME => TrainValue::Number(v),
+                    Some((_, d)) => {
+                        self.diags.push(Diagnostic::error("E0201", s.value.span, "unexpected dimension").with_label(format!("found {d}")));
+                        continue;
+                    }
+                    None => continue,
+                },
+            };
+            out.push((s.name.name.clone(), v));
+        }
+        out
+    }
+}
+
+/// A zero fits any dimension (`state g: nS = 0`), otherwise dimensions must agree.
+fn dim_ok(found: Dim, want: Dim, value: f64) -> bool {
+    found == want || (value == 0.0 && found.is_dimensionless())
+}

@@ -1,0 +1,612 @@
+//! Text → AST: the pest grammar (`grammar.pest`) and the conversion of its parse tree.
+
+use super::ast::*;
+use crate::diag::Diagnostic;
+use crate::span::{FileId, Span};
+use pest::Parser as _;
+use pest::iterators::{Pair, Pairs};
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use std::sync::LazyLock;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "syntax/grammar.pest"]
+struct SnnParser;
+
+/// Parses one file. A syntax error stops the file (pest does not recover), so at
+/// most one diagnostic comes back; later passes report many.
+pub fn parse_file(file: FileId, text: &str) -> Result<File, Diagnostic> {
+    let mut pairs = SnnParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
+    let root = pairs.next().expect("file rule");
+    let cx = Cx { file };
+    let mut items = Vec::new();
+    for pair in root.into_inner() {
+        if pair.as_rule() == Rule::EOI {
+            break;
+        }
+        items.push(cx.item(pair)?);
+    }
+    Ok(File { items })
+}
+
+/// Parses a single expression (used by tests and by `snnc` command-line overrides).
+pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
+    let mut pairs = SnnParser::parse(Rule::expr, text).map_err(|e| syntax_error(file, text, e))?;
+    let pair = pairs.next().expect("expr rule");
+    if pair.as_span().end() != text.trim_end().len() {
+        let at = pair.as_span().end();
+        return Err(Diagnostic::error("E0001", Span::new(file, at, text.len()), "unexpected text after the expression")
+            .with_label("not part of the expression"));
+    }
+    Cx { file }.expr(pair)
+}
+
+struct Cx {
+    file: FileId,
+}
+
+static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
+    PrattParser::new()
+        .op(Op::infix(Rule::or_op, Assoc::Left))
+        .op(Op::infix(Rule::and_op, Assoc::Left))
+        .op(Op::prefix(Rule::not_op))
+        .op(Op::infix(Rule::lt, Assoc::Left)
+            | Op::infix(Rule::le, Assoc::Left)
+            | Op::infix(Rule::gt, Assoc::Left)
+            | Op::infix(Rule::ge, Assoc::Left)
+            | Op::infix(Rule::eq, Assoc::Left)
+            | Op::infix(Rule::ne, Assoc::Left))
+        .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+        .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
+        .op(Op::prefix(Rule::neg) | Op::prefix(Rule::pos))
+        .op(Op::infix(Rule::pow, Assoc::Right))
+});
+
+type PResult<T> = Result<T, Diagnostic>;
+
+impl Cx {
+    fn span(&self, pair: &Pair<Rule>) -> Span {
+        let s = pair.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn ident(&self, pair: Pair<Rule>) -> Ident {
+        Ident { name: pair.as_str().to_string(), span: self.span(&pair) }
+    }
+
+    fn string(&self, pair: Pair<Rule>) -> String {
+        // string = "\"" ~ string_inner ~ "\""
+        pair.into_inner().next().map(|p| p.as_str().to_string()).unwrap_or_default()
+    }
+
+    fn item(&self, pair: Pair<Rule>) -> PResult<Item> {
+        let span = self.span(&pair);
+        Ok(match pair.as_rule() {
+            Rule::import => {
+                let s = pair.into_inner().next().expect("import path");
+                Item::Import(Import { path: self.string(s), span })
+            }
+            Rule::fn_def => Item::Function(self.fn_def(pair)?),
+            Rule::neuron => Item::Neuron(self.model(pair, ModelKind::Neuron)?),
+            Rule::synapse => Item::Synapse(self.model(pair, ModelKind::Synapse)?),
+            Rule::network => Item::Network(self.network(pair)?),
+            Rule::file_method => {
+                let m = pair.into_inner().next().expect("method name");
+                Item::Method { method: self.ident(m), span }
+            }
+            r => unreachable!("unexpected item rule {r:?}"),
+        })
+    }
+
+    fn fn_def(&self, pair: Pair<Rule>) -> PResult<FnDef> {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("fn name"));
+        let mut params = Vec::new();
+        let mut body = None;
+        for p in inner {
+            match p.as_rule() {
+                Rule::ident => params.push(self.ident(p)),
+                Rule::expr => body = Some(self.expr(p)?),
+                r => unreachable!("fn_def: {r:?}"),
+            }
+        }
+        Ok(FnDef { name, params, body: body.expect("fn body"), span })
+    }
+
+    fn model(&self, pair: Pair<Rule>, kind: ModelKind) -> PResult<Model> {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("model name"));
+        let body_pair = inner.next().expect("model body");
+        let mut body = Vec::new();
+        for p in body_pair.into_inner() {
+            body.push(self.model_item(p)?);
+        }
+        Ok(Model { kind, name, body, span })
+    }
+
+    fn model_item(&self, pair: Pair<Rule>) -> PResult<ModelItem> {
+        if pair.as_rule() == Rule::fn_def {
+            return Ok(ModelItem::Function(self.fn_def(pair)?));
+        }
+        let span = self.span(&pair);
+        let rule = pair.as_rule();
+        let mut inner = pair.into_inner();
+        Ok(match rule {
+            Rule::decl => {
+                let kind = match inner.next().expect("decl kind").as_str() {
+                    "param" => DeclKind::Param,
+                    "state" => DeclKind::State,
+                    "input" => DeclKind::Input,
+                    _ => DeclKind::Let,
+                };
+                let name = self.ident(inner.next().expect("decl name"));
+                let (mut unit, mut value, mut trainable) = (None, None, false);
+                for p in inner {
+                    match p.as_rule() {
+                        Rule::unit_expr => unit = Some(self.unit_expr(p)?),
+                        Rule::expr => value = Some(self.expr(p)?),
+                        Rule::trainable => trainable = true,
+                        r => unreachable!("decl: {r:?}"),
+                    }
+                }
+                ModelItem::Decl(Decl { kind, name, unit, value, trainable, span })
+            }
+            Rule::ode => {
+                let lhs = inner.next().expect("ode lhs");
+                let name = lhs.into_inner().next().expect("ode name");
+                let state = self.ident(name);
+                let rhs = self.expr(inner.next().expect("ode rhs"))?;
+                ModelItem::Ode { state, rhs, span }
+            }
+            Rule::spike_def => {
+                let condition = self.expr(inner.next().expect("spike condition"))?;
+                let surrogate = match inner.next() {
+                    Some(c) => Some(self.call(c)?),
+                    None => None,
+                };
+                ModelItem::Spike { condition, surrogate, span }
+            }
+            Rule::on_block => {
+                let event = self.ident(inner.next().expect("event"));
+                let mut detach = false;
+                let mut body = Vec::new();
+                for p in inner {
+                    match p.as_rule() {
+                        Rule::detach => detach = true,
+                        Rule::stmt => body.push(self.stmt(p)?),
+                        r => unreachable!("on: {r:?}"),
+                    }
+                }
+                ModelItem::On { event, body, detach, span }
+            }
+            Rule::reset => {
+                let target = self.ident(inner.next().expect("reset target"));
+                let value = self.expr(inner.next().expect("reset value"))?;
+                let detach = inner.next().is_some();
+                ModelItem::Reset { target, value, detach, span }
+            }
+            Rule::refractory => {
+                let period = self.expr(inner.next().expect("refractory period"))?;
+                let clamp = inner.map(|p| self.ident(p)).collect();
+                ModelItem::Refractory { period, clamp, span }
+            }
+            Rule::method => {
+                ModelItem::Method { method: self.ident(inner.next().expect("method")), span }
+            }
+            Rule::output => {
+                let port = self.ident(inner.next().expect("port"));
+                let value = self.expr(inner.next().expect("output value"))?;
+                ModelItem::Output { port, value, span }
+            }
+            Rule::per_synapse => ModelItem::PerSynapse { span },
+            r => unreachable!("model item {r:?}"),
+        })
+    }
+
+    fn stmt(&self, pair: Pair<Rule>) -> PResult<Stmt> {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let target = self.ident(inner.next().expect("target"));
+        let op = match inner.next().expect("op").as_str() {
+            "+=" => AssignOp::Add,
+            "-=" => AssignOp::Sub,
+            "*=" => AssignOp::Mul,
+            "/=" => AssignOp::Div,
+            _ => AssignOp::Set,
+        };
+        let value = self.expr(inner.next().expect("value"))?;
+        Ok(Stmt { target, op, value, span })
+    }
+
+    fn unit_expr(&self, pair: Pair<Rule>) -> PResult<UnitExpr> {
+        // unit_expr = unit_factor ~ (unit_op ~ unit_factor)*
+        let mut inner = pair.into_inner();
+        let mut acc = self.unit_factor(inner.next().expect("unit factor"))?;
+        while let Some(op) = inner.next() {
+            let rhs = self.unit_factor(inner.next().expect("unit factor"))?;
+            let span = acc.span().to(rhs.span());
+            acc = if op.as_str() == "*" {
+                UnitExpr::Mul(Box::new(acc), Box::new(rhs), span)
+            } else {
+                UnitExpr::Div(Box::new(acc), Box::new(rhs), span)
+            };
+        }
+        Ok(acc)
+    }
+
+    fn unit_factor(&self, pair: Pair<Rule>) -> PResult<UnitExpr> {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let prim = inner.next().expect("unit primary");
+        let base = match prim.as_rule() {
+            Rule::unit_one => UnitExpr::One(self.span(&prim)),
+            Rule::ident => UnitExpr::Name(self.ident(prim)),
+            Rule::unit_expr => self.unit_expr(prim)?,
+            r => unreachable!("unit primary {r:?}"),
+        };
+        match inner.next() {
+            Some(exp) => {
+                let e = exp.as_str().parse::<i32>().map_err(|_| {
+                    Diagnostic::error("E0002", self.span(&exp), "unit exponent out of range")
+                        .with_label("expected a small whole number")
+                })?;
+                Ok(UnitExpr::Pow(Box::new(base), e, span))
+            }
+            None => Ok(base),
+        }
+    }
+
+    fn call(&self, pair: Pair<Rule>) -> PResult<Call> {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let callee = self.ident(inner.next().expect("callee"));
+        let mut args = Vec::new();
+        for a in inner {
+            let mut ai = a.into_inner();
+            let first = ai.next().expect("arg");
+            let (name, value) = if first.as_rule() == Rule::ident {
+                (Some(self.ident(first)), self.expr(ai.next().expect("arg value"))?)
+            } else {
+                (None, self.expr(first)?)
+            };
+            args.push(Arg { name, value });
+        }
+        Ok(Call { callee, args, span })
+    }
+
+    fn expr(&self, pair: Pair<Rule>) -> PResult<Expr> {
+        match pair.as_rule() {
+            Rule::expr => self.expr(pair.into_inner().next().expect("expr body")),
+            Rule::if_expr => {
+                let span = self.span(&pair);
+                let mut inner = pair.into_inner();
+                let cond = self.expr(inner.next().expect("cond"))?;
+                let then = self.expr(inner.next().expect("then"))?;
+                let otherwise = self.expr(inner.next().expect("else"))?;
+                Ok(Expr {
+                    kind: ExprKind::If {
+                        cond: Box::new(cond),
+                        then: Box::new(then),
+                        otherwise: Box::new(otherwise),
+                    },
+                    span,
+                })
+            }
+            Rule::binary => self.binary(pair.into_inner()),
+            _ => self.primary(pair),
+        }
+    }
+
+    fn binary(&self, pairs: Pairs<Rule>) -> PResult<Expr> {
+        PRATT
+            .map_primary(|p| self.primary(p))
+            .map_prefix(|op, rhs| {
+                let rhs = rhs?;
+                let span = self.span(&op).to(rhs.span);
+                let kind = match op.as_rule() {
+                    Rule::neg => ExprKind::Unary(UnOp::Neg, Box::new(rhs)),
+                    Rule::not_op => ExprKind::Unary(UnOp::Not, Box::new(rhs)),
+                    // Unary plus changes nothing; keep the operand, widen the span.
+                    _ => return Ok(Expr { span, ..rhs }),
+                };
+                Ok(Expr { kind, span })
+            })
+            .map_infix(|lhs, op, rhs| {
+                let (lhs, rhs) = (lhs?, rhs?);
+                let op = match op.as_rule() {
+                    Rule::add => BinOp::Add,
+                    Rule::sub => BinOp::Sub,
+                    Rule::mul => BinOp::Mul,
+                    Rule::div => BinOp::Div,
+                    Rule::pow => BinOp::Pow,
+                    Rule::lt => BinOp::Lt,
+                    Rule::le => BinOp::Le,
+                    Rule::gt => BinOp::Gt,
+                    Rule::ge => BinOp::Ge,
+                    Rule::eq => BinOp::Eq,
+                    Rule::ne => BinOp::Ne,
+                    Rule::and_op => BinOp::And,
+                    Rule::or_op => BinOp::Or,
+                    r => unreachable!("infix {r:?}"),
+                };
+                let span = lhs.span.to(rhs.span);
+                Ok(Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span })
+            })
+            .parse(pairs)
+    }
+
+    fn primary(&self, pair: Pair<Rule>) -> PResult<Expr> {
+        let span = self.span(&pair);
+        match pair.as_rule() {
+            Rule::quantity => {
+                let mut inner = pair.into_inner();
+                let num = inner.next().expect("number");
+                let text = num.as_str().to_string();
+                let value: f64 = text.parse().map_err(|_| {
+                    Diagnostic::error("E0002", self.span(&num), format!("`{text}` is not a valid number"))
+                        .with_label("not a number")
+                })?;
+                if !value.is_finite() {
+                    return Err(Diagnostic::error("E0002", self.span(&num), format!("number `{text}` is too large"))
+                        .with_label("overflows a 64-bit float")
+                        .with_note("the largest finite value is about 1.8e308"));
+                }
+                let unit = inner.next().map(|u| UnitExpr::Name(self.ident(u)));
+                Ok(Expr { kind: ExprKind::Number { value, text, unit }, span })
+            }
+            Rule::string => Ok(Expr { kind: ExprKind::Str(self.string(pair)), span }),
+            Rule::call => Ok(Expr { kind: ExprKind::Call(self.call(pair)?), span }),
+            Rule::ident => Ok(Expr { kind: ExprKind::Var(self.ident(pair)), span }),
+            Rule::expr | Rule::if_expr | Rule::binary => {
+                // A parenthesised expression: keep the parentheses in the span so that
+                // diagnostics underline what the user wrote.
+                self.expr(pair)
+            }
+            r => unreachable!("primary {r:?}"),
+        }
+    }
+
+    // ------------------------------------------------------------ networks
+
+    fn network(&self, pair: Pair<Rule>) -> PResult<Network> {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("network name"));
+        let mut body = Vec::new();
+        for p in inner {
+            body.push(self.net_item(p)?);
+        }
+        Ok(Network { name, body, span })
+    }
+
+    fn setting(&self, pair: Pair<Rule>) -> PResult<Setting> {
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("setting name"));
+        let value = self.expr(inner.next().expect("setting value"))?;
+        Ok(Setting { name, value })
+    }
+
+    fn settings(&self, pair: Pair<Rule>) -> PResult<Vec<Setting>> {
+        pair.into_inner().map(|p| self.setting(p)).collect()
+    }
+
+    fn endpoint(&self, pair: Pair<Rule>) -> Endpoint {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let pop = self.ident(inner.next().expect("population"));
+        let port = inner.next().map(|p| self.ident(p));
+        Endpoint { pop, port, span }
+    }
+
+    fn net_item(&self, pair: Pair<Rule>) -> PResult<NetItem> {
+        let span = self.span(&pair);
+        let rule = pair.as_rule();
+        let mut inner = pair.into_inner();
+        Ok(match rule {
+            Rule::setting => {
+                let name = self.ident(inner.next().expect("name"));
+                let value = self.expr(inner.next().expect("value"))?;
+                NetItem::Setting(Setting { name, value })
+            }
+            Rule::net_input => {
+                let name = self.ident(inner.next().expect("input name"));
+                let size = self.expr(inner.next().expect("input size"))?;
+                NetItem::Input { name, size, span }
+            }
+            Rule::population => {
+                let kind = if inner.next().expect("kind").as_str() == "layer" {
+                    PopKind::Layer
+                } else {
+                    PopKind::Readout
+                };
+                let name = self.ident(inner.next().expect("name"));
+                let model = self.ident(inner.next().expect("model"));
+                let size = self.expr(inner.next().expect("size"))?;
+                let settings = match inner.next() {
+                    Some(s) => self.settings(s)?,
+                    None => Vec::new(),
+                };
+                NetItem::Population(Population { kind, name, model, size, settings, span })
+            }
+            Rule::drive => {
+                let target = self.endpoint(inner.next().expect("target"));
+                let value = self.expr(inner.next().expect("value"))?;
+                NetItem::Drive { target, value, span }
+            }
+            Rule::train => {
+                let settings = self.settings(inner.next().expect("settings"))?;
+                NetItem::Train { settings, span }
+            }
+            Rule::connect => {
+                let from = self.endpoint(inner.next().expect("from"));
+                let to = self.endpoint(inner.next().expect("to"));
+                let mut clauses = Vec::new();
+                for c in inner {
+                    clauses.push(self.clause(c)?);
+                }
+                NetItem::Connect(Connect { from, to, clauses, span })
+            }
+            r => unreachable!("net item {r:?}"),
+        })
+    }
+
+    fn clause(&self, pair: Pair<Rule>) -> PResult<SpannedClause> {
+        let span = self.span(&pair);
+        let rule = pair.as_rule();
+        let mut inner = pair.into_inner();
+        let (clause, keyword) = match rule {
+            Rule::via => {
+                let synapse = self.ident(inner.next().expect("synapse"));
+                let settings = match inner.next() {
+                    Some(s) => self.settings(s)?,
+                    None => Vec::new(),
+                };
+                (ConnClause::Via { synapse, settings }, "via")
+            }
+            Rule::dense => (ConnClause::Topology(Topology::Dense), "dense"),
+            Rule::one_to_one => (ConnClause::Topology(Topology::OneToOne), "one_to_one"),
+            Rule::sparse => {
+                let p = self.expr(inner.next().expect("p"))?;
+                (ConnClause::Topology(Topology::Sparse { p }), "sparse")
+            }
+            Rule::procedural => {
+                let p = self.expr(inner.next().expect("p"))?;
+                (ConnClause::Topology(Topology::Procedural { p }), "procedural")
+            }
+            Rule::from_file => {
+                let path = self.string(inner.next().expect("path"));
+                (ConnClause::Topology(Topology::File { path }), "from")
+            }
+            Rule::init => (ConnClause::Init(self.expr(inner.next().expect("init"))?), "init"),
+            Rule::weight => (ConnClause::Init(self.expr(inner.next().expect("weight"))?), "weight"),
+            Rule::trainable => (ConnClause::Trainable, "trainable"),
+            Rule::no_self => (ConnClause::NoSelf, "no_self"),
+            Rule::bias => (ConnClause::Bias, "bias"),
+            Rule::delay => (ConnClause::Delay(self.expr(inner.next().expect("delay"))?), "delay"),
+            Rule::conn_as => (ConnClause::As(self.ident(inner.next().expect("name"))), "as"),
+            r => unreachable!("clause {r:?}"),
+        };
+        Ok(SpannedClause { clause, span, keyword })
+    }
+}
+
+// ---------------------------------------------------------------- syntax errors
+
+/// Turns pest's error into a diagnostic that names what was expected in words.
+fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let (start, end) = match err.location {
+        InputLocation::Pos(p) => (p, p),
+        InputLocation::Span((s, e)) => (s, e),
+    };
+    // Underline the offending token (or the end of the file) rather than an empty span.
+    let end = if end > start {
+        end
+    } else {
+        let rest = &text[start.min(text.len())..];
+        let len = rest
+            .char_indices()
+            .find(|(_, c)| c.is_whitespace())
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len())
+            .max(rest.chars().next().map(|c| c.len_utf8()).unwrap_or(0));
+        start + len
+    };
+    let span = Span::new(file, start, end);
+    let found = if start >= text.trim_end().len() {
+        "the end of the file".to_string()
+    } else {
+        let tok = &text[start..end];
+        let tok: String = tok.chars().take(24).collect();
+        format!("`{tok}`")
+    };
+    match err.variant {
+        ErrorVariant::ParsingError { positives, .. } => {
+            let mut expected: Vec<&'static str> = positives.iter().filter_map(|r| describe(*r)).collect();
+            expected.sort();
+            expected.dedup();
+            let list = match expected.len() {
+                0 => "valid syntax".to_string(),
+                1 => expected[0].to_string(),
+                n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
+            };
+            let mut d = Diagnostic::error("E0001", span, format!("expected {list}, found {found}"))
+                .with_label(format!("expected {list}"));
+            if found == "the end of the file" {
+                d = d.with_help("a block opened with `{` may be missing its closing `}`");
+            } else if let Some(kw) = keyword_at(text, start) {
+                d = d.with_note(format!("`{kw}` is a reserved word and cannot be used as a name"));
+            }
+            d
+        }
+        ErrorVariant::CustomError { message } => {
+            Diagnostic::error("E0001", span, message).with_label("here")
+        }
+    }
+}
+
+fn keyword_at(text: &str, start: usize) -> Option<&str> {
+    let rest = &text[start..];
+    let word: &str = &rest[..rest
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .map(|(i, _)| i)
+        .unwrap_or(rest.len())];
+    if word.is_empty() {
+        return None;
+    }
+    SnnParser::parse(Rule::keyword, word).ok().filter(|p| p.as_str() == word).map(|_| word)
+}
+
+/// Human names of the grammar rules that can appear in "expected ..." lists.
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::EOI => "the end of the file",
+        Rule::item | Rule::import => "`import`",
+        Rule::fn_def => "`fn`",
+        Rule::neuron => "`neuron`",
+        Rule::synapse => "`synapse`",
+        Rule::network => "`network`",
+        Rule::file_method | Rule::method => "`method`",
+        Rule::ident | Rule::any_ident | Rule::ode_name => "a name",
+        Rule::number | Rule::quantity => "a number",
+        Rule::int => "a whole number",
+        Rule::string => "a string",
+        Rule::expr | Rule::binary | Rule::if_expr => "an expression",
+        Rule::unit_expr | Rule::unit_one => "a unit",
+        Rule::decl | Rule::decl_kind => "a declaration (`param`, `state`, `input`, `let`)",
+        Rule::ode | Rule::ode_lhs => "an equation `dx/dt = ...`",
+        Rule::spike_def => "`spike when`",
+        Rule::on_block => "`on`",
+        Rule::reset => "`reset`",
+        Rule::refractory => "`refractory`",
+        Rule::output => "`output`",
+        Rule::per_synapse => "`per_synapse`",
+        Rule::stmt => "an update such as `v = ...` or `g += w`",
+        Rule::assign_op => "`=`, `+=`, `-=`, `*=` or `/=`",
+        Rule::call => "a call",
+        Rule::arg => "an argument",
+        Rule::setting => "a setting `name = value`",
+        Rule::settings => "`{`",
+        Rule::net_input => "`input`",
+        Rule::population | Rule::pop_kind => "`layer` or `readout`",
+        Rule::drive => "`drive`",
+        Rule::connect => "`connect`",
+        Rule::train => "`train`",
+        Rule::endpoint => "a population",
+        Rule::via => "`via`",
+        Rule::dense | Rule::sparse | Rule::one_to_one | Rule::from_file | Rule::procedural => {
+            "a connectivity (`dense`, `sparse p = ...`, `one_to_one`, `from \"...\"`)"
+        }
+        Rule::init | Rule::weight => "`init` or `weight`",
+        Rule::trainable => "`trainable`",
+        Rule::no_self | Rule::bias | Rule::delay | Rule::conn_as => "a connection option",
+        Rule::detach => "`detach`",
+        Rule::or_op | Rule::and_op | Rule::lt | Rule::le | Rule::gt | Rule::ge | Rule::eq | Rule::ne
+        | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow => "an operator",
+        Rule::neg | Rule::pos | Rule::not_op => "an expression",
+        Rule::unit_op => "`*` or `/`",
+        _ => return None,
+    })
+}

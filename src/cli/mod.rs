@@ -1,0 +1,81 @@
+//! The `snnc` command line: one module per subcommand.
+
+mod check;
+mod fmt;
+
+use clap::{Parser, Subcommand};
+use snnc_compiler::{Diagnostic, SourceMap};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  snnc check examples/coba.snn          check names, kinds and units
+  snnc check stdlib/*.snn examples/*.snn
+  snnc fmt examples/coba.snn            print the canonical formatting
+  snnc fmt --write model.snn            format in place
+  snnc fmt --check stdlib/*.snn         exit 1 if a file is not formatted";
+
+/// snnc — a modelling language and compiler for spiking neural networks.
+#[derive(Parser, Debug)]
+#[command(name = "snnc", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Extra directories searched by `import` (also: SNNC_PATH, colon-separated).
+    #[arg(short = 'I', long = "include", global = true, value_name = "DIR")]
+    pub include: Vec<PathBuf>,
+    /// Colour diagnostics: auto, always or never.
+    #[arg(long, global = true, default_value = "auto", value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check models and networks: syntax, names, kinds and physical dimensions.
+    Check(check::Args),
+    /// Print a file in canonical formatting (or rewrite it with --write).
+    Fmt(fmt::Args),
+}
+
+/// Shared by every command: how to report diagnostics.
+pub struct Reporter {
+    color: bool,
+}
+
+impl Reporter {
+    pub fn new(choice: ColorChoice) -> Reporter {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        Reporter { color }
+    }
+
+    /// Prints diagnostics to stderr; returns the number of errors.
+    pub fn report(&self, diags: &[Diagnostic], sources: &SourceMap) -> usize {
+        let mut err = std::io::stderr().lock();
+        for d in diags {
+            d.emit(sources, &mut err, self.color);
+        }
+        diags.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let reporter = Reporter::new(cli.color);
+    let opts = snnc_compiler::sema::LoadOptions::from_env(&cli.include);
+    match cli.command {
+        Command::Check(a) => check::run(a, &opts, &reporter),
+        Command::Fmt(a) => fmt::run(a, &reporter),
+    }
+}

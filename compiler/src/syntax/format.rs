@@ -12,6 +12,7 @@ use crate::span::Span;
 #[derive(Clone, Debug)]
 struct Comment {
     start: usize,
+    end: usize,
     text: String,
 }
 
@@ -34,7 +35,7 @@ fn scan_comments(src: &str) -> Vec<Comment> {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }
-                out.push(Comment { start, text: src[start..i].trim_end().to_string() });
+                out.push(Comment { start, end: i, text: src[start..i].trim_end().to_string() });
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let start = i;
@@ -43,7 +44,7 @@ fn scan_comments(src: &str) -> Vec<Comment> {
                     i += 1;
                 }
                 i = (i + 2).min(b.len());
-                out.push(Comment { start, text: src[start..i].to_string() });
+                out.push(Comment { start, end: i, text: src[start..i].to_string() });
             }
             _ => i += 1,
         }
@@ -83,7 +84,7 @@ pub fn format_file(file: &File, src: &str) -> String {
             Item::Neuron(m) | Item::Synapse(m) => p.model(m),
             Item::Network(n) => p.network(n),
         }
-        p.trailing_comment(span.end as usize);
+        p.trailing_comment(span.start as usize, span.end as usize);
         prev_kind = Some(kind);
     }
     p.leading_comments(src.len());
@@ -131,8 +132,22 @@ impl Printer<'_> {
         }
     }
 
+    /// Where an item's own text ends: pest spans can run on over the whitespace and
+    /// comments after an item (optional trailing parts), which belong to what follows.
+    fn content_end(&self, start: usize, end: usize) -> usize {
+        let mut e = end;
+        loop {
+            let trimmed = self.src[start..e].trim_end().len() + start;
+            match self.comments.iter().find(|c| c.end == trimmed && c.start >= start) {
+                Some(c) => e = c.start,
+                None => return trimmed,
+            }
+        }
+    }
+
     /// Appends a comment that starts on the same line right after `end`.
-    fn trailing_comment(&mut self, end: usize) {
+    fn trailing_comment(&mut self, start: usize, end: usize) {
+        let end = self.content_end(start, end);
         if let Some(c) = self.comments.get(self.next) {
             let between = &self.src[end.min(c.start)..c.start];
             if c.start >= end && !between.contains('\n') && !c.text.contains('\n') {
@@ -151,11 +166,21 @@ impl Printer<'_> {
     fn block<T>(&mut self, header: &str, items: &[T], end: usize, span_of: impl Fn(&T) -> Span, mut print: impl FnMut(&mut Self, &T)) {
         self.line(&format!("{header} {{"));
         self.indent += 1;
+        let mut prev_end: Option<usize> = None;
         for it in items {
             let s = span_of(it);
+            // Keep one blank line where the source separated items by one or more.
+            if let Some(pe) = prev_end {
+                let upto = self.comments.get(self.next).map(|c| c.start).filter(|c| *c < s.start as usize).unwrap_or(s.start as usize);
+                let gap: String = self.src[pe.min(upto)..upto].chars().filter(|c| *c != ' ' && *c != '\t' && *c != '\r').collect();
+                if gap.contains("\n\n") && !self.out.ends_with("\n\n") {
+                    self.out.push('\n');
+                }
+            }
             self.leading_comments(s.start as usize);
             print(self, it);
-            self.trailing_comment(s.end as usize);
+            self.trailing_comment(s.start as usize, s.end as usize);
+            prev_end = Some(self.content_end(s.start as usize, s.end as usize));
         }
         self.leading_comments(end.saturating_sub(1));
         self.indent -= 1;
@@ -405,6 +430,10 @@ pub fn expr_to_string(e: &Expr) -> String {
             // Comparisons do not chain: parenthesise a comparison operand of a comparison.
             let wrap_l = wrap_l || (op.is_comparison() && prec(a) == p);
             let wrap_r = prec(b) < p || (prec(b) == p && !right_assoc);
+            // `x / (4 mV)` parses the same without parentheses, but reads as `x / 4 * mV`.
+            let with_unit = |e: &Expr| matches!(e.kind, ExprKind::Number { unit: Some(_), .. });
+            let wrap_r = wrap_r || (matches!(op, BinOp::Div | BinOp::Pow) && with_unit(b));
+            let wrap_l = wrap_l || (*op == BinOp::Pow && with_unit(a));
             let l = if wrap_l { format!("({})", expr_to_string(a)) } else { expr_to_string(a) };
             let r = if wrap_r { format!("({})", expr_to_string(b)) } else { expr_to_string(b) };
             if *op == BinOp::Pow { format!("{l}^{r}") } else { format!("{l} {} {r}", op.symbol()) }

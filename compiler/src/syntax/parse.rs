@@ -587,7 +587,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::assign_op => "`=`, `+=`, `-=`, `*=` or `/=`",
         Rule::call => "a call",
         Rule::arg => "an argument",
-        Rule::setting => "a setting `name = value`",
+        Rule::setting | Rule::brace_setting => "a setting `name = value`",
         Rule::settings => "`{`",
         Rule::net_input => "`input`",
         Rule::population | Rule::pop_kind => "`layer` or `readout`",

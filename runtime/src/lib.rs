@@ -1,4 +1,8 @@
 //! The snnc runtime: network state, projections, simulation and training drivers.
 //!
-//! Populated by the CPU runtime issue; the compiler front end does not depend on it.
+//! The runtime does not care how a kernel was made (Cranelift JIT, CUDA PTX, or the
+//! reference interpreter): it owns buffers, connectivity and the order of a step.
 pub use snnc_compiler as compiler;
+
+pub mod connectivity;
+pub mod rng;

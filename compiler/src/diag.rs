@@ -95,7 +95,7 @@ impl Diagnostic {
     pub fn render(&self, sources: &SourceMap) -> String {
         let config = term::Config::default();
         term::emit_into_string(&config, sources.files(), &self.to_codespan())
-            .unwrap_or_else(|e| format!("error[{}]: {} ({e})\n", self.code, self.message))
+            .unwrap_or_else(|_| format!("error[{}]: {}\n", self.code, self.message))
     }
 
     /// Coloured when `color` is true (a terminal).

@@ -2,7 +2,7 @@
 
 use super::Reporter;
 use snnc_compiler::SourceMap;
-use snnc_compiler::syntax::{format::format_file, parse_file};
+use snnc_compiler::syntax::{format::format_file, parse_file_recovering};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,14 +32,13 @@ pub fn run(args: Args, reporter: &Reporter) -> ExitCode {
             }
         };
         let id = sources.add_virtual(&path.display().to_string(), &text);
-        let file = match parse_file(id, &text) {
-            Ok(f) => f,
-            Err(d) => {
-                reporter.report(&[d], &sources);
-                status = ExitCode::FAILURE;
-                continue;
-            }
-        };
+        let (file, diags) = parse_file_recovering(id, &text);
+        if !diags.is_empty() {
+            // Never format a file that does not parse: its broken items would be lost.
+            reporter.report(&diags, &sources);
+            status = ExitCode::FAILURE;
+            continue;
+        }
         let out = format_file(&file, &text);
         if args.check {
             if out != text {

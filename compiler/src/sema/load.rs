@@ -4,7 +4,7 @@ use crate::diag::Diagnostic;
 use crate::source::{Located, STDLIB_PREFIX, SourceMap, locate};
 use crate::span::{FileId, Span};
 use crate::syntax::ast;
-use crate::syntax::parse_file;
+use crate::syntax::parse_file_recovering;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Default)]
@@ -28,6 +28,9 @@ impl LoadOptions {
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub files: Vec<(FileId, ast::File)>,
+    /// Some file had syntax errors: semantic checks are skipped, since the items that
+    /// failed to parse would only cause misleading "unknown name" errors.
+    pub syntax_errors: bool,
 }
 
 impl Loaded {
@@ -89,13 +92,11 @@ struct State<'a> {
 
 impl State<'_> {
     fn visit(&mut self, id: FileId, dir: Option<PathBuf>, sources: &mut SourceMap) {
-        let file = match parse_file(id, sources.text(id)) {
-            Ok(f) => f,
-            Err(d) => {
-                self.diags.push(d);
-                return;
-            }
-        };
+        let (file, syntax) = parse_file_recovering(id, sources.text(id));
+        if !syntax.is_empty() {
+            self.loaded.syntax_errors = true;
+            self.diags.extend(syntax);
+        }
         self.stack.push(id);
         for item in &file.items {
             let ast::Item::Import(imp) = item else { continue };

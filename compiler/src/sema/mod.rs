@@ -494,6 +494,9 @@ pub fn check(loaded: &Loaded, sources: &SourceMap) -> (Program, Vec<Diagnostic>)
     let _ = sources;
     let mut diags = Vec::new();
     let mut program = Program::default();
+    if loaded.syntax_errors {
+        return (program, diags);
+    }
     let scope = model::collect(loaded, &mut diags);
     for m in scope.models_in_order() {
         if let Some(checked) = model::check_model(m, &scope, &mut diags) {

@@ -3,4 +3,4 @@ pub mod ast;
 pub mod format;
 pub mod parse;
 
-pub use parse::{parse_expr, parse_file};
+pub use parse::{parse_expr, parse_file, parse_file_recovering};

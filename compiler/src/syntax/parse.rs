@@ -12,20 +12,75 @@ use std::sync::LazyLock;
 #[grammar = "syntax/grammar.pest"]
 struct SnnParser;
 
-/// Parses one file. A syntax error stops the file (pest does not recover), so at
-/// most one diagnostic comes back; later passes report many.
-pub fn parse_file(file: FileId, text: &str) -> Result<File, Diagnostic> {
-    let mut pairs = SnnParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
-    let root = pairs.next().expect("file rule");
-    let cx = Cx { file };
+/// Parses one file. After a syntax error the parser skips to the next line that starts
+/// a top-level item (`neuron`, `synapse`, `network`, `import`, `fn`, `method`) and goes
+/// on, so one run reports the syntax errors of several items. The AST holds the items
+/// that parsed.
+pub fn parse_file_recovering(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     let mut items = Vec::new();
-    for pair in root.into_inner() {
-        if pair.as_rule() == Rule::EOI {
+    let mut diags = Vec::new();
+    let mut base = 0;
+    while base < text.len() {
+        let rest = &text[base..];
+        if SnnParser::parse(Rule::only_trivia, rest).is_ok() {
             break;
         }
-        items.push(cx.item(pair)?);
+        let cx = Cx { file, base };
+        match SnnParser::parse(Rule::single_item, rest) {
+            Ok(mut pairs) => {
+                let pair = pairs.next().expect("single_item");
+                let end = pair.as_span().end();
+                for p in pair.into_inner() {
+                    match cx.item(p) {
+                        Ok(i) => items.push(i),
+                        Err(d) => diags.push(d),
+                    }
+                }
+                if end == 0 {
+                    break; // cannot happen (an item is never empty), but never loop forever
+                }
+                base += end;
+            }
+            Err(e) => {
+                let at = match e.location {
+                    pest::error::InputLocation::Pos(p) => p,
+                    pest::error::InputLocation::Span((s, _)) => s,
+                };
+                let mut d = syntax_error(file, rest, e);
+                d.span.start += base as u32;
+                d.span.end += base as u32;
+                diags.push(d);
+                match next_item_start(rest, at) {
+                    Some(next) => base += next,
+                    None => break,
+                }
+            }
+        }
     }
-    Ok(File { items })
+    (File { items }, diags)
+}
+
+/// Parses one file; the first syntax error is returned (see [`parse_file_recovering`]
+/// for all of them).
+pub fn parse_file(file: FileId, text: &str) -> Result<File, Diagnostic> {
+    let (f, mut diags) = parse_file_recovering(file, text);
+    if diags.is_empty() { Ok(f) } else { Err(diags.remove(0)) }
+}
+
+/// The byte offset of the first line after `at` that begins with a top-level keyword.
+fn next_item_start(text: &str, at: usize) -> Option<usize> {
+    let mut pos = text[at.min(text.len())..].find('\n').map(|i| i + at + 1)?;
+    while pos < text.len() {
+        let line_end = text[pos..].find('\n').map(|i| i + pos).unwrap_or(text.len());
+        let line = &text[pos..line_end];
+        let trimmed = line.trim_start();
+        let word: String = trimmed.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if matches!(word.as_str(), "neuron" | "synapse" | "network" | "import" | "fn" | "method") && line.len() == trimmed.len() {
+            return Some(pos);
+        }
+        pos = line_end + 1;
+    }
+    None
 }
 
 /// Parses a single expression (used by tests and by `snnc` command-line overrides).
@@ -37,11 +92,13 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
         return Err(Diagnostic::error("E0001", Span::new(file, at, text.len()), "unexpected text after the expression")
             .with_label("not part of the expression"));
     }
-    Cx { file }.expr(pair)
+    Cx { file, base: 0 }.expr(pair)
 }
 
 struct Cx {
     file: FileId,
+    /// Offset of the parsed text in the file (parsing resumes after errors).
+    base: usize,
 }
 
 static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
@@ -66,7 +123,7 @@ type PResult<T> = Result<T, Diagnostic>;
 impl Cx {
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(self.file, s.start() + self.base, s.end() + self.base)
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
@@ -575,14 +632,10 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::string => "a string",
         Rule::expr | Rule::binary | Rule::if_expr => "an expression",
         Rule::unit_expr | Rule::unit_one => "a unit",
-        Rule::decl | Rule::decl_kind => "a declaration (`param`, `state`, `input`, `let`)",
-        Rule::ode | Rule::ode_lhs => "an equation `dx/dt = ...`",
-        Rule::spike_def => "`spike when`",
-        Rule::on_block => "`on`",
-        Rule::reset => "`reset`",
-        Rule::refractory => "`refractory`",
-        Rule::output => "`output`",
-        Rule::per_synapse => "`per_synapse`",
+        Rule::decl | Rule::decl_kind | Rule::ode | Rule::ode_lhs | Rule::spike_def | Rule::on_block
+        | Rule::reset | Rule::refractory | Rule::output | Rule::per_synapse => {
+            "a declaration, equation or event (`param`, `state`, `dx/dt = ...`, `spike when`, `on ...`)"
+        }
         Rule::stmt => "an update such as `v = ...` or `g += w`",
         Rule::assign_op => "`=`, `+=`, `-=`, `*=` or `/=`",
         Rule::call => "a call",

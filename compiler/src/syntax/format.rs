@@ -150,7 +150,7 @@ impl Printer<'_> {
         let end = self.content_end(start, end);
         if let Some(c) = self.comments.get(self.next) {
             let between = &self.src[end.min(c.start)..c.start];
-            if c.start >= end && !between.contains('\n') && !c.text.contains('\n') {
+            if c.start >= end && between.chars().all(|ch| matches!(ch, ' ' | '\t' | ';' | ',')) && !c.text.contains('\n') {
                 let c = c.clone();
                 self.next += 1;
                 if self.out.ends_with('\n') {

@@ -1,0 +1,94 @@
+//! End-to-end tests of the `snnc` binary: exit codes, stdout and stderr.
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn snnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snnc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run snnc")
+}
+
+fn snn_files(dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| format!("{dir}/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with(".snn"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn check_accepts_stdlib_and_examples() {
+    let mut files = snn_files("stdlib");
+    files.extend(snn_files("examples"));
+    assert!(files.len() >= 10);
+    let args: Vec<&str> = std::iter::once("check").chain(files.iter().map(|s| s.as_str())).collect();
+    let out = snnc(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "warnings:\n{}", String::from_utf8_lossy(&out.stderr));
+    // One line per model or network, each starting with "ok".
+    assert!(stdout.lines().all(|l| l.starts_with("ok ")), "{stdout}");
+    assert!(stdout.contains("ok network coba: 0 inputs, 2 populations, 4000 neurons, 4 projections"), "{stdout}");
+    assert!(stdout.contains("ok neuron LIF: states [v], params [tau, v_th, v_reset], inputs [I], spiking"), "{stdout}");
+}
+
+#[test]
+fn check_reports_errors_with_location_and_fails() {
+    let dir = std::env::temp_dir().join(format!("snnc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.snn");
+    std::fs::write(&bad, "neuron N {\n    param tau: ms = 10 ms\n    state v: mV = 0 mV\n    dv/dt = -v * tau\n}\n").unwrap();
+    let out = snnc(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error[E0201]: the right side of `dv/dt` has the wrong dimension"), "{err}");
+    assert!(err.contains("bad.snn:4:13"), "{err}");
+    assert!(err.contains("expected V/s, found V*s"), "{err}");
+    let missing = snnc(&["check", "no/such/file.snn"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read `no/such/file.snn`"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fmt_check_passes_on_repository_files() {
+    let mut files = snn_files("stdlib");
+    files.extend(snn_files("examples"));
+    let args: Vec<&str> = ["fmt", "--check"].into_iter().chain(files.iter().map(|s| s.as_str())).collect();
+    let out = snnc(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn fmt_prints_canonical_text() {
+    let dir = std::env::temp_dir().join(format!("snnc-fmt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("m.snn");
+    std::fs::write(&f, "neuron N{param tau:ms=10 ms;state v=0 // the potential\ndv/dt=(-v+1)/tau}").unwrap();
+    let out = snnc(&["fmt", f.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "neuron N {\n    param tau: ms = 10 ms\n    state v = 0  // the potential\n    dv/dt = (-v + 1) / tau\n}\n"
+    );
+    // --write rewrites in place; --check then passes.
+    assert!(snnc(&["fmt", "--write", f.to_str().unwrap()]).status.success());
+    assert!(snnc(&["fmt", "--check", f.to_str().unwrap()]).status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn help_lists_commands_and_examples() {
+    let out = snnc(&["--help"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for word in ["check", "fmt", "Examples:"] {
+        assert!(s.contains(word), "{s}");
+    }
+}

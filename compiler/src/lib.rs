@@ -5,6 +5,7 @@
 //! - [`sema`]: imports, names, kinds and physical dimensions → a checked [`sema::Program`];
 //! - later stages (discretisation, IR, derivatives, backends) consume `sema::Program`.
 pub mod diag;
+pub mod discretise;
 pub mod net;
 pub mod sema;
 pub mod source;

@@ -5,4 +5,5 @@
 pub use snnc_compiler as compiler;
 
 pub mod connectivity;
+pub mod propagate;
 pub mod rng;

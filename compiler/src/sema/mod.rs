@@ -235,6 +235,24 @@ impl TExpr {
         })
     }
 
+    /// Rebuilds the expression with every symbol replaced by `f(symbol, span)`
+    /// (`None` keeps it). Used to compose synapses into their target neuron.
+    pub fn map_syms(&self, f: &mut dyn FnMut(SymId, Span) -> Option<TExpr>) -> TExpr {
+        let kind = match &self.kind {
+            TKind::Const(v) => TKind::Const(*v),
+            TKind::Sym(s) => match f(*s, self.span) {
+                Some(e) => return e,
+                None => TKind::Sym(*s),
+            },
+            TKind::Neg(a) => TKind::Neg(Box::new(a.map_syms(f))),
+            TKind::Not(a) => TKind::Not(Box::new(a.map_syms(f))),
+            TKind::Binary(op, a, b) => TKind::Binary(*op, Box::new(a.map_syms(f)), Box::new(b.map_syms(f))),
+            TKind::If(c, a, b) => TKind::If(Box::new(c.map_syms(f)), Box::new(a.map_syms(f)), Box::new(b.map_syms(f))),
+            TKind::Call(func, args) => TKind::Call(*func, args.iter().map(|a| a.map_syms(f)).collect()),
+        };
+        TExpr { kind, ty: self.ty, span: self.span }
+    }
+
     /// Calls `f` on every symbol this expression reads.
     pub fn visit_syms(&self, f: &mut dyn FnMut(SymId)) {
         match &self.kind {

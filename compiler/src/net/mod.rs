@@ -11,6 +11,9 @@
 //! a recurrent projection, or one from a population declared later, reads s^{t-1}.
 //! External inputs are always read at the current step (x^t).
 
+mod group;
+pub use group::{GroupModel, compose};
+
 use crate::sema::{Init, ModelId, NetworkDef, PopModel, Program, Source, SymId};
 
 /// A set of projections whose synapse states are merged per target neuron.

@@ -1,0 +1,254 @@
+//! Composing a population's neuron with the synapse groups that drive it into one
+//! model (its hidden group), so that discretisation, derivatives and code generation
+//! treat a network population exactly like a single model.
+//!
+//! The composed model keeps the neuron's symbols first, with the same ids. Each synapse
+//! group adds its params and states (named `PROJ.name` after the group's first
+//! projection) and one input `PROJ.y`: the summed weighted presynaptic activity
+//! `sum_i w_ij pre_i` of the step. In the synapse's equations `w * pre` and, in `on pre`,
+//! `w` become that input (merged linear synapses). A port that synapses drive becomes a
+//! `let` equal to its direct input (`PORT.direct`: projections without a synapse and
+//! drives) plus the synapse outputs. The synapse's `on pre` updates go to the composed
+//! model's `on_pre` list: they run at the start of every step, after the resets.
+
+use super::{NetPlan, SynGroup};
+use crate::diag::Diagnostic;
+use crate::sema::{Init, Model, NetworkDef, PopModel, Program, SymId, SymKind, Symbol, TExpr, TKind, Ty, Update};
+use crate::syntax::ast::BinOp;
+use crate::units::Dim;
+
+#[derive(Clone, Debug)]
+pub struct GroupModel {
+    pub model: Model,
+    /// For each synapse group of the plan: the id of its input `PROJ.y`.
+    pub group_inputs: Vec<SymId>,
+    /// For each synapse group: synapse symbol id -> composed id (params and states).
+    pub group_syms: Vec<Vec<Option<SymId>>>,
+    /// For each neuron port fed by synapses: (port id, id of its `PORT.direct` input).
+    pub direct_inputs: Vec<(SymId, SymId)>,
+    /// Initial values and parameter overrides, from the population and its synapses.
+    pub settings: Vec<(SymId, Init)>,
+}
+
+impl GroupModel {
+    /// The input symbol that receives direct projections and drives into `port`.
+    pub fn direct_input(&self, port: SymId) -> SymId {
+        self.direct_inputs.iter().find(|(p, _)| *p == port).map(|(_, d)| *d).unwrap_or(port)
+    }
+}
+
+/// Composes population `pop`. `None` for a `Linear` readout (it has no model).
+pub fn compose(program: &Program, net: &NetworkDef, plan: &NetPlan, pop: usize) -> Option<Result<GroupModel, Diagnostic>> {
+    let p = &net.populations[pop];
+    let PopModel::Model(mid) = p.model else { return None };
+    Some(compose_model(program, net, &program.models[mid], &plan.pops[pop].syn_groups, &p.settings))
+}
+
+fn compose_model(
+    program: &Program,
+    net: &NetworkDef,
+    neuron: &Model,
+    groups: &[SynGroup],
+    pop_settings: &[(SymId, Init)],
+) -> Result<GroupModel, Diagnostic> {
+    let mut model = neuron.clone();
+    let mut settings: Vec<(SymId, Init)> = pop_settings.to_vec();
+    let mut group_inputs = Vec::new();
+    let mut group_syms = Vec::new();
+    // Synapse outputs to add to each port.
+    let mut port_terms: Vec<(SymId, Vec<TExpr>)> = Vec::new();
+    let time_sym = neuron.sym("t");
+    let dt_sym = neuron.sym("dt");
+
+    for g in groups {
+        let syn = &program.models[g.synapse];
+        let first = &net.projections[g.projections[0]];
+        let prefix = first.name.clone();
+        let wdim = first.weight_dim;
+        let y = push(&mut model, Symbol {
+            name: format!("{prefix}.y"),
+            kind: SymKind::Input,
+            dim: wdim,
+            value: None,
+            trainable: false,
+            span: first.span,
+        });
+        let mut map: Vec<Option<SymId>> = vec![None; syn.symbols.len()];
+        for (sid, s) in syn.symbols.iter().enumerate() {
+            map[sid] = match s.kind {
+                SymKind::Time => time_sym,
+                SymKind::Dt => dt_sym,
+                SymKind::Post => neuron.sym(s.name.trim_end_matches("_post")),
+                SymKind::Weight | SymKind::PreSpike => None,
+                SymKind::Param | SymKind::State | SymKind::Let | SymKind::Input => Some(push(&mut model, Symbol {
+                    name: format!("{prefix}.{}", s.name),
+                    dim: s.dim.substitute_weight(wdim).unwrap_or(s.dim),
+                    value: None,
+                    ..s.clone()
+                })),
+            };
+        }
+        let rw = Rewrite { syn, map: &map, y, wdim };
+        // Values (defaults, lets) after all symbols exist.
+        for (sid, s) in syn.symbols.iter().enumerate() {
+            if let (Some(new), Some(v)) = (map[sid], &s.value) {
+                model.symbols[new].value = Some(rw.expr(v, false)?);
+            }
+        }
+        for (sid, rhs) in &syn.odes {
+            let new = map[*sid].expect("synapse state mapped");
+            model.odes.push((new, rw.expr(rhs, false)?));
+        }
+        for u in &syn.on_pre {
+            let target = map[u.target].expect("synapse state mapped");
+            model.on_pre.push(Update { target, op: u.op, value: rw.expr(&u.value, true)?, span: u.span });
+        }
+        if let Some((_, out)) = &syn.output {
+            let port = g.port.expect("a synapse drives a port of a neuron model");
+            let term = rw.expr(out, false)?;
+            match port_terms.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, v)) => v.push(term),
+                None => port_terms.push((port, vec![term])),
+            }
+        }
+        for (sid, init) in &g.settings {
+            if let Some(new) = map[*sid] {
+                settings.push((new, *init));
+            }
+        }
+        group_inputs.push(y);
+        group_syms.push(map);
+    }
+
+    // A port fed by synapses becomes `let PORT = PORT.direct + outputs...`.
+    let mut direct_inputs = Vec::new();
+    for (port, terms) in port_terms {
+        let ps = model.symbols[port].clone();
+        let direct = push(&mut model, Symbol { name: format!("{}.direct", ps.name), kind: SymKind::Input, value: None, ..ps.clone() });
+        let ty = Ty::Num(ps.dim);
+        let mut sum = TExpr { kind: TKind::Sym(direct), ty, span: ps.span };
+        for t in terms {
+            sum = TExpr { kind: TKind::Binary(BinOp::Add, Box::new(sum), Box::new(t)), ty, span: ps.span };
+        }
+        model.symbols[port].kind = SymKind::Let;
+        model.symbols[port].value = Some(sum);
+        direct_inputs.push((port, direct));
+    }
+    Ok(GroupModel { model, group_inputs, group_syms, direct_inputs, settings })
+}
+
+fn push(model: &mut Model, s: Symbol) -> SymId {
+    model.symbols.push(s);
+    model.symbols.len() - 1
+}
+
+struct Rewrite<'a> {
+    syn: &'a Model,
+    map: &'a [Option<SymId>],
+    y: SymId,
+    wdim: Dim,
+}
+
+impl Rewrite<'_> {
+    fn is(&self, e: &TExpr, kind: SymKind) -> bool {
+        matches!(e.kind, TKind::Sym(s) if self.syn.symbols[s].kind == kind)
+    }
+
+    /// Rewrites a synapse expression into the composed model. `w * pre` (either order)
+    /// is the summed input; a lone `w` is too inside `on pre` (it only runs on events).
+    fn expr(&self, e: &TExpr, in_on_pre: bool) -> Result<TExpr, Diagnostic> {
+        let ty = match e.ty {
+            Ty::Num(d) => Ty::Num(d.substitute_weight(self.wdim).unwrap_or(d)),
+            Ty::Bool => Ty::Bool,
+        };
+        let y = |span| TExpr { kind: TKind::Sym(self.y), ty: Ty::Num(self.wdim), span };
+        let kind = match &e.kind {
+            TKind::Binary(BinOp::Mul, a, b)
+                if (self.is(a, SymKind::Weight) && self.is(b, SymKind::PreSpike))
+                    || (self.is(a, SymKind::PreSpike) && self.is(b, SymKind::Weight)) =>
+            {
+                return Ok(y(e.span));
+            }
+            TKind::Sym(s) => match self.syn.symbols[*s].kind {
+                SymKind::Weight if in_on_pre => return Ok(y(e.span)),
+                SymKind::Weight | SymKind::PreSpike => {
+                    return Err(Diagnostic::error("E0417", e.span, format!("`{}` can only appear as `w * pre` here", self.syn.symbols[*s].name))
+                        .with_label("cannot be merged per target neuron")
+                        .with_note("merged synapses see the summed input `sum_i w_ij pre_i`; in `on pre` a lone `w` is allowed")
+                        .with_help("write the synapse `per_synapse` (not yet supported by the runtime) or use `w * pre`"));
+                }
+                _ => match self.map[*s] {
+                    Some(n) => TKind::Sym(n),
+                    None => TKind::Sym(*s),
+                },
+            },
+            TKind::Const(v) => TKind::Const(*v),
+            TKind::Neg(a) => TKind::Neg(Box::new(self.expr(a, in_on_pre)?)),
+            TKind::Not(a) => TKind::Not(Box::new(self.expr(a, in_on_pre)?)),
+            TKind::Binary(op, a, b) => TKind::Binary(*op, Box::new(self.expr(a, in_on_pre)?), Box::new(self.expr(b, in_on_pre)?)),
+            TKind::If(c, a, b) => TKind::If(
+                Box::new(self.expr(c, in_on_pre)?),
+                Box::new(self.expr(a, in_on_pre)?),
+                Box::new(self.expr(b, in_on_pre)?),
+            ),
+            TKind::Call(f, args) => {
+                TKind::Call(*f, args.iter().map(|a| self.expr(a, in_on_pre)).collect::<Result<_, _>>()?)
+            }
+        };
+        Ok(TExpr { kind, ty, span: e.span })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SourceMap;
+    use crate::net::plan;
+    use crate::sema::check_source;
+
+    #[test]
+    fn coba_population_composes_two_conductances() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/coba.snn")).unwrap();
+        let mut sources = SourceMap::new();
+        let (program, diags) = check_source("coba.snn", &text, &mut sources);
+        assert!(diags.is_empty(), "{}", crate::diag::render_all(&diags, &sources));
+        let net = &program.networks[0];
+        let plan = plan(&program, net);
+        let g = compose(&program, net, &plan, 0).unwrap().unwrap();
+        let m = &g.model;
+        let names: Vec<&str> = m.states().map(|(_, s)| s.name.as_str()).collect();
+        assert_eq!(names, ["v", "E_to_E.g", "I_to_E.g"]);
+        let inputs: Vec<&str> = m.inputs().map(|(_, s)| s.name.as_str()).collect();
+        assert_eq!(inputs, ["E_to_E.y", "I_to_E.y", "I.direct"]);
+        // The port became a let, and conductances carry siemens.
+        let port = m.sym("I").unwrap();
+        assert_eq!(m.symbols[port].kind, SymKind::Let);
+        assert_eq!(m.symbols[m.sym("E_to_E.g").unwrap()].dim, crate::units::SIEMENS);
+        assert_eq!(m.on_pre.len(), 2);
+        assert_eq!(m.odes.len(), 3);
+        // Settings: v from the population, g and tau and E from each synapse group.
+        assert_eq!(g.settings.len(), 1 + 3 + 3);
+    }
+
+    #[test]
+    fn delta_synapse_becomes_the_summed_input() {
+        let text = r#"
+import "stdlib/lif.snn"
+import "stdlib/synapses.snn"
+network n {
+    input x: 3
+    layer a = LIF[4]
+    connect x -> a.I via Delta dense
+}"#;
+        let mut sources = SourceMap::new();
+        let (program, diags) = check_source("t.snn", text, &mut sources);
+        assert!(diags.is_empty(), "{}", crate::diag::render_all(&diags, &sources));
+        let net = &program.networks[0];
+        let g = compose(&program, net, &plan(&program, net), 0).unwrap().unwrap();
+        let port = g.model.sym("I").unwrap();
+        let value = g.model.symbols[port].value.as_ref().unwrap();
+        // I = I.direct + x_to_a.y
+        let TKind::Binary(BinOp::Add, _, b) = &value.kind else { panic!("{value:?}") };
+        assert_eq!(b.kind, TKind::Sym(g.group_inputs[0]));
+    }
+}

@@ -161,7 +161,6 @@ const PREFIXES: &[(&str, f64)] = &[
     ("p", 1e-12),
     ("n", 1e-9),
     ("u", 1e-6),
-    ("µ", 1e-6),
     ("m", 1e-3),
     ("c", 1e-2),
     ("d", 1e-1),
@@ -203,9 +202,7 @@ pub fn common_names() -> Vec<String> {
     let mut out: Vec<String> = BASE_UNITS.iter().map(|(n, _, _)| n.to_string()).collect();
     for b in ["s", "V", "A", "S", "F", "ohm", "Hz", "m", "M"] {
         for (p, _) in PREFIXES {
-            if *p != "µ" {
-                out.push(format!("{p}{b}"));
-            }
+            out.push(format!("{p}{b}"));
         }
     }
     out

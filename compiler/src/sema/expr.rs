@@ -172,7 +172,7 @@ impl<'a> ExprCx<'a> {
                     Diagnostic::error("E0103", span, format!("`{}` is used before it is defined", id.name))
                         .with_label("not yet defined here")
                         .with_related(self.symbols[sid].span, "defined here")
-                        .with_note("a `let` may only use the `let`s above it"),
+                        .with_note("a declaration's value may only use the declarations above it"),
                 );
                 return None;
             }
@@ -227,6 +227,8 @@ impl<'a> ExprCx<'a> {
                 let ta = self.num(a, diags);
                 let tb = self.num(b, diags);
                 let ((ta, da), (tb, db)) = (ta?, tb?);
+                // A literal 0 fits any dimension: `v > 0`, `x + 0`.
+                let (da, db) = if is_zero_literal(&ta) { (db, db) } else if is_zero_literal(&tb) { (da, da) } else { (da, db) };
                 if !self.same_dim(da, db) {
                     let verb = match op {
                         BinOp::Add => "add",
@@ -455,6 +457,11 @@ impl<'a> ExprCx<'a> {
         self.locals = saved;
         body.map(|b| TExpr { span: call.span, ..b })
     }
+}
+
+/// A plain `0` (dimensionless literal zero), which fits any dimension.
+pub(super) fn is_zero_literal(e: &TExpr) -> bool {
+    matches!(e.kind, TKind::Const(v) if v == 0.0) && e.ty == Ty::Num(Dim::ONE)
 }
 
 fn no_random(span: Span, name: &str) -> Diagnostic {

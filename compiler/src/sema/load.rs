@@ -102,7 +102,10 @@ impl State<'_> {
             let ast::Item::Import(imp) = item else { continue };
             let is_stdlib = sources.name(id).starts_with(STDLIB_PREFIX);
             let from_dir = if is_stdlib { None } else { dir.as_deref() };
-            let located = locate(&imp.path, from_dir, &self.opts.search_path);
+            // Imports inside the stdlib stay inside it: a user file on the search path
+            // must not replace the stdlib's own dependencies.
+            let search: &[PathBuf] = if is_stdlib { &[] } else { &self.opts.search_path };
+            let located = locate(&imp.path, from_dir, search);
             let (key, name, text, next_dir) = match located {
                 Some(Located::Disk(p)) => {
                     let text = match std::fs::read_to_string(&p) {

@@ -1,6 +1,6 @@
 //! Checking `neuron` and `synapse` models: declarations, kinds, equations, events, units.
 
-use super::expr::{ExprCx, FnTable, dim_mismatch_notes, resolve_unit};
+use super::expr::{ExprCx, FnTable, dim_mismatch_notes, is_zero_literal, resolve_unit};
 use super::load::Loaded;
 use super::*;
 use crate::diag::{Diagnostic, nearest};
@@ -9,12 +9,12 @@ use std::collections::HashMap;
 
 /// All top-level names of one compilation.
 pub(super) struct Scope<'a> {
-    pub models: Vec<(&'a ast::Model, Option<&'a ast::Ident>)>,
+    pub models: Vec<(&'a ast::Model, Option<Method>)>,
     pub fns: FnTable<'a>,
 }
 
 impl<'a> Scope<'a> {
-    pub fn models_in_order(&self) -> Vec<(&'a ast::Model, Option<&'a ast::Ident>)> {
+    pub fn models_in_order(&self) -> Vec<(&'a ast::Model, Option<Method>)> {
         self.models.clone()
     }
     pub fn has_model(&self, name: &str) -> bool {
@@ -42,10 +42,23 @@ pub(super) fn collect<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Sc
         true
     };
     for (_, file) in &loaded.files {
-        let method = file.items.iter().find_map(|i| match i {
-            ast::Item::Method { method, .. } => Some(method),
-            _ => None,
-        });
+        // The file-level default integrator: checked once, one per file.
+        let mut method = None;
+        let mut seen_method: Option<Span> = None;
+        for item in &file.items {
+            if let ast::Item::Method { method: id, span } = item {
+                if let Some(prev) = seen_method {
+                    diags.push(
+                        Diagnostic::error("E0306", *span, "a file has one default `method`")
+                            .with_label("second `method`")
+                            .with_related(prev, "first one"),
+                    );
+                    continue;
+                }
+                seen_method = Some(*span);
+                method = method_of(id, diags);
+            }
+        }
         for item in &file.items {
             match item {
                 ast::Item::Neuron(m) | ast::Item::Synapse(m) => {
@@ -88,7 +101,7 @@ fn method_of(id: &ast::Ident, diags: &mut Vec<Diagnostic>) -> Option<Method> {
 
 /// Checks one model. Returns `None` if it has errors (reported in `diags`).
 pub(super) fn check_model(
-    (m, file_method): (&ast::Model, Option<&ast::Ident>),
+    (m, file_method): (&ast::Model, Option<Method>),
     scope: &Scope,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Model> {
@@ -117,7 +130,7 @@ pub(super) fn check_model(
 /// `Err(Some(w))`: the weight dimension was solved, run again; `Err(None)`: errors.
 fn check_pass(
     m: &ast::Model,
-    file_method: Option<&ast::Ident>,
+    file_method: Option<Method>,
     scope: &Scope,
     weight: Option<Dim>,
     diags: &mut Vec<Diagnostic>,
@@ -135,16 +148,40 @@ fn check_pass(
     let n_builtin = symbols.len();
 
     // 1. Declarations: names, kinds and declared units.
+    let mut fixed_weight: Option<Dim> = None;
     let mut decls: Vec<(&ast::Decl, Option<(f64, Dim)>)> = Vec::new();
     let mut local_fns: FnTable = HashMap::new();
     for item in &m.body {
         match item {
             ModelItem::Decl(d) => {
+                if is_syn && d.name.name == "w" && d.kind == DeclKind::Param {
+                    // `param w: nS` fixes the unit of the weight; it stays the weight.
+                    if d.value.is_some() || d.trainable {
+                        diags.push(
+                            Diagnostic::error("E0315", d.span, "the weight `w` is set by each connection")
+                                .with_label("declare only its unit: `param w: nS`"),
+                        );
+                    }
+                    match &d.unit {
+                        Some(u) => {
+                            if let Some((_, dim)) = resolve_unit(u, diags) {
+                                if weight.is_none() {
+                                    fixed_weight = Some(dim);
+                                }
+                                if let Some(w) = symbols.iter_mut().find(|s| s.kind == SymKind::Weight) {
+                                    w.dim = dim;
+                                }
+                            }
+                        }
+                        None => diags.push(
+                            Diagnostic::error("E0315", d.span, "`param w` needs a unit")
+                                .with_label("e.g. `param w: nS`"),
+                        ),
+                    }
+                    continue;
+                }
                 if let Some(prev) = symbols.iter().find(|s| s.name == d.name.name) {
-                    let dd = if prev.kind == SymKind::Weight && is_syn && d.kind == DeclKind::Param {
-                        // `param w: nS` fixes the weight's unit: allowed, replaces the builtin.
-                        None
-                    } else if symbols.iter().position(|s| s.name == d.name.name).is_some_and(|i| i < n_builtin) {
+                    let dd = if symbols.iter().position(|s| s.name == d.name.name).is_some_and(|i| i < n_builtin) {
                         Some(
                             Diagnostic::error("E0107", d.name.span, format!("`{}` is a built-in name", d.name.name))
                                 .with_label("choose another name")
@@ -189,17 +226,22 @@ fn check_pass(
                     );
                     continue;
                 }
+                if is_syn && d.kind == DeclKind::Input && !d.name.name.ends_with("_post") {
+                    diags.push(
+                        Diagnostic::error("E0316", d.name.span, format!("a synapse cannot have the input `{}`", d.name.name))
+                            .with_label("a synapse input reads a postsynaptic variable")
+                            .with_help(format!("name it after the target's variable: `input {}_post: <unit>`", d.name.name)),
+                    );
+                    continue;
+                }
                 let kind = match d.kind {
                     DeclKind::Param => SymKind::Param,
                     DeclKind::State => SymKind::State,
                     DeclKind::Input => {
-                        if is_syn && d.name.name.ends_with("_post") { SymKind::Post } else { SymKind::Input }
+                        if is_syn { SymKind::Post } else { SymKind::Input }
                     }
                     DeclKind::Let => SymKind::Let,
                 };
-                if let Some(i) = symbols.iter().position(|s| s.name == d.name.name) {
-                    symbols.remove(i); // `param w` replaces the builtin weight
-                }
                 symbols.push(Symbol {
                     name: d.name.name.clone(),
                     kind,
@@ -236,7 +278,7 @@ fn check_pass(
 
     // 2. Values of declarations, in order: a value may use the declarations above it.
     // Dimensions not written are taken from the value.
-    let weight_open = is_syn && weight.is_none() && symbols.iter().any(|s| s.kind == SymKind::Weight && s.dim == Dim::WEIGHT);
+    let weight_open = is_syn && weight.is_none() && fixed_weight.is_none() && symbols.iter().any(|s| s.kind == SymKind::Weight && s.dim == Dim::WEIGHT);
     let mut solved: Option<Dim> = None;
     for (d, unit) in &decls {
         let Some(value) = &d.value else { continue };
@@ -290,11 +332,12 @@ fn check_pass(
     // 3. Equations and events.
     let mut odes: Vec<(SymId, TExpr)> = Vec::new();
     let mut spike: Option<SpikeDef> = None;
+    let mut spike_written = false;
     let mut on_spike = Vec::new();
     let mut on_pre = Vec::new();
     let mut reset_detached = false;
     let mut refractory: Option<(Refractory, Vec<ast::Ident>)> = None;
-    let mut method = file_method.and_then(|id| method_of(id, diags));
+    let mut method = file_method;
     let mut output: Option<(String, TExpr)> = None;
     let mut per_synapse = false;
     let mut ode_spans: HashMap<SymId, Span> = HashMap::new();
@@ -334,7 +377,7 @@ fn check_pass(
                 ode_spans.insert(sid, *span);
                 let Some((t, d)) = cx.num(rhs, diags) else { continue };
                 let want = s.dim.div(Dim::TIME);
-                if !cx.same_dim(d, want) {
+                if !is_zero_literal(&t) && !cx.same_dim(d, want) {
                     let dg = Diagnostic::error("E0201", rhs.span, format!("the right side of `d{}/dt` has the wrong dimension", state.name))
                         .with_label(format!("expected {want}, found {d}"))
                         .with_related(s.span, format!("`{}` has dimension {}", state.name, s.dim))
@@ -350,11 +393,12 @@ fn check_pass(
                     diags.push(Diagnostic::error("E0307", *span, "a synapse cannot spike").with_label("only neurons have `spike when`"));
                     continue;
                 }
-                if let Some(prev) = &spike {
+                let first = spike_written;
+                spike_written = true;
+                if first {
                     diags.push(
                         Diagnostic::error("E0306", *span, "a neuron has one spike condition")
-                            .with_label("second `spike when`")
-                            .with_related(prev.span, "first one"),
+                            .with_label("second `spike when`"),
                     );
                     continue;
                 }
@@ -458,11 +502,14 @@ fn check_pass(
     let refractory = refractory.and_then(|(mut r, clamp)| {
         if clamp.is_empty() {
             // Default: hold every state that the reset sets.
-            let mut c: Vec<SymId> = on_spike.iter().filter(|u| u.op == UpdateOp::Set).map(|u| u.target).collect();
-            c.dedup();
+            let unique = |it: &mut dyn Iterator<Item = SymId>| {
+                let mut c: Vec<SymId> = Vec::new();
+                it.for_each(|s| if !c.contains(&s) { c.push(s) });
+                c
+            };
+            let mut c = unique(&mut on_spike.iter().filter(|u| u.op == UpdateOp::Set).map(|u| u.target));
             if c.is_empty() {
-                c = on_spike.iter().map(|u| u.target).collect();
-                c.dedup();
+                c = unique(&mut on_spike.iter().map(|u| u.target));
             }
             r.clamp = c;
         } else {
@@ -478,7 +525,7 @@ fn check_pass(
         }
         Some(r)
     });
-    if spike.is_none() && (!on_spike.is_empty() || refractory.is_some()) {
+    if !spike_written && (!on_spike.is_empty() || refractory.is_some()) {
         diags.push(
             Diagnostic::error("E0311", m.name.span, format!("neuron `{}` resets but never spikes", m.name.name))
                 .with_label("no `spike when` condition")
@@ -603,7 +650,7 @@ fn check_update(
         ast::AssignOp::Div => UpdateOp::Div,
     };
     let want = if matches!(op, UpdateOp::Mul | UpdateOp::Div) { Dim::ONE } else { s.dim };
-    if !cx.same_dim(d, want) {
+    if !(is_zero_literal(&t) && want != Dim::ONE || cx.same_dim(d, want)) {
         let dg = Diagnostic::error("E0201", value.span, format!("cannot update `{}` with a value of dimension {d}", target.name))
             .with_label(format!("expected {want}"))
             .with_related(s.span, format!("`{}` has dimension {}", target.name, s.dim));
@@ -628,51 +675,6 @@ fn check_surrogate(
     let empty: Vec<Symbol> = Vec::new();
     let mut cx = ExprCx::new(&empty, global);
     cx.allow_random = false;
-    if let Some((sname, defaults)) = SURROGATES.iter().find(|(n, _)| *n == name) {
-        let mut params: Vec<(&'static str, f64)> = defaults.to_vec();
-        let mut ok = true;
-        for (i, a) in call.args.iter().enumerate() {
-            let slot = match &a.name {
-                Some(n) => match defaults.iter().position(|(p, _)| *p == n.name) {
-                    Some(j) => j,
-                    None => {
-                        let names: Vec<&str> = defaults.iter().map(|(p, _)| *p).collect();
-                        let mut d = Diagnostic::error("E0105", n.span, format!("surrogate `{name}` has no parameter `{}`", n.name))
-                            .with_label(format!("parameters: {}", names.join(", ")));
-                        if let Some(s) = nearest(&n.name, names) {
-                            d = d.with_help(format!("did you mean `{s}`?"));
-                        }
-                        diags.push(d);
-                        ok = false;
-                        continue;
-                    }
-                },
-                None if i < defaults.len() => i,
-                None => {
-                    diags.push(
-                        Diagnostic::error("E0105", a.value.span, format!("surrogate `{name}` takes at most {} argument(s)", defaults.len()))
-                            .with_label("extra argument"),
-                    );
-                    ok = false;
-                    continue;
-                }
-            };
-            match cx.num(&a.value, diags) {
-                Some((t, d)) => match t.const_value() {
-                    Some(v) if d.is_dimensionless() => params[slot].1 = v,
-                    _ => {
-                        diags.push(
-                            Diagnostic::error("E0313", a.value.span, "a surrogate parameter must be a dimensionless constant")
-                                .with_label("not a dimensionless constant"),
-                        );
-                        ok = false;
-                    }
-                },
-                None => ok = false,
-            }
-        }
-        return ok.then(|| Surrogate::Builtin { name: sname, params });
-    }
     if let Some(f) = local.get(name).or_else(|| global.get(name)) {
         // A user surrogate: `fn my_sg(x, a) = ...`, called as `surrogate my_sg(a = 2)`;
         // its first parameter is the normalised spike argument.
@@ -717,6 +719,60 @@ fn check_surrogate(
             return None;
         }
         return Some(Surrogate::User { name: name.to_string(), body: Box::new(body), arg: 0 });
+    }
+    if let Some((sname, defaults)) = SURROGATES.iter().find(|(n, _)| *n == name) {
+        let mut params: Vec<(&'static str, f64)> = defaults.to_vec();
+        let mut ok = true;
+        for (i, a) in call.args.iter().enumerate() {
+            let slot = match &a.name {
+                Some(n) => match defaults.iter().position(|(p, _)| *p == n.name) {
+                    Some(j) => j,
+                    None => {
+                        let names: Vec<&str> = defaults.iter().map(|(p, _)| *p).collect();
+                        let mut d = Diagnostic::error("E0105", n.span, format!("surrogate `{name}` has no parameter `{}`", n.name))
+                            .with_label(format!("parameters: {}", names.join(", ")));
+                        if let Some(s) = nearest(&n.name, names) {
+                            d = d.with_help(format!("did you mean `{s}`?"));
+                        }
+                        diags.push(d);
+                        ok = false;
+                        continue;
+                    }
+                },
+                None if i < defaults.len() => i,
+                None => {
+                    diags.push(
+                        Diagnostic::error("E0105", a.value.span, format!("surrogate `{name}` takes at most {} argument(s)", defaults.len()))
+                            .with_label("extra argument"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some(prev) = call.args[..i].iter().position(|b| b.name.as_ref().map(|n| &n.name) == a.name.as_ref().map(|n| &n.name) && a.name.is_some()) {
+                diags.push(
+                    Diagnostic::error("E0105", a.value.span, format!("`{}` is given twice", defaults[slot].0))
+                        .with_label("second value")
+                        .with_related(call.args[prev].value.span, "first value"),
+                );
+                ok = false;
+                continue;
+            }
+            match cx.num(&a.value, diags) {
+                Some((t, d)) => match t.const_value() {
+                    Some(v) if d.is_dimensionless() => params[slot].1 = v,
+                    _ => {
+                        diags.push(
+                            Diagnostic::error("E0313", a.value.span, "a surrogate parameter must be a dimensionless constant")
+                                .with_label("not a dimensionless constant"),
+                        );
+                        ok = false;
+                    }
+                },
+                None => ok = false,
+            }
+        }
+        return ok.then(|| Surrogate::Builtin { name: sname, params });
     }
     let names: Vec<&str> = SURROGATES.iter().map(|(n, _)| *n).collect();
     let mut d = Diagnostic::error("E0314", call.callee.span, format!("unknown surrogate `{name}`"))

@@ -167,8 +167,8 @@ impl NetCx<'_, '_> {
                 let a = self.constant(&call.args[0].value);
                 let b = self.constant(&call.args[1].value);
                 let ((a, da), (b, db)) = (a?, b?);
-                for (d, arg) in [(da, &call.args[0].value), (db, &call.args[1].value)] {
-                    if !dim_ok(d, want, a.max(b)) {
+                for (d, v, arg) in [(da, a, &call.args[0].value), (db, b, &call.args[1].value)] {
+                    if !dim_ok(d, want, v) {
                         let dg = Diagnostic::error("E0201", arg.span, format!("wrong dimension for {what}"))
                             .with_label(format!("expected {want}, found {d}"));
                         self.diags.push(dg);
@@ -292,6 +292,13 @@ impl NetCx<'_, '_> {
         let mid = self.model_by_name(&p.model, ast::ModelKind::Neuron)??;
         let model = &self.program.models[mid];
         let settings = self.settings_for(model, &p.settings)?;
+        if kind == PopKind::Readout && model.spike.is_some() {
+            self.diags.push(
+                Diagnostic::warning("W0403", p.model.span, format!("readout `{}` uses the spiking model `{}`", p.name.name, model.name))
+                    .with_label("readouts are usually non-spiking")
+                    .with_help("use `layer` for spiking populations, or `LeakyReadout`/`Linear` here"),
+            );
+        }
         if kind == PopKind::Layer && model.spike.is_none() {
             self.diags.push(
                 Diagnostic::warning("W0401", p.model.span, format!("`{}` never spikes", model.name))
@@ -330,8 +337,9 @@ impl NetCx<'_, '_> {
         None
     }
 
-    /// The port of a target endpoint: `pop.port`, or the model's only input.
-    fn port(&mut self, pop: usize, ep: &ast::Endpoint) -> Option<Option<SymId>> {
+    /// The port of a target endpoint: `pop.port`; else the port named like the
+    /// synapse's `output`; else the model's only input.
+    fn port(&mut self, pop: usize, ep: &ast::Endpoint, output: Option<&str>) -> Option<Option<SymId>> {
         let p = &self.pops[pop];
         let PopModel::Model(mid) = p.model else {
             if let Some(port) = &ep.port {
@@ -361,6 +369,9 @@ impl NetCx<'_, '_> {
                     None
                 }
             },
+            None if output.is_some_and(|o| inputs.iter().any(|(_, n)| *n == o)) => {
+                inputs.iter().find(|(_, n)| Some(*n) == output).map(|(i, _)| Some(*i))
+            }
             None if inputs.len() == 1 => Some(Some(inputs[0].0)),
             None => {
                 let names: Vec<&str> = inputs.iter().map(|(_, n)| *n).collect();
@@ -403,15 +414,13 @@ impl NetCx<'_, '_> {
 
     fn drive(&mut self, target: &ast::Endpoint, value: &ast::Expr, span: Span) -> Option<Drive> {
         let pop = self.find_pop(&target.pop)?;
-        let Some(port_id) = &target.port else {
+        let Some(port) = self.port(pop, target, None)? else {
             self.diags.push(
-                Diagnostic::error("E0409", target.span, "`drive` needs a port")
-                    .with_label(format!("write `drive {}.PORT = value`", target.pop.name)),
+                Diagnostic::error("E0408", target.span, format!("`{}` is a `Linear` readout and cannot be driven", target.pop.name))
+                    .with_label("no port"),
             );
             return None;
         };
-        let _ = port_id;
-        let port = self.port(pop, target)??;
         let PopModel::Model(mid) = self.pops[pop].model else { return None };
         let dim = self.program.models[mid].symbols[port].dim;
         let value = self.init(value, dim, "the drive")?;
@@ -444,7 +453,6 @@ impl NetCx<'_, '_> {
             return None;
         }
         let to = self.find_pop(&c.to.pop)?;
-        let port = self.port(to, &c.to)?;
 
         // Clauses: each at most once, one topology.
         let mut seen: Vec<(&'static str, Span)> = Vec::new();
@@ -478,6 +486,17 @@ impl NetCx<'_, '_> {
             }
         }
 
+        // The port: as written, else the synapse's output name, else the only input.
+        let via_output = synapse.and_then(|(id, _)| self.program.model(&id.name)).and_then(|m| m.output.as_ref()).map(|(n, _)| n.clone());
+        if synapse.is_some() && self.pops[to].model == PopModel::Linear {
+            self.diags.push(
+                Diagnostic::error("E0408", c.to.span, format!("`{}` is a `Linear` readout: it takes weights directly", c.to.pop.name))
+                    .with_label("no synapse can drive a `Linear` readout")
+                    .with_help("remove the `via` clause"),
+            );
+            return None;
+        }
+        let port = self.port(to, &c.to, via_output.as_deref())?;
         // The synapse, and the dimension of the weights.
         let port_dim = match (self.pops[to].model, port) {
             (PopModel::Model(mid), Some(p)) => self.program.models[mid].symbols[p].dim,
@@ -489,6 +508,16 @@ impl NetCx<'_, '_> {
                 let mid = self.model_by_name(sid, ast::ModelKind::Synapse)??;
                 let model = &self.program.models[mid];
                 let settings = self.settings_for(model, settings)?;
+                for (sid, s) in model.params() {
+                    if s.value.is_none() && !settings.iter().any(|(x, _)| *x == sid) {
+                        self.diags.push(
+                            Diagnostic::error("E0407", sid_span(c), format!("param `{}` of `{}` has no default and is not set", s.name, model.name))
+                                .with_label(format!("add `{} = ...` in the braces after `via {}`", s.name, model.name))
+                                .with_related(s.span, "declared here"),
+                        );
+                        return None;
+                    }
+                }
                 let (out_port, out) = model.output.as_ref()?;
                 let out_dim = match out.ty {
                     Ty::Num(d) => d,
@@ -559,6 +588,14 @@ impl NetCx<'_, '_> {
         };
         let init = match init {
             Some(e) => Some(self.init(e, weight_dim, "the weights")?),
+            None if !weight_dim.is_dimensionless() => {
+                self.diags.push(
+                    Diagnostic::error("E0418", c.span, format!("the weights of this connection have unit {weight_dim} and need a value"))
+                        .with_label("no `weight` or `init`")
+                        .with_help("add e.g. `weight 6 nS` or `init normal(1 nS, 0.1 nS)`"),
+                );
+                return None;
+            }
             None => None,
         };
         if no_self && Source::Pop(to) != from {
@@ -641,6 +678,10 @@ impl NetCx<'_, '_> {
         }
         out
     }
+}
+
+fn sid_span(c: &ast::Connect) -> Span {
+    c.clauses.iter().find(|k| matches!(k.clause, ConnClause::Via { .. })).map(|k| k.span).unwrap_or(c.span)
 }
 
 /// A zero fits any dimension (`state g: nS = 0`), otherwise dimensions must agree.

@@ -123,7 +123,10 @@ type PResult<T> = Result<T, Diagnostic>;
 impl Cx {
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start() + self.base, s.end() + self.base)
+        // A rule ending in an optional part (`trainable?`, `detach?`) can end after the
+        // whitespace and comments that pest skipped while trying it: trim them.
+        let len = content_len(s.as_str());
+        Span::new(self.file, s.start() + self.base, s.start() + len + self.base)
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
@@ -545,6 +548,39 @@ impl Cx {
             r => unreachable!("clause {r:?}"),
         };
         Ok(SpannedClause { clause, span, keyword })
+    }
+}
+
+/// Length of `text` without trailing whitespace and comments.
+fn content_len(text: &str) -> usize {
+    let mut t = text.trim_end();
+    loop {
+        if t.ends_with("*/") {
+            if let Some(open) = t.rfind("/*") {
+                t = t[..open].trim_end();
+                continue;
+            }
+        }
+        // A `//` comment on the last line, outside a string literal.
+        let line_start = t.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line = &t[line_start..];
+        let mut in_str = false;
+        let mut cut = None;
+        let b = line.as_bytes();
+        for i in 0..b.len() {
+            match b[i] {
+                b'"' => in_str = !in_str,
+                b'/' if !in_str && b.get(i + 1) == Some(&b'/') => {
+                    cut = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match cut {
+            Some(i) => t = t[..line_start + i].trim_end(),
+            None => return t.len(),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! - later stages (discretisation, IR, derivatives, backends) consume `sema::Program`.
 pub mod diag;
 pub mod discretise;
+pub mod explain;
 pub mod ir;
 pub mod net;
 pub mod sema;

@@ -1,6 +1,7 @@
 //! The `snnc` command line: one module per subcommand.
 
 mod check;
+mod explain;
 mod fmt;
 
 use clap::{Parser, Subcommand};
@@ -15,7 +16,10 @@ Examples:
   snnc check stdlib/*.snn examples/*.snn
   snnc fmt examples/coba.snn            print the canonical formatting
   snnc fmt --write model.snn            format in place
-  snnc fmt --check stdlib/*.snn         exit 1 if a file is not formatted";
+  snnc fmt --check stdlib/*.snn         exit 1 if a file is not formatted
+  snnc explain stdlib/lif.snn --model LIF   integrator, discrete step, D, Df
+  snnc explain examples/coba.snn --network coba   hidden groups of a network
+  snnc emit --target ir stdlib/alif.snn     the IR of each step";
 
 /// snnc — a modelling language and compiler for spiking neural networks.
 #[derive(Parser, Debug)]
@@ -44,6 +48,10 @@ pub enum Command {
     Check(check::Args),
     /// Print a file in canonical formatting (or rewrite it with --write).
     Fmt(fmt::Args),
+    /// Show the integrator, the discrete update, D, Df and the surrogate of each model.
+    Explain(explain::Args),
+    /// Write generated code: `--target ir` (the dataflow IR of each step).
+    Emit(explain::EmitArgs),
 }
 
 /// Shared by every command: how to report diagnostics.
@@ -77,5 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check(a) => check::run(a, &opts, &reporter),
         Command::Fmt(a) => fmt::run(a, &reporter),
+        Command::Explain(a) => explain::run(a, &opts, &reporter),
+        Command::Emit(a) => explain::emit(a, &opts, &reporter),
     }
 }

@@ -92,7 +92,7 @@ fn compose_model(
         // Values (defaults, lets) after all symbols exist.
         for (sid, s) in syn.symbols.iter().enumerate() {
             if let (Some(new), Some(v)) = (map[sid], &s.value) {
-                model.symbols[new].value = Some(rw.expr(v, false)?);
+                model.symbols[new].value = Some(rw.value(v));
             }
         }
         for (sid, rhs) in &syn.odes {
@@ -137,6 +137,22 @@ fn compose_model(
     Ok(GroupModel { model, group_inputs, group_syms, direct_inputs, settings })
 }
 
+/// Replaces the symbolic weight dimension in every node's type.
+fn fix_dims(mut e: TExpr, wdim: Dim) -> TExpr {
+    if let Ty::Num(d) = e.ty {
+        e.ty = Ty::Num(d.substitute_weight(wdim).unwrap_or(d));
+    }
+    e.kind = match e.kind {
+        TKind::Neg(a) => TKind::Neg(Box::new(fix_dims(*a, wdim))),
+        TKind::Not(a) => TKind::Not(Box::new(fix_dims(*a, wdim))),
+        TKind::Binary(op, a, b) => TKind::Binary(op, Box::new(fix_dims(*a, wdim)), Box::new(fix_dims(*b, wdim))),
+        TKind::If(c, a, b) => TKind::If(Box::new(fix_dims(*c, wdim)), Box::new(fix_dims(*a, wdim)), Box::new(fix_dims(*b, wdim))),
+        TKind::Call(f, args) => TKind::Call(f, args.into_iter().map(|a| fix_dims(a, wdim)).collect()),
+        k => k,
+    };
+    e
+}
+
 fn push(model: &mut Model, s: Symbol) -> SymId {
     model.symbols.push(s);
     model.symbols.len() - 1
@@ -150,6 +166,17 @@ struct Rewrite<'a> {
 }
 
 impl Rewrite<'_> {
+    /// A declared value (param default, initial state). `w` only serves to give a state
+    /// the weight's unit there (`state g = 0 * w`): it reads as zero of that unit.
+    fn value(&self, e: &TExpr) -> TExpr {
+        let zero = |span| TExpr { kind: TKind::Const(0.0), ty: Ty::Num(self.wdim), span };
+        let mapped = e.map_syms(&mut |s, span| match self.syn.symbols[s].kind {
+            SymKind::Weight | SymKind::PreSpike => Some(zero(span)),
+            _ => self.map[s].map(|n| TExpr { kind: TKind::Sym(n), ty: Ty::Num(self.syn.symbols[s].dim.substitute_weight(self.wdim).unwrap_or(self.syn.symbols[s].dim)), span }),
+        });
+        fix_dims(mapped, self.wdim)
+    }
+
     fn is(&self, e: &TExpr, kind: SymKind) -> bool {
         matches!(e.kind, TKind::Sym(s) if self.syn.symbols[s].kind == kind)
     }

@@ -1,0 +1,162 @@
+//! `snnc explain FILE [--model NAME | --network NAME]` and `snnc emit --target ir`.
+
+use super::Reporter;
+use snnc_compiler::discretise::{Step, discretise};
+use snnc_compiler::sema::{self, LoadOptions, Program};
+use snnc_compiler::{Diagnostic, FileId, SourceMap, explain, net};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The `.snn` file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Explain only this model (default: every model defined in FILE).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Explain the hidden groups of this network's populations (neuron + merged synapses).
+    #[arg(long, value_name = "NAME", conflicts_with = "model")]
+    pub network: Option<String>,
+    /// Output format.
+    #[arg(long, default_value = "text")]
+    pub format: Format,
+    /// Print the dataflow graph of the step in Graphviz DOT instead.
+    #[arg(long)]
+    pub dot: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// The IR of each model's step, in a stable text form.
+    Ir,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EmitArgs {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_enum)]
+    pub target: Target,
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    #[arg(long, value_name = "NAME", conflicts_with = "model")]
+    pub network: Option<String>,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// The steps to explain: (label, step).
+fn steps(
+    file: &PathBuf,
+    model: Option<&str>,
+    network: Option<&str>,
+    opts: &LoadOptions,
+    reporter: &Reporter,
+) -> Result<Vec<(String, Step)>, ExitCode> {
+    let mut sources = SourceMap::new();
+    let (program, diags) = sema::check_path(file, opts, &mut sources);
+    if reporter.report(&diags, &sources) > 0 {
+        return Err(ExitCode::FAILURE);
+    }
+    let entry: Option<FileId> = (0..1 << 20).take_while(|i| *i < 1 << 20).find(|i| sources.name(*i) == file.display().to_string());
+    let fail = |d: Diagnostic, sources: &SourceMap| {
+        reporter.report(&[d], sources);
+        ExitCode::FAILURE
+    };
+    let mut out = Vec::new();
+    if let Some(nname) = network {
+        let Some(net) = program.network(nname) else {
+            eprintln!("error: no network `{nname}` in {}", file.display());
+            return Err(ExitCode::FAILURE);
+        };
+        let plan = net::plan(&program, net);
+        for (i, pop) in net.populations.iter().enumerate() {
+            let Some(group) = net::compose(&program, net, &plan, i) else { continue };
+            let mut g = group.map_err(|d| fail(d, &sources))?;
+            g.model.name = format!("{}.{} ({})", net.name, pop.name, g.model.name);
+            out.push((pop.name.clone(), discretise(&g.model).map_err(|d| fail(d, &sources))?));
+        }
+        return Ok(out);
+    }
+    let chosen: Vec<&sema::Model> = match model {
+        Some(name) => match program.model(name) {
+            Some(m) => vec![m],
+            None => {
+                let names: Vec<&str> = program.models.iter().map(|m| m.name.as_str()).collect();
+                eprintln!("error: no model `{name}` in {} (models: {})", file.display(), names.join(", "));
+                return Err(ExitCode::FAILURE);
+            }
+        },
+        None => models_in(&program, entry),
+    };
+    for m in chosen {
+        out.push((m.name.clone(), discretise(m).map_err(|d| fail(d, &sources))?));
+    }
+    Ok(out)
+}
+
+fn models_in(program: &Program, entry: Option<FileId>) -> Vec<&sema::Model> {
+    program.models.iter().filter(|m| Some(m.span.file) == entry).collect()
+}
+
+pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    let steps = match steps(&args.file, args.model.as_deref(), args.network.as_deref(), opts, reporter) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let file = args.file.display().to_string();
+    let mut first = true;
+    let mut json = Vec::new();
+    for (_, mut step) in steps {
+        if args.dot {
+            let outputs: Vec<(String, _)> =
+                step.next.iter().enumerate().map(|(k, n)| (format!("{}^t", step.state_name(k)), *n)).collect();
+            print!("{}", snnc_compiler::ir::print::to_dot(&step.graph, &outputs));
+            continue;
+        }
+        match args.format {
+            Format::Text => {
+                if !first {
+                    println!();
+                }
+                print!("{}", explain::explain_text(&mut step, &file));
+            }
+            Format::Json => json.push(explain::explain_json(&mut step)),
+        }
+        first = false;
+    }
+    if args.format == Format::Json && !args.dot {
+        println!("[{}]", json.join(",\n"));
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    let steps = match steps(&args.file, args.model.as_deref(), args.network.as_deref(), opts, reporter) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut text = String::new();
+    for (_, mut step) in steps {
+        text.push_str(&explain::emit_ir(&mut step));
+        text.push('\n');
+    }
+    match &args.output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("error: cannot write `{}`: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{text}"),
+    }
+    ExitCode::SUCCESS
+}

@@ -4,6 +4,7 @@
 //! - [`syntax`]: pest grammar → AST, and the canonical formatter;
 //! - [`sema`]: imports, names, kinds and physical dimensions → a checked [`sema::Program`];
 //! - later stages (discretisation, IR, derivatives, backends) consume `sema::Program`.
+pub mod backend;
 pub mod diag;
 pub mod discretise;
 pub mod explain;

@@ -10,30 +10,9 @@
 /// A 128-bit counter: four 32-bit words.
 pub type Counter = [u32; 4];
 
-const M0: u32 = 0xD251_1F53;
-const M1: u32 = 0xCD9E_8D57;
-const W0: u32 = 0x9E37_79B9;
-const W1: u32 = 0xBB67_AE85;
-
-#[inline]
-fn mulhilo(a: u32, b: u32) -> (u32, u32) {
-    let p = u64::from(a) * u64::from(b);
-    ((p >> 32) as u32, p as u32)
-}
-
-/// Philox4x32 with 10 rounds: 4 random words from a counter and a 64-bit key.
-#[inline]
-pub fn philox4x32(mut ctr: Counter, key: [u32; 2]) -> [u32; 4] {
-    let (mut k0, mut k1) = (key[0], key[1]);
-    for _ in 0..10 {
-        let (hi0, lo0) = mulhilo(M0, ctr[0]);
-        let (hi1, lo1) = mulhilo(M1, ctr[2]);
-        ctr = [hi1 ^ ctr[1] ^ k0, lo1, hi0 ^ ctr[3] ^ k1, lo0];
-        k0 = k0.wrapping_add(W0);
-        k1 = k1.wrapping_add(W1);
-    }
-    ctr
-}
+/// Philox4x32 with 10 rounds: 4 random words from a counter and a 64-bit key. One
+/// implementation serves the runtime and the compiler's kernels.
+pub use snnc_compiler::backend::philox4x32;
 
 /// A uniform float in (0, 1] from 32 random bits (never 0, so `ln` is finite).
 #[inline]

@@ -1,0 +1,125 @@
+//! Backends: turn a discretised [`Step`] into something that advances a whole
+//! population by one step. Every backend implements [`StepKernel`]; the runtime does not
+//! care how a kernel was made.
+//!
+//! - [`interp`]: the reference, evaluating the IR with the f64 interpreter per neuron.
+//!   Slow; the ground truth the JIT is tested against.
+//! - `cranelift` (native code) and `ptx` (CUDA) follow the same contract.
+//!
+//! Data layout (structure of arrays): every state, input and per-neuron param is a
+//! contiguous slice of `n` values (neurons, with the batch folded in: index = b * N + i).
+//! Params that are the same for every neuron are fixed when the kernel is built
+//! ([`ParamSpec::Uniform`]) and folded into the code as constants.
+
+pub mod interp;
+
+use crate::discretise::Step;
+
+/// How a param reaches the kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ParamSpec {
+    /// The same value for every neuron: folded in as a constant.
+    Uniform(f64),
+    /// One value per neuron: the kernel reads the k-th per-neuron array.
+    PerNeuron,
+}
+
+/// Where random draws come from: Philox4x32-10 keyed by `seed`, counter
+/// `[index, index >> 32, step_lo ^ (slot << 16)... ]` as defined by [`random_draw`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RandomCtx {
+    pub seed: u64,
+    /// The simulation step (distinct draws every step).
+    pub step: u64,
+    /// Global index of element 0 of the slices (so a split population draws the same).
+    pub offset: u64,
+}
+
+/// The arguments of one step over `n` elements.
+pub struct StepArgs<'a, T> {
+    /// One slice per state (layout order), updated in place: h^{t-1} in, h^t out.
+    pub states: &'a mut [&'a mut [T]],
+    /// One slice per input (layout order): y^t.
+    pub inputs: &'a [&'a [T]],
+    /// One slice per `PerNeuron` param, in layout order of those params.
+    pub params: &'a [&'a [T]],
+    /// Out: the spike s^t read from the new state (0 or 1); empty if the model never spikes.
+    pub spikes: &'a mut [T],
+    pub t: f64,
+    pub dt: f64,
+    pub random: RandomCtx,
+}
+
+/// A compiled step of one population.
+pub trait StepKernel<T>: Send + Sync {
+    /// Advances every element one step.
+    fn step(&self, args: StepArgs<'_, T>);
+}
+
+/// The value of random slot `slot` for element `index` at `ctx.step`: uniform in (0, 1]
+/// for `Rand`, standard normal for `Randn` (Box–Muller on two words of one block).
+/// Counter = [index lo, index hi, step lo, (step hi << 8) ^ slot]: a pure function of
+/// (seed, index, step, slot) that every backend reproduces.
+pub fn random_draw(ctx: RandomCtx, index: u64, slot: u32, normal: bool) -> f64 {
+    let ctr = [index as u32, (index >> 32) as u32, ctx.step as u32, (((ctx.step >> 32) as u32) << 8) ^ slot];
+    let w = philox4x32(ctr, [ctx.seed as u32, (ctx.seed >> 32) as u32]);
+    let u01 = |b: u32| (f64::from(b) + 1.0) * (1.0 / 4_294_967_296.0);
+    if normal {
+        (-2.0 * u01(w[0]).ln()).sqrt() * (std::f64::consts::TAU * u01(w[1])).cos()
+    } else {
+        u01(w[0])
+    }
+}
+
+/// Philox4x32-10 (Salmon et al. 2011); the runtime's `rng` module has the known-answer
+/// tests, and generated kernels must match this bit for bit.
+pub fn philox4x32(mut ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    const M0: u32 = 0xD251_1F53;
+    const M1: u32 = 0xCD9E_8D57;
+    let (mut k0, mut k1) = (key[0], key[1]);
+    for _ in 0..10 {
+        let p0 = u64::from(M0) * u64::from(ctr[0]);
+        let p1 = u64::from(M1) * u64::from(ctr[2]);
+        ctr = [(p1 >> 32) as u32 ^ ctr[1] ^ k0, p1 as u32, (p0 >> 32) as u32 ^ ctr[3] ^ k1, p0 as u32];
+        k0 = k0.wrapping_add(0x9E37_79B9);
+        k1 = k1.wrapping_add(0xBB67_AE85);
+    }
+    ctr
+}
+
+/// Which params of a step are per-neuron, given a spec for each (layout order).
+pub fn per_neuron_params(specs: &[ParamSpec]) -> Vec<usize> {
+    specs.iter().enumerate().filter(|(_, s)| **s == ParamSpec::PerNeuron).map(|(k, _)| k).collect()
+}
+
+/// Checks that `specs` fits `step`.
+pub fn check_specs(step: &Step, specs: &[ParamSpec]) -> Result<(), String> {
+    if specs.len() != step.layout.params.len() {
+        return Err(format!("{} param specs for {} params of `{}`", specs.len(), step.layout.params.len(), step.model.name));
+    }
+    Ok(())
+}
+
+/// The float types kernels run in.
+pub trait Real: Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}

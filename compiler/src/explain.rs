@@ -202,22 +202,22 @@ pub fn explain_text(step: &mut Step, file: &str) -> String {
 
     if let Some(arg) = step.spike_arg {
         let _ = writeln!(out, "\nspike");
-        let _ = writeln!(out, "  s = H(u),  u = {}", pr.expr(arg));
+        let _ = writeln!(out, "  s = H(z),  z = {}", pr.expr(arg));
         match step.spike_scale {
             Some(sc) => {
-                let _ = writeln!(out, "  (u is normalised by {}: the size of the reset)", pr.expr(sc));
+                let _ = writeln!(out, "  (z is normalised by {}: the size of the reset)", pr.expr(sc));
             }
             None => {
-                let _ = writeln!(out, "  (u is not normalised: no reset of the compared state)");
+                let _ = writeln!(out, "  (z is not normalised: no reset of the compared state)");
             }
         }
         if let Some(sg) = step.graph.surrogates().first() {
             let ps: Vec<String> = sg.params.iter().map(|(n, v)| format!("{n} = {}", number(*v))).collect();
-            let _ = writeln!(out, "  surrogate dH/du: {}({})", sg.name, ps.join(", "));
+            let _ = writeln!(out, "  surrogate dH/dz: {}({})", sg.name, ps.join(", "));
         }
     }
     let where_at = out.len();
-    let _ = writeln!(out, "\nstep (names on the right are values at t-1; s = H(u) of h^(t-1))");
+    let _ = writeln!(out, "\nstep (names on the right are values at t-1; s = H(z) of h^(t-1))");
     for (k, &n) in step.next.iter().enumerate() {
         let _ = writeln!(out, "  {}^t = {}", step.state_name(k), pr.expr(n));
     }

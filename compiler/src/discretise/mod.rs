@@ -164,10 +164,16 @@ pub fn discretise(model: &Model) -> Result<Step, Diagnostic> {
         let lim = g.mul(half, dt);
         refractory_now = Some(g.binary(Op::Gt, cur[k], lim));
     }
+    // `on pre`: in a standalone synapse model, gated by its `pre` event; in a composed
+    // population, applied every step with the summed input (0 when nothing arrived).
+    let pre_gate = (m.kind == crate::syntax::ast::ModelKind::Synapse).then(|| g.leaf(Op::PreSpike));
     for u in &m.on_pre {
         let k = state_index(u.target).expect("update of a state");
         let value = lower_at(&m, &mut g, &cur, &u.value)?;
-        cur[k] = ir::lower::apply_update(&mut g, cur[k], u.op, value);
+        cur[k] = match pre_gate {
+            Some(pre) => gated_update(&mut g, cur[k], u.op, value, pre),
+            None => ir::lower::apply_update(&mut g, cur[k], u.op, value),
+        };
     }
 
     // Integration.

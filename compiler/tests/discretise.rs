@@ -398,3 +398,38 @@ fn integrators_converge_at_their_order() {
         assert!((observed - order).abs() < 0.25, "{method}: observed order {observed} ({e:?})");
     }
 }
+
+#[test]
+fn adjoint_equals_transposed_jacobians() {
+    // lambda^T D and lambda^T Df from reverse mode against the forward-mode Jacobians,
+    // for every stdlib neuron (cotangents are extra input leaves of the same graph).
+    for m in stdlib_models().iter().filter(|m| m.kind == snnc_compiler::syntax::ast::ModelKind::Neuron) {
+        let mut step = discretise(m).unwrap();
+        let params = param_values(&step, &[]);
+        let der = step.derivatives();
+        let (k, n_in) = (step.n_hidden, step.layout.inputs.len());
+        let lambda: Vec<NodeId> = (0..k as u32).map(|i| step.graph.input(n_in as u32 + i)).collect();
+        let (dh, dy) = step.vjp(&lambda);
+        let mut x = initial_state(&step);
+        for (i, v) in x.iter_mut().enumerate().take(k) {
+            *v += 0.3 * typical(step.model.symbols[step.layout.states[i]].dim);
+        }
+        let mut inputs: Vec<f64> = step.layout.inputs.iter().map(|&s| typical(step.model.symbols[s].dim)).collect();
+        let lam: Vec<f64> = (0..k).map(|i| 0.5 + i as f64).collect();
+        inputs.extend(&lam);
+        let random = vec![0.0; step.random_slots as usize];
+        let env = Env { params: &params, states: &x, inputs: &inputs, random: &random, dt: 1e-4, ..Env::default() };
+        let d = ir::eval(&step.graph, &der.d.entries, &env).unwrap();
+        let df = ir::eval(&step.graph, &der.df.entries, &env).unwrap();
+        let got_h = ir::eval(&step.graph, &dh, &env).unwrap();
+        let got_y = ir::eval(&step.graph, &dy, &env).unwrap();
+        for j in 0..k {
+            let want: f64 = (0..k).map(|i| lam[i] * d[i * k + j]).sum();
+            assert!((got_h[j] - want).abs() <= 1e-12 * want.abs().max(1.0), "{}: dh[{j}] {} vs {want}", m.name, got_h[j]);
+        }
+        for j in 0..n_in {
+            let want: f64 = (0..k).map(|i| lam[i] * df[i * n_in + j]).sum();
+            assert!((got_y[j] - want).abs() <= 1e-12 * want.abs().max(1e-300) + 1e-300, "{}: dy[{j}] {} vs {want}", m.name, got_y[j]);
+        }
+    }
+}

@@ -79,6 +79,21 @@ impl Step {
         Derivatives { d, df, dspike }
     }
 
+    /// The per-step adjoint (vector-Jacobian product) BPTT needs: for cotangents
+    /// `lambda` of h^t (nodes the caller provides, one per hidden state), returns
+    /// `(lambda^T D, lambda^T Df)`: the cotangents of h^{t-1} and of y^t. Built by
+    /// reverse-mode differentiation of the same graph D and Df come from.
+    pub fn vjp(&mut self, lambda: &[NodeId]) -> (Vec<NodeId>, Vec<NodeId>) {
+        let k = self.n_hidden;
+        assert_eq!(lambda.len(), k, "one cotangent per hidden state");
+        let mut wrt: Vec<NodeId> = (0..k as u32).map(|i| self.graph.state(i)).collect();
+        wrt.extend((0..self.layout.inputs.len() as u32).map(|i| self.graph.input(i)));
+        let next = self.next[..k].to_vec();
+        let mut all = ir::vjp(&mut self.graph, &next, lambda, &wrt);
+        let dy = all.split_off(k);
+        (all, dy)
+    }
+
     pub fn state_name(&self, k: usize) -> &str {
         &self.model.symbols[self.layout.states[k]].name
     }

@@ -3,6 +3,7 @@
 mod check;
 mod explain;
 mod fmt;
+mod run;
 
 use clap::{Parser, Subcommand};
 use snnc_compiler::{Diagnostic, SourceMap};
@@ -52,6 +53,8 @@ pub enum Command {
     Explain(explain::Args),
     /// Write generated code: `--target ir` (the dataflow IR of each step).
     Emit(explain::EmitArgs),
+    /// Simulate a network and write recordings (`.npy`).
+    Run(run::Args),
 }
 
 /// Shared by every command: how to report diagnostics.
@@ -87,5 +90,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Fmt(a) => fmt::run(a, &reporter),
         Command::Explain(a) => explain::run(a, &opts, &reporter),
         Command::Emit(a) => explain::emit(a, &opts, &reporter),
+        Command::Run(a) => run::run(a, &opts, &reporter),
     }
 }

@@ -1,0 +1,516 @@
+//! A network instantiated from a checked `network` block: state buffers, connectivity,
+//! drives and the order of a step. Generic over the float type (f32 or f64) and over
+//! how kernels are made ([`KernelFactory`]).
+//!
+//! Layout: every per-neuron quantity is a contiguous slice of `batch * n` values
+//! (index `b * n + i`), the structure of arrays the kernels expect.
+
+use crate::connectivity::{self, Connectivity};
+use crate::propagate::{self, DelayRing, SparseRows};
+use crate::rng::{Rng, stream_id};
+use ndarray::{ArrayView2, ArrayViewMut2};
+use snnc_compiler::backend::{ParamSpec, RandomCtx, Real, StepArgs, StepKernel, random_draw};
+use snnc_compiler::discretise::{Step, discretise};
+use snnc_compiler::ir::{self, Env};
+use snnc_compiler::net::{self, GroupModel, NetPlan};
+use snnc_compiler::sema::{Init, NetworkDef, PopKind, Program, Source, SymId, Topology};
+use std::fmt;
+
+/// A runtime failure: a clear message, never a panic.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuntimeError {
+    /// The network cannot be built (unsupported feature, bad file, ...).
+    Build(String),
+    /// A state became NaN or infinite.
+    NonFinite { population: String, state: String, neuron: usize, batch: usize, step: u64, value: f64 },
+    /// Bad input data (shape, values).
+    Input(String),
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuntimeError::Build(m) | RuntimeError::Input(m) => f.write_str(m),
+            RuntimeError::NonFinite { population, state, neuron, batch, step, value } => write!(
+                f,
+                "state `{state}` of neuron {neuron} (batch {batch}) of population `{population}` became {value} at step {step}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+/// Builds the kernel of a population's step (the interpreter, the JIT, ...).
+pub trait KernelFactory<T> {
+    fn build(&self, step: &Step, specs: &[ParamSpec], dt: f64) -> Result<Box<dyn StepKernel<T>>, RuntimeError>;
+    fn name(&self) -> &'static str;
+}
+
+/// The reference backend: the IR interpreter (f64 arithmetic, slow).
+pub struct InterpFactory;
+
+impl<T: Real> KernelFactory<T> for InterpFactory {
+    fn build(&self, step: &Step, specs: &[ParamSpec], _dt: f64) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
+        let k = snnc_compiler::backend::interp::InterpKernel::new(step, specs).map_err(RuntimeError::Build)?;
+        Ok(Box::new(k))
+    }
+    fn name(&self) -> &'static str {
+        "interpreter"
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Time step (s); the network's `dt` if `None`, else 0.1 ms.
+    pub dt: Option<f64>,
+    pub seed: u64,
+    pub batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { dt: None, seed: 0, batch: 1 }
+    }
+}
+
+enum Weights<T> {
+    Dense(ndarray::Array2<T>),
+    Sparse(SparseRows<T>),
+    OneToOne(Vec<T>),
+}
+
+struct Proj<T> {
+    name: String,
+    from: Source,
+    to: usize,
+    /// Index of the target population's kernel input that this projection adds to.
+    input: usize,
+    weights: Weights<T>,
+    n_synapses: usize,
+    delay: Option<DelayRing<T>>,
+}
+
+/// One population at run time.
+pub struct Population<T> {
+    pub name: String,
+    /// Neurons per batch element.
+    pub n: usize,
+    pub kind: PopKind,
+    /// State names in kernel order (a `_refractory` counter last, if any).
+    pub state_names: Vec<String>,
+    pub states: Vec<Vec<T>>,
+    /// The latest spikes (`batch * n`, 0 or 1); empty for non-spiking populations.
+    pub spikes: Vec<T>,
+    /// `Linear` readouts: the output `x W` of the current step.
+    pub output: Vec<T>,
+    inputs: Vec<Vec<T>>,
+    pub input_names: Vec<String>,
+    /// Constant contributions to inputs every step: (input index, per-element values).
+    drives: Vec<(usize, Vec<T>)>,
+    per_neuron_params: Vec<Vec<T>>,
+    kernel: Option<Box<dyn StepKernel<T>>>,
+    /// Total spikes since the start, per batch element.
+    pub spike_count: u64,
+}
+
+pub struct Network<T> {
+    pub name: String,
+    pub dt: f64,
+    pub batch: usize,
+    pub seed: u64,
+    pub step_index: u64,
+    pub inputs: Vec<(String, usize)>,
+    pub pops: Vec<Population<T>>,
+    projs: Vec<Proj<T>>,
+}
+
+fn sample_values<T: Real>(init: &Init, rng: &Rng, stream: u32, count: usize) -> Vec<T> {
+    (0..count).map(|i| T::from_f64(connectivity::sample(init, rng, stream, i as u64, 0))).collect()
+}
+
+/// The float types a network runs in (f32 or f64).
+pub trait Float: Real + Default + std::ops::AddAssign + std::ops::Mul<Output = Self> + ndarray::LinalgScalar + propagate::num_zero::Zero {}
+impl Float for f32 {}
+impl Float for f64 {}
+
+impl<T: Float> Network<T> {
+    /// Instantiates `net`: composes and compiles every population, builds connectivity.
+    pub fn build(program: &Program, net: &NetworkDef, opts: &Options, factory: &dyn KernelFactory<T>) -> Result<Network<T>, RuntimeError> {
+        let dt = opts.dt.or(net.dt).unwrap_or(1e-4);
+        let seed = net.seed.unwrap_or(opts.seed);
+        let batch = opts.batch.max(1);
+        let rng = Rng::new(seed);
+        let plan: NetPlan = net::plan(program, net);
+        let mut pops = Vec::new();
+        let mut groups: Vec<Option<GroupModel>> = Vec::new();
+        for (pi, p) in net.populations.iter().enumerate() {
+            let pname = format!("{}.{}", net.name, p.name);
+            match net::compose(program, net, &plan, pi) {
+                None => {
+                    groups.push(None);
+                    pops.push(Population {
+                        name: p.name.clone(),
+                        n: p.size,
+                        kind: p.kind,
+                        state_names: Vec::new(),
+                        states: Vec::new(),
+                        spikes: Vec::new(),
+                        output: vec![T::default(); batch * p.size],
+                        inputs: Vec::new(),
+                        input_names: Vec::new(),
+                        drives: Vec::new(),
+                        per_neuron_params: Vec::new(),
+                        kernel: None,
+                        spike_count: 0,
+                    });
+                }
+                Some(g) => {
+                    let g = g.map_err(|d| RuntimeError::Build(format!("population `{}`: {}", p.name, d.message)))?;
+                    let step = discretise(&g.model).map_err(|d| RuntimeError::Build(format!("population `{}`: {}", p.name, d.message)))?;
+                    let pop = build_population(&step, &g, p.name.clone(), p.size, p.kind, batch, dt, &rng, &pname, factory)?;
+                    pops.push(pop);
+                    groups.push(Some(g));
+                }
+            }
+        }
+        // Drives: constant input into a port.
+        for d in &net.drives {
+            let g = groups[d.pop].as_ref().expect("drives target neuron populations");
+            let pop = &mut pops[d.pop];
+            let sym = g.direct_input(d.port);
+            let idx = input_index(&g.model, sym)?;
+            let stream = stream_id(&format!("{}.{}.drive{}", net.name, pop.name, idx));
+            let per = sample_values::<T>(&d.value, &rng, stream, pop.n);
+            let vals: Vec<T> = (0..batch).flat_map(|_| per.iter().copied()).collect();
+            pop.drives.push((idx, vals));
+        }
+        // Projections.
+        let mut projs = Vec::new();
+        for (pi, pr) in net.projections.iter().enumerate() {
+            if let Source::Pop(q) = pr.from {
+                if q == pr.to && pops[q].kernel.is_none() {
+                    return Err(RuntimeError::Build(format!("projection `{}`: a `Linear` readout cannot feed itself", pr.name)));
+                }
+                if pops[q].kernel.is_some() && pops[q].spikes.is_empty() {
+                    return Err(RuntimeError::Build(format!(
+                        "projection `{}`: population `{}` does not spike, so it cannot send anything",
+                        pr.name, pops[q].name
+                    )));
+                }
+            }
+            let n_pre = match pr.from {
+                Source::Input(i) => net.inputs[i].size,
+                Source::Pop(p) => net.populations[p].size,
+            };
+            let n_post = net.populations[pr.to].size;
+            let input = match &groups[pr.to] {
+                None => 0,
+                Some(g) => {
+                    let sym: SymId = match plan.pops[pr.to].syn_groups.iter().position(|sg| sg.projections.contains(&pi)) {
+                        Some(gi) => g.group_inputs[gi],
+                        None => g.direct_input(pr.port.expect("a neuron population's port")),
+                    };
+                    input_index(&g.model, sym)?
+                }
+            };
+            let init = pr.init.unwrap_or_else(|| {
+                let fan_in = match pr.topology {
+                    Topology::Sparse { p } | Topology::Procedural { p } => p * n_pre as f64,
+                    Topology::OneToOne => 1.0,
+                    _ => n_pre as f64,
+                };
+                connectivity::default_init(fan_in)
+            });
+            let stream = stream_id(&format!("{}.{}", net.name, pr.name));
+            let no_self = pr.no_self && Source::Pop(pr.to) == pr.from;
+            let conn = match &pr.topology {
+                Topology::Dense => Connectivity::Dense { n_pre, n_post, w: connectivity::dense(n_pre, n_post, no_self, &init, &rng, stream) },
+                Topology::Sparse { p } => Connectivity::Sparse(connectivity::fixed_probability(n_pre, n_post, *p, no_self, &init, &rng, stream)),
+                Topology::OneToOne => Connectivity::OneToOne { w: (0..n_pre).map(|i| connectivity::sample(&init, &rng, stream, i as u64, 0)).collect() },
+                Topology::File { path } => {
+                    return Err(RuntimeError::Build(format!("projection `{}`: connectivity from a file (`from \"{path}\"`) is not supported yet", pr.name)));
+                }
+                Topology::Procedural { .. } => {
+                    return Err(RuntimeError::Build(format!("projection `{}`: `procedural` connectivity is not supported yet", pr.name)));
+                }
+            };
+            let n_synapses = conn.n_synapses();
+            let weights = match conn {
+                Connectivity::Dense { n_pre, n_post, w } => Weights::Dense(
+                    ndarray::Array2::from_shape_vec((n_pre, n_post), w.into_iter().map(T::from_f64).collect()).expect("shape"),
+                ),
+                Connectivity::Sparse(c) => Weights::Sparse(SparseRows::from_csr(&c, T::from_f64)),
+                Connectivity::OneToOne { w } => Weights::OneToOne(w.into_iter().map(T::from_f64).collect()),
+            };
+            let delay = pr.delay.map(|d| (d / dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
+            projs.push(Proj { name: pr.name.clone(), from: pr.from, to: pr.to, input, weights, n_synapses, delay });
+        }
+        Ok(Network {
+            name: net.name.clone(),
+            dt,
+            batch,
+            seed,
+            step_index: 0,
+            inputs: net.inputs.iter().map(|i| (i.name.clone(), i.size)).collect(),
+            pops,
+            projs,
+        })
+    }
+
+    pub fn n_neurons(&self) -> usize {
+        self.pops.iter().map(|p| p.n).sum()
+    }
+
+    pub fn n_synapses(&self) -> usize {
+        self.projs.iter().map(|p| p.n_synapses).sum()
+    }
+
+    pub fn time(&self) -> f64 {
+        self.step_index as f64 * self.dt
+    }
+
+    /// Advances the network one step. `external[i]` holds input `i` for this step,
+    /// `batch * size` values (index `b * size + j`).
+    pub fn step(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
+        if external.len() != self.inputs.len() {
+            return Err(RuntimeError::Input(format!("{} external inputs given, the network has {}", external.len(), self.inputs.len())));
+        }
+        for (x, (name, size)) in external.iter().zip(&self.inputs) {
+            if x.len() != size * self.batch {
+                return Err(RuntimeError::Input(format!("input `{name}` needs {} values per step ({} x batch {}), got {}", size * self.batch, size, self.batch, x.len())));
+            }
+        }
+        let t = self.time();
+        for p in 0..self.pops.len() {
+            self.gather_inputs(p, external);
+            let pop = &mut self.pops[p];
+            let Some(kernel) = &pop.kernel else { continue };
+            let mut states: Vec<&mut [T]> = pop.states.iter_mut().map(|s| s.as_mut_slice()).collect();
+            let inputs: Vec<&[T]> = pop.inputs.iter().map(|s| s.as_slice()).collect();
+            let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|s| s.as_slice()).collect();
+            let ctx = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: 0 };
+            kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes: &mut pop.spikes, t, dt: self.dt, random: ctx });
+            // Stop on the first non-finite state, naming it.
+            for (k, s) in pop.states.iter().enumerate() {
+                if let Some(i) = s.iter().position(|v| !v.to_f64().is_finite()) {
+                    return Err(RuntimeError::NonFinite {
+                        population: pop.name.clone(),
+                        state: pop.state_names[k].clone(),
+                        neuron: i % pop.n,
+                        batch: i / pop.n,
+                        step: self.step_index,
+                        value: s[i].to_f64(),
+                    });
+                }
+            }
+            pop.spike_count += pop.spikes.iter().filter(|s| s.to_f64() != 0.0).count() as u64;
+        }
+        self.step_index += 1;
+        Ok(())
+    }
+
+    /// Sums everything that arrives at population `p` this step into its kernel inputs.
+    fn gather_inputs(&mut self, p: usize, external: &[&[T]]) {
+        let batch = self.batch;
+        {
+            let pop = &mut self.pops[p];
+            for x in pop.inputs.iter_mut() {
+                x.fill(T::default());
+            }
+            pop.output.fill(T::default());
+            for (idx, vals) in &pop.drives {
+                for (d, v) in pop.inputs[*idx].iter_mut().zip(vals) {
+                    *d += *v;
+                }
+            }
+        }
+        let step = self.step_index as usize;
+        // The target's buffers are moved out while sources are read, so a recurrent
+        // projection can read the population's own spikes.
+        let mut inputs = std::mem::take(&mut self.pops[p].inputs);
+        let mut output = std::mem::take(&mut self.pops[p].output);
+        let has_kernel = self.pops[p].kernel.is_some();
+        let n_post = self.pops[p].n;
+        for pr in self.projs.iter_mut().filter(|pr| pr.to == p) {
+            let (src, n_pre): (&[T], usize) = match pr.from {
+                Source::Input(i) => (external[i], self.inputs[i].1),
+                // Spikes are read when they are: a population earlier in the order has
+                // already stepped (s^t), itself or a later one not yet (s^{t-1}).
+                Source::Pop(q) if self.pops[q].kernel.is_some() => (&self.pops[q].spikes, self.pops[q].n),
+                // A `Linear` readout sends its output.
+                Source::Pop(q) => (&self.pops[q].output, self.pops[q].n),
+            };
+            let target: &mut Vec<T> = if has_kernel { &mut inputs[pr.input] } else { &mut output };
+            match &mut pr.delay {
+                // Delayed: computed now into the ring slot of step t + d, and whatever
+                // was computed d steps ago arrives.
+                Some(ring) => {
+                    let slot = ring.emit_slot(step).as_slice_mut().expect("contiguous ring slot");
+                    propagate_into(&pr.weights, src, n_pre, n_post, batch, slot);
+                    let mut view = ArrayViewMut2::from_shape((batch, n_post), target.as_mut_slice()).expect("target shape");
+                    ring.arrive(step, &mut view);
+                }
+                None => propagate_into(&pr.weights, src, n_pre, n_post, batch, target),
+            }
+        }
+        self.pops[p].inputs = inputs;
+        self.pops[p].output = output;
+    }
+
+    /// Names of the projections, with their synapse counts.
+    pub fn projections(&self) -> Vec<(String, usize)> {
+        self.projs.iter().map(|p| (p.name.clone(), p.n_synapses)).collect()
+    }
+
+    pub fn population(&self, name: &str) -> Option<&Population<T>> {
+        self.pops.iter().find(|p| p.name == name)
+    }
+}
+
+/// `out += x W` for one projection, with the kernel its connectivity calls for.
+fn propagate_into<T>(weights: &Weights<T>, src: &[T], n_pre: usize, n_post: usize, batch: usize, out: &mut [T])
+where
+    T: Real + std::ops::AddAssign + std::ops::Mul<Output = T> + ndarray::LinalgScalar,
+{
+    match weights {
+        Weights::Dense(w) => {
+            let x = ArrayView2::from_shape((batch, n_pre), src).expect("input shape");
+            let mut y = ArrayViewMut2::from_shape((batch, n_post), out).expect("output shape");
+            propagate::dense(x, w.view(), &mut y);
+        }
+        Weights::Sparse(rows) => {
+            for b in 0..batch {
+                let x = &src[b * n_pre..(b + 1) * n_pre];
+                let active: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
+                sparse_weighted(rows, &active, x, &mut out[b * n_post..(b + 1) * n_post]);
+            }
+        }
+        Weights::OneToOne(w) => {
+            for b in 0..batch {
+                propagate::one_to_one(w, &src[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post]);
+            }
+        }
+    }
+}
+
+/// Sparse propagation of real-valued presynaptic activity: event-driven over the
+/// non-zero entries (spikes are 1, so the weight is added as is).
+fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(rows: &SparseRows<T>, active: &[u32], x: &[T], y: &mut [T]) {
+    for &i in active {
+        let xi = x[i as usize];
+        let r = rows.row_ptr[i as usize]..rows.row_ptr[i as usize + 1];
+        if xi.to_f64() == 1.0 {
+            for (c, w) in rows.col[r.clone()].iter().zip(&rows.weight[r]) {
+                y[*c as usize] += *w;
+            }
+        } else {
+            for (c, w) in rows.col[r.clone()].iter().zip(&rows.weight[r]) {
+                y[*c as usize] += *w * xi;
+            }
+        }
+    }
+}
+
+fn input_index(model: &snnc_compiler::sema::Model, sym: SymId) -> Result<usize, RuntimeError> {
+    model
+        .inputs()
+        .position(|(id, _)| id == sym)
+        .ok_or_else(|| RuntimeError::Build(format!("internal: symbol {sym} is not an input of `{}`", model.name)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_population<T: Real + Default>(
+    step: &Step,
+    g: &GroupModel,
+    name: String,
+    n: usize,
+    kind: PopKind,
+    batch: usize,
+    dt: f64,
+    rng: &Rng,
+    qualified: &str,
+    factory: &dyn KernelFactory<T>,
+) -> Result<Population<T>, RuntimeError> {
+    let lowered = ir::lower_model(&step.model).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?;
+    let layout = &step.layout;
+    // Params: defaults in order (a default may use earlier params), then settings.
+    let mut uniform: Vec<Option<f64>> = vec![None; layout.params.len()];
+    let mut per_neuron: Vec<Option<Vec<f64>>> = vec![None; layout.params.len()];
+    for (k, &sym) in layout.params.iter().enumerate() {
+        let setting = g.settings.iter().find(|(s, _)| *s == sym).map(|(_, i)| *i);
+        match setting {
+            Some(Init::Const(v)) => uniform[k] = Some(v),
+            Some(init) => {
+                let stream = stream_id(&format!("{qualified}.{}", step.model.symbols[sym].name));
+                per_neuron[k] = Some((0..n).map(|i| connectivity::sample(&init, rng, stream, i as u64, 0)).collect());
+            }
+            None => {
+                let Some(node) = lowered.param_defaults[k] else {
+                    return Err(RuntimeError::Build(format!("population `{name}`: param `{}` has no value", step.model.symbols[sym].name)));
+                };
+                // Defaults may read earlier params; those are uniform here (a default
+                // that reads a heterogeneous param takes neuron 0's value — documented).
+                let vals: Vec<f64> = uniform.iter().zip(&per_neuron).map(|(u, p)| u.or(p.as_ref().map(|v| v[0])).unwrap_or(f64::NAN)).collect();
+                let env = Env { params: &vals, dt, ..Env::default() };
+                uniform[k] = Some(ir::eval(&lowered.graph, &[node], &env).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?[0]);
+            }
+        }
+    }
+    let specs: Vec<ParamSpec> = uniform.iter().map(|u| match u {
+        Some(v) => ParamSpec::Uniform(*v),
+        None => ParamSpec::PerNeuron,
+    }).collect();
+    let per_neuron_params: Vec<Vec<T>> = per_neuron
+        .iter()
+        .flatten()
+        .map(|v| (0..batch).flat_map(|_| v.iter().map(|x| T::from_f64(*x))).collect())
+        .collect();
+    // States: settings, else the declared initial value (evaluated per neuron: it may
+    // be random or read params), else 0. The refractory counter starts at -dt (free).
+    let mut states = Vec::new();
+    let mut state_names = Vec::new();
+    for (k, &sym) in layout.states.iter().enumerate() {
+        let sname = step.model.symbols[sym].name.clone();
+        let setting = g.settings.iter().find(|(s, _)| *s == sym).map(|(_, i)| *i);
+        let per: Vec<f64> = if sname == "_refractory" && k >= step.n_hidden {
+            vec![-dt; n]
+        } else if let Some(init) = setting {
+            let stream = stream_id(&format!("{qualified}.{sname}"));
+            (0..n).map(|i| connectivity::sample(&init, rng, stream, i as u64, 0)).collect()
+        } else if let Some(node) = lowered.state_init.get(k).copied().flatten() {
+            let stream = stream_id(&format!("{qualified}.{sname}.init"));
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let params: Vec<f64> = uniform.iter().zip(&per_neuron).map(|(u, p)| u.or(p.as_ref().map(|v| v[i])).unwrap_or(f64::NAN)).collect();
+                let random: Vec<f64> = (0..lowered.random_slots)
+                    .map(|s| random_draw(RandomCtx { seed: u64::from(stream), step: u64::MAX, offset: 0 }, i as u64, s, true))
+                    .collect();
+                let env = Env { params: &params, random: &random, dt, ..Env::default() };
+                out.push(ir::eval(&lowered.graph, &[node], &env).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?[0]);
+            }
+            out
+        } else {
+            vec![0.0; n]
+        };
+        states.push((0..batch).flat_map(|_| per.iter().map(|x| T::from_f64(*x))).collect());
+        state_names.push(sname);
+    }
+    let input_names: Vec<String> = layout.inputs.iter().map(|&s| step.model.symbols[s].name.clone()).collect();
+    let kernel = factory.build(step, &specs, dt)?;
+    Ok(Population {
+        name,
+        n,
+        kind,
+        state_names,
+        states,
+        spikes: if step.spike.is_some() { vec![T::default(); batch * n] } else { Vec::new() },
+        output: Vec::new(),
+        inputs: vec![vec![T::default(); batch * n]; input_names.len()],
+        input_names,
+        drives: Vec::new(),
+        per_neuron_params,
+        kernel: Some(kernel),
+        spike_count: 0,
+    })
+}

@@ -1,0 +1,200 @@
+//! `snnc run FILE --network NAME --duration 1s ...`: simulate a network.
+
+use super::Reporter;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_compiler::{SourceMap, units};
+use snnc_runtime::network::{Float, InterpFactory, KernelFactory, Network, Options};
+use snnc_runtime::record::Recorder;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Backend {
+    /// The reference IR interpreter (slow; for checking).
+    Interp,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The network to run (default: the only network in FILE).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// Biological time to simulate, with a unit: `1s`, `500ms`.
+    #[arg(long, default_value = "1s", value_parser = parse_time)]
+    pub duration: f64,
+    /// Time step, overriding the network's `dt`: `0.1ms`.
+    #[arg(long, value_parser = parse_time)]
+    pub dt: Option<f64>,
+    /// Seed of every random choice (connectivity, initial values, noise).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// What to record: `spikes` and/or state names, comma-separated (`spikes,v`).
+    #[arg(long, value_delimiter = ',', default_value = "spikes")]
+    pub record: Vec<String>,
+    /// Directory for the recordings (`.npy`); nothing is written without it.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "interp")]
+    pub backend: Backend,
+    #[arg(long, value_enum, default_value = "f64")]
+    pub precision: Precision,
+}
+
+/// `1s`, `500 ms`, `0.1ms` → seconds.
+pub fn parse_time(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| format!("`{s}` needs a unit, e.g. `1s` or `500ms`"))?;
+    let (num, unit) = (s[..split].trim(), s[split..].trim());
+    let v: f64 = num.parse().map_err(|_| format!("`{num}` is not a number"))?;
+    let u = units::lookup(unit).ok_or_else(|| format!("unknown unit `{unit}`"))?;
+    if u.dim != units::Dim::TIME {
+        return Err(format!("`{unit}` is not a unit of time"));
+    }
+    if !(v * u.scale > 0.0) || !(v * u.scale).is_finite() {
+        return Err(format!("`{s}` must be a positive time"));
+    }
+    Ok(v * u.scale)
+}
+
+pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    let mut sources = SourceMap::new();
+    let (program, diags) = sema::check_path(&args.file, opts, &mut sources);
+    if reporter.report(&diags, &sources) > 0 {
+        return ExitCode::FAILURE;
+    }
+    let net = match &args.network {
+        Some(n) => program.network(n),
+        None if program.networks.len() == 1 => program.networks.first(),
+        None => {
+            let names: Vec<&str> = program.networks.iter().map(|n| n.name.as_str()).collect();
+            eprintln!("error: {} has {} networks; choose one with --network ({})", args.file.display(), names.len(), names.join(", "));
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(net) = net else {
+        eprintln!("error: no network `{}` in {}", args.network.as_deref().unwrap_or("?"), args.file.display());
+        return ExitCode::FAILURE;
+    };
+    let factory = InterpFactory;
+    let o = Options { dt: args.dt, seed: args.seed, batch: 1 };
+    match args.precision {
+        Precision::F32 => simulate::<f32>(&args, &program, net, &o, &factory),
+        Precision::F64 => simulate::<f64>(&args, &program, net, &o, &factory),
+    }
+}
+
+fn simulate<T: Float>(
+    args: &Args,
+    program: &sema::Program,
+    net: &sema::NetworkDef,
+    o: &Options,
+    factory: &dyn KernelFactory<T>,
+) -> ExitCode {
+    let t0 = Instant::now();
+    let mut network = match Network::<T>::build(program, net, o, factory) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let build_time = t0.elapsed().as_secs_f64();
+    let vars: Vec<String> = args.record.iter().filter(|r| *r != "spikes").cloned().collect();
+    let mut rec = match Recorder::new(&network, args.record.iter().any(|r| r == "spikes"), &vars) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let steps = (args.duration / network.dt).round() as u64;
+    let zeros: Vec<Vec<T>> = network.inputs.iter().map(|(_, n)| vec![T::default(); n * network.batch]).collect();
+    let external: Vec<&[T]> = zeros.iter().map(|v| v.as_slice()).collect();
+    let bar = progress(steps);
+    let t1 = Instant::now();
+    let mut failure = None;
+    for s in 0..steps {
+        if let Err(e) = network.step(&external) {
+            failure = Some(e);
+            break;
+        }
+        rec.sample(&network);
+        if s % 100 == 0 {
+            if let Some(b) = &bar {
+                b.set_position(s);
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let wall = t1.elapsed().as_secs_f64();
+    let simulated = network.time();
+    println!(
+        "network {}: {} neurons in {} populations, {} synapses in {} projections ({} backend, {})",
+        network.name,
+        network.n_neurons(),
+        network.pops.len(),
+        network.n_synapses(),
+        network.projections().len(),
+        factory.name(),
+        std::any::type_name::<T>()
+    );
+    println!(
+        "simulated {:.4} s ({} steps of {} ms) in {:.3} s wall ({:.3}x real time); build {:.3} s",
+        simulated,
+        network.step_index,
+        network.dt * 1e3,
+        wall,
+        simulated / wall.max(1e-12),
+        build_time
+    );
+    for pop in &network.pops {
+        if pop.spikes.is_empty() {
+            println!("  {}: {} neurons (non-spiking)", pop.name, pop.n);
+        } else {
+            let rate = pop.spike_count as f64 / (pop.n * network.batch) as f64 / simulated.max(1e-12);
+            println!("  {}: {} neurons, mean rate {:.2} Hz", pop.name, pop.n, rate);
+        }
+    }
+    let mut status = ExitCode::SUCCESS;
+    if let Some(e) = &failure {
+        eprintln!("error: {e}; stopped at t = {:.4} s (recordings up to there are kept)", simulated);
+        status = ExitCode::FAILURE;
+    }
+    if let Some(dir) = &args.out {
+        match rec.write(&network, dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("  wrote {}", f.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
+}
+
+fn progress(steps: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() || steps < 1000 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps ({eta} left)").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}

@@ -110,8 +110,25 @@ pub struct Population<T> {
     drives: Vec<(usize, Vec<T>)>,
     per_neuron_params: Vec<Vec<T>>,
     kernel: Option<Box<dyn StepKernel<T>>>,
+    /// The discretised step the kernel was made from (for derivatives).
+    pub step: Option<Step>,
+    /// How each param reaches the kernel (uniform values; per-neuron ones are in
+    /// `per_neuron_values`).
+    pub specs: Vec<ParamSpec>,
+    pub per_neuron_values: Vec<Vec<T>>,
     /// Total spikes since the start, per batch element.
     pub spike_count: u64,
+}
+
+/// What [`Network::step_traced`] captures of one step.
+#[derive(Clone, Debug, Default)]
+pub struct StepTrace<T> {
+    /// Per population, per state: the values before the step (h^{t-1}).
+    pub prev_states: Vec<Vec<Vec<T>>>,
+    /// Per population, per kernel input: y^t.
+    pub inputs: Vec<Vec<Vec<T>>>,
+    /// Per projection: the presynaptic activity it read (x^t), `batch * n_pre`.
+    pub pre: Vec<Vec<T>>,
 }
 
 pub struct Network<T> {
@@ -162,6 +179,9 @@ impl<T: Float> Network<T> {
                         drives: Vec::new(),
                         per_neuron_params: Vec::new(),
                         kernel: None,
+                        step: None,
+                        specs: Vec::new(),
+                        per_neuron_values: Vec::new(),
                         spike_count: 0,
                     });
                 }
@@ -273,6 +293,18 @@ impl<T: Float> Network<T> {
     /// Advances the network one step. `external[i]` holds input `i` for this step,
     /// `batch * size` values (index `b * size + j`).
     pub fn step(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
+        self.step_traced(external, None)
+    }
+
+    /// [`Network::step`], also capturing what learning rules need: each population's
+    /// states before the step and its kernel inputs y^t, and each projection's
+    /// presynaptic activity x^t.
+    pub fn step_traced(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
+        if let Some(tr) = trace.as_deref_mut() {
+            tr.prev_states = self.pops.iter().map(|p| p.states.clone()).collect();
+            tr.inputs = vec![Vec::new(); self.pops.len()];
+            tr.pre = vec![Vec::new(); self.projs.len()];
+        }
         if external.len() != self.inputs.len() {
             return Err(RuntimeError::Input(format!("{} external inputs given, the network has {}", external.len(), self.inputs.len())));
         }
@@ -283,7 +315,10 @@ impl<T: Float> Network<T> {
         }
         let t = self.time();
         for p in 0..self.pops.len() {
-            self.gather_inputs(p, external);
+            self.gather_inputs(p, external, trace.as_deref_mut());
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.inputs[p] = self.pops[p].inputs.clone();
+            }
             let pop = &mut self.pops[p];
             let Some(kernel) = &pop.kernel else { continue };
             let mut states: Vec<&mut [T]> = pop.states.iter_mut().map(|s| s.as_mut_slice()).collect();
@@ -311,7 +346,7 @@ impl<T: Float> Network<T> {
     }
 
     /// Sums everything that arrives at population `p` this step into its kernel inputs.
-    fn gather_inputs(&mut self, p: usize, external: &[&[T]]) {
+    fn gather_inputs(&mut self, p: usize, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) {
         let batch = self.batch;
         {
             let pop = &mut self.pops[p];
@@ -332,7 +367,7 @@ impl<T: Float> Network<T> {
         let mut output = std::mem::take(&mut self.pops[p].output);
         let has_kernel = self.pops[p].kernel.is_some();
         let n_post = self.pops[p].n;
-        for pr in self.projs.iter_mut().filter(|pr| pr.to == p) {
+        for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
             let (src, n_pre): (&[T], usize) = match pr.from {
                 Source::Input(i) => (external[i], self.inputs[i].1),
                 // Spikes are read when they are: a population earlier in the order has
@@ -341,6 +376,9 @@ impl<T: Float> Network<T> {
                 // A `Linear` readout sends its output.
                 Source::Pop(q) => (&self.pops[q].output, self.pops[q].n),
             };
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.pre[pi] = src.to_vec();
+            }
             let target: &mut Vec<T> = if has_kernel { &mut inputs[pr.input] } else { &mut output };
             match &mut pr.delay {
                 // Delayed: computed now into the ring slot of step t + d, and whatever
@@ -356,6 +394,39 @@ impl<T: Float> Network<T> {
         }
         self.pops[p].inputs = inputs;
         self.pops[p].output = output;
+    }
+
+    /// A projection by name: (index, source, target population, kernel input index).
+    pub fn projection(&self, name: &str) -> Option<(usize, Source, usize, usize)> {
+        self.projs.iter().position(|p| p.name == name).map(|i| (i, self.projs[i].from, self.projs[i].to, self.projs[i].input))
+    }
+
+    /// The dense weights (n_pre x n_post) of a projection.
+    pub fn dense_weights(&self, proj: usize) -> Option<&ndarray::Array2<T>> {
+        match &self.projs[proj].weights {
+            Weights::Dense(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// Replaces the weights of a dense projection (e.g. loaded from a file).
+    pub fn set_dense_weights(&mut self, proj: usize, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
+        let pr = &mut self.projs[proj];
+        match &mut pr.weights {
+            Weights::Dense(old) if old.dim() == w.dim() => {
+                *old = w;
+                Ok(())
+            }
+            Weights::Dense(old) => Err(RuntimeError::Input(format!(
+                "weights of `{}` must be {}x{} (presynaptic x postsynaptic), got {}x{}",
+                pr.name,
+                old.nrows(),
+                old.ncols(),
+                w.nrows(),
+                w.ncols()
+            ))),
+            _ => Err(RuntimeError::Input(format!("`{}` is not a dense projection", pr.name))),
+        }
     }
 
     /// Names of the projections, with their synapse counts.
@@ -509,8 +580,11 @@ fn build_population<T: Real + Default>(
         inputs: vec![vec![T::default(); batch * n]; input_names.len()],
         input_names,
         drives: Vec::new(),
+        per_neuron_values: per_neuron_params.clone(),
         per_neuron_params,
         kernel: Some(kernel),
+        step: Some(step.clone()),
+        specs,
         spike_count: 0,
     })
 }

@@ -1,0 +1,405 @@
+//! Gradients of a sequence loss: BPTT (exact), D-RTRL and ES-D-RTRL (online, with
+//! eligibility traces), as defined in ../shared/ALGORITHMS.md and the braintrace golden
+//! files. The per-neuron Jacobians D, Df and the spike's surrogate derivative come from
+//! the compiler (the step's IR), evaluated here with the reference interpreter in f64.
+//!
+//! Supported today: hidden spiking populations whose trainable dense projections come
+//! from external inputs or spiking populations (etrace weights), read by one `Linear`
+//! readout through trainable or fixed dense weights (plain weights: exact same-step
+//! gradient), MSE loss `L^t = sum_{b,j} (y - target)^2` summed over steps.
+
+use crate::network::{Network, RuntimeError, StepTrace};
+use ndarray::{Array2, Array3, ArrayView2, Axis};
+use snnc_compiler::backend::ParamSpec;
+use snnc_compiler::discretise::Step;
+use snnc_compiler::ir::{self, Env, Graph, NodeId};
+use snnc_compiler::sema::Source;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    Bptt,
+    DRtrl,
+    /// ES-D-RTRL with trace decay `lambda` (braintrace's `pp_prop`).
+    EsDRtrl { decay: f64 },
+}
+
+/// The gradient of the summed loss with respect to every trainable projection.
+#[derive(Clone, Debug, Default)]
+pub struct Gradients {
+    pub loss: f64,
+    /// (projection name, gradient n_pre x n_post), in declaration order.
+    pub total: Vec<(String, Array2<f64>)>,
+    /// Per step, the contribution to each etrace projection's gradient (online methods).
+    pub per_step: Vec<Vec<(String, Array2<f64>)>>,
+}
+
+impl Gradients {
+    pub fn get(&self, name: &str) -> Option<&Array2<f64>> {
+        self.total.iter().find(|(n, _)| n == name).map(|(_, g)| g)
+    }
+}
+
+/// D, Df and ds/dh of one population's step, extracted into one small graph.
+struct Derivs {
+    graph: Graph,
+    d: Vec<NodeId>,
+    df: Vec<NodeId>,
+    ds: Vec<NodeId>,
+    k: usize,
+    n_in: usize,
+}
+
+impl Derivs {
+    fn new(step: &Step) -> Result<Derivs, RuntimeError> {
+        let mut step = step.clone();
+        if step.spike.is_none() {
+            return Err(RuntimeError::Build(format!("`{}` does not spike: no learning signal through it", step.model.name)));
+        }
+        let der = step.derivatives();
+        let mut roots = der.d.entries.clone();
+        roots.extend(&der.df.entries);
+        let ds = der.dspike.expect("spiking");
+        roots.extend(&ds.entries);
+        let (graph, roots) = step.graph.extract(&roots);
+        let (nd, nf) = (der.d.entries.len(), der.df.entries.len());
+        Ok(Derivs {
+            graph,
+            d: roots[..nd].to_vec(),
+            df: roots[nd..nd + nf].to_vec(),
+            ds: roots[nd + nf..].to_vec(),
+            k: step.n_hidden,
+            n_in: step.layout.inputs.len(),
+        })
+    }
+}
+
+/// Per-neuron values of one hidden population at one step.
+#[derive(Clone)]
+struct PopDerivs {
+    /// (B*N, K, K)
+    d: Vec<f64>,
+    /// (B*N, K, n_in)
+    df: Vec<f64>,
+    /// (B*N, K): ds^t/dh^t
+    ds: Vec<f64>,
+}
+
+fn param_row(specs: &[ParamSpec], per_neuron: &[Vec<f64>], i: usize) -> Vec<f64> {
+    let mut pn = 0;
+    specs
+        .iter()
+        .map(|s| match s {
+            ParamSpec::Uniform(v) => *v,
+            ParamSpec::PerNeuron => {
+                pn += 1;
+                per_neuron[pn - 1][i]
+            }
+        })
+        .collect()
+}
+
+fn eval_derivs(dv: &Derivs, net: &Network<f64>, p: usize, tr: &StepTrace<f64>, t: f64) -> Result<PopDerivs, RuntimeError> {
+    let pop = &net.pops[p];
+    let m = pop.n * net.batch;
+    let (k, n_in) = (dv.k, dv.n_in);
+    let mut out = PopDerivs { d: vec![0.0; m * k * k], df: vec![0.0; m * k * n_in], ds: vec![0.0; m * k] };
+    let ns = pop.states.len();
+    for i in 0..m {
+        let params = param_row(&pop.specs, &pop.per_neuron_values, i);
+        let h_prev: Vec<f64> = (0..ns).map(|s| tr.prev_states[p][s][i]).collect();
+        let h_new: Vec<f64> = (0..ns).map(|s| pop.states[s][i]).collect();
+        let y: Vec<f64> = (0..n_in).map(|j| tr.inputs[p][j][i]).collect();
+        let err = |e: ir::EvalError| RuntimeError::Build(format!("derivatives of `{}`: {e}", pop.name));
+        let env = Env { params: &params, states: &h_prev, inputs: &y, dt: net.dt, t, ..Env::default() };
+        let d = ir::eval(&dv.graph, &dv.d, &env).map_err(err)?;
+        let df = ir::eval(&dv.graph, &dv.df, &env).map_err(err)?;
+        // The spike's derivative at the new state h^t.
+        let ds = ir::eval(&dv.graph, &dv.ds, &Env { states: &h_new, ..env }).map_err(err)?;
+        out.d[i * k * k..(i + 1) * k * k].copy_from_slice(&d);
+        out.df[i * k * n_in..(i + 1) * k * n_in].copy_from_slice(&df);
+        out.ds[i * k..(i + 1) * k].copy_from_slice(&ds);
+    }
+    Ok(out)
+}
+
+struct EtraceProj {
+    index: usize,
+    name: String,
+    pop: usize,
+    input: usize,
+    n_pre: usize,
+}
+
+/// Computes the gradient of `sum_t L^t` for a batch of sequences. `x[i]` is external
+/// input `i` with shape (T, B, size); `target` is (T, B, readout size).
+pub fn gradient(
+    net: &mut Network<f64>,
+    trainable: &[String],
+    x: &[Array3<f64>],
+    target: &Array3<f64>,
+    method: Method,
+    record_per_step: bool,
+) -> Result<Gradients, RuntimeError> {
+    let (steps, batch) = (target.shape()[0], target.shape()[1]);
+    if batch != net.batch {
+        return Err(RuntimeError::Input(format!("the data has batch {batch}, the network was built for {}", net.batch)));
+    }
+    for (xi, (name, size)) in x.iter().zip(&net.inputs) {
+        if xi.shape() != [steps, batch, *size] {
+            return Err(RuntimeError::Input(format!("input `{name}` must have shape ({steps}, {batch}, {size}), got {:?}", xi.shape())));
+        }
+    }
+    // The readout: one `Linear` population.
+    let readouts: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_none()).collect();
+    let [r] = readouts[..] else {
+        return Err(RuntimeError::Build(format!("gradients need exactly one `Linear` readout, the network has {}", readouts.len())));
+    };
+    if target.shape()[2] != net.pops[r].n {
+        return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {}", net.pops[r].n, net.pops[r].name, target.shape()[2])));
+    }
+    // Projections: etrace (into hidden populations) and plain (into the readout).
+    let mut etrace = Vec::new();
+    let mut plain = Vec::new();
+    let mut into_readout = Vec::new();
+    let mut hidden_links = Vec::new(); // (proj, from pop, to pop, input, read now?)
+    for name in net.projections().iter().map(|(n, _)| n.clone()) {
+        let (i, from, to, input) = net.projection(&name).expect("exists");
+        let dense = net.dense_weights(i).is_some();
+        let is_trainable = trainable.contains(&name);
+        if to == r {
+            into_readout.push((i, from));
+            if is_trainable {
+                plain.push((i, name.clone()));
+            }
+            continue;
+        }
+        if let Source::Pop(q) = from {
+            if !dense {
+                return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
+            }
+            hidden_links.push((i, q, to, input, q < to));
+        }
+        if is_trainable {
+            if !dense {
+                return Err(RuntimeError::Build(format!("`{name}`: only dense projections can be trained")));
+            }
+            let n_pre = net.dense_weights(i).expect("dense").nrows();
+            etrace.push(EtraceProj { index: i, name: name.clone(), pop: to, input, n_pre });
+        }
+    }
+    let hidden: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_some()).collect();
+    let mut derivs: Vec<Option<Derivs>> = (0..net.pops.len()).map(|_| None).collect();
+    for &p in &hidden {
+        derivs[p] = Some(Derivs::new(net.pops[p].step.as_ref().expect("hidden"))?);
+    }
+    let k_of = |p: usize| derivs[p].as_ref().map(|d| d.k).unwrap_or(0);
+    let nin_of = |p: usize| derivs[p].as_ref().map(|d| d.n_in).unwrap_or(0);
+
+    let mut grads: Vec<Array2<f64>> = etrace.iter().map(|e| Array2::zeros((e.n_pre, net.pops[e.pop].n))).collect();
+    let mut plain_grads: Vec<Array2<f64>> = plain.iter().map(|(i, _)| Array2::zeros(net.dense_weights(*i).expect("dense").dim())).collect();
+    let mut per_step = Vec::new();
+    let mut loss = 0.0;
+    // Online traces.
+    let mut eps: Vec<Vec<f64>> = etrace.iter().map(|e| if method == Method::DRtrl { vec![0.0; batch * e.n_pre * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
+    let mut eps_x: Vec<Vec<f64>> = etrace.iter().map(|e| vec![0.0; batch * e.n_pre]).collect();
+    let mut eps_f: Vec<Vec<f64>> = etrace.iter().map(|e| vec![0.0; batch * net.pops[e.pop].n * k_of(e.pop)]).collect();
+    // BPTT tape: per step, per population derivatives and learning signals, and the
+    // presynaptic activity of every projection.
+    let mut tape: Vec<(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)> = Vec::new();
+
+    let mut trace = StepTrace::default();
+    for t in 0..steps {
+        let ext: Vec<Vec<f64>> = x.iter().map(|xi| xi.index_axis(Axis(0), t).iter().copied().collect()).collect();
+        let ext_refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
+        net.step_traced(&ext_refs, Some(&mut trace))?;
+        let time = net.time();
+        // Loss and its gradient at the readout.
+        let y = &net.pops[r].output;
+        let o = net.pops[r].n;
+        let mut err = vec![0.0; batch * o];
+        for b in 0..batch {
+            for j in 0..o {
+                let e = y[b * o + j] - target[[t, b, j]];
+                loss += e * e;
+                err[b * o + j] = 2.0 * e;
+            }
+        }
+        let err_m = ArrayView2::from_shape((batch, o), &err).expect("shape");
+        // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.
+        let mut dlds: Vec<Vec<f64>> = net.pops.iter().map(|p| vec![0.0; batch * p.n]).collect();
+        for &(i, from) in &into_readout {
+            let Source::Pop(q) = from else {
+                return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
+            };
+            let w = net.dense_weights(i).ok_or_else(|| RuntimeError::Build("the readout's weights must be dense".into()))?;
+            let d = err_m.dot(&w.t());
+            dlds[q].iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+            if let Some(pi) = plain.iter().position(|(pi, _)| *pi == i) {
+                let pre = ArrayView2::from_shape((batch, w.nrows()), &trace.pre[i]).expect("shape");
+                plain_grads[pi] += &pre.t().dot(&err_m);
+            }
+        }
+        // Derivatives and learning signals l^t = dL^t/ds * ds/dh.
+        let mut pd: Vec<Option<PopDerivs>> = (0..net.pops.len()).map(|_| None).collect();
+        let mut ls: Vec<Vec<f64>> = vec![Vec::new(); net.pops.len()];
+        for &p in &hidden {
+            let dv = derivs[p].as_ref().expect("hidden");
+            let v = eval_derivs(dv, net, p, &trace, time)?;
+            let k = dv.k;
+            ls[p] = (0..batch * net.pops[p].n * k).map(|ik| dlds[p][ik / k] * v.ds[ik]).collect();
+            pd[p] = Some(v);
+        }
+        let mut step_grads = Vec::new();
+        match method {
+            Method::Bptt => {}
+            Method::DRtrl => {
+                for (ei, e) in etrace.iter().enumerate() {
+                    let v = pd[e.pop].as_ref().expect("hidden");
+                    let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
+                    let pre = &trace.pre[e.index];
+                    let tr = &mut eps[ei];
+                    let mut g = Array2::<f64>::zeros((e.n_pre, n));
+                    let mut new = vec![0.0; k];
+                    for b in 0..batch {
+                        for o in 0..n {
+                            let m = b * n + o;
+                            let dm = &v.d[m * k * k..(m + 1) * k * k];
+                            for i in 0..e.n_pre {
+                                let base = ((b * e.n_pre + i) * n + o) * k;
+                                let xi = pre[b * e.n_pre + i];
+                                for a in 0..k {
+                                    let mut s = 0.0;
+                                    for c in 0..k {
+                                        s += dm[a * k + c] * tr[base + c];
+                                    }
+                                    new[a] = s + xi * v.df[(m * k + a) * nin + e.input];
+                                }
+                                tr[base..base + k].copy_from_slice(&new);
+                                let mut gi = 0.0;
+                                for a in 0..k {
+                                    gi += ls[e.pop][m * k + a] * new[a];
+                                }
+                                g[[i, o]] += gi;
+                            }
+                        }
+                    }
+                    grads[ei] += &g;
+                    step_grads.push((e.name.clone(), g));
+                }
+            }
+            Method::EsDRtrl { decay } => {
+                // Bias correction of the smoothed trace, indexed by the update count as in
+                // braintrace (and switched off from step 1001 on).
+                let c = if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
+                for (ei, e) in etrace.iter().enumerate() {
+                    let v = pd[e.pop].as_ref().expect("hidden");
+                    let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
+                    let pre = &trace.pre[e.index];
+                    for (ex, xi) in eps_x[ei].iter_mut().zip(pre) {
+                        *ex = decay * *ex + xi;
+                    }
+                    let f = &mut eps_f[ei];
+                    let mut new = vec![0.0; k];
+                    let mut q = Array2::<f64>::zeros((batch, n));
+                    for b in 0..batch {
+                        for o in 0..n {
+                            let m = b * n + o;
+                            let dm = &v.d[m * k * k..(m + 1) * k * k];
+                            for a in 0..k {
+                                let mut s = 0.0;
+                                for cc in 0..k {
+                                    s += dm[a * k + cc] * f[m * k + cc];
+                                }
+                                new[a] = decay * s + (1.0 - decay) * v.df[(m * k + a) * nin + e.input];
+                            }
+                            f[m * k..(m + 1) * k].copy_from_slice(&new);
+                            q[[b, o]] = (0..k).map(|a| ls[e.pop][m * k + a] * new[a]).sum::<f64>() / c;
+                        }
+                    }
+                    let ex = ArrayView2::from_shape((batch, e.n_pre), &eps_x[ei]).expect("shape");
+                    let g = ex.t().dot(&q);
+                    grads[ei] += &g;
+                    step_grads.push((e.name.clone(), g));
+                }
+            }
+        }
+        if method == Method::Bptt {
+            tape.push((pd, ls, trace.pre.clone()));
+        }
+        if record_per_step && method != Method::Bptt {
+            per_step.push(step_grads);
+        }
+    }
+
+    if method == Method::Bptt {
+        backward(net, &tape, &etrace, &hidden_links, &hidden, &mut grads, batch, &k_of, &nin_of)?;
+    }
+    let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads).collect();
+    total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads));
+    Ok(Gradients { loss, total, per_step })
+}
+
+/// Reverse-mode accumulation through the whole sequence (BPTT), including the paths
+/// through recurrent and feed-forward spikes between populations.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn backward(
+    net: &Network<f64>,
+    tape: &[(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)],
+    etrace: &[EtraceProj],
+    links: &[(usize, usize, usize, usize, bool)],
+    hidden: &[usize],
+    grads: &mut [Array2<f64>],
+    batch: usize,
+    k_of: &dyn Fn(usize) -> usize,
+    nin_of: &dyn Fn(usize) -> usize,
+) -> Result<(), RuntimeError> {
+    let np = net.pops.len();
+    // lambda_p = dL/dh_p^t (all future losses), per population.
+    let mut lambda: Vec<Vec<f64>> = (0..np).map(|p| vec![0.0; batch * net.pops[p].n * k_of(p)]).collect();
+    // dL/ds_q carried to step t-1 (recurrent paths) or within step t (feed-forward).
+    let mut ds_prev: Vec<Vec<f64>> = (0..np).map(|p| vec![0.0; batch * net.pops[p].n]).collect();
+    for t in (0..tape.len()).rev() {
+        let (pd, ls, pre) = &tape[t];
+        let mut ds_now: Vec<Vec<f64>> = std::mem::replace(&mut ds_prev, (0..np).map(|p| vec![0.0; batch * net.pops[p].n]).collect());
+        for &p in hidden.iter().rev() {
+            let v = pd[p].as_ref().expect("hidden");
+            let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
+            let lam = &mut lambda[p];
+            for m in 0..batch * n {
+                for a in 0..k {
+                    lam[m * k + a] += ls[p][m * k + a] + ds_now[p][m] * v.ds[m * k + a];
+                }
+            }
+            // mu = dL/dy^t for every kernel input of p.
+            let mut mu = vec![0.0; batch * n * nin];
+            for m in 0..batch * n {
+                for j in 0..nin {
+                    mu[m * nin + j] = (0..k).map(|a| lam[m * k + a] * v.df[(m * k + a) * nin + j]).sum();
+                }
+            }
+            let mu_of = |input: usize| -> Array2<f64> { Array2::from_shape_fn((batch, n), |(b, o)| mu[(b * n + o) * nin + input]) };
+            for (ei, e) in etrace.iter().enumerate().filter(|(_, e)| e.pop == p) {
+                let x = ArrayView2::from_shape((batch, e.n_pre), &pre[e.index]).expect("shape");
+                grads[ei] += &x.t().dot(&mu_of(e.input));
+            }
+            for &(proj, q, to, input, now) in links.iter().filter(|l| l.2 == p) {
+                let _ = to;
+                let w = net.dense_weights(proj).expect("dense");
+                let d = mu_of(input).dot(&w.t());
+                let dst = if now { &mut ds_now[q] } else { &mut ds_prev[q] };
+                dst.iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+            }
+            // lambda at h^{t-1} = D^T lambda.
+            let mut back = vec![0.0; lam.len()];
+            for m in 0..batch * n {
+                for c in 0..k {
+                    back[m * k + c] = (0..k).map(|a| lam[m * k + a] * v.d[(m * k + a) * k + c]).sum();
+                }
+            }
+            *lam = back;
+        }
+        // The spike s^{t-1} was read from h^{t-1}: its surrogate derivative is the one
+        // taped at step t-1, applied when that step is processed (ds_prev).
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! The braintrace golden files (../shared/golden, float64): the forward pass and the
+//! gradients of BPTT, D-RTRL and ES-D-RTRL (totals and per step) for recurrent LIF,
+//! recurrent ALIF (K = 2) and feed-forward LIF networks written as `.snn` files.
+use ndarray::{Array2, Array3};
+use serde_json::Value;
+use snnc_compiler::SourceMap;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_runtime::learn::{Method, gradient};
+use snnc_runtime::network::{InterpFactory, Network, Options, StepTrace};
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn golden(name: &str) -> Value {
+    let p = root().join("../shared/golden").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn mat(v: &Value) -> Array2<f64> {
+    let rows: Vec<Vec<f64>> = v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect();
+    Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j])
+}
+
+fn tensor3(v: &Value) -> Array3<f64> {
+    let a: Vec<Array2<f64>> = v.as_array().unwrap().iter().map(mat).collect();
+    Array3::from_shape_fn((a.len(), a[0].nrows(), a[0].ncols()), |(t, i, j)| a[t][[i, j]])
+}
+
+fn network(snn: &str, g: &Value) -> Network<f64> {
+    let mut sources = SourceMap::new();
+    let (program, diags) = sema::check_path(&root().join(snn), &LoadOptions::default(), &mut sources);
+    assert!(diags.is_empty(), "{}", snnc_compiler::diag::render_all(&diags, &sources));
+    let batch = g["config"]["batch"].as_u64().unwrap() as usize;
+    let mut net = Network::<f64>::build(&program, &program.networks[0], &Options { batch, ..Options::default() }, &InterpFactory).unwrap();
+    for name in ["W_in", "W_rec", "W_out"] {
+        if let Some((i, ..)) = net.projection(name) {
+            net.set_dense_weights(i, mat(&g["init_weights"][name])).unwrap();
+        }
+    }
+    net
+}
+
+fn rel_err(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    let num = (a - b).iter().map(|x| x * x).sum::<f64>().sqrt();
+    let den = b.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
+    num / den
+}
+
+const CASES: [(&str, &str); 3] = [
+    ("golden_lif.json", "tests/data/golden_lif.snn"),
+    ("golden_alif.json", "tests/data/golden_alif.snn"),
+    ("golden_ff_lif.json", "tests/data/golden_ff_lif.snn"),
+];
+
+#[test]
+fn forward_pass_reproduces_states_and_spikes() {
+    for (json, snn) in CASES {
+        let g = golden(json);
+        let mut net = network(snn, &g);
+        let x = tensor3(&g["inputs"]["x"]);
+        let v = tensor3(&g["forward"]["v"]);
+        let s = tensor3(&g["forward"]["s"]);
+        let y = tensor3(&g["forward"]["y"]);
+        let mut trace = StepTrace::default();
+        for t in 0..x.shape()[0] {
+            let xt: Vec<f64> = x.index_axis(ndarray::Axis(0), t).iter().copied().collect();
+            net.step_traced(&[&xt], Some(&mut trace)).unwrap();
+            let rec = &net.pops[0];
+            for (i, (got, want)) in rec.states[0].iter().zip(v.index_axis(ndarray::Axis(0), t).iter()).enumerate() {
+                assert!((got - want).abs() < 1e-10, "{json} t={t} v[{i}] {got} vs {want}");
+            }
+            let spikes: Vec<f64> = s.index_axis(ndarray::Axis(0), t).iter().copied().collect();
+            assert_eq!(rec.spikes, spikes, "{json} spikes at t={t}");
+            for (got, want) in net.pops[1].output.iter().zip(y.index_axis(ndarray::Axis(0), t).iter()) {
+                assert!((got - want).abs() < 1e-10, "{json} readout t={t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gradients_match_braintrace() {
+    for (json, snn) in CASES {
+        let g = golden(json);
+        let x = tensor3(&g["inputs"]["x"]);
+        let target = tensor3(&g["inputs"]["target"]);
+        let decay = g["config"]["es_d_rtrl_decay"].as_f64().unwrap();
+        let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+        let mut compared = 0;
+        for (key, method) in [("bptt", Method::Bptt), ("d_rtrl", Method::DRtrl), ("es_d_rtrl", Method::EsDRtrl { decay })] {
+            let mut net = network(snn, &g);
+            let res = gradient(&mut net, &trainable, &[x.clone()], &target, method, true).unwrap();
+            let want_loss = g["forward"]["loss_total"].as_f64().unwrap();
+            assert!((res.loss - want_loss).abs() <= 1e-10 * want_loss.abs(), "{json}: loss {} vs {want_loss}", res.loss);
+            for w in ["W_in", "W_rec", "W_out"] {
+                let Some(want) = g["grads"][key].get(w) else { continue };
+                let want = mat(want);
+                let got = res.get(w).unwrap_or_else(|| panic!("{json}: no gradient for {w}"));
+                let e = rel_err(got, &want);
+                assert!(e < 1e-9, "{json} {key} {w}: relative error {e:e}");
+                eprintln!("{json} {key} {w}: relative error {e:.2e}");
+                compared += 1;
+            }
+            if method != Method::Bptt {
+                // Per-step contributions of the etrace weights.
+                for w in ["W_in", "W_rec"] {
+                    let Some(steps) = g["per_step"][key].get(format!("grad_{w}")) else { continue };
+                    for (t, want) in steps.as_array().unwrap().iter().enumerate() {
+                        let want = mat(want);
+                        let got = &res.per_step[t].iter().find(|(n, _)| n == w).unwrap().1;
+                        let err = (got - &want).iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                        assert!(err <= 1e-9 * want.iter().fold(1.0f64, |m, x| m.max(x.abs())), "{json} {key} step {t} {w}: max error {err:e}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        // Every method's totals for every weight, and 50 steps of per-step gradients.
+        let n_w = if json.contains("ff") { 2 } else { 3 };
+        assert!(compared >= 3 * n_w + 2 * 50 * (n_w - 1), "{json}: only {compared} comparisons");
+    }
+}

@@ -3,6 +3,7 @@
 mod check;
 mod explain;
 mod fmt;
+mod grad;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,8 @@ pub enum Command {
     Emit(explain::EmitArgs),
     /// Simulate a network and write recordings (`.npy`).
     Run(run::Args),
+    /// Gradient of one batch of sequences (BPTT, D-RTRL or ES-D-RTRL) into an `.npz`.
+    Grad(grad::Args),
 }
 
 /// Shared by every command: how to report diagnostics.
@@ -91,5 +94,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Explain(a) => explain::run(a, &opts, &reporter),
         Command::Emit(a) => explain::emit(a, &opts, &reporter),
         Command::Run(a) => run::run(a, &opts, &reporter),
+        Command::Grad(a) => grad::run(a, &opts, &reporter),
     }
 }

@@ -1,0 +1,163 @@
+//! `snnc grad FILE --network NAME --method ... --data SEQ.npz --weights W.npz --out GRADS.npz`:
+//! the gradient of one batch of sequences (loss summed over steps), no optimiser step.
+
+use super::Reporter;
+use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
+use snnc_compiler::SourceMap;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_runtime::learn::{Method, gradient};
+use snnc_runtime::network::{InterpFactory, Network, Options};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum MethodArg {
+    Bptt,
+    DRtrl,
+    EsDRtrl,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    #[arg(long, value_enum)]
+    pub method: MethodArg,
+    /// ES-D-RTRL trace decay (0 < decay < 1); an integer r >= 2 means (r - 1) / (r + 1).
+    #[arg(long, default_value_t = 0.9)]
+    pub etrace_decay: f64,
+    /// `x` (T, B, inputs) and `target` (T, B, readouts).
+    #[arg(long, value_name = "SEQ.npz")]
+    pub data: PathBuf,
+    /// Weights by projection name (rows = presynaptic); projections not in the file keep
+    /// their initial values.
+    #[arg(long, value_name = "W.npz")]
+    pub weights: Option<PathBuf>,
+    #[arg(long, value_name = "GRADS.npz")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn fail(msg: String) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Reads array `name` of an `.npz` as f64, whatever float type NumPy wrote.
+fn read_array(path: &Path, name: &str) -> Result<ArrayD<f64>, String> {
+    let open = || -> Result<ndarray_npy::NpzReader<File>, String> {
+        let f = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        ndarray_npy::NpzReader::new(f).map_err(|e| format!("`{}` is not an .npz file: {e}", path.display()))
+    };
+    let names = open()?.names().map_err(|e| format!("`{}`: {e}", path.display()))?;
+    let Some(entry) = names.iter().find(|n| n.trim_end_matches(".npy") == name) else {
+        return Err(format!("`{}` has no array `{name}` (it has: {})", path.display(), names.join(", ")));
+    };
+    if let Ok(a) = open()?.by_name::<ndarray::OwnedRepr<f64>, ndarray::IxDyn>(entry) {
+        return Ok(a);
+    }
+    if let Ok(a) = open()?.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(entry) {
+        return Ok(a.mapv(f64::from));
+    }
+    open()?
+        .by_name::<ndarray::OwnedRepr<bool>, ndarray::IxDyn>(entry)
+        .map(|a| a.mapv(|b| if b { 1.0 } else { 0.0 }))
+        .map_err(|e| format!("`{}`: array `{name}` must be float32, float64 or bool: {e}", path.display()))
+}
+
+fn array_names(path: &Path) -> Result<Vec<String>, String> {
+    let f = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    let mut r = ndarray_npy::NpzReader::new(f).map_err(|e| format!("`{}` is not an .npz file: {e}", path.display()))?;
+    Ok(r.names().map_err(|e| e.to_string())?.into_iter().map(|n| n.trim_end_matches(".npy").to_string()).collect())
+}
+
+pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    let mut sources = SourceMap::new();
+    let (program, diags) = sema::check_path(&args.file, opts, &mut sources);
+    if reporter.report(&diags, &sources) > 0 {
+        return ExitCode::FAILURE;
+    }
+    let net = match (&args.network, program.networks.len()) {
+        (Some(n), _) => program.network(n),
+        (None, 1) => program.networks.first(),
+        _ => None,
+    };
+    let Some(def) = net else {
+        return fail(format!("choose a network of {} with --network", args.file.display()));
+    };
+    let x = match read_array(&args.data, "x").and_then(|a| a.into_dimensionality::<Ix3>().map_err(|_| "`x` must have shape (T, B, inputs)".to_string())) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let target: Array3<f64> = match read_array(&args.data, "target").and_then(|a| a.into_dimensionality::<Ix3>().map_err(|_| "`target` must have shape (T, B, readouts)".to_string())) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if x.shape()[..2] != target.shape()[..2] {
+        return fail(format!("`x` is {:?} and `target` is {:?}: T and B must agree", x.shape(), target.shape()));
+    }
+    let batch = x.shape()[1];
+    let mut network = match Network::<f64>::build(&program, def, &Options { seed: args.seed, batch, dt: None }, &InterpFactory) {
+        Ok(n) => n,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Some(wpath) = &args.weights {
+        let names = match array_names(wpath) {
+            Ok(n) => n,
+            Err(e) => return fail(e),
+        };
+        for name in names {
+            let Some((i, ..)) = network.projection(&name) else {
+                let known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
+                return fail(format!("`{}` has weights `{name}`, but the network has no such projection (projections: {})", wpath.display(), known.join(", ")));
+            };
+            let w: Array2<f64> = match read_array(wpath, &name).and_then(|a| a.into_dimensionality::<Ix2>().map_err(|_| format!("weights `{name}` must be a matrix"))) {
+                Ok(w) => w,
+                Err(e) => return fail(e),
+            };
+            if let Err(e) = network.set_dense_weights(i, w) {
+                return fail(e.to_string());
+            }
+        }
+    }
+    let trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+    let decay = if args.etrace_decay >= 2.0 && args.etrace_decay.fract() == 0.0 {
+        (args.etrace_decay - 1.0) / (args.etrace_decay + 1.0)
+    } else {
+        args.etrace_decay
+    };
+    if !(decay > 0.0 && decay < 1.0) {
+        return fail(format!("--etrace-decay must be in (0, 1) or an integer rank >= 2, got {}", args.etrace_decay));
+    }
+    let method = match args.method {
+        MethodArg::Bptt => Method::Bptt,
+        MethodArg::DRtrl => Method::DRtrl,
+        MethodArg::EsDRtrl => Method::EsDRtrl { decay },
+    };
+    let res = match gradient(&mut network, &trainable, &[x], &target, method, false) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    // Write atomically: a temporary file renamed into place.
+    let tmp = args.out.with_extension("npz.tmp");
+    let write = || -> Result<(), String> {
+        let f = File::create(&tmp).map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
+        let mut w = ndarray_npy::NpzWriter::new(f);
+        for (name, g) in &res.total {
+            w.add_array(name.as_str(), g).map_err(|e| e.to_string())?;
+        }
+        w.add_array("loss", &ndarray::arr0(res.loss)).map_err(|e| e.to_string())?;
+        w.finish().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &args.out).map_err(|e| format!("cannot write `{}`: {e}", args.out.display()))
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return fail(e);
+    }
+    println!("loss {:.6e}; wrote gradients of {} to {}", res.loss, res.total.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "), args.out.display());
+    ExitCode::SUCCESS
+}

@@ -31,6 +31,8 @@ pub struct Gradients {
     pub total: Vec<(String, Array2<f64>)>,
     /// Per step, the contribution to each etrace projection's gradient (online methods).
     pub per_step: Vec<Vec<(String, Array2<f64>)>>,
+    /// Bytes of the method's own state: eligibility traces, or the BPTT tape.
+    pub state_bytes: usize,
 }
 
 impl Gradients {
@@ -130,6 +132,42 @@ struct EtraceProj {
     n_pre: usize,
 }
 
+/// A batch of sequences, produced step by step so that online methods never hold the
+/// whole sequence (their memory does not grow with its length).
+pub trait Sequence {
+    fn steps(&self) -> usize;
+    fn batch(&self) -> usize;
+    /// Sizes of the external inputs per batch element, then of the target.
+    fn shape(&self) -> (Vec<usize>, usize);
+    /// Writes step `t`: `x[i]` gets input `i` (`batch * size`, index `b * size + j`),
+    /// `target` the readout target (`batch * readouts`).
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]);
+}
+
+/// Sequences held in memory: `x[i]` is (T, B, size_i), `target` is (T, B, readouts).
+pub struct InMemory<'a> {
+    pub x: &'a [Array3<f64>],
+    pub target: &'a Array3<f64>,
+}
+
+impl Sequence for InMemory<'_> {
+    fn steps(&self) -> usize {
+        self.target.shape()[0]
+    }
+    fn batch(&self) -> usize {
+        self.target.shape()[1]
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (self.x.iter().map(|a| a.shape()[2]).collect(), self.target.shape()[2])
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        for (dst, src) in x.iter_mut().zip(self.x) {
+            dst.iter_mut().zip(src.index_axis(Axis(0), t).iter()).for_each(|(d, s)| *d = *s);
+        }
+        target.iter_mut().zip(self.target.index_axis(Axis(0), t).iter()).for_each(|(d, s)| *d = *s);
+    }
+}
+
 /// Computes the gradient of `sum_t L^t` for a batch of sequences. `x[i]` is external
 /// input `i` with shape (T, B, size); `target` is (T, B, readout size).
 pub fn gradient(
@@ -140,22 +178,46 @@ pub fn gradient(
     method: Method,
     record_per_step: bool,
 ) -> Result<Gradients, RuntimeError> {
-    let (steps, batch) = (target.shape()[0], target.shape()[1]);
+    for (xi, (name, size)) in x.iter().zip(&net.inputs) {
+        if xi.shape() != [target.shape()[0], target.shape()[1], *size] {
+            return Err(RuntimeError::Input(format!(
+                "input `{name}` must have shape ({}, {}, {size}), got {:?}",
+                target.shape()[0],
+                target.shape()[1],
+                xi.shape()
+            )));
+        }
+    }
+    if x.len() != net.inputs.len() {
+        return Err(RuntimeError::Input(format!("{} inputs given, the network has {}", x.len(), net.inputs.len())));
+    }
+    gradient_of(net, trainable, &mut InMemory { x, target }, method, record_per_step)
+}
+
+/// [`gradient`] for any [`Sequence`].
+pub fn gradient_of(
+    net: &mut Network<f64>,
+    trainable: &[String],
+    data: &mut dyn Sequence,
+    method: Method,
+    record_per_step: bool,
+) -> Result<Gradients, RuntimeError> {
+    let (steps, batch) = (data.steps(), data.batch());
     if batch != net.batch {
         return Err(RuntimeError::Input(format!("the data has batch {batch}, the network was built for {}", net.batch)));
     }
-    for (xi, (name, size)) in x.iter().zip(&net.inputs) {
-        if xi.shape() != [steps, batch, *size] {
-            return Err(RuntimeError::Input(format!("input `{name}` must have shape ({steps}, {batch}, {size}), got {:?}", xi.shape())));
-        }
+    let (in_sizes, n_target) = data.shape();
+    let want_sizes: Vec<usize> = net.inputs.iter().map(|(_, s)| *s).collect();
+    if in_sizes != want_sizes {
+        return Err(RuntimeError::Input(format!("the data has inputs of sizes {in_sizes:?}, the network needs {want_sizes:?}")));
     }
     // The readout: one `Linear` population.
     let readouts: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_none()).collect();
     let [r] = readouts[..] else {
         return Err(RuntimeError::Build(format!("gradients need exactly one `Linear` readout, the network has {}", readouts.len())));
     };
-    if target.shape()[2] != net.pops[r].n {
-        return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {}", net.pops[r].n, net.pops[r].name, target.shape()[2])));
+    if n_target != net.pops[r].n {
+        return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", net.pops[r].n, net.pops[r].name)));
     }
     // Projections: etrace (into hidden populations) and plain (into the readout).
     let mut etrace = Vec::new();
@@ -201,15 +263,18 @@ pub fn gradient(
     let mut loss = 0.0;
     // Online traces.
     let mut eps: Vec<Vec<f64>> = etrace.iter().map(|e| if method == Method::DRtrl { vec![0.0; batch * e.n_pre * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
-    let mut eps_x: Vec<Vec<f64>> = etrace.iter().map(|e| vec![0.0; batch * e.n_pre]).collect();
-    let mut eps_f: Vec<Vec<f64>> = etrace.iter().map(|e| vec![0.0; batch * net.pops[e.pop].n * k_of(e.pop)]).collect();
+    let es = matches!(method, Method::EsDRtrl { .. });
+    let mut eps_x: Vec<Vec<f64>> = etrace.iter().map(|e| if es { vec![0.0; batch * e.n_pre] } else { Vec::new() }).collect();
+    let mut eps_f: Vec<Vec<f64>> = etrace.iter().map(|e| if es { vec![0.0; batch * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
     // BPTT tape: per step, per population derivatives and learning signals, and the
     // presynaptic activity of every projection.
     let mut tape: Vec<(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)> = Vec::new();
 
     let mut trace = StepTrace::default();
+    let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
+    let mut tgt = vec![0.0; n_target * batch];
     for t in 0..steps {
-        let ext: Vec<Vec<f64>> = x.iter().map(|xi| xi.index_axis(Axis(0), t).iter().copied().collect()).collect();
+        data.fill(t, &mut ext, &mut tgt);
         let ext_refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
         net.step_traced(&ext_refs, Some(&mut trace))?;
         let time = net.time();
@@ -219,7 +284,7 @@ pub fn gradient(
         let mut err = vec![0.0; batch * o];
         for b in 0..batch {
             for j in 0..o {
-                let e = y[b * o + j] - target[[t, b, j]];
+                let e = y[b * o + j] - tgt[b * o + j];
                 loss += e * e;
                 err[b * o + j] = 2.0 * e;
             }
@@ -331,12 +396,21 @@ pub fn gradient(
         }
     }
 
+    // Bytes held by the method's own state: traces, or the BPTT tape.
+    let vec_bytes = |v: &Vec<Vec<f64>>| v.iter().map(|x| x.len() * 8).sum::<usize>();
+    let tape_bytes: usize = tape
+        .iter()
+        .map(|(pd, ls, pre)| {
+            pd.iter().flatten().map(|d| (d.d.len() + d.df.len() + d.ds.len()) * 8).sum::<usize>() + vec_bytes(ls) + vec_bytes(pre)
+        })
+        .sum();
+    let state_bytes = vec_bytes(&eps) + vec_bytes(&eps_x) + vec_bytes(&eps_f) + tape_bytes;
     if method == Method::Bptt {
         backward(net, &tape, &etrace, &hidden_links, &hidden, &mut grads, batch, &k_of, &nin_of)?;
     }
     let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads).collect();
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads));
-    Ok(Gradients { loss, total, per_step })
+    Ok(Gradients { loss, total, per_step, state_bytes })
 }
 
 /// Reverse-mode accumulation through the whole sequence (BPTT), including the paths

@@ -1,0 +1,89 @@
+//! Properties of the learning rules beyond the golden files.
+use snnc_compiler::SourceMap;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_runtime::learn::{Method, Sequence, gradient_of};
+use snnc_runtime::network::{InterpFactory, Network, Options};
+
+/// Bernoulli spike inputs and Gaussian-ish targets from a hash: no storage.
+struct Synthetic {
+    steps: usize,
+    batch: usize,
+}
+
+fn hash(a: u64) -> f64 {
+    let mut x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Sequence for Synthetic {
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (vec![8], 3)
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        for (i, v) in x[0].iter_mut().enumerate() {
+            *v = if hash((t * 1000 + i) as u64) < 0.3 { 1.0 } else { 0.0 };
+        }
+        for (j, v) in target.iter_mut().enumerate() {
+            *v = hash((t * 7919 + j) as u64 + 1) - 0.5;
+        }
+    }
+}
+
+fn net(file: &str, batch: usize) -> Network<f64> {
+    let mut sources = SourceMap::new();
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(file);
+    let (p, d) = sema::check_path(&path, &LoadOptions::default(), &mut sources);
+    assert!(d.is_empty());
+    Network::<f64>::build(&p, &p.networks[0], &Options { batch, seed: 5, ..Options::default() }, &InterpFactory).unwrap()
+}
+
+const TRAIN: [&str; 3] = ["W_in", "W_rec", "W_out"];
+
+#[test]
+fn online_memory_is_flat_in_sequence_length_and_bptt_grows() {
+    let train: Vec<String> = TRAIN.map(String::from).to_vec();
+    let mut bytes = Vec::new();
+    for method in [Method::EsDRtrl { decay: 0.9 }, Method::DRtrl, Method::Bptt] {
+        let mut row = Vec::new();
+        for steps in [100, 1000] {
+            let mut n = net("tests/data/golden_lif.snn", 2);
+            let g = gradient_of(&mut n, &train, &mut Synthetic { steps, batch: 2 }, method, false).unwrap();
+            row.push(g.state_bytes);
+        }
+        bytes.push(row);
+    }
+    eprintln!("state bytes (T = 100, 1000): ES-D-RTRL {:?}, D-RTRL {:?}, BPTT {:?}", bytes[0], bytes[1], bytes[2]);
+    // ES-D-RTRL: B*(I + O*K) per projection; D-RTRL: B*I*O*K; neither depends on T.
+    assert_eq!(bytes[0][0], bytes[0][1]);
+    assert_eq!(bytes[0][0], 8 * 2 * ((8 + 16) + (16 + 16)));
+    assert_eq!(bytes[1][0], bytes[1][1]);
+    assert_eq!(bytes[1][0], 8 * 2 * (8 * 16 + 16 * 16));
+    // BPTT keeps every step: ten times the steps, ten times the tape.
+    assert_eq!(bytes[2][1], 10 * bytes[2][0]);
+}
+
+#[test]
+fn d_rtrl_equals_bptt_for_a_feed_forward_layer() {
+    // Exact for a single feed-forward layer read directly by the loss (ALGORITHMS.md),
+    // on a longer random sequence than the golden file's.
+    let train: Vec<String> = ["W_in", "W_out"].map(String::from).to_vec();
+    let mut a = net("tests/data/golden_ff_lif.snn", 3);
+    let mut b = net("tests/data/golden_ff_lif.snn", 3);
+    let gd = gradient_of(&mut a, &train, &mut Synthetic { steps: 300, batch: 3 }, Method::DRtrl, false).unwrap();
+    let gb = gradient_of(&mut b, &train, &mut Synthetic { steps: 300, batch: 3 }, Method::Bptt, false).unwrap();
+    for name in ["W_in", "W_out"] {
+        let (x, y) = (gd.get(name).unwrap(), gb.get(name).unwrap());
+        let err = (x - y).iter().map(|v| v * v).sum::<f64>().sqrt() / y.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(err < 1e-12, "{name}: D-RTRL vs BPTT relative error {err:e}");
+        assert!(y.iter().any(|v| *v != 0.0), "{name}: the gradient is not trivially zero");
+    }
+}

@@ -66,11 +66,14 @@ pub struct Options {
     pub dt: Option<f64>,
     pub seed: u64,
     pub batch: usize,
+    /// Replace every spike by `sigmoid(alpha * z)` (see `discretise_smooth`): a smooth
+    /// network for checking gradients against finite differences.
+    pub smooth_spikes: Option<f64>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { dt: None, seed: 0, batch: 1 }
+        Options { dt: None, seed: 0, batch: 1, smooth_spikes: None }
     }
 }
 
@@ -187,7 +190,11 @@ impl<T: Float> Network<T> {
                 }
                 Some(g) => {
                     let g = g.map_err(|d| RuntimeError::Build(format!("population `{}`: {}", p.name, d.message)))?;
-                    let step = discretise(&g.model).map_err(|d| RuntimeError::Build(format!("population `{}`: {}", p.name, d.message)))?;
+                    let step = match opts.smooth_spikes {
+                        Some(a) => snnc_compiler::discretise::discretise_smooth(&g.model, a),
+                        None => discretise(&g.model),
+                    }
+                    .map_err(|d| RuntimeError::Build(format!("population `{}`: {}", p.name, d.message)))?;
                     let pop = build_population(&step, &g, p.name.clone(), p.size, p.kind, batch, dt, &rng, &pname, factory)?;
                     pops.push(pop);
                     groups.push(Some(g));

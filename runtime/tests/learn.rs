@@ -87,3 +87,98 @@ fn d_rtrl_equals_bptt_for_a_feed_forward_layer() {
         assert!(y.iter().any(|v| *v != 0.0), "{name}: the gradient is not trivially zero");
     }
 }
+
+/// For every stdlib neuron: BPTT equals finite differences of the whole-sequence loss
+/// when the spike is smooth in the forward pass too (sigmoid instead of Heaviside):
+/// this checks every derivative path (leak, coupling, resets, the recurrent spikes).
+#[test]
+fn bptt_matches_finite_differences_with_smooth_spikes() {
+    // (file, model, port unit, weight scale, dt, alpha for z)
+    let cases = [
+        ("lif.snn", "LIF", "", "3", "1 ms", 3.0),
+        ("lif.snn", "LIFHard", "", "3", "1 ms", 3.0),
+        ("alif.snn", "ALIF", "", "3", "1 ms", 3.0),
+        ("adlif.snn", "AdLIF", "", "3", "1 ms", 3.0),
+        ("gif.snn", "GIF", " pA", "2000", "0.5 ms", 3.0),
+        ("izhikevich.snn", "Izhikevich", " mV / ms", "30", "0.5 ms", 3.0),
+        ("coba.snn", "COBALIF", " pA", "800", "0.5 ms", 3.0),
+        ("coba.snn", "CUBALIF", " mV", "40", "0.5 ms", 3.0),
+        ("hh.snn", "HH", " pA", "2000", "0.1 ms", 300.0),
+    ];
+    for (file, model, unit, scale, dt, alpha) in cases {
+        let text = format!(
+            r#"import "stdlib/{file}"
+network n {{
+    dt = {dt}
+    input x: 3
+    layer L = {model}[4]
+    readout out = Linear[2]
+    connect x -> L.I dense trainable init normal(0{unit}, {scale}{unit}) as W_in
+    connect L -> L.I dense trainable init normal(0{unit}, {scale}{unit}) no_self as W_rec
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}}"#
+        );
+        let mut sources = SourceMap::new();
+        let (p, d) = sema::check_source("t.snn", &text, &mut sources);
+        assert!(d.iter().all(|d| !d.is_error()), "{model}: {}", snnc_compiler::diag::render_all(&d, &sources));
+        let opts = Options { batch: 2, seed: 11, smooth_spikes: Some(alpha), ..Options::default() };
+        let build = || Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let train: Vec<String> = TRAIN.map(String::from).to_vec();
+        let steps = 60;
+        let loss_with = |name: &str, i: usize, j: usize, delta: f64| -> f64 {
+            let mut n = build();
+            let (pi, ..) = n.projection(name).unwrap();
+            let mut w = n.dense_weights(pi).unwrap().clone();
+            w[[i, j]] += delta;
+            n.set_dense_weights(pi, w).unwrap();
+            gradient_of(&mut n, &[], &mut Synthetic3 { steps, batch: 2 }, Method::DRtrl, false).unwrap().loss
+        };
+        let mut n = build();
+        let g = gradient_of(&mut n, &train, &mut Synthetic3 { steps, batch: 2 }, Method::Bptt, false).unwrap();
+        let mut checked = 0;
+        for name in TRAIN {
+            let grad = g.get(name).unwrap();
+            let (pi, ..) = n.projection(name).unwrap();
+            let w = n.dense_weights(pi).unwrap().clone();
+            for (i, j) in [(0, 0), (1, 1), (2, 1), (0, 1)] {
+                if i >= grad.nrows() || j >= grad.ncols() || (name == "W_rec" && i == j) {
+                    continue;
+                }
+                let h = 1e-5 * w[[i, j]].abs().max(w.iter().fold(0.0f64, |m, v| m.max(v.abs())) * 1e-2);
+                let fd = (loss_with(name, i, j, h) - loss_with(name, i, j, -h)) / (2.0 * h);
+                let bp = grad[[i, j]];
+                let scale = grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                assert!((fd - bp).abs() <= 1e-4 * scale.max(1e-300), "{model} {name}[{i},{j}]: BPTT {bp:e} vs finite differences {fd:e} (largest entry {scale:e})");
+                checked += 1;
+            }
+            assert!(grad.iter().any(|v| *v != 0.0), "{model} {name}: zero gradient");
+        }
+        assert!(checked >= 10, "{model}");
+    }
+}
+
+/// Three inputs, two targets.
+struct Synthetic3 {
+    steps: usize,
+    batch: usize,
+}
+
+impl Sequence for Synthetic3 {
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (vec![3], 2)
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        for (i, v) in x[0].iter_mut().enumerate() {
+            *v = if hash((t * 31 + i) as u64 + 7) < 0.4 { 1.0 } else { 0.0 };
+        }
+        for (j, v) in target.iter_mut().enumerate() {
+            *v = hash((t * 131 + j) as u64 + 3);
+        }
+    }
+}

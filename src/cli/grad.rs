@@ -101,7 +101,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         return fail(format!("`x` is {:?} and `target` is {:?}: T and B must agree", x.shape(), target.shape()));
     }
     let batch = x.shape()[1];
-    let mut network = match Network::<f64>::build(&program, def, &Options { seed: args.seed, batch, dt: None }, &InterpFactory) {
+    let mut network = match Network::<f64>::build(&program, def, &Options { seed: args.seed, batch, ..Options::default() }, &InterpFactory) {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
     };

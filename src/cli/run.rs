@@ -85,7 +85,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let factory = InterpFactory;
-    let o = Options { dt: args.dt, seed: args.seed, batch: 1 };
+    let o = Options { dt: args.dt, seed: args.seed, ..Options::default() };
     match args.precision {
         Precision::F32 => simulate::<f32>(&args, &program, net, &o, &factory),
         Precision::F64 => simulate::<f64>(&args, &program, net, &o, &factory),

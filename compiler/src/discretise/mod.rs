@@ -113,6 +113,20 @@ fn lower_err(e: ir::LowerError) -> Diagnostic {
 
 /// Discretises a checked neuron (or composed hidden group, or synapse) model.
 pub fn discretise(model: &Model) -> Result<Step, Diagnostic> {
+    discretise_with(model, None)
+}
+
+/// A smooth variant for checking gradients: the spike is `sigmoid(alpha * z)` in the
+/// forward pass too, resets interpolate linearly (`x + s * (new - x)`), and there is no
+/// refractoriness. Its exact derivatives are what BPTT must reproduce, so finite
+/// differences of a whole sequence can check every derivative path of a model.
+pub fn discretise_smooth(model: &Model, alpha: f64) -> Result<Step, Diagnostic> {
+    let mut m = model.clone();
+    m.refractory = None;
+    discretise_with(&m, Some(alpha))
+}
+
+fn discretise_with(model: &Model, smooth: Option<f64>) -> Result<Step, Diagnostic> {
     let mut m = model.clone();
     let n_hidden = m.states().count();
     let ref_sym = m.refractory.as_ref().map(|r| {
@@ -146,6 +160,12 @@ pub fn discretise(model: &Model) -> Result<Step, Diagnostic> {
         };
         let ls = lw.spike(&mut g, def, scale).map_err(lower_err)?;
         let (mut s, mut rs) = (ls.spike, ls.reset_spike);
+        if let Some(alpha) = smooth {
+            let a = g.constant(alpha);
+            let az = g.mul(a, ls.arg);
+            s = g.unary(Op::Sigmoid, az);
+            rs = if m.reset_detached { g.stop_gradient(s) } else { s };
+        }
         if let Some(r) = ref_sym.and_then(state_index) {
             // No spike in a refractory step: the stored counter is > -dt/2 exactly then.
             let half = g.constant(-0.5);
@@ -166,7 +186,14 @@ pub fn discretise(model: &Model) -> Result<Step, Diagnostic> {
         for u in &m.on_spike {
             let k = state_index(u.target).expect("update of a state");
             let value = lower_at(&m, &mut g, &cur, &u.value)?;
-            cur[k] = gated_update(&mut g, cur[k], u.op, value, s);
+            cur[k] = if smooth.is_some() {
+                let new = ir::lower::apply_update(&mut g, cur[k], u.op, value);
+                let jump = g.sub(new, cur[k]);
+                let t = g.mul(s, jump);
+                g.add(cur[k], t)
+            } else {
+                gated_update(&mut g, cur[k], u.op, value, s)
+            };
         }
     }
     let mut refractory_now = None;

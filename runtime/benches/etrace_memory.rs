@@ -1,0 +1,83 @@
+//! Memory of the learning rules against sequence length:
+//! `cargo bench -p snnc-runtime --bench etrace_memory`.
+//!
+//! Each configuration runs in a child process so that its peak resident memory
+//! (VmHWM) is its own. The network is the golden recurrent LIF (8 inputs, 16 neurons,
+//! 3 readouts, batch 2); the sequence is generated step by step, never stored.
+use snnc_compiler::SourceMap;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_runtime::learn::{Method, Sequence, gradient_of};
+use snnc_runtime::network::{InterpFactory, Network, Options};
+use std::process::Command;
+use std::time::Instant;
+
+struct Synthetic {
+    steps: usize,
+}
+
+fn hash(a: u64) -> f64 {
+    let mut x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Sequence for Synthetic {
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    fn batch(&self) -> usize {
+        2
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (vec![8], 3)
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        for (i, v) in x[0].iter_mut().enumerate() {
+            *v = if hash((t * 1000 + i) as u64) < 0.3 { 1.0 } else { 0.0 };
+        }
+        for (j, v) in target.iter_mut().enumerate() {
+            *v = hash((t * 7919 + j) as u64 + 1) - 0.5;
+        }
+    }
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn child(method: &str, steps: usize) {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/golden_lif.snn"));
+    let mut sources = SourceMap::new();
+    let (p, _) = sema::check_path(path, &LoadOptions::default(), &mut sources);
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { batch: 2, seed: 1, ..Options::default() }, &InterpFactory).unwrap();
+    let m = match method {
+        "bptt" => Method::Bptt,
+        "d-rtrl" => Method::DRtrl,
+        _ => Method::EsDRtrl { decay: 0.9 },
+    };
+    let train: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let t0 = Instant::now();
+    let g = gradient_of(&mut net, &train, &mut Synthetic { steps }, m, false).unwrap();
+    println!("{method:>10} {steps:>8} {:>14} {:>12} {:>9.2}", g.state_bytes, peak_rss_kb() * 1024, t0.elapsed().as_secs_f64());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], args[i + 2].parse().unwrap());
+        return;
+    }
+    println!("{:>10} {:>8} {:>14} {:>12} {:>9}", "method", "T", "state bytes", "peak RSS", "time (s)");
+    let exe = std::env::current_exe().unwrap();
+    for method in ["es-d-rtrl", "d-rtrl", "bptt"] {
+        for steps in ["1000", "100000"] {
+            let out = Command::new(&exe).args(["--child", method, steps]).output().unwrap();
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+}

@@ -33,6 +33,9 @@ pub struct Gradients {
     pub per_step: Vec<Vec<(String, Array2<f64>)>>,
     /// Bytes of the method's own state: eligibility traces, or the BPTT tape.
     pub state_bytes: usize,
+    /// Per batch element, the readout output summed over the steps that count in the
+    /// loss (weighted by the mask): `argmax` is the predicted class.
+    pub evidence: Array2<f64>,
 }
 
 impl Gradients {
@@ -142,6 +145,23 @@ pub trait Sequence {
     /// Writes step `t`: `x[i]` gets input `i` (`batch * size`, index `b * size + j`),
     /// `target` the readout target (`batch * readouts`).
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]);
+    /// The loss function of the task.
+    fn loss(&self) -> Loss {
+        Loss::Mse
+    }
+    /// How much step `t` of each batch element counts in the loss (0: not at all).
+    fn mask(&self, _t: usize, mask: &mut [f64]) {
+        mask.fill(1.0);
+    }
+}
+
+/// The per-step loss `L^t`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loss {
+    /// `sum_{b,j} m_b (y_bj - target_bj)^2` (braintrace's convention: no 1/2, no mean).
+    Mse,
+    /// `-sum_b m_b sum_j target_bj log softmax(y_b)_j` with one-hot targets.
+    CrossEntropy,
 }
 
 /// Sequences held in memory: `x[i]` is (T, B, size_i), `target` is (T, B, readouts).
@@ -273,8 +293,12 @@ pub fn gradient_of(
     let mut trace = StepTrace::default();
     let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
     let mut tgt = vec![0.0; n_target * batch];
+    let mut mask = vec![1.0; batch];
+    let loss_kind = data.loss();
+    let mut evidence = Array2::<f64>::zeros((batch, n_target));
     for t in 0..steps {
         data.fill(t, &mut ext, &mut tgt);
+        data.mask(t, &mut mask);
         let ext_refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
         net.step_traced(&ext_refs, Some(&mut trace))?;
         let time = net.time();
@@ -283,10 +307,31 @@ pub fn gradient_of(
         let o = net.pops[r].n;
         let mut err = vec![0.0; batch * o];
         for b in 0..batch {
+            let (yb, tb, m) = (&y[b * o..(b + 1) * o], &tgt[b * o..(b + 1) * o], mask[b]);
+            if m == 0.0 {
+                continue;
+            }
             for j in 0..o {
-                let e = y[b * o + j] - tgt[b * o + j];
-                loss += e * e;
-                err[b * o + j] = 2.0 * e;
+                evidence[[b, j]] += m * yb[j];
+            }
+            match loss_kind {
+                Loss::Mse => {
+                    for j in 0..o {
+                        let e = yb[j] - tb[j];
+                        loss += m * e * e;
+                        err[b * o + j] = m * 2.0 * e;
+                    }
+                }
+                Loss::CrossEntropy => {
+                    // Stable log-softmax.
+                    let mx = yb.iter().fold(f64::NEG_INFINITY, |a, v| a.max(*v));
+                    let z: f64 = yb.iter().map(|v| (v - mx).exp()).sum();
+                    for j in 0..o {
+                        let logp = yb[j] - mx - z.ln();
+                        loss -= m * tb[j] * logp;
+                        err[b * o + j] = m * (logp.exp() - tb[j]);
+                    }
+                }
             }
         }
         let err_m = ArrayView2::from_shape((batch, o), &err).expect("shape");
@@ -410,7 +455,7 @@ pub fn gradient_of(
     }
     let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads).collect();
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads));
-    Ok(Gradients { loss, total, per_step, state_bytes })
+    Ok(Gradients { loss, total, per_step, state_bytes, evidence })
 }
 
 /// Reverse-mode accumulation through the whole sequence (BPTT), including the paths

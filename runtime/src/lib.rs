@@ -10,3 +10,4 @@ pub mod network;
 pub mod propagate;
 pub mod record;
 pub mod rng;
+pub mod train;

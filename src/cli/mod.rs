@@ -5,6 +5,7 @@ mod explain;
 mod fmt;
 mod grad;
 mod run;
+mod train;
 
 use clap::{Parser, Subcommand};
 use snnc_compiler::{Diagnostic, SourceMap};
@@ -58,6 +59,8 @@ pub enum Command {
     Run(run::Args),
     /// Gradient of one batch of sequences (BPTT, D-RTRL or ES-D-RTRL) into an `.npz`.
     Grad(grad::Args),
+    /// Train a network on a task (DMS, evidence accumulation) with an online rule.
+    Train(train::Args),
 }
 
 /// Shared by every command: how to report diagnostics.
@@ -95,5 +98,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Emit(a) => explain::emit(a, &opts, &reporter),
         Command::Run(a) => run::run(a, &opts, &reporter),
         Command::Grad(a) => grad::run(a, &opts, &reporter),
+        Command::Train(a) => train::run(a, &opts, &reporter),
     }
 }

@@ -1,0 +1,193 @@
+//! Training: optimisers, checkpoints and the loop that runs a task through a network
+//! with one of the learning rules of [`crate::learn`].
+
+pub mod tasks;
+
+use crate::learn::{Method, Sequence, gradient_of};
+use crate::network::{Network, RuntimeError};
+use ndarray::Array2;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    Sgd,
+    /// Adam (Kingma & Ba 2015) with the usual betas (0.9, 0.999) and eps 1e-8.
+    Adam,
+}
+
+/// Updates weights from gradients; one state per parameter matrix.
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    /// Clip the global gradient norm to this value (`None`: no clipping).
+    pub clip: Option<f64>,
+    step: i32,
+    m: HashMap<String, Array2<f64>>,
+    v: HashMap<String, Array2<f64>>,
+}
+
+impl Optimizer {
+    pub fn new(kind: OptimizerKind, lr: f64, clip: Option<f64>) -> Optimizer {
+        Optimizer { kind, lr, clip, step: 0, m: HashMap::new(), v: HashMap::new() }
+    }
+
+    /// Applies one update to `weights` (name -> matrix) from `grads`.
+    pub fn update(&mut self, weights: &mut [(String, Array2<f64>)], grads: &[(String, Array2<f64>)]) {
+        self.step += 1;
+        let norm = grads.iter().map(|(_, g)| g.iter().map(|x| x * x).sum::<f64>()).sum::<f64>().sqrt();
+        let scale = match self.clip {
+            Some(c) if norm > c => c / norm,
+            _ => 1.0,
+        };
+        for (name, w) in weights.iter_mut() {
+            let Some((_, g)) = grads.iter().find(|(n, _)| n == name) else { continue };
+            match self.kind {
+                OptimizerKind::Sgd => w.scaled_add(-self.lr * scale, g),
+                OptimizerKind::Adam => {
+                    let (b1, b2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
+                    let m = self.m.entry(name.clone()).or_insert_with(|| Array2::zeros(g.dim()));
+                    let v = self.v.entry(name.clone()).or_insert_with(|| Array2::zeros(g.dim()));
+                    let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
+                    ndarray::Zip::from(&mut *w).and(&mut *m).and(&mut *v).and(g).for_each(|w, m, v, g| {
+                        let g = g * scale;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *w -= self.lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Writes weights (and a few numbers of metadata) as safetensors, atomically: a
+/// temporary file renamed into place, so an interrupted run never leaves a broken one.
+pub fn save_checkpoint(path: &Path, weights: &[(String, Array2<f64>)], meta: &[(&str, String)]) -> Result<(), RuntimeError> {
+    let err = |e: &dyn std::fmt::Display| RuntimeError::Input(format!("cannot write checkpoint `{}`: {e}", path.display()));
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
+        .iter()
+        .map(|(n, w)| (n.clone(), w.iter().flat_map(|x| x.to_le_bytes()).collect(), w.shape().to_vec()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(n, b, s)| safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(&e))?;
+    let info: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let data = safetensors::serialize(views, Some(info)).map_err(|e| err(&e))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(&e)
+    })
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`]: weights and metadata.
+pub fn load_checkpoint(path: &Path) -> Result<(Vec<(String, Array2<f64>)>, HashMap<String, String>), RuntimeError> {
+    let err = |e: &dyn std::fmt::Display| RuntimeError::Input(format!("cannot read checkpoint `{}`: {e}", path.display()));
+    let data = std::fs::read(path).map_err(|e| err(&e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&data).map_err(|e| err(&e))?;
+    let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| err(&e))?;
+    let mut out = Vec::new();
+    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    names.sort();
+    for name in names {
+        let t = st.tensor(&name).map_err(|e| err(&e))?;
+        if t.dtype() != safetensors::Dtype::F64 || t.shape().len() != 2 {
+            return Err(err(&format!("tensor `{name}` is not a float64 matrix")));
+        }
+        let vals: Vec<f64> = t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let a = Array2::from_shape_vec((t.shape()[0], t.shape()[1]), vals).map_err(|e| err(&e))?;
+        out.push((name, a));
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// One batch of a training run.
+#[derive(Clone, Debug)]
+pub struct BatchReport {
+    pub loss: f64,
+    /// Fraction of the batch whose `argmax` of the masked readout output is the label.
+    pub accuracy: f64,
+}
+
+/// The dense weights of `names` in `net`.
+pub fn weights_of(net: &Network<f64>, names: &[String]) -> Vec<(String, Array2<f64>)> {
+    names
+        .iter()
+        .filter_map(|n| net.projection(n).and_then(|(i, ..)| net.dense_weights(i)).map(|w| (n.clone(), w.clone())))
+        .collect()
+}
+
+/// Loads `weights` into `net` (by projection name).
+pub fn set_weights(net: &mut Network<f64>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+    for (n, w) in weights {
+        let (i, ..) = net.projection(n).ok_or_else(|| RuntimeError::Input(format!("the network has no projection `{n}`")))?;
+        net.set_dense_weights(i, w.clone())?;
+    }
+    Ok(())
+}
+
+/// Runs one batch: gradient over the sequences from the network's initial state, then one
+/// optimiser step. `labels` gives the class of each batch element for the accuracy.
+pub fn train_batch(
+    make_net: &dyn Fn() -> Result<Network<f64>, RuntimeError>,
+    weights: &mut Vec<(String, Array2<f64>)>,
+    trainable: &[String],
+    data: &mut dyn Sequence,
+    labels: &[usize],
+    method: Method,
+    opt: &mut Optimizer,
+) -> Result<BatchReport, RuntimeError> {
+    let mut net = make_net()?;
+    set_weights(&mut net, weights)?;
+    let g = gradient_of(&mut net, trainable, data, method, false)?;
+    let correct = labels
+        .iter()
+        .enumerate()
+        .filter(|(b, l)| {
+            let row = g.evidence.row(*b);
+            let best = (0..row.len()).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap_or(0);
+            best == **l
+        })
+        .count();
+    opt.update(weights, &g.total);
+    Ok(BatchReport { loss: g.loss / labels.len().max(1) as f64, accuracy: correct as f64 / labels.len().max(1) as f64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_and_sgd_minimise_a_quadratic() {
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+            let mut opt = Optimizer::new(kind, 0.05, Some(10.0));
+            let mut w = vec![("w".to_string(), Array2::from_elem((2, 2), 3.0))];
+            for _ in 0..500 {
+                let g = vec![("w".to_string(), w[0].1.mapv(|x| 2.0 * (x - 1.0)))];
+                opt.update(&mut w, &g);
+            }
+            assert!(w[0].1.iter().all(|x| (x - 1.0).abs() < 1e-3), "{kind:?}: {:?}", w[0].1);
+        }
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_bad_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("snnc-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("w.safetensors");
+        let w = vec![("W_in".to_string(), Array2::from_shape_fn((3, 4), |(i, j)| i as f64 - 0.5 * j as f64)), ("W_out".to_string(), Array2::eye(2))];
+        save_checkpoint(&p, &w, &[("epoch", "3".into())]).unwrap();
+        let (back, meta) = load_checkpoint(&p).unwrap();
+        assert_eq!(meta["epoch"], "3");
+        for (n, a) in &w {
+            assert_eq!(&back.iter().find(|(m, _)| m == n).unwrap().1, a);
+        }
+        std::fs::write(dir.join("bad.safetensors"), b"not a checkpoint").unwrap();
+        assert!(load_checkpoint(&dir.join("bad.safetensors")).is_err());
+        assert!(!dir.join("w.safetensors.tmp").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,275 @@
+//! Built-in tasks of the BrainScale experiments, generated on the fly from a seed.
+//!
+//! - Delayed match-to-sample (DMS): 100 inputs with von Mises tuning to a direction fire
+//!   as Poisson processes; a sample direction is shown, held over a delay, then a test
+//!   direction; the answer (match / non-match) is read out during the test period.
+//! - Evidence accumulation (Bellec et al. 2020, e-prop; the BrainScale experiments):
+//!   left and right cue trains, a delay, then a recall cue; the answer is the side that
+//!   had more cues.
+//!
+//! Both implement [`Sequence`] with one-hot targets and a loss mask on the answer period.
+
+use crate::learn::{Loss, Sequence};
+use crate::rng::Rng;
+
+/// Delayed match-to-sample.
+#[derive(Clone, Debug)]
+pub struct Dms {
+    pub dt: f64,
+    pub n_inputs: usize,
+    /// Period lengths in seconds.
+    pub fixation: f64,
+    pub sample: f64,
+    pub delay: f64,
+    pub test: f64,
+    /// Peak rate of a tuned input (Hz) and the background rate (Hz).
+    pub rate: f64,
+    pub background: f64,
+    /// von Mises concentration of the tuning curves.
+    pub kappa: f64,
+    pub batch: usize,
+    /// Trial directions (radians) and labels (1 = match), filled by `new_batch`.
+    sample_dir: Vec<f64>,
+    test_dir: Vec<f64>,
+    pub labels: Vec<usize>,
+    rng: Rng,
+    batch_index: u64,
+}
+
+impl Dms {
+    pub fn new(dt: f64, delay: f64, batch: usize, seed: u64) -> Dms {
+        let mut d = Dms {
+            dt,
+            n_inputs: 100,
+            fixation: 0.1,
+            sample: 0.1,
+            delay,
+            test: 0.1,
+            rate: 100.0,
+            background: 5.0,
+            kappa: 3.0,
+            batch,
+            sample_dir: Vec::new(),
+            test_dir: Vec::new(),
+            labels: Vec::new(),
+            rng: Rng::new(seed),
+            batch_index: 0,
+        };
+        d.new_batch();
+        d
+    }
+
+    /// Draws the next batch of trials: 8 directions, half of the trials match.
+    pub fn new_batch(&mut self) {
+        let k = self.batch_index;
+        self.batch_index += 1;
+        let dirs = 8;
+        self.sample_dir.clear();
+        self.test_dir.clear();
+        self.labels.clear();
+        for b in 0..self.batch {
+            let w = self.rng.words(1, k * 65536 + b as u64, 0);
+            let s = (w[0] % dirs) as f64;
+            let matched = w[1] % 2 == 0;
+            let t = if matched { s } else { (s + 1.0 + (w[2] % (dirs - 1)) as f64) % dirs as f64 };
+            let tau = std::f64::consts::TAU;
+            self.sample_dir.push(s * tau / dirs as f64);
+            self.test_dir.push(t * tau / dirs as f64);
+            self.labels.push(usize::from(matched));
+        }
+    }
+
+    fn period(&self, t: usize) -> (bool, bool, bool) {
+        let time = t as f64 * self.dt;
+        let s0 = self.fixation;
+        let s1 = s0 + self.sample;
+        let t0 = s1 + self.delay;
+        (time >= s0 && time < s1, time >= t0, time >= t0 && time < t0 + self.test)
+    }
+}
+
+impl Sequence for Dms {
+    fn steps(&self) -> usize {
+        ((self.fixation + self.sample + self.delay + self.test) / self.dt).round() as usize
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (vec![self.n_inputs], 2)
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        let (in_sample, in_test, _) = self.period(t);
+        let n = self.n_inputs;
+        for b in 0..self.batch {
+            let dir = if in_sample { Some(self.sample_dir[b]) } else if in_test { Some(self.test_dir[b]) } else { None };
+            for i in 0..n {
+                let pref = i as f64 / n as f64 * std::f64::consts::TAU;
+                let rate = match dir {
+                    Some(d) => self.background + self.rate * (self.kappa * ((d - pref).cos() - 1.0)).exp(),
+                    None => self.background,
+                };
+                let u = self.rng.uniform(2, (self.batch_index << 40) ^ ((t as u64) << 20) ^ (b * n + i) as u64, 0);
+                x[0][b * n + i] = if u <= rate * self.dt { 1.0 } else { 0.0 };
+            }
+            target[b * 2] = f64::from(self.labels[b] == 0);
+            target[b * 2 + 1] = f64::from(self.labels[b] == 1);
+        }
+    }
+    fn loss(&self) -> Loss {
+        Loss::CrossEntropy
+    }
+    fn mask(&self, t: usize, mask: &mut [f64]) {
+        let (_, _, answer) = self.period(t);
+        mask.fill(if answer { 1.0 } else { 0.0 });
+    }
+}
+
+/// Evidence accumulation: 4 groups of 10 inputs (left cue, right cue, recall, noise).
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    pub dt: f64,
+    pub n_cues: usize,
+    pub cue: f64,
+    pub gap: f64,
+    pub delay: f64,
+    pub recall: f64,
+    pub rate: f64,
+    pub noise_rate: f64,
+    pub batch: usize,
+    /// Per trial, per cue: true = left.
+    cues: Vec<Vec<bool>>,
+    pub labels: Vec<usize>,
+    rng: Rng,
+    batch_index: u64,
+}
+
+impl Evidence {
+    pub fn new(dt: f64, delay: f64, batch: usize, seed: u64) -> Evidence {
+        let mut e = Evidence {
+            dt,
+            n_cues: 7,
+            cue: 0.1,
+            gap: 0.05,
+            delay,
+            recall: 0.15,
+            rate: 40.0,
+            noise_rate: 10.0,
+            batch,
+            cues: Vec::new(),
+            labels: Vec::new(),
+            rng: Rng::new(seed),
+            batch_index: 0,
+        };
+        e.new_batch();
+        e
+    }
+
+    pub fn new_batch(&mut self) {
+        let k = self.batch_index;
+        self.batch_index += 1;
+        self.cues.clear();
+        self.labels.clear();
+        for b in 0..self.batch {
+            let w = self.rng.words(3, k * 65536 + b as u64, 0);
+            // The majority side, then each cue on it with probability 0.75 (an odd
+            // number of cues cannot tie).
+            let left_wins = w[0] % 2 == 0;
+            let cues: Vec<bool> = (0..self.n_cues)
+                .map(|c| {
+                    let u = self.rng.uniform(4, k * 65536 + b as u64, c as u32);
+                    if u < 0.75 { left_wins } else { !left_wins }
+                })
+                .collect();
+            let left = cues.iter().filter(|c| **c).count();
+            self.labels.push(usize::from(left * 2 < self.n_cues));
+            self.cues.push(cues);
+        }
+    }
+
+    fn cue_end(&self) -> f64 {
+        self.n_cues as f64 * (self.cue + self.gap)
+    }
+}
+
+impl Sequence for Evidence {
+    fn steps(&self) -> usize {
+        ((self.cue_end() + self.delay + self.recall) / self.dt).round() as usize
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (vec![40], 2)
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        let time = t as f64 * self.dt;
+        let slot = (time / (self.cue + self.gap)) as usize;
+        let in_cue = slot < self.n_cues && time - slot as f64 * (self.cue + self.gap) < self.cue;
+        let recall = time >= self.cue_end() + self.delay;
+        for b in 0..self.batch {
+            for i in 0..40 {
+                let group = i / 10;
+                let active = match group {
+                    0 => in_cue && self.cues[b][slot],
+                    1 => in_cue && !self.cues[b][slot],
+                    2 => recall,
+                    _ => false,
+                };
+                let rate = if active { self.rate } else if group == 3 { self.noise_rate } else { 0.0 };
+                let u = self.rng.uniform(5, (self.batch_index << 40) ^ ((t as u64) << 20) ^ (b * 40 + i) as u64, 0);
+                x[0][b * 40 + i] = if u <= rate * self.dt { 1.0 } else { 0.0 };
+            }
+            target[b * 2] = f64::from(self.labels[b] == 0);
+            target[b * 2 + 1] = f64::from(self.labels[b] == 1);
+        }
+    }
+    fn loss(&self) -> Loss {
+        Loss::CrossEntropy
+    }
+    fn mask(&self, t: usize, mask: &mut [f64]) {
+        let recall = t as f64 * self.dt >= self.cue_end() + self.delay;
+        mask.fill(if recall { 1.0 } else { 0.0 });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dms_balanced_tuned_and_masked() {
+        let mut d = Dms::new(1e-3, 0.2, 64, 1);
+        let steps = d.steps();
+        assert_eq!(steps, 500);
+        let matches = d.labels.iter().sum::<usize>();
+        assert!(matches > 16 && matches < 48, "{matches} of 64 match");
+        let mut x = vec![vec![0.0; 64 * 100]];
+        let mut tgt = vec![0.0; 128];
+        let (mut sample_spikes, mut delay_spikes) = (0.0, 0.0);
+        for t in 0..steps {
+            d.fill(t, &mut x, &mut tgt);
+            let s: f64 = x[0].iter().sum();
+            if (100..200).contains(&t) {
+                sample_spikes += s;
+            } else if (200..400).contains(&t) {
+                delay_spikes += s;
+            }
+            let mut m = vec![0.0; 64];
+            d.mask(t, &mut m);
+            assert_eq!(m[0], if t >= 400 { 1.0 } else { 0.0 });
+        }
+        // Tuned inputs fire much more during the sample than the background.
+        assert!(sample_spikes / 100.0 > 3.0 * delay_spikes / 200.0);
+        assert!(tgt.chunks(2).all(|c| c[0] + c[1] == 1.0));
+    }
+
+    #[test]
+    fn evidence_labels_follow_the_majority() {
+        let e = Evidence::new(1e-3, 0.5, 32, 3);
+        for (cues, label) in e.cues.iter().zip(&e.labels) {
+            let left = cues.iter().filter(|c| **c).count();
+            assert_eq!(*label, usize::from(left < 4));
+        }
+    }
+}

@@ -129,13 +129,17 @@ pub fn render_all(diags: &[Diagnostic], sources: &SourceMap) -> String {
 /// plausible typo (used for "did you mean" suggestions).
 pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        .filter(|c| *c != name)
-        .map(|c| (edit_distance(name, c), c))
+    let candidates: Vec<&str> = candidates.into_iter().filter(|c| *c != name).collect();
+    let close = candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), *c))
         .filter(|(d, _)| *d <= limit)
         .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)))
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    // Else a known name the input starts with (`msec` -> `ms`, `tau_mem` -> `tau`).
+    close.or_else(|| {
+        candidates.iter().filter(|c| c.len() >= 2 && name.starts_with(**c)).max_by_key(|c| c.len()).copied()
+    })
 }
 
 /// Levenshtein distance with adjacent transpositions counted as one edit.

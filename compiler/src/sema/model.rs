@@ -552,7 +552,8 @@ fn check_pass(
     Ok(Model {
         kind: m.kind,
         name: m.name.name.clone(),
-        span: m.span,
+        // Where the model is defined: its name (diagnostics point there).
+        span: m.name.span,
         symbols,
         odes,
         spike,

@@ -283,7 +283,8 @@ impl Printer<'_> {
                     self.block("train", settings, span.end as usize, |s| s.name.span.to(s.value.span), |p, s| p.line(&setting_to_string(s)));
                     return;
                 }
-                format!("train{}", settings_to_string(settings))
+                // `train` needs its braces even when empty.
+                if settings.is_empty() { "train { }".to_string() } else { format!("train{}", settings_to_string(settings)) }
             }
         };
         self.line(&text);

@@ -418,11 +418,13 @@ impl Cx {
             Rule::string => Ok(Expr { kind: ExprKind::Str(self.string(pair)), span }),
             Rule::call => Ok(Expr { kind: ExprKind::Call(self.call(pair)?), span }),
             Rule::ident => Ok(Expr { kind: ExprKind::Var(self.ident(pair)), span }),
-            Rule::expr | Rule::if_expr | Rule::binary => {
-                // A parenthesised expression: keep the parentheses in the span so that
-                // diagnostics underline what the user wrote.
-                self.expr(pair)
+            Rule::paren => {
+                // Keep the parentheses in the span so that diagnostics underline what
+                // the user wrote.
+                let inner = self.expr(pair.into_inner().next().expect("parenthesised expression"))?;
+                Ok(Expr { span, ..inner })
             }
+            Rule::expr | Rule::if_expr | Rule::binary => self.expr(pair),
             r => unreachable!("primary {r:?}"),
         }
     }
@@ -597,10 +599,13 @@ fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diag
     let end = if end > start {
         end
     } else {
+        // A name or number as a whole; anything else up to the next space.
         let rest = &text[start.min(text.len())..];
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let starts_word = rest.chars().next().is_some_and(word);
         let len = rest
             .char_indices()
-            .find(|(_, c)| c.is_whitespace())
+            .find(|(_, c)| c.is_whitespace() || (starts_word && !word(*c)))
             .map(|(i, _)| i)
             .unwrap_or(rest.len())
             .max(rest.chars().next().map(|c| c.len_utf8()).unwrap_or(0));
@@ -624,11 +629,17 @@ fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diag
                 1 => expected[0].to_string(),
                 n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
             };
+            let open = text.matches('{').count() > text.matches('}').count();
+            if found == "the end of the file" && open {
+                // pest lists what could continue the block; the useful fact is that a
+                // block is still open.
+                return Diagnostic::error("E0001", span, "unexpected end of the file: a block is not closed")
+                    .with_label("expected `}`")
+                    .with_help("a block opened with `{` is missing its closing `}`");
+            }
             let mut d = Diagnostic::error("E0001", span, format!("expected {list}, found {found}"))
                 .with_label(format!("expected {list}"));
-            if found == "the end of the file" {
-                d = d.with_help("a block opened with `{` may be missing its closing `}`");
-            } else if let Some(kw) = keyword_at(text, start) {
+            if let Some(kw) = keyword_at(text, start) {
                 d = d.with_note(format!("`{kw}` is a reserved word and cannot be used as a name"));
             }
             d
@@ -666,7 +677,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::number | Rule::quantity => "a number",
         Rule::int => "a whole number",
         Rule::string => "a string",
-        Rule::expr | Rule::binary | Rule::if_expr => "an expression",
+        Rule::expr | Rule::binary | Rule::if_expr | Rule::paren => "an expression",
         Rule::unit_expr | Rule::unit_one => "a unit",
         Rule::decl | Rule::decl_kind | Rule::ode | Rule::ode_lhs | Rule::spike_def | Rule::on_block
         | Rule::reset | Rule::refractory | Rule::output | Rule::per_synapse => {

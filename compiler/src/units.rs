@@ -264,8 +264,9 @@ fn physical_name(dim: Dim) -> String {
         return String::new();
     }
     let pow = |n: &str, e: i32| if e == 1 { n.to_string() } else { format!("{n}^{e}") };
-    for (n, nd) in NAMED {
-        for e in [1, 2, 3, -1, -2] {
+    // A named unit itself before powers of others (ohm, not 1/S).
+    for e in [1, 2, 3, -1, -2] {
+        for (n, nd) in NAMED {
             if nd.powi(e) == dim {
                 return if e < 0 { format!("1/{}", pow(n, -e)) } else { pow(n, e) };
             }
@@ -334,6 +335,7 @@ mod tests {
         assert_eq!(Dim::ONE.to_string(), "1 (dimensionless)");
         assert_eq!(Dim::WEIGHT.mul(SIEMENS).to_string(), "[w]*S");
         assert_eq!(HERTZ.sqrt().unwrap().to_string(), "s^-1/2");
+        assert_eq!(OHM.to_string(), "ohm");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! Params that are the same for every neuron are fixed when the kernel is built
 //! ([`ParamSpec::Uniform`]) and folded into the code as constants.
 
+pub mod cranelift;
 pub mod interp;
 
 use crate::discretise::Step;

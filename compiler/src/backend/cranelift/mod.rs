@@ -1,0 +1,172 @@
+//! The CPU backend: one population step compiled to native code with Cranelift.
+//!
+//! [`JitKernel::compile`] folds the uniform params and `dt` into the step as constants,
+//! expands surrogates, binds the spike to the new state and generates one fused loop
+//! over the elements (see [`codegen`] for the loop structure and value model). f64
+//! kernels perform the interpreter's operations in the interpreter's order (no FMA
+//! contraction, the same Rust functions for transcendentals and random draws), so they
+//! reproduce [`InterpKernel`](super::interp::InterpKernel) to the last bit apart from
+//! the simplifier's documented sign-of-zero exceptions; f32 kernels run the same
+//! operations in f32.
+
+mod codegen;
+mod helpers;
+mod prepare;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::{ParamSpec, Real, StepArgs, StepKernel};
+use crate::discretise::Step;
+
+/// The float type a kernel computes and stores in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+/// Why a kernel could not be compiled, or a step was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JitError(pub String);
+
+impl fmt::Display for JitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for JitError {}
+
+/// The float types a [`JitKernel`] can run on (f32 and f64).
+pub trait JitReal: Real + sealed::Sealed {
+    const PRECISION: Precision;
+}
+
+impl JitReal for f32 {
+    const PRECISION: Precision = Precision::F32;
+}
+
+impl JitReal for f64 {
+    const PRECISION: Precision = Precision::F64;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A population step compiled to native code for one precision and one `dt`.
+pub struct JitKernel {
+    code: codegen::Code,
+    slices: codegen::Slices,
+    precision: Precision,
+    dt: f64,
+    compile_time: Duration,
+}
+
+impl JitKernel {
+    /// Compiles `step` with the given param specs (layout order) for time step `dt`.
+    pub fn compile(step: &Step, specs: &[ParamSpec], dt: f64, precision: Precision) -> Result<JitKernel, JitError> {
+        let start = Instant::now();
+        let prepared = prepare::prepare(step, specs, dt)?;
+        let slices = codegen::Slices {
+            states: step.layout.states.len(),
+            inputs: step.layout.inputs.len(),
+            params: specs.iter().filter(|s| **s == ParamSpec::PerNeuron).count(),
+            spike: prepared.spike.is_some(),
+        };
+        let code = codegen::compile(&prepared, &slices, precision)?;
+        Ok(JitKernel { code, slices, precision, dt, compile_time: start.elapsed() })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The time step the kernel was compiled for (every [`StepArgs::dt`] must equal it).
+    pub fn dt(&self) -> f64 {
+        self.dt
+    }
+
+    /// Whether the element loop runs on f32x4 / f64x2 vectors (steps without calls).
+    pub fn is_vectorised(&self) -> bool {
+        self.code.vectorised
+    }
+
+    /// Wall time of [`JitKernel::compile`] (preparation, codegen and linking).
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// Advances every element one step, after checking the arguments: the precision,
+    /// `dt`, the number of slices and that every slice has the same length `n` (spikes
+    /// too when the model spikes; otherwise they are not touched). Nothing is written
+    /// when the arguments are refused.
+    pub fn try_step<T: JitReal>(&self, a: StepArgs<'_, T>) -> Result<(), JitError> {
+        if T::PRECISION != self.precision {
+            return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));
+        }
+        // Exact: the kernel's constants were folded with this dt.
+        if a.dt != self.dt {
+            return Err(JitError(format!("kernel compiled for dt = {}, called with dt = {}", self.dt, a.dt)));
+        }
+        let s = &self.slices;
+        for (what, got, want) in
+            [("state", a.states.len(), s.states), ("input", a.inputs.len(), s.inputs), ("per-neuron param", a.params.len(), s.params)]
+        {
+            if got != want {
+                return Err(JitError(format!("{got} {what} slices, the kernel takes {want}")));
+            }
+        }
+        let lens = a
+            .states
+            .iter()
+            .map(|x| x.len())
+            .chain(a.inputs.iter().map(|x| x.len()))
+            .chain(a.params.iter().map(|x| x.len()))
+            .chain(s.spike.then_some(a.spikes.len()));
+        let mut n = None;
+        for len in lens {
+            match n {
+                None => n = Some(len),
+                Some(m) if m != len => return Err(JitError(format!("slices of different lengths ({m} and {len})"))),
+                Some(_) => {}
+            }
+        }
+        let n = n.unwrap_or(0);
+        if n == 0 {
+            return Ok(());
+        }
+        let mut ptrs: Vec<*mut u8> = Vec::with_capacity(s.count());
+        ptrs.extend(a.states.iter_mut().map(|x| x.as_mut_ptr().cast::<u8>()));
+        ptrs.extend(a.inputs.iter().map(|x| x.as_ptr().cast_mut().cast::<u8>()));
+        ptrs.extend(a.params.iter().map(|x| x.as_ptr().cast_mut().cast::<u8>()));
+        if s.spike {
+            ptrs.push(a.spikes.as_mut_ptr().cast::<u8>());
+        }
+        let random = a.random;
+        // SAFETY: every pointer is the start of a live slice of exactly n values of the
+        // kernel's float type (checked above); the code reads inputs and params and writes
+        // only states and spikes, each element i once, within 0..n. States and spikes are
+        // distinct `&mut` slices, so nothing the code writes aliases what it reads
+        // elsewhere. `random` lives on this stack frame for the call.
+        unsafe { (self.code.func)(ptrs.as_ptr(), n as u64, a.t, &random) };
+        Ok(())
+    }
+}
+
+impl StepKernel<f32> for JitKernel {
+    /// Panics (before touching any data) on arguments [`JitKernel::try_step`] refuses.
+    fn step(&self, args: StepArgs<'_, f32>) {
+        self.try_step(args).unwrap_or_else(|e| panic!("JIT step refused: {e}"));
+    }
+}
+
+impl StepKernel<f64> for JitKernel {
+    /// Panics (before touching any data) on arguments [`JitKernel::try_step`] refuses.
+    fn step(&self, args: StepArgs<'_, f64>) {
+        self.try_step(args).unwrap_or_else(|e| panic!("JIT step refused: {e}"));
+    }
+}

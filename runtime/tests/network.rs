@@ -122,3 +122,35 @@ network n { dt = 1 ms; input x: 1; layer L = LIFHard[1] { tau = 1 ms }
     }
     assert_eq!(fired, vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
 }
+
+#[test]
+fn jit_network_equals_interpreter_network() {
+    // f64 JIT kernels are bit-exact with the interpreter: whole networks agree.
+    let p = program(SMALL_COBA);
+    let o = Options { seed: 9, ..Options::default() };
+    let mut a = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut b = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::network::JitFactory).unwrap();
+    let mut spikes = 0.0;
+    for t in 0..300 {
+        a.step(&[]).unwrap();
+        b.step(&[]).unwrap();
+        for (pa, pb) in a.pops.iter().zip(&b.pops) {
+            assert_eq!(pa.spikes, pb.spikes, "step {t}");
+            assert_eq!(pa.states, pb.states, "step {t}");
+            spikes += pa.spikes.iter().sum::<f64>();
+        }
+    }
+    assert!(spikes > 10.0);
+    // f32 JIT: the same spikes for the first steps, states within f32 tolerance.
+    let mut c = Network::<f32>::build(&p, &p.networks[0], &o, &snnc_runtime::network::JitFactory).unwrap();
+    let mut d = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    for t in 0..50 {
+        c.step(&[]).unwrap();
+        d.step(&[]).unwrap();
+        let sc: Vec<f64> = c.pops[0].spikes.iter().map(|x| f64::from(*x)).collect();
+        assert_eq!(sc, d.pops[0].spikes, "f32 spikes at step {t}");
+        for (x, y) in c.pops[0].states[0].iter().zip(&d.pops[0].states[0]) {
+            assert!((f64::from(*x) - y).abs() < 1e-5, "v differs by more than 10 uV at step {t}");
+        }
+    }
+}

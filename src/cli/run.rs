@@ -3,7 +3,7 @@
 use super::Reporter;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_compiler::{SourceMap, units};
-use snnc_runtime::network::{Float, InterpFactory, KernelFactory, Network, Options};
+use snnc_runtime::network::{Float, InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
 use snnc_runtime::record::Recorder;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,8 @@ use std::time::Instant;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Backend {
+    /// Native code compiled by Cranelift (the default).
+    Jit,
     /// The reference IR interpreter (slow; for checking).
     Interp,
 }
@@ -43,10 +45,23 @@ pub struct Args {
     /// Directory for the recordings (`.npy`); nothing is written without it.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "interp")]
+    #[arg(long, value_enum, default_value = "jit")]
     pub backend: Backend,
-    #[arg(long, value_enum, default_value = "f64")]
+    /// Integrate every population with this method (exact, exp_euler, euler, rk2, rk4)
+    /// instead of each model's own.
+    #[arg(long, value_parser = parse_method)]
+    pub method: Option<snnc_compiler::sema::Method>,
+    /// Float type of states and weights (the interpreter computes in f64 either way).
+    #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
+}
+
+fn parse_method(s: &str) -> Result<snnc_compiler::sema::Method, String> {
+    snnc_compiler::sema::Method::ALL
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| format!("unknown method `{s}` (exact, exp_euler, euler, rk2, rk4)"))
 }
 
 /// `1s`, `500 ms`, `0.1ms` → seconds.
@@ -84,11 +99,13 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         eprintln!("error: no network `{}` in {}", args.network.as_deref().unwrap_or("?"), args.file.display());
         return ExitCode::FAILURE;
     };
-    let factory = InterpFactory;
-    let o = Options { dt: args.dt, seed: args.seed, ..Options::default() };
-    match args.precision {
-        Precision::F32 => simulate::<f32>(&args, &program, net, &o, &factory),
-        Precision::F64 => simulate::<f64>(&args, &program, net, &o, &factory),
+    let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
+    flush_denormals();
+    match (args.precision, args.backend) {
+        (Precision::F32, Backend::Jit) => simulate::<f32>(&args, &program, net, &o, &JitFactory),
+        (Precision::F64, Backend::Jit) => simulate::<f64>(&args, &program, net, &o, &JitFactory),
+        (Precision::F32, Backend::Interp) => simulate::<f32>(&args, &program, net, &o, &InterpFactory),
+        (Precision::F64, Backend::Interp) => simulate::<f64>(&args, &program, net, &o, &InterpFactory),
     }
 }
 

@@ -92,3 +92,29 @@ fn help_lists_commands_and_examples() {
         assert!(s.contains(word), "{s}");
     }
 }
+
+#[test]
+fn run_writes_recordings_and_is_deterministic() {
+    let dir = std::env::temp_dir().join(format!("snnc-run-{}", std::process::id()));
+    let mut outs = Vec::new();
+    for k in 0..2 {
+        let d = dir.join(k.to_string());
+        let o = snnc(&["run", "examples/embed.snn", "--input", "x=poisson:80Hz", "--duration", "300ms", "--record", "spikes,v", "--seed", "3", "--out", d.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("simulated 0.3000 s (300 steps of 1 ms)"), "{stdout}");
+        assert!(stdout.contains("mean rate"), "{stdout}");
+        let t: Vec<u8> = std::fs::read(d.join("h.spikes.t.npy")).unwrap();
+        let v: Vec<u8> = std::fs::read(d.join("h.v.npy")).unwrap();
+        assert!(v.len() > 300 * 10 * 4, "v has 300 x 10 f32 values");
+        outs.push((t, v));
+    }
+    assert_eq!(outs[0], outs[1], "same seed, same recordings");
+    let bad = snnc(&["run", "examples/embed.snn", "--input", "y=poisson:80Hz"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no input `y`"));
+    let bad = snnc(&["run", "examples/embed.snn", "--record", "spikes,nothing"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no population has a state `nothing`"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -45,6 +45,11 @@ pub struct Args {
     /// Directory for the recordings (`.npy`); nothing is written without it.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Drive an external input: `NAME=poisson:RATE` (independent Poisson spike trains,
+    /// e.g. `x=poisson:20Hz`), `NAME=const:VALUE` or `NAME=FILE.npy` (an array of shape
+    /// (T, size); steps beyond T get 0). Inputs not given are 0.
+    #[arg(long = "input", value_name = "NAME=SOURCE")]
+    pub inputs: Vec<String>,
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: Backend,
     /// Integrate every population with this method (exact, exp_euler, euler, rk2, rk4)
@@ -134,12 +139,26 @@ fn simulate<T: Float>(
         }
     };
     let steps = (args.duration / network.dt).round() as u64;
-    let zeros: Vec<Vec<T>> = network.inputs.iter().map(|(_, n)| vec![T::default(); n * network.batch]).collect();
-    let external: Vec<&[T]> = zeros.iter().map(|v| v.as_slice()).collect();
+    let mut sources: Vec<InputSource> = vec![InputSource::Zero; network.inputs.len()];
+    for spec in &args.inputs {
+        match parse_input(spec, &network.inputs) {
+            Ok((i, src)) => sources[i] = src,
+            Err(e) => {
+                eprintln!("error: --input {spec}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut buffers: Vec<Vec<T>> = network.inputs.iter().map(|(_, n)| vec![T::default(); n * network.batch]).collect();
+    let rng = snnc_runtime::rng::Rng::new(network.seed ^ 0x1A2B_3C4D);
     let bar = progress(steps);
     let t1 = Instant::now();
     let mut failure = None;
     for s in 0..steps {
+        for (i, (src, buf)) in sources.iter().zip(buffers.iter_mut()).enumerate() {
+            src.fill(buf, s, network.dt, &rng, i as u32);
+        }
+        let external: Vec<&[T]> = buffers.iter().map(|v| v.as_slice()).collect();
         if let Err(e) = network.step(&external) {
             failure = Some(e);
             break;
@@ -214,4 +233,70 @@ fn progress(steps: u64) -> Option<indicatif::ProgressBar> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps ({eta} left)").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)
+}
+
+/// Where the values of an external input come from, step by step.
+#[derive(Clone, Debug)]
+enum InputSource {
+    Zero,
+    Const(f64),
+    /// Independent Poisson spike trains with this rate (Hz).
+    Poisson(f64),
+    /// (T, size) values; 0 after the last row.
+    Array(ndarray::Array2<f64>),
+}
+
+impl InputSource {
+    fn fill<T: Float>(&self, buf: &mut [T], step: u64, dt: f64, rng: &snnc_runtime::rng::Rng, stream: u32) {
+        match self {
+            InputSource::Zero => buf.fill(T::default()),
+            InputSource::Const(v) => buf.fill(T::from_f64(*v)),
+            InputSource::Poisson(rate) => {
+                let p = rate * dt;
+                for (j, b) in buf.iter_mut().enumerate() {
+                    let u = rng.uniform(stream, (step << 24) ^ j as u64, 0);
+                    *b = T::from_f64(if u <= p { 1.0 } else { 0.0 });
+                }
+            }
+            InputSource::Array(a) => {
+                let n = a.ncols();
+                for (j, b) in buf.iter_mut().enumerate() {
+                    *b = T::from_f64(if (step as usize) < a.nrows() { a[[step as usize, j % n]] } else { 0.0 });
+                }
+            }
+        }
+    }
+}
+
+fn parse_input(spec: &str, inputs: &[(String, usize)]) -> Result<(usize, InputSource), String> {
+    let (name, source) = spec.split_once('=').ok_or("expected NAME=SOURCE")?;
+    let i = inputs.iter().position(|(n, _)| n == name).ok_or_else(|| {
+        let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+        format!("the network has no input `{name}` (inputs: {})", names.join(", "))
+    })?;
+    let size = inputs[i].1;
+    if let Some(rate) = source.strip_prefix("poisson:") {
+        let r = rate.trim();
+        let split = r.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(r.len());
+        let v: f64 = r[..split].trim().parse().map_err(|_| format!("`{r}` is not a rate"))?;
+        let scale = match r[split..].trim() {
+            "" | "Hz" => 1.0,
+            "kHz" => 1e3,
+            u => return Err(format!("unknown rate unit `{u}` (Hz, kHz)")),
+        };
+        return Ok((i, InputSource::Poisson(v * scale)));
+    }
+    if let Some(v) = source.strip_prefix("const:") {
+        return Ok((i, InputSource::Const(v.trim().parse().map_err(|_| format!("`{v}` is not a number"))?)));
+    }
+    let a: ndarray::Array2<f64> = match ndarray_npy::read_npy::<_, ndarray::Array2<f64>>(source) {
+        Ok(a) => a,
+        Err(_) => ndarray_npy::read_npy::<_, ndarray::Array2<f32>>(source)
+            .map(|a| a.mapv(f64::from))
+            .map_err(|e| format!("cannot read `{source}` as a (T, {size}) float array: {e}"))?,
+    };
+    if a.ncols() != size {
+        return Err(format!("`{source}` has {} columns, input `{name}` has {size} neurons", a.ncols()));
+    }
+    Ok((i, InputSource::Array(a)))
 }

@@ -155,6 +155,8 @@ pub struct Population<T> {
     pub per_neuron_values: Vec<Vec<T>>,
     /// Total spikes since the start, per batch element.
     pub spike_count: u64,
+    /// Per batch element, the indices of the neurons that spiked in the latest step.
+    pub active: Vec<Vec<u32>>,
 }
 
 /// What [`Network::step_traced`] captures of one step.
@@ -223,6 +225,7 @@ impl<T: Float> Network<T> {
                         specs: Vec::new(),
                         per_neuron_values: Vec::new(),
                         spike_count: 0,
+                        active: Vec::new(),
                     });
                 }
                 Some(g) => {
@@ -373,8 +376,12 @@ impl<T: Float> Network<T> {
             let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|s| s.as_slice()).collect();
             let ctx = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: 0 };
             kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes: &mut pop.spikes, t, dt: self.dt, random: ctx });
-            // Stop on the first non-finite state, naming it.
+            // Stop on the first non-finite state, naming it. A sum is non-finite when an
+            // element is (and vectorises); only then is the element looked for.
             for (k, s) in pop.states.iter().enumerate() {
+                if finite_sum(s) {
+                    continue;
+                }
                 if let Some(i) = s.iter().position(|v| !v.to_f64().is_finite()) {
                     return Err(RuntimeError::NonFinite {
                         population: pop.name.clone(),
@@ -386,7 +393,18 @@ impl<T: Float> Network<T> {
                     });
                 }
             }
-            pop.spike_count += pop.spikes.iter().filter(|s| s.to_f64() != 0.0).count() as u64;
+            // The indices of the neurons that spiked, per batch element: sparse
+            // projections and recorders read these instead of scanning every neuron.
+            let n = pop.n;
+            if pop.spikes.is_empty() {
+                continue;
+            }
+            pop.active.resize_with(self.batch, Vec::new);
+            for (b, act) in pop.active.iter_mut().enumerate() {
+                act.clear();
+                act.extend(pop.spikes[b * n..(b + 1) * n].iter().enumerate().filter(|(_, s)| s.to_f64() != 0.0).map(|(i, _)| i as u32));
+                pop.spike_count += act.len() as u64;
+            }
         }
         self.step_index += 1;
         Ok(())
@@ -415,13 +433,16 @@ impl<T: Float> Network<T> {
         let has_kernel = self.pops[p].kernel.is_some();
         let n_post = self.pops[p].n;
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
-            let (src, n_pre): (&[T], usize) = match pr.from {
-                Source::Input(i) => (external[i], self.inputs[i].1),
+            let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
+                Source::Input(i) => (external[i], self.inputs[i].1, None),
                 // Spikes are read when they are: a population earlier in the order has
                 // already stepped (s^t), itself or a later one not yet (s^{t-1}).
-                Source::Pop(q) if self.pops[q].kernel.is_some() => (&self.pops[q].spikes, self.pops[q].n),
+                Source::Pop(q) if self.pops[q].kernel.is_some() => {
+                    let a = &self.pops[q].active;
+                    (&self.pops[q].spikes, self.pops[q].n, (a.len() == batch).then_some(a.as_slice()))
+                }
                 // A `Linear` readout sends its output.
-                Source::Pop(q) => (&self.pops[q].output, self.pops[q].n),
+                Source::Pop(q) => (&self.pops[q].output, self.pops[q].n, None),
             };
             if let Some(tr) = trace.as_deref_mut() {
                 tr.pre[pi] = src.to_vec();
@@ -432,11 +453,11 @@ impl<T: Float> Network<T> {
                 // was computed d steps ago arrives.
                 Some(ring) => {
                     let slot = ring.emit_slot(step).as_slice_mut().expect("contiguous ring slot");
-                    propagate_into(&pr.weights, src, n_pre, n_post, batch, slot);
+                    propagate_into(&pr.weights, src, active, n_pre, n_post, batch, slot);
                     let mut view = ArrayViewMut2::from_shape((batch, n_post), target.as_mut_slice()).expect("target shape");
                     ring.arrive(step, &mut view);
                 }
-                None => propagate_into(&pr.weights, src, n_pre, n_post, batch, target),
+                None => propagate_into(&pr.weights, src, active, n_pre, n_post, batch, target),
             }
         }
         self.pops[p].inputs = inputs;
@@ -487,7 +508,8 @@ impl<T: Float> Network<T> {
 }
 
 /// `out += x W` for one projection, with the kernel its connectivity calls for.
-fn propagate_into<T>(weights: &Weights<T>, src: &[T], n_pre: usize, n_post: usize, batch: usize, out: &mut [T])
+/// `active` lists the non-zero entries of `src` per batch element when they are known.
+fn propagate_into<T>(weights: &Weights<T>, src: &[T], active: Option<&[Vec<u32>]>, n_pre: usize, n_post: usize, batch: usize, out: &mut [T])
 where
     T: Real + std::ops::AddAssign + std::ops::Mul<Output = T> + ndarray::LinalgScalar,
 {
@@ -500,8 +522,14 @@ where
         Weights::Sparse(rows) => {
             for b in 0..batch {
                 let x = &src[b * n_pre..(b + 1) * n_pre];
-                let active: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
-                sparse_weighted(rows, &active, x, &mut out[b * n_post..(b + 1) * n_post]);
+                let y = &mut out[b * n_post..(b + 1) * n_post];
+                match active {
+                    Some(a) => sparse_weighted(rows, &a[b], x, y),
+                    None => {
+                        let a: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
+                        sparse_weighted(rows, &a, x, y);
+                    }
+                }
             }
         }
         Weights::OneToOne(w) => {
@@ -510,6 +538,21 @@ where
             }
         }
     }
+}
+
+/// Whether the sum of `s` is finite (false if any element is NaN or infinite, and in the
+/// harmless case of a sum that overflows, which the caller then checks element-wise).
+fn finite_sum<T: Real>(s: &[T]) -> bool {
+    let mut acc = [0.0f64; 4];
+    let chunks = s.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..4 {
+            acc[k] += c[k].to_f64();
+        }
+    }
+    let total: f64 = acc.iter().sum::<f64>() + rest.iter().map(|v| v.to_f64()).sum::<f64>();
+    total.is_finite()
 }
 
 /// Sparse propagation of real-valued presynaptic activity: event-driven over the
@@ -633,5 +676,6 @@ fn build_population<T: Real + Default>(
         step: Some(step.clone()),
         specs,
         spike_count: 0,
+        active: Vec::new(),
     })
 }

@@ -58,10 +58,11 @@ impl Recorder {
     pub fn sample<T: Float>(&mut self, net: &Network<T>) {
         let t = net.time();
         for (p, ts, is) in &mut self.spikes {
-            for (i, s) in net.pops[*p].spikes.iter().enumerate() {
-                if s.to_f64() != 0.0 {
+            let pop = &net.pops[*p];
+            for (b, active) in pop.active.iter().enumerate() {
+                for &i in active {
                     ts.push(t);
-                    is.push(i as i64);
+                    is.push((b * pop.n) as i64 + i64::from(i));
                 }
             }
         }

@@ -110,6 +110,11 @@ fn run_writes_recordings_and_is_deterministic() {
         outs.push((t, v));
     }
     assert_eq!(outs[0], outs[1], "same seed, same recordings");
+    let d = dir.join("plot");
+    let o = snnc(&["run", "examples/embed.snn", "--input", "x=poisson:80Hz", "--duration", "200ms", "--out", d.to_str().unwrap(), "--plot"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(d.join("raster.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
     let bad = snnc(&["run", "examples/embed.snn", "--input", "y=poisson:80Hz"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no input `y`"));

@@ -71,6 +71,11 @@ impl Recorder {
         }
     }
 
+    /// The spikes recorded so far: (population, times in s, indices `b * n + i`).
+    pub fn spikes(&self) -> &[(usize, Vec<f64>, Vec<i64>)] {
+        &self.spikes
+    }
+
     pub fn spike_count(&self, pop: usize) -> usize {
         self.spikes.iter().find(|(p, _, _)| *p == pop).map(|(_, t, _)| t.len()).unwrap_or(0)
     }

@@ -4,6 +4,7 @@ mod check;
 mod explain;
 mod fmt;
 mod grad;
+mod plot;
 mod run;
 mod train;
 

@@ -45,6 +45,9 @@ pub struct Args {
     /// Directory for the recordings (`.npy`); nothing is written without it.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also draw `DIR/raster.png`: spike raster and population rates (needs --out).
+    #[arg(long, requires = "out")]
+    pub plot: bool,
     /// Drive an external input: `NAME=poisson:RATE` (independent Poisson spike trains,
     /// e.g. `x=poisson:20Hz`), `NAME=const:VALUE` or `NAME=FILE.npy` (an array of shape
     /// (T, size); steps beyond T get 0). Inputs not given are 0.
@@ -206,6 +209,21 @@ fn simulate<T: Float>(
     if let Some(e) = &failure {
         eprintln!("error: {e}; stopped at t = {:.4} s (recordings up to there are kept)", simulated);
         status = ExitCode::FAILURE;
+    }
+    if let (true, Some(dir)) = (args.plot, &args.out) {
+        let spikes = rec.spikes();
+        let rasters: Vec<super::plot::Raster> = spikes
+            .iter()
+            .map(|(p, t, i)| super::plot::Raster { name: &network.pops[*p].name, n: network.pops[*p].n * network.batch, t, i })
+            .collect();
+        let png = dir.join("raster.png");
+        match std::fs::create_dir_all(dir).map_err(|e| e.to_string()).and_then(|_| super::plot::raster_png(&png, &rasters, simulated)) {
+            Ok(()) => println!("  wrote {}", png.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = ExitCode::FAILURE;
+            }
+        }
     }
     if let Some(dir) = &args.out {
         match rec.write(&network, dir) {

@@ -10,7 +10,7 @@ use crate::propagate::{self, DelayRing, SparseRows};
 use crate::rng::{Rng, stream_id};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use snnc_compiler::backend::{ParamSpec, RandomCtx, Real, StepArgs, StepKernel, random_draw};
-use snnc_compiler::discretise::{Step, discretise};
+use snnc_compiler::discretise::Step;
 use snnc_compiler::ir::{self, Env};
 use snnc_compiler::net::{self, GroupModel, NetPlan};
 use snnc_compiler::sema::{Init, NetworkDef, PopKind, Program, Source, SymId, Topology};
@@ -233,12 +233,7 @@ impl<T: Float> Network<T> {
                     if let Some(m) = opts.method {
                         g.model.method = Some(m);
                     }
-                    let step = match opts.smooth_spikes {
-                        Some(a) => snnc_compiler::discretise::discretise_smooth(&g.model, a),
-                        None => discretise(&g.model),
-                    }
-                    .map_err(|d| RuntimeError::Build(format!("population `{}`: {}", p.name, d.message)))?;
-                    let pop = build_population(&step, &g, p.name.clone(), p.size, p.kind, batch, dt, &rng, &pname, factory)?;
+                    let pop = build_population(&g, opts.smooth_spikes, p.name.clone(), p.size, p.kind, batch, dt, &rng, &pname, factory)?;
                     pops.push(pop);
                     groups.push(Some(g));
                 }
@@ -580,10 +575,55 @@ fn input_index(model: &snnc_compiler::sema::Model, sym: SymId) -> Result<usize, 
         .ok_or_else(|| RuntimeError::Build(format!("internal: symbol {sym} is not an input of `{}`", model.name)))
 }
 
+/// The params of a population: uniform values (`Some`) and per-neuron samples, from the
+/// population's settings, else the declared defaults (evaluated in order: a default may
+/// read earlier params; one that reads a heterogeneous param takes neuron 0's value).
+#[allow(clippy::type_complexity)]
+pub fn param_values(
+    g: &GroupModel,
+    name: &str,
+    n: usize,
+    dt: f64,
+    rng: &Rng,
+    qualified: &str,
+) -> Result<(Vec<Option<f64>>, Vec<Option<Vec<f64>>>), RuntimeError> {
+    let lowered = ir::lower_model(&g.model).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?;
+    let layout = &lowered.layout;
+    let model = &g.model;
+    let mut uniform: Vec<Option<f64>> = vec![None; layout.params.len()];
+    let mut per_neuron: Vec<Option<Vec<f64>>> = vec![None; layout.params.len()];
+    for (k, &sym) in layout.params.iter().enumerate() {
+        let setting = g.settings.iter().find(|(s, _)| *s == sym).map(|(_, i)| *i);
+        match setting {
+            Some(Init::Const(v)) => uniform[k] = Some(v),
+            Some(init) => {
+                let stream = stream_id(&format!("{qualified}.{}", model.symbols[sym].name));
+                per_neuron[k] = Some((0..n).map(|i| connectivity::sample(&init, rng, stream, i as u64, 0)).collect());
+            }
+            None => {
+                let Some(node) = lowered.param_defaults[k] else {
+                    return Err(RuntimeError::Build(format!("population `{name}`: param `{}` has no value", model.symbols[sym].name)));
+                };
+                let vals: Vec<f64> = uniform.iter().zip(&per_neuron).map(|(u, p)| u.or(p.as_ref().map(|v| v[0])).unwrap_or(f64::NAN)).collect();
+                let env = Env { params: &vals, dt, ..Env::default() };
+                uniform[k] = Some(ir::eval(&lowered.graph, &[node], &env).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?[0]);
+            }
+        }
+    }
+    Ok((uniform, per_neuron))
+}
+
+/// The discrete step a population runs: its composed model, discretised with its
+/// uniform params and dt known (what `snnc explain --network` shows).
+pub fn population_step(g: &GroupModel, name: &str, n: usize, dt: f64) -> Result<Step, RuntimeError> {
+    let (uniform, _) = param_values(g, name, n, dt, &Rng::new(0), name)?;
+    snnc_compiler::discretise::discretise_fixed(&g.model, &uniform, dt).map_err(|d| RuntimeError::Build(format!("population `{name}`: {}", d.message)))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build_population<T: Real + Default>(
-    step: &Step,
     g: &GroupModel,
+    smooth: Option<f64>,
     name: String,
     n: usize,
     kind: PopKind,
@@ -593,31 +633,17 @@ fn build_population<T: Real + Default>(
     qualified: &str,
     factory: &dyn KernelFactory<T>,
 ) -> Result<Population<T>, RuntimeError> {
+    let model = &g.model;
+    let (uniform, per_neuron) = param_values(g, &name, n, dt, rng, qualified)?;
+    // Knowing the uniform params lets deeply coupled linear systems integrate exactly.
+    let step = match smooth {
+        Some(a) => snnc_compiler::discretise::discretise_smooth(model, a),
+        None => snnc_compiler::discretise::discretise_fixed(model, &uniform, dt),
+    }
+    .map_err(|d| RuntimeError::Build(format!("population `{name}`: {}", d.message)))?;
+    let step = &step;
     let lowered = ir::lower_model(&step.model).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?;
     let layout = &step.layout;
-    // Params: defaults in order (a default may use earlier params), then settings.
-    let mut uniform: Vec<Option<f64>> = vec![None; layout.params.len()];
-    let mut per_neuron: Vec<Option<Vec<f64>>> = vec![None; layout.params.len()];
-    for (k, &sym) in layout.params.iter().enumerate() {
-        let setting = g.settings.iter().find(|(s, _)| *s == sym).map(|(_, i)| *i);
-        match setting {
-            Some(Init::Const(v)) => uniform[k] = Some(v),
-            Some(init) => {
-                let stream = stream_id(&format!("{qualified}.{}", step.model.symbols[sym].name));
-                per_neuron[k] = Some((0..n).map(|i| connectivity::sample(&init, rng, stream, i as u64, 0)).collect());
-            }
-            None => {
-                let Some(node) = lowered.param_defaults[k] else {
-                    return Err(RuntimeError::Build(format!("population `{name}`: param `{}` has no value", step.model.symbols[sym].name)));
-                };
-                // Defaults may read earlier params; those are uniform here (a default
-                // that reads a heterogeneous param takes neuron 0's value — documented).
-                let vals: Vec<f64> = uniform.iter().zip(&per_neuron).map(|(u, p)| u.or(p.as_ref().map(|v| v[0])).unwrap_or(f64::NAN)).collect();
-                let env = Env { params: &vals, dt, ..Env::default() };
-                uniform[k] = Some(ir::eval(&lowered.graph, &[node], &env).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?[0]);
-            }
-        }
-    }
     let specs: Vec<ParamSpec> = uniform.iter().map(|u| match u {
         Some(v) => ParamSpec::Uniform(*v),
         None => ParamSpec::PerNeuron,

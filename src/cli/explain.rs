@@ -21,7 +21,8 @@ pub struct Args {
     /// Explain only this model (default: every model defined in FILE).
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
-    /// Explain the hidden groups of this network's populations (neuron + merged synapses).
+    /// Explain the hidden groups of this network's populations (neuron + merged synapses),
+    /// as the runtime runs them: uniform params and the network's dt fixed.
     #[arg(long, value_name = "NAME", conflicts_with = "model")]
     pub network: Option<String>,
     /// Output format.
@@ -78,11 +79,20 @@ fn steps(
             return Err(ExitCode::FAILURE);
         };
         let plan = net::plan(&program, net);
+        // What the runtime runs: uniform params and dt fixed (numerical propagators
+        // where the closed form does not reach).
+        let dt = net.dt.unwrap_or(1e-4);
         for (i, pop) in net.populations.iter().enumerate() {
             let Some(group) = net::compose(&program, net, &plan, i) else { continue };
             let mut g = group.map_err(|d| fail(d, &sources))?;
             g.model.name = format!("{}.{} ({})", net.name, pop.name, g.model.name);
-            out.push((pop.name.clone(), discretise(&g.model).map_err(|d| fail(d, &sources))?));
+            match snnc_runtime::network::population_step(&g, &pop.name, pop.size, dt) {
+                Ok(step) => out.push((pop.name.clone(), step)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Err(ExitCode::FAILURE);
+                }
+            }
         }
         return Ok(out);
     }

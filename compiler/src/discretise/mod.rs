@@ -113,7 +113,15 @@ fn lower_err(e: ir::LowerError) -> Diagnostic {
 
 /// Discretises a checked neuron (or composed hidden group, or synapse) model.
 pub fn discretise(model: &Model) -> Result<Step, Diagnostic> {
-    discretise_with(model, None)
+    discretise_with(model, None, None)
+}
+
+/// Discretises with some params and `dt` known (a population whose params are the same
+/// for every neuron): linear systems whose couplings are too deep for the closed form
+/// then get exact propagators computed numerically (`expm`) instead of `exp_euler`.
+/// `params[k]` is the value of the k-th param (layout order), `None` if per-neuron.
+pub fn discretise_fixed(model: &Model, params: &[Option<f64>], dt: f64) -> Result<Step, Diagnostic> {
+    discretise_with(model, None, Some((params, dt)))
 }
 
 /// A smooth variant for checking gradients: the spike is `sigmoid(alpha * z)` in the
@@ -123,10 +131,10 @@ pub fn discretise(model: &Model) -> Result<Step, Diagnostic> {
 pub fn discretise_smooth(model: &Model, alpha: f64) -> Result<Step, Diagnostic> {
     let mut m = model.clone();
     m.refractory = None;
-    discretise_with(&m, Some(alpha))
+    discretise_with(&m, Some(alpha), None)
 }
 
-fn discretise_with(model: &Model, smooth: Option<f64>) -> Result<Step, Diagnostic> {
+fn discretise_with(model: &Model, smooth: Option<f64>, fixed: Option<(&[Option<f64>], f64)>) -> Result<Step, Diagnostic> {
     let mut m = model.clone();
     let n_hidden = m.states().count();
     let ref_sym = m.refractory.as_ref().map(|r| {
@@ -229,9 +237,38 @@ fn discretise_with(model: &Model, smooth: Option<f64>) -> Result<Step, Diagnosti
     let a = ir::jacobian(&mut g, &f_leaf, &ode_leaves);
     let linear = a.entries.iter().all(|&e| !leaves.iter().any(|&l| g.depends_on(e, l)));
     let exact_ok = linear && exact_structure(&g, &a, &f_leaf, &ode_leaves);
-    let (method, method_note) = choose_method(&m, linear, exact_ok);
+    // With params and dt known, A may be a constant matrix: exact by the numerical
+    // matrix exponential whatever the coupling.
+    let numeric = match fixed {
+        Some((params, dt_value)) if linear && !exact_ok => numeric_a(&mut g, &a, params, dt_value),
+        _ => None,
+    };
+    let (method, mut method_note) = choose_method(&m, linear, exact_ok || numeric.is_some());
 
     let mut end = cur.clone();
+    if let (Method::Exact, Some((a_num, dt_value))) = (method, &numeric) {
+        method_note = "exact: numerical propagators exp(A dt) (Pade), params and dt fixed for this population".into();
+        let (p, q) = expm::propagators(a_num, *dt_value).ok_or_else(|| {
+            Diagnostic::error("E0502", m.span, format!("`{}`: the propagator of its linear equations is not finite", m.name))
+        })?;
+        let zero = g.constant(0.0);
+        let zero_map: std::collections::HashMap<NodeId, NodeId> = leaves.iter().map(|&l| (l, zero)).collect();
+        let b = g.substitute(&f_leaf, &zero_map);
+        for (i, &ki) in ode_states.iter().enumerate() {
+            let mut terms = Vec::new();
+            for (j, &kj) in ode_states.iter().enumerate() {
+                if p.get(i, j) != 0.0 {
+                    let c = g.constant(p.get(i, j));
+                    terms.push(g.mul(c, cur[kj]));
+                }
+                if q.get(i, j) != 0.0 {
+                    let c = g.constant(q.get(i, j));
+                    terms.push(g.mul(c, b[j]));
+                }
+            }
+            end[ki] = g.sum(&terms);
+        }
+    } else {
     match method {
         Method::Exact => {
             let zero = g.constant(0.0);
@@ -314,6 +351,8 @@ fn discretise_with(model: &Model, smooth: Option<f64>) -> Result<Step, Diagnosti
                 end[ki] = g.add(cur[ki], inc);
             }
         }
+    }
+
     }
 
     // Refractoriness: clamped states hold their post-event value; the counter runs down.
@@ -417,6 +456,25 @@ fn lw_random_slots(m: &Model) -> u32 {
         let _ = lw.expr(&mut g, &u.value);
     }
     lw.random_slots()
+}
+
+/// A as numbers when every entry is a constant once `params` and `dt` are substituted.
+fn numeric_a(g: &mut Graph, a: &Jacobian, params: &[Option<f64>], dt: f64) -> Option<(expm::Mat, f64)> {
+    let mut map = std::collections::HashMap::new();
+    for (k, v) in params.iter().enumerate() {
+        if let Some(v) = v {
+            let leaf = g.param(k as u32);
+            let c = g.constant(*v);
+            map.insert(leaf, c);
+        }
+    }
+    let dt_leaf = g.leaf(Op::Dt);
+    let dt_c = g.constant(dt);
+    map.insert(dt_leaf, dt_c);
+    let entries = g.substitute(&a.entries, &map);
+    let values: Option<Vec<f64>> = entries.iter().map(|&e| g.const_value(e)).collect();
+    let values = values?;
+    Some((expm::Mat { n: a.rows, a: values }, dt))
 }
 
 /// Whether `exact` can be built symbolically: a linear system whose couplings go one

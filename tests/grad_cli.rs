@@ -43,10 +43,19 @@ fn grad_command_reproduces_golden_alif() {
             .arg(&weights)
             .arg("--out")
             .arg(&out)
+            .arg("--record")
+            .arg(dir.join(key))
             .current_dir(root)
             .output()
             .unwrap();
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        // Per-step states: (T, B, N) = (50, 2, 16).
+        let v: ndarray::ArrayD<f64> = ndarray_npy::read_npy(dir.join(key).join("rec.v.npy")).unwrap();
+        assert_eq!(v.shape(), &[50, 2, 16]);
+        if key == "es_d_rtrl" {
+            let f: ndarray::ArrayD<f64> = ndarray_npy::read_npy(dir.join(key).join("eps_f_W_in.npy")).unwrap();
+            assert_eq!(f.shape(), &[50, 2, 16, 2], "ALIF has K = 2");
+        }
         let mut r = ndarray_npy::NpzReader::new(File::open(&out).unwrap()).unwrap();
         for name in ["W_in", "W_rec", "W_out"] {
             let got: Array2<f64> = r.by_name(name).unwrap();

@@ -36,6 +36,25 @@ pub struct Gradients {
     /// Per batch element, the readout output summed over the steps that count in the
     /// loss (weighted by the mask): `argmax` is the predicted class.
     pub evidence: Array2<f64>,
+    /// With `record_per_step`: per-step arrays (name, shape with T first, values):
+    /// hidden states `POP.STATE` (T, B, N); D-RTRL traces `eps_PROJ` (T, B, I, O, K);
+    /// ES-D-RTRL traces `eps_x_PROJ` (T, B, I), `eps_f_PROJ` (T, B, O, K) and
+    /// `bias_correction` (T).
+    pub recorded: Vec<(String, Vec<usize>, Vec<f64>)>,
+}
+
+fn record_into(rec: &mut Vec<(String, Vec<usize>, Vec<f64>)>, name: String, shape: &[usize], data: &[f64]) {
+    match rec.iter_mut().find(|(n, _, _)| *n == name) {
+        Some((_, sh, d)) => {
+            sh[0] += 1;
+            d.extend_from_slice(data);
+        }
+        None => {
+            let mut sh = vec![1];
+            sh.extend_from_slice(shape);
+            rec.push((name, sh, data.to_vec()));
+        }
+    }
 }
 
 impl Gradients {
@@ -290,6 +309,7 @@ pub fn gradient_of(
     // presynaptic activity of every projection.
     let mut tape: Vec<(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)> = Vec::new();
 
+    let mut recorded = Vec::new();
     let mut trace = StepTrace::default();
     let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
     let mut tgt = vec![0.0; n_target * batch];
@@ -436,8 +456,31 @@ pub fn gradient_of(
         if method == Method::Bptt {
             tape.push((pd, ls, trace.pre.clone()));
         }
-        if record_per_step && method != Method::Bptt {
-            per_step.push(step_grads);
+        if record_per_step {
+            for &p in &hidden {
+                let pop = &net.pops[p];
+                for (k, name) in pop.state_names.iter().enumerate().filter(|(_, n)| !n.starts_with('_')) {
+                    record_into(&mut recorded, format!("{}.{name}", pop.name), &[batch, pop.n], &pop.states[k]);
+                }
+            }
+            for (ei, e) in etrace.iter().enumerate() {
+                let (n, k) = (net.pops[e.pop].n, k_of(e.pop));
+                match method {
+                    Method::DRtrl => record_into(&mut recorded, format!("eps_{}", e.name), &[batch, e.n_pre, n, k], &eps[ei]),
+                    Method::EsDRtrl { .. } => {
+                        record_into(&mut recorded, format!("eps_x_{}", e.name), &[batch, e.n_pre], &eps_x[ei]);
+                        record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &eps_f[ei]);
+                    }
+                    Method::Bptt => {}
+                }
+            }
+            if let Method::EsDRtrl { decay } = method {
+                let c = if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
+                record_into(&mut recorded, "bias_correction".into(), &[], &[c]);
+            }
+            if method != Method::Bptt {
+                per_step.push(step_grads);
+            }
         }
     }
 
@@ -455,7 +498,7 @@ pub fn gradient_of(
     }
     let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads).collect();
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads));
-    Ok(Gradients { loss, total, per_step, state_bytes, evidence })
+    Ok(Gradients { loss, total, per_step, state_bytes, evidence, recorded })
 }
 
 /// Reverse-mode accumulation through the whole sequence (BPTT), including the paths

@@ -42,6 +42,13 @@ fn network(snn: &str, g: &Value) -> Network<f64> {
     net
 }
 
+fn flatten(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
+        x => out.push(x.as_f64().unwrap()),
+    }
+}
+
 fn rel_err(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
     let num = (a - b).iter().map(|x| x * x).sum::<f64>().sqrt();
     let den = b.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
@@ -101,6 +108,26 @@ fn gradients_match_braintrace() {
                 let e = rel_err(got, &want);
                 assert!(e < 1e-9, "{json} {key} {w}: relative error {e:e}");
                 eprintln!("{json} {key} {w}: relative error {e:.2e}");
+                compared += 1;
+            }
+            // The traces after every step (the ones used for that step's gradient).
+            let traces: &[(&str, &str)] = match key {
+                "d_rtrl" => &[("eps_W_in", "eps_W_in"), ("eps_W_rec", "eps_W_rec")],
+                "es_d_rtrl" => &[("eps_x_W_in", "eps_x_W_in"), ("eps_x_W_rec", "eps_x_W_rec"), ("eps_f_W_in", "eps_f_W_in"), ("eps_f_W_rec", "eps_f_W_rec"), ("bias_correction", "bias_correction")],
+                _ => &[],
+            };
+            for (ours, theirs) in traces {
+                if json.contains("ff") && ours.contains("W_rec") {
+                    continue;
+                }
+                let want = g["per_step"][key].get(*theirs).unwrap_or_else(|| panic!("{json}: golden file lacks {theirs}"));
+                let mut flat = Vec::new();
+                flatten(want, &mut flat);
+                let (_, _, got) = res.recorded.iter().find(|(n, _, _)| n == ours).unwrap_or_else(|| panic!("{json}: no {ours} recorded"));
+                assert_eq!(got.len(), flat.len(), "{json} {ours}: size");
+                let err = got.iter().zip(&flat).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                let scale = flat.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+                assert!(err <= 1e-9 * scale, "{json} {key} {ours}: max error {err:e}");
                 compared += 1;
             }
             if method != Method::Bptt {

@@ -40,6 +40,10 @@ pub struct Args {
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also write per-step hidden states and eligibility traces as `.npy` into DIR
+    /// (`POP.STATE.npy`, `eps_PROJ.npy`, `eps_x_PROJ.npy`, `eps_f_PROJ.npy`, ...).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 fn fail(msg: String) -> ExitCode {
@@ -138,7 +142,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         MethodArg::DRtrl => Method::DRtrl,
         MethodArg::EsDRtrl => Method::EsDRtrl { decay },
     };
-    let res = match gradient(&mut network, &trainable, &[x], &target, method, false) {
+    let res = match gradient(&mut network, &trainable, &[x], &target, method, args.record.is_some()) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
@@ -157,6 +161,22 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     if let Err(e) = write() {
         let _ = std::fs::remove_file(&tmp);
         return fail(e);
+    }
+    if let Some(dir) = &args.record {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(format!("cannot create `{}`: {e}", dir.display()));
+        }
+        for (name, shape, data) in &res.recorded {
+            let path = dir.join(format!("{name}.npy"));
+            let arr = match ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data.clone()) {
+                Ok(a) => a,
+                Err(e) => return fail(format!("{name}: {e}")),
+            };
+            if let Err(e) = ndarray_npy::write_npy(&path, &arr) {
+                return fail(format!("cannot write `{}`: {e}", path.display()));
+            }
+        }
+        println!("recorded {} arrays in {}", res.recorded.len(), dir.display());
     }
     println!("loss {:.6e}; wrote gradients of {} to {}", res.loss, res.total.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "), args.out.display());
     ExitCode::SUCCESS

@@ -7,7 +7,7 @@
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, Sequence, gradient_of};
-use snnc_runtime::network::{InterpFactory, Network, Options};
+use snnc_runtime::network::{JitFactory, Network, Options};
 use std::process::Command;
 use std::time::Instant;
 
@@ -54,7 +54,7 @@ fn child(method: &str, steps: usize) {
     let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/golden_lif.snn"));
     let mut sources = SourceMap::new();
     let (p, _) = sema::check_path(path, &LoadOptions::default(), &mut sources);
-    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { batch: 2, seed: 1, ..Options::default() }, &InterpFactory).unwrap();
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { batch: 2, seed: 1, learning: true, ..Options::default() }, &JitFactory).unwrap();
     let m = match method {
         "bptt" => Method::Bptt,
         "d-rtrl" => Method::DRtrl,

@@ -10,9 +10,6 @@
 
 use crate::network::{Network, RuntimeError, StepTrace};
 use ndarray::{Array2, Array3, ArrayView2, Axis};
-use snnc_compiler::backend::ParamSpec;
-use snnc_compiler::discretise::Step;
-use snnc_compiler::ir::{self, Env, Graph, NodeId};
 use snnc_compiler::sema::Source;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,40 +60,6 @@ impl Gradients {
     }
 }
 
-/// D, Df and ds/dh of one population's step, extracted into one small graph.
-struct Derivs {
-    graph: Graph,
-    d: Vec<NodeId>,
-    df: Vec<NodeId>,
-    ds: Vec<NodeId>,
-    k: usize,
-    n_in: usize,
-}
-
-impl Derivs {
-    fn new(step: &Step) -> Result<Derivs, RuntimeError> {
-        let mut step = step.clone();
-        if step.spike.is_none() {
-            return Err(RuntimeError::Build(format!("`{}` does not spike: no learning signal through it", step.model.name)));
-        }
-        let der = step.derivatives();
-        let mut roots = der.d.entries.clone();
-        roots.extend(&der.df.entries);
-        let ds = der.dspike.expect("spiking");
-        roots.extend(&ds.entries);
-        let (graph, roots) = step.graph.extract(&roots);
-        let (nd, nf) = (der.d.entries.len(), der.df.entries.len());
-        Ok(Derivs {
-            graph,
-            d: roots[..nd].to_vec(),
-            df: roots[nd..nd + nf].to_vec(),
-            ds: roots[nd + nf..].to_vec(),
-            k: step.n_hidden,
-            n_in: step.layout.inputs.len(),
-        })
-    }
-}
-
 /// Per-neuron values of one hidden population at one step.
 #[derive(Clone)]
 struct PopDerivs {
@@ -108,40 +71,34 @@ struct PopDerivs {
     ds: Vec<f64>,
 }
 
-fn param_row(specs: &[ParamSpec], per_neuron: &[Vec<f64>], i: usize) -> Vec<f64> {
-    let mut pn = 0;
-    specs
-        .iter()
-        .map(|s| match s {
-            ParamSpec::Uniform(v) => *v,
-            ParamSpec::PerNeuron => {
-                pn += 1;
-                per_neuron[pn - 1][i]
-            }
-        })
-        .collect()
-}
-
-fn eval_derivs(dv: &Derivs, net: &Network<f64>, p: usize, tr: &StepTrace<f64>, t: f64) -> Result<PopDerivs, RuntimeError> {
+/// D, Df and ds/dh of population `p` for the step just taken, as the step kernel
+/// wrote them (the population was built with `Options::learning`).
+fn read_derivs(net: &Network<f64>, p: usize) -> Result<PopDerivs, RuntimeError> {
     let pop = &net.pops[p];
+    let dl = pop.deriv.ok_or_else(|| {
+        RuntimeError::Build(format!("population `{}` was not built for learning (Options::learning)", pop.name))
+    })?;
     let m = pop.n * net.batch;
-    let (k, n_in) = (dv.k, dv.n_in);
+    let (k, n_in) = (dl.k, dl.n_in);
     let mut out = PopDerivs { d: vec![0.0; m * k * k], df: vec![0.0; m * k * n_in], ds: vec![0.0; m * k] };
-    let ns = pop.states.len();
-    for i in 0..m {
-        let params = param_row(&pop.specs, &pop.per_neuron_values, i);
-        let h_prev: Vec<f64> = (0..ns).map(|s| tr.prev_states[p][s][i]).collect();
-        let h_new: Vec<f64> = (0..ns).map(|s| pop.states[s][i]).collect();
-        let y: Vec<f64> = (0..n_in).map(|j| tr.inputs[p][j][i]).collect();
-        let err = |e: ir::EvalError| RuntimeError::Build(format!("derivatives of `{}`: {e}", pop.name));
-        let env = Env { params: &params, states: &h_prev, inputs: &y, dt: net.dt, t, ..Env::default() };
-        let d = ir::eval(&dv.graph, &dv.d, &env).map_err(err)?;
-        let df = ir::eval(&dv.graph, &dv.df, &env).map_err(err)?;
-        // The spike's derivative at the new state h^t.
-        let ds = ir::eval(&dv.graph, &dv.ds, &Env { states: &h_new, ..env }).map_err(err)?;
-        out.d[i * k * k..(i + 1) * k * k].copy_from_slice(&d);
-        out.df[i * k * n_in..(i + 1) * k * n_in].copy_from_slice(&df);
-        out.ds[i * k..(i + 1) * k].copy_from_slice(&ds);
+    // States are structure of arrays: gather each element's matrices.
+    for e in 0..k * k {
+        let s = &pop.states[dl.d + e];
+        for i in 0..m {
+            out.d[i * k * k + e] = s[i];
+        }
+    }
+    for e in 0..k * n_in {
+        let s = &pop.states[dl.df + e];
+        for i in 0..m {
+            out.df[i * k * n_in + e] = s[i];
+        }
+    }
+    for a in 0..k {
+        let s = &pop.states[dl.ds + a];
+        for i in 0..m {
+            out.ds[i * k + a] = s[i];
+        }
     }
     Ok(out)
 }
@@ -289,12 +246,21 @@ pub fn gradient_of(
         }
     }
     let hidden: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_some()).collect();
-    let mut derivs: Vec<Option<Derivs>> = (0..net.pops.len()).map(|_| None).collect();
-    for &p in &hidden {
-        derivs[p] = Some(Derivs::new(net.pops[p].step.as_ref().expect("hidden"))?);
+    if let Some(&p) = hidden.iter().find(|&&p| net.pops[p].spikes.is_empty()) {
+        return Err(RuntimeError::Build(format!("`{}` does not spike: no learning signal through it", net.pops[p].name)));
     }
-    let k_of = |p: usize| derivs[p].as_ref().map(|d| d.k).unwrap_or(0);
-    let nin_of = |p: usize| derivs[p].as_ref().map(|d| d.n_in).unwrap_or(0);
+    let layouts: Vec<Option<snnc_compiler::discretise::DerivLayout>> = net.pops.iter().map(|p| p.deriv).collect();
+    let layout_of = |p: usize| layouts[p];
+    for &p in &hidden {
+        if layout_of(p).is_none() {
+            return Err(RuntimeError::Build(format!(
+                "population `{}` was not built for learning (build the network with Options::learning)",
+                net.pops[p].name
+            )));
+        }
+    }
+    let k_of = |p: usize| layout_of(p).map(|d| d.k).unwrap_or(0);
+    let nin_of = |p: usize| layout_of(p).map(|d| d.n_in).unwrap_or(0);
 
     let mut grads: Vec<Array2<f64>> = etrace.iter().map(|e| Array2::zeros((e.n_pre, net.pops[e.pop].n))).collect();
     let mut plain_grads: Vec<Array2<f64>> = plain.iter().map(|(i, _)| Array2::zeros(net.dense_weights(*i).expect("dense").dim())).collect();
@@ -321,7 +287,6 @@ pub fn gradient_of(
         data.mask(t, &mut mask);
         let ext_refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
         net.step_traced(&ext_refs, Some(&mut trace))?;
-        let time = net.time();
         // Loss and its gradient at the readout.
         let y = &net.pops[r].output;
         let o = net.pops[r].n;
@@ -373,9 +338,8 @@ pub fn gradient_of(
         let mut pd: Vec<Option<PopDerivs>> = (0..net.pops.len()).map(|_| None).collect();
         let mut ls: Vec<Vec<f64>> = vec![Vec::new(); net.pops.len()];
         for &p in &hidden {
-            let dv = derivs[p].as_ref().expect("hidden");
-            let v = eval_derivs(dv, net, p, &trace, time)?;
-            let k = dv.k;
+            let v = read_derivs(net, p)?;
+            let k = k_of(p);
             ls[p] = (0..batch * net.pops[p].n * k).map(|ik| dlds[p][ik / k] * v.ds[ik]).collect();
             pd[p] = Some(v);
         }

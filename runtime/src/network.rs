@@ -10,7 +10,7 @@ use crate::propagate::{self, DelayRing, SparseRows};
 use crate::rng::{Rng, stream_id};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use snnc_compiler::backend::{ParamSpec, RandomCtx, Real, StepArgs, StepKernel, random_draw};
-use snnc_compiler::discretise::Step;
+use snnc_compiler::discretise::{DerivLayout, Step};
 use snnc_compiler::ir::{self, Env};
 use snnc_compiler::net::{self, GroupModel, NetPlan};
 use snnc_compiler::sema::{Init, NetworkDef, PopKind, Program, Source, SymId, Topology};
@@ -103,11 +103,14 @@ pub struct Options {
     /// Integrate every population with this method instead of the model's own choice
     /// (e.g. forward Euler to compare with simulators that use it).
     pub method: Option<snnc_compiler::sema::Method>,
+    /// Compile spiking populations with their derivatives (D, Df, ds/dh) as extra
+    /// outputs of the step, for the learning rules.
+    pub learning: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { dt: None, seed: 0, batch: 1, smooth_spikes: None, method: None }
+        Options { dt: None, seed: 0, batch: 1, smooth_spikes: None, method: None, learning: false }
     }
 }
 
@@ -157,6 +160,8 @@ pub struct Population<T> {
     pub spike_count: u64,
     /// Per batch element, the indices of the neurons that spiked in the latest step.
     pub active: Vec<Vec<u32>>,
+    /// With `Options::learning`: where the step writes D, Df and ds/dh among `states`.
+    pub deriv: Option<DerivLayout>,
 }
 
 /// What [`Network::step_traced`] captures of one step.
@@ -226,6 +231,7 @@ impl<T: Float> Network<T> {
                         per_neuron_values: Vec::new(),
                         spike_count: 0,
                         active: Vec::new(),
+                        deriv: None,
                     });
                 }
                 Some(g) => {
@@ -233,7 +239,7 @@ impl<T: Float> Network<T> {
                     if let Some(m) = opts.method {
                         g.model.method = Some(m);
                     }
-                    let pop = build_population(&g, opts.smooth_spikes, p.name.clone(), p.size, p.kind, batch, dt, &rng, &pname, factory)?;
+                    let pop = build_population(&g, opts.smooth_spikes, opts.learning, p.name.clone(), p.size, p.kind, batch, dt, &rng, &pname, factory)?;
                     pops.push(pop);
                     groups.push(Some(g));
                 }
@@ -624,6 +630,7 @@ pub fn population_step(g: &GroupModel, name: &str, n: usize, dt: f64) -> Result<
 fn build_population<T: Real + Default>(
     g: &GroupModel,
     smooth: Option<f64>,
+    learning: bool,
     name: String,
     n: usize,
     kind: PopKind,
@@ -641,6 +648,12 @@ fn build_population<T: Real + Default>(
         None => snnc_compiler::discretise::discretise_fixed(model, &uniform, dt),
     }
     .map_err(|d| RuntimeError::Build(format!("population `{name}`: {}", d.message)))?;
+    let (step, deriv) = if learning && step.spike.is_some() {
+        let (s, l) = step.with_derivative_outputs().map_err(|d| RuntimeError::Build(format!("population `{name}`: {}", d.message)))?;
+        (s, Some(l))
+    } else {
+        (step, None)
+    };
     let step = &step;
     let lowered = ir::lower_model(&step.model).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?;
     let layout = &step.layout;
@@ -703,5 +716,6 @@ fn build_population<T: Real + Default>(
         specs,
         spike_count: 0,
         active: Vec::new(),
+        deriv,
     })
 }

@@ -29,11 +29,15 @@ fn tensor3(v: &Value) -> Array3<f64> {
 }
 
 fn network(snn: &str, g: &Value) -> Network<f64> {
+    network_with(snn, g, &InterpFactory)
+}
+
+fn network_with(snn: &str, g: &Value, factory: &dyn snnc_runtime::network::KernelFactory<f64>) -> Network<f64> {
     let mut sources = SourceMap::new();
     let (program, diags) = sema::check_path(&root().join(snn), &LoadOptions::default(), &mut sources);
     assert!(diags.is_empty(), "{}", snnc_compiler::diag::render_all(&diags, &sources));
     let batch = g["config"]["batch"].as_u64().unwrap() as usize;
-    let mut net = Network::<f64>::build(&program, &program.networks[0], &Options { batch, ..Options::default() }, &InterpFactory).unwrap();
+    let mut net = Network::<f64>::build(&program, &program.networks[0], &Options { batch, learning: true, ..Options::default() }, factory).unwrap();
     for name in ["W_in", "W_rec", "W_out"] {
         if let Some((i, ..)) = net.projection(name) {
             net.set_dense_weights(i, mat(&g["init_weights"][name])).unwrap();
@@ -89,6 +93,16 @@ fn forward_pass_reproduces_states_and_spikes() {
 
 #[test]
 fn gradients_match_braintrace() {
+    gradients_match_with(&InterpFactory);
+}
+
+#[test]
+fn gradients_match_braintrace_with_jit_kernels() {
+    // The JIT writes D, Df and ds/dh in the same pass as the step (f64, bit-exact).
+    gradients_match_with(&snnc_runtime::network::JitFactory);
+}
+
+fn gradients_match_with(factory: &dyn snnc_runtime::network::KernelFactory<f64>) {
     for (json, snn) in CASES {
         let g = golden(json);
         let x = tensor3(&g["inputs"]["x"]);
@@ -97,7 +111,7 @@ fn gradients_match_braintrace() {
         let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
         let mut compared = 0;
         for (key, method) in [("bptt", Method::Bptt), ("d_rtrl", Method::DRtrl), ("es_d_rtrl", Method::EsDRtrl { decay })] {
-            let mut net = network(snn, &g);
+            let mut net = network_with(snn, &g, factory);
             let res = gradient(&mut net, &trainable, &[x.clone()], &target, method, true).unwrap();
             let want_loss = g["forward"]["loss_total"].as_f64().unwrap();
             assert!((res.loss - want_loss).abs() <= 1e-10 * want_loss.abs(), "{json}: loss {} vs {want_loss}", res.loss);

@@ -2,7 +2,7 @@
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, Sequence, gradient_of};
-use snnc_runtime::network::{InterpFactory, Network, Options};
+use snnc_runtime::network::{InterpFactory, JitFactory, Network, Options};
 
 /// Bernoulli spike inputs and Gaussian-ish targets from a hash: no storage.
 struct Synthetic {
@@ -43,7 +43,7 @@ fn net(file: &str, batch: usize) -> Network<f64> {
     let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(file);
     let (p, d) = sema::check_path(&path, &LoadOptions::default(), &mut sources);
     assert!(d.is_empty());
-    Network::<f64>::build(&p, &p.networks[0], &Options { batch, seed: 5, ..Options::default() }, &InterpFactory).unwrap()
+    Network::<f64>::build(&p, &p.networks[0], &Options { batch, seed: 5, learning: true, ..Options::default() }, &JitFactory).unwrap()
 }
 
 const TRAIN: [&str; 3] = ["W_in", "W_rec", "W_out"];
@@ -121,7 +121,7 @@ network n {{
         let mut sources = SourceMap::new();
         let (p, d) = sema::check_source("t.snn", &text, &mut sources);
         assert!(d.iter().all(|d| !d.is_error()), "{model}: {}", snnc_compiler::diag::render_all(&d, &sources));
-        let opts = Options { batch: 2, seed: 11, smooth_spikes: Some(alpha), ..Options::default() };
+        let opts = Options { batch: 2, seed: 11, smooth_spikes: Some(alpha), learning: true, ..Options::default() };
         let build = || Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
         let train: Vec<String> = TRAIN.map(String::from).to_vec();
         let steps = 60;

@@ -6,7 +6,7 @@ use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient};
-use snnc_runtime::network::{InterpFactory, Network, Options};
+use snnc_runtime::network::{JitFactory, Network, Options};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -105,7 +105,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         return fail(format!("`x` is {:?} and `target` is {:?}: T and B must agree", x.shape(), target.shape()));
     }
     let batch = x.shape()[1];
-    let mut network = match Network::<f64>::build(&program, def, &Options { seed: args.seed, batch, ..Options::default() }, &InterpFactory) {
+    let mut network = match Network::<f64>::build(&program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, &JitFactory) {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
     };

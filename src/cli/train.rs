@@ -7,7 +7,7 @@ use crate::cli::run::parse_time;
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions, TrainValue};
 use snnc_runtime::learn::{Method, Sequence};
-use snnc_runtime::network::{InterpFactory, Network, Options};
+use snnc_runtime::network::{JitFactory, Network, Options};
 use snnc_runtime::train::tasks::{Dms, Evidence};
 use snnc_runtime::train::{Optimizer, OptimizerKind, load_checkpoint, save_checkpoint, train_batch, weights_of};
 use std::io::Write;
@@ -122,7 +122,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let dt = def.dt.unwrap_or(1e-3);
     let delay = args.delay.unwrap_or(1.0);
     let trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
-    let make_net = || Network::<f64>::build(&program, def, &Options { batch, seed, ..Options::default() }, &InterpFactory);
+    let make_net = || Network::<f64>::build(&program, def, &Options { batch, seed, learning: true, ..Options::default() }, &JitFactory);
     let net = match make_net() {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),

@@ -51,6 +51,17 @@ pub struct Step {
     pub random_slots: u32,
 }
 
+/// Where [`Step::with_derivative_outputs`] puts the derivatives among the states:
+/// D[a][c] is state `d + a * k + c`, Df[a][j] is `df + a * n_in + j`, ds/dh_a is `ds + a`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DerivLayout {
+    pub d: usize,
+    pub df: usize,
+    pub ds: usize,
+    pub k: usize,
+    pub n_in: usize,
+}
+
 /// The derivatives of a step, as IR in the step's graph.
 #[derive(Clone, Debug)]
 pub struct Derivatives {
@@ -77,6 +88,43 @@ impl Step {
         let df = ir::jacobian(&mut self.graph, &next, &inputs);
         let dspike = self.spike.map(|s| ir::jacobian(&mut self.graph, &[s], &states));
         Derivatives { d, df, dspike }
+    }
+
+    /// The step extended with outputs for learning: after the real states come
+    /// D (K x K, at h^{t-1}), Df (K x inputs, at h^{t-1}) and ds/dh at the new state h^t,
+    /// as extra "states" that the step writes and never reads. Any backend that runs a
+    /// step (interpreter, JIT) then produces the derivatives in the same pass.
+    pub fn with_derivative_outputs(&self) -> Result<(Step, DerivLayout), Diagnostic> {
+        let mut st = self.clone();
+        let Some(spike) = st.spike else {
+            return Err(Diagnostic::error("E0503", st.model.span, format!("`{}` does not spike: no learning signal through it", st.model.name)));
+        };
+        let der = st.derivatives();
+        let ds = der.dspike.expect("spiking model");
+        // ds/dh read at the new state: substitute each state leaf by its next value.
+        let leaves: Vec<NodeId> = (0..st.layout.states.len() as u32).map(|k| st.graph.state(k)).collect();
+        let map: std::collections::HashMap<NodeId, NodeId> = leaves.iter().copied().zip(st.next.iter().copied()).collect();
+        let ds_new = st.graph.substitute(&ds.entries, &map);
+        let _ = spike;
+        let k = st.n_hidden;
+        let n_in = st.layout.inputs.len();
+        let base = st.layout.states.len();
+        let mut outputs = der.d.entries.clone();
+        outputs.extend(&der.df.entries);
+        outputs.extend(&ds_new);
+        for (o, _) in outputs.iter().enumerate() {
+            st.model.symbols.push(Symbol {
+                name: format!("_deriv{o}"),
+                kind: SymKind::State,
+                dim: Dim::ONE,
+                value: None,
+                trainable: false,
+                span: st.model.span,
+            });
+        }
+        st.layout = Layout::of(&st.model);
+        st.next.extend(outputs);
+        Ok((st, DerivLayout { d: base, df: base + k * k, ds: base + k * k + k * n_in, k, n_in }))
     }
 
     /// The per-step adjoint (vector-Jacobian product) BPTT needs: for cotangents

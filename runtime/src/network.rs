@@ -167,10 +167,6 @@ pub struct Population<T> {
 /// What [`Network::step_traced`] captures of one step.
 #[derive(Clone, Debug, Default)]
 pub struct StepTrace<T> {
-    /// Per population, per state: the values before the step (h^{t-1}).
-    pub prev_states: Vec<Vec<Vec<T>>>,
-    /// Per population, per kernel input: y^t.
-    pub inputs: Vec<Vec<Vec<T>>>,
     /// Per projection: the presynaptic activity it read (x^t), `batch * n_pre`.
     pub pre: Vec<Vec<T>>,
 }
@@ -347,14 +343,11 @@ impl<T: Float> Network<T> {
         self.step_traced(external, None)
     }
 
-    /// [`Network::step`], also capturing what learning rules need: each population's
-    /// states before the step and its kernel inputs y^t, and each projection's
-    /// presynaptic activity x^t.
+    /// [`Network::step`], also capturing what learning rules need besides the
+    /// derivatives the kernels write: each projection's presynaptic activity x^t.
     pub fn step_traced(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
         if let Some(tr) = trace.as_deref_mut() {
-            tr.prev_states = self.pops.iter().map(|p| p.states.clone()).collect();
-            tr.inputs = vec![Vec::new(); self.pops.len()];
-            tr.pre = vec![Vec::new(); self.projs.len()];
+            tr.pre.resize_with(self.projs.len(), Vec::new);
         }
         if external.len() != self.inputs.len() {
             return Err(RuntimeError::Input(format!("{} external inputs given, the network has {}", external.len(), self.inputs.len())));
@@ -367,9 +360,6 @@ impl<T: Float> Network<T> {
         let t = self.time();
         for p in 0..self.pops.len() {
             self.gather_inputs(p, external, trace.as_deref_mut());
-            if let Some(tr) = trace.as_deref_mut() {
-                tr.inputs[p] = self.pops[p].inputs.clone();
-            }
             let pop = &mut self.pops[p];
             let Some(kernel) = &pop.kernel else { continue };
             let mut states: Vec<&mut [T]> = pop.states.iter_mut().map(|s| s.as_mut_slice()).collect();
@@ -446,7 +436,8 @@ impl<T: Float> Network<T> {
                 Source::Pop(q) => (&self.pops[q].output, self.pops[q].n, None),
             };
             if let Some(tr) = trace.as_deref_mut() {
-                tr.pre[pi] = src.to_vec();
+                tr.pre[pi].clear();
+                tr.pre[pi].extend_from_slice(src);
             }
             let target: &mut Vec<T> = if has_kernel { &mut inputs[pr.input] } else { &mut output };
             match &mut pr.delay {

@@ -3,8 +3,7 @@
 
 use super::Reporter;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
-use snnc_compiler::SourceMap;
-use snnc_compiler::sema::{self, LoadOptions};
+use snnc_compiler::sema::LoadOptions;
 use snnc_runtime::learn::{Method, gradient};
 use snnc_runtime::network::{JitFactory, Network, Options};
 use std::fs::File;
@@ -80,19 +79,10 @@ fn array_names(path: &Path) -> Result<Vec<String>, String> {
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
-    let mut sources = SourceMap::new();
-    let (program, diags) = sema::check_path(&args.file, opts, &mut sources);
-    if reporter.report(&diags, &sources) > 0 {
+    let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
-    }
-    let net = match (&args.network, program.networks.len()) {
-        (Some(n), _) => program.network(n),
-        (None, 1) => program.networks.first(),
-        _ => None,
     };
-    let Some(def) = net else {
-        return fail(format!("choose a network of {} with --network", args.file.display()));
-    };
+    let def = &program.networks[index];
     let x = match read_array(&args.data, "x").and_then(|a| a.into_dimensionality::<Ix3>().map_err(|_| "`x` must have shape (T, B, inputs)".to_string())) {
         Ok(a) => a,
         Err(e) => return fail(e),

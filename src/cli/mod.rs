@@ -89,6 +89,38 @@ impl Reporter {
     }
 }
 
+/// Checks `file` and returns its program and the network to use: `name`, or the only
+/// network in the file. Errors are printed; `None` means the command should fail.
+pub fn load_network(
+    file: &std::path::Path,
+    name: Option<&str>,
+    opts: &snnc_compiler::sema::LoadOptions,
+    reporter: &Reporter,
+) -> Option<(snnc_compiler::sema::Program, usize)> {
+    let mut sources = SourceMap::new();
+    let (program, diags) = snnc_compiler::sema::check_path(file, opts, &mut sources);
+    if reporter.report(&diags, &sources) > 0 {
+        return None;
+    }
+    let names: Vec<&str> = program.networks.iter().map(|n| n.name.as_str()).collect();
+    let index = match name {
+        Some(n) => program.networks.iter().position(|x| x.name == n),
+        None if names.len() == 1 => Some(0),
+        None => None,
+    };
+    match index {
+        Some(i) => Some((program, i)),
+        None => {
+            let which = match name {
+                Some(n) => format!("no network `{n}` in {}", file.display()),
+                None => format!("{} has {} networks; choose one with --network", file.display(), names.len()),
+            };
+            eprintln!("error: {which} (networks: {})", if names.is_empty() { "none".into() } else { names.join(", ") });
+            None
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     let reporter = Reporter::new(cli.color);
     let opts = snnc_compiler::sema::LoadOptions::from_env(&cli.include);

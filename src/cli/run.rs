@@ -2,7 +2,7 @@
 
 use super::Reporter;
 use snnc_compiler::sema::{self, LoadOptions};
-use snnc_compiler::{SourceMap, units};
+use snnc_compiler::units;
 use snnc_runtime::network::{Float, InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
 use snnc_runtime::record::Recorder;
 use std::path::PathBuf;
@@ -89,24 +89,10 @@ pub fn parse_time(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
-    let mut sources = SourceMap::new();
-    let (program, diags) = sema::check_path(&args.file, opts, &mut sources);
-    if reporter.report(&diags, &sources) > 0 {
-        return ExitCode::FAILURE;
-    }
-    let net = match &args.network {
-        Some(n) => program.network(n),
-        None if program.networks.len() == 1 => program.networks.first(),
-        None => {
-            let names: Vec<&str> = program.networks.iter().map(|n| n.name.as_str()).collect();
-            eprintln!("error: {} has {} networks; choose one with --network ({})", args.file.display(), names.len(), names.join(", "));
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(net) = net else {
-        eprintln!("error: no network `{}` in {}", args.network.as_deref().unwrap_or("?"), args.file.display());
+    let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
     };
+    let net = &program.networks[index];
     let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
     flush_denormals();
     match (args.precision, args.backend) {

@@ -4,8 +4,7 @@
 use super::Reporter;
 use super::grad::MethodArg;
 use crate::cli::run::parse_time;
-use snnc_compiler::SourceMap;
-use snnc_compiler::sema::{self, LoadOptions, TrainValue};
+use snnc_compiler::sema::{LoadOptions, TrainValue};
 use snnc_runtime::learn::{Method, Sequence};
 use snnc_runtime::network::{JitFactory, Network, Options};
 use snnc_runtime::train::tasks::{Dms, Evidence};
@@ -71,17 +70,10 @@ fn fail(msg: String) -> ExitCode {
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
-    let mut sources = SourceMap::new();
-    let (program, diags) = sema::check_path(&args.file, opts, &mut sources);
-    if reporter.report(&diags, &sources) > 0 {
+    let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
-    }
-    let def = match (&args.network, program.networks.len()) {
-        (Some(n), _) => program.network(n),
-        (None, 1) => program.networks.first(),
-        _ => None,
     };
-    let Some(def) = def else { return fail(format!("choose a network of {} with --network", args.file.display())) };
+    let def = &program.networks[index];
     // The `train { }` block, then the command line.
     let block = |key: &str| def.train.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let num = |key: &str| match block(key) {

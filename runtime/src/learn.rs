@@ -103,6 +103,50 @@ fn read_derivs(net: &Network<f64>, p: usize) -> Result<PopDerivs, RuntimeError> 
     Ok(out)
 }
 
+/// Steps of ES-D-RTRL whose weight-gradient products are accumulated together.
+const WINDOW: usize = 32;
+
+/// The pending steps of one projection's lazy ES-D-RTRL gradient.
+struct Window {
+    /// eps_x just before the window's first step (B x I).
+    start: Vec<f64>,
+    /// Per step, the non-zero presynaptic values (batch, input, value).
+    x: Vec<Vec<(u32, u32, f64)>>,
+    /// Per step, q = (sum_a l eps_f) / c_t (B x O).
+    q: Vec<Array2<f64>>,
+}
+
+impl Window {
+    fn new(len: usize) -> Window {
+        Window { start: vec![0.0; len], x: Vec::new(), q: Vec::new() }
+    }
+}
+
+/// Adds the window's steps to `g` (I x O) and starts a new window at `eps_x_now`.
+fn flush_window(w: &mut Window, g: &mut Array2<f64>, decay: f64, eps_x_now: &[f64], batch: usize, n_pre: usize) {
+    if w.q.is_empty() {
+        return;
+    }
+    let (_, n_post) = w.q[0].dim();
+    let mut r = Array2::<f64>::zeros((batch, n_post));
+    for s in (0..w.q.len()).rev() {
+        r.mapv_inplace(|v| v * decay);
+        r += &w.q[s];
+        for &(b, i, x) in &w.x[s] {
+            let mut row = g.row_mut(i as usize);
+            row.scaled_add(x, &r.row(b as usize));
+        }
+    }
+    // eps_x^{t0-1} (x) decay * r^{t0}
+    if w.start.iter().any(|v| *v != 0.0) {
+        let start = ArrayView2::from_shape((batch, n_pre), &w.start).expect("shape");
+        g.scaled_add(decay, &start.t().dot(&r));
+    }
+    w.start.copy_from_slice(eps_x_now);
+    w.x.clear();
+    w.q.clear();
+}
+
 struct EtraceProj {
     index: usize,
     name: String,
@@ -276,6 +320,7 @@ pub fn gradient_of(
     let mut tape: Vec<(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)> = Vec::new();
 
     let mut recorded = Vec::new();
+    let mut windows: Vec<Window> = etrace.iter().map(|e| Window::new(batch * e.n_pre)).collect();
     let mut trace = StepTrace::default();
     let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
     let mut tgt = vec![0.0; n_target * batch];
@@ -410,10 +455,30 @@ pub fn gradient_of(
                             q[[b, o]] = (0..k).map(|a| ls[e.pop][m * k + a] * new[a]).sum::<f64>() / c;
                         }
                     }
-                    let ex = ArrayView2::from_shape((batch, e.n_pre), &eps_x[ei]).expect("shape");
-                    let g = ex.t().dot(&q);
-                    grads[ei] += &g;
-                    step_grads.push((e.name.clone(), g));
+                    if record_per_step {
+                        // The per-step contribution itself: eps_x^T q.
+                        let ex = ArrayView2::from_shape((batch, e.n_pre), &eps_x[ei]).expect("shape");
+                        let g = ex.t().dot(&q);
+                        grads[ei] += &g;
+                        step_grads.push((e.name.clone(), g));
+                    } else {
+                        // Lazily: sum_t eps_x^t q^t over a window is
+                        //   eps_x^{t0-1} (x) sum_t decay^{t-t0+1} q^t  +  sum_s x^s (x) r^s,
+                        // r^s = sum_{t>=s} decay^{t-s} q^t; x^s is sparse (spikes), so the
+                        // O(B I O) product is done once per window instead of every step.
+                        let w = &mut windows[ei];
+                        let nz: Vec<(u32, u32, f64)> = pre
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, x)| **x != 0.0)
+                            .map(|(j, x)| ((j / e.n_pre) as u32, (j % e.n_pre) as u32, *x))
+                            .collect();
+                        w.x.push(nz);
+                        w.q.push(q);
+                        if w.q.len() == WINDOW {
+                            flush_window(w, &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);
+                        }
+                    }
                 }
             }
         }
@@ -448,6 +513,11 @@ pub fn gradient_of(
         }
     }
 
+    if let Method::EsDRtrl { decay } = method {
+        for (ei, e) in etrace.iter().enumerate() {
+            flush_window(&mut windows[ei], &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);
+        }
+    }
     // Bytes held by the method's own state: traces, or the BPTT tape.
     let vec_bytes = |v: &Vec<Vec<f64>>| v.iter().map(|x| x.len() * 8).sum::<usize>();
     let tape_bytes: usize = tape

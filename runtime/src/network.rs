@@ -506,6 +506,22 @@ where
     T: Real + std::ops::AddAssign + std::ops::Mul<Output = T> + ndarray::LinalgScalar,
 {
     match weights {
+        // Spikes are mostly zeros: adding the rows of the neurons that fired is far
+        // cheaper than a GEMM with the whole 0/1 vector (event-driven dense).
+        Weights::Dense(w) if active.is_some_and(|a| a.iter().map(|r| r.len()).sum::<usize>() * 4 < batch * n_pre) => {
+            let a = active.expect("checked");
+            let w = w.as_slice().expect("row-major weights");
+            for b in 0..batch {
+                let y = &mut out[b * n_post..(b + 1) * n_post];
+                for &i in &a[b] {
+                    let row = &w[i as usize * n_post..(i as usize + 1) * n_post];
+                    let xi = src[b * n_pre + i as usize];
+                    for (yo, wo) in y.iter_mut().zip(row) {
+                        *yo += *wo * xi;
+                    }
+                }
+            }
+        }
         Weights::Dense(w) => {
             let x = ArrayView2::from_shape((batch, n_pre), src).expect("input shape");
             let mut y = ArrayViewMut2::from_shape((batch, n_post), out).expect("output shape");

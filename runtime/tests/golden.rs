@@ -158,6 +158,15 @@ fn gradients_match_with(factory: &dyn snnc_runtime::network::KernelFactory<f64>)
                 }
             }
         }
+        // ES-D-RTRL without per-step records accumulates the weight gradient lazily over
+        // windows of steps: the totals must be the same.
+        let mut net = network_with(snn, &g, factory);
+        let lazy = gradient(&mut net, &trainable, &[x.clone()], &target, Method::EsDRtrl { decay }, false).unwrap();
+        for w in ["W_in", "W_rec", "W_out"] {
+            let Some(want) = g["grads"]["es_d_rtrl"].get(w) else { continue };
+            let e = rel_err(lazy.get(w).unwrap(), &mat(want));
+            assert!(e < 1e-9, "{json} lazy es_d_rtrl {w}: relative error {e:e}");
+        }
         // Every method's totals for every weight, and 50 steps of per-step gradients.
         let n_w = if json.contains("ff") { 2 } else { 3 };
         assert!(compared >= 3 * n_w + 2 * 50 * (n_w - 1), "{json}: only {compared} comparisons");

@@ -6,42 +6,11 @@
 //! 3 readouts, batch 2); the sequence is generated step by step, never stored.
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
-use snnc_runtime::learn::{Method, Sequence, gradient_of};
+use snnc_runtime::learn::{Method, gradient_of};
+use snnc_runtime::train::tasks::RandomSpikes;
 use snnc_runtime::network::{JitFactory, Network, Options};
 use std::process::Command;
 use std::time::Instant;
-
-struct Synthetic {
-    steps: usize,
-}
-
-fn hash(a: u64) -> f64 {
-    let mut x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 31;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 29;
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-impl Sequence for Synthetic {
-    fn steps(&self) -> usize {
-        self.steps
-    }
-    fn batch(&self) -> usize {
-        2
-    }
-    fn shape(&self) -> (Vec<usize>, usize) {
-        (vec![8], 3)
-    }
-    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        for (i, v) in x[0].iter_mut().enumerate() {
-            *v = if hash((t * 1000 + i) as u64) < 0.3 { 1.0 } else { 0.0 };
-        }
-        for (j, v) in target.iter_mut().enumerate() {
-            *v = hash((t * 7919 + j) as u64 + 1) - 0.5;
-        }
-    }
-}
 
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -62,7 +31,7 @@ fn child(method: &str, steps: usize) {
     };
     let train: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
     let t0 = Instant::now();
-    let g = gradient_of(&mut net, &train, &mut Synthetic { steps }, m, false).unwrap();
+    let g = gradient_of(&mut net, &train, &mut RandomSpikes::new(steps, 2, 8, 3, 0.3, 1), m, false).unwrap();
     println!("{method:>10} {steps:>8} {:>14} {:>12} {:>9.2}", g.state_bytes, peak_rss_kb() * 1024, t0.elapsed().as_secs_f64());
 }
 

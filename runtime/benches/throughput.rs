@@ -4,7 +4,8 @@
 //! `cargo bench -p snnc-runtime --bench throughput -- [T] [methods]`
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema;
-use snnc_runtime::learn::{Method, Sequence, gradient_of};
+use snnc_runtime::learn::{Method, gradient_of};
+use snnc_runtime::train::tasks::RandomSpikes;
 use snnc_runtime::network::{JitFactory, Network, Options};
 use std::time::Instant;
 
@@ -19,38 +20,6 @@ network bench {
     connect rec -> rec.I dense init normal(0, 0.5 / sqrt(512)) trainable as W_rec
     connect rec -> out dense init normal(0, 1 / sqrt(512)) trainable as W_out
 }"#;
-
-struct Data {
-    steps: usize,
-}
-
-fn hash(a: u64) -> f64 {
-    let mut x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 31;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 29;
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-impl Sequence for Data {
-    fn steps(&self) -> usize {
-        self.steps
-    }
-    fn batch(&self) -> usize {
-        64
-    }
-    fn shape(&self) -> (Vec<usize>, usize) {
-        (vec![128], 10)
-    }
-    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        for (i, v) in x[0].iter_mut().enumerate() {
-            *v = if hash((t * 100_003 + i) as u64) < 0.1 { 1.0 } else { 0.0 };
-        }
-        for (j, v) in target.iter_mut().enumerate() {
-            *v = hash((t * 7919 + j) as u64 + 1) - 0.5;
-        }
-    }
-}
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -77,7 +46,7 @@ fn main() {
         };
         let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { batch: 64, seed: 1, learning: true, ..Options::default() }, &JitFactory).unwrap();
         let t0 = Instant::now();
-        let g = gradient_of(&mut net, &train, &mut Data { steps }, method, false).unwrap();
+        let g = gradient_of(&mut net, &train, &mut RandomSpikes::new(steps, 64, 128, 10, 0.1, 1), method, false).unwrap();
         let secs = t0.elapsed().as_secs_f64();
         assert!(g.loss.is_finite());
         println!("{m:>10} {steps:>6} {secs:>10.2} {:>16.0} {:>12.0}", (64 * steps) as f64 / secs, peak_rss_mb());

@@ -1,42 +1,9 @@
 //! Properties of the learning rules beyond the golden files.
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
-use snnc_runtime::learn::{Method, Sequence, gradient_of};
+use snnc_runtime::learn::{Method, gradient_of};
+use snnc_runtime::train::tasks::RandomSpikes;
 use snnc_runtime::network::{InterpFactory, JitFactory, Network, Options};
-
-/// Bernoulli spike inputs and Gaussian-ish targets from a hash: no storage.
-struct Synthetic {
-    steps: usize,
-    batch: usize,
-}
-
-fn hash(a: u64) -> f64 {
-    let mut x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 31;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 29;
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-impl Sequence for Synthetic {
-    fn steps(&self) -> usize {
-        self.steps
-    }
-    fn batch(&self) -> usize {
-        self.batch
-    }
-    fn shape(&self) -> (Vec<usize>, usize) {
-        (vec![8], 3)
-    }
-    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        for (i, v) in x[0].iter_mut().enumerate() {
-            *v = if hash((t * 1000 + i) as u64) < 0.3 { 1.0 } else { 0.0 };
-        }
-        for (j, v) in target.iter_mut().enumerate() {
-            *v = hash((t * 7919 + j) as u64 + 1) - 0.5;
-        }
-    }
-}
 
 fn net(file: &str, batch: usize) -> Network<f64> {
     let mut sources = SourceMap::new();
@@ -56,7 +23,7 @@ fn online_memory_is_flat_in_sequence_length_and_bptt_grows() {
         let mut row = Vec::new();
         for steps in [100, 1000] {
             let mut n = net("tests/data/golden_lif.snn", 2);
-            let g = gradient_of(&mut n, &train, &mut Synthetic { steps, batch: 2 }, method, false).unwrap();
+            let g = gradient_of(&mut n, &train, &mut RandomSpikes::new(steps, 2, 8, 3, 0.3, 1), method, false).unwrap();
             row.push(g.state_bytes);
         }
         bytes.push(row);
@@ -78,8 +45,8 @@ fn d_rtrl_equals_bptt_for_a_feed_forward_layer() {
     let train: Vec<String> = ["W_in", "W_out"].map(String::from).to_vec();
     let mut a = net("tests/data/golden_ff_lif.snn", 3);
     let mut b = net("tests/data/golden_ff_lif.snn", 3);
-    let gd = gradient_of(&mut a, &train, &mut Synthetic { steps: 300, batch: 3 }, Method::DRtrl, false).unwrap();
-    let gb = gradient_of(&mut b, &train, &mut Synthetic { steps: 300, batch: 3 }, Method::Bptt, false).unwrap();
+    let gd = gradient_of(&mut a, &train, &mut RandomSpikes::new(300, 3, 8, 3, 0.3, 2), Method::DRtrl, false).unwrap();
+    let gb = gradient_of(&mut b, &train, &mut RandomSpikes::new(300, 3, 8, 3, 0.3, 2), Method::Bptt, false).unwrap();
     for name in ["W_in", "W_out"] {
         let (x, y) = (gd.get(name).unwrap(), gb.get(name).unwrap());
         let err = (x - y).iter().map(|v| v * v).sum::<f64>().sqrt() / y.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -100,7 +67,9 @@ fn bptt_matches_finite_differences_with_smooth_spikes() {
         ("alif.snn", "ALIF", "", "3", "1 ms", 3.0),
         ("adlif.snn", "AdLIF", "", "3", "1 ms", 3.0),
         ("gif.snn", "GIF", " pA", "2000", "0.5 ms", 3.0),
-        ("izhikevich.snn", "Izhikevich", " mV / ms", "30", "0.5 ms", 3.0),
+        // Driven harder (30 mV/ms) the quadratic Izhikevich dynamics run away within the
+        // 60 steps and finite differences of the loss stop being meaningful.
+        ("izhikevich.snn", "Izhikevich", " mV / ms", "10", "0.5 ms", 3.0),
         ("coba.snn", "COBALIF", " pA", "800", "0.5 ms", 3.0),
         ("coba.snn", "CUBALIF", " mV", "40", "0.5 ms", 3.0),
         ("hh.snn", "HH", " pA", "2000", "0.1 ms", 300.0),
@@ -131,10 +100,10 @@ network n {{
             let mut w = n.dense_weights(pi).unwrap().clone();
             w[[i, j]] += delta;
             n.set_dense_weights(pi, w).unwrap();
-            gradient_of(&mut n, &[], &mut Synthetic3 { steps, batch: 2 }, Method::DRtrl, false).unwrap().loss
+            gradient_of(&mut n, &[], &mut RandomSpikes::new(steps, 2, 3, 2, 0.4, 3), Method::DRtrl, false).unwrap().loss
         };
         let mut n = build();
-        let g = gradient_of(&mut n, &train, &mut Synthetic3 { steps, batch: 2 }, Method::Bptt, false).unwrap();
+        let g = gradient_of(&mut n, &train, &mut RandomSpikes::new(steps, 2, 3, 2, 0.4, 3), Method::Bptt, false).unwrap();
         let mut checked = 0;
         for name in TRAIN {
             let grad = g.get(name).unwrap();
@@ -154,31 +123,5 @@ network n {{
             assert!(grad.iter().any(|v| *v != 0.0), "{model} {name}: zero gradient");
         }
         assert!(checked >= 10, "{model}");
-    }
-}
-
-/// Three inputs, two targets.
-struct Synthetic3 {
-    steps: usize,
-    batch: usize,
-}
-
-impl Sequence for Synthetic3 {
-    fn steps(&self) -> usize {
-        self.steps
-    }
-    fn batch(&self) -> usize {
-        self.batch
-    }
-    fn shape(&self) -> (Vec<usize>, usize) {
-        (vec![3], 2)
-    }
-    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        for (i, v) in x[0].iter_mut().enumerate() {
-            *v = if hash((t * 31 + i) as u64 + 7) < 0.4 { 1.0 } else { 0.0 };
-        }
-        for (j, v) in target.iter_mut().enumerate() {
-            *v = hash((t * 131 + j) as u64 + 3);
-        }
     }
 }

@@ -273,3 +273,41 @@ mod tests {
         }
     }
 }
+
+/// Random sequences for tests and benchmarks: Bernoulli(`p`) spike inputs and targets
+/// uniform in [-0.5, 0.5), MSE on every step, all from a seed.
+#[derive(Clone, Debug)]
+pub struct RandomSpikes {
+    pub steps: usize,
+    pub batch: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+    pub p: f64,
+    rng: Rng,
+}
+
+impl RandomSpikes {
+    pub fn new(steps: usize, batch: usize, inputs: usize, outputs: usize, p: f64, seed: u64) -> RandomSpikes {
+        RandomSpikes { steps, batch, inputs, outputs, p, rng: Rng::new(seed) }
+    }
+}
+
+impl Sequence for RandomSpikes {
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (vec![self.inputs], self.outputs)
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        for (j, v) in x[0].iter_mut().enumerate() {
+            *v = if self.rng.uniform(6, t as u64, j as u32) <= self.p { 1.0 } else { 0.0 };
+        }
+        for (j, v) in target.iter_mut().enumerate() {
+            *v = 1.0 - self.rng.uniform(7, t as u64, j as u32) - 0.5;
+        }
+    }
+}

@@ -13,6 +13,7 @@
 
 pub mod cranelift;
 pub mod interp;
+pub mod ptx;
 
 use crate::discretise::Step;
 

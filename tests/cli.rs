@@ -123,3 +123,20 @@ fn run_writes_recordings_and_is_deterministic() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no population has a state `nothing`"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn emit_ptx_writes_an_assemblable_module() {
+    let out = std::env::temp_dir().join(format!("snnc-emit-{}.ptx", std::process::id()));
+    let o = snnc(&["emit", "--target", "ptx", "stdlib/alif.snn", "--model", "ALIF", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains(".entry snnc_step") && text.contains(".target sm_80"), "{text}");
+    match std::env::var("SNNC_PTXAS") {
+        Ok(ptxas) if !ptxas.is_empty() => {
+            let r = Command::new(ptxas).args(["-arch=sm_80", "-o", "/dev/null"]).arg(&out).output().unwrap();
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        }
+        _ => eprintln!("skipping the ptxas check: SNNC_PTXAS is not set (run scripts/install-ptxas.sh)"),
+    }
+    std::fs::remove_file(&out).ok();
+}

@@ -37,6 +37,8 @@ pub struct Args {
 pub enum Target {
     /// The IR of each model's step, in a stable text form.
     Ir,
+    /// CUDA PTX (sm_80) of each step kernel and derivative kernel.
+    Ptx,
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,6 +54,15 @@ pub struct EmitArgs {
     /// Write to this file instead of standard output.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// PTX: the time step folded into the kernels (default: the network's, else 0.1 ms).
+    #[arg(long, value_parser = crate::cli::run::parse_time)]
+    pub dt: Option<f64>,
+    /// PTX: f32 or f64 kernels.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::cli::run::Precision,
+    /// PTX: the derivative kernel (D, Df, ds/dh) instead of the step kernel.
+    #[arg(long)]
+    pub derivatives: bool,
 }
 
 /// The steps to explain: (label, step).
@@ -156,7 +167,33 @@ pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode
     };
     let mut text = String::new();
     for (_, mut step) in steps {
-        text.push_str(&explain::emit_ir(&mut step));
+        match args.target {
+            Target::Ir => text.push_str(&explain::emit_ir(&mut step)),
+            Target::Ptx => {
+                use snnc_compiler::backend::{ParamSpec, cranelift::Precision, ptx};
+                // Every param as a per-neuron array: the kernels serve any values.
+                let specs = vec![ParamSpec::PerNeuron; step.layout.params.len()];
+                let dt = args.dt.unwrap_or(1e-4);
+                let precision = match args.precision {
+                    crate::cli::run::Precision::F32 => Precision::F32,
+                    crate::cli::run::Precision::F64 => Precision::F64,
+                };
+                // One PTX module per model: pick one model (--model, or a network with
+                // --network) to get a file `ptxas` assembles as is.
+                let kernel = if args.derivatives {
+                    ptx::emit_derivatives(&step, &specs, dt, precision, ptx::Target::Sm80)
+                } else {
+                    ptx::emit_step(&step, &specs, dt, precision, ptx::Target::Sm80)
+                };
+                match kernel {
+                    Ok(k) => text.push_str(&k),
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", step.model.name);
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
         text.push('\n');
     }
     match &args.output {

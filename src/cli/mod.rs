@@ -5,7 +5,7 @@ mod explain;
 mod fmt;
 mod grad;
 mod plot;
-mod run;
+pub(crate) mod run;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -54,7 +54,7 @@ pub enum Command {
     Fmt(fmt::Args),
     /// Show the integrator, the discrete update, D, Df and the surrogate of each model.
     Explain(explain::Args),
-    /// Write generated code: `--target ir` (the dataflow IR of each step).
+    /// Write generated code: `--target ir` (the dataflow IR) or `--target ptx` (CUDA).
     Emit(explain::EmitArgs),
     /// Simulate a network and write recordings (`.npy`).
     Run(run::Args),

@@ -3,14 +3,16 @@
 //! files. The per-neuron Jacobians D, Df and the spike's surrogate derivative come from
 //! the compiler (the step's IR), evaluated here with the reference interpreter in f64.
 //!
-//! Supported today: hidden spiking populations whose trainable dense projections come
-//! from external inputs or spiking populations (etrace weights), read by one `Linear`
-//! readout through trainable or fixed dense weights (plain weights: exact same-step
-//! gradient), MSE loss `L^t = sum_{b,j} (y - target)^2` summed over steps.
+//! Supported today: hidden spiking populations (stacked or recurrent) whose trainable
+//! dense projections come from external inputs or spiking populations (etrace weights),
+//! read by one readout: the stateless `Linear` (plain weights: exact same-step gradient)
+//! or a model with dynamics such as `LeakyReadout` (its weights are etrace weights like
+//! any other; the loss reads its first state). Losses: MSE or cross-entropy per step,
+//! masked, summed over steps.
 
 use crate::network::{Network, RuntimeError, StepTrace};
 use ndarray::{Array2, Array3, ArrayView2, Axis};
-use snnc_compiler::sema::Source;
+use snnc_compiler::sema::{PopKind, Source};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Method {
@@ -251,11 +253,13 @@ pub fn gradient_of(
     if in_sizes != want_sizes {
         return Err(RuntimeError::Input(format!("the data has inputs of sizes {in_sizes:?}, the network needs {want_sizes:?}")));
     }
-    // The readout: one `Linear` population.
-    let readouts: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_none()).collect();
+    // The readout: one `readout` population, either the stateless `Linear` (output x W)
+    // or a model with dynamics (e.g. `LeakyReadout`) whose output is its first state.
+    let readouts: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].kind == PopKind::Readout).collect();
     let [r] = readouts[..] else {
-        return Err(RuntimeError::Build(format!("gradients need exactly one `Linear` readout, the network has {}", readouts.len())));
+        return Err(RuntimeError::Build(format!("gradients need exactly one readout, the network has {}", readouts.len())));
     };
+    let linear_readout = net.pops[r].step.is_none();
     if n_target != net.pops[r].n {
         return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", net.pops[r].n, net.pops[r].name)));
     }
@@ -268,7 +272,7 @@ pub fn gradient_of(
         let (i, from, to, input) = net.projection(&name).expect("exists");
         let dense = net.dense_weights(i).is_some();
         let is_trainable = trainable.contains(&name);
-        if to == r {
+        if to == r && linear_readout {
             into_readout.push((i, from));
             if is_trainable {
                 plain.push((i, name.clone()));
@@ -289,8 +293,9 @@ pub fn gradient_of(
             etrace.push(EtraceProj { index: i, name: name.clone(), pop: to, input, n_pre });
         }
     }
+    // Every population with a step (spiking layers, and a readout with dynamics).
     let hidden: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_some()).collect();
-    if let Some(&p) = hidden.iter().find(|&&p| net.pops[p].spikes.is_empty()) {
+    if let Some(&p) = hidden.iter().find(|&&p| p != r && net.pops[p].spikes.is_empty()) {
         return Err(RuntimeError::Build(format!("`{}` does not spike: no learning signal through it", net.pops[p].name)));
     }
     let layouts: Vec<Option<snnc_compiler::discretise::DerivLayout>> = net.pops.iter().map(|p| p.deriv).collect();
@@ -333,7 +338,7 @@ pub fn gradient_of(
         let ext_refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
         net.step_traced(&ext_refs, Some(&mut trace))?;
         // Loss and its gradient at the readout.
-        let y = &net.pops[r].output;
+        let y = if linear_readout { &net.pops[r].output } else { &net.pops[r].states[0] };
         let o = net.pops[r].n;
         let mut err = vec![0.0; batch * o];
         for b in 0..batch {
@@ -382,10 +387,31 @@ pub fn gradient_of(
         // Derivatives and learning signals l^t = dL^t/ds * ds/dh.
         let mut pd: Vec<Option<PopDerivs>> = (0..net.pops.len()).map(|_| None).collect();
         let mut ls: Vec<Vec<f64>> = vec![Vec::new(); net.pops.len()];
-        for &p in &hidden {
+        if !linear_readout {
+            // The loss reads the readout's first state: dL/dh_0 = err.
+            dlds[r].copy_from_slice(&err);
+        }
+        // From the top of the stack down: l_p = dL/ds_p * ds_p/dh_p. The online methods
+        // carry the step's loss down through the layers above within the same step
+        // (dL/ds_q += (l_p Df_p) W^T for each q -> p read as s^t); BPTT's backward pass
+        // does that itself, with the paths through time.
+        for &p in hidden.iter().rev() {
             let v = read_derivs(net, p)?;
-            let k = k_of(p);
-            ls[p] = (0..batch * net.pops[p].n * k).map(|ik| dlds[p][ik / k] * v.ds[ik]).collect();
+            let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
+            ls[p] = (0..batch * n * k).map(|ik| dlds[p][ik / k] * v.ds[ik]).collect();
+            if method != Method::Bptt {
+                for &(proj, q, _, input, _) in hidden_links.iter().filter(|l| l.2 == p && l.4) {
+                    if ls[p].iter().all(|x| *x == 0.0) {
+                        break;
+                    }
+                    let mu = Array2::from_shape_fn((batch, n), |(b, o)| {
+                        let m = b * n + o;
+                        (0..k).map(|a| ls[p][m * k + a] * v.df[(m * k + a) * nin + input]).sum::<f64>()
+                    });
+                    let d = mu.dot(&net.dense_weights(proj).expect("dense").t());
+                    dlds[q].iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+                }
+            }
             pd[p] = Some(v);
         }
         let mut step_grads = Vec::new();

@@ -655,7 +655,8 @@ fn build_population<T: Real + Default>(
         None => snnc_compiler::discretise::discretise_fixed(model, &uniform, dt),
     }
     .map_err(|d| RuntimeError::Build(format!("population `{name}`: {}", d.message)))?;
-    let (step, deriv) = if learning && step.spike.is_some() {
+    // Spiking layers and readouts with dynamics carry derivatives; a state-free model none.
+    let (step, deriv) = if learning && (step.spike.is_some() || (kind == PopKind::Readout && step.n_hidden > 0)) {
         let (s, l) = step.with_derivative_outputs().map_err(|d| RuntimeError::Build(format!("population `{name}`: {}", d.message)))?;
         (s, Some(l))
     } else {

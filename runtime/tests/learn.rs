@@ -125,3 +125,102 @@ network n {{
         assert!(checked >= 10, "{model}");
     }
 }
+
+/// A stack of two spiking layers (LIF, then recurrent ALIF) read by a `LeakyReadout`.
+fn stacked_text(readout: &str) -> String {
+    format!(
+        r#"import "stdlib/lif.snn"
+import "stdlib/alif.snn"
+import "stdlib/readout.snn"
+network n {{
+    dt = 1 ms
+    input x: 3
+    layer L1 = LIF[4]
+    layer L2 = ALIF[3]
+    readout out = {readout}
+    connect x -> L1.I dense trainable init normal(0, 3) as W_in
+    connect L1 -> L2.I dense trainable init normal(0, 3) as W_mid
+    connect L2 -> L2.I dense trainable init normal(0, 3) no_self as W_rec
+    connect L2 -> out dense trainable init normal(0, 1) as W_out
+}}"#
+    )
+}
+
+fn build_text(text: &str, opts: &Options) -> Network<f64> {
+    let mut sources = SourceMap::new();
+    let (p, d) = sema::check_source("t.snn", text, &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    Network::<f64>::build(&p, &p.networks[0], opts, &InterpFactory).unwrap()
+}
+
+const STACK: [&str; 4] = ["W_in", "W_mid", "W_rec", "W_out"];
+
+fn rel_err(x: &ndarray::Array2<f64>, y: &ndarray::Array2<f64>) -> f64 {
+    (x - y).iter().map(|v| v * v).sum::<f64>().sqrt() / y.iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+/// BPTT through a layer stack and a readout with dynamics equals finite differences of
+/// the sequence loss (smooth spikes), for every weight.
+#[test]
+fn bptt_through_a_stack_and_a_leaky_readout_matches_finite_differences() {
+    let text = stacked_text("LeakyReadout[2] { tau = 20 ms }");
+    let opts = Options { batch: 2, seed: 3, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let steps = 50;
+    let data = || RandomSpikes::new(steps, 2, 3, 2, 0.4, 9);
+    let train: Vec<String> = STACK.map(String::from).to_vec();
+    let mut n = build_text(&text, &opts);
+    let g = gradient_of(&mut n, &train, &mut data(), Method::Bptt, false).unwrap();
+    let loss_with = |name: &str, i: usize, j: usize, delta: f64| -> f64 {
+        let mut n = build_text(&text, &opts);
+        let (pi, ..) = n.projection(name).unwrap();
+        let mut w = n.dense_weights(pi).unwrap().clone();
+        w[[i, j]] += delta;
+        n.set_dense_weights(pi, w).unwrap();
+        gradient_of(&mut n, &[], &mut data(), Method::Bptt, false).unwrap().loss
+    };
+    for name in STACK {
+        let grad = g.get(name).unwrap();
+        let scale = grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{name}: zero gradient");
+        for (i, j) in [(0, 0), (1, 1), (2, 1), (0, 1)] {
+            if i >= grad.nrows() || j >= grad.ncols() || (name == "W_rec" && i == j) {
+                continue;
+            }
+            let h = 1e-5;
+            let fd = (loss_with(name, i, j, h) - loss_with(name, i, j, -h)) / (2.0 * h);
+            assert!((fd - grad[[i, j]]).abs() <= 1e-4 * scale, "{name}[{i},{j}]: BPTT {:e} vs finite differences {fd:e}", grad[[i, j]]);
+        }
+    }
+}
+
+/// The learning signal of the online methods goes down through the layers above and
+/// the readout within the step. With one step there is no path through time, so
+/// D-RTRL and ES-D-RTRL must equal BPTT exactly for every weight of the stack; and the
+/// readout's own weights are exact for D-RTRL on any length (its D is diagonal and only
+/// the loss reads it).
+#[test]
+fn online_learning_signals_cross_the_stack_within_a_step() {
+    let train: Vec<String> = STACK.map(String::from).to_vec();
+    for readout in ["Linear[2]", "LeakyReadout[2] { tau = 20 ms }"] {
+        let text = stacked_text(readout);
+        let opts = Options { batch: 2, seed: 4, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+        let grad = |method: Method, steps: usize| {
+            let mut n = build_text(&text, &opts);
+            gradient_of(&mut n, &train, &mut RandomSpikes::new(steps, 2, 3, 2, 0.6, 5), method, false).unwrap()
+        };
+        let bptt = grad(Method::Bptt, 1);
+        for method in [Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+            let g = grad(method, 1);
+            for name in STACK {
+                let (x, y) = (g.get(name).unwrap(), bptt.get(name).unwrap());
+                // W_rec reads s^{t-1}, all zero at the first step.
+                assert!(name == "W_rec" || y.iter().any(|v| *v != 0.0), "{readout} {name}: zero gradient");
+                let e = if y.iter().all(|v| *v == 0.0) { x.iter().fold(0.0f64, |m, v| m.max(v.abs())) } else { rel_err(x, y) };
+                assert!(e < 1e-12, "{readout} {method:?} {name}: {e:e} relative to BPTT");
+            }
+        }
+        let (d, b) = (grad(Method::DRtrl, 40), grad(Method::Bptt, 40));
+        let e = rel_err(d.get("W_out").unwrap(), b.get("W_out").unwrap());
+        assert!(e < 1e-12, "{readout}: W_out D-RTRL vs BPTT over 40 steps: {e:e}");
+    }
+}

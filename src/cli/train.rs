@@ -163,6 +163,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let mut evi = Evidence::new(dt, delay, batch, seed);
     for epoch in start_epoch..start_epoch + epochs {
         let (mut sl, mut sa) = (0.0, 0.0);
+        let mut rates: Vec<(String, f64)> = Vec::new();
         for b in 0..args.batches {
             let (data, labels): (&mut dyn Sequence, Vec<usize>) = match task {
                 TaskArg::Dms => {
@@ -185,12 +186,17 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             }
             sl += r.loss;
             sa += r.accuracy;
+            if rates.is_empty() {
+                rates = r.rates.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
+            }
+            rates.iter_mut().zip(&r.rates).for_each(|(a, b)| a.1 += b.1);
             if let Some(f) = &mut log {
                 let _ = writeln!(f, "{epoch},{b},{:.6},{:.4}", r.loss, r.accuracy);
             }
         }
         let n = args.batches.max(1) as f64;
-        println!("epoch {epoch}: loss {:.4}, accuracy {:.1} %", sl / n, 100.0 * sa / n);
+        let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
+        println!("epoch {epoch}: loss {:.4}, accuracy {:.1} %, rates {}", sl / n, 100.0 * sa / n, rates.join(", "));
         if let Some(dir) = &args.out {
             if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &weights, &[("epoch", (epoch + 1).to_string())]) {
                 return fail(e.to_string());

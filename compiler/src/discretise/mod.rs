@@ -94,18 +94,24 @@ impl Step {
     /// D (K x K, at h^{t-1}), Df (K x inputs, at h^{t-1}) and ds/dh at the new state h^t,
     /// as extra "states" that the step writes and never reads. Any backend that runs a
     /// step (interpreter, JIT) then produces the derivatives in the same pass.
+    ///
+    /// A non-spiking model (a readout with dynamics, e.g. `LeakyReadout`) is read through
+    /// its first state: its "ds/dh" is then d h_0 / dh, the unit vector e_0.
     pub fn with_derivative_outputs(&self) -> Result<(Step, DerivLayout), Diagnostic> {
         let mut st = self.clone();
-        let Some(spike) = st.spike else {
-            return Err(Diagnostic::error("E0503", st.model.span, format!("`{}` does not spike: no learning signal through it", st.model.name)));
-        };
+        if st.n_hidden == 0 {
+            return Err(Diagnostic::error("E0503", st.model.span, format!("`{}` has no state: no learning signal through it", st.model.name)));
+        }
         let der = st.derivatives();
-        let ds = der.dspike.expect("spiking model");
-        // ds/dh read at the new state: substitute each state leaf by its next value.
-        let leaves: Vec<NodeId> = (0..st.layout.states.len() as u32).map(|k| st.graph.state(k)).collect();
-        let map: std::collections::HashMap<NodeId, NodeId> = leaves.iter().copied().zip(st.next.iter().copied()).collect();
-        let ds_new = st.graph.substitute(&ds.entries, &map);
-        let _ = spike;
+        let ds_new = match der.dspike {
+            // ds/dh read at the new state: substitute each state leaf by its next value.
+            Some(ds) => {
+                let leaves: Vec<NodeId> = (0..st.layout.states.len() as u32).map(|k| st.graph.state(k)).collect();
+                let map: std::collections::HashMap<NodeId, NodeId> = leaves.iter().copied().zip(st.next.iter().copied()).collect();
+                st.graph.substitute(&ds.entries, &map)
+            }
+            None => (0..st.n_hidden).map(|a| st.graph.constant(if a == 0 { 1.0 } else { 0.0 })).collect(),
+        };
         let k = st.n_hidden;
         let n_in = st.layout.inputs.len();
         let base = st.layout.states.len();

@@ -115,8 +115,10 @@ impl Printer<'_> {
             let c = self.comments[self.next].clone();
             self.next += 1;
             let before = &self.src[..c.start];
+            // A blank line before the comment's line; a line of spaces counts as blank.
             let gap = before.trim_end_matches([' ', '\t']);
-            if gap.ends_with("\n\n") || gap.ends_with("\n\r\n") {
+            let prev_line = gap.strip_suffix('\n').map(|p| p.trim_end_matches([' ', '\t', '\r']));
+            if prev_line.is_some_and(|p| p.ends_with('\n')) {
                 if !self.out.is_empty() && !self.out.ends_with("\n\n") && !self.out.ends_with("{\n") {
                     self.out.push('\n');
                 }

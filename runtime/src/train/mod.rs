@@ -110,6 +110,9 @@ pub struct BatchReport {
     pub loss: f64,
     /// Fraction of the batch whose `argmax` of the masked readout output is the label.
     pub accuracy: f64,
+    /// Mean firing rate (Hz) of each spiking population over the batch: (name, rate).
+    /// A silent or saturated layer is the first thing to look at when nothing learns.
+    pub rates: Vec<(String, f64)>,
 }
 
 /// The dense weights of `names` in `net`.
@@ -153,7 +156,14 @@ pub fn train_batch(
         })
         .count();
     opt.update(weights, &g.total);
-    Ok(BatchReport { loss: g.loss / labels.len().max(1) as f64, accuracy: correct as f64 / labels.len().max(1) as f64 })
+    let seconds = data.steps() as f64 * net.dt;
+    let rates = net
+        .pops
+        .iter()
+        .filter(|p| !p.spikes.is_empty())
+        .map(|p| (p.name.clone(), p.spike_count as f64 / (p.n * net.batch) as f64 / seconds.max(1e-12)))
+        .collect();
+    Ok(BatchReport { loss: g.loss / labels.len().max(1) as f64, accuracy: correct as f64 / labels.len().max(1) as f64, rates })
 }
 
 #[cfg(test)]

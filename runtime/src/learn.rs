@@ -186,6 +186,39 @@ pub enum Loss {
     CrossEntropy,
 }
 
+/// The loss of one batch element at one step, and (with `grad`) its gradient dL/dy.
+pub fn step_loss(kind: Loss, y: &[f64], target: &[f64], grad: Option<&mut [f64]>) -> f64 {
+    match kind {
+        Loss::Mse => {
+            let mut l = 0.0;
+            let mut g = grad;
+            for j in 0..y.len() {
+                let e = y[j] - target[j];
+                l += e * e;
+                if let Some(g) = g.as_deref_mut() {
+                    g[j] = 2.0 * e;
+                }
+            }
+            l
+        }
+        Loss::CrossEntropy => {
+            // Stable log-softmax.
+            let mx = y.iter().fold(f64::NEG_INFINITY, |a, v| a.max(*v));
+            let lz = y.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
+            let mut l = 0.0;
+            let mut g = grad;
+            for j in 0..y.len() {
+                let logp = y[j] - mx - lz;
+                l -= target[j] * logp;
+                if let Some(g) = g.as_deref_mut() {
+                    g[j] = logp.exp() - target[j];
+                }
+            }
+            l
+        }
+    }
+}
+
 /// Sequences held in memory: `x[i]` is (T, B, size_i), `target` is (T, B, readouts).
 pub struct InMemory<'a> {
     pub x: &'a [Array3<f64>],
@@ -349,25 +382,8 @@ pub fn gradient_of(
             for j in 0..o {
                 evidence[[b, j]] += m * yb[j];
             }
-            match loss_kind {
-                Loss::Mse => {
-                    for j in 0..o {
-                        let e = yb[j] - tb[j];
-                        loss += m * e * e;
-                        err[b * o + j] = m * 2.0 * e;
-                    }
-                }
-                Loss::CrossEntropy => {
-                    // Stable log-softmax.
-                    let mx = yb.iter().fold(f64::NEG_INFINITY, |a, v| a.max(*v));
-                    let z: f64 = yb.iter().map(|v| (v - mx).exp()).sum();
-                    for j in 0..o {
-                        let logp = yb[j] - mx - z.ln();
-                        loss -= m * tb[j] * logp;
-                        err[b * o + j] = m * (logp.exp() - tb[j]);
-                    }
-                }
-            }
+            loss += m * step_loss(loss_kind, yb, tb, Some(&mut err[b * o..(b + 1) * o]));
+            err[b * o..(b + 1) * o].iter_mut().for_each(|e| *e *= m);
         }
         let err_m = ArrayView2::from_shape((batch, o), &err).expect("shape");
         // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.

@@ -1,4 +1,5 @@
-//! PNG figures: a spike raster with population rates (`snnc run --plot`).
+//! PNG figures: a spike raster with population rates (`snnc run --plot`) and training
+//! curves (`snnc train --plot`).
 
 use plotters::prelude::*;
 use std::path::Path;
@@ -105,6 +106,48 @@ pub fn raster_png(path: &Path, pops: &[Raster], duration: f64) -> Result<(), Str
     }
     if text {
         c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
+}
+
+/// Training curves, 1000 x 700 px: loss (top) and accuracy (bottom) against batches;
+/// `train` per batch (thin), `test` per epoch (after that many batches; dots and line).
+pub fn curves_png(path: &Path, train: &[(f64, f64)], test: &[(usize, f64, f64)]) -> Result<(), String> {
+    let text = font_available();
+    let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("cannot draw `{}`: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (top, bottom) = root.split_vertically(350);
+    let n = train.len().max(1) as f64;
+    let max_loss = train.iter().map(|t| t.0).chain(test.iter().map(|t| t.1)).filter(|v| v.is_finite()).fold(1e-12f64, f64::max);
+    for (area, what) in [(&top, 0), (&bottom, 1)] {
+        let y_max = if what == 0 { max_loss * 1.05 } else { 1.0 };
+        let mut chart = ChartBuilder::on(area);
+        chart.margin(10).x_label_area_size(if text { 30 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
+        let mut c = chart.build_cartesian_2d(0.0..n, 0.0..y_max).map_err(|e| err(&e))?;
+        let mut mesh = c.configure_mesh();
+        if text {
+            mesh.y_desc(if what == 0 { "loss per trial" } else { "accuracy" }).x_desc("batch");
+        } else {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(|e| err(&e))?;
+        let pick = |l: f64, a: f64| if what == 0 { l } else { a };
+        let tr = c
+            .draw_series(LineSeries::new(train.iter().enumerate().map(|(b, (l, a))| (b as f64 + 1.0, pick(*l, *a))), BLUE.mix(0.5).stroke_width(1)))
+            .map_err(|e| err(&e))?;
+        if text {
+            tr.label("train (per batch)").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        }
+        let points: Vec<(f64, f64)> = test.iter().map(|(b, l, a)| (*b as f64, pick(*l, *a))).collect();
+        let te = c.draw_series(LineSeries::new(points.clone(), RED.stroke_width(2))).map_err(|e| err(&e))?;
+        if text {
+            te.label("test (held out, per epoch)").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        }
+        c.draw_series(points.iter().map(|p| Circle::new(*p, 3, RED.filled()))).map_err(|e| err(&e))?;
+        if text {
+            c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+        }
     }
     root.present().map_err(|e| err(&e))
 }

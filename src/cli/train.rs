@@ -8,7 +8,7 @@ use snnc_compiler::sema::{LoadOptions, TrainValue};
 use snnc_runtime::learn::{Method, Sequence};
 use snnc_runtime::network::{JitFactory, Network, Options};
 use snnc_runtime::train::tasks::{Dms, Evidence};
-use snnc_runtime::train::{Optimizer, OptimizerKind, load_checkpoint, save_checkpoint, train_batch, weights_of};
+use snnc_runtime::train::{BatchReport, Optimizer, OptimizerKind, evaluate, load_checkpoint, save_checkpoint, train_batch, weights_of};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,12 @@ pub struct Args {
     /// Continue from a checkpoint.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
+    /// Held-out batches evaluated after every epoch (fresh trials the optimiser never sees).
+    #[arg(long, default_value_t = 2)]
+    pub test_batches: usize,
+    /// Also draw `curves.png` (loss and accuracy against batches) in the output directory.
+    #[arg(long, requires = "out")]
+    pub plot: bool,
 }
 
 fn fail(msg: String) -> ExitCode {
@@ -115,6 +121,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let delay = args.delay.unwrap_or(1.0);
     let trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     let make_net = || Network::<f64>::build(&program, def, &Options { batch, seed, learning: true, ..Options::default() }, &JitFactory);
+    let make_eval_net = || Network::<f64>::build(&program, def, &Options { batch, seed, ..Options::default() }, &JitFactory);
     let net = match make_net() {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
@@ -142,7 +149,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             match f {
                 Ok(mut f) => {
                     if fresh {
-                        let _ = writeln!(f, "epoch,batch,loss,accuracy");
+                        let _ = writeln!(f, "epoch,batch,split,loss,accuracy");
                     }
                     Some(f)
                 }
@@ -161,6 +168,9 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     );
     let mut dms = Dms::new(dt, delay, batch, seed);
     let mut evi = Evidence::new(dt, delay, batch, seed);
+    // The test trials come from another seed: the optimiser never sees them.
+    let test_seed = seed ^ 0x7e57_7e57_7e57;
+    let mut curves = Curves::default();
     for epoch in start_epoch..start_epoch + epochs {
         let (mut sl, mut sa) = (0.0, 0.0);
         let mut rates: Vec<(String, f64)> = Vec::new();
@@ -191,17 +201,70 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             }
             rates.iter_mut().zip(&r.rates).for_each(|(a, b)| a.1 += b.1);
             if let Some(f) = &mut log {
-                let _ = writeln!(f, "{epoch},{b},{:.6},{:.4}", r.loss, r.accuracy);
+                let _ = writeln!(f, "{epoch},{b},train,{:.6},{:.4}", r.loss, r.accuracy);
             }
+            curves.train.push((r.loss, r.accuracy));
+        }
+        // Held-out trials: the same generator with the test seed, batch by batch.
+        let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
+        let mut test_dms = Dms::new(dt, delay, batch, test_seed);
+        let mut test_evi = Evidence::new(dt, delay, batch, test_seed);
+        for _ in 0..args.test_batches {
+            let (data, labels): (&mut dyn Sequence, Vec<usize>) = match task {
+                TaskArg::Dms => {
+                    let l = test_dms.labels.clone();
+                    (&mut test_dms, l)
+                }
+                TaskArg::Evidence => {
+                    let l = test_evi.labels.clone();
+                    (&mut test_evi, l)
+                }
+            };
+            let r = match evaluate(&make_eval_net, &weights, data, &labels) {
+                Ok(r) => r,
+                Err(e) => return fail(e.to_string()),
+            };
+            test.loss += r.loss / args.test_batches as f64;
+            test.accuracy += r.accuracy / args.test_batches as f64;
+            test_dms.new_batch();
+            test_evi.new_batch();
         }
         let n = args.batches.max(1) as f64;
         let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
-        println!("epoch {epoch}: loss {:.4}, accuracy {:.1} %, rates {}", sl / n, 100.0 * sa / n, rates.join(", "));
+        if args.test_batches > 0 {
+            println!(
+                "epoch {epoch}: loss {:.4}, accuracy {:.1} %, test loss {:.4}, test accuracy {:.1} %, rates {}",
+                sl / n,
+                100.0 * sa / n,
+                test.loss,
+                100.0 * test.accuracy,
+                rates.join(", ")
+            );
+            if let Some(f) = &mut log {
+                let _ = writeln!(f, "{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy);
+            }
+            curves.test.push((curves.train.len(), test.loss, test.accuracy));
+        } else {
+            println!("epoch {epoch}: loss {:.4}, accuracy {:.1} %, rates {}", sl / n, 100.0 * sa / n, rates.join(", "));
+        }
         if let Some(dir) = &args.out {
             if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &weights, &[("epoch", (epoch + 1).to_string())]) {
                 return fail(e.to_string());
             }
+            if args.plot {
+                if let Err(e) = super::plot::curves_png(&dir.join("curves.png"), &curves.train, &curves.test) {
+                    return fail(e);
+                }
+            }
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What `--plot` draws: per training batch (loss, accuracy); per epoch (batches so far,
+/// test loss, test accuracy).
+#[derive(Default)]
+struct Curves {
+    train: Vec<(f64, f64)>,
+    test: Vec<(usize, f64, f64)>,
 }

@@ -146,24 +146,74 @@ pub fn train_batch(
     let mut net = make_net()?;
     set_weights(&mut net, weights)?;
     let g = gradient_of(&mut net, trainable, data, method, false)?;
+    opt.update(weights, &g.total);
+    Ok(report(&net, data.steps(), g.loss, &g.evidence, labels))
+}
+
+/// Runs the sequences forward with `weights` (no gradient, no update): the loss and
+/// accuracy on data the optimiser never sees (a held-out test set).
+pub fn evaluate(
+    make_net: &dyn Fn() -> Result<Network<f64>, RuntimeError>,
+    weights: &[(String, Array2<f64>)],
+    data: &mut dyn Sequence,
+    labels: &[usize],
+) -> Result<BatchReport, RuntimeError> {
+    let mut net = make_net()?;
+    set_weights(&mut net, weights)?;
+    let r = net
+        .pops
+        .iter()
+        .position(|p| p.kind == snnc_compiler::sema::PopKind::Readout)
+        .ok_or_else(|| RuntimeError::Build("evaluation needs a readout".into()))?;
+    let (in_sizes, n_out) = data.shape();
+    let batch = data.batch();
+    let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
+    let mut tgt = vec![0.0; n_out * batch];
+    let mut mask = vec![1.0; batch];
+    let mut evidence = Array2::<f64>::zeros((batch, n_out));
+    let mut loss = 0.0;
+    let kind = data.loss();
+    for t in 0..data.steps() {
+        data.fill(t, &mut ext, &mut tgt);
+        data.mask(t, &mut mask);
+        let refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
+        net.step(&refs)?;
+        let pop = &net.pops[r];
+        let y = if pop.step.is_none() { &pop.output } else { &pop.states[0] };
+        for b in 0..batch {
+            if mask[b] == 0.0 {
+                continue;
+            }
+            let (yb, tb) = (&y[b * n_out..(b + 1) * n_out], &tgt[b * n_out..(b + 1) * n_out]);
+            loss += mask[b] * crate::learn::step_loss(kind, yb, tb, None);
+            for j in 0..n_out {
+                evidence[[b, j]] += mask[b] * yb[j];
+            }
+        }
+    }
+    Ok(report(&net, data.steps(), loss, &evidence, labels))
+}
+
+/// Loss per sequence, accuracy of `argmax` of the evidence, and firing rates.
+fn report(net: &Network<f64>, steps: usize, loss: f64, evidence: &Array2<f64>, labels: &[usize]) -> BatchReport {
     let correct = labels
         .iter()
         .enumerate()
         .filter(|(b, l)| {
-            let row = g.evidence.row(*b);
+            let row = evidence.row(*b);
             let best = (0..row.len()).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap_or(0);
             best == **l
         })
         .count();
-    opt.update(weights, &g.total);
-    let seconds = data.steps() as f64 * net.dt;
+    let seconds = steps as f64 * net.dt;
     let rates = net
         .pops
         .iter()
         .filter(|p| !p.spikes.is_empty())
         .map(|p| (p.name.clone(), p.spike_count as f64 / (p.n * net.batch) as f64 / seconds.max(1e-12)))
         .collect();
-    Ok(BatchReport { loss: g.loss / labels.len().max(1) as f64, accuracy: correct as f64 / labels.len().max(1) as f64, rates })
+    let n = labels.len().max(1) as f64;
+    BatchReport { loss: loss / n, accuracy: correct as f64 / n, rates }
 }
 
 #[cfg(test)]

@@ -36,3 +36,44 @@ fn trains_logs_checkpoints_and_resumes() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read checkpoint"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--task npz:FILE`: a dataset written here (class 0: inputs 0 and 1 fire, class 1:
+/// inputs 2 and 3) is learnt; the held-out tenth is evaluated every epoch.
+#[test]
+fn learns_a_dataset_from_an_npz_file() {
+    let dir = std::env::temp_dir().join(format!("snnc-train-npz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("pairs.npz");
+    let (n, steps) = (80, 20);
+    let mut state = 12345u64;
+    let mut bernoulli = |p: f64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 / (1u64 << 53) as f64) < p
+    };
+    let labels = ndarray::Array1::from_shape_fn(n, |s| (s % 2) as i64);
+    let x = ndarray::Array3::from_shape_fn((n, steps, 4), |(s, _, i)| {
+        let on = (i / 2) as i64 == labels[s];
+        f32::from(u8::from(bernoulli(if on { 0.5 } else { 0.05 })))
+    });
+    let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&data).unwrap());
+    w.add_array("x", &x).unwrap();
+    w.add_array("labels", &labels).unwrap();
+    w.finish().unwrap();
+    let task = format!("npz:{}", data.display());
+    let out = dir.join("run");
+    let o = train(&["tests/data/tiny_npz.snn", "--task", &task, "--epochs", "6", "--batches", "9", "--test-batches", "1", "--out", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
+    let last_test: f64 = log.lines().filter(|l| l.contains(",test,")).last().unwrap().rsplit(',').next().unwrap().parse().unwrap();
+    assert!(last_test >= 0.875, "held-out accuracy {last_test} after 6 epochs\n{stdout}");
+    // A label outside the readout's range is an error naming the array.
+    let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&data).unwrap());
+    w.add_array("x", &x).unwrap();
+    w.add_array("labels", &labels.mapv(|l| l + 1)).unwrap();
+    w.finish().unwrap();
+    let o = train(&["tests/data/tiny_npz.snn", "--task", &task, "--epochs", "1", "--batches", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`labels`[1] = 2"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -349,10 +349,18 @@ pub fn gradient_of(
     let mut per_step = Vec::new();
     let mut loss = 0.0;
     // Online traces.
-    let mut eps: Vec<Vec<f64>> = etrace.iter().map(|e| if method == Method::DRtrl { vec![0.0; batch * e.n_pre * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
+    // Weights into a readout with dynamics get their exact gradient in every online
+    // method: the readout is read only by the loss and its D is per neuron, so its
+    // D-RTRL trace is exact, and small (B x I x O x K with few outputs). The rank-one
+    // ES-D-RTRL approximation would pair the output with presynaptic activity over the
+    // trace's horizon (1/(1 - decay) steps) instead of the readout's own time constant,
+    // which adaptation can anti-correlate with the activity the readout actually sees.
+    let exact: Vec<bool> = etrace.iter().map(|e| method == Method::DRtrl || (method != Method::Bptt && e.pop == r)).collect();
+    let mut eps: Vec<Vec<f64>> = etrace.iter().zip(&exact).map(|(e, &ex)| if ex { vec![0.0; batch * e.n_pre * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
     let es = matches!(method, Method::EsDRtrl { .. });
-    let mut eps_x: Vec<Vec<f64>> = etrace.iter().map(|e| if es { vec![0.0; batch * e.n_pre] } else { Vec::new() }).collect();
-    let mut eps_f: Vec<Vec<f64>> = etrace.iter().map(|e| if es { vec![0.0; batch * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
+    let mut eps_x: Vec<Vec<f64>> = etrace.iter().zip(&exact).map(|(e, &ex)| if es && !ex { vec![0.0; batch * e.n_pre] } else { Vec::new() }).collect();
+    let mut eps_f: Vec<Vec<f64>> =
+        etrace.iter().zip(&exact).map(|(e, &ex)| if es && !ex { vec![0.0; batch * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
     // BPTT tape: per step, per population derivatives and learning signals, and the
     // presynaptic activity of every projection.
     let mut tape: Vec<(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)> = Vec::new();
@@ -431,10 +439,9 @@ pub fn gradient_of(
             pd[p] = Some(v);
         }
         let mut step_grads = Vec::new();
-        match method {
-            Method::Bptt => {}
-            Method::DRtrl => {
-                for (ei, e) in etrace.iter().enumerate() {
+        {
+            {
+                for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| exact[*ei]) {
                     let v = pd[e.pop].as_ref().expect("hidden");
                     let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
                     let pre = &trace.pre[e.index];
@@ -468,11 +475,11 @@ pub fn gradient_of(
                     step_grads.push((e.name.clone(), g));
                 }
             }
-            Method::EsDRtrl { decay } => {
+            if let Method::EsDRtrl { decay } = method {
                 // Bias correction of the smoothed trace, indexed by the update count as in
                 // braintrace (and switched off from step 1001 on).
                 let c = if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
-                for (ei, e) in etrace.iter().enumerate() {
+                for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
                     let v = pd[e.pop].as_ref().expect("hidden");
                     let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
                     let pre = &trace.pre[e.index];
@@ -536,13 +543,11 @@ pub fn gradient_of(
             }
             for (ei, e) in etrace.iter().enumerate() {
                 let (n, k) = (net.pops[e.pop].n, k_of(e.pop));
-                match method {
-                    Method::DRtrl => record_into(&mut recorded, format!("eps_{}", e.name), &[batch, e.n_pre, n, k], &eps[ei]),
-                    Method::EsDRtrl { .. } => {
-                        record_into(&mut recorded, format!("eps_x_{}", e.name), &[batch, e.n_pre], &eps_x[ei]);
-                        record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &eps_f[ei]);
-                    }
-                    Method::Bptt => {}
+                if exact[ei] {
+                    record_into(&mut recorded, format!("eps_{}", e.name), &[batch, e.n_pre, n, k], &eps[ei]);
+                } else if es {
+                    record_into(&mut recorded, format!("eps_x_{}", e.name), &[batch, e.n_pre], &eps_x[ei]);
+                    record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &eps_f[ei]);
                 }
             }
             if let Method::EsDRtrl { decay } = method {
@@ -556,7 +561,7 @@ pub fn gradient_of(
     }
 
     if let Method::EsDRtrl { decay } = method {
-        for (ei, e) in etrace.iter().enumerate() {
+        for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
             flush_window(&mut windows[ei], &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);
         }
     }

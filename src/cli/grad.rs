@@ -4,6 +4,7 @@
 use super::Reporter;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::sema::LoadOptions;
+use snnc_runtime::train::dataset::{npz_names, read_npz_array};
 use snnc_runtime::learn::{Method, gradient};
 use snnc_runtime::network::{JitFactory, Network, Options};
 use std::fs::File;
@@ -50,32 +51,12 @@ fn fail(msg: String) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Reads array `name` of an `.npz` as f64, whatever float type NumPy wrote.
 fn read_array(path: &Path, name: &str) -> Result<ArrayD<f64>, String> {
-    let open = || -> Result<ndarray_npy::NpzReader<File>, String> {
-        let f = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-        ndarray_npy::NpzReader::new(f).map_err(|e| format!("`{}` is not an .npz file: {e}", path.display()))
-    };
-    let names = open()?.names().map_err(|e| format!("`{}`: {e}", path.display()))?;
-    let Some(entry) = names.iter().find(|n| n.trim_end_matches(".npy") == name) else {
-        return Err(format!("`{}` has no array `{name}` (it has: {})", path.display(), names.join(", ")));
-    };
-    if let Ok(a) = open()?.by_name::<ndarray::OwnedRepr<f64>, ndarray::IxDyn>(entry) {
-        return Ok(a);
-    }
-    if let Ok(a) = open()?.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(entry) {
-        return Ok(a.mapv(f64::from));
-    }
-    open()?
-        .by_name::<ndarray::OwnedRepr<bool>, ndarray::IxDyn>(entry)
-        .map(|a| a.mapv(|b| if b { 1.0 } else { 0.0 }))
-        .map_err(|e| format!("`{}`: array `{name}` must be float32, float64 or bool: {e}", path.display()))
+    read_npz_array(path, name).map_err(|e| e.to_string())
 }
 
 fn array_names(path: &Path) -> Result<Vec<String>, String> {
-    let f = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    let mut r = ndarray_npy::NpzReader::new(f).map_err(|e| format!("`{}` is not an .npz file: {e}", path.display()))?;
-    Ok(r.names().map_err(|e| e.to_string())?.into_iter().map(|n| n.trim_end_matches(".npy").to_string()).collect())
+    npz_names(path).map_err(|e| e.to_string())
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {

@@ -4,19 +4,47 @@
 use super::Reporter;
 use super::grad::MethodArg;
 use crate::cli::run::parse_time;
-use snnc_compiler::sema::{LoadOptions, TrainValue};
-use snnc_runtime::learn::{Method, Sequence};
+use snnc_compiler::sema::{LoadOptions, PopKind, TrainValue};
+use snnc_runtime::learn::Method;
 use snnc_runtime::network::{JitFactory, Network, Options};
-use snnc_runtime::train::tasks::{Dms, Evidence};
+use snnc_runtime::train::dataset::{NpzDataset, Split};
+use snnc_runtime::train::tasks::{Dms, Evidence, Task};
 use snnc_runtime::train::{BatchReport, Optimizer, OptimizerKind, evaluate, load_checkpoint, save_checkpoint, train_batch, weights_of};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+/// `--task`: a built-in generator, or a dataset file.
+#[derive(Clone, Debug, PartialEq)]
 pub enum TaskArg {
     Dms,
     Evidence,
+    /// `npz:PATH` (see `snnc_runtime::train::dataset`).
+    Npz(PathBuf),
+}
+
+impl std::str::FromStr for TaskArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TaskArg, String> {
+        match s {
+            "dms" => Ok(TaskArg::Dms),
+            "evidence" => Ok(TaskArg::Evidence),
+            _ => match s.strip_prefix("npz:") {
+                Some(p) if !p.is_empty() => Ok(TaskArg::Npz(PathBuf::from(p))),
+                _ => Err(format!("unknown task `{s}` (dms, evidence, npz:PATH)")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for TaskArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskArg::Dms => write!(f, "delayed match-to-sample"),
+            TaskArg::Evidence => write!(f, "evidence accumulation"),
+            TaskArg::Npz(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -35,7 +63,8 @@ pub struct Args {
     pub method: Option<MethodArg>,
     #[arg(long)]
     pub etrace_decay: Option<f64>,
-    #[arg(long, value_enum)]
+    /// `dms`, `evidence` or `npz:PATH` (arrays `x` and `labels` or `target`; docs/training.md).
+    #[arg(long)]
     pub task: Option<TaskArg>,
     /// Delay period of the task (`1s`, `500ms`).
     #[arg(long, value_parser = parse_time)]
@@ -100,13 +129,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Some("es_d_rtrl") | None => Method::EsDRtrl { decay: args.etrace_decay.or_else(|| num("etrace_decay")).unwrap_or(0.99) },
         Some(other) => return fail(format!("unknown method `{other}` (bptt, d_rtrl, es_d_rtrl)")),
     };
-    let task = match args.task.or_else(|| match name("task").as_deref() {
-        Some("dms") => Some(TaskArg::Dms),
-        Some("evidence") => Some(TaskArg::Evidence),
-        _ => None,
-    }) {
-        Some(t) => t,
-        None => return fail("no task: give --task dms|evidence or `task = ...` in the train block".into()),
+    let task = match args.task.clone().map(Ok).or_else(|| name("task").map(|t| t.parse::<TaskArg>())) {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return fail(e),
+        None => return fail("no task: give --task dms|evidence|npz:PATH or `task = ...` in the train block".into()),
     };
     let optimizer = match args.optimizer.map(|o| o == OptArg::Sgd).or_else(|| name("optimizer").map(|o| o == "sgd")) {
         Some(true) => OptimizerKind::Sgd,
@@ -158,36 +184,35 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         }
         None => None,
     };
+    let outputs = net.pops.iter().find(|p| p.kind == PopKind::Readout).map(|p| p.n).unwrap_or(0);
+    // The test trials come from another seed (or the file's held-out samples): the
+    // optimiser never sees them.
+    let test_seed = seed ^ 0x7e57_7e57_7e57;
+    let make_task = |split: Split, seed: u64| -> Result<Box<dyn Task>, String> {
+        Ok(match &task {
+            TaskArg::Dms => Box::new(Dms::new(dt, delay, batch, seed)),
+            TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
+            TaskArg::Npz(p) => Box::new(NpzDataset::load(p, split, outputs, batch, seed).map_err(|e| e.to_string())?),
+        })
+    };
+    let mut train_task = match make_task(Split::Train, seed) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let classifies = train_task.classifies();
     println!(
-        "training {} ({} trainable projections) on {:?} with {:?}, {:?} lr {lr}, batch {batch}",
+        "training {} ({} trainable projections) on {task} with {method:?}, {optimizer:?} lr {lr}, batch {batch}",
         def.name,
         trainable.len(),
-        task,
-        method,
-        optimizer
     );
-    let mut dms = Dms::new(dt, delay, batch, seed);
-    let mut evi = Evidence::new(dt, delay, batch, seed);
-    // The test trials come from another seed: the optimiser never sees them.
-    let test_seed = seed ^ 0x7e57_7e57_7e57;
     let mut curves = Curves::default();
     for epoch in start_epoch..start_epoch + epochs {
         let (mut sl, mut sa) = (0.0, 0.0);
         let mut rates: Vec<(String, f64)> = Vec::new();
         for b in 0..args.batches {
-            let (data, labels): (&mut dyn Sequence, Vec<usize>) = match task {
-                TaskArg::Dms => {
-                    dms.new_batch();
-                    let l = dms.labels.clone();
-                    (&mut dms, l)
-                }
-                TaskArg::Evidence => {
-                    evi.new_batch();
-                    let l = evi.labels.clone();
-                    (&mut evi, l)
-                }
-            };
-            let r = match train_batch(&make_net, &mut weights, &trainable, data, &labels, method, &mut opt) {
+            train_task.next_batch();
+            let labels = train_task.labels().to_vec();
+            let r = match train_batch(&make_net, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt) {
                 Ok(r) => r,
                 Err(e) => return fail(e.to_string()),
             };
@@ -207,45 +232,31 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         }
         // Held-out trials: the same generator with the test seed, batch by batch.
         let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
-        let mut test_dms = Dms::new(dt, delay, batch, test_seed);
-        let mut test_evi = Evidence::new(dt, delay, batch, test_seed);
+        let mut test_task = match make_task(Split::Test, test_seed) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
         for _ in 0..args.test_batches {
-            let (data, labels): (&mut dyn Sequence, Vec<usize>) = match task {
-                TaskArg::Dms => {
-                    let l = test_dms.labels.clone();
-                    (&mut test_dms, l)
-                }
-                TaskArg::Evidence => {
-                    let l = test_evi.labels.clone();
-                    (&mut test_evi, l)
-                }
-            };
-            let r = match evaluate(&make_eval_net, &weights, data, &labels) {
+            let labels = test_task.labels().to_vec();
+            let r = match evaluate(&make_eval_net, &weights, test_task.as_mut(), &labels) {
                 Ok(r) => r,
                 Err(e) => return fail(e.to_string()),
             };
             test.loss += r.loss / args.test_batches as f64;
             test.accuracy += r.accuracy / args.test_batches as f64;
-            test_dms.new_batch();
-            test_evi.new_batch();
+            test_task.next_batch();
         }
         let n = args.batches.max(1) as f64;
         let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
+        let acc = |a: f64| if classifies { format!(", accuracy {:.1} %", 100.0 * a) } else { String::new() };
         if args.test_batches > 0 {
-            println!(
-                "epoch {epoch}: loss {:.4}, accuracy {:.1} %, test loss {:.4}, test accuracy {:.1} %, rates {}",
-                sl / n,
-                100.0 * sa / n,
-                test.loss,
-                100.0 * test.accuracy,
-                rates.join(", ")
-            );
+            println!("epoch {epoch}: loss {:.4}{}, test loss {:.4}{}, rates {}", sl / n, acc(sa / n), test.loss, acc(test.accuracy).replace("accuracy", "test accuracy"), rates.join(", "));
             if let Some(f) = &mut log {
                 let _ = writeln!(f, "{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy);
             }
             curves.test.push((curves.train.len(), test.loss, test.accuracy));
         } else {
-            println!("epoch {epoch}: loss {:.4}, accuracy {:.1} %, rates {}", sl / n, 100.0 * sa / n, rates.join(", "));
+            println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc(sa / n), rates.join(", "));
         }
         if let Some(dir) = &args.out {
             if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &weights, &[("epoch", (epoch + 1).to_string())]) {

@@ -1,6 +1,7 @@
 //! Training: optimisers, checkpoints and the loop that runs a task through a network
 //! with one of the learning rules of [`crate::learn`].
 
+pub mod dataset;
 pub mod tasks;
 
 use crate::learn::{Method, Sequence, gradient_of};

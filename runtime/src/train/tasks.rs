@@ -12,6 +12,37 @@
 use crate::learn::{Loss, Sequence};
 use crate::rng::Rng;
 
+/// A source of training or test batches: a [`Sequence`] that can move on to the next
+/// batch and knows each batch element's class.
+pub trait Task: Sequence {
+    /// Replaces the current batch by the next one.
+    fn next_batch(&mut self);
+    /// The class of each element of the current batch (zeros for regression tasks).
+    fn labels(&self) -> &[usize];
+    /// Whether the task is a classification (accuracy means something).
+    fn classifies(&self) -> bool {
+        true
+    }
+}
+
+impl Task for Dms {
+    fn next_batch(&mut self) {
+        self.new_batch();
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+}
+
+impl Task for Evidence {
+    fn next_batch(&mut self) {
+        self.new_batch();
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+}
+
 /// Delayed match-to-sample.
 #[derive(Clone, Debug)]
 pub struct Dms {

@@ -847,6 +847,22 @@ network n {
 }
 ");
 
+bad!(two_signs: "E0412" at "inhibitory", "`inhibitory` conflicts with an earlier clause";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    connect L -> L.I dense excitatory inhibitory
+}
+");
+
+bad!(fixed_weight_against_its_sign: "E0419" at "inhibitory", "a fixed weight of 0.5 cannot be `inhibitory`";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    connect L -> L.I dense weight 0.5 inhibitory
+}
+");
+
 bad!(synapse_cannot_drive_port: "E0413" at "ExpCond", "`ExpCond` cannot drive port `I`";
 "import \"stdlib/lif.snn\"
 import \"stdlib/synapses.snn\"

@@ -14,6 +14,7 @@ use snnc_compiler::discretise::{DerivLayout, Step};
 use snnc_compiler::ir::{self, Env};
 use snnc_compiler::net::{self, GroupModel, NetPlan};
 use snnc_compiler::sema::{Init, NetworkDef, PopKind, Program, Source, SymId, Topology};
+pub use snnc_compiler::syntax::ast::Sign;
 use std::fmt;
 
 /// A runtime failure: a clear message, never a panic.
@@ -129,6 +130,16 @@ struct Proj<T> {
     weights: Weights<T>,
     n_synapses: usize,
     delay: Option<DelayRing<T>>,
+    sign: Option<Sign>,
+}
+
+/// `w` on the side of `sign`: |w| for excitatory, -|w| for inhibitory (Dale's law).
+pub fn apply_sign(sign: Option<Sign>, w: f64) -> f64 {
+    match sign {
+        Some(Sign::Excitatory) => w.abs(),
+        Some(Sign::Inhibitory) => -w.abs(),
+        None => w,
+    }
 }
 
 /// One population at run time.
@@ -303,15 +314,17 @@ impl<T: Float> Network<T> {
                 }
             };
             let n_synapses = conn.n_synapses();
+            // Dale's law: drawn weights are folded onto the connection's sign.
+            let fold = |w: f64| T::from_f64(apply_sign(pr.sign, w));
             let weights = match conn {
                 Connectivity::Dense { n_pre, n_post, w } => Weights::Dense(
-                    ndarray::Array2::from_shape_vec((n_pre, n_post), w.into_iter().map(T::from_f64).collect()).expect("shape"),
+                    ndarray::Array2::from_shape_vec((n_pre, n_post), w.into_iter().map(fold).collect()).expect("shape"),
                 ),
-                Connectivity::Sparse(c) => Weights::Sparse(SparseRows::from_csr(&c, T::from_f64)),
-                Connectivity::OneToOne { w } => Weights::OneToOne(w.into_iter().map(T::from_f64).collect()),
+                Connectivity::Sparse(c) => Weights::Sparse(SparseRows::from_csr(&c, fold)),
+                Connectivity::OneToOne { w } => Weights::OneToOne(w.into_iter().map(fold).collect()),
             };
             let delay = pr.delay.map(|d| (d / dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
-            projs.push(Proj { name: pr.name.clone(), from: pr.from, to: pr.to, input, weights, n_synapses, delay });
+            projs.push(Proj { name: pr.name.clone(), from: pr.from, to: pr.to, input, weights, n_synapses, delay, sign: pr.sign });
         }
         Ok(Network {
             name: net.name.clone(),
@@ -459,6 +472,11 @@ impl<T: Float> Network<T> {
     /// A projection by name: (index, source, target population, kernel input index).
     pub fn projection(&self, name: &str) -> Option<(usize, Source, usize, usize)> {
         self.projs.iter().position(|p| p.name == name).map(|i| (i, self.projs[i].from, self.projs[i].to, self.projs[i].input))
+    }
+
+    /// The sign a projection's weights keep (`excitatory` / `inhibitory`), if any.
+    pub fn projection_sign(&self, proj: usize) -> Option<Sign> {
+        self.projs[proj].sign
     }
 
     /// The dense weights (n_pre x n_post) of a projection.

@@ -226,3 +226,43 @@ fn online_learning_signals_cross_the_stack_within_a_step() {
         }
     }
 }
+
+/// Dale's law: `excitatory` / `inhibitory` weights start on their sign and keep it
+/// through training (an update that would cross zero stops at zero), while they learn.
+#[test]
+fn sign_constrained_weights_keep_their_sign_through_training() {
+    use snnc_runtime::train::{Optimizer, OptimizerKind, train_batch, weights_of};
+    let text = r#"import "stdlib/lif.snn"
+network n {
+    dt = 1 ms
+    input x: 6
+    layer rec = LIF[10]
+    readout out = Linear[3]
+    connect x -> rec.I dense init normal(0, 2) trainable excitatory as W_in
+    connect rec -> rec.I dense init normal(0, 0.5) trainable no_self inhibitory as W_rec
+    connect rec -> out dense init normal(0, 0.5) trainable as W_out
+}"#;
+    let opts = Options { batch: 2, seed: 1, learning: true, ..Options::default() };
+    let make = || Ok(build_text(text, &opts));
+    let net = build_text(text, &opts);
+    let train: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let mut w = weights_of(&net, &train);
+    let initial = w.clone();
+    let check = |w: &[(String, ndarray::Array2<f64>)]| {
+        assert!(w[0].1.iter().all(|v| *v >= 0.0), "W_in excitatory");
+        assert!(w[1].1.iter().all(|v| *v <= 0.0), "W_rec inhibitory");
+    };
+    check(&w);
+    assert!(w[2].1.iter().any(|v| *v < 0.0) && w[2].1.iter().any(|v| *v > 0.0), "unconstrained weights keep both signs");
+    // A large learning rate pushes many weights against their bound.
+    let mut opt = Optimizer::new(OptimizerKind::Sgd, 5.0, None);
+    for k in 0..5 {
+        let mut data = RandomSpikes::new(30, 2, 6, 3, 0.3, k);
+        train_batch(&make, &mut w, &train, &mut data, &[0, 0], Method::EsDRtrl { decay: 0.9 }, &mut opt).unwrap();
+        check(&w);
+    }
+    for i in 0..2 {
+        assert!(w[i].1 != initial[i].1, "{} did not learn", w[i].0);
+    }
+    assert!(w[0].1.iter().any(|v| *v == 0.0), "no input weight reached its bound");
+}

@@ -473,6 +473,8 @@ pub struct Projection {
     pub bias: bool,
     /// Delay in seconds.
     pub delay: Option<f64>,
+    /// Dale's law: the sign every weight keeps (at initialisation and through training).
+    pub sign: Option<crate::syntax::ast::Sign>,
     pub span: Span,
 }
 

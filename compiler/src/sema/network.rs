@@ -459,10 +459,12 @@ impl NetCx<'_, '_> {
         let mut synapse: Option<(&ast::Ident, &Vec<ast::Setting>)> = None;
         let mut topology: Option<&ast::Topology> = None;
         let (mut init, mut trainable, mut no_self, mut bias, mut delay, mut name) = (None, false, false, false, None, None);
+        let mut sign = None;
         for sc in &c.clauses {
             let slot = match &sc.clause {
                 ConnClause::Topology(_) => "connectivity",
                 ConnClause::Init(_) => "init",
+                ConnClause::Sign(_) => "sign",
                 _ => sc.keyword,
             };
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == slot) {
@@ -483,6 +485,7 @@ impl NetCx<'_, '_> {
                 ConnClause::Bias => bias = true,
                 ConnClause::Delay(e) => delay = Some(e),
                 ConnClause::As(n) => name = Some(n),
+                ConnClause::Sign(s) => sign = Some(*s),
             }
         }
 
@@ -598,6 +601,22 @@ impl NetCx<'_, '_> {
             }
             None => None,
         };
+        // A fixed weight of the other sign is a contradiction, not something to flip.
+        if let (Some(s), Some(Init::Const(v))) = (sign, &init) {
+            let wrong = match s {
+                ast::Sign::Excitatory => *v < 0.0,
+                ast::Sign::Inhibitory => *v > 0.0,
+            };
+            if wrong {
+                let (sc, word) = c.clauses.iter().find_map(|sc| matches!(sc.clause, ConnClause::Sign(_)).then_some((sc.span, sc.keyword))).expect("sign clause");
+                self.diags.push(
+                    Diagnostic::error("E0419", sc, format!("a fixed weight of {v} cannot be `{word}`"))
+                        .with_label(if word == "excitatory" { "weights kept >= 0" } else { "weights kept <= 0" })
+                        .with_help("give the weight the sign of the clause, or draw it with `init`"),
+                );
+                return None;
+            }
+        }
         if no_self && Source::Pop(to) != from {
             self.diags.push(
                 Diagnostic::warning("W0402", c.span, "`no_self` has no effect here")
@@ -645,6 +664,7 @@ impl NetCx<'_, '_> {
             no_self,
             bias,
             delay,
+            sign,
             span: c.span,
         })
     }

@@ -373,6 +373,16 @@ pub enum ConnClause {
     Bias,
     Delay(Expr),
     As(Ident),
+    /// `excitatory` (weights >= 0) or `inhibitory` (weights <= 0): Dale's law, kept by
+    /// the initialiser and by training.
+    Sign(Sign),
+}
+
+/// The sign a connection's weights keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sign {
+    Excitatory,
+    Inhibitory,
 }
 
 #[derive(Clone, Debug, PartialEq)]

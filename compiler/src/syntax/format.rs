@@ -350,6 +350,7 @@ fn clause_to_string(c: &SpannedClause) -> String {
         ConnClause::Bias => "bias".into(),
         ConnClause::Delay(e) => format!("delay {}", expr_to_string(e)),
         ConnClause::As(n) => format!("as {}", n.name),
+        ConnClause::Sign(_) => c.keyword.to_string(),
     }
 }
 

@@ -516,6 +516,7 @@ impl Cx {
     fn clause(&self, pair: Pair<Rule>) -> PResult<SpannedClause> {
         let span = self.span(&pair);
         let rule = pair.as_rule();
+        let text = pair.as_str();
         let mut inner = pair.into_inner();
         let (clause, keyword) = match rule {
             Rule::via => {
@@ -547,6 +548,8 @@ impl Cx {
             Rule::bias => (ConnClause::Bias, "bias"),
             Rule::delay => (ConnClause::Delay(self.expr(inner.next().expect("delay"))?), "delay"),
             Rule::conn_as => (ConnClause::As(self.ident(inner.next().expect("name"))), "as"),
+            Rule::sign if text == "excitatory" => (ConnClause::Sign(Sign::Excitatory), "excitatory"),
+            Rule::sign => (ConnClause::Sign(Sign::Inhibitory), "inhibitory"),
             r => unreachable!("clause {r:?}"),
         };
         Ok(SpannedClause { clause, span, keyword })
@@ -701,7 +704,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         }
         Rule::init | Rule::weight => "`init` or `weight`",
         Rule::trainable => "`trainable`",
-        Rule::no_self | Rule::bias | Rule::delay | Rule::conn_as => "a connection option",
+        Rule::no_self | Rule::bias | Rule::delay | Rule::conn_as | Rule::sign => "a connection option",
         Rule::detach => "`detach`",
         Rule::or_op | Rule::and_op | Rule::lt | Rule::le | Rule::gt | Rule::ge | Rule::eq | Rule::ne
         | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow => "an operator",

@@ -5,7 +5,7 @@ pub mod dataset;
 pub mod tasks;
 
 use crate::learn::{Method, Sequence, gradient_of};
-use crate::network::{Network, RuntimeError};
+use crate::network::{Network, RuntimeError, apply_sign};
 use ndarray::Array2;
 use std::collections::HashMap;
 use std::path::Path;
@@ -148,6 +148,13 @@ pub fn train_batch(
     set_weights(&mut net, weights)?;
     let g = gradient_of(&mut net, trainable, data, method, false)?;
     opt.update(weights, &g.total);
+    // Sign-constrained projections: the update is projected back onto their sign
+    // (weights that would cross zero stop at zero).
+    for (name, w) in weights.iter_mut() {
+        if let Some(sign) = net.projection(name).and_then(|(i, ..)| net.projection_sign(i)) {
+            w.mapv_inplace(|v| if apply_sign(Some(sign), v) == v { v } else { 0.0 });
+        }
+    }
     Ok(report(&net, data.steps(), g.loss, &g.evidence, labels))
 }
 

@@ -29,6 +29,7 @@
 
 mod asm;
 mod build;
+pub mod propagate;
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};

@@ -246,6 +246,10 @@ fn ptxas_accepts_propagation_kernels() {
             for e in ENTRIES {
                 assert_eq!(text.matches(&format!(".entry {e}(")).count(), 1, "{e} in {precision:?}");
             }
+            // The CPU interpreter (which runs these kernels in the runtime's tests)
+            // decodes every instruction.
+            let parsed = snnc_compiler::backend::ptx::text_emu::parse(&text).unwrap_or_else(|e| panic!("{precision:?}: {e}"));
+            assert!(ENTRIES.iter().all(|e| parsed.contains_key(*e)), "{precision:?}");
             texts.push((format!("{precision:?} {}", target.name()), target, text));
         }
     }

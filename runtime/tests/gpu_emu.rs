@@ -1,11 +1,10 @@
 //! The GPU runtime without a GPU: networks stepped through [`GpuNetwork`] on the
 //! [`EmuDevice`], which records every device call and executes it (the step kernels'
-//! emitted PTX instruction streams in the emulator, the propagation kernels in their
-//! thread-level reference, GEMM in cuBLAS's column-major convention), compared with the
-//! CPU runtime; and the schedule of one step, call by call.
+//! emitted instruction streams in their emulator, the propagation kernels' PTX text in
+//! an interpreter with bounds-checked memory, GEMM in cuBLAS's column-major
+//! convention), compared with the CPU runtime; and the schedule of one step, call by call.
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::ptx::Target;
-use snnc_compiler::backend::ptx::propagate::reference;
 use snnc_compiler::sema::{self, Init, Program};
 use snnc_runtime::connectivity::fixed_probability;
 use snnc_runtime::gpu::{Call, EmuDevice, GpuFloat, GpuNetwork, KArg};
@@ -299,40 +298,90 @@ network tiny {
     assert_eq!(gpu.host.step_index, 2);
 }
 
+/// The propagation kernels' PTX text, run by the emulated device, against the CPU
+/// kernels of `runtime/src/propagate.rs`: spike lists, sparse events with grids from one
+/// warp (striding over every spike) to more warps than spikes, one-to-one.
 #[test]
-fn propagation_references_match_the_cpu_kernels() {
+fn propagation_kernels_match_the_cpu_kernels() {
+    use snnc_compiler::backend::ptx::Precision;
+    use snnc_compiler::backend::ptx::propagate::{NONZERO_LIST, ONE_TO_ONE, SPARSE_EVENTS};
+    use snnc_runtime::gpu::{Device, Elem, Host, HostMut, Module};
     let rng = Rng::new(4);
     let (n_pre, n_post, batch) = (300, 170, 3);
     let csr = fixed_probability(n_pre, n_post, 0.08, false, &Init::Normal { mean: 0.0, std: 1.0 }, &rng, 2);
     let rows = SparseRows::from_csr(&csr, |w| w);
     let x: Vec<f64> = (0..batch * n_pre).map(|e| if rng.uniform(9, e as u64, 0) < 0.1 { 1.0 } else { 0.0 }).collect();
-    // The list kernel, then the sparse kernel with several warp counts (grid striding).
-    let mut list = vec![0.0; batch * n_pre];
-    let mut counts = vec![0.0; 2 * batch];
-    reference::nonzero_list(&x, &mut list, &mut counts, 1, n_pre, batch, 512);
-    let f = |v: &[usize]| v.iter().map(|&i| i as f64).collect::<Vec<f64>>();
-    let (row_ptr, col): (Vec<f64>, Vec<f64>) = (f(&rows.row_ptr), rows.col.iter().map(|&c| f64::from(c)).collect());
-    for warps in [1, 7, 64, 10_000] {
-        let mut y = vec![0.25; batch * n_post];
-        reference::sparse_events(false, &row_ptr, &col, &rows.weight, &list, &counts, 1, &x, &mut y, n_pre, n_post, batch, warps);
-        for b in 0..batch {
-            let active: Vec<u32> = (0..n_pre).filter(|&i| x[b * n_pre + i] != 0.0).map(|i| i as u32).collect();
-            assert_eq!(counts[batch + b] as usize, active.len());
-            let mut want = vec![0.25; n_post];
-            propagate::sparse_events(&rows, &active, &mut want);
-            for (j, (a, w)) in y[b * n_post..(b + 1) * n_post].iter().zip(&want).enumerate() {
-                assert!((a - w).abs() < 1e-12, "batch {b} post {j} warps {warps}: {a} vs {w}");
+    let mut dev = EmuDevice::new(Target::Sm90);
+    let m = dev.load(&Module::Propagate(Precision::F64, Target::Sm90)).unwrap();
+    let up = |dev: &mut EmuDevice, elem: Elem, h: Host<'_>, label: &str| {
+        let b = dev.alloc(elem, h.len(), label).unwrap();
+        dev.upload(b, h).unwrap();
+        b
+    };
+    let row_ptr: Vec<u32> = rows.row_ptr.iter().map(|&r| r as u32).collect();
+    let (rp, col, w) = (
+        up(&mut dev, Elem::U32, Host::U32(&row_ptr), "row_ptr"),
+        up(&mut dev, Elem::U32, Host::U32(&rows.col), "col"),
+        up(&mut dev, Elem::F64, Host::F64(&rows.weight), "w"),
+    );
+    let xb = up(&mut dev, Elem::F64, Host::F64(&x), "x");
+    let list = dev.alloc(Elem::U32, batch * n_pre, "list").unwrap();
+    // Slot 1 of two: the kernels index counts[slot * batch + b].
+    let counts = dev.alloc(Elem::U32, 2 * batch, "counts").unwrap();
+    let a = [KArg::Buf(xb), KArg::Buf(list), KArg::Buf(counts), KArg::U64(1), KArg::U64(n_pre as u64)];
+    dev.launch(m, NONZERO_LIST, (2, batch as u32), 256, &a).unwrap();
+    let mut c = vec![0u32; 2 * batch];
+    dev.download(counts, HostMut::U32(&mut c)).unwrap();
+    let mut l = vec![0u32; batch * n_pre];
+    dev.download(list, HostMut::U32(&mut l)).unwrap();
+    let active: Vec<Vec<u32>> = (0..batch).map(|b| (0..n_pre).filter(|&i| x[b * n_pre + i] != 0.0).map(|i| i as u32).collect()).collect();
+    for b in 0..batch {
+        assert_eq!(c[b], 0, "slot 0 untouched");
+        let mut got = l[b * n_pre..b * n_pre + c[batch + b] as usize].to_vec();
+        got.sort();
+        assert_eq!(got, active[b], "spike list of batch {b}");
+    }
+    for blocks in [1, 3, 1024] {
+        for block in [32, 256] {
+            let y = up(&mut dev, Elem::F64, Host::F64(&vec![0.25; batch * n_post]), "y");
+            let a = [
+                KArg::Buf(rp),
+                KArg::Buf(col),
+                KArg::Buf(w),
+                KArg::Buf(list),
+                KArg::Buf(counts),
+                KArg::U64(1),
+                KArg::Buf(xb),
+                KArg::Buf(y),
+                KArg::U64(n_pre as u64),
+                KArg::U64(n_post as u64),
+            ];
+            dev.launch(m, SPARSE_EVENTS, (blocks, batch as u32), block, &a).unwrap();
+            let mut got = vec![0.0; batch * n_post];
+            dev.download(y, HostMut::F64(&mut got)).unwrap();
+            for b in 0..batch {
+                let mut want = vec![0.25; n_post];
+                propagate::sparse_events(&rows, &active[b], &mut want);
+                for (j, (g, v)) in got[b * n_post..(b + 1) * n_post].iter().zip(&want).enumerate() {
+                    assert!((g - v).abs() < 1e-12, "batch {b} post {j}, {blocks} x {block}: {g} vs {v}");
+                }
             }
         }
     }
     // One-to-one.
-    let w: Vec<f64> = (0..n_pre).map(|i| rng.normal(3, i as u64, 0)).collect();
+    let w1: Vec<f64> = (0..n_pre).map(|i| rng.normal(3, i as u64, 0)).collect();
     let xs: Vec<f64> = (0..batch * n_pre).map(|e| rng.normal(4, e as u64, 0)).collect();
-    let mut y = vec![1.0; batch * n_pre];
-    reference::one_to_one(false, &w, &xs, &mut y, n_pre, batch);
+    let (wb, xsb) = (up(&mut dev, Elem::F64, Host::F64(&w1), "w1"), up(&mut dev, Elem::F64, Host::F64(&xs), "xs"));
+    let y = up(&mut dev, Elem::F64, Host::F64(&vec![1.0; batch * n_pre]), "y1");
+    dev.launch(m, ONE_TO_ONE, (2, batch as u32), 256, &[KArg::Buf(wb), KArg::Buf(xsb), KArg::Buf(y), KArg::U64(n_pre as u64)]).unwrap();
+    let mut got = vec![0.0; batch * n_pre];
+    dev.download(y, HostMut::F64(&mut got)).unwrap();
     for b in 0..batch {
         let mut want = vec![1.0; n_pre];
-        propagate::one_to_one(&w, &xs[b * n_pre..(b + 1) * n_pre], &mut want);
-        assert_eq!(&y[b * n_pre..(b + 1) * n_pre], want.as_slice());
+        propagate::one_to_one(&w1, &xs[b * n_pre..(b + 1) * n_pre], &mut want);
+        assert_eq!(&got[b * n_pre..(b + 1) * n_pre], want.as_slice());
     }
+    // A launch that claims more elements than its buffers hold is caught, not run.
+    let e = dev.launch(m, ONE_TO_ONE, (2, batch as u32), 256, &[KArg::Buf(wb), KArg::Buf(xsb), KArg::Buf(y), KArg::U64(n_pre as u64 + 1)]).unwrap_err();
+    assert!(e.0.contains("element 300 of `w1`"), "{e}");
 }

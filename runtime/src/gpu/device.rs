@@ -1,13 +1,16 @@
 //! What the GPU engine asks of a device: buffers, copies, module loading, kernel
 //! launches and a GEMM. [`EmuDevice`] implements it on the CPU (recording every call and
-//! executing the kernels: the step kernels' PTX instruction streams through
-//! [`PtxKernel::emulate`], the propagation kernels through their thread-level
-//! [`reference`]), so a network's whole GPU schedule runs and is checked without a GPU;
+//! executing the kernels: the step kernels' instruction streams through
+//! [`PtxKernel::emulate`], the propagation kernels' PTX text through
+//! [`text_emu`], with every access bounds-checked), so a network's whole GPU schedule
+//! runs and is checked without a GPU;
 //! `cuda::CudaDevice` (feature `cuda`) implements it with cudarc.
 
 use snnc_compiler::backend::RandomCtx;
-use snnc_compiler::backend::ptx::propagate::{self, reference};
+use snnc_compiler::backend::ptx::propagate;
+use snnc_compiler::backend::ptx::text_emu::{self, Entry};
 use snnc_compiler::backend::ptx::{Precision, PtxKernel, Target};
+use std::collections::HashMap;
 use std::fmt;
 
 /// A device failure (driver, cuBLAS, a launch the emulator finds wrong).
@@ -197,13 +200,15 @@ pub struct EmuDevice {
     target: Target,
     bufs: Vec<EmuBuf>,
     modules: Vec<Module>,
+    /// The parsed PTX of the propagation modules (`None` for step modules).
+    texts: Vec<Option<HashMap<String, Entry>>>,
     /// Every call so far, in order.
     pub log: Vec<Call>,
 }
 
 impl EmuDevice {
     pub fn new(target: Target) -> EmuDevice {
-        EmuDevice { target, bufs: Vec::new(), modules: Vec::new(), log: Vec::new() }
+        EmuDevice { target, bufs: Vec::new(), modules: Vec::new(), texts: Vec::new(), log: Vec::new() }
     }
 
     /// The label a buffer was allocated with.
@@ -280,100 +285,67 @@ impl EmuDevice {
         Ok(())
     }
 
-    fn run_propagate(&mut self, precision: Precision, entry: &str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
-        let f32k = precision == Precision::F32;
-        let fe = Elem::float(precision);
-        let u = |i: usize| -> DResult<usize> {
-            match args.get(i) {
-                Some(KArg::U64(v)) => Ok(*v as usize),
-                a => Err(DeviceError(format!("{entry}: argument {i} must be a u64, got {a:?}"))),
-            }
-        };
-        let want = |n: usize| -> DResult<()> {
-            if args.len() == n { Ok(()) } else { Err(DeviceError(format!("{entry} takes {n} arguments, got {}", args.len()))) }
-        };
-        let threads = grid.0 as usize * block as usize;
-        let batch = grid.1 as usize;
-        let cover = |len: usize| -> DResult<()> {
-            if threads >= len { Ok(()) } else { Err(DeviceError(format!("{entry}: grid {grid:?} x {block} does not cover {len} elements"))) }
-        };
-        match entry {
-            propagate::NONZERO_LIST => {
-                want(5)?;
-                let (slot, n) = (u(3)?, u(4)?);
-                cover(n)?;
-                let x = self.take(args[0], fe, batch * n, "x")?;
-                let mut list = self.take(args[1], Elem::U32, batch * n, "list")?;
-                let mut counts = self.take(args[2], Elem::U32, (slot + 1) * batch, "counts")?;
-                reference::nonzero_list(&x, &mut list, &mut counts, slot, n, batch, threads);
-                self.put(args[0], x);
-                self.put(args[1], list);
-                self.put(args[2], counts);
-            }
-            propagate::SPARSE_EVENTS => {
-                want(10)?;
-                if block % 32 != 0 {
-                    return Err(DeviceError(format!("{entry}: block {block} is not a whole number of warps")));
-                }
-                let (slot, n_pre, n_post) = (u(5)?, u(8)?, u(9)?);
-                let row_ptr = self.take(args[0], Elem::U32, n_pre + 1, "row_ptr")?;
-                let nnz = row_ptr[n_pre] as usize;
-                let col = self.take(args[1], Elem::U32, nnz, "col")?;
-                let w = self.take(args[2], fe, nnz, "w")?;
-                let list = self.take(args[3], Elem::U32, batch * n_pre, "list")?;
-                let counts = self.take(args[4], Elem::U32, (slot + 1) * batch, "counts")?;
-                let x = self.take(args[6], fe, batch * n_pre, "x")?;
-                let mut y = self.take(args[7], fe, batch * n_post, "y")?;
-                reference::sparse_events(f32k, &row_ptr, &col, &w, &list, &counts, slot, &x, &mut y, n_pre, n_post, batch, threads / 32);
-                for (i, v) in [(0, row_ptr), (1, col), (2, w), (3, list), (4, counts), (6, x), (7, y)] {
-                    self.put(args[i], v);
-                }
-            }
-            propagate::ONE_TO_ONE => {
-                want(4)?;
-                let n = u(3)?;
-                cover(n)?;
-                let w = self.take(args[0], fe, n, "w")?;
-                let x = self.take(args[1], fe, batch * n, "x")?;
-                let mut y = self.take(args[2], fe, batch * n, "y")?;
-                reference::one_to_one(f32k, &w, &x, &mut y, n, batch);
-                self.put(args[0], w);
-                self.put(args[1], x);
-                self.put(args[2], y);
-            }
-            propagate::ADD | propagate::ADD_CLEAR => {
-                want(3)?;
-                let len = u(2)?;
-                cover(len)?;
-                if args[0] == args[1] {
-                    return Err(DeviceError(format!("{entry}: source and destination are the same buffer")));
-                }
-                let mut src = self.take(args[0], fe, len, "src")?;
-                let mut dst = self.take(args[1], fe, len, "dst")?;
-                reference::add_into(f32k, &mut src, &mut dst, len, entry == propagate::ADD_CLEAR);
-                self.put(args[0], src);
-                self.put(args[1], dst);
-            }
-            propagate::NONFINITE => {
-                want(4)?;
-                let (len, slot) = (u(1)?, u(3)?);
-                cover(len)?;
-                let x = self.take(args[0], fe, len, "x")?;
-                let mut flags = self.take(args[2], Elem::U32, slot + 1, "flags")?;
-                reference::nonfinite(&x, len, &mut flags, slot);
-                self.put(args[0], x);
-                self.put(args[2], flags);
-            }
-            propagate::CLEAR_U32 => {
-                want(3)?;
-                let (off, len) = (u(1)?, u(2)?);
-                cover(len)?;
-                let mut b = self.take(args[0], Elem::U32, off + len, "buf")?;
-                b[off..off + len].fill(0.0);
-                self.put(args[0], b);
-            }
-            _ => return Err(DeviceError(format!("no propagation kernel `{entry}`"))),
+    fn run_propagate(&mut self, module: ModId, entry: &str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
+        if entry == propagate::SPARSE_EVENTS && block % 32 != 0 {
+            return Err(DeviceError(format!("{entry}: block {block} is not a whole number of warps")));
         }
+        let params: Vec<u64> = args
+            .iter()
+            .map(|a| match *a {
+                KArg::Buf(b) => self.buf(b).map(|_| (b.0 as u64 + 1) << ADDR_BITS),
+                KArg::U64(v) => Ok(v),
+                KArg::F64(_) => Err(DeviceError(format!("{entry}: takes no f64 arguments"))),
+            })
+            .collect::<DResult<_>>()?;
+        let code = self.texts[module.0].as_ref().and_then(|m| m.get(entry)).ok_or_else(|| DeviceError(format!("no kernel `{entry}`")))?;
+        let mut mem = EmuMemory { bufs: &mut self.bufs };
+        code.run(text_emu::Grid { grid, block }, &params, &mut mem).map_err(|e| DeviceError(format!("{entry}: {e}")))
+    }
+}
+
+/// Addresses the PTX interpreter sees: buffer k at `(k + 1) << ADDR_BITS` (so 0 is no
+/// buffer), the byte offset below.
+const ADDR_BITS: u32 = 40;
+
+struct EmuMemory<'a> {
+    bufs: &'a mut Vec<EmuBuf>,
+}
+
+impl EmuMemory<'_> {
+    fn locate(&self, addr: u64, bytes: u32) -> Result<(usize, usize), String> {
+        let (k, off) = ((addr >> ADDR_BITS) as usize, addr & ((1u64 << ADDR_BITS) - 1));
+        let b = k.checked_sub(1).and_then(|k| self.bufs.get(k)).ok_or_else(|| format!("address {addr:#x} is in no buffer"))?;
+        let size = b.elem.size() as u64;
+        if u64::from(bytes) != size || off % size != 0 {
+            return Err(format!("{bytes}-byte access at offset {off} of `{}` ({:?})", b.label, b.elem));
+        }
+        let i = (off / size) as usize;
+        if i >= b.data.len() {
+            return Err(format!("access to element {i} of `{}`, which has {}", b.label, b.data.len()));
+        }
+        Ok((k - 1, i))
+    }
+}
+
+impl text_emu::Memory for EmuMemory<'_> {
+    fn load(&mut self, addr: u64, bytes: u32) -> Result<u64, String> {
+        let (k, i) = self.locate(addr, bytes)?;
+        let v = self.bufs[k].data[i];
+        Ok(match self.bufs[k].elem {
+            Elem::F32 => u64::from((v as f32).to_bits()),
+            Elem::F64 => v.to_bits(),
+            Elem::U32 => v as u64,
+        })
+    }
+
+    fn store(&mut self, addr: u64, bytes: u32, bits: u64) -> Result<(), String> {
+        let (k, i) = self.locate(addr, bytes)?;
+        let b = &mut self.bufs[k];
+        b.data[i] = match b.elem {
+            Elem::F32 => f64::from(f32::from_bits(bits as u32)),
+            Elem::F64 => f64::from_bits(bits),
+            Elem::U32 => (bits & 0xFFFF_FFFF) as f64,
+        };
         Ok(())
     }
 }
@@ -444,6 +416,10 @@ impl Device for EmuDevice {
             return Err(DeviceError(format!("module for {} on a {} device", k.target.name(), self.target.name())));
         }
         let id = ModId(self.modules.len());
+        self.texts.push(match module {
+            Module::Propagate(..) => Some(text_emu::parse(&module.ptx()).map_err(|e| DeviceError(format!("propagation module: {e}")))?),
+            Module::Step(_) => None,
+        });
         self.modules.push(module.clone());
         self.log.push(Call::Load { module: id });
         Ok(id)
@@ -460,7 +436,7 @@ impl Device for EmuDevice {
         }
         match m {
             Module::Step(k) => self.run_step(&k, grid, block, args),
-            Module::Propagate(p, _) => self.run_propagate(p, entry, grid, block, args),
+            Module::Propagate(..) => self.run_propagate(module, entry, grid, block, args),
         }
     }
 

@@ -8,8 +8,7 @@
 //! limit). Spike lists and CSR indices are `u32` (the runtime refuses larger networks).
 //!
 //! These kernels index memory indirectly, loop and use atomics, which the step kernels'
-//! emulator does not model; [`reference`] states what each one computes, thread by
-//! thread, so the runtime can run a network step on the CPU with the same schedule.
+//! emulator does not model; [`super::text_emu`] runs their PTX text on the CPU instead.
 //!
 //! Summation order: `red.add` makes the order in which spikes arriving at one neuron in
 //! one step are added nondeterministic (the CPU adds them in presynaptic order), so GPU
@@ -221,100 +220,4 @@ fn clear_u32(o: &mut String) {
     pointer(o, "rd1", "buf");
     o.push_str("\tld.param.u64 %rd2, [offset];\n\tadd.s64 %rd2, %rd2, %rd_i;\n\tshl.b64 %rd2, %rd2, 2;\n\tadd.s64 %rd1, %rd1, %rd2;\n");
     o.push_str("\tmov.u32 %r4, 0;\n\tst.global.u32 [%rd1], %r4;\n$L_end:\n\tret;\n}\n");
-}
-
-/// What each kernel computes, written as its threads run (same loops, same indices, same
-/// f32/f64 roundings with `.ftz` flushing in f32), on host arrays: the CPU model the
-/// runtime's emulated device executes. `f32k` selects f32 arithmetic; values are held in
-/// f64 (exactly, for f32 data). The sparse kernel's additions happen in list order (the
-/// GPU's order of `red.add` is unspecified).
-pub mod reference {
-    fn flush(v: f32) -> f32 {
-        if v.is_subnormal() { 0.0f32.copysign(v) } else { v }
-    }
-
-    /// `a * b` as `mul.rn(.ftz)`.
-    pub fn mul(f32k: bool, a: f64, b: f64) -> f64 {
-        if f32k { f64::from(flush(flush(a as f32) * flush(b as f32))) } else { a * b }
-    }
-
-    /// `a + b` as `add.rn(.ftz)`.
-    pub fn add(f32k: bool, a: f64, b: f64) -> f64 {
-        if f32k { f64::from(flush(flush(a as f32) + flush(b as f32))) } else { a + b }
-    }
-
-    /// [`super::NONZERO_LIST`] over a grid of `threads` x `batch`.
-    pub fn nonzero_list(x: &[f64], list: &mut [f64], counts: &mut [f64], slot: usize, n: usize, batch: usize, threads: usize) {
-        for b in 0..batch {
-            for i in 0..threads.min(n) {
-                if x[b * n + i] != 0.0 {
-                    let c = &mut counts[slot * batch + b];
-                    list[b * n + *c as usize] = i as f64;
-                    *c += 1.0;
-                }
-            }
-        }
-    }
-
-    /// [`super::SPARSE_EVENTS`] with `warps` warps per batch element.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sparse_events(
-        f32k: bool,
-        row_ptr: &[f64],
-        col: &[f64],
-        w: &[f64],
-        list: &[f64],
-        counts: &[f64],
-        slot: usize,
-        x: &[f64],
-        y: &mut [f64],
-        n_pre: usize,
-        n_post: usize,
-        batch: usize,
-        warps: usize,
-    ) {
-        for b in 0..batch {
-            let count = counts[slot * batch + b] as usize;
-            for warp in 0..warps {
-                for k in (warp..count).step_by(warps) {
-                    let i = list[b * n_pre + k] as usize;
-                    let xi = x[b * n_pre + i];
-                    for lane in 0..32 {
-                        for j in (row_ptr[i] as usize + lane..row_ptr[i + 1] as usize).step_by(32) {
-                            let e = b * n_post + col[j] as usize;
-                            // red.add.f32 flushes subnormals as .ftz does.
-                            y[e] = add(f32k, y[e], mul(f32k, w[j], xi));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// [`super::ONE_TO_ONE`].
-    pub fn one_to_one(f32k: bool, w: &[f64], x: &[f64], y: &mut [f64], n: usize, batch: usize) {
-        for b in 0..batch {
-            for i in 0..n {
-                let e = b * n + i;
-                y[e] = add(f32k, y[e], mul(f32k, w[i], x[e]));
-            }
-        }
-    }
-
-    /// [`super::ADD`] / [`super::ADD_CLEAR`].
-    pub fn add_into(f32k: bool, src: &mut [f64], dst: &mut [f64], len: usize, clear: bool) {
-        for e in 0..len {
-            dst[e] = add(f32k, dst[e], src[e]);
-            if clear {
-                src[e] = 0.0;
-            }
-        }
-    }
-
-    /// [`super::NONFINITE`].
-    pub fn nonfinite(x: &[f64], len: usize, flags: &mut [f64], slot: usize) {
-        if x[..len].iter().any(|v| !v.is_finite()) {
-            flags[slot] = 1.0;
-        }
-    }
 }

@@ -166,3 +166,12 @@ fn run_backend_cuda_without_gpu_is_one_clear_error() {
         assert!(lines[0].contains("built without CUDA support") && lines[0].contains("cargo build --release --features cuda"), "{stderr}");
     }
 }
+
+#[test]
+fn train_backend_cuda_is_not_supported_yet() {
+    let out = snnc(&["train", "examples/dms.snn", "--backend", "cuda"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: training on the GPU is not supported yet"), "{stderr}");
+}

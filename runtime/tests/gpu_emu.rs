@@ -385,3 +385,30 @@ fn propagation_kernels_match_the_cpu_kernels() {
     let e = dev.launch(m, ONE_TO_ONE, (2, batch as u32), 256, &[KArg::Buf(wb), KArg::Buf(xsb), KArg::Buf(y), KArg::U64(n_pre as u64 + 1)]).unwrap_err();
     assert!(e.0.contains("element 300 of `w1`"), "{e}");
 }
+
+/// examples/coba.snn for 1000 steps on the emulated GPU against the CPU, f64: what the
+/// GPU test `coba_gpu_spikes_equal_cpu_f64` will see, up to the order of the atomic
+/// additions (the emulator runs threads in order). Slow in debug builds:
+/// `cargo test --release -p snnc-runtime --test gpu_emu -- --ignored`.
+#[test]
+#[ignore = "minutes in a debug build; run with --release"]
+fn emulated_gpu_full_coba_1000_steps_f64() {
+    let mut sources = SourceMap::new();
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/coba.snn"));
+    let (p, d) = sema::check_path(path, &sema::LoadOptions::default(), &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()));
+    let o = Options { seed: 11, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::network::JitFactory).unwrap();
+    let mut gpu = emulated::<f64>(&p, &o);
+    for t in 0..1000 {
+        cpu.step(&[]).unwrap();
+        gpu.step(&[]).unwrap();
+        gpu.fetch(false).unwrap();
+        for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+            assert_eq!(a.spikes, b.spikes, "spikes of {} at step {t}", a.name);
+        }
+    }
+    let counts: Vec<u64> = cpu.pops.iter().map(|p| p.spike_count).collect();
+    eprintln!("spikes per population over 1000 steps: {counts:?}");
+    assert!(counts.iter().all(|c| *c > 100));
+}

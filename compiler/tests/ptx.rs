@@ -234,6 +234,49 @@ fn ptxas_accepts_every_kernel() {
     eprintln!("ptxas ({}) accepted {count} kernels", ptxas.display());
 }
 
+/// The propagation module (spike lists, sparse events, one-to-one, accumulation, the
+/// non-finite check) in both precisions for both targets; each entry is present once.
+#[test]
+fn ptxas_accepts_propagation_kernels() {
+    use snnc_compiler::backend::ptx::propagate::{ENTRIES, emit_propagate};
+    let mut texts = Vec::new();
+    for precision in [Precision::F32, Precision::F64] {
+        for target in [Target::Sm80, Target::Sm90] {
+            let text = emit_propagate(precision, target);
+            for e in ENTRIES {
+                assert_eq!(text.matches(&format!(".entry {e}(")).count(), 1, "{e} in {precision:?}");
+            }
+            // The CPU interpreter (which runs these kernels in the runtime's tests)
+            // decodes every instruction.
+            let parsed = snnc_compiler::backend::ptx::text_emu::parse(&text).unwrap_or_else(|e| panic!("{precision:?}: {e}"));
+            assert!(ENTRIES.iter().all(|e| parsed.contains_key(*e)), "{precision:?}");
+            texts.push((format!("{precision:?} {}", target.name()), target, text));
+        }
+    }
+    let Some(ptxas) = find_ptxas() else {
+        eprintln!("skipping ptxas: not installed (run scripts/install-ptxas.sh)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("snnc-ptx-prop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("propagate.ptx");
+    let failures: Vec<String> =
+        texts.iter().filter_map(|(label, target, text)| assemble(&ptxas, text, *target, &file).err().map(|e| format!("{label}:\n{e}"))).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "ptxas rejected the propagation module:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn sparse_grid_strides_over_spikes() {
+    use snnc_compiler::backend::ptx::propagate::{SPARSE_BLOCK, SPARSE_MAX_BLOCKS, sparse_grid};
+    assert_eq!(SPARSE_BLOCK % 32, 0);
+    assert_eq!(sparse_grid(0), 1);
+    assert_eq!(sparse_grid(8), 1);
+    assert_eq!(sparse_grid(9), 2);
+    assert_eq!(sparse_grid(3200), 400);
+    assert_eq!(sparse_grid(400_000), SPARSE_MAX_BLOCKS);
+}
+
 /// Per-element data of a case: states, inputs and per-neuron params (f64).
 struct Data {
     states: Vec<Vec<f64>>,

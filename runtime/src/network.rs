@@ -115,21 +115,21 @@ impl Default for Options {
     }
 }
 
-enum Weights<T> {
+pub(crate) enum Weights<T> {
     Dense(ndarray::Array2<T>),
     Sparse(SparseRows<T>),
     OneToOne(Vec<T>),
 }
 
-struct Proj<T> {
-    name: String,
-    from: Source,
-    to: usize,
+pub(crate) struct Proj<T> {
+    pub(crate) name: String,
+    pub(crate) from: Source,
+    pub(crate) to: usize,
     /// Index of the target population's kernel input that this projection adds to.
-    input: usize,
-    weights: Weights<T>,
+    pub(crate) input: usize,
+    pub(crate) weights: Weights<T>,
     n_synapses: usize,
-    delay: Option<DelayRing<T>>,
+    pub(crate) delay: Option<DelayRing<T>>,
     sign: Option<Sign>,
 }
 
@@ -155,12 +155,12 @@ pub struct Population<T> {
     pub spikes: Vec<T>,
     /// `Linear` readouts: the output `x W` of the current step.
     pub output: Vec<T>,
-    inputs: Vec<Vec<T>>,
+    pub(crate) inputs: Vec<Vec<T>>,
     pub input_names: Vec<String>,
     /// Constant contributions to inputs every step: (input index, per-element values).
-    drives: Vec<(usize, Vec<T>)>,
-    per_neuron_params: Vec<Vec<T>>,
-    kernel: Option<Box<dyn StepKernel<T>>>,
+    pub(crate) drives: Vec<(usize, Vec<T>)>,
+    pub(crate) per_neuron_params: Vec<Vec<T>>,
+    pub(crate) kernel: Option<Box<dyn StepKernel<T>>>,
     /// The discretised step the kernel was made from (for derivatives).
     pub step: Option<Step>,
     /// How each param reaches the kernel (uniform values; per-neuron ones are in
@@ -190,7 +190,7 @@ pub struct Network<T> {
     pub step_index: u64,
     pub inputs: Vec<(String, usize)>,
     pub pops: Vec<Population<T>>,
-    projs: Vec<Proj<T>>,
+    pub(crate) projs: Vec<Proj<T>>,
 }
 
 fn sample_values<T: Real>(init: &Init, rng: &Rng, stream: u32, count: usize) -> Vec<T> {

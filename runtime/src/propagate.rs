@@ -58,6 +58,11 @@ impl<T: Clone + num_zero::Zero> DelayRing<T> {
         DelayRing { slots: (0..=delay).map(|_| Array2::from_elem((batch, n_post), T::zero())).collect(), delay }
     }
 
+    /// The delay in steps (the ring has `delay + 1` slots).
+    pub fn delay(&self) -> usize {
+        self.delay
+    }
+
     /// The accumulator for contributions emitted at step `t`.
     pub fn emit_slot(&mut self, t: usize) -> &mut Array2<T> {
         let n = self.slots.len();

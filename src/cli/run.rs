@@ -3,7 +3,8 @@
 use super::Reporter;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_compiler::units;
-use snnc_runtime::network::{Float, InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
+use snnc_runtime::gpu::{GpuFloat, Simulation};
+use snnc_runtime::network::{InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
 use snnc_runtime::record::Recorder;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,8 @@ pub enum Backend {
     Jit,
     /// The reference IR interpreter (slow; for checking).
     Interp,
+    /// An NVIDIA GPU (sm_80 or later) through CUDA; needs a build with `--features cuda`.
+    Cuda,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -95,30 +98,81 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let net = &program.networks[index];
     let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
     flush_denormals();
+    if args.backend == Backend::Cuda {
+        return run_cuda(&args, &program, net, &o);
+    }
     match (args.precision, args.backend) {
-        (Precision::F32, Backend::Jit) => simulate::<f32>(&args, &program, net, &o, &JitFactory),
-        (Precision::F64, Backend::Jit) => simulate::<f64>(&args, &program, net, &o, &JitFactory),
-        (Precision::F32, Backend::Interp) => simulate::<f32>(&args, &program, net, &o, &InterpFactory),
-        (Precision::F64, Backend::Interp) => simulate::<f64>(&args, &program, net, &o, &InterpFactory),
+        (Precision::F32, Backend::Jit) => simulate::<f32>(&args, &program, net, &o, &JitFactory, Wrap::Cpu),
+        (Precision::F64, Backend::Jit) => simulate::<f64>(&args, &program, net, &o, &JitFactory, Wrap::Cpu),
+        (Precision::F32, _) => simulate::<f32>(&args, &program, net, &o, &InterpFactory, Wrap::Cpu),
+        (Precision::F64, _) => simulate::<f64>(&args, &program, net, &o, &InterpFactory, Wrap::Cpu),
     }
 }
 
-fn simulate<T: Float>(
+#[cfg(not(feature = "cuda"))]
+fn run_cuda(_: &Args, _: &sema::Program, _: &sema::NetworkDef, _: &Options) -> ExitCode {
+    eprintln!("error: this snnc was built without CUDA support; rebuild it with `cargo build --release --features cuda`");
+    ExitCode::FAILURE
+}
+
+/// Opens the GPU before anything is built, so a machine without one fails at once.
+#[cfg(feature = "cuda")]
+fn run_cuda(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options) -> ExitCode {
+    use snnc_runtime::gpu::cuda::CudaDevice;
+    let dev = match CudaDevice::open(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The host network only builds state and connectivity (its kernels never run), so
+    // the cheapest factory serves.
+    match args.precision {
+        Precision::F32 => simulate::<f32>(args, program, net, o, &InterpFactory, Wrap::Cuda(dev)),
+        Precision::F64 => simulate::<f64>(args, program, net, o, &InterpFactory, Wrap::Cuda(dev)),
+    }
+}
+
+/// Where the built network runs.
+enum Wrap {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(snnc_runtime::gpu::cuda::CudaDevice),
+}
+
+fn simulate<T: GpuFloat>(
     args: &Args,
     program: &sema::Program,
     net: &sema::NetworkDef,
     o: &Options,
     factory: &dyn KernelFactory<T>,
+    wrap: Wrap,
 ) -> ExitCode {
     let t0 = Instant::now();
-    let mut network = match Network::<T>::build(program, net, o, factory) {
+    let network = match Network::<T>::build(program, net, o, factory) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let (mut sim, backend): (Box<dyn Simulation<T>>, String) = match wrap {
+        Wrap::Cpu => (Box::new(network), format!("{} backend", factory.name())),
+        #[cfg(feature = "cuda")]
+        Wrap::Cuda(dev) => match snnc_runtime::gpu::GpuNetwork::new(network, dev) {
+            Ok(g) => {
+                let name = g.backend();
+                (Box::new(g), format!("CUDA backend on {name}"))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let build_time = t0.elapsed().as_secs_f64();
+    let network = sim.network();
     let vars: Vec<String> = args.record.iter().filter(|r| *r != "spikes").cloned().collect();
     let mut rec = match Recorder::new(&network, args.record.iter().any(|r| r == "spikes"), &vars) {
         Ok(r) => r,
@@ -140,19 +194,22 @@ fn simulate<T: Float>(
     }
     let mut buffers: Vec<Vec<T>> = network.inputs.iter().map(|(_, n)| vec![T::default(); n * network.batch]).collect();
     let rng = snnc_runtime::rng::Rng::new(network.seed ^ 0x1A2B_3C4D);
+    let dt = network.dt;
+    // What the recorder reads must be on the host after every step.
+    let (sync, sync_states) = (args.record.iter().any(|r| r == "spikes"), !vars.is_empty());
     let bar = progress(steps);
     let t1 = Instant::now();
     let mut failure = None;
     for s in 0..steps {
         for (i, (src, buf)) in sources.iter().zip(buffers.iter_mut()).enumerate() {
-            src.fill(buf, s, network.dt, &rng, i as u32);
+            src.fill(buf, s, dt, &rng, i as u32);
         }
         let external: Vec<&[T]> = buffers.iter().map(|v| v.as_slice()).collect();
-        if let Err(e) = network.step(&external) {
+        if let Err(e) = sim.advance(&external).and_then(|_| if sync || sync_states { sim.sync(sync_states) } else { Ok(()) }) {
             failure = Some(e);
             break;
         }
-        rec.sample(&network);
+        rec.sample(sim.network());
         if s % 100 == 0 {
             if let Some(b) = &bar {
                 b.set_position(s);
@@ -163,15 +220,20 @@ fn simulate<T: Float>(
         b.finish_and_clear();
     }
     let wall = t1.elapsed().as_secs_f64();
+    if failure.is_none()
+        && let Err(e) = sim.sync(true)
+    {
+        failure = Some(e);
+    }
+    let network = sim.network();
     let simulated = network.time();
     println!(
-        "network {}: {} neurons in {} populations, {} synapses in {} projections ({} backend, {})",
+        "network {}: {} neurons in {} populations, {} synapses in {} projections ({backend}, {})",
         network.name,
         network.n_neurons(),
         network.pops.len(),
         network.n_synapses(),
         network.projections().len(),
-        factory.name(),
         std::any::type_name::<T>()
     );
     println!(
@@ -212,7 +274,7 @@ fn simulate<T: Float>(
         }
     }
     if let Some(dir) = &args.out {
-        match rec.write(&network, dir) {
+        match rec.write(network, dir) {
             Ok(files) => {
                 for f in files {
                     println!("  wrote {}", f.display());
@@ -251,7 +313,7 @@ enum InputSource {
 }
 
 impl InputSource {
-    fn fill<T: Float>(&self, buf: &mut [T], step: u64, dt: f64, rng: &snnc_runtime::rng::Rng, stream: u32) {
+    fn fill<T: snnc_runtime::network::Float>(&self, buf: &mut [T], step: u64, dt: f64, rng: &snnc_runtime::rng::Rng, stream: u32) {
         match self {
             InputSource::Zero => buf.fill(T::default()),
             InputSource::Const(v) => buf.fill(T::from_f64(*v)),

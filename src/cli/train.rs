@@ -97,6 +97,16 @@ pub struct Args {
     /// Also draw `curves.png` (loss and accuracy against batches) in the output directory.
     #[arg(long, requires = "out")]
     pub plot: bool,
+    /// Where the gradients are computed: the CPU (JIT kernels); `cuda` is not supported
+    /// for training yet.
+    #[arg(long, value_enum, default_value = "jit")]
+    pub backend: TrainBackend,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum TrainBackend {
+    Jit,
+    Cuda,
 }
 
 fn fail(msg: String) -> ExitCode {
@@ -105,6 +115,9 @@ fn fail(msg: String) -> ExitCode {
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    if args.backend == TrainBackend::Cuda {
+        return fail("training on the GPU is not supported yet (`snnc run --backend cuda` simulates on it); train with `--backend jit`".into());
+    }
     let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
     };

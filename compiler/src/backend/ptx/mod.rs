@@ -29,6 +29,8 @@
 
 mod asm;
 mod build;
+pub mod propagate;
+pub mod text_emu;
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};

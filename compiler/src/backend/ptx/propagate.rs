@@ -1,0 +1,223 @@
+//! The model-independent kernels of a GPU network step, as PTX: compacting a spike
+//! vector into a list of spiking neurons, event-driven sparse propagation over CSR rows,
+//! one-to-one projections, accumulation (drives, delay rings) and the non-finite check.
+//! Dense projections go to cuBLAS and are not here.
+//!
+//! One module per (precision, target) holds every entry ([`ENTRIES`]). Kernels that
+//! work per batch element take it from `blockIdx.y` (at most 65535, the `gridDim.y`
+//! limit). Spike lists and CSR indices are `u32` (the runtime refuses larger networks).
+//!
+//! These kernels index memory indirectly, loop and use atomics, which the step kernels'
+//! emulator does not model; [`super::text_emu`] runs their PTX text on the CPU instead.
+//!
+//! Summation order: `red.add` makes the order in which spikes arriving at one neuron in
+//! one step are added nondeterministic (the CPU adds them in presynaptic order), so GPU
+//! and CPU inputs can differ in the last bit when two or more spikes of one projection
+//! reach a neuron in the same step.
+
+use super::{PTX_VERSION, Precision, Target};
+use std::fmt::Write as _;
+
+/// `snnc_nonzero_list(x, list, counts, slot, n)`, grid (ceil(n / block), batch):
+/// for every element `i` of batch `b` with `x[b*n + i] != 0` (NaN included, as on the
+/// CPU), `list[b*n + atomicAdd(counts[slot*batch + b], 1)] = i`. The count must be 0
+/// before (see [`CLEAR_U32`]); list order is unspecified.
+pub const NONZERO_LIST: &str = "snnc_nonzero_list";
+/// `snnc_sparse_events(row_ptr, col, w, list, counts, slot, x, y, n_pre, n_post)`,
+/// grid (g, batch) with `block` a multiple of 32: one warp per listed presynaptic
+/// neuron `i` (grid-stride over the list), its lanes striding over the CSR row:
+/// `y[b*n_post + col[j]] += w[j] * x[b*n_pre + i]` with `red.global.add`.
+pub const SPARSE_EVENTS: &str = "snnc_sparse_events";
+/// `snnc_one_to_one(w, x, y, n)`, grid (ceil(n / block), batch):
+/// `y[b*n + i] += w[i] * x[b*n + i]` (multiply, then add: no contraction).
+pub const ONE_TO_ONE: &str = "snnc_one_to_one";
+/// `snnc_add(src, dst, len)`: `dst[e] += src[e]`.
+pub const ADD: &str = "snnc_add";
+/// `snnc_add_clear(src, dst, len)`: `dst[e] += src[e]; src[e] = 0` (a delay slot arrives).
+pub const ADD_CLEAR: &str = "snnc_add_clear";
+/// `snnc_nonfinite(x, len, flags, slot)`: `flags[slot] = 1` if any `x[e]` is NaN or infinite.
+pub const NONFINITE: &str = "snnc_nonfinite";
+/// `snnc_clear_u32(buf, offset, len)`: `buf[offset + e] = 0` (u32).
+pub const CLEAR_U32: &str = "snnc_clear_u32";
+
+/// Every entry of the module, in the order they are emitted.
+pub const ENTRIES: [&str; 7] = [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32];
+
+/// Threads per block of the element-wise kernels.
+pub const BLOCK: u32 = 256;
+/// Threads per block of [`SPARSE_EVENTS`] (8 warps).
+pub const SPARSE_BLOCK: u32 = 256;
+/// At most this many blocks for [`SPARSE_EVENTS`]: the warps stride over the spike list,
+/// so the grid need not grow with the population (a few blocks per SM of an H100).
+pub const SPARSE_MAX_BLOCKS: u32 = 1024;
+
+/// Blocks of [`SPARSE_EVENTS`] for `n_pre` presynaptic neurons: one warp per neuron up
+/// to [`SPARSE_MAX_BLOCKS`] (only spiking neurons do work; the rest exit at once).
+pub fn sparse_grid(n_pre: u64) -> u32 {
+    let warps_per_block = u64::from(SPARSE_BLOCK / 32);
+    n_pre.div_ceil(warps_per_block).clamp(1, u64::from(SPARSE_MAX_BLOCKS)) as u32
+}
+
+/// The PTX module with every entry of [`ENTRIES`].
+pub fn emit_propagate(precision: Precision, target: Target) -> String {
+    let f = Fmt::new(precision);
+    let mut o = String::new();
+    let _ = writeln!(o, "// snnc propagation kernels ({precision:?}); entries: {}", ENTRIES.join(", "));
+    let _ = writeln!(o, "\n.version {PTX_VERSION}\n.target {}\n.address_size 64", target.name());
+    nonzero_list(&mut o, &f);
+    sparse_events(&mut o, &f);
+    one_to_one(&mut o, &f);
+    add(&mut o, &f, false);
+    add(&mut o, &f, true);
+    nonfinite(&mut o, &f);
+    clear_u32(&mut o);
+    o
+}
+
+struct Fmt {
+    /// `f32` / `f64`.
+    t: &'static str,
+    /// Rounding modifier of add/mul: f32 flushes subnormals like the step kernels.
+    rn: &'static str,
+    /// log2 of the element size.
+    sh: u32,
+    zero: &'static str,
+}
+
+impl Fmt {
+    fn new(p: Precision) -> Fmt {
+        match p {
+            Precision::F32 => Fmt { t: "f32", rn: "rn.ftz", sh: 2, zero: "0f00000000" },
+            Precision::F64 => Fmt { t: "f64", rn: "rn", sh: 3, zero: "0d0000000000000000" },
+        }
+    }
+}
+
+fn params(o: &mut String, entry: &str, names: &[&str]) {
+    let p: Vec<String> = names.iter().map(|n| format!("\t.param .u64 {n}")).collect();
+    let _ = writeln!(o, "\n.visible .entry {entry}(\n{}\n)\n{{", p.join(",\n"));
+}
+
+/// `%rd_i` = blockIdx.x * blockDim.x + threadIdx.x (64-bit), and the `i < bound` guard.
+fn index_guard(o: &mut String, bound: &str) {
+    o.push_str("\tmov.u32 %r1, %ctaid.x;\n\tmov.u32 %r2, %ntid.x;\n\tmov.u32 %r3, %tid.x;\n");
+    o.push_str("\tcvt.u64.u32 %rd_i, %r3;\n\tmad.wide.u32 %rd_i, %r1, %r2, %rd_i;\n");
+    let _ = writeln!(o, "\tld.param.u64 %rd_n, [{bound}];\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;");
+}
+
+/// `%{reg}` = global address of the param pointer `name`.
+fn pointer(o: &mut String, reg: &str, name: &str) {
+    let _ = writeln!(o, "\tld.param.u64 %{reg}, [{name}];\n\tcvta.to.global.u64 %{reg}, %{reg};");
+}
+
+fn nonzero_list(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, zero, .. } = *f;
+    params(o, NONZERO_LIST, &["x", "list", "counts", "slot", "n"]);
+    let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<8>;\n\t.reg .b64 %rd<12>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
+    index_guard(o, "n");
+    // e = b*n + i, b = blockIdx.y.
+    o.push_str("\tmov.u32 %r4, %ctaid.y;\n\tcvt.u64.u32 %rd1, %r4;\n\tmul.lo.u64 %rd2, %rd1, %rd_n;\n\tadd.s64 %rd3, %rd2, %rd_i;\n");
+    pointer(o, "rd4", "x");
+    let _ = writeln!(o, "\tshl.b64 %rd5, %rd3, {sh};\n\tadd.s64 %rd5, %rd4, %rd5;\n\tld.global.{t} %f1, [%rd5];");
+    // `==` is false for NaN, so a NaN is listed (the CPU's `!= 0.0`).
+    let _ = writeln!(o, "\tsetp.eq.{t} %p2, %f1, {zero};\n\t@%p2 bra $L_end;");
+    // counts[slot * gridDim.y + b]
+    pointer(o, "rd6", "counts");
+    o.push_str("\tld.param.u64 %rd7, [slot];\n\tmov.u32 %r5, %nctaid.y;\n\tcvt.u64.u32 %rd8, %r5;\n\tmad.lo.u64 %rd7, %rd7, %rd8, %rd1;\n");
+    o.push_str("\tshl.b64 %rd7, %rd7, 2;\n\tadd.s64 %rd6, %rd6, %rd7;\n\tatom.global.add.u32 %r6, [%rd6], 1;\n");
+    pointer(o, "rd9", "list");
+    o.push_str("\tcvt.u64.u32 %rd10, %r6;\n\tadd.s64 %rd10, %rd10, %rd2;\n\tshl.b64 %rd10, %rd10, 2;\n\tadd.s64 %rd9, %rd9, %rd10;\n");
+    o.push_str("\tcvt.u32.u64 %r7, %rd_i;\n\tst.global.u32 [%rd9], %r7;\n$L_end:\n\tret;\n}\n");
+}
+
+fn sparse_events(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, .. } = *f;
+    params(o, SPARSE_EVENTS, &["row_ptr", "col", "w", "list", "counts", "slot", "x", "y", "n_pre", "n_post"]);
+    let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<20>;\n\t.reg .b64 %rd<24>;\n\t.reg .{t} %f<4>;");
+    // warp = global thread / 32, lane = tid % 32, nwarps = threads in the grid / 32.
+    o.push_str("\tmov.u32 %r1, %ctaid.x;\n\tmov.u32 %r2, %ntid.x;\n\tmov.u32 %r3, %tid.x;\n\tmad.lo.u32 %r4, %r1, %r2, %r3;\n");
+    o.push_str("\tshr.u32 %r4, %r4, 5;\n\tand.b32 %r5, %r3, 31;\n\tmov.u32 %r6, %nctaid.x;\n\tmul.lo.u32 %r6, %r6, %r2;\n\tshr.u32 %r6, %r6, 5;\n");
+    // b = blockIdx.y; count = counts[slot * gridDim.y + b]
+    o.push_str("\tmov.u32 %r7, %ctaid.y;\n\tcvt.u64.u32 %rd1, %r7;\n");
+    pointer(o, "rd2", "counts");
+    o.push_str("\tld.param.u64 %rd3, [slot];\n\tmov.u32 %r8, %nctaid.y;\n\tcvt.u64.u32 %rd4, %r8;\n\tmad.lo.u64 %rd3, %rd3, %rd4, %rd1;\n");
+    o.push_str("\tshl.b64 %rd3, %rd3, 2;\n\tadd.s64 %rd2, %rd2, %rd3;\n\tld.global.u32 %r9, [%rd2];\n");
+    // Row bases of batch b: list + b*n_pre*4, x + b*n_pre*e, y + b*n_post*e.
+    o.push_str("\tld.param.u64 %rd5, [n_pre];\n\tmul.lo.u64 %rd5, %rd5, %rd1;\n\tld.param.u64 %rd6, [n_post];\n\tmul.lo.u64 %rd6, %rd6, %rd1;\n");
+    pointer(o, "rd7", "list");
+    o.push_str("\tshl.b64 %rd8, %rd5, 2;\n\tadd.s64 %rd7, %rd7, %rd8;\n");
+    pointer(o, "rd9", "x");
+    let _ = writeln!(o, "\tshl.b64 %rd8, %rd5, {sh};\n\tadd.s64 %rd9, %rd9, %rd8;");
+    pointer(o, "rd10", "y");
+    let _ = writeln!(o, "\tshl.b64 %rd8, %rd6, {sh};\n\tadd.s64 %rd10, %rd10, %rd8;");
+    pointer(o, "rd11", "row_ptr");
+    pointer(o, "rd12", "col");
+    pointer(o, "rd13", "w");
+    // for (k = warp; k < count; k += nwarps)
+    o.push_str("\tmov.u32 %r10, %r4;\n$L_spike:\n\tsetp.ge.u32 %p1, %r10, %r9;\n\t@%p1 bra $L_end;\n");
+    // i = list[k]; xi = x[i]; [start, end) = row_ptr[i], row_ptr[i + 1]
+    o.push_str("\tmul.wide.u32 %rd14, %r10, 4;\n\tadd.s64 %rd14, %rd7, %rd14;\n\tld.global.u32 %r11, [%rd14];\n");
+    let _ = writeln!(o, "\tmul.wide.u32 %rd15, %r11, {};\n\tadd.s64 %rd15, %rd9, %rd15;\n\tld.global.{t} %f1, [%rd15];", 1u32 << sh);
+    o.push_str("\tmul.wide.u32 %rd16, %r11, 4;\n\tadd.s64 %rd16, %rd11, %rd16;\n\tld.global.u32 %r12, [%rd16];\n\tld.global.u32 %r13, [%rd16+4];\n");
+    // for (j = start + lane; j < end; j += 32)
+    o.push_str("\tadd.s32 %r14, %r12, %r5;\n$L_syn:\n\tsetp.ge.u32 %p2, %r14, %r13;\n\t@%p2 bra $L_next;\n");
+    o.push_str("\tmul.wide.u32 %rd17, %r14, 4;\n\tadd.s64 %rd17, %rd12, %rd17;\n\tld.global.u32 %r15, [%rd17];\n");
+    let _ = writeln!(o, "\tmul.wide.u32 %rd18, %r14, {};\n\tadd.s64 %rd18, %rd13, %rd18;\n\tld.global.{t} %f2, [%rd18];", 1u32 << sh);
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f3, %f2, %f1;");
+    let _ = writeln!(o, "\tmul.wide.u32 %rd19, %r15, {};\n\tadd.s64 %rd19, %rd10, %rd19;\n\tred.global.add.{t} [%rd19], %f3;", 1u32 << sh);
+    o.push_str("\tadd.s32 %r14, %r14, 32;\n\tbra.uni $L_syn;\n$L_next:\n\tadd.s32 %r10, %r10, %r6;\n\tbra.uni $L_spike;\n$L_end:\n\tret;\n}\n");
+}
+
+fn one_to_one(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, .. } = *f;
+    params(o, ONE_TO_ONE, &["w", "x", "y", "n"]);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<12>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<5>;");
+    index_guard(o, "n");
+    o.push_str("\tmov.u32 %r4, %ctaid.y;\n\tcvt.u64.u32 %rd1, %r4;\n\tmad.lo.u64 %rd2, %rd1, %rd_n, %rd_i;\n");
+    let _ = writeln!(o, "\tshl.b64 %rd3, %rd_i, {sh};\n\tshl.b64 %rd4, %rd2, {sh};");
+    pointer(o, "rd5", "w");
+    pointer(o, "rd6", "x");
+    pointer(o, "rd7", "y");
+    o.push_str("\tadd.s64 %rd5, %rd5, %rd3;\n\tadd.s64 %rd6, %rd6, %rd4;\n\tadd.s64 %rd7, %rd7, %rd4;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f1, [%rd5];\n\tld.global.{t} %f2, [%rd6];\n\tld.global.{t} %f3, [%rd7];");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f1, %f2;\n\tadd.{rn}.{t} %f3, %f3, %f4;\n\tst.global.{t} [%rd7], %f3;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn add(o: &mut String, f: &Fmt, clear: bool) {
+    let Fmt { t, rn, sh, zero } = *f;
+    params(o, if clear { ADD_CLEAR } else { ADD }, &["src", "dst", "len"]);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<3>;");
+    index_guard(o, "len");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "src");
+    pointer(o, "rd3", "dst");
+    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f1, [%rd2];\n\tld.global.{t} %f2, [%rd3];\n\tadd.{rn}.{t} %f2, %f2, %f1;\n\tst.global.{t} [%rd3], %f2;");
+    if clear {
+        let _ = writeln!(o, "\tmov.{t} %f0, {zero};\n\tst.global.{t} [%rd2], %f0;");
+    }
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn nonfinite(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, .. } = *f;
+    params(o, NONFINITE, &["x", "len", "flags", "slot"]);
+    let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
+    index_guard(o, "len");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "x");
+    let _ = writeln!(o, "\tadd.s64 %rd2, %rd2, %rd1;\n\tld.global.{t} %f1, [%rd2];\n\ttestp.finite.{t} %p2, %f1;\n\t@%p2 bra $L_end;");
+    // Every offending thread stores the same 1: no atomic needed.
+    pointer(o, "rd3", "flags");
+    o.push_str("\tld.param.u64 %rd4, [slot];\n\tshl.b64 %rd4, %rd4, 2;\n\tadd.s64 %rd3, %rd3, %rd4;\n\tmov.u32 %r4, 1;\n\tst.global.u32 [%rd3], %r4;\n$L_end:\n\tret;\n}\n");
+}
+
+fn clear_u32(o: &mut String) {
+    params(o, CLEAR_U32, &["buf", "offset", "len"]);
+    o.push_str("\t.reg .pred %p<2>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<4>;\n\t.reg .b64 %rd_i, %rd_n;\n");
+    index_guard(o, "len");
+    pointer(o, "rd1", "buf");
+    o.push_str("\tld.param.u64 %rd2, [offset];\n\tadd.s64 %rd2, %rd2, %rd_i;\n\tshl.b64 %rd2, %rd2, 2;\n\tadd.s64 %rd1, %rd1, %rd2;\n");
+    o.push_str("\tmov.u32 %r4, 0;\n\tst.global.u32 [%rd1], %r4;\n$L_end:\n\tret;\n}\n");
+}

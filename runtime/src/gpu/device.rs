@@ -1,0 +1,484 @@
+//! What the GPU engine asks of a device: buffers, copies, module loading, kernel
+//! launches and a GEMM. [`EmuDevice`] implements it on the CPU (recording every call and
+//! executing the kernels: the step kernels' instruction streams through
+//! [`PtxKernel::emulate`], the propagation kernels' PTX text through
+//! [`text_emu`], with every access bounds-checked), so a network's whole GPU schedule
+//! runs and is checked without a GPU;
+//! `cuda::CudaDevice` (feature `cuda`) implements it with cudarc.
+
+use snnc_compiler::backend::RandomCtx;
+use snnc_compiler::backend::ptx::propagate;
+use snnc_compiler::backend::ptx::text_emu::{self, Entry};
+use snnc_compiler::backend::ptx::{Precision, PtxKernel, Target};
+use std::collections::HashMap;
+use std::fmt;
+
+/// A device failure (driver, cuBLAS, a launch the emulator finds wrong).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceError(pub String);
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+pub type DResult<T> = Result<T, DeviceError>;
+
+/// The element type of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    F64,
+    U32,
+}
+
+impl Elem {
+    pub fn size(self) -> usize {
+        match self {
+            Elem::F32 | Elem::U32 => 4,
+            Elem::F64 => 8,
+        }
+    }
+
+    pub fn float(p: Precision) -> Elem {
+        match p {
+            Precision::F32 => Elem::F32,
+            Precision::F64 => Elem::F64,
+        }
+    }
+}
+
+/// A device buffer: an index into the device's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Buf(pub usize);
+
+/// A loaded module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ModId(pub usize);
+
+/// Host data to upload.
+#[derive(Clone, Copy, Debug)]
+pub enum Host<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    U32(&'a [u32]),
+}
+
+/// Host memory to download into.
+#[derive(Debug)]
+pub enum HostMut<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    U32(&'a mut [u32]),
+}
+
+impl Host<'_> {
+    pub fn elem(&self) -> Elem {
+        match self {
+            Host::F32(_) => Elem::F32,
+            Host::F64(_) => Elem::F64,
+            Host::U32(_) => Elem::U32,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Host::F32(s) => s.len(),
+            Host::F64(s) => s.len(),
+            Host::U32(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl HostMut<'_> {
+    pub fn elem(&self) -> Elem {
+        match self {
+            HostMut::F32(_) => Elem::F32,
+            HostMut::F64(_) => Elem::F64,
+            HostMut::U32(_) => Elem::U32,
+        }
+    }
+}
+
+/// What a module holds. The PTX text comes from the compiler's emitters; the emulator
+/// executes the same kernels from their structured form.
+#[derive(Clone, Debug)]
+pub enum Module {
+    /// A population's step kernel ([`snnc_compiler::backend::ptx::STEP_ENTRY`]).
+    Step(Box<PtxKernel>),
+    /// The propagation kernels ([`propagate::ENTRIES`]).
+    Propagate(Precision, Target),
+}
+
+impl Module {
+    pub fn ptx(&self) -> String {
+        match self {
+            Module::Step(k) => k.ptx(),
+            Module::Propagate(p, t) => propagate::emit_propagate(*p, *t),
+        }
+    }
+
+    pub fn entries(&self) -> Vec<&'static str> {
+        match self {
+            Module::Step(k) => vec![k.entry],
+            Module::Propagate(..) => propagate::ENTRIES.to_vec(),
+        }
+    }
+}
+
+/// A kernel argument, in `.param` order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KArg {
+    Buf(Buf),
+    U64(u64),
+    F64(f64),
+}
+
+/// `C = alpha * A B + beta * C` in cuBLAS's column-major convention, no transposes:
+/// A is m x k (leading dimension lda), B is k x n (ldb), C is m x n (ldc).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f64,
+    pub a: Buf,
+    pub lda: usize,
+    pub b: Buf,
+    pub ldb: usize,
+    pub beta: f64,
+    pub c: Buf,
+    pub ldc: usize,
+}
+
+/// One recorded device call (what [`EmuDevice::log`] holds).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call {
+    Alloc { buf: Buf, elem: Elem, len: usize, label: String },
+    Upload { buf: Buf, len: usize },
+    Download { buf: Buf, len: usize },
+    Zero { buf: Buf },
+    Load { module: ModId },
+    Launch { module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: Vec<KArg> },
+    Gemm(Gemm),
+}
+
+/// The operations the GPU engine needs. Calls are ordered (one stream); downloads
+/// return once the data is on the host.
+pub trait Device {
+    /// The PTX target of this device.
+    fn target(&self) -> Target;
+    /// A zeroed buffer of `len` elements (`label` names it in errors and logs).
+    fn alloc(&mut self, elem: Elem, len: usize, label: &str) -> DResult<Buf>;
+    fn upload(&mut self, buf: Buf, src: Host<'_>) -> DResult<()>;
+    fn download(&mut self, buf: Buf, dst: HostMut<'_>) -> DResult<()>;
+    fn zero(&mut self, buf: Buf) -> DResult<()>;
+    fn load(&mut self, module: &Module) -> DResult<ModId>;
+    fn launch(&mut self, module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()>;
+    fn gemm(&mut self, g: &Gemm) -> DResult<()>;
+    /// Waits for everything queued (for timing).
+    fn synchronize(&mut self) -> DResult<()>;
+    /// A short description ("NVIDIA H100 (sm_90)", "CPU emulator").
+    fn name(&self) -> String;
+}
+
+struct EmuBuf {
+    elem: Elem,
+    label: String,
+    /// Values held in f64: exact for f32 and u32 data.
+    data: Vec<f64>,
+}
+
+/// A CPU stand-in for a GPU: checks every call (element types, buffer sizes, argument
+/// counts, that a grid covers its elements) and executes it, keeping a log.
+pub struct EmuDevice {
+    target: Target,
+    bufs: Vec<EmuBuf>,
+    modules: Vec<Module>,
+    /// The parsed PTX of the propagation modules (`None` for step modules).
+    texts: Vec<Option<HashMap<String, Entry>>>,
+    /// Every call so far, in order.
+    pub log: Vec<Call>,
+}
+
+impl EmuDevice {
+    pub fn new(target: Target) -> EmuDevice {
+        EmuDevice { target, bufs: Vec::new(), modules: Vec::new(), texts: Vec::new(), log: Vec::new() }
+    }
+
+    /// The label a buffer was allocated with.
+    pub fn label(&self, b: Buf) -> &str {
+        &self.bufs[b.0].label
+    }
+
+    pub fn len(&self, b: Buf) -> usize {
+        self.bufs[b.0].data.len()
+    }
+
+    pub fn elem(&self, b: Buf) -> Elem {
+        self.bufs[b.0].elem
+    }
+
+    fn buf(&self, b: Buf) -> DResult<&EmuBuf> {
+        self.bufs.get(b.0).ok_or_else(|| DeviceError(format!("no buffer {}", b.0)))
+    }
+
+    fn take(&mut self, a: KArg, want: Elem, min_len: usize, what: &str) -> DResult<Vec<f64>> {
+        let KArg::Buf(b) = a else { return Err(DeviceError(format!("{what}: expected a buffer, got {a:?}"))) };
+        let eb = self.buf(b)?;
+        if eb.elem != want || eb.data.len() < min_len {
+            return Err(DeviceError(format!(
+                "{what}: buffer `{}` is {:?}[{}], the kernel needs {want:?}[>= {min_len}]",
+                eb.label,
+                eb.elem,
+                eb.data.len()
+            )));
+        }
+        Ok(std::mem::take(&mut self.bufs[b.0].data))
+    }
+
+    fn put(&mut self, a: KArg, data: Vec<f64>) {
+        if let KArg::Buf(b) = a {
+            self.bufs[b.0].data = data;
+        }
+    }
+
+    fn run_step(&mut self, k: &PtxKernel, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
+        let np = k.args.len();
+        if args.len() != np + 5 {
+            return Err(DeviceError(format!("step kernel takes {} arguments, got {}", np + 5, args.len())));
+        }
+        let scalars: Vec<u64> = args[np..]
+            .iter()
+            .map(|a| match a {
+                KArg::U64(v) => Ok(*v),
+                KArg::F64(v) => Ok(v.to_bits()),
+                KArg::Buf(_) => Err(DeviceError("step kernel: a buffer where a scalar belongs".into())),
+            })
+            .collect::<DResult<_>>()?;
+        if !matches!(args[np + 1], KArg::F64(_)) {
+            return Err(DeviceError("step kernel: `t` must be an f64".into()));
+        }
+        let n = scalars[0] as usize;
+        if grid.1 != 1 || (grid.0 as usize) * (block as usize) < n {
+            return Err(DeviceError(format!("step kernel: grid {grid:?} x {block} does not cover {n} elements")));
+        }
+        let elem = Elem::float(k.precision);
+        let mut bufs = Vec::with_capacity(np);
+        let mut taken = Vec::with_capacity(np);
+        for (i, a) in args[..np].iter().enumerate() {
+            let full = self.take(*a, elem, n, &format!("step kernel arg `{}`", k.args[i].name))?;
+            bufs.push(full[..n].to_vec());
+            taken.push(full);
+        }
+        let t = f64::from_bits(scalars[1]);
+        k.emulate(&mut bufs, t, RandomCtx { seed: scalars[2], step: scalars[3], offset: scalars[4] });
+        for ((a, mut full), vals) in args[..np].iter().zip(taken).zip(bufs) {
+            full[..n].copy_from_slice(&vals);
+            self.put(*a, full);
+        }
+        Ok(())
+    }
+
+    fn run_propagate(&mut self, module: ModId, entry: &str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
+        if entry == propagate::SPARSE_EVENTS && block % 32 != 0 {
+            return Err(DeviceError(format!("{entry}: block {block} is not a whole number of warps")));
+        }
+        let params: Vec<u64> = args
+            .iter()
+            .map(|a| match *a {
+                KArg::Buf(b) => self.buf(b).map(|_| (b.0 as u64 + 1) << ADDR_BITS),
+                KArg::U64(v) => Ok(v),
+                KArg::F64(_) => Err(DeviceError(format!("{entry}: takes no f64 arguments"))),
+            })
+            .collect::<DResult<_>>()?;
+        let code = self.texts[module.0].as_ref().and_then(|m| m.get(entry)).ok_or_else(|| DeviceError(format!("no kernel `{entry}`")))?;
+        let mut mem = EmuMemory { bufs: &mut self.bufs };
+        code.run(text_emu::Grid { grid, block }, &params, &mut mem).map_err(|e| DeviceError(format!("{entry}: {e}")))
+    }
+}
+
+/// Addresses the PTX interpreter sees: buffer k at `(k + 1) << ADDR_BITS` (so 0 is no
+/// buffer), the byte offset below.
+const ADDR_BITS: u32 = 40;
+
+struct EmuMemory<'a> {
+    bufs: &'a mut Vec<EmuBuf>,
+}
+
+impl EmuMemory<'_> {
+    fn locate(&self, addr: u64, bytes: u32) -> Result<(usize, usize), String> {
+        let (k, off) = ((addr >> ADDR_BITS) as usize, addr & ((1u64 << ADDR_BITS) - 1));
+        let b = k.checked_sub(1).and_then(|k| self.bufs.get(k)).ok_or_else(|| format!("address {addr:#x} is in no buffer"))?;
+        let size = b.elem.size() as u64;
+        if u64::from(bytes) != size || off % size != 0 {
+            return Err(format!("{bytes}-byte access at offset {off} of `{}` ({:?})", b.label, b.elem));
+        }
+        let i = (off / size) as usize;
+        if i >= b.data.len() {
+            return Err(format!("access to element {i} of `{}`, which has {}", b.label, b.data.len()));
+        }
+        Ok((k - 1, i))
+    }
+}
+
+impl text_emu::Memory for EmuMemory<'_> {
+    fn load(&mut self, addr: u64, bytes: u32) -> Result<u64, String> {
+        let (k, i) = self.locate(addr, bytes)?;
+        let v = self.bufs[k].data[i];
+        Ok(match self.bufs[k].elem {
+            Elem::F32 => u64::from((v as f32).to_bits()),
+            Elem::F64 => v.to_bits(),
+            Elem::U32 => v as u64,
+        })
+    }
+
+    fn store(&mut self, addr: u64, bytes: u32, bits: u64) -> Result<(), String> {
+        let (k, i) = self.locate(addr, bytes)?;
+        let b = &mut self.bufs[k];
+        b.data[i] = match b.elem {
+            Elem::F32 => f64::from(f32::from_bits(bits as u32)),
+            Elem::F64 => f64::from_bits(bits),
+            Elem::U32 => (bits & 0xFFFF_FFFF) as f64,
+        };
+        Ok(())
+    }
+}
+
+fn round(elem: Elem, v: f64) -> f64 {
+    match elem {
+        Elem::F32 => f64::from(v as f32),
+        _ => v,
+    }
+}
+
+impl Device for EmuDevice {
+    fn target(&self) -> Target {
+        self.target
+    }
+
+    fn alloc(&mut self, elem: Elem, len: usize, label: &str) -> DResult<Buf> {
+        let buf = Buf(self.bufs.len());
+        self.bufs.push(EmuBuf { elem, label: label.to_string(), data: vec![0.0; len] });
+        self.log.push(Call::Alloc { buf, elem, len, label: label.to_string() });
+        Ok(buf)
+    }
+
+    fn upload(&mut self, buf: Buf, src: Host<'_>) -> DResult<()> {
+        let b = self.buf(buf)?;
+        if b.elem != src.elem() || b.data.len() != src.len() {
+            return Err(DeviceError(format!("upload of {:?}[{}] into `{}` ({:?}[{}])", src.elem(), src.len(), b.label, b.elem, b.data.len())));
+        }
+        let data: Vec<f64> = match src {
+            Host::F32(s) => s.iter().map(|v| f64::from(*v)).collect(),
+            Host::F64(s) => s.to_vec(),
+            Host::U32(s) => s.iter().map(|v| f64::from(*v)).collect(),
+        };
+        self.bufs[buf.0].data = data;
+        self.log.push(Call::Upload { buf, len: src.len() });
+        Ok(())
+    }
+
+    fn download(&mut self, buf: Buf, dst: HostMut<'_>) -> DResult<()> {
+        let b = self.buf(buf)?;
+        let (elem, len) = (dst.elem(), match &dst {
+            HostMut::F32(s) => s.len(),
+            HostMut::F64(s) => s.len(),
+            HostMut::U32(s) => s.len(),
+        });
+        if b.elem != elem || b.data.len() != len {
+            return Err(DeviceError(format!("download of `{}` ({:?}[{}]) into {elem:?}[{len}]", b.label, b.elem, b.data.len())));
+        }
+        match dst {
+            HostMut::F32(s) => s.iter_mut().zip(&b.data).for_each(|(d, v)| *d = *v as f32),
+            HostMut::F64(s) => s.copy_from_slice(&b.data),
+            HostMut::U32(s) => s.iter_mut().zip(&b.data).for_each(|(d, v)| *d = *v as u32),
+        }
+        self.log.push(Call::Download { buf, len });
+        Ok(())
+    }
+
+    fn zero(&mut self, buf: Buf) -> DResult<()> {
+        self.bufs.get_mut(buf.0).ok_or_else(|| DeviceError(format!("no buffer {}", buf.0)))?.data.fill(0.0);
+        self.log.push(Call::Zero { buf });
+        Ok(())
+    }
+
+    fn load(&mut self, module: &Module) -> DResult<ModId> {
+        if let Module::Step(k) = module
+            && k.target != self.target
+        {
+            return Err(DeviceError(format!("module for {} on a {} device", k.target.name(), self.target.name())));
+        }
+        let id = ModId(self.modules.len());
+        self.texts.push(match module {
+            Module::Propagate(..) => Some(text_emu::parse(&module.ptx()).map_err(|e| DeviceError(format!("propagation module: {e}")))?),
+            Module::Step(_) => None,
+        });
+        self.modules.push(module.clone());
+        self.log.push(Call::Load { module: id });
+        Ok(id)
+    }
+
+    fn launch(&mut self, module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
+        self.log.push(Call::Launch { module, entry, grid, block, args: args.to_vec() });
+        if !(1..=1024).contains(&block) || grid.0 == 0 || grid.1 == 0 || grid.1 > 65535 {
+            return Err(DeviceError(format!("{entry}: invalid launch grid {grid:?} x {block}")));
+        }
+        let m = self.modules.get(module.0).cloned().ok_or_else(|| DeviceError(format!("no module {}", module.0)))?;
+        if !m.entries().contains(&entry) {
+            return Err(DeviceError(format!("module {} has no entry `{entry}`", module.0)));
+        }
+        match m {
+            Module::Step(k) => self.run_step(&k, grid, block, args),
+            Module::Propagate(..) => self.run_propagate(module, entry, grid, block, args),
+        }
+    }
+
+    fn gemm(&mut self, g: &Gemm) -> DResult<()> {
+        self.log.push(Call::Gemm(*g));
+        let elem = self.buf(g.c)?.elem;
+        let need = |rows: usize, cols: usize, ld: usize| if cols == 0 { 0 } else { ld * (cols - 1) + rows };
+        let a = self.take(KArg::Buf(g.a), elem, need(g.m, g.k, g.lda), "gemm A")?;
+        let b = self.take(KArg::Buf(g.b), elem, need(g.k, g.n, g.ldb), "gemm B");
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                self.put(KArg::Buf(g.a), a);
+                return Err(e);
+            }
+        };
+        let mut c = self.take(KArg::Buf(g.c), elem, need(g.m, g.n, g.ldc), "gemm C")?;
+        if g.lda < g.m.max(1) || g.ldb < g.k.max(1) || g.ldc < g.m.max(1) {
+            return Err(DeviceError(format!("gemm: leading dimensions too small: {g:?}")));
+        }
+        // Accumulated in the buffer precision, in k order (cuBLAS's order is its own).
+        for j in 0..g.n {
+            for i in 0..g.m {
+                let mut s = 0.0;
+                for l in 0..g.k {
+                    s = round(elem, s + round(elem, a[i + l * g.lda] * b[l + j * g.ldb]));
+                }
+                let e = i + j * g.ldc;
+                c[e] = round(elem, round(elem, g.alpha * s) + round(elem, g.beta * c[e]));
+            }
+        }
+        self.put(KArg::Buf(g.a), a);
+        self.put(KArg::Buf(g.b), b);
+        self.put(KArg::Buf(g.c), c);
+        Ok(())
+    }
+
+    fn synchronize(&mut self) -> DResult<()> {
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        format!("CPU emulator ({})", self.target.name())
+    }
+}

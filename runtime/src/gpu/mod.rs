@@ -1,0 +1,479 @@
+//! The GPU runtime: a [`Network`] built on the host as usual (connectivity, initial
+//! states, drives, the discretised steps), then moved to a [`Device`] and stepped there.
+//!
+//! Per step, in the host's population order (so what reads what, and when, is the CPU
+//! backend's): zero the population's inputs, add its drives, run each projection into
+//! it (cuBLAS GEMM for dense, one warp per spike over the CSR rows for sparse, an
+//! element-wise kernel for one-to-one; delayed ones into their ring slot, then the slot
+//! due now is added and cleared), launch the step kernel the compiler emitted for the
+//! population (same Philox streams as the CPU: same seed, step and element index), flag
+//! non-finite states, and compact the spikes into a list for the sparse kernels. After
+//! the last population one small read-back (non-finite flags and spike counts) keeps
+//! the host's spike counters current and reports a non-finite state as the CPU does.
+//! Spikes and states are copied to the host only when asked ([`GpuNetwork::fetch`]).
+//!
+//! The device is a trait: `cuda::CudaDevice` (feature `cuda`) runs on a GPU through
+//! cudarc; [`EmuDevice`] runs the same calls on the CPU, executing the emitted kernels,
+//! which is how this module is tested without a GPU.
+
+pub mod device;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
+
+use crate::network::{Float, Network, RuntimeError, Weights};
+use crate::rng::stream_id;
+use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK, SPARSE_BLOCK, sparse_grid};
+use snnc_compiler::backend::ptx::{Precision, Role, compile_step, launch_config};
+use snnc_compiler::sema::Source;
+
+/// The float types a GPU network runs in.
+pub trait GpuFloat: Float {
+    const PRECISION: Precision;
+    fn host(s: &[Self]) -> Host<'_>;
+    fn host_mut(s: &mut [Self]) -> HostMut<'_>;
+}
+
+impl GpuFloat for f32 {
+    const PRECISION: Precision = Precision::F32;
+    fn host(s: &[f32]) -> Host<'_> {
+        Host::F32(s)
+    }
+    fn host_mut(s: &mut [f32]) -> HostMut<'_> {
+        HostMut::F32(s)
+    }
+}
+
+impl GpuFloat for f64 {
+    const PRECISION: Precision = Precision::F64;
+    fn host(s: &[f64]) -> Host<'_> {
+        Host::F64(s)
+    }
+    fn host_mut(s: &mut [f64]) -> HostMut<'_> {
+        HostMut::F64(s)
+    }
+}
+
+/// A network that can be stepped and observed, wherever its state lives.
+pub trait Simulation<T> {
+    /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
+    fn network(&self) -> &Network<T>;
+    fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError>;
+    /// Brings the host view's spikes (and active lists) and, with `states`, every state
+    /// up to date.
+    fn sync(&mut self, states: bool) -> Result<(), RuntimeError>;
+    /// Where it runs (for reports).
+    fn backend(&self) -> String;
+}
+
+impl<T: Float> Simulation<T> for Network<T> {
+    fn network(&self) -> &Network<T> {
+        self
+    }
+    fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
+        self.step(external)
+    }
+    fn sync(&mut self, _states: bool) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    fn backend(&self) -> String {
+        "CPU".into()
+    }
+}
+
+struct DevPop {
+    module: Option<ModId>,
+    /// The step kernel's pointer arguments, in its `.param` order.
+    args: Vec<Buf>,
+    states: Vec<Buf>,
+    inputs: Vec<Buf>,
+    spikes: Option<Buf>,
+    /// Spike list and its slot in the counts buffer.
+    list: Option<(Buf, usize)>,
+    /// `Linear` readouts: the output their projections sum into.
+    output: Option<Buf>,
+    drives: Vec<(usize, Buf)>,
+    /// First slot of this population's states in the non-finite flags.
+    flag0: usize,
+    seed: u64,
+}
+
+enum DevWeights {
+    Dense(Buf),
+    Sparse { row_ptr: Buf, col: Buf, w: Buf },
+    OneToOne(Buf),
+}
+
+struct DevProj {
+    weights: DevWeights,
+    /// Sparse projections from non-spiking sources compact their source themselves.
+    own_list: Option<(Buf, usize)>,
+    ring: Vec<Buf>,
+    n_pre: usize,
+    n_post: usize,
+}
+
+/// A network on a device (see the module doc).
+pub struct GpuNetwork<T, D> {
+    /// The host view: structure and counters always; spikes and states after `sync`.
+    pub host: Network<T>,
+    pub dev: D,
+    prop: ModId,
+    ext: Vec<Buf>,
+    pops: Vec<DevPop>,
+    projs: Vec<DevProj>,
+    counts: Buf,
+    count_slots: usize,
+    flags: Buf,
+    n_flags: usize,
+}
+
+fn dev_err(e: DeviceError) -> RuntimeError {
+    RuntimeError::Build(format!("GPU: {e}"))
+}
+
+fn u32_index(n: usize, what: &str) -> Result<(), RuntimeError> {
+    if n >= u32::MAX as usize {
+        return Err(RuntimeError::Build(format!("{what} has {n} entries; the GPU kernels index with 32 bits")));
+    }
+    Ok(())
+}
+
+impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
+    /// Moves `host` (built with any kernel factory, without `Options::learning`) to `dev`.
+    pub fn new(host: Network<T>, mut dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
+        let batch = host.batch;
+        if batch > 65535 {
+            return Err(RuntimeError::Build(format!("batch {batch}: the GPU backend runs at most 65535 batch elements")));
+        }
+        let target = dev.target();
+        let prop = dev.load(&Module::Propagate(T::PRECISION, target)).map_err(dev_err)?;
+        let mut ext = Vec::new();
+        for (name, size) in &host.inputs {
+            ext.push(dev.alloc(Elem::float(T::PRECISION), size * batch, &format!("input {name}")).map_err(dev_err)?);
+        }
+        let mut pops = Vec::new();
+        let mut count_slots = 0;
+        let mut n_flags = 0;
+        for pop in &host.pops {
+            let len = pop.n * batch;
+            u32_index(len, &format!("population `{}`", pop.name))?;
+            let alloc = |dev: &mut D, what: &str| dev.alloc(Elem::float(T::PRECISION), len, &format!("{}.{what}", pop.name));
+            let upload = |dev: &mut D, what: &str, v: &[T]| -> Result<Buf, DeviceError> {
+                let b = alloc(dev, what)?;
+                dev.upload(b, T::host(v))?;
+                Ok(b)
+            };
+            let mut dp = DevPop {
+                module: None,
+                args: Vec::new(),
+                states: Vec::new(),
+                inputs: Vec::new(),
+                spikes: None,
+                list: None,
+                output: None,
+                drives: Vec::new(),
+                flag0: n_flags,
+                seed: host.seed ^ u64::from(stream_id(&pop.name)),
+            };
+            let Some(step) = &pop.step else {
+                dp.output = Some(alloc(&mut dev, "output").map_err(dev_err)?);
+                pops.push(dp);
+                continue;
+            };
+            if pop.deriv.is_some() {
+                return Err(RuntimeError::Build(format!("population `{}`: training on the GPU is not supported yet", pop.name)));
+            }
+            let k = compile_step(step, &pop.specs, host.dt, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
+            for (name, s) in pop.state_names.iter().zip(&pop.states) {
+                dp.states.push(upload(&mut dev, name, s).map_err(dev_err)?);
+            }
+            for name in &pop.input_names {
+                dp.inputs.push(alloc(&mut dev, name).map_err(dev_err)?);
+            }
+            let mut params = Vec::new();
+            for (i, v) in pop.per_neuron_params.iter().enumerate() {
+                params.push(upload(&mut dev, &format!("param{i}"), v).map_err(dev_err)?);
+            }
+            if !pop.spikes.is_empty() {
+                dp.spikes = Some(alloc(&mut dev, "spikes").map_err(dev_err)?);
+                let list = dev.alloc(Elem::U32, len, &format!("{}.spike_list", pop.name)).map_err(dev_err)?;
+                dp.list = Some((list, count_slots));
+                count_slots += 1;
+            }
+            for a in &k.args {
+                dp.args.push(match a.role {
+                    Role::State(i) => dp.states[i],
+                    Role::Input(i) => dp.inputs[i],
+                    Role::Param(i) => params[i],
+                    Role::Spike => dp.spikes.expect("a spiking kernel has a spike buffer"),
+                    r => return Err(RuntimeError::Build(format!("population `{}`: kernel argument {r:?} is not supported on the GPU", pop.name))),
+                });
+            }
+            for (i, (idx, v)) in pop.drives.iter().enumerate() {
+                dp.drives.push((*idx, upload(&mut dev, &format!("drive{i}"), v).map_err(dev_err)?));
+            }
+            dp.module = Some(dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?);
+            n_flags += dp.states.len();
+            pops.push(dp);
+        }
+        let mut projs = Vec::new();
+        for pr in &host.projs {
+            let n_pre = match pr.from {
+                Source::Input(i) => host.inputs[i].1,
+                Source::Pop(q) => host.pops[q].n,
+            };
+            let n_post = host.pops[pr.to].n;
+            let fe = Elem::float(T::PRECISION);
+            let label = |what: &str| format!("{}.{what}", pr.name);
+            let upload = |dev: &mut D, elem: Elem, what: &str, h: Host<'_>| -> Result<Buf, DeviceError> {
+                let b = dev.alloc(elem, h.len(), &label(what))?;
+                dev.upload(b, h)?;
+                Ok(b)
+            };
+            let mut own_list = None;
+            let weights = match &pr.weights {
+                Weights::Dense(w) => {
+                    let w = w.as_standard_layout();
+                    DevWeights::Dense(upload(&mut dev, fe, "w", T::host(w.as_slice().expect("standard layout"))).map_err(dev_err)?)
+                }
+                Weights::Sparse(rows) => {
+                    u32_index(rows.col.len(), &format!("projection `{}`", pr.name))?;
+                    let row_ptr: Vec<u32> = rows.row_ptr.iter().map(|&r| r as u32).collect();
+                    let spiking_source = matches!(pr.from, Source::Pop(q) if !host.pops[q].spikes.is_empty());
+                    if !spiking_source {
+                        let list = dev.alloc(Elem::U32, n_pre * batch, &label("active")).map_err(dev_err)?;
+                        own_list = Some((list, count_slots));
+                        count_slots += 1;
+                    }
+                    DevWeights::Sparse {
+                        row_ptr: upload(&mut dev, Elem::U32, "row_ptr", Host::U32(&row_ptr)).map_err(dev_err)?,
+                        col: upload(&mut dev, Elem::U32, "col", Host::U32(&rows.col)).map_err(dev_err)?,
+                        w: upload(&mut dev, fe, "w", T::host(&rows.weight)).map_err(dev_err)?,
+                    }
+                }
+                Weights::OneToOne(w) => DevWeights::OneToOne(upload(&mut dev, fe, "w", T::host(w)).map_err(dev_err)?),
+            };
+            let mut ring = Vec::new();
+            if let Some(r) = &pr.delay {
+                for s in 0..=r.delay() {
+                    ring.push(dev.alloc(fe, batch * n_post, &label(&format!("delay{s}"))).map_err(dev_err)?);
+                }
+            }
+            projs.push(DevProj { weights, own_list, ring, n_pre, n_post });
+        }
+        let counts = dev.alloc(Elem::U32, (count_slots * batch).max(1), "spike counts").map_err(dev_err)?;
+        let flags = dev.alloc(Elem::U32, n_flags.max(1), "non-finite flags").map_err(dev_err)?;
+        Ok(GpuNetwork { host, dev, prop, ext, pops, projs, counts, count_slots, flags, n_flags })
+    }
+
+    fn launch(&mut self, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> Result<(), RuntimeError> {
+        self.dev.launch(self.prop, entry, grid, block, args).map_err(dev_err)
+    }
+
+    /// Grid of an element-wise kernel over `len` elements.
+    fn flat(len: usize) -> (u32, u32) {
+        (launch_config(len as u64, BLOCK).0, 1)
+    }
+
+    /// Advances one step (see the module doc); `external` as for [`Network::step`].
+    pub fn step(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        if external.len() != self.host.inputs.len() {
+            return Err(RuntimeError::Input(format!("{} external inputs given, the network has {}", external.len(), self.host.inputs.len())));
+        }
+        for ((x, (name, size)), buf) in external.iter().zip(&self.host.inputs).zip(&self.ext) {
+            if x.len() != size * batch {
+                return Err(RuntimeError::Input(format!("input `{name}` needs {} values per step ({} x batch {}), got {}", size * batch, size, batch, x.len())));
+            }
+            self.dev.upload(*buf, T::host(x)).map_err(dev_err)?;
+        }
+        self.dev.zero(self.flags).map_err(dev_err)?;
+        let t = self.host.time();
+        let step = self.host.step_index;
+        for p in 0..self.pops.len() {
+            self.gather(p)?;
+            let Some(module) = self.pops[p].module else { continue };
+            let len = self.host.pops[p].n * batch;
+            let dp = &self.pops[p];
+            let mut args: Vec<KArg> = dp.args.iter().map(|b| KArg::Buf(*b)).collect();
+            args.extend([KArg::U64(len as u64), KArg::F64(t), KArg::U64(dp.seed), KArg::U64(step), KArg::U64(0)]);
+            self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
+            let (states, flag0, spikes, list) = (dp.states.clone(), dp.flag0, dp.spikes, dp.list);
+            for (k, s) in states.into_iter().enumerate() {
+                let a = [KArg::Buf(s), KArg::U64(len as u64), KArg::Buf(self.flags), KArg::U64((flag0 + k) as u64)];
+                self.launch(prop::NONFINITE, Self::flat(len), BLOCK, &a)?;
+            }
+            if let (Some(sp), Some((list, slot))) = (spikes, list) {
+                self.compact(sp, list, slot, self.host.pops[p].n)?;
+            }
+        }
+        self.read_back()?;
+        self.host.step_index += 1;
+        Ok(())
+    }
+
+    /// Lists the non-zero entries of `x` (`batch` rows of `n`) into `list` / count `slot`.
+    fn compact(&mut self, x: Buf, list: Buf, slot: usize, n: usize) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        let clear = [KArg::Buf(self.counts), KArg::U64((slot * batch) as u64), KArg::U64(batch as u64)];
+        self.launch(prop::CLEAR_U32, Self::flat(batch), BLOCK, &clear)?;
+        let a = [KArg::Buf(x), KArg::Buf(list), KArg::Buf(self.counts), KArg::U64(slot as u64), KArg::U64(n as u64)];
+        self.launch(prop::NONZERO_LIST, (launch_config(n as u64, BLOCK).0, batch as u32), BLOCK, &a)
+    }
+
+    /// Sums everything that arrives at population `p` this step into its inputs (the
+    /// CPU's `gather_inputs`).
+    fn gather(&mut self, p: usize) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        let len = self.host.pops[p].n * batch;
+        let dp = &self.pops[p];
+        let (inputs, output, drives) = (dp.inputs.clone(), dp.output, dp.drives.clone());
+        for &b in inputs.iter().chain(&output) {
+            self.dev.zero(b).map_err(dev_err)?;
+        }
+        for (idx, d) in drives {
+            self.launch(prop::ADD, Self::flat(len), BLOCK, &[KArg::Buf(d), KArg::Buf(inputs[idx]), KArg::U64(len as u64)])?;
+        }
+        let step = self.host.step_index as usize;
+        let into: Vec<usize> = (0..self.projs.len()).filter(|&pi| self.host.projs[pi].to == p).collect();
+        for pi in into {
+            let pr = &self.host.projs[pi];
+            let target = match output {
+                Some(o) => o,
+                None => inputs[pr.input],
+            };
+            let (src, list) = match pr.from {
+                Source::Input(i) => (self.ext[i], None),
+                Source::Pop(q) => match (&self.pops[q].spikes, self.pops[q].list) {
+                    (Some(s), l) => (*s, l),
+                    (None, _) => (self.pops[q].output.expect("a readout has an output"), None),
+                },
+            };
+            let ring = &self.projs[pi].ring;
+            let out = if ring.is_empty() { target } else { ring[(step + ring.len() - 1) % ring.len()] };
+            self.propagate(pi, src, list, out)?;
+            let ring = &self.projs[pi].ring;
+            if !ring.is_empty() {
+                // Slot (t + d) mod (d + 1) took this step's contributions; t mod (d + 1) arrives.
+                let arrive = ring[step % ring.len()];
+                let n = batch * self.projs[pi].n_post;
+                self.launch(prop::ADD_CLEAR, Self::flat(n), BLOCK, &[KArg::Buf(arrive), KArg::Buf(target), KArg::U64(n as u64)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `out += x W` for projection `pi`.
+    fn propagate(&mut self, pi: usize, src: Buf, list: Option<(Buf, usize)>, out: Buf) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        let (n_pre, n_post) = (self.projs[pi].n_pre, self.projs[pi].n_post);
+        match self.projs[pi].weights {
+            DevWeights::Dense(w) => {
+                // Row-major y (B x O) += x (B x I) W (I x O) is, column-major,
+                // y^T (O x B) += W^T (O x I) x^T (I x B), with W^T and x^T the row-major
+                // arrays as they are: no transposes, no copies.
+                let g = Gemm { m: n_post, n: batch, k: n_pre, alpha: 1.0, a: w, lda: n_post, b: src, ldb: n_pre, beta: 1.0, c: out, ldc: n_post };
+                self.dev.gemm(&g).map_err(dev_err)
+            }
+            DevWeights::Sparse { row_ptr, col, w } => {
+                let (list, slot) = match list {
+                    Some(l) => l,
+                    None => {
+                        let (l, s) = self.projs[pi].own_list.expect("a sparse projection from a non-spiking source has its own list");
+                        self.compact(src, l, s, n_pre)?;
+                        (l, s)
+                    }
+                };
+                let a = [
+                    KArg::Buf(row_ptr),
+                    KArg::Buf(col),
+                    KArg::Buf(w),
+                    KArg::Buf(list),
+                    KArg::Buf(self.counts),
+                    KArg::U64(slot as u64),
+                    KArg::Buf(src),
+                    KArg::Buf(out),
+                    KArg::U64(n_pre as u64),
+                    KArg::U64(n_post as u64),
+                ];
+                self.launch(prop::SPARSE_EVENTS, (sparse_grid(n_pre as u64), batch as u32), SPARSE_BLOCK, &a)
+            }
+            DevWeights::OneToOne(w) => {
+                let a = [KArg::Buf(w), KArg::Buf(src), KArg::Buf(out), KArg::U64(n_post as u64)];
+                self.launch(prop::ONE_TO_ONE, (launch_config(n_post as u64, BLOCK).0, batch as u32), BLOCK, &a)
+            }
+        }
+    }
+
+    /// Non-finite flags and spike counts: one read-back per step.
+    fn read_back(&mut self) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        let mut flags = vec![0u32; self.n_flags.max(1)];
+        self.dev.download(self.flags, HostMut::U32(&mut flags)).map_err(dev_err)?;
+        if let Some(slot) = flags[..self.n_flags].iter().position(|f| *f != 0) {
+            let p = self.pops.iter().rposition(|d| d.module.is_some() && d.flag0 <= slot).expect("a flag belongs to a population");
+            let k = slot - self.pops[p].flag0;
+            let buf = self.pops[p].states[k];
+            let pop = &mut self.host.pops[p];
+            self.dev.download(buf, T::host_mut(&mut pop.states[k])).map_err(dev_err)?;
+            let s = &pop.states[k];
+            let i = s.iter().position(|v| !v.to_f64().is_finite()).unwrap_or(0);
+            return Err(RuntimeError::NonFinite {
+                population: pop.name.clone(),
+                state: pop.state_names[k].clone(),
+                neuron: i % pop.n,
+                batch: i / pop.n,
+                step: self.host.step_index,
+                value: s[i].to_f64(),
+            });
+        }
+        let mut counts = vec![0u32; (self.count_slots * batch).max(1)];
+        self.dev.download(self.counts, HostMut::U32(&mut counts)).map_err(dev_err)?;
+        for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
+            if let Some((_, slot)) = dp.list {
+                pop.spike_count += counts[slot * batch..(slot + 1) * batch].iter().map(|c| u64::from(*c)).sum::<u64>();
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies spikes (and with `states` every state) to the host view, and rebuilds the
+    /// active lists from the spikes (ascending, as the CPU's).
+    pub fn fetch(&mut self, states: bool) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
+            if let Some(sp) = dp.spikes {
+                self.dev.download(sp, T::host_mut(&mut pop.spikes)).map_err(dev_err)?;
+                let n = pop.n;
+                pop.active.resize_with(batch, Vec::new);
+                for (b, act) in pop.active.iter_mut().enumerate() {
+                    act.clear();
+                    act.extend(pop.spikes[b * n..(b + 1) * n].iter().enumerate().filter(|(_, s)| s.to_f64() != 0.0).map(|(i, _)| i as u32));
+                }
+            }
+            if states {
+                for (buf, s) in dp.states.iter().zip(&mut pop.states) {
+                    self.dev.download(*buf, T::host_mut(s)).map_err(dev_err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: GpuFloat, D: Device> Simulation<T> for GpuNetwork<T, D> {
+    fn network(&self) -> &Network<T> {
+        &self.host
+    }
+    fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
+        self.step(external)
+    }
+    fn sync(&mut self, states: bool) -> Result<(), RuntimeError> {
+        self.fetch(states)
+    }
+    fn backend(&self) -> String {
+        self.dev.name()
+    }
+}

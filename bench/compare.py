@@ -164,8 +164,19 @@ def summarize(rows):
             lines.append(f"| {m} | {t} | {b} | {fmt(ss)} | {fmt(ps)} | {fmt(b * t / ss)} | {fmt(b * t / ps)} | {fmt(ps / ss)}x | "
                          f"{fmt(median([r['process_peak_mb'] for r in s]), 0)} | {fmt(median([r['process_peak_mb'] for r in p]), 0)} | "
                          f"{fmt(median([r.get('compile_s') for r in p]))} |")
-        lines += ["", f"snnc trains in {train[0].get('precision', 'f64') if train[0]['tool'] == 'snnc' else 'f64'}; "
-                  "braintrace in f32. Peak = whole-process maximum resident set (GNU time)."]
+        lines += ["", "snnc trains in f64 (states, traces and GEMMs), braintrace in f32. Peak = whole-process "
+                  "maximum resident set (GNU time). Throughput ratio > 1: snnc is faster."]
+        # (b) memory growth with T: peak at each T and the slope between the extremes.
+        ts = sorted({r["T"] for r in train if r["method"] in ("bptt", "es-d-rtrl")})
+        if len(ts) >= 2:
+            lines += ["", "### Memory growth with T (process peak, MB)", "",
+                      "| tool | method | " + " | ".join(f"T = {t}" for t in ts) + f" | growth per 1000 steps (T {ts[0]} to {ts[-1]}) |",
+                      "|---|---|" + "---|" * len(ts) + "---|"]
+            for tool in ("snnc", "braintrace"):
+                for m in ("bptt", "es-d-rtrl"):
+                    peaks = [median([r["process_peak_mb"] for r in train if (r["tool"], r["method"], r["T"]) == (tool, m, t)]) for t in ts]
+                    slope = (peaks[-1] - peaks[0]) / (ts[-1] - ts[0]) * 1000
+                    lines.append(f"| {tool} | {m} | " + " | ".join(fmt(x, 0) for x in peaks) + f" | {fmt(slope, 1)} MB |")
     sims = [r for r in rows if r.get("bench") == "sim"]
     builds = {(r["network"], r["neurons"]): r for r in rows if r.get("bench") == "sim-build"}
     if sims:
@@ -183,6 +194,20 @@ def summarize(rows):
                          f"{fmt(b.get('build_s'), 1)} | {fmt(median([r['mean_rate_hz'] for r in s]), 1)} | "
                          f"{fmt(median([r.get('mean_rate_hz') for r in p]), 1)} | {fmt(median([r['process_peak_mb'] for r in s]), 0)} | "
                          f"{fmt(median([r['process_peak_mb'] for r in p]), 0)} |")
+        lines += ["", "### Compile and JIT time (median of reps)", "",
+                  "| workload | snnc front end + JIT (s) | snnc build incl. connectivity / weights (s) | peer compile (s) | peer |",
+                  "|---|---|---|---|---|"]
+        for net, n in keys:
+            s = [r for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, "snnc")]
+            b = builds.get((net, n), {})
+            lines.append(f"| {net.upper()} {n:,} | {fmt(median([r['frontend_s'] + r['jit_s'] for r in s]), 3)} | "
+                         f"{fmt(median([r['build_s'] for r in s]), 3)} | {fmt(b.get('build_s'), 1)} "
+                         f"(codegen {fmt(b.get('codegen_s'), 1)} + g++ {fmt(b.get('compile_s'), 1)}) | Brian2 |")
+        for m, t, bsz in sorted({(r["method"], r["T"], r["batch"]) for r in train}, key=lambda k: (METHODS.index(k[0]), k[1])) if train else []:
+            s = [r for r in train if (r["method"], r["T"], r["batch"], r["tool"]) == (m, t, bsz, "snnc")]
+            p = [r for r in train if (r["method"], r["T"], r["batch"], r["tool"]) == (m, t, bsz, "braintrace")]
+            lines.append(f"| train {m} T={t} | – | {fmt(median([r['build_s'] for r in s]), 3)} | "
+                         f"{fmt(median([r.get('compile_s') for r in p]), 2)} | braintrace (trace + XLA) |")
         lines += ["", "snnc: f32, JIT = Cranelift compilation of every population's step, build = JIT + "
                   "connectivity; Brian2 builds its connectivity inside the binary, outside its run time. "
                   "Brian2 computes in f64."]
@@ -193,6 +218,7 @@ def plots(rows, img):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     train = [r for r in rows if r.get("bench") == "train" and r["method"] in ("bptt", "es-d-rtrl")]
     if not train:
@@ -213,6 +239,10 @@ def plots(rows, img):
                 ys.append(median([r["batch"] * t / r["seconds"] if key == "sps" else r[key] for r in sel]))
             ax.plot(pts, ys, ls, color=c, label=f"{tool} {method.upper()}")
         ax.set_xscale("log")
+        ts = sorted({r["T"] for r in train})
+        ax.set_xticks(ts)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if log_y:
             ax.set_yscale("log")
         ax.set_xlabel("sequence length T (steps)")
@@ -249,7 +279,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="1 repetition, small sizes (a few minutes)")
-    g.add_argument("--full", action="store_true", help="5 repetitions, 400k neurons for 1 s, D-RTRL at T = 100 (about an hour)")
+    g.add_argument("--full", action="store_true", help="5 repetitions, 400k neurons for 1 s, D-RTRL at T = 100")
     ap.add_argument("--reps", type=int, help="repetitions (overrides the preset)")
     ap.add_argument("--train-steps", type=lambda s: [int(x) for x in s.split(",")], help="T values, e.g. 250,1000,4000")
     ap.add_argument("--drtrl-steps", type=int, help="T of the D-RTRL comparison")
@@ -280,11 +310,19 @@ def main():
                 run_train(cfg, out)
             if a.only in (None, "sim"):
                 run_sim(cfg, out, work)
+            # The run's own facts, so that --report can rebuild the same header.
+            out.write(json.dumps({"bench": "meta", "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}",
+                                  "seconds": time.time() - t0, "config": cfg, "load_before": load_before,
+                                  "load_after": open("/proc/loadavg").read().split()[:3]}) + "\n")
         shutil.rmtree(work, ignore_errors=True)
     rows = [json.loads(l) for l in open(raw)]
     pick, mem, versions, gxx, rustc, load = machine()
-    head = [f"Run {datetime.datetime.now():%Y-%m-%d %H:%M} UTC, {time.time() - t0:.0f} s; config {json.dumps(cfg)}",
-            f"load average before / after: {' '.join(load_before)} / {' '.join(load)} (2 cores: above ~2 the machine was shared)",
+    meta = next((r for r in rows if r.get("bench") == "meta"), None)
+    if meta is None:  # a raw file without the run's facts: say what is known
+        meta = dict(date="?", seconds=float("nan"), config=cfg, load_before=["?"] * 3, load_after=load)
+    head = [f"Run {meta['date']} UTC, {meta['seconds']:.0f} s; config {json.dumps(meta['config'])}",
+            f"load average (1, 5, 15 min) before / after: {' '.join(meta['load_before'])} / {' '.join(meta['load_after'])} "
+            f"({os.cpu_count()} cores: a load above that means the machine was shared)",
             "", "Machine: " + "; ".join(l.split(":", 1)[0].strip() + ": " + l.split(":", 1)[1].strip() for l in pick) + f"; {mem}",
             f"Software: {rustc}; {gxx}; Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     summary = "\n".join(head) + "\n" + summarize(rows)

@@ -1,5 +1,6 @@
 //! The `snnc` command line: one module per subcommand.
 
+mod bench;
 mod check;
 mod explain;
 mod fmt;
@@ -62,6 +63,8 @@ pub enum Command {
     Grad(grad::Args),
     /// Train a network on a task (DMS, evidence accumulation) with an online rule.
     Train(train::Args),
+    /// Benchmark workloads with JSON-line results (`bench train`, `bench sim`).
+    Bench(bench::Args),
 }
 
 /// Shared by every command: how to report diagnostics.
@@ -132,5 +135,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(a, &opts, &reporter),
         Command::Grad(a) => grad::run(a, &opts, &reporter),
         Command::Train(a) => train::run(a, &opts, &reporter),
+        Command::Bench(a) => bench::run(a, &opts, &reporter),
     }
 }

@@ -67,7 +67,7 @@ pub struct Args {
     pub precision: Precision,
 }
 
-fn parse_method(s: &str) -> Result<snnc_compiler::sema::Method, String> {
+pub(crate) fn parse_method(s: &str) -> Result<snnc_compiler::sema::Method, String> {
     snnc_compiler::sema::Method::ALL
         .iter()
         .find(|(n, _)| *n == s)

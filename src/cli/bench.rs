@@ -1,0 +1,285 @@
+//! `snnc bench train|sim`: the workloads of the side-by-side comparison with the peers
+//! (bench/compare.sh), runnable without cargo bench. One JSON object per line and per
+//! repetition on stdout, so that a driver can parse it; nothing else goes to stdout.
+
+use super::Reporter;
+use super::grad::MethodArg;
+use crate::cli::run::{Precision, parse_method, parse_time};
+use snnc_compiler::SourceMap;
+use snnc_compiler::backend::{ParamSpec, StepKernel};
+use snnc_compiler::discretise::Step;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_runtime::learn::{Method, gradient_of};
+use snnc_runtime::network::{Float, JitFactory, KernelFactory, Network, Options, RuntimeError, flush_denormals};
+use snnc_runtime::record::Recorder;
+use snnc_runtime::train::tasks::RandomSpikes;
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// Gradient of one batch on the training-throughput workload: a recurrent LIF layer
+    /// (tau 10 ms, dt 1 ms, soft reset, ReluGrad(0.3, 1)), Bernoulli(0.1) inputs, linear
+    /// readouts, MSE summed over every step.
+    Train(TrainArgs),
+    /// Simulate a network file: front end, JIT and connectivity timed apart from the run.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, value_enum)]
+    pub method: MethodArg,
+    /// Sequence length T (steps of 1 ms).
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 512)]
+    pub neurons: usize,
+    #[arg(long, default_value_t = 128)]
+    pub inputs: usize,
+    #[arg(long, default_value_t = 10)]
+    pub outputs: usize,
+    /// ES-D-RTRL trace decay, in (0, 1).
+    #[arg(long, default_value_t = 0.9)]
+    pub etrace_decay: f64,
+    /// Spike probability of each input per step.
+    #[arg(long, default_value_t = 0.1)]
+    pub input_p: f64,
+    #[arg(long, default_value_t = 1)]
+    pub reps: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// Biological time to simulate: `1s`, `200ms`.
+    #[arg(long, default_value = "1s", value_parser = parse_time)]
+    pub duration: f64,
+    /// Integrate every population with this method (the peers' comparisons use euler).
+    #[arg(long, value_parser = parse_method)]
+    pub method: Option<sema::Method>,
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
+    #[arg(long, default_value_t = 1)]
+    pub reps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    match args.what {
+        What::Train(a) => train(&a),
+        What::Sim(a) => sim(&a, opts, reporter),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Whole-process peak resident set (VmHWM), MB; 0 where /proc is missing.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The .snn text of the training workload (as in runtime/benches/throughput.rs).
+fn train_network(neurons: usize, inputs: usize, outputs: usize) -> String {
+    format!(
+        r#"import "stdlib/lif.snn"
+network bench {{
+    dt = 1 ms
+    input x: {inputs}
+    layer rec = LIF[{neurons}] {{ tau = 10 ms }}
+    readout out = Linear[{outputs}]
+    connect x -> rec.I dense init normal(0, 1.5 / sqrt({inputs})) trainable as W_in
+    connect rec -> rec.I dense init normal(0, 0.5 / sqrt({neurons})) trainable as W_rec
+    connect rec -> out dense init normal(0, 1 / sqrt({neurons})) trainable as W_out
+}}"#
+    )
+}
+
+fn method_name(m: MethodArg) -> &'static str {
+    match m {
+        MethodArg::Bptt => "bptt",
+        MethodArg::DRtrl => "d-rtrl",
+        MethodArg::EsDRtrl => "es-d-rtrl",
+    }
+}
+
+fn train(a: &TrainArgs) -> ExitCode {
+    if a.steps == 0 || a.batch == 0 || a.neurons == 0 || a.inputs == 0 || a.outputs == 0 || a.reps == 0 {
+        return fail("--steps, --batch, --neurons, --inputs, --outputs and --reps must be positive");
+    }
+    if !(a.etrace_decay > 0.0 && a.etrace_decay < 1.0) {
+        return fail(format!("--etrace-decay must be in (0, 1), got {}", a.etrace_decay));
+    }
+    let text = train_network(a.neurons, a.inputs, a.outputs);
+    let mut sources = SourceMap::new();
+    let (program, diags) = sema::check_source("bench-train.snn", &text, &mut sources);
+    if diags.iter().any(|d| d.is_error()) {
+        Reporter::new(super::ColorChoice::Never).report(&diags, &sources);
+        return fail("the generated training network does not check");
+    }
+    let method = match a.method {
+        MethodArg::Bptt => Method::Bptt,
+        MethodArg::DRtrl => Method::DRtrl,
+        MethodArg::EsDRtrl => Method::EsDRtrl { decay: a.etrace_decay },
+    };
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    flush_denormals();
+    for rep in 0..a.reps {
+        // A fresh network per repetition: the same initial weights and data each time,
+        // and its build (JIT of step + derivatives) is reported apart from the pass.
+        let t0 = Instant::now();
+        let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
+        let mut net = match Network::<f64>::build(&program, &program.networks[0], &o, &JitFactory) {
+            Ok(n) => n,
+            Err(e) => return fail(e),
+        };
+        let build = t0.elapsed().as_secs_f64();
+        let mut data = RandomSpikes::new(a.steps, a.batch, a.inputs, a.outputs, a.input_p, a.seed);
+        let t1 = Instant::now();
+        let g = match gradient_of(&mut net, &trainable, &mut data, method, false) {
+            Ok(g) => g,
+            Err(e) => return fail(e),
+        };
+        let secs = t1.elapsed().as_secs_f64();
+        let grad_norm = g.total.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
+        println!(
+            "{{\"bench\":\"train\",\"tool\":\"snnc\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"f64\",\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
+            method_name(a.method),
+            a.steps,
+            a.batch,
+            a.neurons,
+            a.inputs,
+            a.outputs,
+            (a.batch * a.steps) as f64 / secs,
+            g.loss,
+            g.state_bytes,
+            peak_rss_mb()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Times the kernel compilations of a build, so that JIT time is reported apart from
+/// building the connectivity (which the peers do at run time).
+struct Timed<'a, T> {
+    inner: &'a dyn KernelFactory<T>,
+    secs: Cell<f64>,
+    kernels: Cell<usize>,
+}
+
+impl<T> KernelFactory<T> for Timed<'_, T> {
+    fn build(&self, step: &Step, specs: &[ParamSpec], dt: f64) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
+        let t = Instant::now();
+        let k = self.inner.build(step, specs, dt);
+        self.secs.set(self.secs.get() + t.elapsed().as_secs_f64());
+        self.kernels.set(self.kernels.get() + 1);
+        k
+    }
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+}
+
+fn sim(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    if a.reps == 0 {
+        return fail("--reps must be positive");
+    }
+    flush_denormals();
+    for rep in 0..a.reps {
+        let r = match a.precision {
+            Precision::F32 => sim_once::<f32>(a, opts, reporter, rep),
+            Precision::F64 => sim_once::<f64>(a, opts, reporter, rep),
+        };
+        if r != ExitCode::SUCCESS {
+            return r;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep: usize) -> ExitCode
+where
+    JitFactory: KernelFactory<T>,
+{
+    let t0 = Instant::now();
+    let Some((program, index)) = super::load_network(&a.file, a.network.as_deref(), opts, reporter) else {
+        return ExitCode::FAILURE;
+    };
+    let frontend = t0.elapsed().as_secs_f64();
+    let net_def = &program.networks[index];
+    let o = Options { seed: a.seed, method: a.method, ..Options::default() };
+    let factory = Timed { inner: &JitFactory as &dyn KernelFactory<T>, secs: Cell::new(0.0), kernels: Cell::new(0) };
+    let t1 = Instant::now();
+    let mut net = match Network::<T>::build(&program, net_def, &o, &factory) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let build = t1.elapsed().as_secs_f64();
+    // Spikes are recorded in memory, as the peers' scripts do with a spike monitor.
+    let mut rec = match Recorder::new(&net, true, &[]) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let zeros: Vec<Vec<T>> = net.inputs.iter().map(|(_, n)| vec![T::default(); n * net.batch]).collect();
+    let external: Vec<&[T]> = zeros.iter().map(|v| v.as_slice()).collect();
+    let steps = (a.duration / net.dt).round() as u64;
+    let t2 = Instant::now();
+    for _ in 0..steps {
+        if let Err(e) = net.step(&external) {
+            return fail(e);
+        }
+        rec.sample(&net);
+    }
+    let run = t2.elapsed().as_secs_f64();
+    let simulated = net.time();
+    let spikes: u64 = net.pops.iter().map(|p| p.spike_count).sum();
+    let spiking: usize = net.pops.iter().filter(|p| !p.spikes.is_empty()).map(|p| p.n * net.batch).sum();
+    let rates: Vec<String> = net
+        .pops
+        .iter()
+        .filter(|p| !p.spikes.is_empty())
+        .map(|p| format!("\"{}\":{:.3}", p.name, p.spike_count as f64 / (p.n * net.batch) as f64 / simulated.max(1e-12)))
+        .collect();
+    println!(
+        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{:.6},\"kernels\":{},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
+        net.name,
+        net.n_neurons(),
+        net.n_synapses(),
+        std::any::type_name::<T>(),
+        a.method.map(method_label).unwrap_or("default"),
+        net.step_index,
+        factory.secs.get(),
+        factory.kernels.get(),
+        spikes as f64 / spiking.max(1) as f64 / simulated.max(1e-12),
+        rates.join(","),
+        peak_rss_mb()
+    );
+    ExitCode::SUCCESS
+}
+
+fn method_label(m: sema::Method) -> &'static str {
+    sema::Method::ALL.iter().find(|(_, x)| *x == m).map(|(n, _)| *n).unwrap_or("?")
+}

@@ -266,3 +266,24 @@ network n {
     }
     assert!(w[0].1.iter().any(|v| *v == 0.0), "no input weight reached its bound");
 }
+
+/// The held-out evaluation runs the same forward pass as training: on the same trials
+/// and weights, `evaluate` (no derivatives) and the gradient pass report the same loss.
+#[test]
+fn evaluation_and_training_see_the_same_forward_pass() {
+    use snnc_runtime::train::tasks::{Evidence, Task};
+    use snnc_runtime::train::{evaluate, weights_of};
+    let text = stacked_text("LeakyReadout[2] { tau = 20 ms }").replace("input x: 3", "input x: 40");
+    let learn = Options { batch: 4, seed: 2, learning: true, ..Options::default() };
+    let plain = Options { batch: 4, seed: 2, ..Options::default() };
+    let mut net = build_text(&text, &learn);
+    let train: Vec<String> = STACK.map(String::from).to_vec();
+    let weights = weights_of(&net, &train);
+    let mut task = Evidence::new(1e-3, 0.2, 4, 7);
+    let g = gradient_of(&mut net, &train, &mut task, Method::EsDRtrl { decay: 0.99 }, false).unwrap();
+    let mut task = Evidence::new(1e-3, 0.2, 4, 7);
+    let labels = task.labels().to_vec();
+    let r = evaluate(&|| Ok(build_text(&text, &plain)), &weights, &mut task, &labels).unwrap();
+    let per_trial = g.loss / 4.0;
+    assert!((r.loss - per_trial).abs() <= 1e-9 * per_trial.abs(), "evaluate {} vs training {per_trial}", r.loss);
+}

@@ -22,6 +22,9 @@ use snnc_compiler::syntax::format::format_file;
 use snnc_compiler::syntax::{parse_file, parse_file_recovering};
 use std::sync::LazyLock;
 
+mod common;
+use common::strip_spans;
+
 fn config() -> ProptestConfig {
     let mut c = ProptestConfig::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
@@ -95,48 +98,6 @@ fn front_end(text: &str) -> Vec<Diagnostic> {
 
 fn summary(diags: &[Diagnostic]) -> Vec<(String, String)> {
     diags.iter().map(|d| (d.code.to_string(), d.message.clone())).collect()
-}
-
-/// Removes every `Span { file: N, start: N, end: N }` from a `Debug` rendering (outside
-/// string literals), so that two parses of differently laid out text compare equal.
-fn strip_spans(debug: &str) -> String {
-    let b = debug.as_bytes();
-    let mut out = String::with_capacity(debug.len());
-    let (mut i, mut copied) = (0, 0);
-    while i < b.len() {
-        if b[i] == b'"' {
-            i += 1;
-            while i < b.len() && b[i] != b'"' {
-                i += if b[i] == b'\\' { 2 } else { 1 };
-            }
-            i += 1;
-            continue;
-        }
-        if let Some(len) = span_at(&debug[i..]) {
-            out.push_str(&debug[copied..i]);
-            out.push('_');
-            i += len;
-            copied = i;
-            continue;
-        }
-        i += 1;
-    }
-    out.push_str(&debug[copied.min(debug.len())..]);
-    out
-}
-
-fn span_at(s: &str) -> Option<usize> {
-    let mut rest = s;
-    for (i, field) in ["file", "start", "end"].iter().enumerate() {
-        rest = rest.strip_prefix(if i == 0 { "Span { " } else { ", " })?.strip_prefix(field)?.strip_prefix(": ")?;
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        rest = &rest[digits..];
-    }
-    rest = rest.strip_prefix(" }")?;
-    Some(s.len() - rest.len())
 }
 
 /// The comments of a text (as the formatter finds them: outside strings), whitespace

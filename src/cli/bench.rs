@@ -102,7 +102,7 @@ fn peak_rss_mb() -> f64 {
         / 1024.0
 }
 
-/// The .snn text of the training workload (as in runtime/benches/throughput.rs).
+/// The .snn text of the training workload (BENCHMARKS.md's braintrace comparison).
 fn train_network(neurons: usize, inputs: usize, outputs: usize) -> String {
     format!(
         r#"import "stdlib/lif.snn"

@@ -29,6 +29,18 @@ fn trains_logs_checkpoints_and_resumes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("epoch 1: loss"));
     assert_eq!(std::fs::read_to_string(dir.join("log.csv")).unwrap().lines().count(), 6);
+    // The checkpoint serves `snnc eval` (held-out trials) and `snnc run --weights`.
+    let snnc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_snnc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let ck_s = ck.to_str().unwrap();
+    let o = snnc(&["eval", "tests/data/tiny_evidence.snn", "--weights", ck_s, "--delay", "50ms", "--batch", "4", "--test-batches", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ev = String::from_utf8_lossy(&o.stdout);
+    assert!(ev.contains("held-out (8 trials): loss") && ev.contains("accuracy"), "{ev}");
+    let o = snnc(&["run", "tests/data/tiny_evidence.snn", "--weights", ck_s, "--duration", "20ms"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = snnc(&["run", "tests/data/tiny_npz.snn", "--weights", ck_s, "--duration", "20ms"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must be"), "wrong shapes: {}", String::from_utf8_lossy(&o.stderr));
     // A broken checkpoint is a clear error.
     std::fs::write(dir.join("bad.safetensors"), b"garbage").unwrap();
     let o = train(&["tests/data/tiny_evidence.snn", "--resume", dir.join("bad.safetensors").to_str().unwrap()]);

@@ -63,6 +63,8 @@ pub enum Command {
     Grad(grad::Args),
     /// Train a network on a task (DMS, evidence accumulation) with an online rule.
     Train(train::Args),
+    /// Loss and accuracy of trained weights (a `snnc train` checkpoint) on held-out trials.
+    Eval(train::EvalArgs),
     /// Benchmark workloads with JSON-line results (`bench train`, `bench sim`).
     Bench(bench::Args),
 }
@@ -135,6 +137,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(a, &opts, &reporter),
         Command::Grad(a) => grad::run(a, &opts, &reporter),
         Command::Train(a) => train::run(a, &opts, &reporter),
+        Command::Eval(a) => train::eval(a, &opts, &reporter),
         Command::Bench(a) => bench::run(a, &opts, &reporter),
     }
 }

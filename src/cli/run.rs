@@ -65,6 +65,10 @@ pub struct Args {
     /// Float type of states and weights (the interpreter computes in f64 either way).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
+    /// Weights from a `snnc train` checkpoint (safetensors), by projection name; the
+    /// other projections keep their seeded initial weights.
+    #[arg(long, value_name = "CKPT")]
+    pub weights: Option<PathBuf>,
 }
 
 pub(crate) fn parse_method(s: &str) -> Result<snnc_compiler::sema::Method, String> {
@@ -150,13 +154,19 @@ fn simulate<T: GpuFloat>(
     wrap: Wrap,
 ) -> ExitCode {
     let t0 = Instant::now();
-    let network = match Network::<T>::build(program, net, o, factory) {
+    let mut network = match Network::<T>::build(program, net, o, factory) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(ck) = &args.weights {
+        if let Err(e) = load_weights(&mut network, ck) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let (mut sim, backend): (Box<dyn Simulation<T>>, String) = match wrap {
         Wrap::Cpu => (Box::new(network), format!("{} backend", factory.name())),
         #[cfg(feature = "cuda")]
@@ -365,4 +375,16 @@ fn parse_input(spec: &str, inputs: &[(String, usize)]) -> Result<(usize, InputSo
         return Err(format!("`{source}` has {} columns, input `{name}` has {size} neurons", a.ncols()));
     }
     Ok((i, InputSource::Array(a)))
+}
+
+/// Sets the dense weights stored in checkpoint `ck` (written by `snnc train`).
+fn load_weights<T: GpuFloat>(network: &mut Network<T>, ck: &std::path::Path) -> Result<(), String> {
+    let (weights, _) = snnc_runtime::train::load_checkpoint(ck).map_err(|e| e.to_string())?;
+    for (name, w) in weights {
+        let (i, ..) = network
+            .projection(&name)
+            .ok_or_else(|| format!("checkpoint `{}` has weights `{name}`, but the network has no projection of that name", ck.display()))?;
+        network.set_dense_weights(i, w.mapv(T::from_f64)).map_err(|e| format!("checkpoint `{}`: {e}", ck.display()))?;
+    }
+    Ok(())
 }

@@ -92,7 +92,7 @@ pub struct Args {
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
     /// Held-out batches evaluated after every epoch (fresh trials the optimiser never sees).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     pub test_batches: usize,
     /// Also draw `curves.png` (loss and accuracy against batches) in the output directory.
     #[arg(long, requires = "out")]
@@ -101,6 +101,59 @@ pub struct Args {
     /// for training yet.
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: TrainBackend,
+    /// Set by `snnc eval`: evaluate the held-out trials with the `--resume` weights only.
+    #[arg(skip)]
+    pub evaluate_only: bool,
+}
+
+/// `snnc eval FILE --weights CKPT`: loss and accuracy of trained weights on the task's
+/// held-out trials (the ones `snnc train` reports each epoch).
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// A checkpoint written by `snnc train` (`DIR/checkpoint.safetensors`).
+    #[arg(long, value_name = "CKPT")]
+    pub weights: PathBuf,
+    /// `dms`, `evidence` or `npz:PATH` (default: the train block's `task`).
+    #[arg(long)]
+    pub task: Option<TaskArg>,
+    #[arg(long, value_parser = parse_time)]
+    pub delay: Option<f64>,
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Held-out batches to evaluate.
+    #[arg(long, default_value_t = 8)]
+    pub test_batches: usize,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    let args = Args {
+        file: a.file,
+        network: a.network,
+        method: None,
+        etrace_decay: None,
+        task: a.task,
+        delay: a.delay,
+        epochs: Some(0),
+        batches: 0,
+        batch: a.batch,
+        lr: None,
+        optimizer: None,
+        grad_clip: None,
+        seed: a.seed,
+        out: None,
+        resume: Some(a.weights),
+        test_batches: a.test_batches,
+        plot: false,
+        backend: TrainBackend::Jit,
+        evaluate_only: true,
+    };
+    run(args, opts, reporter)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -213,11 +266,41 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Err(e) => return fail(e),
     };
     let classifies = train_task.classifies();
-    println!(
+    if !args.evaluate_only {
+        println!(
         "training {} ({} trainable projections) on {task} with {method:?}, {optimizer:?} lr {lr}, batch {batch}",
         def.name,
         trainable.len(),
     );
+    }
+    // Held-out trials: the same generator with the test seed (the same trials every
+    // time), batch by batch.
+    let held_out = |weights: &[(String, ndarray::Array2<f64>)]| -> Result<BatchReport, String> {
+        let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
+        let mut test_task = make_task(Split::Test, test_seed)?;
+        for _ in 0..args.test_batches {
+            let labels = test_task.labels().to_vec();
+            let r = evaluate(&make_eval_net, weights, test_task.as_mut(), &labels).map_err(|e| e.to_string())?;
+            test.loss += r.loss / args.test_batches as f64;
+            test.accuracy += r.accuracy / args.test_batches as f64;
+            test_task.next_batch();
+        }
+        Ok(test)
+    };
+    if args.evaluate_only {
+        if args.test_batches == 0 {
+            return fail("--test-batches must be at least 1".into());
+        }
+        return match held_out(&weights) {
+            Ok(t) => {
+                let trials = args.test_batches * batch;
+                let acc = if classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
+                println!("held-out ({trials} trials): loss {:.4} per trial{acc}", t.loss);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
     let mut curves = Curves::default();
     for epoch in start_epoch..start_epoch + epochs {
         let (mut sl, mut sa) = (0.0, 0.0);
@@ -243,22 +326,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             }
             curves.train.push((r.loss, r.accuracy));
         }
-        // Held-out trials: the same generator with the test seed, batch by batch.
-        let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
-        let mut test_task = match make_task(Split::Test, test_seed) {
+        let test = match held_out(&weights) {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
-        for _ in 0..args.test_batches {
-            let labels = test_task.labels().to_vec();
-            let r = match evaluate(&make_eval_net, &weights, test_task.as_mut(), &labels) {
-                Ok(r) => r,
-                Err(e) => return fail(e.to_string()),
-            };
-            test.loss += r.loss / args.test_batches as f64;
-            test.accuracy += r.accuracy / args.test_batches as f64;
-            test_task.next_batch();
-        }
         let n = args.batches.max(1) as f64;
         let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
         let acc = |a: f64| if classifies { format!(", accuracy {:.1} %", 100.0 * a) } else { String::new() };

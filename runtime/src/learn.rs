@@ -12,6 +12,7 @@
 
 use crate::network::{Network, RuntimeError, StepTrace};
 use ndarray::{Array2, Array3, ArrayView2, Axis};
+use std::rc::Rc;
 use snnc_compiler::sema::{PopKind, Source};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -114,8 +115,9 @@ struct Window {
     start: Vec<f64>,
     /// Per step, the non-zero presynaptic values (batch, input, value).
     x: Vec<Vec<(u32, u32, f64)>>,
-    /// Per step, q = (sum_a l eps_f) / c_t (B x O).
-    q: Vec<Array2<f64>>,
+    /// Per step, q = (sum_a l eps_f) / c_t (B x O), shared by the projections whose
+    /// output trace is the same.
+    q: Vec<Rc<Array2<f64>>>,
 }
 
 impl Window {
@@ -133,7 +135,7 @@ fn flush_window(w: &mut Window, g: &mut Array2<f64>, decay: f64, eps_x_now: &[f6
     let mut r = Array2::<f64>::zeros((batch, n_post));
     for s in (0..w.q.len()).rev() {
         r.mapv_inplace(|v| v * decay);
-        r += &w.q[s];
+        r += &*w.q[s];
         for &(b, i, x) in &w.x[s] {
             let mut row = g.row_mut(i as usize);
             row.scaled_add(x, &r.row(b as usize));
@@ -359,8 +361,17 @@ pub fn gradient_of(
     let mut eps: Vec<Vec<f64>> = etrace.iter().zip(&exact).map(|(e, &ex)| if ex { vec![0.0; batch * e.n_pre * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
     let es = matches!(method, Method::EsDRtrl { .. });
     let mut eps_x: Vec<Vec<f64>> = etrace.iter().zip(&exact).map(|(e, &ex)| if es && !ex { vec![0.0; batch * e.n_pre] } else { Vec::new() }).collect();
-    let mut eps_f: Vec<Vec<f64>> =
-        etrace.iter().zip(&exact).map(|(e, &ex)| if es && !ex { vec![0.0; batch * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() }).collect();
+    // Projections into the same input of the same population (W_in and W_rec into
+    // `rec.I`) have the same Df column, hence the same output trace eps_f and the same
+    // q = l . eps_f / c: it is kept once, by the first of them (`owner`).
+    let owner: Vec<usize> = (0..etrace.len())
+        .map(|ei| (0..ei).find(|&ej| !exact[ej] && etrace[ej].pop == etrace[ei].pop && etrace[ej].input == etrace[ei].input).unwrap_or(ei))
+        .collect();
+    let mut eps_f: Vec<Vec<f64>> = etrace
+        .iter()
+        .enumerate()
+        .map(|(ei, e)| if es && !exact[ei] && owner[ei] == ei { vec![0.0; batch * net.pops[e.pop].n * k_of(e.pop)] } else { Vec::new() })
+        .collect();
     // BPTT tape: per step, per population derivatives and learning signals, and the
     // presynaptic activity of every projection.
     let mut tape: Vec<(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)> = Vec::new();
@@ -479,6 +490,7 @@ pub fn gradient_of(
                 // Bias correction of the smoothed trace, indexed by the update count as in
                 // braintrace (and switched off from step 1001 on).
                 let c = if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
+                let mut qs: Vec<Option<Rc<Array2<f64>>>> = vec![None; etrace.len()];
                 for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
                     let v = pd[e.pop].as_ref().expect("hidden");
                     let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
@@ -486,28 +498,32 @@ pub fn gradient_of(
                     for (ex, xi) in eps_x[ei].iter_mut().zip(pre) {
                         *ex = decay * *ex + xi;
                     }
-                    let f = &mut eps_f[ei];
-                    let mut new = vec![0.0; k];
-                    let mut q = Array2::<f64>::zeros((batch, n));
-                    for b in 0..batch {
-                        for o in 0..n {
-                            let m = b * n + o;
-                            let dm = &v.d[m * k * k..(m + 1) * k * k];
-                            for a in 0..k {
-                                let mut s = 0.0;
-                                for cc in 0..k {
-                                    s += dm[a * k + cc] * f[m * k + cc];
+                    if owner[ei] == ei {
+                        let f = &mut eps_f[ei];
+                        let mut new = vec![0.0; k];
+                        let mut q = Array2::<f64>::zeros((batch, n));
+                        for b in 0..batch {
+                            for o in 0..n {
+                                let m = b * n + o;
+                                let dm = &v.d[m * k * k..(m + 1) * k * k];
+                                for a in 0..k {
+                                    let mut s = 0.0;
+                                    for cc in 0..k {
+                                        s += dm[a * k + cc] * f[m * k + cc];
+                                    }
+                                    new[a] = decay * s + (1.0 - decay) * v.df[(m * k + a) * nin + e.input];
                                 }
-                                new[a] = decay * s + (1.0 - decay) * v.df[(m * k + a) * nin + e.input];
+                                f[m * k..(m + 1) * k].copy_from_slice(&new);
+                                q[[b, o]] = (0..k).map(|a| ls[e.pop][m * k + a] * new[a]).sum::<f64>() / c;
                             }
-                            f[m * k..(m + 1) * k].copy_from_slice(&new);
-                            q[[b, o]] = (0..k).map(|a| ls[e.pop][m * k + a] * new[a]).sum::<f64>() / c;
                         }
+                        qs[ei] = Some(Rc::new(q));
                     }
+                    let q = qs[owner[ei]].clone().expect("the owner comes first");
                     if record_per_step {
                         // The per-step contribution itself: eps_x^T q.
                         let ex = ArrayView2::from_shape((batch, e.n_pre), &eps_x[ei]).expect("shape");
-                        let g = ex.t().dot(&q);
+                        let g = ex.t().dot(&*q);
                         grads[ei] += &g;
                         step_grads.push((e.name.clone(), g));
                     } else {
@@ -547,7 +563,7 @@ pub fn gradient_of(
                     record_into(&mut recorded, format!("eps_{}", e.name), &[batch, e.n_pre, n, k], &eps[ei]);
                 } else if es {
                     record_into(&mut recorded, format!("eps_x_{}", e.name), &[batch, e.n_pre], &eps_x[ei]);
-                    record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &eps_f[ei]);
+                    record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &eps_f[owner[ei]]);
                 }
             }
             if let Method::EsDRtrl { decay } = method {

@@ -29,9 +29,10 @@ fn online_memory_is_flat_in_sequence_length_and_bptt_grows() {
         bytes.push(row);
     }
     eprintln!("state bytes (T = 100, 1000): ES-D-RTRL {:?}, D-RTRL {:?}, BPTT {:?}", bytes[0], bytes[1], bytes[2]);
-    // ES-D-RTRL: B*(I + O*K) per projection; D-RTRL: B*I*O*K; neither depends on T.
+    // ES-D-RTRL: B*I per projection and B*O*K per (population, input) — W_in and W_rec
+    // both drive `rec.I` and share one output trace; D-RTRL: B*I*O*K; neither grows with T.
     assert_eq!(bytes[0][0], bytes[0][1]);
-    assert_eq!(bytes[0][0], 8 * 2 * ((8 + 16) + (16 + 16)));
+    assert_eq!(bytes[0][0], 8 * 2 * ((8 + 16) + 16));
     assert_eq!(bytes[1][0], bytes[1][1]);
     assert_eq!(bytes[1][0], 8 * 2 * (8 * 16 + 16 * 16));
     // BPTT keeps every step: ten times the steps, ten times the tape.

@@ -79,6 +79,12 @@ fn learns_a_dataset_from_an_npz_file() {
     let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
     let last_test: f64 = log.lines().filter(|l| l.contains(",test,")).last().unwrap().rsplit(',').next().unwrap().parse().unwrap();
     assert!(last_test >= 0.875, "held-out accuracy {last_test} after 6 epochs\n{stdout}");
+    // Truly online: an update every 5 steps; BPTT cannot do that.
+    let o = train(&["tests/data/tiny_npz.snn", "--task", &task, "--epochs", "1", "--batches", "2", "--update-every", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = train(&["tests/data/tiny_npz.snn", "--task", &task, "--epochs", "1", "--batches", "1", "--update-every", "5", "--method", "bptt"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("need an online method"), "{}", String::from_utf8_lossy(&o.stderr));
     // A label outside the readout's range is an error naming the array.
     let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&data).unwrap());
     w.add_array("x", &x).unwrap();

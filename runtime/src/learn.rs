@@ -279,7 +279,37 @@ pub fn gradient_of(
     method: Method,
     record_per_step: bool,
 ) -> Result<Gradients, RuntimeError> {
+    gradient_online(net, trainable, data, method, record_per_step, None)
+}
+
+/// Truly online learning: every `every` steps the gradient accumulated since the last
+/// update is handed to `update` (an optimiser step), and the weights it returns are
+/// set in the network at once, while the sequence goes on (the traces carry on too).
+pub struct Online<'a> {
+    pub every: usize,
+    #[allow(clippy::type_complexity)]
+    pub update: &'a mut dyn FnMut(&[(String, Array2<f64>)]) -> Result<Vec<(String, Array2<f64>)>, RuntimeError>,
+}
+
+/// [`gradient_of`], optionally [`Online`]: then the returned `total` is what accumulated
+/// after the last update (the caller applies it at the end of the sequence).
+pub fn gradient_online(
+    net: &mut Network<f64>,
+    trainable: &[String],
+    data: &mut dyn Sequence,
+    method: Method,
+    record_per_step: bool,
+    mut online: Option<Online>,
+) -> Result<Gradients, RuntimeError> {
     let (steps, batch) = (data.steps(), data.batch());
+    if let Some(on) = &online {
+        if method == Method::Bptt {
+            return Err(RuntimeError::Input("updates within a sequence (`update_every`) need an online method (d-rtrl, es-d-rtrl), not BPTT".into()));
+        }
+        if on.every == 0 {
+            return Err(RuntimeError::Input("`update_every` must be at least 1 step".into()));
+        }
+    }
     if batch != net.batch {
         return Err(RuntimeError::Input(format!("the data has batch {batch}, the network was built for {}", net.batch)));
     }
@@ -549,6 +579,20 @@ pub fn gradient_of(
         }
         if method == Method::Bptt {
             tape.push((pd, ls, trace.pre.clone()));
+        }
+        if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
+            if let Method::EsDRtrl { decay } = method {
+                for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
+                    flush_window(&mut windows[ei], &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);
+                }
+            }
+            let mut so_far: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().cloned()).collect();
+            so_far.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().cloned()));
+            for (name, w) in (on.update)(&so_far)? {
+                let (i, ..) = net.projection(&name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection `{name}`")))?;
+                net.set_dense_weights(i, w)?;
+            }
+            grads.iter_mut().chain(plain_grads.iter_mut()).for_each(|g| g.fill(0.0));
         }
         if record_per_step {
             for &p in &hidden {

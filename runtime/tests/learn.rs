@@ -259,7 +259,7 @@ network n {
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 5.0, None);
     for k in 0..5 {
         let mut data = RandomSpikes::new(30, 2, 6, 3, 0.3, k);
-        train_batch(&make, &mut w, &train, &mut data, &[0, 0], Method::EsDRtrl { decay: 0.9 }, &mut opt).unwrap();
+        train_batch(&make, &mut w, &train, &mut data, &[0, 0], Method::EsDRtrl { decay: 0.9 }, &mut opt, None).unwrap();
         check(&w);
     }
     for i in 0..2 {
@@ -287,4 +287,57 @@ fn evaluation_and_training_see_the_same_forward_pass() {
     let r = evaluate(&|| Ok(build_text(&text, &plain)), &weights, &mut task, &labels).unwrap();
     let per_trial = g.loss / 4.0;
     assert!((r.loss - per_trial).abs() <= 1e-9 * per_trial.abs(), "evaluate {} vs training {per_trial}", r.loss);
+}
+
+/// Truly online updates: the pieces of gradient handed to the optimiser every N steps,
+/// plus the remainder, add up to the whole sequence's gradient when the weights do not
+/// change (the lazy ES-D-RTRL windows are flushed exactly at each update), and the
+/// updates come at the right steps. BPTT cannot update within a sequence.
+#[test]
+fn online_updates_split_the_sequence_gradient_exactly() {
+    use snnc_runtime::learn::{Online, gradient_online};
+    let text = stacked_text("LeakyReadout[2] { tau = 20 ms }");
+    // Smooth spikes keep every layer active, so no gradient is trivially zero.
+    let opts = Options { batch: 2, seed: 6, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let train: Vec<String> = STACK.map(String::from).to_vec();
+    for method in [Method::EsDRtrl { decay: 0.95 }, Method::DRtrl] {
+        let whole = gradient_of(&mut build_text(&text, &opts), &train, &mut RandomSpikes::new(100, 2, 3, 2, 0.5, 8), method, false).unwrap();
+        let mut net = build_text(&text, &opts);
+        let unchanged = weights_of_net(&net, &train);
+        let mut pieces: Vec<Vec<(String, ndarray::Array2<f64>)>> = Vec::new();
+        let mut update = |g: &[(String, ndarray::Array2<f64>)]| {
+            pieces.push(g.to_vec());
+            Ok(unchanged.clone())
+        };
+        let rest = gradient_online(&mut net, &train, &mut RandomSpikes::new(100, 2, 3, 2, 0.5, 8), method, false, Some(Online { every: 30, update: &mut update })).unwrap();
+        assert_eq!(pieces.len(), 3, "updates after steps 30, 60 and 90");
+        let mut checked = 0;
+        for name in STACK {
+            let mut sum = rest.get(name).unwrap().clone();
+            for p in &pieces {
+                sum += &p.iter().find(|(n, _)| n == name).unwrap().1;
+            }
+            let w = whole.get(name).unwrap();
+            let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let e = (&sum - w).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(e <= 1e-12 * scale, "{method:?} {name}: pieces vs whole differ by {e:e} (largest entry {scale:e})");
+            checked += usize::from(scale > 0.0);
+        }
+        assert!(checked >= 3, "{method:?}: most gradients are not trivially zero");
+        // The first piece is exactly the gradient of the first 30 steps (RandomSpikes
+        // draws step t the same whatever the length): nothing pending is left out.
+        let first = gradient_of(&mut build_text(&text, &opts), &train, &mut RandomSpikes::new(30, 2, 3, 2, 0.5, 8), method, false).unwrap();
+        for name in STACK {
+            let (a, b) = (&pieces[0].iter().find(|(n, _)| n == name).unwrap().1, first.get(name).unwrap());
+            let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!((a - b).iter().all(|v| v.abs() <= 1e-12 * scale), "{method:?} {name}: the first update is not the first 30 steps' gradient");
+        }
+    }
+    let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::network::RuntimeError> { unreachable!() };
+    let r = gradient_online(&mut build_text(&text, &opts), &train, &mut RandomSpikes::new(10, 2, 3, 2, 0.5, 8), Method::Bptt, false, Some(Online { every: 5, update: &mut never }));
+    assert!(r.err().unwrap().to_string().contains("need an online method"));
+}
+
+fn weights_of_net(net: &Network<f64>, names: &[String]) -> Vec<(String, ndarray::Array2<f64>)> {
+    snnc_runtime::train::weights_of(net, names)
 }

@@ -83,6 +83,10 @@ pub struct Args {
     /// Clip the global gradient norm.
     #[arg(long)]
     pub grad_clip: Option<f64>,
+    /// Truly online learning: an optimiser step every N steps within each sequence (and
+    /// one at its end), instead of one per batch. Online methods only.
+    #[arg(long, value_name = "N")]
+    pub update_every: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Directory for `log.csv` and `checkpoint.safetensors`.
@@ -145,6 +149,7 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         lr: None,
         optimizer: None,
         grad_clip: None,
+        update_every: None,
         seed: a.seed,
         out: None,
         resume: Some(a.weights),
@@ -209,6 +214,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let batch = args.batch.or_else(|| num("batch").map(|v| v as usize)).unwrap_or(16).max(1);
     let seed = args.seed.or_else(|| num("seed").map(|v| v as u64)).unwrap_or(0);
     let clip = args.grad_clip.or_else(|| num("grad_clip"));
+    let update_every = args.update_every.or_else(|| num("update_every").map(|v| v as usize));
     let dt = def.dt.unwrap_or(1e-3);
     let delay = args.delay.unwrap_or(1.0);
     let trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
@@ -308,7 +314,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         for b in 0..args.batches {
             train_task.next_batch();
             let labels = train_task.labels().to_vec();
-            let r = match train_batch(&make_net, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt) {
+            let r = match train_batch(&make_net, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every) {
                 Ok(r) => r,
                 Err(e) => return fail(e.to_string()),
             };

@@ -4,8 +4,8 @@
 pub mod dataset;
 pub mod tasks;
 
-use crate::learn::{Method, Sequence, gradient_of};
-use crate::network::{Network, RuntimeError, apply_sign};
+use crate::learn::{Method, Online, Sequence, gradient_of, gradient_online};
+use crate::network::{Network, RuntimeError, Sign, apply_sign};
 use ndarray::Array2;
 use std::collections::HashMap;
 use std::path::Path;
@@ -134,7 +134,8 @@ pub fn set_weights(net: &mut Network<f64>, weights: &[(String, Array2<f64>)]) ->
 }
 
 /// Runs one batch: gradient over the sequences from the network's initial state, then one
-/// optimiser step. `labels` gives the class of each batch element for the accuracy.
+/// optimiser step (with `update_every = Some(n)`, also one every n steps within the
+/// sequence: truly online learning). `labels` gives the class of each batch element for the accuracy.
 pub fn train_batch(
     make_net: &dyn Fn() -> Result<Network<f64>, RuntimeError>,
     weights: &mut Vec<(String, Array2<f64>)>,
@@ -143,18 +144,32 @@ pub fn train_batch(
     labels: &[usize],
     method: Method,
     opt: &mut Optimizer,
+    update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
     let mut net = make_net()?;
     set_weights(&mut net, weights)?;
-    let g = gradient_of(&mut net, trainable, data, method, false)?;
-    opt.update(weights, &g.total);
-    // Sign-constrained projections: the update is projected back onto their sign
-    // (weights that would cross zero stop at zero).
-    for (name, w) in weights.iter_mut() {
-        if let Some(sign) = net.projection(name).and_then(|(i, ..)| net.projection_sign(i)) {
-            w.mapv_inplace(|v| if apply_sign(Some(sign), v) == v { v } else { 0.0 });
+    let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
+    // One optimiser step; sign-constrained projections are projected back onto their
+    // sign (weights that would cross zero stop at zero).
+    let mut step = |weights: &mut Vec<(String, Array2<f64>)>, grads: &[(String, Array2<f64>)]| {
+        opt.update(weights, grads);
+        for ((_, w), sign) in weights.iter_mut().zip(&signs) {
+            if let Some(sign) = *sign {
+                w.mapv_inplace(|v| if apply_sign(Some(sign), v) == v { v } else { 0.0 });
+            }
         }
-    }
+    };
+    let g = match update_every {
+        None => gradient_of(&mut net, trainable, data, method, false)?,
+        Some(every) => {
+            let mut update = |grads: &[(String, Array2<f64>)]| {
+                step(weights, grads);
+                Ok(weights.clone())
+            };
+            gradient_online(&mut net, trainable, data, method, false, Some(Online { every, update: &mut update }))?
+        }
+    };
+    step(weights, &g.total);
     Ok(report(&net, data.steps(), g.loss, &g.evidence, labels))
 }
 

@@ -1,14 +1,15 @@
 //! Gradients of a sequence loss: BPTT (exact), D-RTRL and ES-D-RTRL (online, with
 //! eligibility traces), as defined in ../shared/ALGORITHMS.md and the braintrace golden
 //! files. The per-neuron Jacobians D, Df and the spike's surrogate derivative come from
-//! the compiler (the step's IR), evaluated here with the reference interpreter in f64.
+//! the compiler (the step's IR) and are written by the population's step kernel in the
+//! same pass as the step (interpreter or JIT, f64).
 //!
 //! Supported today: hidden spiking populations (stacked or recurrent) whose trainable
 //! dense projections come from external inputs or spiking populations (etrace weights),
 //! read by one readout: the stateless `Linear` (plain weights: exact same-step gradient)
-//! or a model with dynamics such as `LeakyReadout` (its weights are etrace weights like
-//! any other; the loss reads its first state). Losses: MSE or cross-entropy per step,
-//! masked, summed over steps.
+//! or a model with dynamics such as `LeakyReadout` (the loss reads its first state; its
+//! weights get their exact trace in every method). Losses: MSE or cross-entropy per
+//! step, masked, summed over steps.
 
 use crate::network::{Network, RuntimeError, StepTrace};
 use ndarray::{Array2, Array3, ArrayView2, Axis};
@@ -221,6 +222,27 @@ pub fn step_loss(kind: Loss, y: &[f64], target: &[f64], grad: Option<&mut [f64]>
     }
 }
 
+/// Adds step `t`'s masked loss of every batch element (`y`, `target`: batch x outputs) to
+/// the return value and the masked output to `evidence`; with `err`, writes dL^t/dy.
+pub(crate) fn masked_step_loss(kind: Loss, y: &[f64], target: &[f64], mask: &[f64], evidence: &mut Array2<f64>, mut err: Option<&mut [f64]>) -> f64 {
+    let o = evidence.ncols();
+    let mut loss = 0.0;
+    for (b, &m) in mask.iter().enumerate().filter(|(_, m)| **m != 0.0) {
+        let rows = b * o..(b + 1) * o;
+        let (yb, tb) = (&y[rows.clone()], &target[rows.clone()]);
+        evidence.row_mut(b).iter_mut().zip(yb).for_each(|(e, v)| *e += m * v);
+        match err.as_deref_mut() {
+            Some(e) => {
+                let g = &mut e[rows];
+                loss += m * step_loss(kind, yb, tb, Some(&mut *g));
+                g.iter_mut().for_each(|v| *v *= m);
+            }
+            None => loss += m * step_loss(kind, yb, tb, None),
+        }
+    }
+    loss
+}
+
 /// Sequences held in memory: `x[i]` is (T, B, size_i), `target` is (T, B, readouts).
 pub struct InMemory<'a> {
     pub x: &'a [Array3<f64>],
@@ -420,20 +442,9 @@ pub fn gradient_online(
         let ext_refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
         net.step_traced(&ext_refs, Some(&mut trace))?;
         // Loss and its gradient at the readout.
-        let y = if linear_readout { &net.pops[r].output } else { &net.pops[r].states[0] };
         let o = net.pops[r].n;
         let mut err = vec![0.0; batch * o];
-        for b in 0..batch {
-            let (yb, tb, m) = (&y[b * o..(b + 1) * o], &tgt[b * o..(b + 1) * o], mask[b]);
-            if m == 0.0 {
-                continue;
-            }
-            for j in 0..o {
-                evidence[[b, j]] += m * yb[j];
-            }
-            loss += m * step_loss(loss_kind, yb, tb, Some(&mut err[b * o..(b + 1) * o]));
-            err[b * o..(b + 1) * o].iter_mut().for_each(|e| *e *= m);
-        }
+        loss += masked_step_loss(loss_kind, net.pops[r].readout_output(), &tgt, &mask, &mut evidence, Some(&mut err));
         let err_m = ArrayView2::from_shape((batch, o), &err).expect("shape");
         // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.
         let mut dlds: Vec<Vec<f64>> = net.pops.iter().map(|p| vec![0.0; batch * p.n]).collect();
@@ -464,11 +475,8 @@ pub fn gradient_online(
             let v = read_derivs(net, p)?;
             let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
             ls[p] = (0..batch * n * k).map(|ik| dlds[p][ik / k] * v.ds[ik]).collect();
-            if method != Method::Bptt {
+            if method != Method::Bptt && ls[p].iter().any(|x| *x != 0.0) {
                 for &(proj, q, _, input, _) in hidden_links.iter().filter(|l| l.2 == p && l.4) {
-                    if ls[p].iter().all(|x| *x == 0.0) {
-                        break;
-                    }
                     let mu = Array2::from_shape_fn((batch, n), |(b, o)| {
                         let m = b * n + o;
                         (0..k).map(|a| ls[p][m * k + a] * v.df[(m * k + a) * nin + input]).sum::<f64>()
@@ -480,99 +488,96 @@ pub fn gradient_online(
             pd[p] = Some(v);
         }
         let mut step_grads = Vec::new();
-        {
-            {
-                for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| exact[*ei]) {
-                    let v = pd[e.pop].as_ref().expect("hidden");
-                    let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
-                    let pre = &trace.pre[e.index];
-                    let tr = &mut eps[ei];
-                    let mut g = Array2::<f64>::zeros((e.n_pre, n));
+        // Exact traces: D-RTRL, and the readout's weights in every online method.
+        for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| exact[*ei]) {
+            let v = pd[e.pop].as_ref().expect("hidden");
+            let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
+            let pre = &trace.pre[e.index];
+            let tr = &mut eps[ei];
+            let mut g = Array2::<f64>::zeros((e.n_pre, n));
+            let mut new = vec![0.0; k];
+            for b in 0..batch {
+                for o in 0..n {
+                    let m = b * n + o;
+                    let dm = &v.d[m * k * k..(m + 1) * k * k];
+                    for i in 0..e.n_pre {
+                        let base = ((b * e.n_pre + i) * n + o) * k;
+                        let xi = pre[b * e.n_pre + i];
+                        for a in 0..k {
+                            let mut s = 0.0;
+                            for c in 0..k {
+                                s += dm[a * k + c] * tr[base + c];
+                            }
+                            new[a] = s + xi * v.df[(m * k + a) * nin + e.input];
+                        }
+                        tr[base..base + k].copy_from_slice(&new);
+                        let mut gi = 0.0;
+                        for a in 0..k {
+                            gi += ls[e.pop][m * k + a] * new[a];
+                        }
+                        g[[i, o]] += gi;
+                    }
+                }
+            }
+            grads[ei] += &g;
+            step_grads.push((e.name.clone(), g));
+        }
+        if let Method::EsDRtrl { decay } = method {
+            // Bias correction of the smoothed trace, indexed by the update count as in
+            // braintrace (and switched off from step 1001 on).
+            let c = if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
+            let mut qs: Vec<Option<Rc<Array2<f64>>>> = vec![None; etrace.len()];
+            for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
+                let v = pd[e.pop].as_ref().expect("hidden");
+                let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
+                let pre = &trace.pre[e.index];
+                for (ex, xi) in eps_x[ei].iter_mut().zip(pre) {
+                    *ex = decay * *ex + xi;
+                }
+                if owner[ei] == ei {
+                    let f = &mut eps_f[ei];
                     let mut new = vec![0.0; k];
+                    let mut q = Array2::<f64>::zeros((batch, n));
                     for b in 0..batch {
                         for o in 0..n {
                             let m = b * n + o;
                             let dm = &v.d[m * k * k..(m + 1) * k * k];
-                            for i in 0..e.n_pre {
-                                let base = ((b * e.n_pre + i) * n + o) * k;
-                                let xi = pre[b * e.n_pre + i];
-                                for a in 0..k {
-                                    let mut s = 0.0;
-                                    for c in 0..k {
-                                        s += dm[a * k + c] * tr[base + c];
-                                    }
-                                    new[a] = s + xi * v.df[(m * k + a) * nin + e.input];
+                            for a in 0..k {
+                                let mut s = 0.0;
+                                for cc in 0..k {
+                                    s += dm[a * k + cc] * f[m * k + cc];
                                 }
-                                tr[base..base + k].copy_from_slice(&new);
-                                let mut gi = 0.0;
-                                for a in 0..k {
-                                    gi += ls[e.pop][m * k + a] * new[a];
-                                }
-                                g[[i, o]] += gi;
+                                new[a] = decay * s + (1.0 - decay) * v.df[(m * k + a) * nin + e.input];
                             }
+                            f[m * k..(m + 1) * k].copy_from_slice(&new);
+                            q[[b, o]] = (0..k).map(|a| ls[e.pop][m * k + a] * new[a]).sum::<f64>() / c;
                         }
                     }
+                    qs[ei] = Some(Rc::new(q));
+                }
+                let q = qs[owner[ei]].clone().expect("the owner comes first");
+                if record_per_step {
+                    // The per-step contribution itself: eps_x^T q.
+                    let ex = ArrayView2::from_shape((batch, e.n_pre), &eps_x[ei]).expect("shape");
+                    let g = ex.t().dot(&*q);
                     grads[ei] += &g;
                     step_grads.push((e.name.clone(), g));
-                }
-            }
-            if let Method::EsDRtrl { decay } = method {
-                // Bias correction of the smoothed trace, indexed by the update count as in
-                // braintrace (and switched off from step 1001 on).
-                let c = if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
-                let mut qs: Vec<Option<Rc<Array2<f64>>>> = vec![None; etrace.len()];
-                for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
-                    let v = pd[e.pop].as_ref().expect("hidden");
-                    let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
-                    let pre = &trace.pre[e.index];
-                    for (ex, xi) in eps_x[ei].iter_mut().zip(pre) {
-                        *ex = decay * *ex + xi;
-                    }
-                    if owner[ei] == ei {
-                        let f = &mut eps_f[ei];
-                        let mut new = vec![0.0; k];
-                        let mut q = Array2::<f64>::zeros((batch, n));
-                        for b in 0..batch {
-                            for o in 0..n {
-                                let m = b * n + o;
-                                let dm = &v.d[m * k * k..(m + 1) * k * k];
-                                for a in 0..k {
-                                    let mut s = 0.0;
-                                    for cc in 0..k {
-                                        s += dm[a * k + cc] * f[m * k + cc];
-                                    }
-                                    new[a] = decay * s + (1.0 - decay) * v.df[(m * k + a) * nin + e.input];
-                                }
-                                f[m * k..(m + 1) * k].copy_from_slice(&new);
-                                q[[b, o]] = (0..k).map(|a| ls[e.pop][m * k + a] * new[a]).sum::<f64>() / c;
-                            }
-                        }
-                        qs[ei] = Some(Rc::new(q));
-                    }
-                    let q = qs[owner[ei]].clone().expect("the owner comes first");
-                    if record_per_step {
-                        // The per-step contribution itself: eps_x^T q.
-                        let ex = ArrayView2::from_shape((batch, e.n_pre), &eps_x[ei]).expect("shape");
-                        let g = ex.t().dot(&*q);
-                        grads[ei] += &g;
-                        step_grads.push((e.name.clone(), g));
-                    } else {
-                        // Lazily: sum_t eps_x^t q^t over a window is
-                        //   eps_x^{t0-1} (x) sum_t decay^{t-t0+1} q^t  +  sum_s x^s (x) r^s,
-                        // r^s = sum_{t>=s} decay^{t-s} q^t; x^s is sparse (spikes), so the
-                        // O(B I O) product is done once per window instead of every step.
-                        let w = &mut windows[ei];
-                        let nz: Vec<(u32, u32, f64)> = pre
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, x)| **x != 0.0)
-                            .map(|(j, x)| ((j / e.n_pre) as u32, (j % e.n_pre) as u32, *x))
-                            .collect();
-                        w.x.push(nz);
-                        w.q.push(q);
-                        if w.q.len() == WINDOW {
-                            flush_window(w, &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);
-                        }
+                } else {
+                    // Lazily: sum_t eps_x^t q^t over a window is
+                    //   eps_x^{t0-1} (x) sum_t decay^{t-t0+1} q^t  +  sum_s x^s (x) r^s,
+                    // r^s = sum_{t>=s} decay^{t-s} q^t; x^s is sparse (spikes), so the
+                    // O(B I O) product is done once per window instead of every step.
+                    let w = &mut windows[ei];
+                    let nz: Vec<(u32, u32, f64)> = pre
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, x)| **x != 0.0)
+                        .map(|(j, x)| ((j / e.n_pre) as u32, (j % e.n_pre) as u32, *x))
+                        .collect();
+                    w.x.push(nz);
+                    w.q.push(q);
+                    if w.q.len() == WINDOW {
+                        flush_window(w, &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);
                     }
                 }
             }

@@ -182,6 +182,22 @@ pub struct StepTrace<T> {
     pub pre: Vec<Vec<T>>,
 }
 
+impl<T> Population<T> {
+    /// What a readout gives the loss this step: `x W` for the stateless `Linear`, the
+    /// first state for a model with dynamics (e.g. `LeakyReadout`'s `r`).
+    pub fn readout_output(&self) -> &[T] {
+        if self.step.is_none() { &self.output } else { &self.states[0] }
+    }
+}
+
+/// Dale's law after an update: a weight that crossed to the wrong side of zero stops at zero.
+pub fn project_onto_sign(sign: Sign, w: f64) -> f64 {
+    match sign {
+        Sign::Excitatory => w.max(0.0),
+        Sign::Inhibitory => w.min(0.0),
+    }
+}
+
 pub struct Network<T> {
     pub name: String,
     pub dt: f64,

@@ -380,11 +380,5 @@ fn parse_input(spec: &str, inputs: &[(String, usize)]) -> Result<(usize, InputSo
 /// Sets the dense weights stored in checkpoint `ck` (written by `snnc train`).
 fn load_weights<T: GpuFloat>(network: &mut Network<T>, ck: &std::path::Path) -> Result<(), String> {
     let (weights, _) = snnc_runtime::train::load_checkpoint(ck).map_err(|e| e.to_string())?;
-    for (name, w) in weights {
-        let (i, ..) = network
-            .projection(&name)
-            .ok_or_else(|| format!("checkpoint `{}` has weights `{name}`, but the network has no projection of that name", ck.display()))?;
-        network.set_dense_weights(i, w.mapv(T::from_f64)).map_err(|e| format!("checkpoint `{}`: {e}", ck.display()))?;
-    }
-    Ok(())
+    snnc_runtime::train::set_weights(network, &weights).map_err(|e| format!("checkpoint `{}`: {e}", ck.display()))
 }

@@ -279,11 +279,15 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         trainable.len(),
     );
     }
-    // Held-out trials: the same generator with the test seed (the same trials every
-    // time), batch by batch.
-    let held_out = |weights: &[(String, ndarray::Array2<f64>)]| -> Result<BatchReport, String> {
+    // Held-out trials: the same generator with the test seed, or the file's held-out
+    // samples, made once and restarted for each evaluation (the same trials every time).
+    let mut test_task = match make_task(Split::Test, test_seed) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let mut held_out = |weights: &[(String, ndarray::Array2<f64>)]| -> Result<BatchReport, String> {
         let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
-        let mut test_task = make_task(Split::Test, test_seed)?;
+        test_task.restart();
         for _ in 0..args.test_batches {
             let labels = test_task.labels().to_vec();
             let r = evaluate(&make_eval_net, weights, test_task.as_mut(), &labels).map_err(|e| e.to_string())?;
@@ -338,15 +342,22 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         };
         let n = args.batches.max(1) as f64;
         let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
-        let acc = |a: f64| if classifies { format!(", accuracy {:.1} %", 100.0 * a) } else { String::new() };
+        let acc = |what: &str, a: f64| if classifies { format!(", {what} {:.1} %", 100.0 * a) } else { String::new() };
         if args.test_batches > 0 {
-            println!("epoch {epoch}: loss {:.4}{}, test loss {:.4}{}, rates {}", sl / n, acc(sa / n), test.loss, acc(test.accuracy).replace("accuracy", "test accuracy"), rates.join(", "));
+            println!(
+                "epoch {epoch}: loss {:.4}{}, test loss {:.4}{}, rates {}",
+                sl / n,
+                acc("accuracy", sa / n),
+                test.loss,
+                acc("test accuracy", test.accuracy),
+                rates.join(", ")
+            );
             if let Some(f) = &mut log {
                 let _ = writeln!(f, "{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy);
             }
             curves.test.push((curves.train.len(), test.loss, test.accuracy));
         } else {
-            println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc(sa / n), rates.join(", "));
+            println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc("accuracy", sa / n), rates.join(", "));
         }
         if let Some(dir) = &args.out {
             if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &weights, &[("epoch", (epoch + 1).to_string())]) {

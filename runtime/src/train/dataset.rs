@@ -76,6 +76,7 @@ pub struct NpzDataset {
     /// Position of the current batch in `order`.
     cursor: usize,
     pass: u64,
+    split: Split,
     rng: Rng,
     current: Vec<usize>,
     labels: Vec<usize>,
@@ -139,11 +140,8 @@ impl NpzDataset {
         if order.is_empty() {
             return Err(RuntimeError::Input(format!("`{}` has no samples for the {split:?} split", path.display())));
         }
-        let mut d = NpzDataset { x, targets, mask, outputs, batch, order, cursor: 0, pass: 0, rng: Rng::new(seed), current: Vec::new(), labels: Vec::new() };
-        if split == Split::Train {
-            d.shuffle();
-        }
-        d.select();
+        let mut d = NpzDataset { x, targets, mask, outputs, batch, order, cursor: 0, pass: 0, split, rng: Rng::new(seed), current: Vec::new(), labels: Vec::new() };
+        d.restart();
         Ok(d)
     }
 
@@ -188,6 +186,15 @@ impl Task for NpzDataset {
     }
     fn labels(&self) -> &[usize] {
         &self.labels
+    }
+    fn restart(&mut self) {
+        // The split's samples are a range of indices: sorted, they are the start order.
+        self.order.sort_unstable();
+        (self.cursor, self.pass) = (0, 0);
+        if self.split == Split::Train {
+            self.shuffle();
+        }
+        self.select();
     }
     fn classifies(&self) -> bool {
         matches!(self.targets, Targets::Labels(_))

@@ -4,8 +4,8 @@
 pub mod dataset;
 pub mod tasks;
 
-use crate::learn::{Method, Online, Sequence, gradient_of, gradient_online};
-use crate::network::{Network, RuntimeError, Sign, apply_sign};
+use crate::learn::{Method, Online, Sequence, gradient_online, masked_step_loss};
+use crate::network::{Float, Network, RuntimeError, Sign, project_onto_sign};
 use ndarray::Array2;
 use std::collections::HashMap;
 use std::path::Path;
@@ -124,11 +124,11 @@ pub fn weights_of(net: &Network<f64>, names: &[String]) -> Vec<(String, Array2<f
         .collect()
 }
 
-/// Loads `weights` into `net` (by projection name).
-pub fn set_weights(net: &mut Network<f64>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+/// Loads `weights` into `net` (by projection name), in the network's float type.
+pub fn set_weights<T: Float>(net: &mut Network<T>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
     for (n, w) in weights {
         let (i, ..) = net.projection(n).ok_or_else(|| RuntimeError::Input(format!("the network has no projection `{n}`")))?;
-        net.set_dense_weights(i, w.clone())?;
+        net.set_dense_weights(i, w.mapv(T::from_f64))?;
     }
     Ok(())
 }
@@ -155,20 +155,16 @@ pub fn train_batch(
         opt.update(weights, grads);
         for ((_, w), sign) in weights.iter_mut().zip(&signs) {
             if let Some(sign) = *sign {
-                w.mapv_inplace(|v| if apply_sign(Some(sign), v) == v { v } else { 0.0 });
+                w.mapv_inplace(|v| project_onto_sign(sign, v));
             }
         }
     };
-    let g = match update_every {
-        None => gradient_of(&mut net, trainable, data, method, false)?,
-        Some(every) => {
-            let mut update = |grads: &[(String, Array2<f64>)]| {
-                step(weights, grads);
-                Ok(weights.clone())
-            };
-            gradient_online(&mut net, trainable, data, method, false, Some(Online { every, update: &mut update }))?
-        }
+    let mut update = |grads: &[(String, Array2<f64>)]| {
+        step(weights, grads);
+        Ok(weights.clone())
     };
+    let online = update_every.map(|every| Online { every, update: &mut update });
+    let g = gradient_online(&mut net, trainable, data, method, false, online)?;
     step(weights, &g.total);
     Ok(report(&net, data.steps(), g.loss, &g.evidence, labels))
 }
@@ -201,18 +197,7 @@ pub fn evaluate(
         data.mask(t, &mut mask);
         let refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
         net.step(&refs)?;
-        let pop = &net.pops[r];
-        let y = if pop.step.is_none() { &pop.output } else { &pop.states[0] };
-        for b in 0..batch {
-            if mask[b] == 0.0 {
-                continue;
-            }
-            let (yb, tb) = (&y[b * n_out..(b + 1) * n_out], &tgt[b * n_out..(b + 1) * n_out]);
-            loss += mask[b] * crate::learn::step_loss(kind, yb, tb, None);
-            for j in 0..n_out {
-                evidence[[b, j]] += mask[b] * yb[j];
-            }
-        }
+        loss += masked_step_loss(kind, net.pops[r].readout_output(), &tgt, &mask, &mut evidence, None);
     }
     Ok(report(&net, data.steps(), loss, &evidence, labels))
 }

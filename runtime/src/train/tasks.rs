@@ -23,10 +23,17 @@ pub trait Task: Sequence {
     fn classifies(&self) -> bool {
         true
     }
+    /// Back to the first batch: the same trials again (a held-out set is re-served
+    /// every epoch without being rebuilt).
+    fn restart(&mut self);
 }
 
 impl Task for Dms {
     fn next_batch(&mut self) {
+        self.new_batch();
+    }
+    fn restart(&mut self) {
+        self.batch_index = 0;
         self.new_batch();
     }
     fn labels(&self) -> &[usize] {
@@ -36,6 +43,10 @@ impl Task for Dms {
 
 impl Task for Evidence {
     fn next_batch(&mut self) {
+        self.new_batch();
+    }
+    fn restart(&mut self) {
+        self.batch_index = 0;
         self.new_batch();
     }
     fn labels(&self) -> &[usize] {

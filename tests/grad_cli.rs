@@ -18,7 +18,7 @@ fn tensor3(v: &Value) -> Array3<f64> {
 #[test]
 fn grad_command_reproduces_golden_alif() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let g: Value = serde_json::from_str(&std::fs::read_to_string(format!("{root}/../shared/golden/golden_alif.json")).unwrap()).unwrap();
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(format!("{root}/tests/data/golden/golden_alif.json")).unwrap()).unwrap();
     let dir = std::env::temp_dir().join(format!("snnc-grad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let seq = dir.join("seq.npz");

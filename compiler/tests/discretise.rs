@@ -217,8 +217,9 @@ fn network_populations_match_finite_differences() {
 // ------------------------------------------------------------------ golden files
 
 fn golden(name: &str) -> serde_json::Value {
-    let path = root().join("../shared/golden").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e} (the golden files live in ../shared/golden)", path.display()));
+    // Copies of ../shared/golden (braintrace 0.2.8), so the suite runs from any clone.
+    let path = root().join("tests/data/golden").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("golden json")
 }
 

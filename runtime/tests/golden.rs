@@ -1,4 +1,4 @@
-//! The braintrace golden files (../shared/golden, float64): the forward pass and the
+//! The braintrace golden files (tests/data/golden: copies of ../shared/golden, float64): the forward pass and the
 //! gradients of BPTT, D-RTRL and ES-D-RTRL (totals and per step) for recurrent LIF,
 //! recurrent ALIF (K = 2) and feed-forward LIF networks written as `.snn` files.
 use ndarray::{Array2, Array3};
@@ -14,7 +14,7 @@ fn root() -> &'static Path {
 }
 
 fn golden(name: &str) -> Value {
-    let p = root().join("../shared/golden").join(name);
+    let p = root().join("tests/data/golden").join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 

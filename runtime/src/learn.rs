@@ -353,14 +353,23 @@ pub fn gradient_online(
     // Projections: etrace (into hidden populations) and plain (into the readout).
     let mut etrace = Vec::new();
     let mut plain = Vec::new();
-    let mut into_readout = Vec::new();
-    let mut hidden_links = Vec::new(); // (proj, from pop, to pop, input, read now?)
+    let mut into_readout = Vec::new(); // (proj, source, state read instead of spikes)
+    let mut hidden_links = Vec::new(); // (proj, from pop, to pop, input, read now?, state read)
     for name in net.projections().iter().map(|(n, _)| n.clone()) {
         let (i, from, to, input) = net.projection(&name).expect("exists");
         let dense = net.dense_weights(i).is_some();
         let is_trainable = trainable.contains(&name);
+        let state = net.projection_state(i);
+        if let (Some(j), Source::Pop(q)) = (state, from) {
+            if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
+                return Err(RuntimeError::Build(format!(
+                    "`{name}` reads `{}.{}`, which is not one of its hidden states: no gradient through it",
+                    net.pops[q].name, net.pops[q].state_names[j]
+                )));
+            }
+        }
         if to == r && linear_readout {
-            into_readout.push((i, from));
+            into_readout.push((i, from, state));
             if is_trainable {
                 plain.push((i, name.clone()));
             }
@@ -370,7 +379,7 @@ pub fn gradient_online(
             if !dense {
                 return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
             }
-            hidden_links.push((i, q, to, input, q < to));
+            hidden_links.push((i, q, to, input, q < to, state));
         }
         if is_trainable {
             if !dense {
@@ -448,13 +457,15 @@ pub fn gradient_online(
         let err_m = ArrayView2::from_shape((batch, o), &err).expect("shape");
         // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.
         let mut dlds: Vec<Vec<f64>> = net.pops.iter().map(|p| vec![0.0; batch * p.n]).collect();
-        for &(i, from) in &into_readout {
+        // dL^t/dh^t directly, for the states that projections read (membrane readouts).
+        let mut dldh: Vec<Vec<f64>> = (0..net.pops.len()).map(|p| vec![0.0; batch * net.pops[p].n * k_of(p)]).collect();
+        for &(i, from, state) in &into_readout {
             let Source::Pop(q) = from else {
                 return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
             };
             let w = net.dense_weights(i).ok_or_else(|| RuntimeError::Build("the readout's weights must be dense".into()))?;
             let d = err_m.dot(&w.t());
-            dlds[q].iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+            add_signal(&mut dlds[q], &mut dldh[q], k_of(q), state, &d);
             if let Some(pi) = plain.iter().position(|(pi, _)| *pi == i) {
                 let pre = ArrayView2::from_shape((batch, w.nrows()), &trace.pre[i]).expect("shape");
                 plain_grads[pi] += &pre.t().dot(&err_m);
@@ -474,15 +485,15 @@ pub fn gradient_online(
         for &p in hidden.iter().rev() {
             let v = read_derivs(net, p)?;
             let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
-            ls[p] = (0..batch * n * k).map(|ik| dlds[p][ik / k] * v.ds[ik]).collect();
+            ls[p] = (0..batch * n * k).map(|ik| dlds[p][ik / k] * v.ds[ik] + dldh[p][ik]).collect();
             if method != Method::Bptt && ls[p].iter().any(|x| *x != 0.0) {
-                for &(proj, q, _, input, _) in hidden_links.iter().filter(|l| l.2 == p && l.4) {
+                for &(proj, q, _, input, _, state) in hidden_links.iter().filter(|l| l.2 == p && l.4) {
                     let mu = Array2::from_shape_fn((batch, n), |(b, o)| {
                         let m = b * n + o;
                         (0..k).map(|a| ls[p][m * k + a] * v.df[(m * k + a) * nin + input]).sum::<f64>()
                     });
                     let d = mu.dot(&net.dense_weights(proj).expect("dense").t());
-                    dlds[q].iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+                    add_signal(&mut dlds[q], &mut dldh[q], k_of(q), state, &d);
                 }
             }
             pd[p] = Some(v);
@@ -647,6 +658,15 @@ pub fn gradient_online(
     Ok(Gradients { loss, total, per_step, state_bytes, evidence, recorded })
 }
 
+/// Adds `d` (B x n, the loss's derivative with respect to what a projection read) to
+/// dL/ds of its source, or to dL/dh of the state `state` when it read that state.
+fn add_signal(dlds: &mut [f64], dldh: &mut [f64], k: usize, state: Option<usize>, d: &Array2<f64>) {
+    match state {
+        None => dlds.iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b),
+        Some(j) => dldh.iter_mut().skip(j).step_by(k).zip(d.iter()).for_each(|(a, b)| *a += b),
+    }
+}
+
 /// Reverse-mode accumulation through the whole sequence (BPTT), including the paths
 /// through recurrent and feed-forward spikes between populations.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -654,7 +674,7 @@ fn backward(
     net: &Network<f64>,
     tape: &[(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)],
     etrace: &[EtraceProj],
-    links: &[(usize, usize, usize, usize, bool)],
+    links: &[(usize, usize, usize, usize, bool, Option<usize>)],
     hidden: &[usize],
     grads: &mut [Array2<f64>],
     batch: usize,
@@ -666,16 +686,20 @@ fn backward(
     let mut lambda: Vec<Vec<f64>> = (0..np).map(|p| vec![0.0; batch * net.pops[p].n * k_of(p)]).collect();
     // dL/ds_q carried to step t-1 (recurrent paths) or within step t (feed-forward).
     let mut ds_prev: Vec<Vec<f64>> = (0..np).map(|p| vec![0.0; batch * net.pops[p].n]).collect();
+    // The same for states read directly (dL/dh_q), per hidden state.
+    let zero_h = || -> Vec<Vec<f64>> { (0..np).map(|p| vec![0.0; batch * net.pops[p].n * k_of(p)]).collect() };
+    let mut dh_prev = zero_h();
     for t in (0..tape.len()).rev() {
         let (pd, ls, pre) = &tape[t];
         let mut ds_now: Vec<Vec<f64>> = std::mem::replace(&mut ds_prev, (0..np).map(|p| vec![0.0; batch * net.pops[p].n]).collect());
+        let mut dh_now = std::mem::replace(&mut dh_prev, zero_h());
         for &p in hidden.iter().rev() {
             let v = pd[p].as_ref().expect("hidden");
             let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
             let lam = &mut lambda[p];
             for m in 0..batch * n {
                 for a in 0..k {
-                    lam[m * k + a] += ls[p][m * k + a] + ds_now[p][m] * v.ds[m * k + a];
+                    lam[m * k + a] += ls[p][m * k + a] + ds_now[p][m] * v.ds[m * k + a] + dh_now[p][m * k + a];
                 }
             }
             // mu = dL/dy^t for every kernel input of p.
@@ -690,12 +714,11 @@ fn backward(
                 let x = ArrayView2::from_shape((batch, e.n_pre), &pre[e.index]).expect("shape");
                 grads[ei] += &x.t().dot(&mu_of(e.input));
             }
-            for &(proj, q, to, input, now) in links.iter().filter(|l| l.2 == p) {
-                let _ = to;
+            for &(proj, q, _, input, now, state) in links.iter().filter(|l| l.2 == p) {
                 let w = net.dense_weights(proj).expect("dense");
                 let d = mu_of(input).dot(&w.t());
-                let dst = if now { &mut ds_now[q] } else { &mut ds_prev[q] };
-                dst.iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+                let (ds, dh) = if now { (&mut ds_now[q], &mut dh_now[q]) } else { (&mut ds_prev[q], &mut dh_prev[q]) };
+                add_signal(ds, dh, k_of(q), state, &d);
             }
             // lambda at h^{t-1} = D^T lambda.
             let mut back = vec![0.0; lam.len()];

@@ -124,6 +124,8 @@ pub(crate) enum Weights<T> {
 pub(crate) struct Proj<T> {
     pub(crate) name: String,
     pub(crate) from: Source,
+    /// The source population's state read instead of its spikes (`connect rec.v -> out`).
+    pub(crate) from_state: Option<usize>,
     pub(crate) to: usize,
     /// Index of the target population's kernel input that this projection adds to.
     pub(crate) input: usize,
@@ -282,7 +284,13 @@ impl<T: Float> Network<T> {
         // Projections.
         let mut projs = Vec::new();
         for (pi, pr) in net.projections.iter().enumerate() {
-            if let Source::Pop(q) = pr.from {
+            let from_state = match (&pr.from_state, pr.from) {
+                (Some(name), Source::Pop(q)) => Some(pops[q].state_names.iter().position(|n| n == name).ok_or_else(|| {
+                    RuntimeError::Build(format!("projection `{}`: population `{}` has no state `{name}`", pr.name, pops[q].name))
+                })?),
+                _ => None,
+            };
+            if let (Source::Pop(q), None) = (pr.from, from_state) {
                 if q == pr.to && pops[q].kernel.is_none() {
                     return Err(RuntimeError::Build(format!("projection `{}`: a `Linear` readout cannot feed itself", pr.name)));
                 }
@@ -340,7 +348,7 @@ impl<T: Float> Network<T> {
                 Connectivity::OneToOne { w } => Weights::OneToOne(w.into_iter().map(fold).collect()),
             };
             let delay = pr.delay.map(|d| (d / dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
-            projs.push(Proj { name: pr.name.clone(), from: pr.from, to: pr.to, input, weights, n_synapses, delay, sign: pr.sign });
+            projs.push(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input, weights, n_synapses, delay, sign: pr.sign });
         }
         Ok(Network {
             name: net.name.clone(),
@@ -455,6 +463,8 @@ impl<T: Float> Network<T> {
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
             let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
                 Source::Input(i) => (external[i], self.inputs[i].1, None),
+                // A state (membrane-potential readout): its value as it is now, dense.
+                Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
                 // Spikes are read when they are: a population earlier in the order has
                 // already stepped (s^t), itself or a later one not yet (s^{t-1}).
                 Source::Pop(q) if self.pops[q].kernel.is_some() => {
@@ -488,6 +498,12 @@ impl<T: Float> Network<T> {
     /// A projection by name: (index, source, target population, kernel input index).
     pub fn projection(&self, name: &str) -> Option<(usize, Source, usize, usize)> {
         self.projs.iter().position(|p| p.name == name).map(|i| (i, self.projs[i].from, self.projs[i].to, self.projs[i].input))
+    }
+
+    /// The state of the source population that a projection reads instead of its
+    /// spikes (`connect rec.v -> out`), as an index into the source's states.
+    pub fn projection_state(&self, proj: usize) -> Option<usize> {
+        self.projs[proj].from_state
     }
 
     /// The sign a projection's weights keep (`excitatory` / `inhibitory`), if any.

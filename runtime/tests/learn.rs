@@ -129,6 +129,12 @@ network n {{
 
 /// A stack of two spiking layers (LIF, then recurrent ALIF) read by a `LeakyReadout`.
 fn stacked_text(readout: &str) -> String {
+    stacked_text_from("L2", readout)
+}
+
+/// The same, with the readout reading `source`: L2's spikes, or one of its states
+/// (`L2.v`, `L2.a`: a membrane-potential readout).
+fn stacked_text_from(source: &str, readout: &str) -> String {
     format!(
         r#"import "stdlib/lif.snn"
 import "stdlib/alif.snn"
@@ -142,7 +148,7 @@ network n {{
     connect x -> L1.I dense trainable init normal(0, 3) as W_in
     connect L1 -> L2.I dense trainable init normal(0, 3) as W_mid
     connect L2 -> L2.I dense trainable init normal(0, 3) no_self as W_rec
-    connect L2 -> out dense trainable init normal(0, 1) as W_out
+    connect {source} -> out dense trainable init normal(0, 1) as W_out
 }}"#
     )
 }
@@ -164,7 +170,15 @@ fn rel_err(x: &ndarray::Array2<f64>, y: &ndarray::Array2<f64>) -> f64 {
 /// the sequence loss (smooth spikes), for every weight.
 #[test]
 fn bptt_through_a_stack_and_a_leaky_readout_matches_finite_differences() {
-    let text = stacked_text("LeakyReadout[2] { tau = 20 ms }");
+    for source in ["L2", "L2.v", "L2.a"] {
+        bptt_matches_finite_differences_on(&stacked_text_from(source, "LeakyReadout[2] { tau = 20 ms }"), source);
+    }
+    // A stateless readout of the membrane potential.
+    bptt_matches_finite_differences_on(&stacked_text_from("L2.v", "Linear[2]"), "L2.v, Linear");
+}
+
+fn bptt_matches_finite_differences_on(text: &str, what: &str) {
+    let text = text.to_string();
     let opts = Options { batch: 2, seed: 3, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
     let steps = 50;
     let data = || RandomSpikes::new(steps, 2, 3, 2, 0.4, 9);
@@ -182,14 +196,14 @@ fn bptt_through_a_stack_and_a_leaky_readout_matches_finite_differences() {
     for name in STACK {
         let grad = g.get(name).unwrap();
         let scale = grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        assert!(scale > 0.0, "{name}: zero gradient");
+        assert!(scale > 0.0, "{what} {name}: zero gradient");
         for (i, j) in [(0, 0), (1, 1), (2, 1), (0, 1)] {
             if i >= grad.nrows() || j >= grad.ncols() || (name == "W_rec" && i == j) {
                 continue;
             }
             let h = 1e-5;
             let fd = (loss_with(name, i, j, h) - loss_with(name, i, j, -h)) / (2.0 * h);
-            assert!((fd - grad[[i, j]]).abs() <= 1e-4 * scale, "{name}[{i},{j}]: BPTT {:e} vs finite differences {fd:e}", grad[[i, j]]);
+            assert!((fd - grad[[i, j]]).abs() <= 1e-4 * scale, "{what} {name}[{i},{j}]: BPTT {:e} vs finite differences {fd:e}", grad[[i, j]]);
         }
     }
 }
@@ -202,8 +216,8 @@ fn bptt_through_a_stack_and_a_leaky_readout_matches_finite_differences() {
 #[test]
 fn online_learning_signals_cross_the_stack_within_a_step() {
     let train: Vec<String> = STACK.map(String::from).to_vec();
-    for readout in ["Linear[2]", "LeakyReadout[2] { tau = 20 ms }"] {
-        let text = stacked_text(readout);
+    for (source, readout) in [("L2", "Linear[2]"), ("L2", "LeakyReadout[2] { tau = 20 ms }"), ("L2.v", "Linear[2]"), ("L2.v", "LeakyReadout[2] { tau = 20 ms }")] {
+        let text = stacked_text_from(source, readout);
         let opts = Options { batch: 2, seed: 4, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
         let grad = |method: Method, steps: usize| {
             let mut n = build_text(&text, &opts);

@@ -73,6 +73,8 @@ struct PopDerivs {
     df: Vec<f64>,
     /// (B*N, K): ds^t/dh^t
     ds: Vec<f64>,
+    /// (B*N, K, n_p): dh^t/dtheta of the trainable params
+    dp: Vec<f64>,
 }
 
 /// D, Df and ds/dh of population `p` for the step just taken, as the step kernel
@@ -83,8 +85,8 @@ fn read_derivs(net: &Network<f64>, p: usize) -> Result<PopDerivs, RuntimeError> 
         RuntimeError::Build(format!("population `{}` was not built for learning (Options::learning)", pop.name))
     })?;
     let m = pop.n * net.batch;
-    let (k, n_in) = (dl.k, dl.n_in);
-    let mut out = PopDerivs { d: vec![0.0; m * k * k], df: vec![0.0; m * k * n_in], ds: vec![0.0; m * k] };
+    let (k, n_in, n_p) = (dl.k, dl.n_in, dl.n_p);
+    let mut out = PopDerivs { d: vec![0.0; m * k * k], df: vec![0.0; m * k * n_in], ds: vec![0.0; m * k], dp: vec![0.0; m * k * n_p] };
     // States are structure of arrays: gather each element's matrices.
     for e in 0..k * k {
         let s = &pop.states[dl.d + e];
@@ -102,6 +104,12 @@ fn read_derivs(net: &Network<f64>, p: usize) -> Result<PopDerivs, RuntimeError> 
         let s = &pop.states[dl.ds + a];
         for i in 0..m {
             out.ds[i * k + a] = s[i];
+        }
+    }
+    for e in 0..k * n_p {
+        let s = &pop.states[dl.dp + e];
+        for i in 0..m {
+            out.dp[i * k * n_p + e] = s[i];
         }
     }
     Ok(out)
@@ -150,6 +158,13 @@ fn flush_window(w: &mut Window, g: &mut Array2<f64>, decay: f64, eps_x_now: &[f6
     w.start.copy_from_slice(eps_x_now);
     w.x.clear();
     w.q.clear();
+}
+
+/// A trainable per-neuron param: its name, population and column in dh/dtheta.
+struct ParamTrain {
+    name: String,
+    pop: usize,
+    col: usize,
 }
 
 struct EtraceProj {
@@ -406,6 +421,19 @@ pub fn gradient_online(
     }
     let k_of = |p: usize| layout_of(p).map(|d| d.k).unwrap_or(0);
     let nin_of = |p: usize| layout_of(p).map(|d| d.n_in).unwrap_or(0);
+    // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
+    let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
+    let mut params: Vec<ParamTrain> = Vec::new();
+    for name in trainable.iter().filter(|n| !projection_names.contains(n)) {
+        let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
+            RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
+        })?;
+        params.push(ParamTrain { name: name.clone(), pop, col });
+    }
+    // Their traces dh^t/dtheta (B x N x K): exact in every online method, since a
+    // per-neuron param acts on its own neuron only (D is per neuron).
+    let mut eps_p: Vec<Vec<f64>> = params.iter().map(|q| if method == Method::Bptt { Vec::new() } else { vec![0.0; batch * net.pops[q.pop].n * k_of(q.pop)] }).collect();
+    let mut param_grads: Vec<Array2<f64>> = params.iter().map(|q| Array2::zeros((1, net.pops[q.pop].n))).collect();
 
     let mut grads: Vec<Array2<f64>> = etrace.iter().map(|e| Array2::zeros((e.n_pre, net.pops[e.pop].n))).collect();
     let mut plain_grads: Vec<Array2<f64>> = plain.iter().map(|(i, _)| Array2::zeros(net.dense_weights(*i).expect("dense").dim())).collect();
@@ -533,6 +561,27 @@ pub fn gradient_online(
             grads[ei] += &g;
             step_grads.push((e.name.clone(), g));
         }
+        for (pi, q) in params.iter().enumerate().filter(|_| method != Method::Bptt) {
+            let v = pd[q.pop].as_ref().expect("hidden");
+            let (n, k, n_p) = (net.pops[q.pop].n, k_of(q.pop), layout_of(q.pop).expect("layout").n_p);
+            let tr = &mut eps_p[pi];
+            let mut g = Array2::<f64>::zeros((1, n));
+            let mut new = vec![0.0; k];
+            for b in 0..batch {
+                for o in 0..n {
+                    let m = b * n + o;
+                    let dm = &v.d[m * k * k..(m + 1) * k * k];
+                    for a in 0..k {
+                        let s: f64 = (0..k).map(|c| dm[a * k + c] * tr[m * k + c]).sum();
+                        new[a] = s + v.dp[(m * k + a) * n_p + q.col];
+                    }
+                    tr[m * k..(m + 1) * k].copy_from_slice(&new);
+                    g[[0, o]] += (0..k).map(|a| ls[q.pop][m * k + a] * new[a]).sum::<f64>();
+                }
+            }
+            param_grads[pi] += &g;
+            step_grads.push((q.name.clone(), g));
+        }
         if let Method::EsDRtrl { decay } = method {
             // Bias correction of the smoothed trace, indexed by the update count as in
             // braintrace (and switched off from step 1001 on).
@@ -604,11 +653,11 @@ pub fn gradient_online(
             }
             let mut so_far: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().cloned()).collect();
             so_far.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().cloned()));
+            so_far.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().cloned()));
             for (name, w) in (on.update)(&so_far)? {
-                let (i, ..) = net.projection(&name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection `{name}`")))?;
-                net.set_dense_weights(i, w)?;
+                net.set_trainable(&name, w)?;
             }
-            grads.iter_mut().chain(plain_grads.iter_mut()).for_each(|g| g.fill(0.0));
+            grads.iter_mut().chain(plain_grads.iter_mut()).chain(param_grads.iter_mut()).for_each(|g| g.fill(0.0));
         }
         if record_per_step {
             for &p in &hidden {
@@ -646,15 +695,16 @@ pub fn gradient_online(
     let tape_bytes: usize = tape
         .iter()
         .map(|(pd, ls, pre)| {
-            pd.iter().flatten().map(|d| (d.d.len() + d.df.len() + d.ds.len()) * 8).sum::<usize>() + vec_bytes(ls) + vec_bytes(pre)
+            pd.iter().flatten().map(|d| (d.d.len() + d.df.len() + d.ds.len() + d.dp.len()) * 8).sum::<usize>() + vec_bytes(ls) + vec_bytes(pre)
         })
         .sum();
-    let state_bytes = vec_bytes(&eps) + vec_bytes(&eps_x) + vec_bytes(&eps_f) + tape_bytes;
+    let state_bytes = vec_bytes(&eps) + vec_bytes(&eps_x) + vec_bytes(&eps_f) + vec_bytes(&eps_p) + tape_bytes;
     if method == Method::Bptt {
-        backward(net, &tape, &etrace, &hidden_links, &hidden, &mut grads, batch, &k_of, &nin_of)?;
+        backward(net, &tape, &etrace, &params, &hidden_links, &hidden, &mut grads, &mut param_grads, batch, &k_of, &nin_of)?;
     }
     let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads).collect();
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads));
+    total.extend(params.iter().map(|q| q.name.clone()).zip(param_grads));
     Ok(Gradients { loss, total, per_step, state_bytes, evidence, recorded })
 }
 
@@ -674,9 +724,11 @@ fn backward(
     net: &Network<f64>,
     tape: &[(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)],
     etrace: &[EtraceProj],
+    params: &[ParamTrain],
     links: &[(usize, usize, usize, usize, bool, Option<usize>)],
     hidden: &[usize],
     grads: &mut [Array2<f64>],
+    param_grads: &mut [Array2<f64>],
     batch: usize,
     k_of: &dyn Fn(usize) -> usize,
     nin_of: &dyn Fn(usize) -> usize,
@@ -707,6 +759,13 @@ fn backward(
             for m in 0..batch * n {
                 for j in 0..nin {
                     mu[m * nin + j] = (0..k).map(|a| lam[m * k + a] * v.df[(m * k + a) * nin + j]).sum();
+                }
+            }
+            // Trainable params: dL/dtheta += lambda . dh^t/dtheta.
+            for (pi, q) in params.iter().enumerate().filter(|(_, q)| q.pop == p) {
+                let n_p = v.dp.len() / (batch * n * k).max(1);
+                for m in 0..batch * n {
+                    param_grads[pi][[0, m % n]] += (0..k).map(|a| lam[m * k + a] * v.dp[(m * k + a) * n_p + q.col]).sum::<f64>();
                 }
             }
             let mu_of = |input: usize| -> Array2<f64> { Array2::from_shape_fn((batch, n), |(b, o)| mu[(b * n + o) * nin + input]) };

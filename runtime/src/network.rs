@@ -460,9 +460,25 @@ impl<T: Float> Network<T> {
         let mut output = std::mem::take(&mut self.pops[p].output);
         let has_kernel = self.pops[p].kernel.is_some();
         let n_post = self.pops[p].n;
+        // The non-zero entries of an external input (spike trains are mostly zeros):
+        // found once per input and step, they let its projections add rows.
+        let mut in_active: Vec<Option<Vec<Vec<u32>>>> = vec![None; external.len()];
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
             let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
-                Source::Input(i) => (external[i], self.inputs[i].1, None),
+                Source::Input(i) => {
+                    let n = self.inputs[i].1;
+                    let act = in_active[i].get_or_insert_with(|| {
+                        (0..batch)
+                            .map(|b| {
+                                // Any sign (not `active_indices`, which relies on
+                                // spikes being >= 0).
+                                let row = &external[i][b * n..(b + 1) * n];
+                                row.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(j, _)| j as u32).collect()
+                            })
+                            .collect()
+                    });
+                    (external[i], n, Some(act.as_slice()))
+                }
                 // A state (membrane-potential readout): its value as it is now, dense.
                 Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
                 // Spikes are read when they are: a population earlier in the order has
@@ -537,6 +553,72 @@ impl<T: Float> Network<T> {
             ))),
             _ => Err(RuntimeError::Input(format!("`{}` is not a dense projection", pr.name))),
         }
+    }
+
+    /// The per-neuron params marked `trainable`, named `POP.PARAM` (e.g. `rec.tau`).
+    pub fn trainable_params(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for pop in self.pops.iter().filter(|p| p.step.is_some()) {
+            let step = pop.step.as_ref().expect("a population with derivatives has a step");
+            out.extend(step.trainable_params().into_iter().map(|k| format!("{}.{}", pop.name, step.param_name(k))));
+        }
+        out
+    }
+
+    /// Where a trainable param lives: (population, index among its per-neuron arrays,
+    /// column of dh/dtheta, the param's symbol dimension is a time).
+    pub(crate) fn param_slot(&self, name: &str) -> Option<(usize, usize, usize, bool)> {
+        let (pop_name, param) = name.split_once('.')?;
+        let p = self.pops.iter().position(|p| p.name == pop_name && p.step.is_some())?;
+        let step = self.pops[p].step.as_ref()?;
+        let trainable = step.trainable_params();
+        let col = trainable.iter().position(|&k| step.param_name(k) == param)?;
+        let k = trainable[col];
+        let slot = self.pops[p].specs[..k].iter().filter(|s| matches!(s, ParamSpec::PerNeuron)).count();
+        let is_time = step.model.symbols[step.layout.params[k]].dim == snnc_compiler::units::Dim::TIME;
+        Some((p, slot, col, is_time))
+    }
+
+    /// The smallest value an update may give a trainable tensor: a trainable time
+    /// constant stays at or above one step (below it, the discretised decay is
+    /// meaningless and soon not finite); everything else is unbounded.
+    pub fn trainable_floor(&self, name: &str) -> Option<f64> {
+        match self.param_slot(name) {
+            Some((.., true)) => Some(self.dt),
+            _ => None,
+        }
+    }
+
+    /// A trainable tensor by name: a dense projection's weights (n_pre x n_post), or a
+    /// trainable param `POP.PARAM` as a 1 x n row.
+    pub fn trainable(&self, name: &str) -> Option<ndarray::Array2<T>> {
+        if let Some((i, ..)) = self.projection(name) {
+            return self.dense_weights(i).cloned();
+        }
+        let (p, slot, ..) = self.param_slot(name)?;
+        let n = self.pops[p].n;
+        Some(ndarray::Array2::from_shape_vec((1, n), self.pops[p].per_neuron_params[slot][..n].to_vec()).expect("shape"))
+    }
+
+    /// Sets a trainable tensor ([`Network::trainable`]); a param's row goes to every
+    /// batch element.
+    pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
+        if let Some((i, ..)) = self.projection(name) {
+            return self.set_dense_weights(i, w);
+        }
+        let (p, slot, ..) = self.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection or trainable param `{name}`")))?;
+        let n = self.pops[p].n;
+        if w.dim() != (1, n) {
+            return Err(RuntimeError::Input(format!("`{name}` must be 1x{n} (one value per neuron), got {}x{}", w.nrows(), w.ncols())));
+        }
+        let row: Vec<T> = w.iter().copied().collect();
+        let pop = &mut self.pops[p];
+        for arr in [&mut pop.per_neuron_params[slot], &mut pop.per_neuron_values[slot]] {
+            for chunk in arr.chunks_mut(n) {
+                chunk.copy_from_slice(&row);
+            }
+        }
+        Ok(())
     }
 
     /// Names of the projections, with their synapse counts.
@@ -721,7 +803,19 @@ fn build_population<T: Real + Default>(
     factory: &dyn KernelFactory<T>,
 ) -> Result<Population<T>, RuntimeError> {
     let model = &g.model;
-    let (uniform, per_neuron) = param_values(g, &name, n, dt, rng, qualified)?;
+    let (mut uniform, mut per_neuron) = param_values(g, &name, n, dt, rng, qualified)?;
+    // A trainable param is per neuron (one value each, never folded into the kernel as
+    // a constant): the step can be differentiated with respect to it, and trained
+    // values can be loaded into any network (evaluation, `snnc run --weights`).
+    {
+        let lowered = ir::lower_model(model).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?;
+        for (k, &sym) in lowered.layout.params.iter().enumerate() {
+            if let (true, Some(v)) = (model.symbols[sym].trainable, uniform[k]) {
+                uniform[k] = None;
+                per_neuron[k] = Some(vec![v; n]);
+            }
+        }
+    }
     // Knowing the uniform params lets deeply coupled linear systems integrate exactly.
     let step = match smooth {
         Some(a) => snnc_compiler::discretise::discretise_smooth(model, a),

@@ -172,6 +172,10 @@ fn network_summary(out: &mut String, p: &Program, n: &NetworkDef) {
             Topology::File { path } => format!("from {path:?}"),
             Topology::Procedural { p } => format!("procedural p = {p}"),
         };
+        let from = match &pr.from_state {
+            Some(st) => format!("{from}.{st}"),
+            None => from.to_string(),
+        };
         let _ = write!(out, "  projection {}: {from} -> {}{port}, {topo}, weight {}", pr.name, to.name, dim(pr.weight_dim));
         if let Some((syn, settings)) = &pr.synapse {
             let sm = &p.models[*syn];

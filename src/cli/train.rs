@@ -84,6 +84,9 @@ pub struct Args {
     pub batch: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Multiply the learning rate by this after every epoch (e.g. 0.95).
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
     #[arg(long, value_enum)]
     pub optimizer: Option<OptArg>,
     /// Clip the global gradient norm.
@@ -159,6 +162,7 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         batches: 0,
         batch: a.batch,
         lr: None,
+        lr_decay: None,
         optimizer: None,
         grad_clip: None,
         update_every: None,
@@ -222,6 +226,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         _ => OptimizerKind::Adam,
     };
     let lr = args.lr.or_else(|| num("lr")).unwrap_or(1e-3);
+    let lr_decay = args.lr_decay.or_else(|| num("lr_decay")).unwrap_or(1.0);
+    if !(lr_decay > 0.0 && lr_decay <= 1.0) {
+        return fail(format!("the learning-rate decay must be in (0, 1], got {lr_decay}"));
+    }
     let epochs = args.epochs.or_else(|| num("epochs").map(|v| v as usize)).unwrap_or(1);
     let batch = args.batch.or_else(|| num("batch").map(|v| v as usize)).unwrap_or(16).max(1);
     let seed = args.seed.or_else(|| num("seed").map(|v| v as u64)).unwrap_or(0);
@@ -334,6 +342,9 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     }
     let mut curves = Curves::default();
     for epoch in start_epoch..start_epoch + epochs {
+        // Exponential decay per epoch, counted from the first epoch (a resumed run goes on
+        // with the schedule where it stopped).
+        opt.lr = lr * lr_decay.powi(epoch as i32);
         let (mut sl, mut sa) = (0.0, 0.0);
         let mut rates: Vec<(String, f64)> = Vec::new();
         for b in 0..args.batches {

@@ -13,7 +13,7 @@ const NET_SETTINGS: &[(&str, Option<Dim>)] = &[("dt", Some(Dim::TIME)), ("seed",
 /// Keys of a `train { }` block. Values are names, numbers or strings; the runtime
 /// interprets them (so the CLI and the block share one meaning).
 pub const TRAIN_KEYS: &[&str] = &[
-    "method", "etrace_decay", "etrace_rank", "optimizer", "lr", "loss", "task", "data", "epochs", "batch",
+    "method", "etrace_decay", "etrace_rank", "optimizer", "lr", "lr_decay", "loss", "task", "data", "epochs", "batch",
     "seq_len", "grad_clip", "weight_decay", "update_every", "seed", "eval_every", "loss_steps",
 ];
 

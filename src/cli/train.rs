@@ -1,4 +1,4 @@
-//! `snnc train FILE --network NAME --method ... --task dms|evidence ...`: online training.
+//! `snnc train FILE --network NAME --method ... --task dms|evidence|npz:..|shd:.. ...`: online training.
 //! Settings come from the network's `train { }` block; command-line flags override them.
 
 use super::Reporter;
@@ -8,6 +8,7 @@ use snnc_compiler::sema::{LoadOptions, PopKind, TrainValue};
 use snnc_runtime::learn::Method;
 use snnc_runtime::network::{JitFactory, Network, Options};
 use snnc_runtime::train::dataset::{NpzDataset, Split};
+use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
 use snnc_runtime::train::{BatchReport, Optimizer, OptimizerKind, evaluate, load_checkpoint, save_checkpoint, train_batch, weights_of};
 use std::io::Write;
@@ -21,6 +22,9 @@ pub enum TaskArg {
     Evidence,
     /// `npz:PATH` (see `snnc_runtime::train::dataset`).
     Npz(PathBuf),
+    /// `shd:TRAIN.h5` or `shd:TRAIN.h5,TEST.h5`: Spiking Heidelberg Digits files (see
+    /// `snnc_runtime::train::shd`); without TEST, the last tenth of TRAIN is held out.
+    Shd { train: PathBuf, test: Option<PathBuf> },
 }
 
 impl std::str::FromStr for TaskArg {
@@ -29,9 +33,12 @@ impl std::str::FromStr for TaskArg {
         match s {
             "dms" => Ok(TaskArg::Dms),
             "evidence" => Ok(TaskArg::Evidence),
-            _ => match s.strip_prefix("npz:") {
-                Some(p) if !p.is_empty() => Ok(TaskArg::Npz(PathBuf::from(p))),
-                _ => Err(format!("unknown task `{s}` (dms, evidence, npz:PATH)")),
+            _ => match (s.strip_prefix("npz:"), s.strip_prefix("shd:").map(|p| p.split_once(',').unwrap_or((p, "")))) {
+                (Some(p), _) if !p.is_empty() => Ok(TaskArg::Npz(PathBuf::from(p))),
+                (_, Some((train, test))) if !train.is_empty() => {
+                    Ok(TaskArg::Shd { train: PathBuf::from(train), test: (!test.is_empty()).then(|| PathBuf::from(test)) })
+                }
+                _ => Err(format!("unknown task `{s}` (dms, evidence, npz:PATH, shd:TRAIN.h5[,TEST.h5])")),
             },
         }
     }
@@ -43,6 +50,8 @@ impl std::fmt::Display for TaskArg {
             TaskArg::Dms => write!(f, "delayed match-to-sample"),
             TaskArg::Evidence => write!(f, "evidence accumulation"),
             TaskArg::Npz(p) => write!(f, "{}", p.display()),
+            TaskArg::Shd { train, test: None } => write!(f, "{} (SHD; last tenth held out)", train.display()),
+            TaskArg::Shd { train, test: Some(t) } => write!(f, "{} (SHD; held out: {})", train.display(), t.display()),
         }
     }
 }
@@ -63,7 +72,9 @@ pub struct Args {
     pub method: Option<MethodArg>,
     #[arg(long)]
     pub etrace_decay: Option<f64>,
-    /// `dms`, `evidence` or `npz:PATH` (arrays `x` and `labels` or `target`; docs/training.md).
+    /// `dms`, `evidence`, `npz:PATH` (arrays `x` and `labels` or `target`) or
+    /// `shd:TRAIN.h5[,TEST.h5]` (Spiking Heidelberg Digits; without TEST the last tenth of
+    /// TRAIN is held out). docs/training.md describes each.
     #[arg(long)]
     pub task: Option<TaskArg>,
     /// Delay period of the task (`1s`, `500ms`).
@@ -75,6 +86,9 @@ pub struct Args {
     /// DMS: the test period, during which the answer is read (default 500ms).
     #[arg(long, value_parser = parse_time)]
     pub test_period: Option<f64>,
+    /// `shd:` sequence length: spikes at or after it are dropped (default 1s).
+    #[arg(long, value_parser = parse_time)]
+    pub max_time: Option<f64>,
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Batches per epoch.
@@ -130,7 +144,8 @@ pub struct EvalArgs {
     /// A checkpoint written by `snnc train` (`DIR/checkpoint.safetensors`).
     #[arg(long, value_name = "CKPT")]
     pub weights: PathBuf,
-    /// `dms`, `evidence` or `npz:PATH` (default: the train block's `task`).
+    /// `dms`, `evidence`, `npz:PATH` or `shd:TRAIN.h5[,TEST.h5]` (default: the train
+    /// block's `task`).
     #[arg(long)]
     pub task: Option<TaskArg>,
     #[arg(long, value_parser = parse_time)]
@@ -139,6 +154,9 @@ pub struct EvalArgs {
     pub sample: Option<f64>,
     #[arg(long, value_parser = parse_time)]
     pub test_period: Option<f64>,
+    /// `shd:` sequence length (default 1s).
+    #[arg(long, value_parser = parse_time)]
+    pub max_time: Option<f64>,
     #[arg(long)]
     pub batch: Option<usize>,
     /// Held-out batches to evaluate.
@@ -158,6 +176,7 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         delay: a.delay,
         sample: a.sample,
         test_period: a.test_period,
+        max_time: a.max_time,
         epochs: Some(0),
         batches: 0,
         batch: a.batch,
@@ -219,7 +238,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let task = match args.task.clone().map(Ok).or_else(|| name("task").map(|t| t.parse::<TaskArg>())) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return fail(e),
-        None => return fail("no task: give --task dms|evidence|npz:PATH or `task = ...` in the train block".into()),
+        None => return fail("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block".into()),
     };
     let optimizer = match args.optimizer.map(|o| o == OptArg::Sgd).or_else(|| name("optimizer").map(|o| o == "sgd")) {
         Some(true) => OptimizerKind::Sgd,
@@ -280,6 +299,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         None => None,
     };
     let outputs = net.pops.iter().find(|p| p.kind == PopKind::Readout).map(|p| p.n).unwrap_or(0);
+    let input_sizes: Vec<usize> = net.inputs.iter().map(|(_, n)| *n).collect();
     // The test trials come from another seed (or the file's held-out samples): the
     // optimiser never sees them.
     let test_seed = seed ^ 0x7e57_7e57_7e57;
@@ -293,6 +313,13 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             }
             TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
             TaskArg::Npz(p) => Box::new(NpzDataset::load(p, split, outputs, batch, seed).map_err(|e| e.to_string())?),
+            TaskArg::Shd { train, test } => {
+                let [channels] = input_sizes[..] else {
+                    return Err(format!("`shd:` feeds one input (the spike channels); network `{}` has {}", def.name, input_sizes.len()));
+                };
+                let opts = ShdOptions { dt, max_time: args.max_time.unwrap_or(1.0), channels: Some(channels) };
+                Box::new(ShdDataset::load(train, test.as_deref(), split, &opts, outputs, batch, seed).map_err(|e| e.to_string())?)
+            }
         })
     };
     let mut train_task = match make_task(Split::Train, seed) {
@@ -411,4 +438,20 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
 struct Curves {
     train: Vec<(f64, f64)>,
     test: Vec<(usize, f64, f64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskArg;
+    use std::path::PathBuf;
+
+    #[test]
+    fn parses_shd_tasks() {
+        let shd = |train: &str, test: Option<&str>| TaskArg::Shd { train: PathBuf::from(train), test: test.map(PathBuf::from) };
+        assert_eq!("shd:data/shd_train.h5".parse(), Ok(shd("data/shd_train.h5", None)));
+        assert_eq!("shd:a.h5,b.h5".parse(), Ok(shd("a.h5", Some("b.h5"))));
+        assert_eq!("shd:a.h5,".parse(), Ok(shd("a.h5", None)));
+        assert!("shd:".parse::<TaskArg>().unwrap_err().contains("shd:TRAIN.h5[,TEST.h5]"));
+        assert!("shd:,b.h5".parse::<TaskArg>().is_err());
+    }
 }

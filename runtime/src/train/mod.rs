@@ -2,6 +2,7 @@
 //! with one of the learning rules of [`crate::learn`].
 
 pub mod dataset;
+pub mod shd;
 pub mod tasks;
 
 use crate::learn::{Method, Online, Sequence, gradient_online, masked_step_loss};

@@ -791,11 +791,49 @@ network n {
 }
 ");
 
-bad!(port_on_source: "E0408" at "I", "a connection starts from a population's spikes";
+bad!(port_on_source: "E0408" at "I", "`LIF` has no state `I`";
 "import \"stdlib/lif.snn\"
 network n {
     layer L = LIF[4]
     connect L.I -> L.I dense
+}
+");
+
+bad!(unknown_state_on_source: "E0408" at "vv", "`ALIF` has no state `vv`", help "did you mean `v`?";
+"import \"stdlib/alif.snn\"
+network n {
+    layer L = ALIF[4]
+    readout o = Linear[2]
+    connect L.vv -> o dense
+}
+");
+
+bad!(state_read_by_a_layer: "E0420" at "v", "only a readout can read the state `v` of `L`";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    layer M = LIF[4]
+    connect L.v -> M.I dense
+}
+");
+
+bad!(state_through_a_synapse: "E0420" at "via ExpCurrent", "a connection from a state is dense, without synapse or delay: `via` does not apply";
+"import \"stdlib/lif.snn\"
+import \"stdlib/synapses.snn\"
+import \"stdlib/readout.snn\"
+network n {
+    layer L = LIF[4]
+    readout o = LeakyReadout[2]
+    connect L.v -> o.I via ExpCurrent dense
+}
+");
+
+bad!(sparse_state_read: "E0420" at "sparse p = 0.5", "a connection from a state is dense, without synapse or delay: `sparse` does not apply";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    readout o = Linear[2]
+    connect L.v -> o sparse p = 0.5
 }
 ");
 

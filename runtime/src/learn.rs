@@ -75,6 +75,8 @@ struct PopDerivs {
     df: Vec<f64>,
     /// (B*N, K): ds^t/dh^t
     ds: Vec<f64>,
+    /// (B*N, K, n_p): dh^t/dtheta of the trainable params
+    dp: Vec<f64>,
 }
 
 /// D, Df and ds/dh of population `p` for the step just taken, as the step kernel
@@ -85,8 +87,8 @@ fn read_derivs(net: &Network<f64>, p: usize) -> Result<PopDerivs, RuntimeError> 
         RuntimeError::Build(format!("population `{}` was not built for learning (Options::learning)", pop.name))
     })?;
     let m = pop.n * net.batch;
-    let (k, n_in) = (dl.k, dl.n_in);
-    let mut out = PopDerivs { d: vec![0.0; m * k * k], df: vec![0.0; m * k * n_in], ds: vec![0.0; m * k] };
+    let (k, n_in, n_p) = (dl.k, dl.n_in, dl.n_p);
+    let mut out = PopDerivs { d: vec![0.0; m * k * k], df: vec![0.0; m * k * n_in], ds: vec![0.0; m * k], dp: vec![0.0; m * k * n_p] };
     // States are structure of arrays: gather each element's matrices.
     for e in 0..k * k {
         let s = &pop.states[dl.d + e];
@@ -104,6 +106,12 @@ fn read_derivs(net: &Network<f64>, p: usize) -> Result<PopDerivs, RuntimeError> 
         let s = &pop.states[dl.ds + a];
         for i in 0..m {
             out.ds[i * k + a] = s[i];
+        }
+    }
+    for e in 0..k * n_p {
+        let s = &pop.states[dl.dp + e];
+        for i in 0..m {
+            out.dp[i * k * n_p + e] = s[i];
         }
     }
     Ok(out)
@@ -348,6 +356,13 @@ impl ExactWindow {
     }
 }
 
+/// A trainable per-neuron param: its name, population and column in dh/dtheta.
+struct ParamTrain {
+    name: String,
+    pop: usize,
+    col: usize,
+}
+
 struct EtraceProj {
     index: usize,
     name: String,
@@ -549,14 +564,23 @@ pub fn gradient_online(
     // Projections: etrace (into hidden populations) and plain (into the readout).
     let mut etrace = Vec::new();
     let mut plain = Vec::new();
-    let mut into_readout = Vec::new();
-    let mut hidden_links = Vec::new(); // (proj, from pop, to pop, input, read now?)
+    let mut into_readout = Vec::new(); // (proj, source, state read instead of spikes)
+    let mut hidden_links = Vec::new(); // (proj, from pop, to pop, input, read now?, state read)
     for name in net.projections().iter().map(|(n, _)| n.clone()) {
         let (i, from, to, input) = net.projection(&name).expect("exists");
         let dense = net.dense_weights(i).is_some();
         let is_trainable = trainable.contains(&name);
+        let state = net.projection_state(i);
+        if let (Some(j), Source::Pop(q)) = (state, from) {
+            if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
+                return Err(RuntimeError::Build(format!(
+                    "`{name}` reads `{}.{}`, which is not one of its hidden states: no gradient through it",
+                    net.pops[q].name, net.pops[q].state_names[j]
+                )));
+            }
+        }
         if to == r && linear_readout {
-            into_readout.push((i, from));
+            into_readout.push((i, from, state));
             if is_trainable {
                 plain.push((i, name.clone()));
             }
@@ -566,7 +590,7 @@ pub fn gradient_online(
             if !dense {
                 return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
             }
-            hidden_links.push((i, q, to, input, q < to));
+            hidden_links.push((i, q, to, input, q < to, state));
         }
         if is_trainable {
             if !dense {
@@ -593,6 +617,19 @@ pub fn gradient_online(
     }
     let k_of = |p: usize| layout_of(p).map(|d| d.k).unwrap_or(0);
     let nin_of = |p: usize| layout_of(p).map(|d| d.n_in).unwrap_or(0);
+    // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
+    let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
+    let mut params: Vec<ParamTrain> = Vec::new();
+    for name in trainable.iter().filter(|n| !projection_names.contains(n)) {
+        let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
+            RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
+        })?;
+        params.push(ParamTrain { name: name.clone(), pop, col });
+    }
+    // Their traces dh^t/dtheta (B x N x K): exact in every online method, since a
+    // per-neuron param acts on its own neuron only (D is per neuron).
+    let mut eps_p: Vec<Vec<f64>> = params.iter().map(|q| if method == Method::Bptt { Vec::new() } else { vec![0.0; batch * net.pops[q.pop].n * k_of(q.pop)] }).collect();
+    let mut param_grads: Vec<Array2<f64>> = params.iter().map(|q| Array2::zeros((1, net.pops[q.pop].n))).collect();
 
     let mut grads: Vec<Array2<f64>> = etrace.iter().map(|e| Array2::zeros((e.n_pre, net.pops[e.pop].n))).collect();
     let mut plain_grads: Vec<Array2<f64>> = plain.iter().map(|(i, _)| Array2::zeros(net.dense_weights(*i).expect("dense").dim())).collect();
@@ -656,13 +693,15 @@ pub fn gradient_online(
         let err_m = ArrayView2::from_shape((batch, o), &err).expect("shape");
         // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.
         let mut dlds: Vec<Vec<f64>> = net.pops.iter().map(|p| vec![0.0; batch * p.n]).collect();
-        for &(i, from) in &into_readout {
+        // dL^t/dh^t directly, for the states that projections read (membrane readouts).
+        let mut dldh: Vec<Vec<f64>> = (0..net.pops.len()).map(|p| vec![0.0; batch * net.pops[p].n * k_of(p)]).collect();
+        for &(i, from, state) in &into_readout {
             let Source::Pop(q) = from else {
                 return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
             };
             let w = net.dense_weights(i).ok_or_else(|| RuntimeError::Build("the readout's weights must be dense".into()))?;
             let d = err_m.dot(&w.t());
-            dlds[q].iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+            add_signal(&mut dlds[q], &mut dldh[q], k_of(q), state, &d);
             if let Some(pi) = plain.iter().position(|(pi, _)| *pi == i) {
                 let pre = ArrayView2::from_shape((batch, w.nrows()), &trace.pre[i]).expect("shape");
                 plain_grads[pi] += &pre.t().dot(&err_m);
@@ -682,15 +721,15 @@ pub fn gradient_online(
         for &p in hidden.iter().rev() {
             let v = read_derivs(net, p)?;
             let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
-            ls[p] = (0..batch * n * k).map(|ik| dlds[p][ik / k] * v.ds[ik]).collect();
+            ls[p] = (0..batch * n * k).map(|ik| dlds[p][ik / k] * v.ds[ik] + dldh[p][ik]).collect();
             if method != Method::Bptt && ls[p].iter().any(|x| *x != 0.0) {
-                for &(proj, q, _, input, _) in hidden_links.iter().filter(|l| l.2 == p && l.4) {
+                for &(proj, q, _, input, _, state) in hidden_links.iter().filter(|l| l.2 == p && l.4) {
                     let mu = Array2::from_shape_fn((batch, n), |(b, o)| {
                         let m = b * n + o;
                         (0..k).map(|a| ls[p][m * k + a] * v.df[(m * k + a) * nin + input]).sum::<f64>()
                     });
                     let d = mu.dot(&net.dense_weights(proj).expect("dense").t());
-                    dlds[q].iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+                    add_signal(&mut dlds[q], &mut dldh[q], k_of(q), state, &d);
                 }
             }
             pd[p] = Some(v);
@@ -716,6 +755,27 @@ pub fn gradient_online(
             for w in &mut xwins {
                 w.flush(&mut eps, &mut grads);
             }
+        }
+        for (pi, q) in params.iter().enumerate().filter(|_| method != Method::Bptt) {
+            let v = pd[q.pop].as_ref().expect("hidden");
+            let (n, k, n_p) = (net.pops[q.pop].n, k_of(q.pop), layout_of(q.pop).expect("layout").n_p);
+            let tr = &mut eps_p[pi];
+            let mut g = Array2::<f64>::zeros((1, n));
+            let mut new = vec![0.0; k];
+            for b in 0..batch {
+                for o in 0..n {
+                    let m = b * n + o;
+                    let dm = &v.d[m * k * k..(m + 1) * k * k];
+                    for a in 0..k {
+                        let s: f64 = (0..k).map(|c| dm[a * k + c] * tr[m * k + c]).sum();
+                        new[a] = s + v.dp[(m * k + a) * n_p + q.col];
+                    }
+                    tr[m * k..(m + 1) * k].copy_from_slice(&new);
+                    g[[0, o]] += (0..k).map(|a| ls[q.pop][m * k + a] * new[a]).sum::<f64>();
+                }
+            }
+            param_grads[pi] += &g;
+            step_grads.push((q.name.clone(), g));
         }
         if let Method::EsDRtrl { decay } = method {
             // Bias correction of the smoothed trace, indexed by the update count as in
@@ -791,11 +851,11 @@ pub fn gradient_online(
             }
             let mut so_far: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().cloned()).collect();
             so_far.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().cloned()));
+            so_far.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().cloned()));
             for (name, w) in (on.update)(&so_far)? {
-                let (i, ..) = net.projection(&name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection `{name}`")))?;
-                net.set_dense_weights(i, w)?;
+                net.set_trainable(&name, w)?;
             }
-            grads.iter_mut().chain(plain_grads.iter_mut()).for_each(|g| g.fill(0.0));
+            grads.iter_mut().chain(plain_grads.iter_mut()).chain(param_grads.iter_mut()).for_each(|g| g.fill(0.0));
         }
         if record_per_step {
             for &p in &hidden {
@@ -836,16 +896,26 @@ pub fn gradient_online(
     let tape_bytes: usize = tape
         .iter()
         .map(|(pd, ls, pre)| {
-            pd.iter().flatten().map(|d| (d.d.len() + d.df.len() + d.ds.len()) * 8).sum::<usize>() + vec_bytes(ls) + vec_bytes(pre)
+            pd.iter().flatten().map(|d| (d.d.len() + d.df.len() + d.ds.len() + d.dp.len()) * 8).sum::<usize>() + vec_bytes(ls) + vec_bytes(pre)
         })
         .sum();
-    let state_bytes = vec_bytes(&eps) + vec_bytes(&eps_x) + vec_bytes(&eps_f) + tape_bytes;
+    let state_bytes = vec_bytes(&eps) + vec_bytes(&eps_x) + vec_bytes(&eps_f) + vec_bytes(&eps_p) + tape_bytes;
     if method == Method::Bptt {
-        backward(net, &tape, &etrace, &hidden_links, &hidden, &mut grads, batch, &k_of, &nin_of)?;
+        backward(net, &tape, &etrace, &params, &hidden_links, &hidden, &mut grads, &mut param_grads, batch, &k_of, &nin_of)?;
     }
     let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads).collect();
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads));
+    total.extend(params.iter().map(|q| q.name.clone()).zip(param_grads));
     Ok(Gradients { loss, total, per_step, state_bytes, evidence, recorded })
+}
+
+/// Adds `d` (B x n, the loss's derivative with respect to what a projection read) to
+/// dL/ds of its source, or to dL/dh of the state `state` when it read that state.
+fn add_signal(dlds: &mut [f64], dldh: &mut [f64], k: usize, state: Option<usize>, d: &Array2<f64>) {
+    match state {
+        None => dlds.iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b),
+        Some(j) => dldh.iter_mut().skip(j).step_by(k).zip(d.iter()).for_each(|(a, b)| *a += b),
+    }
 }
 
 /// Reverse-mode accumulation through the whole sequence (BPTT), including the paths
@@ -855,9 +925,11 @@ fn backward(
     net: &Network<f64>,
     tape: &[(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)],
     etrace: &[EtraceProj],
-    links: &[(usize, usize, usize, usize, bool)],
+    params: &[ParamTrain],
+    links: &[(usize, usize, usize, usize, bool, Option<usize>)],
     hidden: &[usize],
     grads: &mut [Array2<f64>],
+    param_grads: &mut [Array2<f64>],
     batch: usize,
     k_of: &dyn Fn(usize) -> usize,
     nin_of: &dyn Fn(usize) -> usize,
@@ -867,16 +939,20 @@ fn backward(
     let mut lambda: Vec<Vec<f64>> = (0..np).map(|p| vec![0.0; batch * net.pops[p].n * k_of(p)]).collect();
     // dL/ds_q carried to step t-1 (recurrent paths) or within step t (feed-forward).
     let mut ds_prev: Vec<Vec<f64>> = (0..np).map(|p| vec![0.0; batch * net.pops[p].n]).collect();
+    // The same for states read directly (dL/dh_q), per hidden state.
+    let zero_h = || -> Vec<Vec<f64>> { (0..np).map(|p| vec![0.0; batch * net.pops[p].n * k_of(p)]).collect() };
+    let mut dh_prev = zero_h();
     for t in (0..tape.len()).rev() {
         let (pd, ls, pre) = &tape[t];
         let mut ds_now: Vec<Vec<f64>> = std::mem::replace(&mut ds_prev, (0..np).map(|p| vec![0.0; batch * net.pops[p].n]).collect());
+        let mut dh_now = std::mem::replace(&mut dh_prev, zero_h());
         for &p in hidden.iter().rev() {
             let v = pd[p].as_ref().expect("hidden");
             let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
             let lam = &mut lambda[p];
             for m in 0..batch * n {
                 for a in 0..k {
-                    lam[m * k + a] += ls[p][m * k + a] + ds_now[p][m] * v.ds[m * k + a];
+                    lam[m * k + a] += ls[p][m * k + a] + ds_now[p][m] * v.ds[m * k + a] + dh_now[p][m * k + a];
                 }
             }
             // mu = dL/dy^t for every kernel input of p.
@@ -886,17 +962,23 @@ fn backward(
                     mu[m * nin + j] = (0..k).map(|a| lam[m * k + a] * v.df[(m * k + a) * nin + j]).sum();
                 }
             }
+            // Trainable params: dL/dtheta += lambda . dh^t/dtheta.
+            for (pi, q) in params.iter().enumerate().filter(|(_, q)| q.pop == p) {
+                let n_p = v.dp.len() / (batch * n * k).max(1);
+                for m in 0..batch * n {
+                    param_grads[pi][[0, m % n]] += (0..k).map(|a| lam[m * k + a] * v.dp[(m * k + a) * n_p + q.col]).sum::<f64>();
+                }
+            }
             let mu_of = |input: usize| -> Array2<f64> { Array2::from_shape_fn((batch, n), |(b, o)| mu[(b * n + o) * nin + input]) };
             for (ei, e) in etrace.iter().enumerate().filter(|(_, e)| e.pop == p) {
                 let x = ArrayView2::from_shape((batch, e.n_pre), &pre[e.index]).expect("shape");
                 grads[ei] += &x.t().dot(&mu_of(e.input));
             }
-            for &(proj, q, to, input, now) in links.iter().filter(|l| l.2 == p) {
-                let _ = to;
+            for &(proj, q, _, input, now, state) in links.iter().filter(|l| l.2 == p) {
                 let w = net.dense_weights(proj).expect("dense");
                 let d = mu_of(input).dot(&w.t());
-                let dst = if now { &mut ds_now[q] } else { &mut ds_prev[q] };
-                dst.iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
+                let (ds, dh) = if now { (&mut ds_now[q], &mut dh_now[q]) } else { (&mut ds_prev[q], &mut dh_prev[q]) };
+                add_signal(ds, dh, k_of(q), state, &d);
             }
             // lambda at h^{t-1} = D^T lambda.
             let mut back = vec![0.0; lam.len()];

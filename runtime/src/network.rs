@@ -124,6 +124,8 @@ pub(crate) enum Weights<T> {
 pub(crate) struct Proj<T> {
     pub(crate) name: String,
     pub(crate) from: Source,
+    /// The source population's state read instead of its spikes (`connect rec.v -> out`).
+    pub(crate) from_state: Option<usize>,
     pub(crate) to: usize,
     /// Index of the target population's kernel input that this projection adds to.
     pub(crate) input: usize,
@@ -282,7 +284,13 @@ impl<T: Float> Network<T> {
         // Projections.
         let mut projs = Vec::new();
         for (pi, pr) in net.projections.iter().enumerate() {
-            if let Source::Pop(q) = pr.from {
+            let from_state = match (&pr.from_state, pr.from) {
+                (Some(name), Source::Pop(q)) => Some(pops[q].state_names.iter().position(|n| n == name).ok_or_else(|| {
+                    RuntimeError::Build(format!("projection `{}`: population `{}` has no state `{name}`", pr.name, pops[q].name))
+                })?),
+                _ => None,
+            };
+            if let (Source::Pop(q), None) = (pr.from, from_state) {
                 if q == pr.to && pops[q].kernel.is_none() {
                     return Err(RuntimeError::Build(format!("projection `{}`: a `Linear` readout cannot feed itself", pr.name)));
                 }
@@ -340,7 +348,7 @@ impl<T: Float> Network<T> {
                 Connectivity::OneToOne { w } => Weights::OneToOne(w.into_iter().map(fold).collect()),
             };
             let delay = pr.delay.map(|d| (d / dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
-            projs.push(Proj { name: pr.name.clone(), from: pr.from, to: pr.to, input, weights, n_synapses, delay, sign: pr.sign });
+            projs.push(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input, weights, n_synapses, delay, sign: pr.sign });
         }
         Ok(Network {
             name: net.name.clone(),
@@ -452,9 +460,27 @@ impl<T: Float> Network<T> {
         let mut output = std::mem::take(&mut self.pops[p].output);
         let has_kernel = self.pops[p].kernel.is_some();
         let n_post = self.pops[p].n;
+        // The non-zero entries of an external input (spike trains are mostly zeros):
+        // found once per input and step, they let its projections add rows.
+        let mut in_active: Vec<Option<Vec<Vec<u32>>>> = vec![None; external.len()];
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
             let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
-                Source::Input(i) => (external[i], self.inputs[i].1, None),
+                Source::Input(i) => {
+                    let n = self.inputs[i].1;
+                    let act = in_active[i].get_or_insert_with(|| {
+                        (0..batch)
+                            .map(|b| {
+                                // Any sign (not `active_indices`, which relies on
+                                // spikes being >= 0).
+                                let row = &external[i][b * n..(b + 1) * n];
+                                row.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(j, _)| j as u32).collect()
+                            })
+                            .collect()
+                    });
+                    (external[i], n, Some(act.as_slice()))
+                }
+                // A state (membrane-potential readout): its value as it is now, dense.
+                Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
                 // Spikes are read when they are: a population earlier in the order has
                 // already stepped (s^t), itself or a later one not yet (s^{t-1}).
                 Source::Pop(q) if self.pops[q].kernel.is_some() => {
@@ -490,6 +516,12 @@ impl<T: Float> Network<T> {
         self.projs.iter().position(|p| p.name == name).map(|i| (i, self.projs[i].from, self.projs[i].to, self.projs[i].input))
     }
 
+    /// The state of the source population that a projection reads instead of its
+    /// spikes (`connect rec.v -> out`), as an index into the source's states.
+    pub fn projection_state(&self, proj: usize) -> Option<usize> {
+        self.projs[proj].from_state
+    }
+
     /// The sign a projection's weights keep (`excitatory` / `inhibitory`), if any.
     pub fn projection_sign(&self, proj: usize) -> Option<Sign> {
         self.projs[proj].sign
@@ -521,6 +553,72 @@ impl<T: Float> Network<T> {
             ))),
             _ => Err(RuntimeError::Input(format!("`{}` is not a dense projection", pr.name))),
         }
+    }
+
+    /// The per-neuron params marked `trainable`, named `POP.PARAM` (e.g. `rec.tau`).
+    pub fn trainable_params(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for pop in self.pops.iter().filter(|p| p.step.is_some()) {
+            let step = pop.step.as_ref().expect("a population with derivatives has a step");
+            out.extend(step.trainable_params().into_iter().map(|k| format!("{}.{}", pop.name, step.param_name(k))));
+        }
+        out
+    }
+
+    /// Where a trainable param lives: (population, index among its per-neuron arrays,
+    /// column of dh/dtheta, the param's symbol dimension is a time).
+    pub(crate) fn param_slot(&self, name: &str) -> Option<(usize, usize, usize, bool)> {
+        let (pop_name, param) = name.split_once('.')?;
+        let p = self.pops.iter().position(|p| p.name == pop_name && p.step.is_some())?;
+        let step = self.pops[p].step.as_ref()?;
+        let trainable = step.trainable_params();
+        let col = trainable.iter().position(|&k| step.param_name(k) == param)?;
+        let k = trainable[col];
+        let slot = self.pops[p].specs[..k].iter().filter(|s| matches!(s, ParamSpec::PerNeuron)).count();
+        let is_time = step.model.symbols[step.layout.params[k]].dim == snnc_compiler::units::Dim::TIME;
+        Some((p, slot, col, is_time))
+    }
+
+    /// The smallest value an update may give a trainable tensor: a trainable time
+    /// constant stays at or above one step (below it, the discretised decay is
+    /// meaningless and soon not finite); everything else is unbounded.
+    pub fn trainable_floor(&self, name: &str) -> Option<f64> {
+        match self.param_slot(name) {
+            Some((.., true)) => Some(self.dt),
+            _ => None,
+        }
+    }
+
+    /// A trainable tensor by name: a dense projection's weights (n_pre x n_post), or a
+    /// trainable param `POP.PARAM` as a 1 x n row.
+    pub fn trainable(&self, name: &str) -> Option<ndarray::Array2<T>> {
+        if let Some((i, ..)) = self.projection(name) {
+            return self.dense_weights(i).cloned();
+        }
+        let (p, slot, ..) = self.param_slot(name)?;
+        let n = self.pops[p].n;
+        Some(ndarray::Array2::from_shape_vec((1, n), self.pops[p].per_neuron_params[slot][..n].to_vec()).expect("shape"))
+    }
+
+    /// Sets a trainable tensor ([`Network::trainable`]); a param's row goes to every
+    /// batch element.
+    pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
+        if let Some((i, ..)) = self.projection(name) {
+            return self.set_dense_weights(i, w);
+        }
+        let (p, slot, ..) = self.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection or trainable param `{name}`")))?;
+        let n = self.pops[p].n;
+        if w.dim() != (1, n) {
+            return Err(RuntimeError::Input(format!("`{name}` must be 1x{n} (one value per neuron), got {}x{}", w.nrows(), w.ncols())));
+        }
+        let row: Vec<T> = w.iter().copied().collect();
+        let pop = &mut self.pops[p];
+        for arr in [&mut pop.per_neuron_params[slot], &mut pop.per_neuron_values[slot]] {
+            for chunk in arr.chunks_mut(n) {
+                chunk.copy_from_slice(&row);
+            }
+        }
+        Ok(())
     }
 
     /// Names of the projections, with their synapse counts.
@@ -705,7 +803,19 @@ fn build_population<T: Real + Default>(
     factory: &dyn KernelFactory<T>,
 ) -> Result<Population<T>, RuntimeError> {
     let model = &g.model;
-    let (uniform, per_neuron) = param_values(g, &name, n, dt, rng, qualified)?;
+    let (mut uniform, mut per_neuron) = param_values(g, &name, n, dt, rng, qualified)?;
+    // A trainable param is per neuron (one value each, never folded into the kernel as
+    // a constant): the step can be differentiated with respect to it, and trained
+    // values can be loaded into any network (evaluation, `snnc run --weights`).
+    {
+        let lowered = ir::lower_model(model).map_err(|e| RuntimeError::Build(format!("population `{name}`: {e}")))?;
+        for (k, &sym) in lowered.layout.params.iter().enumerate() {
+            if let (true, Some(v)) = (model.symbols[sym].trainable, uniform[k]) {
+                uniform[k] = None;
+                per_neuron[k] = Some(vec![v; n]);
+            }
+        }
+    }
     // Knowing the uniform params lets deeply coupled linear systems integrate exactly.
     let step = match smooth {
         Some(a) => snnc_compiler::discretise::discretise_smooth(model, a),

@@ -86,20 +86,23 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             Err(e) => return fail(e),
         };
         for name in names {
-            let Some((i, ..)) = network.projection(&name) else {
-                let known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
-                return fail(format!("`{}` has weights `{name}`, but the network has no such projection (projections: {})", wpath.display(), known.join(", ")));
-            };
+            if network.trainable(&name).is_none() {
+                let mut known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
+                known.extend(network.trainable_params());
+                return fail(format!("`{}` has weights `{name}`, but the network has no such projection or trainable param (it has: {})", wpath.display(), known.join(", ")));
+            }
             let w: Array2<f64> = match read_array(wpath, &name).and_then(|a| a.into_dimensionality::<Ix2>().map_err(|_| format!("weights `{name}` must be a matrix"))) {
                 Ok(w) => w,
                 Err(e) => return fail(e),
             };
-            if let Err(e) = network.set_dense_weights(i, w) {
+            if let Err(e) = network.set_trainable(&name, w) {
                 return fail(e.to_string());
             }
         }
     }
-    let trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+    // Trainable params (`POP.PARAM`, 1 x n) come after the projections.
+    let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+    trainable.extend(network.trainable_params());
     let decay = if args.etrace_decay >= 2.0 && args.etrace_decay.fract() == 0.0 {
         (args.etrace_decay - 1.0) / (args.etrace_decay + 1.0)
     } else {

@@ -69,6 +69,12 @@ pub struct Args {
     /// Delay period of the task (`1s`, `500ms`).
     #[arg(long, value_parser = parse_time)]
     pub delay: Option<f64>,
+    /// DMS: the sample period (default 500ms, as in the BrainScale experiments).
+    #[arg(long, value_parser = parse_time)]
+    pub sample: Option<f64>,
+    /// DMS: the test period, during which the answer is read (default 500ms).
+    #[arg(long, value_parser = parse_time)]
+    pub test_period: Option<f64>,
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Batches per epoch.
@@ -126,6 +132,10 @@ pub struct EvalArgs {
     pub task: Option<TaskArg>,
     #[arg(long, value_parser = parse_time)]
     pub delay: Option<f64>,
+    #[arg(long, value_parser = parse_time)]
+    pub sample: Option<f64>,
+    #[arg(long, value_parser = parse_time)]
+    pub test_period: Option<f64>,
     #[arg(long)]
     pub batch: Option<usize>,
     /// Held-out batches to evaluate.
@@ -143,6 +153,8 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         etrace_decay: None,
         task: a.task,
         delay: a.delay,
+        sample: a.sample,
+        test_period: a.test_period,
         epochs: Some(0),
         batches: 0,
         batch: a.batch,
@@ -217,13 +229,16 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let update_every = args.update_every.or_else(|| num("update_every").map(|v| v as usize));
     let dt = def.dt.unwrap_or(1e-3);
     let delay = args.delay.unwrap_or(1.0);
-    let trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+    let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+    let n_projections = trainable.len();
     let make_net = || Network::<f64>::build(&program, def, &Options { batch, seed, learning: true, ..Options::default() }, &JitFactory);
     let make_eval_net = || Network::<f64>::build(&program, def, &Options { batch, seed, ..Options::default() }, &JitFactory);
     let net = match make_net() {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
     };
+    // Params marked `trainable` in the models (`rec.tau`), after the projections.
+    trainable.extend(net.trainable_params());
     let mut weights = weights_of(&net, &trainable);
     let mut start_epoch = 0;
     if let Some(ck) = &args.resume {
@@ -262,7 +277,12 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let test_seed = seed ^ 0x7e57_7e57_7e57;
     let make_task = |split: Split, seed: u64| -> Result<Box<dyn Task>, String> {
         Ok(match &task {
-            TaskArg::Dms => Box::new(Dms::new(dt, delay, batch, seed)),
+            TaskArg::Dms => {
+                let mut d = Dms::new(dt, delay, batch, seed);
+                d.sample = args.sample.unwrap_or(d.sample);
+                d.test = args.test_period.unwrap_or(d.test);
+                Box::new(d)
+            }
             TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
             TaskArg::Npz(p) => Box::new(NpzDataset::load(p, split, outputs, batch, seed).map_err(|e| e.to_string())?),
         })
@@ -274,9 +294,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let classifies = train_task.classifies();
     if !args.evaluate_only {
         println!(
-        "training {} ({} trainable projections) on {task} with {method:?}, {optimizer:?} lr {lr}, batch {batch}",
+        "training {} ({} trainable projections, {} trainable params) on {task} with {method:?}, {optimizer:?} lr {lr}, batch {batch}",
         def.name,
-        trainable.len(),
+        n_projections,
+        trainable.len() - n_projections,
     );
     }
     // Held-out trials: the same generator with the test seed, or the file's held-out

@@ -52,14 +52,18 @@ pub struct Step {
 }
 
 /// Where [`Step::with_derivative_outputs`] puts the derivatives among the states:
-/// D[a][c] is state `d + a * k + c`, Df[a][j] is `df + a * n_in + j`, ds/dh_a is `ds + a`.
+/// D[a][c] is state `d + a * k + c`, Df[a][j] is `df + a * n_in + j`, ds/dh_a is `ds + a`,
+/// and dh_a/dtheta_j of the j-th trainable param ([`Step::trainable_params`]) is
+/// `dp + a * n_p + j`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DerivLayout {
     pub d: usize,
     pub df: usize,
     pub ds: usize,
+    pub dp: usize,
     pub k: usize,
     pub n_in: usize,
+    pub n_p: usize,
 }
 
 /// The derivatives of a step, as IR in the step's graph.
@@ -74,6 +78,12 @@ pub struct Derivatives {
 }
 
 impl Step {
+    /// The params marked `trainable`, as indices into the layout's params (the order
+    /// of the columns of dh/dtheta).
+    pub fn trainable_params(&self) -> Vec<usize> {
+        self.layout.params.iter().enumerate().filter(|(_, s)| self.model.symbols[**s].trainable).map(|(k, _)| k).collect()
+    }
+
     pub fn state_leaves(&mut self) -> Vec<NodeId> {
         (0..self.layout.states.len() as u32).map(|k| self.graph.state(k)).collect()
     }
@@ -115,9 +125,27 @@ impl Step {
         let k = st.n_hidden;
         let n_in = st.layout.inputs.len();
         let base = st.layout.states.len();
+        // dh^t/dtheta for trainable params (per neuron; the runtime never folds them).
+        let trainable = st.trainable_params();
+        let param_leaves: Vec<NodeId> = trainable.iter().map(|&j| st.graph.param(j as u32)).collect();
+        let next = st.next[..k].to_vec();
+        let dp = ir::jacobian(&mut st.graph, &next, &param_leaves);
+        // The learning signal reaches a param through the states only (dL/dh . dh/dtheta):
+        // a param the spike condition reads directly (a trainable threshold) would need
+        // ds/dtheta as well, which the runtime does not take yet.
+        if let (Some(spike), false) = (st.spike, param_leaves.is_empty()) {
+            let ds = ir::jacobian(&mut st.graph, &[spike], &param_leaves);
+            if let Some(j) = (0..trainable.len()).find(|&j| !st.graph.is_zero(ds.entries[j])) {
+                let name = st.param_name(trainable[j]).to_string();
+                return Err(Diagnostic::error("E0504", st.model.span, format!("trainable param `{name}` of `{}` is read by the spike condition: not supported yet", st.model.name))
+                    .with_label("in this model")
+                    .with_help("train params that act through the states (time constants, couplings), or keep this one fixed"));
+            }
+        }
         let mut outputs = der.d.entries.clone();
         outputs.extend(&der.df.entries);
         outputs.extend(&ds_new);
+        outputs.extend(&dp.entries);
         for (o, _) in outputs.iter().enumerate() {
             st.model.symbols.push(Symbol {
                 name: format!("_deriv{o}"),
@@ -130,7 +158,8 @@ impl Step {
         }
         st.layout = Layout::of(&st.model);
         st.next.extend(outputs);
-        Ok((st, DerivLayout { d: base, df: base + k * k, ds: base + k * k + k * n_in, k, n_in }))
+        let ds = base + k * k + k * n_in;
+        Ok((st, DerivLayout { d: base, df: base + k * k, ds, dp: ds + k, k, n_in, n_p: trainable.len() }))
     }
 
     /// The per-step adjoint (vector-Jacobian product) BPTT needs: for cotangents

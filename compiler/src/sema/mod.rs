@@ -459,6 +459,10 @@ pub struct Projection {
     /// `as NAME`, else `FROM_to_TO`.
     pub name: String,
     pub from: Source,
+    /// `connect rec.v -> out`: the source population's state `v` (its value every
+    /// step) instead of its spikes. Only readouts read states (a membrane-potential
+    /// readout, as in the BrainScale experiments).
+    pub from_state: Option<String>,
     pub to: usize,
     /// The input port of the target population's model; `None` for `Linear` readouts.
     pub port: Option<SymId>,

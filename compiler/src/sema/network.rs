@@ -337,6 +337,39 @@ impl NetCx<'_, '_> {
         None
     }
 
+    /// `pop.state` as a connection's source: the state's name and dimension.
+    fn source_state(&mut self, pop: usize, st: &ast::Ident) -> Option<(String, Dim)> {
+        let p = &self.pops[pop];
+        let PopModel::Model(mid) = p.model else {
+            self.diags.push(
+                Diagnostic::error("E0408", st.span, format!("`{}` is a `Linear` readout and has no states", p.name))
+                    .with_label("no state to read"),
+            );
+            return None;
+        };
+        let model = &self.program.models[mid];
+        if let Some((_, s)) = model.states().find(|(_, s)| s.name == st.name) {
+            return Some((s.name.clone(), s.dim));
+        }
+        let states: Vec<&str> = model.states().map(|(_, s)| s.name.as_str()).collect();
+        let listed = states.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+        let mut d = Diagnostic::error("E0408", st.span, format!("`{}` has no state `{}`", model.name, st.name))
+            .with_label(format!("not a state of `{}`", p.name));
+        d = if model.syms_of(SymKind::Input).any(|(_, s)| s.name == st.name) {
+            // A port on the source: the spikes were probably meant.
+            d.with_note(format!("`{}` is an input port of `{}`", st.name, model.name))
+                .with_help(format!("write `connect {} -> ...` for its spikes{}", p.name, if states.is_empty() { String::new() } else { format!(", or read a state: {listed}") }))
+        } else {
+            match nearest(&st.name, states.clone()) {
+                Some(n) => d.with_help(format!("did you mean `{n}`?")),
+                None if states.is_empty() => d.with_note(format!("`{}` has no states", model.name)),
+                None => d.with_note(format!("its states: {listed}")),
+            }
+        };
+        self.diags.push(d);
+        None
+    }
+
     /// The port of a target endpoint: `pop.port`; else the port named like the
     /// synapse's `output`; else the model's only input.
     fn port(&mut self, pop: usize, ep: &ast::Endpoint, output: Option<&str>) -> Option<Option<SymId>> {
@@ -435,15 +468,12 @@ impl NetCx<'_, '_> {
             }
             Source::Input(i)
         } else {
-            let p = self.find_pop(&c.from.pop)?;
-            if let Some(port) = &c.from.port {
-                self.diags.push(
-                    Diagnostic::error("E0408", port.span, "a connection starts from a population's spikes")
-                        .with_label(format!("write `{}`", c.from.pop.name)),
-                );
-                return None;
-            }
-            Source::Pop(p)
+            Source::Pop(self.find_pop(&c.from.pop)?)
+        };
+        // `rec.v`: a state of the source, with its dimension.
+        let from_state = match (&c.from.port, from) {
+            (Some(st), Source::Pop(p)) => Some(self.source_state(p, st)?),
+            _ => None,
         };
         if self.inputs.iter().any(|i| i.name == c.to.pop.name) {
             self.diags.push(
@@ -453,6 +483,15 @@ impl NetCx<'_, '_> {
             return None;
         }
         let to = self.find_pop(&c.to.pop)?;
+        if let (Some(st), true) = (&c.from.port, from_state.is_some() && self.pops[to].kind != PopKind::Readout) {
+            self.diags.push(
+                Diagnostic::error("E0420", st.span, format!("only a readout can read the state `{}` of `{}`", st.name, c.from.pop.name))
+                    .with_label("a state read by a layer")
+                    .with_related(c.to.span, "this is a layer")
+                    .with_help(format!("connect the spikes (`connect {} -> ...`), or make the target a `readout`", c.from.pop.name)),
+            );
+            return None;
+        }
 
         // Clauses: each at most once, one topology.
         let mut seen: Vec<(&'static str, Span)> = Vec::new();
@@ -505,6 +544,26 @@ impl NetCx<'_, '_> {
             (PopModel::Model(mid), Some(p)) => self.program.models[mid].symbols[p].dim,
             _ => Dim::ONE,
         };
+        // A state source is a value, not an event: weights convert its unit to the
+        // port's, and there is no synapse (`on pre` needs spikes) and no sparse kernel.
+        let port_dim = match &from_state {
+            Some((_, d)) => port_dim.div(*d),
+            None => port_dim,
+        };
+        if from_state.is_some() {
+            let bad = c.clauses.iter().find(|sc| {
+                matches!(sc.clause, ConnClause::Via { .. } | ConnClause::Delay(_))
+                    || matches!(&sc.clause, ConnClause::Topology(t) if !matches!(t, ast::Topology::Dense))
+            });
+            if let Some(sc) = bad {
+                self.diags.push(
+                    Diagnostic::error("E0420", sc.span, format!("a connection from a state is dense, without synapse or delay: `{}` does not apply", sc.keyword))
+                        .with_label("needs spikes")
+                        .with_related(c.from.span, "reads a state, not spikes"),
+                );
+                return None;
+            }
+        }
         let (syn, weight_dim) = match synapse {
             None => (None, port_dim),
             Some((sid, settings)) => {
@@ -654,6 +713,7 @@ impl NetCx<'_, '_> {
         Some(Projection {
             name: pname,
             from,
+            from_state: from_state.map(|(n, _)| n),
             to,
             port,
             synapse: syn,

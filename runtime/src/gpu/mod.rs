@@ -220,6 +220,9 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
         }
         let mut projs = Vec::new();
         for pr in &host.projs {
+            if pr.from_state.is_some() {
+                return Err(RuntimeError::Build(format!("projection `{}` reads a state (`connect POP.STATE -> ...`): not on the GPU yet", pr.name)));
+            }
             let n_pre = match pr.from {
                 Source::Input(i) => host.inputs[i].1,
                 Source::Pop(q) => host.pops[q].n,

@@ -120,15 +120,15 @@ pub struct BatchReport {
 pub fn weights_of(net: &Network<f64>, names: &[String]) -> Vec<(String, Array2<f64>)> {
     names
         .iter()
-        .filter_map(|n| net.projection(n).and_then(|(i, ..)| net.dense_weights(i)).map(|w| (n.clone(), w.clone())))
+        .filter_map(|n| net.trainable(n).map(|w| (n.clone(), w)))
         .collect()
 }
 
-/// Loads `weights` into `net` (by projection name), in the network's float type.
+/// Loads `weights` into `net` (by projection name, or `POP.PARAM` for a trainable
+/// param), in the network's float type.
 pub fn set_weights<T: Float>(net: &mut Network<T>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
     for (n, w) in weights {
-        let (i, ..) = net.projection(n).ok_or_else(|| RuntimeError::Input(format!("the network has no projection `{n}`")))?;
-        net.set_dense_weights(i, w.mapv(T::from_f64))?;
+        net.set_trainable(n, w.mapv(T::from_f64))?;
     }
     Ok(())
 }
@@ -149,13 +149,17 @@ pub fn train_batch(
     let mut net = make_net()?;
     set_weights(&mut net, weights)?;
     let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
+    let floors: Vec<Option<f64>> = weights.iter().map(|(n, _)| net.trainable_floor(n)).collect();
     // One optimiser step; sign-constrained projections are projected back onto their
     // sign (weights that would cross zero stop at zero).
     let mut step = |weights: &mut Vec<(String, Array2<f64>)>, grads: &[(String, Array2<f64>)]| {
         opt.update(weights, grads);
-        for ((_, w), sign) in weights.iter_mut().zip(&signs) {
+        for (((_, w), sign), floor) in weights.iter_mut().zip(&signs).zip(&floors) {
             if let Some(sign) = *sign {
                 w.mapv_inplace(|v| project_onto_sign(sign, v));
+            }
+            if let Some(f) = *floor {
+                w.mapv_inplace(|v| v.max(f));
             }
         }
     };

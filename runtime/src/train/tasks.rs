@@ -83,12 +83,14 @@ impl Dms {
         let mut d = Dms {
             dt,
             n_inputs: 100,
+            // The periods and rates of the BrainScale experiments (sample and test
+            // 500 ms, 100 Hz over a 1 Hz background), with a 100 ms fixation.
             fixation: 0.1,
-            sample: 0.1,
+            sample: 0.5,
             delay,
-            test: 0.1,
+            test: 0.5,
             rate: 100.0,
-            background: 5.0,
+            background: 1.0,
             kappa: 3.0,
             batch,
             sample_dir: Vec::new(),
@@ -282,6 +284,8 @@ mod tests {
     #[test]
     fn dms_balanced_tuned_and_masked() {
         let mut d = Dms::new(1e-3, 0.2, 64, 1);
+        d.sample = 0.1;
+        d.test = 0.1;
         let steps = d.steps();
         assert_eq!(steps, 500);
         let matches = d.labels.iter().sum::<usize>();

@@ -32,7 +32,9 @@ pub struct Gradients {
     pub total: Vec<(String, Array2<f64>)>,
     /// Per step, the contribution to each etrace projection's gradient (online methods).
     pub per_step: Vec<Vec<(String, Array2<f64>)>>,
-    /// Bytes of the method's own state: eligibility traces, or the BPTT tape.
+    /// Bytes of the method's own state: eligibility traces, or the BPTT tape. (The lazy
+    /// windows' tapes, at most `WINDOW` steps of per-neuron values and the non-zero
+    /// presynaptic values, are not counted: they do not grow with the sequence.)
     pub state_bytes: usize,
     /// Per batch element, the readout output summed over the steps that count in the
     /// loss (weighted by the mask): `argmax` is the predicted class.
@@ -115,7 +117,8 @@ fn read_derivs(net: &Network<f64>, p: usize) -> Result<PopDerivs, RuntimeError> 
     Ok(out)
 }
 
-/// Steps of ES-D-RTRL whose weight-gradient products are accumulated together.
+/// Steps whose weight-gradient products are accumulated together (ES-D-RTRL, and the
+/// exact traces of D-RTRL and of the readout).
 const WINDOW: usize = 32;
 
 /// The pending steps of one projection's lazy ES-D-RTRL gradient.
@@ -158,6 +161,199 @@ fn flush_window(w: &mut Window, g: &mut Array2<f64>, decay: f64, eps_x_now: &[f6
     w.start.copy_from_slice(eps_x_now);
     w.x.clear();
     w.q.clear();
+}
+
+/// One projection whose exact trace is kept in an [`ExactWindow`].
+struct ExactMember {
+    /// Index into the etrace projections (and their traces and gradients).
+    ei: usize,
+    /// Index of the projection in the network (its presynaptic values in `StepTrace::pre`).
+    proj: usize,
+    n_pre: usize,
+    /// Per step of the window, the non-zero presynaptic values (batch, input, value).
+    x: Vec<Vec<(u32, u32, f64)>>,
+}
+
+/// The pending steps of the exact (D-RTRL) traces of the projections into one
+/// (population, input): they share D, the Df column and the learning signal, so
+/// everything but the presynaptic values is taped and reduced once.
+///
+/// Per (b, o), with the trace tr[b,i,o,:] (K) and, over the window's steps
+/// s = t0+1..t1 (tr0 = tr at t0), tr^t = D^t tr^{t-1} + x^t[b,i] f^t and the
+/// gradient sum_t l^t . tr^t, let P(s->t) = D^t ... D^{s+1} (P(t->t) = I). Then
+///   tr^{t1} = P(t0->t1) tr0 + sum_s x^s P(s->t1) f^s,
+///   sum_t l^t . tr^t = sigma . tr0 + sum_s x^s (rho^s . f^s),
+/// with rho^s = sum_{t>=s} l^t P(s->t) (rho^{t1} = l^{t1}, rho^s = l^s + rho^{s+1} D^{s+1}),
+/// sigma = rho^{t0+1} D^{t0+1}, M^s = P(s->t1) (M^{t1} = I, M^s = M^{s+1} D^{s+1}) and
+/// P(t0->t1) = M^{t0+1} D^{t0+1}. So the O(B I O K^2) work is one pass over the trace per
+/// window, plus O(n K) per non-zero presynaptic value (spikes are sparse).
+struct ExactWindow {
+    pop: usize,
+    input: usize,
+    batch: usize,
+    n: usize,
+    k: usize,
+    members: Vec<ExactMember>,
+    /// Steps taped so far.
+    len: usize,
+    /// Per step: D (B*N, K, K), the Df column f (B*N, K), l (B*N, K); reused buffers.
+    d: Vec<Vec<f64>>,
+    f: Vec<Vec<f64>>,
+    l: Vec<Vec<f64>>,
+    /// Per step, after `reduce`: rho^s . f^s (B*N) and u^s = M^s f^s (B*N, K).
+    q: Vec<Vec<f64>>,
+    u: Vec<Vec<f64>>,
+    /// After `reduce`: sigma (B*N, K) and P(t0->t1) (B*N, K, K).
+    sigma: Vec<f64>,
+    p: Vec<f64>,
+}
+
+impl ExactWindow {
+    fn new(pop: usize, input: usize, batch: usize, n: usize, k: usize) -> ExactWindow {
+        let m = batch * n;
+        ExactWindow {
+            pop,
+            input,
+            batch,
+            n,
+            k,
+            members: Vec::new(),
+            len: 0,
+            d: Vec::new(),
+            f: Vec::new(),
+            l: Vec::new(),
+            q: Vec::new(),
+            u: Vec::new(),
+            sigma: vec![0.0; m * k],
+            p: vec![0.0; m * k * k],
+        }
+    }
+
+    /// Tapes one step: the population's derivatives, its learning signal `l` (B*N*K)
+    /// and every member's non-zero presynaptic values.
+    fn push(&mut self, v: &PopDerivs, nin: usize, l: &[f64], pre: &[Vec<f64>]) {
+        let (m, k, j) = (self.batch * self.n, self.k, self.len);
+        if self.d.len() == j {
+            self.d.push(vec![0.0; m * k * k]);
+            self.f.push(vec![0.0; m * k]);
+            self.l.push(vec![0.0; m * k]);
+            self.q.push(vec![0.0; m]);
+            self.u.push(vec![0.0; m * k]);
+            for mb in &mut self.members {
+                mb.x.push(Vec::new());
+            }
+        }
+        self.d[j].copy_from_slice(&v.d);
+        for (mk, f) in self.f[j].iter_mut().enumerate() {
+            *f = v.df[mk * nin + self.input];
+        }
+        self.l[j].copy_from_slice(l);
+        for mb in &mut self.members {
+            let x = &mut mb.x[j];
+            x.clear();
+            let n_pre = mb.n_pre;
+            x.extend(pre[mb.proj].iter().enumerate().filter(|(_, x)| **x != 0.0).map(|(bi, x)| ((bi / n_pre) as u32, (bi % n_pre) as u32, *x)));
+        }
+        self.len += 1;
+    }
+
+    /// The backward recursions over the window: q^s, u^s, sigma and P.
+    fn reduce(&mut self) {
+        let (m, k, len) = (self.batch * self.n, self.k, self.len);
+        let mut rho = self.l[len - 1].clone();
+        let mut mm = vec![0.0; m * k * k];
+        for mi in 0..m {
+            for a in 0..k {
+                mm[(mi * k + a) * k + a] = 1.0;
+            }
+        }
+        let mut row = vec![0.0; k];
+        let mut mat = vec![0.0; k * k];
+        for j in (0..len).rev() {
+            let (f, d) = (&self.f[j], &self.d[j]);
+            let (q, u) = (&mut self.q[j], &mut self.u[j]);
+            for mi in 0..m {
+                let (fm, dm) = (&f[mi * k..(mi + 1) * k], &d[mi * k * k..(mi + 1) * k * k]);
+                let (rm, mmm) = (&mut rho[mi * k..(mi + 1) * k], &mut mm[mi * k * k..(mi + 1) * k * k]);
+                q[mi] = (0..k).map(|a| rm[a] * fm[a]).sum();
+                for a in 0..k {
+                    u[mi * k + a] = (0..k).map(|c| mmm[a * k + c] * fm[c]).sum();
+                }
+                // rho <- rho D, M <- M D.
+                for c in 0..k {
+                    row[c] = (0..k).map(|a| rm[a] * dm[a * k + c]).sum();
+                    for a in 0..k {
+                        mat[a * k + c] = (0..k).map(|b| mmm[a * k + b] * dm[b * k + c]).sum();
+                    }
+                }
+                rm.copy_from_slice(&row);
+                mmm.copy_from_slice(&mat);
+            }
+            if j > 0 {
+                rho.iter_mut().zip(&self.l[j - 1]).for_each(|(r, l)| *r += l);
+            }
+        }
+        self.sigma = rho;
+        self.p = mm;
+    }
+
+    /// Adds the window's steps to the members' gradients `g` (indexed like the
+    /// etrace projections), brings their traces `eps` to the window's last step and
+    /// starts a new window.
+    fn flush(&mut self, eps: &mut [Vec<f64>], g: &mut [Array2<f64>]) {
+        if self.len == 0 {
+            return;
+        }
+        self.reduce();
+        let (n, k) = (self.n, self.k);
+        for mb in &self.members {
+            let tr = &mut eps[mb.ei];
+            let gs = g[mb.ei].as_slice_mut().expect("standard layout");
+            // The dense pass: g += sigma . tr0, tr = P tr0.
+            for b in 0..self.batch {
+                let (sig, p) = (&self.sigma[b * n * k..(b + 1) * n * k], &self.p[b * n * k * k..(b + 1) * n * k * k]);
+                for i in 0..mb.n_pre {
+                    let trow = &mut tr[(b * mb.n_pre + i) * n * k..(b * mb.n_pre + i + 1) * n * k];
+                    let grow = &mut gs[i * n..(i + 1) * n];
+                    if k == 1 {
+                        for o in 0..n {
+                            let t = trow[o];
+                            grow[o] += sig[o] * t;
+                            trow[o] = p[o] * t;
+                        }
+                    } else {
+                        let mut new = [0.0; 8];
+                        for o in 0..n {
+                            let t = &mut trow[o * k..(o + 1) * k];
+                            grow[o] += (0..k).map(|a| sig[o * k + a] * t[a]).sum::<f64>();
+                            let pm = &p[o * k * k..(o + 1) * k * k];
+                            if k <= new.len() {
+                                for a in 0..k {
+                                    new[a] = (0..k).map(|c| pm[a * k + c] * t[c]).sum();
+                                }
+                                t.copy_from_slice(&new[..k]);
+                            } else {
+                                let new: Vec<f64> = (0..k).map(|a| (0..k).map(|c| pm[a * k + c] * t[c]).sum()).collect();
+                                t.copy_from_slice(&new);
+                            }
+                        }
+                    }
+                }
+            }
+            // The sparse part: each non-zero presynaptic value of each step.
+            for j in 0..self.len {
+                let (q, u) = (&self.q[j], &self.u[j]);
+                for &(b, i, x) in &mb.x[j] {
+                    let (b, i) = (b as usize, i as usize);
+                    let grow = &mut gs[i * n..(i + 1) * n];
+                    grow.iter_mut().zip(&q[b * n..(b + 1) * n]).for_each(|(g, q)| *g += x * q);
+                    let trow = &mut tr[(b * mb.n_pre + i) * n * k..(b * mb.n_pre + i + 1) * n * k];
+                    trow.iter_mut().zip(&u[b * n * k..(b + 1) * n * k]).for_each(|(t, u)| *t += x * u);
+                }
+            }
+        }
+        self.len = 0;
+    }
 }
 
 /// A trainable per-neuron param: its name, population and column in dh/dtheta.
@@ -466,6 +662,18 @@ pub fn gradient_online(
     let mut tape: Vec<(Vec<Option<PopDerivs>>, Vec<Vec<f64>>, Vec<Vec<f64>>)> = Vec::new();
 
     let mut recorded = Vec::new();
+    // The exact traces' windows, one per (population, input) they are into.
+    let mut xwins: Vec<ExactWindow> = Vec::new();
+    for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| exact[*ei]) {
+        let at = match xwins.iter().position(|w| w.pop == e.pop && w.input == e.input) {
+            Some(at) => at,
+            None => {
+                xwins.push(ExactWindow::new(e.pop, e.input, batch, net.pops[e.pop].n, k_of(e.pop)));
+                xwins.len() - 1
+            }
+        };
+        xwins[at].members.push(ExactMember { ei, proj: e.index, n_pre: e.n_pre, x: Vec::new() });
+    }
     let mut windows: Vec<Window> = etrace.iter().map(|e| Window::new(batch * e.n_pre)).collect();
     let mut trace = StepTrace::default();
     let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
@@ -527,39 +735,26 @@ pub fn gradient_online(
             pd[p] = Some(v);
         }
         let mut step_grads = Vec::new();
-        // Exact traces: D-RTRL, and the readout's weights in every online method.
-        for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| exact[*ei]) {
-            let v = pd[e.pop].as_ref().expect("hidden");
-            let (n, k, nin) = (net.pops[e.pop].n, k_of(e.pop), nin_of(e.pop));
-            let pre = &trace.pre[e.index];
-            let tr = &mut eps[ei];
-            let mut g = Array2::<f64>::zeros((e.n_pre, n));
-            let mut new = vec![0.0; k];
-            for b in 0..batch {
-                for o in 0..n {
-                    let m = b * n + o;
-                    let dm = &v.d[m * k * k..(m + 1) * k * k];
-                    for i in 0..e.n_pre {
-                        let base = ((b * e.n_pre + i) * n + o) * k;
-                        let xi = pre[b * e.n_pre + i];
-                        for a in 0..k {
-                            let mut s = 0.0;
-                            for c in 0..k {
-                                s += dm[a * k + c] * tr[base + c];
-                            }
-                            new[a] = s + xi * v.df[(m * k + a) * nin + e.input];
-                        }
-                        tr[base..base + k].copy_from_slice(&new);
-                        let mut gi = 0.0;
-                        for a in 0..k {
-                            gi += ls[e.pop][m * k + a] * new[a];
-                        }
-                        g[[i, o]] += gi;
-                    }
-                }
+        // Exact traces: D-RTRL, and the readout's weights in every online method. The
+        // step is taped into its window; a window of one step with `record_per_step`
+        // (the step's own contribution and trace are recorded).
+        for w in &mut xwins {
+            let v = pd[w.pop].as_ref().expect("hidden");
+            w.push(v, nin_of(w.pop), &ls[w.pop], &trace.pre);
+        }
+        if record_per_step {
+            let mut gs: Vec<Array2<f64>> = etrace.iter().map(|e| Array2::zeros((e.n_pre, net.pops[e.pop].n))).collect();
+            for w in &mut xwins {
+                w.flush(&mut eps, &mut gs);
             }
-            grads[ei] += &g;
-            step_grads.push((e.name.clone(), g));
+            for (ei, (e, g)) in etrace.iter().zip(gs).enumerate().filter(|(ei, _)| exact[*ei]) {
+                grads[ei] += &g;
+                step_grads.push((e.name.clone(), g));
+            }
+        } else if xwins.first().is_some_and(|w| w.len == WINDOW) {
+            for w in &mut xwins {
+                w.flush(&mut eps, &mut grads);
+            }
         }
         for (pi, q) in params.iter().enumerate().filter(|_| method != Method::Bptt) {
             let v = pd[q.pop].as_ref().expect("hidden");
@@ -646,6 +841,9 @@ pub fn gradient_online(
             tape.push((pd, ls, trace.pre.clone()));
         }
         if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
+            for w in &mut xwins {
+                w.flush(&mut eps, &mut grads);
+            }
             if let Method::EsDRtrl { decay } = method {
                 for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
                     flush_window(&mut windows[ei], &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);
@@ -685,6 +883,9 @@ pub fn gradient_online(
         }
     }
 
+    for w in &mut xwins {
+        w.flush(&mut eps, &mut grads);
+    }
     if let Method::EsDRtrl { decay } = method {
         for (ei, e) in etrace.iter().enumerate().filter(|(ei, _)| !exact[*ei]) {
             flush_window(&mut windows[ei], &mut grads[ei], decay, &eps_x[ei], batch, e.n_pre);

@@ -682,6 +682,8 @@ where
 
 /// Whether the sum of `s` is finite (false if any element is NaN or infinite, and in the
 /// harmless case of a sum that overflows, which the caller then checks element-wise).
+// `x - x` is the point (see below), not a typo.
+#[allow(clippy::eq_op)]
 fn finite_sum<T: Float>(s: &[T]) -> bool {
     // x - x is 0 for a finite x and NaN for an infinite or NaN one, so the sum of the
     // differences cannot overflow, stays in T (8 lanes vectorise: no conversion to f64)

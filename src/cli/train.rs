@@ -62,19 +62,13 @@ pub enum OptArg {
     Sgd,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    #[arg(long, value_name = "NAME")]
-    pub network: Option<String>,
-    #[arg(long, value_enum)]
-    pub method: Option<MethodArg>,
-    #[arg(long)]
-    pub etrace_decay: Option<f64>,
+/// The task and its settings: shared by `snnc train` and `snnc eval`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TaskOpts {
     /// `dms`, `evidence`, `npz:PATH` (arrays `x` and `labels` or `target`) or
     /// `shd:TRAIN.h5[,TEST.h5]` (Spiking Heidelberg Digits; without TEST the last tenth of
-    /// TRAIN is held out). docs/training.md describes each.
+    /// TRAIN is held out). docs/training.md describes each. Default: the train block's
+    /// `task`.
     #[arg(long)]
     pub task: Option<TaskArg>,
     /// Delay period of the task (`1s`, `500ms`).
@@ -89,6 +83,20 @@ pub struct Args {
     /// `shd:` sequence length: spikes at or after it are dropped (default 1s).
     #[arg(long, value_parser = parse_time)]
     pub max_time: Option<f64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    #[arg(long)]
+    pub etrace_decay: Option<f64>,
+    #[command(flatten)]
+    pub task: TaskOpts,
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Batches per epoch.
@@ -144,19 +152,8 @@ pub struct EvalArgs {
     /// A checkpoint written by `snnc train` (`DIR/checkpoint.safetensors`).
     #[arg(long, value_name = "CKPT")]
     pub weights: PathBuf,
-    /// `dms`, `evidence`, `npz:PATH` or `shd:TRAIN.h5[,TEST.h5]` (default: the train
-    /// block's `task`).
-    #[arg(long)]
-    pub task: Option<TaskArg>,
-    #[arg(long, value_parser = parse_time)]
-    pub delay: Option<f64>,
-    #[arg(long, value_parser = parse_time)]
-    pub sample: Option<f64>,
-    #[arg(long, value_parser = parse_time)]
-    pub test_period: Option<f64>,
-    /// `shd:` sequence length (default 1s).
-    #[arg(long, value_parser = parse_time)]
-    pub max_time: Option<f64>,
+    #[command(flatten)]
+    pub task: TaskOpts,
     #[arg(long)]
     pub batch: Option<usize>,
     /// Held-out batches to evaluate.
@@ -173,10 +170,6 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         method: None,
         etrace_decay: None,
         task: a.task,
-        delay: a.delay,
-        sample: a.sample,
-        test_period: a.test_period,
-        max_time: a.max_time,
         epochs: Some(0),
         batches: 0,
         batch: a.batch,
@@ -235,7 +228,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Some("es_d_rtrl") | None => Method::EsDRtrl { decay: args.etrace_decay.or_else(|| num("etrace_decay")).unwrap_or(0.99) },
         Some(other) => return fail(format!("unknown method `{other}` (bptt, d_rtrl, es_d_rtrl)")),
     };
-    let task = match args.task.clone().map(Ok).or_else(|| name("task").map(|t| t.parse::<TaskArg>())) {
+    let task = match args.task.task.clone().map(Ok).or_else(|| name("task").map(|t| t.parse::<TaskArg>())) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return fail(e),
         None => return fail("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block".into()),
@@ -255,7 +248,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let clip = args.grad_clip.or_else(|| num("grad_clip"));
     let update_every = args.update_every.or_else(|| num("update_every").map(|v| v as usize));
     let dt = def.dt.unwrap_or(1e-3);
-    let delay = args.delay.unwrap_or(1.0);
+    let delay = args.task.delay.unwrap_or(1.0);
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     let n_projections = trainable.len();
     let make_net = || Network::<f64>::build(&program, def, &Options { batch, seed, learning: true, ..Options::default() }, &JitFactory);
@@ -307,8 +300,8 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Ok(match &task {
             TaskArg::Dms => {
                 let mut d = Dms::new(dt, delay, batch, seed);
-                d.sample = args.sample.unwrap_or(d.sample);
-                d.test = args.test_period.unwrap_or(d.test);
+                d.sample = args.task.sample.unwrap_or(d.sample);
+                d.test = args.task.test_period.unwrap_or(d.test);
                 Box::new(d)
             }
             TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
@@ -317,7 +310,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
                 let [channels] = input_sizes[..] else {
                     return Err(format!("`shd:` feeds one input (the spike channels); network `{}` has {}", def.name, input_sizes.len()));
                 };
-                let opts = ShdOptions { dt, max_time: args.max_time.unwrap_or(1.0), channels: Some(channels) };
+                let opts = ShdOptions { dt, max_time: args.task.max_time.unwrap_or(1.0), channels: Some(channels) };
                 Box::new(ShdDataset::load(train, test.as_deref(), split, &opts, outputs, batch, seed).map_err(|e| e.to_string())?)
             }
         })

@@ -64,6 +64,71 @@ enum Targets {
     Values(Array3<f32>),
 }
 
+/// The order in which a dataset's samples are served, batch by batch: shuffled anew
+/// every pass (Fisher–Yates with the counter-based generator, so the order depends only
+/// on seed and pass); a held-out split starts its first pass in file order. Shared by the
+/// file datasets (`NpzDataset`, `ShdDataset`).
+#[derive(Clone, Debug)]
+pub(crate) struct Sampler {
+    order: Vec<usize>,
+    /// Position of the current batch in `order`.
+    cursor: usize,
+    pub(crate) pass: u64,
+    batch: usize,
+    shuffled: bool,
+    rng: Rng,
+    /// The samples of the current batch (wrapping around the split).
+    pub(crate) current: Vec<usize>,
+}
+
+impl Sampler {
+    /// Serves `samples` (indices, in their start order) in batches of `batch`.
+    pub(crate) fn new(samples: Vec<usize>, batch: usize, split: Split, seed: u64) -> Sampler {
+        let mut s = Sampler { order: samples, cursor: 0, pass: 0, batch, shuffled: split == Split::Train, rng: Rng::new(seed), current: Vec::new() };
+        s.restart();
+        s
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn shuffle(&mut self) {
+        for i in (1..self.order.len()).rev() {
+            let u = self.rng.uniform(8, self.pass, i as u32);
+            let j = ((u * (i + 1) as f64) as usize).min(i);
+            self.order.swap(i, j);
+        }
+    }
+
+    fn select(&mut self) {
+        let len = self.order.len();
+        self.current = (0..self.batch).map(|k| self.order[(self.cursor + k) % len]).collect();
+    }
+
+    /// The next batch; a new pass (reshuffled) once every sample was served.
+    pub(crate) fn next_batch(&mut self) {
+        self.cursor += self.batch;
+        if self.cursor >= self.order.len() {
+            self.cursor = 0;
+            self.pass += 1;
+            self.shuffle();
+        }
+        self.select();
+    }
+
+    /// Back to the first batch of the first pass.
+    pub(crate) fn restart(&mut self) {
+        // The samples are indices: sorted, they are the start order.
+        self.order.sort_unstable();
+        (self.cursor, self.pass) = (0, 0);
+        if self.shuffled {
+            self.shuffle();
+        }
+        self.select();
+    }
+}
+
 /// A dataset of equal-length sequences from an `.npz` archive, served in batches.
 pub struct NpzDataset {
     /// (samples, T, inputs), kept in f32: datasets are large, spikes and targets exact.
@@ -72,13 +137,7 @@ pub struct NpzDataset {
     mask: Option<Array2<f32>>,
     outputs: usize,
     batch: usize,
-    order: Vec<usize>,
-    /// Position of the current batch in `order`.
-    cursor: usize,
-    pass: u64,
-    split: Split,
-    rng: Rng,
-    current: Vec<usize>,
+    sampler: Sampler,
     labels: Vec<usize>,
 }
 
@@ -140,35 +199,24 @@ impl NpzDataset {
         if order.is_empty() {
             return Err(RuntimeError::Input(format!("`{}` has no samples for the {split:?} split", path.display())));
         }
-        let mut d = NpzDataset { x, targets, mask, outputs, batch, order, cursor: 0, pass: 0, split, rng: Rng::new(seed), current: Vec::new(), labels: Vec::new() };
-        d.restart();
+        let mut d = NpzDataset { x, targets, mask, outputs, batch, sampler: Sampler::new(order, batch, split, seed), labels: Vec::new() };
+        d.relabel();
         Ok(d)
     }
 
     /// Samples in this split.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.sampler.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.sampler.len() == 0
     }
 
-    /// Fisher–Yates with the counter-based generator: the order depends on seed and pass.
-    fn shuffle(&mut self) {
-        for i in (1..self.order.len()).rev() {
-            let u = self.rng.uniform(8, self.pass, i as u32);
-            let j = ((u * (i + 1) as f64) as usize).min(i);
-            self.order.swap(i, j);
-        }
-    }
-
-    /// The samples of the batch at `cursor` (wrapping around the split).
-    fn select(&mut self) {
-        let len = self.order.len();
-        self.current = (0..self.batch).map(|k| self.order[(self.cursor + k) % len]).collect();
+    /// The classes of the current batch.
+    fn relabel(&mut self) {
         self.labels = match &self.targets {
-            Targets::Labels(l) => self.current.iter().map(|&s| l[s]).collect(),
+            Targets::Labels(l) => self.sampler.current.iter().map(|&s| l[s]).collect(),
             Targets::Values(_) => vec![0; self.batch],
         };
     }
@@ -176,25 +224,15 @@ impl NpzDataset {
 
 impl Task for NpzDataset {
     fn next_batch(&mut self) {
-        self.cursor += self.batch;
-        if self.cursor >= self.order.len() {
-            self.cursor = 0;
-            self.pass += 1;
-            self.shuffle();
-        }
-        self.select();
+        self.sampler.next_batch();
+        self.relabel();
     }
     fn labels(&self) -> &[usize] {
         &self.labels
     }
     fn restart(&mut self) {
-        // The split's samples are a range of indices: sorted, they are the start order.
-        self.order.sort_unstable();
-        (self.cursor, self.pass) = (0, 0);
-        if self.split == Split::Train {
-            self.shuffle();
-        }
-        self.select();
+        self.sampler.restart();
+        self.relabel();
     }
     fn classifies(&self) -> bool {
         matches!(self.targets, Targets::Labels(_))
@@ -213,7 +251,7 @@ impl Sequence for NpzDataset {
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
         let (ni, no) = (self.x.shape()[2], self.outputs);
-        for (b, &s) in self.current.iter().enumerate() {
+        for (b, &s) in self.sampler.current.iter().enumerate() {
             for (d, v) in x[0][b * ni..(b + 1) * ni].iter_mut().zip(self.x.slice(ndarray::s![s, t, ..])) {
                 *d = f64::from(*v);
             }
@@ -232,7 +270,7 @@ impl Sequence for NpzDataset {
     }
     fn mask(&self, t: usize, mask: &mut [f64]) {
         match &self.mask {
-            Some(m) => mask.iter_mut().zip(&self.current).for_each(|(d, &s)| *d = f64::from(m[[s, t]])),
+            Some(m) => mask.iter_mut().zip(&self.sampler.current).for_each(|(d, &s)| *d = f64::from(m[[s, t]])),
             None => mask.fill(1.0),
         }
     }
@@ -268,16 +306,16 @@ mod tests {
         let mut d = NpzDataset::load(&p, Split::Train, 3, 6, 1).unwrap();
         assert_eq!(d.len(), 18, "a tenth held out");
         let test = NpzDataset::load(&p, Split::Test, 3, 2, 1).unwrap();
-        assert_eq!(test.current, vec![18, 19]);
+        assert_eq!(test.sampler.current, vec![18, 19]);
         // Three batches of 6 see every training sample once, none of the test ones.
         let mut seen = Vec::new();
         for _ in 0..3 {
-            seen.extend(d.current.clone());
+            seen.extend(d.sampler.current.clone());
             d.next_batch();
         }
         seen.sort();
         assert_eq!(seen, (0..18).collect::<Vec<_>>());
-        assert_eq!(d.pass, 1);
+        assert_eq!(d.sampler.pass, 1);
         // Inputs, one-hot targets and mask come from the chosen samples.
         let (mut x, mut tgt, mut m) = (vec![vec![0.0; 6 * 4]], vec![0.0; 6 * 3], vec![0.0; 6]);
         d.fill(4, &mut x, &mut tgt);
@@ -285,7 +323,7 @@ mod tests {
         assert!(m.iter().all(|v| *v == 0.0));
         d.mask(4, &mut m);
         assert!(m.iter().all(|v| *v == 1.0));
-        for (b, &s) in d.current.iter().enumerate() {
+        for (b, &s) in d.sampler.current.iter().enumerate() {
             assert_eq!(x[0][b * 4 + s % 4], 1.0);
             assert_eq!(x[0][b * 4..(b + 1) * 4].iter().sum::<f64>(), 1.0);
             assert_eq!(tgt[b * 3 + s % 3], 1.0);

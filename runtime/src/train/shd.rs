@@ -20,7 +20,7 @@
 use super::tasks::Task;
 use crate::learn::{Loss, Sequence};
 use crate::network::RuntimeError;
-use crate::rng::Rng;
+use super::dataset::Sampler;
 use rust_hdf5::{ByteOrder, DatatypeMessage, H5File};
 use std::path::Path;
 
@@ -60,12 +60,7 @@ pub struct ShdDataset {
     steps: usize,
     outputs: usize,
     batch: usize,
-    order: Vec<usize>,
-    cursor: usize,
-    pass: u64,
-    split: Split,
-    rng: Rng,
-    current: Vec<usize>,
+    sampler: Sampler,
     labels: Vec<usize>,
 }
 
@@ -354,7 +349,7 @@ impl ShdDataset {
         if s.classes.is_empty() {
             return Err(err(format!("`{}` has no samples for the {split:?} split (it needs at least two to hold one out)", path.display())));
         }
-        let order = (0..s.classes.len()).collect();
+        let sampler = Sampler::new((0..s.classes.len()).collect(), batch.max(1), split, seed);
         let mut d = ShdDataset {
             keys: s.keys,
             starts: s.starts,
@@ -364,15 +359,10 @@ impl ShdDataset {
             steps: steps_for(opts.max_time, opts.dt),
             outputs,
             batch: batch.max(1),
-            order,
-            cursor: 0,
-            pass: 0,
-            split,
-            rng: Rng::new(seed),
-            current: Vec::new(),
+            sampler,
             labels: Vec::new(),
         };
-        d.restart();
+        d.relabel();
         Ok(d)
     }
 
@@ -405,46 +395,26 @@ impl ShdDataset {
 
     /// The samples (indices into this split) of the current batch.
     pub fn current(&self) -> &[usize] {
-        &self.current
+        &self.sampler.current
     }
 
-    /// Fisher–Yates with the counter-based generator (as `NpzDataset`): the order
-    /// depends on seed and pass.
-    fn shuffle(&mut self) {
-        for i in (1..self.order.len()).rev() {
-            let u = self.rng.uniform(8, self.pass, i as u32);
-            let j = ((u * (i + 1) as f64) as usize).min(i);
-            self.order.swap(i, j);
-        }
-    }
-
-    fn select(&mut self) {
-        let len = self.order.len();
-        self.current = (0..self.batch).map(|k| self.order[(self.cursor + k) % len]).collect();
-        self.labels = self.current.iter().map(|&s| self.classes[s]).collect();
+    /// The classes of the current batch.
+    fn relabel(&mut self) {
+        self.labels = self.sampler.current.iter().map(|&s| self.classes[s]).collect();
     }
 }
 
 impl Task for ShdDataset {
     fn next_batch(&mut self) {
-        self.cursor += self.batch;
-        if self.cursor >= self.order.len() {
-            self.cursor = 0;
-            self.pass += 1;
-            self.shuffle();
-        }
-        self.select();
+        self.sampler.next_batch();
+        self.relabel();
     }
     fn labels(&self) -> &[usize] {
         &self.labels
     }
     fn restart(&mut self) {
-        self.order.sort_unstable();
-        (self.cursor, self.pass) = (0, 0);
-        if self.split == Split::Train {
-            self.shuffle();
-        }
-        self.select();
+        self.sampler.restart();
+        self.relabel();
     }
 }
 
@@ -461,7 +431,7 @@ impl Sequence for ShdDataset {
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
         let (nc, no) = (self.channels, self.outputs);
         let (lo, hi) = ((t * nc) as u32, ((t + 1) * nc) as u32);
-        for (b, &s) in self.current.iter().enumerate() {
+        for (b, &s) in self.sampler.current.iter().enumerate() {
             let row = &mut x[0][b * nc..(b + 1) * nc];
             row.fill(0.0);
             let keys = &self.keys[self.starts[s]..self.starts[s + 1]];

@@ -19,21 +19,23 @@ fn positive(v: &Value, key: &str) -> f64 {
 
 #[test]
 fn train_prints_one_json_line_per_rep_for_every_method() {
-    for method in ["bptt", "d-rtrl", "es-d-rtrl"] {
-        let o = bench(&["train", "--method", method, "--steps", "12", "--batch", "2", "--neurons", "8", "--inputs", "6", "--outputs", "3", "--reps", "2"]);
+    for (method, precision) in [("bptt", "f32"), ("d-rtrl", "f64"), ("es-d-rtrl", "f32"), ("es-d-rtrl", "f64")] {
+        // T = 80 > one lazy window (32 steps): the ES-D-RTRL windows are contracted on
+        // the worker thread.
+        let o = bench(&["train", "--method", method, "--precision", precision, "--steps", "80", "--batch", "2", "--neurons", "8", "--inputs", "6", "--outputs", "3", "--reps", "2"]);
         let rows = json_lines(&o);
         assert_eq!(rows.len(), 2, "{rows:?}");
         for (rep, r) in rows.iter().enumerate() {
             assert_eq!(r["bench"], "train");
             assert_eq!(r["method"], method);
-            assert_eq!(r["T"], 12);
+            assert_eq!(r["T"], 80);
             assert_eq!(r["batch"], 2);
             assert_eq!(r["neurons"], 8);
             assert_eq!(r["rep"], rep);
-            assert_eq!(r["precision"], "f64");
+            assert_eq!(r["precision"], precision);
             let secs = positive(r, "seconds");
             let sps = positive(r, "sample_steps_per_s");
-            assert!((sps * secs / 24.0 - 1.0).abs() < 1e-3, "sample-steps/s = B T / seconds: {r}");
+            assert!((sps * secs / 160.0 - 1.0).abs() < 1e-3, "sample-steps/s = B T / seconds: {r}");
             positive(r, "loss");
             positive(r, "grad_norm");
             positive(r, "peak_rss_mb");

@@ -217,7 +217,17 @@ fn sample_values<T: Real>(init: &Init, rng: &Rng, stream: u32, count: usize) -> 
 
 /// The float types a network runs in (f32 or f64).
 pub trait Float:
-    Real + Default + std::ops::AddAssign + std::ops::Mul<Output = Self> + ndarray::LinalgScalar + propagate::num_zero::Zero
+    Real
+    + Default
+    + PartialOrd
+    + std::fmt::Debug
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::ops::Mul<Output = Self>
+    + ndarray::LinalgScalar
+    + propagate::num_zero::Zero
 {
 }
 impl Float for f32 {}

@@ -55,6 +55,9 @@ pub struct TrainArgs {
     /// Spike probability of each input per step.
     #[arg(long, default_value_t = 0.1)]
     pub input_p: f64,
+    /// Float type of the network, its traces and gradients (the workload is f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
     #[arg(long, default_value_t = 1)]
     pub reps: usize,
     #[arg(long, default_value_t = 1)]
@@ -145,14 +148,30 @@ fn train(a: &TrainArgs) -> ExitCode {
         MethodArg::DRtrl => Method::DRtrl,
         MethodArg::EsDRtrl => Method::EsDRtrl { decay: a.etrace_decay },
     };
-    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
     flush_denormals();
     for rep in 0..a.reps {
+        let r = match a.precision {
+            Precision::F32 => train_once::<f32>(a, &program, method, rep),
+            Precision::F64 => train_once::<f64>(a, &program, method, rep),
+        };
+        if r != ExitCode::SUCCESS {
+            return r;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn train_once<T: Float>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> ExitCode
+where
+    JitFactory: KernelFactory<T>,
+{
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    {
         // A fresh network per repetition: the same initial weights and data each time,
         // and its build (JIT of step + derivatives) is reported apart from the pass.
         let t0 = Instant::now();
         let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
-        let mut net = match Network::<f64>::build(&program, &program.networks[0], &o, &JitFactory) {
+        let mut net = match Network::<T>::build(program, &program.networks[0], &o, &JitFactory) {
             Ok(n) => n,
             Err(e) => return fail(e),
         };
@@ -166,13 +185,14 @@ fn train(a: &TrainArgs) -> ExitCode {
         let secs = t1.elapsed().as_secs_f64();
         let grad_norm = g.total.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
         println!(
-            "{{\"bench\":\"train\",\"tool\":\"snnc\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"f64\",\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
+            "{{\"bench\":\"train\",\"tool\":\"snnc\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"{}\",\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
             method_name(a.method),
             a.steps,
             a.batch,
             a.neurons,
             a.inputs,
             a.outputs,
+            if std::mem::size_of::<T>() == 4 { "f32" } else { "f64" },
             (a.batch * a.steps) as f64 / secs,
             g.loss,
             g.state_bytes,

@@ -1,0 +1,113 @@
+//! The task side of learning: sequences produced step by step, per-step losses and
+//! their gradient at the readout. Data and losses are in f64 whatever the network's
+//! float type (they are small: batch x inputs and batch x readouts per step).
+
+use ndarray::{Array2, Array3, Axis};
+
+/// A batch of sequences, produced step by step so that online methods never hold the
+/// whole sequence (their memory does not grow with its length).
+pub trait Sequence {
+    fn steps(&self) -> usize;
+    fn batch(&self) -> usize;
+    /// Sizes of the external inputs per batch element, then of the target.
+    fn shape(&self) -> (Vec<usize>, usize);
+    /// Writes step `t`: `x[i]` gets input `i` (`batch * size`, index `b * size + j`),
+    /// `target` the readout target (`batch * readouts`).
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]);
+    /// The loss function of the task.
+    fn loss(&self) -> Loss {
+        Loss::Mse
+    }
+    /// How much step `t` of each batch element counts in the loss (0: not at all).
+    fn mask(&self, _t: usize, mask: &mut [f64]) {
+        mask.fill(1.0);
+    }
+}
+
+/// The per-step loss `L^t`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loss {
+    /// `sum_{b,j} m_b (y_bj - target_bj)^2` (braintrace's convention: no 1/2, no mean).
+    Mse,
+    /// `-sum_b m_b sum_j target_bj log softmax(y_b)_j` with one-hot targets.
+    CrossEntropy,
+}
+
+/// The loss of one batch element at one step, and (with `grad`) its gradient dL/dy.
+pub fn step_loss(kind: Loss, y: &[f64], target: &[f64], grad: Option<&mut [f64]>) -> f64 {
+    match kind {
+        Loss::Mse => {
+            let mut l = 0.0;
+            let mut g = grad;
+            for j in 0..y.len() {
+                let e = y[j] - target[j];
+                l += e * e;
+                if let Some(g) = g.as_deref_mut() {
+                    g[j] = 2.0 * e;
+                }
+            }
+            l
+        }
+        Loss::CrossEntropy => {
+            // Stable log-softmax.
+            let mx = y.iter().fold(f64::NEG_INFINITY, |a, v| a.max(*v));
+            let lz = y.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
+            let mut l = 0.0;
+            let mut g = grad;
+            for j in 0..y.len() {
+                let logp = y[j] - mx - lz;
+                l -= target[j] * logp;
+                if let Some(g) = g.as_deref_mut() {
+                    g[j] = logp.exp() - target[j];
+                }
+            }
+            l
+        }
+    }
+}
+
+/// Adds step `t`'s masked loss of every batch element (`y`, `target`: batch x outputs) to
+/// the return value and the masked output to `evidence`; with `err`, writes dL^t/dy.
+pub(crate) fn masked_step_loss(kind: Loss, y: &[f64], target: &[f64], mask: &[f64], evidence: &mut Array2<f64>, mut err: Option<&mut [f64]>) -> f64 {
+    let o = evidence.ncols();
+    let mut loss = 0.0;
+    for (b, &m) in mask.iter().enumerate().filter(|(_, m)| **m != 0.0) {
+        let rows = b * o..(b + 1) * o;
+        let (yb, tb) = (&y[rows.clone()], &target[rows.clone()]);
+        evidence.row_mut(b).iter_mut().zip(yb).for_each(|(e, v)| *e += m * v);
+        match err.as_deref_mut() {
+            Some(e) => {
+                let g = &mut e[rows];
+                loss += m * step_loss(kind, yb, tb, Some(&mut *g));
+                g.iter_mut().for_each(|v| *v *= m);
+            }
+            None => loss += m * step_loss(kind, yb, tb, None),
+        }
+    }
+    loss
+}
+
+/// Sequences held in memory: `x[i]` is (T, B, size_i), `target` is (T, B, readouts).
+pub struct InMemory<'a> {
+    pub x: &'a [Array3<f64>],
+    pub target: &'a Array3<f64>,
+}
+
+impl Sequence for InMemory<'_> {
+    fn steps(&self) -> usize {
+        self.target.shape()[0]
+    }
+    fn batch(&self) -> usize {
+        self.target.shape()[1]
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        (self.x.iter().map(|a| a.shape()[2]).collect(), self.target.shape()[2])
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        for (dst, src) in x.iter_mut().zip(self.x) {
+            dst.iter_mut().zip(src.index_axis(Axis(0), t).iter()).for_each(|(d, s)| *d = *s);
+        }
+        target.iter_mut().zip(self.target.index_axis(Axis(0), t).iter()).for_each(|(d, s)| *d = *s);
+    }
+}
+

@@ -1,0 +1,737 @@
+//! Gradients of a sequence loss: BPTT (exact), D-RTRL and ES-D-RTRL (online, with
+//! eligibility traces), as defined in ../shared/ALGORITHMS.md and the braintrace golden
+//! files. The per-neuron Jacobians D, Df and the spike's surrogate derivative come from
+//! the compiler (the step's IR) and are written by the population's step kernel in the
+//! same pass as the step (interpreter or JIT).
+//!
+//! Everything runs in the network's float type `T` (f32 or f64): traces, tapes, weight
+//! gradients and their products. The task side (data, targets, the loss and its gradient
+//! at the readout) is f64, and so are the [`Gradients`] handed back.
+//!
+//! Supported today: hidden spiking populations (stacked or recurrent) whose trainable
+//! dense projections come from external inputs or spiking populations (etrace weights),
+//! read by one readout: the stateless `Linear` (plain weights: exact same-step gradient)
+//! or a model with dynamics such as `LeakyReadout` (the loss reads its first state; its
+//! weights get their exact trace in every method). Losses: MSE or cross-entropy per
+//! step, masked, summed over steps.
+//!
+//! Files: `loss` (sequences and per-step losses), `es` (ES-D-RTRL traces and their lazy
+//! contraction), `exact` (exact D-RTRL traces over windows), `bptt` (the backward pass);
+//! this file plans which projection gets which treatment and runs the steps.
+
+mod bptt;
+mod es;
+mod exact;
+mod loss;
+
+pub use loss::{InMemory, Loss, Sequence, step_loss};
+pub(crate) use loss::masked_step_loss;
+
+use crate::network::{Float, Network, RuntimeError, StepTrace};
+use bptt::{StepTape, Target};
+use es::EsGroup;
+use exact::{ExactMember, ExactWindow};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
+use snnc_compiler::sema::{PopKind, Source};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    Bptt,
+    DRtrl,
+    /// ES-D-RTRL with trace decay `lambda` (braintrace's `pp_prop`).
+    EsDRtrl { decay: f64 },
+}
+
+/// The gradient of the summed loss with respect to every trainable projection.
+#[derive(Clone, Debug, Default)]
+pub struct Gradients {
+    pub loss: f64,
+    /// (projection name, gradient n_pre x n_post), in declaration order.
+    pub total: Vec<(String, Array2<f64>)>,
+    /// Per step, the contribution to each etrace projection's gradient (online methods).
+    pub per_step: Vec<Vec<(String, Array2<f64>)>>,
+    /// Bytes of the method's own state: eligibility traces, or the BPTT tape. (The lazy
+    /// windows' tapes, at most `WINDOW` steps of per-neuron values and the non-zero
+    /// presynaptic values, are not counted: they do not grow with the sequence.)
+    pub state_bytes: usize,
+    /// Per batch element, the readout output summed over the steps that count in the
+    /// loss (weighted by the mask): `argmax` is the predicted class.
+    pub evidence: Array2<f64>,
+    /// With `record_per_step`: per-step arrays (name, shape with T first, values):
+    /// hidden states `POP.STATE` (T, B, N); D-RTRL traces `eps_PROJ` (T, B, I, O, K);
+    /// ES-D-RTRL traces `eps_x_PROJ` (T, B, I), `eps_f_PROJ` (T, B, O, K) and
+    /// `bias_correction` (T).
+    pub recorded: Vec<(String, Vec<usize>, Vec<f64>)>,
+}
+
+fn record_into<T: Float>(rec: &mut Vec<(String, Vec<usize>, Vec<f64>)>, name: String, shape: &[usize], data: &[T]) {
+    let vals = data.iter().map(|v| v.to_f64());
+    match rec.iter_mut().find(|(n, _, _)| *n == name) {
+        Some((_, sh, d)) => {
+            sh[0] += 1;
+            d.extend(vals);
+        }
+        None => {
+            let mut sh = vec![1];
+            sh.extend_from_slice(shape);
+            rec.push((name, sh, vals.collect()));
+        }
+    }
+}
+
+impl Gradients {
+    pub fn get(&self, name: &str) -> Option<&Array2<f64>> {
+        self.total.iter().find(|(n, _)| n == name).map(|(_, g)| g)
+    }
+}
+
+fn zero<T: Float>() -> T {
+    <T as crate::propagate::num_zero::Zero>::zero()
+}
+
+fn to_f64<T: Float>(a: &Array2<T>) -> Array2<f64> {
+    a.mapv(|v| v.to_f64())
+}
+
+/// Per-neuron values of one hidden population at one step.
+#[derive(Clone, Default)]
+pub(crate) struct PopDerivs<T> {
+    /// (B*N, K, K)
+    d: Vec<T>,
+    /// (B*N, K, n_in)
+    df: Vec<T>,
+    /// (B*N, K): ds^t/dh^t
+    ds: Vec<T>,
+    /// (B*N, K, n_p): dh^t/dtheta of the trainable params
+    dp: Vec<T>,
+}
+
+/// D, Df, ds/dh and dh/dtheta of population `p` for the step just taken, as the step
+/// kernel wrote them (the population was built with `Options::learning`), into `out`.
+fn read_derivs<T: Float>(net: &Network<T>, p: usize, out: &mut PopDerivs<T>) -> Result<(), RuntimeError> {
+    let pop = &net.pops[p];
+    let dl = pop.deriv.ok_or_else(|| {
+        RuntimeError::Build(format!("population `{}` was not built for learning (Options::learning)", pop.name))
+    })?;
+    let m = pop.n * net.batch;
+    // States are structure of arrays: gather each element's matrices.
+    let gather = |first: usize, per: usize, dst: &mut Vec<T>| {
+        dst.resize(m * per, zero());
+        if per == 1 {
+            dst.copy_from_slice(&pop.states[first][..m]);
+            return;
+        }
+        for e in 0..per {
+            for (i, v) in pop.states[first + e][..m].iter().enumerate() {
+                dst[i * per + e] = *v;
+            }
+        }
+    };
+    gather(dl.d, dl.k * dl.k, &mut out.d);
+    gather(dl.df, dl.k * dl.n_in, &mut out.df);
+    gather(dl.ds, dl.k, &mut out.ds);
+    gather(dl.dp, dl.k * dl.n_p, &mut out.dp);
+    Ok(())
+}
+
+/// Steps whose weight-gradient products are accumulated together (ES-D-RTRL, and the
+/// exact traces of D-RTRL and of the readout).
+const WINDOW: usize = 32;
+
+/// The non-zero entries of `pre` (batch x n_pre) as (batch, index, value), into `out`.
+fn non_zeros<T: Float>(pre: &[T], n_pre: usize, out: &mut Vec<(u32, u32, T)>) {
+    out.clear();
+    for (b, row) in pre.chunks_exact(n_pre).enumerate() {
+        out.extend(row.iter().enumerate().filter(|(_, x)| **x != zero::<T>()).map(|(i, x)| (b as u32, i as u32, *x)));
+    }
+}
+
+/// `g += x^T c` (x: B x I, c: B x O): a GEMM, or rows of `c` added where `x` is sparse
+/// (spikes).
+fn add_outer<T: Float>(g: &mut Array2<T>, x: ArrayView2<T>, c: ArrayView2<T>) {
+    let nnz = x.iter().filter(|v| **v != zero::<T>()).count();
+    if nnz * 4 >= x.len() {
+        general_mat_mul(T::from_f64(1.0), &x.t(), &c, T::from_f64(1.0), g);
+        return;
+    }
+    let one = T::from_f64(1.0);
+    for (b, xr) in x.outer_iter().enumerate() {
+        let cr = c.row(b);
+        let cs = cr.as_slice().expect("contiguous");
+        for (i, &xv) in xr.iter().enumerate().filter(|(_, v)| **v != zero::<T>()) {
+            let mut gr = g.row_mut(i);
+            let gs = gr.as_slice_mut().expect("contiguous");
+            if xv == one {
+                gs.iter_mut().zip(cs).for_each(|(g, c)| *g += *c);
+            } else {
+                gs.iter_mut().zip(cs).for_each(|(g, c)| *g += xv * *c);
+            }
+        }
+    }
+}
+
+/// Adds `d` (B x n, the loss's derivative with respect to what a projection read) to
+/// dL/ds of its source, or to dL/dh of the state `state` when it read that state.
+fn add_signal<T: Float>(dlds: &mut [T], dldh: &mut [T], k: usize, state: Option<usize>, d: &[T]) {
+    match state {
+        None => dlds.iter_mut().zip(d).for_each(|(a, b)| *a += *b),
+        Some(j) => dldh.iter_mut().skip(j).step_by(k).zip(d).for_each(|(a, b)| *a += *b),
+    }
+}
+
+/// A trainable per-neuron param: its name, population and column in dh/dtheta.
+pub(crate) struct ParamTrain {
+    name: String,
+    pop: usize,
+    col: usize,
+}
+
+/// A projection between populations with a step, along which the learning signal
+/// flows back: its index, source and target, the target's kernel input, whether the
+/// source is read in the same step (a layer below) and the source state read, if any.
+pub(crate) struct Link {
+    proj: usize,
+    from: usize,
+    to: usize,
+    input: usize,
+    now: bool,
+    state: Option<usize>,
+}
+
+struct EtraceProj {
+    target: Target,
+    name: String,
+}
+
+/// Computes the gradient of `sum_t L^t` for a batch of sequences. `x[i]` is external
+/// input `i` with shape (T, B, size); `target` is (T, B, readout size).
+pub fn gradient<T: Float>(
+    net: &mut Network<T>,
+    trainable: &[String],
+    x: &[Array3<f64>],
+    target: &Array3<f64>,
+    method: Method,
+    record_per_step: bool,
+) -> Result<Gradients, RuntimeError> {
+    for (xi, (name, size)) in x.iter().zip(&net.inputs) {
+        if xi.shape() != [target.shape()[0], target.shape()[1], *size] {
+            return Err(RuntimeError::Input(format!(
+                "input `{name}` must have shape ({}, {}, {size}), got {:?}",
+                target.shape()[0],
+                target.shape()[1],
+                xi.shape()
+            )));
+        }
+    }
+    if x.len() != net.inputs.len() {
+        return Err(RuntimeError::Input(format!("{} inputs given, the network has {}", x.len(), net.inputs.len())));
+    }
+    gradient_of(net, trainable, &mut InMemory { x, target }, method, record_per_step)
+}
+
+/// [`gradient`] for any [`Sequence`].
+pub fn gradient_of<T: Float>(
+    net: &mut Network<T>,
+    trainable: &[String],
+    data: &mut dyn Sequence,
+    method: Method,
+    record_per_step: bool,
+) -> Result<Gradients, RuntimeError> {
+    gradient_online(net, trainable, data, method, record_per_step, None)
+}
+
+/// Truly online learning: every `every` steps the gradient accumulated since the last
+/// update is handed to `update` (an optimiser step), and the weights it returns are
+/// set in the network at once, while the sequence goes on (the traces carry on too).
+pub struct Online<'a> {
+    pub every: usize,
+    #[allow(clippy::type_complexity)]
+    pub update: &'a mut dyn FnMut(&[(String, Array2<f64>)]) -> Result<Vec<(String, Array2<f64>)>, RuntimeError>,
+}
+
+/// Where the ES-D-RTRL windows are contracted into the weight gradients: on this thread,
+/// or on a worker thread while the next window is taped (the two cores of a small
+/// machine then split a pass roughly in half: stepping and traces here, the O(B I O)
+/// gradient products there). Both give the same sums in the same order.
+enum Contractor<T: Float> {
+    Inline { grads: Vec<Vec<Array2<T>>>, shapes: Vec<es::Shape>, decay: T },
+    Worker {
+        jobs: Option<std::sync::mpsc::Sender<(usize, es::Tape<T>)>>,
+        done: std::sync::mpsc::Receiver<(usize, es::Tape<T>)>,
+        /// Per group: a tape back from the worker, ready to reuse, or one in flight.
+        spare: Vec<Option<es::Tape<T>>>,
+        in_flight: Vec<bool>,
+        handle: Option<std::thread::JoinHandle<Vec<Vec<Array2<T>>>>>,
+    },
+}
+
+impl<T: Float> Contractor<T> {
+    fn new(groups: &[EsGroup<T>], decay: T, threaded: bool) -> Contractor<T> {
+        let grads: Vec<Vec<Array2<T>>> = groups.iter().map(|g| g.shape.n_pre.iter().map(|&i| Array2::zeros((i, g.shape.n))).collect()).collect();
+        let shapes: Vec<es::Shape> = groups.iter().map(|g| g.shape.clone()).collect();
+        if !threaded || groups.is_empty() {
+            return Contractor::Inline { grads, shapes, decay };
+        }
+        let (jobs, jobs_rx) = std::sync::mpsc::channel::<(usize, es::Tape<T>)>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let worker_shapes = shapes.clone();
+        let worker_grads = grads.clone();
+        let spawned = std::thread::Builder::new().name("snnc-es-contract".into()).spawn(move || {
+            let mut g = worker_grads;
+            for (gi, mut tape) in jobs_rx {
+                let mut refs: Vec<&mut Array2<T>> = g[gi].iter_mut().collect();
+                es::contract(&mut tape, &worker_shapes[gi], decay, &mut refs);
+                if done_tx.send((gi, tape)).is_err() {
+                    break;
+                }
+            }
+            g
+        });
+        match spawned {
+            Ok(handle) => Contractor::Worker {
+                jobs: Some(jobs),
+                done,
+                spare: groups.iter().map(|_| None).collect(),
+                in_flight: vec![false; groups.len()],
+                handle: Some(handle),
+            },
+            Err(_) => Contractor::Inline { grads, shapes, decay },
+        }
+    }
+
+    /// Contracts group `gi`'s current window and starts a new one.
+    fn flush(&mut self, gi: usize, group: &mut EsGroup<T>) {
+        if group.len() == 0 {
+            return;
+        }
+        match self {
+            Contractor::Inline { grads, shapes, decay } => {
+                let mut refs: Vec<&mut Array2<T>> = grads[gi].iter_mut().collect();
+                es::contract(&mut group.tape, &shapes[gi], *decay, &mut refs);
+                group.restart(None);
+            }
+            Contractor::Worker { jobs, done, spare, in_flight, .. } => {
+                // Wait for this group's previous window (other groups' come back too).
+                while in_flight[gi] {
+                    match done.recv() {
+                        Ok((gj, tape)) => {
+                            in_flight[gj] = false;
+                            spare[gj] = Some(tape);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let fresh = spare[gi].take().unwrap_or_else(|| group.fresh_tape());
+                let old = group.restart(Some(fresh)).expect("a tape was given");
+                if let Some(j) = jobs {
+                    in_flight[gi] = j.send((gi, old)).is_ok();
+                }
+            }
+        }
+    }
+
+    /// The gradients accumulated so far, per group and member; zeroes them (inline) or
+    /// ends the worker (it must get no more windows).
+    fn take(&mut self) -> Result<Vec<Vec<Array2<T>>>, RuntimeError> {
+        match self {
+            Contractor::Inline { grads, .. } => {
+                let out = grads.clone();
+                grads.iter_mut().flatten().for_each(|g| g.fill(zero()));
+                Ok(out)
+            }
+            Contractor::Worker { jobs, handle, .. } => {
+                drop(jobs.take());
+                handle.take().and_then(|h| h.join().ok()).ok_or_else(|| RuntimeError::Build("the gradient worker thread failed".into()))
+            }
+        }
+    }
+}
+
+/// [`gradient_of`], optionally [`Online`]: then the returned `total` is what accumulated
+/// after the last update (the caller applies it at the end of the sequence).
+pub fn gradient_online<T: Float>(
+    net: &mut Network<T>,
+    trainable: &[String],
+    data: &mut dyn Sequence,
+    method: Method,
+    record_per_step: bool,
+    mut online: Option<Online>,
+) -> Result<Gradients, RuntimeError> {
+    let (steps, batch) = (data.steps(), data.batch());
+    if let Some(on) = &online {
+        if method == Method::Bptt {
+            return Err(RuntimeError::Input("updates within a sequence (`update_every`) need an online method (d-rtrl, es-d-rtrl), not BPTT".into()));
+        }
+        if on.every == 0 {
+            return Err(RuntimeError::Input("`update_every` must be at least 1 step".into()));
+        }
+    }
+    if batch != net.batch {
+        return Err(RuntimeError::Input(format!("the data has batch {batch}, the network was built for {}", net.batch)));
+    }
+    let (in_sizes, n_target) = data.shape();
+    let want_sizes: Vec<usize> = net.inputs.iter().map(|(_, s)| *s).collect();
+    if in_sizes != want_sizes {
+        return Err(RuntimeError::Input(format!("the data has inputs of sizes {in_sizes:?}, the network needs {want_sizes:?}")));
+    }
+    // The readout: one `readout` population, either the stateless `Linear` (output x W)
+    // or a model with dynamics (e.g. `LeakyReadout`) whose output is its first state.
+    let readouts: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].kind == PopKind::Readout).collect();
+    let [r] = readouts[..] else {
+        return Err(RuntimeError::Build(format!("gradients need exactly one readout, the network has {}", readouts.len())));
+    };
+    let linear_readout = net.pops[r].step.is_none();
+    if n_target != net.pops[r].n {
+        return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", net.pops[r].n, net.pops[r].name)));
+    }
+    // Projections: etrace (into hidden populations) and plain (into the readout).
+    let mut etrace: Vec<EtraceProj> = Vec::new();
+    let mut plain = Vec::new();
+    let mut into_readout = Vec::new(); // (proj, source population, state read instead of spikes)
+    let mut links: Vec<Link> = Vec::new();
+    for name in net.projections().iter().map(|(n, _)| n.clone()) {
+        let (i, from, to, input) = net.projection(&name).expect("exists");
+        let dense = net.dense_weights(i).is_some();
+        let is_trainable = trainable.contains(&name);
+        let state = net.projection_state(i);
+        if let (Some(j), Source::Pop(q)) = (state, from) {
+            if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
+                return Err(RuntimeError::Build(format!(
+                    "`{name}` reads `{}.{}`, which is not one of its hidden states: no gradient through it",
+                    net.pops[q].name, net.pops[q].state_names[j]
+                )));
+            }
+        }
+        if to == r && linear_readout {
+            let Source::Pop(q) = from else {
+                return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
+            };
+            if !dense {
+                return Err(RuntimeError::Build("the readout's weights must be dense".into()));
+            }
+            into_readout.push((i, q, state));
+            if is_trainable {
+                plain.push((i, name.clone()));
+            }
+            continue;
+        }
+        if let Source::Pop(q) = from {
+            if !dense {
+                return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
+            }
+            links.push(Link { proj: i, from: q, to, input, now: q < to, state });
+        }
+        if is_trainable {
+            if !dense {
+                return Err(RuntimeError::Build(format!("`{name}`: only dense projections can be trained")));
+            }
+            let n_pre = net.dense_weights(i).expect("dense").nrows();
+            etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre }, name: name.clone() });
+        }
+    }
+    // Every population with a step (spiking layers, and a readout with dynamics).
+    let hidden: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_some()).collect();
+    if let Some(&p) = hidden.iter().find(|&&p| p != r && net.pops[p].spikes.is_empty()) {
+        return Err(RuntimeError::Build(format!("`{}` does not spike: no learning signal through it", net.pops[p].name)));
+    }
+    let layouts: Vec<Option<snnc_compiler::discretise::DerivLayout>> = net.pops.iter().map(|p| p.deriv).collect();
+    for &p in &hidden {
+        if layouts[p].is_none() {
+            return Err(RuntimeError::Build(format!(
+                "population `{}` was not built for learning (build the network with Options::learning)",
+                net.pops[p].name
+            )));
+        }
+    }
+    let k_of = |p: usize| layouts[p].map(|d| d.k).unwrap_or(0);
+    let nin_of = |p: usize| layouts[p].map(|d| d.n_in).unwrap_or(0);
+    let np_of = |p: usize| layouts[p].map(|d| d.n_p).unwrap_or(0);
+    let n_of: Vec<usize> = net.pops.iter().map(|p| p.n).collect();
+    // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
+    let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
+    let mut params: Vec<ParamTrain> = Vec::new();
+    for name in trainable.iter().filter(|n| !projection_names.contains(n)) {
+        let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
+            RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
+        })?;
+        params.push(ParamTrain { name: name.clone(), pop, col });
+    }
+    let online_method = method != Method::Bptt;
+    // Their traces dh^t/dtheta (B x N x K): exact in every online method, since a
+    // per-neuron param acts on its own neuron only (D is per neuron).
+    let mut eps_p: Vec<Vec<T>> = params.iter().map(|q| if online_method { vec![zero(); batch * n_of[q.pop] * k_of(q.pop)] } else { Vec::new() }).collect();
+    let mut param_grads: Vec<Array2<T>> = params.iter().map(|q| Array2::zeros((1, n_of[q.pop]))).collect();
+
+    let mut grads: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();
+    let mut plain_grads: Vec<Array2<T>> = plain.iter().map(|(i, _)| Array2::zeros(net.dense_weights(*i).expect("dense").dim())).collect();
+    let mut per_step = Vec::new();
+    let mut loss = 0.0;
+    // Weights into a readout with dynamics get their exact gradient in every online
+    // method: the readout is read only by the loss and its D is per neuron, so its
+    // D-RTRL trace is exact, and small (B x I x O x K with few outputs). The rank-one
+    // ES-D-RTRL approximation would pair the output with presynaptic activity over the
+    // trace's horizon (1/(1 - decay) steps) instead of the readout's own time constant,
+    // which adaptation can anti-correlate with the activity the readout actually sees.
+    let exact: Vec<bool> = etrace.iter().map(|e| method == Method::DRtrl || (online_method && e.target.pop == r)).collect();
+    let mut eps: Vec<Vec<T>> = etrace
+        .iter()
+        .zip(&exact)
+        .map(|(e, &ex)| if ex { vec![zero(); batch * e.target.n_pre * n_of[e.target.pop] * k_of(e.target.pop)] } else { Vec::new() })
+        .collect();
+    // The exact traces' windows, one per (population, input) they are into.
+    let mut xwins: Vec<ExactWindow<T>> = Vec::new();
+    // ES-D-RTRL: one group per (population, input), sharing eps_f.
+    let mut groups: Vec<EsGroup<T>> = Vec::new();
+    for (ei, e) in etrace.iter().enumerate() {
+        let t = &e.target;
+        if exact[ei] {
+            let at = match xwins.iter().position(|w| w.pop == t.pop && w.input == t.input) {
+                Some(at) => at,
+                None => {
+                    xwins.push(ExactWindow::new(t.pop, t.input, batch, n_of[t.pop], k_of(t.pop)));
+                    xwins.len() - 1
+                }
+            };
+            xwins[at].members.push(ExactMember::new(ei, t.index, t.n_pre));
+        } else if let Method::EsDRtrl { .. } = method {
+            let at = match groups.iter().position(|g| g.pop == t.pop && g.input == t.input) {
+                Some(at) => at,
+                None => {
+                    groups.push(EsGroup::new(t.pop, t.input, batch, n_of[t.pop], k_of(t.pop)));
+                    groups.len() - 1
+                }
+            };
+            groups[at].add_member(ei, t.index, t.n_pre);
+        }
+    }
+    let decay_t: T = T::from_f64(match method {
+        Method::EsDRtrl { decay } => decay,
+        _ => 0.0,
+    });
+    let threaded = !record_per_step && online.is_none() && steps > WINDOW && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
+    let mut contractor = Contractor::new(&groups, decay_t, threaded);
+    // BPTT tape: per step, per population derivatives and learning signals, and the
+    // presynaptic activity of every projection.
+    let mut tape: Vec<StepTape<T>> = Vec::new();
+
+    let mut recorded = Vec::new();
+    let mut trace = StepTrace::default();
+    let mut ext64: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
+    let mut ext: Vec<Vec<T>> = in_sizes.iter().map(|s| vec![zero(); s * batch]).collect();
+    let mut tgt = vec![0.0; n_target * batch];
+    let mut mask = vec![1.0; batch];
+    let loss_kind = data.loss();
+    let mut evidence = Array2::<f64>::zeros((batch, n_target));
+    // Per-step buffers, reused.
+    let o = n_of[r];
+    let mut y = vec![0.0; batch * o];
+    let mut err = vec![0.0; batch * o];
+    let mut err_t = Array2::<T>::zeros((batch, o));
+    let mut dlds: Vec<Vec<T>> = n_of.iter().map(|n| vec![zero(); batch * n]).collect();
+    let mut dldh: Vec<Vec<T>> = (0..net.pops.len()).map(|p| vec![zero(); batch * n_of[p] * k_of(p)]).collect();
+    let mut ls: Vec<Vec<T>> = (0..net.pops.len()).map(|p| vec![zero(); batch * n_of[p] * k_of(p)]).collect();
+    let mut pd: Vec<PopDerivs<T>> = (0..net.pops.len()).map(|_| PopDerivs::default()).collect();
+    let mut mu: Vec<T> = Vec::new();
+    let mut dbuf: Vec<T> = Vec::new();
+    let mut new_k: Vec<T> = Vec::new();
+    let one = T::from_f64(1.0);
+    for t in 0..steps {
+        data.fill(t, &mut ext64, &mut tgt);
+        data.mask(t, &mut mask);
+        for (d, s) in ext.iter_mut().zip(&ext64) {
+            d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s));
+        }
+        let ext_refs: Vec<&[T]> = ext.iter().map(|v| v.as_slice()).collect();
+        net.step_traced(&ext_refs, Some(&mut trace))?;
+        // Loss and its gradient at the readout.
+        y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
+        err.fill(0.0);
+        loss += masked_step_loss(loss_kind, &y, &tgt, &mask, &mut evidence, Some(&mut err));
+        err_t.iter_mut().zip(&err).for_each(|(d, s)| *d = T::from_f64(*s));
+        // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.
+        dlds.iter_mut().chain(dldh.iter_mut()).for_each(|v| v.fill(zero()));
+        for &(i, q, state) in &into_readout {
+            let w = net.dense_weights(i).expect("dense");
+            dbuf.clear();
+            dbuf.resize(batch * n_of[q], zero());
+            let mut dv = ArrayViewMut2::from_shape((batch, n_of[q]), &mut dbuf).expect("shape");
+            general_mat_mul(one, &err_t, &w.t(), zero(), &mut dv);
+            add_signal(&mut dlds[q], &mut dldh[q], k_of(q), state, &dbuf);
+            if let Some(pi) = plain.iter().position(|(pi, _)| *pi == i) {
+                let pre = ArrayView2::from_shape((batch, w.nrows()), &trace.pre[i]).expect("shape");
+                add_outer(&mut plain_grads[pi], pre, err_t.view());
+            }
+        }
+        if !linear_readout {
+            // The loss reads the readout's first state: dL/dh_0 = err.
+            dlds[r].iter_mut().zip(err_t.iter()).for_each(|(d, e)| *d = *e);
+        }
+        // Derivatives and learning signals l^t = dL^t/ds * ds/dh, from the top of the
+        // stack down. The online methods carry the step's loss down through the layers
+        // above within the same step (dL/ds_q += (l_p Df_p) W^T for each q -> p read as
+        // s^t); BPTT's backward pass does that itself, with the paths through time.
+        for &p in hidden.iter().rev() {
+            read_derivs(net, p, &mut pd[p])?;
+            let v = &pd[p];
+            let (n, k, nin) = (n_of[p], k_of(p), nin_of(p));
+            for (ik, l) in ls[p].iter_mut().enumerate() {
+                *l = dlds[p][ik / k] * v.ds[ik] + dldh[p][ik];
+            }
+            if online_method && ls[p].iter().any(|x| *x != zero()) {
+                for l in links.iter().filter(|l| l.to == p && l.now) {
+                    mu.clear();
+                    mu.extend((0..batch * n).map(|m| (0..k).map(|a| ls[p][m * k + a] * v.df[(m * k + a) * nin + l.input]).sum::<T>()));
+                    let w = net.dense_weights(l.proj).expect("dense");
+                    let nq = n_of[l.from];
+                    dbuf.clear();
+                    dbuf.resize(batch * nq, zero());
+                    let muv = ArrayView2::from_shape((batch, n), &mu).expect("shape");
+                    let mut dv = ArrayViewMut2::from_shape((batch, nq), &mut dbuf).expect("shape");
+                    general_mat_mul(one, &muv, &w.t(), zero(), &mut dv);
+                    add_signal(&mut dlds[l.from], &mut dldh[l.from], k_of(l.from), l.state, &dbuf);
+                }
+            }
+        }
+        let mut step_grads = Vec::new();
+        // Exact traces: D-RTRL, and the readout's weights in every online method. The
+        // step is taped into its window; a window of one step with `record_per_step`
+        // (the step's own contribution and trace are recorded).
+        for w in &mut xwins {
+            w.push(&pd[w.pop], nin_of(w.pop), &ls[w.pop], &trace.pre);
+        }
+        if record_per_step {
+            let mut gs: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();
+            for w in &mut xwins {
+                w.flush(&mut eps, &mut gs);
+            }
+            for (ei, (e, g)) in etrace.iter().zip(gs).enumerate().filter(|(ei, _)| exact[*ei]) {
+                grads[ei] += &g;
+                step_grads.push((e.name.clone(), to_f64(&g)));
+            }
+        } else if xwins.first().is_some_and(|w| w.len == WINDOW) {
+            for w in &mut xwins {
+                w.flush(&mut eps, &mut grads);
+            }
+        }
+        for (pi, q) in params.iter().enumerate().filter(|_| online_method) {
+            let v = &pd[q.pop];
+            let (n, k, n_p) = (n_of[q.pop], k_of(q.pop), np_of(q.pop));
+            let tr = &mut eps_p[pi];
+            let mut g = Array2::<T>::zeros((1, n));
+            new_k.resize(k, zero());
+            for b in 0..batch {
+                for o in 0..n {
+                    let m = b * n + o;
+                    let dm = &v.d[m * k * k..(m + 1) * k * k];
+                    for a in 0..k {
+                        let s: T = (0..k).map(|c| dm[a * k + c] * tr[m * k + c]).sum();
+                        new_k[a] = s + v.dp[(m * k + a) * n_p + q.col];
+                    }
+                    tr[m * k..(m + 1) * k].copy_from_slice(&new_k);
+                    g[[0, o]] += (0..k).map(|a| ls[q.pop][m * k + a] * new_k[a]).sum::<T>();
+                }
+            }
+            param_grads[pi] += &g;
+            if record_per_step {
+                step_grads.push((q.name.clone(), to_f64(&g)));
+            }
+        }
+        let bias_correction = |decay: f64| if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
+        if let Method::EsDRtrl { decay } = method {
+            // Bias correction of the smoothed trace, indexed by the update count as in
+            // braintrace (and switched off from step 1001 on).
+            let inv_c = T::from_f64(1.0 / bias_correction(decay));
+            for (gi, g) in groups.iter_mut().enumerate() {
+                g.step(&pd[g.pop], nin_of(g.pop), &ls[g.pop], &trace.pre, decay_t, inv_c);
+                if record_per_step {
+                    for (ei, c) in g.step_contributions() {
+                        grads[ei] += &c;
+                        step_grads.push((etrace[ei].name.clone(), to_f64(&c)));
+                    }
+                } else if g.len() == WINDOW {
+                    contractor.flush(gi, g);
+                }
+            }
+            // Per-step records list the projections in declaration order.
+            step_grads.sort_by_key(|(name, _)| projection_names.iter().position(|n| n == name));
+        }
+        if method == Method::Bptt {
+            tape.push(StepTape {
+                pd: (0..net.pops.len()).map(|p| if hidden.contains(&p) { pd[p].clone() } else { PopDerivs::default() }).collect(),
+                ls: ls.clone(),
+                pre: trace.pre.clone(),
+            });
+        }
+        if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
+            for w in &mut xwins {
+                w.flush(&mut eps, &mut grads);
+            }
+            for (gi, g) in groups.iter_mut().enumerate() {
+                contractor.flush(gi, g);
+            }
+            add_group_grads(&mut grads, &groups, contractor.take()?);
+            let mut so_far: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().map(to_f64)).collect();
+            so_far.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().map(to_f64)));
+            so_far.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().map(to_f64)));
+            for (name, w) in (on.update)(&so_far)? {
+                net.set_trainable(&name, w.mapv(T::from_f64))?;
+            }
+            grads.iter_mut().chain(plain_grads.iter_mut()).chain(param_grads.iter_mut()).for_each(|g| g.fill(zero()));
+        }
+        if record_per_step {
+            for &p in &hidden {
+                let pop = &net.pops[p];
+                for (k, name) in pop.state_names.iter().enumerate().filter(|(_, n)| !n.starts_with('_')) {
+                    record_into(&mut recorded, format!("{}.{name}", pop.name), &[batch, pop.n], &pop.states[k]);
+                }
+            }
+            for (ei, e) in etrace.iter().enumerate() {
+                let (n, k) = (n_of[e.target.pop], k_of(e.target.pop));
+                if exact[ei] {
+                    record_into(&mut recorded, format!("eps_{}", e.name), &[batch, e.target.n_pre, n, k], &eps[ei]);
+                } else if let Some(g) = groups.iter().find(|g| g.members.iter().any(|m| m.ei == ei)) {
+                    let mb = g.members.iter().find(|m| m.ei == ei).expect("member");
+                    record_into(&mut recorded, format!("eps_x_{}", e.name), &[batch, e.target.n_pre], &mb.eps_x);
+                    record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &g.eps_f);
+                }
+            }
+            if let Method::EsDRtrl { decay } = method {
+                record_into(&mut recorded, "bias_correction".into(), &[], &[bias_correction(decay)]);
+            }
+            if online_method {
+                per_step.push(step_grads);
+            }
+        }
+    }
+
+    for w in &mut xwins {
+        w.flush(&mut eps, &mut grads);
+    }
+    for (gi, g) in groups.iter_mut().enumerate() {
+        contractor.flush(gi, g);
+    }
+    add_group_grads(&mut grads, &groups, contractor.take()?);
+    // Bytes held by the method's own state: traces, or the BPTT tape.
+    let size = std::mem::size_of::<T>();
+    let vec_bytes = |v: &[Vec<T>]| v.iter().map(|x| x.len() * size).sum::<usize>();
+    let es_bytes: usize = groups.iter().map(|g| (g.eps_f.len() + g.members.iter().map(|m| m.eps_x.len()).sum::<usize>()) * size).sum();
+    let tape_bytes: usize = tape.iter().map(StepTape::bytes).sum();
+    let state_bytes = vec_bytes(&eps) + es_bytes + vec_bytes(&eps_p) + tape_bytes;
+    if method == Method::Bptt {
+        let targets: Vec<Target> = etrace.iter().map(|e| e.target.clone()).collect();
+        bptt::backward(net, &tape, &targets, &params, &links, &hidden, &mut grads, &mut param_grads, batch, &k_of, &nin_of);
+    }
+    let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().map(to_f64)).collect();
+    total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().map(to_f64)));
+    total.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().map(to_f64)));
+    Ok(Gradients { loss, total, per_step, state_bytes, evidence, recorded })
+}
+
+/// Adds the ES-D-RTRL groups' contracted gradients (per group and member) to `grads`.
+fn add_group_grads<T: Float>(grads: &mut [Array2<T>], groups: &[EsGroup<T>], g: Vec<Vec<Array2<T>>>) {
+    for (group, gs) in groups.iter().zip(g) {
+        for (mb, gm) in group.members.iter().zip(gs) {
+            grads[mb.ei] += &gm;
+        }
+    }
+}

@@ -79,8 +79,27 @@ pub fn flush_denormals() {
     }
 }
 
+/// Whether this thread flushes denormals ([`flush_denormals`]), so that helper threads
+/// can run in the same mode.
+pub fn denormals_flushed() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    // SAFETY: reading MXCSR has no side effect.
+    unsafe {
+        std::arch::x86_64::_mm_getcsr() & 0x8040 == 0x8040
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// The reference backend: the IR interpreter (f64 arithmetic, slow).
 pub struct InterpFactory;
+
+impl InterpFactory {
+    fn name_of(&self) -> &'static str {
+        "interpreter"
+    }
+}
 
 impl<T: Real> KernelFactory<T> for InterpFactory {
     fn build(&self, step: &Step, specs: &[ParamSpec], _dt: f64) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
@@ -88,7 +107,7 @@ impl<T: Real> KernelFactory<T> for InterpFactory {
         Ok(Box::new(k))
     }
     fn name(&self) -> &'static str {
-        "interpreter"
+        self.name_of()
     }
 }
 
@@ -209,6 +228,8 @@ pub struct Network<T> {
     pub inputs: Vec<(String, usize)>,
     pub pops: Vec<Population<T>>,
     pub(crate) projs: Vec<Proj<T>>,
+    /// [`KernelFactory::name`] of the factory the network was built with.
+    pub(crate) kernel_backend: &'static str,
 }
 
 fn sample_values<T: Real>(init: &Init, rng: &Rng, stream: u32, count: usize) -> Vec<T> {
@@ -229,9 +250,19 @@ pub trait Float:
     + ndarray::LinalgScalar
     + propagate::num_zero::Zero
 {
+    /// The Cranelift JIT for this float type.
+    fn jit_factory() -> &'static dyn KernelFactory<Self>;
 }
-impl Float for f32 {}
-impl Float for f64 {}
+impl Float for f32 {
+    fn jit_factory() -> &'static dyn KernelFactory<f32> {
+        &JitFactory
+    }
+}
+impl Float for f64 {
+    fn jit_factory() -> &'static dyn KernelFactory<f64> {
+        &JitFactory
+    }
+}
 
 impl<T: Float> Network<T> {
     /// Instantiates `net`: composes and compiles every population, builds connectivity.
@@ -369,7 +400,19 @@ impl<T: Float> Network<T> {
             inputs: net.inputs.iter().map(|i| (i.name.clone(), i.size)).collect(),
             pops,
             projs,
+            kernel_backend: factory.name(),
         })
+    }
+
+    /// Compiles a step derived from this network's populations (the learning rules'
+    /// trace steps) with the backend the network was built with: the reference
+    /// interpreter for a network built with [`InterpFactory`], the Cranelift JIT otherwise.
+    pub fn build_kernel(&self, step: &Step, specs: &[ParamSpec]) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
+        if self.kernel_backend == InterpFactory.name_of() {
+            KernelFactory::<T>::build(&InterpFactory, step, specs, self.dt)
+        } else {
+            T::jit_factory().build(step, specs, self.dt)
+        }
     }
 
     pub fn n_neurons(&self) -> usize {

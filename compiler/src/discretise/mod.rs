@@ -18,6 +18,7 @@
 //! part), `euler`, `rk2` (midpoint), `rk4`.
 
 pub mod expm;
+pub mod trace;
 
 use crate::diag::Diagnostic;
 use crate::ir::{self, Graph, Jacobian, Layout, Lowerer, NodeId, Op};

@@ -32,6 +32,7 @@ use bptt::{StepTape, Target};
 use es::EsGroup;
 use exact::{ExactMember, ExactWindow};
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
+use snnc_compiler::discretise::trace::TraceKind;
 use snnc_compiler::sema::{PopKind, Source};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -149,22 +150,28 @@ fn non_zeros<T: Float>(pre: &[T], n_pre: usize, out: &mut Vec<(u32, u32, T)>) {
 /// `g += x^T c` (x: B x I, c: B x O): a GEMM, or rows of `c` added where `x` is sparse
 /// (spikes).
 fn add_outer<T: Float>(g: &mut Array2<T>, x: ArrayView2<T>, c: ArrayView2<T>) {
-    let nnz = x.iter().filter(|v| **v != zero::<T>()).count();
-    if nnz * 4 >= x.len() {
-        general_mat_mul(T::from_f64(1.0), &x.t(), &c, T::from_f64(1.0), g);
+    let one = T::from_f64(1.0);
+    let (Some(xs), Some(cs)) = (x.as_slice(), c.as_slice()) else {
+        general_mat_mul(one, &x.t(), &c, one, g);
+        return;
+    };
+    let nnz = xs.iter().fold(0usize, |n, v| n + usize::from(*v != zero::<T>()));
+    if nnz * 4 >= xs.len() {
+        general_mat_mul(one, &x.t(), &c, one, g);
         return;
     }
-    let one = T::from_f64(1.0);
-    for (b, xr) in x.outer_iter().enumerate() {
-        let cr = c.row(b);
-        let cs = cr.as_slice().expect("contiguous");
-        for (i, &xv) in xr.iter().enumerate().filter(|(_, v)| **v != zero::<T>()) {
-            let mut gr = g.row_mut(i);
-            let gs = gr.as_slice_mut().expect("contiguous");
+    let (n_pre, o) = (x.ncols(), c.ncols());
+    let gs = g.as_slice_mut().expect("standard layout");
+    for (xr, cr) in xs.chunks_exact(n_pre).zip(cs.chunks_exact(o)) {
+        for (i, &xv) in xr.iter().enumerate() {
+            if xv == zero::<T>() {
+                continue;
+            }
+            let grow = &mut gs[i * o..(i + 1) * o];
             if xv == one {
-                gs.iter_mut().zip(cs).for_each(|(g, c)| *g += *c);
+                grow.iter_mut().zip(cr).for_each(|(g, c)| *g += *c);
             } else {
-                gs.iter_mut().zip(cs).for_each(|(g, c)| *g += xv * *c);
+                grow.iter_mut().zip(cr).for_each(|(g, c)| *g += xv * *c);
             }
         }
     }
@@ -276,7 +283,11 @@ impl<T: Float> Contractor<T> {
         let (done_tx, done) = std::sync::mpsc::channel();
         let worker_shapes = shapes.clone();
         let worker_grads = grads.clone();
+        let flush = crate::network::denormals_flushed();
         let spawned = std::thread::Builder::new().name("snnc-es-contract".into()).spawn(move || {
+            if flush {
+                crate::network::flush_denormals();
+            }
             let mut g = worker_grads;
             for (gi, mut tape) in jobs_rx {
                 let mut refs: Vec<&mut Array2<T>> = g[gi].iter_mut().collect();
@@ -445,7 +456,6 @@ pub fn gradient_online<T: Float>(
     }
     let k_of = |p: usize| layouts[p].map(|d| d.k).unwrap_or(0);
     let nin_of = |p: usize| layouts[p].map(|d| d.n_in).unwrap_or(0);
-    let np_of = |p: usize| layouts[p].map(|d| d.n_p).unwrap_or(0);
     let n_of: Vec<usize> = net.pops.iter().map(|p| p.n).collect();
     // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
     let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
@@ -459,7 +469,13 @@ pub fn gradient_online<T: Float>(
     let online_method = method != Method::Bptt;
     // Their traces dh^t/dtheta (B x N x K): exact in every online method, since a
     // per-neuron param acts on its own neuron only (D is per neuron).
-    let mut eps_p: Vec<Vec<T>> = params.iter().map(|q| if online_method { vec![zero(); batch * n_of[q.pop] * k_of(q.pop)] } else { Vec::new() }).collect();
+    // One slice per hidden state (B x N each), updated by a generated trace step.
+    let mut eps_p: Vec<Vec<Vec<T>>> = params.iter().map(|q| if online_method { vec![vec![zero(); batch * n_of[q.pop]]; k_of(q.pop)] } else { Vec::new() }).collect();
+    let param_kernels: Vec<Option<es::TraceKernel<T>>> = params
+        .iter()
+        .map(|q| online_method.then(|| es::TraceKernel::new(net, q.pop, TraceKind::Param { col: q.col }, &[])).transpose())
+        .collect::<Result<_, _>>()?;
+    let mut param_u: Vec<T> = vec![zero(); params.iter().map(|q| batch * n_of[q.pop]).max().unwrap_or(0)];
     let mut param_grads: Vec<Array2<T>> = params.iter().map(|q| Array2::zeros((1, n_of[q.pop]))).collect();
 
     let mut grads: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();
@@ -493,11 +509,11 @@ pub fn gradient_online<T: Float>(
                 }
             };
             xwins[at].members.push(ExactMember::new(ei, t.index, t.n_pre));
-        } else if let Method::EsDRtrl { .. } = method {
+        } else if let Method::EsDRtrl { decay } = method {
             let at = match groups.iter().position(|g| g.pop == t.pop && g.input == t.input) {
                 Some(at) => at,
                 None => {
-                    groups.push(EsGroup::new(t.pop, t.input, batch, n_of[t.pop], k_of(t.pop)));
+                    groups.push(EsGroup::new(net, t.pop, t.input, k_of(t.pop), decay)?);
                     groups.len() - 1
                 }
             };
@@ -533,7 +549,7 @@ pub fn gradient_online<T: Float>(
     let mut pd: Vec<PopDerivs<T>> = (0..net.pops.len()).map(|_| PopDerivs::default()).collect();
     let mut mu: Vec<T> = Vec::new();
     let mut dbuf: Vec<T> = Vec::new();
-    let mut new_k: Vec<T> = Vec::new();
+    let mut l_soa: Vec<Vec<T>> = Vec::new();
     let one = T::from_f64(1.0);
     for t in 0..steps {
         data.fill(t, &mut ext64, &mut tgt);
@@ -574,8 +590,14 @@ pub fn gradient_online<T: Float>(
             read_derivs(net, p, &mut pd[p])?;
             let v = &pd[p];
             let (n, k, nin) = (n_of[p], k_of(p), nin_of(p));
-            for (ik, l) in ls[p].iter_mut().enumerate() {
-                *l = dlds[p][ik / k] * v.ds[ik] + dldh[p][ik];
+            if k == 1 {
+                for ((l, s), (ds, h)) in ls[p].iter_mut().zip(&dlds[p]).zip(v.ds.iter().zip(&dldh[p])) {
+                    *l = *s * *ds + *h;
+                }
+            } else {
+                for (ik, l) in ls[p].iter_mut().enumerate() {
+                    *l = dlds[p][ik / k] * v.ds[ik] + dldh[p][ik];
+                }
             }
             if online_method && ls[p].iter().any(|x| *x != zero()) {
                 for l in links.iter().filter(|l| l.to == p && l.now) {
@@ -614,22 +636,13 @@ pub fn gradient_online<T: Float>(
             }
         }
         for (pi, q) in params.iter().enumerate().filter(|_| online_method) {
-            let v = &pd[q.pop];
-            let (n, k, n_p) = (n_of[q.pop], k_of(q.pop), np_of(q.pop));
-            let tr = &mut eps_p[pi];
+            // The generated trace step: eps_p <- D eps_p + dh/dtheta, u = l . eps_p.
+            let n = n_of[q.pop];
+            let l = es::signal_slices(&ls[q.pop], k_of(q.pop), &mut l_soa);
+            param_kernels[pi].as_ref().expect("online").run(net, q.pop, &mut eps_p[pi], &mut param_u, &l);
             let mut g = Array2::<T>::zeros((1, n));
-            new_k.resize(k, zero());
-            for b in 0..batch {
-                for o in 0..n {
-                    let m = b * n + o;
-                    let dm = &v.d[m * k * k..(m + 1) * k * k];
-                    for a in 0..k {
-                        let s: T = (0..k).map(|c| dm[a * k + c] * tr[m * k + c]).sum();
-                        new_k[a] = s + v.dp[(m * k + a) * n_p + q.col];
-                    }
-                    tr[m * k..(m + 1) * k].copy_from_slice(&new_k);
-                    g[[0, o]] += (0..k).map(|a| ls[q.pop][m * k + a] * new_k[a]).sum::<T>();
-                }
+            for ub in param_u.chunks_exact(n) {
+                g.iter_mut().zip(ub).for_each(|(g, u)| *g += *u);
             }
             param_grads[pi] += &g;
             if record_per_step {
@@ -642,7 +655,8 @@ pub fn gradient_online<T: Float>(
             // braintrace (and switched off from step 1001 on).
             let inv_c = T::from_f64(1.0 / bias_correction(decay));
             for (gi, g) in groups.iter_mut().enumerate() {
-                g.step(&pd[g.pop], nin_of(g.pop), &ls[g.pop], &trace.pre, decay_t, inv_c);
+                let l = es::signal_slices(&ls[g.pop], k_of(g.pop), &mut l_soa);
+                g.step(net, &l, &trace.pre, decay_t, inv_c);
                 if record_per_step {
                     for (ei, c) in g.step_contributions() {
                         grads[ei] += &c;
@@ -692,7 +706,7 @@ pub fn gradient_online<T: Float>(
                 } else if let Some(g) = groups.iter().find(|g| g.members.iter().any(|m| m.ei == ei)) {
                     let mb = g.members.iter().find(|m| m.ei == ei).expect("member");
                     record_into(&mut recorded, format!("eps_x_{}", e.name), &[batch, e.target.n_pre], &mb.eps_x);
-                    record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &g.eps_f);
+                    record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &g.eps_f_interleaved());
                 }
             }
             if let Method::EsDRtrl { decay } = method {
@@ -714,9 +728,9 @@ pub fn gradient_online<T: Float>(
     // Bytes held by the method's own state: traces, or the BPTT tape.
     let size = std::mem::size_of::<T>();
     let vec_bytes = |v: &[Vec<T>]| v.iter().map(|x| x.len() * size).sum::<usize>();
-    let es_bytes: usize = groups.iter().map(|g| (g.eps_f.len() + g.members.iter().map(|m| m.eps_x.len()).sum::<usize>()) * size).sum();
+    let es_bytes: usize = groups.iter().map(|g| vec_bytes(&g.eps_f) + g.members.iter().map(|m| m.eps_x.len() * size).sum::<usize>()).sum();
     let tape_bytes: usize = tape.iter().map(StepTape::bytes).sum();
-    let state_bytes = vec_bytes(&eps) + es_bytes + vec_bytes(&eps_p) + tape_bytes;
+    let state_bytes = vec_bytes(&eps) + es_bytes + eps_p.iter().map(|e| vec_bytes(e)).sum::<usize>() + tape_bytes;
     if method == Method::Bptt {
         let targets: Vec<Target> = etrace.iter().map(|e| e.target.clone()).collect();
         bptt::backward(net, &tape, &targets, &params, &links, &hidden, &mut grads, &mut param_grads, batch, &k_of, &nin_of);

@@ -349,8 +349,12 @@ impl Sequence for RandomSpikes {
         (vec![self.inputs], self.outputs)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        for (j, v) in x[0].iter_mut().enumerate() {
-            *v = if self.rng.uniform(6, t as u64, j as u32) <= self.p { 1.0 } else { 0.0 };
+        // Four inputs per Philox block (all four words of it).
+        for (j, chunk) in x[0].chunks_mut(4).enumerate() {
+            let w = self.rng.words(6, t as u64, j as u32);
+            for (v, bits) in chunk.iter_mut().zip(w) {
+                *v = if crate::rng::u01(bits) <= self.p { 1.0 } else { 0.0 };
+            }
         }
         for (j, v) in target.iter_mut().enumerate() {
             *v = 1.0 - self.rng.uniform(7, t as u64, j as u32) - 0.5;

@@ -1,0 +1,149 @@
+//! The learning-rule trace steps ([`snnc_compiler::discretise::trace`]) of every stdlib
+//! model: the generated step does what its formula says (checked against a dense
+//! evaluation with all of D and the driving column, so a dropped entry must really be
+//! zero), on the reference interpreter and on the JIT (f64 bit for bit with the
+//! interpreter, f32 to float precision), and D's structural zeros are left out.
+
+use snnc_compiler::SourceMap;
+use snnc_compiler::backend::cranelift::{JitKernel, Precision};
+use snnc_compiler::backend::interp::InterpKernel;
+use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
+use snnc_compiler::discretise::trace::{TraceKind, TraceStep, trace_step};
+use snnc_compiler::discretise::{DerivLayout, Step, discretise};
+use snnc_compiler::ir::{self, Env};
+use snnc_compiler::sema::{self, LoadOptions};
+use std::path::Path;
+
+const N: usize = 37;
+const DT: f64 = 1e-4;
+
+struct Lcg(u64);
+impl Lcg {
+    fn sym(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        2.0 * ((self.0 >> 11) as f64 / (1u64 << 53) as f64) - 1.0
+    }
+}
+
+/// Every stdlib model that can carry derivatives, with its derivative step.
+fn models() -> Vec<(String, Step, DerivLayout)> {
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../stdlib"));
+    let mut files: Vec<_> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let mut sources = SourceMap::new();
+        let (p, diags) = sema::check_path(&f, &LoadOptions::default(), &mut sources);
+        assert!(diags.iter().all(|d| !d.is_error()));
+        for m in p.models.iter().filter(|m| m.span.file == 0) {
+            let Ok(step) = discretise(m) else { continue };
+            if step.n_hidden == 0 {
+                continue;
+            }
+            let Ok((s, dl)) = step.with_derivative_outputs() else { continue };
+            out.push((m.name.clone(), s, dl));
+        }
+    }
+    assert!(out.len() >= 8, "only {} models", out.len());
+    out
+}
+
+/// The value of every derivative output of `s` for random states, inputs and params:
+/// [element][derivative state], by the interpreter (what the population step writes).
+fn derivative_values(s: &Step, rng: &mut Lcg) -> Vec<Vec<f64>> {
+    (0..N)
+        .map(|_| {
+            let states: Vec<f64> = (0..s.layout.states.len()).map(|_| rng.sym()).collect();
+            let inputs: Vec<f64> = (0..s.layout.inputs.len()).map(|_| rng.sym()).collect();
+            let params: Vec<f64> = (0..s.layout.params.len()).map(|_| 0.5 + rng.sym().abs()).collect();
+            let env = Env { states: &states, inputs: &inputs, params: &params, dt: DT, ..Env::default() };
+            ir::eval(&s.graph, &s.next, &env).unwrap()
+        })
+        .collect()
+}
+
+/// Runs trace step `t` once on `kernel` from states `eps` (K + 1 slices) with the
+/// derivative values `dv` and learning signal `l` (K slices).
+fn run<T: Copy>(kernel: &dyn StepKernel<T>, t: &TraceStep, dl: &DerivLayout, dv: &[Vec<T>], eps: &mut [Vec<T>], l: &[Vec<T>]) {
+    let col = |state: usize| -> Vec<T> { dv.iter().map(|e| e[state]).collect() };
+    let mut inputs: Vec<Vec<T>> = t.d.iter().map(|(a, c)| col(dl.d + a * dl.k + c)).collect();
+    inputs.extend(t.drive_states.iter().map(|&s| col(s)));
+    inputs.extend(l.iter().cloned());
+    let refs: Vec<&[T]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let mut states: Vec<&mut [T]> = eps.iter_mut().map(|v| v.as_mut_slice()).collect();
+    kernel.step(StepArgs { states: &mut states, inputs: &refs, params: &[], spikes: &mut [], t: 0.0, dt: DT, random: RandomCtx::default() });
+}
+
+#[test]
+fn trace_steps_compute_their_formula_on_every_backend() {
+    let mut rng = Lcg(7);
+    let mut checked = 0;
+    let mut dropped = 0;
+    for (name, s, dl) in models() {
+        let k = dl.k;
+        let dv = derivative_values(&s, &mut rng);
+        let mut kinds: Vec<TraceKind> = (0..dl.n_in).map(|input| TraceKind::EsOutput { input }).collect();
+        kinds.extend((0..dl.n_p).map(|col| TraceKind::Param { col }));
+        for kind in kinds {
+            let t = trace_step(&s, &dl, kind);
+            assert_eq!(t.step.layout.states.len(), k + 1, "{name}");
+            assert_eq!(t.step.layout.inputs.len(), t.d.len() + t.df.len() + k, "{name}");
+            dropped += k * k - t.d.len();
+            // Every dropped D entry and drive row is zero in the population's step.
+            for a in 0..k {
+                for c in 0..k {
+                    if !t.d.contains(&(a, c)) {
+                        assert!(dv.iter().all(|e| e[dl.d + a * k + c] == 0.0), "{name}: D[{a}][{c}] dropped but not zero");
+                    }
+                }
+            }
+            let (lambda, specs) = match kind {
+                TraceKind::EsOutput { .. } => (0.9, vec![ParamSpec::Uniform(0.9)]),
+                TraceKind::Param { .. } => (1.0, vec![]),
+            };
+            let drive = |e: &[f64], a: usize| match kind {
+                TraceKind::EsOutput { input } => e[dl.df + a * dl.n_in + input],
+                TraceKind::Param { col } => e[dl.dp + a * dl.n_p + col],
+            };
+            let eps0: Vec<Vec<f64>> = (0..=k).map(|_| (0..N).map(|_| rng.sym()).collect()).collect();
+            let l: Vec<Vec<f64>> = (0..k).map(|_| (0..N).map(|_| rng.sym()).collect()).collect();
+            // The formula, densely.
+            let es = matches!(kind, TraceKind::EsOutput { .. });
+            let mut want = vec![vec![0.0; N]; k + 1];
+            for i in 0..N {
+                for a in 0..k {
+                    let s: f64 = (0..k).map(|c| dv[i][dl.d + a * k + c] * eps0[c][i]).sum();
+                    want[a][i] = if es { lambda * s + (1.0 - lambda) * drive(&dv[i], a) } else { s + drive(&dv[i], a) };
+                }
+                want[k][i] = (0..k).map(|a| l[a][i] * want[a][i]).sum();
+            }
+            let interp = InterpKernel::new(&t.step, &specs).unwrap();
+            let mut got_i = eps0.clone();
+            run::<f64>(&interp, &t, &dl, &dv, &mut got_i, &l);
+            for (a, (g, w)) in got_i.iter().zip(&want).enumerate() {
+                for (x, y) in g.iter().zip(w) {
+                    assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{name} {kind:?} state {a}: {x} vs {y}");
+                }
+            }
+            let jit = JitKernel::compile(&t.step, &specs, DT, Precision::F64).unwrap();
+            let mut got_j = eps0.clone();
+            run::<f64>(&jit, &t, &dl, &dv, &mut got_j, &l);
+            assert_eq!(got_j, got_i, "{name} {kind:?}: JIT f64 differs from the interpreter");
+            let jit32 = JitKernel::compile(&t.step, &specs, DT, Precision::F32).unwrap();
+            let to32 = |v: &[Vec<f64>]| -> Vec<Vec<f32>> { v.iter().map(|x| x.iter().map(|y| *y as f32).collect()).collect() };
+            let mut got_32 = to32(&eps0);
+            run::<f32>(&jit32, &t, &dl, &to32(&dv), &mut got_32, &to32(&l));
+            for (g, w) in got_32.iter().zip(&want) {
+                let scale = w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+                for (x, y) in g.iter().zip(w) {
+                    assert!((f64::from(*x) - y).abs() <= 1e-5 * scale, "{name} {kind:?} f32: {x} vs {y}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} trace steps");
+    // The multi-state models (ALIF, AdLIF, GIF, ...) have structurally zero D entries.
+    assert!(dropped > 0, "no structural zero of D was left out");
+    eprintln!("{checked} trace steps, {dropped} structurally zero D entries left out");
+}

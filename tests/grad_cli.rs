@@ -33,35 +33,10 @@ fn grad_command_reproduces_golden_alif() {
         w.add_array(name, &mat(&g["init_weights"][name])).unwrap();
     }
     w.finish().unwrap();
-    for (method, key) in [("bptt", "bptt"), ("d-rtrl", "d_rtrl"), ("es-d-rtrl", "es_d_rtrl")] {
-        let out = dir.join(format!("{key}.npz"));
-        let status = Command::new(env!("CARGO_BIN_EXE_snnc"))
-            .args(["grad", "tests/data/golden_alif.snn", "--method", method, "--etrace-decay", "0.9"])
-            .arg("--data")
-            .arg(&seq)
-            .arg("--weights")
-            .arg(&weights)
-            .arg("--out")
-            .arg(&out)
-            .arg("--record")
-            .arg(dir.join(key))
-            .current_dir(root)
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-        // Per-step states: (T, B, N) = (50, 2, 16).
-        let v: ndarray::ArrayD<f64> = ndarray_npy::read_npy(dir.join(key).join("rec.v.npy")).unwrap();
-        assert_eq!(v.shape(), &[50, 2, 16]);
-        if key == "es_d_rtrl" {
-            let f: ndarray::ArrayD<f64> = ndarray_npy::read_npy(dir.join(key).join("eps_f_W_in.npy")).unwrap();
-            assert_eq!(f.shape(), &[50, 2, 16, 2], "ALIF has K = 2");
-        }
-        let mut r = ndarray_npy::NpzReader::new(File::open(&out).unwrap()).unwrap();
-        for name in ["W_in", "W_rec", "W_out"] {
-            let got: Array2<f64> = r.by_name(name).unwrap();
-            let want = mat(&g["grads"][key][name]);
-            let err = (&got - &want).iter().map(|x| x * x).sum::<f64>().sqrt() / want.iter().map(|x| x * x).sum::<f64>().sqrt();
-            assert!(err < 1e-9, "{method} {name}: relative error {err:e}");
+    // f32 is the default (the tolerance, 1e-4); `--f64` computes in double.
+    for (precision, tol) in [("--f64", 1e-9), ("", 1e-4)] {
+        for (method, key) in [("bptt", "bptt"), ("d-rtrl", "d_rtrl"), ("es-d-rtrl", "es_d_rtrl")] {
+            grad_case(&Case { root, g: &g, dir: &dir, seq: &seq, weights: &weights }, precision, tol, method, key);
         }
     }
     // A wrong shape is a clear error, not a panic.
@@ -82,4 +57,47 @@ fn grad_command_reproduces_golden_alif() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("weights of `W_in` must be 8x16"), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+struct Case<'a> {
+    root: &'a str,
+    g: &'a Value,
+    dir: &'a std::path::Path,
+    seq: &'a std::path::Path,
+    weights: &'a std::path::Path,
+}
+
+/// `snnc grad` with one method and precision against the golden gradients.
+fn grad_case(c: &Case, precision: &str, tol: f64, method: &str, key: &str) {
+    let (root, g, dir, seq, weights) = (c.root, c.g, c.dir, c.seq, c.weights);
+    let out = dir.join(format!("{key}.npz"));
+    let status = Command::new(env!("CARGO_BIN_EXE_snnc"))
+        .args(["grad", "tests/data/golden_alif.snn", "--method", method, "--etrace-decay", "0.9"])
+        .args(Some(precision).filter(|p| !p.is_empty()))
+        .arg("--data")
+        .arg(&seq)
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(&out)
+        .arg("--record")
+        .arg(dir.join(key))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    // Per-step states: (T, B, N) = (50, 2, 16).
+    let v: ndarray::ArrayD<f64> = ndarray_npy::read_npy(dir.join(key).join("rec.v.npy")).unwrap();
+    assert_eq!(v.shape(), &[50, 2, 16]);
+    if key == "es_d_rtrl" {
+        let f: ndarray::ArrayD<f64> = ndarray_npy::read_npy(dir.join(key).join("eps_f_W_in.npy")).unwrap();
+        assert_eq!(f.shape(), &[50, 2, 16, 2], "ALIF has K = 2");
+    }
+    let mut r = ndarray_npy::NpzReader::new(File::open(&out).unwrap()).unwrap();
+    for name in ["W_in", "W_rec", "W_out"] {
+        let got: Array2<f64> = r.by_name(name).unwrap();
+        let want = mat(&g["grads"][key][name]);
+        let err = (&got - &want).iter().map(|x| x * x).sum::<f64>().sqrt() / want.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!(err < tol, "{method} {precision} {name}: relative error {err:e}");
+    }
 }

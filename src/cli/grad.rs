@@ -5,8 +5,9 @@ use super::Reporter;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::sema::LoadOptions;
 use snnc_runtime::train::dataset::{npz_names, read_npz_array};
-use snnc_runtime::learn::{Method, gradient};
-use snnc_runtime::network::{JitFactory, Network, Options};
+use snnc_runtime::learn::{Gradients, Method, gradient};
+use snnc_compiler::sema::{NetworkDef, Program};
+use snnc_runtime::network::{Float, Network, Options};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ pub struct Args {
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Compute in f64 (network, traces and gradients); the default is f32.
+    #[arg(long)]
+    pub f64: bool,
     /// Also write per-step hidden states and eligibility traces as `.npy` into DIR
     /// (`POP.STATE.npy`, `eps_PROJ.npy`, `eps_x_PROJ.npy`, `eps_f_PROJ.npy`, ...).
     #[arg(long, value_name = "DIR")]
@@ -75,50 +79,9 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     if x.shape()[..2] != target.shape()[..2] {
         return fail(format!("`x` is {:?} and `target` is {:?}: T and B must agree", x.shape(), target.shape()));
     }
-    let batch = x.shape()[1];
-    let mut network = match Network::<f64>::build(&program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, &JitFactory) {
-        Ok(n) => n,
-        Err(e) => return fail(e.to_string()),
-    };
-    if let Some(wpath) = &args.weights {
-        let names = match array_names(wpath) {
-            Ok(n) => n,
-            Err(e) => return fail(e),
-        };
-        for name in names {
-            if network.trainable(&name).is_none() {
-                let mut known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
-                known.extend(network.trainable_params());
-                return fail(format!("`{}` has weights `{name}`, but the network has no such projection or trainable param (it has: {})", wpath.display(), known.join(", ")));
-            }
-            let w: Array2<f64> = match read_array(wpath, &name).and_then(|a| a.into_dimensionality::<Ix2>().map_err(|_| format!("weights `{name}` must be a matrix"))) {
-                Ok(w) => w,
-                Err(e) => return fail(e),
-            };
-            if let Err(e) = network.set_trainable(&name, w) {
-                return fail(e.to_string());
-            }
-        }
-    }
-    // Trainable params (`POP.PARAM`, 1 x n) come after the projections.
-    let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
-    trainable.extend(network.trainable_params());
-    let decay = if args.etrace_decay >= 2.0 && args.etrace_decay.fract() == 0.0 {
-        (args.etrace_decay - 1.0) / (args.etrace_decay + 1.0)
-    } else {
-        args.etrace_decay
-    };
-    if !(decay > 0.0 && decay < 1.0) {
-        return fail(format!("--etrace-decay must be in (0, 1) or an integer rank >= 2, got {}", args.etrace_decay));
-    }
-    let method = match args.method {
-        MethodArg::Bptt => Method::Bptt,
-        MethodArg::DRtrl => Method::DRtrl,
-        MethodArg::EsDRtrl => Method::EsDRtrl { decay },
-    };
-    let res = match gradient(&mut network, &trainable, &[x], &target, method, args.record.is_some()) {
+    let res = match if args.f64 { gradient_in::<f64>(&args, &program, def, x, &target) } else { gradient_in::<f32>(&args, &program, def, x, &target) } {
         Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     // Write atomically: a temporary file renamed into place.
     let tmp = args.out.with_extension("npz.tmp");
@@ -154,4 +117,39 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     }
     println!("loss {:.6e}; wrote gradients of {} to {}", res.loss, res.total.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "), args.out.display());
     ExitCode::SUCCESS
+}
+
+/// Builds the network in float type `T`, loads the weights and computes the gradient.
+fn gradient_in<T: Float>(args: &Args, program: &Program, def: &NetworkDef, x: Array3<f64>, target: &Array3<f64>) -> Result<Gradients, String> {
+    let batch = x.shape()[1];
+    let mut network = Network::<T>::build(program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, T::jit_factory()).map_err(|e| e.to_string())?;
+    if let Some(wpath) = &args.weights {
+        let names = array_names(wpath)?;
+        for name in names {
+            if network.trainable(&name).is_none() {
+                let mut known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
+                known.extend(network.trainable_params());
+                return Err(format!("`{}` has weights `{name}`, but the network has no such projection or trainable param (it has: {})", wpath.display(), known.join(", ")));
+            }
+            let w: Array2<f64> = read_array(wpath, &name).and_then(|a| a.into_dimensionality::<Ix2>().map_err(|_| format!("weights `{name}` must be a matrix")))?;
+            network.set_trainable(&name, w.mapv(T::from_f64)).map_err(|e| e.to_string())?;
+        }
+    }
+    // Trainable params (`POP.PARAM`, 1 x n) come after the projections.
+    let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+    trainable.extend(network.trainable_params());
+    let decay = if args.etrace_decay >= 2.0 && args.etrace_decay.fract() == 0.0 {
+        (args.etrace_decay - 1.0) / (args.etrace_decay + 1.0)
+    } else {
+        args.etrace_decay
+    };
+    if !(decay > 0.0 && decay < 1.0) {
+        return Err(format!("--etrace-decay must be in (0, 1) or an integer rank >= 2, got {}", args.etrace_decay));
+    }
+    let method = match args.method {
+        MethodArg::Bptt => Method::Bptt,
+        MethodArg::DRtrl => Method::DRtrl,
+        MethodArg::EsDRtrl => Method::EsDRtrl { decay },
+    };
+    gradient(&mut network, &trainable, &[x], target, method, args.record.is_some()).map_err(|e| e.to_string())
 }

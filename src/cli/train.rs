@@ -4,9 +4,9 @@
 use super::Reporter;
 use super::grad::MethodArg;
 use crate::cli::run::parse_time;
-use snnc_compiler::sema::{LoadOptions, PopKind, TrainValue};
+use snnc_compiler::sema::{LoadOptions, NetworkDef, PopKind, Program, TrainValue};
 use snnc_runtime::learn::Method;
-use snnc_runtime::network::{JitFactory, Network, Options};
+use snnc_runtime::network::{Float, Network, Options, RuntimeError};
 use snnc_runtime::train::dataset::{NpzDataset, Split};
 use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
@@ -136,6 +136,10 @@ pub struct Args {
     /// for training yet.
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: TrainBackend,
+    /// Compute in f64 (network, traces, gradients); the default is f32. Weights, the
+    /// optimiser's state and checkpoints are f64 either way.
+    #[arg(long)]
+    pub f64: bool,
     /// Set by `snnc eval`: evaluate the held-out trials with the `--resume` weights only.
     #[arg(skip)]
     pub evaluate_only: bool,
@@ -161,6 +165,9 @@ pub struct EvalArgs {
     pub test_batches: usize,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run the network in f64 (the default is f32).
+    #[arg(long)]
+    pub f64: bool,
 }
 
 pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
@@ -184,6 +191,7 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         test_batches: a.test_batches,
         plot: false,
         backend: TrainBackend::Jit,
+        f64: a.f64,
         evaluate_only: true,
     };
     run(args, opts, reporter)
@@ -193,6 +201,11 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
 pub enum TrainBackend {
     Jit,
     Cuda,
+}
+
+/// The network of a training run in float type `T` (with derivatives when `learning`).
+fn build_net<T: Float>(program: &Program, def: &NetworkDef, batch: usize, seed: u64, learning: bool) -> Result<Network<T>, RuntimeError> {
+    Network::<T>::build(program, def, &Options { batch, seed, learning, ..Options::default() }, T::jit_factory())
 }
 
 fn fail(msg: String) -> ExitCode {
@@ -251,8 +264,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let delay = args.task.delay.unwrap_or(1.0);
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     let n_projections = trainable.len();
-    let make_net = || Network::<f64>::build(&program, def, &Options { batch, seed, learning: true, ..Options::default() }, &JitFactory);
-    let make_eval_net = || Network::<f64>::build(&program, def, &Options { batch, seed, ..Options::default() }, &JitFactory);
+    let make_net = || build_net::<f64>(&program, def, batch, seed, true);
     let net = match make_net() {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
@@ -339,7 +351,12 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         test_task.restart();
         for _ in 0..args.test_batches {
             let labels = test_task.labels().to_vec();
-            let r = evaluate(&make_eval_net, weights, test_task.as_mut(), &labels).map_err(|e| e.to_string())?;
+            let r = if args.f64 {
+                evaluate(&|| build_net::<f64>(&program, def, batch, seed, false), weights, test_task.as_mut(), &labels)
+            } else {
+                evaluate(&|| build_net::<f32>(&program, def, batch, seed, false), weights, test_task.as_mut(), &labels)
+            }
+            .map_err(|e| e.to_string())?;
             test.loss += r.loss / args.test_batches as f64;
             test.accuracy += r.accuracy / args.test_batches as f64;
             test_task.next_batch();
@@ -370,7 +387,13 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         for b in 0..args.batches {
             train_task.next_batch();
             let labels = train_task.labels().to_vec();
-            let r = match train_batch(&make_net, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every) {
+            let r = if args.f64 {
+                train_batch(&make_net, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
+            } else {
+                let make = || build_net::<f32>(&program, def, batch, seed, true);
+                train_batch(&make, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
+            };
+            let r = match r {
                 Ok(r) => r,
                 Err(e) => return fail(e.to_string()),
             };

@@ -118,10 +118,10 @@ pub struct BatchReport {
 }
 
 /// The dense weights of `names` in `net`.
-pub fn weights_of(net: &Network<f64>, names: &[String]) -> Vec<(String, Array2<f64>)> {
+pub fn weights_of<T: Float>(net: &Network<T>, names: &[String]) -> Vec<(String, Array2<f64>)> {
     names
         .iter()
-        .filter_map(|n| net.trainable(n).map(|w| (n.clone(), w)))
+        .filter_map(|n| net.trainable(n).map(|w| (n.clone(), w.mapv(|v| v.to_f64()))))
         .collect()
 }
 
@@ -137,8 +137,10 @@ pub fn set_weights<T: Float>(net: &mut Network<T>, weights: &[(String, Array2<f6
 /// Runs one batch: gradient over the sequences from the network's initial state, then one
 /// optimiser step (with `update_every = Some(n)`, also one every n steps within the
 /// sequence: truly online learning). `labels` gives the class of each batch element for the accuracy.
-pub fn train_batch(
-    make_net: &dyn Fn() -> Result<Network<f64>, RuntimeError>,
+/// The weights and optimiser state stay in f64 whatever the network's float type `T`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_batch<T: Float>(
+    make_net: &dyn Fn() -> Result<Network<T>, RuntimeError>,
     weights: &mut Vec<(String, Array2<f64>)>,
     trainable: &[String],
     data: &mut dyn Sequence,
@@ -176,8 +178,8 @@ pub fn train_batch(
 
 /// Runs the sequences forward with `weights` (no gradient, no update): the loss and
 /// accuracy on data the optimiser never sees (a held-out test set).
-pub fn evaluate(
-    make_net: &dyn Fn() -> Result<Network<f64>, RuntimeError>,
+pub fn evaluate<T: Float>(
+    make_net: &dyn Fn() -> Result<Network<T>, RuntimeError>,
     weights: &[(String, Array2<f64>)],
     data: &mut dyn Sequence,
     labels: &[usize],
@@ -192,23 +194,29 @@ pub fn evaluate(
     let (in_sizes, n_out) = data.shape();
     let batch = data.batch();
     let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
+    let mut ext_t: Vec<Vec<T>> = in_sizes.iter().map(|s| vec![T::from_f64(0.0); s * batch]).collect();
     let mut tgt = vec![0.0; n_out * batch];
     let mut mask = vec![1.0; batch];
+    let mut y = vec![0.0; n_out * batch];
     let mut evidence = Array2::<f64>::zeros((batch, n_out));
     let mut loss = 0.0;
     let kind = data.loss();
     for t in 0..data.steps() {
         data.fill(t, &mut ext, &mut tgt);
         data.mask(t, &mut mask);
-        let refs: Vec<&[f64]> = ext.iter().map(|v| v.as_slice()).collect();
+        for (d, s) in ext_t.iter_mut().zip(&ext) {
+            d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s));
+        }
+        let refs: Vec<&[T]> = ext_t.iter().map(|v| v.as_slice()).collect();
         net.step(&refs)?;
-        loss += masked_step_loss(kind, net.pops[r].readout_output(), &tgt, &mask, &mut evidence, None);
+        y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
+        loss += masked_step_loss(kind, &y, &tgt, &mask, &mut evidence, None);
     }
     Ok(report(&net, data.steps(), loss, &evidence, labels))
 }
 
 /// Loss per sequence, accuracy of `argmax` of the evidence, and firing rates.
-fn report(net: &Network<f64>, steps: usize, loss: f64, evidence: &Array2<f64>, labels: &[usize]) -> BatchReport {
+fn report<T>(net: &Network<T>, steps: usize, loss: f64, evidence: &Array2<f64>, labels: &[usize]) -> BatchReport {
     let correct = labels
         .iter()
         .enumerate()

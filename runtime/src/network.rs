@@ -201,6 +201,10 @@ pub struct Population<T> {
 pub struct StepTrace<T> {
     /// Per projection: the presynaptic activity it read (x^t), `batch * n_pre`.
     pub pre: Vec<Vec<T>>,
+    /// Per projection, where the network knows them (spikes, external inputs): the
+    /// non-zero entries of `pre` as (batch element, presynaptic index), in row order;
+    /// `None` for dense sources (a state read directly, a readout's output).
+    pub nonzero: Vec<Option<Vec<(u32, u32)>>>,
 }
 
 impl<T> Population<T> {
@@ -230,6 +234,11 @@ pub struct Network<T> {
     pub(crate) projs: Vec<Proj<T>>,
     /// [`KernelFactory::name`] of the factory the network was built with.
     pub(crate) kernel_backend: &'static str,
+    /// Index of this network's first batch element in a larger batch split across
+    /// networks (the random draws of element b are those of the whole batch's b0 + b).
+    pub batch_offset: usize,
+    /// Per external input and batch element, the indices of its non-zero entries this step.
+    ext_active: Vec<Vec<Vec<u32>>>,
 }
 
 fn sample_values<T: Real>(init: &Init, rng: &Rng, stream: u32, count: usize) -> Vec<T> {
@@ -401,6 +410,8 @@ impl<T: Float> Network<T> {
             pops,
             projs,
             kernel_backend: factory.name(),
+            batch_offset: 0,
+            ext_active: Vec::new(),
         })
     }
 
@@ -438,6 +449,7 @@ impl<T: Float> Network<T> {
     pub fn step_traced(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
         if let Some(tr) = trace.as_deref_mut() {
             tr.pre.resize_with(self.projs.len(), Vec::new);
+            tr.nonzero.resize_with(self.projs.len(), || None);
         }
         if external.len() != self.inputs.len() {
             return Err(RuntimeError::Input(format!("{} external inputs given, the network has {}", external.len(), self.inputs.len())));
@@ -445,6 +457,17 @@ impl<T: Float> Network<T> {
         for (x, (name, size)) in external.iter().zip(&self.inputs) {
             if x.len() != size * self.batch {
                 return Err(RuntimeError::Input(format!("input `{name}` needs {} values per step ({} x batch {}), got {}", size * self.batch, size, self.batch, x.len())));
+            }
+        }
+        // The non-zero entries of each external input (spike trains are mostly zeros),
+        // found once per step: its projections add rows, and learning reads them.
+        self.ext_active.resize_with(external.len(), Vec::new);
+        for (act, (x, (_, n))) in self.ext_active.iter_mut().zip(external.iter().zip(&self.inputs)) {
+            act.resize_with(self.batch, Vec::new);
+            for (b, a) in act.iter_mut().enumerate() {
+                a.clear();
+                // Any sign (not `active_indices`, which relies on spikes being >= 0).
+                a.extend(x[b * n..(b + 1) * n].iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(j, _)| j as u32));
             }
         }
         let t = self.time();
@@ -455,7 +478,9 @@ impl<T: Float> Network<T> {
             let mut states: Vec<&mut [T]> = pop.states.iter_mut().map(|s| s.as_mut_slice()).collect();
             let inputs: Vec<&[T]> = pop.inputs.iter().map(|s| s.as_slice()).collect();
             let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|s| s.as_slice()).collect();
-            let ctx = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: 0 };
+            // A network holding batch elements b0.. of a larger batch draws what the whole
+            // one would for them (element index = b0 * n + i).
+            let ctx = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * pop.n) as u64 };
             kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes: &mut pop.spikes, t, dt: self.dt, random: ctx });
             // Stop on the first non-finite state, naming it. A sum is non-finite when an
             // element is (and vectorises); only then is the element looked for.
@@ -513,25 +538,10 @@ impl<T: Float> Network<T> {
         let mut output = std::mem::take(&mut self.pops[p].output);
         let has_kernel = self.pops[p].kernel.is_some();
         let n_post = self.pops[p].n;
-        // The non-zero entries of an external input (spike trains are mostly zeros):
-        // found once per input and step, they let its projections add rows.
-        let mut in_active: Vec<Option<Vec<Vec<u32>>>> = vec![None; external.len()];
+        let ext_active = std::mem::take(&mut self.ext_active);
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
             let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
-                Source::Input(i) => {
-                    let n = self.inputs[i].1;
-                    let act = in_active[i].get_or_insert_with(|| {
-                        (0..batch)
-                            .map(|b| {
-                                // Any sign (not `active_indices`, which relies on
-                                // spikes being >= 0).
-                                let row = &external[i][b * n..(b + 1) * n];
-                                row.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(j, _)| j as u32).collect()
-                            })
-                            .collect()
-                    });
-                    (external[i], n, Some(act.as_slice()))
-                }
+                Source::Input(i) => (external[i], self.inputs[i].1, Some(ext_active[i].as_slice())),
                 // A state (membrane-potential readout): its value as it is now, dense.
                 Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
                 // Spikes are read when they are: a population earlier in the order has
@@ -546,6 +556,16 @@ impl<T: Float> Network<T> {
             if let Some(tr) = trace.as_deref_mut() {
                 tr.pre[pi].clear();
                 tr.pre[pi].extend_from_slice(src);
+                match active {
+                    Some(a) => {
+                        let nz = tr.nonzero[pi].get_or_insert_with(Vec::new);
+                        nz.clear();
+                        for (b, row) in a.iter().enumerate() {
+                            nz.extend(row.iter().map(|&i| (b as u32, i)));
+                        }
+                    }
+                    None => tr.nonzero[pi] = None,
+                }
             }
             let target: &mut Vec<T> = if has_kernel { &mut inputs[pr.input] } else { &mut output };
             match &mut pr.delay {
@@ -562,6 +582,7 @@ impl<T: Float> Network<T> {
         }
         self.pops[p].inputs = inputs;
         self.pops[p].output = output;
+        self.ext_active = ext_active;
     }
 
     /// A projection by name: (index, source, target population, kernel input index).

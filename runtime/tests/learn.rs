@@ -258,7 +258,7 @@ network n {
     connect rec -> out dense init normal(0, 0.5) trainable as W_out
 }"#;
     let opts = Options { batch: 2, seed: 1, learning: true, ..Options::default() };
-    let make = || Ok(build_text(text, &opts));
+    let make = |b: usize| Ok(build_text(text, &Options { batch: b, ..opts }));
     let net = build_text(text, &opts);
     let train: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
     let mut w = weights_of(&net, &train);
@@ -298,7 +298,7 @@ fn evaluation_and_training_see_the_same_forward_pass() {
     let g = gradient_of(&mut net, &train, &mut task, Method::EsDRtrl { decay: 0.99 }, false).unwrap();
     let mut task = Evidence::new(1e-3, 0.2, 4, 7);
     let labels = task.labels().to_vec();
-    let r = evaluate(&|| Ok(build_text(&text, &plain)), &weights, &mut task, &labels).unwrap();
+    let r = evaluate(&|b| Ok(build_text(&text, &Options { batch: b, ..plain })), &weights, &mut task, &labels).unwrap();
     let per_trial = g.loss / 4.0;
     assert!((r.loss - per_trial).abs() <= 1e-9 * per_trial.abs(), "evaluate {} vs training {per_trial}", r.loss);
 }
@@ -599,4 +599,46 @@ fn windowed_exact_traces_are_exact_across_online_updates() {
             assert!(checked >= want, "{model} {method:?}: most exact gradients are not trivially zero ({checked})");
         }
     }
+}
+
+/// The batch split across threads (`gradient_split`) gives the unsplit pass's loss,
+/// gradients and evidence, for every method: with a generator that writes its own rows
+/// (RandomSpikes) and with one that only produces whole steps in order (InMemory, dealt
+/// out by a producer thread); with noise in the model, whose draws follow the element's
+/// index in the whole batch (`batch_offset`).
+#[test]
+fn a_batch_split_across_threads_gives_the_whole_batch_gradient() {
+    use snnc_runtime::learn::{InMemory, gradient_split, split_sizes};
+    // L1 gets white noise: its draws must be those of the whole batch.
+    let text = stacked_text("LeakyReadout[2] { tau = 20 ms }")
+        .replace("layer L1 = LIF[4]", "layer L1 = NoisyLIF[4]")
+        .replace("import \"stdlib/readout.snn\"", "import \"stdlib/readout.snn\"\nneuron NoisyLIF {\n    param tau: ms = 10 ms\n    state v = 0.0\n    input I\n    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)\n    spike when v > 1.0 surrogate sigmoid(alpha = 4)\n    on spike { v -= 1.0 }\n}");
+    let train: Vec<String> = STACK.map(String::from).to_vec();
+    let opts = |b: usize| Options { batch: b, seed: 9, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let (batch, steps) = (5, 70);
+    let x = ndarray::Array3::from_shape_fn((steps, batch, 3), |(t, b, i)| f64::from((t * 7 + b * 3 + i) % 5 == 0));
+    let target = ndarray::Array3::from_shape_fn((steps, batch, 2), |(t, b, j)| ((t + b + j) % 3) as f64 - 1.0);
+    for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+        let whole = gradient_of(&mut build_text(&text, &opts(batch)), &train, &mut RandomSpikes::new(steps, batch, 3, 2, 0.4, 3), method, false).unwrap();
+        let whole_mem = gradient_of(&mut build_text(&text, &opts(batch)), &train, &mut InMemory { x: std::slice::from_ref(&x), target: &target }, method, false).unwrap();
+        for (label, reference, data) in [("own rows", &whole, 0), ("producer", &whole_mem, 1)] {
+            let mut nets: Vec<Network<f64>> = split_sizes(batch, 2).into_iter().map(|b| build_text(&text, &opts(b))).collect();
+            let g = if data == 0 {
+                gradient_split(&mut nets, &train, &mut RandomSpikes::new(steps, batch, 3, 2, 0.4, 3), method).unwrap()
+            } else {
+                gradient_split(&mut nets, &train, &mut InMemory { x: std::slice::from_ref(&x), target: &target }, method).unwrap()
+            };
+            assert!((g.loss - reference.loss).abs() <= 1e-12 * reference.loss.abs(), "{method:?} {label}: loss {} vs {}", g.loss, reference.loss);
+            assert_eq!(g.evidence.dim(), reference.evidence.dim());
+            assert!((&g.evidence - &reference.evidence).iter().all(|d| d.abs() <= 1e-12), "{method:?} {label}: evidence");
+            for name in STACK {
+                let (a, b) = (g.get(name).unwrap(), reference.get(name).unwrap());
+                assert!(b.iter().any(|v| *v != 0.0), "{method:?} {name}: zero gradient");
+                let e = rel_err(a, b);
+                assert!(e < 1e-12, "{method:?} {label} {name}: split vs whole {e:e}");
+            }
+        }
+    }
+    assert_eq!(split_sizes(5, 2), vec![3, 2]);
+    assert_eq!(split_sizes(3, 8), vec![1, 1, 1]);
 }

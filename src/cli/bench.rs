@@ -9,7 +9,7 @@ use snnc_compiler::SourceMap;
 use snnc_compiler::backend::{ParamSpec, StepKernel};
 use snnc_compiler::discretise::Step;
 use snnc_compiler::sema::{self, LoadOptions};
-use snnc_runtime::learn::{Method, gradient_of};
+use snnc_runtime::learn::{Method, gradient_split, split_sizes};
 use snnc_runtime::network::{Float, JitFactory, KernelFactory, Network, Options, RuntimeError, flush_denormals};
 use snnc_runtime::record::Recorder;
 use snnc_runtime::train::tasks::RandomSpikes;
@@ -55,6 +55,9 @@ pub struct TrainArgs {
     /// Spike probability of each input per step.
     #[arg(long, default_value_t = 0.1)]
     pub input_p: f64,
+    /// Threads over the batch (networks of batch / threads elements each); 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Float type of the network, its traces and gradients (the workload is f32).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
@@ -171,21 +174,25 @@ where
         // and its build (JIT of step + derivatives) is reported apart from the pass.
         let t0 = Instant::now();
         let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
-        let mut net = match Network::<T>::build(program, &program.networks[0], &o, &JitFactory) {
-            Ok(n) => n,
-            Err(e) => return fail(e),
-        };
+        let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
+        let mut nets = Vec::new();
+        for b in split_sizes(a.batch, threads) {
+            match Network::<T>::build(program, &program.networks[0], &Options { batch: b, ..o }, &JitFactory) {
+                Ok(n) => nets.push(n),
+                Err(e) => return fail(e),
+            }
+        }
         let build = t0.elapsed().as_secs_f64();
         let mut data = RandomSpikes::new(a.steps, a.batch, a.inputs, a.outputs, a.input_p, a.seed);
         let t1 = Instant::now();
-        let g = match gradient_of(&mut net, &trainable, &mut data, method, false) {
+        let g = match gradient_split(&mut nets, &trainable, &mut data, method) {
             Ok(g) => g,
             Err(e) => return fail(e),
         };
         let secs = t1.elapsed().as_secs_f64();
         let grad_norm = g.total.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
         println!(
-            "{{\"bench\":\"train\",\"tool\":\"snnc\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"{}\",\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
+            "{{\"bench\":\"train\",\"tool\":\"snnc\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"{}\",\"threads\":{},\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
             method_name(a.method),
             a.steps,
             a.batch,
@@ -193,6 +200,7 @@ where
             a.inputs,
             a.outputs,
             if std::mem::size_of::<T>() == 4 { "f32" } else { "f64" },
+            nets.len(),
             (a.batch * a.steps) as f64 / secs,
             g.loss,
             g.state_bytes,

@@ -264,8 +264,8 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let delay = args.task.delay.unwrap_or(1.0);
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     let n_projections = trainable.len();
-    let make_net = || build_net::<f64>(&program, def, batch, seed, true);
-    let net = match make_net() {
+    let make_net = |b: usize| build_net::<f64>(&program, def, b, seed, true);
+    let net = match make_net(batch) {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
     };
@@ -352,9 +352,9 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         for _ in 0..args.test_batches {
             let labels = test_task.labels().to_vec();
             let r = if args.f64 {
-                evaluate(&|| build_net::<f64>(&program, def, batch, seed, false), weights, test_task.as_mut(), &labels)
+                evaluate(&|b| build_net::<f64>(&program, def, b, seed, false), weights, test_task.as_mut(), &labels)
             } else {
-                evaluate(&|| build_net::<f32>(&program, def, batch, seed, false), weights, test_task.as_mut(), &labels)
+                evaluate(&|b| build_net::<f32>(&program, def, b, seed, false), weights, test_task.as_mut(), &labels)
             }
             .map_err(|e| e.to_string())?;
             test.loss += r.loss / args.test_batches as f64;
@@ -390,7 +390,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             let r = if args.f64 {
                 train_batch(&make_net, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
             } else {
-                let make = || build_net::<f32>(&program, def, batch, seed, true);
+                let make = |b: usize| build_net::<f32>(&program, def, b, seed, true);
                 train_batch(&make, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
             };
             let r = match r {

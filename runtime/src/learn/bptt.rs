@@ -96,7 +96,7 @@ pub(super) fn backward<T: Float>(
                 mu_col(e.input, &mut col);
                 let x = ArrayView2::from_shape((batch, e.n_pre), &step.pre[e.index]).expect("shape");
                 let c = ArrayView2::from_shape((batch, n), &col).expect("shape");
-                super::add_outer(&mut grads[ei], x, c);
+                super::add_outer(&mut grads[ei], x, c, None);
             }
             for l in links.iter().filter(|l| l.to == p) {
                 mu_col(l.input, &mut col);

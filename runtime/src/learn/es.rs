@@ -11,7 +11,7 @@
 //! and x^s (spikes) is sparse, so the second term is a few row additions per step.
 
 use super::zero;
-use crate::network::{Float, Network, RuntimeError};
+use crate::network::{Float, Network, RuntimeError, StepTrace};
 use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::{TraceKind, TraceStep, trace_step};
@@ -194,7 +194,7 @@ impl<T: Float> EsGroup<T> {
     /// Steps the traces with the population's current derivatives (the states its step
     /// wrote) and learning signal `l` (K slices), and tapes u, the bias correction
     /// `inv_c` = 1 / c_t and the non-zero presynaptic values.
-    pub fn step(&mut self, net: &Network<T>, l: &[&[T]], pre: &[Vec<T>], decay: T, inv_c: T) {
+    pub fn step(&mut self, net: &Network<T>, l: &[&[T]], trace: &StepTrace<T>, decay: T, inv_c: T) {
         let m = self.shape.batch * self.shape.n;
         let j = self.tape.len;
         if self.tape.q.len() == j {
@@ -205,9 +205,9 @@ impl<T: Float> EsGroup<T> {
         self.kernel.run(net, self.pop, &mut self.eps_f, &mut self.tape.q[j], l);
         self.tape.inv_c[j] = inv_c;
         for (mb, (x, &n_pre)) in self.members.iter_mut().zip(self.tape.x.iter_mut().zip(&self.shape.n_pre)) {
-            let p = &pre[mb.proj];
+            let p = &trace.pre[mb.proj];
             mb.eps_x.iter_mut().zip(p).for_each(|(e, x)| *e = decay * *e + *x);
-            super::non_zeros(p, n_pre, &mut x[j]);
+            super::non_zeros(trace, mb.proj, n_pre, &mut x[j]);
         }
         self.tape.len += 1;
     }

@@ -2,7 +2,7 @@
 //! every online method), reduced lazily over windows of steps.
 
 use super::{PopDerivs, zero};
-use crate::network::Float;
+use crate::network::{Float, StepTrace};
 use ndarray::Array2;
 
 /// One projection whose exact trace is kept in an [`ExactWindow`].
@@ -79,7 +79,7 @@ impl<T: Float> ExactWindow<T> {
 
     /// Tapes one step: the population's derivatives, its learning signal `l` (B*N*K)
     /// and every member's non-zero presynaptic values.
-    pub fn push(&mut self, v: &PopDerivs<T>, nin: usize, l: &[T], pre: &[Vec<T>]) {
+    pub fn push(&mut self, v: &PopDerivs<T>, nin: usize, l: &[T], trace: &StepTrace<T>) {
         let (m, k, j) = (self.batch * self.n, self.k, self.len);
         if self.d.len() == j {
             self.d.push(vec![zero(); m * k * k]);
@@ -97,7 +97,7 @@ impl<T: Float> ExactWindow<T> {
         }
         self.l[j].copy_from_slice(l);
         for mb in &mut self.members {
-            super::non_zeros(&pre[mb.proj], mb.n_pre, &mut mb.x[j]);
+            super::non_zeros(trace, mb.proj, mb.n_pre, &mut mb.x[j]);
         }
         self.len += 1;
     }

@@ -22,6 +22,21 @@ pub trait Sequence {
     fn mask(&self, _t: usize, mask: &mut [f64]) {
         mask.fill(1.0);
     }
+    /// A copy of the current batch that can write any rows of any step, from any thread
+    /// (generators whose draws depend only on step and batch element): lets a batch split
+    /// across threads make its own rows. `None`: the steps come from `fill`, in order.
+    fn rows(&self) -> Option<Box<dyn RowFill>> {
+        None
+    }
+}
+
+/// Rows of a batch of sequences, written independently of each other (see
+/// [`Sequence::rows`]).
+pub trait RowFill: Send + Sync {
+    /// Writes step `t` of batch elements `b0..b0 + nb`: `x[i]` gets `nb * size_i` values,
+    /// `target` `nb * readouts`, `mask` `nb`, as [`Sequence::fill`] and
+    /// [`Sequence::mask`] would for those elements.
+    fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]);
 }
 
 /// The per-step loss `L^t`.

@@ -16,15 +16,18 @@
 //! step, masked, summed over steps.
 //!
 //! Files: `loss` (sequences and per-step losses), `es` (ES-D-RTRL traces and their lazy
-//! contraction), `exact` (exact D-RTRL traces over windows), `bptt` (the backward pass);
-//! this file plans which projection gets which treatment and runs the steps.
+//! contraction), `exact` (exact D-RTRL traces over windows), `bptt` (the backward pass),
+//! `split` (the batch split across threads); this file plans which projection gets which
+//! treatment and runs the steps.
 
 mod bptt;
 mod es;
 mod exact;
 mod loss;
+mod split;
 
-pub use loss::{InMemory, Loss, Sequence, step_loss};
+pub use loss::{InMemory, Loss, RowFill, Sequence, step_loss};
+pub use split::{gradient_split, split_sizes};
 pub(crate) use loss::masked_step_loss;
 
 use crate::network::{Float, Network, RuntimeError, StepTrace};
@@ -139,18 +142,46 @@ fn read_derivs<T: Float>(net: &Network<T>, p: usize, out: &mut PopDerivs<T>) -> 
 /// exact traces of D-RTRL and of the readout).
 const WINDOW: usize = 32;
 
-/// The non-zero entries of `pre` (batch x n_pre) as (batch, index, value), into `out`.
-fn non_zeros<T: Float>(pre: &[T], n_pre: usize, out: &mut Vec<(u32, u32, T)>) {
+/// The non-zero entries of projection `proj`'s presynaptic values (batch x n_pre) as
+/// (batch, index, value), into `out`: from the network's list where it has one (spikes,
+/// external inputs), else by scanning.
+fn non_zeros<T: Float>(trace: &StepTrace<T>, proj: usize, n_pre: usize, out: &mut Vec<(u32, u32, T)>) {
     out.clear();
-    for (b, row) in pre.chunks_exact(n_pre).enumerate() {
-        out.extend(row.iter().enumerate().filter(|(_, x)| **x != zero::<T>()).map(|(i, x)| (b as u32, i as u32, *x)));
+    let pre = &trace.pre[proj];
+    match trace.nonzero.get(proj).and_then(|n| n.as_deref()) {
+        Some(nz) => out.extend(nz.iter().map(|&(b, i)| (b, i, pre[b as usize * n_pre + i as usize]))),
+        None => {
+            for (b, row) in pre.chunks_exact(n_pre).enumerate() {
+                out.extend(row.iter().enumerate().filter(|(_, x)| **x != zero::<T>()).map(|(i, x)| (b as u32, i as u32, *x)));
+            }
+        }
     }
 }
 
+fn nz_is_sparse(known: Option<&[(u32, u32)]>, len: usize) -> bool {
+    known.is_some_and(|nz| nz.len() * 4 < len)
+}
+
 /// `g += x^T c` (x: B x I, c: B x O): a GEMM, or rows of `c` added where `x` is sparse
-/// (spikes).
-fn add_outer<T: Float>(g: &mut Array2<T>, x: ArrayView2<T>, c: ArrayView2<T>) {
+/// (spikes; `known`: its non-zero entries, when the network listed them).
+fn add_outer<T: Float>(g: &mut Array2<T>, x: ArrayView2<T>, c: ArrayView2<T>, known: Option<&[(u32, u32)]>) {
     let one = T::from_f64(1.0);
+    let o = c.ncols();
+    if let (Some(nz), Some(xs), Some(cs), true) = (known, x.as_slice(), c.as_slice(), nz_is_sparse(known, x.len())) {
+        let n_pre = x.ncols();
+        let gs = g.as_slice_mut().expect("standard layout");
+        for &(b, i) in nz {
+            let (b, i) = (b as usize, i as usize);
+            let xv = xs[b * n_pre + i];
+            let (grow, crow) = (&mut gs[i * o..(i + 1) * o], &cs[b * o..(b + 1) * o]);
+            if xv == one {
+                grow.iter_mut().zip(crow).for_each(|(g, c)| *g += *c);
+            } else {
+                grow.iter_mut().zip(crow).for_each(|(g, c)| *g += xv * *c);
+            }
+        }
+        return;
+    }
     let (Some(xs), Some(cs)) = (x.as_slice(), c.as_slice()) else {
         general_mat_mul(one, &x.t(), &c, one, g);
         return;
@@ -366,7 +397,21 @@ pub fn gradient_online<T: Float>(
     data: &mut dyn Sequence,
     method: Method,
     record_per_step: bool,
+    online: Option<Online>,
+) -> Result<Gradients, RuntimeError> {
+    gradient_impl(net, trainable, data, method, record_per_step, online, true)
+}
+
+/// The gradient pass; `helper_thread`: whether the ES-D-RTRL contraction may run on a
+/// thread of its own (not when the batch is already split across threads).
+pub(crate) fn gradient_impl<T: Float>(
+    net: &mut Network<T>,
+    trainable: &[String],
+    data: &mut dyn Sequence,
+    method: Method,
+    record_per_step: bool,
     mut online: Option<Online>,
+    helper_thread: bool,
 ) -> Result<Gradients, RuntimeError> {
     let (steps, batch) = (data.steps(), data.batch());
     if let Some(on) = &online {
@@ -524,7 +569,7 @@ pub fn gradient_online<T: Float>(
         Method::EsDRtrl { decay } => decay,
         _ => 0.0,
     });
-    let threaded = !record_per_step && online.is_none() && steps > WINDOW && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
+    let threaded = helper_thread && !record_per_step && online.is_none() && steps > WINDOW && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
     let mut contractor = Contractor::new(&groups, decay_t, threaded);
     // BPTT tape: per step, per population derivatives and learning signals, and the
     // presynaptic activity of every projection.
@@ -575,7 +620,7 @@ pub fn gradient_online<T: Float>(
             add_signal(&mut dlds[q], &mut dldh[q], k_of(q), state, &dbuf);
             if let Some(pi) = plain.iter().position(|(pi, _)| *pi == i) {
                 let pre = ArrayView2::from_shape((batch, w.nrows()), &trace.pre[i]).expect("shape");
-                add_outer(&mut plain_grads[pi], pre, err_t.view());
+                add_outer(&mut plain_grads[pi], pre, err_t.view(), trace.nonzero.get(i).and_then(|n| n.as_deref()));
             }
         }
         if !linear_readout {
@@ -619,7 +664,7 @@ pub fn gradient_online<T: Float>(
         // step is taped into its window; a window of one step with `record_per_step`
         // (the step's own contribution and trace are recorded).
         for w in &mut xwins {
-            w.push(&pd[w.pop], nin_of(w.pop), &ls[w.pop], &trace.pre);
+            w.push(&pd[w.pop], nin_of(w.pop), &ls[w.pop], &trace);
         }
         if record_per_step {
             let mut gs: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();
@@ -656,7 +701,7 @@ pub fn gradient_online<T: Float>(
             let inv_c = T::from_f64(1.0 / bias_correction(decay));
             for (gi, g) in groups.iter_mut().enumerate() {
                 let l = es::signal_slices(&ls[g.pop], k_of(g.pop), &mut l_soa);
-                g.step(net, &l, &trace.pre, decay_t, inv_c);
+                g.step(net, &l, &trace, decay_t, inv_c);
                 if record_per_step {
                     for (ei, c) in g.step_contributions() {
                         grads[ei] += &c;

@@ -5,7 +5,7 @@ pub mod dataset;
 pub mod shd;
 pub mod tasks;
 
-use crate::learn::{Method, Online, Sequence, gradient_online, masked_step_loss};
+use crate::learn::{Method, Online, Sequence, gradient_online, gradient_split, masked_step_loss, split_sizes};
 use crate::network::{Float, Network, RuntimeError, Sign, project_onto_sign};
 use ndarray::Array2;
 use std::collections::HashMap;
@@ -136,11 +136,14 @@ pub fn set_weights<T: Float>(net: &mut Network<T>, weights: &[(String, Array2<f6
 
 /// Runs one batch: gradient over the sequences from the network's initial state, then one
 /// optimiser step (with `update_every = Some(n)`, also one every n steps within the
-/// sequence: truly online learning). `labels` gives the class of each batch element for the accuracy.
+/// sequence: truly online learning). `labels` gives the class of each batch element for
+/// the accuracy. `make_net(b)` builds the network for b batch elements: without updates
+/// within the sequence, the batch is split across one network per core
+/// ([`crate::learn::gradient_split`]).
 /// The weights and optimiser state stay in f64 whatever the network's float type `T`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_batch<T: Float>(
-    make_net: &dyn Fn() -> Result<Network<T>, RuntimeError>,
+    make_net: &dyn Fn(usize) -> Result<Network<T>, RuntimeError>,
     weights: &mut Vec<(String, Array2<f64>)>,
     trainable: &[String],
     data: &mut dyn Sequence,
@@ -149,8 +152,14 @@ pub fn train_batch<T: Float>(
     opt: &mut Optimizer,
     update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
-    let mut net = make_net()?;
-    set_weights(&mut net, weights)?;
+    let threads = if update_every.is_some() { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+    let mut nets = Vec::new();
+    for b in split_sizes(data.batch(), threads) {
+        let mut net = make_net(b)?;
+        set_weights(&mut net, weights)?;
+        nets.push(net);
+    }
+    let net = &nets[0];
     let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
     let floors: Vec<Option<f64>> = weights.iter().map(|(n, _)| net.trainable_floor(n)).collect();
     // One optimiser step; sign-constrained projections are projected back onto their
@@ -166,25 +175,30 @@ pub fn train_batch<T: Float>(
             }
         }
     };
-    let mut update = |grads: &[(String, Array2<f64>)]| {
-        step(weights, grads);
-        Ok(weights.clone())
+    let g = match update_every {
+        Some(every) => {
+            let mut update = |grads: &[(String, Array2<f64>)]| {
+                step(weights, grads);
+                Ok(weights.clone())
+            };
+            let online = Some(Online { every, update: &mut update });
+            gradient_online(&mut nets[0], trainable, data, method, false, online)?
+        }
+        None => gradient_split(&mut nets, trainable, data, method)?,
     };
-    let online = update_every.map(|every| Online { every, update: &mut update });
-    let g = gradient_online(&mut net, trainable, data, method, false, online)?;
     step(weights, &g.total);
-    Ok(report(&net, data.steps(), g.loss, &g.evidence, labels))
+    Ok(report(&nets, data.steps(), g.loss, &g.evidence, labels))
 }
 
 /// Runs the sequences forward with `weights` (no gradient, no update): the loss and
 /// accuracy on data the optimiser never sees (a held-out test set).
 pub fn evaluate<T: Float>(
-    make_net: &dyn Fn() -> Result<Network<T>, RuntimeError>,
+    make_net: &dyn Fn(usize) -> Result<Network<T>, RuntimeError>,
     weights: &[(String, Array2<f64>)],
     data: &mut dyn Sequence,
     labels: &[usize],
 ) -> Result<BatchReport, RuntimeError> {
-    let mut net = make_net()?;
+    let mut net = make_net(data.batch())?;
     set_weights(&mut net, weights)?;
     let r = net
         .pops
@@ -212,11 +226,11 @@ pub fn evaluate<T: Float>(
         y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
         loss += masked_step_loss(kind, &y, &tgt, &mask, &mut evidence, None);
     }
-    Ok(report(&net, data.steps(), loss, &evidence, labels))
+    Ok(report(std::slice::from_ref(&net), data.steps(), loss, &evidence, labels))
 }
 
 /// Loss per sequence, accuracy of `argmax` of the evidence, and firing rates.
-fn report<T>(net: &Network<T>, steps: usize, loss: f64, evidence: &Array2<f64>, labels: &[usize]) -> BatchReport {
+fn report<T>(nets: &[Network<T>], steps: usize, loss: f64, evidence: &Array2<f64>, labels: &[usize]) -> BatchReport {
     let correct = labels
         .iter()
         .enumerate()
@@ -226,12 +240,15 @@ fn report<T>(net: &Network<T>, steps: usize, loss: f64, evidence: &Array2<f64>, 
             best == **l
         })
         .count();
-    let seconds = steps as f64 * net.dt;
-    let rates = net
-        .pops
-        .iter()
-        .filter(|p| !p.spikes.is_empty())
-        .map(|p| (p.name.clone(), p.spike_count as f64 / (p.n * net.batch) as f64 / seconds.max(1e-12)))
+    // Rates over every network of a split batch.
+    let seconds = steps as f64 * nets[0].dt;
+    let batch: usize = nets.iter().map(|n| n.batch).sum();
+    let rates = (0..nets[0].pops.len())
+        .filter(|&p| !nets[0].pops[p].spikes.is_empty())
+        .map(|p| {
+            let spikes: u64 = nets.iter().map(|n| n.pops[p].spike_count).sum();
+            (nets[0].pops[p].name.clone(), spikes as f64 / (nets[0].pops[p].n * batch) as f64 / seconds.max(1e-12))
+        })
         .collect();
     let n = labels.len().max(1) as f64;
     BatchReport { loss: loss / n, accuracy: correct as f64 / n, rates }

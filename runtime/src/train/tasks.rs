@@ -9,7 +9,7 @@
 //!
 //! Both implement [`Sequence`] with one-hot targets and a loss mask on the answer period.
 
-use crate::learn::{Loss, Sequence};
+use crate::learn::{Loss, RowFill, Sequence};
 use crate::rng::Rng;
 
 /// A source of training or test batches: a [`Sequence`] that can move on to the next
@@ -143,9 +143,26 @@ impl Sequence for Dms {
         (vec![self.n_inputs], 2)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        self.write_rows(t, 0, self.batch, x, target);
+    }
+    fn loss(&self) -> Loss {
+        Loss::CrossEntropy
+    }
+    fn mask(&self, t: usize, mask: &mut [f64]) {
+        let (_, _, answer) = self.period(t);
+        mask.fill(if answer { 1.0 } else { 0.0 });
+    }
+    fn rows(&self) -> Option<Box<dyn RowFill>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl Dms {
+    /// Step `t` of trials `b0..b0 + nb` (rows relative to b0).
+    fn write_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
         let (in_sample, in_test, _) = self.period(t);
         let n = self.n_inputs;
-        for b in 0..self.batch {
+        for (r, b) in (b0..b0 + nb).enumerate() {
             let dir = if in_sample { Some(self.sample_dir[b]) } else if in_test { Some(self.test_dir[b]) } else { None };
             for i in 0..n {
                 let pref = i as f64 / n as f64 * std::f64::consts::TAU;
@@ -154,18 +171,18 @@ impl Sequence for Dms {
                     None => self.background,
                 };
                 let u = self.rng.uniform(2, (self.batch_index << 40) ^ ((t as u64) << 20) ^ (b * n + i) as u64, 0);
-                x[0][b * n + i] = if u <= rate * self.dt { 1.0 } else { 0.0 };
+                x[0][r * n + i] = if u <= rate * self.dt { 1.0 } else { 0.0 };
             }
-            target[b * 2] = f64::from(self.labels[b] == 0);
-            target[b * 2 + 1] = f64::from(self.labels[b] == 1);
+            target[r * 2] = f64::from(self.labels[b] == 0);
+            target[r * 2 + 1] = f64::from(self.labels[b] == 1);
         }
     }
-    fn loss(&self) -> Loss {
-        Loss::CrossEntropy
-    }
-    fn mask(&self, t: usize, mask: &mut [f64]) {
-        let (_, _, answer) = self.period(t);
-        mask.fill(if answer { 1.0 } else { 0.0 });
+}
+
+impl RowFill for Dms {
+    fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
+        self.write_rows(t, b0, nb, x, target);
+        self.mask(t, mask);
     }
 }
 
@@ -247,11 +264,35 @@ impl Sequence for Evidence {
         (vec![40], 2)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        self.write_rows(t, 0, self.batch, x, target);
+    }
+    fn loss(&self) -> Loss {
+        Loss::CrossEntropy
+    }
+    fn mask(&self, t: usize, mask: &mut [f64]) {
+        let recall = t as f64 * self.dt >= self.cue_end() + self.delay;
+        mask.fill(if recall { 1.0 } else { 0.0 });
+    }
+    fn rows(&self) -> Option<Box<dyn RowFill>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl RowFill for Evidence {
+    fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
+        self.write_rows(t, b0, nb, x, target);
+        self.mask(t, mask);
+    }
+}
+
+impl Evidence {
+    /// Step `t` of trials `b0..b0 + nb` (rows relative to b0).
+    fn write_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
         let time = t as f64 * self.dt;
         let slot = (time / (self.cue + self.gap)) as usize;
         let in_cue = slot < self.n_cues && time - slot as f64 * (self.cue + self.gap) < self.cue;
         let recall = time >= self.cue_end() + self.delay;
-        for b in 0..self.batch {
+        for (r, b) in (b0..b0 + nb).enumerate() {
             for i in 0..40 {
                 let group = i / 10;
                 let active = match group {
@@ -262,18 +303,11 @@ impl Sequence for Evidence {
                 };
                 let rate = if active { self.rate } else if group == 3 { self.noise_rate } else { 0.0 };
                 let u = self.rng.uniform(5, (self.batch_index << 40) ^ ((t as u64) << 20) ^ (b * 40 + i) as u64, 0);
-                x[0][b * 40 + i] = if u <= rate * self.dt { 1.0 } else { 0.0 };
+                x[0][r * 40 + i] = if u <= rate * self.dt { 1.0 } else { 0.0 };
             }
-            target[b * 2] = f64::from(self.labels[b] == 0);
-            target[b * 2 + 1] = f64::from(self.labels[b] == 1);
+            target[r * 2] = f64::from(self.labels[b] == 0);
+            target[r * 2 + 1] = f64::from(self.labels[b] == 1);
         }
-    }
-    fn loss(&self) -> Loss {
-        Loss::CrossEntropy
-    }
-    fn mask(&self, t: usize, mask: &mut [f64]) {
-        let recall = t as f64 * self.dt >= self.cue_end() + self.delay;
-        mask.fill(if recall { 1.0 } else { 0.0 });
     }
 }
 
@@ -349,15 +383,31 @@ impl Sequence for RandomSpikes {
         (vec![self.inputs], self.outputs)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        // Four inputs per Philox block (all four words of it).
-        for (j, chunk) in x[0].chunks_mut(4).enumerate() {
-            let w = self.rng.words(6, t as u64, j as u32);
-            for (v, bits) in chunk.iter_mut().zip(w) {
-                *v = if crate::rng::u01(bits) <= self.p { 1.0 } else { 0.0 };
+        let mut mask = vec![1.0; self.batch];
+        self.fill_rows(t, 0, self.batch, x, target, &mut mask);
+    }
+    fn rows(&self) -> Option<Box<dyn RowFill>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl RowFill for RandomSpikes {
+    fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
+        // Element e of the whole batch (flat index) takes word e % 4 of Philox block e / 4:
+        // four inputs per block, and any rows give what the whole batch would.
+        let first = b0 * self.inputs;
+        let mut block = (u32::MAX, [0u32; 4]);
+        for (k, v) in x[0][..nb * self.inputs].iter_mut().enumerate() {
+            let e = first + k;
+            let j = (e / 4) as u32;
+            if block.0 != j {
+                block = (j, self.rng.words(6, t as u64, j));
             }
+            *v = if crate::rng::u01(block.1[e % 4]) <= self.p { 1.0 } else { 0.0 };
         }
-        for (j, v) in target.iter_mut().enumerate() {
-            *v = 1.0 - self.rng.uniform(7, t as u64, j as u32) - 0.5;
+        for (k, v) in target[..nb * self.outputs].iter_mut().enumerate() {
+            *v = 1.0 - self.rng.uniform(7, t as u64, (b0 * self.outputs + k) as u32) - 0.5;
         }
+        mask.fill(1.0);
     }
 }

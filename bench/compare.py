@@ -164,8 +164,12 @@ def summarize(rows):
             lines.append(f"| {m} | {t} | {b} | {fmt(ss)} | {fmt(ps)} | {fmt(b * t / ss)} | {fmt(b * t / ps)} | {fmt(ps / ss)}x | "
                          f"{fmt(median([r['process_peak_mb'] for r in s]), 0)} | {fmt(median([r['process_peak_mb'] for r in p]), 0)} | "
                          f"{fmt(median([r.get('compile_s') for r in p]))} |")
-        lines += ["", "snnc trains in f64 (states, traces and GEMMs), braintrace in f32. Peak = whole-process "
-                  "maximum resident set (GNU time). Throughput ratio > 1: snnc is faster."]
+        prec = sorted({r.get("precision", "?") for r in train if r["tool"] == "snnc"})
+        threads = sorted({r.get("threads", 1) for r in train if r["tool"] == "snnc"})
+        lines += ["", f"snnc trains in {'/'.join(prec)} with {'/'.join(map(str, threads))} thread(s) over the batch, braintrace in f32 "
+                  "(XLA's own threads); both time one pass per process, and snnc's pass includes generating the inputs "
+                  "(braintrace's are made before). Peak = whole-process maximum resident set (GNU time). "
+                  "Throughput ratio > 1: snnc is faster."]
         # (b) memory growth with T: peak at each T and the slope between the extremes.
         ts = sorted({r["T"] for r in train if r["method"] in ("bptt", "es-d-rtrl")})
         if len(ts) >= 2:

@@ -74,23 +74,31 @@ const STDLIB_NEURONS: [(&str, &str, &str, &str, &str, f64); 9] = [
     ("hh.snn", "HH", " pA", "2000", "0.1 ms", 300.0),
 ];
 
-/// D-RTRL is exact for a single feed-forward layer read directly by the loss
-/// (ALGORITHMS.md): for every stdlib neuron model it equals BPTT, with the spikes of the
-/// forward pass (Heaviside, surrogate gradient) and with smooth ones.
-#[test]
-fn d_rtrl_equals_bptt_on_a_feed_forward_layer_of_every_stdlib_neuron() {
-    for (file, model, unit, scale, dt, alpha) in STDLIB_NEURONS {
-        let text = format!(
-            r#"import "stdlib/{file}"
+/// A network of one layer of stdlib `model` (input `x: 3`, readout `Linear[2]`), with a
+/// recurrent `W_rec` when `recurrent`.
+fn one_layer_text((file, model, unit, scale, dt, _): (&str, &str, &str, &str, &str, f64), recurrent: bool) -> String {
+    let rec = if recurrent { format!("\n    connect L -> L.I dense trainable init normal(0{unit}, {scale}{unit}) no_self as W_rec") } else { String::new() };
+    format!(
+        r#"import "stdlib/{file}"
 network n {{
     dt = {dt}
     input x: 3
     layer L = {model}[4]
     readout out = Linear[2]
-    connect x -> L.I dense trainable init normal(0{unit}, {scale}{unit}) as W_in
+    connect x -> L.I dense trainable init normal(0{unit}, {scale}{unit}) as W_in{rec}
     connect L -> out dense trainable init normal(0, 1) as W_out
 }}"#
-        );
+    )
+}
+
+/// D-RTRL is exact for a single feed-forward layer read directly by the loss
+/// (ALGORITHMS.md): for every stdlib neuron model it equals BPTT, with the spikes of the
+/// forward pass (Heaviside, surrogate gradient) and with smooth ones.
+#[test]
+fn d_rtrl_equals_bptt_on_a_feed_forward_layer_of_every_stdlib_neuron() {
+    for case in STDLIB_NEURONS {
+        let (model, alpha) = (case.1, case.5);
+        let text = one_layer_text(case, false);
         let mut sources = SourceMap::new();
         let (p, d) = sema::check_source("t.snn", &text, &mut sources);
         assert!(d.iter().all(|d| !d.is_error()), "{model}: {}", snnc_compiler::diag::render_all(&d, &sources));
@@ -117,19 +125,9 @@ network n {{
 
 #[test]
 fn bptt_matches_finite_differences_with_smooth_spikes() {
-    for (file, model, unit, scale, dt, alpha) in STDLIB_NEURONS {
-        let text = format!(
-            r#"import "stdlib/{file}"
-network n {{
-    dt = {dt}
-    input x: 3
-    layer L = {model}[4]
-    readout out = Linear[2]
-    connect x -> L.I dense trainable init normal(0{unit}, {scale}{unit}) as W_in
-    connect L -> L.I dense trainable init normal(0{unit}, {scale}{unit}) no_self as W_rec
-    connect L -> out dense trainable init normal(0, 1) as W_out
-}}"#
-        );
+    for case in STDLIB_NEURONS {
+        let (model, alpha) = (case.1, case.5);
+        let text = one_layer_text(case, true);
         let mut sources = SourceMap::new();
         let (p, d) = sema::check_source("t.snn", &text, &mut sources);
         assert!(d.iter().all(|d| !d.is_error()), "{model}: {}", snnc_compiler::diag::render_all(&d, &sources));

@@ -30,9 +30,17 @@ struct Rows {
     mask: Vec<f64>,
 }
 
+/// Where a part's rows come from.
+enum Source<'a> {
+    /// Dealt out by the producer thread, step by step.
+    Channel(Receiver<Rows>),
+    /// Written by the part itself: rows `b0..` of the whole batch.
+    Own(&'a dyn RowFill, usize),
+}
+
 /// The sequence as one network of the split sees it.
-struct Part {
-    rx: Receiver<Rows>,
+struct Part<'a> {
+    source: Source<'a>,
     steps: usize,
     batch: usize,
     in_sizes: Vec<usize>,
@@ -41,54 +49,7 @@ struct Part {
     mask: Vec<f64>,
 }
 
-impl Sequence for Part {
-    fn steps(&self) -> usize {
-        self.steps
-    }
-    fn batch(&self) -> usize {
-        self.batch
-    }
-    fn shape(&self) -> (Vec<usize>, usize) {
-        (self.in_sizes.clone(), self.n_target)
-    }
-    fn fill(&mut self, _t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        match self.rx.recv() {
-            Ok(r) => {
-                for (d, s) in x.iter_mut().zip(&r.x) {
-                    d.copy_from_slice(s);
-                }
-                target.copy_from_slice(&r.target);
-                self.mask = r.mask;
-            }
-            // The producer stopped (another part failed): the rest counts for nothing.
-            Err(_) => {
-                x.iter_mut().for_each(|v| v.fill(0.0));
-                target.fill(0.0);
-                self.mask = vec![0.0; self.batch];
-            }
-        }
-    }
-    fn loss(&self) -> Loss {
-        self.loss
-    }
-    fn mask(&self, _t: usize, mask: &mut [f64]) {
-        mask.copy_from_slice(&self.mask);
-    }
-}
-
-/// The sequence as one network of the split sees it, writing its own rows.
-struct OwnRows<'a> {
-    rows: &'a dyn RowFill,
-    b0: usize,
-    steps: usize,
-    batch: usize,
-    in_sizes: Vec<usize>,
-    n_target: usize,
-    loss: Loss,
-    mask: Vec<f64>,
-}
-
-impl Sequence for OwnRows<'_> {
+impl Sequence for Part<'_> {
     fn steps(&self) -> usize {
         self.steps
     }
@@ -99,7 +60,24 @@ impl Sequence for OwnRows<'_> {
         (self.in_sizes.clone(), self.n_target)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        self.rows.fill_rows(t, self.b0, self.batch, x, target, &mut self.mask);
+        match &self.source {
+            Source::Own(rows, b0) => rows.fill_rows(t, *b0, self.batch, x, target, &mut self.mask),
+            Source::Channel(rx) => match rx.recv() {
+                Ok(r) => {
+                    for (d, s) in x.iter_mut().zip(&r.x) {
+                        d.copy_from_slice(s);
+                    }
+                    target.copy_from_slice(&r.target);
+                    self.mask = r.mask;
+                }
+                // The producer stopped (another part failed): the rest counts for nothing.
+                Err(_) => {
+                    x.iter_mut().for_each(|v| v.fill(0.0));
+                    target.fill(0.0);
+                    self.mask = vec![0.0; self.batch];
+                }
+            },
+        }
     }
     fn loss(&self) -> Loss {
         self.loss
@@ -128,10 +106,10 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
     if let Some(rows) = data.rows() {
         let rows: &dyn RowFill = rows.as_ref();
         let mut b0 = 0;
-        let mut parts: Vec<OwnRows> = Vec::new();
+        let mut parts: Vec<Part> = Vec::new();
         for net in nets.iter_mut() {
             net.batch_offset = b0;
-            parts.push(OwnRows { rows, b0, steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] });
+            parts.push(Part { source: Source::Own(rows, b0), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] });
             b0 += net.batch;
         }
         let results: Vec<Result<Gradients, RuntimeError>> = std::thread::scope(|scope| {
@@ -162,7 +140,7 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
             let (tx, rx) = sync_channel::<Rows>(AHEAD);
             net.batch_offset = b0;
             b0 += net.batch;
-            let mut part = Part { rx, steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] };
+            let mut part = Part { source: Source::Channel(rx), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] };
             handles.push(scope.spawn(move || {
                 if flush {
                     crate::network::flush_denormals();

@@ -51,11 +51,19 @@ fn models() -> Vec<(String, Step, DerivLayout)> {
 /// The value of every derivative output of `s` for random states, inputs and params:
 /// [element][derivative state], by the interpreter (what the population step writes).
 fn derivative_values(s: &Step, rng: &mut Lcg) -> Vec<Vec<f64>> {
+    derivative_values_with(s, rng, None)
+}
+
+/// [`derivative_values`], with the same `params` for every element when given.
+fn derivative_values_with(s: &Step, rng: &mut Lcg, fixed: Option<&[f64]>) -> Vec<Vec<f64>> {
     (0..N)
         .map(|_| {
             let states: Vec<f64> = (0..s.layout.states.len()).map(|_| rng.sym()).collect();
             let inputs: Vec<f64> = (0..s.layout.inputs.len()).map(|_| rng.sym()).collect();
-            let params: Vec<f64> = (0..s.layout.params.len()).map(|_| 0.5 + rng.sym().abs()).collect();
+            let params: Vec<f64> = match fixed {
+                Some(p) => p.to_vec(),
+                None => (0..s.layout.params.len()).map(|_| 0.5 + rng.sym().abs()).collect(),
+            };
             let env = Env { states: &states, inputs: &inputs, params: &params, dt: DT, ..Env::default() };
             ir::eval(&s.graph, &s.next, &env).unwrap()
         })
@@ -146,4 +154,73 @@ fn trace_steps_compute_their_formula_on_every_backend() {
     // The multi-state models (ALIF, AdLIF, GIF, ...) have structurally zero D entries.
     assert!(dropped > 0, "no structural zero of D was left out");
     eprintln!("{checked} trace steps, {dropped} structurally zero D entries left out");
+}
+
+/// The BPTT adjoint step of every stdlib model against its formula (dense D, Df and
+/// dh/dtheta), on the interpreter and the JIT; and the time-invariance analysis: an entry
+/// called invariant has the same value whatever the state and input.
+#[test]
+fn adjoint_steps_compute_their_formula_on_every_backend() {
+    use snnc_compiler::discretise::trace::{adjoint_step, is_time_invariant};
+    let mut rng = Lcg(11);
+    let mut invariant = 0;
+    for (name, s, dl) in models() {
+        let (k, n_in, n_p) = (dl.k, dl.n_in, dl.n_p);
+        let a = adjoint_step(&s, &dl);
+        assert_eq!(a.step.layout.states.len(), k + n_in + n_p, "{name}");
+        assert_eq!(a.step.layout.inputs.len(), a.deriv_states.len() + 2 * k + 1, "{name}");
+        let dv = derivative_values(&s, &mut rng);
+        // Same params, other states and inputs.
+        let params: Vec<f64> = (0..s.layout.params.len()).map(|_| 0.5 + rng.sym().abs()).collect();
+        let dv1 = derivative_values_with(&s, &mut rng, Some(&params));
+        let dv2 = derivative_values_with(&s, &mut rng, Some(&params));
+        for &st in &a.deriv_states {
+            if is_time_invariant(&s, st) {
+                invariant += 1;
+                for (x, y) in dv1.iter().zip(&dv2) {
+                    assert_eq!(x[st], y[st], "{name}: state {st} called time-invariant but varies");
+                }
+            }
+        }
+        let col = |st: usize| -> Vec<f64> { dv.iter().map(|e| e[st]).collect() };
+        let lam0: Vec<Vec<f64>> = (0..k).map(|_| (0..N).map(|_| rng.sym()).collect()).collect();
+        let l: Vec<Vec<f64>> = (0..k).map(|_| (0..N).map(|_| rng.sym()).collect()).collect();
+        let hbar: Vec<Vec<f64>> = (0..k).map(|_| (0..N).map(|_| rng.sym()).collect()).collect();
+        let sbar: Vec<f64> = (0..N).map(|_| rng.sym()).collect();
+        let mut inputs: Vec<Vec<f64>> = a.deriv_states.iter().map(|&st| col(st)).collect();
+        inputs.extend(l.iter().cloned());
+        inputs.extend(hbar.iter().cloned());
+        inputs.push(sbar.clone());
+        // The formula, densely.
+        let mut want = vec![vec![0.0; N]; k + n_in + n_p];
+        for i in 0..N {
+            let lp: Vec<f64> = (0..k).map(|q| lam0[q][i] + ((l[q][i] + sbar[i] * dv[i][dl.ds + q]) + hbar[q][i])).collect();
+            for c in 0..k {
+                want[c][i] = (0..k).map(|q| lp[q] * dv[i][dl.d + q * k + c]).sum();
+            }
+            for j in 0..n_in {
+                want[k + j][i] = (0..k).map(|q| lp[q] * dv[i][dl.df + q * n_in + j]).sum();
+            }
+            for j in 0..n_p {
+                want[k + n_in + j][i] = (0..k).map(|q| lp[q] * dv[i][dl.dp + q * n_p + j]).sum();
+            }
+        }
+        let refs: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let run = |kernel: &dyn StepKernel<f64>| -> Vec<Vec<f64>> {
+            let mut st: Vec<Vec<f64>> = lam0.iter().cloned().chain(std::iter::repeat_n(vec![0.0; N], n_in + n_p)).collect();
+            let mut states: Vec<&mut [f64]> = st.iter_mut().map(|v| v.as_mut_slice()).collect();
+            kernel.step(StepArgs { states: &mut states, inputs: &refs, params: &[], spikes: &mut [], t: 0.0, dt: DT, random: RandomCtx::default() });
+            st
+        };
+        let got = run(&InterpKernel::new(&a.step, &[]).unwrap());
+        for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+            for (x, y) in g.iter().zip(w) {
+                assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{name} adjoint state {r}: {x} vs {y}");
+            }
+        }
+        let jit = JitKernel::compile(&a.step, &[], DT, Precision::F64).unwrap();
+        assert_eq!(run(&jit), got, "{name}: adjoint JIT f64 differs from the interpreter");
+    }
+    // LIF's Df (and D with a detached reset) is the same every step.
+    assert!(invariant > 0, "no time-invariant derivative found");
 }

@@ -35,8 +35,11 @@ fn online_memory_is_flat_in_sequence_length_and_bptt_grows() {
     assert_eq!(bytes[0][0], 8 * 2 * ((8 + 16) + 16));
     assert_eq!(bytes[1][0], bytes[1][1]);
     assert_eq!(bytes[1][0], 8 * 2 * (8 * 16 + 16 * 16));
-    // BPTT keeps every step: ten times the steps, ten times the tape.
-    assert_eq!(bytes[2][1], 10 * bytes[2][0]);
+    // BPTT keeps every step: ten times the steps, about ten times the tape (what is the
+    // same every step is kept once, and spikes as their non-zero entries, whose number
+    // varies).
+    let ratio = bytes[2][1] as f64 / bytes[2][0] as f64;
+    assert!((8.0..=11.0).contains(&ratio), "BPTT tape grew {ratio}x for 10x the steps");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! runs a step (reference interpreter, Cranelift JIT) runs them too, and the JIT is
 //! checked against the interpreter like any model.
 //!
+//! The same holds for BPTT's per-step adjoint ([`adjoint_step`]).
+//!
 //! The runtime hands a trace step the derivatives the population's step wrote (D and a
 //! column of Df, as input slices read in place) and the learning signal; the D entries
 //! that are structurally zero (`Const(0)` in the derivative graph, e.g. an adaptation
@@ -112,6 +114,103 @@ pub fn trace_step(deriv_step: &Step, dl: &DerivLayout, kind: TraceKind) -> Trace
     let (graph, next) = g.extract(&next);
     let step = derived_step(deriv_step, &name, graph, next, &names, note);
     TraceStep { step, d, df, drive_states, k }
+}
+
+/// Whether state `state` of `step` is the same every step: its next value reads no state,
+/// input, time or random draw (only params, constants and dt). A derivative output that
+/// is (D and Df of a linear model without a differentiable reset, for instance) needs to
+/// be kept once, not every step, by a method that tapes them (BPTT).
+pub fn is_time_invariant(step: &Step, state: usize) -> bool {
+    use crate::ir::Op;
+    step.graph.ancestors(&[step.next[state]]).iter().all(|&n| {
+        !matches!(step.graph.op(n), Op::State(_) | Op::Input(_) | Op::Post(_) | Op::Time | Op::Rand(_) | Op::Randn(_) | Op::Weight | Op::PreSpike)
+    })
+}
+
+/// The BPTT adjoint step of a population and where its inputs come from.
+#[derive(Clone, Debug)]
+pub struct AdjointStep {
+    pub step: Step,
+    /// The population-step states (derivative outputs) read as inputs, in input order:
+    /// the non-zero D[a][c], Df[a][j] and dh_a/dtheta_j, then ds/dh_a for every a.
+    pub deriv_states: Vec<usize>,
+    pub k: usize,
+    pub n_in: usize,
+    pub n_p: usize,
+}
+
+/// The per-step adjoint (reverse-mode) update of BPTT for one population, from the
+/// derivatives its step wrote at step t:
+///
+///   lambda'_a = lambda_a + l_a + sbar ds_a/dh + hbar_a        (dL/dh^t from every path)
+///   mu_j      = sum_a lambda'_a Df[a][j]                     (dL/dy^t, per kernel input)
+///   g_j       = sum_a lambda'_a dh_a/dtheta_j                (per trainable param)
+///   lambda_c  <- sum_a lambda'_a D[a][c]                     (dL/dh^{t-1})
+///
+/// with `l` the step's own learning signal, `sbar` dL/ds^t carried from the projections
+/// that read the spike and `hbar` dL/dh^t from those that read a state. States: lambda
+/// (K, read and written), then mu (n_in) and g (n_p), written only. Inputs: the
+/// population-step states listed in `deriv_states` (structural zeros of D, Df and
+/// dh/dtheta left out), then l (K), hbar (K) and sbar (1).
+pub fn adjoint_step(deriv_step: &Step, dl: &DerivLayout) -> AdjointStep {
+    let (k, n_in, n_p) = (dl.k, dl.n_in, dl.n_p);
+    let zero_at = |state: usize| deriv_step.graph.is_zero(deriv_step.next[state]);
+    let mut g = Graph::new();
+    let mut deriv_states = Vec::new();
+    let input = |g: &mut Graph, state: usize, deriv_states: &mut Vec<usize>| -> Option<NodeId> {
+        if zero_at(state) {
+            return None;
+        }
+        deriv_states.push(state);
+        Some(g.input(deriv_states.len() as u32 - 1))
+    };
+    let d: Vec<Vec<Option<NodeId>>> = (0..k).map(|a| (0..k).map(|c| input(&mut g, dl.d + a * k + c, &mut deriv_states)).collect()).collect();
+    let df: Vec<Vec<Option<NodeId>>> = (0..k).map(|a| (0..n_in).map(|j| input(&mut g, dl.df + a * n_in + j, &mut deriv_states)).collect()).collect();
+    let dp: Vec<Vec<Option<NodeId>>> = (0..k).map(|a| (0..n_p).map(|j| input(&mut g, dl.dp + a * n_p + j, &mut deriv_states)).collect()).collect();
+    // ds/dh is read whole (a zero entry is rare and costs one multiply).
+    let first_ds = deriv_states.len();
+    deriv_states.extend((0..k).map(|a| dl.ds + a));
+    let ds: Vec<NodeId> = (0..k).map(|a| g.input((first_ds + a) as u32)).collect();
+    let base = deriv_states.len() as u32;
+    let l: Vec<NodeId> = (0..k as u32).map(|a| g.input(base + a)).collect();
+    let hbar: Vec<NodeId> = (0..k as u32).map(|a| g.input(base + k as u32 + a)).collect();
+    let sbar = g.input(base + 2 * k as u32);
+    let lam: Vec<NodeId> = (0..k as u32).map(|a| g.state(a)).collect();
+    // The same association as the reference loop: lambda + ((l + sbar ds) + hbar).
+    let lamp: Vec<NodeId> = (0..k)
+        .map(|a| {
+            let s = g.mul(sbar, ds[a]);
+            let ls = g.add(l[a], s);
+            let all = g.add(ls, hbar[a]);
+            g.add(lam[a], all)
+        })
+        .collect();
+    let contract = |g: &mut Graph, col: &dyn Fn(usize) -> Option<NodeId>| -> NodeId {
+        let mut acc: Option<NodeId> = None;
+        for (a, &lp) in lamp.iter().enumerate() {
+            if let Some(m) = col(a) {
+                let term = g.mul(lp, m);
+                acc = Some(match acc {
+                    Some(x) => g.add(x, term),
+                    None => term,
+                });
+            }
+        }
+        acc.unwrap_or_else(|| g.constant(0.0))
+    };
+    let mut next: Vec<NodeId> = (0..k).map(|c| contract(&mut g, &|a| d[a][c])).collect();
+    next.extend((0..n_in).map(|j| contract(&mut g, &|a| df[a][j])).collect::<Vec<_>>());
+    next.extend((0..n_p).map(|j| contract(&mut g, &|a| dp[a][j])).collect::<Vec<_>>());
+    let mut names: Vec<(String, SymKind)> = (0..k).map(|a| (format!("lambda{a}"), SymKind::State)).collect();
+    names.extend((0..n_in).map(|j| (format!("mu{j}"), SymKind::State)));
+    names.extend((0..n_p).map(|j| (format!("g{j}"), SymKind::State)));
+    names.extend(deriv_states.iter().map(|s| (format!("deriv{s}"), SymKind::Input)));
+    names.extend((0..k).map(|a| (format!("l{a}"), SymKind::Input)));
+    names.extend((0..k).map(|a| (format!("hbar{a}"), SymKind::Input)));
+    names.push(("sbar".into(), SymKind::Input));
+    let (graph, next) = g.extract(&next);
+    let step = derived_step(deriv_step, &format!("{}.bptt_adjoint", deriv_step.model.name), graph, next, &names, "BPTT per-step adjoint");
+    AdjointStep { step, deriv_states, k, n_in, n_p }
 }
 
 /// A step with the given graph, next values and symbols (in kind order within each

@@ -1,26 +1,18 @@
 //! BPTT: reverse-mode accumulation through the whole taped sequence, including the
 //! paths through recurrent and feed-forward spikes between populations.
+//!
+//! Per step and population the tape keeps what the compiler's adjoint step
+//! ([`snnc_compiler::discretise::trace::adjoint_step`]) reads: the non-zero entries of D,
+//! Df and dh/dtheta and ds/dh, each kept once when it is the same every step (D and Df of
+//! a model whose step is linear in its state), and the learning signal; per trained
+//! projection its presynaptic values, as the non-zero entries when they are spikes.
 
-use super::{Link, ParamTrain, PopDerivs, add_signal, zero};
-use crate::network::{Float, Network};
+use super::{Link, ParamTrain, zero};
+use crate::network::{Float, Network, RuntimeError, StepTrace};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
-
-/// One step of the tape: per population its derivatives and learning signal (empty for
-/// populations without a step), and every projection's presynaptic activity.
-pub(super) struct StepTape<T> {
-    pub pd: Vec<PopDerivs<T>>,
-    pub ls: Vec<Vec<T>>,
-    pub pre: Vec<Vec<T>>,
-}
-
-impl<T> StepTape<T> {
-    pub fn bytes(&self) -> usize {
-        let n: usize = self.pd.iter().map(|d| d.d.len() + d.df.len() + d.ds.len() + d.dp.len()).sum::<usize>()
-            + self.ls.iter().map(Vec::len).sum::<usize>()
-            + self.pre.iter().map(Vec::len).sum::<usize>();
-        n * std::mem::size_of::<T>()
-    }
-}
+use snnc_compiler::backend::{RandomCtx, StepArgs, StepKernel};
+use snnc_compiler::discretise::trace::{AdjointStep, adjoint_step, is_time_invariant};
+use std::rc::Rc;
 
 /// A trainable projection into (population, input), `n_pre` presynaptic.
 #[derive(Clone)]
@@ -31,94 +23,214 @@ pub(super) struct Target {
     pub n_pre: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward<T: Float>(
-    net: &Network<T>,
-    tape: &[StepTape<T>],
-    etrace: &[Target],
-    params: &[ParamTrain],
-    links: &[Link],
-    hidden: &[usize],
-    grads: &mut [Array2<T>],
-    param_grads: &mut [Array2<T>],
-    batch: usize,
-    k_of: &dyn Fn(usize) -> usize,
-    nin_of: &dyn Fn(usize) -> usize,
-) {
-    let np = net.pops.len();
-    let one = T::from_f64(1.0);
-    let sized = |per: &dyn Fn(usize) -> usize| -> Vec<Vec<T>> { (0..np).map(|p| vec![zero(); batch * net.pops[p].n * per(p)]).collect() };
-    // lambda_p = dL/dh_p^t (all future losses), per population.
-    let mut lambda = sized(k_of);
-    // dL/ds_q carried to step t-1 (recurrent paths) or within step t (feed-forward),
-    // and the same for states read directly (dL/dh_q).
-    let mut ds_prev = sized(&|_| 1);
-    let mut ds_now = sized(&|_| 1);
-    let mut dh_prev = sized(k_of);
-    let mut dh_now = sized(k_of);
-    let mut mu: Vec<Vec<T>> = (0..np).map(|p| vec![zero(); batch * net.pops[p].n * nin_of(p)]).collect();
-    let mut col: Vec<T> = Vec::new();
-    let mut d: Vec<T> = Vec::new();
-    let mut back: Vec<T> = Vec::new();
-    for step in tape.iter().rev() {
-        std::mem::swap(&mut ds_now, &mut ds_prev);
-        std::mem::swap(&mut dh_now, &mut dh_prev);
-        ds_prev.iter_mut().chain(dh_prev.iter_mut()).for_each(|v| v.fill(zero()));
-        for &p in hidden.iter().rev() {
-            let v = &step.pd[p];
-            let (n, k, nin) = (net.pops[p].n, k_of(p), nin_of(p));
-            let lam = &mut lambda[p];
-            let ls = &step.ls[p];
-            for m in 0..batch * n {
-                for a in 0..k {
-                    lam[m * k + a] += ls[m * k + a] + ds_now[p][m] * v.ds[m * k + a] + dh_now[p][m * k + a];
-                }
-            }
-            // mu = dL/dy^t for every kernel input of p.
-            let mup = &mut mu[p];
-            for m in 0..batch * n {
-                for j in 0..nin {
-                    mup[m * nin + j] = (0..k).map(|a| lam[m * k + a] * v.df[(m * k + a) * nin + j]).sum();
-                }
-            }
-            // Trainable params: dL/dtheta += lambda . dh^t/dtheta.
-            for (pi, q) in params.iter().enumerate().filter(|(_, q)| q.pop == p) {
-                let n_p = v.dp.len() / (batch * n * k).max(1);
-                for m in 0..batch * n {
-                    param_grads[pi][[0, m % n]] += (0..k).map(|a| lam[m * k + a] * v.dp[(m * k + a) * n_p + q.col]).sum::<T>();
-                }
-            }
-            let mu_col = |input: usize, out: &mut Vec<T>| {
-                out.clear();
-                out.extend((0..batch * n).map(|m| mup[m * nin + input]));
+/// Presynaptic values of one projection at one step.
+enum Pre<T> {
+    /// The non-zero entries (batch, index, value).
+    Sparse(Vec<(u32, u32, T)>),
+    /// All of them (B x n_pre).
+    Dense(Vec<T>),
+}
+
+/// One step of the tape.
+struct StepTape<T> {
+    /// Per population (empty for those without a step): the adjoint's derivative inputs.
+    derivs: Vec<Vec<Rc<Vec<T>>>>,
+    /// Per population: the learning signal, one slice per hidden state.
+    ls: Vec<Vec<Vec<T>>>,
+    /// Per trained projection (indexed like the targets).
+    pre: Vec<Pre<T>>,
+}
+
+/// A population's compiled adjoint step and which of its inputs are kept once.
+struct Adjoint<T> {
+    layout: AdjointStep,
+    kernel: Box<dyn StepKernel<T>>,
+    invariant: Vec<bool>,
+    /// The values of the time-invariant inputs, taped at the first step.
+    kept: Vec<Option<Rc<Vec<T>>>>,
+}
+
+/// The BPTT tape of a gradient pass and the backward pass over it.
+pub(super) struct Bptt<T> {
+    adjoints: Vec<Option<Adjoint<T>>>,
+    tape: Vec<StepTape<T>>,
+    bytes: usize,
+}
+
+impl<T: Float> Bptt<T> {
+    /// Compiles the adjoint step of every population in `hidden`.
+    pub fn new(net: &Network<T>, hidden: &[usize]) -> Result<Bptt<T>, RuntimeError> {
+        let mut adjoints: Vec<Option<Adjoint<T>>> = (0..net.pops.len()).map(|_| None).collect();
+        for &p in hidden {
+            let pop = &net.pops[p];
+            let (Some(step), Some(dl)) = (&pop.step, pop.deriv) else {
+                return Err(RuntimeError::Build(format!("population `{}` was not built for learning (Options::learning)", pop.name)));
             };
-            for (ei, e) in etrace.iter().enumerate().filter(|(_, e)| e.pop == p) {
-                mu_col(e.input, &mut col);
-                let x = ArrayView2::from_shape((batch, e.n_pre), &step.pre[e.index]).expect("shape");
-                let c = ArrayView2::from_shape((batch, n), &col).expect("shape");
-                super::add_outer(&mut grads[ei], x, c, None);
-            }
-            for l in links.iter().filter(|l| l.to == p) {
-                mu_col(l.input, &mut col);
-                let w = net.dense_weights(l.proj).expect("dense");
-                let nq = net.pops[l.from].n;
-                d.clear();
-                d.resize(batch * nq, zero());
-                let c = ArrayView2::from_shape((batch, n), &col).expect("shape");
-                let mut dv = ArrayViewMut2::from_shape((batch, nq), &mut d).expect("shape");
-                general_mat_mul(one, &c, &w.t(), zero(), &mut dv);
-                let (ds, dh) = if l.now { (&mut ds_now[l.from], &mut dh_now[l.from]) } else { (&mut ds_prev[l.from], &mut dh_prev[l.from]) };
-                add_signal(ds, dh, k_of(l.from), l.state, &d);
-            }
-            // lambda at h^{t-1} = D^T lambda.
-            back.clear();
-            back.extend((0..batch * n * k).map(|mc| {
-                let (m, c) = (mc / k, mc % k);
-                (0..k).map(|a| lam[m * k + a] * v.d[(m * k + a) * k + c]).sum::<T>()
-            }));
-            lam.copy_from_slice(&back);
+            let layout = adjoint_step(step, &dl);
+            let kernel = net.build_kernel(&layout.step, &[])?;
+            let invariant: Vec<bool> = layout.deriv_states.iter().map(|&s| is_time_invariant(step, s)).collect();
+            let kept = vec![None; invariant.len()];
+            adjoints[p] = Some(Adjoint { layout, kernel, invariant, kept });
         }
-        // The spike s^{t-1} was read from h^{t-1}: its surrogate derivative is the one
-        // taped at step t-1, applied when that step is processed (ds_prev).
+        Ok(Bptt { adjoints, tape: Vec::new(), bytes: 0 })
+    }
+
+    /// Tapes the step just taken: derivatives of every population (from its states),
+    /// learning signals `ls` (B x N x K, interleaved) and the targets' presynaptic values.
+    pub fn push(&mut self, net: &Network<T>, ls: &[Vec<T>], trace: &StepTrace<T>, targets: &[Target]) {
+        let size = std::mem::size_of::<T>();
+        let mut derivs = Vec::with_capacity(net.pops.len());
+        let mut lsv = Vec::with_capacity(net.pops.len());
+        for (p, adj) in self.adjoints.iter_mut().enumerate() {
+            let Some(adj) = adj else {
+                derivs.push(Vec::new());
+                lsv.push(Vec::new());
+                continue;
+            };
+            let pop = &net.pops[p];
+            let m = pop.n * net.batch;
+            let mut row = Vec::with_capacity(adj.layout.deriv_states.len());
+            for (i, &s) in adj.layout.deriv_states.iter().enumerate() {
+                let fresh = || Rc::new(pop.states[s][..m].to_vec());
+                let v = if adj.invariant[i] {
+                    adj.kept[i].get_or_insert_with(|| {
+                        self.bytes += m * size;
+                        fresh()
+                    })
+                    .clone()
+                } else {
+                    self.bytes += m * size;
+                    fresh()
+                };
+                row.push(v);
+            }
+            derivs.push(row);
+            let k = adj.layout.k;
+            lsv.push((0..k).map(|a| ls[p].iter().skip(a).step_by(k).copied().collect()).collect());
+            self.bytes += m * k * size;
+        }
+        let pre = targets
+            .iter()
+            .map(|e| {
+                let x = &trace.pre[e.index];
+                match trace.nonzero.get(e.index).and_then(|n| n.as_deref()) {
+                    Some(nz) if nz.len() * 4 < x.len() => {
+                        self.bytes += nz.len() * (8 + size);
+                        Pre::Sparse(nz.iter().map(|&(b, i)| (b, i, x[b as usize * e.n_pre + i as usize])).collect())
+                    }
+                    _ => {
+                        self.bytes += x.len() * size;
+                        Pre::Dense(x.clone())
+                    }
+                }
+            })
+            .collect();
+        self.tape.push(StepTape { derivs, ls: lsv, pre });
+    }
+
+    /// Bytes held by the tape.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The backward pass: adds dL/dW to `grads` (indexed like `targets`) and dL/dtheta
+    /// to `param_grads`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        net: &Network<T>,
+        targets: &[Target],
+        params: &[ParamTrain],
+        links: &[Link],
+        hidden: &[usize],
+        grads: &mut [Array2<T>],
+        param_grads: &mut [Array2<T>],
+    ) {
+        let batch = net.batch;
+        let np = net.pops.len();
+        let one = T::from_f64(1.0);
+        let m_of = |p: usize| batch * net.pops[p].n;
+        let dims = |p: usize| self.adjoints[p].as_ref().map(|a| (a.layout.k, a.layout.n_in, a.layout.n_p)).unwrap_or((0, 0, 0));
+        let slices = |p: usize, count: usize| -> Vec<Vec<T>> { vec![vec![zero(); m_of(p)]; count] };
+        // lambda (K), then mu (n_in) and the param gradients (n_p): the adjoint's states.
+        let mut st: Vec<Vec<Vec<T>>> = (0..np).map(|p| {
+            let (k, n_in, n_p) = dims(p);
+            slices(p, k + n_in + n_p)
+        }).collect();
+        // dL/ds_q carried to step t-1 (recurrent paths) or within step t (feed-forward),
+        // and the same for states read directly (dL/dh_q, one slice per state).
+        let mut ds_prev: Vec<Vec<T>> = (0..np).map(|p| vec![zero(); m_of(p)]).collect();
+        let mut ds_now = ds_prev.clone();
+        let mut dh_prev: Vec<Vec<Vec<T>>> = (0..np).map(|p| slices(p, dims(p).0)).collect();
+        let mut dh_now = dh_prev.clone();
+        let mut d: Vec<T> = Vec::new();
+        for step in self.tape.iter().rev() {
+            std::mem::swap(&mut ds_now, &mut ds_prev);
+            std::mem::swap(&mut dh_now, &mut dh_prev);
+            ds_prev.iter_mut().for_each(|v| v.fill(zero()));
+            dh_prev.iter_mut().flatten().for_each(|v| v.fill(zero()));
+            for &p in hidden.iter().rev() {
+                let adj = self.adjoints[p].as_ref().expect("hidden");
+                let (k, n_in, _) = dims(p);
+                let n = net.pops[p].n;
+                {
+                    let mut inputs: Vec<&[T]> = step.derivs[p].iter().map(|v| v.as_slice()).collect();
+                    inputs.extend(step.ls[p].iter().map(|v| v.as_slice()));
+                    inputs.extend(dh_now[p].iter().map(|v| v.as_slice()));
+                    inputs.push(&ds_now[p]);
+                    let mut states: Vec<&mut [T]> = st[p].iter_mut().map(|v| v.as_mut_slice()).collect();
+                    adj.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, dt: net.dt, random: RandomCtx::default() });
+                }
+                let mu = &st[p][k..k + n_in];
+                // Trainable params: dL/dtheta += lambda . dh^t/dtheta, summed over the batch.
+                for (pi, q) in params.iter().enumerate().filter(|(_, q)| q.pop == p) {
+                    let g = &st[p][k + n_in + q.col];
+                    let pg = param_grads[pi].as_slice_mut().expect("standard layout");
+                    for row in g.chunks_exact(n) {
+                        pg.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
+                    }
+                }
+                for (ei, e) in targets.iter().enumerate().filter(|(_, e)| e.pop == p) {
+                    let c = &mu[e.input];
+                    match &step.pre[ei] {
+                        Pre::Sparse(nz) => {
+                            let gs = grads[ei].as_slice_mut().expect("standard layout");
+                            for &(b, i, x) in nz {
+                                let (b, i) = (b as usize, i as usize);
+                                let (grow, crow) = (&mut gs[i * n..(i + 1) * n], &c[b * n..(b + 1) * n]);
+                                if x == one {
+                                    grow.iter_mut().zip(crow).for_each(|(g, c)| *g += *c);
+                                } else {
+                                    grow.iter_mut().zip(crow).for_each(|(g, c)| *g += x * *c);
+                                }
+                            }
+                        }
+                        Pre::Dense(x) => {
+                            let xv = ArrayView2::from_shape((batch, e.n_pre), x).expect("shape");
+                            let cv = ArrayView2::from_shape((batch, n), c).expect("shape");
+                            general_mat_mul(one, &xv.t(), &cv, one, &mut grads[ei]);
+                        }
+                    }
+                }
+                for l in links.iter().filter(|l| l.to == p) {
+                    let w = net.dense_weights(l.proj).expect("dense");
+                    let nq = net.pops[l.from].n;
+                    d.clear();
+                    d.resize(batch * nq, zero());
+                    let cv = ArrayView2::from_shape((batch, n), &mu[l.input]).expect("shape");
+                    let mut dv = ArrayViewMut2::from_shape((batch, nq), &mut d).expect("shape");
+                    general_mat_mul(one, &cv, &w.t(), zero(), &mut dv);
+                    let target: &mut Vec<T> = match (l.state, l.now) {
+                        (None, true) => &mut ds_now[l.from],
+                        (None, false) => &mut ds_prev[l.from],
+                        (Some(j), true) => &mut dh_now[l.from][j],
+                        (Some(j), false) => &mut dh_prev[l.from][j],
+                    };
+                    target.iter_mut().zip(&d).for_each(|(a, b)| *a += *b);
+                }
+            }
+            // The spike s^{t-1} was read from h^{t-1}: its surrogate derivative is the one
+            // taped at step t-1, applied when that step is processed (ds_prev).
+        }
     }
 }

@@ -31,7 +31,7 @@ pub use split::{gradient_split, split_sizes};
 pub(crate) use loss::masked_step_loss;
 
 use crate::network::{Float, Network, RuntimeError, StepTrace};
-use bptt::{StepTape, Target};
+use bptt::{Bptt, Target};
 use es::EsGroup;
 use exact::{ExactMember, ExactWindow};
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
@@ -571,9 +571,9 @@ pub(crate) fn gradient_impl<T: Float>(
     });
     let threaded = helper_thread && !record_per_step && online.is_none() && steps > WINDOW && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
     let mut contractor = Contractor::new(&groups, decay_t, threaded);
-    // BPTT tape: per step, per population derivatives and learning signals, and the
-    // presynaptic activity of every projection.
-    let mut tape: Vec<StepTape<T>> = Vec::new();
+    // BPTT's tape and the adjoint steps that run over it.
+    let targets: Vec<Target> = etrace.iter().map(|e| e.target.clone()).collect();
+    let mut bptt = if method == Method::Bptt { Some(Bptt::new(net, &hidden)?) } else { None };
 
     let mut recorded = Vec::new();
     let mut trace = StepTrace::default();
@@ -714,12 +714,8 @@ pub(crate) fn gradient_impl<T: Float>(
             // Per-step records list the projections in declaration order.
             step_grads.sort_by_key(|(name, _)| projection_names.iter().position(|n| n == name));
         }
-        if method == Method::Bptt {
-            tape.push(StepTape {
-                pd: (0..net.pops.len()).map(|p| if hidden.contains(&p) { pd[p].clone() } else { PopDerivs::default() }).collect(),
-                ls: ls.clone(),
-                pre: trace.pre.clone(),
-            });
+        if let Some(b) = bptt.as_mut() {
+            b.push(net, &ls, &trace, &targets);
         }
         if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
             for w in &mut xwins {
@@ -774,11 +770,10 @@ pub(crate) fn gradient_impl<T: Float>(
     let size = std::mem::size_of::<T>();
     let vec_bytes = |v: &[Vec<T>]| v.iter().map(|x| x.len() * size).sum::<usize>();
     let es_bytes: usize = groups.iter().map(|g| vec_bytes(&g.eps_f) + g.members.iter().map(|m| m.eps_x.len() * size).sum::<usize>()).sum();
-    let tape_bytes: usize = tape.iter().map(StepTape::bytes).sum();
+    let tape_bytes = bptt.as_ref().map_or(0, |b| b.bytes());
     let state_bytes = vec_bytes(&eps) + es_bytes + eps_p.iter().map(|e| vec_bytes(e)).sum::<usize>() + tape_bytes;
-    if method == Method::Bptt {
-        let targets: Vec<Target> = etrace.iter().map(|e| e.target.clone()).collect();
-        bptt::backward(net, &tape, &targets, &params, &links, &hidden, &mut grads, &mut param_grads, batch, &k_of, &nin_of);
+    if let Some(b) = &bptt {
+        b.backward(net, &targets, &params, &links, &hidden, &mut grads, &mut param_grads);
     }
     let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().map(to_f64)).collect();
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().map(to_f64)));

@@ -126,19 +126,27 @@ fn run_writes_recordings_and_is_deterministic() {
 
 #[test]
 fn emit_ptx_writes_an_assemblable_module() {
-    let out = std::env::temp_dir().join(format!("snnc-emit-{}.ptx", std::process::id()));
-    let o = snnc(&["emit", "--target", "ptx", "stdlib/alif.snn", "--model", "ALIF", "-o", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.contains(".entry snnc_step") && text.contains(".target sm_80"), "{text}");
-    match std::env::var("SNNC_PTXAS") {
-        Ok(ptxas) if !ptxas.is_empty() => {
-            let r = Command::new(ptxas).args(["-arch=sm_80", "-o", "/dev/null"]).arg(&out).output().unwrap();
-            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // The step, and the learning kernels generated from ALIF's derivatives.
+    for kernel in ["step", "es-trace", "adjoint"] {
+        let out = std::env::temp_dir().join(format!("snnc-emit-{}-{kernel}.ptx", std::process::id()));
+        let o = snnc(&["emit", "--target", "ptx", "stdlib/alif.snn", "--model", "ALIF", "--kernel", kernel, "-o", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{kernel}: {}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains(".entry snnc_step") && text.contains(".target sm_80"), "{text}");
+        match std::env::var("SNNC_PTXAS") {
+            Ok(ptxas) if !ptxas.is_empty() => {
+                let r = Command::new(ptxas).args(["-arch=sm_80", "-o", "/dev/null"]).arg(&out).output().unwrap();
+                assert!(r.status.success(), "{kernel}: {}", String::from_utf8_lossy(&r.stderr));
+            }
+            _ => eprintln!("skipping the ptxas check: SNNC_PTXAS is not set (run scripts/install-ptxas.sh)"),
         }
-        _ => eprintln!("skipping the ptxas check: SNNC_PTXAS is not set (run scripts/install-ptxas.sh)"),
+        std::fs::remove_file(&out).ok();
     }
-    std::fs::remove_file(&out).ok();
+    // A kernel input that does not exist is one clear error.
+    let o = snnc(&["emit", "--target", "ptx", "stdlib/alif.snn", "--model", "ALIF", "--kernel", "es-trace", "--input", "7"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--input 7") && !err.contains("panicked"), "{err}");
 }
 
 /// `--backend cuda` on a machine without a GPU (or in a build without the `cuda`

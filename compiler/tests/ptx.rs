@@ -213,10 +213,25 @@ fn ptxas_accepts_every_kernel() {
             let sp = specs(&c, per_neuron);
             for precision in [Precision::F32, Precision::F64] {
                 for target in [Target::Sm80, Target::Sm90] {
-                    let kernels = [
-                        ("step", compile_step(&c.step, &sp, DT, precision, target)),
-                        ("derivatives", compile_derivatives(&c.step, &sp, DT, precision, target)),
+                    let mut kernels = vec![
+                        ("step".to_string(), compile_step(&c.step, &sp, DT, precision, target)),
+                        ("derivatives".to_string(), compile_derivatives(&c.step, &sp, DT, precision, target)),
                     ];
+                    // The learning kernels generated from the derivatives (trace steps
+                    // and the BPTT adjoint), for every model that carries derivatives.
+                    if let Ok((ds, dl)) = c.step.with_derivative_outputs() {
+                        use snnc_compiler::discretise::trace::{TraceKind, adjoint_step, trace_step};
+                        let lambda = if per_neuron { ParamSpec::PerNeuron } else { ParamSpec::Uniform(0.9) };
+                        for input in 0..dl.n_in {
+                            let t = trace_step(&ds, &dl, TraceKind::EsOutput { input });
+                            kernels.push((format!("es-trace {input}"), compile_step(&t.step, &[lambda], DT, precision, target)));
+                        }
+                        for col in 0..dl.n_p {
+                            let t = trace_step(&ds, &dl, TraceKind::Param { col });
+                            kernels.push((format!("param-trace {col}"), compile_step(&t.step, &[], DT, precision, target)));
+                        }
+                        kernels.push(("adjoint".to_string(), compile_step(&adjoint_step(&ds, &dl).step, &[], DT, precision, target)));
+                    }
                     for (what, k) in kernels {
                         let label = format!("{} {what} {precision:?} {} per_neuron={per_neuron}", c.name, target.name());
                         let k = k.unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -627,5 +642,16 @@ fn snapshot_alif_derivatives_f64_sm90() {
     let step = stdlib_step("stdlib/alif.snn", "ALIF");
     let c = case("alif".into(), step, &[], &[]);
     let text = ptx::emit_derivatives(&c.step, &specs(&c, false), DT, Precision::F64, Target::Sm90).unwrap();
+    insta::assert_snapshot!(text);
+}
+
+/// The BPTT adjoint kernel generated from ALIF's derivatives (K = 2: the four entries of
+/// D, Df's one non-zero entry (the input drives v, not the threshold) and ds/dh).
+#[test]
+fn snapshot_alif_bptt_adjoint_f32_sm80() {
+    let step = stdlib_step("stdlib/alif.snn", "ALIF");
+    let (ds, dl) = step.with_derivative_outputs().unwrap();
+    let adj = snnc_compiler::discretise::trace::adjoint_step(&ds, &dl);
+    let text = ptx::emit_step(&adj.step, &[], DT, Precision::F32, Target::Sm80).unwrap();
     insta::assert_snapshot!(text);
 }

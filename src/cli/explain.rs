@@ -60,9 +60,27 @@ pub struct EmitArgs {
     /// PTX: f32 or f64 kernels.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: crate::cli::run::Precision,
-    /// PTX: the derivative kernel (D, Df, ds/dh) instead of the step kernel.
+    /// PTX: the derivative kernel (D, Df, ds/dh) instead of the step kernel (the same as
+    /// `--kernel derivatives`).
     #[arg(long)]
     pub derivatives: bool,
+    /// PTX: which kernel of the model: its step, its derivatives, or one of the learning
+    /// kernels generated from them (the ES-D-RTRL output trace of kernel input
+    /// `--input`, the trace of trainable param `--input`, the BPTT adjoint).
+    #[arg(long, value_enum, default_value = "step")]
+    pub kernel: KernelArg,
+    /// PTX: the kernel input (es-trace) or trainable param (param-trace), by index.
+    #[arg(long, default_value_t = 0)]
+    pub input: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelArg {
+    Step,
+    Derivatives,
+    EsTrace,
+    ParamTrace,
+    Adjoint,
 }
 
 /// The steps to explain: (label, step).
@@ -160,6 +178,22 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A learning kernel of `step` (built from its step with derivative outputs) and the
+/// specs of its params (the ES decay as a per-neuron array, like every param here).
+fn learning_kernel(step: &Step, kind: KernelArg, input: usize) -> Result<(Step, Vec<snnc_compiler::backend::ParamSpec>), String> {
+    use snnc_compiler::backend::ParamSpec;
+    use snnc_compiler::discretise::trace::{TraceKind, adjoint_step, trace_step};
+    let (ds, dl) = step.with_derivative_outputs().map_err(|d| d.message)?;
+    let name = &step.model.name;
+    match kind {
+        KernelArg::EsTrace if input < dl.n_in => Ok((trace_step(&ds, &dl, TraceKind::EsOutput { input }).step, vec![ParamSpec::PerNeuron])),
+        KernelArg::EsTrace => Err(format!("`{name}` has {} kernel inputs; --input {input} is not one", dl.n_in)),
+        KernelArg::ParamTrace if input < dl.n_p => Ok((trace_step(&ds, &dl, TraceKind::Param { col: input }).step, Vec::new())),
+        KernelArg::ParamTrace => Err(format!("`{name}` has {} trainable params; --input {input} is not one", dl.n_p)),
+        _ => Ok((adjoint_step(&ds, &dl).step, Vec::new())),
+    }
+}
+
 pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let steps = match steps(&args.file, args.model.as_deref(), args.network.as_deref(), opts, reporter) {
         Ok(s) => s,
@@ -180,10 +214,13 @@ pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode
                 };
                 // One PTX module per model: pick one model (--model, or a network with
                 // --network) to get a file `ptxas` assembles as is.
-                let kernel = if args.derivatives {
-                    ptx::emit_derivatives(&step, &specs, dt, precision, ptx::Target::Sm80)
-                } else {
-                    ptx::emit_step(&step, &specs, dt, precision, ptx::Target::Sm80)
+                let kind = if args.derivatives { KernelArg::Derivatives } else { args.kernel };
+                let kernel = match kind {
+                    KernelArg::Step => ptx::emit_step(&step, &specs, dt, precision, ptx::Target::Sm80).map_err(|e| e.to_string()),
+                    KernelArg::Derivatives => ptx::emit_derivatives(&step, &specs, dt, precision, ptx::Target::Sm80).map_err(|e| e.to_string()),
+                    KernelArg::EsTrace | KernelArg::ParamTrace | KernelArg::Adjoint => learning_kernel(&step, kind, args.input).and_then(|(s, specs)| {
+                        ptx::emit_step(&s, &specs, dt, precision, ptx::Target::Sm80).map_err(|e| e.to_string())
+                    }),
                 };
                 match kernel {
                     Ok(k) => text.push_str(&k),

@@ -231,6 +231,10 @@ fn ptxas_accepts_every_kernel() {
                             kernels.push((format!("param-trace {col}"), compile_step(&t.step, &[], DT, precision, target)));
                         }
                         kernels.push(("adjoint".to_string(), compile_step(&adjoint_step(&ds, &dl).step, &[], DT, precision, target)));
+                        for input in 0..dl.n_in {
+                            let w = snnc_compiler::discretise::trace::exact_window_step(&ds, &dl, input);
+                            kernels.push((format!("d-rtrl window {input}"), compile_step(&w.step, &[], DT, precision, target)));
+                        }
                     }
                     for (what, k) in kernels {
                         let label = format!("{} {what} {precision:?} {} per_neuron={per_neuron}", c.name, target.name());

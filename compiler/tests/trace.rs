@@ -206,12 +206,8 @@ fn adjoint_steps_compute_their_formula_on_every_backend() {
             }
         }
         let refs: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
-        let run = |kernel: &dyn StepKernel<f64>| -> Vec<Vec<f64>> {
-            let mut st: Vec<Vec<f64>> = lam0.iter().cloned().chain(std::iter::repeat_n(vec![0.0; N], n_in + n_p)).collect();
-            let mut states: Vec<&mut [f64]> = st.iter_mut().map(|v| v.as_mut_slice()).collect();
-            kernel.step(StepArgs { states: &mut states, inputs: &refs, params: &[], spikes: &mut [], t: 0.0, dt: DT, random: RandomCtx::default() });
-            st
-        };
+        let st0: Vec<Vec<f64>> = lam0.iter().cloned().chain(std::iter::repeat_n(vec![0.0; N], n_in + n_p)).collect();
+        let run = |kernel: &dyn StepKernel<f64>| step_once(kernel, &st0, &refs);
         let got = run(&InterpKernel::new(&a.step, &[]).unwrap());
         for (r, (g, w)) in got.iter().zip(&want).enumerate() {
             for (x, y) in g.iter().zip(w) {
@@ -223,4 +219,61 @@ fn adjoint_steps_compute_their_formula_on_every_backend() {
     }
     // LIF's Df (and D with a detached reset) is the same every step.
     assert!(invariant > 0, "no time-invariant derivative found");
+}
+
+/// The D-RTRL window recursion step of every stdlib model against its formula, on the
+/// interpreter and the JIT.
+#[test]
+fn exact_window_steps_compute_their_formula_on_every_backend() {
+    use snnc_compiler::discretise::trace::exact_window_step;
+    let mut rng = Lcg(13);
+    for (name, s, dl) in models() {
+        let k = dl.k;
+        let dv = derivative_values(&s, &mut rng);
+        for input in 0..dl.n_in {
+            let w = exact_window_step(&s, &dl, input);
+            assert_eq!(w.step.layout.states.len(), k + k * k + 1 + k, "{name}");
+            assert_eq!(w.step.layout.inputs.len(), w.d.len() + w.df.len() + k, "{name}");
+            let col = |st: usize| -> Vec<f64> { dv.iter().map(|e| e[st]).collect() };
+            let st0: Vec<Vec<f64>> = (0..k + k * k + 1 + k).map(|_| (0..N).map(|_| rng.sym()).collect()).collect();
+            let lprev: Vec<Vec<f64>> = (0..k).map(|_| (0..N).map(|_| rng.sym()).collect()).collect();
+            let mut inputs: Vec<Vec<f64>> = w.d.iter().map(|(a, c)| col(dl.d + a * k + c)).collect();
+            inputs.extend(w.drive_states.iter().map(|&st| col(st)));
+            inputs.extend(lprev.iter().cloned());
+            let mut want = st0.clone();
+            for i in 0..N {
+                let d = |a: usize, c: usize| dv[i][dl.d + a * k + c];
+                let f = |a: usize| dv[i][dl.df + a * dl.n_in + input];
+                let (rho, m) = (|a: usize| st0[a][i], |a: usize, c: usize| st0[k + a * k + c][i]);
+                for c in 0..k {
+                    want[c][i] = (0..k).map(|a| rho(a) * d(a, c)).sum::<f64>() + lprev[c][i];
+                    for a in 0..k {
+                        want[k + a * k + c][i] = (0..k).map(|b| m(a, b) * d(b, c)).sum();
+                    }
+                }
+                want[k + k * k][i] = (0..k).map(|a| rho(a) * f(a)).sum();
+                for a in 0..k {
+                    want[k + k * k + 1 + a][i] = (0..k).map(|c| m(a, c) * f(c)).sum();
+                }
+            }
+            let refs: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+            let run = |kernel: &dyn StepKernel<f64>| step_once(kernel, &st0, &refs);
+            let got = run(&InterpKernel::new(&w.step, &[]).unwrap());
+            for (r, (g, wv)) in got.iter().zip(&want).enumerate() {
+                for (x, y) in g.iter().zip(wv) {
+                    assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{name} window state {r}: {x} vs {y}");
+                }
+            }
+            let jit = JitKernel::compile(&w.step, &[], DT, Precision::F64).unwrap();
+            assert_eq!(run(&jit), got, "{name}: window JIT f64 differs from the interpreter");
+        }
+    }
+}
+
+/// One step of `kernel` from states `st0` with `inputs`; the states after it.
+fn step_once(kernel: &dyn StepKernel<f64>, st0: &[Vec<f64>], inputs: &[&[f64]]) -> Vec<Vec<f64>> {
+    let mut st = st0.to_vec();
+    let mut states: Vec<&mut [f64]> = st.iter_mut().map(|v| v.as_mut_slice()).collect();
+    kernel.step(StepArgs { states: &mut states, inputs, params: &[], spikes: &mut [], t: 0.0, dt: DT, random: RandomCtx::default() });
+    st
 }

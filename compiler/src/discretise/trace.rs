@@ -116,6 +116,76 @@ pub fn trace_step(deriv_step: &Step, dl: &DerivLayout, kind: TraceKind) -> Trace
     TraceStep { step, d, df, drive_states, k }
 }
 
+/// The backward recursion of one step of an exact (D-RTRL) trace window, for the
+/// projections into kernel input j of a population (see `runtime/src/learn/exact.rs`
+/// for the derivation). Run from the window's last step back to its first, with
+/// rho (K) and M (K x K) as states:
+///
+///   q     = sum_a rho_a f_a                 u_a = sum_c M[a][c] f_c
+///   rho_c <- sum_a rho_a D[a][c] + l'_c      M[a][c] <- sum_b M[a][b] D[b][c]
+///
+/// where f is column j of Df and l' the learning signal of the step before (zero at the
+/// window's first step). States: rho (K), M (K x K, row-major), then q (1) and u (K),
+/// written only. Inputs: the non-zero D[a][c] (`d`), the non-zero f_a (`df`), then l'
+/// (K).
+pub fn exact_window_step(deriv_step: &Step, dl: &DerivLayout, input: usize) -> TraceStep {
+    let k = dl.k;
+    let zero_at = |state: usize| deriv_step.graph.is_zero(deriv_step.next[state]);
+    let d: Vec<(usize, usize)> = (0..k).flat_map(|a| (0..k).map(move |c| (a, c))).filter(|&(a, c)| !zero_at(dl.d + a * k + c)).collect();
+    let df: Vec<usize> = (0..k).filter(|&a| !zero_at(dl.df + a * dl.n_in + input)).collect();
+    let drive_states: Vec<usize> = df.iter().map(|&a| dl.df + a * dl.n_in + input).collect();
+    let mut g = Graph::new();
+    let d_in: Vec<NodeId> = (0..d.len() as u32).map(|i| g.input(i)).collect();
+    let f_in: Vec<NodeId> = (0..df.len() as u32).map(|i| g.input(d.len() as u32 + i)).collect();
+    let lprev: Vec<NodeId> = (0..k as u32).map(|a| g.input((d.len() + df.len()) as u32 + a)).collect();
+    let rho: Vec<NodeId> = (0..k as u32).map(|a| g.state(a)).collect();
+    let m: Vec<NodeId> = (0..(k * k) as u32).map(|e| g.state(k as u32 + e)).collect();
+    let dot = |g: &mut Graph, terms: &[(NodeId, NodeId)]| -> NodeId {
+        let mut acc: Option<NodeId> = None;
+        for &(x, y) in terms {
+            let t = g.mul(x, y);
+            acc = Some(match acc {
+                Some(a) => g.add(a, t),
+                None => t,
+            });
+        }
+        acc.unwrap_or_else(|| g.constant(0.0))
+    };
+    let f_of = |a: usize| df.iter().position(|&r| r == a).map(|i| f_in[i]);
+    let d_of = |a: usize, c: usize| d.iter().position(|&e| e == (a, c)).map(|i| d_in[i]);
+    let mut next = Vec::new();
+    // rho <- rho D + l'
+    for c in 0..k {
+        let terms: Vec<(NodeId, NodeId)> = (0..k).filter_map(|a| d_of(a, c).map(|x| (rho[a], x))).collect();
+        let s = dot(&mut g, &terms);
+        next.push(g.add(s, lprev[c]));
+    }
+    // M <- M D
+    for a in 0..k {
+        for c in 0..k {
+            let terms: Vec<(NodeId, NodeId)> = (0..k).filter_map(|b| d_of(b, c).map(|x| (m[a * k + b], x))).collect();
+            next.push(dot(&mut g, &terms));
+        }
+    }
+    // q = rho . f, u = M f (with the values before the update)
+    let terms: Vec<(NodeId, NodeId)> = (0..k).filter_map(|a| f_of(a).map(|f| (rho[a], f))).collect();
+    next.push(dot(&mut g, &terms));
+    for a in 0..k {
+        let terms: Vec<(NodeId, NodeId)> = (0..k).filter_map(|c| f_of(c).map(|f| (m[a * k + c], f))).collect();
+        next.push(dot(&mut g, &terms));
+    }
+    let mut names: Vec<(String, SymKind)> = (0..k).map(|a| (format!("rho{a}"), SymKind::State)).collect();
+    names.extend((0..k * k).map(|e| (format!("M{}{}", e / k, e % k), SymKind::State)));
+    names.push(("q".into(), SymKind::State));
+    names.extend((0..k).map(|a| (format!("u{a}"), SymKind::State)));
+    names.extend(d.iter().map(|(a, c)| (format!("D{a}{c}"), SymKind::Input)));
+    names.extend(df.iter().map(|a| (format!("f{a}"), SymKind::Input)));
+    names.extend((0..k).map(|a| (format!("lprev{a}"), SymKind::Input)));
+    let (graph, next) = g.extract(&next);
+    let step = derived_step(deriv_step, &format!("{}.drtrl_window_in{input}", deriv_step.model.name), graph, next, &names, "D-RTRL window recursion");
+    TraceStep { step, d, df, drive_states, k }
+}
+
 /// Whether state `state` of `step` is the same every step: its next value reads no state,
 /// input, time or random draw (only params, constants and dt). A derivative output that
 /// is (D and Df of a linear model without a differentiable reset, for instance) needs to

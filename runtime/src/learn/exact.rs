@@ -1,9 +1,11 @@
 //! Exact eligibility traces (D-RTRL, and the weights into a readout with dynamics in
 //! every online method), reduced lazily over windows of steps.
 
-use super::{PopDerivs, zero};
-use crate::network::{Float, StepTrace};
+use super::zero;
+use crate::network::{Float, Network, RuntimeError, StepTrace};
 use ndarray::Array2;
+use snnc_compiler::backend::{RandomCtx, StepArgs, StepKernel};
+use snnc_compiler::discretise::trace::exact_window_step;
 
 /// One projection whose exact trace is kept in an [`ExactWindow`].
 pub(super) struct ExactMember<T> {
@@ -44,103 +46,100 @@ pub(super) struct ExactWindow<T> {
     pub members: Vec<ExactMember<T>>,
     /// Steps taped so far.
     pub len: usize,
-    /// Per step: D (B*N, K, K), the Df column f (B*N, K), l (B*N, K); reused buffers.
-    d: Vec<Vec<T>>,
-    f: Vec<Vec<T>>,
-    l: Vec<Vec<T>>,
-    /// Per step, after `reduce`: rho^s . f^s (B*N) and u^s = M^s f^s (B*N, K).
+    /// The backward recursion of one step, a generated step (see
+    /// [`snnc_compiler::discretise::trace::exact_window_step`]), and where its D and f
+    /// inputs are among the population's states.
+    kernel: Box<dyn StepKernel<T>>,
+    input_states: Vec<usize>,
+    /// Per step (reused buffers): the kernel's D and f inputs, and l (K slices).
+    dtape: Vec<Vec<Vec<T>>>,
+    ltape: Vec<Vec<Vec<T>>>,
+    /// Per step, after `reduce`: rho^s . f^s (B*N) and u^s = M^s f^s (K slices).
     q: Vec<Vec<T>>,
-    u: Vec<Vec<T>>,
-    /// After `reduce`: sigma (B*N, K) and P(t0->t1) (B*N, K, K).
-    sigma: Vec<T>,
-    p: Vec<T>,
+    u: Vec<Vec<Vec<T>>>,
+    /// rho (K slices) and M (K x K slices, row-major); after `reduce`, sigma and P.
+    rho_m: Vec<Vec<T>>,
+    zeros: Vec<Vec<T>>,
+    /// The network's dt (the kernel was compiled for it).
+    dt: f64,
 }
 
 impl<T: Float> ExactWindow<T> {
-    pub fn new(pop: usize, input: usize, batch: usize, n: usize, k: usize) -> ExactWindow<T> {
-        let m = batch * n;
-        ExactWindow {
+    pub fn new(net: &Network<T>, pop: usize, input: usize) -> Result<ExactWindow<T>, RuntimeError> {
+        let p = &net.pops[pop];
+        let (Some(step), Some(dl)) = (&p.step, p.deriv) else {
+            return Err(RuntimeError::Build(format!("population `{}` was not built for learning (Options::learning)", p.name)));
+        };
+        let layout = exact_window_step(step, &dl, input);
+        let kernel = net.build_kernel(&layout.step, &[])?;
+        let mut input_states: Vec<usize> = layout.d.iter().map(|(a, c)| dl.d + a * dl.k + c).collect();
+        input_states.extend(&layout.drive_states);
+        let (m, k) = (net.batch * p.n, dl.k);
+        Ok(ExactWindow {
             pop,
             input,
-            batch,
-            n,
+            batch: net.batch,
+            n: p.n,
             k,
             members: Vec::new(),
             len: 0,
-            d: Vec::new(),
-            f: Vec::new(),
-            l: Vec::new(),
+            kernel,
+            input_states,
+            dtape: Vec::new(),
+            ltape: Vec::new(),
             q: Vec::new(),
             u: Vec::new(),
-            sigma: vec![zero(); m * k],
-            p: vec![zero(); m * k * k],
-        }
+            rho_m: vec![vec![zero(); m]; k + k * k],
+            zeros: vec![vec![zero(); m]; k],
+            dt: net.dt,
+        })
     }
 
-    /// Tapes one step: the population's derivatives, its learning signal `l` (B*N*K)
-    /// and every member's non-zero presynaptic values.
-    pub fn push(&mut self, v: &PopDerivs<T>, nin: usize, l: &[T], trace: &StepTrace<T>) {
+    /// Tapes one step: the population's derivatives (its states), its learning signal
+    /// `l` (B*N*K, interleaved) and every member's non-zero presynaptic values.
+    pub fn push(&mut self, net: &Network<T>, l: &[T], trace: &StepTrace<T>) {
         let (m, k, j) = (self.batch * self.n, self.k, self.len);
-        if self.d.len() == j {
-            self.d.push(vec![zero(); m * k * k]);
-            self.f.push(vec![zero(); m * k]);
-            self.l.push(vec![zero(); m * k]);
+        if self.dtape.len() == j {
+            self.dtape.push(vec![vec![zero(); m]; self.input_states.len()]);
+            self.ltape.push(vec![vec![zero(); m]; k]);
             self.q.push(vec![zero(); m]);
-            self.u.push(vec![zero(); m * k]);
+            self.u.push(vec![vec![zero(); m]; k]);
             for mb in &mut self.members {
                 mb.x.push(Vec::new());
             }
         }
-        self.d[j].copy_from_slice(&v.d);
-        for (mk, f) in self.f[j].iter_mut().enumerate() {
-            *f = v.df[mk * nin + self.input];
+        let states = &net.pops[self.pop].states;
+        for (dst, &s) in self.dtape[j].iter_mut().zip(&self.input_states) {
+            dst.copy_from_slice(&states[s][..m]);
         }
-        self.l[j].copy_from_slice(l);
+        for (a, dst) in self.ltape[j].iter_mut().enumerate() {
+            dst.iter_mut().zip(l.iter().skip(a).step_by(k)).for_each(|(d, v)| *d = *v);
+        }
         for mb in &mut self.members {
             super::non_zeros(trace, mb.proj, mb.n_pre, &mut mb.x[j]);
         }
         self.len += 1;
     }
 
-    /// The backward recursions over the window: q^s, u^s, sigma and P.
+    /// The backward recursions over the window: q^s, u^s, then sigma and P in `rho_m`.
     fn reduce(&mut self) {
-        let (m, k, len) = (self.batch * self.n, self.k, self.len);
+        let (k, len) = (self.k, self.len);
         let one = T::from_f64(1.0);
-        let mut rho = self.l[len - 1].clone();
-        let mut mm = vec![zero(); m * k * k];
-        for mi in 0..m {
-            for a in 0..k {
-                mm[(mi * k + a) * k + a] = one;
-            }
+        for (a, r) in self.rho_m[..k].iter_mut().enumerate() {
+            r.copy_from_slice(&self.ltape[len - 1][a]);
         }
-        let mut row = vec![zero(); k];
-        let mut mat = vec![zero(); k * k];
+        for (e, mm) in self.rho_m[k..].iter_mut().enumerate() {
+            mm.fill(if e / k == e % k { one } else { zero() });
+        }
         for j in (0..len).rev() {
-            let (f, d) = (&self.f[j], &self.d[j]);
-            let (q, u) = (&mut self.q[j], &mut self.u[j]);
-            for mi in 0..m {
-                let (fm, dm) = (&f[mi * k..(mi + 1) * k], &d[mi * k * k..(mi + 1) * k * k]);
-                let (rm, mmm) = (&mut rho[mi * k..(mi + 1) * k], &mut mm[mi * k * k..(mi + 1) * k * k]);
-                q[mi] = (0..k).map(|a| rm[a] * fm[a]).sum();
-                for a in 0..k {
-                    u[mi * k + a] = (0..k).map(|c| mmm[a * k + c] * fm[c]).sum();
-                }
-                // rho <- rho D, M <- M D.
-                for c in 0..k {
-                    row[c] = (0..k).map(|a| rm[a] * dm[a * k + c]).sum();
-                    for a in 0..k {
-                        mat[a * k + c] = (0..k).map(|b| mmm[a * k + b] * dm[b * k + c]).sum();
-                    }
-                }
-                rm.copy_from_slice(&row);
-                mmm.copy_from_slice(&mat);
-            }
-            if j > 0 {
-                rho.iter_mut().zip(&self.l[j - 1]).for_each(|(r, l)| *r += *l);
-            }
+            let lprev = if j > 0 { &self.ltape[j - 1] } else { &self.zeros };
+            let mut inputs: Vec<&[T]> = self.dtape[j].iter().map(|v| v.as_slice()).collect();
+            inputs.extend(lprev.iter().map(|v| v.as_slice()));
+            let mut states: Vec<&mut [T]> = self.rho_m.iter_mut().map(|v| v.as_mut_slice()).collect();
+            states.push(&mut self.q[j]);
+            states.extend(self.u[j].iter_mut().map(|v| v.as_mut_slice()));
+            self.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, dt: self.dt, random: RandomCtx::default() });
         }
-        self.sigma = rho;
-        self.p = mm;
     }
 
     /// Adds the window's steps to the members' gradients `g` (indexed like the
@@ -152,29 +151,31 @@ impl<T: Float> ExactWindow<T> {
         }
         self.reduce();
         let (n, k) = (self.n, self.k);
+        let (sigma, p) = self.rho_m.split_at(k);
         for mb in &self.members {
             let tr = &mut eps[mb.ei];
             let gs = g[mb.ei].as_slice_mut().expect("standard layout");
             // The dense pass: g += sigma . tr0, tr = P tr0.
             let mut new = vec![zero(); k];
             for b in 0..self.batch {
-                let (sig, p) = (&self.sigma[b * n * k..(b + 1) * n * k], &self.p[b * n * k * k..(b + 1) * n * k * k]);
+                let cols = b * n..(b + 1) * n;
                 for i in 0..mb.n_pre {
                     let trow = &mut tr[(b * mb.n_pre + i) * n * k..(b * mb.n_pre + i + 1) * n * k];
                     let grow = &mut gs[i * n..(i + 1) * n];
                     if k == 1 {
+                        let (sig, pp) = (&sigma[0][cols.clone()], &p[0][cols.clone()]);
                         for o in 0..n {
                             let t = trow[o];
                             grow[o] += sig[o] * t;
-                            trow[o] = p[o] * t;
+                            trow[o] = pp[o] * t;
                         }
                     } else {
                         for o in 0..n {
+                            let bo = b * n + o;
                             let t = &mut trow[o * k..(o + 1) * k];
-                            grow[o] += (0..k).map(|a| sig[o * k + a] * t[a]).sum::<T>();
-                            let pm = &p[o * k * k..(o + 1) * k * k];
+                            grow[o] += (0..k).map(|a| sigma[a][bo] * t[a]).sum::<T>();
                             for a in 0..k {
-                                new[a] = (0..k).map(|c| pm[a * k + c] * t[c]).sum();
+                                new[a] = (0..k).map(|c| p[a * k + c][bo] * t[c]).sum();
                             }
                             t.copy_from_slice(&new);
                         }
@@ -189,7 +190,9 @@ impl<T: Float> ExactWindow<T> {
                     let grow = &mut gs[i * n..(i + 1) * n];
                     grow.iter_mut().zip(&q[b * n..(b + 1) * n]).for_each(|(g, q)| *g += x * *q);
                     let trow = &mut tr[(b * mb.n_pre + i) * n * k..(b * mb.n_pre + i + 1) * n * k];
-                    trow.iter_mut().zip(&u[b * n * k..(b + 1) * n * k]).for_each(|(t, u)| *t += x * *u);
+                    for (a, ua) in u.iter().enumerate() {
+                        trow.iter_mut().skip(a).step_by(k).zip(&ua[b * n..(b + 1) * n]).for_each(|(t, u)| *t += x * *u);
+                    }
                 }
             }
         }

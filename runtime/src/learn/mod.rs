@@ -97,21 +97,18 @@ fn to_f64<T: Float>(a: &Array2<T>) -> Array2<f64> {
     a.mapv(|v| v.to_f64())
 }
 
-/// Per-neuron values of one hidden population at one step.
+/// The derivatives of one hidden population at one step that the learning signal needs
+/// (the traces and the BPTT tape read the others from the population's states).
 #[derive(Clone, Default)]
 pub(crate) struct PopDerivs<T> {
-    /// (B*N, K, K)
-    d: Vec<T>,
     /// (B*N, K, n_in)
     df: Vec<T>,
     /// (B*N, K): ds^t/dh^t
     ds: Vec<T>,
-    /// (B*N, K, n_p): dh^t/dtheta of the trainable params
-    dp: Vec<T>,
 }
 
-/// D, Df, ds/dh and dh/dtheta of population `p` for the step just taken, as the step
-/// kernel wrote them (the population was built with `Options::learning`), into `out`.
+/// ds/dh and Df of population `p` for the step just taken, as the step kernel wrote them
+/// (the population was built with `Options::learning`), into `out`.
 fn read_derivs<T: Float>(net: &Network<T>, p: usize, out: &mut PopDerivs<T>) -> Result<(), RuntimeError> {
     let pop = &net.pops[p];
     let dl = pop.deriv.ok_or_else(|| {
@@ -131,10 +128,8 @@ fn read_derivs<T: Float>(net: &Network<T>, p: usize, out: &mut PopDerivs<T>) -> 
             }
         }
     };
-    gather(dl.d, dl.k * dl.k, &mut out.d);
     gather(dl.df, dl.k * dl.n_in, &mut out.df);
     gather(dl.ds, dl.k, &mut out.ds);
-    gather(dl.dp, dl.k * dl.n_p, &mut out.dp);
     Ok(())
 }
 
@@ -549,7 +544,7 @@ pub(crate) fn gradient_impl<T: Float>(
             let at = match xwins.iter().position(|w| w.pop == t.pop && w.input == t.input) {
                 Some(at) => at,
                 None => {
-                    xwins.push(ExactWindow::new(t.pop, t.input, batch, n_of[t.pop], k_of(t.pop)));
+                    xwins.push(ExactWindow::new(net, t.pop, t.input)?);
                     xwins.len() - 1
                 }
             };
@@ -664,7 +659,7 @@ pub(crate) fn gradient_impl<T: Float>(
         // step is taped into its window; a window of one step with `record_per_step`
         // (the step's own contribution and trace are recorded).
         for w in &mut xwins {
-            w.push(&pd[w.pop], nin_of(w.pop), &ls[w.pop], &trace);
+            w.push(net, &ls[w.pop], &trace);
         }
         if record_per_step {
             let mut gs: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();

@@ -66,10 +66,11 @@ pub struct EmitArgs {
     pub derivatives: bool,
     /// PTX: which kernel of the model: its step, its derivatives, or one of the learning
     /// kernels generated from them (the ES-D-RTRL output trace of kernel input
-    /// `--input`, the trace of trainable param `--input`, the BPTT adjoint).
+    /// `--input`, the trace of trainable param `--input`, the BPTT adjoint, the D-RTRL
+    /// window recursion for kernel input `--input`).
     #[arg(long, value_enum, default_value = "step")]
     pub kernel: KernelArg,
-    /// PTX: the kernel input (es-trace) or trainable param (param-trace), by index.
+    /// PTX: the kernel input (es-trace, drtrl-window) or trainable param (param-trace), by index.
     #[arg(long, default_value_t = 0)]
     pub input: usize,
 }
@@ -81,6 +82,7 @@ pub enum KernelArg {
     EsTrace,
     ParamTrace,
     Adjoint,
+    DrtrlWindow,
 }
 
 /// The steps to explain: (label, step).
@@ -182,12 +184,13 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
 /// specs of its params (the ES decay as a per-neuron array, like every param here).
 fn learning_kernel(step: &Step, kind: KernelArg, input: usize) -> Result<(Step, Vec<snnc_compiler::backend::ParamSpec>), String> {
     use snnc_compiler::backend::ParamSpec;
-    use snnc_compiler::discretise::trace::{TraceKind, adjoint_step, trace_step};
+    use snnc_compiler::discretise::trace::{TraceKind, adjoint_step, exact_window_step, trace_step};
     let (ds, dl) = step.with_derivative_outputs().map_err(|d| d.message)?;
     let name = &step.model.name;
     match kind {
         KernelArg::EsTrace if input < dl.n_in => Ok((trace_step(&ds, &dl, TraceKind::EsOutput { input }).step, vec![ParamSpec::PerNeuron])),
-        KernelArg::EsTrace => Err(format!("`{name}` has {} kernel inputs; --input {input} is not one", dl.n_in)),
+        KernelArg::DrtrlWindow if input < dl.n_in => Ok((exact_window_step(&ds, &dl, input).step, Vec::new())),
+        KernelArg::EsTrace | KernelArg::DrtrlWindow => Err(format!("`{name}` has {} kernel inputs; --input {input} is not one", dl.n_in)),
         KernelArg::ParamTrace if input < dl.n_p => Ok((trace_step(&ds, &dl, TraceKind::Param { col: input }).step, Vec::new())),
         KernelArg::ParamTrace => Err(format!("`{name}` has {} trainable params; --input {input} is not one", dl.n_p)),
         _ => Ok((adjoint_step(&ds, &dl).step, Vec::new())),
@@ -218,7 +221,7 @@ pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode
                 let kernel = match kind {
                     KernelArg::Step => ptx::emit_step(&step, &specs, dt, precision, ptx::Target::Sm80).map_err(|e| e.to_string()),
                     KernelArg::Derivatives => ptx::emit_derivatives(&step, &specs, dt, precision, ptx::Target::Sm80).map_err(|e| e.to_string()),
-                    KernelArg::EsTrace | KernelArg::ParamTrace | KernelArg::Adjoint => learning_kernel(&step, kind, args.input).and_then(|(s, specs)| {
+                    KernelArg::EsTrace | KernelArg::ParamTrace | KernelArg::Adjoint | KernelArg::DrtrlWindow => learning_kernel(&step, kind, args.input).and_then(|(s, specs)| {
                         ptx::emit_step(&s, &specs, dt, precision, ptx::Target::Sm80).map_err(|e| e.to_string())
                     }),
                 };

@@ -194,6 +194,8 @@ pub struct Population<T> {
     pub active: Vec<Vec<u32>>,
     /// With `Options::learning`: where the step writes D, Df and ds/dh among `states`.
     pub deriv: Option<DerivLayout>,
+    /// `states` as built, for [`Network::reset`].
+    pub(crate) initial: Vec<Vec<T>>,
 }
 
 /// What [`Network::step_traced`] captures of one step.
@@ -307,6 +309,7 @@ impl<T: Float> Network<T> {
                         spike_count: 0,
                         active: Vec::new(),
                         deriv: None,
+                        initial: Vec::new(),
                     });
                 }
                 Some(g) => {
@@ -424,6 +427,27 @@ impl<T: Float> Network<T> {
         } else {
             T::jit_factory().build(step, specs, self.dt)
         }
+    }
+
+    /// Back to the state the network was built in (states, spikes, delays, time),
+    /// keeping its weights and params: a network can run sequence after sequence
+    /// without being built (and compiled) again.
+    pub fn reset(&mut self) {
+        for pop in &mut self.pops {
+            for (s, i) in pop.states.iter_mut().zip(&pop.initial) {
+                s.copy_from_slice(i);
+            }
+            pop.spikes.fill(T::default());
+            pop.output.fill(T::default());
+            pop.active.iter_mut().for_each(Vec::clear);
+            pop.spike_count = 0;
+        }
+        for pr in &mut self.projs {
+            if let Some(ring) = &mut pr.delay {
+                ring.clear();
+            }
+        }
+        self.step_index = 0;
     }
 
     pub fn n_neurons(&self) -> usize {
@@ -954,6 +978,7 @@ fn build_population<T: Real + Default>(
         n,
         kind,
         state_names,
+        initial: states.clone(),
         states,
         spikes: if step.spike.is_some() { vec![T::default(); batch * n] } else { Vec::new() },
         output: Vec::new(),

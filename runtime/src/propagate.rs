@@ -58,6 +58,13 @@ impl<T: Clone + num_zero::Zero> DelayRing<T> {
         DelayRing { slots: (0..=delay).map(|_| Array2::from_elem((batch, n_post), T::zero())).collect(), delay }
     }
 
+    /// Empties every slot (nothing in flight).
+    pub fn clear(&mut self) {
+        for s in &mut self.slots {
+            s.fill(T::zero());
+        }
+    }
+
     /// The delay in steps (the ring has `delay + 1` slots).
     pub fn delay(&self) -> usize {
         self.delay

@@ -314,9 +314,10 @@ network n {
     assert!(w[2].1.iter().any(|v| *v < 0.0) && w[2].1.iter().any(|v| *v > 0.0), "unconstrained weights keep both signs");
     // A large learning rate pushes many weights against their bound.
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 5.0, None);
+    let mut nets = Vec::new();
     for k in 0..5 {
         let mut data = RandomSpikes::new(30, 2, 6, 3, 0.3, k);
-        train_batch(&make, &mut w, &train, &mut data, &[0, 0], Method::EsDRtrl { decay: 0.9 }, &mut opt, None).unwrap();
+        train_batch(&make, &mut nets, &mut w, &train, &mut data, &[0, 0], Method::EsDRtrl { decay: 0.9 }, &mut opt, None).unwrap();
         check(&w);
     }
     for i in 0..2 {
@@ -684,4 +685,27 @@ fn a_batch_split_across_threads_gives_the_whole_batch_gradient() {
     }
     assert_eq!(split_sizes(5, 2), vec![3, 2]);
     assert_eq!(split_sizes(3, 8), vec![1, 1, 1]);
+}
+
+/// A network reset after a sequence runs the next one as a freshly built one would:
+/// same loss and gradients, with noise, delays and a readout with dynamics.
+#[test]
+fn a_reset_network_runs_like_a_new_one() {
+    let text = stacked_text("LeakyReadout[2] { tau = 20 ms }")
+        .replace("connect L1 -> L2.I dense trainable", "connect L1 -> L2.I dense delay 2 ms trainable")
+        .replace("layer L1 = LIF[4]", "layer L1 = NoisyLIF[4]")
+        .replace("import \"stdlib/readout.snn\"", "import \"stdlib/readout.snn\"\nneuron NoisyLIF {\n    param tau: ms = 10 ms\n    state v = 0.0\n    input I\n    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)\n    spike when v > 1.0 surrogate sigmoid(alpha = 4)\n    on spike { v -= 1.0 }\n}");
+    let train: Vec<String> = STACK.map(String::from).to_vec();
+    let opts = Options { batch: 3, seed: 2, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    for method in [Method::Bptt, Method::EsDRtrl { decay: 0.9 }] {
+        let fresh = gradient_of(&mut build_text(&text, &opts), &train, &mut RandomSpikes::new(60, 3, 3, 2, 0.4, 7), method, false).unwrap();
+        let mut net = build_text(&text, &opts);
+        gradient_of(&mut net, &train, &mut RandomSpikes::new(45, 3, 3, 2, 0.5, 9), method, false).unwrap();
+        net.reset();
+        let again = gradient_of(&mut net, &train, &mut RandomSpikes::new(60, 3, 3, 2, 0.4, 7), method, false).unwrap();
+        assert_eq!(again.loss, fresh.loss, "{method:?}: loss after reset");
+        for name in STACK {
+            assert_eq!(again.get(name), fresh.get(name), "{method:?} {name} after reset");
+        }
+    }
 }

@@ -378,6 +378,8 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         };
     }
     let mut curves = Curves::default();
+    // The training networks, kept (reset) from batch to batch.
+    let (mut nets32, mut nets64): (Vec<Network<f32>>, Vec<Network<f64>>) = (Vec::new(), Vec::new());
     for epoch in start_epoch..start_epoch + epochs {
         // Exponential decay per epoch, counted from the first epoch (a resumed run goes on
         // with the schedule where it stopped).
@@ -388,10 +390,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             train_task.next_batch();
             let labels = train_task.labels().to_vec();
             let r = if args.f64 {
-                train_batch(&make_net, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
+                train_batch(&make_net, &mut nets64, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
             } else {
                 let make = |b: usize| build_net::<f32>(&program, def, b, seed, true);
-                train_batch(&make, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
+                train_batch(&make, &mut nets32, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
             };
             let r = match r {
                 Ok(r) => r,

@@ -139,11 +139,13 @@ pub fn set_weights<T: Float>(net: &mut Network<T>, weights: &[(String, Array2<f6
 /// sequence: truly online learning). `labels` gives the class of each batch element for
 /// the accuracy. `make_net(b)` builds the network for b batch elements: without updates
 /// within the sequence, the batch is split across one network per core
-/// ([`crate::learn::gradient_split`]).
+/// ([`crate::learn::gradient_split`]). `nets` keeps the networks from one batch to the
+/// next (reset, not rebuilt); pass the same vector every batch (empty at first).
 /// The weights and optimiser state stay in f64 whatever the network's float type `T`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_batch<T: Float>(
     make_net: &dyn Fn(usize) -> Result<Network<T>, RuntimeError>,
+    nets: &mut Vec<Network<T>>,
     weights: &mut Vec<(String, Array2<f64>)>,
     trainable: &[String],
     data: &mut dyn Sequence,
@@ -153,11 +155,16 @@ pub fn train_batch<T: Float>(
     update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
     let threads = if update_every.is_some() { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
-    let mut nets = Vec::new();
-    for b in split_sizes(data.batch(), threads) {
-        let mut net = make_net(b)?;
-        set_weights(&mut net, weights)?;
-        nets.push(net);
+    let sizes = split_sizes(data.batch(), threads);
+    if nets.iter().map(|n| n.batch).ne(sizes.iter().copied()) {
+        nets.clear();
+        for &b in &sizes {
+            nets.push(make_net(b)?);
+        }
+    }
+    for net in nets.iter_mut() {
+        net.reset();
+        set_weights(net, weights)?;
     }
     let net = &nets[0];
     let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
@@ -184,10 +191,10 @@ pub fn train_batch<T: Float>(
             let online = Some(Online { every, update: &mut update });
             gradient_online(&mut nets[0], trainable, data, method, false, online)?
         }
-        None => gradient_split(&mut nets, trainable, data, method)?,
+        None => gradient_split(nets, trainable, data, method)?,
     };
     step(weights, &g.total);
-    Ok(report(&nets, data.steps(), g.loss, &g.evidence, labels))
+    Ok(report(nets, data.steps(), g.loss, &g.evidence, labels))
 }
 
 /// Runs the sequences forward with `weights` (no gradient, no update): the loss and

@@ -126,3 +126,32 @@ impl Sequence for InMemory<'_> {
     }
 }
 
+
+/// For tests of every [`Sequence`] with [`Sequence::rows`]: the rows written in two
+/// pieces are what `fill` and `mask` write for the whole batch, at every step.
+#[cfg(test)]
+pub(crate) fn assert_rows_match_fill(seq: &mut dyn Sequence) {
+    let rows = seq.rows().expect("the sequence writes rows");
+    let (sizes, n_target) = seq.shape();
+    let batch = seq.batch();
+    let cut = batch / 2;
+    for t in 0..seq.steps() {
+        let mut x: Vec<Vec<f64>> = sizes.iter().map(|s| vec![0.0; s * batch]).collect();
+        let mut target = vec![0.0; n_target * batch];
+        let mut mask = vec![0.0; batch];
+        seq.fill(t, &mut x, &mut target);
+        seq.mask(t, &mut mask);
+        for (b0, nb) in [(0, cut), (cut, batch - cut)] {
+            let mut xp: Vec<Vec<f64>> = sizes.iter().map(|s| vec![f64::NAN; s * nb]).collect();
+            let mut tp = vec![f64::NAN; n_target * nb];
+            let mut mp = vec![f64::NAN; nb];
+            rows.fill_rows(t, b0, nb, &mut xp, &mut tp, &mut mp);
+            for (whole, part) in x.iter().zip(&xp) {
+                let s = part.len() / nb.max(1);
+                assert_eq!(&whole[b0 * s..(b0 + nb) * s], part.as_slice(), "inputs at step {t}, rows {b0}..");
+            }
+            assert_eq!(&target[b0 * n_target..(b0 + nb) * n_target], tp.as_slice(), "target at step {t}");
+            assert_eq!(&mask[b0..b0 + nb], mp.as_slice(), "mask at step {t}");
+        }
+    }
+}

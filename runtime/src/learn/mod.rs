@@ -23,7 +23,7 @@
 mod bptt;
 mod es;
 mod exact;
-mod loss;
+pub(crate) mod loss;
 mod split;
 
 pub use loss::{InMemory, Loss, RowFill, Sequence, step_loss};

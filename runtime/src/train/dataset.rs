@@ -7,7 +7,7 @@
 //! the samples is held out. Batches are drawn in a shuffled order, reshuffled every pass.
 
 use super::tasks::Task;
-use crate::learn::{Loss, Sequence};
+use crate::learn::{Loss, RowFill, Sequence};
 use crate::network::RuntimeError;
 use crate::rng::Rng;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
@@ -131,14 +131,58 @@ impl Sampler {
 
 /// A dataset of equal-length sequences from an `.npz` archive, served in batches.
 pub struct NpzDataset {
+    /// The samples, shared with the row writers of a split batch.
+    data: std::sync::Arc<NpzData>,
+    batch: usize,
+    sampler: Sampler,
+    labels: Vec<usize>,
+}
+
+/// What an `.npz` dataset holds.
+struct NpzData {
     /// (samples, T, inputs), kept in f32: datasets are large, spikes and targets exact.
     x: Array3<f32>,
     targets: Targets,
     mask: Option<Array2<f32>>,
     outputs: usize,
-    batch: usize,
-    sampler: Sampler,
-    labels: Vec<usize>,
+}
+
+impl NpzData {
+    /// Step `t` of samples `current` (one row each).
+    fn write(&self, current: &[usize], t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        let (ni, no) = (self.x.shape()[2], self.outputs);
+        for (b, &s) in current.iter().enumerate() {
+            for (d, v) in x[0][b * ni..(b + 1) * ni].iter_mut().zip(self.x.slice(ndarray::s![s, t, ..])) {
+                *d = f64::from(*v);
+            }
+            let dst = &mut target[b * no..(b + 1) * no];
+            match &self.targets {
+                Targets::Labels(l) => dst.iter_mut().enumerate().for_each(|(j, d)| *d = f64::from(j == l[s])),
+                Targets::Values(v) => dst.iter_mut().zip(v.slice(ndarray::s![s, t, ..])).for_each(|(d, v)| *d = f64::from(*v)),
+            }
+        }
+    }
+
+    fn write_mask(&self, current: &[usize], t: usize, mask: &mut [f64]) {
+        match &self.mask {
+            Some(m) => mask.iter_mut().zip(current).for_each(|(d, &s)| *d = f64::from(m[[s, t]])),
+            None => mask.fill(1.0),
+        }
+    }
+}
+
+/// The current batch of an [`NpzDataset`], for the threads of a split batch.
+struct NpzRows {
+    data: std::sync::Arc<NpzData>,
+    current: Vec<usize>,
+}
+
+impl RowFill for NpzRows {
+    fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
+        let rows = &self.current[b0..b0 + nb];
+        self.data.write(rows, t, x, target);
+        self.data.write_mask(rows, t, mask);
+    }
 }
 
 fn to3(a: ArrayD<f64>, what: &str) -> Result<Array3<f32>, RuntimeError> {
@@ -199,7 +243,8 @@ impl NpzDataset {
         if order.is_empty() {
             return Err(RuntimeError::Input(format!("`{}` has no samples for the {split:?} split", path.display())));
         }
-        let mut d = NpzDataset { x, targets, mask, outputs, batch, sampler: Sampler::new(order, batch, split, seed), labels: Vec::new() };
+        let data = std::sync::Arc::new(NpzData { x, targets, mask, outputs });
+        let mut d = NpzDataset { data, batch, sampler: Sampler::new(order, batch, split, seed), labels: Vec::new() };
         d.relabel();
         Ok(d)
     }
@@ -215,7 +260,7 @@ impl NpzDataset {
 
     /// The classes of the current batch.
     fn relabel(&mut self) {
-        self.labels = match &self.targets {
+        self.labels = match &self.data.targets {
             Targets::Labels(l) => self.sampler.current.iter().map(|&s| l[s]).collect(),
             Targets::Values(_) => vec![0; self.batch],
         };
@@ -235,44 +280,34 @@ impl Task for NpzDataset {
         self.relabel();
     }
     fn classifies(&self) -> bool {
-        matches!(self.targets, Targets::Labels(_))
+        matches!(self.data.targets, Targets::Labels(_))
     }
 }
 
 impl Sequence for NpzDataset {
     fn steps(&self) -> usize {
-        self.x.shape()[1]
+        self.data.x.shape()[1]
     }
     fn batch(&self) -> usize {
         self.batch
     }
     fn shape(&self) -> (Vec<usize>, usize) {
-        (vec![self.x.shape()[2]], self.outputs)
+        (vec![self.data.x.shape()[2]], self.data.outputs)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        let (ni, no) = (self.x.shape()[2], self.outputs);
-        for (b, &s) in self.sampler.current.iter().enumerate() {
-            for (d, v) in x[0][b * ni..(b + 1) * ni].iter_mut().zip(self.x.slice(ndarray::s![s, t, ..])) {
-                *d = f64::from(*v);
-            }
-            let dst = &mut target[b * no..(b + 1) * no];
-            match &self.targets {
-                Targets::Labels(l) => dst.iter_mut().enumerate().for_each(|(j, d)| *d = f64::from(j == l[s])),
-                Targets::Values(v) => dst.iter_mut().zip(v.slice(ndarray::s![s, t, ..])).for_each(|(d, v)| *d = f64::from(*v)),
-            }
-        }
+        self.data.write(&self.sampler.current, t, x, target);
     }
     fn loss(&self) -> Loss {
-        match self.targets {
+        match self.data.targets {
             Targets::Labels(_) => Loss::CrossEntropy,
             Targets::Values(_) => Loss::Mse,
         }
     }
     fn mask(&self, t: usize, mask: &mut [f64]) {
-        match &self.mask {
-            Some(m) => mask.iter_mut().zip(&self.sampler.current).for_each(|(d, &s)| *d = f64::from(m[[s, t]])),
-            None => mask.fill(1.0),
-        }
+        self.data.write_mask(&self.sampler.current, t, mask);
+    }
+    fn rows(&self) -> Option<Box<dyn RowFill>> {
+        Some(Box::new(NpzRows { data: self.data.clone(), current: self.sampler.current.clone() }))
     }
 }
 
@@ -305,6 +340,7 @@ mod tests {
         write(&p, 20, false);
         let mut d = NpzDataset::load(&p, Split::Train, 3, 6, 1).unwrap();
         assert_eq!(d.len(), 18, "a tenth held out");
+        crate::learn::loss::assert_rows_match_fill(&mut d);
         let test = NpzDataset::load(&p, Split::Test, 3, 2, 1).unwrap();
         assert_eq!(test.sampler.current, vec![18, 19]);
         // Three batches of 6 see every training sample once, none of the test ones.

@@ -18,11 +18,12 @@
 //! Held-out set: the last tenth of the training file, or a whole second file.
 
 use super::tasks::Task;
-use crate::learn::{Loss, Sequence};
+use crate::learn::{Loss, RowFill, Sequence};
 use crate::network::RuntimeError;
 use super::dataset::Sampler;
 use rust_hdf5::{ByteOrder, DatatypeMessage, H5File};
 use std::path::Path;
+use std::sync::Arc;
 
 pub use super::dataset::Split;
 
@@ -48,12 +49,13 @@ impl Default for ShdOptions {
 /// `split` of an SHD file in batches: the training file's first nine tenths (`Train`) or
 /// last tenth (`Test`), or with a `test` file, the whole of `train` or `test`.
 pub struct ShdDataset {
-    /// Per sample (in this split), sorted and without repeats: `step * channels + unit`.
-    keys: Vec<u32>,
+    /// Per sample (in this split), sorted and without repeats: `step * channels + unit`
+    /// (shared with the row writers of a split batch).
+    keys: Arc<Vec<u32>>,
     /// Sample `i`'s keys are `keys[starts[i]..starts[i + 1]]`.
-    starts: Vec<usize>,
+    starts: Arc<Vec<usize>>,
     /// The class of each sample.
-    classes: Vec<usize>,
+    classes: Arc<Vec<usize>>,
     /// Each sample's index in its file.
     file_index: Vec<usize>,
     channels: usize,
@@ -62,6 +64,8 @@ pub struct ShdDataset {
     batch: usize,
     sampler: Sampler,
     labels: Vec<usize>,
+    /// The current batch, as the steps are written from it.
+    rows: ShdRows,
 }
 
 fn err(msg: String) -> RuntimeError {
@@ -351,9 +355,9 @@ impl ShdDataset {
         }
         let sampler = Sampler::new((0..s.classes.len()).collect(), batch.max(1), split, seed);
         let mut d = ShdDataset {
-            keys: s.keys,
-            starts: s.starts,
-            classes: s.classes,
+            keys: Arc::new(s.keys),
+            starts: Arc::new(s.starts),
+            classes: Arc::new(s.classes),
             file_index: s.file_index,
             channels: s.channels,
             steps: steps_for(opts.max_time, opts.dt),
@@ -361,6 +365,7 @@ impl ShdDataset {
             batch: batch.max(1),
             sampler,
             labels: Vec::new(),
+            rows: ShdRows { keys: Arc::default(), starts: Arc::default(), classes: Arc::default(), channels: 0, outputs: 0, current: Vec::new() },
         };
         d.relabel();
         Ok(d)
@@ -401,6 +406,50 @@ impl ShdDataset {
     /// The classes of the current batch.
     fn relabel(&mut self) {
         self.labels = self.sampler.current.iter().map(|&s| self.classes[s]).collect();
+        self.rows = self.rows_of(self.sampler.current.clone());
+    }
+}
+
+impl ShdDataset {
+    fn rows_of(&self, current: Vec<usize>) -> ShdRows {
+        ShdRows { keys: self.keys.clone(), starts: self.starts.clone(), classes: self.classes.clone(), channels: self.channels, outputs: self.outputs, current }
+    }
+}
+
+/// The current batch of an [`ShdDataset`], binned on the fly.
+#[derive(Clone)]
+struct ShdRows {
+    keys: Arc<Vec<u32>>,
+    starts: Arc<Vec<usize>>,
+    classes: Arc<Vec<usize>>,
+    channels: usize,
+    outputs: usize,
+    current: Vec<usize>,
+}
+
+impl ShdRows {
+    /// Step `t` of batch elements `b0..b0 + nb` (rows relative to b0).
+    fn write(&self, b0: usize, nb: usize, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        let (nc, no) = (self.channels, self.outputs);
+        let (lo, hi) = ((t * nc) as u32, ((t + 1) * nc) as u32);
+        for (b, &s) in self.current[b0..b0 + nb].iter().enumerate() {
+            let row = &mut x[0][b * nc..(b + 1) * nc];
+            row.fill(0.0);
+            let keys = &self.keys[self.starts[s]..self.starts[s + 1]];
+            let from = keys.partition_point(|&k| k < lo);
+            for &k in keys[from..].iter().take_while(|&&k| k < hi) {
+                row[(k - lo) as usize] = 1.0;
+            }
+            let class = self.classes[s];
+            target[b * no..(b + 1) * no].iter_mut().enumerate().for_each(|(j, d)| *d = f64::from(j == class));
+        }
+    }
+}
+
+impl RowFill for ShdRows {
+    fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
+        self.write(b0, nb, t, x, target);
+        mask.fill(1.0);
     }
 }
 
@@ -429,19 +478,10 @@ impl Sequence for ShdDataset {
         (vec![self.channels], self.outputs)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        let (nc, no) = (self.channels, self.outputs);
-        let (lo, hi) = ((t * nc) as u32, ((t + 1) * nc) as u32);
-        for (b, &s) in self.sampler.current.iter().enumerate() {
-            let row = &mut x[0][b * nc..(b + 1) * nc];
-            row.fill(0.0);
-            let keys = &self.keys[self.starts[s]..self.starts[s + 1]];
-            let from = keys.partition_point(|&k| k < lo);
-            for &k in keys[from..].iter().take_while(|&&k| k < hi) {
-                row[(k - lo) as usize] = 1.0;
-            }
-            let class = self.classes[s];
-            target[b * no..(b + 1) * no].iter_mut().enumerate().for_each(|(j, d)| *d = f64::from(j == class));
-        }
+        self.rows.write(0, self.batch, t, x, target);
+    }
+    fn rows(&self) -> Option<Box<dyn RowFill>> {
+        Some(Box::new(self.rows.clone()))
     }
     fn loss(&self) -> Loss {
         Loss::CrossEntropy
@@ -501,6 +541,7 @@ mod tests {
         write_shd(&p, &times, &units, &labels).unwrap();
         let mut train = ShdDataset::load(&p, None, Split::Train, &opts(), 4, 8, 1).unwrap();
         assert_eq!((train.len(), train.steps(), train.shape()), (36, 50, (vec![40], 4)));
+        crate::learn::loss::assert_rows_match_fill(&mut train);
         // floor(t / dt): 0 -> 0, 1.5 ms and 1.9 ms -> 1 (one spike: repeats merge), 3 ms
         // -> 3, 49.5 ms -> 49; 50 ms and later are past max_time and dropped.
         assert_eq!(train.sample(0), (0, 0, vec![(0, 3), (1, 39), (3, 4), (49, 0)]));

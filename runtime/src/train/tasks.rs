@@ -320,6 +320,9 @@ mod tests {
         let mut d = Dms::new(1e-3, 0.2, 64, 1);
         d.sample = 0.1;
         d.test = 0.1;
+        crate::learn::loss::assert_rows_match_fill(&mut d);
+        crate::learn::loss::assert_rows_match_fill(&mut Evidence::new(1e-3, 0.2, 5, 3));
+        crate::learn::loss::assert_rows_match_fill(&mut RandomSpikes::new(20, 5, 7, 3, 0.3, 2));
         let steps = d.steps();
         assert_eq!(steps, 500);
         let matches = d.labels.iter().sum::<usize>();

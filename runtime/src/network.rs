@@ -620,6 +620,11 @@ impl<T: Float> Network<T> {
         self.projs[proj].from_state
     }
 
+    /// A projection's delay in steps, if it has one.
+    pub fn projection_delay(&self, proj: usize) -> Option<usize> {
+        self.projs[proj].delay.as_ref().map(|r| r.delay())
+    }
+
     /// The sign a projection's weights keep (`excitatory` / `inhibitory`), if any.
     pub fn projection_sign(&self, proj: usize) -> Option<Sign> {
         self.projs[proj].sign

@@ -688,11 +688,27 @@ fn a_batch_split_across_threads_gives_the_whole_batch_gradient() {
 }
 
 /// A network reset after a sequence runs the next one as a freshly built one would:
-/// same loss and gradients, with noise, delays and a readout with dynamics.
+/// same loss and gradients, with noise and a readout with dynamics; and, simulated, the
+/// same states with a delayed projection (gradients refuse delays, clearly).
 #[test]
 fn a_reset_network_runs_like_a_new_one() {
+    let delayed = stacked_text("LeakyReadout[2] { tau = 20 ms }").replace("connect L1 -> L2.I dense trainable", "connect L1 -> L2.I dense delay 2 ms trainable");
+    let plain = Options { batch: 3, seed: 2, smooth_spikes: Some(3.0), ..Options::default() };
+    let run = |n: &mut Network<f64>| -> Vec<Vec<f64>> {
+        for t in 0..40 {
+            let x: Vec<f64> = (0..9).map(|i| f64::from((t * 5 + i) % 4 == 0)).collect();
+            n.step(&[&x]).unwrap();
+        }
+        n.pops.iter().flat_map(|p| p.states.clone()).collect()
+    };
+    let want = run(&mut build_text(&delayed, &plain));
+    let mut n = build_text(&delayed, &plain);
+    run(&mut n);
+    n.reset();
+    assert_eq!(run(&mut n), want, "states after reset, with a delay");
+    let e = gradient_of(&mut build_text(&delayed, &Options { learning: true, ..plain }), &STACK.map(String::from), &mut RandomSpikes::new(5, 3, 3, 2, 0.4, 1), Method::Bptt, false).unwrap_err();
+    assert!(e.to_string().contains("delay"), "{e}");
     let text = stacked_text("LeakyReadout[2] { tau = 20 ms }")
-        .replace("connect L1 -> L2.I dense trainable", "connect L1 -> L2.I dense delay 2 ms trainable")
         .replace("layer L1 = LIF[4]", "layer L1 = NoisyLIF[4]")
         .replace("import \"stdlib/readout.snn\"", "import \"stdlib/readout.snn\"\nneuron NoisyLIF {\n    param tau: ms = 10 ms\n    state v = 0.0\n    input I\n    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)\n    spike when v > 1.0 surrogate sigmoid(alpha = 4)\n    on spike { v -= 1.0 }\n}");
     let train: Vec<String> = STACK.map(String::from).to_vec();
@@ -707,5 +723,35 @@ fn a_reset_network_runs_like_a_new_one() {
         for name in STACK {
             assert_eq!(again.get(name), fresh.get(name), "{method:?} {name} after reset");
         }
+    }
+}
+
+/// Trainable params in two populations of different sizes (a 7-neuron layer feeding a
+/// 3-neuron one): each param's trace and gradient are its own population's — the top
+/// layer's equals BPTT exactly, and does not change when the lower one is trained too —
+/// and the JIT and the interpreter agree.
+#[test]
+fn params_of_populations_of_different_sizes_keep_their_own_traces() {
+    let text = trainable_param_text("Linear[2]", false)
+        .replace("layer L = TALIF[4] { tau = U(10 ms, 30 ms) }", "layer L1 = TALIF[7] { tau = U(10 ms, 30 ms) }\n    layer L = TALIF[3] { tau = U(10 ms, 30 ms) }")
+        .replace("connect x -> L.I dense trainable init normal(0, 3) as W_in", "connect x -> L1.I dense trainable init normal(0, 3) as W_in\n    connect L1 -> L.I dense trainable init normal(0, 3) as W_mid");
+    let opts = Options { batch: 2, seed: 4, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(60, 2, 3, 2, 0.5, 5);
+    let build = |jit: bool| -> Network<f64> {
+        let mut sources = SourceMap::new();
+        let (p, d) = sema::check_source("t.snn", &text, &mut sources);
+        assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+        if jit { Network::<f64>::build(&p, &p.networks[0], &opts, &JitFactory).unwrap() } else { Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap() }
+    };
+    let both: Vec<String> = ["L1.tau", "L.tau"].map(String::from).to_vec();
+    let top: Vec<String> = ["L.tau"].map(String::from).to_vec();
+    let bptt = gradient_of(&mut build(true), &top, &mut data(), Method::Bptt, false).unwrap();
+    for jit in [true, false] {
+        let g_both = gradient_of(&mut build(jit), &both, &mut data(), Method::DRtrl, false).unwrap();
+        let g_top = gradient_of(&mut build(jit), &top, &mut data(), Method::DRtrl, false).unwrap();
+        assert_eq!(g_both.get("L.tau"), g_top.get("L.tau"), "jit {jit}: L.tau's gradient depends on whether L1.tau is trained");
+        let e = rel_err(g_top.get("L.tau").unwrap(), bptt.get("L.tau").unwrap());
+        assert!(e < 1e-10, "jit {jit}: L.tau D-RTRL vs BPTT {e:e}");
+        assert_eq!(g_both.get("L1.tau").unwrap().dim(), (1, 7));
     }
 }

@@ -445,6 +445,11 @@ pub(crate) fn gradient_impl<T: Float>(
         let dense = net.dense_weights(i).is_some();
         let is_trainable = trainable.contains(&name);
         let state = net.projection_state(i);
+        // The methods pair what a projection read at step t with its target's step t;
+        // a delay would need its own place in the traces and the tape.
+        if net.projection_delay(i).is_some() {
+            return Err(RuntimeError::Build(format!("`{name}` has a delay: gradients through delayed projections are not supported yet")));
+        }
         if let (Some(j), Source::Pop(q)) = (state, from) {
             if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
                 return Err(RuntimeError::Build(format!(
@@ -679,9 +684,12 @@ pub(crate) fn gradient_impl<T: Float>(
             // The generated trace step: eps_p <- D eps_p + dh/dtheta, u = l . eps_p.
             let n = n_of[q.pop];
             let l = es::signal_slices(&ls[q.pop], k_of(q.pop), &mut l_soa);
-            param_kernels[pi].as_ref().expect("online").run(net, q.pop, &mut eps_p[pi], &mut param_u, &l);
+            // This population's share of the buffer (params of populations of other sizes
+            // use it too).
+            let u = &mut param_u[..batch * n];
+            param_kernels[pi].as_ref().expect("online").run(net, q.pop, &mut eps_p[pi], u, &l);
             let mut g = Array2::<T>::zeros((1, n));
-            for ub in param_u.chunks_exact(n) {
+            for ub in param_u[..batch * n].chunks_exact(n) {
                 g.iter_mut().zip(ub).for_each(|(g, u)| *g += *u);
             }
             param_grads[pi] += &g;

@@ -386,8 +386,7 @@ impl Sequence for RandomSpikes {
         (vec![self.inputs], self.outputs)
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
-        let mut mask = vec![1.0; self.batch];
-        self.fill_rows(t, 0, self.batch, x, target, &mut mask);
+        self.write_rows(t, 0, self.batch, x, target);
     }
     fn rows(&self) -> Option<Box<dyn RowFill>> {
         Some(Box::new(self.clone()))
@@ -396,6 +395,14 @@ impl Sequence for RandomSpikes {
 
 impl RowFill for RandomSpikes {
     fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
+        self.write_rows(t, b0, nb, x, target);
+        mask.fill(1.0);
+    }
+}
+
+impl RandomSpikes {
+    /// Step `t` of batch elements `b0..b0 + nb` (rows relative to b0).
+    fn write_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
         // Element e of the whole batch (flat index) takes word e % 4 of Philox block e / 4:
         // four inputs per block, and any rows give what the whole batch would.
         let first = b0 * self.inputs;
@@ -411,6 +418,5 @@ impl RowFill for RandomSpikes {
         for (k, v) in target[..nb * self.outputs].iter_mut().enumerate() {
             *v = 1.0 - self.rng.uniform(7, t as u64, (b0 * self.outputs + k) as u32) - 0.5;
         }
-        mask.fill(1.0);
     }
 }

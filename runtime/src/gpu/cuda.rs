@@ -188,7 +188,8 @@ impl Device for CudaDevice {
             return Err(DeviceError("GEMM output aliases an input".into()));
         }
         let mut c = std::mem::replace(&mut self.bufs[g.c.0].buf, DBuf::Taken);
-        let (op_a, op_b) = (cublasOperation_t::CUBLAS_OP_N, cublasOperation_t::CUBLAS_OP_N);
+        let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+        let (op_a, op_b) = (op(g.ta), op(g.tb));
         // SAFETY: the engine sizes A, B and C for these dimensions (checked in the emulator).
         let r = unsafe {
             match (&self.bufs[g.a.0].buf, &self.bufs[g.b.0].buf, &mut c) {

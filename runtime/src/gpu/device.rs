@@ -139,8 +139,9 @@ pub enum KArg {
     F64(f64),
 }
 
-/// `C = alpha * A B + beta * C` in cuBLAS's column-major convention, no transposes:
-/// A is m x k (leading dimension lda), B is k x n (ldb), C is m x n (ldc).
+/// `C = alpha * op(A) op(B) + beta * C` in cuBLAS's column-major convention: op(A) is
+/// m x k, op(B) is k x n, C is m x n (leading dimension ldc); `ta` / `tb` say that A / B
+/// are stored transposed (A as k x m with leading dimension lda, B as n x k).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm {
     pub m: usize,
@@ -149,7 +150,9 @@ pub struct Gemm {
     pub alpha: f64,
     pub a: Buf,
     pub lda: usize,
+    pub ta: bool,
     pub b: Buf,
+    pub tb: bool,
     pub ldb: usize,
     pub beta: f64,
     pub c: Buf,
@@ -444,8 +447,11 @@ impl Device for EmuDevice {
         self.log.push(Call::Gemm(*g));
         let elem = self.buf(g.c)?.elem;
         let need = |rows: usize, cols: usize, ld: usize| if cols == 0 { 0 } else { ld * (cols - 1) + rows };
-        let a = self.take(KArg::Buf(g.a), elem, need(g.m, g.k, g.lda), "gemm A")?;
-        let b = self.take(KArg::Buf(g.b), elem, need(g.k, g.n, g.ldb), "gemm B");
+        // Stored shapes (rows x cols) of A and B.
+        let (ar, ac) = if g.ta { (g.k, g.m) } else { (g.m, g.k) };
+        let (br, bc) = if g.tb { (g.n, g.k) } else { (g.k, g.n) };
+        let a = self.take(KArg::Buf(g.a), elem, need(ar, ac, g.lda), "gemm A")?;
+        let b = self.take(KArg::Buf(g.b), elem, need(br, bc, g.ldb), "gemm B");
         let b = match b {
             Ok(b) => b,
             Err(e) => {
@@ -453,16 +459,29 @@ impl Device for EmuDevice {
                 return Err(e);
             }
         };
-        let mut c = self.take(KArg::Buf(g.c), elem, need(g.m, g.n, g.ldc), "gemm C")?;
-        if g.lda < g.m.max(1) || g.ldb < g.k.max(1) || g.ldc < g.m.max(1) {
+        let c = self.take(KArg::Buf(g.c), elem, need(g.m, g.n, g.ldc), "gemm C");
+        let mut c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                self.put(KArg::Buf(g.a), a);
+                self.put(KArg::Buf(g.b), b);
+                return Err(e);
+            }
+        };
+        if g.lda < ar.max(1) || g.ldb < br.max(1) || g.ldc < g.m.max(1) {
+            self.put(KArg::Buf(g.a), a);
+            self.put(KArg::Buf(g.b), b);
+            self.put(KArg::Buf(g.c), c);
             return Err(DeviceError(format!("gemm: leading dimensions too small: {g:?}")));
         }
+        let at = |i: usize, l: usize| if g.ta { a[l + i * g.lda] } else { a[i + l * g.lda] };
+        let bt = |l: usize, j: usize| if g.tb { b[j + l * g.ldb] } else { b[l + j * g.ldb] };
         // Accumulated in the buffer precision, in k order (cuBLAS's order is its own).
         for j in 0..g.n {
             for i in 0..g.m {
                 let mut s = 0.0;
                 for l in 0..g.k {
-                    s = round(elem, s + round(elem, a[i + l * g.lda] * b[l + j * g.ldb]));
+                    s = round(elem, s + round(elem, at(i, l) * bt(l, j)));
                 }
                 let e = i + j * g.ldc;
                 c[e] = round(elem, round(elem, g.alpha * s) + round(elem, g.beta * c[e]));

@@ -19,7 +19,9 @@
 pub mod device;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod learn;
 
+pub use learn::GpuGradient;
 pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
 
 use crate::network::{Float, Network, RuntimeError, Weights};
@@ -33,6 +35,8 @@ pub trait GpuFloat: Float {
     const PRECISION: Precision;
     fn host(s: &[Self]) -> Host<'_>;
     fn host_mut(s: &mut [Self]) -> HostMut<'_>;
+    /// The value's bits, as a kernel's u64 argument takes a float ([`prop::SCALE_ADD`]).
+    fn bits(self) -> u64;
 }
 
 impl GpuFloat for f32 {
@@ -43,6 +47,9 @@ impl GpuFloat for f32 {
     fn host_mut(s: &mut [f32]) -> HostMut<'_> {
         HostMut::F32(s)
     }
+    fn bits(self) -> u64 {
+        u64::from(self.to_bits())
+    }
 }
 
 impl GpuFloat for f64 {
@@ -52,6 +59,9 @@ impl GpuFloat for f64 {
     }
     fn host_mut(s: &mut [f64]) -> HostMut<'_> {
         HostMut::F64(s)
+    }
+    fn bits(self) -> u64 {
+        self.to_bits()
     }
 }
 
@@ -88,6 +98,8 @@ struct DevPop {
     args: Vec<Buf>,
     states: Vec<Buf>,
     inputs: Vec<Buf>,
+    /// Per-neuron params (the host's `per_neuron_params`, in order).
+    params: Vec<Buf>,
     spikes: Option<Buf>,
     /// Spike list and its slot in the counts buffer.
     list: Option<(Buf, usize)>,
@@ -170,6 +182,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 args: Vec::new(),
                 states: Vec::new(),
                 inputs: Vec::new(),
+                params: Vec::new(),
                 spikes: None,
                 list: None,
                 output: None,
@@ -182,9 +195,6 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 pops.push(dp);
                 continue;
             };
-            if pop.deriv.is_some() {
-                return Err(RuntimeError::Build(format!("population `{}`: training on the GPU is not supported yet", pop.name)));
-            }
             let k = compile_step(step, &pop.specs, host.dt, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
             for (name, s) in pop.state_names.iter().zip(&pop.states) {
                 dp.states.push(upload(&mut dev, name, s).map_err(dev_err)?);
@@ -192,9 +202,8 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
             for name in &pop.input_names {
                 dp.inputs.push(alloc(&mut dev, name).map_err(dev_err)?);
             }
-            let mut params = Vec::new();
             for (i, v) in pop.per_neuron_params.iter().enumerate() {
-                params.push(upload(&mut dev, &format!("param{i}"), v).map_err(dev_err)?);
+                dp.params.push(upload(&mut dev, &format!("param{i}"), v).map_err(dev_err)?);
             }
             if !pop.spikes.is_empty() {
                 dp.spikes = Some(alloc(&mut dev, "spikes").map_err(dev_err)?);
@@ -206,7 +215,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 dp.args.push(match a.role {
                     Role::State(i) => dp.states[i],
                     Role::Input(i) => dp.inputs[i],
-                    Role::Param(i) => params[i],
+                    Role::Param(i) => dp.params[i],
                     Role::Spike => dp.spikes.expect("a spiking kernel has a spike buffer"),
                     r => return Err(RuntimeError::Build(format!("population `{}`: kernel argument {r:?} is not supported on the GPU", pop.name))),
                 });
@@ -220,9 +229,6 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
         }
         let mut projs = Vec::new();
         for pr in &host.projs {
-            if pr.from_state.is_some() {
-                return Err(RuntimeError::Build(format!("projection `{}` reads a state (`connect POP.STATE -> ...`): not on the GPU yet", pr.name)));
-            }
             let n_pre = match pr.from {
                 Source::Input(i) => host.inputs[i].1,
                 Source::Pop(q) => host.pops[q].n,
@@ -244,7 +250,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 Weights::Sparse(rows) => {
                     u32_index(rows.col.len(), &format!("projection `{}`", pr.name))?;
                     let row_ptr: Vec<u32> = rows.row_ptr.iter().map(|&r| r as u32).collect();
-                    let spiking_source = matches!(pr.from, Source::Pop(q) if !host.pops[q].spikes.is_empty());
+                    let spiking_source = pr.from_state.is_none() && matches!(pr.from, Source::Pop(q) if !host.pops[q].spikes.is_empty());
                     if !spiking_source {
                         let list = dev.alloc(Elem::U32, n_pre * batch, &label("active")).map_err(dev_err)?;
                         own_list = Some((list, count_slots));
@@ -347,13 +353,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 Some(o) => o,
                 None => inputs[pr.input],
             };
-            let (src, list) = match pr.from {
-                Source::Input(i) => (self.ext[i], None),
-                Source::Pop(q) => match (&self.pops[q].spikes, self.pops[q].list) {
-                    (Some(s), l) => (*s, l),
-                    (None, _) => (self.pops[q].output.expect("a readout has an output"), None),
-                },
-            };
+            let (src, list) = self.source(pi);
             let ring = &self.projs[pi].ring;
             let out = if ring.is_empty() { target } else { ring[(step + ring.len() - 1) % ring.len()] };
             self.propagate(pi, src, list, out)?;
@@ -368,6 +368,52 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
         Ok(())
     }
 
+    /// What projection `pi` reads (a state, spikes, an external input or a readout's
+    /// output), and the source's spike list when it has one.
+    fn source(&self, pi: usize) -> (Buf, Option<(Buf, usize)>) {
+        let pr = &self.host.projs[pi];
+        match pr.from {
+            Source::Input(i) => (self.ext[i], None),
+            Source::Pop(q) => match (pr.from_state, &self.pops[q].spikes, self.pops[q].list) {
+                (Some(j), ..) => (self.pops[q].states[j], None),
+                (None, Some(s), l) => (*s, l),
+                (None, None, _) => (self.pops[q].output.expect("a readout has an output"), None),
+            },
+        }
+    }
+
+    /// Back to the state the network was built in, as [`Network::reset`] (the host view
+    /// and every device buffer that carries over from step to step).
+    pub fn reset(&mut self) -> Result<(), RuntimeError> {
+        self.host.reset();
+        for (dp, pop) in self.pops.iter().zip(&self.host.pops) {
+            for (b, s) in dp.states.iter().zip(&pop.states) {
+                self.dev.upload(*b, T::host(s)).map_err(dev_err)?;
+            }
+            for b in dp.spikes.iter().chain(&dp.output).chain(&dp.inputs) {
+                self.dev.zero(*b).map_err(dev_err)?;
+            }
+        }
+        for b in self.projs.iter().flat_map(|p| &p.ring) {
+            self.dev.zero(*b).map_err(dev_err)?;
+        }
+        Ok(())
+    }
+
+    /// Sets a trainable tensor ([`Network::set_trainable`]) on the host and the device.
+    pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
+        self.host.set_trainable(name, w)?;
+        if let Some((i, ..)) = self.host.projection(name) {
+            let (DevWeights::Dense(b), Some(w)) = (&self.projs[i].weights, self.host.dense_weights(i)) else {
+                return Err(RuntimeError::Input(format!("`{name}` is not a dense projection")));
+            };
+            let w = w.as_standard_layout();
+            return self.dev.upload(*b, T::host(w.as_slice().expect("standard layout"))).map_err(dev_err);
+        }
+        let (p, slot, ..) = self.host.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("no trainable `{name}`")))?;
+        self.dev.upload(self.pops[p].params[slot], T::host(&self.host.pops[p].per_neuron_params[slot])).map_err(dev_err)
+    }
+
     /// `out += x W` for projection `pi`.
     fn propagate(&mut self, pi: usize, src: Buf, list: Option<(Buf, usize)>, out: Buf) -> Result<(), RuntimeError> {
         let batch = self.host.batch;
@@ -377,7 +423,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 // Row-major y (B x O) += x (B x I) W (I x O) is, column-major,
                 // y^T (O x B) += W^T (O x I) x^T (I x B), with W^T and x^T the row-major
                 // arrays as they are: no transposes, no copies.
-                let g = Gemm { m: n_post, n: batch, k: n_pre, alpha: 1.0, a: w, lda: n_post, b: src, ldb: n_pre, beta: 1.0, c: out, ldc: n_post };
+                let g = Gemm { m: n_post, n: batch, k: n_pre, alpha: 1.0, a: w, lda: n_post, ta: false, b: src, ldb: n_pre, tb: false, beta: 1.0, c: out, ldc: n_post };
                 self.dev.gemm(&g).map_err(dev_err)
             }
             DevWeights::Sparse { row_ptr, col, w } => {

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 /// A trainable projection into (population, input), `n_pre` presynaptic.
 #[derive(Clone)]
-pub(super) struct Target {
+pub(crate) struct Target {
     pub index: usize,
     pub pop: usize,
     pub input: usize,

@@ -21,7 +21,7 @@
 //! treatment and runs the steps.
 
 mod bptt;
-mod es;
+pub(crate) mod es;
 mod exact;
 pub(crate) mod loss;
 mod split;
@@ -31,7 +31,8 @@ pub use split::{gradient_split, split_sizes};
 pub(crate) use loss::masked_step_loss;
 
 use crate::network::{Float, Network, RuntimeError, StepTrace};
-use bptt::{Bptt, Target};
+use bptt::Bptt;
+pub(crate) use bptt::Target;
 use es::EsGroup;
 use exact::{ExactMember, ExactWindow};
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
@@ -214,26 +215,129 @@ fn add_signal<T: Float>(dlds: &mut [T], dldh: &mut [T], k: usize, state: Option<
 
 /// A trainable per-neuron param: its name, population and column in dh/dtheta.
 pub(crate) struct ParamTrain {
-    name: String,
-    pop: usize,
-    col: usize,
+    pub name: String,
+    pub pop: usize,
+    pub col: usize,
 }
 
 /// A projection between populations with a step, along which the learning signal
 /// flows back: its index, source and target, the target's kernel input, whether the
 /// source is read in the same step (a layer below) and the source state read, if any.
 pub(crate) struct Link {
-    proj: usize,
-    from: usize,
-    to: usize,
-    input: usize,
-    now: bool,
-    state: Option<usize>,
+    pub proj: usize,
+    pub from: usize,
+    pub to: usize,
+    pub input: usize,
+    pub now: bool,
+    pub state: Option<usize>,
 }
 
-struct EtraceProj {
-    target: Target,
-    name: String,
+pub(crate) struct EtraceProj {
+    pub target: Target,
+    pub name: String,
+}
+
+/// Which projection gets which treatment in a gradient pass (the CPU's and the GPU's):
+/// the readout, the etrace projections (trainable, into populations with a step), the
+/// plain ones (trainable, into a `Linear` readout), what the readout reads, the links
+/// the learning signal flows back along, the populations with a step and the trainable
+/// per-neuron params. Everything a pass cannot do is refused here, with one message.
+pub(crate) struct Plan {
+    pub r: usize,
+    pub linear_readout: bool,
+    pub etrace: Vec<EtraceProj>,
+    /// (projection, name)
+    pub plain: Vec<(usize, String)>,
+    /// (projection, source population, state read instead of spikes)
+    pub into_readout: Vec<(usize, usize, Option<usize>)>,
+    pub links: Vec<Link>,
+    pub hidden: Vec<usize>,
+    pub params: Vec<ParamTrain>,
+    pub projection_names: Vec<String>,
+}
+
+pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<Plan, RuntimeError> {
+    // The readout: one `readout` population, either the stateless `Linear` (output x W)
+    // or a model with dynamics (e.g. `LeakyReadout`) whose output is its first state.
+    let readouts: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].kind == PopKind::Readout).collect();
+    let [r] = readouts[..] else {
+        return Err(RuntimeError::Build(format!("gradients need exactly one readout, the network has {}", readouts.len())));
+    };
+    let linear_readout = net.pops[r].step.is_none();
+    // Projections: etrace (into hidden populations) and plain (into the readout).
+    let mut etrace: Vec<EtraceProj> = Vec::new();
+    let mut plain = Vec::new();
+    let mut into_readout = Vec::new(); // (proj, source population, state read instead of spikes)
+    let mut links: Vec<Link> = Vec::new();
+    for name in net.projections().iter().map(|(n, _)| n.clone()) {
+        let (i, from, to, input) = net.projection(&name).expect("exists");
+        let dense = net.dense_weights(i).is_some();
+        let is_trainable = trainable.contains(&name);
+        let state = net.projection_state(i);
+        // The methods pair what a projection read at step t with its target's step t;
+        // a delay would need its own place in the traces and the tape.
+        if net.projection_delay(i).is_some() {
+            return Err(RuntimeError::Build(format!("`{name}` has a delay: gradients through delayed projections are not supported yet")));
+        }
+        if let (Some(j), Source::Pop(q)) = (state, from) {
+            if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
+                return Err(RuntimeError::Build(format!(
+                    "`{name}` reads `{}.{}`, which is not one of its hidden states: no gradient through it",
+                    net.pops[q].name, net.pops[q].state_names[j]
+                )));
+            }
+        }
+        if to == r && linear_readout {
+            let Source::Pop(q) = from else {
+                return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
+            };
+            if !dense {
+                return Err(RuntimeError::Build("the readout's weights must be dense".into()));
+            }
+            into_readout.push((i, q, state));
+            if is_trainable {
+                plain.push((i, name.clone()));
+            }
+            continue;
+        }
+        if let Source::Pop(q) = from {
+            if !dense {
+                return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
+            }
+            links.push(Link { proj: i, from: q, to, input, now: q < to, state });
+        }
+        if is_trainable {
+            if !dense {
+                return Err(RuntimeError::Build(format!("`{name}`: only dense projections can be trained")));
+            }
+            let n_pre = net.dense_weights(i).expect("dense").nrows();
+            etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre }, name: name.clone() });
+        }
+    }
+    // Every population with a step (spiking layers, and a readout with dynamics).
+    let hidden: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_some()).collect();
+    if let Some(&p) = hidden.iter().find(|&&p| p != r && net.pops[p].spikes.is_empty()) {
+        return Err(RuntimeError::Build(format!("`{}` does not spike: no learning signal through it", net.pops[p].name)));
+    }
+    let layouts: Vec<Option<snnc_compiler::discretise::DerivLayout>> = net.pops.iter().map(|p| p.deriv).collect();
+    for &p in &hidden {
+        if layouts[p].is_none() {
+            return Err(RuntimeError::Build(format!(
+                "population `{}` was not built for learning (build the network with Options::learning)",
+                net.pops[p].name
+            )));
+        }
+    }
+    // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
+    let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
+    let mut params: Vec<ParamTrain> = Vec::new();
+    for name in trainable.iter().filter(|n| !projection_names.contains(n)) {
+        let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
+            RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
+        })?;
+        params.push(ParamTrain { name: name.clone(), pop, col });
+    }
+    Ok(Plan { r, linear_readout, etrace, plain, into_readout, links, hidden, params, projection_names })
 }
 
 /// Computes the gradient of `sum_t L^t` for a batch of sequences. `x[i]` is external
@@ -425,92 +529,14 @@ pub(crate) fn gradient_impl<T: Float>(
     if in_sizes != want_sizes {
         return Err(RuntimeError::Input(format!("the data has inputs of sizes {in_sizes:?}, the network needs {want_sizes:?}")));
     }
-    // The readout: one `readout` population, either the stateless `Linear` (output x W)
-    // or a model with dynamics (e.g. `LeakyReadout`) whose output is its first state.
-    let readouts: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].kind == PopKind::Readout).collect();
-    let [r] = readouts[..] else {
-        return Err(RuntimeError::Build(format!("gradients need exactly one readout, the network has {}", readouts.len())));
-    };
-    let linear_readout = net.pops[r].step.is_none();
+    let Plan { r, linear_readout, etrace, plain, into_readout, links, hidden, params, projection_names } = plan(net, trainable)?;
     if n_target != net.pops[r].n {
         return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", net.pops[r].n, net.pops[r].name)));
     }
-    // Projections: etrace (into hidden populations) and plain (into the readout).
-    let mut etrace: Vec<EtraceProj> = Vec::new();
-    let mut plain = Vec::new();
-    let mut into_readout = Vec::new(); // (proj, source population, state read instead of spikes)
-    let mut links: Vec<Link> = Vec::new();
-    for name in net.projections().iter().map(|(n, _)| n.clone()) {
-        let (i, from, to, input) = net.projection(&name).expect("exists");
-        let dense = net.dense_weights(i).is_some();
-        let is_trainable = trainable.contains(&name);
-        let state = net.projection_state(i);
-        // The methods pair what a projection read at step t with its target's step t;
-        // a delay would need its own place in the traces and the tape.
-        if net.projection_delay(i).is_some() {
-            return Err(RuntimeError::Build(format!("`{name}` has a delay: gradients through delayed projections are not supported yet")));
-        }
-        if let (Some(j), Source::Pop(q)) = (state, from) {
-            if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
-                return Err(RuntimeError::Build(format!(
-                    "`{name}` reads `{}.{}`, which is not one of its hidden states: no gradient through it",
-                    net.pops[q].name, net.pops[q].state_names[j]
-                )));
-            }
-        }
-        if to == r && linear_readout {
-            let Source::Pop(q) = from else {
-                return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
-            };
-            if !dense {
-                return Err(RuntimeError::Build("the readout's weights must be dense".into()));
-            }
-            into_readout.push((i, q, state));
-            if is_trainable {
-                plain.push((i, name.clone()));
-            }
-            continue;
-        }
-        if let Source::Pop(q) = from {
-            if !dense {
-                return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
-            }
-            links.push(Link { proj: i, from: q, to, input, now: q < to, state });
-        }
-        if is_trainable {
-            if !dense {
-                return Err(RuntimeError::Build(format!("`{name}`: only dense projections can be trained")));
-            }
-            let n_pre = net.dense_weights(i).expect("dense").nrows();
-            etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre }, name: name.clone() });
-        }
-    }
-    // Every population with a step (spiking layers, and a readout with dynamics).
-    let hidden: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_some()).collect();
-    if let Some(&p) = hidden.iter().find(|&&p| p != r && net.pops[p].spikes.is_empty()) {
-        return Err(RuntimeError::Build(format!("`{}` does not spike: no learning signal through it", net.pops[p].name)));
-    }
     let layouts: Vec<Option<snnc_compiler::discretise::DerivLayout>> = net.pops.iter().map(|p| p.deriv).collect();
-    for &p in &hidden {
-        if layouts[p].is_none() {
-            return Err(RuntimeError::Build(format!(
-                "population `{}` was not built for learning (build the network with Options::learning)",
-                net.pops[p].name
-            )));
-        }
-    }
     let k_of = |p: usize| layouts[p].map(|d| d.k).unwrap_or(0);
     let nin_of = |p: usize| layouts[p].map(|d| d.n_in).unwrap_or(0);
     let n_of: Vec<usize> = net.pops.iter().map(|p| p.n).collect();
-    // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
-    let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
-    let mut params: Vec<ParamTrain> = Vec::new();
-    for name in trainable.iter().filter(|n| !projection_names.contains(n)) {
-        let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
-            RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
-        })?;
-        params.push(ParamTrain { name: name.clone(), pop, col });
-    }
     let online_method = method != Method::Bptt;
     // Their traces dh^t/dtheta (B x N x K): exact in every online method, since a
     // per-neuron param acts on its own neuron only (D is per neuron).
@@ -697,7 +723,7 @@ pub(crate) fn gradient_impl<T: Float>(
                 step_grads.push((q.name.clone(), to_f64(&g)));
             }
         }
-        let bias_correction = |decay: f64| if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) };
+        let bias_correction = |decay: f64| bias_correction(decay, t);
         if let Method::EsDRtrl { decay } = method {
             // Bias correction of the smoothed trace, indexed by the update count as in
             // braintrace (and switched off from step 1001 on).
@@ -782,6 +808,12 @@ pub(crate) fn gradient_impl<T: Float>(
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().map(to_f64)));
     total.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().map(to_f64)));
     Ok(Gradients { loss, total, per_step, state_bytes, evidence, recorded })
+}
+
+/// The bias correction c_t of ES-D-RTRL's smoothed trace at step `t`, indexed by the
+/// update count as in braintrace (and switched off from step 1001 on).
+pub(crate) fn bias_correction(decay: f64, t: usize) -> f64 {
+    if t >= 1000 { 1.0 } else { (1.0 - decay.powi(t as i32 + 1)).max(1e-8) }
 }
 
 /// Adds the ES-D-RTRL groups' contracted gradients (per group and member) to `grads`.

@@ -40,8 +40,30 @@ pub const NONFINITE: &str = "snnc_nonfinite";
 /// `snnc_clear_u32(buf, offset, len)`: `buf[offset + e] = 0` (u32).
 pub const CLEAR_U32: &str = "snnc_clear_u32";
 
+/// `snnc_copy(src, dst, len)`: `dst[e] = src[e]`.
+pub const COPY: &str = "snnc_copy";
+
+// The element-wise kernels of a GPU training step (ES-D-RTRL); the GEMMs go to cuBLAS
+// and the per-neuron traces are generated from the model (`discretise::trace`).
+
+/// `snnc_mul_add(a, b, c, out, len)`: `out[e] = a[e] * b[e] + c[e]` (multiply, then add,
+/// as the CPU: no contraction). The learning signal l = dL/ds * ds/dh + dL/dh.
+pub const MUL_ADD: &str = "snnc_mul_add";
+/// `snnc_mul_acc(a, b, out, len)`: `out[e] += a[e] * b[e]`.
+pub const MUL_ACC: &str = "snnc_mul_acc";
+/// `snnc_scale_add(y, x, len, alpha)`: `y[e] = alpha * y[e] + x[e]`, `alpha` the bits of
+/// a value of the module's float type in the low bits of the u64 (a presynaptic trace).
+pub const SCALE_ADD: &str = "snnc_scale_add";
+/// `snnc_exact_trace1(tr, d, f, x, l, g, batch, n_pre, n_out)`, one thread per weight
+/// `e = i * n_out + o` (grid over `n_pre * n_out`): the exact (D-RTRL) trace of a weight
+/// into a one-state population and its gradient, over the batch in order:
+/// `tr[b,i,o] = d[b,o] tr[b,i,o] + x[b,i] f[b,o]`, `g[i,o] += sum_b l[b,o] tr[b,i,o]`.
+/// No atomics: each thread owns its weight, so the sum is deterministic.
+pub const EXACT_TRACE1: &str = "snnc_exact_trace1";
+
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 7] = [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32];
+pub const ENTRIES: [&str; 12] =
+    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE1];
 
 /// Threads per block of the element-wise kernels.
 pub const BLOCK: u32 = 256;
@@ -71,6 +93,11 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     add(&mut o, &f, true);
     nonfinite(&mut o, &f);
     clear_u32(&mut o);
+    copy(&mut o, &f);
+    mul_add(&mut o, &f, false);
+    mul_add(&mut o, &f, true);
+    scale_add(&mut o, &f);
+    exact_trace1(&mut o, &f);
     o
 }
 
@@ -220,4 +247,90 @@ fn clear_u32(o: &mut String) {
     pointer(o, "rd1", "buf");
     o.push_str("\tld.param.u64 %rd2, [offset];\n\tadd.s64 %rd2, %rd2, %rd_i;\n\tshl.b64 %rd2, %rd2, 2;\n\tadd.s64 %rd1, %rd1, %rd2;\n");
     o.push_str("\tmov.u32 %r4, 0;\n\tst.global.u32 [%rd1], %r4;\n$L_end:\n\tret;\n}\n");
+}
+
+fn copy(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, .. } = *f;
+    params(o, COPY, &["src", "dst", "len"]);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<2>;");
+    index_guard(o, "len");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "src");
+    pointer(o, "rd3", "dst");
+    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f1, [%rd2];\n\tst.global.{t} [%rd3], %f1;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+/// [`MUL_ADD`], or with `acc` [`MUL_ACC`] (the output is the addend).
+fn mul_add(o: &mut String, f: &Fmt, acc: bool) {
+    let Fmt { t, rn, sh, .. } = *f;
+    let names: &[&str] = if acc { &["a", "b", "out", "len"] } else { &["a", "b", "c", "out", "len"] };
+    params(o, if acc { MUL_ACC } else { MUL_ADD }, names);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<8>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<5>;");
+    index_guard(o, "len");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "a");
+    pointer(o, "rd3", "b");
+    pointer(o, "rd4", if acc { "out" } else { "c" });
+    pointer(o, "rd5", "out");
+    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n\tadd.s64 %rd4, %rd4, %rd1;\n\tadd.s64 %rd5, %rd5, %rd1;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f1, [%rd2];\n\tld.global.{t} %f2, [%rd3];\n\tld.global.{t} %f3, [%rd4];");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f1, %f2;\n\tadd.{rn}.{t} %f4, %f4, %f3;\n\tst.global.{t} [%rd5], %f4;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+/// `%{dst}` (a float register) = the float whose bits param `name` holds.
+fn float_param(o: &mut String, f: &Fmt, dst: &str, name: &str) {
+    let _ = writeln!(o, "\tld.param.u64 %rd_a, [{name}];");
+    if f.sh == 2 {
+        let _ = writeln!(o, "\tcvt.u32.u64 %r_a, %rd_a;\n\tmov.b32 %{dst}, %r_a;");
+    } else {
+        let _ = writeln!(o, "\tmov.b64 %{dst}, %rd_a;");
+    }
+}
+
+fn scale_add(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, .. } = *f;
+    params(o, SCALE_ADD, &["y", "x", "len", "alpha"]);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b32 %r_a;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n, %rd_a;\n\t.reg .{t} %f<5>;");
+    index_guard(o, "len");
+    float_param(o, f, "f1", "alpha");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "y");
+    pointer(o, "rd3", "x");
+    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f2, [%rd2];\n\tld.global.{t} %f3, [%rd3];");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f1, %f2;\n\tadd.{rn}.{t} %f4, %f4, %f3;\n\tst.global.{t} [%rd2], %f4;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn exact_trace1(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, zero } = *f;
+    params(o, EXACT_TRACE1, &["tr", "d", "f", "x", "l", "g", "batch", "n_pre", "n_out"]);
+    let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<32>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<10>;");
+    // e < n_pre * n_out; i = e / n_out, o = e % n_out.
+    o.push_str("\tmov.u32 %r1, %ctaid.x;\n\tmov.u32 %r2, %ntid.x;\n\tmov.u32 %r3, %tid.x;\n");
+    o.push_str("\tcvt.u64.u32 %rd_i, %r3;\n\tmad.wide.u32 %rd_i, %r1, %r2, %rd_i;\n");
+    o.push_str("\tld.param.u64 %rd1, [n_pre];\n\tld.param.u64 %rd2, [n_out];\n\tld.param.u64 %rd3, [batch];\n");
+    o.push_str("\tmul.lo.u64 %rd_n, %rd1, %rd2;\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;\n");
+    o.push_str("\tdiv.u64 %rd4, %rd_i, %rd2;\n\trem.u64 %rd5, %rd_i, %rd2;\n");
+    pointer(o, "rd6", "tr");
+    pointer(o, "rd7", "d");
+    pointer(o, "rd8", "f");
+    pointer(o, "rd9", "x");
+    pointer(o, "rd10", "l");
+    pointer(o, "rd11", "g");
+    // Per b: te = b * n_pre * n_out + e, bo = b * n_out + o, bi = b * n_pre + i.
+    let _ = writeln!(o, "\tmov.{t} %f1, {zero};\n\tmov.u64 %rd12, 0;\n\tmov.u64 %rd13, %rd_i;\n\tmov.u64 %rd14, %rd5;\n\tmov.u64 %rd15, %rd4;");
+    o.push_str("$L_b:\n\tsetp.ge.u64 %p2, %rd12, %rd3;\n\t@%p2 bra $L_done;\n");
+    let _ = writeln!(o, "\tshl.b64 %rd16, %rd13, {sh};\n\tadd.s64 %rd16, %rd6, %rd16;\n\tshl.b64 %rd17, %rd14, {sh};\n\tshl.b64 %rd18, %rd15, {sh};");
+    o.push_str("\tadd.s64 %rd19, %rd7, %rd17;\n\tadd.s64 %rd20, %rd8, %rd17;\n\tadd.s64 %rd21, %rd10, %rd17;\n\tadd.s64 %rd22, %rd9, %rd18;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f2, [%rd16];\n\tld.global.{t} %f3, [%rd19];\n\tld.global.{t} %f4, [%rd20];\n\tld.global.{t} %f5, [%rd21];\n\tld.global.{t} %f6, [%rd22];");
+    // t = d * tr + x * f; acc += l * t
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f7, %f3, %f2;\n\tmul.{rn}.{t} %f8, %f6, %f4;\n\tadd.{rn}.{t} %f7, %f7, %f8;\n\tst.global.{t} [%rd16], %f7;");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f9, %f5, %f7;\n\tadd.{rn}.{t} %f1, %f1, %f9;");
+    o.push_str("\tadd.s64 %rd12, %rd12, 1;\n\tadd.s64 %rd13, %rd13, %rd_n;\n\tadd.s64 %rd14, %rd14, %rd2;\n\tadd.s64 %rd15, %rd15, %rd1;\n\tbra.uni $L_b;\n");
+    let _ = writeln!(o, "$L_done:\n\tshl.b64 %rd23, %rd_i, {sh};\n\tadd.s64 %rd23, %rd11, %rd23;\n\tld.global.{t} %f2, [%rd23];\n\tadd.{rn}.{t} %f2, %f2, %f1;\n\tst.global.{t} [%rd23], %f2;");
+    o.push_str("$L_end:\n\tret;\n}\n");
 }

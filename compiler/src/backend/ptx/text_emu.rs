@@ -1,7 +1,7 @@
 //! A CPU interpreter for PTX text: the subset the propagation kernels
 //! ([`super::propagate`]) are written in (integer address arithmetic, predicated
 //! branches, global loads and stores, `atom.add.u32`, `red.add.f32/f64`, f32/f64
-//! `add`/`mul` with `.rn` and `.ftz`, `testp.finite`). The step kernels' emulator works
+//! `add`/`mul` with `.rn` and `.ftz`, unsigned `div`/`rem`, `testp.finite`). The step kernels' emulator works
 //! on their structured form; these hand-written kernels exist only as text, so this runs
 //! the text itself, thread after thread (none of them uses shared memory or barriers, so
 //! any serial order is a legal schedule).
@@ -78,6 +78,8 @@ enum Op {
     MadLo,
     MulLo,
     MulWide,
+    Div,
+    Rem,
     Add,
     Shl,
     Shr,
@@ -214,6 +216,8 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
         ("mul", "rn") => Op::FMul,
         ("add", "rn") => Op::FAdd,
         ("add", _) => Op::Add,
+        ("div", _) if matches!(ty, Ty::U32 | Ty::U64) => Op::Div,
+        ("rem", _) if matches!(ty, Ty::U32 | Ty::U64) => Op::Rem,
         ("shl", _) => Op::Shl,
         ("shr", _) => Op::Shr,
         ("and", _) => Op::And,
@@ -327,6 +331,13 @@ impl Entry {
                 Op::MulLo => r[dst(&o[0])?] = m32(val(r, &o[1])?.wrapping_mul(val(r, &o[2])?)),
                 Op::MulWide => r[dst(&o[0])?] = (val(r, &o[1])? & 0xFFFF_FFFF).wrapping_mul(val(r, &o[2])? & 0xFFFF_FFFF),
                 Op::Add => r[dst(&o[0])?] = m32(val(r, &o[1])?.wrapping_add(val(r, &o[2])?)),
+                Op::Div | Op::Rem => {
+                    let (a, b) = (m32(val(r, &o[1])?), m32(val(r, &o[2])?));
+                    if b == 0 {
+                        return Err("integer division by zero".into());
+                    }
+                    r[dst(&o[0])?] = if i.op == Op::Div { a / b } else { a % b };
+                }
                 Op::Shl => r[dst(&o[0])?] = m32(val(r, &o[1])? << (val(r, &o[2])? & 63)),
                 Op::Shr => r[dst(&o[0])?] = m32(val(r, &o[1])?) >> (val(r, &o[2])? & 63),
                 Op::And => r[dst(&o[0])?] = m32(val(r, &o[1])? & val(r, &o[2])?),

@@ -1,0 +1,161 @@
+//! ES-D-RTRL on the GPU engine without a GPU: [`GpuGradient`] runs its whole schedule
+//! on the [`EmuDevice`] (the generated trace kernels in the step emulator, the training
+//! kernels' PTX text in the interpreter, the GEMMs in cuBLAS's convention with
+//! transposes), and its gradients are compared with the CPU's `gradient_of`.
+use snnc_compiler::SourceMap;
+use snnc_compiler::backend::ptx::Target;
+use snnc_compiler::sema::{self, LoadOptions, Program};
+use snnc_runtime::gpu::{EmuDevice, GpuFloat, GpuGradient, GpuNetwork};
+use snnc_runtime::learn::{Gradients, Method, gradient_of};
+use snnc_runtime::network::{InterpFactory, Network, Options};
+use snnc_runtime::train::tasks::RandomSpikes;
+use std::path::Path;
+
+fn program(text: &str) -> Program {
+    let mut sources = SourceMap::new();
+    let (p, d) = sema::check_source("t.snn", text, &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    p
+}
+
+/// A LIF layer feeding a recurrent ALIF layer (K = 2), read by `readout` from `source`.
+fn stacked(source: &str, readout: &str) -> String {
+    format!(
+        r#"import "stdlib/lif.snn"
+import "stdlib/alif.snn"
+import "stdlib/readout.snn"
+network n {{
+    dt = 1 ms
+    input x: 5
+    layer L1 = LIF[6] {{ tau = 5 ms }}
+    layer L2 = ALIF[4]
+    readout out = {readout}
+    connect x -> L1.I dense trainable init normal(0, 3) as W_in
+    connect L1 -> L2.I dense trainable init normal(0.5, 4) as W_mid
+    connect L2 -> L2.I dense trainable init normal(0, 3) no_self as W_rec
+    connect {source} -> out dense trainable init normal(0, 1) as W_out
+}}"#
+    )
+}
+
+/// Trainable time constants in a recurrent adaptive layer, a leaky readout.
+const PARAMS: &str = r#"import "stdlib/readout.snn"
+neuron TALIF {
+    param tau: ms = 20 ms trainable
+    param tau_a: ms = 100 ms trainable
+    param beta = 0.3
+    state v = 0.0
+    state a = 0.0
+    input I
+    dv/dt = (-v + I) / tau
+    da/dt = -a / tau_a
+    spike when v > 1 + beta * a surrogate relu_grad(alpha = 0.3, width = 1.0)
+    on spike { v -= 1; a += 1 }
+}
+network n {
+    dt = 1 ms
+    input x: 3
+    layer L = TALIF[5] { tau = U(10 ms, 30 ms) }
+    readout out = LeakyReadout[2] { tau = 20 ms }
+    connect x -> L.I dense trainable init normal(0, 3) as W_in
+    connect L -> L.I dense trainable init normal(0, 3) no_self as W_rec
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}"#;
+
+fn trainable_of(net: &Network<f64>, p: &Program) -> Vec<String> {
+    let mut names: Vec<String> = p.networks[0].projections.iter().filter(|pr| pr.trainable).map(|pr| pr.name.clone()).collect();
+    names.extend(net.trainable_params());
+    names
+}
+
+/// The CPU's and the emulated GPU's ES-D-RTRL gradients of the same batch.
+fn both<T: GpuFloat>(p: &Program, steps: usize, batch: usize, decay: f64) -> (Gradients, Gradients) {
+    let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
+    let mut cpu = Network::<f64>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let trainable = trainable_of(&cpu, p);
+    let (inputs, outputs) = (cpu.inputs[0].1, cpu.pops.iter().find(|q| q.kind == sema::PopKind::Readout).unwrap().n);
+    let data = || RandomSpikes::new(steps, batch, inputs, outputs, 0.3, 6);
+    let method = Method::EsDRtrl { decay };
+    let want = gradient_of(&mut cpu, &trainable, &mut data(), method, false).unwrap();
+    let host = Network::<T>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    let got = grad.run(&mut gpu, &mut data()).unwrap();
+    (want, got)
+}
+
+/// Largest difference of each gradient relative to its largest entry.
+fn assert_close(want: &Gradients, got: &Gradients, tol: f64) {
+    assert_eq!(want.total.len(), got.total.len());
+    assert!((want.loss - got.loss).abs() <= tol * want.loss.abs().max(1e-12), "loss {} vs {}", want.loss, got.loss);
+    for ((n1, a), (n2, b)) in want.total.iter().zip(&got.total) {
+        assert_eq!(n1, n2);
+        assert_eq!(a.dim(), b.dim(), "{n1}");
+        let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{n1}: the CPU gradient is zero, the test shows nothing");
+        let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= tol * scale, "{n1}: max difference {diff:e} of scale {scale:e}");
+    }
+    for (e1, e2) in want.evidence.iter().zip(&got.evidence) {
+        assert!((e1 - e2).abs() <= tol * e1.abs().max(1.0), "evidence {e1} vs {e2}");
+    }
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_on_a_stack_with_a_linear_readout() {
+    let p = program(&stacked("L2", "Linear[3]"));
+    let (want, got) = both::<f64>(&p, 40, 3, 0.9);
+    assert_close(&want, &got, 1e-9);
+    assert_eq!(got.total.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["W_in", "W_mid", "W_rec", "W_out"]);
+    assert_eq!(want.state_bytes, got.state_bytes);
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_with_a_leaky_readout_of_a_state() {
+    // The readout reads L2.v (a state, not spikes) and has dynamics: its weights get
+    // their exact trace; the signal reaches L2 through dL/dv.
+    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
+    let (want, got) = both::<f64>(&p, 40, 2, 0.95);
+    assert_close(&want, &got, 1e-9);
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_with_trainable_time_constants() {
+    let p = program(PARAMS);
+    let (want, got) = both::<f64>(&p, 40, 3, 0.9);
+    assert_close(&want, &got, 1e-9);
+    assert!(got.total.iter().any(|(n, _)| n == "L.tau_a"));
+}
+
+#[test]
+fn gpu_es_d_rtrl_in_f32_tracks_cpu_f64() {
+    let p = program(&stacked("L2", "Linear[3]"));
+    let (want, got) = both::<f32>(&p, 40, 3, 0.9);
+    assert_close(&want, &got, 2e-3);
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_on_the_dms_example() {
+    let mut sources = SourceMap::new();
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dms.snn"));
+    let (p, d) = sema::check_path(path, &LoadOptions::default(), &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()));
+    let (want, got) = both::<f64>(&p, 12, 2, 0.99);
+    assert_close(&want, &got, 1e-9);
+}
+
+#[test]
+fn gpu_gradient_refuses_what_it_cannot_do() {
+    let p = program(&stacked("L2", "Linear[3]"));
+    let opts = Options { batch: 2, learning: true, ..Options::default() };
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let names = ["W_in".to_string()];
+    for (m, what) in [(Method::Bptt, "BPTT"), (Method::DRtrl, "D-RTRL")] {
+        let e = GpuGradient::new(&mut gpu, &names, m).err().expect("refused").to_string();
+        assert!(e.contains(what) && e.contains("not on the GPU"), "{e}");
+    }
+    let mut grad = GpuGradient::new(&mut gpu, &names, Method::EsDRtrl { decay: 0.9 }).unwrap();
+    let e = grad.run(&mut gpu, &mut RandomSpikes::new(5, 3, 5, 3, 0.3, 1)).err().expect("wrong batch").to_string();
+    assert!(e.contains("batch 3"), "{e}");
+}

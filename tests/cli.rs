@@ -149,10 +149,11 @@ fn emit_ptx_writes_an_assemblable_module() {
     assert!(err.contains("--input 7") && !err.contains("panicked"), "{err}");
 }
 
-/// `--backend cuda` on a machine without a GPU (or in a build without the `cuda`
-/// feature) fails with one `error:` line and exit code 1, never a panic.
+/// `--backend cuda` of `snnc run` and `snnc train` on a machine without a GPU (or in a
+/// build without the `cuda` feature) fails with one `error:` line and exit code 1,
+/// never a panic.
 #[test]
-fn run_backend_cuda_without_gpu_is_one_clear_error() {
+fn backend_cuda_without_gpu_is_one_clear_error() {
     let has_driver = ["/usr/lib/x86_64-linux-gnu/libcuda.so.1", "/usr/lib64/libcuda.so.1", "/usr/lib/wsl/lib/libcuda.so.1"]
         .iter()
         .any(|p| Path::new(p).exists());
@@ -160,26 +161,21 @@ fn run_backend_cuda_without_gpu_is_one_clear_error() {
         eprintln!("skipping: a CUDA driver is installed here");
         return;
     }
-    let out = snnc(&["run", "examples/coba.snn", "--backend", "cuda", "--duration", "1ms"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    if cfg!(feature = "cuda") {
-        assert!(lines[0].contains("no CUDA driver found"), "{stderr}");
-    } else {
-        assert!(lines[0].contains("built without CUDA support") && lines[0].contains("cargo build --release --features cuda"), "{stderr}");
+    let run: &[&str] = &["run", "examples/coba.snn", "--backend", "cuda", "--duration", "1ms"];
+    let train: &[&str] = &["train", "examples/dms.snn", "--backend", "cuda", "--batches", "1", "--epochs", "1"];
+    for args in [run, train] {
+        let out = snnc(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?} stderr:\n{stderr}");
+        assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].starts_with("error: "), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if cfg!(feature = "cuda") {
+            assert!(lines[0].contains("no CUDA driver found"), "{stderr}");
+        } else {
+            assert!(lines[0].contains("built without CUDA support") && lines[0].contains("cargo build --release --features cuda"), "{stderr}");
+        }
     }
-}
-
-#[test]
-fn train_backend_cuda_is_not_supported_yet() {
-    let out = snnc(&["train", "examples/dms.snn", "--backend", "cuda"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: training on the GPU is not supported yet"), "{stderr}");
 }

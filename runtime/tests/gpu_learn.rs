@@ -159,3 +159,40 @@ fn gpu_gradient_refuses_what_it_cannot_do() {
     let e = grad.run(&mut gpu, &mut RandomSpikes::new(5, 3, 5, 3, 0.3, 1)).err().expect("wrong batch").to_string();
     assert!(e.contains("batch 3"), "{e}");
 }
+
+/// Training batch after batch on the (emulated) GPU — reset, weights uploaded, gradient,
+/// Adam step with the constraints — gives the CPU's weights, losses and rates.
+#[test]
+fn training_on_the_gpu_follows_the_cpu() {
+    use snnc_runtime::train::{Optimizer, OptimizerKind, train_batch, train_batch_gpu, weights_of};
+    let p = program(PARAMS);
+    let batch = 3;
+    let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
+    let cpu0 = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let trainable = trainable_of(&cpu0, &p);
+    let method = Method::EsDRtrl { decay: 0.9 };
+    let (mut w_cpu, mut w_gpu) = (weights_of(&cpu0, &trainable), weights_of(&cpu0, &trainable));
+    let (mut opt_cpu, mut opt_gpu) = (Optimizer::new(OptimizerKind::Adam, 0.05, None), Optimizer::new(OptimizerKind::Adam, 0.05, None));
+    let make = |b: usize| Network::<f64>::build(&p, &p.networks[0], &Options { batch: b, ..opts }, &InterpFactory);
+    let mut nets = Vec::new();
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    let labels = [0, 1, 0];
+    for b in 0..3 {
+        let data = || RandomSpikes::new(25, batch, 3, 2, 0.3, 10 + b);
+        let rc = train_batch(&make, &mut nets, &mut w_cpu, &trainable, &mut data(), &labels, method, &mut opt_cpu, None).unwrap();
+        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut data(), &labels, &mut opt_gpu).unwrap();
+        assert!((rc.loss - rg.loss).abs() <= 1e-9 * rc.loss.abs(), "batch {b}: loss {} vs {}", rc.loss, rg.loss);
+        assert_eq!(rc.accuracy, rg.accuracy);
+        for ((n, a), (_, c)) in rc.rates.iter().zip(&rg.rates) {
+            assert!((a - c).abs() <= 1e-9 * a.abs().max(1.0), "{n}: {a} vs {c}");
+        }
+    }
+    for ((n, a), (_, b)) in w_cpu.iter().zip(&w_gpu) {
+        let moved = a.iter().zip(weights_of(&cpu0, &trainable).iter().find(|(m, _)| m == n).unwrap().1.iter()).any(|(x, y)| x != y);
+        assert!(moved, "{n} did not change: the test shows nothing");
+        let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-8, "{n}: weights differ by {diff:e}");
+    }
+}

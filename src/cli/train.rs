@@ -132,8 +132,8 @@ pub struct Args {
     /// Also draw `curves.png` (loss and accuracy against batches) in the output directory.
     #[arg(long, requires = "out")]
     pub plot: bool,
-    /// Where the gradients are computed: the CPU (JIT kernels); `cuda` is not supported
-    /// for training yet.
+    /// Where the gradients are computed: the CPU (JIT kernels), or an NVIDIA GPU
+    /// (`cuda`: ES-D-RTRL, needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: TrainBackend,
     /// Compute in f64 (network, traces, gradients); the default is f32. Weights, the
@@ -214,9 +214,6 @@ fn fail(msg: String) -> ExitCode {
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
-    if args.backend == TrainBackend::Cuda {
-        return fail("training on the GPU is not supported yet (`snnc run --backend cuda` simulates on it); train with `--backend jit`".into());
-    }
     let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
     };
@@ -332,6 +329,20 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Err(e) => return fail(e),
     };
     let classifies = train_task.classifies();
+    // The GPU: the network and its gradient state are made once and kept on the device.
+    let mut gpu = None;
+    if args.backend == TrainBackend::Cuda && !args.evaluate_only {
+        if update_every.is_some() {
+            return fail("`update_every` (updates within a sequence) is not on the GPU yet; train with `--backend jit`".into());
+        }
+        match Gpu::open(&program, def, batch, seed, args.f64, &trainable, method) {
+            Ok(g) => {
+                println!("on {}", g.name());
+                gpu = Some(g);
+            }
+            Err(e) => return fail(e),
+        }
+    }
     if !args.evaluate_only {
         println!(
         "training {} ({} trainable projections, {} trainable params) on {task} with {method:?}, {optimizer:?} lr {lr}, batch {batch}",
@@ -389,7 +400,9 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         for b in 0..args.batches {
             train_task.next_batch();
             let labels = train_task.labels().to_vec();
-            let r = if args.f64 {
+            let r = if let Some(g) = gpu.as_mut() {
+                g.train_batch(&mut weights, train_task.as_mut(), &labels, &mut opt)
+            } else if args.f64 {
                 train_batch(&make_net, &mut nets64, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
             } else {
                 let make = |b: usize| build_net::<f32>(&program, def, b, seed, true);
@@ -448,6 +461,69 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `--backend cuda`: the training network on the GPU, in f32 or f64.
+enum Gpu {
+    #[cfg(feature = "cuda")]
+    F32(snnc_runtime::gpu::GpuNetwork<f32, CudaDevice>, snnc_runtime::gpu::GpuGradient<f32>),
+    #[cfg(feature = "cuda")]
+    F64(snnc_runtime::gpu::GpuNetwork<f64, CudaDevice>, snnc_runtime::gpu::GpuGradient<f64>),
+}
+
+#[cfg(feature = "cuda")]
+use snnc_runtime::gpu::cuda::CudaDevice;
+
+impl Gpu {
+    #[cfg(not(feature = "cuda"))]
+    fn open(_: &Program, _: &NetworkDef, _: usize, _: u64, _: bool, _: &[String], _: Method) -> Result<Gpu, String> {
+        Err("this snnc was built without CUDA support; rebuild it with `cargo build --release --features cuda`".into())
+    }
+
+    /// Opens GPU 0 and moves the network (built for learning, the whole batch) there.
+    #[cfg(feature = "cuda")]
+    fn open(program: &Program, def: &NetworkDef, batch: usize, seed: u64, f64: bool, trainable: &[String], method: Method) -> Result<Gpu, String> {
+        use snnc_runtime::gpu::{GpuGradient, GpuNetwork};
+        use snnc_runtime::network::InterpFactory;
+        let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
+        let o = Options { batch, seed, learning: true, ..Options::default() };
+        let err = |e: RuntimeError| e.to_string();
+        // The host network only holds the structure and the starting state: its kernels
+        // never run, so the interpreter's (no JIT) do.
+        Ok(if f64 {
+            let mut g = GpuNetwork::new(Network::<f64>::build(program, def, &o, &InterpFactory).map_err(err)?, dev).map_err(err)?;
+            let grad = GpuGradient::new(&mut g, trainable, method).map_err(err)?;
+            Gpu::F64(g, grad)
+        } else {
+            let mut g = GpuNetwork::new(Network::<f32>::build(program, def, &o, &InterpFactory).map_err(err)?, dev).map_err(err)?;
+            let grad = GpuGradient::new(&mut g, trainable, method).map_err(err)?;
+            Gpu::F32(g, grad)
+        })
+    }
+
+    fn name(&self) -> String {
+        match *self {
+            #[cfg(feature = "cuda")]
+            Gpu::F32(ref g, _) => snnc_runtime::gpu::Device::name(&g.dev),
+            #[cfg(feature = "cuda")]
+            Gpu::F64(ref g, _) => snnc_runtime::gpu::Device::name(&g.dev),
+        }
+    }
+
+    fn train_batch(
+        &mut self,
+        _weights: &mut Vec<(String, ndarray::Array2<f64>)>,
+        _data: &mut dyn snnc_runtime::learn::Sequence,
+        _labels: &[usize],
+        _opt: &mut Optimizer,
+    ) -> Result<BatchReport, RuntimeError> {
+        match *self {
+            #[cfg(feature = "cuda")]
+            Gpu::F32(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt),
+            #[cfg(feature = "cuda")]
+            Gpu::F64(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt),
+        }
+    }
 }
 
 /// What `--plot` draws: per training batch (loss, accuracy); per epoch (batches so far,

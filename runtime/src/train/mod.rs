@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod shd;
 pub mod tasks;
 
+use crate::gpu::{Device, GpuFloat, GpuGradient, GpuNetwork};
 use crate::learn::{Method, Online, Sequence, gradient_online, gradient_split, masked_step_loss, split_sizes};
 use crate::network::{Float, Network, RuntimeError, Sign, project_onto_sign};
 use ndarray::Array2;
@@ -166,22 +167,7 @@ pub fn train_batch<T: Float>(
         net.reset();
         set_weights(net, weights)?;
     }
-    let net = &nets[0];
-    let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
-    let floors: Vec<Option<f64>> = weights.iter().map(|(n, _)| net.trainable_floor(n)).collect();
-    // One optimiser step; sign-constrained projections are projected back onto their
-    // sign (weights that would cross zero stop at zero).
-    let mut step = |weights: &mut Vec<(String, Array2<f64>)>, grads: &[(String, Array2<f64>)]| {
-        opt.update(weights, grads);
-        for (((_, w), sign), floor) in weights.iter_mut().zip(&signs).zip(&floors) {
-            if let Some(sign) = *sign {
-                w.mapv_inplace(|v| project_onto_sign(sign, v));
-            }
-            if let Some(f) = *floor {
-                w.mapv_inplace(|v| v.max(f));
-            }
-        }
-    };
+    let mut step = constrained_step(&nets[0], weights, opt);
     let g = match update_every {
         Some(every) => {
             let mut update = |grads: &[(String, Array2<f64>)]| {
@@ -195,6 +181,49 @@ pub fn train_batch<T: Float>(
     };
     step(weights, &g.total);
     Ok(report(nets, data.steps(), g.loss, &g.evidence, labels))
+}
+
+/// One optimiser step on `weights`, then the network's constraints: sign-constrained
+/// projections are projected back onto their sign (weights that would cross zero stop
+/// at zero) and trainable time constants stay at or above one step.
+fn constrained_step<'a, T: Float>(
+    net: &Network<T>,
+    weights: &[(String, Array2<f64>)],
+    opt: &'a mut Optimizer,
+) -> impl FnMut(&mut Vec<(String, Array2<f64>)>, &[(String, Array2<f64>)]) + 'a {
+    let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
+    let floors: Vec<Option<f64>> = weights.iter().map(|(n, _)| net.trainable_floor(n)).collect();
+    move |weights: &mut Vec<(String, Array2<f64>)>, grads: &[(String, Array2<f64>)]| {
+        opt.update(weights, grads);
+        for (((_, w), sign), floor) in weights.iter_mut().zip(&signs).zip(&floors) {
+            if let Some(sign) = *sign {
+                w.mapv_inplace(|v| project_onto_sign(sign, v));
+            }
+            if let Some(f) = *floor {
+                w.mapv_inplace(|v| v.max(f));
+            }
+        }
+    }
+}
+
+/// [`train_batch`] on a GPU: the network and its gradient state stay on the device from
+/// batch to batch (reset, weights uploaded), and the gradient is ES-D-RTRL's
+/// ([`GpuGradient`]).
+pub fn train_batch_gpu<T: GpuFloat, D: Device>(
+    gpu: &mut GpuNetwork<T, D>,
+    grad: &mut GpuGradient<T>,
+    weights: &mut Vec<(String, Array2<f64>)>,
+    data: &mut dyn Sequence,
+    labels: &[usize],
+    opt: &mut Optimizer,
+) -> Result<BatchReport, RuntimeError> {
+    gpu.reset()?;
+    for (n, w) in weights.iter() {
+        gpu.set_trainable(n, w.mapv(T::from_f64))?;
+    }
+    let g = grad.run(gpu, data)?;
+    constrained_step(&gpu.host, weights, opt)(weights, &g.total);
+    Ok(report(std::slice::from_ref(&gpu.host), data.steps(), g.loss, &g.evidence, labels))
 }
 
 /// Runs the sequences forward with `weights` (no gradient, no update): the loss and

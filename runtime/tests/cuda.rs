@@ -144,3 +144,139 @@ fn mixed_network_gpu_spikes_equal_cpu_f64() {
     assert!(totals.iter().all(|(_, c, _)| *c > 50), "every population fires: {totals:?}");
     assert_eq!(first, None, "first step where the GPU's spikes differ (step, population, neurons)");
 }
+
+/// The training-throughput workload (`snnc bench train`), smaller.
+fn bench_workload(neurons: usize, inputs: usize, outputs: usize) -> Program {
+    source(&format!(
+        r#"import "stdlib/lif.snn"
+network bench {{
+    dt = 1 ms
+    input x: {inputs}
+    layer rec = LIF[{neurons}] {{ tau = 10 ms }}
+    readout out = Linear[{outputs}]
+    connect x -> rec.I dense init normal(0, 1.5 / sqrt({inputs})) trainable as W_in
+    connect rec -> rec.I dense init normal(0, 0.5 / sqrt({neurons})) trainable as W_rec
+    connect rec -> out dense init normal(0, 1 / sqrt({neurons})) trainable as W_out
+}}"#
+    ))
+}
+
+/// ES-D-RTRL on the GPU against the CPU (JIT, same float type): per gradient, the
+/// largest difference relative to the largest entry, and the relative Frobenius norm.
+fn gradients_both<T: GpuFloat>(p: &Program, steps: usize, batch: usize) -> Vec<(String, f64, f64)>
+where
+    JitFactory: KernelFactory<T>,
+{
+    use snnc_runtime::gpu::GpuGradient;
+    use snnc_runtime::learn::{Method, gradient_of};
+    use snnc_runtime::train::tasks::RandomSpikes;
+    flush_denormals();
+    let o = Options { batch, seed: 3, learning: true, ..Options::default() };
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let method = Method::EsDRtrl { decay: 0.9 };
+    let mut cpu = Network::<T>::build(p, &p.networks[0], &o, &JitFactory).unwrap();
+    let (inputs, outputs) = (cpu.inputs[0].1, cpu.pops[1].n);
+    let data = || RandomSpikes::new(steps, batch, inputs, outputs, 0.1, 5);
+    let want = gradient_of(&mut cpu, &trainable, &mut data(), method, false).unwrap();
+    let host = Network::<T>::build(p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, device()).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    let got = grad.run(&mut gpu, &mut data()).unwrap();
+    assert!((want.loss - got.loss).abs() <= 1e-3 * want.loss.abs(), "loss: CPU {}, GPU {}", want.loss, got.loss);
+    want.total
+        .iter()
+        .zip(&got.total)
+        .map(|((n, a), (_, b))| {
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let max = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale;
+            let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+            let rel = norm(&mut a.iter().zip(b).map(|(x, y)| x - y)) / norm(&mut a.iter().copied());
+            assert!(scale > 0.0, "{n}: zero gradient");
+            (n.clone(), max, rel)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn es_d_rtrl_gradients_gpu_equal_cpu() {
+    let p = bench_workload(256, 64, 10);
+    let f64s = gradients_both::<f64>(&p, 300, 32);
+    eprintln!("ES-D-RTRL f64 (T 300, B 32, 256 LIF): (gradient, max diff / max, relative norm) {f64s:?}");
+    for (n, max, _) in &f64s {
+        assert!(*max <= 1e-8, "{n}: f64 gradients differ by {max:e} of their scale");
+    }
+    let f32s = gradients_both::<f32>(&p, 300, 32);
+    eprintln!("ES-D-RTRL f32: (gradient, max diff / max, relative norm) {f32s:?}");
+    for (n, _, rel) in &f32s {
+        assert!(*rel <= 1e-2, "{n}: f32 gradients differ by {rel:e} (relative norm)");
+    }
+}
+
+/// examples/dms.snn trained for a few batches on the GPU and on the CPU from the same
+/// start (f64, ES-D-RTRL, Adam): the same weights; then the trained network runs 1000
+/// steps of a DMS trial with the same spikes on both.
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn dms_trained_on_the_gpu_equals_cpu_and_spikes_agree() {
+    use snnc_runtime::gpu::GpuGradient;
+    use snnc_runtime::learn::{Method, Sequence};
+    use snnc_runtime::train::tasks::{Dms, Task};
+    use snnc_runtime::train::{Optimizer, OptimizerKind, set_weights, train_batch, train_batch_gpu, weights_of};
+    flush_denormals();
+    let p = load("examples/dms.snn");
+    let def = &p.networks[0];
+    let batch = 32;
+    let o = Options { batch, seed: 0, learning: true, ..Options::default() };
+    let trainable: Vec<String> = def.projections.iter().filter(|pr| pr.trainable).map(|pr| pr.name.clone()).collect();
+    let method = Method::EsDRtrl { decay: 0.99 };
+    let start = weights_of(&Network::<f64>::build(&p, def, &o, &InterpFactory).unwrap(), &trainable);
+    let (mut w_cpu, mut w_gpu) = (start.clone(), start.clone());
+    let (mut opt_cpu, mut opt_gpu) = (Optimizer::new(OptimizerKind::Adam, 3e-3, None), Optimizer::new(OptimizerKind::Adam, 3e-3, None));
+    let make = |b: usize| Network::<f64>::build(&p, def, &Options { batch: b, ..o }, &JitFactory);
+    let mut nets = Vec::new();
+    let mut gpu = GpuNetwork::new(Network::<f64>::build(&p, def, &o, &InterpFactory).unwrap(), device()).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    let (mut task_cpu, mut task_gpu) = (Dms::new(1e-3, 1.0, batch, 1), Dms::new(1e-3, 1.0, batch, 1));
+    let t0 = std::time::Instant::now();
+    for b in 0..10 {
+        task_cpu.next_batch();
+        task_gpu.next_batch();
+        let labels = task_cpu.labels().to_vec();
+        let rc = train_batch(&make, &mut nets, &mut w_cpu, &trainable, &mut task_cpu, &labels, method, &mut opt_cpu, None).unwrap();
+        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut task_gpu, &labels, &mut opt_gpu).unwrap();
+        eprintln!("batch {b}: loss CPU {:.6} GPU {:.6}, accuracy {} / {}", rc.loss, rg.loss, rc.accuracy, rg.accuracy);
+        assert!((rc.loss - rg.loss).abs() <= 1e-6 * rc.loss.abs(), "batch {b}: loss CPU {} GPU {}", rc.loss, rg.loss);
+    }
+    eprintln!("10 DMS batches on CPU and GPU in {:.1} s", t0.elapsed().as_secs_f64());
+    for ((n, a), (_, b)) in w_cpu.iter().zip(&w_gpu) {
+        let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-6 * scale, "{n}: trained weights differ by {diff:e} (scale {scale:e})");
+    }
+    // The trained network forward, 1000 steps of one batch of trials.
+    let fwd = Options { learning: false, ..o };
+    let mut cpu = Network::<f64>::build(&p, def, &fwd, &JitFactory).unwrap();
+    set_weights(&mut cpu, &w_cpu).unwrap();
+    let mut host = Network::<f64>::build(&p, def, &fwd, &InterpFactory).unwrap();
+    set_weights(&mut host, &w_cpu).unwrap();
+    let mut g = GpuNetwork::new(host, device()).unwrap();
+    let mut task = Dms::new(1e-3, 1.0, batch, 2);
+    task.next_batch();
+    let (sizes, n_out) = task.shape();
+    let mut x: Vec<Vec<f64>> = sizes.iter().map(|s| vec![0.0; s * batch]).collect();
+    let mut tgt = vec![0.0; n_out * batch];
+    for t in 0..1000 {
+        task.fill(t, &mut x, &mut tgt);
+        let refs: Vec<&[f64]> = x.iter().map(|v| v.as_slice()).collect();
+        cpu.step(&refs).unwrap();
+        g.step(&refs).unwrap();
+        g.fetch(false).unwrap();
+        for (a, b) in cpu.pops.iter().zip(&g.host.pops) {
+            assert_eq!(a.spikes, b.spikes, "step {t}: `{}` spikes differ", a.name);
+        }
+    }
+    let rec = &cpu.pops[0];
+    eprintln!("trained DMS, 1000 steps: {} spikes in `{}` on both", rec.spike_count, rec.name);
+    assert!(rec.spike_count > 1000, "the trained network fires");
+}

@@ -132,6 +132,9 @@ fn gpu_es_d_rtrl_in_f32_tracks_cpu_f64() {
     let p = program(&stacked("L2", "Linear[3]"));
     let (want, got) = both::<f32>(&p, 40, 3, 0.9);
     assert_close(&want, &got, 2e-3);
+    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
+    let (want, got) = both::<f32>(&p, 40, 2, 0.95);
+    assert_close(&want, &got, 2e-3);
 }
 
 #[test]

@@ -65,6 +65,10 @@ pub struct TrainArgs {
     pub reps: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where the gradient is computed: the CPU (JIT, `--threads`), or GPU 0 (`cuda`:
+    /// ES-D-RTRL, the whole batch on the device; needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value = "jit")]
+    pub backend: super::train::TrainBackend,
 }
 
 #[derive(clap::Args, Debug)]
@@ -152,6 +156,9 @@ fn train(a: &TrainArgs) -> ExitCode {
         MethodArg::EsDRtrl => Method::EsDRtrl { decay: a.etrace_decay },
     };
     flush_denormals();
+    if a.backend == super::train::TrainBackend::Cuda {
+        return train_gpu(a, &program, method);
+    }
     for rep in 0..a.reps {
         let r = match a.precision {
             Precision::F32 => train_once::<f32>(a, &program, method, rep),
@@ -208,6 +215,65 @@ where
         );
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_gpu(_: &TrainArgs, _: &sema::Program, _: Method) -> ExitCode {
+    fail("this snnc was built without CUDA support; rebuild it with `cargo build --release --features cuda`")
+}
+
+#[cfg(feature = "cuda")]
+fn train_gpu(a: &TrainArgs, program: &sema::Program, method: Method) -> ExitCode {
+    for rep in 0..a.reps {
+        let r = match a.precision {
+            Precision::F32 => train_gpu_once::<f32>(a, program, method, rep),
+            Precision::F64 => train_gpu_once::<f64>(a, program, method, rep),
+        };
+        if let Err(e) = r {
+            return fail(e);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// One pass on GPU 0: the build (network to the device, trace kernels loaded) timed
+/// apart from the gradient, which ends with the gradients on the host.
+#[cfg(feature = "cuda")]
+fn train_gpu_once<T: snnc_runtime::gpu::GpuFloat>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> Result<(), String> {
+    use snnc_runtime::gpu::cuda::CudaDevice;
+    use snnc_runtime::gpu::{Device, GpuGradient, GpuNetwork};
+    use snnc_runtime::network::InterpFactory;
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let err = |e: RuntimeError| e.to_string();
+    let t0 = Instant::now();
+    let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
+    let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
+    let host = Network::<T>::build(program, &program.networks[0], &o, &InterpFactory).map_err(err)?;
+    let mut gpu = GpuNetwork::new(host, dev).map_err(err)?;
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).map_err(err)?;
+    gpu.dev.synchronize().map_err(|e| e.to_string())?;
+    let build = t0.elapsed().as_secs_f64();
+    let mut data = RandomSpikes::new(a.steps, a.batch, a.inputs, a.outputs, a.input_p, a.seed);
+    let t1 = Instant::now();
+    let g = grad.run(&mut gpu, &mut data).map_err(err)?;
+    let secs = t1.elapsed().as_secs_f64();
+    let grad_norm = g.total.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
+    println!(
+        "{{\"bench\":\"train\",\"tool\":\"snnc\",\"backend\":\"cuda\",\"device\":\"{}\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"{}\",\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
+        gpu.dev.name().replace('"', "'"),
+        method_name(a.method),
+        a.steps,
+        a.batch,
+        a.neurons,
+        a.inputs,
+        a.outputs,
+        if std::mem::size_of::<T>() == 4 { "f32" } else { "f64" },
+        (a.batch * a.steps) as f64 / secs,
+        g.loss,
+        g.state_bytes,
+        peak_rss_mb()
+    );
+    Ok(())
 }
 
 /// Times the kernel compilations of a build, so that JIT time is reported apart from

@@ -70,12 +70,16 @@ fn trainable_of(net: &Network<f64>, p: &Program) -> Vec<String> {
 
 /// The CPU's and the emulated GPU's ES-D-RTRL gradients of the same batch.
 fn both<T: GpuFloat>(p: &Program, steps: usize, batch: usize, decay: f64) -> (Gradients, Gradients) {
+    both_by::<T>(p, steps, batch, Method::EsDRtrl { decay })
+}
+
+/// The CPU's and the emulated GPU's gradients of the same batch by `method`.
+fn both_by<T: GpuFloat>(p: &Program, steps: usize, batch: usize, method: Method) -> (Gradients, Gradients) {
     let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
     let mut cpu = Network::<f64>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
     let trainable = trainable_of(&cpu, p);
     let (inputs, outputs) = (cpu.inputs[0].1, cpu.pops.iter().find(|q| q.kind == sema::PopKind::Readout).unwrap().n);
     let data = || RandomSpikes::new(steps, batch, inputs, outputs, 0.3, 6);
-    let method = Method::EsDRtrl { decay };
     let want = gradient_of(&mut cpu, &trainable, &mut data(), method, false).unwrap();
     let host = Network::<T>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
     let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
@@ -147,20 +151,41 @@ fn gpu_es_d_rtrl_matches_cpu_on_the_dms_example() {
     assert_close(&want, &got, 1e-9);
 }
 
+/// BPTT and D-RTRL on the device, against the CPU's, on every network above.
 #[test]
-fn gpu_gradient_refuses_what_it_cannot_do() {
+fn gpu_bptt_and_d_rtrl_match_cpu() {
+    let nets = [
+        ("stack, Linear readout", stacked("L2", "Linear[3]")),
+        ("stack, leaky readout of L2.v", stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }")),
+        ("trainable time constants", PARAMS.to_string()),
+    ];
+    for (what, text) in &nets {
+        let p = program(text);
+        for method in [Method::Bptt, Method::DRtrl] {
+            let (want, got) = both_by::<f64>(&p, 30, 2, method);
+            eprintln!("{what}, {method:?}: loss {}", got.loss);
+            assert_close(&want, &got, 1e-9);
+        }
+    }
+    let p = program(&stacked("L2", "Linear[3]"));
+    let (want, got) = both_by::<f32>(&p, 30, 2, Method::Bptt);
+    assert_close(&want, &got, 2e-3);
+}
+
+#[test]
+fn gpu_gradient_checks_its_data() {
     let p = program(&stacked("L2", "Linear[3]"));
     let opts = Options { batch: 2, learning: true, ..Options::default() };
     let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
     let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
     let names = ["W_in".to_string()];
-    for (m, what) in [(Method::Bptt, "BPTT"), (Method::DRtrl, "D-RTRL")] {
-        let e = GpuGradient::new(&mut gpu, &names, m).err().expect("refused").to_string();
-        assert!(e.contains(what) && e.contains("not on the GPU"), "{e}");
-    }
     let mut grad = GpuGradient::new(&mut gpu, &names, Method::EsDRtrl { decay: 0.9 }).unwrap();
     let e = grad.run(&mut gpu, &mut RandomSpikes::new(5, 3, 5, 3, 0.3, 1)).err().expect("wrong batch").to_string();
     assert!(e.contains("batch 3"), "{e}");
+    let e = grad.run(&mut gpu, &mut RandomSpikes::new(5, 2, 4, 3, 0.3, 1)).err().expect("wrong input size").to_string();
+    assert!(e.contains("sizes [4]"), "{e}");
+    let e = GpuGradient::new(&mut gpu, &["nope".to_string()], Method::Bptt).err().expect("no such name").to_string();
+    assert!(e.contains("`nope`"), "{e}");
 }
 
 /// Training batch after batch on the (emulated) GPU — reset, weights uploaded, gradient,

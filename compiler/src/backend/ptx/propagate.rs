@@ -42,6 +42,9 @@ pub const CLEAR_U32: &str = "snnc_clear_u32";
 
 /// `snnc_copy(src, dst, len)`: `dst[e] = src[e]`.
 pub const COPY: &str = "snnc_copy";
+/// `snnc_copy_at(src, dst, offset, len)`: `dst[offset + e] = src[e]` (into a plane of a
+/// packed buffer).
+pub const COPY_AT: &str = "snnc_copy_at";
 
 // The element-wise kernels of a GPU training step (ES-D-RTRL); the GEMMs go to cuBLAS
 // and the per-neuron traces are generated from the model (`discretise::trace`).
@@ -54,16 +57,20 @@ pub const MUL_ACC: &str = "snnc_mul_acc";
 /// `snnc_scale_add(y, x, len, alpha)`: `y[e] = alpha * y[e] + x[e]`, `alpha` the bits of
 /// a value of the module's float type in the low bits of the u64 (a presynaptic trace).
 pub const SCALE_ADD: &str = "snnc_scale_add";
-/// `snnc_exact_trace1(tr, d, f, x, l, g, batch, n_pre, n_out)`, one thread per weight
-/// `e = i * n_out + o` (grid over `n_pre * n_out`): the exact (D-RTRL) trace of a weight
-/// into a one-state population and its gradient, over the batch in order:
-/// `tr[b,i,o] = d[b,o] tr[b,i,o] + x[b,i] f[b,o]`, `g[i,o] += sum_b l[b,o] tr[b,i,o]`.
-/// No atomics: each thread owns its weight, so the sum is deterministic.
-pub const EXACT_TRACE1: &str = "snnc_exact_trace1";
+/// `snnc_exact_trace(tr_in, tr_out, d, f, x, l, g, batch, n_pre, n_out, k)`, one thread
+/// per weight `e = i * n_out + o` (grid over `n_pre * n_out`): the exact (D-RTRL) trace
+/// of a weight into a population with `k` hidden states and its gradient, over the batch
+/// in order. With P = batch * n_out (one plane), `d` holds D[a][c] in plane a*k + c, `f`
+/// the driving column Df[a][input] in plane a, `l` the learning signal in plane a:
+/// `tr_out[b,i,o,a] = sum_c d[a,c][b,o] tr_in[b,i,o,c] + x[b,i] f[a][b,o]` and
+/// `g[i,o] += sum_b sum_a l[a][b,o] tr_out[b,i,o,a]`. `tr_in` and `tr_out` may be the
+/// same buffer when `k` = 1 (each thread reads its element before writing it). No
+/// atomics: each thread owns its weight, so the sum is deterministic.
+pub const EXACT_TRACE: &str = "snnc_exact_trace";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 12] =
-    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE1];
+pub const ENTRIES: [&str; 13] =
+    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, COPY_AT, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE];
 
 /// Threads per block of the element-wise kernels.
 pub const BLOCK: u32 = 256;
@@ -93,11 +100,12 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     add(&mut o, &f, true);
     nonfinite(&mut o, &f);
     clear_u32(&mut o);
-    copy(&mut o, &f);
+    copy(&mut o, &f, false);
+    copy(&mut o, &f, true);
     mul_add(&mut o, &f, false);
     mul_add(&mut o, &f, true);
     scale_add(&mut o, &f);
-    exact_trace1(&mut o, &f);
+    exact_trace(&mut o, &f);
     o
 }
 
@@ -249,15 +257,21 @@ fn clear_u32(o: &mut String) {
     o.push_str("\tmov.u32 %r4, 0;\n\tst.global.u32 [%rd1], %r4;\n$L_end:\n\tret;\n}\n");
 }
 
-fn copy(o: &mut String, f: &Fmt) {
+/// [`COPY`], or with `at` [`COPY_AT`].
+fn copy(o: &mut String, f: &Fmt, at: bool) {
     let Fmt { t, sh, .. } = *f;
-    params(o, COPY, &["src", "dst", "len"]);
+    params(o, if at { COPY_AT } else { COPY }, if at { &["src", "dst", "offset", "len"] } else { &["src", "dst", "len"] });
     let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<2>;");
     index_guard(o, "len");
     let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
     pointer(o, "rd2", "src");
     pointer(o, "rd3", "dst");
-    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n");
+    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n");
+    if at {
+        let _ = writeln!(o, "\tld.param.u64 %rd4, [offset];\n\tadd.s64 %rd4, %rd4, %rd_i;\n\tshl.b64 %rd4, %rd4, {sh};\n\tadd.s64 %rd3, %rd3, %rd4;");
+    } else {
+        o.push_str("\tadd.s64 %rd3, %rd3, %rd1;\n");
+    }
     let _ = writeln!(o, "\tld.global.{t} %f1, [%rd2];\n\tst.global.{t} [%rd3], %f1;");
     o.push_str("$L_end:\n\tret;\n}\n");
 }
@@ -305,32 +319,50 @@ fn scale_add(o: &mut String, f: &Fmt) {
     o.push_str("$L_end:\n\tret;\n}\n");
 }
 
-fn exact_trace1(o: &mut String, f: &Fmt) {
+fn exact_trace(o: &mut String, f: &Fmt) {
     let Fmt { t, rn, sh, zero } = *f;
-    params(o, EXACT_TRACE1, &["tr", "d", "f", "x", "l", "g", "batch", "n_pre", "n_out"]);
-    let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<32>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<10>;");
+    params(o, EXACT_TRACE, &["tr_in", "tr_out", "d", "f", "x", "l", "g", "batch", "n_pre", "n_out", "k"]);
+    let _ = writeln!(o, "\t.reg .pred %p<5>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<40>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<12>;");
     // e < n_pre * n_out; i = e / n_out, o = e % n_out.
     o.push_str("\tmov.u32 %r1, %ctaid.x;\n\tmov.u32 %r2, %ntid.x;\n\tmov.u32 %r3, %tid.x;\n");
     o.push_str("\tcvt.u64.u32 %rd_i, %r3;\n\tmad.wide.u32 %rd_i, %r1, %r2, %rd_i;\n");
-    o.push_str("\tld.param.u64 %rd1, [n_pre];\n\tld.param.u64 %rd2, [n_out];\n\tld.param.u64 %rd3, [batch];\n");
+    o.push_str("\tld.param.u64 %rd1, [n_pre];\n\tld.param.u64 %rd2, [n_out];\n\tld.param.u64 %rd3, [batch];\n\tld.param.u64 %rd4, [k];\n");
     o.push_str("\tmul.lo.u64 %rd_n, %rd1, %rd2;\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;\n");
-    o.push_str("\tdiv.u64 %rd4, %rd_i, %rd2;\n\trem.u64 %rd5, %rd_i, %rd2;\n");
-    pointer(o, "rd6", "tr");
-    pointer(o, "rd7", "d");
-    pointer(o, "rd8", "f");
-    pointer(o, "rd9", "x");
-    pointer(o, "rd10", "l");
-    pointer(o, "rd11", "g");
-    // Per b: te = b * n_pre * n_out + e, bo = b * n_out + o, bi = b * n_pre + i.
-    let _ = writeln!(o, "\tmov.{t} %f1, {zero};\n\tmov.u64 %rd12, 0;\n\tmov.u64 %rd13, %rd_i;\n\tmov.u64 %rd14, %rd5;\n\tmov.u64 %rd15, %rd4;");
-    o.push_str("$L_b:\n\tsetp.ge.u64 %p2, %rd12, %rd3;\n\t@%p2 bra $L_done;\n");
-    let _ = writeln!(o, "\tshl.b64 %rd16, %rd13, {sh};\n\tadd.s64 %rd16, %rd6, %rd16;\n\tshl.b64 %rd17, %rd14, {sh};\n\tshl.b64 %rd18, %rd15, {sh};");
-    o.push_str("\tadd.s64 %rd19, %rd7, %rd17;\n\tadd.s64 %rd20, %rd8, %rd17;\n\tadd.s64 %rd21, %rd10, %rd17;\n\tadd.s64 %rd22, %rd9, %rd18;\n");
-    let _ = writeln!(o, "\tld.global.{t} %f2, [%rd16];\n\tld.global.{t} %f3, [%rd19];\n\tld.global.{t} %f4, [%rd20];\n\tld.global.{t} %f5, [%rd21];\n\tld.global.{t} %f6, [%rd22];");
-    // t = d * tr + x * f; acc += l * t
-    let _ = writeln!(o, "\tmul.{rn}.{t} %f7, %f3, %f2;\n\tmul.{rn}.{t} %f8, %f6, %f4;\n\tadd.{rn}.{t} %f7, %f7, %f8;\n\tst.global.{t} [%rd16], %f7;");
-    let _ = writeln!(o, "\tmul.{rn}.{t} %f9, %f5, %f7;\n\tadd.{rn}.{t} %f1, %f1, %f9;");
-    o.push_str("\tadd.s64 %rd12, %rd12, 1;\n\tadd.s64 %rd13, %rd13, %rd_n;\n\tadd.s64 %rd14, %rd14, %rd2;\n\tadd.s64 %rd15, %rd15, %rd1;\n\tbra.uni $L_b;\n");
-    let _ = writeln!(o, "$L_done:\n\tshl.b64 %rd23, %rd_i, {sh};\n\tadd.s64 %rd23, %rd11, %rd23;\n\tld.global.{t} %f2, [%rd23];\n\tadd.{rn}.{t} %f2, %f2, %f1;\n\tst.global.{t} [%rd23], %f2;");
+    o.push_str("\tdiv.u64 %rd5, %rd_i, %rd2;\n\trem.u64 %rd6, %rd_i, %rd2;\n");
+    // plane = batch * n_out (elements)
+    o.push_str("\tmul.lo.u64 %rd7, %rd3, %rd2;\n");
+    pointer(o, "rd8", "tr_in");
+    pointer(o, "rd9", "tr_out");
+    pointer(o, "rd10", "d");
+    pointer(o, "rd11", "f");
+    pointer(o, "rd12", "x");
+    pointer(o, "rd13", "l");
+    pointer(o, "rd14", "g");
+    // acc = 0; b = 0; te = e * k (trace element of (b, i, o, 0)); bo = o; bi = i
+    let _ = writeln!(o, "\tmov.{t} %f1, {zero};\n\tmov.u64 %rd15, 0;\n\tmul.lo.u64 %rd16, %rd_i, %rd4;\n\tmov.u64 %rd17, %rd6;\n\tmov.u64 %rd18, %rd5;");
+    // stride of te per b: n_pre * n_out * k
+    o.push_str("\tmul.lo.u64 %rd19, %rd_n, %rd4;\n");
+    o.push_str("$L_b:\n\tsetp.ge.u64 %p2, %rd15, %rd3;\n\t@%p2 bra $L_done;\n");
+    // xv = x[bi]
+    let _ = writeln!(o, "\tshl.b64 %rd20, %rd18, {sh};\n\tadd.s64 %rd20, %rd12, %rd20;\n\tld.global.{t} %f2, [%rd20];");
+    // for a in 0..k
+    o.push_str("\tmov.u64 %rd21, 0;\n$L_a:\n\tsetp.ge.u64 %p3, %rd21, %rd4;\n\t@%p3 bra $L_next_b;\n");
+    // s = 0; for c in 0..k: s += d[(a*k + c)*plane + bo] * tr_in[te + c]
+    let _ = writeln!(o, "\tmov.{t} %f3, {zero};\n\tmov.u64 %rd22, 0;\n\tmul.lo.u64 %rd23, %rd21, %rd4;");
+    o.push_str("$L_c:\n\tsetp.ge.u64 %p4, %rd22, %rd4;\n\t@%p4 bra $L_drive;\n");
+    o.push_str("\tadd.s64 %rd24, %rd23, %rd22;\n\tmad.lo.u64 %rd24, %rd24, %rd7, %rd17;\n");
+    let _ = writeln!(o, "\tshl.b64 %rd24, %rd24, {sh};\n\tadd.s64 %rd24, %rd10, %rd24;\n\tld.global.{t} %f4, [%rd24];");
+    let _ = writeln!(o, "\tadd.s64 %rd25, %rd16, %rd22;\n\tshl.b64 %rd25, %rd25, {sh};\n\tadd.s64 %rd25, %rd8, %rd25;\n\tld.global.{t} %f5, [%rd25];");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f6, %f4, %f5;\n\tadd.{rn}.{t} %f3, %f3, %f6;");
+    o.push_str("\tadd.s64 %rd22, %rd22, 1;\n\tbra.uni $L_c;\n$L_drive:\n");
+    // s += xv * f[a*plane + bo]; tr_out[te + a] = s; acc += l[a*plane + bo] * s
+    o.push_str("\tmad.lo.u64 %rd26, %rd21, %rd7, %rd17;\n");
+    let _ = writeln!(o, "\tshl.b64 %rd26, %rd26, {sh};\n\tadd.s64 %rd27, %rd11, %rd26;\n\tld.global.{t} %f7, [%rd27];\n\tadd.s64 %rd28, %rd13, %rd26;\n\tld.global.{t} %f8, [%rd28];");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f9, %f2, %f7;\n\tadd.{rn}.{t} %f3, %f3, %f9;");
+    let _ = writeln!(o, "\tadd.s64 %rd29, %rd16, %rd21;\n\tshl.b64 %rd29, %rd29, {sh};\n\tadd.s64 %rd29, %rd9, %rd29;\n\tst.global.{t} [%rd29], %f3;");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f10, %f8, %f3;\n\tadd.{rn}.{t} %f1, %f1, %f10;");
+    o.push_str("\tadd.s64 %rd21, %rd21, 1;\n\tbra.uni $L_a;\n$L_next_b:\n");
+    o.push_str("\tadd.s64 %rd15, %rd15, 1;\n\tadd.s64 %rd16, %rd16, %rd19;\n\tadd.s64 %rd17, %rd17, %rd2;\n\tadd.s64 %rd18, %rd18, %rd1;\n\tbra.uni $L_b;\n");
+    let _ = writeln!(o, "$L_done:\n\tshl.b64 %rd30, %rd_i, {sh};\n\tadd.s64 %rd30, %rd14, %rd30;\n\tld.global.{t} %f11, [%rd30];\n\tadd.{rn}.{t} %f11, %f11, %f1;\n\tst.global.{t} [%rd30], %f11;");
     o.push_str("$L_end:\n\tret;\n}\n");
 }

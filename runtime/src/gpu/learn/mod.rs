@@ -1,28 +1,31 @@
-//! ES-D-RTRL on the device: the gradient of a sequence loss for a [`GpuNetwork`], with
-//! every per-step array (traces, learning signals, gradients) resident on the GPU.
+//! Gradients of a sequence loss for a [`GpuNetwork`] — ES-D-RTRL, D-RTRL and BPTT, as on
+//! the CPU ([`crate::learn`]) — with every per-step array (traces, learning signals,
+//! tapes, gradients) resident on the GPU.
 //!
 //! Per step, after the network's step (whose kernels also write D, Df and ds/dh as
 //! states, as on the CPU):
 //! 1. the readout's output (B x O) comes to the host, where the loss, its gradient and
 //!    the evidence are computed in f64 by the CPU's code; the gradient goes back (B x O);
 //! 2. learning signals from the top of the stack down: dL/ds of what the readout reads
-//!    (cuBLAS: err W^T), l = dL/ds * ds/dh + dL/dh per hidden state (element-wise), and
-//!    along each same-step link dL/ds_q += (sum_a l_a Df_a) W^T (element-wise, cuBLAS);
-//! 3. the traces: the per-neuron ES-D-RTRL output trace eps_f and u = l . eps_f, and the
-//!    trainable params' exact traces, are the generated trace steps
+//!    (cuBLAS: err W^T), l = dL/ds * ds/dh + dL/dh per hidden state (element-wise), and,
+//!    for the online methods, along each same-step link dL/ds_q += (sum_a l_a Df_a) W^T;
+//! 3. the traces (online methods): the ES-D-RTRL output trace eps_f with u = l . eps_f,
+//!    and the trainable params' exact traces, are the compiler's generated trace steps
 //!    ([`snnc_compiler::discretise::trace`]) as PTX, launched like a population step;
-//!    eps_x = decay eps_x + x element-wise; the weights into a one-state readout with
-//!    dynamics get their exact trace ([`prop::EXACT_TRACE1`]);
-//! 4. the gradient products: g += (1 / c_t) eps_x^T u and g += x^T err (Linear readout)
-//!    are GEMMs over the batch (k = B), param gradients a GEMM with a vector of ones.
+//!    eps_x = decay eps_x + x element-wise; exact traces (D-RTRL, and the weights into a
+//!    readout with dynamics in every online method) per weight ([`prop::EXACT_TRACE`]);
+//!    then the gradient products g += (1 / c_t) eps_x^T u as GEMMs over the batch;
+//!    or (BPTT) the step is taped on the device ([`bptt`]) for the backward pass;
+//! 4. g += x^T err for a `Linear` readout's weights (GEMM), in every method.
 //!
 //! What a projection read at step t is what the CPU's `StepTrace::pre` holds: the live
 //! buffer for sources stepped before its target (inputs, lower layers), a copy taken
 //! before the step for the others (recurrent spikes s^{t-1}).
 //!
 //! The plan (which projection is traced how, what is refused) is the CPU's
-//! ([`crate::learn::plan`]). Not on the GPU yet: BPTT and D-RTRL, readouts with dynamics
-//! of more than one state, per-step records, updates within a sequence.
+//! ([`crate::learn::plan`]). Not on the GPU: per-step records, updates within a sequence.
+
+mod bptt;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
 use super::{GpuFloat, GpuNetwork, dev_err};
@@ -35,8 +38,8 @@ use snnc_compiler::backend::ptx::{Role, STEP_ENTRY, compile_step, launch_config}
 use snnc_compiler::discretise::trace::{TraceKind, trace_step};
 use snnc_compiler::sema::Source;
 
-/// A generated trace step loaded on the device, with its argument buffers.
-struct TraceLaunch {
+/// A generated step (trace or adjoint) loaded on the device, with its buffers.
+struct Launch {
     module: ModId,
     args: Vec<Buf>,
     /// Elements (B x N).
@@ -45,7 +48,7 @@ struct TraceLaunch {
 
 /// One ES-D-RTRL (population, input) group: eps_f (K slices), u, and its members.
 struct Group {
-    trace: TraceLaunch,
+    trace: Launch,
     n: usize,
     eps_f: Vec<Buf>,
     u: Buf,
@@ -61,32 +64,42 @@ struct Member {
     grad: Buf,
 }
 
-/// The exact trace of a weight into a one-state readout with dynamics.
-struct Exact {
+/// The exact traces into one (population, input): they share D, the Df column and l,
+/// packed into planes for [`prop::EXACT_TRACE`] when K > 1 (with K = 1 the population's
+/// own buffers are the planes).
+struct ExactGroup {
+    pop: usize,
+    input: usize,
+    k: usize,
+    n: usize,
+    /// (D planes, Df planes, l planes): packed copies when K > 1.
+    packed: Option<(Buf, Buf, Buf)>,
+    members: Vec<ExactMember>,
+}
+
+struct ExactMember {
     ei: usize,
     proj: usize,
     n_pre: usize,
-    n: usize,
-    tr: Buf,
-    d: Buf,
-    f: Buf,
+    /// The trace (B x I x O x K); two when K > 1 (read one, write the other).
+    tr: [Buf; 2],
     grad: Buf,
 }
 
 struct ParamTrace {
-    trace: TraceLaunch,
+    trace: Launch,
     pop: usize,
     eps: Vec<Buf>,
     u: Buf,
     grad: Buf,
 }
 
-/// Device state of ES-D-RTRL gradients for one [`GpuNetwork`] (made for it by
-/// [`GpuGradient::new`], and used only with it): buffers are allocated and trace kernels
-/// loaded once, then [`GpuGradient::run`] computes the gradient of one batch.
+/// Device state of the gradients of one [`GpuNetwork`] (made for it by
+/// [`GpuGradient::new`], and used only with it): buffers are allocated and generated
+/// kernels loaded once, then [`GpuGradient::run`] computes the gradient of one batch.
 pub struct GpuGradient<T> {
     plan: Plan,
-    decay: f64,
+    method: Method,
     err: Buf,
     /// Per population with a step: dL/ds (B x N), dL/dh and l (K slices each).
     dlds: Vec<Option<Buf>>,
@@ -98,11 +111,14 @@ pub struct GpuGradient<T> {
     /// Per projection: the copy of what it read, for sources that step after its target.
     pre: Vec<Option<Buf>>,
     groups: Vec<Group>,
-    exact: Vec<Exact>,
+    exact: Vec<ExactGroup>,
     params: Vec<ParamTrace>,
     /// Per plain (Linear readout) weight: its gradient (n_pre x O).
     plain: Vec<(usize, usize, Buf)>,
-    state_bytes: usize,
+    /// BPTT: the tape and the backward pass, with one gradient per etrace projection.
+    bptt: Option<(bptt::Tape, Vec<Buf>, Vec<Buf>)>,
+    /// Bytes of the traces (the online methods' state).
+    trace_bytes: usize,
     y: Vec<T>,
     err_t: Vec<T>,
 }
@@ -112,16 +128,11 @@ fn flat(len: usize) -> (u32, u32) {
 }
 
 impl<T: GpuFloat> GpuGradient<T> {
-    /// Plans and allocates the gradient of `trainable` by `method` (ES-D-RTRL only) for
-    /// `g`, whose host network was built with `Options::learning`.
+    /// Plans and allocates the gradient of `trainable` by `method` for `g`, whose host
+    /// network was built with `Options::learning`.
     pub fn new<D: Device>(g: &mut GpuNetwork<T, D>, trainable: &[String], method: Method) -> Result<GpuGradient<T>, RuntimeError> {
-        let Method::EsDRtrl { decay } = method else {
-            return Err(RuntimeError::Build(format!(
-                "{} is not on the GPU yet (ES-D-RTRL is); use the CPU backend for it",
-                if method == Method::Bptt { "BPTT" } else { "D-RTRL" }
-            )));
-        };
         let plan = plan(&g.host, trainable)?;
+        let online = method != Method::Bptt;
         let net = &g.host;
         let batch = net.batch;
         let fe = Elem::float(T::PRECISION);
@@ -147,8 +158,6 @@ impl<T: GpuFloat> GpuGradient<T> {
         let mu = alloc(batch * plan.hidden.iter().map(|&p| n_of(p)).max().unwrap_or(1), "learn.mu".into())?;
         let ones = alloc(batch, "learn.ones".into())?;
         let mut pre = vec![None; net.projs.len()];
-        let mut groups: Vec<Group> = Vec::new();
-        let mut exact = Vec::new();
         let n_pre_of = |i: usize| net.dense_weights(i).map_or(0, |w| w.nrows());
         let mut needs_pre = |i: usize, alloc: &mut dyn FnMut(usize, String) -> Result<Buf, RuntimeError>| -> Result<(), RuntimeError> {
             let pr = &net.projs[i];
@@ -157,39 +166,53 @@ impl<T: GpuFloat> GpuGradient<T> {
             }
             Ok(())
         };
+        let mut groups: Vec<Group> = Vec::new();
+        let mut exact: Vec<ExactGroup> = Vec::new();
+        let mut bptt_grads = Vec::new();
         for (ei, e) in plan.etrace.iter().enumerate() {
             let t = &e.target;
             needs_pre(t.index, &mut alloc)?;
             let n = n_of(t.pop);
             let grad = alloc(t.n_pre * n, format!("learn.{}.grad", e.name))?;
-            let dl = net.pops[t.pop].deriv.expect("the plan checked learning");
-            if t.pop == plan.r {
-                // The readout's weights: their exact trace (as on the CPU, in every method).
-                if dl.k != 1 {
-                    return Err(RuntimeError::Build(format!(
-                        "`{}`: weights into a readout with {} states are not trained on the GPU yet (one state, such as LeakyReadout, is)",
-                        e.name, dl.k
-                    )));
-                }
-                let states = &g.pops[t.pop].states;
-                let tr = alloc(batch * t.n_pre * n, format!("learn.{}.trace", e.name))?;
-                bytes += batch * t.n_pre * n * size;
-                exact.push(Exact { ei, proj: t.index, n_pre: t.n_pre, n, tr, d: states[dl.d], f: states[dl.df + t.input], grad });
+            let k = k_of(t.pop);
+            if !online {
+                bptt_grads.push(grad);
                 continue;
             }
-            let gi = match groups.iter().position(|gr| gr.members.first().is_some_and(|m| {
-                let u = &plan.etrace[m.ei].target;
+            if method == Method::DRtrl || t.pop == plan.r {
+                // Exact traces: D-RTRL, and the readout's weights in every online method.
+                let gi = match exact.iter().position(|x| x.pop == t.pop && x.input == t.input) {
+                    Some(gi) => gi,
+                    None => {
+                        let packed = if k > 1 {
+                            let plane = batch * n;
+                            Some((alloc(k * k * plane, format!("learn.{}.D", e.name))?, alloc(k * plane, format!("learn.{}.Df", e.name))?, alloc(k * plane, format!("learn.{}.l", e.name))?))
+                        } else {
+                            None
+                        };
+                        exact.push(ExactGroup { pop: t.pop, input: t.input, k, n, packed, members: Vec::new() });
+                        exact.len() - 1
+                    }
+                };
+                let len = batch * t.n_pre * n * k;
+                let tr0 = alloc(len, format!("learn.{}.trace", e.name))?;
+                let tr1 = if k > 1 { alloc(len, format!("learn.{}.trace'", e.name))? } else { tr0 };
+                bytes += len * size * if k > 1 { 2 } else { 1 };
+                exact[gi].members.push(ExactMember { ei, proj: t.index, n_pre: t.n_pre, tr: [tr0, tr1], grad });
+                continue;
+            }
+            let gi = match groups.iter().position(|gr| {
+                let u = &plan.etrace[gr.members[0].ei].target;
                 u.pop == t.pop && u.input == t.input
-            })) {
+            }) {
                 Some(gi) => gi,
                 None => {
-                    let k = dl.k;
                     let eps_f: Vec<Buf> = (0..k).map(|a| alloc(batch * n, format!("learn.{}.eps_f{a}", e.name))).collect::<Result<_, _>>()?;
                     let u = alloc(batch * n, format!("learn.{}.u", e.name))?;
                     bytes += k * batch * n * size;
                     let mut states = eps_f.clone();
                     states.push(u);
-                    groups.push(Group { trace: TraceLaunch { module: ModId(0), args: states, len: batch * n }, n, eps_f, u, members: Vec::new() });
+                    groups.push(Group { trace: Launch { module: ModId(0), args: states, len: batch * n }, n, eps_f, u, members: Vec::new() });
                     groups.len() - 1
                 }
             };
@@ -203,32 +226,40 @@ impl<T: GpuFloat> GpuGradient<T> {
             plain.push((*i, n_pre_of(*i), alloc(n_pre_of(*i) * o, format!("learn.{name}.grad"))?));
         }
         let mut params = Vec::new();
+        let mut bptt_param_grads = Vec::new();
         for q in &plan.params {
             let (n, k) = (n_of(q.pop), k_of(q.pop));
+            let grad = alloc(n, format!("learn.{}.grad", q.name))?;
+            if !online {
+                bptt_param_grads.push(grad);
+                continue;
+            }
             let eps: Vec<Buf> = (0..k).map(|a| alloc(batch * n, format!("learn.{}.eps{a}", q.name))).collect::<Result<_, _>>()?;
             let u = alloc(batch * n, format!("learn.{}.u", q.name))?;
             bytes += k * batch * n * size;
-            let grad = alloc(n, format!("learn.{}.grad", q.name))?;
             let mut states = eps.clone();
             states.push(u);
-            params.push(ParamTrace { trace: TraceLaunch { module: ModId(0), args: states, len: batch * n }, pop: q.pop, eps, u, grad });
+            params.push(ParamTrace { trace: Launch { module: ModId(0), args: states, len: batch * n }, pop: q.pop, eps, u, grad });
         }
         g.dev.upload(ones, T::host(&vec![T::from_f64(1.0); batch])).map_err(dev_err)?;
         // The generated trace steps.
-        for gr in &mut groups {
-            let t = &plan.etrace[gr.members[0].ei].target;
-            let states = std::mem::take(&mut gr.trace.args);
-            gr.trace = load_trace(g, &l, t.pop, TraceKind::EsOutput { input: t.input }, &[decay], states)?;
+        if let Method::EsDRtrl { decay } = method {
+            for gr in &mut groups {
+                let t = &plan.etrace[gr.members[0].ei].target;
+                let states = std::mem::take(&mut gr.trace.args);
+                gr.trace = load_trace(g, &l, t.pop, TraceKind::EsOutput { input: t.input }, &[decay], states)?;
+            }
         }
         for (pt, q) in params.iter_mut().zip(&plan.params) {
             let states = std::mem::take(&mut pt.trace.args);
             pt.trace = load_trace(g, &l, q.pop, TraceKind::Param { col: q.col }, &[], states)?;
         }
+        let bptt = if online { None } else { Some((bptt::Tape::new(g, &plan)?, bptt_grads, bptt_param_grads)) };
         Ok(GpuGradient {
             y: vec![T::from_f64(0.0); batch * o],
             err_t: vec![T::from_f64(0.0); batch * o],
             plan,
-            decay,
+            method,
             err,
             dlds,
             dldh,
@@ -240,7 +271,8 @@ impl<T: GpuFloat> GpuGradient<T> {
             exact,
             params,
             plain,
-            state_bytes: bytes,
+            bptt,
+            trace_bytes: bytes,
         })
     }
 
@@ -260,13 +292,18 @@ impl<T: GpuFloat> GpuGradient<T> {
         if n_target != g.host.pops[r].n {
             return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", g.host.pops[r].n, g.host.pops[r].name)));
         }
-        let bufs = self.groups.iter().flat_map(|gr| gr.eps_f.iter().chain(gr.members.iter().flat_map(|m| [&m.eps_x, &m.grad])));
-        let bufs: Vec<Buf> = bufs
-            .chain(self.exact.iter().flat_map(|e| [&e.tr, &e.grad]))
-            .chain(self.params.iter().flat_map(|p| p.eps.iter().chain([&p.grad])))
-            .chain(self.plain.iter().map(|(.., b)| b))
-            .copied()
-            .collect();
+        let mut bufs: Vec<Buf> = Vec::new();
+        for gr in &self.groups {
+            bufs.extend(&gr.eps_f);
+            bufs.extend(gr.members.iter().flat_map(|m| [m.eps_x, m.grad]));
+        }
+        bufs.extend(self.exact.iter().flat_map(|x| x.members.iter().flat_map(|m| [m.tr[0], m.tr[1], m.grad])));
+        bufs.extend(self.params.iter().flat_map(|p| p.eps.iter().copied().chain([p.grad])));
+        bufs.extend(self.plain.iter().map(|(.., b)| *b));
+        if let Some((tape, gs, ps)) = &mut self.bptt {
+            tape.clear();
+            bufs.extend(gs.iter().chain(ps.iter()));
+        }
         for b in bufs {
             g.dev.zero(b).map_err(dev_err)?;
         }
@@ -290,7 +327,7 @@ impl<T: GpuFloat> GpuGradient<T> {
             for (i, p) in self.pre.iter().enumerate() {
                 if let Some(p) = *p {
                     let src = g.source(i).0;
-                    let len = batch * self.plan_n_pre(g, i);
+                    let len = batch * g.projs[i].n_pre;
                     g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(p), KArg::U64(len as u64)])?;
                 }
             }
@@ -304,31 +341,44 @@ impl<T: GpuFloat> GpuGradient<T> {
             self.err_t.iter_mut().zip(&err64).for_each(|(a, b)| *a = T::from_f64(*b));
             g.dev.upload(self.err, T::host(&self.err_t)).map_err(dev_err)?;
             self.signals(g)?;
-            self.traces(g, t)?;
+            match &mut self.bptt {
+                Some((tape, ..)) => {
+                    let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| self.pre[e.target.index].unwrap_or_else(|| g.source(e.target.index).0)).collect();
+                    tape.push(g, &self.plan, &self.l, &pre)?;
+                }
+                None => self.traces(g, t)?,
+            }
+        }
+        if let Some((tape, gs, ps)) = &mut self.bptt {
+            tape.backward(g, &self.plan, self.ones, gs, ps)?;
         }
         // The gradients to the host, in the CPU's order: etrace, plain, params.
-        let mut total: Vec<(String, Array2<f64>)> = Vec::new();
-        let mut etrace: Vec<Option<Array2<f64>>> = vec![None; self.plan.etrace.len()];
-        let members = self.groups.iter().flat_map(|gr| gr.members.iter().map(|m| (m.ei, m.n_pre, gr.n, m.grad)));
-        let all: Vec<(usize, usize, usize, Buf)> = members.chain(self.exact.iter().map(|e| (e.ei, e.n_pre, e.n, e.grad))).collect();
-        for (ei, rows, cols, b) in all {
-            etrace[ei] = Some(download(g, b, rows, cols)?);
+        let mut etrace: Vec<Option<Buf>> = vec![None; self.plan.etrace.len()];
+        for m in self.groups.iter().flat_map(|gr| &gr.members) {
+            etrace[m.ei] = Some(m.grad);
         }
-        for (e, gm) in self.plan.etrace.iter().zip(etrace) {
-            total.push((e.name.clone(), gm.expect("every etrace projection has a gradient")));
+        for m in self.exact.iter().flat_map(|x| &x.members) {
+            etrace[m.ei] = Some(m.grad);
+        }
+        let mut param_grads: Vec<Buf> = self.params.iter().map(|p| p.grad).collect();
+        if let Some((_, gs, ps)) = &self.bptt {
+            etrace = gs.iter().map(|b| Some(*b)).collect();
+            param_grads = ps.clone();
+        }
+        let mut total: Vec<(String, Array2<f64>)> = Vec::new();
+        for (e, b) in self.plan.etrace.iter().zip(etrace) {
+            let n = g.host.pops[e.target.pop].n;
+            total.push((e.name.clone(), download(g, b.expect("every etrace projection has a gradient"), e.target.n_pre, n)?));
         }
         let o = g.host.pops[r].n;
         for ((_, name), &(_, n_pre, b)) in self.plan.plain.iter().zip(&self.plain) {
             total.push((name.clone(), download(g, b, n_pre, o)?));
         }
-        for (q, pt) in self.plan.params.iter().zip(&self.params) {
-            total.push((q.name.clone(), download(g, pt.grad, 1, g.host.pops[pt.pop].n)?));
+        for (q, b) in self.plan.params.iter().zip(param_grads) {
+            total.push((q.name.clone(), download(g, b, 1, g.host.pops[q.pop].n)?));
         }
-        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes: self.state_bytes, evidence, recorded: Vec::new() })
-    }
-
-    fn plan_n_pre<D>(&self, g: &GpuNetwork<T, D>, i: usize) -> usize {
-        g.projs[i].n_pre
+        let state_bytes = self.bptt.as_ref().map_or(self.trace_bytes, |(tape, ..)| tape.bytes());
+        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence, recorded: Vec::new() })
     }
 
     /// x^t of projection `i`: its copy, or the live source buffer.
@@ -371,6 +421,10 @@ impl<T: GpuFloat> GpuGradient<T> {
                 let args = [KArg::Buf(dlds), KArg::Buf(ds), KArg::Buf(self.dldh[p][a]), KArg::Buf(self.l[p][a]), KArg::U64(len as u64)];
                 g.launch(prop::MUL_ADD, flat(len), BLOCK, &args)?;
             }
+            // BPTT's backward pass carries the loss down the stack itself.
+            if self.method == Method::Bptt {
+                continue;
+            }
             for li in 0..self.plan.links.len() {
                 let lk = &self.plan.links[li];
                 if lk.to != p || !lk.now {
@@ -393,35 +447,62 @@ impl<T: GpuFloat> GpuGradient<T> {
         Ok(())
     }
 
-    /// The traces and the gradient products of step `t`.
+    /// The online methods' traces and gradient products of step `t`.
     fn traces<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, t: usize) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
-        let r = self.plan.r;
-        for e in &self.exact {
-            let x = self.pre_of(g, e.proj);
-            let args = [
-                KArg::Buf(e.tr),
-                KArg::Buf(e.d),
-                KArg::Buf(e.f),
-                KArg::Buf(x),
-                KArg::Buf(self.l[r][0]),
-                KArg::Buf(e.grad),
-                KArg::U64(batch as u64),
-                KArg::U64(e.n_pre as u64),
-                KArg::U64(e.n as u64),
-            ];
-            g.launch(prop::EXACT_TRACE1, flat(e.n_pre * e.n), BLOCK, &args)?;
+        for x in &mut self.exact {
+            let (p, k, n) = (x.pop, x.k, x.n);
+            let dl = g.host.pops[p].deriv.expect("planned");
+            let states = &g.pops[p].states;
+            let (d, f, l) = match x.packed {
+                None => (states[dl.d], states[dl.df + x.input], self.l[p][0]),
+                Some((d, f, l)) => {
+                    // One plane per D[a][c], Df[a][input] and l_a.
+                    let plane = batch * n;
+                    let mut copies: Vec<(Buf, Buf, usize)> = Vec::new();
+                    for a in 0..k {
+                        for c in 0..k {
+                            copies.push((states[dl.d + a * k + c], d, (a * k + c) * plane));
+                        }
+                        copies.push((states[dl.df + a * dl.n_in + x.input], f, a * plane));
+                        copies.push((self.l[p][a], l, a * plane));
+                    }
+                    for (src, dst, at) in copies {
+                        g.launch(prop::COPY_AT, flat(plane), BLOCK, &[KArg::Buf(src), KArg::Buf(dst), KArg::U64(at as u64), KArg::U64(plane as u64)])?;
+                    }
+                    (d, f, l)
+                }
+            };
+            for m in &mut x.members {
+                let xb = self.pre[m.proj].unwrap_or_else(|| g.source(m.proj).0);
+                let args = [
+                    KArg::Buf(m.tr[0]),
+                    KArg::Buf(m.tr[1]),
+                    KArg::Buf(d),
+                    KArg::Buf(f),
+                    KArg::Buf(xb),
+                    KArg::Buf(l),
+                    KArg::Buf(m.grad),
+                    KArg::U64(batch as u64),
+                    KArg::U64(m.n_pre as u64),
+                    KArg::U64(n as u64),
+                    KArg::U64(k as u64),
+                ];
+                g.launch(prop::EXACT_TRACE, flat(m.n_pre * n), BLOCK, &args)?;
+                m.tr.swap(0, 1);
+            }
         }
         for pt in &self.params {
-            launch_trace(g, &pt.trace)?;
+            launch_step(g, &pt.trace)?;
             let n = g.host.pops[pt.pop].n;
             // grad (1 x N) += ones^T u: the sum over the batch.
             g.dev.gemm(&outer(pt.grad, self.ones, pt.u, batch, 1, n, 1.0)).map_err(dev_err)?;
         }
-        let inv_c = 1.0 / bias_correction(self.decay, t);
-        let decay_bits = T::from_f64(self.decay).bits();
+        let Method::EsDRtrl { decay } = self.method else { return Ok(()) };
+        let inv_c = 1.0 / bias_correction(decay, t);
+        let decay_bits = T::from_f64(decay).bits();
         for gr in &self.groups {
-            launch_trace(g, &gr.trace)?;
+            launch_step(g, &gr.trace)?;
             for m in &gr.members {
                 let x = self.pre_of(g, m.proj);
                 let len = batch * m.n_pre;
@@ -442,36 +523,49 @@ fn load_trace<T: GpuFloat, D: Device>(
     kind: TraceKind,
     params: &[f64],
     states: Vec<Buf>,
-) -> Result<TraceLaunch, RuntimeError> {
+) -> Result<Launch, RuntimeError> {
     let pop = &g.host.pops[p];
     let (Some(step), Some(dl)) = (&pop.step, pop.deriv) else {
         return Err(RuntimeError::Build(format!("population `{}` was not built for learning (Options::learning)", pop.name)));
     };
     let layout = trace_step(step, &dl, kind);
-    let specs: Vec<ParamSpec> = params.iter().map(|v| ParamSpec::Uniform(*v)).collect();
-    let target = g.dev.target();
-    let k = compile_step(&layout.step, &specs, g.host.dt, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: trace step: {e}", pop.name)))?;
     let pop_states = &g.pops[p].states;
     let mut inputs: Vec<Buf> = layout.d.iter().map(|(a, c)| pop_states[dl.d + a * dl.k + c]).collect();
     inputs.extend(layout.drive_states.iter().map(|&s| pop_states[s]));
     inputs.extend(&l[p]);
+    load_step(g, p, &layout.step, params, &states, &inputs)
+}
+
+/// Compiles a step generated for population `p` and binds its arguments: state i to
+/// `states[i]`, input i to `inputs[i]`.
+fn load_step<T: GpuFloat, D: Device>(
+    g: &mut GpuNetwork<T, D>,
+    p: usize,
+    step: &snnc_compiler::discretise::Step,
+    params: &[f64],
+    states: &[Buf],
+    inputs: &[Buf],
+) -> Result<Launch, RuntimeError> {
+    let name = &g.host.pops[p].name;
+    let specs: Vec<ParamSpec> = params.iter().map(|v| ParamSpec::Uniform(*v)).collect();
+    let k = compile_step(step, &specs, g.host.dt, T::PRECISION, g.dev.target()).map_err(|e| RuntimeError::Build(format!("population `{name}`: generated step: {e}")))?;
     let mut args = Vec::new();
     for a in &k.args {
         args.push(match a.role {
             Role::State(i) if i < states.len() => states[i],
             Role::Input(i) if i < inputs.len() => inputs[i],
-            role => return Err(RuntimeError::Build(format!("population `{}`: trace step argument {role:?} is not supported on the GPU", pop.name))),
+            role => return Err(RuntimeError::Build(format!("population `{name}`: generated step argument {role:?} is not supported on the GPU"))),
         });
     }
-    let len = g.host.batch * pop.n;
+    let len = g.host.batch * g.host.pops[p].n;
     let module = g.dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?;
-    Ok(TraceLaunch { module, args, len })
+    Ok(Launch { module, args, len })
 }
 
-fn launch_trace<T: GpuFloat, D: Device>(g: &mut GpuNetwork<T, D>, tr: &TraceLaunch) -> Result<(), RuntimeError> {
-    let mut args: Vec<KArg> = tr.args.iter().map(|b| KArg::Buf(*b)).collect();
-    args.extend([KArg::U64(tr.len as u64), KArg::F64(0.0), KArg::U64(0), KArg::U64(0), KArg::U64(0)]);
-    g.dev.launch(tr.module, STEP_ENTRY, flat(tr.len), BLOCK, &args).map_err(dev_err)
+fn launch_step<T: GpuFloat, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Result<(), RuntimeError> {
+    let mut args: Vec<KArg> = s.args.iter().map(|b| KArg::Buf(*b)).collect();
+    args.extend([KArg::U64(s.len as u64), KArg::F64(0.0), KArg::U64(0), KArg::U64(0), KArg::U64(0)]);
+    g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
 }
 
 /// The device buffer of dense projection `i`'s weights (n_pre x n_post, row-major).

@@ -161,19 +161,18 @@ network bench {{
     ))
 }
 
-/// ES-D-RTRL on the GPU against the CPU (JIT, same float type): per gradient, the
+/// Gradients on the GPU against the CPU's (JIT, same float type): per gradient, the
 /// largest difference relative to the largest entry, and the relative Frobenius norm.
-fn gradients_both<T: GpuFloat>(p: &Program, steps: usize, batch: usize) -> Vec<(String, f64, f64)>
+fn gradients_both<T: GpuFloat>(p: &Program, steps: usize, batch: usize, method: snnc_runtime::learn::Method) -> Vec<(String, f64, f64)>
 where
     JitFactory: KernelFactory<T>,
 {
     use snnc_runtime::gpu::GpuGradient;
-    use snnc_runtime::learn::{Method, gradient_of};
+    use snnc_runtime::learn::gradient_of;
     use snnc_runtime::train::tasks::RandomSpikes;
     flush_denormals();
     let o = Options { batch, seed: 3, learning: true, ..Options::default() };
     let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
-    let method = Method::EsDRtrl { decay: 0.9 };
     let mut cpu = Network::<T>::build(p, &p.networks[0], &o, &JitFactory).unwrap();
     let (inputs, outputs) = (cpu.inputs[0].1, cpu.pops[1].n);
     let data = || RandomSpikes::new(steps, batch, inputs, outputs, 0.1, 5);
@@ -199,17 +198,20 @@ where
 
 #[test]
 #[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
-fn es_d_rtrl_gradients_gpu_equal_cpu() {
+fn gradients_gpu_equal_cpu() {
+    use snnc_runtime::learn::Method;
     let p = bench_workload(256, 64, 10);
-    let f64s = gradients_both::<f64>(&p, 300, 32);
-    eprintln!("ES-D-RTRL f64 (T 300, B 32, 256 LIF): (gradient, max diff / max, relative norm) {f64s:?}");
-    for (n, max, _) in &f64s {
-        assert!(*max <= 1e-8, "{n}: f64 gradients differ by {max:e} of their scale");
-    }
-    let f32s = gradients_both::<f32>(&p, 300, 32);
-    eprintln!("ES-D-RTRL f32: (gradient, max diff / max, relative norm) {f32s:?}");
-    for (n, _, rel) in &f32s {
-        assert!(*rel <= 1e-2, "{n}: f32 gradients differ by {rel:e} (relative norm)");
+    for method in [Method::EsDRtrl { decay: 0.9 }, Method::DRtrl, Method::Bptt] {
+        let f64s = gradients_both::<f64>(&p, 300, 32, method);
+        eprintln!("{method:?} f64 (T 300, B 32, 256 LIF): (gradient, max diff / max, relative norm) {f64s:?}");
+        for (n, max, _) in &f64s {
+            assert!(*max <= 1e-8, "{method:?} {n}: f64 gradients differ by {max:e} of their scale");
+        }
+        let f32s = gradients_both::<f32>(&p, 300, 32, method);
+        eprintln!("{method:?} f32: (gradient, max diff / max, relative norm) {f32s:?}");
+        for (n, _, rel) in &f32s {
+            assert!(*rel <= 1e-2, "{method:?} {n}: f32 gradients differ by {rel:e} (relative norm)");
+        }
     }
 }
 

@@ -66,7 +66,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Where the gradient is computed: the CPU (JIT, `--threads`), or GPU 0 (`cuda`:
-    /// ES-D-RTRL, the whole batch on the device; needs a build with `--features cuda`).
+    /// the whole batch on the device; needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: super::train::TrainBackend,
 }

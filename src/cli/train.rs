@@ -133,7 +133,7 @@ pub struct Args {
     #[arg(long, requires = "out")]
     pub plot: bool,
     /// Where the gradients are computed: the CPU (JIT kernels), or an NVIDIA GPU
-    /// (`cuda`: ES-D-RTRL, needs a build with `--features cuda`).
+    /// (`cuda`: every method, the whole batch on GPU 0; needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: TrainBackend,
     /// Compute in f64 (network, traces, gradients); the default is f32. Weights, the

@@ -192,7 +192,7 @@ fn gpu_gradient_checks_its_data() {
 /// Adam step with the constraints — gives the CPU's weights, losses and rates.
 #[test]
 fn training_on_the_gpu_follows_the_cpu() {
-    use snnc_runtime::train::{Optimizer, OptimizerKind, train_batch, train_batch_gpu, weights_of};
+    use snnc_runtime::train::{Optimizer, OptimizerKind, evaluate, evaluate_gpu, train_batch, train_batch_gpu, weights_of};
     let p = program(PARAMS);
     let batch = 3;
     let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
@@ -223,4 +223,10 @@ fn training_on_the_gpu_follows_the_cpu() {
         let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
         assert!(diff <= 1e-8, "{n}: weights differ by {diff:e}");
     }
+    // Held-out evaluation with the trained weights, on the training network.
+    let test = || RandomSpikes::new(25, batch, 3, 2, 0.3, 99);
+    let ec = evaluate(&|b| Network::<f64>::build(&p, &p.networks[0], &Options { batch: b, learning: false, ..opts }, &InterpFactory), &w_cpu, &mut test(), &labels).unwrap();
+    let eg = evaluate_gpu(&mut gpu, &w_gpu, &mut test(), &labels).unwrap();
+    assert!(ec.loss > 0.0 && (ec.loss - eg.loss).abs() <= 1e-9 * ec.loss, "held-out loss {} vs {}", ec.loss, eg.loss);
+    assert_eq!(ec.accuracy, eg.accuracy);
 }

@@ -357,12 +357,14 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let mut held_out = |weights: &[(String, ndarray::Array2<f64>)]| -> Result<BatchReport, String> {
+    let mut held_out = |weights: &[(String, ndarray::Array2<f64>)], mut gpu: Option<&mut Gpu>| -> Result<BatchReport, String> {
         let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
         test_task.restart();
         for _ in 0..args.test_batches {
             let labels = test_task.labels().to_vec();
-            let r = if args.f64 {
+            let r = if let Some(g) = gpu.as_deref_mut() {
+                g.evaluate(weights, test_task.as_mut(), &labels)
+            } else if args.f64 {
                 evaluate(&|b| build_net::<f64>(&program, def, b, seed, false), weights, test_task.as_mut(), &labels)
             } else {
                 evaluate(&|b| build_net::<f32>(&program, def, b, seed, false), weights, test_task.as_mut(), &labels)
@@ -378,7 +380,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         if args.test_batches == 0 {
             return fail("--test-batches must be at least 1".into());
         }
-        return match held_out(&weights) {
+        return match held_out(&weights, None) {
             Ok(t) => {
                 let trials = args.test_batches * batch;
                 let acc = if classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
@@ -426,7 +428,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             }
             curves.train.push((r.loss, r.accuracy));
         }
-        let test = match held_out(&weights) {
+        let test = match held_out(&weights, gpu.as_mut()) {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
@@ -507,6 +509,16 @@ impl Gpu {
             Gpu::F32(ref g, _) => snnc_runtime::gpu::Device::name(&g.dev),
             #[cfg(feature = "cuda")]
             Gpu::F64(ref g, _) => snnc_runtime::gpu::Device::name(&g.dev),
+        }
+    }
+
+    /// The held-out evaluation on the GPU, with the training network (reset, `weights`).
+    fn evaluate(&mut self, _weights: &[(String, ndarray::Array2<f64>)], _data: &mut dyn snnc_runtime::learn::Sequence, _labels: &[usize]) -> Result<BatchReport, RuntimeError> {
+        match *self {
+            #[cfg(feature = "cuda")]
+            Gpu::F32(ref mut g, _) => snnc_runtime::train::evaluate_gpu(g, _weights, _data, _labels),
+            #[cfg(feature = "cuda")]
+            Gpu::F64(ref mut g, _) => snnc_runtime::train::evaluate_gpu(g, _weights, _data, _labels),
         }
     }
 

@@ -400,6 +400,22 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
         Ok(())
     }
 
+    /// The device buffer of what population `p` gives the loss when it is the readout:
+    /// the output of a `Linear` readout, the first state of one with dynamics.
+    pub(crate) fn readout_buffer(&self, p: usize) -> Buf {
+        match self.pops[p].output {
+            Some(o) => o,
+            None => self.pops[p].states[0],
+        }
+    }
+
+    /// Copies what readout population `p` gives the loss this step
+    /// ([`crate::network::Population::readout_output`]) into `out` (B x N).
+    pub fn readout_output(&mut self, p: usize, out: &mut [T]) -> Result<(), RuntimeError> {
+        let b = self.readout_buffer(p);
+        self.dev.download(b, T::host_mut(out)).map_err(dev_err)
+    }
+
     /// Sets a trainable tensor ([`Network::set_trainable`]) on the host and the device.
     pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
         self.host.set_trainable(name, w)?;

@@ -236,11 +236,52 @@ pub fn evaluate<T: Float>(
 ) -> Result<BatchReport, RuntimeError> {
     let mut net = make_net(data.batch())?;
     set_weights(&mut net, weights)?;
-    let r = net
-        .pops
+    let r = readout_of(&net)?;
+    let (loss, evidence) = forward_loss::<T>(data, &mut |x, y| {
+        net.step(x)?;
+        y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
+        Ok(())
+    })?;
+    Ok(report(std::slice::from_ref(&net), data.steps(), loss, &evidence, labels))
+}
+
+/// [`evaluate`] on a GPU: `gpu` (built for the batch, without learning) is reset, given
+/// `weights` and run; only the readout's output comes back each step.
+pub fn evaluate_gpu<T: GpuFloat, D: Device>(
+    gpu: &mut GpuNetwork<T, D>,
+    weights: &[(String, Array2<f64>)],
+    data: &mut dyn Sequence,
+    labels: &[usize],
+) -> Result<BatchReport, RuntimeError> {
+    gpu.reset()?;
+    for (n, w) in weights {
+        gpu.set_trainable(n, w.mapv(T::from_f64))?;
+    }
+    let r = readout_of(&gpu.host)?;
+    let mut out = vec![T::from_f64(0.0); gpu.host.batch * gpu.host.pops[r].n];
+    let (loss, evidence) = forward_loss::<T>(data, &mut |x, y| {
+        gpu.step(x)?;
+        gpu.readout_output(r, &mut out)?;
+        y.iter_mut().zip(&out).for_each(|(y, v)| *y = v.to_f64());
+        Ok(())
+    })?;
+    Ok(report(std::slice::from_ref(&gpu.host), data.steps(), loss, &evidence, labels))
+}
+
+fn readout_of<T>(net: &Network<T>) -> Result<usize, RuntimeError> {
+    net.pops
         .iter()
         .position(|p| p.kind == snnc_compiler::sema::PopKind::Readout)
-        .ok_or_else(|| RuntimeError::Build("evaluation needs a readout".into()))?;
+        .ok_or_else(|| RuntimeError::Build("evaluation needs a readout".into()))
+}
+
+/// The masked loss and the evidence of `data` run forward by `step`, which advances the
+/// network by one step on its inputs and writes the readout's output.
+#[allow(clippy::type_complexity)]
+fn forward_loss<T: Float>(
+    data: &mut dyn Sequence,
+    step: &mut dyn FnMut(&[&[T]], &mut [f64]) -> Result<(), RuntimeError>,
+) -> Result<(f64, Array2<f64>), RuntimeError> {
     let (in_sizes, n_out) = data.shape();
     let batch = data.batch();
     let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
@@ -258,11 +299,10 @@ pub fn evaluate<T: Float>(
             d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s));
         }
         let refs: Vec<&[T]> = ext_t.iter().map(|v| v.as_slice()).collect();
-        net.step(&refs)?;
-        y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
+        step(&refs, &mut y)?;
         loss += masked_step_loss(kind, &y, &tgt, &mask, &mut evidence, None);
     }
-    Ok(report(std::slice::from_ref(&net), data.steps(), loss, &evidence, labels))
+    Ok((loss, evidence))
 }
 
 /// Loss per sequence, accuracy of `argmax` of the evidence, and firing rates.

@@ -316,7 +316,6 @@ impl<T: GpuFloat> GpuGradient<T> {
         let mut evidence = Array2::<f64>::zeros((batch, n_target));
         let mut loss = 0.0;
         let kind = data.loss();
-        let out = if self.plan.linear_readout { g.pops[r].output.expect("a Linear readout has an output") } else { g.pops[r].states[0] };
         for t in 0..steps {
             data.fill(t, &mut ext64, &mut tgt);
             data.mask(t, &mut mask);
@@ -334,7 +333,7 @@ impl<T: GpuFloat> GpuGradient<T> {
             let refs: Vec<&[T]> = ext.iter().map(|v| v.as_slice()).collect();
             g.step(&refs)?;
             // The loss on the host.
-            g.dev.download(out, T::host_mut(&mut self.y)).map_err(dev_err)?;
+            g.readout_output(r, &mut self.y)?;
             y64.iter_mut().zip(&self.y).for_each(|(a, b)| *a = b.to_f64());
             err64.fill(0.0);
             loss += masked_step_loss(kind, &y64, &tgt, &mask, &mut evidence, Some(&mut err64));

@@ -207,39 +207,6 @@ network blowup { dt = 1 ms
     assert_eq!(e_gpu, e_cpu);
 }
 
-/// One call as a line: launches with their grid, block and arguments (buffers by label).
-fn render(dev: &EmuDevice, c: &Call) -> String {
-    let arg = |a: &KArg| match a {
-        KArg::Buf(b) => format!("{}[{}]", dev.label(*b), dev.len(*b)),
-        KArg::U64(v) => v.to_string(),
-        KArg::F64(v) => format!("{v}"),
-    };
-    match c {
-        Call::Launch { entry, grid, block, args, .. } => {
-            format!("{entry} {}x{}x{block} ({})", grid.0, grid.1, args.iter().map(arg).collect::<Vec<_>>().join(", "))
-        }
-        Call::Upload { buf, .. } => format!("upload {}", dev.label(*buf)),
-        Call::Download { buf, .. } => format!("download {}", dev.label(*buf)),
-        Call::Zero { buf } => format!("zero {}", dev.label(*buf)),
-        Call::Gemm(g) => format!(
-            "gemm m={} n={} k={} A={} lda={} B={} ldb={} C={} ldc={} alpha={} beta={}",
-            g.m,
-            g.n,
-            g.k,
-            dev.label(g.a),
-            g.lda,
-            dev.label(g.b),
-            g.ldb,
-            dev.label(g.c),
-            g.ldc,
-            g.alpha,
-            g.beta
-        ),
-        Call::Alloc { label, .. } => format!("alloc {label}"),
-        Call::Load { module } => format!("load {}", module.0),
-    }
-}
-
 #[test]
 fn schedule_of_one_step() {
     let text = r#"
@@ -258,7 +225,7 @@ network tiny {
     let mut gpu = emulated::<f32>(&p, &o);
     gpu.dev.log.clear();
     gpu.step(&[&[1.0; 6]]).unwrap();
-    let got: Vec<String> = gpu.dev.log.iter().map(|c| render(&gpu.dev, c)).collect();
+    let got: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
     let seed_a = 1 ^ u64::from(snnc_runtime::rng::stream_id("A"));
     let seed_b = 1 ^ u64::from(snnc_runtime::rng::stream_id("B"));
     let want = [
@@ -292,7 +259,7 @@ network tiny {
     // The second step emits into slot (1 + 2) mod 3 = 0 and takes slot 1.
     gpu.dev.log.clear();
     gpu.step(&[&[0.0; 6]]).unwrap();
-    let got: Vec<String> = gpu.dev.log.iter().map(|c| render(&gpu.dev, c)).collect();
+    let got: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
     assert!(got.iter().any(|l| l.starts_with("snnc_sparse_events") && l.contains("a_b.delay0[4]")), "{got:?}");
     assert!(got.iter().any(|l| l.starts_with("snnc_add_clear") && l.contains("a_b.delay1[4]")), "{got:?}");
     assert_eq!(gpu.host.step_index, 2);

@@ -230,3 +230,37 @@ fn training_on_the_gpu_follows_the_cpu() {
     assert!(ec.loss > 0.0 && (ec.loss - eg.loss).abs() <= 1e-9 * ec.loss, "held-out loss {} vs {}", ec.loss, eg.loss);
     assert_eq!(ec.accuracy, eg.accuracy);
 }
+
+/// The device calls of one ES-D-RTRL and one BPTT training step of a small recurrent
+/// network, call by call (an insta snapshot, reviewed like code): what runs per step
+/// and in which order, with grids, argument buffers and GEMM shapes.
+#[test]
+fn schedule_of_one_training_step() {
+    let text = r#"import "stdlib/lif.snn"
+network tiny {
+    dt = 1 ms
+    input x: 3
+    layer rec = LIF[4]
+    readout out = Linear[2]
+    connect x -> rec.I dense trainable init normal(0, 2) as W_in
+    connect rec -> rec.I dense trainable init normal(0, 1) as W_rec
+    connect rec -> out dense trainable init normal(0, 1) as W_out
+}"#;
+    let p = program(text);
+    let opts = Options { batch: 2, seed: 1, learning: true, ..Options::default() };
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let mut out = String::new();
+    for method in [Method::EsDRtrl { decay: 0.9 }, Method::Bptt] {
+        let host = Network::<f32>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+        gpu.dev.log.clear();
+        grad.run(&mut gpu, &mut RandomSpikes::new(1, 2, 3, 2, 0.5, 3)).unwrap();
+        out.push_str(&format!("# {method:?}, one step (T = 1, batch 2)\n"));
+        for c in &gpu.dev.log {
+            out.push_str(&gpu.dev.render(c));
+            out.push('\n');
+        }
+    }
+    insta::assert_snapshot!(out);
+}

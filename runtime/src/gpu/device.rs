@@ -227,6 +227,42 @@ impl EmuDevice {
         self.bufs[b.0].elem
     }
 
+    /// One call as a line (for schedules in tests and when debugging): launches with
+    /// their grid, block and arguments, buffers by label and length.
+    pub fn render(&self, c: &Call) -> String {
+        let arg = |a: &KArg| match a {
+            KArg::Buf(b) => format!("{}[{}]", self.label(*b), self.len(*b)),
+            KArg::U64(v) => v.to_string(),
+            KArg::F64(v) => format!("{v}"),
+        };
+        match c {
+            Call::Launch { entry, grid, block, args, .. } => {
+                format!("{entry} {}x{}x{block} ({})", grid.0, grid.1, args.iter().map(arg).collect::<Vec<_>>().join(", "))
+            }
+            Call::Upload { buf, .. } => format!("upload {}", self.label(*buf)),
+            Call::Download { buf, .. } => format!("download {}", self.label(*buf)),
+            Call::Zero { buf } => format!("zero {}", self.label(*buf)),
+            Call::Gemm(g) => format!(
+                "gemm m={} n={} k={} A={}{} lda={} B={}{} ldb={} C={} ldc={} alpha={} beta={}",
+                g.m,
+                g.n,
+                g.k,
+                self.label(g.a),
+                if g.ta { "^T" } else { "" },
+                g.lda,
+                self.label(g.b),
+                if g.tb { "^T" } else { "" },
+                g.ldb,
+                self.label(g.c),
+                g.ldc,
+                g.alpha,
+                g.beta
+            ),
+            Call::Alloc { label, .. } => format!("alloc {label}"),
+            Call::Load { module } => format!("load {}", module.0),
+        }
+    }
+
     fn buf(&self, b: Buf) -> DResult<&EmuBuf> {
         self.bufs.get(b.0).ok_or_else(|| DeviceError(format!("no buffer {}", b.0)))
     }

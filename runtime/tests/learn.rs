@@ -708,6 +708,10 @@ fn a_reset_network_runs_like_a_new_one() {
     assert_eq!(run(&mut n), want, "states after reset, with a delay");
     let e = gradient_of(&mut build_text(&delayed, &Options { learning: true, ..plain }), &STACK.map(String::from), &mut RandomSpikes::new(5, 3, 3, 2, 0.4, 1), Method::Bptt, false).unwrap_err();
     assert!(e.to_string().contains("delay"), "{e}");
+    // A Linear readout's output fed back into the network: refused, not ignored.
+    let feedback = format!("{}\n", stacked_text("Linear[2]").trim_end().trim_end_matches('}')) + "    connect out -> L1.I dense init normal(0, 1) as W_fb\n}";
+    let e = gradient_of(&mut build_text(&feedback, &Options { learning: true, ..plain }), &STACK.map(String::from), &mut RandomSpikes::new(5, 3, 3, 2, 0.4, 1), Method::Bptt, false).unwrap_err();
+    assert!(e.to_string().contains("reads the output of the readout `out`"), "{e}");
     let text = stacked_text("LeakyReadout[2] { tau = 20 ms }")
         .replace("layer L1 = LIF[4]", "layer L1 = NoisyLIF[4]")
         .replace("import \"stdlib/readout.snn\"", "import \"stdlib/readout.snn\"\nneuron NoisyLIF {\n    param tau: ms = 10 ms\n    state v = 0.0\n    input I\n    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)\n    spike when v > 1.0 surrogate sigmoid(alpha = 4)\n    on spike { v -= 1.0 }\n}");

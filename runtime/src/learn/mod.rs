@@ -301,6 +301,9 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
             continue;
         }
         if let Source::Pop(q) = from {
+            if q == r && linear_readout {
+                return Err(RuntimeError::Build(format!("`{name}` reads the output of the readout `{}`: gradients through it are not supported", net.pops[r].name)));
+            }
             if !dense {
                 return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
             }

@@ -230,28 +230,29 @@ network tiny {
     let seed_b = 1 ^ u64::from(snnc_runtime::rng::stream_id("B"));
     let want = [
         "upload input x".to_string(),
-        "zero non-finite flags".into(),
+        // Spike counts (two slots x batch 2) and the non-finite flags share one buffer;
+        // only the flags are cleared here.
+        "snnc_clear_u32 1x1x256 (status[6], 4, 2)".into(),
         // Population A: inputs zeroed, the drive added, x W by cuBLAS (row-major
         // y (2 x 4) += x (2 x 3) W (3 x 4), column-major m = 4, n = batch, k = 3).
         "zero A.I".into(),
         "snnc_add 1x1x256 (A.drive0[8], A.I[8], 8)".into(),
         "gemm m=4 n=2 k=3 A=in_a.w lda=4 B=input x ldb=3 C=A.I ldc=4 alpha=1 beta=1".into(),
         format!("snnc_step 1x1x256 (A.v[8], A.I[8], A.spikes[8], 8, 0, {seed_a}, 0, 0)"),
-        "snnc_nonfinite 1x1x256 (A.v[8], 8, non-finite flags[2], 0)".into(),
+        "snnc_nonfinite 1x1x256 (A.v[8], 8, status[6], 4)".into(),
         // The spike list of A (count slot 0), one row of blocks per batch element.
-        "snnc_clear_u32 1x1x256 (spike counts[4], 0, 2)".into(),
-        "snnc_nonzero_list 1x2x256 (A.spikes[8], A.spike_list[8], spike counts[4], 0, 4)".into(),
+        "snnc_clear_u32 1x1x256 (status[6], 0, 2)".into(),
+        "snnc_nonzero_list 1x2x256 (A.spikes[8], A.spike_list[8], status[6], 0, 4)".into(),
         // Population B: A's spikes into the ring slot of step 0 + 2 (of 3), then slot 0
         // arrives.
         "zero B.I".into(),
-        "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], spike counts[4], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
+        "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], status[6], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
         "snnc_add_clear 1x1x256 (a_b.delay0[4], B.I[4], 4)".into(),
         format!("snnc_step 1x1x256 (B.v[4], B.I[4], B.spikes[4], 4, 0, {seed_b}, 0, 0)"),
-        "snnc_nonfinite 1x1x256 (B.v[4], 4, non-finite flags[2], 1)".into(),
-        "snnc_clear_u32 1x1x256 (spike counts[4], 2, 2)".into(),
-        "snnc_nonzero_list 1x2x256 (B.spikes[4], B.spike_list[4], spike counts[4], 1, 2)".into(),
-        "download non-finite flags".into(),
-        "download spike counts".into(),
+        "snnc_nonfinite 1x1x256 (B.v[4], 4, status[6], 5)".into(),
+        "snnc_clear_u32 1x1x256 (status[6], 2, 2)".into(),
+        "snnc_nonzero_list 1x2x256 (B.spikes[4], B.spike_list[4], status[6], 1, 2)".into(),
+        "download status".into(),
     ];
     let nnz = gpu.host.n_synapses() - 12;
     let want: Vec<String> = want.iter().map(|s| s.replace("COL", &nnz.to_string())).collect();
@@ -378,4 +379,31 @@ fn emulated_gpu_full_coba_1000_steps_f64() {
     let counts: Vec<u64> = cpu.pops.iter().map(|p| p.spike_count).collect();
     eprintln!("spikes per population over 1000 steps: {counts:?}");
     assert!(counts.iter().all(|c| *c > 100));
+}
+
+/// A GPU network reset after a run runs the next one as a freshly built one: the same
+/// spikes and states step by step (delay rings, spike lists of later populations, noise
+/// and time back to the start).
+#[test]
+fn a_reset_gpu_network_runs_like_a_new_one() {
+    let p = program(MIXED);
+    let o = Options { seed: 3, ..Options::default() };
+    let run = |gpu: &mut GpuNetwork<f64, EmuDevice>| -> Vec<Vec<f64>> {
+        let mut seen = Vec::new();
+        for t in 0..25 {
+            let x = input(t, 20);
+            gpu.step(&[&x]).unwrap();
+            gpu.fetch(true).unwrap();
+            seen.extend(gpu.host.pops.iter().map(|q| q.spikes.clone()));
+            seen.extend(gpu.host.pops.iter().flat_map(|q| q.states.clone()));
+        }
+        seen
+    };
+    let want = run(&mut emulated::<f64>(&p, &o));
+    assert!(want.iter().flatten().any(|v| *v == 1.0), "the network fires");
+    let mut gpu = emulated::<f64>(&p, &o);
+    run(&mut gpu);
+    gpu.reset().unwrap();
+    assert_eq!(run(&mut gpu), want);
+    assert_eq!(gpu.host.step_index, 25);
 }

@@ -135,9 +135,10 @@ pub struct GpuNetwork<T, D> {
     ext: Vec<Buf>,
     pops: Vec<DevPop>,
     projs: Vec<DevProj>,
+    /// Spike counts (batch per count slot), then the non-finite flags (`n_flags`, from
+    /// `flag_base`): one buffer, so that a step ends with one read-back.
     counts: Buf,
-    count_slots: usize,
-    flags: Buf,
+    flag_base: usize,
     n_flags: usize,
 }
 
@@ -272,9 +273,9 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
             }
             projs.push(DevProj { weights, own_list, ring, n_pre, n_post });
         }
-        let counts = dev.alloc(Elem::U32, (count_slots * batch).max(1), "spike counts").map_err(dev_err)?;
-        let flags = dev.alloc(Elem::U32, n_flags.max(1), "non-finite flags").map_err(dev_err)?;
-        Ok(GpuNetwork { host, dev, prop, ext, pops, projs, counts, count_slots, flags, n_flags })
+        let flag_base = count_slots * batch;
+        let counts = dev.alloc(Elem::U32, (flag_base + n_flags).max(1), "status").map_err(dev_err)?;
+        Ok(GpuNetwork { host, dev, prop, ext, pops, projs, counts, flag_base, n_flags })
     }
 
     fn launch(&mut self, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> Result<(), RuntimeError> {
@@ -298,7 +299,13 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
             }
             self.dev.upload(*buf, T::host(x)).map_err(dev_err)?;
         }
-        self.dev.zero(self.flags).map_err(dev_err)?;
+        // Only the flags: the spike counts of populations stepped later are still last
+        // step's, read by the projections from them (each slot is cleared before its
+        // own compaction).
+        if self.n_flags > 0 {
+            let a = [KArg::Buf(self.counts), KArg::U64(self.flag_base as u64), KArg::U64(self.n_flags as u64)];
+            self.launch(prop::CLEAR_U32, Self::flat(self.n_flags), BLOCK, &a)?;
+        }
         let t = self.host.time();
         let step = self.host.step_index;
         for p in 0..self.pops.len() {
@@ -311,7 +318,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
             let (states, flag0, spikes, list) = (dp.states.clone(), dp.flag0, dp.spikes, dp.list);
             for (k, s) in states.into_iter().enumerate() {
-                let a = [KArg::Buf(s), KArg::U64(len as u64), KArg::Buf(self.flags), KArg::U64((flag0 + k) as u64)];
+                let a = [KArg::Buf(s), KArg::U64(len as u64), KArg::Buf(self.counts), KArg::U64((self.flag_base + flag0 + k) as u64)];
                 self.launch(prop::NONFINITE, Self::flat(len), BLOCK, &a)?;
             }
             if let (Some(sp), Some((list, slot))) = (spikes, list) {
@@ -397,7 +404,8 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
         for b in self.projs.iter().flat_map(|p| &p.ring) {
             self.dev.zero(*b).map_err(dev_err)?;
         }
-        Ok(())
+        // No spikes listed: the first step's projections from later populations read none.
+        self.dev.zero(self.counts).map_err(dev_err)
     }
 
     /// The device buffer of what population `p` gives the loss when it is the readout:
@@ -475,8 +483,9 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
     /// Non-finite flags and spike counts: one read-back per step.
     fn read_back(&mut self) -> Result<(), RuntimeError> {
         let batch = self.host.batch;
-        let mut flags = vec![0u32; self.n_flags.max(1)];
-        self.dev.download(self.flags, HostMut::U32(&mut flags)).map_err(dev_err)?;
+        let mut status = vec![0u32; (self.flag_base + self.n_flags).max(1)];
+        self.dev.download(self.counts, HostMut::U32(&mut status)).map_err(dev_err)?;
+        let (counts, flags) = status.split_at(self.flag_base);
         if let Some(slot) = flags[..self.n_flags].iter().position(|f| *f != 0) {
             let p = self.pops.iter().rposition(|d| d.module.is_some() && d.flag0 <= slot).expect("a flag belongs to a population");
             let k = slot - self.pops[p].flag0;
@@ -494,8 +503,6 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 value: s[i].to_f64(),
             });
         }
-        let mut counts = vec![0u32; (self.count_slots * batch).max(1)];
-        self.dev.download(self.counts, HostMut::U32(&mut counts)).map_err(dev_err)?;
         for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
             if let Some((_, slot)) = dp.list {
                 pop.spike_count += counts[slot * batch..(slot + 1) * batch].iter().map(|c| u64::from(*c)).sum::<u64>();

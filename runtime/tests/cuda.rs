@@ -246,7 +246,7 @@ fn dms_trained_on_the_gpu_equals_cpu_and_spikes_agree() {
         task_gpu.next_batch();
         let labels = task_cpu.labels().to_vec();
         let rc = train_batch(&make, &mut nets, &mut w_cpu, &trainable, &mut task_cpu, &labels, method, &mut opt_cpu, None).unwrap();
-        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut task_gpu, &labels, &mut opt_gpu).unwrap();
+        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut task_gpu, &labels, &mut opt_gpu, None).unwrap();
         eprintln!("batch {b}: loss CPU {:.6} GPU {:.6}, accuracy {} / {}", rc.loss, rg.loss, rc.accuracy, rg.accuracy);
         assert!((rc.loss - rg.loss).abs() <= 1e-6 * rc.loss.abs(), "batch {b}: loss CPU {} GPU {}", rc.loss, rg.loss);
     }

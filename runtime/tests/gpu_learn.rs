@@ -186,19 +186,30 @@ fn gpu_gradient_checks_its_data() {
     assert!(e.contains("sizes [4]"), "{e}");
     let e = GpuGradient::new(&mut gpu, &["nope".to_string()], Method::Bptt).err().expect("no such name").to_string();
     assert!(e.contains("`nope`"), "{e}");
+    let mut bptt = GpuGradient::new(&mut gpu, &names, Method::Bptt).unwrap();
+    let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::network::RuntimeError> { unreachable!() };
+    let online = Some(snnc_runtime::learn::Online { every: 2, update: &mut never });
+    let e = bptt.run_online(&mut gpu, &mut RandomSpikes::new(5, 2, 5, 3, 0.3, 1), online).err().expect("BPTT online").to_string();
+    assert!(e.contains("need an online method"), "{e}");
 }
 
 /// Training batch after batch on the (emulated) GPU — reset, weights uploaded, gradient,
-/// Adam step with the constraints — gives the CPU's weights, losses and rates.
+/// Adam step with the constraints — gives the CPU's weights, losses and rates; also with
+/// updates every 10 steps within the sequences.
 #[test]
 fn training_on_the_gpu_follows_the_cpu() {
+    for (method, every) in [(Method::EsDRtrl { decay: 0.9 }, None), (Method::EsDRtrl { decay: 0.9 }, Some(10)), (Method::DRtrl, Some(7)), (Method::Bptt, None)] {
+        train_both(method, every);
+    }
+}
+
+fn train_both(method: Method, every: Option<usize>) {
     use snnc_runtime::train::{Optimizer, OptimizerKind, evaluate, evaluate_gpu, train_batch, train_batch_gpu, weights_of};
     let p = program(PARAMS);
     let batch = 3;
     let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
     let cpu0 = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
     let trainable = trainable_of(&cpu0, &p);
-    let method = Method::EsDRtrl { decay: 0.9 };
     let (mut w_cpu, mut w_gpu) = (weights_of(&cpu0, &trainable), weights_of(&cpu0, &trainable));
     let (mut opt_cpu, mut opt_gpu) = (Optimizer::new(OptimizerKind::Adam, 0.05, None), Optimizer::new(OptimizerKind::Adam, 0.05, None));
     let make = |b: usize| Network::<f64>::build(&p, &p.networks[0], &Options { batch: b, ..opts }, &InterpFactory);
@@ -209,9 +220,9 @@ fn training_on_the_gpu_follows_the_cpu() {
     let labels = [0, 1, 0];
     for b in 0..3 {
         let data = || RandomSpikes::new(25, batch, 3, 2, 0.3, 10 + b);
-        let rc = train_batch(&make, &mut nets, &mut w_cpu, &trainable, &mut data(), &labels, method, &mut opt_cpu, None).unwrap();
-        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut data(), &labels, &mut opt_gpu).unwrap();
-        assert!((rc.loss - rg.loss).abs() <= 1e-9 * rc.loss.abs(), "batch {b}: loss {} vs {}", rc.loss, rg.loss);
+        let rc = train_batch(&make, &mut nets, &mut w_cpu, &trainable, &mut data(), &labels, method, &mut opt_cpu, every).unwrap();
+        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut data(), &labels, &mut opt_gpu, every).unwrap();
+        assert!((rc.loss - rg.loss).abs() <= 1e-9 * rc.loss.abs(), "{method:?} every {every:?}, batch {b}: loss {} vs {}", rc.loss, rg.loss);
         assert_eq!(rc.accuracy, rg.accuracy);
         for ((n, a), (_, c)) in rc.rates.iter().zip(&rg.rates) {
             assert!((a - c).abs() <= 1e-9 * a.abs().max(1.0), "{n}: {a} vs {c}");
@@ -221,7 +232,7 @@ fn training_on_the_gpu_follows_the_cpu() {
         let moved = a.iter().zip(weights_of(&cpu0, &trainable).iter().find(|(m, _)| m == n).unwrap().1.iter()).any(|(x, y)| x != y);
         assert!(moved, "{n} did not change: the test shows nothing");
         let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff <= 1e-8, "{n}: weights differ by {diff:e}");
+        assert!(diff <= 1e-8, "{method:?} every {every:?}, {n}: weights differ by {diff:e}");
     }
     // Held-out evaluation with the trained weights, on the training network.
     let test = || RandomSpikes::new(25, batch, 3, 2, 0.3, 99);

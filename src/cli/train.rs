@@ -332,9 +332,6 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     // The GPU: the network and its gradient state are made once and kept on the device.
     let mut gpu = None;
     if args.backend == TrainBackend::Cuda && !args.evaluate_only {
-        if update_every.is_some() {
-            return fail("`update_every` (updates within a sequence) is not on the GPU yet; train with `--backend jit`".into());
-        }
         match Gpu::open(&program, def, batch, seed, args.f64, &trainable, method) {
             Ok(g) => {
                 println!("on {}", g.name());
@@ -403,7 +400,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             train_task.next_batch();
             let labels = train_task.labels().to_vec();
             let r = if let Some(g) = gpu.as_mut() {
-                g.train_batch(&mut weights, train_task.as_mut(), &labels, &mut opt)
+                g.train_batch(&mut weights, train_task.as_mut(), &labels, &mut opt, update_every)
             } else if args.f64 {
                 train_batch(&make_net, &mut nets64, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
             } else {
@@ -528,12 +525,13 @@ impl Gpu {
         _data: &mut dyn snnc_runtime::learn::Sequence,
         _labels: &[usize],
         _opt: &mut Optimizer,
+        _every: Option<usize>,
     ) -> Result<BatchReport, RuntimeError> {
         match *self {
             #[cfg(feature = "cuda")]
-            Gpu::F32(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt),
+            Gpu::F32(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt, _every),
             #[cfg(feature = "cuda")]
-            Gpu::F64(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt),
+            Gpu::F64(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt, _every),
         }
     }
 }

@@ -207,8 +207,7 @@ fn constrained_step<'a, T: Float>(
 }
 
 /// [`train_batch`] on a GPU: the network and its gradient state stay on the device from
-/// batch to batch (reset, weights uploaded), and the gradient is ES-D-RTRL's
-/// ([`GpuGradient`]).
+/// batch to batch (reset, weights uploaded), the whole batch at once.
 pub fn train_batch_gpu<T: GpuFloat, D: Device>(
     gpu: &mut GpuNetwork<T, D>,
     grad: &mut GpuGradient<T>,
@@ -216,13 +215,24 @@ pub fn train_batch_gpu<T: GpuFloat, D: Device>(
     data: &mut dyn Sequence,
     labels: &[usize],
     opt: &mut Optimizer,
+    update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
     gpu.reset()?;
     for (n, w) in weights.iter() {
         gpu.set_trainable(n, w.mapv(T::from_f64))?;
     }
-    let g = grad.run(gpu, data)?;
-    constrained_step(&gpu.host, weights, opt)(weights, &g.total);
+    let mut step = constrained_step(&gpu.host, weights, opt);
+    let g = match update_every {
+        Some(every) => {
+            let mut update = |grads: &[(String, Array2<f64>)]| {
+                step(weights, grads);
+                Ok(weights.clone())
+            };
+            grad.run_online(gpu, data, Some(Online { every, update: &mut update }))?
+        }
+        None => grad.run(gpu, data)?,
+    };
+    step(weights, &g.total);
     Ok(report(std::slice::from_ref(&gpu.host), data.steps(), g.loss, &g.evidence, labels))
 }
 

@@ -29,7 +29,7 @@ mod bptt;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
 use super::{GpuFloat, GpuNetwork, dev_err};
-use crate::learn::{Gradients, Method, Plan, Sequence, bias_correction, masked_step_loss, plan};
+use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, masked_step_loss, plan};
 use crate::network::RuntimeError;
 use ndarray::Array2;
 use snnc_compiler::backend::ParamSpec;
@@ -279,7 +279,23 @@ impl<T: GpuFloat> GpuGradient<T> {
     /// The gradient of the summed loss over `data`, from the network's current state (as
     /// [`crate::learn::gradient_of`]; reset the network first for a fresh sequence).
     pub fn run<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence) -> Result<Gradients, RuntimeError> {
+        self.run_online(g, data, None)
+    }
+
+    /// [`GpuGradient::run`], optionally [`Online`] (as [`crate::learn::gradient_online`]):
+    /// every `every` steps the gradient so far comes to the host for `update`, whose
+    /// weights go to the device at once while the traces carry on; the returned `total`
+    /// is what accumulated after the last update.
+    pub fn run_online<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, mut online: Option<Online>) -> Result<Gradients, RuntimeError> {
         let (steps, batch) = (data.steps(), data.batch());
+        if let Some(on) = &online {
+            if self.bptt.is_some() {
+                return Err(RuntimeError::Input("updates within a sequence (`update_every`) need an online method (d-rtrl, es-d-rtrl), not BPTT".into()));
+            }
+            if on.every == 0 {
+                return Err(RuntimeError::Input("`update_every` must be at least 1 step".into()));
+            }
+        }
         if batch != g.host.batch {
             return Err(RuntimeError::Input(format!("the data has batch {batch}, the network was built for {}", g.host.batch)));
         }
@@ -304,8 +320,8 @@ impl<T: GpuFloat> GpuGradient<T> {
             tape.clear();
             bufs.extend(gs.iter().chain(ps.iter()));
         }
-        for b in bufs {
-            g.dev.zero(b).map_err(dev_err)?;
+        for b in &bufs {
+            g.dev.zero(*b).map_err(dev_err)?;
         }
         let mut ext64: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
         let mut ext: Vec<Vec<T>> = in_sizes.iter().map(|s| vec![T::from_f64(0.0); s * batch]).collect();
@@ -347,11 +363,26 @@ impl<T: GpuFloat> GpuGradient<T> {
                 }
                 None => self.traces(g, t)?,
             }
+            if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
+                let so_far = self.gradients(g)?;
+                for (name, w) in (on.update)(&so_far)? {
+                    g.set_trainable(&name, w.mapv(T::from_f64))?;
+                }
+                for b in self.gradient_bufs() {
+                    g.dev.zero(b).map_err(dev_err)?;
+                }
+            }
         }
         if let Some((tape, gs, ps)) = &mut self.bptt {
             tape.backward(g, &self.plan, self.ones, gs, ps)?;
         }
-        // The gradients to the host, in the CPU's order: etrace, plain, params.
+        let total = self.gradients(g)?;
+        let state_bytes = self.bptt.as_ref().map_or(self.trace_bytes, |(tape, ..)| tape.bytes());
+        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence, recorded: Vec::new() })
+    }
+
+    /// The device buffers of the gradients, in the CPU's order: etrace, plain, params.
+    fn gradient_bufs(&self) -> Vec<Buf> {
         let mut etrace: Vec<Option<Buf>> = vec![None; self.plan.etrace.len()];
         for m in self.groups.iter().flat_map(|gr| &gr.members) {
             etrace[m.ei] = Some(m.grad);
@@ -359,25 +390,28 @@ impl<T: GpuFloat> GpuGradient<T> {
         for m in self.exact.iter().flat_map(|x| &x.members) {
             etrace[m.ei] = Some(m.grad);
         }
-        let mut param_grads: Vec<Buf> = self.params.iter().map(|p| p.grad).collect();
+        let mut params: Vec<Buf> = self.params.iter().map(|p| p.grad).collect();
         if let Some((_, gs, ps)) = &self.bptt {
             etrace = gs.iter().map(|b| Some(*b)).collect();
-            param_grads = ps.clone();
+            params = ps.clone();
         }
-        let mut total: Vec<(String, Array2<f64>)> = Vec::new();
-        for (e, b) in self.plan.etrace.iter().zip(etrace) {
-            let n = g.host.pops[e.target.pop].n;
-            total.push((e.name.clone(), download(g, b.expect("every etrace projection has a gradient"), e.target.n_pre, n)?));
+        let mut out: Vec<Buf> = etrace.into_iter().map(|b| b.expect("every etrace projection has a gradient")).collect();
+        out.extend(self.plain.iter().map(|(.., b)| *b));
+        out.extend(params);
+        out
+    }
+
+    /// The gradients on the device, to the host (named, in the CPU's order).
+    fn gradients<D: Device>(&self, g: &mut GpuNetwork<T, D>) -> Result<Vec<(String, Array2<f64>)>, RuntimeError> {
+        let o = g.host.pops[self.plan.r].n;
+        let mut shapes: Vec<(String, usize, usize)> = self.plan.etrace.iter().map(|e| (e.name.clone(), e.target.n_pre, g.host.pops[e.target.pop].n)).collect();
+        shapes.extend(self.plan.plain.iter().zip(&self.plain).map(|((_, name), &(_, n_pre, _))| (name.clone(), n_pre, o)));
+        shapes.extend(self.plan.params.iter().map(|q| (q.name.clone(), 1, g.host.pops[q.pop].n)));
+        let mut total = Vec::with_capacity(shapes.len());
+        for ((name, rows, cols), b) in shapes.into_iter().zip(self.gradient_bufs()) {
+            total.push((name, download(g, b, rows, cols)?));
         }
-        let o = g.host.pops[r].n;
-        for ((_, name), &(_, n_pre, b)) in self.plan.plain.iter().zip(&self.plain) {
-            total.push((name.clone(), download(g, b, n_pre, o)?));
-        }
-        for (q, b) in self.plan.params.iter().zip(param_grads) {
-            total.push((q.name.clone(), download(g, b, 1, g.host.pops[q.pop].n)?));
-        }
-        let state_bytes = self.bptt.as_ref().map_or(self.trace_bytes, |(tape, ..)| tape.bytes());
-        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence, recorded: Vec::new() })
+        Ok(total)
     }
 
     /// x^t of projection `i`: its copy, or the live source buffer.

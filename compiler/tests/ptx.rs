@@ -221,6 +221,8 @@ fn ptxas_accepts_every_kernel() {
                     // and the BPTT adjoint), for every model that carries derivatives.
                     if let Ok((ds, dl)) = c.step.with_derivative_outputs() {
                         use snnc_compiler::discretise::trace::{TraceKind, adjoint_step, trace_step};
+                        // The step a training network runs: with D, Df and ds/dh as outputs.
+                        kernels.push(("learning step".to_string(), compile_step(&ds, &sp, DT, precision, target)));
                         let lambda = if per_neuron { ParamSpec::PerNeuron } else { ParamSpec::Uniform(0.9) };
                         for input in 0..dl.n_in {
                             let t = trace_step(&ds, &dl, TraceKind::EsOutput { input });

@@ -186,6 +186,10 @@ fn gpu_gradient_checks_its_data() {
     assert!(e.contains("sizes [4]"), "{e}");
     let e = GpuGradient::new(&mut gpu, &["nope".to_string()], Method::Bptt).err().expect("no such name").to_string();
     assert!(e.contains("`nope`"), "{e}");
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut other = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let e = grad.run(&mut other, &mut RandomSpikes::new(5, 2, 5, 3, 0.3, 1)).err().expect("another network").to_string();
+    assert!(e.contains("made for another network"), "{e}");
     let mut bptt = GpuGradient::new(&mut gpu, &names, Method::Bptt).unwrap();
     let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::network::RuntimeError> { unreachable!() };
     let online = Some(snnc_runtime::learn::Online { every: 2, update: &mut never });

@@ -184,13 +184,20 @@ impl Device for CudaDevice {
         let blas = self.blas.as_ref().expect("created above");
         let dim = |v: usize| i32::try_from(v).map_err(|_| DeviceError(format!("GEMM dimension {v} exceeds cuBLAS's 32-bit sizes")));
         let (m, n, k, lda, ldb, ldc) = (dim(g.m)?, dim(g.n)?, dim(g.k)?, dim(g.lda)?, dim(g.ldb)?, dim(g.ldc)?);
+        let need = g.required_lengths()?;
+        for (b, n, what) in [(g.a, need[0], "A"), (g.b, need[1], "B"), (g.c, need[2], "C")] {
+            let s = self.slot(b)?;
+            if s.len < n {
+                return Err(DeviceError(format!("GEMM {what}: `{}` has {} elements, the product needs {n}", s.label, s.len)));
+            }
+        }
         if [g.a, g.b].contains(&g.c) {
             return Err(DeviceError("GEMM output aliases an input".into()));
         }
         let mut c = std::mem::replace(&mut self.bufs[g.c.0].buf, DBuf::Taken);
         let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
         let (op_a, op_b) = (op(g.ta), op(g.tb));
-        // SAFETY: the engine sizes A, B and C for these dimensions (checked in the emulator).
+        // SAFETY: A, B and C hold the elements these dimensions reach (checked above).
         let r = unsafe {
             match (&self.bufs[g.a.0].buf, &self.bufs[g.b.0].buf, &mut c) {
                 (DBuf::F32(a), DBuf::F32(b), DBuf::F32(c)) => blas.gemm(

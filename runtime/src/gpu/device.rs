@@ -159,6 +159,22 @@ pub struct Gemm {
     pub ldc: usize,
 }
 
+impl Gemm {
+    /// The elements A, B and C must hold (column-major, with the leading dimensions and
+    /// transposes), after checking the leading dimensions: what both devices check before
+    /// a GEMM, so that a wrong shape is an error, not an out-of-bounds cuBLAS access.
+    pub fn required_lengths(&self) -> DResult<[usize; 3]> {
+        let need = |rows: usize, cols: usize, ld: usize| if cols == 0 { 0 } else { ld * (cols - 1) + rows };
+        // Stored shapes (rows x cols) of A and B.
+        let (ar, ac) = if self.ta { (self.k, self.m) } else { (self.m, self.k) };
+        let (br, bc) = if self.tb { (self.n, self.k) } else { (self.k, self.n) };
+        if self.lda < ar.max(1) || self.ldb < br.max(1) || self.ldc < self.m.max(1) {
+            return Err(DeviceError(format!("gemm: leading dimensions too small: {self:?}")));
+        }
+        Ok([need(ar, ac, self.lda), need(br, bc, self.ldb), need(self.m, self.n, self.ldc)])
+    }
+}
+
 /// One recorded device call (what [`EmuDevice::log`] holds).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {
@@ -482,12 +498,9 @@ impl Device for EmuDevice {
     fn gemm(&mut self, g: &Gemm) -> DResult<()> {
         self.log.push(Call::Gemm(*g));
         let elem = self.buf(g.c)?.elem;
-        let need = |rows: usize, cols: usize, ld: usize| if cols == 0 { 0 } else { ld * (cols - 1) + rows };
-        // Stored shapes (rows x cols) of A and B.
-        let (ar, ac) = if g.ta { (g.k, g.m) } else { (g.m, g.k) };
-        let (br, bc) = if g.tb { (g.n, g.k) } else { (g.k, g.n) };
-        let a = self.take(KArg::Buf(g.a), elem, need(ar, ac, g.lda), "gemm A")?;
-        let b = self.take(KArg::Buf(g.b), elem, need(br, bc, g.ldb), "gemm B");
+        let [na, nb, nc] = g.required_lengths()?;
+        let a = self.take(KArg::Buf(g.a), elem, na, "gemm A")?;
+        let b = self.take(KArg::Buf(g.b), elem, nb, "gemm B");
         let b = match b {
             Ok(b) => b,
             Err(e) => {
@@ -495,7 +508,7 @@ impl Device for EmuDevice {
                 return Err(e);
             }
         };
-        let c = self.take(KArg::Buf(g.c), elem, need(g.m, g.n, g.ldc), "gemm C");
+        let c = self.take(KArg::Buf(g.c), elem, nc, "gemm C");
         let mut c = match c {
             Ok(c) => c,
             Err(e) => {
@@ -504,12 +517,6 @@ impl Device for EmuDevice {
                 return Err(e);
             }
         };
-        if g.lda < ar.max(1) || g.ldb < br.max(1) || g.ldc < g.m.max(1) {
-            self.put(KArg::Buf(g.a), a);
-            self.put(KArg::Buf(g.b), b);
-            self.put(KArg::Buf(g.c), c);
-            return Err(DeviceError(format!("gemm: leading dimensions too small: {g:?}")));
-        }
         let at = |i: usize, l: usize| if g.ta { a[l + i * g.lda] } else { a[i + l * g.lda] };
         let bt = |l: usize, j: usize| if g.tb { b[j + l * g.ldb] } else { b[l + j * g.ldb] };
         // Accumulated in the buffer precision, in k order (cuBLAS's order is its own).
@@ -520,7 +527,9 @@ impl Device for EmuDevice {
                     s = round(elem, s + round(elem, at(i, l) * bt(l, j)));
                 }
                 let e = i + j * g.ldc;
-                c[e] = round(elem, round(elem, g.alpha * s) + round(elem, g.beta * c[e]));
+                // alpha and beta in the buffer precision, as cuBLAS takes them.
+                let (alpha, beta) = (round(elem, g.alpha), round(elem, g.beta));
+                c[e] = round(elem, round(elem, alpha * s) + round(elem, beta * c[e]));
             }
         }
         self.put(KArg::Buf(g.a), a);

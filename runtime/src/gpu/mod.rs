@@ -140,7 +140,18 @@ pub struct GpuNetwork<T, D> {
     counts: Buf,
     flag_base: usize,
     n_flags: usize,
+    id: u64,
 }
+
+/// The scalar arguments that follow a step kernel's buffers: element count, time and
+/// the random stream (seed, step, element offset).
+pub(crate) fn step_scalars(len: usize, t: f64, seed: u64, step: u64) -> [KArg; 5] {
+    [KArg::U64(len as u64), KArg::F64(t), KArg::U64(seed), KArg::U64(step), KArg::U64(0)]
+}
+
+/// A process-wide identity for each [`GpuNetwork`], so that state made for one (a
+/// [`GpuGradient`]) refuses to run with another.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn dev_err(e: DeviceError) -> RuntimeError {
     RuntimeError::Build(format!("GPU: {e}"))
@@ -275,7 +286,8 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
         }
         let flag_base = count_slots * batch;
         let counts = dev.alloc(Elem::U32, (flag_base + n_flags).max(1), "status").map_err(dev_err)?;
-        Ok(GpuNetwork { host, dev, prop, ext, pops, projs, counts, flag_base, n_flags })
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(GpuNetwork { host, dev, prop, ext, pops, projs, counts, flag_base, n_flags, id })
     }
 
     fn launch(&mut self, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> Result<(), RuntimeError> {
@@ -314,7 +326,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
             let len = self.host.pops[p].n * batch;
             let dp = &self.pops[p];
             let mut args: Vec<KArg> = dp.args.iter().map(|b| KArg::Buf(*b)).collect();
-            args.extend([KArg::U64(len as u64), KArg::F64(t), KArg::U64(dp.seed), KArg::U64(step), KArg::U64(0)]);
+            args.extend(step_scalars(len, t, dp.seed, step));
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
             let (states, flag0, spikes, list) = (dp.states.clone(), dp.flag0, dp.spikes, dp.list);
             for (k, s) in states.into_iter().enumerate() {

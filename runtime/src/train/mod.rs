@@ -255,8 +255,9 @@ pub fn evaluate<T: Float>(
     Ok(report(std::slice::from_ref(&net), data.steps(), loss, &evidence, labels))
 }
 
-/// [`evaluate`] on a GPU: `gpu` (built for the batch, without learning) is reset, given
-/// `weights` and run; only the readout's output comes back each step.
+/// [`evaluate`] on a GPU: `gpu` (built for the batch; a training network built for
+/// learning does, at the cost of its derivative outputs) is reset, given `weights` and
+/// run; only the readout's output comes back each step.
 pub fn evaluate_gpu<T: GpuFloat, D: Device>(
     gpu: &mut GpuNetwork<T, D>,
     weights: &[(String, Array2<f64>)],

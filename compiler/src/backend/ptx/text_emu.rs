@@ -216,8 +216,9 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
         ("mul", "rn") => Op::FMul,
         ("add", "rn") => Op::FAdd,
         ("add", _) => Op::Add,
-        ("div", _) if matches!(ty, Ty::U32 | Ty::U64) => Op::Div,
-        ("rem", _) if matches!(ty, Ty::U32 | Ty::U64) => Op::Rem,
+        // Unsigned only (`Ty` does not tell s32 from u32).
+        ("div", "u32" | "u64") => Op::Div,
+        ("rem", "u32" | "u64") => Op::Rem,
         ("shl", _) => Op::Shl,
         ("shr", _) => Op::Shr,
         ("and", _) => Op::And,

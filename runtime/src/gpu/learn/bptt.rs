@@ -15,7 +15,7 @@
 //! source += mu W^T, carried within the step (a layer below) or to step t-1.
 
 use super::super::device::{Buf, Device, Elem, ModId, Module};
-use super::super::{GpuFloat, GpuNetwork, dev_err};
+use super::super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
 use super::{flat, outer, times_transpose};
 use crate::learn::Plan;
 use crate::network::RuntimeError;
@@ -196,7 +196,7 @@ impl Tape {
                     }));
                 }
                 let len = batch * n;
-                args.extend([KArg::U64(len as u64), KArg::F64(0.0), KArg::U64(0), KArg::U64(0), KArg::U64(0)]);
+                args.extend(step_scalars(len, 0.0, 0, 0));
                 g.dev.launch(adj.module, STEP_ENTRY, flat(len), BLOCK, &args).map_err(dev_err)?;
                 let mu = |j: usize| self.st[p][k + j];
                 for (q, &gb) in plan.params.iter().zip(param_grads).filter(|(q, _)| q.pop == p) {

@@ -28,7 +28,7 @@
 mod bptt;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
-use super::{GpuFloat, GpuNetwork, dev_err};
+use super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
 use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, masked_step_loss, plan};
 use crate::network::RuntimeError;
 use ndarray::Array2;
@@ -98,6 +98,8 @@ struct ParamTrace {
 /// [`GpuGradient::new`], and used only with it): buffers are allocated and generated
 /// kernels loaded once, then [`GpuGradient::run`] computes the gradient of one batch.
 pub struct GpuGradient<T> {
+    /// The network it was made for ([`GpuNetwork`]'s identity).
+    net: u64,
     plan: Plan,
     method: Method,
     err: Buf,
@@ -256,6 +258,7 @@ impl<T: GpuFloat> GpuGradient<T> {
         }
         let bptt = if online { None } else { Some((bptt::Tape::new(g, &plan)?, bptt_grads, bptt_param_grads)) };
         Ok(GpuGradient {
+            net: g.id,
             y: vec![T::from_f64(0.0); batch * o],
             err_t: vec![T::from_f64(0.0); batch * o],
             plan,
@@ -287,6 +290,9 @@ impl<T: GpuFloat> GpuGradient<T> {
     /// weights go to the device at once while the traces carry on; the returned `total`
     /// is what accumulated after the last update.
     pub fn run_online<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, mut online: Option<Online>) -> Result<Gradients, RuntimeError> {
+        if g.id != self.net {
+            return Err(RuntimeError::Input("this GPU gradient state was made for another network (GpuGradient::new with this one)".into()));
+        }
         let (steps, batch) = (data.steps(), data.batch());
         if let Some(on) = &online {
             if self.bptt.is_some() {
@@ -358,7 +364,7 @@ impl<T: GpuFloat> GpuGradient<T> {
             self.signals(g)?;
             match &mut self.bptt {
                 Some((tape, ..)) => {
-                    let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| self.pre[e.target.index].unwrap_or_else(|| g.source(e.target.index).0)).collect();
+                    let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| pre_of(&self.pre, g, e.target.index)).collect();
                     tape.push(g, &self.plan, &self.l, &pre)?;
                 }
                 None => self.traces(g, t)?,
@@ -414,10 +420,6 @@ impl<T: GpuFloat> GpuGradient<T> {
         Ok(total)
     }
 
-    /// x^t of projection `i`: its copy, or the live source buffer.
-    fn pre_of<D: Device>(&self, g: &GpuNetwork<T, D>, i: usize) -> Buf {
-        self.pre[i].unwrap_or_else(|| g.source(i).0)
-    }
 
     /// Learning signals, from the top of the stack down (the CPU's order).
     fn signals<D: Device>(&mut self, g: &mut GpuNetwork<T, D>) -> Result<(), RuntimeError> {
@@ -436,7 +438,7 @@ impl<T: GpuFloat> GpuGradient<T> {
             // dst (B x n_q) += err (B x O) W^T
             g.dev.gemm(&times_transpose(dst, self.err, w, batch, g.host.pops[q].n, o)).map_err(dev_err)?;
             if let Some(&(_, n_pre, gb)) = self.plain.iter().find(|(pi, ..)| *pi == i) {
-                let x = self.pre_of(g, i);
+                let x = pre_of(&self.pre, g, i);
                 g.dev.gemm(&outer(gb, x, self.err, batch, n_pre, o, 1.0)).map_err(dev_err)?;
             }
         }
@@ -507,7 +509,7 @@ impl<T: GpuFloat> GpuGradient<T> {
                 }
             };
             for m in &mut x.members {
-                let xb = self.pre[m.proj].unwrap_or_else(|| g.source(m.proj).0);
+                let xb = pre_of(&self.pre, g, m.proj);
                 let args = [
                     KArg::Buf(m.tr[0]),
                     KArg::Buf(m.tr[1]),
@@ -537,7 +539,7 @@ impl<T: GpuFloat> GpuGradient<T> {
         for gr in &self.groups {
             launch_step(g, &gr.trace)?;
             for m in &gr.members {
-                let x = self.pre_of(g, m.proj);
+                let x = pre_of(&self.pre, g, m.proj);
                 let len = batch * m.n_pre;
                 g.launch(prop::SCALE_ADD, flat(len), BLOCK, &[KArg::Buf(m.eps_x), KArg::Buf(x), KArg::U64(len as u64), KArg::U64(decay_bits)])?;
                 g.dev.gemm(&outer(m.grad, m.eps_x, gr.u, batch, m.n_pre, gr.n, inv_c)).map_err(dev_err)?;
@@ -545,6 +547,11 @@ impl<T: GpuFloat> GpuGradient<T> {
         }
         Ok(())
     }
+}
+
+/// x^t of projection `i`: its copy (`pre`), or the live source buffer.
+fn pre_of<T: GpuFloat, D: Device>(pre: &[Option<Buf>], g: &GpuNetwork<T, D>, i: usize) -> Buf {
+    pre[i].unwrap_or_else(|| g.source(i).0)
 }
 
 /// Compiles and loads trace step `kind` of population `p`, its states `states` (the trace
@@ -597,7 +604,7 @@ fn load_step<T: GpuFloat, D: Device>(
 
 fn launch_step<T: GpuFloat, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Result<(), RuntimeError> {
     let mut args: Vec<KArg> = s.args.iter().map(|b| KArg::Buf(*b)).collect();
-    args.extend([KArg::U64(s.len as u64), KArg::F64(0.0), KArg::U64(0), KArg::U64(0), KArg::U64(0)]);
+    args.extend(step_scalars(s.len, 0.0, 0, 0));
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
 }
 

@@ -147,18 +147,7 @@ fn mixed_network_gpu_spikes_equal_cpu_f64() {
 
 /// The training-throughput workload (`snnc bench train`), smaller.
 fn bench_workload(neurons: usize, inputs: usize, outputs: usize) -> Program {
-    source(&format!(
-        r#"import "stdlib/lif.snn"
-network bench {{
-    dt = 1 ms
-    input x: {inputs}
-    layer rec = LIF[{neurons}] {{ tau = 10 ms }}
-    readout out = Linear[{outputs}]
-    connect x -> rec.I dense init normal(0, 1.5 / sqrt({inputs})) trainable as W_in
-    connect rec -> rec.I dense init normal(0, 0.5 / sqrt({neurons})) trainable as W_rec
-    connect rec -> out dense init normal(0, 1 / sqrt({neurons})) trainable as W_out
-}}"#
-    ))
+    source(&snnc_runtime::train::tasks::training_workload(neurons, inputs, outputs))
 }
 
 /// Gradients on the GPU against the CPU's (JIT, same float type): per gradient, the

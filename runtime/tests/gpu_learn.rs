@@ -2,6 +2,8 @@
 //! on the [`EmuDevice`] (the generated trace kernels in the step emulator, the training
 //! kernels' PTX text in the interpreter, the GEMMs in cuBLAS's convention with
 //! transposes), and its gradients are compared with the CPU's `gradient_of`.
+mod common;
+
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, LoadOptions, Program};
@@ -39,28 +41,9 @@ network n {{
 }
 
 /// Trainable time constants in a recurrent adaptive layer, a leaky readout.
-const PARAMS: &str = r#"import "stdlib/readout.snn"
-neuron TALIF {
-    param tau: ms = 20 ms trainable
-    param tau_a: ms = 100 ms trainable
-    param beta = 0.3
-    state v = 0.0
-    state a = 0.0
-    input I
-    dv/dt = (-v + I) / tau
-    da/dt = -a / tau_a
-    spike when v > 1 + beta * a surrogate relu_grad(alpha = 0.3, width = 1.0)
-    on spike { v -= 1; a += 1 }
+fn params_net() -> String {
+    common::trainable_param_text("LeakyReadout[2] { tau = 20 ms }", true)
 }
-network n {
-    dt = 1 ms
-    input x: 3
-    layer L = TALIF[5] { tau = U(10 ms, 30 ms) }
-    readout out = LeakyReadout[2] { tau = 20 ms }
-    connect x -> L.I dense trainable init normal(0, 3) as W_in
-    connect L -> L.I dense trainable init normal(0, 3) no_self as W_rec
-    connect L -> out dense trainable init normal(0, 1) as W_out
-}"#;
 
 fn trainable_of(net: &Network<f64>, p: &Program) -> Vec<String> {
     let mut names: Vec<String> = p.networks[0].projections.iter().filter(|pr| pr.trainable).map(|pr| pr.name.clone()).collect();
@@ -125,7 +108,7 @@ fn gpu_es_d_rtrl_matches_cpu_with_a_leaky_readout_of_a_state() {
 
 #[test]
 fn gpu_es_d_rtrl_matches_cpu_with_trainable_time_constants() {
-    let p = program(PARAMS);
+    let p = program(&params_net());
     let (want, got) = both::<f64>(&p, 40, 3, 0.9);
     assert_close(&want, &got, 1e-9);
     assert!(got.total.iter().any(|(n, _)| n == "L.tau_a"));
@@ -157,7 +140,7 @@ fn gpu_bptt_and_d_rtrl_match_cpu() {
     let nets = [
         ("stack, Linear readout", stacked("L2", "Linear[3]")),
         ("stack, leaky readout of L2.v", stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }")),
-        ("trainable time constants", PARAMS.to_string()),
+        ("trainable time constants", params_net()),
     ];
     for (what, text) in &nets {
         let p = program(text);
@@ -209,7 +192,7 @@ fn training_on_the_gpu_follows_the_cpu() {
 
 fn train_both(method: Method, every: Option<usize>) {
     use snnc_runtime::train::{Optimizer, OptimizerKind, evaluate, evaluate_gpu, train_batch, train_batch_gpu, weights_of};
-    let p = program(PARAMS);
+    let p = program(&params_net());
     let batch = 3;
     let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
     let cpu0 = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();

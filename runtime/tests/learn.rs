@@ -1,4 +1,7 @@
 //! Properties of the learning rules beyond the golden files.
+mod common;
+
+use common::trainable_param_text;
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_of};
@@ -398,36 +401,6 @@ fn online_updates_split_the_sequence_gradient_exactly() {
 
 fn weights_of_net(net: &Network<f64>, names: &[String]) -> Vec<(String, ndarray::Array2<f64>)> {
     snnc_runtime::train::weights_of(net, names)
-}
-
-/// Trainable per-neuron params: a recurrent layer whose membrane and adaptation time
-/// constants are learned (`param ... trainable`), read by `readout`.
-fn trainable_param_text(readout: &str, recurrent: bool) -> String {
-    let rec = if recurrent { "connect L -> L.I dense trainable init normal(0, 3) no_self as W_rec" } else { "" };
-    format!(
-        r#"import "stdlib/readout.snn"
-neuron TALIF {{
-    param tau: ms = 20 ms trainable
-    param tau_a: ms = 100 ms trainable
-    param beta = 0.3
-    state v = 0.0
-    state a = 0.0
-    input I
-    dv/dt = (-v + I) / tau
-    da/dt = -a / tau_a
-    spike when v > 1 + beta * a surrogate relu_grad(alpha = 0.3, width = 1.0)
-    on spike {{ v -= 1; a += 1 }}
-}}
-network n {{
-    dt = 1 ms
-    input x: 3
-    layer L = TALIF[4] {{ tau = U(10 ms, 30 ms) }}
-    readout out = {readout}
-    connect x -> L.I dense trainable init normal(0, 3) as W_in
-    {rec}
-    connect L -> out dense trainable init normal(0, 1) as W_out
-}}"#
-    )
 }
 
 /// BPTT's gradient with respect to trainable time constants equals finite differences

@@ -112,22 +112,6 @@ fn peak_rss_mb() -> f64 {
         / 1024.0
 }
 
-/// The .snn text of the training workload (BENCHMARKS.md's braintrace comparison).
-fn train_network(neurons: usize, inputs: usize, outputs: usize) -> String {
-    format!(
-        r#"import "stdlib/lif.snn"
-network bench {{
-    dt = 1 ms
-    input x: {inputs}
-    layer rec = LIF[{neurons}] {{ tau = 10 ms }}
-    readout out = Linear[{outputs}]
-    connect x -> rec.I dense init normal(0, 1.5 / sqrt({inputs})) trainable as W_in
-    connect rec -> rec.I dense init normal(0, 0.5 / sqrt({neurons})) trainable as W_rec
-    connect rec -> out dense init normal(0, 1 / sqrt({neurons})) trainable as W_out
-}}"#
-    )
-}
-
 fn method_name(m: MethodArg) -> &'static str {
     match m {
         MethodArg::Bptt => "bptt",
@@ -143,7 +127,7 @@ fn train(a: &TrainArgs) -> ExitCode {
     if !(a.etrace_decay > 0.0 && a.etrace_decay < 1.0) {
         return fail(format!("--etrace-decay must be in (0, 1), got {}", a.etrace_decay));
     }
-    let text = train_network(a.neurons, a.inputs, a.outputs);
+    let text = snnc_runtime::train::tasks::training_workload(a.neurons, a.inputs, a.outputs);
     let mut sources = SourceMap::new();
     let (program, diags) = sema::check_source("bench-train.snn", &text, &mut sources);
     if diags.iter().any(|d| d.is_error()) {
@@ -197,24 +181,28 @@ where
             Err(e) => return fail(e),
         };
         let secs = t1.elapsed().as_secs_f64();
-        let grad_norm = g.total.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
-        println!(
-            "{{\"bench\":\"train\",\"tool\":\"snnc\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"{}\",\"threads\":{},\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
-            method_name(a.method),
-            a.steps,
-            a.batch,
-            a.neurons,
-            a.inputs,
-            a.outputs,
-            if std::mem::size_of::<T>() == 4 { "f32" } else { "f64" },
-            nets.len(),
-            (a.batch * a.steps) as f64 / secs,
-            g.loss,
-            g.state_bytes,
-            peak_rss_mb()
-        );
+        print_train(a, &format!("\"threads\":{}", nets.len()), std::mem::size_of::<T>(), rep, build, secs, &g);
     }
     ExitCode::SUCCESS
+}
+
+/// One JSON line of a training pass; `where_` says where it ran (threads, or the GPU).
+fn print_train(a: &TrainArgs, where_: &str, float_bytes: usize, rep: usize, build: f64, secs: f64, g: &snnc_runtime::learn::Gradients) {
+    let grad_norm = g.total.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
+    println!(
+        "{{\"bench\":\"train\",\"tool\":\"snnc\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"{}\",{where_},\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
+        method_name(a.method),
+        a.steps,
+        a.batch,
+        a.neurons,
+        a.inputs,
+        a.outputs,
+        if float_bytes == 4 { "f32" } else { "f64" },
+        (a.batch * a.steps) as f64 / secs,
+        g.loss,
+        g.state_bytes,
+        peak_rss_mb()
+    );
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -262,22 +250,8 @@ fn train_gpu_once<T: snnc_runtime::gpu::GpuFloat>(a: &TrainArgs, program: &sema:
     let t1 = Instant::now();
     let g = grad.run(&mut gpu, &mut data).map_err(err)?;
     let secs = t1.elapsed().as_secs_f64();
-    let grad_norm = g.total.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
-    println!(
-        "{{\"bench\":\"train\",\"tool\":\"snnc\",\"backend\":\"cuda\",\"warm\":true,\"device\":\"{}\",\"method\":\"{}\",\"T\":{},\"batch\":{},\"neurons\":{},\"inputs\":{},\"outputs\":{},\"precision\":\"{}\",\"rep\":{rep},\"build_s\":{build:.9},\"seconds\":{secs:.9},\"sample_steps_per_s\":{:.3},\"loss\":{:e},\"grad_norm\":{grad_norm:e},\"state_bytes\":{},\"peak_rss_mb\":{:.1}}}",
-        gpu.dev.name().replace('"', "'"),
-        method_name(a.method),
-        a.steps,
-        a.batch,
-        a.neurons,
-        a.inputs,
-        a.outputs,
-        if std::mem::size_of::<T>() == 4 { "f32" } else { "f64" },
-        (a.batch * a.steps) as f64 / secs,
-        g.loss,
-        g.state_bytes,
-        peak_rss_mb()
-    );
+    let where_ = format!("\"backend\":\"cuda\",\"warm\":true,\"device\":\"{}\"", gpu.dev.name().replace('"', "'"));
+    print_train(a, &where_, std::mem::size_of::<T>(), rep, build, secs, &g);
     Ok(())
 }
 

@@ -420,3 +420,21 @@ impl RandomSpikes {
         }
     }
 }
+
+/// The .snn text of the training-throughput workload (BENCHMARKS.md's braintrace
+/// comparison, `snnc bench train`): a recurrent LIF layer (tau 10 ms, dt 1 ms) read by
+/// `Linear` readouts, every projection dense and trainable (W_in, W_rec, W_out).
+pub fn training_workload(neurons: usize, inputs: usize, outputs: usize) -> String {
+    format!(
+        r#"import "stdlib/lif.snn"
+network bench {{
+    dt = 1 ms
+    input x: {inputs}
+    layer rec = LIF[{neurons}] {{ tau = 10 ms }}
+    readout out = Linear[{outputs}]
+    connect x -> rec.I dense init normal(0, 1.5 / sqrt({inputs})) trainable as W_in
+    connect rec -> rec.I dense init normal(0, 0.5 / sqrt({neurons})) trainable as W_rec
+    connect rec -> out dense init normal(0, 1 / sqrt({neurons})) trainable as W_out
+}}"#
+    )
+}

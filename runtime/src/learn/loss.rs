@@ -83,7 +83,7 @@ pub fn step_loss(kind: Loss, y: &[f64], target: &[f64], grad: Option<&mut [f64]>
 
 /// Adds step `t`'s masked loss of every batch element (`y`, `target`: batch x outputs) to
 /// the return value and the masked output to `evidence`; with `err`, writes dL^t/dy.
-pub(crate) fn masked_step_loss(kind: Loss, y: &[f64], target: &[f64], mask: &[f64], evidence: &mut Array2<f64>, mut err: Option<&mut [f64]>) -> f64 {
+fn masked_step_loss(kind: Loss, y: &[f64], target: &[f64], mask: &[f64], evidence: &mut Array2<f64>, mut err: Option<&mut [f64]>) -> f64 {
     let o = evidence.ncols();
     let mut loss = 0.0;
     for (b, &m) in mask.iter().enumerate().filter(|(_, m)| **m != 0.0) {
@@ -100,6 +100,48 @@ pub(crate) fn masked_step_loss(kind: Loss, y: &[f64], target: &[f64], mask: &[f6
         }
     }
     loss
+}
+
+/// The per-step data of a pass over a [`Sequence`] (CPU and GPU, gradients and
+/// evaluation): the inputs as the sequence writes them (f64) and in the network's float
+/// type, the targets and mask of the step, and the evidence summed so far.
+pub(crate) struct StepData<T> {
+    ext64: Vec<Vec<f64>>,
+    ext: Vec<Vec<T>>,
+    tgt: Vec<f64>,
+    mask: Vec<f64>,
+    kind: Loss,
+    pub evidence: Array2<f64>,
+}
+
+impl<T: crate::network::Float> StepData<T> {
+    pub fn new(data: &dyn Sequence) -> StepData<T> {
+        let ((in_sizes, n_out), batch) = (data.shape(), data.batch());
+        StepData {
+            ext64: in_sizes.iter().map(|s| vec![0.0; s * batch]).collect(),
+            ext: in_sizes.iter().map(|s| vec![T::from_f64(0.0); s * batch]).collect(),
+            tgt: vec![0.0; n_out * batch],
+            mask: vec![1.0; batch],
+            kind: data.loss(),
+            evidence: Array2::zeros((batch, n_out)),
+        }
+    }
+
+    /// Step `t`'s inputs, targets and mask from `data`; the inputs, for the network step.
+    pub fn load(&mut self, data: &mut dyn Sequence, t: usize) -> Vec<&[T]> {
+        data.fill(t, &mut self.ext64, &mut self.tgt);
+        data.mask(t, &mut self.mask);
+        for (d, s) in self.ext.iter_mut().zip(&self.ext64) {
+            d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s));
+        }
+        self.ext.iter().map(|v| v.as_slice()).collect()
+    }
+
+    /// The step's masked loss of the readout output `y` ([`masked_step_loss`]), adding to
+    /// the evidence; with `err`, dL^t/dy.
+    pub fn loss(&mut self, y: &[f64], err: Option<&mut [f64]>) -> f64 {
+        masked_step_loss(self.kind, y, &self.tgt, &self.mask, &mut self.evidence, err)
+    }
 }
 
 /// Sequences held in memory: `x[i]` is (T, B, size_i), `target` is (T, B, readouts).

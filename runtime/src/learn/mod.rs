@@ -28,7 +28,7 @@ mod split;
 
 pub use loss::{InMemory, Loss, RowFill, Sequence, step_loss};
 pub use split::{gradient_split, split_sizes};
-pub(crate) use loss::masked_step_loss;
+pub(crate) use loss::StepData;
 
 use crate::network::{Float, Network, RuntimeError, StepTrace};
 use bptt::Bptt;
@@ -516,26 +516,9 @@ pub(crate) fn gradient_impl<T: Float>(
     helper_thread: bool,
 ) -> Result<Gradients, RuntimeError> {
     let (steps, batch) = (data.steps(), data.batch());
-    if let Some(on) = &online {
-        if method == Method::Bptt {
-            return Err(RuntimeError::Input("updates within a sequence (`update_every`) need an online method (d-rtrl, es-d-rtrl), not BPTT".into()));
-        }
-        if on.every == 0 {
-            return Err(RuntimeError::Input("`update_every` must be at least 1 step".into()));
-        }
-    }
-    if batch != net.batch {
-        return Err(RuntimeError::Input(format!("the data has batch {batch}, the network was built for {}", net.batch)));
-    }
-    let (in_sizes, n_target) = data.shape();
-    let want_sizes: Vec<usize> = net.inputs.iter().map(|(_, s)| *s).collect();
-    if in_sizes != want_sizes {
-        return Err(RuntimeError::Input(format!("the data has inputs of sizes {in_sizes:?}, the network needs {want_sizes:?}")));
-    }
+    check_data(net, data, method == Method::Bptt, online.as_ref())?;
     let Plan { r, linear_readout, etrace, plain, into_readout, links, hidden, params, projection_names } = plan(net, trainable)?;
-    if n_target != net.pops[r].n {
-        return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", net.pops[r].n, net.pops[r].name)));
-    }
+    check_target(net, r, data)?;
     let layouts: Vec<Option<snnc_compiler::discretise::DerivLayout>> = net.pops.iter().map(|p| p.deriv).collect();
     let k_of = |p: usize| layouts[p].map(|d| d.k).unwrap_or(0);
     let nin_of = |p: usize| layouts[p].map(|d| d.n_in).unwrap_or(0);
@@ -606,12 +589,7 @@ pub(crate) fn gradient_impl<T: Float>(
 
     let mut recorded = Vec::new();
     let mut trace = StepTrace::default();
-    let mut ext64: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
-    let mut ext: Vec<Vec<T>> = in_sizes.iter().map(|s| vec![zero(); s * batch]).collect();
-    let mut tgt = vec![0.0; n_target * batch];
-    let mut mask = vec![1.0; batch];
-    let loss_kind = data.loss();
-    let mut evidence = Array2::<f64>::zeros((batch, n_target));
+    let mut sd = StepData::<T>::new(data);
     // Per-step buffers, reused.
     let o = n_of[r];
     let mut y = vec![0.0; batch * o];
@@ -626,17 +604,11 @@ pub(crate) fn gradient_impl<T: Float>(
     let mut l_soa: Vec<Vec<T>> = Vec::new();
     let one = T::from_f64(1.0);
     for t in 0..steps {
-        data.fill(t, &mut ext64, &mut tgt);
-        data.mask(t, &mut mask);
-        for (d, s) in ext.iter_mut().zip(&ext64) {
-            d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s));
-        }
-        let ext_refs: Vec<&[T]> = ext.iter().map(|v| v.as_slice()).collect();
-        net.step_traced(&ext_refs, Some(&mut trace))?;
+        net.step_traced(&sd.load(data, t), Some(&mut trace))?;
         // Loss and its gradient at the readout.
         y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
         err.fill(0.0);
-        loss += masked_step_loss(loss_kind, &y, &tgt, &mask, &mut evidence, Some(&mut err));
+        loss += sd.loss(&y, Some(&mut err));
         err_t.iter_mut().zip(&err).for_each(|(d, s)| *d = T::from_f64(*s));
         // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.
         dlds.iter_mut().chain(dldh.iter_mut()).for_each(|v| v.fill(zero()));
@@ -810,7 +782,38 @@ pub(crate) fn gradient_impl<T: Float>(
     let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().map(to_f64)).collect();
     total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().map(to_f64)));
     total.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().map(to_f64)));
-    Ok(Gradients { loss, total, per_step, state_bytes, evidence, recorded })
+    Ok(Gradients { loss, total, per_step, state_bytes, evidence: sd.evidence, recorded })
+}
+
+/// What a gradient pass checks of its data before anything runs (CPU and GPU): an
+/// online schedule only with an online method, the batch and the input sizes.
+pub(crate) fn check_data<T>(net: &Network<T>, data: &dyn Sequence, bptt: bool, online: Option<&Online>) -> Result<(), RuntimeError> {
+    if let Some(on) = online {
+        if bptt {
+            return Err(RuntimeError::Input("updates within a sequence (`update_every`) need an online method (d-rtrl, es-d-rtrl), not BPTT".into()));
+        }
+        if on.every == 0 {
+            return Err(RuntimeError::Input("`update_every` must be at least 1 step".into()));
+        }
+    }
+    if data.batch() != net.batch {
+        return Err(RuntimeError::Input(format!("the data has batch {}, the network was built for {}", data.batch(), net.batch)));
+    }
+    let in_sizes = data.shape().0;
+    let want_sizes: Vec<usize> = net.inputs.iter().map(|(_, s)| *s).collect();
+    if in_sizes != want_sizes {
+        return Err(RuntimeError::Input(format!("the data has inputs of sizes {in_sizes:?}, the network needs {want_sizes:?}")));
+    }
+    Ok(())
+}
+
+/// The data's targets have one value per output of readout `r`.
+pub(crate) fn check_target<T>(net: &Network<T>, r: usize, data: &dyn Sequence) -> Result<(), RuntimeError> {
+    let n_target = data.shape().1;
+    if n_target != net.pops[r].n {
+        return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", net.pops[r].n, net.pops[r].name)));
+    }
+    Ok(())
 }
 
 /// The bias correction c_t of ES-D-RTRL's smoothed trace at step `t`, indexed by the

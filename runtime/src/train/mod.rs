@@ -6,7 +6,7 @@ pub mod shd;
 pub mod tasks;
 
 use crate::gpu::{Device, GpuFloat, GpuGradient, GpuNetwork};
-use crate::learn::{Method, Online, Sequence, gradient_online, gradient_split, masked_step_loss, split_sizes};
+use crate::learn::{Method, Online, Sequence, StepData, gradient_online, gradient_split, split_sizes};
 use crate::network::{Float, Network, RuntimeError, Sign, project_onto_sign};
 use ndarray::Array2;
 use std::collections::HashMap;
@@ -217,10 +217,7 @@ pub fn train_batch_gpu<T: GpuFloat, D: Device>(
     opt: &mut Optimizer,
     update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
-    gpu.reset()?;
-    for (n, w) in weights.iter() {
-        gpu.set_trainable(n, w.mapv(T::from_f64))?;
-    }
+    start_gpu(gpu, weights)?;
     let mut step = constrained_step(&gpu.host, weights, opt);
     let g = match update_every {
         Some(every) => {
@@ -264,10 +261,7 @@ pub fn evaluate_gpu<T: GpuFloat, D: Device>(
     data: &mut dyn Sequence,
     labels: &[usize],
 ) -> Result<BatchReport, RuntimeError> {
-    gpu.reset()?;
-    for (n, w) in weights {
-        gpu.set_trainable(n, w.mapv(T::from_f64))?;
-    }
+    start_gpu(gpu, weights)?;
     let r = readout_of(&gpu.host)?;
     let mut out = vec![T::from_f64(0.0); gpu.host.batch * gpu.host.pops[r].n];
     let (loss, evidence) = forward_loss::<T>(data, &mut |x, y| {
@@ -277,6 +271,15 @@ pub fn evaluate_gpu<T: GpuFloat, D: Device>(
         Ok(())
     })?;
     Ok(report(std::slice::from_ref(&gpu.host), data.steps(), loss, &evidence, labels))
+}
+
+/// A GPU network back at its start, with `weights` on the device.
+fn start_gpu<T: GpuFloat, D: Device>(gpu: &mut GpuNetwork<T, D>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+    gpu.reset()?;
+    for (n, w) in weights {
+        gpu.set_trainable(n, w.mapv(T::from_f64))?;
+    }
+    Ok(())
 }
 
 fn readout_of<T>(net: &Network<T>) -> Result<usize, RuntimeError> {
@@ -293,27 +296,14 @@ fn forward_loss<T: Float>(
     data: &mut dyn Sequence,
     step: &mut dyn FnMut(&[&[T]], &mut [f64]) -> Result<(), RuntimeError>,
 ) -> Result<(f64, Array2<f64>), RuntimeError> {
-    let (in_sizes, n_out) = data.shape();
-    let batch = data.batch();
-    let mut ext: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
-    let mut ext_t: Vec<Vec<T>> = in_sizes.iter().map(|s| vec![T::from_f64(0.0); s * batch]).collect();
-    let mut tgt = vec![0.0; n_out * batch];
-    let mut mask = vec![1.0; batch];
-    let mut y = vec![0.0; n_out * batch];
-    let mut evidence = Array2::<f64>::zeros((batch, n_out));
+    let mut sd = StepData::<T>::new(data);
+    let mut y = vec![0.0; data.shape().1 * data.batch()];
     let mut loss = 0.0;
-    let kind = data.loss();
     for t in 0..data.steps() {
-        data.fill(t, &mut ext, &mut tgt);
-        data.mask(t, &mut mask);
-        for (d, s) in ext_t.iter_mut().zip(&ext) {
-            d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s));
-        }
-        let refs: Vec<&[T]> = ext_t.iter().map(|v| v.as_slice()).collect();
-        step(&refs, &mut y)?;
-        loss += masked_step_loss(kind, &y, &tgt, &mask, &mut evidence, None);
+        step(&sd.load(data, t), &mut y)?;
+        loss += sd.loss(&y, None);
     }
-    Ok((loss, evidence))
+    Ok((loss, sd.evidence))
 }
 
 /// Loss per sequence, accuracy of `argmax` of the evidence, and firing rates.

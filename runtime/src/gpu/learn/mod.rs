@@ -29,7 +29,7 @@ mod bptt;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
 use super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
-use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, masked_step_loss, plan};
+use crate::learn::{Gradients, Method, Online, Plan, Sequence, StepData, bias_correction, check_data, check_target, plan};
 use crate::network::RuntimeError;
 use ndarray::Array2;
 use snnc_compiler::backend::ParamSpec;
@@ -294,26 +294,10 @@ impl<T: GpuFloat> GpuGradient<T> {
             return Err(RuntimeError::Input("this GPU gradient state was made for another network (GpuGradient::new with this one)".into()));
         }
         let (steps, batch) = (data.steps(), data.batch());
-        if let Some(on) = &online {
-            if self.bptt.is_some() {
-                return Err(RuntimeError::Input("updates within a sequence (`update_every`) need an online method (d-rtrl, es-d-rtrl), not BPTT".into()));
-            }
-            if on.every == 0 {
-                return Err(RuntimeError::Input("`update_every` must be at least 1 step".into()));
-            }
-        }
-        if batch != g.host.batch {
-            return Err(RuntimeError::Input(format!("the data has batch {batch}, the network was built for {}", g.host.batch)));
-        }
-        let (in_sizes, n_target) = data.shape();
-        let want: Vec<usize> = g.host.inputs.iter().map(|(_, s)| *s).collect();
-        if in_sizes != want {
-            return Err(RuntimeError::Input(format!("the data has inputs of sizes {in_sizes:?}, the network needs {want:?}")));
-        }
+        check_data(&g.host, data, self.bptt.is_some(), online.as_ref())?;
         let r = self.plan.r;
-        if n_target != g.host.pops[r].n {
-            return Err(RuntimeError::Input(format!("target must have {} values per step (readout `{}`), got {n_target}", g.host.pops[r].n, g.host.pops[r].name)));
-        }
+        check_target(&g.host, r, data)?;
+        let n_target = g.host.pops[r].n;
         let mut bufs: Vec<Buf> = Vec::new();
         for gr in &self.groups {
             bufs.extend(&gr.eps_f);
@@ -329,21 +313,11 @@ impl<T: GpuFloat> GpuGradient<T> {
         for b in &bufs {
             g.dev.zero(*b).map_err(dev_err)?;
         }
-        let mut ext64: Vec<Vec<f64>> = in_sizes.iter().map(|s| vec![0.0; s * batch]).collect();
-        let mut ext: Vec<Vec<T>> = in_sizes.iter().map(|s| vec![T::from_f64(0.0); s * batch]).collect();
-        let mut tgt = vec![0.0; n_target * batch];
-        let mut mask = vec![1.0; batch];
+        let mut sd = StepData::<T>::new(data);
         let mut y64 = vec![0.0; n_target * batch];
         let mut err64 = vec![0.0; n_target * batch];
-        let mut evidence = Array2::<f64>::zeros((batch, n_target));
         let mut loss = 0.0;
-        let kind = data.loss();
         for t in 0..steps {
-            data.fill(t, &mut ext64, &mut tgt);
-            data.mask(t, &mut mask);
-            for (d, s) in ext.iter_mut().zip(&ext64) {
-                d.iter_mut().zip(s).for_each(|(d, s)| *d = T::from_f64(*s));
-            }
             // What the recurrent projections read: the sources as they are before the step.
             for (i, p) in self.pre.iter().enumerate() {
                 if let Some(p) = *p {
@@ -352,13 +326,12 @@ impl<T: GpuFloat> GpuGradient<T> {
                     g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(p), KArg::U64(len as u64)])?;
                 }
             }
-            let refs: Vec<&[T]> = ext.iter().map(|v| v.as_slice()).collect();
-            g.step(&refs)?;
+            g.step(&sd.load(data, t))?;
             // The loss on the host.
             g.readout_output(r, &mut self.y)?;
             y64.iter_mut().zip(&self.y).for_each(|(a, b)| *a = b.to_f64());
             err64.fill(0.0);
-            loss += masked_step_loss(kind, &y64, &tgt, &mask, &mut evidence, Some(&mut err64));
+            loss += sd.loss(&y64, Some(&mut err64));
             self.err_t.iter_mut().zip(&err64).for_each(|(a, b)| *a = T::from_f64(*b));
             g.dev.upload(self.err, T::host(&self.err_t)).map_err(dev_err)?;
             self.signals(g)?;
@@ -384,7 +357,7 @@ impl<T: GpuFloat> GpuGradient<T> {
         }
         let total = self.gradients(g)?;
         let state_bytes = self.bptt.as_ref().map_or(self.trace_bytes, |(tape, ..)| tape.bytes());
-        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence, recorded: Vec::new() })
+        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence: sd.evidence, recorded: Vec::new() })
     }
 
     /// The device buffers of the gradients, in the CPU's order: etrace, plain, params.

@@ -7,7 +7,8 @@ use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, Program};
 use snnc_runtime::gpu::cuda::CudaDevice;
 use snnc_runtime::gpu::{Device, GpuFloat, GpuNetwork};
-use snnc_runtime::network::{InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
+use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory, flush_denormals};
+use snnc_runtime::network::{Network, Options};
 use std::time::Instant;
 
 fn coba(n: usize) -> Program {
@@ -33,7 +34,7 @@ network coba {{
     p
 }
 
-fn rates<T: snnc_runtime::network::Float>(net: &Network<T>) -> String {
+fn rates<T: snnc_runtime::scalar::Float>(net: &Network<T>) -> String {
     let secs = net.time();
     net.pops.iter().map(|p| format!("{} {:.1} Hz", p.name, p.spike_count as f64 / p.n as f64 / secs)).collect::<Vec<_>>().join(", ")
 }

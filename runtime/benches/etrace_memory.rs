@@ -8,7 +8,8 @@ use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_of};
 use snnc_runtime::train::tasks::RandomSpikes;
-use snnc_runtime::network::{JitFactory, Network, Options};
+use snnc_runtime::kernels::JitFactory;
+use snnc_runtime::network::{Network, Options};
 use std::process::Command;
 use std::time::Instant;
 

@@ -5,8 +5,9 @@
 //! structure is the same whatever the thread count or backend, and building a row
 //! never depends on another row (rows can be built in parallel, or on a GPU).
 
-use crate::rng::Rng;
+use snnc_compiler::rng::Rng;
 use snnc_compiler::sema::Init;
+use snnc_compiler::syntax::ast::Sign;
 
 /// Compressed sparse rows: row = presynaptic neuron, columns = its targets.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,14 +50,9 @@ impl Connectivity {
     }
 }
 
-/// Draws a value of an initialiser for element (index, sub) of a stream.
-pub fn sample(init: &Init, rng: &Rng, stream: u32, index: u64, sub: u32) -> f64 {
-    match *init {
-        Init::Const(v) => v,
-        Init::Uniform { low, high } => low + (high - low) * (1.0 - rng.uniform(stream, index, sub)),
-        Init::Normal { mean, std } => mean + std * rng.normal(stream, index, sub),
-    }
-}
+/// Draws a value of an initialiser (shared with the compiler's pipeline, which samples
+/// per-neuron params and initial states with it).
+pub use snnc_compiler::rng::sample;
 
 /// The weight initialiser used when a connection names none: `normal(0, 1/sqrt(fan_in))`,
 /// the variance-preserving choice of most deep-learning libraries.
@@ -121,6 +117,23 @@ pub fn dense(n_pre: usize, n_post: usize, no_self: bool, init: &Init, rng: &Rng,
         }
     }
     w
+}
+
+/// `w` on the side of `sign`: |w| for excitatory, -|w| for inhibitory (Dale's law).
+pub fn apply_sign(sign: Option<Sign>, w: f64) -> f64 {
+    match sign {
+        Some(Sign::Excitatory) => w.abs(),
+        Some(Sign::Inhibitory) => -w.abs(),
+        None => w,
+    }
+}
+
+/// Dale's law after an update: a weight that crossed to the wrong side of zero stops at zero.
+pub fn project_onto_sign(sign: Sign, w: f64) -> f64 {
+    match sign {
+        Sign::Excitatory => w.max(0.0),
+        Sign::Inhibitory => w.min(0.0),
+    }
 }
 
 #[cfg(test)]

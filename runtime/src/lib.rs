@@ -3,12 +3,16 @@
 //! The runtime does not care how a kernel was made (Cranelift JIT, CUDA PTX, or the
 //! reference interpreter): it owns buffers, connectivity and the order of a step.
 pub use snnc_compiler as compiler;
+/// Counter-based random numbers, shared with the compiler (instantiation and kernels).
+pub use snnc_compiler::rng;
 
 pub mod connectivity;
+pub mod error;
 pub mod gpu;
+pub mod kernels;
 pub mod learn;
 pub mod network;
 pub mod propagate;
 pub mod record;
-pub mod rng;
+pub mod scalar;
 pub mod train;

@@ -1,9 +1,12 @@
 //! Moving presynaptic activity through a projection into a postsynaptic port:
 //! dense `y += x W` (GEMM through ndarray/matrixmultiply), event-driven sparse rows,
-//! one-to-one, and synaptic delays in ring buffers.
+//! one-to-one, and synaptic delays in ring buffers; and the lists of active
+//! (spiking) neurons that event-driven propagation reads.
 
 use crate::connectivity::Csr;
+use crate::scalar::Float;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, LinalgScalar, linalg::general_mat_mul};
+use snnc_compiler::backend::Real;
 
 /// `y += x W` for a batch: x is (B, I), W is (I, O), y is (B, O).
 pub fn dense<T: LinalgScalar>(x: ArrayView2<T>, w: ArrayView2<T>, y: &mut ArrayViewMut2<T>) {
@@ -51,17 +54,17 @@ pub struct DelayRing<T> {
     delay: usize,
 }
 
-impl<T: Clone + num_zero::Zero> DelayRing<T> {
+impl<T: Clone + Default> DelayRing<T> {
     /// `delay` in steps (>= 1), for a (batch, n_post) port.
     pub fn new(delay: usize, batch: usize, n_post: usize) -> DelayRing<T> {
         let delay = delay.max(1);
-        DelayRing { slots: (0..=delay).map(|_| Array2::from_elem((batch, n_post), T::zero())).collect(), delay }
+        DelayRing { slots: (0..=delay).map(|_| Array2::from_elem((batch, n_post), T::default())).collect(), delay }
     }
 
     /// Empties every slot (nothing in flight).
     pub fn clear(&mut self) {
         for s in &mut self.slots {
-            s.fill(T::zero());
+            s.fill(T::default());
         }
     }
 
@@ -85,24 +88,98 @@ impl<T: Clone + num_zero::Zero> DelayRing<T> {
         let slot = &mut self.slots[t % n];
         ndarray::Zip::from(into).and(&mut *slot).for_each(|d, s| {
             *d += *s;
-            *s = T::zero();
+            *s = T::default();
         });
     }
 }
 
-/// `Zero` for the float types the runtime uses (keeps the public bounds small).
-pub mod num_zero {
-    pub trait Zero {
-        fn zero() -> Self;
-    }
-    impl Zero for f32 {
-        fn zero() -> f32 {
-            0.0
+/// A projection's weights, in the layout its propagation kernel wants.
+pub(crate) enum Weights<T> {
+    Dense(ndarray::Array2<T>),
+    Sparse(SparseRows<T>),
+    OneToOne(Vec<T>),
+}
+
+/// `out += x W` for one projection, with the kernel its connectivity calls for.
+/// `active` lists the non-zero entries of `src` per batch element when they are known.
+pub(crate) fn propagate_into<T>(weights: &Weights<T>, src: &[T], active: Option<&[Vec<u32>]>, n_pre: usize, n_post: usize, batch: usize, out: &mut [T])
+where
+    T: Real + std::ops::AddAssign + std::ops::Mul<Output = T> + ndarray::LinalgScalar,
+{
+    match weights {
+        // Spikes are mostly zeros: adding the rows of the neurons that fired is far
+        // cheaper than a GEMM with the whole 0/1 vector (event-driven dense).
+        Weights::Dense(w) if active.is_some_and(|a| a.iter().map(|r| r.len()).sum::<usize>() * 4 < batch * n_pre) => {
+            let a = active.expect("checked");
+            let w = w.as_slice().expect("row-major weights");
+            for b in 0..batch {
+                let y = &mut out[b * n_post..(b + 1) * n_post];
+                for &i in &a[b] {
+                    let row = &w[i as usize * n_post..(i as usize + 1) * n_post];
+                    let xi = src[b * n_pre + i as usize];
+                    for (yo, wo) in y.iter_mut().zip(row) {
+                        *yo += *wo * xi;
+                    }
+                }
+            }
+        }
+        Weights::Dense(w) => {
+            let x = ArrayView2::from_shape((batch, n_pre), src).expect("input shape");
+            let mut y = ArrayViewMut2::from_shape((batch, n_post), out).expect("output shape");
+            dense(x, w.view(), &mut y);
+        }
+        Weights::Sparse(rows) => {
+            for b in 0..batch {
+                let x = &src[b * n_pre..(b + 1) * n_pre];
+                let y = &mut out[b * n_post..(b + 1) * n_post];
+                match active {
+                    Some(a) => sparse_weighted(rows, &a[b], x, y),
+                    None => {
+                        let a: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
+                        sparse_weighted(rows, &a, x, y);
+                    }
+                }
+            }
+        }
+        Weights::OneToOne(w) => {
+            for b in 0..batch {
+                one_to_one(w, &src[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post]);
+            }
         }
     }
-    impl Zero for f64 {
-        fn zero() -> f64 {
-            0.0
+}
+
+/// Appends the indices of the non-zero entries of `spikes` to `out`. Spikes are rare
+/// (a few per thousand neurons and step): blocks of 16 that are all zero are skipped
+/// with one branch-free sum (spikes are >= 0, so a zero sum means no spike).
+pub(crate) fn active_indices<T: Float>(spikes: &[T], out: &mut Vec<u32>) {
+    let zero = T::default();
+    for (blk, c) in spikes.chunks(16).enumerate() {
+        let mut sum = zero;
+        for v in c {
+            sum += *v;
+        }
+        if sum.to_f64() == 0.0 {
+            continue;
+        }
+        out.extend(c.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(i, _)| (blk * 16 + i) as u32));
+    }
+}
+
+/// Sparse propagation of real-valued presynaptic activity: event-driven over the
+/// non-zero entries (spikes are 1, so the weight is added as is).
+fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(rows: &SparseRows<T>, active: &[u32], x: &[T], y: &mut [T]) {
+    for &i in active {
+        let xi = x[i as usize];
+        let r = rows.row_ptr[i as usize]..rows.row_ptr[i as usize + 1];
+        if xi.to_f64() == 1.0 {
+            for (c, w) in rows.col[r.clone()].iter().zip(&rows.weight[r]) {
+                y[*c as usize] += *w;
+            }
+        } else {
+            for (c, w) in rows.col[r.clone()].iter().zip(&rows.weight[r]) {
+                y[*c as usize] += *w * xi;
+            }
         }
     }
 }
@@ -161,5 +238,22 @@ mod tests {
             got.push(port[[0, 1]]);
         }
         assert_eq!(got, vec![0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn active_indices_are_the_non_zero_spikes() {
+        for n in [1usize, 15, 16, 17, 100] {
+            for seed in 0..20u64 {
+                let spikes: Vec<f64> = (0..n).map(|i| f64::from(u8::from((i as u64 * 2654435761 + seed * 97) % 23 == 0))).collect();
+                let mut got = Vec::new();
+                active_indices(&spikes, &mut got);
+                let want: Vec<u32> = (0..n as u32).filter(|&i| spikes[i as usize] != 0.0).collect();
+                assert_eq!(got, want, "n = {n}, seed {seed}");
+            }
+        }
+        // Smooth spikes (a sigmoid in (0, 1)) are all active.
+        let mut got = Vec::new();
+        active_indices(&[0.2f32, 0.7, 1e-30], &mut got);
+        assert_eq!(got, vec![0, 1, 2]);
     }
 }

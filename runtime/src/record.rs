@@ -5,7 +5,9 @@
 //! A state trace `POP.VAR.npy` has shape (steps, batch * n), in SI units.
 //! Everything recorded so far can be written at any time (also after an error).
 
-use crate::network::{Float, Network, RuntimeError};
+use crate::error::RuntimeError;
+use crate::network::Network;
+use crate::scalar::Float;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
 

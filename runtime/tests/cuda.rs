@@ -8,7 +8,8 @@ use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions, Program};
 use snnc_runtime::gpu::cuda::CudaDevice;
 use snnc_runtime::gpu::{GpuFloat, GpuNetwork};
-use snnc_runtime::network::{InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
+use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory, flush_denormals};
+use snnc_runtime::network::{Network, Options};
 use snnc_runtime::rng::Rng;
 use std::path::Path;
 

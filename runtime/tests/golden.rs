@@ -6,7 +6,9 @@ use serde_json::Value;
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient};
-use snnc_runtime::network::{Float, InterpFactory, JitFactory, KernelFactory, Network, Options, StepTrace};
+use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory};
+use snnc_runtime::network::{Network, Options, StepTrace};
+use snnc_runtime::scalar::Float;
 use std::path::Path;
 
 fn root() -> &'static Path {

@@ -8,7 +8,9 @@ use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, Init, Program};
 use snnc_runtime::connectivity::fixed_probability;
 use snnc_runtime::gpu::{Call, EmuDevice, GpuFloat, GpuNetwork, KArg};
-use snnc_runtime::network::{InterpFactory, Network, Options, RuntimeError};
+use snnc_runtime::error::RuntimeError;
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::network::{Network, Options};
 use snnc_runtime::propagate::{self, SparseRows};
 use snnc_runtime::rng::Rng;
 
@@ -366,7 +368,7 @@ fn emulated_gpu_full_coba_1000_steps_f64() {
     let (p, d) = sema::check_path(path, &sema::LoadOptions::default(), &mut sources);
     assert!(d.iter().all(|d| !d.is_error()));
     let o = Options { seed: 11, ..Options::default() };
-    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::network::JitFactory).unwrap();
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
     let mut gpu = emulated::<f64>(&p, &o);
     for t in 0..1000 {
         cpu.step(&[]).unwrap();

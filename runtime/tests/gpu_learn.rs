@@ -9,7 +9,8 @@ use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, LoadOptions, Program};
 use snnc_runtime::gpu::{EmuDevice, GpuFloat, GpuGradient, GpuNetwork};
 use snnc_runtime::learn::{Gradients, Method, gradient_of};
-use snnc_runtime::network::{InterpFactory, Network, Options};
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::network::{Network, Options};
 use snnc_runtime::train::tasks::RandomSpikes;
 use std::path::Path;
 
@@ -174,7 +175,7 @@ fn gpu_gradient_checks_its_data() {
     let e = grad.run(&mut other, &mut RandomSpikes::new(5, 2, 5, 3, 0.3, 1)).err().expect("another network").to_string();
     assert!(e.contains("made for another network"), "{e}");
     let mut bptt = GpuGradient::new(&mut gpu, &names, Method::Bptt).unwrap();
-    let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::network::RuntimeError> { unreachable!() };
+    let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::error::RuntimeError> { unreachable!() };
     let online = Some(snnc_runtime::learn::Online { every: 2, update: &mut never });
     let e = bptt.run_online(&mut gpu, &mut RandomSpikes::new(5, 2, 5, 3, 0.3, 1), online).err().expect("BPTT online").to_string();
     assert!(e.contains("need an online method"), "{e}");

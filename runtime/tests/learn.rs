@@ -6,7 +6,8 @@ use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_of};
 use snnc_runtime::train::tasks::RandomSpikes;
-use snnc_runtime::network::{InterpFactory, JitFactory, Network, Options};
+use snnc_runtime::kernels::{InterpFactory, JitFactory};
+use snnc_runtime::network::{Network, Options};
 
 fn net(file: &str, batch: usize) -> Network<f64> {
     let mut sources = SourceMap::new();
@@ -394,7 +395,7 @@ fn online_updates_split_the_sequence_gradient_exactly() {
             assert!((a - b).iter().all(|v| v.abs() <= 1e-12 * scale), "{method:?} {name}: the first update is not the first 30 steps' gradient");
         }
     }
-    let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::network::RuntimeError> { unreachable!() };
+    let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::error::RuntimeError> { unreachable!() };
     let r = gradient_online(&mut build_text(&text, &opts), &train, &mut RandomSpikes::new(10, 2, 3, 2, 0.5, 8), Method::Bptt, false, Some(Online { every: 5, update: &mut never }));
     assert!(r.err().unwrap().to_string().contains("need an online method"));
 }

@@ -1,7 +1,9 @@
 //! Whole networks through the runtime with the reference (interpreter) kernels.
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, Program};
-use snnc_runtime::network::{InterpFactory, Network, Options, RuntimeError};
+use snnc_runtime::error::RuntimeError;
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::network::{Network, Options};
 use snnc_runtime::record::Recorder;
 
 fn program(text: &str) -> Program {
@@ -129,7 +131,7 @@ fn jit_network_equals_interpreter_network() {
     let p = program(SMALL_COBA);
     let o = Options { seed: 9, ..Options::default() };
     let mut a = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
-    let mut b = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::network::JitFactory).unwrap();
+    let mut b = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
     let mut spikes = 0.0;
     for t in 0..300 {
         a.step(&[]).unwrap();
@@ -142,7 +144,7 @@ fn jit_network_equals_interpreter_network() {
     }
     assert!(spikes > 10.0);
     // f32 JIT: the same spikes for the first steps, states within f32 tolerance.
-    let mut c = Network::<f32>::build(&p, &p.networks[0], &o, &snnc_runtime::network::JitFactory).unwrap();
+    let mut c = Network::<f32>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
     let mut d = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
     for t in 0..50 {
         c.step(&[]).unwrap();

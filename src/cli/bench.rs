@@ -6,14 +6,15 @@ use super::Reporter;
 use super::grad::MethodArg;
 use crate::cli::run::{Precision, parse_method, parse_time};
 use snnc_compiler::SourceMap;
-use snnc_compiler::backend::{ParamSpec, StepKernel};
-use snnc_compiler::discretise::Step;
+use snnc_compiler::pipeline;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_split, split_sizes};
-use snnc_runtime::network::{Float, JitFactory, KernelFactory, Network, Options, RuntimeError, flush_denormals};
+use snnc_runtime::error::RuntimeError;
+use snnc_runtime::kernels::{JitFactory, flush_denormals};
+use snnc_runtime::network::{Network, Options};
+use snnc_runtime::scalar::Float;
 use snnc_runtime::record::Recorder;
 use snnc_runtime::train::tasks::RandomSpikes;
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -155,10 +156,7 @@ fn train(a: &TrainArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn train_once<T: Float>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> ExitCode
-where
-    JitFactory: KernelFactory<T>,
-{
+fn train_once<T: Float>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> ExitCode {
     let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
     {
         // A fresh network per repetition: the same initial weights and data each time,
@@ -230,13 +228,12 @@ fn train_gpu(a: &TrainArgs, program: &sema::Program, method: Method) -> ExitCode
 fn train_gpu_once<T: snnc_runtime::gpu::GpuFloat>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> Result<(), String> {
     use snnc_runtime::gpu::cuda::CudaDevice;
     use snnc_runtime::gpu::{Device, GpuGradient, GpuNetwork};
-    use snnc_runtime::network::InterpFactory;
     let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
     let err = |e: RuntimeError| e.to_string();
     let t0 = Instant::now();
     let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
     let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
-    let host = Network::<T>::build(program, &program.networks[0], &o, &InterpFactory).map_err(err)?;
+    let host = Network::<T>::without_kernels(program, &program.networks[0], &o).map_err(err)?;
     let mut gpu = GpuNetwork::new(host, dev).map_err(err)?;
     let mut grad = GpuGradient::new(&mut gpu, &trainable, method).map_err(err)?;
     gpu.dev.synchronize().map_err(|e| e.to_string())?;
@@ -253,27 +250,6 @@ fn train_gpu_once<T: snnc_runtime::gpu::GpuFloat>(a: &TrainArgs, program: &sema:
     let where_ = format!("\"backend\":\"cuda\",\"warm\":true,\"device\":\"{}\"", gpu.dev.name().replace('"', "'"));
     print_train(a, &where_, std::mem::size_of::<T>(), rep, build, secs, &g);
     Ok(())
-}
-
-/// Times the kernel compilations of a build, so that JIT time is reported apart from
-/// building the connectivity (which the peers do at run time).
-struct Timed<'a, T> {
-    inner: &'a dyn KernelFactory<T>,
-    secs: Cell<f64>,
-    kernels: Cell<usize>,
-}
-
-impl<T> KernelFactory<T> for Timed<'_, T> {
-    fn build(&self, step: &Step, specs: &[ParamSpec], dt: f64) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
-        let t = Instant::now();
-        let k = self.inner.build(step, specs, dt);
-        self.secs.set(self.secs.get() + t.elapsed().as_secs_f64());
-        self.kernels.set(self.kernels.get() + 1);
-        k
-    }
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
 }
 
 fn sim(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
@@ -293,10 +269,7 @@ fn sim(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep: usize) -> ExitCode
-where
-    JitFactory: KernelFactory<T>,
-{
+fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep: usize) -> ExitCode {
     let t0 = Instant::now();
     let Some((program, index)) = super::load_network(&a.file, a.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
@@ -304,12 +277,22 @@ where
     let frontend = t0.elapsed().as_secs_f64();
     let net_def = &program.networks[index];
     let o = Options { seed: a.seed, method: a.method, ..Options::default() };
-    let factory = Timed { inner: &JitFactory as &dyn KernelFactory<T>, secs: Cell::new(0.0), kernels: Cell::new(0) };
+    // Kernel compilation is timed apart from building the connectivity (which the
+    // peers do at run time).
     let t1 = Instant::now();
-    let mut net = match Network::<T>::build(&program, net_def, &o, &factory) {
+    let built = pipeline::compile_network(&program, net_def, &o.compile())
+        .map_err(RuntimeError::from)
+        .and_then(|plan| Network::<T>::allocate(net_def, &plan, o.batch));
+    let mut net = match built {
         Ok(n) => n,
         Err(e) => return fail(e),
     };
+    let tj = Instant::now();
+    if let Err(e) = net.attach_kernels(&JitFactory) {
+        return fail(e);
+    }
+    let jit = tj.elapsed().as_secs_f64();
+    let kernels = net.pops.iter().filter(|p| p.step.is_some()).count();
     let build = t1.elapsed().as_secs_f64();
     // Spikes are recorded in memory, as the peers' scripts do with a spike monitor.
     let mut rec = match Recorder::new(&net, true, &[]) {
@@ -344,8 +327,8 @@ where
         std::any::type_name::<T>(),
         a.method.map(method_label).unwrap_or("default"),
         net.step_index,
-        factory.secs.get(),
-        factory.kernels.get(),
+        jit,
+        kernels,
         spikes as f64 / spiking.max(1) as f64 / simulated.max(1e-12),
         rates.join(","),
         peak_rss_mb()

@@ -7,7 +7,9 @@ use snnc_compiler::sema::LoadOptions;
 use snnc_runtime::train::dataset::{npz_names, read_npz_array};
 use snnc_runtime::learn::{Gradients, Method, gradient};
 use snnc_compiler::sema::{NetworkDef, Program};
-use snnc_runtime::network::{Float, Network, Options};
+use snnc_runtime::kernels::JitFactory;
+use snnc_runtime::network::{Network, Options};
+use snnc_runtime::scalar::Float;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -122,7 +124,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
 /// Builds the network in float type `T`, loads the weights and computes the gradient.
 fn gradient_in<T: Float>(args: &Args, program: &Program, def: &NetworkDef, x: Array3<f64>, target: &Array3<f64>) -> Result<Gradients, String> {
     let batch = x.shape()[1];
-    let mut network = Network::<T>::build(program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, T::jit_factory()).map_err(|e| e.to_string())?;
+    let mut network = Network::<T>::build(program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, &JitFactory).map_err(|e| e.to_string())?;
     if let Some(wpath) = &args.weights {
         let names = array_names(wpath)?;
         for name in names {

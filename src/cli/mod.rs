@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod emit;
 mod explain;
 mod fmt;
 mod grad;
@@ -56,7 +57,7 @@ pub enum Command {
     /// Show the integrator, the discrete update, D, Df and the surrogate of each model.
     Explain(explain::Args),
     /// Write generated code: `--target ir` (the dataflow IR) or `--target ptx` (CUDA).
-    Emit(explain::EmitArgs),
+    Emit(emit::EmitArgs),
     /// Simulate a network and write recordings (`.npy`).
     Run(run::Args),
     /// Gradient of one batch of sequences (BPTT, D-RTRL or ES-D-RTRL) into an `.npz`.
@@ -133,7 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(a) => check::run(a, &opts, &reporter),
         Command::Fmt(a) => fmt::run(a, &reporter),
         Command::Explain(a) => explain::run(a, &opts, &reporter),
-        Command::Emit(a) => explain::emit(a, &opts, &reporter),
+        Command::Emit(a) => emit::emit(a, &opts, &reporter),
         Command::Run(a) => run::run(a, &opts, &reporter),
         Command::Grad(a) => grad::run(a, &opts, &reporter),
         Command::Train(a) => train::run(a, &opts, &reporter),

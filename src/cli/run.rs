@@ -4,7 +4,8 @@ use super::Reporter;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_compiler::units;
 use snnc_runtime::gpu::{GpuFloat, Simulation};
-use snnc_runtime::network::{InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
+use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory, flush_denormals};
+use snnc_runtime::network::{Network, Options};
 use snnc_runtime::record::Recorder;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,10 +107,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         return run_cuda(&args, &program, net, &o);
     }
     match (args.precision, args.backend) {
-        (Precision::F32, Backend::Jit) => simulate::<f32>(&args, &program, net, &o, &JitFactory, Wrap::Cpu),
-        (Precision::F64, Backend::Jit) => simulate::<f64>(&args, &program, net, &o, &JitFactory, Wrap::Cpu),
-        (Precision::F32, _) => simulate::<f32>(&args, &program, net, &o, &InterpFactory, Wrap::Cpu),
-        (Precision::F64, _) => simulate::<f64>(&args, &program, net, &o, &InterpFactory, Wrap::Cpu),
+        (Precision::F32, Backend::Jit) => simulate::<f32>(&args, &program, net, &o, Wrap::Cpu(&JitFactory)),
+        (Precision::F64, Backend::Jit) => simulate::<f64>(&args, &program, net, &o, Wrap::Cpu(&JitFactory)),
+        (Precision::F32, _) => simulate::<f32>(&args, &program, net, &o, Wrap::Cpu(&InterpFactory)),
+        (Precision::F64, _) => simulate::<f64>(&args, &program, net, &o, Wrap::Cpu(&InterpFactory)),
     }
 }
 
@@ -130,31 +131,28 @@ fn run_cuda(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Op
             return ExitCode::FAILURE;
         }
     };
-    // The host network only builds state and connectivity (its kernels never run), so
-    // the cheapest factory serves.
     match args.precision {
-        Precision::F32 => simulate::<f32>(args, program, net, o, &InterpFactory, Wrap::Cuda(dev)),
-        Precision::F64 => simulate::<f64>(args, program, net, o, &InterpFactory, Wrap::Cuda(dev)),
+        Precision::F32 => simulate::<f32>(args, program, net, o, Wrap::Cuda(dev)),
+        Precision::F64 => simulate::<f64>(args, program, net, o, Wrap::Cuda(dev)),
     }
 }
 
-/// Where the built network runs.
-enum Wrap {
-    Cpu,
+/// Where the built network runs: on the CPU with kernels from a factory, or on a GPU
+/// (whose kernels the GPU runtime compiles; the host keeps a network without kernels).
+enum Wrap<T: 'static> {
+    Cpu(&'static dyn KernelFactory<T>),
     #[cfg(feature = "cuda")]
     Cuda(snnc_runtime::gpu::cuda::CudaDevice),
 }
 
-fn simulate<T: GpuFloat>(
-    args: &Args,
-    program: &sema::Program,
-    net: &sema::NetworkDef,
-    o: &Options,
-    factory: &dyn KernelFactory<T>,
-    wrap: Wrap,
-) -> ExitCode {
+fn simulate<T: GpuFloat>(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options, wrap: Wrap<T>) -> ExitCode {
     let t0 = Instant::now();
-    let mut network = match Network::<T>::build(program, net, o, factory) {
+    let built = match &wrap {
+        Wrap::Cpu(factory) => Network::<T>::build(program, net, o, *factory),
+        #[cfg(feature = "cuda")]
+        Wrap::Cuda(_) => Network::<T>::without_kernels(program, net, o),
+    };
+    let mut network = match built {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
@@ -168,7 +166,7 @@ fn simulate<T: GpuFloat>(
         }
     }
     let (mut sim, backend): (Box<dyn Simulation<T>>, String) = match wrap {
-        Wrap::Cpu => (Box::new(network), format!("{} backend", factory.name())),
+        Wrap::Cpu(factory) => (Box::new(network), format!("{} backend", factory.name())),
         #[cfg(feature = "cuda")]
         Wrap::Cuda(dev) => match snnc_runtime::gpu::GpuNetwork::new(network, dev) {
             Ok(g) => {
@@ -323,7 +321,7 @@ enum InputSource {
 }
 
 impl InputSource {
-    fn fill<T: snnc_runtime::network::Float>(&self, buf: &mut [T], step: u64, dt: f64, rng: &snnc_runtime::rng::Rng, stream: u32) {
+    fn fill<T: snnc_runtime::scalar::Float>(&self, buf: &mut [T], step: u64, dt: f64, rng: &snnc_runtime::rng::Rng, stream: u32) {
         match self {
             InputSource::Zero => buf.fill(T::default()),
             InputSource::Const(v) => buf.fill(T::from_f64(*v)),

@@ -6,7 +6,10 @@ use super::grad::MethodArg;
 use crate::cli::run::parse_time;
 use snnc_compiler::sema::{LoadOptions, NetworkDef, PopKind, Program, TrainValue};
 use snnc_runtime::learn::Method;
-use snnc_runtime::network::{Float, Network, Options, RuntimeError};
+use snnc_runtime::error::RuntimeError;
+use snnc_runtime::kernels::JitFactory;
+use snnc_runtime::network::{Network, Options};
+use snnc_runtime::scalar::Float;
 use snnc_runtime::train::dataset::{NpzDataset, Split};
 use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
@@ -205,7 +208,7 @@ pub enum TrainBackend {
 
 /// The network of a training run in float type `T` (with derivatives when `learning`).
 fn build_net<T: Float>(program: &Program, def: &NetworkDef, batch: usize, seed: u64, learning: bool) -> Result<Network<T>, RuntimeError> {
-    Network::<T>::build(program, def, &Options { batch, seed, learning, ..Options::default() }, T::jit_factory())
+    Network::<T>::build(program, def, &Options { batch, seed, learning, ..Options::default() }, &JitFactory)
 }
 
 fn fail(msg: String) -> ExitCode {
@@ -483,18 +486,17 @@ impl Gpu {
     #[cfg(feature = "cuda")]
     fn open(program: &Program, def: &NetworkDef, batch: usize, seed: u64, f64: bool, trainable: &[String], method: Method) -> Result<Gpu, String> {
         use snnc_runtime::gpu::{GpuGradient, GpuNetwork};
-        use snnc_runtime::network::InterpFactory;
         let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
         let o = Options { batch, seed, learning: true, ..Options::default() };
         let err = |e: RuntimeError| e.to_string();
         // The host network only holds the structure and the starting state: its kernels
         // never run, so the interpreter's (no JIT) do.
         Ok(if f64 {
-            let mut g = GpuNetwork::new(Network::<f64>::build(program, def, &o, &InterpFactory).map_err(err)?, dev).map_err(err)?;
+            let mut g = GpuNetwork::new(Network::<f64>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)?;
             let grad = GpuGradient::new(&mut g, trainable, method).map_err(err)?;
             Gpu::F64(g, grad)
         } else {
-            let mut g = GpuNetwork::new(Network::<f32>::build(program, def, &o, &InterpFactory).map_err(err)?, dev).map_err(err)?;
+            let mut g = GpuNetwork::new(Network::<f32>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)?;
             let grad = GpuGradient::new(&mut g, trainable, method).map_err(err)?;
             Gpu::F32(g, grad)
         })

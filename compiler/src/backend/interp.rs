@@ -1,6 +1,7 @@
 //! The reference kernel: the f64 IR interpreter, one element at a time.
 
-use super::{ParamSpec, Real, StepArgs, StepKernel, check_specs, random_draw};
+use super::specialise::{SpecialiseError, check};
+use super::{ParamSpec, Real, StepArgs, StepKernel, random_draw};
 use crate::discretise::Step;
 use crate::ir::{self, Env, Graph, NodeId, Op};
 
@@ -11,11 +12,14 @@ pub struct InterpKernel {
     specs: Vec<ParamSpec>,
     /// For each random slot: is it a normal draw?
     slots: Vec<bool>,
+    dt: f64,
 }
 
 impl InterpKernel {
-    pub fn new(step: &Step, specs: &[ParamSpec]) -> Result<InterpKernel, String> {
-        check_specs(step, specs)?;
+    /// The reference kernel of `step`: the same checks as the code-generating backends
+    /// (so all accept and refuse the same steps), and the graph left unfolded.
+    pub fn new(step: &Step, specs: &[ParamSpec]) -> Result<InterpKernel, SpecialiseError> {
+        let dt = check(step, specs)?;
         let mut roots = step.next.clone();
         roots.extend(step.spike);
         let (graph, roots) = step.graph.extract(&roots);
@@ -33,6 +37,7 @@ impl InterpKernel {
             spike: step.spike.map(|_| roots[n]),
             specs: specs.to_vec(),
             slots,
+            dt,
         })
     }
 }
@@ -64,7 +69,7 @@ impl<T: Real> StepKernel<T> for InterpKernel {
             for (k, normal) in self.slots.iter().enumerate() {
                 random[k] = random_draw(a.random, a.random.offset + i as u64, k as u32, *normal);
             }
-            let env = Env { params: &params, states: &states, inputs: &inputs, random: &random, t: a.t, dt: a.dt, ..Env::default() };
+            let env = Env { params: &params, states: &states, inputs: &inputs, random: &random, t: a.t, dt: self.dt, ..Env::default() };
             let next = ir::eval(&self.graph, &self.next, &env).expect("kernel graph has every leaf");
             for (k, s) in a.states.iter_mut().enumerate() {
                 s[i] = T::from_f64(next[k]);

@@ -9,13 +9,16 @@
 //! Data layout (structure of arrays): every state, input and per-neuron param is a
 //! contiguous slice of `n` values (neurons, with the batch folded in: index = b * N + i).
 //! Params that are the same for every neuron are fixed when the kernel is built
-//! ([`ParamSpec::Uniform`]) and folded into the code as constants.
+//! ([`ParamSpec::Uniform`]) and folded into the code as constants, as is the step's
+//! `dt` ([`Step::dt`](crate::discretise::Step::dt)): [`specialise`] does that once for
+//! every backend.
 
 pub mod cranelift;
 pub mod interp;
 pub mod ptx;
+pub mod specialise;
 
-use crate::discretise::Step;
+pub use specialise::SpecialiseError;
 
 /// How a param reaches the kernel.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,7 +51,6 @@ pub struct StepArgs<'a, T> {
     /// Out: the spike s^t read from the new state (0 or 1); empty if the model never spikes.
     pub spikes: &'a mut [T],
     pub t: f64,
-    pub dt: f64,
     pub random: RandomCtx,
 }
 
@@ -64,7 +66,7 @@ pub trait StepKernel<T>: Send + Sync {
 /// (seed, index, step, slot) that every backend reproduces.
 pub fn random_draw(ctx: RandomCtx, index: u64, slot: u32, normal: bool) -> f64 {
     let ctr = [index as u32, (index >> 32) as u32, ctx.step as u32, (((ctx.step >> 32) as u32) << 8) ^ slot];
-    let w = philox4x32(ctr, [ctx.seed as u32, (ctx.seed >> 32) as u32]);
+    let w = crate::rng::philox4x32(ctr, [ctx.seed as u32, (ctx.seed >> 32) as u32]);
     let u01 = |b: u32| (f64::from(b) + 1.0) * (1.0 / 4_294_967_296.0);
     if normal {
         (-2.0 * u01(w[0]).ln()).sqrt() * (std::f64::consts::TAU * u01(w[1])).cos()
@@ -73,42 +75,29 @@ pub fn random_draw(ctx: RandomCtx, index: u64, slot: u32, normal: bool) -> f64 {
     }
 }
 
-/// Philox4x32-10 (Salmon et al. 2011); the runtime's `rng` module has the known-answer
-/// tests, and generated kernels must match this bit for bit.
-pub fn philox4x32(mut ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
-    const M0: u32 = 0xD251_1F53;
-    const M1: u32 = 0xCD9E_8D57;
-    let (mut k0, mut k1) = (key[0], key[1]);
-    for _ in 0..10 {
-        let p0 = u64::from(M0) * u64::from(ctr[0]);
-        let p1 = u64::from(M1) * u64::from(ctr[2]);
-        ctr = [(p1 >> 32) as u32 ^ ctr[1] ^ k0, p1 as u32, (p0 >> 32) as u32 ^ ctr[3] ^ k1, p0 as u32];
-        k0 = k0.wrapping_add(0x9E37_79B9);
-        k1 = k1.wrapping_add(0xBB67_AE85);
-    }
-    ctr
+/// The float type a kernel computes and stores in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    F32,
+    F64,
 }
 
-/// Which params of a step are per-neuron, given a spec for each (layout order).
-pub fn per_neuron_params(specs: &[ParamSpec]) -> Vec<usize> {
-    specs.iter().enumerate().filter(|(_, s)| **s == ParamSpec::PerNeuron).map(|(k, _)| k).collect()
-}
-
-/// Checks that `specs` fits `step`.
-pub fn check_specs(step: &Step, specs: &[ParamSpec]) -> Result<(), String> {
-    if specs.len() != step.layout.params.len() {
-        return Err(format!("{} param specs for {} params of `{}`", specs.len(), step.layout.params.len(), step.model.name));
-    }
-    Ok(())
-}
-
-/// The float types kernels run in.
-pub trait Real: Copy + Send + Sync + 'static {
+/// The float types kernels run in (f32 and f64: sealed, since every backend generates
+/// code for exactly these two).
+pub trait Real: Copy + Send + Sync + 'static + sealed::Sealed {
+    const PRECISION: Precision;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 }
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 impl Real for f32 {
+    const PRECISION: Precision = Precision::F32;
     fn to_f64(self) -> f64 {
         f64::from(self)
     }
@@ -118,6 +107,7 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
+    const PRECISION: Precision = Precision::F64;
     fn to_f64(self) -> f64 {
         self
     }

@@ -50,6 +50,11 @@ pub struct Step {
     pub spike_scale: Option<NodeId>,
     /// Random draws per step are slots `0..random_slots`.
     pub random_slots: u32,
+    /// The time step (s) the step is made for: `Some` once the pipeline has fixed it
+    /// (every backend folds this value into its kernel; there is no other source of dt
+    /// below the pipeline), `None` for a symbolic step (`snnc explain --model`), which
+    /// no backend takes.
+    pub dt: Option<f64>,
 }
 
 /// Where [`Step::with_derivative_outputs`] puts the derivatives among the states:
@@ -188,6 +193,12 @@ impl Step {
 
     pub fn param_name(&self, k: usize) -> &str {
         &self.model.symbols[self.layout.params[k]].name
+    }
+
+    /// The step made for time step `dt` (the pipeline's one decision about dt).
+    pub fn at_dt(mut self, dt: f64) -> Step {
+        self.dt = Some(dt);
+        self
     }
 }
 
@@ -464,6 +475,7 @@ fn discretise_with(model: &Model, smooth: Option<f64>, fixed: Option<(&[Option<f
         spike_arg,
         spike_scale,
         random_slots,
+        dt: fixed.map(|(_, dt)| dt),
     })
 }
 

@@ -312,5 +312,6 @@ fn derived_step(base: &Step, name: &str, graph: Graph, next: Vec<NodeId>, symbol
         spike_arg: None,
         spike_scale: None,
         random_slots: 0,
+        dt: base.dt,
     }
 }

@@ -24,15 +24,17 @@ pub mod learn;
 pub use learn::GpuGradient;
 pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
 
-use crate::network::{Float, Network, RuntimeError, Weights};
+use crate::error::RuntimeError;
+use crate::network::Network;
+use crate::propagate::Weights;
+use crate::scalar::Float;
 use crate::rng::stream_id;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK, SPARSE_BLOCK, sparse_grid};
-use snnc_compiler::backend::ptx::{Precision, Role, compile_step, launch_config};
+use snnc_compiler::backend::ptx::{Role, compile_step, launch_config};
 use snnc_compiler::sema::Source;
 
 /// The float types a GPU network runs in.
 pub trait GpuFloat: Float {
-    const PRECISION: Precision;
     fn host(s: &[Self]) -> Host<'_>;
     fn host_mut(s: &mut [Self]) -> HostMut<'_>;
     /// The value's bits, as a kernel's u64 argument takes a float ([`prop::SCALE_ADD`]).
@@ -40,7 +42,6 @@ pub trait GpuFloat: Float {
 }
 
 impl GpuFloat for f32 {
-    const PRECISION: Precision = Precision::F32;
     fn host(s: &[f32]) -> Host<'_> {
         Host::F32(s)
     }
@@ -53,7 +54,6 @@ impl GpuFloat for f32 {
 }
 
 impl GpuFloat for f64 {
-    const PRECISION: Precision = Precision::F64;
     fn host(s: &[f64]) -> Host<'_> {
         Host::F64(s)
     }
@@ -127,7 +127,7 @@ struct DevProj {
 }
 
 /// A network on a device (see the module doc).
-pub struct GpuNetwork<T, D> {
+pub struct GpuNetwork<T: 'static, D> {
     /// The host view: structure and counters always; spikes and states after `sync`.
     pub host: Network<T>,
     pub dev: D,
@@ -207,7 +207,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
                 pops.push(dp);
                 continue;
             };
-            let k = compile_step(step, &pop.specs, host.dt, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
+            let k = compile_step(step, &pop.specs, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
             for (name, s) in pop.state_names.iter().zip(&pop.states) {
                 dp.states.push(upload(&mut dev, name, s).map_err(dev_err)?);
             }

@@ -8,7 +8,9 @@
 //! projection its presynaptic values, as the non-zero entries when they are spikes.
 
 use super::{Link, ParamTrain, zero};
-use crate::network::{Float, Network, RuntimeError, StepTrace};
+use crate::error::RuntimeError;
+use crate::network::{Network, StepTrace};
+use crate::scalar::Float;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 use snnc_compiler::backend::{RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::{AdjointStep, adjoint_step, is_time_invariant};
@@ -179,7 +181,7 @@ impl<T: Float> Bptt<T> {
                     inputs.extend(dh_now[p].iter().map(|v| v.as_slice()));
                     inputs.push(&ds_now[p]);
                     let mut states: Vec<&mut [T]> = st[p].iter_mut().map(|v| v.as_mut_slice()).collect();
-                    adj.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, dt: net.dt, random: RandomCtx::default() });
+                    adj.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, random: RandomCtx::default() });
                 }
                 let mu = &st[p][k..k + n_in];
                 // Trainable params: dL/dtheta += lambda . dh^t/dtheta, summed over the batch.

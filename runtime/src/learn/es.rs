@@ -11,7 +11,9 @@
 //! and x^s (spikes) is sparse, so the second term is a few row additions per step.
 
 use super::zero;
-use crate::network::{Float, Network, RuntimeError, StepTrace};
+use crate::error::RuntimeError;
+use crate::network::{Network, StepTrace};
+use crate::scalar::Float;
 use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::{TraceKind, TraceStep, trace_step};
@@ -132,7 +134,7 @@ impl<T: Float> TraceKernel<T> {
         inputs.extend_from_slice(l);
         let mut states: Vec<&mut [T]> = eps.iter_mut().map(|e| e.as_mut_slice()).collect();
         states.push(u);
-        self.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, dt: net.dt, random: RandomCtx::default() });
+        self.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, random: RandomCtx::default() });
     }
 }
 

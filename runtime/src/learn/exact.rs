@@ -2,7 +2,9 @@
 //! every online method), reduced lazily over windows of steps.
 
 use super::zero;
-use crate::network::{Float, Network, RuntimeError, StepTrace};
+use crate::error::RuntimeError;
+use crate::network::{Network, StepTrace};
+use crate::scalar::Float;
 use ndarray::Array2;
 use snnc_compiler::backend::{RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::exact_window_step;
@@ -60,8 +62,6 @@ pub(super) struct ExactWindow<T> {
     /// rho (K slices) and M (K x K slices, row-major); after `reduce`, sigma and P.
     rho_m: Vec<Vec<T>>,
     zeros: Vec<Vec<T>>,
-    /// The network's dt (the kernel was compiled for it).
-    dt: f64,
 }
 
 impl<T: Float> ExactWindow<T> {
@@ -91,7 +91,6 @@ impl<T: Float> ExactWindow<T> {
             u: Vec::new(),
             rho_m: vec![vec![zero(); m]; k + k * k],
             zeros: vec![vec![zero(); m]; k],
-            dt: net.dt,
         })
     }
 
@@ -138,7 +137,7 @@ impl<T: Float> ExactWindow<T> {
             let mut states: Vec<&mut [T]> = self.rho_m.iter_mut().map(|v| v.as_mut_slice()).collect();
             states.push(&mut self.q[j]);
             states.extend(self.u[j].iter_mut().map(|v| v.as_mut_slice()));
-            self.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, dt: self.dt, random: RandomCtx::default() });
+            self.kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &[], spikes: &mut [], t: 0.0, random: RandomCtx::default() });
         }
     }
 

@@ -114,7 +114,7 @@ pub(crate) struct StepData<T> {
     pub evidence: Array2<f64>,
 }
 
-impl<T: crate::network::Float> StepData<T> {
+impl<T: crate::scalar::Float> StepData<T> {
     pub fn new(data: &dyn Sequence) -> StepData<T> {
         let ((in_sizes, n_out), batch) = (data.shape(), data.batch());
         StepData {

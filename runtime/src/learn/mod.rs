@@ -30,7 +30,9 @@ pub use loss::{InMemory, Loss, RowFill, Sequence, step_loss};
 pub use split::{gradient_split, split_sizes};
 pub(crate) use loss::StepData;
 
-use crate::network::{Float, Network, RuntimeError, StepTrace};
+use crate::error::RuntimeError;
+use crate::network::{Network, StepTrace};
+use crate::scalar::Float;
 use bptt::Bptt;
 pub(crate) use bptt::Target;
 use es::EsGroup;
@@ -91,7 +93,7 @@ impl Gradients {
 }
 
 fn zero<T: Float>() -> T {
-    <T as crate::propagate::num_zero::Zero>::zero()
+    T::default()
 }
 
 fn to_f64<T: Float>(a: &Array2<T>) -> Array2<f64> {
@@ -416,10 +418,10 @@ impl<T: Float> Contractor<T> {
         let (done_tx, done) = std::sync::mpsc::channel();
         let worker_shapes = shapes.clone();
         let worker_grads = grads.clone();
-        let flush = crate::network::denormals_flushed();
+        let flush = crate::kernels::denormals_flushed();
         let spawned = std::thread::Builder::new().name("snnc-es-contract".into()).spawn(move || {
             if flush {
-                crate::network::flush_denormals();
+                crate::kernels::flush_denormals();
             }
             let mut g = worker_grads;
             for (gi, mut tape) in jobs_rx {

@@ -9,7 +9,9 @@
 //! up to the order of the floating-point sums over the batch.
 
 use super::{Gradients, Loss, Method, RowFill, Sequence, gradient_impl};
-use crate::network::{Float, Network, RuntimeError};
+use crate::error::RuntimeError;
+use crate::network::Network;
+use crate::scalar::Float;
 use ndarray::{Array2, Axis, concatenate};
 use std::sync::mpsc::{Receiver, sync_channel};
 
@@ -102,7 +104,7 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
     }
     let (in_sizes, n_target) = data.shape();
     let loss = data.loss();
-    let flush = crate::network::denormals_flushed();
+    let flush = crate::kernels::denormals_flushed();
     if let Some(rows) = data.rows() {
         let rows: &dyn RowFill = rows.as_ref();
         let mut b0 = 0;
@@ -119,7 +121,7 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
                 .map(|(net, part)| {
                     scope.spawn(move || {
                         if flush {
-                            crate::network::flush_denormals();
+                            crate::kernels::flush_denormals();
                         }
                         gradient_impl(net, trainable, part, method, false, None, false)
                     })
@@ -143,7 +145,7 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
             let mut part = Part { source: Source::Channel(rx), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] };
             handles.push(scope.spawn(move || {
                 if flush {
-                    crate::network::flush_denormals();
+                    crate::kernels::flush_denormals();
                 }
                 gradient_impl(net, trainable, &mut part, method, false, None, false)
             }));

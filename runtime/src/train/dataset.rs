@@ -8,7 +8,7 @@
 
 use super::tasks::Task;
 use crate::learn::{Loss, RowFill, Sequence};
-use crate::network::RuntimeError;
+use crate::error::RuntimeError;
 use crate::rng::Rng;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use std::fs::File;

@@ -7,7 +7,10 @@ pub mod tasks;
 
 use crate::gpu::{Device, GpuFloat, GpuGradient, GpuNetwork};
 use crate::learn::{Method, Online, Sequence, StepData, gradient_online, gradient_split, split_sizes};
-use crate::network::{Float, Network, RuntimeError, Sign, project_onto_sign};
+use crate::connectivity::project_onto_sign;
+use crate::error::RuntimeError;
+use crate::network::{Network, Sign};
+use crate::scalar::Float;
 use ndarray::Array2;
 use std::collections::HashMap;
 use std::path::Path;

@@ -19,7 +19,7 @@
 
 use super::tasks::Task;
 use crate::learn::{Loss, RowFill, Sequence};
-use crate::network::RuntimeError;
+use crate::error::RuntimeError;
 use super::dataset::Sampler;
 use rust_hdf5::{ByteOrder, DatatypeMessage, H5File};
 use std::path::Path;

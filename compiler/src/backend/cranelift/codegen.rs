@@ -26,8 +26,10 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module, default_libcall_names};
 
 use super::helpers::{self, MathFn};
-use super::prepare::Prepared;
-use super::{JitError, Precision};
+use super::prepare::needs_calls;
+use crate::backend::specialise::Specialised as Prepared;
+use super::JitError;
+use crate::backend::Precision;
 use crate::backend::RandomCtx;
 use crate::ir::{NodeId, Op};
 
@@ -143,7 +145,7 @@ pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision) -> Re
     // COBA's exp_euler needs one exprel per element); f64 keeps the interpreter's
     // functions, to stay bit-exact.
     let inline_exp = !f64_;
-    let vectorised = !p.needs_calls(inline_exp);
+    let vectorised = !needs_calls(p, inline_exp);
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let math: HashMap<MathFn, FuncRef> =

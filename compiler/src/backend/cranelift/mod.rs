@@ -1,7 +1,8 @@
 //! The CPU backend: one population step compiled to native code with Cranelift.
 //!
-//! [`JitKernel::compile`] folds the uniform params and `dt` into the step as constants,
-//! expands surrogates, binds the spike to the new state and generates one fused loop
+//! [`JitKernel::compile`] takes the shared specialisation (uniform params and the step's
+//! `dt` folded in as constants, surrogates expanded, the spike bound to the new state:
+//! [`specialise`](super::specialise)) and generates one fused loop
 //! over the elements (see [`codegen`] for the loop structure and value model). f64
 //! kernels perform the interpreter's operations in the interpreter's order (no FMA
 //! contraction, the same Rust functions for transcendentals and random draws), so they
@@ -16,19 +17,19 @@ mod prepare;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::{ParamSpec, Real, StepArgs, StepKernel};
+use super::specialise::{SpecialiseError, specialise_step};
+use super::{ParamSpec, Precision, Real, StepArgs, StepKernel};
 use crate::discretise::Step;
-
-/// The float type a kernel computes and stores in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    F32,
-    F64,
-}
 
 /// Why a kernel could not be compiled, or a step was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JitError(pub String);
+
+impl From<SpecialiseError> for JitError {
+    fn from(e: SpecialiseError) -> JitError {
+        JitError(e.to_string())
+    }
+}
 
 impl fmt::Display for JitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -38,26 +39,7 @@ impl fmt::Display for JitError {
 
 impl std::error::Error for JitError {}
 
-/// The float types a [`JitKernel`] can run on (f32 and f64).
-pub trait JitReal: Real + sealed::Sealed {
-    const PRECISION: Precision;
-}
-
-impl JitReal for f32 {
-    const PRECISION: Precision = Precision::F32;
-}
-
-impl JitReal for f64 {
-    const PRECISION: Precision = Precision::F64;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
-}
-
-/// A population step compiled to native code for one precision and one `dt`.
+/// A population step compiled to native code for one precision and the step's `dt`.
 pub struct JitKernel {
     code: codegen::Code,
     slices: codegen::Slices,
@@ -67,10 +49,11 @@ pub struct JitKernel {
 }
 
 impl JitKernel {
-    /// Compiles `step` with the given param specs (layout order) for time step `dt`.
-    pub fn compile(step: &Step, specs: &[ParamSpec], dt: f64, precision: Precision) -> Result<JitKernel, JitError> {
+    /// Compiles `step` with the given param specs (layout order), for the step's dt.
+    pub fn compile(step: &Step, specs: &[ParamSpec], precision: Precision) -> Result<JitKernel, JitError> {
         let start = Instant::now();
-        let prepared = prepare::prepare(step, specs, dt)?;
+        let prepared = specialise_step(step, specs)?;
+        let dt = prepared.dt;
         let slices = codegen::Slices {
             states: step.layout.states.len(),
             inputs: step.layout.inputs.len(),
@@ -85,7 +68,7 @@ impl JitKernel {
         self.precision
     }
 
-    /// The time step the kernel was compiled for (every [`StepArgs::dt`] must equal it).
+    /// The time step the kernel was compiled for (the step's).
     pub fn dt(&self) -> f64 {
         self.dt
     }
@@ -101,16 +84,12 @@ impl JitKernel {
     }
 
     /// Advances every element one step, after checking the arguments: the precision,
-    /// `dt`, the number of slices and that every slice has the same length `n` (spikes
+    /// the number of slices and that every slice has the same length `n` (spikes
     /// too when the model spikes; otherwise they are not touched). Nothing is written
     /// when the arguments are refused.
-    pub fn try_step<T: JitReal>(&self, a: StepArgs<'_, T>) -> Result<(), JitError> {
+    pub fn try_step<T: Real>(&self, a: StepArgs<'_, T>) -> Result<(), JitError> {
         if T::PRECISION != self.precision {
             return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));
-        }
-        // Exact: the kernel's constants were folded with this dt.
-        if a.dt != self.dt {
-            return Err(JitError(format!("kernel compiled for dt = {}, called with dt = {}", self.dt, a.dt)));
         }
         let s = &self.slices;
         for (what, got, want) in
@@ -157,16 +136,9 @@ impl JitKernel {
     }
 }
 
-impl StepKernel<f32> for JitKernel {
+impl<T: Real> StepKernel<T> for JitKernel {
     /// Panics (before touching any data) on arguments [`JitKernel::try_step`] refuses.
-    fn step(&self, args: StepArgs<'_, f32>) {
-        self.try_step(args).unwrap_or_else(|e| panic!("JIT step refused: {e}"));
-    }
-}
-
-impl StepKernel<f64> for JitKernel {
-    /// Panics (before touching any data) on arguments [`JitKernel::try_step`] refuses.
-    fn step(&self, args: StepArgs<'_, f64>) {
+    fn step(&self, args: StepArgs<'_, T>) {
         self.try_step(args).unwrap_or_else(|e| panic!("JIT step refused: {e}"));
     }
 }

@@ -456,7 +456,7 @@ impl Builder {
         self.selp(ty, Arg::F(1.0), y, one)
     }
 
-    /// Philox4x32-10 of `ctr` under `key` (see `backend::philox4x32`), in u32 registers.
+    /// Philox4x32-10 of `ctr` under `key` (see `rng::philox4x32`), in u32 registers.
     pub fn philox(&mut self, ctr: [Reg; 4], key: [Reg; 2]) -> [Reg; 4] {
         const M0: u64 = 0xD251_1F53;
         const M1: u64 = 0xCD9E_8D57;

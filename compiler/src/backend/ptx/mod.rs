@@ -37,12 +37,11 @@ use std::fmt::{self, Write as _};
 
 use self::asm::{Arg, Bin, Cmp, Inst, Reg, Rnd, Scalar, Ty, Un};
 use self::build::Builder;
-use super::{ParamSpec, RandomCtx, check_specs};
+pub use super::Precision;
+use super::specialise::{SpecialiseError, fold_leaves, specialise_step};
+use super::{ParamSpec, RandomCtx};
 use crate::discretise::Step;
 use crate::ir::{Graph, NodeId, Op};
-
-/// The float type a kernel computes and stores in (shared with the CPU JIT).
-pub use super::cranelift::Precision;
 
 /// The GPU architecture the PTX is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +78,12 @@ impl fmt::Display for PtxError {
 }
 
 impl std::error::Error for PtxError {}
+
+impl From<SpecialiseError> for PtxError {
+    fn from(e: SpecialiseError) -> PtxError {
+        PtxError(e.to_string())
+    }
+}
 
 /// How a kernel uses a pointer argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,46 +143,46 @@ pub fn launch_config(n: u64, block: u32) -> (u32, u32) {
     (grid as u32, block)
 }
 
+/// One PTX module holding `kernels`, each under its entry name (distinct names; the
+/// module directives written once, so `ptxas` and the driver take it as one unit).
+pub fn module(target: Target, kernels: &[(&str, &PtxKernel)]) -> String {
+    let mut o = String::new();
+    for (i, (entry, k)) in kernels.iter().enumerate() {
+        if i > 0 {
+            o.push('\n');
+        }
+        o.push_str(&k.comments());
+        if i == 0 {
+            let _ = writeln!(o, "\n.version {PTX_VERSION}\n.target {}\n.address_size 64", target.name());
+        }
+        o.push('\n');
+        o.push_str(&k.entry_text(entry));
+    }
+    o
+}
+
 /// The PTX of one step of `step` over `n` elements (see the module doc).
-pub fn emit_step(step: &Step, specs: &[ParamSpec], dt: f64, precision: Precision, target: Target) -> Result<String, PtxError> {
-    Ok(compile_step(step, specs, dt, precision, target)?.ptx())
+pub fn emit_step(step: &Step, specs: &[ParamSpec], precision: Precision, target: Target) -> Result<String, PtxError> {
+    Ok(compile_step(step, specs, precision, target)?.ptx())
 }
 
 /// The PTX of the derivative kernel of `step` (see the module doc).
-pub fn emit_derivatives(
-    step: &Step,
-    specs: &[ParamSpec],
-    dt: f64,
-    precision: Precision,
-    target: Target,
-) -> Result<String, PtxError> {
-    Ok(compile_derivatives(step, specs, dt, precision, target)?.ptx())
+pub fn emit_derivatives(step: &Step, specs: &[ParamSpec], precision: Precision, target: Target) -> Result<String, PtxError> {
+    Ok(compile_derivatives(step, specs, precision, target)?.ptx())
 }
 
 /// The step kernel as a [`PtxKernel`] (its PTX, arguments and CPU emulation).
-pub fn compile_step(step: &Step, specs: &[ParamSpec], dt: f64, precision: Precision, target: Target) -> Result<PtxKernel, PtxError> {
-    check_inputs(step, specs, dt)?;
-    let n_states = step.layout.states.len();
-    let mut roots = step.next.clone();
-    roots.extend(step.spike);
-    let (mut g, roots) = step.graph.extract(&roots);
-    let roots = fold(&mut g, &roots, step, specs, dt)?;
-    let (next, spike) = roots.split_at(n_states);
-    let mut roots = next.to_vec();
-    if let Some(&s) = spike.first() {
-        // The spike of the new state, as the interpreter reads it from the stored state.
-        let bind: HashMap<NodeId, NodeId> = (0..n_states).map(|k| (g.state(k as u32), next[k])).collect();
-        roots.push(g.substitute(&[s], &bind)[0]);
-    }
-    let (g, roots) = g.extract(&roots);
+pub fn compile_step(step: &Step, specs: &[ParamSpec], precision: Precision, target: Target) -> Result<PtxKernel, PtxError> {
+    let sp = specialise_step(step, specs)?;
+    let g = &sp.graph;
     let mut outputs: Vec<(Role, NodeId)> = Vec::new();
-    for (k, &r) in roots[..n_states].iter().enumerate() {
+    for (k, &r) in sp.next.iter().enumerate() {
         // A state the step leaves unchanged is neither loaded for it nor stored.
         if !matches!(g.op(r), Op::State(j) if j as usize == k) {
             outputs.push((Role::State(k), r));
         }
     }
-    if let Some(&s) = roots.get(n_states) {
+    if let Some(s) = sp.spike {
         outputs.push((Role::Spike, s));
     }
     let mut args = input_args(step, specs);
@@ -189,19 +194,13 @@ pub fn compile_step(step: &Step, specs: &[ParamSpec], dt: f64, precision: Precis
             args[*k].access = Access::ReadWrite;
         }
     }
-    let header = header(step, specs, dt, precision, "step");
-    lower(&g, &outputs, step, specs, args, header, STEP_ENTRY, precision, target)
+    let header = header(step, specs, sp.dt, precision, "step");
+    lower(g, &outputs, step, specs, args, header, STEP_ENTRY, precision, target)
 }
 
 /// The derivative kernel as a [`PtxKernel`].
-pub fn compile_derivatives(
-    step: &Step,
-    specs: &[ParamSpec],
-    dt: f64,
-    precision: Precision,
-    target: Target,
-) -> Result<PtxKernel, PtxError> {
-    check_inputs(step, specs, dt)?;
+pub fn compile_derivatives(step: &Step, specs: &[ParamSpec], precision: Precision, target: Target) -> Result<PtxKernel, PtxError> {
+    let dt = super::specialise::check(step, specs)?;
     let mut st = step.clone();
     let der = st.derivatives();
     let k = st.n_hidden;
@@ -231,7 +230,7 @@ pub fn compile_derivatives(
         }
     }
     let (mut g, roots) = st.graph.extract(&roots);
-    let roots = fold(&mut g, &roots, step, specs, dt)?;
+    let roots = fold_leaves(&mut g, &roots, step, specs)?;
     let (g, roots) = g.extract(&roots);
     let mut args = input_args(step, specs);
     for &role in &roles {
@@ -246,58 +245,6 @@ pub fn compile_derivatives(
     let outputs: Vec<(Role, NodeId)> = roles.into_iter().zip(roots).collect();
     let header = header(step, specs, dt, precision, "derivatives");
     lower(&g, &outputs, step, specs, args, header, DERIV_ENTRY, precision, target)
-}
-
-fn check_inputs(step: &Step, specs: &[ParamSpec], dt: f64) -> Result<(), PtxError> {
-    check_specs(step, specs).map_err(PtxError)?;
-    if !(dt.is_finite() && dt > 0.0) {
-        return Err(PtxError(format!("dt = {dt} is not a positive finite number")));
-    }
-    if step.next.len() != step.layout.states.len() {
-        return Err(PtxError(format!("`{}`: {} next values for {} states", step.model.name, step.next.len(), step.layout.states.len())));
-    }
-    Ok(())
-}
-
-/// Folds uniform params and `dt` in as constants (the simplifier then folds what it
-/// can), and expands surrogates into primitive ops. Synapse leaves without a slot
-/// (`w`, the presynaptic event) read 0, as in the interpreter kernel.
-fn fold(g: &mut Graph, roots: &[NodeId], step: &Step, specs: &[ParamSpec], dt: f64) -> Result<Vec<NodeId>, PtxError> {
-    let name = &step.model.name;
-    let leaves: Vec<(NodeId, Op)> = g.nodes().filter(|(_, n)| n.op.is_leaf()).map(|(id, n)| (id, n.op)).collect();
-    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
-    for (id, op) in leaves {
-        let c = match op {
-            Op::Param(k) => match specs.get(k as usize) {
-                Some(ParamSpec::Uniform(v)) => Some(*v),
-                Some(ParamSpec::PerNeuron) => None,
-                None => return Err(PtxError(format!("`{name}` reads param {k}, which has no spec"))),
-            },
-            Op::Dt => Some(dt),
-            Op::Weight | Op::PreSpike => Some(0.0),
-            Op::Post(k) => {
-                return Err(PtxError(format!(
-                    "`{name}` reads postsynaptic variable {k}; a population step has no slice for it (compose the synapse first)"
-                )));
-            }
-            Op::State(k) if k as usize >= step.layout.states.len() => {
-                return Err(PtxError(format!("`{name}` reads state {k} of {}", step.layout.states.len())));
-            }
-            Op::Input(k) if k as usize >= step.layout.inputs.len() => {
-                return Err(PtxError(format!("`{name}` reads input {k} of {}", step.layout.inputs.len())));
-            }
-            Op::Rand(k) | Op::Randn(k) if k >= step.random_slots => {
-                return Err(PtxError(format!("`{name}` draws from random slot {k} of {}", step.random_slots)));
-            }
-            _ => None,
-        };
-        if let Some(v) = c {
-            let c = g.constant(v);
-            map.insert(id, c);
-        }
-    }
-    let roots = g.substitute(roots, &map);
-    Ok(g.expand_surrogates(&roots))
 }
 
 /// Pointer arguments for the states, inputs and per-neuron params (all read-only here).
@@ -627,22 +574,17 @@ impl PtxKernel {
     /// The PTX module text: header, the `.entry` with its prologue (element index, the
     /// `i < n` guard, one global address per used pointer) and the body.
     pub fn ptx(&self) -> String {
-        let elem = match self.precision {
-            Precision::F32 => 4u32,
-            Precision::F64 => 8,
-        };
-        let mut used = vec![false; self.args.len()];
-        for inst in &self.body {
-            match *inst {
-                Inst::Ld { buf, .. } | Inst::St { buf, .. } => used[buf] = true,
-                _ => {}
-            }
-        }
+        module(self.target, &[(self.entry, self)])
+    }
+
+    /// The comment that describes the kernel (what it computes, its pointer arguments).
+    fn comments(&self) -> String {
         let mut o = String::new();
         for h in &self.header {
             let _ = writeln!(o, "// {h}");
         }
-        let _ = writeln!(o, "//\n// Pointer arguments ({} values each, n elements):", if elem == 4 { "f32" } else { "f64" });
+        let used = self.used_args();
+        let _ = writeln!(o, "//\n// Pointer arguments ({} values each, n elements):", self.elem_name());
         for a in &self.args {
             let acc = match a.access {
                 Access::Read => "in",
@@ -652,8 +594,37 @@ impl PtxKernel {
             let unused = if used.iter().zip(&self.args).any(|(u, b)| *u && b.name == a.name) { "" } else { " (unused)" };
             let _ = writeln!(o, "//   {:10} {:6} {}{unused}", a.name, acc, a.label);
         }
-        let _ = writeln!(o, "\n.version {PTX_VERSION}\n.target {}\n.address_size 64\n", self.target.name());
-        let _ = writeln!(o, ".visible .entry {}(", self.entry);
+        o
+    }
+
+    fn elem_name(&self) -> &'static str {
+        match self.precision {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+
+    /// Which pointer arguments the body loads or stores.
+    fn used_args(&self) -> Vec<bool> {
+        let mut used = vec![false; self.args.len()];
+        for inst in &self.body {
+            match *inst {
+                Inst::Ld { buf, .. } | Inst::St { buf, .. } => used[buf] = true,
+                _ => {}
+            }
+        }
+        used
+    }
+
+    /// The `.entry` itself, named `entry`.
+    fn entry_text(&self, entry: &str) -> String {
+        let elem = match self.precision {
+            Precision::F32 => 4u32,
+            Precision::F64 => 8,
+        };
+        let used = self.used_args();
+        let mut o = String::new();
+        let _ = writeln!(o, ".visible .entry {entry}(");
         let mut params: Vec<String> = self.args.iter().map(|a| format!("\t.param .u64 {}", a.name)).collect();
         params.extend(["\t.param .u64 n", "\t.param .f64 t", "\t.param .u64 seed", "\t.param .u64 step", "\t.param .u64 offset"].map(String::from));
         let _ = writeln!(o, "{}\n)\n{{", params.join(",\n"));

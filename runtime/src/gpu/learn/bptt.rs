@@ -18,7 +18,7 @@ use super::super::device::{Buf, Device, Elem, ModId, Module};
 use super::super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
 use super::{flat, outer, times_transpose};
 use crate::learn::Plan;
-use crate::network::RuntimeError;
+use crate::error::RuntimeError;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK};
 use snnc_compiler::backend::ptx::{Role, STEP_ENTRY, compile_step};
 use snnc_compiler::discretise::trace::{AdjointStep, adjoint_step, is_time_invariant};
@@ -70,7 +70,7 @@ impl Tape {
             };
             let layout = adjoint_step(step, &dl);
             let invariant: Vec<bool> = layout.deriv_states.iter().map(|&s| is_time_invariant(step, s)).collect();
-            let k = compile_step(&layout.step, &[], g.host.dt, T::PRECISION, g.dev.target())
+            let k = compile_step(&layout.step, &[], T::PRECISION, g.dev.target())
                 .map_err(|e| RuntimeError::Build(format!("population `{}`: adjoint step: {e}", pop.name)))?;
             let roles = k.args.iter().map(|a| a.role).collect();
             let m = batch * pop.n;

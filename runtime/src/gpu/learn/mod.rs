@@ -30,7 +30,7 @@ mod bptt;
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
 use super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
 use crate::learn::{Gradients, Method, Online, Plan, Sequence, StepData, bias_correction, check_data, check_target, plan};
-use crate::network::RuntimeError;
+use crate::error::RuntimeError;
 use ndarray::Array2;
 use snnc_compiler::backend::ParamSpec;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK};
@@ -561,7 +561,7 @@ fn load_step<T: GpuFloat, D: Device>(
 ) -> Result<Launch, RuntimeError> {
     let name = &g.host.pops[p].name;
     let specs: Vec<ParamSpec> = params.iter().map(|v| ParamSpec::Uniform(*v)).collect();
-    let k = compile_step(step, &specs, g.host.dt, T::PRECISION, g.dev.target()).map_err(|e| RuntimeError::Build(format!("population `{name}`: generated step: {e}")))?;
+    let k = compile_step(step, &specs, T::PRECISION, g.dev.target()).map_err(|e| RuntimeError::Build(format!("population `{name}`: generated step: {e}")))?;
     let mut args = Vec::new();
     for a in &k.args {
         args.push(match a.role {

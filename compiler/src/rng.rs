@@ -10,9 +10,24 @@
 /// A 128-bit counter: four 32-bit words.
 pub type Counter = [u32; 4];
 
+use crate::sema::Init;
+
 /// Philox4x32 with 10 rounds: 4 random words from a counter and a 64-bit key. One
-/// implementation serves the runtime and the compiler's kernels.
-pub use snnc_compiler::backend::philox4x32;
+/// implementation serves instantiation (params, states, weights) and every backend's
+/// random draws; generated kernels must match it bit for bit.
+pub fn philox4x32(mut ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    const M0: u32 = 0xD251_1F53;
+    const M1: u32 = 0xCD9E_8D57;
+    let (mut k0, mut k1) = (key[0], key[1]);
+    for _ in 0..10 {
+        let p0 = u64::from(M0) * u64::from(ctr[0]);
+        let p1 = u64::from(M1) * u64::from(ctr[2]);
+        ctr = [(p1 >> 32) as u32 ^ ctr[1] ^ k0, p1 as u32, (p0 >> 32) as u32 ^ ctr[3] ^ k1, p0 as u32];
+        k0 = k0.wrapping_add(0x9E37_79B9);
+        k1 = k1.wrapping_add(0xBB67_AE85);
+    }
+    ctr
+}
 
 /// A uniform float in (0, 1] from 32 random bits (never 0, so `ln` is finite).
 #[inline]
@@ -62,6 +77,15 @@ pub fn stream_id(name: &str) -> u32 {
         h = h.wrapping_mul(0x0100_0193);
     }
     h
+}
+
+/// Draws a value of an initialiser for element (index, sub) of a stream.
+pub fn sample(init: &Init, rng: &Rng, stream: u32, index: u64, sub: u32) -> f64 {
+    match *init {
+        Init::Const(v) => v,
+        Init::Uniform { low, high } => low + (high - low) * (1.0 - rng.uniform(stream, index, sub)),
+        Init::Normal { mean, std } => mean + std * rng.normal(stream, index, sub),
+    }
 }
 
 #[cfg(test)]

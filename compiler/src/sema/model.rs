@@ -1,4 +1,6 @@
 //! Checking `neuron` and `synapse` models: declarations, kinds, equations, events, units.
+//! Phases 1 and 2 (declarations, their values) are here, 3 and 4 (equations and events,
+//! whole-model rules) in `body`.
 
 use super::expr::{ExprCx, FnTable, dim_mismatch_notes, is_zero_literal, resolve_unit};
 use super::load::Loaded;

@@ -1,5 +1,6 @@
 //! Checking `network` blocks against the checked models: populations, ports, sizes,
 //! projections, initialisers and the `train { }` block.
+//! One `connect` is checked phase by phase in `connect`.
 
 use super::expr::{ExprCx, dim_mismatch_notes};
 use super::model::Scope;

@@ -16,9 +16,16 @@
 //! singular cases such as tau_m = tau_s are handled through `exprel`), `exp_euler`
 //! (`x + dt * exprel(a dt) * f(x)` with `a = df/dx`, exact for each state's own linear
 //! part), `euler`, `rk2` (midpoint), `rk4`.
+//!
+//! The phases live in `events` (steps 1 and 2), `refractory` (the counter, the spike's
+//! gate and the clamp) and `integrate` (step 3), as methods of one `StepCx`.
 
 pub mod expm;
 pub mod trace;
+
+mod events;
+mod integrate;
+mod refractory;
 
 use crate::diag::Diagnostic;
 use crate::ir::{self, Graph, Jacobian, Layout, Lowerer, NodeId, Op};
@@ -232,237 +239,20 @@ pub fn discretise_smooth(model: &Model, alpha: f64) -> Result<Step, Diagnostic> 
 fn discretise_with(model: &Model, smooth: Option<f64>, fixed: Option<(&[Option<f64>], f64)>) -> Result<Step, Diagnostic> {
     let mut m = model.clone();
     let n_hidden = m.states().count();
-    let ref_sym = m.refractory.as_ref().map(|r| {
-        m.symbols.push(Symbol {
-            name: "_refractory".into(),
-            kind: SymKind::State,
-            dim: Dim::TIME,
-            value: None,
-            trainable: false,
-            span: r.span,
-        });
-        m.symbols.len() - 1
-    });
-    let layout = Layout::of(&m);
-    let mut g = Graph::new();
-    let n_states = layout.states.len();
-    let leaves: Vec<NodeId> = (0..n_states as u32).map(|k| g.state(k)).collect();
-    let dt = g.leaf(Op::Dt);
-    let state_index = |sym: SymId| layout.state_index(sym).map(|k| k as usize);
-
-    // The spike, read from the stored state (State leaves).
-    let mut spike_arg = None;
-    let mut spike_scale = None;
-    let mut spike = None;
-    let mut reset_spike = None;
-    if let Some(def) = &m.spike {
-        let mut lw = Lowerer::new(&m);
-        let scale = match spike_scale_expr(&m) {
-            Some(e) => Some(lw.expr(&mut g, &e).map_err(lower_err)?),
-            None => None,
-        };
-        let ls = lw.spike(&mut g, def, scale).map_err(lower_err)?;
-        let (mut s, mut rs) = (ls.spike, ls.reset_spike);
-        if let Some(alpha) = smooth {
-            let a = g.constant(alpha);
-            let az = g.mul(a, ls.arg);
-            s = g.unary(Op::Sigmoid, az);
-            rs = if m.reset_detached { g.stop_gradient(s) } else { s };
-        }
-        if let Some(r) = ref_sym.and_then(state_index) {
-            // No spike in a refractory step: the stored counter is > -dt/2 exactly then.
-            let half = g.constant(-0.5);
-            let lim = g.mul(half, dt);
-            let free = g.binary(Op::Le, leaves[r], lim);
-            s = g.mul(s, free);
-            rs = g.mul(rs, free);
-        }
-        spike_arg = Some(ls.arg);
-        spike_scale = scale;
-        spike = Some(s);
-        reset_spike = Some(rs);
-    }
-
-    // Events at the start of the step.
-    let mut cur = leaves.clone();
-    if let Some(s) = reset_spike {
-        for u in &m.on_spike {
-            let k = state_index(u.target).expect("update of a state");
-            let value = lower_at(&m, &mut g, &cur, &u.value)?;
-            cur[k] = if smooth.is_some() {
-                let new = ir::lower::apply_update(&mut g, cur[k], u.op, value);
-                let jump = g.sub(new, cur[k]);
-                let t = g.mul(s, jump);
-                g.add(cur[k], t)
-            } else {
-                gated_update(&mut g, cur[k], u.op, value, s)
-            };
-        }
-    }
-    let mut refractory_now = None;
-    if let (Some(r), Some(rsym)) = (&m.refractory, ref_sym) {
-        let k = state_index(rsym).expect("refractory state");
-        let period = lower_at(&m, &mut g, &cur, &r.period)?;
-        let s = spike.expect("a refractory neuron spikes (checked)");
-        cur[k] = g.select(s, period, cur[k]);
-        let half = g.constant(0.5);
-        let lim = g.mul(half, dt);
-        refractory_now = Some(g.binary(Op::Gt, cur[k], lim));
-    }
-    // `on pre`: in a standalone synapse model, gated by its `pre` event; in a composed
-    // population, applied every step with the summed input (0 when nothing arrived).
-    let pre_gate = (m.kind == crate::syntax::ast::ModelKind::Synapse).then(|| g.leaf(Op::PreSpike));
-    for u in &m.on_pre {
-        let k = state_index(u.target).expect("update of a state");
-        let value = lower_at(&m, &mut g, &cur, &u.value)?;
-        cur[k] = match pre_gate {
-            Some(pre) => gated_update(&mut g, cur[k], u.op, value, pre),
-            None => ir::lower::apply_update(&mut g, cur[k], u.op, value),
-        };
-    }
-
-    // Integration.
-    let ode_states: Vec<usize> = m.odes.iter().map(|(s, _)| state_index(*s).expect("ode of a state")).collect();
-    let mut lw = Lowerer::new(&m);
-    let mut f_leaf = Vec::new();
-    for (_, rhs) in &m.odes {
-        f_leaf.push(lw.expr(&mut g, rhs).map_err(lower_err)?);
-    }
-    let ode_leaves: Vec<NodeId> = ode_states.iter().map(|&k| leaves[k]).collect();
-    let a = ir::jacobian(&mut g, &f_leaf, &ode_leaves);
-    let linear = a.entries.iter().all(|&e| !leaves.iter().any(|&l| g.depends_on(e, l)));
-    let exact_ok = linear && exact_structure(&g, &a, &f_leaf, &ode_leaves);
-    // With params and dt known, A may be a constant matrix: exact by the numerical
-    // matrix exponential whatever the coupling.
-    let numeric = match fixed {
-        Some((params, dt_value)) if linear && !exact_ok => numeric_a(&mut g, &a, params, dt_value),
-        _ => None,
-    };
-    let (method, mut method_note) = choose_method(&m, linear, exact_ok || numeric.is_some());
-
-    let mut end = cur.clone();
-    if let (Method::Exact, Some((a_num, dt_value))) = (method, &numeric) {
-        method_note = "exact: numerical propagators exp(A dt) (Pade), params and dt fixed for this population".into();
-        let (p, q) = expm::propagators(a_num, *dt_value).ok_or_else(|| {
-            Diagnostic::error("E0502", m.span, format!("`{}`: the propagator of its linear equations is not finite", m.name))
-        })?;
-        let zero = g.constant(0.0);
-        let zero_map: std::collections::HashMap<NodeId, NodeId> = leaves.iter().map(|&l| (l, zero)).collect();
-        let b = g.substitute(&f_leaf, &zero_map);
-        for (i, &ki) in ode_states.iter().enumerate() {
-            let mut terms = Vec::new();
-            for (j, &kj) in ode_states.iter().enumerate() {
-                if p.get(i, j) != 0.0 {
-                    let c = g.constant(p.get(i, j));
-                    terms.push(g.mul(c, cur[kj]));
-                }
-                if q.get(i, j) != 0.0 {
-                    let c = g.constant(q.get(i, j));
-                    terms.push(g.mul(c, b[j]));
-                }
-            }
-            end[ki] = g.sum(&terms);
-        }
-    } else {
-    match method {
-        Method::Exact => {
-            let zero = g.constant(0.0);
-            let zero_map: std::collections::HashMap<NodeId, NodeId> = leaves.iter().map(|&l| (l, zero)).collect();
-            let b = g.substitute(&f_leaf, &zero_map);
-            for (i, &ki) in ode_states.iter().enumerate() {
-                let aii = a.get(i, i);
-                let adt = g.mul(aii, dt);
-                let e = g.unary(Op::Exp, adt);
-                let phi_arg = g.unary(Op::Exprel, adt);
-                let phi = g.mul(dt, phi_arg);
-                let mut terms = vec![g.mul(e, cur[ki])];
-                terms.push(g.mul(phi, b[i]));
-                for (j, &kj) in ode_states.iter().enumerate() {
-                    if i == j || a.is_structural_zero(&g, i, j) {
-                        continue;
-                    }
-                    // x_i gains c * x_j0 * dt * e^{a_i dt} * exprel((a_j - a_i) dt):
-                    // the divided difference of exp, finite when a_i = a_j.
-                    let diff = g.sub(a.get(j, j), aii);
-                    let ddt = g.mul(diff, dt);
-                    let ex = g.unary(Op::Exprel, ddt);
-                    let w = g.mul(dt, e);
-                    let w = g.mul(w, ex);
-                    let c = g.mul(a.get(i, j), cur[kj]);
-                    terms.push(g.mul(c, w));
-                }
-                end[ki] = g.sum(&terms);
-            }
-        }
-        Method::ExpEuler => {
-            let map: std::collections::HashMap<NodeId, NodeId> = leaves.iter().copied().zip(cur.iter().copied()).collect();
-            let f_cur = eval_odes(&m, &mut g, &cur, None)?;
-            let diag: Vec<NodeId> = (0..ode_states.len()).map(|i| a.get(i, i)).collect();
-            let a_cur = g.substitute(&diag, &map);
-            for (i, &ki) in ode_states.iter().enumerate() {
-                let adt = g.mul(a_cur[i], dt);
-                let phi = g.unary(Op::Exprel, adt);
-                let step = g.mul(dt, phi);
-                let inc = g.mul(step, f_cur[i]);
-                end[ki] = g.add(cur[ki], inc);
-            }
-        }
-        Method::Euler => {
-            let f = eval_odes(&m, &mut g, &cur, None)?;
-            for (i, &ki) in ode_states.iter().enumerate() {
-                let inc = g.mul(dt, f[i]);
-                end[ki] = g.add(cur[ki], inc);
-            }
-        }
-        Method::Rk2 => {
-            let k1 = eval_odes(&m, &mut g, &cur, None)?;
-            let half = g.constant(0.5);
-            let hdt = g.mul(half, dt);
-            let mid = offset(&mut g, &cur, &ode_states, &k1, hdt);
-            let k2 = eval_odes(&m, &mut g, &mid, Some(hdt))?;
-            for (i, &ki) in ode_states.iter().enumerate() {
-                let inc = g.mul(dt, k2[i]);
-                end[ki] = g.add(cur[ki], inc);
-            }
-        }
-        Method::Rk4 => {
-            let half = g.constant(0.5);
-            let hdt = g.mul(half, dt);
-            let k1 = eval_odes(&m, &mut g, &cur, None)?;
-            let x2 = offset(&mut g, &cur, &ode_states, &k1, hdt);
-            let k2 = eval_odes(&m, &mut g, &x2, Some(hdt))?;
-            let x3 = offset(&mut g, &cur, &ode_states, &k2, hdt);
-            let k3 = eval_odes(&m, &mut g, &x3, Some(hdt))?;
-            let x4 = offset(&mut g, &cur, &ode_states, &k3, dt);
-            let k4 = eval_odes(&m, &mut g, &x4, Some(dt))?;
-            let two = g.constant(2.0);
-            let sixth = g.constant(6.0);
-            for (i, &ki) in ode_states.iter().enumerate() {
-                let a2 = g.mul(two, k2[i]);
-                let a3 = g.mul(two, k3[i]);
-                let s = g.sum(&[k1[i], a2, a3, k4[i]]);
-                let w = g.div(dt, sixth);
-                let inc = g.mul(w, s);
-                end[ki] = g.add(cur[ki], inc);
-            }
-        }
-    }
-
-    }
-
-    // Refractoriness: clamped states hold their post-event value; the counter runs down.
-    if let (Some(r), Some(rsym), Some(is_ref)) = (&m.refractory, ref_sym, refractory_now) {
-        for &c in &r.clamp {
-            if let Some(k) = state_index(c) {
-                end[k] = g.select(is_ref, cur[k], end[k]);
-            }
-        }
-        let k = state_index(rsym).expect("refractory state");
-        let left = g.sub(cur[k], dt);
-        let floor = g.neg(dt);
-        end[k] = g.binary(Op::Max, left, floor);
-    }
-    let random_slots = lw_random_slots(&m);
+    let ref_sym = refractory::add_counter(&mut m);
+    let mut cx = StepCx::new(m, ref_sym, smooth);
+    // 1. The spike, read from the stored state (State leaves).
+    let spike = cx.spike()?;
+    // 2. Events at the start of the step.
+    let mut cur = cx.leaves.clone();
+    cx.on_spike(&mut cur, spike.reset)?;
+    let refractory_now = cx.restart_refractory(&mut cur, spike.spike)?;
+    cx.on_pre(&mut cur)?;
+    // 3. Integration, then refractoriness.
+    let (method, method_note, mut end) = cx.integrate(&cur, fixed)?;
+    cx.hold_refractory(&cur, &mut end, refractory_now);
+    let random_slots = lw_random_slots(&cx.m);
+    let StepCx { m, g, layout, .. } = cx;
     Ok(Step {
         model: m,
         graph: g,
@@ -471,37 +261,42 @@ fn discretise_with(model: &Model, smooth: Option<f64>, fixed: Option<(&[Option<f
         method_note,
         n_hidden,
         next: end,
-        spike,
-        spike_arg,
-        spike_scale,
+        spike: spike.spike,
+        spike_arg: spike.arg,
+        spike_scale: spike.scale,
         random_slots,
         dt: fixed.map(|(_, dt)| dt),
     })
 }
 
-/// `cur op= value`, applied only where the spike `s` is 1, keeping the forward value
-/// exact and the gradient through `s`: additive updates as `cur ± s * value` (the golden
-/// form `v - theta * s`), others as `select(s, new, cur) + (s - sg(s)) * (new - cur)`
-/// whose second term is exactly 0 forward and carries `d s` backward.
-fn gated_update(g: &mut Graph, cur: NodeId, op: UpdateOp, value: NodeId, s: NodeId) -> NodeId {
-    match op {
-        UpdateOp::Add => {
-            let t = g.mul(s, value);
-            g.add(cur, t)
-        }
-        UpdateOp::Sub => {
-            let t = g.mul(s, value);
-            g.sub(cur, t)
-        }
-        _ => {
-            let new = ir::lower::apply_update(g, cur, op, value);
-            let fwd = g.select(s, new, cur);
-            let stop = g.stop_gradient(s);
-            let ds = g.sub(s, stop);
-            let jump = g.sub(new, cur);
-            let st = g.mul(ds, jump);
-            g.add(fwd, st)
-        }
+/// What the phases of one discretisation share: the model, the graph being built and
+/// the leaves every phase starts from.
+struct StepCx {
+    /// The model, with the refractory counter (if any) appended to its states.
+    m: Model,
+    g: Graph,
+    layout: Layout,
+    /// The `State` leaves: h^{t-1}.
+    leaves: Vec<NodeId>,
+    dt: NodeId,
+    /// The refractory counter's symbol.
+    ref_sym: Option<SymId>,
+    /// `Some(alpha)`: the smooth variant ([`discretise_smooth`]).
+    smooth: Option<f64>,
+}
+
+impl StepCx {
+    fn new(m: Model, ref_sym: Option<SymId>, smooth: Option<f64>) -> StepCx {
+        let layout = Layout::of(&m);
+        let mut g = Graph::new();
+        let n_states = layout.states.len();
+        let leaves: Vec<NodeId> = (0..n_states as u32).map(|k| g.state(k)).collect();
+        let dt = g.leaf(Op::Dt);
+        StepCx { m, g, layout, leaves, dt, ref_sym, smooth }
+    }
+
+    fn state_index(&self, sym: SymId) -> Option<usize> {
+        self.layout.state_index(sym).map(|k| k as usize)
     }
 }
 
@@ -519,27 +314,6 @@ fn bind_states(m: &Model, lw: &mut Lowerer, cur: &[NodeId]) {
     }
 }
 
-/// The right-hand sides at state `x`, time shifted by `dt_shift` (RK stages).
-fn eval_odes(m: &Model, g: &mut Graph, x: &[NodeId], dt_shift: Option<NodeId>) -> Result<Vec<NodeId>, Diagnostic> {
-    let mut lw = Lowerer::new(m);
-    bind_states(m, &mut lw, x);
-    if let (Some(shift), Some(tsym)) = (dt_shift, m.symbols.iter().position(|s| s.kind == SymKind::Time)) {
-        let t = g.leaf(Op::Time);
-        let ts = g.add(t, shift);
-        lw.bind(tsym, ts);
-    }
-    m.odes.iter().map(|(_, rhs)| lw.expr(g, rhs).map_err(lower_err)).collect()
-}
-
-fn offset(g: &mut Graph, cur: &[NodeId], ode_states: &[usize], k: &[NodeId], h: NodeId) -> Vec<NodeId> {
-    let mut x = cur.to_vec();
-    for (i, &ki) in ode_states.iter().enumerate() {
-        let inc = g.mul(h, k[i]);
-        x[ki] = g.add(cur[ki], inc);
-    }
-    x
-}
-
 fn lw_random_slots(m: &Model) -> u32 {
     // Random draws are numbered in lowering order by each Lowerer; the step's draws are
     // those of the equations and events. Count them as a fresh lowering would.
@@ -552,112 +326,4 @@ fn lw_random_slots(m: &Model) -> u32 {
         let _ = lw.expr(&mut g, &u.value);
     }
     lw.random_slots()
-}
-
-/// A as numbers when every entry is a constant once `params` and `dt` are substituted.
-fn numeric_a(g: &mut Graph, a: &Jacobian, params: &[Option<f64>], dt: f64) -> Option<(expm::Mat, f64)> {
-    let mut map = std::collections::HashMap::new();
-    for (k, v) in params.iter().enumerate() {
-        if let Some(v) = v {
-            let leaf = g.param(k as u32);
-            let c = g.constant(*v);
-            map.insert(leaf, c);
-        }
-    }
-    let dt_leaf = g.leaf(Op::Dt);
-    let dt_c = g.constant(dt);
-    map.insert(dt_leaf, dt_c);
-    let entries = g.substitute(&a.entries, &map);
-    let values: Option<Vec<f64>> = entries.iter().map(|&e| g.const_value(e)).collect();
-    let values = values?;
-    Some((expm::Mat { n: a.rows, a: values }, dt))
-}
-
-/// Whether `exact` can be built symbolically: a linear system whose couplings go one
-/// level deep (x_i may depend on x_j when x_j depends on no other state and has no
-/// constant drive), which covers neurons with exponential synapses and alpha synapses.
-fn exact_structure(g: &Graph, a: &Jacobian, f: &[NodeId], leaves: &[NodeId]) -> bool {
-    let n = a.rows;
-    let has_in = |j: usize| (0..n).any(|k| k != j && !a.is_structural_zero(g, j, k));
-    for i in 0..n {
-        for j in 0..n {
-            if i == j || a.is_structural_zero(g, i, j) {
-                continue;
-            }
-            if has_in(j) {
-                return false;
-            }
-            // x_j must be homogeneous (dx_j/dt = a_jj x_j): f_j is zero at x = 0.
-            if !is_homogeneous(g, f[j], leaves) {
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// f is a sum of terms each proportional to a state leaf (no constant drive).
-fn is_homogeneous(g: &Graph, f: NodeId, leaves: &[NodeId]) -> bool {
-    match g.op(f) {
-        Op::State(_) => leaves.contains(&f),
-        Op::Add | Op::Sub => g.args(f).iter().all(|&x| is_homogeneous(g, x, leaves)),
-        Op::Neg => is_homogeneous(g, g.args(f)[0], leaves),
-        Op::Mul => g.args(f).iter().any(|&x| is_homogeneous(g, x, leaves)),
-        Op::Div => is_homogeneous(g, g.args(f)[0], leaves),
-        Op::Const(v) => v == 0.0,
-        _ => false,
-    }
-}
-
-fn choose_method(m: &Model, linear: bool, exact_ok: bool) -> (Method, String) {
-    match m.method {
-        Some(Method::Exact) if exact_ok => (Method::Exact, "exact (asked for; linear system)".into()),
-        Some(Method::Exact) => (
-            Method::ExpEuler,
-            if linear {
-                "exp_euler: `exact` was asked for, but the couplings between states go more than one level deep".into()
-            } else {
-                "exp_euler: `exact` was asked for, but the equations are not linear in the states".into()
-            },
-        ),
-        Some(other) => (other, format!("{} (asked for)", other.name())),
-        None if m.odes.is_empty() => (Method::Exact, "no equations: states change only by events".into()),
-        None if exact_ok => (Method::Exact, "exact (the default for linear systems): propagators exp(A dt) in closed form".into()),
-        None if linear => (Method::ExpEuler, "exp_euler: linear, but coupled too deeply for closed-form propagators".into()),
-        None => (Method::ExpEuler, "exp_euler (the default for non-linear equations)".into()),
-    }
-}
-
-/// The normaliser of the spike argument: how far the reset moves the compared state
-/// (`v -= X` gives X; `v = v_reset` gives `threshold - v_reset`), so that
-/// u = (v - v_th) / (v_th - v_reset) as braintrace/brainpy normalise it.
-fn spike_scale_expr(m: &Model) -> Option<crate::sema::TExpr> {
-    let def = m.spike.as_ref()?;
-    let TKind::Binary(op, l, r) = &def.condition.kind else { return None };
-    let (hi, lo) = match op {
-        BinOp::Gt | BinOp::Ge => (l, r),
-        BinOp::Lt | BinOp::Le => (r, l),
-        _ => return None,
-    };
-    let TKind::Sym(v) = hi.kind else { return None };
-    let u = m.on_spike.iter().find(|u| u.target == v)?;
-    match u.op {
-        UpdateOp::Sub => Some(u.value.clone()),
-        UpdateOp::Set => {
-            // threshold - reset value, where the threshold is the comparison's other side
-            // with states at rest (their declared initial values are not needed: use the
-            // constant part only if the threshold reads no state).
-            let mut reads_state = false;
-            lo.visit_syms(&mut |s| reads_state |= m.symbols[s].kind == SymKind::State);
-            if reads_state {
-                return None;
-            }
-            Some(crate::sema::TExpr {
-                kind: TKind::Binary(BinOp::Sub, Box::new((**lo).clone()), Box::new(u.value.clone())),
-                ty: lo.ty,
-                span: def.span,
-            })
-        }
-        _ => None,
-    }
 }

@@ -48,162 +48,179 @@ impl Graph {
         Some(self.constant(v))
     }
 
+    /// Algebraic rewrites of `op(a)`, one method per operation.
     fn simplify(&mut self, op: Op, a: &[NodeId]) -> Option<NodeId> {
-        let c = |g: &Graph, i: usize| g.const_value(a[i]);
-        let neg_of = |g: &Graph, id: NodeId| match g.op(id) {
-            Op::Neg => Some(g.args(id)[0]),
-            _ => None,
-        };
-        Some(match op {
-            Op::Add => {
-                // x + 0 -> x (sign of a zero result may change, see module docs).
-                if c(self, 1) == Some(0.0) {
-                    return Some(a[0]);
-                }
-                if c(self, 0) == Some(0.0) {
-                    return Some(a[1]);
-                }
-                // x + (-y) == x - y exactly in IEEE arithmetic.
-                if let Some(y) = neg_of(self, a[1]) {
-                    return Some(self.add_node(Op::Sub, vec![a[0], y]));
-                }
-                if let Some(y) = neg_of(self, a[0]) {
-                    return Some(self.add_node(Op::Sub, vec![a[1], y]));
-                }
-                // select(c, x, 0) + select(c, 0, y) -> select(c, x, y): each branch adds a
-                // zero, so this is exact (forward-mode derivatives of `if` produce it).
-                return self.merge_selects(a[0], a[1]);
-            }
-            Op::Sub => {
-                if c(self, 1) == Some(0.0) {
-                    return Some(a[0]);
-                }
-                if c(self, 0) == Some(0.0) {
-                    return Some(self.add_node(Op::Neg, vec![a[1]]));
-                }
-                // x - x -> 0 assumes x finite.
-                if a[0] == a[1] {
-                    return Some(self.constant(0.0));
-                }
-                if let Some(y) = neg_of(self, a[1]) {
-                    return Some(self.add_node(Op::Add, vec![a[0], y]));
-                }
-                return None;
-            }
-            Op::Mul => {
-                for (i, j) in [(0, 1), (1, 0)] {
-                    match c(self, i) {
-                        Some(1.0) => return Some(a[j]),
-                        // x * 0 -> 0 assumes x finite.
-                        Some(0.0) => return Some(self.constant(0.0)),
-                        Some(-1.0) => return Some(self.add_node(Op::Neg, vec![a[j]])),
-                        _ => {}
-                    }
-                }
-                // Negation commutes with rounding: pull it out so it can cancel.
-                match (neg_of(self, a[0]), neg_of(self, a[1])) {
-                    (Some(x), Some(y)) => return Some(self.add_node(Op::Mul, vec![x, y])),
-                    (Some(x), None) => {
-                        let m = self.add_node(Op::Mul, vec![x, a[1]]);
-                        return Some(self.add_node(Op::Neg, vec![m]));
-                    }
-                    (None, Some(y)) => {
-                        let m = self.add_node(Op::Mul, vec![a[0], y]);
-                        return Some(self.add_node(Op::Neg, vec![m]));
-                    }
-                    (None, None) => {}
-                }
-                // x * select(c, k1, k2) with k in {-1, 0, 1} -> select(c, x*k1, x*k2).
-                for (i, j) in [(0, 1), (1, 0)] {
-                    if let Some(id) = self.mul_into_select(a[i], a[j]) {
-                        return Some(id);
-                    }
-                }
-                return None;
-            }
-            Op::Div => {
-                if c(self, 1) == Some(1.0) {
-                    return Some(a[0]);
-                }
-                if c(self, 1) == Some(-1.0) {
-                    return Some(self.add_node(Op::Neg, vec![a[0]]));
-                }
-                // 0 / x -> 0 assumes x finite and non-zero.
-                if c(self, 0) == Some(0.0) {
-                    return Some(self.constant(0.0));
-                }
-                match (neg_of(self, a[0]), neg_of(self, a[1])) {
-                    (Some(x), Some(y)) => return Some(self.add_node(Op::Div, vec![x, y])),
-                    (Some(x), None) => {
-                        let d = self.add_node(Op::Div, vec![x, a[1]]);
-                        return Some(self.add_node(Op::Neg, vec![d]));
-                    }
-                    (None, Some(y)) => {
-                        let d = self.add_node(Op::Div, vec![a[0], y]);
-                        return Some(self.add_node(Op::Neg, vec![d]));
-                    }
-                    (None, None) => return None,
-                }
-            }
-            Op::Neg => return neg_of(self, a[0]),
-            Op::Pow => {
-                // powf(x, 1) == x, powf(x, 0) == 1 and powf(1, y) == 1 for every x, y.
-                if c(self, 1) == Some(1.0) {
-                    return Some(a[0]);
-                }
-                if c(self, 1) == Some(0.0) || c(self, 0) == Some(1.0) {
-                    return Some(self.constant(1.0));
-                }
-                return None;
-            }
-            Op::PowI(0) => self.constant(1.0),
-            Op::PowI(1) => a[0],
+        match op {
+            Op::Add => self.simplify_add(a),
+            Op::Sub => self.simplify_sub(a),
+            Op::Mul => self.simplify_mul(a),
+            Op::Div => self.simplify_div(a),
+            Op::Neg => self.neg_of(a[0]),
+            Op::Pow => self.simplify_pow(a),
+            Op::PowI(0) => Some(self.constant(1.0)),
+            Op::PowI(1) => Some(a[0]),
             Op::Abs => match self.op(a[0]) {
-                Op::Abs => a[0],
+                Op::Abs => Some(a[0]),
                 Op::Neg => {
                     let x = self.args(a[0])[0];
-                    self.add_node(Op::Abs, vec![x])
+                    Some(self.add_node(Op::Abs, vec![x]))
                 }
-                _ => return None,
+                _ => None,
             },
-            Op::Min | Op::Max if a[0] == a[1] => a[0],
-            Op::Select => {
-                if let Some(v) = c(self, 0) {
-                    return Some(if v != 0.0 { a[1] } else { a[2] });
-                }
-                if a[1] == a[2] {
-                    return Some(a[1]);
-                }
-                if let Op::Not = self.op(a[0]) {
-                    let inner = self.args(a[0])[0];
-                    return Some(self.add_node(Op::Select, vec![inner, a[2], a[1]]));
-                }
-                return None;
-            }
+            Op::Min | Op::Max if a[0] == a[1] => Some(a[0]),
+            Op::Select => self.simplify_select(a),
             Op::Not => match self.op(a[0]) {
-                Op::Not if self.op(self.args(a[0])[0]).is_boolean() => self.args(a[0])[0],
-                _ => return None,
+                Op::Not if self.op(self.args(a[0])[0]).is_boolean() => Some(self.args(a[0])[0]),
+                _ => None,
             },
-            Op::And | Op::Or => {
-                let absorbing = if op == Op::And { 0.0 } else { 1.0 };
-                for (i, j) in [(0, 1), (1, 0)] {
-                    match c(self, i) {
-                        Some(v) if (v != 0.0) == (absorbing != 0.0) => return Some(self.constant(absorbing)),
-                        // The neutral constant: the other operand, if it is already 0/1.
-                        Some(_) if self.op(a[j]).is_boolean() => return Some(a[j]),
-                        _ => {}
-                    }
-                }
-                if a[0] == a[1] && self.op(a[0]).is_boolean() {
-                    return Some(a[0]);
-                }
-                return None;
-            }
+            Op::And | Op::Or => self.simplify_logic(op, a),
             // Constants are folded above; a detached leaf keeps its node, since a leaf
             // may be a differentiation variable.
-            Op::StopGradient if self.op(a[0]) == Op::StopGradient => a[0],
-            _ => return None,
-        })
+            Op::StopGradient if self.op(a[0]) == Op::StopGradient => Some(a[0]),
+            _ => None,
+        }
+    }
+
+    /// `x` when `id` is `-x`.
+    fn neg_of(&self, id: NodeId) -> Option<NodeId> {
+        match self.op(id) {
+            Op::Neg => Some(self.args(id)[0]),
+            _ => None,
+        }
+    }
+
+    fn simplify_add(&mut self, a: &[NodeId]) -> Option<NodeId> {
+        // x + 0 -> x (sign of a zero result may change, see module docs).
+        if self.const_value(a[1]) == Some(0.0) {
+            return Some(a[0]);
+        }
+        if self.const_value(a[0]) == Some(0.0) {
+            return Some(a[1]);
+        }
+        // x + (-y) == x - y exactly in IEEE arithmetic.
+        if let Some(y) = self.neg_of(a[1]) {
+            return Some(self.add_node(Op::Sub, vec![a[0], y]));
+        }
+        if let Some(y) = self.neg_of(a[0]) {
+            return Some(self.add_node(Op::Sub, vec![a[1], y]));
+        }
+        // select(c, x, 0) + select(c, 0, y) -> select(c, x, y): each branch adds a
+        // zero, so this is exact (forward-mode derivatives of `if` produce it).
+        self.merge_selects(a[0], a[1])
+    }
+
+    fn simplify_sub(&mut self, a: &[NodeId]) -> Option<NodeId> {
+        if self.const_value(a[1]) == Some(0.0) {
+            return Some(a[0]);
+        }
+        if self.const_value(a[0]) == Some(0.0) {
+            return Some(self.add_node(Op::Neg, vec![a[1]]));
+        }
+        // x - x -> 0 assumes x finite.
+        if a[0] == a[1] {
+            return Some(self.constant(0.0));
+        }
+        let y = self.neg_of(a[1])?;
+        Some(self.add_node(Op::Add, vec![a[0], y]))
+    }
+
+    fn simplify_mul(&mut self, a: &[NodeId]) -> Option<NodeId> {
+        for (i, j) in [(0, 1), (1, 0)] {
+            match self.const_value(a[i]) {
+                Some(1.0) => return Some(a[j]),
+                // x * 0 -> 0 assumes x finite.
+                Some(0.0) => return Some(self.constant(0.0)),
+                Some(-1.0) => return Some(self.add_node(Op::Neg, vec![a[j]])),
+                _ => {}
+            }
+        }
+        // Negation commutes with rounding: pull it out so it can cancel.
+        match (self.neg_of(a[0]), self.neg_of(a[1])) {
+            (Some(x), Some(y)) => return Some(self.add_node(Op::Mul, vec![x, y])),
+            (Some(x), None) => {
+                let m = self.add_node(Op::Mul, vec![x, a[1]]);
+                return Some(self.add_node(Op::Neg, vec![m]));
+            }
+            (None, Some(y)) => {
+                let m = self.add_node(Op::Mul, vec![a[0], y]);
+                return Some(self.add_node(Op::Neg, vec![m]));
+            }
+            (None, None) => {}
+        }
+        // x * select(c, k1, k2) with k in {-1, 0, 1} -> select(c, x*k1, x*k2).
+        for (i, j) in [(0, 1), (1, 0)] {
+            if let Some(id) = self.mul_into_select(a[i], a[j]) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn simplify_div(&mut self, a: &[NodeId]) -> Option<NodeId> {
+        if self.const_value(a[1]) == Some(1.0) {
+            return Some(a[0]);
+        }
+        if self.const_value(a[1]) == Some(-1.0) {
+            return Some(self.add_node(Op::Neg, vec![a[0]]));
+        }
+        // 0 / x -> 0 assumes x finite and non-zero.
+        if self.const_value(a[0]) == Some(0.0) {
+            return Some(self.constant(0.0));
+        }
+        match (self.neg_of(a[0]), self.neg_of(a[1])) {
+            (Some(x), Some(y)) => Some(self.add_node(Op::Div, vec![x, y])),
+            (Some(x), None) => {
+                let d = self.add_node(Op::Div, vec![x, a[1]]);
+                Some(self.add_node(Op::Neg, vec![d]))
+            }
+            (None, Some(y)) => {
+                let d = self.add_node(Op::Div, vec![a[0], y]);
+                Some(self.add_node(Op::Neg, vec![d]))
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn simplify_pow(&mut self, a: &[NodeId]) -> Option<NodeId> {
+        // powf(x, 1) == x, powf(x, 0) == 1 and powf(1, y) == 1 for every x, y.
+        if self.const_value(a[1]) == Some(1.0) {
+            return Some(a[0]);
+        }
+        if self.const_value(a[1]) == Some(0.0) || self.const_value(a[0]) == Some(1.0) {
+            return Some(self.constant(1.0));
+        }
+        None
+    }
+
+    fn simplify_select(&mut self, a: &[NodeId]) -> Option<NodeId> {
+        if let Some(v) = self.const_value(a[0]) {
+            return Some(if v != 0.0 { a[1] } else { a[2] });
+        }
+        if a[1] == a[2] {
+            return Some(a[1]);
+        }
+        if let Op::Not = self.op(a[0]) {
+            let inner = self.args(a[0])[0];
+            return Some(self.add_node(Op::Select, vec![inner, a[2], a[1]]));
+        }
+        None
+    }
+
+    /// `and` / `or` with a constant operand, or of a boolean with itself.
+    fn simplify_logic(&mut self, op: Op, a: &[NodeId]) -> Option<NodeId> {
+        let absorbing = if op == Op::And { 0.0 } else { 1.0 };
+        for (i, j) in [(0, 1), (1, 0)] {
+            match self.const_value(a[i]) {
+                Some(v) if (v != 0.0) == (absorbing != 0.0) => return Some(self.constant(absorbing)),
+                // The neutral constant: the other operand, if it is already 0/1.
+                Some(_) if self.op(a[j]).is_boolean() => return Some(a[j]),
+                _ => {}
+            }
+        }
+        if a[0] == a[1] && self.op(a[0]).is_boolean() {
+            return Some(a[0]);
+        }
+        None
     }
 
     /// `select(c, x1, y1) + select(c, x2, y2)` where one addend of each branch is zero.

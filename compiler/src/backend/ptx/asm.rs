@@ -414,6 +414,100 @@ impl Machine {
         fval(self.bits(a, ty), ty)
     }
 
+    /// `op a` in type `ty`, as the result's bits.
+    fn un(&self, op: Un, ty: Ty, a: Reg) -> u64 {
+        if op == Un::Not {
+            return !self.get(a) & imask(ty);
+        }
+        let x = self.f(Arg::R(a), ty);
+        let r = match op {
+            Un::Neg => -x,
+            Un::Abs => x.abs(),
+            Un::Sqrt if ty == Ty::F32 => f64::from((x as f32).sqrt()),
+            Un::Sqrt => x.sqrt(),
+            Un::Ex2 => x.exp2(),
+            Un::Lg2 => x.log2(),
+            Un::Sin => x.sin(),
+            Un::Cos => x.cos(),
+            Un::Rni => x.round_ties_even(),
+            Un::Not => unreachable!(),
+        };
+        fbits(r, ty)
+    }
+
+    /// `a op b` in a float type.
+    fn float_bin(&self, op: Bin, ty: Ty, a: Arg, b: Arg) -> u64 {
+        let (x, y) = (self.f(a, ty), self.f(b, ty));
+        let r = match op {
+            Bin::Add => x + y,
+            Bin::Sub => x - y,
+            Bin::Mul => x * y,
+            Bin::Div => x / y,
+            Bin::Min => x.min(y),
+            Bin::Max => x.max(y),
+            Bin::CopySign => y.copysign(x),
+            _ => panic!("integer op {op:?} on {ty:?}"),
+        };
+        // f32 ops round the f64 result once: exact for + - * / (the f64
+        // result of f32 operands is exact or rounds innocuously).
+        fbits(r, ty)
+    }
+
+    /// `a op b` in an integer type, wrapped to its width.
+    fn int_bin(&self, op: Bin, ty: Ty, a: Arg, b: Arg) -> u64 {
+        let m = imask(ty);
+        let (x, y) = (self.bits(a, ty), self.bits(b, if matches!(op, Bin::Shl | Bin::Shr) { Ty::U32 } else { ty }));
+        let wide = m == u64::MAX;
+        let r = match op {
+            Bin::Add => x.wrapping_add(y),
+            Bin::Sub => x.wrapping_sub(y),
+            Bin::Mul | Bin::MulLo => x.wrapping_mul(y),
+            Bin::MulHi if wide => ((u128::from(x) * u128::from(y)) >> 64) as u64,
+            Bin::MulHi => (x * y) >> 32,
+            Bin::And => x & y,
+            Bin::Or => x | y,
+            Bin::Xor => x ^ y,
+            Bin::Min | Bin::Max => {
+                let lt = if matches!(ty, Ty::S32 | Ty::S64) { sext(x, ty) < sext(y, ty) } else { x < y };
+                if lt == (op == Bin::Min) { x } else { y }
+            }
+            Bin::Shl => if y >= 64 { 0 } else { x << y },
+            Bin::Shr if matches!(ty, Ty::S32 | Ty::S64) => (sext(x, ty) >> y.min(63)) as u64,
+            Bin::Shr => if y >= 64 { 0 } else { x >> y },
+            _ => panic!("float op {op:?} on {ty:?}"),
+        };
+        r & m
+    }
+
+    /// `a cmp b` in type `ty`; with a NaN operand only the unordered `neu` and `equ` hold.
+    fn setp(&self, cmp: Cmp, ty: Ty, a: Arg, b: Arg) -> bool {
+        if ty.is_float() {
+            let (x, y) = (self.f(a, ty), self.f(b, ty));
+            let un = x.is_nan() || y.is_nan();
+            return match cmp {
+                Cmp::Eq => x == y,
+                Cmp::Ne => !un && x != y,
+                Cmp::Lt => x < y,
+                Cmp::Le => x <= y,
+                Cmp::Gt => x > y,
+                Cmp::Ge => x >= y,
+                Cmp::Neu => un || x != y,
+                Cmp::Equ => un || x == y,
+            };
+        }
+        let (x, y) = (self.bits(a, ty), self.bits(b, ty));
+        let signed = matches!(ty, Ty::S32 | Ty::S64);
+        let (sx, sy) = (sext(x, ty), sext(y, ty));
+        match cmp {
+            Cmp::Eq | Cmp::Equ => x == y,
+            Cmp::Ne | Cmp::Neu => x != y,
+            Cmp::Lt => if signed { sx < sy } else { x < y },
+            Cmp::Le => if signed { sx <= sy } else { x <= y },
+            Cmp::Gt => if signed { sx > sy } else { x > y },
+            Cmp::Ge => if signed { sx >= sy } else { x >= y },
+        }
+    }
+
     /// Executes the body for one element. `ld(buf)` reads element i of a pointer
     /// argument as f64, `st(buf, v)` writes it; `scalar` gives the scalar params' bits.
     /// The approximate f32 instructions (`ex2`, `lg2`, `sin`, `cos`) are emulated by the
@@ -443,67 +537,9 @@ impl Machine {
                 Inst::Index { d } => self.set(d, index),
                 Inst::Mov { ty, d, a } => self.set(d, self.bits(a, ty)),
                 Inst::Bits { d, a, .. } => self.set(d, self.get(a)),
-                Inst::Un { op, ty, d, a } => {
-                    let v = if op == Un::Not {
-                        !self.get(a) & imask(ty)
-                    } else {
-                        let x = self.f(Arg::R(a), ty);
-                        let r = match op {
-                            Un::Neg => -x,
-                            Un::Abs => x.abs(),
-                            Un::Sqrt if ty == Ty::F32 => f64::from((x as f32).sqrt()),
-                            Un::Sqrt => x.sqrt(),
-                            Un::Ex2 => x.exp2(),
-                            Un::Lg2 => x.log2(),
-                            Un::Sin => x.sin(),
-                            Un::Cos => x.cos(),
-                            Un::Rni => x.round_ties_even(),
-                            Un::Not => unreachable!(),
-                        };
-                        fbits(r, ty)
-                    };
-                    self.set(d, v);
-                }
+                Inst::Un { op, ty, d, a } => self.set(d, self.un(op, ty, a)),
                 Inst::Bin { op, ty, d, a, b } => {
-                    let v = if ty.is_float() {
-                        let (x, y) = (self.f(a, ty), self.f(b, ty));
-                        let r = match op {
-                            Bin::Add => x + y,
-                            Bin::Sub => x - y,
-                            Bin::Mul => x * y,
-                            Bin::Div => x / y,
-                            Bin::Min => x.min(y),
-                            Bin::Max => x.max(y),
-                            Bin::CopySign => y.copysign(x),
-                            _ => panic!("integer op {op:?} on {ty:?}"),
-                        };
-                        // f32 ops round the f64 result once: exact for + - * / (the f64
-                        // result of f32 operands is exact or rounds innocuously).
-                        fbits(r, ty)
-                    } else {
-                        let m = imask(ty);
-                        let (x, y) = (self.bits(a, ty), self.bits(b, if matches!(op, Bin::Shl | Bin::Shr) { Ty::U32 } else { ty }));
-                        let wide = m == u64::MAX;
-                        let r = match op {
-                            Bin::Add => x.wrapping_add(y),
-                            Bin::Sub => x.wrapping_sub(y),
-                            Bin::Mul | Bin::MulLo => x.wrapping_mul(y),
-                            Bin::MulHi if wide => ((u128::from(x) * u128::from(y)) >> 64) as u64,
-                            Bin::MulHi => (x * y) >> 32,
-                            Bin::And => x & y,
-                            Bin::Or => x | y,
-                            Bin::Xor => x ^ y,
-                            Bin::Min | Bin::Max => {
-                                let lt = if matches!(ty, Ty::S32 | Ty::S64) { sext(x, ty) < sext(y, ty) } else { x < y };
-                                if lt == (op == Bin::Min) { x } else { y }
-                            }
-                            Bin::Shl => if y >= 64 { 0 } else { x << y },
-                            Bin::Shr if matches!(ty, Ty::S32 | Ty::S64) => (sext(x, ty) >> y.min(63)) as u64,
-                            Bin::Shr => if y >= 64 { 0 } else { x >> y },
-                            _ => panic!("float op {op:?} on {ty:?}"),
-                        };
-                        r & m
-                    };
+                    let v = if ty.is_float() { self.float_bin(op, ty, a, b) } else { self.int_bin(op, ty, a, b) };
                     self.set(d, v);
                 }
                 Inst::Fma { ty, d, a, b, c } => {
@@ -511,35 +547,7 @@ impl Machine {
                     let r = if ty == Ty::F32 { f64::from((x as f32).mul_add(y as f32, z as f32)) } else { x.mul_add(y, z) };
                     self.set(d, fbits(r, ty));
                 }
-                Inst::Setp { cmp, ty, d, a, b } => {
-                    let r = if ty.is_float() {
-                        let (x, y) = (self.f(a, ty), self.f(b, ty));
-                        let un = x.is_nan() || y.is_nan();
-                        match cmp {
-                            Cmp::Eq => x == y,
-                            Cmp::Ne => !un && x != y,
-                            Cmp::Lt => x < y,
-                            Cmp::Le => x <= y,
-                            Cmp::Gt => x > y,
-                            Cmp::Ge => x >= y,
-                            Cmp::Neu => un || x != y,
-                            Cmp::Equ => un || x == y,
-                        }
-                    } else {
-                        let (x, y) = (self.bits(a, ty), self.bits(b, ty));
-                        let signed = matches!(ty, Ty::S32 | Ty::S64);
-                        let (sx, sy) = (sext(x, ty), sext(y, ty));
-                        match cmp {
-                            Cmp::Eq | Cmp::Equ => x == y,
-                            Cmp::Ne | Cmp::Neu => x != y,
-                            Cmp::Lt => if signed { sx < sy } else { x < y },
-                            Cmp::Le => if signed { sx <= sy } else { x <= y },
-                            Cmp::Gt => if signed { sx > sy } else { x > y },
-                            Cmp::Ge => if signed { sx >= sy } else { x >= y },
-                        }
-                    };
-                    self.set(d, u64::from(r));
-                }
+                Inst::Setp { cmp, ty, d, a, b } => self.set(d, u64::from(self.setp(cmp, ty, a, b))),
                 Inst::Testp { test, ty, d, a } => {
                     let x = fval(self.get(a), ty);
                     let r = match test {
@@ -552,23 +560,24 @@ impl Machine {
                     let v = if self.get(p) != 0 { self.bits(a, ty) } else { self.bits(b, ty) };
                     self.set(d, v);
                 }
-                Inst::Cvt { rnd, dty, sty, d, a } => {
-                    let s = self.get(a);
-                    let v = match (sty.is_float(), dty.is_float()) {
-                        (true, true) => fbits(fval(s, sty), dty),
-                        (true, false) => f2i(fval(s, sty), rnd, dty),
-                        (false, true) => {
-                            let x = if matches!(sty, Ty::S32 | Ty::S64) { sext(s, sty) as f64 } else { (s & imask(sty)) as f64 };
-                            fbits(x, dty)
-                        }
-                        (false, false) => {
-                            let x = if matches!(sty, Ty::S32) { sext(s, sty) as u64 } else { s & imask(sty) };
-                            x & imask(dty)
-                        }
-                    };
-                    self.set(d, v);
-                }
+                Inst::Cvt { rnd, dty, sty, d, a } => self.set(d, cvt(self.get(a), rnd, dty, sty)),
             }
+        }
+    }
+}
+
+/// `cvt` of the bits `s` of type `sty` to type `dty`.
+fn cvt(s: u64, rnd: Option<Rnd>, dty: Ty, sty: Ty) -> u64 {
+    match (sty.is_float(), dty.is_float()) {
+        (true, true) => fbits(fval(s, sty), dty),
+        (true, false) => f2i(fval(s, sty), rnd, dty),
+        (false, true) => {
+            let x = if matches!(sty, Ty::S32 | Ty::S64) { sext(s, sty) as f64 } else { (s & imask(sty)) as f64 };
+            fbits(x, dty)
+        }
+        (false, false) => {
+            let x = if matches!(sty, Ty::S32) { sext(s, sty) as u64 } else { s & imask(sty) };
+            x & imask(dty)
         }
     }
 }

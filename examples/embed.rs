@@ -4,7 +4,8 @@
 //! `cargo run --release --example embed`
 use snnc::compiler::SourceMap;
 use snnc::compiler::sema::{LoadOptions, check_path};
-use snnc::runtime::network::{InterpFactory, Network, Options};
+use snnc::runtime::kernels::InterpFactory;
+use snnc::runtime::network::{Network, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Compile: parse, check names and units. Diagnostics render like `snnc check`.

@@ -20,9 +20,9 @@
 //! compared only over the 100-step horizon, and up to 25% may shift a spike.
 
 use snnc_compiler::SourceMap;
-use snnc_compiler::backend::cranelift::{JitError, JitKernel, Precision};
+use snnc_compiler::backend::cranelift::{JitError, JitKernel};
 use snnc_compiler::backend::interp::InterpKernel;
-use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
+use snnc_compiler::backend::{ParamSpec, Precision, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{Step, discretise};
 use snnc_compiler::ir::{self, Env};
 use snnc_compiler::sema::{self, Init, LoadOptions, Model, Program, SymId};
@@ -141,7 +141,7 @@ fn stdlib_cases() -> Vec<Case> {
         let rel = format!("stdlib/{}", p.file_name().unwrap().to_string_lossy());
         let program = load(&rel);
         for m in program.models.iter().filter(|m| m.span.file == 0) {
-            let step = discretise(m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message));
+            let step = discretise(m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message)).at_dt(DT);
             out.push(case(format!("{rel}:{}", m.name), step, &[], &[]));
         }
     }
@@ -157,7 +157,7 @@ fn network_cases() -> Vec<Case> {
         for i in 0..net.populations.len() {
             let Some(g) = snnc_compiler::net::compose(&program, net, &plan, i) else { continue };
             let g = g.unwrap();
-            let step = discretise(&g.model).unwrap();
+            let step = discretise(&g.model).unwrap().at_dt(DT);
             let overrides: Vec<(SymId, f64)> = g
                 .settings
                 .iter()
@@ -176,7 +176,7 @@ fn source_case(name: &str, text: &str) -> Case {
     let mut sources = SourceMap::new();
     let (p, d) = sema::check_source("ops.snn", text, &mut sources);
     assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
-    let step = discretise(&p.models[0]).unwrap_or_else(|d| panic!("{name}: {}", d.message));
+    let step = discretise(&p.models[0]).unwrap_or_else(|d| panic!("{name}: {}", d.message)).at_dt(DT);
     case(name.into(), step, &[], &[])
 }
 
@@ -226,7 +226,6 @@ impl<T: Copy> Pop<T> {
             params: &params,
             spikes: &mut self.spikes,
             t: t as f64 * DT,
-            dt: DT,
             random: RandomCtx { seed: 0x1234_5678_9abc, step: t as u64, offset: 0 },
         });
     }
@@ -266,8 +265,8 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
     let base: Vec<Vec<f64>> = in_scale.iter().map(|s| (0..n).map(|_| s * (0.3 + 1.2 * rng.next())).collect()).collect();
 
     let interp = InterpKernel::new(step, &specs).unwrap();
-    let jit64 = JitKernel::compile(step, &specs, DT, Precision::F64).unwrap_or_else(|e| panic!("{}: {e}", c.name));
-    let jit32 = JitKernel::compile(step, &specs, DT, Precision::F32).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let jit64 = JitKernel::compile(step, &specs, Precision::F64).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let jit32 = JitKernel::compile(step, &specs, Precision::F32).unwrap_or_else(|e| panic!("{}: {e}", c.name));
     let spiking = step.spike.is_some();
     let ns = if spiking { n } else { 0 };
     let mut reference = Pop { states: states.clone(), spikes: vec![0.0; ns] };
@@ -364,15 +363,15 @@ fn every_op_matches_interpreter() {
     assert!(check(&calls, 67, false) > 0);
     assert!(check(&vector, 67, false) > 0);
     let specs: Vec<ParamSpec> = vector.params.iter().map(|&v| ParamSpec::Uniform(v)).collect();
-    assert!(JitKernel::compile(&vector.step, &specs, DT, Precision::F32).unwrap().is_vectorised());
+    assert!(JitKernel::compile(&vector.step, &specs, Precision::F32).unwrap().is_vectorised());
     let specs: Vec<ParamSpec> = calls.params.iter().map(|&v| ParamSpec::Uniform(v)).collect();
-    assert!(!JitKernel::compile(&calls.step, &specs, DT, Precision::F64).unwrap().is_vectorised());
+    assert!(!JitKernel::compile(&calls.step, &specs, Precision::F64).unwrap().is_vectorised());
 }
 
 fn lif() -> (Step, Vec<ParamSpec>) {
     let program = load("stdlib/lif.snn");
     let m: &Model = program.models.iter().find(|m| m.name == "LIFHard").unwrap();
-    let step = discretise(m).unwrap();
+    let step = discretise(m).unwrap().at_dt(DT);
     let mut specs: Vec<ParamSpec> = param_values(&step, &[]).into_iter().map(ParamSpec::Uniform).collect();
     specs[0] = ParamSpec::PerNeuron;
     (step, specs)
@@ -382,12 +381,15 @@ fn lif() -> (Step, Vec<ParamSpec>) {
 fn bad_arguments_are_refused() {
     let (step, specs) = lif();
     // Compile-time errors.
-    let e = JitKernel::compile(&step, &specs[1..], DT, Precision::F32).err().expect("too few specs");
+    let e = JitKernel::compile(&step, &specs[1..], Precision::F32).err().expect("too few specs");
     assert!(e.0.contains("param specs"), "{e}");
-    assert!(JitKernel::compile(&step, &specs, 0.0, Precision::F32).is_err());
-    assert!(JitKernel::compile(&step, &specs, f64::NAN, Precision::F32).is_err());
+    // dt is the step's: a step without one (symbolic) or with a bad one is refused.
+    let e = JitKernel::compile(&Step { dt: None, ..step.clone() }, &specs, Precision::F32).err().expect("no dt");
+    assert!(e.0.contains("no time step"), "{e}");
+    assert!(JitKernel::compile(&step.clone().at_dt(0.0), &specs, Precision::F32).is_err());
+    assert!(JitKernel::compile(&step.clone().at_dt(f64::NAN), &specs, Precision::F32).is_err());
 
-    let k = JitKernel::compile(&step, &specs, DT, Precision::F32).unwrap();
+    let k = JitKernel::compile(&step, &specs, Precision::F32).unwrap();
     let n = 8;
     let mut v = vec![0.5f32; n];
     let mut r = vec![0.0f32; n];
@@ -397,26 +399,25 @@ fn bad_arguments_are_refused() {
     let short = vec![1.0f32; n - 1];
     let mut short_spikes = vec![0.0f32; n - 1];
     let random = RandomCtx::default();
-    let attempt = |v: &mut [f32], r: &mut [f32], inputs: &[&[f32]], params: &[&[f32]], spikes: &mut [f32], dt: f64| {
+    let attempt = |v: &mut [f32], r: &mut [f32], inputs: &[&[f32]], params: &[&[f32]], spikes: &mut [f32]| {
         let mut st: Vec<&mut [f32]> = vec![v, r];
-        k.try_step(StepArgs { states: &mut st, inputs, params, spikes, t: 0.0, dt, random })
+        k.try_step(StepArgs { states: &mut st, inputs, params, spikes, t: 0.0, random })
     };
     let msg = |r: Result<(), JitError>| r.unwrap_err().0;
-    assert!(msg(attempt(&mut v, &mut r, &[&input], &[&tau], &mut spikes, 2.0 * DT)).contains("dt"));
-    assert!(msg(attempt(&mut v, &mut r, &[&short], &[&tau], &mut spikes, DT)).contains("lengths"));
-    assert!(msg(attempt(&mut v, &mut r, &[&input], &[&short], &mut spikes, DT)).contains("lengths"));
-    assert!(msg(attempt(&mut v, &mut r, &[&input], &[&tau], &mut short_spikes, DT)).contains("lengths"));
-    assert!(msg(attempt(&mut v, &mut r[..0], &[&input], &[&tau], &mut spikes, DT)).contains("lengths"));
-    assert!(msg(attempt(&mut v, &mut r, &[], &[&tau], &mut spikes, DT)).contains("input slices"));
-    assert!(msg(attempt(&mut v, &mut r, &[&input], &[], &mut spikes, DT)).contains("param slices"));
+    assert!(msg(attempt(&mut v, &mut r, &[&short], &[&tau], &mut spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r, &[&input], &[&short], &mut spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r, &[&input], &[&tau], &mut short_spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r[..0], &[&input], &[&tau], &mut spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r, &[], &[&tau], &mut spikes)).contains("input slices"));
+    assert!(msg(attempt(&mut v, &mut r, &[&input], &[], &mut spikes)).contains("param slices"));
     {
         let mut st: Vec<&mut [f32]> = vec![&mut v];
-        let e = k.try_step(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut spikes, t: 0.0, dt: DT, random });
+        let e = k.try_step(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut spikes, t: 0.0, random });
         assert!(msg(e).contains("state slices"));
     }
     // Nothing was written by the refused calls.
     assert!(v.iter().all(|x| *x == 0.5) && spikes.iter().all(|x| *x == 0.0));
-    attempt(&mut v, &mut r, &[&input], &[&tau], &mut spikes, DT).unwrap();
+    attempt(&mut v, &mut r, &[&input], &[&tau], &mut spikes).unwrap();
     assert!(v.iter().all(|x| *x != 0.5));
 
     // Wrong precision: an f32 kernel with f64 data.
@@ -425,7 +426,7 @@ fn bad_arguments_are_refused() {
     let (i64_, t64) = (vec![1.0f64; n], vec![0.01f64; n]);
     let mut s64 = vec![0.0f64; n];
     let mut st: Vec<&mut [f64]> = vec![&mut v64, &mut r64];
-    let e = k.try_step(StepArgs { states: &mut st, inputs: &[&i64_], params: &[&t64], spikes: &mut s64, t: 0.0, dt: DT, random });
+    let e = k.try_step(StepArgs { states: &mut st, inputs: &[&i64_], params: &[&t64], spikes: &mut s64, t: 0.0, random });
     assert!(e.unwrap_err().0.contains("F32"));
 
     // Through the trait, a refusal is a panic with the reason (before any data is touched).
@@ -434,20 +435,20 @@ fn bad_arguments_are_refused() {
         let mut r = vec![0.0f32; n];
         let mut st: Vec<&mut [f32]> = vec![&mut v, &mut r];
         let mut s = vec![0.0f32; n];
-        StepKernel::<f32>::step(&k, StepArgs { states: &mut st, inputs: &[&short], params: &[&tau], spikes: &mut s, t: 0.0, dt: DT, random });
+        StepKernel::<f32>::step(&k, StepArgs { states: &mut st, inputs: &[&short], params: &[&tau], spikes: &mut s, t: 0.0, random });
     }));
     assert!(caught.is_err());
 
     // Empty populations are fine.
     let mut st: Vec<&mut [f32]> = vec![&mut [], &mut []];
-    k.try_step(StepArgs { states: &mut st, inputs: &[&[]], params: &[&[]], spikes: &mut [], t: 0.0, dt: DT, random }).unwrap();
+    k.try_step(StepArgs { states: &mut st, inputs: &[&[]], params: &[&[]], spikes: &mut [], t: 0.0, random }).unwrap();
 }
 
 #[test]
 fn kernels_are_send_and_sync_and_run_in_threads() {
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
     let (step, specs) = lif();
-    let k = JitKernel::compile(&step, &specs, DT, Precision::F64).unwrap();
+    let k = JitKernel::compile(&step, &specs, Precision::F64).unwrap();
     assert_send_sync(&k);
     std::thread::scope(|s| {
         for _ in 0..2 {

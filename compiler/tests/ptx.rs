@@ -108,7 +108,7 @@ fn stdlib_cases() -> Vec<Case> {
         let rel = format!("stdlib/{}", p.file_name().unwrap().to_string_lossy());
         let program = load(&rel);
         for m in program.models.iter().filter(|m| m.span.file == 0) {
-            let step = discretise(m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message));
+            let step = discretise(m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message)).at_dt(DT);
             out.push(case(format!("{rel}:{}", m.name), step, &[], &[]));
         }
     }
@@ -124,7 +124,7 @@ fn network_cases() -> Vec<Case> {
         for i in 0..net.populations.len() {
             let Some(g) = snnc_compiler::net::compose(&program, net, &plan, i) else { continue };
             let g = g.unwrap_or_else(|d| panic!("{file}: {}", d.message));
-            let step = discretise(&g.model).unwrap_or_else(|d| panic!("{file}: {}", d.message));
+            let step = discretise(&g.model).unwrap_or_else(|d| panic!("{file}: {}", d.message)).at_dt(DT);
             let overrides: Vec<(SymId, f64)> = g
                 .settings
                 .iter()
@@ -214,28 +214,28 @@ fn ptxas_accepts_every_kernel() {
             for precision in [Precision::F32, Precision::F64] {
                 for target in [Target::Sm80, Target::Sm90] {
                     let mut kernels = vec![
-                        ("step".to_string(), compile_step(&c.step, &sp, DT, precision, target)),
-                        ("derivatives".to_string(), compile_derivatives(&c.step, &sp, DT, precision, target)),
+                        ("step".to_string(), compile_step(&c.step, &sp, precision, target)),
+                        ("derivatives".to_string(), compile_derivatives(&c.step, &sp, precision, target)),
                     ];
                     // The learning kernels generated from the derivatives (trace steps
                     // and the BPTT adjoint), for every model that carries derivatives.
                     if let Ok((ds, dl)) = c.step.with_derivative_outputs() {
                         use snnc_compiler::discretise::trace::{TraceKind, adjoint_step, trace_step};
                         // The step a training network runs: with D, Df and ds/dh as outputs.
-                        kernels.push(("learning step".to_string(), compile_step(&ds, &sp, DT, precision, target)));
+                        kernels.push(("learning step".to_string(), compile_step(&ds, &sp, precision, target)));
                         let lambda = if per_neuron { ParamSpec::PerNeuron } else { ParamSpec::Uniform(0.9) };
                         for input in 0..dl.n_in {
                             let t = trace_step(&ds, &dl, TraceKind::EsOutput { input });
-                            kernels.push((format!("es-trace {input}"), compile_step(&t.step, &[lambda], DT, precision, target)));
+                            kernels.push((format!("es-trace {input}"), compile_step(&t.step, &[lambda], precision, target)));
                         }
                         for col in 0..dl.n_p {
                             let t = trace_step(&ds, &dl, TraceKind::Param { col });
-                            kernels.push((format!("param-trace {col}"), compile_step(&t.step, &[], DT, precision, target)));
+                            kernels.push((format!("param-trace {col}"), compile_step(&t.step, &[], precision, target)));
                         }
-                        kernels.push(("adjoint".to_string(), compile_step(&adjoint_step(&ds, &dl).step, &[], DT, precision, target)));
+                        kernels.push(("adjoint".to_string(), compile_step(&adjoint_step(&ds, &dl).step, &[], precision, target)));
                         for input in 0..dl.n_in {
                             let w = snnc_compiler::discretise::trace::exact_window_step(&ds, &dl, input);
-                            kernels.push((format!("d-rtrl window {input}"), compile_step(&w.step, &[], DT, precision, target)));
+                            kernels.push((format!("d-rtrl window {input}"), compile_step(&w.step, &[], precision, target)));
                         }
                     }
                     for (what, k) in kernels {
@@ -378,7 +378,7 @@ fn emulate_steps(precision: Precision, tol: f64, steps: usize) {
         let mut rng = Lcg(c.name.bytes().fold(0x5eed, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
         let sp = mixed_specs(&c);
         let mut d = data(&c, n, &sp, &mut rng);
-        let k = compile_step(step, &sp, DT, precision, Target::Sm80).unwrap();
+        let k = compile_step(step, &sp, precision, Target::Sm80).unwrap();
         let interp = InterpKernel::new(step, &sp).unwrap();
         let spiking = step.spike.is_some();
         let mut scale = vec![0.0f64; d.states.len()];
@@ -399,7 +399,7 @@ fn emulate_steps(precision: Precision, tol: f64, steps: usize) {
                 let mut sl: Vec<&mut [f64]> = refs.iter_mut().map(|s| s.as_mut_slice()).collect();
                 let ins: Vec<&[f64]> = in0.iter().map(|s| s.as_slice()).collect();
                 let ps: Vec<&[f64]> = pa0.iter().map(|s| s.as_slice()).collect();
-                interp.step(StepArgs { states: &mut sl, inputs: &ins, params: &ps, spikes: &mut spikes, t: t as f64 * DT, dt: DT, random: rctx(t) });
+                interp.step(StepArgs { states: &mut sl, inputs: &ins, params: &ps, spikes: &mut spikes, t: t as f64 * DT, random: rctx(t) });
             }
             for (ai, a) in k.args.iter().enumerate() {
                 match a.role {
@@ -454,7 +454,7 @@ fn emulate_derivatives(precision: Precision, tol: f64) {
         let mut rng = Lcg(c.name.len() as u64 + 99);
         let sp = mixed_specs(&c);
         let d = data(&c, n, &sp, &mut rng);
-        let k = compile_derivatives(&c.step, &sp, DT, precision, Target::Sm90).unwrap();
+        let k = compile_derivatives(&c.step, &sp, precision, Target::Sm90).unwrap();
         let mut st = c.step.clone();
         let der = st.derivatives();
         let inputs: Vec<Vec<f64>> = d.base.clone();
@@ -528,7 +528,7 @@ fn source_step(text: &str) -> Step {
     let mut sources = SourceMap::new();
     let (p, d) = sema::check_source("ptx_test.snn", text, &mut sources);
     assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
-    discretise(&p.models[0]).unwrap_or_else(|d| panic!("{}", d.message))
+    discretise(&p.models[0]).unwrap_or_else(|d| panic!("{}", d.message)).at_dt(DT)
 }
 
 /// Euler with tau = dt: x' = x + dt * ((draw - x) / dt), and x = 0: the draw itself
@@ -552,7 +552,7 @@ fn emulated_philox_matches_random_draw() {
     let sp = vec![ParamSpec::Uniform(1e-4)];
     let n = 300;
     for precision in [Precision::F64, Precision::F32] {
-        let k = compile_step(&step, &sp, DT, precision, Target::Sm80).unwrap();
+        let k = compile_step(&step, &sp, precision, Target::Sm80).unwrap();
         let interp = InterpKernel::new(&step, &sp).unwrap();
         for (t, seed) in [(0u64, 0u64), (7, 0xDEAD_BEEF_0123_4567), ((1u64 << 32) + 3, u64::MAX)] {
             let ctx = RandomCtx { seed, step: t, offset: (1u64 << 32) - 100 };
@@ -560,7 +560,7 @@ fn emulated_philox_matches_random_draw() {
             k.emulate(&mut b, 0.0, ctx);
             let mut refs = vec![vec![0.0; n]; 3];
             let mut sl: Vec<&mut [f64]> = refs.iter_mut().map(|s| s.as_mut_slice()).collect();
-            interp.step(StepArgs { states: &mut sl, inputs: &[], params: &[], spikes: &mut [], t: 0.0, dt: DT, random: ctx });
+            interp.step(StepArgs { states: &mut sl, inputs: &[], params: &[], spikes: &mut [], t: 0.0, random: ctx });
             for i in 0..n {
                 for s in 0..3 {
                     let (r, e) = (refs[s][i], b[s][i]);
@@ -608,38 +608,39 @@ fn launch_geometry_too_large() {
 fn kernel_interface() {
     let program = load("stdlib/lif.snn");
     let m = program.models.iter().find(|m| m.name == "LIF").unwrap();
-    let step = discretise(m).unwrap();
+    let step = discretise(m).unwrap().at_dt(DT);
     let c = case("lif".into(), step, &[], &[]);
     let sp = mixed_specs(&c);
-    let k = compile_step(&c.step, &sp, DT, Precision::F32, Target::Sm80).unwrap();
+    let k = compile_step(&c.step, &sp, Precision::F32, Target::Sm80).unwrap();
     assert_eq!(k.entry, STEP_ENTRY);
     let text = k.ptx();
     assert!(text.contains(".version 7.8") && text.contains(".target sm_80") && text.contains(".address_size 64"));
     assert!(text.contains(&format!(".visible .entry {STEP_ENTRY}(")));
     assert_eq!(text.matches("cvta.to.global.u64").count(), k.args.iter().filter(|a| text.contains(&format!("[{}]", a.name))).count());
     assert!(text.contains("setp.ge.u64 %p_out, %rd_i, %rd_n;"));
-    let d = compile_derivatives(&c.step, &sp, DT, Precision::F64, Target::Sm90).unwrap();
+    let d = compile_derivatives(&c.step, &sp, Precision::F64, Target::Sm90).unwrap();
     assert_eq!(d.entry, DERIV_ENTRY);
     assert!(d.ptx().contains(".target sm_90"));
     let kk = c.step.n_hidden;
     let n_out = d.args.iter().filter(|a| a.access == Access::Write).count();
     assert_eq!(n_out, kk * kk + kk * c.step.layout.inputs.len() + kk);
     // Errors instead of panics.
-    assert!(ptx::emit_step(&c.step, &sp[1..], DT, Precision::F32, Target::Sm80).is_err());
-    assert!(ptx::emit_step(&c.step, &sp, 0.0, Precision::F32, Target::Sm80).is_err());
+    assert!(ptx::emit_step(&c.step, &sp[1..], Precision::F32, Target::Sm80).is_err());
+    assert!(ptx::emit_step(&c.step.clone().at_dt(0.0), &sp, Precision::F32, Target::Sm80).is_err());
+    assert!(ptx::emit_step(&Step { dt: None, ..c.step.clone() }, &sp, Precision::F32, Target::Sm80).is_err());
 }
 
 fn stdlib_step(file: &str, model: &str) -> Step {
     let program = load(file);
     let m = program.models.iter().find(|m| m.name == model).unwrap_or_else(|| panic!("{model}"));
-    discretise(m).unwrap()
+    discretise(m).unwrap().at_dt(DT)
 }
 
 #[test]
 fn snapshot_lif_step_f32_sm80() {
     let step = stdlib_step("stdlib/lif.snn", "LIF");
     let c = case("lif".into(), step, &[], &[]);
-    let text = ptx::emit_step(&c.step, &specs(&c, false), DT, Precision::F32, Target::Sm80).unwrap();
+    let text = ptx::emit_step(&c.step, &specs(&c, false), Precision::F32, Target::Sm80).unwrap();
     insta::assert_snapshot!(text);
 }
 
@@ -647,7 +648,7 @@ fn snapshot_lif_step_f32_sm80() {
 fn snapshot_alif_derivatives_f64_sm90() {
     let step = stdlib_step("stdlib/alif.snn", "ALIF");
     let c = case("alif".into(), step, &[], &[]);
-    let text = ptx::emit_derivatives(&c.step, &specs(&c, false), DT, Precision::F64, Target::Sm90).unwrap();
+    let text = ptx::emit_derivatives(&c.step, &specs(&c, false), Precision::F64, Target::Sm90).unwrap();
     insta::assert_snapshot!(text);
 }
 
@@ -658,6 +659,6 @@ fn snapshot_alif_bptt_adjoint_f32_sm80() {
     let step = stdlib_step("stdlib/alif.snn", "ALIF");
     let (ds, dl) = step.with_derivative_outputs().unwrap();
     let adj = snnc_compiler::discretise::trace::adjoint_step(&ds, &dl);
-    let text = ptx::emit_step(&adj.step, &[], DT, Precision::F32, Target::Sm80).unwrap();
+    let text = ptx::emit_step(&adj.step, &[], Precision::F32, Target::Sm80).unwrap();
     insta::assert_snapshot!(text);
 }

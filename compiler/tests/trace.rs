@@ -5,7 +5,8 @@
 //! interpreter, f32 to float precision), and D's structural zeros are left out.
 
 use snnc_compiler::SourceMap;
-use snnc_compiler::backend::cranelift::{JitKernel, Precision};
+use snnc_compiler::backend::cranelift::JitKernel;
+use snnc_compiler::backend::Precision;
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::{TraceKind, TraceStep, trace_step};
@@ -36,7 +37,7 @@ fn models() -> Vec<(String, Step, DerivLayout)> {
         let (p, diags) = sema::check_path(&f, &LoadOptions::default(), &mut sources);
         assert!(diags.iter().all(|d| !d.is_error()));
         for m in p.models.iter().filter(|m| m.span.file == 0) {
-            let Ok(step) = discretise(m) else { continue };
+            let Ok(step) = discretise(m).map(|s| s.at_dt(DT)) else { continue };
             if step.n_hidden == 0 {
                 continue;
             }
@@ -79,7 +80,7 @@ fn run<T: Copy>(kernel: &dyn StepKernel<T>, t: &TraceStep, dl: &DerivLayout, dv:
     inputs.extend(l.iter().cloned());
     let refs: Vec<&[T]> = inputs.iter().map(|v| v.as_slice()).collect();
     let mut states: Vec<&mut [T]> = eps.iter_mut().map(|v| v.as_mut_slice()).collect();
-    kernel.step(StepArgs { states: &mut states, inputs: &refs, params: &[], spikes: &mut [], t: 0.0, dt: DT, random: RandomCtx::default() });
+    kernel.step(StepArgs { states: &mut states, inputs: &refs, params: &[], spikes: &mut [], t: 0.0, random: RandomCtx::default() });
 }
 
 #[test]
@@ -133,11 +134,11 @@ fn trace_steps_compute_their_formula_on_every_backend() {
                     assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{name} {kind:?} state {a}: {x} vs {y}");
                 }
             }
-            let jit = JitKernel::compile(&t.step, &specs, DT, Precision::F64).unwrap();
+            let jit = JitKernel::compile(&t.step, &specs, Precision::F64).unwrap();
             let mut got_j = eps0.clone();
             run::<f64>(&jit, &t, &dl, &dv, &mut got_j, &l);
             assert_eq!(got_j, got_i, "{name} {kind:?}: JIT f64 differs from the interpreter");
-            let jit32 = JitKernel::compile(&t.step, &specs, DT, Precision::F32).unwrap();
+            let jit32 = JitKernel::compile(&t.step, &specs, Precision::F32).unwrap();
             let to32 = |v: &[Vec<f64>]| -> Vec<Vec<f32>> { v.iter().map(|x| x.iter().map(|y| *y as f32).collect()).collect() };
             let mut got_32 = to32(&eps0);
             run::<f32>(&jit32, &t, &dl, &to32(&dv), &mut got_32, &to32(&l));
@@ -214,7 +215,7 @@ fn adjoint_steps_compute_their_formula_on_every_backend() {
                 assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{name} adjoint state {r}: {x} vs {y}");
             }
         }
-        let jit = JitKernel::compile(&a.step, &[], DT, Precision::F64).unwrap();
+        let jit = JitKernel::compile(&a.step, &[], Precision::F64).unwrap();
         assert_eq!(run(&jit), got, "{name}: adjoint JIT f64 differs from the interpreter");
     }
     // LIF's Df (and D with a detached reset) is the same every step.
@@ -264,7 +265,7 @@ fn exact_window_steps_compute_their_formula_on_every_backend() {
                     assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{name} window state {r}: {x} vs {y}");
                 }
             }
-            let jit = JitKernel::compile(&w.step, &[], DT, Precision::F64).unwrap();
+            let jit = JitKernel::compile(&w.step, &[], Precision::F64).unwrap();
             assert_eq!(run(&jit), got, "{name}: window JIT f64 differs from the interpreter");
         }
     }
@@ -274,6 +275,6 @@ fn exact_window_steps_compute_their_formula_on_every_backend() {
 fn step_once(kernel: &dyn StepKernel<f64>, st0: &[Vec<f64>], inputs: &[&[f64]]) -> Vec<Vec<f64>> {
     let mut st = st0.to_vec();
     let mut states: Vec<&mut [f64]> = st.iter_mut().map(|v| v.as_mut_slice()).collect();
-    kernel.step(StepArgs { states: &mut states, inputs, params: &[], spikes: &mut [], t: 0.0, dt: DT, random: RandomCtx::default() });
+    kernel.step(StepArgs { states: &mut states, inputs, params: &[], spikes: &mut [], t: 0.0, random: RandomCtx::default() });
     st
 }

@@ -34,7 +34,7 @@ fn device() -> CudaDevice {
 
 /// Per step and population: did the GPU's spikes equal the CPU's? Returns the first
 /// step that differs (if any) and the spike totals per population (CPU, GPU).
-fn run_both<T: GpuFloat>(p: &Program, net: usize, steps: usize, inputs: &[usize], cpu_factory: &dyn KernelFactory<T>) -> (Option<(usize, String, usize)>, Vec<(String, u64, u64)>) {
+fn run_both<T: GpuFloat>(p: &Program, net: usize, steps: usize, inputs: &[usize], cpu_factory: &'static dyn KernelFactory<T>) -> (Option<(usize, String, usize)>, Vec<(String, u64, u64)>) {
     flush_denormals();
     let o = Options { seed: 11, ..Options::default() };
     let mut cpu = Network::<T>::build(p, &p.networks[net], &o, cpu_factory).unwrap();

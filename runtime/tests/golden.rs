@@ -30,7 +30,7 @@ fn tensor3(v: &Value) -> Array3<f64> {
     Array3::from_shape_fn((a.len(), a[0].nrows(), a[0].ncols()), |(t, i, j)| a[t][[i, j]])
 }
 
-fn network_with<T: Float>(snn: &str, g: &Value, factory: &dyn KernelFactory<T>) -> Network<T> {
+fn network_with<T: Float>(snn: &str, g: &Value, factory: &'static dyn KernelFactory<T>) -> Network<T> {
     let mut sources = SourceMap::new();
     let (program, diags) = sema::check_path(&root().join(snn), &LoadOptions::default(), &mut sources);
     assert!(diags.is_empty(), "{}", snnc_compiler::diag::render_all(&diags, &sources));
@@ -74,7 +74,7 @@ fn forward_pass_in_f32_reproduces_spikes_and_states_to_1e_6() {
     forward_with::<f32>(&JitFactory, 1e-6);
 }
 
-fn forward_with<T: Float>(factory: &dyn KernelFactory<T>, tol: f64) {
+fn forward_with<T: Float>(factory: &'static dyn KernelFactory<T>, tol: f64) {
     for (json, snn) in CASES {
         let g = golden(json);
         let mut net = network_with::<T>(snn, &g, factory);
@@ -123,7 +123,7 @@ fn gradients_match_braintrace_in_f32() {
     gradients_match_with::<f32>(&InterpFactory, 1e-4);
 }
 
-fn gradients_match_with<T: Float>(factory: &dyn KernelFactory<T>, tol: f64) {
+fn gradients_match_with<T: Float>(factory: &'static dyn KernelFactory<T>, tol: f64) {
     for (json, snn) in CASES {
         let g = golden(json);
         let x = tensor3(&g["inputs"]["x"]);

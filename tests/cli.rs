@@ -133,13 +133,7 @@ fn emit_ptx_writes_an_assemblable_module() {
         assert!(o.status.success(), "{kernel}: {}", String::from_utf8_lossy(&o.stderr));
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.contains(".entry snnc_step") && text.contains(".target sm_80"), "{text}");
-        match std::env::var("SNNC_PTXAS") {
-            Ok(ptxas) if !ptxas.is_empty() => {
-                let r = Command::new(ptxas).args(["-arch=sm_80", "-o", "/dev/null"]).arg(&out).output().unwrap();
-                assert!(r.status.success(), "{kernel}: {}", String::from_utf8_lossy(&r.stderr));
-            }
-            _ => eprintln!("skipping the ptxas check: SNNC_PTXAS is not set (run scripts/install-ptxas.sh)"),
-        }
+        assemble(&out, kernel);
         std::fs::remove_file(&out).ok();
     }
     // A kernel input that does not exist is one clear error.
@@ -147,6 +141,46 @@ fn emit_ptx_writes_an_assemblable_module() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--input 7") && !err.contains("panicked"), "{err}");
+}
+
+/// Runs `ptxas` on `file` when SNNC_PTXAS names one (scripts/install-ptxas.sh).
+fn assemble(file: &Path, what: &str) {
+    match std::env::var("SNNC_PTXAS") {
+        Ok(ptxas) if !ptxas.is_empty() => {
+            let r = Command::new(ptxas).args(["-arch=sm_80", "-o", "/dev/null"]).arg(file).output().unwrap();
+            assert!(r.status.success(), "{what}: {}", String::from_utf8_lossy(&r.stderr));
+        }
+        _ => eprintln!("skipping the ptxas check: SNNC_PTXAS is not set (run scripts/install-ptxas.sh)"),
+    }
+}
+
+/// dt has one owner: a network's kernels fold the network's dt (1 ms here) unless the
+/// command line says otherwise, and a file with several models is one PTX module.
+#[test]
+fn emit_ptx_folds_the_networks_dt_and_writes_one_module() {
+    let header = |args: &[&str]| {
+        let o = snnc(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string()
+    };
+    let net = ["emit", "--target", "ptx", "tests/data/golden_lif.snn", "--network", "golden_lif"];
+    assert!(header(&net).contains("dt = 1e-3 s folded in"), "{}", header(&net));
+    let with_dt: Vec<&str> = net.iter().copied().chain(["--dt", "0.5ms"]).collect();
+    assert!(header(&with_dt).contains("dt = 5e-4 s folded in"), "{}", header(&with_dt));
+    // A model alone has no network: the default dt, or --dt.
+    let model = ["emit", "--target", "ptx", "stdlib/lif.snn", "--model", "LIF"];
+    assert!(header(&model).contains("dt = 1e-4 s folded in"), "{}", header(&model));
+
+    // stdlib/lif.snn defines several models: one module, one entry per model.
+    let out = std::env::temp_dir().join(format!("snnc-emit-all-{}.ptx", std::process::id()));
+    let o = snnc(&["emit", "--target", "ptx", "stdlib/lif.snn", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.matches(".version").count(), 1, "{text}");
+    let entries: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix(".visible .entry ")).collect();
+    assert!(entries.len() >= 2 && entries.contains(&"snnc_step_LIF("), "{entries:?}");
+    assemble(&out, "stdlib/lif.snn");
+    std::fs::remove_file(&out).ok();
 }
 
 /// `--backend cuda` of `snnc run` and `snnc train` on a machine without a GPU (or in a

@@ -350,3 +350,50 @@ impl PopulationCx<'_> {
 fn input_index(model: &Model, sym: SymId) -> Result<usize, String> {
     model.inputs().position(|(id, _)| id == sym).ok_or_else(|| format!("internal: symbol {sym} is not an input of `{}`", model.name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SourceMap;
+    use crate::sema::{LoadOptions, check_path};
+
+    fn golden_lif() -> Program {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/golden_lif.snn");
+        let (program, diags) = check_path(&path, &LoadOptions::default(), &mut SourceMap::new());
+        assert!(diags.iter().all(|d| !d.is_error()));
+        program
+    }
+
+    #[test]
+    fn dt_is_the_command_lines_over_the_networks_over_the_default() {
+        let program = golden_lif();
+        let net = &program.networks[0];
+        assert_eq!(resolve_dt(Some(5e-4), Some(net)), 5e-4);
+        assert_eq!(resolve_dt(None, Some(net)), 1e-3);
+        assert_eq!(resolve_dt(None, None), DEFAULT_DT);
+        // The plan and every step carry the one resolved value.
+        for (requested, want) in [(None, 1e-3), (Some(2e-4), 2e-4)] {
+            let plan = compile_network(&program, net, &CompileOptions { dt: requested, learning: true, ..CompileOptions::default() }).unwrap();
+            assert_eq!(plan.dt, want);
+            let steps: Vec<&Step> = plan.populations.iter().filter_map(|p| p.dynamics.as_ref().map(|d| &d.step)).collect();
+            assert!(!steps.is_empty() && steps.iter().all(|s| s.dt == Some(want)));
+        }
+    }
+
+    #[test]
+    fn a_plan_holds_what_the_runtime_allocates() {
+        let program = golden_lif();
+        let plan = compile_network(&program, &program.networks[0], &CompileOptions { learning: true, ..CompileOptions::default() }).unwrap();
+        let rec = plan.populations.iter().find(|p| p.name == "rec").unwrap();
+        let d = rec.dynamics.as_ref().unwrap();
+        // Uniform params folded, per-neuron ones listed; n values per state, the
+        // derivative outputs included; LIF has one input port.
+        assert_eq!(d.specs.iter().filter(|s| **s == ParamSpec::PerNeuron).count(), d.per_neuron.len());
+        assert_eq!(d.initial.len(), d.step.layout.states.len());
+        assert!(d.initial.iter().all(|v| v.len() == rec.n));
+        assert!(d.deriv.is_some() && d.input_names == ["I"]);
+        // The readout is `Linear`: no dynamics; every projection lands on input 0 of LIF.
+        assert!(plan.populations.iter().any(|p| p.name == "out" && p.dynamics.is_none()));
+        assert_eq!(plan.projection_inputs, vec![0, 0, 0]);
+    }
+}

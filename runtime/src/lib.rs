@@ -5,6 +5,7 @@
 pub use snnc_compiler as compiler;
 
 pub mod connectivity;
+pub mod engine;
 pub mod gpu;
 pub mod learn;
 pub mod network;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod engine;
 mod explain;
 mod fmt;
 mod grad;

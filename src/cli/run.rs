@@ -3,8 +3,10 @@
 use super::Reporter;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_compiler::units;
-use snnc_runtime::gpu::{GpuFloat, Simulation};
-use snnc_runtime::network::{InterpFactory, JitFactory, KernelFactory, Network, Options, flush_denormals};
+use super::engine::{Job, On};
+use snnc_runtime::engine::Simulation;
+use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::network::{Network, Options, flush_denormals};
 use snnc_runtime::record::Recorder;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,39 +104,25 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let net = &program.networks[index];
     let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
     flush_denormals();
-    if args.backend == Backend::Cuda {
-        return run_cuda(&args, &program, net, &o);
-    }
-    match (args.precision, args.backend) {
-        (Precision::F32, Backend::Jit) => simulate::<f32>(&args, &program, net, &o, &JitFactory, Wrap::Cpu),
-        (Precision::F64, Backend::Jit) => simulate::<f64>(&args, &program, net, &o, &JitFactory, Wrap::Cpu),
-        (Precision::F32, _) => simulate::<f32>(&args, &program, net, &o, &InterpFactory, Wrap::Cpu),
-        (Precision::F64, _) => simulate::<f64>(&args, &program, net, &o, &InterpFactory, Wrap::Cpu),
-    }
+    let job = Simulate { args: &args, program: &program, net, o: &o };
+    super::engine::dispatch(args.precision, args.backend, job).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
 }
 
-#[cfg(not(feature = "cuda"))]
-fn run_cuda(_: &Args, _: &sema::Program, _: &sema::NetworkDef, _: &Options) -> ExitCode {
-    eprintln!("error: this snnc was built without CUDA support; rebuild it with `cargo build --release --features cuda`");
-    ExitCode::FAILURE
+/// `snnc run`'s work in float type `T`.
+struct Simulate<'a> {
+    args: &'a Args,
+    program: &'a sema::Program,
+    net: &'a sema::NetworkDef,
+    o: &'a Options,
 }
 
-/// Opens the GPU before anything is built, so a machine without one fails at once.
-#[cfg(feature = "cuda")]
-fn run_cuda(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options) -> ExitCode {
-    use snnc_runtime::gpu::cuda::CudaDevice;
-    let dev = match CudaDevice::open(0) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // The host network only builds state and connectivity (its kernels never run), so
-    // the cheapest factory serves.
-    match args.precision {
-        Precision::F32 => simulate::<f32>(args, program, net, o, &InterpFactory, Wrap::Cuda(dev)),
-        Precision::F64 => simulate::<f64>(args, program, net, o, &InterpFactory, Wrap::Cuda(dev)),
+impl Job for Simulate<'_> {
+    type Out = ExitCode;
+    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+        simulate::<T>(self.args, self.program, self.net, self.o, on)
     }
 }
 
@@ -145,14 +133,33 @@ enum Wrap {
     Cuda(snnc_runtime::gpu::cuda::CudaDevice),
 }
 
+impl Wrap {
+    /// Opens the GPU (if `on` it) before anything is built, so a machine without one
+    /// fails at once.
+    fn open(on: On) -> Result<Wrap, String> {
+        match on {
+            On::Cpu { .. } => Ok(Wrap::Cpu),
+            #[cfg(feature = "cuda")]
+            On::Cuda => snnc_runtime::gpu::cuda::CudaDevice::open(0).map(Wrap::Cuda).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 fn simulate<T: GpuFloat>(
     args: &Args,
     program: &sema::Program,
     net: &sema::NetworkDef,
     o: &Options,
-    factory: &dyn KernelFactory<T>,
-    wrap: Wrap,
+    on: On,
 ) -> ExitCode {
+    let wrap = match Wrap::open(on) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let factory = on.factory::<T>();
     let t0 = Instant::now();
     let mut network = match Network::<T>::build(program, net, o, factory) {
         Ok(n) => n,

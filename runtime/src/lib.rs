@@ -8,6 +8,7 @@ pub use snnc_compiler::rng;
 
 pub mod connectivity;
 pub mod error;
+pub mod engine;
 pub mod gpu;
 pub mod kernels;
 pub mod learn;

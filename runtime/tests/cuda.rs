@@ -211,10 +211,11 @@ fn gradients_gpu_equal_cpu() {
 #[test]
 #[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
 fn dms_trained_on_the_gpu_equals_cpu_and_spikes_agree() {
+    use snnc_runtime::engine::Engine;
     use snnc_runtime::gpu::GpuGradient;
     use snnc_runtime::learn::{Method, Sequence};
     use snnc_runtime::train::tasks::{Dms, Task};
-    use snnc_runtime::train::{Optimizer, OptimizerKind, set_weights, train_batch, train_batch_gpu, weights_of};
+    use snnc_runtime::train::{CpuTrainer, Optimizer, OptimizerKind, set_weights, train_batch, weights_of};
     flush_denormals();
     let p = load("examples/dms.snn");
     let def = &p.networks[0];
@@ -226,17 +227,18 @@ fn dms_trained_on_the_gpu_equals_cpu_and_spikes_agree() {
     let (mut w_cpu, mut w_gpu) = (start.clone(), start.clone());
     let (mut opt_cpu, mut opt_gpu) = (Optimizer::new(OptimizerKind::Adam, 3e-3, None), Optimizer::new(OptimizerKind::Adam, 3e-3, None));
     let make = |b: usize| Network::<f64>::build(&p, def, &Options { batch: b, ..o }, &JitFactory);
-    let mut nets = Vec::new();
-    let mut gpu = GpuNetwork::new(Network::<f64>::build(&p, def, &o, &InterpFactory).unwrap(), device()).unwrap();
-    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    let mut cpu_trainer = CpuTrainer::new(&make, &trainable, method);
+    let mut net = GpuNetwork::new(Network::<f64>::build(&p, def, &o, &InterpFactory).unwrap(), device()).unwrap();
+    let learner = GpuGradient::new(&mut net, &trainable, method).unwrap();
+    let mut gpu = Engine { net, learner };
     let (mut task_cpu, mut task_gpu) = (Dms::new(1e-3, 1.0, batch, 1), Dms::new(1e-3, 1.0, batch, 1));
     let t0 = std::time::Instant::now();
     for b in 0..10 {
         task_cpu.next_batch();
         task_gpu.next_batch();
         let labels = task_cpu.labels().to_vec();
-        let rc = train_batch(&make, &mut nets, &mut w_cpu, &trainable, &mut task_cpu, &labels, method, &mut opt_cpu, None).unwrap();
-        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut task_gpu, &labels, &mut opt_gpu, None).unwrap();
+        let rc = train_batch(&mut cpu_trainer, &mut w_cpu, &mut task_cpu, &labels, &mut opt_cpu, None).unwrap();
+        let rg = train_batch(&mut gpu, &mut w_gpu, &mut task_gpu, &labels, &mut opt_gpu, None).unwrap();
         eprintln!("batch {b}: loss CPU {:.6} GPU {:.6}, accuracy {} / {}", rc.loss, rg.loss, rc.accuracy, rg.accuracy);
         assert!((rc.loss - rg.loss).abs() <= 1e-6 * rc.loss.abs(), "batch {b}: loss CPU {} GPU {}", rc.loss, rg.loss);
     }

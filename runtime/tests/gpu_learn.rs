@@ -192,7 +192,8 @@ fn training_on_the_gpu_follows_the_cpu() {
 }
 
 fn train_both(method: Method, every: Option<usize>) {
-    use snnc_runtime::train::{Optimizer, OptimizerKind, evaluate, evaluate_gpu, train_batch, train_batch_gpu, weights_of};
+    use snnc_runtime::engine::Engine;
+    use snnc_runtime::train::{CpuTrainer, Optimizer, OptimizerKind, evaluate, train_batch, weights_of};
     let p = program(&params_net());
     let batch = 3;
     let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
@@ -201,15 +202,16 @@ fn train_both(method: Method, every: Option<usize>) {
     let (mut w_cpu, mut w_gpu) = (weights_of(&cpu0, &trainable), weights_of(&cpu0, &trainable));
     let (mut opt_cpu, mut opt_gpu) = (Optimizer::new(OptimizerKind::Adam, 0.05, None), Optimizer::new(OptimizerKind::Adam, 0.05, None));
     let make = |b: usize| Network::<f64>::build(&p, &p.networks[0], &Options { batch: b, ..opts }, &InterpFactory);
-    let mut nets = Vec::new();
+    let mut cpu = CpuTrainer::new(&make, &trainable, method);
     let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
-    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
-    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    let mut net = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let learner = GpuGradient::new(&mut net, &trainable, method).unwrap();
+    let mut gpu = Engine { net, learner };
     let labels = [0, 1, 0];
     for b in 0..3 {
         let data = || RandomSpikes::new(25, batch, 3, 2, 0.3, 10 + b);
-        let rc = train_batch(&make, &mut nets, &mut w_cpu, &trainable, &mut data(), &labels, method, &mut opt_cpu, every).unwrap();
-        let rg = train_batch_gpu(&mut gpu, &mut grad, &mut w_gpu, &mut data(), &labels, &mut opt_gpu, every).unwrap();
+        let rc = train_batch(&mut cpu, &mut w_cpu, &mut data(), &labels, &mut opt_cpu, every).unwrap();
+        let rg = train_batch(&mut gpu, &mut w_gpu, &mut data(), &labels, &mut opt_gpu, every).unwrap();
         assert!((rc.loss - rg.loss).abs() <= 1e-9 * rc.loss.abs(), "{method:?} every {every:?}, batch {b}: loss {} vs {}", rc.loss, rg.loss);
         assert_eq!(rc.accuracy, rg.accuracy);
         for ((n, a), (_, c)) in rc.rates.iter().zip(&rg.rates) {
@@ -224,8 +226,9 @@ fn train_both(method: Method, every: Option<usize>) {
     }
     // Held-out evaluation with the trained weights, on the training network.
     let test = || RandomSpikes::new(25, batch, 3, 2, 0.3, 99);
-    let ec = evaluate(&|b| Network::<f64>::build(&p, &p.networks[0], &Options { batch: b, learning: false, ..opts }, &InterpFactory), &w_cpu, &mut test(), &labels).unwrap();
-    let eg = evaluate_gpu(&mut gpu, &w_gpu, &mut test(), &labels).unwrap();
+    let mut plain = Network::<f64>::build(&p, &p.networks[0], &Options { learning: false, ..opts }, &InterpFactory).unwrap();
+    let ec = evaluate(&mut plain, &w_cpu, &mut test(), &labels).unwrap();
+    let eg = evaluate(&mut gpu.net, &w_gpu, &mut test(), &labels).unwrap();
     assert!(ec.loss > 0.0 && (ec.loss - eg.loss).abs() <= 1e-9 * ec.loss, "held-out loss {} vs {}", ec.loss, eg.loss);
     assert_eq!(ec.accuracy, eg.accuracy);
 }

@@ -293,7 +293,7 @@ fn online_learning_signals_cross_the_stack_within_a_step() {
 /// through training (an update that would cross zero stops at zero), while they learn.
 #[test]
 fn sign_constrained_weights_keep_their_sign_through_training() {
-    use snnc_runtime::train::{Optimizer, OptimizerKind, train_batch, weights_of};
+    use snnc_runtime::train::{CpuTrainer, Optimizer, OptimizerKind, train_batch, weights_of};
     let text = r#"import "stdlib/lif.snn"
 network n {
     dt = 1 ms
@@ -318,10 +318,10 @@ network n {
     assert!(w[2].1.iter().any(|v| *v < 0.0) && w[2].1.iter().any(|v| *v > 0.0), "unconstrained weights keep both signs");
     // A large learning rate pushes many weights against their bound.
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 5.0, None);
-    let mut nets = Vec::new();
+    let mut cpu = CpuTrainer::new(&make, &train, Method::EsDRtrl { decay: 0.9 });
     for k in 0..5 {
         let mut data = RandomSpikes::new(30, 2, 6, 3, 0.3, k);
-        train_batch(&make, &mut nets, &mut w, &train, &mut data, &[0, 0], Method::EsDRtrl { decay: 0.9 }, &mut opt, None).unwrap();
+        train_batch(&mut cpu, &mut w, &mut data, &[0, 0], &mut opt, None).unwrap();
         check(&w);
     }
     for i in 0..2 {
@@ -346,7 +346,7 @@ fn evaluation_and_training_see_the_same_forward_pass() {
     let g = gradient_of(&mut net, &train, &mut task, Method::EsDRtrl { decay: 0.99 }, false).unwrap();
     let mut task = Evidence::new(1e-3, 0.2, 4, 7);
     let labels = task.labels().to_vec();
-    let r = evaluate(&|b| Ok(build_text(&text, &Options { batch: b, ..plain })), &weights, &mut task, &labels).unwrap();
+    let r = evaluate(&mut build_text(&text, &plain), &weights, &mut task, &labels).unwrap();
     let per_trial = g.loss / 4.0;
     assert!((r.loss - per_trial).abs() <= 1e-9 * per_trial.abs(), "evaluate {} vs training {per_trial}", r.loss);
 }

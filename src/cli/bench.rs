@@ -4,13 +4,15 @@
 
 use super::Reporter;
 use super::grad::MethodArg;
-use crate::cli::run::{Precision, parse_method, parse_time};
+use super::engine::{Job, On};
+use crate::cli::run::{Backend, Precision, parse_method, parse_time};
 use snnc_compiler::SourceMap;
 use snnc_compiler::pipeline;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_split, split_sizes};
+use snnc_runtime::gpu::GpuFloat;
 use snnc_runtime::error::RuntimeError;
-use snnc_runtime::kernels::{JitFactory, flush_denormals};
+use snnc_runtime::kernels::{KernelFactory, flush_denormals};
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::scalar::Float;
 use snnc_runtime::record::Recorder;
@@ -141,47 +143,51 @@ fn train(a: &TrainArgs) -> ExitCode {
         MethodArg::EsDRtrl => Method::EsDRtrl { decay: a.etrace_decay },
     };
     flush_denormals();
-    if a.backend == super::train::TrainBackend::Cuda {
-        return train_gpu(a, &program, method);
-    }
-    for rep in 0..a.reps {
-        let r = match a.precision {
-            Precision::F32 => train_once::<f32>(a, &program, method, rep),
-            Precision::F64 => train_once::<f64>(a, &program, method, rep),
-        };
-        if r != ExitCode::SUCCESS {
-            return r;
-        }
-    }
-    ExitCode::SUCCESS
+    super::engine::dispatch(a.precision, a.backend, TrainBench { a, program: &program, method }).unwrap_or_else(fail)
 }
 
-fn train_once<T: Float>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> ExitCode {
-    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
-    {
-        // A fresh network per repetition: the same initial weights and data each time,
-        // and its build (JIT of step + derivatives) is reported apart from the pass.
-        let t0 = Instant::now();
-        let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
-        let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
-        let mut nets = Vec::new();
-        for b in split_sizes(a.batch, threads) {
-            match Network::<T>::build(program, &program.networks[0], &Options { batch: b, ..o }, &JitFactory) {
-                Ok(n) => nets.push(n),
-                Err(e) => return fail(e),
+/// `snnc bench train`'s repetitions in float type `T`.
+struct TrainBench<'a> {
+    a: &'a TrainArgs,
+    program: &'a sema::Program,
+    method: Method,
+}
+
+impl Job for TrainBench<'_> {
+    type Out = ExitCode;
+    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+        for rep in 0..self.a.reps {
+            let r = match on {
+                On::Cpu { .. } => train_once::<T>(self.a, self.program, self.method, rep, on.cpu_kernels()),
+                #[cfg(feature = "cuda")]
+                On::Cuda => train_gpu_once::<T>(self.a, self.program, self.method, rep),
+            };
+            if let Err(e) = r {
+                return fail(e);
             }
         }
-        let build = t0.elapsed().as_secs_f64();
-        let mut data = RandomSpikes::new(a.steps, a.batch, a.inputs, a.outputs, a.input_p, a.seed);
-        let t1 = Instant::now();
-        let g = match gradient_split(&mut nets, &trainable, &mut data, method) {
-            Ok(g) => g,
-            Err(e) => return fail(e),
-        };
-        let secs = t1.elapsed().as_secs_f64();
-        print_train(a, &format!("\"threads\":{}", nets.len()), std::mem::size_of::<T>(), rep, build, secs, &g);
+        ExitCode::SUCCESS
     }
-    ExitCode::SUCCESS
+}
+
+fn train_once<T: Float>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize, factory: &'static dyn KernelFactory<T>) -> Result<(), String> {
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    // A fresh network per repetition: the same initial weights and data each time, and
+    // its build (JIT of step + derivatives) is reported apart from the pass.
+    let t0 = Instant::now();
+    let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
+    let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
+    let mut nets = Vec::new();
+    for b in split_sizes(a.batch, threads) {
+        nets.push(Network::<T>::build(program, &program.networks[0], &Options { batch: b, ..o }, factory).map_err(|e| e.to_string())?);
+    }
+    let build = t0.elapsed().as_secs_f64();
+    let mut data = RandomSpikes::new(a.steps, a.batch, a.inputs, a.outputs, a.input_p, a.seed);
+    let t1 = Instant::now();
+    let g = gradient_split(&mut nets, &trainable, &mut data, method).map_err(|e| e.to_string())?;
+    let secs = t1.elapsed().as_secs_f64();
+    print_train(a, &format!("\"threads\":{}", nets.len()), std::mem::size_of::<T>(), rep, build, secs, &g);
+    Ok(())
 }
 
 /// One JSON line of a training pass; `where_` says where it ran (threads, or the GPU).
@@ -201,25 +207,6 @@ fn print_train(a: &TrainArgs, where_: &str, float_bytes: usize, rep: usize, buil
         g.state_bytes,
         peak_rss_mb()
     );
-}
-
-#[cfg(not(feature = "cuda"))]
-fn train_gpu(_: &TrainArgs, _: &sema::Program, _: Method) -> ExitCode {
-    fail("this snnc was built without CUDA support; rebuild it with `cargo build --release --features cuda`")
-}
-
-#[cfg(feature = "cuda")]
-fn train_gpu(a: &TrainArgs, program: &sema::Program, method: Method) -> ExitCode {
-    for rep in 0..a.reps {
-        let r = match a.precision {
-            Precision::F32 => train_gpu_once::<f32>(a, program, method, rep),
-            Precision::F64 => train_gpu_once::<f64>(a, program, method, rep),
-        };
-        if let Err(e) = r {
-            return fail(e);
-        }
-    }
-    ExitCode::SUCCESS
 }
 
 /// One pass on GPU 0: the build (network to the device, trace kernels loaded) timed
@@ -257,19 +244,30 @@ fn sim(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         return fail("--reps must be positive");
     }
     flush_denormals();
-    for rep in 0..a.reps {
-        let r = match a.precision {
-            Precision::F32 => sim_once::<f32>(a, opts, reporter, rep),
-            Precision::F64 => sim_once::<f64>(a, opts, reporter, rep),
-        };
-        if r != ExitCode::SUCCESS {
-            return r;
-        }
-    }
-    ExitCode::SUCCESS
+    super::engine::dispatch(a.precision, Backend::Jit, SimBench { a, opts, reporter }).unwrap_or_else(fail)
 }
 
-fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep: usize) -> ExitCode {
+/// `snnc bench sim`'s repetitions in float type `T` (on the CPU).
+struct SimBench<'a> {
+    a: &'a SimArgs,
+    opts: &'a LoadOptions,
+    reporter: &'a Reporter,
+}
+
+impl Job for SimBench<'_> {
+    type Out = ExitCode;
+    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+        for rep in 0..self.a.reps {
+            let r = sim_once::<T>(self.a, self.opts, self.reporter, rep, on.cpu_kernels());
+            if r != ExitCode::SUCCESS {
+                return r;
+            }
+        }
+        ExitCode::SUCCESS
+    }
+}
+
+fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep: usize, kernels: &'static dyn KernelFactory<T>) -> ExitCode {
     let t0 = Instant::now();
     let Some((program, index)) = super::load_network(&a.file, a.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
@@ -277,8 +275,6 @@ fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep:
     let frontend = t0.elapsed().as_secs_f64();
     let net_def = &program.networks[index];
     let o = Options { seed: a.seed, method: a.method, ..Options::default() };
-    // Kernel compilation is timed apart from building the connectivity (which the
-    // peers do at run time).
     let t1 = Instant::now();
     let built = pipeline::compile_network(&program, net_def, &o.compile())
         .map_err(RuntimeError::from)
@@ -288,7 +284,7 @@ fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep:
         Err(e) => return fail(e),
     };
     let tj = Instant::now();
-    if let Err(e) = net.attach_kernels(&JitFactory) {
+    if let Err(e) = net.attach_kernels(kernels) {
         return fail(e);
     }
     let jit = tj.elapsed().as_secs_f64();

@@ -2,12 +2,15 @@
 //! the gradient of one batch of sequences (loss summed over steps), no optimiser step.
 
 use super::Reporter;
+use super::engine::{Job, On};
+use super::run::Backend;
+use snnc_runtime::gpu::GpuFloat;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::sema::LoadOptions;
 use snnc_runtime::train::dataset::{npz_names, read_npz_array};
 use snnc_runtime::learn::{Gradients, Method, gradient};
 use snnc_compiler::sema::{NetworkDef, Program};
-use snnc_runtime::kernels::JitFactory;
+use snnc_runtime::kernels::KernelFactory;
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::scalar::Float;
 use std::fs::File;
@@ -81,7 +84,8 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     if x.shape()[..2] != target.shape()[..2] {
         return fail(format!("`x` is {:?} and `target` is {:?}: T and B must agree", x.shape(), target.shape()));
     }
-    let res = match if args.f64 { gradient_in::<f64>(&args, &program, def, x, &target) } else { gradient_in::<f32>(&args, &program, def, x, &target) } {
+    let job = GradJob { args: &args, program: &program, def, x, target: &target };
+    let res = match super::engine::dispatch(super::engine::precision(args.f64), Backend::Jit, job).and_then(|r| r) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -121,10 +125,33 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `snnc grad`'s work in float type `T` (on the CPU).
+struct GradJob<'a> {
+    args: &'a Args,
+    program: &'a Program,
+    def: &'a NetworkDef,
+    x: Array3<f64>,
+    target: &'a Array3<f64>,
+}
+
+impl Job for GradJob<'_> {
+    type Out = Result<Gradients, String>;
+    fn run<T: GpuFloat>(self, on: On) -> Result<Gradients, String> {
+        gradient_in::<T>(self.args, self.program, self.def, self.x, self.target, on.cpu_kernels())
+    }
+}
+
 /// Builds the network in float type `T`, loads the weights and computes the gradient.
-fn gradient_in<T: Float>(args: &Args, program: &Program, def: &NetworkDef, x: Array3<f64>, target: &Array3<f64>) -> Result<Gradients, String> {
+fn gradient_in<T: Float>(
+    args: &Args,
+    program: &Program,
+    def: &NetworkDef,
+    x: Array3<f64>,
+    target: &Array3<f64>,
+    factory: &'static dyn KernelFactory<T>,
+) -> Result<Gradients, String> {
     let batch = x.shape()[1];
-    let mut network = Network::<T>::build(program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, &JitFactory).map_err(|e| e.to_string())?;
+    let mut network = Network::<T>::build(program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, factory).map_err(|e| e.to_string())?;
     if let Some(wpath) = &args.weights {
         let names = array_names(wpath)?;
         for name in names {

@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod emit;
+mod engine;
 mod explain;
 mod fmt;
 mod grad;

@@ -3,8 +3,10 @@
 use super::Reporter;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_compiler::units;
-use snnc_runtime::gpu::{GpuFloat, Simulation};
-use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory, flush_denormals};
+use super::engine::{Job, On};
+use snnc_runtime::engine::Simulation;
+use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::kernels::flush_denormals;
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::record::Recorder;
 use std::path::PathBuf;
@@ -103,56 +105,63 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let net = &program.networks[index];
     let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
     flush_denormals();
-    if args.backend == Backend::Cuda {
-        return run_cuda(&args, &program, net, &o);
-    }
-    match (args.precision, args.backend) {
-        (Precision::F32, Backend::Jit) => simulate::<f32>(&args, &program, net, &o, Wrap::Cpu(&JitFactory)),
-        (Precision::F64, Backend::Jit) => simulate::<f64>(&args, &program, net, &o, Wrap::Cpu(&JitFactory)),
-        (Precision::F32, _) => simulate::<f32>(&args, &program, net, &o, Wrap::Cpu(&InterpFactory)),
-        (Precision::F64, _) => simulate::<f64>(&args, &program, net, &o, Wrap::Cpu(&InterpFactory)),
+    let job = Simulate { args: &args, program: &program, net, o: &o };
+    super::engine::dispatch(args.precision, args.backend, job).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `snnc run`'s work in float type `T`.
+struct Simulate<'a> {
+    args: &'a Args,
+    program: &'a sema::Program,
+    net: &'a sema::NetworkDef,
+    o: &'a Options,
+}
+
+impl Job for Simulate<'_> {
+    type Out = ExitCode;
+    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+        simulate::<T>(self.args, self.program, self.net, self.o, on)
     }
 }
 
-#[cfg(not(feature = "cuda"))]
-fn run_cuda(_: &Args, _: &sema::Program, _: &sema::NetworkDef, _: &Options) -> ExitCode {
-    eprintln!("error: this snnc was built without CUDA support; rebuild it with `cargo build --release --features cuda`");
-    ExitCode::FAILURE
+/// Where the built network runs.
+enum Wrap {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(snnc_runtime::gpu::cuda::CudaDevice),
 }
 
-/// Opens the GPU before anything is built, so a machine without one fails at once.
-#[cfg(feature = "cuda")]
-fn run_cuda(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options) -> ExitCode {
-    use snnc_runtime::gpu::cuda::CudaDevice;
-    let dev = match CudaDevice::open(0) {
-        Ok(d) => d,
+impl Wrap {
+    /// Opens the GPU (if `on` it) before anything is built, so a machine without one
+    /// fails at once.
+    fn open(on: On) -> Result<Wrap, String> {
+        match on {
+            On::Cpu { .. } => Ok(Wrap::Cpu),
+            #[cfg(feature = "cuda")]
+            On::Cuda => snnc_runtime::gpu::cuda::CudaDevice::open(0).map(Wrap::Cuda).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn simulate<T: GpuFloat>(
+    args: &Args,
+    program: &sema::Program,
+    net: &sema::NetworkDef,
+    o: &Options,
+    on: On,
+) -> ExitCode {
+    let wrap = match Wrap::open(on) {
+        Ok(w) => w,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match args.precision {
-        Precision::F32 => simulate::<f32>(args, program, net, o, Wrap::Cuda(dev)),
-        Precision::F64 => simulate::<f64>(args, program, net, o, Wrap::Cuda(dev)),
-    }
-}
-
-/// Where the built network runs: on the CPU with kernels from a factory, or on a GPU
-/// (whose kernels the GPU runtime compiles; the host keeps a network without kernels).
-enum Wrap<T: 'static> {
-    Cpu(&'static dyn KernelFactory<T>),
-    #[cfg(feature = "cuda")]
-    Cuda(snnc_runtime::gpu::cuda::CudaDevice),
-}
-
-fn simulate<T: GpuFloat>(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options, wrap: Wrap<T>) -> ExitCode {
     let t0 = Instant::now();
-    let built = match &wrap {
-        Wrap::Cpu(factory) => Network::<T>::build(program, net, o, *factory),
-        #[cfg(feature = "cuda")]
-        Wrap::Cuda(_) => Network::<T>::without_kernels(program, net, o),
-    };
-    let mut network = match built {
+    let mut network = match on.build::<T>(program, net, o) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
@@ -166,7 +175,7 @@ fn simulate<T: GpuFloat>(args: &Args, program: &sema::Program, net: &sema::Netwo
         }
     }
     let (mut sim, backend): (Box<dyn Simulation<T>>, String) = match wrap {
-        Wrap::Cpu(factory) => (Box::new(network), format!("{} backend", factory.name())),
+        Wrap::Cpu => (Box::new(network), format!("{} backend", on.cpu_kernels::<T>().name())),
         #[cfg(feature = "cuda")]
         Wrap::Cuda(dev) => match snnc_runtime::gpu::GpuNetwork::new(network, dev) {
             Ok(g) => {

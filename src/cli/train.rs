@@ -2,10 +2,16 @@
 //! Settings come from the network's `train { }` block; command-line flags override them.
 
 use super::Reporter;
+use super::engine::{Job, On};
 use super::grad::MethodArg;
 use crate::cli::run::parse_time;
 use snnc_compiler::sema::{LoadOptions, NetworkDef, PopKind, Program, TrainValue};
-use snnc_runtime::learn::Method;
+use ndarray::Array2;
+#[cfg(feature = "cuda")]
+use snnc_runtime::engine::Engine;
+use snnc_runtime::engine::Trainer;
+use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::learn::{Method, Sequence};
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::JitFactory;
 use snnc_runtime::network::{Network, Options};
@@ -13,7 +19,7 @@ use snnc_runtime::scalar::Float;
 use snnc_runtime::train::dataset::{NpzDataset, Split};
 use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
-use snnc_runtime::train::{BatchReport, Optimizer, OptimizerKind, evaluate, load_checkpoint, save_checkpoint, train_batch, weights_of};
+use snnc_runtime::train::{BatchReport, CpuTrainer, Optimizer, OptimizerKind, evaluate, load_checkpoint, save_checkpoint, train_batch, weights_of};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -282,8 +288,8 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             Err(e) => return fail(e.to_string()),
         }
     }
-    let mut opt = Optimizer::new(optimizer, lr, clip);
-    let mut log = match &args.out {
+    let opt = Optimizer::new(optimizer, lr, clip);
+    let log = match &args.out {
         Some(dir) => {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 return fail(format!("cannot create `{}`: {e}", dir.display()));
@@ -327,215 +333,226 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
             }
         })
     };
-    let mut train_task = match make_task(Split::Train, seed) {
+    let train_task = match make_task(Split::Train, seed) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
     let classifies = train_task.classifies();
-    // The GPU: the network and its gradient state are made once and kept on the device.
-    let mut gpu = None;
-    if args.backend == TrainBackend::Cuda && !args.evaluate_only {
-        match Gpu::open(&program, def, batch, seed, args.f64, &trainable, method) {
-            Ok(g) => {
-                println!("on {}", g.name());
-                gpu = Some(g);
-            }
-            Err(e) => return fail(e),
-        }
-    }
-    if !args.evaluate_only {
-        println!(
-        "training {} ({} trainable projections, {} trainable params) on {task} with {method:?}, {optimizer:?} lr {lr}, batch {batch}",
-        def.name,
+    let training = Training {
+        args: &args,
+        program: &program,
+        def,
+        method,
+        task: &task,
+        optimizer,
+        lr,
+        lr_decay,
+        epochs,
+        start_epoch,
+        batch,
+        seed,
+        test_seed,
+        update_every,
+        trainable: &trainable,
         n_projections,
-        trainable.len() - n_projections,
-    );
-    }
-    // Held-out trials: the same generator with the test seed, or the file's held-out
-    // samples, made once and restarted for each evaluation (the same trials every time).
-    let mut test_task = match make_task(Split::Test, test_seed) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
+        weights,
+        opt,
+        log,
+        train_task,
+        make_task: &make_task,
+        classifies,
     };
-    let mut held_out = |weights: &[(String, ndarray::Array2<f64>)], mut gpu: Option<&mut Gpu>| -> Result<BatchReport, String> {
-        let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
-        test_task.restart();
-        for _ in 0..args.test_batches {
-            let labels = test_task.labels().to_vec();
-            let r = if let Some(g) = gpu.as_deref_mut() {
-                g.evaluate(weights, test_task.as_mut(), &labels)
-            } else if args.f64 {
-                evaluate(&|b| build_net::<f64>(&program, def, b, seed, false), weights, test_task.as_mut(), &labels)
-            } else {
-                evaluate(&|b| build_net::<f32>(&program, def, b, seed, false), weights, test_task.as_mut(), &labels)
+    super::engine::dispatch(super::engine::precision(args.f64), args.backend, training).unwrap_or_else(fail)
+}
+
+/// A training run (or, with `evaluate_only`, an evaluation) as set up from the network's
+/// `train { }` block and the command line: what [`Training::train`] runs on a backend.
+struct Training<'a> {
+    args: &'a Args,
+    program: &'a Program,
+    def: &'a NetworkDef,
+    method: Method,
+    task: &'a TaskArg,
+    optimizer: OptimizerKind,
+    lr: f64,
+    lr_decay: f64,
+    epochs: usize,
+    start_epoch: usize,
+    batch: usize,
+    seed: u64,
+    test_seed: u64,
+    update_every: Option<usize>,
+    trainable: &'a [String],
+    n_projections: usize,
+    weights: Vec<(String, Array2<f64>)>,
+    opt: Optimizer,
+    log: Option<std::fs::File>,
+    train_task: Box<dyn Task>,
+    #[allow(clippy::type_complexity)]
+    make_task: &'a dyn Fn(Split, u64) -> Result<Box<dyn Task>, String>,
+    classifies: bool,
+}
+
+impl Job for Training<'_> {
+    type Out = ExitCode;
+    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+        let (program, def, seed) = (self.program, self.def, self.seed);
+        match on {
+            On::Cpu { .. } => {
+                let make = |b: usize| build_net::<T>(program, def, b, seed, true);
+                let cpu = CpuTrainer::new(&make, self.trainable, self.method);
+                // The held-out trials on a network of their own, without derivatives.
+                self.train(cpu, |_, weights, data, labels| evaluate(&mut build_net::<T>(program, def, data.batch(), seed, false)?, weights, data, labels))
             }
-            .map_err(|e| e.to_string())?;
-            test.loss += r.loss / args.test_batches as f64;
-            test.accuracy += r.accuracy / args.test_batches as f64;
-            test_task.next_batch();
-        }
-        Ok(test)
-    };
-    if args.evaluate_only {
-        if args.test_batches == 0 {
-            return fail("--test-batches must be at least 1".into());
-        }
-        return match held_out(&weights, None) {
-            Ok(t) => {
-                let trials = args.test_batches * batch;
-                let acc = if classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
-                println!("held-out ({trials} trials): loss {:.4} per trial{acc}", t.loss);
-                ExitCode::SUCCESS
+            #[cfg(feature = "cuda")]
+            On::Cuda => {
+                // The network and its gradient state are made once and kept on the device.
+                let gpu = match open_gpu::<T>(program, def, self.batch, seed, self.trainable, self.method) {
+                    Ok(g) => g,
+                    Err(e) => return fail(e),
+                };
+                println!("on {}", snnc_runtime::gpu::Device::name(&gpu.net.dev));
+                // The held-out evaluation with the training network (reset, given the weights).
+                self.train(gpu, |g, weights, data, labels| evaluate(&mut g.net, weights, data, labels))
             }
-            Err(e) => fail(e),
-        };
+        }
     }
-    let mut curves = Curves::default();
-    // The training networks, kept (reset) from batch to batch.
-    let (mut nets32, mut nets64): (Vec<Network<f32>>, Vec<Network<f64>>) = (Vec::new(), Vec::new());
-    for epoch in start_epoch..start_epoch + epochs {
-        // Exponential decay per epoch, counted from the first epoch (a resumed run goes on
-        // with the schedule where it stopped).
-        opt.lr = lr * lr_decay.powi(epoch as i32);
-        let (mut sl, mut sa) = (0.0, 0.0);
-        let mut rates: Vec<(String, f64)> = Vec::new();
-        for b in 0..args.batches {
-            train_task.next_batch();
-            let labels = train_task.labels().to_vec();
-            let r = if let Some(g) = gpu.as_mut() {
-                g.train_batch(&mut weights, train_task.as_mut(), &labels, &mut opt, update_every)
-            } else if args.f64 {
-                train_batch(&make_net, &mut nets64, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
-            } else {
-                let make = |b: usize| build_net::<f32>(&program, def, b, seed, true);
-                train_batch(&make, &mut nets32, &mut weights, &trainable, train_task.as_mut(), &labels, method, &mut opt, update_every)
-            };
-            let r = match r {
-                Ok(r) => r,
-                Err(e) => return fail(e.to_string()),
-            };
-            if !r.loss.is_finite() {
-                return fail(format!("the loss became {} at epoch {epoch}, batch {b}; the last checkpoint is kept", r.loss));
-            }
-            sl += r.loss;
-            sa += r.accuracy;
-            if rates.is_empty() {
-                rates = r.rates.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
-            }
-            rates.iter_mut().zip(&r.rates).for_each(|(a, b)| a.1 += b.1);
-            if let Some(f) = &mut log {
-                let _ = writeln!(f, "{epoch},{b},train,{:.6},{:.4}", r.loss, r.accuracy);
-            }
-            curves.train.push((r.loss, r.accuracy));
+}
+
+impl Training<'_> {
+    /// Trains (or only evaluates) on `trainer`, with the held-out evaluation `held`.
+    fn train<T: Float, Tr: Trainer<T>>(mut self, mut trainer: Tr, mut held: impl FnMut(&mut Tr, &[(String, Array2<f64>)], &mut dyn Sequence, &[usize]) -> Result<BatchReport, RuntimeError>) -> ExitCode {
+        let (args, batch) = (self.args, self.batch);
+        if !args.evaluate_only {
+            println!(
+            "training {} ({} trainable projections, {} trainable params) on {} with {:?}, {:?} lr {}, batch {batch}",
+            self.def.name,
+            self.n_projections,
+            self.trainable.len() - self.n_projections,
+            self.task,
+            self.method,
+            self.optimizer,
+            self.lr,
+        );
         }
-        let test = match held_out(&weights, gpu.as_mut()) {
+        // Held-out trials: the same generator with the test seed, or the file's held-out
+        // samples, made once and restarted for each evaluation (the same trials every time).
+        let mut test_task = match (self.make_task)(Split::Test, self.test_seed) {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
-        let n = args.batches.max(1) as f64;
-        let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
-        let acc = |what: &str, a: f64| if classifies { format!(", {what} {:.1} %", 100.0 * a) } else { String::new() };
-        if args.test_batches > 0 {
-            println!(
-                "epoch {epoch}: loss {:.4}{}, test loss {:.4}{}, rates {}",
-                sl / n,
-                acc("accuracy", sa / n),
-                test.loss,
-                acc("test accuracy", test.accuracy),
-                rates.join(", ")
-            );
-            if let Some(f) = &mut log {
-                let _ = writeln!(f, "{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy);
+        let mut held_out = |trainer: &mut Tr, weights: &[(String, Array2<f64>)]| -> Result<BatchReport, String> {
+            let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
+            test_task.restart();
+            for _ in 0..args.test_batches {
+                let labels = test_task.labels().to_vec();
+                let r = held(trainer, weights, test_task.as_mut(), &labels).map_err(|e| e.to_string())?;
+                test.loss += r.loss / args.test_batches as f64;
+                test.accuracy += r.accuracy / args.test_batches as f64;
+                test_task.next_batch();
             }
-            curves.test.push((curves.train.len(), test.loss, test.accuracy));
-        } else {
-            println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc("accuracy", sa / n), rates.join(", "));
+            Ok(test)
+        };
+        if args.evaluate_only {
+            if args.test_batches == 0 {
+                return fail("--test-batches must be at least 1".into());
+            }
+            return match held_out(&mut trainer, &self.weights) {
+                Ok(t) => {
+                    let trials = args.test_batches * batch;
+                    let acc = if self.classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
+                    println!("held-out ({trials} trials): loss {:.4} per trial{acc}", t.loss);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
         }
-        if let Some(dir) = &args.out {
-            if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &weights, &[("epoch", (epoch + 1).to_string())]) {
-                return fail(e.to_string());
+        let mut curves = Curves::default();
+        for epoch in self.start_epoch..self.start_epoch + self.epochs {
+            // Exponential decay per epoch, counted from the first epoch (a resumed run goes on
+            // with the schedule where it stopped).
+            self.opt.lr = self.lr * self.lr_decay.powi(epoch as i32);
+            let (mut sl, mut sa) = (0.0, 0.0);
+            let mut rates: Vec<(String, f64)> = Vec::new();
+            for b in 0..args.batches {
+                self.train_task.next_batch();
+                let labels = self.train_task.labels().to_vec();
+                let r = match train_batch(&mut trainer, &mut self.weights, self.train_task.as_mut(), &labels, &mut self.opt, self.update_every) {
+                    Ok(r) => r,
+                    Err(e) => return fail(e.to_string()),
+                };
+                if !r.loss.is_finite() {
+                    return fail(format!("the loss became {} at epoch {epoch}, batch {b}; the last checkpoint is kept", r.loss));
+                }
+                sl += r.loss;
+                sa += r.accuracy;
+                if rates.is_empty() {
+                    rates = r.rates.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
+                }
+                rates.iter_mut().zip(&r.rates).for_each(|(a, b)| a.1 += b.1);
+                if let Some(f) = &mut self.log {
+                    let _ = writeln!(f, "{epoch},{b},train,{:.6},{:.4}", r.loss, r.accuracy);
+                }
+                curves.train.push((r.loss, r.accuracy));
             }
-            if args.plot {
-                if let Err(e) = super::plot::curves_png(&dir.join("curves.png"), &curves.train, &curves.test) {
-                    return fail(e);
+            let test = match held_out(&mut trainer, &self.weights) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let n = args.batches.max(1) as f64;
+            let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
+            let acc = |what: &str, a: f64| if self.classifies { format!(", {what} {:.1} %", 100.0 * a) } else { String::new() };
+            if args.test_batches > 0 {
+                println!(
+                    "epoch {epoch}: loss {:.4}{}, test loss {:.4}{}, rates {}",
+                    sl / n,
+                    acc("accuracy", sa / n),
+                    test.loss,
+                    acc("test accuracy", test.accuracy),
+                    rates.join(", ")
+                );
+                if let Some(f) = &mut self.log {
+                    let _ = writeln!(f, "{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy);
+                }
+                curves.test.push((curves.train.len(), test.loss, test.accuracy));
+            } else {
+                println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc("accuracy", sa / n), rates.join(", "));
+            }
+            if let Some(dir) = &args.out {
+                if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &self.weights, &[("epoch", (epoch + 1).to_string())]) {
+                    return fail(e.to_string());
+                }
+                if args.plot {
+                    if let Err(e) = super::plot::curves_png(&dir.join("curves.png"), &curves.train, &curves.test) {
+                        return fail(e);
+                    }
                 }
             }
         }
+        ExitCode::SUCCESS
     }
-    ExitCode::SUCCESS
 }
 
-/// `--backend cuda`: the training network on the GPU, in f32 or f64.
-enum Gpu {
-    #[cfg(feature = "cuda")]
-    F32(snnc_runtime::gpu::GpuNetwork<f32, CudaDevice>, snnc_runtime::gpu::GpuGradient<f32>),
-    #[cfg(feature = "cuda")]
-    F64(snnc_runtime::gpu::GpuNetwork<f64, CudaDevice>, snnc_runtime::gpu::GpuGradient<f64>),
-}
-
+/// Opens GPU 0 and moves the training network (built for learning, the whole batch)
+/// there, with its gradient state.
 #[cfg(feature = "cuda")]
-use snnc_runtime::gpu::cuda::CudaDevice;
-
-impl Gpu {
-    #[cfg(not(feature = "cuda"))]
-    fn open(_: &Program, _: &NetworkDef, _: usize, _: u64, _: bool, _: &[String], _: Method) -> Result<Gpu, String> {
-        Err("this snnc was built without CUDA support; rebuild it with `cargo build --release --features cuda`".into())
-    }
-
-    /// Opens GPU 0 and moves the network (built for learning, the whole batch) there.
-    #[cfg(feature = "cuda")]
-    fn open(program: &Program, def: &NetworkDef, batch: usize, seed: u64, f64: bool, trainable: &[String], method: Method) -> Result<Gpu, String> {
-        use snnc_runtime::gpu::{GpuGradient, GpuNetwork};
-        let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
-        let o = Options { batch, seed, learning: true, ..Options::default() };
-        let err = |e: RuntimeError| e.to_string();
-        // The host network only holds the structure and the starting state: its kernels
-        // never run, so the interpreter's (no JIT) do.
-        Ok(if f64 {
-            let mut g = GpuNetwork::new(Network::<f64>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)?;
-            let grad = GpuGradient::new(&mut g, trainable, method).map_err(err)?;
-            Gpu::F64(g, grad)
-        } else {
-            let mut g = GpuNetwork::new(Network::<f32>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)?;
-            let grad = GpuGradient::new(&mut g, trainable, method).map_err(err)?;
-            Gpu::F32(g, grad)
-        })
-    }
-
-    fn name(&self) -> String {
-        match *self {
-            #[cfg(feature = "cuda")]
-            Gpu::F32(ref g, _) => snnc_runtime::gpu::Device::name(&g.dev),
-            #[cfg(feature = "cuda")]
-            Gpu::F64(ref g, _) => snnc_runtime::gpu::Device::name(&g.dev),
-        }
-    }
-
-    /// The held-out evaluation on the GPU, with the training network (reset, `weights`).
-    fn evaluate(&mut self, _weights: &[(String, ndarray::Array2<f64>)], _data: &mut dyn snnc_runtime::learn::Sequence, _labels: &[usize]) -> Result<BatchReport, RuntimeError> {
-        match *self {
-            #[cfg(feature = "cuda")]
-            Gpu::F32(ref mut g, _) => snnc_runtime::train::evaluate_gpu(g, _weights, _data, _labels),
-            #[cfg(feature = "cuda")]
-            Gpu::F64(ref mut g, _) => snnc_runtime::train::evaluate_gpu(g, _weights, _data, _labels),
-        }
-    }
-
-    fn train_batch(
-        &mut self,
-        _weights: &mut Vec<(String, ndarray::Array2<f64>)>,
-        _data: &mut dyn snnc_runtime::learn::Sequence,
-        _labels: &[usize],
-        _opt: &mut Optimizer,
-        _every: Option<usize>,
-    ) -> Result<BatchReport, RuntimeError> {
-        match *self {
-            #[cfg(feature = "cuda")]
-            Gpu::F32(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt, _every),
-            #[cfg(feature = "cuda")]
-            Gpu::F64(ref mut g, ref mut grad) => snnc_runtime::train::train_batch_gpu(g, grad, _weights, _data, _labels, _opt, _every),
-        }
-    }
+fn open_gpu<T: GpuFloat>(
+    program: &Program,
+    def: &NetworkDef,
+    batch: usize,
+    seed: u64,
+    trainable: &[String],
+    method: Method,
+) -> Result<Engine<snnc_runtime::gpu::GpuNetwork<T, snnc_runtime::gpu::cuda::CudaDevice>, snnc_runtime::gpu::GpuGradient<T>>, String> {
+    use snnc_runtime::gpu::{GpuGradient, GpuNetwork, cuda::CudaDevice};
+    let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
+    let o = Options { batch, seed, learning: true, ..Options::default() };
+    let err = |e: RuntimeError| e.to_string();
+    // The host network only holds the structure and the starting state: its kernels
+    // never run, so the interpreter's (no JIT) do.
+    let mut net = GpuNetwork::new(Network::<T>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)?;
+    let learner = GpuGradient::new(&mut net, trainable, method).map_err(err)?;
+    Ok(Engine { net, learner })
 }
 
 /// What `--plot` draws: per training batch (loss, accuracy); per epoch (batches so far,

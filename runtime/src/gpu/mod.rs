@@ -24,6 +24,7 @@ pub mod learn;
 pub use learn::GpuGradient;
 pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
 
+use crate::engine::Simulation;
 use crate::error::RuntimeError;
 use crate::network::Network;
 use crate::propagate::Weights;
@@ -62,33 +63,6 @@ impl GpuFloat for f64 {
     }
     fn bits(self) -> u64 {
         self.to_bits()
-    }
-}
-
-/// A network that can be stepped and observed, wherever its state lives.
-pub trait Simulation<T> {
-    /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
-    fn network(&self) -> &Network<T>;
-    fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError>;
-    /// Brings the host view's spikes (and active lists) and, with `states`, every state
-    /// up to date.
-    fn sync(&mut self, states: bool) -> Result<(), RuntimeError>;
-    /// Where it runs (for reports).
-    fn backend(&self) -> String;
-}
-
-impl<T: Float> Simulation<T> for Network<T> {
-    fn network(&self) -> &Network<T> {
-        self
-    }
-    fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
-        self.step(external)
-    }
-    fn sync(&mut self, _states: bool) -> Result<(), RuntimeError> {
-        Ok(())
-    }
-    fn backend(&self) -> String {
-        "CPU".into()
     }
 }
 
@@ -559,5 +533,14 @@ impl<T: GpuFloat, D: Device> Simulation<T> for GpuNetwork<T, D> {
     }
     fn backend(&self) -> String {
         self.dev.name()
+    }
+    fn reset(&mut self) -> Result<(), RuntimeError> {
+        GpuNetwork::reset(self)
+    }
+    fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
+        GpuNetwork::set_trainable(self, name, w)
+    }
+    fn readout_output(&mut self, p: usize, out: &mut [T]) -> Result<(), RuntimeError> {
+        GpuNetwork::readout_output(self, p, out)
     }
 }

@@ -17,28 +17,27 @@
 //!
 //! Files: `loss` (sequences and per-step losses), `es` (ES-D-RTRL traces and their lazy
 //! contraction), `exact` (exact D-RTRL traces over windows), `bptt` (the backward pass),
-//! `split` (the batch split across threads); this file plans which projection gets which
-//! treatment and runs the steps.
+//! `pass` (the gradient pass, [`CpuGradient`]), `split` (the batch split across threads);
+//! this file plans which projection gets which treatment.
 
 mod bptt;
 pub(crate) mod es;
 mod exact;
 pub(crate) mod loss;
+mod pass;
 mod split;
 
 pub use loss::{InMemory, Loss, RowFill, Sequence, step_loss};
+pub use pass::CpuGradient;
 pub use split::{gradient_split, split_sizes};
 pub(crate) use loss::StepData;
 
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
 use crate::scalar::Float;
-use bptt::Bptt;
 pub(crate) use bptt::Target;
 use es::EsGroup;
-use exact::{ExactMember, ExactWindow};
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
-use snnc_compiler::discretise::trace::TraceKind;
+use ndarray::{Array2, Array3, ArrayView2, linalg::general_mat_mul};
 use snnc_compiler::sema::{PopKind, Source};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -503,288 +502,7 @@ pub fn gradient_online<T: Float>(
     record_per_step: bool,
     online: Option<Online>,
 ) -> Result<Gradients, RuntimeError> {
-    gradient_impl(net, trainable, data, method, record_per_step, online, true)
-}
-
-/// The gradient pass; `helper_thread`: whether the ES-D-RTRL contraction may run on a
-/// thread of its own (not when the batch is already split across threads).
-pub(crate) fn gradient_impl<T: Float>(
-    net: &mut Network<T>,
-    trainable: &[String],
-    data: &mut dyn Sequence,
-    method: Method,
-    record_per_step: bool,
-    mut online: Option<Online>,
-    helper_thread: bool,
-) -> Result<Gradients, RuntimeError> {
-    let (steps, batch) = (data.steps(), data.batch());
-    check_data(net, data, method == Method::Bptt, online.as_ref())?;
-    let Plan { r, linear_readout, etrace, plain, into_readout, links, hidden, params, projection_names } = plan(net, trainable)?;
-    check_target(net, r, data)?;
-    let layouts: Vec<Option<snnc_compiler::discretise::DerivLayout>> = net.pops.iter().map(|p| p.deriv).collect();
-    let k_of = |p: usize| layouts[p].map(|d| d.k).unwrap_or(0);
-    let nin_of = |p: usize| layouts[p].map(|d| d.n_in).unwrap_or(0);
-    let n_of: Vec<usize> = net.pops.iter().map(|p| p.n).collect();
-    let online_method = method != Method::Bptt;
-    // Their traces dh^t/dtheta (B x N x K): exact in every online method, since a
-    // per-neuron param acts on its own neuron only (D is per neuron).
-    // One slice per hidden state (B x N each), updated by a generated trace step.
-    let mut eps_p: Vec<Vec<Vec<T>>> = params.iter().map(|q| if online_method { vec![vec![zero(); batch * n_of[q.pop]]; k_of(q.pop)] } else { Vec::new() }).collect();
-    let param_kernels: Vec<Option<es::TraceKernel<T>>> = params
-        .iter()
-        .map(|q| online_method.then(|| es::TraceKernel::new(net, q.pop, TraceKind::Param { col: q.col }, &[])).transpose())
-        .collect::<Result<_, _>>()?;
-    let mut param_u: Vec<T> = vec![zero(); params.iter().map(|q| batch * n_of[q.pop]).max().unwrap_or(0)];
-    let mut param_grads: Vec<Array2<T>> = params.iter().map(|q| Array2::zeros((1, n_of[q.pop]))).collect();
-
-    let mut grads: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();
-    let mut plain_grads: Vec<Array2<T>> = plain.iter().map(|(i, _)| Array2::zeros(net.dense_weights(*i).expect("dense").dim())).collect();
-    let mut per_step = Vec::new();
-    let mut loss = 0.0;
-    // Weights into a readout with dynamics get their exact gradient in every online
-    // method: the readout is read only by the loss and its D is per neuron, so its
-    // D-RTRL trace is exact, and small (B x I x O x K with few outputs). The rank-one
-    // ES-D-RTRL approximation would pair the output with presynaptic activity over the
-    // trace's horizon (1/(1 - decay) steps) instead of the readout's own time constant,
-    // which adaptation can anti-correlate with the activity the readout actually sees.
-    let exact: Vec<bool> = etrace.iter().map(|e| method == Method::DRtrl || (online_method && e.target.pop == r)).collect();
-    let mut eps: Vec<Vec<T>> = etrace
-        .iter()
-        .zip(&exact)
-        .map(|(e, &ex)| if ex { vec![zero(); batch * e.target.n_pre * n_of[e.target.pop] * k_of(e.target.pop)] } else { Vec::new() })
-        .collect();
-    // The exact traces' windows, one per (population, input) they are into.
-    let mut xwins: Vec<ExactWindow<T>> = Vec::new();
-    // ES-D-RTRL: one group per (population, input), sharing eps_f.
-    let mut groups: Vec<EsGroup<T>> = Vec::new();
-    for (ei, e) in etrace.iter().enumerate() {
-        let t = &e.target;
-        if exact[ei] {
-            let at = match xwins.iter().position(|w| w.pop == t.pop && w.input == t.input) {
-                Some(at) => at,
-                None => {
-                    xwins.push(ExactWindow::new(net, t.pop, t.input)?);
-                    xwins.len() - 1
-                }
-            };
-            xwins[at].members.push(ExactMember::new(ei, t.index, t.n_pre));
-        } else if let Method::EsDRtrl { decay } = method {
-            let at = match groups.iter().position(|g| g.pop == t.pop && g.input == t.input) {
-                Some(at) => at,
-                None => {
-                    groups.push(EsGroup::new(net, t.pop, t.input, k_of(t.pop), decay)?);
-                    groups.len() - 1
-                }
-            };
-            groups[at].add_member(ei, t.index, t.n_pre);
-        }
-    }
-    let decay_t: T = T::from_f64(match method {
-        Method::EsDRtrl { decay } => decay,
-        _ => 0.0,
-    });
-    let threaded = helper_thread && !record_per_step && online.is_none() && steps > WINDOW && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
-    let mut contractor = Contractor::new(&groups, decay_t, threaded);
-    // BPTT's tape and the adjoint steps that run over it.
-    let targets: Vec<Target> = etrace.iter().map(|e| e.target.clone()).collect();
-    let mut bptt = if method == Method::Bptt { Some(Bptt::new(net, &hidden)?) } else { None };
-
-    let mut recorded = Vec::new();
-    let mut trace = StepTrace::default();
-    let mut sd = StepData::<T>::new(data);
-    // Per-step buffers, reused.
-    let o = n_of[r];
-    let mut y = vec![0.0; batch * o];
-    let mut err = vec![0.0; batch * o];
-    let mut err_t = Array2::<T>::zeros((batch, o));
-    let mut dlds: Vec<Vec<T>> = n_of.iter().map(|n| vec![zero(); batch * n]).collect();
-    let mut dldh: Vec<Vec<T>> = (0..net.pops.len()).map(|p| vec![zero(); batch * n_of[p] * k_of(p)]).collect();
-    let mut ls: Vec<Vec<T>> = (0..net.pops.len()).map(|p| vec![zero(); batch * n_of[p] * k_of(p)]).collect();
-    let mut pd: Vec<PopDerivs<T>> = (0..net.pops.len()).map(|_| PopDerivs::default()).collect();
-    let mut mu: Vec<T> = Vec::new();
-    let mut dbuf: Vec<T> = Vec::new();
-    let mut l_soa: Vec<Vec<T>> = Vec::new();
-    let one = T::from_f64(1.0);
-    for t in 0..steps {
-        net.step_traced(&sd.load(data, t), Some(&mut trace))?;
-        // Loss and its gradient at the readout.
-        y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
-        err.fill(0.0);
-        loss += sd.loss(&y, Some(&mut err));
-        err_t.iter_mut().zip(&err).for_each(|(d, s)| *d = T::from_f64(*s));
-        // dL^t/ds^t of the populations the readout reads, and the plain weights' gradient.
-        dlds.iter_mut().chain(dldh.iter_mut()).for_each(|v| v.fill(zero()));
-        for &(i, q, state) in &into_readout {
-            let w = net.dense_weights(i).expect("dense");
-            dbuf.clear();
-            dbuf.resize(batch * n_of[q], zero());
-            let mut dv = ArrayViewMut2::from_shape((batch, n_of[q]), &mut dbuf).expect("shape");
-            general_mat_mul(one, &err_t, &w.t(), zero(), &mut dv);
-            add_signal(&mut dlds[q], &mut dldh[q], k_of(q), state, &dbuf);
-            if let Some(pi) = plain.iter().position(|(pi, _)| *pi == i) {
-                let pre = ArrayView2::from_shape((batch, w.nrows()), &trace.pre[i]).expect("shape");
-                add_outer(&mut plain_grads[pi], pre, err_t.view(), trace.nonzero.get(i).and_then(|n| n.as_deref()));
-            }
-        }
-        if !linear_readout {
-            // The loss reads the readout's first state: dL/dh_0 = err.
-            dlds[r].iter_mut().zip(err_t.iter()).for_each(|(d, e)| *d = *e);
-        }
-        // Derivatives and learning signals l^t = dL^t/ds * ds/dh, from the top of the
-        // stack down. The online methods carry the step's loss down through the layers
-        // above within the same step (dL/ds_q += (l_p Df_p) W^T for each q -> p read as
-        // s^t); BPTT's backward pass does that itself, with the paths through time.
-        for &p in hidden.iter().rev() {
-            read_derivs(net, p, &mut pd[p])?;
-            let v = &pd[p];
-            let (n, k, nin) = (n_of[p], k_of(p), nin_of(p));
-            if k == 1 {
-                for ((l, s), (ds, h)) in ls[p].iter_mut().zip(&dlds[p]).zip(v.ds.iter().zip(&dldh[p])) {
-                    *l = *s * *ds + *h;
-                }
-            } else {
-                for (ik, l) in ls[p].iter_mut().enumerate() {
-                    *l = dlds[p][ik / k] * v.ds[ik] + dldh[p][ik];
-                }
-            }
-            if online_method && ls[p].iter().any(|x| *x != zero()) {
-                for l in links.iter().filter(|l| l.to == p && l.now) {
-                    mu.clear();
-                    mu.extend((0..batch * n).map(|m| (0..k).map(|a| ls[p][m * k + a] * v.df[(m * k + a) * nin + l.input]).sum::<T>()));
-                    let w = net.dense_weights(l.proj).expect("dense");
-                    let nq = n_of[l.from];
-                    dbuf.clear();
-                    dbuf.resize(batch * nq, zero());
-                    let muv = ArrayView2::from_shape((batch, n), &mu).expect("shape");
-                    let mut dv = ArrayViewMut2::from_shape((batch, nq), &mut dbuf).expect("shape");
-                    general_mat_mul(one, &muv, &w.t(), zero(), &mut dv);
-                    add_signal(&mut dlds[l.from], &mut dldh[l.from], k_of(l.from), l.state, &dbuf);
-                }
-            }
-        }
-        let mut step_grads = Vec::new();
-        // Exact traces: D-RTRL, and the readout's weights in every online method. The
-        // step is taped into its window; a window of one step with `record_per_step`
-        // (the step's own contribution and trace are recorded).
-        for w in &mut xwins {
-            w.push(net, &ls[w.pop], &trace);
-        }
-        if record_per_step {
-            let mut gs: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();
-            for w in &mut xwins {
-                w.flush(&mut eps, &mut gs);
-            }
-            for (ei, (e, g)) in etrace.iter().zip(gs).enumerate().filter(|(ei, _)| exact[*ei]) {
-                grads[ei] += &g;
-                step_grads.push((e.name.clone(), to_f64(&g)));
-            }
-        } else if xwins.first().is_some_and(|w| w.len == WINDOW) {
-            for w in &mut xwins {
-                w.flush(&mut eps, &mut grads);
-            }
-        }
-        for (pi, q) in params.iter().enumerate().filter(|_| online_method) {
-            // The generated trace step: eps_p <- D eps_p + dh/dtheta, u = l . eps_p.
-            let n = n_of[q.pop];
-            let l = es::signal_slices(&ls[q.pop], k_of(q.pop), &mut l_soa);
-            // This population's share of the buffer (params of populations of other sizes
-            // use it too).
-            let u = &mut param_u[..batch * n];
-            param_kernels[pi].as_ref().expect("online").run(net, q.pop, &mut eps_p[pi], u, &l);
-            let mut g = Array2::<T>::zeros((1, n));
-            for ub in param_u[..batch * n].chunks_exact(n) {
-                g.iter_mut().zip(ub).for_each(|(g, u)| *g += *u);
-            }
-            param_grads[pi] += &g;
-            if record_per_step {
-                step_grads.push((q.name.clone(), to_f64(&g)));
-            }
-        }
-        let bias_correction = |decay: f64| bias_correction(decay, t);
-        if let Method::EsDRtrl { decay } = method {
-            // Bias correction of the smoothed trace, indexed by the update count as in
-            // braintrace (and switched off from step 1001 on).
-            let inv_c = T::from_f64(1.0 / bias_correction(decay));
-            for (gi, g) in groups.iter_mut().enumerate() {
-                let l = es::signal_slices(&ls[g.pop], k_of(g.pop), &mut l_soa);
-                g.step(net, &l, &trace, decay_t, inv_c);
-                if record_per_step {
-                    for (ei, c) in g.step_contributions() {
-                        grads[ei] += &c;
-                        step_grads.push((etrace[ei].name.clone(), to_f64(&c)));
-                    }
-                } else if g.len() == WINDOW {
-                    contractor.flush(gi, g);
-                }
-            }
-            // Per-step records list the projections in declaration order.
-            step_grads.sort_by_key(|(name, _)| projection_names.iter().position(|n| n == name));
-        }
-        if let Some(b) = bptt.as_mut() {
-            b.push(net, &ls, &trace, &targets);
-        }
-        if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
-            for w in &mut xwins {
-                w.flush(&mut eps, &mut grads);
-            }
-            for (gi, g) in groups.iter_mut().enumerate() {
-                contractor.flush(gi, g);
-            }
-            add_group_grads(&mut grads, &groups, contractor.take()?);
-            let mut so_far: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().map(to_f64)).collect();
-            so_far.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().map(to_f64)));
-            so_far.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().map(to_f64)));
-            for (name, w) in (on.update)(&so_far)? {
-                net.set_trainable(&name, w.mapv(T::from_f64))?;
-            }
-            grads.iter_mut().chain(plain_grads.iter_mut()).chain(param_grads.iter_mut()).for_each(|g| g.fill(zero()));
-        }
-        if record_per_step {
-            for &p in &hidden {
-                let pop = &net.pops[p];
-                for (k, name) in pop.state_names.iter().enumerate().filter(|(_, n)| !n.starts_with('_')) {
-                    record_into(&mut recorded, format!("{}.{name}", pop.name), &[batch, pop.n], &pop.states[k]);
-                }
-            }
-            for (ei, e) in etrace.iter().enumerate() {
-                let (n, k) = (n_of[e.target.pop], k_of(e.target.pop));
-                if exact[ei] {
-                    record_into(&mut recorded, format!("eps_{}", e.name), &[batch, e.target.n_pre, n, k], &eps[ei]);
-                } else if let Some(g) = groups.iter().find(|g| g.members.iter().any(|m| m.ei == ei)) {
-                    let mb = g.members.iter().find(|m| m.ei == ei).expect("member");
-                    record_into(&mut recorded, format!("eps_x_{}", e.name), &[batch, e.target.n_pre], &mb.eps_x);
-                    record_into(&mut recorded, format!("eps_f_{}", e.name), &[batch, n, k], &g.eps_f_interleaved());
-                }
-            }
-            if let Method::EsDRtrl { decay } = method {
-                record_into(&mut recorded, "bias_correction".into(), &[], &[bias_correction(decay)]);
-            }
-            if online_method {
-                per_step.push(step_grads);
-            }
-        }
-    }
-
-    for w in &mut xwins {
-        w.flush(&mut eps, &mut grads);
-    }
-    for (gi, g) in groups.iter_mut().enumerate() {
-        contractor.flush(gi, g);
-    }
-    add_group_grads(&mut grads, &groups, contractor.take()?);
-    // Bytes held by the method's own state: traces, or the BPTT tape.
-    let size = std::mem::size_of::<T>();
-    let vec_bytes = |v: &[Vec<T>]| v.iter().map(|x| x.len() * size).sum::<usize>();
-    let es_bytes: usize = groups.iter().map(|g| vec_bytes(&g.eps_f) + g.members.iter().map(|m| m.eps_x.len() * size).sum::<usize>()).sum();
-    let tape_bytes = bptt.as_ref().map_or(0, |b| b.bytes());
-    let state_bytes = vec_bytes(&eps) + es_bytes + eps_p.iter().map(|e| vec_bytes(e)).sum::<usize>() + tape_bytes;
-    if let Some(b) = &bptt {
-        b.backward(net, &targets, &params, &links, &hidden, &mut grads, &mut param_grads);
-    }
-    let mut total: Vec<(String, Array2<f64>)> = etrace.iter().map(|e| e.name.clone()).zip(grads.iter().map(to_f64)).collect();
-    total.extend(plain.iter().map(|(_, n)| n.clone()).zip(plain_grads.iter().map(to_f64)));
-    total.extend(params.iter().map(|q| q.name.clone()).zip(param_grads.iter().map(to_f64)));
-    Ok(Gradients { loss, total, per_step, state_bytes, evidence: sd.evidence, recorded })
+    CpuGradient::new(net, trainable, method)?.recording(record_per_step).run_online(net, data, online)
 }
 
 /// What a gradient pass checks of its data before anything runs (CPU and GPU): an

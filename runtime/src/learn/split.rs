@@ -8,7 +8,7 @@
 //! gradients, losses and evidence are then combined: the result equals the unsplit pass
 //! up to the order of the floating-point sums over the batch.
 
-use super::{Gradients, Loss, Method, RowFill, Sequence, gradient_impl};
+use super::{CpuGradient, Gradients, Loss, Method, RowFill, Sequence};
 use crate::error::RuntimeError;
 use crate::network::Network;
 use crate::scalar::Float;
@@ -100,8 +100,10 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
         return Err(RuntimeError::Input(format!("the data has batch {batch}, the networks of the split hold {sizes:?}")));
     }
     if let [net] = nets {
-        return gradient_impl(net, trainable, data, method, false, None, true);
+        return CpuGradient::new(net, trainable, method)?.run(net, data);
     }
+    // One gradient per part; the parts already run on threads of their own.
+    let part = |net: &mut Network<T>, data: &mut dyn Sequence| CpuGradient::new(net, trainable, method)?.single_threaded().run(net, data);
     let (in_sizes, n_target) = data.shape();
     let loss = data.loss();
     let flush = crate::kernels::denormals_flushed();
@@ -118,16 +120,16 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
             let mut pairs = nets.iter_mut().zip(parts.iter_mut());
             let (net0, part0) = pairs.next().expect("two or more networks");
             let handles: Vec<_> = pairs
-                .map(|(net, part)| {
+                .map(|(net, seq)| {
                     scope.spawn(move || {
                         if flush {
                             crate::kernels::flush_denormals();
                         }
-                        gradient_impl(net, trainable, part, method, false, None, false)
+                        part(net, seq)
                     })
                 })
                 .collect();
-            let first = gradient_impl(net0, trainable, part0, method, false, None, false);
+            let first = part(net0, part0);
             std::iter::once(first)
                 .chain(handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(RuntimeError::Build("a gradient thread panicked".into())))))
                 .collect()
@@ -142,12 +144,12 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
             let (tx, rx) = sync_channel::<Rows>(AHEAD);
             net.batch_offset = b0;
             b0 += net.batch;
-            let mut part = Part { source: Source::Channel(rx), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] };
+            let mut seq = Part { source: Source::Channel(rx), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] };
             handles.push(scope.spawn(move || {
                 if flush {
                     crate::kernels::flush_denormals();
                 }
-                gradient_impl(net, trainable, &mut part, method, false, None, false)
+                part(net, &mut seq)
             }));
             txs.push(tx);
         }

@@ -5,8 +5,8 @@ pub mod dataset;
 pub mod shd;
 pub mod tasks;
 
-use crate::gpu::{Device, GpuFloat, GpuGradient, GpuNetwork};
-use crate::learn::{Method, Online, Sequence, StepData, gradient_online, gradient_split, split_sizes};
+use crate::engine::{Simulation, Trainer, start};
+use crate::learn::{CpuGradient, Gradients, Method, Online, Sequence, StepData, gradient_split, split_sizes};
 use crate::connectivity::project_onto_sign;
 use crate::error::RuntimeError;
 use crate::network::{Network, Sign};
@@ -138,52 +138,79 @@ pub fn set_weights<T: Float>(net: &mut Network<T>, weights: &[(String, Array2<f6
     Ok(())
 }
 
-/// Runs one batch: gradient over the sequences from the network's initial state, then one
-/// optimiser step (with `update_every = Some(n)`, also one every n steps within the
-/// sequence: truly online learning). `labels` gives the class of each batch element for
-/// the accuracy. `make_net(b)` builds the network for b batch elements: without updates
-/// within the sequence, the batch is split across one network per core
-/// ([`crate::learn::gradient_split`]). `nets` keeps the networks from one batch to the
-/// next (reset, not rebuilt); pass the same vector every batch (empty at first).
-/// The weights and optimiser state stay in f64 whatever the network's float type `T`.
-#[allow(clippy::too_many_arguments)]
+/// The CPU's [`Trainer`]: the batch split across one network per core
+/// ([`crate::learn::gradient_split`]), or on one network when updates within the sequence
+/// need the whole batch's gradient at every step. `make_net(b)` builds the network for b
+/// batch elements; the networks are kept from one batch to the next (reset, not rebuilt).
+pub struct CpuTrainer<'a, T: 'static> {
+    make_net: &'a dyn Fn(usize) -> Result<Network<T>, RuntimeError>,
+    nets: Vec<Network<T>>,
+    trainable: &'a [String],
+    method: Method,
+}
+
+impl<'a, T: Float> CpuTrainer<'a, T> {
+    pub fn new(make_net: &'a dyn Fn(usize) -> Result<Network<T>, RuntimeError>, trainable: &'a [String], method: Method) -> CpuTrainer<'a, T> {
+        CpuTrainer { make_net, nets: Vec::new(), trainable, method }
+    }
+}
+
+impl<T: Float> Trainer<T> for CpuTrainer<'_, T> {
+    fn start(&mut self, batch: usize, whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+        let threads = if whole { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+        let sizes = split_sizes(batch, threads);
+        if self.nets.iter().map(|n| n.batch).ne(sizes.iter().copied()) {
+            self.nets.clear();
+            for &b in &sizes {
+                self.nets.push((self.make_net)(b)?);
+            }
+        }
+        for net in self.nets.iter_mut() {
+            net.reset();
+            set_weights(net, weights)?;
+        }
+        Ok(())
+    }
+
+    fn networks(&self) -> &[Network<T>] {
+        &self.nets
+    }
+
+    fn gradient(&mut self, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError> {
+        match online {
+            Some(on) => CpuGradient::new(&self.nets[0], self.trainable, self.method)?.run_online(&mut self.nets[0], data, Some(on)),
+            None => gradient_split(&mut self.nets, self.trainable, data, self.method),
+        }
+    }
+}
+
+/// Runs one batch on `trainer`: gradient over the sequences from the network's initial
+/// state, then one optimiser step (with `update_every = Some(n)`, also one every n steps
+/// within the sequence: truly online learning). `labels` gives the class of each batch
+/// element for the accuracy. The weights and optimiser state stay in f64 whatever the
+/// network's float type `T`.
 pub fn train_batch<T: Float>(
-    make_net: &dyn Fn(usize) -> Result<Network<T>, RuntimeError>,
-    nets: &mut Vec<Network<T>>,
+    trainer: &mut dyn Trainer<T>,
     weights: &mut Vec<(String, Array2<f64>)>,
-    trainable: &[String],
     data: &mut dyn Sequence,
     labels: &[usize],
-    method: Method,
     opt: &mut Optimizer,
     update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
-    let threads = if update_every.is_some() { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
-    let sizes = split_sizes(data.batch(), threads);
-    if nets.iter().map(|n| n.batch).ne(sizes.iter().copied()) {
-        nets.clear();
-        for &b in &sizes {
-            nets.push(make_net(b)?);
-        }
-    }
-    for net in nets.iter_mut() {
-        net.reset();
-        set_weights(net, weights)?;
-    }
-    let mut step = constrained_step(&nets[0], weights, opt);
+    trainer.start(data.batch(), update_every.is_some(), weights)?;
+    let mut step = constrained_step(&trainer.networks()[0], weights, opt);
     let g = match update_every {
         Some(every) => {
             let mut update = |grads: &[(String, Array2<f64>)]| {
                 step(weights, grads);
                 Ok(weights.clone())
             };
-            let online = Some(Online { every, update: &mut update });
-            gradient_online(&mut nets[0], trainable, data, method, false, online)?
+            trainer.gradient(data, Some(Online { every, update: &mut update }))?
         }
-        None => gradient_split(nets, trainable, data, method)?,
+        None => trainer.gradient(data, None)?,
     };
     step(weights, &g.total);
-    Ok(report(nets, data.steps(), g.loss, &g.evidence, labels))
+    Ok(report(trainer.networks(), data.steps(), g.loss, &g.evidence, labels))
 }
 
 /// One optimiser step on `weights`, then the network's constraints: sign-constrained
@@ -193,7 +220,7 @@ fn constrained_step<'a, T: Float>(
     net: &Network<T>,
     weights: &[(String, Array2<f64>)],
     opt: &'a mut Optimizer,
-) -> impl FnMut(&mut Vec<(String, Array2<f64>)>, &[(String, Array2<f64>)]) + 'a {
+) -> impl FnMut(&mut Vec<(String, Array2<f64>)>, &[(String, Array2<f64>)]) + use<'a, T> {
     let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
     let floors: Vec<Option<f64>> = weights.iter().map(|(n, _)| net.trainable_floor(n)).collect();
     move |weights: &mut Vec<(String, Array2<f64>)>, grads: &[(String, Array2<f64>)]| {
@@ -209,80 +236,27 @@ fn constrained_step<'a, T: Float>(
     }
 }
 
-/// [`train_batch`] on a GPU: the network and its gradient state stay on the device from
-/// batch to batch (reset, weights uploaded), the whole batch at once.
-pub fn train_batch_gpu<T: GpuFloat, D: Device>(
-    gpu: &mut GpuNetwork<T, D>,
-    grad: &mut GpuGradient<T>,
-    weights: &mut Vec<(String, Array2<f64>)>,
-    data: &mut dyn Sequence,
-    labels: &[usize],
-    opt: &mut Optimizer,
-    update_every: Option<usize>,
-) -> Result<BatchReport, RuntimeError> {
-    start_gpu(gpu, weights)?;
-    let mut step = constrained_step(&gpu.host, weights, opt);
-    let g = match update_every {
-        Some(every) => {
-            let mut update = |grads: &[(String, Array2<f64>)]| {
-                step(weights, grads);
-                Ok(weights.clone())
-            };
-            grad.run_online(gpu, data, Some(Online { every, update: &mut update }))?
-        }
-        None => grad.run(gpu, data)?,
-    };
-    step(weights, &g.total);
-    Ok(report(std::slice::from_ref(&gpu.host), data.steps(), g.loss, &g.evidence, labels))
-}
-
-/// Runs the sequences forward with `weights` (no gradient, no update): the loss and
-/// accuracy on data the optimiser never sees (a held-out test set).
-pub fn evaluate<T: Float>(
-    make_net: &dyn Fn(usize) -> Result<Network<T>, RuntimeError>,
+/// Runs the sequences forward on `sim` with `weights` (no gradient, no update): the loss
+/// and accuracy on data the optimiser never sees (a held-out test set). `sim` (built for
+/// the batch; a training network built for learning does, at the cost of its derivative
+/// outputs) is reset and given `weights`; only the readout's output is read each step.
+pub fn evaluate<T: Float, S: Simulation<T> + ?Sized>(
+    sim: &mut S,
     weights: &[(String, Array2<f64>)],
     data: &mut dyn Sequence,
     labels: &[usize],
 ) -> Result<BatchReport, RuntimeError> {
-    let mut net = make_net(data.batch())?;
-    set_weights(&mut net, weights)?;
-    let r = readout_of(&net)?;
+    start(sim, weights)?;
+    let r = readout_of(sim.network())?;
+    let net = sim.network();
+    let mut out = vec![T::from_f64(0.0); net.batch * net.pops[r].n];
     let (loss, evidence) = forward_loss::<T>(data, &mut |x, y| {
-        net.step(x)?;
-        y.iter_mut().zip(net.pops[r].readout_output()).for_each(|(y, v)| *y = v.to_f64());
-        Ok(())
-    })?;
-    Ok(report(std::slice::from_ref(&net), data.steps(), loss, &evidence, labels))
-}
-
-/// [`evaluate`] on a GPU: `gpu` (built for the batch; a training network built for
-/// learning does, at the cost of its derivative outputs) is reset, given `weights` and
-/// run; only the readout's output comes back each step.
-pub fn evaluate_gpu<T: GpuFloat, D: Device>(
-    gpu: &mut GpuNetwork<T, D>,
-    weights: &[(String, Array2<f64>)],
-    data: &mut dyn Sequence,
-    labels: &[usize],
-) -> Result<BatchReport, RuntimeError> {
-    start_gpu(gpu, weights)?;
-    let r = readout_of(&gpu.host)?;
-    let mut out = vec![T::from_f64(0.0); gpu.host.batch * gpu.host.pops[r].n];
-    let (loss, evidence) = forward_loss::<T>(data, &mut |x, y| {
-        gpu.step(x)?;
-        gpu.readout_output(r, &mut out)?;
+        sim.advance(x)?;
+        sim.readout_output(r, &mut out)?;
         y.iter_mut().zip(&out).for_each(|(y, v)| *y = v.to_f64());
         Ok(())
     })?;
-    Ok(report(std::slice::from_ref(&gpu.host), data.steps(), loss, &evidence, labels))
-}
-
-/// A GPU network back at its start, with `weights` on the device.
-fn start_gpu<T: GpuFloat, D: Device>(gpu: &mut GpuNetwork<T, D>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
-    gpu.reset()?;
-    for (n, w) in weights {
-        gpu.set_trainable(n, w.mapv(T::from_f64))?;
-    }
-    Ok(())
+    Ok(report(std::slice::from_ref(sim.network()), data.steps(), loss, &evidence, labels))
 }
 
 fn readout_of<T>(net: &Network<T>) -> Result<usize, RuntimeError> {

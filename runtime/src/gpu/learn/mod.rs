@@ -29,6 +29,7 @@ mod bptt;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
 use super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
+use crate::engine::Learner;
 use crate::learn::{Gradients, Method, Online, Plan, Sequence, StepData, bias_correction, check_data, check_target, plan};
 use crate::error::RuntimeError;
 use ndarray::Array2;
@@ -519,6 +520,12 @@ impl<T: GpuFloat> GpuGradient<T> {
             }
         }
         Ok(())
+    }
+}
+
+impl<T: GpuFloat, D: Device> Learner<GpuNetwork<T, D>> for GpuGradient<T> {
+    fn run_online(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError> {
+        GpuGradient::run_online(self, g, data, online)
     }
 }
 

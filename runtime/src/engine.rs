@@ -1,0 +1,112 @@
+//! The engine seam: what the drivers above a backend (simulation, training, evaluation,
+//! the command line) need of it, in one place. A backend is a network that can be
+//! stepped and observed ([`Simulation`]: the CPU's [`Network`], the GPU's
+//! [`crate::gpu::GpuNetwork`]) and a learner computing gradients on it ([`Learner`]: the
+//! CPU's [`CpuGradient`], the GPU's [`crate::gpu::GpuGradient`]); the training loop
+//! drives a [`Trainer`]: a network and its learner kept together ([`Engine`]), or the
+//! CPU's batch split across threads ([`crate::train::CpuTrainer`]).
+
+use crate::learn::{CpuGradient, Gradients, Online, Sequence};
+use crate::error::RuntimeError;
+use crate::network::Network;
+use crate::scalar::Float;
+use ndarray::Array2;
+
+/// A network that can be stepped and observed, wherever its state lives.
+pub trait Simulation<T> {
+    /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
+    fn network(&self) -> &Network<T>;
+    fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError>;
+    /// Brings the host view's spikes (and active lists) and, with `states`, every state
+    /// up to date.
+    fn sync(&mut self, states: bool) -> Result<(), RuntimeError>;
+    /// Where it runs (for reports).
+    fn backend(&self) -> String;
+    /// Back at the initial state (weights are kept).
+    fn reset(&mut self) -> Result<(), RuntimeError>;
+    /// Sets a trainable projection's weights or a trainable param (`POP.PARAM`).
+    fn set_trainable(&mut self, name: &str, w: Array2<T>) -> Result<(), RuntimeError>;
+    /// The output of readout population `p` (B x N) into `out`.
+    fn readout_output(&mut self, p: usize, out: &mut [T]) -> Result<(), RuntimeError>;
+}
+
+impl<T: Float> Simulation<T> for Network<T> {
+    fn network(&self) -> &Network<T> {
+        self
+    }
+    fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
+        self.step(external)
+    }
+    fn sync(&mut self, _states: bool) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    fn backend(&self) -> String {
+        "CPU".into()
+    }
+    fn reset(&mut self) -> Result<(), RuntimeError> {
+        Network::reset(self);
+        Ok(())
+    }
+    fn set_trainable(&mut self, name: &str, w: Array2<T>) -> Result<(), RuntimeError> {
+        Network::set_trainable(self, name, w)
+    }
+    fn readout_output(&mut self, p: usize, out: &mut [T]) -> Result<(), RuntimeError> {
+        out.copy_from_slice(self.pops[p].readout_output());
+        Ok(())
+    }
+}
+
+/// The gradient of a sequence loss over one batch, on a network of type `N` that it was
+/// made for (its `new(net, trainable, method)`).
+pub trait Learner<N: ?Sized> {
+    /// The gradient of one batch of `data` from the network's current state; with
+    /// [`Online`], updates within the sequence (the returned `total` is then what
+    /// accumulated after the last update).
+    fn run_online(&mut self, net: &mut N, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError>;
+}
+
+impl<T: Float> Learner<Network<T>> for CpuGradient<T> {
+    fn run_online(&mut self, net: &mut Network<T>, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError> {
+        CpuGradient::run_online(self, net, data, online)
+    }
+}
+
+/// What the training loop runs on: networks and gradient state kept from batch to batch.
+pub trait Trainer<T> {
+    /// Back at the start with `weights`, ready for a batch of `batch` sequences; `whole`:
+    /// on one network (updates within a sequence need the whole batch's gradient).
+    fn start(&mut self, batch: usize, whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError>;
+    /// The host views of the networks the batch runs on (the parts of a split batch, in
+    /// order): their structure and spike counters.
+    fn networks(&self) -> &[Network<T>];
+    /// The gradient of the batch of `data`, optionally [`Online`].
+    fn gradient(&mut self, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError>;
+}
+
+/// A network and its learner, kept together: the whole batch on one network (the GPU's
+/// way of training).
+pub struct Engine<S, L> {
+    pub net: S,
+    pub learner: L,
+}
+
+/// `sim` back at its start, with `weights`.
+pub fn start<T: Float, S: Simulation<T> + ?Sized>(sim: &mut S, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+    sim.reset()?;
+    for (n, w) in weights {
+        sim.set_trainable(n, w.mapv(T::from_f64))?;
+    }
+    Ok(())
+}
+
+impl<T: Float, S: Simulation<T>, L: Learner<S>> Trainer<T> for Engine<S, L> {
+    fn start(&mut self, _batch: usize, _whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+        start(&mut self.net, weights)
+    }
+    fn networks(&self) -> &[Network<T>] {
+        std::slice::from_ref(self.net.network())
+    }
+    fn gradient(&mut self, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError> {
+        self.learner.run_online(&mut self.net, data, online)
+    }
+}

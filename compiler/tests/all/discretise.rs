@@ -2,24 +2,16 @@
 //! stdlib model and every example population, the golden braintrace Jacobians, and the
 //! exact integrator against the matrix exponential and the analytic solution.
 
+use crate::common::{Lcg, example_populations, load, param_values, root, stdlib_models};
 use snnc_compiler::SourceMap;
 use snnc_compiler::discretise::{Step, discretise, expm};
 use snnc_compiler::ir::{self, Env, Graph, NodeId, Op};
-use snnc_compiler::sema::{self, Init, LoadOptions, Method, Model, Program};
+use snnc_compiler::sema::{self, Init, Method};
 use snnc_compiler::units::{self, Dim};
 use std::collections::HashMap;
-use std::path::Path;
 
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn load(rel: &str) -> Program {
-    let mut sources = SourceMap::new();
-    let (p, diags) = sema::check_path(&root().join(rel), &LoadOptions::default(), &mut sources);
-    assert!(diags.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&diags, &sources));
-    p
-}
+/// The time step param defaults are evaluated at.
+const DT: f64 = 1e-4;
 
 /// A typical magnitude of a quantity of this dimension (SI units).
 fn typical(dim: Dim) -> f64 {
@@ -31,31 +23,6 @@ fn typical(dim: Dim) -> f64 {
         d if d == units::VOLT.div(Dim::TIME) => 10.0,
         _ => 1.0,
     }
-}
-
-/// Deterministic pseudo-random numbers in [-1, 1) for the test points.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-}
-
-/// Param values: defaults (in order, so a default may use earlier params), then overrides.
-fn param_values(step: &Step, overrides: &[(usize, f64)]) -> Vec<f64> {
-    let lm = ir::lower_model(&step.model).expect("lower");
-    let mut vals = vec![f64::NAN; step.layout.params.len()];
-    for (k, d) in lm.param_defaults.iter().enumerate() {
-        if let Some(n) = d {
-            let env = Env { params: &vals, dt: 1e-4, ..Env::default() };
-            vals[k] = ir::eval(&lm.graph, &[*n], &env).expect("param default")[0];
-        }
-        if let Some((_, v)) = overrides.iter().find(|(s, _)| step.layout.params[k] == *s) {
-            vals[k] = *v;
-        }
-    }
-    vals
 }
 
 fn initial_state(step: &Step) -> Vec<f64> {
@@ -81,7 +48,7 @@ struct Checked {
 
 /// D and Df against central differences of `next` at `points` random states.
 fn fd_check(name: &str, step: &mut Step, points: usize, dt: f64) -> Checked {
-    let params = param_values(step, &[]);
+    let params = param_values(step, &[], DT);
     let der = step.derivatives();
     let k = step.n_hidden;
     let n_in = step.layout.inputs.len();
@@ -98,12 +65,12 @@ fn fd_check(name: &str, step: &mut Step, points: usize, dt: f64) -> Checked {
     while checked < points {
         tries += 1;
         assert!(tries < points * 50, "{name}: could not find points away from the threshold");
-        let mut x: Vec<f64> = init.iter().zip(&state_scale).map(|(i, s)| i + s * rng.next()).collect();
+        let mut x: Vec<f64> = init.iter().zip(&state_scale).map(|(i, s)| i + s * rng.sym()).collect();
         // Not refractory (the counter, if any, is the last state).
         if step.layout.states.len() > k {
             x[k] = -dt;
         }
-        let y: Vec<f64> = input_scale.iter().map(|s| s * rng.next()).collect();
+        let y: Vec<f64> = input_scale.iter().map(|s| s * rng.sym()).collect();
         let eval = |g: &Graph, roots: &[NodeId], x: &[f64], y: &[f64]| {
             let env = Env { params: &params, states: x, inputs: y, random: &random, dt, t: 0.01, ..Env::default() };
             ir::eval(g, roots, &env).expect("eval")
@@ -154,25 +121,12 @@ fn fd_check(name: &str, step: &mut Step, points: usize, dt: f64) -> Checked {
     Checked { entries: points * (k * k + k * n_in) }
 }
 
-fn stdlib_models() -> Vec<Model> {
-    let mut out = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(root().join("stdlib")).unwrap().map(|e| e.unwrap().path()).collect();
-    names.sort();
-    for p in names {
-        let rel = format!("stdlib/{}", p.file_name().unwrap().to_string_lossy());
-        let program = load(&rel);
-        let file_models: Vec<Model> = program.models.into_iter().filter(|m| m.span.file == 0).collect();
-        out.extend(file_models);
-    }
-    out
-}
-
 #[test]
 fn stdlib_jacobians_match_finite_differences() {
     let models = stdlib_models();
     assert!(models.len() >= 13, "{}", models.len());
     let mut total = 0;
-    for m in &models {
+    for (_, m) in &models {
         let mut step = discretise(m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message));
         total += fd_check(&m.name, &mut step, 100, 1e-4).entries;
     }
@@ -201,16 +155,10 @@ fn every_integrator_has_correct_jacobians() {
 
 #[test]
 fn network_populations_match_finite_differences() {
-    for (file, net) in [("examples/coba.snn", "coba"), ("examples/cuba.snn", "cuba"), ("examples/cobahh.snn", "cobahh"), ("examples/dms.snn", "dms")] {
-        let program = load(file);
-        let net = program.network(net).unwrap();
-        let plan = snnc_compiler::net::plan(&program, net);
-        for i in 0..net.populations.len() {
-            let Some(g) = snnc_compiler::net::compose(&program, net, &plan, i) else { continue };
-            let g = g.unwrap();
-            let mut step = discretise(&g.model).unwrap();
-            fd_check(&format!("{file}:{}", net.populations[i].name), &mut step, 30, 1e-4);
-        }
+    let nets = [("examples/coba.snn", "coba"), ("examples/cuba.snn", "cuba"), ("examples/cobahh.snn", "cobahh"), ("examples/dms.snn", "dms")];
+    for (name, g) in example_populations(&nets) {
+        let mut step = discretise(&g.model).unwrap();
+        fd_check(&name, &mut step, 30, 1e-4);
     }
 }
 
@@ -242,7 +190,7 @@ fn golden_step(snn: &str) -> (Step, Vec<f64>) {
         })
         .collect();
     let step = discretise(&g.model).unwrap();
-    let params = param_values(&step, &overrides);
+    let params = param_values(&step, &overrides, DT);
     (step, params)
 }
 
@@ -404,9 +352,9 @@ fn integrators_converge_at_their_order() {
 fn adjoint_equals_transposed_jacobians() {
     // lambda^T D and lambda^T Df from reverse mode against the forward-mode Jacobians,
     // for every stdlib neuron (cotangents are extra input leaves of the same graph).
-    for m in stdlib_models().iter().filter(|m| m.kind == snnc_compiler::syntax::ast::ModelKind::Neuron) {
+    for (_, m) in stdlib_models().iter().filter(|(_, m)| m.kind == snnc_compiler::syntax::ast::ModelKind::Neuron) {
         let mut step = discretise(m).unwrap();
-        let params = param_values(&step, &[]);
+        let params = param_values(&step, &[], DT);
         let der = step.derivatives();
         let (k, n_in) = (step.n_hidden, step.layout.inputs.len());
         let lambda: Vec<NodeId> = (0..k as u32).map(|i| step.graph.input(n_in as u32 + i)).collect();
@@ -445,7 +393,7 @@ fn numeric_exact_for_deeply_coupled_linear_systems() {
         let m = program.model(name).unwrap();
         let symbolic = discretise(m).unwrap();
         assert_eq!(symbolic.method, Method::ExpEuler, "{name}: symbolic params cannot use the closed form");
-        let params = param_values(&symbolic, &[]);
+        let params = param_values(&symbolic, &[], DT);
         let dt = 1e-3;
         let known: Vec<Option<f64>> = params.iter().map(|v| Some(*v)).collect();
         let exact = snnc_compiler::discretise::discretise_fixed(m, &known, dt).unwrap();

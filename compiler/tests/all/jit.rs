@@ -19,58 +19,18 @@
 //! large voltage difference before the spike is even detected, so their f32 states are
 //! compared only over the 100-step horizon, and up to 25% may shift a spike.
 
+use crate::common::{Lcg, const_overrides, example_populations, input_scale, load, param_values, stdlib_models};
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::cranelift::{JitError, JitKernel, Precision};
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{Step, discretise};
-use snnc_compiler::ir::{self, Env};
-use snnc_compiler::sema::{self, Init, LoadOptions, Model, Program, SymId};
+use snnc_compiler::sema::{self, Init, Model, SymId};
 use snnc_compiler::units::{self, Dim};
-use std::path::Path;
 
 const DT: f64 = 1e-4;
 const STEPS: usize = 1000;
 const F32_REL: f64 = 1e-4;
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn load(rel: &str) -> Program {
-    let mut sources = SourceMap::new();
-    let (p, diags) = sema::check_path(&root().join(rel), &LoadOptions::default(), &mut sources);
-    assert!(diags.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&diags, &sources));
-    p
-}
-
-/// Deterministic pseudo-random numbers in [0, 1).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn sym(&mut self) -> f64 {
-        2.0 * self.next() - 1.0
-    }
-}
-
-/// Param values: defaults in order (a default may use earlier params), then overrides.
-fn param_values(step: &Step, overrides: &[(SymId, f64)]) -> Vec<f64> {
-    let lm = ir::lower_model(&step.model).expect("lower");
-    let mut vals = vec![f64::NAN; step.layout.params.len()];
-    for (k, d) in lm.param_defaults.iter().enumerate() {
-        if let Some(n) = d {
-            let env = Env { params: &vals, dt: DT, ..Env::default() };
-            vals[k] = ir::eval(&lm.graph, &[*n], &env).expect("param default")[0];
-        }
-        if let Some((_, v)) = overrides.iter().find(|(s, _)| step.layout.params[k] == *s) {
-            vals[k] = *v;
-        }
-    }
-    vals
-}
 
 /// How much the initial states are spread around their declared value.
 fn spread(dim: Dim) -> f64 {
@@ -78,21 +38,6 @@ fn spread(dim: Dim) -> f64 {
         d if d == units::VOLT => 0.005,
         d if d == Dim::ONE => 0.3,
         _ => 0.0,
-    }
-}
-
-/// The scale of an input of this dimension that makes the models fire.
-fn input_scale(model: &str, dim: Dim) -> f64 {
-    match dim {
-        d if d == units::AMPERE => match model {
-            "GIF" => 2e-9,
-            "HH" => 6e-10,
-            _ => 3e-10,
-        },
-        d if d == units::VOLT => 0.01,
-        d if d == units::SIEMENS => 1e-8,
-        d if d == units::VOLT.div(Dim::TIME) => 15.0,
-        _ => 1.5,
     }
 }
 
@@ -111,7 +56,7 @@ struct Case {
 }
 
 fn case(name: String, step: Step, overrides: &[(SymId, f64)], settings: &[(SymId, Init)]) -> Case {
-    let params = param_values(&step, overrides);
+    let params = param_values(&step, overrides, DT);
     let init = step
         .layout
         .states
@@ -134,40 +79,20 @@ fn case(name: String, step: Step, overrides: &[(SymId, f64)], settings: &[(SymId
 }
 
 fn stdlib_cases() -> Vec<Case> {
-    let mut names: Vec<_> = std::fs::read_dir(root().join("stdlib")).unwrap().map(|e| e.unwrap().path()).collect();
-    names.sort();
     let mut out = Vec::new();
-    for p in names {
-        let rel = format!("stdlib/{}", p.file_name().unwrap().to_string_lossy());
-        let program = load(&rel);
-        for m in program.models.iter().filter(|m| m.span.file == 0) {
-            let step = discretise(m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message));
-            out.push(case(format!("{rel}:{}", m.name), step, &[], &[]));
-        }
+    for (rel, m) in stdlib_models() {
+        let step = discretise(&m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message));
+        out.push(case(format!("{rel}:{}", m.name), step, &[], &[]));
     }
     out
 }
 
 fn network_cases() -> Vec<Case> {
+    let nets = [("examples/coba.snn", "coba"), ("examples/cuba.snn", "cuba")];
     let mut out = Vec::new();
-    for (file, net) in [("examples/coba.snn", "coba"), ("examples/cuba.snn", "cuba")] {
-        let program = load(file);
-        let net = program.network(net).unwrap();
-        let plan = snnc_compiler::net::plan(&program, net);
-        for i in 0..net.populations.len() {
-            let Some(g) = snnc_compiler::net::compose(&program, net, &plan, i) else { continue };
-            let g = g.unwrap();
-            let step = discretise(&g.model).unwrap();
-            let overrides: Vec<(SymId, f64)> = g
-                .settings
-                .iter()
-                .filter_map(|(s, init)| match init {
-                    Init::Const(v) => Some((*s, *v)),
-                    _ => None,
-                })
-                .collect();
-            out.push(case(format!("{file}:{}", net.populations[i].name), step, &overrides, &g.settings));
-        }
+    for (name, g) in example_populations(&nets) {
+        let step = discretise(&g.model).unwrap_or_else(|d| panic!("{name}: {}", d.message));
+        out.push(case(name, step, &const_overrides(&g.settings), &g.settings));
     }
     out
 }
@@ -373,7 +298,7 @@ fn lif() -> (Step, Vec<ParamSpec>) {
     let program = load("stdlib/lif.snn");
     let m: &Model = program.models.iter().find(|m| m.name == "LIFHard").unwrap();
     let step = discretise(m).unwrap();
-    let mut specs: Vec<ParamSpec> = param_values(&step, &[]).into_iter().map(ParamSpec::Uniform).collect();
+    let mut specs: Vec<ParamSpec> = param_values(&step, &[], DT).into_iter().map(ParamSpec::Uniform).collect();
     specs[0] = ParamSpec::PerNeuron;
     (step, specs)
 }

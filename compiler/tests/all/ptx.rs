@@ -16,6 +16,7 @@
 //!   (normal: Box–Muller through the f64 log/cos routines).
 //! - Snapshots of two small kernels, and the launch geometry.
 
+use crate::common::{Lcg, const_overrides, example_populations, input_scale, load, param_values, stdlib_models};
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::ptx::{
@@ -25,35 +26,12 @@ use snnc_compiler::backend::ptx::{
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel, random_draw};
 use snnc_compiler::discretise::{Step, discretise};
 use snnc_compiler::ir::{self, Env};
-use snnc_compiler::sema::{self, Init, LoadOptions, Program, SymId};
+use snnc_compiler::sema::{self, Init, SymId};
 use snnc_compiler::units::{self, Dim};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const DT: f64 = 1e-4;
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn load(rel: &str) -> Program {
-    let mut sources = SourceMap::new();
-    let (p, diags) = sema::check_path(&root().join(rel), &LoadOptions::default(), &mut sources);
-    assert!(diags.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&diags, &sources));
-    p
-}
-
-/// Deterministic pseudo-random numbers in [0, 1).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn sym(&mut self) -> f64 {
-        2.0 * self.next() - 1.0
-    }
-}
 
 struct Case {
     name: String,
@@ -63,23 +41,8 @@ struct Case {
     init: Vec<Init>,
 }
 
-fn param_values(step: &Step, overrides: &[(SymId, f64)]) -> Vec<f64> {
-    let lm = ir::lower_model(&step.model).expect("lower");
-    let mut vals = vec![f64::NAN; step.layout.params.len()];
-    for (k, d) in lm.param_defaults.iter().enumerate() {
-        if let Some(n) = d {
-            let env = Env { params: &vals, dt: DT, ..Env::default() };
-            vals[k] = ir::eval(&lm.graph, &[*n], &env).expect("param default")[0];
-        }
-        if let Some((_, v)) = overrides.iter().find(|(s, _)| step.layout.params[k] == *s) {
-            vals[k] = *v;
-        }
-    }
-    vals
-}
-
 fn case(name: String, step: Step, overrides: &[(SymId, f64)], settings: &[(SymId, Init)]) -> Case {
-    let params = param_values(&step, overrides);
+    let params = param_values(&step, overrides, DT);
     let init = step
         .layout
         .states
@@ -101,40 +64,20 @@ fn case(name: String, step: Step, overrides: &[(SymId, f64)], settings: &[(SymId
 }
 
 fn stdlib_cases() -> Vec<Case> {
-    let mut names: Vec<_> = std::fs::read_dir(root().join("stdlib")).unwrap().map(|e| e.unwrap().path()).collect();
-    names.sort();
     let mut out = Vec::new();
-    for p in names.into_iter().filter(|p| p.extension().is_some_and(|e| e == "snn")) {
-        let rel = format!("stdlib/{}", p.file_name().unwrap().to_string_lossy());
-        let program = load(&rel);
-        for m in program.models.iter().filter(|m| m.span.file == 0) {
-            let step = discretise(m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message));
-            out.push(case(format!("{rel}:{}", m.name), step, &[], &[]));
-        }
+    for (rel, m) in stdlib_models() {
+        let step = discretise(&m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message));
+        out.push(case(format!("{rel}:{}", m.name), step, &[], &[]));
     }
     out
 }
 
 fn network_cases() -> Vec<Case> {
+    let nets = [("examples/coba.snn", "coba"), ("examples/cuba.snn", "cuba"), ("examples/dms.snn", "dms")];
     let mut out = Vec::new();
-    for (file, net) in [("examples/coba.snn", "coba"), ("examples/cuba.snn", "cuba"), ("examples/dms.snn", "dms")] {
-        let program = load(file);
-        let net = program.network(net).unwrap_or_else(|| panic!("{file}: no network {net}"));
-        let plan = snnc_compiler::net::plan(&program, net);
-        for i in 0..net.populations.len() {
-            let Some(g) = snnc_compiler::net::compose(&program, net, &plan, i) else { continue };
-            let g = g.unwrap_or_else(|d| panic!("{file}: {}", d.message));
-            let step = discretise(&g.model).unwrap_or_else(|d| panic!("{file}: {}", d.message));
-            let overrides: Vec<(SymId, f64)> = g
-                .settings
-                .iter()
-                .filter_map(|(s, init)| match init {
-                    Init::Const(v) => Some((*s, *v)),
-                    _ => None,
-                })
-                .collect();
-            out.push(case(format!("{file}:{}", net.populations[i].name), step, &overrides, &g.settings));
-        }
+    for (name, g) in example_populations(&nets) {
+        let step = discretise(&g.model).unwrap_or_else(|d| panic!("{name}: {}", d.message));
+        out.push(case(name, step, &const_overrides(&g.settings), &g.settings));
     }
     out
 }
@@ -304,20 +247,6 @@ struct Data {
     params: Vec<Vec<f64>>,
     base: Vec<Vec<f64>>,
     in_scale: Vec<f64>,
-}
-
-fn input_scale(model: &str, dim: Dim) -> f64 {
-    match dim {
-        d if d == units::AMPERE => match model {
-            "GIF" => 2e-9,
-            "HH" => 6e-10,
-            _ => 3e-10,
-        },
-        d if d == units::VOLT => 0.01,
-        d if d == units::SIEMENS => 1e-8,
-        d if d == units::VOLT.div(Dim::TIME) => 15.0,
-        _ => 1.5,
-    }
 }
 
 fn data(c: &Case, n: usize, sp: &[ParamSpec], rng: &mut Lcg) -> Data {

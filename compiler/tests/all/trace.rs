@@ -4,45 +4,27 @@
 //! zero), on the reference interpreter and on the JIT (f64 bit for bit with the
 //! interpreter, f32 to float precision), and D's structural zeros are left out.
 
-use snnc_compiler::SourceMap;
+use crate::common::{Lcg, stdlib_models};
 use snnc_compiler::backend::cranelift::{JitKernel, Precision};
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::{TraceKind, TraceStep, trace_step};
 use snnc_compiler::discretise::{DerivLayout, Step, discretise};
 use snnc_compiler::ir::{self, Env};
-use snnc_compiler::sema::{self, LoadOptions};
-use std::path::Path;
 
 const N: usize = 37;
 const DT: f64 = 1e-4;
 
-struct Lcg(u64);
-impl Lcg {
-    fn sym(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        2.0 * ((self.0 >> 11) as f64 / (1u64 << 53) as f64) - 1.0
-    }
-}
-
 /// Every stdlib model that can carry derivatives, with its derivative step.
 fn models() -> Vec<(String, Step, DerivLayout)> {
-    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../stdlib"));
-    let mut files: Vec<_> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
     let mut out = Vec::new();
-    for f in files {
-        let mut sources = SourceMap::new();
-        let (p, diags) = sema::check_path(&f, &LoadOptions::default(), &mut sources);
-        assert!(diags.iter().all(|d| !d.is_error()));
-        for m in p.models.iter().filter(|m| m.span.file == 0) {
-            let Ok(step) = discretise(m) else { continue };
-            if step.n_hidden == 0 {
-                continue;
-            }
-            let Ok((s, dl)) = step.with_derivative_outputs() else { continue };
-            out.push((m.name.clone(), s, dl));
+    for (_, m) in stdlib_models() {
+        let Ok(step) = discretise(&m) else { continue };
+        if step.n_hidden == 0 {
+            continue;
         }
+        let Ok((s, dl)) = step.with_derivative_outputs() else { continue };
+        out.push((m.name.clone(), s, dl));
     }
     assert!(out.len() >= 8, "only {} models", out.len());
     out

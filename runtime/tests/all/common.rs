@@ -1,4 +1,16 @@
-//! Networks shared by the learning tests (CPU and emulated GPU).
+//! Helpers shared by the test modules (`crate::common`): checking a network's text, and
+//! networks shared by the learning tests (CPU and emulated GPU).
+
+use snnc_compiler::SourceMap;
+use snnc_compiler::sema::{self, Program};
+
+/// Checks `text`; any error fails the test with the rendered diagnostics.
+pub fn program(text: &str) -> Program {
+    let mut sources = SourceMap::new();
+    let (p, d) = sema::check_source("t.snn", text, &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    p
+}
 
 /// Trainable per-neuron params: a recurrent layer whose membrane and adaptation time
 /// constants are learned (`param ... trainable`), read by `readout`.

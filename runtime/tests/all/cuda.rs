@@ -4,6 +4,7 @@
 //! are bit-exact with the interpreter in f64). Compiled only with the `cuda` feature
 //! (`main.rs`).
 
+use crate::common::program;
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions, Program};
 use snnc_runtime::gpu::cuda::CudaDevice;
@@ -17,13 +18,6 @@ fn load(rel: &str) -> Program {
     let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(rel);
     let (p, diags) = sema::check_path(&path, &LoadOptions::default(), &mut sources);
     assert!(diags.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&diags, &sources));
-    p
-}
-
-fn source(text: &str) -> Program {
-    let mut sources = SourceMap::new();
-    let (p, d) = sema::check_source("t.snn", text, &mut sources);
-    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
     p
 }
 
@@ -104,33 +98,7 @@ fn cuba_gpu_spikes_equal_cpu_f64() {
 
 /// cuBLAS (dense from an input and into a readout), one-to-one with a delay, sparse from
 /// an input, a recurrent delayed sparse projection, per-neuron params and Philox noise.
-const MIXED: &str = r#"
-import "stdlib/lif.snn"
-neuron Noisy {
-    param tau: ms = 5 ms
-    state v = 0.0
-    input I
-    dv/dt = (-v + I + 3.0 * randn()) / tau
-    spike when v > 1.0
-    reset v = 0.0
-    method euler
-}
-network mixed {
-    dt = 1 ms
-    input x: 200
-    layer A = LIF[200] { tau = 20 ms }
-    layer B = Noisy[250]
-    layer C = LIFHard[300] { tau = 5 ms, v_th = normal(1.0, 0.1) }
-    readout out = Linear[4]
-    drive B.I = 0.5
-    connect x -> A.I dense init normal(0, 0.3)
-    connect x -> A.I one_to_one weight 0.7 delay 2 ms as x_delayed
-    connect x -> C.I sparse p = 0.05 weight 0.4
-    connect A -> B.I sparse p = 0.03 weight 0.9
-    connect B -> A.I sparse p = 0.02 weight 0.5 delay 3 ms
-    connect B -> C.I sparse p = 0.03 weight 0.6
-    connect C -> out dense init normal(0, 0.5)
-}"#;
+const MIXED: &str = include_str!("../data/mixed_large.snn");
 
 #[test]
 #[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
@@ -138,7 +106,7 @@ fn mixed_network_gpu_spikes_equal_cpu_f64() {
     // cuBLAS sums a dense product in its own order, so inputs can differ in the last bit
     // from the CPU's; a spike train change from that is possible but would be at a
     // threshold crossing within ~1e-16: the test requires equality.
-    let p = source(MIXED);
+    let p = program(MIXED);
     let (first, totals) = run_both::<f64>(&p, 0, 500, &[200], &JitFactory);
     eprintln!("mixed f64, 500 steps: spikes (CPU, GPU) {totals:?}");
     assert!(totals.iter().all(|(_, c, _)| *c > 50), "every population fires: {totals:?}");
@@ -147,7 +115,7 @@ fn mixed_network_gpu_spikes_equal_cpu_f64() {
 
 /// The training-throughput workload (`snnc bench train`), smaller.
 fn bench_workload(neurons: usize, inputs: usize, outputs: usize) -> Program {
-    source(&snnc_runtime::train::tasks::training_workload(neurons, inputs, outputs))
+    program(&snnc_runtime::train::tasks::training_workload(neurons, inputs, outputs))
 }
 
 /// Gradients on the GPU against the CPU's (JIT, same float type): per gradient, the

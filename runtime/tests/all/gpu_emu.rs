@@ -3,6 +3,7 @@
 //! emitted instruction streams in their emulator, the propagation kernels' PTX text in
 //! an interpreter with bounds-checked memory, GEMM in cuBLAS's column-major
 //! convention), compared with the CPU runtime; and the schedule of one step, call by call.
+use crate::common::program;
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, Init, Program};
@@ -12,58 +13,13 @@ use snnc_runtime::network::{InterpFactory, Network, Options, RuntimeError};
 use snnc_runtime::propagate::{self, SparseRows};
 use snnc_runtime::rng::Rng;
 
-fn program(text: &str) -> Program {
-    let mut sources = SourceMap::new();
-    let (p, d) = sema::check_source("t.snn", text, &mut sources);
-    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
-    p
-}
-
-const SMALL_COBA: &str = r#"
-import "stdlib/coba.snn"
-network small {
-    dt = 0.1 ms
-    layer E = COBALIF[160] { v = normal(-55 mV, 5 mV) }
-    layer I = COBALIF[40] { v = normal(-55 mV, 5 mV) }
-    drive E.I = 200 pA
-    drive I.I = 200 pA
-    connect E -> E.I via ExpCond { tau = 5 ms, E = 0 mV, g = normal(40 nS, 15 nS) } sparse p = 0.4 weight 6 nS
-    connect E -> I.I via ExpCond { tau = 5 ms, E = 0 mV, g = normal(40 nS, 15 nS) } sparse p = 0.4 weight 6 nS
-    connect I -> E.I via ExpCond { tau = 10 ms, E = -80 mV, g = normal(200 nS, 120 nS) } sparse p = 0.4 weight 67 nS
-    connect I -> I.I via ExpCond { tau = 10 ms, E = -80 mV, g = normal(200 nS, 120 nS) } sparse p = 0.4 weight 67 nS
-}"#;
+const SMALL_COBA: &str = include_str!("../data/coba_small_varied_g.snn");
 
 /// Every kind of projection and source: dense from an input, sparse from an input (its
 /// own spike list), one-to-one with a delay, recurrent sparse with a delay from a later
 /// population, a Linear readout, a drive, a per-neuron param and noise (Philox draws in
 /// the step kernel).
-const MIXED: &str = r#"
-import "stdlib/lif.snn"
-neuron Noisy {
-    param tau: ms = 5 ms
-    state v = 0.0
-    input I
-    dv/dt = (-v + I + 3.0 * randn()) / tau
-    spike when v > 1.0
-    reset v = 0.0
-    method euler
-}
-network mixed {
-    dt = 1 ms
-    input x: 20
-    layer A = LIF[20] { tau = 20 ms }
-    layer B = Noisy[25]
-    layer C = LIFHard[30] { tau = 5 ms, v_th = normal(1.0, 0.1) }
-    readout out = Linear[4]
-    drive B.I = 0.5
-    connect x -> A.I dense init normal(0, 0.8)
-    connect x -> A.I one_to_one weight 0.7 delay 2 ms as x_delayed
-    connect x -> C.I sparse p = 0.5 weight 0.4
-    connect A -> B.I sparse p = 0.3 weight 0.9
-    connect B -> A.I sparse p = 0.2 weight 0.5 delay 3 ms
-    connect B -> C.I sparse p = 0.3 weight 0.6
-    connect C -> out dense init normal(0, 0.5)
-}"#;
+const MIXED: &str = include_str!("../data/mixed_small.snn");
 
 fn emulated<T: GpuFloat>(p: &Program, o: &Options) -> GpuNetwork<T, EmuDevice> {
     let host = Network::<T>::build(p, &p.networks[0], o, &InterpFactory).unwrap();
@@ -357,7 +313,7 @@ fn propagation_kernels_match_the_cpu_kernels() {
 /// examples/coba.snn for 1000 steps on the emulated GPU against the CPU, f64: what the
 /// GPU test `coba_gpu_spikes_equal_cpu_f64` will see, up to the order of the atomic
 /// additions (the emulator runs threads in order). Slow in debug builds:
-/// `cargo test --release -p snnc-runtime --test gpu_emu -- --ignored`.
+/// `cargo test --release -p snnc-runtime --test all -- gpu_emu:: --ignored`.
 #[test]
 #[ignore = "minutes in a debug build; run with --release"]
 fn emulated_gpu_full_coba_1000_steps_f64() {

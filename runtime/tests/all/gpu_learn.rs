@@ -2,6 +2,7 @@
 //! on the [`EmuDevice`] (the generated trace kernels in the step emulator, the training
 //! kernels' PTX text in the interpreter, the GEMMs in cuBLAS's convention with
 //! transposes), and its gradients are compared with the CPU's `gradient_of`.
+use crate::common::program;
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, LoadOptions, Program};
@@ -10,13 +11,6 @@ use snnc_runtime::learn::{Gradients, Method, gradient_of};
 use snnc_runtime::network::{InterpFactory, Network, Options};
 use snnc_runtime::train::tasks::RandomSpikes;
 use std::path::Path;
-
-fn program(text: &str) -> Program {
-    let mut sources = SourceMap::new();
-    let (p, d) = sema::check_source("t.snn", text, &mut sources);
-    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
-    p
-}
 
 /// A LIF layer feeding a recurrent ALIF layer (K = 2), read by `readout` from `source`.
 fn stacked(source: &str, readout: &str) -> String {

@@ -1,5 +1,5 @@
 //! Properties of the learning rules beyond the golden files.
-use crate::common::trainable_param_text;
+use crate::common::{program, trainable_param_text};
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_of};
@@ -198,9 +198,7 @@ network n {{
 }
 
 fn build_text(text: &str, opts: &Options) -> Network<f64> {
-    let mut sources = SourceMap::new();
-    let (p, d) = sema::check_source("t.snn", text, &mut sources);
-    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    let p = program(text);
     Network::<f64>::build(&p, &p.networks[0], opts, &InterpFactory).unwrap()
 }
 
@@ -713,9 +711,7 @@ fn params_of_populations_of_different_sizes_keep_their_own_traces() {
     let opts = Options { batch: 2, seed: 4, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
     let data = || RandomSpikes::new(60, 2, 3, 2, 0.5, 5);
     let build = |jit: bool| -> Network<f64> {
-        let mut sources = SourceMap::new();
-        let (p, d) = sema::check_source("t.snn", &text, &mut sources);
-        assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+        let p = program(&text);
         if jit { Network::<f64>::build(&p, &p.networks[0], &opts, &JitFactory).unwrap() } else { Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap() }
     };
     let both: Vec<String> = ["L1.tau", "L.tau"].map(String::from).to_vec();

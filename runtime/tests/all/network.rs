@@ -1,29 +1,9 @@
 //! Whole networks through the runtime with the reference (interpreter) kernels.
-use snnc_compiler::SourceMap;
-use snnc_compiler::sema::{self, Program};
+use crate::common::program;
 use snnc_runtime::network::{InterpFactory, Network, Options, RuntimeError};
 use snnc_runtime::record::Recorder;
 
-fn program(text: &str) -> Program {
-    let mut sources = SourceMap::new();
-    let (p, d) = sema::check_source("t.snn", text, &mut sources);
-    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
-    p
-}
-
-const SMALL_COBA: &str = r#"
-import "stdlib/coba.snn"
-network small {
-    dt = 0.1 ms
-    layer E = COBALIF[160] { v = normal(-55 mV, 5 mV) }
-    layer I = COBALIF[40] { v = normal(-55 mV, 5 mV) }
-    drive E.I = 200 pA
-    drive I.I = 200 pA
-    connect E -> E.I via ExpCond { tau = 5 ms, E = 0 mV } sparse p = 0.4 weight 6 nS
-    connect E -> I.I via ExpCond { tau = 5 ms, E = 0 mV } sparse p = 0.4 weight 6 nS
-    connect I -> E.I via ExpCond { tau = 10 ms, E = -80 mV } sparse p = 0.4 weight 67 nS
-    connect I -> I.I via ExpCond { tau = 10 ms, E = -80 mV } sparse p = 0.4 weight 67 nS
-}"#;
+const SMALL_COBA: &str = include_str!("../data/coba_small.snn");
 
 fn spikes_of(seed: u64, steps: usize) -> Vec<Vec<f64>> {
     let p = program(SMALL_COBA);

@@ -5,7 +5,7 @@
 #   scripts/gpu-tests.sh          # GPU tests, then the benchmarks
 #   STEPS=5000 scripts/gpu-tests.sh
 #
-# 1. runtime/tests/cuda.rs: CPU and GPU runs give the same spikes (COBA and CUBA in f64
+# 1. runtime/tests/all/cuda.rs: CPU and GPU runs give the same spikes (COBA and CUBA in f64
 #    for 1000 steps, a network with every projection kind; COBA in f32: exact for 100
 #    steps, rates within 5%); ES-D-RTRL, D-RTRL and BPTT gradients equal the CPU's (f64 to 1e-8, f32 to
 #    1e-2 in norm); examples/dms.snn trained 10 batches on GPU and CPU gives the same

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs NVIDIA's PTX assembler (ptxas) without CUDA, a GPU or root: the PyPI wheel
 # nvidia-cuda-nvcc-cu12 ships it, and it assembles PTX for any sm_* target offline.
-# Used by compiler/tests/ptx.rs to check the emitted PTX. Idempotent; prints the path.
+# Used by compiler/tests/all/ptx.rs to check the emitted PTX. Idempotent; prints the path.
 #
 #   scripts/install-ptxas.sh            # -> $SNNC_PTXAS_DIR or ~/.cache/snnc/ptxas
 #   SNNC_PTXAS=$(scripts/install-ptxas.sh)

@@ -1,0 +1,389 @@
+//! The Cranelift backend against the reference interpreter kernel: every stdlib model,
+//! the composed populations of the COBA and CUBA examples and two synthetic models that
+//! use every op (one with calls, scalar loop; one without, vector loop), 1000 steps on
+//! 64 neurons (67 for the synthetic ones, to exercise the remainder loops).
+//!
+//! f64: spikes identical every step, states equal to 1e-12 relative (in practice bit for
+//! bit: same operations in the same order).
+//! f32: the kernel computes in f32 while the reference is f64, so each step adds about
+//! one f32 rounding (6e-8 relative) per operation, and a leaky state integrates those
+//! errors over its memory of tau/dt ~ 100-200 steps: a few 1e-6 relative, which is why
+//! states are checked to `F32_REL` = 1e-4 of the state's scale (the largest magnitude the
+//! reference has reached), with margin for the non-linear models. A spike can move by
+//! one step when the membrane crosses the threshold within that error; from then on the
+//! neuron's trajectories differ by a whole reset, so a neuron is compared only until its
+//! first spike mismatch, spikes must be identical for the first `horizon` steps, and at
+//! most 10% of the neurons may shift a spike within 1000 steps (horizon 100 steps: a
+//! shift needs a threshold crossing within the f32 error, ~1e-2 per spike here).
+//! Izhikevich and HH are excitable: during an upstroke a tiny timing difference is a
+//! large voltage difference before the spike is even detected, so their f32 states are
+//! compared only over the 100-step horizon, and up to 25% may shift a spike.
+
+use crate::common::{Lcg, const_overrides, example_populations, input_scale, load, param_values, stdlib_models};
+use snnc_compiler::SourceMap;
+use snnc_compiler::backend::cranelift::{JitError, JitKernel};
+use snnc_compiler::backend::interp::InterpKernel;
+use snnc_compiler::backend::{ParamSpec, Precision, RandomCtx, StepArgs, StepKernel};
+use snnc_compiler::discretise::{Step, discretise};
+use snnc_compiler::sema::{self, Init, Model, SymId};
+use snnc_compiler::units::{self, Dim};
+
+const DT: f64 = 1e-4;
+const STEPS: usize = 1000;
+const F32_REL: f64 = 1e-4;
+
+/// How much the initial states are spread around their declared value.
+fn spread(dim: Dim) -> f64 {
+    match dim {
+        d if d == units::VOLT => 0.005,
+        d if d == Dim::ONE => 0.3,
+        _ => 0.0,
+    }
+}
+
+struct Case {
+    name: String,
+    step: Step,
+    params: Vec<f64>,
+    /// Initial state distribution per state.
+    init: Vec<Init>,
+    /// Spikes must agree between f32 and f64 for this many steps.
+    horizon: usize,
+    /// At most this fraction of the neurons may shift a spike in f32 within STEPS.
+    max_shifted: f64,
+    /// Excitable model: f32 states are compared only within the horizon (see below).
+    excitable: bool,
+}
+
+fn case(name: String, step: Step, overrides: &[(SymId, f64)], settings: &[(SymId, Init)]) -> Case {
+    let params = param_values(&step, overrides, DT);
+    let init = step
+        .layout
+        .states
+        .iter()
+        .map(|&s| {
+            if let Some((_, i)) = settings.iter().find(|(id, _)| *id == s) {
+                return *i;
+            }
+            let sym = &step.model.symbols[s];
+            let v = sym.value.as_ref().and_then(|v| v.const_value()).unwrap_or(0.0);
+            let sp = spread(sym.dim);
+            if sym.dim == units::VOLT { Init::Uniform { low: v - sp, high: v + sp } } else { Init::Uniform { low: v, high: v + sp } }
+        })
+        .collect();
+    let (horizon, max_shifted, excitable) = match step.model.name.as_str() {
+        "HH" | "Izhikevich" => (100, 0.25, true),
+        _ => (100, 0.1, false),
+    };
+    Case { name, step, params, init, horizon, max_shifted, excitable }
+}
+
+fn stdlib_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for (rel, m) in stdlib_models() {
+        let step = discretise(&m).unwrap_or_else(|d| panic!("{}: {}", m.name, d.message)).at_dt(DT);
+        out.push(case(format!("{rel}:{}", m.name), step, &[], &[]));
+    }
+    out
+}
+
+fn network_cases() -> Vec<Case> {
+    let nets = [("examples/coba.snn", "coba"), ("examples/cuba.snn", "cuba")];
+    let mut out = Vec::new();
+    for (name, g) in example_populations(&nets) {
+        let step = discretise(&g.model).unwrap_or_else(|d| panic!("{name}: {}", d.message)).at_dt(DT);
+        out.push(case(name, step, &const_overrides(&g.settings), &g.settings));
+    }
+    out
+}
+
+fn source_case(name: &str, text: &str) -> Case {
+    let mut sources = SourceMap::new();
+    let (p, d) = sema::check_source("ops.snn", text, &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    let step = discretise(&p.models[0]).unwrap_or_else(|d| panic!("{name}: {}", d.message)).at_dt(DT);
+    case(name.into(), step, &[], &[])
+}
+
+/// Every op that needs a call (transcendentals, random draws), plus the rest.
+const CALL_OPS: &str = "neuron CallOps {
+    param tau: ms = 10 ms
+    param k = 0.3
+    param th = 1.0
+    state v = 0.0
+    state w = 0.0
+    state q = 0.5
+    input I
+    dv/dt = (-v + I + 0.1 * randn() + 0.2 * sin(w) * cos(v) - 0.05 * tanh(q) + 0.02 * log(1 + abs(w))) / tau
+    dw/dt = (sigmoid(v) - w + 0.1 * rand() + 0.01 * (abs(v) + 0.1) ^ 1.5 + 0.01 * exp(-abs(w))) / (5 * tau)
+    dq/dt = (clip(v, -1, 1) - q + (if v > 0.5 and w < 0.8 or not (q > 0.3) then 0.1 else -0.1) + min(v, w) * max(q, 0.1) + 0.01 * sqrt(abs(q)) + 0.01 * q^3 - 0.001 / (1 + v^2)^2) / tau
+    spike when v > th surrogate relu_grad(alpha = 0.3, width = 1.0)
+    on spike { v -= th; w += k }
+}";
+
+/// Every op the vector loop supports (no calls: Euler, no transcendentals).
+const VECTOR_OPS: &str = "neuron VectorOps {
+    param tau: ms = 10 ms
+    param th = 1.0
+    state v = 0.0
+    state q = 0.5
+    input I
+    dv/dt = (-v + I + min(q, 0.5) - 0.1 * max(v, -0.5) + 0.01 * abs(q) + 0.01 * sqrt(abs(q) + 0.01) + (if v > 0.5 and q < 0.8 or not (q > 0.3) then 0.1 else -0.1) + (if v >= 0.2 then 0.01 else 0) + (if v <= -0.2 then -0.01 else 0) + (if q == 0.5 then 0.01 else 0) + (if q != 0.25 then 0.01 else 0) + 0.01 * q^3 - 0.001 / (1 + v^2)^2 + (if t > 20 ms then 0.05 else 0)) / tau
+    dq/dt = (clip(v, -1, 1) - q) / tau
+    spike when v > th surrogate relu_grad(alpha = 0.3, width = 1.0)
+    on spike { v = 0; q += 0.2 }
+    method euler
+}";
+
+struct Pop<T> {
+    states: Vec<Vec<T>>,
+    spikes: Vec<T>,
+}
+
+impl<T: Copy> Pop<T> {
+    fn step(&mut self, k: &dyn StepKernel<T>, inputs: &[Vec<T>], params: &[Vec<T>], t: usize) {
+        let mut states: Vec<&mut [T]> = self.states.iter_mut().map(|s| s.as_mut_slice()).collect();
+        let inputs: Vec<&[T]> = inputs.iter().map(|s| s.as_slice()).collect();
+        let params: Vec<&[T]> = params.iter().map(|s| s.as_slice()).collect();
+        k.step(StepArgs {
+            states: &mut states,
+            inputs: &inputs,
+            params: &params,
+            spikes: &mut self.spikes,
+            t: t as f64 * DT,
+            random: RandomCtx { seed: 0x1234_5678_9abc, step: t as u64, offset: 0 },
+        });
+    }
+}
+
+fn to32(v: &[Vec<f64>]) -> Vec<Vec<f32>> {
+    v.iter().map(|s| s.iter().map(|&x| x as f32).collect()).collect()
+}
+
+/// Runs the interpreter (f64) and the JIT (f64 and f32) side by side; panics on a
+/// mismatch. Returns the number of spikes of the reference. One param is per-neuron:
+/// the first non-zero one (usually a time constant, so `exp(-dt/tau)` stays a call
+/// and the loop is scalar) or the last (usually a threshold: the loop is vectorised).
+fn check(c: &Case, n: usize, last_param: bool) -> usize {
+    let step = &c.step;
+    let mut rng = Lcg(c.name.bytes().fold(0x5eed, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
+    // One heterogeneous param (the first with a non-zero value), the rest uniform.
+    let usable = |v: &f64| v.is_finite() && *v != 0.0;
+    let hetero = if last_param { c.params.iter().rposition(usable) } else { c.params.iter().position(usable) };
+    let specs: Vec<ParamSpec> =
+        c.params.iter().enumerate().map(|(k, &v)| if Some(k) == hetero { ParamSpec::PerNeuron } else { ParamSpec::Uniform(v) }).collect();
+    let params: Vec<Vec<f64>> = hetero.iter().map(|&k| (0..n).map(|_| c.params[k] * (1.0 + 0.2 * rng.sym())).collect()).collect();
+    let states: Vec<Vec<f64>> = c
+        .init
+        .iter()
+        .map(|i| {
+            (0..n)
+                .map(|_| match *i {
+                    Init::Const(v) => v,
+                    Init::Uniform { low, high } => low + (high - low) * rng.next(),
+                    Init::Normal { mean, std } => mean + std * rng.sym(),
+                })
+                .collect()
+        })
+        .collect();
+    let in_scale: Vec<f64> = step.layout.inputs.iter().map(|&s| input_scale(&step.model.name, step.model.symbols[s].dim)).collect();
+    let base: Vec<Vec<f64>> = in_scale.iter().map(|s| (0..n).map(|_| s * (0.3 + 1.2 * rng.next())).collect()).collect();
+
+    let interp = InterpKernel::new(step, &specs).unwrap();
+    let jit64 = JitKernel::compile(step, &specs, Precision::F64).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let jit32 = JitKernel::compile(step, &specs, Precision::F32).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let spiking = step.spike.is_some();
+    let ns = if spiking { n } else { 0 };
+    let mut reference = Pop { states: states.clone(), spikes: vec![0.0; ns] };
+    let mut j64 = Pop { states: states.clone(), spikes: vec![0.0; ns] };
+    let mut j32 = Pop { states: to32(&states), spikes: vec![0.0f32; ns] };
+    let params32 = to32(&params);
+    let mut shifted = vec![false; n];
+    let mut scale = vec![0.0f64; states.len()];
+    let (mut worst64, mut worst32) = (0.0f64, 0.0f64);
+    let mut total = 0;
+    let mut first_shift = STEPS;
+    for t in 0..STEPS {
+        // Each neuron's own level plus noise, drawn afresh every step.
+        let inputs: Vec<Vec<f64>> = base.iter().zip(&in_scale).map(|(b, s)| b.iter().map(|x| x + 0.5 * s * rng.sym()).collect()).collect();
+        reference.step(&interp, &inputs, &params, t);
+        j64.step(&jit64, &inputs, &params, t);
+        j32.step(&jit32, &to32(&inputs), &params32, t);
+        assert_eq!(reference.spikes, j64.spikes, "{}: f64 spikes differ at step {t}", c.name);
+        total += reference.spikes.iter().filter(|s| **s != 0.0).count();
+        for (k, (r, j)) in reference.states.iter().zip(&j64.states).enumerate() {
+            for i in 0..n {
+                let err = (r[i] - j[i]).abs();
+                let rel = if err == 0.0 { 0.0 } else { err / r[i].abs().max(j[i].abs()) };
+                worst64 = worst64.max(rel);
+                assert!(rel <= 1e-12, "{}: f64 state {} of neuron {i} at step {t}: {} vs {}", c.name, step.state_name(k), r[i], j[i]);
+            }
+        }
+        for (i, sh) in shifted.iter_mut().enumerate().take(ns) {
+            if !*sh && reference.spikes[i] != f64::from(j32.spikes[i]) {
+                assert!(t >= c.horizon, "{}: f32 spike of neuron {i} differs at step {t} (< {})", c.name, c.horizon);
+                first_shift = first_shift.min(t);
+                *sh = true;
+            }
+        }
+        for (k, (r, j)) in reference.states.iter().zip(&j32.states).enumerate() {
+            if c.excitable && t >= c.horizon {
+                break;
+            }
+            scale[k] = r.iter().fold(scale[k], |m, x| m.max(x.abs()));
+            for i in (0..n).filter(|&i| !shifted[i]) {
+                let err = (r[i] - f64::from(j[i])).abs() / scale[k].max(f64::MIN_POSITIVE);
+                worst32 = worst32.max(err);
+                assert!(err <= F32_REL, "{}: f32 state {} of neuron {i} at step {t}: {} vs {} (scale {})", c.name, step.state_name(k), r[i], j[i], scale[k]);
+            }
+        }
+    }
+    let n_shifted = shifted.iter().filter(|s| **s).count();
+    eprintln!(
+        "{:32} vec={} spikes={total:6} f64 worst rel {worst64:.1e}, f32 worst {worst32:.1e}, shifted {n_shifted}/{n}, first at {first_shift}",
+        c.name,
+        jit32.is_vectorised()
+    );
+    assert!(n_shifted as f64 <= c.max_shifted * n as f64, "{}: {n_shifted} of {n} neurons shifted a spike in f32", c.name);
+    total
+}
+
+fn check_stdlib(last_param: bool) {
+    let cases = stdlib_cases();
+    assert!(cases.len() >= 13, "{}", cases.len());
+    for c in &cases {
+        let spikes = check(c, 64, last_param);
+        if c.step.spike.is_some() {
+            assert!(spikes > 0, "{}: the test input never made it spike", c.name);
+        }
+    }
+}
+
+#[test]
+fn stdlib_models_match_interpreter() {
+    check_stdlib(false);
+}
+
+#[test]
+fn stdlib_models_match_interpreter_vectorised() {
+    check_stdlib(true);
+}
+
+#[test]
+fn network_populations_match_interpreter() {
+    let cases = network_cases();
+    assert_eq!(cases.len(), 4);
+    for c in &cases {
+        assert!(check(c, 64, false) > 0, "{}: no spikes", c.name);
+        assert!(check(c, 64, true) > 0, "{}: no spikes", c.name);
+    }
+}
+
+#[test]
+fn every_op_matches_interpreter() {
+    let calls = source_case("CallOps", CALL_OPS);
+    let vector = source_case("VectorOps", VECTOR_OPS);
+    assert!(calls.step.random_slots >= 2);
+    // 67 = 16 * 4 + 3: the unrolled, single-vector and scalar loops all run.
+    assert!(check(&calls, 67, false) > 0);
+    assert!(check(&vector, 67, false) > 0);
+    let specs: Vec<ParamSpec> = vector.params.iter().map(|&v| ParamSpec::Uniform(v)).collect();
+    assert!(JitKernel::compile(&vector.step, &specs, Precision::F32).unwrap().is_vectorised());
+    let specs: Vec<ParamSpec> = calls.params.iter().map(|&v| ParamSpec::Uniform(v)).collect();
+    assert!(!JitKernel::compile(&calls.step, &specs, Precision::F64).unwrap().is_vectorised());
+}
+
+fn lif() -> (Step, Vec<ParamSpec>) {
+    let program = load("stdlib/lif.snn");
+    let m: &Model = program.models.iter().find(|m| m.name == "LIFHard").unwrap();
+    let step = discretise(m).unwrap().at_dt(DT);
+    let mut specs: Vec<ParamSpec> = param_values(&step, &[], DT).into_iter().map(ParamSpec::Uniform).collect();
+    specs[0] = ParamSpec::PerNeuron;
+    (step, specs)
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let (step, specs) = lif();
+    // Compile-time errors.
+    let e = JitKernel::compile(&step, &specs[1..], Precision::F32).err().expect("too few specs");
+    assert!(e.0.contains("param specs"), "{e}");
+    // dt is the step's: a step without one (symbolic) or with a bad one is refused.
+    let e = JitKernel::compile(&Step { dt: None, ..step.clone() }, &specs, Precision::F32).err().expect("no dt");
+    assert!(e.0.contains("no time step"), "{e}");
+    assert!(JitKernel::compile(&step.clone().at_dt(0.0), &specs, Precision::F32).is_err());
+    assert!(JitKernel::compile(&step.clone().at_dt(f64::NAN), &specs, Precision::F32).is_err());
+
+    let k = JitKernel::compile(&step, &specs, Precision::F32).unwrap();
+    let n = 8;
+    let mut v = vec![0.5f32; n];
+    let mut r = vec![0.0f32; n];
+    let input = vec![1.0f32; n];
+    let tau = vec![0.01f32; n];
+    let mut spikes = vec![0.0f32; n];
+    let short = vec![1.0f32; n - 1];
+    let mut short_spikes = vec![0.0f32; n - 1];
+    let random = RandomCtx::default();
+    let attempt = |v: &mut [f32], r: &mut [f32], inputs: &[&[f32]], params: &[&[f32]], spikes: &mut [f32]| {
+        let mut st: Vec<&mut [f32]> = vec![v, r];
+        k.try_step(StepArgs { states: &mut st, inputs, params, spikes, t: 0.0, random })
+    };
+    let msg = |r: Result<(), JitError>| r.unwrap_err().0;
+    assert!(msg(attempt(&mut v, &mut r, &[&short], &[&tau], &mut spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r, &[&input], &[&short], &mut spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r, &[&input], &[&tau], &mut short_spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r[..0], &[&input], &[&tau], &mut spikes)).contains("lengths"));
+    assert!(msg(attempt(&mut v, &mut r, &[], &[&tau], &mut spikes)).contains("input slices"));
+    assert!(msg(attempt(&mut v, &mut r, &[&input], &[], &mut spikes)).contains("param slices"));
+    {
+        let mut st: Vec<&mut [f32]> = vec![&mut v];
+        let e = k.try_step(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut spikes, t: 0.0, random });
+        assert!(msg(e).contains("state slices"));
+    }
+    // Nothing was written by the refused calls.
+    assert!(v.iter().all(|x| *x == 0.5) && spikes.iter().all(|x| *x == 0.0));
+    attempt(&mut v, &mut r, &[&input], &[&tau], &mut spikes).unwrap();
+    assert!(v.iter().all(|x| *x != 0.5));
+
+    // Wrong precision: an f32 kernel with f64 data.
+    let mut v64 = vec![0.0f64; n];
+    let mut r64 = vec![0.0f64; n];
+    let (i64_, t64) = (vec![1.0f64; n], vec![0.01f64; n]);
+    let mut s64 = vec![0.0f64; n];
+    let mut st: Vec<&mut [f64]> = vec![&mut v64, &mut r64];
+    let e = k.try_step(StepArgs { states: &mut st, inputs: &[&i64_], params: &[&t64], spikes: &mut s64, t: 0.0, random });
+    assert!(e.unwrap_err().0.contains("F32"));
+
+    // Through the trait, a refusal is a panic with the reason (before any data is touched).
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut v = vec![0.0f32; n];
+        let mut r = vec![0.0f32; n];
+        let mut st: Vec<&mut [f32]> = vec![&mut v, &mut r];
+        let mut s = vec![0.0f32; n];
+        StepKernel::<f32>::step(&k, StepArgs { states: &mut st, inputs: &[&short], params: &[&tau], spikes: &mut s, t: 0.0, random });
+    }));
+    assert!(caught.is_err());
+
+    // Empty populations are fine.
+    let mut st: Vec<&mut [f32]> = vec![&mut [], &mut []];
+    k.try_step(StepArgs { states: &mut st, inputs: &[&[]], params: &[&[]], spikes: &mut [], t: 0.0, random }).unwrap();
+}
+
+#[test]
+fn kernels_are_send_and_sync_and_run_in_threads() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let (step, specs) = lif();
+    let k = JitKernel::compile(&step, &specs, Precision::F64).unwrap();
+    assert_send_sync(&k);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut p: Pop<f64> = Pop { states: vec![vec![0.0; 100], vec![0.0; 100]], spikes: vec![0.0; 100] };
+                for t in 0..100 {
+                    p.step(&k, &[vec![2.0; 100]], &[vec![0.01; 100]], t);
+                }
+                assert!(p.states[0].iter().all(|x| x.is_finite()));
+            });
+        }
+    });
+}

@@ -1,0 +1,43 @@
+//! Helpers shared by the test modules (`crate::common`): checking a network's text, and
+//! networks shared by the learning tests (CPU and emulated GPU).
+
+use snnc_compiler::SourceMap;
+use snnc_compiler::sema::{self, Program};
+
+/// Checks `text`; any error fails the test with the rendered diagnostics.
+pub fn program(text: &str) -> Program {
+    let mut sources = SourceMap::new();
+    let (p, d) = sema::check_source("t.snn", text, &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    p
+}
+
+/// Trainable per-neuron params: a recurrent layer whose membrane and adaptation time
+/// constants are learned (`param ... trainable`), read by `readout`.
+pub fn trainable_param_text(readout: &str, recurrent: bool) -> String {
+    let rec = if recurrent { "connect L -> L.I dense trainable init normal(0, 3) no_self as W_rec" } else { "" };
+    format!(
+        r#"import "stdlib/readout.snn"
+neuron TALIF {{
+    param tau: ms = 20 ms trainable
+    param tau_a: ms = 100 ms trainable
+    param beta = 0.3
+    state v = 0.0
+    state a = 0.0
+    input I
+    dv/dt = (-v + I) / tau
+    da/dt = -a / tau_a
+    spike when v > 1 + beta * a surrogate relu_grad(alpha = 0.3, width = 1.0)
+    on spike {{ v -= 1; a += 1 }}
+}}
+network n {{
+    dt = 1 ms
+    input x: 3
+    layer L = TALIF[4] {{ tau = U(10 ms, 30 ms) }}
+    readout out = {readout}
+    connect x -> L.I dense trainable init normal(0, 3) as W_in
+    {rec}
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}}"#
+    )
+}

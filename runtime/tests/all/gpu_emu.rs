@@ -1,0 +1,367 @@
+//! The GPU runtime without a GPU: networks stepped through [`GpuNetwork`] on the
+//! [`EmuDevice`], which records every device call and executes it (the step kernels'
+//! emitted instruction streams in their emulator, the propagation kernels' PTX text in
+//! an interpreter with bounds-checked memory, GEMM in cuBLAS's column-major
+//! convention), compared with the CPU runtime; and the schedule of one step, call by call.
+use crate::common::program;
+use snnc_compiler::SourceMap;
+use snnc_compiler::backend::ptx::Target;
+use snnc_compiler::sema::{self, Init, Program};
+use snnc_runtime::connectivity::fixed_probability;
+use snnc_runtime::gpu::{Call, EmuDevice, GpuFloat, GpuNetwork, KArg};
+use snnc_runtime::error::RuntimeError;
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::network::{Network, Options};
+use snnc_runtime::propagate::{self, SparseRows};
+use snnc_runtime::rng::Rng;
+
+const SMALL_COBA: &str = include_str!("../data/coba_small_varied_g.snn");
+
+/// Every kind of projection and source: dense from an input, sparse from an input (its
+/// own spike list), one-to-one with a delay, recurrent sparse with a delay from a later
+/// population, a Linear readout, a drive, a per-neuron param and noise (Philox draws in
+/// the step kernel).
+const MIXED: &str = include_str!("../data/mixed_small.snn");
+
+fn emulated<T: GpuFloat>(p: &Program, o: &Options) -> GpuNetwork<T, EmuDevice> {
+    let host = Network::<T>::build(p, &p.networks[0], o, &InterpFactory).unwrap();
+    GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap()
+}
+
+/// Bernoulli input spikes (deterministic).
+fn input(step: usize, n: usize) -> Vec<f64> {
+    let r = Rng::new(5);
+    (0..n).map(|j| if r.uniform(1, (step * n + j) as u64, 0) < 0.3 { 1.0 } else { 0.0 }).collect()
+}
+
+/// Steps the CPU network and the emulated GPU one side by side: identical spikes every
+/// step, states (and readout outputs) within `tol` of their scale.
+fn compare(text: &str, steps: usize, tol: f64, with_input: bool) -> f64 {
+    let p = program(text);
+    let o = Options { seed: 3, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = emulated::<f64>(&p, &o);
+    let mut spikes = 0.0;
+    for t in 0..steps {
+        let x = input(t, 20);
+        let ext: Vec<&[f64]> = if with_input { vec![&x] } else { vec![] };
+        cpu.step(&ext).unwrap();
+        gpu.step(&ext).unwrap();
+        gpu.fetch(true).unwrap();
+        for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+            assert_eq!(a.spikes, b.spikes, "spikes of {} at step {t}", a.name);
+            assert_eq!(a.active, b.active, "active lists of {} at step {t}", a.name);
+            assert_eq!(a.spike_count, b.spike_count, "spike count of {} at step {t}", a.name);
+            for (k, (sa, sb)) in a.states.iter().zip(&b.states).enumerate() {
+                let scale = sa.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+                for (i, (va, vb)) in sa.iter().zip(sb).enumerate() {
+                    assert!((va - vb).abs() <= tol * scale, "{}.{} [{i}] at step {t}: cpu {va} gpu {vb}", a.name, a.state_names[k]);
+                }
+            }
+            spikes += a.spikes.iter().sum::<f64>();
+        }
+    }
+    spikes
+}
+
+#[test]
+fn emulated_gpu_coba_matches_cpu_f64() {
+    let spikes = compare(SMALL_COBA, 300, 1e-10, false);
+    assert!(spikes > 50.0, "the network fires ({spikes} spikes)");
+}
+
+#[test]
+fn emulated_gpu_mixed_network_matches_cpu_f64() {
+    let spikes = compare(MIXED, 120, 1e-10, true);
+    assert!(spikes > 50.0, "the network fires ({spikes} spikes)");
+}
+
+#[test]
+fn emulated_gpu_readout_matches_cpu() {
+    // The Linear readout's output after a dense GEMM (cuBLAS convention) equals ndarray's.
+    let p = program(MIXED);
+    let o = Options { seed: 3, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = emulated::<f64>(&p, &o);
+    let out = cpu.pops.iter().position(|p| p.name == "out").unwrap();
+    let mut nonzero = 0;
+    for t in 0..60 {
+        let x = input(t, 20);
+        cpu.step(&[&x]).unwrap();
+        gpu.step(&[&x]).unwrap();
+        let got = download_output(&mut gpu, out);
+        for (a, b) in cpu.pops[out].output.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "readout at step {t}: cpu {a} gpu {b}");
+        }
+        nonzero += got.iter().filter(|v| **v != 0.0).count();
+    }
+    assert!(nonzero > 10, "the readout sees spikes");
+}
+
+/// The readout output buffer, found by its label in the emulator.
+fn download_output(gpu: &mut GpuNetwork<f64, EmuDevice>, pop: usize) -> Vec<f64> {
+    let name = format!("{}.output", gpu.host.pops[pop].name);
+    let buf = gpu
+        .dev
+        .log
+        .iter()
+        .find_map(|c| match c {
+            Call::Alloc { buf, label, .. } if *label == name => Some(*buf),
+            _ => None,
+        })
+        .expect("an output buffer");
+    let mut v = vec![0.0; gpu.dev.len(buf)];
+    snnc_runtime::gpu::Device::download(&mut gpu.dev, buf, snnc_runtime::gpu::HostMut::F64(&mut v)).unwrap();
+    v
+}
+
+#[test]
+fn emulated_gpu_coba_f32_tracks_cpu() {
+    // f32 kernels (`.ftz`, f32 arithmetic) against the CPU runtime in f32 with the
+    // interpreter (f64 arithmetic, rounded on store): close, not bit-identical, so the
+    // first steps agree and the rates stay close.
+    let p = program(SMALL_COBA);
+    let o = Options { seed: 3, ..Options::default() };
+    let mut cpu = Network::<f32>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = emulated::<f32>(&p, &o);
+    for t in 0..300 {
+        cpu.step(&[]).unwrap();
+        gpu.step(&[]).unwrap();
+        if t < 50 {
+            gpu.fetch(true).unwrap();
+            for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+                assert_eq!(a.spikes, b.spikes, "spikes of {} at step {t}", a.name);
+                let (va, vb) = (&a.states[0], &b.states[0]);
+                for (x, y) in va.iter().zip(vb) {
+                    assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-3), "{}.v at step {t}: {x} vs {y}", a.name);
+                }
+            }
+        }
+    }
+    for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+        let (ca, cb) = (a.spike_count as f64, b.spike_count as f64);
+        assert!(ca >= 10.0 && (ca - cb).abs() <= 0.1 * ca, "{}: {ca} CPU spikes, {cb} GPU", a.name);
+    }
+}
+
+#[test]
+fn non_finite_state_is_reported_as_on_the_cpu() {
+    let text = r#"
+neuron Grow {
+    param tau: ms = 1 ms
+    state v = 1.0
+    dv/dt = v / tau
+}
+network blowup { dt = 1 ms
+    layer G = Grow[3] }"#;
+    let p = program(text);
+    let o = Options::default();
+    let mut cpu = Network::<f32>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = emulated::<f32>(&p, &o);
+    let run = |step: &mut dyn FnMut() -> Result<(), RuntimeError>| (0..1000).find_map(|_| step().err());
+    let e_cpu = run(&mut || cpu.step(&[])).expect("the CPU run overflows");
+    let e_gpu = run(&mut || gpu.step(&[])).expect("the GPU run overflows");
+    assert!(matches!(e_cpu, RuntimeError::NonFinite { .. }), "{e_cpu}");
+    assert_eq!(e_gpu, e_cpu);
+}
+
+#[test]
+fn schedule_of_one_step() {
+    let text = r#"
+import "stdlib/lif.snn"
+network tiny {
+    dt = 1 ms
+    input x: 3
+    layer A = LIF[4]
+    layer B = LIF[2]
+    drive A.I = 0.1
+    connect x -> A.I dense init normal(0, 0.5) as in_a
+    connect A -> B.I sparse p = 0.5 weight 0.3 delay 2 ms as a_b
+}"#;
+    let p = program(text);
+    let o = Options { batch: 2, seed: 1, ..Options::default() };
+    let mut gpu = emulated::<f32>(&p, &o);
+    gpu.dev.log.clear();
+    gpu.step(&[&[1.0; 6]]).unwrap();
+    let got: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
+    let seed_a = 1 ^ u64::from(snnc_runtime::rng::stream_id("A"));
+    let seed_b = 1 ^ u64::from(snnc_runtime::rng::stream_id("B"));
+    let want = [
+        "upload input x".to_string(),
+        // Spike counts (two slots x batch 2) and the non-finite flags share one buffer;
+        // only the flags are cleared here.
+        "snnc_clear_u32 1x1x256 (status[6], 4, 2)".into(),
+        // Population A: inputs zeroed, the drive added, x W by cuBLAS (row-major
+        // y (2 x 4) += x (2 x 3) W (3 x 4), column-major m = 4, n = batch, k = 3).
+        "zero A.I".into(),
+        "snnc_add 1x1x256 (A.drive0[8], A.I[8], 8)".into(),
+        "gemm m=4 n=2 k=3 A=in_a.w lda=4 B=input x ldb=3 C=A.I ldc=4 alpha=1 beta=1".into(),
+        format!("snnc_step 1x1x256 (A.v[8], A.I[8], A.spikes[8], 8, 0, {seed_a}, 0, 0)"),
+        "snnc_nonfinite 1x1x256 (A.v[8], 8, status[6], 4)".into(),
+        // The spike list of A (count slot 0), one row of blocks per batch element.
+        "snnc_clear_u32 1x1x256 (status[6], 0, 2)".into(),
+        "snnc_nonzero_list 1x2x256 (A.spikes[8], A.spike_list[8], status[6], 0, 4)".into(),
+        // Population B: A's spikes into the ring slot of step 0 + 2 (of 3), then slot 0
+        // arrives.
+        "zero B.I".into(),
+        "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], status[6], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
+        "snnc_add_clear 1x1x256 (a_b.delay0[4], B.I[4], 4)".into(),
+        format!("snnc_step 1x1x256 (B.v[4], B.I[4], B.spikes[4], 4, 0, {seed_b}, 0, 0)"),
+        "snnc_nonfinite 1x1x256 (B.v[4], 4, status[6], 5)".into(),
+        "snnc_clear_u32 1x1x256 (status[6], 2, 2)".into(),
+        "snnc_nonzero_list 1x2x256 (B.spikes[4], B.spike_list[4], status[6], 1, 2)".into(),
+        "download status".into(),
+    ];
+    let nnz = gpu.host.n_synapses() - 12;
+    let want: Vec<String> = want.iter().map(|s| s.replace("COL", &nnz.to_string())).collect();
+    assert_eq!(got, want, "got:\n{}", got.join("\n"));
+    // The second step emits into slot (1 + 2) mod 3 = 0 and takes slot 1.
+    gpu.dev.log.clear();
+    gpu.step(&[&[0.0; 6]]).unwrap();
+    let got: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
+    assert!(got.iter().any(|l| l.starts_with("snnc_sparse_events") && l.contains("a_b.delay0[4]")), "{got:?}");
+    assert!(got.iter().any(|l| l.starts_with("snnc_add_clear") && l.contains("a_b.delay1[4]")), "{got:?}");
+    assert_eq!(gpu.host.step_index, 2);
+}
+
+/// The propagation kernels' PTX text, run by the emulated device, against the CPU
+/// kernels of `runtime/src/propagate.rs`: spike lists, sparse events with grids from one
+/// warp (striding over every spike) to more warps than spikes, one-to-one.
+#[test]
+fn propagation_kernels_match_the_cpu_kernels() {
+    use snnc_compiler::backend::ptx::Precision;
+    use snnc_compiler::backend::ptx::propagate::{NONZERO_LIST, ONE_TO_ONE, SPARSE_EVENTS};
+    use snnc_runtime::gpu::{Device, Elem, Host, HostMut, Module};
+    let rng = Rng::new(4);
+    let (n_pre, n_post, batch) = (300, 170, 3);
+    let csr = fixed_probability(n_pre, n_post, 0.08, false, &Init::Normal { mean: 0.0, std: 1.0 }, &rng, 2);
+    let rows = SparseRows::from_csr(&csr, |w| w);
+    let x: Vec<f64> = (0..batch * n_pre).map(|e| if rng.uniform(9, e as u64, 0) < 0.1 { 1.0 } else { 0.0 }).collect();
+    let mut dev = EmuDevice::new(Target::Sm90);
+    let m = dev.load(&Module::Propagate(Precision::F64, Target::Sm90)).unwrap();
+    let up = |dev: &mut EmuDevice, elem: Elem, h: Host<'_>, label: &str| {
+        let b = dev.alloc(elem, h.len(), label).unwrap();
+        dev.upload(b, h).unwrap();
+        b
+    };
+    let row_ptr: Vec<u32> = rows.row_ptr.iter().map(|&r| r as u32).collect();
+    let (rp, col, w) = (
+        up(&mut dev, Elem::U32, Host::U32(&row_ptr), "row_ptr"),
+        up(&mut dev, Elem::U32, Host::U32(&rows.col), "col"),
+        up(&mut dev, Elem::F64, Host::F64(&rows.weight), "w"),
+    );
+    let xb = up(&mut dev, Elem::F64, Host::F64(&x), "x");
+    let list = dev.alloc(Elem::U32, batch * n_pre, "list").unwrap();
+    // Slot 1 of two: the kernels index counts[slot * batch + b].
+    let counts = dev.alloc(Elem::U32, 2 * batch, "counts").unwrap();
+    let a = [KArg::Buf(xb), KArg::Buf(list), KArg::Buf(counts), KArg::U64(1), KArg::U64(n_pre as u64)];
+    dev.launch(m, NONZERO_LIST, (2, batch as u32), 256, &a).unwrap();
+    let mut c = vec![0u32; 2 * batch];
+    dev.download(counts, HostMut::U32(&mut c)).unwrap();
+    let mut l = vec![0u32; batch * n_pre];
+    dev.download(list, HostMut::U32(&mut l)).unwrap();
+    let active: Vec<Vec<u32>> = (0..batch).map(|b| (0..n_pre).filter(|&i| x[b * n_pre + i] != 0.0).map(|i| i as u32).collect()).collect();
+    for b in 0..batch {
+        assert_eq!(c[b], 0, "slot 0 untouched");
+        let mut got = l[b * n_pre..b * n_pre + c[batch + b] as usize].to_vec();
+        got.sort();
+        assert_eq!(got, active[b], "spike list of batch {b}");
+    }
+    for blocks in [1, 3, 1024] {
+        for block in [32, 256] {
+            let y = up(&mut dev, Elem::F64, Host::F64(&vec![0.25; batch * n_post]), "y");
+            let a = [
+                KArg::Buf(rp),
+                KArg::Buf(col),
+                KArg::Buf(w),
+                KArg::Buf(list),
+                KArg::Buf(counts),
+                KArg::U64(1),
+                KArg::Buf(xb),
+                KArg::Buf(y),
+                KArg::U64(n_pre as u64),
+                KArg::U64(n_post as u64),
+            ];
+            dev.launch(m, SPARSE_EVENTS, (blocks, batch as u32), block, &a).unwrap();
+            let mut got = vec![0.0; batch * n_post];
+            dev.download(y, HostMut::F64(&mut got)).unwrap();
+            for b in 0..batch {
+                let mut want = vec![0.25; n_post];
+                propagate::sparse_events(&rows, &active[b], &mut want);
+                for (j, (g, v)) in got[b * n_post..(b + 1) * n_post].iter().zip(&want).enumerate() {
+                    assert!((g - v).abs() < 1e-12, "batch {b} post {j}, {blocks} x {block}: {g} vs {v}");
+                }
+            }
+        }
+    }
+    // One-to-one.
+    let w1: Vec<f64> = (0..n_pre).map(|i| rng.normal(3, i as u64, 0)).collect();
+    let xs: Vec<f64> = (0..batch * n_pre).map(|e| rng.normal(4, e as u64, 0)).collect();
+    let (wb, xsb) = (up(&mut dev, Elem::F64, Host::F64(&w1), "w1"), up(&mut dev, Elem::F64, Host::F64(&xs), "xs"));
+    let y = up(&mut dev, Elem::F64, Host::F64(&vec![1.0; batch * n_pre]), "y1");
+    dev.launch(m, ONE_TO_ONE, (2, batch as u32), 256, &[KArg::Buf(wb), KArg::Buf(xsb), KArg::Buf(y), KArg::U64(n_pre as u64)]).unwrap();
+    let mut got = vec![0.0; batch * n_pre];
+    dev.download(y, HostMut::F64(&mut got)).unwrap();
+    for b in 0..batch {
+        let mut want = vec![1.0; n_pre];
+        propagate::one_to_one(&w1, &xs[b * n_pre..(b + 1) * n_pre], &mut want);
+        assert_eq!(&got[b * n_pre..(b + 1) * n_pre], want.as_slice());
+    }
+    // A launch that claims more elements than its buffers hold is caught, not run.
+    let e = dev.launch(m, ONE_TO_ONE, (2, batch as u32), 256, &[KArg::Buf(wb), KArg::Buf(xsb), KArg::Buf(y), KArg::U64(n_pre as u64 + 1)]).unwrap_err();
+    assert!(e.0.contains("element 300 of `w1`"), "{e}");
+}
+
+/// examples/coba.snn for 1000 steps on the emulated GPU against the CPU, f64: what the
+/// GPU test `coba_gpu_spikes_equal_cpu_f64` will see, up to the order of the atomic
+/// additions (the emulator runs threads in order). Slow in debug builds:
+/// `cargo test --release -p snnc-runtime --test all -- gpu_emu:: --ignored`.
+#[test]
+#[ignore = "minutes in a debug build; run with --release"]
+fn emulated_gpu_full_coba_1000_steps_f64() {
+    let mut sources = SourceMap::new();
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/coba.snn"));
+    let (p, d) = sema::check_path(path, &sema::LoadOptions::default(), &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()));
+    let o = Options { seed: 11, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
+    let mut gpu = emulated::<f64>(&p, &o);
+    for t in 0..1000 {
+        cpu.step(&[]).unwrap();
+        gpu.step(&[]).unwrap();
+        gpu.fetch(false).unwrap();
+        for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+            assert_eq!(a.spikes, b.spikes, "spikes of {} at step {t}", a.name);
+        }
+    }
+    let counts: Vec<u64> = cpu.pops.iter().map(|p| p.spike_count).collect();
+    eprintln!("spikes per population over 1000 steps: {counts:?}");
+    assert!(counts.iter().all(|c| *c > 100));
+}
+
+/// A GPU network reset after a run runs the next one as a freshly built one: the same
+/// spikes and states step by step (delay rings, spike lists of later populations, noise
+/// and time back to the start).
+#[test]
+fn a_reset_gpu_network_runs_like_a_new_one() {
+    let p = program(MIXED);
+    let o = Options { seed: 3, ..Options::default() };
+    let run = |gpu: &mut GpuNetwork<f64, EmuDevice>| -> Vec<Vec<f64>> {
+        let mut seen = Vec::new();
+        for t in 0..25 {
+            let x = input(t, 20);
+            gpu.step(&[&x]).unwrap();
+            gpu.fetch(true).unwrap();
+            seen.extend(gpu.host.pops.iter().map(|q| q.spikes.clone()));
+            seen.extend(gpu.host.pops.iter().flat_map(|q| q.states.clone()));
+        }
+        seen
+    };
+    let want = run(&mut emulated::<f64>(&p, &o));
+    assert!(want.iter().flatten().any(|v| *v == 1.0), "the network fires");
+    let mut gpu = emulated::<f64>(&p, &o);
+    run(&mut gpu);
+    gpu.reset().unwrap();
+    assert_eq!(run(&mut gpu), want);
+    assert_eq!(gpu.host.step_index, 25);
+}

@@ -1,0 +1,260 @@
+//! ES-D-RTRL on the GPU engine without a GPU: [`GpuGradient`] runs its whole schedule
+//! on the [`EmuDevice`] (the generated trace kernels in the step emulator, the training
+//! kernels' PTX text in the interpreter, the GEMMs in cuBLAS's convention with
+//! transposes), and its gradients are compared with the CPU's `gradient_of`.
+use crate::common::program;
+use snnc_compiler::SourceMap;
+use snnc_compiler::backend::ptx::Target;
+use snnc_compiler::sema::{self, LoadOptions, Program};
+use snnc_runtime::gpu::{EmuDevice, GpuFloat, GpuGradient, GpuNetwork};
+use snnc_runtime::learn::{Gradients, Method, gradient_of};
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::network::{Network, Options};
+use snnc_runtime::train::tasks::RandomSpikes;
+use std::path::Path;
+
+/// A LIF layer feeding a recurrent ALIF layer (K = 2), read by `readout` from `source`.
+fn stacked(source: &str, readout: &str) -> String {
+    format!(
+        r#"import "stdlib/lif.snn"
+import "stdlib/alif.snn"
+import "stdlib/readout.snn"
+network n {{
+    dt = 1 ms
+    input x: 5
+    layer L1 = LIF[6] {{ tau = 5 ms }}
+    layer L2 = ALIF[4]
+    readout out = {readout}
+    connect x -> L1.I dense trainable init normal(0, 3) as W_in
+    connect L1 -> L2.I dense trainable init normal(0.5, 4) as W_mid
+    connect L2 -> L2.I dense trainable init normal(0, 3) no_self as W_rec
+    connect {source} -> out dense trainable init normal(0, 1) as W_out
+}}"#
+    )
+}
+
+/// Trainable time constants in a recurrent adaptive layer, a leaky readout.
+fn params_net() -> String {
+    crate::common::trainable_param_text("LeakyReadout[2] { tau = 20 ms }", true)
+}
+
+fn trainable_of(net: &Network<f64>, p: &Program) -> Vec<String> {
+    let mut names: Vec<String> = p.networks[0].projections.iter().filter(|pr| pr.trainable).map(|pr| pr.name.clone()).collect();
+    names.extend(net.trainable_params());
+    names
+}
+
+/// The CPU's and the emulated GPU's ES-D-RTRL gradients of the same batch.
+fn both<T: GpuFloat>(p: &Program, steps: usize, batch: usize, decay: f64) -> (Gradients, Gradients) {
+    both_by::<T>(p, steps, batch, Method::EsDRtrl { decay })
+}
+
+/// The CPU's and the emulated GPU's gradients of the same batch by `method`.
+fn both_by<T: GpuFloat>(p: &Program, steps: usize, batch: usize, method: Method) -> (Gradients, Gradients) {
+    let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
+    let mut cpu = Network::<f64>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let trainable = trainable_of(&cpu, p);
+    let (inputs, outputs) = (cpu.inputs[0].1, cpu.pops.iter().find(|q| q.kind == sema::PopKind::Readout).unwrap().n);
+    let data = || RandomSpikes::new(steps, batch, inputs, outputs, 0.3, 6);
+    let want = gradient_of(&mut cpu, &trainable, &mut data(), method, false).unwrap();
+    let host = Network::<T>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    let got = grad.run(&mut gpu, &mut data()).unwrap();
+    (want, got)
+}
+
+/// Largest difference of each gradient relative to its largest entry.
+fn assert_close(want: &Gradients, got: &Gradients, tol: f64) {
+    assert_eq!(want.total.len(), got.total.len());
+    assert!((want.loss - got.loss).abs() <= tol * want.loss.abs().max(1e-12), "loss {} vs {}", want.loss, got.loss);
+    for ((n1, a), (n2, b)) in want.total.iter().zip(&got.total) {
+        assert_eq!(n1, n2);
+        assert_eq!(a.dim(), b.dim(), "{n1}");
+        let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{n1}: the CPU gradient is zero, the test shows nothing");
+        let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= tol * scale, "{n1}: max difference {diff:e} of scale {scale:e}");
+    }
+    for (e1, e2) in want.evidence.iter().zip(&got.evidence) {
+        assert!((e1 - e2).abs() <= tol * e1.abs().max(1.0), "evidence {e1} vs {e2}");
+    }
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_on_a_stack_with_a_linear_readout() {
+    let p = program(&stacked("L2", "Linear[3]"));
+    let (want, got) = both::<f64>(&p, 40, 3, 0.9);
+    assert_close(&want, &got, 1e-9);
+    assert_eq!(got.total.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["W_in", "W_mid", "W_rec", "W_out"]);
+    assert_eq!(want.state_bytes, got.state_bytes);
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_with_a_leaky_readout_of_a_state() {
+    // The readout reads L2.v (a state, not spikes) and has dynamics: its weights get
+    // their exact trace; the signal reaches L2 through dL/dv.
+    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
+    let (want, got) = both::<f64>(&p, 40, 2, 0.95);
+    assert_close(&want, &got, 1e-9);
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_with_trainable_time_constants() {
+    let p = program(&params_net());
+    let (want, got) = both::<f64>(&p, 40, 3, 0.9);
+    assert_close(&want, &got, 1e-9);
+    assert!(got.total.iter().any(|(n, _)| n == "L.tau_a"));
+}
+
+#[test]
+fn gpu_es_d_rtrl_in_f32_tracks_cpu_f64() {
+    let p = program(&stacked("L2", "Linear[3]"));
+    let (want, got) = both::<f32>(&p, 40, 3, 0.9);
+    assert_close(&want, &got, 2e-3);
+    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
+    let (want, got) = both::<f32>(&p, 40, 2, 0.95);
+    assert_close(&want, &got, 2e-3);
+}
+
+#[test]
+fn gpu_es_d_rtrl_matches_cpu_on_the_dms_example() {
+    let mut sources = SourceMap::new();
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dms.snn"));
+    let (p, d) = sema::check_path(path, &LoadOptions::default(), &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()));
+    let (want, got) = both::<f64>(&p, 12, 2, 0.99);
+    assert_close(&want, &got, 1e-9);
+}
+
+/// BPTT and D-RTRL on the device, against the CPU's, on every network above.
+#[test]
+fn gpu_bptt_and_d_rtrl_match_cpu() {
+    let nets = [
+        ("stack, Linear readout", stacked("L2", "Linear[3]")),
+        ("stack, leaky readout of L2.v", stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }")),
+        ("trainable time constants", params_net()),
+    ];
+    for (what, text) in &nets {
+        let p = program(text);
+        for method in [Method::Bptt, Method::DRtrl] {
+            let (want, got) = both_by::<f64>(&p, 30, 2, method);
+            eprintln!("{what}, {method:?}: loss {}", got.loss);
+            assert_close(&want, &got, 1e-9);
+        }
+    }
+    let p = program(&stacked("L2", "Linear[3]"));
+    let (want, got) = both_by::<f32>(&p, 30, 2, Method::Bptt);
+    assert_close(&want, &got, 2e-3);
+}
+
+#[test]
+fn gpu_gradient_checks_its_data() {
+    let p = program(&stacked("L2", "Linear[3]"));
+    let opts = Options { batch: 2, learning: true, ..Options::default() };
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let names = ["W_in".to_string()];
+    let mut grad = GpuGradient::new(&mut gpu, &names, Method::EsDRtrl { decay: 0.9 }).unwrap();
+    let e = grad.run(&mut gpu, &mut RandomSpikes::new(5, 3, 5, 3, 0.3, 1)).err().expect("wrong batch").to_string();
+    assert!(e.contains("batch 3"), "{e}");
+    let e = grad.run(&mut gpu, &mut RandomSpikes::new(5, 2, 4, 3, 0.3, 1)).err().expect("wrong input size").to_string();
+    assert!(e.contains("sizes [4]"), "{e}");
+    let e = GpuGradient::new(&mut gpu, &["nope".to_string()], Method::Bptt).err().expect("no such name").to_string();
+    assert!(e.contains("`nope`"), "{e}");
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut other = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let e = grad.run(&mut other, &mut RandomSpikes::new(5, 2, 5, 3, 0.3, 1)).err().expect("another network").to_string();
+    assert!(e.contains("made for another network"), "{e}");
+    let mut bptt = GpuGradient::new(&mut gpu, &names, Method::Bptt).unwrap();
+    let mut never = |_: &[(String, ndarray::Array2<f64>)]| -> Result<Vec<(String, ndarray::Array2<f64>)>, snnc_runtime::error::RuntimeError> { unreachable!() };
+    let online = Some(snnc_runtime::learn::Online { every: 2, update: &mut never });
+    let e = bptt.run_online(&mut gpu, &mut RandomSpikes::new(5, 2, 5, 3, 0.3, 1), online).err().expect("BPTT online").to_string();
+    assert!(e.contains("need an online method"), "{e}");
+}
+
+/// Training batch after batch on the (emulated) GPU — reset, weights uploaded, gradient,
+/// Adam step with the constraints — gives the CPU's weights, losses and rates; also with
+/// updates every 10 steps within the sequences.
+#[test]
+fn training_on_the_gpu_follows_the_cpu() {
+    for (method, every) in [(Method::EsDRtrl { decay: 0.9 }, None), (Method::EsDRtrl { decay: 0.9 }, Some(10)), (Method::DRtrl, Some(7)), (Method::Bptt, None)] {
+        train_both(method, every);
+    }
+}
+
+fn train_both(method: Method, every: Option<usize>) {
+    use snnc_runtime::engine::Engine;
+    use snnc_runtime::train::{CpuTrainer, Optimizer, OptimizerKind, evaluate, train_batch, weights_of};
+    let p = program(&params_net());
+    let batch = 3;
+    let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
+    let cpu0 = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let trainable = trainable_of(&cpu0, &p);
+    let (mut w_cpu, mut w_gpu) = (weights_of(&cpu0, &trainable), weights_of(&cpu0, &trainable));
+    let (mut opt_cpu, mut opt_gpu) = (Optimizer::new(OptimizerKind::Adam, 0.05, None), Optimizer::new(OptimizerKind::Adam, 0.05, None));
+    let make = |b: usize| Network::<f64>::build(&p, &p.networks[0], &Options { batch: b, ..opts }, &InterpFactory);
+    let mut cpu = CpuTrainer::new(&make, &trainable, method);
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut net = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let learner = GpuGradient::new(&mut net, &trainable, method).unwrap();
+    let mut gpu = Engine { net, learner };
+    let labels = [0, 1, 0];
+    for b in 0..3 {
+        let data = || RandomSpikes::new(25, batch, 3, 2, 0.3, 10 + b);
+        let rc = train_batch(&mut cpu, &mut w_cpu, &mut data(), &labels, &mut opt_cpu, every).unwrap();
+        let rg = train_batch(&mut gpu, &mut w_gpu, &mut data(), &labels, &mut opt_gpu, every).unwrap();
+        assert!((rc.loss - rg.loss).abs() <= 1e-9 * rc.loss.abs(), "{method:?} every {every:?}, batch {b}: loss {} vs {}", rc.loss, rg.loss);
+        assert_eq!(rc.accuracy, rg.accuracy);
+        for ((n, a), (_, c)) in rc.rates.iter().zip(&rg.rates) {
+            assert!((a - c).abs() <= 1e-9 * a.abs().max(1.0), "{n}: {a} vs {c}");
+        }
+    }
+    for ((n, a), (_, b)) in w_cpu.iter().zip(&w_gpu) {
+        let moved = a.iter().zip(weights_of(&cpu0, &trainable).iter().find(|(m, _)| m == n).unwrap().1.iter()).any(|(x, y)| x != y);
+        assert!(moved, "{n} did not change: the test shows nothing");
+        let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-8, "{method:?} every {every:?}, {n}: weights differ by {diff:e}");
+    }
+    // Held-out evaluation with the trained weights, on the training network.
+    let test = || RandomSpikes::new(25, batch, 3, 2, 0.3, 99);
+    let mut plain = Network::<f64>::build(&p, &p.networks[0], &Options { learning: false, ..opts }, &InterpFactory).unwrap();
+    let ec = evaluate(&mut plain, &w_cpu, &mut test(), &labels).unwrap();
+    let eg = evaluate(&mut gpu.net, &w_gpu, &mut test(), &labels).unwrap();
+    assert!(ec.loss > 0.0 && (ec.loss - eg.loss).abs() <= 1e-9 * ec.loss, "held-out loss {} vs {}", ec.loss, eg.loss);
+    assert_eq!(ec.accuracy, eg.accuracy);
+}
+
+/// The device calls of one ES-D-RTRL and one BPTT training step of a small recurrent
+/// network, call by call (an insta snapshot, reviewed like code): what runs per step
+/// and in which order, with grids, argument buffers and GEMM shapes.
+#[test]
+fn schedule_of_one_training_step() {
+    let text = r#"import "stdlib/lif.snn"
+network tiny {
+    dt = 1 ms
+    input x: 3
+    layer rec = LIF[4]
+    readout out = Linear[2]
+    connect x -> rec.I dense trainable init normal(0, 2) as W_in
+    connect rec -> rec.I dense trainable init normal(0, 1) as W_rec
+    connect rec -> out dense trainable init normal(0, 1) as W_out
+}"#;
+    let p = program(text);
+    let opts = Options { batch: 2, seed: 1, learning: true, ..Options::default() };
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let mut out = String::new();
+    for method in [Method::EsDRtrl { decay: 0.9 }, Method::Bptt] {
+        let host = Network::<f32>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+        gpu.dev.log.clear();
+        grad.run(&mut gpu, &mut RandomSpikes::new(1, 2, 3, 2, 0.5, 3)).unwrap();
+        out.push_str(&format!("# {method:?}, one step (T = 1, batch 2)\n"));
+        for c in &gpu.dev.log {
+            out.push_str(&gpu.dev.render(c));
+            out.push('\n');
+        }
+    }
+    insta::assert_snapshot!(out);
+}

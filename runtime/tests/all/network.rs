@@ -1,0 +1,138 @@
+//! Whole networks through the runtime with the reference (interpreter) kernels.
+use crate::common::program;
+use snnc_runtime::error::RuntimeError;
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::network::{Network, Options};
+use snnc_runtime::record::Recorder;
+
+const SMALL_COBA: &str = include_str!("../data/coba_small.snn");
+
+fn spikes_of(seed: u64, steps: usize) -> Vec<Vec<f64>> {
+    let p = program(SMALL_COBA);
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { seed, ..Options::default() }, &InterpFactory).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..steps {
+        net.step(&[]).unwrap();
+        out.push(net.pops[0].spikes.clone());
+    }
+    out
+}
+
+#[test]
+fn runs_are_deterministic_for_a_seed() {
+    let a = spikes_of(7, 300);
+    let b = spikes_of(7, 300);
+    let c = spikes_of(8, 300);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let total: f64 = a.iter().flatten().sum();
+    assert!(total > 10.0, "the driven network fires ({total} spikes)");
+}
+
+#[test]
+fn refractory_neurons_do_not_fire_within_t_ref() {
+    let a = spikes_of(3, 600);
+    // t_ref = 5 ms = 50 steps: no neuron spikes twice within 50 steps.
+    for i in 0..160 {
+        let times: Vec<usize> = (0..a.len()).filter(|&t| a[t][i] != 0.0).collect();
+        assert!(times.windows(2).all(|w| w[1] - w[0] > 50), "neuron {i}: {times:?}");
+    }
+}
+
+#[test]
+fn non_finite_state_stops_with_a_clear_error_and_keeps_recordings() {
+    let p = program(
+        r#"
+neuron Boom { param tau: ms = 1 ms; state v = 1; dv/dt = v * v / tau; method euler }
+network n { dt = 0.1 ms; layer B = Boom[3] }"#,
+    );
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
+    let mut rec = Recorder::new(&net, true, &["v".to_string()]).unwrap();
+    let mut err = None;
+    for _ in 0..100_000 {
+        match net.step(&[]) {
+            Ok(()) => rec.sample(&net),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let Some(RuntimeError::NonFinite { population, state, neuron, step, .. }) = err else { panic!("expected a non-finite error, got {err:?}") };
+    assert_eq!((population.as_str(), state.as_str(), neuron), ("B", "v", 0));
+    assert!(step > 5 && step < 100_000);
+    let dir = std::env::temp_dir().join(format!("snnc-nan-{}", std::process::id()));
+    let files = rec.write(&net, &dir).unwrap();
+    let v: ndarray::Array2<f32> = ndarray_npy::read_npy(&files[0]).unwrap();
+    assert_eq!(v.shape(), &[step as usize, 3]);
+    assert!(v.iter().all(|x| x.is_finite() || x.is_infinite()));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_external_input_is_an_error_not_a_panic() {
+    let p = program(
+        r#"
+import "stdlib/lif.snn"
+network n { dt = 1 ms; input x: 4; layer L = LIF[3]; connect x -> L.I dense weight 0.5 }"#,
+    );
+    let mut net = Network::<f32>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
+    assert!(matches!(net.step(&[]), Err(RuntimeError::Input(_))));
+    assert!(matches!(net.step(&[&[1.0; 3]]), Err(RuntimeError::Input(_))));
+    // Strong input makes every neuron fire.
+    for _ in 0..30 {
+        net.step(&[&[1.0; 4]]).unwrap();
+    }
+    assert!(net.pops[0].spike_count > 0);
+}
+
+#[test]
+fn delays_shift_the_input_by_whole_steps() {
+    // One input pulse at step 0 arrives 3 steps later through `delay 3 ms`.
+    let p = program(
+        r#"
+import "stdlib/lif.snn"
+network n { dt = 1 ms; input x: 1; layer L = LIFHard[1] { tau = 1 ms }
+            connect x -> L.I one_to_one weight 100 delay 3 ms }"#,
+    );
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
+    let mut fired = Vec::new();
+    for t in 0..8 {
+        let x = if t == 0 { [1.0] } else { [0.0] };
+        net.step(&[&x]).unwrap();
+        fired.push(net.pops[0].spikes[0]);
+    }
+    assert_eq!(fired, vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn jit_network_equals_interpreter_network() {
+    // f64 JIT kernels are bit-exact with the interpreter: whole networks agree.
+    let p = program(SMALL_COBA);
+    let o = Options { seed: 9, ..Options::default() };
+    let mut a = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut b = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
+    let mut spikes = 0.0;
+    for t in 0..300 {
+        a.step(&[]).unwrap();
+        b.step(&[]).unwrap();
+        for (pa, pb) in a.pops.iter().zip(&b.pops) {
+            assert_eq!(pa.spikes, pb.spikes, "step {t}");
+            assert_eq!(pa.states, pb.states, "step {t}");
+            spikes += pa.spikes.iter().sum::<f64>();
+        }
+    }
+    assert!(spikes > 10.0);
+    // f32 JIT: the same spikes for the first steps, states within f32 tolerance.
+    let mut c = Network::<f32>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
+    let mut d = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    for t in 0..50 {
+        c.step(&[]).unwrap();
+        d.step(&[]).unwrap();
+        let sc: Vec<f64> = c.pops[0].spikes.iter().map(|x| f64::from(*x)).collect();
+        assert_eq!(sc, d.pops[0].spikes, "f32 spikes at step {t}");
+        for (x, y) in c.pops[0].states[0].iter().zip(&d.pops[0].states[0]) {
+            assert!((f64::from(*x) - y).abs() < 1e-5, "v differs by more than 10 uV at step {t}");
+        }
+    }
+}

@@ -6,7 +6,8 @@
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, Program};
 use snnc_runtime::gpu::cuda::CudaDevice;
-use snnc_runtime::gpu::{Device, GpuFloat, GpuNetwork};
+use snnc_runtime::gpu::{Device, GpuNetwork};
+use snnc_runtime::scalar::Float;
 use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory, flush_denormals};
 use snnc_runtime::network::{Network, Options};
 use std::time::Instant;
@@ -39,7 +40,7 @@ fn rates<T: snnc_runtime::scalar::Float>(net: &Network<T>) -> String {
     net.pops.iter().map(|p| format!("{} {:.1} Hz", p.name, p.spike_count as f64 / p.n as f64 / secs)).collect::<Vec<_>>().join(", ")
 }
 
-fn bench<T: GpuFloat>(n: usize, steps: usize, cpu: Option<&dyn KernelFactory<T>>) {
+fn bench<T: Float>(n: usize, steps: usize, cpu: Option<&'static dyn KernelFactory<T>>) {
     let p = coba(n);
     let o = Options { seed: 1, ..Options::default() };
     let t0 = Instant::now();

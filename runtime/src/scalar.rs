@@ -1,9 +1,11 @@
 //! The float types the runtime computes in (f32 or f64).
 
+use crate::gpu::{Host, HostMut};
 use snnc_compiler::backend::Real;
 
 /// What the runtime needs of its float type, beyond a kernel's [`Real`] (conversions
-/// and the precision): arithmetic in place, ordering, sums and ndarray's GEMM.
+/// and the precision): arithmetic in place, ordering, sums and ndarray's GEMM, and the
+/// typed host slices the device seam copies (one trait for the CPU and the GPU engine).
 pub trait Float:
     Real
     + Default
@@ -16,7 +18,32 @@ pub trait Float:
     + std::ops::Mul<Output = Self>
     + ndarray::LinalgScalar
 {
+    fn host(s: &[Self]) -> Host<'_>;
+    fn host_mut(s: &mut [Self]) -> HostMut<'_>;
+    /// The value's bits, as a GPU kernel's u64 argument takes a float (`SCALE_ADD`).
+    fn bits(self) -> u64;
 }
 
-impl Float for f32 {}
-impl Float for f64 {}
+impl Float for f32 {
+    fn host(s: &[f32]) -> Host<'_> {
+        Host::F32(s)
+    }
+    fn host_mut(s: &mut [f32]) -> HostMut<'_> {
+        HostMut::F32(s)
+    }
+    fn bits(self) -> u64 {
+        u64::from(self.to_bits())
+    }
+}
+
+impl Float for f64 {
+    fn host(s: &[f64]) -> Host<'_> {
+        Host::F64(s)
+    }
+    fn host_mut(s: &mut [f64]) -> HostMut<'_> {
+        HostMut::F64(s)
+    }
+    fn bits(self) -> u64 {
+        self.to_bits()
+    }
+}

@@ -10,11 +10,10 @@ use snnc_compiler::SourceMap;
 use snnc_compiler::pipeline;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_split, split_sizes};
-use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::scalar::Float;
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::{KernelFactory, flush_denormals};
 use snnc_runtime::network::{Network, Options};
-use snnc_runtime::scalar::Float;
 use snnc_runtime::record::Recorder;
 use snnc_runtime::train::tasks::RandomSpikes;
 use std::path::PathBuf;
@@ -155,7 +154,7 @@ struct TrainBench<'a> {
 
 impl Job for TrainBench<'_> {
     type Out = ExitCode;
-    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+    fn run<T: Float>(self, on: On) -> ExitCode {
         for rep in 0..self.a.reps {
             let r = match on {
                 On::Cpu { .. } => train_once::<T>(self.a, self.program, self.method, rep, on.cpu_kernels()),
@@ -212,7 +211,7 @@ fn print_train(a: &TrainArgs, where_: &str, float_bytes: usize, rep: usize, buil
 /// One pass on GPU 0: the build (network to the device, trace kernels loaded) timed
 /// apart from the gradient, which ends with the gradients on the host.
 #[cfg(feature = "cuda")]
-fn train_gpu_once<T: snnc_runtime::gpu::GpuFloat>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> Result<(), String> {
+fn train_gpu_once<T: snnc_runtime::scalar::Float>(a: &TrainArgs, program: &sema::Program, method: Method, rep: usize) -> Result<(), String> {
     use snnc_runtime::gpu::cuda::CudaDevice;
     use snnc_runtime::gpu::{Device, GpuGradient, GpuNetwork};
     let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
@@ -256,7 +255,7 @@ struct SimBench<'a> {
 
 impl Job for SimBench<'_> {
     type Out = ExitCode;
-    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+    fn run<T: Float>(self, on: On) -> ExitCode {
         for rep in 0..self.a.reps {
             let r = sim_once::<T>(self.a, self.opts, self.reporter, rep, on.cpu_kernels());
             if r != ExitCode::SUCCESS {

@@ -4,7 +4,7 @@
 
 use super::run::{Backend, Precision};
 use super::train::TrainBackend;
-use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::scalar::Float;
 use snnc_compiler::sema::{NetworkDef, Program};
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory};
@@ -23,7 +23,7 @@ pub enum On {
 impl On {
     /// The CPU's kernel factory: the reference interpreter's with `Cpu { interp: true }`,
     /// else Cranelift's (jobs that only run on the CPU dispatch with `Backend::Jit`).
-    pub fn cpu_kernels<T: GpuFloat>(self) -> &'static dyn KernelFactory<T> {
+    pub fn cpu_kernels<T: Float>(self) -> &'static dyn KernelFactory<T> {
         match self {
             On::Cpu { interp: true } => &InterpFactory,
             _ => &JitFactory,
@@ -33,7 +33,7 @@ impl On {
     /// The network built on the host: with CPU kernels on the CPU; on the GPU without
     /// any (it holds the structure and the starting state; the GPU runtime compiles its
     /// own kernels from the same steps).
-    pub fn build<T: GpuFloat>(self, program: &Program, net: &NetworkDef, o: &Options) -> Result<Network<T>, RuntimeError> {
+    pub fn build<T: Float>(self, program: &Program, net: &NetworkDef, o: &Options) -> Result<Network<T>, RuntimeError> {
         match self {
             On::Cpu { .. } => Network::build(program, net, o, self.cpu_kernels()),
             #[cfg(feature = "cuda")]
@@ -54,7 +54,7 @@ impl From<TrainBackend> for Backend {
 /// A command's work on a network in float type `T`, on the backend it is given.
 pub trait Job {
     type Out;
-    fn run<T: GpuFloat>(self, on: On) -> Self::Out;
+    fn run<T: Float>(self, on: On) -> Self::Out;
 }
 
 /// Runs `job` in the float type of `precision` on `backend`; a CUDA backend in a build

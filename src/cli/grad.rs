@@ -4,7 +4,7 @@
 use super::Reporter;
 use super::engine::{Job, On};
 use super::run::Backend;
-use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::scalar::Float;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::sema::LoadOptions;
 use snnc_runtime::train::dataset::{npz_names, read_npz_array};
@@ -12,7 +12,6 @@ use snnc_runtime::learn::{Gradients, Method, gradient};
 use snnc_compiler::sema::{NetworkDef, Program};
 use snnc_runtime::kernels::KernelFactory;
 use snnc_runtime::network::{Network, Options};
-use snnc_runtime::scalar::Float;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -136,7 +135,7 @@ struct GradJob<'a> {
 
 impl Job for GradJob<'_> {
     type Out = Result<Gradients, String>;
-    fn run<T: GpuFloat>(self, on: On) -> Result<Gradients, String> {
+    fn run<T: Float>(self, on: On) -> Result<Gradients, String> {
         gradient_in::<T>(self.args, self.program, self.def, self.x, self.target, on.cpu_kernels())
     }
 }

@@ -5,7 +5,7 @@ use snnc_compiler::sema::{self, LoadOptions};
 use snnc_compiler::units;
 use super::engine::{Job, On};
 use snnc_runtime::engine::Simulation;
-use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::scalar::Float;
 use snnc_runtime::kernels::flush_denormals;
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::record::Recorder;
@@ -122,7 +122,7 @@ struct Simulate<'a> {
 
 impl Job for Simulate<'_> {
     type Out = ExitCode;
-    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+    fn run<T: Float>(self, on: On) -> ExitCode {
         simulate::<T>(self.args, self.program, self.net, self.o, on)
     }
 }
@@ -146,7 +146,7 @@ impl Wrap {
     }
 }
 
-fn simulate<T: GpuFloat>(
+fn simulate<T: Float>(
     args: &Args,
     program: &sema::Program,
     net: &sema::NetworkDef,
@@ -244,6 +244,21 @@ fn simulate<T: GpuFloat>(
     }
     let network = sim.network();
     let simulated = network.time();
+    print_summary(network, &backend, wall, build_time);
+    let mut status = ExitCode::SUCCESS;
+    if let Some(e) = &failure {
+        eprintln!("error: {e}; stopped at t = {:.4} s (recordings up to there are kept)", simulated);
+        status = ExitCode::FAILURE;
+    }
+    if !write_outputs(args, &rec, network, simulated) {
+        status = ExitCode::FAILURE;
+    }
+    status
+}
+
+/// The run's summary: size, speed, and each population's rate.
+fn print_summary<T: Float>(network: &Network<T>, backend: &str, wall: f64, build_time: f64) {
+    let simulated = network.time();
     println!(
         "network {}: {} neurons in {} populations, {} synapses in {} projections ({backend}, {})",
         network.name,
@@ -270,11 +285,11 @@ fn simulate<T: GpuFloat>(
             println!("  {}: {} neurons, mean rate {:.2} Hz", pop.name, pop.n, rate);
         }
     }
-    let mut status = ExitCode::SUCCESS;
-    if let Some(e) = &failure {
-        eprintln!("error: {e}; stopped at t = {:.4} s (recordings up to there are kept)", simulated);
-        status = ExitCode::FAILURE;
-    }
+}
+
+/// The raster plot and the recordings under `--out`; false if any could not be written.
+fn write_outputs<T: Float>(args: &Args, rec: &Recorder, network: &Network<T>, simulated: f64) -> bool {
+    let mut ok = true;
     if let (true, Some(dir)) = (args.plot, &args.out) {
         let spikes = rec.spikes();
         let rasters: Vec<super::plot::Raster> = spikes
@@ -286,7 +301,7 @@ fn simulate<T: GpuFloat>(
             Ok(()) => println!("  wrote {}", png.display()),
             Err(e) => {
                 eprintln!("error: {e}");
-                status = ExitCode::FAILURE;
+                ok = false;
             }
         }
     }
@@ -299,11 +314,11 @@ fn simulate<T: GpuFloat>(
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                status = ExitCode::FAILURE;
+                ok = false;
             }
         }
     }
-    status
+    ok
 }
 
 fn progress(steps: u64) -> Option<indicatif::ProgressBar> {
@@ -385,7 +400,7 @@ fn parse_input(spec: &str, inputs: &[(String, usize)]) -> Result<(usize, InputSo
 }
 
 /// Sets the dense weights stored in checkpoint `ck` (written by `snnc train`).
-fn load_weights<T: GpuFloat>(network: &mut Network<T>, ck: &std::path::Path) -> Result<(), String> {
+fn load_weights<T: Float>(network: &mut Network<T>, ck: &std::path::Path) -> Result<(), String> {
     let (weights, _) = snnc_runtime::train::load_checkpoint(ck).map_err(|e| e.to_string())?;
     snnc_runtime::train::set_weights(network, &weights).map_err(|e| format!("checkpoint `{}`: {e}", ck.display()))
 }

@@ -10,12 +10,11 @@ use ndarray::Array2;
 #[cfg(feature = "cuda")]
 use snnc_runtime::engine::Engine;
 use snnc_runtime::engine::Trainer;
-use snnc_runtime::gpu::GpuFloat;
+use snnc_runtime::scalar::Float;
 use snnc_runtime::learn::{Method, Sequence};
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::JitFactory;
 use snnc_runtime::network::{Network, Options};
-use snnc_runtime::scalar::Float;
 use snnc_runtime::train::dataset::{NpzDataset, Split};
 use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
@@ -395,7 +394,7 @@ struct Training<'a> {
 
 impl Job for Training<'_> {
     type Out = ExitCode;
-    fn run<T: GpuFloat>(self, on: On) -> ExitCode {
+    fn run<T: Float>(self, on: On) -> ExitCode {
         let (program, def, seed) = (self.program, self.def, self.seed);
         match on {
             On::Cpu { .. } => {
@@ -536,7 +535,7 @@ impl Training<'_> {
 /// Opens GPU 0 and moves the training network (built for learning, the whole batch)
 /// there, with its gradient state.
 #[cfg(feature = "cuda")]
-fn open_gpu<T: GpuFloat>(
+fn open_gpu<T: Float>(
     program: &Program,
     def: &NetworkDef,
     batch: usize,

@@ -34,38 +34,6 @@ use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK, SPARSE_BLOCK, 
 use snnc_compiler::backend::ptx::{Role, compile_step, launch_config};
 use snnc_compiler::sema::Source;
 
-/// The float types a GPU network runs in.
-pub trait GpuFloat: Float {
-    fn host(s: &[Self]) -> Host<'_>;
-    fn host_mut(s: &mut [Self]) -> HostMut<'_>;
-    /// The value's bits, as a kernel's u64 argument takes a float ([`prop::SCALE_ADD`]).
-    fn bits(self) -> u64;
-}
-
-impl GpuFloat for f32 {
-    fn host(s: &[f32]) -> Host<'_> {
-        Host::F32(s)
-    }
-    fn host_mut(s: &mut [f32]) -> HostMut<'_> {
-        HostMut::F32(s)
-    }
-    fn bits(self) -> u64 {
-        u64::from(self.to_bits())
-    }
-}
-
-impl GpuFloat for f64 {
-    fn host(s: &[f64]) -> Host<'_> {
-        Host::F64(s)
-    }
-    fn host_mut(s: &mut [f64]) -> HostMut<'_> {
-        HostMut::F64(s)
-    }
-    fn bits(self) -> u64 {
-        self.to_bits()
-    }
-}
-
 struct DevPop {
     module: Option<ModId>,
     /// The step kernel's pointer arguments, in its `.param` order.
@@ -138,7 +106,7 @@ fn u32_index(n: usize, what: &str) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
+impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Moves `host` (built with any kernel factory, without `Options::learning`) to `dev`.
     pub fn new(host: Network<T>, mut dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
         let batch = host.batch;
@@ -521,7 +489,7 @@ impl<T: GpuFloat, D: Device> GpuNetwork<T, D> {
     }
 }
 
-impl<T: GpuFloat, D: Device> Simulation<T> for GpuNetwork<T, D> {
+impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
     fn network(&self) -> &Network<T> {
         &self.host
     }

@@ -8,7 +8,8 @@ use crate::common::program;
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions, Program};
 use snnc_runtime::gpu::cuda::CudaDevice;
-use snnc_runtime::gpu::{GpuFloat, GpuNetwork};
+use snnc_runtime::gpu::GpuNetwork;
+use snnc_runtime::scalar::Float;
 use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory, flush_denormals};
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::rng::Rng;
@@ -28,7 +29,7 @@ fn device() -> CudaDevice {
 
 /// Per step and population: did the GPU's spikes equal the CPU's? Returns the first
 /// step that differs (if any) and the spike totals per population (CPU, GPU).
-fn run_both<T: GpuFloat>(p: &Program, net: usize, steps: usize, inputs: &[usize], cpu_factory: &'static dyn KernelFactory<T>) -> (Option<(usize, String, usize)>, Vec<(String, u64, u64)>) {
+fn run_both<T: Float>(p: &Program, net: usize, steps: usize, inputs: &[usize], cpu_factory: &'static dyn KernelFactory<T>) -> (Option<(usize, String, usize)>, Vec<(String, u64, u64)>) {
     flush_denormals();
     let o = Options { seed: 11, ..Options::default() };
     let mut cpu = Network::<T>::build(p, &p.networks[net], &o, cpu_factory).unwrap();
@@ -121,7 +122,7 @@ fn bench_workload(neurons: usize, inputs: usize, outputs: usize) -> Program {
 
 /// Gradients on the GPU against the CPU's (JIT, same float type): per gradient, the
 /// largest difference relative to the largest entry, and the relative Frobenius norm.
-fn gradients_both<T: GpuFloat>(p: &Program, steps: usize, batch: usize, method: snnc_runtime::learn::Method) -> Vec<(String, f64, f64)>
+fn gradients_both<T: Float>(p: &Program, steps: usize, batch: usize, method: snnc_runtime::learn::Method) -> Vec<(String, f64, f64)>
 where
     JitFactory: KernelFactory<T>,
 {

@@ -8,7 +8,8 @@ use snnc_compiler::SourceMap;
 use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, Init, Program};
 use snnc_runtime::connectivity::fixed_probability;
-use snnc_runtime::gpu::{Call, EmuDevice, GpuFloat, GpuNetwork, KArg};
+use snnc_runtime::gpu::{Call, EmuDevice, GpuNetwork, KArg};
+use snnc_runtime::scalar::Float;
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::InterpFactory;
 use snnc_runtime::network::{Network, Options};
@@ -23,7 +24,7 @@ const SMALL_COBA: &str = include_str!("../data/coba_small_varied_g.snn");
 /// the step kernel).
 const MIXED: &str = include_str!("../data/mixed_small.snn");
 
-fn emulated<T: GpuFloat>(p: &Program, o: &Options) -> GpuNetwork<T, EmuDevice> {
+fn emulated<T: Float>(p: &Program, o: &Options) -> GpuNetwork<T, EmuDevice> {
     let host = Network::<T>::build(p, &p.networks[0], o, &InterpFactory).unwrap();
     GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap()
 }

@@ -6,7 +6,8 @@ use crate::common::program;
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, LoadOptions, Program};
-use snnc_runtime::gpu::{EmuDevice, GpuFloat, GpuGradient, GpuNetwork};
+use snnc_runtime::gpu::{EmuDevice, GpuGradient, GpuNetwork};
+use snnc_runtime::scalar::Float;
 use snnc_runtime::learn::{Gradients, Method, gradient_of};
 use snnc_runtime::kernels::InterpFactory;
 use snnc_runtime::network::{Network, Options};
@@ -45,12 +46,12 @@ fn trainable_of(net: &Network<f64>, p: &Program) -> Vec<String> {
 }
 
 /// The CPU's and the emulated GPU's ES-D-RTRL gradients of the same batch.
-fn both<T: GpuFloat>(p: &Program, steps: usize, batch: usize, decay: f64) -> (Gradients, Gradients) {
+fn both<T: Float>(p: &Program, steps: usize, batch: usize, decay: f64) -> (Gradients, Gradients) {
     both_by::<T>(p, steps, batch, Method::EsDRtrl { decay })
 }
 
 /// The CPU's and the emulated GPU's gradients of the same batch by `method`.
-fn both_by<T: GpuFloat>(p: &Program, steps: usize, batch: usize, method: Method) -> (Gradients, Gradients) {
+fn both_by<T: Float>(p: &Program, steps: usize, batch: usize, method: Method) -> (Gradients, Gradients) {
     let opts = Options { batch, seed: 4, learning: true, ..Options::default() };
     let mut cpu = Network::<f64>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
     let trainable = trainable_of(&cpu, p);

@@ -15,7 +15,7 @@
 //! source += mu W^T, carried within the step (a layer below) or to step t-1.
 
 use super::super::device::{Buf, Device, Elem, ModId, Module};
-use super::super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
+use super::super::{Float, GpuNetwork, dev_err, step_scalars};
 use super::{flat, outer, times_transpose};
 use crate::learn::Plan;
 use crate::error::RuntimeError;
@@ -56,7 +56,7 @@ pub(super) struct Tape {
 }
 
 impl Tape {
-    pub fn new<T: GpuFloat, D: Device>(g: &mut GpuNetwork<T, D>, plan: &Plan) -> Result<Tape, RuntimeError> {
+    pub fn new<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, plan: &Plan) -> Result<Tape, RuntimeError> {
         let batch = g.host.batch;
         let fe = Elem::float(T::PRECISION);
         let np = g.host.pops.len();
@@ -106,7 +106,7 @@ impl Tape {
     }
 
     /// Tapes the step just taken: the derivatives, `l` and the trained projections' `pre`.
-    pub fn push<T: GpuFloat, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, l: &[Vec<Buf>], pre: &[Buf]) -> Result<(), RuntimeError> {
+    pub fn push<T: Float, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, l: &[Vec<Buf>], pre: &[Buf]) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let size = std::mem::size_of::<T>();
         if self.steps.len() == self.len {
@@ -165,7 +165,7 @@ impl Tape {
 
     /// The backward pass: adds dL/dW to `grads` (the plan's etrace order, n_pre x N each)
     /// and dL/dtheta to `param_grads` (1 x N each).
-    pub fn backward<T: GpuFloat, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, ones: Buf, grads: &[Buf], param_grads: &[Buf]) -> Result<(), RuntimeError> {
+    pub fn backward<T: Float, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, ones: Buf, grads: &[Buf], param_grads: &[Buf]) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let all: Vec<Buf> = self.st.iter().flatten().chain(self.ds.iter().flatten()).chain(self.dh.iter().flatten().flatten()).copied().collect();
         for b in all {

@@ -28,7 +28,7 @@
 mod bptt;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
-use super::{GpuFloat, GpuNetwork, dev_err, step_scalars};
+use super::{Float, GpuNetwork, dev_err, step_scalars};
 use crate::engine::Learner;
 use crate::learn::{Gradients, Method, Online, Plan, Sequence, StepData, bias_correction, check_data, check_target, plan};
 use crate::error::RuntimeError;
@@ -130,7 +130,7 @@ fn flat(len: usize) -> (u32, u32) {
     (launch_config(len as u64, BLOCK).0, 1)
 }
 
-impl<T: GpuFloat> GpuGradient<T> {
+impl<T: Float> GpuGradient<T> {
     /// Plans and allocates the gradient of `trainable` by `method` for `g`, whose host
     /// network was built with `Options::learning`.
     pub fn new<D: Device>(g: &mut GpuNetwork<T, D>, trainable: &[String], method: Method) -> Result<GpuGradient<T>, RuntimeError> {
@@ -523,20 +523,20 @@ impl<T: GpuFloat> GpuGradient<T> {
     }
 }
 
-impl<T: GpuFloat, D: Device> Learner<GpuNetwork<T, D>> for GpuGradient<T> {
+impl<T: Float, D: Device> Learner<GpuNetwork<T, D>> for GpuGradient<T> {
     fn run_online(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError> {
         GpuGradient::run_online(self, g, data, online)
     }
 }
 
 /// x^t of projection `i`: its copy (`pre`), or the live source buffer.
-fn pre_of<T: GpuFloat, D: Device>(pre: &[Option<Buf>], g: &GpuNetwork<T, D>, i: usize) -> Buf {
+fn pre_of<T: Float, D: Device>(pre: &[Option<Buf>], g: &GpuNetwork<T, D>, i: usize) -> Buf {
     pre[i].unwrap_or_else(|| g.source(i).0)
 }
 
 /// Compiles and loads trace step `kind` of population `p`, its states `states` (the trace
 /// slices, then u), its inputs D and the driving column (the population's states) and l.
-fn load_trace<T: GpuFloat, D: Device>(
+fn load_trace<T: Float, D: Device>(
     g: &mut GpuNetwork<T, D>,
     l: &[Vec<Buf>],
     p: usize,
@@ -558,7 +558,7 @@ fn load_trace<T: GpuFloat, D: Device>(
 
 /// Compiles a step generated for population `p` and binds its arguments: state i to
 /// `states[i]`, input i to `inputs[i]`.
-fn load_step<T: GpuFloat, D: Device>(
+fn load_step<T: Float, D: Device>(
     g: &mut GpuNetwork<T, D>,
     p: usize,
     step: &snnc_compiler::discretise::Step,
@@ -582,7 +582,7 @@ fn load_step<T: GpuFloat, D: Device>(
     Ok(Launch { module, args, len })
 }
 
-fn launch_step<T: GpuFloat, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Result<(), RuntimeError> {
+fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Result<(), RuntimeError> {
     let mut args: Vec<KArg> = s.args.iter().map(|b| KArg::Buf(*b)).collect();
     args.extend(step_scalars(s.len, 0.0, 0, 0));
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
@@ -608,7 +608,7 @@ fn outer(gr: Buf, x: Buf, c: Buf, batch: usize, n_pre: usize, n_out: usize, alph
     Gemm { m: n_out, n: n_pre, k: batch, alpha, a: c, lda: n_out, ta: false, b: x, ldb: n_pre, tb: true, beta: 1.0, c: gr, ldc: n_out }
 }
 
-fn download<T: GpuFloat, D: Device>(g: &mut GpuNetwork<T, D>, b: Buf, rows: usize, cols: usize) -> Result<Array2<f64>, RuntimeError> {
+fn download<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, b: Buf, rows: usize, cols: usize) -> Result<Array2<f64>, RuntimeError> {
     let mut v = vec![T::from_f64(0.0); rows * cols];
     g.dev.download(b, T::host_mut(&mut v)).map_err(dev_err)?;
     Ok(Array2::from_shape_vec((rows, cols), v.iter().map(|x| x.to_f64()).collect()).expect("shape"))

@@ -106,34 +106,10 @@ fn source_case(name: &str, text: &str) -> Case {
 }
 
 /// Every op that needs a call (transcendentals, random draws), plus the rest.
-const CALL_OPS: &str = "neuron CallOps {
-    param tau: ms = 10 ms
-    param k = 0.3
-    param th = 1.0
-    state v = 0.0
-    state w = 0.0
-    state q = 0.5
-    input I
-    dv/dt = (-v + I + 0.1 * randn() + 0.2 * sin(w) * cos(v) - 0.05 * tanh(q) + 0.02 * log(1 + abs(w))) / tau
-    dw/dt = (sigmoid(v) - w + 0.1 * rand() + 0.01 * (abs(v) + 0.1) ^ 1.5 + 0.01 * exp(-abs(w))) / (5 * tau)
-    dq/dt = (clip(v, -1, 1) - q + (if v > 0.5 and w < 0.8 or not (q > 0.3) then 0.1 else -0.1) + min(v, w) * max(q, 0.1) + 0.01 * sqrt(abs(q)) + 0.01 * q^3 - 0.001 / (1 + v^2)^2) / tau
-    spike when v > th surrogate relu_grad(alpha = 0.3, width = 1.0)
-    on spike { v -= th; w += k }
-}";
+const CALL_OPS: &str = include_str!("../data/every_op_calls.snn");
 
 /// Every op the vector loop supports (no calls: Euler, no transcendentals).
-const VECTOR_OPS: &str = "neuron VectorOps {
-    param tau: ms = 10 ms
-    param th = 1.0
-    state v = 0.0
-    state q = 0.5
-    input I
-    dv/dt = (-v + I + min(q, 0.5) - 0.1 * max(v, -0.5) + 0.01 * abs(q) + 0.01 * sqrt(abs(q) + 0.01) + (if v > 0.5 and q < 0.8 or not (q > 0.3) then 0.1 else -0.1) + (if v >= 0.2 then 0.01 else 0) + (if v <= -0.2 then -0.01 else 0) + (if q == 0.5 then 0.01 else 0) + (if q != 0.25 then 0.01 else 0) + 0.01 * q^3 - 0.001 / (1 + v^2)^2 + (if t > 20 ms then 0.05 else 0)) / tau
-    dq/dt = (clip(v, -1, 1) - q) / tau
-    spike when v > th surrogate relu_grad(alpha = 0.3, width = 1.0)
-    on spike { v = 0; q += 0.2 }
-    method euler
-}";
+const VECTOR_OPS: &str = include_str!("../data/every_op_vector.snn");
 
 struct Pop<T> {
     states: Vec<Vec<T>>,

@@ -3,9 +3,8 @@
 //! repetition on stdout, so that a driver can parse it; nothing else goes to stdout.
 
 use super::Reporter;
-use super::grad::MethodArg;
 use super::engine::{Job, On};
-use crate::cli::run::{Backend, Precision, parse_method, parse_time};
+use super::args::{Backend, MethodArg, Precision, TrainBackend, fail, parse_method, parse_time};
 use snnc_compiler::SourceMap;
 use snnc_compiler::pipeline;
 use snnc_compiler::sema::{self, LoadOptions};
@@ -70,7 +69,7 @@ pub struct TrainArgs {
     /// Where the gradient is computed: the CPU (JIT, `--threads`), or GPU 0 (`cuda`:
     /// the whole batch on the device; needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value = "jit")]
-    pub backend: super::train::TrainBackend,
+    pub backend: TrainBackend,
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,10 +99,6 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     }
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::FAILURE
-}
 
 /// Whole-process peak resident set (VmHWM), MB; 0 where /proc is missing.
 fn peak_rss_mb() -> f64 {

@@ -34,11 +34,11 @@ pub struct EmitArgs {
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
     /// The time step folded into the kernels (over the network's; default 0.1 ms).
-    #[arg(long, value_parser = crate::cli::run::parse_time)]
+    #[arg(long, value_parser = super::args::parse_time)]
     pub dt: Option<f64>,
     /// PTX: f32 or f64 kernels.
     #[arg(long, value_enum, default_value = "f32")]
-    pub precision: crate::cli::run::Precision,
+    pub precision: super::args::Precision,
     /// PTX: the derivative kernel (D, Df, ds/dh) instead of the step kernel (the same as
     /// `--kernel derivatives`).
     #[arg(long)]
@@ -96,8 +96,8 @@ pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode
 /// (`snnc_step_LIF`), so that `ptxas` assembles the file as is.
 fn ptx_module(args: &EmitArgs, steps: &[Explained]) -> Result<String, String> {
     let precision = match args.precision {
-        crate::cli::run::Precision::F32 => Precision::F32,
-        crate::cli::run::Precision::F64 => Precision::F64,
+        super::args::Precision::F32 => Precision::F32,
+        super::args::Precision::F64 => Precision::F64,
     };
     let target = ptx::Target::Sm80;
     let kind = if args.derivatives { KernelArg::Derivatives } else { args.kernel };

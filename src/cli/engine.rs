@@ -2,8 +2,7 @@
 //! `eval`, `grad` and `bench` describe their work as a [`Job`] generic over the float
 //! type, and [`dispatch`] picks the type (f32 or f64) and where it runs ([`On`]).
 
-use super::run::{Backend, Precision};
-use super::train::TrainBackend;
+use super::args::{Backend, Precision, TrainBackend};
 use snnc_runtime::scalar::Float;
 use snnc_compiler::sema::{NetworkDef, Program};
 use snnc_runtime::error::RuntimeError;

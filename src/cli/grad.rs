@@ -3,7 +3,7 @@
 
 use super::Reporter;
 use super::engine::{Job, On};
-use super::run::Backend;
+use super::args::{Backend, MethodArg, fail};
 use snnc_runtime::scalar::Float;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::sema::LoadOptions;
@@ -16,12 +16,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum MethodArg {
-    Bptt,
-    DRtrl,
-    EsDRtrl,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,10 +48,6 @@ pub struct Args {
     pub record: Option<PathBuf>,
 }
 
-fn fail(msg: String) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::FAILURE
-}
 
 fn read_array(path: &Path, name: &str) -> Result<ArrayD<f64>, String> {
     read_npz_array(path, name).map_err(|e| e.to_string())

@@ -1,5 +1,6 @@
 //! The `snnc` command line: one module per subcommand.
 
+mod args;
 mod bench;
 mod check;
 mod emit;

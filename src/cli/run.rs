@@ -1,8 +1,8 @@
 //! `snnc run FILE --network NAME --duration 1s ...`: simulate a network.
 
 use super::Reporter;
+use super::args::{Backend, Precision, parse_method, parse_time};
 use snnc_compiler::sema::{self, LoadOptions};
-use snnc_compiler::units;
 use super::engine::{Job, On};
 use snnc_runtime::engine::Simulation;
 use snnc_runtime::scalar::Float;
@@ -13,21 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum Backend {
-    /// Native code compiled by Cranelift (the default).
-    Jit,
-    /// The reference IR interpreter (slow; for checking).
-    Interp,
-    /// An NVIDIA GPU (sm_80 or later) through CUDA; needs a build with `--features cuda`.
-    Cuda,
-}
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum Precision {
-    F32,
-    F64,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -74,29 +60,7 @@ pub struct Args {
     pub weights: Option<PathBuf>,
 }
 
-pub(crate) fn parse_method(s: &str) -> Result<snnc_compiler::sema::Method, String> {
-    snnc_compiler::sema::Method::ALL
-        .iter()
-        .find(|(n, _)| *n == s)
-        .map(|(_, m)| *m)
-        .ok_or_else(|| format!("unknown method `{s}` (exact, exp_euler, euler, rk2, rk4)"))
-}
 
-/// `1s`, `500 ms`, `0.1ms` → seconds.
-pub fn parse_time(s: &str) -> Result<f64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| format!("`{s}` needs a unit, e.g. `1s` or `500ms`"))?;
-    let (num, unit) = (s[..split].trim(), s[split..].trim());
-    let v: f64 = num.parse().map_err(|_| format!("`{num}` is not a number"))?;
-    let u = units::lookup(unit).ok_or_else(|| format!("unknown unit `{unit}`"))?;
-    if u.dim != units::Dim::TIME {
-        return Err(format!("`{unit}` is not a unit of time"));
-    }
-    if !(v * u.scale > 0.0) || !(v * u.scale).is_finite() {
-        return Err(format!("`{s}` must be a positive time"));
-    }
-    Ok(v * u.scale)
-}
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {

@@ -3,8 +3,7 @@
 
 use super::Reporter;
 use super::engine::{Job, On};
-use super::grad::MethodArg;
-use crate::cli::run::parse_time;
+use super::args::{MethodArg, TrainBackend, fail, parse_time};
 use snnc_compiler::sema::{LoadOptions, NetworkDef, PopKind, Program, TrainValue};
 use ndarray::Array2;
 #[cfg(feature = "cuda")]
@@ -205,21 +204,12 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     run(args, opts, reporter)
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum TrainBackend {
-    Jit,
-    Cuda,
-}
 
 /// The network of a training run in float type `T` (with derivatives when `learning`).
 fn build_net<T: Float>(program: &Program, def: &NetworkDef, batch: usize, seed: u64, learning: bool) -> Result<Network<T>, RuntimeError> {
     Network::<T>::build(program, def, &Options { batch, seed, learning, ..Options::default() }, &JitFactory)
 }
 
-fn fail(msg: String) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::FAILURE
-}
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
@@ -249,7 +239,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let task = match args.task.task.clone().map(Ok).or_else(|| name("task").map(|t| t.parse::<TaskArg>())) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return fail(e),
-        None => return fail("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block".into()),
+        None => return fail("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block"),
     };
     let optimizer = match args.optimizer.map(|o| o == OptArg::Sgd).or_else(|| name("optimizer").map(|o| o == "sgd")) {
         Some(true) => OptimizerKind::Sgd,
@@ -454,7 +444,7 @@ impl Training<'_> {
         };
         if args.evaluate_only {
             if args.test_batches == 0 {
-                return fail("--test-batches must be at least 1".into());
+                return fail("--test-batches must be at least 1");
             }
             return match held_out(&mut trainer, &self.weights) {
                 Ok(t) => {

@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod check;
 mod emit;
+mod eval;
 mod engine;
 mod explain;
 mod fmt;
@@ -67,7 +68,7 @@ pub enum Command {
     /// Train a network on a task (DMS, evidence accumulation) with an online rule.
     Train(train::Args),
     /// Loss and accuracy of trained weights (a `snnc train` checkpoint) on held-out trials.
-    Eval(train::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Benchmark workloads with JSON-line results (`bench train`, `bench sim`).
     Bench(bench::Args),
 }
@@ -140,7 +141,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(a, &opts, &reporter),
         Command::Grad(a) => grad::run(a, &opts, &reporter),
         Command::Train(a) => train::run(a, &opts, &reporter),
-        Command::Eval(a) => train::eval(a, &opts, &reporter),
+        Command::Eval(a) => eval::eval(a, &opts, &reporter),
         Command::Bench(a) => bench::run(a, &opts, &reporter),
     }
 }

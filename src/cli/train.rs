@@ -152,59 +152,6 @@ pub struct Args {
     pub evaluate_only: bool,
 }
 
-/// `snnc eval FILE --weights CKPT`: loss and accuracy of trained weights on the task's
-/// held-out trials (the ones `snnc train` reports each epoch).
-#[derive(clap::Args, Debug)]
-pub struct EvalArgs {
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    #[arg(long, value_name = "NAME")]
-    pub network: Option<String>,
-    /// A checkpoint written by `snnc train` (`DIR/checkpoint.safetensors`).
-    #[arg(long, value_name = "CKPT")]
-    pub weights: PathBuf,
-    #[command(flatten)]
-    pub task: TaskOpts,
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Held-out batches to evaluate.
-    #[arg(long, default_value_t = 8)]
-    pub test_batches: usize,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Run the network in f64 (the default is f32).
-    #[arg(long)]
-    pub f64: bool,
-}
-
-pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
-    let args = Args {
-        file: a.file,
-        network: a.network,
-        method: None,
-        etrace_decay: None,
-        task: a.task,
-        epochs: Some(0),
-        batches: 0,
-        batch: a.batch,
-        lr: None,
-        lr_decay: None,
-        optimizer: None,
-        grad_clip: None,
-        update_every: None,
-        seed: a.seed,
-        out: None,
-        resume: Some(a.weights),
-        test_batches: a.test_batches,
-        plot: false,
-        backend: TrainBackend::Jit,
-        f64: a.f64,
-        evaluate_only: true,
-    };
-    run(args, opts, reporter)
-}
-
-
 /// The network of a training run in float type `T` (with derivatives when `learning`).
 fn build_net<T: Float>(program: &Program, def: &NetworkDef, batch: usize, seed: u64, learning: bool) -> Result<Network<T>, RuntimeError> {
     Network::<T>::build(program, def, &Options { batch, seed, learning, ..Options::default() }, &JitFactory)

@@ -130,13 +130,6 @@ pub fn compile_network(program: &Program, net: &NetworkDef, opts: &CompileOption
     Ok(NetworkPlan { name: net.name.clone(), dt: cx.dt, seed: cx.seed, populations, drive_inputs, projection_inputs })
 }
 
-/// The discretised step of every population with a model, as the runtime runs it
-/// without learning (what `snnc explain --network` and `snnc emit --network` show).
-pub fn population_steps(program: &Program, net: &NetworkDef, opts: &CompileOptions) -> Result<Vec<(String, Step)>, PipelineError> {
-    let plan = compile_network(program, net, opts)?;
-    Ok(plan.populations.into_iter().filter_map(|p| p.dynamics.map(|d| (p.name, d.step))).collect())
-}
-
 /// The state of one network's compilation.
 struct NetworkCx<'a> {
     program: &'a Program,

@@ -93,10 +93,7 @@ pub struct Engine<S, L> {
 /// `sim` back at its start, with `weights`.
 pub fn start<T: Float, S: Simulation<T> + ?Sized>(sim: &mut S, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
     sim.reset()?;
-    for (n, w) in weights {
-        sim.set_trainable(n, w.mapv(T::from_f64))?;
-    }
-    Ok(())
+    crate::train::set_weights(sim, weights)
 }
 
 impl<T: Float, S: Simulation<T>, L: Learner<S>> Trainer<T> for Engine<S, L> {

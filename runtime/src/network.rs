@@ -8,7 +8,7 @@
 
 use crate::connectivity::{self, Connectivity, apply_sign};
 use crate::error::RuntimeError;
-use crate::kernels::{JitFactory, KernelFactory};
+use crate::kernels::KernelFactory;
 use crate::propagate::{DelayRing, SparseRows, Weights, active_indices, propagate_into};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
@@ -318,10 +318,10 @@ impl<T: Float> Network<T> {
     }
 
     /// Compiles a step derived from this network's populations (the learning rules'
-    /// trace steps) with the factory the network's kernels came from (the JIT for a
-    /// network without kernels).
+    /// trace steps) with the factory the network's kernels came from.
     pub fn build_kernel(&self, step: &Step, specs: &[ParamSpec]) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
-        self.factory.unwrap_or(&JitFactory).build(step, specs)
+        let factory = self.factory.ok_or_else(|| RuntimeError::Build(format!("network `{}` was built without kernels", self.name)))?;
+        factory.build(step, specs)
     }
 
     /// Back to the state the network was built in (states, spikes, delays, time),
@@ -393,7 +393,11 @@ impl<T: Float> Network<T> {
         for p in 0..self.pops.len() {
             self.gather_inputs(p, external, trace.as_deref_mut());
             let pop = &mut self.pops[p];
-            let Some(kernel) = &pop.kernel else { continue };
+            let Some(step) = &pop.step else { continue };
+            // A host view (`without_kernels`) is stepped by its device, never here.
+            let Some(kernel) = &pop.kernel else {
+                return Err(RuntimeError::Build(format!("population `{}` (`{}`) has no CPU kernel: the network was built without kernels", pop.name, step.model.name)));
+            };
             let mut states: Vec<&mut [T]> = pop.states.iter_mut().map(|s| s.as_mut_slice()).collect();
             let inputs: Vec<&[T]> = pop.inputs.iter().map(|s| s.as_slice()).collect();
             let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|s| s.as_slice()).collect();
@@ -455,7 +459,7 @@ impl<T: Float> Network<T> {
         // projection can read the population's own spikes.
         let mut inputs = std::mem::take(&mut self.pops[p].inputs);
         let mut output = std::mem::take(&mut self.pops[p].output);
-        let has_kernel = self.pops[p].kernel.is_some();
+        let has_dynamics = self.pops[p].step.is_some();
         let n_post = self.pops[p].n;
         let ext_active = std::mem::take(&mut self.ext_active);
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
@@ -465,7 +469,7 @@ impl<T: Float> Network<T> {
                 Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
                 // Spikes are read when they are: a population earlier in the order has
                 // already stepped (s^t), itself or a later one not yet (s^{t-1}).
-                Source::Pop(q) if self.pops[q].kernel.is_some() => {
+                Source::Pop(q) if self.pops[q].step.is_some() => {
                     let a = &self.pops[q].active;
                     (&self.pops[q].spikes, self.pops[q].n, (a.len() == batch).then_some(a.as_slice()))
                 }
@@ -486,7 +490,7 @@ impl<T: Float> Network<T> {
                     None => tr.nonzero[pi] = None,
                 }
             }
-            let target: &mut Vec<T> = if has_kernel { &mut inputs[pr.input] } else { &mut output };
+            let target: &mut Vec<T> = if has_dynamics { &mut inputs[pr.input] } else { &mut output };
             match &mut pr.delay {
                 // Delayed: computed now into the ring slot of step t + d, and whatever
                 // was computed d steps ago arrives.

@@ -6,11 +6,9 @@ use super::Reporter;
 use super::engine::{Job, On};
 use super::args::{Backend, MethodArg, Precision, TrainBackend, fail, parse_method, parse_time};
 use snnc_compiler::SourceMap;
-use snnc_compiler::pipeline;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_split, split_sizes};
 use snnc_runtime::scalar::Float;
-use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::{KernelFactory, flush_denormals};
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::record::Recorder;
@@ -210,7 +208,7 @@ fn train_gpu_once<T: snnc_runtime::scalar::Float>(a: &TrainArgs, program: &sema:
     use snnc_runtime::gpu::cuda::CudaDevice;
     use snnc_runtime::gpu::{Device, GpuGradient, GpuNetwork};
     let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
-    let err = |e: RuntimeError| e.to_string();
+    let err = |e: snnc_runtime::error::RuntimeError| e.to_string();
     let t0 = Instant::now();
     let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
     let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
@@ -270,10 +268,7 @@ fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep:
     let net_def = &program.networks[index];
     let o = Options { seed: a.seed, method: a.method, ..Options::default() };
     let t1 = Instant::now();
-    let built = pipeline::compile_network(&program, net_def, &o.compile())
-        .map_err(RuntimeError::from)
-        .and_then(|plan| Network::<T>::allocate(net_def, &plan, o.batch));
-    let mut net = match built {
+    let mut net = match Network::<T>::without_kernels(&program, net_def, &o) {
         Ok(n) => n,
         Err(e) => return fail(e),
     };

@@ -361,15 +361,15 @@ impl Training<'_> {
         let (args, batch) = (self.args, self.batch);
         if !args.evaluate_only {
             println!(
-            "training {} ({} trainable projections, {} trainable params) on {} with {:?}, {:?} lr {}, batch {batch}",
-            self.def.name,
-            self.n_projections,
-            self.trainable.len() - self.n_projections,
-            self.task,
-            self.method,
-            self.optimizer,
-            self.lr,
-        );
+                "training {} ({} trainable projections, {} trainable params) on {} with {:?}, {:?} lr {}, batch {batch}",
+                self.def.name,
+                self.n_projections,
+                self.trainable.len() - self.n_projections,
+                self.task,
+                self.method,
+                self.optimizer,
+                self.lr,
+            );
         }
         // Held-out trials: the same generator with the test seed, or the file's held-out
         // samples, made once and restarted for each evaluation (the same trials every time).

@@ -1,5 +1,7 @@
-//! The GPU runtime: a [`Network`] built on the host as usual (connectivity, initial
-//! states, drives, the discretised steps), then moved to a [`Device`] and stepped there.
+//! The GPU runtime: a [`Network`] allocated on the host from the compiler's plan without
+//! CPU kernels ([`Network::without_kernels`]: connectivity, initial states, drives, the
+//! discretised steps), then moved to a [`Device`], which runs the PTX the compiler
+//! emits from the same steps, and stepped there.
 //!
 //! Per step, in the host's population order (so what reads what, and when, is the CPU
 //! backend's): zero the population's inputs, add its drives, run each projection into
@@ -107,7 +109,8 @@ fn u32_index(n: usize, what: &str) -> Result<(), RuntimeError> {
 }
 
 impl<T: Float, D: Device> GpuNetwork<T, D> {
-    /// Moves `host` (built with any kernel factory, without `Options::learning`) to `dev`.
+    /// Moves `host` to `dev` (built with [`Network::without_kernels`]; a network with CPU
+    /// kernels works too, and they stay unused).
     pub fn new(host: Network<T>, mut dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
         let batch = host.batch;
         if batch > 65535 {

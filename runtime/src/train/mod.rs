@@ -129,11 +129,11 @@ pub fn weights_of<T: Float>(net: &Network<T>, names: &[String]) -> Vec<(String, 
         .collect()
 }
 
-/// Loads `weights` into `net` (by projection name, or `POP.PARAM` for a trainable
+/// Loads `weights` into `sim` (by projection name, or `POP.PARAM` for a trainable
 /// param), in the network's float type.
-pub fn set_weights<T: Float>(net: &mut Network<T>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+pub fn set_weights<T: Float, S: Simulation<T> + ?Sized>(sim: &mut S, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
     for (n, w) in weights {
-        net.set_trainable(n, w.mapv(T::from_f64))?;
+        sim.set_trainable(n, w.mapv(T::from_f64))?;
     }
     Ok(())
 }
@@ -166,8 +166,7 @@ impl<T: Float> Trainer<T> for CpuTrainer<'_, T> {
             }
         }
         for net in self.nets.iter_mut() {
-            net.reset();
-            set_weights(net, weights)?;
+            start(net, weights)?;
         }
         Ok(())
     }

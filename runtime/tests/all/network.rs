@@ -136,3 +136,24 @@ fn jit_network_equals_interpreter_network() {
         }
     }
 }
+
+/// A host view (`Network::without_kernels`, what a GPU network keeps) has the built
+/// network's buffers and values, but stepping it on the CPU is one clear error, never a
+/// silent step that skips every population; attaching kernels makes it the built network.
+#[test]
+fn a_network_without_kernels_refuses_to_step_until_kernels_are_attached() {
+    let p = program(SMALL_COBA);
+    let o = Options { seed: 5, ..Options::default() };
+    let mut bare = Network::<f64>::without_kernels(&p, &p.networks[0], &o).unwrap();
+    let mut built = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    assert_eq!(bare.pops[0].states, built.pops[0].states);
+    let e = bare.step(&[]).unwrap_err().to_string();
+    assert!(e.contains("without kernels"), "{e}");
+    bare.reset();
+    bare.attach_kernels(&InterpFactory).unwrap();
+    for _ in 0..50 {
+        bare.step(&[]).unwrap();
+        built.step(&[]).unwrap();
+    }
+    assert_eq!(bare.pops[0].states, built.pops[0].states);
+}

@@ -1,36 +1,92 @@
 #!/usr/bin/env bash
-# The CUDA backend on a machine with an NVIDIA GPU (sm_80 or later) and its driver; no
-# CUDA toolkit is needed (cudarc loads libcuda and libcublas at run time).
+# The CUDA backend's checks on a machine with an NVIDIA GPU (sm_80 or later) and its
+# driver, run from the binaries scripts/gpu-build.sh made on a machine with Rust (the GPU
+# machine has none): build here, carry `.gpu/`, run there.
 #
-#   scripts/gpu-tests.sh          # GPU tests, then the benchmarks
-#   STEPS=5000 scripts/gpu-tests.sh
+#   scripts/gpu-build.sh                       # here
+#   scripts/gpu-tests.sh OUTDIR                # there; everything printed goes to OUTDIR
+#   PARTS="tests train" STEPS=500 scripts/gpu-tests.sh OUTDIR
 #
-# 1. runtime/tests/all/cuda.rs: CPU and GPU runs give the same spikes (COBA and CUBA in f64
-#    for 1000 steps, a network with every projection kind; COBA in f32: exact for 100
-#    steps, rates within 5%); ES-D-RTRL, D-RTRL and BPTT gradients equal the CPU's (f64 to 1e-8, f32 to
-#    1e-2 in norm); examples/dms.snn trained 10 batches on GPU and CPU gives the same
-#    weights, and the trained network the same spikes for 1000 steps.
-# 2. runtime/benches/cuda_coba.rs: COBA at 4000 neurons (GPU and CPU JIT) and scaled to
-#    400 000 neurons at in-degree 80, f32 and f64: time per step, real-time factor, rates.
-# 3. `snnc bench train --backend cuda`: training throughput at batch 256 (the
-#    BENCHMARKS.md workload; ES-D-RTRL also at 4096 neurons; BPTT and D-RTRL), with the
-#    CPU's on this machine beside it.
-# Everything printed is also written to bench/results/gpu-$(date +%F)/.
-set -euo pipefail
+# PARTS (default: all of them):
+#   tests  runtime/tests/all/cuda.rs (ignored without a GPU): CPU and GPU give the same
+#          spikes (COBA, CUBA, a network with every projection kind), the same gradients
+#          (ES-D-RTRL, D-RTRL, BPTT; f64 to 1e-8, f32 to 1e-2 in norm), and examples/dms.snn
+#          trained 10 batches on both gives the same weights and spikes.
+#   coba   runtime/benches/cuda_coba.rs: COBA at 4000 and 400 000 neurons (in-degree 80),
+#          f32 and f64: time per step, real-time factor, device calls per step.
+#   train  `snnc bench train --backend cuda` on the BENCHMARKS.md workload (512 LIF, 128 in,
+#          10 out, T 1000): ES-D-RTRL at batch 64 and 256 (and 4096 neurons), BPTT, D-RTRL;
+#          with device calls per step in each JSON line.
+#   peers  braintrace 0.2.8 on the same GPU and workloads, beside snnc, in the same run
+#          (bench/peers/braintrace_train.py), and BrainPy 2.9's COBA (bench/peers/brainpy_coba.py),
+#          from the wheels in .gpu/whl.
+# Each command has its own timeout; a failure is recorded (OUTDIR/status.txt) and the
+# script goes on. Exit status: the number of failed commands (0: all passed).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="bench/results/gpu-$(date +%F)"
+OUT="${1:-bench/results/gpu-$(date +%F)}"
+PARTS="${PARTS:-tests coba train peers}"
+STEPS="${STEPS:-1000}"
+BIN=.gpu/bin
 mkdir -p "$OUT"
+failed=0
 
-# The only ignored tests of snnc-runtime are the GPU ones; one at a time (one GPU).
-cargo test --release --features cuda -p snnc-runtime -- --ignored --nocapture --test-threads 1 2>&1 | tee "$OUT/tests.txt"
-cargo bench -p snnc-runtime --features cuda --bench cuda_coba -- "${STEPS:-1000}" 2>&1 | tee "$OUT/coba.txt"
-cargo build --release --features cuda
-SNNC=target/release/snnc
-for prec in f32 f64; do
-    $SNNC bench train --backend cuda --method es-d-rtrl --batch 256 --steps 1000 --precision $prec --reps 3
-done | tee "$OUT/train-gpu.jsonl"
-$SNNC bench train --backend cuda --method es-d-rtrl --batch 256 --steps 1000 --neurons 4096 --inputs 512 --reps 2 | tee -a "$OUT/train-gpu.jsonl"
-for m in bptt d-rtrl; do
-    $SNNC bench train --backend cuda --method $m --batch 256 --steps 1000 --reps 2
-done | tee -a "$OUT/train-gpu.jsonl"
-$SNNC bench train --method es-d-rtrl --batch 256 --steps 1000 --reps 2 | tee "$OUT/train-cpu.jsonl"
+if [ ! -x "$BIN/snnc" ]; then
+    echo "no $BIN/snnc: run scripts/gpu-build.sh on a machine with Rust first" >&2
+    exit 1
+fi
+# The tests find examples/ through the path they were built at.
+build_dir=$(cat .gpu/build_dir)
+if [ "$(cd "$build_dir" 2>/dev/null && pwd -P)" != "$(pwd -P)" ]; then
+    mkdir -p "$(dirname "$build_dir")" && ln -sfn "$PWD" "$build_dir"
+fi
+
+# run NAME SECONDS CMD...: CMD's output to OUTDIR/NAME.txt (and here), its status to status.txt.
+run() {
+    local name=$1 secs=$2
+    shift 2
+    local t0=$SECONDS
+    timeout "$secs" "$@" 2>&1 | tee -a "$OUT/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    echo "$name rc=$rc ${secs}s-limit $((SECONDS - t0))s: $*" >> "$OUT/status.txt"
+    [ "$rc" = 0 ] || failed=$((failed + 1))
+}
+
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+if has tests; then
+    run tests 300 "$BIN/runtime-tests" cuda:: --ignored --nocapture --test-threads 1
+fi
+if has coba; then
+    run coba 240 "$BIN/cuda_coba" "$STEPS"
+fi
+if has train; then
+    for b in 64 256; do
+        run train 120 "$BIN/snnc" bench train --backend cuda --method es-d-rtrl --batch $b --steps "$STEPS" --reps 2
+    done
+    run train 120 "$BIN/snnc" bench train --backend cuda --method es-d-rtrl --batch 256 --steps "$STEPS" --neurons 4096 --inputs 512 --reps 2
+    for m in bptt d-rtrl; do
+        run train 120 "$BIN/snnc" bench train --backend cuda --method $m --batch 64 --steps "$STEPS" --reps 2
+    done
+    run train 120 "$BIN/snnc" bench train --backend cuda --method bptt --batch 256 --steps "$STEPS" --reps 2
+    run train 120 "$BIN/snnc" bench train --backend cuda --method es-d-rtrl --batch 256 --steps "$STEPS" --precision f64 --reps 2
+fi
+if has peers; then
+    if [ -d .gpu/whl ]; then
+        site=$(mktemp -d)
+        python3 -m pip install -q --no-index --no-deps --target "$site" .gpu/whl/*.whl
+        export PYTHONPATH="$site" XLA_PYTHON_CLIENT_PREALLOCATE=false
+        for b in 64 256; do
+            run peers 180 python3 bench/peers/braintrace_train.py --method es-d-rtrl --batch $b --steps "$STEPS"
+        done
+        run peers 180 python3 bench/peers/braintrace_train.py --method bptt --batch 64 --steps "$STEPS"
+        run peers 180 python3 bench/peers/braintrace_train.py --method d-rtrl --batch 64 --steps "$STEPS"
+        run peers 150 python3 bench/peers/brainpy_coba.py --steps "$STEPS" --sizes 4000
+        run peers 150 python3 bench/peers/brainpy_coba.py --steps "$STEPS" --sizes 400000 --procedural
+    else
+        echo "peers: no .gpu/whl (scripts/gpu-build.sh could not download the wheels)" | tee -a "$OUT/status.txt"
+    fi
+fi
+echo "$failed failed" | tee -a "$OUT/status.txt"
+exit "$failed"

@@ -54,6 +54,7 @@ fn bench<T: Float>(n: usize, steps: usize, cpu: Option<&'static dyn KernelFactor
         gpu.step(&[]).unwrap();
     }
     gpu.dev.synchronize().unwrap();
+    let before = gpu.counts();
     let t1 = Instant::now();
     for _ in 0..steps {
         gpu.step(&[]).unwrap();
@@ -62,8 +63,9 @@ fn bench<T: Float>(n: usize, steps: usize, cpu: Option<&'static dyn KernelFactor
     let wall = t1.elapsed().as_secs_f64();
     let sim = steps as f64 * gpu.host.dt;
     let ty = std::any::type_name::<T>();
+    let calls = gpu.counts().since(&before).per_step_json(steps as u64);
     println!(
-        "GPU {ty} N = {n:>7} ({synapses} synapses): build {build:.2} s, {:.1} us/step, {:.3}x real time; {}",
+        "GPU {ty} N = {n:>7} ({synapses} synapses): build {build:.2} s, {:.1} us/step, {:.3}x real time; {}; per step: {calls}",
         wall / steps as f64 * 1e6,
         sim / wall,
         rates(&gpu.host)

@@ -223,10 +223,13 @@ fn train_gpu_once<T: snnc_runtime::scalar::Float>(a: &TrainArgs, program: &sema:
     grad.run(&mut gpu, &mut data).map_err(err)?;
     gpu.reset().map_err(err)?;
     let mut data = RandomSpikes::new(a.steps, a.batch, a.inputs, a.outputs, a.input_p, a.seed);
+    let before = gpu.counts();
     let t1 = Instant::now();
     let g = grad.run(&mut gpu, &mut data).map_err(err)?;
     let secs = t1.elapsed().as_secs_f64();
-    let where_ = format!("\"backend\":\"cuda\",\"warm\":true,\"device\":\"{}\"", gpu.dev.name().replace('"', "'"));
+    // Device calls per step of the timed pass (the gradients' download at its end included).
+    let calls = gpu.counts().since(&before).per_step_json(a.steps as u64);
+    let where_ = format!("\"backend\":\"cuda\",\"warm\":true,\"device\":\"{}\",{calls}", gpu.dev.name().replace('"', "'"));
     print_train(a, &where_, std::mem::size_of::<T>(), rep, build, secs, &g);
     Ok(())
 }

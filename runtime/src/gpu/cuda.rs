@@ -3,9 +3,9 @@
 //! compiler's emitters (JIT-compiled by the driver; no NVRTC), cuBLAS for GEMM. One
 //! stream: calls run in the order made, which is the order the engine relies on.
 
+use super::cublas::Blas;
 use super::device::{Buf, DResult, Device, DeviceError, Elem, Gemm, Host, HostMut, KArg, ModId, Module};
-use cudarc::cublas::{CudaBlas, Gemm as _, GemmConfig, sys::cublasOperation_t};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use snnc_compiler::backend::ptx::Target;
 use std::collections::HashMap;
@@ -15,21 +15,24 @@ enum DBuf {
     F32(CudaSlice<f32>),
     F64(CudaSlice<f64>),
     U32(CudaSlice<u32>),
-    /// Moved out for the duration of a GEMM (its output is borrowed mutably).
-    Taken,
+    /// Elements `offset..offset + len` of buffer `base` (see [`Device::view`]).
+    View { base: usize, offset: usize },
 }
 
 struct Slot {
     buf: DBuf,
+    elem: Elem,
     /// The logical length (the allocation has at least one element: CUDA refuses 0).
     len: usize,
+    /// The device address of element 0 (kernels and cuBLAS take addresses).
+    ptr: u64,
     label: String,
 }
 
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    blas: Option<CudaBlas>,
+    blas: Option<Blas>,
     bufs: Vec<Slot>,
     funcs: Vec<HashMap<&'static str, CudaFunction>>,
     target: Target,
@@ -69,6 +72,14 @@ impl CudaDevice {
     fn slot(&self, b: Buf) -> DResult<&Slot> {
         self.bufs.get(b.0).ok_or_else(|| DeviceError(format!("no buffer {}", b.0)))
     }
+
+    /// The owning buffer of `b` and where `b` starts in it.
+    fn owner(&self, b: Buf) -> DResult<(usize, usize)> {
+        match self.slot(b)?.buf {
+            DBuf::View { base, offset } => Ok((base, offset)),
+            _ => Ok((b.0, 0)),
+        }
+    }
 }
 
 impl Device for CudaDevice {
@@ -79,65 +90,97 @@ impl Device for CudaDevice {
     fn alloc(&mut self, elem: Elem, len: usize, label: &str) -> DResult<Buf> {
         let n = len.max(1);
         let what = || format!("allocating `{label}` ({len} x {elem:?})");
-        let buf = match elem {
-            Elem::F32 => DBuf::F32(self.stream.alloc_zeros::<f32>(n).map_err(|e| err(&what(), e))?),
-            Elem::F64 => DBuf::F64(self.stream.alloc_zeros::<f64>(n).map_err(|e| err(&what(), e))?),
-            Elem::U32 => DBuf::U32(self.stream.alloc_zeros::<u32>(n).map_err(|e| err(&what(), e))?),
+        let stream = &self.stream;
+        let (buf, ptr) = match elem {
+            Elem::F32 => {
+                let d = stream.alloc_zeros::<f32>(n).map_err(|e| err(&what(), e))?;
+                let p = d.device_ptr(stream).0;
+                (DBuf::F32(d), p)
+            }
+            Elem::F64 => {
+                let d = stream.alloc_zeros::<f64>(n).map_err(|e| err(&what(), e))?;
+                let p = d.device_ptr(stream).0;
+                (DBuf::F64(d), p)
+            }
+            Elem::U32 => {
+                let d = stream.alloc_zeros::<u32>(n).map_err(|e| err(&what(), e))?;
+                let p = d.device_ptr(stream).0;
+                (DBuf::U32(d), p)
+            }
         };
-        self.bufs.push(Slot { buf, len, label: label.to_string() });
+        self.bufs.push(Slot { buf, elem, len, ptr, label: label.to_string() });
+        Ok(Buf(self.bufs.len() - 1))
+    }
+
+    fn view(&mut self, base: Buf, offset: usize, len: usize) -> DResult<Buf> {
+        let s = self.slot(base)?;
+        if matches!(s.buf, DBuf::View { .. }) || offset.checked_add(len).is_none_or(|end| end > s.len) {
+            return Err(DeviceError(format!("a view of {len} elements at {offset} of `{}` ({})", s.label, s.len)));
+        }
+        let slot = Slot { buf: DBuf::View { base: base.0, offset }, elem: s.elem, len, ptr: s.ptr + (offset * s.elem.size()) as u64, label: format!("{}[{offset}..]", s.label) };
+        self.bufs.push(slot);
         Ok(Buf(self.bufs.len() - 1))
     }
 
     fn upload(&mut self, b: Buf, src: Host<'_>) -> DResult<()> {
-        let s = self.bufs.get_mut(b.0).ok_or_else(|| DeviceError(format!("no buffer {}", b.0)))?;
-        if s.len != src.len() {
-            return Err(DeviceError(format!("upload of {} values into `{}` ({})", src.len(), s.label, s.len)));
+        let (len, label) = (self.slot(b)?.len, self.slot(b)?.label.clone());
+        if len != src.len() {
+            return Err(DeviceError(format!("upload of {} values into `{label}` ({len})", src.len())));
         }
         if src.is_empty() {
             return Ok(());
         }
-        let r = match (&mut s.buf, src) {
-            (DBuf::F32(d), Host::F32(h)) => self.stream.memcpy_htod(h, d),
-            (DBuf::F64(d), Host::F64(h)) => self.stream.memcpy_htod(h, d),
-            (DBuf::U32(d), Host::U32(h)) => self.stream.memcpy_htod(h, d),
-            _ => return Err(DeviceError(format!("upload of {:?} data into `{}`", src.elem(), s.label))),
+        let (owner, at) = self.owner(b)?;
+        let range = at..at + len;
+        let r = match (&mut self.bufs[owner].buf, src) {
+            (DBuf::F32(d), Host::F32(h)) => self.stream.memcpy_htod(h, &mut d.slice_mut(range)),
+            (DBuf::F64(d), Host::F64(h)) => self.stream.memcpy_htod(h, &mut d.slice_mut(range)),
+            (DBuf::U32(d), Host::U32(h)) => self.stream.memcpy_htod(h, &mut d.slice_mut(range)),
+            _ => return Err(DeviceError(format!("upload of {:?} data into `{label}`", src.elem()))),
         };
-        r.map_err(|e| err(&format!("upload into `{}`", s.label), e))
+        r.map_err(|e| err(&format!("upload into `{label}`"), e))
     }
 
     fn download(&mut self, b: Buf, dst: HostMut<'_>) -> DResult<()> {
-        let s = self.slot(b)?;
-        let len = match &dst {
+        let (len, label) = (self.slot(b)?.len, self.slot(b)?.label.clone());
+        let want = match &dst {
             HostMut::F32(h) => h.len(),
             HostMut::F64(h) => h.len(),
             HostMut::U32(h) => h.len(),
         };
-        if s.len != len {
-            return Err(DeviceError(format!("download of `{}` ({}) into {len} values", s.label, s.len)));
+        if want != len {
+            return Err(DeviceError(format!("download of `{label}` ({len}) into {want} values")));
         }
         if len == 0 {
             return Ok(());
         }
-        let r = match (&s.buf, dst) {
-            (DBuf::F32(d), HostMut::F32(h)) => self.stream.memcpy_dtoh(d, h),
-            (DBuf::F64(d), HostMut::F64(h)) => self.stream.memcpy_dtoh(d, h),
-            (DBuf::U32(d), HostMut::U32(h)) => self.stream.memcpy_dtoh(d, h),
-            _ => return Err(DeviceError(format!("download of `{}` into the wrong element type", s.label))),
+        let (owner, at) = self.owner(b)?;
+        let range = at..at + len;
+        let r = match (&self.bufs[owner].buf, dst) {
+            (DBuf::F32(d), HostMut::F32(h)) => self.stream.memcpy_dtoh(&d.slice(range), h),
+            (DBuf::F64(d), HostMut::F64(h)) => self.stream.memcpy_dtoh(&d.slice(range), h),
+            (DBuf::U32(d), HostMut::U32(h)) => self.stream.memcpy_dtoh(&d.slice(range), h),
+            _ => return Err(DeviceError(format!("download of `{label}` into the wrong element type"))),
         };
-        r.map_err(|e| err(&format!("download of `{}`", s.label), e))?;
+        r.map_err(|e| err(&format!("download of `{label}`"), e))?;
         // The copy is queued on the stream; the host reads the data next.
         self.stream.synchronize().map_err(|e| err("synchronize", e))
     }
 
     fn zero(&mut self, b: Buf) -> DResult<()> {
-        let s = self.bufs.get_mut(b.0).ok_or_else(|| DeviceError(format!("no buffer {}", b.0)))?;
-        let r = match &mut s.buf {
-            DBuf::F32(d) => self.stream.memset_zeros(d),
-            DBuf::F64(d) => self.stream.memset_zeros(d),
-            DBuf::U32(d) => self.stream.memset_zeros(d),
-            DBuf::Taken => return Err(DeviceError(format!("`{}` is in use", s.label))),
+        let (len, label) = (self.slot(b)?.len, self.slot(b)?.label.clone());
+        if len == 0 {
+            return Ok(());
+        }
+        let (owner, at) = self.owner(b)?;
+        let range = at..at + len;
+        let r = match &mut self.bufs[owner].buf {
+            DBuf::F32(d) => self.stream.memset_zeros(&mut d.slice_mut(range)),
+            DBuf::F64(d) => self.stream.memset_zeros(&mut d.slice_mut(range)),
+            DBuf::U32(d) => self.stream.memset_zeros(&mut d.slice_mut(range)),
+            DBuf::View { .. } => unreachable!("a view's owner is a buffer"),
         };
-        r.map_err(|e| err(&format!("zeroing `{}`", s.label), e))
+        r.map_err(|e| err(&format!("zeroing `{label}`"), e))
     }
 
     fn load(&mut self, module: &Module) -> DResult<ModId> {
@@ -152,17 +195,22 @@ impl Device for CudaDevice {
 
     fn launch(&mut self, module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
         let f = self.funcs.get(module.0).and_then(|m| m.get(entry)).ok_or_else(|| DeviceError(format!("no kernel `{entry}` in module {}", module.0)))?;
-        let mut b = self.stream.launch_builder(f);
+        // Pointer parameters are `.u64` addresses: pass each buffer's address.
+        let mut words: Vec<u64> = Vec::with_capacity(args.len());
+        let mut floats: Vec<f64> = Vec::new();
         for a in args {
             match a {
-                KArg::Buf(id) => match &self.bufs.get(id.0).ok_or_else(|| DeviceError(format!("no buffer {}", id.0)))?.buf {
-                    DBuf::F32(s) => b.arg(s),
-                    DBuf::F64(s) => b.arg(s),
-                    DBuf::U32(s) => b.arg(s),
-                    DBuf::Taken => return Err(DeviceError("a buffer in use was passed to a kernel".into())),
-                },
-                KArg::U64(v) => b.arg(v),
-                KArg::F64(v) => b.arg(v),
+                KArg::Buf(id) => words.push(self.slot(*id)?.ptr),
+                KArg::U64(v) => words.push(*v),
+                KArg::F64(v) => floats.push(*v),
+            }
+        }
+        let mut b = self.stream.launch_builder(f);
+        let (mut w, mut x) = (words.iter(), floats.iter());
+        for a in args {
+            match a {
+                KArg::Buf(_) | KArg::U64(_) => b.arg(w.next().expect("one word per argument")),
+                KArg::F64(_) => b.arg(x.next().expect("one float per argument")),
             };
         }
         let cfg = LaunchConfig { grid_dim: (grid.0, grid.1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
@@ -175,48 +223,30 @@ impl Device for CudaDevice {
 
     fn gemm(&mut self, g: &Gemm) -> DResult<()> {
         if self.blas.is_none() {
-            // SAFETY: only tries to dlopen cuBLAS.
-            if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-                return Err(DeviceError("dense projections need cuBLAS, and libcublas could not be loaded".into()));
-            }
-            self.blas = Some(CudaBlas::new(self.stream.clone()).map_err(|e| err("cuBLAS", e))?);
+            self.blas = Some(Blas::new(self.stream.cu_stream() as *mut std::ffi::c_void)?);
         }
-        let blas = self.blas.as_ref().expect("created above");
         let dim = |v: usize| i32::try_from(v).map_err(|_| DeviceError(format!("GEMM dimension {v} exceeds cuBLAS's 32-bit sizes")));
-        let (m, n, k, lda, ldb, ldc) = (dim(g.m)?, dim(g.n)?, dim(g.k)?, dim(g.lda)?, dim(g.ldb)?, dim(g.ldc)?);
+        let dims = [dim(g.m)?, dim(g.n)?, dim(g.k)?, dim(g.lda)?, dim(g.ldb)?, dim(g.ldc)?];
         let need = g.required_lengths()?;
+        let mut elem = None;
         for (b, n, what) in [(g.a, need[0], "A"), (g.b, need[1], "B"), (g.c, need[2], "C")] {
             let s = self.slot(b)?;
             if s.len < n {
                 return Err(DeviceError(format!("GEMM {what}: `{}` has {} elements, the product needs {n}", s.label, s.len)));
             }
+            if s.elem == Elem::U32 || elem.is_some_and(|e| e != s.elem) {
+                return Err(DeviceError("GEMM operands of different or non-float types".into()));
+            }
+            elem = Some(s.elem);
         }
         if [g.a, g.b].contains(&g.c) {
             return Err(DeviceError("GEMM output aliases an input".into()));
         }
-        let mut c = std::mem::replace(&mut self.bufs[g.c.0].buf, DBuf::Taken);
-        let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
-        let (op_a, op_b) = (op(g.ta), op(g.tb));
-        // SAFETY: A, B and C hold the elements these dimensions reach (checked above).
-        let r = unsafe {
-            match (&self.bufs[g.a.0].buf, &self.bufs[g.b.0].buf, &mut c) {
-                (DBuf::F32(a), DBuf::F32(b), DBuf::F32(c)) => blas.gemm(
-                    GemmConfig { transa: op_a, transb: op_b, m, n, k, alpha: g.alpha as f32, lda, ldb, beta: g.beta as f32, ldc },
-                    a,
-                    b,
-                    c,
-                ),
-                (DBuf::F64(a), DBuf::F64(b), DBuf::F64(c)) => {
-                    blas.gemm(GemmConfig { transa: op_a, transb: op_b, m, n, k, alpha: g.alpha, lda, ldb, beta: g.beta, ldc }, a, b, c)
-                }
-                _ => {
-                    self.bufs[g.c.0].buf = c;
-                    return Err(DeviceError("GEMM operands of different or non-float types".into()));
-                }
-            }
-        };
-        self.bufs[g.c.0].buf = c;
-        r.map_err(|e| err("cuBLAS GEMM", e))
+        let (a, b, c) = (self.slot(g.a)?.ptr, self.slot(g.b)?.ptr, self.slot(g.c)?.ptr);
+        let blas = self.blas.as_ref().expect("loaded above");
+        // SAFETY: A, B and C hold the elements these dimensions reach, of one float type
+        // (checked above).
+        unsafe { blas.gemm(elem == Some(Elem::F64), g.ta, g.tb, dims, g.alpha, a, b, g.beta, c) }
     }
 
     fn synchronize(&mut self) -> DResult<()> {
@@ -224,6 +254,9 @@ impl Device for CudaDevice {
     }
 
     fn name(&self) -> String {
-        self.name.clone()
+        match &self.blas {
+            Some(b) => format!("{}, cuBLAS {}", self.name, b.path),
+            None => self.name.clone(),
+        }
     }
 }

@@ -179,6 +179,7 @@ impl Gemm {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {
     Alloc { buf: Buf, elem: Elem, len: usize, label: String },
+    View { buf: Buf, base: Buf, offset: usize, len: usize },
     Upload { buf: Buf, len: usize },
     Download { buf: Buf, len: usize },
     Zero { buf: Buf },
@@ -194,6 +195,10 @@ pub trait Device {
     fn target(&self) -> Target;
     /// A zeroed buffer of `len` elements (`label` names it in errors and logs).
     fn alloc(&mut self, elem: Elem, len: usize, label: &str) -> DResult<Buf>;
+    /// Elements `offset..offset + len` of `base` as a buffer of their own, without a copy:
+    /// what is written through one is seen through the other (a window's inputs are one
+    /// upload, each step reading its slice). Views of views are refused.
+    fn view(&mut self, base: Buf, offset: usize, len: usize) -> DResult<Buf>;
     fn upload(&mut self, buf: Buf, src: Host<'_>) -> DResult<()>;
     fn download(&mut self, buf: Buf, dst: HostMut<'_>) -> DResult<()>;
     fn zero(&mut self, buf: Buf) -> DResult<()>;
@@ -209,8 +214,10 @@ pub trait Device {
 struct EmuBuf {
     elem: Elem,
     label: String,
-    /// Values held in f64: exact for f32 and u32 data.
+    /// Values held in f64: exact for f32 and u32 data (empty for a view).
     data: Vec<f64>,
+    /// A view: (owner, offset, len).
+    view: Option<(usize, usize, usize)>,
 }
 
 /// A CPU stand-in for a GPU: checks every call (element types, buffer sizes, argument
@@ -236,7 +243,14 @@ impl EmuDevice {
     }
 
     pub fn len(&self, b: Buf) -> usize {
-        self.bufs[b.0].data.len()
+        let eb = &self.bufs[b.0];
+        eb.view.map_or(eb.data.len(), |(.., len)| len)
+    }
+
+    /// Where `b`'s elements live: (owning buffer, first element, length).
+    fn span(&self, b: Buf) -> DResult<(usize, usize, usize)> {
+        let eb = self.buf(b)?;
+        Ok(eb.view.unwrap_or((b.0, 0, eb.data.len())))
     }
 
     pub fn elem(&self, b: Buf) -> Elem {
@@ -275,6 +289,7 @@ impl EmuDevice {
                 g.beta
             ),
             Call::Alloc { label, .. } => format!("alloc {label}"),
+            Call::View { buf, .. } => format!("view {}", self.label(*buf)),
             Call::Load { module } => format!("load {}", module.0),
         }
     }
@@ -286,20 +301,24 @@ impl EmuDevice {
     fn take(&mut self, a: KArg, want: Elem, min_len: usize, what: &str) -> DResult<Vec<f64>> {
         let KArg::Buf(b) = a else { return Err(DeviceError(format!("{what}: expected a buffer, got {a:?}"))) };
         let eb = self.buf(b)?;
-        if eb.elem != want || eb.data.len() < min_len {
-            return Err(DeviceError(format!(
-                "{what}: buffer `{}` is {:?}[{}], the kernel needs {want:?}[>= {min_len}]",
-                eb.label,
-                eb.elem,
-                eb.data.len()
-            )));
+        let len = self.len(b);
+        if eb.elem != want || len < min_len {
+            return Err(DeviceError(format!("{what}: buffer `{}` is {:?}[{len}], the kernel needs {want:?}[>= {min_len}]", eb.label, eb.elem)));
         }
-        Ok(std::mem::take(&mut self.bufs[b.0].data))
+        // A view's elements are copied out and back (`put`); a buffer's are moved.
+        match eb.view {
+            Some((owner, at, len)) if self.bufs[owner].data.len() >= at + len => Ok(self.bufs[owner].data[at..at + len].to_vec()),
+            Some(_) => Err(DeviceError(format!("{what}: `{}` is a view of a buffer passed in the same call", eb.label))),
+            None => Ok(std::mem::take(&mut self.bufs[b.0].data)),
+        }
     }
 
     fn put(&mut self, a: KArg, data: Vec<f64>) {
         if let KArg::Buf(b) = a {
-            self.bufs[b.0].data = data;
+            match self.bufs[b.0].view {
+                Some((owner, at, len)) => self.bufs[owner].data[at..at + len].copy_from_slice(&data),
+                None => self.bufs[b.0].data = data,
+            }
         }
     }
 
@@ -375,10 +394,11 @@ impl EmuMemory<'_> {
             return Err(format!("{bytes}-byte access at offset {off} of `{}` ({:?})", b.label, b.elem));
         }
         let i = (off / size) as usize;
-        if i >= b.data.len() {
-            return Err(format!("access to element {i} of `{}`, which has {}", b.label, b.data.len()));
+        let (owner, at, len) = b.view.unwrap_or((k - 1, 0, b.data.len()));
+        if i >= len {
+            return Err(format!("access to element {i} of `{}`, which has {len}", b.label));
         }
-        Ok((k - 1, i))
+        Ok((owner, at + i))
     }
 }
 
@@ -419,47 +439,63 @@ impl Device for EmuDevice {
 
     fn alloc(&mut self, elem: Elem, len: usize, label: &str) -> DResult<Buf> {
         let buf = Buf(self.bufs.len());
-        self.bufs.push(EmuBuf { elem, label: label.to_string(), data: vec![0.0; len] });
+        self.bufs.push(EmuBuf { elem, label: label.to_string(), data: vec![0.0; len], view: None });
         self.log.push(Call::Alloc { buf, elem, len, label: label.to_string() });
+        Ok(buf)
+    }
+
+    fn view(&mut self, base: Buf, offset: usize, len: usize) -> DResult<Buf> {
+        let b = self.buf(base)?;
+        if b.view.is_some() || offset.checked_add(len).is_none_or(|end| end > b.data.len()) {
+            return Err(DeviceError(format!("a view of {len} elements at {offset} of `{}` ({})", b.label, self.len(base))));
+        }
+        let buf = Buf(self.bufs.len());
+        let eb = EmuBuf { elem: b.elem, label: format!("{}[{offset}..]", b.label), data: Vec::new(), view: Some((base.0, offset, len)) };
+        self.bufs.push(eb);
+        self.log.push(Call::View { buf, base, offset, len });
         Ok(buf)
     }
 
     fn upload(&mut self, buf: Buf, src: Host<'_>) -> DResult<()> {
         let b = self.buf(buf)?;
-        if b.elem != src.elem() || b.data.len() != src.len() {
-            return Err(DeviceError(format!("upload of {:?}[{}] into `{}` ({:?}[{}])", src.elem(), src.len(), b.label, b.elem, b.data.len())));
+        let (owner, at, len) = self.span(buf)?;
+        if b.elem != src.elem() || len != src.len() {
+            return Err(DeviceError(format!("upload of {:?}[{}] into `{}` ({:?}[{len}])", src.elem(), src.len(), b.label, b.elem)));
         }
-        let data: Vec<f64> = match src {
-            Host::F32(s) => s.iter().map(|v| f64::from(*v)).collect(),
-            Host::F64(s) => s.to_vec(),
-            Host::U32(s) => s.iter().map(|v| f64::from(*v)).collect(),
-        };
-        self.bufs[buf.0].data = data;
+        let dst = &mut self.bufs[owner].data[at..at + len];
+        match src {
+            Host::F32(s) => dst.iter_mut().zip(s).for_each(|(d, v)| *d = f64::from(*v)),
+            Host::F64(s) => dst.copy_from_slice(s),
+            Host::U32(s) => dst.iter_mut().zip(s).for_each(|(d, v)| *d = f64::from(*v)),
+        }
         self.log.push(Call::Upload { buf, len: src.len() });
         Ok(())
     }
 
     fn download(&mut self, buf: Buf, dst: HostMut<'_>) -> DResult<()> {
         let b = self.buf(buf)?;
+        let (owner, at, have) = self.span(buf)?;
         let (elem, len) = (dst.elem(), match &dst {
             HostMut::F32(s) => s.len(),
             HostMut::F64(s) => s.len(),
             HostMut::U32(s) => s.len(),
         });
-        if b.elem != elem || b.data.len() != len {
-            return Err(DeviceError(format!("download of `{}` ({:?}[{}]) into {elem:?}[{len}]", b.label, b.elem, b.data.len())));
+        if b.elem != elem || have != len {
+            return Err(DeviceError(format!("download of `{}` ({:?}[{have}]) into {elem:?}[{len}]", b.label, b.elem)));
         }
+        let data = &self.bufs[owner].data[at..at + len];
         match dst {
-            HostMut::F32(s) => s.iter_mut().zip(&b.data).for_each(|(d, v)| *d = *v as f32),
-            HostMut::F64(s) => s.copy_from_slice(&b.data),
-            HostMut::U32(s) => s.iter_mut().zip(&b.data).for_each(|(d, v)| *d = *v as u32),
+            HostMut::F32(s) => s.iter_mut().zip(data).for_each(|(d, v)| *d = *v as f32),
+            HostMut::F64(s) => s.copy_from_slice(data),
+            HostMut::U32(s) => s.iter_mut().zip(data).for_each(|(d, v)| *d = *v as u32),
         }
         self.log.push(Call::Download { buf, len });
         Ok(())
     }
 
     fn zero(&mut self, buf: Buf) -> DResult<()> {
-        self.bufs.get_mut(buf.0).ok_or_else(|| DeviceError(format!("no buffer {}", buf.0)))?.data.fill(0.0);
+        let (owner, at, len) = self.span(buf)?;
+        self.bufs[owner].data[at..at + len].fill(0.0);
         self.log.push(Call::Zero { buf });
         Ok(())
     }

@@ -18,11 +18,15 @@
 //! cudarc; [`EmuDevice`] runs the same calls on the CPU, executing the emitted kernels,
 //! which is how this module is tested without a GPU.
 
+pub mod counted;
 pub mod device;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "cuda")]
+mod cublas;
 pub mod learn;
 
+pub use counted::{Counted, Counts};
 pub use learn::GpuGradient;
 pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
 
@@ -74,7 +78,8 @@ struct DevProj {
 pub struct GpuNetwork<T: 'static, D> {
     /// The host view: structure and counters always; spikes and states after `sync`.
     pub host: Network<T>,
-    pub dev: D,
+    /// The device, counting the calls made to it ([`GpuNetwork::counts`]).
+    pub dev: Counted<D>,
     prop: ModId,
     ext: Vec<Buf>,
     pops: Vec<DevPop>,
@@ -111,7 +116,8 @@ fn u32_index(n: usize, what: &str) -> Result<(), RuntimeError> {
 impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Moves `host` to `dev` (built with [`Network::without_kernels`]; a network with CPU
     /// kernels works too, and they stay unused).
-    pub fn new(host: Network<T>, mut dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
+    pub fn new(host: Network<T>, dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
+        let mut dev = Counted::new(dev);
         let batch = host.batch;
         if batch > 65535 {
             return Err(RuntimeError::Build(format!("batch {batch}: the GPU backend runs at most 65535 batch elements")));
@@ -233,6 +239,11 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let counts = dev.alloc(Elem::U32, (flag_base + n_flags).max(1), "status").map_err(dev_err)?;
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(GpuNetwork { host, dev, prop, ext, pops, projs, counts, flag_base, n_flags, id })
+    }
+
+    /// The device calls made so far (see [`Counts`]).
+    pub fn counts(&self) -> Counts {
+        self.dev.counts
     }
 
     fn launch(&mut self, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> Result<(), RuntimeError> {

@@ -41,3 +41,17 @@ network n {{
 }}"#
     )
 }
+
+/// The workload of the GPU gradient tests (`cuda.rs::gradients_gpu_equal_cpu`):
+/// `data/gpu_grad.snn`, whose recurrent layer fires under these Poisson inputs.
+pub fn gpu_grad_program() -> Program {
+    program(include_str!("../data/gpu_grad.snn"))
+}
+
+/// (steps, batch, input rate per step, data seed) of that workload.
+pub const GPU_GRAD_DATA: (usize, usize, f64, u64) = (300, 32, 0.2, 5);
+
+pub fn gpu_grad_data(outputs: usize) -> snnc_runtime::train::tasks::RandomSpikes {
+    let (steps, batch, rate, seed) = GPU_GRAD_DATA;
+    snnc_runtime::train::tasks::RandomSpikes::new(steps, batch, 128, outputs, rate, seed)
+}

@@ -115,26 +115,21 @@ fn mixed_network_gpu_spikes_equal_cpu_f64() {
     assert_eq!(first, None, "first step where the GPU's spikes differ (step, population, neurons)");
 }
 
-/// The training-throughput workload (`snnc bench train`), smaller.
-fn bench_workload(neurons: usize, inputs: usize, outputs: usize) -> Program {
-    program(&snnc_runtime::train::tasks::training_workload(neurons, inputs, outputs))
-}
-
 /// Gradients on the GPU against the CPU's (JIT, same float type): per gradient, the
 /// largest difference relative to the largest entry, and the relative Frobenius norm.
-fn gradients_both<T: Float>(p: &Program, steps: usize, batch: usize, method: snnc_runtime::learn::Method) -> Vec<(String, f64, f64)>
+fn gradients_both<T: Float>(p: &Program, method: snnc_runtime::learn::Method) -> Vec<(String, f64, f64)>
 where
     JitFactory: KernelFactory<T>,
 {
     use snnc_runtime::gpu::GpuGradient;
     use snnc_runtime::learn::gradient_of;
-    use snnc_runtime::train::tasks::RandomSpikes;
     flush_denormals();
+    let (_, batch, ..) = crate::common::GPU_GRAD_DATA;
     let o = Options { batch, seed: 3, learning: true, ..Options::default() };
     let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
     let mut cpu = Network::<T>::build(p, &p.networks[0], &o, &JitFactory).unwrap();
-    let (inputs, outputs) = (cpu.inputs[0].1, cpu.pops[1].n);
-    let data = || RandomSpikes::new(steps, batch, inputs, outputs, 0.1, 5);
+    let outputs = cpu.pops[1].n;
+    let data = || crate::common::gpu_grad_data(outputs);
     let want = gradient_of(&mut cpu, &trainable, &mut data(), method, false).unwrap();
     let host = Network::<T>::build(p, &p.networks[0], &o, &InterpFactory).unwrap();
     let mut gpu = GpuNetwork::new(host, device()).unwrap();
@@ -159,14 +154,16 @@ where
 #[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
 fn gradients_gpu_equal_cpu() {
     use snnc_runtime::learn::Method;
-    let p = bench_workload(256, 64, 10);
+    // A workload whose recurrent layer fires (checked on the CPU in CI:
+    // gpu_learn::the_gpu_gradient_workload_fires_and_gives_every_weight_a_gradient).
+    let p = crate::common::gpu_grad_program();
     for method in [Method::EsDRtrl { decay: 0.9 }, Method::DRtrl, Method::Bptt] {
-        let f64s = gradients_both::<f64>(&p, 300, 32, method);
+        let f64s = gradients_both::<f64>(&p, method);
         eprintln!("{method:?} f64 (T 300, B 32, 256 LIF): (gradient, max diff / max, relative norm) {f64s:?}");
         for (n, max, _) in &f64s {
             assert!(*max <= 1e-8, "{method:?} {n}: f64 gradients differ by {max:e} of their scale");
         }
-        let f32s = gradients_both::<f32>(&p, 300, 32, method);
+        let f32s = gradients_both::<f32>(&p, method);
         eprintln!("{method:?} f32: (gradient, max diff / max, relative norm) {f32s:?}");
         for (n, _, rel) in &f32s {
             assert!(*rel <= 1e-2, "{method:?} {n}: f32 gradients differ by {rel:e} (relative norm)");

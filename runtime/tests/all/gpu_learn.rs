@@ -259,3 +259,25 @@ network tiny {
     }
     insta::assert_snapshot!(out);
 }
+
+/// The workload of the hardware test `cuda::gradients_gpu_equal_cpu` must give the CPU
+/// reference a non-zero gradient for every weight (a silent layer made it compare zeros).
+#[test]
+fn the_gpu_gradient_workload_fires_and_gives_every_weight_a_gradient() {
+    use crate::common::{gpu_grad_data, gpu_grad_program};
+    use snnc_runtime::kernels::JitFactory;
+    let p = gpu_grad_program();
+    let (_, batch, ..) = crate::common::GPU_GRAD_DATA;
+    let o = Options { batch, seed: 3, learning: true, ..Options::default() };
+    let mut cpu = Network::<f32>::build(&p, &p.networks[0], &o, &JitFactory).unwrap();
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let outputs = cpu.pops[1].n;
+    let g = gradient_of(&mut cpu, &trainable, &mut gpu_grad_data(outputs), Method::EsDRtrl { decay: 0.9 }, false).unwrap();
+    let spikes = cpu.pops[0].spike_count;
+    eprintln!("rec spikes {spikes}");
+    assert!(spikes > 1000, "the recurrent layer fires: {spikes} spikes");
+    for (n, w) in &g.total {
+        let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(norm > 0.0, "{n}: zero gradient");
+    }
+}

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use snnc_compiler::SourceMap;
-use snnc_compiler::backend::cranelift::{JitKernel, Precision};
+use snnc_compiler::backend::Precision;
+use snnc_compiler::backend::cranelift::JitKernel;
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{Step, discretise};
@@ -47,7 +48,7 @@ fn specs(step: &Step, overrides: &[(SymId, f64)]) -> Vec<ParamSpec> {
 
 fn stdlib(file: &str, name: &str) -> (Step, Vec<ParamSpec>) {
     let p = load(file);
-    let step = discretise(p.models.iter().find(|m| m.name == name).unwrap()).unwrap();
+    let step = discretise(p.models.iter().find(|m| m.name == name).unwrap()).unwrap().at_dt(DT);
     let s = specs(&step, &[]);
     (step, s)
 }
@@ -57,7 +58,7 @@ fn population(file: &str, net: &str, pop: usize) -> (Step, Vec<ParamSpec>) {
     let net = program.network(net).unwrap();
     let plan = snnc_compiler::net::plan(&program, net);
     let g = snnc_compiler::net::compose(&program, net, &plan, pop).unwrap().unwrap();
-    let step = discretise(&g.model).unwrap();
+    let step = discretise(&g.model).unwrap().at_dt(DT);
     let overrides: Vec<(SymId, f64)> = g
         .settings
         .iter()
@@ -110,7 +111,6 @@ fn time_step<T: Copy + From<f32>>(step: &Step, kernel: &dyn StepKernel<T>, steps
                 params: &[],
                 spikes: &mut spikes,
                 t: t as f64 * DT,
-                dt: DT,
                 random: RandomCtx { seed: 1, step: t as u64, offset: 0 },
             });
         }
@@ -129,7 +129,7 @@ fn time_step<T: Copy + From<f32>>(step: &Step, kernel: &dyn StepKernel<T>, steps
 }
 
 fn compile_time(step: &Step, specs: &[ParamSpec], precision: Precision) -> Duration {
-    let mut t: Vec<Duration> = (0..5).map(|_| JitKernel::compile(step, specs, DT, precision).unwrap().compile_time()).collect();
+    let mut t: Vec<Duration> = (0..5).map(|_| JitKernel::compile(step, specs, precision).unwrap().compile_time()).collect();
     t.sort();
     t[2]
 }
@@ -150,8 +150,8 @@ fn main() {
         "model", "vec", "nodes", "compile", "jit f32", "jit f64", "interp f64", "ns/neuron"
     );
     for (name, (step, specs)) in &models {
-        let k32 = JitKernel::compile(step, specs, DT, Precision::F32).unwrap();
-        let k64 = JitKernel::compile(step, specs, DT, Precision::F64).unwrap();
+        let k32 = JitKernel::compile(step, specs, Precision::F32).unwrap();
+        let k64 = JitKernel::compile(step, specs, Precision::F64).unwrap();
         let interp = InterpKernel::new(step, specs).unwrap();
         let ct = compile_time(step, specs, Precision::F32);
         let t32 = time_step::<f32>(step, &k32, 2000);

@@ -98,8 +98,8 @@ impl<D: Device> Device for Counted<D> {
     fn alloc(&mut self, elem: Elem, len: usize, label: &str) -> DResult<Buf> {
         self.inner.alloc(elem, len, label)
     }
-    fn view(&mut self, base: Buf, offset: usize, len: usize) -> DResult<Buf> {
-        self.inner.view(base, offset, len)
+    fn view(&mut self, base: Buf, offset: usize, len: usize, label: &str) -> DResult<Buf> {
+        self.inner.view(base, offset, len, label)
     }
     fn upload(&mut self, buf: Buf, src: Host<'_>) -> DResult<()> {
         self.counts.uploads += 1;

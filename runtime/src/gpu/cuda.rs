@@ -112,12 +112,12 @@ impl Device for CudaDevice {
         Ok(Buf(self.bufs.len() - 1))
     }
 
-    fn view(&mut self, base: Buf, offset: usize, len: usize) -> DResult<Buf> {
+    fn view(&mut self, base: Buf, offset: usize, len: usize, label: &str) -> DResult<Buf> {
         let s = self.slot(base)?;
         if matches!(s.buf, DBuf::View { .. }) || offset.checked_add(len).is_none_or(|end| end > s.len) {
             return Err(DeviceError(format!("a view of {len} elements at {offset} of `{}` ({})", s.label, s.len)));
         }
-        let slot = Slot { buf: DBuf::View { base: base.0, offset }, elem: s.elem, len, ptr: s.ptr + (offset * s.elem.size()) as u64, label: format!("{}[{offset}..]", s.label) };
+        let slot = Slot { buf: DBuf::View { base: base.0, offset }, elem: s.elem, len, ptr: s.ptr + (offset * s.elem.size()) as u64, label: label.to_string() };
         self.bufs.push(slot);
         Ok(Buf(self.bufs.len() - 1))
     }

@@ -198,7 +198,7 @@ pub trait Device {
     /// Elements `offset..offset + len` of `base` as a buffer of their own, without a copy:
     /// what is written through one is seen through the other (a window's inputs are one
     /// upload, each step reading its slice). Views of views are refused.
-    fn view(&mut self, base: Buf, offset: usize, len: usize) -> DResult<Buf>;
+    fn view(&mut self, base: Buf, offset: usize, len: usize, label: &str) -> DResult<Buf>;
     fn upload(&mut self, buf: Buf, src: Host<'_>) -> DResult<()>;
     fn download(&mut self, buf: Buf, dst: HostMut<'_>) -> DResult<()>;
     fn zero(&mut self, buf: Buf) -> DResult<()>;
@@ -444,13 +444,13 @@ impl Device for EmuDevice {
         Ok(buf)
     }
 
-    fn view(&mut self, base: Buf, offset: usize, len: usize) -> DResult<Buf> {
+    fn view(&mut self, base: Buf, offset: usize, len: usize, label: &str) -> DResult<Buf> {
         let b = self.buf(base)?;
         if b.view.is_some() || offset.checked_add(len).is_none_or(|end| end > b.data.len()) {
             return Err(DeviceError(format!("a view of {len} elements at {offset} of `{}` ({})", b.label, self.len(base))));
         }
         let buf = Buf(self.bufs.len());
-        let eb = EmuBuf { elem: b.elem, label: format!("{}[{offset}..]", b.label), data: Vec::new(), view: Some((base.0, offset, len)) };
+        let eb = EmuBuf { elem: b.elem, label: label.to_string(), data: Vec::new(), view: Some((base.0, offset, len)) };
         self.bufs.push(eb);
         self.log.push(Call::View { buf, base, offset, len });
         Ok(buf)

@@ -9,9 +9,16 @@
 //! element-wise kernel for one-to-one; delayed ones into their ring slot, then the slot
 //! due now is added and cleared), launch the step kernel the compiler emitted for the
 //! population (same Philox streams as the CPU: same seed, step and element index), flag
-//! non-finite states, and compact the spikes into a list for the sparse kernels. After
-//! the last population one small read-back (non-finite flags and spike counts) keeps
-//! the host's spike counters current and reports a non-finite state as the CPU does.
+//! non-finite states (one launch over the population's states, which share one
+//! allocation), and compact the spikes into a list for the sparse kernels (which also
+//! adds them to the window's spike totals).
+//!
+//! Nothing comes back to the host per step. Spike totals and one non-finite flag per
+//! population and step stay on the device for a window of steps ([`GpuNetwork::window`],
+//! [`DEFAULT_WINDOW`]); one read-back at the window's end ([`GpuNetwork::flush`], also
+//! done by `sync`) adds the totals to the host's spike counters and reports the first
+//! non-finite state exactly as the CPU does (step, population, state, neuron, batch
+//! element, NaN or which infinity): each flag keeps its step's first offending element.
 //! Spikes and states are copied to the host only when asked ([`GpuNetwork::fetch`]).
 //!
 //! The device is a trait: `cuda::CudaDevice` (feature `cuda`) runs on a GPU through
@@ -40,22 +47,27 @@ use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK, SPARSE_BLOCK, 
 use snnc_compiler::backend::ptx::{Role, compile_step, launch_config};
 use snnc_compiler::sema::Source;
 
+/// Steps between two status read-backs, unless set with [`GpuNetwork::set_window`].
+pub const DEFAULT_WINDOW: usize = 256;
+
 struct DevPop {
     module: Option<ModId>,
     /// The step kernel's pointer arguments, in its `.param` order.
     args: Vec<Buf>,
+    /// The states: views of `block`, one after the other (one non-finite check for all).
     states: Vec<Buf>,
+    block: Option<Buf>,
     inputs: Vec<Buf>,
     /// Per-neuron params (the host's `per_neuron_params`, in order).
     params: Vec<Buf>,
     spikes: Option<Buf>,
-    /// Spike list and its slot in the counts buffer.
+    /// Spike list and its slot in the list lengths (and the spike totals).
     list: Option<(Buf, usize)>,
     /// `Linear` readouts: the output their projections sum into.
     output: Option<Buf>,
     drives: Vec<(usize, Buf)>,
-    /// First slot of this population's states in the non-finite flags.
-    flag0: usize,
+    /// This population's non-finite flag within a step's flags.
+    flag: usize,
     seed: u64,
 }
 
@@ -81,14 +93,23 @@ pub struct GpuNetwork<T: 'static, D> {
     /// The device, counting the calls made to it ([`GpuNetwork::counts`]).
     pub dev: Counted<D>,
     prop: ModId,
+    /// The external inputs [`GpuNetwork::step`] uploads into.
     ext: Vec<Buf>,
+    /// What this step's projections read as external inputs: `ext`, or the views a
+    /// caller gives [`GpuNetwork::step_on`] (a window's inputs, uploaded at once).
+    cur_ext: Vec<Buf>,
     pops: Vec<DevPop>,
     projs: Vec<DevProj>,
-    /// Spike counts (batch per count slot), then the non-finite flags (`n_flags`, from
-    /// `flag_base`): one buffer, so that a step ends with one read-back.
-    counts: Buf,
-    flag_base: usize,
+    /// This step's spike-list lengths (batch per count slot).
+    lens: Buf,
+    count_slots: usize,
+    /// The window's spike totals (as `lens`), then per step of the window one
+    /// non-finite flag per population with a step: read back once per window.
+    status: Buf,
     n_flags: usize,
+    window: usize,
+    /// Steps since the last read-back.
+    pending: usize,
     id: u64,
 }
 
@@ -131,6 +152,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let mut pops = Vec::new();
         let mut count_slots = 0;
         let mut n_flags = 0;
+        let fe = Elem::float(T::PRECISION);
         for pop in &host.pops {
             let len = pop.n * batch;
             u32_index(len, &format!("population `{}`", pop.name))?;
@@ -146,11 +168,12 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 states: Vec::new(),
                 inputs: Vec::new(),
                 params: Vec::new(),
+                block: None,
                 spikes: None,
                 list: None,
                 output: None,
                 drives: Vec::new(),
-                flag0: n_flags,
+                flag: n_flags,
                 seed: host.seed ^ u64::from(stream_id(&pop.name)),
             };
             let Some(step) = &pop.step else {
@@ -159,9 +182,24 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 continue;
             };
             let k = compile_step(step, &pop.specs, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
-            for (name, s) in pop.state_names.iter().zip(&pop.states) {
-                dp.states.push(upload(&mut dev, name, s).map_err(dev_err)?);
+            // One allocation for the states, so that one launch checks them all.
+            let block_len = len * pop.states.len();
+            if block_len > prop::FLAG_INDEX_MAX as usize {
+                return Err(RuntimeError::Build(format!(
+                    "population `{}`: {} states x {} neurons x batch {batch} exceed the {} elements a GPU population may hold",
+                    pop.name,
+                    pop.states.len(),
+                    pop.n,
+                    prop::FLAG_INDEX_MAX
+                )));
             }
+            let block = dev.alloc(fe, block_len, &format!("{}.states", pop.name)).map_err(dev_err)?;
+            for (k, s) in pop.states.iter().enumerate() {
+                let view = dev.view(block, k * len, len, &format!("{}.{}", pop.name, pop.state_names[k])).map_err(dev_err)?;
+                dev.upload(view, T::host(s)).map_err(dev_err)?;
+                dp.states.push(view);
+            }
+            dp.block = Some(block);
             for name in &pop.input_names {
                 dp.inputs.push(alloc(&mut dev, name).map_err(dev_err)?);
             }
@@ -187,7 +225,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 dp.drives.push((*idx, upload(&mut dev, &format!("drive{i}"), v).map_err(dev_err)?));
             }
             dp.module = Some(dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?);
-            n_flags += dp.states.len();
+            n_flags += 1;
             pops.push(dp);
         }
         let mut projs = Vec::new();
@@ -235,10 +273,35 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             }
             projs.push(DevProj { weights, own_list, ring, n_pre, n_post });
         }
-        let flag_base = count_slots * batch;
-        let counts = dev.alloc(Elem::U32, (flag_base + n_flags).max(1), "status").map_err(dev_err)?;
+        let lens = dev.alloc(Elem::U32, count_slots * batch, "lens").map_err(dev_err)?;
+        // A window's spike totals fit 32 bits.
+        let largest = host.pops.iter().map(|p| p.n).max().unwrap_or(1).max(1);
+        let window = DEFAULT_WINDOW.min((u32::MAX as usize / largest).max(1));
+        let status = dev.alloc(Elem::U32, count_slots * batch + window * n_flags, "status").map_err(dev_err)?;
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(GpuNetwork { host, dev, prop, ext, pops, projs, counts, flag_base, n_flags, id })
+        let cur_ext = ext.clone();
+        Ok(GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, window, pending: 0, id })
+    }
+
+    /// Steps between status read-backs (spike totals, non-finite flags): at least 1. A
+    /// spike total must fit 32 bits, so a window is at most 2^32 / (the largest
+    /// population) steps.
+    pub fn set_window(&mut self, steps: usize) -> Result<(), RuntimeError> {
+        let largest = self.host.pops.iter().map(|p| p.n).max().unwrap_or(1).max(1);
+        let most = (u32::MAX as usize / largest).max(1);
+        if steps == 0 || steps > most {
+            return Err(RuntimeError::Input(format!("a GPU window of {steps} steps: it must be 1 to {most} steps for these populations")));
+        }
+        self.flush()?;
+        let len = self.count_slots * self.host.batch + steps * self.n_flags;
+        self.status = self.dev.alloc(Elem::U32, len, "status").map_err(dev_err)?;
+        self.window = steps;
+        Ok(())
+    }
+
+    /// Steps between status read-backs.
+    pub fn window(&self) -> usize {
+        self.window
     }
 
     /// The device calls made so far (see [`Counts`]).
@@ -255,7 +318,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         (launch_config(len as u64, BLOCK).0, 1)
     }
 
-    /// Advances one step (see the module doc); `external` as for [`Network::step`].
+    /// Advances one step (see the module doc); `external` as for [`Network::step`]
+    /// (uploaded into the network's input buffers).
     pub fn step(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
         let batch = self.host.batch;
         if external.len() != self.host.inputs.len() {
@@ -267,15 +331,47 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             }
             self.dev.upload(*buf, T::host(x)).map_err(dev_err)?;
         }
-        // Only the flags: the spike counts of populations stepped later are still last
-        // step's, read by the projections from them (each slot is cleared before its
-        // own compaction).
-        if self.n_flags > 0 {
-            let a = [KArg::Buf(self.counts), KArg::U64(self.flag_base as u64), KArg::U64(self.n_flags as u64)];
-            self.launch(prop::CLEAR_U32, Self::flat(self.n_flags), BLOCK, &a)?;
+        let ext = std::mem::take(&mut self.ext);
+        let r = self.step_on(&ext);
+        self.ext = ext;
+        r
+    }
+
+    /// Advances one step reading external input `i` from device buffer `ext[i]` (B x
+    /// size, e.g. a view of a window's inputs uploaded at once): no host transfer, unless
+    /// the step ends a window ([`GpuNetwork::flush`]).
+    pub fn step_on(&mut self, ext: &[Buf]) -> Result<(), RuntimeError> {
+        self.step_deferred(ext)?;
+        if self.window_full() {
+            self.flush()?;
         }
+        Ok(())
+    }
+
+    /// Whether the window's status is full: the next step reads it back first.
+    pub fn window_full(&self) -> bool {
+        self.pending == self.window
+    }
+
+    /// [`GpuNetwork::step_on`] leaving the read-back of a full window to the caller (a
+    /// training step queues its learning work first) or to the next step.
+    pub(crate) fn step_deferred(&mut self, ext: &[Buf]) -> Result<(), RuntimeError> {
+        if self.window_full() {
+            self.flush()?;
+        }
+        if ext.len() != self.host.inputs.len() {
+            return Err(RuntimeError::Input(format!("{} external inputs given, the network has {}", ext.len(), self.host.inputs.len())));
+        }
+        self.cur_ext.clear();
+        self.cur_ext.extend_from_slice(ext);
+        if self.pending == 0 {
+            // A new window: its totals and flags start at zero.
+            self.dev.zero(self.status).map_err(dev_err)?;
+        }
+        let batch = self.host.batch;
         let t = self.host.time();
         let step = self.host.step_index;
+        let flags_at = self.count_slots * batch + self.pending * self.n_flags;
         for p in 0..self.pops.len() {
             self.gather(p)?;
             let Some(module) = self.pops[p].module else { continue };
@@ -284,26 +380,27 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             let mut args: Vec<KArg> = dp.args.iter().map(|b| KArg::Buf(*b)).collect();
             args.extend(step_scalars(len, t, dp.seed, step));
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
-            let (states, flag0, spikes, list) = (dp.states.clone(), dp.flag0, dp.spikes, dp.list);
-            for (k, s) in states.into_iter().enumerate() {
-                let a = [KArg::Buf(s), KArg::U64(len as u64), KArg::Buf(self.counts), KArg::U64((self.flag_base + flag0 + k) as u64)];
-                self.launch(prop::NONFINITE, Self::flat(len), BLOCK, &a)?;
+            let (block, k, flag, spikes, list) = (dp.block, dp.states.len(), dp.flag, dp.spikes, dp.list);
+            if let Some(block) = block.filter(|_| k > 0) {
+                let a = [KArg::Buf(block), KArg::U64((k * len) as u64), KArg::Buf(self.status), KArg::U64((flags_at + flag) as u64)];
+                self.launch(prop::NONFINITE, Self::flat(k * len), BLOCK, &a)?;
             }
             if let (Some(sp), Some((list, slot))) = (spikes, list) {
                 self.compact(sp, list, slot, self.host.pops[p].n)?;
             }
         }
-        self.read_back()?;
         self.host.step_index += 1;
+        self.pending += 1;
         Ok(())
     }
 
-    /// Lists the non-zero entries of `x` (`batch` rows of `n`) into `list` / count `slot`.
+    /// Lists the non-zero entries of `x` (`batch` rows of `n`) into `list` / count `slot`,
+    /// adding them to the window's spike totals.
     fn compact(&mut self, x: Buf, list: Buf, slot: usize, n: usize) -> Result<(), RuntimeError> {
         let batch = self.host.batch;
-        let clear = [KArg::Buf(self.counts), KArg::U64((slot * batch) as u64), KArg::U64(batch as u64)];
+        let clear = [KArg::Buf(self.lens), KArg::U64((slot * batch) as u64), KArg::U64(batch as u64)];
         self.launch(prop::CLEAR_U32, Self::flat(batch), BLOCK, &clear)?;
-        let a = [KArg::Buf(x), KArg::Buf(list), KArg::Buf(self.counts), KArg::U64(slot as u64), KArg::U64(n as u64)];
+        let a = [KArg::Buf(x), KArg::Buf(list), KArg::Buf(self.lens), KArg::Buf(self.status), KArg::U64(slot as u64), KArg::U64(n as u64)];
         self.launch(prop::NONZERO_LIST, (launch_config(n as u64, BLOCK).0, batch as u32), BLOCK, &a)
     }
 
@@ -348,7 +445,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     fn source(&self, pi: usize) -> (Buf, Option<(Buf, usize)>) {
         let pr = &self.host.projs[pi];
         match pr.from {
-            Source::Input(i) => (self.ext[i], None),
+            Source::Input(i) => (self.cur_ext[i], None),
             Source::Pop(q) => match (pr.from_state, &self.pops[q].spikes, self.pops[q].list) {
                 (Some(j), ..) => (self.pops[q].states[j], None),
                 (None, Some(s), l) => (*s, l),
@@ -360,6 +457,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Back to the state the network was built in, as [`Network::reset`] (the host view
     /// and every device buffer that carries over from step to step).
     pub fn reset(&mut self) -> Result<(), RuntimeError> {
+        // The window so far first: a non-finite state in it is still reported.
+        self.flush()?;
         self.host.reset();
         for (dp, pop) in self.pops.iter().zip(&self.host.pops) {
             for (b, s) in dp.states.iter().zip(&pop.states) {
@@ -373,7 +472,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             self.dev.zero(*b).map_err(dev_err)?;
         }
         // No spikes listed: the first step's projections from later populations read none.
-        self.dev.zero(self.counts).map_err(dev_err)
+        self.dev.zero(self.lens).map_err(dev_err)
     }
 
     /// The device buffer of what population `p` gives the loss when it is the readout:
@@ -432,7 +531,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     KArg::Buf(col),
                     KArg::Buf(w),
                     KArg::Buf(list),
-                    KArg::Buf(self.counts),
+                    KArg::Buf(self.lens),
                     KArg::U64(slot as u64),
                     KArg::Buf(src),
                     KArg::Buf(out),
@@ -448,32 +547,38 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         }
     }
 
-    /// Non-finite flags and spike counts: one read-back per step.
-    fn read_back(&mut self) -> Result<(), RuntimeError> {
-        let batch = self.host.batch;
-        let mut status = vec![0u32; (self.flag_base + self.n_flags).max(1)];
-        self.dev.download(self.counts, HostMut::U32(&mut status)).map_err(dev_err)?;
-        let (counts, flags) = status.split_at(self.flag_base);
-        if let Some(slot) = flags[..self.n_flags].iter().position(|f| *f != 0) {
-            let p = self.pops.iter().rposition(|d| d.module.is_some() && d.flag0 <= slot).expect("a flag belongs to a population");
-            let k = slot - self.pops[p].flag0;
-            let buf = self.pops[p].states[k];
-            let pop = &mut self.host.pops[p];
-            self.dev.download(buf, T::host_mut(&mut pop.states[k])).map_err(dev_err)?;
-            let s = &pop.states[k];
-            let i = s.iter().position(|v| !v.to_f64().is_finite()).unwrap_or(0);
-            return Err(RuntimeError::NonFinite {
-                population: pop.name.clone(),
-                state: pop.state_names[k].clone(),
-                neuron: i % pop.n,
-                batch: i / pop.n,
-                step: self.host.step_index,
-                value: s[i].to_f64(),
-            });
+    /// Reads the status of the steps since the last read-back (one download): adds the
+    /// spike totals to the host's counters, and reports the first non-finite state, in
+    /// step order, then population order, as the CPU does.
+    pub fn flush(&mut self) -> Result<(), RuntimeError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let (batch, pending) = (self.host.batch, self.pending);
+        self.pending = 0;
+        let totals_len = self.count_slots * batch;
+        let mut status = vec![0u32; totals_len + self.window * self.n_flags];
+        self.dev.download(self.status, HostMut::U32(&mut status)).map_err(dev_err)?;
+        let (totals, flags) = status.split_at(totals_len);
+        let first_step = self.host.step_index - pending as u64;
+        for (s, step_flags) in flags.chunks(self.n_flags.max(1)).take(pending).enumerate() {
+            for (dp, pop) in self.pops.iter().zip(&self.host.pops).filter(|(d, _)| d.module.is_some()) {
+                let Some((e, value)) = prop::decode_flag(step_flags[dp.flag]) else { continue };
+                let len = pop.n * batch;
+                let (k, i) = (e / len, e % len);
+                return Err(RuntimeError::NonFinite {
+                    population: pop.name.clone(),
+                    state: pop.state_names[k].clone(),
+                    neuron: i % pop.n,
+                    batch: i / pop.n,
+                    step: first_step + s as u64,
+                    value,
+                });
+            }
         }
         for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
             if let Some((_, slot)) = dp.list {
-                pop.spike_count += counts[slot * batch..(slot + 1) * batch].iter().map(|c| u64::from(*c)).sum::<u64>();
+                pop.spike_count += totals[slot * batch..(slot + 1) * batch].iter().map(|c| u64::from(*c)).sum::<u64>();
             }
         }
         Ok(())
@@ -482,6 +587,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Copies spikes (and with `states` every state) to the host view, and rebuilds the
     /// active lists from the spikes (ascending, as the CPU's).
     pub fn fetch(&mut self, states: bool) -> Result<(), RuntimeError> {
+        self.flush()?;
         let batch = self.host.batch;
         for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
             if let Some(sp) = dp.spikes {

@@ -255,6 +255,8 @@ pub fn evaluate<T: Float, S: Simulation<T> + ?Sized>(
         y.iter_mut().zip(&out).for_each(|(y, v)| *y = v.to_f64());
         Ok(())
     })?;
+    // The host's spike counters (the rates reported) as of the last step.
+    sim.sync(false)?;
     Ok(report(std::slice::from_ref(sim.network()), data.steps(), loss, &evidence, labels))
 }
 

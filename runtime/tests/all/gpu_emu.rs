@@ -139,6 +139,8 @@ fn emulated_gpu_coba_f32_tracks_cpu() {
             }
         }
     }
+    // The spike counters are current after the window's read-back.
+    gpu.flush().unwrap();
     for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
         let (ca, cb) = (a.spike_count as f64, b.spike_count as f64);
         assert!(ca >= 10.0 && (ca - cb).abs() <= 0.1 * ca, "{}: {ca} CPU spikes, {cb} GPU", a.name);
@@ -189,29 +191,31 @@ network tiny {
     let seed_b = 1 ^ u64::from(snnc_runtime::rng::stream_id("B"));
     let want = [
         "upload input x".to_string(),
-        // Spike counts (two slots x batch 2) and the non-finite flags share one buffer;
-        // only the flags are cleared here.
-        "snnc_clear_u32 1x1x256 (status[6], 4, 2)".into(),
+        // The first step of a window clears its spike totals and non-finite flags.
+        "zero status".into(),
         // Population A: inputs zeroed, the drive added, x W by cuBLAS (row-major
         // y (2 x 4) += x (2 x 3) W (3 x 4), column-major m = 4, n = batch, k = 3).
         "zero A.I".into(),
         "snnc_add 1x1x256 (A.drive0[8], A.I[8], 8)".into(),
         "gemm m=4 n=2 k=3 A=in_a.w lda=4 B=input x ldb=3 C=A.I ldc=4 alpha=1 beta=1".into(),
         format!("snnc_step 1x1x256 (A.v[8], A.I[8], A.spikes[8], 8, 0, {seed_a}, 0, 0)"),
-        "snnc_nonfinite 1x1x256 (A.v[8], 8, status[6], 4)".into(),
-        // The spike list of A (count slot 0), one row of blocks per batch element.
-        "snnc_clear_u32 1x1x256 (status[6], 0, 2)".into(),
-        "snnc_nonzero_list 1x2x256 (A.spikes[8], A.spike_list[8], status[6], 0, 4)".into(),
+        // All of A's states (one allocation) in one check; its flag of step 0 follows
+        // the spike totals (two slots x batch 2) in the status buffer.
+        "snnc_nonfinite 1x1x256 (A.states[8], 8, status[516], 4)".into(),
+        // The spike list of A (count slot 0), one row of blocks per batch element, also
+        // added to the window's totals.
+        "snnc_clear_u32 1x1x256 (lens[4], 0, 2)".into(),
+        "snnc_nonzero_list 1x2x256 (A.spikes[8], A.spike_list[8], lens[4], status[516], 0, 4)".into(),
         // Population B: A's spikes into the ring slot of step 0 + 2 (of 3), then slot 0
         // arrives.
         "zero B.I".into(),
-        "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], status[6], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
+        "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], lens[4], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
         "snnc_add_clear 1x1x256 (a_b.delay0[4], B.I[4], 4)".into(),
         format!("snnc_step 1x1x256 (B.v[4], B.I[4], B.spikes[4], 4, 0, {seed_b}, 0, 0)"),
-        "snnc_nonfinite 1x1x256 (B.v[4], 4, status[6], 5)".into(),
-        "snnc_clear_u32 1x1x256 (status[6], 2, 2)".into(),
-        "snnc_nonzero_list 1x2x256 (B.spikes[4], B.spike_list[4], status[6], 1, 2)".into(),
-        "download status".into(),
+        "snnc_nonfinite 1x1x256 (B.states[4], 4, status[516], 5)".into(),
+        "snnc_clear_u32 1x1x256 (lens[4], 2, 2)".into(),
+        "snnc_nonzero_list 1x2x256 (B.spikes[4], B.spike_list[4], lens[4], status[516], 1, 2)".into(),
+        // Nothing comes back: the status is read once per window (256 steps).
     ];
     let nnz = gpu.host.n_synapses() - 12;
     let want: Vec<String> = want.iter().map(|s| s.replace("COL", &nnz.to_string())).collect();
@@ -223,6 +227,18 @@ network tiny {
     assert!(got.iter().any(|l| l.starts_with("snnc_sparse_events") && l.contains("a_b.delay0[4]")), "{got:?}");
     assert!(got.iter().any(|l| l.starts_with("snnc_add_clear") && l.contains("a_b.delay1[4]")), "{got:?}");
     assert_eq!(gpu.host.step_index, 2);
+    // The second step of the window writes its flags after the first step's.
+    assert!(got.iter().any(|l| l == "snnc_nonfinite 1x1x256 (A.states[8], 8, status[516], 6)"), "{got:?}");
+    // A window of 3 steps: the third step ends it with the one read-back.
+    gpu.set_window(3).unwrap();
+    for s in 0..4 {
+        gpu.dev.log.clear();
+        gpu.step(&[&[0.0; 6]]).unwrap();
+        let got: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
+        let transfers: Vec<&String> = got.iter().filter(|l| l.starts_with("upload") || l.starts_with("download")).collect();
+        let want: &[&str] = if s == 2 { &["upload input x", "download status"] } else { &["upload input x"] };
+        assert_eq!(transfers, want, "step {s} of a window of 3");
+    }
 }
 
 /// The propagation kernels' PTX text, run by the emulated device, against the CPU
@@ -255,15 +271,20 @@ fn propagation_kernels_match_the_cpu_kernels() {
     let list = dev.alloc(Elem::U32, batch * n_pre, "list").unwrap();
     // Slot 1 of two: the kernels index counts[slot * batch + b].
     let counts = dev.alloc(Elem::U32, 2 * batch, "counts").unwrap();
-    let a = [KArg::Buf(xb), KArg::Buf(list), KArg::Buf(counts), KArg::U64(1), KArg::U64(n_pre as u64)];
+    // The window's totals already hold 5 spikes per batch element: the kernel adds.
+    let totals = up(&mut dev, Elem::U32, Host::U32(&vec![5; 2 * batch]), "totals");
+    let a = [KArg::Buf(xb), KArg::Buf(list), KArg::Buf(counts), KArg::Buf(totals), KArg::U64(1), KArg::U64(n_pre as u64)];
     dev.launch(m, NONZERO_LIST, (2, batch as u32), 256, &a).unwrap();
     let mut c = vec![0u32; 2 * batch];
     dev.download(counts, HostMut::U32(&mut c)).unwrap();
+    let mut tot = vec![0u32; 2 * batch];
+    dev.download(totals, HostMut::U32(&mut tot)).unwrap();
     let mut l = vec![0u32; batch * n_pre];
     dev.download(list, HostMut::U32(&mut l)).unwrap();
     let active: Vec<Vec<u32>> = (0..batch).map(|b| (0..n_pre).filter(|&i| x[b * n_pre + i] != 0.0).map(|i| i as u32).collect()).collect();
     for b in 0..batch {
         assert_eq!(c[b], 0, "slot 0 untouched");
+        assert_eq!((tot[b], tot[batch + b]), (5, 5 + c[batch + b]), "totals of batch {b}");
         let mut got = l[b * n_pre..b * n_pre + c[batch + b] as usize].to_vec();
         got.sort();
         assert_eq!(got, active[b], "spike list of batch {b}");
@@ -365,4 +386,32 @@ fn a_reset_gpu_network_runs_like_a_new_one() {
     gpu.reset().unwrap();
     assert_eq!(run(&mut gpu), want);
     assert_eq!(gpu.host.step_index, 25);
+}
+
+/// A non-finite state found at a window's read-back is reported as the CPU reports it at
+/// its step: the step, the second of two states, the neuron whose time constant makes it
+/// overflow first (per-neuron params), the batch element, the value.
+#[test]
+fn non_finite_state_inside_a_window_is_reported_exactly() {
+    let text = r#"
+neuron Grow2 {
+    param tau: ms = 1 ms
+    state a = 0.5
+    state v = 1.0
+    da/dt = -a / (10 ms)
+    dv/dt = v / tau
+}
+network blowup { dt = 1 ms
+    layer G = Grow2[5] { tau = uniform(0.5 ms, 2 ms) } }"#;
+    let p = program(text);
+    let o = Options { batch: 2, seed: 7, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = emulated::<f64>(&p, &o);
+    gpu.set_window(7).unwrap();
+    let e_cpu = (0..3000).find_map(|_| cpu.step(&[]).err()).expect("the CPU run overflows");
+    let e_gpu = (0..3000).find_map(|_| gpu.step(&[]).err()).expect("the GPU run overflows");
+    let RuntimeError::NonFinite { step, ref state, .. } = e_cpu else { panic!("{e_cpu}") };
+    assert_eq!(state, "v");
+    assert!(step % 7 != 6, "the overflow is inside a window, not at its last step (step {step})");
+    assert_eq!(e_gpu, e_cpu);
 }

@@ -248,14 +248,27 @@ network tiny {
     for method in [Method::EsDRtrl { decay: 0.9 }, Method::Bptt] {
         let host = Network::<f32>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
         let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        gpu.set_window(3).unwrap();
         let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
         gpu.dev.log.clear();
-        grad.run(&mut gpu, &mut RandomSpikes::new(1, 2, 3, 2, 0.5, 3)).unwrap();
-        out.push_str(&format!("# {method:?}, one step (T = 1, batch 2)\n"));
-        for c in &gpu.dev.log {
-            out.push_str(&gpu.dev.render(c));
+        grad.run(&mut gpu, &mut RandomSpikes::new(3, 2, 3, 2, 0.5, 3)).unwrap();
+        out.push_str(&format!("# {method:?}, one window of 3 steps (T = 3, batch 2, squared error)\n"));
+        let lines: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
+        for l in &lines {
+            out.push_str(l);
             out.push('\n');
         }
+        // The sequence stays on the device: between the window's uploads (inputs,
+        // targets, masks) and its read-backs (status, loss, gradients) nothing is copied.
+        let first_step = lines.iter().position(|l| l.starts_with("snnc_step")).unwrap();
+        let last_step = lines.iter().rposition(|l| l.starts_with("snnc_step") || l.starts_with("gemm")).unwrap();
+        let inside: Vec<&String> = lines[first_step..first_step.max(lines.iter().position(|l| l.starts_with("download")).unwrap())]
+            .iter()
+            .filter(|l| l.starts_with("upload") || l.starts_with("download"))
+            .collect();
+        assert!(inside.is_empty(), "{method:?}: transfers inside the window: {inside:?}");
+        assert!(lines[..first_step].iter().filter(|l| l.starts_with("upload")).count() == 3, "{method:?}: x, target and mask uploaded once");
+        assert!(lines[last_step..].iter().all(|l| !l.starts_with("upload")), "{method:?}: nothing uploaded after the last step");
     }
     insta::assert_snapshot!(out);
 }

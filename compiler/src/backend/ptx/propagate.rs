@@ -18,10 +18,11 @@
 use super::{PTX_VERSION, Precision, Target};
 use std::fmt::Write as _;
 
-/// `snnc_nonzero_list(x, list, counts, slot, n)`, grid (ceil(n / block), batch):
+/// `snnc_nonzero_list(x, list, counts, totals, slot, n)`, grid (ceil(n / block), batch):
 /// for every element `i` of batch `b` with `x[b*n + i] != 0` (NaN included, as on the
-/// CPU), `list[b*n + atomicAdd(counts[slot*batch + b], 1)] = i`. The count must be 0
-/// before (see [`CLEAR_U32`]); list order is unspecified.
+/// CPU), `list[b*n + atomicAdd(counts[slot*batch + b], 1)] = i` and
+/// `totals[slot*batch + b] += 1` (the spike count of a window of steps, read once per
+/// window). The count must be 0 before (see [`CLEAR_U32`]); list order is unspecified.
 pub const NONZERO_LIST: &str = "snnc_nonzero_list";
 /// `snnc_sparse_events(row_ptr, col, w, list, counts, slot, x, y, n_pre, n_post)`,
 /// grid (g, batch) with `block` a multiple of 32: one warp per listed presynaptic
@@ -35,8 +36,25 @@ pub const ONE_TO_ONE: &str = "snnc_one_to_one";
 pub const ADD: &str = "snnc_add";
 /// `snnc_add_clear(src, dst, len)`: `dst[e] += src[e]; src[e] = 0` (a delay slot arrives).
 pub const ADD_CLEAR: &str = "snnc_add_clear";
-/// `snnc_nonfinite(x, len, flags, slot)`: `flags[slot] = 1` if any `x[e]` is NaN or infinite.
+/// `snnc_nonfinite(x, len, flags, slot)`: if any `x[e]` is NaN or infinite, `flags[slot]`
+/// ends as `(FLAG_INDEX_MAX - e) << 2 | class` of the first such `e` (atomic max: the
+/// smallest index wins), class 1 for NaN, 2 for +inf, 3 for -inf; 0 means all finite.
+/// `len` must not exceed [`FLAG_INDEX_MAX`] + 1. Decode with [`decode_flag`].
 pub const NONFINITE: &str = "snnc_nonfinite";
+/// The largest element index a non-finite flag can name (30 bits).
+pub const FLAG_INDEX_MAX: u32 = (1 << 30) - 1;
+
+/// A [`NONFINITE`] flag word: the first non-finite element and its value, or `None`.
+pub fn decode_flag(w: u32) -> Option<(usize, f64)> {
+    let value = match w & 3 {
+        0 => return None,
+        1 => f64::NAN,
+        2 => f64::INFINITY,
+        _ => f64::NEG_INFINITY,
+    };
+    Some(((FLAG_INDEX_MAX - (w >> 2)) as usize, value))
+}
+
 /// `snnc_clear_u32(buf, offset, len)`: `buf[offset + e] = 0` (u32).
 pub const CLEAR_U32: &str = "snnc_clear_u32";
 
@@ -68,9 +86,18 @@ pub const SCALE_ADD: &str = "snnc_scale_add";
 /// atomics: each thread owns its weight, so the sum is deterministic.
 pub const EXACT_TRACE: &str = "snnc_exact_trace";
 
+/// `snnc_loss_mse(y, target, mask, err, loss, evidence, batch, o)`, one thread per batch
+/// element `b`: the masked squared error of the readout output `y` (B x O, the module's
+/// float type) against `target` (B x O, f64), as the CPU's `Loss::Mse` computes it, in
+/// f64 and in the same order: with `m = mask[b]` (f64) non-zero,
+/// `err[b,j] = m * 2 (y - target)` (rounded to the float type),
+/// `evidence[b,j] += m * y` and `loss[b] += m * sum_j (y - target)^2` (both f64, summed
+/// over the steps of a sequence on the device); with `m` = 0, `err[b,:] = 0` only.
+pub const LOSS_MSE: &str = "snnc_loss_mse";
+
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 13] =
-    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, COPY_AT, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE];
+pub const ENTRIES: [&str; 14] =
+    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, COPY_AT, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE, LOSS_MSE];
 
 /// Threads per block of the element-wise kernels.
 pub const BLOCK: u32 = 256;
@@ -106,6 +133,7 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     mul_add(&mut o, &f, true);
     scale_add(&mut o, &f);
     exact_trace(&mut o, &f);
+    loss_mse(&mut o, &f);
     o
 }
 
@@ -147,7 +175,7 @@ fn pointer(o: &mut String, reg: &str, name: &str) {
 
 fn nonzero_list(o: &mut String, f: &Fmt) {
     let Fmt { t, sh, zero, .. } = *f;
-    params(o, NONZERO_LIST, &["x", "list", "counts", "slot", "n"]);
+    params(o, NONZERO_LIST, &["x", "list", "counts", "totals", "slot", "n"]);
     let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<8>;\n\t.reg .b64 %rd<12>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
     index_guard(o, "n");
     // e = b*n + i, b = blockIdx.y.
@@ -160,6 +188,8 @@ fn nonzero_list(o: &mut String, f: &Fmt) {
     pointer(o, "rd6", "counts");
     o.push_str("\tld.param.u64 %rd7, [slot];\n\tmov.u32 %r5, %nctaid.y;\n\tcvt.u64.u32 %rd8, %r5;\n\tmad.lo.u64 %rd7, %rd7, %rd8, %rd1;\n");
     o.push_str("\tshl.b64 %rd7, %rd7, 2;\n\tadd.s64 %rd6, %rd6, %rd7;\n\tatom.global.add.u32 %r6, [%rd6], 1;\n");
+    pointer(o, "rd11", "totals");
+    o.push_str("\tadd.s64 %rd11, %rd11, %rd7;\n\tred.global.add.u32 [%rd11], 1;\n");
     pointer(o, "rd9", "list");
     o.push_str("\tcvt.u64.u32 %rd10, %r6;\n\tadd.s64 %rd10, %rd10, %rd2;\n\tshl.b64 %rd10, %rd10, 2;\n\tadd.s64 %rd9, %rd9, %rd10;\n");
     o.push_str("\tcvt.u32.u64 %r7, %rd_i;\n\tst.global.u32 [%rd9], %r7;\n$L_end:\n\tret;\n}\n");
@@ -236,16 +266,18 @@ fn add(o: &mut String, f: &Fmt, clear: bool) {
 }
 
 fn nonfinite(o: &mut String, f: &Fmt) {
-    let Fmt { t, sh, .. } = *f;
+    let Fmt { t, sh, zero, .. } = *f;
     params(o, NONFINITE, &["x", "len", "flags", "slot"]);
-    let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
+    let _ = writeln!(o, "\t.reg .pred %p<5>;\n\t.reg .b32 %r<10>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
     index_guard(o, "len");
     let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
     pointer(o, "rd2", "x");
     let _ = writeln!(o, "\tadd.s64 %rd2, %rd2, %rd1;\n\tld.global.{t} %f1, [%rd2];\n\ttestp.finite.{t} %p2, %f1;\n\t@%p2 bra $L_end;");
-    // Every offending thread stores the same 1: no atomic needed.
+    // class: 1 NaN, 2 +inf, 3 -inf; word = (FLAG_INDEX_MAX - e) << 2 | class.
+    let _ = writeln!(o, "\ttestp.notanumber.{t} %p3, %f1;\n\tsetp.gt.{t} %p4, %f1, {zero};\n\tselp.u32 %r4, 2, 3, %p4;\n\tselp.u32 %r4, 1, %r4, %p3;");
+    let _ = writeln!(o, "\tcvt.u32.u64 %r5, %rd_i;\n\tsub.u32 %r6, {FLAG_INDEX_MAX}, %r5;\n\tshl.b32 %r6, %r6, 2;\n\tor.b32 %r6, %r6, %r4;");
     pointer(o, "rd3", "flags");
-    o.push_str("\tld.param.u64 %rd4, [slot];\n\tshl.b64 %rd4, %rd4, 2;\n\tadd.s64 %rd3, %rd3, %rd4;\n\tmov.u32 %r4, 1;\n\tst.global.u32 [%rd3], %r4;\n$L_end:\n\tret;\n}\n");
+    o.push_str("\tld.param.u64 %rd4, [slot];\n\tshl.b64 %rd4, %rd4, 2;\n\tadd.s64 %rd3, %rd3, %rd4;\n\tatom.global.max.u32 %r7, [%rd3], %r6;\n$L_end:\n\tret;\n}\n");
 }
 
 fn clear_u32(o: &mut String) {
@@ -364,5 +396,50 @@ fn exact_trace(o: &mut String, f: &Fmt) {
     o.push_str("\tadd.s64 %rd21, %rd21, 1;\n\tbra.uni $L_a;\n$L_next_b:\n");
     o.push_str("\tadd.s64 %rd15, %rd15, 1;\n\tadd.s64 %rd16, %rd16, %rd19;\n\tadd.s64 %rd17, %rd17, %rd2;\n\tadd.s64 %rd18, %rd18, %rd1;\n\tbra.uni $L_b;\n");
     let _ = writeln!(o, "$L_done:\n\tshl.b64 %rd30, %rd_i, {sh};\n\tadd.s64 %rd30, %rd14, %rd30;\n\tld.global.{t} %f11, [%rd30];\n\tadd.{rn}.{t} %f11, %f11, %f1;\n\tst.global.{t} [%rd30], %f11;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn loss_mse(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, .. } = *f;
+    params(o, LOSS_MSE, &["y", "target", "mask", "err", "loss", "evidence", "batch", "o"]);
+    let _ = writeln!(o, "\t.reg .pred %p<4>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<20>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<3>;\n\t.reg .f64 %fd<12>;");
+    index_guard(o, "batch");
+    pointer(o, "rd1", "y");
+    pointer(o, "rd2", "target");
+    pointer(o, "rd3", "mask");
+    pointer(o, "rd4", "err");
+    pointer(o, "rd5", "loss");
+    pointer(o, "rd6", "evidence");
+    // m = mask[b]; row = b * o; j = 0
+    o.push_str("\tshl.b64 %rd7, %rd_i, 3;\n\tadd.s64 %rd8, %rd3, %rd7;\n\tld.global.f64 %fd1, [%rd8];\n");
+    o.push_str("\tld.param.u64 %rd9, [o];\n\tmul.lo.u64 %rd10, %rd_i, %rd9;\n\tmov.u64 %rd11, 0;\n");
+    o.push_str("\tsetp.eq.f64 %p2, %fd1, 0d0000000000000000;\n\t@%p2 bra $L_zero;\n");
+    // l = 0; 2.0
+    o.push_str("\tmov.f64 %fd2, 0d0000000000000000;\n\tmov.f64 %fd3, 0d4000000000000000;\n");
+    o.push_str("$L_j:\n\tsetp.ge.u64 %p3, %rd11, %rd9;\n\t@%p3 bra $L_sum;\n\tadd.s64 %rd12, %rd10, %rd11;\n");
+    // yv = y[row + j] as f64; tv = target[row + j]
+    let _ = writeln!(o, "\tshl.b64 %rd13, %rd12, {sh};\n\tadd.s64 %rd14, %rd1, %rd13;\n\tld.global.{t} %f1, [%rd14];");
+    if t == "f32" {
+        o.push_str("\tcvt.f64.f32 %fd4, %f1;\n");
+    } else {
+        o.push_str("\tmov.f64 %fd4, %f1;\n");
+    }
+    o.push_str("\tshl.b64 %rd15, %rd12, 3;\n\tadd.s64 %rd16, %rd2, %rd15;\n\tld.global.f64 %fd5, [%rd16];\n");
+    // e = yv - tv; l += e * e; g = 2 e * m
+    o.push_str("\tsub.rn.f64 %fd6, %fd4, %fd5;\n\tmul.rn.f64 %fd7, %fd6, %fd6;\n\tadd.rn.f64 %fd2, %fd2, %fd7;\n");
+    o.push_str("\tmul.rn.f64 %fd8, %fd3, %fd6;\n\tmul.rn.f64 %fd8, %fd8, %fd1;\n");
+    if t == "f32" {
+        o.push_str("\tcvt.rn.f32.f64 %f2, %fd8;\n");
+    } else {
+        o.push_str("\tmov.f64 %f2, %fd8;\n");
+    }
+    let _ = writeln!(o, "\tadd.s64 %rd17, %rd4, %rd13;\n\tst.global.{t} [%rd17], %f2;");
+    // evidence += m * yv
+    o.push_str("\tadd.s64 %rd18, %rd6, %rd15;\n\tld.global.f64 %fd9, [%rd18];\n\tmul.rn.f64 %fd10, %fd1, %fd4;\n\tadd.rn.f64 %fd9, %fd9, %fd10;\n\tst.global.f64 [%rd18], %fd9;\n");
+    o.push_str("\tadd.s64 %rd11, %rd11, 1;\n\tbra.uni $L_j;\n");
+    // loss[b] += m * l
+    o.push_str("$L_sum:\n\tadd.s64 %rd19, %rd5, %rd7;\n\tld.global.f64 %fd11, [%rd19];\n\tmul.rn.f64 %fd2, %fd1, %fd2;\n\tadd.rn.f64 %fd11, %fd11, %fd2;\n\tst.global.f64 [%rd19], %fd11;\n\tbra.uni $L_end;\n");
+    // masked out: err[b,:] = 0
+    let _ = writeln!(o, "$L_zero:\n\tsetp.ge.u64 %p3, %rd11, %rd9;\n\t@%p3 bra $L_end;\n\tadd.s64 %rd12, %rd10, %rd11;\n\tshl.b64 %rd13, %rd12, {sh};\n\tadd.s64 %rd17, %rd4, %rd13;\n\tmov.{t} %f2, {};\n\tst.global.{t} [%rd17], %f2;\n\tadd.s64 %rd11, %rd11, 1;\n\tbra.uni $L_zero;", f.zero);
     o.push_str("$L_end:\n\tret;\n}\n");
 }

@@ -88,7 +88,17 @@ enum Op {
     Cvta,
     SetpGe,
     SetpEq,
+    SetpGt,
     TestpFinite,
+    TestpNan,
+    Selp,
+    Sub,
+    Or,
+    FSub,
+    /// `cvt.f64.f32` / `cvt.rn.f32.f64`.
+    CvtF64F32,
+    CvtF32F64,
+    AtomMax,
     Bra,
     LdGlobal,
     StGlobal,
@@ -207,6 +217,8 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
     let ty = parts.iter().rev().find_map(|p| Ty::parse(p)).unwrap_or(Ty::U64);
     let op = match (parts[0], parts.get(1).copied().unwrap_or("")) {
         ("mov", _) => Op::Mov,
+        ("cvt", "f64") => Op::CvtF64F32,
+        ("cvt", "rn") if parts.get(2) == Some(&"f32") => Op::CvtF32F64,
         ("cvt", "u64") => Op::CvtU64U32,
         ("cvt", "u32") => Op::CvtU32U64,
         ("mad", "wide") => Op::MadWide,
@@ -215,6 +227,10 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
         ("mul", "wide") => Op::MulWide,
         ("mul", "rn") => Op::FMul,
         ("add", "rn") => Op::FAdd,
+        ("sub", "rn") => Op::FSub,
+        ("sub", "u32" | "u64" | "s64") => Op::Sub,
+        ("or", _) => Op::Or,
+        ("selp", _) => Op::Selp,
         ("add", _) => Op::Add,
         // Unsigned only (`Ty` does not tell s32 from u32).
         ("div", "u32" | "u64") => Op::Div,
@@ -228,9 +244,12 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
         ("cvta", _) => Op::Cvta,
         ("setp", "ge") => Op::SetpGe,
         ("setp", "eq") => Op::SetpEq,
+        ("setp", "gt") => Op::SetpGt,
         ("testp", "finite") => Op::TestpFinite,
+        ("testp", "notanumber") => Op::TestpNan,
         ("bra", _) => Op::Bra,
         ("atom", "global") if parts.get(2) == Some(&"add") && ty == Ty::U32 => Op::AtomAdd,
+        ("atom", "global") if parts.get(2) == Some(&"max") && ty == Ty::U32 => Op::AtomMax,
         ("red", "global") if parts.get(2) == Some(&"add") => Op::RedAdd,
         ("ret", _) => Op::Ret,
         _ => return Err(format!("unsupported instruction `{opcode}`")),
@@ -342,6 +361,31 @@ impl Entry {
                 Op::Shl => r[dst(&o[0])?] = m32(val(r, &o[1])? << (val(r, &o[2])? & 63)),
                 Op::Shr => r[dst(&o[0])?] = m32(val(r, &o[1])?) >> (val(r, &o[2])? & 63),
                 Op::And => r[dst(&o[0])?] = m32(val(r, &o[1])? & val(r, &o[2])?),
+                Op::Or => r[dst(&o[0])?] = m32(val(r, &o[1])? | val(r, &o[2])?),
+                Op::Sub => r[dst(&o[0])?] = m32(val(r, &o[1])?.wrapping_sub(val(r, &o[2])?)),
+                Op::Selp => r[dst(&o[0])?] = m32(if val(r, &o[3])? != 0 { val(r, &o[1])? } else { val(r, &o[2])? }),
+                Op::CvtF64F32 => r[dst(&o[0])?] = f64::from(f32::from_bits(val(r, &o[1])? as u32)).to_bits(),
+                Op::CvtF32F64 => r[dst(&o[0])?] = u64::from((f64::from_bits(val(r, &o[1])?) as f32).to_bits()),
+                Op::TestpNan => {
+                    let a = val(r, &o[1])?;
+                    let t = if i.ty == Ty::F32 { f32::from_bits(a as u32).is_nan() } else { f64::from_bits(a).is_nan() };
+                    r[dst(&o[0])?] = u64::from(t);
+                }
+                Op::SetpGt => {
+                    let (a, b) = (val(r, &o[1])?, val(r, &o[2])?);
+                    let t = match i.ty {
+                        Ty::U32 | Ty::U64 => m32(a) > m32(b),
+                        Ty::F32 => f32_of(a, i.ftz) > f32_of(b, i.ftz),
+                        Ty::F64 => f64::from_bits(a) > f64::from_bits(b),
+                    };
+                    r[dst(&o[0])?] = u64::from(t);
+                }
+                Op::AtomMax => {
+                    let a = addr(r, &o[1])?;
+                    let old = mem.load(a, 4)?;
+                    mem.store(a, 4, old.max(val(r, &o[2])? & 0xFFFF_FFFF))?;
+                    r[dst(&o[0])?] = old;
+                }
                 Op::LdParam | Op::Cvta => r[dst(&o[0])?] = val(r, &o[1])?,
                 Op::SetpGe | Op::SetpEq => {
                     let (a, b) = (val(r, &o[1])?, val(r, &o[2])?);
@@ -379,21 +423,25 @@ impl Entry {
                     let new = match i.ty {
                         Ty::F32 => f32_bits(f32_of(old, true) + f32_of(v, true), true),
                         Ty::F64 => (f64::from_bits(old) + f64::from_bits(v)).to_bits(),
-                        _ => return Err("red.add on integers is not used".into()),
+                        Ty::U32 => old.wrapping_add(v) & 0xFFFF_FFFF,
+                        Ty::U64 => old.wrapping_add(v),
                     };
                     mem.store(a, i.ty.bytes(), new)?;
                 }
-                Op::FMul | Op::FAdd => {
+                Op::FMul | Op::FAdd | Op::FSub => {
                     let (a, b) = (val(r, &o[1])?, val(r, &o[2])?);
+                    let op = |x: f64, y: f64| match i.op {
+                        Op::FMul => x * y,
+                        Op::FAdd => x + y,
+                        _ => x - y,
+                    };
                     r[dst(&o[0])?] = match i.ty {
                         Ty::F32 => {
                             let (x, y) = (f32_of(a, i.ftz), f32_of(b, i.ftz));
-                            f32_bits(if i.op == Op::FMul { x * y } else { x + y }, i.ftz)
+                            // f32 arithmetic: each op is exact in f64 and then rounded once.
+                            f32_bits(op(f64::from(x), f64::from(y)) as f32, i.ftz)
                         }
-                        _ => {
-                            let (x, y) = (f64::from_bits(a), f64::from_bits(b));
-                            (if i.op == Op::FMul { x * y } else { x + y }).to_bits()
-                        }
+                        _ => op(f64::from_bits(a), f64::from_bits(b)).to_bits(),
                     };
                 }
                 Op::Ret => return Ok(()),

@@ -26,11 +26,12 @@
 //! ([`crate::learn::plan`]). Not on the GPU: per-step records, updates within a sequence.
 
 mod bptt;
+mod window;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
 use super::{Float, GpuNetwork, dev_err, step_scalars};
 use crate::engine::Learner;
-use crate::learn::{Gradients, Method, Online, Plan, Sequence, StepData, bias_correction, check_data, check_target, plan};
+use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_target, plan};
 use crate::error::RuntimeError;
 use ndarray::Array2;
 use snnc_compiler::backend::ParamSpec;
@@ -122,8 +123,8 @@ pub struct GpuGradient<T> {
     bptt: Option<(bptt::Tape, Vec<Buf>, Vec<Buf>)>,
     /// Bytes of the traces (the online methods' state).
     trace_bytes: usize,
-    y: Vec<T>,
-    err_t: Vec<T>,
+    /// A window of the sequence on the device: inputs, targets, masks, the loss.
+    window: window::Window<T>,
 }
 
 fn flat(len: usize) -> (u32, u32) {
@@ -258,10 +259,10 @@ impl<T: Float> GpuGradient<T> {
             pt.trace = load_trace(g, &l, q.pop, TraceKind::Param { col: q.col }, &[], states)?;
         }
         let bptt = if online { None } else { Some((bptt::Tape::new(g, &plan)?, bptt_grads, bptt_param_grads)) };
+        let window = window::Window::new(g, plan.r)?;
         Ok(GpuGradient {
             net: g.id,
-            y: vec![T::from_f64(0.0); batch * o],
-            err_t: vec![T::from_f64(0.0); batch * o],
+            window,
             plan,
             method,
             err,
@@ -298,7 +299,6 @@ impl<T: Float> GpuGradient<T> {
         check_data(&g.host, data, self.bptt.is_some(), online.as_ref())?;
         let r = self.plan.r;
         check_target(&g.host, r, data)?;
-        let n_target = g.host.pops[r].n;
         let mut bufs: Vec<Buf> = Vec::new();
         for gr in &self.groups {
             bufs.extend(&gr.eps_f);
@@ -314,11 +314,14 @@ impl<T: Float> GpuGradient<T> {
         for b in &bufs {
             g.dev.zero(*b).map_err(dev_err)?;
         }
-        let mut sd = StepData::<T>::new(data);
-        let mut y64 = vec![0.0; n_target * batch];
-        let mut err64 = vec![0.0; n_target * batch];
-        let mut loss = 0.0;
+        let kind = data.loss();
+        self.window.start(g)?;
         for t in 0..steps {
+            // A window's inputs (and targets) go to the device at once.
+            let slot = t % self.window.len;
+            if slot == 0 {
+                self.window.load(g, data, t, self.window.len.min(steps - t))?;
+            }
             // What the recurrent projections read: the sources as they are before the step.
             for (i, p) in self.pre.iter().enumerate() {
                 if let Some(p) = *p {
@@ -327,14 +330,9 @@ impl<T: Float> GpuGradient<T> {
                     g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(p), KArg::U64(len as u64)])?;
                 }
             }
-            g.step(&sd.load(data, t))?;
-            // The loss on the host.
-            g.readout_output(r, &mut self.y)?;
-            y64.iter_mut().zip(&self.y).for_each(|(a, b)| *a = b.to_f64());
-            err64.fill(0.0);
-            loss += sd.loss(&y64, Some(&mut err64));
-            self.err_t.iter_mut().zip(&err64).for_each(|(a, b)| *a = T::from_f64(*b));
-            g.dev.upload(self.err, T::host(&self.err_t)).map_err(dev_err)?;
+            let inputs = self.window.inputs(slot).to_vec();
+            g.step_deferred(&inputs)?;
+            self.window.loss(g, kind, r, slot, self.err)?;
             self.signals(g)?;
             match &mut self.bptt {
                 Some((tape, ..)) => {
@@ -343,7 +341,13 @@ impl<T: Float> GpuGradient<T> {
                 }
                 None => self.traces(g, t)?,
             }
+            // The window's one read-back, after its last step's learning work is queued.
+            if g.window_full() {
+                g.flush()?;
+            }
             if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
+                // A non-finite state so far is reported before its gradient is used.
+                g.flush()?;
                 let so_far = self.gradients(g)?;
                 for (name, w) in (on.update)(&so_far)? {
                     g.set_trainable(&name, w.mapv(T::from_f64))?;
@@ -356,9 +360,12 @@ impl<T: Float> GpuGradient<T> {
         if let Some((tape, gs, ps)) = &mut self.bptt {
             tape.backward(g, &self.plan, self.ones, gs, ps)?;
         }
+        // The last window's status: spike counts current, a non-finite state reported.
+        g.flush()?;
         let total = self.gradients(g)?;
+        let (loss, evidence) = self.window.finish(g, kind)?;
         let state_bytes = self.bptt.as_ref().map_or(self.trace_bytes, |(tape, ..)| tape.bytes());
-        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence: sd.evidence, recorded: Vec::new() })
+        Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence, recorded: Vec::new() })
     }
 
     /// The device buffers of the gradients, in the CPU's order: etrace, plain, params.

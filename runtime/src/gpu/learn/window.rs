@@ -1,0 +1,187 @@
+//! A window of a training sequence on the device: the inputs, targets and masks of up to
+//! [`GpuNetwork::window`] steps go to the device in one upload each (the host writes
+//! them from the [`Sequence`] into staging arrays first), each step reads its slice
+//! through a view, and, for the squared-error loss, the loss, its gradient (the error
+//! the learning signals start from) and the evidence are computed there
+//! ([`prop::LOSS_MSE`]) and summed over the sequence on the device: nothing crosses
+//! between the first and the last step of a window.
+//!
+//! The cross-entropy loss (a softmax per batch element) is still computed on the host:
+//! its step downloads the readout's output and uploads the error (the CPU's code, f64).
+
+use super::super::device::{Buf, Device, Elem, HostMut, KArg};
+use super::super::{GpuNetwork, dev_err};
+use super::flat;
+use crate::error::RuntimeError;
+use crate::learn::loss::masked_step_loss;
+use crate::learn::{Loss, Sequence};
+use crate::scalar::Float;
+use ndarray::Array2;
+use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK};
+
+/// Host staging of a window is kept under this many bytes (the window shortens).
+const STAGING_BYTES: usize = 64 << 20;
+
+/// Device buffers and host staging of a window (see the module doc).
+pub(super) struct Window<T> {
+    /// Steps per window.
+    pub len: usize,
+    /// Per slot (step of the window), per external input: its view (B x size).
+    x_views: Vec<Vec<Buf>>,
+    x: Vec<Buf>,
+    target: Buf,
+    target_views: Vec<Buf>,
+    mask: Buf,
+    mask_views: Vec<Buf>,
+    /// Summed over the sequence on the device (f64): the loss per batch element and the
+    /// evidence (B x O).
+    loss: Buf,
+    evidence: Buf,
+    x64: Vec<Vec<f64>>,
+    x_host: Vec<Vec<T>>,
+    target_host: Vec<f64>,
+    mask_host: Vec<f64>,
+    /// The host loss (cross-entropy): the loss so far, the evidence, y and dL/dy.
+    host_loss: f64,
+    host_evidence: Array2<f64>,
+    y: Vec<T>,
+    y64: Vec<f64>,
+    err64: Vec<f64>,
+    err_t: Vec<T>,
+}
+
+impl<T: Float> Window<T> {
+    /// Allocates a window for `g` with readout `r`: at most the network's window, shorter
+    /// where the staging of its inputs would pass [`STAGING_BYTES`].
+    pub fn new<D: Device>(g: &mut GpuNetwork<T, D>, r: usize) -> Result<Window<T>, RuntimeError> {
+        let batch = g.host.batch;
+        let o = g.host.pops[r].n;
+        let sizes: Vec<usize> = g.host.inputs.iter().map(|(_, n)| *n).collect();
+        let per_step = batch * (sizes.iter().sum::<usize>() * (8 + std::mem::size_of::<T>()) + o * 8 + 8);
+        let len = g.window().min((STAGING_BYTES / per_step.max(1)).max(1));
+        if len < g.window() {
+            g.set_window(len)?;
+        }
+        let fe = Elem::float(T::PRECISION);
+        let dev = &mut g.dev;
+        let mut x = Vec::new();
+        let mut x_views = vec![Vec::new(); len];
+        for ((name, _), &n) in g.host.inputs.iter().zip(&sizes) {
+            let b = dev.alloc(fe, len * batch * n, &format!("window.{name}")).map_err(dev_err)?;
+            for (s, views) in x_views.iter_mut().enumerate() {
+                views.push(dev.view(b, s * batch * n, batch * n, &format!("window.{name}[{s}]")).map_err(dev_err)?);
+            }
+            x.push(b);
+        }
+        let target = dev.alloc(Elem::F64, len * batch * o, "window.target").map_err(dev_err)?;
+        let mask = dev.alloc(Elem::F64, len * batch, "window.mask").map_err(dev_err)?;
+        let mut target_views = Vec::with_capacity(len);
+        let mut mask_views = Vec::with_capacity(len);
+        for s in 0..len {
+            target_views.push(dev.view(target, s * batch * o, batch * o, &format!("window.target[{s}]")).map_err(dev_err)?);
+            mask_views.push(dev.view(mask, s * batch, batch, &format!("window.mask[{s}]")).map_err(dev_err)?);
+        }
+        let loss = dev.alloc(Elem::F64, batch, "learn.loss").map_err(dev_err)?;
+        let evidence = dev.alloc(Elem::F64, batch * o, "learn.evidence").map_err(dev_err)?;
+        Ok(Window {
+            len,
+            x_views,
+            x,
+            target,
+            target_views,
+            mask,
+            mask_views,
+            loss,
+            evidence,
+            x64: sizes.iter().map(|n| vec![0.0; batch * n]).collect(),
+            x_host: sizes.iter().map(|n| vec![T::from_f64(0.0); len * batch * n]).collect(),
+            target_host: vec![0.0; len * batch * o],
+            mask_host: vec![0.0; len * batch],
+            host_loss: 0.0,
+            host_evidence: Array2::zeros((batch, o)),
+            y: vec![T::from_f64(0.0); batch * o],
+            y64: vec![0.0; batch * o],
+            err64: vec![0.0; batch * o],
+            err_t: vec![T::from_f64(0.0); batch * o],
+        })
+    }
+
+    /// A new sequence: the sums start at zero.
+    pub fn start<D: Device>(&mut self, g: &mut GpuNetwork<T, D>) -> Result<(), RuntimeError> {
+        self.host_loss = 0.0;
+        self.host_evidence.fill(0.0);
+        g.dev.zero(self.loss).map_err(dev_err)?;
+        g.dev.zero(self.evidence).map_err(dev_err)
+    }
+
+    /// Writes steps `t0..t0 + n` of `data` (n <= len) to the device: one upload per input,
+    /// and for a device loss one each for the targets and masks.
+    pub fn load<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, t0: usize, n: usize) -> Result<(), RuntimeError> {
+        let batch = g.host.batch;
+        let o = self.target_host.len() / (self.len * batch).max(1);
+        for s in 0..n {
+            let tgt = &mut self.target_host[s * batch * o..(s + 1) * batch * o];
+            data.fill(t0 + s, &mut self.x64, tgt);
+            data.mask(t0 + s, &mut self.mask_host[s * batch..(s + 1) * batch]);
+            for (dst, src) in self.x_host.iter_mut().zip(&self.x64) {
+                let m = src.len();
+                dst[s * m..(s + 1) * m].iter_mut().zip(src).for_each(|(d, v)| *d = T::from_f64(*v));
+            }
+        }
+        // Whole buffers (a short last window uploads a stale tail, never read).
+        for (b, h) in self.x.iter().zip(&self.x_host) {
+            g.dev.upload(*b, T::host(h)).map_err(dev_err)?;
+        }
+        if data.loss() == Loss::Mse {
+            g.dev.upload(self.target, crate::gpu::Host::F64(&self.target_host)).map_err(dev_err)?;
+            g.dev.upload(self.mask, crate::gpu::Host::F64(&self.mask_host)).map_err(dev_err)?;
+        }
+        Ok(())
+    }
+
+    /// The external inputs of slot `s` (for [`GpuNetwork::step_on`]).
+    pub fn inputs(&self, s: usize) -> &[Buf] {
+        &self.x_views[s]
+    }
+
+    /// Step `s` of the window's loss for readout `r`, writing dL/dy into `err`.
+    pub fn loss<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, r: usize, s: usize, err: Buf) -> Result<(), RuntimeError> {
+        let batch = g.host.batch;
+        let o = g.host.pops[r].n;
+        let y = g.readout_buffer(r);
+        if kind == Loss::Mse {
+            let args = [
+                KArg::Buf(y),
+                KArg::Buf(self.target_views[s]),
+                KArg::Buf(self.mask_views[s]),
+                KArg::Buf(err),
+                KArg::Buf(self.loss),
+                KArg::Buf(self.evidence),
+                KArg::U64(batch as u64),
+                KArg::U64(o as u64),
+            ];
+            return g.launch(prop::LOSS_MSE, flat(batch), BLOCK, &args);
+        }
+        g.readout_output(r, &mut self.y)?;
+        self.y64.iter_mut().zip(&self.y).for_each(|(a, b)| *a = b.to_f64());
+        self.err64.fill(0.0);
+        let rows = s * batch * o..(s + 1) * batch * o;
+        let mask = &self.mask_host[s * batch..(s + 1) * batch];
+        self.host_loss += masked_step_loss(kind, &self.y64, &self.target_host[rows], mask, &mut self.host_evidence, Some(&mut self.err64));
+        self.err_t.iter_mut().zip(&self.err64).for_each(|(a, b)| *a = T::from_f64(*b));
+        g.dev.upload(err, T::host(&self.err_t)).map_err(dev_err)
+    }
+
+    /// The sequence's loss and evidence (one download each for a device loss).
+    pub fn finish<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss) -> Result<(f64, Array2<f64>), RuntimeError> {
+        if kind != Loss::Mse {
+            return Ok((self.host_loss, self.host_evidence.clone()));
+        }
+        let (batch, o) = self.host_evidence.dim();
+        let mut loss = vec![0.0; batch];
+        g.dev.download(self.loss, HostMut::F64(&mut loss)).map_err(dev_err)?;
+        let mut ev = vec![0.0; batch * o];
+        g.dev.download(self.evidence, HostMut::F64(&mut ev)).map_err(dev_err)?;
+        Ok((loss.iter().sum(), Array2::from_shape_vec((batch, o), ev).expect("B x O")))
+    }
+}

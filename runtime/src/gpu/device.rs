@@ -565,7 +565,8 @@ impl Device for EmuDevice {
                 let e = i + j * g.ldc;
                 // alpha and beta in the buffer precision, as cuBLAS takes them.
                 let (alpha, beta) = (round(elem, g.alpha), round(elem, g.beta));
-                c[e] = round(elem, round(elem, alpha * s) + round(elem, beta * c[e]));
+                // BLAS: with beta = 0, C is not read (whatever it holds, NaN included).
+                c[e] = if g.beta == 0.0 { round(elem, alpha * s) } else { round(elem, round(elem, alpha * s) + round(elem, beta * c[e])) };
             }
         }
         self.put(KArg::Buf(g.a), a);

@@ -25,6 +25,7 @@
 //! cudarc; [`EmuDevice`] runs the same calls on the CPU, executing the emitted kernels,
 //! which is how this module is tested without a GPU.
 
+mod accumulate;
 pub mod counted;
 pub mod device;
 #[cfg(feature = "cuda")]
@@ -37,6 +38,7 @@ pub use counted::{Counted, Counts};
 pub use learn::GpuGradient;
 pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
 
+use accumulate::Accumulators;
 use crate::engine::Simulation;
 use crate::error::RuntimeError;
 use crate::network::Network;
@@ -110,6 +112,8 @@ pub struct GpuNetwork<T: 'static, D> {
     window: usize,
     /// Steps since the last read-back.
     pending: usize,
+    /// The populations' inputs and readout outputs, written per step without clearing.
+    acc: Accumulators,
     id: u64,
 }
 
@@ -280,7 +284,9 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let status = dev.alloc(Elem::U32, count_slots * batch + window * n_flags, "status").map_err(dev_err)?;
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cur_ext = ext.clone();
-        Ok(GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, window, pending: 0, id })
+        let mut acc = Accumulators::default();
+        acc.track(pops.iter().flat_map(|d: &DevPop| d.inputs.iter().chain(&d.output).copied()));
+        Ok(GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, window, pending: 0, acc, id })
     }
 
     /// Steps between status read-backs (spike totals, non-finite flags): at least 1. A
@@ -368,6 +374,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             // A new window: its totals and flags start at zero.
             self.dev.zero(self.status).map_err(dev_err)?;
         }
+        self.acc.next_step();
         let batch = self.host.batch;
         let t = self.host.time();
         let step = self.host.step_index;
@@ -411,11 +418,11 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let len = self.host.pops[p].n * batch;
         let dp = &self.pops[p];
         let (inputs, output, drives) = (dp.inputs.clone(), dp.output, dp.drives.clone());
-        for &b in inputs.iter().chain(&output) {
-            self.dev.zero(b).map_err(dev_err)?;
-        }
+        // The CPU clears the inputs, adds the drives, then each projection: here each
+        // input's first write overwrites it instead (`accumulate`).
         for (idx, d) in drives {
-            self.launch(prop::ADD, Self::flat(len), BLOCK, &[KArg::Buf(d), KArg::Buf(inputs[idx]), KArg::U64(len as u64)])?;
+            let entry = if self.acc.first_write(inputs[idx]) { prop::COPY } else { prop::ADD };
+            self.launch(entry, Self::flat(len), BLOCK, &[KArg::Buf(d), KArg::Buf(inputs[idx]), KArg::U64(len as u64)])?;
         }
         let step = self.host.step_index as usize;
         let into: Vec<usize> = (0..self.projs.len()).filter(|&pi| self.host.projs[pi].to == p).collect();
@@ -428,14 +435,27 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             let (src, list) = self.source(pi);
             let ring = &self.projs[pi].ring;
             let out = if ring.is_empty() { target } else { ring[(step + ring.len() - 1) % ring.len()] };
-            self.propagate(pi, src, list, out)?;
+            let overwrite = if out == target && matches!(self.projs[pi].weights, DevWeights::Dense(_)) {
+                self.acc.first_write(target)
+            } else {
+                if out == target {
+                    self.acc.settle(&mut self.dev, target, true)?;
+                }
+                false
+            };
+            self.propagate(pi, src, list, out, overwrite)?;
             let ring = &self.projs[pi].ring;
             if !ring.is_empty() {
                 // Slot (t + d) mod (d + 1) took this step's contributions; t mod (d + 1) arrives.
                 let arrive = ring[step % ring.len()];
                 let n = batch * self.projs[pi].n_post;
+                self.acc.settle(&mut self.dev, target, true)?;
                 self.launch(prop::ADD_CLEAR, Self::flat(n), BLOCK, &[KArg::Buf(arrive), KArg::Buf(target), KArg::U64(n as u64)])?;
             }
+        }
+        // What nothing wrote this step is read as zeros by the step.
+        for &b in inputs.iter().chain(&output) {
+            self.acc.settle(&mut self.dev, b, false)?;
         }
         Ok(())
     }
@@ -471,6 +491,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         for b in self.projs.iter().flat_map(|p| &p.ring) {
             self.dev.zero(*b).map_err(dev_err)?;
         }
+        self.acc.cleared();
         // No spikes listed: the first step's projections from later populations read none.
         self.dev.zero(self.lens).map_err(dev_err)
     }
@@ -505,8 +526,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         self.dev.upload(self.pops[p].params[slot], T::host(&self.host.pops[p].per_neuron_params[slot])).map_err(dev_err)
     }
 
-    /// `out += x W` for projection `pi`.
-    fn propagate(&mut self, pi: usize, src: Buf, list: Option<(Buf, usize)>, out: Buf) -> Result<(), RuntimeError> {
+    /// `out += x W` for projection `pi` (`out = x W` with `overwrite`, dense only).
+    fn propagate(&mut self, pi: usize, src: Buf, list: Option<(Buf, usize)>, out: Buf, overwrite: bool) -> Result<(), RuntimeError> {
         let batch = self.host.batch;
         let (n_pre, n_post) = (self.projs[pi].n_pre, self.projs[pi].n_post);
         match self.projs[pi].weights {
@@ -514,7 +535,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 // Row-major y (B x O) += x (B x I) W (I x O) is, column-major,
                 // y^T (O x B) += W^T (O x I) x^T (I x B), with W^T and x^T the row-major
                 // arrays as they are: no transposes, no copies.
-                let g = Gemm { m: n_post, n: batch, k: n_pre, alpha: 1.0, a: w, lda: n_post, ta: false, b: src, ldb: n_pre, tb: false, beta: 1.0, c: out, ldc: n_post };
+                let beta = if overwrite { 0.0 } else { 1.0 };
+                let g = Gemm { m: n_post, n: batch, k: n_pre, alpha: 1.0, a: w, lda: n_post, ta: false, b: src, ldb: n_pre, tb: false, beta, c: out, ldc: n_post };
                 self.dev.gemm(&g).map_err(dev_err)
             }
             DevWeights::Sparse { row_ptr, col, w } => {

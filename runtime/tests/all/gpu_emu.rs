@@ -193,10 +193,10 @@ network tiny {
         "upload input x".to_string(),
         // The first step of a window clears its spike totals and non-finite flags.
         "zero status".into(),
-        // Population A: inputs zeroed, the drive added, x W by cuBLAS (row-major
-        // y (2 x 4) += x (2 x 3) W (3 x 4), column-major m = 4, n = batch, k = 3).
-        "zero A.I".into(),
-        "snnc_add 1x1x256 (A.drive0[8], A.I[8], 8)".into(),
+        // Population A: the drive is its input's first write (a copy: no clearing),
+        // then x W by cuBLAS adds (row-major y (2 x 4) += x (2 x 3) W (3 x 4),
+        // column-major m = 4, n = batch, k = 3).
+        "snnc_copy 1x1x256 (A.drive0[8], A.I[8], 8)".into(),
         "gemm m=4 n=2 k=3 A=in_a.w lda=4 B=input x ldb=3 C=A.I ldc=4 alpha=1 beta=1".into(),
         format!("snnc_step 1x1x256 (A.v[8], A.I[8], A.spikes[8], 8, 0, {seed_a}, 0, 0)"),
         // All of A's states (one allocation) in one check; its flag of step 0 follows
@@ -207,8 +207,7 @@ network tiny {
         "snnc_clear_u32 1x1x256 (lens[4], 0, 2)".into(),
         "snnc_nonzero_list 1x2x256 (A.spikes[8], A.spike_list[8], lens[4], status[516], 0, 4)".into(),
         // Population B: A's spikes into the ring slot of step 0 + 2 (of 3), then slot 0
-        // arrives.
-        "zero B.I".into(),
+        // arrives, added to B.I (zero since the network was built: not cleared).
         "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], lens[4], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
         "snnc_add_clear 1x1x256 (a_b.delay0[4], B.I[4], 4)".into(),
         format!("snnc_step 1x1x256 (B.v[4], B.I[4], B.spikes[4], 4, 0, {seed_b}, 0, 0)"),
@@ -226,6 +225,8 @@ network tiny {
     let got: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
     assert!(got.iter().any(|l| l.starts_with("snnc_sparse_events") && l.contains("a_b.delay0[4]")), "{got:?}");
     assert!(got.iter().any(|l| l.starts_with("snnc_add_clear") && l.contains("a_b.delay1[4]")), "{got:?}");
+    // Now B.I holds step 0's input: cleared before the atomic adds of step 1.
+    assert!(got.contains(&"zero B.I".to_string()), "{got:?}");
     assert_eq!(gpu.host.step_index, 2);
     // The second step of the window writes its flags after the first step's.
     assert!(got.iter().any(|l| l == "snnc_nonfinite 1x1x256 (A.states[8], 8, status[516], 6)"), "{got:?}");

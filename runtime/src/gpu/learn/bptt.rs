@@ -214,7 +214,7 @@ impl Tape {
                         (Some(j), false) => self.dh[prev][lk.from][j],
                     };
                     let w = super::dense(g, lk.proj)?;
-                    g.dev.gemm(&times_transpose(dst, mu(lk.input), w, batch, g.host.pops[lk.from].n, n)).map_err(dev_err)?;
+                    g.dev.gemm(&times_transpose(dst, mu(lk.input), w, batch, g.host.pops[lk.from].n, n, 1.0)).map_err(dev_err)?;
                 }
             }
         }

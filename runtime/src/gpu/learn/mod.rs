@@ -29,6 +29,7 @@ mod bptt;
 mod window;
 
 use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
+use super::accumulate::Accumulators;
 use super::{Float, GpuNetwork, dev_err, step_scalars};
 use crate::engine::Learner;
 use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_target, plan};
@@ -125,6 +126,8 @@ pub struct GpuGradient<T> {
     trace_bytes: usize,
     /// A window of the sequence on the device: inputs, targets, masks, the loss.
     window: window::Window<T>,
+    /// dL/ds and dL/dh, summed into per step without clearing.
+    acc: Accumulators,
 }
 
 fn flat(len: usize) -> (u32, u32) {
@@ -260,9 +263,12 @@ impl<T: Float> GpuGradient<T> {
         }
         let bptt = if online { None } else { Some((bptt::Tape::new(g, &plan)?, bptt_grads, bptt_param_grads)) };
         let window = window::Window::new(g, plan.r)?;
+        let mut acc = Accumulators::default();
+        acc.track(dlds.iter().flatten().chain(dldh.iter().flatten()).copied());
         Ok(GpuGradient {
             net: g.id,
             window,
+            acc,
             plan,
             method,
             err,
@@ -311,9 +317,11 @@ impl<T: Float> GpuGradient<T> {
             tape.clear();
             bufs.extend(gs.iter().chain(ps.iter()));
         }
+        bufs.extend(self.dlds.iter().flatten().chain(self.dldh.iter().flatten()));
         for b in &bufs {
             g.dev.zero(*b).map_err(dev_err)?;
         }
+        self.acc.cleared();
         let kind = data.loss();
         self.window.start(g)?;
         for t in 0..steps {
@@ -407,9 +415,8 @@ impl<T: Float> GpuGradient<T> {
         let batch = g.host.batch;
         let r = self.plan.r;
         let o = g.host.pops[r].n;
-        for b in self.dlds.iter().flatten().chain(self.dldh.iter().flatten()) {
-            g.dev.zero(*b).map_err(dev_err)?;
-        }
+        // dL/ds and dL/dh start at zero each step: their first write overwrites.
+        self.acc.next_step();
         for &(i, q, state) in &self.plan.into_readout {
             let dst = match state {
                 Some(j) => self.dldh[q][j],
@@ -417,7 +424,8 @@ impl<T: Float> GpuGradient<T> {
             };
             let w = dense(g, i)?;
             // dst (B x n_q) += err (B x O) W^T
-            g.dev.gemm(&times_transpose(dst, self.err, w, batch, g.host.pops[q].n, o)).map_err(dev_err)?;
+            let beta = if self.acc.first_write(dst) { 0.0 } else { 1.0 };
+            g.dev.gemm(&times_transpose(dst, self.err, w, batch, g.host.pops[q].n, o, beta)).map_err(dev_err)?;
             if let Some(&(_, n_pre, gb)) = self.plain.iter().find(|(pi, ..)| *pi == i) {
                 let x = pre_of(&self.pre, g, i);
                 g.dev.gemm(&outer(gb, x, self.err, batch, n_pre, o, 1.0)).map_err(dev_err)?;
@@ -426,13 +434,16 @@ impl<T: Float> GpuGradient<T> {
         if !self.plan.linear_readout {
             let len = batch * o;
             let dst = self.dlds[r].expect("a readout with dynamics has a step");
-            g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(self.err), KArg::Buf(dst), KArg::U64(len as u64)])?;
+            let entry = if self.acc.first_write(dst) { prop::COPY } else { prop::ADD };
+            g.launch(entry, flat(len), BLOCK, &[KArg::Buf(self.err), KArg::Buf(dst), KArg::U64(len as u64)])?;
         }
         for &p in self.plan.hidden.iter().rev() {
             let dl = g.host.pops[p].deriv.expect("planned");
             let len = batch * g.host.pops[p].n;
             let dlds = self.dlds[p].expect("planned");
+            self.acc.settle(&mut g.dev, dlds, false)?;
             for a in 0..dl.k {
+                self.acc.settle(&mut g.dev, self.dldh[p][a], false)?;
                 let ds = g.pops[p].states[dl.ds + a];
                 let args = [KArg::Buf(dlds), KArg::Buf(ds), KArg::Buf(self.dldh[p][a]), KArg::Buf(self.l[p][a]), KArg::U64(len as u64)];
                 g.launch(prop::MUL_ADD, flat(len), BLOCK, &args)?;
@@ -457,7 +468,8 @@ impl<T: Float> GpuGradient<T> {
                     None => self.dlds[from].expect("a link's source has a step"),
                 };
                 let w = dense(g, proj)?;
-                g.dev.gemm(&times_transpose(dst, self.mu, w, batch, g.host.pops[from].n, g.host.pops[p].n)).map_err(dev_err)?;
+                let beta = if self.acc.first_write(dst) { 0.0 } else { 1.0 };
+                g.dev.gemm(&times_transpose(dst, self.mu, w, batch, g.host.pops[from].n, g.host.pops[p].n, beta)).map_err(dev_err)?;
             }
         }
         Ok(())
@@ -603,10 +615,11 @@ fn dense<T, D>(g: &GpuNetwork<T, D>, i: usize) -> Result<Buf, RuntimeError> {
     }
 }
 
-/// `dst (B x n_from) += x (B x n_to) W^T`, W row-major n_from x n_to. Column-major:
-/// dst^T (n_from x B) += W' x^T, where W's memory is W^T column-major (transposed back).
-fn times_transpose(dst: Buf, x: Buf, w: Buf, batch: usize, n_from: usize, n_to: usize) -> Gemm {
-    Gemm { m: n_from, n: batch, k: n_to, alpha: 1.0, a: w, lda: n_to, ta: true, b: x, ldb: n_to, tb: false, beta: 1.0, c: dst, ldc: n_from }
+/// `dst (B x n_from) = x (B x n_to) W^T + beta dst`, W row-major n_from x n_to.
+/// Column-major: dst^T (n_from x B) = W' x^T + beta dst^T, where W's memory is W^T
+/// column-major (transposed back).
+fn times_transpose(dst: Buf, x: Buf, w: Buf, batch: usize, n_from: usize, n_to: usize, beta: f64) -> Gemm {
+    Gemm { m: n_from, n: batch, k: n_to, alpha: 1.0, a: w, lda: n_to, ta: true, b: x, ldb: n_to, tb: false, beta, c: dst, ldc: n_from }
 }
 
 /// `g (I x O) += alpha x^T c`, x row-major B x I, c row-major B x O. Column-major:

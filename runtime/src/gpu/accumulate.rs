@@ -11,6 +11,7 @@ use crate::error::RuntimeError;
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 enum Held {
     /// All zeros.
     Zero,
@@ -21,7 +22,7 @@ enum Held {
 }
 
 /// The state of each accumulation buffer (see the module doc).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Accumulators {
     held: HashMap<Buf, Held>,
 }
@@ -30,6 +31,26 @@ impl Accumulators {
     /// Tracks `bufs`, which must be all zeros now.
     pub fn track(&mut self, bufs: impl IntoIterator<Item = Buf>) {
         self.held.extend(bufs.into_iter().map(|b| (b, Held::Zero)));
+    }
+
+    /// What each buffer holds, in a canonical order (to key a recorded window by, and to
+    /// restore after replaying it).
+    pub fn snapshot(&self) -> Vec<(usize, u8)> {
+        let mut v: Vec<(usize, u8)> = self.held.iter().map(|(b, h)| (b.0, *h as u8)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Back to a [`Accumulators::snapshot`].
+    pub fn restore(&mut self, snap: &[(usize, u8)]) {
+        for &(b, h) in snap {
+            let h = match h {
+                0 => Held::Zero,
+                1 => Held::Stale,
+                _ => Held::Written,
+            };
+            self.held.insert(Buf(b), h);
+        }
     }
 
     /// A new step: what the last one wrote is stale.

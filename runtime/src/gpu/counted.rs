@@ -3,7 +3,7 @@
 //! calls, not its arithmetic, so the counts are what `snnc bench --backend cuda` reports
 //! per step, and what a test on the emulated device can check without a GPU.
 
-use super::device::{Buf, DResult, Device, Elem, Gemm, Host, HostMut, KArg, ModId, Module};
+use super::device::{Buf, DResult, Device, Elem, Gemm, GraphId, Host, HostMut, KArg, ModId, Module};
 use snnc_compiler::backend::ptx::Target;
 use std::ops::{Deref, DerefMut};
 
@@ -21,12 +21,16 @@ pub struct Counts {
     pub bytes_down: u64,
     /// Times the host waited for the device: every download, and every `synchronize`.
     pub syncs: u64,
+    /// Graph replays (one host call each), and the device calls they ran.
+    pub replays: u64,
+    pub replayed_calls: u64,
 }
 
 impl Counts {
-    /// Calls that go into the device's queue (launches, GEMMs, clears, copies).
+    /// Calls the host makes into the device's queue (launches, GEMMs, clears, copies,
+    /// graph replays): what costs host time per step.
     pub fn calls(&self) -> u64 {
-        self.launches + self.gemms + self.zeros + self.uploads + self.downloads
+        self.launches + self.gemms + self.zeros + self.uploads + self.downloads + self.replays
     }
 
     /// `self - before`: the calls made since `before` was taken.
@@ -40,6 +44,8 @@ impl Counts {
             bytes_up: self.bytes_up - before.bytes_up,
             bytes_down: self.bytes_down - before.bytes_down,
             syncs: self.syncs - before.syncs,
+            replays: self.replays - before.replays,
+            replayed_calls: self.replayed_calls - before.replayed_calls,
         }
     }
 
@@ -47,7 +53,7 @@ impl Counts {
     pub fn per_step_json(&self, steps: u64) -> String {
         let d = steps.max(1) as f64;
         format!(
-            "\"device_calls\": {:.2}, \"launches\": {:.2}, \"gemms\": {:.2}, \"zeros\": {:.2}, \"uploads\": {:.3}, \"downloads\": {:.3}, \"syncs\": {:.3}, \"bytes_up\": {:.1}, \"bytes_down\": {:.1}",
+            "\"device_calls\": {:.2}, \"launches\": {:.2}, \"gemms\": {:.2}, \"zeros\": {:.2}, \"uploads\": {:.3}, \"downloads\": {:.3}, \"syncs\": {:.3}, \"bytes_up\": {:.1}, \"bytes_down\": {:.1}, \"graph_replays\": {:.3}, \"graph_calls\": {:.2}",
             self.calls() as f64 / d,
             self.launches as f64 / d,
             self.gemms as f64 / d,
@@ -56,7 +62,9 @@ impl Counts {
             self.downloads as f64 / d,
             self.syncs as f64 / d,
             self.bytes_up as f64 / d,
-            self.bytes_down as f64 / d
+            self.bytes_down as f64 / d,
+            self.replays as f64 / d,
+            self.replayed_calls as f64 / d
         )
     }
 }
@@ -66,11 +74,20 @@ impl Counts {
 pub struct Counted<D> {
     pub inner: D,
     pub counts: Counts,
+    /// The calls recorded by the capture under way, and per graph its number of calls
+    /// (counted when replayed, not when recorded).
+    capture: Option<Counts>,
+    graph_calls: Vec<u64>,
 }
 
 impl<D> Counted<D> {
     pub fn new(inner: D) -> Counted<D> {
-        Counted { inner, counts: Counts::default() }
+        Counted { inner, counts: Counts::default(), capture: None, graph_calls: Vec::new() }
+    }
+
+    /// Where a call is counted: in the capture under way, or as made.
+    fn tally(&mut self) -> &mut Counts {
+        self.capture.as_mut().unwrap_or(&mut self.counts)
     }
 }
 
@@ -118,19 +135,38 @@ impl<D: Device> Device for Counted<D> {
         self.inner.download(buf, dst)
     }
     fn zero(&mut self, buf: Buf) -> DResult<()> {
-        self.counts.zeros += 1;
+        self.tally().zeros += 1;
         self.inner.zero(buf)
     }
     fn load(&mut self, module: &Module) -> DResult<ModId> {
         self.inner.load(module)
     }
     fn launch(&mut self, module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
-        self.counts.launches += 1;
+        self.tally().launches += 1;
         self.inner.launch(module, entry, grid, block, args)
     }
     fn gemm(&mut self, g: &Gemm) -> DResult<()> {
-        self.counts.gemms += 1;
+        self.tally().gemms += 1;
         self.inner.gemm(g)
+    }
+    fn begin_capture(&mut self) -> DResult<()> {
+        self.inner.begin_capture()?;
+        self.capture = Some(Counts::default());
+        Ok(())
+    }
+    fn end_capture(&mut self) -> DResult<GraphId> {
+        let recorded = self.capture.take().map_or(0, |c| c.calls());
+        let g = self.inner.end_capture()?;
+        if self.graph_calls.len() <= g.0 {
+            self.graph_calls.resize(g.0 + 1, 0);
+        }
+        self.graph_calls[g.0] = recorded;
+        Ok(g)
+    }
+    fn replay(&mut self, graph: GraphId) -> DResult<()> {
+        self.counts.replays += 1;
+        self.counts.replayed_calls += self.graph_calls.get(graph.0).copied().unwrap_or(0);
+        self.inner.replay(graph)
     }
     fn synchronize(&mut self) -> DResult<()> {
         self.counts.syncs += 1;

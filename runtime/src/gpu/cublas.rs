@@ -23,6 +23,7 @@ type Status = i32;
 type Create = unsafe extern "C" fn(*mut Handle) -> Status;
 type Destroy = unsafe extern "C" fn(Handle) -> Status;
 type SetStream = unsafe extern "C" fn(Handle, *mut c_void) -> Status;
+type SetWorkspace = unsafe extern "C" fn(Handle, u64, usize) -> Status;
 /// `cublas{S,D}gemm_v2(handle, transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc)`
 /// with host-side alpha/beta (the default pointer mode) and device pointers.
 type GemmFn<T> = unsafe extern "C" fn(Handle, i32, i32, i32, i32, i32, *const T, u64, i32, u64, i32, *const T, u64, i32) -> Status;
@@ -125,8 +126,10 @@ fn check(what: &str, s: Status) -> DResult<()> {
 }
 
 impl Blas {
-    /// Loads cuBLAS and makes a handle on `stream` (a `CUstream`).
-    pub fn new(stream: *mut c_void) -> DResult<Blas> {
+    /// Loads cuBLAS and makes a handle on `stream` (a `CUstream`) with the workspace at
+    /// device address `workspace` (`bytes` long): with its own workspace cuBLAS does not
+    /// allocate inside a graph capture.
+    pub fn new(stream: *mut c_void, workspace: u64, bytes: usize) -> DResult<Blas> {
         let (lib, lt, path) = find()?;
         let sym = |name: &str| DeviceError(format!("{path} has no `{name}`"));
         // SAFETY: the types are those of cublas_api.h for these `_v2` entry points.
@@ -140,6 +143,10 @@ impl Blas {
             check("create", create(&mut handle))?;
             let blas = Blas { handle, sgemm, dgemm, destroy, path, _lib: lib, _lt: lt };
             check("set stream", set_stream(handle, stream))?;
+            // cublasSetWorkspace_v2 exists from cuBLAS 11.4 on; older ones allocate as before.
+            if let Ok(set_ws) = blas._lib.get::<SetWorkspace>(b"cublasSetWorkspace_v2\0") {
+                check("set workspace", set_ws(handle, workspace, bytes))?;
+            }
             Ok(blas)
         }
     }

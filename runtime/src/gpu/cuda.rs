@@ -4,8 +4,8 @@
 //! stream: calls run in the order made, which is the order the engine relies on.
 
 use super::cublas::Blas;
-use super::device::{Buf, DResult, Device, DeviceError, Elem, Gemm, Host, HostMut, KArg, ModId, Module};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use super::device::{Buf, DResult, Device, DeviceError, Elem, Gemm, GraphId, Host, HostMut, KArg, ModId, Module};
+use cudarc::driver::{CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg, sys};
 use cudarc::nvrtc::Ptx;
 use snnc_compiler::backend::ptx::Target;
 use std::collections::HashMap;
@@ -35,9 +35,17 @@ pub struct CudaDevice {
     blas: Option<Blas>,
     bufs: Vec<Slot>,
     funcs: Vec<HashMap<&'static str, CudaFunction>>,
+    graphs: Vec<CudaGraph>,
+    capturing: bool,
+    /// cuBLAS's workspace, set by the engine so that a GEMM in a graph capture does not
+    /// allocate.
+    blas_workspace: Option<CudaSlice<u8>>,
     target: Target,
     name: String,
 }
+
+/// cuBLAS's workspace: NVIDIA's recommendation for Hopper (32 MiB) covers older GPUs too.
+const BLAS_WORKSPACE: usize = 32 << 20;
 
 fn err(what: &str, e: impl std::fmt::Debug) -> DeviceError {
     DeviceError(format!("{what}: {e:?}"))
@@ -65,8 +73,9 @@ impl CudaDevice {
         // SAFETY: every buffer is used on this one stream only, so cudarc's per-buffer
         // events (an extra record/wait per kernel argument) are not needed.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
-        Ok(CudaDevice { ctx, stream, blas: None, bufs: Vec::new(), funcs: Vec::new(), target, name })
+        // A stream of its own: the legacy default stream cannot be captured into a graph.
+        let stream = ctx.new_stream().map_err(|e| err("cannot create a CUDA stream", e))?;
+        Ok(CudaDevice { ctx, stream, blas: None, bufs: Vec::new(), funcs: Vec::new(), graphs: Vec::new(), capturing: false, blas_workspace: None, target, name })
     }
 
     fn slot(&self, b: Buf) -> DResult<&Slot> {
@@ -123,6 +132,9 @@ impl Device for CudaDevice {
     }
 
     fn upload(&mut self, b: Buf, src: Host<'_>) -> DResult<()> {
+        if self.capturing {
+            return Err(DeviceError("an upload during a graph capture".into()));
+        }
         let (len, label) = (self.slot(b)?.len, self.slot(b)?.label.clone());
         if len != src.len() {
             return Err(DeviceError(format!("upload of {} values into `{label}` ({len})", src.len())));
@@ -142,6 +154,9 @@ impl Device for CudaDevice {
     }
 
     fn download(&mut self, b: Buf, dst: HostMut<'_>) -> DResult<()> {
+        if self.capturing {
+            return Err(DeviceError("a download during a graph capture".into()));
+        }
         let (len, label) = (self.slot(b)?.len, self.slot(b)?.label.clone());
         let want = match &dst {
             HostMut::F32(h) => h.len(),
@@ -223,7 +238,13 @@ impl Device for CudaDevice {
 
     fn gemm(&mut self, g: &Gemm) -> DResult<()> {
         if self.blas.is_none() {
-            self.blas = Some(Blas::new(self.stream.cu_stream() as *mut std::ffi::c_void)?);
+            if self.capturing {
+                return Err(DeviceError("cuBLAS is first used inside a graph capture".into()));
+            }
+            let ws = self.stream.alloc_zeros::<u8>(BLAS_WORKSPACE).map_err(|e| err("cuBLAS workspace", e))?;
+            let ws_ptr = ws.device_ptr(&self.stream).0;
+            self.blas = Some(Blas::new(self.stream.cu_stream() as *mut std::ffi::c_void, ws_ptr, BLAS_WORKSPACE)?);
+            self.blas_workspace = Some(ws);
         }
         let dim = |v: usize| i32::try_from(v).map_err(|_| DeviceError(format!("GEMM dimension {v} exceeds cuBLAS's 32-bit sizes")));
         let dims = [dim(g.m)?, dim(g.n)?, dim(g.k)?, dim(g.lda)?, dim(g.ldb)?, dim(g.ldc)?];
@@ -249,7 +270,37 @@ impl Device for CudaDevice {
         unsafe { blas.gemm(elem == Some(Elem::F64), g.ta, g.tb, dims, g.alpha, a, b, g.beta, c) }
     }
 
+    fn begin_capture(&mut self) -> DResult<()> {
+        if self.capturing {
+            return Err(DeviceError("a capture is already under way".into()));
+        }
+        // Thread-local: another thread's unsafe calls do not break this capture.
+        self.stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(|e| err("begin graph capture", e))?;
+        self.capturing = true;
+        Ok(())
+    }
+
+    fn end_capture(&mut self) -> DResult<GraphId> {
+        if !self.capturing {
+            return Err(DeviceError("no capture under way".into()));
+        }
+        self.capturing = false;
+        let g = self.stream.end_capture(sys::CUgraphInstantiate_flags(0)).map_err(|e| err("end graph capture", e))?;
+        let g = g.ok_or_else(|| DeviceError("the graph capture recorded nothing".into()))?;
+        g.upload().map_err(|e| err("graph upload", e))?;
+        self.graphs.push(g);
+        Ok(GraphId(self.graphs.len() - 1))
+    }
+
+    fn replay(&mut self, graph: GraphId) -> DResult<()> {
+        let g = self.graphs.get(graph.0).ok_or_else(|| DeviceError(format!("no graph {}", graph.0)))?;
+        g.launch().map_err(|e| err("graph launch", e))
+    }
+
     fn synchronize(&mut self) -> DResult<()> {
+        if self.capturing {
+            return Err(DeviceError("synchronize during a graph capture".into()));
+        }
         self.stream.synchronize().map_err(|e| err("synchronize", e))
     }
 

@@ -59,6 +59,10 @@ pub struct Buf(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ModId(pub usize);
 
+/// A recorded sequence of device calls ([`Device::end_capture`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GraphId(pub usize);
+
 /// Host data to upload.
 #[derive(Clone, Copy, Debug)]
 pub enum Host<'a> {
@@ -186,6 +190,9 @@ pub enum Call {
     Load { module: ModId },
     Launch { module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: Vec<KArg> },
     Gemm(Gemm),
+    /// The end of a capture: a graph of `calls` device calls.
+    Capture { graph: GraphId, calls: usize },
+    Replay { graph: GraphId },
 }
 
 /// The operations the GPU engine needs. Calls are ordered (one stream); downloads
@@ -205,6 +212,14 @@ pub trait Device {
     fn load(&mut self, module: &Module) -> DResult<ModId>;
     fn launch(&mut self, module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()>;
     fn gemm(&mut self, g: &Gemm) -> DResult<()>;
+    /// Records the launches, GEMMs and clears that follow, without running them, until
+    /// [`Device::end_capture`] (a window of steps, replayed as one graph: one host call
+    /// instead of tens per step). Copies and synchronisations are refused meanwhile.
+    fn begin_capture(&mut self) -> DResult<()>;
+    /// Ends a recording: a graph of the calls made since [`Device::begin_capture`].
+    fn end_capture(&mut self) -> DResult<GraphId>;
+    /// Runs a recorded graph (the buffers it names hold what they hold now).
+    fn replay(&mut self, graph: GraphId) -> DResult<()>;
     /// Waits for everything queued (for timing).
     fn synchronize(&mut self) -> DResult<()>;
     /// A short description ("NVIDIA H100 (sm_90)", "CPU emulator").
@@ -228,13 +243,16 @@ pub struct EmuDevice {
     modules: Vec<Module>,
     /// The parsed PTX of the propagation modules (`None` for step modules).
     texts: Vec<Option<HashMap<String, Entry>>>,
-    /// Every call so far, in order.
+    /// Every call so far, in order (a replay is one entry).
     pub log: Vec<Call>,
+    /// The calls of the capture under way.
+    capturing: Option<Vec<Call>>,
+    graphs: Vec<Vec<Call>>,
 }
 
 impl EmuDevice {
     pub fn new(target: Target) -> EmuDevice {
-        EmuDevice { target, bufs: Vec::new(), modules: Vec::new(), texts: Vec::new(), log: Vec::new() }
+        EmuDevice { target, bufs: Vec::new(), modules: Vec::new(), texts: Vec::new(), log: Vec::new(), capturing: None, graphs: Vec::new() }
     }
 
     /// The label a buffer was allocated with.
@@ -289,6 +307,8 @@ impl EmuDevice {
                 g.beta
             ),
             Call::Alloc { label, .. } => format!("alloc {label}"),
+            Call::Capture { graph, calls } => format!("capture graph {} ({calls} calls)", graph.0),
+            Call::Replay { graph } => format!("replay graph {}", graph.0),
             Call::View { buf, .. } => format!("view {}", self.label(*buf)),
             Call::Load { module } => format!("load {}", module.0),
         }
@@ -457,6 +477,9 @@ impl Device for EmuDevice {
     }
 
     fn upload(&mut self, buf: Buf, src: Host<'_>) -> DResult<()> {
+        if self.capturing.is_some() {
+            return Err(DeviceError("an upload during a capture".into()));
+        }
         let b = self.buf(buf)?;
         let (owner, at, len) = self.span(buf)?;
         if b.elem != src.elem() || len != src.len() {
@@ -473,6 +496,9 @@ impl Device for EmuDevice {
     }
 
     fn download(&mut self, buf: Buf, dst: HostMut<'_>) -> DResult<()> {
+        if self.capturing.is_some() {
+            return Err(DeviceError("a download during a capture".into()));
+        }
         let b = self.buf(buf)?;
         let (owner, at, have) = self.span(buf)?;
         let (elem, len) = (dst.elem(), match &dst {
@@ -494,6 +520,10 @@ impl Device for EmuDevice {
     }
 
     fn zero(&mut self, buf: Buf) -> DResult<()> {
+        if let Some(c) = &mut self.capturing {
+            c.push(Call::Zero { buf });
+            return Ok(());
+        }
         let (owner, at, len) = self.span(buf)?;
         self.bufs[owner].data[at..at + len].fill(0.0);
         self.log.push(Call::Zero { buf });
@@ -517,7 +547,12 @@ impl Device for EmuDevice {
     }
 
     fn launch(&mut self, module: ModId, entry: &'static str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
-        self.log.push(Call::Launch { module, entry, grid, block, args: args.to_vec() });
+        let call = Call::Launch { module, entry, grid, block, args: args.to_vec() };
+        if let Some(c) = &mut self.capturing {
+            c.push(call);
+            return Ok(());
+        }
+        self.log.push(call);
         if !(1..=1024).contains(&block) || grid.0 == 0 || grid.1 == 0 || grid.1 > 65535 {
             return Err(DeviceError(format!("{entry}: invalid launch grid {grid:?} x {block}")));
         }
@@ -532,6 +567,10 @@ impl Device for EmuDevice {
     }
 
     fn gemm(&mut self, g: &Gemm) -> DResult<()> {
+        if let Some(c) = &mut self.capturing {
+            c.push(Call::Gemm(*g));
+            return Ok(());
+        }
         self.log.push(Call::Gemm(*g));
         let elem = self.buf(g.c)?.elem;
         let [na, nb, nc] = g.required_lengths()?;
@@ -575,7 +614,47 @@ impl Device for EmuDevice {
         Ok(())
     }
 
+    fn begin_capture(&mut self) -> DResult<()> {
+        if self.capturing.is_some() {
+            return Err(DeviceError("a capture is already under way".into()));
+        }
+        self.capturing = Some(Vec::new());
+        Ok(())
+    }
+
+    fn end_capture(&mut self) -> DResult<GraphId> {
+        let calls = self.capturing.take().ok_or_else(|| DeviceError("no capture under way".into()))?;
+        let graph = GraphId(self.graphs.len());
+        self.log.push(Call::Capture { graph, calls: calls.len() });
+        self.graphs.push(calls);
+        Ok(graph)
+    }
+
+    /// Runs the recorded calls one by one (checked as when they are made directly); the
+    /// log shows the replay, not its calls.
+    fn replay(&mut self, graph: GraphId) -> DResult<()> {
+        if self.capturing.is_some() {
+            return Err(DeviceError("a graph replayed during a capture".into()));
+        }
+        let calls = self.graphs.get(graph.0).cloned().ok_or_else(|| DeviceError(format!("no graph {}", graph.0)))?;
+        let at = self.log.len();
+        for c in calls {
+            match c {
+                Call::Zero { buf } => self.zero(buf)?,
+                Call::Launch { module, entry, grid, block, args } => self.launch(module, entry, grid, block, &args)?,
+                Call::Gemm(g) => self.gemm(&g)?,
+                other => return Err(DeviceError(format!("a graph holds {other:?}"))),
+            }
+        }
+        self.log.truncate(at);
+        self.log.push(Call::Replay { graph });
+        Ok(())
+    }
+
     fn synchronize(&mut self) -> DResult<()> {
+        if self.capturing.is_some() {
+            return Err(DeviceError("synchronize during a capture".into()));
+        }
         Ok(())
     }
 

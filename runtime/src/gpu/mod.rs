@@ -354,6 +354,21 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         Ok(())
     }
 
+    /// What the host knows of the device's state at a window's start that decides the
+    /// calls of its steps (a recorded window replays only where this is equal): the step
+    /// index, the steps not yet read back, the accumulation buffers.
+    pub(crate) fn window_state(&self) -> (u64, usize, Vec<(usize, u8)>) {
+        (self.host.step_index, self.pending, self.acc.snapshot())
+    }
+
+    /// The host's view after replaying `steps` recorded steps: what running them would
+    /// have left (`acc` as it was after the recording).
+    pub(crate) fn fast_forward(&mut self, steps: usize, acc: &[(usize, u8)]) {
+        self.host.step_index += steps as u64;
+        self.pending += steps;
+        self.acc.restore(acc);
+    }
+
     /// Whether the window's status is full: the next step reads it back first.
     pub fn window_full(&self) -> bool {
         self.pending == self.window

@@ -245,14 +245,17 @@ network tiny {
     let opts = Options { batch: 2, seed: 1, learning: true, ..Options::default() };
     let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
     let mut out = String::new();
+    let data = || RandomSpikes::new(3, 2, 3, 2, 0.5, 3);
     for method in [Method::EsDRtrl { decay: 0.9 }, Method::Bptt] {
         let host = Network::<f32>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
         let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
         gpu.set_window(3).unwrap();
         let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+        // Call by call (BPTT's windows always run so: its tape grows on the host).
+        grad.set_graphs(false);
         gpu.dev.log.clear();
-        grad.run(&mut gpu, &mut RandomSpikes::new(3, 2, 3, 2, 0.5, 3)).unwrap();
-        out.push_str(&format!("# {method:?}, one window of 3 steps (T = 3, batch 2, squared error)\n"));
+        grad.run(&mut gpu, &mut data()).unwrap();
+        out.push_str(&format!("# {method:?}, one window of 3 steps (T = 3, batch 2, squared error), call by call\n"));
         let lines: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
         for l in &lines {
             out.push_str(l);
@@ -269,8 +272,62 @@ network tiny {
         assert!(inside.is_empty(), "{method:?}: transfers inside the window: {inside:?}");
         assert!(lines[..first_step].iter().filter(|l| l.starts_with("upload")).count() == 3, "{method:?}: x, target and mask uploaded once");
         assert!(lines[last_step..].iter().all(|l| !l.starts_with("upload")), "{method:?}: nothing uploaded after the last step");
+        if method == Method::Bptt {
+            continue;
+        }
+        // The same window recorded as a graph, then, for the next batch, replayed: the
+        // recording holds exactly the calls made one by one above.
+        let window_calls = lines[..lines.iter().position(|l| l == "download status").unwrap()]
+            .iter()
+            .skip_while(|l| !l.starts_with("snnc_copy"))
+            .count();
+        grad.set_graphs(true);
+        for batch in 0..2 {
+            gpu.reset().unwrap();
+            gpu.dev.log.clear();
+            grad.run(&mut gpu, &mut data()).unwrap();
+            out.push_str(&format!("# {method:?}, the same window as a graph, batch {batch}\n"));
+            for c in &gpu.dev.log {
+                out.push_str(&gpu.dev.render(c));
+                out.push('\n');
+            }
+        }
+        assert!(out.contains(&format!("capture graph 0 ({window_calls} calls)")), "{out}");
     }
     insta::assert_snapshot!(out);
+}
+
+/// Windows replayed as recorded graphs give the calls' results: gradients, loss and
+/// spike counts equal (bit for bit) those of the same batches run call by call, in
+/// ES-D-RTRL and D-RTRL (whose exact traces swap buffers every step), over windows of
+/// 4 steps with a short last one (T = 10) and three batches (the later ones replay).
+#[test]
+fn recorded_windows_replay_as_the_calls_run() {
+    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
+    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
+    for method in [Method::EsDRtrl { decay: 0.8 }, Method::DRtrl] {
+        let mut runs = Vec::new();
+        for graphs in [false, true] {
+            let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+            let trainable = trainable_of(&host, &p);
+            let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+            gpu.set_window(4).unwrap();
+            let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+            grad.set_graphs(graphs);
+            let mut out = Vec::new();
+            for b in 0..3 {
+                gpu.reset().unwrap();
+                let g = grad.run(&mut gpu, &mut RandomSpikes::new(10, 2, 5, 2, 0.4, 20 + b)).unwrap();
+                let spikes: Vec<u64> = gpu.host.pops.iter().map(|p| p.spike_count).collect();
+                out.push((g.loss, g.total, spikes));
+            }
+            let replays = gpu.counts().replays;
+            assert_eq!(replays, if graphs { 9 } else { 0 }, "{method:?}: 3 windows x 3 batches");
+            runs.push(out);
+        }
+        assert_eq!(runs[0], runs[1], "{method:?}");
+        assert!(runs[0].iter().all(|(l, ..)| *l > 0.0));
+    }
 }
 
 /// The workload of the hardware test `cuda::gradients_gpu_equal_cpu` must give the CPU

@@ -28,7 +28,9 @@
 mod bptt;
 mod window;
 
-use super::device::{Buf, Device, Elem, Gemm, KArg, ModId, Module};
+use super::device::{Buf, Device, Elem, Gemm, GraphId, KArg, ModId, Module};
+use crate::learn::Loss;
+use std::collections::HashMap;
 use super::accumulate::Accumulators;
 use super::{Float, GpuNetwork, dev_err, step_scalars};
 use crate::engine::Learner;
@@ -128,6 +130,30 @@ pub struct GpuGradient<T> {
     window: window::Window<T>,
     /// dL/ds and dL/dh, summed into per step without clearing.
     acc: Accumulators,
+    use_graphs: bool,
+    /// Recorded windows (see [`GpuGradient::replay_window`]).
+    graphs: HashMap<WindowKey, Recorded>,
+}
+
+/// At most this many recorded windows per gradient (then windows run call by call).
+const MAX_GRAPHS: usize = 64;
+
+/// What decides the calls of a window (see [`GpuGradient::replay_window`]).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct WindowKey {
+    t0: usize,
+    n: usize,
+    net: (u64, usize, Vec<(usize, u8)>),
+    acc: Vec<(usize, u8)>,
+    tr: Vec<usize>,
+}
+
+/// A recorded window and the host state it leaves.
+struct Recorded {
+    graph: GraphId,
+    net_acc: Vec<(usize, u8)>,
+    acc: Vec<(usize, u8)>,
+    tr: Vec<usize>,
 }
 
 fn flat(len: usize) -> (u32, u32) {
@@ -269,6 +295,8 @@ impl<T: Float> GpuGradient<T> {
             net: g.id,
             window,
             acc,
+            use_graphs: true,
+            graphs: HashMap::new(),
             plan,
             method,
             err,
@@ -301,7 +329,7 @@ impl<T: Float> GpuGradient<T> {
         if g.id != self.net {
             return Err(RuntimeError::Input("this GPU gradient state was made for another network (GpuGradient::new with this one)".into()));
         }
-        let (steps, batch) = (data.steps(), data.batch());
+        let steps = data.steps();
         check_data(&g.host, data, self.bptt.is_some(), online.as_ref())?;
         let r = self.plan.r;
         check_target(&g.host, r, data)?;
@@ -324,46 +352,38 @@ impl<T: Float> GpuGradient<T> {
         self.acc.cleared();
         let kind = data.loss();
         self.window.start(g)?;
-        for t in 0..steps {
+        // Windows replay as recorded graphs where nothing in them needs the host: a loss
+        // computed on the device, no updates within the sequence, no BPTT tape (which
+        // grows on the host).
+        let replayable = self.use_graphs && kind == Loss::Mse && online.is_none() && self.bptt.is_none();
+        let mut t0 = 0;
+        while t0 < steps {
+            let n = self.window.len.min(steps - t0);
             // A window's inputs (and targets) go to the device at once.
-            let slot = t % self.window.len;
-            if slot == 0 {
-                self.window.load(g, data, t, self.window.len.min(steps - t))?;
-            }
-            // What the recurrent projections read: the sources as they are before the step.
-            for (i, p) in self.pre.iter().enumerate() {
-                if let Some(p) = *p {
-                    let src = g.source(i).0;
-                    let len = batch * g.projs[i].n_pre;
-                    g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(p), KArg::U64(len as u64)])?;
+            self.window.load(g, data, t0, n)?;
+            if replayable && g.window_state().1 == 0 {
+                self.replay_window(g, kind, t0, n)?;
+            } else {
+                for t in t0..t0 + n {
+                    self.step(g, kind, t, t - t0)?;
+                    // The window's one read-back, after its last step's learning work.
+                    if g.window_full() {
+                        g.flush()?;
+                    }
+                    if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
+                        // A non-finite state so far is reported before its gradient is used.
+                        g.flush()?;
+                        let so_far = self.gradients(g)?;
+                        for (name, w) in (on.update)(&so_far)? {
+                            g.set_trainable(&name, w.mapv(T::from_f64))?;
+                        }
+                        for b in self.gradient_bufs() {
+                            g.dev.zero(b).map_err(dev_err)?;
+                        }
+                    }
                 }
             }
-            let inputs = self.window.inputs(slot).to_vec();
-            g.step_deferred(&inputs)?;
-            self.window.loss(g, kind, r, slot, self.err)?;
-            self.signals(g)?;
-            match &mut self.bptt {
-                Some((tape, ..)) => {
-                    let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| pre_of(&self.pre, g, e.target.index)).collect();
-                    tape.push(g, &self.plan, &self.l, &pre)?;
-                }
-                None => self.traces(g, t)?,
-            }
-            // The window's one read-back, after its last step's learning work is queued.
-            if g.window_full() {
-                g.flush()?;
-            }
-            if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
-                // A non-finite state so far is reported before its gradient is used.
-                g.flush()?;
-                let so_far = self.gradients(g)?;
-                for (name, w) in (on.update)(&so_far)? {
-                    g.set_trainable(&name, w.mapv(T::from_f64))?;
-                }
-                for b in self.gradient_bufs() {
-                    g.dev.zero(b).map_err(dev_err)?;
-                }
-            }
+            t0 += n;
         }
         if let Some((tape, gs, ps)) = &mut self.bptt {
             tape.backward(g, &self.plan, self.ones, gs, ps)?;
@@ -374,6 +394,83 @@ impl<T: Float> GpuGradient<T> {
         let (loss, evidence) = self.window.finish(g, kind)?;
         let state_bytes = self.bptt.as_ref().map_or(self.trace_bytes, |(tape, ..)| tape.bytes());
         Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence, recorded: Vec::new() })
+    }
+
+    /// Step `t` of the sequence (slot `slot` of its window): the network's step, the
+    /// loss, the learning signals, the traces or the tape. No host transfer.
+    fn step<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, t: usize, slot: usize) -> Result<(), RuntimeError> {
+        let batch = g.host.batch;
+        // What the recurrent projections read: the sources as they are before the step.
+        for (i, p) in self.pre.iter().enumerate() {
+            if let Some(p) = *p {
+                let src = g.source(i).0;
+                let len = batch * g.projs[i].n_pre;
+                g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(p), KArg::U64(len as u64)])?;
+            }
+        }
+        let inputs = self.window.inputs(slot).to_vec();
+        g.step_deferred(&inputs)?;
+        self.window.loss(g, kind, self.plan.r, slot, self.err)?;
+        self.signals(g)?;
+        match &mut self.bptt {
+            Some((tape, ..)) => {
+                let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| pre_of(&self.pre, g, e.target.index)).collect();
+                tape.push(g, &self.plan, &self.l, &pre)?;
+            }
+            None => self.traces(g, t)?,
+        }
+        Ok(())
+    }
+
+    /// Steps `t0..t0 + n` (a window) as one recorded graph: recorded the first time the
+    /// window starts from this state (sequence position, step index, what the host knows
+    /// of the accumulation buffers and exact traces), replayed after that, one host
+    /// call instead of tens per step. Then the window's status read-back.
+    fn replay_window<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, t0: usize, n: usize) -> Result<(), RuntimeError> {
+        let key = WindowKey { t0, n, net: g.window_state(), acc: self.acc.snapshot(), tr: self.exact_parity() };
+        if let Some(rec) = self.graphs.get(&key) {
+            g.dev.replay(rec.graph).map_err(dev_err)?;
+            g.fast_forward(n, &rec.net_acc);
+            self.acc.restore(&rec.acc);
+            let tr = rec.tr.clone();
+            self.set_exact_parity(&tr);
+        } else {
+            g.dev.begin_capture().map_err(dev_err)?;
+            let recorded = (t0..t0 + n).try_for_each(|t| self.step(g, kind, t, t - t0));
+            // A capture records without running: end it either way, then run it.
+            let graph = g.dev.end_capture().map_err(dev_err);
+            recorded?;
+            let graph = graph?;
+            g.dev.replay(graph).map_err(dev_err)?;
+            if self.graphs.len() < MAX_GRAPHS {
+                let rec = Recorded { graph, net_acc: g.window_state().2, acc: self.acc.snapshot(), tr: self.exact_parity() };
+                self.graphs.insert(key, rec);
+            }
+        }
+        if g.window_full() {
+            g.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Which of its two buffers each exact trace reads next (they swap every step when
+    /// K > 1).
+    fn exact_parity(&self) -> Vec<usize> {
+        self.exact.iter().flat_map(|x| &x.members).map(|m| m.tr[0].0).collect()
+    }
+
+    fn set_exact_parity(&mut self, first: &[usize]) {
+        for (m, &f) in self.exact.iter_mut().flat_map(|x| &mut x.members).zip(first) {
+            if m.tr[0].0 != f {
+                m.tr.swap(0, 1);
+            }
+        }
+    }
+
+    /// Whether windows may replay as recorded graphs (the default). Off: every step's
+    /// calls are made one by one (the same calls and results; for comparison).
+    pub fn set_graphs(&mut self, on: bool) {
+        self.use_graphs = on;
     }
 
     /// The device buffers of the gradients, in the CPU's order: etrace, plain, params.

@@ -81,7 +81,7 @@ fn check_recordings(dir: &Path, steps: u64) {
 fn ctrl_c_stops_the_run_and_keeps_the_recordings() {
     let dir = temp("sigint");
     let out = dir.join("rec");
-    let mut child = snnc()
+    let child = snnc()
         .args(["run", "examples/embed.snn", "--input", "x=poisson:80Hz", "--duration", "100000s"])
         .args(["--record", "spikes,v", "--out", out.to_str().unwrap()])
         .stdout(Stdio::piped())

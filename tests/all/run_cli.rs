@@ -108,11 +108,16 @@ fn ctrl_c_stops_the_run_and_keeps_the_recordings() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `--max-steps` takes whole numbers, also as `1e9`.
 #[test]
-fn an_unknown_option_value_is_not_a_panic() {
+fn max_steps_reads_whole_numbers() {
     let o = run(&["run", "examples/embed.snn", "--max-steps", "lots"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(!stderr(&o).contains("panicked"));
+    assert!(stderr(&o).contains("`lots` is not a whole number >= 0"), "{}", stderr(&o));
+    let o = run(&["run", "examples/embed.snn", "--duration", "5ms", "--max-steps", "5e0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["run", "examples/embed.snn", "--duration", "6ms", "--max-steps", "5e0"]);
+    assert!(stderr(&o).contains("is 6 steps of 1 ms (the `dt` of network `feedforward`), over the limit of 5 steps"), "{}", stderr(&o));
 }
 
 /// Item 3: recordings that cannot fit on the disk are refused before the run, with

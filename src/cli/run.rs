@@ -97,11 +97,6 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let Some(dir) = &args.out
-        && let Err(e) = prepare_out(dir)
-    {
-        return fail(e);
-    }
     let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
     let float_bytes = match args.precision {
         Precision::F32 => 4,
@@ -110,6 +105,11 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     if let Err(e) = memory::check(&program, net, &o, float_bytes) {
         reporter.report(&[too_large(&e, float_bytes == 8)], &sources);
         return ExitCode::FAILURE;
+    }
+    if let Some(dir) = &args.out
+        && let Err(e) = prepare_out(dir)
+    {
+        return fail(e);
     }
     flush_denormals();
     let job = Simulate { args: &args, program: &program, net, o: &o, steps };

@@ -72,11 +72,11 @@ pub fn fixed_probability(
     stream: u32,
 ) -> Csr {
     let mut row_ptr = Vec::with_capacity(n_pre + 1);
-    // Room for the expected count (+5 %), capped: a huge request would abort here
-    // (callers estimate the memory first, see `memory::estimate`), and vectors grow.
-    let expected = ((p * n_pre as f64 * n_post as f64 * 1.05) as usize).min(1 << 26).saturating_add(16);
-    let mut col = Vec::with_capacity(expected);
-    let mut weight = Vec::with_capacity(expected);
+    // Room for the expected count (+5 %), asked for without aborting when it cannot be
+    // had (networks estimate their memory first, `memory::estimate`; the vectors grow).
+    let expected = ((p * n_pre as f64 * n_post as f64 * 1.05) as usize).saturating_add(16);
+    let (mut col, mut weight) = (Vec::new(), Vec::new());
+    let _ = col.try_reserve_exact(expected).and_then(|_| weight.try_reserve_exact(expected));
     row_ptr.push(0);
     let log_q = (1.0 - p).ln();
     let wstream = stream ^ 0x5bd1_e995;

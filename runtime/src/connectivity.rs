@@ -72,9 +72,11 @@ pub fn fixed_probability(
     stream: u32,
 ) -> Csr {
     let mut row_ptr = Vec::with_capacity(n_pre + 1);
-    let expected = (p * n_pre as f64 * n_post as f64 * 1.05) as usize + 16;
-    let mut col = Vec::with_capacity(expected);
-    let mut weight = Vec::with_capacity(expected);
+    // Room for the expected count (+5 %), asked for without aborting when it cannot be
+    // had (networks estimate their memory first, `memory::estimate`; the vectors grow).
+    let expected = ((p * n_pre as f64 * n_post as f64 * 1.05) as usize).saturating_add(16);
+    let (mut col, mut weight) = (Vec::new(), Vec::new());
+    let _ = col.try_reserve_exact(expected).and_then(|_| weight.try_reserve_exact(expected));
     row_ptr.push(0);
     let log_q = (1.0 - p).ln();
     let wstream = stream ^ 0x5bd1_e995;
@@ -110,10 +112,16 @@ pub fn fixed_probability(
 
 /// Dense weights, row-major, with `no_self` zeroing the diagonal.
 pub fn dense(n_pre: usize, n_post: usize, no_self: bool, init: &Init, rng: &Rng, stream: u32) -> Vec<f64> {
-    let mut w = Vec::with_capacity(n_pre * n_post);
+    dense_with(n_pre, n_post, no_self, init, rng, stream, |w| w)
+}
+
+/// [`dense`], each draw converted by `conv` as it is made (into the run's float type,
+/// folded onto a sign), so no f64 copy of the matrix is ever held.
+pub fn dense_with<W>(n_pre: usize, n_post: usize, no_self: bool, init: &Init, rng: &Rng, stream: u32, conv: impl Fn(f64) -> W) -> Vec<W> {
+    let mut w = Vec::with_capacity(n_pre.saturating_mul(n_post));
     for i in 0..n_pre {
         for j in 0..n_post {
-            w.push(if no_self && i == j { 0.0 } else { sample(init, rng, stream, i as u64, j as u32) });
+            w.push(conv(if no_self && i == j { 0.0 } else { sample(init, rng, stream, i as u64, j as u32) }));
         }
     }
     w

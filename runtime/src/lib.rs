@@ -12,6 +12,7 @@ pub mod engine;
 pub mod gpu;
 pub mod kernels;
 pub mod learn;
+pub mod memory;
 pub mod network;
 pub mod propagate;
 pub mod record;

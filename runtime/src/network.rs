@@ -6,9 +6,10 @@
 //! Layout: every per-neuron quantity is a contiguous slice of `batch * n` values
 //! (index `b * n + i`), the structure of arrays the kernels expect.
 
-use crate::connectivity::{self, Connectivity, apply_sign};
+use crate::connectivity::{self, apply_sign};
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
+use crate::memory;
 use crate::propagate::{DelayRing, SparseRows, Weights, active_indices, propagate_into};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
@@ -215,10 +216,15 @@ fn initial_weights<T: Float>(net: &NetworkDef, pi: usize, n_pre: usize, n_post: 
     });
     let stream = stream_id(&format!("{}.{}", net.name, pr.name));
     let no_self = pr.no_self && Source::Pop(pr.to) == pr.from;
-    let conn = match &pr.topology {
-        Topology::Dense => Connectivity::Dense { n_pre, n_post, w: connectivity::dense(n_pre, n_post, no_self, &init, rng, stream) },
-        Topology::Sparse { p } => Connectivity::Sparse(connectivity::fixed_probability(n_pre, n_post, *p, no_self, &init, rng, stream)),
-        Topology::OneToOne => Connectivity::OneToOne { w: (0..n_pre).map(|i| connectivity::sample(&init, rng, stream, i as u64, 0)).collect() },
+    let fold = |w: f64| T::from_f64(apply_sign(pr.sign, w));
+    let weights = match &pr.topology {
+        // Drawn straight into the run's precision: an f64 copy would double the peak.
+        Topology::Dense => {
+            let w = connectivity::dense_with(n_pre, n_post, no_self, &init, rng, stream, fold);
+            Weights::Dense(ndarray::Array2::from_shape_vec((n_pre, n_post), w).map_err(|e| RuntimeError::Build(format!("projection `{}`: {e}", pr.name)))?)
+        }
+        Topology::Sparse { p } => Weights::Sparse(SparseRows::from_owned_csr(connectivity::fixed_probability(n_pre, n_post, *p, no_self, &init, rng, stream), fold)),
+        Topology::OneToOne => Weights::OneToOne((0..n_pre).map(|i| fold(connectivity::sample(&init, rng, stream, i as u64, 0))).collect()),
         Topology::File { path } => {
             return Err(RuntimeError::Build(format!("projection `{}`: connectivity from a file (`from \"{path}\"`) is not supported yet", pr.name)));
         }
@@ -226,14 +232,10 @@ fn initial_weights<T: Float>(net: &NetworkDef, pi: usize, n_pre: usize, n_post: 
             return Err(RuntimeError::Build(format!("projection `{}`: `procedural` connectivity is not supported yet", pr.name)));
         }
     };
-    let n_synapses = conn.n_synapses();
-    let fold = |w: f64| T::from_f64(apply_sign(pr.sign, w));
-    let weights = match conn {
-        Connectivity::Dense { n_pre, n_post, w } => {
-            Weights::Dense(ndarray::Array2::from_shape_vec((n_pre, n_post), w.into_iter().map(fold).collect()).expect("shape"))
-        }
-        Connectivity::Sparse(c) => Weights::Sparse(SparseRows::from_csr(&c, fold)),
-        Connectivity::OneToOne { w } => Weights::OneToOne(w.into_iter().map(fold).collect()),
+    let n_synapses = match &weights {
+        Weights::Dense(w) => w.len(),
+        Weights::Sparse(r) => r.col.len(),
+        Weights::OneToOne(w) => w.len(),
     };
     Ok((weights, n_synapses))
 }
@@ -257,6 +259,12 @@ pub struct Network<T: 'static> {
     ext_active: Vec<Vec<Vec<u32>>>,
 }
 
+/// Refuses a network that would not fit in memory ([`memory::check`]) before the
+/// compiler's plan or any buffer is allocated.
+fn check_memory<T: Float>(program: &Program, net: &NetworkDef, opts: &Options) -> Result<(), RuntimeError> {
+    memory::check(program, net, opts, std::mem::size_of::<T>() as u64).map(|_| ()).map_err(|e| RuntimeError::Build(e.to_string()))
+}
+
 fn sample_values<T: Float>(init: &Init, rng: &Rng, stream: u32, count: usize) -> Vec<T> {
     (0..count).map(|i| T::from_f64(connectivity::sample(init, rng, stream, i as u64, 0))).collect()
 }
@@ -265,6 +273,7 @@ impl<T: Float> Network<T> {
     /// Compiles `net` ([`pipeline::compile_network`]) and instantiates it with kernels
     /// from `factory`.
     pub fn build(program: &Program, net: &NetworkDef, opts: &Options, factory: &'static dyn KernelFactory<T>) -> Result<Network<T>, RuntimeError> {
+        check_memory::<T>(program, net, opts)?;
         let plan = pipeline::compile_network(program, net, &opts.compile())?;
         let mut network = Network::allocate(net, &plan, opts.batch)?;
         network.attach_kernels(factory)?;
@@ -274,6 +283,7 @@ impl<T: Float> Network<T> {
     /// Compiles `net` and instantiates it without kernels: the host view of a network
     /// that runs elsewhere (a GPU network compiles its own kernels from the same steps).
     pub fn without_kernels(program: &Program, net: &NetworkDef, opts: &Options) -> Result<Network<T>, RuntimeError> {
+        check_memory::<T>(program, net, opts)?;
         let plan = pipeline::compile_network(program, net, &opts.compile())?;
         Network::allocate(net, &plan, opts.batch)
     }

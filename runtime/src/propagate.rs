@@ -25,6 +25,13 @@ impl<T: Copy> SparseRows<T> {
     pub fn from_csr(c: &Csr, conv: impl Fn(f64) -> T) -> SparseRows<T> {
         SparseRows { row_ptr: c.row_ptr.clone(), col: c.col.clone(), weight: c.weight.iter().map(|w| conv(*w)).collect() }
     }
+
+    /// [`SparseRows::from_csr`], taking the structure over instead of copying it (a
+    /// network's sparse projection is built this way, without a second copy).
+    pub fn from_owned_csr(c: Csr, conv: impl Fn(f64) -> T) -> SparseRows<T> {
+        let weight = c.weight.iter().map(|w| conv(*w)).collect();
+        SparseRows { row_ptr: c.row_ptr, col: c.col, weight }
+    }
 }
 
 /// Event-driven propagation: only the rows of presynaptic neurons that spiked are read.

@@ -2,14 +2,62 @@
 //!
 //! Spikes are stored Brian2-style as two arrays per population: `POP.spikes.t.npy`
 //! (times in seconds, f64) and `POP.spikes.i.npy` (neuron index `b * n + i`, i64).
-//! A state trace `POP.VAR.npy` has shape (steps, batch * n), in SI units.
-//! Everything recorded so far can be written at any time (also after an error).
+//! A state trace `POP.VAR.npy` has shape (steps, batch * n), f32, in SI units.
+//!
+//! [`Recorder`] keeps everything in memory (for embedding programs and benchmarks) and
+//! writes it at the end; [`StreamRecorder`] writes to disk as the run goes, in chunks,
+//! so a long run's recordings never have to fit in memory and every file is a valid
+//! `.npy` after each chunk (its header's shape is rewritten in place).
 
 use crate::error::RuntimeError;
 use crate::network::Network;
 use crate::scalar::Float;
 use ndarray::Array2;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+/// What to record: the spiking populations, and each (population, state) named.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Populations whose spikes are recorded.
+    pub spikes: Vec<usize>,
+    /// (population, state index, file stem `POP.VAR`, values per step).
+    pub traces: Vec<(usize, usize, String, usize)>,
+}
+
+impl Selection {
+    /// The spikes of every spiking population (with `spikes`) and the states named in
+    /// `vars`, in every population that has them. An unknown name is an error listing
+    /// the states there are.
+    pub fn new<T: Float>(net: &Network<T>, spikes: bool, vars: &[String]) -> Result<Selection, RuntimeError> {
+        let mut sel = Selection::default();
+        if spikes {
+            sel.spikes = net.pops.iter().enumerate().filter(|(_, p)| !p.spikes.is_empty()).map(|(i, _)| i).collect();
+        }
+        for v in vars {
+            let before = sel.traces.len();
+            for (p, pop) in net.pops.iter().enumerate() {
+                if let Some(k) = pop.state_names.iter().position(|s| s == v) {
+                    sel.traces.push((p, k, format!("{}.{v}", pop.name), pop.states[k].len()));
+                }
+            }
+            if sel.traces.len() == before {
+                let mut names: Vec<String> = net.pops.iter().flat_map(|p| p.state_names.iter().filter(|s| !s.starts_with('_')).cloned()).collect();
+                names.sort();
+                names.dedup();
+                return Err(RuntimeError::Input(format!("no population has a state `{v}` to record (states: {})", names.join(", "))));
+            }
+        }
+        Ok(sel)
+    }
+
+    /// Bytes the state traces take on disk after `steps` steps (f32 values and their
+    /// headers). Spikes are 16 bytes each and cannot be known before the run.
+    pub fn trace_bytes(&self, steps: u64) -> u64 {
+        self.traces.iter().fold(0u64, |a, t| a.saturating_add(steps.saturating_mul(t.3 as u64).saturating_mul(4)).saturating_add(HEADER as u64))
+    }
+}
 
 #[derive(Default)]
 struct Trace {
@@ -27,33 +75,13 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Records the spikes of every spiking population and the states named in `vars`
-    /// (in every population that has them). Unknown names are an error.
+    /// Records in memory what [`Selection::new`] selects.
     pub fn new<T: Float>(net: &Network<T>, spikes: bool, vars: &[String]) -> Result<Recorder, RuntimeError> {
-        let mut r = Recorder::default();
-        if spikes {
-            for (p, pop) in net.pops.iter().enumerate() {
-                if !pop.spikes.is_empty() {
-                    r.spikes.push((p, Vec::new(), Vec::new()));
-                }
-            }
-        }
-        for v in vars {
-            let mut found = false;
-            for (p, pop) in net.pops.iter().enumerate() {
-                if let Some(k) = pop.state_names.iter().position(|s| s == v) {
-                    found = true;
-                    r.traces.push(Trace { pop: p, state: k, name: format!("{}.{v}", pop.name), width: pop.states[k].len(), values: Vec::new() });
-                }
-            }
-            if !found {
-                let mut names: Vec<String> = net.pops.iter().flat_map(|p| p.state_names.iter().filter(|s| !s.starts_with('_')).cloned()).collect();
-                names.sort();
-                names.dedup();
-                return Err(RuntimeError::Input(format!("no population has a state `{v}` to record (states: {})", names.join(", "))));
-            }
-        }
-        Ok(r)
+        let sel = Selection::new(net, spikes, vars)?;
+        Ok(Recorder {
+            spikes: sel.spikes.iter().map(|p| (*p, Vec::new(), Vec::new())).collect(),
+            traces: sel.traces.into_iter().map(|(pop, state, name, width)| Trace { pop, state, name, width, values: Vec::new() }).collect(),
+        })
     }
 
     /// Call after every step.
@@ -104,5 +132,172 @@ impl Recorder {
             files.push(path);
         }
         Ok(files)
+    }
+}
+
+/// Bytes of the header every streamed file starts with (magic, version, length and the
+/// dict, space-padded): fixed, so the shape can be rewritten in place as rows are added.
+const HEADER: usize = 128;
+/// Bytes buffered per file before they are written: one chunk.
+const CHUNK: usize = 1 << 20;
+
+/// An `.npy` file written row by row: rows are buffered and written a chunk at a time,
+/// and after each chunk the header's shape is rewritten to count them, so the file is
+/// a valid array of every row written so far.
+pub struct NpyStream {
+    path: PathBuf,
+    file: File,
+    /// NumPy's type string: `<f4`, `<f8` or `<i8`.
+    descr: &'static str,
+    /// Values per row of a 2-D array; `None` for a 1-D array (one value a row).
+    width: Option<usize>,
+    /// Rows on disk, counted in the header.
+    rows: u64,
+    pending: u64,
+    buf: Vec<u8>,
+    /// A write failed: nothing more is written (the rows before it stay valid).
+    failed: bool,
+}
+
+impl NpyStream {
+    /// Creates (or truncates) `path` as an empty array.
+    pub fn create(path: PathBuf, descr: &'static str, width: Option<usize>) -> Result<NpyStream, RuntimeError> {
+        let file = File::create(&path).map_err(|e| write_error(&path, &e))?;
+        let mut s = NpyStream { path, file, descr, width, rows: 0, pending: 0, buf: Vec::new(), failed: false };
+        let header = s.header(0);
+        s.file.write_all(&header).map_err(|e| write_error(&s.path, &e))?;
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The header for `rows` rows (format version 1.0).
+    fn header(&self, rows: u64) -> [u8; HEADER] {
+        let shape = match self.width {
+            Some(w) => format!("({rows}, {w})"),
+            None => format!("({rows},)"),
+        };
+        let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", self.descr);
+        let mut h = [b' '; HEADER];
+        h[..6].copy_from_slice(b"\x93NUMPY");
+        h[6] = 1;
+        h[7] = 0;
+        h[8..10].copy_from_slice(&((HEADER - 10) as u16).to_le_bytes());
+        h[10..10 + dict.len()].copy_from_slice(dict.as_bytes());
+        h[HEADER - 1] = b'\n';
+        h
+    }
+
+    /// Adds one row (its values as little-endian bytes); writes a chunk when enough
+    /// rows are buffered.
+    pub fn push(&mut self, bytes: impl IntoIterator<Item = u8>) -> Result<(), RuntimeError> {
+        if self.failed {
+            return Ok(());
+        }
+        self.buf.extend(bytes);
+        self.pending += 1;
+        if self.buf.len() >= CHUNK { self.flush() } else { Ok(()) }
+    }
+
+    /// Writes the buffered rows and rewrites the header to count them.
+    pub fn flush(&mut self) -> Result<(), RuntimeError> {
+        if self.failed || (self.pending == 0 && self.buf.is_empty()) {
+            return Ok(());
+        }
+        let rows = self.rows + self.pending;
+        let header = self.header(rows);
+        let written = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|_| self.file.seek(SeekFrom::Start(0)))
+            .and_then(|_| self.file.write_all(&header))
+            .and_then(|_| self.file.seek(SeekFrom::End(0)))
+            .map(|_| ());
+        self.buf.clear();
+        self.pending = 0;
+        match written {
+            Ok(()) => {
+                self.rows = rows;
+                Ok(())
+            }
+            Err(e) => {
+                // Back to the rows the header counts, so the file stays a valid array
+                // (and a full disk gets the partial chunk's space back).
+                self.failed = true;
+                let item = if self.descr == "<f4" { 4 } else { 8 };
+                let _ = self.file.set_len(HEADER as u64 + self.rows * item * self.width.unwrap_or(1) as u64);
+                Err(write_error(&self.path, &e))
+            }
+        }
+    }
+}
+
+fn write_error(path: &Path, e: &dyn std::fmt::Display) -> RuntimeError {
+    RuntimeError::Input(format!("cannot write `{}`: {e}", path.display()))
+}
+
+/// Records a [`Selection`] straight to `.npy` files in a directory, as the run goes.
+pub struct StreamRecorder {
+    /// (population, times, indices).
+    spikes: Vec<(usize, NpyStream, NpyStream)>,
+    /// (population, state, values).
+    traces: Vec<(usize, usize, NpyStream)>,
+}
+
+impl StreamRecorder {
+    /// Creates the files of `sel` in `dir` (which must exist), each an empty array.
+    pub fn create<T: Float>(net: &Network<T>, sel: &Selection, dir: &Path) -> Result<StreamRecorder, RuntimeError> {
+        let mut spikes = Vec::new();
+        for &p in &sel.spikes {
+            let name = &net.pops[p].name;
+            let t = NpyStream::create(dir.join(format!("{name}.spikes.t.npy")), "<f8", None)?;
+            let i = NpyStream::create(dir.join(format!("{name}.spikes.i.npy")), "<i8", None)?;
+            spikes.push((p, t, i));
+        }
+        let mut traces = Vec::new();
+        for (p, k, stem, width) in &sel.traces {
+            traces.push((*p, *k, NpyStream::create(dir.join(format!("{stem}.npy")), "<f4", Some(*width))?));
+        }
+        Ok(StreamRecorder { spikes, traces })
+    }
+
+    /// Call after every step. A write error stops nothing by itself: the caller decides
+    /// (the files written so far stay valid).
+    pub fn sample<T: Float>(&mut self, net: &Network<T>) -> Result<(), RuntimeError> {
+        let t = net.time();
+        for (p, ts, is) in &mut self.spikes {
+            let pop = &net.pops[*p];
+            for (b, active) in pop.active.iter().enumerate() {
+                for &i in active {
+                    ts.push(t.to_le_bytes())?;
+                    is.push(((b * pop.n) as i64 + i64::from(i)).to_le_bytes())?;
+                }
+            }
+        }
+        for (p, k, s) in &mut self.traces {
+            s.push(net.pops[*p].states[*k].iter().flat_map(|v| (v.to_f64() as f32).to_le_bytes()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything buffered, file by file (a failing file does not stop the
+    /// others); the errors, one per failing file.
+    pub fn finish(&mut self) -> Vec<RuntimeError> {
+        let streams = self.spikes.iter_mut().flat_map(|(_, t, i)| [t, i]).chain(self.traces.iter_mut().map(|(_, _, s)| s));
+        streams.filter_map(|s| s.flush().err()).collect()
+    }
+
+    /// The files, in the order they were created.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let spikes = self.spikes.iter().flat_map(|(_, t, i)| [t.path.clone(), i.path.clone()]);
+        spikes.chain(self.traces.iter().map(|(_, _, s)| s.path.clone())).collect()
+    }
+
+    /// The files whose writing failed.
+    pub fn failed(&self) -> Vec<PathBuf> {
+        let spikes = self.spikes.iter().flat_map(|(_, t, i)| [t, i]);
+        spikes.chain(self.traces.iter().map(|(_, _, s)| s)).filter(|s| s.failed).map(|s| s.path.clone()).collect()
     }
 }

@@ -46,7 +46,10 @@ pub fn parse_time(s: &str) -> Result<f64, String> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| format!("`{s}` needs a unit, e.g. `1s` or `500ms`"))?;
     let (num, unit) = (s[..split].trim(), s[split..].trim());
-    let v: f64 = num.parse().map_err(|_| format!("`{num}` is not a number"))?;
+    if num.is_empty() {
+        return Err(format!("`{s}` is not a time: expected a number and a unit, e.g. `1s` or `500ms`"));
+    }
+    let v: f64 = num.parse().map_err(|_| format!("`{num}` (in `{s}`) is not a number"))?;
     let u = units::lookup(unit).ok_or_else(|| format!("unknown unit `{unit}`"))?;
     if u.dim != units::Dim::TIME {
         return Err(format!("`{unit}` is not a unit of time"));
@@ -61,4 +64,21 @@ pub fn parse_time(s: &str) -> Result<f64, String> {
 pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::FAILURE
+}
+
+/// `1 population`, `2 populations`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A whole number, also written like `1e9`: `1000`, `1e9`, `2.5e6`.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 => Ok(v as u64),
+        _ => Err(format!("`{s}` is not a whole number >= 0")),
+    }
 }

@@ -1,6 +1,7 @@
 //! `snnc check FILE...`
 
 use super::Reporter;
+use super::args::plural;
 use snnc_compiler::sema::{self, LoadOptions, Program, SymKind};
 use snnc_compiler::syntax::ast::ModelKind;
 use snnc_compiler::{FileId, SourceMap};
@@ -35,10 +36,6 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         }
     }
     if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
-}
-
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// One line per model and network defined in the file itself (not its imports).

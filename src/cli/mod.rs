@@ -9,6 +9,7 @@ mod engine;
 mod explain;
 mod fmt;
 mod grad;
+mod os;
 mod plot;
 pub(crate) mod run;
 mod train;
@@ -18,6 +19,8 @@ use snnc_compiler::{Diagnostic, SourceMap};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+pub use os::quiet_broken_pipe;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -106,6 +109,17 @@ pub fn load_network(
     opts: &snnc_compiler::sema::LoadOptions,
     reporter: &Reporter,
 ) -> Option<(snnc_compiler::sema::Program, usize)> {
+    load_network_sources(file, name, opts, reporter).map(|(p, i, _)| (p, i))
+}
+
+/// [`load_network`], also giving the sources, for diagnostics about the network later
+/// (e.g. one too large for memory).
+pub fn load_network_sources(
+    file: &std::path::Path,
+    name: Option<&str>,
+    opts: &snnc_compiler::sema::LoadOptions,
+    reporter: &Reporter,
+) -> Option<(snnc_compiler::sema::Program, usize, SourceMap)> {
     let mut sources = SourceMap::new();
     let (program, diags) = snnc_compiler::sema::check_path(file, opts, &mut sources);
     if reporter.report(&diags, &sources) > 0 {
@@ -117,17 +131,16 @@ pub fn load_network(
         None if names.len() == 1 => Some(0),
         None => None,
     };
-    match index {
-        Some(i) => Some((program, i)),
-        None => {
-            let which = match name {
-                Some(n) => format!("no network `{n}` in {}", file.display()),
-                None => format!("{} has {} networks; choose one with --network", file.display(), names.len()),
-            };
-            eprintln!("error: {which} (networks: {})", if names.is_empty() { "none".into() } else { names.join(", ") });
-            None
-        }
+    if let Some(i) = index {
+        return Some((program, i, sources));
     }
+    let file = file.display();
+    match (name, names.is_empty()) {
+        (_, true) => eprintln!("error: {file} defines no network; this command needs one"),
+        (Some(n), false) => eprintln!("error: no network `{n}` in {file} (networks: {})", names.join(", ")),
+        (None, false) => eprintln!("error: {file} defines {} networks; choose one with --network (networks: {})", names.len(), names.join(", ")),
+    }
+    None
 }
 
 pub fn run(cli: Cli) -> ExitCode {

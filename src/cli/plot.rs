@@ -28,24 +28,112 @@ fn font_available() -> bool {
     })
 }
 
-/// One population's spikes: (name, neurons, times in s, indices).
-pub struct Raster<'a> {
-    pub name: &'a str,
-    pub n: usize,
-    pub t: &'a [f64],
-    pub i: &'a [i64],
+/// At most this many points are drawn in a raster (more only blacken it).
+const MAX_POINTS: usize = 200_000;
+/// At most this many rate bins (of at least 5 ms) span a run.
+const MAX_BINS: f64 = 4000.0;
+
+/// One population's spikes, gathered as the run goes in bounded memory: a histogram of
+/// every spike, and a thinned sample of them for the raster.
+struct PopRaster {
+    name: String,
+    /// Neurons (times the batch).
+    n: usize,
+    counts: Vec<u32>,
+    /// (time in s, index), every `keep_every`-th spike.
+    points: Vec<(f64, i64)>,
+    keep_every: u64,
+    seen: u64,
 }
 
-/// Spike raster (top) and population rates in 5 ms bins (bottom), 1200 x 800 px.
-pub fn raster_png(path: &Path, pops: &[Raster], duration: f64) -> Result<(), String> {
+/// What `snnc run --plot` draws, sampled after every step.
+pub struct RasterData {
+    /// Width of a rate bin (s): 5 ms, or longer for long runs.
+    bin: f64,
+    duration: f64,
+    pops: Vec<PopRaster>,
+}
+
+impl RasterData {
+    /// For the spiking populations of `net`, over a run of `duration` seconds.
+    pub fn new<T: snnc_runtime::scalar::Float>(net: &snnc_runtime::network::Network<T>, duration: f64) -> RasterData {
+        let bin = (duration / MAX_BINS).max(5e-3);
+        let bins = ((duration / bin).ceil() as usize).max(1);
+        let pops = net
+            .pops
+            .iter()
+            .filter(|p| !p.spikes.is_empty())
+            .map(|p| PopRaster { name: p.name.clone(), n: p.n * net.batch, counts: vec![0; bins], points: Vec::new(), keep_every: 1, seen: 0 })
+            .collect();
+        RasterData { bin, duration, pops }
+    }
+
+    /// Call after every step.
+    pub fn sample<T: snnc_runtime::scalar::Float>(&mut self, net: &snnc_runtime::network::Network<T>) {
+        let t = net.time();
+        let spiking = net.pops.iter().filter(|p| !p.spikes.is_empty());
+        for (r, pop) in self.pops.iter_mut().zip(spiking) {
+            let b = ((t / self.bin) as usize).min(r.counts.len() - 1);
+            for (k, active) in pop.active.iter().enumerate() {
+                r.counts[b] = r.counts[b].saturating_add(active.len() as u32);
+                for &i in active {
+                    if r.seen % r.keep_every == 0 {
+                        r.points.push((t, (k * pop.n) as i64 + i64::from(i)));
+                    }
+                    r.seen += 1;
+                }
+            }
+            // Too many points: keep every other one, and from now on half as many.
+            if r.points.len() > MAX_POINTS {
+                let mut k = 0;
+                r.points.retain(|_| {
+                    k += 1;
+                    k % 2 == 1
+                });
+                r.keep_every *= 2;
+            }
+        }
+    }
+}
+
+/// Draws into an RGB buffer with `draw`, then writes `path` as a PNG. The file is
+/// written whole or reported (and removed): a full disk is an error, not a truncated
+/// image.
+fn save_png(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<(), String> {
+    use image::ImageEncoder;
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        draw(root)?;
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| format!("cannot encode `{}`: {e}", path.display()))?;
+    std::fs::write(path, &png).map_err(|e| {
+        let _ = std::fs::remove_file(path);
+        format!("cannot write `{}`: {e}", path.display())
+    })
+}
+
+/// Spike raster (top) and population rates (bottom), 1200 x 800 px.
+pub fn raster_png(path: &Path, data: &RasterData) -> Result<(), String> {
+    save_png(path, (1200, 800), |root| draw_raster(root, data))
+}
+
+fn draw_raster(root: DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, data: &RasterData) -> Result<(), String> {
     let text = font_available();
-    let root = BitMapBackend::new(path, (1200, 800)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| format!("cannot draw `{}`: {e}", path.display());
+    let err = |e: &dyn std::fmt::Display| format!("cannot draw the raster: {e}");
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (top, bottom) = root.split_vertically(520);
+    let pops = &data.pops;
     let total: usize = pops.iter().map(|p| p.n).sum::<usize>().max(1);
     let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-    let ms = duration * 1e3;
+    let ms = data.duration * 1e3;
     let mut chart = ChartBuilder::on(&top);
     chart.margin(10).x_label_area_size(if text { 30 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
     if text {
@@ -63,27 +151,12 @@ pub fn raster_png(path: &Path, pops: &[Raster], duration: f64) -> Result<(), Str
     let mut offset = 0usize;
     for (k, p) in pops.iter().enumerate() {
         let color = colors[k % colors.len()];
-        // Subsample huge rasters to at most 200k points.
-        let stride = (p.t.len() / 200_000).max(1);
-        c.draw_series(
-            p.t.iter().zip(p.i).step_by(stride).map(|(t, i)| Circle::new((t * 1e3, (offset + (*i as usize % p.n)) as f64), 1, color.filled())),
-        )
-        .map_err(|e| err(&e))?;
+        c.draw_series(p.points.iter().map(|(t, i)| Circle::new((t * 1e3, (offset + (*i as usize % p.n.max(1))) as f64), 1, color.filled())))
+            .map_err(|e| err(&e))?;
         offset += p.n;
     }
-    let bin = 5e-3;
-    let bins = ((duration / bin).ceil() as usize).max(1);
-    let rates: Vec<Vec<f64>> = pops
-        .iter()
-        .map(|p| {
-            let mut h = vec![0.0; bins];
-            for t in p.t {
-                let b = ((t / bin) as usize).min(bins - 1);
-                h[b] += 1.0;
-            }
-            h.iter().map(|c| c / (p.n.max(1) as f64 * bin)).collect()
-        })
-        .collect();
+    let bin = data.bin;
+    let rates: Vec<Vec<f64>> = pops.iter().map(|p| p.counts.iter().map(|c| f64::from(*c) / (p.n.max(1) as f64 * bin)).collect()).collect();
     let peak = rates.iter().flatten().fold(1.0f64, |m, v| m.max(*v));
     let mut chart = ChartBuilder::on(&bottom);
     chart.margin(10).x_label_area_size(if text { 30 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
@@ -101,21 +174,24 @@ pub fn raster_png(path: &Path, pops: &[Raster], duration: f64) -> Result<(), Str
             .draw_series(LineSeries::new(r.iter().enumerate().map(|(b, v)| ((b as f64 + 0.5) * bin * 1e3, *v)), color.stroke_width(2)))
             .map_err(|e| err(&e))?;
         if text {
-            series.label(p.name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            series.label(p.name.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
     }
     if text {
         c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
     }
-    root.present().map_err(|e| err(&e))
+    Ok(())
 }
 
 /// Training curves, 1000 x 700 px: loss (top) and accuracy (bottom) against batches;
 /// `train` per batch (thin), `test` per epoch (after that many batches; dots and line).
 pub fn curves_png(path: &Path, train: &[(f64, f64)], test: &[(usize, f64, f64)]) -> Result<(), String> {
+    save_png(path, (1000, 700), |root| draw_curves(root, train, test))
+}
+
+fn draw_curves(root: DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, train: &[(f64, f64)], test: &[(usize, f64, f64)]) -> Result<(), String> {
     let text = font_available();
-    let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| format!("cannot draw `{}`: {e}", path.display());
+    let err = |e: &dyn std::fmt::Display| format!("cannot draw the training curves: {e}");
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (top, bottom) = root.split_vertically(350);
     let n = train.len().max(1) as f64;
@@ -149,5 +225,5 @@ pub fn curves_png(path: &Path, train: &[(f64, f64)], test: &[(usize, f64, f64)])
             c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
         }
     }
-    root.present().map_err(|e| err(&e))
+    Ok(())
 }

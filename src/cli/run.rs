@@ -1,19 +1,34 @@
 //! `snnc run FILE --network NAME --duration 1s ...`: simulate a network.
+//!
+//! Everything that can be refused is refused before simulating: the step count, the
+//! output directory, the network's memory and the recordings' disk space. Recordings
+//! are streamed to `.npy` files as the run goes; Ctrl-C stops the run between two steps
+//! and keeps them (docs/running.md describes the files).
 
 use super::Reporter;
-use super::args::{Backend, Precision, parse_method, parse_time};
-use snnc_compiler::sema::{self, LoadOptions};
+use super::args::{Backend, Precision, fail, parse_count, parse_method, parse_time, plural};
 use super::engine::{Job, On};
+use super::os;
+use super::plot::RasterData;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_compiler::Diagnostic;
 use snnc_runtime::engine::Simulation;
-use snnc_runtime::scalar::Float;
+use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::flush_denormals;
+use snnc_runtime::memory::{self, format_bytes};
 use snnc_runtime::network::{Network, Options};
-use snnc_runtime::record::Recorder;
-use std::path::PathBuf;
+use snnc_runtime::record::{Selection, StreamRecorder};
+use snnc_runtime::scalar::Float;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Steps a run may take unless `--max-steps` says more: a billion steps is hours of
+/// simulation; more is nearly always a dt or a duration off by orders of magnitude.
+pub const MAX_STEPS: u64 = 1_000_000_000;
 
+/// Recordings at least this large are announced before the run.
+const ANNOUNCE_BYTES: u64 = 100_000_000;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,19 +37,25 @@ pub struct Args {
     /// The network to run (default: the only network in FILE).
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
-    /// Biological time to simulate, with a unit: `1s`, `500ms`.
+    /// Biological time to simulate, with a unit: `1s`, `500ms`. Rounded to a whole
+    /// number of steps (with a warning when that changes it).
     #[arg(long, default_value = "1s", value_parser = parse_time)]
     pub duration: f64,
     /// Time step, overriding the network's `dt`: `0.1ms`.
     #[arg(long, value_parser = parse_time)]
     pub dt: Option<f64>,
+    /// Refuse runs of more steps than this (a dt or a duration off by orders of magnitude).
+    #[arg(long, default_value_t = MAX_STEPS, value_name = "N", value_parser = parse_count)]
+    pub max_steps: u64,
     /// Seed of every random choice (connectivity, initial values, noise).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// What to record: `spikes` and/or state names, comma-separated (`spikes,v`).
-    #[arg(long, value_delimiter = ',', default_value = "spikes")]
-    pub record: Vec<String>,
-    /// Directory for the recordings (`.npy`); nothing is written without it.
+    /// What to record into --out: `spikes` and/or state names, comma-separated
+    /// (`spikes,v`). Default with --out: `spikes`.
+    #[arg(long, value_delimiter = ',', requires = "out")]
+    pub record: Option<Vec<String>>,
+    /// Directory for the recordings (`.npy`, written as the run goes); nothing is
+    /// written without it.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Also draw `DIR/raster.png`: spike raster and population rates (needs --out).
@@ -60,20 +81,116 @@ pub struct Args {
     pub weights: Option<PathBuf>,
 }
 
-
+impl Args {
+    /// The recorded names: `--record`, else spikes.
+    fn recorded(&self) -> Vec<String> {
+        self.record.clone().unwrap_or_else(|| vec!["spikes".into()])
+    }
+}
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
-    let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
+    let Some((program, index, sources)) = super::load_network_sources(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
     };
     let net = &program.networks[index];
+    let steps = match step_count(&args, net) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
+    let float_bytes = match args.precision {
+        Precision::F32 => 4,
+        Precision::F64 => 8,
+    };
+    if let Err(e) = memory::check(&program, net, &o, float_bytes) {
+        reporter.report(&[too_large(&e, float_bytes == 8)], &sources);
+        return ExitCode::FAILURE;
+    }
+    if let Some(dir) = &args.out
+        && let Err(e) = prepare_out(dir)
+    {
+        return fail(e);
+    }
     flush_denormals();
-    let job = Simulate { args: &args, program: &program, net, o: &o };
-    super::engine::dispatch(args.precision, args.backend, job).unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        ExitCode::FAILURE
-    })
+    let job = Simulate { args: &args, program: &program, net, o: &o, steps };
+    super::engine::dispatch(args.precision, args.backend, job).unwrap_or_else(fail)
+}
+
+/// The number of steps of `--duration`: refused when it is 0 or over `--max-steps`,
+/// with a warning when the duration is not a whole number of steps.
+fn step_count(args: &Args, net: &sema::NetworkDef) -> Result<u64, String> {
+    let dt = snnc_compiler::pipeline::resolve_dt(args.dt, Some(net));
+    let whose = match (args.dt, net.dt) {
+        (Some(_), _) => "--dt".to_string(),
+        (None, Some(_)) => format!("the `dt` of network `{}`", net.name),
+        (None, None) => "the default dt".to_string(),
+    };
+    let duration = time_str(args.duration);
+    let ratio = args.duration / dt;
+    let steps = ratio.round();
+    if steps < 1.0 {
+        return Err(format!("--duration {duration} is less than half a step of {} ({whose}): 0 steps to simulate", time_str(dt)));
+    }
+    if steps > args.max_steps as f64 {
+        let count = if steps < 1e15 { format!("{steps}") } else { format!("{steps:.3e}") };
+        return Err(format!(
+            "--duration {duration} is {count} steps of {} ({whose}), over the limit of {} steps (raise it with --max-steps if this is meant)",
+            time_str(dt),
+            args.max_steps
+        ));
+    }
+    if (ratio - steps).abs() > 1e-6 * ratio.max(1.0) {
+        eprintln!(
+            "warning: --duration {duration} is not a whole number of steps of {}: simulating {} ({})",
+            time_str(dt),
+            plural(steps as usize, "step"),
+            time_str(steps * dt)
+        );
+    }
+    Ok(steps as u64)
+}
+
+/// Seconds as a person writes them: `1.5 ms`, `2 s`, `250 us`, `1e-33 s`.
+fn time_str(s: f64) -> String {
+    let (v, unit) = match s.abs() {
+        a if a >= 1.0 || a == 0.0 => (s, "s"),
+        a if a >= 1e-3 => (s * 1e3, "ms"),
+        a if a >= 1e-6 => (s * 1e6, "us"),
+        _ => return format!("{s:e} s"),
+    };
+    // Six significant digits, without the float noise of the scaling (1.5000000000000002).
+    let text = format!("{:.6}", v);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} {unit}")
+}
+
+/// Makes sure recordings can be written into `dir` before anything is simulated: it is
+/// created if needed, and a file is created in it and removed.
+fn prepare_out(dir: &Path) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("--out `{}` is a file, not a directory", dir.display()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("--out: cannot create the directory `{}`: {e}", dir.display()))?;
+    let probe = dir.join(format!(".snnc-probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| format!("--out: cannot write in `{}`: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The refusal of a network too large for memory, at its largest part.
+fn too_large(e: &memory::TooLarge, f64: bool) -> Diagnostic {
+    let available = match e.available {
+        Some(a) => format!("{} of memory is available (MemAvailable, or SNNC_MEMORY_LIMIT if lower)", format_bytes(a)),
+        None => "the free memory of this machine is unknown".to_string(),
+    };
+    Diagnostic::error("E0701", e.largest.span, format!("network `{}` needs about {} of memory ({} bytes)", e.network, format_bytes(e.needed), e.needed))
+        .with_label(format!("the {}: {}", e.largest.what, format_bytes(e.largest.bytes)))
+        .with_note(available)
+        .with_help(if f64 {
+            "fewer neurons, sparse connectivity or shorter delays; `--precision f32` halves states and weights"
+        } else {
+            "fewer neurons, sparse connectivity or shorter delays"
+        })
 }
 
 /// `snnc run`'s work in float type `T`.
@@ -82,12 +199,13 @@ struct Simulate<'a> {
     program: &'a sema::Program,
     net: &'a sema::NetworkDef,
     o: &'a Options,
+    steps: u64,
 }
 
 impl Job for Simulate<'_> {
     type Out = ExitCode;
     fn run<T: Float>(self, on: On) -> ExitCode {
-        simulate::<T>(self.args, self.program, self.net, self.o, on)
+        simulate::<T>(self.args, self.program, self.net, self.o, self.steps, on)
     }
 }
 
@@ -110,132 +228,218 @@ impl Wrap {
     }
 }
 
-fn simulate<T: Float>(
-    args: &Args,
-    program: &sema::Program,
-    net: &sema::NetworkDef,
-    o: &Options,
-    on: On,
-) -> ExitCode {
-    let wrap = match Wrap::open(on) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let t0 = Instant::now();
-    let mut network = match on.build::<T>(program, net, o) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+/// The network built where it runs, with `--weights` loaded, and the backend's name.
+fn build<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options, on: On) -> Result<(Box<dyn Simulation<T>>, String), String> {
+    let wrap = Wrap::open(on)?;
+    let mut network = on.build::<T>(program, net, o).map_err(|e| e.to_string())?;
     if let Some(ck) = &args.weights {
-        if let Err(e) = load_weights(&mut network, ck) {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        load_weights(&mut network, ck)?;
     }
-    let (mut sim, backend): (Box<dyn Simulation<T>>, String) = match wrap {
+    Ok(match wrap {
         Wrap::Cpu => (Box::new(network), format!("{} backend", on.cpu_kernels::<T>().name())),
         #[cfg(feature = "cuda")]
-        Wrap::Cuda(dev) => match snnc_runtime::gpu::GpuNetwork::new(network, dev) {
-            Ok(g) => {
-                let name = g.backend();
-                (Box::new(g), format!("CUDA backend on {name}"))
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+        Wrap::Cuda(dev) => {
+            let g = snnc_runtime::gpu::GpuNetwork::new(network, dev).map_err(|e| e.to_string())?;
+            let name = g.backend();
+            (Box::new(g), format!("CUDA backend on {name}"))
+        }
+    })
+}
+
+/// What a run writes as it goes: the recordings and the raster's data.
+struct Outputs {
+    rec: Option<StreamRecorder>,
+    raster: Option<RasterData>,
+    /// States are recorded (a GPU network copies them to the host every step).
+    states: bool,
+}
+
+impl Outputs {
+    /// Checks what to record and that it fits on the disk, then creates the files.
+    fn open<T: Float>(args: &Args, network: &Network<T>, steps: u64) -> Result<Outputs, String> {
+        let Some(dir) = &args.out else { return Ok(Outputs { rec: None, raster: None, states: false }) };
+        let recorded = args.recorded();
+        let vars: Vec<String> = recorded.iter().filter(|r| *r != "spikes").cloned().collect();
+        // The raster needs the spikes; --plot records them too.
+        let sel = Selection::new(network, args.plot || recorded.iter().any(|r| r == "spikes"), &vars).map_err(|e| e.to_string())?;
+        let bytes = sel.trace_bytes(steps);
+        let spikes = if sel.spikes.is_empty() { "" } else { ", plus 16 bytes per spike" };
+        if let Some(free) = os::free_disk(dir)
+            && bytes > free
+        {
+            return Err(format!(
+                "the recordings need about {} ({bytes} bytes{spikes}), only {} are free on the disk of `{}`; record fewer states (--record) or a shorter --duration",
+                format_bytes(bytes),
+                format_bytes(free),
+                dir.display()
+            ));
+        }
+        if bytes >= ANNOUNCE_BYTES {
+            println!("recording about {} into {}{spikes}", format_bytes(bytes), dir.display());
+        }
+        let rec = StreamRecorder::create(network, &sel, dir).map_err(|e| e.to_string())?;
+        let raster = args.plot.then(|| RasterData::new(network, steps as f64 * network.dt));
+        Ok(Outputs { rec: Some(rec), raster, states: !sel.traces.is_empty() })
+    }
+}
+
+/// Why a run stopped.
+enum Stop {
+    Done,
+    /// Ctrl-C.
+    Interrupted,
+    /// The network failed (a state became NaN, ...).
+    Failed(RuntimeError),
+    /// A recording could not be written.
+    WriteFailed(RuntimeError),
+}
+
+fn simulate<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options, steps: u64, on: On) -> ExitCode {
+    let t0 = Instant::now();
+    let (mut sim, backend) = match build::<T>(args, program, net, o, on) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
     };
     let build_time = t0.elapsed().as_secs_f64();
     let network = sim.network();
-    let vars: Vec<String> = args.record.iter().filter(|r| *r != "spikes").cloned().collect();
-    let mut rec = match Recorder::new(&network, args.record.iter().any(|r| r == "spikes"), &vars) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let steps = (args.duration / network.dt).round() as u64;
     let mut sources: Vec<InputSource> = vec![InputSource::Zero; network.inputs.len()];
     for spec in &args.inputs {
         match parse_input(spec, &network.inputs) {
             Ok((i, src)) => sources[i] = src,
-            Err(e) => {
-                eprintln!("error: --input {spec}: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(e) => return fail(format!("--input {spec}: {e}")),
         }
     }
+    // Ctrl-C from here on stops between steps; the files are created after, so an
+    // interrupted run always finishes them.
+    os::catch_interrupt();
+    let mut out = match Outputs::open(args, network, steps) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let t1 = Instant::now();
+    let stop = run_steps(sim.as_mut(), &sources, &mut out, steps);
+    let wall = t1.elapsed().as_secs_f64();
+    let stop = match (stop, sim.sync(true)) {
+        (Stop::Done | Stop::Interrupted, Err(e)) => Stop::Failed(e),
+        (s, _) => s,
+    };
+    // Recordings first: a closed stdout (SIGPIPE) while printing loses nothing.
+    let mut ok = finish_outputs(args, &mut out);
+    let network = sim.network();
+    print_summary(network, &backend, wall, build_time);
+    if let Some(rec) = &out.rec {
+        let failed = rec.failed();
+        for f in rec.files().iter().filter(|f| !failed.contains(f)) {
+            println!("  wrote {}", f.display());
+        }
+    }
+    if let (Some(_), Some(dir)) = (&out.raster, &args.out)
+        && ok.1
+    {
+        println!("  wrote {}", dir.join("raster.png").display());
+    }
+    let at = format!("step {} of {steps} (t = {:.4} s)", network.step_index, network.time());
+    let kept = if args.out.is_some() { "; the recordings up to there are written" } else { "" };
+    match stop {
+        Stop::Done => {}
+        Stop::Interrupted => {
+            eprintln!("interrupted at {at}{kept}");
+            return ExitCode::from(130);
+        }
+        Stop::Failed(e) => {
+            eprintln!("error: {e}; stopped at {at}{kept}");
+            ok.0 = false;
+        }
+        Stop::WriteFailed(e) => {
+            eprintln!("error: {e}; stopped at {at}");
+            ok.0 = false;
+        }
+    }
+    if ok.0 && ok.1 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Steps the simulation `steps` times (or until Ctrl-C, a failure or a write error),
+/// recording after every step.
+fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out: &mut Outputs, steps: u64) -> Stop {
+    let network = sim.network();
     let mut buffers: Vec<Vec<T>> = network.inputs.iter().map(|(_, n)| vec![T::default(); n * network.batch]).collect();
     let rng = snnc_runtime::rng::Rng::new(network.seed ^ 0x1A2B_3C4D);
     let dt = network.dt;
     // What the recorder reads must be on the host after every step.
-    let (sync, sync_states) = (args.record.iter().any(|r| r == "spikes"), !vars.is_empty());
+    let (sync_spikes, sync_states) = (out.rec.is_some(), out.states);
     let bar = progress(steps);
-    let t1 = Instant::now();
-    let mut failure = None;
+    let mut stop = Stop::Done;
     for s in 0..steps {
+        if os::interrupted() {
+            stop = Stop::Interrupted;
+            break;
+        }
         for (i, (src, buf)) in sources.iter().zip(buffers.iter_mut()).enumerate() {
             src.fill(buf, s, dt, &rng, i as u32);
         }
         let external: Vec<&[T]> = buffers.iter().map(|v| v.as_slice()).collect();
-        if let Err(e) = sim.advance(&external).and_then(|_| if sync || sync_states { sim.sync(sync_states) } else { Ok(()) }) {
-            failure = Some(e);
+        if let Err(e) = sim.advance(&external).and_then(|_| if sync_spikes { sim.sync(sync_states) } else { Ok(()) }) {
+            stop = Stop::Failed(e);
             break;
         }
-        rec.sample(sim.network());
-        if s % 100 == 0 {
-            if let Some(b) = &bar {
-                b.set_position(s);
-            }
+        if let Some(rec) = &mut out.rec
+            && let Err(e) = rec.sample(sim.network())
+        {
+            stop = Stop::WriteFailed(e);
+            break;
+        }
+        if let Some(r) = &mut out.raster {
+            r.sample(sim.network());
+        }
+        if s % 100 == 0
+            && let Some(b) = &bar
+        {
+            b.set_position(s);
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let wall = t1.elapsed().as_secs_f64();
-    if failure.is_none()
-        && let Err(e) = sim.sync(true)
+    stop
+}
+
+/// Writes what the recordings still buffer and draws the raster. Returns whether the
+/// recordings and the raster were written; every error is printed, naming its file.
+fn finish_outputs(args: &Args, out: &mut Outputs) -> (bool, bool) {
+    let mut recordings = true;
+    if let Some(rec) = &mut out.rec {
+        for e in rec.finish() {
+            eprintln!("error: {e}");
+            recordings = false;
+        }
+        recordings &= rec.failed().is_empty();
+    }
+    let mut plot = true;
+    if let (Some(r), Some(dir)) = (&out.raster, &args.out)
+        && let Err(e) = super::plot::raster_png(&dir.join("raster.png"), r)
     {
-        failure = Some(e);
+        eprintln!("error: {e}");
+        plot = false;
     }
-    let network = sim.network();
-    let simulated = network.time();
-    print_summary(network, &backend, wall, build_time);
-    let mut status = ExitCode::SUCCESS;
-    if let Some(e) = &failure {
-        eprintln!("error: {e}; stopped at t = {:.4} s (recordings up to there are kept)", simulated);
-        status = ExitCode::FAILURE;
-    }
-    if !write_outputs(args, &rec, network, simulated) {
-        status = ExitCode::FAILURE;
-    }
-    status
+    (recordings, plot)
 }
 
 /// The run's summary: size, speed, and each population's rate.
 fn print_summary<T: Float>(network: &Network<T>, backend: &str, wall: f64, build_time: f64) {
     let simulated = network.time();
     println!(
-        "network {}: {} neurons in {} populations, {} synapses in {} projections ({backend}, {})",
+        "network {}: {} in {}, {} in {} ({backend}, {})",
         network.name,
-        network.n_neurons(),
-        network.pops.len(),
-        network.n_synapses(),
-        network.projections().len(),
+        plural(network.n_neurons(), "neuron"),
+        plural(network.pops.len(), "population"),
+        plural(network.n_synapses(), "synapse"),
+        plural(network.projections().len(), "projection"),
         std::any::type_name::<T>()
     );
     println!(
-        "simulated {:.4} s ({} steps of {} ms) in {:.3} s wall ({:.3}x real time); build {:.3} s",
+        "simulated {:.4} s ({} of {} ms) in {:.3} s wall ({:.3}x real time); build {:.3} s",
         simulated,
-        network.step_index,
+        plural(network.step_index as usize, "step"),
         network.dt * 1e3,
         wall,
         simulated / wall.max(1e-12),
@@ -243,46 +447,12 @@ fn print_summary<T: Float>(network: &Network<T>, backend: &str, wall: f64, build
     );
     for pop in &network.pops {
         if pop.spikes.is_empty() {
-            println!("  {}: {} neurons (non-spiking)", pop.name, pop.n);
+            println!("  {}: {} (non-spiking)", pop.name, plural(pop.n, "neuron"));
         } else {
             let rate = pop.spike_count as f64 / (pop.n * network.batch) as f64 / simulated.max(1e-12);
-            println!("  {}: {} neurons, mean rate {:.2} Hz", pop.name, pop.n, rate);
+            println!("  {}: {}, mean rate {:.2} Hz", pop.name, plural(pop.n, "neuron"), rate);
         }
     }
-}
-
-/// The raster plot and the recordings under `--out`; false if any could not be written.
-fn write_outputs<T: Float>(args: &Args, rec: &Recorder, network: &Network<T>, simulated: f64) -> bool {
-    let mut ok = true;
-    if let (true, Some(dir)) = (args.plot, &args.out) {
-        let spikes = rec.spikes();
-        let rasters: Vec<super::plot::Raster> = spikes
-            .iter()
-            .map(|(p, t, i)| super::plot::Raster { name: &network.pops[*p].name, n: network.pops[*p].n * network.batch, t, i })
-            .collect();
-        let png = dir.join("raster.png");
-        match std::fs::create_dir_all(dir).map_err(|e| e.to_string()).and_then(|_| super::plot::raster_png(&png, &rasters, simulated)) {
-            Ok(()) => println!("  wrote {}", png.display()),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ok = false;
-            }
-        }
-    }
-    if let Some(dir) = &args.out {
-        match rec.write(network, dir) {
-            Ok(files) => {
-                for f in files {
-                    println!("  wrote {}", f.display());
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ok = false;
-            }
-        }
-    }
-    ok
 }
 
 fn progress(steps: u64) -> Option<indicatif::ProgressBar> {

@@ -118,7 +118,7 @@ fn run_writes_recordings_and_is_deterministic() {
     let bad = snnc(&["run", "examples/embed.snn", "--input", "y=poisson:80Hz"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no input `y`"));
-    let bad = snnc(&["run", "examples/embed.snn", "--record", "spikes,nothing"]);
+    let bad = snnc(&["run", "examples/embed.snn", "--record", "spikes,nothing", "--out", dir.join("bad").to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no population has a state `nothing`"));
     std::fs::remove_dir_all(&dir).ok();

@@ -8,4 +8,5 @@ mod bench_cli;
 mod cli;
 mod explain;
 mod grad_cli;
+mod run_cli;
 mod train_cli;

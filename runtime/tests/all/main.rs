@@ -12,4 +12,5 @@ mod golden;
 mod gpu_emu;
 mod gpu_learn;
 mod learn;
+mod memory;
 mod network;

@@ -1,0 +1,264 @@
+//! How much memory a network will take, estimated from its checked description before
+//! anything is allocated (the compiler's plan included), so that a network too large
+//! for the machine is refused with the bytes it needs instead of aborting the process
+//! (`memory allocation of N bytes failed`) or overflowing a size computation.
+//!
+//! Every size is computed in `u64` with saturating arithmetic: an absurd network
+//! (`LIF[10000000000]` with a dense projection) gives an absurd estimate, never a
+//! wrapped-around small one or an overflow panic.
+
+use crate::network::Options;
+use snnc_compiler::pipeline;
+use snnc_compiler::sema::{NetworkDef, PopModel, Program, Source, Topology};
+use snnc_compiler::span::Span;
+use std::fmt;
+
+/// One buffer (or group of buffers) of a network, and where the file declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    /// What it is, for messages: "population `E` (4000 neurons, 3 states)".
+    pub what: String,
+    pub bytes: u64,
+    pub span: Span,
+}
+
+/// The memory a network will take, part by part.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Estimate {
+    pub parts: Vec<Part>,
+}
+
+impl Estimate {
+    pub fn total(&self) -> u64 {
+        self.parts.iter().fold(0u64, |a, p| a.saturating_add(p.bytes))
+    }
+
+    /// The part that takes the most (what a refusal points at).
+    pub fn largest(&self) -> Option<&Part> {
+        self.parts.iter().max_by_key(|p| p.bytes)
+    }
+}
+
+/// `a * b * ...` in u64, saturating instead of overflowing.
+fn mul(factors: &[u64]) -> u64 {
+    factors.iter().fold(1u64, |a, f| a.saturating_mul(*f))
+}
+
+/// A size given as `usize` or a count as `f64` (saturating, NaN as 0), as u64.
+fn count(x: f64) -> u64 {
+    if x.is_nan() { 0 } else { x.max(0.0).min(u64::MAX as f64) as u64 }
+}
+
+/// Estimates the memory of `net` built with `opts` in a float type of `float_bytes`
+/// bytes (4 for f32, 8 for f64): the compiler's plan (per-neuron params and initial
+/// states in f64), the populations' buffers (states and their initial copies, params,
+/// inputs, spikes), drives, external inputs, weights (dense, sparse at the expected
+/// number of synapses, one-to-one) and delay rings. With `opts.learning`, the
+/// derivative states the learning rules read are counted too.
+pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes: u64) -> Estimate {
+    let batch = opts.batch.max(1) as u64;
+    let fb = float_bytes;
+    let mut parts = Vec::new();
+    for (pi, pop) in net.populations.iter().enumerate() {
+        let n = pop.size as u64;
+        let PopModel::Model(id) = pop.model else {
+            parts.push(Part { what: format!("readout `{}` ({n} outputs)", pop.name), bytes: mul(&[batch, n, fb]), span: pop.span });
+            continue;
+        };
+        let m = &program.models[id];
+        let (mut states, mut params) = (m.states().count() as u64 + u64::from(m.refractory.is_some()), m.params().count() as u64);
+        let inputs = m.inputs().count() as u64;
+        // Synapses are merged into their target: their states and params become the
+        // population's (one set per projection, an upper bound).
+        for pr in net.projections.iter().filter(|pr| pr.to == pi) {
+            if let Some((sid, _)) = &pr.synapse {
+                states += program.models[*sid].states().count() as u64;
+                params += program.models[*sid].params().count() as u64;
+            }
+        }
+        let mut kernel_states = states;
+        if opts.learning {
+            // D (K x K), Df (K x inputs), ds/dh (K), dh/dtheta (K x trainable params).
+            let trainable = m.params().filter(|(_, s)| s.trainable).count() as u64;
+            kernel_states = states.saturating_add(mul(&[states, states.saturating_add(inputs).saturating_add(1).saturating_add(trainable)]));
+        }
+        let plan = mul(&[n, states.saturating_add(params), 8]);
+        // States and their initial copy, params, inputs, spikes; and 4 bytes per neuron
+        // for the list of those that spiked (all of them at worst).
+        let per_neuron = mul(&[2, kernel_states]).saturating_add(params).saturating_add(inputs).saturating_add(1);
+        let buffers = mul(&[batch, n, per_neuron, fb]).saturating_add(mul(&[batch, n, 4]));
+        parts.push(Part {
+            what: format!("population `{}` ({n} neurons x {kernel_states} state{})", pop.name, if kernel_states == 1 { "" } else { "s" }),
+            bytes: plan.saturating_add(buffers),
+            span: pop.span,
+        });
+    }
+    for d in &net.drives {
+        let n = net.populations[d.pop].size as u64;
+        parts.push(Part { what: format!("drive of `{}`", net.populations[d.pop].name), bytes: mul(&[batch, n, fb]), span: d.span });
+    }
+    for i in &net.inputs {
+        // The values of a step and the list of its non-zero entries.
+        parts.push(Part { what: format!("input `{}` ({} values per step)", i.name, i.size), bytes: mul(&[batch, i.size as u64, fb + 4]), span: i.span });
+    }
+    let dt = pipeline::resolve_dt(opts.dt, Some(net));
+    for pr in &net.projections {
+        let n_pre = match pr.from {
+            Source::Input(i) => net.inputs[i].size,
+            Source::Pop(p) => net.populations[p].size,
+        } as u64;
+        let n_post = net.populations[pr.to].size as u64;
+        let (what, bytes) = match pr.topology {
+            Topology::Dense => (format!("dense weights of `{}` ({n_pre} x {n_post})", pr.name), mul(&[n_pre, n_post, fb])),
+            Topology::Sparse { p } => {
+                // The structure is drawn with f64 weights (12 bytes a synapse, at the
+                // 5 % over the expected count it reserves), then converted.
+                let expected = p * n_pre as f64 * n_post as f64;
+                let reserved = count(expected * 1.05).saturating_add(16);
+                let bytes = mul(&[reserved, 12 + fb]).saturating_add(mul(&[n_pre.saturating_add(1), 8]));
+                (format!("sparse weights of `{}` (about {:.3e} synapses)", pr.name, expected), bytes)
+            }
+            Topology::OneToOne => (format!("weights of `{}` ({n_pre} one-to-one)", pr.name), mul(&[n_pre, 8 + fb])),
+            Topology::File { .. } | Topology::Procedural { .. } => continue,
+        };
+        parts.push(Part { what, bytes, span: pr.span });
+        if let Some(delay) = pr.delay {
+            // A ring of delay + 1 slots of (batch, n_post).
+            let slots = count((delay / dt).round()).saturating_add(1);
+            parts.push(Part {
+                what: format!("delay ring of `{}` ({slots} slots x {n_post} neurons)", pr.name),
+                bytes: mul(&[slots, batch, n_post, fb]),
+                span: pr.span,
+            });
+        }
+    }
+    Estimate { parts }
+}
+
+/// Bytes as a person reads them: `80.0 GB`, `512 kB`, `17 B` (powers of 1000).
+pub fn format_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if b < 1000 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    if b == u64::MAX { "more than 18 EB".into() } else { format!("{v:.1} {unit}") }
+}
+
+/// Memory the process may still take: `SNNC_MEMORY_LIMIT` (bytes, or with a suffix
+/// `kB`, `MB`, `GB`, `TB`) if it is set and lower, else the kernel's `MemAvailable`
+/// (Linux). `None` where neither is known.
+pub fn available() -> Option<u64> {
+    let limit = std::env::var("SNNC_MEMORY_LIMIT").ok().and_then(|s| parse_bytes(&s));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| mem_available(&t));
+    match (limit, meminfo) {
+        (Some(l), Some(m)) => Some(l.min(m)),
+        (l, m) => l.or(m),
+    }
+}
+
+/// `MemAvailable:   123456 kB` of `/proc/meminfo`, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+/// `1000000`, `512MB`, `8 GB` → bytes (powers of 1000, as [`format_bytes`] prints).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let v: f64 = s[..split].trim().parse().ok()?;
+    let scale = match s[split..].trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" | "k" => 1e3,
+        "MB" | "M" => 1e6,
+        "GB" | "G" => 1e9,
+        "TB" | "T" => 1e12,
+        _ => return None,
+    };
+    (v >= 0.0 && v.is_finite()).then(|| count(v * scale))
+}
+
+/// Where nothing says how much memory is free, a network over this is refused anyway:
+/// no machine has 128 TiB, and sizes this large are typos (`LIF[1e13]`).
+const UNKNOWN_LIMIT: u64 = 1 << 47;
+
+/// A network that does not fit: what it needs, what there is, and its largest part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TooLarge {
+    pub network: String,
+    pub needed: u64,
+    pub available: Option<u64>,
+    pub largest: Part,
+}
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "network `{}` needs about {} of memory ({} bytes), ", self.network, format_bytes(self.needed), self.needed)?;
+        match self.available {
+            Some(a) => write!(f, "{} is available", format_bytes(a))?,
+            None => write!(f, "over the limit of {} for a machine whose free memory is unknown", format_bytes(UNKNOWN_LIMIT))?,
+        }
+        write!(f, "; the largest part is the {}: {}", self.largest.what, format_bytes(self.largest.bytes))
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// Estimates `net` ([`estimate`]) and refuses it if it needs more than [`available`].
+pub fn check(program: &Program, net: &NetworkDef, opts: &Options, float_bytes: u64) -> Result<Estimate, TooLarge> {
+    check_within(program, net, opts, float_bytes, available())
+}
+
+/// [`check`] against `available` bytes (`None`: unknown).
+pub fn check_within(program: &Program, net: &NetworkDef, opts: &Options, float_bytes: u64, available: Option<u64>) -> Result<Estimate, TooLarge> {
+    let est = estimate(program, net, opts, float_bytes);
+    let needed = est.total();
+    if needed > available.unwrap_or(UNKNOWN_LIMIT) {
+        let largest = est.largest().cloned().unwrap_or(Part { what: "network".into(), bytes: needed, span: net.span });
+        return Err(TooLarge { network: net.name.clone(), needed, available, largest });
+    }
+    Ok(est)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_print_and_parse() {
+        assert_eq!(format_bytes(17), "17 B");
+        assert_eq!(format_bytes(80_000_000_000), "80.0 GB");
+        assert_eq!(format_bytes(3_355_443_200), "3.4 GB");
+        assert_eq!(format_bytes(u64::MAX), "more than 18 EB");
+        assert_eq!(parse_bytes("512MB"), Some(512_000_000));
+        assert_eq!(parse_bytes("8 GB"), Some(8_000_000_000));
+        assert_eq!(parse_bytes("1000"), Some(1000));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("-1GB"), None);
+    }
+
+    #[test]
+    fn mem_available_is_read_from_meminfo() {
+        let text = "MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(mem_available(text), Some(20_000_000 * 1024));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn sizes_saturate_instead_of_overflowing() {
+        assert_eq!(mul(&[u64::MAX, 2]), u64::MAX);
+        assert_eq!(mul(&[10_000_000_000, 10_000_000_000, 4]), u64::MAX);
+        assert_eq!(count(f64::INFINITY), u64::MAX);
+        assert_eq!(count(f64::NAN), 0);
+    }
+}

@@ -61,6 +61,8 @@ fn bench<T: Float>(n: usize, steps: usize, cpu: Option<&'static dyn KernelFactor
     }
     gpu.dev.synchronize().unwrap();
     let wall = t1.elapsed().as_secs_f64();
+    // The spike counters as of the last step (read once per window of steps).
+    gpu.flush().unwrap();
     let sim = steps as f64 * gpu.host.dt;
     let ty = std::any::type_name::<T>();
     let calls = gpu.counts().since(&before).per_step_json(steps as u64);

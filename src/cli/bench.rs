@@ -229,7 +229,12 @@ fn train_gpu_once<T: snnc_runtime::scalar::Float>(a: &TrainArgs, program: &sema:
     let secs = t1.elapsed().as_secs_f64();
     // Device calls per step of the timed pass (the gradients' download at its end included).
     let calls = gpu.counts().since(&before).per_step_json(a.steps as u64);
-    let where_ = format!("\"backend\":\"cuda\",\"warm\":true,\"device\":\"{}\",{calls}", gpu.dev.name().replace('"', "'"));
+    // Whether windows replayed as recorded graphs, or why not.
+    let graphs = match grad.graphs_off() {
+        Some(why) => format!("\"graphs\":false,\"graphs_off\":\"{}\"", why.replace('"', "'")),
+        None => "\"graphs\":true".to_string(),
+    };
+    let where_ = format!("\"backend\":\"cuda\",\"warm\":true,\"device\":\"{}\",{calls},{graphs}", gpu.dev.name().replace('"', "'"));
     print_train(a, &where_, std::mem::size_of::<T>(), rep, build, secs, &g);
     Ok(())
 }

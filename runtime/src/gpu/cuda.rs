@@ -78,6 +78,15 @@ impl CudaDevice {
         Ok(CudaDevice { ctx, stream, blas: None, bufs: Vec::new(), funcs: Vec::new(), graphs: Vec::new(), capturing: false, blas_workspace: None, target, name })
     }
 
+    /// Loads cuBLAS with its workspace, bound to the stream.
+    fn load_blas(&mut self) -> DResult<()> {
+        let ws = self.stream.alloc_zeros::<u8>(BLAS_WORKSPACE).map_err(|e| err("cuBLAS workspace", e))?;
+        let ws_ptr = ws.device_ptr(&self.stream).0;
+        self.blas = Some(Blas::new(self.stream.cu_stream() as *mut std::ffi::c_void, ws_ptr, BLAS_WORKSPACE)?);
+        self.blas_workspace = Some(ws);
+        Ok(())
+    }
+
     fn slot(&self, b: Buf) -> DResult<&Slot> {
         self.bufs.get(b.0).ok_or_else(|| DeviceError(format!("no buffer {}", b.0)))
     }
@@ -239,12 +248,10 @@ impl Device for CudaDevice {
     fn gemm(&mut self, g: &Gemm) -> DResult<()> {
         if self.blas.is_none() {
             if self.capturing {
-                return Err(DeviceError("cuBLAS is first used inside a graph capture".into()));
+                // begin_capture loads cuBLAS first; it failed there.
+                return Err(self.load_blas().err().unwrap_or_else(|| DeviceError("cuBLAS is first used inside a graph capture".into())));
             }
-            let ws = self.stream.alloc_zeros::<u8>(BLAS_WORKSPACE).map_err(|e| err("cuBLAS workspace", e))?;
-            let ws_ptr = ws.device_ptr(&self.stream).0;
-            self.blas = Some(Blas::new(self.stream.cu_stream() as *mut std::ffi::c_void, ws_ptr, BLAS_WORKSPACE)?);
-            self.blas_workspace = Some(ws);
+            self.load_blas()?;
         }
         let dim = |v: usize| i32::try_from(v).map_err(|_| DeviceError(format!("GEMM dimension {v} exceeds cuBLAS's 32-bit sizes")));
         let dims = [dim(g.m)?, dim(g.n)?, dim(g.k)?, dim(g.lda)?, dim(g.ldb)?, dim(g.ldc)?];
@@ -273,6 +280,11 @@ impl Device for CudaDevice {
     fn begin_capture(&mut self) -> DResult<()> {
         if self.capturing {
             return Err(DeviceError("a capture is already under way".into()));
+        }
+        // cuBLAS allocates when it starts, which a capture does not allow: start it now.
+        // Without cuBLAS a graph without GEMMs still records; one with them says why.
+        if self.blas.is_none() {
+            let _ = self.load_blas();
         }
         // Thread-local: another thread's unsafe calls do not break this capture.
         self.stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(|e| err("begin graph capture", e))?;

@@ -247,12 +247,14 @@ pub struct EmuDevice {
     pub log: Vec<Call>,
     /// The calls of the capture under way.
     capturing: Option<Vec<Call>>,
+    /// Refuse to end captures (as a device without graph support would): for tests.
+    pub refuse_graphs: bool,
     graphs: Vec<Vec<Call>>,
 }
 
 impl EmuDevice {
     pub fn new(target: Target) -> EmuDevice {
-        EmuDevice { target, bufs: Vec::new(), modules: Vec::new(), texts: Vec::new(), log: Vec::new(), capturing: None, graphs: Vec::new() }
+        EmuDevice { target, bufs: Vec::new(), modules: Vec::new(), texts: Vec::new(), log: Vec::new(), capturing: None, refuse_graphs: false, graphs: Vec::new() }
     }
 
     /// The label a buffer was allocated with.
@@ -624,6 +626,9 @@ impl Device for EmuDevice {
 
     fn end_capture(&mut self) -> DResult<GraphId> {
         let calls = self.capturing.take().ok_or_else(|| DeviceError("no capture under way".into()))?;
+        if self.refuse_graphs {
+            return Err(DeviceError("this device records no graphs (EmuDevice::refuse_graphs)".into()));
+        }
         let graph = GraphId(self.graphs.len());
         self.log.push(Call::Capture { graph, calls: calls.len() });
         self.graphs.push(calls);

@@ -361,6 +361,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         (self.host.step_index, self.pending, self.acc.snapshot())
     }
 
+    /// Back to a [`GpuNetwork::window_state`] (a recording the device refused: the
+    /// calls made into it did not run).
+    pub(crate) fn restore_window_state(&mut self, (step, pending, acc): &(u64, usize, Vec<(usize, u8)>)) {
+        self.host.step_index = *step;
+        self.pending = *pending;
+        self.acc.restore(acc);
+    }
+
     /// The host's view after replaying `steps` recorded steps: what running them would
     /// have left (`acc` as it was after the recording).
     pub(crate) fn fast_forward(&mut self, steps: usize, acc: &[(usize, u8)]) {

@@ -135,6 +135,9 @@ where
     let mut gpu = GpuNetwork::new(host, device()).unwrap();
     let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
     let got = grad.run(&mut gpu, &mut data()).unwrap();
+    // Squared error, no updates within the sequence: ES-D-RTRL's and D-RTRL's windows
+    // are recorded as CUDA graphs and replayed (BPTT's run call by call).
+    assert_eq!(grad.graphs_off(), None, "the device refused to record a window");
     assert!((want.loss - got.loss).abs() <= 1e-3 * want.loss.abs(), "loss: CPU {}, GPU {}", want.loss, got.loss);
     want.total
         .iter()

@@ -307,10 +307,14 @@ fn recorded_windows_replay_as_the_calls_run() {
     let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
     for method in [Method::EsDRtrl { decay: 0.8 }, Method::DRtrl] {
         let mut runs = Vec::new();
-        for graphs in [false, true] {
+        // Call by call; recorded and replayed; and on a device that refuses to record
+        // (the gradient puts its view back and runs the window call by call).
+        for (graphs, refuse) in [(false, false), (true, false), (true, true)] {
             let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
             let trainable = trainable_of(&host, &p);
-            let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+            let mut dev = EmuDevice::new(Target::Sm80);
+            dev.refuse_graphs = refuse;
+            let mut gpu = GpuNetwork::new(host, dev).unwrap();
             gpu.set_window(4).unwrap();
             let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
             grad.set_graphs(graphs);
@@ -322,10 +326,12 @@ fn recorded_windows_replay_as_the_calls_run() {
                 out.push((g.loss, g.total, spikes));
             }
             let replays = gpu.counts().replays;
-            assert_eq!(replays, if graphs { 9 } else { 0 }, "{method:?}: 3 windows x 3 batches");
+            assert_eq!(replays, if graphs && !refuse { 9 } else { 0 }, "{method:?}: 3 windows x 3 batches");
+            assert_eq!(grad.graphs_off().is_some(), refuse, "{method:?}");
             runs.push(out);
         }
         assert_eq!(runs[0], runs[1], "{method:?}");
+        assert_eq!(runs[0], runs[2], "{method:?}");
         assert!(runs[0].iter().all(|(l, ..)| *l > 0.0));
     }
 }

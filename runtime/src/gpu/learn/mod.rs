@@ -131,6 +131,7 @@ pub struct GpuGradient<T> {
     /// dL/ds and dL/dh, summed into per step without clearing.
     acc: Accumulators,
     use_graphs: bool,
+    graphs_off: Option<String>,
     /// Recorded windows (see [`GpuGradient::replay_window`]).
     graphs: HashMap<WindowKey, Recorded>,
 }
@@ -296,6 +297,7 @@ impl<T: Float> GpuGradient<T> {
             window,
             acc,
             use_graphs: true,
+            graphs_off: None,
             graphs: HashMap::new(),
             plan,
             method,
@@ -434,23 +436,52 @@ impl<T: Float> GpuGradient<T> {
             self.acc.restore(&rec.acc);
             let tr = rec.tr.clone();
             self.set_exact_parity(&tr);
-        } else {
-            g.dev.begin_capture().map_err(dev_err)?;
-            let recorded = (t0..t0 + n).try_for_each(|t| self.step(g, kind, t, t - t0));
-            // A capture records without running: end it either way, then run it.
-            let graph = g.dev.end_capture().map_err(dev_err);
-            recorded?;
-            let graph = graph?;
-            g.dev.replay(graph).map_err(dev_err)?;
-            if self.graphs.len() < MAX_GRAPHS {
-                let rec = Recorded { graph, net_acc: g.window_state().2, acc: self.acc.snapshot(), tr: self.exact_parity() };
-                self.graphs.insert(key, rec);
+        } else if !self.record_window(g, kind, &key)? {
+            for t in t0..t0 + n {
+                self.step(g, kind, t, t - t0)?;
             }
         }
         if g.window_full() {
             g.flush()?;
         }
         Ok(())
+    }
+
+    /// Records the window `key` names as a graph (its calls are made into the capture,
+    /// which advances the host's view as running them would). False when the device
+    /// cannot record it: the host's view is put back, recording is switched off for this
+    /// gradient (the reason kept: [`GpuGradient::graphs_off`]), and the caller runs the
+    /// window call by call, with the same results. True: the window has run (recorded,
+    /// then replayed once), kept for later batches up to [`MAX_GRAPHS`] recordings.
+    fn record_window<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, key: &WindowKey) -> Result<bool, RuntimeError> {
+        let (t0, n) = (key.t0, key.n);
+        let recorded = g.dev.begin_capture().map_err(dev_err).and_then(|()| {
+            let steps = (t0..t0 + n).try_for_each(|t| self.step(g, kind, t, t - t0));
+            // A capture records without running: end it either way.
+            let graph = g.dev.end_capture().map_err(dev_err);
+            steps.and(graph)
+        });
+        let graph = match recorded.and_then(|graph| g.dev.replay(graph).map_err(dev_err).map(|()| graph)) {
+            Ok(graph) => graph,
+            Err(e) => {
+                g.restore_window_state(&key.net);
+                self.acc.restore(&key.acc);
+                self.set_exact_parity(&key.tr);
+                self.use_graphs = false;
+                self.graphs_off = Some(e.to_string());
+                return Ok(false);
+            }
+        };
+        let rec = Recorded { graph, net_acc: g.window_state().2, acc: self.acc.snapshot(), tr: self.exact_parity() };
+        if self.graphs.len() < MAX_GRAPHS {
+            self.graphs.insert(key.clone(), rec);
+        }
+        Ok(true)
+    }
+
+    /// Why windows stopped being recorded as graphs, if the device refused one.
+    pub fn graphs_off(&self) -> Option<&str> {
+        self.graphs_off.as_deref()
     }
 
     /// Which of its two buffers each exact trace reads next (they swap every step when

@@ -9,3 +9,4 @@ mod cli;
 mod explain;
 mod grad_cli;
 mod train_cli;
+mod train_faults;

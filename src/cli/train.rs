@@ -221,10 +221,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         (TaskArg::Dms | TaskArg::Evidence, true) => make_task(Split::Train, s.seed, 1).map_or(0, |t| t.steps()),
         _ => 0,
     };
-    if !args.evaluate_only {
-        if let Err(e) = check_memory(&net, &trainable, &s, probe_steps, args.f64) {
-            return fail(e);
-        }
+    if !args.evaluate_only
+        && let Err(e) = check_memory(&net, &trainable, &s, probe_steps, args.f64)
+    {
+        return fail(e);
     }
     // The test trials come from another seed (or the file's held-out samples): the
     // optimiser never sees them.
@@ -234,10 +234,12 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    if !args.evaluate_only && bptt && probe_steps != train_task.steps() {
-        if let Err(e) = check_memory(&net, &trainable, &s, train_task.steps(), args.f64) {
-            return fail(e);
-        }
+    if !args.evaluate_only
+        && bptt
+        && probe_steps != train_task.steps()
+        && let Err(e) = check_memory(&net, &trainable, &s, train_task.steps(), args.f64)
+    {
+        return fail(e);
     }
     let (scales, unscaled) = lr_scales(&net, def, &initial);
     for name in &unscaled {

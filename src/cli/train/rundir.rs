@@ -8,6 +8,9 @@ use snnc_runtime::train::{load_checkpoint, remove_stale_checkpoint_tmp};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Trainable tensors by name.
+type Weights = Vec<(String, Array2<f64>)>;
+
 pub(super) const LOG_HEADER: &str = "epoch,batch,split,loss,accuracy";
 
 /// What `--plot` draws: per training batch (loss, accuracy); per epoch (batches so far,
@@ -118,40 +121,12 @@ fn cut_log(text: &str, epoch: usize, curves: &mut Curves) -> Vec<String> {
     kept
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A row that cannot be written is reported once and remembered (the run then ends
-    /// in an error); later rows are not attempted.
-    #[cfg(unix)]
-    #[test]
-    fn log_write_errors_are_reported_once() {
-        let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/full") else { return };
-        let mut log = Log { path: PathBuf::from("/dev/full"), file, error: None };
-        log.row(format_args!("0,0,train,1.0,0.5"));
-        assert!(log.error.as_deref().is_some_and(|e| e.contains("No space left")), "{:?}", log.error);
-        log.row(format_args!("0,1,train,1.0,0.5"));
-    }
-
-    /// A resumed run's curves start with what the log held before its checkpoint.
-    #[test]
-    fn a_cut_log_keeps_earlier_rows_as_curves() {
-        let text = format!("{LOG_HEADER}\n0,0,train,0.9,0.5\n0,1,train,0.8,0.5\n0,,test,0.7,0.6\n1,0,train,0.6,0.7\n1,1,tr");
-        let mut curves = Curves::default();
-        let kept = cut_log(&text, 1, &mut curves);
-        assert_eq!(kept.len(), 4);
-        assert_eq!(curves.train, vec![(0.9, 0.5), (0.8, 0.5)]);
-        assert_eq!(curves.test, vec![(2, 0.7, 0.6)]);
-    }
-}
-
 /// The weights to start from: `initial` (every trainable tensor, from its initialiser)
 /// replaced by the checkpoint's. A checkpoint lacking one is refused, naming the missing
 /// tensors, unless `init_missing` (those then start from their initialisers, as said on
 /// stderr); a tensor the network does not train, or of the wrong shape, is refused.
 /// Returns the weights in `initial`'s order and the checkpoint's epoch count.
-pub(super) fn resume(ck: &Path, mut initial: Vec<(String, Array2<f64>)>, network: &str, init_missing: bool) -> Result<(Vec<(String, Array2<f64>)>, usize), String> {
+pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missing: bool) -> Result<(Weights, usize), String> {
     let (saved, meta) = load_checkpoint(ck).map_err(|e| e.to_string())?;
     let names = |w: &[(String, Array2<f64>)]| w.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>().join(", ");
     for (name, w) in &saved {
@@ -181,4 +156,32 @@ pub(super) fn resume(ck: &Path, mut initial: Vec<(String, Array2<f64>)>, network
         Some(e) => e.parse().map_err(|_| format!("checkpoint `{}`: its epoch count `{e}` is not a number", ck.display()))?,
     };
     Ok((initial, epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row that cannot be written is reported once and remembered (the run then ends
+    /// in an error); later rows are not attempted.
+    #[cfg(unix)]
+    #[test]
+    fn log_write_errors_are_reported_once() {
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/full") else { return };
+        let mut log = Log { path: PathBuf::from("/dev/full"), file, error: None };
+        log.row(format_args!("0,0,train,1.0,0.5"));
+        assert!(log.error.as_deref().is_some_and(|e| e.contains("No space left")), "{:?}", log.error);
+        log.row(format_args!("0,1,train,1.0,0.5"));
+    }
+
+    /// A resumed run's curves start with what the log held before its checkpoint.
+    #[test]
+    fn a_cut_log_keeps_earlier_rows_as_curves() {
+        let text = format!("{LOG_HEADER}\n0,0,train,0.9,0.5\n0,1,train,0.8,0.5\n0,,test,0.7,0.6\n1,0,train,0.6,0.7\n1,1,tr");
+        let mut curves = Curves::default();
+        let kept = cut_log(&text, 1, &mut curves);
+        assert_eq!(kept.len(), 4);
+        assert_eq!(curves.train, vec![(0.9, 0.5), (0.8, 0.5)]);
+        assert_eq!(curves.test, vec![(2, 0.7, 0.6)]);
+    }
 }

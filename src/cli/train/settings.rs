@@ -86,10 +86,10 @@ impl Settings {
             Some("d_rtrl") => Method::DRtrl,
             Some("es_d_rtrl") | None => {
                 let decay = src.number(args.etrace_decay, "--etrace-decay", "etrace_decay");
-                if let Some((d, from)) = &decay {
-                    if !(*d > 0.0 && *d < 1.0) {
-                        return Err(format!("{from}: the trace decay must be between 0 and 1 (exclusive), got {d}"));
-                    }
+                if let Some((d, from)) = &decay
+                    && !(*d > 0.0 && *d < 1.0)
+                {
+                    return Err(format!("{from}: the trace decay must be between 0 and 1 (exclusive), got {d}"));
                 }
                 Method::EsDRtrl { decay: decay.map_or(0.99, |d| d.0) }
             }

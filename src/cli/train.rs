@@ -254,9 +254,6 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         },
         _ => (None, Curves::default()),
     };
-    if args.out.is_none() && !args.evaluate_only {
-        eprintln!("note: no --out DIR: the trained weights will not be saved");
-    }
     let classifies = train_task.classifies();
     let training = Training {
         args: &args,
@@ -481,6 +478,9 @@ impl Training<'_> {
             };
         }
         self.banner();
+        if args.out.is_none() {
+            eprintln!("note: no --out DIR: the trained weights will not be saved");
+        }
         let mut progress = Progress::new(self.s.epochs * args.batches);
         let mut last_checkpoint = None;
         for epoch in self.start_epoch..self.start_epoch + self.s.epochs {

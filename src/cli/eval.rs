@@ -23,9 +23,14 @@ pub struct EvalArgs {
     pub task: TaskOpts,
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Held-out batches to evaluate.
-    #[arg(long, default_value_t = 8)]
-    pub test_batches: usize,
+    /// Held-out batches to evaluate. Default: a dataset's whole held-out split, each
+    /// sample once; 8 batches of fresh trials for a generated task (dms, evidence).
+    #[arg(long)]
+    pub test_batches: Option<usize>,
+    /// Evaluate the trainable tensors the checkpoint lacks with their initial values
+    /// (without it, a checkpoint lacking one is refused).
+    #[arg(long)]
+    pub init_missing: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Run the network in f64 (the default is f32).
@@ -51,6 +56,8 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         seed: a.seed,
         out: None,
         resume: Some(a.weights),
+        init_missing: a.init_missing,
+        overwrite: false,
         test_batches: a.test_batches,
         plot: false,
         backend: TrainBackend::Jit,

@@ -7,7 +7,7 @@ use super::args::{Backend, MethodArg, fail};
 use snnc_runtime::scalar::Float;
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::sema::LoadOptions;
-use snnc_runtime::train::dataset::{npz_names, read_npz_array};
+use snnc_runtime::train::dataset::{check_finite, npz_names, read_npz_array};
 use snnc_runtime::learn::{Gradients, Method, gradient};
 use snnc_compiler::sema::{NetworkDef, Program};
 use snnc_runtime::kernels::KernelFactory;
@@ -49,8 +49,12 @@ pub struct Args {
 }
 
 
+/// Array `name` of `path`; a value that is not finite is refused, naming it (a NaN
+/// target would give NaN gradients, a NaN input a NaN network).
 fn read_array(path: &Path, name: &str) -> Result<ArrayD<f64>, String> {
-    read_npz_array(path, name).map_err(|e| e.to_string())
+    let a = read_npz_array(path, name).map_err(|e| e.to_string())?;
+    check_finite(a.view(), path, name).map_err(|e| e.to_string())?;
+    Ok(a)
 }
 
 fn array_names(path: &Path) -> Result<Vec<String>, String> {

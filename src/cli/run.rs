@@ -530,6 +530,7 @@ fn parse_input(spec: &str, inputs: &[(String, usize)]) -> Result<(usize, InputSo
     if a.ncols() != size {
         return Err(format!("`{source}` has {} columns, input `{name}` has {size} neurons", a.ncols()));
     }
+    snnc_runtime::train::dataset::check_finite(a.view(), std::path::Path::new(source), name).map_err(|e| e.to_string())?;
     Ok((i, InputSource::Array(a)))
 }
 

@@ -1,24 +1,28 @@
 //! `snnc train FILE --network NAME --method ... --task dms|evidence|npz:..|shd:.. ...`: online training.
 //! Settings come from the network's `train { }` block; command-line flags override them.
 
+mod rundir;
+mod settings;
+
 use super::Reporter;
 use super::engine::{Job, On};
 use super::args::{MethodArg, TrainBackend, fail, parse_time};
 use snnc_compiler::sema::{LoadOptions, NetworkDef, PopKind, Program, TrainValue};
+use rundir::{Curves, Log};
+use settings::Settings;
 use ndarray::Array2;
 #[cfg(feature = "cuda")]
 use snnc_runtime::engine::Engine;
 use snnc_runtime::engine::Trainer;
 use snnc_runtime::scalar::Float;
-use snnc_runtime::learn::{Method, Sequence};
+use snnc_runtime::learn::Sequence;
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::JitFactory;
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::train::dataset::{NpzDataset, Split};
 use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
-use snnc_runtime::train::{BatchReport, CpuTrainer, Optimizer, OptimizerKind, evaluate, load_checkpoint, save_checkpoint, train_batch, weights_of};
-use std::io::Write;
+use snnc_runtime::train::{BatchReport, CpuTrainer, Optimizer, evaluate, lr_scales, save_checkpoint, train_batch, weights_of};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,7 +104,7 @@ pub struct Args {
     pub network: Option<String>,
     #[arg(long, value_enum)]
     pub method: Option<MethodArg>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub etrace_decay: Option<f64>,
     #[command(flatten)]
     pub task: TaskOpts,
@@ -111,15 +115,15 @@ pub struct Args {
     pub batches: usize,
     #[arg(long)]
     pub batch: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Multiply the learning rate by this after every epoch (e.g. 0.95).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr_decay: Option<f64>,
     #[arg(long, value_enum)]
     pub optimizer: Option<OptArg>,
     /// Clip the global gradient norm.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f64>,
     /// Truly online learning: an optimiser step every N steps within each sequence (and
     /// one at its end), instead of one per batch. Online methods only.
@@ -133,9 +137,20 @@ pub struct Args {
     /// Continue from a checkpoint.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
-    /// Held-out batches evaluated after every epoch (fresh trials the optimiser never sees).
-    #[arg(long, default_value_t = 4)]
-    pub test_batches: usize,
+    /// With `--resume`: start the trainable tensors the checkpoint lacks from their
+    /// initialisers (without it, a checkpoint lacking one is refused).
+    #[arg(long, requires = "resume")]
+    pub init_missing: bool,
+    /// Replace the run an existing `--out DIR` holds (without it, that is refused unless
+    /// `--resume`).
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
+    /// Held-out batches evaluated after every epoch (trials the optimiser never sees).
+    /// Default: a dataset's whole held-out split, each sample once (the last batch may be
+    /// partial); 4 batches of fresh trials for a generated task (dms, evidence). With a
+    /// dataset, at most one pass over the split.
+    #[arg(long)]
+    pub test_batches: Option<usize>,
     /// Also draw `curves.png` (loss and accuracy against batches) in the output directory.
     #[arg(long, requires = "out")]
     pub plot: bool,
@@ -163,142 +178,193 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let def = &program.networks[index];
-    // The `train { }` block, then the command line.
-    let block = |key: &str| def.train.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let num = |key: &str| match block(key) {
-        Some(TrainValue::Number(v)) => Some(v),
-        _ => None,
+    let s = match Settings::of(&args, def) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
     };
-    let name = |key: &str| match block(key) {
-        Some(TrainValue::Name(v)) | Some(TrainValue::Text(v)) => Some(v),
-        _ => None,
-    };
-    let method = match args.method.map(|m| match m {
-        MethodArg::Bptt => "bptt",
-        MethodArg::DRtrl => "d_rtrl",
-        MethodArg::EsDRtrl => "es_d_rtrl",
-    }).map(String::from).or_else(|| name("method")).as_deref() {
-        Some("bptt") => Method::Bptt,
-        Some("d_rtrl") => Method::DRtrl,
-        Some("es_d_rtrl") | None => Method::EsDRtrl { decay: args.etrace_decay.or_else(|| num("etrace_decay")).unwrap_or(0.99) },
-        Some(other) => return fail(format!("unknown method `{other}` (bptt, d_rtrl, es_d_rtrl)")),
-    };
-    let task = match args.task.task.clone().map(Ok).or_else(|| name("task").map(|t| t.parse::<TaskArg>())) {
+    let block_task = def.train.iter().find(|(k, _)| k == "task").and_then(|(_, v)| match v {
+        TrainValue::Name(t) | TrainValue::Text(t) => Some(t.parse::<TaskArg>()),
+        TrainValue::Number(_) => None,
+    });
+    let task = match args.task.task.clone().map(Ok).or(block_task) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return fail(e),
         None => return fail("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block"),
     };
-    let optimizer = match args.optimizer.map(|o| o == OptArg::Sgd).or_else(|| name("optimizer").map(|o| o == "sgd")) {
-        Some(true) => OptimizerKind::Sgd,
-        _ => OptimizerKind::Adam,
-    };
-    let lr = args.lr.or_else(|| num("lr")).unwrap_or(1e-3);
-    let lr_decay = args.lr_decay.or_else(|| num("lr_decay")).unwrap_or(1.0);
-    if !(lr_decay > 0.0 && lr_decay <= 1.0) {
-        return fail(format!("the learning-rate decay must be in (0, 1], got {lr_decay}"));
-    }
-    let epochs = args.epochs.or_else(|| num("epochs").map(|v| v as usize)).unwrap_or(1);
-    let batch = args.batch.or_else(|| num("batch").map(|v| v as usize)).unwrap_or(16).max(1);
-    let seed = args.seed.or_else(|| num("seed").map(|v| v as u64)).unwrap_or(0);
-    let clip = args.grad_clip.or_else(|| num("grad_clip"));
-    let update_every = args.update_every.or_else(|| num("update_every").map(|v| v as usize));
-    let dt = def.dt.unwrap_or(1e-3);
-    let delay = args.task.delay.unwrap_or(1.0);
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     let n_projections = trainable.len();
-    let make_net = |b: usize| build_net::<f64>(&program, def, b, seed, true);
-    let net = match make_net(batch) {
+    // One batch element is enough for the names, initial weights and sizes (none of them
+    // depends on the batch), and costs nothing whatever `--batch` asks.
+    let net = match build_net::<f64>(&program, def, 1, s.seed, true) {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
     };
     // Params marked `trainable` in the models (`rec.tau`), after the projections.
     trainable.extend(net.trainable_params());
-    let mut weights = weights_of(&net, &trainable);
-    let mut start_epoch = 0;
-    if let Some(ck) = &args.resume {
-        match load_checkpoint(ck) {
-            Ok((w, meta)) => {
-                weights = w;
-                start_epoch = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-            }
-            Err(e) => return fail(e.to_string()),
-        }
-    }
-    let opt = Optimizer::new(optimizer, lr, clip);
-    let log = match &args.out {
-        Some(dir) => {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                return fail(format!("cannot create `{}`: {e}", dir.display()));
-            }
-            let path = dir.join("log.csv");
-            let fresh = !path.exists() || args.resume.is_none();
-            let f = std::fs::OpenOptions::new().create(true).append(!fresh).write(true).truncate(fresh).open(&path);
-            match f {
-                Ok(mut f) => {
-                    if fresh {
-                        let _ = writeln!(f, "epoch,batch,split,loss,accuracy");
-                    }
-                    Some(f)
-                }
-                Err(e) => return fail(format!("cannot write `{}`: {e}", path.display())),
-            }
-        }
-        None => None,
+    let initial = weights_of(&net, &trainable);
+    let (weights, start_epoch) = match &args.resume {
+        Some(ck) => match rundir::resume(ck, initial.clone(), &def.name, args.init_missing) {
+            Ok(w) => w,
+            Err(e) => return fail(e),
+        },
+        None => (initial.clone(), 0),
     };
+    // Every piece of data is loaded and checked against the network before anything runs.
     let outputs = net.pops.iter().find(|p| p.kind == PopKind::Readout).map(|p| p.n).unwrap_or(0);
     let input_sizes: Vec<usize> = net.inputs.iter().map(|(_, n)| *n).collect();
+    let make_task = |split: Split, seed: u64, batch: usize| make_task(&task, &args.task, def, split, seed, batch, outputs, &input_sizes);
+    // The memory a batch needs, checked before a generator draws one: BPTT's tape grows
+    // with the sequence, whose length a one-trial generator tells (a dataset's is known
+    // once loaded: checked again then).
+    let bptt = s.method == snnc_runtime::learn::Method::Bptt;
+    let probe_steps = match (&task, bptt) {
+        (TaskArg::Dms | TaskArg::Evidence, true) => make_task(Split::Train, s.seed, 1).map_or(0, |t| t.steps()),
+        _ => 0,
+    };
+    if !args.evaluate_only
+        && let Err(e) = check_memory(&net, &trainable, &s, probe_steps, args.f64)
+    {
+        return fail(e);
+    }
     // The test trials come from another seed (or the file's held-out samples): the
     // optimiser never sees them.
-    let test_seed = seed ^ 0x7e57_7e57_7e57;
-    let make_task = |split: Split, seed: u64| -> Result<Box<dyn Task>, String> {
-        Ok(match &task {
-            TaskArg::Dms => {
-                let mut d = Dms::new(dt, delay, batch, seed);
-                d.sample = args.task.sample.unwrap_or(d.sample);
-                d.test = args.task.test_period.unwrap_or(d.test);
-                Box::new(d)
-            }
-            TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
-            TaskArg::Npz(p) => Box::new(NpzDataset::load(p, split, outputs, batch, seed).map_err(|e| e.to_string())?),
-            TaskArg::Shd { train, test } => {
-                let [channels] = input_sizes[..] else {
-                    return Err(format!("`shd:` feeds one input (the spike channels); network `{}` has {}", def.name, input_sizes.len()));
-                };
-                let opts = ShdOptions { dt, max_time: args.task.max_time.unwrap_or(1.0), channels: Some(channels) };
-                Box::new(ShdDataset::load(train, test.as_deref(), split, &opts, outputs, batch, seed).map_err(|e| e.to_string())?)
-            }
-        })
-    };
-    let train_task = match make_task(Split::Train, seed) {
+    let test_seed = s.seed ^ 0x7e57_7e57_7e57;
+    let tasks = make_task(Split::Train, s.seed, s.batch).and_then(|train| Ok((train, make_task(Split::Test, test_seed, s.batch)?)));
+    let (train_task, test_task) = match tasks.and_then(|(a, b)| check_shapes(&[(&*a, "training"), (&*b, "held-out")], &task, &net, outputs).map(|_| (a, b))) {
         Ok(t) => t,
         Err(e) => return fail(e),
+    };
+    if !args.evaluate_only
+        && bptt
+        && probe_steps != train_task.steps()
+        && let Err(e) = check_memory(&net, &trainable, &s, train_task.steps(), args.f64)
+    {
+        return fail(e);
+    }
+    let (scales, unscaled) = lr_scales(&net, def, &initial);
+    for name in &unscaled {
+        eprintln!("warning: `{name}` has a physical unit and all-zero initial values: its learning rate is in SI units (no scale)");
+    }
+    let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip);
+    opt.set_scales(&scales);
+    let (log, curves) = match (&args.out, args.evaluate_only) {
+        (Some(dir), false) => match rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite) {
+            Ok((log, curves)) => (Some(log), curves),
+            Err(e) => return fail(e),
+        },
+        _ => (None, Curves::default()),
     };
     let classifies = train_task.classifies();
     let training = Training {
         args: &args,
         program: &program,
         def,
-        method,
         task: &task,
-        optimizer,
-        lr,
-        lr_decay,
-        epochs,
+        s,
         start_epoch,
-        batch,
-        seed,
-        test_seed,
-        update_every,
         trainable: &trainable,
         n_projections,
+        scales,
         weights,
         opt,
         log,
+        curves,
         train_task,
-        make_task: &make_task,
+        test_task,
         classifies,
     };
     super::engine::dispatch(super::engine::precision(args.f64), args.backend, training).unwrap_or_else(fail)
+}
+
+/// The task `task` for `split`: a generator seeded by `seed`, or a dataset file.
+#[allow(clippy::too_many_arguments)]
+fn make_task(task: &TaskArg, o: &TaskOpts, def: &NetworkDef, split: Split, seed: u64, batch: usize, outputs: usize, input_sizes: &[usize]) -> Result<Box<dyn Task>, String> {
+    let dt = def.dt.unwrap_or(1e-3);
+    let delay = o.delay.unwrap_or(1.0);
+    Ok(match task {
+        TaskArg::Dms => {
+            let mut d = Dms::new(dt, delay, batch, seed);
+            d.sample = o.sample.unwrap_or(d.sample);
+            d.test = o.test_period.unwrap_or(d.test);
+            Box::new(d)
+        }
+        TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
+        TaskArg::Npz(p) => Box::new(NpzDataset::load(p, split, outputs, batch, seed).map_err(|e| e.to_string())?),
+        TaskArg::Shd { train, test } => {
+            let [channels] = input_sizes[..] else {
+                return Err(format!("`shd:` feeds one input (the spike channels); network `{}` has {}", def.name, input_sizes.len()));
+            };
+            let opts = ShdOptions { dt, max_time: o.max_time.unwrap_or(1.0), channels: Some(channels) };
+            Box::new(ShdDataset::load(train, test.as_deref(), split, &opts, outputs, batch, seed).map_err(|e| e.to_string())?)
+        }
+    })
+}
+
+/// Refuses data whose inputs or outputs per step do not fit the network (`tasks`: each
+/// with the name of its split), before the first batch: a held-out set of the wrong
+/// shape would otherwise be found after the first epoch.
+fn check_shapes(tasks: &[(&dyn Task, &str)], task: &TaskArg, net: &Network<f64>, outputs: usize) -> Result<(), String> {
+    let npz_test = match task {
+        TaskArg::Npz(p) => snnc_runtime::train::dataset::npz_names(p).map_err(|e| e.to_string())?.iter().any(|n| n == "x_test"),
+        _ => false,
+    };
+    for (t, split) in tasks {
+        let what = match task {
+            TaskArg::Npz(p) => format!("the {split} data (array `{}` of `{}`)", if npz_test && *split == "held-out" { "x_test" } else { "x" }, p.display()),
+            _ => format!("the {split} data of {task}"),
+        };
+        let (sizes, out) = t.shape();
+        if sizes.len() != net.inputs.len() {
+            return Err(format!("{what} feeds {} inputs; the network has {}", sizes.len(), net.inputs.len()));
+        }
+        for (have, (name, want)) in sizes.iter().zip(&net.inputs) {
+            if have != want {
+                return Err(format!("{what} has {have} values per step; the network's input `{name}` has {want} neurons"));
+            }
+        }
+        if out != outputs {
+            return Err(format!("{what} has {out} outputs per step; the network's readout has {outputs}"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a batch whose networks and learning state cannot fit in memory, with the
+/// bytes needed and available (estimated from the one-element network `net`).
+fn check_memory(net: &Network<f64>, trainable: &[String], s: &Settings, steps: usize, f64: bool) -> Result<(), String> {
+    let per = snnc_runtime::learn::bytes_per_element(net, trainable, s.method, steps).map_err(|e| e.to_string())?;
+    // Measured in f64; the default f32 run needs half. The held-out network (no
+    // derivatives) is at most as large again.
+    let per = if f64 { per } else { per / 2 }.saturating_mul(2);
+    let need = per.saturating_mul(s.batch);
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?.to_string();
+        line.split_whitespace().nth(1)?.parse::<usize>().ok().map(|kb| kb.saturating_mul(1024))
+    });
+    match available {
+        Some(a) if need > a => Err(format!(
+            "{} = {} needs about {} of memory ({} per trial: network states, derivatives and {} state); {} are available",
+            s.batch_from,
+            s.batch,
+            bytes(need),
+            bytes(per),
+            s.method,
+            bytes(a)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `n` bytes for people: `1.2 GB`.
+fn bytes(n: usize) -> String {
+    let n = n as f64;
+    match n {
+        _ if n >= 1e12 => format!("{:.1} TB", n / 1e12),
+        _ if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        _ if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        _ if n >= 1e3 => format!("{:.1} kB", n / 1e3),
+        _ => format!("{n} bytes"),
+    }
 }
 
 /// A training run (or, with `evaluate_only`, an evaluation) as set up from the network's
@@ -307,43 +373,38 @@ struct Training<'a> {
     args: &'a Args,
     program: &'a Program,
     def: &'a NetworkDef,
-    method: Method,
     task: &'a TaskArg,
-    optimizer: OptimizerKind,
-    lr: f64,
-    lr_decay: f64,
-    epochs: usize,
+    s: Settings,
     start_epoch: usize,
-    batch: usize,
-    seed: u64,
-    test_seed: u64,
-    update_every: Option<usize>,
     trainable: &'a [String],
     n_projections: usize,
+    /// The optimiser's scale of each trainable tensor ([`lr_scales`]).
+    scales: Vec<(String, f64)>,
     weights: Vec<(String, Array2<f64>)>,
     opt: Optimizer,
-    log: Option<std::fs::File>,
+    log: Option<Log>,
+    /// What the log already held (a resumed run), then each batch and evaluation.
+    curves: Curves,
     train_task: Box<dyn Task>,
-    #[allow(clippy::type_complexity)]
-    make_task: &'a dyn Fn(Split, u64) -> Result<Box<dyn Task>, String>,
+    test_task: Box<dyn Task>,
     classifies: bool,
 }
 
 impl Job for Training<'_> {
     type Out = ExitCode;
     fn run<T: Float>(self, on: On) -> ExitCode {
-        let (program, def, seed) = (self.program, self.def, self.seed);
+        let (program, def, seed) = (self.program, self.def, self.s.seed);
         match on {
             On::Cpu { .. } => {
                 let make = |b: usize| build_net::<T>(program, def, b, seed, true);
-                let cpu = CpuTrainer::new(&make, self.trainable, self.method);
+                let cpu = CpuTrainer::new(&make, self.trainable, self.s.method);
                 // The held-out trials on a network of their own, without derivatives.
                 self.train(cpu, |_, weights, data, labels| evaluate(&mut build_net::<T>(program, def, data.batch(), seed, false)?, weights, data, labels))
             }
             #[cfg(feature = "cuda")]
             On::Cuda => {
                 // The network and its gradient state are made once and kept on the device.
-                let gpu = match open_gpu::<T>(program, def, self.batch, seed, self.trainable, self.method) {
+                let gpu = match open_gpu::<T>(program, def, self.s.batch, seed, self.trainable, self.s.method) {
                     Ok(g) => g,
                     Err(e) => return fail(e),
                 };
@@ -355,117 +416,225 @@ impl Job for Training<'_> {
     }
 }
 
+/// The held-out evaluation: loss and accuracy per trial, and how many trials.
+struct HeldOut {
+    loss: f64,
+    accuracy: f64,
+    trials: usize,
+}
+
 impl Training<'_> {
+    /// Held-out batches per evaluation: a dataset's whole split once (or at most
+    /// `--test-batches` of it), or `--test-batches` of a generator's fresh trials.
+    fn test_batches(&self) -> usize {
+        let default = if self.args.evaluate_only { 8 } else { 4 };
+        match (self.test_task.batches_per_pass(), self.args.test_batches) {
+            (Some(pass), Some(n)) => n.min(pass),
+            (Some(pass), None) => pass,
+            (None, n) => n.unwrap_or(default),
+        }
+    }
+
+    /// Evaluates the held-out trials with `weights`: the same ones every time (the
+    /// task restarted); each counted once, the padding of a partial last batch not at all.
+    #[allow(clippy::type_complexity)]
+    fn held_out<T: Float, Tr: Trainer<T>>(
+        &mut self,
+        trainer: &mut Tr,
+        held: &mut impl FnMut(&mut Tr, &[(String, Array2<f64>)], &mut dyn Sequence, &[usize]) -> Result<BatchReport, RuntimeError>,
+    ) -> Result<HeldOut, String> {
+        let batches = self.test_batches();
+        let mut h = HeldOut { loss: 0.0, accuracy: 0.0, trials: 0 };
+        self.test_task.restart();
+        for b in 0..batches {
+            if b > 0 {
+                self.test_task.next_batch();
+            }
+            let labels = self.test_task.labels().to_vec();
+            let r = held(trainer, &self.weights, self.test_task.as_mut(), &labels).map_err(|e| format!("held-out evaluation: {e}"))?;
+            h.loss += r.loss * labels.len() as f64;
+            h.accuracy += r.accuracy * labels.len() as f64;
+            h.trials += labels.len();
+        }
+        let n = h.trials.max(1) as f64;
+        (h.loss, h.accuracy) = (h.loss / n, h.accuracy / n);
+        Ok(h)
+    }
+
     /// Trains (or only evaluates) on `trainer`, with the held-out evaluation `held`.
     fn train<T: Float, Tr: Trainer<T>>(mut self, mut trainer: Tr, mut held: impl FnMut(&mut Tr, &[(String, Array2<f64>)], &mut dyn Sequence, &[usize]) -> Result<BatchReport, RuntimeError>) -> ExitCode {
-        let (args, batch) = (self.args, self.batch);
-        if !args.evaluate_only {
-            println!(
-                "training {} ({} trainable projections, {} trainable params) on {} with {:?}, {:?} lr {}, batch {batch}",
-                self.def.name,
-                self.n_projections,
-                self.trainable.len() - self.n_projections,
-                self.task,
-                self.method,
-                self.optimizer,
-                self.lr,
-            );
-        }
-        // Held-out trials: the same generator with the test seed, or the file's held-out
-        // samples, made once and restarted for each evaluation (the same trials every time).
-        let mut test_task = match (self.make_task)(Split::Test, self.test_seed) {
-            Ok(t) => t,
-            Err(e) => return fail(e),
-        };
-        let mut held_out = |trainer: &mut Tr, weights: &[(String, Array2<f64>)]| -> Result<BatchReport, String> {
-            let mut test = BatchReport { loss: 0.0, accuracy: 0.0, rates: Vec::new() };
-            test_task.restart();
-            for _ in 0..args.test_batches {
-                let labels = test_task.labels().to_vec();
-                let r = held(trainer, weights, test_task.as_mut(), &labels).map_err(|e| e.to_string())?;
-                test.loss += r.loss / args.test_batches as f64;
-                test.accuracy += r.accuracy / args.test_batches as f64;
-                test_task.next_batch();
-            }
-            Ok(test)
-        };
+        let args = self.args;
         if args.evaluate_only {
-            if args.test_batches == 0 {
+            if args.test_batches == Some(0) {
                 return fail("--test-batches must be at least 1");
             }
-            return match held_out(&mut trainer, &self.weights) {
+            return match self.held_out(&mut trainer, &mut held) {
                 Ok(t) => {
-                    let trials = args.test_batches * batch;
                     let acc = if self.classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
-                    println!("held-out ({trials} trials): loss {:.4} per trial{acc}", t.loss);
+                    println!("held-out ({} trials): loss {:.4} per trial{acc}", t.trials, t.loss);
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
             };
         }
-        let mut curves = Curves::default();
-        for epoch in self.start_epoch..self.start_epoch + self.epochs {
-            // Exponential decay per epoch, counted from the first epoch (a resumed run goes on
-            // with the schedule where it stopped).
-            self.opt.lr = self.lr * self.lr_decay.powi(epoch as i32);
-            let (mut sl, mut sa) = (0.0, 0.0);
-            let mut rates: Vec<(String, f64)> = Vec::new();
-            for b in 0..args.batches {
-                self.train_task.next_batch();
-                let labels = self.train_task.labels().to_vec();
-                let r = match train_batch(&mut trainer, &mut self.weights, self.train_task.as_mut(), &labels, &mut self.opt, self.update_every) {
-                    Ok(r) => r,
-                    Err(e) => return fail(e.to_string()),
-                };
-                if !r.loss.is_finite() {
-                    return fail(format!("the loss became {} at epoch {epoch}, batch {b}; the last checkpoint is kept", r.loss));
-                }
-                sl += r.loss;
-                sa += r.accuracy;
-                if rates.is_empty() {
-                    rates = r.rates.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
-                }
-                rates.iter_mut().zip(&r.rates).for_each(|(a, b)| a.1 += b.1);
-                if let Some(f) = &mut self.log {
-                    let _ = writeln!(f, "{epoch},{b},train,{:.6},{:.4}", r.loss, r.accuracy);
-                }
-                curves.train.push((r.loss, r.accuracy));
-            }
-            let test = match held_out(&mut trainer, &self.weights) {
-                Ok(t) => t,
-                Err(e) => return fail(e),
-            };
-            let n = args.batches.max(1) as f64;
-            let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
-            let acc = |what: &str, a: f64| if self.classifies { format!(", {what} {:.1} %", 100.0 * a) } else { String::new() };
-            if args.test_batches > 0 {
-                println!(
-                    "epoch {epoch}: loss {:.4}{}, test loss {:.4}{}, rates {}",
-                    sl / n,
-                    acc("accuracy", sa / n),
-                    test.loss,
-                    acc("test accuracy", test.accuracy),
-                    rates.join(", ")
-                );
-                if let Some(f) = &mut self.log {
-                    let _ = writeln!(f, "{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy);
-                }
-                curves.test.push((curves.train.len(), test.loss, test.accuracy));
-            } else {
-                println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc("accuracy", sa / n), rates.join(", "));
+        self.banner();
+        if args.out.is_none() {
+            eprintln!("note: no --out DIR: the trained weights will not be saved");
+        }
+        let mut progress = Progress::new(self.s.epochs * args.batches);
+        let mut last_checkpoint = None;
+        for epoch in self.start_epoch..self.start_epoch + self.s.epochs {
+            if let Err(e) = self.epoch(epoch, &mut trainer, &mut held, &mut progress) {
+                let kept = last_checkpoint.map_or(String::new(), |e| format!("; the checkpoint of epoch {e} is kept"));
+                return fail(format!("{e}{kept}"));
             }
             if let Some(dir) = &args.out {
                 if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &self.weights, &[("epoch", (epoch + 1).to_string())]) {
                     return fail(e.to_string());
                 }
+                last_checkpoint = Some(epoch + 1);
                 if args.plot {
-                    if let Err(e) = super::plot::curves_png(&dir.join("curves.png"), &curves.train, &curves.test) {
-                        return fail(e);
+                    // A plot is a view of the log: failing to draw one stops nothing.
+                    if let Err(e) = super::plot::curves_png(&dir.join("curves.png"), &self.curves.train, &self.curves.test) {
+                        eprintln!("warning: {e}; training goes on");
                     }
                 }
             }
+            progress.epoch_done(epoch, self.start_epoch + self.s.epochs);
         }
-        ExitCode::SUCCESS
+        self.finish(last_checkpoint)
+    }
+
+    fn banner(&self) {
+        let lr = match self.scales.iter().filter(|(_, s)| *s != 1.0).map(|(n, s)| format!("{n} x {s:.3e}")).collect::<Vec<_>>() {
+            scaled if scaled.is_empty() => format!("lr {}", self.s.lr),
+            scaled => format!("lr {} (scaled by the RMS of the initial values: {})", self.s.lr, scaled.join(", ")),
+        };
+        println!(
+            "training {} ({} trainable projections, {} trainable params) on {} with {}, {} {lr}, batch {}",
+            self.def.name,
+            self.n_projections,
+            self.trainable.len() - self.n_projections,
+            self.task,
+            self.s.method,
+            self.s.optimizer,
+            self.s.batch,
+        );
+    }
+
+    /// One epoch: its batches, each an optimiser step, then the held-out evaluation.
+    #[allow(clippy::type_complexity)]
+    fn epoch<T: Float, Tr: Trainer<T>>(
+        &mut self,
+        epoch: usize,
+        trainer: &mut Tr,
+        held: &mut impl FnMut(&mut Tr, &[(String, Array2<f64>)], &mut dyn Sequence, &[usize]) -> Result<BatchReport, RuntimeError>,
+        progress: &mut Progress,
+    ) -> Result<(), String> {
+        let args = self.args;
+        // Exponential decay per epoch, counted from the first epoch (a resumed run goes on
+        // with the schedule where it stopped).
+        self.opt.lr = self.s.lr * self.s.lr_decay.powi(epoch as i32);
+        let (mut sl, mut sa) = (0.0, 0.0);
+        let mut rates: Vec<(String, f64)> = Vec::new();
+        for b in 0..args.batches {
+            self.train_task.next_batch();
+            let labels = self.train_task.labels().to_vec();
+            let r = train_batch(trainer, &mut self.weights, self.train_task.as_mut(), &labels, &mut self.opt, self.s.update_every)
+                .map_err(|e| format!("epoch {epoch}, batch {b}: {e}"))?;
+            if !r.loss.is_finite() {
+                return Err(format!("the loss became {} at epoch {epoch}, batch {b}", r.loss));
+            }
+            sl += r.loss;
+            sa += r.accuracy;
+            if rates.is_empty() {
+                rates = r.rates.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
+            }
+            rates.iter_mut().zip(&r.rates).for_each(|(a, b)| a.1 += b.1);
+            if let Some(log) = &mut self.log {
+                log.row(format_args!("{epoch},{b},train,{:.6},{:.4}", r.loss, r.accuracy));
+            }
+            self.curves.train.push((r.loss, r.accuracy));
+            progress.batch_done(epoch, b, args.batches);
+        }
+        let n = args.batches as f64;
+        let rates: Vec<String> = rates.iter().map(|(p, r)| format!("{p} {:.1} Hz", r / n)).collect();
+        let classifies = self.classifies;
+        let acc = |what: &str, a: f64| if classifies { format!(", {what} {:.1} %", 100.0 * a) } else { String::new() };
+        if self.test_batches() == 0 {
+            println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc("accuracy", sa / n), rates.join(", "));
+            return Ok(());
+        }
+        let test = self.held_out(trainer, held)?;
+        println!(
+            "epoch {epoch}: loss {:.4}{}, test loss {:.4}{} ({} held-out trials), rates {}",
+            sl / n,
+            acc("accuracy", sa / n),
+            test.loss,
+            acc("test accuracy", test.accuracy),
+            test.trials,
+            rates.join(", ")
+        );
+        if let Some(log) = &mut self.log {
+            log.row(format_args!("{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy));
+        }
+        self.curves.test.push((self.curves.train.len(), test.loss, test.accuracy));
+        Ok(())
+    }
+
+    /// The final line: what the run wrote, and the log's write error if there was one.
+    fn finish(&self, last_checkpoint: Option<usize>) -> ExitCode {
+        let Some(dir) = &self.args.out else {
+            println!("done; nothing written (no --out)");
+            return ExitCode::SUCCESS;
+        };
+        let mut wrote = vec![format!("{}", dir.join("log.csv").display())];
+        if let Some(e) = last_checkpoint {
+            wrote.push(format!("{} (after epoch {e})", dir.join("checkpoint.safetensors").display()));
+        }
+        if self.args.plot && dir.join("curves.png").exists() {
+            wrote.push(format!("{}", dir.join("curves.png").display()));
+        }
+        println!("wrote {}", wrote.join(", "));
+        match self.log.as_ref().and_then(|l| l.error.as_ref().map(|e| (l, e))) {
+            Some((l, e)) => fail(format!("`{}` is incomplete: {e} (the checkpoint is complete)", l.path.display())),
+            None => ExitCode::SUCCESS,
+        }
+    }
+}
+
+/// Progress on stderr: a line after each epoch, and within an epoch every 10 s, with
+/// the time elapsed and an estimate of the time left.
+struct Progress {
+    start: std::time::Instant,
+    last: std::time::Instant,
+    total: usize,
+    done: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let now = std::time::Instant::now();
+        Progress { start: now, last: now, total, done: 0 }
+    }
+
+    fn eta(&self) -> String {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let left = elapsed / self.done.max(1) as f64 * (self.total - self.done.min(self.total)) as f64;
+        format!("{elapsed:.0} s elapsed, about {left:.0} s left")
+    }
+
+    fn batch_done(&mut self, epoch: usize, b: usize, batches: usize) {
+        self.done += 1;
+        if self.last.elapsed().as_secs_f64() >= 10.0 && b + 1 < batches {
+            eprintln!("epoch {epoch}, batch {}/{batches}: {}", b + 1, self.eta());
+            self.last = std::time::Instant::now();
+        }
+    }
+
+    fn epoch_done(&mut self, epoch: usize, end: usize) {
+        eprintln!("epoch {epoch} done ({} of {end}): {}", epoch + 1, self.eta());
+        self.last = std::time::Instant::now();
     }
 }
 
@@ -478,7 +647,7 @@ fn open_gpu<T: Float>(
     batch: usize,
     seed: u64,
     trainable: &[String],
-    method: Method,
+    method: snnc_runtime::learn::Method,
 ) -> Result<Engine<snnc_runtime::gpu::GpuNetwork<T, snnc_runtime::gpu::cuda::CudaDevice>, snnc_runtime::gpu::GpuGradient<T>>, String> {
     use snnc_runtime::gpu::{GpuGradient, GpuNetwork, cuda::CudaDevice};
     let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
@@ -489,14 +658,6 @@ fn open_gpu<T: Float>(
     let mut net = GpuNetwork::new(Network::<T>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)?;
     let learner = GpuGradient::new(&mut net, trainable, method).map_err(err)?;
     Ok(Engine { net, learner })
-}
-
-/// What `--plot` draws: per training batch (loss, accuracy); per epoch (batches so far,
-/// test loss, test accuracy).
-#[derive(Default)]
-struct Curves {
-    train: Vec<(f64, f64)>,
-    test: Vec<(usize, f64, f64)>,
 }
 
 #[cfg(test)]

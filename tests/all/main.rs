@@ -10,3 +10,4 @@ mod explain;
 mod grad_cli;
 mod run_cli;
 mod train_cli;
+mod train_faults;

@@ -12,7 +12,7 @@ fn trains_logs_checkpoints_and_resumes() {
     let o = train(&["tests/data/tiny_evidence.snn", "--delay", "50ms", "--batch", "4", "--batches", "2", "--epochs", "1", "--out", out, "--plot"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("EsDRtrl"), "the method comes from the train block: {stdout}");
+    assert!(stdout.contains("ES-D-RTRL (decay 0.99)"), "the method comes from the train block: {stdout}");
     assert!(stdout.contains("epoch 0: loss"), "{stdout}");
     assert!(stdout.contains("test accuracy"), "{stdout}");
     // Header, two training batches, one held-out evaluation.

@@ -21,6 +21,7 @@
 //! this file plans which projection gets which treatment.
 
 mod bptt;
+mod diagnose;
 pub(crate) mod es;
 mod exact;
 pub(crate) mod loss;
@@ -28,6 +29,7 @@ mod pass;
 mod split;
 
 pub use loss::{InMemory, Loss, RowFill, Sequence, step_loss};
+pub use diagnose::{bytes_per_element, describe_non_finite};
 pub use pass::CpuGradient;
 pub use split::{gradient_split, split_sizes};
 pub(crate) use loss::StepData;
@@ -46,6 +48,16 @@ pub enum Method {
     DRtrl,
     /// ES-D-RTRL with trace decay `lambda` (braintrace's `pp_prop`).
     EsDRtrl { decay: f64 },
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Method::Bptt => f.write_str("BPTT"),
+            Method::DRtrl => f.write_str("D-RTRL"),
+            Method::EsDRtrl { decay } => write!(f, "ES-D-RTRL (decay {decay})"),
+        }
+    }
 }
 
 /// The gradient of the summed loss with respect to every trainable projection.

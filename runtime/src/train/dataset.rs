@@ -48,6 +48,21 @@ pub fn read_npz_array(path: &Path, name: &str) -> Result<ArrayD<f64>, RuntimeErr
         .map_err(|e| RuntimeError::Input(format!("`{}`: array `{name}` must be numeric or bool: {e}", path.display())))
 }
 
+/// Refuses a non-finite value in `a` (array `array` of file `file`), naming the first
+/// one by its index: bad data must be blamed on the data, not on the network it would
+/// later make NaN. Shared by every loader of numbers (datasets, `snnc grad`'s arrays,
+/// `snnc run --input`, checkpoints).
+pub fn check_finite<'a, D: ndarray::Dimension>(a: ndarray::ArrayView<'a, f64, D>, file: &Path, array: &str) -> Result<(), RuntimeError> {
+    match a.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((i, v)) => {
+            let dim = ndarray::IntoDimension::into_dimension(i);
+            let index: Vec<String> = ndarray::Dimension::slice(&dim).iter().map(|k| k.to_string()).collect();
+            Err(RuntimeError::Input(format!("`{}`: array `{array}` has {v} at index [{}]; every value must be finite", file.display(), index.join(", "))))
+        }
+    }
+}
+
 /// Which samples of the archive a [`NpzDataset`] serves.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Split {
@@ -66,8 +81,9 @@ enum Targets {
 
 /// The order in which a dataset's samples are served, batch by batch: shuffled anew
 /// every pass (Fisher–Yates with the counter-based generator, so the order depends only
-/// on seed and pass); a held-out split starts its first pass in file order. Shared by the
-/// file datasets (`NpzDataset`, `ShdDataset`).
+/// on seed and pass); a held-out split is served in file order, each sample once per
+/// pass: its last batch is padded ([`Sampler::valid`]). Shared by the file datasets
+/// (`NpzDataset`, `ShdDataset`).
 #[derive(Clone, Debug)]
 pub(crate) struct Sampler {
     order: Vec<usize>,
@@ -77,14 +93,19 @@ pub(crate) struct Sampler {
     batch: usize,
     shuffled: bool,
     rng: Rng,
-    /// The samples of the current batch (wrapping around the split).
+    /// The samples of the current batch (training: wrapping around the split).
     pub(crate) current: Vec<usize>,
+    /// How many of `current` are real: the whole batch, except for the last batch of a
+    /// pass over a held-out split, which is padded with repeats of its own samples so
+    /// that the network keeps its batch size. The padding counts nowhere: its loss mask
+    /// is 0 and it has no label.
+    pub(crate) valid: usize,
 }
 
 impl Sampler {
     /// Serves `samples` (indices, in their start order) in batches of `batch`.
     pub(crate) fn new(samples: Vec<usize>, batch: usize, split: Split, seed: u64) -> Sampler {
-        let mut s = Sampler { order: samples, cursor: 0, pass: 0, batch, shuffled: split == Split::Train, rng: Rng::new(seed), current: Vec::new() };
+        let mut s = Sampler { order: samples, cursor: 0, pass: 0, batch, shuffled: split == Split::Train, rng: Rng::new(seed), current: Vec::new(), valid: batch };
         s.restart();
         s
     }
@@ -101,9 +122,18 @@ impl Sampler {
         }
     }
 
+    /// Batches in one pass over the split (the last one may be partial).
+    pub(crate) fn batches_per_pass(&self) -> usize {
+        self.order.len().div_ceil(self.batch)
+    }
+
     fn select(&mut self) {
         let len = self.order.len();
-        self.current = (0..self.batch).map(|k| self.order[(self.cursor + k) % len]).collect();
+        // Training wraps around into the next samples; a held-out split stops at its end
+        // (each sample once) and pads the batch with its own first samples.
+        self.valid = if self.shuffled { self.batch } else { (len - self.cursor).min(self.batch) };
+        let valid = self.valid;
+        self.current = (0..self.batch).map(|k| self.order[(self.cursor + if k < valid { k } else { k % valid }) % len]).collect();
     }
 
     /// The next batch; a new pass (reshuffled) once every sample was served.
@@ -163,11 +193,14 @@ impl NpzData {
         }
     }
 
-    fn write_mask(&self, current: &[usize], t: usize, mask: &mut [f64]) {
+    /// The mask of step `t` for rows `current`, of which the first `real` are samples
+    /// and the rest the padding of a held-out batch (mask 0: it counts nowhere).
+    fn write_mask(&self, current: &[usize], real: usize, t: usize, mask: &mut [f64]) {
         match &self.mask {
             Some(m) => mask.iter_mut().zip(current).for_each(|(d, &s)| *d = f64::from(m[[s, t]])),
             None => mask.fill(1.0),
         }
+        mask.iter_mut().skip(real).for_each(|d| *d = 0.0);
     }
 }
 
@@ -175,14 +208,22 @@ impl NpzData {
 struct NpzRows {
     data: std::sync::Arc<NpzData>,
     current: Vec<usize>,
+    valid: usize,
 }
 
 impl RowFill for NpzRows {
     fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
         let rows = &self.current[b0..b0 + nb];
         self.data.write(rows, t, x, target);
-        self.data.write_mask(rows, t, mask);
+        self.data.write_mask(rows, self.valid.saturating_sub(b0), t, mask);
     }
+}
+
+/// Array `name` of the archive, refused if a value is not finite ([`check_finite`]).
+fn read_checked(path: &Path, name: &str) -> Result<ArrayD<f64>, RuntimeError> {
+    let a = read_npz_array(path, name)?;
+    check_finite(a.view(), path, name)?;
+    Ok(a)
 }
 
 fn to3(a: ArrayD<f64>, what: &str) -> Result<Array3<f32>, RuntimeError> {
@@ -199,7 +240,7 @@ impl NpzDataset {
         let has = |n: &str| names.iter().any(|m| m == n);
         let separate_test = has("x_test");
         let suffix = if split == Split::Test && separate_test { "_test" } else { "" };
-        let x = to3(read_npz_array(path, &format!("x{suffix}"))?, &format!("x{suffix}"))?;
+        let x = to3(read_checked(path, &format!("x{suffix}"))?, &format!("x{suffix}"))?;
         let n = x.shape()[0];
         let steps = x.shape()[1];
         let targets = if has(&format!("labels{suffix}")) {
@@ -216,7 +257,7 @@ impl NpzDataset {
             }
             Targets::Labels(labels)
         } else if has(&format!("target{suffix}")) {
-            let t = to3(read_npz_array(path, &format!("target{suffix}"))?, &format!("target{suffix}"))?;
+            let t = to3(read_checked(path, &format!("target{suffix}"))?, &format!("target{suffix}"))?;
             if t.shape() != [n, steps, outputs] {
                 return Err(RuntimeError::Input(format!("`target{suffix}` must have shape ({n}, {steps}, {outputs}), it has {:?}", t.shape())));
             }
@@ -225,7 +266,7 @@ impl NpzDataset {
             return Err(RuntimeError::Input(format!("`{}` needs `labels{suffix}` or `target{suffix}` besides `x{suffix}`", path.display())));
         };
         let mask = if has(&format!("mask{suffix}")) {
-            let m = read_npz_array(path, &format!("mask{suffix}"))?;
+            let m = read_checked(path, &format!("mask{suffix}"))?;
             let shape = m.shape().to_vec();
             let m = m.mapv(|v| v as f32).into_dimensionality::<Ix2>().ok().filter(|m| m.dim() == (n, steps));
             Some(m.ok_or_else(|| RuntimeError::Input(format!("`mask{suffix}` must have shape ({n}, {steps}), it has {shape:?}")))?)
@@ -261,8 +302,8 @@ impl NpzDataset {
     /// The classes of the current batch.
     fn relabel(&mut self) {
         self.labels = match &self.data.targets {
-            Targets::Labels(l) => self.sampler.current.iter().map(|&s| l[s]).collect(),
-            Targets::Values(_) => vec![0; self.batch],
+            Targets::Labels(l) => self.sampler.current[..self.sampler.valid].iter().map(|&s| l[s]).collect(),
+            Targets::Values(_) => vec![0; self.sampler.valid],
         };
     }
 }
@@ -281,6 +322,9 @@ impl Task for NpzDataset {
     }
     fn classifies(&self) -> bool {
         matches!(self.data.targets, Targets::Labels(_))
+    }
+    fn batches_per_pass(&self) -> Option<usize> {
+        Some(self.sampler.batches_per_pass())
     }
 }
 
@@ -304,10 +348,10 @@ impl Sequence for NpzDataset {
         }
     }
     fn mask(&self, t: usize, mask: &mut [f64]) {
-        self.data.write_mask(&self.sampler.current, t, mask);
+        self.data.write_mask(&self.sampler.current, self.sampler.valid, t, mask);
     }
     fn rows(&self) -> Option<Box<dyn RowFill>> {
-        Some(Box::new(NpzRows { data: self.data.clone(), current: self.sampler.current.clone() }))
+        Some(Box::new(NpzRows { data: self.data.clone(), current: self.sampler.current.clone(), valid: self.sampler.valid }))
     }
 }
 
@@ -373,6 +417,13 @@ mod tests {
         // Bad files are errors that say what is wrong.
         let e = NpzDataset::load(&p, Split::Train, 2, 4, 1).err().unwrap().to_string();
         assert!(e.contains("labels must be whole numbers from 0 to 1"), "{e}");
+        // A held-out split of 2 in batches of 3: one batch, its third row padding that
+        // counts nowhere (mask 0, no label).
+        let t = NpzDataset::load(&p, Split::Test, 3, 3, 1).unwrap();
+        assert_eq!((t.sampler.current.as_slice(), t.labels().len(), t.batches_per_pass()), (&[0, 1, 0][..], 2, Some(1)));
+        let mut m = vec![0.0; 3];
+        t.mask(0, &mut m);
+        assert_eq!(m, [1.0, 1.0, 0.0]);
         std::fs::write(dir.join("bad.npz"), b"nope").unwrap();
         assert!(NpzDataset::load(&dir.join("bad.npz"), Split::Train, 2, 4, 1).is_err());
         std::fs::remove_dir_all(&dir).ok();

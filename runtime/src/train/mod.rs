@@ -22,7 +22,23 @@ pub enum OptimizerKind {
     Adam,
 }
 
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Sgd => "SGD",
+            OptimizerKind::Adam => "Adam",
+        })
+    }
+}
+
 /// Updates weights from gradients; one state per parameter matrix.
+///
+/// Each tensor may have a scale `s` ([`Optimizer::set_scales`], default 1): the optimiser
+/// then works on `u = w / s`, the weight in units of its scale, with gradient
+/// `dL/du = s dL/dw`; clipping measures the global norm of those, and an update of u by
+/// `du` moves w by `s du`. A network in SI units (weights of 1e-10 S) is then trained
+/// with the same learning rates as a dimensionless one; a scale of 1 changes nothing,
+/// bit for bit.
 pub struct Optimizer {
     pub kind: OptimizerKind,
     pub lr: f64,
@@ -31,40 +47,92 @@ pub struct Optimizer {
     step: i32,
     m: HashMap<String, Array2<f64>>,
     v: HashMap<String, Array2<f64>>,
+    scales: HashMap<String, f64>,
 }
 
 impl Optimizer {
     pub fn new(kind: OptimizerKind, lr: f64, clip: Option<f64>) -> Optimizer {
-        Optimizer { kind, lr, clip, step: 0, m: HashMap::new(), v: HashMap::new() }
+        Optimizer { kind, lr, clip, step: 0, m: HashMap::new(), v: HashMap::new(), scales: HashMap::new() }
+    }
+
+    /// The scale of each named tensor (see [`Optimizer`]; [`lr_scales`] gives the
+    /// default rule); tensors not named keep scale 1.
+    pub fn set_scales(&mut self, scales: &[(String, f64)]) {
+        self.scales = scales.iter().cloned().collect();
+    }
+
+    fn scale_of(&self, name: &str) -> f64 {
+        self.scales.get(name).copied().unwrap_or(1.0)
     }
 
     /// Applies one update to `weights` (name -> matrix) from `grads`.
     pub fn update(&mut self, weights: &mut [(String, Array2<f64>)], grads: &[(String, Array2<f64>)]) {
         self.step += 1;
-        let norm = grads.iter().map(|(_, g)| g.iter().map(|x| x * x).sum::<f64>()).sum::<f64>().sqrt();
-        let scale = match self.clip {
+        let norm = grads.iter().map(|(n, g)| g.iter().map(|x| (x * self.scale_of(n)).powi(2)).sum::<f64>()).sum::<f64>().sqrt();
+        let clip = match self.clip {
             Some(c) if norm > c => c / norm,
             _ => 1.0,
         };
         for (name, w) in weights.iter_mut() {
             let Some((_, g)) = grads.iter().find(|(n, _)| n == name) else { continue };
+            let s = self.scale_of(name);
             match self.kind {
-                OptimizerKind::Sgd => w.scaled_add(-self.lr * scale, g),
+                // u -= lr du with du = s g clip, so w = s u moves by lr s^2 g clip.
+                OptimizerKind::Sgd => w.scaled_add(-self.lr * clip * s * s, g),
                 OptimizerKind::Adam => {
                     let (b1, b2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
                     let m = self.m.entry(name.clone()).or_insert_with(|| Array2::zeros(g.dim()));
                     let v = self.v.entry(name.clone()).or_insert_with(|| Array2::zeros(g.dim()));
                     let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
                     ndarray::Zip::from(&mut *w).and(&mut *m).and(&mut *v).and(g).for_each(|w, m, v, g| {
-                        let g = g * scale;
+                        let g = g * s * clip;
                         *m = b1 * *m + (1.0 - b1) * g;
                         *v = b2 * *v + (1.0 - b2) * g * g;
-                        *w -= self.lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                        *w -= s * (self.lr * (*m / c1) / ((*v / c2).sqrt() + eps));
                     });
                 }
             }
         }
     }
+}
+
+/// The physical dimension of trainable param `POP.PARAM`.
+fn param_dim<T: Float>(net: &Network<T>, name: &str) -> Option<snnc_compiler::units::Dim> {
+    let (p, _, col, _) = net.param_slot(name)?;
+    let step = net.pops[p].step.as_ref()?;
+    let k = *step.trainable_params().get(col)?;
+    Some(step.model.symbols[step.layout.params[k]].dim)
+}
+
+/// The default learning-rate scale of each trainable tensor (see [`Optimizer`]): 1 for a
+/// dimensionless one (every weight of a model written in dimensionless form, as the
+/// examples are: their training is unchanged), else the root mean square of its
+/// initial values (`initial`), so that a learning rate is relative to the tensor's own
+/// magnitude, whatever SI prefix its unit has (nS weights, ms time constants). A
+/// dimensional tensor whose initial values are all zero keeps scale 1 and is listed in
+/// the second value (its learning rate is then in SI units: the caller says so).
+pub fn lr_scales<T: Float>(net: &Network<T>, def: &snnc_compiler::sema::NetworkDef, initial: &[(String, Array2<f64>)]) -> (Vec<(String, f64)>, Vec<String>) {
+    let mut unscaled = Vec::new();
+    let scales = initial
+        .iter()
+        .map(|(name, w)| {
+            let dimensionless = match def.projections.iter().find(|p| &p.name == name) {
+                Some(p) => p.weight_dim == snnc_compiler::units::Dim::ONE,
+                None => param_dim(net, name).is_none_or(|d| d == snnc_compiler::units::Dim::ONE),
+            };
+            let rms = (w.iter().map(|v| v * v).sum::<f64>() / w.len().max(1) as f64).sqrt();
+            let scale = match (dimensionless, rms > 0.0 && rms.is_finite()) {
+                (true, _) => 1.0,
+                (false, true) => rms,
+                (false, false) => {
+                    unscaled.push(name.clone());
+                    1.0
+                }
+            };
+            (name.clone(), scale)
+        })
+        .collect();
+    (scales, unscaled)
 }
 
 /// Writes weights (and a few numbers of metadata) as safetensors, atomically: a
@@ -89,7 +157,19 @@ pub fn save_checkpoint(path: &Path, weights: &[(String, Array2<f64>)], meta: &[(
     })
 }
 
-/// Reads a checkpoint written by [`save_checkpoint`]: weights and metadata.
+/// Removes what an interrupted [`save_checkpoint`] of `path` may have left (the
+/// temporary file it writes first); returns whether there was one.
+pub fn remove_stale_checkpoint_tmp(path: &Path) -> Result<bool, RuntimeError> {
+    let tmp = path.with_extension("safetensors.tmp");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(RuntimeError::Input(format!("cannot remove the stale `{}`: {e}", tmp.display()))),
+    }
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`]: weights and metadata; a value that
+/// is not finite is refused, naming the tensor and index.
 pub fn load_checkpoint(path: &Path) -> Result<(Vec<(String, Array2<f64>)>, HashMap<String, String>), RuntimeError> {
     let err = |e: &dyn std::fmt::Display| RuntimeError::Input(format!("cannot read checkpoint `{}`: {e}", path.display()));
     let data = std::fs::read(path).map_err(|e| err(&e))?;
@@ -105,6 +185,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(Vec<(String, Array2<f64>)>, HashM
         }
         let vals: Vec<f64> = t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
         let a = Array2::from_shape_vec((t.shape()[0], t.shape()[1]), vals).map_err(|e| err(&e))?;
+        crate::train::dataset::check_finite(a.view(), path, &name)?;
         out.push((name, a));
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
@@ -197,6 +278,7 @@ pub fn train_batch<T: Float>(
     update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
     trainer.start(data.batch(), update_every.is_some(), weights)?;
+    let described = |e: RuntimeError, nets: &[Network<T>]| crate::learn::describe_non_finite(&nets[0], e);
     let mut step = constrained_step(&trainer.networks()[0], weights, opt);
     let g = match update_every {
         Some(every) => {
@@ -204,10 +286,11 @@ pub fn train_batch<T: Float>(
                 step(weights, grads);
                 Ok(weights.clone())
             };
-            trainer.gradient(data, Some(Online { every, update: &mut update }))?
+            trainer.gradient(data, Some(Online { every, update: &mut update }))
         }
-        None => trainer.gradient(data, None)?,
+        None => trainer.gradient(data, None),
     };
+    let g = g.map_err(|e| described(e, trainer.networks()))?;
     step(weights, &g.total);
     Ok(report(trainer.networks(), data.steps(), g.loss, &g.evidence, labels))
 }
@@ -323,6 +406,51 @@ mod tests {
                 opt.update(&mut w, &g);
             }
             assert!(w[0].1.iter().all(|x| (x - 1.0).abs() < 1e-3), "{kind:?}: {:?}", w[0].1);
+        }
+    }
+
+    /// With every scale 1 (dimensionless weights) the update is the plain Adam of before,
+    /// bit for bit; a scale s makes the optimiser work on w / s: training w = s u with
+    /// dL/dw = (dL/du) / s moves u exactly as training u itself would.
+    #[test]
+    fn optimizer_scales_are_units_and_one_changes_nothing() {
+        let grad = |w: &Array2<f64>| w.mapv(|x| 2.0 * (x - 1.0) + 0.1 * x.sin());
+        let mut plain = Optimizer::new(OptimizerKind::Adam, 0.05, Some(0.5));
+        let mut ones = Optimizer::new(OptimizerKind::Adam, 0.05, Some(0.5));
+        ones.set_scales(&[("w".into(), 1.0)]);
+        let (mut a, mut b) = (vec![("w".to_string(), Array2::from_elem((2, 3), 3.0))], vec![("w".to_string(), Array2::from_elem((2, 3), 3.0))]);
+        // The update as written before scales existed.
+        let (mut m, mut v, mut reference) = (Array2::<f64>::zeros((2, 3)), Array2::<f64>::zeros((2, 3)), Array2::from_elem((2, 3), 3.0));
+        for step in 1..=20 {
+            let g = grad(&reference);
+            let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let clip = if norm > 0.5 { 0.5 / norm } else { 1.0 };
+            let (c1, c2) = (1.0 - 0.9f64.powi(step), 1.0 - 0.999f64.powi(step));
+            ndarray::Zip::from(&mut reference).and(&mut m).and(&mut v).and(&g).for_each(|w, m, v, g| {
+                let g = g * clip;
+                *m = 0.9 * *m + (1.0 - 0.9) * g;
+                *v = 0.999 * *v + (1.0 - 0.999) * g * g;
+                *w -= 0.05 * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
+            });
+            let (ga, gb) = (grad(&a[0].1), grad(&b[0].1));
+            plain.update(&mut a, &[("w".into(), ga)]);
+            ones.update(&mut b, &[("w".into(), gb)]);
+        }
+        assert!(a[0].1.iter().zip(&reference).all(|(x, y)| x.to_bits() == y.to_bits()), "{:?} vs {reference:?}", a[0].1);
+        assert!(a[0].1.iter().zip(b[0].1.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+        // In SI units: w = s u.
+        for kind in [OptimizerKind::Adam, OptimizerKind::Sgd] {
+            let s = 1e-9;
+            let mut si = Optimizer::new(kind, 0.05, Some(0.5));
+            si.set_scales(&[("w".into(), s)]);
+            let mut unit = Optimizer::new(kind, 0.05, Some(0.5));
+            let (mut w, mut u) = (vec![("w".to_string(), Array2::from_elem((2, 3), 3.0 * s))], vec![("w".to_string(), Array2::from_elem((2, 3), 3.0))]);
+            for _ in 0..20 {
+                let (gw, gu) = (grad(&w[0].1.mapv(|x| x / s)) / s, grad(&u[0].1));
+                si.update(&mut w, &[("w".into(), gw)]);
+                unit.update(&mut u, &[("w".into(), gu)]);
+            }
+            assert!(w[0].1.iter().zip(u[0].1.iter()).all(|(w, u)| (w / s - u).abs() < 1e-9 * u.abs().max(1.0)), "{kind:?}: {:?} vs {:?}", w[0].1, u[0].1);
         }
     }
 

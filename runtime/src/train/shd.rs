@@ -365,7 +365,7 @@ impl ShdDataset {
             batch: batch.max(1),
             sampler,
             labels: Vec::new(),
-            rows: ShdRows { keys: Arc::default(), starts: Arc::default(), classes: Arc::default(), channels: 0, outputs: 0, current: Vec::new() },
+            rows: ShdRows { keys: Arc::default(), starts: Arc::default(), classes: Arc::default(), channels: 0, outputs: 0, current: Vec::new(), valid: 0 },
         };
         d.relabel();
         Ok(d)
@@ -405,14 +405,14 @@ impl ShdDataset {
 
     /// The classes of the current batch.
     fn relabel(&mut self) {
-        self.labels = self.sampler.current.iter().map(|&s| self.classes[s]).collect();
-        self.rows = self.rows_of(self.sampler.current.clone());
+        self.labels = self.sampler.current[..self.sampler.valid].iter().map(|&s| self.classes[s]).collect();
+        self.rows = self.rows_of(self.sampler.current.clone(), self.sampler.valid);
     }
 }
 
 impl ShdDataset {
-    fn rows_of(&self, current: Vec<usize>) -> ShdRows {
-        ShdRows { keys: self.keys.clone(), starts: self.starts.clone(), classes: self.classes.clone(), channels: self.channels, outputs: self.outputs, current }
+    fn rows_of(&self, current: Vec<usize>, valid: usize) -> ShdRows {
+        ShdRows { keys: self.keys.clone(), starts: self.starts.clone(), classes: self.classes.clone(), channels: self.channels, outputs: self.outputs, current, valid }
     }
 }
 
@@ -425,6 +425,8 @@ struct ShdRows {
     channels: usize,
     outputs: usize,
     current: Vec<usize>,
+    /// The real rows of `current` (the rest pads a held-out batch: mask 0).
+    valid: usize,
 }
 
 impl ShdRows {
@@ -446,10 +448,17 @@ impl ShdRows {
     }
 }
 
+impl ShdRows {
+    /// 1 for the real rows from `b0` on, 0 for the padding of a held-out batch.
+    fn write_mask(&self, b0: usize, mask: &mut [f64]) {
+        mask.iter_mut().enumerate().for_each(|(b, m)| *m = f64::from(u8::from(b0 + b < self.valid)));
+    }
+}
+
 impl RowFill for ShdRows {
     fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
         self.write(b0, nb, t, x, target);
-        mask.fill(1.0);
+        self.write_mask(b0, mask);
     }
 }
 
@@ -464,6 +473,9 @@ impl Task for ShdDataset {
     fn restart(&mut self) {
         self.sampler.restart();
         self.relabel();
+    }
+    fn batches_per_pass(&self) -> Option<usize> {
+        Some(self.sampler.batches_per_pass())
     }
 }
 
@@ -482,6 +494,9 @@ impl Sequence for ShdDataset {
     }
     fn rows(&self) -> Option<Box<dyn RowFill>> {
         Some(Box::new(self.rows.clone()))
+    }
+    fn mask(&self, _t: usize, mask: &mut [f64]) {
+        self.rows.write_mask(0, mask);
     }
     fn loss(&self) -> Loss {
         Loss::CrossEntropy

@@ -17,8 +17,15 @@ use crate::rng::Rng;
 pub trait Task: Sequence {
     /// Replaces the current batch by the next one.
     fn next_batch(&mut self);
-    /// The class of each element of the current batch (zeros for regression tasks).
+    /// The class of each real element of the current batch (zeros for regression
+    /// tasks): the whole batch, or fewer for the padded last batch of a held-out split.
     fn labels(&self) -> &[usize];
+    /// A dataset's batches in one pass over its split, each sample once (the last batch
+    /// may be partial: padded, and only its real elements counted); `None` for a
+    /// generator, which draws fresh trials forever.
+    fn batches_per_pass(&self) -> Option<usize> {
+        None
+    }
     /// Whether the task is a classification (accuracy means something).
     fn classifies(&self) -> bool {
         true

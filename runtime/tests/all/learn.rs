@@ -727,3 +727,40 @@ fn params_of_populations_of_different_sizes_keep_their_own_traces() {
         assert_eq!(g_both.get("L1.tau").unwrap().dim(), (1, 7));
     }
 }
+
+/// The memory `snnc train` checks a batch against before allocating it covers what each
+/// method's state measures, and is per batch element (the same from any batch size).
+#[test]
+fn memory_estimate_covers_the_measured_state() {
+    use snnc_runtime::learn::bytes_per_element;
+    let train: Vec<String> = TRAIN.map(String::from).to_vec();
+    for method in [Method::EsDRtrl { decay: 0.9 }, Method::DRtrl, Method::Bptt] {
+        for steps in [100, 400] {
+            let mut n = net("tests/data/golden_lif.snn", 2);
+            let est = bytes_per_element(&n, &train, method, steps).unwrap();
+            assert_eq!(est, bytes_per_element(&net("tests/data/golden_lif.snn", 5), &train, method, steps).unwrap());
+            let g = gradient_of(&mut n, &train, &mut RandomSpikes::new(steps, 2, 8, 3, 0.3, 1), method, false).unwrap();
+            assert!(2 * est >= g.state_bytes, "{method}, T = {steps}: estimate {} < measured {}", 2 * est, g.state_bytes);
+        }
+    }
+}
+
+/// A derivative output of the learning step that becomes non-finite is named by what it
+/// is, never by its internal state name (`_deriv0`).
+#[test]
+fn non_finite_derivatives_are_named_for_users() {
+    use snnc_runtime::error::RuntimeError;
+    use snnc_runtime::learn::describe_non_finite;
+    let n = net("tests/data/golden_lif.snn", 1);
+    let p = n.pops.iter().position(|p| p.deriv.is_some()).unwrap();
+    let (pop, layout) = (&n.pops[p], n.pops[p].deriv.unwrap());
+    let first = pop.state_names[0].clone();
+    let e = |state: &str| RuntimeError::NonFinite { population: pop.name.clone(), state: state.into(), neuron: 3, batch: 0, step: 7, value: f64::NEG_INFINITY };
+    let msg = describe_non_finite(&n, e(&pop.state_names[layout.d])).to_string();
+    assert!(msg.starts_with(&format!("the derivative d{first}/d{first} over one step of neuron 3")), "{msg}");
+    assert!(msg.contains("became -inf at step 7") && !msg.contains("_deriv"), "{msg}");
+    let msg = describe_non_finite(&n, e(&pop.state_names[layout.ds])).to_string();
+    assert!(msg.starts_with(&format!("the surrogate derivative of the spike by {first}")), "{msg}");
+    // A state of the model itself keeps the usual message.
+    assert_eq!(describe_non_finite(&n, e(&first)), e(&first));
+}

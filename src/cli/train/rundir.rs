@@ -1,0 +1,187 @@
+//! A run directory (`--out DIR`): `log.csv`, `checkpoint.safetensors`, `curves.png`.
+//! A new run refuses a directory that already holds one (unless `--overwrite`); a
+//! resumed run cuts the log back to its checkpoint, so that rows written after the
+//! checkpoint by an interrupted run are not repeated; write errors are reported.
+
+use ndarray::Array2;
+use snnc_runtime::train::{load_checkpoint, remove_stale_checkpoint_tmp};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Trainable tensors by name.
+type Weights = Vec<(String, Array2<f64>)>;
+
+pub(super) const LOG_HEADER: &str = "epoch,batch,split,loss,accuracy";
+
+/// What `--plot` draws: per training batch (loss, accuracy); per epoch (batches so far,
+/// test loss, test accuracy).
+#[derive(Default)]
+pub(super) struct Curves {
+    pub train: Vec<(f64, f64)>,
+    pub test: Vec<(usize, f64, f64)>,
+}
+
+/// `log.csv`, open for appending rows. A write error is reported at once and remembered:
+/// training goes on (checkpoints are still written) and the run ends in an error.
+pub(super) struct Log {
+    pub path: PathBuf,
+    file: std::fs::File,
+    pub error: Option<String>,
+}
+
+impl Log {
+    pub fn row(&mut self, row: std::fmt::Arguments) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = writeln!(self.file, "{row}") {
+            eprintln!("warning: cannot write `{}`: {e}; training goes on, but the log will be incomplete", self.path.display());
+            self.error = Some(e.to_string());
+        }
+    }
+}
+
+/// A row of `log.csv`: (epoch, whether a test row, loss, accuracy); `None` for the header
+/// or a row an interrupted write cut short.
+fn parse_row(line: &str) -> Option<(usize, bool, f64, f64)> {
+    let f: Vec<&str> = line.split(',').collect();
+    let [epoch, _, split, loss, acc] = f[..] else { return None };
+    let test = match split {
+        "train" => false,
+        "test" => true,
+        _ => return None,
+    };
+    Some((epoch.parse().ok()?, test, loss.parse().ok()?, acc.parse().ok()?))
+}
+
+/// Prepares `dir` for a run: refuses one that already holds a run unless resuming or
+/// `overwrite`; removes a temporary checkpoint an interrupted run left; opens the log,
+/// cut back to the epochs before `resume_epoch` when resuming (the rows of later epochs
+/// were written after the checkpoint) and returns what it already holds as curves.
+pub(super) fn open(dir: &Path, resume_epoch: Option<usize>, overwrite: bool) -> Result<(Log, Curves), String> {
+    let (path, ck) = (dir.join("log.csv"), dir.join("checkpoint.safetensors"));
+    if resume_epoch.is_none() && !overwrite {
+        let held: Vec<&str> = [("log.csv", &path), ("checkpoint.safetensors", &ck)].iter().filter(|(_, p)| p.exists()).map(|(n, _)| *n).collect();
+        if !held.is_empty() {
+            return Err(format!(
+                "`{}` already holds a training run ({}): continue it with `--resume {}`, or replace it with `--overwrite`",
+                dir.display(),
+                held.join(", "),
+                ck.display()
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    if remove_stale_checkpoint_tmp(&ck).map_err(|e| e.to_string())? {
+        eprintln!("note: removed `{}`, a partial checkpoint an interrupted run left", ck.with_extension("safetensors.tmp").display());
+    }
+    let cannot = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+    let mut curves = Curves::default();
+    let file = match resume_epoch {
+        // A regular file only: a device (say /dev/full) would read forever.
+        Some(epoch) if path.metadata().is_ok_and(|m| m.is_file()) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            let kept = cut_log(&text, epoch, &mut curves);
+            let dropped = text.lines().filter(|l| !l.is_empty() && *l != LOG_HEADER).count().saturating_sub(kept.len() - 1);
+            if dropped > 0 {
+                eprintln!("note: `{}`: dropped {dropped} rows written after the checkpoint (epoch {epoch} on)", path.display());
+            }
+            // Written whole and renamed into place: an interruption leaves the old log.
+            let tmp = path.with_extension("csv.tmp");
+            std::fs::write(&tmp, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                cannot(e)
+            })?;
+            std::fs::OpenOptions::new().append(true).open(&path).map_err(cannot)?
+        }
+        _ => {
+            let mut f = std::fs::File::create(&path).map_err(cannot)?;
+            writeln!(f, "{LOG_HEADER}").map_err(cannot)?;
+            f
+        }
+    };
+    Ok((Log { path, file, error: None }, curves))
+}
+
+/// The header and the rows of `text` (a log) of epochs before `epoch`, which also go into
+/// `curves`; rows of later epochs, and rows an interrupted write cut short, are left out.
+fn cut_log(text: &str, epoch: usize, curves: &mut Curves) -> Vec<String> {
+    let mut kept = vec![LOG_HEADER.to_string()];
+    for line in text.lines() {
+        let Some((e, test, loss, acc)) = parse_row(line) else { continue };
+        if e >= epoch {
+            continue;
+        }
+        match test {
+            false => curves.train.push((loss, acc)),
+            true => curves.test.push((curves.train.len(), loss, acc)),
+        }
+        kept.push(line.to_string());
+    }
+    kept
+}
+
+/// The weights to start from: `initial` (every trainable tensor, from its initialiser)
+/// replaced by the checkpoint's. A checkpoint lacking one is refused, naming the missing
+/// tensors, unless `init_missing` (those then start from their initialisers, as said on
+/// stderr); a tensor the network does not train, or of the wrong shape, is refused.
+/// Returns the weights in `initial`'s order and the checkpoint's epoch count.
+pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missing: bool) -> Result<(Weights, usize), String> {
+    let (saved, meta) = load_checkpoint(ck).map_err(|e| e.to_string())?;
+    let names = |w: &[(String, Array2<f64>)]| w.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>().join(", ");
+    for (name, w) in &saved {
+        let Some((_, into)) = initial.iter_mut().find(|(n, _)| n == name) else {
+            return Err(format!("checkpoint `{}` has `{name}`, which network `{network}` does not train (it trains: {})", ck.display(), names(&initial)));
+        };
+        if into.dim() != w.dim() {
+            return Err(format!("checkpoint `{}`: `{name}` is {}x{}, network `{network}` needs {}x{}", ck.display(), w.nrows(), w.ncols(), into.nrows(), into.ncols()));
+        }
+        *into = w.clone();
+    }
+    let missing: Vec<&str> = initial.iter().map(|(n, _)| n.as_str()).filter(|n| !saved.iter().any(|(m, _)| m == n)).collect();
+    if !missing.is_empty() {
+        if !init_missing {
+            return Err(format!(
+                "checkpoint `{}` lacks {} (trained by network `{network}`): give `--init-missing` to start {} from {} initialiser",
+                ck.display(),
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "its" } else { "their" },
+            ));
+        }
+        eprintln!("note: {} not in `{}`: starting from the initialiser (--init-missing)", missing.join(", "), ck.display());
+    }
+    let epoch = match meta.get("epoch") {
+        None => 0,
+        Some(e) => e.parse().map_err(|_| format!("checkpoint `{}`: its epoch count `{e}` is not a number", ck.display()))?,
+    };
+    Ok((initial, epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row that cannot be written is reported once and remembered (the run then ends
+    /// in an error); later rows are not attempted.
+    #[cfg(unix)]
+    #[test]
+    fn log_write_errors_are_reported_once() {
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/full") else { return };
+        let mut log = Log { path: PathBuf::from("/dev/full"), file, error: None };
+        log.row(format_args!("0,0,train,1.0,0.5"));
+        assert!(log.error.as_deref().is_some_and(|e| e.contains("No space left")), "{:?}", log.error);
+        log.row(format_args!("0,1,train,1.0,0.5"));
+    }
+
+    /// A resumed run's curves start with what the log held before its checkpoint.
+    #[test]
+    fn a_cut_log_keeps_earlier_rows_as_curves() {
+        let text = format!("{LOG_HEADER}\n0,0,train,0.9,0.5\n0,1,train,0.8,0.5\n0,,test,0.7,0.6\n1,0,train,0.6,0.7\n1,1,tr");
+        let mut curves = Curves::default();
+        let kept = cut_log(&text, 1, &mut curves);
+        assert_eq!(kept.len(), 4);
+        assert_eq!(curves.train, vec![(0.9, 0.5), (0.8, 0.5)]);
+        assert_eq!(curves.test, vec![(2, 0.7, 0.6)]);
+    }
+}

@@ -13,5 +13,6 @@ mod ir_diff;
 mod ir_lower;
 mod jit;
 mod ptx;
+mod specialise;
 mod stdlib;
 mod trace;

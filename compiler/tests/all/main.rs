@@ -15,4 +15,5 @@ mod jit;
 mod ptx;
 mod specialise;
 mod stdlib;
+mod synapse_events;
 mod trace;

@@ -57,7 +57,7 @@ pub struct Ran {
 }
 
 /// Runs `snnc args...` in `dir` with at most `mem_bytes` of address space for at most
-/// `timeout`. Stdout is discarded; stderr is kept (its last 4 KiB).
+/// `timeout`. Stdout is discarded; stderr is kept (its first 3 KiB and last 1 KiB).
 pub fn run(snnc: &Path, args: &[String], dir: &Path, mem_bytes: u64, timeout: Duration) -> Ran {
     let mut cmd = Command::new(snnc);
     cmd.args(args).current_dir(dir).env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -102,10 +102,21 @@ pub fn run(snnc: &Path, args: &[String], dir: &Path, mem_bytes: u64, timeout: Du
     };
     let seconds = start.elapsed().as_secs_f64();
     let raw = reader.join().unwrap_or_default();
-    let tail = &raw[raw.len().saturating_sub(4096)..];
-    let stderr = String::from_utf8_lossy(tail).into_owned();
-    let (outcome, status) = classify(status, timed_out, &stderr);
-    Ran { outcome, status, stderr, seconds }
+    let full = String::from_utf8_lossy(&raw);
+    // Classified on all of it (an allocation failure is reported before a long
+    // backtrace); kept: its start, where the message is, and its end.
+    let (outcome, status) = classify(status, timed_out, &full);
+    Ran { outcome, status, stderr: excerpt(&full, 3072, 1024), seconds }
+}
+
+/// `text` if short, else its first `head` and last `tail` bytes (on char boundaries).
+fn excerpt(text: &str, head: usize, tail: usize) -> String {
+    if text.len() <= head + tail {
+        return text.to_string();
+    }
+    let h = (0..=head).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let t = (text.len() - tail..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    format!("{}\n[... {} bytes ...]\n{}", &text[..h], t - h, &text[t..])
 }
 
 fn signal_name(sig: i32) -> String {
@@ -170,6 +181,13 @@ mod tests {
         let r = sh("kill -ABRT $$", big, 5.0);
         assert_eq!((r.outcome, r.status.as_str()), (Outcome::Signal, "SIGABRT"));
         assert_eq!(sh("sleep 5", big, 0.2).outcome, Outcome::Timeout);
+    }
+
+    #[test]
+    fn a_message_before_a_long_backtrace_is_seen() {
+        let r = sh("echo 'memory allocation of 8 bytes failed' >&2; seq 1 3000 >&2; kill -ABRT $$", 1 << 32, 5.0);
+        assert_eq!(r.outcome, Outcome::OutOfMemory);
+        assert!(r.stderr.starts_with("memory allocation") && r.stderr.ends_with("3000\n") && r.stderr.len() < 4200, "{}", r.stderr);
     }
 
     #[test]

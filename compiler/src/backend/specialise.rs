@@ -40,7 +40,7 @@ pub enum SpecialiseError {
     /// a silent 0, so every backend refuses it instead.
     NonFinite {
         model: String,
-        /// The expression, as `snnc explain` prints it (shortened).
+        /// The expression, shortened for a message.
         expr: String,
         value: f64,
         /// The uniform params it depends on, with their values (SI units).
@@ -139,8 +139,7 @@ pub fn check(step: &Step, specs: &[ParamSpec]) -> Result<f64, SpecialiseError> {
 /// makes the same check, so every backend refuses the same steps.
 pub fn check_constants(g: &Graph, roots: &[NodeId], step: &Step, specs: &[ParamSpec], dt: f64) -> Result<(), SpecialiseError> {
     let value = constant_values(g, specs, dt);
-    // Live nodes, in ascending (topological) order; the first non-finite one whose
-    // operands are finite is where the trouble starts.
+    // The nodes the roots use, through the taken branch only of a constant `if`.
     let mut live = vec![false; g.len()];
     let mut stack: Vec<NodeId> = roots.to_vec();
     while let Some(n) = stack.pop() {
@@ -148,11 +147,13 @@ pub fn check_constants(g: &Graph, roots: &[NodeId], step: &Step, specs: &[ParamS
             continue;
         }
         let args = g.args(n);
-        match (g.op(n), value[args.first().map_or(0, |a| a.index())]) {
+        match (g.op(n), args.first().and_then(|c| value[c.index()])) {
             (Op::Select, Some(c)) => stack.extend([args[0], if c != 0.0 { args[1] } else { args[2] }]),
             _ => stack.extend_from_slice(args),
         }
     }
+    // Ids ascend in topological order: the first bad node is where the trouble starts
+    // (its operands are finite), the one worth showing.
     let bad = (0..g.len()).find(|&i| live[i] && value[i].is_some_and(|v| !v.is_finite()));
     let Some(bad) = bad.map(|i| NodeId(i as u32)) else { return Ok(()) };
     let mut params = Vec::new();

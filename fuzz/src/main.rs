@@ -187,7 +187,7 @@ impl Fuzz {
 
     /// Keeps a failing mutant (and its report) in the failures folder; removes the rest.
     fn finish(&self, report: Report, dir: &Path) -> Report {
-        if let Some((cmd, args, ran)) = report.failure() {
+        if let Some((cmd, _, ran)) = report.failure() {
             let stem = format!("{:05}-{}-{cmd}", report.index, ran.outcome.name());
             let snn = self.args.failures.join(format!("{stem}.snn"));
             let _ = std::fs::create_dir_all(&self.args.failures);
@@ -195,22 +195,29 @@ impl Fuzz {
             // Paths in the (removed) work folder: the kept input, or a folder beside it.
             let work = dir.display().to_string();
             let out = self.args.failures.join(format!("{stem}-out")).display().to_string();
-            let shown: Vec<String> = args
-                .iter()
-                .map(|a| if a.starts_with(&work) && a.ends_with(".snn") { snn.display().to_string() } else { a.replace(&work, &out) })
-                .collect();
-            let note = format!(
-                "mutant {} of {} (seed {})\nmutations: {}\noutcome: {} ({}) after {:.1} s\nreproduce: snnc {}\n\nstderr (end):\n{}\n",
+            let mut note = format!(
+                "mutant {} of {} (seed {}; again: snnc-fuzz --seed {} --only {})\nmutations: {}\n",
                 report.index,
                 report.file.display(),
                 self.args.seed,
-                report.mutations.join("; "),
-                ran.outcome.name(),
-                ran.status,
-                ran.seconds,
-                shown.join(" "),
-                ran.stderr
+                self.args.seed,
+                report.index,
+                report.mutations.join("; ")
             );
+            for (cmd, args, ran) in report.runs.iter().filter(|(_, _, r)| r.outcome.is_failure()) {
+                let shown: Vec<String> = args
+                    .iter()
+                    .map(|a| if a.starts_with(&work) && a.ends_with(".snn") { snn.display().to_string() } else { a.replace(&work, &out) })
+                    .collect();
+                note += &format!(
+                    "\n{cmd}: {} ({}) after {:.1} s\nreproduce: snnc {}\nstderr:\n{}\n",
+                    ran.outcome.name(),
+                    ran.status,
+                    ran.seconds,
+                    shown.join(" "),
+                    ran.stderr
+                );
+            }
             let _ = std::fs::write(self.args.failures.join(format!("{stem}.txt")), note);
         }
         let _ = std::fs::remove_dir_all(dir);
@@ -227,8 +234,16 @@ fn signature(cmd: &str, ran: &Ran) -> String {
         .find(|l| l.contains("panicked at") || l.contains("overflowed") || l.contains("memory allocation"))
         .or_else(|| ran.stderr.lines().find(|l| !l.trim().is_empty()))
         .unwrap_or("");
-    let line: String = line.chars().take(160).map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
-    format!("{} in {cmd}: {line}", ran.outcome.name())
+    // Numbers (thread ids, byte counts, line:col of std's own files) blanked as one `#`.
+    let mut blank = String::new();
+    for c in line.chars().take(160) {
+        if !c.is_ascii_digit() {
+            blank.push(c);
+        } else if !blank.ends_with('#') {
+            blank.push('#');
+        }
+    }
+    format!("{} in {cmd}: {}", ran.outcome.name(), blank.trim())
 }
 
 fn print_summary(reports: &[Report], seconds: f64) -> usize {
@@ -243,13 +258,14 @@ fn print_summary(reports: &[Report], seconds: f64) -> usize {
         let parts: Vec<String> = counts.iter().map(|(o, n)| format!("{} {n}", o.name())).collect();
         println!("  {cmd:8} {}", parts.join(", "));
     }
+    // Every failing command counts (a mutant may fail in `run` and in `train`).
     let mut distinct: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for r in reports {
-        if let Some((cmd, _, ran)) = r.failure() {
+        for (cmd, _, ran) in r.runs.iter().filter(|(_, _, ran)| ran.outcome.is_failure()) {
             distinct.entry(signature(cmd, ran)).or_default().push(r.index);
         }
     }
-    let failed: usize = distinct.values().map(Vec::len).sum();
+    let failed = reports.iter().filter(|r| r.failure().is_some()).count();
     println!("{failed} failing mutants, {} distinct failures", distinct.len());
     for (sig, idx) in &distinct {
         let shown: Vec<String> = idx.iter().take(5).map(|i| format!("{i:05}")).collect();

@@ -233,7 +233,7 @@ fn signature(cmd: &str, ran: &Ran) -> String {
         .lines()
         .find(|l| l.contains("panicked at") || l.contains("overflowed") || l.contains("memory allocation"))
         .or_else(|| ran.stderr.lines().find(|l| !l.trim().is_empty()))
-        .unwrap_or("");
+        .unwrap_or(&ran.status);
     // Numbers (thread ids, byte counts, line:col of std's own files) blanked as one `#`.
     let mut blank = String::new();
     for c in line.chars().take(160) {
@@ -284,6 +284,8 @@ fn main() -> ExitCode {
         eprintln!("error: no snnc binary at {} (build it first: `cargo build --release -p snnc`, or give --snnc)", snnc.display());
         return ExitCode::from(2);
     }
+    // Children run in their mutant's folder: a relative path would not reach the binary.
+    let snnc = std::fs::canonicalize(&snnc).unwrap_or(snnc);
     let root = std::fs::canonicalize(&args.root).unwrap_or_else(|_| args.root.clone());
     let files = corpus(&root);
     let texts: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap_or_default()).collect();

@@ -184,8 +184,12 @@ impl<'a> NetworkCx<'a> {
         cx.trainable_per_neuron();
         let (step, deriv) = cx.discretise(self.opts, self.dt, p.kind).map_err(diagnostic)?;
         let initial = cx.initial_states(&step, &self.rng, self.dt).map_err(error)?;
+        let specs = cx.specs();
+        // The backends' own checks, made here once so the refusal names the population
+        // (and `explain --network` / the GPU refuse what the CPU backends refuse).
+        crate::backend::specialise::check(&step, &specs).map_err(|e| error(e.to_string()))?;
         plan.dynamics = Some(Dynamics {
-            specs: cx.specs(),
+            specs,
             per_neuron: cx.per_neuron.iter().flatten().cloned().collect(),
             initial,
             state_names: (0..step.layout.states.len()).map(|k| step.state_name(k).to_string()).collect(),

@@ -78,7 +78,9 @@ pub fn fixed_probability(
     let (mut col, mut weight) = (Vec::new(), Vec::new());
     let _ = col.try_reserve_exact(expected).and_then(|_| weight.try_reserve_exact(expected));
     row_ptr.push(0);
-    let log_q = (1.0 - p).ln();
+    // Below p ~ 1e-16, 1 - p rounds to 1 and its log to 0, which made every gap -inf
+    // (a column out of range, then a panic); ln_1p keeps such a p apart from 0.
+    let log_q = if 1.0 - p == 1.0 { (-p).ln_1p() } else { (1.0 - p).ln() };
     let wstream = stream ^ 0x5bd1_e995;
     for i in 0..n_pre {
         let mut j: i64 = -1;
@@ -182,6 +184,12 @@ mod tests {
             assert!(!full.row(i).0.contains(&(i as u32)));
         }
         assert_eq!(fixed_probability(50, 50, 0.0, false, &init, &rng, 1).nnz(), 0);
+        // Found by snnc-fuzz: `sparse p = 1e-30` gave out-of-range columns.
+        for p in [1e-30, 1e-17, f64::MIN_POSITIVE, 5e-324] {
+            let c = fixed_probability(30, 30, p, false, &init, &rng, 1);
+            assert!(c.col.iter().all(|&j| (j as usize) < 30), "p = {p}: {:?}", c.col);
+            assert_eq!(c.nnz(), 0, "p = {p}");
+        }
         let w = dense(4, 4, true, &init, &rng, 3);
         assert!((0..4).all(|i| w[i * 4 + i] == 0.0));
         assert!(w.iter().filter(|x| **x != 0.0).count() == 12);

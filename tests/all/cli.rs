@@ -213,3 +213,69 @@ fn backend_cuda_without_gpu_is_one_clear_error() {
         }
     }
 }
+
+/// Issue 15, item 1: with a uniform `tau = 0` the JIT folded `exp(-dt / tau)` into a
+/// silent v = 0 (exit 0, no spikes) where the interpreter found NaN. Every backend now
+/// refuses before simulating, with the same message naming the population and param.
+#[test]
+fn a_zero_time_constant_is_refused_by_every_backend_alike() {
+    let dir = std::env::temp_dir().join(format!("snnc-tau0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("tau0.snn");
+    std::fs::write(&f, "import \"stdlib/lif.snn\"\nnetwork n {\n    dt = 1 ms\n    layer a = LIF[10] { tau = 0 ms }\n    drive a.I = 2\n}\n").unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut errors = Vec::new();
+    for backend in ["jit", "interp"] {
+        let out = snnc(&["run", f.to_str().unwrap(), "-I", root, "--duration", "5ms", "--backend", backend]);
+        assert_eq!(out.status.code(), Some(1), "{backend}");
+        errors.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    assert!(errors[0].contains("population `a`") && errors[0].contains("tau = 0") && errors[0].contains("finite"), "{}", errors[0]);
+    assert_eq!(errors[0], errors[1]);
+    assert!(!errors[0].contains("became NaN"), "{}", errors[0]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 19, item 1: an `on pre` update without `w` ran on every step (u grew with no
+/// presynaptic spike); `check` now refuses it at its line, and `run` refuses it too.
+#[test]
+fn an_on_pre_update_that_would_run_every_step_is_refused() {
+    let dir = std::env::temp_dir().join(format!("snnc-onpre-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("stp.snn");
+    std::fs::write(
+        &f,
+        "import \"stdlib/lif.snn\"
+synapse STP {
+    param U = 0.2
+    param tau_f: ms = 1500 ms
+    state u = 0.2
+    state g = 0 * w
+    du/dt = (U - u) / tau_f
+    dg/dt = -g / (5 ms)
+    on pre {
+        u += U * (1 - u)
+        g += w * u
+    }
+    output I = g
+}
+network n {
+    dt = 1 ms
+    input x: 2
+    layer a = LIF[2]
+    connect x -> a.I via STP dense weight 0.1
+}
+",
+    )
+    .unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = snnc(&["check", f.to_str().unwrap(), "-I", root]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error[E0417]: the `on pre` update of `u` in synapse `STP` cannot run as written"), "{err}");
+    assert!(err.contains("stp.snn:10:9"), "{err}");
+    let out = snnc(&["run", f.to_str().unwrap(), "-I", root, "--duration", "5ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`on pre` update of `u`"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

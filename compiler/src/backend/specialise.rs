@@ -2,7 +2,8 @@
 //! its params become the graph a code generator sees.
 //!
 //! - checked once, here, with a typed error: the step has a `dt`, one spec per param,
-//!   and every leaf it reads has a slot ([`check`]);
+//!   every leaf it reads has a slot, and nothing folding would bake in is NaN or
+//!   infinite ([`check`], [`check_constants`]);
 //! - uniform params and `dt` folded in as constants, so `exp(-dt / tau)` and friends
 //!   become numbers; synapse leaves without a slot (`w`, the presynaptic event) read 0,
 //!   as in the reference interpreter ([`fold_leaves`]);
@@ -33,6 +34,20 @@ pub enum SpecialiseError {
     NextCount { model: String, next: usize, states: usize },
     /// A leaf reads a slot the step does not have.
     Leaf { model: String, what: LeafError },
+    /// A part of the step made only of constants, dt and uniform params is NaN or
+    /// infinite (`exp(-dt / tau)` with `tau = 0`, `1e308 * 1e308`): folded into a
+    /// kernel, the simplifier's finite-value rewrites (`x * 0 -> 0`) could turn it into
+    /// a silent 0, so every backend refuses it instead.
+    NonFinite {
+        model: String,
+        /// The expression, shortened for a message.
+        expr: String,
+        value: f64,
+        /// The uniform params it depends on, with their values (SI units).
+        params: Vec<(String, f64)>,
+        /// Whether it depends on dt.
+        uses_dt: bool,
+    },
 }
 
 /// The leaf of a [`SpecialiseError::Leaf`].
@@ -63,6 +78,16 @@ impl fmt::Display for SpecialiseError {
                 LeafError::Input { index, count } => write!(f, "`{model}` reads input {index} of {count}"),
                 LeafError::Random { slot, count } => write!(f, "`{model}` draws from random slot {slot} of {count}"),
             },
+            SpecialiseError::NonFinite { model, expr, value, params, uses_dt } => {
+                write!(f, "`{model}`: `{expr}` is {value}")?;
+                let given: Vec<String> = params.iter().map(|(p, v)| format!("{p} = {v}")).collect();
+                match (given.is_empty(), uses_dt) {
+                    (false, _) => write!(f, " with {}", given.join(", "))?,
+                    (true, true) => f.write_str(" at this dt")?,
+                    (true, false) => {}
+                }
+                f.write_str(" (values in SI units); every constant of a kernel must be finite: is a time constant or divisor zero, or a value out of range?")
+            }
         }
     }
 }
@@ -101,13 +126,123 @@ pub fn check(step: &Step, specs: &[ParamSpec]) -> Result<f64, SpecialiseError> {
     if step.next.len() != step.layout.states.len() {
         return Err(SpecialiseError::NextCount { model: model(), next: step.next.len(), states: step.layout.states.len() });
     }
+    let mut roots = step.next.clone();
+    roots.extend(step.spike);
+    check_constants(&step.graph, &roots, step, specs, dt)?;
     Ok(dt)
+}
+
+/// Refuses a NaN or infinite value among the parts of `roots` (nodes of `g`, a graph
+/// of `step` or extracted from it, unfolded) that depend only on constants, dt and
+/// uniform params: the values folding would bake into a kernel. A branch of an `if`
+/// whose condition is such a constant counts only when it is taken. The interpreter
+/// makes the same check, so every backend refuses the same steps.
+pub fn check_constants(g: &Graph, roots: &[NodeId], step: &Step, specs: &[ParamSpec], dt: f64) -> Result<(), SpecialiseError> {
+    let value = constant_values(g, specs, dt);
+    // The nodes the roots use, through the taken branch only of a constant `if`.
+    let mut live = vec![false; g.len()];
+    let mut stack: Vec<NodeId> = roots.to_vec();
+    while let Some(n) = stack.pop() {
+        if std::mem::replace(&mut live[n.index()], true) {
+            continue;
+        }
+        let args = g.args(n);
+        match (g.op(n), args.first().and_then(|c| value[c.index()])) {
+            (Op::Select, Some(c)) => stack.extend([args[0], if c != 0.0 { args[1] } else { args[2] }]),
+            _ => stack.extend_from_slice(args),
+        }
+    }
+    // Ids ascend in topological order: the first bad node is where the trouble starts
+    // (its operands are finite), the one worth showing.
+    let bad = (0..g.len()).find(|&i| live[i] && value[i].is_some_and(|v| !v.is_finite()));
+    let Some(bad) = bad.map(|i| NodeId(i as u32)) else { return Ok(()) };
+    let mut params = Vec::new();
+    let mut uses_dt = false;
+    for a in g.ancestors(&[bad]) {
+        match g.op(a) {
+            Op::Param(k) => {
+                if let Some(ParamSpec::Uniform(v)) = specs.get(k as usize) {
+                    params.push((step.param_name(k as usize).to_string(), *v));
+                }
+            }
+            Op::Dt => uses_dt = true,
+            _ => {}
+        }
+    }
+    let expr = short_expr(g, bad, step, 3);
+    // The outer parentheses say nothing at the top.
+    let expr = expr.strip_prefix('(').and_then(|e| e.strip_suffix(')')).map_or(expr.clone(), str::to_string);
+    Err(SpecialiseError::NonFinite { model: step.model.name.clone(), expr, value: value[bad.index()].unwrap_or(f64::NAN), params, uses_dt })
+}
+
+/// `n` as text for a message: names for leaves, `...` below `depth` levels (so the
+/// text stays short however deep the graph).
+fn short_expr(g: &Graph, n: NodeId, step: &Step, depth: usize) -> String {
+    let op = g.op(n);
+    let name = |names: &[crate::sema::SymId], k: u32| names.get(k as usize).map(|&s| step.model.symbols[s].name.clone());
+    let leaf = match op {
+        Op::Const(v) => Some(format!("{v}")),
+        Op::Param(k) => name(&step.layout.params, k),
+        Op::State(k) => name(&step.layout.states, k),
+        Op::Input(k) => name(&step.layout.inputs, k),
+        Op::Dt => Some("dt".into()),
+        Op::Time => Some("t".into()),
+        _ => None,
+    };
+    if let Some(l) = leaf {
+        return l;
+    }
+    if depth == 0 {
+        return "...".into();
+    }
+    let a: Vec<String> = g.args(n).iter().map(|&a| short_expr(g, a, step, depth - 1)).collect();
+    match (op, a.as_slice()) {
+        (Op::Add | Op::Sub | Op::Mul | Op::Div, [x, y]) => {
+            let sym = match op {
+                Op::Add => "+",
+                Op::Sub => "-",
+                Op::Mul => "*",
+                _ => "/",
+            };
+            format!("({x} {sym} {y})")
+        }
+        (Op::Neg, [x]) => format!("-{x}"),
+        _ => format!("{}({})", op.name(), a.join(", ")),
+    }
+}
+
+/// For each node of `g`: its value when it depends only on constants, dt and uniform
+/// params (what folding computes), else `None`.
+fn constant_values(g: &Graph, specs: &[ParamSpec], dt: f64) -> Vec<Option<f64>> {
+    let mut value: Vec<Option<f64>> = Vec::with_capacity(g.len());
+    for (_, node) in g.nodes() {
+        let v = match node.op {
+            Op::Const(c) => Some(c),
+            Op::Dt => Some(dt),
+            Op::Param(k) => match specs.get(k as usize) {
+                Some(ParamSpec::Uniform(v)) => Some(*v),
+                _ => None,
+            },
+            // Synapse leaves fold to 0 but stand for values a kernel does not see.
+            op if op.is_leaf() => None,
+            op => {
+                let args: Option<Vec<f64>> = node.args.iter().map(|a| value[a.index()]).collect();
+                args.and_then(|a| match op {
+                    Op::SurrogateGrad(s) => crate::ir::interp::eval_surrogate(g.surrogate(s), a[0]).ok(),
+                    _ => crate::ir::interp::apply(op, &a),
+                })
+            }
+        };
+        value.push(v);
+    }
+    value
 }
 
 /// Folds uniform params and `dt` into `roots` (nodes of `g`, a graph extracted from
 /// `step`) as constants, checks every leaf, and expands surrogates.
 pub fn fold_leaves(g: &mut Graph, roots: &[NodeId], step: &Step, specs: &[ParamSpec]) -> Result<Vec<NodeId>, SpecialiseError> {
     let dt = check(step, specs)?;
+    check_constants(g, roots, step, specs, dt)?;
     let leaf_error = |what| SpecialiseError::Leaf { model: step.model.name.clone(), what };
     let (n_states, n_inputs) = (step.layout.states.len(), step.layout.inputs.len());
     let leaves: Vec<(NodeId, Op)> = g.nodes().filter(|(_, n)| n.op.is_leaf()).map(|(id, n)| (id, n.op)).collect();

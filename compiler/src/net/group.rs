@@ -63,6 +63,7 @@ fn compose_model(
     for g in groups {
         let syn = &program.models[g.synapse];
         let first = &net.projections[g.projections[0]];
+        runs_as_written(syn, first.span)?;
         let prefix = first.name.clone();
         let wdim = first.weight_dim;
         let y = push(&mut model, Symbol {
@@ -135,6 +136,91 @@ fn compose_model(
         direct_inputs.push((port, direct));
     }
     Ok(GroupModel { model, group_inputs, group_syms, direct_inputs, settings })
+}
+
+/// Refuses a synapse the merged runtime would run differently from its text (E0417):
+/// its states live per target neuron and its `on pre` statements run on every step,
+/// with `w` standing for the summed input `sum_i w_ij pre_i` (0 in a step without a
+/// presynaptic spike). That is exact for `STATE += w * (...)` and `STATE -= ...` with
+/// `w` once as a factor and no `w` or `pre` elsewhere; anything else (a statement
+/// without `w`, `=`, `*=`, `w * w`, per-connection state) would run silently wrong.
+fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic> {
+    if syn.per_synapse {
+        return Err(Diagnostic::error("E0417", via, format!("synapse `{}` is `per_synapse`, which the runtime does not support yet", syn.name))
+            .with_label("its state would be merged per target neuron")
+            .with_related(syn.span, "declared `per_synapse` here")
+            .with_help("remove `per_synapse` if the synapse is linear in `w * pre` (state merged per target neuron)"));
+    }
+    // A `let` is rewritten like a declared value, where `w` and `pre` read 0.
+    if let Some(s) = syn.symbols.iter().find(|s| s.kind == SymKind::Let && s.value.as_ref().is_some_and(|v| reads_event(syn, v))) {
+        return Err(Diagnostic::error("E0417", s.span, format!("`let {}` of synapse `{}` reads `w` or `pre`", s.name, syn.name))
+            .with_label("would read 0 in a merged synapse")
+            .with_related(via, "used by this connection")
+            .with_help("write `w * pre` (or `w` in `on pre`) where the value is used"));
+    }
+    // States the block changes: a factor reading one would differ between applying each
+    // spike's update in turn and applying the summed input once.
+    let changed: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).collect();
+    for u in &syn.on_pre {
+        let additive = matches!(u.op, crate::sema::UpdateOp::Add | crate::sema::UpdateOp::Sub);
+        if additive && w_factor(syn, &u.value, &changed) {
+            continue;
+        }
+        let name = &syn.symbols[u.target].name;
+        let why = if !additive {
+            "only `+=` and `-=` can run at presynaptic spikes"
+        } else if !reads(syn, &u.value, &|s| syn.symbols[s].kind == SymKind::Weight) {
+            "it would change it on every step, not only at a presynaptic spike"
+        } else {
+            "summed over the connections into a neuron, only `+= w * (...)` is exact, with `w` once as a factor and no state that `on pre` changes in `(...)`"
+        };
+        return Err(Diagnostic::error("E0417", u.span, format!("the `on pre` update of `{name}` in synapse `{}` cannot run as written: {why}", syn.name))
+            .with_label("not of the form `+= w * (...)`")
+            .with_related(via, "used by this connection")
+            .with_note("a merged synapse runs `on pre` on every step with `w` as the summed input `sum_i w_ij pre_i`, which is 0 without a presynaptic spike")
+            .with_help(format!("write it `{name} += w * (...)`; per-connection state and other event updates are not supported yet")));
+    }
+    Ok(())
+}
+
+/// Whether `e` reads `w` or `pre`.
+fn reads_event(syn: &Model, e: &TExpr) -> bool {
+    reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike))
+}
+
+/// Whether `e` reads a symbol for which `pred` holds, directly or through `let`s.
+fn reads(syn: &Model, e: &TExpr, pred: &dyn Fn(SymId) -> bool) -> bool {
+    let mut seen = vec![false; syn.symbols.len()];
+    let mut stack = vec![e];
+    let mut found = false;
+    while let Some(e) = stack.pop() {
+        e.visit_syms(&mut |s| {
+            found |= pred(s);
+            if syn.symbols[s].kind == SymKind::Let && !std::mem::replace(&mut seen[s], true) {
+                stack.extend(syn.symbols[s].value.as_ref());
+            }
+        });
+    }
+    found
+}
+
+/// Whether `e` is `w` times an expression free of `w`, `pre` and the states in
+/// `changed` (`w`, `w * x`, `x * w`, `w / x`, `-e`, or `w * pre`, the same summed input).
+fn w_factor(syn: &Model, e: &TExpr, changed: &[SymId]) -> bool {
+    let is = |e: &TExpr, kind: SymKind| matches!(e.kind, TKind::Sym(s) if syn.symbols[s].kind == kind);
+    let free = |e: &TExpr| !reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike) || changed.contains(&s));
+    match &e.kind {
+        TKind::Sym(_) => is(e, SymKind::Weight),
+        TKind::Neg(a) => w_factor(syn, a, changed),
+        TKind::Binary(BinOp::Mul, a, b) => {
+            (is(a, SymKind::Weight) && is(b, SymKind::PreSpike))
+                || (is(a, SymKind::PreSpike) && is(b, SymKind::Weight))
+                || (w_factor(syn, a, changed) && free(b))
+                || (free(a) && w_factor(syn, b, changed))
+        }
+        TKind::Binary(BinOp::Div, a, b) => w_factor(syn, a, changed) && free(b),
+        _ => false,
+    }
 }
 
 /// Replaces the symbolic weight dimension in every node's type.

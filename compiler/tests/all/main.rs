@@ -13,5 +13,7 @@ mod ir_diff;
 mod ir_lower;
 mod jit;
 mod ptx;
+mod specialise;
 mod stdlib;
+mod synapse_events;
 mod trace;

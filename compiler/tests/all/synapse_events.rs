@@ -1,0 +1,116 @@
+//! A merged synapse's `on pre` block runs on every step with `w` standing for the summed
+//! input `sum_i w_ij pre_i` (0 without a presynaptic spike). What that cannot run as
+//! written (issue 19: `u += U * (1 - u)` grew with no spike at all) is refused with
+//! E0417 when the network is composed; what it runs exactly is accepted.
+
+use snnc_compiler::SourceMap;
+use snnc_compiler::diag::Diagnostic;
+use snnc_compiler::net;
+use snnc_compiler::pipeline::{CompileOptions, compile_network};
+use snnc_compiler::sema::check_source;
+
+/// A network of two LIF neurons driven through synapse `S` (declared by `synapse`).
+fn network(synapse: &str) -> String {
+    format!(
+        "neuron LIF {{
+    param tau: ms = 10 ms
+    state v = 0.0
+    input I
+    dv/dt = (-v + I) / tau
+    spike when v > 1 surrogate relu_grad(alpha = 0.3, width = 1.0)
+    on spike {{ v -= 1 }}
+}}
+{synapse}
+network n {{
+    dt = 1 ms
+    input x: 2
+    layer a = LIF[2]
+    connect x -> a.I via S dense weight 0.1
+}}
+"
+    )
+}
+
+/// The composition errors of `text` (after a clean check).
+fn compose(text: &str) -> Vec<Diagnostic> {
+    let mut sources = SourceMap::new();
+    let (program, diags) = check_source("t.snn", text, &mut sources);
+    assert!(diags.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&diags, &sources));
+    let net = &program.networks[0];
+    let plan = net::plan(&program, net);
+    let errors: Vec<Diagnostic> = (0..net.populations.len()).filter_map(|p| net::compose(&program, net, &plan, p)?.err()).collect();
+    // The pipeline refuses the same, naming the population.
+    let compiled = compile_network(&program, net, &CompileOptions::default());
+    assert_eq!(compiled.is_err(), !errors.is_empty());
+    if let Err(e) = compiled {
+        assert_eq!(e.population, "a");
+        assert_eq!(e.diagnostic.as_ref().map(|d| d.code), Some("E0417"));
+    }
+    errors
+}
+
+fn synapse(state: &str, on_pre: &str) -> String {
+    format!("synapse S {{\n    param tau_s: ms = 5 ms\n    state {state}\n    dg/dt = -g / (5 ms)\n    on pre {{ {on_pre} }}\n    output I = g\n}}")
+}
+
+#[test]
+fn additive_updates_linear_in_w_are_accepted() {
+    for on_pre in ["g += w", "g -= w", "g += 2 * w", "g += w * 2", "g += w / 2", "g += -w", "g += w * pre", "g += w * tau_s / (5 ms)"] {
+        let errors = compose(&network(&synapse("g = 0 * w", on_pre)));
+        assert!(errors.is_empty(), "`{on_pre}`: {errors:?}");
+    }
+}
+
+#[test]
+fn updates_that_would_run_every_step_are_refused() {
+    for (on_pre, why) in [
+        ("g += 1 * w\n g += 0.1", "on every step"),
+        ("g = w", "only `+=` and `-=`"),
+        ("g *= w", "only `+=` and `-=`"),
+        ("g += w * w", "only `+= w * (...)` is exact"),
+        ("g += w + 1", "only `+= w * (...)` is exact"),
+        ("g += w * (1 - g)", "no state that `on pre` changes"),
+    ] {
+        let errors = compose(&network(&synapse("g = 0 * w", on_pre)));
+        let e = errors.first().unwrap_or_else(|| panic!("`{on_pre}` accepted"));
+        assert_eq!(e.code, "E0417");
+        assert!(e.message.contains("`on pre` update of `g` in synapse `S`") && e.message.contains(why), "`{on_pre}`: {}", e.message);
+    }
+}
+
+#[test]
+fn facilitation_without_w_is_refused() {
+    // Issue 19's reproduction: u went 0.20 -> 0.36 -> ... -> 0.997 in 50 ms without a
+    // presynaptic spike, since the update ran on every step.
+    let stp = "synapse S {
+    param U = 0.2
+    param tau_f: ms = 1500 ms
+    state u = 0.2
+    state g = 0 * w
+    du/dt = (U - u) / tau_f
+    dg/dt = -g / (5 ms)
+    on pre {
+        u += U * (1 - u)
+        g += w * u
+    }
+    output I = g
+}";
+    let errors = compose(&network(stp));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].message.contains("update of `u`"), "{}", errors[0].message);
+    assert!(errors[0].related.iter().any(|(_, l)| l.contains("used by this connection")));
+}
+
+#[test]
+fn per_synapse_state_and_lets_reading_w_are_refused() {
+    let per = "synapse S {\n    per_synapse\n    state g = 0 * w\n    dg/dt = -g / (5 ms)\n    on pre { g += w }\n    output I = g\n}";
+    let errors = compose(&network(per));
+    assert!(errors[0].message.contains("`per_synapse`"), "{}", errors[0].message);
+    let with_let = "synapse S {\n    state g = 0 * w\n    let jump = 2 * w\n    dg/dt = -g / (5 ms)\n    on pre { g += jump }\n    output I = g\n}";
+    let errors = compose(&network(with_let));
+    assert!(errors[0].message.contains("`let jump`"), "{}", errors[0].message);
+    // A `let` is read through: here it reads the state being updated.
+    let through = "synapse S {\n    state g = 0 * w\n    let room = 1 - g\n    dg/dt = -g / (5 ms)\n    on pre { g += w * room }\n    output I = g\n}";
+    let errors = compose(&network(through));
+    assert!(errors[0].message.contains("no state that `on pre` changes"), "{}", errors[0].message);
+}

@@ -79,8 +79,9 @@ impl<'a> MathPrinter<'a> {
                 }
             }
         }
+        let mut sizes = HashMap::new();
         let mut shared: Vec<NodeId> =
-            uses.iter().filter(|(n, c)| **c > 1 && size(g, **n) > 4).map(|(n, _)| *n).collect();
+            uses.iter().filter(|(n, c)| **c > 1 && size(g, **n, &mut sizes) > 4).map(|(n, _)| *n).collect();
         shared.sort();
         let mut defs = Vec::new();
         for n in shared {
@@ -105,6 +106,10 @@ impl<'a> MathPrinter<'a> {
     }
 
     fn go(&self, n: NodeId, top: bool) -> String {
+        crate::deep(|| self.go_at(n, top))
+    }
+
+    fn go_at(&self, n: NodeId, top: bool) -> String {
         if !top {
             if let Some(name) = self.named.get(&n) {
                 return name.clone();
@@ -163,8 +168,14 @@ impl<'a> MathPrinter<'a> {
     }
 }
 
-fn size(g: &Graph, n: NodeId) -> usize {
-    1 + g.args(n).iter().map(|a| size(g, *a)).sum::<usize>().min(1000)
+/// The size of `n` as a tree, capped at 1000; memoised, so linear in the graph.
+fn size(g: &Graph, n: NodeId, memo: &mut HashMap<NodeId, usize>) -> usize {
+    if let Some(s) = memo.get(&n) {
+        return *s;
+    }
+    let s = 1 + g.args(n).iter().map(|a| crate::deep(|| size(g, *a, memo))).sum::<usize>().min(1000);
+    memo.insert(n, s);
+    s
 }
 
 /// The `snnc explain` report of one model.

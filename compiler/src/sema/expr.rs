@@ -6,9 +6,62 @@ use crate::span::Span;
 use crate::syntax::ast::{self, BinOp, ExprKind, UnOp};
 use crate::units::{self, Dim};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Global functions visible everywhere (`fn` at the top of any loaded file).
 pub(super) type FnTable<'a> = HashMap<String, &'a ast::FnDef>;
+
+/// A model's symbols by name (the first of each name).
+pub(super) type SymIndex = HashMap<String, SymId>;
+
+pub(super) fn sym_index(symbols: &[Symbol]) -> SymIndex {
+    let mut index = SymIndex::new();
+    for (i, s) in symbols.iter().enumerate() {
+        index.entry(s.name.clone()).or_insert(i);
+    }
+    index
+}
+
+/// What identifies a checked argument for reusing an inlined call: the same constant,
+/// symbol or shared node (anything else is not compared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ArgKey {
+    Const(u64),
+    Sym(SymId),
+    Shared(*const TExpr),
+}
+
+impl ArgKey {
+    fn of(e: &TExpr) -> Option<ArgKey> {
+        match &e.kind {
+            TKind::Const(v) => Some(ArgKey::Const(v.to_bits())),
+            TKind::Sym(s) => Some(ArgKey::Sym(*s)),
+            TKind::Shared(r) => Some(ArgKey::Shared(Arc::as_ptr(r))),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an expression draws random numbers (shared nodes never do).
+fn is_random(e: &TExpr) -> bool {
+    crate::deep(|| match &e.kind {
+        TKind::Call(f, args) => f.is_random() || args.iter().any(is_random),
+        TKind::Const(_) | TKind::Sym(_) | TKind::Shared(_) => false,
+        TKind::Neg(a) | TKind::Not(a) => is_random(a),
+        TKind::Binary(_, a, b) => is_random(a) || is_random(b),
+        TKind::If(c, a, b) => is_random(c) || is_random(a) || is_random(b),
+    })
+}
+
+/// `e` as a shared node, unless it is trivial (a constant or symbol costs nothing to
+/// copy) or random (each use of a random draw is its own draw).
+fn share(e: TExpr) -> TExpr {
+    match e.kind {
+        TKind::Const(_) | TKind::Sym(_) | TKind::Shared(_) => e,
+        _ if is_random(&e) => e,
+        _ => TExpr { ty: e.ty, span: e.span, kind: TKind::Shared(Arc::new(e)) },
+    }
+}
 
 /// What an expression may refer to.
 pub(super) struct ExprCx<'a> {
@@ -25,6 +78,11 @@ pub(super) struct ExprCx<'a> {
     locals: Vec<(String, TExpr)>,
     /// Functions being inlined (recursion guard).
     fn_stack: Vec<String>,
+    /// Inlined calls by function and arguments: a second identical call reuses the
+    /// first's result instead of checking (and copying) the body again.
+    inlined: HashMap<(*const ast::FnDef, Vec<ArgKey>), Arc<TExpr>>,
+    /// Symbol by name (the first of that name), for lookups in constant time.
+    index: Option<&'a SymIndex>,
     /// Symbols that may be read (a `let` may not read itself or later lets).
     pub visible: Box<dyn Fn(SymId) -> bool + 'a>,
 }
@@ -46,7 +104,22 @@ impl<'a> ExprCx<'a> {
             weight_solution: None,
             locals: Vec::new(),
             fn_stack: Vec::new(),
+            inlined: HashMap::new(),
+            index: None,
             visible: Box::new(|_| true),
+        }
+    }
+
+    /// Looks names up in `index` (built from the same symbols) instead of scanning.
+    pub fn with_index(mut self, index: &'a SymIndex) -> ExprCx<'a> {
+        self.index = Some(index);
+        self
+    }
+
+    fn lookup(&self, name: &str) -> Option<SymId> {
+        match self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.symbols.iter().position(|s| s.name == name),
         }
     }
 
@@ -96,6 +169,10 @@ impl<'a> ExprCx<'a> {
     }
 
     pub fn expr(&mut self, e: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<TExpr> {
+        crate::deep(|| self.expr_at(e, diags))
+    }
+
+    fn expr_at(&mut self, e: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<TExpr> {
         let span = e.span;
         let mk = |kind, ty| Some(TExpr { kind, ty, span });
         match &e.kind {
@@ -166,7 +243,7 @@ impl<'a> ExprCx<'a> {
         }
         if self.fn_stack_is_global() {
             // Global functions see only their parameters, constants and units.
-        } else if let Some(sid) = self.symbols.iter().position(|s| s.name == id.name) {
+        } else if let Some(sid) = self.lookup(&id.name) {
             if !(self.visible)(sid) {
                 diags.push(
                     Diagnostic::error("E0103", span, format!("`{}` is used before it is defined", id.name))
@@ -437,6 +514,7 @@ impl<'a> ExprCx<'a> {
             return None;
         }
         let mut bound = Vec::new();
+        let mut keys = Vec::new();
         for (p, a) in f.params.iter().zip(&call.args) {
             if let Some(n) = &a.name {
                 if n.name != p.name {
@@ -447,7 +525,16 @@ impl<'a> ExprCx<'a> {
                     return None;
                 }
             }
-            bound.push((p.name.clone(), self.expr(&a.value, diags)?));
+            // An argument used several times in the body is one shared node.
+            let value = share(self.expr(&a.value, diags)?);
+            keys.push(ArgKey::of(&value));
+            bound.push((p.name.clone(), value));
+        }
+        // The same call again (`f(x) + f(x)`, or any call in a chain of functions that
+        // each call the previous twice) reuses the first's result: linear, not exponential.
+        let key = keys.into_iter().collect::<Option<Vec<_>>>().map(|k| (f as *const ast::FnDef, k));
+        if let Some(done) = key.as_ref().and_then(|k| self.inlined.get(k)) {
+            return Some(TExpr { kind: TKind::Shared(done.clone()), ty: done.ty, span: call.span });
         }
         // Arguments are checked in the caller's scope; the body in the function's.
         let saved = std::mem::replace(&mut self.locals, bound);
@@ -455,7 +542,11 @@ impl<'a> ExprCx<'a> {
         let body = self.expr(&f.body, diags);
         self.fn_stack.pop();
         self.locals = saved;
-        body.map(|b| TExpr { span: call.span, ..b })
+        let body = share(body?);
+        if let (Some(k), TKind::Shared(rc)) = (key, &body.kind) {
+            self.inlined.insert(k, rc.clone());
+        }
+        Some(TExpr { span: call.span, ..body })
     }
 }
 

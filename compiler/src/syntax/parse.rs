@@ -19,7 +19,12 @@ struct SnnParser;
 pub fn parse_file_recovering(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     let mut items = Vec::new();
     let mut diags = Vec::new();
-    let mut base = 0;
+    // A UTF-8 byte order mark (some Windows editors write one) is not part of the text.
+    let mut base = if text.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
+    // The parser recurses once per level of nesting: refuse absurd nesting before it.
+    if let Some(d) = nesting_error(file, text) {
+        return (File { items }, vec![d]);
+    }
     while base < text.len() {
         let rest = &text[base..];
         if SnnParser::parse(Rule::only_trivia, rest).is_ok() {
@@ -65,6 +70,74 @@ pub fn parse_file_recovering(file: FileId, text: &str) -> (File, Vec<Diagnostic>
 pub fn parse_file(file: FileId, text: &str) -> Result<File, Diagnostic> {
     let (f, mut diags) = parse_file_recovering(file, text);
     if diags.is_empty() { Ok(f) } else { Err(diags.remove(0)) }
+}
+
+/// How deeply an expression may nest: brackets, signs and `not` in a row, `^` and `if`
+/// in one bracket. Deeper is refused before parsing (the parser recurses per level).
+pub const MAX_NESTING: usize = 256;
+
+/// One open bracket of [`nesting_error`]: its weight (itself and the signs before it)
+/// and the `^`s and `if`s seen inside it, which nest to its end.
+struct Frame {
+    weight: usize,
+    chain: usize,
+    brace: bool,
+}
+
+/// The first place where `text` nests deeper than [`MAX_NESTING`], as a diagnostic.
+fn nesting_error(file: FileId, text: &str) -> Option<Diagnostic> {
+    let b = text.as_bytes();
+    let mut frames: Vec<Frame> = vec![Frame { weight: 0, chain: 0, brace: true }];
+    let (mut depth, mut run, mut i) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        let start = i;
+        let c = b[i];
+        i += 1;
+        match c {
+            b'/' if b.get(i) == Some(&b'/') => i = text[i..].find('\n').map_or(b.len(), |k| i + k),
+            b'/' if b.get(i) == Some(&b'*') => i = text[i..].find("*/").map_or(b.len(), |k| i + k + 2),
+            b'"' => i = text[i..].find(['"', '\n']).map_or(b.len(), |k| i + k + 1),
+            b'(' | b'[' | b'{' => {
+                frames.push(Frame { weight: 1 + run, chain: 0, brace: c == b'{' });
+                depth += 1 + run;
+                run = 0;
+            }
+            b')' | b']' | b'}' => {
+                if frames.len() > 1 {
+                    depth -= frames.pop().map_or(0, |f| f.weight);
+                }
+                run = 0;
+            }
+            b'-' | b'+' if !matches!(b.get(i), Some(b'>' | b'=')) => run += 1,
+            b'^' => frames.last_mut().expect("frame").chain += 1,
+            // A new line in a block starts a new declaration.
+            b'\n' if frames.last().is_some_and(|f| f.brace) => frames.last_mut().expect("frame").chain = 0,
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.'
+                    || (matches!(b[i], b'-' | b'+') && matches!(b[i - 1], b'e' | b'E') && b[start].is_ascii_digit()))
+                {
+                    i += 1;
+                }
+                match &text[start..i] {
+                    "not" => run += 1,
+                    "if" => frames.last_mut().expect("frame").chain += 1,
+                    _ => run = 0,
+                }
+            }
+            _ => {}
+        }
+        let chain = frames.last().map_or(0, |f| f.chain);
+        if depth + run + chain > MAX_NESTING {
+            let end = (start + 1..=text.len()).find(|k| text.is_char_boundary(*k)).unwrap_or(text.len());
+            return Some(
+                Diagnostic::error("E0006", Span::new(file, start, end), format!("expression nested deeper than {MAX_NESTING} levels"))
+                    .with_label("too deep here")
+                    .with_note("brackets, signs and `not` in a row, `^` and `if` all count as a level")
+                    .with_help("give parts of the expression names with `let`"),
+            );
+        }
+    }
+    None
 }
 
 /// The byte offset of the first line after `at` that begins with a top-level keyword.
@@ -336,6 +409,10 @@ impl Cx {
     }
 
     fn expr(&self, pair: Pair<Rule>) -> PResult<Expr> {
+        crate::deep(|| self.expr_at(pair))
+    }
+
+    fn expr_at(&self, pair: Pair<Rule>) -> PResult<Expr> {
         match pair.as_rule() {
             Rule::expr => self.expr(pair.into_inner().next().expect("expr body")),
             Rule::if_expr => {

@@ -326,7 +326,11 @@ impl<'a> ExprCx<'a> {
                 let ta = self.num(a, diags);
                 let tb = self.num(b, diags);
                 let ((ta, da), (tb, db)) = (ta?, tb?);
-                let d = if op == BinOp::Mul { da.mul(db) } else { da.div(db) };
+                let d = if op == BinOp::Mul { da.checked_mul(db) } else { da.checked_div(db) };
+                let Some(d) = d else {
+                    diags.push(exponent_overflow(span, &format!("{da} {} {db}", op.symbol())));
+                    return None;
+                };
                 mk(ta, tb, Ty::Num(d))
             }
             BinOp::Pow => {
@@ -344,21 +348,18 @@ impl<'a> ExprCx<'a> {
                     return mk(ta, tb, Ty::Num(Dim::ONE));
                 }
                 // A dimensional base needs a constant exponent that keeps the exponents whole (or half).
-                let dim = tb.const_value().and_then(|p| {
-                    let twice = p * 2.0;
-                    if twice.fract() != 0.0 || twice.abs() > 16.0 {
-                        return None;
-                    }
-                    let k = twice as i32;
-                    let raw: Option<Vec<i8>> = da.0.iter().map(|x| {
-                        let v = *x as i32 * k;
-                        (v % 2 == 0).then_some((v / 2) as i8)
-                    }).collect();
-                    raw.map(|r| Dim(r.try_into().expect("dimension arity")))
-                });
-                match dim {
-                    Some(d) => mk(ta, tb, Ty::Num(d)),
-                    None => {
+                let twice = tb.const_value().map(|p| p * 2.0).filter(|t| t.fract() == 0.0);
+                // Whole or half exponents keep the dimension's exponents multiples of one half.
+                let keeps_halves = |t: f64| da.0.iter().all(|x| i64::from(*x).saturating_mul(t as i64) % 2 == 0);
+                match twice.filter(|t| keeps_halves(*t)) {
+                    Some(t) => match da.checked_pow_halves(t as i64).filter(|_| t.abs() <= f64::from(4 * Dim::MAX_EXP)) {
+                        Some(d) => mk(ta, tb, Ty::Num(d)),
+                        None => {
+                            diags.push(exponent_overflow(span, &format!("({da})^{}", t / 2.0)));
+                            None
+                        }
+                    },
+                    _ => {
                         diags.push(
                             Diagnostic::error("E0202", b.span, format!("cannot raise a quantity of dimension {da} to this power"))
                                 .with_label("the exponent must be a constant whole or half number")
@@ -550,6 +551,13 @@ impl<'a> ExprCx<'a> {
     }
 }
 
+/// A dimension whose exponents leave the range the checker keeps exact.
+pub(super) fn exponent_overflow(span: Span, what: &str) -> Diagnostic {
+    Diagnostic::error("E0209", span, format!("the dimension of this value has an exponent beyond ±{}", Dim::MAX_EXP))
+        .with_label(format!("{what} is out of range"))
+        .with_note("no physical quantity needs such powers; units are checked exactly up to this bound")
+}
+
 /// A plain `0` (dimensionless literal zero), which fits any dimension.
 pub(super) fn is_zero_literal(e: &TExpr) -> bool {
     matches!(e.kind, TKind::Const(v) if v == 0.0) && e.ty == Ty::Num(Dim::ONE)
@@ -587,17 +595,25 @@ pub(super) fn resolve_unit(u: &ast::UnitExpr, diags: &mut Vec<Diagnostic>) -> Op
             let x = resolve_unit(a, diags);
             let y = resolve_unit(b, diags);
             let ((sa, da), (sb, db)) = (x?, y?);
-            Some((sa * sb, da.mul(db)))
+            unit_dim(u, da.checked_mul(db), diags).map(|d| (sa * sb, d))
         }
         ast::UnitExpr::Div(a, b, _) => {
             let x = resolve_unit(a, diags);
             let y = resolve_unit(b, diags);
             let ((sa, da), (sb, db)) = (x?, y?);
-            Some((sa / sb, da.div(db)))
+            unit_dim(u, da.checked_div(db), diags).map(|d| (sa / sb, d))
         }
         ast::UnitExpr::Pow(a, e, _) => {
             let (s, d) = resolve_unit(a, diags)?;
-            Some((s.powi(*e), d.powi(*e)))
+            unit_dim(u, d.checked_powi(i64::from(*e)), diags).map(|d| (s.powi(*e), d))
         }
     }
+}
+
+/// The dimension of unit `u`, or the error if its exponents overflowed.
+fn unit_dim(u: &ast::UnitExpr, d: Option<Dim>, diags: &mut Vec<Diagnostic>) -> Option<Dim> {
+    if d.is_none() {
+        diags.push(exponent_overflow(u.span(), &crate::syntax::format::unit_to_string(u)));
+    }
+    d
 }

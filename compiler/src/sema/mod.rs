@@ -5,6 +5,7 @@
 //! types expressions. The output holds values in SI units and resolved symbols, so later
 //! stages never look at names or units again.
 
+mod consts;
 mod expr;
 mod load;
 mod model;

@@ -3,6 +3,7 @@
 //! whole-model rules) in `body`.
 
 use super::expr::{ExprCx, FnTable, SymIndex, dim_mismatch_notes, is_zero_literal, resolve_unit, sym_index};
+use super::consts::{Folder, fold_model, problem_diagnostic};
 use super::load::Loaded;
 use super::*;
 use crate::diag::{Diagnostic, nearest};
@@ -117,7 +118,7 @@ pub(super) fn check_model(
     match first {
         Ok(model) => {
             diags.extend(pass);
-            Some(model)
+            constants_ok(&model, diags).then_some(model)
         }
         Err(Some(w)) => {
             let mut again = Vec::new();
@@ -129,6 +130,20 @@ pub(super) fn check_model(
             diags.extend(pass);
             None
         }
+    }
+}
+
+/// Whether the model's constants, with its param defaults, are finite and divide by no
+/// zero (reported if not).
+fn constants_ok(model: &Model, diags: &mut Vec<Diagnostic>) -> bool {
+    let mut f = Folder::with_params(model, &HashMap::new());
+    fold_model(&mut f, model);
+    match &f.problem {
+        Some(p) => {
+            diags.push(problem_diagnostic(p, None));
+            false
+        }
+        None => true,
     }
 }
 

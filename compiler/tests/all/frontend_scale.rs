@@ -172,3 +172,14 @@ fn chained_lets_check_in_linear_time() {
     }
     all_stages(&model("", "v").replace("    let e = v\n", &format!("{lets}    let e = l3000\n")));
 }
+
+/// `fmt` of a file with a byte order mark: the mark is dropped, the rest formatted.
+#[test]
+fn formatting_a_file_with_a_byte_order_mark() {
+    let text = "\u{feff}// a comment\nneuron N {\n  state v = 0\n  dv/dt = -v / ms\n}\n";
+    let file = parse_file(0, text).expect("parses");
+    let out = format_file(&file, text);
+    assert!(out.starts_with("// a comment\nneuron N {"), "{out}");
+    let (_, diags) = check_source("f.snn", &out, &mut SourceMap::new());
+    assert!(diags.is_empty());
+}

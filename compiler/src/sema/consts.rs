@@ -4,7 +4,7 @@
 //! constant overrides in place of the params. A kernel would turn these into NaN or
 //! silently wrong dynamics; refusing them here points at the text.
 
-use super::{Func, Model, SymId, SymKind, TExpr, TKind, Ty};
+use super::{Model, SymId, SymKind, TExpr, TKind, Ty};
 use crate::diag::Diagnostic;
 use crate::span::Span;
 use crate::syntax::ast::BinOp;
@@ -106,7 +106,7 @@ impl<'a> Folder<'a> {
             TKind::Call(f, args) => {
                 let vals: Vec<Option<f64>> = args.iter().map(|a| self.fold(a)).collect();
                 let vals: Vec<f64> = vals.into_iter().collect::<Option<_>>()?;
-                call(*f, &vals)?
+                f.apply(&vals)?
             }
         };
         if !v.is_finite() && self.problem.is_none() {
@@ -141,16 +141,6 @@ fn binary(op: BinOp, x: f64, y: f64) -> f64 {
         BinOp::And => t(x != 0.0 && y != 0.0),
         BinOp::Or => t(x != 0.0 || y != 0.0),
     }
-}
-
-/// A built-in function of constants (`None` for random ones).
-fn call(f: Func, v: &[f64]) -> Option<f64> {
-    let e = TExpr {
-        kind: TKind::Call(f, v.iter().map(|x| TExpr { kind: TKind::Const(*x), ty: Ty::Num(Dim::ONE), span: Span::default() }).collect()),
-        ty: Ty::Num(Dim::ONE),
-        span: Span::default(),
-    };
-    e.const_value()
 }
 
 /// Every expression of a model, each once, for a [`Folder`].

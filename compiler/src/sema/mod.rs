@@ -152,6 +152,27 @@ impl Func {
         Func::ALL.into_iter().find(|f| f.name() == name)
     }
 
+    /// The function of constant arguments (`None` for the random ones).
+    pub fn apply(self, v: &[f64]) -> Option<f64> {
+        Some(match self {
+            Func::Exp => v[0].exp(),
+            Func::Log => v[0].ln(),
+            Func::Sqrt => v[0].sqrt(),
+            Func::Tanh => v[0].tanh(),
+            Func::Sigmoid => 1.0 / (1.0 + (-v[0]).exp()),
+            Func::Abs => v[0].abs(),
+            Func::Min => v[0].min(v[1]),
+            Func::Max => v[0].max(v[1]),
+            Func::Clip => v[0].max(v[1]).min(v[2]),
+            Func::Sin => v[0].sin(),
+            Func::Cos => v[0].cos(),
+            Func::Exprel => {
+                if v[0].abs() < 1e-8 { 1.0 + v[0] / 2.0 } else { v[0].exp_m1() / v[0] }
+            }
+            Func::Rand | Func::Randn | Func::Poisson | Func::Xi => return None,
+        })
+    }
+
     pub fn is_random(self) -> bool {
         matches!(self, Func::Rand | Func::Randn | Func::Poisson | Func::Xi)
     }
@@ -241,24 +262,7 @@ impl TExpr {
                     return None;
                 }
                 let v: Option<Vec<f64>> = args.iter().map(&mut cv).collect();
-                let v = v?;
-                match f {
-                    Func::Exp => v[0].exp(),
-                    Func::Log => v[0].ln(),
-                    Func::Sqrt => v[0].sqrt(),
-                    Func::Tanh => v[0].tanh(),
-                    Func::Sigmoid => 1.0 / (1.0 + (-v[0]).exp()),
-                    Func::Abs => v[0].abs(),
-                    Func::Min => v[0].min(v[1]),
-                    Func::Max => v[0].max(v[1]),
-                    Func::Clip => v[0].max(v[1]).min(v[2]),
-                    Func::Sin => v[0].sin(),
-                    Func::Cos => v[0].cos(),
-                    Func::Exprel => {
-                        if v[0].abs() < 1e-8 { 1.0 + v[0] / 2.0 } else { v[0].exp_m1() / v[0] }
-                    }
-                    _ => return None,
-                }
+                f.apply(&v?)?
             }
         })
     }

@@ -448,7 +448,7 @@ impl Cx {
     /// A chain of binary operators, if the tree it makes (with those around it) stays
     /// within [`MAX_CHAIN`] levels.
     fn chain(&self, pair: Pair<Rule>) -> PResult<Expr> {
-        let n = pair.clone().into_inner().filter(|p| describe(p.as_rule()) == Some("an operator")).count();
+        let n = pair.clone().into_inner().filter(|p| is_infix(p.as_rule())).count();
         let depth = self.chain.get() + n;
         if depth > MAX_CHAIN {
             // Underline its first term: the whole may be megabytes long.
@@ -834,6 +834,15 @@ fn keyword_at(text: &str, start: usize) -> Option<&str> {
         return None;
     }
     SnnParser::parse(Rule::keyword, word).ok().filter(|p| p.as_str() == word).map(|_| word)
+}
+
+/// The binary operators (each one a level of the expression tree).
+fn is_infix(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::or_op | Rule::and_op | Rule::lt | Rule::le | Rule::gt | Rule::ge | Rule::eq | Rule::ne
+            | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow
+    )
 }
 
 /// Human names of the grammar rules that can appear in "expected ..." lists.

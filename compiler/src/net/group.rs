@@ -146,7 +146,8 @@ fn fix_dims(e: TExpr, wdim: Dim) -> TExpr {
 }
 
 /// [`fix_dims`]; a shared node is rebuilt once and stays shared.
-fn fix_dims_memo(mut e: TExpr, wdim: Dim, memo: &mut HashMap<*const TExpr, Arc<TExpr>>) -> TExpr {
+/// The memo keeps each original node alive, so its address cannot be reused.
+fn fix_dims_memo(mut e: TExpr, wdim: Dim, memo: &mut HashMap<*const TExpr, (Arc<TExpr>, Arc<TExpr>)>) -> TExpr {
     if let Ty::Num(d) = e.ty {
         e.ty = Ty::Num(d.substitute_weight(wdim).unwrap_or(d));
     }
@@ -160,10 +161,10 @@ fn fix_dims_memo(mut e: TExpr, wdim: Dim, memo: &mut HashMap<*const TExpr, Arc<T
         TKind::Shared(a) => {
             let key = Arc::as_ptr(&a);
             let fixed = match memo.get(&key) {
-                Some(f) => f.clone(),
+                Some((_, f)) => f.clone(),
                 None => {
                     let f = Arc::new(fix_dims_memo((*a).clone(), wdim, memo));
-                    memo.insert(key, f.clone());
+                    memo.insert(key, (a, f.clone()));
                     f
                 }
             };

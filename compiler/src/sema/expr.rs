@@ -79,8 +79,9 @@ pub(super) struct ExprCx<'a> {
     /// Functions being inlined (recursion guard).
     fn_stack: Vec<String>,
     /// Inlined calls by function and arguments: a second identical call reuses the
-    /// first's result instead of checking (and copying) the body again.
-    inlined: HashMap<(*const ast::FnDef, Vec<ArgKey>), Arc<TExpr>>,
+    /// first's result instead of checking (and copying) the body again. The arguments
+    /// are kept with it, so that no address in a key can be reused by another node.
+    inlined: HashMap<(*const ast::FnDef, Vec<ArgKey>), (Arc<TExpr>, Vec<TExpr>)>,
     /// Symbol by name (the first of that name), for lookups in constant time.
     index: Option<&'a SymIndex>,
     /// Symbols that may be read (a `let` may not read itself or later lets).
@@ -534,9 +535,10 @@ impl<'a> ExprCx<'a> {
         // The same call again (`f(x) + f(x)`, or any call in a chain of functions that
         // each call the previous twice) reuses the first's result: linear, not exponential.
         let key = keys.into_iter().collect::<Option<Vec<_>>>().map(|k| (f as *const ast::FnDef, k));
-        if let Some(done) = key.as_ref().and_then(|k| self.inlined.get(k)) {
+        if let Some((done, _)) = key.as_ref().and_then(|k| self.inlined.get(k)) {
             return Some(TExpr { kind: TKind::Shared(done.clone()), ty: done.ty, span: call.span });
         }
+        let args: Vec<TExpr> = if key.is_some() { bound.iter().map(|(_, a)| a.clone()).collect() } else { Vec::new() };
         // Arguments are checked in the caller's scope; the body in the function's.
         let saved = std::mem::replace(&mut self.locals, bound);
         self.fn_stack.push(f.name.name.clone());
@@ -545,7 +547,7 @@ impl<'a> ExprCx<'a> {
         self.locals = saved;
         let body = share(body?);
         if let (Some(k), TKind::Shared(rc)) = (key, &body.kind) {
-            self.inlined.insert(k, rc.clone());
+            self.inlined.insert(k, (rc.clone(), args));
         }
         Some(TExpr { span: call.span, ..body })
     }

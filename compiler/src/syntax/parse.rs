@@ -165,6 +165,9 @@ fn next_item_start(text: &str, at: usize) -> Option<usize> {
 
 /// Parses a single expression (used by tests and by `snnc` command-line overrides).
 pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
+    if let Some(d) = nesting_error(file, text) {
+        return Err(d);
+    }
     let mut pairs = SnnParser::parse(Rule::expr, text).map_err(|e| syntax_error(file, text, e))?;
     let pair = pairs.next().expect("expr rule");
     if pair.as_span().end() != text.trim_end().len() {

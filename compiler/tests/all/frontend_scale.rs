@@ -183,3 +183,14 @@ fn formatting_a_file_with_a_byte_order_mark() {
     let (_, diags) = check_source("f.snn", &out, &mut SourceMap::new());
     assert!(diags.is_empty());
 }
+
+/// A single expression (command-line overrides) is held to the same limits.
+#[test]
+fn a_single_expression_nested_too_deep_is_refused() {
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    let e = snnc_compiler::syntax::parse::parse_expr(0, &deep).unwrap_err();
+    assert_eq!(e.code, "E0006");
+    let long = format!("1{}", " + 1".repeat(20_000));
+    assert_eq!(snnc_compiler::syntax::parse::parse_expr(0, &long).unwrap_err().code, "E0006");
+    assert!(snnc_compiler::syntax::parse::parse_expr(0, &format!("1{}", " + 1".repeat(4000))).is_ok());
+}

@@ -42,6 +42,9 @@ impl ArgKey {
     }
 }
 
+/// A function and the identities of its arguments.
+type CallKey = (*const ast::FnDef, Vec<ArgKey>);
+
 /// Whether an expression draws random numbers (shared nodes never do).
 fn is_random(e: &TExpr) -> bool {
     crate::deep(|| match &e.kind {
@@ -81,7 +84,7 @@ pub(super) struct ExprCx<'a> {
     /// Inlined calls by function and arguments: a second identical call reuses the
     /// first's result instead of checking (and copying) the body again. The arguments
     /// are kept with it, so that no address in a key can be reused by another node.
-    inlined: HashMap<(*const ast::FnDef, Vec<ArgKey>), (Arc<TExpr>, Vec<TExpr>)>,
+    inlined: HashMap<CallKey, (Arc<TExpr>, Vec<TExpr>)>,
     /// Symbol by name (the first of that name), for lookups in constant time.
     index: Option<&'a SymIndex>,
     /// Symbols that may be read (a `let` may not read itself or later lets).

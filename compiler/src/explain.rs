@@ -79,8 +79,9 @@ impl<'a> MathPrinter<'a> {
                 }
             }
         }
+        let mut sizes = HashMap::new();
         let mut shared: Vec<NodeId> =
-            uses.iter().filter(|(n, c)| **c > 1 && size(g, **n) > 4).map(|(n, _)| *n).collect();
+            uses.iter().filter(|(n, c)| **c > 1 && size(g, **n, &mut sizes) > 4).map(|(n, _)| *n).collect();
         shared.sort();
         let mut defs = Vec::new();
         for n in shared {
@@ -105,6 +106,10 @@ impl<'a> MathPrinter<'a> {
     }
 
     fn go(&self, n: NodeId, top: bool) -> String {
+        crate::deep(|| self.go_at(n, top))
+    }
+
+    fn go_at(&self, n: NodeId, top: bool) -> String {
         if !top {
             if let Some(name) = self.named.get(&n) {
                 return name.clone();
@@ -163,8 +168,14 @@ impl<'a> MathPrinter<'a> {
     }
 }
 
-fn size(g: &Graph, n: NodeId) -> usize {
-    1 + g.args(n).iter().map(|a| size(g, *a)).sum::<usize>().min(1000)
+/// The size of `n` as a tree, capped at 1000; memoised, so linear in the graph.
+fn size(g: &Graph, n: NodeId, memo: &mut HashMap<NodeId, usize>) -> usize {
+    if let Some(s) = memo.get(&n) {
+        return *s;
+    }
+    let s = 1 + g.args(n).iter().map(|a| crate::deep(|| size(g, *a, memo))).sum::<usize>().min(1000);
+    memo.insert(n, s);
+    s
 }
 
 /// The `snnc explain` report of one model.
@@ -258,12 +269,17 @@ pub fn explain_text(step: &mut Step, file: &str) -> String {
         }
     }
     // The shared subexpressions that the report uses, in definition order.
+    // Each text is scanned once for the names it mentions (linear in the report).
     let mut used: Vec<bool> = vec![false; defs.len()];
-    let mentions = |text: &str, name: &str| {
-        text.match_indices(name).any(|(i, _)| !text[i + name.len()..].starts_with(|c: char| c.is_ascii_digit()))
-    };
-    for (i, (n, _)) in defs.iter().enumerate().rev() {
-        used[i] = mentions(&out[where_at..], n) || defs.iter().enumerate().any(|(j, (_, t))| j > i && used[j] && mentions(t, n));
+    for k in mentioned(&out[where_at..]) {
+        used[k] = true;
+    }
+    for j in (0..defs.len()).rev() {
+        if used[j] {
+            for k in mentioned(&defs[j].1) {
+                used[k] = true;
+            }
+        }
     }
     if used.iter().any(|u| *u) {
         let mut w = String::from("\nwhere\n");
@@ -275,6 +291,14 @@ pub fn explain_text(step: &mut Step, file: &str) -> String {
         out.insert_str(where_at, &w);
     }
     out
+}
+
+/// The indices into the shared definitions of the names (`%1`, `%2`, ...) in `text`.
+fn mentioned(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.split('%').skip(1).filter_map(|rest| {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        rest[..digits].parse::<usize>().ok().filter(|k| *k >= 1).map(|k| k - 1)
+    })
 }
 
 fn json_str(s: &str) -> String {

@@ -27,5 +27,12 @@ pub mod syntax;
 pub mod units;
 
 pub use diag::Diagnostic;
+
+/// Runs `f`, first moving to a fresh stack segment if little stack is left. Every
+/// recursive pass over expressions calls it once per level, so that depth is bounded by
+/// memory, not by the thread's stack (a long flat sum is a deep tree).
+pub(crate) fn deep<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(256 * 1024, 8 * 1024 * 1024, f)
+}
 pub use source::SourceMap;
 pub use span::{FileId, Span};

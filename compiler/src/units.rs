@@ -19,13 +19,17 @@ pub const W: usize = 7;
 const N: usize = 8;
 
 /// Physical dimension: exponents (times two) of m, kg, s, A, K, mol, cd and `[w]`.
+/// Exponents are exact: the front end refuses any beyond [`Dim::MAX_EXP`] (see
+/// [`Dim::checked_mul`], [`Dim::checked_powi`]), so arithmetic on them never overflows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Dim(pub [i8; N]);
+pub struct Dim(pub [i32; N]);
 
 impl Dim {
     pub const ONE: Dim = Dim([0; N]);
+    /// The largest exponent (in absolute value) a dimension may have: `m^1000`.
+    pub const MAX_EXP: i32 = 1000;
 
-    const fn base(i: usize, exp: i8) -> Dim {
+    const fn base(i: usize, exp: i32) -> Dim {
         let mut d = [0; N];
         d[i] = 2 * exp;
         Dim(d)
@@ -51,8 +55,38 @@ impl Dim {
     }
 
     pub fn powi(self, e: i32) -> Dim {
-        let e = e.clamp(-64, 64) as i8;
         Dim(self.0.map(|x| x.saturating_mul(e)))
+    }
+
+    /// `self * o`, or `None` if an exponent would exceed [`Dim::MAX_EXP`].
+    pub fn checked_mul(self, o: Dim) -> Option<Dim> {
+        Dim::bounded(std::array::from_fn(|i| i64::from(self.0[i]) + i64::from(o.0[i])))
+    }
+
+    /// `self / o`, or `None` if an exponent would exceed [`Dim::MAX_EXP`].
+    pub fn checked_div(self, o: Dim) -> Option<Dim> {
+        Dim::bounded(std::array::from_fn(|i| i64::from(self.0[i]) - i64::from(o.0[i])))
+    }
+
+    /// `self ^ e`, or `None` if an exponent would exceed [`Dim::MAX_EXP`].
+    pub fn checked_powi(self, e: i64) -> Option<Dim> {
+        Dim::bounded(self.0.map(|x| i64::from(x).saturating_mul(e)))
+    }
+
+    /// `self ^ (half / 2)`: `None` if an exponent stops being a multiple of one half or
+    /// would exceed [`Dim::MAX_EXP`].
+    pub fn checked_pow_halves(self, half: i64) -> Option<Dim> {
+        let doubled = self.0.map(|x| i64::from(x).saturating_mul(half));
+        if doubled.iter().any(|x| x % 2 != 0) {
+            return None;
+        }
+        Dim::bounded(doubled.map(|x| x / 2))
+    }
+
+    /// Doubled exponents as a dimension, if each is within [`Dim::MAX_EXP`].
+    fn bounded(doubled: [i64; N]) -> Option<Dim> {
+        let max = 2 * i64::from(Dim::MAX_EXP);
+        doubled.iter().all(|x| x.abs() <= max).then(|| Dim(doubled.map(|x| x as i32)))
     }
 
     /// `sqrt`, if every exponent stays a multiple of one half.
@@ -61,7 +95,7 @@ impl Dim {
     }
 
     /// The exponent of the symbolic weight slot (doubled).
-    pub fn weight_power(self) -> i8 {
+    pub fn weight_power(self) -> i32 {
         self.0[W]
     }
 
@@ -92,8 +126,8 @@ impl Dim {
         rhs.0[W] = 0;
         // w^k * lhs == rhs  =>  w = (rhs / lhs)^(1/k)
         let q = rhs.div(lhs);
-        if q.0.iter().all(|x| x % k as i8 == 0) {
-            Some(Dim(q.0.map(|x| x / k as i8)))
+        if q.0.iter().all(|x| x % k == 0) {
+            Some(Dim(q.0.map(|x| x / k)))
         } else {
             None
         }
@@ -107,7 +141,7 @@ pub struct Unit {
     pub dim: Dim,
 }
 
-const fn d(m: i8, kg: i8, s: i8, a: i8) -> Dim {
+const fn d(m: i32, kg: i32, s: i32, a: i32) -> Dim {
     let mut x = [0; N];
     x[M] = 2 * m;
     x[KG] = 2 * kg;
@@ -254,7 +288,7 @@ impl fmt::Debug for Dim {
     }
 }
 
-fn fmt_exp(doubled: i8) -> String {
+fn fmt_exp(doubled: i32) -> String {
     if doubled % 2 == 0 { (doubled / 2).to_string() } else { format!("{}/2", doubled) }
 }
 

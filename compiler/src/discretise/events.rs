@@ -107,13 +107,13 @@ fn gated_update(g: &mut Graph, cur: NodeId, op: UpdateOp, value: NodeId, s: Node
 /// u = (v - v_th) / (v_th - v_reset) as braintrace/brainpy normalise it.
 fn spike_scale_expr(m: &Model) -> Option<crate::sema::TExpr> {
     let def = m.spike.as_ref()?;
-    let TKind::Binary(op, l, r) = &def.condition.kind else { return None };
+    let TKind::Binary(op, l, r) = &def.condition.peel().kind else { return None };
     let (hi, lo) = match op {
         BinOp::Gt | BinOp::Ge => (l, r),
         BinOp::Lt | BinOp::Le => (r, l),
         _ => return None,
     };
-    let TKind::Sym(v) = hi.kind else { return None };
+    let TKind::Sym(v) = hi.peel().kind else { return None };
     let u = m.on_spike.iter().find(|u| u.target == v)?;
     match u.op {
         UpdateOp::Sub => Some(u.value.clone()),

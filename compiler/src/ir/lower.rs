@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use super::surrogate::{self, SurrogateDef};
 use super::{Graph, NodeId, Op, SurrogateId};
@@ -93,7 +94,14 @@ impl Layout {
 trait Resolve {
     fn sym(&mut self, g: &mut Graph, id: SymId, span: Span) -> Result<NodeId, LowerError>;
     fn random_slot(&mut self) -> u32;
+    /// Shared subexpressions already lowered into this graph.
+    fn shared(&mut self) -> &mut SharedMemo;
 }
+
+/// Lowered shared nodes by address; each entry keeps its node alive, so an address
+/// cannot be reused by another expression while the memo lives.
+#[derive(Default)]
+struct SharedMemo(HashMap<*const TExpr, (Arc<TExpr>, NodeId)>);
 
 /// Lowers expressions of one model into one graph. The `let` cache belongs to the graph,
 /// so use one `Lowerer` per graph.
@@ -103,11 +111,12 @@ pub struct Lowerer<'m> {
     /// Lowered lets and explicit bindings.
     bound: HashMap<SymId, NodeId>,
     next_random: u32,
+    memo: SharedMemo,
 }
 
 impl<'m> Lowerer<'m> {
     pub fn new(model: &'m Model) -> Lowerer<'m> {
-        Lowerer { model, layout: Layout::of(model), bound: HashMap::new(), next_random: 0 }
+        Lowerer { model, layout: Layout::of(model), bound: HashMap::new(), next_random: 0, memo: SharedMemo::default() }
     }
 
     pub fn layout(&self) -> &Layout {
@@ -122,6 +131,8 @@ impl<'m> Lowerer<'m> {
     /// Makes `sym` lower to `node` from now on (instead of its leaf or definition).
     pub fn bind(&mut self, sym: SymId, node: NodeId) {
         self.bound.insert(sym, node);
+        // A shared node lowered before may read `sym`.
+        self.memo.0.clear();
     }
 
     /// Lowers a checked expression (numbers and truth values alike: truth values are 0/1).
@@ -134,7 +145,7 @@ impl<'m> Lowerer<'m> {
     /// normalisation `(v - v_th) / (v_th - v_reset)` is the caller's choice). Note that
     /// the forward value is `arg >= 0`, so `v > v_th` also fires at equality.
     pub fn spike(&mut self, g: &mut Graph, def: &SpikeDef, scale: Option<NodeId>) -> Result<LoweredSpike, LowerError> {
-        let TKind::Binary(op, l, r) = &def.condition.kind else {
+        let TKind::Binary(op, l, r) = &def.condition.peel().kind else {
             return Err(LowerError::new(def.condition.span, "a spike condition must be a comparison such as `v > v_th`"));
         };
         let (hi, lo) = match op {
@@ -183,12 +194,28 @@ impl Resolve for Lowerer<'_> {
         self.next_random += 1;
         self.next_random - 1
     }
+
+    fn shared(&mut self) -> &mut SharedMemo {
+        &mut self.memo
+    }
 }
 
 fn lower_expr(g: &mut Graph, e: &TExpr, r: &mut dyn Resolve) -> Result<NodeId, LowerError> {
+    crate::deep(|| lower_at(g, e, r))
+}
+
+fn lower_at(g: &mut Graph, e: &TExpr, r: &mut dyn Resolve) -> Result<NodeId, LowerError> {
     Ok(match &e.kind {
         TKind::Const(v) => g.constant(*v),
         TKind::Sym(id) => r.sym(g, *id, e.span)?,
+        TKind::Shared(inner) => {
+            if let Some((_, n)) = r.shared().0.get(&Arc::as_ptr(inner)) {
+                return Ok(*n);
+            }
+            let n = lower_expr(g, inner, r)?;
+            r.shared().0.insert(Arc::as_ptr(inner), (inner.clone(), n));
+            n
+        }
         TKind::Neg(a) => {
             let a = lower_expr(g, a, r)?;
             g.neg(a)
@@ -285,7 +312,7 @@ fn expected_args(f: Func) -> usize {
 }
 
 /// Binds a user surrogate's spike-argument symbol to `Input(0)`.
-struct SurrogateArg(SymId);
+struct SurrogateArg(SymId, SharedMemo);
 
 impl Resolve for SurrogateArg {
     fn sym(&mut self, g: &mut Graph, id: SymId, span: Span) -> Result<NodeId, LowerError> {
@@ -297,6 +324,10 @@ impl Resolve for SurrogateArg {
     }
     fn random_slot(&mut self) -> u32 {
         0
+    }
+
+    fn shared(&mut self) -> &mut SharedMemo {
+        &mut self.1
     }
 }
 
@@ -311,21 +342,22 @@ pub fn lower_surrogate(s: &Surrogate, span: Span) -> Result<SurrogateDef, LowerE
                 return Err(LowerError::new(sp, "a surrogate function cannot be random"));
             }
             let mut g = Graph::new();
-            let result = lower_expr(&mut g, body, &mut SurrogateArg(*arg))?;
+            let result = lower_expr(&mut g, body, &mut SurrogateArg(*arg, SharedMemo::default()))?;
             Ok(SurrogateDef { name: name.clone(), params: Vec::new(), body: g, result })
         }
     }
 }
 
 fn find_random(e: &TExpr) -> Option<Span> {
-    match &e.kind {
+    crate::deep(|| match &e.kind {
         TKind::Call(f, _) if f.is_random() => Some(e.span),
-        TKind::Const(_) | TKind::Sym(_) => None,
+        // Shared nodes are never random (sema::expr::share).
+        TKind::Const(_) | TKind::Sym(_) | TKind::Shared(_) => None,
         TKind::Neg(a) | TKind::Not(a) => find_random(a),
         TKind::Binary(_, a, b) => find_random(a).or_else(|| find_random(b)),
         TKind::If(c, a, b) => find_random(c).or_else(|| find_random(a)).or_else(|| find_random(b)),
         TKind::Call(_, args) => args.iter().find_map(find_random),
-    }
+    })
 }
 
 /// The spike of a lowered model.

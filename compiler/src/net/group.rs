@@ -11,6 +11,9 @@
 //! drives) plus the synapse outputs. The synapse's `on pre` updates go to the composed
 //! model's `on_pre` list: they run at the start of every step, after the resets.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 use super::{NetPlan, SynGroup};
 use crate::diag::Diagnostic;
 use crate::sema::{Init, Model, NetworkDef, PopModel, Program, SymId, SymKind, Symbol, TExpr, TKind, Ty, Update};
@@ -89,7 +92,7 @@ fn compose_model(
                 })),
             };
         }
-        let rw = Rewrite { syn, map: &map, y, wdim };
+        let rw = Rewrite { syn, map: &map, y, wdim, memo: Default::default() };
         // Values (defaults, lets) after all symbols exist.
         for (sid, s) in syn.symbols.iter().enumerate() {
             if let (Some(new), Some(v)) = (map[sid], &s.value) {
@@ -224,16 +227,35 @@ fn w_factor(syn: &Model, e: &TExpr, changed: &[SymId]) -> bool {
 }
 
 /// Replaces the symbolic weight dimension in every node's type.
-fn fix_dims(mut e: TExpr, wdim: Dim) -> TExpr {
+fn fix_dims(e: TExpr, wdim: Dim) -> TExpr {
+    fix_dims_memo(e, wdim, &mut HashMap::new())
+}
+
+/// [`fix_dims`]; a shared node is rebuilt once and stays shared.
+/// The memo keeps each original node alive, so its address cannot be reused.
+fn fix_dims_memo(mut e: TExpr, wdim: Dim, memo: &mut HashMap<*const TExpr, (Arc<TExpr>, Arc<TExpr>)>) -> TExpr {
     if let Ty::Num(d) = e.ty {
         e.ty = Ty::Num(d.substitute_weight(wdim).unwrap_or(d));
     }
+    let mut go = |a: TExpr| Box::new(crate::deep(|| fix_dims_memo(a, wdim, memo)));
     e.kind = match e.kind {
-        TKind::Neg(a) => TKind::Neg(Box::new(fix_dims(*a, wdim))),
-        TKind::Not(a) => TKind::Not(Box::new(fix_dims(*a, wdim))),
-        TKind::Binary(op, a, b) => TKind::Binary(op, Box::new(fix_dims(*a, wdim)), Box::new(fix_dims(*b, wdim))),
-        TKind::If(c, a, b) => TKind::If(Box::new(fix_dims(*c, wdim)), Box::new(fix_dims(*a, wdim)), Box::new(fix_dims(*b, wdim))),
-        TKind::Call(f, args) => TKind::Call(f, args.into_iter().map(|a| fix_dims(a, wdim)).collect()),
+        TKind::Neg(a) => TKind::Neg(go(*a)),
+        TKind::Not(a) => TKind::Not(go(*a)),
+        TKind::Binary(op, a, b) => TKind::Binary(op, go(*a), go(*b)),
+        TKind::If(c, a, b) => TKind::If(go(*c), go(*a), go(*b)),
+        TKind::Call(f, args) => TKind::Call(f, args.into_iter().map(|a| *go(a)).collect()),
+        TKind::Shared(a) => {
+            let key = Arc::as_ptr(&a);
+            let fixed = match memo.get(&key) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = Arc::new(fix_dims_memo((*a).clone(), wdim, memo));
+                    memo.insert(key, (a, f.clone()));
+                    f
+                }
+            };
+            TKind::Shared(fixed)
+        }
         k => k,
     };
     e
@@ -249,6 +271,8 @@ struct Rewrite<'a> {
     map: &'a [Option<SymId>],
     y: SymId,
     wdim: Dim,
+    /// Shared nodes already rewritten (`in_on_pre` is part of the key: it changes a lone `w`).
+    memo: RefCell<HashMap<(*const TExpr, bool), Arc<TExpr>>>,
 }
 
 impl Rewrite<'_> {
@@ -264,12 +288,16 @@ impl Rewrite<'_> {
     }
 
     fn is(&self, e: &TExpr, kind: SymKind) -> bool {
-        matches!(e.kind, TKind::Sym(s) if self.syn.symbols[s].kind == kind)
+        matches!(e.peel().kind, TKind::Sym(s) if self.syn.symbols[s].kind == kind)
     }
 
     /// Rewrites a synapse expression into the composed model. `w * pre` (either order)
     /// is the summed input; a lone `w` is too inside `on pre` (it only runs on events).
     fn expr(&self, e: &TExpr, in_on_pre: bool) -> Result<TExpr, Diagnostic> {
+        crate::deep(|| self.expr_at(e, in_on_pre))
+    }
+
+    fn expr_at(&self, e: &TExpr, in_on_pre: bool) -> Result<TExpr, Diagnostic> {
         let ty = match e.ty {
             Ty::Num(d) => Ty::Num(d.substitute_weight(self.wdim).unwrap_or(d)),
             Ty::Bool => Ty::Bool,
@@ -306,6 +334,19 @@ impl Rewrite<'_> {
             ),
             TKind::Call(f, args) => {
                 TKind::Call(*f, args.iter().map(|a| self.expr(a, in_on_pre)).collect::<Result<_, _>>()?)
+            }
+            TKind::Shared(a) => {
+                let key = (Arc::as_ptr(a), in_on_pre);
+                let done = self.memo.borrow().get(&key).cloned();
+                let r = match done {
+                    Some(r) => r,
+                    None => {
+                        let r = Arc::new(self.expr(a, in_on_pre)?);
+                        self.memo.borrow_mut().insert(key, r.clone());
+                        r
+                    }
+                };
+                TKind::Shared(r)
             }
         };
         Ok(TExpr { kind, ty, span: e.span })

@@ -6,9 +6,65 @@ use crate::span::Span;
 use crate::syntax::ast::{self, BinOp, ExprKind, UnOp};
 use crate::units::{self, Dim};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Global functions visible everywhere (`fn` at the top of any loaded file).
 pub(super) type FnTable<'a> = HashMap<String, &'a ast::FnDef>;
+
+/// A model's symbols by name (the first of each name).
+pub(super) type SymIndex = HashMap<String, SymId>;
+
+pub(super) fn sym_index(symbols: &[Symbol]) -> SymIndex {
+    let mut index = SymIndex::new();
+    for (i, s) in symbols.iter().enumerate() {
+        index.entry(s.name.clone()).or_insert(i);
+    }
+    index
+}
+
+/// What identifies a checked argument for reusing an inlined call: the same constant,
+/// symbol or shared node (anything else is not compared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ArgKey {
+    Const(u64),
+    Sym(SymId),
+    Shared(*const TExpr),
+}
+
+impl ArgKey {
+    fn of(e: &TExpr) -> Option<ArgKey> {
+        match &e.kind {
+            TKind::Const(v) => Some(ArgKey::Const(v.to_bits())),
+            TKind::Sym(s) => Some(ArgKey::Sym(*s)),
+            TKind::Shared(r) => Some(ArgKey::Shared(Arc::as_ptr(r))),
+            _ => None,
+        }
+    }
+}
+
+/// A function and the identities of its arguments.
+type CallKey = (*const ast::FnDef, Vec<ArgKey>);
+
+/// Whether an expression draws random numbers (shared nodes never do).
+fn is_random(e: &TExpr) -> bool {
+    crate::deep(|| match &e.kind {
+        TKind::Call(f, args) => f.is_random() || args.iter().any(is_random),
+        TKind::Const(_) | TKind::Sym(_) | TKind::Shared(_) => false,
+        TKind::Neg(a) | TKind::Not(a) => is_random(a),
+        TKind::Binary(_, a, b) => is_random(a) || is_random(b),
+        TKind::If(c, a, b) => is_random(c) || is_random(a) || is_random(b),
+    })
+}
+
+/// `e` as a shared node, unless it is trivial (a constant or symbol costs nothing to
+/// copy) or random (each use of a random draw is its own draw).
+fn share(e: TExpr) -> TExpr {
+    match e.kind {
+        TKind::Const(_) | TKind::Sym(_) | TKind::Shared(_) => e,
+        _ if is_random(&e) => e,
+        _ => TExpr { ty: e.ty, span: e.span, kind: TKind::Shared(Arc::new(e)) },
+    }
+}
 
 /// What an expression may refer to.
 pub(super) struct ExprCx<'a> {
@@ -25,6 +81,12 @@ pub(super) struct ExprCx<'a> {
     locals: Vec<(String, TExpr)>,
     /// Functions being inlined (recursion guard).
     fn_stack: Vec<String>,
+    /// Inlined calls by function and arguments: a second identical call reuses the
+    /// first's result instead of checking (and copying) the body again. The arguments
+    /// are kept with it, so that no address in a key can be reused by another node.
+    inlined: HashMap<CallKey, (Arc<TExpr>, Vec<TExpr>)>,
+    /// Symbol by name (the first of that name), for lookups in constant time.
+    index: Option<&'a SymIndex>,
     /// Symbols that may be read (a `let` may not read itself or later lets).
     pub visible: Box<dyn Fn(SymId) -> bool + 'a>,
 }
@@ -46,7 +108,22 @@ impl<'a> ExprCx<'a> {
             weight_solution: None,
             locals: Vec::new(),
             fn_stack: Vec::new(),
+            inlined: HashMap::new(),
+            index: None,
             visible: Box::new(|_| true),
+        }
+    }
+
+    /// Looks names up in `index` (built from the same symbols) instead of scanning.
+    pub fn with_index(mut self, index: &'a SymIndex) -> ExprCx<'a> {
+        self.index = Some(index);
+        self
+    }
+
+    fn lookup(&self, name: &str) -> Option<SymId> {
+        match self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.symbols.iter().position(|s| s.name == name),
         }
     }
 
@@ -96,6 +173,10 @@ impl<'a> ExprCx<'a> {
     }
 
     pub fn expr(&mut self, e: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<TExpr> {
+        crate::deep(|| self.expr_at(e, diags))
+    }
+
+    fn expr_at(&mut self, e: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Option<TExpr> {
         let span = e.span;
         let mk = |kind, ty| Some(TExpr { kind, ty, span });
         match &e.kind {
@@ -166,7 +247,7 @@ impl<'a> ExprCx<'a> {
         }
         if self.fn_stack_is_global() {
             // Global functions see only their parameters, constants and units.
-        } else if let Some(sid) = self.symbols.iter().position(|s| s.name == id.name) {
+        } else if let Some(sid) = self.lookup(&id.name) {
             if !(self.visible)(sid) {
                 diags.push(
                     Diagnostic::error("E0103", span, format!("`{}` is used before it is defined", id.name))
@@ -249,7 +330,11 @@ impl<'a> ExprCx<'a> {
                 let ta = self.num(a, diags);
                 let tb = self.num(b, diags);
                 let ((ta, da), (tb, db)) = (ta?, tb?);
-                let d = if op == BinOp::Mul { da.mul(db) } else { da.div(db) };
+                let d = if op == BinOp::Mul { da.checked_mul(db) } else { da.checked_div(db) };
+                let Some(d) = d else {
+                    diags.push(exponent_overflow(span, &format!("{da} {} {db}", op.symbol())));
+                    return None;
+                };
                 mk(ta, tb, Ty::Num(d))
             }
             BinOp::Pow => {
@@ -267,21 +352,18 @@ impl<'a> ExprCx<'a> {
                     return mk(ta, tb, Ty::Num(Dim::ONE));
                 }
                 // A dimensional base needs a constant exponent that keeps the exponents whole (or half).
-                let dim = tb.const_value().and_then(|p| {
-                    let twice = p * 2.0;
-                    if twice.fract() != 0.0 || twice.abs() > 16.0 {
-                        return None;
-                    }
-                    let k = twice as i32;
-                    let raw: Option<Vec<i8>> = da.0.iter().map(|x| {
-                        let v = *x as i32 * k;
-                        (v % 2 == 0).then_some((v / 2) as i8)
-                    }).collect();
-                    raw.map(|r| Dim(r.try_into().expect("dimension arity")))
-                });
-                match dim {
-                    Some(d) => mk(ta, tb, Ty::Num(d)),
-                    None => {
+                let twice = tb.const_value().map(|p| p * 2.0).filter(|t| t.fract() == 0.0);
+                // Whole or half exponents keep the dimension's exponents multiples of one half.
+                let keeps_halves = |t: f64| da.0.iter().all(|x| i64::from(*x).saturating_mul(t as i64) % 2 == 0);
+                match twice.filter(|t| keeps_halves(*t)) {
+                    Some(t) => match da.checked_pow_halves(t as i64).filter(|_| t.abs() <= f64::from(4 * Dim::MAX_EXP)) {
+                        Some(d) => mk(ta, tb, Ty::Num(d)),
+                        None => {
+                            diags.push(exponent_overflow(span, &format!("({da})^{}", t / 2.0)));
+                            None
+                        }
+                    },
+                    _ => {
                         diags.push(
                             Diagnostic::error("E0202", b.span, format!("cannot raise a quantity of dimension {da} to this power"))
                                 .with_label("the exponent must be a constant whole or half number")
@@ -437,6 +519,7 @@ impl<'a> ExprCx<'a> {
             return None;
         }
         let mut bound = Vec::new();
+        let mut keys = Vec::new();
         for (p, a) in f.params.iter().zip(&call.args) {
             if let Some(n) = &a.name {
                 if n.name != p.name {
@@ -447,16 +530,37 @@ impl<'a> ExprCx<'a> {
                     return None;
                 }
             }
-            bound.push((p.name.clone(), self.expr(&a.value, diags)?));
+            // An argument used several times in the body is one shared node.
+            let value = share(self.expr(&a.value, diags)?);
+            keys.push(ArgKey::of(&value));
+            bound.push((p.name.clone(), value));
         }
+        // The same call again (`f(x) + f(x)`, or any call in a chain of functions that
+        // each call the previous twice) reuses the first's result: linear, not exponential.
+        let key = keys.into_iter().collect::<Option<Vec<_>>>().map(|k| (f as *const ast::FnDef, k));
+        if let Some((done, _)) = key.as_ref().and_then(|k| self.inlined.get(k)) {
+            return Some(TExpr { kind: TKind::Shared(done.clone()), ty: done.ty, span: call.span });
+        }
+        let args: Vec<TExpr> = if key.is_some() { bound.iter().map(|(_, a)| a.clone()).collect() } else { Vec::new() };
         // Arguments are checked in the caller's scope; the body in the function's.
         let saved = std::mem::replace(&mut self.locals, bound);
         self.fn_stack.push(f.name.name.clone());
         let body = self.expr(&f.body, diags);
         self.fn_stack.pop();
         self.locals = saved;
-        body.map(|b| TExpr { span: call.span, ..b })
+        let body = share(body?);
+        if let (Some(k), TKind::Shared(rc)) = (key, &body.kind) {
+            self.inlined.insert(k, (rc.clone(), args));
+        }
+        Some(TExpr { span: call.span, ..body })
     }
+}
+
+/// A dimension whose exponents leave the range the checker keeps exact.
+pub(super) fn exponent_overflow(span: Span, what: &str) -> Diagnostic {
+    Diagnostic::error("E0209", span, format!("the dimension of this value has an exponent beyond ±{}", Dim::MAX_EXP))
+        .with_label(format!("{what} is out of range"))
+        .with_note("no physical quantity needs such powers; units are checked exactly up to this bound")
 }
 
 /// A plain `0` (dimensionless literal zero), which fits any dimension.
@@ -496,17 +600,25 @@ pub(super) fn resolve_unit(u: &ast::UnitExpr, diags: &mut Vec<Diagnostic>) -> Op
             let x = resolve_unit(a, diags);
             let y = resolve_unit(b, diags);
             let ((sa, da), (sb, db)) = (x?, y?);
-            Some((sa * sb, da.mul(db)))
+            unit_dim(u, da.checked_mul(db), diags).map(|d| (sa * sb, d))
         }
         ast::UnitExpr::Div(a, b, _) => {
             let x = resolve_unit(a, diags);
             let y = resolve_unit(b, diags);
             let ((sa, da), (sb, db)) = (x?, y?);
-            Some((sa / sb, da.div(db)))
+            unit_dim(u, da.checked_div(db), diags).map(|d| (sa / sb, d))
         }
         ast::UnitExpr::Pow(a, e, _) => {
             let (s, d) = resolve_unit(a, diags)?;
-            Some((s.powi(*e), d.powi(*e)))
+            unit_dim(u, d.checked_powi(i64::from(*e)), diags).map(|d| (s.powi(*e), d))
         }
     }
+}
+
+/// The dimension of unit `u`, or the error if its exponents overflowed.
+fn unit_dim(u: &ast::UnitExpr, d: Option<Dim>, diags: &mut Vec<Diagnostic>) -> Option<Dim> {
+    if d.is_none() {
+        diags.push(exponent_overflow(u.span(), &crate::syntax::format::unit_to_string(u)));
+    }
+    d
 }

@@ -124,6 +124,15 @@ impl State<'_> {
                     let name = format!("{STDLIB_PREFIX}{n}");
                     (name.clone(), name, text.to_string(), None)
                 }
+                None if let Some(dir) = directory_named(&imp.path, from_dir, search) => {
+                    self.diags.push(
+                        Diagnostic::error("E0004", imp.span, format!("cannot import `{}`: it is a directory", imp.path))
+                            .with_label("a directory, not a file")
+                            .with_note(format!("found the directory `{}`", dir.display()))
+                            .with_help("import one `.snn` file of it, e.g. `import \"dir/model.snn\"`"),
+                    );
+                    continue;
+                }
                 None => {
                     let mut d = Diagnostic::error("E0004", imp.span, format!("cannot find `{}` to import", imp.path))
                         .with_label("no such file")
@@ -159,4 +168,14 @@ impl State<'_> {
         self.stack.pop();
         self.loaded.files.push((id, file));
     }
+}
+
+/// The directory an import path names where the search looks for files (an import of a
+/// directory is a mistake worth its own message, not "no such file").
+fn directory_named(path: &str, from_dir: Option<&Path>, search: &[PathBuf]) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return p.is_dir().then(|| p.to_path_buf());
+    }
+    from_dir.into_iter().chain(search.iter().map(|d| d.as_path())).map(|d| d.join(p)).find(|c| c.is_dir())
 }

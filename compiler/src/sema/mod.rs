@@ -5,6 +5,7 @@
 //! types expressions. The output holds values in SI units and resolved symbols, so later
 //! stages never look at names or units again.
 
+mod consts;
 mod expr;
 mod load;
 mod model;
@@ -17,6 +18,8 @@ use crate::source::SourceMap;
 use crate::span::Span;
 use crate::syntax::ast::{BinOp, ModelKind};
 use crate::units::Dim;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Index of a symbol in its model's [`Model::symbols`].
 pub type SymId = usize;
@@ -149,6 +152,27 @@ impl Func {
         Func::ALL.into_iter().find(|f| f.name() == name)
     }
 
+    /// The function of constant arguments (`None` for the random ones).
+    pub fn apply(self, v: &[f64]) -> Option<f64> {
+        Some(match self {
+            Func::Exp => v[0].exp(),
+            Func::Log => v[0].ln(),
+            Func::Sqrt => v[0].sqrt(),
+            Func::Tanh => v[0].tanh(),
+            Func::Sigmoid => 1.0 / (1.0 + (-v[0]).exp()),
+            Func::Abs => v[0].abs(),
+            Func::Min => v[0].min(v[1]),
+            Func::Max => v[0].max(v[1]),
+            Func::Clip => v[0].max(v[1]).min(v[2]),
+            Func::Sin => v[0].sin(),
+            Func::Cos => v[0].cos(),
+            Func::Exprel => {
+                if v[0].abs() < 1e-8 { 1.0 + v[0] / 2.0 } else { v[0].exp_m1() / v[0] }
+            }
+            Func::Rand | Func::Randn | Func::Poisson | Func::Xi => return None,
+        })
+    }
+
     pub fn is_random(self) -> bool {
         matches!(self, Func::Rand | Func::Randn | Func::Poisson | Func::Xi)
     }
@@ -172,18 +196,43 @@ pub enum TKind {
     Binary(BinOp, Box<TExpr>, Box<TExpr>),
     If(Box<TExpr>, Box<TExpr>, Box<TExpr>),
     Call(Func, Vec<TExpr>),
+    /// A subexpression used in several places (an inlined function call, a function's
+    /// argument): every use holds the same node, so a chain of calls stays linear in
+    /// size. Never random (random draws must stay distinct per use).
+    Shared(Arc<TExpr>),
 }
 
 impl TExpr {
+    /// The expression itself, looking through [`TKind::Shared`] wrappers.
+    pub fn peel(&self) -> &TExpr {
+        match &self.kind {
+            TKind::Shared(e) => e.peel(),
+            _ => self,
+        }
+    }
+
     /// The value of an expression made of constants only (no symbols, no randomness).
     pub fn const_value(&self) -> Option<f64> {
+        self.const_memo(&mut HashMap::new())
+    }
+
+    fn const_memo(&self, memo: &mut HashMap<*const TExpr, Option<f64>>) -> Option<f64> {
+        let mut cv = |e: &TExpr| crate::deep(|| e.const_memo(memo));
         Some(match &self.kind {
             TKind::Const(v) => *v,
+            TKind::Shared(e) => match memo.get(&Arc::as_ptr(e)) {
+                Some(v) => (*v)?,
+                None => {
+                    let v = e.const_memo(memo);
+                    memo.insert(Arc::as_ptr(e), v);
+                    v?
+                }
+            },
             TKind::Sym(_) => return None,
-            TKind::Neg(a) => -a.const_value()?,
-            TKind::Not(a) => f64::from(a.const_value()? == 0.0),
+            TKind::Neg(a) => -cv(a)?,
+            TKind::Not(a) => f64::from(cv(a)? == 0.0),
             TKind::Binary(op, a, b) => {
-                let (x, y) = (a.const_value()?, b.const_value()?);
+                let (x, y) = (cv(a)?, cv(b)?);
                 let t = |c: bool| f64::from(c);
                 match op {
                     BinOp::Add => x + y,
@@ -202,73 +251,88 @@ impl TExpr {
                 }
             }
             TKind::If(c, a, b) => {
-                if c.const_value()? != 0.0 {
-                    a.const_value()?
+                if cv(c)? != 0.0 {
+                    cv(a)?
                 } else {
-                    b.const_value()?
+                    cv(b)?
                 }
             }
             TKind::Call(f, args) => {
                 if f.is_random() {
                     return None;
                 }
-                let v: Option<Vec<f64>> = args.iter().map(|a| a.const_value()).collect();
-                let v = v?;
-                match f {
-                    Func::Exp => v[0].exp(),
-                    Func::Log => v[0].ln(),
-                    Func::Sqrt => v[0].sqrt(),
-                    Func::Tanh => v[0].tanh(),
-                    Func::Sigmoid => 1.0 / (1.0 + (-v[0]).exp()),
-                    Func::Abs => v[0].abs(),
-                    Func::Min => v[0].min(v[1]),
-                    Func::Max => v[0].max(v[1]),
-                    Func::Clip => v[0].max(v[1]).min(v[2]),
-                    Func::Sin => v[0].sin(),
-                    Func::Cos => v[0].cos(),
-                    Func::Exprel => {
-                        if v[0].abs() < 1e-8 { 1.0 + v[0] / 2.0 } else { v[0].exp_m1() / v[0] }
-                    }
-                    _ => return None,
-                }
+                let v: Option<Vec<f64>> = args.iter().map(&mut cv).collect();
+                f.apply(&v?)?
             }
         })
     }
 
     /// Rebuilds the expression with every symbol replaced by `f(symbol, span)`
-    /// (`None` keeps it). Used to compose synapses into their target neuron.
+    /// (`None` keeps it). Used to compose synapses into their target neuron. Shared
+    /// subexpressions are rebuilt once and stay shared.
     pub fn map_syms(&self, f: &mut dyn FnMut(SymId, Span) -> Option<TExpr>) -> TExpr {
+        self.map_syms_memo(f, &mut HashMap::new())
+    }
+
+    fn map_syms_memo(&self, f: &mut dyn FnMut(SymId, Span) -> Option<TExpr>, memo: &mut HashMap<*const TExpr, Arc<TExpr>>) -> TExpr {
+        let mut go = |e: &TExpr| Box::new(crate::deep(|| e.map_syms_memo(f, memo)));
         let kind = match &self.kind {
             TKind::Const(v) => TKind::Const(*v),
             TKind::Sym(s) => match f(*s, self.span) {
                 Some(e) => return e,
                 None => TKind::Sym(*s),
             },
-            TKind::Neg(a) => TKind::Neg(Box::new(a.map_syms(f))),
-            TKind::Not(a) => TKind::Not(Box::new(a.map_syms(f))),
-            TKind::Binary(op, a, b) => TKind::Binary(*op, Box::new(a.map_syms(f)), Box::new(b.map_syms(f))),
-            TKind::If(c, a, b) => TKind::If(Box::new(c.map_syms(f)), Box::new(a.map_syms(f)), Box::new(b.map_syms(f))),
-            TKind::Call(func, args) => TKind::Call(*func, args.iter().map(|a| a.map_syms(f)).collect()),
+            TKind::Neg(a) => TKind::Neg(go(a)),
+            TKind::Not(a) => TKind::Not(go(a)),
+            TKind::Binary(op, a, b) => TKind::Binary(*op, go(a), go(b)),
+            TKind::If(c, a, b) => TKind::If(go(c), go(a), go(b)),
+            TKind::Call(func, args) => TKind::Call(*func, args.iter().map(|a| *go(a)).collect()),
+            TKind::Shared(e) => {
+                let key = Arc::as_ptr(e);
+                let mapped = match memo.get(&key) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let m = Arc::new(crate::deep(|| e.map_syms_memo(f, memo)));
+                        memo.insert(key, m.clone());
+                        m
+                    }
+                };
+                TKind::Shared(mapped)
+            }
         };
         TExpr { kind, ty: self.ty, span: self.span }
     }
 
-    /// Calls `f` on every symbol this expression reads.
+    /// Calls `f` on every symbol this expression reads (once per use; a shared
+    /// subexpression is visited once).
     pub fn visit_syms(&self, f: &mut dyn FnMut(SymId)) {
+        self.visit_syms_seen(f, &mut HashSet::new())
+    }
+
+    fn visit_syms_seen(&self, f: &mut dyn FnMut(SymId), seen: &mut HashSet<*const TExpr>) {
+        crate::deep(|| self.visit_syms_at(f, seen))
+    }
+
+    fn visit_syms_at(&self, f: &mut dyn FnMut(SymId), seen: &mut HashSet<*const TExpr>) {
         match &self.kind {
             TKind::Const(_) => {}
             TKind::Sym(s) => f(*s),
-            TKind::Neg(a) | TKind::Not(a) => a.visit_syms(f),
+            TKind::Neg(a) | TKind::Not(a) => a.visit_syms_seen(f, seen),
             TKind::Binary(_, a, b) => {
-                a.visit_syms(f);
-                b.visit_syms(f);
+                a.visit_syms_seen(f, seen);
+                b.visit_syms_seen(f, seen);
             }
             TKind::If(c, a, b) => {
-                c.visit_syms(f);
-                a.visit_syms(f);
-                b.visit_syms(f);
+                c.visit_syms_seen(f, seen);
+                a.visit_syms_seen(f, seen);
+                b.visit_syms_seen(f, seen);
             }
-            TKind::Call(_, args) => args.iter().for_each(|a| a.visit_syms(f)),
+            TKind::Call(_, args) => args.iter().for_each(|a| a.visit_syms_seen(f, seen)),
+            TKind::Shared(e) => {
+                if seen.insert(Arc::as_ptr(e)) {
+                    e.visit_syms_seen(f, seen);
+                }
+            }
         }
     }
 }

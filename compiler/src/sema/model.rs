@@ -2,7 +2,8 @@
 //! Phases 1 and 2 (declarations, their values) are here, 3 and 4 (equations and events,
 //! whole-model rules) in `body`.
 
-use super::expr::{ExprCx, FnTable, dim_mismatch_notes, is_zero_literal, resolve_unit};
+use super::expr::{ExprCx, FnTable, SymIndex, dim_mismatch_notes, is_zero_literal, resolve_unit, sym_index};
+use super::consts::{Folder, fold_model, problem_diagnostic};
 use super::load::Loaded;
 use super::*;
 use crate::diag::{Diagnostic, nearest};
@@ -117,7 +118,7 @@ pub(super) fn check_model(
     match first {
         Ok(model) => {
             diags.extend(pass);
-            Some(model)
+            constants_ok(&model, diags).then_some(model)
         }
         Err(Some(w)) => {
             let mut again = Vec::new();
@@ -132,6 +133,20 @@ pub(super) fn check_model(
     }
 }
 
+/// Whether the model's constants, with its param defaults, are finite and divide by no
+/// zero (reported if not).
+fn constants_ok(model: &Model, diags: &mut Vec<Diagnostic>) -> bool {
+    let mut f = Folder::with_params(model, &HashMap::new());
+    fold_model(&mut f, model);
+    match &f.problem {
+        Some(p) => {
+            diags.push(problem_diagnostic(p, None));
+            false
+        }
+        None => true,
+    }
+}
+
 /// `Err(Some(w))`: the weight dimension was solved, run again; `Err(None)`: errors.
 fn check_pass(
     m: &ast::Model,
@@ -143,9 +158,11 @@ fn check_pass(
     let n_errors = diags.iter().filter(|d| d.is_error()).count();
     let mut mcx = ModelCx::new(m, scope, weight);
     let (decls, fixed_weight) = mcx.declarations(diags);
-    let weight_state = mcx.values(&decls, fixed_weight, diags);
+    // The names are final after the declarations (values only fill in dimensions).
+    let index = sym_index(&mcx.symbols);
+    let weight_state = mcx.values(&decls, fixed_weight, &index, diags);
     let ModelCx { symbols, local_fns, is_syn, .. } = mcx;
-    let (body, weight_solution) = BodyCx::new(m, &symbols, &scope.fns, &local_fns, file_method, weight_state).check(diags);
+    let (body, weight_solution) = BodyCx::new(m, &symbols, &index, &scope.fns, &local_fns, file_method, weight_state).check(diags);
 
     let n_now = diags.iter().filter(|d| d.is_error()).count();
     if n_now > n_errors {
@@ -195,6 +212,8 @@ struct ModelCx<'a> {
     /// `symbols[..n_builtin]` are `t`, `dt` and in synapses `w`, `pre`.
     n_builtin: usize,
     local_fns: FnTable<'a>,
+    /// Declared names so far, for finding a redeclaration in constant time.
+    names: SymIndex,
 }
 
 impl<'a> ModelCx<'a> {
@@ -209,7 +228,8 @@ impl<'a> ModelCx<'a> {
             symbols.push(builtin("pre", SymKind::PreSpike, Dim::ONE));
         }
         let n_builtin = symbols.len();
-        ModelCx { m, scope, is_syn, weight, symbols, n_builtin, local_fns: HashMap::new() }
+        let names = sym_index(&symbols);
+        ModelCx { m, scope, is_syn, weight, symbols, n_builtin, local_fns: HashMap::new(), names }
     }
 
     /// 1. Declarations: names, kinds and declared units. Returns the declarations and,
@@ -325,6 +345,7 @@ impl<'a> ModelCx<'a> {
             }
             DeclKind::Let => SymKind::Let,
         };
+        self.names.insert(d.name.name.clone(), self.symbols.len());
         self.symbols.push(Symbol {
             name: d.name.name.clone(),
             kind,
@@ -338,7 +359,7 @@ impl<'a> ModelCx<'a> {
 
     /// The error for a name already taken by a built-in or an earlier declaration.
     fn redeclared(&self, d: &ast::Decl) -> Option<Diagnostic> {
-        let i = self.symbols.iter().position(|s| s.name == d.name.name)?;
+        let i = *self.names.get(&d.name.name)?;
         Some(if i < self.n_builtin {
             Diagnostic::error("E0107", d.name.span, format!("`{}` is a built-in name", d.name.name))
                 .with_label("choose another name")
@@ -353,16 +374,19 @@ impl<'a> ModelCx<'a> {
     /// 2. Values of declarations, in order: a value may use the declarations above it.
     /// Dimensions not written are taken from the value. Returns whether the weight
     /// dimension is still open, and its solution if a value solved it.
-    fn values(&mut self, decls: &Decls, fixed_weight: Option<Dim>, diags: &mut Vec<Diagnostic>) -> (bool, Option<Dim>) {
+    fn values(&mut self, decls: &Decls, fixed_weight: Option<Dim>, index: &SymIndex, diags: &mut Vec<Diagnostic>) -> (bool, Option<Dim>) {
         let weight_open = self.is_syn
             && self.weight.is_none()
             && fixed_weight.is_none()
             && self.symbols.iter().any(|s| s.kind == SymKind::Weight && s.dim == Dim::WEIGHT);
+        // Declarations were pushed in order, so those at or after a declaration are the
+        // symbols from its own up to the last declared one.
+        let last_decl = decls.iter().filter_map(|(d, _)| index.get(&d.name.name).copied()).max().unwrap_or(0);
         let mut solved: Option<Dim> = None;
         for (d, unit) in decls {
             let Some(value) = &d.value else { continue };
-            let sid = self.symbols.iter().position(|s| s.name == d.name.name).expect("declared");
-            let Some((t, vdim)) = self.typed_value(d, value, sid, decls, weight_open, &mut solved, diags) else { continue };
+            let sid = index[&d.name.name];
+            let Some((t, vdim)) = self.typed_value(d, value, (sid, last_decl), index, weight_open, &mut solved, diags) else { continue };
             match unit {
                 Some((_, udim)) => {
                     if !value_fits(d, value, &t, vdim, *udim, diags) {
@@ -377,26 +401,24 @@ impl<'a> ModelCx<'a> {
     }
 
     /// The value of declaration `d` (symbol `sid`), which sees only the declarations
-    /// above it; records a solution of the weight dimension in `solved`.
+    /// above it (not `sid..=last_decl`); records a solution of the weight dimension in
+    /// `solved`.
+    #[allow(clippy::too_many_arguments)]
     fn typed_value(
         &self,
         d: &ast::Decl,
         value: &ast::Expr,
-        sid: SymId,
-        decls: &Decls,
+        (sid, last_decl): (SymId, SymId),
+        index: &SymIndex,
         weight_open: bool,
         solved: &mut Option<Dim>,
         diags: &mut Vec<Diagnostic>,
     ) -> Option<(TExpr, Dim)> {
-        let order: Vec<usize> = decls.iter().map(|(x, _)| self.symbols.iter().position(|s| s.name == x.name.name).unwrap_or(usize::MAX)).collect();
-        let pos = order.iter().position(|x| *x == sid).unwrap_or(0);
-        let later: Vec<usize> = order[pos..].to_vec();
-        let snapshot = self.symbols.clone();
-        let mut cx = ExprCx::new(&snapshot, &self.scope.fns);
+        let mut cx = ExprCx::new(&self.symbols, &self.scope.fns).with_index(index);
         cx.local_fns = self.local_fns.clone();
         cx.weight_open = weight_open;
         cx.allow_random = d.kind == DeclKind::State;
-        cx.visible = Box::new(move |s| !later.contains(&s));
+        cx.visible = Box::new(move |s| s < sid || s > last_decl);
         let r = cx.num(value, diags);
         if cx.weight_solution.is_some() {
             *solved = cx.weight_solution;
@@ -445,7 +467,7 @@ fn kind_phrase(k: SymKind) -> &'static str {
 
 fn uses_name(m: &ast::Model, name: &str) -> bool {
     fn expr_uses(e: &ast::Expr, name: &str) -> bool {
-        match &e.kind {
+        crate::deep(|| match &e.kind {
             ExprKind::Var(i) => i.name == name,
             ExprKind::Number { .. } | ExprKind::Str(_) => false,
             ExprKind::Unary(_, a) => expr_uses(a, name),
@@ -454,7 +476,7 @@ fn uses_name(m: &ast::Model, name: &str) -> bool {
                 expr_uses(cond, name) || expr_uses(then, name) || expr_uses(otherwise, name)
             }
             ExprKind::Call(c) => c.args.iter().any(|a| expr_uses(&a.value, name)),
-        }
+        })
     }
     m.body.iter().any(|item| match item {
         ModelItem::Decl(d) => d.value.as_ref().is_some_and(|v| expr_uses(v, name)),

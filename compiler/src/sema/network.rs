@@ -3,7 +3,9 @@
 //! One `connect` is checked phase by phase in `connect`.
 
 use super::expr::{ExprCx, dim_mismatch_notes};
+use super::consts::{Folder, fold_model, problem_diagnostic};
 use super::model::Scope;
+use std::collections::HashMap;
 use super::*;
 use crate::diag::{Diagnostic, nearest};
 use crate::syntax::ast::{self, ConnClause, ExprKind};
@@ -11,6 +13,9 @@ use crate::syntax::ast::{self, ConnClause, ExprKind};
 mod connect;
 
 /// Network-wide settings and the dimension each must have.
+/// The largest population or input size (the runtime refuses what will not fit in memory).
+const MAX_SIZE: f64 = 1e10;
+
 const NET_SETTINGS: &[(&str, Option<Dim>)] = &[("dt", Some(Dim::TIME)), ("seed", Some(Dim::ONE))];
 
 /// Keys of a `train { }` block. Values are names, numbers or strings; the runtime
@@ -144,7 +149,15 @@ impl NetCx<'_, '_> {
 
     fn size(&mut self, e: &ast::Expr) -> Option<usize> {
         let (v, d) = self.constant(e)?;
-        if !d.is_dimensionless() || v.fract() != 0.0 || v < 1.0 || v > 1e10 {
+        if d.is_dimensionless() && v.fract() == 0.0 && v > MAX_SIZE {
+            self.diags.push(
+                Diagnostic::error("E0402", e.span, format!("a size of {v:e} is too large"))
+                    .with_label(format!("at most {MAX_SIZE:e}"))
+                    .with_note("a size must be a positive whole number that fits in memory"),
+            );
+            return None;
+        }
+        if !d.is_dimensionless() || v.fract() != 0.0 || v < 1.0 {
             self.diags.push(
                 Diagnostic::error("E0402", e.span, "a size must be a positive whole number")
                     .with_label(if d.is_dimensionless() { format!("found {v}") } else { format!("found a quantity of dimension {d}") }),
@@ -316,6 +329,20 @@ impl NetCx<'_, '_> {
                         .with_label(format!("add `{} = ...` in the braces", s.name))
                         .with_related(s.span, "declared here"),
                 );
+                return None;
+            }
+        }
+        // The population's constant settings in place of the defaults.
+        let set: HashMap<SymId, f64> = settings.iter().filter_map(|(sid, i)| match i {
+            Init::Const(v) => Some((*sid, *v)),
+            _ => None,
+        }).collect();
+        if !set.is_empty() {
+            let mut f = Folder::with_params(model, &set);
+            fold_model(&mut f, model);
+            if let Some(problem) = &f.problem {
+                let at = p.settings.first().map_or(p.span, |s| s.name.span.to(p.settings.last().map_or(s.value.span, |l| l.value.span)));
+                self.diags.push(problem_diagnostic(problem, Some((at, "with the values set here"))));
                 return None;
             }
         }

@@ -406,6 +406,10 @@ fn prec(e: &Expr) -> u8 {
 
 /// An expression in canonical form, with the fewest parentheses that keep its meaning.
 pub fn expr_to_string(e: &Expr) -> String {
+    crate::deep(|| expr_text(e))
+}
+
+fn expr_text(e: &Expr) -> String {
     match &e.kind {
         ExprKind::Number { text, unit, .. } => match unit {
             Some(u) => format!("{text} {}", unit_to_string(u)),

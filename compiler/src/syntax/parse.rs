@@ -19,13 +19,18 @@ struct SnnParser;
 pub fn parse_file_recovering(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     let mut items = Vec::new();
     let mut diags = Vec::new();
-    let mut base = 0;
+    // A UTF-8 byte order mark (some Windows editors write one) is not part of the text.
+    let mut base = if text.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
+    // The parser recurses once per level of nesting: refuse absurd nesting before it.
+    if let Some(d) = nesting_error(file, text) {
+        return (File { items }, vec![d]);
+    }
     while base < text.len() {
         let rest = &text[base..];
         if SnnParser::parse(Rule::only_trivia, rest).is_ok() {
             break;
         }
-        let cx = Cx { file, base };
+        let cx = Cx { file, base, chain: Default::default() };
         match SnnParser::parse(Rule::single_item, rest) {
             Ok(mut pairs) => {
                 let pair = pairs.next().expect("single_item");
@@ -47,8 +52,10 @@ pub fn parse_file_recovering(file: FileId, text: &str) -> (File, Vec<Diagnostic>
                     pest::error::InputLocation::Span((s, _)) => s,
                 };
                 let mut d = syntax_error(file, rest, e);
-                d.span.start += base as u32;
-                d.span.end += base as u32;
+                for span in std::iter::once(&mut d.span).chain(d.related.iter_mut().map(|r| &mut r.0)) {
+                    span.start += base as u32;
+                    span.end += base as u32;
+                }
                 diags.push(d);
                 match next_item_start(rest, at) {
                     Some(next) => base += next,
@@ -65,6 +72,79 @@ pub fn parse_file_recovering(file: FileId, text: &str) -> (File, Vec<Diagnostic>
 pub fn parse_file(file: FileId, text: &str) -> Result<File, Diagnostic> {
     let (f, mut diags) = parse_file_recovering(file, text);
     if diags.is_empty() { Ok(f) } else { Err(diags.remove(0)) }
+}
+
+/// How deeply an expression may nest: brackets, signs and `not` in a row, `^` and `if`
+/// in one bracket. Deeper is refused before parsing (the parser recurses per level).
+pub const MAX_NESTING: usize = 256;
+
+/// How many binary operators one expression may chain (`a + b + ...`, counting those
+/// of the expressions around it): each is a level of its tree, and dropping a tree
+/// recurses once per level.
+pub const MAX_CHAIN: usize = 10_000;
+
+/// One open bracket of [`nesting_error`]: its weight (itself and the signs before it)
+/// and the `^`s and `if`s seen inside it, which nest to its end.
+struct Frame {
+    weight: usize,
+    chain: usize,
+    brace: bool,
+}
+
+/// The first place where `text` nests deeper than [`MAX_NESTING`], as a diagnostic.
+fn nesting_error(file: FileId, text: &str) -> Option<Diagnostic> {
+    let b = text.as_bytes();
+    let mut frames: Vec<Frame> = vec![Frame { weight: 0, chain: 0, brace: true }];
+    let (mut depth, mut run, mut i) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        let start = i;
+        let c = b[i];
+        i += 1;
+        match c {
+            b'/' if b.get(i) == Some(&b'/') => i = text[i..].find('\n').map_or(b.len(), |k| i + k),
+            b'/' if b.get(i) == Some(&b'*') => i = text[i..].find("*/").map_or(b.len(), |k| i + k + 2),
+            b'"' => i = text[i..].find(['"', '\n']).map_or(b.len(), |k| i + k + 1),
+            b'(' | b'[' | b'{' => {
+                frames.push(Frame { weight: 1 + run, chain: 0, brace: c == b'{' });
+                depth += 1 + run;
+                run = 0;
+            }
+            b')' | b']' | b'}' => {
+                if frames.len() > 1 {
+                    depth -= frames.pop().map_or(0, |f| f.weight);
+                }
+                run = 0;
+            }
+            b'-' | b'+' if !matches!(b.get(i), Some(b'>' | b'=')) => run += 1,
+            b'^' => frames.last_mut().expect("frame").chain += 1,
+            // A new line in a block starts a new declaration.
+            b'\n' if frames.last().is_some_and(|f| f.brace) => frames.last_mut().expect("frame").chain = 0,
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.'
+                    || (matches!(b[i], b'-' | b'+') && matches!(b[i - 1], b'e' | b'E') && b[start].is_ascii_digit()))
+                {
+                    i += 1;
+                }
+                match &text[start..i] {
+                    "not" => run += 1,
+                    "if" => frames.last_mut().expect("frame").chain += 1,
+                    _ => run = 0,
+                }
+            }
+            _ => {}
+        }
+        let chain = frames.last().map_or(0, |f| f.chain);
+        if depth + run + chain > MAX_NESTING {
+            let end = (start + 1..=text.len()).find(|k| text.is_char_boundary(*k)).unwrap_or(text.len());
+            return Some(
+                Diagnostic::error("E0006", Span::new(file, start, end), format!("expression nested deeper than {MAX_NESTING} levels"))
+                    .with_label("too deep here")
+                    .with_note("brackets, signs and `not` in a row, `^` and `if` all count as a level")
+                    .with_help("give parts of the expression names with `let`"),
+            );
+        }
+    }
+    None
 }
 
 /// The byte offset of the first line after `at` that begins with a top-level keyword.
@@ -85,6 +165,9 @@ fn next_item_start(text: &str, at: usize) -> Option<usize> {
 
 /// Parses a single expression (used by tests and by `snnc` command-line overrides).
 pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
+    if let Some(d) = nesting_error(file, text) {
+        return Err(d);
+    }
     let mut pairs = SnnParser::parse(Rule::expr, text).map_err(|e| syntax_error(file, text, e))?;
     let pair = pairs.next().expect("expr rule");
     if pair.as_span().end() != text.trim_end().len() {
@@ -92,13 +175,16 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
         return Err(Diagnostic::error("E0001", Span::new(file, at, text.len()), "unexpected text after the expression")
             .with_label("not part of the expression"));
     }
-    Cx { file, base: 0 }.expr(pair)
+    Cx { file, base: 0, chain: Default::default() }.expr(pair)
 }
 
 struct Cx {
     file: FileId,
     /// Offset of the parsed text in the file (parsing resumes after errors).
     base: usize,
+    /// Operators in the chains of the expressions being built around the current one:
+    /// a chain of n operators is a tree n deep (see [`MAX_CHAIN`]).
+    chain: std::cell::Cell<usize>,
 }
 
 static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
@@ -336,6 +422,10 @@ impl Cx {
     }
 
     fn expr(&self, pair: Pair<Rule>) -> PResult<Expr> {
+        crate::deep(|| self.expr_at(pair))
+    }
+
+    fn expr_at(&self, pair: Pair<Rule>) -> PResult<Expr> {
         match pair.as_rule() {
             Rule::expr => self.expr(pair.into_inner().next().expect("expr body")),
             Rule::if_expr => {
@@ -353,9 +443,27 @@ impl Cx {
                     span,
                 })
             }
-            Rule::binary => self.binary(pair.into_inner()),
+            Rule::binary => self.chain(pair),
             _ => self.primary(pair),
         }
+    }
+
+    /// A chain of binary operators, if the tree it makes (with those around it) stays
+    /// within [`MAX_CHAIN`] levels.
+    fn chain(&self, pair: Pair<Rule>) -> PResult<Expr> {
+        let n = pair.clone().into_inner().filter(|p| is_infix(p.as_rule())).count();
+        let depth = self.chain.get() + n;
+        if depth > MAX_CHAIN {
+            // Underline its first term: the whole may be megabytes long.
+            let head = pair.clone().into_inner().next().map_or_else(|| self.span(&pair), |p| self.span(&p));
+            return Err(Diagnostic::error("E0006", head, format!("expression too long: a chain of {depth} operators (at most {MAX_CHAIN})"))
+                .with_label("the expression starting here")
+                .with_help("split it into several `let`s"));
+        }
+        self.chain.set(depth);
+        let r = self.binary(pair.into_inner());
+        self.chain.set(depth - n);
+        r
     }
 
     fn binary(&self, pairs: Pairs<Rule>) -> PResult<Expr> {
@@ -615,6 +723,9 @@ fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diag
         start + len
     };
     let span = Span::new(file, start, end);
+    if let Some(d) = arrow_error(file, text, start).or_else(|| unclosed_error(file, text, start)) {
+        return d;
+    }
     let found = if start >= text.trim_end().len() {
         "the end of the file".to_string()
     } else {
@@ -653,6 +764,68 @@ fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diag
     }
 }
 
+/// `=>` where an operator or `=` was expected: pest stops at its `>` or at the `=>`.
+fn arrow_error(file: FileId, text: &str, start: usize) -> Option<Diagnostic> {
+    let at = if text[start..].starts_with("=>") {
+        start
+    } else if text[start..].starts_with('>') && text[..start].ends_with('=') {
+        start - 1
+    } else {
+        return None;
+    };
+    Some(
+        Diagnostic::error("E0001", Span::new(file, at, at + 2), "`=>` is not an operator")
+            .with_label("not valid here")
+            .with_help("write `>=` for greater or equal, `=` to define a value, `->` to connect populations"),
+    )
+}
+
+/// An error at a closing bracket of another kind, at the end of the file, or on a later
+/// line than a `(` or `[` still open: the bracket is what is wrong, so point at it.
+fn unclosed_error(file: FileId, text: &str, start: usize) -> Option<Diagnostic> {
+    let open = open_brackets(&text[..start.min(text.len())]);
+    let &(at, bracket) = open.last()?;
+    if bracket == b'{' {
+        return None;
+    }
+    let closer = if bracket == b'(' { ')' } else { ']' };
+    let found = text[start..].trim_start().chars().next();
+    let later_line = text[at..start].contains('\n');
+    let wrong_closer = matches!(found, Some('}' | ')' | ']')) && found != Some(closer);
+    if !(found.is_none() || wrong_closer || later_line) {
+        return None;
+    }
+    let mut d = Diagnostic::error("E0001", Span::new(file, at, at + 1), format!("unclosed `{}`", bracket as char))
+        .with_label(format!("this `{}` is never closed", bracket as char))
+        .with_help(format!("add the missing `{closer}`"));
+    if let Some(c) = found {
+        let end = start + c.len_utf8();
+        d = d.with_related(Span::new(file, start, end), format!("expected `{closer}` before this"));
+    }
+    Some(d)
+}
+
+/// The brackets of `text` still open at its end (offset, byte), outside comments and
+/// strings.
+fn open_brackets(text: &str) -> Vec<(usize, u8)> {
+    let b = text.as_bytes();
+    let (mut open, mut i) = (Vec::new(), 0);
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => i = text[i..].find('\n').map_or(b.len(), |k| i + k),
+            b'/' if b.get(i + 1) == Some(&b'*') => i = text[i + 2..].find("*/").map_or(b.len(), |k| i + 2 + k + 1),
+            b'"' => i = text[i + 1..].find(['"', '\n']).map_or(b.len(), |k| i + 1 + k),
+            c @ (b'(' | b'[' | b'{') => open.push((i, c)),
+            b')' | b']' | b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open
+}
+
 fn keyword_at(text: &str, start: usize) -> Option<&str> {
     let rest = &text[start..];
     let word: &str = &rest[..rest
@@ -664,6 +837,15 @@ fn keyword_at(text: &str, start: usize) -> Option<&str> {
         return None;
     }
     SnnParser::parse(Rule::keyword, word).ok().filter(|p| p.as_str() == word).map(|_| word)
+}
+
+/// The binary operators (each one a level of the expression tree).
+fn is_infix(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::or_op | Rule::and_op | Rule::lt | Rule::le | Rule::gt | Rule::ge | Rule::eq | Rule::ne
+            | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow
+    )
 }
 
 /// Human names of the grammar rules that can appear in "expected ..." lists.

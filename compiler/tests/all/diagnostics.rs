@@ -1247,3 +1247,188 @@ fn an_error_in_an_imported_file_names_that_file() {
     assert_eq!(&sources.text(diags[0].span.file)[diags[0].span.range()], "tua");
     insta::assert_snapshot!("error_in_imported_file", rendered);
 }
+
+// ---------------------------------------------------------------- issue #15: messages, units, constants
+
+bad!(unclosed_parenthesis: "E0001" at "(", "unclosed `(`", help "add the missing `)`";
+"neuron N {
+    param tau: ms = 10 ms
+    state v = 0
+    dv/dt = (-v / tau
+}
+");
+
+bad!(unclosed_parenthesis_before_the_next_item: "E0001" at "(", "unclosed `(`";
+"neuron N {
+    param tau: ms = 10 ms
+    state v = 0
+    dv/dt = (-v / tau
+    spike when v > 1
+}
+");
+
+bad!(unclosed_bracket_of_a_population: "E0001" at "[", "unclosed `[`", help "add the missing `]`";
+"import \"stdlib/lif.snn\"
+network n {
+    layer a = LIF[4
+}
+");
+
+bad!(fat_arrow_after_an_equation: "E0001" at "=>", "`=>` is not an operator";
+"neuron N {
+    state v = 0
+    dv/dt = -v / ms =>
+    spike when v > 1
+}
+");
+
+bad!(fat_arrow_instead_of_equals: "E0001" at "=>", "`=>` is not an operator";
+"neuron N {
+    state v = 0
+    dv/dt => -v / ms
+}
+");
+
+bad!(population_size_too_large: "E0402" at "1e30", "a size of 1e30 is too large";
+"import \"stdlib/lif.snn\"
+network n {
+    layer a = LIF[1e30]
+}
+");
+
+bad!(nesting_too_deep: "E0006" at "(", "expression nested deeper than 256 levels";
+&format!("neuron N {{
+    state v = 0
+    let x = {}v{}
+    dv/dt = -v / ms
+}}
+", "(".repeat(300), ")".repeat(300)));
+
+bad!(unit_exponents_are_exact: "E0201" at "a + b", "cannot add quantities of different dimensions";
+"neuron N {
+    param a: mV^64 = 0 mV^64
+    param b: mV^65 = 0 mV^65
+    let c = a + b
+    state v = 0
+    dv/dt = -v / ms
+}
+");
+
+bad!(unit_exponent_too_large: "E0209" at "mV^2000", "an exponent beyond ±1000";
+"neuron N {
+    param a: mV^2000
+    state v = 0
+    dv/dt = -v / ms
+}
+");
+
+bad!(power_of_a_quantity_too_large: "E0209" at "(1 mV)^2000", "an exponent beyond ±1000";
+"neuron N {
+    param a = (1 mV)^2000
+    state v = 0
+    dv/dt = -v / ms
+}
+");
+
+bad!(zero_time_constant: "E0210" at "tau", "division by zero";
+"neuron N {
+    param tau: ms = 0 ms
+    state v = 0
+    dv/dt = -v / tau
+}
+");
+
+bad!(negative_time_constant: "E0210" at "tau", "division by a negative time";
+"neuron N {
+    param tau: ms = -5 ms
+    state v = 0
+    dv/dt = -v / tau
+}
+");
+
+bad!(zero_time_constant_set_by_a_population: "E0210" at "tau = 0 ms", "division by zero";
+"import \"stdlib/lif.snn\"
+network n {
+    layer a = LIF[10] { tau = 0 ms }
+    drive a.I = 2
+}
+");
+
+bad!(zero_over_zero: "E0210" at "0", "division by zero";
+"neuron N {
+    param x = 0 / 0
+    state v = 0
+    dv/dt = -v * x / ms
+}
+");
+
+bad!(infinite_constant: "E0210" at "1e308 * 1e308", "this value is infinite";
+"neuron N {
+    state v = 0
+    let big = 1e308 * 1e308
+    dv/dt = -v / ms + big / s
+}
+");
+
+#[test]
+fn large_whole_powers_of_quantities_are_accepted() {
+    // `1 mV^9` is (1 mV)^9: any whole or half power within the exponent bound works.
+    let (diags, sources) = check("neuron N {\n    param a = 1 mV^9\n    param b: mV^9 = 1 mV^9\n    state v = 0\n    dv/dt = -v / ms\n}\n");
+    assert!(diags.is_empty(), "{}", render_all(&diags, &sources));
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let (diags, sources) = check("\u{feff}neuron N {\n    state v = 0\n    dv/dt = -v / ms\n}\n");
+    assert!(diags.is_empty(), "{}", render_all(&diags, &sources));
+    // An error after it points at the right column.
+    let (diags, sources) = check("\u{feff}neuron N {\n    state v = 0\n    dv/dt = -v / tua\n}\n");
+    assert_eq!(render_all(&diags, &sources).lines().nth(1), Some("  ┌─ bad.snn:3:18"));
+}
+
+#[test]
+fn a_guarded_division_by_zero_is_fine() {
+    let (diags, sources) = check("neuron N {\n    param t_ref: ms = 0 ms\n    state v = 0\n    dv/dt = -v / ms + (if t_ref > 0 ms then 1 / t_ref else 0 / ms)\n}\n");
+    assert!(diags.is_empty(), "{}", render_all(&diags, &sources));
+}
+
+#[test]
+fn an_expression_chain_too_long_is_refused() {
+    let text = format!("neuron N {{\n    state v = 0\n    dv/dt = -v / ms + v{}\n}}\n", " + v".repeat(10_000));
+    let (diags, sources) = check(&text);
+    let rendered = render_all(&diags, &sources);
+    assert_eq!(diags.len(), 1, "{rendered}");
+    assert_eq!(diags[0].code, "E0006");
+    assert!(diags[0].message.contains("a chain of 10002 operators (at most 10000)"), "{rendered}");
+    insta::assert_snapshot!("an_expression_chain_too_long_is_refused", rendered);
+}
+
+#[test]
+fn a_megabyte_line_is_shown_cut_around_the_error() {
+    let text = format!("neuron N {{\n    state v = 0\n    let a = 1{}\n    let b = 2{} + q{}\n    dv/dt = -v / ms\n}}\n", " * 1".repeat(9000), " * 2".repeat(4000), " * 3".repeat(4000));
+    assert!(text.len() > 50_000);
+    let (diags, sources) = check(&text);
+    let rendered = render_all(&diags, &sources);
+    assert_eq!(diags.len(), 1, "{rendered}");
+    assert!(rendered.len() < 1000, "{rendered}");
+    // The original line and column, and the underline under `q`.
+    assert!(rendered.contains("bad.snn:4:16017"), "{rendered}");
+    let shown = rendered.lines().find(|l| l.starts_with("4 │")).unwrap();
+    let caret = rendered.lines().find(|l| l.contains('^')).unwrap();
+    assert_eq!(shown.chars().nth(caret.find('^').map(|i| caret[..i].chars().count()).unwrap()), Some('q'), "{rendered}");
+    insta::assert_snapshot!("a_megabyte_line_is_shown_cut_around_the_error", rendered);
+}
+
+#[test]
+fn a_directory_import_says_it_is_a_directory() {
+    let tmp = TempDir::new("dirimport");
+    std::fs::create_dir_all(tmp.0.join("models.snn")).unwrap();
+    let main = tmp.write("main.snn", "import \"models.snn\"\n");
+    let mut sources = SourceMap::new();
+    let (_, diags) = sema::check_path(&main, &LoadOptions::default(), &mut sources);
+    let rendered = anonymise(&render_all(&diags, &sources), &tmp.0);
+    assert_eq!(diags.len(), 1, "{rendered}");
+    assert_eq!(diags[0].code, "E0004");
+    assert!(diags[0].message.contains("it is a directory"), "{rendered}");
+    insta::assert_snapshot!("a_directory_import_says_it_is_a_directory", rendered);
+}

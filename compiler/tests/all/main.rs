@@ -7,6 +7,7 @@
 mod common;
 mod diagnostics;
 mod discretise;
+mod frontend_scale;
 mod fuzz;
 mod ir_build;
 mod ir_diff;

@@ -37,12 +37,13 @@ impl<'a> BodyCx<'a> {
     pub fn new(
         m: &'a ast::Model,
         symbols: &'a [Symbol],
+        index: &'a SymIndex,
         fns: &'a FnTable<'a>,
         local_fns: &'a FnTable<'a>,
         file_method: Option<Method>,
         (weight_open, solved): (bool, Option<Dim>),
     ) -> BodyCx<'a> {
-        let mut cx = ExprCx::new(symbols, fns);
+        let mut cx = ExprCx::new(symbols, fns).with_index(index);
         cx.local_fns = local_fns.clone();
         cx.weight_open = weight_open;
         if let Some(w) = solved {

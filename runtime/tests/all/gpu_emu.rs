@@ -416,3 +416,55 @@ network blowup { dt = 1 ms
     assert!(step % 7 != 6, "the overflow is inside a window, not at its last step (step {step})");
     assert_eq!(e_gpu, e_cpu);
 }
+
+/// The loss kernels against the CPU's `step_loss` (f64 routines within an ulp or two of
+/// libm's): masked and unmasked rows, outputs of either sign up to +-600 (the softmax's
+/// max subtraction keeps exp in range), one-hot and soft targets.
+#[test]
+fn loss_kernels_match_the_cpu_loss() {
+    use snnc_compiler::backend::ptx::Precision;
+    use snnc_compiler::backend::ptx::propagate::{LOSS_CE, LOSS_MSE};
+    use snnc_runtime::gpu::{Device, Elem, Host, HostMut, KArg, Module};
+    use snnc_runtime::learn::{Loss, step_loss};
+    let (batch, o) = (5, 7);
+    let rng = Rng::new(11);
+    let scale = [1.0, 30.0, 600.0, 0.01, 5.0];
+    let y: Vec<f64> = (0..batch * o).map(|e| scale[e / o] * rng.normal(1, e as u64, 0)).collect();
+    let target: Vec<f64> = (0..batch * o).map(|e| if e / o == 4 { rng.uniform(2, e as u64, 0) / o as f64 } else { f64::from(e % o == e / o) }).collect();
+    let mask = [1.0, 0.0, 1.0, 0.5, 1.0];
+    for (kind, entry) in [(Loss::Mse, LOSS_MSE), (Loss::CrossEntropy, LOSS_CE)] {
+        let mut dev = EmuDevice::new(Target::Sm90);
+        let m = dev.load(&Module::Propagate(Precision::F64, Target::Sm90)).unwrap();
+        let up = |dev: &mut EmuDevice, v: &[f64], label: &str| {
+            let b = dev.alloc(Elem::F64, v.len(), label).unwrap();
+            dev.upload(b, Host::F64(v)).unwrap();
+            b
+        };
+        let (yb, tb, mb) = (up(&mut dev, &y, "y"), up(&mut dev, &target, "target"), up(&mut dev, &mask, "mask"));
+        let err = up(&mut dev, &vec![7.0; batch * o], "err");
+        let (loss, ev) = (up(&mut dev, &[0.5; 5], "loss"), up(&mut dev, &vec![0.25; batch * o], "evidence"));
+        let a = [yb, tb, mb, err, loss, ev].map(KArg::Buf);
+        let mut args = a.to_vec();
+        args.extend([KArg::U64(batch as u64), KArg::U64(o as u64)]);
+        dev.launch(m, entry, (1, 1), 256, &args).unwrap();
+        let get = |dev: &mut EmuDevice, b, n| {
+            let mut v = vec![0.0; n];
+            dev.download(b, HostMut::F64(&mut v)).unwrap();
+            v
+        };
+        let (got_err, got_loss, got_ev) = (get(&mut dev, err, batch * o), get(&mut dev, loss, batch), get(&mut dev, ev, batch * o));
+        for b in 0..batch {
+            let rows = b * o..(b + 1) * o;
+            let mut g = vec![0.0; o];
+            let l = step_loss(kind, &y[rows.clone()], &target[rows.clone()], Some(&mut g));
+            let m = mask[b];
+            let want_loss = if m == 0.0 { 0.5 } else { 0.5 + m * l };
+            assert!((got_loss[b] - want_loss).abs() <= 1e-14 * want_loss.abs().max(1.0), "{kind:?} row {b}: loss {} vs {want_loss}", got_loss[b]);
+            for j in 0..o {
+                let (want_err, want_ev) = if m == 0.0 { (0.0, 0.25) } else { (m * g[j], 0.25 + m * y[b * o + j]) };
+                assert!((got_err[b * o + j] - want_err).abs() <= 1e-15 * want_err.abs().max(1.0), "{kind:?} err[{b},{j}]: {} vs {want_err}", got_err[b * o + j]);
+                assert_eq!(got_ev[b * o + j], want_ev, "{kind:?} evidence[{b},{j}]");
+            }
+        }
+    }
+}

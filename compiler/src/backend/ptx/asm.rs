@@ -70,7 +70,7 @@ impl Class {
             Class::Fd => "%fd",
         }
     }
-    fn decl(self) -> &'static str {
+    pub fn decl(self) -> &'static str {
         match self {
             Class::P => ".pred",
             Class::R => ".b32",

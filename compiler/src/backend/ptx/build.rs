@@ -520,6 +520,40 @@ impl Builder {
     }
 }
 
+/// An f64 routine of the builder (`f`: one register in, one out: `Builder::exp`, `log`)
+/// as PTX text for the hand-written kernels of [`super::propagate`]: its registers are
+/// renamed `%x...` so they cannot meet the kernel's own, `input`'s value is moved in
+/// first and the result moved to `output`. Returns the registers it uses per class (see
+/// [`routine_decls`]) and the instructions (the text emulator runs them as the
+/// structured emulator does).
+pub(crate) fn f64_routine_text(input: &str, output: &str, f: fn(&mut Builder, Ty, Reg) -> Reg) -> ([u32; 5], String) {
+    let mut b = Builder::new();
+    let x = b.reg(Ty::F64);
+    let r = f(&mut b, Ty::F64, x);
+    let mut body = String::new();
+    for inst in &b.body {
+        super::asm::print_inst(&mut body, inst, &|_| unreachable!("a routine has no memory access"));
+    }
+    // Every `%` in the routine names one of its registers.
+    let rename = |t: &str| t.replace('%', "%x");
+    let name = |r: Reg| rename(&format!("{}{}", r.class.prefix(), r.n));
+    let text = format!("\tmov.f64 {}, {input};\n{}\tmov.f64 {output}, {};\n", name(x), rename(&body), name(r));
+    (b.counts, text)
+}
+
+/// The `.reg` declarations of routines inlined into one kernel (they share the `%x`
+/// names, so each class is declared once, as large as the largest use).
+pub(crate) fn routine_decls(counts: &[[u32; 5]]) -> String {
+    let mut decls = String::new();
+    for (k, class) in super::asm::CLASSES.iter().enumerate() {
+        let n = counts.iter().map(|c| c[k]).max().unwrap_or(0);
+        if n > 0 {
+            decls.push_str(&format!("\t.reg {} %x{}<{n}>;\n", class.decl(), &class.prefix()[1..]));
+        }
+    }
+    decls
+}
+
 #[cfg(test)]
 mod tests {
     //! The f64 routines run through the emulator (the same instructions the PTX holds)

@@ -94,10 +94,17 @@ pub const EXACT_TRACE: &str = "snnc_exact_trace";
 /// `evidence[b,j] += m * y` and `loss[b] += m * sum_j (y - target)^2` (both f64, summed
 /// over the steps of a sequence on the device); with `m` = 0, `err[b,:] = 0` only.
 pub const LOSS_MSE: &str = "snnc_loss_mse";
+/// `snnc_loss_ce(y, target, mask, err, loss, evidence, batch, o)`, as [`LOSS_MSE`] for the
+/// CPU's `Loss::CrossEntropy`: with `m = mask[b]` non-zero, the stable log-softmax of the
+/// row (`mx = max_j y`, `lz = log sum_j exp(y - mx)`, `logp = y - mx - lz`),
+/// `loss[b] += m * sum_j -target * logp`, `err[b,j] = m (exp(logp) - target)`,
+/// `evidence[b,j] += m * y`; all in f64 with the step kernels' f64 `exp` and `log`
+/// (within 1 ulp of the CPU's).
+pub const LOSS_CE: &str = "snnc_loss_ce";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 14] =
-    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, COPY_AT, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE, LOSS_MSE];
+pub const ENTRIES: [&str; 15] =
+    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, COPY_AT, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE, LOSS_MSE, LOSS_CE];
 
 /// Threads per block of the element-wise kernels.
 pub const BLOCK: u32 = 256;
@@ -134,6 +141,7 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     scale_add(&mut o, &f);
     exact_trace(&mut o, &f);
     loss_mse(&mut o, &f);
+    loss_ce(&mut o, &f);
     o
 }
 
@@ -441,5 +449,60 @@ fn loss_mse(o: &mut String, f: &Fmt) {
     o.push_str("$L_sum:\n\tadd.s64 %rd19, %rd5, %rd7;\n\tld.global.f64 %fd11, [%rd19];\n\tmul.rn.f64 %fd2, %fd1, %fd2;\n\tadd.rn.f64 %fd11, %fd11, %fd2;\n\tst.global.f64 [%rd19], %fd11;\n\tbra.uni $L_end;\n");
     // masked out: err[b,:] = 0
     let _ = writeln!(o, "$L_zero:\n\tsetp.ge.u64 %p3, %rd11, %rd9;\n\t@%p3 bra $L_end;\n\tadd.s64 %rd12, %rd10, %rd11;\n\tshl.b64 %rd13, %rd12, {sh};\n\tadd.s64 %rd17, %rd4, %rd13;\n\tmov.{t} %f2, {};\n\tst.global.{t} [%rd17], %f2;\n\tadd.s64 %rd11, %rd11, 1;\n\tbra.uni $L_zero;", f.zero);
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+/// `%fd4` = y[row + j] as f64 (address offset in `%rd13`): the loop bodies of the losses.
+fn load_y(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, .. } = *f;
+    let _ = writeln!(o, "\tadd.s64 %rd12, %rd10, %rd11;\n\tshl.b64 %rd13, %rd12, {sh};\n\tadd.s64 %rd14, %rd1, %rd13;\n\tld.global.{t} %f1, [%rd14];");
+    o.push_str(if t == "f32" { "\tcvt.f64.f32 %fd4, %f1;\n" } else { "\tmov.f64 %fd4, %f1;\n" });
+}
+
+fn loss_ce(o: &mut String, f: &Fmt) {
+    use super::build::{Builder, f64_routine_text, routine_decls};
+    let Fmt { t, .. } = *f;
+    let (exp_regs, exp) = f64_routine_text("%fd5", "%fd6", Builder::exp);
+    let (_, exp2) = f64_routine_text("%fd8", "%fd9", Builder::exp);
+    let (log_regs, log) = f64_routine_text("%fd2", "%fd3", Builder::log);
+    params(o, LOSS_CE, &["y", "target", "mask", "err", "loss", "evidence", "batch", "o"]);
+    let _ = writeln!(o, "\t.reg .pred %p<4>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<20>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<3>;\n\t.reg .f64 %fd<16>;");
+    // The routines' registers (shared names, declared once).
+    o.push_str(&routine_decls(&[exp_regs, log_regs]));
+    index_guard(o, "batch");
+    for (reg, name) in [("rd1", "y"), ("rd2", "target"), ("rd3", "mask"), ("rd4", "err"), ("rd5", "loss"), ("rd6", "evidence")] {
+        pointer(o, reg, name);
+    }
+    o.push_str("\tshl.b64 %rd7, %rd_i, 3;\n\tadd.s64 %rd8, %rd3, %rd7;\n\tld.global.f64 %fd1, [%rd8];\n");
+    o.push_str("\tld.param.u64 %rd9, [o];\n\tmul.lo.u64 %rd10, %rd_i, %rd9;\n");
+    o.push_str("\tsetp.eq.f64 %p2, %fd1, 0d0000000000000000;\n\t@%p2 bra $L_zero;\n");
+    // mx = max_j y (NaN ignored, as f64::max)
+    o.push_str("\tmov.f64 %fd10, 0dFFF0000000000000;\n\tmov.u64 %rd11, 0;\n");
+    o.push_str("$L_max:\n\tsetp.ge.u64 %p3, %rd11, %rd9;\n\t@%p3 bra $L_max_end;\n");
+    load_y(o, f);
+    o.push_str("\tmax.f64 %fd10, %fd10, %fd4;\n\tadd.s64 %rd11, %rd11, 1;\n\tbra.uni $L_max;\n$L_max_end:\n");
+    // s = sum_j exp(y - mx); lz = log(s)
+    o.push_str("\tmov.f64 %fd2, 0d0000000000000000;\n\tmov.u64 %rd11, 0;\n");
+    o.push_str("$L_sum:\n\tsetp.ge.u64 %p3, %rd11, %rd9;\n\t@%p3 bra $L_sum_end;\n");
+    load_y(o, f);
+    o.push_str("\tsub.rn.f64 %fd5, %fd4, %fd10;\n");
+    o.push_str(&exp);
+    o.push_str("\tadd.rn.f64 %fd2, %fd2, %fd6;\n\tadd.s64 %rd11, %rd11, 1;\n\tbra.uni $L_sum;\n$L_sum_end:\n");
+    o.push_str(&log);
+    // l = 0; per j: logp = (y - mx) - lz; l -= t * logp; err = m (exp(logp) - t); ev += m y
+    o.push_str("\tmov.f64 %fd11, 0d0000000000000000;\n\tmov.u64 %rd11, 0;\n");
+    o.push_str("$L_j:\n\tsetp.ge.u64 %p3, %rd11, %rd9;\n\t@%p3 bra $L_j_end;\n");
+    load_y(o, f);
+    o.push_str("\tshl.b64 %rd15, %rd12, 3;\n\tadd.s64 %rd16, %rd2, %rd15;\n\tld.global.f64 %fd7, [%rd16];\n");
+    o.push_str("\tsub.rn.f64 %fd8, %fd4, %fd10;\n\tsub.rn.f64 %fd8, %fd8, %fd3;\n\tmul.rn.f64 %fd12, %fd7, %fd8;\n\tsub.rn.f64 %fd11, %fd11, %fd12;\n");
+    o.push_str(&exp2);
+    o.push_str("\tsub.rn.f64 %fd9, %fd9, %fd7;\n\tmul.rn.f64 %fd9, %fd9, %fd1;\n");
+    o.push_str(if t == "f32" { "\tcvt.rn.f32.f64 %f2, %fd9;\n" } else { "\tmov.f64 %f2, %fd9;\n" });
+    let _ = writeln!(o, "\tadd.s64 %rd17, %rd4, %rd13;\n\tst.global.{t} [%rd17], %f2;");
+    o.push_str("\tadd.s64 %rd18, %rd6, %rd15;\n\tld.global.f64 %fd13, [%rd18];\n\tmul.rn.f64 %fd14, %fd1, %fd4;\n\tadd.rn.f64 %fd13, %fd13, %fd14;\n\tst.global.f64 [%rd18], %fd13;\n");
+    o.push_str("\tadd.s64 %rd11, %rd11, 1;\n\tbra.uni $L_j;\n$L_j_end:\n");
+    // loss[b] += m * l
+    o.push_str("\tadd.s64 %rd19, %rd5, %rd7;\n\tld.global.f64 %fd15, [%rd19];\n\tmul.rn.f64 %fd11, %fd1, %fd11;\n\tadd.rn.f64 %fd15, %fd15, %fd11;\n\tst.global.f64 [%rd19], %fd15;\n\tbra.uni $L_end;\n");
+    let _ = writeln!(o, "$L_zero:\n\tmov.u64 %rd11, 0;\n$L_z:\n\tsetp.ge.u64 %p3, %rd11, %rd9;\n\t@%p3 bra $L_end;\n\tadd.s64 %rd12, %rd10, %rd11;\n\tshl.b64 %rd13, %rd12, {};\n\tadd.s64 %rd17, %rd4, %rd13;\n\tmov.{t} %f2, {};\n\tst.global.{t} [%rd17], %f2;\n\tadd.s64 %rd11, %rd11, 1;\n\tbra.uni $L_z;", f.sh, f.zero);
     o.push_str("$L_end:\n\tret;\n}\n");
 }

@@ -86,9 +86,8 @@ enum Op {
     And,
     LdParam,
     Cvta,
-    SetpGe,
-    SetpEq,
-    SetpGt,
+    /// `setp.CMP`: the comparison (see [`cmp`]).
+    Setp(Cmp),
     TestpFinite,
     TestpNan,
     Selp,
@@ -98,6 +97,18 @@ enum Op {
     /// `cvt.f64.f32` / `cvt.rn.f32.f64`.
     CvtF64F32,
     CvtF32F64,
+    /// `cvt.rn.f64.s32`, `cvt.rzi.s32.f64`, `cvt.s64.s32`, `cvt.rni.f64.f64`.
+    CvtF64S32,
+    CvtS32F64,
+    CvtS64S32,
+    Rni,
+    /// Arithmetic shift right (`shr.s32` / `shr.s64`).
+    ShrS,
+    FDiv,
+    Fma,
+    FNeg,
+    FMin,
+    FMax,
     AtomMax,
     Bra,
     LdGlobal,
@@ -217,10 +228,17 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
     let ty = parts.iter().rev().find_map(|p| Ty::parse(p)).unwrap_or(Ty::U64);
     let op = match (parts[0], parts.get(1).copied().unwrap_or("")) {
         ("mov", _) => Op::Mov,
-        ("cvt", "f64") => Op::CvtF64F32,
-        ("cvt", "rn") if parts.get(2) == Some(&"f32") => Op::CvtF32F64,
-        ("cvt", "u64") => Op::CvtU64U32,
-        ("cvt", "u32") => Op::CvtU32U64,
+        ("cvt", _) => match &parts[1..] {
+            ["f64", "f32"] => Op::CvtF64F32,
+            ["rn", "f32", "f64"] => Op::CvtF32F64,
+            ["rn", "f64", "s32"] => Op::CvtF64S32,
+            ["rzi", "s32", "f64"] => Op::CvtS32F64,
+            ["s64", "s32"] => Op::CvtS64S32,
+            ["rni", "f64", "f64"] => Op::Rni,
+            ["u64", "u32"] => Op::CvtU64U32,
+            ["u32" | "s32", "u64" | "s64"] => Op::CvtU32U64,
+            _ => return Err(format!("unsupported instruction `{opcode}`")),
+        },
         ("mad", "wide") => Op::MadWide,
         ("mad", "lo") => Op::MadLo,
         ("mul", "lo") => Op::MulLo,
@@ -228,12 +246,18 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
         ("mul", "rn") => Op::FMul,
         ("add", "rn") => Op::FAdd,
         ("sub", "rn") => Op::FSub,
-        ("sub", "u32" | "u64" | "s64") => Op::Sub,
+        ("sub", "u32" | "u64" | "s32" | "s64") => Op::Sub,
         ("or", _) => Op::Or,
         ("selp", _) => Op::Selp,
         ("add", _) => Op::Add,
         // Unsigned only (`Ty` does not tell s32 from u32).
         ("div", "u32" | "u64") => Op::Div,
+        ("div", "rn") => Op::FDiv,
+        ("fma", "rn") => Op::Fma,
+        ("neg", _) if matches!(ty, Ty::F32 | Ty::F64) => Op::FNeg,
+        ("min", _) if matches!(ty, Ty::F32 | Ty::F64) => Op::FMin,
+        ("max", _) if matches!(ty, Ty::F32 | Ty::F64) => Op::FMax,
+        ("shr", "s32" | "s64") => Op::ShrS,
         ("rem", "u32" | "u64") => Op::Rem,
         ("shl", _) => Op::Shl,
         ("shr", _) => Op::Shr,
@@ -242,9 +266,7 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
         ("ld", "global") => Op::LdGlobal,
         ("st", "global") => Op::StGlobal,
         ("cvta", _) => Op::Cvta,
-        ("setp", "ge") => Op::SetpGe,
-        ("setp", "eq") => Op::SetpEq,
-        ("setp", "gt") => Op::SetpGt,
+        ("setp", c) => Op::Setp(cmp(c).ok_or_else(|| format!("unsupported comparison `{opcode}`"))?),
         ("testp", "finite") => Op::TestpFinite,
         ("testp", "notanumber") => Op::TestpNan,
         ("bra", _) => Op::Bra,
@@ -256,6 +278,49 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
     };
     let o = if args.is_empty() { Vec::new() } else { args.split(',').map(|a| operand(a, params, regs, labels)).collect::<Result<_, _>>()? };
     Ok(Inst { op, ty, ftz, guard, o })
+}
+
+/// A `setp` comparison.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// Unordered variants: also true when an operand is NaN.
+    Neu,
+    Equ,
+}
+
+fn cmp(c: &str) -> Option<Cmp> {
+    Some(match c {
+        "eq" => Cmp::Eq,
+        "ne" => Cmp::Ne,
+        "lt" => Cmp::Lt,
+        "le" => Cmp::Le,
+        "gt" => Cmp::Gt,
+        "ge" => Cmp::Ge,
+        "neu" => Cmp::Neu,
+        "equ" => Cmp::Equ,
+        _ => return None,
+    })
+}
+
+/// `a CMP b` on values already widened (integers unsigned, as the kernels use them).
+fn compare<V: PartialOrd>(c: Cmp, a: V, b: V) -> bool {
+    let unordered = a.partial_cmp(&b).is_none();
+    match c {
+        Cmp::Eq => a == b,
+        Cmp::Ne => a != b && !unordered,
+        Cmp::Lt => a < b,
+        Cmp::Le => a <= b,
+        Cmp::Gt => a > b,
+        Cmp::Ge => a >= b,
+        Cmp::Neu => a != b,
+        Cmp::Equ => a == b || unordered,
+    }
 }
 
 /// The launch geometry a thread sees.
@@ -371,14 +436,41 @@ impl Entry {
                     let t = if i.ty == Ty::F32 { f32::from_bits(a as u32).is_nan() } else { f64::from_bits(a).is_nan() };
                     r[dst(&o[0])?] = u64::from(t);
                 }
-                Op::SetpGt => {
+                Op::CvtF64S32 => r[dst(&o[0])?] = f64::from(val(r, &o[1])? as u32 as i32).to_bits(),
+                // Saturating, NaN to 0: PTX's and Rust's float-to-integer conversion.
+                Op::CvtS32F64 => r[dst(&o[0])?] = u64::from(f64::from_bits(val(r, &o[1])?) as i32 as u32),
+                Op::CvtS64S32 => r[dst(&o[0])?] = i64::from(val(r, &o[1])? as u32 as i32) as u64,
+                Op::Rni => r[dst(&o[0])?] = f64::from_bits(val(r, &o[1])?).round_ties_even().to_bits(),
+                Op::ShrS => {
+                    let (a, s) = (val(r, &o[1])?, val(r, &o[2])? & 63);
+                    r[dst(&o[0])?] = if i.ty == Ty::U32 { u64::from(((a as u32 as i32) >> s.min(31)) as u32) } else { ((a as i64) >> s) as u64 };
+                }
+                Op::FDiv | Op::FMin | Op::FMax => {
                     let (a, b) = (val(r, &o[1])?, val(r, &o[2])?);
-                    let t = match i.ty {
-                        Ty::U32 | Ty::U64 => m32(a) > m32(b),
-                        Ty::F32 => f32_of(a, i.ftz) > f32_of(b, i.ftz),
-                        Ty::F64 => f64::from_bits(a) > f64::from_bits(b),
+                    // PTX min/max return the other operand when one is NaN, as f64::min/max.
+                    let op = |x: f64, y: f64| match i.op {
+                        Op::FDiv => x / y,
+                        Op::FMin => x.min(y),
+                        _ => x.max(y),
                     };
-                    r[dst(&o[0])?] = u64::from(t);
+                    r[dst(&o[0])?] = match i.ty {
+                        Ty::F32 => f32_bits(op(f64::from(f32_of(a, i.ftz)), f64::from(f32_of(b, i.ftz))) as f32, i.ftz),
+                        _ => op(f64::from_bits(a), f64::from_bits(b)).to_bits(),
+                    };
+                }
+                Op::Fma => {
+                    let (a, b, c) = (val(r, &o[1])?, val(r, &o[2])?, val(r, &o[3])?);
+                    r[dst(&o[0])?] = match i.ty {
+                        Ty::F32 => f32_bits(f32_of(a, i.ftz).mul_add(f32_of(b, i.ftz), f32_of(c, i.ftz)), i.ftz),
+                        _ => f64::from_bits(a).mul_add(f64::from_bits(b), f64::from_bits(c)).to_bits(),
+                    };
+                }
+                Op::FNeg => {
+                    let a = val(r, &o[1])?;
+                    r[dst(&o[0])?] = match i.ty {
+                        Ty::F32 => f32_bits(-f32_of(a, i.ftz), i.ftz),
+                        _ => a ^ (1 << 63),
+                    };
                 }
                 Op::AtomMax => {
                     let a = addr(r, &o[1])?;
@@ -387,15 +479,12 @@ impl Entry {
                     r[dst(&o[0])?] = old;
                 }
                 Op::LdParam | Op::Cvta => r[dst(&o[0])?] = val(r, &o[1])?,
-                Op::SetpGe | Op::SetpEq => {
+                Op::Setp(c) => {
                     let (a, b) = (val(r, &o[1])?, val(r, &o[2])?);
-                    let t = match (i.ty, i.op) {
-                        (Ty::U32 | Ty::U64, Op::SetpGe) => m32(a) >= m32(b),
-                        (Ty::U32 | Ty::U64, _) => m32(a) == m32(b),
-                        (Ty::F32, Op::SetpGe) => f32_of(a, i.ftz) >= f32_of(b, i.ftz),
-                        (Ty::F32, _) => f32_of(a, i.ftz) == f32_of(b, i.ftz),
-                        (Ty::F64, Op::SetpGe) => f64::from_bits(a) >= f64::from_bits(b),
-                        (Ty::F64, _) => f64::from_bits(a) == f64::from_bits(b),
+                    let t = match i.ty {
+                        Ty::U32 | Ty::U64 => compare(c, m32(a), m32(b)),
+                        Ty::F32 => compare(c, f32_of(a, i.ftz), f32_of(b, i.ftz)),
+                        Ty::F64 => compare(c, f64::from_bits(a), f64::from_bits(b)),
                     };
                     r[dst(&o[0])?] = u64::from(t);
                 }

@@ -354,10 +354,9 @@ impl<T: Float> GpuGradient<T> {
         self.acc.cleared();
         let kind = data.loss();
         self.window.start(g)?;
-        // Windows replay as recorded graphs where nothing in them needs the host: a loss
-        // computed on the device, no updates within the sequence, no BPTT tape (which
-        // grows on the host).
-        let replayable = self.use_graphs && kind == Loss::Mse && online.is_none() && self.bptt.is_none();
+        // Windows replay as recorded graphs where nothing in them needs the host: no
+        // updates within the sequence, no BPTT tape (which grows on the host).
+        let replayable = self.use_graphs && online.is_none() && self.bptt.is_none();
         let mut t0 = 0;
         while t0 < steps {
             let n = self.window.len.min(steps - t0);
@@ -393,7 +392,7 @@ impl<T: Float> GpuGradient<T> {
         // The last window's status: spike counts current, a non-finite state reported.
         g.flush()?;
         let total = self.gradients(g)?;
-        let (loss, evidence) = self.window.finish(g, kind)?;
+        let (loss, evidence) = self.window.finish(g)?;
         let state_bytes = self.bptt.as_ref().map_or(self.trace_bytes, |(tape, ..)| tape.bytes());
         Ok(Gradients { loss, total, per_step: Vec::new(), state_bytes, evidence, recorded: Vec::new() })
     }

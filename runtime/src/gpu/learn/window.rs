@@ -1,19 +1,15 @@
 //! A window of a training sequence on the device: the inputs, targets and masks of up to
 //! [`GpuNetwork::window`] steps go to the device in one upload each (the host writes
 //! them from the [`Sequence`] into staging arrays first), each step reads its slice
-//! through a view, and, for the squared-error loss, the loss, its gradient (the error
-//! the learning signals start from) and the evidence are computed there
-//! ([`prop::LOSS_MSE`]) and summed over the sequence on the device: nothing crosses
-//! between the first and the last step of a window.
-//!
-//! The cross-entropy loss (a softmax per batch element) is still computed on the host:
-//! its step downloads the readout's output and uploads the error (the CPU's code, f64).
+//! through a view, and the loss, its gradient (the error the learning signals start
+//! from) and the evidence are computed there ([`prop::LOSS_MSE`], [`prop::LOSS_CE`], in
+//! f64 as the CPU computes them) and summed over the sequence on the device: nothing
+//! crosses between the first and the last step of a window.
 
 use super::super::device::{Buf, Device, Elem, HostMut, KArg};
 use super::super::{GpuNetwork, dev_err};
 use super::flat;
 use crate::error::RuntimeError;
-use crate::learn::loss::masked_step_loss;
 use crate::learn::{Loss, Sequence};
 use crate::scalar::Float;
 use ndarray::Array2;
@@ -41,13 +37,8 @@ pub(super) struct Window<T> {
     x_host: Vec<Vec<T>>,
     target_host: Vec<f64>,
     mask_host: Vec<f64>,
-    /// The host loss (cross-entropy): the loss so far, the evidence, y and dL/dy.
-    host_loss: f64,
-    host_evidence: Array2<f64>,
-    y: Vec<T>,
-    y64: Vec<f64>,
-    err64: Vec<f64>,
-    err_t: Vec<T>,
+    /// Readout outputs (B x O): the evidence's shape.
+    shape: (usize, usize),
 }
 
 impl<T: Float> Window<T> {
@@ -97,25 +88,18 @@ impl<T: Float> Window<T> {
             x_host: sizes.iter().map(|n| vec![T::from_f64(0.0); len * batch * n]).collect(),
             target_host: vec![0.0; len * batch * o],
             mask_host: vec![0.0; len * batch],
-            host_loss: 0.0,
-            host_evidence: Array2::zeros((batch, o)),
-            y: vec![T::from_f64(0.0); batch * o],
-            y64: vec![0.0; batch * o],
-            err64: vec![0.0; batch * o],
-            err_t: vec![T::from_f64(0.0); batch * o],
+            shape: (batch, o),
         })
     }
 
     /// A new sequence: the sums start at zero.
     pub fn start<D: Device>(&mut self, g: &mut GpuNetwork<T, D>) -> Result<(), RuntimeError> {
-        self.host_loss = 0.0;
-        self.host_evidence.fill(0.0);
         g.dev.zero(self.loss).map_err(dev_err)?;
         g.dev.zero(self.evidence).map_err(dev_err)
     }
 
     /// Writes steps `t0..t0 + n` of `data` (n <= len) to the device: one upload per input,
-    /// and for a device loss one each for the targets and masks.
+    /// one each for the targets and masks.
     pub fn load<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, t0: usize, n: usize) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let o = self.target_host.len() / (self.len * batch).max(1);
@@ -132,11 +116,9 @@ impl<T: Float> Window<T> {
         for (b, h) in self.x.iter().zip(&self.x_host) {
             g.dev.upload(*b, T::host(h)).map_err(dev_err)?;
         }
-        if data.loss() == Loss::Mse {
-            g.dev.upload(self.target, crate::gpu::Host::F64(&self.target_host)).map_err(dev_err)?;
-            g.dev.upload(self.mask, crate::gpu::Host::F64(&self.mask_host)).map_err(dev_err)?;
-        }
-        Ok(())
+        g.dev.upload(self.target, crate::gpu::Host::F64(&self.target_host)).map_err(dev_err)?;
+        g.dev.upload(self.mask, crate::gpu::Host::F64(&self.mask_host)).map_err(dev_err)
+
     }
 
     /// The external inputs of slot `s` (for [`GpuNetwork::step_on`]).
@@ -149,35 +131,26 @@ impl<T: Float> Window<T> {
         let batch = g.host.batch;
         let o = g.host.pops[r].n;
         let y = g.readout_buffer(r);
-        if kind == Loss::Mse {
-            let args = [
-                KArg::Buf(y),
-                KArg::Buf(self.target_views[s]),
-                KArg::Buf(self.mask_views[s]),
-                KArg::Buf(err),
-                KArg::Buf(self.loss),
-                KArg::Buf(self.evidence),
-                KArg::U64(batch as u64),
-                KArg::U64(o as u64),
-            ];
-            return g.launch(prop::LOSS_MSE, flat(batch), BLOCK, &args);
-        }
-        g.readout_output(r, &mut self.y)?;
-        self.y64.iter_mut().zip(&self.y).for_each(|(a, b)| *a = b.to_f64());
-        self.err64.fill(0.0);
-        let rows = s * batch * o..(s + 1) * batch * o;
-        let mask = &self.mask_host[s * batch..(s + 1) * batch];
-        self.host_loss += masked_step_loss(kind, &self.y64, &self.target_host[rows], mask, &mut self.host_evidence, Some(&mut self.err64));
-        self.err_t.iter_mut().zip(&self.err64).for_each(|(a, b)| *a = T::from_f64(*b));
-        g.dev.upload(err, T::host(&self.err_t)).map_err(dev_err)
+        let args = [
+            KArg::Buf(y),
+            KArg::Buf(self.target_views[s]),
+            KArg::Buf(self.mask_views[s]),
+            KArg::Buf(err),
+            KArg::Buf(self.loss),
+            KArg::Buf(self.evidence),
+            KArg::U64(batch as u64),
+            KArg::U64(o as u64),
+        ];
+        let entry = match kind {
+            Loss::Mse => prop::LOSS_MSE,
+            Loss::CrossEntropy => prop::LOSS_CE,
+        };
+        g.launch(entry, flat(batch), BLOCK, &args)
     }
 
-    /// The sequence's loss and evidence (one download each for a device loss).
-    pub fn finish<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss) -> Result<(f64, Array2<f64>), RuntimeError> {
-        if kind != Loss::Mse {
-            return Ok((self.host_loss, self.host_evidence.clone()));
-        }
-        let (batch, o) = self.host_evidence.dim();
+    /// The sequence's loss and evidence (one download each).
+    pub fn finish<D: Device>(&mut self, g: &mut GpuNetwork<T, D>) -> Result<(f64, Array2<f64>), RuntimeError> {
+        let (batch, o) = self.shape;
         let mut loss = vec![0.0; batch];
         g.dev.download(self.loss, HostMut::F64(&mut loss)).map_err(dev_err)?;
         let mut ev = vec![0.0; batch * o];

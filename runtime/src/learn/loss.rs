@@ -83,7 +83,7 @@ pub fn step_loss(kind: Loss, y: &[f64], target: &[f64], grad: Option<&mut [f64]>
 
 /// Adds step `t`'s masked loss of every batch element (`y`, `target`: batch x outputs) to
 /// the return value and the masked output to `evidence`; with `err`, writes dL^t/dy.
-pub(crate) fn masked_step_loss(kind: Loss, y: &[f64], target: &[f64], mask: &[f64], evidence: &mut Array2<f64>, mut err: Option<&mut [f64]>) -> f64 {
+fn masked_step_loss(kind: Loss, y: &[f64], target: &[f64], mask: &[f64], evidence: &mut Array2<f64>, mut err: Option<&mut [f64]>) -> f64 {
     let o = evidence.ncols();
     let mut loss = 0.0;
     for (b, &m) in mask.iter().enumerate().filter(|(_, m)| **m != 0.0) {

@@ -75,6 +75,11 @@ pub const MUL_ACC: &str = "snnc_mul_acc";
 /// `snnc_scale_add(y, x, len, alpha)`: `y[e] = alpha * y[e] + x[e]`, `alpha` the bits of
 /// a value of the module's float type in the low bits of the u64 (a presynaptic trace).
 pub const SCALE_ADD: &str = "snnc_scale_add";
+/// `snnc_scale_add_store(y, x, out, len, alpha, beta)`: `y[e] = alpha * y[e] + x[e]` as
+/// [`SCALE_ADD`], and `out[e] = beta * y[e]` (the new value; both floats as bits): an
+/// ES-D-RTRL presynaptic trace, and its copy scaled by the step's bias correction into
+/// the slot of a window whose gradient is one GEMM.
+pub const SCALE_ADD_STORE: &str = "snnc_scale_add_store";
 /// `snnc_exact_trace(tr_in, tr_out, d, f, x, l, g, batch, n_pre, n_out, k)`, one thread
 /// per weight `e = i * n_out + o` (grid over `n_pre * n_out`): the exact (D-RTRL) trace
 /// of a weight into a population with `k` hidden states and its gradient, over the batch
@@ -103,8 +108,24 @@ pub const LOSS_MSE: &str = "snnc_loss_mse";
 pub const LOSS_CE: &str = "snnc_loss_ce";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 15] =
-    [NONZERO_LIST, SPARSE_EVENTS, ONE_TO_ONE, ADD, ADD_CLEAR, NONFINITE, CLEAR_U32, COPY, COPY_AT, MUL_ADD, MUL_ACC, SCALE_ADD, EXACT_TRACE, LOSS_MSE, LOSS_CE];
+pub const ENTRIES: [&str; 16] = [
+    NONZERO_LIST,
+    SPARSE_EVENTS,
+    ONE_TO_ONE,
+    ADD,
+    ADD_CLEAR,
+    NONFINITE,
+    CLEAR_U32,
+    COPY,
+    COPY_AT,
+    MUL_ADD,
+    MUL_ACC,
+    SCALE_ADD,
+    SCALE_ADD_STORE,
+    EXACT_TRACE,
+    LOSS_MSE,
+    LOSS_CE,
+];
 
 /// Threads per block of the element-wise kernels.
 pub const BLOCK: u32 = 256;
@@ -139,6 +160,7 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     mul_add(&mut o, &f, false);
     mul_add(&mut o, &f, true);
     scale_add(&mut o, &f);
+    scale_add_store(&mut o, &f);
     exact_trace(&mut o, &f);
     loss_mse(&mut o, &f);
     loss_ce(&mut o, &f);
@@ -356,6 +378,24 @@ fn scale_add(o: &mut String, f: &Fmt) {
     o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n");
     let _ = writeln!(o, "\tld.global.{t} %f2, [%rd2];\n\tld.global.{t} %f3, [%rd3];");
     let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f1, %f2;\n\tadd.{rn}.{t} %f4, %f4, %f3;\n\tst.global.{t} [%rd2], %f4;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn scale_add_store(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, .. } = *f;
+    params(o, SCALE_ADD_STORE, &["y", "x", "out", "len", "alpha", "beta"]);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b32 %r_a;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n, %rd_a;\n\t.reg .{t} %f<7>;");
+    index_guard(o, "len");
+    float_param(o, f, "f1", "alpha");
+    float_param(o, f, "f5", "beta");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "y");
+    pointer(o, "rd3", "x");
+    pointer(o, "rd4", "out");
+    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n\tadd.s64 %rd4, %rd4, %rd1;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f2, [%rd2];\n\tld.global.{t} %f3, [%rd3];");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f1, %f2;\n\tadd.{rn}.{t} %f4, %f4, %f3;\n\tst.global.{t} [%rd2], %f4;");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f6, %f5, %f4;\n\tst.global.{t} [%rd4], %f6;");
     o.push_str("$L_end:\n\tret;\n}\n");
 }
 

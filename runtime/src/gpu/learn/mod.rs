@@ -54,9 +54,13 @@ struct Launch {
 /// One ES-D-RTRL (population, input) group: eps_f (K slices), u, and its members.
 struct Group {
     trace: Launch,
+    /// The trace step per slot of the contraction window: u written into `u_win`'s slot.
+    traces: Vec<Launch>,
     n: usize,
     eps_f: Vec<Buf>,
     u: Buf,
+    /// u of each step of the contraction window (slot x B x N).
+    u_win: Buf,
     members: Vec<Member>,
 }
 
@@ -66,8 +70,16 @@ struct Member {
     proj: usize,
     n_pre: usize,
     eps_x: Buf,
+    /// (1 / c_t) eps_x of each step of the contraction window (slot x B x I), and its
+    /// per-slot views.
+    x_win: Buf,
+    x_views: Vec<Buf>,
     grad: Buf,
 }
+
+/// ES-D-RTRL's products of a window are one GEMM when its slices take at most this
+/// many bytes (the window shortens otherwise).
+const CONTRACTION_BYTES: usize = 256 << 20;
 
 /// The exact traces into one (population, input): they share D, the Df column and l,
 /// packed into planes for [`prop::EXACT_TRACE`] when K > 1 (with K = 1 the population's
@@ -132,6 +144,9 @@ pub struct GpuGradient<T> {
     acc: Accumulators,
     use_graphs: bool,
     graphs_off: Option<String>,
+    /// ES-D-RTRL: steps per contraction (one GEMM per projection), and the next slot.
+    es_len: usize,
+    es_slot: usize,
     /// Recorded windows (see [`GpuGradient::replay_window`]).
     graphs: HashMap<WindowKey, Recorded>,
 }
@@ -246,13 +261,14 @@ impl<T: Float> GpuGradient<T> {
                     bytes += k * batch * n * size;
                     let mut states = eps_f.clone();
                     states.push(u);
-                    groups.push(Group { trace: Launch { module: ModId(0), args: states, len: batch * n }, n, eps_f, u, members: Vec::new() });
+                    let trace = Launch { module: ModId(0), args: states, len: batch * n };
+                    groups.push(Group { trace, traces: Vec::new(), n, eps_f, u, u_win: u, members: Vec::new() });
                     groups.len() - 1
                 }
             };
             let eps_x = alloc(batch * t.n_pre, format!("learn.{}.eps_x", e.name))?;
             bytes += batch * t.n_pre * size;
-            groups[gi].members.push(Member { ei, proj: t.index, n_pre: t.n_pre, eps_x, grad });
+            groups[gi].members.push(Member { ei, proj: t.index, n_pre: t.n_pre, eps_x, x_win: eps_x, x_views: Vec::new(), grad });
         }
         let mut plain = Vec::new();
         for (i, name) in &plan.plain {
@@ -288,6 +304,7 @@ impl<T: Float> GpuGradient<T> {
             let states = std::mem::take(&mut pt.trace.args);
             pt.trace = load_trace(g, &l, q.pop, TraceKind::Param { col: q.col }, &[], states)?;
         }
+        let es_len = if matches!(method, Method::EsDRtrl { .. }) { contraction_window(g, &mut groups, &mut bytes)? } else { 1 };
         let bptt = if online { None } else { Some((bptt::Tape::new(g, &plan)?, bptt_grads, bptt_param_grads)) };
         let window = window::Window::new(g, plan.r)?;
         let mut acc = Accumulators::default();
@@ -297,6 +314,8 @@ impl<T: Float> GpuGradient<T> {
             window,
             acc,
             use_graphs: true,
+            es_len,
+            es_slot: 0,
             graphs_off: None,
             graphs: HashMap::new(),
             plan,
@@ -374,6 +393,7 @@ impl<T: Float> GpuGradient<T> {
                     if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
                         // A non-finite state so far is reported before its gradient is used.
                         g.flush()?;
+                        self.contract(g)?;
                         let so_far = self.gradients(g)?;
                         for (name, w) in (on.update)(&so_far)? {
                             g.set_trainable(&name, w.mapv(T::from_f64))?;
@@ -383,6 +403,7 @@ impl<T: Float> GpuGradient<T> {
                         }
                     }
                 }
+                self.contract(g)?;
             }
             t0 += n;
         }
@@ -423,6 +444,14 @@ impl<T: Float> GpuGradient<T> {
         Ok(())
     }
 
+    /// Steps `t0..t0 + n` (a window), ending with its ES-D-RTRL contraction.
+    fn window_steps<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, t0: usize, n: usize) -> Result<(), RuntimeError> {
+        for t in t0..t0 + n {
+            self.step(g, kind, t, t - t0)?;
+        }
+        self.contract(g)
+    }
+
     /// Steps `t0..t0 + n` (a window) as one recorded graph: recorded the first time the
     /// window starts from this state (sequence position, step index, what the host knows
     /// of the accumulation buffers and exact traces), replayed after that, one host
@@ -436,9 +465,7 @@ impl<T: Float> GpuGradient<T> {
             let tr = rec.tr.clone();
             self.set_exact_parity(&tr);
         } else if !self.record_window(g, kind, &key)? {
-            for t in t0..t0 + n {
-                self.step(g, kind, t, t - t0)?;
-            }
+            self.window_steps(g, kind, t0, n)?;
         }
         if g.window_full() {
             g.flush()?;
@@ -455,7 +482,7 @@ impl<T: Float> GpuGradient<T> {
     fn record_window<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, key: &WindowKey) -> Result<bool, RuntimeError> {
         let (t0, n) = (key.t0, key.n);
         let recorded = g.dev.begin_capture().map_err(dev_err).and_then(|()| {
-            let steps = (t0..t0 + n).try_for_each(|t| self.step(g, kind, t, t - t0));
+            let steps = self.window_steps(g, kind, t0, n);
             // A capture records without running: end it either way.
             let graph = g.dev.end_capture().map_err(dev_err);
             steps.and(graph)
@@ -466,6 +493,8 @@ impl<T: Float> GpuGradient<T> {
                 g.restore_window_state(&key.net);
                 self.acc.restore(&key.acc);
                 self.set_exact_parity(&key.tr);
+                // Windows start with an empty contraction window.
+                self.es_slot = 0;
                 self.use_graphs = false;
                 self.graphs_off = Some(e.to_string());
                 return Ok(false);
@@ -654,15 +683,38 @@ impl<T: Float> GpuGradient<T> {
             g.dev.gemm(&outer(pt.grad, self.ones, pt.u, batch, 1, n, 1.0)).map_err(dev_err)?;
         }
         let Method::EsDRtrl { decay } = self.method else { return Ok(()) };
+        // g += (1 / c_t) eps_x^T u: the step's factors go into the contraction window's
+        // slot, and a full window is one GEMM per projection (`contract`).
         let inv_c = 1.0 / bias_correction(decay, t);
-        let decay_bits = T::from_f64(decay).bits();
+        let (decay_bits, scale_bits) = (T::from_f64(decay).bits(), T::from_f64(inv_c).bits());
+        let s = self.es_slot;
         for gr in &self.groups {
-            launch_step(g, &gr.trace)?;
+            launch_step(g, &gr.traces[s])?;
             for m in &gr.members {
                 let x = pre_of(&self.pre, g, m.proj);
                 let len = batch * m.n_pre;
-                g.launch(prop::SCALE_ADD, flat(len), BLOCK, &[KArg::Buf(m.eps_x), KArg::Buf(x), KArg::U64(len as u64), KArg::U64(decay_bits)])?;
-                g.dev.gemm(&outer(m.grad, m.eps_x, gr.u, batch, m.n_pre, gr.n, inv_c)).map_err(dev_err)?;
+                let args = [KArg::Buf(m.eps_x), KArg::Buf(x), KArg::Buf(m.x_views[s]), KArg::U64(len as u64), KArg::U64(decay_bits), KArg::U64(scale_bits)];
+                g.launch(prop::SCALE_ADD_STORE, flat(len), BLOCK, &args)?;
+            }
+        }
+        self.es_slot += 1;
+        if self.es_slot == self.es_len {
+            self.contract(g)?;
+        }
+        Ok(())
+    }
+
+    /// ES-D-RTRL: the gradient products of the steps in the contraction window, one GEMM
+    /// per projection with k = steps x batch (instead of one per step).
+    fn contract<D: Device>(&mut self, g: &mut GpuNetwork<T, D>) -> Result<(), RuntimeError> {
+        let k = self.es_slot * g.host.batch;
+        self.es_slot = 0;
+        if k == 0 {
+            return Ok(());
+        }
+        for gr in &self.groups {
+            for m in &gr.members {
+                g.dev.gemm(&outer(m.grad, m.x_win, gr.u_win, k, m.n_pre, gr.n, 1.0)).map_err(dev_err)?;
             }
         }
         Ok(())
@@ -673,6 +725,39 @@ impl<T: Float, D: Device> Learner<GpuNetwork<T, D>> for GpuGradient<T> {
     fn run_online(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError> {
         GpuGradient::run_online(self, g, data, online)
     }
+}
+
+/// ES-D-RTRL's contraction window: allocates each group's u and each member's scaled
+/// eps_x for every slot (adding their bytes to `bytes`), and the trace step's launch per
+/// slot (u written into the slot: the trace step writes u and never reads it). Returns
+/// the number of slots: the network's window, shorter where the slices would pass
+/// [`CONTRACTION_BYTES`].
+fn contraction_window<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, groups: &mut [Group], bytes: &mut usize) -> Result<usize, RuntimeError> {
+    let batch = g.host.batch;
+    let size = std::mem::size_of::<T>();
+    let per_slot: usize = groups.iter().map(|gr| batch * size * (gr.n + gr.members.iter().map(|m| m.n_pre).sum::<usize>())).sum();
+    let len = g.window().min((CONTRACTION_BYTES / per_slot.max(1)).max(1));
+    let fe = Elem::float(T::PRECISION);
+    for gr in groups.iter_mut() {
+        let plane = batch * gr.n;
+        gr.u_win = g.dev.alloc(fe, len * plane, "learn.u_window").map_err(dev_err)?;
+        let at = gr.trace.args.iter().position(|b| *b == gr.u).expect("the trace step writes u");
+        for s in 0..len {
+            let mut launch = Launch { module: gr.trace.module, args: gr.trace.args.clone(), len: gr.trace.len };
+            launch.args[at] = g.dev.view(gr.u_win, s * plane, plane, &format!("learn.u_window[{s}]")).map_err(dev_err)?;
+            gr.traces.push(launch);
+        }
+        for m in &mut gr.members {
+            let plane = batch * m.n_pre;
+            m.x_win = g.dev.alloc(fe, len * plane, "learn.eps_x_window").map_err(dev_err)?;
+            for s in 0..len {
+                m.x_views.push(g.dev.view(m.x_win, s * plane, plane, &format!("learn.eps_x_window[{s}]")).map_err(dev_err)?);
+            }
+            *bytes += len * plane * size;
+        }
+        *bytes += len * plane * size;
+    }
+    Ok(len)
 }
 
 /// x^t of projection `i`: its copy (`pre`), or the live source buffer.

@@ -123,11 +123,13 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
         };
         parts.push(Part { what, bytes, span: pr.span });
         if let Some(delay) = pr.delay {
-            // A ring of delay + 1 slots of (batch, n_post).
+            // A ring of delay + 1 slots of (batch, n_post), each its own array (about 96
+            // bytes of bookkeeping and allocator overhead apiece, which a long ring of
+            // small slots is mostly made of).
             let slots = count((delay / dt).round()).saturating_add(1);
             parts.push(Part {
                 what: format!("delay ring of `{}` ({slots} slots x {n_post} neurons)", pr.name),
-                bytes: mul(&[slots, batch, n_post, fb]),
+                bytes: mul(&[slots, mul(&[batch, n_post, fb]).saturating_add(96)]),
                 span: pr.span,
             });
         }
@@ -153,16 +155,32 @@ pub fn format_bytes(b: u64) -> String {
     if b == u64::MAX { "more than 18 EB".into() } else { format!("{v:.1} {unit}") }
 }
 
-/// Memory the process may still take: `SNNC_MEMORY_LIMIT` (bytes, or with a suffix
-/// `kB`, `MB`, `GB`, `TB`) if it is set and lower, else the kernel's `MemAvailable`
-/// (Linux). `None` where neither is known.
+/// Memory the process may still take: the least of `SNNC_MEMORY_LIMIT` (bytes, or with
+/// a suffix `kB`, `MB`, `GB`, `TB`) if it is set, the kernel's `MemAvailable`, and the
+/// room left under the process's own limits (`ulimit -v` / `-d`: what it may map beyond
+/// what it has; Linux). `None` where none is known.
 pub fn available() -> Option<u64> {
     let limit = std::env::var("SNNC_MEMORY_LIMIT").ok().and_then(|s| parse_bytes(&s));
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| mem_available(&t));
-    match (limit, meminfo) {
-        (Some(l), Some(m)) => Some(l.min(m)),
-        (l, m) => l.or(m),
-    }
+    let rlimit = match (std::fs::read_to_string("/proc/self/limits"), std::fs::read_to_string("/proc/self/status")) {
+        (Ok(limits), Ok(status)) => rlimit_room(&limits, &status),
+        _ => None,
+    };
+    [limit, meminfo, rlimit].into_iter().flatten().min()
+}
+
+/// Room under the address-space and data-segment limits of `/proc/self/limits` (soft
+/// values), less what `/proc/self/status` says is mapped (`VmSize`, `VmData`).
+fn rlimit_room(limits: &str, status: &str) -> Option<u64> {
+    let soft = |name: &str| -> Option<u64> {
+        let rest = limits.lines().find(|l| l.starts_with(name))?[name.len()..].trim_start();
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let used = |key: &str| -> u64 {
+        status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).map_or(0, |kb| kb.saturating_mul(1024))
+    };
+    let room = |limit: Option<u64>, key: &str| limit.map(|l| l.saturating_sub(used(key)));
+    [room(soft("Max address space"), "VmSize:"), room(soft("Max data size"), "VmData:")].into_iter().flatten().min()
 }
 
 /// `MemAvailable:   123456 kB` of `/proc/meminfo`, in bytes.
@@ -245,6 +263,17 @@ mod tests {
         assert_eq!(parse_bytes("1000"), Some(1000));
         assert_eq!(parse_bytes("lots"), None);
         assert_eq!(parse_bytes("-1GB"), None);
+    }
+
+    #[test]
+    fn process_limits_leave_room_for_what_is_mapped() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max data size             unlimited            unlimited            bytes\n\
+                      Max address space         4294967296           unlimited            bytes\n";
+        let status = "VmSize:\t  1048576 kB\nVmData:\t  2048 kB\n";
+        assert_eq!(rlimit_room(limits, status), Some(4294967296 - 1048576 * 1024));
+        let unlimited = limits.replace("4294967296", "unlimited");
+        assert_eq!(rlimit_room(&unlimited, status), None);
     }
 
     #[test]

@@ -282,3 +282,32 @@ fn write_errors_are_reported_and_the_rest_is_kept() {
     assert!(!stdout(&o).contains("wrote"), "{}", stdout(&o));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The memory check counts the process's own limit (`ulimit -v`), not only the machine's
+/// free memory: a 3.6 GB network under a 1 GB address-space limit is refused with the
+/// figures, where it used to abort in the allocator (found by the fuzzer under its
+/// memory limit).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_process_memory_limit_is_respected() {
+    use std::os::unix::process::CommandExt;
+    let dir = std::env::temp_dir().join(format!("snnc-rlimit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("big.snn");
+    std::fs::write(&file, "import \"stdlib/lif.snn\"\nnetwork big {\n    layer a = LIF[30000]\n    connect a -> a.I dense\n}\n").unwrap();
+    let mut cmd = snnc();
+    cmd.args(["run", file.to_str().unwrap(), "--duration", "1ms", "-I", "."]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("error[E0701]") && err.contains("needs about 3.6 GB"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -124,7 +124,8 @@ impl<'a> Folder<'a> {
     }
 }
 
-fn binary(op: BinOp, x: f64, y: f64) -> f64 {
+/// A binary operator on constants (also `sema`'s own constant evaluation).
+pub(crate) fn binary(op: BinOp, x: f64, y: f64) -> f64 {
     let t = f64::from;
     match op {
         BinOp::Add => x + y,

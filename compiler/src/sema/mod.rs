@@ -231,25 +231,7 @@ impl TExpr {
             TKind::Sym(_) => return None,
             TKind::Neg(a) => -cv(a)?,
             TKind::Not(a) => f64::from(cv(a)? == 0.0),
-            TKind::Binary(op, a, b) => {
-                let (x, y) = (cv(a)?, cv(b)?);
-                let t = |c: bool| f64::from(c);
-                match op {
-                    BinOp::Add => x + y,
-                    BinOp::Sub => x - y,
-                    BinOp::Mul => x * y,
-                    BinOp::Div => x / y,
-                    BinOp::Pow => x.powf(y),
-                    BinOp::Lt => t(x < y),
-                    BinOp::Le => t(x <= y),
-                    BinOp::Gt => t(x > y),
-                    BinOp::Ge => t(x >= y),
-                    BinOp::Eq => t(x == y),
-                    BinOp::Ne => t(x != y),
-                    BinOp::And => t(x != 0.0 && y != 0.0),
-                    BinOp::Or => t(x != 0.0 || y != 0.0),
-                }
-            }
+            TKind::Binary(op, a, b) => consts::binary(*op, cv(a)?, cv(b)?),
             TKind::If(c, a, b) => {
                 if cv(c)? != 0.0 {
                     cv(a)?

@@ -109,12 +109,15 @@ fn a_branch_not_taken_may_be_non_finite() {
 
 #[test]
 fn the_pipeline_names_the_population() {
-    // The reproduction of issue 15, item 1, as a network.
-    let text = format!("{LIF}\nnetwork n {{\n    dt = 1 ms\n    layer a = LIF[10] {{ tau = 0 ms }}\n    drive a.I = 2\n}}\n");
+    // A zero time constant is refused by `check` itself (E0210); what only folding dt
+    // in shows is left to the pipeline: a growth at rate 1/tau whose exact propagator
+    // exp(dt / tau) overflows for tau = 1 us at dt = 1 ms.
+    let grow = "neuron Grow {\n    param tau: ms = 10 ms\n    state v = 1.0\n    dv/dt = v / tau\n}\n";
+    let text = format!("{grow}network n {{\n    dt = 1 ms\n    layer a = Grow[10] {{ tau = 1 us }}\n}}\n");
     let e = compile(&text).unwrap_err();
     assert_eq!(e.population, "a");
-    assert!(e.message.contains("tau = 0") && e.message.contains("finite"), "{e}");
+    assert!(e.message.contains("tau = 0.000001") && e.message.contains("finite"), "{e}");
     assert!(e.to_string().starts_with("population `a`: "), "{e}");
-    // The same network with a good time constant compiles.
-    compile(&text.replace("tau = 0 ms", "tau = 5 ms")).unwrap();
+    // The same network with a time constant the step can take compiles.
+    compile(&text.replace("tau = 1 us", "tau = 50 ms")).unwrap();
 }

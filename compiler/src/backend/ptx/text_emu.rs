@@ -9,6 +9,7 @@
 //! Memory is the caller's ([`Memory`]): a 64-bit address names a buffer and a byte
 //! offset, so out-of-bounds or misaligned accesses are errors, not silent corruption.
 
+use super::asm::Cmp;
 use std::collections::HashMap;
 
 /// Global memory as the interpreter sees it: loads and stores of 4- or 8-byte values
@@ -278,20 +279,6 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
     };
     let o = if args.is_empty() { Vec::new() } else { args.split(',').map(|a| operand(a, params, regs, labels)).collect::<Result<_, _>>()? };
     Ok(Inst { op, ty, ftz, guard, o })
-}
-
-/// A `setp` comparison.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Cmp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    /// Unordered variants: also true when an operand is NaN.
-    Neu,
-    Equ,
 }
 
 fn cmp(c: &str) -> Option<Cmp> {

@@ -529,6 +529,14 @@ impl<T: Float> Network<T> {
         self.projs[proj].from_state
     }
 
+    /// The number of presynaptic values a projection reads per batch element.
+    pub fn source_size(&self, proj: usize) -> usize {
+        match self.projs[proj].from {
+            Source::Input(i) => self.inputs[i].1,
+            Source::Pop(q) => self.pops[q].n,
+        }
+    }
+
     /// A projection's delay in steps, if it has one.
     pub fn projection_delay(&self, proj: usize) -> Option<usize> {
         self.projs[proj].delay.as_ref().map(|r| r.delay())
@@ -547,8 +555,41 @@ impl<T: Float> Network<T> {
         }
     }
 
-    /// Replaces the weights of a dense projection (e.g. loaded from a file).
-    pub fn set_dense_weights(&mut self, proj: usize, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
+    /// The structure of a sparse projection: row pointers (n_pre + 1), the columns of
+    /// its synapses (CSR order) and n_post.
+    pub fn sparse_structure(&self, proj: usize) -> Option<(&[usize], &[u32], usize)> {
+        match &self.projs[proj].weights {
+            Weights::Sparse(r) => Some((&r.row_ptr, &r.col, self.pops[self.projs[proj].to].n)),
+            _ => None,
+        }
+    }
+
+    /// A fingerprint of a sparse projection's structure (FNV-1a over its row pointers
+    /// and columns), saved with trained weights: 1 x nnz weights only mean something on
+    /// the structure they were trained on.
+    pub fn synapse_fingerprint(&self, proj: usize) -> Option<String> {
+        let (row_ptr, col, _) = self.sparse_structure(proj)?;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let words = row_ptr.iter().map(|&r| r as u64).chain(col.iter().map(|&c| u64::from(c)));
+        for w in words {
+            for b in w.to_le_bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        Some(format!("{h:016x}"))
+    }
+
+    /// The weights of a sparse projection's synapses, in CSR order.
+    pub fn sparse_weights(&self, proj: usize) -> Option<&[T]> {
+        match &self.projs[proj].weights {
+            Weights::Sparse(r) => Some(&r.weight),
+            _ => None,
+        }
+    }
+
+    /// Replaces the weights of a dense projection (e.g. loaded from a file), or those of
+    /// a sparse one's synapses given as 1 x nnz in CSR order (its structure stays).
+    pub fn set_projection_weights(&mut self, proj: usize, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
         let pr = &mut self.projs[proj];
         match &mut pr.weights {
             Weights::Dense(old) if old.dim() == w.dim() => {
@@ -563,7 +604,18 @@ impl<T: Float> Network<T> {
                 w.nrows(),
                 w.ncols()
             ))),
-            _ => Err(RuntimeError::Input(format!("`{}` is not a dense projection", pr.name))),
+            Weights::Sparse(r) if w.dim() == (1, r.weight.len()) => {
+                r.weight.iter_mut().zip(w.iter()).for_each(|(d, s)| *d = *s);
+                Ok(())
+            }
+            Weights::Sparse(r) => Err(RuntimeError::Input(format!(
+                "weights of the sparse projection `{}` must be 1x{} (one per synapse, in CSR order), got {}x{}",
+                pr.name,
+                r.weight.len(),
+                w.nrows(),
+                w.ncols()
+            ))),
+            Weights::OneToOne(_) => Err(RuntimeError::Input(format!("`{}` is a one-to-one projection: its weights cannot be set", pr.name))),
         }
     }
 
@@ -601,10 +653,14 @@ impl<T: Float> Network<T> {
         }
     }
 
-    /// A trainable tensor by name: a dense projection's weights (n_pre x n_post), or a
-    /// trainable param `POP.PARAM` as a 1 x n row.
+    /// A trainable tensor by name: a dense projection's weights (n_pre x n_post), a
+    /// sparse one's as a 1 x nnz row in CSR order, or a trainable param `POP.PARAM` as a
+    /// 1 x n row.
     pub fn trainable(&self, name: &str) -> Option<ndarray::Array2<T>> {
         if let Some((i, ..)) = self.projection(name) {
+            if let Some(w) = self.sparse_weights(i) {
+                return Some(ndarray::Array2::from_shape_vec((1, w.len()), w.to_vec()).expect("shape"));
+            }
             return self.dense_weights(i).cloned();
         }
         let (p, slot, ..) = self.param_slot(name)?;
@@ -616,7 +672,7 @@ impl<T: Float> Network<T> {
     /// batch element.
     pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
         if let Some((i, ..)) = self.projection(name) {
-            return self.set_dense_weights(i, w);
+            return self.set_projection_weights(i, w);
         }
         let (p, slot, ..) = self.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection or trainable param `{name}`")))?;
         let n = self.pops[p].n;

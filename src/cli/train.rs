@@ -202,8 +202,13 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     // Params marked `trainable` in the models (`rec.tau`), after the projections.
     trainable.extend(net.trainable_params());
     let initial = weights_of(&net, &trainable);
+    // Sparse trainable projections: their structure's fingerprint goes with the weights.
+    let structure: Vec<(String, String)> = trainable
+        .iter()
+        .filter_map(|n| net.projection(n).and_then(|(i, ..)| net.synapse_fingerprint(i)).map(|f| (format!("structure.{n}"), f)))
+        .collect();
     let (weights, start_epoch) = match &args.resume {
-        Some(ck) => match rundir::resume(ck, initial.clone(), &def.name, args.init_missing) {
+        Some(ck) => match rundir::resume(ck, initial.clone(), &def.name, args.init_missing, &structure) {
             Ok(w) => w,
             Err(e) => return fail(e),
         },
@@ -266,6 +271,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         n_projections,
         scales,
         weights,
+        structure,
         opt,
         log,
         curves,
@@ -381,6 +387,9 @@ struct Training<'a> {
     /// The optimiser's scale of each trainable tensor ([`lr_scales`]).
     scales: Vec<(String, f64)>,
     weights: Vec<(String, Array2<f64>)>,
+    /// Checkpoint metadata `structure.NAME`: the fingerprint of each sparse trainable
+    /// projection's synapses.
+    structure: Vec<(String, String)>,
     opt: Optimizer,
     log: Option<Log>,
     /// What the log already held (a resumed run), then each batch and evaluation.
@@ -388,6 +397,16 @@ struct Training<'a> {
     train_task: Box<dyn Task>,
     test_task: Box<dyn Task>,
     classifies: bool,
+}
+
+impl Training<'_> {
+    /// What a checkpoint says besides the weights: the epochs done, and the structure
+    /// of each sparse trainable projection.
+    fn checkpoint_meta(&self, epochs: usize) -> Vec<(&str, String)> {
+        let mut meta = vec![("epoch", epochs.to_string())];
+        meta.extend(self.structure.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        meta
+    }
 }
 
 impl Job for Training<'_> {
@@ -489,7 +508,7 @@ impl Training<'_> {
                 return fail(format!("{e}{kept}"));
             }
             if let Some(dir) = &args.out {
-                if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &self.weights, &[("epoch", (epoch + 1).to_string())]) {
+                if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &self.weights, &self.checkpoint_meta(epoch + 1)) {
                     return fail(e.to_string());
                 }
                 last_checkpoint = Some(epoch + 1);

@@ -304,3 +304,28 @@ fn a_network_in_si_units_trains_at_an_ordinary_learning_rate() {
     assert!(stdout.contains("epoch 1: loss"), "{stdout}");
     assert!(!stderr.contains("_deriv"), "{stderr}");
 }
+
+/// Sparse trained projections are checkpointed as their synapses' weights (1 x nnz,
+/// with a fingerprint of the structure): a run resumes on the same structure and is
+/// refused, naming the projection, on another one (another seed draws other synapses).
+#[test]
+fn sparse_checkpoints_resume_only_on_their_own_synapses() {
+    const SPARSE: &str = "tests/data/tiny_sparse.snn";
+    let dir = tmp("sparse");
+    let out = dir.join("run");
+    let run = |extra: &[&str]| snnc(&[&["train", SPARSE][..], &QUICK, extra].concat());
+    let o = run(&["--out", out.to_str().unwrap(), "--seed", "3"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let ck = out.join("checkpoint.safetensors");
+    let (w, meta) = load_checkpoint(&ck).unwrap();
+    let w_rec = &w.iter().find(|(n, _)| n == "W_rec").unwrap().1;
+    assert_eq!(w_rec.nrows(), 1, "one row of synapse weights");
+    assert!(w_rec.ncols() > 0 && w_rec.ncols() < 12 * 11, "{:?}", w_rec.dim());
+    assert!(meta.contains_key("structure.W_rec") && meta.contains_key("structure.W_in"), "{meta:?}");
+    let p = ck.to_str().unwrap();
+    let o = run(&["--resume", p, "--seed", "4", "--out", dir.join("other").to_str().unwrap()]);
+    refused(&o, "`W_in` was trained on other synapses than network `tiny_sparse` has");
+    let o = run(&["--resume", p, "--seed", "3", "--out", dir.join("same").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,11 +7,11 @@
 //! a model whose step is linear in its state), and the learning signal; per trained
 //! projection its presynaptic values, as the non-zero entries when they are spikes.
 
-use super::{Link, ParamTrain, zero};
+use super::{GradShape, Link, ParamTrain, back_project, zero};
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
 use crate::scalar::Float;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
+use ndarray::Array2;
 use snnc_compiler::backend::{RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::{AdjointStep, adjoint_step, is_time_invariant};
 use std::rc::Rc;
@@ -23,6 +23,10 @@ pub(crate) struct Target {
     pub pop: usize,
     pub input: usize,
     pub n_pre: usize,
+    /// The projection's delay in steps (its presynaptic values reach the learners late).
+    pub delay: usize,
+    /// Where its gradient lives (dense I x O, or the synapses of a sparse projection).
+    pub shape: GradShape,
 }
 
 /// Presynaptic values of one projection at one step.
@@ -159,23 +163,26 @@ impl<T: Float> Bptt<T> {
             let (k, n_in, n_p) = dims(p);
             slices(p, k + n_in + n_p)
         }).collect();
-        // dL/ds_q carried to step t-1 (recurrent paths) or within step t (feed-forward),
-        // and the same for states read directly (dL/dh_q, one slice per state).
-        let mut ds_prev: Vec<Vec<T>> = (0..np).map(|p| vec![zero(); m_of(p)]).collect();
-        let mut ds_now = ds_prev.clone();
-        let mut dh_prev: Vec<Vec<Vec<T>>> = (0..np).map(|p| slices(p, dims(p).0)).collect();
-        let mut dh_now = dh_prev.clone();
+        // dL/ds_q carried to earlier steps (recurrent and delayed paths) or within step t
+        // (feed-forward), and the same for states read directly (dL/dh_q, one slice per
+        // state): `back[o]` holds what reaches step t - o while step t is processed.
+        let depth = links.iter().map(|l| l.steps_back()).max().unwrap_or(0).max(1) + 1;
+        let zero_ds: Vec<Vec<T>> = (0..np).map(|p| vec![zero(); m_of(p)]).collect();
+        let zero_dh: Vec<Vec<Vec<T>>> = (0..np).map(|p| slices(p, dims(p).0)).collect();
+        let mut back: Vec<(Vec<Vec<T>>, Vec<Vec<Vec<T>>>)> = (0..depth).map(|_| (zero_ds.clone(), zero_dh.clone())).collect();
         let mut d: Vec<T> = Vec::new();
         for step in self.tape.iter().rev() {
-            std::mem::swap(&mut ds_now, &mut ds_prev);
-            std::mem::swap(&mut dh_now, &mut dh_prev);
-            ds_prev.iter_mut().for_each(|v| v.fill(zero()));
-            dh_prev.iter_mut().flatten().for_each(|v| v.fill(zero()));
+            // Step t + 1's slot becomes the farthest one, emptied.
+            back.rotate_left(1);
+            let last = back.last_mut().expect("depth >= 2");
+            last.0.iter_mut().for_each(|v| v.fill(zero()));
+            last.1.iter_mut().flatten().for_each(|v| v.fill(zero()));
             for &p in hidden.iter().rev() {
                 let adj = self.adjoints[p].as_ref().expect("hidden");
                 let (k, n_in, _) = dims(p);
                 let n = net.pops[p].n;
                 {
+                    let (ds_now, dh_now) = &back[0];
                     let mut inputs: Vec<&[T]> = step.derivs[p].iter().map(|v| v.as_slice()).collect();
                     inputs.extend(step.ls[p].iter().map(|v| v.as_slice()));
                     inputs.extend(dh_now[p].iter().map(|v| v.as_slice()));
@@ -198,35 +205,20 @@ impl<T: Float> Bptt<T> {
                         Pre::Sparse(nz) => {
                             let gs = grads[ei].as_slice_mut().expect("standard layout");
                             for &(b, i, x) in nz {
-                                let (b, i) = (b as usize, i as usize);
-                                let (grow, crow) = (&mut gs[i * n..(i + 1) * n], &c[b * n..(b + 1) * n]);
-                                if x == one {
-                                    grow.iter_mut().zip(crow).for_each(|(g, c)| *g += *c);
-                                } else {
-                                    grow.iter_mut().zip(crow).for_each(|(g, c)| *g += x * *c);
-                                }
+                                e.shape.add_row(gs, i as usize, x, &c[b as usize * n..(b as usize + 1) * n]);
                             }
                         }
-                        Pre::Dense(x) => {
-                            let xv = ArrayView2::from_shape((batch, e.n_pre), x).expect("shape");
-                            let cv = ArrayView2::from_shape((batch, n), c).expect("shape");
-                            general_mat_mul(one, &xv.t(), &cv, one, &mut grads[ei]);
-                        }
+                        Pre::Dense(x) => e.shape.add_outer(&mut grads[ei], x, c, batch, one),
                     }
                 }
                 for l in links.iter().filter(|l| l.to == p) {
-                    let w = net.dense_weights(l.proj).expect("dense");
-                    let nq = net.pops[l.from].n;
                     d.clear();
-                    d.resize(batch * nq, zero());
-                    let cv = ArrayView2::from_shape((batch, n), &mu[l.input]).expect("shape");
-                    let mut dv = ArrayViewMut2::from_shape((batch, nq), &mut d).expect("shape");
-                    general_mat_mul(one, &cv, &w.t(), zero(), &mut dv);
-                    let target: &mut Vec<T> = match (l.state, l.now) {
-                        (None, true) => &mut ds_now[l.from],
-                        (None, false) => &mut ds_prev[l.from],
-                        (Some(j), true) => &mut dh_now[l.from][j],
-                        (Some(j), false) => &mut dh_prev[l.from][j],
+                    d.resize(batch * net.pops[l.from].n, zero());
+                    back_project(net, l.proj, &mu[l.input], &mut d, batch);
+                    let (ds, dh) = &mut back[l.steps_back()];
+                    let target: &mut Vec<T> = match l.state {
+                        None => &mut ds[l.from],
+                        Some(j) => &mut dh[l.from][j],
                     };
                     target.iter_mut().zip(&d).for_each(|(a, b)| *a += *b);
                 }

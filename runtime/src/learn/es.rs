@@ -10,11 +10,11 @@
 //!   sum_t eps_x^t (x) q^t = decay eps_x^{t0-1} (x) r^{t0}  +  sum_s x^s (x) r^s,
 //! and x^s (spikes) is sparse, so the second term is a few row additions per step.
 
-use super::zero;
+use super::{GradShape, zero};
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
 use crate::scalar::Float;
-use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
+use ndarray::Array2;
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::trace::{TraceKind, TraceStep, trace_step};
 
@@ -53,15 +53,17 @@ pub(super) struct Shape {
     pub n: usize,
     /// Per member: presynaptic size.
     pub n_pre: Vec<usize>,
+    /// Per member: where its gradient lives (dense, or a sparse projection's synapses).
+    pub grad: Vec<GradShape>,
 }
 
-/// Adds a window's steps to the members' gradients `g` (I x N each) and empties it.
+/// Adds a window's steps to the members' gradients `g` (I x N, or 1 x nnz for a sparse
+/// member: only its synapses' x r products are formed) and empties it.
 pub(super) fn contract<T: Float>(tape: &mut Tape<T>, shape: &Shape, decay: T, g: &mut [&mut Array2<T>]) {
     if tape.len == 0 {
         return;
     }
     let (batch, n) = (shape.batch, shape.n);
-    let one = T::from_f64(1.0);
     tape.r.fill(zero());
     for s in (0..tape.len).rev() {
         let (q, c) = (&tape.q[s], tape.inv_c[s]);
@@ -69,23 +71,15 @@ pub(super) fn contract<T: Float>(tape: &mut Tape<T>, shape: &Shape, decay: T, g:
         for (m, gm) in g.iter_mut().enumerate() {
             let gs = gm.as_slice_mut().expect("standard layout");
             for &(b, i, x) in &tape.x[m][s] {
-                let grow = &mut gs[i as usize * n..(i as usize + 1) * n];
-                let rrow = &tape.r[b as usize * n..(b as usize + 1) * n];
-                if x == one {
-                    grow.iter_mut().zip(rrow).for_each(|(g, r)| *g += *r);
-                } else {
-                    grow.iter_mut().zip(rrow).for_each(|(g, r)| *g += x * *r);
-                }
+                shape.grad[m].add_row(gs, i as usize, x, &tape.r[b as usize * n..(b as usize + 1) * n]);
             }
         }
     }
     // decay * eps_x^{t0-1}^T r^{t0}
-    let r = ArrayView2::from_shape((batch, n), &tape.r).expect("shape");
     for (m, gm) in g.iter_mut().enumerate() {
         let start = &tape.start[m];
         if start.iter().any(|v| *v != zero()) {
-            let sv = ArrayView2::from_shape((batch, shape.n_pre[m]), start).expect("shape");
-            general_mat_mul(decay, &sv.t(), &r, one, *gm);
+            shape.grad[m].add_outer(gm, start, &tape.r, batch, decay);
         }
     }
     tape.len = 0;
@@ -171,7 +165,7 @@ pub(super) struct EsGroup<T> {
 impl<T: Float> EsGroup<T> {
     pub fn new(net: &Network<T>, pop: usize, input: usize, k: usize, decay: f64) -> Result<EsGroup<T>, RuntimeError> {
         let (batch, n) = (net.batch, net.pops[pop].n);
-        let shape = Shape { batch, n, n_pre: Vec::new() };
+        let shape = Shape { batch, n, n_pre: Vec::new(), grad: Vec::new() };
         let kernel = TraceKernel::new(net, pop, TraceKind::EsOutput { input }, &[decay])?;
         Ok(EsGroup { pop, input, k, eps_f: vec![vec![zero(); batch * n]; k], kernel, members: Vec::new(), tape: Tape::new(0, batch, n, &[]), shape })
     }
@@ -182,9 +176,10 @@ impl<T: Float> EsGroup<T> {
         (0..m * self.k).map(|i| self.eps_f[i % self.k][i / self.k]).collect()
     }
 
-    pub fn add_member(&mut self, ei: usize, proj: usize, n_pre: usize) {
+    pub fn add_member(&mut self, ei: usize, proj: usize, n_pre: usize, grad: GradShape) {
         self.members.push(EsMember { ei, proj, eps_x: vec![zero(); self.shape.batch * n_pre] });
         self.shape.n_pre.push(n_pre);
+        self.shape.grad.push(grad);
         self.tape = self.fresh_tape();
     }
 
@@ -222,15 +217,19 @@ impl<T: Float> EsGroup<T> {
     /// The latest step's own contribution eps_x^T q for every member (per-step records),
     /// and a new window started after it.
     pub fn step_contributions(&mut self) -> Vec<(usize, Array2<T>)> {
-        let (batch, n) = (self.shape.batch, self.shape.n);
+        let batch = self.shape.batch;
         let last = self.tape.len - 1;
         let c = self.tape.inv_c[last];
-        let q = ArrayView2::from_shape((batch, n), &self.tape.q[last]).expect("shape").mapv(|u| u * c);
+        let q: Vec<T> = self.tape.q[last].iter().map(|u| *u * c).collect();
         let out = self
             .members
             .iter()
-            .zip(&self.shape.n_pre)
-            .map(|(mb, &n_pre)| (mb.ei, ArrayView2::from_shape((batch, n_pre), &mb.eps_x).expect("shape").t().dot(&q)))
+            .zip(&self.shape.grad)
+            .map(|(mb, shape)| {
+                let mut g = shape.zeros();
+                shape.add_outer(&mut g, &mb.eps_x, &q, batch, T::from_f64(1.0));
+                (mb.ei, g)
+            })
             .collect();
         self.restart(None);
         out

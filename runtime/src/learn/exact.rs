@@ -1,7 +1,7 @@
 //! Exact eligibility traces (D-RTRL, and the weights into a readout with dynamics in
 //! every online method), reduced lazily over windows of steps.
 
-use super::zero;
+use super::{GradShape, zero};
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
 use crate::scalar::Float;
@@ -16,13 +16,15 @@ pub(super) struct ExactMember<T> {
     /// Index of the projection in the network (its presynaptic values in `StepTrace::pre`).
     pub proj: usize,
     pub n_pre: usize,
+    /// Its trainable pairs: the trace is (B, pairs, K), the gradient has one value per pair.
+    pub shape: GradShape,
     /// Per step of the window, the non-zero presynaptic values (batch, input, value).
     x: Vec<Vec<(u32, u32, T)>>,
 }
 
 impl<T> ExactMember<T> {
-    pub fn new(ei: usize, proj: usize, n_pre: usize) -> ExactMember<T> {
-        ExactMember { ei, proj, n_pre, x: Vec::new() }
+    pub fn new(ei: usize, proj: usize, n_pre: usize, shape: GradShape) -> ExactMember<T> {
+        ExactMember { ei, proj, n_pre, shape, x: Vec::new() }
     }
 }
 
@@ -154,30 +156,34 @@ impl<T: Float> ExactWindow<T> {
         for mb in &self.members {
             let tr = &mut eps[mb.ei];
             let gs = g[mb.ei].as_slice_mut().expect("standard layout");
-            // The dense pass: g += sigma . tr0, tr = P tr0.
+            let pairs = mb.shape.pairs();
+            // The dense pass over every trainable pair: g += sigma . tr0, tr = P tr0.
             let mut new = vec![zero(); k];
             for b in 0..self.batch {
-                let cols = b * n..(b + 1) * n;
                 for i in 0..mb.n_pre {
-                    let trow = &mut tr[(b * mb.n_pre + i) * n * k..(b * mb.n_pre + i + 1) * n * k];
-                    let grow = &mut gs[i * n..(i + 1) * n];
-                    if k == 1 {
-                        let (sig, pp) = (&sigma[0][cols.clone()], &p[0][cols.clone()]);
+                    let (range, cols) = mb.shape.row(i);
+                    let trow = &mut tr[(b * pairs + range.start) * k..(b * pairs + range.end) * k];
+                    let grow = &mut gs[range];
+                    // Row j of the pairs reaches postsynaptic neuron `o_of(j)`.
+                    let o_of = |j: usize| cols.map_or(j, |c| c[j] as usize);
+                    if k == 1 && cols.is_none() {
+                        let cols = b * n..(b + 1) * n;
+                        let (sig, pp) = (&sigma[0][cols.clone()], &p[0][cols]);
                         for o in 0..n {
                             let t = trow[o];
                             grow[o] += sig[o] * t;
                             trow[o] = pp[o] * t;
                         }
-                    } else {
-                        for o in 0..n {
-                            let bo = b * n + o;
-                            let t = &mut trow[o * k..(o + 1) * k];
-                            grow[o] += (0..k).map(|a| sigma[a][bo] * t[a]).sum::<T>();
-                            for a in 0..k {
-                                new[a] = (0..k).map(|c| p[a * k + c][bo] * t[c]).sum();
-                            }
-                            t.copy_from_slice(&new);
+                        continue;
+                    }
+                    for (j, gj) in grow.iter_mut().enumerate() {
+                        let bo = b * n + o_of(j);
+                        let t = &mut trow[j * k..(j + 1) * k];
+                        *gj += (0..k).map(|a| sigma[a][bo] * t[a]).sum::<T>();
+                        for a in 0..k {
+                            new[a] = (0..k).map(|c| p[a * k + c][bo] * t[c]).sum();
                         }
+                        t.copy_from_slice(&new);
                     }
                 }
             }
@@ -186,11 +192,15 @@ impl<T: Float> ExactWindow<T> {
                 let (q, u) = (&self.q[j], &self.u[j]);
                 for &(b, i, x) in &mb.x[j] {
                     let (b, i) = (b as usize, i as usize);
-                    let grow = &mut gs[i * n..(i + 1) * n];
-                    grow.iter_mut().zip(&q[b * n..(b + 1) * n]).for_each(|(g, q)| *g += x * *q);
-                    let trow = &mut tr[(b * mb.n_pre + i) * n * k..(b * mb.n_pre + i + 1) * n * k];
+                    mb.shape.add_row(gs, i, x, &q[b * n..(b + 1) * n]);
+                    let (range, cols) = mb.shape.row(i);
+                    let trow = &mut tr[(b * pairs + range.start) * k..(b * pairs + range.end) * k];
                     for (a, ua) in u.iter().enumerate() {
-                        trow.iter_mut().skip(a).step_by(k).zip(&ua[b * n..(b + 1) * n]).for_each(|(t, u)| *t += x * *u);
+                        let urow = &ua[b * n..(b + 1) * n];
+                        match cols {
+                            None => trow.iter_mut().skip(a).step_by(k).zip(urow).for_each(|(t, u)| *t += x * *u),
+                            Some(cols) => trow.iter_mut().skip(a).step_by(k).zip(cols).for_each(|(t, &o)| *t += x * urow[o as usize]),
+                        }
                     }
                 }
             }

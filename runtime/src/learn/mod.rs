@@ -226,6 +226,124 @@ fn add_signal<T: Float>(dlds: &mut [T], dldh: &mut [T], k: usize, state: Option<
     }
 }
 
+/// Where a trainable projection's gradient (and its trainable tensor) lives: every
+/// (pre, post) pair of a dense projection (I x O, row-major), or only the stored synapses
+/// of a sparse one (1 x nnz, in CSR order: presynaptic rows, columns ascending). Either
+/// way a flat index runs over the trainable pairs ("pair index": `i * O + o` dense, the
+/// synapse's position in the CSR sparse), and the traces and gradients of every method
+/// are indexed by it, so a sparse projection costs memory in proportion to its synapses.
+#[derive(Clone)]
+pub(crate) enum GradShape {
+    Dense { n_pre: usize, n_post: usize },
+    /// The structure is shared with the ES-D-RTRL contraction's worker thread.
+    Sparse(std::sync::Arc<Rows>),
+}
+
+/// The structure of a sparse projection (a copy of the network's: the network is
+/// mutably borrowed while a pass steps it).
+pub(crate) struct Rows {
+    pub n_post: usize,
+    pub row_ptr: Vec<usize>,
+    pub col: Vec<u32>,
+}
+
+impl GradShape {
+    /// The gradient of projection `proj` of `net`, where it can be trained.
+    fn of<T: Float>(net: &Network<T>, proj: usize) -> Option<GradShape> {
+        if let Some(w) = net.dense_weights(proj) {
+            return Some(GradShape::Dense { n_pre: w.nrows(), n_post: w.ncols() });
+        }
+        let (row_ptr, col, n_post) = net.sparse_structure(proj)?;
+        Some(GradShape::Sparse(std::sync::Arc::new(Rows { n_post, row_ptr: row_ptr.to_vec(), col: col.to_vec() })))
+    }
+
+    /// The shape of the gradient array: I x O, or 1 x nnz.
+    pub fn dim(&self) -> (usize, usize) {
+        match self {
+            GradShape::Dense { n_pre, n_post } => (*n_pre, *n_post),
+            GradShape::Sparse(r) => (1, r.col.len()),
+        }
+    }
+
+    /// Trainable pairs (I * O, or nnz).
+    pub fn pairs(&self) -> usize {
+        let (a, b) = self.dim();
+        a * b
+    }
+
+    pub fn zeros<T: Float>(&self) -> Array2<T> {
+        Array2::from_elem(self.dim(), zero())
+    }
+
+    /// The pairs of presynaptic row `i` (a range of pair indices) and their columns
+    /// (`None`: dense, the columns are `0..O` in order).
+    #[inline]
+    pub fn row(&self, i: usize) -> (std::ops::Range<usize>, Option<&[u32]>) {
+        match self {
+            GradShape::Dense { n_post, .. } => (i * n_post..(i + 1) * n_post, None),
+            GradShape::Sparse(r) => {
+                let range = r.row_ptr[i]..r.row_ptr[i + 1];
+                (range.clone(), Some(&r.col[range]))
+            }
+        }
+    }
+
+    /// `g[i, .] += x * c` at the trainable pairs of row `i` (`c`: the O postsynaptic
+    /// values of one batch element).
+    #[inline]
+    pub fn add_row<T: Float>(&self, g: &mut [T], i: usize, x: T, c: &[T]) {
+        let (range, cols) = self.row(i);
+        let grow = &mut g[range];
+        match cols {
+            None if x == T::from_f64(1.0) => grow.iter_mut().zip(c).for_each(|(g, c)| *g += *c),
+            None => grow.iter_mut().zip(c).for_each(|(g, c)| *g += x * *c),
+            Some(cols) => grow.iter_mut().zip(cols).for_each(|(g, &o)| *g += x * c[o as usize]),
+        }
+    }
+
+    /// `g += x^T c` (x: B x I, c: B x O, row-major) at the trainable pairs: a GEMM for
+    /// dense weights, rows of the non-zero x for sparse ones.
+    pub fn add_outer<T: Float>(&self, g: &mut Array2<T>, x: &[T], c: &[T], batch: usize, scale: T) {
+        match self {
+            GradShape::Dense { n_pre, n_post } => {
+                let xv = ArrayView2::from_shape((batch, *n_pre), x).expect("shape");
+                let cv = ArrayView2::from_shape((batch, *n_post), c).expect("shape");
+                general_mat_mul(scale, &xv.t(), &cv, T::from_f64(1.0), g);
+            }
+            GradShape::Sparse(r) => {
+                let (n_pre, n) = (r.row_ptr.len() - 1, r.n_post);
+                let gs = g.as_slice_mut().expect("standard layout");
+                for (b, xr) in x.chunks_exact(n_pre).enumerate().take(batch) {
+                    for (i, &xv) in xr.iter().enumerate().filter(|(_, v)| **v != zero::<T>()) {
+                        self.add_row(gs, i, scale * xv, &c[b * n..(b + 1) * n]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out = mu W^T` for projection `proj` (mu: B x O, out: B x I): the learning signal
+/// carried back through its weights, dense (a GEMM) or sparse (each stored synapse).
+fn back_project<T: Float>(net: &Network<T>, proj: usize, mu: &[T], out: &mut [T], batch: usize) {
+    let one = T::from_f64(1.0);
+    if let Some(w) = net.dense_weights(proj) {
+        let muv = ArrayView2::from_shape((batch, w.ncols()), mu).expect("shape");
+        let mut dv = ndarray::ArrayViewMut2::from_shape((batch, w.nrows()), out).expect("shape");
+        general_mat_mul(one, &muv, &w.t(), zero(), &mut dv);
+        return;
+    }
+    let (row_ptr, col, n) = net.sparse_structure(proj).expect("a link is dense or sparse (planned)");
+    let w = net.sparse_weights(proj).expect("sparse");
+    let n_pre = row_ptr.len() - 1;
+    for (mub, ob) in mu.chunks_exact(n).zip(out.chunks_exact_mut(n_pre)).take(batch) {
+        for (i, o) in ob.iter_mut().enumerate() {
+            let r = row_ptr[i]..row_ptr[i + 1];
+            *o = col[r.clone()].iter().zip(&w[r]).fold(zero(), |acc, (&j, &wv)| acc + wv * mub[j as usize]);
+        }
+    }
+}
+
 /// A trainable per-neuron param: its name, population and column in dh/dtheta.
 pub(crate) struct ParamTrain {
     pub name: String,
@@ -243,6 +361,17 @@ pub(crate) struct Link {
     pub input: usize,
     pub now: bool,
     pub state: Option<usize>,
+    /// The projection's transmission delay, in steps.
+    pub delay: usize,
+}
+
+impl Link {
+    /// How many steps before its target's step the source value it delivers was read:
+    /// 0 for a layer below read in the same step without delay, 1 for a recurrent (or
+    /// later-stepped) source, plus the delay.
+    pub fn steps_back(&self) -> usize {
+        self.delay + usize::from(!self.now)
+    }
 }
 
 pub(crate) struct EtraceProj {
@@ -285,13 +414,15 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
     for name in net.projections().iter().map(|(n, _)| n.clone()) {
         let (i, from, to, input) = net.projection(&name).expect("exists");
         let dense = net.dense_weights(i).is_some();
+        // Dense or sparse: the shapes a gradient flows through and a weight trains in.
+        let shape = GradShape::of(net, i);
         let is_trainable = trainable.contains(&name);
         let state = net.projection_state(i);
-        // The methods pair what a projection read at step t with its target's step t;
-        // a delay would need its own place in the traces and the tape.
-        if net.projection_delay(i).is_some() {
-            return Err(RuntimeError::Build(format!("`{name}` has a delay: gradients through delayed projections are not supported yet")));
-        }
+        // A delayed projection delivers at step t what its source sent at t - d: the
+        // traces read the presynaptic values d steps late (the pass keeps them), and
+        // BPTT carries the signal back d steps. The readout's error reaches its sources
+        // in the same step only.
+        let delay = net.projection_delay(i).unwrap_or(0);
         if let (Some(j), Source::Pop(q)) = (state, from) {
             if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
                 return Err(RuntimeError::Build(format!(
@@ -305,7 +436,10 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
                 return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
             };
             if !dense {
-                return Err(RuntimeError::Build("the readout's weights must be dense".into()));
+                return Err(RuntimeError::Build(format!("`{name}`: the weights into the readout must be dense for a gradient")));
+            }
+            if delay > 0 {
+                return Err(RuntimeError::Build(format!("`{name}` has a delay: gradients through a delayed projection into the readout are not supported")));
             }
             into_readout.push((i, q, state));
             if is_trainable {
@@ -317,17 +451,17 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
             if q == r && linear_readout {
                 return Err(RuntimeError::Build(format!("`{name}` reads the output of the readout `{}`: gradients through it are not supported", net.pops[r].name)));
             }
-            if !dense {
-                return Err(RuntimeError::Build(format!("`{name}`: gradients through sparse projections are not supported yet")));
+            if shape.is_none() {
+                return Err(RuntimeError::Build(format!("`{name}`: gradients through one-to-one projections are not supported yet")));
             }
-            links.push(Link { proj: i, from: q, to, input, now: q < to, state });
+            links.push(Link { proj: i, from: q, to, input, now: q < to, state, delay });
         }
         if is_trainable {
-            if !dense {
-                return Err(RuntimeError::Build(format!("`{name}`: only dense projections can be trained")));
-            }
-            let n_pre = net.dense_weights(i).expect("dense").nrows();
-            etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre }, name: name.clone() });
+            let Some(shape) = shape else {
+                return Err(RuntimeError::Build(format!("`{name}`: only dense and sparse projections can be trained")));
+            };
+            let n_pre = net.source_size(i);
+            etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre, delay, shape }, name: name.clone() });
         }
     }
     // Every population with a step (spiking layers, and a readout with dynamics).
@@ -354,6 +488,38 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
         params.push(ParamTrain { name: name.clone(), pop, col });
     }
     Ok(Plan { r, linear_readout, etrace, plain, into_readout, links, hidden, params, projection_names })
+}
+
+/// The online methods carry the learning signal back within a step only (ALGORITHMS.md):
+/// a trained projection or param of a population that reaches the loss only through
+/// recurrent or delayed paths would get a zero gradient from them. Refused, naming the
+/// population, rather than trained to nothing.
+pub(crate) fn check_online_reach<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
+    let mut reach = vec![false; net.pops.len()];
+    reach[plan.r] = true;
+    for &(_, q, _) in &plan.into_readout {
+        reach[q] = true;
+    }
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for l in plan.links.iter().filter(|l| l.steps_back() == 0) {
+            if reach[l.to] && !reach[l.from] {
+                reach[l.from] = true;
+                changed = true;
+            }
+        }
+    }
+    let trained = plan.etrace.iter().map(|e| (&e.name, e.target.pop)).chain(plan.params.iter().map(|q| (&q.name, q.pop)));
+    for (name, p) in trained.filter(|(_, p)| !reach[*p]) {
+        let delayed: Vec<String> = plan.links.iter().filter(|l| l.from == p && l.delay > 0).map(|l| format!("`{}`", net.projections()[l.proj].0)).collect();
+        let via = if delayed.is_empty() { String::new() } else { format!(" (delayed: {})", delayed.join(", ")) };
+        return Err(RuntimeError::Build(format!(
+            "`{name}`: the online methods carry the learning signal back within a step only, and `{}` reaches the loss only through delayed or recurrent paths{via}, so its gradient would be zero; train it with BPTT, or without the delay",
+            net.pops[p].name
+        )));
+    }
+    Ok(())
 }
 
 /// Computes the gradient of `sum_t L^t` for a batch of sequences. `x[i]` is external
@@ -420,7 +586,7 @@ enum Contractor<T: Float> {
 
 impl<T: Float> Contractor<T> {
     fn new(groups: &[EsGroup<T>], decay: T, threaded: bool) -> Contractor<T> {
-        let grads: Vec<Vec<Array2<T>>> = groups.iter().map(|g| g.shape.n_pre.iter().map(|&i| Array2::zeros((i, g.shape.n))).collect()).collect();
+        let grads: Vec<Vec<Array2<T>>> = groups.iter().map(|g| g.shape.grad.iter().map(|s| s.zeros()).collect()).collect();
         let shapes: Vec<es::Shape> = groups.iter().map(|g| g.shape.clone()).collect();
         if !threaded || groups.is_empty() {
             return Contractor::Inline { grads, shapes, decay };

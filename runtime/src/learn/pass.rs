@@ -10,8 +10,8 @@ use super::bptt::{Bptt, Target};
 use super::es::{self, EsGroup};
 use super::exact::{ExactMember, ExactWindow};
 use super::{
-    Contractor, Gradients, Method, Online, PopDerivs, Plan, Sequence, StepData, WINDOW, add_group_grads, add_outer, add_signal, bias_correction,
-    check_data, check_target, plan, read_derivs, record_into, to_f64, zero,
+    Contractor, GradShape, Gradients, Method, Online, PopDerivs, Plan, Sequence, StepData, WINDOW, add_group_grads, add_outer, add_signal, back_project,
+    bias_correction, check_data, check_online_reach, check_target, plan, read_derivs, record_into, to_f64, zero,
 };
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
@@ -42,6 +42,9 @@ impl<T: Float> CpuGradient<T> {
     pub fn new(net: &Network<T>, trainable: &[String], method: Method) -> Result<CpuGradient<T>, RuntimeError> {
         let plan = plan(net, trainable)?;
         let online = method != Method::Bptt;
+        if online {
+            check_online_reach(net, &plan)?;
+        }
         // A per-neuron param's trace dh^t/dtheta is exact in every online method, since it
         // acts on its own neuron only (D is per neuron): a generated trace step.
         let param_kernels = plan
@@ -88,6 +91,7 @@ impl<T: Float> CpuGradient<T> {
         let mut sd = StepData::<T>::new(data);
         for t in 0..steps {
             net.step_traced(&sd.load(data, t), Some(&mut pass.trace))?;
+            pass.delayed.iter_mut().for_each(|d| d.shift(&mut pass.trace));
             pass.loss(net, &mut sd);
             pass.signals(net)?;
             let step_grads = pass.traces(net, t);
@@ -136,6 +140,8 @@ struct Pass<'g, T: Float> {
     bptt: Option<Bptt<T>>,
     recorded: Vec<(String, Vec<usize>, Vec<f64>)>,
     trace: StepTrace<T>,
+    /// The trained delayed projections' presynaptic values in flight.
+    delayed: Vec<PreDelay<T>>,
     y: Vec<f64>,
     err: Vec<f64>,
     err_t: Array2<T>,
@@ -160,13 +166,13 @@ impl<'g, T: Float> Pass<'g, T> {
         let eps_p = plan.params.iter().map(|q| if online_method { vec![vec![zero(); batch * n_of[q.pop]]; k_of[q.pop]] } else { Vec::new() }).collect();
         let param_u = vec![zero(); plan.params.iter().map(|q| batch * n_of[q.pop]).max().unwrap_or(0)];
         let param_grads = plan.params.iter().map(|q| Array2::zeros((1, n_of[q.pop]))).collect();
-        let grads = plan.etrace.iter().map(|e| Array2::zeros((e.target.n_pre, n_of[e.target.pop]))).collect();
+        let grads = plan.etrace.iter().map(|e| e.target.shape.zeros()).collect();
         let plain_grads = plan.plain.iter().map(|(i, _)| Array2::zeros(net.dense_weights(*i).expect("dense").dim())).collect();
         let eps = plan
             .etrace
             .iter()
             .zip(&g.exact)
-            .map(|(e, &ex)| if ex { vec![zero(); batch * e.target.n_pre * n_of[e.target.pop] * k_of[e.target.pop]] } else { Vec::new() })
+            .map(|(e, &ex)| if ex { vec![zero(); batch * e.target.shape.pairs() * k_of[e.target.pop]] } else { Vec::new() })
             .collect();
         let mut xwins: Vec<ExactWindow<T>> = Vec::new();
         let mut groups: Vec<EsGroup<T>> = Vec::new();
@@ -180,7 +186,7 @@ impl<'g, T: Float> Pass<'g, T> {
                         xwins.len() - 1
                     }
                 };
-                xwins[at].members.push(ExactMember::new(ei, t.index, t.n_pre));
+                xwins[at].members.push(ExactMember::new(ei, t.index, t.n_pre, t.shape.clone()));
             } else if let Method::EsDRtrl { decay } = method {
                 let at = match groups.iter().position(|g| g.pop == t.pop && g.input == t.input) {
                     Some(at) => at,
@@ -189,7 +195,7 @@ impl<'g, T: Float> Pass<'g, T> {
                         groups.len() - 1
                     }
                 };
-                groups[at].add_member(ei, t.index, t.n_pre);
+                groups[at].add_member(ei, t.index, t.n_pre, t.shape.clone());
             }
         }
         let decay_t: T = T::from_f64(match method {
@@ -221,6 +227,7 @@ impl<'g, T: Float> Pass<'g, T> {
             bptt,
             recorded: Vec::new(),
             trace: StepTrace::default(),
+            delayed: plan.etrace.iter().filter(|e| e.target.delay > 0).map(|e| PreDelay::new(e.target.index, e.target.delay)).collect(),
             y: vec![0.0; batch * o],
             err: vec![0.0; batch * o],
             err_t: Array2::<T>::zeros((batch, o)),
@@ -285,17 +292,15 @@ impl<'g, T: Float> Pass<'g, T> {
                 }
             }
             if self.online_method && self.ls[p].iter().any(|x| *x != zero()) {
-                for l in plan.links.iter().filter(|l| l.to == p && l.now) {
+                // Only what was read in this very step: the online methods do not carry a
+                // signal back in time (recurrent or delayed paths).
+                for l in plan.links.iter().filter(|l| l.to == p && l.steps_back() == 0) {
                     let ls = &self.ls[p];
                     self.mu.clear();
                     self.mu.extend((0..batch * n).map(|m| (0..k).map(|a| ls[m * k + a] * v.df[(m * k + a) * nin + l.input]).sum::<T>()));
-                    let w = net.dense_weights(l.proj).expect("dense");
-                    let nq = n_of[l.from];
                     self.dbuf.clear();
-                    self.dbuf.resize(batch * nq, zero());
-                    let muv = ArrayView2::from_shape((batch, n), &self.mu).expect("shape");
-                    let mut dv = ArrayViewMut2::from_shape((batch, nq), &mut self.dbuf).expect("shape");
-                    general_mat_mul(one, &muv, &w.t(), zero(), &mut dv);
+                    self.dbuf.resize(batch * n_of[l.from], zero());
+                    back_project(net, l.proj, &self.mu, &mut self.dbuf, batch);
                     add_signal(&mut self.dlds[l.from], &mut self.dldh[l.from], k_of[l.from], l.state, &self.dbuf);
                 }
             }
@@ -316,7 +321,7 @@ impl<'g, T: Float> Pass<'g, T> {
             w.push(net, &self.ls[w.pop], &self.trace);
         }
         if record {
-            let mut gs: Vec<Array2<T>> = etrace.iter().map(|e| Array2::zeros((e.target.n_pre, self.n_of[e.target.pop]))).collect();
+            let mut gs: Vec<Array2<T>> = etrace.iter().map(|e| e.target.shape.zeros()).collect();
             for w in &mut self.xwins {
                 w.flush(&mut self.eps, &mut gs);
             }
@@ -413,7 +418,12 @@ impl<'g, T: Float> Pass<'g, T> {
         for (ei, e) in g.plan.etrace.iter().enumerate() {
             let (n, k) = (self.n_of[e.target.pop], self.k_of[e.target.pop]);
             if g.exact[ei] {
-                record_into(recorded, format!("eps_{}", e.name), &[batch, e.target.n_pre, n, k], &self.eps[ei]);
+                // (B, I, O, K) for dense weights; (B, synapses, K) for sparse ones.
+                let dims = match &e.target.shape {
+                    GradShape::Dense { .. } => vec![batch, e.target.n_pre, n, k],
+                    GradShape::Sparse(_) => vec![batch, e.target.shape.pairs(), k],
+                };
+                record_into(recorded, format!("eps_{}", e.name), &dims, &self.eps[ei]);
             } else if let Some(gr) = self.groups.iter().find(|gr| gr.members.iter().any(|m| m.ei == ei)) {
                 let mb = gr.members.iter().find(|m| m.ei == ei).expect("member");
                 record_into(recorded, format!("eps_x_{}", e.name), &[batch, e.target.n_pre], &mb.eps_x);
@@ -444,5 +454,36 @@ impl<'g, T: Float> Pass<'g, T> {
         }
         let total = self.gradients();
         Ok(Gradients { loss: self.loss, total, per_step: self.per_step, state_bytes, evidence, recorded: self.recorded })
+    }
+}
+
+/// The presynaptic values of a delayed projection as its target receives them: what
+/// its source sent `delay` steps ago (zeros before that), put in the step's trace in
+/// place of what it sends now, so that every method pairs a target's step with the
+/// values that arrive in it. (The network's ring carries x W; this one carries x.)
+struct PreDelay<T> {
+    proj: usize,
+    delay: usize,
+    /// Oldest first: (values, their non-zero entries where known).
+    ring: std::collections::VecDeque<(Vec<T>, Option<Vec<(u32, u32)>>)>,
+}
+
+impl<T: Float> PreDelay<T> {
+    fn new(proj: usize, delay: usize) -> PreDelay<T> {
+        PreDelay { proj, delay, ring: std::collections::VecDeque::with_capacity(delay + 1) }
+    }
+
+    /// Swaps the values sent this step for those arriving in it.
+    fn shift(&mut self, trace: &mut StepTrace<T>) {
+        let p = self.proj;
+        let sent = std::mem::take(&mut trace.pre[p]);
+        let len = sent.len();
+        let known = trace.nonzero[p].is_some();
+        self.ring.push_back((sent, trace.nonzero[p].take()));
+        (trace.pre[p], trace.nonzero[p]) = if self.ring.len() > self.delay {
+            self.ring.pop_front().expect("longer than the delay")
+        } else {
+            (vec![zero(); len], known.then(Vec::new))
+        };
     }
 }

@@ -38,7 +38,7 @@ fn network_with<T: Float>(snn: &str, g: &Value, factory: &'static dyn KernelFact
     let mut net = Network::<T>::build(&program, &program.networks[0], &Options { batch, learning: true, ..Options::default() }, factory).unwrap();
     for name in ["W_in", "W_rec", "W_out"] {
         if let Some((i, ..)) = net.projection(name) {
-            net.set_dense_weights(i, mat(&g["init_weights"][name]).mapv(T::from_f64)).unwrap();
+            net.set_projection_weights(i, mat(&g["init_weights"][name]).mapv(T::from_f64)).unwrap();
         }
     }
     net

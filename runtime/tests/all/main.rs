@@ -12,5 +12,6 @@ mod golden;
 mod gpu_emu;
 mod gpu_learn;
 mod learn;
+mod learn_sparse;
 mod memory;
 mod network;

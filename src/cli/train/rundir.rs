@@ -126,8 +126,19 @@ fn cut_log(text: &str, epoch: usize, curves: &mut Curves) -> Vec<String> {
 /// tensors, unless `init_missing` (those then start from their initialisers, as said on
 /// stderr); a tensor the network does not train, or of the wrong shape, is refused.
 /// Returns the weights in `initial`'s order and the checkpoint's epoch count.
-pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missing: bool) -> Result<(Weights, usize), String> {
+/// `structure`: the fingerprints (`structure.NAME`) of the network's sparse trainable
+/// projections, which the checkpoint's must equal where it has them.
+pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missing: bool, structure: &[(String, String)]) -> Result<(Weights, usize), String> {
     let (saved, meta) = load_checkpoint(ck).map_err(|e| e.to_string())?;
+    for (key, want) in structure {
+        if meta.get(key).is_some_and(|got| got != want) {
+            let name = key.trim_start_matches("structure.");
+            return Err(format!(
+                "checkpoint `{}`: `{name}` was trained on other synapses than network `{network}` has (another seed, probability or connection file): its weights cannot be loaded",
+                ck.display()
+            ));
+        }
+    }
     let names = |w: &[(String, Array2<f64>)]| w.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>().join(", ");
     for (name, w) in &saved {
         let Some((_, into)) = initial.iter_mut().find(|(n, _)| n == name) else {

@@ -34,8 +34,9 @@ use std::collections::HashMap;
 use super::accumulate::Accumulators;
 use super::{Float, GpuNetwork, dev_err, step_scalars};
 use crate::engine::Learner;
-use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_target, plan};
+use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_online_reach, check_target, plan};
 use crate::error::RuntimeError;
+use crate::network::Network;
 use ndarray::Array2;
 use snnc_compiler::backend::ParamSpec;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK};
@@ -181,7 +182,11 @@ impl<T: Float> GpuGradient<T> {
     /// network was built with `Options::learning`.
     pub fn new<D: Device>(g: &mut GpuNetwork<T, D>, trainable: &[String], method: Method) -> Result<GpuGradient<T>, RuntimeError> {
         let plan = plan(&g.host, trainable)?;
+        refuse_on_device(&g.host, &plan)?;
         let online = method != Method::Bptt;
+        if online {
+            check_online_reach(&g.host, &plan)?;
+        }
         let net = &g.host;
         let batch = net.batch;
         let fe = Elem::float(T::PRECISION);
@@ -817,6 +822,23 @@ fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Res
     let mut args: Vec<KArg> = s.args.iter().map(|b| KArg::Buf(*b)).collect();
     args.extend(step_scalars(s.len, 0.0, 0, 0));
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
+}
+
+/// What the CPU's gradient pass does and the device's does not yet: sparse weights
+/// (trained, or carrying the learning signal) and delayed projections. Refused by name,
+/// so that the device never runs such a model differently from the CPU.
+fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
+    let name = |i: usize| net.projections()[i].0.clone();
+    let projs = plan.etrace.iter().map(|e| e.target.index).chain(plan.links.iter().map(|l| l.proj));
+    for i in projs {
+        if net.dense_weights(i).is_none() {
+            return Err(RuntimeError::Build(format!("`{}`: gradients through sparse projections run on the CPU only (--backend cpu); the CUDA backend trains dense ones", name(i))));
+        }
+        if net.projection_delay(i).is_some() {
+            return Err(RuntimeError::Build(format!("`{}` has a delay: gradients through delayed projections run on the CPU only (--backend cpu)", name(i))));
+        }
+    }
+    Ok(())
 }
 
 /// The device buffer of dense projection `i`'s weights (n_pre x n_post, row-major).

@@ -1,0 +1,186 @@
+//! Gradients through sparse and delayed projections: a sparse projection's gradient
+//! (1 x nnz, CSR order) equals the dense gradient of the same weights read at its
+//! synapses, for every method; BPTT through sparse delayed projections equals finite
+//! differences; D-RTRL stays exact (= BPTT) for a feed-forward layer behind a delay.
+use crate::common::program;
+use ndarray::Array2;
+use snnc_compiler::backend::ptx::Target;
+use snnc_runtime::gpu::{EmuDevice, GpuGradient, GpuNetwork};
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::learn::{Gradients, Method, gradient_of};
+use snnc_runtime::network::{Network, Options};
+use snnc_runtime::train::tasks::RandomSpikes;
+
+/// A LIF layer feeding a recurrent ALIF layer (K = 2), read by a leaky readout; the
+/// three projections into the layers are `topo` (`dense` or `sparse p = P`), with the
+/// given delays (`""` or `delay 2 ms`).
+fn stack(topo: &str, mid_delay: &str, rec_delay: &str) -> String {
+    format!(
+        r#"import "stdlib/lif.snn"
+import "stdlib/alif.snn"
+import "stdlib/readout.snn"
+network n {{
+    dt = 1 ms
+    input x: 5
+    layer L1 = LIF[6]
+    layer L2 = ALIF[5]
+    readout out = LeakyReadout[2] {{ tau = 20 ms }}
+    connect x -> L1.I {topo} trainable init normal(0, 5) as W_in
+    connect L1 -> L2.I {topo} trainable init normal(0, 5) {mid_delay} as W_mid
+    connect L2 -> L2.I {topo} trainable init normal(0, 4) no_self {rec_delay} as W_rec
+    connect L2 -> out dense trainable init normal(0, 1) as W_out
+}}"#
+    )
+}
+
+const NAMES: [&str; 4] = ["W_in", "W_mid", "W_rec", "W_out"];
+
+fn names() -> Vec<String> {
+    NAMES.map(String::from).to_vec()
+}
+
+fn build(text: &str, opts: &Options) -> Network<f64> {
+    let p = program(text);
+    Network::<f64>::build(&p, &p.networks[0], opts, &InterpFactory).unwrap()
+}
+
+/// The sparse projection `name` of `sparse` as dense weights: its synapses' weights in
+/// place, zeros elsewhere; and its (row, column) per synapse.
+fn densified(sparse: &Network<f64>, name: &str) -> (Array2<f64>, Vec<(usize, usize)>) {
+    let (pi, ..) = sparse.projection(name).unwrap();
+    let (row_ptr, col, n_post) = sparse.sparse_structure(pi).expect("sparse");
+    let w = sparse.sparse_weights(pi).unwrap();
+    let mut d = Array2::zeros((row_ptr.len() - 1, n_post));
+    let mut at = Vec::new();
+    for i in 0..row_ptr.len() - 1 {
+        for s in row_ptr[i]..row_ptr[i + 1] {
+            d[[i, col[s] as usize]] = w[s];
+            at.push((i, col[s] as usize));
+        }
+    }
+    (d, at)
+}
+
+fn largest(a: &Array2<f64>) -> f64 {
+    a.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+#[test]
+fn sparse_gradients_equal_the_dense_ones_at_the_synapses() {
+    let opts = Options { batch: 3, seed: 21, learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(90, 3, 5, 2, 0.35, 8);
+    for (mid, rec) in [("", ""), ("delay 2 ms", "delay 1 ms")] {
+        let mut sparse = build(&stack("sparse p = 0.6", mid, rec), &opts);
+        let mut dense = build(&stack("dense", mid, rec), &opts);
+        let mut synapses = Vec::new();
+        for name in ["W_in", "W_mid", "W_rec"] {
+            let (w, at) = densified(&sparse, name);
+            assert!(at.len() < w.len(), "{name}: the mask keeps every pair");
+            dense.set_trainable(name, w).unwrap();
+            synapses.push((name, at));
+        }
+        dense.set_trainable("W_out", sparse.trainable("W_out").unwrap()).unwrap();
+        for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+            sparse.reset();
+            dense.reset();
+            // Behind W_mid's delay, L1 reaches the loss only a step late: the online
+            // methods refuse to train W_in there (its gradient would be zero).
+            let mut trained = names();
+            if !mid.is_empty() && method != Method::Bptt {
+                let e = gradient_of(&mut sparse, &trained, &mut data(), method, false).err().expect("refused").to_string();
+                assert!(e.contains("`W_in`: the online methods carry the learning signal back within a step only") && e.contains("`W_mid`"), "{e}");
+                trained.retain(|n| n != "W_in");
+                sparse.reset();
+            }
+            let gs = gradient_of(&mut sparse, &trained, &mut data(), method, false).unwrap();
+            let gd = gradient_of(&mut dense, &trained, &mut data(), method, false).unwrap();
+            assert_eq!(gs.loss, gd.loss, "{method} ({mid}/{rec}): the forward passes differ");
+            for (name, at) in synapses.iter().filter(|(n, _)| trained.iter().any(|t| t == n)) {
+                let (s, d) = (gs.get(name).unwrap(), gd.get(name).unwrap());
+                assert_eq!(s.dim(), (1, at.len()), "{name}: one gradient per synapse");
+                let scale = largest(d);
+                assert!(scale > 0.0, "{method} {name} ({mid}/{rec}): zero gradient");
+                let err = at.iter().enumerate().fold(0.0f64, |m, (k, &(i, j))| m.max((s[[0, k]] - d[[i, j]]).abs()));
+                assert!(err <= 1e-10 * scale, "{method} {name} ({mid}/{rec}): sparse vs dense max error {err:e} of {scale:e}");
+            }
+            let (s, d) = (gs.get("W_out").unwrap(), gd.get("W_out").unwrap());
+            assert!(largest(&(s - d)) <= 1e-10 * largest(d), "{method} W_out");
+        }
+    }
+}
+
+/// The loss of `text`'s network with synapse `k` of `name` moved by `delta`.
+fn loss_with(text: &str, opts: &Options, name: &str, k: usize, delta: f64) -> f64 {
+    let mut n = build(text, opts);
+    let mut w = n.trainable(name).unwrap();
+    w.as_slice_mut().unwrap()[k] += delta;
+    n.set_trainable(name, w).unwrap();
+    gradient_of(&mut n, &[], &mut RandomSpikes::new(50, 2, 5, 2, 0.4, 9), Method::Bptt, false).unwrap().loss
+}
+
+#[test]
+fn bptt_through_sparse_delayed_projections_matches_finite_differences() {
+    let text = stack("sparse p = 0.6", "delay 2 ms", "delay 3 ms");
+    let opts = Options { batch: 2, seed: 3, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let mut n = build(&text, &opts);
+    let g = gradient_of(&mut n, &names(), &mut RandomSpikes::new(50, 2, 5, 2, 0.4, 9), Method::Bptt, false).unwrap();
+    for name in NAMES {
+        let grad = g.get(name).unwrap();
+        let scale = largest(grad);
+        assert!(scale > 0.0, "{name}: zero gradient");
+        let flat = grad.as_slice().unwrap();
+        for k in [0, 1, flat.len() / 2, flat.len() - 1] {
+            let h = 1e-5;
+            let fd = (loss_with(&text, &opts, name, k, h) - loss_with(&text, &opts, name, k, -h)) / (2.0 * h);
+            assert!((fd - flat[k]).abs() <= 1e-4 * scale, "{name}[{k}]: BPTT {:e} vs finite differences {fd:e} (largest {scale:e})", flat[k]);
+        }
+    }
+}
+
+/// One LIF layer fed through a delayed projection, read by the loss: D-RTRL is exact
+/// there (ALGORITHMS.md), so it equals BPTT only if both pair each step with the input
+/// that arrives in it.
+#[test]
+fn d_rtrl_equals_bptt_behind_a_delay() {
+    for topo in ["dense", "sparse p = 0.7"] {
+        let text = format!(
+            r#"import "stdlib/lif.snn"
+network n {{
+    dt = 1 ms
+    input x: 4
+    layer L = LIF[5]
+    readout out = Linear[2]
+    connect x -> L.I {topo} trainable init normal(0, 4) delay 3 ms as W_in
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}}"#
+        );
+        for smooth in [None, Some(3.0)] {
+            let opts = Options { batch: 2, seed: 5, smooth_spikes: smooth, learning: true, ..Options::default() };
+            let grad = |method| {
+                let mut n = build(&text, &opts);
+                gradient_of(&mut n, &["W_in".into(), "W_out".into()], &mut RandomSpikes::new(80, 2, 4, 2, 0.4, 2), method, false).unwrap()
+            };
+            let (d, b): (Gradients, Gradients) = (grad(Method::DRtrl), grad(Method::Bptt));
+            for name in ["W_in", "W_out"] {
+                let (x, y) = (d.get(name).unwrap(), b.get(name).unwrap());
+                let scale = largest(y);
+                assert!(scale > 0.0, "{topo} {name} (smooth {smooth:?}): zero gradient");
+                assert!(largest(&(x - y)) <= 1e-10 * scale, "{topo} {name} (smooth {smooth:?}): D-RTRL vs BPTT");
+            }
+        }
+    }
+}
+
+/// The device's gradient pass does not train sparse or delayed projections: it says so
+/// instead of running them differently.
+#[test]
+fn the_gpu_refuses_sparse_and_delayed_gradients() {
+    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
+    for (text, want) in [(stack("sparse p = 0.6", "", ""), "sparse projections run on the CPU only"), (stack("dense", "delay 2 ms", ""), "has a delay")] {
+        let p = program(&text);
+        let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        let e = GpuGradient::new(&mut gpu, &names(), Method::EsDRtrl { decay: 0.9 }).err().expect("refused").to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}

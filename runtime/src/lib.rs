@@ -6,6 +6,7 @@ pub use snnc_compiler as compiler;
 /// Counter-based random numbers, shared with the compiler (instantiation and kernels).
 pub use snnc_compiler::rng;
 
+pub mod adapter;
 pub mod connectivity;
 pub mod error;
 pub mod engine;

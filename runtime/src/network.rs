@@ -6,6 +6,7 @@
 //! Layout: every per-neuron quantity is a contiguous slice of `batch * n` values
 //! (index `b * n + i`), the structure of arrays the kernels expect.
 
+use crate::adapter::LowRank;
 use crate::connectivity::{self, apply_sign};
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
@@ -63,6 +64,8 @@ pub(crate) struct Proj<T> {
     n_synapses: usize,
     pub(crate) delay: Option<DelayRing<T>>,
     sign: Option<Sign>,
+    /// `adapter rank R`: the trainable low-rank term added to the weights.
+    pub(crate) adapter: Option<LowRank<T>>,
 }
 
 /// One population at run time.
@@ -197,7 +200,8 @@ impl<T: Float> Proj<T> {
         let n_post = net.populations[pr.to].size;
         let (weights, n_synapses) = initial_weights(net, pi, n_pre, n_post, rng)?;
         let delay = pr.delay.map(|d| (d / plan.dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
-        Ok(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input: plan.projection_inputs[pi], weights, n_synapses, delay, sign: pr.sign })
+        let adapter = pr.adapter.map(|r| LowRank::new(n_pre, n_post, r, rng, stream_id(&format!("{}.{}.adapter", net.name, pr.name))));
+        Ok(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input: plan.projection_inputs[pi], weights, n_synapses, delay, sign: pr.sign, adapter })
     }
 }
 
@@ -507,10 +511,18 @@ impl<T: Float> Network<T> {
                 Some(ring) => {
                     let slot = ring.emit_slot(step).as_slice_mut().expect("contiguous ring slot");
                     propagate_into(&pr.weights, src, active, n_pre, n_post, batch, slot);
+                    if let Some(a) = &mut pr.adapter {
+                        a.propagate(src, active, batch, slot);
+                    }
                     let mut view = ArrayViewMut2::from_shape((batch, n_post), target.as_mut_slice()).expect("target shape");
                     ring.arrive(step, &mut view);
                 }
-                None => propagate_into(&pr.weights, src, active, n_pre, n_post, batch, target),
+                None => {
+                    propagate_into(&pr.weights, src, active, n_pre, n_post, batch, target);
+                    if let Some(a) = &mut pr.adapter {
+                        a.propagate(src, active, batch, target);
+                    }
+                }
             }
         }
         self.pops[p].inputs = inputs;
@@ -577,6 +589,29 @@ impl<T: Float> Network<T> {
             }
         }
         Some(format!("{h:016x}"))
+    }
+
+    /// A projection's low-rank adapter (`adapter rank R`), if it has one.
+    pub fn adapter(&self, proj: usize) -> Option<&LowRank<T>> {
+        self.projs[proj].adapter.as_ref()
+    }
+
+    /// The adapters' trainable tensors, `NAME.U` and `NAME.V` of each projection with an
+    /// `adapter` (they are trained together).
+    pub fn trainable_adapters(&self) -> Vec<String> {
+        self.projs.iter().filter(|p| p.adapter.is_some()).flat_map(|p| [format!("{}.U", p.name), format!("{}.V", p.name)]).collect()
+    }
+
+    /// `NAME.U` / `NAME.V`: the projection and which factor (false: U, true: V).
+    pub(crate) fn adapter_slot(&self, name: &str) -> Option<(usize, bool)> {
+        let (proj, factor) = name.rsplit_once('.')?;
+        let (i, ..) = self.projection(proj)?;
+        self.projs[i].adapter.as_ref()?;
+        match factor {
+            "U" => Some((i, false)),
+            "V" => Some((i, true)),
+            _ => None,
+        }
     }
 
     /// The weights of a sparse projection's synapses, in CSR order.
@@ -663,6 +698,10 @@ impl<T: Float> Network<T> {
             }
             return self.dense_weights(i).cloned();
         }
+        if let Some((i, is_v)) = self.adapter_slot(name) {
+            let a = self.projs[i].adapter.as_ref().expect("an adapter");
+            return Some(if is_v { a.v.clone() } else { a.u.clone() });
+        }
         let (p, slot, ..) = self.param_slot(name)?;
         let n = self.pops[p].n;
         Some(ndarray::Array2::from_shape_vec((1, n), self.pops[p].per_neuron_params[slot][..n].to_vec()).expect("shape"))
@@ -673,6 +712,16 @@ impl<T: Float> Network<T> {
     pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
         if let Some((i, ..)) = self.projection(name) {
             return self.set_projection_weights(i, w);
+        }
+        if let Some((i, is_v)) = self.adapter_slot(name) {
+            let a = self.projs[i].adapter.as_mut().expect("an adapter");
+            let into = if is_v { &mut a.v } else { &mut a.u };
+            if into.dim() != w.dim() {
+                return Err(RuntimeError::Input(format!("`{name}` must be {}x{}, got {}x{}", into.nrows(), into.ncols(), w.nrows(), w.ncols())));
+            }
+            // Row-major, as the propagation's row additions read U.
+            *into = w.as_standard_layout().into_owned();
+            return Ok(());
         }
         let (p, slot, ..) = self.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection or trainable param `{name}`")))?;
         let n = self.pops[p].n;

@@ -150,6 +150,7 @@ fn gradient_in<T: Float>(
         for name in names {
             if network.trainable(&name).is_none() {
                 let mut known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
+                known.extend(network.trainable_adapters());
                 known.extend(network.trainable_params());
                 return Err(format!("`{}` has weights `{name}`, but the network has no such projection or trainable param (it has: {})", wpath.display(), known.join(", ")));
             }
@@ -159,6 +160,7 @@ fn gradient_in<T: Float>(
     }
     // Trainable params (`POP.PARAM`, 1 x n) come after the projections.
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
+    trainable.extend(network.trainable_adapters());
     trainable.extend(network.trainable_params());
     let decay = if args.etrace_decay >= 2.0 && args.etrace_decay.fract() == 0.0 {
         (args.etrace_decay - 1.0) / (args.etrace_decay + 1.0)

@@ -192,14 +192,16 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         None => return fail("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block"),
     };
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
-    let n_projections = trainable.len();
     // One batch element is enough for the names, initial weights and sizes (none of them
     // depends on the batch), and costs nothing whatever `--batch` asks.
     let net = match build_net::<f64>(&program, def, 1, s.seed, true) {
         Ok(n) => n,
         Err(e) => return fail(e.to_string()),
     };
-    // Params marked `trainable` in the models (`rec.tau`), after the projections.
+    // Adapters' factors (`NAME.U`, `NAME.V`), then params marked `trainable` in the
+    // models (`rec.tau`), after the projections.
+    trainable.extend(net.trainable_adapters());
+    let n_projections = trainable.len();
     trainable.extend(net.trainable_params());
     let initial = weights_of(&net, &trainable);
     // Sparse trainable projections: their structure's fingerprint goes with the weights.

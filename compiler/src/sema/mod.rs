@@ -523,6 +523,9 @@ pub struct Projection {
     pub bias: bool,
     /// Delay in seconds.
     pub delay: Option<f64>,
+    /// `adapter rank R`: the weights are W + U V, with U (pre x R) and V (R x post)
+    /// trained as `NAME.U` and `NAME.V`.
+    pub adapter: Option<usize>,
     /// Dale's law: the sign every weight keeps (at initialisation and through training).
     pub sign: Option<crate::syntax::ast::Sign>,
     pub span: Span,

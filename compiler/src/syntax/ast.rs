@@ -372,6 +372,8 @@ pub enum ConnClause {
     NoSelf,
     Bias,
     Delay(Expr),
+    /// `adapter rank R`: a trainable low-rank term added to the fixed weights.
+    Adapter(Expr),
     As(Ident),
     /// `excitatory` (weights >= 0) or `inhibitory` (weights <= 0): Dale's law, kept by
     /// the initialiser and by training.

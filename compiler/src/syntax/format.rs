@@ -349,6 +349,7 @@ fn clause_to_string(c: &SpannedClause) -> String {
         ConnClause::NoSelf => "no_self".into(),
         ConnClause::Bias => "bias".into(),
         ConnClause::Delay(e) => format!("delay {}", expr_to_string(e)),
+        ConnClause::Adapter(e) => format!("adapter rank {}", expr_to_string(e)),
         ConnClause::As(n) => format!("as {}", n.name),
         ConnClause::Sign(_) => c.keyword.to_string(),
     }

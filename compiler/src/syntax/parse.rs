@@ -655,6 +655,7 @@ impl Cx {
             Rule::no_self => (ConnClause::NoSelf, "no_self"),
             Rule::bias => (ConnClause::Bias, "bias"),
             Rule::delay => (ConnClause::Delay(self.expr(inner.next().expect("delay"))?), "delay"),
+            Rule::adapter => (ConnClause::Adapter(self.expr(inner.next().expect("rank"))?), "adapter"),
             Rule::conn_as => (ConnClause::As(self.ident(inner.next().expect("name"))), "as"),
             Rule::sign if text == "excitatory" => (ConnClause::Sign(Sign::Excitatory), "excitatory"),
             Rule::sign => (ConnClause::Sign(Sign::Inhibitory), "inhibitory"),
@@ -886,7 +887,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         }
         Rule::init | Rule::weight => "`init` or `weight`",
         Rule::trainable => "`trainable`",
-        Rule::no_self | Rule::bias | Rule::delay | Rule::conn_as | Rule::sign => "a connection option",
+        Rule::no_self | Rule::bias | Rule::delay | Rule::adapter | Rule::conn_as | Rule::sign => "a connection option",
         Rule::detach => "`detach`",
         Rule::or_op | Rule::and_op | Rule::lt | Rule::le | Rule::gt | Rule::ge | Rule::eq | Rule::ne
         | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow => "an operator",

@@ -729,6 +729,22 @@ bad!(fractional_seed: "E0403" at "1.5", "`seed` must be a whole number >= 0";
 }
 ");
 
+bad!(fractional_adapter_rank: "E0403" at "2.5", "an adapter's rank must be a whole number of at least 1";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    connect L -> L.I sparse p = 0.5 weight 0.5 adapter rank 2.5
+}
+");
+
+bad!(one_to_one_adapter: "E0403" at "3", "a one-to-one connection has no weight matrix to adapt";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    connect L -> L.I one_to_one weight 0.5 adapter rank 3
+}
+");
+
 bad!(negative_delay: "E0403" at "-1 ms", "a delay must be a non-negative time";
 "import \"stdlib/lif.snn\"
 network n {

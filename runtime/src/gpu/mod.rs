@@ -147,6 +147,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         if batch > 65535 {
             return Err(RuntimeError::Build(format!("batch {batch}: the GPU backend runs at most 65535 batch elements")));
         }
+        // The device's propagation has no low-rank term: such a network runs on the CPU.
+        if let Some(p) = host.projs.iter().find(|p| p.adapter.is_some()) {
+            return Err(RuntimeError::Build(format!("`{}` has an adapter (`adapter rank R`): the CUDA backend does not run adapters yet; use the CPU backend", p.name)));
+        }
         let target = dev.target();
         let prop = dev.load(&Module::Propagate(T::PRECISION, target)).map_err(dev_err)?;
         let mut ext = Vec::new();

@@ -8,6 +8,7 @@
 //! projection its presynaptic values, as the non-zero entries when they are spikes.
 
 use super::{GradShape, Link, ParamTrain, back_project, zero};
+use crate::adapter::dense_entries;
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
 use crate::scalar::Float;
@@ -201,6 +202,15 @@ impl<T: Float> Bptt<T> {
                 }
                 for (ei, e) in targets.iter().enumerate().filter(|(_, e)| e.pop == p) {
                     let c = &mu[e.input];
+                    if let GradShape::LowRank { .. } = e.shape {
+                        let a = net.adapter(e.index).expect("planned with an adapter");
+                        let gs = grads[ei].as_slice_mut().expect("standard layout");
+                        match &step.pre[ei] {
+                            Pre::Sparse(nz) => a.add_products(gs, nz.iter().map(|&(b, i, x)| (b as usize, i as usize, x)), c, batch, one),
+                            Pre::Dense(x) => a.add_products(gs, dense_entries(x, e.n_pre), c, batch, one),
+                        }
+                        continue;
+                    }
                     match &step.pre[ei] {
                         Pre::Sparse(nz) => {
                             let gs = grads[ei].as_slice_mut().expect("standard layout");

@@ -11,6 +11,7 @@
 //! and x^s (spikes) is sparse, so the second term is a few row additions per step.
 
 use super::{GradShape, zero};
+use crate::adapter::{LowRank, dense_entries};
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
 use crate::scalar::Float;
@@ -31,6 +32,8 @@ pub(super) struct Tape<T> {
     start: Vec<Vec<T>>,
     /// r, reused (B x N).
     r: Vec<T>,
+    /// Per member with an adapter: U and V as they are during the window.
+    lowrank: Vec<Option<LowRank<T>>>,
 }
 
 impl<T: Float> Tape<T> {
@@ -42,6 +45,7 @@ impl<T: Float> Tape<T> {
             x: vec![Vec::new(); members],
             start: n_pre.iter().map(|&i| vec![zero(); batch * i]).collect(),
             r: vec![zero(); batch * n],
+            lowrank: vec![None; members],
         }
     }
 }
@@ -70,8 +74,13 @@ pub(super) fn contract<T: Float>(tape: &mut Tape<T>, shape: &Shape, decay: T, g:
         tape.r.iter_mut().zip(q).for_each(|(r, q)| *r = decay * *r + c * *q);
         for (m, gm) in g.iter_mut().enumerate() {
             let gs = gm.as_slice_mut().expect("standard layout");
-            for &(b, i, x) in &tape.x[m][s] {
-                shape.grad[m].add_row(gs, i as usize, x, &tape.r[b as usize * n..(b as usize + 1) * n]);
+            match &tape.lowrank[m] {
+                Some(a) => a.add_products(gs, tape.x[m][s].iter().map(|&(b, i, x)| (b as usize, i as usize, x)), &tape.r, batch, T::from_f64(1.0)),
+                None => {
+                    for &(b, i, x) in &tape.x[m][s] {
+                        shape.grad[m].add_row(gs, i as usize, x, &tape.r[b as usize * n..(b as usize + 1) * n]);
+                    }
+                }
             }
         }
     }
@@ -79,7 +88,10 @@ pub(super) fn contract<T: Float>(tape: &mut Tape<T>, shape: &Shape, decay: T, g:
     for (m, gm) in g.iter_mut().enumerate() {
         let start = &tape.start[m];
         if start.iter().any(|v| *v != zero()) {
-            shape.grad[m].add_outer(gm, start, &tape.r, batch, decay);
+            match &tape.lowrank[m] {
+                Some(a) => a.add_products(gm.as_slice_mut().expect("standard layout"), dense_entries(start, shape.n_pre[m]), &tape.r, batch, decay),
+                None => shape.grad[m].add_outer(gm, start, &tape.r, batch, decay),
+            }
         }
     }
     tape.len = 0;
@@ -199,6 +211,14 @@ impl<T: Float> EsGroup<T> {
             self.tape.inv_c.push(zero());
             self.tape.x.iter_mut().for_each(|x| x.push(Vec::new()));
         }
+        if j == 0 {
+            // The adapters' factors, fixed within a window (updates come between windows).
+            for ((mb, shape), lr) in self.members.iter().zip(&self.shape.grad).zip(&mut self.tape.lowrank) {
+                if let GradShape::LowRank { .. } = shape {
+                    *lr = net.adapter(mb.proj).cloned();
+                }
+            }
+        }
         self.kernel.run(net, self.pop, &mut self.eps_f, &mut self.tape.q[j], l);
         self.tape.inv_c[j] = inv_c;
         for (mb, (x, &n_pre)) in self.members.iter_mut().zip(self.tape.x.iter_mut().zip(&self.shape.n_pre)) {
@@ -225,9 +245,13 @@ impl<T: Float> EsGroup<T> {
             .members
             .iter()
             .zip(&self.shape.grad)
-            .map(|(mb, shape)| {
+            .zip(&self.tape.lowrank)
+            .map(|((mb, shape), lr)| {
                 let mut g = shape.zeros();
-                shape.add_outer(&mut g, &mb.eps_x, &q, batch, T::from_f64(1.0));
+                match lr {
+                    Some(a) => a.add_products(g.as_slice_mut().expect("standard layout"), dense_entries(&mb.eps_x, mb.eps_x.len() / batch), &q, batch, T::from_f64(1.0)),
+                    None => shape.add_outer(&mut g, &mb.eps_x, &q, batch, T::from_f64(1.0)),
+                }
                 (mb.ei, g)
             })
             .collect();

@@ -237,6 +237,9 @@ pub(crate) enum GradShape {
     Dense { n_pre: usize, n_post: usize },
     /// The structure is shared with the ES-D-RTRL contraction's worker thread.
     Sparse(std::sync::Arc<Rows>),
+    /// A projection's adapter (`adapter rank R`): dL/dU (I x R) stacked over dL/dV
+    /// transposed (O x R), formed by [`crate::adapter::LowRank::add_products`] only.
+    LowRank { n_pre: usize, n_post: usize, rank: usize },
 }
 
 /// The structure of a sparse projection (a copy of the network's: the network is
@@ -262,6 +265,7 @@ impl GradShape {
         match self {
             GradShape::Dense { n_pre, n_post } => (*n_pre, *n_post),
             GradShape::Sparse(r) => (1, r.col.len()),
+            GradShape::LowRank { n_pre, n_post, rank } => (n_pre + n_post, *rank),
         }
     }
 
@@ -285,6 +289,7 @@ impl GradShape {
                 let range = r.row_ptr[i]..r.row_ptr[i + 1];
                 (range.clone(), Some(&r.col[range]))
             }
+            GradShape::LowRank { .. } => unreachable!("an adapter has no pairs (planned: no exact trace, products by LowRank::add_products)"),
         }
     }
 
@@ -319,28 +324,33 @@ impl GradShape {
                     }
                 }
             }
+            GradShape::LowRank { .. } => unreachable!("an adapter's products go through LowRank::add_products"),
         }
     }
 }
 
 /// `out = mu W^T` for projection `proj` (mu: B x O, out: B x I): the learning signal
-/// carried back through its weights, dense (a GEMM) or sparse (each stored synapse).
+/// carried back through its weights, dense (a GEMM) or sparse (each stored synapse), and
+/// through its adapter (`+ (mu V^T) U^T`).
 fn back_project<T: Float>(net: &Network<T>, proj: usize, mu: &[T], out: &mut [T], batch: usize) {
     let one = T::from_f64(1.0);
     if let Some(w) = net.dense_weights(proj) {
         let muv = ArrayView2::from_shape((batch, w.ncols()), mu).expect("shape");
         let mut dv = ndarray::ArrayViewMut2::from_shape((batch, w.nrows()), out).expect("shape");
         general_mat_mul(one, &muv, &w.t(), zero(), &mut dv);
-        return;
-    }
-    let (row_ptr, col, n) = net.sparse_structure(proj).expect("a link is dense or sparse (planned)");
-    let w = net.sparse_weights(proj).expect("sparse");
-    let n_pre = row_ptr.len() - 1;
-    for (mub, ob) in mu.chunks_exact(n).zip(out.chunks_exact_mut(n_pre)).take(batch) {
-        for (i, o) in ob.iter_mut().enumerate() {
-            let r = row_ptr[i]..row_ptr[i + 1];
-            *o = col[r.clone()].iter().zip(&w[r]).fold(zero(), |acc, (&j, &wv)| acc + wv * mub[j as usize]);
+    } else {
+        let (row_ptr, col, n) = net.sparse_structure(proj).expect("a link is dense or sparse (planned)");
+        let w = net.sparse_weights(proj).expect("sparse");
+        let n_pre = row_ptr.len() - 1;
+        for (mub, ob) in mu.chunks_exact(n).zip(out.chunks_exact_mut(n_pre)).take(batch) {
+            for (i, o) in ob.iter_mut().enumerate() {
+                let r = row_ptr[i]..row_ptr[i + 1];
+                *o = col[r.clone()].iter().zip(&w[r]).fold(zero(), |acc, (&j, &wv)| acc + wv * mub[j as usize]);
+            }
         }
+    }
+    if let Some(a) = net.adapter(proj) {
+        a.back_project(mu, out, batch);
     }
 }
 
@@ -432,6 +442,9 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
             }
         }
         if to == r && linear_readout {
+            if net.adapter(i).is_some() {
+                return Err(RuntimeError::Build(format!("`{name}` has an adapter: gradients through an adapted projection into a `Linear` readout are not supported")));
+            }
             let Source::Pop(q) = from else {
                 return Err(RuntimeError::Build("a readout fed directly by an input is not supported by the gradient yet".into()));
             };
@@ -463,6 +476,19 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
             let n_pre = net.source_size(i);
             etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre, delay, shape }, name: name.clone() });
         }
+        // The adapter's U and V, trained together as one entry (their stacked gradient).
+        if let Some(a) = net.adapter(i) {
+            let (u, v) = (format!("{name}.U"), format!("{name}.V"));
+            match (trainable.contains(&u), trainable.contains(&v)) {
+                (true, true) => {
+                    let (n_pre, n_post, rank) = (net.source_size(i), net.pops[to].n, a.rank());
+                    let shape = GradShape::LowRank { n_pre, n_post, rank };
+                    etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre, delay, shape }, name: format!("{name}.adapter") });
+                }
+                (false, false) => {}
+                _ => return Err(RuntimeError::Build(format!("`{u}` and `{v}` (the adapter of `{name}`) are trained together: list both"))),
+            }
+        }
     }
     // Every population with a step (spiking layers, and a readout with dynamics).
     let hidden: Vec<usize> = (0..net.pops.len()).filter(|&p| net.pops[p].step.is_some()).collect();
@@ -481,7 +507,7 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
     // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
     let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
     let mut params: Vec<ParamTrain> = Vec::new();
-    for name in trainable.iter().filter(|n| !projection_names.contains(n)) {
+    for name in trainable.iter().filter(|n| !projection_names.contains(n) && net.adapter_slot(n).is_none()) {
         let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
             RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
         })?;

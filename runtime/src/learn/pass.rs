@@ -13,6 +13,7 @@ use super::{
     Contractor, GradShape, Gradients, Method, Online, PopDerivs, Plan, Sequence, StepData, WINDOW, add_group_grads, add_outer, add_signal, back_project,
     bias_correction, check_data, check_online_reach, check_target, plan, read_derivs, record_into, to_f64, zero,
 };
+use crate::adapter::LowRank;
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
 use crate::scalar::Float;
@@ -58,7 +59,13 @@ impl<T: Float> CpuGradient<T> {
         // ES-D-RTRL approximation would pair the output with presynaptic activity over the
         // trace's horizon (1/(1 - decay) steps) instead of the readout's own time constant,
         // which adaptation can anti-correlate with the activity the readout actually sees.
-        let exact = plan.etrace.iter().map(|e| method == Method::DRtrl || (online && e.target.pop == plan.r)).collect();
+        let exact: Vec<bool> = plan.etrace.iter().map(|e| method == Method::DRtrl || (online && e.target.pop == plan.r)).collect();
+        // An exact trace is one per weight of W + U V (pre x post): not for an adapter.
+        if let Some(e) = plan.etrace.iter().zip(&exact).find(|(e, x)| **x && matches!(e.target.shape, GradShape::LowRank { .. })).map(|(e, _)| e) {
+            let proj = e.name.trim_end_matches(".adapter");
+            let why = if method == Method::DRtrl { "D-RTRL keeps one trace per weight of W + U V".to_string() } else { format!("it feeds the readout `{}`, whose weights get exact traces", net.pops[plan.r].name) };
+            return Err(RuntimeError::Build(format!("the adapter of `{proj}` cannot be trained here: {why}; train it with es-d-rtrl (into a hidden layer) or bptt")));
+        }
         Ok(CpuGradient { plan, method, record: false, helper_thread: true, exact, param_kernels })
     }
 
@@ -227,7 +234,7 @@ impl<'g, T: Float> Pass<'g, T> {
             bptt,
             recorded: Vec::new(),
             trace: StepTrace::default(),
-            delayed: plan.etrace.iter().filter(|e| e.target.delay > 0).map(|e| PreDelay::new(e.target.index, e.target.delay)).collect(),
+            delayed: delayed_projections(plan),
             y: vec![0.0; batch * o],
             err: vec![0.0; batch * o],
             err_t: Array2::<T>::zeros((batch, o)),
@@ -388,7 +395,19 @@ impl<'g, T: Float> Pass<'g, T> {
     /// The gradients so far, named, in the GPU's order: etrace, plain, params.
     fn gradients(&self) -> Vec<(String, Array2<f64>)> {
         let plan = &self.g.plan;
-        let mut total: Vec<(String, Array2<f64>)> = plan.etrace.iter().map(|e| e.name.clone()).zip(self.grads.iter().map(to_f64)).collect();
+        let mut total: Vec<(String, Array2<f64>)> = Vec::new();
+        for (e, g) in plan.etrace.iter().zip(&self.grads) {
+            match e.target.shape {
+                // An adapter's stacked gradient, as `NAME.U` and `NAME.V`.
+                GradShape::LowRank { n_pre, .. } => {
+                    let (u, v) = LowRank::<f64>::split(&to_f64(g), n_pre);
+                    let proj = e.name.trim_end_matches(".adapter");
+                    total.push((format!("{proj}.U"), u));
+                    total.push((format!("{proj}.V"), v));
+                }
+                _ => total.push((e.name.clone(), to_f64(g))),
+            }
+        }
         total.extend(plan.plain.iter().map(|(_, n)| n.clone()).zip(self.plain_grads.iter().map(to_f64)));
         total.extend(plan.params.iter().map(|q| q.name.clone()).zip(self.param_grads.iter().map(to_f64)));
         total
@@ -421,7 +440,7 @@ impl<'g, T: Float> Pass<'g, T> {
                 // (B, I, O, K) for dense weights; (B, synapses, K) for sparse ones.
                 let dims = match &e.target.shape {
                     GradShape::Dense { .. } => vec![batch, e.target.n_pre, n, k],
-                    GradShape::Sparse(_) => vec![batch, e.target.shape.pairs(), k],
+                    GradShape::Sparse(_) | GradShape::LowRank { .. } => vec![batch, e.target.shape.pairs(), k],
                 };
                 record_into(recorded, format!("eps_{}", e.name), &dims, &self.eps[ei]);
             } else if let Some(gr) = self.groups.iter().find(|gr| gr.members.iter().any(|m| m.ei == ei)) {
@@ -455,6 +474,18 @@ impl<'g, T: Float> Pass<'g, T> {
         let total = self.gradients();
         Ok(Gradients { loss: self.loss, total, per_step: self.per_step, state_bytes, evidence, recorded: self.recorded })
     }
+}
+
+/// A ring per trained delayed projection (once, though its weights and its adapter may
+/// both be trained).
+fn delayed_projections<T: Float>(plan: &Plan) -> Vec<PreDelay<T>> {
+    let mut out: Vec<PreDelay<T>> = Vec::new();
+    for t in plan.etrace.iter().map(|e| &e.target).filter(|t| t.delay > 0) {
+        if !out.iter().any(|d| d.proj == t.index) {
+            out.push(PreDelay::new(t.index, t.delay));
+        }
+    }
+    out
 }
 
 /// The presynaptic values of a delayed projection as its target receives them: what

@@ -116,6 +116,14 @@ pub fn lr_scales<T: Float>(net: &Network<T>, def: &snnc_compiler::sema::NetworkD
     let scales = initial
         .iter()
         .map(|(name, w)| {
+            // An adapter: U is dimensionless; V has the weights' unit, and their scale.
+            if let Some((i, is_v)) = net.adapter_slot(name) {
+                let p = &def.projections[i];
+                let base = net.trainable(&p.name).map(|w| w.mapv(|v| v.to_f64()));
+                let rms = base.map_or(0.0, |w| (w.iter().map(|v| v * v).sum::<f64>() / w.len().max(1) as f64).sqrt());
+                let scale = if is_v && p.weight_dim != snnc_compiler::units::Dim::ONE && rms > 0.0 && rms.is_finite() { rms } else { 1.0 };
+                return (name.clone(), scale);
+            }
             let dimensionless = match def.projections.iter().find(|p| &p.name == name) {
                 Some(p) => p.weight_dim == snnc_compiler::units::Dim::ONE,
                 None => param_dim(net, name).is_none_or(|d| d == snnc_compiler::units::Dim::ONE),

@@ -184,3 +184,107 @@ fn the_gpu_refuses_sparse_and_delayed_gradients() {
         assert!(e.contains(want), "{e}");
     }
 }
+
+/// The stack with a fixed sparse W_mid carrying a rank-2 adapter (`W_mid.U`, `W_mid.V`
+/// trained), and its twin with the dense W_mid + U V as plain trainable weights.
+fn adapted(topo: &str) -> String {
+    stack("dense", "", "").replace("connect L1 -> L2.I dense trainable init normal(0, 5)  as W_mid", &format!("connect L1 -> L2.I {topo} init normal(0, 5) adapter rank 2 as W_mid"))
+}
+
+const ADAPTED: [&str; 5] = ["W_in", "W_mid.U", "W_mid.V", "W_rec", "W_out"];
+
+/// A network of `adapted(topo)` whose adapter's V is drawn (it starts at zero, where
+/// dL/dU is zero too).
+fn adapted_net(topo: &str, opts: &Options) -> Network<f64> {
+    let mut n = build(&adapted(topo), opts);
+    let v = Array2::from_shape_fn((2, 5), |(k, o)| 0.7 * ((k * 5 + o) as f64 * 1.3).sin());
+    n.set_trainable("W_mid.V", v).unwrap();
+    n
+}
+
+/// W + U V of `n`'s W_mid, dense.
+fn effective(n: &Network<f64>) -> Array2<f64> {
+    let (pi, ..) = n.projection("W_mid").unwrap();
+    let w = match n.dense_weights(pi) {
+        Some(w) => w.clone(),
+        None => densified(n, "W_mid").0,
+    };
+    w + n.trainable("W_mid.U").unwrap().dot(&n.trainable("W_mid.V").unwrap())
+}
+
+#[test]
+fn adapter_gradients_are_the_dense_gradient_pulled_back() {
+    assert!(adapted("sparse p = 0.5").contains("adapter rank 2"));
+    let opts = Options { batch: 2, seed: 7, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(70, 2, 5, 2, 0.4, 3);
+    let names: Vec<String> = ADAPTED.map(String::from).to_vec();
+    for topo in ["sparse p = 0.5", "dense"] {
+        let mut a = adapted_net(topo, &opts);
+        let (u, v, w_eff) = (a.trainable("W_mid.U").unwrap(), a.trainable("W_mid.V").unwrap(), effective(&a));
+        let mut d = build(&stack("dense", "", ""), &opts);
+        d.set_trainable("W_mid", w_eff).unwrap();
+        for n in ["W_in", "W_rec", "W_out"] {
+            d.set_trainable(n, a.trainable(n).unwrap()).unwrap();
+        }
+        for method in [Method::Bptt, Method::EsDRtrl { decay: 0.9 }] {
+            a.reset();
+            d.reset();
+            let ga = gradient_of(&mut a, &names, &mut data(), method, false).unwrap();
+            let gd = gradient_of(&mut d, &NAMES.map(String::from), &mut data(), method, false).unwrap();
+            assert!((ga.loss - gd.loss).abs() <= 1e-12 * gd.loss.abs(), "{topo} {method}: the forward passes differ: {} vs {}", ga.loss, gd.loss);
+            let g = gd.get("W_mid").unwrap();
+            for (name, want) in [("W_mid.U", g.dot(&v.t())), ("W_mid.V", u.t().dot(g))] {
+                let got = ga.get(name).unwrap();
+                let scale = largest(&want);
+                assert!(scale > 0.0, "{topo} {method} {name}: zero gradient");
+                assert!(largest(&(got - &want)) <= 1e-9 * scale, "{topo} {method} {name}: {got:?} vs pulled back {want:?}");
+            }
+            for name in ["W_in", "W_rec", "W_out"] {
+                let (x, y) = (ga.get(name).unwrap(), gd.get(name).unwrap());
+                assert!(largest(&(x - y)) <= 1e-9 * largest(y), "{topo} {method} {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn adapter_gradients_match_finite_differences() {
+    let opts = Options { batch: 2, seed: 7, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let names: Vec<String> = ADAPTED.map(String::from).to_vec();
+    let data = || RandomSpikes::new(50, 2, 5, 2, 0.4, 9);
+    let g = gradient_of(&mut adapted_net("sparse p = 0.5", &opts), &names, &mut data(), Method::Bptt, false).unwrap();
+    for name in ["W_mid.U", "W_mid.V"] {
+        let grad = g.get(name).unwrap();
+        let scale = largest(grad);
+        for k in [0, 3, grad.len() - 1] {
+            let loss = |delta: f64| {
+                let mut n = adapted_net("sparse p = 0.5", &opts);
+                let mut w = n.trainable(name).unwrap();
+                w.as_slice_mut().unwrap()[k] += delta;
+                n.set_trainable(name, w).unwrap();
+                gradient_of(&mut n, &[], &mut data(), Method::Bptt, false).unwrap().loss
+            };
+            let h = 1e-5;
+            let fd = (loss(h) - loss(-h)) / (2.0 * h);
+            let bp = grad.as_slice().unwrap()[k];
+            assert!((fd - bp).abs() <= 1e-4 * scale, "{name}[{k}]: BPTT {bp:e} vs finite differences {fd:e} (largest {scale:e})");
+        }
+    }
+}
+
+/// What an adapter cannot be trained with is refused, naming it: D-RTRL (a trace per
+/// weight of W + U V), one factor without the other, the GPU backend.
+#[test]
+fn adapter_refusals_name_the_projection() {
+    let opts = Options { batch: 2, seed: 7, learning: true, ..Options::default() };
+    let mut n = adapted_net("sparse p = 0.5", &opts);
+    let names: Vec<String> = ADAPTED.map(String::from).to_vec();
+    let e = gradient_of(&mut n, &names, &mut RandomSpikes::new(5, 2, 5, 2, 0.4, 1), Method::DRtrl, false).err().expect("refused").to_string();
+    assert!(e.contains("the adapter of `W_mid` cannot be trained here: D-RTRL"), "{e}");
+    let e = gradient_of(&mut n, &["W_mid.U".into()], &mut RandomSpikes::new(5, 2, 5, 2, 0.4, 1), Method::Bptt, false).err().expect("refused").to_string();
+    assert!(e.contains("`W_mid.U` and `W_mid.V` (the adapter of `W_mid`) are trained together"), "{e}");
+    let p = program(&adapted("dense"));
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
+    assert!(e.contains("`W_mid` has an adapter"), "{e}");
+}

@@ -13,6 +13,7 @@ struct Clauses<'c> {
     no_self: bool,
     bias: bool,
     delay: Option<&'c ast::Expr>,
+    adapter: Option<&'c ast::Expr>,
     name: Option<&'c ast::Ident>,
     sign: Option<ast::Sign>,
 }
@@ -45,6 +46,10 @@ impl NetCx<'_, '_> {
             Some(e) => Some(self.delay(e)?),
             None => None,
         };
+        let adapter = match cl.adapter {
+            Some(e) => Some(self.adapter_rank(e, &topology)?),
+            None => None,
+        };
         let name = self.projection_name(c, from, to, cl.name, earlier)?;
         Some(Projection {
             name,
@@ -60,6 +65,7 @@ impl NetCx<'_, '_> {
             no_self: cl.no_self,
             bias: cl.bias,
             delay,
+            adapter,
             sign: cl.sign,
             span: c.span,
         })
@@ -130,6 +136,7 @@ impl NetCx<'_, '_> {
                 ConnClause::NoSelf => cl.no_self = true,
                 ConnClause::Bias => cl.bias = true,
                 ConnClause::Delay(e) => cl.delay = Some(e),
+                ConnClause::Adapter(e) => cl.adapter = Some(e),
                 ConnClause::As(n) => cl.name = Some(n),
                 ConnClause::Sign(s) => cl.sign = Some(*s),
             }
@@ -311,6 +318,27 @@ impl NetCx<'_, '_> {
             return None;
         }
         Some(v)
+    }
+
+    /// The rank of `adapter rank R`: a whole number of at least 1, on a projection with
+    /// a weight matrix (not one-to-one).
+    fn adapter_rank(&mut self, e: &ast::Expr, topology: &Topology) -> Option<usize> {
+        let (v, d) = self.constant(e)?;
+        if !d.is_dimensionless() || v < 1.0 || v.fract() != 0.0 || v > f64::from(u32::MAX) {
+            self.diags.push(
+                Diagnostic::error("E0403", e.span, "an adapter's rank must be a whole number of at least 1")
+                    .with_label(if d.is_dimensionless() { format!("found {v}") } else { format!("found dimension {d}") }),
+            );
+            return None;
+        }
+        if *topology == Topology::OneToOne {
+            self.diags.push(
+                Diagnostic::error("E0403", e.span, "a one-to-one connection has no weight matrix to adapt")
+                    .with_label("`adapter` needs dense, sparse or file connectivity"),
+            );
+            return None;
+        }
+        Some(v as usize)
     }
 
     /// `as NAME`, else `FROM_to_TO`; unique among the network's projections.

@@ -122,6 +122,15 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
             Topology::File { .. } | Topology::Procedural { .. } => continue,
         };
         parts.push(Part { what, bytes, span: pr.span });
+        if let Some(r) = pr.adapter {
+            // U and V, and a step's x U (B x R).
+            let r = r as u64;
+            parts.push(Part {
+                what: format!("adapter of `{}` (rank {r})", pr.name),
+                bytes: mul(&[n_pre.saturating_add(n_post).saturating_add(batch), r, fb]),
+                span: pr.span,
+            });
+        }
         if let Some(delay) = pr.delay {
             // A ring of delay + 1 slots of (batch, n_post), each its own array (about 96
             // bytes of bookkeeping and allocator overhead apiece, which a long ring of

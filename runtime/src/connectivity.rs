@@ -60,8 +60,62 @@ pub fn default_init(fan_in: f64) -> Init {
     Init::Normal { mean: 0.0, std: 1.0 / fan_in.max(1.0).sqrt() }
 }
 
-/// Fixed-probability connectivity: each (pre, post) pair is connected with probability
-/// `p`, drawn row by row by geometric skipping (O(synapses), not O(n_pre * n_post)).
+/// The draws of fixed-probability connectivity, row by row: each (pre, post) pair is
+/// connected with probability `p`, found by geometric skipping (O(synapses), not
+/// O(n_pre * n_post)). A row depends on nothing but its index, so it can be drawn when
+/// it is needed: a stored projection ([`fixed_probability`]) and a procedural one
+/// (regenerated at every spike, nothing stored) have the same synapses and weights.
+#[derive(Clone, Debug)]
+pub struct FixedProbability {
+    pub n_post: usize,
+    pub p: f64,
+    log_q: f64,
+    no_self: bool,
+    stream: u32,
+    wstream: u32,
+}
+
+impl FixedProbability {
+    pub fn new(n_post: usize, p: f64, no_self: bool, stream: u32) -> FixedProbability {
+        // Below p ~ 1e-16, 1 - p rounds to 1 and its log to 0, which made every gap -inf
+        // (a column out of range, then a panic); ln_1p keeps such a p apart from 0.
+        let log_q = if 1.0 - p == 1.0 { (-p).ln_1p() } else { (1.0 - p).ln() };
+        FixedProbability { n_post, p, log_q, no_self, stream, wstream: stream ^ 0x5bd1_e995 }
+    }
+
+    /// Calls `emit(column, weight)` for the synapses of presynaptic neuron `i`, columns
+    /// ascending, weights drawn from `init`.
+    #[inline]
+    pub fn row(&self, i: usize, init: &Init, rng: &Rng, mut emit: impl FnMut(u32, f64)) {
+        let (p, n_post) = (self.p, self.n_post);
+        let mut j: i64 = -1;
+        let mut k: u32 = 0;
+        let mut kept: u32 = 0;
+        loop {
+            // Gap to the next connected column: Geometric(p) by inversion.
+            let gap = if p >= 1.0 {
+                0
+            } else if p <= 0.0 {
+                break;
+            } else {
+                let u = rng.uniform(self.stream, i as u64, k);
+                (u.ln() / self.log_q).floor().min(n_post as f64) as i64
+            };
+            k = k.wrapping_add(1);
+            j += gap + 1;
+            if j >= n_post as i64 {
+                break;
+            }
+            if self.no_self && j as usize == i {
+                continue;
+            }
+            emit(j as u32, sample(init, rng, self.wstream, i as u64, kept));
+            kept += 1;
+        }
+    }
+}
+
+/// Fixed-probability connectivity, stored: the rows of [`FixedProbability`] as CSR.
 pub fn fixed_probability(
     n_pre: usize,
     n_post: usize,
@@ -78,35 +132,12 @@ pub fn fixed_probability(
     let (mut col, mut weight) = (Vec::new(), Vec::new());
     let _ = col.try_reserve_exact(expected).and_then(|_| weight.try_reserve_exact(expected));
     row_ptr.push(0);
-    // Below p ~ 1e-16, 1 - p rounds to 1 and its log to 0, which made every gap -inf
-    // (a column out of range, then a panic); ln_1p keeps such a p apart from 0.
-    let log_q = if 1.0 - p == 1.0 { (-p).ln_1p() } else { (1.0 - p).ln() };
-    let wstream = stream ^ 0x5bd1_e995;
+    let draws = FixedProbability::new(n_post, p, no_self, stream);
     for i in 0..n_pre {
-        let mut j: i64 = -1;
-        let mut k: u32 = 0;
-        loop {
-            // Gap to the next connected column: Geometric(p) by inversion.
-            let gap = if p >= 1.0 {
-                0
-            } else if p <= 0.0 {
-                break;
-            } else {
-                let u = rng.uniform(stream, i as u64, k);
-                (u.ln() / log_q).floor().min(n_post as f64) as i64
-            };
-            k = k.wrapping_add(1);
-            j += gap + 1;
-            if j >= n_post as i64 {
-                break;
-            }
-            if no_self && j as usize == i {
-                continue;
-            }
-            let idx = col.len() - row_ptr[i];
-            col.push(j as u32);
-            weight.push(sample(init, rng, wstream, i as u64, idx as u32));
-        }
+        draws.row(i, init, rng, |j, w| {
+            col.push(j);
+            weight.push(w);
+        });
         row_ptr.push(col.len());
     }
     Csr { n_pre, n_post, row_ptr, col, weight }

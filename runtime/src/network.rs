@@ -11,7 +11,7 @@ use crate::connectivity::{self, apply_sign};
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
-use crate::propagate::{DelayRing, SparseRows, Weights, active_indices, propagate_into};
+use crate::propagate::{DelayRing, Procedural, SparseRows, Weights, active_indices, propagate_into};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
 use ndarray::ArrayViewMut2;
@@ -232,14 +232,20 @@ fn initial_weights<T: Float>(net: &NetworkDef, pi: usize, n_pre: usize, n_post: 
         Topology::File { path } => {
             return Err(RuntimeError::Build(format!("projection `{}`: connectivity from a file (`from \"{path}\"`) is not supported yet", pr.name)));
         }
-        Topology::Procedural { .. } => {
-            return Err(RuntimeError::Build(format!("projection `{}`: `procedural` connectivity is not supported yet", pr.name)));
-        }
+        Topology::Procedural { p } => Weights::Procedural(Procedural {
+            draws: connectivity::FixedProbability::new(n_post, *p, no_self, stream),
+            init,
+            rng: rng.clone(),
+            fold: |sign, w| T::from_f64(apply_sign(sign, w)),
+            sign: pr.sign,
+        }),
     };
     let n_synapses = match &weights {
         Weights::Dense(w) => w.len(),
         Weights::Sparse(r) => r.col.len(),
         Weights::OneToOne(w) => w.len(),
+        // Not stored: the expected count (the stored variant's is within a few sqrt of it).
+        Weights::Procedural(g) => (g.draws.p * n_pre as f64 * n_post as f64).round() as usize,
     };
     Ok((weights, n_synapses))
 }
@@ -651,6 +657,7 @@ impl<T: Float> Network<T> {
                 w.ncols()
             ))),
             Weights::OneToOne(_) => Err(RuntimeError::Input(format!("`{}` is a one-to-one projection: its weights cannot be set", pr.name))),
+            Weights::Procedural(_) => Err(RuntimeError::Input(format!("`{}` is procedural (its weights are drawn from the seed, never stored): they cannot be set", pr.name))),
         }
     }
 

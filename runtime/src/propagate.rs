@@ -105,6 +105,35 @@ pub(crate) enum Weights<T> {
     Dense(ndarray::Array2<T>),
     Sparse(SparseRows<T>),
     OneToOne(Vec<T>),
+    /// Nothing stored: the rows of the spiking sources are drawn again at each spike.
+    Procedural(Procedural<T>),
+}
+
+/// Procedural fixed-probability connectivity (`procedural p = P`): the synapses and
+/// weights of the stored `sparse p = P` projection with the same seed, regenerated
+/// from the counter-based draws whenever a source spikes; memory flat in the synapse
+/// count. `fold` converts a drawn weight as the stored projection does (its sign, then
+/// the run's float type), so both deliver the same values in the same order.
+pub(crate) struct Procedural<T> {
+    pub draws: crate::connectivity::FixedProbability,
+    pub init: snnc_compiler::sema::Init,
+    pub rng: snnc_compiler::rng::Rng,
+    pub fold: fn(Option<snnc_compiler::syntax::ast::Sign>, f64) -> T,
+    pub sign: Option<snnc_compiler::syntax::ast::Sign>,
+}
+
+impl<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>> Procedural<T> {
+    /// `y += x W` for one batch element, over the non-zero entries `active` of x.
+    fn deliver(&self, active: &[u32], x: &[T], y: &mut [T]) {
+        for &i in active {
+            let xi = x[i as usize];
+            let one = xi.to_f64() == 1.0;
+            self.draws.row(i as usize, &self.init, &self.rng, |c, w| {
+                let w = (self.fold)(self.sign, w);
+                y[c as usize] += if one { w } else { w * xi };
+            });
+        }
+    }
 }
 
 /// `out += x W` for one projection, with the kernel its connectivity calls for.
@@ -151,6 +180,19 @@ where
         Weights::OneToOne(w) => {
             for b in 0..batch {
                 one_to_one(w, &src[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post]);
+            }
+        }
+        Weights::Procedural(g) => {
+            for b in 0..batch {
+                let x = &src[b * n_pre..(b + 1) * n_pre];
+                let y = &mut out[b * n_post..(b + 1) * n_post];
+                match active {
+                    Some(a) => g.deliver(&a[b], x, y),
+                    None => {
+                        let a: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
+                        g.deliver(&a, x, y);
+                    }
+                }
             }
         }
     }

@@ -272,6 +272,9 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     }
                 }
                 Weights::OneToOne(w) => DevWeights::OneToOne(upload(&mut dev, fe, "w", T::host(w)).map_err(dev_err)?),
+                Weights::Procedural(_) => {
+                    return Err(RuntimeError::Build(format!("`{}` is procedural: the CUDA backend does not regenerate connectivity yet; run it on the CPU backend, or store it (`sparse p = ...`)", pr.name)));
+                }
             };
             let mut ring = Vec::new();
             if let Some(r) = &pr.delay {

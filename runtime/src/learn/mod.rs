@@ -465,13 +465,13 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
                 return Err(RuntimeError::Build(format!("`{name}` reads the output of the readout `{}`: gradients through it are not supported", net.pops[r].name)));
             }
             if shape.is_none() {
-                return Err(RuntimeError::Build(format!("`{name}`: gradients through one-to-one projections are not supported yet")));
+                return Err(RuntimeError::Build(format!("`{name}`: gradients through one-to-one and procedural projections are not supported yet")));
             }
             links.push(Link { proj: i, from: q, to, input, now: q < to, state, delay });
         }
         if is_trainable {
             let Some(shape) = shape else {
-                return Err(RuntimeError::Build(format!("`{name}`: only dense and sparse projections can be trained")));
+                return Err(RuntimeError::Build(format!("`{name}`: only dense and sparse projections can be trained (one-to-one and procedural ones cannot yet)")));
             };
             let n_pre = net.source_size(i);
             etrace.push(EtraceProj { target: Target { index: i, pop: to, input, n_pre, delay, shape }, name: name.clone() });

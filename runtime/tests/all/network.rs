@@ -157,3 +157,35 @@ fn a_network_without_kernels_refuses_to_step_until_kernels_are_attached() {
     }
     assert_eq!(bare.pops[0].states, built.pops[0].states);
 }
+
+/// `procedural p = P` regenerates the synapses and weights of the stored `sparse p = P`
+/// projection with the same seed at every spike: the same spikes, step for step, in f64
+/// and f32, with drawn weights, a sign, a delay and `no_self`; and it stores nothing.
+#[test]
+fn procedural_connectivity_equals_the_stored_one() {
+    let variant = |topo: &str| {
+        SMALL_COBA
+            .replace("sparse p = 0.4 weight 6 nS", &format!("{topo} init normal(6 nS, 3 nS) excitatory"))
+            .replace("E -> E.I via ExpCond { tau = 5 ms, E = 0 mV } ", "E -> E.I via ExpCond { tau = 5 ms, E = 0 mV } no_self delay 0.3 ms ")
+            .replace("sparse p = 0.4 weight 67 nS", &format!("{topo} init normal(67 nS, 20 nS)"))
+    };
+    fn run<T: snnc_runtime::scalar::Float>(text: &str) -> (Vec<Vec<T>>, usize) {
+        let p = program(text);
+        let mut net = Network::<T>::build(&p, &p.networks[0], &Options { seed: 5, ..Options::default() }, &snnc_runtime::kernels::JitFactory).unwrap();
+        let mut out = Vec::new();
+        for _ in 0..400 {
+            net.step(&[]).unwrap();
+            out.push(net.pops.iter().flat_map(|p| p.spikes.clone()).collect());
+        }
+        (out, net.n_synapses())
+    }
+    let (stored, procedural) = (variant("sparse p = 0.4"), variant("procedural p = 0.4"));
+    assert!(procedural.contains("procedural p = 0.4 init normal(6 nS, 3 nS) excitatory") && procedural.contains("no_self delay"), "{procedural}");
+    let (a, n_stored) = run::<f64>(&stored);
+    let (b, n_expected) = run::<f64>(&procedural);
+    assert!(a.iter().flatten().sum::<f64>() > 10.0, "the network fires");
+    assert_eq!(a, b, "f64 spikes");
+    // The expected count, which the stored draw is near.
+    assert!((n_stored as f64 - n_expected as f64).abs() < 0.05 * n_expected as f64, "{n_stored} vs {n_expected}");
+    assert_eq!(run::<f32>(&stored).0, run::<f32>(&procedural).0, "f32 spikes");
+}

@@ -125,22 +125,13 @@ pub fn load_network_sources(
     if reporter.report(&diags, &sources) > 0 {
         return None;
     }
-    let names: Vec<&str> = program.networks.iter().map(|n| n.name.as_str()).collect();
-    let index = match name {
-        Some(n) => program.networks.iter().position(|x| x.name == n),
-        None if names.len() == 1 => Some(0),
-        None => None,
-    };
-    if let Some(i) = index {
-        return Some((program, i, sources));
+    match crate::api::load::select_network(&program, name, &file.display().to_string(), "--network") {
+        Ok(i) => Some((program, i, sources)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
     }
-    let file = file.display();
-    match (name, names.is_empty()) {
-        (_, true) => eprintln!("error: {file} defines no network; this command needs one"),
-        (Some(n), false) => eprintln!("error: no network `{n}` in {file} (networks: {})", names.join(", ")),
-        (None, false) => eprintln!("error: {file} defines {} networks; choose one with --network (networks: {})", names.len(), names.join(", ")),
-    }
-    None
 }
 
 pub fn run(cli: Cli) -> ExitCode {

@@ -6,10 +6,10 @@ use numpy::PyReadonlyArrayDyn;
 use pyo3::prelude::*;
 use snnc::api::load::Refused;
 
-/// Any array-like as an owned f64 array (numpy converts lists, ints and float32).
+/// Any array-like as an owned f64 array (numpy converts lists, numbers, ints and float32).
 pub fn f64_array(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayD<f64>> {
     let np = obj.py().import("numpy")?;
-    let arr = np.call_method1("ascontiguousarray", (obj, "float64")).map_err(|e| pyo3::exceptions::PyTypeError::new_err(format!("{what}: not an array of numbers ({e})")))?;
+    let arr = np.call_method1("asarray", (obj, "float64")).map_err(|e| pyo3::exceptions::PyTypeError::new_err(format!("{what}: not an array of numbers ({e})")))?;
     let view: PyReadonlyArrayDyn<'_, f64> = arr.extract()?;
     Ok(view.as_array().to_owned())
 }

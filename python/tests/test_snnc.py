@@ -1,0 +1,247 @@
+"""The Python module against the `snnc` command line: the same recordings, the same
+gradients bit for bit, the same diagnostics; and what only Python has (stepping, states,
+weights as dicts, Ctrl-C as KeyboardInterrupt).
+
+The CLI is `target/debug/snnc` of this checkout (`cargo build` makes it), or $SNNC_BIN.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import snnc
+
+REPO = Path(__file__).resolve().parents[2]
+ALIF = REPO / "tests/data/golden_alif.snn"
+CUBA = REPO / "examples/cuba.snn"
+
+
+def cli(*args, check=True):
+    exe = os.environ.get("SNNC_BIN", str(REPO / "target/debug/snnc"))
+    if not Path(exe).exists():
+        pytest.fail(f"no snnc binary at {exe}: run `cargo build` (or set SNNC_BIN)")
+    r = subprocess.run([exe, *map(str, args)], cwd=REPO, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snnc {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r
+
+
+def cli_recordings(out: Path):
+    return {p.name[: -len(".npy")]: np.load(p) for p in out.glob("*.npy")}
+
+
+def assert_same(a: dict, b: dict):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        assert np.array_equal(a[k], b[k]), k
+
+
+# --- loading and diagnostics ---------------------------------------------------------
+
+
+BAD = """import "stdlib/lif.snn"
+
+network bad {
+    layer h = LIF[4] { tau = 10 mV }
+}
+"""
+
+
+def test_compile_error_is_the_cli_diagnostic(tmp_path):
+    path = tmp_path / "bad.snn"
+    path.write_text(BAD)
+    with pytest.raises(snnc.CompileError) as e:
+        snnc.load(str(path))
+    err = e.value
+    assert (err.file, err.line) == (str(path), 4)
+    assert err.column == BAD.splitlines()[3].index("tau") + 1 or err.column >= 1
+    assert err.errors >= 1
+    stderr = cli("check", "--color", "never", path, check=False).stderr
+    assert str(err) in stderr
+    # The same text given as a string names it as asked.
+    with pytest.raises(snnc.CompileError) as e2:
+        snnc.compile(BAD, name="mine.snn")
+    assert (e2.value.file, e2.value.line) == ("mine.snn", 4)
+
+
+def test_syntax_error_line():
+    with pytest.raises(snnc.CompileError) as e:
+        snnc.compile("// one\n// two\nnetwork { }\n")
+    assert e.value.line == 3 and e.value.column == 9
+    assert "E0001" in str(e.value)
+
+
+def test_missing_file_raises_compile_error(tmp_path):
+    with pytest.raises(snnc.CompileError) as e:
+        snnc.load(tmp_path / "nope.snn")
+    assert "cannot read" in str(e.value)
+
+
+def test_program_names_and_network_choice():
+    p = snnc.load(ALIF)
+    assert p.networks == ["golden_alif"]
+    assert "ALIF" in p.models
+    with pytest.raises(snnc.SnncError, match="no network `nope`"):
+        p.network("nope")
+    with pytest.raises(ValueError, match="precision"):
+        p.network(precision="f16")
+    with pytest.raises(ValueError, match="cuda"):
+        p.network(backend="cuda")
+
+
+# --- simulation against `snnc run` ---------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["f32", "f64"])
+def test_run_equals_snnc_run(tmp_path, precision):
+    cli("run", CUBA, "--duration", "30ms", "--seed", 3, "--precision", precision, "--out", tmp_path, "--record", "spikes,v")
+    net = snnc.load(CUBA).network(seed=3, precision=precision)
+    got = net.run(duration=0.030, record=["spikes", "v"])
+    assert_same(got, cli_recordings(tmp_path))
+    assert net.step_index == 300 and abs(net.time - 0.03) < 1e-12
+
+
+def test_array_and_poisson_inputs_equal_snnc_run(tmp_path):
+    rng = np.random.default_rng(1)
+    x = (rng.random((40, 8)) < 0.3).astype(np.float64) * 2.0
+    np.save(tmp_path / "x.npy", x)
+    for name, cli_src, py_src in [("array", tmp_path / "x.npy", x), ("poisson", "poisson:300Hz", "poisson:300Hz"), ("const", "const:1.5", 1.5)]:
+        out = tmp_path / name
+        cli("run", ALIF, "--duration", "40ms", "--out", out, "--record", "spikes,v,a", "--input", f"x={cli_src}")
+        net = snnc.load(ALIF).network()
+        got = net.run(40, inputs={"x": py_src}, record=["spikes", "v", "a"])
+        assert_same(got, cli_recordings(out))
+        assert np.abs(got["rec.v"]).max() > 0, name  # the input reached the network
+
+
+def test_input_array_gives_the_length_and_batches():
+    net = snnc.load(ALIF).network(batch=2)
+    x = np.zeros((25, 2, 8))
+    x[:, 1, :] = 3.0
+    r = net.run(inputs={"x": x}, record=["spikes", "v"], dense=True)
+    assert r["rec.v"].shape == (25, 2 * 16)
+    assert r["rec.spikes"].shape == (25, 32) and r["rec.spikes"].dtype == bool
+    # Only batch element 1 is driven.
+    assert not r["rec.spikes"][:, :16].any() and r["rec.spikes"][:, 16:].any()
+    with pytest.raises(ValueError, match=r"\(T, 8\) or \(T, 2, 8\)"):
+        net.run(inputs={"x": np.zeros((5, 3))})
+    with pytest.raises(KeyError, match="inputs: x"):
+        net.run(5, inputs={"y": 1.0})
+    with pytest.raises(ValueError, match="not finite"):
+        net.run(inputs={"x": np.full((5, 8), np.nan)})
+
+
+def test_dense_spikes_match_index_lists():
+    net = snnc.load(CUBA).network(seed=1)
+    sparse = net.run(200)
+    net.reset()
+    dense = net.run(200, dense=True)
+    for pop in ["E", "I"]:
+        t, i = sparse[f"{pop}.spikes.t"], sparse[f"{pop}.spikes.i"]
+        rows = np.round(t / net.dt).astype(int) - 1
+        want = np.zeros_like(dense[f"{pop}.spikes"])
+        want[rows, i] = True
+        assert np.array_equal(dense[f"{pop}.spikes"], want)
+
+
+def test_step_by_step_equals_run_and_states_can_be_set():
+    p = snnc.load(ALIF)
+    a, b = p.network(precision="f64"), p.network(precision="f64")
+    x = np.linspace(0, 2, 8)
+    ra = a.run(30, inputs={"x": np.tile(x, (30, 1))}, record=["v"])
+    for s in range(30):
+        b.step({"x": x})
+        # Recordings are float32, as `snnc run` writes them.
+        assert np.array_equal(b.state("rec", "v").astype(np.float32).ravel(), ra["rec.v"][s])
+    assert np.array_equal(a.state("rec", "v"), b.state("rec", "v"))
+    assert b.state("rec", "v").dtype == np.float64 and b.state("rec", "v").shape == (1, 16)
+    b.set_state("rec", "v", 5.0)  # above threshold: every neuron spikes next step
+    b.step()
+    assert b.spikes("rec").all()
+    with pytest.raises(KeyError, match="states: "):
+        b.state("rec", "nope")
+    b.reset()
+    assert b.step_index == 0 and not b.state("rec", "v").any()
+
+
+def test_keyboard_interrupt_stops_a_long_run():
+    net = snnc.load(CUBA).network()
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        net.run(10_000_000)
+    timer.join()
+    reached = net.step_index
+    assert 0 < reached < 10_000_000
+    net.run(5)  # the network is whole and goes on from where it stopped
+    assert net.step_index == reached + 5
+
+
+# --- weights and gradients against `snnc grad` -------------------------------------------
+
+
+def sequences(tmp_path, T=20, B=2):
+    rng = np.random.default_rng(7)
+    x = (rng.random((T, B, 8)) < 0.4).astype(np.float64)
+    target = rng.normal(size=(T, B, 3))
+    np.savez(tmp_path / "seq.npz", x=x, target=target)
+    return x, target
+
+
+@pytest.mark.parametrize("precision", ["f32", "f64"])
+@pytest.mark.parametrize("method", ["bptt", "d-rtrl", "es-d-rtrl"])
+def test_grad_equals_snnc_grad_bit_for_bit(tmp_path, precision, method):
+    x, target = sequences(tmp_path)
+    net = snnc.load(ALIF).network(seed=5, precision=precision)
+    w = net.weights()
+    assert w["W_rec"].shape == (16, 16) and w["W_in"].shape == (8, 16)
+    w = {k: v * 1.5 + 0.1 for k, v in w.items()}
+    np.savez(tmp_path / "w.npz", **w)
+    net.set_weights(w)
+    args = ["grad", ALIF, "--method", method, "--etrace-decay", "0.9", "--seed", 5, "--data", tmp_path / "seq.npz"]
+    args += ["--weights", tmp_path / "w.npz", "--out", tmp_path / "g.npz"] + (["--f64"] if precision == "f64" else [])
+    cli(*args)
+    want = np.load(tmp_path / "g.npz")
+    got = net.grad(x, target, method=method, etrace_decay=0.9)
+    assert sorted(got) == sorted(want.files)
+    for k in want.files:
+        assert np.array_equal(np.asarray(got[k]), want[k]), k
+
+
+def test_grad_records_like_snnc_grad(tmp_path):
+    x, target = sequences(tmp_path)
+    cli("grad", ALIF, "--method", "es-d-rtrl", "--data", tmp_path / "seq.npz", "--out", tmp_path / "g.npz", "--record", tmp_path / "rec")
+    got = snnc.load(ALIF).network().grad(x, target, method="es-d-rtrl", record=True)["recorded"]
+    assert_same(got, cli_recordings(tmp_path / "rec"))
+
+
+def test_weights_round_trip_and_refusals():
+    p = snnc.load(ALIF)
+    net = p.network()
+    w = net.weights()
+    w2 = p.network(weights={"W_out": w["W_out"] * 0}).weights()
+    assert not w2["W_out"].any() and np.array_equal(w2["W_in"], w["W_in"])
+    with pytest.raises(snnc.SnncError, match="no such projection or trainable param"):
+        net.set_weights({"W_nope": np.zeros((2, 2))})
+    with pytest.raises(snnc.SnncError, match="8x16"):
+        net.set_weights({"W_in": np.zeros((3, 3))})
+    with pytest.raises(ValueError, match="shape"):
+        net.grad(np.zeros((5, 8)), np.zeros((5, 1, 3)))
+
+
+# --- explain -----------------------------------------------------------------------------
+
+
+def test_explain_is_snnc_explain_as_data():
+    p = snnc.load(CUBA)
+    want = json.loads(cli("explain", CUBA, "--network", "cuba", "--format", "json").stdout)
+    assert p.explain(network="cuba") == want
+    text = cli("explain", REPO / "stdlib/lif.snn", "--model", "LIF").stdout
+    assert snnc.load(REPO / "stdlib/lif.snn").explain(model="LIF", format="text") == text

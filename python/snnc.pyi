@@ -1,7 +1,7 @@
 """snnc: a modelling language and compiler for spiking neural networks (docs/python.md)."""
 
 from os import PathLike
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,30 @@ class Program:
         """The math of the models (or of a network's populations as the runtime runs
         them): integrator, discrete step, D, Df, surrogate. "data": a list of dicts (as
         `snnc explain --format json`); "text": what `snnc explain` prints."""
+
+    def train(
+        self,
+        network: Optional[str] = None,
+        *,
+        callback: Optional[Callable[[dict[str, Any]], Optional[bool]]] = None,
+        weights: Optional[Mapping[str, npt.ArrayLike]] = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Trains as `snnc train` does, its options as keyword arguments (`task`,
+        `method`, `epochs`, `batches`, `batch`, `lr`, `lr_decay`, `optimizer`,
+        `grad_clip`, `update_every`, `seed`, `out`, `resume`, `plot`, `f64`,
+        `test_batches`, `delay`, ...; `plot=True` is `--plot`). `weights`: starting
+        values. `callback(info)` after every batch ("epoch", "batch", "loss",
+        "accuracy", "rates", "weights"); returning False stops the run. Returns
+        {"weights", "history", "test", "stopped"}."""
+    def evaluate(
+        self,
+        network: Optional[str] = None,
+        *,
+        weights: Optional[Mapping[str, npt.ArrayLike]] = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Held-out loss and accuracy of `weights`, as `snnc eval`; "test" holds it."""
 
 class Network:
     """A built network on the CPU. States are (batch, n) arrays per population."""

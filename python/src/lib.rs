@@ -7,6 +7,7 @@
 mod convert;
 mod network;
 mod program;
+mod train;
 
 use pyo3::prelude::*;
 

@@ -114,7 +114,7 @@ impl Network {
 }
 
 /// A dict of name -> matrix (a 1-D array is a row: a trainable param's values).
-fn weights_from(d: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Array2<f64>)>> {
+pub fn weights_from(d: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Array2<f64>)>> {
     let mut out = Vec::new();
     for (k, v) in d.iter() {
         let name: String = k.extract()?;

@@ -2,6 +2,7 @@
 
 use crate::convert::{compile_err, runtime_err, warn};
 use crate::network::{Network, NetworkOptions};
+use crate::train;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use snnc::api::explain::{Refusal, steps};
@@ -125,6 +126,55 @@ impl Program {
             }
             f => Err(pyo3::exceptions::PyValueError::new_err(format!("unknown format `{f}` (data, text)"))),
         }
+    }
+
+    /// Trains a network as `snnc train` does (docs/training.md), with its options as
+    /// keyword arguments: `task="dms"`, `method="es-d-rtrl"`, `epochs=3`, `batches=10`,
+    /// `batch=32`, `lr=1e-3`, `optimizer="adam"`, `grad_clip=1.0`, `seed=1`,
+    /// `out="runs/x"` (log.csv and checkpoint.safetensors after every epoch), `plot=True`,
+    /// `f64=True`, ...; the network's `train { }` block gives the rest. Progress is
+    /// printed as the command prints it. The GIL is released while it runs.
+    ///
+    /// `weights`: starting values of trainable tensors (a dict as `Network.weights()`
+    /// gives). `callback(info)` is called after every batch with a dict: "epoch",
+    /// "batch", "loss", "accuracy", "rates", "weights"; returning False stops the run.
+    /// Ctrl-C raises KeyboardInterrupt after the batch (checkpoints written stay whole).
+    ///
+    /// Returns {"weights": the final weights, "history": one dict per batch, "test": the
+    /// held-out evaluations, "stopped": whether the callback stopped it}.
+    #[pyo3(signature = (network = None, *, callback = None, weights = None, **options))]
+    fn train<'py>(
+        &self,
+        py: Python<'py>,
+        network: Option<&str>,
+        callback: Option<Py<PyAny>>,
+        weights: Option<&Bound<'py, pyo3::types::PyDict>>,
+        options: Option<&Bound<'py, pyo3::types::PyDict>>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let index = select_network(&self.checked.program, network, &self.checked.entry, "network=").map_err(runtime_err)?;
+        let name = &self.checked.program.networks[index].name;
+        let mut args = train::parse_args(&self.checked.entry, Some(name), options)?;
+        train::set_start_weights(&mut args, weights)?;
+        train::run(py, &self.checked.program, index, args, callback)
+    }
+
+    /// Loss and accuracy of `weights` on held-out trials, as `snnc eval` (options as
+    /// for `train`: `task`, `batch`, `test_batches`, `seed`, ...). Returns the same dict
+    /// as `train`, its "test" holding the one evaluation.
+    #[pyo3(signature = (network = None, *, weights = None, **options))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        network: Option<&str>,
+        weights: Option<&Bound<'py, pyo3::types::PyDict>>,
+        options: Option<&Bound<'py, pyo3::types::PyDict>>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let index = select_network(&self.checked.program, network, &self.checked.entry, "network=").map_err(runtime_err)?;
+        let name = &self.checked.program.networks[index].name;
+        let mut args = train::parse_args(&self.checked.entry, Some(name), options)?;
+        train::set_start_weights(&mut args, weights)?;
+        (args.evaluate_only, args.epochs, args.batches) = (true, Some(0), 0);
+        train::run(py, &self.checked.program, index, args, None)
     }
 
     fn __repr__(&self) -> String {

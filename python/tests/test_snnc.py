@@ -245,3 +245,69 @@ def test_explain_is_snnc_explain_as_data():
     assert p.explain(network="cuba") == want
     text = cli("explain", REPO / "stdlib/lif.snn", "--model", "LIF").stdout
     assert snnc.load(REPO / "stdlib/lif.snn").explain(model="LIF", format="text") == text
+
+
+# --- training against `snnc train` -------------------------------------------------------
+
+TINY = REPO / "tests/data/tiny_evidence.snn"
+TRAIN = dict(epochs=2, batches=3, batch=4, delay="100ms")
+
+
+def safetensors(path):
+    """The tensors of a `.safetensors` file (8-byte header length, JSON header, data)."""
+    raw = Path(path).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
+    dtypes = {"F64": np.float64, "F32": np.float32}
+    return {
+        k: np.frombuffer(data[v["data_offsets"][0] : v["data_offsets"][1]], dtype=dtypes[v["dtype"]]).reshape(v["shape"])
+        for k, v in header.items()
+        if k != "__metadata__"
+    }
+
+
+def test_train_equals_snnc_train_and_calls_back(tmp_path):
+    cli("train", TINY, "--epochs", 2, "--batches", 3, "--batch", 4, "--delay", "100ms", "--out", tmp_path / "cli")
+    seen = []
+    r = snnc.load(TINY).train(callback=seen.append, out=tmp_path / "py", **TRAIN)
+    want = safetensors(tmp_path / "cli/checkpoint.safetensors")
+    assert sorted(r["weights"]) == sorted(want)
+    for k in want:
+        assert np.array_equal(r["weights"][k], want[k]), k
+    assert np.array_equal(safetensors(tmp_path / "py/checkpoint.safetensors")["W_in"], want["W_in"])
+    assert [(i["epoch"], i["batch"]) for i in seen] == [(e, b) for e in range(2) for b in range(3)]
+    assert [h["loss"] for h in r["history"]] == [i["loss"] for i in seen]
+    assert len(r["test"]) == 2 and not r["stopped"]
+    assert (tmp_path / "cli/log.csv").read_text() == (tmp_path / "py/log.csv").read_text()
+
+
+def test_train_stops_when_the_callback_says_and_starts_from_given_weights():
+    p = snnc.load(TINY)
+    r = p.train(callback=lambda info: info["batch"] < 1, **TRAIN)
+    assert r["stopped"] and len(r["history"]) == 2
+    start = {k: np.zeros_like(v) for k, v in r["weights"].items()}
+    first = []
+    p.train(weights=start, callback=lambda info: first.append(info["weights"]) or False, **TRAIN)
+    # One Adam step from all-zero weights moves each weight by at most lr.
+    assert all(np.abs(w).max() <= 1e-2 + 1e-12 for w in first[0].values())
+    with pytest.raises(snnc.SnncError, match="no trainable tensor `nope`"):
+        p.train(weights={"nope": np.zeros((1, 1))}, **TRAIN)
+    with pytest.raises(ValueError, match="--epochs"):
+        p.train(epochs="x")
+
+
+def test_callback_errors_propagate():
+    def boom(info):
+        raise ZeroDivisionError("from the callback")
+
+    with pytest.raises(ZeroDivisionError, match="from the callback"):
+        snnc.load(TINY).train(callback=boom, **TRAIN)
+
+
+def test_evaluate_equals_snnc_eval(tmp_path):
+    cli("train", TINY, "--epochs", 1, "--batches", 2, "--batch", 4, "--delay", "100ms", "--out", tmp_path)
+    out = cli("eval", TINY, "--weights", tmp_path / "checkpoint.safetensors", "--batch", 4, "--delay", "100ms").stdout
+    w = safetensors(tmp_path / "checkpoint.safetensors")
+    t = snnc.load(TINY).evaluate(weights={k: v.copy() for k, v in w.items()}, batch=4, delay="100ms")["test"][0]
+    assert f"held-out ({t['trials']} trials): loss {t['loss']:.4f} per trial, accuracy {100 * t['accuracy']:.1f} %" in out

@@ -12,7 +12,7 @@ mod grad;
 mod os;
 mod plot;
 pub(crate) mod run;
-mod train;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 use snnc_compiler::{Diagnostic, SourceMap};

@@ -25,5 +25,6 @@ fn snnc_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<network::Network>()?;
     m.add_function(wrap_pyfunction!(program::load, m)?)?;
     m.add_function(wrap_pyfunction!(program::compile, m)?)?;
+    m.add_function(wrap_pyfunction!(program::import_nir, m)?)?;
     Ok(())
 }

@@ -476,6 +476,19 @@ impl Network {
         Ok(d)
     }
 
+    /// Writes this network as a NIR graph (HDF5) to `path`: its params as built with
+    /// its seed, its current weights. What NIR cannot express is refused, naming it
+    /// (docs/nir.md).
+    fn export_nir(&self, path: std::path::PathBuf) -> PyResult<()> {
+        let weights = with_net!(&self.built, n => {
+            let names: Vec<String> = n.projections().into_iter().map(|(p, _)| p).collect();
+            weights_of(n, &names)
+        });
+        let def = self.def();
+        let g = snnc::api::nir::export(&self.checked.program, def, self.o.seed, &weights).map_err(|e| runtime_err(format!("cannot export network `{}` to NIR: {e}", def.name)))?;
+        snnc::api::nir::write(&path, &g).map_err(runtime_err)
+    }
+
     fn __repr__(&self) -> String {
         with_net!(&self.built, n => format!(
             "<snnc.Network {}: {} neurons, {} populations, batch {}, {}, t = {:.4} s>",

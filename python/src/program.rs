@@ -51,8 +51,39 @@ pub fn compile(py: Python<'_>, text: &str, name: String, include: Vec<PathBuf>) 
     finish(py, check_text(&name, text, &load_options(include)))
 }
 
+/// Reads a NIR graph (HDF5, as the `nir` package writes it) as a program with one
+/// network, and its weights: `prog, weights = snnc.import_nir("graph.nir", dt=1e-3)`,
+/// then `prog.network(weights=weights)`. NIR has no time step: `dt` (seconds) is the
+/// one to run with; `method` integrates NIR's continuous-time equations ("euler", as
+/// snnTorch and Norse do, or "exact", "exp_euler", "rk2", "rk4"). `name`: the
+/// network's (default: the file's stem). See docs/nir.md.
+#[pyfunction]
+#[pyo3(signature = (path, dt, *, method = "euler", name = None))]
+pub fn import_nir<'py>(py: Python<'py>, path: PathBuf, dt: f64, method: &str, name: Option<String>) -> PyResult<(Program, Bound<'py, pyo3::types::PyDict>)> {
+    let method = snnc_compiler::sema::Method::ALL
+        .iter()
+        .find(|(n, _)| *n == method)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown method `{method}` (exact, exp_euler, euler, rk2, rk4)")))?;
+    let name = name.unwrap_or_else(|| path.file_stem().map_or("imported".into(), |s| s.to_string_lossy().into_owned()));
+    let imported = snnc::api::nir::read(&path).and_then(|g| snnc::api::nir::import(&g, &name, dt, method)).map_err(runtime_err)?;
+    let program = finish(py, check_text(&format!("{name}.snn"), &imported.snn, &LoadOptions::default()))?;
+    let weights = pyo3::types::PyDict::new(py);
+    for (n, w) in imported.weights {
+        weights.set_item(n, numpy::IntoPyArray::into_pyarray(w, py))?;
+    }
+    Ok((program, weights))
+}
+
 #[pymethods]
 impl Program {
+    /// The program's source text (an imported NIR graph's generated `.snn`, too).
+    #[getter]
+    fn source(&self) -> String {
+        let c = &self.checked;
+        (0..1 << 20).take_while(|i| c.sources.name(*i) != "<unknown>").find(|i| c.sources.name(*i) == c.entry).map(|i| c.sources.text(i).to_string()).unwrap_or_default()
+    }
+
     /// The networks' names, in definition order.
     #[getter]
     fn networks(&self) -> Vec<String> {

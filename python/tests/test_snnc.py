@@ -12,6 +12,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+import nir
 import numpy as np
 import pytest
 
@@ -311,3 +312,108 @@ def test_evaluate_equals_snnc_eval(tmp_path):
     w = safetensors(tmp_path / "checkpoint.safetensors")
     t = snnc.load(TINY).evaluate(weights={k: v.copy() for k, v in w.items()}, batch=4, delay="100ms")["test"][0]
     assert f"held-out ({t['trials']} trials): loss {t['loss']:.4f} per trial, accuracy {100 * t['accuracy']:.1f} %" in out
+
+
+# --- NIR ---------------------------------------------------------------------------------
+
+def cuba_lif_graph(rng, n_in=5, n_h=7, n_o=3):
+    """A NIR graph as the `nir` package builds it: Input -> Affine -> CubaLIF -> Linear -> Output."""
+    p = dict(
+        tau_syn=np.full(n_h, 5e-3), tau_mem=np.full(n_h, 1e-2), r=np.full(n_h, 2.0), v_leak=np.full(n_h, 0.1),
+        v_threshold=np.full(n_h, 1.0), v_reset=np.full(n_h, -0.2), w_in=np.full(n_h, 1.5),
+    )
+    W1, W2 = rng.normal(0, 3, (n_h, n_in)), rng.normal(0, 2, (n_o, n_h))
+    nodes = {
+        "input": nir.Input(input_type=np.array([n_in])),
+        "fc1": nir.Affine(weight=W1, bias=np.zeros(n_h)),
+        "lif": nir.CubaLIF(**p),
+        "fc2": nir.Linear(weight=W2),
+        "output": nir.Output(output_type=np.array([n_o])),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges), p, W1
+
+
+def test_nir_graph_runs_as_its_euler_reference(tmp_path):
+    rng = np.random.default_rng(0)
+    graph, p, W1 = cuba_lif_graph(rng)
+    nir.write(tmp_path / "g.nir", graph)
+    dt, T = 1e-3, 80
+    prog, weights = snnc.import_nir(tmp_path / "g.nir", dt=dt)
+    net = prog.network(precision="f64", weights=weights)
+    x = (rng.random((T, 5)) < 0.3).astype(float)
+    rec = net.run(inputs={"input_": x}, record=["spikes", "v"], dense=True)
+    # NIR's CubaLIF by forward Euler, the input held over each step (docs/nir.md).
+    syn, v = np.zeros(7), np.zeros(7)
+    spikes, vs = [], []
+    for t in range(T):
+        syn, v = syn + dt * (p["w_in"] * (W1 @ x[t]) - syn) / p["tau_syn"], v + dt * (p["v_leak"] - v + p["r"] * syn) / p["tau_mem"]
+        s = v > p["v_threshold"]
+        vs.append(v.copy())  # recorded before the reset
+        v = np.where(s, p["v_reset"], v)
+        spikes.append(s)
+    assert np.array_equal(rec["lif.spikes"], np.array(spikes)) and np.sum(spikes) > 10
+    assert np.allclose(rec["lif.v"], np.array(vs), rtol=1e-6, atol=1e-6)
+
+
+def test_snnc_nir_snnc_round_trip_and_nir_reads_the_export(tmp_path):
+    rng = np.random.default_rng(1)
+    graph, p, W1 = cuba_lif_graph(rng)
+    nir.write(tmp_path / "g.nir", graph)
+    prog, weights = snnc.import_nir(tmp_path / "g.nir", dt=1e-3)
+    x = (rng.random((100, 5)) < 0.3).astype(float)
+    first = prog.network(weights=weights)
+    want = first.run(inputs={"input_": x}, record=["spikes"])
+    first.export_nir(tmp_path / "back.nir")
+    back = nir.read(tmp_path / "back.nir")
+    assert {k: type(n).__name__ for k, n in back.nodes.items()} == {
+        "input_": "Input", "fc1": "Linear", "lif": "CubaLIF", "fc2": "Linear", "output_": "Output",
+    }
+    assert sorted(back.edges) == sorted([("input_", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "output_")])
+    assert np.array_equal(back.nodes["fc1"].weight, W1.astype(np.float32).astype(np.float64))
+    for k, v in p.items():
+        assert np.array_equal(back.nodes["lif"].__dict__[k], v.astype(np.float32).astype(np.float64)) or np.array_equal(back.nodes["lif"].__dict__[k], v), k
+    prog2, weights2 = snnc.import_nir(tmp_path / "back.nir", dt=1e-3)
+    got = prog2.network(weights=weights2).run(inputs={"input_": x}, record=["spikes"])
+    assert_same(got, want)
+    assert want["lif.spikes.i"].size > 0
+
+
+def test_import_nir_cli_writes_the_same_program(tmp_path):
+    graph, _, _ = cuba_lif_graph(np.random.default_rng(2))
+    nir.write(tmp_path / "g.nir", graph)
+    cli("import-nir", tmp_path / "g.nir", "--dt", "0.5ms", "--method", "exact", "--out", tmp_path / "out")
+    prog, weights = snnc.import_nir(tmp_path / "g.nir", dt=0.5e-3, method="exact")
+    assert (tmp_path / "out/g.snn").read_text() == prog.source
+    assert "method exact" in prog.source and "dt = 0.0005 s" in prog.source
+    ck = safetensors(tmp_path / "out/g.safetensors")
+    assert sorted(ck) == sorted(weights) and all(np.array_equal(ck[k], weights[k]) for k in ck)
+    cli("export-nir", tmp_path / "out/g.snn", "--weights", tmp_path / "out/g.safetensors", "--out", tmp_path / "cli.nir")
+    assert np.array_equal(nir.read(tmp_path / "cli.nir").nodes["fc2"].weight, graph.nodes["fc2"].weight)
+
+
+def test_what_nir_cannot_express_is_refused_by_name(tmp_path):
+    with pytest.raises(snnc.SnncError, match="population `rec`: model `ALIF` is not one NIR has"):
+        snnc.load(ALIF).network().export_nir(tmp_path / "x.nir")
+    r = cli("export-nir", CUBA, "--out", tmp_path / "x.nir", check=False)
+    assert r.returncode == 1 and "model `CUBALIF` is not one NIR has" in r.stderr
+    g = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([2])), "d": nir.Delay(delay=np.ones(2)), "output": nir.Output(output_type=np.array([2]))},
+        edges=[("input", "d"), ("d", "output")],
+    )
+    nir.write(tmp_path / "delay.nir", g)
+    with pytest.raises(snnc.SnncError, match="node `d` is a NIR `Delay`, which snnc cannot import"):
+        snnc.import_nir(tmp_path / "delay.nir", dt=1e-3)
+    lif = nir.LIF(tau=np.array([0.01, 0.02]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2))
+    nir.write(tmp_path / "lif.nir", nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "l": lif, "output": nir.Output(output_type=np.array([2]))}, edges=[("input", "l"), ("l", "output")]))
+    with pytest.raises(snnc.SnncError, match="`tau` differs between neurons"):
+        snnc.import_nir(tmp_path / "lif.nir", dt=1e-3)
+
+
+def test_fortran_ordered_weights_are_the_same_weights(tmp_path):
+    p = snnc.load(ALIF)
+    w = {k: v * 3 for k, v in p.network().weights().items()}
+    x = np.full((30, 8), 1.0)
+    a = p.network(weights=w).run(inputs={"x": x}, record=["spikes", "v"])
+    b = p.network(weights={k: np.asfortranarray(v) for k, v in w.items()}).run(inputs={"x": x}, record=["spikes", "v"])
+    assert_same(a, b)

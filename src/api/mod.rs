@@ -6,3 +6,4 @@ pub mod load;
 pub mod inputs;
 pub mod grad;
 pub mod explain;
+pub mod nir;

@@ -9,6 +9,7 @@ mod engine;
 mod explain;
 mod fmt;
 mod grad;
+mod nir;
 mod os;
 mod plot;
 pub(crate) mod run;
@@ -74,6 +75,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Benchmark workloads with JSON-line results (`bench train`, `bench sim`).
     Bench(bench::Args),
+    /// Write a network as a NIR graph (HDF5) for other simulators and hardware.
+    ExportNir(nir::ExportArgs),
+    /// Read a NIR graph into a `.snn` file and its weights.
+    ImportNir(nir::ImportArgs),
 }
 
 /// Shared by every command: how to report diagnostics.
@@ -147,5 +152,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Train(a) => train::run(a, &opts, &reporter),
         Command::Eval(a) => eval::eval(a, &opts, &reporter),
         Command::Bench(a) => bench::run(a, &opts, &reporter),
+        Command::ExportNir(a) => nir::export(a, &opts, &reporter),
+        Command::ImportNir(a) => nir::import(a),
     }
 }

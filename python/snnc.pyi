@@ -32,8 +32,17 @@ def load(path: _Path, include: Sequence[_Path] = ()) -> Program:
 def compile(text: str, name: str = "<string>", include: Sequence[_Path] = ()) -> Program:
     """Checks `.snn` source text, named `name` in diagnostics. Raises CompileError."""
 
+def import_nir(path: _Path, dt: float, *, method: Literal["euler", "exact", "exp_euler", "rk2", "rk4"] = "euler", name: Optional[str] = None) -> tuple[Program, dict[str, npt.NDArray[np.float64]]]:
+    """Reads a NIR graph as a program with one network and its weights (`prog.network(
+    weights=weights)`). NIR has no time step: `dt` (seconds) is the one to run with;
+    `method` integrates NIR's continuous-time equations. See docs/nir.md."""
+
 class Program:
     """A checked program."""
+
+    @property
+    def source(self) -> str:
+        """The text of the program's entry file (an imported graph's generated `.snn`)."""
 
     @property
     def networks(self) -> list[str]: ...
@@ -147,6 +156,9 @@ class Network:
         """Dense projections' weights (n_pre, n_post) and trainable params (1, n)."""
     def set_weights(self, weights: Mapping[str, npt.ArrayLike]) -> None:
         """Sets weights by name; names not given are kept."""
+    def export_nir(self, path: _Path) -> None:
+        """Writes the network as a NIR graph (HDF5): params as built, current weights;
+        what NIR cannot express is refused, naming it (docs/nir.md)."""
     def grad(
         self,
         x: npt.ArrayLike,

@@ -75,6 +75,17 @@ pub fn import_nir<'py>(py: Python<'py>, path: PathBuf, dt: f64, method: &str, na
     Ok((program, weights))
 }
 
+impl Program {
+    /// The network `train` and `evaluate` use, and `snnc train`'s arguments for it.
+    fn train_args(&self, network: Option<&str>, weights: Option<&Bound<'_, pyo3::types::PyDict>>, options: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<(usize, snnc::cli::train::Args)> {
+        let index = select_network(&self.checked.program, network, &self.checked.entry, "network=").map_err(runtime_err)?;
+        let name = &self.checked.program.networks[index].name;
+        let mut args = train::parse_args(&self.checked.entry, Some(name), options)?;
+        train::set_start_weights(&mut args, weights)?;
+        Ok((index, args))
+    }
+}
+
 #[pymethods]
 impl Program {
     /// The program's source text (an imported NIR graph's generated `.snn`, too).
@@ -182,10 +193,7 @@ impl Program {
         weights: Option<&Bound<'py, pyo3::types::PyDict>>,
         options: Option<&Bound<'py, pyo3::types::PyDict>>,
     ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-        let index = select_network(&self.checked.program, network, &self.checked.entry, "network=").map_err(runtime_err)?;
-        let name = &self.checked.program.networks[index].name;
-        let mut args = train::parse_args(&self.checked.entry, Some(name), options)?;
-        train::set_start_weights(&mut args, weights)?;
+        let (index, args) = self.train_args(network, weights, options)?;
         train::run(py, &self.checked.program, index, args, callback)
     }
 
@@ -200,10 +208,7 @@ impl Program {
         weights: Option<&Bound<'py, pyo3::types::PyDict>>,
         options: Option<&Bound<'py, pyo3::types::PyDict>>,
     ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-        let index = select_network(&self.checked.program, network, &self.checked.entry, "network=").map_err(runtime_err)?;
-        let name = &self.checked.program.networks[index].name;
-        let mut args = train::parse_args(&self.checked.entry, Some(name), options)?;
-        train::set_start_weights(&mut args, weights)?;
+        let (index, mut args) = self.train_args(network, weights, options)?;
         (args.evaluate_only, args.epochs, args.batches) = (true, Some(0), 0);
         train::run(py, &self.checked.program, index, args, None)
     }

@@ -227,18 +227,12 @@ pub fn train_program(args: &Args, program: &Program, index: usize, hooks: &mut d
     let n_projections = trainable.len();
     // One batch element is enough for the names, initial weights and sizes (none of them
     // depends on the batch), and costs nothing whatever `--batch` asks.
-    let net = match build_net::<f64>(&program, def, 1, s.seed, true) {
-        Ok(n) => n,
-        Err(e) => return Err(e.to_string()),
-    };
+    let net = build_net::<f64>(program, def, 1, s.seed, true).map_err(|e| e.to_string())?;
     // Params marked `trainable` in the models (`rec.tau`), after the projections.
     trainable.extend(net.trainable_params());
     let initial = weights_of(&net, &trainable);
     let (weights, start_epoch) = match &args.resume {
-        Some(ck) => match rundir::resume(ck, initial.clone(), &def.name, args.init_missing) {
-            Ok(w) => w,
-            Err(e) => return Err(e),
-        },
+        Some(ck) => rundir::resume(ck, initial.clone(), &def.name, args.init_missing)?,
         None => (initial.clone(), 0),
     };
     let weights = with_start_weights(weights, &args.start_weights)?;
@@ -254,25 +248,16 @@ pub fn train_program(args: &Args, program: &Program, index: usize, hooks: &mut d
         (TaskArg::Dms | TaskArg::Evidence, true) => make_task(Split::Train, s.seed, 1).map_or(0, |t| t.steps()),
         _ => 0,
     };
-    if !args.evaluate_only
-        && let Err(e) = check_memory(&net, &trainable, &s, probe_steps, args.f64)
-    {
-        return Err(e);
+    if !args.evaluate_only {
+        check_memory(&net, &trainable, &s, probe_steps, args.f64)?;
     }
     // The test trials come from another seed (or the file's held-out samples): the
     // optimiser never sees them.
     let test_seed = s.seed ^ 0x7e57_7e57_7e57;
     let tasks = make_task(Split::Train, s.seed, s.batch).and_then(|train| Ok((train, make_task(Split::Test, test_seed, s.batch)?)));
-    let (train_task, test_task) = match tasks.and_then(|(a, b)| check_shapes(&[(&*a, "training"), (&*b, "held-out")], &task, &net, outputs).map(|_| (a, b))) {
-        Ok(t) => t,
-        Err(e) => return Err(e),
-    };
-    if !args.evaluate_only
-        && bptt
-        && probe_steps != train_task.steps()
-        && let Err(e) = check_memory(&net, &trainable, &s, train_task.steps(), args.f64)
-    {
-        return Err(e);
+    let (train_task, test_task) = tasks.and_then(|(a, b)| check_shapes(&[(&*a, "training"), (&*b, "held-out")], &task, &net, outputs).map(|_| (a, b)))?;
+    if !args.evaluate_only && bptt && probe_steps != train_task.steps() {
+        check_memory(&net, &trainable, &s, train_task.steps(), args.f64)?;
     }
     let (scales, unscaled) = lr_scales(&net, def, &initial);
     for name in &unscaled {
@@ -281,17 +266,14 @@ pub fn train_program(args: &Args, program: &Program, index: usize, hooks: &mut d
     let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip);
     opt.set_scales(&scales);
     let (log, curves) = match (&args.out, args.evaluate_only) {
-        (Some(dir), false) => match rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite) {
-            Ok((log, curves)) => (Some(log), curves),
-            Err(e) => return Err(e),
-        },
+        (Some(dir), false) => rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite).map(|(log, curves)| (Some(log), curves))?,
         _ => (None, Curves::default()),
     };
     let classifies = train_task.classifies();
     let training = Training {
         args,
         hooks,
-        program: &program,
+        program,
         def,
         task: &task,
         s,

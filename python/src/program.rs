@@ -82,6 +82,7 @@ impl Program {
         let name = &self.checked.program.networks[index].name;
         let mut args = train::parse_args(&self.checked.entry, Some(name), options)?;
         train::set_start_weights(&mut args, weights)?;
+        args.returns_weights = true;
         Ok((index, args))
     }
 }

@@ -64,6 +64,7 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         f64: a.f64,
         evaluate_only: true,
         start_weights: Vec::new(),
+        returns_weights: false,
     };
     run(args, opts, reporter)
 }

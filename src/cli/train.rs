@@ -169,6 +169,10 @@ pub struct Args {
     /// over the initial (or resumed) ones.
     #[arg(skip)]
     pub start_weights: Vec<(String, Array2<f64>)>,
+    /// Set by the Python module: the caller gets the final weights (so a run without
+    /// `--out` loses nothing, and is not warned about).
+    #[arg(skip)]
+    pub returns_weights: bool,
 }
 
 /// The network of a training run in float type `T` (with derivatives when `learning`).
@@ -514,7 +518,7 @@ impl Training<'_> {
             return Ok(self.weights);
         }
         self.banner();
-        if args.out.is_none() {
+        if args.out.is_none() && !args.returns_weights {
             eprintln!("note: no --out DIR: the trained weights will not be saved");
         }
         let mut progress = Progress::new(self.s.epochs * args.batches);
@@ -623,7 +627,7 @@ impl Training<'_> {
     /// The final line: what the run wrote, and the log's write error if there was one.
     fn finish(&self, last_checkpoint: Option<usize>) -> Result<(), String> {
         let Some(dir) = &self.args.out else {
-            println!("done; nothing written (no --out)");
+            println!("done; nothing written (no --out{})", if self.args.returns_weights { "; the weights are returned" } else { "" });
             return Ok(());
         };
         let mut wrote = vec![format!("{}", dir.join("log.csv").display())];

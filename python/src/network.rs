@@ -228,7 +228,7 @@ fn recordings<'py, T: Float>(py: Python<'py>, net: &Net<T>, rec: &Recorder, firs
     Ok(out)
 }
 
-fn state_slot<'a, T: Float>(net: &'a Net<T>, pop: &str, name: &str) -> PyResult<(usize, usize)> {
+fn state_slot<T: Float>(net: &Net<T>, pop: &str, name: &str) -> PyResult<(usize, usize)> {
     let p = net.pops.iter().position(|p| p.name == pop).ok_or_else(|| {
         let names: Vec<&str> = net.pops.iter().map(|p| p.name.as_str()).collect();
         PyKeyError::new_err(format!("no population `{pop}` (populations: {})", names.join(", ")))
@@ -500,7 +500,7 @@ impl Network {
 /// Whole steps of `duration` seconds at `dt`; refused below half a step.
 fn duration_steps(duration: f64, dt: f64) -> PyResult<u64> {
     let steps = (duration / dt).round();
-    if !(steps >= 1.0) || !steps.is_finite() {
+    if steps.is_nan() || steps < 1.0 || !steps.is_finite() {
         return Err(PyValueError::new_err(format!("duration {duration} s is less than half a step of {dt} s: 0 steps to simulate")));
     }
     Ok(steps as u64)

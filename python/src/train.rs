@@ -8,7 +8,7 @@ use numpy::IntoPyArray;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList};
-use snnc::cli::train::{Args, Hooks, train_program};
+use snnc::cli::train::{Args, HeldOut, Hooks, train_program};
 use snnc::compiler::sema::Program;
 use snnc::runtime::train::BatchReport;
 
@@ -51,8 +51,10 @@ pub fn parse_args(entry: &str, network: Option<&str>, options: Option<&Bound<'_,
 /// the Python error that stopped it (a callback's exception, Ctrl-C).
 struct PyHooks {
     callback: Option<Py<PyAny>>,
-    history: Vec<(usize, usize, f64, f64, Vec<(String, f64)>)>,
-    tests: Vec<(usize, Option<(f64, f64, usize)>)>,
+    /// Per batch: epoch, batch and its report.
+    history: Vec<(usize, usize, BatchReport)>,
+    /// Per epoch: its held-out evaluation.
+    tests: Vec<(usize, Option<HeldOut>)>,
     latest: Option<Vec<(String, Array2<f64>)>>,
     error: Option<PyErr>,
     stopped: bool,
@@ -69,17 +71,23 @@ fn weights_dict<'py>(py: Python<'py>, weights: &[(String, Array2<f64>)]) -> PyRe
     Ok(d)
 }
 
+/// A batch's report as the callback and the history give it.
+fn batch_dict<'py>(py: Python<'py>, epoch: usize, b: usize, r: &BatchReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epoch", epoch)?;
+    d.set_item("batch", b)?;
+    d.set_item("loss", r.loss)?;
+    d.set_item("accuracy", r.accuracy)?;
+    d.set_item("rates", r.rates.clone().into_pyobject(py)?)?;
+    Ok(d)
+}
+
 impl PyHooks {
     fn call(&mut self, epoch: usize, b: usize, r: &BatchReport, weights: &[(String, Array2<f64>)]) -> PyResult<bool> {
         Python::attach(|py| {
             py.check_signals()?;
             let Some(cb) = &self.callback else { return Ok(true) };
-            let d = PyDict::new(py);
-            d.set_item("epoch", epoch)?;
-            d.set_item("batch", b)?;
-            d.set_item("loss", r.loss)?;
-            d.set_item("accuracy", r.accuracy)?;
-            d.set_item("rates", r.rates.iter().cloned().collect::<Vec<_>>().into_pyobject(py)?)?;
+            let d = batch_dict(py, epoch, b, r)?;
             d.set_item("weights", weights_dict(py, weights)?)?;
             let ret = cb.call1(py, (d,))?;
             // `False` stops the run; None or anything else goes on.
@@ -90,7 +98,7 @@ impl PyHooks {
 
 impl Hooks for PyHooks {
     fn batch(&mut self, epoch: usize, b: usize, r: &BatchReport, weights: &[(String, Array2<f64>)]) -> Result<(), String> {
-        self.history.push((epoch, b, r.loss, r.accuracy, r.rates.clone()));
+        self.history.push((epoch, b, r.clone()));
         self.latest = Some(weights.to_vec());
         match self.call(epoch, b, r, weights) {
             Ok(true) => Ok(()),
@@ -105,8 +113,8 @@ impl Hooks for PyHooks {
         }
     }
 
-    fn epoch(&mut self, epoch: usize, test: Option<(f64, f64, usize)>) -> Result<(), String> {
-        self.tests.push((epoch, test));
+    fn epoch(&mut self, epoch: usize, test: Option<&HeldOut>) -> Result<(), String> {
+        self.tests.push((epoch, test.cloned()));
         Python::attach(|py| py.check_signals()).map_err(|e| {
             self.error = Some(e);
             "interrupted".to_string()
@@ -131,24 +139,18 @@ pub fn run<'py>(py: Python<'py>, program: &Program, index: usize, args: Args, ca
     let out = PyDict::new(py);
     out.set_item("weights", weights_dict(py, &weights)?)?;
     let history = PyList::empty(py);
-    for (epoch, b, loss, acc, rates) in &hooks.history {
-        let d = PyDict::new(py);
-        d.set_item("epoch", epoch)?;
-        d.set_item("batch", b)?;
-        d.set_item("loss", loss)?;
-        d.set_item("accuracy", acc)?;
-        d.set_item("rates", rates.iter().cloned().collect::<Vec<_>>().into_pyobject(py)?)?;
-        history.append(d)?;
+    for (epoch, b, r) in &hooks.history {
+        history.append(batch_dict(py, *epoch, *b, r)?)?;
     }
     out.set_item("history", history)?;
     let tests = PyList::empty(py);
     for (epoch, t) in &hooks.tests {
-        if let Some((loss, acc, trials)) = t {
+        if let Some(t) = t {
             let d = PyDict::new(py);
             d.set_item("epoch", epoch)?;
-            d.set_item("loss", loss)?;
-            d.set_item("accuracy", acc)?;
-            d.set_item("trials", trials)?;
+            d.set_item("loss", t.loss)?;
+            d.set_item("accuracy", t.accuracy)?;
+            d.set_item("trials", t.trials)?;
             tests.append(d)?;
         }
     }

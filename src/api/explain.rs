@@ -18,7 +18,7 @@ pub struct Explained {
 /// Why there is nothing to explain.
 pub enum Refusal {
     /// A language matter, pointing into the sources.
-    Diagnostic(Diagnostic),
+    Diagnostic(Box<Diagnostic>),
     Message(String),
 }
 
@@ -48,7 +48,7 @@ pub fn steps(program: &Program, sources: &SourceMap, entry: &str, model: Option<
     let dt = pipeline::resolve_dt(dt, None);
     let mut out = Vec::new();
     for m in chosen {
-        let step = discretise(m).map_err(Refusal::Diagnostic)?;
+        let step = discretise(m).map_err(|d| Refusal::Diagnostic(Box::new(d)))?;
         let specs = vec![ParamSpec::PerNeuron; step.layout.params.len()];
         out.push(Explained { label: m.name.clone(), step: step.at_dt(dt), specs });
     }
@@ -60,7 +60,7 @@ pub fn steps(program: &Program, sources: &SourceMap, entry: &str, model: Option<
 fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>) -> Result<Vec<Explained>, Refusal> {
     let opts = CompileOptions { dt, ..CompileOptions::default() };
     let plan = pipeline::compile_network(program, net, &opts).map_err(|e| match e.diagnostic {
-        Some(d) => Refusal::Diagnostic(d),
+        Some(d) => Refusal::Diagnostic(Box::new(d)),
         None => Refusal::Message(e.to_string()),
     })?;
     let mut out = Vec::new();

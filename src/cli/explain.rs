@@ -51,7 +51,7 @@ pub fn steps(
     api::explain::steps(&program, &sources, &file.display().to_string(), model, network, dt).map_err(|r| {
         match r {
             Refusal::Diagnostic(d) => {
-                reporter.report(&[d], &sources);
+                reporter.report(&[*d], &sources);
             }
             Refusal::Message(m) => eprintln!("error: {m}"),
         }

@@ -196,8 +196,8 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
 pub trait Hooks {
     /// After batch `b` of `epoch` and its optimiser step: its report and the weights.
     fn batch(&mut self, epoch: usize, b: usize, report: &BatchReport, weights: &[(String, Array2<f64>)]) -> Result<(), String>;
-    /// After an epoch's held-out evaluation (loss, accuracy, trials), if there was one.
-    fn epoch(&mut self, epoch: usize, test: Option<(f64, f64, usize)>) -> Result<(), String>;
+    /// After an epoch, with its held-out evaluation if there was one.
+    fn epoch(&mut self, epoch: usize, test: Option<&HeldOut>) -> Result<(), String>;
 }
 
 /// The command's hooks: none.
@@ -207,7 +207,7 @@ impl Hooks for NoHooks {
     fn batch(&mut self, _: usize, _: usize, _: &BatchReport, _: &[(String, Array2<f64>)]) -> Result<(), String> {
         Ok(())
     }
-    fn epoch(&mut self, _: usize, _: Option<(f64, f64, usize)>) -> Result<(), String> {
+    fn epoch(&mut self, _: usize, _: Option<&HeldOut>) -> Result<(), String> {
         Ok(())
     }
 }
@@ -454,10 +454,11 @@ impl Job for Training<'_> {
 }
 
 /// The held-out evaluation: loss and accuracy per trial, and how many trials.
-struct HeldOut {
-    loss: f64,
-    accuracy: f64,
-    trials: usize,
+#[derive(Clone, Debug)]
+pub struct HeldOut {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub trials: usize,
 }
 
 impl Training<'_> {
@@ -514,7 +515,7 @@ impl Training<'_> {
             let t = self.held_out(&mut trainer, &mut held)?;
             let acc = if self.classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
             println!("held-out ({} trials): loss {:.4} per trial{acc}", t.trials, t.loss);
-            self.hooks.epoch(self.start_epoch, Some((t.loss, t.accuracy, t.trials)))?;
+            self.hooks.epoch(self.start_epoch, Some(&t))?;
             return Ok(self.weights);
         }
         self.banner();
@@ -621,7 +622,7 @@ impl Training<'_> {
             log.row(format_args!("{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy));
         }
         self.curves.test.push((self.curves.train.len(), test.loss, test.accuracy));
-        self.hooks.epoch(epoch, Some((test.loss, test.accuracy, test.trials)))
+        self.hooks.epoch(epoch, Some(&test))
     }
 
     /// The final line: what the run wrote, and the log's write error if there was one.

@@ -48,7 +48,7 @@ fn string(g: &H5Group, name: &str, values: &[&str], shape: &[usize]) -> Result<(
         raw.resize(raw.len() + width - v.len(), 0);
     }
     let b = g.new_dataset::<u8>().datatype(DatatypeMessage::fixed_string_utf8(width as u32));
-    let b = if shape.is_empty() { b.scalar() } else { b.shape(shape.to_vec()) };
+    let b = if shape.is_empty() { b.scalar() } else { b.shape(shape) };
     b.create(name)?.write_raw_bytes(&raw)
 }
 

@@ -5,4 +5,5 @@
 pub use snnc_compiler as compiler;
 pub use snnc_runtime as runtime;
 
+pub mod api;
 pub mod cli;

@@ -634,7 +634,9 @@ impl<T: Float> Network<T> {
         let pr = &mut self.projs[proj];
         match &mut pr.weights {
             Weights::Dense(old) if old.dim() == w.dim() => {
-                *old = w;
+                // Propagation reads rows: a transposed or column-major matrix (a
+                // Fortran-ordered `.npy`, a transposed view made owned) is laid out anew.
+                *old = if w.is_standard_layout() { w } else { w.as_standard_layout().into_owned() };
                 Ok(())
             }
             Weights::Dense(old) => Err(RuntimeError::Input(format!(
@@ -683,6 +685,21 @@ impl<T: Float> Network<T> {
         let slot = self.pops[p].specs[..k].iter().filter(|s| matches!(s, ParamSpec::PerNeuron)).count();
         let is_time = step.model.symbols[step.layout.params[k]].dim == snnc_compiler::units::Dim::TIME;
         Some((p, slot, col, is_time))
+    }
+
+    /// The values of param `name` of population `pop`'s step, one per neuron (batch
+    /// element 0): a uniform param's one value repeated, or its per-neuron array.
+    pub fn param_values(&self, pop: usize, name: &str) -> Option<Vec<T>> {
+        let p = self.pops.get(pop)?;
+        let step = p.step.as_ref()?;
+        let k = (0..step.layout.params.len()).find(|&k| step.param_name(k) == name)?;
+        match p.specs.get(k)? {
+            ParamSpec::Uniform(v) => Some(vec![T::from_f64(*v); p.n]),
+            ParamSpec::PerNeuron => {
+                let slot = p.specs[..k].iter().filter(|s| matches!(s, ParamSpec::PerNeuron)).count();
+                Some(p.per_neuron_params.get(slot)?[..p.n].to_vec())
+            }
+        }
     }
 
     /// The smallest value an update may give a trainable tensor: a trainable time

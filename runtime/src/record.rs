@@ -106,6 +106,12 @@ impl Recorder {
         &self.spikes
     }
 
+    /// The state traces recorded so far: (file stem `POP.VAR`, values per step, values
+    /// step after step).
+    pub fn traces(&self) -> impl Iterator<Item = (&str, usize, &[f32])> {
+        self.traces.iter().map(|t| (t.name.as_str(), t.width, t.values.as_slice()))
+    }
+
     pub fn spike_count(&self, pop: usize) -> usize {
         self.spikes.iter().find(|(p, _, _)| *p == pop).map(|(_, t, _)| t.len()).unwrap_or(0)
     }

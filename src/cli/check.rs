@@ -25,7 +25,7 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         let (program, diags) = sema::check_path(path, opts, &mut sources);
         let mut errors = reporter.report(&diags, &sources);
         if errors == 0 {
-            errors += reporter.report(&composition_errors(&program), &sources);
+            errors += reporter.report(&crate::api::load::composition_errors(&program), &sources);
         }
         if errors > 0 {
             failed += 1;
@@ -39,21 +39,6 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         }
     }
     if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
-}
-
-/// What composing each network's populations refuses (E0417: synapses the runtime
-/// would run differently from their text), so `check` reports it before `run` does.
-fn composition_errors(program: &Program) -> Vec<snnc_compiler::diag::Diagnostic> {
-    let mut out = Vec::new();
-    for net in &program.networks {
-        let plan = snnc_compiler::net::plan(program, net);
-        for pop in 0..net.populations.len() {
-            if let Some(Err(d)) = snnc_compiler::net::compose(program, net, &plan, pop) {
-                out.push(d);
-            }
-        }
-    }
-    out
 }
 
 /// One line per model and network defined in the file itself (not its imports).

@@ -63,6 +63,8 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         backend: TrainBackend::Jit,
         f64: a.f64,
         evaluate_only: true,
+        start_weights: Vec::new(),
+        returns_weights: false,
     };
     run(args, opts, reporter)
 }

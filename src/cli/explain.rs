@@ -1,11 +1,10 @@
 //! `snnc explain FILE [--model NAME | --network NAME]`, and the steps `snnc emit` writes.
 
 use super::Reporter;
-use snnc_compiler::backend::ParamSpec;
-use snnc_compiler::discretise::{Step, discretise};
-use snnc_compiler::pipeline::{self, CompileOptions};
-use snnc_compiler::sema::{self, LoadOptions, NetworkDef, Program};
-use snnc_compiler::{FileId, SourceMap, explain};
+use crate::api::{self, explain::Refusal};
+pub use crate::api::explain::Explained;
+use snnc_compiler::sema::{self, LoadOptions};
+use snnc_compiler::{SourceMap, explain};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -35,18 +34,7 @@ pub struct Args {
     pub dot: bool,
 }
 
-/// A step to explain or emit: its label, the step, and how its params reach a kernel.
-pub struct Explained {
-    pub label: String,
-    pub step: Step,
-    pub specs: Vec<ParamSpec>,
-}
-
-/// The steps of FILE: one network's populations as the runtime runs them (the
-/// pipeline's steps: uniform params folded, dt resolved by `pipeline::resolve_dt`
-/// from `dt`), or its models, discretised symbolically (dt then set from `dt` or the
-/// default, for the backends; every param a per-neuron array, so the kernels serve any
-/// values).
+/// The steps of FILE ([`api::explain::steps`]), with every refusal reported.
 pub fn steps(
     file: &Path,
     model: Option<&str>,
@@ -60,63 +48,15 @@ pub fn steps(
     if reporter.report(&diags, &sources) > 0 {
         return Err(ExitCode::FAILURE);
     }
-    if let Some(nname) = network {
-        let Some(net) = program.network(nname) else {
-            eprintln!("error: no network `{nname}` in {}", file.display());
-            return Err(ExitCode::FAILURE);
-        };
-        return network_steps(&program, net, dt, &sources, reporter);
-    }
-    let entry: Option<FileId> = (0..1 << 20).take_while(|i| *i < 1 << 20).find(|i| sources.name(*i) == file.display().to_string());
-    let chosen: Vec<&sema::Model> = match model {
-        Some(name) => match program.model(name) {
-            Some(m) => vec![m],
-            None => {
-                let names: Vec<&str> = program.models.iter().map(|m| m.name.as_str()).collect();
-                eprintln!("error: no model `{name}` in {} (models: {})", file.display(), names.join(", "));
-                return Err(ExitCode::FAILURE);
+    api::explain::steps(&program, &sources, &file.display().to_string(), model, network, dt).map_err(|r| {
+        match r {
+            Refusal::Diagnostic(d) => {
+                reporter.report(&[*d], &sources);
             }
-        },
-        None => models_in(&program, entry),
-    };
-    let dt = pipeline::resolve_dt(dt, None);
-    let mut out = Vec::new();
-    for m in chosen {
-        let step = discretise(m).map_err(|d| {
-            reporter.report(&[d], &sources);
-            ExitCode::FAILURE
-        })?;
-        let specs = vec![ParamSpec::PerNeuron; step.layout.params.len()];
-        out.push(Explained { label: m.name.clone(), step: step.at_dt(dt), specs });
-    }
-    Ok(out)
-}
-
-/// The steps of a network's populations with a model, from the pipeline, labelled
-/// `net.pop (Model)`.
-fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>, sources: &SourceMap, reporter: &Reporter) -> Result<Vec<Explained>, ExitCode> {
-    let opts = CompileOptions { dt, ..CompileOptions::default() };
-    let plan = pipeline::compile_network(program, net, &opts).map_err(|e| {
-        match &e.diagnostic {
-            Some(d) => {
-                reporter.report(std::slice::from_ref(d), sources);
-            }
-            None => eprintln!("error: {e}"),
+            Refusal::Message(m) => eprintln!("error: {m}"),
         }
         ExitCode::FAILURE
-    })?;
-    let mut out = Vec::new();
-    for p in plan.populations {
-        let Some(d) = p.dynamics else { continue };
-        let mut step = d.step;
-        step.model.name = format!("{}.{} ({})", net.name, p.name, step.model.name);
-        out.push(Explained { label: p.name, step, specs: d.specs });
-    }
-    Ok(out)
-}
-
-fn models_in(program: &Program, entry: Option<FileId>) -> Vec<&sema::Model> {
-    program.models.iter().filter(|m| Some(m.span.file) == entry).collect()
+    })
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {

@@ -2,16 +2,11 @@
 //! the gradient of one batch of sequences (loss summed over steps), no optimiser step.
 
 use super::Reporter;
-use super::engine::{Job, On};
-use super::args::{Backend, MethodArg, fail};
-use snnc_runtime::scalar::Float;
+use super::args::{MethodArg, fail};
+use crate::api::grad::{self, GradSpec, MethodName};
 use ndarray::{Array2, Array3, ArrayD, Ix2, Ix3};
 use snnc_compiler::sema::LoadOptions;
 use snnc_runtime::train::dataset::{check_finite, npz_names, read_npz_array};
-use snnc_runtime::learn::{Gradients, Method, gradient};
-use snnc_compiler::sema::{NetworkDef, Program};
-use snnc_runtime::kernels::KernelFactory;
-use snnc_runtime::network::{Network, Options};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,11 +69,21 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    if x.shape()[..2] != target.shape()[..2] {
-        return fail(format!("`x` is {:?} and `target` is {:?}: T and B must agree", x.shape(), target.shape()));
-    }
-    let job = GradJob { args: &args, program: &program, def, x, target: &target };
-    let res = match super::engine::dispatch(super::engine::precision(args.f64), Backend::Jit, job).and_then(|r| r) {
+    let weights = match &args.weights {
+        Some(w) => match read_weights(w) {
+            Ok(w) => w,
+            Err(e) => return fail(e),
+        },
+        None => Vec::new(),
+    };
+    let method = match args.method {
+        MethodArg::Bptt => MethodName::Bptt,
+        MethodArg::DRtrl => MethodName::DRtrl,
+        MethodArg::EsDRtrl => MethodName::EsDRtrl,
+    };
+    let spec = GradSpec { method, etrace_decay: args.etrace_decay, seed: args.seed, f64: args.f64, record: args.record.is_some() };
+    let origin = args.weights.as_ref().map(|w| format!("`{}`", w.display())).unwrap_or_default();
+    let res = match grad::compute(&program, def, &spec, x, &target, &weights, &origin) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -118,62 +123,13 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `snnc grad`'s work in float type `T` (on the CPU).
-struct GradJob<'a> {
-    args: &'a Args,
-    program: &'a Program,
-    def: &'a NetworkDef,
-    x: Array3<f64>,
-    target: &'a Array3<f64>,
-}
-
-impl Job for GradJob<'_> {
-    type Out = Result<Gradients, String>;
-    fn run<T: Float>(self, on: On) -> Result<Gradients, String> {
-        gradient_in::<T>(self.args, self.program, self.def, self.x, self.target, on.cpu_kernels())
-    }
-}
-
-/// Builds the network in float type `T`, loads the weights and computes the gradient.
-fn gradient_in<T: Float>(
-    args: &Args,
-    program: &Program,
-    def: &NetworkDef,
-    x: Array3<f64>,
-    target: &Array3<f64>,
-    factory: &'static dyn KernelFactory<T>,
-) -> Result<Gradients, String> {
-    let batch = x.shape()[1];
-    let mut network = Network::<T>::build(program, def, &Options { seed: args.seed, batch, learning: true, ..Options::default() }, factory).map_err(|e| e.to_string())?;
-    if let Some(wpath) = &args.weights {
-        let names = array_names(wpath)?;
-        for name in names {
-            if network.trainable(&name).is_none() {
-                let mut known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
-                known.extend(network.trainable_adapters());
-                known.extend(network.trainable_params());
-                return Err(format!("`{}` has weights `{name}`, but the network has no such projection or trainable param (it has: {})", wpath.display(), known.join(", ")));
-            }
-            let w: Array2<f64> = read_array(wpath, &name).and_then(|a| a.into_dimensionality::<Ix2>().map_err(|_| format!("weights `{name}` must be a matrix")))?;
-            network.set_trainable(&name, w.mapv(T::from_f64)).map_err(|e| e.to_string())?;
-        }
-    }
-    // Trainable params (`POP.PARAM`, 1 x n) come after the projections.
-    let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
-    trainable.extend(network.trainable_adapters());
-    trainable.extend(network.trainable_params());
-    let decay = if args.etrace_decay >= 2.0 && args.etrace_decay.fract() == 0.0 {
-        (args.etrace_decay - 1.0) / (args.etrace_decay + 1.0)
-    } else {
-        args.etrace_decay
-    };
-    if !(decay > 0.0 && decay < 1.0) {
-        return Err(format!("--etrace-decay must be in (0, 1) or an integer rank >= 2, got {}", args.etrace_decay));
-    }
-    let method = match args.method {
-        MethodArg::Bptt => Method::Bptt,
-        MethodArg::DRtrl => Method::DRtrl,
-        MethodArg::EsDRtrl => Method::EsDRtrl { decay },
-    };
-    gradient(&mut network, &trainable, &[x], target, method, args.record.is_some()).map_err(|e| e.to_string())
+/// Every array of the weights file `path`, each a matrix.
+fn read_weights(path: &Path) -> Result<Vec<(String, Array2<f64>)>, String> {
+    array_names(path)?
+        .into_iter()
+        .map(|name| {
+            let w = read_array(path, &name).and_then(|a| a.into_dimensionality::<Ix2>().map_err(|_| format!("weights `{name}` must be a matrix")))?;
+            Ok((name, w))
+        })
+        .collect()
 }

@@ -9,10 +9,11 @@ mod engine;
 mod explain;
 mod fmt;
 mod grad;
+mod nir;
 mod os;
 mod plot;
 pub(crate) mod run;
-mod train;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 use snnc_compiler::{Diagnostic, SourceMap};
@@ -74,6 +75,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Benchmark workloads with JSON-line results (`bench train`, `bench sim`).
     Bench(bench::Args),
+    /// Write a network as a NIR graph (HDF5) for other simulators and hardware.
+    ExportNir(nir::ExportArgs),
+    /// Read a NIR graph into a `.snn` file and its weights.
+    ImportNir(nir::ImportArgs),
 }
 
 /// Shared by every command: how to report diagnostics.
@@ -125,22 +130,13 @@ pub fn load_network_sources(
     if reporter.report(&diags, &sources) > 0 {
         return None;
     }
-    let names: Vec<&str> = program.networks.iter().map(|n| n.name.as_str()).collect();
-    let index = match name {
-        Some(n) => program.networks.iter().position(|x| x.name == n),
-        None if names.len() == 1 => Some(0),
-        None => None,
-    };
-    if let Some(i) = index {
-        return Some((program, i, sources));
+    match crate::api::load::select_network(&program, name, &file.display().to_string(), "--network") {
+        Ok(i) => Some((program, i, sources)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
     }
-    let file = file.display();
-    match (name, names.is_empty()) {
-        (_, true) => eprintln!("error: {file} defines no network; this command needs one"),
-        (Some(n), false) => eprintln!("error: no network `{n}` in {file} (networks: {})", names.join(", ")),
-        (None, false) => eprintln!("error: {file} defines {} networks; choose one with --network (networks: {})", names.len(), names.join(", ")),
-    }
-    None
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -156,5 +152,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Train(a) => train::run(a, &opts, &reporter),
         Command::Eval(a) => eval::eval(a, &opts, &reporter),
         Command::Bench(a) => bench::run(a, &opts, &reporter),
+        Command::ExportNir(a) => nir::export(a, &opts, &reporter),
+        Command::ImportNir(a) => nir::import(a),
     }
 }

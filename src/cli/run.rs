@@ -10,6 +10,7 @@ use super::args::{Backend, Precision, fail, parse_count, parse_method, parse_tim
 use super::engine::{Job, On};
 use super::os;
 use super::plot::RasterData;
+use crate::api::inputs::{Drive, InputSource, parse_input};
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_compiler::Diagnostic;
 use snnc_runtime::engine::Simulation;
@@ -362,9 +363,8 @@ fn simulate<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkD
 /// recording after every step.
 fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out: &mut Outputs, steps: u64) -> Stop {
     let network = sim.network();
-    let mut buffers: Vec<Vec<T>> = network.inputs.iter().map(|(_, n)| vec![T::default(); n * network.batch]).collect();
-    let rng = snnc_runtime::rng::Rng::new(network.seed ^ 0x1A2B_3C4D);
-    let dt = network.dt;
+    let mut drive = Drive::new(network, sources.to_vec());
+    let (dt, start) = (network.dt, network.step_index);
     // What the recorder reads must be on the host after every step.
     let (sync_spikes, sync_states) = (out.rec.is_some(), out.states);
     let bar = progress(steps);
@@ -374,10 +374,7 @@ fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out
             stop = Stop::Interrupted;
             break;
         }
-        for (i, (src, buf)) in sources.iter().zip(buffers.iter_mut()).enumerate() {
-            src.fill(buf, s, dt, &rng, i as u32);
-        }
-        let external: Vec<&[T]> = buffers.iter().map(|v| v.as_slice()).collect();
+        let external = drive.fill(start + s, dt);
         if let Err(e) = sim.advance(&external).and_then(|_| if sync_spikes { sim.sync(sync_states) } else { Ok(()) }) {
             stop = Stop::Failed(e);
             break;
@@ -465,73 +462,6 @@ fn progress(steps: u64) -> Option<indicatif::ProgressBar> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps ({eta} left)").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)
-}
-
-/// Where the values of an external input come from, step by step.
-#[derive(Clone, Debug)]
-enum InputSource {
-    Zero,
-    Const(f64),
-    /// Independent Poisson spike trains with this rate (Hz).
-    Poisson(f64),
-    /// (T, size) values; 0 after the last row.
-    Array(ndarray::Array2<f64>),
-}
-
-impl InputSource {
-    fn fill<T: snnc_runtime::scalar::Float>(&self, buf: &mut [T], step: u64, dt: f64, rng: &snnc_runtime::rng::Rng, stream: u32) {
-        match self {
-            InputSource::Zero => buf.fill(T::default()),
-            InputSource::Const(v) => buf.fill(T::from_f64(*v)),
-            InputSource::Poisson(rate) => {
-                let p = rate * dt;
-                for (j, b) in buf.iter_mut().enumerate() {
-                    let u = rng.uniform(stream, (step << 24) ^ j as u64, 0);
-                    *b = T::from_f64(if u <= p { 1.0 } else { 0.0 });
-                }
-            }
-            InputSource::Array(a) => {
-                let n = a.ncols();
-                for (j, b) in buf.iter_mut().enumerate() {
-                    *b = T::from_f64(if (step as usize) < a.nrows() { a[[step as usize, j % n]] } else { 0.0 });
-                }
-            }
-        }
-    }
-}
-
-fn parse_input(spec: &str, inputs: &[(String, usize)]) -> Result<(usize, InputSource), String> {
-    let (name, source) = spec.split_once('=').ok_or("expected NAME=SOURCE")?;
-    let i = inputs.iter().position(|(n, _)| n == name).ok_or_else(|| {
-        let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-        format!("the network has no input `{name}` (inputs: {})", names.join(", "))
-    })?;
-    let size = inputs[i].1;
-    if let Some(rate) = source.strip_prefix("poisson:") {
-        let r = rate.trim();
-        let split = r.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(r.len());
-        let v: f64 = r[..split].trim().parse().map_err(|_| format!("`{r}` is not a rate"))?;
-        let scale = match r[split..].trim() {
-            "" | "Hz" => 1.0,
-            "kHz" => 1e3,
-            u => return Err(format!("unknown rate unit `{u}` (Hz, kHz)")),
-        };
-        return Ok((i, InputSource::Poisson(v * scale)));
-    }
-    if let Some(v) = source.strip_prefix("const:") {
-        return Ok((i, InputSource::Const(v.trim().parse().map_err(|_| format!("`{v}` is not a number"))?)));
-    }
-    let a: ndarray::Array2<f64> = match ndarray_npy::read_npy::<_, ndarray::Array2<f64>>(source) {
-        Ok(a) => a,
-        Err(_) => ndarray_npy::read_npy::<_, ndarray::Array2<f32>>(source)
-            .map(|a| a.mapv(f64::from))
-            .map_err(|e| format!("cannot read `{source}` as a (T, {size}) float array: {e}"))?,
-    };
-    if a.ncols() != size {
-        return Err(format!("`{source}` has {} columns, input `{name}` has {size} neurons", a.ncols()));
-    }
-    snnc_runtime::train::dataset::check_finite(a.view(), std::path::Path::new(source), name).map_err(|e| e.to_string())?;
-    Ok((i, InputSource::Array(a)))
 }
 
 /// Sets the dense weights stored in checkpoint `ck` (written by `snnc train`).

@@ -165,6 +165,14 @@ pub struct Args {
     /// Set by `snnc eval`: evaluate the held-out trials with the `--resume` weights only.
     #[arg(skip)]
     pub evaluate_only: bool,
+    /// Set by the Python module (`weights=`): starting values of these trainable tensors,
+    /// over the initial (or resumed) ones.
+    #[arg(skip)]
+    pub start_weights: Vec<(String, Array2<f64>)>,
+    /// Set by the Python module: the caller gets the final weights (so a run without
+    /// `--out` loses nothing, and is not warned about).
+    #[arg(skip)]
+    pub returns_weights: bool,
 }
 
 /// The network of a training run in float type `T` (with derivatives when `learning`).
@@ -177,27 +185,52 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
     };
+    match train_program(&args, &program, index, &mut NoHooks) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Called by a training run after each batch and each epoch (the Python module's
+/// callback; the command has none). An error stops the run, as a failed batch would.
+pub trait Hooks {
+    /// After batch `b` of `epoch` and its optimiser step: its report and the weights.
+    fn batch(&mut self, epoch: usize, b: usize, report: &BatchReport, weights: &[(String, Array2<f64>)]) -> Result<(), String>;
+    /// After an epoch, with its held-out evaluation if there was one.
+    fn epoch(&mut self, epoch: usize, test: Option<&HeldOut>) -> Result<(), String>;
+}
+
+/// The command's hooks: none.
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn batch(&mut self, _: usize, _: usize, _: &BatchReport, _: &[(String, Array2<f64>)]) -> Result<(), String> {
+        Ok(())
+    }
+    fn epoch(&mut self, _: usize, _: Option<&HeldOut>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// `snnc train` (or, with `args.evaluate_only`, `snnc eval`) of network `index` of
+/// `program`: prints its progress as the command does, calls `hooks`, and gives the
+/// final weights; the error is the message the command prints.
+pub fn train_program(args: &Args, program: &Program, index: usize, hooks: &mut dyn Hooks) -> Result<Vec<(String, Array2<f64>)>, String> {
     let def = &program.networks[index];
-    let s = match Settings::of(&args, def) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+    let s = Settings::of(args, def)?;
     let block_task = def.train.iter().find(|(k, _)| k == "task").and_then(|(_, v)| match v {
         TrainValue::Name(t) | TrainValue::Text(t) => Some(t.parse::<TaskArg>()),
         TrainValue::Number(_) => None,
     });
     let task = match args.task.task.clone().map(Ok).or(block_task) {
         Some(Ok(t)) => t,
-        Some(Err(e)) => return fail(e),
-        None => return fail("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block"),
+        Some(Err(e)) => return Err(e),
+        None => return Err("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block".into()),
     };
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     // One batch element is enough for the names, initial weights and sizes (none of them
     // depends on the batch), and costs nothing whatever `--batch` asks.
-    let net = match build_net::<f64>(&program, def, 1, s.seed, true) {
-        Ok(n) => n,
-        Err(e) => return fail(e.to_string()),
-    };
+    let net = build_net::<f64>(program, def, 1, s.seed, true).map_err(|e| e.to_string())?;
     // Adapters' factors (`NAME.U`, `NAME.V`), then params marked `trainable` in the
     // models (`rec.tau`), after the projections.
     trainable.extend(net.trainable_adapters());
@@ -210,12 +243,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         .filter_map(|n| net.projection(n).and_then(|(i, ..)| net.synapse_fingerprint(i)).map(|f| (format!("structure.{n}"), f)))
         .collect();
     let (weights, start_epoch) = match &args.resume {
-        Some(ck) => match rundir::resume(ck, initial.clone(), &def.name, args.init_missing, &structure) {
-            Ok(w) => w,
-            Err(e) => return fail(e),
-        },
+        Some(ck) => rundir::resume(ck, initial.clone(), &def.name, args.init_missing, &structure)?,
         None => (initial.clone(), 0),
     };
+    let weights = with_start_weights(weights, &args.start_weights)?;
     // Every piece of data is loaded and checked against the network before anything runs.
     let outputs = net.pops.iter().find(|p| p.kind == PopKind::Readout).map(|p| p.n).unwrap_or(0);
     let input_sizes: Vec<usize> = net.inputs.iter().map(|(_, n)| *n).collect();
@@ -228,25 +259,16 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         (TaskArg::Dms | TaskArg::Evidence, true) => make_task(Split::Train, s.seed, 1).map_or(0, |t| t.steps()),
         _ => 0,
     };
-    if !args.evaluate_only
-        && let Err(e) = check_memory(&net, &trainable, &s, probe_steps, args.f64)
-    {
-        return fail(e);
+    if !args.evaluate_only {
+        check_memory(&net, &trainable, &s, probe_steps, args.f64)?;
     }
     // The test trials come from another seed (or the file's held-out samples): the
     // optimiser never sees them.
     let test_seed = s.seed ^ 0x7e57_7e57_7e57;
     let tasks = make_task(Split::Train, s.seed, s.batch).and_then(|train| Ok((train, make_task(Split::Test, test_seed, s.batch)?)));
-    let (train_task, test_task) = match tasks.and_then(|(a, b)| check_shapes(&[(&*a, "training"), (&*b, "held-out")], &task, &net, outputs).map(|_| (a, b))) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
-    if !args.evaluate_only
-        && bptt
-        && probe_steps != train_task.steps()
-        && let Err(e) = check_memory(&net, &trainable, &s, train_task.steps(), args.f64)
-    {
-        return fail(e);
+    let (train_task, test_task) = tasks.and_then(|(a, b)| check_shapes(&[(&*a, "training"), (&*b, "held-out")], &task, &net, outputs).map(|_| (a, b)))?;
+    if !args.evaluate_only && bptt && probe_steps != train_task.steps() {
+        check_memory(&net, &trainable, &s, train_task.steps(), args.f64)?;
     }
     let (scales, unscaled) = lr_scales(&net, def, &initial);
     for name in &unscaled {
@@ -255,16 +277,14 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip);
     opt.set_scales(&scales);
     let (log, curves) = match (&args.out, args.evaluate_only) {
-        (Some(dir), false) => match rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite) {
-            Ok((log, curves)) => (Some(log), curves),
-            Err(e) => return fail(e),
-        },
+        (Some(dir), false) => rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite).map(|(log, curves)| (Some(log), curves))?,
         _ => (None, Curves::default()),
     };
     let classifies = train_task.classifies();
     let training = Training {
-        args: &args,
-        program: &program,
+        args,
+        hooks,
+        program,
         def,
         task: &task,
         s,
@@ -281,7 +301,23 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         test_task,
         classifies,
     };
-    super::engine::dispatch(super::engine::precision(args.f64), args.backend, training).unwrap_or_else(fail)
+    super::engine::dispatch(super::engine::precision(args.f64), args.backend, training)?
+}
+
+/// `weights` with the values of `start` put in, each checked to be one of them and of
+/// its shape.
+fn with_start_weights(mut weights: Vec<(String, Array2<f64>)>, start: &[(String, Array2<f64>)]) -> Result<Vec<(String, Array2<f64>)>, String> {
+    for (name, w) in start {
+        let names = || weights.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+        let Some(i) = weights.iter().position(|(n, _)| n == name) else {
+            return Err(format!("no trainable tensor `{name}` to start from (trainable: {})", names()));
+        };
+        if weights[i].1.dim() != w.dim() {
+            return Err(format!("`{name}` is {:?}; the given starting values are {:?}", weights[i].1.dim(), w.dim()));
+        }
+        weights[i].1 = w.clone();
+    }
+    Ok(weights)
 }
 
 /// The task `task` for `split`: a generator seeded by `seed`, or a dataset file.
@@ -379,6 +415,7 @@ fn bytes(n: usize) -> String {
 /// `train { }` block and the command line: what [`Training::train`] runs on a backend.
 struct Training<'a> {
     args: &'a Args,
+    hooks: &'a mut dyn Hooks,
     program: &'a Program,
     def: &'a NetworkDef,
     task: &'a TaskArg,
@@ -412,8 +449,8 @@ impl Training<'_> {
 }
 
 impl Job for Training<'_> {
-    type Out = ExitCode;
-    fn run<T: Float>(self, on: On) -> ExitCode {
+    type Out = Result<Vec<(String, Array2<f64>)>, String>;
+    fn run<T: Float>(self, on: On) -> Self::Out {
         let (program, def, seed) = (self.program, self.def, self.s.seed);
         match on {
             On::Cpu { .. } => {
@@ -427,7 +464,7 @@ impl Job for Training<'_> {
                 // The network and its gradient state are made once and kept on the device.
                 let gpu = match open_gpu::<T>(program, def, self.s.batch, seed, self.trainable, self.s.method) {
                     Ok(g) => g,
-                    Err(e) => return fail(e),
+                    Err(e) => return Err(e),
                 };
                 println!("on {}", snnc_runtime::gpu::Device::name(&gpu.net.dev));
                 // The held-out evaluation with the training network (reset, given the weights).
@@ -438,10 +475,11 @@ impl Job for Training<'_> {
 }
 
 /// The held-out evaluation: loss and accuracy per trial, and how many trials.
-struct HeldOut {
-    loss: f64,
-    accuracy: f64,
-    trials: usize,
+#[derive(Clone, Debug)]
+pub struct HeldOut {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub trials: usize,
 }
 
 impl Training<'_> {
@@ -482,24 +520,27 @@ impl Training<'_> {
         Ok(h)
     }
 
-    /// Trains (or only evaluates) on `trainer`, with the held-out evaluation `held`.
-    fn train<T: Float, Tr: Trainer<T>>(mut self, mut trainer: Tr, mut held: impl FnMut(&mut Tr, &[(String, Array2<f64>)], &mut dyn Sequence, &[usize]) -> Result<BatchReport, RuntimeError>) -> ExitCode {
+    /// Trains (or only evaluates) on `trainer`, with the held-out evaluation `held`;
+    /// gives the final weights.
+    #[allow(clippy::type_complexity)]
+    fn train<T: Float, Tr: Trainer<T>>(
+        mut self,
+        mut trainer: Tr,
+        mut held: impl FnMut(&mut Tr, &[(String, Array2<f64>)], &mut dyn Sequence, &[usize]) -> Result<BatchReport, RuntimeError>,
+    ) -> Result<Vec<(String, Array2<f64>)>, String> {
         let args = self.args;
         if args.evaluate_only {
             if args.test_batches == Some(0) {
-                return fail("--test-batches must be at least 1");
+                return Err("--test-batches must be at least 1".into());
             }
-            return match self.held_out(&mut trainer, &mut held) {
-                Ok(t) => {
-                    let acc = if self.classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
-                    println!("held-out ({} trials): loss {:.4} per trial{acc}", t.trials, t.loss);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            };
+            let t = self.held_out(&mut trainer, &mut held)?;
+            let acc = if self.classifies { format!(", accuracy {:.1} %", 100.0 * t.accuracy) } else { String::new() };
+            println!("held-out ({} trials): loss {:.4} per trial{acc}", t.trials, t.loss);
+            self.hooks.epoch(self.start_epoch, Some(&t))?;
+            return Ok(self.weights);
         }
         self.banner();
-        if args.out.is_none() {
+        if args.out.is_none() && !args.returns_weights {
             eprintln!("note: no --out DIR: the trained weights will not be saved");
         }
         let mut progress = Progress::new(self.s.epochs * args.batches);
@@ -507,11 +548,11 @@ impl Training<'_> {
         for epoch in self.start_epoch..self.start_epoch + self.s.epochs {
             if let Err(e) = self.epoch(epoch, &mut trainer, &mut held, &mut progress) {
                 let kept = last_checkpoint.map_or(String::new(), |e| format!("; the checkpoint of epoch {e} is kept"));
-                return fail(format!("{e}{kept}"));
+                return Err(format!("{e}{kept}"));
             }
             if let Some(dir) = &args.out {
                 if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &self.weights, &self.checkpoint_meta(epoch + 1)) {
-                    return fail(e.to_string());
+                    return Err(e.to_string());
                 }
                 last_checkpoint = Some(epoch + 1);
                 if args.plot {
@@ -523,7 +564,8 @@ impl Training<'_> {
             }
             progress.epoch_done(epoch, self.start_epoch + self.s.epochs);
         }
-        self.finish(last_checkpoint)
+        self.finish(last_checkpoint)?;
+        Ok(self.weights)
     }
 
     fn banner(&self) {
@@ -576,6 +618,7 @@ impl Training<'_> {
                 log.row(format_args!("{epoch},{b},train,{:.6},{:.4}", r.loss, r.accuracy));
             }
             self.curves.train.push((r.loss, r.accuracy));
+            self.hooks.batch(epoch, b, &r, &self.weights).map_err(|e| format!("epoch {epoch}, batch {b}: {e}"))?;
             progress.batch_done(epoch, b, args.batches);
         }
         let n = args.batches as f64;
@@ -584,7 +627,7 @@ impl Training<'_> {
         let acc = |what: &str, a: f64| if classifies { format!(", {what} {:.1} %", 100.0 * a) } else { String::new() };
         if self.test_batches() == 0 {
             println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc("accuracy", sa / n), rates.join(", "));
-            return Ok(());
+            return self.hooks.epoch(epoch, None);
         }
         let test = self.held_out(trainer, held)?;
         println!(
@@ -600,14 +643,14 @@ impl Training<'_> {
             log.row(format_args!("{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy));
         }
         self.curves.test.push((self.curves.train.len(), test.loss, test.accuracy));
-        Ok(())
+        self.hooks.epoch(epoch, Some(&test))
     }
 
     /// The final line: what the run wrote, and the log's write error if there was one.
-    fn finish(&self, last_checkpoint: Option<usize>) -> ExitCode {
+    fn finish(&self, last_checkpoint: Option<usize>) -> Result<(), String> {
         let Some(dir) = &self.args.out else {
-            println!("done; nothing written (no --out)");
-            return ExitCode::SUCCESS;
+            println!("done; nothing written (no --out{})", if self.args.returns_weights { "; the weights are returned" } else { "" });
+            return Ok(());
         };
         let mut wrote = vec![format!("{}", dir.join("log.csv").display())];
         if let Some(e) = last_checkpoint {
@@ -618,8 +661,8 @@ impl Training<'_> {
         }
         println!("wrote {}", wrote.join(", "));
         match self.log.as_ref().and_then(|l| l.error.as_ref().map(|e| (l, e))) {
-            Some((l, e)) => fail(format!("`{}` is incomplete: {e} (the checkpoint is complete)", l.path.display())),
-            None => ExitCode::SUCCESS,
+            Some((l, e)) => Err(format!("`{}` is incomplete: {e} (the checkpoint is complete)", l.path.display())),
+            None => Ok(()),
         }
     }
 }

@@ -598,7 +598,12 @@ pub fn check_path(
 
 /// Checks in-memory source text (tests, fuzzing, editors).
 pub fn check_source(name: &str, text: &str, sources: &mut SourceMap) -> (Program, Vec<Diagnostic>) {
-    let (loaded, mut diags) = load::load_source(name, text, &LoadOptions::default(), sources);
+    check_source_with(name, text, &LoadOptions::default(), sources)
+}
+
+/// [`check_source`] with a search path for its imports (the Python module's `compile`).
+pub fn check_source_with(name: &str, text: &str, opts: &LoadOptions, sources: &mut SourceMap) -> (Program, Vec<Diagnostic>) {
+    let (loaded, mut diags) = load::load_source(name, text, opts, sources);
     let (program, more) = check(&loaded, sources);
     diags.extend(more);
     (program, diags)

@@ -1,0 +1,74 @@
+//! The steps a program's models or a network's populations run, to explain or emit
+//! (`snnc explain`, `snnc emit`, the Python module's `explain`).
+
+use snnc_compiler::backend::ParamSpec;
+use snnc_compiler::diag::Diagnostic;
+use snnc_compiler::discretise::{Step, discretise};
+use snnc_compiler::pipeline::{self, CompileOptions};
+use snnc_compiler::sema::{self, NetworkDef, Program};
+use snnc_compiler::{FileId, SourceMap};
+
+/// A step to explain or emit: its label, the step, and how its params reach a kernel.
+pub struct Explained {
+    pub label: String,
+    pub step: Step,
+    pub specs: Vec<ParamSpec>,
+}
+
+/// Why there is nothing to explain.
+pub enum Refusal {
+    /// A language matter, pointing into the sources.
+    Diagnostic(Box<Diagnostic>),
+    Message(String),
+}
+
+/// The steps of a checked program whose entry file is named `entry`: one network's
+/// populations as the runtime runs them (the pipeline's steps: uniform params folded,
+/// dt resolved by `pipeline::resolve_dt` from `dt`), or its models (`model`, else those
+/// defined in the entry file), discretised symbolically (dt then set from `dt` or the
+/// default, for the backends; every param a per-neuron array, so the kernels serve any
+/// values).
+pub fn steps(program: &Program, sources: &SourceMap, entry: &str, model: Option<&str>, network: Option<&str>, dt: Option<f64>) -> Result<Vec<Explained>, Refusal> {
+    if let Some(nname) = network {
+        let net = program.network(nname).ok_or_else(|| Refusal::Message(format!("no network `{nname}` in {entry}")))?;
+        return network_steps(program, net, dt);
+    }
+    // Past the last file, names read `<unknown>`: the search ends there.
+    let entry_id: Option<FileId> = (0..1 << 20).take_while(|i| sources.name(*i) != "<unknown>").find(|i| sources.name(*i) == entry);
+    let chosen: Vec<&sema::Model> = match model {
+        Some(name) => match program.model(name) {
+            Some(m) => vec![m],
+            None => {
+                let names: Vec<&str> = program.models.iter().map(|m| m.name.as_str()).collect();
+                return Err(Refusal::Message(format!("no model `{name}` in {entry} (models: {})", names.join(", "))));
+            }
+        },
+        None => program.models.iter().filter(|m| Some(m.span.file) == entry_id).collect(),
+    };
+    let dt = pipeline::resolve_dt(dt, None);
+    let mut out = Vec::new();
+    for m in chosen {
+        let step = discretise(m).map_err(|d| Refusal::Diagnostic(Box::new(d)))?;
+        let specs = vec![ParamSpec::PerNeuron; step.layout.params.len()];
+        out.push(Explained { label: m.name.clone(), step: step.at_dt(dt), specs });
+    }
+    Ok(out)
+}
+
+/// The steps of a network's populations with a model, from the pipeline, labelled
+/// `net.pop (Model)`.
+fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>) -> Result<Vec<Explained>, Refusal> {
+    let opts = CompileOptions { dt, ..CompileOptions::default() };
+    let plan = pipeline::compile_network(program, net, &opts).map_err(|e| match e.diagnostic {
+        Some(d) => Refusal::Diagnostic(Box::new(d)),
+        None => Refusal::Message(e.to_string()),
+    })?;
+    let mut out = Vec::new();
+    for p in plan.populations {
+        let Some(d) = p.dynamics else { continue };
+        let mut step = d.step;
+        step.model.name = format!("{}.{} ({})", net.name, p.name, step.model.name);
+        out.push(Explained { label: p.name, step, specs: d.specs });
+    }
+    Ok(out)
+}

@@ -81,6 +81,18 @@ pub trait Trainer<T> {
     fn networks(&self) -> &[Network<T>];
     /// The gradient of the batch of `data`, optionally [`Online`].
     fn gradient(&mut self, data: &mut dyn Sequence, online: Option<Online>) -> Result<Gradients, RuntimeError>;
+    /// Per population, the spikes of the latest batch summed over all its elements,
+    /// and how many elements that is (by default over [`Trainer::networks`]; a batch
+    /// shared with other processes sums theirs too).
+    fn spike_totals(&self) -> (Vec<u64>, usize)
+    where
+        T: 'static,
+    {
+        let nets = self.networks();
+        let batch = nets.iter().map(|n| n.batch).sum();
+        let totals = (0..nets.first().map_or(0, |n| n.pops.len())).map(|p| nets.iter().map(|n| n.pops[p].spike_count).sum()).collect();
+        (totals, batch)
+    }
 }
 
 /// A network and its learner, kept together: the whole batch on one network (the GPU's

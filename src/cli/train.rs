@@ -182,10 +182,32 @@ fn build_net<T: Float>(program: &Program, def: &NetworkDef, batch: usize, seed: 
 
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
+    // Under `mpirun -np K` (K > 1): the ranks share each batch; rank 0 alone reports,
+    // logs and checkpoints.
+    #[cfg(feature = "mpi")]
+    let universe = snnc_runtime::train::ranks::launched();
+    #[cfg(feature = "mpi")]
+    let ranks = universe.as_ref().map(snnc_runtime::train::ranks::Ranks::new).filter(|r| r.size > 1);
+    #[cfg(feature = "mpi")]
+    let (args, follower) = match &ranks {
+        Some(r) if r.rank > 0 => {
+            r.silence_stdout();
+            (Args { out: None, ..args }, true)
+        }
+        _ => (args, false),
+    };
+    #[cfg(not(feature = "mpi"))]
+    let follower = false;
+    let launch = Launch {
+        follower,
+        #[cfg(feature = "mpi")]
+        ranks: ranks.as_ref(),
+        ..Launch::default()
+    };
     let Some((program, index)) = super::load_network(&args.file, args.network.as_deref(), opts, reporter) else {
         return ExitCode::FAILURE;
     };
-    match train_program(&args, &program, index, &mut NoHooks) {
+    match train_program_on(&args, &program, index, &mut NoHooks, launch) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -216,6 +238,21 @@ impl Hooks for NoHooks {
 /// `program`: prints its progress as the command does, calls `hooks`, and gives the
 /// final weights; the error is the message the command prints.
 pub fn train_program(args: &Args, program: &Program, index: usize, hooks: &mut dyn Hooks) -> Result<Vec<(String, Array2<f64>)>, String> {
+    train_program_on(args, program, index, hooks, Launch::default())
+}
+
+/// Where a training run runs: one process (the default), or one rank of an MPI launch.
+#[derive(Clone, Copy, Default)]
+pub struct Launch<'a> {
+    /// A rank other than 0: it trains its share of each batch and reports nothing.
+    pub follower: bool,
+    #[cfg(feature = "mpi")]
+    pub ranks: Option<&'a snnc_runtime::train::ranks::Ranks>,
+    _ranks: std::marker::PhantomData<&'a ()>,
+}
+
+/// [`train_program`] as `launch` says.
+pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mut dyn Hooks, launch: Launch) -> Result<Vec<(String, Array2<f64>)>, String> {
     let def = &program.networks[index];
     let s = Settings::of(args, def)?;
     let block_task = def.train.iter().find(|(k, _)| k == "task").and_then(|(_, v)| match v {
@@ -300,6 +337,9 @@ pub fn train_program(args: &Args, program: &Program, index: usize, hooks: &mut d
         train_task,
         test_task,
         classifies,
+        follower: launch.follower,
+        #[cfg(feature = "mpi")]
+        ranks: launch.ranks,
     };
     super::engine::dispatch(super::engine::precision(args.f64), args.backend, training)?
 }
@@ -436,6 +476,10 @@ struct Training<'a> {
     train_task: Box<dyn Task>,
     test_task: Box<dyn Task>,
     classifies: bool,
+    /// An MPI rank other than 0: it trains its share, and reports nothing.
+    follower: bool,
+    #[cfg(feature = "mpi")]
+    ranks: Option<&'a snnc_runtime::train::ranks::Ranks>,
 }
 
 impl Training<'_> {
@@ -456,11 +500,20 @@ impl Job for Training<'_> {
             On::Cpu { .. } => {
                 let make = |b: usize| build_net::<T>(program, def, b, seed, true);
                 let cpu = CpuTrainer::new(&make, self.trainable, self.s.method);
+                #[cfg(feature = "mpi")]
+                if let Some(r) = self.ranks {
+                    let ranks = snnc_runtime::train::ranks::RankTrainer::new(cpu, r);
+                    return self.train(ranks, |_, weights, data, labels| evaluate(&mut build_net::<T>(program, def, data.batch(), seed, false)?, weights, data, labels));
+                }
                 // The held-out trials on a network of their own, without derivatives.
                 self.train(cpu, |_, weights, data, labels| evaluate(&mut build_net::<T>(program, def, data.batch(), seed, false)?, weights, data, labels))
             }
             #[cfg(feature = "cuda")]
             On::Cuda => {
+                #[cfg(feature = "mpi")]
+                if self.ranks.is_some() {
+                    return fail("training over MPI ranks runs on the CPU backend (--backend jit); the CUDA backend uses one GPU");
+                }
                 // The network and its gradient state are made once and kept on the device.
                 let gpu = match open_gpu::<T>(program, def, self.s.batch, seed, self.trainable, self.s.method) {
                     Ok(g) => g,
@@ -486,6 +539,10 @@ impl Training<'_> {
     /// Held-out batches per evaluation: a dataset's whole split once (or at most
     /// `--test-batches` of it), or `--test-batches` of a generator's fresh trials.
     fn test_batches(&self) -> usize {
+        // A follower rank leaves the held-out trials to rank 0.
+        if self.follower && !self.args.evaluate_only {
+            return 0;
+        }
         let default = if self.args.evaluate_only { 8 } else { 4 };
         match (self.test_task.batches_per_pass(), self.args.test_batches) {
             (Some(pass), Some(n)) => n.min(pass),
@@ -540,10 +597,11 @@ impl Training<'_> {
             return Ok(self.weights);
         }
         self.banner();
-        if args.out.is_none() && !args.returns_weights {
+        if args.out.is_none() && !args.returns_weights && !self.follower {
             eprintln!("note: no --out DIR: the trained weights will not be saved");
         }
         let mut progress = Progress::new(self.s.epochs * args.batches);
+        progress.quiet = self.follower;
         let mut last_checkpoint = None;
         for epoch in self.start_epoch..self.start_epoch + self.s.epochs {
             if let Err(e) = self.epoch(epoch, &mut trainer, &mut held, &mut progress) {
@@ -674,12 +732,14 @@ struct Progress {
     last: std::time::Instant,
     total: usize,
     done: usize,
+    /// A follower MPI rank: no progress lines.
+    quiet: bool,
 }
 
 impl Progress {
     fn new(total: usize) -> Progress {
         let now = std::time::Instant::now();
-        Progress { start: now, last: now, total, done: 0 }
+        Progress { start: now, last: now, total, done: 0, quiet: false }
     }
 
     fn eta(&self) -> String {
@@ -690,13 +750,16 @@ impl Progress {
 
     fn batch_done(&mut self, epoch: usize, b: usize, batches: usize) {
         self.done += 1;
-        if self.last.elapsed().as_secs_f64() >= 10.0 && b + 1 < batches {
+        if !self.quiet && self.last.elapsed().as_secs_f64() >= 10.0 && b + 1 < batches {
             eprintln!("epoch {epoch}, batch {}/{batches}: {}", b + 1, self.eta());
             self.last = std::time::Instant::now();
         }
     }
 
     fn epoch_done(&mut self, epoch: usize, end: usize) {
+        if self.quiet {
+            return;
+        }
         eprintln!("epoch {epoch} done ({} of {end}): {}", epoch + 1, self.eta());
         self.last = std::time::Instant::now();
     }

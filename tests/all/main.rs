@@ -8,6 +8,8 @@ mod bench_cli;
 mod cli;
 mod explain;
 mod grad_cli;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod run_cli;
 mod train_cli;
 mod train_faults;

@@ -28,6 +28,12 @@ pub trait Sequence {
     fn rows(&self) -> Option<Box<dyn RowFill>> {
         None
     }
+    /// The index of this sequence's first batch element in a larger batch it is a part
+    /// of (a batch split across threads or MPI ranks): the network's own random draws
+    /// (noise) of element b are then those of element `batch_offset() + b` of the whole.
+    fn batch_offset(&self) -> usize {
+        0
+    }
 }
 
 /// Rows of a batch of sequences, written independently of each other (see

@@ -92,6 +92,8 @@ impl<T: Float> CpuGradient<T> {
     pub fn run_online(&mut self, net: &mut Network<T>, data: &mut dyn Sequence, mut online: Option<Online>) -> Result<Gradients, RuntimeError> {
         let steps = data.steps();
         check_data(net, data, self.method == Method::Bptt, online.as_ref())?;
+        // A part of a larger batch draws what the whole one would for its elements.
+        net.batch_offset = data.batch_offset();
         check_target(net, self.plan.r, data)?;
         let threaded = self.helper_thread && !self.record && online.is_none() && steps > WINDOW && std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
         let mut pass = Pass::new(self, net, threaded)?;

@@ -49,6 +49,8 @@ struct Part<'a> {
     n_target: usize,
     loss: Loss,
     mask: Vec<f64>,
+    /// Its first element in the whole batch.
+    offset: usize,
 }
 
 impl Sequence for Part<'_> {
@@ -87,6 +89,9 @@ impl Sequence for Part<'_> {
     fn mask(&self, _t: usize, mask: &mut [f64]) {
         mask.copy_from_slice(&self.mask);
     }
+    fn batch_offset(&self) -> usize {
+        self.offset
+    }
 }
 
 /// The gradient of `sum_t L^t` over the batch of `data`, split across `nets` (their
@@ -106,14 +111,14 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
     let part = |net: &mut Network<T>, data: &mut dyn Sequence| CpuGradient::new(net, trainable, method)?.single_threaded().run(net, data);
     let (in_sizes, n_target) = data.shape();
     let loss = data.loss();
+    let base = data.batch_offset();
     let flush = crate::kernels::denormals_flushed();
     if let Some(rows) = data.rows() {
         let rows: &dyn RowFill = rows.as_ref();
         let mut b0 = 0;
         let mut parts: Vec<Part> = Vec::new();
         for net in nets.iter_mut() {
-            net.batch_offset = b0;
-            parts.push(Part { source: Source::Own(rows, b0), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] });
+            parts.push(Part { source: Source::Own(rows, b0), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch], offset: base + b0 });
             b0 += net.batch;
         }
         let results: Vec<Result<Gradients, RuntimeError>> = std::thread::scope(|scope| {
@@ -142,9 +147,8 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
         let mut b0 = 0;
         for net in nets.iter_mut() {
             let (tx, rx) = sync_channel::<Rows>(AHEAD);
-            net.batch_offset = b0;
+            let mut seq = Part { source: Source::Channel(rx), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch], offset: base + b0 };
             b0 += net.batch;
-            let mut seq = Part { source: Source::Channel(rx), steps, batch: net.batch, in_sizes: in_sizes.clone(), n_target, loss, mask: vec![1.0; net.batch] };
             handles.push(scope.spawn(move || {
                 if flush {
                     crate::kernels::flush_denormals();

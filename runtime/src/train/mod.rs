@@ -2,6 +2,8 @@
 //! with one of the learning rules of [`crate::learn`].
 
 pub mod dataset;
+#[cfg(feature = "mpi")]
+pub mod ranks;
 pub mod shd;
 pub mod tasks;
 
@@ -300,7 +302,7 @@ pub fn train_batch<T: Float>(
     };
     let g = g.map_err(|e| described(e, trainer.networks()))?;
     step(weights, &g.total);
-    Ok(report(trainer.networks(), data.steps(), g.loss, &g.evidence, labels))
+    Ok(report(trainer.networks(), trainer.spike_totals(), data.steps(), g.loss, &g.evidence, labels))
 }
 
 /// One optimiser step on `weights`, then the network's constraints: sign-constrained
@@ -348,7 +350,9 @@ pub fn evaluate<T: Float, S: Simulation<T> + ?Sized>(
     })?;
     // The host's spike counters (the rates reported) as of the last step.
     sim.sync(false)?;
-    Ok(report(std::slice::from_ref(sim.network()), data.steps(), loss, &evidence, labels))
+    let net = sim.network();
+    let totals = (net.pops.iter().map(|p| p.spike_count).collect(), net.batch);
+    Ok(report(std::slice::from_ref(net), totals, data.steps(), loss, &evidence, labels))
 }
 
 fn readout_of<T>(net: &Network<T>) -> Result<usize, RuntimeError> {
@@ -376,7 +380,7 @@ fn forward_loss<T: Float>(
 }
 
 /// Loss per sequence, accuracy of `argmax` of the evidence, and firing rates.
-fn report<T>(nets: &[Network<T>], steps: usize, loss: f64, evidence: &Array2<f64>, labels: &[usize]) -> BatchReport {
+fn report<T>(nets: &[Network<T>], (spikes, batch): (Vec<u64>, usize), steps: usize, loss: f64, evidence: &Array2<f64>, labels: &[usize]) -> BatchReport {
     let correct = labels
         .iter()
         .enumerate()
@@ -386,15 +390,11 @@ fn report<T>(nets: &[Network<T>], steps: usize, loss: f64, evidence: &Array2<f64
             best == **l
         })
         .count();
-    // Rates over every network of a split batch.
+    // Rates over the whole batch (every network of a split one, every rank's share).
     let seconds = steps as f64 * nets[0].dt;
-    let batch: usize = nets.iter().map(|n| n.batch).sum();
     let rates = (0..nets[0].pops.len())
         .filter(|&p| !nets[0].pops[p].spikes.is_empty())
-        .map(|p| {
-            let spikes: u64 = nets.iter().map(|n| n.pops[p].spike_count).sum();
-            (nets[0].pops[p].name.clone(), spikes as f64 / (nets[0].pops[p].n * batch) as f64 / seconds.max(1e-12))
-        })
+        .map(|p| (nets[0].pops[p].name.clone(), spikes[p] as f64 / (nets[0].pops[p].n * batch) as f64 / seconds.max(1e-12)))
         .collect();
     let n = labels.len().max(1) as f64;
     BatchReport { loss: loss / n, accuracy: correct as f64 / n, rates }

@@ -1,0 +1,124 @@
+//! Data-parallel training over MPI ranks (`--features mpi`; needs `mpirun`, which
+//! `.ci/run` installs from Debian's Open MPI): two ranks train as one process does, a
+//! checkpoint resumes under any rank count, and a killed or mismatched rank ends the
+//! launch with an error instead of a hang.
+use snnc_runtime::train::load_checkpoint;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TINY: &str = "tests/data/tiny_evidence.snn";
+/// Three Adam steps of batch 4 in f64.
+const RUN: [&str; 11] = ["--delay", "50ms", "--batch", "4", "--batches", "3", "--epochs", "1", "--f64", "--seed", "3"];
+
+fn snnc() -> &'static str {
+    env!("CARGO_BIN_EXE_snnc")
+}
+
+/// `mpirun -np K` as root on one machine, more ranks than cores allowed.
+fn mpirun(k: usize) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["--oversubscribe", "-np", &k.to_string()])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("snnc-mpi-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+/// Largest difference between the two checkpoints' tensors, relative to each tensor's
+/// largest entry.
+fn max_rel_diff(a: &Path, b: &Path) -> f64 {
+    let (wa, _) = load_checkpoint(a).unwrap();
+    let (wb, _) = load_checkpoint(b).unwrap();
+    assert_eq!(wa.iter().map(|(n, _)| n).collect::<Vec<_>>(), wb.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    wa.iter()
+        .zip(&wb)
+        .map(|((_, x), (_, y))| {
+            let scale = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            (x - y).iter().fold(0.0f64, |m, v| m.max(v.abs())) / scale
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn two_ranks_train_as_one_process() {
+    let dir = tmp("equal");
+    for (extra, what) in [(&[][..], "per batch"), (&["--update-every", "10"][..], "every 10 steps")] {
+        let (one, two) = (dir.join(format!("one{}", extra.len())), dir.join(format!("two{}", extra.len())));
+        let o = Command::new(snnc()).current_dir(env!("CARGO_MANIFEST_DIR")).args(["train", TINY]).args(RUN).args(extra).arg("--out").arg(&one).output().unwrap();
+        ok(&o);
+        let o = mpirun(2).args([snnc(), "train", TINY]).args(RUN).args(extra).arg("--out").arg(&two).output().unwrap();
+        ok(&o);
+        let d = max_rel_diff(&one.join("checkpoint.safetensors"), &two.join("checkpoint.safetensors"));
+        assert!(d <= 1e-12, "updates {what}: 2 ranks differ from 1 process by {d:e}");
+        // Rank 0 alone logs: the same rows (losses, accuracies) as the single process.
+        let log = |d: &Path| std::fs::read_to_string(d.join("log.csv")).unwrap();
+        assert_eq!(log(&one), log(&two), "updates {what}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(out.matches("epoch 0:").count(), 1, "one report, from rank 0:\n{out}");
+    }
+    // A checkpoint of one process resumes under two ranks.
+    let ck = dir.join("one0").join("checkpoint.safetensors");
+    let o = mpirun(2).args([snnc(), "train", TINY]).args(RUN).arg("--resume").arg(&ck).arg("--out").arg(dir.join("resumed")).output().unwrap();
+    ok(&o);
+    assert_eq!(load_checkpoint(&dir.join("resumed").join("checkpoint.safetensors")).unwrap().1["epoch"], "2");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_killed_rank_ends_the_launch_within_seconds() {
+    let mut child = mpirun(2)
+        .args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "4", "--batches", "100000", "--epochs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rank 1 is a child of mpirun; kill it once training runs.
+    let start = Instant::now();
+    let rank = loop {
+        let o = Command::new("pgrep").args(["-P", &child.id().to_string(), "snnc"]).output().unwrap();
+        let pids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect();
+        if pids.len() == 2 {
+            break pids[1].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the ranks did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(Command::new("kill").args(["-9", &rank]).status().unwrap().success());
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "the launch still runs 20 s after a rank was killed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "a launch with a killed rank must fail");
+}
+
+#[test]
+fn ranks_launched_differently_are_refused() {
+    let o = mpirun(1)
+        .args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "4", "--batches", "1", "--epochs", "1", ":", "-np", "1"])
+        .args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "6", "--batches", "1", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the MPI ranks were not launched alike: ranks [1]"), "{err}");
+    let o = mpirun(3).args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "2", "--batches", "1", "--epochs", "1"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a batch of 2 cannot be shared by 3 MPI ranks"));
+}

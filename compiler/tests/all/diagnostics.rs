@@ -745,6 +745,15 @@ network n {
 }
 ");
 
+bad!(connection_bias: "E0421" at "bias", "a connection bias is not supported yet";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 3
+    layer L = LIF[4]
+    connect x -> L.I dense weight 0.5 bias
+}
+");
+
 bad!(negative_delay: "E0403" at "-1 ms", "a delay must be a non-negative time";
 "import \"stdlib/lif.snn\"
 network n {

@@ -246,15 +246,10 @@ fn identifier(name: &str) -> String {
     if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
         id.insert_str(0, "n_");
     }
-    if RESERVED.split_whitespace().any(|w| w == id) {
+    if snnc_compiler::syntax::KEYWORDS.contains(&id.as_str()) {
         id.push('_');
     }
     id
 }
 
-/// The language's reserved words (docs/language.md), which NIR graphs use as node names
-/// (`input`, `output`).
-const RESERVED: &str = "neuron synapse network import fn param state input let spike when surrogate on \
-    reset refractory clamp method output per_synapse detach trainable if then else \
-    and or not layer readout connect via drive train dense sparse one_to_one \
-    procedural from init weight no_self bias delay as excitatory inhibitory";
+

@@ -25,6 +25,17 @@ impl NetCx<'_, '_> {
     pub(super) fn connect(&mut self, c: &ast::Connect, earlier: &[Projection]) -> Option<Projection> {
         let (from, from_state, to) = self.endpoints(c)?;
         let cl = self.clauses(c)?;
+        if cl.bias {
+            // Parsed but never applied until 2026-12-05: a network with it ran without the
+            // bias, silently. Refused until the runtime adds one.
+            let span = c.clauses.iter().find(|sc| matches!(sc.clause, ConnClause::Bias)).map_or(c.span, |sc| sc.span);
+            self.diags.push(
+                Diagnostic::error("E0421", span, "a connection bias is not supported yet")
+                    .with_label("the runtime would run this connection without it")
+                    .with_help("give the target model a `param` for it (e.g. `dv/dt = (-v + I + b) / tau`), or add a constant with `drive POP.PORT = VALUE`"),
+            );
+            return None;
+        }
         let port = self.target_port(c, to, cl.synapse)?;
         let port_dim = self.port_dim(c, to, port, from_state.as_ref())?;
         let (synapse, weight_dim) = match cl.synapse {

@@ -161,12 +161,12 @@ fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic
             .with_related(via, "used by this connection")
             .with_help("write `w * pre` (or `w` in `on pre`) where the value is used"));
     }
-    // States the block changes: a factor reading one would differ between applying each
+    // States the events drive: a factor reading one would differ between applying each
     // spike's update in turn and applying the summed input once.
-    let changed: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).collect();
+    let driven = driven_states(syn);
     for u in &syn.on_pre {
         let additive = matches!(u.op, crate::sema::UpdateOp::Add | crate::sema::UpdateOp::Sub);
-        if additive && w_factor(syn, &u.value, &changed) {
+        if additive && w_factor(syn, &u.value, &driven) {
             continue;
         }
         let name = &syn.symbols[u.target].name;
@@ -183,7 +183,67 @@ fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic
             .with_note("a merged synapse runs `on pre` on every step with `w` as the summed input `sum_i w_ij pre_i`, which is 0 without a presynaptic spike")
             .with_help(format!("write it `{name} += w * (...)`; per-connection state and other event updates are not supported yet")));
     }
+    // The sum over connections of what each one does equals what the merged state does
+    // only where the driven states and `w * pre` enter linearly (no constant term).
+    let equations = syn.odes.iter().filter(|(s, _)| driven.contains(s)).map(|(s, rhs)| (format!("the equation of `{}`", syn.symbols[*s].name), rhs));
+    let output = syn.output.iter().map(|(port, e)| (format!("`output {port}`"), e));
+    for (what, e) in equations.chain(output) {
+        if !linear_in(syn, e, &driven) {
+            let names: Vec<String> = driven.iter().map(|s| format!("`{}`", syn.symbols[*s].name)).chain(std::iter::once("`w * pre`".to_string())).collect();
+            return Err(Diagnostic::error("E0417", e.span, format!("{what} in synapse `{}` is not linear in {}, so it cannot be merged per target neuron", syn.name, names.join(", ")))
+                .with_label("not a sum of terms each linear in the event-driven states")
+                .with_related(via, "used by this connection")
+                .with_note("a merged synapse holds the sum over its connections into a neuron; that sum follows the equations only where they are linear and without a constant term in these states")
+                .with_help("per-connection state (`per_synapse`) is not supported yet; write the synapse linear (e.g. `dg/dt = -g / tau`, `output I = g * (E - v_post)`)"));
+        }
+    }
     Ok(())
+}
+
+/// The states a presynaptic spike drives: those `on pre` changes, those whose equation
+/// reads `w * pre`, and those whose equation reads a driven state (to a fixed point).
+fn driven_states(syn: &Model) -> Vec<SymId> {
+    let mut driven: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).collect();
+    loop {
+        let more: Vec<SymId> = syn
+            .odes
+            .iter()
+            .filter(|(s, rhs)| !driven.contains(s) && reads(syn, rhs, &|r| syn.symbols[r].kind == SymKind::Weight || driven.contains(&r)))
+            .map(|(s, _)| *s)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        driven.extend(more);
+    }
+    driven.sort_unstable();
+    driven.dedup();
+    driven
+}
+
+/// Whether `e` is a homogeneous linear form in the states `driven` and `w * pre`: a
+/// sum of terms, each one of them (or `w * pre`) times a factor free of all of them
+/// (an `if` free of them choosing between two such forms counts, as does 0).
+fn linear_in(syn: &Model, e: &TExpr, driven: &[SymId]) -> bool {
+    let free = |e: &TExpr| !reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike) || driven.contains(&s));
+    let is = |e: &TExpr, kind: SymKind| matches!(e.peel().kind, TKind::Sym(s) if syn.symbols[s].kind == kind);
+    crate::deep(|| match &e.kind {
+        TKind::Const(v) => *v == 0.0,
+        TKind::Sym(s) if driven.contains(s) => true,
+        TKind::Sym(s) => syn.symbols[*s].kind == SymKind::Let && syn.symbols[*s].value.as_ref().is_some_and(|v| linear_in(syn, v, driven)),
+        TKind::Shared(a) => linear_in(syn, a, driven),
+        TKind::Neg(a) => linear_in(syn, a, driven),
+        TKind::Binary(BinOp::Add | BinOp::Sub, a, b) => linear_in(syn, a, driven) && linear_in(syn, b, driven),
+        TKind::Binary(BinOp::Mul, a, b) => {
+            (is(a, SymKind::Weight) && is(b, SymKind::PreSpike))
+                || (is(a, SymKind::PreSpike) && is(b, SymKind::Weight))
+                || (linear_in(syn, a, driven) && free(b))
+                || (free(a) && linear_in(syn, b, driven))
+        }
+        TKind::Binary(BinOp::Div, a, b) => linear_in(syn, a, driven) && free(b),
+        TKind::If(c, a, b) => free(c) && linear_in(syn, a, driven) && linear_in(syn, b, driven),
+        _ => false,
+    })
 }
 
 /// Whether `e` reads `w` or `pre`.
@@ -207,8 +267,8 @@ fn reads(syn: &Model, e: &TExpr, pred: &dyn Fn(SymId) -> bool) -> bool {
     found
 }
 
-/// Whether `e` is `w` times an expression free of `w`, `pre` and the states in
-/// `changed` (`w`, `w * x`, `x * w`, `w / x`, `-e`, or `w * pre`, the same summed input).
+/// Whether `e` is `w` times an expression free of `w`, `pre` and the states the
+/// events drive, `changed` (`w`, `w * x`, `x * w`, `w / x`, `-e`, or `w * pre`, the same summed input).
 fn w_factor(syn: &Model, e: &TExpr, changed: &[SymId]) -> bool {
     let is = |e: &TExpr, kind: SymKind| matches!(e.kind, TKind::Sym(s) if syn.symbols[s].kind == kind);
     let free = |e: &TExpr| !reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike) || changed.contains(&s));

@@ -114,3 +114,58 @@ fn per_synapse_state_and_lets_reading_w_are_refused() {
     let errors = compose(&network(through));
     assert!(errors[0].message.contains("no state that `on pre` changes"), "{}", errors[0].message);
 }
+
+#[test]
+fn nonlinear_uses_of_the_summed_input_are_refused() {
+    // Merged, two connections spiking into one neuron in one step give (w1 + w2)^2, not
+    // w1^2 + w2^2: accepted (and run so) before.
+    for (ode, output, what) in [
+        ("-g / (5 ms)", "g + 0.5 * (w * pre) * (w * pre) / w", "`output I`"),
+        ("-g / (5 ms) + (w * pre) * (w * pre) / w / (1 ms)", "g", "the equation of `g`"),
+        ("-g / (5 ms)", "g * g / w", "`output I`"),
+        ("(w - g) / (5 ms)", "g", "the equation of `g`"),
+    ] {
+        let text = network(&format!("synapse S {{\n    state g = 0 * w\n    dg/dt = {ode}\n    on pre {{ g += w }}\n    output I = {output}\n}}"));
+        let errors = compose(&text);
+        let e = errors.first().unwrap_or_else(|| panic!("`{ode}` / `{output}` accepted"));
+        assert_eq!(e.code, "E0417");
+        assert!(e.message.starts_with(what) && e.message.contains("is not linear in `g`, `w * pre`"), "{}", e.message);
+    }
+}
+
+#[test]
+fn saturating_state_driven_through_another_is_refused() {
+    // NMDA gating saturating in s (Wang 2002): per connection s_i saturates on its own;
+    // merged, the sum would saturate as one. `s` is driven through `x`.
+    let nmda = "synapse S {
+    param tau_r: ms = 2 ms
+    param tau_d: ms = 100 ms
+    state x = 0 * w
+    state s = 0 * w
+    dx/dt = -x / tau_r
+    ds/dt = -s / tau_d + 0.5 * x * (1 - s / w) / (1 ms)
+    on pre { x += w }
+    output I = s
+}";
+    let errors = compose(&network(nmda));
+    assert!(errors.first().is_some_and(|e| e.message.contains("the equation of `s`")), "{errors:?}");
+    // A factor of `on pre` reading a driven state (`h` is not changed by `on pre`).
+    let through = "synapse S {\n    state g = 0 * w\n    state h = 0 * w\n    dg/dt = -g / (5 ms)\n    dh/dt = (w * pre - h) / (5 ms)\n    on pre { g += w * h / w }\n    output I = g\n}";
+    let errors = compose(&network(through));
+    assert!(errors.first().is_some_and(|e| e.message.contains("update of `g`")), "{errors:?}");
+}
+
+#[test]
+fn linear_stdlib_forms_are_accepted() {
+    for syn in [
+        // Alpha: g driven through h.
+        "synapse S {\n    state g = 0 * w\n    state h = 0 * w\n    dg/dt = (-g + h) / (5 ms)\n    dh/dt = -h / (5 ms)\n    on pre { h += e * w }\n    output I = g\n}",
+        // A gate free of the driven states, a constant factor, and the summed input itself.
+        "synapse S {\n    state g = 0 * w\n    dg/dt = -g / (5 ms)\n    on pre { g += w }\n    output I = (if t > 1 ms then g else 0 * g) * 2 + w * pre\n}",
+        // A state of its own that the events do not drive scales the jump.
+        "synapse S {\n    state a = 1.0\n    state g = 0 * w\n    da/dt = (1 - a) / (50 ms)\n    dg/dt = -g / (5 ms)\n    on pre { g += w * a }\n    output I = g\n}",
+    ] {
+        let errors = compose(&network(syn));
+        assert!(errors.is_empty(), "{syn}: {errors:?}");
+    }
+}

@@ -10,6 +10,7 @@ use crate::connectivity::{self, apply_sign};
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
+use crate::presyn::PreStage;
 use crate::propagate::{DelayRing, SparseRows, Weights, active_indices, propagate_into};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
@@ -63,6 +64,8 @@ pub(crate) struct Proj<T> {
     n_synapses: usize,
     pub(crate) delay: Option<DelayRing<T>>,
     sign: Option<Sign>,
+    /// The synapse's presynaptic state (short-term plasticity), if it has any.
+    pub(crate) pre_stage: Option<PreStage<T>>,
 }
 
 /// One population at run time.
@@ -124,7 +127,7 @@ impl<T> Population<T> {
 impl<T: Float> Population<T> {
     /// The buffers of one population, from its plan: per-neuron params and initial
     /// states repeated for each batch element; no kernel yet.
-    fn allocate(plan: &PopulationPlan, batch: usize) -> Population<T> {
+    pub(crate) fn allocate(plan: &PopulationPlan, batch: usize) -> Population<T> {
         let tile = |v: &Vec<f64>| -> Vec<T> { (0..batch).flat_map(|_| v.iter().map(|x| T::from_f64(*x))).collect() };
         let n = plan.n;
         let mut pop = Population {
@@ -197,7 +200,8 @@ impl<T: Float> Proj<T> {
         let n_post = net.populations[pr.to].size;
         let (weights, n_synapses) = initial_weights(net, pi, n_pre, n_post, rng)?;
         let delay = pr.delay.map(|d| (d / plan.dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
-        Ok(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input: plan.projection_inputs[pi], weights, n_synapses, delay, sign: pr.sign })
+        let pre_stage = plan.pre_stages[pi].as_ref().map(|s| PreStage::allocate(s, format!("{}.pre", pr.name), batch));
+        Ok(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input: plan.projection_inputs[pi], weights, n_synapses, delay, sign: pr.sign, pre_stage })
     }
 }
 
@@ -323,6 +327,9 @@ impl<T: Float> Network<T> {
                 pop.kernel = Some(factory.build(step, &pop.specs)?);
             }
         }
+        for stage in self.projs.iter_mut().filter_map(|pr| pr.pre_stage.as_mut()) {
+            stage.attach_kernel(factory)?;
+        }
         self.factory = Some(factory);
         Ok(())
     }
@@ -350,6 +357,9 @@ impl<T: Float> Network<T> {
         for pr in &mut self.projs {
             if let Some(ring) = &mut pr.delay {
                 ring.clear();
+            }
+            if let Some(stage) = &mut pr.pre_stage {
+                stage.reset();
             }
         }
         self.step_index = 0;
@@ -401,7 +411,7 @@ impl<T: Float> Network<T> {
         }
         let t = self.time();
         for p in 0..self.pops.len() {
-            self.gather_inputs(p, external, trace.as_deref_mut());
+            self.gather_inputs(p, external, trace.as_deref_mut())?;
             let pop = &mut self.pops[p];
             let Some(step) = &pop.step else { continue };
             // A host view (`without_kernels`) is stepped by its device, never here.
@@ -450,7 +460,7 @@ impl<T: Float> Network<T> {
     }
 
     /// Sums everything that arrives at population `p` this step into its kernel inputs.
-    fn gather_inputs(&mut self, p: usize, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) {
+    fn gather_inputs(&mut self, p: usize, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
         let batch = self.batch;
         {
             let pop = &mut self.pops[p];
@@ -472,6 +482,7 @@ impl<T: Float> Network<T> {
         let has_dynamics = self.pops[p].step.is_some();
         let n_post = self.pops[p].n;
         let ext_active = std::mem::take(&mut self.ext_active);
+        let (t, seed) = (self.time(), self.seed);
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
             let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
                 Source::Input(i) => (external[i], self.inputs[i].1, Some(ext_active[i].as_slice())),
@@ -500,6 +511,14 @@ impl<T: Float> Network<T> {
                     None => tr.nonzero[pi] = None,
                 }
             }
+            // Short-term plasticity: the activity scaled by each source's efficacy.
+            let src = match &mut pr.pre_stage {
+                Some(stage) => {
+                    let random = RandomCtx { seed: seed ^ u64::from(stream_id(&stage.pop.name)), step: step as u64, offset: (self.batch_offset * n_pre) as u64 };
+                    stage.advance(src, t, random)?
+                }
+                None => src,
+            };
             let target: &mut Vec<T> = if has_dynamics { &mut inputs[pr.input] } else { &mut output };
             match &mut pr.delay {
                 // Delayed: computed now into the ring slot of step t + d, and whatever
@@ -516,6 +535,7 @@ impl<T: Float> Network<T> {
         self.pops[p].inputs = inputs;
         self.pops[p].output = output;
         self.ext_active = ext_active;
+        Ok(())
     }
 
     /// A projection by name: (index, source, target population, kernel input index).
@@ -530,6 +550,13 @@ impl<T: Float> Network<T> {
     }
 
     /// A projection's delay in steps, if it has one.
+    /// The presynaptic state of projection `proj` (short-term plasticity, [`PreStage`]):
+    /// a population of its source neurons holding the synapse's presynaptic states and
+    /// `_efficacy`; `None` when its synapse has none.
+    pub fn presynaptic_state(&self, proj: usize) -> Option<&Population<T>> {
+        self.projs.get(proj)?.pre_stage.as_ref().map(|s| &s.pop)
+    }
+
     pub fn projection_delay(&self, proj: usize) -> Option<usize> {
         self.projs[proj].delay.as_ref().map(|r| r.delay())
     }

@@ -14,3 +14,4 @@ mod gpu_learn;
 mod learn;
 mod memory;
 mod network;
+mod stp;

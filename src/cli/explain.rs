@@ -93,7 +93,7 @@ pub fn steps(
 }
 
 /// The steps of a network's populations with a model, from the pipeline, labelled
-/// `net.pop (Model)`.
+/// `net.pop (Model)`, then the projections' presynaptic stages (`net.PROJ.pre`).
 fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>, sources: &SourceMap, reporter: &Reporter) -> Result<Vec<Explained>, ExitCode> {
     let opts = CompileOptions { dt, ..CompileOptions::default() };
     let plan = pipeline::compile_network(program, net, &opts).map_err(|e| {
@@ -111,6 +111,13 @@ fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>, sources: 
         let mut step = d.step;
         step.model.name = format!("{}.{} ({})", net.name, p.name, step.model.name);
         out.push(Explained { label: p.name, step, specs: d.specs });
+    }
+    // Presynaptic synapse state: one stage per projection, kept per source neuron.
+    for (pr, stage) in net.projections.iter().zip(plan.pre_stages) {
+        let Some(stage) = stage else { continue };
+        let mut step = stage.dynamics.step;
+        step.model.name = format!("{}.{}.pre ({}, per source neuron)", net.name, pr.name, step.model.name);
+        out.push(Explained { label: format!("{}.pre", pr.name), step, specs: stage.dynamics.specs });
     }
     Ok(out)
 }

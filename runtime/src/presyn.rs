@@ -47,6 +47,15 @@ impl<T: Float> PreStage<T> {
         let Some(kernel) = &pop.kernel else {
             return Err(RuntimeError::Build(format!("the presynaptic state of `{}` has no CPU kernel", pop.name)));
         };
+        // Its statements run at spikes: an analog source (an input of rates) has none.
+        let (zero, one) = (T::default(), T::from_f64(1.0));
+        if let Some(x) = src.iter().find(|&&x| x != zero && x != one) {
+            return Err(RuntimeError::Input(format!(
+                "`{}`: the presynaptic state of a synapse needs spikes (0 or 1) from its source, got {}",
+                pop.name,
+                x.to_f64()
+            )));
+        }
         pop.inputs[self.pre_input].copy_from_slice(src);
         let mut states: Vec<&mut [T]> = pop.states.iter_mut().map(|s| s.as_mut_slice()).collect();
         let inputs: Vec<&[T]> = pop.inputs.iter().map(|s| s.as_slice()).collect();

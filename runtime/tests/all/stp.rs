@@ -185,6 +185,15 @@ fn jit_equals_interpreter_with_presynaptic_state() {
 }
 
 #[test]
+fn an_analog_source_is_refused_at_run_time() {
+    let p = program(&stp_text(1, ""));
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
+    net.step(&[&[1.0]]).unwrap();
+    let err = net.step(&[&[0.5]]).unwrap_err().to_string();
+    assert!(err.contains("`syn.pre`: the presynaptic state of a synapse needs spikes (0 or 1)") && err.contains("0.5"), "{err}");
+}
+
+#[test]
 fn gpu_and_learning_refuse_presynaptic_state() {
     let p = program(&stp_text(1, ""));
     let host = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();

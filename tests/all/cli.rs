@@ -278,6 +278,10 @@ network n {{
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = snnc(&["run", f.to_str().unwrap(), "-I", root, "--duration", "5ms"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `explain --network` shows where u lives: the projection's presynaptic stage.
+    let out = snnc(&["explain", f.to_str().unwrap(), "-I", root, "--network", "n"]);
+    let text_out = String::from_utf8_lossy(&out.stdout);
+    assert!(text_out.contains("n.x_to_a.pre (STP.pre, per source neuron)") && text_out.contains("h = [u, _efficacy]"), "{text_out}");
     std::fs::write(&f, text("\n        g += 0.1")).unwrap();
     let out = snnc(&["check", f.to_str().unwrap(), "-I", root]);
     assert_eq!(out.status.code(), Some(1));

@@ -282,6 +282,11 @@ network n {{
     let out = snnc(&["explain", f.to_str().unwrap(), "-I", root, "--network", "n"]);
     let text_out = String::from_utf8_lossy(&out.stdout);
     assert!(text_out.contains("n.x_to_a.pre (STP.pre, per source neuron)") && text_out.contains("h = [u, _efficacy]"), "{text_out}");
+    // A param of the presynaptic state drawn per connection: refused by `check` too.
+    std::fs::write(&f, text("").replace("via STP dense", "via STP { U = U(0.1, 0.3) } dense")).unwrap();
+    let out = snnc(&["check", f.to_str().unwrap(), "-I", root]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[E0417]: `U` of synapse `STP` is drawn from a distribution"));
     std::fs::write(&f, text("\n        g += 0.1")).unwrap();
     let out = snnc(&["check", f.to_str().unwrap(), "-I", root]);
     assert_eq!(out.status.code(), Some(1));

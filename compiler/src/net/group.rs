@@ -228,8 +228,11 @@ fn presynaptic_uses(syn: &Model, pre_states: &[SymId], via: crate::span::Span) -
     };
     let merged: Vec<&Update> = syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target)).collect();
     if merged.len() != 1 {
-        let span = merged.get(1).map_or(syn.span, |u| u.span);
-        return refuse(span, format!("synapse `{}` has presynaptic state ({names}), so its `on pre` must update exactly one other state with `w`", syn.name), "a second update taking `w`");
+        let (span, label) = match merged.get(1) {
+            Some(u) => (u.span, "a second update taking `w`"),
+            None => (syn.span, "no `on pre` update takes `w`"),
+        };
+        return refuse(span, format!("synapse `{}` has presynaptic state ({names}), so its `on pre` must update exactly one other state with `w`", syn.name), label);
     }
     let odes = syn.odes.iter().filter(|(s, _)| !pre_states.contains(s)).map(|(_, e)| e);
     for e in odes.chain(syn.output.iter().map(|(_, e)| e)) {

@@ -5,6 +5,8 @@
 //! NetworkDef ──net::plan──▶ synapse groups ──net::compose──▶ GroupModel (per population)
 //!   ──lower──▶ param values (settings, sampled, defaults) ──discretise──▶ Step (dt fixed)
 //!   ──derivatives (learning)──▶ Step + DerivLayout ──instantiate──▶ initial states
+//! NetworkDef ──net::pre_stage──▶ presynaptic stage (per projection with STP state)
+//!   ──lower, discretise, instantiate (as a population of its source neurons)──▶ PreStagePlan
 //! ```
 //!
 //! Everything that depends on the model text, the network's settings, the time step and
@@ -24,7 +26,7 @@ use crate::discretise::{self, DerivLayout, Step};
 use crate::ir::{self, Env, LoweredModel};
 use crate::net::{self, GroupModel, NetPlan};
 use crate::rng::{self, Rng, stream_id};
-use crate::sema::{Init, Method, Model, NetworkDef, PopKind, Program, SymId};
+use crate::sema::{Init, Method, Model, NetworkDef, PopKind, Program, Source, SymId};
 
 /// The time step when neither the command line nor the network sets one (0.1 ms, the
 /// step of the COBA/CUBA benchmarks and Brian2's default).
@@ -85,6 +87,21 @@ pub struct NetworkPlan {
     /// Per projection: the target's kernel input index (0 for a `Linear` readout, which
     /// has no kernel and sums into its output).
     pub projection_inputs: Vec<usize>,
+    /// Per projection: its presynaptic stage, if its synapse has presynaptic state.
+    pub pre_stages: Vec<Option<PreStagePlan>>,
+}
+
+/// A projection's presynaptic stage ([`net::pre_stage`]): dynamics run for each source
+/// neuron, whose efficacy scales the source's activity before it is delivered.
+#[derive(Clone, Debug)]
+pub struct PreStagePlan {
+    /// Source neurons per batch element.
+    pub n: usize,
+    pub dynamics: Dynamics,
+    /// The kernel input that receives the source's activity.
+    pub pre_input: usize,
+    /// The state holding the efficacy of the latest spike.
+    pub efficacy: usize,
 }
 
 /// One population: its size and kind, and its dynamics unless it is a `Linear` readout.
@@ -127,7 +144,8 @@ pub fn compile_network(program: &Program, net: &NetworkDef, opts: &CompileOption
     }
     let drive_inputs = cx.drive_inputs(&groups)?;
     let projection_inputs = cx.projection_inputs(&groups)?;
-    Ok(NetworkPlan { name: net.name.clone(), dt: cx.dt, seed: cx.seed, populations, drive_inputs, projection_inputs })
+    let pre_stages = (0..net.projections.len()).map(|pi| cx.pre_stage(pi)).collect::<Result<_, _>>()?;
+    Ok(NetworkPlan { name: net.name.clone(), dt: cx.dt, seed: cx.seed, populations, drive_inputs, projection_inputs, pre_stages })
 }
 
 /// The state of one network's compilation.
@@ -171,24 +189,29 @@ impl<'a> NetworkCx<'a> {
         if let Some(m) = self.opts.method {
             group.model.method = Some(m);
         }
+        plan.dynamics = Some(self.dynamics(&group, p.size, format!("{}.{}", self.net.name, p.name), p.kind).map_err(|e| match e {
+            Ok(d) => diagnostic(d),
+            Err(m) => error(m),
+        })?);
+        Ok((plan, Some(group)))
+    }
+
+    /// Lowers, discretises and instantiates `group` for `n` neurons named `qualified`
+    /// (their random streams); a coded diagnostic or a message when it cannot.
+    fn dynamics(&self, group: &GroupModel, n: usize, qualified: String, kind: PopKind) -> Result<Dynamics, Result<Diagnostic, String>> {
+        let error = |message: String| Err(message);
+        let diagnostic = |d: Diagnostic| Ok(d);
         let lowered = ir::lower_model(&group.model).map_err(|e| error(e.to_string()))?;
-        let mut cx = PopulationCx {
-            n: p.size,
-            qualified: format!("{}.{}", self.net.name, p.name),
-            group: &group,
-            lowered,
-            uniform: Vec::new(),
-            per_neuron: Vec::new(),
-        };
+        let mut cx = PopulationCx { n, qualified, group, lowered, uniform: Vec::new(), per_neuron: Vec::new() };
         cx.param_values(&self.rng, self.dt).map_err(error)?;
         cx.trainable_per_neuron();
-        let (step, deriv) = cx.discretise(self.opts, self.dt, p.kind).map_err(diagnostic)?;
+        let (step, deriv) = cx.discretise(self.opts, self.dt, kind).map_err(diagnostic)?;
         let initial = cx.initial_states(&step, &self.rng, self.dt).map_err(error)?;
         let specs = cx.specs();
         // The backends' own checks, made here once so the refusal names the population
         // (and `explain --network` / the GPU refuse what the CPU backends refuse).
         crate::backend::specialise::check(&step, &specs).map_err(|e| error(e.to_string()))?;
-        plan.dynamics = Some(Dynamics {
+        Ok(Dynamics {
             specs,
             per_neuron: cx.per_neuron.iter().flatten().cloned().collect(),
             initial,
@@ -196,8 +219,38 @@ impl<'a> NetworkCx<'a> {
             input_names: (0..step.layout.inputs.len()).map(|k| step.input_name(k).to_string()).collect(),
             step,
             deriv,
-        });
-        Ok((plan, Some(group)))
+        })
+    }
+
+    /// Projection `pi`'s presynaptic stage, run as a population of its source neurons
+    /// (named `NET.PROJ.pre`). Learning through it is not implemented: refused.
+    fn pre_stage(&self, pi: usize) -> Result<Option<PreStagePlan>, PipelineError> {
+        let Some(stage) = net::pre_stage(self.program, self.net, pi) else { return Ok(None) };
+        let proj = &self.net.projections[pi];
+        let to = proj.to;
+        let diagnostic = |d: Diagnostic| PipelineError { population: self.net.populations[to].name.clone(), message: d.message.clone(), diagnostic: Some(d) };
+        let stage = stage.map_err(diagnostic)?;
+        if self.opts.learning {
+            return Err(self.error(to, format!("projection `{}`: training through presynaptic synapse state (short-term plasticity) is not supported yet; `snnc run` simulates it", proj.name)));
+        }
+        if proj.from_state.is_some() {
+            return Err(self.error(to, format!("projection `{}` reads a state, not spikes: its synapse's presynaptic state needs spikes", proj.name)));
+        }
+        let n = match proj.from {
+            Source::Input(i) => self.net.inputs[i].size,
+            Source::Pop(q) => self.net.populations[q].size,
+        };
+        let mut group = GroupModel { model: stage.model, group_inputs: Vec::new(), group_syms: Vec::new(), direct_inputs: Vec::new(), settings: stage.settings };
+        if let Some(m) = self.opts.method {
+            group.model.method = Some(m);
+        }
+        let dynamics = self.dynamics(&group, n, format!("{}.{}.pre", self.net.name, proj.name), PopKind::Layer).map_err(|e| match e {
+            Ok(d) => diagnostic(d),
+            Err(m) => self.error(to, format!("projection `{}` (presynaptic state): {m}", proj.name)),
+        })?;
+        let pre_input = input_index(&group.model, stage.pre).map_err(|m| self.error(to, m))?;
+        let efficacy = dynamics.step.layout.states.iter().position(|s| *s == stage.efficacy).ok_or_else(|| self.error(to, "internal: the efficacy is not a state of the stage".into()))?;
+        Ok(Some(PreStagePlan { n, dynamics, pre_input, efficacy }))
     }
 
     /// Each drive's kernel input in its target.

@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod learn;
 pub mod memory;
 pub mod network;
+pub mod presyn;
 pub mod propagate;
 pub mod record;
 pub mod scalar;

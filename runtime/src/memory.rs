@@ -53,7 +53,7 @@ fn count(x: f64) -> u64 {
 /// bytes (4 for f32, 8 for f64): the compiler's plan (per-neuron params and initial
 /// states in f64), the populations' buffers (states and their initial copies, params,
 /// inputs, spikes), drives, external inputs, weights (dense, sparse at the expected
-/// number of synapses, one-to-one) and delay rings. With `opts.learning`, the
+/// number of synapses, one-to-one), presynaptic stages and delay rings. With `opts.learning`, the
 /// derivative states the learning rules read are counted too.
 pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes: u64) -> Estimate {
     let batch = opts.batch.max(1) as u64;
@@ -130,6 +130,22 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
                 bytes: mul(&[n_pre.saturating_add(n_post).saturating_add(batch), r, fb]),
                 span: pr.span,
             });
+        }
+        if let Some((sid, _)) = &pr.synapse {
+            // A presynaptic stage (short-term plasticity): its states and efficacy per
+            // source neuron, with their initial copies and plan, its input and the
+            // scaled activity.
+            let syn = &program.models[*sid];
+            let k = snnc_compiler::net::presynaptic_states(syn).len() as u64;
+            if k > 0 {
+                let per_source = mul(&[2, k + 1]).saturating_add(2);
+                let plan = mul(&[n_pre, (k + 1).saturating_add(syn.params().count() as u64), 8]);
+                parts.push(Part {
+                    what: format!("presynaptic state of `{}` ({n_pre} sources x {} states)", pr.name, k + 1),
+                    bytes: mul(&[batch, n_pre, per_source, fb]).saturating_add(plan),
+                    span: pr.span,
+                });
+            }
         }
         if let Some(delay) = pr.delay {
             // A ring of delay + 1 slots of (batch, n_post), each its own array (about 96

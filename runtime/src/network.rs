@@ -11,6 +11,7 @@ use crate::connectivity::{self, apply_sign};
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
+use crate::presyn::PreStage;
 use crate::propagate::{DelayRing, Procedural, SparseRows, Weights, active_indices, propagate_into};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
@@ -66,6 +67,8 @@ pub(crate) struct Proj<T> {
     sign: Option<Sign>,
     /// `adapter rank R`: the trainable low-rank term added to the weights.
     pub(crate) adapter: Option<LowRank<T>>,
+    /// The synapse's presynaptic state (short-term plasticity), if it has any.
+    pub(crate) pre_stage: Option<PreStage<T>>,
 }
 
 /// One population at run time.
@@ -127,7 +130,7 @@ impl<T> Population<T> {
 impl<T: Float> Population<T> {
     /// The buffers of one population, from its plan: per-neuron params and initial
     /// states repeated for each batch element; no kernel yet.
-    fn allocate(plan: &PopulationPlan, batch: usize) -> Population<T> {
+    pub(crate) fn allocate(plan: &PopulationPlan, batch: usize) -> Population<T> {
         let tile = |v: &Vec<f64>| -> Vec<T> { (0..batch).flat_map(|_| v.iter().map(|x| T::from_f64(*x))).collect() };
         let n = plan.n;
         let mut pop = Population {
@@ -201,7 +204,8 @@ impl<T: Float> Proj<T> {
         let (weights, n_synapses) = initial_weights(net, pi, n_pre, n_post, rng)?;
         let delay = pr.delay.map(|d| (d / plan.dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
         let adapter = pr.adapter.map(|r| LowRank::new(n_pre, n_post, r, rng, stream_id(&format!("{}.{}.adapter", net.name, pr.name))));
-        Ok(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input: plan.projection_inputs[pi], weights, n_synapses, delay, sign: pr.sign, adapter })
+        let pre_stage = plan.pre_stages[pi].as_ref().map(|s| PreStage::allocate(s, format!("{}.pre", pr.name), batch));
+        Ok(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input: plan.projection_inputs[pi], weights, n_synapses, delay, sign: pr.sign, adapter, pre_stage })
     }
 }
 
@@ -333,6 +337,9 @@ impl<T: Float> Network<T> {
                 pop.kernel = Some(factory.build(step, &pop.specs)?);
             }
         }
+        for stage in self.projs.iter_mut().filter_map(|pr| pr.pre_stage.as_mut()) {
+            stage.attach_kernel(factory)?;
+        }
         self.factory = Some(factory);
         Ok(())
     }
@@ -360,6 +367,9 @@ impl<T: Float> Network<T> {
         for pr in &mut self.projs {
             if let Some(ring) = &mut pr.delay {
                 ring.clear();
+            }
+            if let Some(stage) = &mut pr.pre_stage {
+                stage.reset();
             }
         }
         self.step_index = 0;
@@ -411,7 +421,7 @@ impl<T: Float> Network<T> {
         }
         let t = self.time();
         for p in 0..self.pops.len() {
-            self.gather_inputs(p, external, trace.as_deref_mut());
+            self.gather_inputs(p, external, trace.as_deref_mut())?;
             let pop = &mut self.pops[p];
             let Some(step) = &pop.step else { continue };
             // A host view (`without_kernels`) is stepped by its device, never here.
@@ -460,7 +470,7 @@ impl<T: Float> Network<T> {
     }
 
     /// Sums everything that arrives at population `p` this step into its kernel inputs.
-    fn gather_inputs(&mut self, p: usize, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) {
+    fn gather_inputs(&mut self, p: usize, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
         let batch = self.batch;
         {
             let pop = &mut self.pops[p];
@@ -482,6 +492,7 @@ impl<T: Float> Network<T> {
         let has_dynamics = self.pops[p].step.is_some();
         let n_post = self.pops[p].n;
         let ext_active = std::mem::take(&mut self.ext_active);
+        let (t, seed) = (self.time(), self.seed);
         for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
             let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
                 Source::Input(i) => (external[i], self.inputs[i].1, Some(ext_active[i].as_slice())),
@@ -510,6 +521,14 @@ impl<T: Float> Network<T> {
                     None => tr.nonzero[pi] = None,
                 }
             }
+            // Short-term plasticity: the activity scaled by each source's efficacy.
+            let src = match &mut pr.pre_stage {
+                Some(stage) => {
+                    let random = RandomCtx { seed: seed ^ u64::from(stream_id(&stage.pop.name)), step: step as u64, offset: (self.batch_offset * n_pre) as u64 };
+                    stage.advance(src, t, random)?
+                }
+                None => src,
+            };
             let target: &mut Vec<T> = if has_dynamics { &mut inputs[pr.input] } else { &mut output };
             match &mut pr.delay {
                 // Delayed: computed now into the ring slot of step t + d, and whatever
@@ -534,6 +553,7 @@ impl<T: Float> Network<T> {
         self.pops[p].inputs = inputs;
         self.pops[p].output = output;
         self.ext_active = ext_active;
+        Ok(())
     }
 
     /// A projection by name: (index, source, target population, kernel input index).
@@ -556,6 +576,13 @@ impl<T: Float> Network<T> {
     }
 
     /// A projection's delay in steps, if it has one.
+    /// The presynaptic state of projection `proj` (short-term plasticity, [`PreStage`]):
+    /// a population of its source neurons holding the synapse's presynaptic states and
+    /// `_efficacy`; `None` when its synapse has none.
+    pub fn presynaptic_state(&self, proj: usize) -> Option<&Population<T>> {
+        self.projs.get(proj)?.pre_stage.as_ref().map(|s| &s.pop)
+    }
+
     pub fn projection_delay(&self, proj: usize) -> Option<usize> {
         self.projs[proj].delay.as_ref().map(|r| r.delay())
     }

@@ -70,5 +70,12 @@ fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>) -> Result
         step.model.name = format!("{}.{} ({})", net.name, p.name, step.model.name);
         out.push(Explained { label: p.name, step, specs: d.specs });
     }
+    // Presynaptic synapse state: one stage per projection, kept per source neuron.
+    for (pr, stage) in net.projections.iter().zip(plan.pre_stages) {
+        let Some(stage) = stage else { continue };
+        let mut step = stage.dynamics.step;
+        step.model.name = format!("{}.{}.pre ({}, per source neuron)", net.name, pr.name, step.model.name);
+        out.push(Explained { label: format!("{}.pre", pr.name), step, specs: stage.dynamics.specs });
+    }
     Ok(out)
 }

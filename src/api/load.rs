@@ -71,14 +71,23 @@ fn finish(program: Program, mut diags: Vec<Diagnostic>, sources: SourceMap, entr
     Ok(Checked { program, sources, warnings: diags, entry })
 }
 
-/// What composing each network's populations refuses (E0417: synapses the runtime
-/// would run differently from their text), so a check reports it before a run does.
+/// What composing each network's populations and presynaptic stages refuses (E0417:
+/// synapses the runtime would run differently from their text), so a check reports it
+/// before a run does.
 pub fn composition_errors(program: &Program) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for net in &program.networks {
         let plan = snnc_compiler::net::plan(program, net);
+        let mut composed = vec![true; net.populations.len()];
         for pop in 0..net.populations.len() {
             if let Some(Err(d)) = snnc_compiler::net::compose(program, net, &plan, pop) {
+                out.push(d);
+                composed[pop] = false;
+            }
+        }
+        // Presynaptic synapse state of the projections into populations that composed.
+        for pi in (0..net.projections.len()).filter(|&pi| composed[net.projections[pi].to]) {
+            if let Some(Err(d)) = snnc_compiler::net::pre_stage(program, net, pi) {
                 out.push(d);
             }
         }

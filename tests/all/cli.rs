@@ -238,45 +238,63 @@ fn a_zero_time_constant_is_refused_by_every_backend_alike() {
 }
 
 /// Issue 19, item 1: an `on pre` update without `w` ran on every step (u grew with no
-/// presynaptic spike); `check` now refuses it at its line, and `run` refuses it too.
+/// presynaptic spike). Now a state that depends only on the presynaptic side (`u`) is
+/// kept per source neuron and runs at its spikes (item 2); an update that would still
+/// run on every step (`g += 0.1`, `g` being merged per target) is refused by `check` at
+/// its line, and by `run`.
 #[test]
 fn an_on_pre_update_that_would_run_every_step_is_refused() {
     let dir = std::env::temp_dir().join(format!("snnc-onpre-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("stp.snn");
-    std::fs::write(
-        &f,
-        "import \"stdlib/lif.snn\"
-synapse STP {
+    let text = |extra: &str| {
+        format!(
+            "import \"stdlib/lif.snn\"
+synapse STP {{
     param U = 0.2
     param tau_f: ms = 1500 ms
     state u = 0.2
     state g = 0 * w
     du/dt = (U - u) / tau_f
     dg/dt = -g / (5 ms)
-    on pre {
+    on pre {{
         u += U * (1 - u)
-        g += w * u
-    }
+        g += w * u{extra}
+    }}
     output I = g
-}
-network n {
+}}
+network n {{
     dt = 1 ms
     input x: 2
     layer a = LIF[2]
     connect x -> a.I via STP dense weight 0.1
-}
-",
-    )
-    .unwrap();
+}}
+"
+        )
+    };
     let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::write(&f, text("")).unwrap();
+    let out = snnc(&["check", f.to_str().unwrap(), "-I", root]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = snnc(&["run", f.to_str().unwrap(), "-I", root, "--duration", "5ms"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `explain --network` shows where u lives: the projection's presynaptic stage.
+    let out = snnc(&["explain", f.to_str().unwrap(), "-I", root, "--network", "n"]);
+    let text_out = String::from_utf8_lossy(&out.stdout);
+    assert!(text_out.contains("n.x_to_a.pre (STP.pre, per source neuron)") && text_out.contains("h = [u, _efficacy]"), "{text_out}");
+    // A param of the presynaptic state drawn per connection: refused by `check` too.
+    std::fs::write(&f, text("").replace("via STP dense", "via STP { U = U(0.1, 0.3) } dense")).unwrap();
+    let out = snnc(&["check", f.to_str().unwrap(), "-I", root]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[E0417]: `U` of synapse `STP` is drawn from a distribution"));
+    std::fs::write(&f, text("\n        g += 0.1")).unwrap();
     let out = snnc(&["check", f.to_str().unwrap(), "-I", root]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("error[E0417]: the `on pre` update of `u` in synapse `STP` cannot run as written"), "{err}");
-    assert!(err.contains("stp.snn:10:9"), "{err}");
+    assert!(err.contains("error[E0417]: the `on pre` update of `g` in synapse `STP` cannot run as written"), "{err}");
+    assert!(err.contains("stp.snn:12:9"), "{err}");
     let out = snnc(&["run", f.to_str().unwrap(), "-I", root, "--duration", "5ms"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`on pre` update of `u`"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`on pre` update of `g`"));
     let _ = std::fs::remove_dir_all(&dir);
 }

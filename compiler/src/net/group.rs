@@ -67,6 +67,9 @@ fn compose_model(
         let syn = &program.models[g.synapse];
         let first = &net.projections[g.projections[0]];
         runs_as_written(syn, first.span)?;
+        // Presynaptic states live in each projection's stage (`super::presyn`).
+        let pre_states = super::presyn::presynaptic_states(syn);
+        let reads_pre = |s: &Symbol| s.kind == SymKind::Let && s.value.as_ref().is_some_and(|v| reads(syn, v, &|r| pre_states.contains(&r)));
         let prefix = first.name.clone();
         let wdim = first.weight_dim;
         let y = push(&mut model, Symbol {
@@ -84,6 +87,8 @@ fn compose_model(
                 SymKind::Dt => dt_sym,
                 SymKind::Post => neuron.sym(s.name.trim_end_matches("_post")),
                 SymKind::Weight | SymKind::PreSpike => None,
+                SymKind::State if pre_states.contains(&sid) => None,
+                SymKind::Let if reads_pre(s) => None,
                 SymKind::Param | SymKind::State | SymKind::Let | SymKind::Input => Some(push(&mut model, Symbol {
                     name: format!("{prefix}.{}", s.name),
                     dim: s.dim.substitute_weight(wdim).unwrap_or(s.dim),
@@ -99,13 +104,17 @@ fn compose_model(
                 model.symbols[new].value = Some(rw.value(v));
             }
         }
-        for (sid, rhs) in &syn.odes {
+        for (sid, rhs) in syn.odes.iter().filter(|(s, _)| !pre_states.contains(s)) {
             let new = map[*sid].expect("synapse state mapped");
             model.odes.push((new, rw.expr(rhs, false)?));
         }
-        for u in &syn.on_pre {
+        let driven = driven_states(syn, &pre_states);
+        for u in syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target)) {
             let target = map[u.target].expect("synapse state mapped");
-            model.on_pre.push(Update { target, op: u.op, value: rw.expr(&u.value, true)?, span: u.span });
+            // The factors reading presynaptic states are the stage's efficacy, which
+            // scales the summed input: here they read 1.
+            let (value, _) = split_factor(syn, &u.value, &pre_states, &driven).expect("checked by runs_as_written");
+            model.on_pre.push(Update { target, op: u.op, value: rw.expr(&value, true)?, span: u.span });
         }
         if let Some((_, out)) = &syn.output {
             let port = g.port.expect("a synapse drives a port of a neuron model");
@@ -161,12 +170,13 @@ fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic
             .with_related(via, "used by this connection")
             .with_help("write `w * pre` (or `w` in `on pre`) where the value is used"));
     }
-    // States the block changes: a factor reading one would differ between applying each
+    // States the events drive: a factor reading one would differ between applying each
     // spike's update in turn and applying the summed input once.
-    let changed: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).collect();
-    for u in &syn.on_pre {
+    let pre_states = super::presyn::presynaptic_states(syn);
+    let driven = driven_states(syn, &pre_states);
+    for u in syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target)) {
         let additive = matches!(u.op, crate::sema::UpdateOp::Add | crate::sema::UpdateOp::Sub);
-        if additive && w_factor(syn, &u.value, &changed) {
+        if additive && split_factor(syn, &u.value, &pre_states, &driven).is_some() {
             continue;
         }
         let name = &syn.symbols[u.target].name;
@@ -175,7 +185,7 @@ fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic
         } else if !reads(syn, &u.value, &|s| syn.symbols[s].kind == SymKind::Weight) {
             "it would change it on every step, not only at a presynaptic spike"
         } else {
-            "summed over the connections into a neuron, only `+= w * (...)` is exact, with `w` once as a factor and no state that `on pre` changes in `(...)`"
+            "summed over the connections into a neuron, only `+= w * (...)` is exact, with `w` once as a factor and no state that `on pre` changes in `(...)` (a presynaptic state only as a factor of its own)"
         };
         return Err(Diagnostic::error("E0417", u.span, format!("the `on pre` update of `{name}` in synapse `{}` cannot run as written: {why}", syn.name))
             .with_label("not of the form `+= w * (...)`")
@@ -183,7 +193,101 @@ fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic
             .with_note("a merged synapse runs `on pre` on every step with `w` as the summed input `sum_i w_ij pre_i`, which is 0 without a presynaptic spike")
             .with_help(format!("write it `{name} += w * (...)`; per-connection state and other event updates are not supported yet")));
     }
+    if !pre_states.is_empty() {
+        presynaptic_uses(syn, &pre_states, via)?;
+    }
+    // The sum over connections of what each one does equals what the merged state does
+    // only where the driven states and `w * pre` enter linearly (no constant term).
+    let equations = syn.odes.iter().filter(|(s, _)| driven.contains(s)).map(|(s, rhs)| (format!("the equation of `{}`", syn.symbols[*s].name), rhs));
+    let output = syn.output.iter().map(|(port, e)| (format!("`output {port}`"), e));
+    for (what, e) in equations.chain(output) {
+        if !linear_in(syn, e, &driven) {
+            let names: Vec<String> = driven.iter().map(|s| format!("`{}`", syn.symbols[*s].name)).chain(std::iter::once("`w * pre`".to_string())).collect();
+            return Err(Diagnostic::error("E0417", e.span, format!("{what} in synapse `{}` is not linear in {}, so it cannot be merged per target neuron", syn.name, names.join(", ")))
+                .with_label("not a sum of terms each linear in the event-driven states")
+                .with_related(via, "used by this connection")
+                .with_note("a merged synapse holds the sum over its connections into a neuron; that sum follows the equations only where they are linear and without a constant term in these states")
+                .with_help("per-connection state (`per_synapse`) is not supported yet; write the synapse linear (e.g. `dg/dt = -g / tau`, `output I = g * (E - v_post)`)"));
+        }
+    }
     Ok(())
+}
+
+/// With presynaptic states, the stage's efficacy scales all that the projection
+/// delivers: so one merged state only may take it (`g += w * u * x`), `w * pre` may not
+/// appear elsewhere, and the presynaptic states are read in that update only.
+fn presynaptic_uses(syn: &Model, pre_states: &[SymId], via: crate::span::Span) -> Result<(), Diagnostic> {
+    let names: Vec<String> = pre_states.iter().map(|s| format!("`{}`", syn.symbols[*s].name)).collect();
+    let names = names.join(", ");
+    let refuse = |span, message: String, label: &str| {
+        Err(Diagnostic::error("E0417", span, message)
+            .with_label(label.to_string())
+            .with_related(via, "used by this connection")
+            .with_note(format!("{names} depend only on the presynaptic neuron: they are kept once per source neuron, and the projection delivers `w` times their factor (the efficacy) at each spike"))
+            .with_help("write one update `g += w * F` in `on pre`, with F reading the presynaptic states, and read `g` elsewhere"))
+    };
+    let merged: Vec<&Update> = syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target)).collect();
+    if merged.len() != 1 {
+        let (span, label) = match merged.get(1) {
+            Some(u) => (u.span, "a second update taking `w`"),
+            None => (syn.span, "no `on pre` update takes `w`"),
+        };
+        return refuse(span, format!("synapse `{}` has presynaptic state ({names}), so its `on pre` must update exactly one other state with `w`", syn.name), label);
+    }
+    let odes = syn.odes.iter().filter(|(s, _)| !pre_states.contains(s)).map(|(_, e)| e);
+    for e in odes.chain(syn.output.iter().map(|(_, e)| e)) {
+        if reads(syn, e, &|s| syn.symbols[s].kind == SymKind::Weight || pre_states.contains(&s)) {
+            return refuse(e.span, format!("synapse `{}` reads `w * pre` or its presynaptic state ({names}) outside `on pre`", syn.name), "only the `on pre` update may read these");
+        }
+    }
+    Ok(())
+}
+
+/// The states a presynaptic spike drives: those `on pre` changes (but the presynaptic
+/// states `pre_states`), those whose equation reads `w * pre`, and those whose equation
+/// reads a driven state (to a fixed point).
+pub(super) fn driven_states(syn: &Model, pre_states: &[SymId]) -> Vec<SymId> {
+    let mut driven: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).filter(|s| !pre_states.contains(s)).collect();
+    loop {
+        let more: Vec<SymId> = syn
+            .odes
+            .iter()
+            .filter(|(s, rhs)| !driven.contains(s) && reads(syn, rhs, &|r| syn.symbols[r].kind == SymKind::Weight || driven.contains(&r)))
+            .map(|(s, _)| *s)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        driven.extend(more);
+    }
+    driven.sort_unstable();
+    driven.dedup();
+    driven
+}
+
+/// Whether `e` is a homogeneous linear form in the states `driven` and `w * pre`: a
+/// sum of terms, each one of them (or `w * pre`) times a factor free of all of them
+/// (an `if` free of them choosing between two such forms counts, as does 0).
+fn linear_in(syn: &Model, e: &TExpr, driven: &[SymId]) -> bool {
+    let free = |e: &TExpr| !reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike) || driven.contains(&s));
+    let is = |e: &TExpr, kind: SymKind| matches!(e.peel().kind, TKind::Sym(s) if syn.symbols[s].kind == kind);
+    crate::deep(|| match &e.kind {
+        TKind::Const(v) => *v == 0.0,
+        TKind::Sym(s) if driven.contains(s) => true,
+        TKind::Sym(s) => syn.symbols[*s].kind == SymKind::Let && syn.symbols[*s].value.as_ref().is_some_and(|v| linear_in(syn, v, driven)),
+        TKind::Shared(a) => linear_in(syn, a, driven),
+        TKind::Neg(a) => linear_in(syn, a, driven),
+        TKind::Binary(BinOp::Add | BinOp::Sub, a, b) => linear_in(syn, a, driven) && linear_in(syn, b, driven),
+        TKind::Binary(BinOp::Mul, a, b) => {
+            (is(a, SymKind::Weight) && is(b, SymKind::PreSpike))
+                || (is(a, SymKind::PreSpike) && is(b, SymKind::Weight))
+                || (linear_in(syn, a, driven) && free(b))
+                || (free(a) && linear_in(syn, b, driven))
+        }
+        TKind::Binary(BinOp::Div, a, b) => linear_in(syn, a, driven) && free(b),
+        TKind::If(c, a, b) => free(c) && linear_in(syn, a, driven) && linear_in(syn, b, driven),
+        _ => false,
+    })
 }
 
 /// Whether `e` reads `w` or `pre`.
@@ -192,7 +296,7 @@ fn reads_event(syn: &Model, e: &TExpr) -> bool {
 }
 
 /// Whether `e` reads a symbol for which `pred` holds, directly or through `let`s.
-fn reads(syn: &Model, e: &TExpr, pred: &dyn Fn(SymId) -> bool) -> bool {
+pub(super) fn reads(syn: &Model, e: &TExpr, pred: &dyn Fn(SymId) -> bool) -> bool {
     let mut seen = vec![false; syn.symbols.len()];
     let mut stack = vec![e];
     let mut found = false;
@@ -207,23 +311,63 @@ fn reads(syn: &Model, e: &TExpr, pred: &dyn Fn(SymId) -> bool) -> bool {
     found
 }
 
-/// Whether `e` is `w` times an expression free of `w`, `pre` and the states in
-/// `changed` (`w`, `w * x`, `x * w`, `w / x`, `-e`, or `w * pre`, the same summed input).
-fn w_factor(syn: &Model, e: &TExpr, changed: &[SymId]) -> bool {
+/// `e` as `w` times factors free of `w`, `pre` and the states the events drive, `driven`
+/// (`w`, `w * x`, `x * w`, `w / x`, `-e`, or `w * pre`, the same summed input): `e` with
+/// each factor reading a presynaptic state (of `pre_states`) replaced by 1, and those
+/// factors (a divisor as its reciprocal). `None` when `e` is not of that form, or when
+/// such a factor reads anything of the connection but presynaptic states and params.
+pub(super) fn split_factor(syn: &Model, e: &TExpr, pre_states: &[SymId], driven: &[SymId]) -> Option<(TExpr, Vec<TExpr>)> {
     let is = |e: &TExpr, kind: SymKind| matches!(e.kind, TKind::Sym(s) if syn.symbols[s].kind == kind);
-    let free = |e: &TExpr| !reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike) || changed.contains(&s));
-    match &e.kind {
-        TKind::Sym(_) => is(e, SymKind::Weight),
-        TKind::Neg(a) => w_factor(syn, a, changed),
-        TKind::Binary(BinOp::Mul, a, b) => {
-            (is(a, SymKind::Weight) && is(b, SymKind::PreSpike))
-                || (is(a, SymKind::PreSpike) && is(b, SymKind::Weight))
-                || (w_factor(syn, a, changed) && free(b))
-                || (free(a) && w_factor(syn, b, changed))
+    let free = |e: &TExpr| !reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike) || driven.contains(&s));
+    let presynaptic = |e: &TExpr| reads(syn, e, &|s| pre_states.contains(&s));
+    let of_source = |e: &TExpr| {
+        !reads(syn, e, &|s| match syn.symbols[s].kind {
+            SymKind::Post | SymKind::Input => true,
+            SymKind::State => !pre_states.contains(&s),
+            _ => false,
+        })
+    };
+    let node = |kind| TExpr { kind, ty: e.ty, span: e.span };
+    let one = |f: &TExpr| TExpr { kind: TKind::Const(1.0), ty: f.ty, span: f.span };
+    // `(rest, factors)` of `w_part * other` (or `/ other` with `div`).
+    let with = |(rest, mut factors): (TExpr, Vec<TExpr>), other: &TExpr, div: bool| -> Option<(TExpr, TExpr, Vec<TExpr>)> {
+        if !free(other) {
+            return None;
         }
-        TKind::Binary(BinOp::Div, a, b) => w_factor(syn, a, changed) && free(b),
-        _ => false,
-    }
+        if !presynaptic(other) {
+            return Some((rest, other.clone(), factors));
+        }
+        if !of_source(other) {
+            return None;
+        }
+        factors.push(if div {
+            TExpr { kind: TKind::Binary(BinOp::Div, Box::new(one(other)), Box::new(other.clone())), ty: other.ty, span: other.span }
+        } else {
+            other.clone()
+        });
+        Some((rest, one(other), factors))
+    };
+    crate::deep(|| match &e.kind {
+        TKind::Sym(_) if is(e, SymKind::Weight) => Some((e.clone(), Vec::new())),
+        TKind::Neg(a) => split_factor(syn, a, pre_states, driven).map(|(r, f)| (node(TKind::Neg(Box::new(r))), f)),
+        TKind::Binary(BinOp::Mul, a, b)
+            if (is(a, SymKind::Weight) && is(b, SymKind::PreSpike)) || (is(a, SymKind::PreSpike) && is(b, SymKind::Weight)) =>
+        {
+            Some((e.clone(), Vec::new()))
+        }
+        TKind::Binary(BinOp::Mul, a, b) => {
+            if let Some((r, o, f)) = split_factor(syn, a, pre_states, driven).and_then(|s| with(s, b, false)) {
+                return Some((node(TKind::Binary(BinOp::Mul, Box::new(r), Box::new(o))), f));
+            }
+            let (r, o, f) = split_factor(syn, b, pre_states, driven).and_then(|s| with(s, a, false))?;
+            Some((node(TKind::Binary(BinOp::Mul, Box::new(o), Box::new(r))), f))
+        }
+        TKind::Binary(BinOp::Div, a, b) => {
+            let (r, o, f) = split_factor(syn, a, pre_states, driven).and_then(|s| with(s, b, true))?;
+            Some((node(TKind::Binary(BinOp::Div, Box::new(r), Box::new(o))), f))
+        }
+        _ => None,
+    })
 }
 
 /// Replaces the symbolic weight dimension in every node's type.

@@ -12,7 +12,9 @@
 //! External inputs are always read at the current step (x^t).
 
 mod group;
+mod presyn;
 pub use group::{GroupModel, compose};
+pub use presyn::{PreStage, pre_stage, presynaptic_states};
 
 use crate::sema::{Init, ModelId, NetworkDef, PopModel, Program, Source, SymId};
 

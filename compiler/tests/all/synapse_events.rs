@@ -78,11 +78,10 @@ fn updates_that_would_run_every_step_are_refused() {
     }
 }
 
-#[test]
-fn facilitation_without_w_is_refused() {
-    // Issue 19's reproduction: u went 0.20 -> 0.36 -> ... -> 0.997 in 50 ms without a
-    // presynaptic spike, since the update ran on every step.
-    let stp = "synapse S {
+/// Issue 19's model: u went 0.20 -> 0.36 -> ... -> 0.997 in 50 ms without a presynaptic
+/// spike, since the update ran on every step. `u` depends only on the presynaptic side:
+/// it is now kept per source neuron in the projection's stage, gated by its spikes.
+const FACILITATION: &str = "synapse S {
     param U = 0.2
     param tau_f: ms = 1500 ms
     state u = 0.2
@@ -95,10 +94,49 @@ fn facilitation_without_w_is_refused() {
     }
     output I = g
 }";
-    let errors = compose(&network(stp));
-    assert_eq!(errors.len(), 1);
-    assert!(errors[0].message.contains("update of `u`"), "{}", errors[0].message);
-    assert!(errors[0].related.iter().any(|(_, l)| l.contains("used by this connection")));
+
+#[test]
+fn facilitation_runs_as_a_presynaptic_stage() {
+    let text = network(FACILITATION);
+    assert!(compose(&text).is_empty());
+    let mut sources = SourceMap::new();
+    let (program, _) = check_source("t.snn", &text, &mut sources);
+    let net = &program.networks[0];
+    let plan = net::plan(&program, net);
+    let group = net::compose(&program, net, &plan, 0).unwrap().unwrap();
+    let states: Vec<&str> = group.model.states().map(|(_, s)| s.name.as_str()).collect();
+    assert_eq!(states, ["v", "x_to_a.g"], "u is not merged per target");
+    let stage = net::pre_stage(&program, net, 0).expect("a stage").unwrap();
+    let states: Vec<&str> = stage.model.states().map(|(_, s)| s.name.as_str()).collect();
+    assert_eq!(states, ["u", "_efficacy"]);
+    // u's update at the spike, then the efficacy where `g += w * u` stands.
+    assert_eq!(stage.model.on_pre.len(), 2);
+    assert_eq!(stage.model.on_pre[1].target, stage.efficacy);
+}
+
+#[test]
+fn presynaptic_state_used_otherwise_is_refused() {
+    for (on_pre, output, why) in [
+        // The efficacy scales all the projection delivers: one merged update takes it.
+        ("u += U * (1 - u)\n g += w * u\n h += w", "g + h", "exactly one other state"),
+        ("u += U * (1 - u)\n g += w * u", "g * u", "outside `on pre`"),
+        // A factor mixing the presynaptic state with a state merged per target.
+        ("u += U * (1 - u)\n g += w * (u + h / w)", "g", "only `+= w * (...)` is exact"),
+    ] {
+        let syn = format!(
+            "synapse S {{\n    param U = 0.2\n    state u = 0.2\n    state g = 0 * w\n    state h = 0 * w\n    du/dt = (U - u) / (100 ms)\n    dg/dt = -g / (5 ms)\n    dh/dt = -h / (5 ms)\n    on pre {{\n {on_pre}\n }}\n    output I = {output}\n}}"
+        );
+        let errors = compose(&network(&syn));
+        let e = errors.first().unwrap_or_else(|| panic!("`{on_pre}` / `{output}` accepted"));
+        assert_eq!(e.code, "E0417");
+        assert!(e.message.contains(why), "`{on_pre}`: {}", e.message);
+    }
+    // A parameter drawn per connection cannot be kept per source neuron.
+    let text = network(FACILITATION).replace("via S dense", "via S { U = U(0.1, 0.3) } dense");
+    let mut sources = SourceMap::new();
+    let (program, _) = check_source("t.snn", &text, &mut sources);
+    let e = net::pre_stage(&program, &program.networks[0], 0).unwrap().unwrap_err();
+    assert!(e.message.contains("`U` of synapse `S` is drawn from a distribution"), "{}", e.message);
 }
 
 #[test]
@@ -113,4 +151,59 @@ fn per_synapse_state_and_lets_reading_w_are_refused() {
     let through = "synapse S {\n    state g = 0 * w\n    let room = 1 - g\n    dg/dt = -g / (5 ms)\n    on pre { g += w * room }\n    output I = g\n}";
     let errors = compose(&network(through));
     assert!(errors[0].message.contains("no state that `on pre` changes"), "{}", errors[0].message);
+}
+
+#[test]
+fn nonlinear_uses_of_the_summed_input_are_refused() {
+    // Merged, two connections spiking into one neuron in one step give (w1 + w2)^2, not
+    // w1^2 + w2^2: accepted (and run so) before.
+    for (ode, output, what) in [
+        ("-g / (5 ms)", "g + 0.5 * (w * pre) * (w * pre) / w", "`output I`"),
+        ("-g / (5 ms) + (w * pre) * (w * pre) / w / (1 ms)", "g", "the equation of `g`"),
+        ("-g / (5 ms)", "g * g / w", "`output I`"),
+        ("(w - g) / (5 ms)", "g", "the equation of `g`"),
+    ] {
+        let text = network(&format!("synapse S {{\n    state g = 0 * w\n    dg/dt = {ode}\n    on pre {{ g += w }}\n    output I = {output}\n}}"));
+        let errors = compose(&text);
+        let e = errors.first().unwrap_or_else(|| panic!("`{ode}` / `{output}` accepted"));
+        assert_eq!(e.code, "E0417");
+        assert!(e.message.starts_with(what) && e.message.contains("is not linear in `g`, `w * pre`"), "{}", e.message);
+    }
+}
+
+#[test]
+fn saturating_state_driven_through_another_is_refused() {
+    // NMDA gating saturating in s (Wang 2002): per connection s_i saturates on its own;
+    // merged, the sum would saturate as one. `s` is driven through `x`.
+    let nmda = "synapse S {
+    param tau_r: ms = 2 ms
+    param tau_d: ms = 100 ms
+    state x = 0 * w
+    state s = 0 * w
+    dx/dt = -x / tau_r
+    ds/dt = -s / tau_d + 0.5 * x * (1 - s / w) / (1 ms)
+    on pre { x += w }
+    output I = s
+}";
+    let errors = compose(&network(nmda));
+    assert!(errors.first().is_some_and(|e| e.message.contains("the equation of `s`")), "{errors:?}");
+    // A factor of `on pre` reading a driven state (`h` is not changed by `on pre`).
+    let through = "synapse S {\n    state g = 0 * w\n    state h = 0 * w\n    dg/dt = -g / (5 ms)\n    dh/dt = (w * pre - h) / (5 ms)\n    on pre { g += w * h / w }\n    output I = g\n}";
+    let errors = compose(&network(through));
+    assert!(errors.first().is_some_and(|e| e.message.contains("update of `g`")), "{errors:?}");
+}
+
+#[test]
+fn linear_stdlib_forms_are_accepted() {
+    for syn in [
+        // Alpha: g driven through h.
+        "synapse S {\n    state g = 0 * w\n    state h = 0 * w\n    dg/dt = (-g + h) / (5 ms)\n    dh/dt = -h / (5 ms)\n    on pre { h += e * w }\n    output I = g\n}",
+        // A gate free of the driven states, a constant factor, and the summed input itself.
+        "synapse S {\n    state g = 0 * w\n    dg/dt = -g / (5 ms)\n    on pre { g += w }\n    output I = (if t > 1 ms then g else 0 * g) * 2 + w * pre\n}",
+        // A state of its own that the events do not drive scales the jump.
+        "synapse S {\n    state a = 1.0\n    state g = 0 * w\n    da/dt = (1 - a) / (50 ms)\n    dg/dt = -g / (5 ms)\n    on pre { g += w * a }\n    output I = g\n}",
+    ] {
+        let errors = compose(&network(syn));
+        assert!(errors.is_empty(), "{syn}: {errors:?}");
+    }
 }

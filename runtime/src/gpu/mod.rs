@@ -142,6 +142,13 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Moves `host` to `dev` (built with [`Network::without_kernels`]; a network with CPU
     /// kernels works too, and they stay unused).
     pub fn new(host: Network<T>, dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
+        // Not run differently in silence: the GPU has no presynaptic stage (yet).
+        if let Some(pr) = host.projs.iter().find(|pr| pr.pre_stage.is_some()) {
+            return Err(RuntimeError::Build(format!(
+                "projection `{}`: presynaptic synapse state (short-term plasticity) is not supported by the GPU backend yet; run it on the CPU",
+                pr.name
+            )));
+        }
         let mut dev = Counted::new(dev);
         let batch = host.batch;
         if batch > 65535 {

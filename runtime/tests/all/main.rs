@@ -15,3 +15,4 @@ mod learn;
 mod learn_sparse;
 mod memory;
 mod network;
+mod stp;

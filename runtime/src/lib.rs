@@ -7,6 +7,7 @@ pub use snnc_compiler as compiler;
 pub use snnc_compiler::rng;
 
 pub mod connectivity;
+pub mod data;
 pub mod error;
 pub mod engine;
 pub mod gpu;

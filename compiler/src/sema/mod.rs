@@ -454,6 +454,75 @@ pub enum Init {
     Normal { mean: f64, std: f64 },
 }
 
+/// A value of a connection (its weights, its delay): drawn per synapse from an
+/// initialiser, or computed from the synapse's indices and the neurons' params.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SynInit {
+    Draw(Init),
+    Expr(Arc<IndexExpr>),
+}
+
+impl SynInit {
+    /// The same value for every synapse, if it is one.
+    pub fn constant(&self) -> Option<f64> {
+        match self {
+            SynInit::Draw(Init::Const(v)) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// An expression of a synapse's presynaptic index `i`, postsynaptic index `j`, the
+/// population sizes `N_pre` and `N_post`, and the params of its two neurons (`x_pre`,
+/// `x_post`): `weight 0.5 * exp(-(i - j)^2 / 50) mV`. Symbol `k` of `expr` is `vars[k]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexExpr {
+    pub expr: TExpr,
+    pub vars: Vec<IndexVar>,
+}
+
+/// What a symbol of an [`IndexExpr`] reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexVar {
+    /// `i`, the presynaptic index.
+    Pre,
+    /// `j`, the postsynaptic index.
+    Post,
+    NPre,
+    NPost,
+    /// `NAME_pre`: param `NAME` of the presynaptic neuron.
+    PreParam(String),
+    /// `NAME_post`: param `NAME` of the postsynaptic neuron.
+    PostParam(String),
+}
+
+impl IndexExpr {
+    /// The value with symbol `k` equal to `vals[k]`.
+    pub fn eval(&self, vals: &[f64]) -> f64 {
+        eval_with(&self.expr, vals)
+    }
+}
+
+/// `e` with `Sym(k)` read from `vals[k]` (no random draws: sema refuses them here).
+fn eval_with(e: &TExpr, vals: &[f64]) -> f64 {
+    let ev = |a: &TExpr| crate::deep(|| eval_with(a, vals));
+    match &e.kind {
+        TKind::Const(v) => *v,
+        TKind::Sym(s) => vals[*s],
+        TKind::Neg(a) => -ev(a),
+        TKind::Not(a) => f64::from(ev(a) == 0.0),
+        TKind::Binary(op, a, b) => consts::binary(*op, ev(a), ev(b)),
+        TKind::If(c, a, b) => {
+            if ev(c) != 0.0 { ev(a) } else { ev(b) }
+        }
+        TKind::Call(f, args) => {
+            let v: Vec<f64> = args.iter().map(ev).collect();
+            f.apply(&v).unwrap_or(f64::NAN)
+        }
+        TKind::Shared(a) => ev(a),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NetInput {
     pub name: String,
@@ -514,15 +583,16 @@ pub struct Projection {
     pub port: Option<SymId>,
     pub synapse: Option<(ModelId, Vec<(SymId, Init)>)>,
     pub topology: Topology,
-    /// Weight initialiser; `None` picks the default for the topology.
-    pub init: Option<Init>,
+    /// Weight initialiser (per synapse); `None` picks the default for the topology.
+    pub init: Option<SynInit>,
     /// The dimension of the weights of this projection.
     pub weight_dim: Dim,
     pub trainable: bool,
     pub no_self: bool,
     pub bias: bool,
-    /// Delay in seconds.
-    pub delay: Option<f64>,
+    /// Delay in seconds: one for every synapse (`delay 2 ms`), or one per synapse
+    /// (`delay U(1 ms, 10 ms)`, an expression of the indices, a file's `delay`).
+    pub delay: Option<SynInit>,
     /// Dale's law: the sign every weight keeps (at initialisation and through training).
     pub sign: Option<crate::syntax::ast::Sign>,
     pub span: Span,
@@ -561,7 +631,6 @@ pub struct NetworkDef {
 /// Checks a parsed-and-loaded set of files. Returns the program and every diagnostic
 /// (errors and warnings); the program is only meaningful when no error was reported.
 pub fn check(loaded: &Loaded, sources: &SourceMap) -> (Program, Vec<Diagnostic>) {
-    let _ = sources;
     let mut diags = Vec::new();
     let mut program = Program::default();
     if loaded.syntax_errors {
@@ -574,7 +643,9 @@ pub fn check(loaded: &Loaded, sources: &SourceMap) -> (Program, Vec<Diagnostic>)
         }
     }
     for n in &loaded.networks() {
-        if let Some(net) = network::check_network(n, &program, &scope, &mut diags) {
+        // Data files (`from "conn.npz"`) are found next to the file that names them.
+        let dir = std::path::Path::new(sources.name(n.span.file)).parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        if let Some(net) = network::check_network(n, &program, &scope, &dir, &mut diags) {
             program.networks.push(net);
         }
     }

@@ -32,16 +32,19 @@ struct NetCx<'p, 'a> {
     inputs: Vec<NetInput>,
     pops: Vec<Population>,
     diags: &'p mut Vec<Diagnostic>,
+    /// The directory of the file declaring the network: data files are relative to it.
+    dir: &'p std::path::Path,
 }
 
 pub(super) fn check_network(
     net: &ast::Network,
     program: &Program,
     scope: &Scope,
+    dir: &std::path::Path,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<NetworkDef> {
     let n_err = diags.iter().filter(|d| d.is_error()).count();
-    let mut cx = NetCx { program, scope, net, inputs: Vec::new(), pops: Vec::new(), diags };
+    let mut cx = NetCx { program, scope, net, inputs: Vec::new(), pops: Vec::new(), diags, dir };
     let mut def = NetworkDef {
         name: net.name.name.clone(),
         span: net.span,

@@ -63,13 +63,31 @@ pub fn default_init(fan_in: f64) -> Init {
 /// A synapse's value from (presynaptic index, postsynaptic index, index within the row).
 pub type SynapseFn<'a> = dyn Fn(usize, u32, usize) -> f64 + Sync + 'a;
 
-/// How many threads build connectivity: `SNNC_BUILD_THREADS` if set (at least 1), else
-/// the machine's cores. Any count gives the same network: every draw is keyed by its row.
+thread_local! {
+    /// [`with_build_threads`]'s count, for what this thread builds.
+    static BUILD_THREADS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// How many threads build connectivity: [`with_build_threads`]'s count, else
+/// `SNNC_BUILD_THREADS` if set (at least 1), else the machine's cores. Any count gives
+/// the same network: every draw is keyed by its row.
 pub fn build_threads() -> usize {
+    if let Some(n) = BUILD_THREADS.with(|c| c.get()) {
+        return n;
+    }
     match std::env::var("SNNC_BUILD_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
         Some(n) => n.max(1),
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     }
+}
+
+/// Runs `f` with networks built on `threads` threads (on this thread only, unlike the
+/// environment variable).
+pub fn with_build_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    let old = BUILD_THREADS.with(|c| c.replace(Some(threads.max(1))));
+    let r = f();
+    BUILD_THREADS.with(|c| c.set(old));
+    r
 }
 
 /// Splits rows `0..n` into one contiguous block per thread (at most `threads`, none

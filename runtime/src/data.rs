@@ -19,12 +19,20 @@
 //! - E0606: arrays whose lengths do not match;
 //! - E0607: a CSR `indptr` that does not start at 0 or decreases.
 //!
+//! A population's params and initial states are read the same way, one value a neuron
+//! (`layer E = LIF[100] { tau = load("params.npz", "tau") * 1 ms }`): [`fill_plan`].
+//!
 //! The `.npy` entries of an archive are read by their header (type, shape) and streamed
 //! into the type the network keeps (u32 indices, f64 values), so a 50-million-synapse
 //! file is never held twice in its stored width.
 
 use crate::connectivity::{Csr, SynapseFn, build_threads, fill_rows};
 use crate::error::RuntimeError;
+use snnc_compiler::backend::ParamSpec;
+use snnc_compiler::pipeline::NetworkPlan;
+use snnc_compiler::sema::NetworkDef;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -583,4 +591,65 @@ fn sort_rows(row_ptr: &[usize], mut col: Vec<u32>) -> (Vec<u32>, Option<Vec<usiz
         }
     });
     (col, Some(perm))
+}
+
+/// `plan` with the per-neuron values that files give (`tau = load("p.npz", "tau") * 1 ms`,
+/// [`NetworkDef::data`]) read in, in place of the compiler's NaN placeholders; borrowed
+/// as it is when no value comes from a file. A value derived from a file's (a default or
+/// an initial state reading such a param) is still NaN: it is refused, naming it.
+pub fn fill_plan<'a>(net: &NetworkDef, plan: &'a NetworkPlan) -> Result<Cow<'a, NetworkPlan>, RuntimeError> {
+    if net.data.is_empty() {
+        return Ok(Cow::Borrowed(plan));
+    }
+    let mut plan = plan.clone();
+    let mut files: HashMap<&str, DataFile> = HashMap::new();
+    for d in &net.data {
+        let p = &mut plan.populations[d.pop];
+        let pop_err = |m: String| RuntimeError::Build(format!("population `{}`: {m}", p.name));
+        let Some(dy) = p.dynamics.as_mut() else { return Err(pop_err(format!("`{}` has no params or states", d.name))) };
+        let file = match files.entry(d.path.as_str()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(DataFile::open(Path::new(&d.path))?),
+        };
+        let values = file.floats(&d.array, &|_| None)?;
+        if values.len() != p.n {
+            return Err(err("E0606", Path::new(&d.path), format!("array `{}` has {} entries; `{}` has {} neurons, one each", d.array, values.len(), p.name, p.n)));
+        }
+        let slot = match (0..dy.specs.len()).find(|&k| dy.step.param_name(k) == d.name) {
+            Some(k) => {
+                let per_neuron = dy.specs[..k].iter().filter(|s| matches!(s, ParamSpec::PerNeuron)).count();
+                dy.per_neuron.get_mut(per_neuron).filter(|_| matches!(dy.specs[k], ParamSpec::PerNeuron))
+            }
+            None => dy.state_names.iter().position(|s| *s == d.name).and_then(|k| dy.initial.get_mut(k)),
+        };
+        let Some(slot) = slot else { return Err(pop_err(format!("`{}` is not a per-neuron param or a state of its kernel", d.name))) };
+        slot.iter_mut().zip(&values).for_each(|(s, v)| *s = v * d.scale);
+    }
+    for p in &plan.populations {
+        let Some(dy) = &p.dynamics else { continue };
+        let named = |values: &[f64], what: &str, name: &str| -> Result<(), RuntimeError> {
+            match values.iter().position(|v| v.is_nan()) {
+                Some(i) => Err(RuntimeError::Build(format!(
+                    "population `{}`: the {what} `{name}` (of neuron {i}) is derived from a value read from a file, which is not computed: set `{name}` itself (e.g. with `load`)",
+                    p.name
+                ))),
+                None => Ok(()),
+            }
+        };
+        let mut slot = 0;
+        for (k, s) in dy.specs.iter().enumerate() {
+            match s {
+                ParamSpec::PerNeuron => {
+                    named(&dy.per_neuron[slot], "param", dy.step.param_name(k))?;
+                    slot += 1;
+                }
+                // A default read from neuron 0's value of a file's param.
+                ParamSpec::Uniform(v) => named(&[*v], "param", dy.step.param_name(k))?,
+            }
+        }
+        for (values, name) in dy.initial.iter().zip(&dy.state_names) {
+            named(values, "initial value of", name)?;
+        }
+    }
+    Ok(Cow::Owned(plan))
 }

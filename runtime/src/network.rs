@@ -503,6 +503,7 @@ impl<T: Float> Network<T> {
     /// Buffers, connectivity and drives from a compiled plan, without kernels: what a
     /// GPU network keeps on the host, and what [`Network::attach_kernels`] completes.
     pub fn allocate(net: &NetworkDef, plan: &NetworkPlan, batch: usize) -> Result<Network<T>, RuntimeError> {
+        let plan = &*data::fill_plan(net, plan)?;
         let batch = batch.max(1);
         let rng = Rng::new(plan.seed);
         let mut pops: Vec<Population<T>> = plan.populations.iter().map(|p| Population::allocate(p, batch)).collect();

@@ -452,6 +452,24 @@ pub enum Init {
     Const(f64),
     Uniform { low: f64, high: f64 },
     Normal { mean: f64, std: f64 },
+    /// One value a neuron from a data file: [`NetworkDef::data`]`[k]` (`tau =
+    /// load("params.npz", "tau") * 1 ms`). Only a population's settings hold one; the
+    /// runtime reads the file (`snnc_runtime::data`), so [`crate::rng::sample`] gives NaN.
+    Data(usize),
+}
+
+/// A population's param or initial state read from a data file, one value a neuron.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataRef {
+    /// The file, relative to the directory of the `.snn` file resolved.
+    pub path: String,
+    pub array: String,
+    /// What a value of the file is multiplied by (SI): `load(...) * 1 ms` is 1e-3.
+    pub scale: f64,
+    pub pop: usize,
+    /// The param or state set.
+    pub name: String,
+    pub span: Span,
 }
 
 /// A value of a connection (its weights, its delay): drawn per synapse from an
@@ -626,6 +644,8 @@ pub struct NetworkDef {
     pub drives: Vec<Drive>,
     pub projections: Vec<Projection>,
     pub train: Vec<(String, TrainValue)>,
+    /// The per-neuron values read from files (`Init::Data(k)` is `data[k]`).
+    pub data: Vec<DataRef>,
 }
 
 /// Checks a parsed-and-loaded set of files. Returns the program and every diagnostic

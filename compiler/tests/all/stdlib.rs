@@ -62,6 +62,7 @@ fn init(i: &Init, d: Dim) -> String {
         Init::Const(v) => quantity(*v, d),
         Init::Uniform { low, high } => format!("U({}, {})", quantity(*low, d), quantity(*high, d)),
         Init::Normal { mean, std } => format!("normal({}, {})", quantity(*mean, d), quantity(*std, d)),
+        Init::Data(k) => format!("data {k}"),
     }
 }
 

@@ -347,3 +347,39 @@ network big {{
     assert!((0..n).all(|i| col[rp[i]..rp[i + 1]].is_sorted()));
     let _ = arr1(&[0]);
 }
+
+#[test]
+fn params_and_initial_states_from_a_file_equal_the_same_values_written_inline() {
+    let model = "neuron P { param tau: ms = 10 ms trainable; param th = 1; state v = 0; input I; dv/dt = (I - v) / tau; spike when v > th; on spike { v -= th } }";
+    let net = |settings: &str| format!("{model}\nnetwork n {{ dt = 0.1 ms; layer E = P[80] {{ {settings} }}; drive E.I = U(0.8, 1.5); connect E -> E.I sparse p = 0.1 init normal(0.05, 0.02) }}");
+    let mut a = build(&net("tau = U(5 ms, 20 ms), v = U(0, 1)")).unwrap();
+    let tau: Vec<f64> = a.trainable("E.tau").unwrap().iter().copied().collect();
+    let v: Vec<f64> = a.pops[0].states[0].clone();
+    let dir = tmp("params");
+    let f = dir.join("p.npz");
+    Npz::create(&f).add("tau_s", tau.clone()).add("tau_ms", tau.iter().map(|t| (t * 1e3) as f32).collect()).add("v0", v.clone()).add("short", vec![1.0f64; 79]).add("n", vec![1i64; 80]).finish();
+    let mut b = build(&net(&format!("tau = load(\"{0}\", \"tau_s\") * 1 s, v = load(\"{0}\", \"v0\")", f.display()))).unwrap();
+    assert_eq!(b.trainable("E.tau").unwrap().iter().copied().collect::<Vec<_>>(), tau);
+    assert_eq!(b.pops[0].states[0], v);
+    assert_eq!(spikes(&mut a, 500), spikes(&mut b, 500));
+    // In milliseconds, as float32: the unit converts them.
+    let c = build(&net(&format!("tau = 1 ms * load(\"{}\", \"tau_ms\")", f.display()))).unwrap();
+    let got = c.trainable("E.tau").unwrap();
+    assert!(got.iter().zip(&tau).all(|(g, t)| (g - t).abs() < 1e-9), "{got:?}");
+    // Refusals: a length that is not one a neuron, an array that is not there or not
+    // floats, a value without its unit, a file for a synapse's param, a value derived
+    // from one read from a file.
+    let e = build(&net(&format!("v = load(\"{}\", \"short\")", f.display()))).err().unwrap().to_string();
+    assert!(e.contains("E0606") && e.contains("`short` has 79 entries") && e.contains("80 neurons"), "{e}");
+    let e = build(&net(&format!("v = load(\"{}\", \"nope\")", f.display()))).err().unwrap().to_string();
+    assert!(e.contains("E0602") && e.contains("no array `nope`"), "{e}");
+    let e = build(&net(&format!("v = load(\"{}\", \"n\")", f.display()))).err().unwrap().to_string();
+    assert!(e.contains("E0603") && e.contains("`n` has type int64"), "{e}");
+    let sources = &mut snnc_compiler::SourceMap::new();
+    let (_, d) = snnc_compiler::sema::check_source("t.snn", &net(&format!("tau = load(\"{}\", \"tau_s\")", f.display())), sources);
+    assert!(d.iter().any(|d| d.code == "E0201" && d.help.iter().any(|h| h.contains("* 1 s"))), "{}", snnc_compiler::diag::render_all(&d, sources));
+    let derived = format!("neuron Q {{ param a = 1; param b = a * 2; state v = 0; input I; dv/dt = (I - v + b) / 10 ms }}\nnetwork n {{ readout R = Q[80] {{ a = load(\"{}\", \"v0\") }} }}", f.display());
+    let e = build(&derived).err().unwrap().to_string();
+    // (The kernel's constants are checked first: `b` folds neuron 0's placeholder.)
+    assert!(e.contains("`b` is NaN"), "{e}");
+}

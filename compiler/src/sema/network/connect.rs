@@ -181,7 +181,7 @@ impl NetCx<'_, '_> {
         let mid = self.model_by_name(sid, ast::ModelKind::Synapse)??;
         let program = self.program;
         let model = &program.models[mid];
-        let settings = self.settings_for(model, settings)?;
+        let settings = self.settings_for(model, settings, None)?;
         for (psid, s) in model.params() {
             if s.value.is_none() && !settings.iter().any(|(x, _)| *x == psid) {
                 self.diags.push(

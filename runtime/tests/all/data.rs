@@ -383,3 +383,29 @@ fn params_and_initial_states_from_a_file_equal_the_same_values_written_inline() 
     // (The kernel's constants are checked first: `b` folds neuron 0's placeholder.)
     assert!(e.contains("`b` is NaN"), "{e}");
 }
+
+#[test]
+fn the_connectome_example_runs_from_its_data_file() {
+    // examples/connectome.snn beside a file as runtime/examples/make_connectivity.rs
+    // writes it (a smaller one: the structure is what matters here).
+    let dir = tmp("example");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/connectome.snn")).unwrap();
+    std::fs::write(dir.join("connectome.snn"), text).unwrap();
+    let n = 2000usize;
+    let s = 100_000usize;
+    Npz::create(&dir.join("connectome.npz"))
+        .add("pre", (0..s).map(|k| ((k * 7919 + 3) % n) as i32).collect())
+        .add("post", (0..s).map(|k| ((k * 104_729 + 11) % n) as i32).collect())
+        .add("weight", (0..s).map(|k| (1 + k % 7) as f32).collect())
+        .add("sign", (0..n).map(|i| if i % 5 == 0 { -1i8 } else { 1 }).collect())
+        .add("tau_ms", (0..n).map(|i| 15.0 + (i % 10) as f32).collect())
+        .finish();
+    let mut sources = snnc_compiler::SourceMap::new();
+    let (p, d) = snnc_compiler::sema::check_path(&dir.join("connectome.snn"), &Default::default(), &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
+    assert_eq!(net.projections()[0].1, s);
+    assert_eq!(net.projection_delay(0), Some(9));
+    let fired: f64 = spikes(&mut net, 200).iter().flatten().sum();
+    assert!(fired > 100.0, "{fired} spikes");
+}

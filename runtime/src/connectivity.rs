@@ -6,7 +6,7 @@
 //! never depends on another row (rows can be built in parallel, or on a GPU).
 
 use snnc_compiler::rng::Rng;
-use snnc_compiler::sema::Init;
+use snnc_compiler::sema::{IndexExpr, IndexVar, Init};
 use snnc_compiler::syntax::ast::Sign;
 
 /// Compressed sparse rows: row = presynaptic neuron, columns = its targets.
@@ -147,6 +147,76 @@ pub fn fixed_probability_with(n_pre: usize, n_post: usize, p: f64, no_self: bool
         });
     });
     Csr { n_pre, n_post, row_ptr, col, weight: w }
+}
+
+/// Connectivity with a probability per pair, `prob(i, j, j)` (an expression of the
+/// indices): every pair is looked at, connected when its uniform draw from `(stream, i,
+/// j)` is at most its probability; weights from `weight(i, j, k)`. The first pair whose
+/// probability is outside [0, 1] (or NaN) is returned as the error.
+#[allow(clippy::too_many_arguments)]
+pub fn pairwise_probability(n_pre: usize, n_post: usize, no_self: bool, rng: &Rng, stream: u32, prob: &SynapseFn<'_>, weight: &SynapseFn<'_>, threads: usize) -> Result<Csr, (usize, u32, f64)> {
+    let blocks = par_blocks(n_pre, threads, |rows| -> Result<(Vec<usize>, Vec<u32>), (usize, u32, f64)> {
+        let (mut lens, mut cols) = (Vec::with_capacity(rows.len()), Vec::new());
+        for i in rows {
+            let start = cols.len();
+            for j in (0..n_post as u32).filter(|&j| !(no_self && j as usize == i)) {
+                let p = prob(i, j, j as usize);
+                if !(0.0..=1.0).contains(&p) {
+                    return Err((i, j, p));
+                }
+                if p > 0.0 && rng.uniform(stream, i as u64, j) <= p {
+                    cols.push(j);
+                }
+            }
+            lens.push(cols.len() - start);
+        }
+        Ok((lens, cols))
+    });
+    let mut row_ptr = Vec::with_capacity(n_pre + 1);
+    row_ptr.push(0usize);
+    let mut col = Vec::new();
+    for b in blocks {
+        let (lens, cols) = b?;
+        for l in lens {
+            row_ptr.push(row_ptr.last().expect("non-empty") + l);
+        }
+        col.extend_from_slice(&cols);
+    }
+    let mut w = vec![0.0f64; col.len()];
+    let mut cols = col.clone();
+    fill_rows(&row_ptr, &mut cols, &mut w, threads, &|i, c, ws| {
+        for (k, (j, w)) in c.iter().zip(ws.iter_mut()).enumerate() {
+            *w = weight(i, *j, k);
+        }
+    });
+    Ok(Csr { n_pre, n_post, row_ptr, col, weight: w })
+}
+
+/// The mean of a probability expression over a grid of up to 64 x 64 pairs spread
+/// over the indices, clamped to [0, 1]: the expected density, before anything is built
+/// (the memory estimate, the default weights' fan-in). `None` when the expression reads
+/// neurons' params, which only the compiled plan knows.
+pub fn sampled_mean_probability(e: &IndexExpr, n_pre: usize, n_post: usize) -> Option<f64> {
+    let grid = |n: usize| -> Vec<usize> { (0..n.min(64)).map(|k| k * n / n.min(64)).collect() };
+    let (rows, cols) = (grid(n_pre), grid(n_post));
+    let mut vals = Vec::with_capacity(e.vars.len());
+    let mut sum = 0.0;
+    for &i in &rows {
+        for &j in &cols {
+            vals.clear();
+            for v in &e.vars {
+                vals.push(match v {
+                    IndexVar::Pre => i as f64,
+                    IndexVar::Post => j as f64,
+                    IndexVar::NPre => n_pre as f64,
+                    IndexVar::NPost => n_post as f64,
+                    IndexVar::PreParam(_) | IndexVar::PostParam(_) => return None,
+                });
+            }
+            sum += e.eval(&vals).clamp(0.0, 1.0);
+        }
+    }
+    Some(if rows.is_empty() || cols.is_empty() { 0.0 } else { sum / (rows.len() * cols.len()) as f64 })
 }
 
 /// Fills the columns and weights of every row (`row(i, cols, weights)` gets row i's

@@ -118,6 +118,15 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
                 let bytes = mul(&[reserved, 12 + fb]).saturating_add(mul(&[n_pre.saturating_add(1), 8]));
                 (format!("sparse weights of `{}` (about {:.3e} synapses)", pr.name, expected), bytes)
             }
+            Topology::SparseExpr { p } => {
+                // The density from a grid of pairs; at most every pair where the
+                // probability reads the neurons' params. Built in blocks of rows (the
+                // columns twice at the peak) with f64 weights, then converted.
+                let density = crate::connectivity::sampled_mean_probability(p, n_pre as usize, n_post as usize).unwrap_or(1.0);
+                let expected = count(density * 1.1 * n_pre as f64 * n_post as f64);
+                let bytes = mul(&[expected, 16 + fb]).saturating_add(mul(&[n_pre.saturating_add(1), 8]));
+                (format!("sparse weights of `{}` (about {expected:.3e} synapses)", pr.name), bytes)
+            }
             Topology::OneToOne => (format!("weights of `{}` ({n_pre} one-to-one)", pr.name), mul(&[n_pre, 8 + fb])),
             Topology::File { path } => match file_bytes(std::path::Path::new(path), n_pre, fb) {
                 Some((nnz, bytes)) => (format!("weights of `{}` ({nnz} synapses from `{path}`)", pr.name), bytes),
@@ -132,7 +141,7 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
         let delay = match &pr.delay {
             Some(SynInit::Draw(Init::Const(d))) => Some(*d),
             Some(SynInit::Draw(Init::Uniform { high, .. })) => {
-                let nnz = match pr.topology {
+                let nnz = match &pr.topology {
                     Topology::Sparse { p } => count(p * n_pre as f64 * n_post as f64),
                     Topology::OneToOne => n_pre,
                     _ => mul(&[n_pre, n_post]),

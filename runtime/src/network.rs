@@ -240,8 +240,9 @@ struct Built<T> {
 fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_pre: usize, n_post: usize, rng: &Rng) -> Result<Built<T>, RuntimeError> {
     let pr = &net.projections[pi];
     let in_proj = |e: RuntimeError| RuntimeError::Build(format!("projection `{}`: {e}", pr.name));
-    let default = SynInit::Draw(connectivity::default_init(match pr.topology {
+    let default = SynInit::Draw(connectivity::default_init(match &pr.topology {
         Topology::Sparse { p } | Topology::Procedural { p } => p * n_pre as f64,
+        Topology::SparseExpr { p } => connectivity::sampled_mean_probability(p, n_pre, n_post).unwrap_or(1.0) * n_pre as f64,
         Topology::OneToOne => 1.0,
         _ => n_pre as f64,
     }));
@@ -281,6 +282,12 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
             Csr { n_pre, n_post, row_ptr: (0..=n_pre).collect(), col: (0..n_pre as u32).collect(), weight: (0..n_pre).map(|i| f(i, i as u32, 0)).collect() }
         }
         (Topology::Sparse { p }, _) => connectivity::fixed_probability_with(n_pre, n_post, *p, no_self, rng, stream, &*by_place(init)?, threads),
+        (Topology::SparseExpr { p }, _) => {
+            let prob = cx.expr_fn(p).map_err(in_proj)?;
+            connectivity::pairwise_probability(n_pre, n_post, no_self, rng, stream, &*prob, &*by_place(init)?, threads).map_err(|(i, j, v)| {
+                in_proj(RuntimeError::Build(format!("the connection probability of synapse ({i}, {j}) is {v}, outside [0, 1]")))
+            })?
+        }
         (Topology::File { .. }, _) => {
             let f = file.expect("loaded above");
             if f.delay.is_some() && pr.delay.is_some() {
@@ -374,11 +381,14 @@ impl<'a> SynCx<'a> {
         Ok(match (v, key) {
             (SynInit::Draw(init), Key::Column) => Box::new(move |i, j, _| connectivity::sample(init, rng, stream, i as u64, j)),
             (SynInit::Draw(init), Key::Place) => Box::new(move |i, _, k| connectivity::sample(init, rng, stream, i as u64, k as u32)),
-            (SynInit::Expr(e), _) => {
-                let ev = IndexEval::new(e, self.plan, self.from, self.to, self.n_pre, self.n_post)?;
-                Box::new(move |i, j, _| ev.at(i, j as usize))
-            }
+            (SynInit::Expr(e), _) => self.expr_fn(e)?,
         })
+    }
+
+    /// An index expression's value for synapse (i, j).
+    fn expr_fn(&self, e: &'a IndexExpr) -> Result<Box<SynapseFn<'a>>, RuntimeError> {
+        let ev = IndexEval::new(e, self.plan, self.from, self.to, self.n_pre, self.n_post)?;
+        Ok(Box::new(move |i, j, _| ev.at(i, j as usize)))
     }
 }
 

@@ -582,6 +582,9 @@ pub enum Source {
 pub enum Topology {
     Dense,
     Sparse { p: f64 },
+    /// `sparse p = EXPR` of the indices (`exp(-abs(i - j) / 10)`): each pair connected
+    /// with its own probability, every pair looked at.
+    SparseExpr { p: Arc<IndexExpr> },
     OneToOne,
     File { path: String },
     Procedural { p: f64 },

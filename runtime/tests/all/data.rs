@@ -409,3 +409,31 @@ fn the_connectome_example_runs_from_its_data_file() {
     let fired: f64 = spikes(&mut net, 200).iter().flatten().sum();
     assert!(fired > 100.0, "{fired} spikes");
 }
+
+#[test]
+fn a_probability_may_depend_on_the_indices() {
+    let text = |p: &str| format!("import \"stdlib/lif.snn\"\nnetwork n {{ layer A = LIF[400]; connect A -> A.I sparse p = {p} weight 0.1 as local }}");
+    // 1 at distance 0, 2/3 at 1, 1/3 at 2, none further.
+    let local = text("max(0, 1 - abs(i - j) / 3)");
+    let one = with_build_threads(1, || build(&local).unwrap());
+    let four = with_build_threads(4, || build(&local).unwrap());
+    assert_eq!(one.sparse_weights(0), four.sparse_weights(0));
+    let (rp, col, w) = one.sparse_weights(0).unwrap();
+    let mut by_distance = [0usize; 3];
+    for i in 0..400 {
+        let row = &col[rp[i]..rp[i + 1]];
+        assert!(row.contains(&(i as u32)), "p = 1 on the diagonal");
+        for &j in row {
+            let d = (i as i64 - j as i64).unsigned_abs() as usize;
+            assert!(d <= 2, "({i}, {j}) has probability 0");
+            by_distance[d] += 1;
+        }
+    }
+    assert_eq!(by_distance[0], 400);
+    // Binomial counts: about 798 * 2/3 = 532 and 796 / 3 = 265 (5 sd).
+    assert!((by_distance[1] as f64 - 532.0).abs() < 67.0, "{by_distance:?}");
+    assert!((by_distance[2] as f64 - 265.3).abs() < 67.0, "{by_distance:?}");
+    assert!(w.iter().all(|w| *w == 0.1));
+    let e = build(&text("i / 100")).err().unwrap().to_string();
+    assert!(e.contains("`local`") && e.contains("probability of synapse (101, 0) is 1.01, outside [0, 1]"), "{e}");
+}

@@ -264,6 +264,12 @@ impl NetCx<'_, '_> {
                 let p = std::path::Path::new(path);
                 Topology::File { path: if p.is_absolute() { path.clone() } else { self.dir.join(p).display().to_string() } }
             }
+            Some(ast::Topology::Sparse { p }) if mentions_any(p, &|n| self.index_var(n, from, to).is_some()) => {
+                match self.syn_value(p, Dim::ONE, "a connection probability", from, to)? {
+                    SynInit::Expr(e) => Topology::SparseExpr { p: e },
+                    SynInit::Draw(_) => unreachable!("an expression of the indices"),
+                }
+            }
             Some(ast::Topology::Sparse { p }) | Some(ast::Topology::Procedural { p }) => {
                 let (v, d) = self.constant(p)?;
                 if !d.is_dimensionless() || !(0.0..=1.0).contains(&v) {

@@ -175,6 +175,7 @@ fn network_summary(out: &mut String, p: &Program, n: &NetworkDef) {
         let topo = match &pr.topology {
             Topology::Dense => "dense".to_string(),
             Topology::Sparse { p } => format!("sparse p = {p}"),
+            Topology::SparseExpr { .. } => "sparse p = an expression of the indices".into(),
             Topology::OneToOne => "one_to_one".into(),
             Topology::File { path } => format!("from {path:?}"),
             Topology::Procedural { p } => format!("procedural p = {p}"),

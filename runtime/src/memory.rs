@@ -109,6 +109,10 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
         } as u64;
         let n_post = net.populations[pr.to].size as u64;
         let (what, bytes) = match &pr.topology {
+            // With a delay per synapse, every pair is stored sparse (column and weight).
+            Topology::Dense if pr.delay.as_ref().is_some_and(|d| d.constant().is_none()) => {
+                (format!("weights of `{}` ({n_pre} x {n_post} pairs, sparse for their delays)", pr.name), mul(&[n_pre, n_post, 12 + fb]))
+            }
             Topology::Dense => (format!("dense weights of `{}` ({n_pre} x {n_post})", pr.name), mul(&[n_pre, n_post, fb])),
             Topology::Sparse { p } => {
                 // The structure is drawn with f64 weights (12 bytes a synapse, at the

@@ -203,6 +203,17 @@ impl<T: Float> Proj<T> {
         let (delay, syn_delay) = match built.delays {
             Some(d) => {
                 let longest = d.iter().copied().max().unwrap_or(0) as usize;
+                // An expression's or a file's delays are only known now: the ring they
+                // need is checked against the memory left before it is allocated.
+                let bytes = (longest as u64 + 1).saturating_mul((batch * n_post * std::mem::size_of::<T>()) as u64 + 96);
+                if let Some(room) = memory::available().filter(|room| bytes > *room) {
+                    return Err(RuntimeError::Build(format!(
+                        "projection `{}`: its longest delay, {longest} steps, needs a delay ring of {} ({} available)",
+                        pr.name,
+                        memory::format_bytes(bytes),
+                        memory::format_bytes(room)
+                    )));
+                }
                 (Some(DelayRing::new(longest.max(1), batch, n_post)), Some(d))
             }
             None => {

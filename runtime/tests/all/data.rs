@@ -437,3 +437,11 @@ fn a_probability_may_depend_on_the_indices() {
     let e = build(&text("i / 100")).err().unwrap().to_string();
     assert!(e.contains("`local`") && e.contains("probability of synapse (101, 0) is 1.01, outside [0, 1]"), "{e}");
 }
+
+#[test]
+fn a_delay_too_long_for_memory_is_refused_before_its_ring_is_allocated() {
+    // 1e6 s at 0.1 ms: 1e10 steps of ring.
+    let text = "import \"stdlib/lif.snn\"\nnetwork n { layer A = LIF[10]; connect A -> A.I sparse p = 0.5 weight 0.1 delay 1 ms + 1e6 s * i / N_pre as slow }";
+    let e = build(text).err().unwrap().to_string();
+    assert!(e.contains("`slow`") && e.contains("needs a delay ring of"), "{e}");
+}

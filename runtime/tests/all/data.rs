@@ -445,3 +445,19 @@ fn a_delay_too_long_for_memory_is_refused_before_its_ring_is_allocated() {
     let e = build(text).err().unwrap().to_string();
     assert!(e.contains("`slow`") && e.contains("needs a delay ring of"), "{e}");
 }
+
+#[test]
+fn the_memory_estimate_counts_a_file_projection_from_its_headers() {
+    let dir = tmp("memory");
+    let f = dir.join("c.npz");
+    Npz::create(&f).add("pre", vec![0i32; 5000]).add("post", (0..5000).map(|k| k % 30).collect::<Vec<i32>>()).add("weight", vec![1.0f32; 5000]).finish();
+    let text = format!("import \"stdlib/lif.snn\"\nnetwork n {{ layer A = LIF[20]; layer B = LIF[30]; connect A -> B.I from \"{}\" as F }}", f.display());
+    let p = program(&text);
+    let est = snnc_runtime::memory::estimate(&p, &p.networks[0], &Options::default(), 4);
+    let part = est.parts.iter().find(|p| p.what.contains("`F`")).expect("the file's projection is counted");
+    assert!(part.what.contains("5000 synapses"), "{}", part.what);
+    assert!(part.bytes >= 5000 * 40, "{} bytes", part.bytes);
+    // Enough to refuse a network whose file would not fit.
+    let e = snnc_runtime::memory::check_within(&p, &p.networks[0], &Options::default(), 4, Some(100_000)).unwrap_err();
+    assert!(e.to_string().contains("`F`") || e.largest.what.contains("`F`"), "{e}");
+}

@@ -179,6 +179,16 @@ fn err(code: &str, file: &Path, msg: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Build(format!("{code}: `{}`: {msg}", file.display()))
 }
 
+/// `e` about `context` ("projection `EE`"): "CODE: context: ..." for a coded error,
+/// "context: ..." otherwise.
+pub fn in_context(context: &str, e: RuntimeError) -> RuntimeError {
+    let msg = e.to_string();
+    RuntimeError::Build(match msg.split_once(": ") {
+        Some((code, rest)) if code.len() == 5 && code.starts_with('E') && code[1..].bytes().all(|b| b.is_ascii_digit()) => format!("{code}: {context}: {rest}"),
+        _ => format!("{context}: {msg}"),
+    })
+}
+
 /// An open data file: a NumPy `.npz` archive or a `.safetensors` file (memory-mapped).
 pub struct DataFile {
     path: PathBuf,
@@ -609,9 +619,9 @@ pub fn fill_plan<'a>(net: &NetworkDef, plan: &'a NetworkPlan) -> Result<Cow<'a, 
         let Some(dy) = p.dynamics.as_mut() else { return Err(pop_err(format!("`{}` has no params or states", d.name))) };
         let file = match files.entry(d.path.as_str()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(DataFile::open(Path::new(&d.path))?),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(DataFile::open(Path::new(&d.path)).map_err(|e| in_context(&format!("`{}` of population `{}`", d.name, p.name), e))?),
         };
-        let values = file.floats(&d.array, &|_| None)?;
+        let values = file.floats(&d.array, &|_| None).map_err(|e| in_context(&format!("`{}` of population `{}`", d.name, p.name), e))?;
         if values.len() != p.n {
             return Err(err("E0606", Path::new(&d.path), format!("array `{}` has {} entries; `{}` has {} neurons, one each", d.array, values.len(), p.name, p.n)));
         }

@@ -250,7 +250,7 @@ struct Built<T> {
 /// threads; every draw is keyed by its row, so the count does not change the network.
 fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_pre: usize, n_post: usize, rng: &Rng) -> Result<Built<T>, RuntimeError> {
     let pr = &net.projections[pi];
-    let in_proj = |e: RuntimeError| RuntimeError::Build(format!("projection `{}`: {e}", pr.name));
+    let in_proj = |e: RuntimeError| data::in_context(&format!("projection `{}`", pr.name), e);
     let default = SynInit::Draw(connectivity::default_init(match &pr.topology {
         Topology::Sparse { p } | Topology::Procedural { p } => p * n_pre as f64,
         Topology::SparseExpr { p } => connectivity::sampled_mean_probability(p, n_pre, n_post).unwrap_or(1.0) * n_pre as f64,
@@ -315,7 +315,8 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
                 (Some(_), Some(v)) | (None, Some(v)) => Some(by_place(v)?),
                 (None, None) => Some(by_place(&default)?),
             };
-            let file_delays = f.delay.clone();
+            let mut f = f;
+            let file_delays = f.delay.take();
             let csr = f.into_csr(scale.as_deref(), threads);
             let delays = file_delays.map(|d| d.iter().map(|s| steps(*s, plan.dt)).collect());
             return Ok(sparse_built(csr, delays, fold));

@@ -461,3 +461,9 @@ fn the_memory_estimate_counts_a_file_projection_from_its_headers() {
     let e = snnc_runtime::memory::check_within(&p, &p.networks[0], &Options::default(), 4, Some(100_000)).unwrap_err();
     assert!(e.to_string().contains("`F`") || e.largest.what.contains("`F`"), "{e}");
 }
+
+#[test]
+fn a_data_error_leads_with_its_code_and_names_the_projection() {
+    let e = file_error("lead", "c.npz", |p| Npz::create(p).add("pre", vec![0u64, 3, 1]).add("post", vec![0u64, 2, 3]).finish());
+    assert!(e.starts_with("E0604: projection `A_to_B`: `"), "{e}");
+}

@@ -177,7 +177,8 @@ fn network_summary(out: &mut String, p: &Program, n: &NetworkDef) {
             Topology::Sparse { p } => format!("sparse p = {p}"),
             Topology::SparseExpr { .. } => "sparse p = an expression of the indices".into(),
             Topology::OneToOne => "one_to_one".into(),
-            Topology::File { path } => format!("from {path:?}"),
+            // The path is resolved next to the file: only its name is the same everywhere.
+            Topology::File { path } => format!("from {:?}", Path::new(path).file_name().unwrap_or_default()),
             Topology::Procedural { p } => format!("procedural p = {p}"),
         };
         let from = match &pr.from_state {

@@ -336,6 +336,19 @@ impl NetCx<'_, '_> {
             );
             return None;
         }
+        let is_draw = matches!(&e.kind, ExprKind::Call(call) if matches!(call.callee.name.as_str(), "U" | "uniform"));
+        if !is_draw && !mentions_any(e, &|n| self.index_var(n, from, to).is_some()) {
+            // One delay for every synapse.
+            let (v, d) = self.constant(e)?;
+            if d != Dim::TIME || v < 0.0 {
+                self.diags.push(
+                    Diagnostic::error("E0403", e.span, "a delay must be a non-negative time")
+                        .with_label(if d == Dim::TIME { format!("found {v} s") } else { format!("expected s, found {d}") }),
+                );
+                return None;
+            }
+            return Some(SynInit::Draw(Init::Const(v)));
+        }
         let v = self.syn_value(e, Dim::TIME, "a delay", from, to)?;
         let low = match &v {
             SynInit::Draw(Init::Const(v)) => Some(*v),

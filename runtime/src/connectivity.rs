@@ -183,8 +183,7 @@ pub fn pairwise_probability(n_pre: usize, n_post: usize, no_self: bool, rng: &Rn
         col.extend_from_slice(&cols);
     }
     let mut w = vec![0.0f64; col.len()];
-    let mut cols = col.clone();
-    fill_rows(&row_ptr, &mut cols, &mut w, threads, &|i, c, ws| {
+    fill_rows(&row_ptr, &mut col, &mut w, threads, &|i, c, ws| {
         for (k, (j, w)) in c.iter().zip(ws.iter_mut()).enumerate() {
             *w = weight(i, *j, k);
         }
@@ -219,9 +218,10 @@ pub fn sampled_mean_probability(e: &IndexExpr, n_pre: usize, n_post: usize) -> O
     Some(if rows.is_empty() || cols.is_empty() { 0.0 } else { sum / (rows.len() * cols.len()) as f64 })
 }
 
-/// Fills the columns and weights of every row (`row(i, cols, weights)` gets row i's
-/// slices), rows shared out over `threads` threads in contiguous blocks.
-pub fn fill_rows(row_ptr: &[usize], col: &mut [u32], w: &mut [f64], threads: usize, row: &(dyn Fn(usize, &mut [u32], &mut [f64]) + Sync)) {
+/// Fills the columns and weights (or anything kept a synapse) of every row (`row(i,
+/// cols, weights)` gets row i's slices), rows shared out over `threads` threads in
+/// contiguous blocks.
+pub fn fill_rows<W: Send>(row_ptr: &[usize], col: &mut [u32], w: &mut [W], threads: usize, row: &(dyn Fn(usize, &mut [u32], &mut [W]) + Sync)) {
     let n = row_ptr.len() - 1;
     let threads = threads.clamp(1, n.max(1));
     std::thread::scope(|s| {

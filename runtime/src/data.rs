@@ -441,13 +441,12 @@ impl FileProjection {
     /// i), or the file's alone, or `scale` alone where the file has none; each weight then
     /// on the side of its sign, if the file gives signs.
     pub fn into_csr(self, scale: Option<&SynapseFn<'_>>, threads: usize) -> Csr {
-        let (row_ptr, col) = (self.row_ptr, self.col);
+        let (row_ptr, mut col) = (self.row_ptr, self.col);
         let mut w = match (self.weight, scale) {
             (Some(w), None) => w,
             (file, Some(f)) => {
                 let mut w = file.unwrap_or_else(|| vec![1.0; col.len()]);
-                let mut cols = col.clone();
-                fill_rows(&row_ptr, &mut cols, &mut w, threads, &|i, c, ws| {
+                fill_rows(&row_ptr, &mut col, &mut w, threads, &|i, c, ws| {
                     for (k, (j, w)) in c.iter().zip(ws.iter_mut()).enumerate() {
                         *w *= f(i, *j, k);
                     }
@@ -573,31 +572,11 @@ fn sort_rows(row_ptr: &[usize], mut col: Vec<u32>) -> (Vec<u32>, Option<Vec<usiz
         return (col, None);
     }
     let mut perm: Vec<usize> = (0..col.len()).collect();
-    let threads = build_threads().min(n_pre.max(1));
-    let bounds: Vec<usize> = (0..=threads).map(|t| row_ptr[t * n_pre / threads]).collect();
-    std::thread::scope(|s| {
-        let (mut col_rest, mut perm_rest) = (col.as_mut_slice(), perm.as_mut_slice());
-        let mut row = 0;
-        for t in 0..threads {
-            let len = bounds[t + 1] - bounds[t];
-            let (c, cr) = col_rest.split_at_mut(len);
-            let (p, pr) = perm_rest.split_at_mut(len);
-            (col_rest, perm_rest) = (cr, pr);
-            let rows = row..(t + 1) * n_pre / threads;
-            row = rows.end;
-            let base = bounds[t];
-            s.spawn(move || {
-                let mut pairs = Vec::new();
-                for i in rows {
-                    let r = row_ptr[i] - base..row_ptr[i + 1] - base;
-                    pairs.clear();
-                    pairs.extend(c[r.clone()].iter().copied().zip(p[r.clone()].iter().copied()));
-                    pairs.sort_by_key(|&(j, k)| (j, k));
-                    for ((cj, pk), (j, k)) in c[r.clone()].iter_mut().zip(p[r].iter_mut()).zip(&pairs) {
-                        (*cj, *pk) = (*j, *k);
-                    }
-                }
-            });
+    fill_rows(row_ptr, &mut col, &mut perm, build_threads(), &|_, c, p| {
+        let mut pairs: Vec<(u32, usize)> = c.iter().copied().zip(p.iter().copied()).collect();
+        pairs.sort_unstable();
+        for ((cj, pk), (j, k)) in c.iter_mut().zip(p.iter_mut()).zip(pairs) {
+            (*cj, *pk) = (j, k);
         }
     });
     (col, Some(perm))

@@ -548,13 +548,15 @@ fn coo_to_csr(n_pre: usize, pre: &[u32], post: Vec<u32>) -> (Vec<usize>, Vec<u32
     for i in 0..n_pre {
         row_ptr[i + 1] += row_ptr[i];
     }
+    // One pass over the file's order: each synapse's column and origin scattered to its
+    // row's next place (the arrays are too large for a second random pass to be cheap).
     let mut next = row_ptr.clone();
-    let mut perm = vec![0usize; pre.len()];
-    for (k, &i) in pre.iter().enumerate() {
-        perm[next[i as usize]] = k;
-        next[i as usize] += 1;
+    let (mut perm, mut col) = (vec![0usize; pre.len()], vec![0u32; pre.len()]);
+    for (k, (&i, &j)) in pre.iter().zip(&post).enumerate() {
+        let at = &mut next[i as usize];
+        (perm[*at], col[*at]) = (k, j);
+        *at += 1;
     }
-    let col: Vec<u32> = perm.iter().map(|&k| post[k]).collect();
     drop(post);
     let (col, inner) = sort_rows(&row_ptr, col);
     let perm = match inner {

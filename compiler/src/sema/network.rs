@@ -346,6 +346,36 @@ impl NetCx<'_, '_> {
         Some(DataRef { path, array: array.to_string(), scale, pop, name: sym.name.clone(), span: e.span })
     }
 
+    /// A param default or an initial value that reads a value set with `load` would be
+    /// computed before the file is read (the runtime reads files into the compiled
+    /// plan): refused, naming it. Lets are inlined, so reads through them count.
+    fn derived_from_files(&mut self, model: &Model, settings: &[(SymId, Init)], p: &ast::Population) -> Option<()> {
+        let from_file: Vec<SymId> = settings.iter().filter(|(_, i)| matches!(i, Init::Data(_))).map(|(s, _)| *s).collect();
+        if from_file.is_empty() {
+            return Some(());
+        }
+        let unset = |sid: SymId| !settings.iter().any(|(x, _)| *x == sid);
+        for (_, sym) in model.params().chain(model.states()).filter(|(sid, _)| unset(*sid)) {
+            let Some(value) = &sym.value else { continue };
+            let mut reads = None;
+            value.visit_syms(&mut |r| {
+                if reads.is_none() && from_file.contains(&r) {
+                    reads = Some(r);
+                }
+            });
+            let Some(r) = reads else { continue };
+            let what = if sym.kind == SymKind::Param { "default" } else { "initial value" };
+            self.diags.push(
+                Diagnostic::error("E0421", p.span, format!("the {what} of `{}` reads `{}`, which `{}` reads from a file", sym.name, model.symbols[r].name, p.name.name))
+                    .with_label("computed before any file is read")
+                    .with_related(sym.span, "declared here")
+                    .with_help(format!("set `{}` too (with `load`, or a value)", sym.name)),
+            );
+            return None;
+        }
+        Some(())
+    }
+
     fn population(&mut self, p: &ast::Population) -> Option<Population> {
         let size = self.size(&p.size);
         let kind = match p.kind {
@@ -393,6 +423,7 @@ impl NetCx<'_, '_> {
                 return None;
             }
         }
+        self.derived_from_files(model, &settings, p)?;
         // The population's constant settings in place of the defaults.
         let set: HashMap<SymId, f64> = settings.iter().filter_map(|(sid, i)| match i {
             Init::Const(v) => Some((*sid, *v)),

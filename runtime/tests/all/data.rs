@@ -378,10 +378,11 @@ fn params_and_initial_states_from_a_file_equal_the_same_values_written_inline() 
     let sources = &mut snnc_compiler::SourceMap::new();
     let (_, d) = snnc_compiler::sema::check_source("t.snn", &net(&format!("tau = load(\"{}\", \"tau_s\")", f.display())), sources);
     assert!(d.iter().any(|d| d.code == "E0201" && d.help.iter().any(|h| h.contains("* 1 s"))), "{}", snnc_compiler::diag::render_all(&d, sources));
-    let derived = format!("neuron Q {{ param a = 1; param b = a * 2; state v = 0; input I; dv/dt = (I - v + b) / 10 ms }}\nnetwork n {{ readout R = Q[80] {{ a = load(\"{}\", \"v0\") }} }}", f.display());
-    let e = build(&derived).err().unwrap().to_string();
-    // (The kernel's constants are checked first: `b` folds neuron 0's placeholder.)
-    assert!(e.contains("`b` is NaN"), "{e}");
+    for (model, name) in [("param a = 1; param b = a * 2; state v = 0", "b"), ("param a = 1; state v = a", "v")] {
+        let derived = format!("neuron Q {{ {model}; input I; dv/dt = (I - v) / 10 ms }}\nnetwork n {{ readout R = Q[80] {{ a = load(\"{}\", \"v0\") }} }}", f.display());
+        let (_, d) = snnc_compiler::sema::check_source("t.snn", &derived, { *sources = Default::default(); sources });
+        assert!(d.iter().any(|d| d.code == "E0421" && d.message.contains(&format!("`{name}` reads `a`"))), "{}", snnc_compiler::diag::render_all(&d, sources));
+    }
 }
 
 #[test]

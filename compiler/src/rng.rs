@@ -85,6 +85,8 @@ pub fn sample(init: &Init, rng: &Rng, stream: u32, index: u64, sub: u32) -> f64 
         Init::Const(v) => v,
         Init::Uniform { low, high } => low + (high - low) * (1.0 - rng.uniform(stream, index, sub)),
         Init::Normal { mean, std } => mean + std * rng.normal(stream, index, sub),
+        // Read from a file by the runtime, which replaces these (see `Init::Data`).
+        Init::Data(_) => f64::NAN,
     }
 }
 

@@ -6,7 +6,7 @@
 //! never depends on another row (rows can be built in parallel, or on a GPU).
 
 use snnc_compiler::rng::Rng;
-use snnc_compiler::sema::Init;
+use snnc_compiler::sema::{IndexExpr, IndexVar, Init};
 use snnc_compiler::syntax::ast::Sign;
 
 /// Compressed sparse rows: row = presynaptic neuron, columns = its targets.
@@ -60,103 +60,282 @@ pub fn default_init(fan_in: f64) -> Init {
     Init::Normal { mean: 0.0, std: 1.0 / fan_in.max(1.0).sqrt() }
 }
 
-/// The draws of fixed-probability connectivity, row by row: each (pre, post) pair is
-/// connected with probability `p`, found by geometric skipping (O(synapses), not
-/// O(n_pre * n_post)). A row depends on nothing but its index, so it can be drawn when
-/// it is needed: a stored projection ([`fixed_probability`]) and a procedural one
-/// (regenerated at every spike, nothing stored) have the same synapses and weights.
+/// A synapse's value from (presynaptic index, postsynaptic index, index within the row).
+pub type SynapseFn<'a> = dyn Fn(usize, u32, usize) -> f64 + Sync + 'a;
+
+thread_local! {
+    /// [`with_build_threads`]'s count, for what this thread builds.
+    static BUILD_THREADS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// How many threads build connectivity: [`with_build_threads`]'s count, else
+/// `SNNC_BUILD_THREADS` if set (at least 1), else the machine's cores. Any count gives
+/// the same network: every draw is keyed by its row.
+pub fn build_threads() -> usize {
+    if let Some(n) = BUILD_THREADS.with(|c| c.get()) {
+        return n;
+    }
+    match std::env::var("SNNC_BUILD_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(n) => n.max(1),
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    }
+}
+
+/// Runs `f` with networks built on `threads` threads (on this thread only, unlike the
+/// environment variable).
+pub fn with_build_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    let old = BUILD_THREADS.with(|c| c.replace(Some(threads.max(1))));
+    let r = f();
+    BUILD_THREADS.with(|c| c.set(old));
+    r
+}
+
+/// Splits rows `0..n` into one contiguous block per thread (at most `threads`, none
+/// empty) and runs `f(block)` for each on its own scoped thread, results in row order.
+pub fn par_blocks<R: Send>(n: usize, threads: usize, f: impl Fn(std::ops::Range<usize>) -> R + Sync) -> Vec<R> {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return vec![f(0..n)];
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || f(t * n / threads..(t + 1) * n / threads))).collect();
+        handles.into_iter().map(|h| h.join().expect("a build thread panicked")).collect()
+    })
+}
+
+/// The stream sparse weights are drawn from, apart from the structure's.
+pub fn weight_stream(stream: u32) -> u32 {
+    stream ^ 0x5bd1_e995
+}
+
+/// The draws of fixed-probability connectivity for one row at a time: a row depends on
+/// nothing but its index, so it can be drawn when it is needed. A stored projection
+/// ([`fixed_probability`]) and a procedural one (its rows drawn again at every spike,
+/// nothing stored) have the same synapses and weights.
 #[derive(Clone, Debug)]
 pub struct FixedProbability {
     pub n_post: usize,
     pub p: f64,
-    log_q: f64,
     no_self: bool,
     stream: u32,
-    wstream: u32,
 }
 
 impl FixedProbability {
     pub fn new(n_post: usize, p: f64, no_self: bool, stream: u32) -> FixedProbability {
-        // Below p ~ 1e-16, 1 - p rounds to 1 and its log to 0, which made every gap -inf
-        // (a column out of range, then a panic); ln_1p keeps such a p apart from 0.
-        let log_q = if 1.0 - p == 1.0 { (-p).ln_1p() } else { (1.0 - p).ln() };
-        FixedProbability { n_post, p, log_q, no_self, stream, wstream: stream ^ 0x5bd1_e995 }
+        FixedProbability { n_post, p, no_self, stream }
     }
 
     /// Calls `emit(column, weight)` for the synapses of presynaptic neuron `i`, columns
-    /// ascending, weights drawn from `init`.
+    /// ascending, weights drawn from `init` as [`fixed_probability`] draws them.
     #[inline]
     pub fn row(&self, i: usize, init: &Init, rng: &Rng, mut emit: impl FnMut(u32, f64)) {
-        let (p, n_post) = (self.p, self.n_post);
-        let mut j: i64 = -1;
+        let wstream = weight_stream(self.stream);
         let mut k: u32 = 0;
-        let mut kept: u32 = 0;
-        loop {
-            // Gap to the next connected column: Geometric(p) by inversion.
-            let gap = if p >= 1.0 {
-                0
-            } else if p <= 0.0 {
-                break;
-            } else {
-                let u = rng.uniform(self.stream, i as u64, k);
-                (u.ln() / self.log_q).floor().min(n_post as f64) as i64
-            };
-            k = k.wrapping_add(1);
-            j += gap + 1;
-            if j >= n_post as i64 {
-                break;
-            }
-            if self.no_self && j as usize == i {
-                continue;
-            }
-            emit(j as u32, sample(init, rng, self.wstream, i as u64, kept));
-            kept += 1;
-        }
+        connected_columns(i, self.n_post, self.p, self.no_self, rng, self.stream, &mut |j| {
+            emit(j, sample(init, rng, wstream, i as u64, k));
+            k += 1;
+        });
     }
 }
 
-/// Fixed-probability connectivity, stored: the rows of [`FixedProbability`] as CSR.
-pub fn fixed_probability(
-    n_pre: usize,
-    n_post: usize,
-    p: f64,
-    no_self: bool,
-    init: &Init,
-    rng: &Rng,
-    stream: u32,
-) -> Csr {
+/// Fixed-probability connectivity: each (pre, post) pair is connected with probability
+/// `p`, drawn row by row by geometric skipping (O(synapses), not O(n_pre * n_post)),
+/// weights from `init` (drawn from [`weight_stream`], keyed by row and place in it).
+pub fn fixed_probability(n_pre: usize, n_post: usize, p: f64, no_self: bool, init: &Init, rng: &Rng, stream: u32) -> Csr {
+    let wstream = weight_stream(stream);
+    fixed_probability_with(n_pre, n_post, p, no_self, rng, stream, &|i, _, k| sample(init, rng, wstream, i as u64, k as u32), build_threads())
+}
+
+/// [`fixed_probability`] with each synapse's weight from `weight`, built on `threads`
+/// threads in two passes: the row lengths (so that the arrays are allocated once, at
+/// their exact size), then the columns and weights, each thread filling its own rows.
+pub fn fixed_probability_with(n_pre: usize, n_post: usize, p: f64, no_self: bool, rng: &Rng, stream: u32, weight: &SynapseFn<'_>, threads: usize) -> Csr {
+    let row = |i: usize, emit: &mut dyn FnMut(u32)| connected_columns(i, n_post, p, no_self, rng, stream, emit);
+    let lens: Vec<usize> = par_blocks(n_pre, threads, |rows| {
+        rows.map(|i| {
+            let mut n = 0;
+            row(i, &mut |_| n += 1);
+            n
+        })
+        .collect::<Vec<_>>()
+    })
+    .concat();
     let mut row_ptr = Vec::with_capacity(n_pre + 1);
-    // Room for the expected count (+5 %), asked for without aborting when it cannot be
-    // had (networks estimate their memory first, `memory::estimate`; the vectors grow).
-    let expected = ((p * n_pre as f64 * n_post as f64 * 1.05) as usize).saturating_add(16);
-    let (mut col, mut weight) = (Vec::new(), Vec::new());
-    let _ = col.try_reserve_exact(expected).and_then(|_| weight.try_reserve_exact(expected));
-    row_ptr.push(0);
-    let draws = FixedProbability::new(n_post, p, no_self, stream);
-    for i in 0..n_pre {
-        draws.row(i, init, rng, |j, w| {
-            col.push(j);
-            weight.push(w);
-        });
-        row_ptr.push(col.len());
+    row_ptr.push(0usize);
+    for l in &lens {
+        row_ptr.push(row_ptr.last().expect("non-empty") + l);
     }
-    Csr { n_pre, n_post, row_ptr, col, weight }
+    let nnz = row_ptr[n_pre];
+    let (mut col, mut w) = (vec![0u32; nnz], vec![0.0f64; nnz]);
+    fill_rows(&row_ptr, &mut col, &mut w, threads, &|i, cols, ws| {
+        let mut k = 0;
+        row(i, &mut |j| {
+            cols[k] = j;
+            ws[k] = weight(i, j, k);
+            k += 1;
+        });
+    });
+    Csr { n_pre, n_post, row_ptr, col, weight: w }
+}
+
+/// Connectivity with a probability per pair, `prob(i, j, j)` (an expression of the
+/// indices): every pair is looked at, connected when its uniform draw from `(stream, i,
+/// j)` is at most its probability; weights from `weight(i, j, k)`. The first pair whose
+/// probability is outside [0, 1] (or NaN) is returned as the error.
+#[allow(clippy::too_many_arguments)]
+pub fn pairwise_probability(n_pre: usize, n_post: usize, no_self: bool, rng: &Rng, stream: u32, prob: &SynapseFn<'_>, weight: &SynapseFn<'_>, threads: usize) -> Result<Csr, (usize, u32, f64)> {
+    let blocks = par_blocks(n_pre, threads, |rows| -> Result<(Vec<usize>, Vec<u32>), (usize, u32, f64)> {
+        let (mut lens, mut cols) = (Vec::with_capacity(rows.len()), Vec::new());
+        for i in rows {
+            let start = cols.len();
+            for j in (0..n_post as u32).filter(|&j| !(no_self && j as usize == i)) {
+                let p = prob(i, j, j as usize);
+                if !(0.0..=1.0).contains(&p) {
+                    return Err((i, j, p));
+                }
+                if p > 0.0 && rng.uniform(stream, i as u64, j) <= p {
+                    cols.push(j);
+                }
+            }
+            lens.push(cols.len() - start);
+        }
+        Ok((lens, cols))
+    });
+    let mut row_ptr = Vec::with_capacity(n_pre + 1);
+    row_ptr.push(0usize);
+    let mut col = Vec::new();
+    for b in blocks {
+        let (lens, cols) = b?;
+        for l in lens {
+            row_ptr.push(row_ptr.last().expect("non-empty") + l);
+        }
+        col.extend_from_slice(&cols);
+    }
+    let mut w = vec![0.0f64; col.len()];
+    fill_rows(&row_ptr, &mut col, &mut w, threads, &|i, c, ws| {
+        for (k, (j, w)) in c.iter().zip(ws.iter_mut()).enumerate() {
+            *w = weight(i, *j, k);
+        }
+    });
+    Ok(Csr { n_pre, n_post, row_ptr, col, weight: w })
+}
+
+/// The mean of a probability expression over a grid of up to 64 x 64 pairs spread
+/// over the indices, clamped to [0, 1]: the expected density, before anything is built
+/// (the memory estimate, the default weights' fan-in). `None` when the expression reads
+/// neurons' params, which only the compiled plan knows.
+pub fn sampled_mean_probability(e: &IndexExpr, n_pre: usize, n_post: usize) -> Option<f64> {
+    let grid = |n: usize| -> Vec<usize> { (0..n.min(64)).map(|k| k * n / n.min(64)).collect() };
+    let (rows, cols) = (grid(n_pre), grid(n_post));
+    let mut vals = Vec::with_capacity(e.vars.len());
+    let mut sum = 0.0;
+    for &i in &rows {
+        for &j in &cols {
+            vals.clear();
+            for v in &e.vars {
+                vals.push(match v {
+                    IndexVar::Pre => i as f64,
+                    IndexVar::Post => j as f64,
+                    IndexVar::NPre => n_pre as f64,
+                    IndexVar::NPost => n_post as f64,
+                    IndexVar::PreParam(_) | IndexVar::PostParam(_) => return None,
+                });
+            }
+            sum += e.eval(&vals).clamp(0.0, 1.0);
+        }
+    }
+    Some(if rows.is_empty() || cols.is_empty() { 0.0 } else { sum / (rows.len() * cols.len()) as f64 })
+}
+
+/// Fills the columns and weights (or anything kept a synapse) of every row (`row(i,
+/// cols, weights)` gets row i's slices), rows shared out over `threads` threads in
+/// contiguous blocks.
+pub fn fill_rows<W: Send>(row_ptr: &[usize], col: &mut [u32], w: &mut [W], threads: usize, row: &(dyn Fn(usize, &mut [u32], &mut [W]) + Sync)) {
+    let n = row_ptr.len() - 1;
+    let threads = threads.clamp(1, n.max(1));
+    std::thread::scope(|s| {
+        let (mut col_rest, mut w_rest) = (col, w);
+        for t in 0..threads {
+            let rows = t * n / threads..(t + 1) * n / threads;
+            let len = row_ptr[rows.end] - row_ptr[rows.start];
+            let (c, cr) = std::mem::take(&mut col_rest).split_at_mut(len);
+            let (ws, wr) = std::mem::take(&mut w_rest).split_at_mut(len);
+            (col_rest, w_rest) = (cr, wr);
+            let base = row_ptr[rows.start];
+            let job = move || {
+                for i in rows {
+                    let r = row_ptr[i] - base..row_ptr[i + 1] - base;
+                    row(i, &mut c[r.clone()], &mut ws[r]);
+                }
+            };
+            if threads == 1 { job() } else { drop(s.spawn(job)) }
+        }
+    });
+}
+
+/// The columns row `i` connects to, in increasing order: geometric gaps drawn from
+/// `(stream, i, k)`.
+fn connected_columns(i: usize, n_post: usize, p: f64, no_self: bool, rng: &Rng, stream: u32, emit: &mut dyn FnMut(u32)) {
+    if p <= 0.0 {
+        return;
+    }
+    // Below p ~ 1e-16, 1 - p rounds to 1 and its log to 0, which made every gap -inf
+    // (a column out of range, then a panic); ln_1p keeps such a p apart from 0.
+    let log_q = if 1.0 - p == 1.0 { (-p).ln_1p() } else { (1.0 - p).ln() };
+    let mut j: i64 = -1;
+    let mut k: u32 = 0;
+    loop {
+        // Gap to the next connected column: Geometric(p) by inversion.
+        let gap = if p >= 1.0 {
+            0
+        } else {
+            let u = rng.uniform(stream, i as u64, k);
+            (u.ln() / log_q).floor().min(n_post as f64) as i64
+        };
+        k = k.wrapping_add(1);
+        j += gap + 1;
+        if j >= n_post as i64 {
+            break;
+        }
+        if no_self && j as usize == i {
+            continue;
+        }
+        emit(j as u32);
+    }
 }
 
 /// Dense weights, row-major, with `no_self` zeroing the diagonal.
 pub fn dense(n_pre: usize, n_post: usize, no_self: bool, init: &Init, rng: &Rng, stream: u32) -> Vec<f64> {
-    dense_with(n_pre, n_post, no_self, init, rng, stream, |w| w)
+    dense_with(n_pre, n_post, no_self, &|i, j, _| sample(init, rng, stream, i as u64, j), |w| w, build_threads())
 }
 
-/// [`dense`], each draw converted by `conv` as it is made (into the run's float type,
-/// folded onto a sign), so no f64 copy of the matrix is ever held.
-pub fn dense_with<W>(n_pre: usize, n_post: usize, no_self: bool, init: &Init, rng: &Rng, stream: u32, conv: impl Fn(f64) -> W) -> Vec<W> {
-    let mut w = Vec::with_capacity(n_pre.saturating_mul(n_post));
-    for i in 0..n_pre {
-        for j in 0..n_post {
-            w.push(conv(if no_self && i == j { 0.0 } else { sample(init, rng, stream, i as u64, j as u32) }));
-        }
+/// Dense weights from `weight(i, j, j)`, each converted by `conv` as it is made (into the
+/// run's float type, folded onto a sign), so no f64 copy of the matrix is ever held;
+/// rows filled on `threads` threads.
+pub fn dense_with<W: Send + Default + Clone>(n_pre: usize, n_post: usize, no_self: bool, weight: &SynapseFn<'_>, conv: impl Fn(f64) -> W + Sync, threads: usize) -> Vec<W> {
+    let mut w = vec![W::default(); n_pre.saturating_mul(n_post)];
+    if n_post == 0 {
+        return w;
     }
+    let threads = threads.clamp(1, n_pre.max(1));
+    std::thread::scope(|s| {
+        let mut rest = w.as_mut_slice();
+        for t in 0..threads {
+            let rows = t * n_pre / threads..(t + 1) * n_pre / threads;
+            let (mine, r) = std::mem::take(&mut rest).split_at_mut(rows.len() * n_post);
+            rest = r;
+            let conv = &conv;
+            let job = move || {
+                for (row, i) in mine.chunks_mut(n_post).zip(rows) {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x = conv(if no_self && i == j { 0.0 } else { weight(i, j as u32, j) });
+                    }
+                }
+            };
+            if threads == 1 { job() } else { drop(s.spawn(job)) }
+        }
+    });
     w
 }
 

@@ -9,7 +9,7 @@
 
 use crate::network::Options;
 use snnc_compiler::pipeline;
-use snnc_compiler::sema::{NetworkDef, PopModel, Program, Source, Topology};
+use snnc_compiler::sema::{Init, NetworkDef, PopModel, Program, Source, SynInit, Topology};
 use snnc_compiler::span::Span;
 use std::fmt;
 
@@ -108,7 +108,11 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
             Source::Pop(p) => net.populations[p].size,
         } as u64;
         let n_post = net.populations[pr.to].size as u64;
-        let (what, bytes) = match pr.topology {
+        let (what, bytes) = match &pr.topology {
+            // With a delay per synapse, every pair is stored sparse (column and weight).
+            Topology::Dense if pr.delay.as_ref().is_some_and(|d| d.constant().is_none()) => {
+                (format!("weights of `{}` ({n_pre} x {n_post} pairs, sparse for their delays)", pr.name), mul(&[n_pre, n_post, 12 + fb]))
+            }
             Topology::Dense => (format!("dense weights of `{}` ({n_pre} x {n_post})", pr.name), mul(&[n_pre, n_post, fb])),
             Topology::Sparse { p } => {
                 // The structure is drawn with f64 weights (12 bytes a synapse, at the
@@ -118,8 +122,22 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
                 let bytes = mul(&[reserved, 12 + fb]).saturating_add(mul(&[n_pre.saturating_add(1), 8]));
                 (format!("sparse weights of `{}` (about {:.3e} synapses)", pr.name, expected), bytes)
             }
+            Topology::SparseExpr { p } => {
+                // The density from a grid of pairs; at most every pair where the
+                // probability reads the neurons' params. Built in blocks of rows (the
+                // columns twice at the peak) with f64 weights, then converted.
+                let density = crate::connectivity::sampled_mean_probability(p, n_pre as usize, n_post as usize).unwrap_or(1.0);
+                let expected = count(density * 1.1 * n_pre as f64 * n_post as f64);
+                let bytes = mul(&[expected, 16 + fb]).saturating_add(mul(&[n_pre.saturating_add(1), 8]));
+                (format!("sparse weights of `{}` (about {expected:.3e} synapses)", pr.name), bytes)
+            }
             Topology::OneToOne => (format!("weights of `{}` ({n_pre} one-to-one)", pr.name), mul(&[n_pre, 8 + fb])),
-            Topology::File { .. } | Topology::Procedural { .. } => continue,
+            Topology::File { path } => match file_bytes(std::path::Path::new(path), n_pre, fb) {
+                Some((nnz, bytes)) => (format!("weights of `{}` ({nnz} synapses from `{path}`)", pr.name), bytes),
+                // An unreadable file is refused by the build, naming what is wrong.
+                None => continue,
+            },
+            Topology::Procedural { .. } => continue,
         };
         parts.push(Part { what, bytes, span: pr.span });
         if let Some(r) = pr.adapter {
@@ -147,7 +165,22 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
                 });
             }
         }
-        if let Some(delay) = pr.delay {
+        // A delay per synapse: 4 bytes each (the structure counted above), and a ring as
+        // long as the longest delay where the text bounds it.
+        let delay = match &pr.delay {
+            Some(SynInit::Draw(Init::Const(d))) => Some(*d),
+            Some(SynInit::Draw(Init::Uniform { high, .. })) => {
+                let nnz = match &pr.topology {
+                    Topology::Sparse { p } => count(p * n_pre as f64 * n_post as f64),
+                    Topology::OneToOne => n_pre,
+                    _ => mul(&[n_pre, n_post]),
+                };
+                parts.push(Part { what: format!("delays of `{}` (one a synapse)", pr.name), bytes: mul(&[nnz, 4]), span: pr.span });
+                Some(*high)
+            }
+            _ => None,
+        };
+        if let Some(delay) = delay {
             // A ring of delay + 1 slots of (batch, n_post), each its own array (about 96
             // bytes of bookkeeping and allocator overhead apiece, which a long ring of
             // small slots is mostly made of).
@@ -160,6 +193,18 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
         }
     }
     Estimate { parts }
+}
+
+/// The synapses of a connectivity file and the bytes loading it takes at its peak, from
+/// its headers: the indices as read (u32 pre and post), the order they are sorted by (8
+/// bytes), the columns, the file's weights and delays (f64, read and reordered), the
+/// per-synapse delays in steps and the weights in the run's type; `None` if the file
+/// cannot be read (the build says why).
+fn file_bytes(path: &std::path::Path, n_pre: u64, fb: u64) -> Option<(u64, u64)> {
+    let nnz = crate::data::count_synapses(path).ok()? as u64;
+    let f = crate::data::DataFile::open(path).ok()?;
+    let per = 4 + 4 + 8 + 4 + fb + if f.has("weight") { 16 } else { 8 } + if f.has("delay") { 16 + 4 } else { 0 };
+    Some((nnz, mul(&[nnz, per]).saturating_add(mul(&[n_pre.saturating_add(1), 8]))))
 }
 
 /// Bytes as a person reads them: `80.0 GB`, `512 kB`, `17 B` (powers of 1000).

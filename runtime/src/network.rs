@@ -7,19 +7,20 @@
 //! (index `b * n + i`), the structure of arrays the kernels expect.
 
 use crate::adapter::LowRank;
-use crate::connectivity::{self, apply_sign};
+use crate::connectivity::{self, Csr, SynapseFn, apply_sign, build_threads};
+use crate::data;
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
 use crate::presyn::PreStage;
-use crate::propagate::{DelayRing, Procedural, SparseRows, Weights, active_indices, propagate_into};
+use crate::propagate::{DelayRing, Procedural, SparseRows, Weights, active_indices, propagate_delayed, propagate_into};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
 use ndarray::ArrayViewMut2;
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{DerivLayout, Step};
 use snnc_compiler::pipeline::{self, CompileOptions, NetworkPlan, PopulationPlan};
-use snnc_compiler::sema::{Init, NetworkDef, PopKind, Program, Source, Topology};
+use snnc_compiler::sema::{IndexExpr, IndexVar, Init, NetworkDef, PopKind, Program, Source, SynInit, Topology};
 pub use snnc_compiler::syntax::ast::Sign;
 
 /// How to build a network: the compiler's options (see [`CompileOptions`]) and the batch.
@@ -64,6 +65,9 @@ pub(crate) struct Proj<T> {
     pub(crate) weights: Weights<T>,
     n_synapses: usize,
     pub(crate) delay: Option<DelayRing<T>>,
+    /// Per-synapse delays in steps (sparse weights' order), read with a ring as long as
+    /// the longest; `None` when every synapse has the ring's delay.
+    pub(crate) syn_delay: Option<Vec<u32>>,
     sign: Option<Sign>,
     /// `adapter rank R`: the trainable low-rank term added to the weights.
     pub(crate) adapter: Option<LowRank<T>>,
@@ -201,57 +205,295 @@ impl<T: Float> Proj<T> {
             Source::Pop(p) => net.populations[p].size,
         };
         let n_post = net.populations[pr.to].size;
-        let (weights, n_synapses) = initial_weights(net, pi, n_pre, n_post, rng)?;
-        let delay = pr.delay.map(|d| (d / plan.dt).round() as usize).filter(|d| *d > 0).map(|d| DelayRing::new(d, batch, n_post));
+        let built = initial_weights(net, plan, pi, n_pre, n_post, rng)?;
+        let (delay, syn_delay) = match built.delays {
+            Some(d) => {
+                let longest = d.iter().copied().max().unwrap_or(0) as usize;
+                // An expression's or a file's delays are only known now: the ring they
+                // need is checked against the memory left before it is allocated.
+                let bytes = (longest as u64 + 1).saturating_mul((batch * n_post * std::mem::size_of::<T>()) as u64 + 96);
+                if let Some(room) = memory::available().filter(|room| bytes > *room) {
+                    return Err(RuntimeError::Build(format!(
+                        "projection `{}`: its longest delay, {longest} steps, needs a delay ring of {} ({} available)",
+                        pr.name,
+                        memory::format_bytes(bytes),
+                        memory::format_bytes(room)
+                    )));
+                }
+                (Some(DelayRing::new(longest.max(1), batch, n_post)), Some(d))
+            }
+            None => {
+                let d = pr.delay.as_ref().and_then(SynInit::constant).map(|d| (d / plan.dt).round() as usize).filter(|d| *d > 0);
+                (d.map(|d| DelayRing::new(d, batch, n_post)), None)
+            }
+        };
         let adapter = pr.adapter.map(|r| LowRank::new(n_pre, n_post, r, rng, stream_id(&format!("{}.{}.adapter", net.name, pr.name))));
         let pre_stage = plan.pre_stages[pi].as_ref().map(|s| PreStage::allocate(s, format!("{}.pre", pr.name), batch));
-        Ok(Proj { name: pr.name.clone(), from: pr.from, from_state, to: pr.to, input: plan.projection_inputs[pi], weights, n_synapses, delay, sign: pr.sign, adapter, pre_stage })
+        Ok(Proj {
+            name: pr.name.clone(),
+            from: pr.from,
+            from_state,
+            to: pr.to,
+            input: plan.projection_inputs[pi],
+            weights: built.weights,
+            n_synapses: built.n_synapses,
+            delay,
+            syn_delay,
+            sign: pr.sign,
+            adapter,
+            pre_stage,
+        })
     }
+}
+
+/// What building a projection's connectivity gives.
+struct Built<T> {
+    weights: Weights<T>,
+    n_synapses: usize,
+    /// Per-synapse delays in steps, when they differ (in the sparse weights' order).
+    delays: Option<Vec<u32>>,
 }
 
 /// A projection's connectivity and initial weights (its `init`, else variance-preserving
 /// for its fan-in), drawn from the projection's own stream and folded onto its sign
-/// (Dale's law); and its number of synapses.
-fn initial_weights<T: Float>(net: &NetworkDef, pi: usize, n_pre: usize, n_post: usize, rng: &Rng) -> Result<(Weights<T>, usize), RuntimeError> {
+/// (Dale's law), and its per-synapse delays. Rows are built on [`build_threads`]
+/// threads; every draw is keyed by its row, so the count does not change the network.
+fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_pre: usize, n_post: usize, rng: &Rng) -> Result<Built<T>, RuntimeError> {
     let pr = &net.projections[pi];
-    let init = pr.init.unwrap_or_else(|| {
-        let fan_in = match pr.topology {
-            Topology::Sparse { p } | Topology::Procedural { p } => p * n_pre as f64,
-            Topology::OneToOne => 1.0,
-            _ => n_pre as f64,
-        };
-        connectivity::default_init(fan_in)
-    });
+    let in_proj = |e: RuntimeError| data::in_context(&format!("projection `{}`", pr.name), e);
+    let default = SynInit::Draw(connectivity::default_init(match &pr.topology {
+        Topology::Sparse { p } | Topology::Procedural { p } => p * n_pre as f64,
+        Topology::SparseExpr { p } => connectivity::sampled_mean_probability(p, n_pre, n_post).unwrap_or(1.0) * n_pre as f64,
+        Topology::OneToOne => 1.0,
+        _ => n_pre as f64,
+    }));
+    let init = pr.init.as_ref().unwrap_or(&default);
     let stream = stream_id(&format!("{}.{}", net.name, pr.name));
     let no_self = pr.no_self && Source::Pop(pr.to) == pr.from;
     let fold = |w: f64| T::from_f64(apply_sign(pr.sign, w));
-    let weights = match &pr.topology {
+    let threads = build_threads();
+    let names = (source_name(net, pr.from), net.populations[pr.to].name.as_str());
+    let cx = SynCx { rng, plan, from: pr.from, to: pr.to, n_pre, n_post };
+    // Dense and one-to-one weights are keyed by (row, column), sparse ones by (row, place
+    // in the row) from their own stream, as before index expressions existed.
+    let by_column = |v| cx.synapse_fn(v, stream, Key::Column).map_err(in_proj);
+    let by_place = |v| cx.synapse_fn(v, connectivity::weight_stream(stream), Key::Place).map_err(in_proj);
+    let file = match &pr.topology {
+        Topology::File { path } => Some(data::load_projection(std::path::Path::new(path), n_pre, n_post, names.0, names.1).map_err(in_proj)?),
+        _ => None,
+    };
+    let per_synapse_delay = file.as_ref().is_some_and(|f| f.delay.is_some()) || pr.delay.as_ref().is_some_and(|d| d.constant().is_none());
+    let csr: Csr = match (&pr.topology, per_synapse_delay) {
         // Drawn straight into the run's precision: an f64 copy would double the peak.
-        Topology::Dense => {
-            let w = connectivity::dense_with(n_pre, n_post, no_self, &init, rng, stream, fold);
-            Weights::Dense(ndarray::Array2::from_shape_vec((n_pre, n_post), w).map_err(|e| RuntimeError::Build(format!("projection `{}`: {e}", pr.name)))?)
+        (Topology::Dense, false) => {
+            let w = connectivity::dense_with(n_pre, n_post, no_self, &*by_column(init)?, fold, threads);
+            let w = ndarray::Array2::from_shape_vec((n_pre, n_post), w).map_err(|e| in_proj(RuntimeError::Build(e.to_string())))?;
+            let n = w.len();
+            return Ok(Built { weights: Weights::Dense(w), n_synapses: n, delays: None });
         }
-        Topology::Sparse { p } => Weights::Sparse(SparseRows::from_owned_csr(connectivity::fixed_probability(n_pre, n_post, *p, no_self, &init, rng, stream), fold)),
-        Topology::OneToOne => Weights::OneToOne((0..n_pre).map(|i| fold(connectivity::sample(&init, rng, stream, i as u64, 0))).collect()),
-        Topology::File { path } => {
-            return Err(RuntimeError::Build(format!("projection `{}`: connectivity from a file (`from \"{path}\"`) is not supported yet", pr.name)));
+        (Topology::OneToOne, false) => {
+            let f = by_column(init)?;
+            let w: Vec<T> = (0..n_pre).map(|i| fold(f(i, i as u32, 0))).collect();
+            return Ok(Built { n_synapses: w.len(), weights: Weights::OneToOne(w), delays: None });
         }
-        Topology::Procedural { p } => Weights::Procedural(Procedural {
-            draws: connectivity::FixedProbability::new(n_post, *p, no_self, stream),
-            init,
-            rng: rng.clone(),
-            fold: |sign, w| T::from_f64(apply_sign(sign, w)),
-            sign: pr.sign,
-        }),
+        // With a delay per synapse, every topology is kept sparse (one ring for them all).
+        (Topology::Dense, true) => connectivity::fixed_probability_with(n_pre, n_post, 1.0, no_self, rng, stream, &*by_column(init)?, threads),
+        (Topology::OneToOne, true) => {
+            let f = by_column(init)?;
+            Csr { n_pre, n_post, row_ptr: (0..=n_pre).collect(), col: (0..n_pre as u32).collect(), weight: (0..n_pre).map(|i| f(i, i as u32, 0)).collect() }
+        }
+        (Topology::Sparse { p }, _) => connectivity::fixed_probability_with(n_pre, n_post, *p, no_self, rng, stream, &*by_place(init)?, threads),
+        (Topology::SparseExpr { p }, _) => {
+            let prob = cx.expr_fn(p).map_err(in_proj)?;
+            connectivity::pairwise_probability(n_pre, n_post, no_self, rng, stream, &*prob, &*by_place(init)?, threads).map_err(|(i, j, v)| {
+                in_proj(RuntimeError::Build(format!("the connection probability of synapse ({i}, {j}) is {v}, outside [0, 1]")))
+            })?
+        }
+        (Topology::File { .. }, _) => {
+            let f = file.expect("loaded above");
+            if f.delay.is_some() && pr.delay.is_some() {
+                let path = match &pr.topology {
+                    Topology::File { path } => path.as_str(),
+                    _ => "",
+                };
+                return Err(in_proj(RuntimeError::Build(format!("E0606: `{path}` gives every synapse a delay, and so does the `delay` clause: keep one"))));
+            }
+            // A file's weights are in units of the `weight` clause, if any; without
+            // weights in the file, the clause (or the default) draws them.
+            let scale = match (&f.weight, &pr.init) {
+                (Some(_), None) => None,
+                (Some(_), Some(v)) | (None, Some(v)) => Some(by_place(v)?),
+                (None, None) => Some(by_place(&default)?),
+            };
+            let mut f = f;
+            let file_delays = f.delay.take();
+            let csr = f.into_csr(scale.as_deref(), threads);
+            let delays = file_delays.map(|d| d.iter().map(|s| steps(*s, plan.dt)).collect());
+            return Ok(sparse_built(csr, delays, fold));
+        }
+        (Topology::Procedural { p }, _) => {
+            // Nothing stored: the rows of spiking sources are drawn again at each spike,
+            // with the draws `sparse p = P` stores.
+            if per_synapse_delay {
+                return Err(in_proj(RuntimeError::Build("a delay per synapse needs stored connectivity (`sparse p = ...`): `procedural` draws its rows again at every spike".into())));
+            }
+            let SynInit::Draw(draw) = init else {
+                return Err(in_proj(RuntimeError::Build("`procedural` weights are drawn from an initialiser (a constant, `U`, `normal`); an expression of the indices needs stored connectivity (`sparse p = ...`)".into())));
+            };
+            let draws = connectivity::FixedProbability::new(n_post, *p, no_self, stream);
+            let weights = Weights::Procedural(Procedural { draws, init: draw.clone(), rng: rng.clone(), fold: |sign, w| T::from_f64(apply_sign(sign, w)), sign: pr.sign });
+            // Not stored: the expected count (the stored variant's is within a few sqrt of it).
+            let n_synapses = (p * n_pre as f64 * n_post as f64).round() as usize;
+            return Ok(Built { weights, n_synapses, delays: None });
+        }
     };
-    let n_synapses = match &weights {
-        Weights::Dense(w) => w.len(),
-        Weights::Sparse(r) => r.col.len(),
-        Weights::OneToOne(w) => w.len(),
-        // Not stored: the expected count (the stored variant's is within a few sqrt of it).
-        Weights::Procedural(g) => (g.draws.p * n_pre as f64 * n_post as f64).round() as usize,
+    let delays = match &pr.delay {
+        Some(d) if per_synapse_delay => {
+            let f = cx.synapse_fn(d, stream_id(&format!("{}.{}.delay", net.name, pr.name)), Key::Place).map_err(in_proj)?;
+            Some(per_synapse(&csr, threads, &|i, j, k| steps(f(i, j, k), plan.dt)))
+        }
+        _ => None,
     };
-    Ok((weights, n_synapses))
+    Ok(sparse_built(csr, delays, fold))
+}
+
+/// Sparse weights in the run's precision, with their delays.
+fn sparse_built<T: Float>(csr: Csr, delays: Option<Vec<u32>>, fold: impl Fn(f64) -> T) -> Built<T> {
+    let n_synapses = csr.nnz();
+    Built { weights: Weights::Sparse(SparseRows::from_owned_csr(csr, fold)), n_synapses, delays }
+}
+
+/// A delay in seconds as whole steps of `dt` (a negative or NaN one as 0: sema and the
+/// file checks refuse those before).
+fn steps(d: f64, dt: f64) -> u32 {
+    (d / dt).round().clamp(0.0, f64::from(u32::MAX)) as u32
+}
+
+/// `f(i, j, k)` for every synapse of `csr`, in its order, rows shared out over threads.
+fn per_synapse(csr: &Csr, threads: usize, f: &(dyn Fn(usize, u32, usize) -> u32 + Sync)) -> Vec<u32> {
+    connectivity::par_blocks(csr.n_pre, threads, |rows| {
+        let mut out = Vec::with_capacity(csr.row_ptr[rows.end] - csr.row_ptr[rows.start]);
+        for i in rows {
+            let (cols, _) = csr.row(i);
+            out.extend(cols.iter().enumerate().map(|(k, &j)| f(i, j, k)));
+        }
+        out
+    })
+    .concat()
+}
+
+fn source_name(net: &NetworkDef, from: Source) -> &str {
+    match from {
+        Source::Input(i) => &net.inputs[i].name,
+        Source::Pop(p) => &net.populations[p].name,
+    }
+}
+
+/// How a drawn synapse value is keyed: by its column (dense, one-to-one) or by its place
+/// in the row (sparse).
+#[derive(Clone, Copy)]
+enum Key {
+    Column,
+    Place,
+}
+
+/// What a synapse value of a projection may read: its random numbers, its neurons'
+/// params (from the plan, in f64) and its sizes.
+struct SynCx<'a> {
+    rng: &'a Rng,
+    plan: &'a NetworkPlan,
+    from: Source,
+    to: usize,
+    n_pre: usize,
+    n_post: usize,
+}
+
+impl<'a> SynCx<'a> {
+    /// The value of `v` for synapse (i, j, k): a draw keyed by `key`, or the expression.
+    fn synapse_fn(&self, v: &'a SynInit, stream: u32, key: Key) -> Result<Box<SynapseFn<'a>>, RuntimeError> {
+        let rng = self.rng;
+        Ok(match (v, key) {
+            (SynInit::Draw(init), Key::Column) => Box::new(move |i, j, _| connectivity::sample(init, rng, stream, i as u64, j)),
+            (SynInit::Draw(init), Key::Place) => Box::new(move |i, _, k| connectivity::sample(init, rng, stream, i as u64, k as u32)),
+            (SynInit::Expr(e), _) => self.expr_fn(e)?,
+        })
+    }
+
+    /// An index expression's value for synapse (i, j).
+    fn expr_fn(&self, e: &'a IndexExpr) -> Result<Box<SynapseFn<'a>>, RuntimeError> {
+        let ev = IndexEval::new(e, self.plan, self.from, self.to, self.n_pre, self.n_post)?;
+        Ok(Box::new(move |i, j, _| ev.at(i, j as usize)))
+    }
+}
+
+/// An index expression ready to evaluate per synapse: where each of its symbols reads.
+struct IndexEval<'a> {
+    expr: &'a IndexExpr,
+    reads: Vec<Read<'a>>,
+}
+
+enum Read<'a> {
+    Pre,
+    Post,
+    Const(f64),
+    PreValues(&'a [f64]),
+    PostValues(&'a [f64]),
+}
+
+impl<'a> IndexEval<'a> {
+    fn new(expr: &'a IndexExpr, plan: &'a NetworkPlan, from: Source, to: usize, n_pre: usize, n_post: usize) -> Result<IndexEval<'a>, RuntimeError> {
+        let param = |pop: usize, name: &str| -> Result<Read<'a>, RuntimeError> {
+            let p = &plan.populations[pop];
+            let missing = || RuntimeError::Build(format!("population `{}` has no param `{name}` to read", p.name));
+            let d = p.dynamics.as_ref().ok_or_else(missing)?;
+            let k = (0..d.specs.len()).find(|&k| d.step.param_name(k) == name).ok_or_else(missing)?;
+            Ok(match d.specs[k] {
+                ParamSpec::Uniform(v) => Read::Const(v),
+                ParamSpec::PerNeuron => Read::PreValues(&d.per_neuron[d.specs[..k].iter().filter(|s| matches!(s, ParamSpec::PerNeuron)).count()]),
+            })
+        };
+        let reads = expr
+            .vars
+            .iter()
+            .map(|v| {
+                Ok(match v {
+                    IndexVar::Pre => Read::Pre,
+                    IndexVar::Post => Read::Post,
+                    IndexVar::NPre => Read::Const(n_pre as f64),
+                    IndexVar::NPost => Read::Const(n_post as f64),
+                    IndexVar::PreParam(name) => match from {
+                        Source::Pop(q) => param(q, name)?,
+                        Source::Input(_) => return Err(RuntimeError::Build(format!("`{name}_pre`: an input has no params"))),
+                    },
+                    IndexVar::PostParam(name) => match param(to, name)? {
+                        Read::PreValues(v) => Read::PostValues(v),
+                        r => r,
+                    },
+                })
+            })
+            .collect::<Result<_, RuntimeError>>()?;
+        Ok(IndexEval { expr, reads })
+    }
+
+    fn at(&self, i: usize, j: usize) -> f64 {
+        let value = |r: &Read| match r {
+            Read::Pre => i as f64,
+            Read::Post => j as f64,
+            Read::Const(v) => *v,
+            Read::PreValues(v) => v[i],
+            Read::PostValues(v) => v[j],
+        };
+        // Few symbols: on the stack.
+        let mut buf = [0.0f64; 8];
+        if self.reads.len() <= buf.len() {
+            for (b, r) in buf.iter_mut().zip(&self.reads) {
+                *b = value(r);
+            }
+            self.expr.eval(&buf[..self.reads.len()])
+        } else {
+            self.expr.eval(&self.reads.iter().map(value).collect::<Vec<_>>())
+        }
+    }
 }
 
 pub struct Network<T: 'static> {
@@ -305,6 +547,7 @@ impl<T: Float> Network<T> {
     /// Buffers, connectivity and drives from a compiled plan, without kernels: what a
     /// GPU network keeps on the host, and what [`Network::attach_kernels`] completes.
     pub fn allocate(net: &NetworkDef, plan: &NetworkPlan, batch: usize) -> Result<Network<T>, RuntimeError> {
+        let plan = &*data::fill_plan(net, plan)?;
         let batch = batch.max(1);
         let rng = Rng::new(plan.seed);
         let mut pops: Vec<Population<T>> = plan.populations.iter().map(|p| Population::allocate(p, batch)).collect();
@@ -531,6 +774,13 @@ impl<T: Float> Network<T> {
             };
             let target: &mut Vec<T> = if has_dynamics { &mut inputs[pr.input] } else { &mut output };
             match &mut pr.delay {
+                // A delay per synapse: each lands in its own slot ahead.
+                Some(ring) if pr.syn_delay.is_some() => {
+                    let (Weights::Sparse(rows), Some(d)) = (&pr.weights, &pr.syn_delay) else { unreachable!("per-synapse delays are built sparse") };
+                    propagate_delayed(rows, d, src, active, n_pre, batch, ring, step);
+                    let mut view = ArrayViewMut2::from_shape((batch, n_post), target.as_mut_slice()).expect("target shape");
+                    ring.arrive(step, &mut view);
+                }
                 // Delayed: computed now into the ring slot of step t + d, and whatever
                 // was computed d steps ago arrives.
                 Some(ring) => {
@@ -575,7 +825,6 @@ impl<T: Float> Network<T> {
         }
     }
 
-    /// A projection's delay in steps, if it has one.
     /// The presynaptic state of projection `proj` (short-term plasticity, [`PreStage`]):
     /// a population of its source neurons holding the synapse's presynaptic states and
     /// `_efficacy`; `None` when its synapse has none.
@@ -583,8 +832,24 @@ impl<T: Float> Network<T> {
         self.projs.get(proj)?.pre_stage.as_ref().map(|s| &s.pop)
     }
 
+    /// A projection's delay in steps, if it has one (with a delay per synapse, the
+    /// longest).
     pub fn projection_delay(&self, proj: usize) -> Option<usize> {
         self.projs[proj].delay.as_ref().map(|r| r.delay())
+    }
+
+    /// A projection's delays in steps, one a synapse in the order of its sparse weights,
+    /// if they differ from synapse to synapse.
+    pub fn synapse_delays(&self, proj: usize) -> Option<&[u32]> {
+        self.projs[proj].syn_delay.as_deref()
+    }
+
+    /// A sparse projection's structure and weights: (row pointers, columns, weights).
+    pub fn sparse_weights(&self, proj: usize) -> Option<(&[usize], &[u32], &[T])> {
+        match &self.projs[proj].weights {
+            Weights::Sparse(r) => Some((&r.row_ptr, &r.col, &r.weight)),
+            _ => None,
+        }
     }
 
     /// The sign a projection's weights keep (`excitatory` / `inhibitory`), if any.
@@ -647,13 +912,6 @@ impl<T: Float> Network<T> {
         }
     }
 
-    /// The weights of a sparse projection's synapses, in CSR order.
-    pub fn sparse_weights(&self, proj: usize) -> Option<&[T]> {
-        match &self.projs[proj].weights {
-            Weights::Sparse(r) => Some(&r.weight),
-            _ => None,
-        }
-    }
 
     /// Replaces the weights of a dense projection (e.g. loaded from a file), or those of
     /// a sparse one's synapses given as 1 x nnz in CSR order (its structure stays).
@@ -744,7 +1002,7 @@ impl<T: Float> Network<T> {
     /// 1 x n row.
     pub fn trainable(&self, name: &str) -> Option<ndarray::Array2<T>> {
         if let Some((i, ..)) = self.projection(name) {
-            if let Some(w) = self.sparse_weights(i) {
+            if let Some((.., w)) = self.sparse_weights(i) {
                 return Some(ndarray::Array2::from_shape_vec((1, w.len()), w.to_vec()).expect("shape"));
             }
             return self.dense_weights(i).cloned();

@@ -86,6 +86,17 @@ impl<T: Clone + Default> DelayRing<T> {
         &mut self.slots[(t + self.delay) % n]
     }
 
+    /// Adds `v` to element (b, j) of what arrives at step `t + d` (`d` at most the ring's
+    /// delay): a synapse with a delay of its own.
+    #[inline]
+    pub fn add_after(&mut self, t: usize, d: usize, b: usize, j: usize, v: T)
+    where
+        T: std::ops::AddAssign + Copy,
+    {
+        let n = self.slots.len();
+        self.slots[(t + d) % n][[b, j]] += v;
+    }
+
     /// Takes what arrives at step `t` (the slot is cleared for reuse).
     pub fn arrive(&mut self, t: usize, into: &mut ArrayViewMut2<T>)
     where
@@ -193,6 +204,30 @@ where
                         g.deliver(&a, x, y);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `x W` with a delay per synapse: synapse k (sparse order) read at step `t` arrives
+/// at step `t + delays[k]`, through `ring`. Event-driven over the non-zero entries of
+/// `src` (`active` when known).
+pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], src: &[T], active: Option<&[Vec<u32>]>, n_pre: usize, batch: usize, ring: &mut DelayRing<T>, t: usize) {
+    let mut found = Vec::new();
+    for b in 0..batch {
+        let x = &src[b * n_pre..(b + 1) * n_pre];
+        let act = match active {
+            Some(a) => &a[b],
+            None => {
+                found.clear();
+                found.extend((0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32));
+                &found
+            }
+        };
+        for &i in act {
+            let xi = x[i as usize];
+            for k in rows.row_ptr[i as usize]..rows.row_ptr[i as usize + 1] {
+                ring.add_after(t, delays[k] as usize, b, rows.col[k] as usize, rows.weight[k] * xi);
             }
         }
     }

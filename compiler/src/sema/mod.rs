@@ -452,6 +452,93 @@ pub enum Init {
     Const(f64),
     Uniform { low: f64, high: f64 },
     Normal { mean: f64, std: f64 },
+    /// One value a neuron from a data file: [`NetworkDef::data`]`[k]` (`tau =
+    /// load("params.npz", "tau") * 1 ms`). Only a population's settings hold one; the
+    /// runtime reads the file (`snnc_runtime::data`), so [`crate::rng::sample`] gives NaN.
+    Data(usize),
+}
+
+/// A population's param or initial state read from a data file, one value a neuron.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataRef {
+    /// The file, relative to the directory of the `.snn` file resolved.
+    pub path: String,
+    pub array: String,
+    /// What a value of the file is multiplied by (SI): `load(...) * 1 ms` is 1e-3.
+    pub scale: f64,
+    pub pop: usize,
+    /// The param or state set.
+    pub name: String,
+    pub span: Span,
+}
+
+/// A value of a connection (its weights, its delay): drawn per synapse from an
+/// initialiser, or computed from the synapse's indices and the neurons' params.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SynInit {
+    Draw(Init),
+    Expr(Arc<IndexExpr>),
+}
+
+impl SynInit {
+    /// The same value for every synapse, if it is one.
+    pub fn constant(&self) -> Option<f64> {
+        match self {
+            SynInit::Draw(Init::Const(v)) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// An expression of a synapse's presynaptic index `i`, postsynaptic index `j`, the
+/// population sizes `N_pre` and `N_post`, and the params of its two neurons (`x_pre`,
+/// `x_post`): `weight 0.5 * exp(-(i - j)^2 / 50) mV`. Symbol `k` of `expr` is `vars[k]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexExpr {
+    pub expr: TExpr,
+    pub vars: Vec<IndexVar>,
+}
+
+/// What a symbol of an [`IndexExpr`] reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexVar {
+    /// `i`, the presynaptic index.
+    Pre,
+    /// `j`, the postsynaptic index.
+    Post,
+    NPre,
+    NPost,
+    /// `NAME_pre`: param `NAME` of the presynaptic neuron.
+    PreParam(String),
+    /// `NAME_post`: param `NAME` of the postsynaptic neuron.
+    PostParam(String),
+}
+
+impl IndexExpr {
+    /// The value with symbol `k` equal to `vals[k]`.
+    pub fn eval(&self, vals: &[f64]) -> f64 {
+        eval_with(&self.expr, vals)
+    }
+}
+
+/// `e` with `Sym(k)` read from `vals[k]` (no random draws: sema refuses them here).
+fn eval_with(e: &TExpr, vals: &[f64]) -> f64 {
+    let ev = |a: &TExpr| crate::deep(|| eval_with(a, vals));
+    match &e.kind {
+        TKind::Const(v) => *v,
+        TKind::Sym(s) => vals[*s],
+        TKind::Neg(a) => -ev(a),
+        TKind::Not(a) => f64::from(ev(a) == 0.0),
+        TKind::Binary(op, a, b) => consts::binary(*op, ev(a), ev(b)),
+        TKind::If(c, a, b) => {
+            if ev(c) != 0.0 { ev(a) } else { ev(b) }
+        }
+        TKind::Call(f, args) => {
+            let v: Vec<f64> = args.iter().map(ev).collect();
+            f.apply(&v).unwrap_or(f64::NAN)
+        }
+        TKind::Shared(a) => ev(a),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -495,6 +582,9 @@ pub enum Source {
 pub enum Topology {
     Dense,
     Sparse { p: f64 },
+    /// `sparse p = EXPR` of the indices (`exp(-abs(i - j) / 10)`): each pair connected
+    /// with its own probability, every pair looked at.
+    SparseExpr { p: Arc<IndexExpr> },
     OneToOne,
     File { path: String },
     Procedural { p: f64 },
@@ -514,15 +604,16 @@ pub struct Projection {
     pub port: Option<SymId>,
     pub synapse: Option<(ModelId, Vec<(SymId, Init)>)>,
     pub topology: Topology,
-    /// Weight initialiser; `None` picks the default for the topology.
-    pub init: Option<Init>,
+    /// Weight initialiser (per synapse); `None` picks the default for the topology.
+    pub init: Option<SynInit>,
     /// The dimension of the weights of this projection.
     pub weight_dim: Dim,
     pub trainable: bool,
     pub no_self: bool,
     pub bias: bool,
-    /// Delay in seconds.
-    pub delay: Option<f64>,
+    /// Delay in seconds: one for every synapse (`delay 2 ms`), or one per synapse
+    /// (`delay U(1 ms, 10 ms)`, an expression of the indices, a file's `delay`).
+    pub delay: Option<SynInit>,
     /// `adapter rank R`: the weights are W + U V, with U (pre x R) and V (R x post)
     /// trained as `NAME.U` and `NAME.V`.
     pub adapter: Option<usize>,
@@ -559,12 +650,13 @@ pub struct NetworkDef {
     pub drives: Vec<Drive>,
     pub projections: Vec<Projection>,
     pub train: Vec<(String, TrainValue)>,
+    /// The per-neuron values read from files (`Init::Data(k)` is `data[k]`).
+    pub data: Vec<DataRef>,
 }
 
 /// Checks a parsed-and-loaded set of files. Returns the program and every diagnostic
 /// (errors and warnings); the program is only meaningful when no error was reported.
 pub fn check(loaded: &Loaded, sources: &SourceMap) -> (Program, Vec<Diagnostic>) {
-    let _ = sources;
     let mut diags = Vec::new();
     let mut program = Program::default();
     if loaded.syntax_errors {
@@ -577,7 +669,9 @@ pub fn check(loaded: &Loaded, sources: &SourceMap) -> (Program, Vec<Diagnostic>)
         }
     }
     for n in &loaded.networks() {
-        if let Some(net) = network::check_network(n, &program, &scope, &mut diags) {
+        // Data files (`from "conn.npz"`) are found next to the file that names them.
+        let dir = std::path::Path::new(sources.name(n.span.file)).parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        if let Some(net) = network::check_network(n, &program, &scope, &dir, &mut diags) {
             program.networks.push(net);
         }
     }

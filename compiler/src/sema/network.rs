@@ -32,16 +32,21 @@ struct NetCx<'p, 'a> {
     inputs: Vec<NetInput>,
     pops: Vec<Population>,
     diags: &'p mut Vec<Diagnostic>,
+    /// The directory of the file declaring the network: data files are relative to it.
+    dir: &'p std::path::Path,
+    /// Per-neuron values from files, for `NetworkDef::data`.
+    data: Vec<DataRef>,
 }
 
 pub(super) fn check_network(
     net: &ast::Network,
     program: &Program,
     scope: &Scope,
+    dir: &std::path::Path,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<NetworkDef> {
     let n_err = diags.iter().filter(|d| d.is_error()).count();
-    let mut cx = NetCx { program, scope, net, inputs: Vec::new(), pops: Vec::new(), diags };
+    let mut cx = NetCx { program, scope, net, inputs: Vec::new(), pops: Vec::new(), diags, dir, data: Vec::new() };
     let mut def = NetworkDef {
         name: net.name.name.clone(),
         span: net.span,
@@ -52,6 +57,7 @@ pub(super) fn check_network(
         drives: Vec::new(),
         projections: Vec::new(),
         train: Vec::new(),
+        data: Vec::new(),
     };
     // Names first, so connections may mention populations declared below them.
     for item in &net.body {
@@ -106,6 +112,7 @@ pub(super) fn check_network(
     }
     def.inputs = std::mem::take(&mut cx.inputs);
     def.populations = std::mem::take(&mut cx.pops);
+    def.data = std::mem::take(&mut cx.data);
     let failed = diags.iter().filter(|d| d.is_error()).count() > n_err;
     (!failed).then_some(def)
 }
@@ -254,7 +261,8 @@ impl NetCx<'_, '_> {
         None
     }
 
-    fn settings_for(&mut self, model: &Model, settings: &[ast::Setting]) -> Option<Vec<(SymId, Init)>> {
+    /// The settings of a population (`pop`, which may read files) or of a synapse.
+    fn settings_for(&mut self, model: &Model, settings: &[ast::Setting], pop: Option<usize>) -> Option<Vec<(SymId, Init)>> {
         let mut out: Vec<(SymId, Init)> = Vec::new();
         let mut ok = true;
         for s in settings {
@@ -277,12 +285,95 @@ impl NetCx<'_, '_> {
                 continue;
             }
             let sym = &model.symbols[sid];
+            if let Some(load) = load_call(&s.value) {
+                match self.data_setting(&s.value, load, sym, pop) {
+                    Some(d) => {
+                        out.push((sid, Init::Data(self.data.len())));
+                        self.data.push(d);
+                    }
+                    None => ok = false,
+                }
+                continue;
+            }
             match self.init(&s.value, sym.dim, &format!("`{}`", sym.name)) {
                 Some(i) => out.push((sid, i)),
                 None => ok = false,
             }
         }
         ok.then_some(out)
+    }
+
+    /// `NAME = load("FILE", "ARRAY")`, optionally times a constant in the unit of the
+    /// values (`load("p.npz", "tau") * 1 ms`): one value a neuron, read when the network
+    /// is built.
+    fn data_setting(&mut self, e: &ast::Expr, load: &ast::Call, sym: &Symbol, pop: Option<usize>) -> Option<DataRef> {
+        let Some(pop) = pop else {
+            self.diags.push(
+                Diagnostic::error("E0405", e.span, "a synapse's settings are one value for all its synapses: `load` gives one a neuron")
+                    .with_label("only a population's params and states are read from files"),
+            );
+            return None;
+        };
+        let strings: Vec<&str> = load.args.iter().filter_map(|a| match (&a.name, &a.value.kind) {
+            (None, ExprKind::Str(s)) => Some(s.as_str()),
+            _ => None,
+        }).collect();
+        let [path, array] = strings[..] else {
+            self.diags.push(
+                Diagnostic::error("E0105", load.span, "`load` takes a file and an array name")
+                    .with_label("expected `load(\"params.npz\", \"tau\")`"),
+            );
+            return None;
+        };
+        // The unit scale: the other factor of `load(...) * 1 ms`.
+        let (scale, dim) = match &e.kind {
+            ExprKind::Binary(ast::BinOp::Mul, a, b) => {
+                let other = if matches!(&a.kind, ExprKind::Call(c) if std::ptr::eq(c, load)) { b } else { a };
+                self.constant(other)?
+            }
+            _ => (1.0, Dim::ONE),
+        };
+        if dim != sym.dim {
+            self.diags.push(
+                Diagnostic::error("E0201", e.span, format!("wrong dimension for `{}`", sym.name))
+                    .with_label(format!("expected {}, found {dim}", sym.dim))
+                    .with_help(format!("a file holds numbers: give their unit, as in `load(\"{path}\", \"{array}\") * 1 {}`", sym.dim)),
+            );
+            return None;
+        }
+        let p = std::path::Path::new(path);
+        let path = if p.is_absolute() { path.to_string() } else { self.dir.join(p).display().to_string() };
+        Some(DataRef { path, array: array.to_string(), scale, pop, name: sym.name.clone(), span: e.span })
+    }
+
+    /// A param default or an initial value that reads a value set with `load` would be
+    /// computed before the file is read (the runtime reads files into the compiled
+    /// plan): refused, naming it. Lets are inlined, so reads through them count.
+    fn derived_from_files(&mut self, model: &Model, settings: &[(SymId, Init)], p: &ast::Population) -> Option<()> {
+        let from_file: Vec<SymId> = settings.iter().filter(|(_, i)| matches!(i, Init::Data(_))).map(|(s, _)| *s).collect();
+        if from_file.is_empty() {
+            return Some(());
+        }
+        let unset = |sid: SymId| !settings.iter().any(|(x, _)| *x == sid);
+        for (_, sym) in model.params().chain(model.states()).filter(|(sid, _)| unset(*sid)) {
+            let Some(value) = &sym.value else { continue };
+            let mut reads = None;
+            value.visit_syms(&mut |r| {
+                if reads.is_none() && from_file.contains(&r) {
+                    reads = Some(r);
+                }
+            });
+            let Some(r) = reads else { continue };
+            let what = if sym.kind == SymKind::Param { "default" } else { "initial value" };
+            self.diags.push(
+                Diagnostic::error("E0421", p.span, format!("the {what} of `{}` reads `{}`, which `{}` reads from a file", sym.name, model.symbols[r].name, p.name.name))
+                    .with_label("computed before any file is read")
+                    .with_related(sym.span, "declared here")
+                    .with_help(format!("set `{}` too (with `load`, or a value)", sym.name)),
+            );
+            return None;
+        }
+        Some(())
     }
 
     fn population(&mut self, p: &ast::Population) -> Option<Population> {
@@ -307,7 +398,7 @@ impl NetCx<'_, '_> {
         }
         let mid = self.model_by_name(&p.model, ast::ModelKind::Neuron)??;
         let model = &self.program.models[mid];
-        let settings = self.settings_for(model, &p.settings)?;
+        let settings = self.settings_for(model, &p.settings, Some(self.pops.len()))?;
         if kind == PopKind::Readout && model.spike.is_some() {
             self.diags.push(
                 Diagnostic::warning("W0403", p.model.span, format!("readout `{}` uses the spiking model `{}`", p.name.name, model.name))
@@ -332,6 +423,7 @@ impl NetCx<'_, '_> {
                 return None;
             }
         }
+        self.derived_from_files(model, &settings, p)?;
         // The population's constant settings in place of the defaults.
         let set: HashMap<SymId, f64> = settings.iter().filter_map(|(sid, i)| match i {
             Init::Const(v) => Some((*sid, *v)),
@@ -524,4 +616,17 @@ impl NetCx<'_, '_> {
 /// A zero fits any dimension (`state g: nS = 0`), otherwise dimensions must agree.
 fn dim_ok(found: Dim, want: Dim, value: f64) -> bool {
     found == want || (value == 0.0 && found.is_dimensionless())
+}
+
+/// The `load("FILE", "ARRAY")` call of a setting, alone or as a factor of a product.
+fn load_call(e: &ast::Expr) -> Option<&ast::Call> {
+    let is_load = |e: &'_ ast::Expr| -> bool { matches!(&e.kind, ExprKind::Call(c) if c.callee.name == "load") };
+    match &e.kind {
+        ExprKind::Call(c) if c.callee.name == "load" => Some(c),
+        ExprKind::Binary(ast::BinOp::Mul, a, b) => [a, b].into_iter().find(|x| is_load(x)).and_then(|x| match &x.kind {
+            ExprKind::Call(c) => Some(c),
+            _ => None,
+        }),
+        _ => None,
+    }
 }

@@ -745,7 +745,7 @@ network n {
 }
 ");
 
-bad!(connection_bias: "E0421" at "bias", "a connection bias is not supported yet";
+bad!(connection_bias: "E0422" at "bias", "a connection bias is not supported yet";
 "import \"stdlib/lif.snn\"
 network n {
     input x: 3
@@ -999,6 +999,52 @@ bad!(delay_without_unit: "E0403" at "2", "a delay must be a non-negative time";
 network n {
     layer L = LIF[4]
     connect L -> L.I dense weight 0.5 delay 2
+}
+");
+
+bad!(unbounded_delay_distribution: "E0403" at "normal(2 ms, 1 ms)", "a delay distribution must be bounded", help "draw it with `U(low, high)`";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    connect L -> L.I dense weight 0.5 delay normal(2 ms, 1 ms)
+}
+");
+
+bad!(index_weight_dimension: "E0201" at "0.5 mV * exp(-(i - j)^2 / 50)", "wrong dimension for the weights";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    connect L -> L.I dense weight 0.5 mV * exp(-(i - j)^2 / 50)
+}
+");
+
+bad!(no_self_with_a_file: "E0412" at "no_self", "`no_self` conflicts with `from`";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4]
+    connect L -> L.I from \"conn.npz\" no_self
+}
+");
+
+bad!(loaded_value_without_unit: "E0201" at "load(\"p.npz\", \"tau\")", "wrong dimension for `tau`", help "a file holds numbers: give their unit, as in `load(\"p.npz\", \"tau\") * 1 s`";
+"import \"stdlib/lif.snn\"
+network n {
+    layer L = LIF[4] { tau = load(\"p.npz\", \"tau\") }
+}
+");
+
+bad!(loaded_synapse_setting: "E0405" at "load(\"p.npz\", \"tau\") * 1 ms", "a synapse's settings are one value for all its synapses";
+"import \"stdlib/coba.snn\"
+network n {
+    layer L = COBALIF[4]
+    connect L -> L.I via ExpCond { tau = load(\"p.npz\", \"tau\") * 1 ms, E = 0 mV } weight 1 nS
+}
+");
+
+bad!(derived_from_a_loaded_value: "E0421" at "layer R = Q[8] { a = load(\"p.npz\", \"a\") }", "the initial value of `v` reads `a`, which `R` reads from a file";
+"neuron Q { param a = 1; state v = a; input I; dv/dt = (I - v) / 10 ms; spike when v > 2; on spike { v -= 1 } }
+network n {
+    layer R = Q[8] { a = load(\"p.npz\", \"a\") }
 }
 ");
 

@@ -158,6 +158,7 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
                     Init::Const(v) => v,
                     Init::Uniform { low, high } => low + (high - low) * rng.next(),
                     Init::Normal { mean, std } => mean + std * rng.sym(),
+                    Init::Data(_) => unreachable!("the stdlib's models read no files"),
                 })
                 .collect()
         })

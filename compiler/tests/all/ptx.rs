@@ -259,6 +259,7 @@ fn data(c: &Case, n: usize, sp: &[ParamSpec], rng: &mut Lcg) -> Data {
                     Init::Const(v) => v,
                     Init::Uniform { low, high } => low + (high - low) * rng.next(),
                     Init::Normal { mean, std } => mean + std * rng.sym(),
+                    Init::Data(_) => unreachable!("the stdlib's models read no files"),
                 })
                 .collect()
         })

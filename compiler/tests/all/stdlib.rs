@@ -8,7 +8,7 @@
 //!   and parsing the formatted text gives the same AST up to source positions.
 
 use snnc_compiler::SourceMap;
-use snnc_compiler::sema::{self, Init, LoadOptions, Model, NetworkDef, PopModel, Program, Source, Surrogate, SymKind, Topology, TrainValue};
+use snnc_compiler::sema::{self, Init, LoadOptions, Model, NetworkDef, PopModel, Program, Source, Surrogate, SymKind, SynInit, Topology, TrainValue};
 use snnc_compiler::syntax::format::format_file;
 use snnc_compiler::syntax::parse_file;
 use snnc_compiler::units::Dim;
@@ -62,6 +62,14 @@ fn init(i: &Init, d: Dim) -> String {
         Init::Const(v) => quantity(*v, d),
         Init::Uniform { low, high } => format!("U({}, {})", quantity(*low, d), quantity(*high, d)),
         Init::Normal { mean, std } => format!("normal({}, {})", quantity(*mean, d), quantity(*std, d)),
+        Init::Data(k) => format!("data {k}"),
+    }
+}
+
+fn syn_init(v: &SynInit, d: Dim) -> String {
+    match v {
+        SynInit::Draw(i) => init(i, d),
+        SynInit::Expr(_) => "an expression of the indices".to_string(),
     }
 }
 
@@ -167,8 +175,10 @@ fn network_summary(out: &mut String, p: &Program, n: &NetworkDef) {
         let topo = match &pr.topology {
             Topology::Dense => "dense".to_string(),
             Topology::Sparse { p } => format!("sparse p = {p}"),
+            Topology::SparseExpr { .. } => "sparse p = an expression of the indices".into(),
             Topology::OneToOne => "one_to_one".into(),
-            Topology::File { path } => format!("from {path:?}"),
+            // The path is resolved next to the file: only its name is the same everywhere.
+            Topology::File { path } => format!("from {:?}", Path::new(path).file_name().unwrap_or_default()),
             Topology::Procedural { p } => format!("procedural p = {p}"),
         };
         let from = match &pr.from_state {
@@ -185,15 +195,15 @@ fn network_summary(out: &mut String, p: &Program, n: &NetworkDef) {
             }
         }
         if let Some(i) = &pr.init {
-            let _ = write!(out, ", init {}", init(i, pr.weight_dim));
+            let _ = write!(out, ", init {}", syn_init(i, pr.weight_dim));
         }
         for (flag, name) in [(pr.trainable, "trainable"), (pr.no_self, "no_self"), (pr.bias, "bias")] {
             if flag {
                 let _ = write!(out, ", {name}");
             }
         }
-        if let Some(d) = pr.delay {
-            let _ = write!(out, ", delay {}", quantity(d, Dim::TIME));
+        if let Some(d) = &pr.delay {
+            let _ = write!(out, ", delay {}", syn_init(d, Dim::TIME));
         }
         let _ = writeln!(out);
     }

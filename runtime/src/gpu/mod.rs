@@ -245,6 +245,9 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         }
         let mut projs = Vec::new();
         for pr in &host.projs {
+            if pr.syn_delay.is_some() {
+                return Err(RuntimeError::Build(format!("projection `{}`: a delay per synapse is not supported on the GPU yet (it runs on the CPU)", pr.name)));
+            }
             let n_pre = match pr.from {
                 Source::Input(i) => host.inputs[i].1,
                 Source::Pop(q) => host.pops[q].n,

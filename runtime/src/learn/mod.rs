@@ -340,7 +340,7 @@ fn back_project<T: Float>(net: &Network<T>, proj: usize, mu: &[T], out: &mut [T]
         general_mat_mul(one, &muv, &w.t(), zero(), &mut dv);
     } else {
         let (row_ptr, col, n) = net.sparse_structure(proj).expect("a link is dense or sparse (planned)");
-        let w = net.sparse_weights(proj).expect("sparse");
+        let (.., w) = net.sparse_weights(proj).expect("sparse");
         let n_pre = row_ptr.len() - 1;
         for (mub, ob) in mu.chunks_exact(n).zip(out.chunks_exact_mut(n_pre)).take(batch) {
             for (i, o) in ob.iter_mut().enumerate() {
@@ -433,6 +433,9 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
         // BPTT carries the signal back d steps. The readout's error reaches its sources
         // in the same step only.
         let delay = net.projection_delay(i).unwrap_or(0);
+        if net.synapse_delays(i).is_some() {
+            return Err(RuntimeError::Build(format!("`{name}` has a delay per synapse: gradients go through one delay per projection only (`delay 2 ms`), not yet through per-synapse delays")));
+        }
         if let (Some(j), Source::Pop(q)) = (state, from) {
             if net.pops[q].deriv.is_some_and(|d| j >= d.k) {
                 return Err(RuntimeError::Build(format!(

@@ -468,3 +468,11 @@ fn loss_kernels_match_the_cpu_loss() {
         }
     }
 }
+
+#[test]
+fn a_delay_per_synapse_is_refused_on_the_gpu_not_run_as_one_delay() {
+    let p = program("import \"stdlib/lif.snn\"\nnetwork n { layer A = LIF[20]; connect A -> A.I sparse p = 0.3 weight 0.1 delay U(1 ms, 3 ms) as D }");
+    let host = Network::<f64>::without_kernels(&p, &p.networks[0], &Options::default()).unwrap();
+    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
+    assert!(e.contains("`D`") && e.contains("a delay per synapse is not supported on the GPU"), "{e}");
+}

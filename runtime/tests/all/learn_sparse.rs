@@ -49,7 +49,7 @@ fn build(text: &str, opts: &Options) -> Network<f64> {
 fn densified(sparse: &Network<f64>, name: &str) -> (Array2<f64>, Vec<(usize, usize)>) {
     let (pi, ..) = sparse.projection(name).unwrap();
     let (row_ptr, col, n_post) = sparse.sparse_structure(pi).expect("sparse");
-    let w = sparse.sparse_weights(pi).unwrap();
+    let (.., w) = sparse.sparse_weights(pi).unwrap();
     let mut d = Array2::zeros((row_ptr.len() - 1, n_post));
     let mut at = Vec::new();
     for i in 0..row_ptr.len() - 1 {

@@ -8,7 +8,7 @@ use super::{Graph, MODELS, Node};
 use ndarray::{Array2, ArrayD, IxDyn};
 use snnc_compiler::discretise::discretise;
 use snnc_compiler::explain::explain_json;
-use snnc_compiler::sema::{self, Init, Model, NetworkDef, PopModel, Program, Source, Topology};
+use snnc_compiler::sema::{self, Model, NetworkDef, PopModel, Program, Source, SynInit, Topology};
 use snnc_compiler::SourceMap;
 use snnc_runtime::network::{Network, Options};
 
@@ -48,15 +48,18 @@ pub fn export(program: &Program, def: &NetworkDef, seed: u64, weights: &[(String
         if let Some((syn, _)) = &proj.synapse {
             return refuse(&format!("it goes through synapse `{}`; NIR has no synapse node (NirCubaLIF's current is one: docs/nir.md)", program.models[*syn].name));
         }
-        if proj.delay.is_some_and(|d| d > 0.0) {
+        if proj.delay.as_ref().is_some_and(|d| d.constant() != Some(0.0)) {
             return refuse("it has a delay (NIR's Delay node is not exported yet)");
+        }
+        if proj.adapter.is_some() {
+            return refuse("it has a low-rank adapter (`adapter rank R`), which NIR cannot express");
         }
         if proj.from_state.is_some() {
             return refuse("its source is a state, not spikes; NIR's edges carry a node's output");
         }
         let (from, to) = (source(proj.from), def.populations[proj.to].name.clone());
         match &proj.topology {
-            Topology::OneToOne if proj.init == Some(Init::Const(1.0)) => g.edges.push((from, to)),
+            Topology::OneToOne if proj.init.as_ref().and_then(SynInit::constant) == Some(1.0) => g.edges.push((from, to)),
             Topology::Dense => {
                 let w = net.dense_weights(k).ok_or_else(|| format!("projection `{}`: no dense weights", proj.name))?;
                 let t = w.t().to_owned().into_dyn();

@@ -30,7 +30,7 @@ impl NetCx<'_, '_> {
             // bias, silently. Refused until the runtime adds one.
             let span = c.clauses.iter().find(|sc| matches!(sc.clause, ConnClause::Bias)).map_or(c.span, |sc| sc.span);
             self.diags.push(
-                Diagnostic::error("E0421", span, "a connection bias is not supported yet")
+                Diagnostic::error("E0422", span, "a connection bias is not supported yet")
                     .with_label("the runtime would run this connection without it")
                     .with_help("give the target model a `param` for it (e.g. `dv/dt = (-v + I + b) / tau`), or add a constant with `drive POP.PORT = VALUE`"),
             );
@@ -46,7 +46,7 @@ impl NetCx<'_, '_> {
             }
         };
         let topology = self.topology(c, from, to, cl.topology)?;
-        let init = self.weights(c, cl.init, cl.sign, weight_dim)?;
+        let init = self.weights(c, cl.init, cl.sign, weight_dim, from, to)?;
         if cl.no_self && Source::Pop(to) != from {
             self.diags.push(
                 Diagnostic::warning("W0402", c.span, "`no_self` has no effect here")
@@ -54,7 +54,7 @@ impl NetCx<'_, '_> {
             );
         }
         let delay = match cl.delay {
-            Some(e) => Some(self.delay(e)?),
+            Some(e) => Some(self.delay(e, from, to)?),
             None => None,
         };
         let adapter = match cl.adapter {
@@ -199,7 +199,7 @@ impl NetCx<'_, '_> {
         let mid = self.model_by_name(sid, ast::ModelKind::Synapse)??;
         let program = self.program;
         let model = &program.models[mid];
-        let settings = self.settings_for(model, settings)?;
+        let settings = self.settings_for(model, settings, None)?;
         for (psid, s) in model.params() {
             if s.value.is_none() && !settings.iter().any(|(x, _)| *x == psid) {
                 self.diags.push(
@@ -269,7 +269,25 @@ impl NetCx<'_, '_> {
                 }
                 Topology::OneToOne
             }
-            Some(ast::Topology::File { path }) => Topology::File { path: path.clone() },
+            Some(ast::Topology::File { path }) => {
+                if let Some(sc) = c.clauses.iter().find(|sc| matches!(sc.clause, ConnClause::NoSelf)) {
+                    self.diags.push(
+                        Diagnostic::error("E0412", sc.span, "`no_self` conflicts with `from`")
+                            .with_label("a file gives every synapse")
+                            .with_help("leave the self-connections out of the file"),
+                    );
+                    return None;
+                }
+                // Relative to the file that names it, as an `import` is.
+                let p = std::path::Path::new(path);
+                Topology::File { path: if p.is_absolute() { path.clone() } else { self.dir.join(p).display().to_string() } }
+            }
+            Some(ast::Topology::Sparse { p }) if mentions_any(p, &|n| self.index_var(n, from, to).is_some()) => {
+                match self.syn_value(p, Dim::ONE, "a connection probability", from, to)? {
+                    SynInit::Expr(e) => Topology::SparseExpr { p: e },
+                    SynInit::Draw(_) => unreachable!("an expression of the indices"),
+                }
+            }
             Some(ast::Topology::Sparse { p }) | Some(ast::Topology::Procedural { p }) => {
                 let (v, d) = self.constant(p)?;
                 if !d.is_dimensionless() || !(0.0..=1.0).contains(&v) {
@@ -286,24 +304,29 @@ impl NetCx<'_, '_> {
 
     /// The initial weights (`init` or `weight`), which a weight with a unit needs, and
     /// which a sign clause constrains.
-    fn weights(&mut self, c: &ast::Connect, init: Option<&ast::Expr>, sign: Option<ast::Sign>, weight_dim: Dim) -> Option<Option<Init>> {
+    fn weights(&mut self, c: &ast::Connect, init: Option<&ast::Expr>, sign: Option<ast::Sign>, weight_dim: Dim, from: Source, to: usize) -> Option<Option<SynInit>> {
         let init = match init {
-            Some(e) => Some(self.init(e, weight_dim, "the weights")?),
+            Some(e) => Some(self.syn_value(e, weight_dim, "the weights", from, to)?),
             None if !weight_dim.is_dimensionless() => {
+                let file = matches!(c.clauses.iter().find(|sc| matches!(sc.clause, ConnClause::Topology(_))).map(|sc| &sc.clause), Some(ConnClause::Topology(ast::Topology::File { .. })));
                 self.diags.push(
                     Diagnostic::error("E0418", c.span, format!("the weights of this connection have unit {weight_dim} and need a value"))
                         .with_label("no `weight` or `init`")
-                        .with_help("add e.g. `weight 6 nS` or `init normal(1 nS, 0.1 nS)`"),
+                        .with_help(if file {
+                            "add e.g. `weight 1 nS`: a file's `weight` array is in units of it"
+                        } else {
+                            "add e.g. `weight 6 nS` or `init normal(1 nS, 0.1 nS)`"
+                        }),
                 );
                 return None;
             }
             None => None,
         };
         // A fixed weight of the other sign is a contradiction, not something to flip.
-        if let (Some(s), Some(Init::Const(v))) = (sign, &init) {
+        if let (Some(s), Some(v)) = (sign, init.as_ref().and_then(SynInit::constant)) {
             let wrong = match s {
-                ast::Sign::Excitatory => *v < 0.0,
-                ast::Sign::Inhibitory => *v > 0.0,
+                ast::Sign::Excitatory => v < 0.0,
+                ast::Sign::Inhibitory => v > 0.0,
             };
             if wrong {
                 let (sc, word) = c.clauses.iter().find_map(|sc| matches!(sc.clause, ConnClause::Sign(_)).then_some((sc.span, sc.keyword))).expect("sign clause");
@@ -318,14 +341,40 @@ impl NetCx<'_, '_> {
         Some(init)
     }
 
-    /// A delay in seconds.
-    fn delay(&mut self, e: &ast::Expr) -> Option<f64> {
-        let (v, d) = self.constant(e)?;
-        if d != Dim::TIME || v < 0.0 {
+    /// A delay in seconds: one for all synapses, drawn per synapse from `U(low, high)`,
+    /// or an expression of the indices.
+    fn delay(&mut self, e: &ast::Expr, from: Source, to: usize) -> Option<SynInit> {
+        if let ExprKind::Call(call) = &e.kind
+            && call.callee.name == "normal"
+        {
             self.diags.push(
-                Diagnostic::error("E0403", e.span, "a delay must be a non-negative time")
-                    .with_label(if d == Dim::TIME { format!("found {v} s") } else { format!("expected s, found {d}") }),
+                Diagnostic::error("E0403", e.span, "a delay distribution must be bounded")
+                    .with_label("a normal draw can be negative or arbitrarily long")
+                    .with_help("draw it with `U(low, high)`"),
             );
+            return None;
+        }
+        let is_draw = matches!(&e.kind, ExprKind::Call(call) if matches!(call.callee.name.as_str(), "U" | "uniform"));
+        if !is_draw && !mentions_any(e, &|n| self.index_var(n, from, to).is_some()) {
+            // One delay for every synapse.
+            let (v, d) = self.constant(e)?;
+            if d != Dim::TIME || v < 0.0 {
+                self.diags.push(
+                    Diagnostic::error("E0403", e.span, "a delay must be a non-negative time")
+                        .with_label(if d == Dim::TIME { format!("found {v} s") } else { format!("expected s, found {d}") }),
+                );
+                return None;
+            }
+            return Some(SynInit::Draw(Init::Const(v)));
+        }
+        let v = self.syn_value(e, Dim::TIME, "a delay", from, to)?;
+        let low = match &v {
+            SynInit::Draw(Init::Const(v)) => Some(*v),
+            SynInit::Draw(Init::Uniform { low, .. }) => Some(*low),
+            _ => None,
+        };
+        if let Some(low) = low.filter(|v| *v < 0.0) {
+            self.diags.push(Diagnostic::error("E0403", e.span, "a delay must be a non-negative time").with_label(format!("found {low} s")));
             return None;
         }
         Some(v)
@@ -352,6 +401,60 @@ impl NetCx<'_, '_> {
         Some(v as usize)
     }
 
+    /// A value per synapse of dimension `want`: an initialiser (a constant, `U(a, b)`,
+    /// `normal(m, s)`), or an expression of the synapse's indices `i` and `j`, the sizes
+    /// `N_pre` and `N_post`, and the neurons' params (`x_pre`, `x_post`).
+    fn syn_value(&mut self, e: &ast::Expr, want: Dim, what: &str, from: Source, to: usize) -> Option<SynInit> {
+        let is_draw = matches!(&e.kind, ExprKind::Call(call) if matches!(call.callee.name.as_str(), "U" | "uniform" | "normal"));
+        if is_draw || !mentions_any(e, &|n| self.index_var(n, from, to).is_some()) {
+            return Some(SynInit::Draw(self.init(e, want, what)?));
+        }
+        let names = ast_names(e);
+        let mut vars: Vec<IndexVar> = Vec::new();
+        let mut symbols: Vec<Symbol> = Vec::new();
+        for n in names {
+            if let Some((var, dim)) = self.index_var(&n, from, to)
+                && !vars.contains(&var)
+            {
+                vars.push(var);
+                symbols.push(Symbol { name: n, kind: SymKind::Param, dim, value: None, trainable: false, span: e.span });
+            }
+        }
+        let mut ecx = ExprCx::new(&symbols, &self.scope.fns);
+        ecx.allow_random = false;
+        let (t, d) = ecx.num(e, self.diags)?;
+        if !dim_ok(d, want, t.const_value().unwrap_or(1.0)) {
+            self.diags.push(Diagnostic::error("E0201", e.span, format!("wrong dimension for {what}")).with_label(format!("expected {want}, found {d}")));
+            return None;
+        }
+        Some(SynInit::Expr(Arc::new(IndexExpr { expr: t, vars })))
+    }
+
+    /// What name `n` reads in an expression of a synapse from `from` to `to`: an index, a
+    /// size, or a param of one of its neurons (`NAME_pre`, `NAME_post`); with its dimension.
+    fn index_var(&self, n: &str, from: Source, to: usize) -> Option<(IndexVar, Dim)> {
+        let param = |pop: usize, name: &str| -> Option<Dim> {
+            let PopModel::Model(mid) = self.pops[pop].model else { return None };
+            let m = &self.program.models[mid];
+            m.params().find(|(_, s)| s.name == name).map(|(_, s)| s.dim)
+        };
+        match n {
+            "i" => Some((IndexVar::Pre, Dim::ONE)),
+            "j" => Some((IndexVar::Post, Dim::ONE)),
+            "N_pre" => Some((IndexVar::NPre, Dim::ONE)),
+            "N_post" => Some((IndexVar::NPost, Dim::ONE)),
+            _ => {
+                if let Some(base) = n.strip_suffix("_pre")
+                    && let Source::Pop(p) = from
+                {
+                    return param(p, base).map(|d| (IndexVar::PreParam(base.to_string()), d));
+                }
+                let base = n.strip_suffix("_post")?;
+                param(to, base).map(|d| (IndexVar::PostParam(base.to_string()), d))
+            }
+        }
+    }
+
     /// `as NAME`, else `FROM_to_TO`; unique among the network's projections.
     fn projection_name(&mut self, c: &ast::Connect, from: Source, to: usize, name: Option<&ast::Ident>, earlier: &[Projection]) -> Option<String> {
         let from_name = match from {
@@ -374,4 +477,38 @@ impl NetCx<'_, '_> {
 
 fn sid_span(c: &ast::Connect) -> Span {
     c.clauses.iter().find(|k| matches!(k.clause, ConnClause::Via { .. })).map(|k| k.span).unwrap_or(c.span)
+}
+
+/// The identifiers an expression reads, in order of first use.
+fn ast_names(e: &ast::Expr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    visit_idents(e, &mut |n| {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    });
+    out
+}
+
+/// Whether an expression reads a name that `is` accepts.
+fn mentions_any(e: &ast::Expr, is: &dyn Fn(&str) -> bool) -> bool {
+    ast_names(e).iter().any(|n| is(n))
+}
+
+fn visit_idents(e: &ast::Expr, f: &mut dyn FnMut(&str)) {
+    crate::deep(|| match &e.kind {
+        ExprKind::Var(id) => f(&id.name),
+        ExprKind::Call(call) => call.args.iter().for_each(|a| visit_idents(&a.value, f)),
+        ExprKind::Unary(_, a) => visit_idents(a, f),
+        ExprKind::Binary(_, a, b) => {
+            visit_idents(a, f);
+            visit_idents(b, f);
+        }
+        ExprKind::If { cond, then, otherwise } => {
+            visit_idents(cond, f);
+            visit_idents(then, f);
+            visit_idents(otherwise, f);
+        }
+        _ => {}
+    })
 }

@@ -288,3 +288,13 @@ fn adapter_refusals_name_the_projection() {
     let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
     assert!(e.contains("`W_mid` has an adapter"), "{e}");
 }
+
+/// A delay per synapse (`delay U(1 ms, 4 ms)`) is not one the gradient pass can pair
+/// with its target's steps: refused by name, never trained as if it were the longest.
+#[test]
+fn per_synapse_delays_are_refused_by_the_gradient() {
+    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
+    let mut n = build(&stack("sparse p = 0.6", "delay U(1 ms, 4 ms)", ""), &opts);
+    let e = gradient_of(&mut n, &names(), &mut RandomSpikes::new(5, 2, 5, 2, 0.4, 1), Method::Bptt, false).err().expect("refused").to_string();
+    assert!(e.contains("`W_mid` has a delay per synapse"), "{e}");
+}

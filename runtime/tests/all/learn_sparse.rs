@@ -298,3 +298,13 @@ fn per_synapse_delays_are_refused_by_the_gradient() {
     let e = gradient_of(&mut n, &names(), &mut RandomSpikes::new(5, 2, 5, 2, 0.4, 1), Method::Bptt, false).err().expect("refused").to_string();
     assert!(e.contains("`W_mid` has a delay per synapse"), "{e}");
 }
+
+/// Procedural connectivity is not regenerated on the device: the CUDA backend refuses
+/// it by name rather than running something else.
+#[test]
+fn the_gpu_refuses_procedural_connectivity() {
+    let p = program(&stack("dense", "", "").replace("connect L1 -> L2.I dense trainable", "connect L1 -> L2.I procedural p = 0.5"));
+    let host = Network::<f64>::build(&p, &p.networks[0], &Options { batch: 1, ..Options::default() }, &InterpFactory).unwrap();
+    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
+    assert!(e.contains("`W_mid` is procedural"), "{e}");
+}

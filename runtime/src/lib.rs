@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod learn;
 pub mod memory;
 pub mod network;
+mod parallel;
 pub mod propagate;
 pub mod record;
 pub mod scalar;

@@ -10,12 +10,10 @@ use crate::connectivity::{self, apply_sign};
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
-use crate::parallel::{Pool, split_range};
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use crate::parallel::{Pool, chunks_of, split_range};
 use crate::propagate::{Active, DelayRing, SparseRows, Target, Weights, active_indices, arrive_into, deliver};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{DerivLayout, Step};
@@ -262,14 +260,16 @@ pub struct Network<T: 'static> {
     ext_active: Vec<Vec<Vec<u32>>>,
     /// The threads of a step split across cores ([`Network::set_threads`]); `None`: one.
     pool: Option<Pool>,
-    /// Per population and thread, what the thread's pass found (see [`Part`]).
+    /// Per population and chunk of its neurons, what the chunk's step found (see [`Part`]).
     parts: Vec<Vec<Mutex<Part>>>,
+    /// Neurons per chunk ([`Network::set_chunk`]).
+    chunk: usize,
     ptrs: StepPtrs<T>,
 }
 
-/// What one thread's pass over a population found.
+/// What the step of one chunk of a population's neurons found.
 struct Part {
-    /// Per batch element, the neurons of the thread's range that spiked this step.
+    /// Per batch element, the neurons of the chunk that spiked this step.
     active: Vec<Vec<u32>>,
     non_finite: Option<NonFiniteAt>,
 }
@@ -288,7 +288,7 @@ fn lock(m: &Mutex<Part>) -> MutexGuard<'_, Part> {
 }
 
 /// A spiking source's non-zero entries: its list of the last step, or the lists its
-/// threads made this step (in thread order, which is neuron order).
+/// chunks made this step (in chunk order, which is neuron order).
 enum ActiveRef<'a> {
     List(&'a [Vec<u32>]),
     Parts(&'a [Mutex<Part>]),
@@ -400,6 +400,7 @@ impl<T: Float> Network<T> {
             ext_active: Vec::new(),
             pool: None,
             parts: Vec::new(),
+            chunk: crate::parallel::CHUNK,
             ptrs: StepPtrs::default(),
         })
     }
@@ -472,9 +473,15 @@ impl<T: Float> Network<T> {
                 self.pool = Some(Pool::new(threads).map_err(|e| RuntimeError::Build(format!("cannot start {threads} simulation threads: {e}")))?);
             }
         }
-        let batch = self.batch;
-        self.parts = self.pops.iter().map(|_| (0..threads).map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
         Ok(())
+    }
+
+    /// Splits each population into chunks of about `neurons` neurons (default 4096), the
+    /// units of work the threads claim; the results do not depend on it (nor on the
+    /// threads), which the tests check with small chunks.
+    pub fn set_chunk(&mut self, neurons: usize) {
+        self.chunk = neurons.max(1);
+        self.parts = Vec::new();
     }
 
     /// The threads a step runs on ([`Network::set_threads`]).
@@ -486,12 +493,12 @@ impl<T: Float> Network<T> {
     /// derivatives the kernels write: each projection's presynaptic activity x^t (on one
     /// thread: the capture follows the order of the step).
     ///
-    /// A step runs population after population, each as one pass of every thread over
-    /// its share of the neurons: gather its inputs (drives and deliveries into its range
-    /// of targets), the kernel, the non-finite check, the neurons that spiked. Threads
-    /// meet at a barrier between populations (a population reads spikes that earlier
-    /// ones emitted this step), and also between gathering and the kernel when a
-    /// population reads itself (its last spikes must not change under another thread).
+    /// A step runs population after population (a population reads the spikes that
+    /// earlier ones emitted this step), each in chunks of its neurons that the threads
+    /// claim: gather the chunk's inputs (drives and deliveries into its range of
+    /// targets), the kernel, the non-finite check, the neurons that spiked. A population
+    /// that reads itself is gathered whole before any chunk steps (its last spikes must
+    /// not change under another chunk's delivery).
     pub fn step_traced(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
         if let Some(tr) = trace.as_deref_mut() {
             tr.pre.resize_with(self.projs.len(), Vec::new);
@@ -510,9 +517,6 @@ impl<T: Float> Network<T> {
             let model = &pop.step.as_ref().expect("checked").model.name;
             return Err(RuntimeError::Build(format!("population `{}` (`{model}`) has no CPU kernel: the network was built without kernels", pop.name)));
         }
-        if self.parts.len() != self.pops.len() {
-            self.set_threads(1)?;
-        }
         // The non-zero entries of each external input (spike trains are mostly zeros),
         // found once per step: its projections add rows, and learning reads them.
         self.ext_active.resize_with(external.len(), Vec::new);
@@ -524,60 +528,38 @@ impl<T: Float> Network<T> {
                 a.extend(x[b * n..(b + 1) * n].iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(j, _)| j as u32));
             }
         }
+        if self.parts.len() != self.pops.len() {
+            // One part per chunk of each population (`parallel::chunks_of`), whatever the
+            // threads: a chunk's results do not depend on which thread computes it.
+            let batch = self.batch;
+            self.parts = self.pops.iter().map(|p| (0..chunks_of(p.n, self.chunk)).map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
+        }
         self.take_ptrs();
         let this = &*self;
-        match (&this.pool, trace) {
-            (Some(pool), None) => {
-                let threads = pool.threads();
-                // The first population whose step failed. Each thread reads it after the
-                // barrier that ends a population's pass, when every thread has written
-                // what it found there (a later population's failure cannot change
-                // whether `failed <= p`), so all stop after the same population.
-                let failed = AtomicUsize::new(usize::MAX);
-                // A panic is caught where it happens, so that every thread still meets
-                // the others at each barrier; it is raised again after the step.
-                let panicked = Mutex::new(None);
-                let guarded = |f: &dyn Fn() -> bool| {
-                    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|e| {
-                        panicked.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                        false
-                    })
-                };
-                pool.run(&|t| {
-                    for p in 0..this.pops.len() {
-                        let cols = split_range(this.pops[p].n, threads, t);
-                        let mut ok = guarded(&|| {
-                            this.gather_part(p, &cols, external);
-                            true
-                        });
-                        // Its own last spikes were read: nobody overwrites them before all have.
-                        if this.reads_itself(p) {
-                            pool.barrier().wait();
-                        }
-                        ok = ok && guarded(&|| this.step_part(p, t, threads));
-                        if !ok {
-                            failed.fetch_min(p, Ordering::Relaxed);
-                        }
-                        pool.barrier().wait();
-                        if failed.load(Ordering::Relaxed) <= p {
-                            break;
-                        }
-                    }
-                });
-                if let Some(e) = panicked.into_inner().unwrap_or_else(|e| e.into_inner()) {
-                    resume_unwind(e);
-                }
+        // Learning captures what each population reads as the step goes: one thread.
+        let pool = this.pool.as_ref().filter(|_| trace.is_none());
+        for p in 0..this.pops.len() {
+            if let Some(tr) = trace.as_deref_mut() {
+                this.capture_trace(p, external, tr);
             }
-            (_, mut trace) => {
-                for p in 0..this.pops.len() {
-                    if let Some(tr) = trace.as_deref_mut() {
-                        this.capture_trace(p, external, tr);
-                    }
-                    this.gather_part(p, &(0..this.pops[p].n), external);
-                    if !this.step_part(p, 0, 1) {
-                        break;
-                    }
-                }
+            let (n, chunks) = (this.pops[p].n, this.parts[p].len());
+            let run = |f: &(dyn Fn(usize) + Sync)| match pool {
+                Some(pool) => pool.for_chunks(chunks, f),
+                None => (0..chunks).for_each(f),
+            };
+            if this.reads_itself(p) {
+                // Its own last spikes are read: all are gathered before any is overwritten.
+                run(&|c| this.gather_part(p, &split_range(n, chunks, c), external));
+                run(&|c| this.step_part(p, c));
+            } else {
+                run(&|c| {
+                    this.gather_part(p, &split_range(n, chunks, c), external);
+                    this.step_part(p, c);
+                });
+            }
+            // As one thread would, stop at the first population with a non-finite state.
+            if this.parts[p].iter().any(|m| lock(m).non_finite.is_some()) {
+                break;
             }
         }
         self.finish_step()
@@ -660,7 +642,7 @@ impl<T: Float> Network<T> {
             // A state (membrane-potential readout): its value as it is now, dense.
             Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
             // Spikes are read when they are: a population earlier in the order has
-            // already stepped (s^t: the threads' lists of this step), itself or a later
+            // already stepped (s^t: the chunks' lists of this step), itself or a later
             // one not yet (s^{t-1}: its list of the last step).
             Source::Pop(q) if self.pops[q].step.is_some() => {
                 let active = if q < p {
@@ -681,16 +663,15 @@ impl<T: Float> Network<T> {
         self.projs.iter().any(|pr| pr.to == p && pr.from == Source::Pop(p))
     }
 
-    /// Thread `t`'s part of population `p`'s step after its inputs are gathered: the
-    /// kernel over its range, the non-finite check, the neurons that spiked (see
-    /// [`Network::step_traced`]); false when a state is not finite (recorded in the
-    /// thread's part).
-    fn step_part(&self, p: usize, t: usize, threads: usize) -> bool {
+    /// Chunk `c` of population `p`'s step after its inputs are gathered: the kernel over
+    /// its range, the non-finite check, the neurons that spiked, recorded in the chunk's
+    /// part (see [`Network::step_traced`]).
+    fn step_part(&self, p: usize, c: usize) {
         let pop = &self.pops[p];
         let n = pop.n;
-        let cols = split_range(n, threads, t);
-        let mut part = lock(&self.parts[p][t]);
-        let (Some(kernel), Some(_)) = (&pop.kernel, &pop.step) else { return true };
+        let cols = split_range(n, self.parts[p].len(), c);
+        let mut part = lock(&self.parts[p][c]);
+        let (Some(kernel), Some(_)) = (&pop.kernel, &pop.step) else { return };
         let ptrs = &self.ptrs.pops[p];
         // The element ranges of this part: the whole batch as one when it has every
         // neuron, else the range in each batch element.
@@ -724,7 +705,7 @@ impl<T: Float> Network<T> {
                 }
                 if let Some(i) = v.iter().position(|v| !v.to_f64().is_finite()) {
                     part.non_finite = Some(NonFiniteAt { state: k, index: start + i });
-                    return false;
+                    return;
                 }
             }
         }
@@ -739,7 +720,6 @@ impl<T: Float> Network<T> {
                 active_indices(s, cols.start, act);
             }
         }
-        true
     }
 
     /// Sums everything that arrives at targets `cols` of population `p` this step into

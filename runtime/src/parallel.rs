@@ -1,10 +1,12 @@
 //! The worker threads of a network that simulates on several cores: a pool that lives as
-//! long as the network, running one job per step on every thread (the caller included),
-//! and the barrier its threads meet at between the phases of a step.
+//! long as the network and runs the chunks of one phase of a step (a population's share
+//! of neurons each) on the caller and on whichever workers are free.
 //!
-//! Waiting spins briefly, then yields, then (between steps only) sleeps on a condition
-//! variable: a step of a mid-sized network lasts tens of microseconds, too short for a
-//! sleep and a wake-up, while a network that is not being stepped must not burn its cores.
+//! Chunks are claimed, not assigned: a worker that the OS has not scheduled (the machine
+//! shared with other work) leaves its chunks to the others instead of holding everyone at
+//! a barrier, so a phase never waits for a thread that has not started. What a chunk
+//! computes does not depend on who computes it, so the results are those of one thread.
+//! Waiting workers spin briefly, then yield, then sleep on a condition variable.
 
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -14,98 +16,100 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Spins of a waiting thread before it starts yielding its core.
-const SPINS: u32 = 1 << 12;
-/// How long a worker yields for the next step before it sleeps.
-const YIELD_FOR: Duration = Duration::from_millis(2);
+const SPINS: u32 = 1 << 10;
+/// How long a worker yields for the next phase before it sleeps.
+const YIELD_FOR: Duration = Duration::from_millis(1);
 
-/// The job of the current step, erased to `'static` for the workers: valid from the
-/// `epoch` bump that publishes it until every worker has reported back (see `Pool::run`).
+/// The job of the current phase, erased to `'static` for the workers: valid while a
+/// chunk of its phase is claimed and not done (see `Pool::for_chunks`).
 type Job = *const (dyn Fn(usize) + Sync);
 
 struct Shared {
-    job: UnsafeCell<Option<Job>>,
-    /// Bumped once per job (and to quit); workers start a job when they see it change.
-    epoch: AtomicU64,
-    /// Workers still running the current job.
-    pending: AtomicUsize,
+    /// The phase's job and chunk count.
+    job: UnsafeCell<(Option<Job>, usize)>,
+    /// `phase << 32 | next chunk`: a chunk is claimed by advancing it within its phase.
+    state: AtomicU64,
+    /// Chunks of the current phase finished.
+    done: AtomicUsize,
     quit: AtomicBool,
-    /// A worker's job panicked (the payload is dropped; the caller panics after the join).
+    /// A worker's chunk panicked (the payload is dropped; the caller panics).
     panicked: AtomicBool,
     sleep: Mutex<()>,
     wake: Condvar,
-    barrier: Barrier,
     denormals_flushed: bool,
 }
 
-// SAFETY: `job` is written only by the thread in `Pool::run` while no worker reads it
-// (between jobs), and read by workers only between the Release bump of `epoch` that
-// publishes it and their Release decrement of `pending`, which `run` waits for.
+// SAFETY: `job` is written only by `Pool::for_chunks` while no chunk is claimed, before
+// the Release store of `state` that opens the phase; a worker reads it only after
+// claiming a chunk of that phase (Acquire), and the phase (and the job) lasts until
+// that chunk is reported done.
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
-/// Threads that run a job on every index 0..threads, index 0 on the caller's thread.
+/// Threads that run the chunks of a phase: the caller and `threads - 1` workers.
 pub(crate) struct Pool {
     shared: Arc<Shared>,
     handles: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
-    /// `threads` >= 2 in all (the caller and `threads - 1` workers), which run in the
-    /// caller's denormal mode ([`crate::kernels::flush_denormals`]).
+    /// `threads` >= 2 in all, the workers in the caller's denormal mode
+    /// ([`crate::kernels::flush_denormals`]).
     pub(crate) fn new(threads: usize) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
-            job: UnsafeCell::new(None),
-            epoch: AtomicU64::new(0),
-            pending: AtomicUsize::new(0),
+            job: UnsafeCell::new((None, 0)),
+            state: AtomicU64::new(0),
+            done: AtomicUsize::new(0),
             quit: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
-            barrier: Barrier::new(threads),
             denormals_flushed: crate::kernels::denormals_flushed(),
         });
         let mut pool = Pool { shared, handles: Vec::new() };
         for t in 1..threads {
             let shared = Arc::clone(&pool.shared);
             // On failure, `pool` drops here and stops the workers already started.
-            let h = std::thread::Builder::new().name(format!("snnc-sim-{t}")).spawn(move || worker(&shared, t))?;
+            let h = std::thread::Builder::new().name(format!("snnc-sim-{t}")).spawn(move || worker(&shared))?;
             pool.handles.push(h);
         }
         Ok(pool)
     }
 
     pub(crate) fn threads(&self) -> usize {
-        self.shared.barrier.n
+        self.handles.len() + 1
     }
 
-    /// The barrier every thread of a job meets at between phases.
-    pub(crate) fn barrier(&self) -> &Barrier {
-        &self.shared.barrier
-    }
-
-    /// Runs `job(t)` for every thread t (0 here), returning when all have finished; a
-    /// panic in any of them is raised here once all have stopped. A job that waits at the
-    /// barrier must do so the same number of times on every thread.
-    pub(crate) fn run(&self, job: &(dyn Fn(usize) + Sync)) {
+    /// Runs `job(c)` for every chunk c in 0..chunks, here and on free workers; returns
+    /// when all are done. A panic in a chunk is raised here once all are done.
+    pub(crate) fn for_chunks(&self, chunks: usize, job: &(dyn Fn(usize) + Sync)) {
         let s = &*self.shared;
-        // SAFETY: lifetime erasure only; the pointer is read by workers before they
-        // decrement `pending`, and this function does not return before `pending` is 0.
+        if chunks == 0 {
+            return;
+        }
+        // SAFETY: lifetime erasure only: the job is used by claimed chunks, and this
+        // function returns only when every chunk is done.
         let erased: Job = unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), Job>(job as *const _) };
-        // SAFETY: no worker reads `job` between jobs (see `Shared`).
-        unsafe { *s.job.get() = Some(erased) };
-        s.pending.store(self.handles.len(), Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::Release);
-        // A worker checks `epoch` under this lock before sleeping, so it either sees the
-        // new epoch or is asleep when this notification comes.
+        // SAFETY: every chunk of the last phase is done, so nobody reads `job`.
+        unsafe { *s.job.get() = (Some(erased), chunks) };
+        s.done.store(0, Ordering::Relaxed);
+        let phase = ((s.state.load(Ordering::Relaxed) >> 32) + 1) & 0xffff_ffff;
+        s.state.store(phase << 32, Ordering::Release);
+        // A worker checks `state` under this lock before sleeping, so it either sees the
+        // new phase or is asleep when this notification comes.
         drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
         s.wake.notify_all();
-        let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
+        let mut mine = Ok(());
+        while let Some(c) = claim(s, phase, chunks) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(c))) {
+                mine = Err(p);
+            }
+            s.done.fetch_add(1, Ordering::Release);
+        }
         let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) != 0 {
+        while s.done.load(Ordering::Acquire) != chunks {
             backoff(&mut spins);
         }
-        // SAFETY: every worker is done with the job.
-        unsafe { *s.job.get() = None };
         if let Err(p) = mine {
             resume_unwind(p);
         }
@@ -115,11 +119,25 @@ impl Pool {
     }
 }
 
+/// The next chunk of `phase`, if one is left.
+fn claim(s: &Shared, phase: u64, chunks: usize) -> Option<usize> {
+    let mut v = s.state.load(Ordering::Acquire);
+    loop {
+        let next = (v & 0xffff_ffff) as usize;
+        if v >> 32 != phase || next >= chunks {
+            return None;
+        }
+        match s.state.compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(next),
+            Err(now) => v = now,
+        }
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         let s = &*self.shared;
-        s.quit.store(true, Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::Release);
+        s.quit.store(true, Ordering::Release);
         drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
         s.wake.notify_all();
         for h in self.handles.drain(..) {
@@ -128,42 +146,54 @@ impl Drop for Pool {
     }
 }
 
-fn worker(s: &Shared, t: usize) {
+fn worker(s: &Shared) {
     if s.denormals_flushed {
         crate::kernels::flush_denormals();
     }
     let mut seen = 0u64;
-    loop {
-        seen = wait_for_epoch(s, seen);
-        if s.quit.load(Ordering::Relaxed) {
-            return;
+    while let Some(phase) = wait_for_phase(s, seen) {
+        seen = phase;
+        // SAFETY: read after a claim, see `Shared`.
+        let chunks = |s: &Shared| unsafe { (*s.job.get()).1 };
+        // The chunk count is read after the claim too: claim against the largest
+        // possible count, then check.
+        while let Some(c) = claim(s, phase, u32::MAX as usize) {
+            // SAFETY: chunk `c` of `phase` is claimed, so the phase's job is published
+            // and stays valid until `done` counts this chunk.
+            let (job, n) = unsafe { ((*s.job.get()).0, chunks(s)) };
+            if c >= n {
+                // Claimed past the end: undo nothing (the phase's chunks are all
+                // claimed), just stop; `done` counts only real chunks.
+                break;
+            }
+            let job = job.expect("a job is published with its phase");
+            // SAFETY: see above.
+            if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(c) })).is_err() {
+                s.panicked.store(true, Ordering::Relaxed);
+            }
+            s.done.fetch_add(1, Ordering::Release);
         }
-        // SAFETY: published by the epoch bump just seen; valid until `pending` drops.
-        let job = unsafe { (*s.job.get()).expect("a job is published with its epoch") };
-        // SAFETY: see `Pool::run`: the job outlives this call.
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(t) }));
-        if r.is_err() {
-            s.panicked.store(true, Ordering::Relaxed);
-        }
-        s.pending.fetch_sub(1, Ordering::Release);
     }
 }
 
-/// Waits until `epoch` differs from `seen` (spinning, yielding, then sleeping); returns it.
-fn wait_for_epoch(s: &Shared, seen: u64) -> u64 {
+/// Waits for a phase after `seen` (spinning, yielding, then sleeping); `None` to quit.
+fn wait_for_phase(s: &Shared, seen: u64) -> Option<u64> {
     let mut spins = 0u32;
     let start = Instant::now();
     loop {
-        let e = s.epoch.load(Ordering::Acquire);
-        if e != seen {
-            return e;
+        if s.quit.load(Ordering::Acquire) {
+            return None;
+        }
+        let phase = s.state.load(Ordering::Acquire) >> 32;
+        if phase != seen {
+            return Some(phase);
         }
         if spins < SPINS || start.elapsed() < YIELD_FOR {
             backoff(&mut spins);
             continue;
         }
         let mut guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
-        while s.epoch.load(Ordering::Acquire) == seen {
+        while s.state.load(Ordering::Acquire) >> 32 == seen && !s.quit.load(Ordering::Acquire) {
             guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -179,43 +209,22 @@ fn backoff(spins: &mut u32) {
     }
 }
 
-/// A reusable barrier for the `n` threads of a job (spin, then yield).
-pub(crate) struct Barrier {
-    n: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-}
-
-impl Barrier {
-    fn new(n: usize) -> Barrier {
-        Barrier { n, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
-    }
-
-    /// Returns once all `n` threads have called it; what each wrote before is visible
-    /// to all after.
-    pub(crate) fn wait(&self) {
-        let g = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
-            // The others wait for `generation`, so nobody touches `arrived` until it moves.
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-            return;
-        }
-        let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == g {
-            backoff(&mut spins);
-        }
-    }
-}
-
-/// The `t`-th of `parts` contiguous ranges splitting 0..n (sizes differ by at most
-/// one vector width, and each starts on a multiple of 16 elements so that threads write
-/// separate cache lines).
-pub(crate) fn split_range(n: usize, parts: usize, t: usize) -> std::ops::Range<usize> {
+/// The `c`-th of `chunks` contiguous ranges splitting 0..n, each starting on a multiple
+/// of 16 elements so that chunks write separate cache lines.
+pub(crate) fn split_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<usize> {
     const ALIGN: usize = 16;
     let blocks = n.div_ceil(ALIGN);
-    let at = |k: usize| ((blocks * k / parts) * ALIGN).min(n);
-    at(t)..at(t + 1)
+    let at = |k: usize| ((blocks * k / chunks) * ALIGN).min(n);
+    at(c)..at(c + 1)
+}
+
+/// Neurons per chunk of a phase (about 16 KB per f32 state: a few microseconds of work,
+/// large against the cost of claiming it).
+pub(crate) const CHUNK: usize = 4096;
+
+/// The chunks a population of `n` neurons is split into: one per `chunk` neurons.
+pub(crate) fn chunks_of(n: usize, chunk: usize) -> usize {
+    n.div_ceil(chunk.max(1)).max(1)
 }
 
 #[cfg(test)]
@@ -239,33 +248,29 @@ mod tests {
     }
 
     #[test]
-    fn every_thread_runs_every_job_and_the_barrier_orders_phases() {
+    fn every_chunk_runs_once_per_phase() {
         for threads in [2usize, 3, 4] {
             let pool = Pool::new(threads).expect("threads");
-            let slots: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
-            for round in 0..200u64 {
-                pool.run(&|t| {
-                    slots[t].store(round * 10 + t as u64, Ordering::Relaxed);
-                    pool.barrier().wait();
-                    // After the barrier every thread sees every other's write.
-                    for (u, s) in slots.iter().enumerate() {
-                        assert_eq!(s.load(Ordering::Relaxed), round * 10 + u as u64);
-                    }
-                    pool.barrier().wait();
+            for round in 0..300u64 {
+                let chunks = (round % 7) as usize + 1;
+                let hits: Vec<AtomicU64> = (0..chunks).map(|_| AtomicU64::new(0)).collect();
+                pool.for_chunks(chunks, &|c| {
+                    hits[c].fetch_add(round + 1, Ordering::Relaxed);
                 });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == round + 1), "round {round}");
             }
         }
     }
 
     #[test]
-    fn a_panicking_job_panics_in_the_caller_and_the_pool_goes_on() {
+    fn a_panicking_chunk_panics_in_the_caller_and_the_pool_goes_on() {
         let pool = Pool::new(2).expect("threads");
-        let r = catch_unwind(AssertUnwindSafe(|| pool.run(&|t| assert!(t != 1, "worker fails"))));
+        let r = catch_unwind(AssertUnwindSafe(|| pool.for_chunks(8, &|c| assert!(c != 5, "chunk fails"))));
         assert!(r.is_err());
         let hits = AtomicU64::new(0);
-        pool.run(&|_| {
+        pool.for_chunks(8, &|_| {
             hits.fetch_add(1, Ordering::Relaxed);
         });
-        assert_eq!(hits.load(Ordering::Relaxed), 2);
+        assert_eq!(hits.load(Ordering::Relaxed), 8);
     }
 }

@@ -177,24 +177,28 @@ fn run_split<T: snnc_runtime::scalar::Float>(mut net: Network<T>, steps: usize) 
 fn a_step_split_across_threads_equals_one_thread() {
     // The COBA benchmark network as published (4000 neurons, self- and cross-projections),
     // JIT f32, 1000 steps: the same spikes at every step and the same final states, bit
-    // for bit, on 1 to 4 threads (more threads than cores included).
+    // for bit, on 1 to 4 threads (more threads than cores included), with the default
+    // chunks (one per population here) and with chunks of 1000 and 256 neurons.
     let p = program(include_str!("../../../examples/coba.snn"));
     let o = Options { seed: 3, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
-    let build = |threads: usize| {
+    let build = |threads: usize, chunk: Option<usize>| {
         let mut net = Network::<f32>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
         net.set_threads(threads).unwrap();
+        if let Some(c) = chunk {
+            net.set_chunk(c);
+        }
         assert_eq!(net.threads(), threads);
         net
     };
-    let (one, one_states) = run_split(build(1), 1000);
+    let (one, one_states) = run_split(build(1, None), 1000);
     let total: usize = one.iter().flatten().flatten().map(Vec::len).sum();
     assert!(total > 5000, "the network fires ({total} spikes)");
-    for threads in [2, 3, 4] {
-        let (many, many_states) = run_split(build(threads), 1000);
+    for (threads, chunk) in [(1, Some(256)), (2, None), (2, Some(1000)), (3, Some(256)), (4, Some(256))] {
+        let (many, many_states) = run_split(build(threads, chunk), 1000);
         for (t, (a, b)) in one.iter().zip(&many).enumerate() {
-            assert_eq!(a, b, "{threads} threads: spikes at step {t}");
+            assert_eq!(a, b, "{threads} threads, chunks {chunk:?}: spikes at step {t}");
         }
-        assert!(one_states == many_states, "{threads} threads: final states differ");
+        assert!(one_states == many_states, "{threads} threads, chunks {chunk:?}: final states differ");
     }
 }
 
@@ -206,15 +210,17 @@ fn a_split_step_equals_one_thread_with_delays_noise_inputs_readouts_and_batches(
     let p = program(include_str!("../data/mixed_small.snn"));
     let o = Options { seed: 5, batch: 3, ..Options::default() };
     for factory in [&InterpFactory as &'static dyn snnc_runtime::kernels::KernelFactory<f64>, &snnc_runtime::kernels::JitFactory] {
-        let build = |threads: usize| {
+        let build = |threads: usize, chunk: usize| {
             let mut net = Network::<f64>::build(&p, &p.networks[0], &o, factory).unwrap();
             net.set_threads(threads).unwrap();
+            net.set_chunk(chunk);
             net
         };
-        let (one, one_states) = run_split(build(1), 200);
+        let (one, one_states) = run_split(build(1, 4096), 200);
         assert!(one.iter().flatten().flatten().map(Vec::len).sum::<usize>() > 100);
-        for threads in [2, 3] {
-            let (many, many_states) = run_split(build(threads), 200);
+        // Chunks of 16 neurons split every population (20 to 30 neurons).
+        for threads in [1, 2, 3] {
+            let (many, many_states) = run_split(build(threads, 16), 200);
             assert_eq!(one, many, "{} on {threads} threads", factory.name());
             assert!(one_states == many_states, "{} on {threads} threads: states differ", factory.name());
         }
@@ -231,6 +237,7 @@ network n { dt = 0.1 ms; layer B = Boom[100] { g = U(0.5, 1.5) } }"#,
     let first_error = |threads: usize| {
         let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &snnc_runtime::kernels::JitFactory).unwrap();
         net.set_threads(threads).unwrap();
+        net.set_chunk(16);
         loop {
             if let Err(e) = net.step(&[]) {
                 return e.to_string();

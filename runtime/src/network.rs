@@ -262,8 +262,8 @@ pub struct Network<T: 'static> {
     pool: Option<Pool>,
     /// Per population and chunk of its neurons, what the chunk's step found (see [`Part`]).
     parts: Vec<Vec<Mutex<Part>>>,
-    /// Neurons per chunk ([`Network::set_chunk`]).
-    chunk: usize,
+    /// Neurons per chunk when set ([`Network::set_chunk`]); else `parallel::chunks_of`.
+    chunk: Option<usize>,
     ptrs: StepPtrs<T>,
 }
 
@@ -400,7 +400,7 @@ impl<T: Float> Network<T> {
             ext_active: Vec::new(),
             pool: None,
             parts: Vec::new(),
-            chunk: crate::parallel::CHUNK,
+            chunk: None,
             ptrs: StepPtrs::default(),
         })
     }
@@ -472,15 +472,18 @@ impl<T: Float> Network<T> {
             if threads > 1 {
                 self.pool = Some(Pool::new(threads).map_err(|e| RuntimeError::Build(format!("cannot start {threads} simulation threads: {e}")))?);
             }
+            // The chunks follow the threads (`parallel::chunks_of`).
+            self.parts = Vec::new();
         }
         Ok(())
     }
 
-    /// Splits each population into chunks of about `neurons` neurons (default 4096), the
-    /// units of work the threads claim; the results do not depend on it (nor on the
-    /// threads), which the tests check with small chunks.
+    /// Splits each population into chunks of about `neurons` neurons, the units of work
+    /// the threads claim (by default: one chunk on one thread, two per thread of at least
+    /// 4096 neurons otherwise); the results depend neither on it nor on the threads,
+    /// which the tests check with small chunks.
     pub fn set_chunk(&mut self, neurons: usize) {
-        self.chunk = neurons.max(1);
+        self.chunk = Some(neurons.max(1));
         self.parts = Vec::new();
     }
 
@@ -532,7 +535,8 @@ impl<T: Float> Network<T> {
             // One part per chunk of each population (`parallel::chunks_of`), whatever the
             // threads: a chunk's results do not depend on which thread computes it.
             let batch = self.batch;
-            self.parts = self.pops.iter().map(|p| (0..chunks_of(p.n, self.chunk)).map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
+            let threads = self.threads();
+            self.parts = self.pops.iter().map(|p| (0..chunks_of(p.n, threads, self.chunk)).map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
         }
         self.take_ptrs();
         let this = &*self;

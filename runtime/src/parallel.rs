@@ -218,13 +218,20 @@ pub(crate) fn split_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<
     at(c)..at(c + 1)
 }
 
-/// Neurons per chunk of a phase (about 16 KB per f32 state: a few microseconds of work,
-/// large against the cost of claiming it).
+/// The fewest neurons of a chunk when the split is automatic (about 16 KB per f32
+/// state: a few microseconds of work, large against the cost of claiming it).
 pub(crate) const CHUNK: usize = 4096;
 
-/// The chunks a population of `n` neurons is split into: one per `chunk` neurons.
-pub(crate) fn chunks_of(n: usize, chunk: usize) -> usize {
-    n.div_ceil(chunk.max(1)).max(1)
+/// The chunks a population of `n` neurons is split into: chunks of `chunk` neurons when
+/// given; otherwise one on one thread, else two per thread (spare chunks for a thread
+/// that starts late) of at least `CHUNK` neurons. Every chunk bisects each spiking row
+/// to its targets, so more chunks than needed cost row lookups.
+pub(crate) fn chunks_of(n: usize, threads: usize, chunk: Option<usize>) -> usize {
+    match chunk {
+        Some(c) => n.div_ceil(c.max(1)).max(1),
+        None if threads <= 1 => 1,
+        None => n.div_ceil(CHUNK).clamp(1, 2 * threads),
+    }
 }
 
 #[cfg(test)]

@@ -84,7 +84,10 @@ impl Pool {
     /// when all are done. A panic in a chunk is raised here once all are done.
     pub(crate) fn for_chunks(&self, chunks: usize, job: &(dyn Fn(usize) + Sync)) {
         let s = &*self.shared;
-        if chunks == 0 {
+        // Nothing to share: no phase is opened and no worker woken (a wake-up is a
+        // system call, a sizeable part of a small population's step).
+        if chunks <= 1 {
+            (0..chunks).for_each(job);
             return;
         }
         // SAFETY: lifetime erasure only: the job is used by claimed chunks, and this

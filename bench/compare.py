@@ -124,11 +124,15 @@ def run_sim(cfg, out, work):
         dirs[(net, n)] = d
     for rep in range(cfg["reps"]):
         for net, n in configs:
-            log(f"sim rep {rep}: snnc {net} N={n} ({dur[n]} s)")
-            rows, rss, wall = timed([SNNC, "bench", "sim", files[(net, n)], "--method", "euler", "--duration", f"{dur[n]}s"])
-            r = rows[-1]
-            r.update(tool="snnc", rep=rep, process_peak_mb=rss, process_s=wall, network=net, neurons=n)
-            out.write(json.dumps(r) + "\n")
+            # One thread (the comparison with Brian2's one thread), then the others asked for.
+            for threads in cfg["sim_threads"]:
+                log(f"sim rep {rep}: snnc {net} N={n} ({dur[n]} s), {threads} thread(s)")
+                rows, rss, wall = timed([SNNC, "bench", "sim", files[(net, n)], "--method", "euler", "--duration", f"{dur[n]}s",
+                                         "--threads", str(threads)])
+                r = rows[-1]
+                r.update(tool="snnc" if threads == 1 else f"snnc-{threads}t", rep=rep, process_peak_mb=rss, process_s=wall,
+                         network=net, neurons=n)
+                out.write(json.dumps(r) + "\n")
             log(f"sim rep {rep}: brian2 {net} N={n}")
             rows, rss, wall = timed([PY, os.path.join(HERE, "peers", "brian2_sim.py"), "run", "--network", net,
                                      "--neurons", str(n), "--duration", str(dur[n]), "--dir", dirs[(net, n)]])
@@ -198,6 +202,18 @@ def summarize(rows):
                          f"{fmt(b.get('build_s'), 1)} | {fmt(median([r['mean_rate_hz'] for r in s]), 1)} | "
                          f"{fmt(median([r.get('mean_rate_hz') for r in p]), 1)} | {fmt(median([r['process_peak_mb'] for r in s]), 0)} | "
                          f"{fmt(median([r['process_peak_mb'] for r in p]), 0)} |")
+        multi = sorted({r["tool"] for r in sims if r["tool"].startswith("snnc-")})
+        if multi:
+            lines += ["", "### snnc on several threads (the neurons of every population split across them)", "",
+                      "| network | N | snnc 1 thread run (s) | " + " | ".join(f"snnc {t[5:-1]} threads run (s) | speed-up" for t in multi) + " |",
+                      "|---|---|---|" + "---|---|" * len(multi)]
+            for net, n in keys:
+                one = median([r["run_s"] for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, "snnc")])
+                cells = []
+                for t in multi:
+                    m = median([r["run_s"] for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, t)])
+                    cells += [fmt(m, 3), f"{fmt(one / m)}x"]
+                lines.append(f"| {net.upper()} | {n:,} | {fmt(one, 3)} | " + " | ".join(cells) + " |")
         lines += ["", "### Compile and JIT time (median of reps)", "",
                   "| workload | snnc front end + JIT (s) | snnc build incl. connectivity / weights (s) | peer compile (s) | peer |",
                   "|---|---|---|---|---|"]
@@ -289,13 +305,15 @@ def main():
     ap.add_argument("--drtrl-steps", type=int, help="T of the D-RTRL comparison")
     ap.add_argument("--sim-sizes", type=lambda s: [int(x) for x in s.split(",")], help="neuron counts, e.g. 4000,40000")
     ap.add_argument("--big-duration", type=float, help="biological time (s) of the 400k-neuron runs")
+    ap.add_argument("--sim-threads", type=lambda s: [int(x) for x in s.split(",")], help="snnc thread counts, e.g. 1,2 (1 first)")
     ap.add_argument("--only", choices=["train", "sim"], help="run one workload")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="where raw.jsonl and summary.md go")
     ap.add_argument("--img", default=os.path.join(ROOT, "docs", "img"), help="where the plots go")
     ap.add_argument("--report", metavar="RAW.jsonl", help="only rebuild the summary and plots from a raw file")
     a = ap.parse_args()
     cfg = dict(PRESETS["quick" if a.quick else "full" if a.full else "default"])
-    for k in ("reps", "train_steps", "drtrl_steps", "sim_sizes", "big_duration"):
+    cfg.setdefault("sim_threads", [1, 2])
+    for k in ("reps", "train_steps", "drtrl_steps", "sim_sizes", "big_duration", "sim_threads"):
         if getattr(a, k) is not None:
             cfg[k] = getattr(a, k)
 

@@ -9,6 +9,7 @@
 //! U starts as `normal(0, 1/sqrt(pre))` and V at zero (LoRA's convention): a network
 //! with an adapter starts as the one without, and V's gradient is not zero.
 
+use crate::propagate::{Active, Target};
 use crate::scalar::Float;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 use snnc_compiler::rng::Rng;
@@ -56,6 +57,37 @@ impl<T: Float> LowRank<T> {
         let zv = ArrayView2::from_shape((batch, r), &self.z).expect("shape");
         let mut ov = ArrayViewMut2::from_shape((batch, n_post), out).expect("shape");
         general_mat_mul(T::from_f64(1.0), &zv, &self.v, T::from_f64(1.0), &mut ov);
+    }
+
+    /// [`LowRank::propagate`] into the columns `out.cols` of a step's target (a thread's
+    /// share of it: each share forms its own x U, B x R).
+    ///
+    /// # Safety
+    /// As [`Target::row`], for every row of `out`.
+    pub(crate) unsafe fn deliver(&self, x: &[T], active: Option<&dyn Active>, n_pre: usize, out: &Target<T>) {
+        let r = self.rank();
+        let us = self.u.as_slice().expect("standard layout");
+        let mut z = vec![T::default(); r];
+        for b in 0..out.batch {
+            z.fill(T::default());
+            let xb = &x[b * n_pre..(b + 1) * n_pre];
+            let mut add = |idx: &[u32]| {
+                for &i in idx {
+                    let xv = xb[i as usize];
+                    z.iter_mut().zip(&us[i as usize * r..(i as usize + 1) * r]).for_each(|(z, u)| *z += xv * *u);
+                }
+            };
+            match active {
+                Some(a) => a.chunks(b, &mut add),
+                None => add(&(0..n_pre as u32).filter(|&i| xb[i as usize] != T::default()).collect::<Vec<_>>()),
+            }
+            // SAFETY: forwarded to the caller.
+            let y = unsafe { out.row(b) };
+            for (k, &zk) in z.iter().enumerate().filter(|(_, z)| **z != T::default()) {
+                let vrow = &self.v.row(k);
+                y.iter_mut().zip(out.cols.clone()).for_each(|(y, o)| *y += zk * vrow[o]);
+            }
+        }
     }
 
     /// `out += (mu V^T) U^T` (mu: B x O, out: B x I): the learning signal through the

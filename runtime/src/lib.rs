@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod learn;
 pub mod memory;
 pub mod network;
+mod parallel;
 pub mod presyn;
 pub mod propagate;
 pub mod record;

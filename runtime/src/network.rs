@@ -12,11 +12,12 @@ use crate::data;
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
+use crate::parallel::{Pool, chunks_of, split_range};
 use crate::presyn::PreStage;
-use crate::propagate::{DelayRing, Procedural, SparseRows, Weights, active_indices, propagate_delayed, propagate_into};
+use crate::propagate::{Active, DelayRing, Procedural, SparseRows, Target, Weights, active_indices, arrive_into, deliver, propagate_delayed};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
-use ndarray::ArrayViewMut2;
+use std::sync::{Mutex, MutexGuard};
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{DerivLayout, Step};
 use snnc_compiler::pipeline::{self, CompileOptions, NetworkPlan, PopulationPlan};
@@ -513,7 +514,91 @@ pub struct Network<T: 'static> {
     pub batch_offset: usize,
     /// Per external input and batch element, the indices of its non-zero entries this step.
     ext_active: Vec<Vec<Vec<u32>>>,
+    /// The threads of a step split across cores ([`Network::set_threads`]); `None`: one.
+    pool: Option<Pool>,
+    /// Per population and chunk of its neurons, what the chunk's step found (see [`Part`]).
+    parts: Vec<Vec<Mutex<Part>>>,
+    /// Neurons per chunk when set ([`Network::set_chunk`]); else `parallel::chunks_of`.
+    chunk: Option<usize>,
+    ptrs: StepPtrs<T>,
 }
+
+/// What the step of one chunk of a population's neurons found.
+struct Part {
+    /// Per batch element, the neurons of the chunk that spiked this step.
+    active: Vec<Vec<u32>>,
+    non_finite: Option<NonFiniteAt>,
+}
+
+/// A state that is not finite: state index, element index `b * n + i`.
+#[derive(Clone, Copy)]
+struct NonFiniteAt {
+    state: usize,
+    index: usize,
+}
+
+fn lock(m: &Mutex<Part>) -> MutexGuard<'_, Part> {
+    // A thread that panicked left nothing half-written that matters: parts are rewritten
+    // by every step before they are read.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A spiking source's non-zero entries: its list of the last step, or the lists its
+/// chunks made this step (in chunk order, which is neuron order).
+enum ActiveRef<'a> {
+    List(&'a [Vec<u32>]),
+    Parts(&'a [Mutex<Part>]),
+}
+
+impl Active for ActiveRef<'_> {
+    fn total(&self) -> usize {
+        match self {
+            ActiveRef::List(l) => l.total(),
+            ActiveRef::Parts(ps) => ps.iter().map(|m| lock(m).active.iter().map(Vec::len).sum::<usize>()).sum(),
+        }
+    }
+    fn chunks(&self, b: usize, f: &mut dyn FnMut(&[u32])) {
+        match self {
+            ActiveRef::List(l) => f(&l[b]),
+            ActiveRef::Parts(ps) => ps.iter().for_each(|m| f(&lock(m).active[b])),
+        }
+    }
+}
+
+/// Raw pointers to the buffers a step writes, taken through `&mut` at the start of each
+/// step (`Network::take_ptrs`), so that the threads of a step, which share `&Network`,
+/// can each write their own range of targets: population p's states, inputs, spikes
+/// and output during p's pass, and each delayed projection's ring slots.
+struct StepPtrs<T> {
+    pops: Vec<PopPtrs<T>>,
+    /// Per projection with a delay: (slot emitted into, slot arriving) this step.
+    delays: Vec<Option<(*mut T, *mut T)>>,
+}
+
+impl<T> Default for StepPtrs<T> {
+    fn default() -> StepPtrs<T> {
+        StepPtrs { pops: Vec::new(), delays: Vec::new() }
+    }
+}
+
+struct PopPtrs<T> {
+    states: Vec<*mut T>,
+    inputs: Vec<*mut T>,
+    spikes: *mut T,
+    output: *mut T,
+}
+
+impl<T> Default for PopPtrs<T> {
+    fn default() -> PopPtrs<T> {
+        PopPtrs { states: Vec::new(), inputs: Vec::new(), spikes: std::ptr::null_mut(), output: std::ptr::null_mut() }
+    }
+}
+
+// SAFETY: the pointers are into buffers the network owns; they are written only during
+// a step, by the thread that owns the range (see `Network::step_traced`), and retaken
+// at every step, so moving or sharing the network moves or shares nothing else.
+unsafe impl<T: Send> Send for StepPtrs<T> {}
+unsafe impl<T: Sync> Sync for StepPtrs<T> {}
 
 /// Refuses a network that would not fit in memory ([`memory::check`]) before the
 /// compiler's plan or any buffer is allocated.
@@ -570,6 +655,10 @@ impl<T: Float> Network<T> {
             factory: None,
             batch_offset: 0,
             ext_active: Vec::new(),
+            pool: None,
+            parts: Vec::new(),
+            chunk: None,
+            ptrs: StepPtrs::default(),
         })
     }
 
@@ -636,8 +725,46 @@ impl<T: Float> Network<T> {
         self.step_traced(external, None)
     }
 
+    /// Splits every population's neurons across `threads` threads (1: none) for the
+    /// following steps; the spikes and states are those of one thread. Threads that
+    /// cannot be started are an error; the network keeps its current threads then.
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), RuntimeError> {
+        let threads = threads.max(1);
+        if threads != self.threads() {
+            self.pool = None;
+            if threads > 1 {
+                self.pool = Some(Pool::new(threads).map_err(|e| RuntimeError::Build(format!("cannot start {threads} simulation threads: {e}")))?);
+            }
+            // The chunks follow the threads (`parallel::chunks_of`).
+            self.parts = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Splits each population into chunks of about `neurons` neurons, the units of work
+    /// the threads claim (by default: one chunk on one thread, two per thread of at least
+    /// 4096 neurons otherwise); the results depend neither on it nor on the threads,
+    /// which the tests check with small chunks.
+    pub fn set_chunk(&mut self, neurons: usize) {
+        self.chunk = Some(neurons.max(1));
+        self.parts = Vec::new();
+    }
+
+    /// The threads a step runs on ([`Network::set_threads`]).
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, Pool::threads)
+    }
+
     /// [`Network::step`], also capturing what learning rules need besides the
-    /// derivatives the kernels write: each projection's presynaptic activity x^t.
+    /// derivatives the kernels write: each projection's presynaptic activity x^t (on one
+    /// thread: the capture follows the order of the step).
+    ///
+    /// A step runs population after population (a population reads the spikes that
+    /// earlier ones emitted this step), each in chunks of its neurons that the threads
+    /// claim: gather the chunk's inputs (drives and deliveries into its range of
+    /// targets), the kernel, the non-finite check, the neurons that spiked. A population
+    /// that reads itself is gathered whole before any chunk steps (its last spikes must
+    /// not change under another chunk's delivery).
     pub fn step_traced(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
         if let Some(tr) = trace.as_deref_mut() {
             tr.pre.resize_with(self.projs.len(), Vec::new);
@@ -651,6 +778,11 @@ impl<T: Float> Network<T> {
                 return Err(RuntimeError::Input(format!("input `{name}` needs {} values per step ({} x batch {}), got {}", size * self.batch, size, self.batch, x.len())));
             }
         }
+        // A host view (`without_kernels`) is stepped by its device, never here.
+        if let Some(pop) = self.pops.iter().find(|p| p.step.is_some() && p.kernel.is_none()) {
+            let model = &pop.step.as_ref().expect("checked").model.name;
+            return Err(RuntimeError::Build(format!("population `{}` (`{model}`) has no CPU kernel: the network was built without kernels", pop.name)));
+        }
         // The non-zero entries of each external input (spike trains are mostly zeros),
         // found once per step: its projections add rows, and learning reads them.
         self.ext_active.resize_with(external.len(), Vec::new);
@@ -662,49 +794,91 @@ impl<T: Float> Network<T> {
                 a.extend(x[b * n..(b + 1) * n].iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(j, _)| j as u32));
             }
         }
-        let t = self.time();
+        if self.parts.len() != self.pops.len() {
+            // One part per chunk of each population (`parallel::chunks_of`), whatever the
+            // threads: a chunk's results do not depend on which thread computes it.
+            let batch = self.batch;
+            let threads = self.threads();
+            self.parts = self.pops.iter().map(|p| (0..chunks_of(p.n, threads, self.chunk)).map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
+        }
+        self.take_ptrs();
+        // Learning captures what each population reads as the step goes: one thread.
+        let pooled = trace.is_none();
         for p in 0..self.pops.len() {
-            self.gather_inputs(p, external, trace.as_deref_mut())?;
-            let pop = &mut self.pops[p];
-            let Some(step) = &pop.step else { continue };
-            // A host view (`without_kernels`) is stepped by its device, never here.
-            let Some(kernel) = &pop.kernel else {
-                return Err(RuntimeError::Build(format!("population `{}` (`{}`) has no CPU kernel: the network was built without kernels", pop.name, step.model.name)));
-            };
-            let mut states: Vec<&mut [T]> = pop.states.iter_mut().map(|s| s.as_mut_slice()).collect();
-            let inputs: Vec<&[T]> = pop.inputs.iter().map(|s| s.as_slice()).collect();
-            let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|s| s.as_slice()).collect();
-            // A network holding batch elements b0.. of a larger batch draws what the whole
-            // one would for them (element index = b0 * n + i).
-            let ctx = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * pop.n) as u64 };
-            kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes: &mut pop.spikes, t, random: ctx });
-            // Stop on the first non-finite state, naming it. A sum is non-finite when an
-            // element is (and vectorises); only then is the element looked for.
-            for (k, s) in pop.states.iter().enumerate() {
-                if finite_sum(s) {
-                    continue;
-                }
-                if let Some(i) = s.iter().position(|v| !v.to_f64().is_finite()) {
-                    return Err(RuntimeError::NonFinite {
-                        population: pop.name.clone(),
-                        state: pop.state_names[k].clone(),
-                        neuron: i % pop.n,
-                        batch: i / pop.n,
-                        step: self.step_index,
-                        value: s[i].to_f64(),
-                    });
-                }
+            // What must happen once per step before the chunks deliver (presynaptic
+            // stages, delays per synapse), on this thread.
+            self.prepare_deliveries(p, external)?;
+            let this = &*self;
+            let pool = this.pool.as_ref().filter(|_| pooled);
+            if let Some(tr) = trace.as_deref_mut() {
+                this.capture_trace(p, external, tr);
             }
-            // The indices of the neurons that spiked, per batch element: sparse
-            // projections and recorders read these instead of scanning every neuron.
-            let n = pop.n;
+            let (n, chunks) = (this.pops[p].n, this.parts[p].len());
+            let run = |f: &(dyn Fn(usize) + Sync)| match pool {
+                Some(pool) => pool.for_chunks(chunks, f),
+                None => (0..chunks).for_each(f),
+            };
+            if this.reads_itself(p) {
+                // Its own last spikes are read: all are gathered before any is overwritten.
+                run(&|c| this.gather_part(p, &split_range(n, chunks, c), external));
+                run(&|c| this.step_part(p, c));
+            } else {
+                run(&|c| {
+                    this.gather_part(p, &split_range(n, chunks, c), external);
+                    this.step_part(p, c);
+                });
+            }
+            // As one thread would, stop at the first population with a non-finite state.
+            if this.parts[p].iter().any(|m| lock(m).non_finite.is_some()) {
+                break;
+            }
+        }
+        self.finish_step()
+    }
+
+    /// Takes the pointers a step writes through ([`StepPtrs`]).
+    fn take_ptrs(&mut self) {
+        let step = self.step_index as usize;
+        let ptrs = &mut self.ptrs;
+        ptrs.pops.resize_with(self.pops.len(), PopPtrs::default);
+        for (pp, pop) in ptrs.pops.iter_mut().zip(&mut self.pops) {
+            pp.states.clear();
+            pp.states.extend(pop.states.iter_mut().map(|s| s.as_mut_ptr()));
+            pp.inputs.clear();
+            pp.inputs.extend(pop.inputs.iter_mut().map(|s| s.as_mut_ptr()));
+            pp.spikes = pop.spikes.as_mut_ptr();
+            pp.output = pop.output.as_mut_ptr();
+        }
+        ptrs.delays.clear();
+        ptrs.delays.extend(self.projs.iter_mut().map(|pr| pr.delay.as_mut().map(|r| r.slot_ptrs(step))));
+    }
+
+    /// The first non-finite state of the populations stepped (as one thread would find
+    /// it), else the threads' spikes merged into each population's `active`.
+    fn finish_step(&mut self) -> Result<(), RuntimeError> {
+        for (p, pop) in self.pops.iter_mut().enumerate() {
+            let parts = &mut self.parts[p];
+            let first = parts.iter_mut().filter_map(|m| lock(m).non_finite.take()).min_by_key(|nf| (nf.state, nf.index));
+            if let Some(nf) = first {
+                let value = pop.states[nf.state][nf.index].to_f64();
+                return Err(RuntimeError::NonFinite {
+                    population: pop.name.clone(),
+                    state: pop.state_names[nf.state].clone(),
+                    neuron: nf.index % pop.n,
+                    batch: nf.index / pop.n,
+                    step: self.step_index,
+                    value,
+                });
+            }
             if pop.spikes.is_empty() {
                 continue;
             }
             pop.active.resize_with(self.batch, Vec::new);
             for (b, act) in pop.active.iter_mut().enumerate() {
                 act.clear();
-                active_indices(&pop.spikes[b * n..(b + 1) * n], act);
+                for part in parts.iter_mut() {
+                    act.extend_from_slice(&lock(part).active[b]);
+                }
                 pop.spike_count += act.len() as u64;
             }
         }
@@ -712,97 +886,203 @@ impl<T: Float> Network<T> {
         Ok(())
     }
 
-    /// Sums everything that arrives at population `p` this step into its kernel inputs.
-    fn gather_inputs(&mut self, p: usize, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
-        let batch = self.batch;
-        {
-            let pop = &mut self.pops[p];
-            for x in pop.inputs.iter_mut() {
-                x.fill(T::default());
+    /// Records what each projection into population `p` reads this step.
+    fn capture_trace(&self, p: usize, external: &[&[T]], tr: &mut StepTrace<T>) {
+        for (pi, pr) in self.projs.iter().enumerate().filter(|(_, pr)| pr.to == p) {
+            let (src, _, active) = self.source(pr, p, external);
+            tr.pre[pi].clear();
+            tr.pre[pi].extend_from_slice(src);
+            match active {
+                Some(a) => {
+                    let nz = tr.nonzero[pi].get_or_insert_with(Vec::new);
+                    nz.clear();
+                    for b in 0..self.batch {
+                        a.chunks(b, &mut |idx| nz.extend(idx.iter().map(|&i| (b as u32, i))));
+                    }
+                }
+                None => tr.nonzero[pi] = None,
             }
-            pop.output.fill(T::default());
-            for (idx, vals) in &pop.drives {
-                for (d, v) in pop.inputs[*idx].iter_mut().zip(vals) {
-                    *d += *v;
+        }
+    }
+
+    /// What projection `pr` into population `p` reads: the source's values, its size
+    /// and, where known, its non-zero entries.
+    fn source<'s>(&'s self, pr: &Proj<T>, p: usize, external: &[&'s [T]]) -> (&'s [T], usize, Option<ActiveRef<'s>>) {
+        match pr.from {
+            Source::Input(i) => (external[i], self.inputs[i].1, Some(ActiveRef::List(&self.ext_active[i]))),
+            // A state (membrane-potential readout): its value as it is now, dense.
+            Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
+            // Spikes are read when they are: a population earlier in the order has
+            // already stepped (s^t: the chunks' lists of this step), itself or a later
+            // one not yet (s^{t-1}: its list of the last step).
+            Source::Pop(q) if self.pops[q].step.is_some() => {
+                let active = if q < p {
+                    Some(ActiveRef::Parts(&self.parts[q]))
+                } else {
+                    let a = &self.pops[q].active;
+                    (a.len() == self.batch).then_some(ActiveRef::List(a.as_slice()))
+                };
+                (&self.pops[q].spikes, self.pops[q].n, active)
+            }
+            // A `Linear` readout sends its output.
+            Source::Pop(q) => (&self.pops[q].output, self.pops[q].n, None),
+        }
+    }
+
+    /// Whether a projection into population `p` reads `p` itself (its spikes or states).
+    fn reads_itself(&self, p: usize) -> bool {
+        self.projs.iter().any(|pr| pr.to == p && pr.from == Source::Pop(p))
+    }
+
+    /// Chunk `c` of population `p`'s step after its inputs are gathered: the kernel over
+    /// its range, the non-finite check, the neurons that spiked, recorded in the chunk's
+    /// part (see [`Network::step_traced`]).
+    fn step_part(&self, p: usize, c: usize) {
+        let pop = &self.pops[p];
+        let n = pop.n;
+        let cols = split_range(n, self.parts[p].len(), c);
+        let mut part = lock(&self.parts[p][c]);
+        let (Some(kernel), Some(_)) = (&pop.kernel, &pop.step) else { return };
+        let ptrs = &self.ptrs.pops[p];
+        // The element ranges of this part: the whole batch as one when it has every
+        // neuron, else the range in each batch element.
+        let whole = cols.len() == n;
+        let (segments, stride, len) = if whole { (1, 0, self.batch * n) } else { (self.batch, n, cols.len()) };
+        let t_now = self.time();
+        let mut checked = true;
+        for s in 0..segments {
+            let start = s * stride + cols.start;
+            // SAFETY: elements start..start + len of this population's buffers belong to
+            // this thread in this phase (`take_ptrs`); nobody else touches them.
+            let mut states: Vec<&mut [T]> = ptrs.states.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
+            let inputs: Vec<&[T]> = ptrs.inputs.iter().map(|&q| unsafe { std::slice::from_raw_parts(q.add(start), len) }).collect();
+            let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|v| &v[start..start + len]).collect();
+            let spikes: &mut [T] = if pop.spikes.is_empty() { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(ptrs.spikes.add(start), len) } };
+            // A network holding batch elements b0.. of a larger batch draws what the whole
+            // one would for them (element index = b0 * n + i).
+            let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * n + start) as u64 };
+            checked &= kernel.step_checked(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes, t: t_now, random }) == Some(true);
+        }
+        // Stop on the first non-finite state, naming it, unless the kernel found them all
+        // finite. A sum is non-finite when an element is (and vectorises); only then is
+        // the element looked for.
+        for k in (0..ptrs.states.len()).filter(|_| !checked) {
+            for s in 0..segments {
+                let start = s * stride + cols.start;
+                // SAFETY: as above; the kernel is done with the slice.
+                let v = unsafe { std::slice::from_raw_parts(ptrs.states[k].add(start), len) };
+                if finite_sum(v) {
+                    continue;
+                }
+                if let Some(i) = v.iter().position(|v| !v.to_f64().is_finite()) {
+                    part.non_finite = Some(NonFiniteAt { state: k, index: start + i });
+                    return;
                 }
             }
         }
-        let step = self.step_index as usize;
-        // The target's buffers are moved out while sources are read, so a recurrent
-        // projection can read the population's own spikes.
-        let mut inputs = std::mem::take(&mut self.pops[p].inputs);
-        let mut output = std::mem::take(&mut self.pops[p].output);
-        let has_dynamics = self.pops[p].step.is_some();
-        let n_post = self.pops[p].n;
-        let ext_active = std::mem::take(&mut self.ext_active);
-        let (t, seed) = (self.time(), self.seed);
-        for (pi, pr) in self.projs.iter_mut().enumerate().filter(|(_, pr)| pr.to == p) {
-            let (src, n_pre, active): (&[T], usize, Option<&[Vec<u32>]>) = match pr.from {
-                Source::Input(i) => (external[i], self.inputs[i].1, Some(ext_active[i].as_slice())),
-                // A state (membrane-potential readout): its value as it is now, dense.
-                Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
-                // Spikes are read when they are: a population earlier in the order has
-                // already stepped (s^t), itself or a later one not yet (s^{t-1}).
-                Source::Pop(q) if self.pops[q].step.is_some() => {
-                    let a = &self.pops[q].active;
-                    (&self.pops[q].spikes, self.pops[q].n, (a.len() == batch).then_some(a.as_slice()))
+        // The indices of the neurons that spiked, per batch element: sparse
+        // projections and recorders read these instead of scanning every neuron.
+        if !pop.spikes.is_empty() {
+            part.active.resize_with(self.batch, Vec::new);
+            for (b, act) in part.active.iter_mut().enumerate() {
+                act.clear();
+                // SAFETY: as above.
+                let s = unsafe { std::slice::from_raw_parts(ptrs.spikes.add(b * n + cols.start), cols.len()) };
+                active_indices(s, cols.start, act);
+            }
+        }
+    }
+
+    /// Sums everything that arrives at targets `cols` of population `p` this step into
+    /// its kernel inputs (or a readout's output).
+    fn gather_part(&self, p: usize, cols: &std::ops::Range<usize>, external: &[&[T]]) {
+        let pop = &self.pops[p];
+        let ptrs = &self.ptrs.pops[p];
+        let target = |ptr: *mut T| Target { ptr, n_post: pop.n, batch: self.batch, cols: cols.clone() };
+        let has_dynamics = pop.step.is_some();
+        // Each input starts from 0 plus its drives, in one pass.
+        let starts: &mut dyn Iterator<Item = (usize, *mut T)> =
+            if has_dynamics { &mut ptrs.inputs.iter().copied().enumerate() } else { &mut std::iter::once((usize::MAX, ptrs.output)) };
+        for (k, ptr) in starts {
+            for b in 0..self.batch {
+                // SAFETY: columns `cols` of every batch element belong to this thread (`take_ptrs`).
+                let y = unsafe { target(ptr).row(b) };
+                let mut drives = pop.drives.iter().filter(|(i, _)| *i == k).map(|(_, v)| &v[b * pop.n + cols.start..b * pop.n + cols.end]);
+                match drives.next() {
+                    Some(first) => y.iter_mut().zip(first).for_each(|(d, v)| *d = T::default() + *v),
+                    None => y.fill(T::default()),
                 }
-                // A `Linear` readout sends its output.
-                Source::Pop(q) => (&self.pops[q].output, self.pops[q].n, None),
-            };
-            if let Some(tr) = trace.as_deref_mut() {
-                tr.pre[pi].clear();
-                tr.pre[pi].extend_from_slice(src);
-                match active {
-                    Some(a) => {
-                        let nz = tr.nonzero[pi].get_or_insert_with(Vec::new);
-                        nz.clear();
-                        for (b, row) in a.iter().enumerate() {
-                            nz.extend(row.iter().map(|&i| (b as u32, i)));
+                for more in drives {
+                    y.iter_mut().zip(more).for_each(|(d, v)| *d += *v);
+                }
+            }
+        }
+        for (pi, pr) in self.projs.iter().enumerate().filter(|(_, pr)| pr.to == p) {
+            let (src, n_pre, active) = self.source(pr, p, external);
+            // Short-term plasticity: the activity scaled by each source's efficacy
+            // (advanced for this step by `prepare_deliveries`).
+            let src = pr.pre_stage.as_ref().map_or(src, |s| s.output());
+            let active = active.as_ref().map(|a| a as &dyn Active);
+            let into = target(if has_dynamics { ptrs.inputs[pr.input] } else { ptrs.output });
+            // SAFETY: as above, for the target and for the ring slots of this projection
+            // (a ring belongs to its projection, whose target columns are this thread's).
+            unsafe {
+                match self.ptrs.delays[pi] {
+                    // A delay per synapse: emitted by `prepare_deliveries`; what is due arrives.
+                    Some((_, arrive)) if pr.syn_delay.is_some() => arrive_into(arrive, &into),
+                    // Delayed: computed now into the ring slot of step t + d, and whatever
+                    // was computed d steps ago arrives.
+                    Some((emit, arrive)) => {
+                        deliver(&pr.weights, src, active, n_pre, &target(emit));
+                        if let Some(a) = &pr.adapter {
+                            a.deliver(src, active, n_pre, &target(emit));
+                        }
+                        arrive_into(arrive, &into);
+                    }
+                    None => {
+                        deliver(&pr.weights, src, active, n_pre, &into);
+                        if let Some(a) = &pr.adapter {
+                            a.deliver(src, active, n_pre, &into);
                         }
                     }
-                    None => tr.nonzero[pi] = None,
-                }
-            }
-            // Short-term plasticity: the activity scaled by each source's efficacy.
-            let src = match &mut pr.pre_stage {
-                Some(stage) => {
-                    let random = RandomCtx { seed: seed ^ u64::from(stream_id(&stage.pop.name)), step: step as u64, offset: (self.batch_offset * n_pre) as u64 };
-                    stage.advance(src, t, random)?
-                }
-                None => src,
-            };
-            let target: &mut Vec<T> = if has_dynamics { &mut inputs[pr.input] } else { &mut output };
-            match &mut pr.delay {
-                // A delay per synapse: each lands in its own slot ahead.
-                Some(ring) if pr.syn_delay.is_some() => {
-                    let (Weights::Sparse(rows), Some(d)) = (&pr.weights, &pr.syn_delay) else { unreachable!("per-synapse delays are built sparse") };
-                    propagate_delayed(rows, d, src, active, n_pre, batch, ring, step);
-                    let mut view = ArrayViewMut2::from_shape((batch, n_post), target.as_mut_slice()).expect("target shape");
-                    ring.arrive(step, &mut view);
-                }
-                // Delayed: computed now into the ring slot of step t + d, and whatever
-                // was computed d steps ago arrives.
-                Some(ring) => {
-                    let slot = ring.emit_slot(step).as_slice_mut().expect("contiguous ring slot");
-                    propagate_into(&pr.weights, src, active, n_pre, n_post, batch, slot);
-                    if let Some(a) = &mut pr.adapter {
-                        a.propagate(src, active, batch, slot);
-                    }
-                    let mut view = ArrayViewMut2::from_shape((batch, n_post), target.as_mut_slice()).expect("target shape");
-                    ring.arrive(step, &mut view);
-                }
-                None => {
-                    propagate_into(&pr.weights, src, active, n_pre, n_post, batch, target);
-                    if let Some(a) = &mut pr.adapter {
-                        a.propagate(src, active, batch, target);
-                    }
                 }
             }
         }
-        self.pops[p].inputs = inputs;
-        self.pops[p].output = output;
-        self.ext_active = ext_active;
+    }
+
+    /// The parts of the deliveries into population `p` that run once per step, in order,
+    /// before its chunks gather: each presynaptic stage advances with its source's
+    /// spikes, and projections with a delay per synapse emit into their rings.
+    fn prepare_deliveries(&mut self, p: usize, external: &[&[T]]) -> Result<(), RuntimeError> {
+        let (t, step, batch) = (self.time(), self.step_index as usize, self.batch);
+        for pi in 0..self.projs.len() {
+            if self.projs[pi].to != p || (self.projs[pi].pre_stage.is_none() && self.projs[pi].syn_delay.is_none()) {
+                continue;
+            }
+            // Taken out while the source is read from the network.
+            let mut stage = self.projs[pi].pre_stage.take();
+            let mut ring = if self.projs[pi].syn_delay.is_some() { self.projs[pi].delay.take() } else { None };
+            let done = (|| -> Result<(), RuntimeError> {
+                let pr = &self.projs[pi];
+                let (src, n_pre, active) = self.source(pr, p, external);
+                let src = match &mut stage {
+                    Some(s) => {
+                        let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&s.pop.name)), step: step as u64, offset: (self.batch_offset * n_pre) as u64 };
+                        s.advance(src, t, random)?
+                    }
+                    None => src,
+                };
+                if let (Some(ring), Weights::Sparse(rows), Some(d)) = (&mut ring, &pr.weights, &pr.syn_delay) {
+                    propagate_delayed(rows, d, src, active.as_ref().map(|a| a as &dyn Active), n_pre, batch, ring, step);
+                }
+                Ok(())
+            })();
+            self.projs[pi].pre_stage = stage;
+            if ring.is_some() {
+                self.projs[pi].delay = ring;
+            }
+            done?;
+        }
         Ok(())
     }
 

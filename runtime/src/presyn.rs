@@ -42,6 +42,12 @@ impl<T: Float> PreStage<T> {
     }
 
     /// One step on the source's activity `src` (`batch * n`): the activity to deliver.
+    /// The source's activity scaled by each source's efficacy, as the latest
+    /// [`PreStage::advance`] left it.
+    pub(crate) fn output(&self) -> &[T] {
+        &self.scaled
+    }
+
     pub(crate) fn advance(&mut self, src: &[T], t: f64, random: RandomCtx) -> Result<&[T], RuntimeError> {
         let pop = &mut self.pop;
         let Some(kernel) = &pop.kernel else {

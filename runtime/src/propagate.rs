@@ -5,8 +5,9 @@
 
 use crate::connectivity::Csr;
 use crate::scalar::Float;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, LinalgScalar, linalg::general_mat_mul};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, LinalgScalar, ShapeBuilder, linalg::general_mat_mul, s};
 use snnc_compiler::backend::Real;
+use std::ops::Range;
 
 /// `y += x W` for a batch: x is (B, I), W is (I, O), y is (B, O).
 pub fn dense<T: LinalgScalar>(x: ArrayView2<T>, w: ArrayView2<T>, y: &mut ArrayViewMut2<T>) {
@@ -19,18 +20,34 @@ pub struct SparseRows<T> {
     pub row_ptr: Vec<usize>,
     pub col: Vec<u32>,
     pub weight: Vec<T>,
+    /// Columns increase within every row, so a range of targets is found by bisection.
+    sorted: bool,
 }
 
 impl<T: Copy> SparseRows<T> {
     pub fn from_csr(c: &Csr, conv: impl Fn(f64) -> T) -> SparseRows<T> {
-        SparseRows { row_ptr: c.row_ptr.clone(), col: c.col.clone(), weight: c.weight.iter().map(|w| conv(*w)).collect() }
+        SparseRows::from_owned_csr(c.clone(), conv)
     }
 
     /// [`SparseRows::from_csr`], taking the structure over instead of copying it (a
     /// network's sparse projection is built this way, without a second copy).
     pub fn from_owned_csr(c: Csr, conv: impl Fn(f64) -> T) -> SparseRows<T> {
         let weight = c.weight.iter().map(|w| conv(*w)).collect();
-        SparseRows { row_ptr: c.row_ptr, col: c.col, weight }
+        let sorted = c.row_ptr.windows(2).all(|r| c.col[r[0]..r[1]].windows(2).all(|w| w[0] < w[1]));
+        SparseRows { row_ptr: c.row_ptr, col: c.col, weight, sorted }
+    }
+
+    /// The entries of row `i` whose column may lie in `cols` (all of them when the row
+    /// is not sorted; the caller checks each column then).
+    fn row_within(&self, i: usize, cols: &Range<usize>, n_post: usize) -> Range<usize> {
+        let r = self.row_ptr[i]..self.row_ptr[i + 1];
+        if !self.sorted || (cols.start == 0 && cols.end >= n_post) {
+            return r;
+        }
+        let row = &self.col[r.clone()];
+        let lo = row.partition_point(|&c| (c as usize) < cols.start);
+        let hi = lo + row[lo..].partition_point(|&c| (c as usize) < cols.end);
+        r.start + lo..r.start + hi
     }
 }
 
@@ -97,6 +114,14 @@ impl<T: Clone + Default> DelayRing<T> {
         self.slots[(t + d) % n][[b, j]] += v;
     }
 
+    /// The slots of step `t` as raw pointers to their `batch * n_post` values: where
+    /// contributions emitted at `t` go, and what arrives at `t` (see [`arrive_into`]).
+    pub(crate) fn slot_ptrs(&mut self, t: usize) -> (*mut T, *mut T) {
+        let n = self.slots.len();
+        let emit = self.slots[(t + self.delay) % n].as_mut_ptr();
+        (emit, self.slots[t % n].as_mut_ptr())
+    }
+
     /// Takes what arrives at step `t` (the slot is cleared for reuse).
     pub fn arrive(&mut self, t: usize, into: &mut ArrayViewMut2<T>)
     where
@@ -108,6 +133,23 @@ impl<T: Clone + Default> DelayRing<T> {
             *d += *s;
             *s = T::default();
         });
+    }
+}
+
+/// Adds what arrives (`slot`, laid out as `into`) to the columns of `into` and clears
+/// them in the slot.
+///
+/// # Safety
+/// As [`Target::row`], for `into` and for the same columns of `slot`.
+pub(crate) unsafe fn arrive_into<T: std::ops::AddAssign + Copy + Default>(slot: *mut T, into: &Target<T>) {
+    let from = Target { ptr: slot, n_post: into.n_post, batch: into.batch, cols: into.cols.clone() };
+    for b in 0..into.batch {
+        // SAFETY: forwarded to the caller.
+        let (y, s) = unsafe { (into.row(b), from.row(b)) };
+        for (d, v) in y.iter_mut().zip(s) {
+            *d += *v;
+            *v = T::default();
+        }
     }
 }
 
@@ -134,74 +176,129 @@ pub(crate) struct Procedural<T> {
 }
 
 impl<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>> Procedural<T> {
-    /// `y += x W` for one batch element, over the non-zero entries `active` of x.
-    fn deliver(&self, active: &[u32], x: &[T], y: &mut [T]) {
+    /// `y += x W` for one batch element, over the non-zero entries `active` of x, into
+    /// the columns `cols` (`y` holds those).
+    fn deliver(&self, active: &[u32], x: &[T], cols: &Range<usize>, y: &mut [T]) {
         for &i in active {
             let xi = x[i as usize];
             let one = xi.to_f64() == 1.0;
             self.draws.row(i as usize, &self.init, &self.rng, |c, w| {
-                let w = (self.fold)(self.sign, w);
-                y[c as usize] += if one { w } else { w * xi };
+                if cols.contains(&(c as usize)) {
+                    let w = (self.fold)(self.sign, w);
+                    y[c as usize - cols.start] += if one { w } else { w * xi };
+                }
             });
         }
     }
 }
 
-/// `out += x W` for one projection, with the kernel its connectivity calls for.
-/// `active` lists the non-zero entries of `src` per batch element when they are known.
-pub(crate) fn propagate_into<T>(weights: &Weights<T>, src: &[T], active: Option<&[Vec<u32>]>, n_pre: usize, n_post: usize, batch: usize, out: &mut [T])
+/// The non-zero entries of a source, per batch element: one list, or the lists of the
+/// threads that stepped it (their concatenation is in increasing order).
+pub(crate) trait Active {
+    /// Entries over all batch elements.
+    fn total(&self) -> usize;
+    /// Calls `f` on the chunks of batch element `b`'s list, in order.
+    fn chunks(&self, b: usize, f: &mut dyn FnMut(&[u32]));
+}
+
+impl Active for [Vec<u32>] {
+    fn total(&self) -> usize {
+        self.iter().map(Vec::len).sum()
+    }
+    fn chunks(&self, b: usize, f: &mut dyn FnMut(&[u32])) {
+        f(&self[b]);
+    }
+}
+
+/// Where a projection delivers: `batch` rows of `n_post` values from `ptr`, of which
+/// only the columns `cols` are written (a thread's share of the targets).
+pub(crate) struct Target<T> {
+    pub ptr: *mut T,
+    pub n_post: usize,
+    pub batch: usize,
+    pub cols: Range<usize>,
+}
+
+impl<T> Target<T> {
+    /// Columns `cols` of row `b`.
+    ///
+    /// # Safety
+    /// `ptr` points to `batch * n_post` live values, `b < batch`, and nothing else reads
+    /// or writes these columns while the slice lives.
+    pub(crate) unsafe fn row<'a>(&self, b: usize) -> &'a mut [T] {
+        // SAFETY: as the caller promises; cols lies within 0..n_post.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(b * self.n_post + self.cols.start), self.cols.len()) }
+    }
+}
+
+/// `out += x W` for one projection, into the columns `out.cols` only, with the kernel its
+/// connectivity calls for. `active` lists the non-zero entries of `src` per batch element
+/// when they are known.
+///
+/// # Safety
+/// As [`Target::row`], for every row of `out`.
+pub(crate) unsafe fn deliver<T>(weights: &Weights<T>, src: &[T], active: Option<&dyn Active>, n_pre: usize, out: &Target<T>)
 where
     T: Real + std::ops::AddAssign + std::ops::Mul<Output = T> + ndarray::LinalgScalar,
 {
+    let (batch, n_post, cols) = (out.batch, out.n_post, out.cols.clone());
     match weights {
         // Spikes are mostly zeros: adding the rows of the neurons that fired is far
         // cheaper than a GEMM with the whole 0/1 vector (event-driven dense).
-        Weights::Dense(w) if active.is_some_and(|a| a.iter().map(|r| r.len()).sum::<usize>() * 4 < batch * n_pre) => {
+        Weights::Dense(w) if active.is_some_and(|a| a.total() * 4 < batch * n_pre) => {
             let a = active.expect("checked");
             let w = w.as_slice().expect("row-major weights");
             for b in 0..batch {
-                let y = &mut out[b * n_post..(b + 1) * n_post];
-                for &i in &a[b] {
-                    let row = &w[i as usize * n_post..(i as usize + 1) * n_post];
-                    let xi = src[b * n_pre + i as usize];
-                    for (yo, wo) in y.iter_mut().zip(row) {
-                        *yo += *wo * xi;
+                // SAFETY: forwarded to the caller.
+                let y = unsafe { out.row(b) };
+                a.chunks(b, &mut |idx| {
+                    for &i in idx {
+                        let row = &w[i as usize * n_post + cols.start..i as usize * n_post + cols.end];
+                        let xi = src[b * n_pre + i as usize];
+                        for (yo, wo) in y.iter_mut().zip(row) {
+                            *yo += *wo * xi;
+                        }
                     }
-                }
+                });
             }
         }
         Weights::Dense(w) => {
             let x = ArrayView2::from_shape((batch, n_pre), src).expect("input shape");
-            let mut y = ArrayViewMut2::from_shape((batch, n_post), out).expect("output shape");
-            dense(x, w.view(), &mut y);
+            // SAFETY: forwarded to the caller: rows of n_post values, columns `cols` of each.
+            let mut y = unsafe { ArrayViewMut2::from_shape_ptr((batch, cols.len()).strides((n_post, 1)), out.ptr.add(cols.start)) };
+            dense(x, w.slice(s![.., cols.clone()]), &mut y);
         }
         Weights::Sparse(rows) => {
             for b in 0..batch {
                 let x = &src[b * n_pre..(b + 1) * n_pre];
-                let y = &mut out[b * n_post..(b + 1) * n_post];
+                // SAFETY: forwarded to the caller.
+                let y = unsafe { out.row(b) };
                 match active {
-                    Some(a) => sparse_weighted(rows, &a[b], x, y),
+                    Some(a) => a.chunks(b, &mut |idx| sparse_weighted(rows, idx, x, &cols, n_post, y)),
                     None => {
                         let a: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
-                        sparse_weighted(rows, &a, x, y);
+                        sparse_weighted(rows, &a, x, &cols, n_post, y);
                     }
                 }
             }
         }
         Weights::OneToOne(w) => {
             for b in 0..batch {
-                one_to_one(w, &src[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post]);
+                // SAFETY: forwarded to the caller.
+                let y = unsafe { out.row(b) };
+                one_to_one(&w[cols.clone()], &src[b * n_pre + cols.start..b * n_pre + cols.end], y);
             }
         }
         Weights::Procedural(g) => {
             for b in 0..batch {
                 let x = &src[b * n_pre..(b + 1) * n_pre];
-                let y = &mut out[b * n_post..(b + 1) * n_post];
+                // SAFETY: forwarded to the caller.
+                let y = unsafe { out.row(b) };
                 match active {
-                    Some(a) => g.deliver(&a[b], x, y),
+                    Some(a) => a.chunks(b, &mut |idx| g.deliver(idx, x, &cols, y)),
                     None => {
                         let a: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
-                        g.deliver(&a, x, y);
+                        g.deliver(&a, x, &cols, y);
                     }
                 }
             }
@@ -212,57 +309,63 @@ where
 /// `x W` with a delay per synapse: synapse k (sparse order) read at step `t` arrives
 /// at step `t + delays[k]`, through `ring`. Event-driven over the non-zero entries of
 /// `src` (`active` when known).
-pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], src: &[T], active: Option<&[Vec<u32>]>, n_pre: usize, batch: usize, ring: &mut DelayRing<T>, t: usize) {
-    let mut found = Vec::new();
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], src: &[T], active: Option<&dyn Active>, n_pre: usize, batch: usize, ring: &mut DelayRing<T>, t: usize) {
     for b in 0..batch {
         let x = &src[b * n_pre..(b + 1) * n_pre];
-        let act = match active {
-            Some(a) => &a[b],
-            None => {
-                found.clear();
-                found.extend((0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32));
-                &found
+        let mut emit = |idx: &[u32]| {
+            for &i in idx {
+                let xi = x[i as usize];
+                for k in rows.row_ptr[i as usize]..rows.row_ptr[i as usize + 1] {
+                    ring.add_after(t, delays[k] as usize, b, rows.col[k] as usize, rows.weight[k] * xi);
+                }
             }
         };
-        for &i in act {
-            let xi = x[i as usize];
-            for k in rows.row_ptr[i as usize]..rows.row_ptr[i as usize + 1] {
-                ring.add_after(t, delays[k] as usize, b, rows.col[k] as usize, rows.weight[k] * xi);
-            }
+        match active {
+            Some(a) => a.chunks(b, &mut emit),
+            None => emit(&(0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect::<Vec<_>>()),
         }
     }
 }
 
-/// Appends the indices of the non-zero entries of `spikes` to `out`. Spikes are rare
-/// (a few per thousand neurons and step): blocks of 16 that are all zero are skipped
-/// with one branch-free sum (spikes are >= 0, so a zero sum means no spike).
-pub(crate) fn active_indices<T: Float>(spikes: &[T], out: &mut Vec<u32>) {
-    let zero = T::default();
+/// Appends the indices of the non-zero entries of `spikes`, plus `base`, to `out`. Spikes
+/// are rare (a few per thousand neurons and step): blocks of 16 whose bits are all zero
+/// (every value +0) are skipped after one branch-free OR.
+pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) {
     for (blk, c) in spikes.chunks(16).enumerate() {
-        let mut sum = zero;
-        for v in c {
-            sum += *v;
-        }
-        if sum.to_f64() == 0.0 {
+        // Bits OR-ed (an integer reduction vectorises; a float sum does not).
+        if c.iter().fold(0u64, |a, v| a | v.bits()) == 0 {
             continue;
         }
-        out.extend(c.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(i, _)| (blk * 16 + i) as u32));
+        out.extend(c.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(i, _)| (base + blk * 16 + i) as u32));
     }
 }
 
-/// Sparse propagation of real-valued presynaptic activity: event-driven over the
-/// non-zero entries (spikes are 1, so the weight is added as is).
-fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(rows: &SparseRows<T>, active: &[u32], x: &[T], y: &mut [T]) {
+/// Sparse propagation of real-valued presynaptic activity into the columns `cols` (`y`
+/// holds those): event-driven over the non-zero entries (spikes are 1, so the weight is
+/// added as is).
+fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(
+    rows: &SparseRows<T>,
+    active: &[u32],
+    x: &[T],
+    cols: &Range<usize>,
+    n_post: usize,
+    y: &mut [T],
+) {
+    let lo = cols.start;
+    let whole = lo == 0 && cols.end >= n_post;
     for &i in active {
         let xi = x[i as usize];
-        let r = rows.row_ptr[i as usize]..rows.row_ptr[i as usize + 1];
-        if xi.to_f64() == 1.0 {
-            for (c, w) in rows.col[r.clone()].iter().zip(&rows.weight[r]) {
-                y[*c as usize] += *w;
-            }
-        } else {
-            for (c, w) in rows.col[r.clone()].iter().zip(&rows.weight[r]) {
-                y[*c as usize] += *w * xi;
+        let r = rows.row_within(i as usize, cols, n_post);
+        let entries = rows.col[r.clone()].iter().zip(&rows.weight[r]);
+        match (xi.to_f64() == 1.0, whole || rows.sorted) {
+            (true, true) => entries.for_each(|(c, w)| y[*c as usize - lo] += *w),
+            (false, true) => entries.for_each(|(c, w)| y[*c as usize - lo] += *w * xi),
+            // Unsorted rows of a partial range: every column checked.
+            (one, false) => {
+                for (c, w) in entries.filter(|(c, _)| cols.contains(&(**c as usize))) {
+                    y[*c as usize - lo] += if one { *w } else { *w * xi };
+                }
             }
         }
     }
@@ -330,14 +433,14 @@ mod tests {
             for seed in 0..20u64 {
                 let spikes: Vec<f64> = (0..n).map(|i| f64::from(u8::from((i as u64 * 2654435761 + seed * 97) % 23 == 0))).collect();
                 let mut got = Vec::new();
-                active_indices(&spikes, &mut got);
+                active_indices(&spikes, 0, &mut got);
                 let want: Vec<u32> = (0..n as u32).filter(|&i| spikes[i as usize] != 0.0).collect();
                 assert_eq!(got, want, "n = {n}, seed {seed}");
             }
         }
         // Smooth spikes (a sigmoid in (0, 1)) are all active.
         let mut got = Vec::new();
-        active_indices(&[0.2f32, 0.7, 1e-30], &mut got);
+        active_indices(&[0.2f32, 0.7, 1e-30], 0, &mut got);
         assert_eq!(got, vec![0, 1, 2]);
     }
 }

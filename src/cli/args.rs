@@ -60,6 +60,11 @@ pub fn parse_time(s: &str) -> Result<f64, String> {
     Ok(v * u.scale)
 }
 
+/// A `--threads` value: 0 means one thread per core.
+pub fn threads_or_cores(threads: usize) -> usize {
+    if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads }
+}
+
 /// Prints `error: msg` and gives the failing exit code.
 pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");

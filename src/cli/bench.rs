@@ -88,6 +88,9 @@ pub struct SimArgs {
     pub reps: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Threads the neurons of every population are split across; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
@@ -168,7 +171,7 @@ fn train_once<T: Float>(a: &TrainArgs, program: &sema::Program, method: Method, 
     // its build (JIT of step + derivatives) is reported apart from the pass.
     let t0 = Instant::now();
     let o = Options { batch: a.batch, seed: a.seed, learning: true, ..Options::default() };
-    let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
+    let threads = super::args::threads_or_cores(a.threads);
     let mut nets = Vec::new();
     for b in split_sizes(a.batch, threads) {
         nets.push(Network::<T>::build(program, &program.networks[0], &Options { batch: b, ..o }, factory).map_err(|e| e.to_string())?);
@@ -285,6 +288,9 @@ fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep:
         return fail(e);
     }
     let jit = tj.elapsed().as_secs_f64();
+    if let Err(e) = net.set_threads(super::args::threads_or_cores(a.threads)) {
+        return fail(e);
+    }
     let kernels = net.pops.iter().filter(|p| p.step.is_some()).count();
     let build = t1.elapsed().as_secs_f64();
     // Spikes are recorded in memory, as the peers' scripts do with a spike monitor.
@@ -313,12 +319,13 @@ fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep:
         .map(|p| format!("\"{}\":{:.3}", p.name, p.spike_count as f64 / (p.n * net.batch) as f64 / simulated.max(1e-12)))
         .collect();
     println!(
-        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{:.6},\"kernels\":{},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
+        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",\"threads\":{},\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{:.6},\"kernels\":{},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
         net.name,
         net.n_neurons(),
         net.n_synapses(),
         std::any::type_name::<T>(),
         a.method.map(method_label).unwrap_or("default"),
+        net.threads(),
         net.step_index,
         jit,
         kernels,

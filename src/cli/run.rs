@@ -80,6 +80,10 @@ pub struct Args {
     /// other projections keep their seeded initial weights.
     #[arg(long, value_name = "CKPT")]
     pub weights: Option<PathBuf>,
+    /// CPU threads the neurons of every population are split across (the spikes are
+    /// those of one thread); 0: one per core.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
 }
 
 impl Args {
@@ -237,7 +241,11 @@ fn build<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkDef,
         load_weights(&mut network, ck)?;
     }
     Ok(match wrap {
-        Wrap::Cpu => (Box::new(network), format!("{} backend", on.cpu_kernels::<T>().name())),
+        Wrap::Cpu => {
+            network.set_threads(super::args::threads_or_cores(args.threads)).map_err(|e| e.to_string())?;
+            let threads = super::args::plural(network.threads(), "thread");
+            (Box::new(network), format!("{} backend, {threads}", on.cpu_kernels::<T>().name()))
+        }
         #[cfg(feature = "cuda")]
         Wrap::Cuda(dev) => {
             let g = snnc_runtime::gpu::GpuNetwork::new(network, dev).map_err(|e| e.to_string())?;

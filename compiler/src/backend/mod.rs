@@ -58,6 +58,12 @@ pub struct StepArgs<'a, T> {
 pub trait StepKernel<T>: Send + Sync {
     /// Advances every element one step.
     fn step(&self, args: StepArgs<'_, T>);
+    /// [`StepKernel::step`], also telling whether every new state is finite, where the
+    /// kernel checks as it goes (`None`: not checked, the caller checks the states).
+    fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
+        self.step(args);
+        None
+    }
 }
 
 /// The value of random slot `slot` for element `index` at `ctx.step`: uniform in (0, 1]

@@ -189,3 +189,96 @@ fn procedural_connectivity_equals_the_stored_one() {
     assert!((n_stored as f64 - n_expected as f64).abs() < 0.05 * n_expected as f64, "{n_stored} vs {n_expected}");
     assert_eq!(run::<f32>(&stored).0, run::<f32>(&procedural).0, "f32 spikes");
 }
+
+/// Steps `net` for `steps` steps with zero or Poisson-like inputs; returns every step's
+/// spike lists and the final states.
+fn run_split<T: snnc_runtime::scalar::Float>(mut net: Network<T>, steps: usize) -> (Vec<Vec<Vec<Vec<u32>>>>, Vec<Vec<Vec<T>>>) {
+    let inputs: Vec<Vec<T>> = net.inputs.iter().map(|(_, n)| vec![T::default(); n * net.batch]).collect();
+    let mut spikes = Vec::new();
+    for t in 0..steps {
+        // Inputs that change from step to step: element j is 1 at steps where (t + j) % 3 == 0.
+        let xs: Vec<Vec<T>> = inputs.iter().map(|x| (0..x.len()).map(|j| T::from_f64(f64::from(u8::from((t + j) % 3 == 0)))).collect()).collect();
+        let ext: Vec<&[T]> = xs.iter().map(|v| v.as_slice()).collect();
+        net.step(&ext).unwrap();
+        spikes.push(net.pops.iter().map(|p| p.active.clone()).collect());
+    }
+    (spikes, net.pops.iter().map(|p| p.states.clone()).collect())
+}
+
+#[test]
+fn a_step_split_across_threads_equals_one_thread() {
+    // The COBA benchmark network as published (4000 neurons, self- and cross-projections),
+    // JIT f32, 1000 steps: the same spikes at every step and the same final states, bit
+    // for bit, on 1 to 4 threads (more threads than cores included), with the default
+    // chunks (one per population here) and with chunks of 1000 and 256 neurons.
+    let p = program(include_str!("../../../examples/coba.snn"));
+    let o = Options { seed: 3, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
+    let build = |threads: usize, chunk: Option<usize>| {
+        let mut net = Network::<f32>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
+        net.set_threads(threads).unwrap();
+        if let Some(c) = chunk {
+            net.set_chunk(c);
+        }
+        assert_eq!(net.threads(), threads);
+        net
+    };
+    let (one, one_states) = run_split(build(1, None), 1000);
+    let total: usize = one.iter().flatten().flatten().map(Vec::len).sum();
+    assert!(total > 5000, "the network fires ({total} spikes)");
+    for (threads, chunk) in [(1, Some(256)), (2, None), (2, Some(1000)), (3, Some(256)), (4, Some(256))] {
+        let (many, many_states) = run_split(build(threads, chunk), 1000);
+        for (t, (a, b)) in one.iter().zip(&many).enumerate() {
+            assert_eq!(a, b, "{threads} threads, chunks {chunk:?}: spikes at step {t}");
+        }
+        assert!(one_states == many_states, "{threads} threads, chunks {chunk:?}: final states differ");
+    }
+}
+
+#[test]
+fn a_split_step_equals_one_thread_with_delays_noise_inputs_readouts_and_batches() {
+    // Delays, per-element noise (drawn by global element index), external inputs, dense,
+    // one-to-one and sparse projections, a readout, and a batch of 3, in f64 through the
+    // interpreter and the JIT.
+    let p = program(include_str!("../data/mixed_small.snn"));
+    let o = Options { seed: 5, batch: 3, ..Options::default() };
+    for factory in [&InterpFactory as &'static dyn snnc_runtime::kernels::KernelFactory<f64>, &snnc_runtime::kernels::JitFactory] {
+        let build = |threads: usize, chunk: usize| {
+            let mut net = Network::<f64>::build(&p, &p.networks[0], &o, factory).unwrap();
+            net.set_threads(threads).unwrap();
+            net.set_chunk(chunk);
+            net
+        };
+        let (one, one_states) = run_split(build(1, 4096), 200);
+        assert!(one.iter().flatten().flatten().map(Vec::len).sum::<usize>() > 100);
+        // Chunks of 16 neurons split every population (20 to 30 neurons).
+        for threads in [1, 2, 3] {
+            let (many, many_states) = run_split(build(threads, 16), 200);
+            assert_eq!(one, many, "{} on {threads} threads", factory.name());
+            assert!(one_states == many_states, "{} on {threads} threads: states differ", factory.name());
+        }
+    }
+}
+
+#[test]
+fn a_split_step_reports_the_non_finite_state_one_thread_would() {
+    let p = program(
+        r#"
+neuron Boom { param tau: ms = 1 ms; param g = 1.0; state v = 1; state w = 1; dv/dt = g * v * v / tau; dw/dt = w * w / tau; method euler }
+network n { dt = 0.1 ms; layer B = Boom[100] { g = U(0.5, 1.5) } }"#,
+    );
+    let first_error = |threads: usize| {
+        let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &snnc_runtime::kernels::JitFactory).unwrap();
+        net.set_threads(threads).unwrap();
+        net.set_chunk(16);
+        loop {
+            if let Err(e) = net.step(&[]) {
+                return e.to_string();
+            }
+        }
+    };
+    let one = first_error(1);
+    assert!(one.contains("state `v`") && one.contains("became"), "{one}");
+    for threads in [2, 3, 4] {
+        assert_eq!(first_error(threads), one, "{threads} threads");
+    }
+}

@@ -203,3 +203,36 @@ fn gpu_and_learning_refuse_presynaptic_state() {
     let err = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).err().expect("refused").to_string();
     assert!(err.contains("training through presynaptic synapse state"), "{err}");
 }
+
+/// A step split across threads (chunks of 8 neurons) equals one thread with everything
+/// that runs once per step before the chunks deliver, or per chunk: presynaptic stages,
+/// a delay per synapse, procedural connectivity and an adapter.
+#[test]
+fn a_split_step_equals_one_thread_with_stages_per_synapse_delays_procedural_and_adapters() {
+    let extra = "layer rec = LIF[30]
+    connect s -> rec.I via TM sparse p = 0.5 weight 3.0 as in_rec
+    connect rec -> rec.I via TM { U = 0.5 } sparse p = 0.2 weight 0.4 delay 2 ms as rec_rec
+    connect s -> rec.I procedural p = 0.3 weight 0.5 as proc
+    connect rec -> rec.I sparse p = 0.2 weight 0.3 delay U(1 ms, 4 ms) as syn_delayed
+    connect s -> rec.I dense weight 0.1 adapter rank 2 as adapted";
+    let p = program(&stp_text(20, extra));
+    let o = Options { seed: 3, batch: 2, ..Options::default() };
+    let run = |threads: usize| {
+        let mut net = Network::<f64>::build(&p, &p.networks[0], &o, &JitFactory).unwrap();
+        net.set_threads(threads).unwrap();
+        net.set_chunk(8);
+        let v = ndarray::Array2::from_shape_fn((2, 30), |(k, j)| 0.3 * ((k * 30 + j) as f64).sin());
+        net.set_trainable("adapted.V", v).unwrap();
+        let mut out = Vec::new();
+        for t in 0..200 {
+            let x: Vec<f64> = (0..40).map(|j| if (t * 7 + j * 13) % 19 == 0 { 1.0 } else { 0.0 }).collect();
+            net.step(&[&x]).unwrap();
+            out.push(net.pops.iter().flat_map(|p| p.states.iter().flatten().copied()).collect::<Vec<f64>>());
+        }
+        out
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
+    }
+}

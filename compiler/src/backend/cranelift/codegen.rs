@@ -1,7 +1,10 @@
 //! Cranelift IR for one fused population step.
 //!
-//! The function is `fn(ptrs, n, t, random)`: `ptrs` is an array of slice pointers
-//! (states, inputs, per-neuron params, then spikes), each slice holding `n` values. It
+//! The function is `fn(ptrs, n, t, random, non_finite)`: `ptrs` is an array of slice
+//! pointers (states, inputs, per-neuron params, then spikes), each slice holding `n`
+//! values; `*non_finite` is set to 1 if a new state is infinite or NaN, else 0 (each
+//! stored value's `x - x`, 0 exactly when x is finite, is OR-ed into an accumulator, so
+//! the runtime need not read the states again to check them). It
 //! runs up to three loops over the elements: f32x4 / f64x2 unrolled, the same vector
 //! width once, then scalar for the remainder. Steps that call functions (transcendentals,
 //! random draws) get the scalar loop only, since a call cannot take a vector; in f32
@@ -21,7 +24,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{self, AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module, default_libcall_names};
 
@@ -34,7 +37,7 @@ use crate::backend::RandomCtx;
 use crate::ir::{NodeId, Op};
 
 /// The generated function's type.
-pub(super) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t: f64, random: *const RandomCtx);
+pub(super) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t: f64, random: *const RandomCtx, non_finite: *mut u32);
 
 /// Elements per unrolled vector iteration = lanes * UNROLL.
 const UNROLL: usize = 4;
@@ -116,7 +119,7 @@ pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision) -> Re
     let sty = if f64_ { types::F64 } else { types::F32 };
 
     let mut sig = module.make_signature();
-    sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64), AbiParam::new(types::F64), AbiParam::new(ptr)]);
+    sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64), AbiParam::new(types::F64), AbiParam::new(ptr), AbiParam::new(ptr)]);
     let fid = module.declare_function("step", Linkage::Local, &sig).map_err(|e| err("declare", &e))?;
 
     // Imported helpers: declared in the module, referenced from the function below.
@@ -155,16 +158,25 @@ pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision) -> Re
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
-        let [ptrs, n, t, rctx] = b.block_params(entry)[..] else { unreachable!("four params declared") };
+        let [ptrs, n, t, rctx, non_finite] = b.block_params(entry)[..] else { unreachable!("five params declared") };
         let flags = MemFlagsData::new().with_notrap();
         let base: Vec<Value> =
             (0..slices.count()).map(|j| b.ins().load(ptr, MemFlagsData::trusted(), ptrs, (j * ptr.bytes() as usize) as i32)).collect();
         let t = if f64_ { t } else { b.ins().fdemote(types::F32, t) };
-        let mut g = Gen { p, slices, sty, flags, base, t, rctx, math, random, vals: Vec::new() };
-
         // (lanes, copies per iteration) of each loop, widest first.
         let lanes = if f64_ { 2 } else { 4 };
         let stages: Vec<(usize, usize)> = if vectorised { vec![(lanes, UNROLL), (lanes, 1), (1, 1)] } else { vec![(1, 1)] };
+        // The non-finite accumulators (integer bits of `x - x`), per width: 0 to start.
+        let mut acc = HashMap::new();
+        for w in [lanes, 1].into_iter().filter(|w| stages.iter().any(|s| s.0 == *w)) {
+            let ity = int_bits(sty, w);
+            let var = b.declare_var(ity);
+            let zero = b.ins().iconst(ity.lane_type(), 0);
+            let zero = if w == 1 { zero } else { b.ins().splat(ity, zero) };
+            b.def_var(var, zero);
+            acc.insert(w, var);
+        }
+        let mut g = Gen { p, slices, sty, flags, base, t, rctx, math, random, vals: Vec::new(), acc };
         let heads: Vec<ir::Block> = stages.iter().map(|_| b.create_block()).collect();
         let exit = b.create_block();
         let zero = b.ins().iconst(types::I64, 0);
@@ -194,6 +206,21 @@ pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision) -> Re
             b.ins().jump(head, &[BlockArg::Value(next)]);
         }
         b.switch_to_block(exit);
+        // Any bit set in any accumulator: some state was not finite.
+        let mut any = None;
+        for (&w, &var) in &g.acc {
+            let v = b.use_var(var);
+            let set = if w == 1 { b.ins().icmp_imm_u(IntCC::NotEqual, v, 0) } else { b.ins().vany_true(v) };
+            any = Some(match any {
+                None => set,
+                Some(a) => b.ins().bor(a, set),
+            });
+        }
+        let any = match any {
+            Some(a) => b.ins().uextend(types::I32, a),
+            None => b.ins().iconst(types::I32, 0),
+        };
+        b.ins().store(MemFlagsData::trusted(), any, non_finite, 0);
         b.ins().return_(&[]);
         b.seal_all_blocks();
         b.finalize(module.target_config());
@@ -243,6 +270,14 @@ struct Gen<'a> {
     math: HashMap<MathFn, FuncRef>,
     random: Option<FuncRef>,
     vals: Vec<Val>,
+    /// The non-finite accumulator of each loop width (see the module doc).
+    acc: HashMap<usize, Variable>,
+}
+
+/// The integer type of the same width and lanes as `sty` x `lanes`.
+fn int_bits(sty: Type, lanes: usize) -> Type {
+    let i = if sty == types::F64 { types::I64 } else { types::I32 };
+    if lanes == 1 { i } else { i.by(lanes as u32).expect("i32x4 / i64x2") }
 }
 
 impl Gen<'_> {
@@ -271,6 +306,14 @@ impl Gen<'_> {
         };
         self.vals[id.index()].f = Some(f);
         f
+    }
+
+    /// In f32 kernels, the reciprocal of a constant divisor when it is a normal f32 (so
+    /// that `x * (1/c)` is within 1.5 ulp of `x / c`); `None` otherwise and in f64.
+    fn reciprocal(&self, divisor: NodeId) -> Option<f64> {
+        let Op::Const(c) = self.p.graph.node(divisor).op else { return None };
+        let r = (1.0 / c) as f32;
+        (self.sty == types::F32 && (c as f32).is_normal() && r.is_normal()).then_some(f64::from(r))
     }
 
     /// The "non-zero" mask of a node (NaN counts as non-zero, as `a != 0.0` in Rust).
@@ -340,7 +383,12 @@ impl Gen<'_> {
                 Op::Add => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fadd(x, y) }), m: None },
                 Op::Sub => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fsub(x, y) }), m: None },
                 Op::Mul => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fmul(x, y) }), m: None },
-                Op::Div => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fdiv(x, y) }), m: None },
+                Op::Div => match self.reciprocal(a[1]) {
+                    // f32: a division by a constant is a multiplication by its reciprocal
+                    // (within 1.5 ulp of the quotient; f64 keeps the interpreter's division).
+                    Some(r) => Val { f: Some({ let (x, r) = (fl(self, b, 0), self.fconst(b, lanes, r)); b.ins().fmul(x, r) }), m: None },
+                    None => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fdiv(x, y) }), m: None },
+                },
                 Op::Neg => Val { f: Some({ let x = fl(self, b, 0); b.ins().fneg(x) }), m: None },
                 Op::Abs => Val { f: Some({ let x = fl(self, b, 0); b.ins().fabs(x) }), m: None },
                 Op::Sqrt => Val { f: Some({ let x = fl(self, b, 0); b.ins().sqrt(x) }), m: None },
@@ -421,10 +469,17 @@ impl Gen<'_> {
             };
             self.vals[id.index()] = v;
         }
+        let var = self.acc[&lanes];
+        let mut acc = b.use_var(var);
+        let ity = int_bits(self.sty, lanes);
         for (k, &id) in p.next.iter().enumerate() {
             let v = self.float(b, lanes, id);
             b.ins().store(self.flags, v, addrs[k], off);
+            let d = b.ins().fsub(v, v);
+            let d = b.ins().bitcast(ity, MemFlagsData::new(), d);
+            acc = b.ins().bor(acc, d);
         }
+        b.def_var(var, acc);
         if let (Some(s), true) = (p.spike, self.slices.spike) {
             let v = self.float(b, lanes, s);
             let at = addrs[self.slices.count() - 1];

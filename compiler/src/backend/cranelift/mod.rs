@@ -8,7 +8,8 @@
 //! contraction, the same Rust functions for transcendentals and random draws), so they
 //! reproduce [`InterpKernel`](super::interp::InterpKernel) to the last bit apart from
 //! the simplifier's documented sign-of-zero exceptions; f32 kernels run the same
-//! operations in f32.
+//! operations in f32, except that a division by a constant is a multiplication by its
+//! reciprocal (within 1.5 ulp; a vector division costs several multiplications).
 
 mod codegen;
 mod helpers;
@@ -88,6 +89,12 @@ impl JitKernel {
     /// too when the model spikes; otherwise they are not touched). Nothing is written
     /// when the arguments are refused.
     pub fn try_step<T: Real>(&self, a: StepArgs<'_, T>) -> Result<(), JitError> {
+        self.try_step_checked(a).map(|_| ())
+    }
+
+    /// [`JitKernel::try_step`], also telling whether every new state is finite (the
+    /// kernel checks each value as it stores it).
+    pub fn try_step_checked<T: Real>(&self, a: StepArgs<'_, T>) -> Result<bool, JitError> {
         if T::PRECISION != self.precision {
             return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));
         }
@@ -116,7 +123,7 @@ impl JitKernel {
         }
         let n = n.unwrap_or(0);
         if n == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let mut ptrs: Vec<*mut u8> = Vec::with_capacity(s.count());
         ptrs.extend(a.states.iter_mut().map(|x| x.as_mut_ptr().cast::<u8>()));
@@ -130,9 +137,10 @@ impl JitKernel {
         // kernel's float type (checked above); the code reads inputs and params and writes
         // only states and spikes, each element i once, within 0..n. States and spikes are
         // distinct `&mut` slices, so nothing the code writes aliases what it reads
-        // elsewhere. `random` lives on this stack frame for the call.
-        unsafe { (self.code.func)(ptrs.as_ptr(), n as u64, a.t, &random) };
-        Ok(())
+        // elsewhere. `random` and `non_finite` live on this stack frame for the call.
+        let mut non_finite = 0u32;
+        unsafe { (self.code.func)(ptrs.as_ptr(), n as u64, a.t, &random, &mut non_finite) };
+        Ok(non_finite == 0)
     }
 }
 
@@ -140,5 +148,8 @@ impl<T: Real> StepKernel<T> for JitKernel {
     /// Panics (before touching any data) on arguments [`JitKernel::try_step`] refuses.
     fn step(&self, args: StepArgs<'_, T>) {
         self.try_step(args).unwrap_or_else(|e| panic!("JIT step refused: {e}"));
+    }
+    fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
+        Some(self.try_step_checked(args).unwrap_or_else(|e| panic!("JIT step refused: {e}")))
     }
 }

@@ -1,0 +1,286 @@
+//! The worker threads of a network that simulates on several cores: a pool that lives as
+//! long as the network and runs the chunks of one phase of a step (a population's share
+//! of neurons each) on the caller and on whichever workers are free.
+//!
+//! Chunks are claimed, not assigned: a worker that the OS has not scheduled (the machine
+//! shared with other work) leaves its chunks to the others instead of holding everyone at
+//! a barrier, so a phase never waits for a thread that has not started. What a chunk
+//! computes does not depend on who computes it, so the results are those of one thread.
+//! Waiting workers spin briefly, then yield, then sleep on a condition variable.
+
+use std::cell::UnsafeCell;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Spins of a waiting thread before it starts yielding its core.
+const SPINS: u32 = 1 << 10;
+/// How long a worker yields for the next phase before it sleeps.
+const YIELD_FOR: Duration = Duration::from_millis(1);
+
+/// The job of the current phase, erased to `'static` for the workers: valid while a
+/// chunk of its phase is claimed and not done (see `Pool::for_chunks`).
+type Job = *const (dyn Fn(usize) + Sync);
+
+struct Shared {
+    /// The phase's job and chunk count.
+    job: UnsafeCell<(Option<Job>, usize)>,
+    /// `phase << 32 | next chunk`: a chunk is claimed by advancing it within its phase.
+    state: AtomicU64,
+    /// Chunks of the current phase finished.
+    done: AtomicUsize,
+    quit: AtomicBool,
+    /// A worker's chunk panicked (the payload is dropped; the caller panics).
+    panicked: AtomicBool,
+    sleep: Mutex<()>,
+    wake: Condvar,
+    denormals_flushed: bool,
+}
+
+// SAFETY: `job` is written only by `Pool::for_chunks` while no chunk is claimed, before
+// the Release store of `state` that opens the phase; a worker reads it only after
+// claiming a chunk of that phase (Acquire), and the phase (and the job) lasts until
+// that chunk is reported done.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+/// Threads that run the chunks of a phase: the caller and `threads - 1` workers.
+pub(crate) struct Pool {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// `threads` >= 2 in all, the workers in the caller's denormal mode
+    /// ([`crate::kernels::flush_denormals`]).
+    pub(crate) fn new(threads: usize) -> std::io::Result<Pool> {
+        let shared = Arc::new(Shared {
+            job: UnsafeCell::new((None, 0)),
+            state: AtomicU64::new(0),
+            done: AtomicUsize::new(0),
+            quit: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+            denormals_flushed: crate::kernels::denormals_flushed(),
+        });
+        let mut pool = Pool { shared, handles: Vec::new() };
+        for t in 1..threads {
+            let shared = Arc::clone(&pool.shared);
+            // On failure, `pool` drops here and stops the workers already started.
+            let h = std::thread::Builder::new().name(format!("snnc-sim-{t}")).spawn(move || worker(&shared))?;
+            pool.handles.push(h);
+        }
+        Ok(pool)
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.handles.len() + 1
+    }
+
+    /// Runs `job(c)` for every chunk c in 0..chunks, here and on free workers; returns
+    /// when all are done. A panic in a chunk is raised here once all are done.
+    pub(crate) fn for_chunks(&self, chunks: usize, job: &(dyn Fn(usize) + Sync)) {
+        let s = &*self.shared;
+        // Nothing to share: no phase is opened and no worker woken (a wake-up is a
+        // system call, a sizeable part of a small population's step).
+        if chunks <= 1 {
+            (0..chunks).for_each(job);
+            return;
+        }
+        // SAFETY: lifetime erasure only: the job is used by claimed chunks, and this
+        // function returns only when every chunk is done.
+        let erased: Job = unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), Job>(job as *const _) };
+        // SAFETY: every chunk of the last phase is done, so nobody reads `job`.
+        unsafe { *s.job.get() = (Some(erased), chunks) };
+        s.done.store(0, Ordering::Relaxed);
+        let phase = ((s.state.load(Ordering::Relaxed) >> 32) + 1) & 0xffff_ffff;
+        s.state.store(phase << 32, Ordering::Release);
+        // A worker checks `state` under this lock before sleeping, so it either sees the
+        // new phase or is asleep when this notification comes.
+        drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
+        s.wake.notify_all();
+        let mut mine = Ok(());
+        while let Some(c) = claim(s, phase, chunks) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(c))) {
+                mine = Err(p);
+            }
+            s.done.fetch_add(1, Ordering::Release);
+        }
+        let mut spins = 0u32;
+        while s.done.load(Ordering::Acquire) != chunks {
+            backoff(&mut spins);
+        }
+        if let Err(p) = mine {
+            resume_unwind(p);
+        }
+        if s.panicked.swap(false, Ordering::Relaxed) {
+            panic!("a simulation thread panicked");
+        }
+    }
+}
+
+/// The next chunk of `phase`, if one is left.
+fn claim(s: &Shared, phase: u64, chunks: usize) -> Option<usize> {
+    let mut v = s.state.load(Ordering::Acquire);
+    loop {
+        let next = (v & 0xffff_ffff) as usize;
+        if v >> 32 != phase || next >= chunks {
+            return None;
+        }
+        match s.state.compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(next),
+            Err(now) => v = now,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let s = &*self.shared;
+        s.quit.store(true, Ordering::Release);
+        drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
+        s.wake.notify_all();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker(s: &Shared) {
+    if s.denormals_flushed {
+        crate::kernels::flush_denormals();
+    }
+    let mut seen = 0u64;
+    while let Some(phase) = wait_for_phase(s, seen) {
+        seen = phase;
+        // SAFETY: read after a claim, see `Shared`.
+        let chunks = |s: &Shared| unsafe { (*s.job.get()).1 };
+        // The chunk count is read after the claim too: claim against the largest
+        // possible count, then check.
+        while let Some(c) = claim(s, phase, u32::MAX as usize) {
+            // SAFETY: chunk `c` of `phase` is claimed, so the phase's job is published
+            // and stays valid until `done` counts this chunk.
+            let (job, n) = unsafe { ((*s.job.get()).0, chunks(s)) };
+            if c >= n {
+                // Claimed past the end: undo nothing (the phase's chunks are all
+                // claimed), just stop; `done` counts only real chunks.
+                break;
+            }
+            let job = job.expect("a job is published with its phase");
+            // SAFETY: see above.
+            if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(c) })).is_err() {
+                s.panicked.store(true, Ordering::Relaxed);
+            }
+            s.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// Waits for a phase after `seen` (spinning, yielding, then sleeping); `None` to quit.
+fn wait_for_phase(s: &Shared, seen: u64) -> Option<u64> {
+    let mut spins = 0u32;
+    let start = Instant::now();
+    loop {
+        if s.quit.load(Ordering::Acquire) {
+            return None;
+        }
+        let phase = s.state.load(Ordering::Acquire) >> 32;
+        if phase != seen {
+            return Some(phase);
+        }
+        if spins < SPINS || start.elapsed() < YIELD_FOR {
+            backoff(&mut spins);
+            continue;
+        }
+        let mut guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        while s.state.load(Ordering::Acquire) >> 32 == seen && !s.quit.load(Ordering::Acquire) {
+            guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// One round of waiting: a spin hint at first, then giving the core away.
+fn backoff(spins: &mut u32) {
+    if *spins < SPINS {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// The `c`-th of `chunks` contiguous ranges splitting 0..n, each starting on a multiple
+/// of 16 elements so that chunks write separate cache lines.
+pub(crate) fn split_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<usize> {
+    const ALIGN: usize = 16;
+    let blocks = n.div_ceil(ALIGN);
+    let at = |k: usize| ((blocks * k / chunks) * ALIGN).min(n);
+    at(c)..at(c + 1)
+}
+
+/// The fewest neurons of a chunk when the split is automatic (about 16 KB per f32
+/// state: a few microseconds of work, large against the cost of claiming it).
+pub(crate) const CHUNK: usize = 4096;
+
+/// The chunks a population of `n` neurons is split into: chunks of `chunk` neurons when
+/// given; otherwise one on one thread, else two per thread (spare chunks for a thread
+/// that starts late) of at least `CHUNK` neurons. Every chunk bisects each spiking row
+/// to its targets, so more chunks than needed cost row lookups.
+pub(crate) fn chunks_of(n: usize, threads: usize, chunk: Option<usize>) -> usize {
+    match chunk {
+        Some(c) => n.div_ceil(c.max(1)).max(1),
+        None if threads <= 1 => 1,
+        None => n.div_ceil(CHUNK).clamp(1, 2 * threads),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn split_ranges_cover_exactly_once() {
+        for n in [0usize, 1, 15, 16, 17, 100, 4000, 3201] {
+            for parts in 1..6 {
+                let rs: Vec<_> = (0..parts).map(|t| split_range(n, parts, t)).collect();
+                assert_eq!(rs[0].start, 0);
+                assert_eq!(rs[parts - 1].end, n);
+                for w in rs.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                }
+                assert!(rs.iter().all(|r| r.start % 16 == 0 || r.start == n));
+            }
+        }
+    }
+
+    #[test]
+    fn every_chunk_runs_once_per_phase() {
+        for threads in [2usize, 3, 4] {
+            let pool = Pool::new(threads).expect("threads");
+            for round in 0..300u64 {
+                let chunks = (round % 7) as usize + 1;
+                let hits: Vec<AtomicU64> = (0..chunks).map(|_| AtomicU64::new(0)).collect();
+                pool.for_chunks(chunks, &|c| {
+                    hits[c].fetch_add(round + 1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == round + 1), "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_chunk_panics_in_the_caller_and_the_pool_goes_on() {
+        let pool = Pool::new(2).expect("threads");
+        let r = catch_unwind(AssertUnwindSafe(|| pool.for_chunks(8, &|c| assert!(c != 5, "chunk fails"))));
+        assert!(r.is_err());
+        let hits = AtomicU64::new(0);
+        pool.for_chunks(8, &|_| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 8);
+    }
+}

@@ -342,7 +342,7 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
                 return Err(in_proj(RuntimeError::Build("`procedural` weights are drawn from an initialiser (a constant, `U`, `normal`); an expression of the indices needs stored connectivity (`sparse p = ...`)".into())));
             };
             let draws = connectivity::FixedProbability::new(n_post, *p, no_self, stream);
-            let weights = Weights::Procedural(Procedural { draws, init: draw.clone(), rng: rng.clone(), fold: |sign, w| T::from_f64(apply_sign(sign, w)), sign: pr.sign });
+            let weights = Weights::Procedural(Procedural { draws, init: *draw, rng: *rng, fold: |sign, w| T::from_f64(apply_sign(sign, w)), sign: pr.sign });
             // Not stored: the expected count (the stored variant's is within a few sqrt of it).
             let n_synapses = (p * n_pre as f64 * n_post as f64).round() as usize;
             return Ok(Built { weights, n_synapses, delays: None });

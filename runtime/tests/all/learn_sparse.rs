@@ -308,3 +308,43 @@ fn the_gpu_refuses_procedural_connectivity() {
     let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
     assert!(e.contains("`W_mid` is procedural"), "{e}");
 }
+
+/// An adapter on a delayed, sparse, recurrent projection (the whole-brain fit's case):
+/// its gradients equal the dense gradient of W + U V (with the same delay) pulled back,
+/// with BPTT and ES-D-RTRL.
+#[test]
+fn adapter_gradients_through_a_delayed_recurrent_projection() {
+    let rec = |topo: &str, extra: &str| {
+        stack("dense", "", "").replace(
+            "connect L2 -> L2.I dense trainable init normal(0, 4) no_self  as W_rec",
+            &format!("connect L2 -> L2.I {topo} init normal(0, 4) no_self delay 2 ms {extra} as W_rec"),
+        )
+    };
+    let opts = Options { batch: 2, seed: 7, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(70, 2, 5, 2, 0.4, 3);
+    let mut a = build(&rec("sparse p = 0.6", "adapter rank 2"), &opts);
+    assert!(a.adapter(a.projection("W_rec").unwrap().0).is_some(), "the text has the adapter");
+    a.set_trainable("W_rec.V", Array2::from_shape_fn((2, 5), |(k, o)| 0.5 * ((k * 5 + o) as f64 * 0.7).cos())).unwrap();
+    let (u, v) = (a.trainable("W_rec.U").unwrap(), a.trainable("W_rec.V").unwrap());
+    let w_eff = densified(&a, "W_rec").0 + u.dot(&v);
+    let mut d = build(&rec("dense trainable", ""), &opts);
+    d.set_trainable("W_rec", w_eff).unwrap();
+    for n in ["W_in", "W_mid", "W_out"] {
+        d.set_trainable(n, a.trainable(n).unwrap()).unwrap();
+    }
+    let names_a: Vec<String> = ["W_in", "W_mid", "W_rec.U", "W_rec.V", "W_out"].map(String::from).to_vec();
+    for method in [Method::Bptt, Method::EsDRtrl { decay: 0.9 }] {
+        a.reset();
+        d.reset();
+        let ga = gradient_of(&mut a, &names_a, &mut data(), method, false).unwrap();
+        let gd = gradient_of(&mut d, &names(), &mut data(), method, false).unwrap();
+        assert!((ga.loss - gd.loss).abs() <= 1e-12 * gd.loss.abs(), "{method}: forward passes differ");
+        let g = gd.get("W_rec").unwrap();
+        for (name, want) in [("W_rec.U", g.dot(&v.t())), ("W_rec.V", u.t().dot(g))] {
+            let got = ga.get(name).unwrap();
+            let scale = largest(&want);
+            assert!(scale > 0.0, "{method} {name}: zero gradient");
+            assert!(largest(&(got - &want)) <= 1e-9 * scale, "{method} {name}: {got:?} vs pulled back {want:?}");
+        }
+    }
+}

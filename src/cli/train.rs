@@ -311,6 +311,10 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     for name in &unscaled {
         eprintln!("warning: `{name}` has a physical unit and all-zero initial values: its learning rate is in SI units (no scale)");
     }
+    // The f64 network of the names and the initial weights are not needed while training
+    // (for a sparse network they are ~20 bytes a synapse).
+    drop(net);
+    drop(initial);
     let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip);
     opt.set_scales(&scales);
     let (log, curves) = match (&args.out, args.evaluate_only) {

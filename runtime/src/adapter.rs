@@ -15,13 +15,11 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 use snnc_compiler::rng::Rng;
 use snnc_compiler::sema::Init;
 
-/// A projection's adapter: U (pre x R), V (R x post) and a scratch row block.
+/// A projection's adapter: U (pre x R) and V (R x post).
 #[derive(Clone, Debug)]
 pub struct LowRank<T> {
     pub u: Array2<T>,
     pub v: Array2<T>,
-    /// x U for one step (B x R), reused.
-    z: Vec<T>,
 }
 
 impl<T: Float> LowRank<T> {
@@ -29,38 +27,16 @@ impl<T: Float> LowRank<T> {
     pub fn new(n_pre: usize, n_post: usize, rank: usize, rng: &Rng, stream: u32) -> LowRank<T> {
         let init = Init::Normal { mean: 0.0, std: 1.0 / (n_pre.max(1) as f64).sqrt() };
         let u = Array2::from_shape_fn((n_pre, rank), |(i, k)| T::from_f64(crate::connectivity::sample(&init, rng, stream, i as u64, k as u32)));
-        LowRank { u, v: Array2::from_elem((rank, n_post), T::default()), z: Vec::new() }
+        LowRank { u, v: Array2::from_elem((rank, n_post), T::default()) }
     }
 
     pub fn rank(&self) -> usize {
         self.u.ncols()
     }
 
-    /// `out += (x U) V` for a batch (x: B x I, out: B x O); `active` lists the non-zero
-    /// entries of x per batch element where they are known (spikes: rows of U added).
-    pub fn propagate(&mut self, x: &[T], active: Option<&[Vec<u32>]>, batch: usize, out: &mut [T]) {
-        let (n_pre, r, n_post) = (self.u.nrows(), self.rank(), self.v.ncols());
-        self.z.clear();
-        self.z.resize(batch * r, T::default());
-        let us = self.u.as_slice().expect("standard layout");
-        for (b, zb) in self.z.chunks_exact_mut(r).enumerate() {
-            let xb = &x[b * n_pre..(b + 1) * n_pre];
-            let mut add = |i: usize| {
-                let xv = xb[i];
-                zb.iter_mut().zip(&us[i * r..(i + 1) * r]).for_each(|(z, u)| *z += xv * *u);
-            };
-            match active {
-                Some(a) => a[b].iter().for_each(|&i| add(i as usize)),
-                None => (0..n_pre).filter(|&i| xb[i] != T::default()).for_each(add),
-            }
-        }
-        let zv = ArrayView2::from_shape((batch, r), &self.z).expect("shape");
-        let mut ov = ArrayViewMut2::from_shape((batch, n_post), out).expect("shape");
-        general_mat_mul(T::from_f64(1.0), &zv, &self.v, T::from_f64(1.0), &mut ov);
-    }
-
-    /// [`LowRank::propagate`] into the columns `out.cols` of a step's target (a thread's
-    /// share of it: each share forms its own x U, B x R).
+    /// `out += (x U) V` into the columns `out.cols` of a step's target (a thread's share
+    /// of it: each share forms its own x U), x: B x I; `active` lists the non-zero entries
+    /// of x per batch element where they are known (spikes: rows of U added).
     ///
     /// # Safety
     /// As [`Target::row`], for every row of `out`.

@@ -109,6 +109,24 @@ pub fn weight_stream(stream: u32) -> u32 {
     stream ^ 0x5bd1_e995
 }
 
+/// FNV-1a over 64-bit words: a fingerprint of a structure (a sparse projection's
+/// synapses in a checkpoint, what MPI ranks were launched with), not a random draw.
+pub struct Fingerprint(pub u64);
+
+impl Default for Fingerprint {
+    fn default() -> Fingerprint {
+        Fingerprint(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fingerprint {
+    pub fn add(&mut self, w: u64) {
+        for b in w.to_le_bytes() {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// The draws of fixed-probability connectivity for one row at a time: a row depends on
 /// nothing but its index, so it can be drawn when it is needed. A stored projection
 /// ([`fixed_probability`]) and a procedural one (its rows drawn again at every spike,

@@ -1145,28 +1145,14 @@ impl<T: Float> Network<T> {
         }
     }
 
-    /// The structure of a sparse projection: row pointers (n_pre + 1), the columns of
-    /// its synapses (CSR order) and n_post.
-    pub fn sparse_structure(&self, proj: usize) -> Option<(&[usize], &[u32], usize)> {
-        match &self.projs[proj].weights {
-            Weights::Sparse(r) => Some((&r.row_ptr, &r.col, self.pops[self.projs[proj].to].n)),
-            _ => None,
-        }
-    }
-
     /// A fingerprint of a sparse projection's structure (FNV-1a over its row pointers
     /// and columns), saved with trained weights: 1 x nnz weights only mean something on
     /// the structure they were trained on.
     pub fn synapse_fingerprint(&self, proj: usize) -> Option<String> {
-        let (row_ptr, col, _) = self.sparse_structure(proj)?;
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let words = row_ptr.iter().map(|&r| r as u64).chain(col.iter().map(|&c| u64::from(c)));
-        for w in words {
-            for b in w.to_le_bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        Some(format!("{h:016x}"))
+        let (row_ptr, col, _) = self.sparse_weights(proj)?;
+        let mut h = connectivity::Fingerprint::default();
+        row_ptr.iter().map(|&r| r as u64).chain(col.iter().map(|&c| u64::from(c))).for_each(|w| h.add(w));
+        Some(format!("{:016x}", h.0))
     }
 
     /// A projection's low-rank adapter (`adapter rank R`), if it has one.

@@ -516,7 +516,7 @@ impl Job for Training<'_> {
             On::Cuda => {
                 #[cfg(feature = "mpi")]
                 if self.ranks.is_some() {
-                    return fail("training over MPI ranks runs on the CPU backend (--backend jit); the CUDA backend uses one GPU");
+                    return Err("training over MPI ranks runs on the CPU backend (--backend jit); the CUDA backend uses one GPU".into());
                 }
                 // The network and its gradient state are made once and kept on the device.
                 let gpu = match open_gpu::<T>(program, def, self.s.batch, seed, self.trainable, self.s.method) {

@@ -251,12 +251,13 @@ pub(crate) struct Rows {
 }
 
 impl GradShape {
-    /// The gradient of projection `proj` of `net`, where it can be trained.
-    fn of<T: Float>(net: &Network<T>, proj: usize) -> Option<GradShape> {
+    /// The gradient of projection `proj` of `net` (into `n_post` neurons), where it can
+    /// be trained.
+    fn of<T: Float>(net: &Network<T>, proj: usize, n_post: usize) -> Option<GradShape> {
         if let Some(w) = net.dense_weights(proj) {
             return Some(GradShape::Dense { n_pre: w.nrows(), n_post: w.ncols() });
         }
-        let (row_ptr, col, n_post) = net.sparse_structure(proj)?;
+        let (row_ptr, col, _) = net.sparse_weights(proj)?;
         Some(GradShape::Sparse(std::sync::Arc::new(Rows { n_post, row_ptr: row_ptr.to_vec(), col: col.to_vec() })))
     }
 
@@ -339,9 +340,8 @@ fn back_project<T: Float>(net: &Network<T>, proj: usize, mu: &[T], out: &mut [T]
         let mut dv = ndarray::ArrayViewMut2::from_shape((batch, w.nrows()), out).expect("shape");
         general_mat_mul(one, &muv, &w.t(), zero(), &mut dv);
     } else {
-        let (row_ptr, col, n) = net.sparse_structure(proj).expect("a link is dense or sparse (planned)");
-        let (.., w) = net.sparse_weights(proj).expect("sparse");
-        let n_pre = row_ptr.len() - 1;
+        let (row_ptr, col, w) = net.sparse_weights(proj).expect("a link is dense or sparse (planned)");
+        let (n_pre, n) = (row_ptr.len() - 1, mu.len() / batch);
         for (mub, ob) in mu.chunks_exact(n).zip(out.chunks_exact_mut(n_pre)).take(batch) {
             for (i, o) in ob.iter_mut().enumerate() {
                 let r = row_ptr[i]..row_ptr[i + 1];
@@ -425,7 +425,7 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
         let (i, from, to, input) = net.projection(&name).expect("exists");
         let dense = net.dense_weights(i).is_some();
         // Dense or sparse: the shapes a gradient flows through and a weight trains in.
-        let shape = GradShape::of(net, i);
+        let shape = GradShape::of(net, i, net.pops[to].n);
         let is_trainable = trainable.contains(&name);
         let state = net.projection_state(i);
         // A delayed projection delivers at step t what its source sent at t - d: the

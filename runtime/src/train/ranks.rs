@@ -11,6 +11,7 @@
 //! waits forever in a collective its peer never reaches.
 
 use crate::learn::{RowFill, Sequence};
+use crate::connectivity::Fingerprint;
 use crate::engine::Trainer;
 use crate::error::RuntimeError;
 use crate::learn::{Gradients, Loss, Online, split_sizes};
@@ -193,23 +194,6 @@ fn sum_arrays<'a>(ranks: &Ranks, arrays: impl Iterator<Item = &'a mut Array2<f64
         at += a.len();
     }
     scalars.copy_from_slice(&buf[at..]);
-}
-
-/// FNV-1a over 64-bit words.
-struct Fingerprint(u64);
-
-impl Default for Fingerprint {
-    fn default() -> Fingerprint {
-        Fingerprint(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fingerprint {
-    fn add(&mut self, w: u64) {
-        for b in w.to_le_bytes() {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }
 
 /// Batch elements `b0..b0 + n` of a sequence: this rank's rows of every step (written by

@@ -47,9 +47,9 @@ fn build(text: &str, opts: &Options) -> Network<f64> {
 /// The sparse projection `name` of `sparse` as dense weights: its synapses' weights in
 /// place, zeros elsewhere; and its (row, column) per synapse.
 fn densified(sparse: &Network<f64>, name: &str) -> (Array2<f64>, Vec<(usize, usize)>) {
-    let (pi, ..) = sparse.projection(name).unwrap();
-    let (row_ptr, col, n_post) = sparse.sparse_structure(pi).expect("sparse");
-    let (.., w) = sparse.sparse_weights(pi).unwrap();
+    let (pi, _, to, _) = sparse.projection(name).unwrap();
+    let (row_ptr, col, w) = sparse.sparse_weights(pi).expect("sparse");
+    let n_post = sparse.pops[to].n;
     let mut d = Array2::zeros((row_ptr.len() - 1, n_post));
     let mut at = Vec::new();
     for i in 0..row_ptr.len() - 1 {

@@ -1,8 +1,9 @@
-//! `snnc emit --target ir|ptx FILE`: the IR of each step, or its CUDA kernels as one
-//! PTX module.
+//! `snnc emit --target ir|ptx|clif FILE`: the IR of each step, its CUDA kernels as one
+//! PTX module, or its CPU kernels as Cranelift compiles them here.
 
 use super::Reporter;
 use super::explain::{Explained, steps};
+use snnc_compiler::backend::cranelift::JitKernel;
 use snnc_compiler::backend::ptx::{self, PtxKernel};
 use snnc_compiler::backend::{ParamSpec, Precision};
 use snnc_compiler::discretise::Step;
@@ -18,6 +19,9 @@ pub enum Target {
     Ir,
     /// CUDA PTX (sm_80) of each step kernel and derivative kernel.
     Ptx,
+    /// The CPU step kernel of each step as the JIT compiles it on this machine: the
+    /// optimised Cranelift IR, then the machine code.
+    Clif,
 }
 
 #[derive(clap::Args, Debug)]
@@ -36,7 +40,7 @@ pub struct EmitArgs {
     /// The time step folded into the kernels (over the network's; default 0.1 ms).
     #[arg(long, value_parser = super::args::parse_time)]
     pub dt: Option<f64>,
-    /// PTX: f32 or f64 kernels.
+    /// PTX and clif: f32 or f64 kernels.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: super::args::Precision,
     /// PTX: the derivative kernel (D, Df, ds/dh) instead of the step kernel (the same as
@@ -70,14 +74,16 @@ pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode
         Err(code) => return code,
     };
     let text = match args.target {
-        Target::Ir => steps.into_iter().map(|mut e| explain::emit_ir(&mut e.step) + "\n").collect(),
-        Target::Ptx => match ptx_module(&args, &steps) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+        Target::Ir => Ok(steps.into_iter().map(|mut e| explain::emit_ir(&mut e.step) + "\n").collect()),
+        Target::Ptx => ptx_module(&args, &steps),
+        Target::Clif => clif_listings(&args, &steps),
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     match &args.output {
         Some(p) => {
@@ -95,10 +101,7 @@ pub fn emit(args: EmitArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode
 /// entry name (what the GPU runtime loads), several get the step's label appended
 /// (`snnc_step_LIF`), so that `ptxas` assembles the file as is.
 fn ptx_module(args: &EmitArgs, steps: &[Explained]) -> Result<String, String> {
-    let precision = match args.precision {
-        super::args::Precision::F32 => Precision::F32,
-        super::args::Precision::F64 => Precision::F64,
-    };
+    let precision = precision(args);
     let target = ptx::Target::Sm80;
     let kind = if args.derivatives { KernelArg::Derivatives } else { args.kernel };
     let mut kernels: Vec<(String, PtxKernel)> = Vec::new();
@@ -115,6 +118,27 @@ fn ptx_module(args: &EmitArgs, steps: &[Explained]) -> Result<String, String> {
     }
     let refs: Vec<(&str, &PtxKernel)> = kernels.iter().map(|(n, k)| (n.as_str(), k)).collect();
     Ok(ptx::module(target, &refs) + "\n")
+}
+
+fn precision(args: &EmitArgs) -> Precision {
+    match args.precision {
+        super::args::Precision::F32 => Precision::F32,
+        super::args::Precision::F64 => Precision::F64,
+    }
+}
+
+/// The CPU step kernel of every step (what `snnc run` runs: the same specialisation),
+/// as the optimised Cranelift IR and the machine code for this machine.
+fn clif_listings(args: &EmitArgs, steps: &[Explained]) -> Result<String, String> {
+    if args.derivatives || args.kernel != KernelArg::Step {
+        return Err("--target clif shows step kernels only (drop --derivatives / --kernel)".into());
+    }
+    let mut text = String::new();
+    for e in steps {
+        let k = JitKernel::compile_listed(&e.step, &e.specs, precision(args)).map_err(|x| format!("{}: {x}", e.step.model.name))?;
+        text += &format!("; {} ({}, {:?}, vectorised: {})\n{}\n", e.label, e.step.model.name, k.precision(), k.is_vectorised(), k.listing().unwrap_or_default());
+    }
+    Ok(text)
 }
 
 /// `label` as a PTX identifier: letters, digits and `_`.

@@ -183,6 +183,25 @@ fn emit_ptx_folds_the_networks_dt_and_writes_one_module() {
     std::fs::remove_file(&out).ok();
 }
 
+/// `snnc emit --target clif`: each population's CPU kernel as the JIT compiles it here,
+/// the optimised Cranelift IR then the machine code; COBA's kernels are vector loops.
+/// Learning kernels are refused by name.
+#[test]
+fn emit_clif_shows_the_cpu_kernels() {
+    let o = snnc(&["emit", "--target", "clif", "examples/coba.snn", "--network", "coba"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.matches("; Cranelift IR (optimised)").count(), 2, "{text}");
+    assert_eq!(text.matches("; machine code").count(), 2, "{text}");
+    assert!(text.contains("; E (coba.E (COBALIF), F32, vectorised: true)"), "{text}");
+    assert!(text.contains("f32x4"), "{text}");
+    let o = snnc(&["emit", "--target", "clif", "examples/cuba.snn", "--network", "cuba", "--precision", "f64"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("f64x2"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = snnc(&["emit", "--target", "clif", "stdlib/lif.snn", "--model", "LIF", "--kernel", "adjoint"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("step kernels only"));
+}
+
 /// `--backend cuda` of `snnc run` and `snnc train` on a machine without a GPU (or in a
 /// build without the `cuda` feature) fails with one `error:` line and exit code 1,
 /// never a panic.

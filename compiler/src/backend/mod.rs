@@ -60,6 +60,8 @@ pub trait StepKernel<T>: Send + Sync {
     fn step(&self, args: StepArgs<'_, T>);
     /// [`StepKernel::step`], also telling whether every new state is finite, where the
     /// kernel checks as it goes (`None`: not checked, the caller checks the states).
+    /// `Some(true)` is a promise; `Some(false)` may be a false alarm (the JIT checks a
+    /// sum of each element's states, which can overflow), after which the caller looks.
     fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
         self.step(args);
         None

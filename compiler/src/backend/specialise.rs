@@ -273,8 +273,20 @@ pub fn fold_leaves(g: &mut Graph, roots: &[NodeId], step: &Step, specs: &[ParamS
         }
     }
     let roots = g.substitute(roots, &map);
-    // Only primitive ops from here on (SurrogateGrad has no forward use, but costs nothing).
-    Ok(g.expand_surrogates(&roots))
+    Ok(values_only(g, &roots))
+}
+
+/// The roots as a kernel computes them: values only, in primitive ops. Surrogates are
+/// expanded, and `stop_gradient(x)` is `x` (it matters to differentiation, which is
+/// done by now): the straight-through spike's `s - stop_gradient(s)`, zero in value,
+/// cancels by the simplifier's `x - x` rule (x finite: a spike is 0 or 1), and so does
+/// the reset term it multiplies - a forward kernel carries no surrogate term.
+fn values_only(g: &mut Graph, roots: &[NodeId]) -> Vec<NodeId> {
+    g.rewrite(roots, &mut |g, old, args| match g.op(old) {
+        Op::SurrogateGrad(s) => Some(g.inline_surrogate(s, args[0])),
+        Op::StopGradient => Some(args[0]),
+        _ => None,
+    })
 }
 
 /// The step kernel of `step`: its next states and the spike of the new state, folded.

@@ -346,6 +346,36 @@ fn bad_arguments_are_refused() {
     k.try_step(StepArgs { states: &mut st, inputs: &[&[]], params: &[&[]], spikes: &mut [], t: 0.0, random }).unwrap();
 }
 
+/// The kernel's own non-finite check (a sum of each element's new states, tested once):
+/// a NaN or infinite input at any element, in a vector lane or in the scalar remainder,
+/// makes it report; finite steps never do.
+#[test]
+fn the_kernel_reports_a_non_finite_state_at_any_element() {
+    fn run<T: snnc_compiler::backend::Real>(k: &JitKernel, n: usize, bad: Option<(usize, f64)>) -> bool {
+        let (mut v, mut r) = (vec![T::from_f64(0.5); n], vec![T::from_f64(0.0); n]);
+        let mut input = vec![T::from_f64(1.0); n];
+        if let Some((at, x)) = bad {
+            input[at] = T::from_f64(x);
+        }
+        let tau = vec![T::from_f64(0.01); n];
+        let mut spikes = vec![T::from_f64(0.0); n];
+        let mut st: Vec<&mut [T]> = vec![&mut v, &mut r];
+        k.try_step_checked(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut spikes, t: 0.0, random: RandomCtx::default() }).unwrap()
+    }
+    let (step, specs) = lif();
+    let n = 11; // two f32x4 groups and three scalar elements (f64: five f64x2 and one)
+    for precision in [Precision::F32, Precision::F64] {
+        let k = JitKernel::compile(&step, &specs, precision).unwrap();
+        let checked = |bad| if precision == Precision::F32 { run::<f32>(&k, n, bad) } else { run::<f64>(&k, n, bad) };
+        assert!(checked(None), "{precision:?}: finite states reported");
+        for at in 0..n {
+            for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                assert!(!checked(Some((at, x))), "{precision:?}: input {x} at element {at} not reported");
+            }
+        }
+    }
+}
+
 #[test]
 fn kernels_are_send_and_sync_and_run_in_threads() {
     fn assert_send_sync<T: Send + Sync>(_: &T) {}

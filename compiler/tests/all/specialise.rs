@@ -121,3 +121,25 @@ fn the_pipeline_names_the_population() {
     // The same network with a time constant the step can take compiles.
     compile(&text.replace("tau = 1 us", "tau = 50 ms")).unwrap();
 }
+
+/// A step kernel computes values only: the straight-through spike's surrogate term
+/// `s - stop_gradient(s)` (zero in value) and the reset term it multiplies are gone from
+/// every stdlib model's kernel, and with them every `stop_gradient` and surrogate.
+#[test]
+fn a_step_kernel_carries_no_surrogate_term() {
+    use snnc_compiler::backend::specialise::specialise_step;
+    use snnc_compiler::ir::Op;
+    let detached = |g: &snnc_compiler::ir::Graph| g.nodes().filter(|(_, n)| matches!(n.op, Op::StopGradient | Op::SurrogateGrad(_))).count();
+    let (mut models, mut with_terms) = (0, 0);
+    for (file, m) in super::common::stdlib_models() {
+        let Ok(step) = discretise(&m) else { continue };
+        let step = step.at_dt(1e-4);
+        // The step itself has them (for differentiation: hard resets, COBALIF's too).
+        with_terms += usize::from(detached(&step.graph) > 0);
+        let specs = vec![ParamSpec::PerNeuron; step.layout.params.len()];
+        let k = specialise_step(&step, &specs).unwrap_or_else(|e| panic!("{file}: {}: {e}", m.name));
+        assert_eq!(detached(&k.graph), 0, "{file}: {}", m.name);
+        models += 1;
+    }
+    assert!(models > 10 && with_terms > 3, "{models} models, {with_terms} with surrogate terms");
+}

@@ -2,9 +2,11 @@
 //!
 //! The function is `fn(ptrs, n, t, random, non_finite)`: `ptrs` is an array of slice
 //! pointers (states, inputs, per-neuron params, then spikes), each slice holding `n`
-//! values; `*non_finite` is set to 1 if a new state is infinite or NaN, else 0 (each
-//! stored value's `x - x`, 0 exactly when x is finite, is OR-ed into an accumulator, so
-//! the runtime need not read the states again to check them). It
+//! values; `*non_finite` is set to 1 if a new state is infinite or NaN, else 0 (the
+//! `x - x` of the sum of each element's new states, 0 exactly when the sum is finite, is
+//! OR-ed into an accumulator, so the runtime need not read the states again to check
+//! them; a finite sum that overflows is a false alarm: the runtime looks and finds
+//! nothing). It
 //! runs up to three loops over the elements: f32x4 / f64x2 unrolled, the same vector
 //! width once, then scalar for the remainder. Steps that call functions (transcendentals,
 //! random draws) get the scalar loop only, since a call cannot take a vector; in f32
@@ -40,7 +42,7 @@ use crate::ir::{NodeId, Op};
 pub(super) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t: f64, random: *const RandomCtx, non_finite: *mut u32);
 
 /// Elements per unrolled vector iteration = lanes * UNROLL.
-const UNROLL: usize = 4;
+const UNROLL: usize = 1;
 
 /// The host ISA, built once (CPU feature detection and flag parsing cost more than
 /// compiling a small kernel).
@@ -65,6 +67,9 @@ pub(super) struct Code {
     module: Option<JITModule>,
     pub func: KernelFn,
     pub vectorised: bool,
+    /// With `listing`: the Cranelift IR as optimised, then the machine code (Cranelift's
+    /// disassembly of its own output) - what `snnc emit --target clif` shows.
+    pub listing: Option<String>,
 }
 
 // SAFETY: after `finalize_definitions` the module is never used again except to free its
@@ -96,7 +101,7 @@ impl Slices {
     }
 }
 
-pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision) -> Result<Code, JitError> {
+pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision, listing: bool) -> Result<Code, JitError> {
     let err = |what: &str, e: &dyn std::fmt::Display| JitError(format!("cranelift {what}: {e}"));
     let isa = isa()?;
     let f64_ = precision == Precision::F64;
@@ -165,7 +170,11 @@ pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision) -> Re
         let t = if f64_ { t } else { b.ins().fdemote(types::F32, t) };
         // (lanes, copies per iteration) of each loop, widest first.
         let lanes = if f64_ { 2 } else { 4 };
-        let stages: Vec<(usize, usize)> = if vectorised { vec![(lanes, UNROLL), (lanes, 1), (1, 1)] } else { vec![(1, 1)] };
+        let stages: Vec<(usize, usize)> = match (vectorised, UNROLL) {
+            (false, _) => vec![(1, 1)],
+            (true, 1) => vec![(lanes, 1), (1, 1)],
+            (true, _) => vec![(lanes, UNROLL), (lanes, 1), (1, 1)],
+        };
         // The non-finite accumulators (integer bits of `x - x`), per width: 0 to start.
         let mut acc = HashMap::new();
         for w in [lanes, 1].into_iter().filter(|w| stages.iter().any(|s| s.0 == *w)) {
@@ -225,14 +234,19 @@ pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision) -> Re
         b.seal_all_blocks();
         b.finalize(module.target_config());
     }
+    ctx.set_disasm(listing);
     module.define_function(fid, &mut ctx).map_err(|e| err("codegen", &format!("{e:?}")))?;
+    let listing = listing.then(|| {
+        let asm = ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default();
+        format!("; Cranelift IR (optimised)\n{}\n; machine code\n{asm}", ctx.func.display())
+    });
     module.clear_context(&mut ctx);
     module.finalize_definitions().map_err(|e| err("link", &e))?;
     let addr = module.get_finalized_function(fid);
     // SAFETY: the function was declared with exactly this signature (pointer, i64, f64,
     // pointer; no return) in the host's default calling convention.
     let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(addr) };
-    Ok(Code { module: Some(module), func, vectorised })
+    Ok(Code { module: Some(module), func, vectorised, listing })
 }
 
 fn math_fn(op: Op) -> Option<MathFn> {
@@ -316,6 +330,23 @@ impl Gen<'_> {
         (self.sty == types::F32 && (c as f32).is_normal() && r.is_normal()).then_some(f64::from(r))
     }
 
+    /// A vector mask made by bit operations on compare masks, as a compare again
+    /// (all-ones lanes are a NaN, not equal to 0): Cranelift turns a select on a
+    /// compare into one blend, on any other mask into three bit operations.
+    fn compare_mask(&self, b: &mut FunctionBuilder, lanes: usize, m: Value) -> Value {
+        if lanes == 1 {
+            return m;
+        }
+        let f = b.ins().bitcast(self.vty(lanes), MemFlagsData::new(), m);
+        let zero = self.fconst(b, lanes, 0.0);
+        b.ins().fcmp(FloatCC::NotEqual, f, zero)
+    }
+
+    /// Whether a node's value is a condition (0 or 1), held as a mask only.
+    fn is_mask(&self, id: NodeId) -> bool {
+        matches!(self.vals[id.index()], Val { f: None, m: Some(_) })
+    }
+
     /// The "non-zero" mask of a node (NaN counts as non-zero, as `a != 0.0` in Rust).
     fn mask(&mut self, b: &mut FunctionBuilder, lanes: usize, id: NodeId) -> Value {
         if let Some(m) = self.vals[id.index()].m {
@@ -382,6 +413,13 @@ impl Gen<'_> {
                 }
                 Op::Add => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fadd(x, y) }), m: None },
                 Op::Sub => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fsub(x, y) }), m: None },
+                // The product of two conditions (a spike gated by refractoriness) is their
+                // `and`: 0/1 times 0/1, exactly, without converting either to a float.
+                Op::Mul if self.is_mask(a[0]) && self.is_mask(a[1]) => {
+                    let (x, y) = (self.mask(b, lanes, a[0]), self.mask(b, lanes, a[1]));
+                    let m = b.ins().band(x, y);
+                    Val { f: None, m: Some(self.compare_mask(b, lanes, m)) }
+                }
                 Op::Mul => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fmul(x, y) }), m: None },
                 Op::Div => match self.reciprocal(a[1]) {
                     // f32: a division by a constant is a multiplication by its reciprocal
@@ -400,11 +438,18 @@ impl Gen<'_> {
                 // Rust's f64::min/max: a NaN operand yields the other one.
                 Op::Min | Op::Max => {
                     let (x, y) = (fl(self, b, 0), fl(self, b, 1));
-                    let cc = if node.op == Op::Min { FloatCC::LessThan } else { FloatCC::GreaterThan };
-                    let pick_x = b.ins().fcmp(cc, x, y);
+                    // `x < y` / `y < x` picks x: in vector code the select is one
+                    // minps / maxps (Cranelift matches exactly these forms).
+                    let pick_x = if node.op == Op::Min { b.ins().fcmp(FloatCC::LessThan, x, y) } else { b.ins().fcmp(FloatCC::LessThan, y, x) };
                     let r = self.select(b, lanes, pick_x, x, y);
-                    let y_nan = b.ins().fcmp(FloatCC::Unordered, y, y);
-                    Val { f: Some(self.select(b, lanes, y_nan, x, r)), m: None }
+                    // A constant y is never NaN (the refractory clock's floor): no fix-up.
+                    let v = if matches!(p.graph.node(a[1]).op, Op::Const(c) if !c.is_nan()) {
+                        r
+                    } else {
+                        let y_nan = b.ins().fcmp(FloatCC::Unordered, y, y);
+                        self.select(b, lanes, y_nan, x, r)
+                    };
+                    Val { f: Some(v), m: None }
                 }
                 Op::Select => {
                     let c = self.mask(b, lanes, a[0]);
@@ -432,12 +477,12 @@ impl Gen<'_> {
                 Op::And | Op::Or => {
                     let (x, y) = (self.mask(b, lanes, a[0]), self.mask(b, lanes, a[1]));
                     let m = if node.op == Op::And { b.ins().band(x, y) } else { b.ins().bor(x, y) };
-                    Val { f: None, m: Some(m) }
+                    Val { f: None, m: Some(self.compare_mask(b, lanes, m)) }
                 }
                 Op::Not => {
                     let x = self.mask(b, lanes, a[0]);
                     let m = if lanes == 1 { b.ins().bxor_imm_u(x, 1) } else { b.ins().bnot(x) };
-                    Val { f: None, m: Some(m) }
+                    Val { f: None, m: Some(self.compare_mask(b, lanes, m)) }
                 }
                 op => match math_fn(op) {
                     Some(f @ (MathFn::Exp | MathFn::Exprel | MathFn::Sigmoid)) if self.sty == types::F32 => {
@@ -469,17 +514,26 @@ impl Gen<'_> {
             };
             self.vals[id.index()] = v;
         }
-        let var = self.acc[&lanes];
-        let mut acc = b.use_var(var);
-        let ity = int_bits(self.sty, lanes);
+        // The new states, stored, and their sum checked: a sum is finite when every
+        // term is (a finite sum that overflows only makes the runtime look, and find
+        // nothing), so one `x - x` per element serves all states.
+        let mut sum = None;
         for (k, &id) in p.next.iter().enumerate() {
             let v = self.float(b, lanes, id);
             b.ins().store(self.flags, v, addrs[k], off);
-            let d = b.ins().fsub(v, v);
-            let d = b.ins().bitcast(ity, MemFlagsData::new(), d);
-            acc = b.ins().bor(acc, d);
+            sum = Some(match sum {
+                None => v,
+                Some(s) => b.ins().fadd(s, v),
+            });
         }
-        b.def_var(var, acc);
+        if let Some(sum) = sum {
+            let var = self.acc[&lanes];
+            let acc = b.use_var(var);
+            let d = b.ins().fsub(sum, sum);
+            let d = b.ins().bitcast(int_bits(self.sty, lanes), MemFlagsData::new(), d);
+            let acc = b.ins().bor(acc, d);
+            b.def_var(var, acc);
+        }
         if let (Some(s), true) = (p.spike, self.slices.spike) {
             let v = self.float(b, lanes, s);
             let at = addrs[self.slices.count() - 1];

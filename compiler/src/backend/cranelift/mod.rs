@@ -52,6 +52,16 @@ pub struct JitKernel {
 impl JitKernel {
     /// Compiles `step` with the given param specs (layout order), for the step's dt.
     pub fn compile(step: &Step, specs: &[ParamSpec], precision: Precision) -> Result<JitKernel, JitError> {
+        JitKernel::compile_with(step, specs, precision, false)
+    }
+
+    /// [`JitKernel::compile`], keeping the optimised Cranelift IR and the machine code as
+    /// text ([`JitKernel::listing`]).
+    pub fn compile_listed(step: &Step, specs: &[ParamSpec], precision: Precision) -> Result<JitKernel, JitError> {
+        JitKernel::compile_with(step, specs, precision, true)
+    }
+
+    fn compile_with(step: &Step, specs: &[ParamSpec], precision: Precision, listing: bool) -> Result<JitKernel, JitError> {
         let start = Instant::now();
         let prepared = specialise_step(step, specs)?;
         let dt = prepared.dt;
@@ -61,7 +71,7 @@ impl JitKernel {
             params: specs.iter().filter(|s| **s == ParamSpec::PerNeuron).count(),
             spike: prepared.spike.is_some(),
         };
-        let code = codegen::compile(&prepared, &slices, precision)?;
+        let code = codegen::compile(&prepared, &slices, precision, listing)?;
         Ok(JitKernel { code, slices, precision, dt, compile_time: start.elapsed() })
     }
 
@@ -79,6 +89,12 @@ impl JitKernel {
         self.code.vectorised
     }
 
+    /// The optimised Cranelift IR and the machine code, when compiled by
+    /// [`JitKernel::compile_listed`].
+    pub fn listing(&self) -> Option<&str> {
+        self.code.listing.as_deref()
+    }
+
     /// Wall time of [`JitKernel::compile`] (preparation, codegen and linking).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
@@ -93,7 +109,9 @@ impl JitKernel {
     }
 
     /// [`JitKernel::try_step`], also telling whether every new state is finite (the
-    /// kernel checks each value as it stores it).
+    /// kernel checks the sum of each element's new states as it stores them: `true`
+    /// means all are finite; `false` that one is not, or rarely that finite states
+    /// summed past the float range).
     pub fn try_step_checked<T: Real>(&self, a: StepArgs<'_, T>) -> Result<bool, JitError> {
         if T::PRECISION != self.precision {
             return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));

@@ -7,11 +7,12 @@
 # bench/compare.py scales them (p = 80/N, weights x 4000/N).
 #
 #   bash bench/step_instructions.sh [SIZES] [THREADS]     # default: "4000 40000" 1
+#   SNNC=/path/to/other/snnc bash bench/step_instructions.sh 4000   # another build
 #
 # Needs valgrind and a release build (cargo build --release -p snnc).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SNNC=${CARGO_TARGET_DIR:-$ROOT/target}/release/snnc
+SNNC=${SNNC:-${CARGO_TARGET_DIR:-$ROOT/target}/release/snnc}
 SIZES=${1:-"4000 40000"}
 THREADS=${2:-1}
 WORK=$(mktemp -d)

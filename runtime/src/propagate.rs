@@ -333,8 +333,7 @@ pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], 
 /// (every value +0) are skipped after one branch-free OR.
 pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) {
     for (blk, c) in spikes.chunks(16).enumerate() {
-        // Bits OR-ed (an integer reduction vectorises; a float sum does not).
-        if c.iter().fold(0u64, |a, v| a | v.bits()) == 0 {
+        if !T::any_bits(c) {
             continue;
         }
         out.extend(c.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(i, _)| (base + blk * 16 + i) as u32));

@@ -22,6 +22,9 @@ pub trait Float:
     fn host_mut(s: &mut [Self]) -> HostMut<'_>;
     /// The value's bits, as a GPU kernel's u64 argument takes a float (`SCALE_ADD`).
     fn bits(self) -> u64;
+    /// Whether any value of `block` has a bit set (is not +0): an OR of the bits in the
+    /// float's own width over a block of fixed size, which vectorises.
+    fn any_bits(block: &[Self]) -> bool;
 }
 
 impl Float for f32 {
@@ -34,6 +37,13 @@ impl Float for f32 {
     fn bits(self) -> u64 {
         u64::from(self.to_bits())
     }
+    fn any_bits(block: &[f32]) -> bool {
+        // A block of 16 (the callers' size) has a fixed trip count: four vector ORs.
+        match <&[f32; 16]>::try_from(block) {
+            Ok(b) => b.iter().fold(0u32, |a, v| a | v.to_bits()) != 0,
+            Err(_) => block.iter().any(|v| v.to_bits() != 0),
+        }
+    }
 }
 
 impl Float for f64 {
@@ -45,5 +55,11 @@ impl Float for f64 {
     }
     fn bits(self) -> u64 {
         self.to_bits()
+    }
+    fn any_bits(block: &[f64]) -> bool {
+        match <&[f64; 16]>::try_from(block) {
+            Ok(b) => b.iter().fold(0u64, |a, v| a | v.to_bits()) != 0,
+            Err(_) => block.iter().any(|v| v.to_bits() != 0),
+        }
     }
 }

@@ -311,6 +311,8 @@ def main():
     ap.add_argument("--img", default=os.path.join(ROOT, "docs", "img"), help="where the plots go")
     ap.add_argument("--report", metavar="RAW.jsonl", help="only rebuild the summary and plots from a raw file")
     a = ap.parse_args()
+    # The peers' projects are built and run from other directories than this one.
+    a.out, a.img = os.path.abspath(a.out), os.path.abspath(a.img)
     cfg = dict(PRESETS["quick" if a.quick else "full" if a.full else "default"])
     cfg.setdefault("sim_threads", [1, 2])
     for k in ("reps", "train_steps", "drtrl_steps", "sim_sizes", "big_duration", "sim_threads"):

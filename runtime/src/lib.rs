@@ -21,4 +21,5 @@ pub mod presyn;
 pub mod propagate;
 pub mod record;
 pub mod scalar;
+pub mod sends;
 pub mod train;

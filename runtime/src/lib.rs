@@ -10,6 +10,7 @@ pub mod adapter;
 pub mod connectivity;
 pub mod data;
 pub mod error;
+pub mod force;
 pub mod engine;
 pub mod gpu;
 pub mod kernels;

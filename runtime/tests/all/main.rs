@@ -9,6 +9,7 @@ mod common;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod data;
+mod force;
 mod golden;
 mod gpu_emu;
 mod gpu_learn;

@@ -290,3 +290,30 @@ fn gradients_through_readout_feedback_are_refused() {
     let err = gradient_of(&mut net, &["w_out".to_string()], &mut RandomSpikes::new(5, 1, 2, 1, 0.4, 1), Method::Bptt, false).unwrap_err().to_string();
     assert!(err.contains("`w_fb` reads the output of the readout `out`"), "{err}");
 }
+
+/// `examples/wong_wang.snn`: two pools sending their NMDA gating S to each other. The
+/// pool with the stronger stimulus wins (Wong & Wang 2006: S near 0.6-0.7 against a
+/// silent loser), and keeps its activity for a second after the stimulus ends (working
+/// memory); swapping the stimuli swaps the winner.
+#[test]
+fn the_wong_wang_example_decides_and_remembers() {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/wong_wang.snn"));
+    let mut sources = snnc_compiler::SourceMap::new();
+    let (p, d) = snnc_compiler::sema::check_path(path, &snnc_compiler::sema::LoadOptions::default(), &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
+    for (mu_a, mu_b) in [(40.0, 20.0), (20.0, 40.0)] {
+        let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { seed: 3, ..Options::default() }, &JitFactory).unwrap();
+        let s = |net: &Network<f64>, pop: usize| net.pops[pop].states[0][0];
+        // 1 s of stimulus, then 1 s of delay (dt = 0.5 ms).
+        for t in 0..4000 {
+            let (a, b) = if t < 2000 { (mu_a, mu_b) } else { (0.0, 0.0) };
+            net.step(&[&[a], &[b]]).unwrap();
+            if t == 1999 {
+                let (win, lose) = if mu_a > mu_b { (s(&net, 0), s(&net, 1)) } else { (s(&net, 1), s(&net, 0)) };
+                assert!(win > 0.5 && lose < 0.1, "stimulus ({mu_a}, {mu_b}) Hz: winner S {win}, loser S {lose}");
+            }
+        }
+        let (win, lose) = if mu_a > mu_b { (s(&net, 0), s(&net, 1)) } else { (s(&net, 1), s(&net, 0)) };
+        assert!(win > 0.4 && lose < 0.1, "after the delay: winner S {win}, loser S {lose}");
+    }
+}

@@ -122,9 +122,16 @@ const GRADED: &str = "    input u: 3
 /// delivered only where non-zero, through a sparse and a dense projection.
 #[test]
 fn graded_events_equal_a_hand_written_reference_dense_and_sparse() {
+    for jit in [false, true] {
+        graded_reference(jit);
+    }
+}
+
+/// The graded reference with the JIT's kernels or the interpreter's.
+fn graded_reference(jit: bool) {
     let p = program(&text(GRADED));
     let opts = Options { seed: 2, batch: 2, ..Options::default() };
-    let mut net = Network::<f64>::build(&p, &p.networks[0], &opts, &JitFactory).unwrap();
+    let mut net = if jit { Network::<f64>::build(&p, &p.networks[0], &opts, &JitFactory) } else { Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory) }.unwrap();
     let w = |name: &str| net.dense_weights(net.projection(name).unwrap().0).cloned();
     let (w_in, w_q) = (w("w_in").unwrap(), w("to_q").unwrap());
     // The sparse projection's synapses as a dense matrix.
@@ -158,7 +165,7 @@ fn graded_events_equal_a_hand_written_reference_dense_and_sparse() {
             }
             // Only the non-zero entries are listed for delivery.
             let want: Vec<u32> = (0..n as u32).filter(|&i| y[e * n + i as usize] != 0.0).collect();
-            assert_eq!(net.pops[0].active[e], want, "step {t}, batch {e}");
+            assert_eq!(net.pops[0].active[e], want, "jit {jit}, step {t}, batch {e}");
             events += want.len();
             silent += n - want.len();
         }

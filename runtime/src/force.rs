@@ -286,6 +286,6 @@ mod tests {
                 assert!((lhs - c[i * o + col]).abs() < 1e-12);
             }
         }
-        assert!(solve_ridge(&mut vec![0.0; 4], &[1.0, 1.0], 2, 1, 0.0).is_err());
+        assert!(solve_ridge(&mut [0.0; 4], &[1.0, 1.0], 2, 1, 0.0).is_err());
     }
 }

@@ -35,13 +35,13 @@ pub(crate) fn refuse_on_device<T>(net: &Network<T>) -> Result<(), RuntimeError> 
         )));
     }
     for pr in &net.projs {
-        if let Source::Pop(q) = pr.from {
-            if net.pops[q].step.is_none() {
-                return Err(RuntimeError::Build(format!(
-                    "`{}` reads the readout `{}` (readout feedback): the CUDA backend does not run it yet; run it with --backend cpu",
-                    pr.name, net.pops[q].name
-                )));
-            }
+        if let Source::Pop(q) = pr.from
+            && net.pops[q].step.is_none()
+        {
+            return Err(RuntimeError::Build(format!(
+                "`{}` reads the readout `{}` (readout feedback): the CUDA backend does not run it yet; run it with --backend cpu",
+                pr.name, net.pops[q].name
+            )));
         }
     }
     Ok(())

@@ -238,16 +238,16 @@ impl<'a> BodyCx<'a> {
         let checked = self.cx.num(value, diags);
         self.cx.allow_random = true;
         let Some((t, _)) = checked else { return };
-        if !self.is_syn {
-            if let Some(input) = reads_input(self.symbols, &t) {
-                diags.push(
-                    Diagnostic::error("E0317", value.span, format!("the output `{}` reads the input `{}`", port.name, self.symbols[input].name))
-                        .with_label("a neuron's output is read from its state")
-                        .with_note("it is sent after the step, like a spike, from the states the step stored")
-                        .with_help("make it a function of the states and params (e.g. `output r = tanh(x)`)"),
-                );
-                return;
-            }
+        if !self.is_syn
+            && let Some(input) = reads_input(self.symbols, &t)
+        {
+            diags.push(
+                Diagnostic::error("E0317", value.span, format!("the output `{}` reads the input `{}`", port.name, self.symbols[input].name))
+                    .with_label("a neuron's output is read from its state")
+                    .with_note("it is sent after the step, like a spike, from the states the step stored")
+                    .with_help("make it a function of the states and params (e.g. `output r = tanh(x)`)"),
+            );
+            return;
         }
         self.body.output = Some((port.name.clone(), t));
     }

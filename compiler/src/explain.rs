@@ -229,12 +229,12 @@ pub fn explain_text(step: &mut Step, file: &str) -> String {
             let _ = writeln!(out, "  surrogate dH/dz: {}({})", sg.name, ps.join(", "));
         }
     }
+    let where_at = out.len();
     if let Some(((name, _), node)) = sent {
         let what = if step.spike_arg.is_some() { "a graded event, 0 where s = 0" } else { "a rate, every step" };
         let _ = writeln!(out, "\nsends ({what}; names are values at t)");
         let _ = writeln!(out, "  {name} = {}", pr.expr(node));
     }
-    let where_at = out.len();
     let _ = writeln!(out, "\nstep (names on the right are values at t-1; s = H(z) of h^(t-1))");
     for (k, &n) in step.next.iter().enumerate() {
         let _ = writeln!(out, "  {}^t = {}", step.state_name(k), pr.expr(n));

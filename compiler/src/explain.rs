@@ -208,6 +208,8 @@ pub fn explain_text(step: &mut Step, file: &str) -> String {
     if let Some(s) = step.spike_arg {
         roots.push(s);
     }
+    let sent = step.model.output.as_ref().filter(|_| step.model.kind == crate::syntax::ast::ModelKind::Neuron).zip(step.spike);
+    roots.extend(sent.map(|(_, s)| s));
     let mut pr = MathPrinter::new(step);
     let defs = pr.share(&roots);
 
@@ -228,6 +230,11 @@ pub fn explain_text(step: &mut Step, file: &str) -> String {
         }
     }
     let where_at = out.len();
+    if let Some(((name, _), node)) = sent {
+        let what = if step.spike_arg.is_some() { "a graded event, 0 where s = 0" } else { "a rate, every step" };
+        let _ = writeln!(out, "\nsends ({what}; names are values at t)");
+        let _ = writeln!(out, "  {name} = {}", pr.expr(node));
+    }
     let _ = writeln!(out, "\nstep (names on the right are values at t-1; s = H(z) of h^(t-1))");
     for (k, &n) in step.next.iter().enumerate() {
         let _ = writeln!(out, "  {}^t = {}", step.state_name(k), pr.expr(n));
@@ -260,7 +267,18 @@ pub fn explain_text(step: &mut Step, file: &str) -> String {
         }
     }
     if let Some(ds) = &der.dspike {
-        let _ = writeln!(out, "\nds/dh (surrogate)");
+        // A neuron that declares what it sends: the derivative is that value's.
+        match step.model.output.as_ref().filter(|_| step.model.kind == crate::syntax::ast::ModelKind::Neuron) {
+            Some((name, _)) if step.spike_arg.is_some() => {
+                let _ = writeln!(out, "\nds/dh of the graded event sent, {name} * s (surrogate for s)");
+            }
+            Some((name, _)) => {
+                let _ = writeln!(out, "\nds/dh of the rate sent, {name}");
+            }
+            None => {
+                let _ = writeln!(out, "\nds/dh (surrogate)");
+            }
+        }
         for j in 0..ds.cols {
             let e = ds.get(0, j);
             if !step.graph.is_zero(e) {

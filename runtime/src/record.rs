@@ -33,7 +33,7 @@ impl Selection {
     pub fn new<T: Float>(net: &Network<T>, spikes: bool, vars: &[String]) -> Result<Selection, RuntimeError> {
         let mut sel = Selection::default();
         if spikes {
-            sel.spikes = net.pops.iter().enumerate().filter(|(_, p)| !p.spikes.is_empty()).map(|(i, _)| i).collect();
+            sel.spikes = net.pops.iter().enumerate().filter(|(_, p)| !p.spikes.is_empty() && !crate::sends::sends_rate(p)).map(|(i, _)| i).collect();
         }
         for v in vars {
             let before = sel.traces.len();

@@ -57,11 +57,13 @@ fn print_summary(program: &Program, entry: Option<FileId>, sources: &SourceMap, 
         if !inputs.is_empty() {
             parts.push(format!("inputs [{inputs}]"));
         }
-        if m.kind == ModelKind::Neuron {
-            parts.push(if m.spike.is_some() { "spiking".into() } else { "non-spiking".into() });
-        }
-        if let Some((port, _)) = &m.output {
-            parts.push(format!("output {port}"));
+        match (m.kind, &m.output, m.spike.is_some()) {
+            (ModelKind::Neuron, None, spiking) => parts.push(if spiking { "spiking".into() } else { "non-spiking".into() }),
+            // What its projections carry: graded events, or a rate every step.
+            (ModelKind::Neuron, Some((name, _)), true) => parts.push(format!("sends graded events `{name}`")),
+            (ModelKind::Neuron, Some((name, _)), false) => parts.push(format!("sends a rate `{name}`")),
+            (_, Some((port, _)), _) => parts.push(format!("output {port}")),
+            _ => {}
         }
         println!("ok {kind} {}: {}", m.name, parts.join(", "));
         lines += 1;

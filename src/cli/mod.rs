@@ -7,6 +7,7 @@ mod emit;
 mod eval;
 mod engine;
 mod explain;
+mod fit;
 mod fmt;
 mod grad;
 mod nir;
@@ -71,6 +72,8 @@ pub enum Command {
     Grad(grad::Args),
     /// Train a network on a task (DMS, evidence accumulation) with an online rule.
     Train(train::Args),
+    /// Train a `Linear` readout without gradients: FORCE (online, fed back) or ridge regression.
+    Fit(fit::Args),
     /// Loss and accuracy of trained weights (a `snnc train` checkpoint) on held-out trials.
     Eval(eval::EvalArgs),
     /// Benchmark workloads with JSON-line results (`bench train`, `bench sim`).
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(a, &opts, &reporter),
         Command::Grad(a) => grad::run(a, &opts, &reporter),
         Command::Train(a) => train::run(a, &opts, &reporter),
+        Command::Fit(a) => fit::run(a, &opts, &reporter),
         Command::Eval(a) => eval::eval(a, &opts, &reporter),
         Command::Bench(a) => bench::run(a, &opts, &reporter),
         Command::ExportNir(a) => nir::export(a, &opts, &reporter),

@@ -227,3 +227,37 @@ fn draw_curves(root: DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, tra
     }
     Ok(())
 }
+
+/// `snnc fit`: the readout's output z and its target f against time, 1200 x 400 px, with
+/// the end of learning marked.
+pub fn fit_png(path: &Path, z: &[(f64, f64)], f: &[(f64, f64)], learn_end: f64) -> Result<(), String> {
+    save_png(path, (1200, 400), |root| {
+        let text = font_available();
+        let err = |e: &dyn std::fmt::Display| format!("cannot draw the fit: {e}");
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let t_end = z.last().map_or(1.0, |p| p.0);
+        let y = z.iter().chain(f).map(|p| p.1.abs()).filter(|v| v.is_finite()).fold(1e-9f64, f64::max).min(10.0) * 1.1;
+        let mut chart = ChartBuilder::on(&root);
+        chart.margin(10).x_label_area_size(if text { 30 } else { 5 }).y_label_area_size(if text { 50 } else { 5 });
+        let mut c = chart.build_cartesian_2d(0.0..t_end, -y..y).map_err(|e| err(&e))?;
+        let mut mesh = c.configure_mesh();
+        if text {
+            mesh.x_desc("time (s)").y_desc("readout");
+        } else {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(|e| err(&e))?;
+        c.draw_series(LineSeries::new(vec![(learn_end, -y), (learn_end, y)], BLACK.mix(0.4).stroke_width(1))).map_err(|e| err(&e))?;
+        let clip = |p: &(f64, f64)| (p.0, p.1.clamp(-y, y));
+        let tf = c.draw_series(LineSeries::new(f.iter().map(clip), RED.mix(0.6).stroke_width(3))).map_err(|e| err(&e))?;
+        if text {
+            tf.label("target f").legend(|(x, yy)| PathElement::new(vec![(x, yy), (x + 20, yy)], RED));
+        }
+        let tz = c.draw_series(LineSeries::new(z.iter().map(clip), BLUE.stroke_width(1))).map_err(|e| err(&e))?;
+        if text {
+            tz.label("output z (learning, then fixed weights)").legend(|(x, yy)| PathElement::new(vec![(x, yy), (x + 20, yy)], BLUE));
+            c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+        }
+        Ok(())
+    })
+}

@@ -453,6 +453,9 @@ fn print_summary<T: Float>(network: &Network<T>, backend: &str, wall: f64, build
     for pop in &network.pops {
         if pop.spikes.is_empty() {
             println!("  {}: {} (non-spiking)", pop.name, plural(pop.n, "neuron"));
+        } else if snnc_runtime::sends::sends_rate(pop) {
+            let name = snnc_runtime::sends::sent_value(pop).unwrap_or_default();
+            println!("  {}: {} (sends the rate `{name}` every step)", pop.name, plural(pop.n, "neuron"));
         } else {
             let rate = pop.spike_count as f64 / (pop.n * network.batch) as f64 / simulated.max(1e-12);
             println!("  {}: {}, mean rate {:.2} Hz", pop.name, plural(pop.n, "neuron"), rate);

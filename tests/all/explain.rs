@@ -32,6 +32,8 @@ snapshot_file!(explain_coba_neurons, "stdlib/coba.snn");
 snapshot_file!(explain_hh, "stdlib/hh.snn");
 snapshot_file!(explain_synapses, "stdlib/synapses.snn");
 snapshot_file!(explain_readout, "stdlib/readout.snn");
+snapshot_file!(explain_rate_sender, "examples/force.snn", "--model", "Rate");
+snapshot_file!(explain_graded_sender, "tests/data/graded.snn");
 snapshot_file!(explain_coba_network, "examples/coba.snn", "--network", "coba");
 snapshot_file!(explain_dms_network, "examples/dms.snn", "--network", "dms");
 

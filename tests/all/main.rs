@@ -7,6 +7,7 @@
 mod bench_cli;
 mod cli;
 mod explain;
+mod fit_cli;
 mod grad_cli;
 #[cfg(feature = "mpi")]
 mod mpi;

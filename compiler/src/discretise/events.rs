@@ -40,6 +40,21 @@ impl StepCx {
         Ok(Spike { arg: Some(ls.arg), scale, spike: Some(s), reset: Some(rs) })
     }
 
+    /// What the neuron sends, from the `State` leaves: its `output` value times the
+    /// spike `s` (a graded event, zero where it does not spike), the value alone for a
+    /// neuron without a spike condition (a rate), else the spike. Its derivative by the
+    /// states is then the "ds/dh" of every learning rule.
+    pub(super) fn sent(&mut self, spike: Option<NodeId>) -> Result<Option<NodeId>, Diagnostic> {
+        let Some((_, e)) = self.m.output.as_ref().filter(|_| self.m.kind == crate::syntax::ast::ModelKind::Neuron) else {
+            return Ok(spike);
+        };
+        let value = lower_at(&self.m, &mut self.g, &self.leaves, e)?;
+        Ok(Some(match spike {
+            Some(s) => self.g.mul(value, s),
+            None => value,
+        }))
+    }
+
     /// The `on spike` updates, gated by the spike `reset_spike`.
     pub(super) fn on_spike(&mut self, cur: &mut [NodeId], reset_spike: Option<NodeId>) -> Result<(), Diagnostic> {
         let Some(s) = reset_spike else { return Ok(()) };

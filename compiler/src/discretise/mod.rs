@@ -49,7 +49,9 @@ pub struct Step {
     /// `next[k]` = state k after the step, from `State` leaves (h^{t-1}), `Input`
     /// leaves (y^t), params, `Time`, `Dt` and random draws.
     pub next: Vec<NodeId>,
-    /// `s = H(u)` read from a stored state (the `State` leaves); 0 while refractory.
+    /// What the population sends, read from a stored state (the `State` leaves): the
+    /// spike `s = H(u)` (0 while refractory), or the neuron's declared `output` - times
+    /// `s` (a graded event) when it spikes, alone (a rate) when it does not.
     pub spike: Option<NodeId>,
     /// `u`, the normalised spike argument.
     pub spike_arg: Option<NodeId>,
@@ -252,6 +254,7 @@ fn discretise_with(model: &Model, smooth: Option<f64>, fixed: Option<(&[Option<f
     let (method, method_note, mut end) = cx.integrate(&cur, fixed)?;
     cx.hold_refractory(&cur, &mut end, refractory_now);
     let random_slots = lw_random_slots(&cx.m);
+    let sent = cx.sent(spike.spike)?;
     let StepCx { m, g, layout, .. } = cx;
     Ok(Step {
         model: m,
@@ -261,7 +264,7 @@ fn discretise_with(model: &Model, smooth: Option<f64>, fixed: Option<(&[Option<f
         method_note,
         n_hidden,
         next: end,
-        spike: spike.spike,
+        spike: sent,
         spike_arg: spike.arg,
         spike_scale: spike.scale,
         random_slots,

@@ -8,7 +8,7 @@ use super::load::Loaded;
 use super::*;
 use crate::diag::{Diagnostic, nearest};
 use crate::syntax::ast::{self, DeclKind, ModelItem};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 mod body;
 use body::BodyCx;

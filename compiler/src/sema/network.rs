@@ -11,6 +11,7 @@ use crate::diag::{Diagnostic, nearest};
 use crate::syntax::ast::{self, ConnClause, ExprKind};
 
 mod connect;
+mod sends;
 
 /// Network-wide settings and the dimension each must have.
 /// The largest population or input size (the runtime refuses what will not fit in memory).
@@ -406,11 +407,11 @@ impl NetCx<'_, '_> {
                     .with_help("use `layer` for spiking populations, or `LeakyReadout`/`Linear` here"),
             );
         }
-        if kind == PopKind::Layer && model.spike.is_none() {
+        if kind == PopKind::Layer && model.spike.is_none() && model.output.is_none() {
             self.diags.push(
                 Diagnostic::warning("W0401", p.model.span, format!("`{}` never spikes", model.name))
                     .with_label("a layer of neurons without `spike when`")
-                    .with_help("use `readout` for non-spiking output units"),
+                    .with_help("use `readout` for non-spiking output units, or declare what it sends (`output r = tanh(x)`)"),
             );
         }
         for (sid, s) in model.params() {

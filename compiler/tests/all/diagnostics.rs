@@ -510,11 +510,47 @@ bad!(two_spike_conditions: "E0306" at "spike when v > 2", "a neuron has one spik
 }
 ");
 
-bad!(output_in_neuron: "E0307" at "output I = v", "a neuron has no `output`";
+bad!(neuron_output_reads_an_input: "E0317" at "tanh(v + I)", "the output `r` reads the input `I`";
 "neuron N {
     state v = 0
-    dv/dt = -v / (1 ms)
-    output I = v
+    input I
+    dv/dt = (-v + I) / (1 ms)
+    output r = tanh(v + I)
+}
+");
+
+bad!(neuron_output_draws_random_numbers: "E0208" at "rand()", "";
+"neuron N {
+    state v = 0
+    input I
+    dv/dt = (-v + I) / (1 ms)
+    output r = v * rand()
+}
+");
+
+bad!(two_neuron_outputs: "E0306" at "output s = v", "a neuron has one `output`";
+"neuron N {
+    state v = 0
+    input I
+    dv/dt = (-v + I) / (1 ms)
+    output r = v
+    output s = v
+}
+");
+
+bad!(sent_value_with_a_unit_through_a_synapse: "E0430" at "via ExpCurrent", "`R` sends `r`, which has dimension";
+"import \"stdlib/lif.snn\"
+import \"stdlib/synapses.snn\"
+neuron Rate {
+    state x: Hz = 0 Hz
+    input I: Hz
+    dx/dt = (-x + I) / (10 ms)
+    output r = x
+}
+network n {
+    layer R = Rate[4]
+    layer L = LIF[4]
+    connect R -> L.I via ExpCurrent dense
 }
 ");
 

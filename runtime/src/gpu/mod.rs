@@ -149,6 +149,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 pr.name
             )));
         }
+        crate::sends::refuse_on_device(&host)?;
         let mut dev = Counted::new(dev);
         let batch = host.batch;
         if batch > 65535 {

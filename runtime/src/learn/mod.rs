@@ -416,6 +416,12 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
         return Err(RuntimeError::Build(format!("gradients need exactly one readout, the network has {}", readouts.len())));
     };
     let linear_readout = net.pops[r].step.is_none();
+    if let Some(v) = crate::sends::sent_value(&net.pops[r]) {
+        return Err(RuntimeError::Build(format!(
+            "readout `{}` declares `output {v}`, but the loss reads a readout's first state: learning through it is not supported; drop the `output`",
+            net.pops[r].name
+        )));
+    }
     // Projections: etrace (into hidden populations) and plain (into the readout).
     let mut etrace: Vec<EtraceProj> = Vec::new();
     let mut plain = Vec::new();
@@ -464,7 +470,7 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
             continue;
         }
         if let Source::Pop(q) = from {
-            if q == r && linear_readout {
+            if q == r {
                 return Err(RuntimeError::Build(format!("`{name}` reads the output of the readout `{}`: gradients through it are not supported", net.pops[r].name)));
             }
             if shape.is_none() {

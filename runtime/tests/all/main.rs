@@ -9,6 +9,7 @@ mod common;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod data;
+mod force;
 mod golden;
 mod gpu_emu;
 mod gpu_learn;
@@ -16,4 +17,5 @@ mod learn;
 mod learn_sparse;
 mod memory;
 mod network;
+mod rate;
 mod stp;

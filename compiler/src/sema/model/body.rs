@@ -223,23 +223,33 @@ impl<'a> BodyCx<'a> {
         self.refractory = Some((Refractory { period: p, clamp: Vec::new(), span }, clamp.to_vec()));
     }
 
-    /// `output port = value` (synapses).
+    /// `output port = value`: what a synapse adds to its target's port, or what a
+    /// neuron sends through its projections instead of a bare spike (a graded event
+    /// `value * spike` for a spiking neuron, the value every step for one without
+    /// `spike when`). A neuron's sent value is read from its stored state, like the
+    /// spike: it may not read an input (E0317) or draw random numbers (E0208).
     fn output(&mut self, port: &ast::Ident, value: &ast::Expr, span: Span, diags: &mut Vec<Diagnostic>) {
-        if !self.is_syn {
+        if self.body.output.is_some() {
+            let what = if self.is_syn { "a synapse" } else { "a neuron" };
+            diags.push(Diagnostic::error("E0306", span, format!("{what} has one `output`")).with_label("second output"));
+            return;
+        }
+        self.cx.allow_random = self.is_syn;
+        let checked = self.cx.num(value, diags);
+        self.cx.allow_random = true;
+        let Some((t, _)) = checked else { return };
+        if !self.is_syn
+            && let Some(input) = reads_input(self.symbols, &t)
+        {
             diags.push(
-                Diagnostic::error("E0307", span, "a neuron has no `output`")
-                    .with_label("only synapses drive ports")
-                    .with_note("a neuron's output is its spike"),
+                Diagnostic::error("E0317", value.span, format!("the output `{}` reads the input `{}`", port.name, self.symbols[input].name))
+                    .with_label("a neuron's output is read from its state")
+                    .with_note("it is sent after the step, like a spike, from the states the step stored")
+                    .with_help("make it a function of the states and params (e.g. `output r = tanh(x)`)"),
             );
             return;
         }
-        if self.body.output.is_some() {
-            diags.push(Diagnostic::error("E0306", span, "a synapse has one `output`").with_label("second output"));
-            return;
-        }
-        if let Some((t, _)) = self.cx.num(value, diags) {
-            self.body.output = Some((port.name.clone(), t));
-        }
+        self.body.output = Some((port.name.clone(), t));
     }
 
     /// 4. Whole-model rules.
@@ -476,4 +486,22 @@ fn check_surrogate(
     }
     diags.push(d);
     None
+}
+
+/// The first input an expression reads (through `let`s), if any.
+fn reads_input(symbols: &[Symbol], e: &TExpr) -> Option<SymId> {
+    let mut found = None;
+    let mut seen = HashSet::new();
+    let mut stack = vec![e.clone()];
+    while let Some(e) = stack.pop() {
+        e.visit_syms(&mut |s| {
+            let sym = &symbols[s];
+            match (sym.kind, &sym.value) {
+                (SymKind::Input, _) if found.is_none() => found = Some(s),
+                (SymKind::Let, Some(v)) if seen.insert(s) => stack.push(v.clone()),
+                _ => {}
+            }
+        });
+    }
+    found
 }

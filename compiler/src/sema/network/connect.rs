@@ -37,7 +37,7 @@ impl NetCx<'_, '_> {
             return None;
         }
         let port = self.target_port(c, to, cl.synapse)?;
-        let port_dim = self.port_dim(c, to, port, from_state.as_ref())?;
+        let port_dim = self.port_dim(c, from, to, port, from_state.as_ref())?;
         let (synapse, weight_dim) = match cl.synapse {
             None => (None, port_dim),
             Some((sid, settings)) => {
@@ -170,14 +170,19 @@ impl NetCx<'_, '_> {
     }
 
     /// The dimension a weight brings to the port (without a synapse: the weights').
-    fn port_dim(&mut self, c: &ast::Connect, to: usize, port: Option<SymId>, from_state: Option<&(String, Dim)>) -> Option<Dim> {
+    fn port_dim(&mut self, c: &ast::Connect, from: Source, to: usize, port: Option<SymId>, from_state: Option<&(String, Dim)>) -> Option<Dim> {
         let port_dim = match (self.pops[to].model, port) {
             (PopModel::Model(mid), Some(p)) => self.program.models[mid].symbols[p].dim,
             _ => Dim::ONE,
         };
         // A state source is a value, not an event: weights convert its unit to the
         // port's, and there is no synapse (`on pre` needs spikes) and no sparse kernel.
-        let Some((_, state_dim)) = from_state else { return Some(port_dim) };
+        let Some((_, state_dim)) = from_state else {
+            return match self.sent_value(from) {
+                Some(sent) => self.weight_dim_for_sent(c, sent, port_dim),
+                None => Some(port_dim),
+            };
+        };
         let bad = c.clauses.iter().find(|sc| {
             matches!(sc.clause, ConnClause::Via { .. } | ConnClause::Delay(_))
                 || matches!(&sc.clause, ConnClause::Topology(t) if !matches!(t, ast::Topology::Dense))

@@ -19,7 +19,8 @@ use crate::units::Dim;
 /// with updates and equations reading nothing but each other, params, constants and time
 /// (no `w`, `pre`, postsynaptic value or other state).
 pub fn presynaptic_states(syn: &Model) -> Vec<SymId> {
-    let mut pre: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).collect();
+    // A state `on post` changes too is not presynaptic (`super::plastic`); nor is `w`.
+    let mut pre: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).filter(|&s| syn.symbols[s].kind == SymKind::State && !syn.on_post.iter().any(|u| u.target == s)).collect();
     pre.sort_unstable();
     pre.dedup();
     loop {
@@ -62,13 +63,14 @@ pub fn pre_stage(program: &Program, net: &NetworkDef, pi: usize) -> Option<Resul
     let (sid, settings) = proj.synapse.as_ref()?;
     let syn = &program.models[*sid];
     let pre_states = presynaptic_states(syn);
-    if pre_states.is_empty() {
+    // A plastic synapse's presynaptic traces are part of its plasticity (`super::plastic`).
+    if pre_states.is_empty() || super::plastic::is_plastic(syn) {
         return None;
     }
     Some(build(syn, &pre_states, settings, proj.span))
 }
 
-fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: crate::span::Span) -> Result<PreStage, Diagnostic> {
+pub(super) fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: crate::span::Span) -> Result<PreStage, Diagnostic> {
     let mut model = Model {
         kind: ModelKind::Neuron,
         name: format!("{}.pre", syn.name),
@@ -79,6 +81,7 @@ fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: cra
         on_spike: Vec::new(),
         reset_detached: false,
         on_pre: Vec::new(),
+        on_post: Vec::new(),
         refractory: None,
         method: syn.method,
         output: None,
@@ -102,7 +105,13 @@ fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: cra
             model.symbols.push(Symbol { value: None, ..sym.clone() });
         }
     }
-    let mapped = |e: &TExpr| e.map_syms(&mut |s, span| Some(TExpr { kind: TKind::Sym(map[s].expect("read by the stage")), ty: Ty::Num(syn.symbols[s].dim), span }));
+    // `w` only gives a declared value its unit (`state apre = 0 * w`): it reads 0 there.
+    let mapped = |e: &TExpr| {
+        e.map_syms(&mut |s, span| match map[s] {
+            Some(n) => Some(TExpr { kind: TKind::Sym(n), ty: Ty::Num(syn.symbols[s].dim), span }),
+            None => Some(TExpr { kind: TKind::Const(0.0), ty: Ty::Num(syn.symbols[s].dim), span }),
+        })
+    };
     for (s, sym) in syn.symbols.iter().enumerate() {
         if let (Some(new), Some(v)) = (map[s], &sym.value) {
             model.symbols[new].value = Some(mapped(v));

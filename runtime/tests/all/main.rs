@@ -16,4 +16,5 @@ mod learn;
 mod learn_sparse;
 mod memory;
 mod network;
+mod stdp;
 mod stp;

@@ -163,9 +163,9 @@ pub fn check(syn: &Model, via: Span) -> Result<(), Diagnostic> {
         }
     }
     // Short-term plasticity scales the delivery by a presynaptic efficacy: not combined yet.
-    let efficacy = syn.on_pre.iter().filter(|u| merged.contains(&u.target)).any(|u| reads(syn, &u.value, &|s| pre.contains(&s)));
-    if efficacy {
-        return refuse(via, format!("plastic synapse `{}` also scales its delivery by presynaptic state (short-term plasticity)", syn.name), "not supported together yet", "keep short-term and spike-timing plasticity in two synapses");
+    let efficacy = syn.on_pre.iter().filter(|u| merged.contains(&u.target)).find(|u| reads(syn, &u.value, &|s| pre.contains(&s)));
+    if let Some(u) = efficacy {
+        return refuse(u.span, format!("plastic synapse `{}` also scales its delivery by presynaptic state (short-term plasticity)", syn.name), "a presynaptic trace scales what is delivered: not supported together with a changing `w` yet", "keep short-term and spike-timing plasticity in two synapses");
     }
     Ok(())
 }

@@ -608,11 +608,12 @@ bad!(assign_input: "E0312" at "I", "cannot assign to `I`: it is an input";
 }
 ");
 
-bad!(assign_weight: "E0312" at "w", "cannot assign to `w`: it is the synaptic weight";
+// `w` may change in a synapse's events (plasticity, tests in `plastic.rs`); `pre` not.
+bad!(assign_pre_spike: "E0312" at "pre", "cannot assign to `pre`: it is the presynaptic spike";
 "synapse S {
     state g = 0 * w
     dg/dt = -g / (5 ms)
-    on pre { w = 0 }
+    on pre { pre = 0 }
     output I = g
 }
 ");

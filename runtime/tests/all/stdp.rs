@@ -367,3 +367,32 @@ fn gpu_learning_batch_and_procedural_are_refused() {
     let err = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).err().expect("refused").to_string();
     assert!(err.contains("a delay per synapse is not supported"), "{err}");
 }
+
+#[test]
+fn a_third_factor_gates_the_rule() {
+    // Reward-modulated STDP: the rule reads the target population's `m` (here pulled
+    // to the drive R); with R = 0 nothing changes, with R = 1 it is the pair rule.
+    let reward_post = timed("Post", &[0.06]).replace("    input I\n", "    state m = 0\n    input I\n    input R\n    dm/dt = (R - m) / (1 ms)\n");
+    let synapse = pair_synapse()
+        .replace("    state apre = 0\n", "    input m_post: 1\n    state apre = 0\n")
+        .replace("w = clip(w + apost, 0, w_max)", "w = clip(w + m_post * apost, 0, w_max)")
+        .replace("w = clip(w + apre, 0, w_max)", "w = clip(w + m_post * apre, 0, w_max)");
+    for r in [0.0, 1.0] {
+        let text = format!(
+            "{}{reward_post}{synapse}network n {{
+    dt = {} ms
+    layer a = Pre[1]
+    layer b = Post[1]
+    drive b.R = {r}
+    connect a -> b.I via STDP dense weight {W0} as ab
+}}",
+            timed("Pre", &[0.05, 0.07]),
+            DT * 1e3
+        );
+        let mut net = build(&text, &JitFactory);
+        run_steps(&mut net, 1000);
+        let want = r * (window(0.01) + window(-0.01));
+        let dw = dense_w(&net) - W0;
+        assert!((dw - want).abs() < 1e-12, "R = {r}: dw {dw}, want {want}");
+    }
+}

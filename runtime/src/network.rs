@@ -1155,6 +1155,11 @@ impl<T: Float> Network<T> {
         }
     }
 
+    /// The names of the plastic projections (weights changed by `on pre` / `on post`).
+    pub fn plastic_projections(&self) -> Vec<String> {
+        self.projs.iter().filter(|p| p.plastic.is_some()).map(|p| p.name.clone()).collect()
+    }
+
     /// The presynaptic traces of plastic projection `proj` (a population of its source
     /// neurons); `None` when it has none.
     pub fn plastic_traces(&self, proj: usize) -> Option<&Population<T>> {

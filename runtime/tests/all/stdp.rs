@@ -396,3 +396,26 @@ fn a_third_factor_gates_the_rule() {
         assert!((dw - want).abs() < 1e-12, "R = {r}: dw {dw}, want {want}");
     }
 }
+
+#[test]
+fn a_file_defined_projection_learns_as_the_same_one_written_inline() {
+    let inline = lif_text(40, 6, "sparse p = 0.5 weight U(0.2, 0.8) delay 1 ms");
+    let p = program(&inline);
+    let mut a = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &JitFactory).unwrap();
+    let (rp, col, w) = a.sparse_weights(0).unwrap();
+    let path = std::env::temp_dir().join(format!("snnc-stdp-{}.npz", std::process::id()));
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+    npz.add_array("indptr", &ndarray::Array1::from(rp.iter().map(|&r| r as u64).collect::<Vec<_>>())).unwrap();
+    npz.add_array("indices", &ndarray::Array1::from(col.to_vec())).unwrap();
+    npz.add_array("weight", &ndarray::Array1::from(w.to_vec())).unwrap();
+    npz.finish().unwrap();
+    let p = program(&lif_text(40, 6, &format!("from \"{}\" delay 1 ms", path.display())));
+    let mut b = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &JitFactory).unwrap();
+    let w0 = all_weights(&a);
+    assert_eq!(w0, all_weights(&b));
+    drive(&mut a, 40, 2000);
+    drive(&mut b, 40, 2000);
+    assert_eq!(all_weights(&a), all_weights(&b));
+    assert_ne!(all_weights(&a), w0);
+    let _ = std::fs::remove_file(&path);
+}

@@ -22,11 +22,11 @@
 //! `on_post`).
 
 use super::group::{driven_states, reads};
-use super::presyn::presynaptic_states;
+use super::presyn::{at_spike, one_sided_states, presynaptic_states};
 use crate::diag::Diagnostic;
-use crate::sema::{Init, Model, NetworkDef, Program, SymId, SymKind, Symbol, TExpr, TKind, Ty, Update, UpdateOp};
+use crate::sema::{Init, Model, NetworkDef, Program, SymId, SymKind, Symbol, TExpr, TKind, Ty, Update};
 use crate::span::Span;
-use crate::syntax::ast::{BinOp, ModelKind};
+use crate::syntax::ast::ModelKind;
 use crate::units::Dim;
 
 /// Whether `syn` changes its weight or reacts to postsynaptic spikes.
@@ -38,29 +38,7 @@ pub fn is_plastic(syn: &Model) -> bool {
 /// (and not by `on pre`), with updates and equations reading nothing but each other,
 /// params, constants and time.
 pub fn postsynaptic_states(syn: &Model) -> Vec<SymId> {
-    let mut post: Vec<SymId> = syn.on_post.iter().map(|u| u.target).filter(|&s| syn.symbols[s].kind == SymKind::State && !syn.on_pre.iter().any(|u| u.target == s)).collect();
-    post.sort_unstable();
-    post.dedup();
-    loop {
-        let outside = |set: &[SymId], s: SymId| match syn.symbols[s].kind {
-            SymKind::Weight | SymKind::PreSpike | SymKind::Post | SymKind::Input => true,
-            SymKind::State => !set.contains(&s),
-            _ => false,
-        };
-        let keep: Vec<SymId> = post
-            .iter()
-            .copied()
-            .filter(|&s| {
-                let updates = syn.on_post.iter().filter(|u| u.target == s).map(|u| &u.value);
-                let ode = syn.odes.iter().filter(|(t, _)| *t == s).map(|(_, rhs)| rhs);
-                !updates.chain(ode).any(|e| reads(syn, e, &|r| outside(&post, r)))
-            })
-            .collect();
-        if keep.len() == post.len() {
-            return post;
-        }
-        post = keep;
-    }
+    one_sided_states(syn, &syn.on_post, &syn.on_pre)
 }
 
 /// Where a rule's state or input comes from at run time.
@@ -246,7 +224,7 @@ impl RuleCx<'_> {
             for u in syn.on_pre.iter().filter(|u| self.pre.contains(&u.target)) {
                 let target = map[u.target].expect("kept");
                 let spike = pre_spike.expect("a synapse has `pre`");
-                model.on_pre.push(Update { target, op: u.op, value: gated(&mapped(&u.value), spike, u, target), span: u.span });
+                model.on_pre.push(Update { target, op: u.op, value: at_spike(&mapped(&u.value), spike, u, target), span: u.span });
             }
         }
         let block = if post_event { &syn.on_post } else { &syn.on_pre };
@@ -266,16 +244,4 @@ impl RuleCx<'_> {
 fn model_dim(syn: &Model, s: SymId, wdim: Dim) -> Dim {
     let d = syn.symbols[s].dim;
     d.substitute_weight(wdim).unwrap_or(d)
-}
-
-/// `if pre > 0 then value else (no change)`.
-fn gated(value: &TExpr, pre: SymId, u: &Update, target: SymId) -> TExpr {
-    let c = |v: f64| TExpr { kind: TKind::Const(v), ty: Ty::Num(Dim::ONE), span: u.span };
-    let fired = TExpr { kind: TKind::Binary(BinOp::Gt, Box::new(TExpr { kind: TKind::Sym(pre), ty: Ty::Num(Dim::ONE), span: u.span }), Box::new(c(0.0))), ty: Ty::Bool, span: u.span };
-    let idle = match u.op {
-        UpdateOp::Add | UpdateOp::Sub => c(0.0),
-        UpdateOp::Mul | UpdateOp::Div => c(1.0),
-        UpdateOp::Set => TExpr { kind: TKind::Sym(target), ty: value.ty, span: u.span },
-    };
-    TExpr { kind: TKind::If(Box::new(fired), Box::new(value.clone()), Box::new(idle)), ty: value.ty, span: u.span }
 }

@@ -135,10 +135,10 @@ pub fn check(syn: &Model, via: Span) -> Result<(), Diagnostic> {
     // The merged update delivers the weight as it is before this event's changes.
     let first_w = syn.on_pre.iter().position(|u| syn.symbols[u.target].kind == SymKind::Weight);
     let last_merged = syn.on_pre.iter().rposition(|u| merged.contains(&u.target));
-    if let (Some(w), Some(m)) = (first_w, last_merged) {
-        if w < m {
-            return refuse(syn.on_pre[w].span, format!("in plastic synapse `{}`, `w` changes before the update that delivers it", syn.name), "the projection delivers the weight before this event changes it", "write the update that takes `w` (`g += w`) first, as in Brian2's STDP example");
-        }
+    if let (Some(w), Some(m)) = (first_w, last_merged)
+        && w < m
+    {
+        return refuse(syn.on_pre[w].span, format!("in plastic synapse `{}`, `w` changes before the update that delivers it", syn.name), "the projection delivers the weight before this event changes it", "write the update that takes `w` (`g += w`) first, as in Brian2's STDP example");
     }
     // Short-term plasticity scales the delivery by a presynaptic efficacy: not combined yet.
     let efficacy = syn.on_pre.iter().filter(|u| merged.contains(&u.target)).find(|u| reads(syn, &u.value, &|s| pre.contains(&s)));
@@ -210,10 +210,10 @@ impl RuleCx<'_> {
             })
         };
         for (s, sym) in syn.symbols.iter().enumerate() {
-            if let (Some(n), Some(v)) = (map[s], &sym.value) {
-                if sym.kind != SymKind::State {
-                    model.symbols[n].value = Some(mapped(v));
-                }
+            if let (Some(n), Some(v)) = (map[s], &sym.value)
+                && sym.kind != SymKind::State
+            {
+                model.symbols[n].value = Some(mapped(v));
             }
         }
         let kept = |u: &&Update| map[u.target].is_some();

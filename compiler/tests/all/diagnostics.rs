@@ -618,6 +618,20 @@ bad!(assign_pre_spike: "E0312" at "pre", "cannot assign to `pre`: it is the pres
 }
 ");
 
+// A plastic weight keeps the projection's weight unit (nS here).
+bad!(weight_update_with_another_unit: "E0201" at "apre", "cannot update `w` with a value of dimension";
+"synapse S {
+    param w: nS
+    state g: nS = 0 nS
+    state apre: mV = 0 mV
+    dg/dt = -g / (5 ms)
+    dapre/dt = -apre / (20 ms)
+    on pre { g += w; apre += 1 mV }
+    on post { w += apre }
+    output I = g
+}
+");
+
 bad!(surrogate_parameter_with_unit: "E0313" at "4 mV", "a surrogate parameter must be a dimensionless constant";
 "neuron N {
     state v = 0

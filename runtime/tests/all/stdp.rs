@@ -419,3 +419,21 @@ fn a_file_defined_projection_learns_as_the_same_one_written_inline() {
     assert_ne!(all_weights(&a), w0);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn the_memory_estimate_counts_the_plasticity_and_reset_keeps_the_weights() {
+    let p = program(&lif_text(50, 4, "sparse p = 0.5 weight 0.5 delay 2 ms"));
+    let e = snnc_runtime::memory::estimate(&p, &p.networks[0], &Options::default(), 8);
+    let part = e.parts.iter().find(|x| x.what.starts_with("plasticity of `xo`")).unwrap_or_else(|| panic!("{:?}", e.parts));
+    // 22 steps of 50 source spikes in flight, and 16 bytes a synapse by target.
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &JitFactory).unwrap();
+    let nnz = net.sparse_weights(0).unwrap().2.len() as u64;
+    assert!(part.bytes >= 22 * 50 * 8 + 16 * nnz, "{} bytes for {nnz} synapses", part.bytes);
+    // A reset clears what is in flight and the traces, and keeps what was learned.
+    drive(&mut net, 50, 1500);
+    let learned = all_weights(&net);
+    assert!(learned.iter().any(|&w| w != 0.5));
+    net.reset();
+    assert_eq!(all_weights(&net), learned);
+    assert!(net.plastic_traces(0).unwrap().states[0].iter().all(|&a| a == 0.0));
+}

@@ -89,6 +89,26 @@ pub struct NetworkPlan {
     pub projection_inputs: Vec<usize>,
     /// Per projection: its presynaptic stage, if its synapse has presynaptic state.
     pub pre_stages: Vec<Option<PreStagePlan>>,
+    /// Per projection: its plasticity, if its synapse changes its weights.
+    pub plastic: Vec<Option<PlasticPlan>>,
+}
+
+/// A plastic projection ([`net::plastic`]): its presynaptic traces (run as a stage of
+/// its source neurons, whose efficacy is unused) and the rules run per synapse at pre
+/// and post events, each a step over synapses (every param uniform).
+#[derive(Clone, Debug)]
+pub struct PlasticPlan {
+    pub traces: Option<PreStagePlan>,
+    pub on_pre: Option<RulePlan>,
+    pub on_post: Option<RulePlan>,
+}
+
+/// One rule: its step and where each of its states and inputs comes from.
+#[derive(Clone, Debug)]
+pub struct RulePlan {
+    pub dynamics: Dynamics,
+    pub states: Vec<net::Slot>,
+    pub inputs: Vec<net::Slot>,
 }
 
 /// A projection's presynaptic stage ([`net::pre_stage`]): dynamics run for each source
@@ -145,7 +165,8 @@ pub fn compile_network(program: &Program, net: &NetworkDef, opts: &CompileOption
     let drive_inputs = cx.drive_inputs(&groups)?;
     let projection_inputs = cx.projection_inputs(&groups)?;
     let pre_stages = (0..net.projections.len()).map(|pi| cx.pre_stage(pi)).collect::<Result<_, _>>()?;
-    Ok(NetworkPlan { name: net.name.clone(), dt: cx.dt, seed: cx.seed, populations, drive_inputs, projection_inputs, pre_stages })
+    let plastic = (0..net.projections.len()).map(|pi| cx.plastic(pi)).collect::<Result<_, _>>()?;
+    Ok(NetworkPlan { name: net.name.clone(), dt: cx.dt, seed: cx.seed, populations, drive_inputs, projection_inputs, pre_stages, plastic })
 }
 
 /// The state of one network's compilation.
@@ -233,6 +254,14 @@ impl<'a> NetworkCx<'a> {
         if self.opts.learning {
             return Err(self.error(to, format!("projection `{}`: training through presynaptic synapse state (short-term plasticity) is not supported yet; `snnc run` simulates it", proj.name)));
         }
+        self.stage_plan(pi, stage).map(Some)
+    }
+
+    /// A presynaptic stage run as a population of projection `pi`'s source neurons.
+    fn stage_plan(&self, pi: usize, stage: net::PreStage) -> Result<PreStagePlan, PipelineError> {
+        let proj = &self.net.projections[pi];
+        let to = proj.to;
+        let diagnostic = |d: Diagnostic| PipelineError { population: self.net.populations[to].name.clone(), message: d.message.clone(), diagnostic: Some(d) };
         if proj.from_state.is_some() {
             return Err(self.error(to, format!("projection `{}` reads a state, not spikes: its synapse's presynaptic state needs spikes", proj.name)));
         }
@@ -250,7 +279,36 @@ impl<'a> NetworkCx<'a> {
         })?;
         let pre_input = input_index(&group.model, stage.pre).map_err(|m| self.error(to, m))?;
         let efficacy = dynamics.step.layout.states.iter().position(|s| *s == stage.efficacy).ok_or_else(|| self.error(to, "internal: the efficacy is not a state of the stage".into()))?;
-        Ok(Some(PreStagePlan { n, dynamics, pre_input, efficacy }))
+        Ok(PreStagePlan { n, dynamics, pre_input, efficacy })
+    }
+
+    /// Projection `pi`'s plasticity: its traces' stage and its rules. Training through
+    /// changing weights is refused.
+    fn plastic(&self, pi: usize) -> Result<Option<PlasticPlan>, PipelineError> {
+        let Some(plastic) = net::plastic(self.program, self.net, pi) else { return Ok(None) };
+        let proj = &self.net.projections[pi];
+        let to = proj.to;
+        let diagnostic = |d: Diagnostic| PipelineError { population: self.net.populations[to].name.clone(), message: d.message.clone(), diagnostic: Some(d) };
+        let plastic = plastic.map_err(diagnostic)?;
+        if self.opts.learning {
+            return Err(self.error(to, format!("projection `{}`: training through a plastic synapse (weights changed by `on pre` / `on post`) is not supported; `snnc run` simulates it", proj.name)));
+        }
+        let traces = plastic.traces.map(|stage| self.stage_plan(pi, stage)).transpose()?;
+        let rule = |r: net::Rule| -> Result<RulePlan, PipelineError> {
+            let mut group = GroupModel { model: r.model, group_inputs: Vec::new(), group_syms: Vec::new(), direct_inputs: Vec::new(), settings: r.settings };
+            if let Some(m) = self.opts.method {
+                group.model.method = Some(m);
+            }
+            let qualified = format!("{}.{}.{}", self.net.name, proj.name, group.model.name);
+            let dynamics = self.dynamics(&group, 1, qualified, PopKind::Layer).map_err(|e| match e {
+                Ok(d) => diagnostic(d),
+                Err(m) => self.error(to, format!("projection `{}` (plasticity): {m}", proj.name)),
+            })?;
+            Ok(RulePlan { dynamics, states: r.states, inputs: r.inputs })
+        };
+        let on_pre = plastic.on_pre.map(rule).transpose()?;
+        let on_post = plastic.on_post.map(rule).transpose()?;
+        Ok(Some(PlasticPlan { traces, on_pre, on_post }))
     }
 
     /// Each drive's kernel input in its target.

@@ -18,6 +18,7 @@ pub mod learn;
 pub mod memory;
 pub mod network;
 mod parallel;
+pub mod plastic;
 pub mod presyn;
 pub mod propagate;
 pub mod record;

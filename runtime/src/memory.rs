@@ -139,6 +139,7 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
             },
             Topology::Procedural { .. } => continue,
         };
+        let weight_bytes = bytes;
         parts.push(Part { what, bytes, span: pr.span });
         if let Some(r) = pr.adapter {
             // U and V, and a step's x U (B x R).
@@ -164,6 +165,22 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
                     span: pr.span,
                 });
             }
+        }
+        // A plastic projection (STDP): its source's spikes in flight (delay + 1 steps)
+        // and, for stored sparse weights, each target's list of synapses (16 bytes a
+        // synapse, counted from the weights' bytes).
+        if let Some((sid, _)) = &pr.synapse
+            && snnc_compiler::net::is_plastic(&program.models[*sid])
+        {
+            let steps = match &pr.delay {
+                Some(SynInit::Draw(Init::Const(d))) => count(d / dt).saturating_add(2),
+                _ => 2,
+            };
+            let columns = match pr.topology {
+                Topology::Dense | Topology::OneToOne => 0,
+                _ => (weight_bytes / (12 + fb)).saturating_mul(16),
+            };
+            parts.push(Part { what: format!("plasticity of `{}` (spikes in flight, synapses by target)", pr.name), bytes: mul(&[steps, n_pre, fb]).saturating_add(columns), span: pr.span });
         }
         // A delay per synapse: 4 bytes each (the structure counted above), and a ring as
         // long as the longest delay where the text bounds it.

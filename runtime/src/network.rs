@@ -13,6 +13,7 @@ use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
 use crate::parallel::{Pool, chunks_of, split_range};
+use crate::plastic::Plastic;
 use crate::presyn::PreStage;
 use crate::propagate::{Active, DelayRing, Procedural, SparseRows, Target, Weights, active_indices, arrive_into, deliver, propagate_delayed};
 use crate::rng::{Rng, stream_id};
@@ -74,6 +75,8 @@ pub(crate) struct Proj<T> {
     pub(crate) adapter: Option<LowRank<T>>,
     /// The synapse's presynaptic state (short-term plasticity), if it has any.
     pub(crate) pre_stage: Option<PreStage<T>>,
+    /// The synapse's plasticity (STDP), if its events change its weights.
+    pub(crate) plastic: Option<Plastic<T>>,
 }
 
 /// One population at run time.
@@ -230,6 +233,17 @@ impl<T: Float> Proj<T> {
         };
         let adapter = pr.adapter.map(|r| LowRank::new(n_pre, n_post, r, rng, stream_id(&format!("{}.{}.adapter", net.name, pr.name))));
         let pre_stage = plan.pre_stages[pi].as_ref().map(|s| PreStage::allocate(s, format!("{}.pre", pr.name), batch));
+        // A plastic projection delays its source's spikes itself (`plastic.rs`).
+        let (delay, plastic) = match &plan.plastic[pi] {
+            None => (delay, None),
+            Some(_) if syn_delay.is_some() => {
+                return Err(RuntimeError::Build(format!("plastic projection `{}`: a delay per synapse is not supported; give one `delay`", pr.name)));
+            }
+            Some(p) => {
+                let d = delay.as_ref().map_or(0, DelayRing::delay);
+                (None, Some(Plastic::allocate(p, &pr.name, &pops[pr.to], &built.weights, (n_pre, d), pr.no_self && Source::Pop(pr.to) == pr.from, batch)?))
+            }
+        };
         Ok(Proj {
             name: pr.name.clone(),
             from: pr.from,
@@ -243,6 +257,7 @@ impl<T: Float> Proj<T> {
             sign: pr.sign,
             adapter,
             pre_stage,
+            plastic,
         })
     }
 }
@@ -672,6 +687,9 @@ impl<T: Float> Network<T> {
         for stage in self.projs.iter_mut().filter_map(|pr| pr.pre_stage.as_mut()) {
             stage.attach_kernel(factory)?;
         }
+        for plastic in self.projs.iter_mut().filter_map(|pr| pr.plastic.as_mut()) {
+            plastic.attach_kernels(factory)?;
+        }
         self.factory = Some(factory);
         Ok(())
     }
@@ -702,6 +720,9 @@ impl<T: Float> Network<T> {
             }
             if let Some(stage) = &mut pr.pre_stage {
                 stage.reset();
+            }
+            if let Some(plastic) = &mut pr.plastic {
+                plastic.reset();
             }
         }
         self.step_index = 0;
@@ -833,7 +854,21 @@ impl<T: Float> Network<T> {
                 break;
             }
         }
-        self.finish_step()
+        self.finish_step()?;
+        self.plasticity()
+    }
+
+    /// The end of a step for the plastic projections, in order, on this thread: their
+    /// weight rules and presynaptic traces (`plastic.rs`).
+    fn plasticity(&mut self) -> Result<(), RuntimeError> {
+        let step = self.step_index - 1;
+        let t = step as f64 * self.dt;
+        for pr in self.projs.iter_mut() {
+            if let Some(plastic) = &mut pr.plastic {
+                plastic.update(&mut pr.weights, &self.pops[pr.to], t, step, self.seed)?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes the pointers a step writes through ([`StepPtrs`]).
@@ -1022,6 +1057,14 @@ impl<T: Float> Network<T> {
             // Short-term plasticity: the activity scaled by each source's efficacy
             // (advanced for this step by `prepare_deliveries`).
             let src = pr.pre_stage.as_ref().map_or(src, |s| s.output());
+            // A plastic projection delivers this step's events (its delayed spikes).
+            let (src, active) = match &pr.plastic {
+                Some(pl) => {
+                    let (events, act) = pl.events();
+                    (events, Some(ActiveRef::List(act)))
+                }
+                None => (src, active),
+            };
             let active = active.as_ref().map(|a| a as &dyn Active);
             let into = target(if has_dynamics { ptrs.inputs[pr.input] } else { ptrs.output });
             // SAFETY: as above, for the target and for the ring slots of this projection
@@ -1056,7 +1099,14 @@ impl<T: Float> Network<T> {
     fn prepare_deliveries(&mut self, p: usize, external: &[&[T]]) -> Result<(), RuntimeError> {
         let (t, step, batch) = (self.time(), self.step_index as usize, self.batch);
         for pi in 0..self.projs.len() {
-            if self.projs[pi].to != p || (self.projs[pi].pre_stage.is_none() && self.projs[pi].syn_delay.is_none()) {
+            if self.projs[pi].to != p || (self.projs[pi].pre_stage.is_none() && self.projs[pi].syn_delay.is_none() && self.projs[pi].plastic.is_none()) {
+                continue;
+            }
+            if let Some(mut plastic) = self.projs[pi].plastic.take() {
+                let (src, _, _) = self.source(&self.projs[pi], p, external);
+                let done = plastic.receive(src, step);
+                self.projs[pi].plastic = Some(plastic);
+                done?;
                 continue;
             }
             // Taken out while the source is read from the network.
@@ -1103,6 +1153,17 @@ impl<T: Float> Network<T> {
             Source::Input(i) => self.inputs[i].1,
             Source::Pop(q) => self.pops[q].n,
         }
+    }
+
+    /// The names of the plastic projections (weights changed by `on pre` / `on post`).
+    pub fn plastic_projections(&self) -> Vec<String> {
+        self.projs.iter().filter(|p| p.plastic.is_some()).map(|p| p.name.clone()).collect()
+    }
+
+    /// The presynaptic traces of plastic projection `proj` (a population of its source
+    /// neurons); `None` when it has none.
+    pub fn plastic_traces(&self, proj: usize) -> Option<&Population<T>> {
+        self.projs.get(proj)?.plastic.as_ref()?.traces()
     }
 
     /// The presynaptic state of projection `proj` (short-term plasticity, [`PreStage`]):

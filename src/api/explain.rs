@@ -71,11 +71,26 @@ fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>) -> Result
         out.push(Explained { label: p.name, step, specs: d.specs });
     }
     // Presynaptic synapse state: one stage per projection, kept per source neuron.
-    for (pr, stage) in net.projections.iter().zip(plan.pre_stages) {
-        let Some(stage) = stage else { continue };
+    let stage = |pr: &snnc_compiler::sema::Projection, stage: pipeline::PreStagePlan, what: &str| {
         let mut step = stage.dynamics.step;
-        step.model.name = format!("{}.{}.pre ({}, per source neuron)", net.name, pr.name, step.model.name);
-        out.push(Explained { label: format!("{}.pre", pr.name), step, specs: stage.dynamics.specs });
+        step.model.name = format!("{}.{}.pre ({}, {what})", net.name, pr.name, step.model.name);
+        Explained { label: format!("{}.pre", pr.name), step, specs: stage.dynamics.specs }
+    };
+    for (pr, s) in net.projections.iter().zip(plan.pre_stages) {
+        out.extend(s.map(|s| stage(pr, s, "per source neuron")));
+    }
+    // Plasticity: the presynaptic traces, and each rule, run over the synapses of the
+    // step's events.
+    for (pr, plastic) in net.projections.iter().zip(plan.plastic) {
+        let Some(plastic) = plastic else { continue };
+        out.extend(plastic.traces.map(|s| stage(pr, s, "traces per source neuron")));
+        for (event, rule) in [("on pre", plastic.on_pre), ("on post", plastic.on_post)] {
+            let Some(rule) = rule else { continue };
+            let mut step = rule.dynamics.step;
+            let label = step.model.name.clone();
+            step.model.name = format!("{}.{label} (weight rule at each {event} event, per synapse)", net.name);
+            out.push(Explained { label, step, specs: rule.dynamics.specs });
+        }
     }
     Ok(out)
 }

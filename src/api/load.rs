@@ -90,6 +90,9 @@ pub fn composition_errors(program: &Program) -> Vec<Diagnostic> {
             if let Some(Err(d)) = snnc_compiler::net::pre_stage(program, net, pi) {
                 out.push(d);
             }
+            if let Some(Err(d)) = snnc_compiler::net::plastic(program, net, pi) {
+                out.push(d);
+            }
         }
     }
     out

@@ -336,6 +336,7 @@ fn simulate<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkD
     let mut ok = finish_outputs(args, &mut out);
     let network = sim.network();
     print_summary(network, &backend, wall, build_time);
+    ok.0 &= plastic_weights(network, args.out.as_deref());
     if let Some(rec) = &out.rec {
         let failed = rec.failed();
         for f in rec.files().iter().filter(|f| !failed.contains(f)) {
@@ -365,6 +366,44 @@ fn simulate<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkD
         }
     }
     if ok.0 && ok.1 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The final weights of the plastic projections (STDP): a summary line each and, with
+/// `--out DIR`, `DIR/PROJ.w.npy` (pre x post dense, 1 x synapses sparse, as `snnc
+/// train` stores them) and `DIR/weights.safetensors`, which `--weights` loads into the
+/// next run. Returns whether the files were written.
+fn plastic_weights<T: Float>(network: &Network<T>, out: Option<&std::path::Path>) -> bool {
+    let names = network.plastic_projections();
+    if names.is_empty() {
+        return true;
+    }
+    let weights = snnc_runtime::train::weights_of(network, &names);
+    for (name, w) in &weights {
+        let (lo, hi) = w.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let mean = w.iter().sum::<f64>() / w.len().max(1) as f64;
+        println!("  plastic `{name}`: {} weights, mean {mean:.6}, min {lo:.6}, max {hi:.6}", w.len());
+    }
+    let Some(dir) = out else { return true };
+    let mut ok = true;
+    for (name, w) in &weights {
+        let path = dir.join(format!("{name}.w.npy"));
+        match ndarray_npy::write_npy(&path, w) {
+            Ok(()) => println!("  wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("error: cannot write `{}`: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
+    let path = dir.join("weights.safetensors");
+    match snnc_runtime::train::save_checkpoint(&path, &weights, &[("source", "snnc run: plastic weights".to_string())]) {
+        Ok(()) => println!("  wrote {} (load with --weights)", path.display()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// Steps the simulation `steps` times (or until Ctrl-C, a failure or a write error),

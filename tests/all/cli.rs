@@ -317,3 +317,71 @@ network n {{
     assert!(String::from_utf8_lossy(&out.stderr).contains("`on pre` update of `g`"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A plastic projection (STDP): `check`, `run` writing its final weights, a second run
+/// starting from them (`--weights`), `explain` showing the traces and rules, and a
+/// refusal (E0435) with its place.
+#[test]
+fn stdp_weights_are_written_and_loaded() {
+    let dir = std::env::temp_dir().join(format!("snnc-cli-stdp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("stdp.snn");
+    let text = "neuron LIF {
+    state v = 0.0
+    input I
+    dv/dt = (-v + I) / (10 ms)
+    spike when v > 1
+    on spike { v -= 1 }
+}
+synapse STDP {
+    param Apre = 0.01
+    param Apost = -0.0105
+    state apre = 0
+    state apost = 0
+    state g = 0 * w
+    dapre/dt = -apre / (20 ms)
+    dapost/dt = -apost / (20 ms)
+    dg/dt = -g / (5 ms)
+    on pre {
+        g += w
+        apre += Apre
+        w = clip(w + apost, 0, 1)
+    }
+    on post {
+        apost += Apost
+        w = clip(w + apre, 0, 1)
+    }
+    output I = g
+}
+network n {
+    input x: 40
+    layer out = LIF[3]
+    connect x -> out.I via STDP sparse p = 0.5 weight 0.5 as xo
+}
+";
+    std::fs::write(&f, text).unwrap();
+    let file = f.to_str().unwrap();
+    assert!(snnc(&["check", file]).status.success());
+    let out_dir = dir.join("run");
+    let out = snnc(&["run", file, "--input", "x=poisson:20Hz", "--duration", "300ms", "--precision", "f64", "--out", out_dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("plastic `xo`:"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let w: ndarray::Array2<f64> = ndarray_npy::read_npy(out_dir.join("xo.w.npy")).unwrap();
+    assert_eq!(w.nrows(), 1, "sparse: one row of synapses");
+    assert!(w.iter().any(|&v| v != 0.5) && w.iter().all(|v| (0.0..=1.0).contains(v)));
+    // Loaded into the next run: its weights start where the first run's ended.
+    let ck = out_dir.join("weights.safetensors");
+    let out = snnc(&["run", file, "--duration", "1ms", "--precision", "f64", "--weights", ck.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mean = w.iter().sum::<f64>() / w.len() as f64;
+    assert!(out.status.success() && stdout.contains(&format!("mean {mean:.6}")), "{stdout}");
+    let out = snnc(&["explain", file, "--network", "n"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("n.xo.on_post (weight rule at each on post event, per synapse)") && stdout.contains("h = [v, xo.apost, xo.g]"), "{stdout}");
+    std::fs::write(&f, text.replace("        g += w\n        apre += Apre\n", "        apre += Apre\n        w = clip(w + apost, 0, 1)\n        g += w\n")).unwrap();
+    let out = snnc(&["check", file]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("error[E0435]: in plastic synapse `STDP`, `w` changes before the update that delivers it"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -78,7 +78,8 @@ impl StepCx {
     /// population, applied every step with the summed input (0 when nothing arrived).
     pub(super) fn on_pre(&mut self, cur: &mut [NodeId]) -> Result<(), Diagnostic> {
         let pre_gate = (self.m.kind == crate::syntax::ast::ModelKind::Synapse).then(|| self.g.leaf(Op::PreSpike));
-        for u in &self.m.on_pre {
+        // A plastic synapse's weight updates run per connection (`net::plastic`), not here.
+        for u in self.m.on_pre.iter().filter(|u| self.m.symbols[u.target].kind == crate::sema::SymKind::State) {
             let k = self.state_index(u.target).expect("update of a state");
             let g = &mut self.g;
             let value = lower_at(&self.m, g, cur, &u.value)?;

@@ -109,12 +109,17 @@ fn compose_model(
             model.odes.push((new, rw.expr(rhs, false)?));
         }
         let driven = driven_states(syn, &pre_states);
-        for u in syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target)) {
+        for u in syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target) && syn.symbols[u.target].kind != SymKind::Weight) {
             let target = map[u.target].expect("synapse state mapped");
             // The factors reading presynaptic states are the stage's efficacy, which
             // scales the summed input: here they read 1.
             let (value, _) = split_factor(syn, &u.value, &pre_states, &driven).expect("checked by runs_as_written");
             model.on_pre.push(Update { target, op: u.op, value: rw.expr(&value, true)?, span: u.span });
+        }
+        // Postsynaptic traces (`super::plastic`) change at the target neuron's own spikes.
+        for u in syn.on_post.iter().filter(|u| syn.symbols[u.target].kind == SymKind::State) {
+            let target = map[u.target].expect("synapse state mapped");
+            model.on_spike.push(Update { target, op: u.op, value: rw.expr(&u.value, false)?, span: u.span });
         }
         if let Some((_, out)) = &syn.output {
             let port = g.port.expect("a synapse drives a port of a neuron model");
@@ -174,7 +179,10 @@ fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic
     // spike's update in turn and applying the summed input once.
     let pre_states = super::presyn::presynaptic_states(syn);
     let driven = driven_states(syn, &pre_states);
-    for u in syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target)) {
+    if super::plastic::is_plastic(syn) {
+        super::plastic::check(syn, via)?;
+    }
+    for u in syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target) && syn.symbols[u.target].kind != SymKind::Weight) {
         let additive = matches!(u.op, crate::sema::UpdateOp::Add | crate::sema::UpdateOp::Sub);
         if additive && split_factor(syn, &u.value, &pre_states, &driven).is_some() {
             continue;
@@ -226,7 +234,7 @@ fn presynaptic_uses(syn: &Model, pre_states: &[SymId], via: crate::span::Span) -
             .with_note(format!("{names} depend only on the presynaptic neuron: they are kept once per source neuron, and the projection delivers `w` times their factor (the efficacy) at each spike"))
             .with_help("write one update `g += w * F` in `on pre`, with F reading the presynaptic states, and read `g` elsewhere"))
     };
-    let merged: Vec<&Update> = syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target)).collect();
+    let merged: Vec<&Update> = syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target) && syn.symbols[u.target].kind != SymKind::Weight).collect();
     if merged.len() != 1 {
         let (span, label) = match merged.get(1) {
             Some(u) => (u.span, "a second update taking `w`"),
@@ -247,7 +255,7 @@ fn presynaptic_uses(syn: &Model, pre_states: &[SymId], via: crate::span::Span) -
 /// states `pre_states`), those whose equation reads `w * pre`, and those whose equation
 /// reads a driven state (to a fixed point).
 pub(super) fn driven_states(syn: &Model, pre_states: &[SymId]) -> Vec<SymId> {
-    let mut driven: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).filter(|s| !pre_states.contains(s)).collect();
+    let mut driven: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).filter(|s| !pre_states.contains(s) && syn.symbols[*s].kind == SymKind::State).collect();
     loop {
         let more: Vec<SymId> = syn
             .odes

@@ -12,8 +12,10 @@
 //! External inputs are always read at the current step (x^t).
 
 mod group;
+mod plastic;
 mod presyn;
 pub use group::{GroupModel, compose};
+pub use plastic::{Plastic, Rule, Slot, is_plastic, plastic, postsynaptic_states};
 pub use presyn::{PreStage, pre_stage, presynaptic_states};
 
 use crate::sema::{Init, ModelId, NetworkDef, PopModel, Program, Source, SymId};
@@ -85,7 +87,8 @@ pub fn plan(program: &Program, net: &NetworkDef) -> NetPlan {
         match &proj.synapse {
             None => plan.direct.push(i),
             Some((syn, settings)) => {
-                let mergeable = !program.models[*syn].per_synapse;
+                // A plastic synapse's weights and traces belong to its projection.
+                let mergeable = !program.models[*syn].per_synapse && !plastic::is_plastic(&program.models[*syn]);
                 let existing = plan.syn_groups.iter_mut().find(|g| {
                     mergeable && g.synapse == *syn && g.port == proj.port && same_settings(&g.settings, settings)
                 });

@@ -15,32 +15,39 @@ use crate::sema::{Init, Model, NetworkDef, Program, SymId, SymKind, Symbol, TExp
 use crate::syntax::ast::{BinOp, ModelKind};
 use crate::units::Dim;
 
-/// The states of `syn` that depend only on the presynaptic side: changed by `on pre`,
-/// with updates and equations reading nothing but each other, params, constants and time
-/// (no `w`, `pre`, postsynaptic value or other state).
+/// The states of `syn` that depend only on the presynaptic side: changed by `on pre`
+/// (and not by `on post`), with updates and equations reading nothing but each other,
+/// params, constants and time (no `w`, `pre`, postsynaptic value or other state).
 pub fn presynaptic_states(syn: &Model) -> Vec<SymId> {
-    let mut pre: Vec<SymId> = syn.on_pre.iter().map(|u| u.target).collect();
-    pre.sort_unstable();
-    pre.dedup();
+    one_sided_states(syn, &syn.on_pre, &syn.on_post)
+}
+
+/// The states changed by the updates `events` only (not by `others`), whose updates and
+/// equations read nothing but each other, params, constants and time: the states of
+/// one side of a synapse (presynaptic: `on pre`; postsynaptic traces: `on post`).
+pub(super) fn one_sided_states(syn: &Model, events: &[Update], others: &[Update]) -> Vec<SymId> {
+    let mut set: Vec<SymId> = events.iter().map(|u| u.target).filter(|&s| syn.symbols[s].kind == SymKind::State && !others.iter().any(|u| u.target == s)).collect();
+    set.sort_unstable();
+    set.dedup();
     loop {
         let outside = |set: &[SymId], s: SymId| match syn.symbols[s].kind {
             SymKind::Weight | SymKind::PreSpike | SymKind::Post | SymKind::Input => true,
             SymKind::State => !set.contains(&s),
             _ => false,
         };
-        let keep: Vec<SymId> = pre
+        let keep: Vec<SymId> = set
             .iter()
             .copied()
             .filter(|&s| {
-                let updates = syn.on_pre.iter().filter(|u| u.target == s).map(|u| &u.value);
+                let updates = events.iter().filter(|u| u.target == s).map(|u| &u.value);
                 let ode = syn.odes.iter().filter(|(t, _)| *t == s).map(|(_, rhs)| rhs);
-                !updates.chain(ode).any(|e| reads(syn, e, &|r| outside(&pre, r)))
+                !updates.chain(ode).any(|e| reads(syn, e, &|r| outside(&set, r)))
             })
             .collect();
-        if keep.len() == pre.len() {
-            return pre;
+        if keep.len() == set.len() {
+            return set;
         }
-        pre = keep;
+        set = keep;
     }
 }
 
@@ -62,13 +69,14 @@ pub fn pre_stage(program: &Program, net: &NetworkDef, pi: usize) -> Option<Resul
     let (sid, settings) = proj.synapse.as_ref()?;
     let syn = &program.models[*sid];
     let pre_states = presynaptic_states(syn);
-    if pre_states.is_empty() {
+    // A plastic synapse's presynaptic traces are part of its plasticity (`super::plastic`).
+    if pre_states.is_empty() || super::plastic::is_plastic(syn) {
         return None;
     }
     Some(build(syn, &pre_states, settings, proj.span))
 }
 
-fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: crate::span::Span) -> Result<PreStage, Diagnostic> {
+pub(super) fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: crate::span::Span) -> Result<PreStage, Diagnostic> {
     let mut model = Model {
         kind: ModelKind::Neuron,
         name: format!("{}.pre", syn.name),
@@ -79,6 +87,7 @@ fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: cra
         on_spike: Vec::new(),
         reset_detached: false,
         on_pre: Vec::new(),
+        on_post: Vec::new(),
         refractory: None,
         method: syn.method,
         output: None,
@@ -102,7 +111,13 @@ fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: cra
             model.symbols.push(Symbol { value: None, ..sym.clone() });
         }
     }
-    let mapped = |e: &TExpr| e.map_syms(&mut |s, span| Some(TExpr { kind: TKind::Sym(map[s].expect("read by the stage")), ty: Ty::Num(syn.symbols[s].dim), span }));
+    // `w` only gives a declared value its unit (`state apre = 0 * w`): it reads 0 there.
+    let mapped = |e: &TExpr| {
+        e.map_syms(&mut |s, span| match map[s] {
+            Some(n) => Some(TExpr { kind: TKind::Sym(n), ty: Ty::Num(syn.symbols[s].dim), span }),
+            None => Some(TExpr { kind: TKind::Const(0.0), ty: Ty::Num(syn.symbols[s].dim), span }),
+        })
+    };
     for (s, sym) in syn.symbols.iter().enumerate() {
         if let (Some(new), Some(v)) = (map[s], &sym.value) {
             model.symbols[new].value = Some(mapped(v));
@@ -113,24 +128,10 @@ fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: cra
     }
     let pre = push(&mut model, "pre", SymKind::Input, syn.span);
     let efficacy = push(&mut model, "_efficacy", SymKind::State, syn.span);
-    let pre_sym = TExpr { kind: TKind::Sym(pre), ty: Ty::Num(Dim::ONE), span: syn.span };
-    // `pre > 0`: the statements run at the source's spikes only.
-    let fired = TExpr {
-        kind: TKind::Binary(BinOp::Gt, Box::new(pre_sym), Box::new(constant(0.0, syn.span))),
-        ty: Ty::Bool,
-        span: syn.span,
-    };
     for u in &syn.on_pre {
         if pre_states.contains(&u.target) {
             let target = map[u.target].expect("kept");
-            // Without a spike: `+= 0`, `*= 1`, `= itself`.
-            let idle = match u.op {
-                UpdateOp::Add | UpdateOp::Sub => constant(0.0, u.span),
-                UpdateOp::Mul | UpdateOp::Div => constant(1.0, u.span),
-                UpdateOp::Set => TExpr { kind: TKind::Sym(target), ty: u.value.ty, span: u.span },
-            };
-            let value = TExpr { kind: TKind::If(Box::new(fired.clone()), Box::new(mapped(&u.value)), Box::new(idle)), ty: u.value.ty, span: u.span };
-            model.on_pre.push(Update { target, op: u.op, value, span: u.span });
+            model.on_pre.push(Update { target, op: u.op, value: at_spike(&mapped(&u.value), pre, u, target), span: u.span });
         } else if let Some((_, factors)) = split_factor(syn, &u.value, pre_states, &driven_states(syn, pre_states)) {
             if factors.is_empty() {
                 continue;
@@ -153,6 +154,19 @@ fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: cra
         stage_settings.push((new, *init));
     }
     Ok(PreStage { model, settings: stage_settings, efficacy, pre })
+}
+
+/// `if pre > 0 then value else (no change: += 0, *= 1, = itself)`: an update `u` of
+/// `target` that runs only at the spike read from input `pre`.
+pub(super) fn at_spike(value: &TExpr, pre: SymId, u: &Update, target: SymId) -> TExpr {
+    let pre_sym = TExpr { kind: TKind::Sym(pre), ty: Ty::Num(Dim::ONE), span: u.span };
+    let fired = TExpr { kind: TKind::Binary(BinOp::Gt, Box::new(pre_sym), Box::new(constant(0.0, u.span))), ty: Ty::Bool, span: u.span };
+    let idle = match u.op {
+        UpdateOp::Add | UpdateOp::Sub => constant(0.0, u.span),
+        UpdateOp::Mul | UpdateOp::Div => constant(1.0, u.span),
+        UpdateOp::Set => TExpr { kind: TKind::Sym(target), ty: value.ty, span: u.span },
+    };
+    TExpr { kind: TKind::If(Box::new(fired), Box::new(value.clone()), Box::new(idle)), ty: value.ty, span: u.span }
 }
 
 fn constant(v: f64, span: crate::span::Span) -> TExpr {

@@ -153,7 +153,7 @@ pub(super) fn fold_model(f: &mut Folder, m: &Model) {
         .filter_map(|s| s.value.as_ref())
         .chain(m.odes.iter().map(|(_, e)| e))
         .chain(m.spike.iter().map(|s| &s.condition))
-        .chain(m.on_spike.iter().chain(&m.on_pre).map(|u| &u.value))
+        .chain(m.on_spike.iter().chain(&m.on_pre).chain(&m.on_post).map(|u| &u.value))
         .chain(m.refractory.iter().map(|r| &r.period))
         .chain(m.output.iter().map(|(_, e)| e));
     for e in exprs {

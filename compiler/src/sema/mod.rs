@@ -415,6 +415,8 @@ pub struct Model {
     pub reset_detached: bool,
     /// `on pre` (synapse) updates, in order.
     pub on_pre: Vec<Update>,
+    /// `on post` (synapse) updates, in order: at the target neuron's spikes (plasticity).
+    pub on_post: Vec<Update>,
     pub refractory: Option<Refractory>,
     /// The integrator asked for; `None` lets the compiler choose.
     pub method: Option<Method>,

@@ -189,6 +189,7 @@ fn check_pass(
         on_spike: body.on_spike,
         reset_detached: body.reset_detached,
         on_pre: body.on_pre,
+        on_post: body.on_post,
         refractory: body.refractory,
         method: body.method,
         output: body.output,

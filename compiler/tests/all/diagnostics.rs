@@ -644,11 +644,26 @@ bad!(assign_input: "E0312" at "I", "cannot assign to `I`: it is an input";
 }
 ");
 
-bad!(assign_weight: "E0312" at "w", "cannot assign to `w`: it is the synaptic weight";
+// `w` may change in a synapse's events (plasticity, tests in `plastic.rs`); `pre` not.
+bad!(assign_pre_spike: "E0312" at "pre", "cannot assign to `pre`: it is the presynaptic spike";
 "synapse S {
     state g = 0 * w
     dg/dt = -g / (5 ms)
-    on pre { w = 0 }
+    on pre { pre = 0 }
+    output I = g
+}
+");
+
+// A plastic weight keeps the projection's weight unit (nS here).
+bad!(weight_update_with_another_unit: "E0201" at "apre", "cannot update `w` with a value of dimension";
+"synapse S {
+    param w: nS
+    state g: nS = 0 nS
+    state apre: mV = 0 mV
+    dg/dt = -g / (5 ms)
+    dapre/dt = -apre / (20 ms)
+    on pre { g += w; apre += 1 mV }
+    on post { w += apre }
     output I = g
 }
 ");

@@ -13,6 +13,7 @@ mod ir_build;
 mod ir_diff;
 mod ir_lower;
 mod jit;
+mod plastic;
 mod ptx;
 mod specialise;
 mod stdlib;

@@ -109,6 +109,9 @@ fn model_summary(out: &mut String, m: &Model) {
         let event = if m.on_spike.is_empty() { "pre" } else { "spike" };
         let _ = writeln!(out, "  on {event}: {} {:?}", m.symbols[u.target].name, u.op);
     }
+    for u in &m.on_post {
+        let _ = writeln!(out, "  on post: {} {:?}", m.symbols[u.target].name, u.op);
+    }
     if let Some(r) = &m.refractory {
         let clamp: Vec<&str> = r.clamp.iter().map(|c| m.symbols[*c].name.as_str()).collect();
         let period = match (&r.period.kind, r.period.const_value()) {

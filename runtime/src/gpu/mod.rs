@@ -150,6 +150,13 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             )));
         }
         crate::sends::refuse_on_device(&host)?;
+        // Nor has it the plasticity phase (STDP): refused by name.
+        if let Some(pr) = host.projs.iter().find(|pr| pr.plastic.is_some()) {
+            return Err(RuntimeError::Build(format!(
+                "projection `{}`: plastic synapses (weights changed by `on pre` / `on post`) are not supported by the GPU backend yet; run it on the CPU",
+                pr.name
+            )));
+        }
         let mut dev = Counted::new(dev);
         let batch = host.batch;
         if batch > 65535 {

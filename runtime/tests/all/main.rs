@@ -18,4 +18,5 @@ mod learn_sparse;
 mod memory;
 mod network;
 mod rate;
+mod stdp;
 mod stp;

@@ -25,6 +25,7 @@ pub(super) struct Body {
     pub spike: Option<SpikeDef>,
     pub on_spike: Vec<Update>,
     pub on_pre: Vec<Update>,
+    pub on_post: Vec<Update>,
     pub reset_detached: bool,
     pub refractory: Option<Refractory>,
     pub method: Option<Method>,
@@ -64,6 +65,7 @@ impl<'a> BodyCx<'a> {
                 spike: None,
                 on_spike: Vec::new(),
                 on_pre: Vec::new(),
+                on_post: Vec::new(),
                 reset_detached: false,
                 refractory: None,
                 method: file_method,
@@ -169,13 +171,18 @@ impl<'a> BodyCx<'a> {
         }
     }
 
-    /// `on spike { ... }` (neurons) or `on pre { ... }` (synapses).
+    /// `on spike { ... }` (neurons), `on pre { ... }` or `on post { ... }` (synapses).
     fn on(&mut self, event: &ast::Ident, body: &[ast::Stmt], detach: bool, diags: &mut Vec<Diagnostic>) {
-        let (expected, list) = if self.is_syn { ("pre", &mut self.body.on_pre) } else { ("spike", &mut self.body.on_spike) };
+        let (expected, list) = match (self.is_syn, event.name.as_str()) {
+            (true, "post") => ("post", &mut self.body.on_post),
+            (true, _) => ("pre", &mut self.body.on_pre),
+            (false, _) => ("spike", &mut self.body.on_spike),
+        };
         if event.name != expected {
+            let known = if self.is_syn { "`on pre` and `on post`" } else { "`on spike`" };
             diags.push(
                 Diagnostic::error("E0308", event.span, format!("unknown event `{}`", event.name))
-                    .with_label(format!("a {} reacts to `on {expected}`", if self.is_syn { "synapse" } else { "neuron" }))
+                    .with_label(format!("a {} reacts to {known}", if self.is_syn { "synapse" } else { "neuron" }))
                     .with_help(format!("write `on {expected} {{ ... }}`")),
             );
             return;
@@ -184,7 +191,8 @@ impl<'a> BodyCx<'a> {
             self.body.reset_detached = true;
         }
         for st in body {
-            if let Some(u) = check_update(&mut self.cx, self.symbols, &st.target, st.op, &st.value, st.span, diags) {
+            // A synapse's events may change its weight (plasticity, `net::plastic`).
+            if let Some(u) = check_update(&mut self.cx, self.symbols, &st.target, st.op, &st.value, st.span, self.is_syn, diags) {
                 list.push(u);
             }
         }
@@ -197,7 +205,7 @@ impl<'a> BodyCx<'a> {
             return;
         }
         self.body.reset_detached |= detach;
-        if let Some(u) = check_update(&mut self.cx, self.symbols, target, ast::AssignOp::Set, value, span, diags) {
+        if let Some(u) = check_update(&mut self.cx, self.symbols, target, ast::AssignOp::Set, value, span, false, diags) {
             self.body.on_spike.push(u);
         }
     }
@@ -255,7 +263,7 @@ impl<'a> BodyCx<'a> {
     /// 4. Whole-model rules.
     fn whole_model(&mut self, diags: &mut Vec<Diagnostic>) {
         let m = self.m;
-        let event_targets: Vec<SymId> = self.body.on_spike.iter().chain(&self.body.on_pre).map(|u: &Update| u.target).collect();
+        let event_targets: Vec<SymId> = self.body.on_spike.iter().chain(&self.body.on_pre).chain(&self.body.on_post).map(|u: &Update| u.target).collect();
         for (sid, s) in self.symbols.iter().enumerate() {
             if s.kind == SymKind::State && !self.ode_spans.contains_key(&sid) && !event_targets.contains(&sid) {
                 diags.push(
@@ -321,6 +329,7 @@ fn check_update(
     op: ast::AssignOp,
     value: &ast::Expr,
     span: Span,
+    weight_assignable: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Update> {
     let Some(sid) = symbols.iter().position(|s| s.name == target.name) else {
@@ -333,7 +342,7 @@ fn check_update(
         return None;
     };
     let s = &symbols[sid];
-    if s.kind != SymKind::State {
+    if s.kind != SymKind::State && !(weight_assignable && s.kind == SymKind::Weight) {
         let mut d = Diagnostic::error("E0312", target.span, format!("cannot assign to `{}`: it is {}", target.name, kind_phrase(s.kind)))
             .with_label("only states can be updated by events")
             .with_related(s.span, "declared here");

@@ -180,6 +180,7 @@ fn network_summary(out: &mut String, p: &Program, n: &NetworkDef) {
             // The path is resolved next to the file: only its name is the same everywhere.
             Topology::File { path } => format!("from {:?}", Path::new(path).file_name().unwrap_or_default()),
             Topology::Procedural { p } => format!("procedural p = {p}"),
+            Topology::Conv(c) => format!("{c:?}"),
         };
         let from = match &pr.from_state {
             Some(st) => format!("{from}.{st}"),

@@ -70,7 +70,7 @@ impl std::fmt::Display for TaskArg {
             TaskArg::Npz(p) => write!(f, "{}", p.display()),
             TaskArg::Shd { train, test: None } => write!(f, "{} (SHD; last tenth held out)", train.display()),
             TaskArg::Shd { train, test: Some(t) } => write!(f, "{} (SHD; held out: {})", train.display(), t.display()),
-            TaskArg::Digits => write!(f, "the scikit-learn digits (8x8; last fifth held out)"),
+            TaskArg::Digits => write!(f, "the scikit-learn digits (8x8; a fifth held out)"),
             TaskArg::Images(p) => write!(f, "{} (images)", p.display()),
         }
     }
@@ -111,6 +111,10 @@ pub struct TaskOpts {
     /// the default) or `latency` (one spike per pixel, earlier the brighter).
     #[arg(long)]
     pub coding: Option<Coding>,
+    /// `digits`, `images:` without a test set: hold out a fixed random fifth (as
+    /// scikit-learn's `train_test_split`) instead of the last fifth in file order.
+    #[arg(long)]
+    pub shuffle_split: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -396,7 +400,7 @@ fn make_task(task: &TaskArg, o: &TaskOpts, def: &NetworkDef, split: Split, seed:
         TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
         TaskArg::Npz(p) => Box::new(NpzDataset::load(p, split, outputs, batch, seed).map_err(|e| e.to_string())?),
         TaskArg::Digits | TaskArg::Images(_) => {
-            let opts = ImageOptions { steps: o.steps.unwrap_or(20), coding: o.coding.unwrap_or(Coding::Rate) };
+            let opts = ImageOptions { steps: o.steps.unwrap_or(20), coding: o.coding.unwrap_or(Coding::Rate), shuffle_split: o.shuffle_split };
             let d = match task {
                 TaskArg::Images(p) => ImageDataset::load(p, split, &opts, outputs, batch, seed),
                 _ => ImageDataset::digits(split, &opts, outputs, batch, seed),

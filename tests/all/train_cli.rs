@@ -171,7 +171,7 @@ fn learns_the_built_in_digits_with_a_conv_network() {
     let o = train(&[&args[..], &["--epochs", "2", "--batches", "12", "--out", out.to_str().unwrap()]].concat());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("the scikit-learn digits (8x8; last fifth held out)"), "{stdout}");
+    assert!(stdout.contains("the scikit-learn digits (8x8; a fifth held out)"), "{stdout}");
     let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
     let last_test: f64 = log.lines().filter(|l| l.contains(",test,")).last().unwrap().rsplit(',').next().unwrap().parse().unwrap();
     assert!(last_test >= MIN_DIGITS_ACCURACY, "held-out accuracy {last_test} after 24 batches (chance 0.1)\n{stdout}");

@@ -122,6 +122,12 @@ impl Sampler {
         self.order.len()
     }
 
+    /// The samples of the split (in serving order).
+    #[cfg(test)]
+    pub(crate) fn order(&self) -> &[usize] {
+        &self.order
+    }
+
     fn shuffle(&mut self) {
         for i in (1..self.order.len()).rev() {
             let u = self.rng.uniform(8, self.pass, i as u32);

@@ -107,6 +107,10 @@ pub struct ImageOptions {
     /// Steps each image is shown for.
     pub steps: usize,
     pub coding: Coding,
+    /// Without a test set in the archive: hold out a fifth drawn at random (a fixed
+    /// permutation, the same for every seed, as scikit-learn's `train_test_split` with a
+    /// fixed `random_state`) instead of the last fifth in file order.
+    pub shuffle_split: bool,
 }
 
 impl ImageDataset {
@@ -155,10 +159,17 @@ impl ImageDataset {
         let pixels = scaled(&images, what, &format!("images{suffix}"))?;
         // Without a separate test set, the last fifth is held out.
         let held = if has_test { 0 } else { (n / 5).max(1).min(n.saturating_sub(1)) };
+        let mut all: Vec<usize> = (0..n).collect();
+        if opts.shuffle_split && !has_test {
+            let rng = Rng::new(0x5eed_d161);
+            for i in (1..n).rev() {
+                all.swap(i, ((rng.uniform(17, 0, i as u32) * (i + 1) as f64) as usize).min(i));
+            }
+        }
         let order: Vec<usize> = match (split, has_test) {
-            (_, true) => (0..n).collect(),
-            (Split::Train, false) => (0..n - held).collect(),
-            (Split::Test, false) => (n - held..n).collect(),
+            (_, true) => all,
+            (Split::Train, false) => all[..n - held].to_vec(),
+            (Split::Test, false) => all[n - held..].to_vec(),
         };
         if order.is_empty() {
             return Err(RuntimeError::Input(format!("{what} has no samples for the {split:?} split")));
@@ -256,7 +267,7 @@ mod tests {
 
     #[test]
     fn the_digits_are_built_in_and_coded_as_spikes() {
-        let opts = ImageOptions { steps: 20, coding: Coding::Rate };
+        let opts = ImageOptions { steps: 20, coding: Coding::Rate, shuffle_split: false };
         let mut train = ImageDataset::digits(Split::Train, &opts, 10, 8, 1).unwrap();
         let test = ImageDataset::digits(Split::Test, &opts, 10, 8, 1).unwrap();
         assert_eq!((train.len(), test.len(), train.pixels()), (1438, 359, 64));
@@ -268,10 +279,17 @@ mod tests {
         let freq = (0..2000).map(|t| train.data.spike(s, 0, t, bright)).sum::<f64>() / 2000.0;
         assert!((freq - v).abs() < 0.05, "frequency {freq} vs intensity {v}");
         // Latency coding: one spike per lit pixel, the brightest at step 0.
-        let lat = ImageDataset::digits(Split::Train, &ImageOptions { steps: 20, coding: Coding::Latency }, 10, 8, 1).unwrap();
+        let lat = ImageDataset::digits(Split::Train, &ImageOptions { steps: 20, coding: Coding::Latency, shuffle_split: false }, 10, 8, 1).unwrap();
         let spikes: Vec<f64> = (0..20).map(|t| lat.data.spike(s, 0, t, bright)).collect();
         assert_eq!(spikes.iter().sum::<f64>(), 1.0);
         assert_eq!(spikes[((1.0 - v) * 19.0).round() as usize], 1.0);
+        // A shuffled split: the same sizes, disjoint, not the last fifth.
+        let shuffled = ImageOptions { shuffle_split: true, ..opts };
+        let (a, b) = (ImageDataset::digits(Split::Train, &shuffled, 10, 8, 1).unwrap(), ImageDataset::digits(Split::Test, &shuffled, 10, 8, 2).unwrap());
+        let (mut ta, mut tb) = (a.sampler.order().to_vec(), b.sampler.order().to_vec());
+        (ta.sort(), tb.sort());
+        assert_eq!((ta.len(), tb.len()), (1438, 359));
+        assert!(tb.iter().all(|s| ta.binary_search(s).is_err()) && tb[0] < 1438);
         // Too few outputs for the labels: refused.
         let e = ImageDataset::digits(Split::Train, &opts, 5, 8, 1).err().unwrap().to_string();
         assert!(e.contains("labels must be whole numbers from 0 to 4"), "{e}");

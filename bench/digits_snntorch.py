@@ -60,7 +60,7 @@ class Net(nn.Module):
             s_in = (torch.rand_like(x) < x).float()
             s1, m1 = self.lif1(g * self.conv(s_in), m1)
             s2, m2 = self.lif2(g * 5.0 * 4.0 * self.pool(s1), m2)  # pool: weight 5 on each of 4 taps
-            r = self.beta * r + self.fc(s2)
+            r = self.beta * r + self.fc(s2.flatten(1))  # (c, y, x): snnc's layout
             out.append(r)
         return torch.stack(out)
 

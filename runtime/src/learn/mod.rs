@@ -250,8 +250,11 @@ pub(crate) struct Rows {
     pub col: Vec<u32>,
     /// A convolution's synapses share a kernel (`conv.rs`): each synapse's entry in it
     /// and its shape. The traces stay per synapse; the gradient is the kernel's.
-    pub kernel: Option<(std::sync::Arc<[u32]>, (usize, usize))>,
+    pub kernel: Option<KernelIndex>,
 }
+
+/// Each synapse's kernel entry, and the kernel's shape.
+pub(crate) type KernelIndex = (std::sync::Arc<[u32]>, (usize, usize));
 
 impl GradShape {
     /// The gradient of projection `proj` of `net` (into `n_post` neurons), where it can

@@ -84,20 +84,19 @@ impl Images {
         };
         f64::from(u8::from(on))
     }
-
-    fn write(&self, current: &[usize], real: usize, pass: u64, t: usize, x: &mut [f64], target: &mut [f64], mask: &mut [f64]) {
-        let (np, no) = (self.pixels.ncols(), self.outputs);
-        for (b, &s) in current.iter().enumerate() {
-            x[b * np..(b + 1) * np].iter_mut().enumerate().for_each(|(j, d)| *d = self.spike(s, pass, t, j));
-            target[b * no..(b + 1) * no].iter_mut().enumerate().for_each(|(k, d)| *d = f64::from(k == self.labels[s]));
-            mask[b] = f64::from(u8::from(b < real));
-        }
-    }
 }
 
 impl RowFill for ImageRows {
+    /// Rows `b0..b0 + nb`: the spikes, the one-hot class, mask 1 (0 for the padding of a
+    /// held-out batch).
     fn fill_rows(&self, t: usize, b0: usize, nb: usize, x: &mut [Vec<f64>], target: &mut [f64], mask: &mut [f64]) {
-        self.data.write(&self.current[b0..b0 + nb], self.valid.saturating_sub(b0), self.pass, t, &mut x[0], target, mask);
+        let d = &self.data;
+        let (np, no) = (d.pixels.ncols(), d.outputs);
+        for (b, &s) in self.current[b0..b0 + nb].iter().enumerate() {
+            x[0][b * np..(b + 1) * np].iter_mut().enumerate().for_each(|(j, v)| *v = d.spike(s, self.pass, t, j));
+            target[b * no..(b + 1) * no].iter_mut().enumerate().for_each(|(k, v)| *v = f64::from(k == d.labels[s]));
+            mask[b] = f64::from(u8::from(b0 + b < self.valid));
+        }
     }
 }
 
@@ -287,7 +286,8 @@ mod tests {
         let shuffled = ImageOptions { shuffle_split: true, ..opts };
         let (a, b) = (ImageDataset::digits(Split::Train, &shuffled, 10, 8, 1).unwrap(), ImageDataset::digits(Split::Test, &shuffled, 10, 8, 2).unwrap());
         let (mut ta, mut tb) = (a.sampler.order().to_vec(), b.sampler.order().to_vec());
-        (ta.sort(), tb.sort());
+        ta.sort();
+        tb.sort();
         assert_eq!((ta.len(), tb.len()), (1438, 359));
         assert!(tb.iter().all(|s| ta.binary_search(s).is_err()) && tb[0] < 1438);
         // Too few outputs for the labels: refused.

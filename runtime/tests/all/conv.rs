@@ -1,7 +1,8 @@
 //! Convolution and pooling projections (`conv(...)`, `pool(...)`): their synapses and
 //! weights against a direct convolution formula; their kernel gradient equals the dense
 //! gradient of the same weights summed over the synapses sharing each kernel entry, for
-//! BPTT, D-RTRL and ES-D-RTRL; BPTT against finite differences; D-RTRL = BPTT on one conv
+//! BPTT, D-RTRL and ES-D-RTRL; BPTT against finite differences (one conv layer, and a
+//! conv layer read through average pooling by a second layer); D-RTRL = BPTT on one conv
 //! layer; the emulated GPU refuses them by name.
 use crate::common::program;
 use ndarray::Array2;
@@ -189,13 +190,32 @@ fn loss_with(text: &str, opts: &Options, n_in: usize, k: usize, delta: f64) -> f
     gradient_of(&mut n, &[], &mut RandomSpikes::new(40, 2, n_in, 2, 0.3, 9), Method::Bptt, false).unwrap().loss
 }
 
+/// A conv layer read through average pooling (a fixed sparse link the learning signal
+/// goes back through) by a second layer, then a `Linear` readout.
+const CONV_POOL: &str = r#"import "stdlib/lif.snn"
+network n {
+    dt = 1 ms
+    input x: 32
+    layer C = LIF[48]
+    layer P = LIF[12]
+    readout out = Linear[2]
+    connect x -> C.I conv(channels = 2, height = 4, width = 4, out = 3, kernel = 3, padding = 1) trainable init normal(0, 3) as K
+    connect C -> P.I pool(channels = 3, height = 4, width = 4, kernel = 2) weight 3 as avg
+    connect P -> out dense trainable init normal(0, 1) as W_out
+}"#;
+
 #[test]
 fn kernel_gradient_matches_finite_differences() {
     let shape = SHAPES[0];
-    let text = one_layer(shape, &conv_clause(shape));
-    let n_in = shape.0 * shape.1 * shape.2;
+    let one = one_layer(shape, &conv_clause(shape));
+    for (text, n_in) in [(one.as_str(), shape.0 * shape.1 * shape.2), (CONV_POOL, 32)] {
+        kernel_gradient_against_finite_differences(text, n_in);
+    }
+}
+
+fn kernel_gradient_against_finite_differences(text: &str, n_in: usize) {
     let opts = Options { batch: 2, seed: 3, smooth_spikes: Some(3.0), learning: true, ..Options::default() };
-    let mut n = build(&text, &opts);
+    let mut n = build(text, &opts);
     let g = gradient_of(&mut n, &["K".to_string()], &mut RandomSpikes::new(40, 2, n_in, 2, 0.3, 9), Method::Bptt, false).unwrap();
     let grad = g.get("K").unwrap();
     let scale = largest(grad);
@@ -203,7 +223,7 @@ fn kernel_gradient_matches_finite_differences() {
     let flat = grad.as_slice().unwrap();
     for k in [0, 5, flat.len() / 2, flat.len() - 1] {
         let h = 1e-5;
-        let fd = (loss_with(&text, &opts, n_in, k, h) - loss_with(&text, &opts, n_in, k, -h)) / (2.0 * h);
+        let fd = (loss_with(text, &opts, n_in, k, h) - loss_with(text, &opts, n_in, k, -h)) / (2.0 * h);
         assert!((fd - flat[k]).abs() <= 1e-4 * scale, "K[{k}]: BPTT {:e} vs finite differences {fd:e} (largest {scale:e})", flat[k]);
     }
 }

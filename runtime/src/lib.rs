@@ -8,6 +8,7 @@ pub use snnc_compiler::rng;
 
 pub mod adapter;
 pub mod connectivity;
+pub mod conv;
 pub mod data;
 pub mod error;
 pub mod force;

@@ -138,6 +138,13 @@ pub fn estimate(program: &Program, net: &NetworkDef, opts: &Options, float_bytes
                 None => continue,
             },
             Topology::Procedural { .. } => continue,
+            Topology::Conv(s) => {
+                // At most a full window per output neuron (padding only removes some),
+                // a kernel entry and a structure copy for the gradient per synapse.
+                let nnz = n_post.saturating_mul(crate::conv::fan_in(s) as u64);
+                let bytes = mul(&[nnz, 16 + fb]).saturating_add(mul(&[n_pre.saturating_add(1), 8]));
+                (format!("weights of `{}` ({nnz} synapses at most, a shared kernel)", pr.name), bytes)
+            }
         };
         let weight_bytes = bytes;
         parts.push(Part { what, bytes, span: pr.span });

@@ -8,6 +8,7 @@
 
 use crate::adapter::LowRank;
 use crate::connectivity::{self, Csr, SynapseFn, apply_sign, build_threads};
+use crate::conv;
 use crate::data;
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
@@ -77,6 +78,8 @@ pub(crate) struct Proj<T> {
     pub(crate) pre_stage: Option<PreStage<T>>,
     /// The synapse's plasticity (STDP), if its events change its weights.
     pub(crate) plastic: Option<Plastic<T>>,
+    /// `conv(...)` / `pool(...)`: the kernel the sparse weights are written from.
+    pub(crate) shared: Option<conv::Shared<T>>,
 }
 
 /// One population at run time.
@@ -258,6 +261,7 @@ impl<T: Float> Proj<T> {
             adapter,
             pre_stage,
             plastic,
+            shared: built.shared,
         })
     }
 }
@@ -268,6 +272,7 @@ struct Built<T> {
     n_synapses: usize,
     /// Per-synapse delays in steps, when they differ (in the sparse weights' order).
     delays: Option<Vec<u32>>,
+    shared: Option<conv::Shared<T>>,
 }
 
 /// A projection's connectivity and initial weights (its `init`, else variance-preserving
@@ -277,12 +282,17 @@ struct Built<T> {
 fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_pre: usize, n_post: usize, rng: &Rng) -> Result<Built<T>, RuntimeError> {
     let pr = &net.projections[pi];
     let in_proj = |e: RuntimeError| data::in_context(&format!("projection `{}`", pr.name), e);
-    let default = SynInit::Draw(connectivity::default_init(match &pr.topology {
-        Topology::Sparse { p } | Topology::Procedural { p } => p * n_pre as f64,
-        Topology::SparseExpr { p } => connectivity::sampled_mean_probability(p, n_pre, n_post).unwrap_or(1.0) * n_pre as f64,
-        Topology::OneToOne => 1.0,
-        _ => n_pre as f64,
-    }));
+    let default = SynInit::Draw(match &pr.topology {
+        // Average pooling: each window's mean.
+        Topology::Conv(s) if s.pool => Init::Const(1.0 / conv::fan_in(s)),
+        t => connectivity::default_init(match t {
+            Topology::Sparse { p } | Topology::Procedural { p } => p * n_pre as f64,
+            Topology::SparseExpr { p } => connectivity::sampled_mean_probability(p, n_pre, n_post).unwrap_or(1.0) * n_pre as f64,
+            Topology::OneToOne => 1.0,
+            Topology::Conv(s) => conv::fan_in(s),
+            _ => n_pre as f64,
+        }),
+    });
     let init = pr.init.as_ref().unwrap_or(&default);
     let stream = stream_id(&format!("{}.{}", net.name, pr.name));
     let no_self = pr.no_self && Source::Pop(pr.to) == pr.from;
@@ -305,12 +315,12 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
             let w = connectivity::dense_with(n_pre, n_post, no_self, &*by_column(init)?, fold, threads);
             let w = ndarray::Array2::from_shape_vec((n_pre, n_post), w).map_err(|e| in_proj(RuntimeError::Build(e.to_string())))?;
             let n = w.len();
-            return Ok(Built { weights: Weights::Dense(w), n_synapses: n, delays: None });
+            return Ok(Built { weights: Weights::Dense(w), n_synapses: n, delays: None, shared: None });
         }
         (Topology::OneToOne, false) => {
             let f = by_column(init)?;
             let w: Vec<T> = (0..n_pre).map(|i| fold(f(i, i as u32, 0))).collect();
-            return Ok(Built { n_synapses: w.len(), weights: Weights::OneToOne(w), delays: None });
+            return Ok(Built { n_synapses: w.len(), weights: Weights::OneToOne(w), delays: None, shared: None });
         }
         // With a delay per synapse, every topology is kept sparse (one ring for them all).
         (Topology::Dense, true) => connectivity::fixed_probability_with(n_pre, n_post, 1.0, no_self, rng, stream, &*by_column(init)?, threads),
@@ -324,6 +334,19 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
             connectivity::pairwise_probability(n_pre, n_post, no_self, rng, stream, &*prob, &*by_place(init)?, threads).map_err(|(i, j, v)| {
                 in_proj(RuntimeError::Build(format!("the connection probability of synapse ({i}, {j}) is {v}, outside [0, 1]")))
             })?
+        }
+        (Topology::Conv(shape), _) => {
+            // One draw per kernel entry, keyed by (output channel, entry).
+            let draw = by_column(init)?;
+            let (csr, entry) = conv::structure(shape);
+            let kernel = ndarray::Array2::from_shape_fn(shape.kernel_dim(), |(o, j)| fold(draw(o, j as u32, 0)));
+            let shared = conv::Shared { kernel, entry: entry.into() };
+            let mut built = sparse_built(csr, None, fold);
+            if let Weights::Sparse(rows) = &mut built.weights {
+                shared.write_weights(&mut rows.weight);
+            }
+            built.shared = Some(shared);
+            return Ok(built);
         }
         (Topology::File { .. }, _) => {
             let f = file.expect("loaded above");
@@ -360,7 +383,7 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
             let weights = Weights::Procedural(Procedural { draws, init: *draw, rng: *rng, fold: |sign, w| T::from_f64(apply_sign(sign, w)), sign: pr.sign });
             // Not stored: the expected count (the stored variant's is within a few sqrt of it).
             let n_synapses = (p * n_pre as f64 * n_post as f64).round() as usize;
-            return Ok(Built { weights, n_synapses, delays: None });
+            return Ok(Built { weights, n_synapses, delays: None, shared: None });
         }
     };
     let delays = match &pr.delay {
@@ -376,7 +399,7 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
 /// Sparse weights in the run's precision, with their delays.
 fn sparse_built<T: Float>(csr: Csr, delays: Option<Vec<u32>>, fold: impl Fn(f64) -> T) -> Built<T> {
     let n_synapses = csr.nnz();
-    Built { weights: Weights::Sparse(SparseRows::from_owned_csr(csr, fold)), n_synapses, delays }
+    Built { weights: Weights::Sparse(SparseRows::from_owned_csr(csr, fold)), n_synapses, delays, shared: None }
 }
 
 /// A delay in seconds as whole steps of `dt` (a negative or NaN one as 0: sema and the
@@ -1193,6 +1216,11 @@ impl<T: Float> Network<T> {
         }
     }
 
+    /// A `conv(...)` / `pool(...)` projection's kernel and each synapse's entry in it.
+    pub fn conv_kernel(&self, proj: usize) -> Option<&conv::Shared<T>> {
+        self.projs[proj].shared.as_ref()
+    }
+
     /// The sign a projection's weights keep (`excitatory` / `inhibitory`), if any.
     pub fn projection_sign(&self, proj: usize) -> Option<Sign> {
         self.projs[proj].sign
@@ -1244,6 +1272,9 @@ impl<T: Float> Network<T> {
     /// a sparse one's synapses given as 1 x nnz in CSR order (its structure stays).
     pub fn set_projection_weights(&mut self, proj: usize, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
         let pr = &mut self.projs[proj];
+        if let (Some(sh), Weights::Sparse(rows)) = (&mut pr.shared, &mut pr.weights) {
+            return sh.set(&pr.name, w, &mut rows.weight);
+        }
         match &mut pr.weights {
             Weights::Dense(old) if old.dim() == w.dim() => {
                 // Propagation reads rows: a transposed or column-major matrix (a
@@ -1329,6 +1360,9 @@ impl<T: Float> Network<T> {
     /// 1 x n row.
     pub fn trainable(&self, name: &str) -> Option<ndarray::Array2<T>> {
         if let Some((i, ..)) = self.projection(name) {
+            if let Some(sh) = &self.projs[i].shared {
+                return Some(sh.kernel.clone());
+            }
             if let Some((.., w)) = self.sparse_weights(i) {
                 return Some(ndarray::Array2::from_shape_vec((1, w.len()), w.to_vec()).expect("shape"));
             }

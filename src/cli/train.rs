@@ -21,6 +21,7 @@ use snnc_runtime::kernels::JitFactory;
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::train::dataset::{NpzDataset, Split};
 use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
+use snnc_runtime::train::images::{Coding, ImageDataset, ImageOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
 use snnc_runtime::train::{BatchReport, CpuTrainer, Optimizer, evaluate, lr_scales, save_checkpoint, train_batch, weights_of};
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ pub enum TaskArg {
     /// `shd:TRAIN.h5` or `shd:TRAIN.h5,TEST.h5`: Spiking Heidelberg Digits files (see
     /// `snnc_runtime::train::shd`); without TEST, the last tenth of TRAIN is held out.
     Shd { train: PathBuf, test: Option<PathBuf> },
+    /// `digits`: scikit-learn's 8x8 handwritten digits, built in; `images:PATH`: images
+    /// from an `.npz` (see `snnc_runtime::train::images`). Shown as spikes (`--coding`).
+    Digits,
+    Images(PathBuf),
 }
 
 impl std::str::FromStr for TaskArg {
@@ -44,12 +49,14 @@ impl std::str::FromStr for TaskArg {
         match s {
             "dms" => Ok(TaskArg::Dms),
             "evidence" => Ok(TaskArg::Evidence),
+            "digits" => Ok(TaskArg::Digits),
+            _ if s.strip_prefix("images:").is_some_and(|p| !p.is_empty()) => Ok(TaskArg::Images(PathBuf::from(&s["images:".len()..]))),
             _ => match (s.strip_prefix("npz:"), s.strip_prefix("shd:").map(|p| p.split_once(',').unwrap_or((p, "")))) {
                 (Some(p), _) if !p.is_empty() => Ok(TaskArg::Npz(PathBuf::from(p))),
                 (_, Some((train, test))) if !train.is_empty() => {
                     Ok(TaskArg::Shd { train: PathBuf::from(train), test: (!test.is_empty()).then(|| PathBuf::from(test)) })
                 }
-                _ => Err(format!("unknown task `{s}` (dms, evidence, npz:PATH, shd:TRAIN.h5[,TEST.h5])")),
+                _ => Err(format!("unknown task `{s}` (dms, evidence, digits, images:PATH, npz:PATH, shd:TRAIN.h5[,TEST.h5])")),
             },
         }
     }
@@ -63,6 +70,8 @@ impl std::fmt::Display for TaskArg {
             TaskArg::Npz(p) => write!(f, "{}", p.display()),
             TaskArg::Shd { train, test: None } => write!(f, "{} (SHD; last tenth held out)", train.display()),
             TaskArg::Shd { train, test: Some(t) } => write!(f, "{} (SHD; held out: {})", train.display(), t.display()),
+            TaskArg::Digits => write!(f, "the scikit-learn digits (8x8; a fifth held out)"),
+            TaskArg::Images(p) => write!(f, "{} (images)", p.display()),
         }
     }
 }
@@ -76,7 +85,8 @@ pub enum OptArg {
 /// The task and its settings: shared by `snnc train` and `snnc eval`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TaskOpts {
-    /// `dms`, `evidence`, `npz:PATH` (arrays `x` and `labels` or `target`) or
+    /// `dms`, `evidence`, `digits` (scikit-learn's 8x8 digits, built in), `images:PATH`
+    /// (arrays `images` and `labels`), `npz:PATH` (arrays `x` and `labels` or `target`) or
     /// `shd:TRAIN.h5[,TEST.h5]` (Spiking Heidelberg Digits; without TEST the last tenth of
     /// TRAIN is held out). docs/training.md describes each. Default: the train block's
     /// `task`.
@@ -94,6 +104,17 @@ pub struct TaskOpts {
     /// `shd:` sequence length: spikes at or after it are dropped (default 1s).
     #[arg(long, value_parser = parse_time)]
     pub max_time: Option<f64>,
+    /// `digits`, `images:`: steps each image is shown for (default 20).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// `digits`, `images:`: `rate` (Bernoulli spikes, probability = intensity per step;
+    /// the default) or `latency` (one spike per pixel, earlier the brighter).
+    #[arg(long)]
+    pub coding: Option<Coding>,
+    /// `digits`, `images:` without a test set: hold out a fixed random fifth (as
+    /// scikit-learn's `train_test_split`) instead of the last fifth in file order.
+    #[arg(long)]
+    pub shuffle_split: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -262,7 +283,7 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     let task = match args.task.task.clone().map(Ok).or(block_task) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return Err(e),
-        None => return Err("no task: give --task dms|evidence|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block".into()),
+        None => return Err("no task: give --task dms|evidence|digits|images:PATH|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block".into()),
     };
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     // One batch element is enough for the names, initial weights and sizes (none of them
@@ -378,6 +399,14 @@ fn make_task(task: &TaskArg, o: &TaskOpts, def: &NetworkDef, split: Split, seed:
         }
         TaskArg::Evidence => Box::new(Evidence::new(dt, delay, batch, seed)),
         TaskArg::Npz(p) => Box::new(NpzDataset::load(p, split, outputs, batch, seed).map_err(|e| e.to_string())?),
+        TaskArg::Digits | TaskArg::Images(_) => {
+            let opts = ImageOptions { steps: o.steps.unwrap_or(20), coding: o.coding.unwrap_or(Coding::Rate), shuffle_split: o.shuffle_split };
+            let d = match task {
+                TaskArg::Images(p) => ImageDataset::load(p, split, &opts, outputs, batch, seed),
+                _ => ImageDataset::digits(split, &opts, outputs, batch, seed),
+            };
+            Box::new(d.map_err(|e| e.to_string())?)
+        }
         TaskArg::Shd { train, test } => {
             let [channels] = input_sizes[..] else {
                 return Err(format!("`shd:` feeds one input (the spike channels); network `{}` has {}", def.name, input_sizes.len()));

@@ -10,6 +10,7 @@ mod expr;
 mod load;
 mod model;
 mod network;
+pub use network::ConvShape;
 
 pub use load::{LoadOptions, Loaded, load};
 
@@ -590,6 +591,9 @@ pub enum Topology {
     OneToOne,
     File { path: String },
     Procedural { p: f64 },
+    /// `conv(...)` / `pool(...)`: a sparse projection whose synapses share the weights
+    /// of a kernel (sema/network/conv.rs).
+    Conv(ConvShape),
 }
 
 #[derive(Clone, Debug)]

@@ -12,6 +12,8 @@ use crate::syntax::ast::{self, ConnClause, ExprKind};
 
 mod connect;
 mod sends;
+mod conv;
+pub use conv::ConvShape;
 
 /// Network-wide settings and the dimension each must have.
 /// The largest population or input size (the runtime refuses what will not fit in memory).

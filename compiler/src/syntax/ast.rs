@@ -359,6 +359,8 @@ pub enum Topology {
     OneToOne,
     File { path: String },
     Procedural { p: Expr },
+    /// `conv(...)` / `pool(...)`: an image-shaped projection, its sizes as settings.
+    Conv { pool: bool, args: Vec<Setting> },
 }
 
 /// One clause after `connect a -> b`; clauses may come in any order, each at most once.

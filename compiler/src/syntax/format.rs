@@ -343,6 +343,10 @@ fn clause_to_string(c: &SpannedClause) -> String {
             Topology::Sparse { p } => format!("sparse p = {}", expr_to_string(p)),
             Topology::Procedural { p } => format!("procedural p = {}", expr_to_string(p)),
             Topology::File { path } => format!("from {}", quote(path)),
+            Topology::Conv { args, .. } => {
+                let args: Vec<String> = args.iter().map(|a| format!("{} = {}", a.name.name, expr_to_string(&a.value))).collect();
+                format!("{}({})", c.keyword, args.join(", "))
+            }
         },
         ConnClause::Init(e) => format!("{} {}", c.keyword, expr_to_string(e)),
         ConnClause::Trainable => "trainable".into(),

@@ -649,6 +649,11 @@ impl Cx {
                 let path = self.string(inner.next().expect("path"));
                 (ConnClause::Topology(Topology::File { path }), "from")
             }
+            Rule::conv | Rule::pool => {
+                let args = inner.map(|a| self.setting(a)).collect::<PResult<Vec<_>>>()?;
+                let pool = rule == Rule::pool;
+                (ConnClause::Topology(Topology::Conv { pool, args }), if pool { "pool" } else { "conv" })
+            }
             Rule::init => (ConnClause::Init(self.expr(inner.next().expect("init"))?), "init"),
             Rule::weight => (ConnClause::Init(self.expr(inner.next().expect("weight"))?), "weight"),
             Rule::trainable => (ConnClause::Trainable, "trainable"),
@@ -882,8 +887,8 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::train => "`train`",
         Rule::endpoint => "a population",
         Rule::via => "`via`",
-        Rule::dense | Rule::sparse | Rule::one_to_one | Rule::from_file | Rule::procedural => {
-            "a connectivity (`dense`, `sparse p = ...`, `one_to_one`, `from \"...\"`)"
+        Rule::dense | Rule::sparse | Rule::one_to_one | Rule::from_file | Rule::procedural | Rule::conv | Rule::pool => {
+            "a connectivity (`dense`, `sparse p = ...`, `one_to_one`, `from \"...\"`, `conv(...)`, `pool(...)`)"
         }
         Rule::init | Rule::weight => "`init` or `weight`",
         Rule::trainable => "`trainable`",

@@ -1554,3 +1554,77 @@ fn a_directory_import_says_it_is_a_directory() {
     assert!(diags[0].message.contains("it is a directory"), "{rendered}");
     insta::assert_snapshot!("a_directory_import_says_it_is_a_directory", rendered);
 }
+
+// ---------------------------------------------------------------- convolutions
+
+bad!(conv_unknown_setting: "E0440" at "size", "`conv` has no setting `size`";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 64
+    layer C = LIF[512]
+    connect x -> C.I conv(size = 8, out = 8, kernel = 3)
+}
+");
+
+bad!(conv_missing_kernel: "E0440" at "connect x -> C.I conv(height = 8, width = 8, out = 8)", "`conv` needs `kernel`";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 64
+    layer C = LIF[512]
+    connect x -> C.I conv(height = 8, width = 8, out = 8)
+}
+");
+
+bad!(conv_fractional_stride: "E0440" at "1.5", "`stride` must be a whole number of at least 1";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 64
+    layer C = LIF[512]
+    connect x -> C.I conv(height = 8, width = 8, out = 8, kernel = 3, stride = 1.5)
+}
+");
+
+bad!(conv_kernel_larger_than_image: "E0440" at "connect x -> C.I conv(height = 2, width = 2, out = 1, kernel = 3)", "a 3x3 kernel does not fit a 2x2 image padded by 0";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 4
+    layer C = LIF[1]
+    connect x -> C.I conv(height = 2, width = 2, out = 1, kernel = 3)
+}
+");
+
+bad!(conv_sizes_do_not_match_the_populations: "E0441" at "connect x -> C.I conv(height = 8, width = 8, out = 8, kernel = 3)", "this `conv` joins 64 to 288 neurons, the populations have 64 and 512";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 64
+    layer C = LIF[512]
+    connect x -> C.I conv(height = 8, width = 8, out = 8, kernel = 3)
+}
+");
+
+bad!(pool_is_not_trainable: "E0442" at "trainable", "average pooling is fixed: a `pool` cannot be `trainable`";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 128
+    layer P = LIF[32]
+    connect x -> P.I pool(channels = 2, height = 8, width = 8, kernel = 2) trainable
+}
+");
+
+bad!(conv_with_a_sign: "E0442" at "excitatory", "`excitatory` does not apply to a `conv` connection";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 64
+    layer C = LIF[512]
+    connect x -> C.I conv(height = 8, width = 8, out = 8, kernel = 3, padding = 1) excitatory
+}
+");
+
+bad!(conv_init_of_the_indices: "E0442" at "init 0.1 * i", "a `conv` kernel is drawn from an initialiser, not an expression of the indices";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 64
+    layer C = LIF[512]
+    connect x -> C.I conv(height = 8, width = 8, out = 8, kernel = 3, padding = 1) init 0.1 * i
+}
+");

@@ -183,6 +183,19 @@ fn network_summary(out: &mut String, p: &Program, n: &NetworkDef) {
             // The path is resolved next to the file: only its name is the same everywhere.
             Topology::File { path } => format!("from {:?}", Path::new(path).file_name().unwrap_or_default()),
             Topology::Procedural { p } => format!("procedural p = {p}"),
+            Topology::Conv(c) => format!(
+                "{} {}x{}x{} -> {}x{}x{}, kernel {}, stride {}, padding {}",
+                if c.pool { "pool" } else { "conv" },
+                c.channels,
+                c.height,
+                c.width,
+                c.out,
+                c.out_height(),
+                c.out_width(),
+                c.kernel,
+                c.stride,
+                c.padding
+            ),
         };
         let from = match &pr.from_state {
             Some(st) => format!("{from}.{st}"),

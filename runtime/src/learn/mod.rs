@@ -248,7 +248,13 @@ pub(crate) struct Rows {
     pub n_post: usize,
     pub row_ptr: Vec<usize>,
     pub col: Vec<u32>,
+    /// A convolution's synapses share a kernel (`conv.rs`): each synapse's entry in it
+    /// and its shape. The traces stay per synapse; the gradient is the kernel's.
+    pub kernel: Option<KernelIndex>,
 }
+
+/// Each synapse's kernel entry, and the kernel's shape.
+pub(crate) type KernelIndex = (std::sync::Arc<[u32]>, (usize, usize));
 
 impl GradShape {
     /// The gradient of projection `proj` of `net` (into `n_post` neurons), where it can
@@ -258,7 +264,20 @@ impl GradShape {
             return Some(GradShape::Dense { n_pre: w.nrows(), n_post: w.ncols() });
         }
         let (row_ptr, col, _) = net.sparse_weights(proj)?;
-        Some(GradShape::Sparse(std::sync::Arc::new(Rows { n_post, row_ptr: row_ptr.to_vec(), col: col.to_vec() })))
+        let kernel = net.conv_kernel(proj).map(|s| (s.entry.clone(), s.kernel.dim()));
+        Some(GradShape::Sparse(std::sync::Arc::new(Rows { n_post, row_ptr: row_ptr.to_vec(), col: col.to_vec(), kernel })))
+    }
+
+    /// The gradient of the trainable tensor from the pairs' (`dim()`): itself, or for a
+    /// convolution the synapses' gradients summed into the kernel entries they share.
+    pub fn of_tensor(&self, g: Array2<f64>) -> Array2<f64> {
+        match self {
+            GradShape::Sparse(r) => match &r.kernel {
+                Some((entry, dim)) => crate::conv::kernel_gradient(&g, entry, *dim),
+                None => g,
+            },
+            _ => g,
+        }
     }
 
     /// The shape of the gradient array: I x O, or 1 x nnz.

@@ -336,7 +336,7 @@ impl<'g, T: Float> Pass<'g, T> {
             }
             for (ei, (e, gr)) in etrace.iter().zip(gs).enumerate().filter(|(ei, _)| g.exact[*ei]) {
                 self.grads[ei] += &gr;
-                step_grads.push((e.name.clone(), to_f64(&gr)));
+                step_grads.push((e.name.clone(), e.target.shape.of_tensor(to_f64(&gr))));
             }
         } else if self.xwins.first().is_some_and(|w| w.len == WINDOW) {
             for w in &mut self.xwins {
@@ -370,7 +370,7 @@ impl<'g, T: Float> Pass<'g, T> {
                 if record {
                     for (ei, c) in gr.step_contributions() {
                         self.grads[ei] += &c;
-                        step_grads.push((etrace[ei].name.clone(), to_f64(&c)));
+                        step_grads.push((etrace[ei].name.clone(), etrace[ei].target.shape.of_tensor(to_f64(&c))));
                     }
                 } else if gr.len() == WINDOW {
                     self.contractor.flush(gi, gr);
@@ -407,7 +407,7 @@ impl<'g, T: Float> Pass<'g, T> {
                     total.push((format!("{proj}.U"), u));
                     total.push((format!("{proj}.V"), v));
                 }
-                _ => total.push((e.name.clone(), to_f64(g))),
+                _ => total.push((e.name.clone(), e.target.shape.of_tensor(to_f64(g)))),
             }
         }
         total.extend(plan.plain.iter().map(|(_, n)| n.clone()).zip(self.plain_grads.iter().map(to_f64)));

@@ -29,23 +29,31 @@ pub fn npz_names(path: &Path) -> Result<Vec<String>, RuntimeError> {
 /// Reads array `name` of an `.npz` as f64, whatever numeric type NumPy wrote (float32,
 /// float64, bool, or an integer type for labels).
 pub fn read_npz_array(path: &Path, name: &str) -> Result<ArrayD<f64>, RuntimeError> {
+    let open = || File::open(path).map_err(|e| RuntimeError::Input(format!("cannot open `{}`: {e}", path.display())));
+    read_npz_from(&open, &format!("`{}`", path.display()), name)
+}
+
+/// [`read_npz_array`] from any archive `open` gives (a file, bytes built in), named
+/// `what` in errors.
+pub(crate) fn read_npz_from<R: std::io::Read + std::io::Seek>(open: &dyn Fn() -> Result<R, RuntimeError>, what: &str, name: &str) -> Result<ArrayD<f64>, RuntimeError> {
     use ndarray::{IxDyn, OwnedRepr};
-    let names = open(path)?.names().map_err(|e| RuntimeError::Input(format!("`{}`: {e}", path.display())))?;
+    let npz = || ndarray_npy::NpzReader::new(open()?).map_err(|e| RuntimeError::Input(format!("{what} is not an .npz file: {e}")));
+    let names = npz()?.names().map_err(|e| RuntimeError::Input(format!("{what}: {e}")))?;
     let Some(entry) = names.iter().find(|n| n.trim_end_matches(".npy") == name) else {
-        return Err(RuntimeError::Input(format!("`{}` has no array `{name}` (it has: {})", path.display(), names.join(", ").replace(".npy", ""))));
+        return Err(RuntimeError::Input(format!("{what} has no array `{name}` (it has: {})", names.join(", ").replace(".npy", ""))));
     };
     macro_rules! try_as {
         ($($t:ty),*) => {$(
-            if let Ok(a) = open(path)?.by_name::<OwnedRepr<$t>, IxDyn>(entry) {
+            if let Ok(a) = npz()?.by_name::<OwnedRepr<$t>, IxDyn>(entry) {
                 return Ok(a.mapv(|v| v as f64));
             }
         )*};
     }
     try_as!(f64, f32, i64, i32, i16, i8, u64, u32, u16, u8);
-    open(path)?
+    npz()?
         .by_name::<OwnedRepr<bool>, IxDyn>(entry)
         .map(|a| a.mapv(|b| if b { 1.0 } else { 0.0 }))
-        .map_err(|e| RuntimeError::Input(format!("`{}`: array `{name}` must be numeric or bool: {e}", path.display())))
+        .map_err(|e| RuntimeError::Input(format!("{what}: array `{name}` must be numeric or bool: {e}")))
 }
 
 /// Refuses a non-finite value in `a` (array `array` of file `file`), naming the first
@@ -112,6 +120,12 @@ impl Sampler {
 
     pub(crate) fn len(&self) -> usize {
         self.order.len()
+    }
+
+    /// The samples of the split (in serving order).
+    #[cfg(test)]
+    pub(crate) fn order(&self) -> &[usize] {
+        &self.order
     }
 
     fn shuffle(&mut self) {

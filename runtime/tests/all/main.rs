@@ -8,6 +8,7 @@ mod common;
 // A real GPU through cudarc: only with the `cuda` feature (`scripts/gpu-tests.sh`).
 #[cfg(feature = "cuda")]
 mod cuda;
+mod conv;
 mod data;
 mod force;
 mod golden;

@@ -57,6 +57,9 @@ impl NetCx<'_, '_> {
             Some(e) => Some(self.delay(e, from, to)?),
             None => None,
         };
+        if let Topology::Conv(shape) = &topology {
+            self.conv_clauses(c, shape, init.as_ref(), delay.as_ref(), cl.trainable)?;
+        }
         let adapter = match cl.adapter {
             Some(e) => Some(self.adapter_rank(e, &topology)?),
             None => None,
@@ -274,6 +277,7 @@ impl NetCx<'_, '_> {
                 }
                 Topology::OneToOne
             }
+            Some(ast::Topology::Conv { pool, args }) => self.conv_topology(c, *pool, args, from, to)?,
             Some(ast::Topology::File { path }) => {
                 if let Some(sc) = c.clauses.iter().find(|sc| matches!(sc.clause, ConnClause::NoSelf)) {
                     self.diags.push(

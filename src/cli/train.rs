@@ -62,6 +62,19 @@ impl std::str::FromStr for TaskArg {
     }
 }
 
+impl TaskArg {
+    /// The task with its relative file paths taken from `dir`: a train block names its
+    /// files relative to its `.snn` file, as `from "FILE"` does.
+    fn relative_to(self, dir: &std::path::Path) -> TaskArg {
+        let join = |p: PathBuf| if p.is_relative() { dir.join(p) } else { p };
+        match self {
+            TaskArg::Npz(p) => TaskArg::Npz(join(p)),
+            TaskArg::Shd { train, test } => TaskArg::Shd { train: join(train), test: test.map(join) },
+            t => t,
+        }
+    }
+}
+
 impl std::fmt::Display for TaskArg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -277,7 +290,7 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     let def = &program.networks[index];
     let s = Settings::of(args, def)?;
     let block_task = def.train.iter().find(|(k, _)| k == "task").and_then(|(_, v)| match v {
-        TrainValue::Name(t) | TrainValue::Text(t) => Some(t.parse::<TaskArg>()),
+        TrainValue::Name(t) | TrainValue::Text(t) => Some(t.parse::<TaskArg>().map(|t| t.relative_to(args.file.parent().unwrap_or(std::path::Path::new(""))))),
         TrainValue::Number(_) => None,
     });
     let task = match args.task.task.clone().map(Ok).or(block_task) {

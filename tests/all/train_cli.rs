@@ -79,6 +79,12 @@ fn learns_a_dataset_from_an_npz_file() {
     let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
     let last_test: f64 = log.lines().filter(|l| l.contains(",test,")).last().unwrap().rsplit(',').next().unwrap().parse().unwrap();
     assert!(last_test >= 0.875, "held-out accuracy {last_test} after 6 epochs\n{stdout}");
+    // A train block names its dataset relative to its own .snn file (as `from "FILE"`
+    // does), whatever the working directory.
+    let text = std::fs::read_to_string("tests/data/tiny_npz.snn").unwrap().replace("batch = 8 }", "batch = 8, task = \"npz:pairs.npz\" }");
+    std::fs::write(dir.join("block.snn"), text).unwrap();
+    let o = train(&[dir.join("block.snn").to_str().unwrap(), "--epochs", "1", "--batches", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Truly online: an update every 5 steps; BPTT cannot do that.
     let o = train(&["tests/data/tiny_npz.snn", "--task", &task, "--epochs", "1", "--batches", "2", "--update-every", "5"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

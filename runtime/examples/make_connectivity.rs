@@ -11,26 +11,9 @@
 use ndarray::Array1;
 use ndarray_npy::NpzWriter;
 
-/// SplitMix64: a fast, seedable stream (this is test data, not a model's draws).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-}
+#[path = "common/splitmix.rs"]
+mod splitmix;
+use splitmix::SplitMix;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,8 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (out, n, s) = (&args[0], args[1].parse::<u64>()?, args[2].parse::<usize>()?);
     let mut rng = SplitMix(args.get(3).map(|a| a.parse()).transpose()?.unwrap_or(1));
-    let pre: Array1<i32> = (0..s).map(|_| rng.below(n) as i32).collect();
-    let post: Array1<i32> = (0..s).map(|_| rng.below(n) as i32).collect();
+    let pre: Array1<i32> = (0..s).map(|_| rng.below(n as usize) as i32).collect();
+    let post: Array1<i32> = (0..s).map(|_| rng.below(n as usize) as i32).collect();
     let weight: Array1<f32> = (0..s).map(|_| (1.0 + rng.unit().powf(-1.0 / 1.5).floor()).min(1000.0) as f32).collect();
     let sign: Array1<i8> = (0..n).map(|_| if rng.below(5) == 0 { -1 } else { 1 }).collect();
     let tau: Array1<f32> = (0..n).map(|_| (15.0 + 10.0 * rng.unit()) as f32).collect();

@@ -28,6 +28,10 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+#[path = "common/splitmix.rs"]
+mod splitmix;
+use splitmix::SplitMix;
+
 /// The published statistics the synthetic connectome follows (Dorkenwald et al. 2024;
 /// Lin et al. 2024, FlyWire v783): 139,255 neurons, 2,701,601 connections of at least five
 /// synapses between 78 neuropils, about 50 million synapses in them (a mean of ~18.5 a
@@ -49,31 +53,6 @@ const EXCITATORY: f64 = 2.0 / 3.0;
 const TEACHER_SPREAD: f64 = 0.5;
 /// The networks' step (fly.snn.in says the same).
 const DT: f64 = 0.2e-3;
-
-/// SplitMix64: a fast, seedable stream (this is test data, not a model's draws).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
-    }
-
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        (-2.0 * self.unit().ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
-    }
-}
 
 struct Settings {
     out: PathBuf,

@@ -26,7 +26,6 @@ use super::presyn::{at_spike, one_sided_states, presynaptic_states};
 use crate::diag::Diagnostic;
 use crate::sema::{Init, Model, NetworkDef, Program, SymId, SymKind, Symbol, TExpr, TKind, Ty, Update};
 use crate::span::Span;
-use crate::syntax::ast::ModelKind;
 use crate::units::Dim;
 
 /// Whether `syn` changes its weight or reacts to postsynaptic spikes.
@@ -162,23 +161,7 @@ impl RuleCx<'_> {
     /// The model of the `on pre` (`post = false`) or `on post` rule.
     fn rule(&self, event: &str, post_event: bool) -> Result<Rule, Diagnostic> {
         let syn = self.syn;
-        let mut model = Model {
-            kind: ModelKind::Neuron,
-            name: format!("{}.{event}", self.proj),
-            span: syn.span,
-            symbols: Vec::new(),
-            odes: Vec::new(),
-            spike: None,
-            on_spike: Vec::new(),
-            reset_detached: false,
-            on_pre: Vec::new(),
-            on_post: Vec::new(),
-            refractory: None,
-            method: syn.method,
-            output: None,
-            per_synapse: false,
-            weight_dim: None,
-        };
+        let mut model = Model::derived(format!("{}.{event}", self.proj), syn.span, syn.method);
         let (mut states, mut inputs) = (Vec::new(), Vec::new());
         let mut map: Vec<Option<SymId>> = vec![None; syn.symbols.len()];
         for (s, sym) in syn.symbols.iter().enumerate() {

@@ -12,7 +12,7 @@
 use super::group::{driven_states, reads, split_factor};
 use crate::diag::Diagnostic;
 use crate::sema::{Init, Model, NetworkDef, Program, SymId, SymKind, Symbol, TExpr, TKind, Ty, Update, UpdateOp};
-use crate::syntax::ast::{BinOp, ModelKind};
+use crate::syntax::ast::BinOp;
 use crate::units::Dim;
 
 /// The states of `syn` that depend only on the presynaptic side: changed by `on pre`
@@ -77,23 +77,7 @@ pub fn pre_stage(program: &Program, net: &NetworkDef, pi: usize) -> Option<Resul
 }
 
 pub(super) fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)], via: crate::span::Span) -> Result<PreStage, Diagnostic> {
-    let mut model = Model {
-        kind: ModelKind::Neuron,
-        name: format!("{}.pre", syn.name),
-        span: syn.span,
-        symbols: Vec::new(),
-        odes: Vec::new(),
-        spike: None,
-        on_spike: Vec::new(),
-        reset_detached: false,
-        on_pre: Vec::new(),
-        on_post: Vec::new(),
-        refractory: None,
-        method: syn.method,
-        output: None,
-        per_synapse: false,
-        weight_dim: None,
-    };
+    let mut model = Model::derived(format!("{}.pre", syn.name), syn.span, syn.method);
     // Time, params, the presynaptic states, and the lets that read nothing else.
     let kept = |s: SymId| match syn.symbols[s].kind {
         SymKind::Time | SymKind::Dt | SymKind::Param => true,

@@ -430,6 +430,28 @@ pub struct Model {
 }
 
 impl Model {
+    /// An empty neuron model derived from a synapse (a presynaptic stage, a plasticity
+    /// rule): no symbols or equations yet, the synapse's integration method.
+    pub fn derived(name: String, span: Span, method: Option<Method>) -> Model {
+        Model {
+            kind: ModelKind::Neuron,
+            name,
+            span,
+            symbols: Vec::new(),
+            odes: Vec::new(),
+            spike: None,
+            on_spike: Vec::new(),
+            reset_detached: false,
+            on_pre: Vec::new(),
+            on_post: Vec::new(),
+            refractory: None,
+            method,
+            output: None,
+            per_synapse: false,
+            weight_dim: None,
+        }
+    }
+
     pub fn sym(&self, name: &str) -> Option<SymId> {
         self.symbols.iter().position(|s| s.name == name)
     }

@@ -3,7 +3,7 @@
 //! fitted to.
 //!
 //! `cargo run --release -p snnc-runtime --example make_fly -- OUT_DIR [--neurons N]
-//!  [--regions R] [--trials K] [--steps T] [--seed S] [--batch B] [--score CKPT|init]`
+//!  [--regions R] [--trials K] [--steps T] [--seed S] [--batch B] [--score CKPT|init|teacher]`
 //!
 //! Defaults: 4,000 neurons in 80 regions, 200 trials of 500 steps (100 ms at 0.2 ms), the
 //! reduced scale of `examples/fly/`. `--neurons 139255 --regions 78` is the full scale.
@@ -54,6 +54,7 @@ const TEACHER_SPREAD: f64 = 0.5;
 /// The networks' step (fly.snn.in says the same).
 const DT: f64 = 0.2e-3;
 
+#[derive(Clone)]
 struct Settings {
     out: PathBuf,
     neurons: usize,
@@ -278,10 +279,18 @@ fn score_checkpoint(s: &Settings, ckpt: &str) -> Result<(), Box<dyn std::error::
     let (x, target, mask): (Array3<f32>, Array3<f32>, Array2<f32>) = (npz.by_name("x")?, npz.by_name("target")?, npz.by_name("mask")?);
     let trials = x.shape()[0];
     let held = trials - trials / 10..trials;
-    let weights = if ckpt == "init" { Vec::new() } else { snnc_runtime::train::load_checkpoint(Path::new(ckpt))?.0 };
-    let y = readouts(s, &s.out.join("fly.snn"), "fly", &x, held.clone(), &weights)?;
+    // `teacher`: the teacher itself from other initial states (seed + 1), the floor no
+    // student can pass: the trials are chaotic, so the same inputs give other spikes.
+    let y = if ckpt == "teacher" {
+        let other = Settings { seed: s.seed + 1, ..s.clone() };
+        readouts(&other, &s.out.join("teacher.snn"), "fly_teacher", &x, held.clone(), &[])?
+    } else {
+        let weights = if ckpt == "init" { Vec::new() } else { snnc_runtime::train::load_checkpoint(Path::new(ckpt))?.0 };
+        readouts(s, &s.out.join("fly.snn"), "fly", &x, held.clone(), &weights)?
+    };
     let (loss, corr, acc) = score(&y, &target.slice(ndarray::s![held.clone(), .., ..]).to_owned(), &mask.slice(ndarray::s![held.clone(), ..]).to_owned());
-    println!("student ({ckpt}) on {} held-out trials: loss {loss:.3} per trial, correlation {corr:.3}, binned-rate accuracy {:.1} %", held.len(), 100.0 * acc);
+    let who = if ckpt == "teacher" { "teacher, seed + 1" } else { "student" };
+    println!("{who} ({ckpt}) on {} held-out trials: loss {loss:.3} per trial, correlation {corr:.3}, binned-rate accuracy {:.1} %", held.len(), 100.0 * acc);
     Ok(())
 }
 

@@ -351,9 +351,9 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     drop(initial);
     let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip);
     opt.set_scales(&scales);
-    let (log, curves) = match (&args.out, args.evaluate_only) {
-        (Some(dir), false) => rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite).map(|(log, curves)| (Some(log), curves))?,
-        _ => (None, Curves::default()),
+    let (log, curves, best) = match (&args.out, args.evaluate_only) {
+        (Some(dir), false) => rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite).map(|(log, curves, best)| (Some(log), curves, best))?,
+        _ => (None, Curves::default(), None),
     };
     let classifies = train_task.classifies();
     let training = Training {
@@ -372,6 +372,7 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
         opt,
         log,
         curves,
+        best,
         train_task,
         test_task,
         classifies,
@@ -519,6 +520,8 @@ struct Training<'a> {
     log: Option<Log>,
     /// What the log already held (a resumed run), then each batch and evaluation.
     curves: Curves,
+    /// (epochs done, held-out loss) of `best.safetensors`.
+    best: Option<(usize, f64)>,
     train_task: Box<dyn Task>,
     test_task: Box<dyn Task>,
     classifies: bool,
@@ -650,15 +653,19 @@ impl Training<'_> {
         progress.quiet = self.follower;
         let mut last_checkpoint = None;
         for epoch in self.start_epoch..self.start_epoch + self.s.epochs {
-            if let Err(e) = self.epoch(epoch, &mut trainer, &mut held, &mut progress) {
-                let kept = last_checkpoint.map_or(String::new(), |e| format!("; the checkpoint of epoch {e} is kept"));
-                return Err(format!("{e}{kept}"));
-            }
+            let test_loss = match self.epoch(epoch, &mut trainer, &mut held, &mut progress) {
+                Ok(loss) => loss,
+                Err(e) => {
+                    let kept = last_checkpoint.map_or(String::new(), |e| format!("; the checkpoint of epoch {e} is kept"));
+                    return Err(format!("{e}{kept}"));
+                }
+            };
             if let Some(dir) = &args.out {
                 if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &self.weights, &self.checkpoint_meta(epoch + 1)) {
                     return Err(e.to_string());
                 }
                 last_checkpoint = Some(epoch + 1);
+                self.keep_best(dir, epoch + 1, test_loss)?;
                 if args.plot {
                     // A plot is a view of the log: failing to draw one stops nothing.
                     if let Err(e) = super::plot::curves_png(&dir.join("curves.png"), &self.curves.train, &self.curves.test) {
@@ -670,6 +677,19 @@ impl Training<'_> {
         }
         self.finish(last_checkpoint)?;
         Ok(self.weights)
+    }
+
+    /// Writes `best.safetensors` when the held-out loss after `epochs` is the lowest yet.
+    fn keep_best(&mut self, dir: &std::path::Path, epochs: usize, test_loss: Option<f64>) -> Result<(), String> {
+        let Some(loss) = test_loss.filter(|l| l.is_finite()) else { return Ok(()) };
+        if self.best.is_some_and(|(_, b)| b <= loss) {
+            return Ok(());
+        }
+        let mut meta = self.checkpoint_meta(epochs);
+        meta.push(("test_loss", format!("{loss:e}")));
+        save_checkpoint(&dir.join(rundir::BEST), &self.weights, &meta).map_err(|e| e.to_string())?;
+        self.best = Some((epochs, loss));
+        Ok(())
     }
 
     fn banner(&self) {
@@ -697,7 +717,7 @@ impl Training<'_> {
         trainer: &mut Tr,
         held: &mut impl FnMut(&mut Tr, &[(String, Array2<f64>)], &mut dyn Sequence, &[usize]) -> Result<BatchReport, RuntimeError>,
         progress: &mut Progress,
-    ) -> Result<(), String> {
+    ) -> Result<Option<f64>, String> {
         let args = self.args;
         // Exponential decay per epoch, counted from the first epoch (a resumed run goes on
         // with the schedule where it stopped).
@@ -731,7 +751,7 @@ impl Training<'_> {
         let acc = |what: &str, a: f64| if classifies { format!(", {what} {:.1} %", 100.0 * a) } else { String::new() };
         if self.test_batches() == 0 {
             println!("epoch {epoch}: loss {:.4}{}, rates {}", sl / n, acc("accuracy", sa / n), rates.join(", "));
-            return self.hooks.epoch(epoch, None);
+            return self.hooks.epoch(epoch, None).map(|_| None);
         }
         let test = self.held_out(trainer, held)?;
         println!(
@@ -747,7 +767,7 @@ impl Training<'_> {
             log.row(format_args!("{epoch},,test,{:.6},{:.4}", test.loss, test.accuracy));
         }
         self.curves.test.push((self.curves.train.len(), test.loss, test.accuracy));
-        self.hooks.epoch(epoch, Some(&test))
+        self.hooks.epoch(epoch, Some(&test)).map(|_| Some(test.loss))
     }
 
     /// The final line: what the run wrote, and the log's write error if there was one.
@@ -759,6 +779,9 @@ impl Training<'_> {
         let mut wrote = vec![format!("{}", dir.join("log.csv").display())];
         if let Some(e) = last_checkpoint {
             wrote.push(format!("{} (after epoch {e})", dir.join("checkpoint.safetensors").display()));
+        }
+        if let Some((e, loss)) = self.best.filter(|_| last_checkpoint.is_some()) {
+            wrote.push(format!("{} (after epoch {e}: the lowest held-out loss, {loss:.4})", dir.join(rundir::BEST).display()));
         }
         if self.args.plot && dir.join("curves.png").exists() {
             wrote.push(format!("{}", dir.join("curves.png").display()));

@@ -116,7 +116,7 @@ fn run_directories_are_kept_and_resumed_cleanly() {
     assert_eq!(log.lines().count(), 4, "{log}");
     // A new run into it: refused, and the log is untouched.
     let o = train(&["--out", out.to_str().unwrap()]);
-    refused(&o, "already holds a training run (log.csv, checkpoint.safetensors): continue it with `--resume");
+    refused(&o, "already holds a training run (log.csv, checkpoint.safetensors, best.safetensors): continue it with `--resume");
     assert_eq!(std::fs::read_to_string(out.join("log.csv")).unwrap(), log);
     // What `kill -9` during epoch 1 leaves: rows of epoch 1 after the checkpoint of
     // epoch 1, one of them cut short, and a partial temporary checkpoint.
@@ -142,6 +142,45 @@ fn run_directories_are_kept_and_resumed_cleanly() {
     // Without --out, nothing is saved, and it says so.
     let (stdout, stderr) = text(&train(&[]));
     assert!(stderr.contains("no --out DIR: the trained weights will not be saved") && stdout.contains("nothing written"), "{stdout}\n{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `best.safetensors` holds the weights of the epoch with the lowest held-out loss (its
+/// epoch and loss in the metadata); a resumed run keeps a best from before its checkpoint
+/// and must beat it, and removes one written after it (by an interrupted run).
+#[test]
+fn the_best_held_out_epoch_is_kept() {
+    let dir = tmp("best");
+    let out = dir.join("run");
+    let o = train(&["--out", out.to_str().unwrap(), "--epochs", "3"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let tests: Vec<f64> = std::fs::read_to_string(out.join("log.csv")).unwrap().lines().filter(|l| l.contains(",test,")).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    assert_eq!(tests.len(), 3);
+    let (at, low) = tests.iter().enumerate().fold((0, f64::INFINITY), |b, (i, &l)| if l < b.1 { (i, l) } else { b });
+    let best = out.join("best.safetensors");
+    let (weights, meta) = load_checkpoint(&best).unwrap();
+    assert_eq!(meta["epoch"], (at + 1).to_string(), "{tests:?}");
+    assert!((meta["test_loss"].parse::<f64>().unwrap() - low).abs() <= 1e-6 * low.abs().max(1.0), "{meta:?} against {tests:?}");
+    assert!(stdout.contains(&format!("best.safetensors (after epoch {}: the lowest held-out loss", at + 1)), "{stdout}");
+    if at == 2 {
+        assert_eq!(weights, load_checkpoint(&out.join("checkpoint.safetensors")).unwrap().0, "the last epoch was the best");
+    }
+    // A best the resumed run cannot beat (loss 0, from epoch 1) is kept...
+    let ck = out.join("checkpoint.safetensors");
+    save_checkpoint(&best, &weights, &[("epoch", "1".into()), ("test_loss", "0".into())]).unwrap();
+    let o = train(&["--out", out.to_str().unwrap(), "--resume", ck.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(load_checkpoint(&best).unwrap().1["test_loss"], "0");
+    // ...and one from after the checkpoint (epoch 9 of an interrupted run) is removed:
+    // the resumed epoch is the new best.
+    save_checkpoint(&best, &weights, &[("epoch", "9".into()), ("test_loss", "0".into())]).unwrap();
+    let o = train(&["--out", out.to_str().unwrap(), "--resume", ck.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success() && stderr.contains("is not from the epochs before the checkpoint"), "{stderr}");
+    let meta = load_checkpoint(&best).unwrap().1;
+    assert_eq!(meta["epoch"], "5", "resumed at 4, one epoch: {meta:?}");
+    assert!(meta["test_loss"].parse::<f64>().unwrap() > 0.0);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1,4 +1,5 @@
-//! A run directory (`--out DIR`): `log.csv`, `checkpoint.safetensors`, `curves.png`.
+//! A run directory (`--out DIR`): `log.csv`, `checkpoint.safetensors` (the last epoch),
+//! `best.safetensors` (the epoch of the lowest held-out loss), `curves.png`.
 //! A new run refuses a directory that already holds one (unless `--overwrite`); a
 //! resumed run cuts the log back to its checkpoint, so that rows written after the
 //! checkpoint by an interrupted run are not repeated; write errors are reported.
@@ -12,6 +13,11 @@ use std::path::{Path, PathBuf};
 type Weights = Vec<(String, Array2<f64>)>;
 
 pub(super) const LOG_HEADER: &str = "epoch,batch,split,loss,accuracy";
+
+/// The weights of the epoch with the lowest held-out loss so far, as Keras'
+/// `ModelCheckpoint(save_best_only=True)` keeps them: its metadata holds `epoch` and
+/// `test_loss`.
+pub(super) const BEST: &str = "best.safetensors";
 
 /// What `--plot` draws: per training batch (loss, accuracy); per epoch (batches so far,
 /// test loss, test accuracy).
@@ -58,10 +64,10 @@ fn parse_row(line: &str) -> Option<(usize, bool, f64, f64)> {
 /// `overwrite`; removes a temporary checkpoint an interrupted run left; opens the log,
 /// cut back to the epochs before `resume_epoch` when resuming (the rows of later epochs
 /// were written after the checkpoint) and returns what it already holds as curves.
-pub(super) fn open(dir: &Path, resume_epoch: Option<usize>, overwrite: bool) -> Result<(Log, Curves), String> {
-    let (path, ck) = (dir.join("log.csv"), dir.join("checkpoint.safetensors"));
+pub(super) fn open(dir: &Path, resume_epoch: Option<usize>, overwrite: bool) -> Result<(Log, Curves, Option<(usize, f64)>), String> {
+    let (path, ck, best) = (dir.join("log.csv"), dir.join("checkpoint.safetensors"), dir.join(BEST));
     if resume_epoch.is_none() && !overwrite {
-        let held: Vec<&str> = [("log.csv", &path), ("checkpoint.safetensors", &ck)].iter().filter(|(_, p)| p.exists()).map(|(n, _)| *n).collect();
+        let held: Vec<&str> = [("log.csv", &path), ("checkpoint.safetensors", &ck), (BEST, &best)].iter().filter(|(_, p)| p.exists()).map(|(n, _)| *n).collect();
         if !held.is_empty() {
             return Err(format!(
                 "`{}` already holds a training run ({}): continue it with `--resume {}`, or replace it with `--overwrite`",
@@ -72,9 +78,12 @@ pub(super) fn open(dir: &Path, resume_epoch: Option<usize>, overwrite: bool) -> 
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    if remove_stale_checkpoint_tmp(&ck).map_err(|e| e.to_string())? {
-        eprintln!("note: removed `{}`, a partial checkpoint an interrupted run left", ck.with_extension("safetensors.tmp").display());
+    for c in [&ck, &best] {
+        if remove_stale_checkpoint_tmp(c).map_err(|e| e.to_string())? {
+            eprintln!("note: removed `{}`, a partial checkpoint an interrupted run left", c.with_extension("safetensors.tmp").display());
+        }
     }
+    let best_loss = best_so_far(&best, resume_epoch)?;
     let cannot = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
     let mut curves = Curves::default();
     let file = match resume_epoch {
@@ -100,7 +109,34 @@ pub(super) fn open(dir: &Path, resume_epoch: Option<usize>, overwrite: bool) -> 
             f
         }
     };
-    Ok((Log { path, file, error: None }, curves))
+    Ok((Log { path, file, error: None }, curves, best_loss))
+}
+
+/// The epochs done and the held-out loss of `best` (`best.safetensors`), which a resumed
+/// run must beat; a new
+/// run, or a best written after the checkpoint resumed from (by an interrupted run whose
+/// later epochs are dropped), removes it and starts afresh.
+fn best_so_far(best: &Path, resume_epoch: Option<usize>) -> Result<Option<(usize, f64)>, String> {
+    if !best.exists() {
+        return Ok(None);
+    }
+    let kept = match resume_epoch {
+        Some(epoch) => {
+            let (_, meta) = load_checkpoint(best).map_err(|e| e.to_string())?;
+            match (meta.get("epoch").and_then(|v| v.parse::<usize>().ok()), meta.get("test_loss").and_then(|v| v.parse::<f64>().ok())) {
+                (Some(e), Some(loss)) if e <= epoch => Some((e, loss)),
+                _ => {
+                    eprintln!("note: removed `{}`: it is not from the epochs before the checkpoint resumed from", best.display());
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    if kept.is_none() {
+        std::fs::remove_file(best).map_err(|e| format!("cannot remove `{}`: {e}", best.display()))?;
+    }
+    Ok(kept)
 }
 
 /// The header and the rows of `text` (a log) of epochs before `epoch`, which also go into

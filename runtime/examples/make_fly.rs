@@ -5,7 +5,7 @@
 //! `cargo run --release -p snnc-runtime --example make_fly -- OUT_DIR [--neurons N]
 //!  [--regions R] [--trials K] [--steps T] [--seed S] [--batch B] [--score CKPT|init|teacher]`
 //!
-//! Defaults: 4,000 neurons in 80 regions, 200 trials of 500 steps (100 ms at 0.2 ms), the
+//! Defaults: 4,000 neurons in 80 regions, 400 trials of 500 steps (100 ms at 0.2 ms), the
 //! reduced scale of `examples/fly/`. `--neurons 139255 --regions 78` is the full scale.
 //!
 //! It writes into OUT_DIR `fly.snn` (the student) and `teacher.snn` (the teacher), with the
@@ -55,7 +55,7 @@ const TEACHER_SPREAD: f64 = 0.5;
 const DT: f64 = 0.2e-3;
 
 #[derive(Clone)]
-struct Settings {
+pub struct Settings {
     out: PathBuf,
     neurons: usize,
     regions: usize,
@@ -67,10 +67,10 @@ struct Settings {
     score: Option<String>,
 }
 
-fn settings() -> Result<Settings, String> {
-    let mut args = std::env::args().skip(1);
+/// The settings of the command line `args` (without the program's name).
+pub fn settings(mut args: impl Iterator<Item = String>) -> Result<Settings, String> {
     let out = args.next().ok_or("usage: make_fly OUT_DIR [--neurons N] [--regions R] [--trials K] [--steps T] [--seed S] [--batch B] [--score CKPT|init]")?;
-    let mut s = Settings { out: out.into(), neurons: 4000, regions: 80, trials: 200, steps: 500, seed: 1, batch: 25, score: None };
+    let mut s = Settings { out: out.into(), neurons: 4000, regions: 80, trials: 400, steps: 500, seed: 1, batch: 25, score: None };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         if flag == "--score" {
@@ -272,36 +272,76 @@ fn score(y: &Array3<f32>, target: &Array3<f32>, mask: &Array2<f32>) -> (f64, f64
     (sq / trials.max(1) as f64, corr, same as f64 / bins.max(1) as f64)
 }
 
+/// Initial states each score is averaged over: the trials are chaotic, so one set of
+/// initial voltages moves the loss by a few per cent.
+const SCORE_SEEDS: u64 = 5;
+
 /// `--score CKPT`: the student's fit on the held-out tenth of data.npz, with the
-/// checkpoint's weights, or as it starts (`--score init`).
-fn score_checkpoint(s: &Settings, ckpt: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// checkpoint's weights, or as it starts (`--score init`); `--score teacher`: the teacher
+/// itself, the floor no student can pass. Each is run from the initial states of seeds
+/// seed + 1 ..= seed + SCORE_SEEDS (the targets were made from `seed`'s), and reported as
+/// mean and standard deviation over them.
+pub fn score_checkpoint(s: &Settings, ckpt: &str) -> Result<Score, Box<dyn std::error::Error>> {
     let mut npz = ndarray_npy::NpzReader::new(File::open(s.out.join("data.npz"))?)?;
     let (x, target, mask): (Array3<f32>, Array3<f32>, Array2<f32>) = (npz.by_name("x")?, npz.by_name("target")?, npz.by_name("mask")?);
     let trials = x.shape()[0];
     let held = trials - trials / 10..trials;
-    // `teacher`: the teacher itself from other initial states (seed + 1), the floor no
-    // student can pass: the trials are chaotic, so the same inputs give other spikes.
-    let y = if ckpt == "teacher" {
-        let other = Settings { seed: s.seed + 1, ..s.clone() };
-        readouts(&other, &s.out.join("teacher.snn"), "fly_teacher", &x, held.clone(), &[])?
-    } else {
-        let weights = if ckpt == "init" { Vec::new() } else { snnc_runtime::train::load_checkpoint(Path::new(ckpt))?.0 };
-        readouts(s, &s.out.join("fly.snn"), "fly", &x, held.clone(), &weights)?
+    let (target, mask) = (target.slice(ndarray::s![held.clone(), .., ..]).to_owned(), mask.slice(ndarray::s![held.clone(), ..]).to_owned());
+    let (snn, network, weights) = match ckpt {
+        "teacher" => ("teacher.snn", "fly_teacher", Vec::new()),
+        "init" => ("fly.snn", "fly", Vec::new()),
+        path => ("fly.snn", "fly", snnc_runtime::train::load_checkpoint(Path::new(path))?.0),
     };
-    let (loss, corr, acc) = score(&y, &target.slice(ndarray::s![held.clone(), .., ..]).to_owned(), &mask.slice(ndarray::s![held.clone(), ..]).to_owned());
-    let who = if ckpt == "teacher" { "teacher, seed + 1" } else { "student" };
-    println!("{who} ({ckpt}) on {} held-out trials: loss {loss:.3} per trial, correlation {corr:.3}, binned-rate accuracy {:.1} %", held.len(), 100.0 * acc);
-    Ok(())
+    let mut scores = Vec::new();
+    for seed in s.seed + 1..=s.seed + SCORE_SEEDS {
+        let y = readouts(&Settings { seed, ..s.clone() }, &s.out.join(snn), network, &x, held.clone(), &weights)?;
+        scores.push(score(&y, &target, &mask));
+    }
+    let stat = |f: fn(&(f64, f64, f64)) -> f64| {
+        let n = scores.len() as f64;
+        let mean = scores.iter().map(f).sum::<f64>() / n;
+        (mean, (scores.iter().map(|v| (f(v) - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt())
+    };
+    let who = if ckpt == "teacher" { "teacher" } else { "student" };
+    Ok(Score { what: format!("{who} ({ckpt})"), trials: held.len(), loss: stat(|v| v.0), correlation: stat(|v| v.1), accuracy: stat(|v| v.2) })
+}
+
+/// A fit on the held-out trials: (mean, standard deviation) over the initial states.
+pub struct Score {
+    pub what: String,
+    pub trials: usize,
+    pub loss: (f64, f64),
+    pub correlation: (f64, f64),
+    pub accuracy: (f64, f64),
+}
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let Score { what, trials, loss: (l, dl), correlation: (c, dc), accuracy: (a, da) } = self;
+        write!(
+            f,
+            "{what} on {trials} held-out trials, {SCORE_SEEDS} initial states: loss {l:.1} +- {dl:.1} per trial, correlation {c:.3} +- {dc:.3}, binned-rate accuracy {:.1} +- {:.1} %",
+            100.0 * a,
+            100.0 * da
+        )
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let s = settings()?;
-    if let Some(ckpt) = &s.score {
-        return score_checkpoint(&s, ckpt);
+    let s = settings(std::env::args().skip(1))?;
+    match &s.score {
+        Some(ckpt) => println!("{}", score_checkpoint(&s, ckpt)?),
+        None => generate(&s)?,
     }
+    Ok(())
+}
+
+/// Writes the connectome, the networks, the teacher's targets and the inputs into
+/// `s.out`, and says how the untrained student fits.
+pub fn generate(s: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&s.out)?;
     let mut rng = SplitMix(s.seed);
-    let region = regions(&s, &mut rng);
+    let region = regions(s, &mut rng);
     let c = connectome(&region, &mut rng);
     let synapses: f64 = c.count.iter().map(|&x| f64::from(x)).sum();
     eprintln!("connectome: {} neurons, {} regions, {} connections, {synapses:.0} synapses", s.neurons, s.regions, c.pre.len());
@@ -332,11 +372,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rw: Vec<f32> = region.iter().map(|&r| (1.0 / (size[r] as f64 * 0.020) / 10.0) as f32).collect();
     write_projection(&s.out.join("readout.npz"), &rpre, &rpost, &rw, None)?;
 
-    std::fs::write(s.out.join("fly.snn"), network_text(include_str!("../../examples/fly/fly.snn.in"), &s))?;
+    std::fs::write(s.out.join("fly.snn"), network_text(include_str!("../../examples/fly/fly.snn.in"), s))?;
     let snn = s.out.join("teacher.snn");
-    std::fs::write(&snn, network_text(include_str!("../../examples/fly/teacher.snn.in"), &s))?;
-    let x = inputs(&s, DT, &mut rng);
-    let target = readouts(&s, &snn, "fly_teacher", &x, 0..s.trials, &[])?;
+    std::fs::write(&snn, network_text(include_str!("../../examples/fly/teacher.snn.in"), s))?;
+    let x = inputs(s, DT, &mut rng);
+    let target = readouts(s, &snn, "fly_teacher", &x, 0..s.trials, &[])?;
     // The first 20 ms (the network settling from its random start) count nowhere.
     let mut mask = ndarray::Array2::<f32>::ones((s.trials, s.steps));
     mask.columns_mut().into_iter().take((0.02 / DT) as usize).for_each(|mut c| c.fill(0.0));
@@ -346,7 +386,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     w.add_array("target", &target)?;
     w.add_array("mask", &mask)?;
     w.finish()?;
-    score_checkpoint(&s, "init")?;
+    println!("{}", score_checkpoint(s, "init")?);
     eprintln!("wrote {} (fly.snn, teacher.snn, conn.npz, teacher_conn.npz, input.npz, teacher_input.npz, readout.npz, data.npz)", s.out.display());
     Ok(())
 }

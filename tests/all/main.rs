@@ -8,6 +8,7 @@ mod bench_cli;
 mod cli;
 mod explain;
 mod fit_cli;
+mod fly;
 mod grad_cli;
 #[cfg(feature = "mpi")]
 mod mpi;

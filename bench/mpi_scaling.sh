@@ -6,7 +6,9 @@
 #  - simulation (partitioned, `snnc bench sim`): COBA scaled to N neurons as
 #    bench/compare.py scales it (p = 80/N, weights x 4000/N), DURATION of biological time;
 #    the run's wall time (`run_s`, build excluded) of 1 process on 1 and on 2 threads, and
-#    of 2 ranks of 1 thread each.
+#    of 2 ranks of 1 thread each, which yield the core while they wait in a collective
+#    (`mpi_yield_when_idle`: on this machine, shared with other builds, a rank spinning
+#    in a collective takes the core its peer needs; 2.7x slower without it).
 # Usage: bench/mpi_scaling.sh [path/to/snnc] [train|sim|both] [N] [DURATION]
 #        (defaults: target/release/snnc both 400000 100ms)
 set -euo pipefail
@@ -40,7 +42,7 @@ PY
     for run in 1 2 3; do
         one=$("$SNNC" bench sim "$FILE" --duration "$DURATION" --threads 1 | field)
         thr=$("$SNNC" bench sim "$FILE" --duration "$DURATION" --threads 2 | field)
-        two=$(mpirun --oversubscribe -np 2 "$SNNC" bench sim "$FILE" --duration "$DURATION" --threads 1 | field)
+        two=$(mpirun --oversubscribe --mca mpi_yield_when_idle 1 -np 2 "$SNNC" bench sim "$FILE" --duration "$DURATION" --threads 1 | field)
         printf 'sim COBA %s, %s, run %d (run s, build s, spikes): 1 process 1 thread %s | 1 process 2 threads %s | 2 ranks %s\n' "$N" "$DURATION" "$run" "$one" "$thr" "$two"
     done
 fi

@@ -170,6 +170,13 @@ fn what_a_partition_cannot_run_is_refused_by_name() {
     assert!(graded.starts_with("E0702: population `a` sends its `output y`"), "{graded}");
     let state = refused("import \"stdlib/lif.snn\"\nnetwork s { layer a = LIF[10]\n readout r = Linear[2]\n connect a.v -> r dense }");
     assert!(state.starts_with("E0702: projection") && state.contains("reads a state of `a`"), "{state}");
+    // The GPU backend (here through its emulator) runs whole networks only.
+    let p = program(include_str!("../data/mixed_small.snn"));
+    let mut net = Network::<f32>::without_kernels(&p, &p.networks[0], &Options::default()).unwrap();
+    net.partition(0, 2).unwrap();
+    let gpu = snnc_runtime::gpu::GpuNetwork::new(net, snnc_runtime::gpu::EmuDevice::new(snnc_compiler::backend::ptx::Target::Sm80));
+    let e = gpu.err().expect("refused").to_string();
+    assert!(e.starts_with("E0702: network `mixed` is part 1 of 2"), "{e}");
     // A partitioned network steps only with the other parts.
     let p = program(include_str!("../data/mixed_small.snn"));
     let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();

@@ -19,9 +19,12 @@ pub mod learn;
 pub mod memory;
 pub mod network;
 mod parallel;
+pub mod partition;
 pub mod plastic;
 pub mod presyn;
 pub mod propagate;
+#[cfg(feature = "mpi")]
+pub mod ranks;
 pub mod record;
 pub mod scalar;
 pub mod sends;

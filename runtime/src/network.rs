@@ -13,7 +13,8 @@ use crate::data;
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
-use crate::parallel::{Pool, chunks_of, split_range};
+use crate::parallel::Pool;
+use crate::partition::{Exchange, Partition};
 use crate::plastic::Plastic;
 use crate::presyn::PreStage;
 use crate::propagate::{Active, DelayRing, Procedural, SparseRows, Target, Weights, active_indices, arrive_into, deliver, propagate_delayed};
@@ -555,16 +556,22 @@ pub struct Network<T: 'static> {
     /// The threads of a step split across cores ([`Network::set_threads`]); `None`: one.
     pool: Option<Pool>,
     /// Per population and chunk of its neurons, what the chunk's step found (see [`Part`]).
-    parts: Vec<Vec<Mutex<Part>>>,
+    pub(crate) parts: Vec<Vec<Mutex<Part>>>,
+    /// Per population, the neurons of each part, and the parts this process steps (all
+    /// of them unless the network is partitioned: `partition.rs`).
+    pub(crate) ranges: Vec<Vec<std::ops::Range<usize>>>,
+    pub(crate) local: Vec<std::ops::Range<usize>>,
+    /// This process's share of a network partitioned over processes, if it is.
+    pub(crate) partition: Option<Partition>,
     /// Neurons per chunk when set ([`Network::set_chunk`]); else `parallel::chunks_of`.
     chunk: Option<usize>,
     ptrs: StepPtrs<T>,
 }
 
 /// What the step of one chunk of a population's neurons found.
-struct Part {
+pub(crate) struct Part {
     /// Per batch element, the neurons of the chunk that spiked this step.
-    active: Vec<Vec<u32>>,
+    pub(crate) active: Vec<Vec<u32>>,
     non_finite: Option<NonFiniteAt>,
 }
 
@@ -575,7 +582,7 @@ struct NonFiniteAt {
     index: usize,
 }
 
-fn lock(m: &Mutex<Part>) -> MutexGuard<'_, Part> {
+pub(crate) fn lock(m: &Mutex<Part>) -> MutexGuard<'_, Part> {
     // A thread that panicked left nothing half-written that matters: parts are rewritten
     // by every step before they are read.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -695,6 +702,9 @@ impl<T: Float> Network<T> {
             ext_active: Vec::new(),
             pool: None,
             parts: Vec::new(),
+            ranges: Vec::new(),
+            local: Vec::new(),
+            partition: None,
             chunk: None,
             ptrs: StepPtrs::default(),
         })
@@ -809,7 +819,21 @@ impl<T: Float> Network<T> {
     /// targets), the kernel, the non-finite check, the neurons that spiked. A population
     /// that reads itself is gathered whole before any chunk steps (its last spikes must
     /// not change under another chunk's delivery).
-    pub fn step_traced(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
+    pub fn step_traced(&mut self, external: &[&[T]], trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {
+        if let Some(part) = self.partition {
+            return Err(RuntimeError::Input(format!(
+                "network `{}` holds part {} of {} of its neurons: it steps with the other parts (`step_exchanging`), and learning is not partitioned",
+                self.name,
+                part.rank + 1,
+                part.size
+            )));
+        }
+        self.step_inner(external, trace, None)
+    }
+
+    /// A step, exchanging each spiking population's spikes with the other parts of a
+    /// partitioned network through `exchange` once the population has stepped.
+    pub(crate) fn step_inner(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>, exchange: Option<&dyn Exchange>) -> Result<(), RuntimeError> {
         if let Some(tr) = trace.as_deref_mut() {
             tr.pre.resize_with(self.projs.len(), Vec::new);
             tr.nonzero.resize_with(self.projs.len(), || None);
@@ -840,10 +864,13 @@ impl<T: Float> Network<T> {
         }
         if self.parts.len() != self.pops.len() {
             // One part per chunk of each population (`parallel::chunks_of`), whatever the
-            // threads: a chunk's results do not depend on which thread computes it.
+            // threads: a chunk's results do not depend on which thread computes it. A
+            // partitioned network has one more part per other process (`partition.rs`).
             let batch = self.batch;
             let threads = self.threads();
-            self.parts = self.pops.iter().map(|p| (0..chunks_of(p.n, threads, self.chunk)).map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
+            let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
+            self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
+            (self.ranges, self.local) = layouts.into_iter().unzip();
         }
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
@@ -857,20 +884,26 @@ impl<T: Float> Network<T> {
             if let Some(tr) = trace.as_deref_mut() {
                 this.capture_trace(p, external, tr);
             }
-            let (n, chunks) = (this.pops[p].n, this.parts[p].len());
+            let local = this.local[p].clone();
             let run = |f: &(dyn Fn(usize) + Sync)| match pool {
-                Some(pool) => pool.for_chunks(chunks, f),
-                None => (0..chunks).for_each(f),
+                Some(pool) => pool.for_chunks(local.len(), &|c| f(local.start + c)),
+                None => local.clone().for_each(f),
             };
             if this.reads_itself(p) {
                 // Its own last spikes are read: all are gathered before any is overwritten.
-                run(&|c| this.gather_part(p, &split_range(n, chunks, c), external));
+                run(&|c| this.gather_part(p, &this.ranges[p][c], external));
                 run(&|c| this.step_part(p, c));
             } else {
                 run(&|c| {
-                    this.gather_part(p, &split_range(n, chunks, c), external);
+                    this.gather_part(p, &this.ranges[p][c], external);
                     this.step_part(p, c);
                 });
+            }
+            if let Some(ex) = exchange {
+                // Every part goes on to the end of the step (the others wait for its
+                // spikes); a non-finite state is reported there.
+                self.exchange_spikes(p, ex)?;
+                continue;
             }
             // As one thread would, stop at the first population with a non-finite state.
             if this.parts[p].iter().any(|m| lock(m).non_finite.is_some()) {
@@ -998,7 +1031,7 @@ impl<T: Float> Network<T> {
     fn step_part(&self, p: usize, c: usize) {
         let pop = &self.pops[p];
         let n = pop.n;
-        let cols = split_range(n, self.parts[p].len(), c);
+        let cols = self.ranges[p][c].clone();
         let mut part = lock(&self.parts[p][c]);
         let (Some(kernel), Some(_)) = (&pop.kernel, &pop.step) else { return };
         let ptrs = &self.ptrs.pops[p];

@@ -37,6 +37,22 @@ impl<T: Copy> SparseRows<T> {
         SparseRows { row_ptr: c.row_ptr, col: c.col, weight, sorted }
     }
 
+    /// Keeps the entries whose column lies in `cols` (a process's targets, `partition.rs`);
+    /// returns the places the kept entries had, in order.
+    pub(crate) fn keep_columns(&mut self, cols: &Range<usize>) -> Vec<usize> {
+        let mut kept = Vec::new();
+        let mut row_ptr = Vec::with_capacity(self.row_ptr.len());
+        row_ptr.push(0);
+        for r in self.row_ptr.windows(2) {
+            kept.extend((r[0]..r[1]).filter(|&k| cols.contains(&(self.col[k] as usize))));
+            row_ptr.push(kept.len());
+        }
+        self.col = kept.iter().map(|&k| self.col[k]).collect();
+        self.weight = kept.iter().map(|&k| self.weight[k]).collect();
+        self.row_ptr = row_ptr;
+        kept
+    }
+
     /// The entries of row `i` whose column may lie in `cols` (all of them when the row
     /// is not sorted; the caller checks each column then).
     fn row_within(&self, i: usize, cols: &Range<usize>, n_post: usize) -> Range<usize> {

@@ -11,6 +11,7 @@ use snnc_runtime::learn::{Method, gradient_split, split_sizes};
 use snnc_runtime::scalar::Float;
 use snnc_runtime::kernels::{KernelFactory, flush_denormals};
 use snnc_runtime::network::{Network, Options};
+use snnc_runtime::partition::Exchange;
 use snnc_runtime::record::Recorder;
 use snnc_runtime::train::tasks::RandomSpikes;
 use std::path::PathBuf;
@@ -247,7 +248,15 @@ fn sim(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         return fail("--reps must be positive");
     }
     flush_denormals();
-    super::engine::dispatch(a.precision, Backend::Jit, SimBench { a, opts, reporter }).unwrap_or_else(fail)
+    // Under `mpirun -np K`: the network partitioned over the ranks (as `snnc run`).
+    super::run::with_ranks(|ex| {
+        if let Some(ex) = ex
+            && let Err(e) = super::run::launched_alike(&a.file, ex)
+        {
+            return fail(e);
+        }
+        super::engine::dispatch(a.precision, Backend::Jit, SimBench { a, opts, reporter, ex }).unwrap_or_else(fail)
+    })
 }
 
 /// `snnc bench sim`'s repetitions in float type `T` (on the CPU).
@@ -255,13 +264,14 @@ struct SimBench<'a> {
     a: &'a SimArgs,
     opts: &'a LoadOptions,
     reporter: &'a Reporter,
+    ex: Option<&'a dyn Exchange>,
 }
 
 impl Job for SimBench<'_> {
     type Out = ExitCode;
     fn run<T: Float>(self, on: On) -> ExitCode {
         for rep in 0..self.a.reps {
-            let r = sim_once::<T>(self.a, self.opts, self.reporter, rep, on.cpu_kernels());
+            let r = sim_once::<T>(&self, rep, on.cpu_kernels());
             if r != ExitCode::SUCCESS {
                 return r;
             }
@@ -270,27 +280,32 @@ impl Job for SimBench<'_> {
     }
 }
 
-fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep: usize, kernels: &'static dyn KernelFactory<T>) -> ExitCode {
+fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFactory<T>) -> ExitCode {
+    let (a, ex) = (job.a, job.ex);
     let t0 = Instant::now();
-    let Some((program, index)) = super::load_network(&a.file, a.network.as_deref(), opts, reporter) else {
+    let Some((program, index)) = super::load_network(&a.file, a.network.as_deref(), job.opts, job.reporter) else {
         return ExitCode::FAILURE;
     };
     let frontend = t0.elapsed().as_secs_f64();
     let net_def = &program.networks[index];
     let o = Options { seed: a.seed, method: a.method, ..Options::default() };
     let t1 = Instant::now();
-    let mut net = match Network::<T>::without_kernels(&program, net_def, &o) {
-        Ok(n) => n,
-        Err(e) => return fail(e),
+    let mut jit = 0.0;
+    let built = (|| -> Result<Network<T>, String> {
+        let mut net = Network::<T>::without_kernels(&program, net_def, &o).map_err(|e| e.to_string())?;
+        let tj = Instant::now();
+        net.attach_kernels(kernels).map_err(|e| e.to_string())?;
+        jit = tj.elapsed().as_secs_f64();
+        net.set_threads(super::args::threads_or_cores(a.threads)).map_err(|e| e.to_string())?;
+        if let Some(ex) = ex {
+            net.partition(ex.rank(), ex.size()).map_err(|e| e.to_string())?;
+        }
+        Ok(net)
+    })();
+    // Every rank built its part, or all stop (a rank stopping alone would hang the others).
+    let Some(mut net) = super::run::agree(ex, built.map_err(fail).ok()) else {
+        return ExitCode::FAILURE;
     };
-    let tj = Instant::now();
-    if let Err(e) = net.attach_kernels(kernels) {
-        return fail(e);
-    }
-    let jit = tj.elapsed().as_secs_f64();
-    if let Err(e) = net.set_threads(super::args::threads_or_cores(a.threads)) {
-        return fail(e);
-    }
     let kernels = net.pops.iter().filter(|p| p.step.is_some()).count();
     let build = t1.elapsed().as_secs_f64();
     // Spikes are recorded in memory, as the peers' scripts do with a spike monitor.
@@ -303,7 +318,15 @@ fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep:
     let steps = (a.duration / net.dt).round() as u64;
     let t2 = Instant::now();
     for _ in 0..steps {
-        if let Err(e) = net.step(&external) {
+        let stepped = match ex {
+            Some(ex) => net.step_exchanging(&external, ex),
+            None => net.step(&external),
+        };
+        if let Err(e) = stepped {
+            // A rank that failed alone ends the others, which would wait for its spikes.
+            if let Some(ex) = ex {
+                ex.abort(&e);
+            }
             return fail(e);
         }
         rec.sample(&net);
@@ -319,13 +342,14 @@ fn sim_once<T: Float>(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter, rep:
         .map(|p| format!("\"{}\":{:.3}", p.name, p.spike_count as f64 / (p.n * net.batch) as f64 / simulated.max(1e-12)))
         .collect();
     println!(
-        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",\"threads\":{},\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{:.6},\"kernels\":{},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
+        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",\"threads\":{},\"ranks\":{},\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{:.6},\"kernels\":{},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
         net.name,
         net.n_neurons(),
         net.n_synapses(),
         std::any::type_name::<T>(),
         a.method.map(method_label).unwrap_or("default"),
         net.threads(),
+        ex.map_or(1, |ex| ex.size()),
         net.step_index,
         jit,
         kernels,

@@ -18,6 +18,7 @@ use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::flush_denormals;
 use snnc_runtime::memory::{self, format_bytes};
 use snnc_runtime::network::{Network, Options};
+use snnc_runtime::partition::{Exchange, Partitioned};
 use snnc_runtime::record::{Selection, StreamRecorder};
 use snnc_runtime::scalar::Float;
 use std::path::{Path, PathBuf};
@@ -94,14 +95,51 @@ impl Args {
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
-    let Some((program, index, sources)) = super::load_network_sources(&args.file, args.network.as_deref(), opts, reporter) else {
+    with_ranks(|ex| run_on(args, opts, reporter, ex))
+}
+
+/// `f` given the other ranks of an MPI launch (`mpirun -np K`, K > 1, feature `mpi`):
+/// the neurons of every population are split over them (docs/scaling.md), and rank 0
+/// alone writes to standard output. Else, and without the feature, `f(None)`.
+pub(super) fn with_ranks<R>(f: impl FnOnce(Option<&dyn Exchange>) -> R) -> R {
+    #[cfg(feature = "mpi")]
+    {
+        let universe = snnc_runtime::ranks::launched();
+        let ranks = universe.as_ref().map(snnc_runtime::ranks::Ranks::new).filter(|r| r.size > 1);
+        if let Some(r) = ranks.as_ref().filter(|r| r.rank > 0) {
+            r.silence_stdout();
+        }
+        f(ranks.as_ref().map(|r| r as &dyn Exchange))
+    }
+    #[cfg(not(feature = "mpi"))]
+    f(None)
+}
+
+/// `snnc run` in this process, or as one rank of a partitioned run (`ex`).
+fn run_on(args: Args, opts: &LoadOptions, reporter: &Reporter, ex: Option<&dyn Exchange>) -> ExitCode {
+    if let Some(ex) = ex {
+        if let Err(e) = launched_alike(&args.file, ex) {
+            return fail(e);
+        }
+        if args.backend == Backend::Cuda {
+            return fail("E0702: --backend cuda: a simulation partitioned over MPI ranks runs on the CPU (--backend jit or interp); run it in one process for the GPU");
+        }
+    }
+    let writes = ex.is_none_or(|ex| ex.rank() == 0);
+    let Some((program, index, steps, o)) = agree(ex, prepare(&args, opts, reporter, writes)) else {
         return ExitCode::FAILURE;
     };
+    flush_denormals();
+    let job = Simulate { args: &args, program: &program, net: &program.networks[index], o: &o, steps, ex };
+    super::engine::dispatch(args.precision, args.backend, job).unwrap_or_else(fail)
+}
+
+/// What is checked before anything is built: the network, its step count, its memory
+/// and (where this process `writes`) the output directory; errors are printed.
+fn prepare(args: &Args, opts: &LoadOptions, reporter: &Reporter, writes: bool) -> Option<(sema::Program, usize, u64, Options)> {
+    let (program, index, sources) = super::load_network_sources(&args.file, args.network.as_deref(), opts, reporter)?;
     let net = &program.networks[index];
-    let steps = match step_count(&args, net) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+    let steps = step_count(args, net).map_err(|e| fail(e)).ok()?;
     let o = Options { dt: args.dt, seed: args.seed, method: args.method, ..Options::default() };
     let float_bytes = match args.precision {
         Precision::F32 => 4,
@@ -109,16 +147,37 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     };
     if let Err(e) = memory::check(&program, net, &o, float_bytes) {
         reporter.report(&[too_large(&e, float_bytes == 8)], &sources);
-        return ExitCode::FAILURE;
+        return None;
     }
-    if let Some(dir) = &args.out
-        && let Err(e) = prepare_out(dir)
-    {
-        return fail(e);
+    if let Some(dir) = args.out.as_ref().filter(|_| writes) {
+        prepare_out(dir).map_err(|e| fail(e)).ok()?;
     }
-    flush_denormals();
-    let job = Simulate { args: &args, program: &program, net, o: &o, steps };
-    super::engine::dispatch(args.precision, args.backend, job).unwrap_or_else(fail)
+    Some((program, index, steps, o))
+}
+
+/// The ranks of a partitioned run were started with the same command and model file
+/// (else every rank stops with the error).
+pub(super) fn launched_alike(file: &Path, ex: &dyn Exchange) -> Result<(), String> {
+    let mut h = snnc_runtime::connectivity::Fingerprint::default();
+    let file = std::fs::read(file).unwrap_or_default();
+    std::env::args().skip(1).flat_map(|a| a.into_bytes().into_iter().chain([0])).chain(file).for_each(|b| h.add(u64::from(b)));
+    ex.check_alike(h.0, "another command or model file").map_err(|e| e.to_string())
+}
+
+/// `r`, unless a rank of a partitioned run (`ex`) failed to get here (each has printed
+/// its own error): a rank that stopped alone would leave the others waiting in their
+/// next collective. One process: `r`.
+pub(super) fn agree<X>(ex: Option<&dyn Exchange>, r: Option<X>) -> Option<X> {
+    let Some(ex) = ex else { return r };
+    let all = ex.all_gather(&[u32::from(r.is_none())]);
+    let failed: Vec<usize> = (0..all.len()).filter(|&k| all[k] != [0]).collect();
+    if failed.is_empty() {
+        return r;
+    }
+    if r.is_some() {
+        eprintln!("error (rank {} of {}): MPI ranks {failed:?} could not start the run (their errors above)", ex.rank(), ex.size());
+    }
+    None
 }
 
 /// The number of steps of `--duration`: refused when it is 0 or over `--max-steps`,
@@ -205,12 +264,14 @@ struct Simulate<'a> {
     net: &'a sema::NetworkDef,
     o: &'a Options,
     steps: u64,
+    /// The other ranks of a partitioned run, if any.
+    ex: Option<&'a dyn Exchange>,
 }
 
 impl Job for Simulate<'_> {
     type Out = ExitCode;
     fn run<T: Float>(self, on: On) -> ExitCode {
-        simulate::<T>(self.args, self.program, self.net, self.o, self.steps, on)
+        simulate::<T>(&self, on)
     }
 }
 
@@ -233,10 +294,12 @@ impl Wrap {
     }
 }
 
-/// The network built where it runs, with `--weights` loaded, and the backend's name.
-fn build<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options, on: On) -> Result<(Box<dyn Simulation<T>>, String), String> {
+/// The network built where it runs, with `--weights` loaded, and the backend's name;
+/// in a partitioned run, this rank's part of it.
+fn build<'e, T: Float>(job: &Simulate<'e>, on: On) -> Result<(Box<dyn Simulation<T> + 'e>, String), String> {
+    let args = job.args;
     let wrap = Wrap::open(on)?;
-    let mut network = on.build::<T>(program, net, o).map_err(|e| e.to_string())?;
+    let mut network = on.build::<T>(job.program, job.net, job.o).map_err(|e| e.to_string())?;
     if let Some(ck) = &args.weights {
         load_weights(&mut network, ck)?;
     }
@@ -244,7 +307,12 @@ fn build<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkDef,
         Wrap::Cpu => {
             network.set_threads(super::args::threads_or_cores(args.threads)).map_err(|e| e.to_string())?;
             let threads = super::args::plural(network.threads(), "thread");
-            (Box::new(network), format!("{} backend, {threads}", on.cpu_kernels::<T>().name()))
+            let backend = format!("{} backend, {threads}", on.cpu_kernels::<T>().name());
+            let Some(ex) = job.ex else { return Ok((Box::new(network), backend)) };
+            network.partition(ex.rank(), ex.size()).map_err(|e| e.to_string())?;
+            // Every rank gathers the states when they are recorded (the same calls on all).
+            let states = args.out.is_some() && args.recorded().iter().any(|r| r != "spikes");
+            (Box::new(Partitioned::new(network, ex, states)), format!("{backend} on each of {} MPI ranks", ex.size()))
         }
         #[cfg(feature = "cuda")]
         Wrap::Cuda(dev) => {
@@ -264,9 +332,10 @@ struct Outputs {
 }
 
 impl Outputs {
-    /// Checks what to record and that it fits on the disk, then creates the files.
-    fn open<T: Float>(args: &Args, network: &Network<T>, steps: u64) -> Result<Outputs, String> {
-        let Some(dir) = &args.out else { return Ok(Outputs { rec: None, raster: None, states: false }) };
+    /// Checks what to record and that it fits on the disk, then creates the files (where
+    /// this process `writes`: one process, or rank 0 of a partitioned run).
+    fn open<T: Float>(args: &Args, network: &Network<T>, steps: u64, writes: bool) -> Result<Outputs, String> {
+        let Some(dir) = args.out.as_ref().filter(|_| writes) else { return Ok(Outputs { rec: None, raster: None, states: false }) };
         let recorded = args.recorded();
         let vars: Vec<String> = recorded.iter().filter(|r| *r != "spikes").cloned().collect();
         // The raster needs the spikes; --plot records them too.
@@ -303,28 +372,33 @@ enum Stop {
     WriteFailed(RuntimeError),
 }
 
-fn simulate<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkDef, o: &Options, steps: u64, on: On) -> ExitCode {
-    let t0 = Instant::now();
-    let (mut sim, backend) = match build::<T>(args, program, net, o, on) {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
-    let build_time = t0.elapsed().as_secs_f64();
+/// The simulation built with its inputs and open outputs, or the error (printed).
+fn start<'e, T: Float>(job: &Simulate<'e>, on: On) -> Option<(Box<dyn Simulation<T> + 'e>, String, Vec<InputSource>, Outputs)> {
+    let args = job.args;
+    let (sim, backend) = build::<T>(job, on).map_err(fail).ok()?;
     let network = sim.network();
     let mut sources: Vec<InputSource> = vec![InputSource::Zero; network.inputs.len()];
     for spec in &args.inputs {
-        match parse_input(spec, &network.inputs) {
-            Ok((i, src)) => sources[i] = src,
-            Err(e) => return fail(format!("--input {spec}: {e}")),
-        }
+        let (i, src) = parse_input(spec, &network.inputs).map_err(|e| fail(format!("--input {spec}: {e}"))).ok()?;
+        sources[i] = src;
     }
     // Ctrl-C from here on stops between steps; the files are created after, so an
-    // interrupted run always finishes them.
-    os::catch_interrupt();
-    let mut out = match Outputs::open(args, network, steps) {
-        Ok(o) => o,
-        Err(e) => return fail(e),
+    // interrupted run always finishes them. (The ranks of a partitioned run are ended
+    // by mpirun: they could not agree on the step to stop at.)
+    if job.ex.is_none() {
+        os::catch_interrupt();
+    }
+    let out = Outputs::open(args, network, job.steps, job.ex.is_none_or(|ex| ex.rank() == 0)).map_err(fail).ok()?;
+    Some((sim, backend, sources, out))
+}
+
+fn simulate<T: Float>(job: &Simulate, on: On) -> ExitCode {
+    let (args, steps) = (job.args, job.steps);
+    let t0 = Instant::now();
+    let Some((mut sim, backend, sources, mut out)) = agree(job.ex, start::<T>(job, on)) else {
+        return ExitCode::FAILURE;
     };
+    let build_time = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let stop = run_steps(sim.as_mut(), &sources, &mut out, steps);
     let wall = t1.elapsed().as_secs_f64();
@@ -335,6 +409,10 @@ fn simulate<T: Float>(args: &Args, program: &sema::Program, net: &sema::NetworkD
     // Recordings first: a closed stdout (SIGPIPE) while printing loses nothing.
     let mut ok = finish_outputs(args, &mut out);
     let network = sim.network();
+    // A rank that failed alone ends the others, which would wait for its spikes.
+    if let (Some(ex), Stop::Failed(e) | Stop::WriteFailed(e)) = (job.ex, &stop) {
+        ex.abort(&format!("{e}; stopped at step {} of {steps}", network.step_index));
+    }
     print_summary(network, &backend, wall, build_time);
     ok.0 &= plastic_weights(network, args.out.as_deref());
     if let Some(rec) = &out.rec {

@@ -1,13 +1,15 @@
-//! Data-parallel training over MPI ranks (`--features mpi`; needs `mpirun`, which
-//! `.ci/run` installs from Debian's Open MPI): two ranks train as one process does, a
-//! checkpoint resumes under any rank count, and a killed or mismatched rank ends the
-//! launch with an error instead of a hang.
+//! Data-parallel training and partitioned simulation over MPI ranks (`--features mpi`;
+//! needs `mpirun`, which `.ci/run` installs from Debian's Open MPI): two ranks train and
+//! simulate as one process does, a checkpoint resumes under any rank count, what a
+//! partitioned run cannot do is refused on every rank, and a killed or mismatched rank
+//! ends the launch with an error instead of a hang.
 use snnc_runtime::train::load_checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const TINY: &str = "tests/data/tiny_evidence.snn";
+const COBA: &str = "examples/coba.snn";
 /// Three Adam steps of batch 4 in f64.
 const RUN: [&str; 11] = ["--delay", "50ms", "--batch", "4", "--batches", "3", "--epochs", "1", "--f64", "--seed", "3"];
 
@@ -76,15 +78,11 @@ fn two_ranks_train_as_one_process() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[test]
-fn a_killed_rank_ends_the_launch_within_seconds() {
-    let mut child = mpirun(2)
-        .args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "4", "--batches", "100000", "--epochs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Rank 1 is a child of mpirun; kill it once training runs.
+/// Starts `launch` (an `mpirun -np 2` of a long run), kills its rank 1 once both run,
+/// and checks that the launch ends, failing, within seconds.
+fn a_killed_rank_ends(mut launch: Command) {
+    let mut child = launch.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Rank 1 is a child of mpirun; kill it once the run runs.
     let start = Instant::now();
     let rank = loop {
         let o = Command::new("pgrep").args(["-P", &child.id().to_string(), "snnc"]).output().unwrap();
@@ -109,6 +107,16 @@ fn a_killed_rank_ends_the_launch_within_seconds() {
 }
 
 #[test]
+fn a_killed_rank_ends_the_launch_within_seconds() {
+    let mut train = mpirun(2);
+    train.args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "4", "--batches", "100000", "--epochs", "1"]);
+    a_killed_rank_ends(train);
+    let mut sim = mpirun(2);
+    sim.args([snnc(), "run", COBA, "--duration", "1000s", "--max-steps", "100000000"]);
+    a_killed_rank_ends(sim);
+}
+
+#[test]
 fn ranks_launched_differently_are_refused() {
     let o = mpirun(1)
         .args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "4", "--batches", "1", "--epochs", "1", ":", "-np", "1"])
@@ -121,4 +129,58 @@ fn ranks_launched_differently_are_refused() {
     let o = mpirun(3).args([snnc(), "train", TINY, "--delay", "50ms", "--batch", "2", "--batches", "1", "--epochs", "1"]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("a batch of 2 cannot be shared by 3 MPI ranks"));
+}
+
+#[test]
+fn ranks_launched_with_other_commands_are_refused_by_a_run() {
+    let o = mpirun(1).args([snnc(), "run", COBA, "--duration", "1ms", "--seed", "1", ":", "-np", "1", snnc(), "run", COBA, "--duration", "1ms", "--seed", "2"]).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("the MPI ranks were not launched alike: ranks [1] have another command or model file").count(), 2, "{err}");
+}
+
+#[test]
+fn two_ranks_simulate_as_one_process() {
+    // COBA (4000 neurons), 1000 steps: the spikes and the membrane potentials recorded by
+    // 2 ranks, each stepping half of every population, are the files one process writes.
+    let dir = tmp("sim");
+    let run = |out: &Path| -> Vec<String> {
+        ["run", COBA, "--duration", "100ms", "--seed", "4", "--record", "spikes,v", "--out"].iter().map(|s| s.to_string()).chain([out.display().to_string()]).collect()
+    };
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    ok(&Command::new(snnc()).current_dir(env!("CARGO_MANIFEST_DIR")).args(run(&one)).output().unwrap());
+    let o = mpirun(2).arg(snnc()).args(run(&two)).output().unwrap();
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("simulated 0.1000 s").count(), 1, "one report, from rank 0:\n{out}");
+    assert!(out.contains("on each of 2 MPI ranks"), "{out}");
+    for f in ["E.spikes.t.npy", "E.spikes.i.npy", "I.spikes.t.npy", "I.spikes.i.npy", "E.v.npy", "I.v.npy"] {
+        let (a, b) = (std::fs::read(one.join(f)).unwrap(), std::fs::read(two.join(f)).unwrap());
+        assert!(a.len() > 1000, "{f}: {} bytes", a.len());
+        assert!(a == b, "{f} differs between 1 process and 2 ranks");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn what_a_partitioned_run_cannot_do_is_refused_on_every_rank() {
+    let graded = tmp("graded").join("graded.snn");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/graded.snn")).unwrap();
+    std::fs::write(&graded, format!("{text}\nnetwork g {{ layer a = GradedCell[10]\n layer b = GradedCell[10]\n drive a.I = 1.0\n connect a -> b.I dense }}\n")).unwrap();
+    let graded = graded.display().to_string();
+    for (cmd, refusal) in [
+        (vec!["run", "examples/song2000.snn", "--duration", "10ms"], "E0702: projection `S` is plastic"),
+        (vec!["run", COBA, "--duration", "1ms", "--backend", "cuda"], "E0702: --backend cuda"),
+        (vec!["run", graded.as_str(), "--duration", "1ms"], "E0702: population `a` sends its `output y`"),
+        (vec!["run", "examples/evidence.snn", "--duration", "1ms"], "E0702: projection `W_out` reads a state of `rec`"),
+    ] {
+        // Each runs in one process (on the CPU).
+        if !cmd.contains(&"cuda") {
+            ok(&Command::new(snnc()).current_dir(env!("CARGO_MANIFEST_DIR")).args(&cmd).output().unwrap());
+        }
+        let o = mpirun(2).arg(snnc()).args(&cmd).output().unwrap();
+        assert!(!o.status.success(), "{cmd:?} was not refused");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.matches(refusal).count(), 2, "{cmd:?}: the refusal on each rank:\n{err}");
+    }
 }

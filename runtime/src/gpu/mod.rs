@@ -150,6 +150,15 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             )));
         }
         crate::sends::refuse_on_device(&host)?;
+        // A part of a partitioned network steps with the other parts (`partition.rs`).
+        if let Some(part) = host.part() {
+            return Err(RuntimeError::Build(format!(
+                "E0702: network `{}` is part {} of {} of a simulation partitioned over MPI ranks: the GPU backend runs a whole network; run the parts on the CPU",
+                host.name,
+                part.rank + 1,
+                part.size
+            )));
+        }
         // Nor has it the plasticity phase (STDP): refused by name.
         if let Some(pr) = host.projs.iter().find(|pr| pr.plastic.is_some()) {
             return Err(RuntimeError::Build(format!(

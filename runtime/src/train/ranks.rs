@@ -8,79 +8,20 @@
 //! Failure: the ranks first check that they were launched alike (one fingerprint of the
 //! batch, the trainable names and shapes, gathered from every rank); a rank whose own
 //! gradient fails prints its error and aborts the whole launch (`MPI_Abort`), so no rank
-//! waits forever in a collective its peer never reaches.
+//! waits forever in a collective its peer never reaches (`crate::ranks`, shared with the
+//! partitioned simulation).
 
 use crate::learn::{RowFill, Sequence};
 use crate::connectivity::Fingerprint;
 use crate::engine::Trainer;
 use crate::error::RuntimeError;
-use crate::learn::{Gradients, Loss, Online, split_sizes};
+use crate::learn::{Gradients, Loss, Online};
 use crate::network::Network;
+use crate::partition::Exchange;
 use crate::scalar::Float;
-use mpi::collective::SystemOperation;
-use mpi::topology::SimpleCommunicator;
-use mpi::traits::*;
 use ndarray::Array2;
 
-/// MPI's universe when this process was started by an MPI launcher (`mpirun`: Open
-/// MPI, MPICH and PMIx set these variables), else `None`: a plain `snnc train` stays one
-/// process and never initialises MPI.
-pub fn launched() -> Option<mpi::environment::Universe> {
-    let under = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|v| std::env::var_os(v).is_some());
-    if under { mpi::initialize() } else { None }
-}
-
-/// The ranks of an MPI launch.
-pub struct Ranks {
-    world: SimpleCommunicator,
-    pub rank: usize,
-    pub size: usize,
-}
-
-impl Ranks {
-    /// The world of `universe` (from `mpi::initialize`).
-    pub fn new(universe: &mpi::environment::Universe) -> Ranks {
-        let world = universe.world();
-        let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ranks { world, rank, size }
-    }
-
-    /// This rank's share of a batch: (first element, count). Never empty: a batch
-    /// smaller than the launch is refused by [`RankTrainer`].
-    pub fn share(&self, batch: usize) -> (usize, usize) {
-        let sizes = split_sizes(batch, self.size);
-        (sizes[..self.rank].iter().sum(), sizes[self.rank])
-    }
-
-    /// `v` summed over the ranks, in place.
-    fn sum(&self, v: &mut [f64]) {
-        let send = v.to_vec();
-        self.world.all_reduce_into(&send[..], v, SystemOperation::sum());
-    }
-
-    /// Every rank's `x`, in rank order.
-    fn gather(&self, x: u64) -> Vec<u64> {
-        let mut all = vec![0u64; self.size];
-        self.world.all_gather_into(&x, &mut all[..]);
-        all
-    }
-
-    /// Sends this rank's standard output to /dev/null: rank 0 reports for the launch.
-    pub fn silence_stdout(&self) {
-        use std::os::fd::AsRawFd;
-        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-            // SAFETY: dup2 onto descriptor 1 with a descriptor this function holds open;
-            // Rust's stdout writes to descriptor 1 and stays valid.
-            unsafe { libc::dup2(null.as_raw_fd(), 1) };
-        }
-    }
-
-    /// Ends every rank of the launch after this rank's error `e`.
-    pub fn abort(&self, e: &RuntimeError) -> ! {
-        eprintln!("error (rank {} of {}): {e}", self.rank, self.size);
-        self.world.abort(1)
-    }
-}
+pub use crate::ranks::{Ranks, launched};
 
 /// A [`Trainer`] that runs this rank's share of each batch on `inner` and sums the
 /// shares' results over the ranks.
@@ -116,13 +57,7 @@ impl<T: Float, I: Trainer<T>> Trainer<T> for RankTrainer<'_, I> {
                 h.add(w.nrows() as u64);
                 h.add(w.ncols() as u64);
             }
-            let all = self.ranks.gather(h.0);
-            if all.iter().any(|x| *x != all[0]) {
-                let bad: Vec<usize> = (0..all.len()).filter(|&r| all[r] != all[0]).collect();
-                return Err(RuntimeError::Input(format!(
-                    "the MPI ranks were not launched alike: ranks {bad:?} have another batch or other trainable tensors than rank 0 (give every rank the same command)"
-                )));
-            }
+            self.ranks.check_alike(h.0, "another batch or other trainable tensors")?;
             self.checked = true;
         }
         self.batch = batch;

@@ -451,6 +451,40 @@ mod tests {
         }
     }
 
+    /// Rows of one weight deliver it from their columns alone (`uniform`), and forget it
+    /// as soon as their weights change: the same sums as reading every weight.
+    #[test]
+    fn rows_of_one_weight_deliver_it_until_the_weights_change() {
+        let csr = fixed_probability(50, 40, 0.2, false, &Init::Const(0.25), &Rng::new(5), 3);
+        let mut rows = SparseRows::from_csr(&csr, |w| w);
+        assert_eq!(rows.uniform, Some(0.25));
+        let spikes: Vec<u32> = (0..50).step_by(3).collect();
+        let x = vec![1.0f64; 50];
+        let check = |rows: &SparseRows<f64>| {
+            let mut want = vec![0.0; 40];
+            sparse_events(rows, &spikes, &mut want);
+            let mut y = vec![0.0; 40];
+            sparse_weighted(rows, &spikes, &x, &(0..40), 40, &mut y);
+            assert_eq!(y, want);
+            let mut part = vec![0.0; 20];
+            sparse_weighted(rows, &spikes, &x, &(10..30), 40, &mut part);
+            assert_eq!(part, want[10..30]);
+        };
+        check(&rows);
+        rows.set_weights(|w| w.iter_mut().enumerate().for_each(|(k, w)| *w = k as f64));
+        assert_eq!(rows.uniform, None);
+        check(&rows);
+        rows.set_weights(|w| w.fill(-0.5));
+        assert_eq!(rows.uniform, Some(-0.5));
+        check(&rows);
+        rows.weight_mut()[0] = 3.0;
+        assert_eq!(rows.uniform, None);
+        check(&rows);
+        // A +0 and a -0 are not one weight (adding them to -0 differs).
+        rows.set_weights(|w| w.iter_mut().enumerate().for_each(|(k, w)| *w = if k == 0 { -0.0 } else { 0.0 }));
+        assert_eq!(rows.uniform, None);
+    }
+
     #[test]
     fn delay_ring_delivers_after_d_steps() {
         let mut ring = DelayRing::<f32>::new(3, 1, 2);

@@ -93,6 +93,26 @@ pub struct NetworkPlan {
     pub plastic: Vec<Option<PlasticPlan>>,
 }
 
+impl NetworkPlan {
+    /// Population `p`'s kernel inputs that are the same for every neuron at every step,
+    /// with their value: no projection delivers into them, and their drives, if any, are
+    /// constants (summed from 0 in declaration order, as the runtime sums them; 0 with
+    /// none). A CPU kernel folds these ([`Step::with_constant_inputs`]) instead of
+    /// loading them (COBA's 200 pA drive, CUBA's unused `I.direct`).
+    pub fn constant_inputs(&self, net: &NetworkDef, p: usize) -> Vec<Option<f64>> {
+        let n_inputs = self.populations[p].dynamics.as_ref().map_or(0, |d| d.step.layout.inputs.len());
+        let delivered = |k: usize| net.projections.iter().zip(&self.projection_inputs).any(|(pr, &i)| pr.to == p && i == k);
+        let drives = |k: usize| {
+            let mut of_k = net.drives.iter().zip(&self.drive_inputs).filter(|&(d, &i)| d.pop == p && i == k);
+            of_k.try_fold(0.0, |sum, (d, _)| match d.value {
+                Init::Const(c) => Some(sum + c),
+                _ => None,
+            })
+        };
+        (0..n_inputs).map(|k| if delivered(k) { None } else { drives(k).filter(|v| v.is_finite()) }).collect()
+    }
+}
+
 /// A plastic projection ([`net::plastic`]): its presynaptic traces (run as a stage of
 /// its source neurons, whose efficacy is unused) and the rules run per synapse at pre
 /// and post events, each a step over synapses (every param uniform).

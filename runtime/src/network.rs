@@ -100,6 +100,12 @@ pub struct Population<T> {
     pub input_names: Vec<String>,
     /// Constant contributions to inputs every step: (input index, per-element values).
     pub(crate) drives: Vec<(usize, Vec<T>)>,
+    /// Per input: whether no projection delivers into it. Such an input holds 0 plus its
+    /// drives from the start and is never written again (a step does not gather it).
+    pub(crate) fixed_inputs: Vec<bool>,
+    /// Per input: its value where it is the same for every neuron at every step
+    /// ([`NetworkPlan::constant_inputs`]); the CPU kernel folds it instead of loading it.
+    pub(crate) constant_inputs: Vec<Option<f64>>,
     /// The `PerNeuron` params (layout order), `batch * n` values each.
     pub(crate) per_neuron_params: Vec<Vec<T>>,
     /// The CPU kernel; `None` for a `Linear` readout, and for every population of a
@@ -156,6 +162,8 @@ impl<T: Float> Population<T> {
             inputs: Vec::new(),
             input_names: Vec::new(),
             drives: Vec::new(),
+            fixed_inputs: Vec::new(),
+            constant_inputs: Vec::new(),
             per_neuron_params: Vec::new(),
             kernel: None,
             step: None,
@@ -344,7 +352,7 @@ fn initial_weights<T: Float>(net: &NetworkDef, plan: &NetworkPlan, pi: usize, n_
             let shared = conv::Shared { kernel, entry: entry.into() };
             let mut built = sparse_built(csr, None, fold);
             if let Weights::Sparse(rows) = &mut built.weights {
-                shared.write_weights(&mut rows.weight);
+                rows.set_weights(|w| shared.write_weights(w));
             }
             built.shared = Some(shared);
             return Ok(built);
@@ -687,7 +695,19 @@ impl<T: Float> Network<T> {
             let per = sample_values::<T>(&d.value, &rng, stream, pop.n);
             pop.drives.push((idx, (0..batch).flat_map(|_| per.iter().copied()).collect()));
         }
-        let projs = (0..net.projections.len()).map(|pi| Proj::build(net, plan, &pops, pi, batch, &rng)).collect::<Result<_, _>>()?;
+        let projs: Vec<Proj<T>> = (0..net.projections.len()).map(|pi| Proj::build(net, plan, &pops, pi, batch, &rng)).collect::<Result<_, _>>()?;
+        for (p, pop) in pops.iter_mut().enumerate() {
+            pop.fixed_inputs = (0..pop.inputs.len()).map(|k| !projs.iter().any(|pr| pr.to == p && pr.input == k)).collect();
+            pop.constant_inputs = plan.constant_inputs(net, p);
+            // Written once: what every step would write into them.
+            for k in (0..pop.inputs.len()).filter(|&k| pop.fixed_inputs[k]) {
+                let mut buf = std::mem::take(&mut pop.inputs[k]);
+                for (b, y) in buf.chunks_mut(pop.n.max(1)).enumerate() {
+                    start_input(&pop.drives, k, pop.n, b, &(0..pop.n), y);
+                }
+                pop.inputs[k] = buf;
+            }
+        }
         Ok(Network {
             name: net.name.clone(),
             dt: plan.dt,
@@ -714,7 +734,10 @@ impl<T: Float> Network<T> {
     pub fn attach_kernels(&mut self, factory: &'static dyn KernelFactory<T>) -> Result<(), RuntimeError> {
         for pop in &mut self.pops {
             if let Some(step) = &pop.step {
-                pop.kernel = Some(factory.build(step, &pop.specs)?);
+                // The inputs that never change (a uniform drive, nothing at all) as
+                // constants of the kernel.
+                let step = step.with_constant_inputs(&pop.constant_inputs);
+                pop.kernel = Some(factory.build(&step, &pop.specs)?);
             }
         }
         for stage in self.projs.iter_mut().filter_map(|pr| pr.pre_stage.as_mut()) {
@@ -1094,18 +1117,12 @@ impl<T: Float> Network<T> {
         // Each input starts from 0 plus its drives, in one pass.
         let starts: &mut dyn Iterator<Item = (usize, *mut T)> =
             if has_dynamics { &mut ptrs.inputs.iter().copied().enumerate() } else { &mut std::iter::once((usize::MAX, ptrs.output)) };
-        for (k, ptr) in starts {
+        // (Inputs nothing delivers into were written once, when the network was built.)
+        for (k, ptr) in starts.filter(|&(k, _)| !pop.fixed_inputs.get(k).copied().unwrap_or(false)) {
             for b in 0..self.batch {
                 // SAFETY: columns `cols` of every batch element belong to this thread (`take_ptrs`).
                 let y = unsafe { target(ptr).row(b) };
-                let mut drives = pop.drives.iter().filter(|(i, _)| *i == k).map(|(_, v)| &v[b * pop.n + cols.start..b * pop.n + cols.end]);
-                match drives.next() {
-                    Some(first) => y.iter_mut().zip(first).for_each(|(d, v)| *d = T::default() + *v),
-                    None => y.fill(T::default()),
-                }
-                for more in drives {
-                    y.iter_mut().zip(more).for_each(|(d, v)| *d += *v);
-                }
+                start_input(&pop.drives, k, pop.n, b, cols, y);
             }
         }
         for (pi, pr) in self.projs.iter().enumerate().filter(|(_, pr)| pr.to == p) {
@@ -1244,7 +1261,7 @@ impl<T: Float> Network<T> {
     /// A sparse projection's structure and weights: (row pointers, columns, weights).
     pub fn sparse_weights(&self, proj: usize) -> Option<(&[usize], &[u32], &[T])> {
         match &self.projs[proj].weights {
-            Weights::Sparse(r) => Some((&r.row_ptr, &r.col, &r.weight)),
+            Weights::Sparse(r) => Some((&r.row_ptr, &r.col, r.weight())),
             _ => None,
         }
     }
@@ -1306,7 +1323,9 @@ impl<T: Float> Network<T> {
     pub fn set_projection_weights(&mut self, proj: usize, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
         let pr = &mut self.projs[proj];
         if let (Some(sh), Weights::Sparse(rows)) = (&mut pr.shared, &mut pr.weights) {
-            return sh.set(&pr.name, w, &mut rows.weight);
+            let mut done = Ok(());
+            rows.set_weights(|into| done = sh.set(&pr.name, w, into));
+            return done;
         }
         match &mut pr.weights {
             Weights::Dense(old) if old.dim() == w.dim() => {
@@ -1323,14 +1342,14 @@ impl<T: Float> Network<T> {
                 w.nrows(),
                 w.ncols()
             ))),
-            Weights::Sparse(r) if w.dim() == (1, r.weight.len()) => {
-                r.weight.iter_mut().zip(w.iter()).for_each(|(d, s)| *d = *s);
+            Weights::Sparse(r) if w.dim() == (1, r.weight().len()) => {
+                r.set_weights(|into| into.iter_mut().zip(w.iter()).for_each(|(d, s)| *d = *s));
                 Ok(())
             }
             Weights::Sparse(r) => Err(RuntimeError::Input(format!(
                 "weights of the sparse projection `{}` must be 1x{} (one per synapse, in CSR order), got {}x{}",
                 pr.name,
-                r.weight.len(),
+                r.weight().len(),
                 w.nrows(),
                 w.ncols()
             ))),
@@ -1445,6 +1464,19 @@ impl<T: Float> Network<T> {
 
     pub fn population(&self, name: &str) -> Option<&Population<T>> {
         self.pops.iter().find(|p| p.name == name)
+    }
+}
+
+/// Input `k` of a population of `n` neurons as a step starts, columns `cols` of batch
+/// element `b` (`y`): 0 plus its drives, in one pass.
+fn start_input<T: Float>(drives: &[(usize, Vec<T>)], k: usize, n: usize, b: usize, cols: &std::ops::Range<usize>, y: &mut [T]) {
+    let mut drives = drives.iter().filter(|(i, _)| *i == k).map(|(_, v)| &v[b * n + cols.start..b * n + cols.end]);
+    match drives.next() {
+        Some(first) => y.iter_mut().zip(first).for_each(|(d, v)| *d = T::default() + *v),
+        None => y.fill(T::default()),
+    }
+    for more in drives {
+        y.iter_mut().zip(more).for_each(|(d, v)| *d += *v);
     }
 }
 

@@ -250,7 +250,7 @@ impl<T: Float> Plastic<T> {
 fn weight_values<T>(weights: &Weights<T>) -> &[T] {
     match weights {
         Weights::Dense(w) => w.as_slice().expect("row-major weights"),
-        Weights::Sparse(rows) => &rows.weight,
+        Weights::Sparse(rows) => rows.weight(),
         Weights::OneToOne(w) => w,
         Weights::Procedural(_) => &[],
     }
@@ -259,7 +259,7 @@ fn weight_values<T>(weights: &Weights<T>) -> &[T] {
 fn weight_values_mut<T>(weights: &mut Weights<T>) -> &mut [T] {
     match weights {
         Weights::Dense(w) => w.as_slice_mut().expect("row-major weights"),
-        Weights::Sparse(rows) => &mut rows.weight,
+        Weights::Sparse(rows) => rows.weight_mut(),
         Weights::OneToOne(w) => w,
         Weights::Procedural(_) => &mut [],
     }

@@ -19,12 +19,31 @@ pub fn dense<T: LinalgScalar>(x: ArrayView2<T>, w: ArrayView2<T>, y: &mut ArrayV
 pub struct SparseRows<T> {
     pub row_ptr: Vec<usize>,
     pub col: Vec<u32>,
-    pub weight: Vec<T>,
+    /// One a synapse, in `col`'s order ([`SparseRows::weight`]; written through
+    /// [`SparseRows::weight_mut`] or [`SparseRows::set_weights`]).
+    weight: Vec<T>,
+    /// The weight of every synapse when all are the same (`weight 6 nS`): delivery then
+    /// adds it without reading `weight`, streaming half the bytes of a row.
+    uniform: Option<T>,
     /// Columns increase within every row, so a range of targets is found by bisection.
     sorted: bool,
 }
 
-impl<T: Copy> SparseRows<T> {
+impl<T> SparseRows<T> {
+    /// The weights, one a synapse in `col`'s order.
+    pub fn weight(&self) -> &[T] {
+        &self.weight
+    }
+
+    /// The weights to change in place, for as long as they may change (plasticity):
+    /// delivery reads each synapse's weight from now on.
+    pub fn weight_mut(&mut self) -> &mut [T] {
+        self.uniform = None;
+        &mut self.weight
+    }
+}
+
+impl<T: Real> SparseRows<T> {
     pub fn from_csr(c: &Csr, conv: impl Fn(f64) -> T) -> SparseRows<T> {
         SparseRows::from_owned_csr(c.clone(), conv)
     }
@@ -32,9 +51,16 @@ impl<T: Copy> SparseRows<T> {
     /// [`SparseRows::from_csr`], taking the structure over instead of copying it (a
     /// network's sparse projection is built this way, without a second copy).
     pub fn from_owned_csr(c: Csr, conv: impl Fn(f64) -> T) -> SparseRows<T> {
-        let weight = c.weight.iter().map(|w| conv(*w)).collect();
+        let weight: Vec<T> = c.weight.iter().map(|w| conv(*w)).collect();
         let sorted = c.row_ptr.windows(2).all(|r| c.col[r[0]..r[1]].windows(2).all(|w| w[0] < w[1]));
-        SparseRows { row_ptr: c.row_ptr, col: c.col, weight, sorted }
+        let uniform = uniform_value(&weight);
+        SparseRows { row_ptr: c.row_ptr, col: c.col, weight, uniform, sorted }
+    }
+
+    /// Changes the weights once (`f` writes them), then checks again whether all are equal.
+    pub fn set_weights(&mut self, f: impl FnOnce(&mut [T])) {
+        f(&mut self.weight);
+        self.uniform = uniform_value(&self.weight);
     }
 
     /// Keeps the entries whose column lies in `cols` (a process's targets, `partition.rs`);
@@ -65,6 +91,14 @@ impl<T: Copy> SparseRows<T> {
         let hi = lo + row[lo..].partition_point(|&c| (c as usize) < cols.end);
         r.start + lo..r.start + hi
     }
+}
+
+/// The value of every element of `w` when all are the same bits (so that adding it is
+/// adding each: a +0 and a -0 differ), else `None`.
+fn uniform_value<T: Real>(w: &[T]) -> Option<T> {
+    let first = *w.first()?;
+    let bits = first.to_f64().to_bits();
+    w.iter().all(|x| x.to_f64().to_bits() == bits).then_some(first)
 }
 
 /// Event-driven propagation: only the rows of presynaptic neurons that spiked are read.
@@ -372,8 +406,14 @@ fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(
     for &i in active {
         let xi = x[i as usize];
         let r = rows.row_within(i as usize, cols, n_post);
+        let one = xi.to_f64() == 1.0;
+        if let (true, true, Some(w)) = (one, whole || rows.sorted, rows.uniform) {
+            // The same weight everywhere: the columns only.
+            rows.col[r].iter().for_each(|c| y[*c as usize - lo] += w);
+            continue;
+        }
         let entries = rows.col[r.clone()].iter().zip(&rows.weight[r]);
-        match (xi.to_f64() == 1.0, whole || rows.sorted) {
+        match (one, whole || rows.sorted) {
             (true, true) => entries.for_each(|(c, w)| y[*c as usize - lo] += *w),
             (false, true) => entries.for_each(|(c, w)| y[*c as usize - lo] += *w * xi),
             // Unsorted rows of a partial range: every column checked.
@@ -425,6 +465,40 @@ mod tests {
         for j in 0..150 {
             assert!((y[j] - yd[[0, j]]).abs() < 1e-12);
         }
+    }
+
+    /// Rows of one weight deliver it from their columns alone (`uniform`), and forget it
+    /// as soon as their weights change: the same sums as reading every weight.
+    #[test]
+    fn rows_of_one_weight_deliver_it_until_the_weights_change() {
+        let csr = fixed_probability(50, 40, 0.2, false, &Init::Const(0.25), &Rng::new(5), 3);
+        let mut rows = SparseRows::from_csr(&csr, |w| w);
+        assert_eq!(rows.uniform, Some(0.25));
+        let spikes: Vec<u32> = (0..50).step_by(3).collect();
+        let x = vec![1.0f64; 50];
+        let check = |rows: &SparseRows<f64>| {
+            let mut want = vec![0.0; 40];
+            sparse_events(rows, &spikes, &mut want);
+            let mut y = vec![0.0; 40];
+            sparse_weighted(rows, &spikes, &x, &(0..40), 40, &mut y);
+            assert_eq!(y, want);
+            let mut part = vec![0.0; 20];
+            sparse_weighted(rows, &spikes, &x, &(10..30), 40, &mut part);
+            assert_eq!(part, want[10..30]);
+        };
+        check(&rows);
+        rows.set_weights(|w| w.iter_mut().enumerate().for_each(|(k, w)| *w = k as f64));
+        assert_eq!(rows.uniform, None);
+        check(&rows);
+        rows.set_weights(|w| w.fill(-0.5));
+        assert_eq!(rows.uniform, Some(-0.5));
+        check(&rows);
+        rows.weight_mut()[0] = 3.0;
+        assert_eq!(rows.uniform, None);
+        check(&rows);
+        // A +0 and a -0 are not one weight (adding them to -0 differs).
+        rows.set_weights(|w| w.iter_mut().enumerate().for_each(|(k, w)| *w = if k == 0 { -0.0 } else { 0.0 }));
+        assert_eq!(rows.uniform, None);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct Explained {
     pub label: String,
     pub step: Step,
     pub specs: Vec<ParamSpec>,
+    /// Per input of a network's population: its value where the CPU runtime folds it
+    /// into the kernel ([`pipeline::NetworkPlan::constant_inputs`]); empty otherwise.
+    pub constant_inputs: Vec<Option<f64>>,
 }
 
 /// Why there is nothing to explain.
@@ -50,7 +53,7 @@ pub fn steps(program: &Program, sources: &SourceMap, entry: &str, model: Option<
     for m in chosen {
         let step = discretise(m).map_err(|d| Refusal::Diagnostic(Box::new(d)))?;
         let specs = vec![ParamSpec::PerNeuron; step.layout.params.len()];
-        out.push(Explained { label: m.name.clone(), step: step.at_dt(dt), specs });
+        out.push(Explained { label: m.name.clone(), step: step.at_dt(dt), specs, constant_inputs: Vec::new() });
     }
     Ok(out)
 }
@@ -64,17 +67,17 @@ fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>) -> Result
         None => Refusal::Message(e.to_string()),
     })?;
     let mut out = Vec::new();
-    for p in plan.populations {
-        let Some(d) = p.dynamics else { continue };
-        let mut step = d.step;
+    for (i, p) in plan.populations.iter().enumerate() {
+        let Some(d) = &p.dynamics else { continue };
+        let mut step = d.step.clone();
         step.model.name = format!("{}.{} ({})", net.name, p.name, step.model.name);
-        out.push(Explained { label: p.name, step, specs: d.specs });
+        out.push(Explained { label: p.name.clone(), step, specs: d.specs.clone(), constant_inputs: plan.constant_inputs(net, i) });
     }
     // Presynaptic synapse state: one stage per projection, kept per source neuron.
     let stage = |pr: &snnc_compiler::sema::Projection, stage: pipeline::PreStagePlan, what: &str| {
         let mut step = stage.dynamics.step;
         step.model.name = format!("{}.{}.pre ({}, {what})", net.name, pr.name, step.model.name);
-        Explained { label: format!("{}.pre", pr.name), step, specs: stage.dynamics.specs }
+        Explained { label: format!("{}.pre", pr.name), step, specs: stage.dynamics.specs, constant_inputs: Vec::new() }
     };
     for (pr, s) in net.projections.iter().zip(plan.pre_stages) {
         out.extend(s.map(|s| stage(pr, s, "per source neuron")));
@@ -89,7 +92,7 @@ fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>) -> Result
             let mut step = rule.dynamics.step;
             let label = step.model.name.clone();
             step.model.name = format!("{}.{label} (weight rule at each {event} event, per synapse)", net.name);
-            out.push(Explained { label, step, specs: rule.dynamics.specs });
+            out.push(Explained { label, step, specs: rule.dynamics.specs, constant_inputs: Vec::new() });
         }
     }
     Ok(out)

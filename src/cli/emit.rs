@@ -135,7 +135,9 @@ fn clif_listings(args: &EmitArgs, steps: &[Explained]) -> Result<String, String>
     }
     let mut text = String::new();
     for e in steps {
-        let k = JitKernel::compile_listed(&e.step, &e.specs, precision(args)).map_err(|x| format!("{}: {x}", e.step.model.name))?;
+        // As the runtime builds it: the inputs that never change folded in.
+        let step = e.step.with_constant_inputs(&e.constant_inputs);
+        let k = JitKernel::compile_listed(&step, &e.specs, precision(args)).map_err(|x| format!("{}: {x}", e.step.model.name))?;
         text += &format!("; {} ({}, {:?}, vectorised: {})\n{}\n", e.label, e.step.model.name, k.precision(), k.is_vectorised(), k.listing().unwrap_or_default());
     }
     Ok(text)

@@ -204,6 +204,32 @@ impl Step {
         &self.model.symbols[self.layout.params[k]].name
     }
 
+    /// The step with input `k` read as the constant `values[k]` where that is `Some`:
+    /// for a runtime that knows an input is the same for every neuron at every step (a
+    /// uniform drive, or nothing ever delivered), so that a kernel folds it as it folds a
+    /// uniform param instead of loading it. The layout keeps the input: its slice is
+    /// still passed, and no longer read.
+    pub fn with_constant_inputs(&self, values: &[Option<f64>]) -> Step {
+        let mut st = self.clone();
+        let mut map = std::collections::HashMap::new();
+        for (k, v) in values.iter().enumerate().take(st.layout.inputs.len()) {
+            if let Some(v) = v {
+                let (leaf, c) = (st.graph.input(k as u32), st.graph.constant(*v));
+                map.insert(leaf, c);
+            }
+        }
+        if map.is_empty() {
+            return st;
+        }
+        let singles = [st.spike, st.spike_arg, st.spike_scale];
+        let mut roots = st.next.clone();
+        roots.extend(singles.iter().flatten());
+        let mut new = st.graph.substitute(&roots, &map).into_iter();
+        st.next = new.by_ref().take(st.next.len()).collect();
+        [st.spike, st.spike_arg, st.spike_scale] = singles.map(|s| s.map(|_| new.next().expect("one root per node")));
+        st
+    }
+
     /// The step made for time step `dt` (the pipeline's one decision about dt).
     pub fn at_dt(mut self, dt: f64) -> Step {
         self.dt = Some(dt);

@@ -394,3 +394,101 @@ fn kernels_are_send_and_sync_and_run_in_threads() {
         }
     });
 }
+
+/// A spike condition `(v - V_th) / (V_th - V_reset) >= 0` with uniform params is
+/// compiled as `v >= V_th` (`codegen.rs` `threshold`): the same decision at the
+/// threshold itself, one ulp either side, and for NaN and infinities - f64 bit for bit
+/// with the interpreter, f32 against the f32 threshold - in vector lanes and the
+/// scalar remainder.
+#[test]
+fn a_folded_threshold_decides_as_the_normalised_one() {
+    let program = load("stdlib/coba.snn");
+    let m: &Model = program.models.iter().find(|m| m.name == "CUBALIF").unwrap();
+    let step = discretise(m).unwrap().at_dt(DT);
+    let values = param_values(&step, &[], DT);
+    let specs: Vec<ParamSpec> = values.iter().map(|&v| ParamSpec::Uniform(v)).collect();
+    let k = |name: &str| (0..step.layout.params.len()).find(|&k| step.param_name(k) == name).unwrap();
+    let (v_th, v_reset) = (values[k("V_th")], values[k("V_reset")]);
+    assert!(v_th - v_reset > 0.0 && v_th - v_reset <= 1.0, "the case this test is about: a divisor in (0, 1]");
+    let below = v_th - 0.5 * (v_th - v_reset);
+    let vs = |th: f64, up: f64, down: f64| vec![th, up, down, below, th, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, th, up, down];
+    let n = 11;
+    let reset = |v_new: f64| (v_new - v_reset).abs() < 0.2 * (v_th - v_reset);
+    // f64: the interpreter's decision, bit for bit.
+    let run64 = |kernel: &dyn StepKernel<f64>| {
+        let mut p = Pop { states: vec![vs(v_th, v_th.next_up(), v_th.next_down()), vec![-DT; n]], spikes: vec![0.0; n] };
+        p.step(kernel, &[vec![0.0; n]], &[], 0);
+        p.states[0].iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    };
+    let interp = InterpKernel::new(&step, &specs).unwrap();
+    let jit64 = JitKernel::compile(&step, &specs, Precision::F64).unwrap();
+    let (jit, reference) = (run64(&jit64), run64(&interp));
+    // An infinite v is where the two are known to differ: the interpreter's surrogate
+    // term `0 * (V_reset - v)` is NaN, and a kernel does not compute it (`values_only`).
+    for i in (0..n).filter(|&i| i != 6 && i != 7) {
+        assert_eq!(jit[i], reference[i], "f64 element {i}");
+    }
+    let got: Vec<bool> = jit.into_iter().map(|b| reset(f64::from_bits(b))).collect();
+    assert_eq!(&got[..3], &[true, true, false], "at, above and below the threshold");
+    assert_eq!(&got[6..8], &[true, false], "+inf resets, -inf does not");
+    // f32: the kernel's threshold is V_th rounded to f32.
+    let th32 = v_th as f32;
+    let jit32 = JitKernel::compile(&step, &specs, Precision::F32).unwrap();
+    assert!(jit32.is_vectorised());
+    let start: Vec<f32> = vs(f64::from(th32), f64::from(th32.next_up()), f64::from(th32.next_down())).iter().map(|&x| x as f32).collect();
+    let mut p = Pop { states: vec![start.clone(), vec![-DT as f32; n]], spikes: vec![0.0f32; n] };
+    p.step(&jit32, &[vec![0.0f32; n]], &[], 0);
+    for i in 0..n {
+        let (v0, v1) = (start[i], p.states[0][i]);
+        // +inf is above the threshold (reset); NaN and -inf are not, and stay not finite.
+        if v0.is_finite() || v0 == f32::INFINITY {
+            assert_eq!(reset(f64::from(v1)), v0 >= th32, "f32 element {i}: {v0} -> {v1}");
+        } else {
+            assert!(!v1.is_finite(), "f32 element {i}: {v0} -> {v1}");
+        }
+    }
+}
+
+/// `Step::with_constant_inputs` (what the runtime does with an input that is the same
+/// everywhere, e.g. a uniform drive): the folded kernel, JIT f64 and interpreter, steps
+/// as the original one loading that value, for every stdlib model and the composed COBA
+/// and CUBA populations - spikes identical, states to 1e-12 relative (in practice bit for
+/// bit).
+#[test]
+fn a_constant_input_folded_steps_as_the_input_loaded() {
+    let n = 9;
+    let mut folded_any = 0;
+    for c in stdlib_cases().iter().chain(&network_cases()) {
+        let step = &c.step;
+        if step.layout.inputs.is_empty() {
+            continue;
+        }
+        let specs: Vec<ParamSpec> = c.params.iter().map(|&v| if v.is_finite() { ParamSpec::Uniform(v) } else { ParamSpec::PerNeuron }).collect();
+        let per_neuron: Vec<Vec<f64>> = c.params.iter().filter(|v| !v.is_finite()).map(|_| vec![1.0; n]).collect();
+        let values: Vec<f64> = step.layout.inputs.iter().map(|&s| 0.9 * input_scale(&step.model.name, step.model.symbols[s].dim)).collect();
+        let consts: Vec<Option<f64>> = values.iter().map(|&v| Some(v)).collect();
+        let folded = step.with_constant_inputs(&consts);
+        let Ok(reference) = InterpKernel::new(step, &specs) else { continue };
+        let interp = InterpKernel::new(&folded, &specs).unwrap();
+        let jit = JitKernel::compile(&folded, &specs, Precision::F64).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        let inputs: Vec<Vec<f64>> = values.iter().map(|&v| vec![v; n]).collect();
+        // The folded kernels are handed other values: they must not read them.
+        let ignored: Vec<Vec<f64>> = values.iter().map(|_| vec![f64::NAN; n]).collect();
+        let start: Vec<Vec<f64>> = c.init.iter().map(|i| vec![if let Init::Const(v) = i { *v } else { 0.0 }; n]).collect();
+        let mut pops = [0, 1, 2].map(|_| Pop { states: start.clone(), spikes: vec![0.0; if step.spike.is_some() { n } else { 0 }] });
+        for t in 0..300 {
+            pops[0].step(&reference, &inputs, &per_neuron, t);
+            pops[1].step(&interp, &ignored, &per_neuron, t);
+            pops[2].step(&jit, &ignored, &per_neuron, t);
+            for p in &pops[1..] {
+                assert_eq!(p.spikes, pops[0].spikes, "{}: spikes at step {t}", c.name);
+                for (a, b) in p.states.iter().flatten().zip(pops[0].states.iter().flatten()) {
+                    let rel = if a == b || (a.is_nan() && b.is_nan()) { 0.0 } else { (a - b).abs() / a.abs().max(b.abs()) };
+                    assert!(rel <= 1e-12, "{}: state at step {t}: {a} vs {b}", c.name);
+                }
+            }
+        }
+        folded_any += 1;
+    }
+    assert!(folded_any >= 10, "{folded_any} models with inputs checked");
+}

@@ -299,7 +299,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     DevWeights::Sparse {
                         row_ptr: upload(&mut dev, Elem::U32, "row_ptr", Host::U32(&row_ptr)).map_err(dev_err)?,
                         col: upload(&mut dev, Elem::U32, "col", Host::U32(&rows.col)).map_err(dev_err)?,
-                        w: upload(&mut dev, fe, "w", T::host(&rows.weight)).map_err(dev_err)?,
+                        w: upload(&mut dev, fe, "w", T::host(rows.weight())).map_err(dev_err)?,
                     }
                 }
                 Weights::OneToOne(w) => DevWeights::OneToOne(upload(&mut dev, fe, "w", T::host(w)).map_err(dev_err)?),

@@ -266,7 +266,7 @@ fn propagation_kernels_match_the_cpu_kernels() {
     let (rp, col, w) = (
         up(&mut dev, Elem::U32, Host::U32(&row_ptr), "row_ptr"),
         up(&mut dev, Elem::U32, Host::U32(&rows.col), "col"),
-        up(&mut dev, Elem::F64, Host::F64(&rows.weight), "w"),
+        up(&mut dev, Elem::F64, Host::F64(rows.weight()), "w"),
     );
     let xb = up(&mut dev, Elem::F64, Host::F64(&x), "x");
     let list = dev.alloc(Elem::U32, batch * n_pre, "list").unwrap();

@@ -19,5 +19,6 @@ mod learn_sparse;
 mod memory;
 mod network;
 mod rate;
+mod regularise;
 mod stdp;
 mod stp;

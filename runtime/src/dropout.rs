@@ -65,7 +65,7 @@ impl<T: Float> Dropout<T> {
     pub(crate) fn scale_back(&self, d: &mut [T], n_pre: usize, at: MaskAt) {
         let rng = dropout_key(at.seed, at.pass);
         for (m, v) in d.iter_mut().enumerate() {
-            *v = *v * T::from_f64(self.factor(&rng, at, n_pre, m / n_pre, m % n_pre));
+            *v *= T::from_f64(self.factor(&rng, at, n_pre, m / n_pre, m % n_pre));
         }
     }
 }

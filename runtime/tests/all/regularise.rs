@@ -178,6 +178,26 @@ fn online_methods_through_dropout_against_bptt() {
     }
 }
 
+/// `train_batch` drops while it trains, with masks new for every batch (the optimiser's
+/// step count keys them), and leaves the networks evaluating (nothing dropped) after.
+#[test]
+fn training_batches_draw_new_masks_and_evaluation_drops_nothing() {
+    let p = program(&dropout_net(false));
+    let opts = learning(None);
+    let names: Vec<String> = ["W_in", "W_out"].map(String::from).to_vec();
+    let make = |b: usize| Network::<f64>::build(&p, &p.networks[0], &Options { batch: b, ..opts }, &InterpFactory);
+    let mut trainer = CpuTrainer::new(&make, &names, Method::Bptt);
+    let mut w = weights_of(&make(1).unwrap(), &names);
+    // A zero learning rate: the weights stay, only the masks change the loss.
+    let mut opt = Optimizer::new(OptimizerKind::Sgd, 0.0, None);
+    let losses: Vec<f64> = (0..3).map(|_| train_batch(&mut trainer, &mut w, &mut data(), &[0, 1], &mut opt, None).unwrap().loss).collect();
+    assert!(losses[0] != losses[1] && losses[1] != losses[2], "the same masks every batch: {losses:?}");
+    use snnc_runtime::engine::Trainer;
+    assert!(trainer.networks().iter().all(|n| n.dropout_pass.is_none()), "a network left dropping after training");
+    let plain = gradient_in_pass(&dropout_net(false), &opts, &[], Method::Bptt, None).loss;
+    assert!(losses.iter().all(|l| (l * 2.0 - plain).abs() > 1e-9), "{losses:?} vs {plain}: no dropout while training");
+}
+
 /// The device steps without masks: its learner refuses a network with a dropout, naming
 /// the projection (evaluating and running it there is fine: nothing is dropped then).
 #[test]

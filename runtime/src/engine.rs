@@ -76,6 +76,9 @@ pub trait Trainer<T> {
     /// Back at the start with `weights`, ready for a batch of `batch` sequences; `whole`:
     /// on one network (updates within a sequence need the whole batch's gradient).
     fn start(&mut self, batch: usize, whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError>;
+    /// The training pass whose dropout masks the next batches draw (`None`: no dropout,
+    /// as at evaluation); see `Network::dropout_pass`.
+    fn set_dropout_pass(&mut self, pass: Option<u64>);
     /// The host views of the networks the batch runs on (the parts of a split batch, in
     /// order): their structure and spike counters.
     fn networks(&self) -> &[Network<T>];
@@ -112,6 +115,9 @@ impl<T: Float, S: Simulation<T>, L: Learner<S>> Trainer<T> for Engine<S, L> {
     fn start(&mut self, _batch: usize, _whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
         start(&mut self.net, weights)
     }
+    // A device network steps without masks; its learner refuses a network with a
+    // dropout (`gpu::learn::refuse_on_device`), so there is nothing to set.
+    fn set_dropout_pass(&mut self, _pass: Option<u64>) {}
     fn networks(&self) -> &[Network<T>] {
         std::slice::from_ref(self.net.network())
     }

@@ -10,6 +10,7 @@ pub mod adapter;
 pub mod connectivity;
 pub mod conv;
 pub mod data;
+mod dropout;
 pub mod error;
 pub mod force;
 pub mod engine;

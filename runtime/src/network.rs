@@ -8,6 +8,7 @@
 
 use crate::adapter::LowRank;
 use crate::connectivity::{self, Csr, SynapseFn, apply_sign, build_threads};
+use crate::dropout::{Dropout, MaskAt};
 use crate::conv;
 use crate::data;
 use crate::error::RuntimeError;
@@ -73,6 +74,10 @@ pub(crate) struct Proj<T> {
     /// the longest; `None` when every synapse has the ring's delay.
     pub(crate) syn_delay: Option<Vec<u32>>,
     sign: Option<Sign>,
+    /// `trainable bounds (lo, hi)` of the weights.
+    bounds: Option<(f64, f64)>,
+    /// `dropout P`: the presynaptic values masked per step while training.
+    pub(crate) dropout: Option<Dropout<T>>,
     /// `adapter rank R`: the trainable low-rank term added to the weights.
     pub(crate) adapter: Option<LowRank<T>>,
     /// The synapse's presynaptic state (short-term plasticity), if it has any.
@@ -267,6 +272,8 @@ impl<T: Float> Proj<T> {
             delay,
             syn_delay,
             sign: pr.sign,
+            bounds: pr.bounds,
+            dropout: pr.dropout.map(|p| Dropout::new(p, stream_id(&format!("{}.{}.dropout", net.name, pr.name)))),
             adapter,
             pre_stage,
             plastic,
@@ -559,6 +566,9 @@ pub struct Network<T: 'static> {
     /// Index of this network's first batch element in a larger batch split across
     /// networks (the random draws of element b are those of the whole batch's b0 + b).
     pub batch_offset: usize,
+    /// The training pass whose dropout masks the projections with `dropout P` apply
+    /// (`crate::dropout`); `None` (evaluation, `snnc run`): nothing is dropped.
+    pub dropout_pass: Option<u64>,
     /// Per external input and batch element, the indices of its non-zero entries this step.
     ext_active: Vec<Vec<Vec<u32>>>,
     /// The threads of a step split across cores ([`Network::set_threads`]); `None`: one.
@@ -719,6 +729,7 @@ impl<T: Float> Network<T> {
             projs,
             factory: None,
             batch_offset: 0,
+            dropout_pass: None,
             ext_active: Vec::new(),
             pool: None,
             parts: Vec::new(),
@@ -1021,7 +1032,10 @@ impl<T: Float> Network<T> {
 
     /// What projection `pr` into population `p` reads: the source's values, its size
     /// and, where known, its non-zero entries.
-    fn source<'s>(&'s self, pr: &Proj<T>, p: usize, external: &[&'s [T]]) -> (&'s [T], usize, Option<ActiveRef<'s>>) {
+    fn source<'s>(&'s self, pr: &'s Proj<T>, p: usize, external: &[&'s [T]]) -> (&'s [T], usize, Option<ActiveRef<'s>>) {
+        if let (Some(d), Some(_)) = (&pr.dropout, self.dropout_pass) {
+            return (&d.values, d.values.len() / self.batch, Some(ActiveRef::List(&d.active)));
+        }
         match pr.from {
             Source::Input(i) => (external[i], self.inputs[i].1, Some(ActiveRef::List(&self.ext_active[i]))),
             // A state (membrane-potential readout): its value as it is now, dense.
@@ -1172,6 +1186,14 @@ impl<T: Float> Network<T> {
     fn prepare_deliveries(&mut self, p: usize, external: &[&[T]]) -> Result<(), RuntimeError> {
         let (t, step, batch) = (self.time(), self.step_index as usize, self.batch);
         for pi in 0..self.projs.len() {
+            // Dropout first: every later reader of the source (`source`) sees the masked one.
+            if let (Some(at), true) = (self.mask_at(self.step_index), self.projs[pi].to == p) {
+                if let Some(mut d) = self.projs[pi].dropout.take() {
+                    let (src, n_pre, _) = self.source(&self.projs[pi], p, external);
+                    d.apply(src, n_pre, batch, at);
+                    self.projs[pi].dropout = Some(d);
+                }
+            }
             if self.projs[pi].to != p || (self.projs[pi].pre_stage.is_none() && self.projs[pi].syn_delay.is_none() && self.projs[pi].plastic.is_none()) {
                 continue;
             }
@@ -1207,6 +1229,27 @@ impl<T: Float> Network<T> {
             done?;
         }
         Ok(())
+    }
+
+    /// Where this training pass's dropout masks of network step `step` are drawn;
+    /// `None` when nothing is dropped (not training).
+    fn mask_at(&self, step: u64) -> Option<MaskAt> {
+        self.dropout_pass.map(|pass| MaskAt { seed: self.seed, pass, step, batch_offset: self.batch_offset })
+    }
+
+    /// dL/dx of projection `proj`'s presynaptic values at network step `step` (`batch *
+    /// n_pre`) into dL/d(source): times the step's dropout mask, if it has one and the
+    /// network is training; unchanged otherwise.
+    pub(crate) fn dropout_back(&self, proj: usize, step: u64, d: &mut [T]) {
+        if let (Some(dr), Some(at)) = (&self.projs[proj].dropout, self.mask_at(step)) {
+            let n_pre = d.len() / self.batch;
+            dr.scale_back(d, n_pre, at);
+        }
+    }
+
+    /// Whether projection `proj` has a `dropout` clause.
+    pub fn has_dropout(&self, proj: usize) -> bool {
+        self.projs[proj].dropout.is_some()
     }
 
     /// A projection by name: (index, source, target population, kernel input index).
@@ -1397,14 +1440,28 @@ impl<T: Float> Network<T> {
         }
     }
 
-    /// The smallest value an update may give a trainable tensor: a trainable time
-    /// constant stays at or above one step (below it, the discretised decay is
-    /// meaningless and soon not finite); everything else is unbounded.
-    pub fn trainable_floor(&self, name: &str) -> Option<f64> {
+    /// The interval an update keeps trainable tensor `name` in (after each optimiser
+    /// step): its `trainable bounds (lo, hi)`, and for a trainable time constant at least
+    /// one step `dt` (below it the discretised decay is meaningless and soon not finite);
+    /// (-inf, inf) for the rest.
+    pub fn trainable_bounds(&self, name: &str) -> (f64, f64) {
+        let (lo, hi) = self.declared_bounds(name).unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
         match self.param_slot(name) {
-            Some((.., true)) => Some(self.dt),
-            _ => None,
+            Some((.., true)) => (lo.max(self.dt), hi.max(self.dt)),
+            _ => (lo, hi),
         }
+    }
+
+    /// The `trainable bounds (lo, hi)` written for `name` (a projection's weights, or a
+    /// trainable param `POP.PARAM`), if any.
+    pub fn declared_bounds(&self, name: &str) -> Option<(f64, f64)> {
+        if let Some((i, ..)) = self.projection(name) {
+            return self.projs[i].bounds;
+        }
+        let (p, _, col, _) = self.param_slot(name)?;
+        let step = self.pops[p].step.as_ref()?;
+        let k = *step.trainable_params().get(col)?;
+        step.model.symbols[step.layout.params[k]].bounds
     }
 
     /// A trainable tensor by name: a dense projection's weights (n_pre x n_post), a

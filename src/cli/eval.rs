@@ -52,6 +52,7 @@ pub fn eval(a: EvalArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         lr_decay: None,
         optimizer: None,
         grad_clip: None,
+        weight_decay: None,
         update_every: None,
         seed: a.seed,
         out: None,

@@ -159,6 +159,9 @@ pub struct Args {
     /// Clip the global gradient norm.
     #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f64>,
+    /// Decoupled weight decay (AdamW, as optax.adamw; L2 for SGD) on the weights.
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
     /// Truly online learning: an optimiser step every N steps within each sequence (and
     /// one at its end), instead of one per batch. Online methods only.
     #[arg(long, value_name = "N")]
@@ -318,6 +321,9 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
         None => (initial.clone(), 0),
     };
     let weights = with_start_weights(weights, &args.start_weights)?;
+    if !args.evaluate_only {
+        snnc_runtime::train::check_bounds(&net, &weights).map_err(|e| e.to_string())?;
+    }
     // Every piece of data is loaded and checked against the network before anything runs.
     let outputs = net.pops.iter().find(|p| p.kind == PopKind::Readout).map(|p| p.n).unwrap_or(0);
     let input_sizes: Vec<usize> = net.inputs.iter().map(|(_, n)| *n).collect();
@@ -349,7 +355,8 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     // (for a sparse network they are ~20 bytes a synapse).
     drop(net);
     drop(initial);
-    let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip);
+    // Weight decay acts on the weights (and adapters), not on the neurons' params.
+    let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip).with_weight_decay(s.weight_decay, &trainable[n_projections..]);
     opt.set_scales(&scales);
     let (log, curves, best) = match (&args.out, args.evaluate_only) {
         (Some(dir), false) => rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite).map(|(log, curves, best)| (Some(log), curves, best))?,

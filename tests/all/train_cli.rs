@@ -201,3 +201,69 @@ fn learns_the_built_in_digits_with_a_conv_network() {
 
 // Chance is 0.1; this many batches reach about 0.5 (the example's 900 batches: 0.95).
 const MIN_DIGITS_ACCURACY: f64 = 0.35;
+
+/// `trainable bounds (lo, hi)` and `weight_decay` from the network's text and train block:
+/// a start outside the bounds is refused; trained and resumed weights stay inside (some
+/// at a bound); a checkpoint outside them is refused on resume; weight decay (ignored
+/// before 2026-12-05) shrinks the trained weights against the same run without it.
+#[test]
+fn bounds_and_weight_decay_hold_through_checkpoints_and_resume() {
+    use snnc_runtime::train::{load_checkpoint, save_checkpoint};
+    let dir = std::env::temp_dir().join(format!("snnc-train-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = std::fs::read_to_string("tests/data/tiny_evidence.snn").unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let run = |file: &str, extra: &[&str]| {
+        let mut a = vec![file, "--delay", "50ms", "--batch", "4", "--batches", "2", "--epochs", "1"];
+        a.extend_from_slice(extra);
+        train(&a)
+    };
+    // The drawn normal(0, 0.2) leaves [-0.05, 0.05]: refused, naming the tensor.
+    let drawn = write("drawn.snn", tiny.replace("trainable no_self as W_rec", "trainable bounds (-0.05, 0.05) no_self as W_rec"));
+    let o = run(&drawn, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`W_rec` starts outside its bounds"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Inside: a large learning rate pushes W_rec to its bounds, where it stays.
+    let bounded = write(
+        "bounded.snn",
+        tiny.replace("init normal(0, 0.2) trainable no_self as W_rec", "init U(-0.05, 0.05) trainable bounds (-0.05, 0.05) no_self as W_rec").replace("lr = 1e-2", "lr = 0.5"),
+    );
+    let out = dir.join("run");
+    let ck = out.join("checkpoint.safetensors");
+    let w_rec = |ck: &std::path::Path| load_checkpoint(ck).unwrap().0.into_iter().find(|(n, _)| n == "W_rec").unwrap().1;
+    let inside = |w: &ndarray::Array2<f64>| w.iter().all(|v| (-0.05..=0.05).contains(v)) && w.iter().any(|v| v.abs() == 0.05);
+    let o = run(&bounded, &["--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(inside(&w_rec(&ck)), "{:?}", w_rec(&ck));
+    let o = run(&bounded, &["--out", out.to_str().unwrap(), "--resume", ck.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(inside(&w_rec(&ck)), "after resuming: {:?}", w_rec(&ck));
+    // A checkpoint outside the bounds (trained without them) is refused on resume.
+    let (mut w, _) = load_checkpoint(&ck).unwrap();
+    w.iter_mut().find(|(n, _)| n == "W_rec").unwrap().1[[0, 1]] = 0.3;
+    let bad = dir.join("outside.safetensors");
+    save_checkpoint(&bad, &w, &[("epoch", "1".into())]).unwrap();
+    let o = run(&bounded, &["--resume", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`W_rec` starts outside its bounds: [0, 1] is 0.3"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Weight decay from the train block: the same run with and without it.
+    let norm = |ck: &std::path::Path| load_checkpoint(ck).unwrap().0.iter().map(|(_, w)| w.iter().map(|v| v * v).sum::<f64>()).sum::<f64>();
+    let plain = write("plain.snn", tiny.clone());
+    let decayed = write("decayed.snn", tiny.replace("lr = 1e-2", "lr = 1e-2, weight_decay = 10"));
+    let (a, b) = (dir.join("plain"), dir.join("decayed"));
+    for (file, to) in [(&plain, &a), (&decayed, &b)] {
+        let o = run(file, &["--out", to.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (na, nb) = (norm(&a.join("checkpoint.safetensors")), norm(&b.join("checkpoint.safetensors")));
+    // Two steps of (1 - lr wd) = 0.9 each: about 0.66 of the squared norm.
+    assert!(nb < 0.8 * na, "weight decay did not shrink the weights: {nb} vs {na}");
+    let o = run(&decayed, &["--weight-decay", "-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`--weight-decay`: the weight decay must be a finite number >= 0"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -168,6 +168,7 @@ impl Step {
                 dim: Dim::ONE,
                 value: None,
                 trainable: false,
+                bounds: None,
                 span: st.model.span,
             });
         }

@@ -13,6 +13,7 @@ pub(super) fn add_counter(m: &mut Model) -> Option<SymId> {
         dim: Dim::TIME,
         value: None,
         trainable: false,
+        bounds: None,
         span,
     });
     Some(m.symbols.len() - 1)

@@ -290,7 +290,7 @@ fn derived_step(base: &Step, name: &str, graph: Graph, next: Vec<NodeId>, symbol
     model.name = name.to_string();
     model.symbols = symbols
         .iter()
-        .map(|(n, kind)| Symbol { name: n.clone(), kind: *kind, dim: Dim::ONE, value: None, trainable: false, span: base.model.span })
+        .map(|(n, kind)| Symbol { name: n.clone(), kind: *kind, dim: Dim::ONE, value: None, trainable: false, bounds: None, span: base.model.span })
         .collect();
     model.odes.clear();
     model.spike = None;

@@ -78,6 +78,7 @@ fn compose_model(
             dim: wdim,
             value: None,
             trainable: false,
+            bounds: None,
             span: first.span,
         });
         let mut map: Vec<Option<SymId>> = vec![None; syn.symbols.len()];

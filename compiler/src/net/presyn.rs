@@ -158,6 +158,6 @@ fn constant(v: f64, span: crate::span::Span) -> TExpr {
 }
 
 fn push(model: &mut Model, name: &str, kind: SymKind, span: crate::span::Span) -> SymId {
-    model.symbols.push(Symbol { name: name.into(), kind, dim: Dim::ONE, value: None, trainable: false, span });
+    model.symbols.push(Symbol { name: name.into(), kind, dim: Dim::ONE, value: None, trainable: false, bounds: None, span });
     model.symbols.len() - 1
 }

@@ -5,6 +5,7 @@
 //! types expressions. The output holds values in SI units and resolved symbols, so later
 //! stages never look at names or units again.
 
+mod bounds;
 mod consts;
 mod expr;
 mod load;
@@ -79,6 +80,8 @@ pub struct Symbol {
     pub value: Option<TExpr>,
     /// A per-neuron param learned by training.
     pub trainable: bool,
+    /// `trainable bounds (lo, hi)` (SI): every optimiser step is projected back into it.
+    pub bounds: Option<(f64, f64)>,
     pub span: Span,
 }
 
@@ -637,6 +640,12 @@ pub struct Projection {
     /// The dimension of the weights of this projection.
     pub weight_dim: Dim,
     pub trainable: bool,
+    /// `trainable bounds (lo, hi)` (SI): every weight is projected back into it after
+    /// each optimiser step.
+    pub bounds: Option<(f64, f64)>,
+    /// `dropout P`: while training, each presynaptic value is dropped with probability P
+    /// per step and the others scaled by 1 / (1 - P).
+    pub dropout: Option<f64>,
     pub no_self: bool,
     pub bias: bool,
     /// Delay in seconds: one for every synapse (`delay 2 ms`), or one per synapse

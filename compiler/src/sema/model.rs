@@ -221,7 +221,7 @@ impl<'a> ModelCx<'a> {
     fn new(m: &'a ast::Model, scope: &'a Scope<'a>, weight: Option<Dim>) -> ModelCx<'a> {
         let is_syn = m.kind == ast::ModelKind::Synapse;
         let mut symbols: Vec<Symbol> = Vec::new();
-        let builtin = |name: &str, kind, dim| Symbol { name: name.into(), kind, dim, value: None, trainable: false, span: m.name.span };
+        let builtin = |name: &str, kind, dim| Symbol { name: name.into(), kind, dim, value: None, trainable: false, bounds: None, span: m.name.span };
         symbols.push(builtin("t", SymKind::Time, Dim::TIME));
         symbols.push(builtin("dt", SymKind::Dt, Dim::TIME));
         if is_syn {
@@ -267,7 +267,7 @@ impl<'a> ModelCx<'a> {
         // Synapses may read postsynaptic variables without declaring them: `v_post` is the
         // target's membrane potential (volts). Other `X_post` names must be declared.
         if self.is_syn && !self.symbols.iter().any(|s| s.name == "v_post") && uses_name(m, "v_post") {
-            self.symbols.push(Symbol { name: "v_post".into(), kind: SymKind::Post, dim: crate::units::VOLT, value: None, trainable: false, span: m.name.span });
+            self.symbols.push(Symbol { name: "v_post".into(), kind: SymKind::Post, dim: crate::units::VOLT, value: None, trainable: false, bounds: None, span: m.name.span });
         }
         if self.is_syn && self.weight.is_some() {
             if let Some(w) = self.symbols.iter_mut().find(|s| s.kind == SymKind::Weight) {
@@ -353,6 +353,7 @@ impl<'a> ModelCx<'a> {
             dim: unit.map(|u| u.1).unwrap_or(Dim::ONE),
             value: None,
             trainable: d.trainable,
+            bounds: None,
             span: d.name.span,
         });
         Some(unit)
@@ -398,7 +399,23 @@ impl<'a> ModelCx<'a> {
             }
             self.symbols[sid].value = Some(t);
         }
+        self.bounds(decls, index, diags);
         (weight_open, solved)
+    }
+
+    /// `trainable bounds (lo, hi)` of each param, in its dimension (known once the values
+    /// are), and a constant default inside them (E0450, E0451).
+    fn bounds(&mut self, decls: &Decls, index: &SymIndex, diags: &mut Vec<Diagnostic>) {
+        for (d, _) in decls {
+            let (Some(b), Some(&sid)) = (&d.bounds, index.get(&d.name.name)) else { continue };
+            let what = format!("`{}`", d.name.name);
+            let Some(bounds) = super::bounds::fold_bounds(b, self.symbols[sid].dim, &self.scope.fns, &what, diags) else { continue };
+            if let Some(v) = self.symbols[sid].value.as_ref().and_then(TExpr::const_value) {
+                let at = d.value.as_ref().map_or(d.span, |v| v.span);
+                super::bounds::check_initial(&Init::Const(v), bounds, at, b.span, &what, diags);
+            }
+            self.symbols[sid].bounds = Some(bounds);
+        }
     }
 
     /// The value of declaration `d` (symbol `sid`), which sees only the declarations

@@ -299,6 +299,8 @@ impl NetCx<'_, '_> {
                 continue;
             }
             match self.init(&s.value, sym.dim, &format!("`{}`", sym.name)) {
+                // A trainable param's setting is its initial value: inside its bounds.
+                Some(i) if sym.bounds.is_some_and(|b| super::bounds::check_initial(&i, b, s.value.span, sym.span, &format!("`{}`", sym.name), self.diags).is_none()) => ok = false,
                 Some(i) => out.push((sid, i)),
                 None => ok = false,
             }

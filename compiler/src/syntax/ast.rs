@@ -97,6 +97,16 @@ pub struct Decl {
     pub value: Option<Expr>,
     /// `trainable` after a param: a per-neuron parameter learned by training.
     pub trainable: bool,
+    /// `trainable bounds (lo, hi)`: the interval every update is projected back into.
+    pub bounds: Option<Bounds>,
+    pub span: Span,
+}
+
+/// `bounds (lo, hi)` after `trainable`: the closed interval a trained value stays in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bounds {
+    pub lo: Expr,
+    pub hi: Expr,
     pub span: Span,
 }
 
@@ -370,7 +380,8 @@ pub enum ConnClause {
     Topology(Topology),
     /// `init expr` (random initialiser) or `weight expr` (a fixed weight): the same slot.
     Init(Expr),
-    Trainable,
+    /// `trainable`, optionally `bounds (lo, hi)` on every weight.
+    Trainable(Option<Bounds>),
     NoSelf,
     Bias,
     Delay(Expr),
@@ -380,6 +391,11 @@ pub enum ConnClause {
     /// `excitatory` (weights >= 0) or `inhibitory` (weights <= 0): Dale's law, kept by
     /// the initialiser and by training.
     Sign(Sign),
+    /// `dropout P`: the presynaptic values, each dropped with probability P per step
+    /// while training (the others scaled by 1 / (1 - P)).
+    Dropout(Expr),
+    /// `batch_norm`: reserved, refused (E0453).
+    BatchNorm,
 }
 
 /// The sign a connection's weights keep.

@@ -212,6 +212,7 @@ impl Printer<'_> {
                 }
                 if d.trainable {
                     s.push_str(" trainable");
+                    s.push_str(&bounds_to_string(d.bounds.as_ref()));
                 }
                 self.line(&s);
             }
@@ -349,14 +350,21 @@ fn clause_to_string(c: &SpannedClause) -> String {
             }
         },
         ConnClause::Init(e) => format!("{} {}", c.keyword, expr_to_string(e)),
-        ConnClause::Trainable => "trainable".into(),
+        ConnClause::Trainable(b) => format!("trainable{}", bounds_to_string(b.as_ref())),
         ConnClause::NoSelf => "no_self".into(),
         ConnClause::Bias => "bias".into(),
         ConnClause::Delay(e) => format!("delay {}", expr_to_string(e)),
         ConnClause::Adapter(e) => format!("adapter rank {}", expr_to_string(e)),
         ConnClause::As(n) => format!("as {}", n.name),
         ConnClause::Sign(_) => c.keyword.to_string(),
+        ConnClause::Dropout(p) => format!("dropout {}", expr_to_string(p)),
+        ConnClause::BatchNorm => "batch_norm".into(),
     }
+}
+
+/// ` bounds (lo, hi)` after `trainable`, or nothing.
+fn bounds_to_string(b: Option<&Bounds>) -> String {
+    b.map_or(String::new(), |b| format!(" bounds ({}, {})", expr_to_string(&b.lo), expr_to_string(&b.hi)))
 }
 
 /// A unit annotation in canonical form: `mV`, `nS*mV`, `mV/ms`, `ms^-1`.

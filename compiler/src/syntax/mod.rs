@@ -11,7 +11,7 @@ pub const KEYWORDS: &[&str] = &[
     "neuron", "synapse", "network", "import", "fn", "param", "state", "input", "let", "spike", "when", "surrogate", "on", "reset", "refractory",
     "clamp", "method", "output", "per_synapse", "detach", "trainable", "if", "then", "else", "and", "or", "not", "layer", "readout", "connect",
     "via", "drive", "train", "dense", "sparse", "one_to_one", "procedural", "from", "init", "weight", "no_self", "bias", "delay", "as",
-    "excitatory", "inhibitory", "adapter", "conv", "pool",
+    "excitatory", "inhibitory", "adapter", "conv", "pool", "dropout", "batch_norm",
 ];
 
 #[cfg(test)]

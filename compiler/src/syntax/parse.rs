@@ -287,16 +287,19 @@ impl Cx {
                     _ => DeclKind::Let,
                 };
                 let name = self.ident(inner.next().expect("decl name"));
-                let (mut unit, mut value, mut trainable) = (None, None, false);
+                let (mut unit, mut value, mut trainable, mut bounds) = (None, None, false, None);
                 for p in inner {
                     match p.as_rule() {
                         Rule::unit_expr => unit = Some(self.unit_expr(p)?),
                         Rule::expr => value = Some(self.expr(p)?),
-                        Rule::trainable => trainable = true,
+                        Rule::trainable => {
+                            trainable = true;
+                            bounds = self.bounds(p.into_inner().next())?;
+                        }
                         r => unreachable!("decl: {r:?}"),
                     }
                 }
-                ModelItem::Decl(Decl { kind, name, unit, value, trainable, span })
+                ModelItem::Decl(Decl { kind, name, unit, value, trainable, bounds, span })
             }
             Rule::ode => {
                 let lhs = inner.next().expect("ode lhs");
@@ -621,6 +624,16 @@ impl Cx {
         })
     }
 
+    /// The `bounds (lo, hi)` inside a `trainable`, if written.
+    fn bounds(&self, pair: Option<Pair<Rule>>) -> PResult<Option<Bounds>> {
+        let Some(pair) = pair else { return Ok(None) };
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let lo = self.expr(inner.next().expect("lo"))?;
+        let hi = self.expr(inner.next().expect("hi"))?;
+        Ok(Some(Bounds { lo, hi, span }))
+    }
+
     fn clause(&self, pair: Pair<Rule>) -> PResult<SpannedClause> {
         let span = self.span(&pair);
         let rule = pair.as_rule();
@@ -656,9 +669,11 @@ impl Cx {
             }
             Rule::init => (ConnClause::Init(self.expr(inner.next().expect("init"))?), "init"),
             Rule::weight => (ConnClause::Init(self.expr(inner.next().expect("weight"))?), "weight"),
-            Rule::trainable => (ConnClause::Trainable, "trainable"),
+            Rule::trainable => (ConnClause::Trainable(self.bounds(inner.next())?), "trainable"),
             Rule::no_self => (ConnClause::NoSelf, "no_self"),
             Rule::bias => (ConnClause::Bias, "bias"),
+            Rule::dropout => (ConnClause::Dropout(self.expr(inner.next().expect("p"))?), "dropout"),
+            Rule::batch_norm => (ConnClause::BatchNorm, "batch_norm"),
             Rule::delay => (ConnClause::Delay(self.expr(inner.next().expect("delay"))?), "delay"),
             Rule::adapter => (ConnClause::Adapter(self.expr(inner.next().expect("rank"))?), "adapter"),
             Rule::conn_as => (ConnClause::As(self.ident(inner.next().expect("name"))), "as"),
@@ -892,6 +907,8 @@ fn describe(rule: Rule) -> Option<&'static str> {
         }
         Rule::init | Rule::weight => "`init` or `weight`",
         Rule::trainable => "`trainable`",
+        Rule::bounds => "`bounds (lo, hi)`",
+        Rule::dropout | Rule::batch_norm => "a connection option",
         Rule::no_self | Rule::bias | Rule::delay | Rule::adapter | Rule::conn_as | Rule::sign => "a connection option",
         Rule::detach => "`detach`",
         Rule::or_op | Rule::and_op | Rule::lt | Rule::le | Rule::gt | Rule::ge | Rule::eq | Rule::ne

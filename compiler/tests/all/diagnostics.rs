@@ -1628,3 +1628,77 @@ network n {
     connect x -> C.I conv(height = 8, width = 8, out = 8, kernel = 3, padding = 1) init 0.1 * i
 }
 ");
+
+// ---------------------------------------------------------------- bounds, dropout, batch norm
+
+bad!(bounds_the_wrong_way_round: "E0450" at "bounds (30 ms, 5 ms)", "the bounds of `tau` are empty or the wrong way round";
+"neuron N {
+    param tau: ms = 20 ms trainable bounds (30 ms, 5 ms)
+    state v = 0
+    dv/dt = -v / tau
+}
+");
+
+bad!(bounds_of_the_wrong_dimension: "E0450" at "2", "a bound of `tau` has the wrong dimension";
+"neuron N {
+    param tau: ms = 20 ms trainable bounds (2, 50 ms)
+    state v = 0
+    dv/dt = -v / tau
+}
+");
+
+bad!(bounds_excluding_the_default: "E0451" at "20 ms", "the initial value of `tau` is outside its bounds";
+"neuron N {
+    param tau: ms = 20 ms trainable bounds (30 ms, 50 ms)
+    state v = 0
+    dv/dt = -v / tau
+}
+");
+
+bad!(bounds_excluding_a_population_setting: "E0451" at "U(10 ms, 40 ms)", "the initial value of `tau` is outside its bounds";
+"neuron N {
+    param tau: ms = 20 ms trainable bounds (15 ms, 50 ms)
+    state v = 0
+    input I
+    dv/dt = (-v + I) / tau
+}
+network n {
+    layer L = N[4] { tau = U(10 ms, 40 ms) }
+}
+");
+
+bad!(weight_bounds_excluding_the_weight: "E0451" at "bounds (-1, 1)", "the initial value of the weights is outside its bounds";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 3
+    layer L = LIF[4]
+    connect x -> L.I dense weight 2 trainable bounds (-1, 1)
+}
+");
+
+bad!(dropout_of_one: "E0452" at "1", "a dropout probability must be a number in [0, 1)";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 3
+    layer L = LIF[4]
+    connect x -> L.I dense dropout 1
+}
+");
+
+bad!(dropout_with_a_delay: "E0452" at "0.2", "`dropout` on a connection with a `delay` is not supported";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 3
+    layer L = LIF[4]
+    connect x -> L.I dense delay 2 ms dropout 0.2
+}
+");
+
+bad!(batch_norm_is_refused: "E0453" at "batch_norm", "batch norm is not supported yet";
+"import \"stdlib/lif.snn\"
+network n {
+    input x: 3
+    layer L = LIF[4]
+    connect x -> L.I dense trainable batch_norm
+}
+");

@@ -172,7 +172,9 @@ impl<T: Float> Bptt<T> {
         let zero_dh: Vec<Vec<Vec<T>>> = (0..np).map(|p| slices(p, dims(p).0)).collect();
         let mut back: Vec<(Vec<Vec<T>>, Vec<Vec<Vec<T>>>)> = (0..depth).map(|_| (zero_ds.clone(), zero_dh.clone())).collect();
         let mut d: Vec<T> = Vec::new();
-        for step in self.tape.iter().rev() {
+        // The network step of the tape's first entry (its dropout masks are redrawn).
+        let first = net.step_index - self.tape.len() as u64;
+        for (t, step) in self.tape.iter().enumerate().rev() {
             // Step t + 1's slot becomes the farthest one, emptied.
             back.rotate_left(1);
             let last = back.last_mut().expect("depth >= 2");
@@ -224,7 +226,7 @@ impl<T: Float> Bptt<T> {
                 for l in links.iter().filter(|l| l.to == p) {
                     d.clear();
                     d.resize(batch * net.pops[l.from].n, zero());
-                    back_project(net, l.proj, &mu[l.input], &mut d, batch);
+                    back_project(net, l.proj, first + t as u64, &mu[l.input], &mut d, batch);
                     let (ds, dh) = &mut back[l.steps_back()];
                     let target: &mut Vec<T> = match l.state {
                         None => &mut ds[l.from],

@@ -352,7 +352,7 @@ impl GradShape {
 /// `out = mu W^T` for projection `proj` (mu: B x O, out: B x I): the learning signal
 /// carried back through its weights, dense (a GEMM) or sparse (each stored synapse), and
 /// through its adapter (`+ (mu V^T) U^T`).
-fn back_project<T: Float>(net: &Network<T>, proj: usize, mu: &[T], out: &mut [T], batch: usize) {
+fn back_project<T: Float>(net: &Network<T>, proj: usize, step: u64, mu: &[T], out: &mut [T], batch: usize) {
     let one = T::from_f64(1.0);
     if let Some(w) = net.dense_weights(proj) {
         let muv = ArrayView2::from_shape((batch, w.ncols()), mu).expect("shape");
@@ -371,6 +371,8 @@ fn back_project<T: Float>(net: &Network<T>, proj: usize, mu: &[T], out: &mut [T]
     if let Some(a) = net.adapter(proj) {
         a.back_project(mu, out, batch);
     }
+    // What the projection read was its source times the step's dropout mask.
+    net.dropout_back(proj, step, out);
 }
 
 /// A trainable per-neuron param: its name, population and column in dh/dtheta.

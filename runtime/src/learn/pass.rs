@@ -269,6 +269,8 @@ impl<'g, T: Float> Pass<'g, T> {
     fn signals(&mut self, net: &Network<T>) -> Result<(), RuntimeError> {
         let (plan, batch, one) = (&self.g.plan, self.batch, T::from_f64(1.0));
         let (n_of, k_of) = (&self.n_of, &self.k_of);
+        // The network step just taken (its dropout masks).
+        let step = net.step_index - 1;
         self.dlds.iter_mut().chain(self.dldh.iter_mut()).for_each(|v| v.fill(zero()));
         for &(i, q, state) in &plan.into_readout {
             let w = net.dense_weights(i).expect("dense");
@@ -276,6 +278,7 @@ impl<'g, T: Float> Pass<'g, T> {
             self.dbuf.resize(batch * n_of[q], zero());
             let mut dv = ArrayViewMut2::from_shape((batch, n_of[q]), &mut self.dbuf).expect("shape");
             general_mat_mul(one, &self.err_t, &w.t(), zero(), &mut dv);
+            net.dropout_back(i, step, &mut self.dbuf);
             add_signal(&mut self.dlds[q], &mut self.dldh[q], k_of[q], state, &self.dbuf);
             if let Some(pi) = plan.plain.iter().position(|(pi, _)| *pi == i) {
                 let pre = ArrayView2::from_shape((batch, w.nrows()), &self.trace.pre[i]).expect("shape");
@@ -309,7 +312,7 @@ impl<'g, T: Float> Pass<'g, T> {
                     self.mu.extend((0..batch * n).map(|m| (0..k).map(|a| ls[m * k + a] * v.df[(m * k + a) * nin + l.input]).sum::<T>()));
                     self.dbuf.clear();
                     self.dbuf.resize(batch * n_of[l.from], zero());
-                    back_project(net, l.proj, &self.mu, &mut self.dbuf, batch);
+                    back_project(net, l.proj, step, &self.mu, &mut self.dbuf, batch);
                     add_signal(&mut self.dlds[l.from], &mut self.dldh[l.from], k_of[l.from], l.state, &self.dbuf);
                 }
             }

@@ -47,6 +47,13 @@ pub struct Optimizer {
     pub lr: f64,
     /// Clip the global gradient norm to this value (`None`: no clipping).
     pub clip: Option<f64>,
+    /// Weight decay (`weight_decay`): decoupled as in AdamW (optax.adamw: every step
+    /// moves a weight by `-lr wd w` besides the gradient's update); for SGD the same as L2
+    /// (a penalty `wd/2 w^2` outside the clipped gradient, as PyTorch's SGD adds it).
+    pub weight_decay: f64,
+    /// Tensors never decayed (the neuron params: a time constant decayed towards zero
+    /// would be a bias, not a regulariser).
+    no_decay: std::collections::HashSet<String>,
     step: i32,
     m: HashMap<String, Array2<f64>>,
     v: HashMap<String, Array2<f64>>,
@@ -55,13 +62,26 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(kind: OptimizerKind, lr: f64, clip: Option<f64>) -> Optimizer {
-        Optimizer { kind, lr, clip, step: 0, m: HashMap::new(), v: HashMap::new(), scales: HashMap::new() }
+        Optimizer { kind, lr, clip, weight_decay: 0.0, no_decay: Default::default(), step: 0, m: HashMap::new(), v: HashMap::new(), scales: HashMap::new() }
+    }
+
+    /// With weight decay `wd` on every tensor but those of `exempt` (see
+    /// [`Optimizer::weight_decay`]).
+    pub fn with_weight_decay(mut self, wd: f64, exempt: &[String]) -> Optimizer {
+        self.weight_decay = wd;
+        self.no_decay = exempt.iter().cloned().collect();
+        self
     }
 
     /// The scale of each named tensor (see [`Optimizer`]; [`lr_scales`] gives the
     /// default rule); tensors not named keep scale 1.
     pub fn set_scales(&mut self, scales: &[(String, f64)]) {
         self.scales = scales.iter().cloned().collect();
+    }
+
+    /// The updates taken so far.
+    pub fn steps(&self) -> i32 {
+        self.step
     }
 
     fn scale_of(&self, name: &str) -> f64 {
@@ -79,6 +99,12 @@ impl Optimizer {
         for (name, w) in weights.iter_mut() {
             let Some((_, g)) = grads.iter().find(|(n, _)| n == name) else { continue };
             let s = self.scale_of(name);
+            // Decoupled decay, on the weight before this step's update (optax.adamw's
+            // `-lr (adam + wd w)`); in units of the scale, u -= lr wd u is w -= lr wd w.
+            let wd = if self.no_decay.contains(name) { 0.0 } else { self.weight_decay };
+            if wd != 0.0 {
+                w.mapv_inplace(|x| x - self.lr * wd * x);
+            }
             match self.kind {
                 // u -= lr du with du = s g clip, so w = s u moves by lr s^2 g clip.
                 OptimizerKind::Sgd => w.scaled_add(-self.lr * clip * s * s, g),
@@ -239,11 +265,12 @@ pub struct CpuTrainer<'a, T: 'static> {
     nets: Vec<Network<T>>,
     trainable: &'a [String],
     method: Method,
+    dropout_pass: Option<u64>,
 }
 
 impl<'a, T: Float> CpuTrainer<'a, T> {
     pub fn new(make_net: &'a dyn Fn(usize) -> Result<Network<T>, RuntimeError>, trainable: &'a [String], method: Method) -> CpuTrainer<'a, T> {
-        CpuTrainer { make_net, nets: Vec::new(), trainable, method }
+        CpuTrainer { make_net, nets: Vec::new(), trainable, method, dropout_pass: None }
     }
 }
 
@@ -259,8 +286,14 @@ impl<T: Float> Trainer<T> for CpuTrainer<'_, T> {
         }
         for net in self.nets.iter_mut() {
             start(net, weights)?;
+            net.dropout_pass = self.dropout_pass;
         }
         Ok(())
+    }
+
+    fn set_dropout_pass(&mut self, pass: Option<u64>) {
+        self.dropout_pass = pass;
+        self.nets.iter_mut().for_each(|n| n.dropout_pass = pass);
     }
 
     fn networks(&self) -> &[Network<T>] {
@@ -288,6 +321,22 @@ pub fn train_batch<T: Float>(
     opt: &mut Optimizer,
     update_every: Option<usize>,
 ) -> Result<BatchReport, RuntimeError> {
+    // Dropout masks while training only, drawn anew each batch: keyed by the optimiser's
+    // step count before it (the same on every MPI rank).
+    trainer.set_dropout_pass(Some(opt.steps() as u64));
+    let report = train_batch_masked(trainer, weights, data, labels, opt, update_every);
+    trainer.set_dropout_pass(None);
+    report
+}
+
+fn train_batch_masked<T: Float>(
+    trainer: &mut dyn Trainer<T>,
+    weights: &mut Vec<(String, Array2<f64>)>,
+    data: &mut dyn Sequence,
+    labels: &[usize],
+    opt: &mut Optimizer,
+    update_every: Option<usize>,
+) -> Result<BatchReport, RuntimeError> {
     trainer.start(data.batch(), update_every.is_some(), weights)?;
     let described = |e: RuntimeError, nets: &[Network<T>]| crate::learn::describe_non_finite(&nets[0], e);
     let mut step = constrained_step(&trainer.networks()[0], weights, opt);
@@ -308,25 +357,42 @@ pub fn train_batch<T: Float>(
 
 /// One optimiser step on `weights`, then the network's constraints: sign-constrained
 /// projections are projected back onto their sign (weights that would cross zero stop
-/// at zero) and trainable time constants stay at or above one step.
+/// at zero), and every tensor into its interval ([`Network::trainable_bounds`]: its
+/// `trainable bounds (lo, hi)`; a trainable time constant at or above one step).
 fn constrained_step<'a, T: Float>(
     net: &Network<T>,
     weights: &[(String, Array2<f64>)],
     opt: &'a mut Optimizer,
 ) -> impl FnMut(&mut Vec<(String, Array2<f64>)>, &[(String, Array2<f64>)]) + use<'a, T> {
     let signs: Vec<Option<Sign>> = weights.iter().map(|(n, _)| net.projection(n).and_then(|(i, ..)| net.projection_sign(i))).collect();
-    let floors: Vec<Option<f64>> = weights.iter().map(|(n, _)| net.trainable_floor(n)).collect();
+    let bounds: Vec<(f64, f64)> = weights.iter().map(|(n, _)| net.trainable_bounds(n)).collect();
     move |weights: &mut Vec<(String, Array2<f64>)>, grads: &[(String, Array2<f64>)]| {
         opt.update(weights, grads);
-        for (((_, w), sign), floor) in weights.iter_mut().zip(&signs).zip(&floors) {
+        for (((_, w), sign), &(lo, hi)) in weights.iter_mut().zip(&signs).zip(&bounds) {
             if let Some(sign) = *sign {
                 w.mapv_inplace(|v| project_onto_sign(sign, v));
             }
-            if let Some(f) = *floor {
-                w.mapv_inplace(|v| v.max(f));
+            if lo > f64::NEG_INFINITY || hi < f64::INFINITY {
+                w.mapv_inplace(|v| v.clamp(lo, hi));
             }
         }
     }
+}
+
+/// Refuses starting values (drawn, loaded or resumed from a checkpoint) outside a
+/// tensor's `bounds (lo, hi)`, naming the first: training would start where its
+/// projection can never bring it back. A trainable time constant below one step is left
+/// to the optimiser's floor, as before bounds existed.
+pub fn check_bounds<T: Float>(net: &Network<T>, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+    for (name, w) in weights {
+        let Some((lo, hi)) = net.declared_bounds(name) else { continue };
+        if let Some(((r, c), v)) = w.indexed_iter().find(|(_, v)| !(lo..=hi).contains(*v)) {
+            return Err(RuntimeError::Input(format!(
+                "`{name}` starts outside its bounds: [{r}, {c}] is {v}, outside [{lo}, {hi}] (SI units); start inside them (its `init`, the population's setting or the checkpoint) or widen `bounds`"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs the sequences forward on `sim` with `weights` (no gradient, no update): the loss

@@ -65,6 +65,10 @@ impl<T: Float, I: Trainer<T>> Trainer<T> for RankTrainer<'_, I> {
         self.inner.start(self.share.1, whole, weights)
     }
 
+    fn set_dropout_pass(&mut self, pass: Option<u64>) {
+        self.inner.set_dropout_pass(pass)
+    }
+
     fn networks(&self) -> &[Network<T>] {
         self.inner.networks()
     }

@@ -20,5 +20,6 @@ mod memory;
 mod network;
 mod partition;
 mod rate;
+mod regularise;
 mod stdp;
 mod stp;

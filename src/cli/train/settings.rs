@@ -20,6 +20,8 @@ pub(super) struct Settings {
     pub batch_from: String,
     pub seed: u64,
     pub clip: Option<f64>,
+    /// Decoupled weight decay (AdamW; L2 for SGD), 0 for none.
+    pub weight_decay: f64,
     pub update_every: Option<usize>,
 }
 
@@ -105,6 +107,10 @@ impl Settings {
             d => d.map_or(1.0, |d| d.0),
         };
         let clip = positive(src.number(args.grad_clip, "--grad-clip", "grad_clip"), "gradient-norm clip")?;
+        let weight_decay = match src.number(args.weight_decay, "--weight-decay", "weight_decay") {
+            Some((d, from)) if !(d >= 0.0 && d.is_finite()) => return Err(format!("{from}: the weight decay must be a finite number >= 0, got {d}")),
+            d => d.map_or(0.0, |d| d.0),
+        };
         let evaluating = args.evaluate_only;
         let epochs = if evaluating { 0 } else { src.count(args.epochs, "--epochs", "epochs", 1)?.map_or(1, |e| e.0) };
         let (batch, batch_from) = src.count(args.batch, "--batch", "batch", 1)?.unwrap_or((16, "the default batch".into()));
@@ -117,6 +123,6 @@ impl Settings {
             None => src.count(None, "--seed", "seed", 0)?.map_or(0, |s| s.0 as u64),
         };
         let update_every = src.count(args.update_every, "--update-every", "update_every", 1)?.map(|u| u.0);
-        Ok(Settings { method, optimizer, lr, lr_decay, epochs, batch, batch_from, seed, clip, update_every })
+        Ok(Settings { method, optimizer, lr, lr_decay, epochs, batch, batch_from, seed, clip, weight_decay, update_every })
     }
 }

@@ -405,7 +405,7 @@ fn check_surrogate(
             );
             return None;
         }
-        let x = Symbol { name: f.params[0].name.clone(), kind: SymKind::Let, dim: Dim::ONE, value: None, trainable: false, span: f.params[0].span };
+        let x = Symbol { name: f.params[0].name.clone(), kind: SymKind::Let, dim: Dim::ONE, value: None, trainable: false, bounds: None, span: f.params[0].span };
         let syms = vec![x];
         let mut fcx = ExprCx::new(&syms, global);
         fcx.local_fns = local.clone();

@@ -10,6 +10,9 @@ struct Clauses<'c> {
     topology: Option<&'c ast::Topology>,
     init: Option<&'c ast::Expr>,
     trainable: bool,
+    bounds: Option<&'c ast::Bounds>,
+    dropout: Option<&'c ast::Expr>,
+    batch_norm: Option<Span>,
     no_self: bool,
     bias: bool,
     delay: Option<&'c ast::Expr>,
@@ -33,6 +36,16 @@ impl NetCx<'_, '_> {
                 Diagnostic::error("E0422", span, "a connection bias is not supported yet")
                     .with_label("the runtime would run this connection without it")
                     .with_help("give the target model a `param` for it (e.g. `dv/dt = (-v + I + b) / tau`), or add a constant with `drive POP.PORT = VALUE`"),
+            );
+            return None;
+        }
+        if let Some(span) = cl.batch_norm {
+            // sparch normalises each layer's input current over the batch; the online
+            // methods' traces would need the batch statistics' coupling of the samples.
+            self.diags.push(
+                Diagnostic::error("E0453", span, "batch norm is not supported yet")
+                    .with_label("the runtime cannot normalise over the batch")
+                    .with_help("leave it out, or scale the weights' initialisation (`init normal(0, s)`) so the target's input has a useful range"),
             );
             return None;
         }
@@ -64,6 +77,14 @@ impl NetCx<'_, '_> {
             Some(e) => Some(self.adapter_rank(e, &topology)?),
             None => None,
         };
+        let bounds = match cl.bounds {
+            Some(b) => Some(self.weight_bounds(b, weight_dim, init.as_ref())?),
+            None => None,
+        };
+        let dropout = match cl.dropout {
+            Some(e) => Some(self.dropout(e, delay.as_ref())?),
+            None => None,
+        };
         let name = self.projection_name(c, from, to, cl.name, earlier)?;
         Some(Projection {
             name,
@@ -76,6 +97,8 @@ impl NetCx<'_, '_> {
             init,
             weight_dim,
             trainable: cl.trainable,
+            bounds,
+            dropout,
             no_self: cl.no_self,
             bias: cl.bias,
             delay,
@@ -83,6 +106,38 @@ impl NetCx<'_, '_> {
             sign: cl.sign,
             span: c.span,
         })
+    }
+
+    /// `trainable bounds (lo, hi)` on the weights: constants of their dimension that
+    /// contain a known initial weight (E0450, E0451).
+    fn weight_bounds(&mut self, b: &ast::Bounds, weight_dim: Dim, init: Option<&SynInit>) -> Option<(f64, f64)> {
+        let bounds = super::super::bounds::fold_bounds(b, weight_dim, &self.scope.fns, "the weights", self.diags)?;
+        if let Some(SynInit::Draw(i)) = init {
+            super::super::bounds::check_initial(i, bounds, b.span, b.span, "the weights", self.diags)?;
+        }
+        Some(bounds)
+    }
+
+    /// `dropout P`: a constant probability in [0, 1), on a connection without delay
+    /// (E0452).
+    fn dropout(&mut self, e: &ast::Expr, delay: Option<&SynInit>) -> Option<f64> {
+        let (p, d) = self.constant(e)?;
+        if !d.is_dimensionless() || !(0.0..1.0).contains(&p) {
+            self.diags.push(
+                Diagnostic::error("E0452", e.span, "a dropout probability must be a number in [0, 1)")
+                    .with_label(if d.is_dimensionless() { format!("found {p}") } else { format!("found a quantity of dimension {d}") }),
+            );
+            return None;
+        }
+        if delay.is_some() {
+            self.diags.push(
+                Diagnostic::error("E0452", e.span, "`dropout` on a connection with a `delay` is not supported")
+                    .with_label("the mask would have to travel with the delayed values")
+                    .with_help("drop the delay, or put the dropout on an undelayed connection"),
+            );
+            return None;
+        }
+        Some(p)
     }
 
     /// The source (an input, a population or, as `rec.v`, a state of one with its
@@ -146,7 +201,12 @@ impl NetCx<'_, '_> {
                 ConnClause::Via { synapse: s, settings } => cl.synapse = Some((s, settings)),
                 ConnClause::Topology(t) => cl.topology = Some(t),
                 ConnClause::Init(e) => cl.init = Some(e),
-                ConnClause::Trainable => cl.trainable = true,
+                ConnClause::Trainable(b) => {
+                    cl.trainable = true;
+                    cl.bounds = b.as_ref();
+                }
+                ConnClause::Dropout(e) => cl.dropout = Some(e),
+                ConnClause::BatchNorm => cl.batch_norm = Some(sc.span),
                 ConnClause::NoSelf => cl.no_self = true,
                 ConnClause::Bias => cl.bias = true,
                 ConnClause::Delay(e) => cl.delay = Some(e),
@@ -426,7 +486,7 @@ impl NetCx<'_, '_> {
                 && !vars.contains(&var)
             {
                 vars.push(var);
-                symbols.push(Symbol { name: n, kind: SymKind::Param, dim, value: None, trainable: false, span: e.span });
+                symbols.push(Symbol { name: n, kind: SymKind::Param, dim, value: None, trainable: false, bounds: None, span: e.span });
             }
         }
         let mut ecx = ExprCx::new(&symbols, &self.scope.fns);

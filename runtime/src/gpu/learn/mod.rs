@@ -829,6 +829,11 @@ fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Res
 /// so that the device never runs such a model differently from the CPU.
 fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
     let name = |i: usize| net.projections()[i].0.clone();
+    // The device steps the network as evaluation does, without masks: training through a
+    // dropout there would silently train another network.
+    if let Some(i) = (0..net.projs.len()).find(|&i| net.has_dropout(i)) {
+        return Err(RuntimeError::Build(format!("`{}` has `dropout`: training with dropout runs on the CPU only (--backend jit); the CUDA backend evaluates and runs such a network (without dropout, as evaluation does) but does not train it", name(i))));
+    }
     let projs = plan.etrace.iter().map(|e| e.target.index).chain(plan.links.iter().map(|l| l.proj));
     for i in projs {
         if net.dense_weights(i).is_none() {

@@ -140,8 +140,9 @@ pub struct PreStagePlan {
     pub dynamics: Dynamics,
     /// The kernel input that receives the source's activity.
     pub pre_input: usize,
-    /// The state holding the efficacy of the latest spike.
-    pub efficacy: usize,
+    /// The state holding the efficacy of the latest spike; `None` for a gated synapse,
+    /// whose stage sends its `output` (`F`) every step ([`net::presyn`]).
+    pub efficacy: Option<usize>,
 }
 
 /// One population: its size and kind, and its dynamics unless it is a `Linear` readout.
@@ -298,7 +299,10 @@ impl<'a> NetworkCx<'a> {
             Err(m) => self.error(to, format!("projection `{}` (presynaptic state): {m}", proj.name)),
         })?;
         let pre_input = input_index(&group.model, stage.pre).map_err(|m| self.error(to, m))?;
-        let efficacy = dynamics.step.layout.states.iter().position(|s| *s == stage.efficacy).ok_or_else(|| self.error(to, "internal: the efficacy is not a state of the stage".into()))?;
+        let efficacy = match stage.efficacy {
+            Some(e) => Some(dynamics.step.layout.states.iter().position(|s| *s == e).ok_or_else(|| self.error(to, "internal: the efficacy is not a state of the stage".into()))?),
+            None => None,
+        };
         Ok(PreStagePlan { n, dynamics, pre_input, efficacy })
     }
 

@@ -1144,6 +1144,8 @@ impl<T: Float> Network<T> {
             // Short-term plasticity: the activity scaled by each source's efficacy
             // (advanced for this step by `prepare_deliveries`).
             let src = pr.pre_stage.as_ref().map_or(src, |s| s.output());
+            // A gated stage (NMDA) sends a value for every source, spiking or not.
+            let active = if pr.pre_stage.as_ref().is_some_and(|s| s.is_gated()) { None } else { active };
             // A plastic projection delivers this step's events (its delayed spikes).
             let (src, active) = match &pr.plastic {
                 Some(pl) => {
@@ -1210,6 +1212,7 @@ impl<T: Float> Network<T> {
             let done = (|| -> Result<(), RuntimeError> {
                 let pr = &self.projs[pi];
                 let (src, n_pre, active) = self.source(pr, p, external);
+                let active = if stage.as_ref().is_some_and(|s| s.is_gated()) { None } else { active };
                 let src = match &mut stage {
                     Some(s) => {
                         let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&s.pop.name)), step: step as u64, offset: (self.batch_offset * n_pre) as u64 };

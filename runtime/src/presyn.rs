@@ -5,6 +5,8 @@
 //! `pre`, runs its `on pre` statements where `pre` is non-zero and its equations over
 //! `dt`, and leaves in its `_efficacy` state the factor of the latest spike. The
 //! projection then delivers `sum_i w_ij pre_i efficacy_i` instead of `sum_i w_ij pre_i`.
+//! A gated stage (saturating NMDA: `compiler/src/net/presyn.rs`) sends its `output` F
+//! every step instead, and the projection delivers `sum_i w_ij F_i`.
 
 use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
@@ -18,7 +20,8 @@ pub struct PreStage<T> {
     /// The stage's states, one per source neuron and batch element (`PROJ.pre`).
     pub pop: Population<T>,
     pre_input: usize,
-    efficacy: usize,
+    /// The state holding the efficacy of the latest spike; `None`: gated.
+    efficacy: Option<usize>,
     /// The source's activity times the efficacy: what the projection delivers.
     scaled: Vec<T>,
 }
@@ -67,9 +70,21 @@ impl<T: Float> PreStage<T> {
         let inputs: Vec<&[T]> = pop.inputs.iter().map(|s| s.as_slice()).collect();
         let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|s| s.as_slice()).collect();
         kernel.step(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes: &mut pop.spikes, t, random });
-        for ((d, &x), &e) in self.scaled.iter_mut().zip(src).zip(&pop.states[self.efficacy]) {
-            *d = x * e;
+        match self.efficacy {
+            Some(k) => {
+                for ((d, &x), &e) in self.scaled.iter_mut().zip(src).zip(&pop.states[k]) {
+                    *d = x * e;
+                }
+            }
+            // Gated: the stage's output, every source every step.
+            None => self.scaled.copy_from_slice(&pop.spikes),
         }
         Ok(&self.scaled)
+    }
+
+    /// Whether the stage sends a value every step (gated), so that delivery must read
+    /// every source, not only those that spiked.
+    pub(crate) fn is_gated(&self) -> bool {
+        self.efficacy.is_none()
     }
 }

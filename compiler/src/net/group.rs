@@ -124,7 +124,11 @@ fn compose_model(
         }
         if let Some((_, out)) = &syn.output {
             let port = g.port.expect("a synapse drives a port of a neuron model");
-            let term = rw.expr(out, false)?;
+            // Gated: `w * F` is the summed input `sum_i w_ij F_i` the stage sends.
+            let term = match super::presyn::is_gated(syn) {
+                true => rw.expr(&split_factor(syn, out, &pre_states, &driven).expect("checked by runs_as_written").0, true)?,
+                false => rw.expr(out, false)?,
+            };
             match port_terms.iter_mut().find(|(p, _)| *p == port) {
                 Some((_, v)) => v.push(term),
                 None => port_terms.push((port, vec![term])),
@@ -208,7 +212,8 @@ fn runs_as_written(syn: &Model, via: crate::span::Span) -> Result<(), Diagnostic
     // The sum over connections of what each one does equals what the merged state does
     // only where the driven states and `w * pre` enter linearly (no constant term).
     let equations = syn.odes.iter().filter(|(s, _)| driven.contains(s)).map(|(s, rhs)| (format!("the equation of `{}`", syn.symbols[*s].name), rhs));
-    let output = syn.output.iter().map(|(port, e)| (format!("`output {port}`"), e));
+    // A gated output is `w * F` times factors free of them (`presynaptic_uses`).
+    let output = syn.output.iter().filter(|_| !super::presyn::is_gated(syn)).map(|(port, e)| (format!("`output {port}`"), e));
     for (what, e) in equations.chain(output) {
         if !linear_in(syn, e, &driven) {
             let names: Vec<String> = driven.iter().map(|s| format!("`{}`", syn.symbols[*s].name)).chain(std::iter::once("`w * pre`".to_string())).collect();
@@ -235,6 +240,9 @@ fn presynaptic_uses(syn: &Model, pre_states: &[SymId], via: crate::span::Span) -
             .with_note(format!("{names} depend only on the presynaptic neuron: they are kept once per source neuron, and the projection delivers `w` times their factor (the efficacy) at each spike"))
             .with_help("write one update `g += w * F` in `on pre`, with F reading the presynaptic states, and read `g` elsewhere"))
     };
+    if super::presyn::is_gated(syn) {
+        return gated_uses(syn, pre_states, via);
+    }
     let merged: Vec<&Update> = syn.on_pre.iter().filter(|u| !pre_states.contains(&u.target) && syn.symbols[u.target].kind != SymKind::Weight).collect();
     if merged.len() != 1 {
         let (span, label) = match merged.get(1) {
@@ -247,6 +255,33 @@ fn presynaptic_uses(syn: &Model, pre_states: &[SymId], via: crate::span::Span) -
     for e in odes.chain(syn.output.iter().map(|(_, e)| e)) {
         if reads(syn, e, &|s| syn.symbols[s].kind == SymKind::Weight || pre_states.contains(&s)) {
             return refuse(e.span, format!("synapse `{}` reads `w * pre` or its presynaptic state ({names}) outside `on pre`", syn.name), "only the `on pre` update may read these");
+        }
+    }
+    Ok(())
+}
+
+/// A gated synapse (`super::presyn::is_gated`): the stage sends `F` every step, so the
+/// output must be `w * F` times factors free of `w`, `pre` and the presynaptic states
+/// (`g * (E - v_post) * w * s`), `F` dimensionless, and nothing else may read them.
+fn gated_uses(syn: &Model, pre_states: &[SymId], via: crate::span::Span) -> Result<(), Diagnostic> {
+    let names: Vec<String> = pre_states.iter().map(|s| format!("`{}`", syn.symbols[*s].name)).collect();
+    let names = names.join(", ");
+    let refuse = |span, message: String, label: &str| {
+        Err(Diagnostic::error("E0417", span, message)
+            .with_label(label.to_string())
+            .with_related(via, "used by this connection")
+            .with_note(format!("{names} depend only on the presynaptic neuron: they are kept once per source neuron, and the projection delivers `sum_i w_ij F_i` every step, F their (dimensionless) factor in the output"))
+            .with_help("write the output as `w * F` times a factor of the target (`output I = g * (E - v_post) * w * s`)"))
+    };
+    let (_, out) = syn.output.as_ref().expect("a gated synapse has an output");
+    let event = |s: SymId| syn.symbols[s].kind == SymKind::PreSpike;
+    match split_factor(syn, out, pre_states, &[]) {
+        Some((_, factors)) if !reads(syn, out, &event) && factors.iter().all(|f| f.ty == Ty::Num(Dim::ONE)) => {}
+        _ => return refuse(out.span, format!("the output of synapse `{}` reads its presynaptic state ({names}) but is not `w * F` times a factor free of them, with F dimensionless", syn.name), "not `w * F` times a factor of the target"),
+    }
+    for (_, e) in syn.odes.iter().filter(|(s, _)| !pre_states.contains(s)) {
+        if reads(syn, e, &|s| matches!(syn.symbols[s].kind, SymKind::Weight | SymKind::PreSpike) || pre_states.contains(&s)) {
+            return refuse(e.span, format!("synapse `{}` reads `w`, `pre` or its presynaptic state ({names}) in an equation of another state", syn.name), "only the output may read these");
         }
     }
     Ok(())

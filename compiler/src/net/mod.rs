@@ -16,7 +16,7 @@ mod plastic;
 mod presyn;
 pub use group::{GroupModel, compose};
 pub use plastic::{Plastic, Rule, Slot, is_plastic, plastic, postsynaptic_states};
-pub use presyn::{PreStage, pre_stage, presynaptic_states};
+pub use presyn::{PreStage, is_gated, pre_stage, presynaptic_states};
 
 use crate::sema::{Init, ModelId, NetworkDef, PopModel, Program, Source, SymId};
 

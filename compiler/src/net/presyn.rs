@@ -8,6 +8,12 @@
 //! into the stage's *efficacy* `F` (evaluated where the statement stands, e.g. after
 //! `u` and before `x` changes) and the merged update `g += w`: the projection delivers
 //! `sum_i w_ij pre_i F_i`, the presynaptic activity scaled by the efficacy.
+//!
+//! A synapse whose `on pre` changes its presynaptic states only and whose `output`
+//! reads them as `w * F` (saturating NMDA gating: `x += 1` at a spike, `s` following
+//! `ds/dt = -s / tau + alpha x (1 - s)`, `output I = g (E - v_post) w s`) is *gated*:
+//! the stage sends `F` every step (as a rate population sends its `output`), and the
+//! projection delivers `sum_i w_ij F_i` every step, not only at spikes.
 
 use super::group::{driven_states, reads, split_factor};
 use crate::diag::Diagnostic;
@@ -17,9 +23,33 @@ use crate::units::Dim;
 
 /// The states of `syn` that depend only on the presynaptic side: changed by `on pre`
 /// (and not by `on post`), with updates and equations reading nothing but each other,
-/// params, constants and time (no `w`, `pre`, postsynaptic value or other state).
+/// params, constants and time (no `w`, `pre`, postsynaptic value or other state); and
+/// the states no event changes whose equation is driven by them alone (NMDA's `s`,
+/// driven by `x`).
 pub fn presynaptic_states(syn: &Model) -> Vec<SymId> {
-    one_sided_states(syn, &syn.on_pre, &syn.on_post)
+    let mut set = one_sided_states(syn, &syn.on_pre, &syn.on_post);
+    let by_event = |s: SymId| syn.on_pre.iter().chain(&syn.on_post).any(|u| u.target == s);
+    loop {
+        let more: Vec<SymId> = syn
+            .odes
+            .iter()
+            .filter(|(s, rhs)| {
+                let inside = |r: SymId| set.contains(&r) || r == *s;
+                let outside = |r: SymId| match syn.symbols[r].kind {
+                    SymKind::Weight | SymKind::PreSpike | SymKind::Post | SymKind::Input => true,
+                    SymKind::State => !inside(r),
+                    _ => false,
+                };
+                !set.contains(s) && !by_event(*s) && reads(syn, rhs, &|r| set.contains(&r)) && !reads(syn, rhs, &outside)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if more.is_empty() {
+            set.sort_unstable();
+            return set;
+        }
+        set.extend(more);
+    }
 }
 
 /// The states changed by the updates `events` only (not by `others`), whose updates and
@@ -52,14 +82,28 @@ pub(super) fn one_sided_states(syn: &Model, events: &[Update], others: &[Update]
 }
 
 /// A projection's presynaptic stage, as a model: the presynaptic states, the synapse's
-/// params, an input `pre` (the source's activity) and the state `_efficacy`.
+/// params, an input `pre` (the source's activity) and the state `_efficacy` (the
+/// factor of the latest spike), or, for a gated synapse, an `output` sent every step.
 #[derive(Clone, Debug)]
 pub struct PreStage {
     pub model: Model,
     /// The projection's settings of the params and states the stage holds.
     pub settings: Vec<(SymId, Init)>,
-    pub efficacy: SymId,
+    /// The state `_efficacy`; `None` for a gated synapse ([`is_gated`]), whose stage's
+    /// `output` is what the projection delivers, every step.
+    pub efficacy: Option<SymId>,
     pub pre: SymId,
+}
+
+/// Whether `syn` is gated: it has presynaptic states, its `on pre` changes nothing
+/// else (no merged update takes `w`), and its `output` reads them (`w * s`): the
+/// projection then delivers the presynaptic factor every step.
+pub fn is_gated(syn: &Model) -> bool {
+    let pre_states = presynaptic_states(syn);
+    !pre_states.is_empty()
+        && !super::plastic::is_plastic(syn)
+        && syn.on_pre.iter().all(|u| pre_states.contains(&u.target))
+        && syn.output.as_ref().is_some_and(|(_, e)| reads(syn, e, &|s| pre_states.contains(&s)))
 }
 
 /// The presynaptic stage of projection `pi`; `None` when its synapse has no
@@ -111,19 +155,21 @@ pub(super) fn build(syn: &Model, pre_states: &[SymId], settings: &[(SymId, Init)
         model.odes.push((map[*s].expect("kept"), mapped(rhs)));
     }
     let pre = push(&mut model, "pre", SymKind::Input, syn.span);
-    let efficacy = push(&mut model, "_efficacy", SymKind::State, syn.span);
+    let gated = is_gated(syn);
+    let efficacy = (!gated).then(|| push(&mut model, "_efficacy", SymKind::State, syn.span));
+    if let Some((_, out)) = syn.output.as_ref().filter(|_| gated) {
+        // `super::group` checked the output is `w * F` times factors free of them.
+        let (_, factors) = split_factor(syn, out, pre_states, &[]).expect("checked by runs_as_written");
+        model.output = Some(("_efficacy".into(), product(factors.iter().map(&mapped)).expect("the output reads a presynaptic state")));
+    }
     for u in &syn.on_pre {
         if pre_states.contains(&u.target) {
             let target = map[u.target].expect("kept");
             model.on_pre.push(Update { target, op: u.op, value: at_spike(&mapped(&u.value), pre, u, target), span: u.span });
         } else if let Some((_, factors)) = split_factor(syn, &u.value, pre_states, &driven_states(syn, pre_states)) {
-            if factors.is_empty() {
-                continue;
-            }
             // The efficacy where the statement stands: read at the spike, 0 otherwise.
-            let product = factors.iter().map(&mapped).reduce(|a, b| TExpr { span: a.span, ty: Ty::Num(Dim::ONE), kind: TKind::Binary(BinOp::Mul, Box::new(a), Box::new(b)) });
-            let value = product.expect("non-empty");
-            model.on_pre.push(Update { target: efficacy, op: UpdateOp::Set, value, span: u.span });
+            let (Some(value), Some(target)) = (product(factors.iter().map(&mapped)), efficacy) else { continue };
+            model.on_pre.push(Update { target, op: UpdateOp::Set, value, span: u.span });
         }
     }
     let mut stage_settings = Vec::new();
@@ -151,6 +197,11 @@ pub(super) fn at_spike(value: &TExpr, pre: SymId, u: &Update, target: SymId) -> 
         UpdateOp::Set => TExpr { kind: TKind::Sym(target), ty: value.ty, span: u.span },
     };
     TExpr { kind: TKind::If(Box::new(fired), Box::new(value.clone()), Box::new(idle)), ty: value.ty, span: u.span }
+}
+
+/// The product of `factors`; `None` when there are none.
+fn product(factors: impl Iterator<Item = TExpr>) -> Option<TExpr> {
+    factors.reduce(|a, b| TExpr { span: a.span, ty: Ty::Num(Dim::ONE), kind: TKind::Binary(BinOp::Mul, Box::new(a), Box::new(b)) })
 }
 
 fn constant(v: f64, span: crate::span::Span) -> TExpr {

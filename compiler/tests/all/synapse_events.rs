@@ -111,7 +111,7 @@ fn facilitation_runs_as_a_presynaptic_stage() {
     assert_eq!(states, ["u", "_efficacy"]);
     // u's update at the spike, then the efficacy where `g += w * u` stands.
     assert_eq!(stage.model.on_pre.len(), 2);
-    assert_eq!(stage.model.on_pre[1].target, stage.efficacy);
+    assert_eq!(Some(stage.model.on_pre[1].target), stage.efficacy);
 }
 
 #[test]
@@ -206,4 +206,63 @@ fn linear_stdlib_forms_are_accepted() {
         let errors = compose(&network(syn));
         assert!(errors.is_empty(), "{syn}: {errors:?}");
     }
+}
+
+/// Saturating NMDA gating (Wang 2002) with `x` and `s` per source neuron: `on pre`
+/// changes only them and the output reads `w * s`.
+const NMDA: &str = "synapse S {
+    param tau_r: ms = 2 ms
+    param tau_d: ms = 100 ms
+    param alpha: kHz = 0.5 kHz
+    input v_post: 1
+    state x = 0
+    state s = 0
+    dx/dt = -x / tau_r
+    ds/dt = -s / tau_d + alpha * x * (1 - s)
+    on pre { x += 1 }
+    output I = 2 * w * s
+}";
+
+#[test]
+fn saturating_gating_per_source_is_a_gated_stage() {
+    let text = network(NMDA);
+    assert!(compose(&text).is_empty(), "{:?}", compose(&text));
+    let mut sources = SourceMap::new();
+    let (program, _) = check_source("t.snn", &text, &mut sources);
+    let net = &program.networks[0];
+    assert!(net::is_gated(&program.models[program.models.iter().position(|m| m.name == "S").unwrap()]));
+    let plan = net::plan(&program, net);
+    let group = net::compose(&program, net, &plan, 0).unwrap().unwrap();
+    let states: Vec<&str> = group.model.states().map(|(_, s)| s.name.as_str()).collect();
+    assert_eq!(states, ["v"], "x and s are not merged per target");
+    // The stage keeps x and s, runs `x += 1` at spikes and sends s every step.
+    let stage = net::pre_stage(&program, net, 0).expect("a stage").unwrap();
+    let states: Vec<&str> = stage.model.states().map(|(_, s)| s.name.as_str()).collect();
+    assert_eq!(states, ["x", "s"]);
+    assert_eq!(stage.efficacy, None);
+    assert_eq!(stage.model.output.as_ref().map(|(n, _)| n.as_str()), Some("_efficacy"));
+    assert_eq!(stage.model.on_pre.len(), 1);
+    // It compiles, the stage's step sending a value (its `spike` output).
+    let compiled = compile_network(&program, net, &CompileOptions::default()).expect("compiles");
+    let st = compiled.pre_stages[0].as_ref().expect("a stage plan");
+    assert!(st.efficacy.is_none() && st.dynamics.step.spike.is_some());
+}
+
+#[test]
+fn gated_outputs_not_of_the_form_w_times_f_are_refused() {
+    for (output, why) in [
+        // A sum of two terms, a factor mixing s with the target, a factor with a unit.
+        ("w * s + w * x", "is not `w * F`"),
+        ("w * (s + v_post)", "is not `w * F`"),
+        ("w * s * pre", "is not `w * F`"),
+    ] {
+        let errors = compose(&network(&NMDA.replace("2 * w * s", output)));
+        let e = errors.first().unwrap_or_else(|| panic!("`{output}` accepted"));
+        assert_eq!(e.code, "E0417");
+        assert!(e.message.contains(why), "`{output}`: {}", e.message);
+    }
+    // Another state reading the gating.
+    let other = NMDA.replace("state s = 0", "state s = 0\n    state h = 0 * w").replace("on pre", "dh/dt = (w * s - h) / (5 ms)\n    on pre");
+    let errors = compose(&network(&other));
+    assert!(errors.first().is_some_and(|e| e.message.contains("in an equation of another state")), "{errors:?}");
 }

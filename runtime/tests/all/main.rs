@@ -18,6 +18,7 @@ mod learn;
 mod learn_sparse;
 mod memory;
 mod network;
+mod nmda;
 mod partition;
 mod rate;
 mod regularise;

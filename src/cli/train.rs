@@ -344,6 +344,7 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     let test_seed = s.seed ^ 0x7e57_7e57_7e57;
     let tasks = make_task(Split::Train, s.seed, s.batch).and_then(|train| Ok((train, make_task(Split::Test, test_seed, s.batch)?)));
     let (train_task, test_task) = tasks.and_then(|(a, b)| check_shapes(&[(&*a, "training"), (&*b, "held-out")], &task, &net, outputs).map(|_| (a, b)))?;
+    settings::Source::check_loss(def, train_task.loss())?;
     if !args.evaluate_only && bptt && probe_steps != train_task.steps() {
         check_memory(&net, &trainable, &s, train_task.steps(), args.f64)?;
     }

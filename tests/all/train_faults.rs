@@ -98,6 +98,53 @@ fn train_block_values_are_checked() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The tiny network with its train block's `lr = 1e-2` followed by `extra`, in `dir`.
+fn tiny_with_block(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let net = dir.join(format!("{name}.snn"));
+    let src = std::fs::read_to_string(TINY).unwrap().replace("lr = 1e-2", &format!("lr = 1e-2, {extra}")).replace("import \"stdlib", &format!("import \"{}/stdlib", env!("CARGO_MANIFEST_DIR")));
+    std::fs::write(&net, src).unwrap();
+    net
+}
+
+/// A train block key the checker accepts but `snnc train` does not read is refused, not
+/// ignored; `loss` must be the task's; `etrace_rank = r` trains as decay (r - 1) / (r + 1).
+#[test]
+fn train_block_keys_are_read_or_refused() {
+    let dir = tmp("keys");
+    let quick = &QUICK[..];
+    let run = |extra: &str, flags: &[&str]| {
+        let net = tiny_with_block(&dir, "k", extra);
+        snnc(&[&["train", net.to_str().unwrap()][..], quick, flags].concat())
+    };
+    for (extra, want) in [
+        ("seq_len = 100", "`seq_len` in the train block of network `tiny` is not read by `snnc train`"),
+        ("eval_every = 2", "`eval_every` in the train block"),
+        ("loss_steps = 10", "`loss_steps` in the train block"),
+        ("data = \"x.npz\"", "`data` in the train block of network `tiny` is not read by `snnc train`: remove it; name a dataset"),
+        ("loss = mse", "`loss = mse` in the train block of network `tiny`, but the task trains with `cross_entropy`"),
+        ("loss = hinge", "unknown loss"),
+        ("etrace_rank = 1", "`etrace_rank` in the train block of network `tiny`: the trace rank must be a number above 1"),
+        ("etrace_rank = 9, etrace_decay = 0.8", "gives both `etrace_decay` and `etrace_rank`"),
+    ] {
+        refused(&run(extra, &[]), want);
+    }
+    // Read: the task's own loss, and a rank giving the same run as its decay.
+    let ok = |o: &Output| {
+        let (out, err) = text(o);
+        assert!(o.status.success(), "{out}\n{err}");
+        out.lines().filter(|l| l.contains("loss")).map(String::from).collect::<Vec<_>>()
+    };
+    let by_rank = ok(&run("loss = cross_entropy, etrace_rank = 9", &[]));
+    let by_decay = ok(&run("etrace_decay = 0.8", &[]));
+    let other = ok(&run("etrace_decay = 0.5", &[]));
+    assert!(!by_rank.is_empty());
+    assert_eq!(by_rank, by_decay, "etrace_rank = 9 should train as etrace_decay = 0.8");
+    assert_ne!(by_rank, other, "the decay should change the run (else this test shows nothing)");
+    // The flag overrides the block's rank.
+    assert_eq!(ok(&run("etrace_rank = 9", &["--etrace-decay", "0.5"])), other);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Items 8, 17 and 19: a new run into an existing run directory is refused (its log is
 /// kept); `--overwrite` replaces it. A resumed run after `kill -9` cuts the log back to
 /// the checkpoint (no repeated rows), removes a partial checkpoint left behind, and says

@@ -6,6 +6,7 @@ use super::{Args, OptArg};
 use crate::cli::args::MethodArg;
 use snnc_compiler::sema::{NetworkDef, TrainValue};
 use snnc_runtime::learn::Method;
+use snnc_runtime::learn::Loss;
 use snnc_runtime::train::OptimizerKind;
 
 /// What [`Settings::of`] resolves.
@@ -26,7 +27,7 @@ pub(super) struct Settings {
 }
 
 /// A number of the train block, or its flag's value: (value, where it came from).
-struct Source<'a> {
+pub(super) struct Source<'a> {
     def: &'a NetworkDef,
 }
 
@@ -61,6 +62,70 @@ impl Source<'_> {
     }
 }
 
+/// Keys the checker accepts in a train block (they are part of the language) that
+/// `snnc train` does not read: a block naming one is refused rather than trained
+/// differently than written. Each with what to do instead.
+const UNREAD: &[(&str, &str)] = &[
+    ("data", "name a dataset with `task = \"npz:PATH\"` (or images:, shd:)"),
+    ("seq_len", "a sequence's length is the task's (`--delay`, `--steps`, `--max-time`)"),
+    ("eval_every", "the held-out set is evaluated after every epoch (`--test-batches`)"),
+    ("loss_steps", "the steps a loss is computed on are the task's (its mask)"),
+];
+
+impl Source<'_> {
+    /// `etrace_rank = r`: the trace decay (r - 1) / (r + 1), with where it came from.
+    fn etrace_rank(&self) -> Result<Option<(f64, String)>, String> {
+        let Some((r, from)) = self.number(None, "", "etrace_rank") else {
+            return match self.block("etrace_rank") {
+                Some(v) => Err(format!("`etrace_rank` in the train block of network `{}` must be a number, got {v:?}", self.def.name)),
+                None => Ok(None),
+            };
+        };
+        if self.block("etrace_decay").is_some() {
+            return Err(format!("the train block of network `{}` gives both `etrace_decay` and `etrace_rank`: give one", self.def.name));
+        }
+        if !(r > 1.0 && r.is_finite()) {
+            return Err(format!("{from}: the trace rank must be a number above 1 (decay (r - 1) / (r + 1)), got {r}"));
+        }
+        Ok(Some(((r - 1.0) / (r + 1.0), from)))
+    }
+
+    fn refuse_unread(&self) -> Result<(), String> {
+        match UNREAD.iter().find(|(k, _)| self.block(k).is_some()) {
+            Some((k, instead)) => Err(format!("`{k}` in the train block of network `{}` is not read by `snnc train`: remove it; {instead}", self.def.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// The train block's `loss`, checked against the loss `task_loss` the task trains
+    /// with (the task decides it: labels give cross-entropy, values the squared error).
+    pub(super) fn check_loss(def: &NetworkDef, task_loss: Loss) -> Result<(), String> {
+        let Some(v) = (Source { def }).block("loss") else { return Ok(()) };
+        let asked = match &v {
+            TrainValue::Name(n) | TrainValue::Text(n) => match n.as_str() {
+                "mse" => Some(Loss::Mse),
+                "cross_entropy" | "ce" => Some(Loss::CrossEntropy),
+                _ => None,
+            },
+            TrainValue::Number(_) => None,
+        };
+        let name = |l: Loss| match l {
+            Loss::Mse => "mse",
+            Loss::CrossEntropy => "cross_entropy",
+        };
+        match asked {
+            None => Err(format!("`loss` in the train block of network `{}`: unknown loss {v:?} (mse, cross_entropy)", def.name)),
+            Some(l) if l != task_loss => Err(format!(
+                "`loss = {}` in the train block of network `{}`, but the task trains with `{}` (labels give cross_entropy, target values mse): change the block or the task",
+                name(l),
+                def.name,
+                name(task_loss)
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 /// Refuses a value that is not finite and strictly positive.
 fn positive(v: Option<(f64, String)>, what: &str) -> Result<Option<f64>, String> {
     match v {
@@ -87,7 +152,10 @@ impl Settings {
             Some("bptt") => Method::Bptt,
             Some("d_rtrl") => Method::DRtrl,
             Some("es_d_rtrl") | None => {
-                let decay = src.number(args.etrace_decay, "--etrace-decay", "etrace_decay");
+                let decay = match src.etrace_rank()? {
+                    Some(alpha) if args.etrace_decay.is_none() => Some(alpha),
+                    _ => src.number(args.etrace_decay, "--etrace-decay", "etrace_decay"),
+                };
                 if let Some((d, from)) = &decay
                     && !(*d > 0.0 && *d < 1.0)
                 {
@@ -123,6 +191,7 @@ impl Settings {
             None => src.count(None, "--seed", "seed", 0)?.map_or(0, |s| s.0 as u64),
         };
         let update_every = src.count(args.update_every, "--update-every", "update_every", 1)?.map(|u| u.0);
+        src.refuse_unread()?;
         Ok(Settings { method, optimizer, lr, lr_decay, epochs, batch, batch_from, seed, clip, weight_decay, update_every })
     }
 }

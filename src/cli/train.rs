@@ -316,9 +316,9 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
         .iter()
         .filter_map(|n| net.projection(n).and_then(|(i, ..)| net.synapse_fingerprint(i)).map(|f| (format!("structure.{n}"), f)))
         .collect();
-    let (weights, start_epoch) = match &args.resume {
-        Some(ck) => rundir::resume(ck, initial.clone(), &def.name, args.init_missing, &structure)?,
-        None => (initial.clone(), 0),
+    let (weights, start_epoch, resumed) = match &args.resume {
+        Some(ck) => rundir::resume(ck, initial.clone(), &def.name, args.init_missing, &structure).map(|(w, e, p)| (w, e, Some(p)))?,
+        None => (initial.clone(), 0, None),
     };
     let weights = with_start_weights(weights, &args.start_weights)?;
     if !args.evaluate_only {
@@ -359,11 +359,24 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     // Weight decay acts on the weights (and adapters), not on the neurons' params.
     let mut opt = Optimizer::new(s.optimizer, s.lr, s.clip).with_weight_decay(s.weight_decay, &trainable[n_projections..]);
     opt.set_scales(&scales);
+    if let Some(r) = &resumed {
+        r.restore(&mut opt, s.optimizer, &weights)?;
+    }
     let (log, curves, best) = match (&args.out, args.evaluate_only) {
         (Some(dir), false) => rundir::open(dir, args.resume.as_ref().map(|_| start_epoch), args.overwrite).map(|(log, curves, best)| (Some(log), curves, best))?,
         _ => (None, Curves::default(), None),
     };
     let classifies = train_task.classifies();
+    // A resumed run draws on from where its checkpoint's run stopped (not the first
+    // batches again): the batches of the uninterrupted run, in its order.
+    let batches_drawn = resumed.as_ref().and_then(|r| r.batches_drawn).unwrap_or(0);
+    let mut train_task = train_task;
+    for _ in 0..batches_drawn {
+        train_task.next_batch();
+    }
+    if resumed.as_ref().is_some_and(|r| r.batches_drawn.is_none()) {
+        eprintln!("note: the checkpoint does not say how many batches its run drew: the training data start again from the first batch");
+    }
     let training = Training {
         args,
         hooks,
@@ -382,6 +395,7 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
         curves,
         best,
         train_task,
+        batches_drawn,
         test_task,
         classifies,
         follower: launch.follower,
@@ -531,6 +545,9 @@ struct Training<'a> {
     /// (epochs done, held-out loss) of `best.safetensors`.
     best: Option<(usize, f64)>,
     train_task: Box<dyn Task>,
+    /// Training batches drawn from `train_task` since the run began (its first run, for
+    /// a resumed one).
+    batches_drawn: u64,
     test_task: Box<dyn Task>,
     classifies: bool,
     /// An MPI rank other than 0: it trains its share, and reports nothing.
@@ -546,6 +563,17 @@ impl Training<'_> {
         let mut meta = vec![("epoch", epochs.to_string())];
         meta.extend(self.structure.iter().map(|(k, v)| (k.as_str(), v.clone())));
         meta
+    }
+
+    /// The checkpoint of the run so far: the weights and the optimiser's moments, with
+    /// the metadata that lets `--resume` go on as if never stopped.
+    fn save_checkpoint(&self, path: &std::path::Path, epochs: usize) -> Result<(), String> {
+        let mut meta = self.checkpoint_meta(epochs);
+        meta.push((rundir::OPTIMIZER, self.s.optimizer.to_string()));
+        meta.push((rundir::OPTIMIZER_STEPS, self.opt.steps().to_string()));
+        meta.push((rundir::BATCHES_DRAWN, self.batches_drawn.to_string()));
+        let tensors: Vec<(String, Array2<f64>)> = self.weights.iter().cloned().chain(self.opt.state()).collect();
+        save_checkpoint(path, &tensors, &meta).map_err(|e| e.to_string())
     }
 }
 
@@ -669,9 +697,7 @@ impl Training<'_> {
                 }
             };
             if let Some(dir) = &args.out {
-                if let Err(e) = save_checkpoint(&dir.join("checkpoint.safetensors"), &self.weights, &self.checkpoint_meta(epoch + 1)) {
-                    return Err(e.to_string());
-                }
+                self.save_checkpoint(&dir.join("checkpoint.safetensors"), epoch + 1)?;
                 last_checkpoint = Some(epoch + 1);
                 self.keep_best(dir, epoch + 1, test_loss)?;
                 if args.plot {
@@ -734,6 +760,7 @@ impl Training<'_> {
         let mut rates: Vec<(String, f64)> = Vec::new();
         for b in 0..args.batches {
             self.train_task.next_batch();
+            self.batches_drawn += 1;
             let labels = self.train_task.labels().to_vec();
             let r = train_batch(trainer, &mut self.weights, self.train_task.as_mut(), &labels, &mut self.opt, self.s.update_every)
                 .map_err(|e| format!("epoch {epoch}, batch {b}: {e}"))?;

@@ -84,6 +84,43 @@ impl Optimizer {
         self.step
     }
 
+    /// The optimiser's state for a checkpoint: Adam's moments as tensors named
+    /// `optimizer/m/NAME` and `optimizer/v/NAME` (none for SGD); with [`Optimizer::steps`]
+    /// and [`Optimizer::restore`], a resumed run takes the updates an uninterrupted one
+    /// would.
+    pub fn state(&self) -> Vec<(String, Array2<f64>)> {
+        let mut out: Vec<(String, Array2<f64>)> = Vec::new();
+        for (prefix, map) in [("m", &self.m), ("v", &self.v)] {
+            out.extend(map.iter().map(|(n, a)| (format!("{OPTIMIZER_PREFIX}{prefix}/{n}"), a.clone())));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Back to a state [`Optimizer::state`] gave after `steps` updates, for the tensors
+    /// `weights` (name and shape); a moment of another tensor or shape is refused.
+    pub fn restore(&mut self, steps: i32, state: &[(String, Array2<f64>)], weights: &[(String, Array2<f64>)]) -> Result<(), String> {
+        let (mut m, mut v) = (HashMap::new(), HashMap::new());
+        for (key, a) in state {
+            let (map, name) = match key.strip_prefix(OPTIMIZER_PREFIX).and_then(|k| k.split_once('/')) {
+                Some(("m", name)) => (&mut m, name),
+                Some(("v", name)) => (&mut v, name),
+                _ => return Err(format!("`{key}` is not an optimiser moment")),
+            };
+            match weights.iter().find(|(n, _)| n == name) {
+                Some((_, w)) if w.dim() == a.dim() => {}
+                Some((_, w)) => return Err(format!("`{key}` is {:?}, its tensor `{name}` {:?}", a.dim(), w.dim())),
+                None => return Err(format!("`{key}` is a moment of `{name}`, which is not trained")),
+            }
+            map.insert(name.to_string(), a.clone());
+        }
+        if steps < 0 {
+            return Err(format!("the optimiser's step count is {steps}"));
+        }
+        (self.step, self.m, self.v) = (steps, m, v);
+        Ok(())
+    }
+
     fn scale_of(&self, name: &str) -> f64 {
         self.scales.get(name).copied().unwrap_or(1.0)
     }
@@ -205,9 +242,26 @@ pub fn remove_stale_checkpoint_tmp(path: &Path) -> Result<bool, RuntimeError> {
     }
 }
 
+/// The names of a checkpoint's optimiser state ([`Optimizer::state`]) start with this (a
+/// `/`, which no weight's name has); [`load_checkpoint`] leaves them out of the weights.
+pub const OPTIMIZER_PREFIX: &str = "optimizer/";
+
 /// Reads a checkpoint written by [`save_checkpoint`]: weights and metadata; a value that
-/// is not finite is refused, naming the tensor and index.
+/// is not finite is refused, naming the tensor and index. The optimiser's state, if the
+/// checkpoint holds it, is not among the weights ([`load_checkpoint_and_optimizer`]).
 pub fn load_checkpoint(path: &Path) -> Result<(Vec<(String, Array2<f64>)>, HashMap<String, String>), RuntimeError> {
+    load_checkpoint_and_optimizer(path).map(|(w, _, meta)| (w, meta))
+}
+
+/// [`load_checkpoint`], with the optimiser's state ([`Optimizer::state`]) apart.
+#[allow(clippy::type_complexity)]
+pub fn load_checkpoint_and_optimizer(path: &Path) -> Result<(Vec<(String, Array2<f64>)>, Vec<(String, Array2<f64>)>, HashMap<String, String>), RuntimeError> {
+    let (all, meta) = read_checkpoint(path)?;
+    let (opt, weights) = all.into_iter().partition(|(n, _)| n.starts_with(OPTIMIZER_PREFIX));
+    Ok((weights, opt, meta))
+}
+
+fn read_checkpoint(path: &Path) -> Result<(Vec<(String, Array2<f64>)>, HashMap<String, String>), RuntimeError> {
     let err = |e: &dyn std::fmt::Display| RuntimeError::Input(format!("cannot read checkpoint `{}`: {e}", path.display()));
     let data = std::fs::read(path).map_err(|e| err(&e))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&data).map_err(|e| err(&e))?;

@@ -5,7 +5,7 @@
 //! checkpoint by an interrupted run are not repeated; write errors are reported.
 
 use ndarray::Array2;
-use snnc_runtime::train::{load_checkpoint, remove_stale_checkpoint_tmp};
+use snnc_runtime::train::{Optimizer, OptimizerKind, load_checkpoint, load_checkpoint_and_optimizer, remove_stale_checkpoint_tmp};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -164,8 +164,8 @@ fn cut_log(text: &str, epoch: usize, curves: &mut Curves) -> Vec<String> {
 /// Returns the weights in `initial`'s order and the checkpoint's epoch count.
 /// `structure`: the fingerprints (`structure.NAME`) of the network's sparse trainable
 /// projections, which the checkpoint's must equal where it has them.
-pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missing: bool, structure: &[(String, String)]) -> Result<(Weights, usize), String> {
-    let (saved, meta) = load_checkpoint(ck).map_err(|e| e.to_string())?;
+pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missing: bool, structure: &[(String, String)]) -> Result<(Weights, usize, Progress), String> {
+    let (saved, moments, meta) = load_checkpoint_and_optimizer(ck).map_err(|e| e.to_string())?;
     for (key, want) in structure {
         if meta.get(key).is_some_and(|got| got != want) {
             let name = key.trim_start_matches("structure.");
@@ -198,11 +198,57 @@ pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missin
         }
         eprintln!("note: {} not in `{}`: starting from the initialiser (--init-missing)", missing.join(", "), ck.display());
     }
-    let epoch = match meta.get("epoch") {
-        None => 0,
-        Some(e) => e.parse().map_err(|_| format!("checkpoint `{}`: its epoch count `{e}` is not a number", ck.display()))?,
+    let number = |key: &str| match meta.get(key) {
+        None => Ok(None),
+        Some(e) => e.parse::<u64>().map(Some).map_err(|_| format!("checkpoint `{}`: its `{key}` `{e}` is not a whole number", ck.display())),
     };
-    Ok((initial, epoch))
+    let epoch = number("epoch")?.unwrap_or(0) as usize;
+    let progress = Progress {
+        optimizer: match (number(OPTIMIZER_STEPS)?, meta.get(OPTIMIZER)) {
+            (Some(steps), Some(kind)) => Some((kind.clone(), i32::try_from(steps).map_err(|_| format!("checkpoint `{}`: {steps} optimiser steps", ck.display()))?, moments)),
+            _ => None,
+        },
+        batches_drawn: number(BATCHES_DRAWN)?,
+        from: ck.to_path_buf(),
+    };
+    Ok((initial, epoch, progress))
+}
+
+/// Checkpoint metadata besides the weights that lets a resumed run go on as the
+/// uninterrupted one would: the optimiser (its kind and update count; Adam's moments are
+/// tensors of the checkpoint) and the training batches drawn so far.
+pub(super) const OPTIMIZER: &str = "optimizer";
+pub(super) const OPTIMIZER_STEPS: &str = "optimizer_steps";
+pub(super) const BATCHES_DRAWN: &str = "batches_drawn";
+
+/// Where a checkpoint left its run ([`resume`]); absent in checkpoints written before
+/// snnc kept it.
+pub(super) struct Progress {
+    /// (kind, updates taken, Adam's moments).
+    optimizer: Option<(String, i32, Weights)>,
+    pub batches_drawn: Option<u64>,
+    from: PathBuf,
+}
+
+impl Progress {
+    /// Puts the checkpoint's optimiser state into `opt` (trained tensors `weights`): the
+    /// next update is the one the interrupted run would have taken. A checkpoint without
+    /// it, or of another optimiser, leaves `opt` new, with a note.
+    pub fn restore(&self, opt: &mut Optimizer, kind: OptimizerKind, weights: &Weights) -> Result<(), String> {
+        match &self.optimizer {
+            Some((k, steps, moments)) if *k == kind.to_string() => {
+                opt.restore(*steps, moments, weights).map_err(|e| format!("checkpoint `{}`: {e}", self.from.display()))
+            }
+            Some((k, ..)) => {
+                eprintln!("note: `{}` was trained with {k}; {kind} starts anew (no moments, step count 0)", self.from.display());
+                Ok(())
+            }
+            None => {
+                eprintln!("note: `{}` holds no optimiser state (an older checkpoint): the optimiser starts anew", self.from.display());
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -574,22 +574,27 @@ impl Job for Training<'_> {
                     let (_, share) = r.share(self.s.batch).map_err(|e| e.to_string())?;
                     let opened = gpu_of_rank(r.local_rank).and_then(|o| Ok((open_gpu::<T>(program, def, share, seed, self.trainable, self.s.method, o)?, o)));
                     let (gpu, ordinal) = opened_on_every_rank(r, opened)?;
+                    // Rank 0 reports its own GPU and share.
                     println!(
-                        "on {} (GPU {ordinal}), one GPU per MPI rank ({} ranks, {share} of the batch each), gradients summed over MPI",
+                        "on {} (GPU {ordinal}): MPI rank 0 of {}, {share} of every batch of {}, each rank on a GPU of its own; gradients summed over MPI on the host",
                         snnc_runtime::gpu::Device::name(&gpu.net.dev),
-                        r.size
+                        r.size,
+                        self.s.batch
                     );
                     let ranks = snnc_runtime::train::ranks::RankTrainer::new(gpu, r);
                     // The held-out batches (rank 0's) are whole batches: on a network of
                     // their own on this rank's GPU, made for the first and kept.
                     let mut held: Option<snnc_runtime::gpu::GpuNetwork<T, snnc_runtime::gpu::cuda::CudaDevice>> = None;
                     return self.train(ranks, move |_, weights, data, labels| {
-                        if held.as_ref().is_none_or(|h| h.host.batch != data.batch()) {
-                            held = None;
-                            held = Some(open_gpu_network::<T>(program, def, data.batch(), seed, false, ordinal).map_err(RuntimeError::Input)?);
+                        if held.as_ref().is_some_and(|h| h.host.batch != data.batch()) {
+                            // Another batch: the old network's device memory freed first.
+                            drop(held.take());
                         }
-                        let Some(net) = held.as_mut() else { unreachable!("made above") };
-                        evaluate(net, weights, data, labels)
+                        let net = match held.take() {
+                            Some(net) => net,
+                            None => open_gpu_network::<T>(program, def, data.batch(), seed, false, ordinal).map_err(RuntimeError::Input)?,
+                        };
+                        evaluate(held.insert(net), weights, data, labels)
                     });
                 }
                 // The network and its gradient state are made once and kept on the device.

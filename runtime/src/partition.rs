@@ -47,6 +47,9 @@ pub trait Exchange {
     fn all_sum(&self, v: &mut [f64]) {
         let words: Vec<u32> = v.iter().flat_map(|x| [x.to_bits() as u32, (x.to_bits() >> 32) as u32]).collect();
         let all = self.all_gather(&words);
+        if let Some(r) = all.iter().position(|w| w.len() != words.len()) {
+            self.abort(&format!("rank {r} summed {} values, this one {}: the ranks ran different work", all[r].len() / 2, v.len()));
+        }
         for (i, x) in v.iter_mut().enumerate() {
             *x = all.iter().map(|w| f64::from_bits(u64::from(w[2 * i]) | (u64::from(w[2 * i + 1]) << 32))).fold(0.0, |s, y| s + y);
         }

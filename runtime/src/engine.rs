@@ -112,7 +112,12 @@ pub fn start<T: Float, S: Simulation<T> + ?Sized>(sim: &mut S, weights: &[(Strin
 }
 
 impl<T: Float, S: Simulation<T>, L: Learner<S>> Trainer<T> for Engine<S, L> {
-    fn start(&mut self, _batch: usize, _whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+    fn start(&mut self, batch: usize, _whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+        // The network is made once for its batch (an MPI rank's: its share).
+        let built = self.net.network().batch;
+        if batch != built {
+            return Err(RuntimeError::Input(format!("a batch of {batch} on a network made for a batch of {built}")));
+        }
         start(&mut self.net, weights)
     }
     // A device network steps without masks; its learner refuses a network with a

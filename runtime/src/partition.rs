@@ -33,13 +33,27 @@ pub struct Partition {
     pub size: usize,
 }
 
-/// The collective calls of the processes of a partitioned run (MPI's, or threads' in a
-/// test). Every process makes the same calls in the same order.
+/// The collective calls of the processes of a partitioned run or of data-parallel
+/// training (MPI's, or threads' in a test). Every process makes the same calls in the
+/// same order.
 pub trait Exchange {
     fn rank(&self) -> usize;
     fn size(&self) -> usize;
     /// Every process's `local` words, in rank order.
     fn all_gather(&self, local: &[u32]) -> Vec<Vec<u32>>;
+    /// `v` summed over the processes, in place; every process gets the same sums, bit for
+    /// bit. By default gathered, then added in rank order (MPI's ranks use its
+    /// all-reduce instead).
+    fn all_sum(&self, v: &mut [f64]) {
+        let words: Vec<u32> = v.iter().flat_map(|x| [x.to_bits() as u32, (x.to_bits() >> 32) as u32]).collect();
+        let all = self.all_gather(&words);
+        if let Some(r) = all.iter().position(|w| w.len() != words.len()) {
+            self.abort(&format!("rank {r} summed {} values, this one {}: the ranks ran different work", all[r].len() / 2, v.len()));
+        }
+        for (i, x) in v.iter_mut().enumerate() {
+            *x = all.iter().map(|w| f64::from_bits(u64::from(w[2 * i]) | (u64::from(w[2 * i + 1]) << 32))).fold(0.0, |s, y| s + y);
+        }
+    }
     /// Ends every process after this one's error `why`, so that none waits forever in a
     /// collective this one will not reach.
     fn abort(&self, why: &dyn Display) -> !;

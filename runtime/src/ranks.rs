@@ -2,7 +2,6 @@
 //! launched alike, ended together when one fails. Shared by data-parallel training
 //! (`train/ranks.rs`) and partitioned simulation (`partition.rs`, as its [`Exchange`]).
 
-use crate::learn::split_sizes;
 use crate::partition::Exchange;
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
@@ -22,27 +21,26 @@ pub struct Ranks {
     world: SimpleCommunicator,
     pub rank: usize,
     pub size: usize,
+    /// This rank among the ranks on its machine (those that share its memory, MPI's
+    /// `MPI_COMM_TYPE_SHARED`), and how many they are: what picks a rank's GPU.
+    pub local_rank: usize,
+    pub local_size: usize,
 }
 
 impl Ranks {
-    /// The world of `universe` (from `mpi::initialize`).
+    /// The world of `universe` (from `mpi::initialize`). Collective: every rank makes it.
     pub fn new(universe: &mpi::environment::Universe) -> Ranks {
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ranks { world, rank, size }
+        let local = world.split_shared(rank as i32);
+        let (local_rank, local_size) = (local.rank() as usize, local.size() as usize);
+        Ranks { world, rank, size, local_rank, local_size }
     }
 
-    /// This rank's share of a batch: (first element, count). Never empty: a batch
-    /// smaller than the launch is refused by [`crate::train::ranks::RankTrainer`].
-    pub fn share(&self, batch: usize) -> (usize, usize) {
-        let sizes = split_sizes(batch, self.size);
-        (sizes[..self.rank].iter().sum(), sizes[self.rank])
-    }
-
-    /// `v` summed over the ranks, in place.
-    pub(crate) fn sum(&self, v: &mut [f64]) {
-        let send = v.to_vec();
-        self.world.all_reduce_into(&send[..], v, SystemOperation::sum());
+    /// This rank's share of a batch: (first element, count); see
+    /// [`crate::train::ranks::share_of`].
+    pub fn share(&self, batch: usize) -> Result<(usize, usize), crate::error::RuntimeError> {
+        crate::train::ranks::share_of(batch, self.rank, self.size)
     }
 
     /// Sends this rank's standard output to /dev/null: rank 0 reports for the launch.
@@ -62,6 +60,11 @@ impl Exchange for Ranks {
     }
     fn size(&self) -> usize {
         self.size
+    }
+    /// `v` summed over the ranks by MPI's all-reduce, in place.
+    fn all_sum(&self, v: &mut [f64]) {
+        let send = v.to_vec();
+        self.world.all_reduce_into(&send[..], v, SystemOperation::sum());
     }
     fn all_gather(&self, local: &[u32]) -> Vec<Vec<u32>> {
         // The counts first, then every rank's words into one buffer.

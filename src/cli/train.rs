@@ -192,7 +192,8 @@ pub struct Args {
     #[arg(long, requires = "out")]
     pub plot: bool,
     /// Where the gradients are computed: the CPU (JIT kernels), or an NVIDIA GPU
-    /// (`cuda`: every method, the whole batch on GPU 0; needs a build with `--features cuda`).
+    /// (`cuda`: every method, the whole batch on GPU 0; under `mpirun -np K`, each rank
+    /// its share on GPU (local rank mod visible GPUs); needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: TrainBackend,
     /// Compute in f64 (network, traces, gradients); the default is f32. Weights, the
@@ -595,15 +596,38 @@ impl Job for Training<'_> {
             }
             #[cfg(feature = "cuda")]
             On::Cuda => {
+                // Under MPI: each rank trains its share of every batch on a GPU of its own
+                // (`gpu_of_rank`); the gradients are summed over the ranks on the host.
                 #[cfg(feature = "mpi")]
-                if self.ranks.is_some() {
-                    return Err("training over MPI ranks runs on the CPU backend (--backend jit); the CUDA backend uses one GPU".into());
+                if let Some(r) = self.ranks {
+                    let (_, share) = r.share(self.s.batch).map_err(|e| e.to_string())?;
+                    let opened = gpu_of_rank(r.local_rank).and_then(|o| Ok((open_gpu::<T>(program, def, share, seed, self.trainable, self.s.method, o)?, o)));
+                    let (gpu, ordinal) = opened_on_every_rank(r, opened)?;
+                    // Rank 0 reports its own GPU and share.
+                    println!(
+                        "on {} (GPU {ordinal}): MPI rank 0 of {}, {share} of every batch of {}, each rank on a GPU of its own; gradients summed over MPI on the host",
+                        snnc_runtime::gpu::Device::name(&gpu.net.dev),
+                        r.size,
+                        self.s.batch
+                    );
+                    let ranks = snnc_runtime::train::ranks::RankTrainer::new(gpu, r);
+                    // The held-out batches (rank 0's) are whole batches: on a network of
+                    // their own on this rank's GPU, made for the first and kept.
+                    let mut held: Option<snnc_runtime::gpu::GpuNetwork<T, snnc_runtime::gpu::cuda::CudaDevice>> = None;
+                    return self.train(ranks, move |_, weights, data, labels| {
+                        if held.as_ref().is_some_and(|h| h.host.batch != data.batch()) {
+                            // Another batch: the old network's device memory freed first.
+                            drop(held.take());
+                        }
+                        let net = match held.take() {
+                            Some(net) => net,
+                            None => open_gpu_network::<T>(program, def, data.batch(), seed, false, ordinal).map_err(RuntimeError::Input)?,
+                        };
+                        evaluate(held.insert(net), weights, data, labels)
+                    });
                 }
                 // The network and its gradient state are made once and kept on the device.
-                let gpu = match open_gpu::<T>(program, def, self.s.batch, seed, self.trainable, self.s.method) {
-                    Ok(g) => g,
-                    Err(e) => return Err(e),
-                };
+                let gpu = open_gpu::<T>(program, def, self.s.batch, seed, self.trainable, self.s.method, 0)?;
                 println!("on {}", snnc_runtime::gpu::Device::name(&gpu.net.dev));
                 // The held-out evaluation with the training network (reset, given the weights).
                 self.train(gpu, |g, weights, data, labels| evaluate(&mut g.net, weights, data, labels))
@@ -869,9 +893,10 @@ impl Progress {
     }
 }
 
-/// Opens GPU 0 and moves the training network (built for learning, the whole batch)
-/// there, with its gradient state.
+/// Opens GPU `ordinal` and moves the training network (built for learning, for `batch`
+/// elements: the whole batch, or an MPI rank's share) there, with its gradient state.
 #[cfg(feature = "cuda")]
+#[allow(clippy::type_complexity)]
 fn open_gpu<T: Float>(
     program: &Program,
     def: &NetworkDef,
@@ -879,16 +904,57 @@ fn open_gpu<T: Float>(
     seed: u64,
     trainable: &[String],
     method: snnc_runtime::learn::Method,
+    ordinal: usize,
 ) -> Result<Engine<snnc_runtime::gpu::GpuNetwork<T, snnc_runtime::gpu::cuda::CudaDevice>, snnc_runtime::gpu::GpuGradient<T>>, String> {
-    use snnc_runtime::gpu::{GpuGradient, GpuNetwork, cuda::CudaDevice};
-    let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
-    let o = Options { batch, seed, learning: true, ..Options::default() };
+    use snnc_runtime::gpu::GpuGradient;
+    let mut net = open_gpu_network::<T>(program, def, batch, seed, true, ordinal)?;
+    let learner = GpuGradient::new(&mut net, trainable, method).map_err(|e| e.to_string())?;
+    Ok(Engine { net, learner })
+}
+
+/// The network of `def` for `batch` elements on GPU `ordinal` (with derivatives when
+/// `learning`).
+#[cfg(feature = "cuda")]
+fn open_gpu_network<T: Float>(
+    program: &Program,
+    def: &NetworkDef,
+    batch: usize,
+    seed: u64,
+    learning: bool,
+    ordinal: usize,
+) -> Result<snnc_runtime::gpu::GpuNetwork<T, snnc_runtime::gpu::cuda::CudaDevice>, String> {
+    use snnc_runtime::gpu::{GpuNetwork, cuda::CudaDevice};
+    let dev = CudaDevice::open(ordinal).map_err(|e| e.to_string())?;
+    let o = Options { batch, seed, learning, ..Options::default() };
     let err = |e: RuntimeError| e.to_string();
     // The host network only holds the structure and the starting state: its kernels
     // never run, so the interpreter's (no JIT) do.
-    let mut net = GpuNetwork::new(Network::<T>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)?;
-    let learner = GpuGradient::new(&mut net, trainable, method).map_err(err)?;
-    Ok(Engine { net, learner })
+    GpuNetwork::new(Network::<T>::without_kernels(program, def, &o).map_err(err)?, dev).map_err(err)
+}
+
+/// The GPU of an MPI rank: its rank among the ranks on its machine modulo the GPUs the
+/// process sees (`CUDA_VISIBLE_DEVICES` respected: its GPUs are numbered from 0). With
+/// more ranks on a machine than GPUs, ranks share GPUs in turn.
+#[cfg(all(feature = "cuda", feature = "mpi"))]
+fn gpu_of_rank(local_rank: usize) -> Result<usize, String> {
+    match snnc_runtime::gpu::cuda::CudaDevice::count().map_err(|e| e.to_string())? {
+        0 => Err("no CUDA device visible to this rank (CUDA_VISIBLE_DEVICES, or none on its machine)".into()),
+        n => Ok(local_rank % n),
+    }
+}
+
+/// `opened` when every rank opened its GPU; else an error on every rank (this rank's
+/// own, or which ranks failed), so that none goes on to wait for a failed one.
+#[cfg(all(feature = "cuda", feature = "mpi"))]
+fn opened_on_every_rank<X>(r: &snnc_runtime::train::ranks::Ranks, opened: Result<X, String>) -> Result<X, String> {
+    use snnc_runtime::partition::Exchange;
+    let all = r.all_gather(&[u32::from(opened.is_err())]);
+    let failed: Vec<usize> = (0..all.len()).filter(|&i| all[i] != [0]).collect();
+    match opened {
+        Ok(x) if failed.is_empty() => Ok(x),
+        Ok(_) => Err(format!("MPI ranks {failed:?} could not open their GPU (see their errors)")),
+        Err(e) => Err(format!("rank {} of {}: {e}", r.rank, r.size)),
+    }
 }
 
 #[cfg(test)]

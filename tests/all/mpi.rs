@@ -2,7 +2,9 @@
 //! needs `mpirun`, which `.ci/run` installs from Debian's Open MPI): two ranks train and
 //! simulate as one process does, a checkpoint resumes under any rank count, what a
 //! partitioned run cannot do is refused on every rank, and a killed or mismatched rank
-//! ends the launch with an error instead of a hang.
+//! ends the launch with an error instead of a hang. The GPU trainer's ranks run on the
+//! emulated device (no GPU here), through the runtime: `snnc train` selects real GPUs
+//! only.
 use snnc_runtime::train::load_checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -183,4 +185,115 @@ fn what_a_partitioned_run_cannot_do_is_refused_on_every_rank() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(err.matches(refusal).count(), 2, "{cmd:?}: the refusal on each rank:\n{err}");
     }
+}
+
+/// The recurrent network of the GPU ranks' test: white noise (drawn by each element's
+/// index in the whole batch), a leaky readout.
+const NOISY: &str = r#"import "stdlib/readout.snn"
+neuron NoisyLIF {
+    param tau: ms = 10 ms
+    state v = 0.0
+    input I
+    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)
+    spike when v > 1.0 surrogate sigmoid(alpha = 4)
+    on spike { v -= 1.0 }
+}
+network n {
+    dt = 1 ms
+    input x: 3
+    layer L = NoisyLIF[6]
+    readout out = LeakyReadout[2] { tau = 20 ms }
+    connect x -> L.I dense trainable init normal(0, 3) as W_in
+    connect L -> L.I dense trainable init normal(0, 2) no_self as W_rec
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}"#;
+
+/// Three Adam steps (batch 4, f64, ES-D-RTRL with updates every 10 steps) of the GPU
+/// engine on the emulated device: the whole batch on one device, or this rank's share
+/// of it on a device of its own with the gradients summed over `ranks`. The weights and
+/// the batches' losses.
+#[allow(clippy::type_complexity)]
+fn gpu_training(ranks: Option<&dyn snnc_runtime::partition::Exchange>) -> (Vec<(String, ndarray::Array2<f64>)>, Vec<f64>) {
+    use snnc_runtime::compiler::backend::ptx::Target;
+    use snnc_runtime::engine::{Engine, Trainer};
+    use snnc_runtime::gpu::{EmuDevice, GpuGradient, GpuNetwork};
+    use snnc_runtime::kernels::InterpFactory;
+    use snnc_runtime::learn::Method;
+    use snnc_runtime::network::{Network, Options};
+    use snnc_runtime::train::ranks::{RankTrainer, share_of};
+    use snnc_runtime::train::tasks::RandomSpikes;
+    use snnc_runtime::train::{Optimizer, OptimizerKind, train_batch, weights_of};
+    let mut sources = snnc_runtime::compiler::SourceMap::new();
+    let (p, d) = snnc_runtime::compiler::sema::check_source("noisy.snn", NOISY, &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_runtime::compiler::diag::render_all(&d, &sources));
+    let batch = 4;
+    let share = ranks.map_or(batch, |r| share_of(batch, r.rank(), r.size()).unwrap().1);
+    let trainable = ["W_in", "W_rec", "W_out"].map(String::from);
+    let method = Method::EsDRtrl { decay: 0.9 };
+    let host = Network::<f64>::build(&p, &p.networks[0], &Options { batch: share, seed: 4, learning: true, ..Options::default() }, &InterpFactory).unwrap();
+    let mut w = weights_of(&host, &trainable);
+    let mut net = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let learner = GpuGradient::new(&mut net, &trainable, method).unwrap();
+    let engine = Engine { net, learner };
+    let mut trainer: Box<dyn Trainer<f64> + '_> = match ranks {
+        Some(r) => Box::new(RankTrainer::new(engine, r)),
+        None => Box::new(engine),
+    };
+    let mut opt = Optimizer::new(OptimizerKind::Adam, 0.05, None);
+    let losses = (0..3)
+        .map(|b| train_batch(trainer.as_mut(), &mut w, &mut RandomSpikes::new(25, batch, 3, 2, 0.3, 10 + b), &[0, 1, 0, 1], &mut opt, Some(10)).unwrap().loss)
+        .collect();
+    (w, losses)
+}
+
+/// One rank of the launch `two_gpu_ranks_train_as_one_device` makes (this test binary
+/// under `mpirun -np 2`): writes its weights and losses to `rankN.safetensors` in
+/// `$SNNC_TEST_RANK_OUT`.
+#[test]
+#[ignore = "a rank of an MPI launch, started by two_gpu_ranks_train_as_one_device"]
+fn gpu_rank_of_a_launch() {
+    use snnc_runtime::train::ranks::{Ranks, launched};
+    let out = PathBuf::from(std::env::var_os("SNNC_TEST_RANK_OUT").expect("SNNC_TEST_RANK_OUT: started by two_gpu_ranks_train_as_one_device"));
+    let universe = launched().expect("started by mpirun");
+    let ranks = Ranks::new(&universe);
+    assert_eq!(ranks.size, 2);
+    assert!(ranks.local_rank < ranks.local_size && ranks.local_size == 2, "both ranks on this machine: local rank {} of {}", ranks.local_rank, ranks.local_size);
+    let (w, losses) = gpu_training(Some(&ranks));
+    let losses: Vec<String> = losses.iter().map(|l| format!("{l:?}")).collect();
+    snnc_runtime::train::save_checkpoint(&out.join(format!("rank{}.safetensors", ranks.rank)), &w, &[("losses", losses.join(","))]).unwrap();
+}
+
+/// Two MPI ranks, each training its share of every batch on an emulated device of its
+/// own (the GPU trainer under `mpirun`, as `snnc train --backend cuda` runs it on GPUs)
+/// and summing the gradients over MPI, take the Adam steps of one device training the
+/// whole batch (f64, 1e-12), with the same losses; both ranks hold the same weights.
+#[test]
+fn two_gpu_ranks_train_as_one_device() {
+    let dir = tmp("gpu");
+    let o = mpirun(2)
+        .args(["-x", "SNNC_TEST_RANK_OUT"])
+        .env("SNNC_TEST_RANK_OUT", &dir)
+        .arg(std::env::current_exe().unwrap())
+        .args(["mpi::gpu_rank_of_a_launch", "--exact", "--ignored", "--test-threads", "1"])
+        .output()
+        .unwrap();
+    ok(&o);
+    let (one, one_losses) = gpu_training(None);
+    let (r0, r1) = (dir.join("rank0.safetensors"), dir.join("rank1.safetensors"));
+    for r in [&r0, &r1] {
+        let (w, meta) = load_checkpoint(r).unwrap();
+        let losses: Vec<f64> = meta["losses"].split(',').map(|l| l.parse().unwrap()).collect();
+        assert_eq!(losses.len(), 3);
+        for (a, b) in one_losses.iter().zip(&losses) {
+            assert!((a - b).abs() <= 1e-12 * a.abs(), "{}: loss {a} vs {b}", r.display());
+        }
+        for (n, a) in &one {
+            let b = &w.iter().find(|(m, _)| m == n).unwrap().1;
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let diff = (a - b).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(diff <= 1e-12 * scale, "{}, {n}: 2 ranks differ from 1 device by {diff:e}", r.display());
+        }
+    }
+    assert_eq!(max_rel_diff(&r0, &r1), 0.0, "the ranks' weights differ");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -52,15 +52,23 @@ fn err(what: &str, e: impl std::fmt::Debug) -> DeviceError {
 }
 
 impl CudaDevice {
-    /// Opens GPU `ordinal`, or says why it cannot (no driver, no device, too old).
-    pub fn open(ordinal: usize) -> DResult<CudaDevice> {
+    /// How many GPUs this process sees: the driver's count, which `CUDA_VISIBLE_DEVICES`
+    /// limits (and renumbers from 0), or why there are none to count (no driver).
+    pub fn count() -> DResult<usize> {
         // cudarc panics if it cannot load libcuda; check first.
         // SAFETY: only tries to dlopen the driver library.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(DeviceError("no CUDA driver found (libcuda could not be loaded); `--backend cuda` needs an NVIDIA GPU and its driver".into()));
         }
         let count = CudaContext::device_count().map_err(|e| err("CUDA driver: cannot count devices", e))?;
-        if count <= ordinal as i32 {
+        Ok(count.max(0) as usize)
+    }
+
+    /// Opens GPU `ordinal` (of those [`CudaDevice::count`] counts), or says why it cannot
+    /// (no driver, no device, too old).
+    pub fn open(ordinal: usize) -> DResult<CudaDevice> {
+        let count = Self::count()?;
+        if count <= ordinal {
             return Err(DeviceError(format!("no CUDA device {ordinal} (the driver reports {count})")));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| err("cannot create a CUDA context", e))?;

@@ -118,9 +118,11 @@ pub struct GpuNetwork<T: 'static, D> {
 }
 
 /// The scalar arguments that follow a step kernel's buffers: element count, time and
-/// the random stream (seed, step, element offset).
-pub(crate) fn step_scalars(len: usize, t: f64, seed: u64, step: u64) -> [KArg; 5] {
-    [KArg::U64(len as u64), KArg::F64(t), KArg::U64(seed), KArg::U64(step), KArg::U64(0)]
+/// the random stream (seed, step, and the index of the first element in the whole
+/// batch: nonzero for a network holding elements b0.. of a larger batch, as the CPU's
+/// `batch_offset`).
+pub(crate) fn step_scalars(len: usize, t: f64, seed: u64, step: u64, offset: u64) -> [KArg; 5] {
+    [KArg::U64(len as u64), KArg::F64(t), KArg::U64(seed), KArg::U64(step), KArg::U64(offset)]
 }
 
 /// A process-wide identity for each [`GpuNetwork`], so that state made for one (a
@@ -446,7 +448,9 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             let len = self.host.pops[p].n * batch;
             let dp = &self.pops[p];
             let mut args: Vec<KArg> = dp.args.iter().map(|b| KArg::Buf(*b)).collect();
-            args.extend(step_scalars(len, t, dp.seed, step));
+            // Elements b0.. of a larger batch draw what the whole one would for them.
+            let offset = (self.host.batch_offset * self.host.pops[p].n) as u64;
+            args.extend(step_scalars(len, t, dp.seed, step, offset));
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
             let (block, k, flag, spikes, list) = (dp.block, dp.states.len(), dp.flag, dp.spikes, dp.list);
             if let Some(block) = block.filter(|_| k > 0) {

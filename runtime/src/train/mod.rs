@@ -3,7 +3,6 @@
 
 pub mod dataset;
 pub mod images;
-#[cfg(feature = "mpi")]
 pub mod ranks;
 pub mod shd;
 pub mod tasks;

@@ -1,9 +1,12 @@
 //! Data-parallel training over MPI ranks (`mpirun -np K snnc train ...`, cargo feature
-//! `mpi`): each rank computes the gradient of its share of the batch (split further over
-//! its cores as without MPI), the shares' gradients, losses and evidence are summed with
-//! one all-reduce per gradient (and per update within a sequence), and every rank then
-//! takes the same optimiser step: the weights stay identical on every rank, and equal
-//! to a one-process run up to the order of the floating-point sums over the batch.
+//! `mpi`): each rank computes the gradient of its share of the batch (on the CPU split
+//! further over its cores as without MPI; on the GPU on its own device), the shares'
+//! gradients, losses and evidence are summed with one all-reduce per gradient (and per
+//! update within a sequence) on the host, and every rank then takes the same optimiser
+//! step on the host: the weights and the optimiser's state stay identical on every rank,
+//! and equal to a one-process run up to the order of the floating-point sums over the
+//! batch. [`RankTrainer`] wraps any [`Trainer`] (the CPU's or a device's) and sums
+//! through any [`Exchange`] (MPI's ranks, or threads in a test).
 //!
 //! Failure: the ranks first check that they were launched alike (one fingerprint of the
 //! batch, the trainable names and shapes, gathered from every rank); a rank whose own
@@ -11,7 +14,7 @@
 //! waits forever in a collective its peer never reaches (`crate::ranks`, shared with the
 //! partitioned simulation).
 
-use crate::learn::{RowFill, Sequence};
+use crate::learn::{RowFill, Sequence, split_sizes};
 use crate::connectivity::Fingerprint;
 use crate::engine::Trainer;
 use crate::error::RuntimeError;
@@ -21,13 +24,26 @@ use crate::partition::Exchange;
 use crate::scalar::Float;
 use ndarray::Array2;
 
+#[cfg(feature = "mpi")]
 pub use crate::ranks::{Ranks, launched};
 
+/// The share of a batch of `batch` elements that rank `rank` of `size` trains: (first
+/// element, count), contiguous, in rank order. A batch smaller than the launch leaves
+/// some rank nothing, and is refused.
+pub fn share_of(batch: usize, rank: usize, size: usize) -> Result<(usize, usize), RuntimeError> {
+    if batch < size {
+        return Err(RuntimeError::Input(format!("a batch of {batch} cannot be shared by {size} MPI ranks: use a batch of at least {size}")));
+    }
+    let sizes = split_sizes(batch, size);
+    Ok((sizes[..rank].iter().sum(), sizes[rank]))
+}
+
 /// A [`Trainer`] that runs this rank's share of each batch on `inner` and sums the
-/// shares' results over the ranks.
+/// shares' results over the ranks. `inner` is started for the share (a device trainer
+/// must have been made for that batch).
 pub struct RankTrainer<'r, I> {
     inner: I,
-    ranks: &'r Ranks,
+    ranks: &'r dyn Exchange,
     /// The batch of the launch, and this rank's share of it.
     batch: usize,
     share: (usize, usize),
@@ -37,16 +53,23 @@ pub struct RankTrainer<'r, I> {
 }
 
 impl<'r, I> RankTrainer<'r, I> {
-    pub fn new(inner: I, ranks: &'r Ranks) -> RankTrainer<'r, I> {
+    pub fn new(inner: I, ranks: &'r dyn Exchange) -> RankTrainer<'r, I> {
         RankTrainer { inner, ranks, batch: 0, share: (0, 0), checked: false, spikes: Vec::new() }
+    }
+
+    /// The trainer of this rank's share.
+    pub fn inner(&self) -> &I {
+        &self.inner
+    }
+
+    pub fn inner_mut(&mut self) -> &mut I {
+        &mut self.inner
     }
 }
 
 impl<T: Float, I: Trainer<T>> Trainer<T> for RankTrainer<'_, I> {
     fn start(&mut self, batch: usize, whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
-        if batch < self.ranks.size {
-            return Err(RuntimeError::Input(format!("a batch of {batch} cannot be shared by {} MPI ranks: use a batch of at least {0}", self.ranks.size)));
-        }
+        let share = share_of(batch, self.ranks.rank(), self.ranks.size())?;
         if !self.checked {
             // Launched alike: the same batch, trainable names and shapes on every rank
             // (a mismatch would make the sums below mix unrelated arrays, or hang).
@@ -61,7 +84,7 @@ impl<T: Float, I: Trainer<T>> Trainer<T> for RankTrainer<'_, I> {
             self.checked = true;
         }
         self.batch = batch;
-        self.share = self.ranks.share(batch);
+        self.share = share;
         self.inner.start(self.share.1, whole, weights)
     }
 
@@ -123,10 +146,10 @@ impl<T: Float, I: Trainer<T>> Trainer<T> for RankTrainer<'_, I> {
 }
 
 /// Sums `arrays` and `scalars` over the ranks with one all-reduce.
-fn sum_arrays<'a>(ranks: &Ranks, arrays: impl Iterator<Item = &'a mut Array2<f64>>, scalars: &mut [f64]) {
+fn sum_arrays<'a>(ranks: &dyn Exchange, arrays: impl Iterator<Item = &'a mut Array2<f64>>, scalars: &mut [f64]) {
     let mut arrays: Vec<&mut Array2<f64>> = arrays.collect();
     let mut buf: Vec<f64> = arrays.iter().flat_map(|a| a.iter().copied()).chain(scalars.iter().copied()).collect();
-    ranks.sum(&mut buf);
+    ranks.all_sum(&mut buf);
     let mut at = 0;
     for a in arrays.iter_mut() {
         a.iter_mut().zip(&buf[at..]).for_each(|(d, s)| *d = *s);

@@ -3,6 +3,7 @@
 
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, Program};
+use std::sync::{Arc, Barrier, Mutex};
 
 /// Checks `text`; any error fails the test with the rendered diagnostics.
 pub fn program(text: &str) -> Program {
@@ -54,4 +55,40 @@ pub const GPU_GRAD_DATA: (usize, usize, f64, u64) = (300, 32, 0.2, 5);
 pub fn gpu_grad_data(outputs: usize) -> snnc_runtime::train::tasks::RandomSpikes {
     let (steps, batch, rate, seed) = GPU_GRAD_DATA;
     snnc_runtime::train::tasks::RandomSpikes::new(steps, batch, 128, outputs, rate, seed)
+}
+
+/// The ranks of a partitioned run or of data-parallel training as threads of this
+/// process (MPI's collective calls through shared memory).
+pub struct Threads {
+    pub rank: usize,
+    pub size: usize,
+    shared: Arc<(Barrier, Mutex<Vec<Vec<u32>>>)>,
+}
+
+impl Threads {
+    pub fn world(size: usize) -> Vec<Threads> {
+        let shared = Arc::new((Barrier::new(size), Mutex::new(vec![Vec::new(); size])));
+        (0..size).map(|rank| Threads { rank, size, shared: shared.clone() }).collect()
+    }
+}
+
+impl snnc_runtime::partition::Exchange for Threads {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn all_gather(&self, local: &[u32]) -> Vec<Vec<u32>> {
+        let (barrier, slots) = &*self.shared;
+        slots.lock().unwrap()[self.rank] = local.to_vec();
+        barrier.wait();
+        let all = slots.lock().unwrap().clone();
+        // Nobody writes the next call's words before everyone has read these.
+        barrier.wait();
+        all
+    }
+    fn abort(&self, why: &dyn std::fmt::Display) -> ! {
+        panic!("rank {} aborts: {why}", self.rank)
+    }
 }

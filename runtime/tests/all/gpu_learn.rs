@@ -360,3 +360,128 @@ fn the_gpu_gradient_workload_fires_and_gives_every_weight_a_gradient() {
         assert!(norm > 0.0, "{n}: zero gradient");
     }
 }
+
+/// A recurrent layer with white noise (its draws follow each element's index in the
+/// whole batch), a leaky readout.
+const NOISY: &str = r#"import "stdlib/readout.snn"
+neuron NoisyLIF {
+    param tau: ms = 10 ms
+    state v = 0.0
+    input I
+    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)
+    spike when v > 1.0 surrogate sigmoid(alpha = 4)
+    on spike { v -= 1.0 }
+}
+network n {
+    dt = 1 ms
+    input x: 3
+    layer L = NoisyLIF[6]
+    readout out = LeakyReadout[2] { tau = 20 ms }
+    connect x -> L.I dense trainable init normal(0, 3) as W_in
+    connect L -> L.I dense trainable init normal(0, 2) no_self as W_rec
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}"#;
+
+/// The weights after each of 3 Adam steps (batch 5) and the batches' reports, of `size`
+/// ranks (threads here, MPI's under `mpirun`) each training its share of every batch on
+/// an emulated device of its own through [`RankTrainer`]; `size` 0: one device network
+/// for the whole batch, without ranks. One (weights, reports) per rank.
+type RankRun = (Vec<(String, ndarray::Array2<f64>)>, Vec<snnc_runtime::train::BatchReport>);
+
+fn train_on_gpu_ranks(p: &Program, method: Method, every: Option<usize>, size: usize) -> Vec<RankRun> {
+    use crate::common::Threads;
+    use snnc_runtime::engine::{Engine, Trainer};
+    use snnc_runtime::train::ranks::{RankTrainer, share_of};
+    use snnc_runtime::train::{Optimizer, OptimizerKind, train_batch, weights_of};
+    let batch = 5;
+    let opts = |b: usize| Options { batch: b, seed: 4, learning: true, ..Options::default() };
+    let trainable = ["W_in", "W_rec", "W_out"].map(String::from);
+    let labels = [0, 1, 0, 1, 1];
+    let run = |trainer: &mut dyn Trainer<f64>, start: &Network<f64>| -> RankRun {
+        let mut w = weights_of(start, &trainable);
+        let mut opt = Optimizer::new(OptimizerKind::Adam, 0.05, None);
+        let reports = (0..3).map(|b| train_batch(trainer, &mut w, &mut RandomSpikes::new(25, batch, 3, 2, 0.3, 10 + b), &labels, &mut opt, every).unwrap()).collect();
+        (w, reports)
+    };
+    let engine = |b: usize| {
+        let host = Network::<f64>::build(p, &p.networks[0], &opts(b), &InterpFactory).unwrap();
+        let mut net = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        let learner = GpuGradient::new(&mut net, &trainable, method).unwrap();
+        Engine { net, learner }
+    };
+    if size == 0 {
+        let mut one = engine(batch);
+        let start = Network::<f64>::build(p, &p.networks[0], &opts(batch), &InterpFactory).unwrap();
+        return vec![run(&mut one, &start)];
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = Threads::world(size)
+            .into_iter()
+            .map(|ex| {
+                let (engine, run) = (&engine, &run);
+                s.spawn(move || {
+                    let (_, share) = share_of(batch, ex.rank, size).unwrap();
+                    let start = Network::<f64>::build(p, &p.networks[0], &opts(share), &InterpFactory).unwrap();
+                    let mut ranks = RankTrainer::new(engine(share), &ex);
+                    run(&mut ranks, &start)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Data-parallel training of the GPU engine (emulated): 2 and 3 ranks, each with its
+/// share of every batch (5 = 3 + 2 = 2 + 2 + 1) on a device of its own, the gradients
+/// summed over the ranks, take the Adam steps of one device training the whole batch
+/// (f64, to 1e-12), with the same losses, accuracies and rates; every rank holds the
+/// same weights, bit for bit. The layer's noise makes a rank's share draw what the whole
+/// batch draws for those elements; also with updates within the sequence and with BPTT.
+#[test]
+fn gpu_ranks_train_as_one_device() {
+    let p = program(NOISY);
+    for (method, every) in [(Method::EsDRtrl { decay: 0.9 }, None), (Method::EsDRtrl { decay: 0.9 }, Some(10)), (Method::Bptt, None)] {
+        let one = train_on_gpu_ranks(&p, method, every, 0).remove(0);
+        let start = Network::<f64>::build(&p, &p.networks[0], &Options { batch: 1, seed: 4, learning: true, ..Options::default() }, &InterpFactory).unwrap();
+        for (n, w) in &one.0 {
+            let w0 = start.trainable(n).unwrap();
+            assert!(w.iter().zip(w0.iter()).any(|(a, b)| a != b), "{n} did not move: the test shows nothing");
+        }
+        for size in [2, 3] {
+            let ranks = train_on_gpu_ranks(&p, method, every, size);
+            for (r, (w, reports)) in ranks.iter().enumerate() {
+                let what = format!("{method:?} every {every:?}, {size} ranks, rank {r}");
+                for ((n, a), (_, b)) in one.0.iter().zip(w) {
+                    let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+                    assert!(diff <= 1e-12 * scale, "{what}, {n}: weights differ by {diff:e} of {scale:e}");
+                    assert!(b.iter().zip(ranks[0].0.iter().find(|(m, _)| m == n).unwrap().1.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}, {n}: not rank 0's weights");
+                }
+                for (b, (x, y)) in one.1.iter().zip(reports).enumerate() {
+                    assert!((x.loss - y.loss).abs() <= 1e-12 * x.loss.abs(), "{what}, batch {b}: loss {} vs {}", x.loss, y.loss);
+                    assert_eq!(x.accuracy, y.accuracy, "{what}, batch {b}");
+                    assert_eq!(x.rates.len(), y.rates.len());
+                    for ((n, a), (_, c)) in x.rates.iter().zip(&y.rates) {
+                        assert!((a - c).abs() <= 1e-12 * a.abs().max(1.0), "{what}, batch {b}, {n}: rate {a} vs {c}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A device trainer runs the batch its network was made for, and says so otherwise.
+#[test]
+fn a_device_trainer_refuses_another_batch() {
+    use snnc_runtime::engine::{Engine, Trainer};
+    let p = program(NOISY);
+    let trainable = ["W_in", "W_rec", "W_out"].map(String::from);
+    let host = Network::<f64>::build(&p, &p.networks[0], &Options { batch: 2, seed: 4, learning: true, ..Options::default() }, &InterpFactory).unwrap();
+    let w = snnc_runtime::train::weights_of(&host, &trainable);
+    let mut net = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let learner = GpuGradient::new(&mut net, &trainable, Method::Bptt).unwrap();
+    let mut e = Engine { net, learner };
+    let err = Trainer::<f64>::start(&mut e, 3, false, &w).unwrap_err();
+    assert!(err.to_string().contains("a batch of 3 on a network made for a batch of 2"), "{err}");
+    Trainer::<f64>::start(&mut e, 2, false, &w).unwrap();
+}

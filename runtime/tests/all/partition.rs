@@ -6,44 +6,9 @@ use crate::common::program;
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::{InterpFactory, JitFactory, KernelFactory};
 use snnc_runtime::network::{Network, Options};
+use crate::common::Threads;
 use snnc_runtime::partition::{Exchange, share};
 use snnc_runtime::scalar::Float;
-use std::sync::{Arc, Barrier, Mutex};
-
-/// The ranks of a partitioned run as threads of this process.
-struct Threads {
-    rank: usize,
-    size: usize,
-    shared: Arc<(Barrier, Mutex<Vec<Vec<u32>>>)>,
-}
-
-impl Threads {
-    fn world(size: usize) -> Vec<Threads> {
-        let shared = Arc::new((Barrier::new(size), Mutex::new(vec![Vec::new(); size])));
-        (0..size).map(|rank| Threads { rank, size, shared: shared.clone() }).collect()
-    }
-}
-
-impl Exchange for Threads {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-    fn size(&self) -> usize {
-        self.size
-    }
-    fn all_gather(&self, local: &[u32]) -> Vec<Vec<u32>> {
-        let (barrier, slots) = &*self.shared;
-        slots.lock().unwrap()[self.rank] = local.to_vec();
-        barrier.wait();
-        let all = slots.lock().unwrap().clone();
-        // Nobody writes the next call's words before everyone has read these.
-        barrier.wait();
-        all
-    }
-    fn abort(&self, why: &dyn std::fmt::Display) -> ! {
-        panic!("rank {} aborts: {why}", self.rank)
-    }
-}
 
 /// Every step's spike lists and the final states.
 type Run<T> = (Vec<Vec<Vec<Vec<u32>>>>, Vec<Vec<Vec<T>>>);

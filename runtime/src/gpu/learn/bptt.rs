@@ -196,7 +196,7 @@ impl Tape {
                     }));
                 }
                 let len = batch * n;
-                args.extend(step_scalars(len, 0.0, 0, 0));
+                args.extend(step_scalars(len, 0.0, 0, 0, 0));
                 g.dev.launch(adj.module, STEP_ENTRY, flat(len), BLOCK, &args).map_err(dev_err)?;
                 let mu = |j: usize| self.st[p][k + j];
                 for (q, &gb) in plan.params.iter().zip(param_grads).filter(|(q, _)| q.pop == p) {

@@ -160,6 +160,8 @@ const MAX_GRAPHS: usize = 64;
 struct WindowKey {
     t0: usize,
     n: usize,
+    /// The network's `batch_offset` (the noise kernels' element offset is recorded too).
+    offset: usize,
     net: (u64, usize, Vec<(usize, u8)>),
     acc: Vec<(usize, u8)>,
     tr: Vec<usize>,
@@ -357,6 +359,9 @@ impl<T: Float> GpuGradient<T> {
         }
         let steps = data.steps();
         check_data(&g.host, data, self.bptt.is_some(), online.as_ref())?;
+        // A part of a larger batch (an MPI rank's share) draws what the whole one would
+        // for its elements, as on the CPU.
+        g.host.batch_offset = data.batch_offset();
         let r = self.plan.r;
         check_target(&g.host, r, data)?;
         let mut bufs: Vec<Buf> = Vec::new();
@@ -462,7 +467,7 @@ impl<T: Float> GpuGradient<T> {
     /// of the accumulation buffers and exact traces), replayed after that, one host
     /// call instead of tens per step. Then the window's status read-back.
     fn replay_window<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, t0: usize, n: usize) -> Result<(), RuntimeError> {
-        let key = WindowKey { t0, n, net: g.window_state(), acc: self.acc.snapshot(), tr: self.exact_parity() };
+        let key = WindowKey { t0, n, offset: g.host.batch_offset, net: g.window_state(), acc: self.acc.snapshot(), tr: self.exact_parity() };
         if let Some(rec) = self.graphs.get(&key) {
             g.dev.replay(rec.graph).map_err(dev_err)?;
             g.fast_forward(n, &rec.net_acc);
@@ -820,7 +825,7 @@ fn load_step<T: Float, D: Device>(
 
 fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Result<(), RuntimeError> {
     let mut args: Vec<KArg> = s.args.iter().map(|b| KArg::Buf(*b)).collect();
-    args.extend(step_scalars(s.len, 0.0, 0, 0));
+    args.extend(step_scalars(s.len, 0.0, 0, 0, 0));
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
 }
 

@@ -57,10 +57,11 @@ pub struct Ran {
 }
 
 /// Runs `snnc args...` in `dir` with at most `mem_bytes` of address space for at most
-/// `timeout`. Stdout is discarded; stderr is kept (its first 3 KiB and last 1 KiB).
-pub fn run(snnc: &Path, args: &[String], dir: &Path, mem_bytes: u64, timeout: Duration) -> Ran {
+/// `timeout`, planning for at most `memory_limit` (`SNNC_MEMORY_LIMIT`). Stdout is
+/// discarded; stderr is kept (its first 3 KiB and last 1 KiB).
+pub fn run(snnc: &Path, args: &[String], dir: &Path, mem_bytes: u64, memory_limit: &str, timeout: Duration) -> Ran {
     let mut cmd = Command::new(snnc);
-    cmd.args(args).current_dir(dir).env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(args).current_dir(dir).env("NO_COLOR", "1").env("SNNC_MEMORY_LIMIT", memory_limit).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     // SAFETY: only async-signal-safe calls (setpgid, setrlimit) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -52,6 +52,16 @@ struct Args {
     /// Simulated time of `run` (a few steps).
     #[arg(long, default_value = "2ms")]
     duration: String,
+    /// Simulated time of `run` on the interpreter (`--backend interp`, every fourth run):
+    /// a reference some hundred times slower than the JIT in a debug build, so one step
+    /// (at dt 0.1 ms) keeps a large network's run within the time limit.
+    #[arg(long, default_value = "0.1ms")]
+    interp_duration: String,
+    /// The memory `snnc` may plan for (`SNNC_MEMORY_LIMIT` of each child): a mutant whose
+    /// network needs more is refused by its estimate (E0701) before it is built, instead
+    /// of spending the time limit building hundreds of MB in a debug build.
+    #[arg(long, default_value = "256MB")]
+    memory_limit: String,
     /// Where failing inputs and their reports are written.
     #[arg(long, default_value = "target/fuzz-failures")]
     failures: PathBuf,
@@ -128,7 +138,7 @@ fn train_extras(root: &Path, file: &Path) -> Vec<String> {
 impl Fuzz {
     fn exec(&self, report: &mut Report, name: &'static str, args: Vec<String>, dir: &Path) -> Outcome {
         let timeout = Duration::from_secs_f64(self.args.timeout);
-        let ran = exec::run(&self.snnc, &args, dir, self.args.mem_mib << 20, timeout);
+        let ran = exec::run(&self.snnc, &args, dir, self.args.mem_mib << 20, &self.args.memory_limit, timeout);
         let outcome = ran.outcome;
         report.runs.push((name, args, ran));
         outcome
@@ -165,12 +175,14 @@ impl Fuzz {
         self.exec(&mut report, "explain", inc(vec!["explain".into(), p.clone()]), &dir);
         let text = String::from_utf8_lossy(&report.text).into_owned();
         for net in network_names(&text) {
-            let mut run = vec!["run".into(), p.clone(), "--network".into(), net.clone(), "--duration".into(), self.args.duration.clone()];
+            let interp = index % 4 == 1;
+            let duration = if interp { &self.args.interp_duration } else { &self.args.duration };
+            let mut run = vec!["run".into(), p.clone(), "--network".into(), net.clone(), "--duration".into(), duration.clone()];
             run.extend(["--out".into(), dir.join(format!("run-{net}")).display().to_string()]);
             if index % 4 == 0 {
                 run.push("--plot".into());
             }
-            if index % 4 == 1 {
+            if interp {
                 run.extend(["--backend".into(), "interp".into()]);
             }
             self.exec(&mut report, "run", inc(run), &dir);

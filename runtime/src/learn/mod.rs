@@ -567,7 +567,7 @@ pub(crate) fn check_online_reach<T: Float>(net: &Network<T>, plan: &Plan) -> Res
         }
     }
     let trained = plan.etrace.iter().map(|e| (&e.name, e.target.pop)).chain(plan.params.iter().map(|q| (&q.name, q.pop)));
-    for (name, p) in trained.filter(|(_, p)| !reach[*p]) {
+    if let Some((name, p)) = trained.into_iter().find(|(_, p)| !reach[*p]) {
         let delayed: Vec<String> = plan.links.iter().filter(|l| l.from == p && l.delay > 0).map(|l| format!("`{}`", net.projections()[l.proj].0)).collect();
         let via = if delayed.is_empty() { String::new() } else { format!(" (delayed: {})", delayed.join(", ")) };
         return Err(RuntimeError::Build(format!(

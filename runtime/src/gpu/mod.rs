@@ -11,7 +11,10 @@
 //! population (same Philox streams as the CPU: same seed, step and element index), flag
 //! non-finite states (one launch over the population's states, which share one
 //! allocation), and compact the spikes into a list for the sparse kernels (which also
-//! adds them to the window's spike totals).
+//! adds them to the window's spike totals). A projection with presynaptic state first
+//! steps its stage and delivers the scaled activity; a plastic projection puts its
+//! source's spikes in flight and delivers those arriving; after the populations, the
+//! plastic projections run their weight rules and traces ([`plastic`]).
 //!
 //! Nothing comes back to the host per step. Spike totals and one non-finite flag per
 //! population and step stay on the device for a window of steps ([`GpuNetwork::window`],
@@ -713,12 +716,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         Ok(())
     }
 
-    /// Copies spikes (and with `states` every state) to the host view, and rebuilds the
+    /// Copies spikes (and with `states` every state, the presynaptic stages' states and
+    /// traces, and the plastic projections' weights) to the host view, and rebuilds the
     /// active lists from the spikes (ascending, as the CPU's).
     pub fn fetch(&mut self, states: bool) -> Result<(), RuntimeError> {
         self.flush()?;
-        // What a plastic projection learned is part of the network, not only of its states.
-        self.fetch_plasticity()?;
+        if states {
+            self.fetch_plasticity()?;
+        }
         let batch = self.host.batch;
         for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
             if let Some(sp) = dp.spikes {

@@ -81,7 +81,7 @@ impl DevStep {
         let mut params = Vec::new();
         for (i, v) in pop.per_neuron_params.iter().enumerate() {
             if v.len() != len {
-                return Err(RuntimeError::Build(format!("`{}`: the params of a weight rule must be the same for every connection", pop.name)));
+                return Err(RuntimeError::Build(format!("`{}`: a per-neuron param of {} values for {len} elements", pop.name, v.len())));
             }
             let b = dev.alloc(fe, len, &label(&format!("param{i}"))).map_err(dev_err)?;
             dev.upload(b, T::host(v)).map_err(dev_err)?;

@@ -182,7 +182,12 @@ fn states<T: Float>(pop: &Population<T>) -> Vec<f64> {
 /// spikes every step; states, stage states, traces and weights within `tol`. Returns
 /// (spikes, weights that changed).
 fn compare<T: Float>(p: &Program, steps: usize, rate: f64, tol: f64) -> (f64, usize) {
-    let o = Options { seed: 7, ..Options::default() };
+    compare_batch::<T>(p, 1, steps, rate, tol)
+}
+
+/// [`compare`] with `batch` independent batch elements (each its own inputs).
+fn compare_batch<T: Float>(p: &Program, batch: usize, steps: usize, rate: f64, tol: f64) -> (f64, usize) {
+    let o = Options { seed: 7, batch, ..Options::default() };
     let mut cpu = Network::<T>::build(p, &p.networks[0], &o, &InterpFactory).unwrap();
     let host = Network::<T>::build(p, &p.networks[0], &o, &InterpFactory).unwrap();
     let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
@@ -190,7 +195,7 @@ fn compare<T: Float>(p: &Program, steps: usize, rate: f64, tol: f64) -> (f64, us
     let w0: Vec<Vec<f64>> = (0..cpu.n_projections()).map(|pi| weights(&cpu, pi)).collect();
     let mut spikes = 0.0;
     for t in 0..steps {
-        let x: Vec<T> = input(t, n_in, rate).into_iter().map(T::from_f64).collect();
+        let x: Vec<T> = input(t, n_in * batch, rate).into_iter().map(T::from_f64).collect();
         let ext: Vec<&[T]> = if n_in > 0 { vec![&x] } else { vec![] };
         cpu.step(&ext).unwrap();
         gpu.step(&ext).unwrap();
@@ -234,6 +239,13 @@ fn emulated_gpu_runs_short_term_plasticity_and_nmda_gating_as_the_cpu_f64() {
     gpu.reset().unwrap();
     gpu.fetch(true).unwrap();
     assert!(gpu.host.presynaptic_state(0).unwrap().states[x].iter().all(|&v| v == 1.0));
+}
+
+#[test]
+fn emulated_gpu_runs_short_term_plasticity_over_a_batch_as_the_cpu() {
+    let p = program(&stp_network());
+    let (spikes, _) = compare_batch::<f64>(&p, 3, 150, 0.1, 1e-12);
+    assert!(spikes > 300.0, "the network fires ({spikes} spikes)");
 }
 
 #[test]

@@ -1279,6 +1279,17 @@ impl<T: Float> Network<T> {
         self.projs.iter().filter(|p| p.plastic.is_some()).map(|p| p.name.clone()).collect()
     }
 
+    /// The number of projections (indices for [`Network::dense_weights`] and the like).
+    pub fn n_projections(&self) -> usize {
+        self.projs.len()
+    }
+
+    /// The `on pre` (`post` false) or `on post` rule of plastic projection `proj`: a
+    /// model over synapses, as a population of one (its step and params).
+    pub fn plastic_rule(&self, proj: usize, post: bool) -> Option<&Population<T>> {
+        self.projs.get(proj)?.plastic.as_ref()?.rules()[usize::from(post)].map(|(pop, ..)| pop)
+    }
+
     /// The presynaptic traces of plastic projection `proj` (a population of its source
     /// neurons); `None` when it has none.
     pub fn plastic_traces(&self, proj: usize) -> Option<&Population<T>> {

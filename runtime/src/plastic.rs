@@ -34,7 +34,7 @@ use snnc_compiler::sema::PopKind;
 
 /// Where a rule's value comes from, resolved to indices.
 #[derive(Clone, Copy, Debug)]
-enum At {
+pub(crate) enum At {
     Weight,
     /// A state of the trace stage.
     Pre(usize),
@@ -53,7 +53,7 @@ struct Rule<T> {
 }
 
 /// One synapse of this step's events: (source, target, index into the weights).
-type Synapse = (u32, u32, usize);
+pub(crate) type Synapse = (u32, u32, usize);
 
 pub struct Plastic<T> {
     name: String,
@@ -145,6 +145,40 @@ impl<T: Float> Plastic<T> {
     /// The presynaptic trace stage (one state per source neuron), if any.
     pub fn traces(&self) -> Option<&Population<T>> {
         self.traces.as_ref().map(|t| &t.pop)
+    }
+
+    /// The presynaptic trace stage, to be stepped elsewhere (the GPU backend).
+    pub(crate) fn trace_stage(&self) -> Option<&PreStage<T>> {
+        self.traces.as_ref()
+    }
+
+    pub(crate) fn trace_stage_mut(&mut self) -> Option<&mut PreStage<T>> {
+        self.traces.as_mut()
+    }
+
+    /// The `on pre` and `on post` rules: each its model (a population of one, with the
+    /// step) and where its states and inputs come from, in layout order.
+    pub(crate) fn rules(&self) -> [Option<(&Population<T>, &[At], &[At])>; 2] {
+        fn view<T>(r: &Option<Rule<T>>) -> Option<(&Population<T>, &[At], &[At])> {
+            r.as_ref().map(|r| (&r.pop, r.states.as_slice(), r.inputs.as_slice()))
+        }
+        [view(&self.on_pre), view(&self.on_post)]
+    }
+
+    /// The steps a presynaptic event takes to arrive (the projection's `delay`).
+    pub(crate) fn delay(&self) -> usize {
+        self.ring.len() - 1
+    }
+
+    /// Every synapse of `weights` (source, target, index), row after row: what the GPU
+    /// backend runs a rule over.
+    pub(crate) fn all_synapses(&self, weights: &Weights<T>, n_post: usize) -> Vec<Synapse> {
+        let n_pre = self.events.len();
+        let mut out = Vec::new();
+        for i in 0..n_pre as u32 {
+            push_row(weights, i, n_pre, n_post, self.no_self, &mut out);
+        }
+        out
     }
 
     /// Takes the source's spikes `src` of step `step`; this step's events are those of
@@ -256,7 +290,7 @@ fn weight_values<T>(weights: &Weights<T>) -> &[T] {
     }
 }
 
-fn weight_values_mut<T>(weights: &mut Weights<T>) -> &mut [T] {
+pub(crate) fn weight_values_mut<T>(weights: &mut Weights<T>) -> &mut [T] {
     match weights {
         Weights::Dense(w) => w.as_slice_mut().expect("row-major weights"),
         Weights::Sparse(rows) => rows.weight_mut(),

@@ -82,6 +82,16 @@ impl<T: Float> PreStage<T> {
         Ok(&self.scaled)
     }
 
+    /// The kernel input that receives the source's activity.
+    pub(crate) fn pre_input(&self) -> usize {
+        self.pre_input
+    }
+
+    /// The state holding the efficacy of the latest spike; `None`: gated.
+    pub(crate) fn efficacy(&self) -> Option<usize> {
+        self.efficacy
+    }
+
     /// Whether the stage sends a value every step (gated), so that delivery must read
     /// every source, not only those that spiked.
     pub(crate) fn is_gated(&self) -> bool {

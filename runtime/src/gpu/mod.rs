@@ -11,7 +11,10 @@
 //! population (same Philox streams as the CPU: same seed, step and element index), flag
 //! non-finite states (one launch over the population's states, which share one
 //! allocation), and compact the spikes into a list for the sparse kernels (which also
-//! adds them to the window's spike totals).
+//! adds them to the window's spike totals). A projection with presynaptic state first
+//! steps its stage and delivers the scaled activity; a plastic projection puts its
+//! source's spikes in flight and delivers those arriving; after the populations, the
+//! plastic projections run their weight rules and traces ([`plastic`]).
 //!
 //! Nothing comes back to the host per step. Spike totals and one non-finite flag per
 //! population and step stay on the device for a window of steps ([`GpuNetwork::window`],
@@ -33,12 +36,14 @@ pub mod cuda;
 #[cfg(feature = "cuda")]
 mod cublas;
 pub mod learn;
+mod plastic;
 
 pub use counted::{Counted, Counts};
 pub use learn::GpuGradient;
 pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
 
 use accumulate::Accumulators;
+use plastic::{DevPlastic, DevStage};
 use crate::engine::Simulation;
 use crate::error::RuntimeError;
 use crate::network::Network;
@@ -86,6 +91,24 @@ struct DevProj {
     ring: Vec<Buf>,
     n_pre: usize,
     n_post: usize,
+    /// The flag of a stage's or plastic projection's check that its source sends 0 or 1.
+    check: Option<usize>,
+    /// Its presynaptic stage (short-term plasticity), if any.
+    stage: Option<DevStage>,
+    /// Its plasticity (STDP), if any.
+    plastic: Option<DevPlastic>,
+}
+
+/// What a flag of a step's status reports, in the order the CPU would meet it.
+#[derive(Clone, Copy, Debug)]
+enum FlagAt {
+    /// A population's non-finite state.
+    Pop(usize),
+    /// A projection's source sending something other than 0 or 1 to its stage or rules.
+    Source(usize),
+    /// A plastic projection's weight made non-finite by its `on pre` (false) or
+    /// `on post` (true) rule.
+    Rule(usize, bool),
 }
 
 /// A network on a device (see the module doc).
@@ -109,6 +132,8 @@ pub struct GpuNetwork<T: 'static, D> {
     /// non-finite flag per population with a step: read back once per window.
     status: Buf,
     n_flags: usize,
+    /// Every flag of a step: what it reports and its slot, in the CPU's order.
+    flag_order: Vec<(FlagAt, usize)>,
     window: usize,
     /// Steps since the last read-back.
     pending: usize,
@@ -144,13 +169,6 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Moves `host` to `dev` (built with [`Network::without_kernels`]; a network with CPU
     /// kernels works too, and they stay unused).
     pub fn new(host: Network<T>, dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
-        // Not run differently in silence: the GPU has no presynaptic stage (yet).
-        if let Some(pr) = host.projs.iter().find(|pr| pr.pre_stage.is_some()) {
-            return Err(RuntimeError::Build(format!(
-                "projection `{}`: presynaptic synapse state (short-term plasticity) is not supported by the GPU backend yet; run it on the CPU",
-                pr.name
-            )));
-        }
         crate::sends::refuse_on_device(&host)?;
         // A part of a partitioned network steps with the other parts (`partition.rs`).
         if let Some(part) = host.part() {
@@ -159,13 +177,6 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 host.name,
                 part.rank + 1,
                 part.size
-            )));
-        }
-        // Nor has it the plasticity phase (STDP): refused by name.
-        if let Some(pr) = host.projs.iter().find(|pr| pr.plastic.is_some()) {
-            return Err(RuntimeError::Build(format!(
-                "projection `{}`: plastic synapses (weights changed by `on pre` / `on post`) are not supported by the GPU backend yet; run it on the CPU",
-                pr.name
             )));
         }
         let mut dev = Counted::new(dev);
@@ -292,7 +303,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 Weights::Sparse(rows) => {
                     u32_index(rows.col.len(), &format!("projection `{}`", pr.name))?;
                     let row_ptr: Vec<u32> = rows.row_ptr.iter().map(|&r| r as u32).collect();
-                    let spiking_source = pr.from_state.is_none() && matches!(pr.from, Source::Pop(q) if !host.pops[q].spikes.is_empty());
+                    // A plastic projection delivers the spikes arriving now, a gated stage
+                    // its value for every source: they list what they deliver.
+                    let own = pr.plastic.is_some() || pr.pre_stage.as_ref().is_some_and(|s| s.is_gated());
+                    let spiking_source = !own && pr.from_state.is_none() && matches!(pr.from, Source::Pop(q) if !host.pops[q].spikes.is_empty());
                     if !spiking_source {
                         let list = dev.alloc(Elem::U32, n_pre * batch, &label("active")).map_err(dev_err)?;
                         own_list = Some((list, count_slots));
@@ -315,18 +329,36 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     ring.push(dev.alloc(fe, batch * n_post, &label(&format!("delay{s}"))).map_err(dev_err)?);
                 }
             }
-            projs.push(DevProj { weights, own_list, ring, n_pre, n_post });
+            projs.push(DevProj { weights, own_list, ring, n_pre, n_post, check: None, stage: None, plastic: None });
         }
         let lens = dev.alloc(Elem::U32, count_slots * batch, "lens").map_err(dev_err)?;
         // A window's spike totals fit 32 bits.
         let largest = host.pops.iter().map(|p| p.n).max().unwrap_or(1).max(1);
         let window = DEFAULT_WINDOW.min((u32::MAX as usize / largest).max(1));
-        let status = dev.alloc(Elem::U32, count_slots * batch + window * n_flags, "status").map_err(dev_err)?;
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cur_ext = ext.clone();
         let mut acc = Accumulators::default();
         acc.track(pops.iter().flat_map(|d: &DevPop| d.inputs.iter().chain(&d.output).copied()));
-        Ok(GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, window, pending: 0, acc, id })
+        // The status is allocated once every flag is known.
+        let status = lens;
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, id };
+        net.build_plasticity(&mut n_flags)?;
+        net.n_flags = n_flags;
+        // The CPU's order: per population its projections' stages (sources), then its step;
+        // the plastic projections' rules at the end of the step.
+        for (p, dp) in net.pops.iter().enumerate() {
+            for (pi, pr) in net.projs.iter().enumerate().filter(|(pi, _)| net.host.projs[*pi].to == p) {
+                net.flag_order.extend(pr.check.map(|f| (FlagAt::Source(pi), f)));
+            }
+            if dp.module.is_some() {
+                net.flag_order.push((FlagAt::Pop(p), dp.flag));
+            }
+        }
+        for (pi, pr) in net.projs.iter().enumerate() {
+            net.flag_order.extend(pr.plastic.iter().flat_map(|pl| pl.flags()).map(|(post, f)| (FlagAt::Rule(pi, post), f)));
+        }
+        net.status = net.dev.alloc(Elem::U32, count_slots * batch + window * n_flags, "status").map_err(dev_err)?;
+        Ok(net)
     }
 
     /// Steps between status read-backs (spike totals, non-finite flags): at least 1. A
@@ -443,7 +475,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let step = self.host.step_index;
         let flags_at = self.count_slots * batch + self.pending * self.n_flags;
         for p in 0..self.pops.len() {
-            self.gather(p)?;
+            self.gather(p, flags_at)?;
             let Some(module) = self.pops[p].module else { continue };
             let len = self.host.pops[p].n * batch;
             let dp = &self.pops[p];
@@ -461,6 +493,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 self.compact(sp, list, slot, self.host.pops[p].n)?;
             }
         }
+        self.plasticity(flags_at)?;
         self.host.step_index += 1;
         self.pending += 1;
         Ok(())
@@ -478,7 +511,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
 
     /// Sums everything that arrives at population `p` this step into its inputs (the
     /// CPU's `gather_inputs`).
-    fn gather(&mut self, p: usize) -> Result<(), RuntimeError> {
+    fn gather(&mut self, p: usize, flags_at: usize) -> Result<(), RuntimeError> {
         let batch = self.host.batch;
         let len = self.host.pops[p].n * batch;
         let dp = &self.pops[p];
@@ -498,6 +531,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 None => inputs[pr.input],
             };
             let (src, list) = self.source(pi);
+            let (src, list) = self.presynaptic(pi, src, list, flags_at)?;
             let ring = &self.projs[pi].ring;
             let out = if ring.is_empty() { target } else { ring[(step + ring.len() - 1) % ring.len()] };
             let overwrite = if out == target && matches!(self.projs[pi].weights, DevWeights::Dense(_)) {
@@ -545,6 +579,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         // The window so far first: a non-finite state in it is still reported.
         self.flush()?;
         self.host.reset();
+        self.reset_plasticity()?;
         for (dp, pop) in self.pops.iter().zip(&self.host.pops) {
             for (b, s) in dp.states.iter().zip(&pop.states) {
                 self.dev.upload(*b, T::host(s)).map_err(dev_err)?;
@@ -649,17 +684,31 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let (totals, flags) = status.split_at(totals_len);
         let first_step = self.host.step_index - pending as u64;
         for (s, step_flags) in flags.chunks(self.n_flags.max(1)).take(pending).enumerate() {
-            for (dp, pop) in self.pops.iter().zip(&self.host.pops).filter(|(d, _)| d.module.is_some()) {
-                let Some((e, value)) = prop::decode_flag(step_flags[dp.flag]) else { continue };
-                let len = pop.n * batch;
-                let (k, i) = (e / len, e % len);
-                return Err(RuntimeError::NonFinite {
-                    population: pop.name.clone(),
-                    state: pop.state_names[k].clone(),
-                    neuron: i % pop.n,
-                    batch: i / pop.n,
-                    step: first_step + s as u64,
-                    value,
+            let step = first_step + s as u64;
+            for &(at, flag) in &self.flag_order {
+                let Some((e, value)) = prop::decode_flag(step_flags[flag]) else { continue };
+                return Err(match at {
+                    FlagAt::Pop(p) => {
+                        let pop = &self.host.pops[p];
+                        let len = pop.n * batch;
+                        let (k, i) = (e / len, e % len);
+                        RuntimeError::NonFinite { population: pop.name.clone(), state: pop.state_names[k].clone(), neuron: i % pop.n, batch: i / pop.n, step, value }
+                    }
+                    FlagAt::Source(pi) => {
+                        let pr = &self.host.projs[pi];
+                        let n = self.projs[pi].n_pre;
+                        let what = match &pr.pre_stage {
+                            Some(st) => format!("`{}`: the presynaptic state of a synapse", st.pop.name),
+                            None => format!("plastic projection `{}`", pr.name),
+                        };
+                        RuntimeError::Input(format!("{what} needs spikes (0 or 1) from its source, got another value from source neuron {} (batch element {}) at step {step}", e % n, e / n))
+                    }
+                    FlagAt::Rule(pi, post) => {
+                        let (i, j) = self.projs[pi].plastic.as_ref().expect("a rule's flag").synapse(e);
+                        let t = step as f64 * self.host.dt;
+                        let rule = if post { "on post" } else { "on pre" };
+                        RuntimeError::Input(format!("plastic projection `{}`: the weight of synapse ({i}, {j}) became {value} at t = {t} s (its `{rule}` rule)", self.host.projs[pi].name))
+                    }
                 });
             }
         }
@@ -671,10 +720,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         Ok(())
     }
 
-    /// Copies spikes (and with `states` every state) to the host view, and rebuilds the
+    /// Copies spikes (and with `states` every state, the presynaptic stages' states and
+    /// traces, and the plastic projections' weights) to the host view, and rebuilds the
     /// active lists from the spikes (ascending, as the CPU's).
     pub fn fetch(&mut self, states: bool) -> Result<(), RuntimeError> {
         self.flush()?;
+        if states {
+            self.fetch_plasticity()?;
+        }
         let batch = self.host.batch;
         for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
             if let Some(sp) = dp.spikes {

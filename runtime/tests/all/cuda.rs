@@ -98,6 +98,45 @@ fn cuba_gpu_spikes_equal_cpu_f64() {
     assert_eq!(first, None, "first step where the GPU's spikes differ (step, population, neurons)");
 }
 
+/// examples/mongillo.snn as written: Tsodyks–Markram stages on 16 sparse delayed
+/// projections (10 000 neurons), Philox noise.
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn mongillo_gpu_spikes_equal_cpu_f64() {
+    let p = load("examples/mongillo.snn");
+    let (first, totals) = run_both::<f64>(&p, 0, 1000, &[], &JitFactory);
+    eprintln!("Mongillo f64, 1000 steps: spikes (CPU, GPU) {totals:?}");
+    assert!(totals.iter().any(|(_, c, _)| *c > 100), "the network fires: {totals:?}");
+    assert_eq!(first, None, "first step where the GPU's spikes differ (step, population, neurons)");
+}
+
+/// examples/song2000.snn as written (pair STDP, 1000 inputs at 15 Hz), 20 000 steps (2 s):
+/// the same spikes and the CPU's weights.
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn song2000_gpu_learns_the_cpus_weights_f64() {
+    flush_denormals();
+    let p = load("examples/song2000.snn");
+    let o = Options { seed: 11, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &JitFactory).unwrap();
+    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, device()).unwrap();
+    let rng = Rng::new(2);
+    let w0: Vec<f64> = cpu.dense_weights(0).unwrap().iter().copied().collect();
+    for t in 0..20_000 {
+        let x: Vec<f64> = (0..1000).map(|j| if rng.uniform(0, (t * 1000 + j) as u64, 0) < 15.0 * 1e-4 { 1.0 } else { 0.0 }).collect();
+        cpu.step(&[&x]).unwrap();
+        gpu.step(&[&x]).unwrap();
+    }
+    gpu.fetch(true).unwrap();
+    let (a, b) = (cpu.dense_weights(0).unwrap(), gpu.host.dense_weights(0).unwrap());
+    eprintln!("Song 2000, 2 s: {} CPU spikes, {} GPU", cpu.pops[0].spike_count, gpu.host.pops[0].spike_count);
+    assert_eq!(cpu.pops[0].spike_count, gpu.host.pops[0].spike_count);
+    let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-12, "largest weight difference {worst}");
+    assert!(a.iter().zip(&w0).filter(|(x, y)| x != y).count() > 500, "the weights learn");
+}
+
 /// cuBLAS (dense from an input and into a readout), one-to-one with a delay, sparse from
 /// an input, a recurrent delayed sparse projection, per-neuron params and Philox noise.
 const MIXED: &str = include_str!("../data/mixed_large.snn");

@@ -14,6 +14,7 @@ mod force;
 mod golden;
 mod gpu_emu;
 mod gpu_learn;
+mod gpu_plastic;
 mod learn;
 mod learn_sparse;
 mod memory;

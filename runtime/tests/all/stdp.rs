@@ -276,6 +276,24 @@ fn drive(net: &mut Network<f64>, n_in: usize, steps: usize) -> f64 {
     fired
 }
 
+/// [`drive`] on the emulated GPU.
+fn gpu_drive(net: &mut GpuNetwork<f64, EmuDevice>, n_in: usize, steps: usize) -> f64 {
+    let mut fired = 0.0;
+    let mut state = 12345u64;
+    for _ in 0..steps {
+        let x: Vec<f64> = (0..n_in)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                if (state >> 33) % 100 < 3 { 1.0 } else { 0.0 }
+            })
+            .collect();
+        net.step(&[&x]).unwrap();
+        net.fetch(false).unwrap();
+        fired += net.host.pops[0].spikes.iter().sum::<f64>();
+    }
+    fired
+}
+
 fn all_weights(net: &Network<f64>) -> Vec<f64> {
     match net.dense_weights(0) {
         Some(w) => w.iter().copied().collect(),
@@ -349,11 +367,19 @@ fn dense_and_sparse_p1_learn_the_same_weights() {
 }
 
 #[test]
-fn gpu_learning_batch_and_procedural_are_refused() {
+fn learning_batch_and_procedural_are_refused_and_the_gpu_runs_it() {
     let p = program(&lif_text(10, 3, "dense weight 0.5"));
+    // The GPU backend runs it (tests/all/gpu_plastic.rs compares whole networks).
     let host = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
-    let err = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
-    assert!(err.contains("projection `xo`: plastic synapses") && err.contains("GPU backend"), "{err}");
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
+    let (a, b) = (drive(&mut cpu, 10, 1500), gpu_drive(&mut gpu, 10, 1500));
+    gpu.fetch(true).unwrap();
+    assert_eq!(a, b, "output spikes");
+    assert!(a > 0.0);
+    let (wa, wb) = (all_weights(&cpu), all_weights(&gpu.host));
+    assert!(wa.iter().zip(&wb).all(|(x, y)| (x - y).abs() <= 1e-12), "{wa:?} {wb:?}");
+    assert!(wa.iter().any(|&w| w != 0.5));
     let learning = Options { learning: true, ..Options::default() };
     let err = Network::<f64>::build(&p, &p.networks[0], &learning, &InterpFactory).err().expect("refused").to_string();
     assert!(err.contains("training through a plastic synapse"), "{err}");

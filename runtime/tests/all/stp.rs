@@ -194,11 +194,21 @@ fn an_analog_source_is_refused_at_run_time() {
 }
 
 #[test]
-fn gpu_and_learning_refuse_presynaptic_state() {
+fn learning_refuses_presynaptic_state_and_the_gpu_runs_it() {
     let p = program(&stp_text(1, ""));
+    // The GPU backend runs it (tests/all/gpu_plastic.rs compares whole networks).
     let host = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
-    let err = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
-    assert!(err.contains("projection `syn`: presynaptic synapse state") && err.contains("GPU"), "{err}");
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
+    for t in 0..60 {
+        let x = [if t % 7 == 0 { 1.0 } else { 0.0 }];
+        cpu.step(&[&x]).unwrap();
+        gpu.step(&[&x]).unwrap();
+    }
+    gpu.fetch(true).unwrap();
+    let (a, b) = (&cpu.pops[0].states, &gpu.host.pops[0].states);
+    assert!(a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| (x - y).abs() <= 1e-12 * x.abs().max(1.0)), "{a:?} {b:?}");
+    assert!(a.iter().flatten().any(|&v| v != 0.0));
     let o = Options { learning: true, ..Options::default() };
     let err = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).err().expect("refused").to_string();
     assert!(err.contains("training through presynaptic synapse state"), "{err}");

@@ -107,8 +107,29 @@ pub const LOSS_MSE: &str = "snnc_loss_mse";
 /// (within 1 ulp of the CPU's).
 pub const LOSS_CE: &str = "snnc_loss_ce";
 
+// The kernels of presynaptic stages (short-term plasticity) and plastic synapses
+// (STDP): the stages' and the weight rules' own dynamics are step kernels generated from
+// their models (`compiler/src/net/{presyn,plastic}.rs`); these move values between them.
+
+/// `snnc_mul(a, b, out, len)`: `out[e] = a[e] * b[e]` (a source's spikes scaled by its
+/// presynaptic efficacy).
+pub const MUL: &str = "snnc_mul";
+/// `snnc_not_spike(x, len, flags, slot)`: if any `x[e]` is neither 0 nor 1 (NaN
+/// included), `flags[slot]` ends as `(FLAG_INDEX_MAX - e) << 2 | 1` of the first such
+/// `e` (atomic max), as [`NONFINITE`]: what a presynaptic stage or a plastic projection
+/// refuses to read (they run at spikes). Decode the index with [`decode_flag`].
+pub const NOT_SPIKE: &str = "snnc_not_spike";
+/// `snnc_gather(src, idx, dst, n)`: `dst[e] = src[idx[e]]` (`idx` u32): a weight rule's
+/// per-synapse copy of a weight, a presynaptic trace or a postsynaptic value.
+pub const GATHER: &str = "snnc_gather";
+/// `snnc_scatter_events(new, w, w_idx, mask, mask_idx, n, flags, slot)`: for every `e`
+/// with `mask[mask_idx[e]] != 0` (the synapse's source, or target, had an event),
+/// `w[w_idx[e]] = new[e]`; if such a `new[e]` is NaN or infinite, `flags[slot]` ends as
+/// [`NONFINITE`]'s word of the first such `e`. Synapses without the event keep `w`.
+pub const SCATTER_EVENTS: &str = "snnc_scatter_events";
+
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 16] = [
+pub const ENTRIES: [&str; 20] = [
     NONZERO_LIST,
     SPARSE_EVENTS,
     ONE_TO_ONE,
@@ -125,6 +146,10 @@ pub const ENTRIES: [&str; 16] = [
     EXACT_TRACE,
     LOSS_MSE,
     LOSS_CE,
+    MUL,
+    NOT_SPIKE,
+    GATHER,
+    SCATTER_EVENTS,
 ];
 
 /// Threads per block of the element-wise kernels.
@@ -164,6 +189,10 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     exact_trace(&mut o, &f);
     loss_mse(&mut o, &f);
     loss_ce(&mut o, &f);
+    mul(&mut o, &f);
+    not_spike(&mut o, &f);
+    gather(&mut o, &f);
+    scatter_events(&mut o, &f);
     o
 }
 
@@ -308,6 +337,84 @@ fn nonfinite(o: &mut String, f: &Fmt) {
     let _ = writeln!(o, "\tcvt.u32.u64 %r5, %rd_i;\n\tsub.u32 %r6, {FLAG_INDEX_MAX}, %r5;\n\tshl.b32 %r6, %r6, 2;\n\tor.b32 %r6, %r6, %r4;");
     pointer(o, "rd3", "flags");
     o.push_str("\tld.param.u64 %rd4, [slot];\n\tshl.b64 %rd4, %rd4, 2;\n\tadd.s64 %rd3, %rd3, %rd4;\n\tatom.global.max.u32 %r7, [%rd3], %r6;\n$L_end:\n\tret;\n}\n");
+}
+
+/// The non-finite class of `%f1` (1 NaN, 2 +inf, 3 -inf) in `%r4`, and the flag word of
+/// element `%rd_i` in `%r6`, atomically maxed into `flags[slot]`.
+fn raise_flag(o: &mut String, f: &Fmt, class: bool) {
+    let Fmt { t, zero, .. } = *f;
+    if class {
+        let _ = writeln!(o, "\ttestp.notanumber.{t} %p3, %f1;\n\tsetp.gt.{t} %p4, %f1, {zero};\n\tselp.u32 %r4, 2, 3, %p4;\n\tselp.u32 %r4, 1, %r4, %p3;");
+    } else {
+        o.push_str("\tmov.u32 %r4, 1;\n");
+    }
+    let _ = writeln!(o, "\tcvt.u32.u64 %r5, %rd_i;\n\tsub.u32 %r6, {FLAG_INDEX_MAX}, %r5;\n\tshl.b32 %r6, %r6, 2;\n\tor.b32 %r6, %r6, %r4;");
+    pointer(o, "rd3", "flags");
+    o.push_str("\tld.param.u64 %rd4, [slot];\n\tshl.b64 %rd4, %rd4, 2;\n\tadd.s64 %rd3, %rd3, %rd4;\n\tatom.global.max.u32 %r7, [%rd3], %r6;\n");
+}
+
+fn mul(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, .. } = *f;
+    params(o, MUL, &["a", "b", "out", "len"]);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<4>;");
+    index_guard(o, "len");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "a");
+    pointer(o, "rd3", "b");
+    pointer(o, "rd4", "out");
+    o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n\tadd.s64 %rd4, %rd4, %rd1;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f1, [%rd2];\n\tld.global.{t} %f2, [%rd3];\n\tmul.{rn}.{t} %f3, %f1, %f2;\n\tst.global.{t} [%rd4], %f3;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn not_spike(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, zero, .. } = *f;
+    let one = if sh == 2 { "0f3F800000" } else { "0d3FF0000000000000" };
+    params(o, NOT_SPIKE, &["x", "len", "flags", "slot"]);
+    let _ = writeln!(o, "\t.reg .pred %p<5>;\n\t.reg .b32 %r<10>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
+    index_guard(o, "len");
+    let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
+    pointer(o, "rd2", "x");
+    // `eq` is false for NaN: a NaN is flagged.
+    let _ = writeln!(o, "\tadd.s64 %rd2, %rd2, %rd1;\n\tld.global.{t} %f1, [%rd2];\n\tsetp.eq.{t} %p2, %f1, {zero};\n\t@%p2 bra $L_end;\n\tsetp.eq.{t} %p2, %f1, {one};\n\t@%p2 bra $L_end;");
+    raise_flag(o, f, false);
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn gather(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, .. } = *f;
+    params(o, GATHER, &["src", "idx", "dst", "n"]);
+    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<8>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
+    index_guard(o, "n");
+    pointer(o, "rd1", "idx");
+    o.push_str("\tshl.b64 %rd2, %rd_i, 2;\n\tadd.s64 %rd1, %rd1, %rd2;\n\tld.global.u32 %r4, [%rd1];\n");
+    pointer(o, "rd3", "src");
+    let _ = writeln!(o, "\tmul.wide.u32 %rd4, %r4, {};\n\tadd.s64 %rd3, %rd3, %rd4;\n\tld.global.{t} %f1, [%rd3];", 1u32 << sh);
+    pointer(o, "rd5", "dst");
+    let _ = writeln!(o, "\tshl.b64 %rd6, %rd_i, {sh};\n\tadd.s64 %rd5, %rd5, %rd6;\n\tst.global.{t} [%rd5], %f1;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn scatter_events(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, zero, .. } = *f;
+    params(o, SCATTER_EVENTS, &["new", "w", "w_idx", "mask", "mask_idx", "n", "flags", "slot"]);
+    let _ = writeln!(o, "\t.reg .pred %p<5>;\n\t.reg .b32 %r<10>;\n\t.reg .b64 %rd<14>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<3>;");
+    index_guard(o, "n");
+    // The event: mask[mask_idx[e]] != 0 (`eq` is false for NaN, as the CPU's `!= 0`).
+    pointer(o, "rd5", "mask_idx");
+    o.push_str("\tshl.b64 %rd6, %rd_i, 2;\n\tadd.s64 %rd5, %rd5, %rd6;\n\tld.global.u32 %r8, [%rd5];\n");
+    pointer(o, "rd7", "mask");
+    let _ = writeln!(o, "\tmul.wide.u32 %rd8, %r8, {};\n\tadd.s64 %rd7, %rd7, %rd8;\n\tld.global.{t} %f2, [%rd7];\n\tsetp.eq.{t} %p2, %f2, {zero};\n\t@%p2 bra $L_end;", 1u32 << sh);
+    // w[w_idx[e]] = new[e]
+    pointer(o, "rd9", "new");
+    let _ = writeln!(o, "\tshl.b64 %rd10, %rd_i, {sh};\n\tadd.s64 %rd9, %rd9, %rd10;\n\tld.global.{t} %f1, [%rd9];");
+    pointer(o, "rd11", "w_idx");
+    o.push_str("\tadd.s64 %rd11, %rd11, %rd6;\n\tld.global.u32 %r9, [%rd11];\n");
+    pointer(o, "rd12", "w");
+    let _ = writeln!(o, "\tmul.wide.u32 %rd13, %r9, {};\n\tadd.s64 %rd12, %rd12, %rd13;\n\tst.global.{t} [%rd12], %f1;", 1u32 << sh);
+    let _ = writeln!(o, "\ttestp.finite.{t} %p2, %f1;\n\t@%p2 bra $L_end;");
+    raise_flag(o, f, true);
+    o.push_str("$L_end:\n\tret;\n}\n");
 }
 
 fn clear_u32(o: &mut String) {

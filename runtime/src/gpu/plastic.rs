@@ -97,8 +97,10 @@ impl DevStep {
     }
 
     /// Launches the step at time `t` of step `step`, input `k` read from `bound` where
-    /// given (`(k, buffer)`).
-    fn launch<D: Device>(&self, dev: &mut D, t: f64, step: u64, bound: Option<(usize, Buf)>) -> Result<(), RuntimeError> {
+    /// given (`(k, buffer)`); `offset`: the random stream's index of its first element
+    /// (as the CPU's: a stage of a network holding batch elements b0.. draws from
+    /// `b0 * n_pre`; rules and traces run with batch 1, from 0).
+    fn launch<D: Device>(&self, dev: &mut D, t: f64, step: u64, offset: u64, bound: Option<(usize, Buf)>) -> Result<(), RuntimeError> {
         let mut args: Vec<KArg> = self
             .roles
             .iter()
@@ -114,7 +116,7 @@ impl DevStep {
                 })
             })
             .collect();
-        args.extend(step_scalars(self.len, t, self.seed, step));
+        args.extend(step_scalars(self.len, t, self.seed, step, offset));
         dev.launch(self.module, STEP_ENTRY, (launch_config(self.len as u64, BLOCK).0, 1), BLOCK, &args).map_err(dev_err)
     }
 
@@ -277,7 +279,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         }
         let module = self.prop;
         if let Some(stage) = &self.projs[pi].stage {
-            stage.step.launch(&mut self.dev, t, step, Some((stage.pre_input, src)))?;
+            stage.step.launch(&mut self.dev, t, step, (self.host.batch_offset * self.projs[pi].n_pre) as u64, Some((stage.pre_input, src)))?;
             return Ok(match stage.efficacy {
                 Some(k) => {
                     let (scaled, e) = (stage.scaled, stage.step.states[k]);
@@ -331,7 +333,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     let (from, idx) = source(at);
                     self.dev.launch(self.prop, prop::GATHER, Self::flat(n), BLOCK, &[KArg::Buf(from), KArg::Buf(idx), KArg::Buf(dst), KArg::U64(n as u64)]).map_err(dev_err)?;
                 }
-                rule.step.launch(&mut self.dev, t, step, None)?;
+                rule.step.launch(&mut self.dev, t, step, 0, None)?;
                 let a = [
                     KArg::Buf(rule.step.states[rule.weight]),
                     KArg::Buf(w),
@@ -345,7 +347,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 self.dev.launch(self.prop, prop::SCATTER_EVENTS, Self::flat(n), BLOCK, &a).map_err(dev_err)?;
             }
             if let Some(tr) = &pl.traces {
-                tr.step.launch(&mut self.dev, t, step, Some((tr.pre_input, events)))?;
+                tr.step.launch(&mut self.dev, t, step, 0, Some((tr.pre_input, events)))?;
             }
         }
         Ok(())

@@ -168,7 +168,7 @@ mod tests {
 
     fn sh(script: &str, mem: u64, timeout: f64) -> Ran {
         let args = vec!["-c".to_string(), script.to_string()];
-        run(Path::new("/bin/sh"), &args, Path::new("/"), mem, Duration::from_secs_f64(timeout))
+        run(Path::new("/bin/sh"), &args, Path::new("/"), mem, "256MB", Duration::from_secs_f64(timeout))
     }
 
     #[test]

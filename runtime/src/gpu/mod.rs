@@ -575,14 +575,23 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
 
     /// Sets a trainable tensor ([`Network::set_trainable`]) on the host and the device.
     pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
-        self.host.set_trainable(name, w)?;
         if let Some((i, ..)) = self.host.projection(name) {
-            let (DevWeights::Dense(b), Some(w)) = (&self.projs[i].weights, self.host.dense_weights(i)) else {
-                return Err(RuntimeError::Input(format!("`{name}` is not a dense projection")));
+            // Checked before the host takes the weights: host and device stay equal.
+            if matches!(self.projs[i].weights, DevWeights::OneToOne(_)) {
+                return Err(RuntimeError::Input(format!("`{name}` is a one-to-one projection: only dense and sparse ones are set on the device")));
+            }
+            self.host.set_trainable(name, w)?;
+            return match (&self.projs[i].weights, self.host.dense_weights(i), self.host.sparse_weights(i)) {
+                (DevWeights::Dense(b), Some(w), _) => {
+                    let w = w.as_standard_layout();
+                    self.dev.upload(*b, T::host(w.as_slice().expect("standard layout"))).map_err(dev_err)
+                }
+                // A sparse projection's tensor is its synapses' weights (1 x nnz, CSR order).
+                (DevWeights::Sparse { w: b, .. }, _, Some((_, _, w))) => self.dev.upload(*b, T::host(w)).map_err(dev_err),
+                _ => Err(RuntimeError::Input(format!("`{name}`: its weights on the host and the device differ in kind"))),
             };
-            let w = w.as_standard_layout();
-            return self.dev.upload(*b, T::host(w.as_slice().expect("standard layout"))).map_err(dev_err);
         }
+        self.host.set_trainable(name, w)?;
         let (p, slot, ..) = self.host.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("no trainable `{name}`")))?;
         self.dev.upload(self.pops[p].params[slot], T::host(&self.host.pops[p].per_neuron_params[slot])).map_err(dev_err)
     }

@@ -171,18 +171,155 @@ network n {{
     }
 }
 
-/// The device's gradient pass does not train sparse or delayed projections: it says so
-/// instead of running them differently.
+/// The device's gradient pass does not go through delayed projections, dense or sparse,
+/// trained or only carrying the learning signal: it says so instead of running them
+/// differently.
 #[test]
-fn the_gpu_refuses_sparse_and_delayed_gradients() {
+fn the_gpu_refuses_delayed_gradients() {
     let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
-    for (text, want) in [(stack("sparse p = 0.6", "", ""), "sparse projections run on the CPU only"), (stack("dense", "delay 2 ms", ""), "has a delay")] {
+    let fixed_mid = |topo: &str| stack(topo, "delay 2 ms", "").replace(&format!("connect L1 -> L2.I {topo} trainable"), &format!("connect L1 -> L2.I {topo}"));
+    for (text, trained) in [
+        (stack("sparse p = 0.6", "delay 2 ms", ""), names()),
+        (stack("dense", "delay 2 ms", ""), names()),
+        (fixed_mid("sparse p = 0.6"), vec!["W_out".to_string()]),
+    ] {
+        let p = program(&text);
+        for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+            let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+            let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+            let e = GpuGradient::new(&mut gpu, &trained, method).err().expect("refused").to_string();
+            assert!(e.contains("`W_mid` has a delay: gradients through delayed projections (dense or sparse) run on the CPU only"), "{method}: {e}");
+        }
+    }
+}
+
+/// The CPU's and the emulated device's gradients of `text`'s network for `trained`, by
+/// `method`, in precision `T` on the device; with the device's calls (made one by one).
+fn cpu_and_gpu<T: snnc_runtime::scalar::Float>(text: &str, trained: &[String], method: Method, opts: &Options, data: &dyn Fn() -> RandomSpikes) -> (Gradients, Gradients, Vec<String>) {
+    let mut cpu = build(text, opts);
+    let want = gradient_of(&mut cpu, trained, &mut data(), method, false).unwrap();
+    let p = program(text);
+    let host = Network::<T>::build(&p, &p.networks[0], opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, trained, method).unwrap();
+    // Windows recorded as graphs (the default), then call by call (logged one by one):
+    // the same gradients, bit for bit.
+    let graphs = grad.run(&mut gpu, &mut data()).unwrap();
+    gpu.reset().unwrap();
+    grad.set_graphs(false);
+    gpu.dev.log.clear();
+    let got = grad.run(&mut gpu, &mut data()).unwrap();
+    assert_eq!((graphs.loss, &graphs.total), (got.loss, &got.total), "{method}: recorded windows vs call by call");
+    let calls = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
+    (want, got, calls)
+}
+
+/// Every gradient of `got` equals `want`'s (same shape, largest difference at most `tol`
+/// of its largest entry, which is not zero), and so do the losses.
+fn assert_same(what: &str, want: &Gradients, got: &Gradients, tol: f64) {
+    assert!((want.loss - got.loss).abs() <= tol * want.loss.abs(), "{what}: loss {} vs {}", want.loss, got.loss);
+    assert_eq!(want.total.len(), got.total.len(), "{what}");
+    for ((n1, a), (n2, b)) in want.total.iter().zip(&got.total) {
+        assert_eq!(n1, n2, "{what}");
+        assert_eq!(a.dim(), b.dim(), "{what} {n1}");
+        let scale = largest(a);
+        assert!(scale > 0.0, "{what} {n1}: the CPU's gradient is zero, the test shows nothing");
+        let diff = largest(&(a - b));
+        eprintln!("{what} {n1} {:?}: device vs CPU {:.1e} of the largest", a.dim(), diff / scale);
+        assert!(diff <= tol * scale, "{what} {n1}: device vs CPU max difference {diff:e} of {scale:e}");
+    }
+}
+
+/// Sparse projections trained on the (emulated) device, by every method: a recurrent
+/// stack whose input, feed-forward and recurrent projections are sparse and trained
+/// (1 x nnz gradients), the same with the readout's weights sparse (exact traces per
+/// synapse in every online method), and with a fixed sparse W_mid that only carries the
+/// learning signal back to L1. The device's gradients equal the CPU's (f64, 1e-10), and
+/// its sparse kernels ran (the products per synapse, the signal back through the
+/// synapses, the exact traces per synapse).
+#[test]
+fn gpu_sparse_gradients_equal_the_cpus() {
+    let opts = Options { batch: 3, seed: 21, learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(90, 3, 5, 2, 0.35, 8);
+    let all = stack("sparse p = 0.6", "", "");
+    let sparse_out = all.replace("connect L2 -> out dense trainable", "connect L2 -> out sparse p = 0.8 trainable");
+    let fixed_mid = all.replace("connect L1 -> L2.I sparse p = 0.6 trainable", "connect L1 -> L2.I sparse p = 0.6");
+    assert!(sparse_out != all && fixed_mid != all);
+    let without_mid: Vec<String> = names().into_iter().filter(|n| n != "W_mid").collect();
+    for (what, text, trained) in [("all sparse", &all, names()), ("sparse readout weights", &sparse_out, names()), ("fixed sparse W_mid", &fixed_mid, without_mid)] {
+        for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+            let (want, got, calls) = cpu_and_gpu::<f64>(text, &trained, method, &opts, &data);
+            let what = format!("{what}, {method}");
+            assert_same(&what, &want, &got, 1e-10);
+            let n = build(text, &opts);
+            for name in trained.iter().filter(|n| n.as_str() != "W_out" || what.starts_with("sparse readout")) {
+                let nnz = n.trainable(name).unwrap().len();
+                assert_eq!(got.get(name).unwrap().dim(), (1, nnz), "{what} {name}: one gradient per synapse");
+            }
+            let ran = |entry: &str| calls.iter().any(|c| c.starts_with(&format!("{entry} ")));
+            // The signal goes back through W_mid (a layer below, every method) and, in
+            // BPTT, through W_rec to the step before.
+            assert!(ran("snnc_sparse_back"), "{what}: no signal through the sparse synapses");
+            match method {
+                Method::DRtrl => assert!(ran("snnc_sparse_exact_trace") && !ran("snnc_sparse_outer"), "{what}"),
+                _ => assert!(ran("snnc_sparse_outer"), "{what}"),
+            }
+            if what.starts_with("sparse readout") && method != Method::Bptt {
+                assert!(ran("snnc_sparse_exact_trace"), "{what}: the readout's synapses have exact traces");
+            }
+        }
+    }
+    // In f32 the device tracks the CPU's f64.
+    let (want, got, _) = cpu_and_gpu::<f32>(&all, &names(), Method::EsDRtrl { decay: 0.9 }, &opts, &data);
+    assert_same("all sparse, ES-D-RTRL, f32", &want, &got, 2e-3);
+}
+
+/// Updates within a sequence (D-RTRL and ES-D-RTRL, every 40 steps of 90) set the sparse
+/// projections' new weights (1 x nnz) on the device as on the CPU: the sequences go on
+/// with them, and the gradients after the last update agree.
+#[test]
+fn gpu_online_updates_set_sparse_weights() {
+    use snnc_runtime::learn::{Online, gradient_online};
+    let opts = Options { batch: 3, seed: 21, learning: true, ..Options::default() };
+    let text = stack("sparse p = 0.6", "", "");
+    let data = || RandomSpikes::new(90, 3, 5, 2, 0.35, 8);
+    for method in [Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+        let mut cpu = build(&text, &opts);
+        let start: Vec<(String, Array2<f64>)> = names().into_iter().map(|n| (n.clone(), cpu.trainable(&n).unwrap())).collect();
+        // Plain gradient descent: w -= 0.05 g, from the same start on both.
+        let descend = |w: &mut Vec<(String, Array2<f64>)>, g: &[(String, Array2<f64>)]| -> Result<Vec<(String, Array2<f64>)>, snnc_runtime::error::RuntimeError> {
+            for ((n, w), (m, g)) in w.iter_mut().zip(g) {
+                assert_eq!(n, m);
+                *w = &*w - &(g * 0.05);
+            }
+            Ok(w.clone())
+        };
+        let (mut w_cpu, mut w_gpu) = (start.clone(), start.clone());
+        let mut up_cpu = |g: &[(String, Array2<f64>)]| descend(&mut w_cpu, g);
+        let want = gradient_online(&mut cpu, &names(), &mut data(), method, false, Some(Online { every: 40, update: &mut up_cpu })).unwrap();
         let p = program(&text);
         let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
         let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
-        let e = GpuGradient::new(&mut gpu, &names(), Method::EsDRtrl { decay: 0.9 }).err().expect("refused").to_string();
-        assert!(e.contains(want), "{e}");
+        let mut grad = GpuGradient::new(&mut gpu, &names(), method).unwrap();
+        let mut up_gpu = |g: &[(String, Array2<f64>)]| descend(&mut w_gpu, g);
+        let got = grad.run_online(&mut gpu, &mut data(), Some(Online { every: 40, update: &mut up_gpu })).unwrap();
+        assert_same(&format!("{method}, updates every 40 steps"), &want, &got, 1e-10);
+        for ((n, a), (_, b)) in w_cpu.iter().zip(&w_gpu) {
+            let moved = largest(&(a - &start.iter().find(|(m, _)| m == n).unwrap().1));
+            assert!(moved > 0.0, "{method} {n}: not updated");
+            assert!(largest(&(a - b)) <= 1e-10 * largest(a), "{method} {n}: weights differ");
+            let w = gpu.host.trainable(n).unwrap();
+            assert!(largest(&(&w - b)) == 0.0, "{method} {n}: the device's host view holds the last update");
+        }
     }
+    // A tensor of the wrong shape is refused, and changes neither side.
+    let p = program(&text);
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let before = gpu.host.trainable("W_rec").unwrap();
+    let e = gpu.set_trainable("W_rec", Array2::zeros((5, 5))).err().expect("refused").to_string();
+    assert!(e.contains("must be 1x") && e.contains("one per synapse"), "{e}");
+    assert_eq!(gpu.host.trainable("W_rec").unwrap(), before);
 }
 
 /// The stack with a fixed sparse W_mid carrying a rank-2 adapter (`W_mid.U`, `W_mid.V`

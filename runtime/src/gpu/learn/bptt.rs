@@ -16,7 +16,8 @@
 
 use super::super::device::{Buf, Device, Elem, ModId, Module};
 use super::super::{Float, GpuNetwork, dev_err, step_scalars};
-use super::{flat, outer, times_transpose};
+use super::sparse::{self, Pairs};
+use super::{flat, outer};
 use crate::learn::Plan;
 use crate::error::RuntimeError;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK};
@@ -163,9 +164,10 @@ impl Tape {
         Ok(())
     }
 
-    /// The backward pass: adds dL/dW to `grads` (the plan's etrace order, n_pre x N each)
-    /// and dL/dtheta to `param_grads` (1 x N each).
-    pub fn backward<T: Float, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, ones: Buf, grads: &[Buf], param_grads: &[Buf]) -> Result<(), RuntimeError> {
+    /// The backward pass: adds dL/dW to `grads` (the plan's etrace order, n_pre x N each,
+    /// or 1 x nnz at the synapses of a sparse projection: `pairs`) and dL/dtheta to
+    /// `param_grads` (1 x N each).
+    pub fn backward<T: Float, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, pairs: &[Pairs], ones: Buf, grads: &[Buf], param_grads: &[Buf]) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let all: Vec<Buf> = self.st.iter().flatten().chain(self.ds.iter().flatten()).chain(self.dh.iter().flatten().flatten()).copied().collect();
         for b in all {
@@ -203,8 +205,10 @@ impl Tape {
                     // dL/dtheta (1 x N) += 1^T g: the sum over the batch.
                     g.dev.gemm(&outer(gb, ones, self.st[p][k + n_in + q.col], batch, 1, n, 1.0)).map_err(dev_err)?;
                 }
-                for ((e, &gb), &x) in plan.etrace.iter().zip(grads).zip(&sb.pre).filter(|((e, _), _)| e.target.pop == p) {
-                    g.dev.gemm(&outer(gb, x, mu(e.target.input), batch, e.target.n_pre, n, 1.0)).map_err(dev_err)?;
+                let mus: Vec<Buf> = (0..n_in).map(mu).collect();
+                let xs = sb.pre.clone();
+                for (((e, &gb), &x), &pr) in plan.etrace.iter().zip(grads).zip(&xs).zip(pairs).filter(|(((e, _), _), _)| e.target.pop == p) {
+                    sparse::add_outer(g, pr, gb, x, mus[e.target.input], batch, e.target.n_pre, n)?;
                 }
                 for lk in plan.links.iter().filter(|lk| lk.to == p) {
                     let dst = match (lk.state, lk.now) {
@@ -213,8 +217,7 @@ impl Tape {
                         (Some(j), true) => self.dh[now][lk.from][j],
                         (Some(j), false) => self.dh[prev][lk.from][j],
                     };
-                    let w = super::dense(g, lk.proj)?;
-                    g.dev.gemm(&times_transpose(dst, mu(lk.input), w, batch, g.host.pops[lk.from].n, n, 1.0)).map_err(dev_err)?;
+                    sparse::back(g, lk.proj, dst, mus[lk.input], batch, g.host.pops[lk.from].n, n, true)?;
                 }
             }
         }

@@ -26,7 +26,10 @@
 //! ([`crate::learn::plan`]). Not on the GPU: per-step records, updates within a sequence.
 
 mod bptt;
+mod sparse;
 mod window;
+
+use sparse::Pairs;
 
 use super::device::{Buf, Device, Elem, Gemm, GraphId, KArg, ModId, Module};
 use crate::learn::Loss;
@@ -34,7 +37,7 @@ use std::collections::HashMap;
 use super::accumulate::Accumulators;
 use super::{Float, GpuNetwork, dev_err, step_scalars};
 use crate::engine::Learner;
-use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_online_reach, check_target, plan};
+use crate::learn::{GradShape, Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_online_reach, check_target, plan};
 use crate::error::RuntimeError;
 use crate::network::Network;
 use ndarray::Array2;
@@ -120,6 +123,8 @@ pub struct GpuGradient<T> {
     net: u64,
     plan: Plan,
     method: Method,
+    /// Per etrace projection (the plan's order): where its gradient lives.
+    pairs: Vec<Pairs>,
     err: Buf,
     /// Per population with a step: dL/ds (B x N), dL/dh and l (K slices each).
     dlds: Vec<Option<Buf>>,
@@ -183,6 +188,7 @@ impl<T: Float> GpuGradient<T> {
     pub fn new<D: Device>(g: &mut GpuNetwork<T, D>, trainable: &[String], method: Method) -> Result<GpuGradient<T>, RuntimeError> {
         let plan = plan(&g.host, trainable)?;
         refuse_on_device(&g.host, &plan)?;
+        let pairs: Vec<Pairs> = plan.etrace.iter().map(|e| Pairs::of(g, e.target.index)).collect::<Result<_, _>>()?;
         let online = method != Method::Bptt;
         if online {
             check_online_reach(&g.host, &plan)?;
@@ -212,7 +218,7 @@ impl<T: Float> GpuGradient<T> {
         let mu = alloc(batch * plan.hidden.iter().map(|&p| n_of(p)).max().unwrap_or(1), "learn.mu".into())?;
         let ones = alloc(batch, "learn.ones".into())?;
         let mut pre = vec![None; net.projs.len()];
-        let n_pre_of = |i: usize| net.dense_weights(i).map_or(0, |w| w.nrows());
+        let n_pre_of = |i: usize| net.source_size(i);
         let mut needs_pre = |i: usize, alloc: &mut dyn FnMut(usize, String) -> Result<Buf, RuntimeError>| -> Result<(), RuntimeError> {
             let pr = &net.projs[i];
             if matches!(pr.from, Source::Pop(q) if q >= pr.to) && pre[i].is_none() {
@@ -227,7 +233,8 @@ impl<T: Float> GpuGradient<T> {
             let t = &e.target;
             needs_pre(t.index, &mut alloc)?;
             let n = n_of(t.pop);
-            let grad = alloc(t.n_pre * n, format!("learn.{}.grad", e.name))?;
+            // I x O, or one per synapse of a sparse projection.
+            let grad = alloc(t.shape.pairs(), format!("learn.{}.grad", e.name))?;
             let k = k_of(t.pop);
             if !online {
                 bptt_grads.push(grad);
@@ -248,7 +255,7 @@ impl<T: Float> GpuGradient<T> {
                         exact.len() - 1
                     }
                 };
-                let len = batch * t.n_pre * n * k;
+                let len = batch * t.shape.pairs() * k;
                 let tr0 = alloc(len, format!("learn.{}.trace", e.name))?;
                 let tr1 = if k > 1 { alloc(len, format!("learn.{}.trace'", e.name))? } else { tr0 };
                 bytes += len * size * if k > 1 { 2 } else { 1 };
@@ -325,6 +332,7 @@ impl<T: Float> GpuGradient<T> {
             graphs: HashMap::new(),
             plan,
             method,
+            pairs,
             err,
             dlds,
             dldh,
@@ -413,7 +421,7 @@ impl<T: Float> GpuGradient<T> {
             t0 += n;
         }
         if let Some((tape, gs, ps)) = &mut self.bptt {
-            tape.backward(g, &self.plan, self.ones, gs, ps)?;
+            tape.backward(g, &self.plan, &self.pairs, self.ones, gs, ps)?;
         }
         // The last window's status: spike counts current, a non-finite state reported.
         g.flush()?;
@@ -560,7 +568,8 @@ impl<T: Float> GpuGradient<T> {
     /// The gradients on the device, to the host (named, in the CPU's order).
     fn gradients<D: Device>(&self, g: &mut GpuNetwork<T, D>) -> Result<Vec<(String, Array2<f64>)>, RuntimeError> {
         let o = g.host.pops[self.plan.r].n;
-        let mut shapes: Vec<(String, usize, usize)> = self.plan.etrace.iter().map(|e| (e.name.clone(), e.target.n_pre, g.host.pops[e.target.pop].n)).collect();
+        // I x O, or 1 x nnz for a sparse projection.
+        let mut shapes: Vec<(String, usize, usize)> = self.plan.etrace.iter().map(|e| (e.name.clone(), e.target.shape.dim().0, e.target.shape.dim().1)).collect();
         shapes.extend(self.plan.plain.iter().zip(&self.plain).map(|((_, name), &(_, n_pre, _))| (name.clone(), n_pre, o)));
         shapes.extend(self.plan.params.iter().map(|q| (q.name.clone(), 1, g.host.pops[q.pop].n)));
         let mut total = Vec::with_capacity(shapes.len());
@@ -628,9 +637,8 @@ impl<T: Float> GpuGradient<T> {
                     Some(j) => self.dldh[from][j],
                     None => self.dlds[from].expect("a link's source has a step"),
                 };
-                let w = dense(g, proj)?;
-                let beta = if self.acc.first_write(dst) { 0.0 } else { 1.0 };
-                g.dev.gemm(&times_transpose(dst, self.mu, w, batch, g.host.pops[from].n, g.host.pops[p].n, beta)).map_err(dev_err)?;
+                let acc = !self.acc.first_write(dst);
+                sparse::back(g, proj, dst, self.mu, batch, g.host.pops[from].n, g.host.pops[p].n, acc)?;
             }
         }
         Ok(())
@@ -664,6 +672,27 @@ impl<T: Float> GpuGradient<T> {
             };
             for m in &mut x.members {
                 let xb = pre_of(&self.pre, g, m.proj);
+                if let Pairs::Sparse { row, col, nnz } = self.pairs[m.ei] {
+                    let args = [
+                        KArg::Buf(m.tr[0]),
+                        KArg::Buf(m.tr[1]),
+                        KArg::Buf(d),
+                        KArg::Buf(f),
+                        KArg::Buf(xb),
+                        KArg::Buf(l),
+                        KArg::Buf(m.grad),
+                        KArg::U64(batch as u64),
+                        KArg::U64(m.n_pre as u64),
+                        KArg::U64(n as u64),
+                        KArg::U64(k as u64),
+                        KArg::Buf(row),
+                        KArg::Buf(col),
+                        KArg::U64(nnz as u64),
+                    ];
+                    g.launch(prop::SPARSE_EXACT_TRACE, flat(nnz), BLOCK, &args)?;
+                    m.tr.swap(0, 1);
+                    continue;
+                }
                 let args = [
                     KArg::Buf(m.tr[0]),
                     KArg::Buf(m.tr[1]),
@@ -719,7 +748,7 @@ impl<T: Float> GpuGradient<T> {
         }
         for gr in &self.groups {
             for m in &gr.members {
-                g.dev.gemm(&outer(m.grad, m.x_win, gr.u_win, k, m.n_pre, gr.n, 1.0)).map_err(dev_err)?;
+                sparse::add_outer(g, self.pairs[m.ei], m.grad, m.x_win, gr.u_win, k, m.n_pre, gr.n)?;
             }
         }
         Ok(())
@@ -824,9 +853,10 @@ fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Res
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
 }
 
-/// What the CPU's gradient pass does and the device's does not yet: sparse weights
-/// (trained, or carrying the learning signal) and delayed projections. Refused by name,
-/// so that the device never runs such a model differently from the CPU.
+/// What the CPU's gradient pass does and the device's does not yet: delayed projections
+/// (trained, or carrying the learning signal), adapters and convolutions (which the
+/// device does not run at all, [`GpuNetwork::new`]), dropout. Refused by name, so that
+/// the device never runs such a model differently from the CPU.
 fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
     let name = |i: usize| net.projections()[i].0.clone();
     // The device steps the network as evaluation does, without masks: training through a
@@ -834,13 +864,22 @@ fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), Runti
     if let Some(i) = (0..net.projs.len()).find(|&i| net.has_dropout(i)) {
         return Err(RuntimeError::Build(format!("`{}` has `dropout`: training with dropout runs on the CPU only (--backend jit); the CUDA backend evaluates and runs such a network (without dropout, as evaluation does) but does not train it", name(i))));
     }
+    for e in &plan.etrace {
+        let i = e.target.index;
+        if matches!(e.target.shape, GradShape::LowRank { .. }) || net.adapter(i).is_some() {
+            return Err(RuntimeError::Build(format!("`{}` has an adapter: gradients through adapters run on the CPU only (--backend cpu)", name(i))));
+        }
+        if net.conv_kernel(i).is_some() {
+            return Err(RuntimeError::Build(format!("`{}` is a convolution: gradients of conv kernels run on the CPU only (--backend cpu)", name(i))));
+        }
+    }
     let projs = plan.etrace.iter().map(|e| e.target.index).chain(plan.links.iter().map(|l| l.proj));
     for i in projs {
-        if net.dense_weights(i).is_none() {
-            return Err(RuntimeError::Build(format!("`{}`: gradients through sparse projections run on the CPU only (--backend cpu); the CUDA backend trains dense ones", name(i))));
+        if net.dense_weights(i).is_none() && net.sparse_weights(i).is_none() {
+            return Err(RuntimeError::Build(format!("`{}`: the CUDA backend's gradients go through dense and sparse projections only", name(i))));
         }
         if net.projection_delay(i).is_some() {
-            return Err(RuntimeError::Build(format!("`{}` has a delay: gradients through delayed projections run on the CPU only (--backend cpu)", name(i))));
+            return Err(RuntimeError::Build(format!("`{}` has a delay: gradients through delayed projections (dense or sparse) run on the CPU only (--backend cpu)", name(i))));
         }
     }
     Ok(())

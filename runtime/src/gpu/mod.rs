@@ -171,10 +171,9 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         if batch > 65535 {
             return Err(RuntimeError::Build(format!("batch {batch}: the GPU backend runs at most 65535 batch elements")));
         }
-        // Kernel-shared weights are kept on the host only (conv.rs).
-        if let Some(p) = host.projs.iter().find(|p| p.shared.is_some()) {
-            return Err(RuntimeError::Build(format!("`{}` is a convolution (`conv` / `pool`): the CUDA backend does not run conv projections yet; use the CPU backend", p.name)));
-        }
+        // A `conv` / `pool` projection runs as the sparse projection it is: its kernel
+        // stays on the host, which writes it into the synapses' weights (conv.rs);
+        // `set_trainable` uploads those.
         // The device's propagation has no low-rank term: such a network runs on the CPU.
         if let Some(p) = host.projs.iter().find(|p| p.adapter.is_some()) {
             return Err(RuntimeError::Build(format!("`{}` has an adapter (`adapter rank R`): the CUDA backend does not run adapters yet; use the CPU backend", p.name)));

@@ -573,8 +573,13 @@ impl<T: Float> GpuGradient<T> {
         shapes.extend(self.plan.plain.iter().zip(&self.plain).map(|((_, name), &(_, n_pre, _))| (name.clone(), n_pre, o)));
         shapes.extend(self.plan.params.iter().map(|q| (q.name.clone(), 1, g.host.pops[q.pop].n)));
         let mut total = Vec::with_capacity(shapes.len());
-        for ((name, rows, cols), b) in shapes.into_iter().zip(self.gradient_bufs()) {
-            total.push((name, download(g, b, rows, cols)?));
+        for (k, ((name, rows, cols), b)) in shapes.into_iter().zip(self.gradient_bufs()).enumerate() {
+            let grad = download(g, b, rows, cols)?;
+            // A convolution's kernel gradient: its synapses' summed into their entries.
+            total.push((name, match self.plan.etrace.get(k) {
+                Some(e) => e.target.shape.of_tensor(grad),
+                None => grad,
+            }));
         }
         Ok(total)
     }
@@ -854,8 +859,8 @@ fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Res
 }
 
 /// What the CPU's gradient pass does and the device's does not yet: delayed projections
-/// (trained, or carrying the learning signal), adapters and convolutions (which the
-/// device does not run at all, [`GpuNetwork::new`]), dropout. Refused by name, so that
+/// (trained, or carrying the learning signal), adapters (which the device does not run
+/// at all, [`GpuNetwork::new`]), dropout. Refused by name, so that
 /// the device never runs such a model differently from the CPU.
 fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
     let name = |i: usize| net.projections()[i].0.clone();
@@ -868,9 +873,6 @@ fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), Runti
         let i = e.target.index;
         if matches!(e.target.shape, GradShape::LowRank { .. }) || net.adapter(i).is_some() {
             return Err(RuntimeError::Build(format!("`{}` has an adapter: gradients through adapters run on the CPU only (--backend cpu)", name(i))));
-        }
-        if net.conv_kernel(i).is_some() {
-            return Err(RuntimeError::Build(format!("`{}` is a convolution: gradients of conv kernels run on the CPU only (--backend cpu)", name(i))));
         }
     }
     let projs = plan.etrace.iter().map(|e| e.target.index).chain(plan.links.iter().map(|l| l.proj));

@@ -3,7 +3,8 @@
 //! gradient of the same weights summed over the synapses sharing each kernel entry, for
 //! BPTT, D-RTRL and ES-D-RTRL; BPTT against finite differences (one conv layer, and a
 //! conv layer read through average pooling by a second layer); D-RTRL = BPTT on one conv
-//! layer; the emulated GPU refuses them by name.
+//! layer; on the emulated GPU, the CPU's gradients (those two networks, and
+//! examples/digits_conv.snn).
 use crate::common::program;
 use ndarray::Array2;
 use snnc_compiler::backend::ptx::Target;

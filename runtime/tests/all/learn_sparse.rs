@@ -171,25 +171,79 @@ network n {{
     }
 }
 
-/// The device's gradient pass does not go through delayed projections, dense or sparse,
-/// trained or only carrying the learning signal: it says so instead of running them
-/// differently.
+/// Delayed projections, dense or sparse, on the (emulated) device: its learners read
+/// what arrives in each step (what was read d steps before), and BPTT carries the signal
+/// back d steps (d + 1 through the recurrent one), as the CPU: trained delayed W_mid and
+/// W_rec by every method (the online methods without W_in, which they refuse behind
+/// W_mid's delay, on both backends), a fixed delayed sparse W_mid carrying the signal, a
+/// delayed readout projection (BPTT), and a delayed input projection into a layer read
+/// by a `Linear` readout. The device's gradients equal the CPU's (f64, 1e-10).
 #[test]
-fn the_gpu_refuses_delayed_gradients() {
-    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
-    let fixed_mid = |topo: &str| stack(topo, "delay 2 ms", "").replace(&format!("connect L1 -> L2.I {topo} trainable"), &format!("connect L1 -> L2.I {topo}"));
-    for (text, trained) in [
-        (stack("sparse p = 0.6", "delay 2 ms", ""), names()),
-        (stack("dense", "delay 2 ms", ""), names()),
-        (fixed_mid("sparse p = 0.6"), vec!["W_out".to_string()]),
-    ] {
-        let p = program(&text);
-        for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
-            let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
-            let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
-            let e = GpuGradient::new(&mut gpu, &trained, method).err().expect("refused").to_string();
-            assert!(e.contains("`W_mid` has a delay: gradients through delayed projections (dense or sparse) run on the CPU only"), "{method}: {e}");
+fn gpu_gradients_through_delays_equal_the_cpus() {
+    let opts = Options { batch: 3, seed: 21, learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(90, 3, 5, 2, 0.35, 8);
+    let without_in: Vec<String> = names().into_iter().filter(|n| n != "W_in").collect();
+    let all = [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }];
+    let sparse = stack("sparse p = 0.6", "delay 2 ms", "delay 1 ms");
+    let dense = stack("dense", "delay 2 ms", "delay 1 ms");
+    let fixed_mid = sparse.replace("connect L1 -> L2.I sparse p = 0.6 trainable", "connect L1 -> L2.I sparse p = 0.6");
+    let late_out = stack("sparse p = 0.6", "", "").replace("connect L2 -> out dense trainable init normal(0, 1)", "connect L2 -> out dense trainable init normal(0, 1) delay 2 ms");
+    assert!(fixed_mid != sparse && late_out.contains("delay 2 ms as W_out"));
+    let input_delay = r#"import "stdlib/lif.snn"
+network n {
+    dt = 1 ms
+    input x: 5
+    layer L = LIF[6]
+    readout out = Linear[2]
+    connect x -> L.I sparse p = 0.7 trainable init normal(0, 4) delay 3 ms as W_in
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}"#;
+    let cases: [(&str, &str, Vec<String>, &[Method]); 5] = [
+        ("sparse, delayed W_mid and W_rec", &sparse, names(), &[Method::Bptt]),
+        ("sparse, delayed W_mid and W_rec, online", &sparse, without_in.clone(), &all[1..]),
+        ("dense, delayed W_mid and W_rec", &dense, names(), &[Method::Bptt]),
+        ("fixed delayed sparse W_mid", &fixed_mid, names().into_iter().filter(|n| n != "W_mid").collect(), &[Method::Bptt]),
+        ("delayed readout projection", &late_out, names(), &[Method::Bptt]),
+    ];
+    for (what, text, trained, methods) in &cases {
+        for &method in *methods {
+            let (want, got, calls) = cpu_and_gpu::<f64>(text, trained, method, &opts, &data);
+            assert_same(&format!("{what}, {method}"), &want, &got, 1e-10);
+            assert!(calls.iter().any(|c| c.contains(".pre_delay")) || *what == "fixed delayed sparse W_mid", "{what}: no ring of presynaptic values");
         }
+    }
+    // The online methods refuse W_in behind W_mid's delay on the device as on the CPU.
+    let p = program(&sparse);
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let e = GpuGradient::new(&mut gpu, &names(), Method::EsDRtrl { decay: 0.9 }).err().expect("refused").to_string();
+    assert!(e.contains("`W_in`: the online methods carry the learning signal back within a step only") && e.contains("`W_mid`"), "{e}");
+    for method in all {
+        let (want, got, _) = cpu_and_gpu::<f64>(input_delay, &["W_in".into(), "W_out".into()], method, &Options { batch: 2, seed: 5, learning: true, ..Options::default() }, &|| RandomSpikes::new(80, 2, 5, 2, 0.4, 2));
+        assert_same(&format!("delayed input projection, {method}"), &want, &got, 1e-10);
+    }
+}
+
+/// What the device's gradient pass still refuses, by name: a delay per synapse, an
+/// adapter (the device runs neither), dropout (it would train another network).
+#[test]
+fn the_gpu_refuses_what_it_does_not_train() {
+    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
+    let per_synapse = stack("sparse p = 0.6", "delay U(1 ms, 4 ms)", "");
+    let adapter = adapted("sparse p = 0.5");
+    for (text, want) in [(per_synapse.as_str(), "a delay per synapse is not supported on the GPU"), (adapter.as_str(), "`W_mid` has an adapter")] {
+        let p = program(text);
+        let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    let dropped = stack("sparse p = 0.6", "", "").replace("connect L1 -> L2.I sparse p = 0.6 trainable", "connect L1 -> L2.I sparse p = 0.6 trainable dropout 0.2");
+    let p = program(&dropped);
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+        let e = GpuGradient::new(&mut gpu, &names(), method).err().expect("refused").to_string();
+        assert!(e.contains("`W_mid` has `dropout`: training with dropout runs on the CPU only"), "{method}: {e}");
     }
 }
 

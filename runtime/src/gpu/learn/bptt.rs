@@ -51,9 +51,12 @@ pub(super) struct Tape {
     step_bytes: usize,
     /// Per population: the adjoint's states (lambda K, mu n_in, g n_p slices).
     st: Vec<Vec<Buf>>,
-    /// dL/ds (per population) and dL/dh (per population and state) carried: [now, prev].
-    ds: [Vec<Buf>; 2],
-    dh: [Vec<Vec<Buf>>; 2],
+    /// dL/ds (per population) and dL/dh (per population and state) carried to the steps
+    /// a link reaches back to: one side per step from the one being processed to the
+    /// farthest back a link reaches (its delay, plus one through a recurrent link); at
+    /// least two.
+    ds: Vec<Vec<Buf>>,
+    dh: Vec<Vec<Vec<Buf>>>,
 }
 
 impl Tape {
@@ -63,7 +66,8 @@ impl Tape {
         let np = g.host.pops.len();
         let mut adjoints: Vec<Option<Adjoint>> = (0..np).map(|_| None).collect();
         let mut st = vec![Vec::new(); np];
-        let mut dh = [vec![Vec::new(); np], vec![Vec::new(); np]];
+        let depth = plan.links.iter().map(|l| l.steps_back()).max().unwrap_or(0).max(1) + 1;
+        let mut dh = vec![vec![Vec::new(); np]; depth];
         for &p in &plan.hidden {
             let pop = &g.host.pops[p];
             let (Some(step), Some(dl)) = (&pop.step, pop.deriv) else {
@@ -87,7 +91,7 @@ impl Tape {
             }
             adjoints[p] = Some(Adjoint { layout, invariant, module, roles });
         }
-        let mut ds = [Vec::new(), Vec::new()];
+        let mut ds = vec![Vec::new(); depth];
         for (w, side) in ds.iter_mut().enumerate() {
             for pop in &g.host.pops {
                 side.push(g.dev.alloc(fe, batch * pop.n, &format!("bptt.{}.ds.{w}", pop.name)).map_err(dev_err)?);
@@ -173,10 +177,15 @@ impl Tape {
         for b in all {
             g.dev.zero(b).map_err(dev_err)?;
         }
-        let (mut now, mut prev) = (0usize, 1usize);
+        // Step s's side: (len - s) mod depth (the last step's is 1, as the [now, prev]
+        // pair of a network without delays).
+        let depth = self.ds.len();
+        let side = |s: usize| (self.len - s) % depth;
         for t in (0..self.len).rev() {
-            std::mem::swap(&mut now, &mut prev);
-            let stale: Vec<Buf> = self.ds[prev].iter().chain(self.dh[prev].iter().flatten()).copied().collect();
+            let now = side(t);
+            // The side of step t + 1 is done: it becomes the farthest one back, emptied.
+            let far = side(t + 1);
+            let stale: Vec<Buf> = self.ds[far].iter().chain(self.dh[far].iter().flatten()).copied().collect();
             for b in stale {
                 g.dev.zero(b).map_err(dev_err)?;
             }
@@ -211,11 +220,16 @@ impl Tape {
                     sparse::add_outer(g, pr, gb, x, mus[e.target.input], batch, e.target.n_pre, n)?;
                 }
                 for lk in plan.links.iter().filter(|lk| lk.to == p) {
-                    let dst = match (lk.state, lk.now) {
-                        (None, true) => self.ds[now][lk.from],
-                        (None, false) => self.ds[prev][lk.from],
-                        (Some(j), true) => self.dh[now][lk.from][j],
-                        (Some(j), false) => self.dh[prev][lk.from][j],
+                    // What step t received through the link was read at t - back: nothing
+                    // before the sequence started.
+                    let back = lk.steps_back();
+                    if back > t {
+                        continue;
+                    }
+                    let at = side(t - back);
+                    let dst = match lk.state {
+                        None => self.ds[at][lk.from],
+                        Some(j) => self.dh[at][lk.from][j],
                     };
                     sparse::back(g, lk.proj, dst, mus[lk.input], batch, g.host.pops[lk.from].n, n, true)?;
                 }

@@ -135,6 +135,10 @@ pub struct GpuGradient<T> {
     ones: Buf,
     /// Per projection: the copy of what it read, for sources that step after its target.
     pre: Vec<Option<Buf>>,
+    /// Per trained projection with a delay of d steps: what it read in each of the last
+    /// d + 1 steps (slot t mod (d + 1)), so that step t's learners read what arrives in
+    /// it, read at t - d (zeros before; the CPU's `PreDelay`).
+    delayed: Vec<Option<Vec<Buf>>>,
     groups: Vec<Group>,
     exact: Vec<ExactGroup>,
     params: Vec<ParamTrace>,
@@ -229,9 +233,15 @@ impl<T: Float> GpuGradient<T> {
         let mut groups: Vec<Group> = Vec::new();
         let mut exact: Vec<ExactGroup> = Vec::new();
         let mut bptt_grads = Vec::new();
+        let mut delayed: Vec<Option<Vec<Buf>>> = vec![None; net.projs.len()];
         for (ei, e) in plan.etrace.iter().enumerate() {
             let t = &e.target;
             needs_pre(t.index, &mut alloc)?;
+            if t.delay > 0 && delayed[t.index].is_none() {
+                let ring = (0..=t.delay).map(|s| alloc(batch * t.n_pre, format!("learn.{}.pre_delay{s}", e.name))).collect::<Result<Vec<_>, _>>()?;
+                bytes += (t.delay + 1) * batch * t.n_pre * size;
+                delayed[t.index] = Some(ring);
+            }
             let n = n_of(t.pop);
             // I x O, or one per synapse of a sparse projection.
             let grad = alloc(t.shape.pairs(), format!("learn.{}.grad", e.name))?;
@@ -340,6 +350,7 @@ impl<T: Float> GpuGradient<T> {
             mu,
             ones,
             pre,
+            delayed,
             groups,
             exact,
             params,
@@ -380,6 +391,8 @@ impl<T: Float> GpuGradient<T> {
             bufs.extend(gs.iter().chain(ps.iter()));
         }
         bufs.extend(self.dlds.iter().flatten().chain(self.dldh.iter().flatten()));
+        // Nothing has arrived through a delayed projection when a sequence starts.
+        bufs.extend(self.delayed.iter().flatten().flatten());
         for b in &bufs {
             g.dev.zero(*b).map_err(dev_err)?;
         }
@@ -445,11 +458,19 @@ impl<T: Float> GpuGradient<T> {
         }
         let inputs = self.window.inputs(slot).to_vec();
         g.step_deferred(&inputs)?;
+        // What the delayed projections read this step joins their rings.
+        for (i, ring) in self.delayed.iter().enumerate() {
+            if let Some(ring) = ring {
+                let len = batch * g.projs[i].n_pre;
+                let src = pre_of(&self.pre, g, i);
+                g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(ring[t % ring.len()]), KArg::U64(len as u64)])?;
+            }
+        }
         self.window.loss(g, kind, self.plan.r, slot, self.err)?;
         self.signals(g)?;
         match &mut self.bptt {
             Some((tape, ..)) => {
-                let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| pre_of(&self.pre, g, e.target.index)).collect();
+                let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| arriving(&self.pre, &self.delayed, g, e.target.index, t)).collect();
                 tape.push(g, &self.plan, &self.l, &pre)?;
             }
             None => self.traces(g, t)?,
@@ -629,7 +650,9 @@ impl<T: Float> GpuGradient<T> {
             }
             for li in 0..self.plan.links.len() {
                 let lk = &self.plan.links[li];
-                if lk.to != p || !lk.now {
+                // Only what was read in this very step (ALGORITHMS.md): no signal back
+                // along recurrent or delayed links.
+                if lk.to != p || lk.steps_back() != 0 {
                     continue;
                 }
                 let (proj, from, input, state) = (lk.proj, lk.from, lk.input, lk.state);
@@ -676,7 +699,7 @@ impl<T: Float> GpuGradient<T> {
                 }
             };
             for m in &mut x.members {
-                let xb = pre_of(&self.pre, g, m.proj);
+                let xb = arriving(&self.pre, &self.delayed, g, m.proj, t);
                 if let Pairs::Sparse { row, col, nnz } = self.pairs[m.ei] {
                     let args = [
                         KArg::Buf(m.tr[0]),
@@ -730,7 +753,7 @@ impl<T: Float> GpuGradient<T> {
         for gr in &self.groups {
             launch_step(g, &gr.traces[s])?;
             for m in &gr.members {
-                let x = pre_of(&self.pre, g, m.proj);
+                let x = arriving(&self.pre, &self.delayed, g, m.proj, t);
                 let len = batch * m.n_pre;
                 let args = [KArg::Buf(m.eps_x), KArg::Buf(x), KArg::Buf(m.x_views[s]), KArg::U64(len as u64), KArg::U64(decay_bits), KArg::U64(scale_bits)];
                 g.launch(prop::SCALE_ADD_STORE, flat(len), BLOCK, &args)?;
@@ -799,6 +822,16 @@ fn contraction_window<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, groups: &mu
     Ok(len)
 }
 
+/// What projection `i`'s target receives at step `t` of the sequence: what it read at
+/// t - d through a delay of d steps (its ring's slot, zeros before), else [`pre_of`].
+fn arriving<T: Float, D: Device>(pre: &[Option<Buf>], delayed: &[Option<Vec<Buf>>], g: &GpuNetwork<T, D>, i: usize, t: usize) -> Buf {
+    match &delayed[i] {
+        // Slot (t - d) mod (d + 1) = (t + 1) mod (d + 1), written at step t - d.
+        Some(ring) => ring[(t + 1) % ring.len()],
+        None => pre_of(pre, g, i),
+    }
+}
+
 /// x^t of projection `i`: its copy (`pre`), or the live source buffer.
 fn pre_of<T: Float, D: Device>(pre: &[Option<Buf>], g: &GpuNetwork<T, D>, i: usize) -> Buf {
     pre[i].unwrap_or_else(|| g.source(i).0)
@@ -858,9 +891,9 @@ fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Res
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
 }
 
-/// What the CPU's gradient pass does and the device's does not yet: delayed projections
-/// (trained, or carrying the learning signal), adapters (which the device does not run
-/// at all, [`GpuNetwork::new`]), dropout. Refused by name, so that
+/// What the CPU's gradient pass does and the device's does not yet: adapters (which the
+/// device does not run at all, [`GpuNetwork::new`]), dropout. (A delay per synapse is
+/// refused by the plan and by the device.) Refused by name, so that
 /// the device never runs such a model differently from the CPU.
 fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
     let name = |i: usize| net.projections()[i].0.clone();
@@ -879,9 +912,6 @@ fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), Runti
     for i in projs {
         if net.dense_weights(i).is_none() && net.sparse_weights(i).is_none() {
             return Err(RuntimeError::Build(format!("`{}`: the CUDA backend's gradients go through dense and sparse projections only", name(i))));
-        }
-        if net.projection_delay(i).is_some() {
-            return Err(RuntimeError::Build(format!("`{}` has a delay: gradients through delayed projections (dense or sparse) run on the CPU only (--backend cpu)", name(i))));
         }
     }
     Ok(())

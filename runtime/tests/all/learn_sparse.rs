@@ -224,19 +224,21 @@ network n {
     }
 }
 
-/// What the device's gradient pass still refuses, by name: a delay per synapse, an
-/// adapter (the device runs neither), dropout (it would train another network).
+/// What the device's gradient pass still refuses, by name: a delay per synapse (the
+/// device does not run it), an adapter with D-RTRL (as the CPU, with its message),
+/// dropout (it would train another network).
 #[test]
 fn the_gpu_refuses_what_it_does_not_train() {
     let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
-    let per_synapse = stack("sparse p = 0.6", "delay U(1 ms, 4 ms)", "");
-    let adapter = adapted("sparse p = 0.5");
-    for (text, want) in [(per_synapse.as_str(), "a delay per synapse is not supported on the GPU"), (adapter.as_str(), "`W_mid` has an adapter")] {
-        let p = program(text);
-        let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
-        let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
-        assert!(e.contains(want), "{e}");
-    }
+    let p = program(&stack("sparse p = 0.6", "delay U(1 ms, 4 ms)", ""));
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
+    assert!(e.contains("a delay per synapse is not supported on the GPU"), "{e}");
+    let p = program(&adapted("sparse p = 0.5"));
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let e = GpuGradient::new(&mut gpu, &ADAPTED.map(String::from), Method::DRtrl).err().expect("refused").to_string();
+    assert!(e.contains("the adapter of `W_mid` cannot be trained here: D-RTRL"), "{e}");
     let dropped = stack("sparse p = 0.6", "", "").replace("connect L1 -> L2.I sparse p = 0.6 trainable", "connect L1 -> L2.I sparse p = 0.6 trainable dropout 0.2");
     let p = program(&dropped);
     let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
@@ -474,10 +476,53 @@ fn adapter_refusals_name_the_projection() {
     assert!(e.contains("the adapter of `W_mid` cannot be trained here: D-RTRL"), "{e}");
     let e = gradient_of(&mut n, &["W_mid.U".into()], &mut RandomSpikes::new(5, 2, 5, 2, 0.4, 1), Method::Bptt, false).err().expect("refused").to_string();
     assert!(e.contains("`W_mid.U` and `W_mid.V` (the adapter of `W_mid`) are trained together"), "{e}");
-    let p = program(&adapted("dense"));
-    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
-    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
-    assert!(e.contains("`W_mid` has an adapter"), "{e}");
+}
+
+/// Adapters trained on the (emulated) device: the sparse stack with a fixed W_mid
+/// carrying a rank-2 adapter (V drawn), and the whole-brain fit's case, an adapter on a
+/// delayed sparse recurrent projection, by BPTT and ES-D-RTRL: the device's dL/dU and
+/// dL/dV (and the other gradients) equal the CPU's (f64, 1e-10); then with new U and V
+/// set on both (uploaded to the device).
+#[test]
+fn gpu_adapter_gradients_equal_the_cpus() {
+    let opts = Options { batch: 2, seed: 7, learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(70, 2, 5, 2, 0.4, 3);
+    let rec = stack("dense", "", "").replace(
+        "connect L2 -> L2.I dense trainable init normal(0, 4) no_self  as W_rec",
+        "connect L2 -> L2.I sparse p = 0.6 init normal(0, 4) no_self delay 2 ms adapter rank 2 as W_rec",
+    );
+    assert!(rec.contains("adapter rank 2 as W_rec"));
+    let cases = [
+        ("adapter on a fixed sparse W_mid", adapted("sparse p = 0.5"), "W_mid", ADAPTED.map(String::from).to_vec()),
+        ("adapter on a delayed sparse recurrent W_rec", rec, "W_rec", ["W_in", "W_mid", "W_rec.U", "W_rec.V", "W_out"].map(String::from).to_vec()),
+    ];
+    for (what, text, proj, trained) in &cases {
+        let v = Array2::from_shape_fn((2, 5), |(k, o)| 0.6 * ((k * 5 + o) as f64 * 1.1).sin());
+        for method in [Method::Bptt, Method::EsDRtrl { decay: 0.9 }] {
+            let mut cpu = build(text, &opts);
+            cpu.set_trainable(&format!("{proj}.V"), v.clone()).unwrap();
+            let p = program(text);
+            let mut host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+            host.set_trainable(&format!("{proj}.V"), v.clone()).unwrap();
+            let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+            let mut grad = GpuGradient::new(&mut gpu, trained, method).unwrap();
+            for round in 0..2 {
+                if round == 1 {
+                    // New factors, set on both: the device's copies follow.
+                    for (name, w) in [(format!("{proj}.U"), cpu.trainable(&format!("{proj}.U")).unwrap().mapv(|x| 0.5 * x + 0.1)), (format!("{proj}.V"), v.mapv(|x| -x))] {
+                        cpu.set_trainable(&name, w.clone()).unwrap();
+                        gpu.set_trainable(&name, w).unwrap();
+                    }
+                    cpu.reset();
+                    gpu.reset().unwrap();
+                }
+                let want = gradient_of(&mut cpu, trained, &mut data(), method, false).unwrap();
+                let got = grad.run(&mut gpu, &mut data()).unwrap();
+                assert_same(&format!("{what}, {method}, round {round}"), &want, &got, 1e-10);
+                assert!(got.get(&format!("{proj}.U")).is_some() && got.get(&format!("{proj}.V")).is_some(), "{what}: U and V by name");
+            }
+        }
+    }
 }
 
 /// A delay per synapse (`delay U(1 ms, 4 ms)`) is not one the gradient pass can pair

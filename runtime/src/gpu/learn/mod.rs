@@ -191,8 +191,10 @@ impl<T: Float> GpuGradient<T> {
     /// network was built with `Options::learning`.
     pub fn new<D: Device>(g: &mut GpuNetwork<T, D>, trainable: &[String], method: Method) -> Result<GpuGradient<T>, RuntimeError> {
         let plan = plan(&g.host, trainable)?;
-        refuse_on_device(&g.host, &plan)?;
-        let pairs: Vec<Pairs> = plan.etrace.iter().map(|e| Pairs::of(g, e.target.index)).collect::<Result<_, _>>()?;
+        refuse_on_device(&g.host, &plan, method)?;
+        // An adapter's products run over up to a contraction window of rows.
+        let rows = g.window().max(1) * g.host.batch;
+        let pairs: Vec<Pairs> = plan.etrace.iter().map(|e| Pairs::of(g, e.target.index, &e.target.shape, rows)).collect::<Result<_, _>>()?;
         let online = method != Method::Bptt;
         if online {
             check_online_reach(&g.host, &plan)?;
@@ -244,7 +246,10 @@ impl<T: Float> GpuGradient<T> {
             }
             let n = n_of(t.pop);
             // I x O, or one per synapse of a sparse projection.
-            let grad = alloc(t.shape.pairs(), format!("learn.{}.grad", e.name))?;
+            let grad = match pairs[ei] {
+                Pairs::LowRank { grad, .. } => grad,
+                _ => alloc(t.shape.pairs(), format!("learn.{}.grad", e.name))?,
+            };
             let k = k_of(t.pop);
             if !online {
                 bptt_grads.push(grad);
@@ -596,11 +601,18 @@ impl<T: Float> GpuGradient<T> {
         let mut total = Vec::with_capacity(shapes.len());
         for (k, ((name, rows, cols), b)) in shapes.into_iter().zip(self.gradient_bufs()).enumerate() {
             let grad = download(g, b, rows, cols)?;
-            // A convolution's kernel gradient: its synapses' summed into their entries.
-            total.push((name, match self.plan.etrace.get(k) {
-                Some(e) => e.target.shape.of_tensor(grad),
-                None => grad,
-            }));
+            match self.plan.etrace.get(k).map(|e| &e.target.shape) {
+                // An adapter's stacked gradient, as `NAME.U` and `NAME.V` (as the CPU's).
+                Some(GradShape::LowRank { n_pre, .. }) => {
+                    let (u, v) = crate::adapter::LowRank::<f64>::split(&grad, *n_pre);
+                    let proj = name.trim_end_matches(".adapter");
+                    total.push((format!("{proj}.U"), u));
+                    total.push((format!("{proj}.V"), v));
+                }
+                // A convolution's kernel gradient: its synapses' summed into their entries.
+                Some(shape) => total.push((name, shape.of_tensor(grad))),
+                None => total.push((name, grad)),
+            }
         }
         Ok(total)
     }
@@ -891,21 +903,23 @@ fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Res
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
 }
 
-/// What the CPU's gradient pass does and the device's does not yet: adapters (which the
-/// device does not run at all, [`GpuNetwork::new`]), dropout. (A delay per synapse is
-/// refused by the plan and by the device.) Refused by name, so that
-/// the device never runs such a model differently from the CPU.
-fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
+/// What the CPU's gradient pass does and the device's does not yet, or refuses: dropout;
+/// an adapter where an exact trace would be kept (the CPU's refusal, its message). (A
+/// delay per synapse is refused by the plan and by the device.)
+fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan, method: Method) -> Result<(), RuntimeError> {
     let name = |i: usize| net.projections()[i].0.clone();
     // The device steps the network as evaluation does, without masks: training through a
     // dropout there would silently train another network.
     if let Some(i) = (0..net.projs.len()).find(|&i| net.has_dropout(i)) {
         return Err(RuntimeError::Build(format!("`{}` has `dropout`: training with dropout runs on the CPU only (--backend jit); the CUDA backend evaluates and runs such a network (without dropout, as evaluation does) but does not train it", name(i))));
     }
-    for e in &plan.etrace {
-        let i = e.target.index;
-        if matches!(e.target.shape, GradShape::LowRank { .. }) || net.adapter(i).is_some() {
-            return Err(RuntimeError::Build(format!("`{}` has an adapter: gradients through adapters run on the CPU only (--backend cpu)", name(i))));
+    let online = method != Method::Bptt;
+    for e in plan.etrace.iter().filter(|e| matches!(e.target.shape, GradShape::LowRank { .. })) {
+        // An exact trace is one per weight of W + U V (pre x post): not for an adapter.
+        if method == Method::DRtrl || (online && e.target.pop == plan.r) {
+            let proj = e.name.trim_end_matches(".adapter");
+            let why = if method == Method::DRtrl { "D-RTRL keeps one trace per weight of W + U V".to_string() } else { format!("it feeds the readout `{}`, whose weights get exact traces", net.pops[plan.r].name) };
+            return Err(RuntimeError::Build(format!("the adapter of `{proj}` cannot be trained here: {why}; train it with es-d-rtrl (into a hidden layer) or bptt")));
         }
     }
     let projs = plan.etrace.iter().map(|e| e.target.index).chain(plan.links.iter().map(|l| l.proj));

@@ -20,7 +20,12 @@
 //!
 //! What a projection read at step t is what the CPU's `StepTrace::pre` holds: the live
 //! buffer for sources stepped before its target (inputs, lower layers), a copy taken
-//! before the step for the others (recurrent spikes s^{t-1}).
+//! before the step for the others (recurrent spikes s^{t-1}); through a delay of d steps
+//! the learners read what arrives at t, kept in a ring of d + 1 copies.
+//!
+//! Sparse projections (and `conv`/`pool`, sparse synapses whose weights the host writes
+//! from a kernel) have their gradient at the synapses, adapters a stacked (I + O) x R one
+//! ([`sparse`]): the GEMMs above become per-synapse kernels or the adapter's GEMMs there.
 //!
 //! The plan (which projection is traced how, what is refused) is the CPU's
 //! ([`crate::learn::plan`]). Not on the GPU: per-step records, updates within a sequence.

@@ -592,3 +592,15 @@ fn snapshot_alif_bptt_adjoint_f32_sm80() {
     let text = ptx::emit_step(&adj.step, &[], Precision::F32, Target::Sm80).unwrap();
     insta::assert_snapshot!(text);
 }
+
+/// The learning signal carried back through a sparse projection's synapses (one thread
+/// per presynaptic neuron and batch element over its CSR row; `acc` adds instead of
+/// overwriting), one of the training kernels of the propagation module, as text.
+#[test]
+fn snapshot_sparse_back_f32_sm80() {
+    use snnc_compiler::backend::ptx::propagate::{SPARSE_BACK, emit_propagate};
+    let text = emit_propagate(Precision::F32, Target::Sm80);
+    let start = text.find(&format!(".visible .entry {SPARSE_BACK}(")).expect("the entry");
+    let end = start + text[start..].find("\n}\n").expect("its end") + 3;
+    insta::assert_snapshot!(&text[start..end]);
+}

@@ -84,8 +84,19 @@ enum DevWeights {
     OneToOne(Buf),
 }
 
+/// A projection's low-rank adapter (`adapter rank R`) on the device: U (I x R) and
+/// V (R x O), row-major, and x U of the step (B x R).
+struct DevAdapter {
+    u: Buf,
+    v: Buf,
+    rank: usize,
+    xu: Buf,
+}
+
 struct DevProj {
     weights: DevWeights,
+    /// The low-rank term added to what the weights deliver: `(x U) V`.
+    adapter: Option<DevAdapter>,
     /// Sparse projections from non-spiking sources compact their source themselves.
     own_list: Option<(Buf, usize)>,
     ring: Vec<Buf>,
@@ -184,14 +195,9 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         if batch > 65535 {
             return Err(RuntimeError::Build(format!("batch {batch}: the GPU backend runs at most 65535 batch elements")));
         }
-        // Kernel-shared weights are kept on the host only (conv.rs).
-        if let Some(p) = host.projs.iter().find(|p| p.shared.is_some()) {
-            return Err(RuntimeError::Build(format!("`{}` is a convolution (`conv` / `pool`): the CUDA backend does not run conv projections yet; use the CPU backend", p.name)));
-        }
-        // The device's propagation has no low-rank term: such a network runs on the CPU.
-        if let Some(p) = host.projs.iter().find(|p| p.adapter.is_some()) {
-            return Err(RuntimeError::Build(format!("`{}` has an adapter (`adapter rank R`): the CUDA backend does not run adapters yet; use the CPU backend", p.name)));
-        }
+        // A `conv` / `pool` projection runs as the sparse projection it is: its kernel
+        // stays on the host, which writes it into the synapses' weights (conv.rs);
+        // `set_trainable` uploads those.
         let target = dev.target();
         let prop = dev.load(&Module::Propagate(T::PRECISION, target)).map_err(dev_err)?;
         let mut ext = Vec::new();
@@ -329,7 +335,19 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     ring.push(dev.alloc(fe, batch * n_post, &label(&format!("delay{s}"))).map_err(dev_err)?);
                 }
             }
-            projs.push(DevProj { weights, own_list, ring, n_pre, n_post, check: None, stage: None, plastic: None });
+            let adapter = match &pr.adapter {
+                Some(a) => {
+                    let (u, v) = (a.u.as_standard_layout(), a.v.as_standard_layout());
+                    Some(DevAdapter {
+                        u: upload(&mut dev, fe, "U", T::host(u.as_slice().expect("standard layout"))).map_err(dev_err)?,
+                        v: upload(&mut dev, fe, "V", T::host(v.as_slice().expect("standard layout"))).map_err(dev_err)?,
+                        rank: a.rank(),
+                        xu: dev.alloc(fe, batch * a.rank(), &label("xU")).map_err(dev_err)?,
+                    })
+                }
+                None => None,
+            };
+            projs.push(DevProj { weights, adapter, own_list, ring, n_pre, n_post, check: None, stage: None, plastic: None });
         }
         let lens = dev.alloc(Elem::U32, count_slots * batch, "lens").map_err(dev_err)?;
         // A window's spike totals fit 32 bits.
@@ -614,20 +632,53 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
 
     /// Sets a trainable tensor ([`Network::set_trainable`]) on the host and the device.
     pub fn set_trainable(&mut self, name: &str, w: ndarray::Array2<T>) -> Result<(), RuntimeError> {
-        self.host.set_trainable(name, w)?;
         if let Some((i, ..)) = self.host.projection(name) {
-            let (DevWeights::Dense(b), Some(w)) = (&self.projs[i].weights, self.host.dense_weights(i)) else {
-                return Err(RuntimeError::Input(format!("`{name}` is not a dense projection")));
+            // Checked before the host takes the weights: host and device stay equal.
+            if matches!(self.projs[i].weights, DevWeights::OneToOne(_)) {
+                return Err(RuntimeError::Input(format!("`{name}` is a one-to-one projection: only dense and sparse ones are set on the device")));
+            }
+            self.host.set_trainable(name, w)?;
+            return match (&self.projs[i].weights, self.host.dense_weights(i), self.host.sparse_weights(i)) {
+                (DevWeights::Dense(b), Some(w), _) => {
+                    let w = w.as_standard_layout();
+                    self.dev.upload(*b, T::host(w.as_slice().expect("standard layout"))).map_err(dev_err)
+                }
+                // A sparse projection's tensor is its synapses' weights (1 x nnz, CSR order).
+                (DevWeights::Sparse { w: b, .. }, _, Some((_, _, w))) => self.dev.upload(*b, T::host(w)).map_err(dev_err),
+                _ => Err(RuntimeError::Input(format!("`{name}`: its weights on the host and the device differ in kind"))),
             };
-            let w = w.as_standard_layout();
-            return self.dev.upload(*b, T::host(w.as_slice().expect("standard layout"))).map_err(dev_err);
         }
+        if let Some((i, is_v)) = self.host.adapter_slot(name) {
+            self.host.set_trainable(name, w)?;
+            let (Some(a), Some(d)) = (self.host.adapter(i), &self.projs[i].adapter) else {
+                return Err(RuntimeError::Input(format!("`{name}`: the projection's adapter is not on the device")));
+            };
+            let (m, b) = if is_v { (&a.v, d.v) } else { (&a.u, d.u) };
+            let m = m.as_standard_layout();
+            return self.dev.upload(b, T::host(m.as_slice().expect("standard layout"))).map_err(dev_err);
+        }
+        self.host.set_trainable(name, w)?;
         let (p, slot, ..) = self.host.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("no trainable `{name}`")))?;
         self.dev.upload(self.pops[p].params[slot], T::host(&self.host.pops[p].per_neuron_params[slot])).map_err(dev_err)
     }
 
-    /// `out += x W` for projection `pi` (`out = x W` with `overwrite`, dense only).
+    /// `out += x W` for projection `pi` (`out = x W` with `overwrite`, dense only), and
+    /// its adapter's `(x U) V`.
     fn propagate(&mut self, pi: usize, src: Buf, list: Option<(Buf, usize)>, out: Buf, overwrite: bool) -> Result<(), RuntimeError> {
+        self.propagate_weights(pi, src, list, out, overwrite)?;
+        let Some(a) = &self.projs[pi].adapter else { return Ok(()) };
+        let (batch, n_pre, n_post) = (self.host.batch, self.projs[pi].n_pre, self.projs[pi].n_post);
+        // Row-major xU (B x R) = x U, then out (B x O) += xU V (the weights wrote `out`
+        // first), as the dense GEMM above: column-major transposes, no copies.
+        let (u, v, r, xu) = (a.u, a.v, a.rank, a.xu);
+        let g1 = Gemm { m: r, n: batch, k: n_pre, alpha: 1.0, a: u, lda: r, ta: false, b: src, ldb: n_pre, tb: false, beta: 0.0, c: xu, ldc: r };
+        self.dev.gemm(&g1).map_err(dev_err)?;
+        let g2 = Gemm { m: n_post, n: batch, k: r, alpha: 1.0, a: v, lda: n_post, ta: false, b: xu, ldb: r, tb: false, beta: 1.0, c: out, ldc: n_post };
+        self.dev.gemm(&g2).map_err(dev_err)
+    }
+
+    /// `out += x W` for projection `pi`'s weights (`out = x W` with `overwrite`, dense only).
+    fn propagate_weights(&mut self, pi: usize, src: Buf, list: Option<(Buf, usize)>, out: Buf, overwrite: bool) -> Result<(), RuntimeError> {
         let batch = self.host.batch;
         let (n_pre, n_post) = (self.projs[pi].n_pre, self.projs[pi].n_post);
         match self.projs[pi].weights {

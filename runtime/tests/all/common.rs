@@ -49,6 +49,17 @@ pub fn gpu_grad_program() -> Program {
     program(include_str!("../data/gpu_grad.snn"))
 }
 
+/// That workload with sparse input and recurrent projections (a quarter of the pairs;
+/// the input weights scaled up so that the layer still fires): the hardware test of
+/// gradients through sparse projections (`cuda::sparse_gradients_gpu_equal_cpu`).
+pub fn gpu_grad_sparse_program() -> Program {
+    let text = include_str!("../data/gpu_grad.snn")
+        .replace("connect x -> rec.I dense init normal(0.04, 0.1)", "connect x -> rec.I sparse p = 0.25 init normal(0.16, 0.2)")
+        .replace("connect rec -> rec.I dense init normal(0, 0.05)", "connect rec -> rec.I sparse p = 0.25 init normal(0, 0.1)");
+    assert_eq!(text.matches("sparse p = 0.25").count(), 2, "the workload's text changed");
+    program(&text)
+}
+
 /// (steps, batch, input rate per step, data seed) of that workload.
 pub const GPU_GRAD_DATA: (usize, usize, f64, u64) = (300, 32, 0.2, 5);
 

@@ -3,7 +3,8 @@
 //! gradient of the same weights summed over the synapses sharing each kernel entry, for
 //! BPTT, D-RTRL and ES-D-RTRL; BPTT against finite differences (one conv layer, and a
 //! conv layer read through average pooling by a second layer); D-RTRL = BPTT on one conv
-//! layer; the emulated GPU refuses them by name.
+//! layer; on the emulated GPU, the CPU's gradients (those two networks, and
+//! examples/digits_conv.snn).
 use crate::common::program;
 use ndarray::Array2;
 use snnc_compiler::backend::ptx::Target;
@@ -228,11 +229,78 @@ fn kernel_gradient_against_finite_differences(text: &str, n_in: usize) {
     }
 }
 
+/// Convolutions trained on the (emulated) GPU: a conv layer, and a conv layer read
+/// through average pooling (a fixed sparse link the signal goes back through), by every
+/// method: the device's kernel gradients (its synapses' summed into the entries they
+/// share) and loss equal the CPU's (f64, 1e-10); a kernel set on the device reaches its
+/// synapses there (the next gradient equals the CPU's with that kernel).
 #[test]
-fn the_emulated_gpu_refuses_conv_projections_by_name() {
+fn conv_gradients_on_the_emulated_gpu_equal_the_cpus() {
+    use snnc_runtime::gpu::GpuGradient;
+    let opts = Options { batch: 2, seed: 21, learning: true, ..Options::default() };
     let shape = SHAPES[0];
-    let p = program(&one_layer(shape, &conv_clause(shape)));
-    let host = Network::<f64>::without_kernels(&p, &p.networks[0], &Options::default()).unwrap();
-    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
-    assert!(e.contains("`K` is a convolution") && e.contains("CPU backend"), "{e}");
+    let one = one_layer(shape, &conv_clause(shape));
+    for (what, text, n_in) in [("conv", one.as_str(), shape.0 * shape.1 * shape.2), ("conv + pool", CONV_POOL, 32)] {
+        let names = ["K".to_string(), "W_out".to_string()];
+        let data = || RandomSpikes::new(40, 2, n_in, 2, 0.3, 8);
+        for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+            let mut cpu = build(text, &opts);
+            let p = program(text);
+            let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+            let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+            let mut grad = GpuGradient::new(&mut gpu, &names, method).unwrap();
+            // Then again with another kernel, set on both.
+            let kernel = cpu.trainable("K").unwrap().mapv(|v| 0.8 * v + 0.3);
+            for round in 0..2 {
+                if round == 1 {
+                    cpu.set_trainable("K", kernel.clone()).unwrap();
+                    gpu.set_trainable("K", kernel.clone()).unwrap();
+                    cpu.reset();
+                    gpu.reset().unwrap();
+                }
+                let want = gradient_of(&mut cpu, &names, &mut data(), method, false).unwrap();
+                let got = grad.run(&mut gpu, &mut data()).unwrap();
+                assert!((want.loss - got.loss).abs() <= 1e-10 * want.loss, "{what} {method} round {round}: loss {} vs {}", want.loss, got.loss);
+                for name in &names {
+                    let (a, b) = (want.get(name).unwrap(), got.get(name).unwrap());
+                    assert_eq!(a.dim(), b.dim(), "{what} {method} {name}: the kernel's shape");
+                    let scale = largest(a);
+                    assert!(scale > 0.0, "{what} {method} {name}: zero gradient");
+                    eprintln!("{what}, {method}, round {round}, {name} {:?}: device vs CPU {:.1e} of the largest", a.dim(), largest(&(a - b)) / scale);
+                    assert!(largest(&(a - b)) <= 1e-10 * scale, "{what} {method} round {round} {name}: device vs CPU");
+                }
+            }
+        }
+    }
+}
+
+/// examples/digits_conv.snn (conv 8 x 3 x 3 on 8 x 8 images, average pooling, a leaky
+/// readout) trained by its method, ES-D-RTRL, on the emulated GPU: the CPU's gradients.
+#[test]
+fn the_digits_conv_example_gets_the_cpus_gradient_on_the_emulated_gpu() {
+    use snnc_compiler::SourceMap;
+    use snnc_compiler::sema::{self, LoadOptions};
+    use snnc_runtime::gpu::GpuGradient;
+    let mut sources = SourceMap::new();
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/digits_conv.snn"));
+    let (p, d) = sema::check_path(path, &LoadOptions::default(), &mut sources);
+    assert!(d.iter().all(|d| !d.is_error()));
+    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
+    let names = ["K1".to_string(), "W_out".to_string()];
+    let method = Method::EsDRtrl { decay: 0.9 };
+    let data = || RandomSpikes::new(20, 2, 64, 10, 0.3, 5);
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let want = gradient_of(&mut cpu, &names, &mut data(), method, false).unwrap();
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let got = GpuGradient::new(&mut gpu, &names, method).unwrap().run(&mut gpu, &mut data()).unwrap();
+    assert!((want.loss - got.loss).abs() <= 1e-10 * want.loss, "loss {} vs {}", want.loss, got.loss);
+    for name in &names {
+        let (a, b) = (want.get(name).unwrap(), got.get(name).unwrap());
+        assert_eq!(a.dim(), b.dim(), "{name}");
+        let scale = largest(a);
+        assert!(scale > 0.0, "{name}: zero gradient");
+        eprintln!("digits_conv, {name} {:?}: device vs CPU {:.1e} of the largest", a.dim(), largest(&(a - b)) / scale);
+        assert!(largest(&(a - b)) <= 1e-10 * scale, "{name}: device vs CPU");
+    }
 }

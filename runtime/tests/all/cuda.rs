@@ -213,6 +213,29 @@ fn gradients_gpu_equal_cpu() {
     }
 }
 
+/// The same workload with sparse input and recurrent projections (trained per synapse,
+/// the signal back through the synapses: the sparse training kernels on the GPU).
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn sparse_gradients_gpu_equal_cpu() {
+    use snnc_runtime::learn::Method;
+    // Fires and gives every weight a gradient on the CPU (checked in CI:
+    // gpu_learn::the_gpu_gradient_workload_fires_and_gives_every_weight_a_gradient).
+    let p = crate::common::gpu_grad_sparse_program();
+    for method in [Method::EsDRtrl { decay: 0.9 }, Method::DRtrl, Method::Bptt] {
+        let f64s = gradients_both::<f64>(&p, method);
+        eprintln!("{method:?} f64, sparse (T 300, B 32, 256 LIF): (gradient, max diff / max, relative norm) {f64s:?}");
+        for (n, max, _) in &f64s {
+            assert!(*max <= 1e-8, "{method:?} {n}: f64 gradients differ by {max:e} of their scale");
+        }
+        let f32s = gradients_both::<f32>(&p, method);
+        eprintln!("{method:?} f32, sparse: (gradient, max diff / max, relative norm) {f32s:?}");
+        for (n, _, rel) in &f32s {
+            assert!(*rel <= 1e-2, "{method:?} {n}: f32 gradients differ by {rel:e} (relative norm)");
+        }
+    }
+}
+
 /// examples/dms.snn trained for a few batches on the GPU and on the CPU from the same
 /// start (f64, ES-D-RTRL, Adam): the same weights; then the trained network runs 1000
 /// steps of a DMS trial with the same spikes on both.

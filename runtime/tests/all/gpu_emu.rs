@@ -335,6 +335,113 @@ fn propagation_kernels_match_the_cpu_kernels() {
     assert!(e.0.contains("element 300 of `w1`"), "{e}");
 }
 
+/// The training kernels of sparse projections' PTX text, run by the emulated device,
+/// against their definitions (same order of operations, so equal bit for bit), on CSR
+/// rows of which some are empty: the signal back through the synapses (overwriting and
+/// accumulating), the gradient products at the synapses over several rows, and the
+/// exact trace per synapse with K = 2 states.
+#[test]
+fn sparse_training_kernels_match_their_definitions() {
+    use snnc_compiler::backend::ptx::Precision;
+    use snnc_compiler::backend::ptx::propagate::{SPARSE_BACK, SPARSE_EXACT_TRACE, SPARSE_OUTER};
+    use snnc_runtime::gpu::{Device, Elem, Host, HostMut, Module};
+    let rng = Rng::new(7);
+    let (n_pre, n_post, batch) = (120, 50, 3);
+    let csr = fixed_probability(n_pre, n_post, 0.04, false, &Init::Normal { mean: 0.0, std: 1.0 }, &rng, 2);
+    let rows = SparseRows::from_csr(&csr, |w| w);
+    let nnz = rows.col.len();
+    let row_of: Vec<u32> = (0..n_pre).flat_map(|i| std::iter::repeat_n(i as u32, rows.row_ptr[i + 1] - rows.row_ptr[i])).collect();
+    assert!((0..n_pre).any(|i| rows.row_ptr[i] == rows.row_ptr[i + 1]), "some rows are empty");
+    let vals = |stream: u32, n: usize| -> Vec<f64> { (0..n).map(|e| rng.normal(stream, e as u64, 0)).collect() };
+    let mut dev = EmuDevice::new(Target::Sm80);
+    let m = dev.load(&Module::Propagate(Precision::F64, Target::Sm80)).unwrap();
+    let up = |dev: &mut EmuDevice, elem: Elem, h: Host<'_>, label: &str| {
+        let b = dev.alloc(elem, h.len(), label).unwrap();
+        dev.upload(b, h).unwrap();
+        b
+    };
+    let get = |dev: &mut EmuDevice, b, n: usize| {
+        let mut v = vec![0.0; n];
+        dev.download(b, HostMut::F64(&mut v)).unwrap();
+        v
+    };
+    let row_ptr: Vec<u32> = rows.row_ptr.iter().map(|&r| r as u32).collect();
+    let (rp, col, w, row) = (
+        up(&mut dev, Elem::U32, Host::U32(&row_ptr), "row_ptr"),
+        up(&mut dev, Elem::U32, Host::U32(&rows.col), "col"),
+        up(&mut dev, Elem::F64, Host::F64(rows.weight()), "w"),
+        up(&mut dev, Elem::U32, Host::U32(&row_of), "row"),
+    );
+    // out = mu W^T (acc 0), then out += mu W^T (acc 1).
+    let mu = vals(1, batch * n_post);
+    let mub = up(&mut dev, Elem::F64, Host::F64(&mu), "mu");
+    let back = |b: usize, i: usize| (rows.row_ptr[i]..rows.row_ptr[i + 1]).fold(0.0, |s, j| s + rows.weight()[j] * mu[b * n_post + rows.col[j] as usize]);
+    for acc in [0u64, 1] {
+        let out = up(&mut dev, Elem::F64, Host::F64(&vec![0.5; batch * n_pre]), "out");
+        let a = [KArg::Buf(rp), KArg::Buf(col), KArg::Buf(w), KArg::Buf(mub), KArg::Buf(out), KArg::U64(n_pre as u64), KArg::U64(n_post as u64), KArg::U64(acc)];
+        dev.launch(m, SPARSE_BACK, (1, batch as u32), 256, &a).unwrap();
+        let got = get(&mut dev, out, batch * n_pre);
+        for b in 0..batch {
+            for i in 0..n_pre {
+                let want = if acc == 0 { back(b, i) } else { 0.5 + back(b, i) };
+                assert_eq!(got[b * n_pre + i], want, "back, acc {acc}, batch {b}, row {i}");
+            }
+        }
+    }
+    // g[e] += sum over 5 rows of x[r, row(e)] c[r, col(e)] (x with zeros, as spikes).
+    let r = 5;
+    let x: Vec<f64> = vals(2, r * n_pre).into_iter().map(|v| if v > 0.3 { v } else { 0.0 }).collect();
+    let c = vals(3, r * n_post);
+    let g0 = vals(4, nnz);
+    let (xb, cb, gb) = (up(&mut dev, Elem::F64, Host::F64(&x), "x"), up(&mut dev, Elem::F64, Host::F64(&c), "c"), up(&mut dev, Elem::F64, Host::F64(&g0), "g"));
+    let a = [KArg::Buf(row), KArg::Buf(col), KArg::Buf(xb), KArg::Buf(cb), KArg::Buf(gb), KArg::U64(nnz as u64), KArg::U64(r as u64), KArg::U64(n_pre as u64), KArg::U64(n_post as u64)];
+    dev.launch(m, SPARSE_OUTER, (nnz.div_ceil(64) as u32, 1), 64, &a).unwrap();
+    let got = get(&mut dev, gb, nnz);
+    for e in 0..nnz {
+        let (i, o) = (row_of[e] as usize, rows.col[e] as usize);
+        let want = (0..r).fold(g0[e], |s, b| s + x[b * n_pre + i] * c[b * n_post + o]);
+        assert_eq!(got[e], want, "outer, synapse {e}");
+    }
+    // The exact trace per synapse, K = 2: planes of P = batch * n_post.
+    let (k, plane) = (2usize, batch * n_post);
+    let (d, f, l) = (vals(5, k * k * plane), vals(6, k * plane), vals(7, k * plane));
+    let (x1, tr_in, g1) = (vals(8, batch * n_pre), vals(9, batch * nnz * k), vals(10, nnz));
+    let bufs: Vec<_> = [(&d, "d"), (&f, "f"), (&x1, "x1"), (&l, "l"), (&tr_in, "tr_in"), (&g1, "g1")].iter().map(|(v, n)| up(&mut dev, Elem::F64, Host::F64(v), n)).collect();
+    let tr_out = dev.alloc(Elem::F64, batch * nnz * k, "tr_out").unwrap();
+    let a = [
+        KArg::Buf(bufs[4]),
+        KArg::Buf(tr_out),
+        KArg::Buf(bufs[0]),
+        KArg::Buf(bufs[1]),
+        KArg::Buf(bufs[2]),
+        KArg::Buf(bufs[3]),
+        KArg::Buf(bufs[5]),
+        KArg::U64(batch as u64),
+        KArg::U64(n_pre as u64),
+        KArg::U64(n_post as u64),
+        KArg::U64(k as u64),
+        KArg::Buf(row),
+        KArg::Buf(col),
+        KArg::U64(nnz as u64),
+    ];
+    dev.launch(m, SPARSE_EXACT_TRACE, (nnz.div_ceil(256) as u32, 1), 256, &a).unwrap();
+    let (got_tr, got_g) = (get(&mut dev, tr_out, batch * nnz * k), get(&mut dev, bufs[5], nnz));
+    for e in 0..nnz {
+        let (i, o) = (row_of[e] as usize, rows.col[e] as usize);
+        let mut acc = 0.0;
+        for b in 0..batch {
+            let bo = b * n_post + o;
+            for aa in 0..k {
+                let mut s = (0..k).fold(0.0, |s, cc| s + d[(aa * k + cc) * plane + bo] * tr_in[(b * nnz + e) * k + cc]);
+                s += x1[b * n_pre + i] * f[aa * plane + bo];
+                assert_eq!(got_tr[(b * nnz + e) * k + aa], s, "trace of synapse {e}, batch {b}, state {aa}");
+                acc += l[aa * plane + bo] * s;
+            }
+        }
+        assert_eq!(got_g[e], g1[e] + acc, "exact-trace gradient of synapse {e}");
+    }
+}
+
 /// examples/coba.snn for 1000 steps on the emulated GPU against the CPU, f64: what the
 /// GPU test `coba_gpu_spikes_equal_cpu_f64` will see, up to the order of the atomic
 /// additions (the emulator runs threads in order). Slow in debug builds:

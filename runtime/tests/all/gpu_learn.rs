@@ -300,6 +300,47 @@ network tiny {
     insta::assert_snapshot!(out);
 }
 
+/// The device calls of one ES-D-RTRL and one BPTT training step of the same network with
+/// a sparse recurrent projection (an insta snapshot, reviewed like code): its gradient
+/// products are `snnc_sparse_outer` over its synapses (a GEMM for the dense ones), the
+/// signal goes back through it with `snnc_sparse_back`, its gradient is 1 x nnz.
+#[test]
+fn schedule_of_one_sparse_training_step() {
+    let text = r#"import "stdlib/lif.snn"
+network tiny {
+    dt = 1 ms
+    input x: 3
+    layer rec = LIF[4]
+    readout out = Linear[2]
+    connect x -> rec.I dense trainable init normal(0, 2) as W_in
+    connect rec -> rec.I sparse p = 0.5 trainable init normal(0, 1) as W_rec
+    connect rec -> out dense trainable init normal(0, 1) as W_out
+}"#;
+    let p = program(text);
+    let opts = Options { batch: 2, seed: 1, learning: true, ..Options::default() };
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let mut out = String::new();
+    for method in [Method::EsDRtrl { decay: 0.9 }, Method::Bptt] {
+        let host = Network::<f32>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let nnz = host.trainable("W_rec").unwrap().len();
+        let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        gpu.set_window(2).unwrap();
+        let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+        grad.set_graphs(false);
+        gpu.dev.log.clear();
+        let g = grad.run(&mut gpu, &mut RandomSpikes::new(2, 2, 3, 2, 0.5, 3)).unwrap();
+        assert_eq!(g.get("W_rec").unwrap().dim(), (1, nnz), "{method:?}");
+        out.push_str(&format!("# {method:?}, one window of 2 steps (T = 2, batch 2, squared error), W_rec sparse ({nnz} synapses), call by call\n"));
+        let lines: Vec<String> = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
+        assert!(lines.iter().any(|l| l.starts_with("snnc_sparse_outer ")), "{method:?}");
+        for l in &lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    insta::assert_snapshot!(out);
+}
+
 /// Windows replayed as recorded graphs give the calls' results: gradients, loss and
 /// spike counts equal (bit for bit) those of the same batches run call by call, in
 /// ES-D-RTRL and D-RTRL (whose exact traces swap buffers every step), over windows of
@@ -339,25 +380,30 @@ fn recorded_windows_replay_as_the_calls_run() {
     }
 }
 
-/// The workload of the hardware test `cuda::gradients_gpu_equal_cpu` must give the CPU
-/// reference a non-zero gradient for every weight (a silent layer made it compare zeros).
+/// The workloads of the hardware tests `cuda::gradients_gpu_equal_cpu` and
+/// `cuda::sparse_gradients_gpu_equal_cpu` must give the CPU reference a non-zero
+/// gradient for every weight (a silent layer made it compare zeros).
 #[test]
 fn the_gpu_gradient_workload_fires_and_gives_every_weight_a_gradient() {
-    use crate::common::{gpu_grad_data, gpu_grad_program};
+    use crate::common::{gpu_grad_data, gpu_grad_program, gpu_grad_sparse_program};
     use snnc_runtime::kernels::JitFactory;
-    let p = gpu_grad_program();
-    let (_, batch, ..) = crate::common::GPU_GRAD_DATA;
-    let o = Options { batch, seed: 3, learning: true, ..Options::default() };
-    let mut cpu = Network::<f32>::build(&p, &p.networks[0], &o, &JitFactory).unwrap();
-    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
-    let outputs = cpu.pops[1].n;
-    let g = gradient_of(&mut cpu, &trainable, &mut gpu_grad_data(outputs), Method::EsDRtrl { decay: 0.9 }, false).unwrap();
-    let spikes = cpu.pops[0].spike_count;
-    eprintln!("rec spikes {spikes}");
-    assert!(spikes > 1000, "the recurrent layer fires: {spikes} spikes");
-    for (n, w) in &g.total {
-        let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
-        assert!(norm > 0.0, "{n}: zero gradient");
+    for (what, p) in [("dense", gpu_grad_program()), ("sparse", gpu_grad_sparse_program())] {
+        let (_, batch, ..) = crate::common::GPU_GRAD_DATA;
+        let o = Options { batch, seed: 3, learning: true, ..Options::default() };
+        let mut cpu = Network::<f32>::build(&p, &p.networks[0], &o, &JitFactory).unwrap();
+        let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+        let outputs = cpu.pops[1].n;
+        let g = gradient_of(&mut cpu, &trainable, &mut gpu_grad_data(outputs), Method::EsDRtrl { decay: 0.9 }, false).unwrap();
+        let spikes = cpu.pops[0].spike_count;
+        eprintln!("{what}: rec spikes {spikes}");
+        assert!(spikes > 1000, "{what}: the recurrent layer fires: {spikes} spikes");
+        for (n, w) in &g.total {
+            let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert!(norm > 0.0, "{what} {n}: zero gradient");
+        }
+        if what == "sparse" {
+            assert_eq!(g.get("W_rec").unwrap().nrows(), 1, "W_rec is sparse: 1 x nnz");
+        }
     }
 }
 

@@ -171,18 +171,211 @@ network n {{
     }
 }
 
-/// The device's gradient pass does not train sparse or delayed projections: it says so
-/// instead of running them differently.
+/// Delayed projections, dense or sparse, on the (emulated) device: its learners read
+/// what arrives in each step (what was read d steps before), and BPTT carries the signal
+/// back d steps (d + 1 through the recurrent one), as the CPU: trained delayed W_mid and
+/// W_rec by every method (the online methods without W_in, which they refuse behind
+/// W_mid's delay, on both backends), a fixed delayed sparse W_mid carrying the signal, a
+/// delayed readout projection (BPTT), and a delayed input projection into a layer read
+/// by a `Linear` readout. The device's gradients equal the CPU's (f64, 1e-10).
 #[test]
-fn the_gpu_refuses_sparse_and_delayed_gradients() {
+fn gpu_gradients_through_delays_equal_the_cpus() {
+    let opts = Options { batch: 3, seed: 21, learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(90, 3, 5, 2, 0.35, 8);
+    let without_in: Vec<String> = names().into_iter().filter(|n| n != "W_in").collect();
+    let all = [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }];
+    let sparse = stack("sparse p = 0.6", "delay 2 ms", "delay 1 ms");
+    let dense = stack("dense", "delay 2 ms", "delay 1 ms");
+    let fixed_mid = sparse.replace("connect L1 -> L2.I sparse p = 0.6 trainable", "connect L1 -> L2.I sparse p = 0.6");
+    let late_out = stack("sparse p = 0.6", "", "").replace("connect L2 -> out dense trainable init normal(0, 1)", "connect L2 -> out dense trainable init normal(0, 1) delay 2 ms");
+    assert!(fixed_mid != sparse && late_out.contains("delay 2 ms as W_out"));
+    let input_delay = r#"import "stdlib/lif.snn"
+network n {
+    dt = 1 ms
+    input x: 5
+    layer L = LIF[6]
+    readout out = Linear[2]
+    connect x -> L.I sparse p = 0.7 trainable init normal(0, 4) delay 3 ms as W_in
+    connect L -> out dense trainable init normal(0, 1) as W_out
+}"#;
+    let cases: [(&str, &str, Vec<String>, &[Method]); 5] = [
+        ("sparse, delayed W_mid and W_rec", &sparse, names(), &[Method::Bptt]),
+        ("sparse, delayed W_mid and W_rec, online", &sparse, without_in.clone(), &all[1..]),
+        ("dense, delayed W_mid and W_rec", &dense, names(), &[Method::Bptt]),
+        ("fixed delayed sparse W_mid", &fixed_mid, names().into_iter().filter(|n| n != "W_mid").collect(), &[Method::Bptt]),
+        ("delayed readout projection", &late_out, names(), &[Method::Bptt]),
+    ];
+    for (what, text, trained, methods) in &cases {
+        for &method in *methods {
+            let (want, got, calls) = cpu_and_gpu::<f64>(text, trained, method, &opts, &data);
+            assert_same(&format!("{what}, {method}"), &want, &got, 1e-10);
+            assert!(calls.iter().any(|c| c.contains(".pre_delay")) || *what == "fixed delayed sparse W_mid", "{what}: no ring of presynaptic values");
+        }
+    }
+    // The online methods refuse W_in behind W_mid's delay on the device as on the CPU.
+    let p = program(&sparse);
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let e = GpuGradient::new(&mut gpu, &names(), Method::EsDRtrl { decay: 0.9 }).err().expect("refused").to_string();
+    assert!(e.contains("`W_in`: the online methods carry the learning signal back within a step only") && e.contains("`W_mid`"), "{e}");
+    for method in all {
+        let (want, got, _) = cpu_and_gpu::<f64>(input_delay, &["W_in".into(), "W_out".into()], method, &Options { batch: 2, seed: 5, learning: true, ..Options::default() }, &|| RandomSpikes::new(80, 2, 5, 2, 0.4, 2));
+        assert_same(&format!("delayed input projection, {method}"), &want, &got, 1e-10);
+    }
+}
+
+/// What the device's gradient pass still refuses, by name: a delay per synapse (the
+/// device does not run it), an adapter with D-RTRL (as the CPU, with its message),
+/// dropout (it would train another network).
+#[test]
+fn the_gpu_refuses_what_it_does_not_train() {
     let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
-    for (text, want) in [(stack("sparse p = 0.6", "", ""), "sparse projections run on the CPU only"), (stack("dense", "delay 2 ms", ""), "has a delay")] {
+    let p = program(&stack("sparse p = 0.6", "delay U(1 ms, 4 ms)", ""));
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
+    assert!(e.contains("a delay per synapse is not supported on the GPU"), "{e}");
+    let p = program(&adapted("sparse p = 0.5"));
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let e = GpuGradient::new(&mut gpu, &ADAPTED.map(String::from), Method::DRtrl).err().expect("refused").to_string();
+    assert!(e.contains("the adapter of `W_mid` cannot be trained here: D-RTRL"), "{e}");
+    let dropped = stack("sparse p = 0.6", "", "").replace("connect L1 -> L2.I sparse p = 0.6 trainable", "connect L1 -> L2.I sparse p = 0.6 trainable dropout 0.2");
+    let p = program(&dropped);
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+        let e = GpuGradient::new(&mut gpu, &names(), method).err().expect("refused").to_string();
+        assert!(e.contains("`W_mid` has `dropout`: training with dropout runs on the CPU only"), "{method}: {e}");
+    }
+}
+
+/// The CPU's and the emulated device's gradients of `text`'s network for `trained`, by
+/// `method`, in precision `T` on the device; with the device's calls (made one by one).
+fn cpu_and_gpu<T: snnc_runtime::scalar::Float>(text: &str, trained: &[String], method: Method, opts: &Options, data: &dyn Fn() -> RandomSpikes) -> (Gradients, Gradients, Vec<String>) {
+    let mut cpu = build(text, opts);
+    let want = gradient_of(&mut cpu, trained, &mut data(), method, false).unwrap();
+    let p = program(text);
+    let host = Network::<T>::build(&p, &p.networks[0], opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, trained, method).unwrap();
+    // Windows recorded as graphs (the default), then call by call (logged one by one):
+    // the same gradients, bit for bit.
+    let graphs = grad.run(&mut gpu, &mut data()).unwrap();
+    gpu.reset().unwrap();
+    grad.set_graphs(false);
+    gpu.dev.log.clear();
+    let got = grad.run(&mut gpu, &mut data()).unwrap();
+    assert_eq!((graphs.loss, &graphs.total), (got.loss, &got.total), "{method}: recorded windows vs call by call");
+    let calls = gpu.dev.log.iter().map(|c| gpu.dev.render(c)).collect();
+    (want, got, calls)
+}
+
+/// Every gradient of `got` equals `want`'s (same shape, largest difference at most `tol`
+/// of its largest entry, which is not zero), and so do the losses.
+fn assert_same(what: &str, want: &Gradients, got: &Gradients, tol: f64) {
+    assert!((want.loss - got.loss).abs() <= tol * want.loss.abs(), "{what}: loss {} vs {}", want.loss, got.loss);
+    assert_eq!(want.total.len(), got.total.len(), "{what}");
+    for ((n1, a), (n2, b)) in want.total.iter().zip(&got.total) {
+        assert_eq!(n1, n2, "{what}");
+        assert_eq!(a.dim(), b.dim(), "{what} {n1}");
+        let scale = largest(a);
+        assert!(scale > 0.0, "{what} {n1}: the CPU's gradient is zero, the test shows nothing");
+        let diff = largest(&(a - b));
+        eprintln!("{what} {n1} {:?}: device vs CPU {:.1e} of the largest", a.dim(), diff / scale);
+        assert!(diff <= tol * scale, "{what} {n1}: device vs CPU max difference {diff:e} of {scale:e}");
+    }
+}
+
+/// Sparse projections trained on the (emulated) device, by every method: a recurrent
+/// stack whose input, feed-forward and recurrent projections are sparse and trained
+/// (1 x nnz gradients), the same with the readout's weights sparse (exact traces per
+/// synapse in every online method), and with a fixed sparse W_mid that only carries the
+/// learning signal back to L1. The device's gradients equal the CPU's (f64, 1e-10), and
+/// its sparse kernels ran (the products per synapse, the signal back through the
+/// synapses, the exact traces per synapse).
+#[test]
+fn gpu_sparse_gradients_equal_the_cpus() {
+    let opts = Options { batch: 3, seed: 21, learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(90, 3, 5, 2, 0.35, 8);
+    let all = stack("sparse p = 0.6", "", "");
+    let sparse_out = all.replace("connect L2 -> out dense trainable", "connect L2 -> out sparse p = 0.8 trainable");
+    let fixed_mid = all.replace("connect L1 -> L2.I sparse p = 0.6 trainable", "connect L1 -> L2.I sparse p = 0.6");
+    assert!(sparse_out != all && fixed_mid != all);
+    let without_mid: Vec<String> = names().into_iter().filter(|n| n != "W_mid").collect();
+    for (what, text, trained) in [("all sparse", &all, names()), ("sparse readout weights", &sparse_out, names()), ("fixed sparse W_mid", &fixed_mid, without_mid)] {
+        for method in [Method::Bptt, Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+            let (want, got, calls) = cpu_and_gpu::<f64>(text, &trained, method, &opts, &data);
+            let what = format!("{what}, {method}");
+            assert_same(&what, &want, &got, 1e-10);
+            let n = build(text, &opts);
+            for name in trained.iter().filter(|n| n.as_str() != "W_out" || what.starts_with("sparse readout")) {
+                let nnz = n.trainable(name).unwrap().len();
+                assert_eq!(got.get(name).unwrap().dim(), (1, nnz), "{what} {name}: one gradient per synapse");
+            }
+            let ran = |entry: &str| calls.iter().any(|c| c.starts_with(&format!("{entry} ")));
+            // The signal goes back through W_mid (a layer below, every method) and, in
+            // BPTT, through W_rec to the step before.
+            assert!(ran("snnc_sparse_back"), "{what}: no signal through the sparse synapses");
+            match method {
+                Method::DRtrl => assert!(ran("snnc_sparse_exact_trace") && !ran("snnc_sparse_outer"), "{what}"),
+                _ => assert!(ran("snnc_sparse_outer"), "{what}"),
+            }
+            if what.starts_with("sparse readout") && method != Method::Bptt {
+                assert!(ran("snnc_sparse_exact_trace"), "{what}: the readout's synapses have exact traces");
+            }
+        }
+    }
+    // In f32 the device tracks the CPU's f64.
+    let (want, got, _) = cpu_and_gpu::<f32>(&all, &names(), Method::EsDRtrl { decay: 0.9 }, &opts, &data);
+    assert_same("all sparse, ES-D-RTRL, f32", &want, &got, 2e-3);
+}
+
+/// Updates within a sequence (D-RTRL and ES-D-RTRL, every 40 steps of 90) set the sparse
+/// projections' new weights (1 x nnz) on the device as on the CPU: the sequences go on
+/// with them, and the gradients after the last update agree.
+#[test]
+fn gpu_online_updates_set_sparse_weights() {
+    use snnc_runtime::learn::{Online, gradient_online};
+    let opts = Options { batch: 3, seed: 21, learning: true, ..Options::default() };
+    let text = stack("sparse p = 0.6", "", "");
+    let data = || RandomSpikes::new(90, 3, 5, 2, 0.35, 8);
+    for method in [Method::DRtrl, Method::EsDRtrl { decay: 0.9 }] {
+        let mut cpu = build(&text, &opts);
+        let start: Vec<(String, Array2<f64>)> = names().into_iter().map(|n| (n.clone(), cpu.trainable(&n).unwrap())).collect();
+        // Plain gradient descent: w -= 0.05 g, from the same start on both.
+        let descend = |w: &mut Vec<(String, Array2<f64>)>, g: &[(String, Array2<f64>)]| -> Result<Vec<(String, Array2<f64>)>, snnc_runtime::error::RuntimeError> {
+            for ((n, w), (m, g)) in w.iter_mut().zip(g) {
+                assert_eq!(n, m);
+                *w = &*w - &(g * 0.05);
+            }
+            Ok(w.clone())
+        };
+        let (mut w_cpu, mut w_gpu) = (start.clone(), start.clone());
+        let mut up_cpu = |g: &[(String, Array2<f64>)]| descend(&mut w_cpu, g);
+        let want = gradient_online(&mut cpu, &names(), &mut data(), method, false, Some(Online { every: 40, update: &mut up_cpu })).unwrap();
         let p = program(&text);
         let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
         let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
-        let e = GpuGradient::new(&mut gpu, &names(), Method::EsDRtrl { decay: 0.9 }).err().expect("refused").to_string();
-        assert!(e.contains(want), "{e}");
+        let mut grad = GpuGradient::new(&mut gpu, &names(), method).unwrap();
+        let mut up_gpu = |g: &[(String, Array2<f64>)]| descend(&mut w_gpu, g);
+        let got = grad.run_online(&mut gpu, &mut data(), Some(Online { every: 40, update: &mut up_gpu })).unwrap();
+        assert_same(&format!("{method}, updates every 40 steps"), &want, &got, 1e-10);
+        for ((n, a), (_, b)) in w_cpu.iter().zip(&w_gpu) {
+            let moved = largest(&(a - &start.iter().find(|(m, _)| m == n).unwrap().1));
+            assert!(moved > 0.0, "{method} {n}: not updated");
+            assert!(largest(&(a - b)) <= 1e-10 * largest(a), "{method} {n}: weights differ");
+            let w = gpu.host.trainable(n).unwrap();
+            assert!(largest(&(&w - b)) == 0.0, "{method} {n}: the device's host view holds the last update");
+        }
     }
+    // A tensor of the wrong shape is refused, and changes neither side.
+    let p = program(&text);
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let before = gpu.host.trainable("W_rec").unwrap();
+    let e = gpu.set_trainable("W_rec", Array2::zeros((5, 5))).err().expect("refused").to_string();
+    assert!(e.contains("must be 1x") && e.contains("one per synapse"), "{e}");
+    assert_eq!(gpu.host.trainable("W_rec").unwrap(), before);
 }
 
 /// The stack with a fixed sparse W_mid carrying a rank-2 adapter (`W_mid.U`, `W_mid.V`
@@ -283,10 +476,53 @@ fn adapter_refusals_name_the_projection() {
     assert!(e.contains("the adapter of `W_mid` cannot be trained here: D-RTRL"), "{e}");
     let e = gradient_of(&mut n, &["W_mid.U".into()], &mut RandomSpikes::new(5, 2, 5, 2, 0.4, 1), Method::Bptt, false).err().expect("refused").to_string();
     assert!(e.contains("`W_mid.U` and `W_mid.V` (the adapter of `W_mid`) are trained together"), "{e}");
-    let p = program(&adapted("dense"));
-    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
-    let e = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).err().expect("refused").to_string();
-    assert!(e.contains("`W_mid` has an adapter"), "{e}");
+}
+
+/// Adapters trained on the (emulated) device: the sparse stack with a fixed W_mid
+/// carrying a rank-2 adapter (V drawn), and the whole-brain fit's case, an adapter on a
+/// delayed sparse recurrent projection, by BPTT and ES-D-RTRL: the device's dL/dU and
+/// dL/dV (and the other gradients) equal the CPU's (f64, 1e-10); then with new U and V
+/// set on both (uploaded to the device).
+#[test]
+fn gpu_adapter_gradients_equal_the_cpus() {
+    let opts = Options { batch: 2, seed: 7, learning: true, ..Options::default() };
+    let data = || RandomSpikes::new(70, 2, 5, 2, 0.4, 3);
+    let rec = stack("dense", "", "").replace(
+        "connect L2 -> L2.I dense trainable init normal(0, 4) no_self  as W_rec",
+        "connect L2 -> L2.I sparse p = 0.6 init normal(0, 4) no_self delay 2 ms adapter rank 2 as W_rec",
+    );
+    assert!(rec.contains("adapter rank 2 as W_rec"));
+    let cases = [
+        ("adapter on a fixed sparse W_mid", adapted("sparse p = 0.5"), "W_mid", ADAPTED.map(String::from).to_vec()),
+        ("adapter on a delayed sparse recurrent W_rec", rec, "W_rec", ["W_in", "W_mid", "W_rec.U", "W_rec.V", "W_out"].map(String::from).to_vec()),
+    ];
+    for (what, text, proj, trained) in &cases {
+        let v = Array2::from_shape_fn((2, 5), |(k, o)| 0.6 * ((k * 5 + o) as f64 * 1.1).sin());
+        for method in [Method::Bptt, Method::EsDRtrl { decay: 0.9 }] {
+            let mut cpu = build(text, &opts);
+            cpu.set_trainable(&format!("{proj}.V"), v.clone()).unwrap();
+            let p = program(text);
+            let mut host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+            host.set_trainable(&format!("{proj}.V"), v.clone()).unwrap();
+            let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+            let mut grad = GpuGradient::new(&mut gpu, trained, method).unwrap();
+            for round in 0..2 {
+                if round == 1 {
+                    // New factors, set on both: the device's copies follow.
+                    for (name, w) in [(format!("{proj}.U"), cpu.trainable(&format!("{proj}.U")).unwrap().mapv(|x| 0.5 * x + 0.1)), (format!("{proj}.V"), v.mapv(|x| -x))] {
+                        cpu.set_trainable(&name, w.clone()).unwrap();
+                        gpu.set_trainable(&name, w).unwrap();
+                    }
+                    cpu.reset();
+                    gpu.reset().unwrap();
+                }
+                let want = gradient_of(&mut cpu, trained, &mut data(), method, false).unwrap();
+                let got = grad.run(&mut gpu, &mut data()).unwrap();
+                assert_same(&format!("{what}, {method}, round {round}"), &want, &got, 1e-10);
+                assert!(got.get(&format!("{proj}.U")).is_some() && got.get(&format!("{proj}.V")).is_some(), "{what}: U and V by name");
+            }
+        }
+    }
 }
 
 /// A delay per synapse (`delay U(1 ms, 4 ms)`) is not one the gradient pass can pair

@@ -10,6 +10,7 @@ mod common;
 mod cuda;
 mod conv;
 mod data;
+mod fly_gpu;
 mod force;
 mod golden;
 mod gpu_emu;

@@ -90,6 +90,27 @@ pub const SCALE_ADD_STORE: &str = "snnc_scale_add_store";
 /// same buffer when `k` = 1 (each thread reads its element before writing it). No
 /// atomics: each thread owns its weight, so the sum is deterministic.
 pub const EXACT_TRACE: &str = "snnc_exact_trace";
+/// `snnc_sparse_exact_trace(tr_in, tr_out, d, f, x, l, g, batch, n_pre, n_out, k, row,
+/// col, nnz)`: [`EXACT_TRACE`] for the `nnz` synapses of a sparse projection (one thread
+/// per synapse `e`, grid over `nnz`), synapse `e` joining presynaptic `i = row[e]` to
+/// `o = col[e]` (u32 each; `row` the CSR row of each synapse): the trace is B x nnz x K
+/// (`tr[b,e,a]`) and `g[e] += sum_b sum_a l[a][b,o] tr_out[b,e,a]`, in the same order.
+pub const SPARSE_EXACT_TRACE: &str = "snnc_sparse_exact_trace";
+/// `snnc_sparse_outer(row, col, x, c, g, nnz, batch, n_pre, n_post)`, one thread per
+/// synapse `e < nnz` of a sparse projection (`row[e]`, `col[e]`: its presynaptic and
+/// postsynaptic neuron, u32): `g[e] += sum_b x[b*n_pre + row[e]] * c[b*n_post + col[e]]`,
+/// added into `g[e]` product after product in batch order (each a multiply then an add,
+/// as the CPU's row additions). The gradient `x^T c` read at the synapses only; `batch`
+/// may be any number of rows (ES-D-RTRL: steps x batch of a contraction window). No
+/// atomics: each thread owns its synapse.
+pub const SPARSE_OUTER: &str = "snnc_sparse_outer";
+/// `snnc_sparse_back(row_ptr, col, w, mu, out, n_pre, n_post, acc)`, grid
+/// (ceil(n_pre / block), batch): the learning signal carried back through a sparse
+/// projection, `s = sum_{j in row i} w[j] * mu[b*n_post + col[j]]` over the CSR row in
+/// order (from zero, as the CPU), then `out[b*n_pre + i] = s`, or with `acc` non-zero
+/// `out[b*n_pre + i] += s`. One thread per (presynaptic neuron, batch element), no
+/// atomics; rows without synapses write 0 (or add nothing).
+pub const SPARSE_BACK: &str = "snnc_sparse_back";
 
 /// `snnc_loss_mse(y, target, mask, err, loss, evidence, batch, o)`, one thread per batch
 /// element `b`: the masked squared error of the readout output `y` (B x O, the module's
@@ -129,7 +150,7 @@ pub const GATHER: &str = "snnc_gather";
 pub const SCATTER_EVENTS: &str = "snnc_scatter_events";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 20] = [
+pub const ENTRIES: [&str; 23] = [
     NONZERO_LIST,
     SPARSE_EVENTS,
     ONE_TO_ONE,
@@ -144,6 +165,9 @@ pub const ENTRIES: [&str; 20] = [
     SCALE_ADD,
     SCALE_ADD_STORE,
     EXACT_TRACE,
+    SPARSE_EXACT_TRACE,
+    SPARSE_OUTER,
+    SPARSE_BACK,
     LOSS_MSE,
     LOSS_CE,
     MUL,
@@ -186,7 +210,10 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     mul_add(&mut o, &f, true);
     scale_add(&mut o, &f);
     scale_add_store(&mut o, &f);
-    exact_trace(&mut o, &f);
+    exact_trace(&mut o, &f, false);
+    exact_trace(&mut o, &f, true);
+    sparse_outer(&mut o, &f);
+    sparse_back(&mut o, &f);
     loss_mse(&mut o, &f);
     loss_ce(&mut o, &f);
     mul(&mut o, &f);
@@ -506,16 +533,32 @@ fn scale_add_store(o: &mut String, f: &Fmt) {
     o.push_str("$L_end:\n\tret;\n}\n");
 }
 
-fn exact_trace(o: &mut String, f: &Fmt) {
+/// [`EXACT_TRACE`], or with `sparse` [`SPARSE_EXACT_TRACE`]: the same loop over the
+/// batch, the pair `e` being a weight `i * n_out + o` or a synapse `(row[e], col[e])`.
+fn exact_trace(o: &mut String, f: &Fmt, sparse: bool) {
     let Fmt { t, rn, sh, zero } = *f;
-    params(o, EXACT_TRACE, &["tr_in", "tr_out", "d", "f", "x", "l", "g", "batch", "n_pre", "n_out", "k"]);
-    let _ = writeln!(o, "\t.reg .pred %p<5>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<40>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<12>;");
-    // e < n_pre * n_out; i = e / n_out, o = e % n_out.
+    let mut names = vec!["tr_in", "tr_out", "d", "f", "x", "l", "g", "batch", "n_pre", "n_out", "k"];
+    if sparse {
+        names.extend(["row", "col", "nnz"]);
+    }
+    params(o, if sparse { SPARSE_EXACT_TRACE } else { EXACT_TRACE }, &names);
+    let r = if sparse { 6 } else { 4 };
+    let _ = writeln!(o, "\t.reg .pred %p<5>;\n\t.reg .b32 %r<{r}>;\n\t.reg .b64 %rd<40>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<12>;");
     o.push_str("\tmov.u32 %r1, %ctaid.x;\n\tmov.u32 %r2, %ntid.x;\n\tmov.u32 %r3, %tid.x;\n");
     o.push_str("\tcvt.u64.u32 %rd_i, %r3;\n\tmad.wide.u32 %rd_i, %r1, %r2, %rd_i;\n");
     o.push_str("\tld.param.u64 %rd1, [n_pre];\n\tld.param.u64 %rd2, [n_out];\n\tld.param.u64 %rd3, [batch];\n\tld.param.u64 %rd4, [k];\n");
-    o.push_str("\tmul.lo.u64 %rd_n, %rd1, %rd2;\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;\n");
-    o.push_str("\tdiv.u64 %rd5, %rd_i, %rd2;\n\trem.u64 %rd6, %rd_i, %rd2;\n");
+    if sparse {
+        // e < nnz; i = row[e], o = col[e].
+        o.push_str("\tld.param.u64 %rd_n, [nnz];\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;\n");
+        pointer(o, "rd31", "row");
+        pointer(o, "rd32", "col");
+        o.push_str("\tshl.b64 %rd33, %rd_i, 2;\n\tadd.s64 %rd34, %rd31, %rd33;\n\tld.global.u32 %r4, [%rd34];\n\tcvt.u64.u32 %rd5, %r4;\n");
+        o.push_str("\tadd.s64 %rd34, %rd32, %rd33;\n\tld.global.u32 %r5, [%rd34];\n\tcvt.u64.u32 %rd6, %r5;\n");
+    } else {
+        // e < n_pre * n_out; i = e / n_out, o = e % n_out.
+        o.push_str("\tmul.lo.u64 %rd_n, %rd1, %rd2;\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;\n");
+        o.push_str("\tdiv.u64 %rd5, %rd_i, %rd2;\n\trem.u64 %rd6, %rd_i, %rd2;\n");
+    }
     // plane = batch * n_out (elements)
     o.push_str("\tmul.lo.u64 %rd7, %rd3, %rd2;\n");
     pointer(o, "rd8", "tr_in");
@@ -527,7 +570,7 @@ fn exact_trace(o: &mut String, f: &Fmt) {
     pointer(o, "rd14", "g");
     // acc = 0; b = 0; te = e * k (trace element of (b, i, o, 0)); bo = o; bi = i
     let _ = writeln!(o, "\tmov.{t} %f1, {zero};\n\tmov.u64 %rd15, 0;\n\tmul.lo.u64 %rd16, %rd_i, %rd4;\n\tmov.u64 %rd17, %rd6;\n\tmov.u64 %rd18, %rd5;");
-    // stride of te per b: n_pre * n_out * k
+    // stride of te per b: pairs * k
     o.push_str("\tmul.lo.u64 %rd19, %rd_n, %rd4;\n");
     o.push_str("$L_b:\n\tsetp.ge.u64 %p2, %rd15, %rd3;\n\t@%p2 bra $L_done;\n");
     // xv = x[bi]
@@ -551,6 +594,63 @@ fn exact_trace(o: &mut String, f: &Fmt) {
     o.push_str("\tadd.s64 %rd21, %rd21, 1;\n\tbra.uni $L_a;\n$L_next_b:\n");
     o.push_str("\tadd.s64 %rd15, %rd15, 1;\n\tadd.s64 %rd16, %rd16, %rd19;\n\tadd.s64 %rd17, %rd17, %rd2;\n\tadd.s64 %rd18, %rd18, %rd1;\n\tbra.uni $L_b;\n");
     let _ = writeln!(o, "$L_done:\n\tshl.b64 %rd30, %rd_i, {sh};\n\tadd.s64 %rd30, %rd14, %rd30;\n\tld.global.{t} %f11, [%rd30];\n\tadd.{rn}.{t} %f11, %f11, %f1;\n\tst.global.{t} [%rd30], %f11;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn sparse_outer(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, .. } = *f;
+    params(o, SPARSE_OUTER, &["row", "col", "x", "c", "g", "nnz", "batch", "n_pre", "n_post"]);
+    let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<20>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<5>;");
+    index_guard(o, "nnz");
+    pointer(o, "rd1", "row");
+    pointer(o, "rd2", "col");
+    pointer(o, "rd3", "x");
+    pointer(o, "rd4", "c");
+    pointer(o, "rd5", "g");
+    // i = row[e]; o = col[e]
+    o.push_str("\tshl.b64 %rd6, %rd_i, 2;\n\tadd.s64 %rd7, %rd1, %rd6;\n\tld.global.u32 %r4, [%rd7];\n\tcvt.u64.u32 %rd8, %r4;\n");
+    o.push_str("\tadd.s64 %rd7, %rd2, %rd6;\n\tld.global.u32 %r5, [%rd7];\n\tcvt.u64.u32 %rd9, %r5;\n");
+    o.push_str("\tld.param.u64 %rd10, [batch];\n\tld.param.u64 %rd11, [n_pre];\n\tld.param.u64 %rd12, [n_post];\n");
+    // acc = g[e]; b = 0; xi = i; co = o
+    let _ = writeln!(o, "\tshl.b64 %rd13, %rd_i, {sh};\n\tadd.s64 %rd13, %rd5, %rd13;\n\tld.global.{t} %f1, [%rd13];");
+    o.push_str("\tmov.u64 %rd14, 0;\n\tmov.u64 %rd15, %rd8;\n\tmov.u64 %rd16, %rd9;\n");
+    o.push_str("$L_b:\n\tsetp.ge.u64 %p2, %rd14, %rd10;\n\t@%p2 bra $L_done;\n");
+    let _ = writeln!(o, "\tshl.b64 %rd17, %rd15, {sh};\n\tadd.s64 %rd17, %rd3, %rd17;\n\tld.global.{t} %f2, [%rd17];");
+    let _ = writeln!(o, "\tshl.b64 %rd18, %rd16, {sh};\n\tadd.s64 %rd18, %rd4, %rd18;\n\tld.global.{t} %f3, [%rd18];");
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f2, %f3;\n\tadd.{rn}.{t} %f1, %f1, %f4;");
+    o.push_str("\tadd.s64 %rd14, %rd14, 1;\n\tadd.s64 %rd15, %rd15, %rd11;\n\tadd.s64 %rd16, %rd16, %rd12;\n\tbra.uni $L_b;\n");
+    let _ = writeln!(o, "$L_done:\n\tst.global.{t} [%rd13], %f1;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn sparse_back(o: &mut String, f: &Fmt) {
+    let Fmt { t, rn, sh, zero } = *f;
+    params(o, SPARSE_BACK, &["row_ptr", "col", "w", "mu", "out", "n_pre", "n_post", "acc"]);
+    let _ = writeln!(o, "\t.reg .pred %p<4>;\n\t.reg .b32 %r<8>;\n\t.reg .b64 %rd<16>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f<6>;");
+    index_guard(o, "n_pre");
+    // b = blockIdx.y
+    o.push_str("\tmov.u32 %r4, %ctaid.y;\n\tcvt.u64.u32 %rd1, %r4;\n");
+    pointer(o, "rd2", "row_ptr");
+    pointer(o, "rd3", "col");
+    pointer(o, "rd4", "w");
+    pointer(o, "rd5", "mu");
+    pointer(o, "rd6", "out");
+    // [j, end) = row_ptr[i], row_ptr[i + 1]
+    o.push_str("\tshl.b64 %rd7, %rd_i, 2;\n\tadd.s64 %rd7, %rd2, %rd7;\n\tld.global.u32 %r5, [%rd7];\n\tld.global.u32 %r6, [%rd7+4];\n");
+    // mu's row of batch b: mu + b * n_post
+    let _ = writeln!(o, "\tld.param.u64 %rd8, [n_post];\n\tmul.lo.u64 %rd8, %rd8, %rd1;\n\tshl.b64 %rd8, %rd8, {sh};\n\tadd.s64 %rd5, %rd5, %rd8;");
+    let _ = writeln!(o, "\tmov.{t} %f1, {zero};");
+    o.push_str("$L_syn:\n\tsetp.ge.u32 %p2, %r5, %r6;\n\t@%p2 bra $L_store;\n");
+    o.push_str("\tmul.wide.u32 %rd9, %r5, 4;\n\tadd.s64 %rd9, %rd3, %rd9;\n\tld.global.u32 %r7, [%rd9];\n");
+    let _ = writeln!(o, "\tmul.wide.u32 %rd10, %r5, {};\n\tadd.s64 %rd10, %rd4, %rd10;\n\tld.global.{t} %f2, [%rd10];", 1u32 << sh);
+    let _ = writeln!(o, "\tmul.wide.u32 %rd11, %r7, {};\n\tadd.s64 %rd11, %rd5, %rd11;\n\tld.global.{t} %f3, [%rd11];", 1u32 << sh);
+    let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f2, %f3;\n\tadd.{rn}.{t} %f1, %f1, %f4;");
+    o.push_str("\tadd.s32 %r5, %r5, 1;\n\tbra.uni $L_syn;\n$L_store:\n");
+    // out[b * n_pre + i] (= or +=)
+    let _ = writeln!(o, "\tmad.lo.u64 %rd12, %rd1, %rd_n, %rd_i;\n\tshl.b64 %rd12, %rd12, {sh};\n\tadd.s64 %rd12, %rd6, %rd12;");
+    o.push_str("\tld.param.u64 %rd13, [acc];\n\tsetp.eq.u64 %p3, %rd13, 0;\n\t@%p3 bra $L_put;\n");
+    let _ = writeln!(o, "\tld.global.{t} %f5, [%rd12];\n\tadd.{rn}.{t} %f1, %f5, %f1;");
+    let _ = writeln!(o, "$L_put:\n\tst.global.{t} [%rd12], %f1;");
     o.push_str("$L_end:\n\tret;\n}\n");
 }
 

@@ -16,7 +16,8 @@
 
 use super::super::device::{Buf, Device, Elem, ModId, Module};
 use super::super::{Float, GpuNetwork, dev_err, step_scalars};
-use super::{flat, outer, times_transpose};
+use super::sparse::{self, Pairs};
+use super::{flat, outer};
 use crate::learn::Plan;
 use crate::error::RuntimeError;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK};
@@ -50,9 +51,12 @@ pub(super) struct Tape {
     step_bytes: usize,
     /// Per population: the adjoint's states (lambda K, mu n_in, g n_p slices).
     st: Vec<Vec<Buf>>,
-    /// dL/ds (per population) and dL/dh (per population and state) carried: [now, prev].
-    ds: [Vec<Buf>; 2],
-    dh: [Vec<Vec<Buf>>; 2],
+    /// dL/ds (per population) and dL/dh (per population and state) carried to the steps
+    /// a link reaches back to: one side per step from the one being processed to the
+    /// farthest back a link reaches (its delay, plus one through a recurrent link); at
+    /// least two.
+    ds: Vec<Vec<Buf>>,
+    dh: Vec<Vec<Vec<Buf>>>,
 }
 
 impl Tape {
@@ -62,7 +66,8 @@ impl Tape {
         let np = g.host.pops.len();
         let mut adjoints: Vec<Option<Adjoint>> = (0..np).map(|_| None).collect();
         let mut st = vec![Vec::new(); np];
-        let mut dh = [vec![Vec::new(); np], vec![Vec::new(); np]];
+        let depth = plan.links.iter().map(|l| l.steps_back()).max().unwrap_or(0).max(1) + 1;
+        let mut dh = vec![vec![Vec::new(); np]; depth];
         for &p in &plan.hidden {
             let pop = &g.host.pops[p];
             let (Some(step), Some(dl)) = (&pop.step, pop.deriv) else {
@@ -86,7 +91,7 @@ impl Tape {
             }
             adjoints[p] = Some(Adjoint { layout, invariant, module, roles });
         }
-        let mut ds = [Vec::new(), Vec::new()];
+        let mut ds = vec![Vec::new(); depth];
         for (w, side) in ds.iter_mut().enumerate() {
             for pop in &g.host.pops {
                 side.push(g.dev.alloc(fe, batch * pop.n, &format!("bptt.{}.ds.{w}", pop.name)).map_err(dev_err)?);
@@ -163,18 +168,24 @@ impl Tape {
         Ok(())
     }
 
-    /// The backward pass: adds dL/dW to `grads` (the plan's etrace order, n_pre x N each)
-    /// and dL/dtheta to `param_grads` (1 x N each).
-    pub fn backward<T: Float, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, ones: Buf, grads: &[Buf], param_grads: &[Buf]) -> Result<(), RuntimeError> {
+    /// The backward pass: adds dL/dW to `grads` (the plan's etrace order, n_pre x N each,
+    /// or 1 x nnz at the synapses of a sparse projection: `pairs`) and dL/dtheta to
+    /// `param_grads` (1 x N each).
+    pub fn backward<T: Float, D: Device>(&mut self, g: &mut GpuNetwork<T, D>, plan: &Plan, pairs: &[Pairs], ones: Buf, grads: &[Buf], param_grads: &[Buf]) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let all: Vec<Buf> = self.st.iter().flatten().chain(self.ds.iter().flatten()).chain(self.dh.iter().flatten().flatten()).copied().collect();
         for b in all {
             g.dev.zero(b).map_err(dev_err)?;
         }
-        let (mut now, mut prev) = (0usize, 1usize);
+        // Step s's side: (len - s) mod depth (the last step's is 1, as the [now, prev]
+        // pair of a network without delays).
+        let depth = self.ds.len();
+        let side = |s: usize| (self.len - s) % depth;
         for t in (0..self.len).rev() {
-            std::mem::swap(&mut now, &mut prev);
-            let stale: Vec<Buf> = self.ds[prev].iter().chain(self.dh[prev].iter().flatten()).copied().collect();
+            let now = side(t);
+            // The side of step t + 1 is done: it becomes the farthest one back, emptied.
+            let far = side(t + 1);
+            let stale: Vec<Buf> = self.ds[far].iter().chain(self.dh[far].iter().flatten()).copied().collect();
             for b in stale {
                 g.dev.zero(b).map_err(dev_err)?;
             }
@@ -203,18 +214,24 @@ impl Tape {
                     // dL/dtheta (1 x N) += 1^T g: the sum over the batch.
                     g.dev.gemm(&outer(gb, ones, self.st[p][k + n_in + q.col], batch, 1, n, 1.0)).map_err(dev_err)?;
                 }
-                for ((e, &gb), &x) in plan.etrace.iter().zip(grads).zip(&sb.pre).filter(|((e, _), _)| e.target.pop == p) {
-                    g.dev.gemm(&outer(gb, x, mu(e.target.input), batch, e.target.n_pre, n, 1.0)).map_err(dev_err)?;
+                let mus: Vec<Buf> = (0..n_in).map(mu).collect();
+                let xs = sb.pre.clone();
+                for (((e, &gb), &x), &pr) in plan.etrace.iter().zip(grads).zip(&xs).zip(pairs).filter(|(((e, _), _), _)| e.target.pop == p) {
+                    sparse::add_outer(g, pr, gb, x, mus[e.target.input], batch, e.target.n_pre, n)?;
                 }
                 for lk in plan.links.iter().filter(|lk| lk.to == p) {
-                    let dst = match (lk.state, lk.now) {
-                        (None, true) => self.ds[now][lk.from],
-                        (None, false) => self.ds[prev][lk.from],
-                        (Some(j), true) => self.dh[now][lk.from][j],
-                        (Some(j), false) => self.dh[prev][lk.from][j],
+                    // What step t received through the link was read at t - back: nothing
+                    // before the sequence started.
+                    let back = lk.steps_back();
+                    if back > t {
+                        continue;
+                    }
+                    let at = side(t - back);
+                    let dst = match lk.state {
+                        None => self.ds[at][lk.from],
+                        Some(j) => self.dh[at][lk.from][j],
                     };
-                    let w = super::dense(g, lk.proj)?;
-                    g.dev.gemm(&times_transpose(dst, mu(lk.input), w, batch, g.host.pops[lk.from].n, n, 1.0)).map_err(dev_err)?;
+                    sparse::back(g, lk.proj, dst, mus[lk.input], batch, g.host.pops[lk.from].n, n, true)?;
                 }
             }
         }

@@ -20,13 +20,21 @@
 //!
 //! What a projection read at step t is what the CPU's `StepTrace::pre` holds: the live
 //! buffer for sources stepped before its target (inputs, lower layers), a copy taken
-//! before the step for the others (recurrent spikes s^{t-1}).
+//! before the step for the others (recurrent spikes s^{t-1}); through a delay of d steps
+//! the learners read what arrives at t, kept in a ring of d + 1 copies.
+//!
+//! Sparse projections (and `conv`/`pool`, sparse synapses whose weights the host writes
+//! from a kernel) have their gradient at the synapses, adapters a stacked (I + O) x R one
+//! ([`sparse`]): the GEMMs above become per-synapse kernels or the adapter's GEMMs there.
 //!
 //! The plan (which projection is traced how, what is refused) is the CPU's
 //! ([`crate::learn::plan`]). Not on the GPU: per-step records, updates within a sequence.
 
 mod bptt;
+mod sparse;
 mod window;
+
+use sparse::Pairs;
 
 use super::device::{Buf, Device, Elem, Gemm, GraphId, KArg, ModId, Module};
 use crate::learn::Loss;
@@ -34,7 +42,7 @@ use std::collections::HashMap;
 use super::accumulate::Accumulators;
 use super::{Float, GpuNetwork, dev_err, step_scalars};
 use crate::engine::Learner;
-use crate::learn::{Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_online_reach, check_target, plan};
+use crate::learn::{GradShape, Gradients, Method, Online, Plan, Sequence, bias_correction, check_data, check_online_reach, check_target, plan};
 use crate::error::RuntimeError;
 use crate::network::Network;
 use ndarray::Array2;
@@ -120,6 +128,8 @@ pub struct GpuGradient<T> {
     net: u64,
     plan: Plan,
     method: Method,
+    /// Per etrace projection (the plan's order): where its gradient lives.
+    pairs: Vec<Pairs>,
     err: Buf,
     /// Per population with a step: dL/ds (B x N), dL/dh and l (K slices each).
     dlds: Vec<Option<Buf>>,
@@ -130,6 +140,10 @@ pub struct GpuGradient<T> {
     ones: Buf,
     /// Per projection: the copy of what it read, for sources that step after its target.
     pre: Vec<Option<Buf>>,
+    /// Per trained projection with a delay of d steps: what it read in each of the last
+    /// d + 1 steps (slot t mod (d + 1)), so that step t's learners read what arrives in
+    /// it, read at t - d (zeros before; the CPU's `PreDelay`).
+    delayed: Vec<Option<Vec<Buf>>>,
     groups: Vec<Group>,
     exact: Vec<ExactGroup>,
     params: Vec<ParamTrace>,
@@ -184,7 +198,10 @@ impl<T: Float> GpuGradient<T> {
     /// network was built with `Options::learning`.
     pub fn new<D: Device>(g: &mut GpuNetwork<T, D>, trainable: &[String], method: Method) -> Result<GpuGradient<T>, RuntimeError> {
         let plan = plan(&g.host, trainable)?;
-        refuse_on_device(&g.host, &plan)?;
+        refuse_on_device(&g.host, &plan, method)?;
+        // An adapter's products run over up to a contraction window of rows.
+        let rows = g.window().max(1) * g.host.batch;
+        let pairs: Vec<Pairs> = plan.etrace.iter().map(|e| Pairs::of(g, e.target.index, &e.target.shape, rows)).collect::<Result<_, _>>()?;
         let online = method != Method::Bptt;
         if online {
             check_online_reach(&g.host, &plan)?;
@@ -214,7 +231,7 @@ impl<T: Float> GpuGradient<T> {
         let mu = alloc(batch * plan.hidden.iter().map(|&p| n_of(p)).max().unwrap_or(1), "learn.mu".into())?;
         let ones = alloc(batch, "learn.ones".into())?;
         let mut pre = vec![None; net.projs.len()];
-        let n_pre_of = |i: usize| net.dense_weights(i).map_or(0, |w| w.nrows());
+        let n_pre_of = |i: usize| net.source_size(i);
         let mut needs_pre = |i: usize, alloc: &mut dyn FnMut(usize, String) -> Result<Buf, RuntimeError>| -> Result<(), RuntimeError> {
             let pr = &net.projs[i];
             if matches!(pr.from, Source::Pop(q) if q >= pr.to) && pre[i].is_none() {
@@ -225,11 +242,21 @@ impl<T: Float> GpuGradient<T> {
         let mut groups: Vec<Group> = Vec::new();
         let mut exact: Vec<ExactGroup> = Vec::new();
         let mut bptt_grads = Vec::new();
+        let mut delayed: Vec<Option<Vec<Buf>>> = vec![None; net.projs.len()];
         for (ei, e) in plan.etrace.iter().enumerate() {
             let t = &e.target;
             needs_pre(t.index, &mut alloc)?;
+            if t.delay > 0 && delayed[t.index].is_none() {
+                let ring = (0..=t.delay).map(|s| alloc(batch * t.n_pre, format!("learn.{}.pre_delay{s}", e.name))).collect::<Result<Vec<_>, _>>()?;
+                bytes += (t.delay + 1) * batch * t.n_pre * size;
+                delayed[t.index] = Some(ring);
+            }
             let n = n_of(t.pop);
-            let grad = alloc(t.n_pre * n, format!("learn.{}.grad", e.name))?;
+            // I x O, or one per synapse of a sparse projection.
+            let grad = match pairs[ei] {
+                Pairs::LowRank { grad, .. } => grad,
+                _ => alloc(t.shape.pairs(), format!("learn.{}.grad", e.name))?,
+            };
             let k = k_of(t.pop);
             if !online {
                 bptt_grads.push(grad);
@@ -250,7 +277,7 @@ impl<T: Float> GpuGradient<T> {
                         exact.len() - 1
                     }
                 };
-                let len = batch * t.n_pre * n * k;
+                let len = batch * t.shape.pairs() * k;
                 let tr0 = alloc(len, format!("learn.{}.trace", e.name))?;
                 let tr1 = if k > 1 { alloc(len, format!("learn.{}.trace'", e.name))? } else { tr0 };
                 bytes += len * size * if k > 1 { 2 } else { 1 };
@@ -327,6 +354,7 @@ impl<T: Float> GpuGradient<T> {
             graphs: HashMap::new(),
             plan,
             method,
+            pairs,
             err,
             dlds,
             dldh,
@@ -334,6 +362,7 @@ impl<T: Float> GpuGradient<T> {
             mu,
             ones,
             pre,
+            delayed,
             groups,
             exact,
             params,
@@ -377,6 +406,8 @@ impl<T: Float> GpuGradient<T> {
             bufs.extend(gs.iter().chain(ps.iter()));
         }
         bufs.extend(self.dlds.iter().flatten().chain(self.dldh.iter().flatten()));
+        // Nothing has arrived through a delayed projection when a sequence starts.
+        bufs.extend(self.delayed.iter().flatten().flatten());
         for b in &bufs {
             g.dev.zero(*b).map_err(dev_err)?;
         }
@@ -418,7 +449,7 @@ impl<T: Float> GpuGradient<T> {
             t0 += n;
         }
         if let Some((tape, gs, ps)) = &mut self.bptt {
-            tape.backward(g, &self.plan, self.ones, gs, ps)?;
+            tape.backward(g, &self.plan, &self.pairs, self.ones, gs, ps)?;
         }
         // The last window's status: spike counts current, a non-finite state reported.
         g.flush()?;
@@ -442,11 +473,19 @@ impl<T: Float> GpuGradient<T> {
         }
         let inputs = self.window.inputs(slot).to_vec();
         g.step_deferred(&inputs)?;
+        // What the delayed projections read this step joins their rings.
+        for (i, ring) in self.delayed.iter().enumerate() {
+            if let Some(ring) = ring {
+                let len = batch * g.projs[i].n_pre;
+                let src = pre_of(&self.pre, g, i);
+                g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(ring[t % ring.len()]), KArg::U64(len as u64)])?;
+            }
+        }
         self.window.loss(g, kind, self.plan.r, slot, self.err)?;
         self.signals(g)?;
         match &mut self.bptt {
             Some((tape, ..)) => {
-                let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| pre_of(&self.pre, g, e.target.index)).collect();
+                let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| arriving(&self.pre, &self.delayed, g, e.target.index, t)).collect();
                 tape.push(g, &self.plan, &self.l, &pre)?;
             }
             None => self.traces(g, t)?,
@@ -565,12 +604,25 @@ impl<T: Float> GpuGradient<T> {
     /// The gradients on the device, to the host (named, in the CPU's order).
     fn gradients<D: Device>(&self, g: &mut GpuNetwork<T, D>) -> Result<Vec<(String, Array2<f64>)>, RuntimeError> {
         let o = g.host.pops[self.plan.r].n;
-        let mut shapes: Vec<(String, usize, usize)> = self.plan.etrace.iter().map(|e| (e.name.clone(), e.target.n_pre, g.host.pops[e.target.pop].n)).collect();
+        // I x O, or 1 x nnz for a sparse projection.
+        let mut shapes: Vec<(String, usize, usize)> = self.plan.etrace.iter().map(|e| (e.name.clone(), e.target.shape.dim().0, e.target.shape.dim().1)).collect();
         shapes.extend(self.plan.plain.iter().zip(&self.plain).map(|((_, name), &(_, n_pre, _))| (name.clone(), n_pre, o)));
         shapes.extend(self.plan.params.iter().map(|q| (q.name.clone(), 1, g.host.pops[q.pop].n)));
         let mut total = Vec::with_capacity(shapes.len());
-        for ((name, rows, cols), b) in shapes.into_iter().zip(self.gradient_bufs()) {
-            total.push((name, download(g, b, rows, cols)?));
+        for (k, ((name, rows, cols), b)) in shapes.into_iter().zip(self.gradient_bufs()).enumerate() {
+            let grad = download(g, b, rows, cols)?;
+            match self.plan.etrace.get(k).map(|e| &e.target.shape) {
+                // An adapter's stacked gradient, as `NAME.U` and `NAME.V` (as the CPU's).
+                Some(GradShape::LowRank { n_pre, .. }) => {
+                    let (u, v) = crate::adapter::LowRank::<f64>::split(&grad, *n_pre);
+                    let proj = name.trim_end_matches(".adapter");
+                    total.push((format!("{proj}.U"), u));
+                    total.push((format!("{proj}.V"), v));
+                }
+                // A convolution's kernel gradient: its synapses' summed into their entries.
+                Some(shape) => total.push((name, shape.of_tensor(grad))),
+                None => total.push((name, grad)),
+            }
         }
         Ok(total)
     }
@@ -620,7 +672,9 @@ impl<T: Float> GpuGradient<T> {
             }
             for li in 0..self.plan.links.len() {
                 let lk = &self.plan.links[li];
-                if lk.to != p || !lk.now {
+                // Only what was read in this very step (ALGORITHMS.md): no signal back
+                // along recurrent or delayed links.
+                if lk.to != p || lk.steps_back() != 0 {
                     continue;
                 }
                 let (proj, from, input, state) = (lk.proj, lk.from, lk.input, lk.state);
@@ -633,9 +687,8 @@ impl<T: Float> GpuGradient<T> {
                     Some(j) => self.dldh[from][j],
                     None => self.dlds[from].expect("a link's source has a step"),
                 };
-                let w = dense(g, proj)?;
-                let beta = if self.acc.first_write(dst) { 0.0 } else { 1.0 };
-                g.dev.gemm(&times_transpose(dst, self.mu, w, batch, g.host.pops[from].n, g.host.pops[p].n, beta)).map_err(dev_err)?;
+                let acc = !self.acc.first_write(dst);
+                sparse::back(g, proj, dst, self.mu, batch, g.host.pops[from].n, g.host.pops[p].n, acc)?;
             }
         }
         Ok(())
@@ -668,7 +721,28 @@ impl<T: Float> GpuGradient<T> {
                 }
             };
             for m in &mut x.members {
-                let xb = pre_of(&self.pre, g, m.proj);
+                let xb = arriving(&self.pre, &self.delayed, g, m.proj, t);
+                if let Pairs::Sparse { row, col, nnz } = self.pairs[m.ei] {
+                    let args = [
+                        KArg::Buf(m.tr[0]),
+                        KArg::Buf(m.tr[1]),
+                        KArg::Buf(d),
+                        KArg::Buf(f),
+                        KArg::Buf(xb),
+                        KArg::Buf(l),
+                        KArg::Buf(m.grad),
+                        KArg::U64(batch as u64),
+                        KArg::U64(m.n_pre as u64),
+                        KArg::U64(n as u64),
+                        KArg::U64(k as u64),
+                        KArg::Buf(row),
+                        KArg::Buf(col),
+                        KArg::U64(nnz as u64),
+                    ];
+                    g.launch(prop::SPARSE_EXACT_TRACE, flat(nnz), BLOCK, &args)?;
+                    m.tr.swap(0, 1);
+                    continue;
+                }
                 let args = [
                     KArg::Buf(m.tr[0]),
                     KArg::Buf(m.tr[1]),
@@ -701,7 +775,7 @@ impl<T: Float> GpuGradient<T> {
         for gr in &self.groups {
             launch_step(g, &gr.traces[s])?;
             for m in &gr.members {
-                let x = pre_of(&self.pre, g, m.proj);
+                let x = arriving(&self.pre, &self.delayed, g, m.proj, t);
                 let len = batch * m.n_pre;
                 let args = [KArg::Buf(m.eps_x), KArg::Buf(x), KArg::Buf(m.x_views[s]), KArg::U64(len as u64), KArg::U64(decay_bits), KArg::U64(scale_bits)];
                 g.launch(prop::SCALE_ADD_STORE, flat(len), BLOCK, &args)?;
@@ -724,7 +798,7 @@ impl<T: Float> GpuGradient<T> {
         }
         for gr in &self.groups {
             for m in &gr.members {
-                g.dev.gemm(&outer(m.grad, m.x_win, gr.u_win, k, m.n_pre, gr.n, 1.0)).map_err(dev_err)?;
+                sparse::add_outer(g, self.pairs[m.ei], m.grad, m.x_win, gr.u_win, k, m.n_pre, gr.n)?;
             }
         }
         Ok(())
@@ -768,6 +842,16 @@ fn contraction_window<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, groups: &mu
         *bytes += len * plane * size;
     }
     Ok(len)
+}
+
+/// What projection `i`'s target receives at step `t` of the sequence: what it read at
+/// t - d through a delay of d steps (its ring's slot, zeros before), else [`pre_of`].
+fn arriving<T: Float, D: Device>(pre: &[Option<Buf>], delayed: &[Option<Vec<Buf>>], g: &GpuNetwork<T, D>, i: usize, t: usize) -> Buf {
+    match &delayed[i] {
+        // Slot (t - d) mod (d + 1) = (t + 1) mod (d + 1), written at step t - d.
+        Some(ring) => ring[(t + 1) % ring.len()],
+        None => pre_of(pre, g, i),
+    }
 }
 
 /// x^t of projection `i`: its copy (`pre`), or the live source buffer.
@@ -829,23 +913,29 @@ fn launch_step<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, s: &Launch) -> Res
     g.dev.launch(s.module, STEP_ENTRY, flat(s.len), BLOCK, &args).map_err(dev_err)
 }
 
-/// What the CPU's gradient pass does and the device's does not yet: sparse weights
-/// (trained, or carrying the learning signal) and delayed projections. Refused by name,
-/// so that the device never runs such a model differently from the CPU.
-fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan) -> Result<(), RuntimeError> {
+/// What the CPU's gradient pass does and the device's does not yet, or refuses: dropout;
+/// an adapter where an exact trace would be kept (the CPU's refusal, its message). (A
+/// delay per synapse is refused by the plan and by the device.)
+fn refuse_on_device<T: Float>(net: &Network<T>, plan: &Plan, method: Method) -> Result<(), RuntimeError> {
     let name = |i: usize| net.projections()[i].0.clone();
     // The device steps the network as evaluation does, without masks: training through a
     // dropout there would silently train another network.
     if let Some(i) = (0..net.projs.len()).find(|&i| net.has_dropout(i)) {
         return Err(RuntimeError::Build(format!("`{}` has `dropout`: training with dropout runs on the CPU only (--backend jit); the CUDA backend evaluates and runs such a network (without dropout, as evaluation does) but does not train it", name(i))));
     }
+    let online = method != Method::Bptt;
+    for e in plan.etrace.iter().filter(|e| matches!(e.target.shape, GradShape::LowRank { .. })) {
+        // An exact trace is one per weight of W + U V (pre x post): not for an adapter.
+        if method == Method::DRtrl || (online && e.target.pop == plan.r) {
+            let proj = e.name.trim_end_matches(".adapter");
+            let why = if method == Method::DRtrl { "D-RTRL keeps one trace per weight of W + U V".to_string() } else { format!("it feeds the readout `{}`, whose weights get exact traces", net.pops[plan.r].name) };
+            return Err(RuntimeError::Build(format!("the adapter of `{proj}` cannot be trained here: {why}; train it with es-d-rtrl (into a hidden layer) or bptt")));
+        }
+    }
     let projs = plan.etrace.iter().map(|e| e.target.index).chain(plan.links.iter().map(|l| l.proj));
     for i in projs {
-        if net.dense_weights(i).is_none() {
-            return Err(RuntimeError::Build(format!("`{}`: gradients through sparse projections run on the CPU only (--backend cpu); the CUDA backend trains dense ones", name(i))));
-        }
-        if net.projection_delay(i).is_some() {
-            return Err(RuntimeError::Build(format!("`{}` has a delay: gradients through delayed projections run on the CPU only (--backend cpu)", name(i))));
+        if net.dense_weights(i).is_none() && net.sparse_weights(i).is_none() {
+            return Err(RuntimeError::Build(format!("`{}`: the CUDA backend's gradients go through dense and sparse projections only", name(i))));
         }
     }
     Ok(())

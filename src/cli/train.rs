@@ -311,6 +311,10 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     trainable.extend(net.trainable_adapters());
     let n_projections = trainable.len();
     trainable.extend(net.trainable_params());
+    // Batch norms' gamma and beta (not decayed), and their running estimates: state
+    // carried, checkpointed and restored with the weights, never trained.
+    trainable.extend(net.trainable_batch_norms());
+    trainable.extend(net.batch_norm_state());
     let initial = weights_of(&net, &trainable);
     // Sparse trainable projections: their structure's fingerprint goes with the weights.
     let structure: Vec<(String, String)> = trainable

@@ -759,11 +759,17 @@ impl Training<'_> {
             scaled if scaled.is_empty() => format!("lr {}", self.s.lr),
             scaled => format!("lr {} (scaled by the RMS of the initial values: {})", self.s.lr, scaled.join(", ")),
         };
+        // Each batch norm carries gamma, beta and its two running estimates among the names.
+        let norms = self.def.projections.iter().filter(|p| p.batch_norm).count();
+        let norms_said = match norms {
+            0 => String::new(),
+            n => format!(", {n} batch norm{} (each batch on one network)", if n == 1 { "" } else { "s" }),
+        };
         println!(
-            "training {} ({} trainable projections, {} trainable params) on {} with {}, {} {lr}, batch {}",
+            "training {} ({} trainable projections, {} trainable params{norms_said}) on {} with {}, {} {lr}, batch {}",
             self.def.name,
             self.n_projections,
-            self.trainable.len() - self.n_projections,
+            self.trainable.len() - self.n_projections - 4 * norms,
             self.task,
             self.s.method,
             self.s.optimizer,

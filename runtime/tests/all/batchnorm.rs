@@ -242,3 +242,31 @@ fn training_carries_the_running_statistics_and_evaluation_uses_them() {
     let g = gradient_of(&mut by_hand, &[], &mut data(4), Method::Bptt, false).unwrap();
     assert!((g.loss / 4.0 - with).abs() < 1e-12, "{} vs {with}", g.loss / 4.0);
 }
+
+/// Over MPI ranks (here threads exchanging as ranks do) each rank holds a share of the
+/// batch: every rank refuses a network with a batch norm, naming it, before a gradient.
+#[test]
+fn batch_norm_is_refused_over_ranks() {
+    use crate::common::Threads;
+    use snnc_runtime::train::ranks::RankTrainer;
+    let p = program(TWO_LAYERS);
+    let names = names();
+    let make = |b: usize| Network::<f64>::build(&p, &p.networks[0], &learning(b), &InterpFactory);
+    let w = weights_of(&make(1).unwrap(), &names);
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = Threads::world(2)
+            .into_iter()
+            .map(|ex| {
+                let (make, names, w) = (&make, &names, &w);
+                s.spawn(move || {
+                    let mut ranks = RankTrainer::new(CpuTrainer::new(make, names, Method::Bptt), &ex);
+                    ranks.start(4, false, w).unwrap_err().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for err in errors {
+        assert!(err.contains("`W1` has `batch_norm`") && err.contains("2 MPI ranks"), "{err}");
+    }
+}

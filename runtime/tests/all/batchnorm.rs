@@ -61,8 +61,8 @@ fn batch_norm_forward_and_running_statistics_follow_the_formulas() {
             let mean = col.iter().sum::<f64>() / batch as f64;
             let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / batch as f64;
             assert!(var > 1e-3, "a constant column shows nothing");
-            for b in 0..batch {
-                let want = gamma[[0, j]] * (col[b] - mean) / (var + EPS).sqrt() + beta[[0, j]];
+            for (b, zb) in col.iter().enumerate() {
+                let want = gamma[[0, j]] * (zb - mean) / (var + EPS).sqrt() + beta[[0, j]];
                 let got = net.pops[0].output[b * 3 + j];
                 assert!((got - want).abs() < 1e-12, "step {t}, element {b}, neuron {j}: {got} vs {want}");
             }
@@ -80,9 +80,9 @@ fn batch_norm_forward_and_running_statistics_follow_the_formulas() {
     let x = input(5, batch);
     net.step(&[x.as_slice()]).unwrap();
     let z = z_of(&x);
-    for k in 0..batch * 3 {
+    for (k, zk) in z.iter().enumerate() {
         let j = k % 3;
-        let want = gamma[[0, j]] * (z[k] - rm[j]) / (rv[j] + EPS).sqrt() + beta[[0, j]];
+        let want = gamma[[0, j]] * (zk - rm[j]) / (rv[j] + EPS).sqrt() + beta[[0, j]];
         assert!((net.pops[0].output[k] - want).abs() < 1e-12, "evaluation at {k}: {} vs {want}", net.pops[0].output[k]);
     }
     assert_eq!(net.trainable("state/W.running_mean").unwrap(), got_m, "evaluation moved the running mean");

@@ -270,3 +270,52 @@ fn batch_norm_is_refused_over_ranks() {
         assert!(err.contains("`W1` has `batch_norm`") && err.contains("2 MPI ranks"), "{err}");
     }
 }
+
+/// A batch norm into a readout with dynamics (`LeakyReadout`): BPTT's gradients of the
+/// weights into it, of the layer's input weights behind it, and of gamma and beta equal
+/// central finite differences.
+#[test]
+fn bptt_through_batch_norm_into_a_leaky_readout_matches_finite_differences() {
+    let text = r#"import "stdlib/lif.snn"
+import "stdlib/readout.snn"
+network n {
+    dt = 1 ms
+    input x: 6
+    layer H = LIF[5]
+    readout out = LeakyReadout[2] { tau = 5 ms }
+    connect x -> H.I dense trainable init normal(0, 2) as W_in
+    connect H -> out.I dense trainable init normal(0, 1) batch_norm as W_out
+}"#;
+    let (batch, opts) = (4, learning(4));
+    let names: Vec<String> = ["W_in", "W_out", "W_out.gamma", "W_out.beta"].map(String::from).to_vec();
+    let fresh = || {
+        let mut n = build(text, &opts);
+        n.dropout_pass = Some(1);
+        n.set_trainable("W_out.gamma", Array2::from_shape_fn((1, 2), |(_, j)| 0.7 + 0.5 * j as f64)).unwrap();
+        n
+    };
+    let g = gradient_of(&mut fresh(), &names, &mut data(batch), Method::Bptt, false).unwrap();
+    let mut worst = 0.0f64;
+    for name in &names {
+        let grad = g.get(name).unwrap();
+        let scale = max_abs(grad);
+        assert!(scale > 0.0, "{name}: zero gradient");
+        let (rows, cols) = grad.dim();
+        for (i, j) in [(0, 0), (1, 1), (3, 0), (4, 1)] {
+            let (i, j) = (i % rows, j % cols);
+            let loss = |delta: f64| {
+                let mut n = fresh();
+                let mut w = n.trainable(name).unwrap();
+                w[[i, j]] += delta;
+                n.set_trainable(name, w).unwrap();
+                gradient_of(&mut n, &[], &mut data(batch), Method::Bptt, false).unwrap().loss
+            };
+            let h = 1e-5;
+            let fd = (loss(h) - loss(-h)) / (2.0 * h);
+            let err = (fd - grad[[i, j]]).abs() / scale;
+            worst = worst.max(err);
+            assert!(err <= 1e-6, "{name}[{i},{j}]: BPTT {:e} vs finite differences {fd:e}", grad[[i, j]]);
+        }
+    }
+    eprintln!("into a leaky readout: worst error relative to the tensor's largest gradient: {worst:.2e}");
+}

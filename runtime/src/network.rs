@@ -575,7 +575,9 @@ pub struct Network<T: 'static> {
     /// networks (the random draws of element b are those of the whole batch's b0 + b).
     pub batch_offset: usize,
     /// The training pass whose dropout masks the projections with `dropout P` apply
-    /// (`crate::dropout`); `None` (evaluation, `snnc run`): nothing is dropped.
+    /// (`crate::dropout`); `None` (evaluation, `snnc run`): nothing is dropped. Set, it
+    /// also makes batch norms normalise with the batch's statistics and update their
+    /// running estimates (`crate::batchnorm`, [`Network::training`]).
     pub dropout_pass: Option<u64>,
     /// Per external input and batch element, the indices of its non-zero entries this step.
     ext_active: Vec<Vec<Vec<u32>>>,

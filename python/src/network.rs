@@ -409,13 +409,16 @@ impl Network {
         })
     }
 
-    /// Every dense projection's weights (n_pre, n_post) and trainable param (1, n), as
-    /// float64 arrays by name: what `set_weights`, `weights=` and `grad` take.
+    /// Every dense projection's weights (n_pre, n_post), trainable param (1, n) and
+    /// batch norm's tensors (1, n), as float64 arrays by name: what `set_weights`, `weights=` and `grad` take.
     fn weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         with_net!(&self.built, net => {
             let mut names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
             names.extend(net.trainable_params());
+            // Batch norms' gamma and beta, and their running estimates (`state/...`).
+            names.extend(net.trainable_batch_norms());
+            names.extend(net.batch_norm_state());
             for (name, w) in weights_of(net, &names) {
                 d.set_item(name, w.into_pyarray(py))?;
             }

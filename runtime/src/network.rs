@@ -7,6 +7,7 @@
 //! (index `b * n + i`), the structure of arrays the kernels expect.
 
 use crate::adapter::LowRank;
+use crate::batchnorm::{BatchNorm, STATE_PREFIX};
 use crate::connectivity::{self, Csr, SynapseFn, apply_sign, build_threads};
 use crate::dropout::{Dropout, MaskAt};
 use crate::conv;
@@ -80,6 +81,8 @@ pub(crate) struct Proj<T> {
     pub(crate) dropout: Option<Dropout<T>>,
     /// `adapter rank R`: the trainable low-rank term added to the weights.
     pub(crate) adapter: Option<LowRank<T>>,
+    /// `batch_norm`: the delivered current normalised (`crate::batchnorm`).
+    pub(crate) batch_norm: Option<BatchNorm<T>>,
     /// The synapse's presynaptic state (short-term plasticity), if it has any.
     pub(crate) pre_stage: Option<PreStage<T>>,
     /// The synapse's plasticity (STDP), if its events change its weights.
@@ -261,6 +264,10 @@ impl<T: Float> Proj<T> {
                 (None, Some(Plastic::allocate(p, &pr.name, &pops[pr.to], &built.weights, (n_pre, d), pr.no_self && Source::Pop(pr.to) == pr.from, batch)?))
             }
         };
+        let batch_norm = pr.batch_norm.then(|| BatchNorm::new(n_post, batch));
+        if batch_norm.is_some() && (delay.is_some() || pre_stage.is_some() || plastic.is_some()) {
+            return Err(RuntimeError::Build(format!("projection `{}`: `batch_norm` needs a direct connection, without synapse model or delay", pr.name)));
+        }
         Ok(Proj {
             name: pr.name.clone(),
             from: pr.from,
@@ -275,6 +282,7 @@ impl<T: Float> Proj<T> {
             bounds: pr.bounds,
             dropout: pr.dropout.map(|p| Dropout::new(p, stream_id(&format!("{}.{}.dropout", net.name, pr.name)))),
             adapter,
+            batch_norm,
             pre_stage,
             plastic,
             shared: built.shared,
@@ -567,7 +575,9 @@ pub struct Network<T: 'static> {
     /// networks (the random draws of element b are those of the whole batch's b0 + b).
     pub batch_offset: usize,
     /// The training pass whose dropout masks the projections with `dropout P` apply
-    /// (`crate::dropout`); `None` (evaluation, `snnc run`): nothing is dropped.
+    /// (`crate::dropout`); `None` (evaluation, `snnc run`): nothing is dropped. Set, it
+    /// also makes batch norms normalise with the batch's statistics and update their
+    /// running estimates (`crate::batchnorm`, [`Network::training`]).
     pub dropout_pass: Option<u64>,
     /// Per external input and batch element, the indices of its non-zero entries this step.
     ext_active: Vec<Vec<Vec<u32>>>,
@@ -1156,6 +1166,15 @@ impl<T: Float> Network<T> {
             };
             let active = active.as_ref().map(|a| a as &dyn Active);
             let into = target(if has_dynamics { ptrs.inputs[pr.input] } else { ptrs.output });
+            if let Some(bn) = &pr.batch_norm {
+                // Normalised whole by `prepare_deliveries`: its columns arrive.
+                for b in 0..self.batch {
+                    // SAFETY: as below, columns `cols` of the target are this thread's.
+                    let y = unsafe { into.row(b) };
+                    y.iter_mut().zip(&bn.out[b * pop.n + cols.start..b * pop.n + cols.end]).for_each(|(y, v)| *y += *v);
+                }
+                continue;
+            }
             // SAFETY: as above, for the target and for the ring slots of this projection
             // (a ring belongs to its projection, whose target columns are this thread's).
             unsafe {
@@ -1196,6 +1215,10 @@ impl<T: Float> Network<T> {
                     self.projs[pi].dropout = Some(d);
                 }
             }
+            if self.projs[pi].to == p && self.projs[pi].batch_norm.is_some() {
+                self.batch_norm_step(pi, p, external)?;
+                continue;
+            }
             if self.projs[pi].to != p || (self.projs[pi].pre_stage.is_none() && self.projs[pi].syn_delay.is_none() && self.projs[pi].plastic.is_none()) {
                 continue;
             }
@@ -1232,6 +1255,85 @@ impl<T: Float> Network<T> {
             done?;
         }
         Ok(())
+    }
+
+    /// The current projection `pi` (into population `p`, with `batch_norm`) delivers
+    /// this step, whole, then normalised (`crate::batchnorm`): by the batch's statistics
+    /// in a training pass, else by the running estimates.
+    fn batch_norm_step(&mut self, pi: usize, p: usize, external: &[&[T]]) -> Result<(), RuntimeError> {
+        let (batch, training) = (self.batch, self.training());
+        let mut bn = self.projs[pi].batch_norm.take().expect("a batch norm");
+        let n_post = bn.n_post();
+        bn.z.fill(T::default());
+        {
+            let pr = &self.projs[pi];
+            let (src, n_pre, active) = self.source(pr, p, external);
+            let active = active.as_ref().map(|a| a as &dyn Active);
+            let into = Target { ptr: bn.z.as_mut_ptr(), n_post, batch, cols: 0..n_post };
+            // SAFETY: `into` is the whole of `bn.z`, owned here, written by this thread only.
+            unsafe {
+                deliver(&pr.weights, src, active, n_pre, &into);
+                if let Some(a) = &pr.adapter {
+                    a.deliver(src, active, n_pre, &into);
+                }
+            }
+        }
+        let done = bn.normalise(batch, training, &self.projs[pi].name);
+        self.projs[pi].batch_norm = Some(bn);
+        done
+    }
+
+    /// Whether the network is in a training pass ([`Network::dropout_pass`] set): dropout
+    /// masks apply and batch norm uses the batch's statistics (and updates its running
+    /// ones); otherwise it evaluates, with the running statistics.
+    pub fn training(&self) -> bool {
+        self.dropout_pass.is_some()
+    }
+
+    /// Projection `proj`'s batch norm, if it has one.
+    pub fn batch_norm(&self, proj: usize) -> Option<&BatchNorm<T>> {
+        self.projs[proj].batch_norm.as_ref()
+    }
+
+    /// Whether any projection has `batch_norm`.
+    pub fn has_batch_norm(&self) -> bool {
+        self.projs.iter().any(|p| p.batch_norm.is_some())
+    }
+
+    /// The batch norms' trainable tensors, `NAME.gamma` and `NAME.beta` of each
+    /// projection with `batch_norm`.
+    pub fn trainable_batch_norms(&self) -> Vec<String> {
+        self.projs.iter().filter(|p| p.batch_norm.is_some()).flat_map(|p| [format!("{}.gamma", p.name), format!("{}.beta", p.name)]).collect()
+    }
+
+    /// The batch norms' running estimates, `state/NAME.running_mean` and
+    /// `state/NAME.running_var` ([`STATE_PREFIX`]): carried and checkpointed with the
+    /// trainable tensors, never trained.
+    pub fn batch_norm_state(&self) -> Vec<String> {
+        self.projs
+            .iter()
+            .filter(|p| p.batch_norm.is_some())
+            .flat_map(|p| [format!("{STATE_PREFIX}{}.running_mean", p.name), format!("{STATE_PREFIX}{}.running_var", p.name)])
+            .collect()
+    }
+
+    /// `NAME.gamma` (0), `NAME.beta` (1), `state/NAME.running_mean` (2),
+    /// `state/NAME.running_var` (3): the projection and which tensor.
+    pub(crate) fn batch_norm_slot(&self, name: &str) -> Option<(usize, u8)> {
+        let (state, rest) = match name.strip_prefix(STATE_PREFIX) {
+            Some(r) => (true, r),
+            None => (false, name),
+        };
+        let (proj, which) = rest.rsplit_once('.')?;
+        let (i, ..) = self.projection(proj)?;
+        self.projs[i].batch_norm.as_ref()?;
+        match (state, which) {
+            (false, "gamma") => Some((i, 0)),
+            (false, "beta") => Some((i, 1)),
+            (true, "running_mean") => Some((i, 2)),
+            (true, "running_var") => Some((i, 3)),
+            _ => None,
+        }
     }
 
     /// Where this training pass's dropout masks of network step `step` are drawn;
@@ -1495,6 +1597,16 @@ impl<T: Float> Network<T> {
             let a = self.projs[i].adapter.as_ref().expect("an adapter");
             return Some(if is_v { a.v.clone() } else { a.u.clone() });
         }
+        if let Some((i, which)) = self.batch_norm_slot(name) {
+            let bn = self.projs[i].batch_norm.as_ref().expect("a batch norm");
+            let row: Vec<T> = match which {
+                0 => bn.gamma.clone(),
+                1 => bn.beta.clone(),
+                2 => bn.running_mean.iter().map(|v| T::from_f64(*v)).collect(),
+                _ => bn.running_var.iter().map(|v| T::from_f64(*v)).collect(),
+            };
+            return Some(ndarray::Array2::from_shape_vec((1, row.len()), row).expect("shape"));
+        }
         let (p, slot, ..) = self.param_slot(name)?;
         let n = self.pops[p].n;
         Some(ndarray::Array2::from_shape_vec((1, n), self.pops[p].per_neuron_params[slot][..n].to_vec()).expect("shape"))
@@ -1514,6 +1626,23 @@ impl<T: Float> Network<T> {
             }
             // Row-major, as the propagation's row additions read U.
             *into = w.as_standard_layout().into_owned();
+            return Ok(());
+        }
+        if let Some((i, which)) = self.batch_norm_slot(name) {
+            let bn = self.projs[i].batch_norm.as_mut().expect("a batch norm");
+            let n = bn.n_post();
+            if w.dim() != (1, n) {
+                return Err(RuntimeError::Input(format!("`{name}` must be 1x{n} (one value per target neuron), got {}x{}", w.nrows(), w.ncols())));
+            }
+            if which == 3 && w.iter().any(|v| v.to_f64() < 0.0) {
+                return Err(RuntimeError::Input(format!("`{name}` is a variance: its values cannot be negative")));
+            }
+            match which {
+                0 => bn.gamma = w.iter().copied().collect(),
+                1 => bn.beta = w.iter().copied().collect(),
+                2 => bn.running_mean = w.iter().map(|v| v.to_f64()).collect(),
+                _ => bn.running_var = w.iter().map(|v| v.to_f64()).collect(),
+            }
             return Ok(());
         }
         let (p, slot, ..) = self.param_slot(name).ok_or_else(|| RuntimeError::Input(format!("the network has no projection or trainable param `{name}`")))?;

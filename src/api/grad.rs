@@ -107,6 +107,8 @@ pub fn set_weights<T: Float>(network: &mut Network<T>, weights: &[(String, Array
             let mut known: Vec<String> = network.projections().into_iter().map(|(n, _)| n).collect();
             known.extend(network.trainable_adapters());
             known.extend(network.trainable_params());
+            known.extend(network.trainable_batch_norms());
+            known.extend(network.batch_norm_state());
             return Err(format!("{origin} has weights `{name}`, but the network has no such projection or trainable param (it has: {})", known.join(", ")));
         }
         network.set_trainable(name, w.mapv(T::from_f64)).map_err(|e| e.to_string())?;
@@ -120,5 +122,6 @@ pub fn trainable_names<T: Float>(def: &NetworkDef, network: &Network<T>) -> Vec<
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     trainable.extend(network.trainable_adapters());
     trainable.extend(network.trainable_params());
+    trainable.extend(network.trainable_batch_norms());
     trainable
 }

@@ -595,5 +595,15 @@ fn progress(steps: u64) -> Option<indicatif::ProgressBar> {
 /// Sets the dense weights stored in checkpoint `ck` (written by `snnc train`).
 fn load_weights<T: Float>(network: &mut Network<T>, ck: &std::path::Path) -> Result<(), String> {
     let (weights, _) = snnc_runtime::train::load_checkpoint(ck).map_err(|e| e.to_string())?;
+    // A batch norm runs with its running statistics: a checkpoint without them would
+    // run it with mean 0 and variance 1, another network.
+    let lacking: Vec<String> = network.batch_norm_state().into_iter().filter(|n| !weights.iter().any(|(m, _)| m == n)).collect();
+    if !lacking.is_empty() {
+        return Err(format!(
+            "checkpoint `{}` lacks {}: the running statistics of the network's `batch_norm` (a checkpoint of `snnc train` holds them)",
+            ck.display(),
+            lacking.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     snnc_runtime::train::set_weights(network, &weights).map_err(|e| format!("checkpoint `{}`: {e}", ck.display()))
 }

@@ -311,6 +311,10 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     trainable.extend(net.trainable_adapters());
     let n_projections = trainable.len();
     trainable.extend(net.trainable_params());
+    // Batch norms' gamma and beta (not decayed), and their running estimates: state
+    // carried, checkpointed and restored with the weights, never trained.
+    trainable.extend(net.trainable_batch_norms());
+    trainable.extend(net.batch_norm_state());
     let initial = weights_of(&net, &trainable);
     // Sparse trainable projections: their structure's fingerprint goes with the weights.
     let structure: Vec<(String, String)> = trainable
@@ -755,11 +759,17 @@ impl Training<'_> {
             scaled if scaled.is_empty() => format!("lr {}", self.s.lr),
             scaled => format!("lr {} (scaled by the RMS of the initial values: {})", self.s.lr, scaled.join(", ")),
         };
+        // Each batch norm carries gamma, beta and its two running estimates among the names.
+        let norms = self.def.projections.iter().filter(|p| p.batch_norm).count();
+        let norms_said = match norms {
+            0 => String::new(),
+            n => format!(", {n} batch norm{} (each batch on one network)", if n == 1 { "" } else { "s" }),
+        };
         println!(
-            "training {} ({} trainable projections, {} trainable params) on {} with {}, {} {lr}, batch {}",
+            "training {} ({} trainable projections, {} trainable params{norms_said}) on {} with {}, {} {lr}, batch {}",
             self.def.name,
             self.n_projections,
-            self.trainable.len() - self.n_projections,
+            self.trainable.len() - self.n_projections - 4 * norms,
             self.task,
             self.s.method,
             self.s.optimizer,

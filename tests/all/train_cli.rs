@@ -306,3 +306,71 @@ fn a_resumed_run_equals_the_uninterrupted_one() {
     assert!(err.contains("holds no optimiser state") && err.contains("start again from the first batch"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A network with `batch_norm`: its checkpoint holds gamma and beta with the weights and
+/// the running statistics as `state/...` (moved by training, not by the optimiser);
+/// `snnc eval` and `snnc run --weights` read them (a checkpoint without them is refused
+/// by name); a resumed run equals the uninterrupted one; the online methods are refused.
+#[test]
+fn batch_norm_checkpoints_its_running_statistics_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("snnc-train-bn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (whole, parts) = (dir.join("whole"), dir.join("parts"));
+    let file = "tests/data/tiny_batchnorm.snn";
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let args = [&[file, "--delay", "50ms", "--batch", "4", "--batches", "2", "--out", out.to_str().unwrap()][..], extra].concat();
+        let o = train(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    run(&whole, &["--epochs", "2"]);
+    run(&parts, &["--epochs", "1"]);
+    let ck = parts.join("checkpoint.safetensors");
+    let (w, moments, meta) = snnc_runtime::train::load_checkpoint_and_optimizer(&ck).unwrap();
+    let get = |n: &str| w.iter().find(|(m, _)| m == n).unwrap_or_else(|| panic!("no `{n}` in the checkpoint")).1.clone();
+    let (mean, var) = (get("state/W_in.running_mean"), get("state/W_in.running_var"));
+    assert_eq!(mean.dim(), (1, 12));
+    assert!(mean.iter().any(|v| v.abs() > 1e-6) && var.iter().any(|v| (v - 1.0).abs() > 1e-6), "running statistics not moved: {mean} {var}");
+    assert!(get("W_in.gamma").iter().any(|v| (v - 1.0).abs() > 1e-6), "gamma not trained");
+    assert!(!moments.iter().any(|(n, _)| n.contains("state/")), "the optimiser has moments of the running statistics");
+    assert_eq!(meta["optimizer_steps"], "2");
+    let o = run(&parts, &["--epochs", "1", "--resume", ck.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("note:"), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |d: &std::path::Path| snnc_runtime::train::load_checkpoint_and_optimizer(&d.join("checkpoint.safetensors")).unwrap();
+    let (a, b) = (read(&whole), read(&parts));
+    assert_eq!(a.0, b.0, "weights and running statistics");
+    assert_eq!(a.1, b.1, "Adam's moments");
+    let log = |d: &std::path::Path| std::fs::read_to_string(d.join("log.csv")).unwrap();
+    assert_eq!(log(&whole), log(&parts));
+    // `snnc eval` normalises with the checkpoint's running statistics: others (the
+    // initial ones) give another held-out loss.
+    let snnc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_snnc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let eval = |ck: &std::path::Path| {
+        let o = snnc(&["eval", file, "--weights", ck.to_str().unwrap(), "--delay", "50ms", "--batch", "4", "--test-batches", "1"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        out.lines().find(|l| l.contains("held-out")).unwrap_or_else(|| panic!("{out}")).to_string()
+    };
+    let reset = dir.join("reset.safetensors");
+    let w2: Vec<_> = w.iter().map(|(n, a)| (n.clone(), if n.ends_with("running_mean") { a.mapv(|_| 0.0) } else if n.ends_with("running_var") { a.mapv(|_| 1.0) } else { a.clone() })).collect();
+    snnc_runtime::train::save_checkpoint(&reset, &w2, &[]).unwrap();
+    assert_ne!(eval(&ck), eval(&reset), "`snnc eval` ignores the running statistics");
+    // Without them: refused by `snnc eval` (without --init-missing) and `snnc run`.
+    let lacking = dir.join("lacking.safetensors");
+    let w3: Vec<_> = w.iter().filter(|(n, _)| !n.starts_with("state/")).cloned().collect();
+    snnc_runtime::train::save_checkpoint(&lacking, &w3, &[]).unwrap();
+    let o = snnc(&["eval", file, "--weights", lacking.to_str().unwrap(), "--delay", "50ms", "--batch", "4", "--test-batches", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("lacks `state/W_in.running_mean`"), "{err}");
+    let o = snnc(&["run", file, "--weights", lacking.to_str().unwrap(), "--duration", "20ms"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("running statistics of the network's `batch_norm`"), "{err}");
+    let o = snnc(&["run", file, "--weights", ck.to_str().unwrap(), "--duration", "20ms"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for method in ["d-rtrl", "es-d-rtrl"] {
+        let o = train(&[file, "--delay", "50ms", "--batch", "4", "--batches", "1", "--epochs", "1", "--method", method]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("`W_in` has `batch_norm`") && err.contains("train it with bptt"), "{method}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

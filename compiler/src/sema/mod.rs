@@ -646,6 +646,10 @@ pub struct Projection {
     /// `dropout P`: while training, each presynaptic value is dropped with probability P
     /// per step and the others scaled by 1 / (1 - P).
     pub dropout: Option<f64>,
+    /// `batch_norm`: the delivered current `x W` normalised per target neuron over the
+    /// batch at each step while training (running statistics in evaluation), then scaled
+    /// and shifted by the trainable `NAME.gamma` and `NAME.beta` (docs/language.md §9.5).
+    pub batch_norm: bool,
     pub no_self: bool,
     pub bias: bool,
     /// Delay in seconds: one for every synapse (`delay 2 ms`), or one per synapse

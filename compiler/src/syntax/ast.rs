@@ -394,7 +394,8 @@ pub enum ConnClause {
     /// `dropout P`: the presynaptic values, each dropped with probability P per step
     /// while training (the others scaled by 1 / (1 - P)).
     Dropout(Expr),
-    /// `batch_norm`: reserved, refused (E0453).
+    /// `batch_norm`: the delivered current normalised over the batch (E0453 where it
+    /// cannot apply).
     BatchNorm,
 }
 

@@ -1694,11 +1694,21 @@ network n {
 }
 ");
 
-bad!(batch_norm_is_refused: "E0453" at "batch_norm", "batch norm is not supported yet";
+bad!(batch_norm_with_a_delay: "E0453" at "batch_norm", "`batch_norm` on a connection with a `delay` is not supported";
 "import \"stdlib/lif.snn\"
 network n {
     input x: 3
     layer L = LIF[4]
-    connect x -> L.I dense trainable batch_norm
+    connect x -> L.I dense trainable delay 2 ms batch_norm
+}
+");
+
+bad!(batch_norm_through_a_synapse: "E0453" at "batch_norm", "`batch_norm` on a connection with a synapse model (`via`) is not supported";
+"import \"stdlib/lif.snn\"
+import \"stdlib/synapses.snn\"
+network n {
+    input x: 3
+    layer L = LIF[4]
+    connect x -> L.I via ExpCurrent dense trainable batch_norm
 }
 ");

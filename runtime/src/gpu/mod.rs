@@ -181,6 +181,12 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// kernels works too, and they stay unused).
     pub fn new(host: Network<T>, dev: D) -> Result<GpuNetwork<T, D>, RuntimeError> {
         crate::sends::refuse_on_device(&host)?;
+        if let Some(pr) = host.projs.iter().find(|pr| pr.batch_norm.is_some()) {
+            return Err(RuntimeError::Build(format!(
+                "projection `{}` has `batch_norm`: the CUDA backend does not normalise a projection's current; run it on the CPU (--backend jit)",
+                pr.name
+            )));
+        }
         // A part of a partitioned network steps with the other parts (`partition.rs`).
         if let Some(part) = host.part() {
             return Err(RuntimeError::Build(format!(

@@ -7,7 +7,7 @@
 //! a model whose step is linear in its state), and the learning signal; per trained
 //! projection its presynaptic values, as the non-zero entries when they are spikes.
 
-use super::{GradShape, Link, ParamTrain, back_project, zero};
+use super::{BnPlan, GradShape, Link, ParamTrain, back_project, zero};
 use crate::adapter::dense_entries;
 use crate::error::RuntimeError;
 use crate::network::{Network, StepTrace};
@@ -46,6 +46,9 @@ struct StepTape<T> {
     ls: Vec<Vec<Vec<T>>>,
     /// Per trained projection (indexed like the targets).
     pre: Vec<Pre<T>>,
+    /// Per batch norm (indexed like the plan's): zhat (B x O), 1 / sigma (O) and whether
+    /// the batch's statistics were used.
+    bn: Vec<(Vec<T>, Vec<T>, bool)>,
 }
 
 /// A population's compiled adjoint step and which of its inputs are kept once.
@@ -84,7 +87,7 @@ impl<T: Float> Bptt<T> {
 
     /// Tapes the step just taken: derivatives of every population (from its states),
     /// learning signals `ls` (B x N x K, interleaved) and the targets' presynaptic values.
-    pub fn push(&mut self, net: &Network<T>, ls: &[Vec<T>], trace: &StepTrace<T>, targets: &[Target]) {
+    pub fn push(&mut self, net: &Network<T>, ls: &[Vec<T>], trace: &StepTrace<T>, targets: &[Target], bns: &[BnPlan]) {
         let size = std::mem::size_of::<T>();
         let mut derivs = Vec::with_capacity(net.pops.len());
         let mut lsv = Vec::with_capacity(net.pops.len());
@@ -132,7 +135,15 @@ impl<T: Float> Bptt<T> {
                 }
             })
             .collect();
-        self.tape.push(StepTape { derivs, ls: lsv, pre });
+        let bn = bns
+            .iter()
+            .map(|b| {
+                let n = net.batch_norm(b.proj).expect("planned with a batch norm");
+                self.bytes += (n.zhat.len() + n.inv_sigma.len()) * size;
+                (n.zhat.clone(), n.inv_sigma.clone(), n.batch_stats)
+            })
+            .collect();
+        self.tape.push(StepTape { derivs, ls: lsv, pre, bn });
     }
 
     /// Bytes held by the tape.
@@ -140,8 +151,9 @@ impl<T: Float> Bptt<T> {
         self.bytes
     }
 
-    /// The backward pass: adds dL/dW to `grads` (indexed like `targets`) and dL/dtheta
-    /// to `param_grads`.
+    /// The backward pass: adds dL/dW to `grads` (indexed like `targets`), dL/dtheta
+    /// to `param_grads` and dL/dgamma, dL/dbeta of each batch norm of `bns` to
+    /// `bn_grads`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -152,6 +164,8 @@ impl<T: Float> Bptt<T> {
         hidden: &[usize],
         grads: &mut [Array2<T>],
         param_grads: &mut [Array2<T>],
+        bns: &[BnPlan],
+        bn_grads: &mut [(Vec<T>, Vec<T>)],
     ) {
         let batch = net.batch;
         let np = net.pops.len();
@@ -172,6 +186,11 @@ impl<T: Float> Bptt<T> {
         let zero_dh: Vec<Vec<Vec<T>>> = (0..np).map(|p| slices(p, dims(p).0)).collect();
         let mut back: Vec<(Vec<Vec<T>>, Vec<Vec<Vec<T>>>)> = (0..depth).map(|_| (zero_ds.clone(), zero_dh.clone())).collect();
         let mut d: Vec<T> = Vec::new();
+        // Per batch norm, dL/dz of the step being processed (what its weights and its
+        // link see in place of dL/dy at the target's input).
+        let mut dz: Vec<Vec<T>> = bns.iter().map(|b| vec![zero(); m_of(b.pop)]).collect();
+        let gammas: Vec<Vec<T>> = bns.iter().map(|b| net.batch_norm(b.proj).expect("planned").gamma.clone()).collect();
+        let bn_of = |proj: usize| bns.iter().position(|b| b.proj == proj);
         // The network step of the tape's first entry (its dropout masks are redrawn).
         let first = net.step_index - self.tape.len() as u64;
         for (t, step) in self.tape.iter().enumerate().rev() {
@@ -202,8 +221,16 @@ impl<T: Float> Bptt<T> {
                         pg.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
                     }
                 }
+                for (bi, b) in bns.iter().enumerate().filter(|(_, b)| b.pop == p) {
+                    let (zhat, inv_sigma, batch_stats) = &step.bn[bi];
+                    let (dg, db) = &mut bn_grads[bi];
+                    crate::batchnorm::backward(&mu[b.input], zhat, inv_sigma, &gammas[bi], *batch_stats, batch, &mut dz[bi], dg, db);
+                }
                 for (ei, e) in targets.iter().enumerate().filter(|(_, e)| e.pop == p) {
-                    let c = &mu[e.input];
+                    let c = match bn_of(e.index) {
+                        Some(bi) => &dz[bi],
+                        None => &mu[e.input],
+                    };
                     if let GradShape::LowRank { .. } = e.shape {
                         let a = net.adapter(e.index).expect("planned with an adapter");
                         let gs = grads[ei].as_slice_mut().expect("standard layout");
@@ -226,7 +253,11 @@ impl<T: Float> Bptt<T> {
                 for l in links.iter().filter(|l| l.to == p) {
                     d.clear();
                     d.resize(batch * net.pops[l.from].n, zero());
-                    back_project(net, l.proj, first + t as u64, &mu[l.input], &mut d, batch);
+                    let c = match bn_of(l.proj) {
+                        Some(bi) => &dz[bi],
+                        None => &mu[l.input],
+                    };
+                    back_project(net, l.proj, first + t as u64, c, &mut d, batch);
                     let (ds, dh) = &mut back[l.steps_back()];
                     let target: &mut Vec<T> = match l.state {
                         None => &mut ds[l.from],

@@ -25,7 +25,8 @@ pub fn bytes_per_element<T: Float>(net: &Network<T>, trainable: &[String], metho
     let signals: usize = (0..net.pops.len()).map(|p| 3 * n(p) * k(p)).sum();
     let params: usize = plan.params.iter().map(|q| n(q.pop) * k(q.pop)).sum();
     let learner = match method {
-        Method::Bptt => steps.saturating_mul(net.pops.iter().map(|p| per(&p.states)).sum::<usize>()),
+        // Per step: the states, and each batch norm's zhat (its 1 / sigma is per neuron).
+        Method::Bptt => steps.saturating_mul(net.pops.iter().map(|p| per(&p.states)).sum::<usize>() + plan.bn.iter().map(|bn| n(bn.pop)).sum::<usize>()),
         Method::DRtrl => plan.etrace.iter().map(|e| e.target.n_pre.saturating_mul(n(e.target.pop) * k(e.target.pop))).sum::<usize>() + params,
         Method::EsDRtrl { .. } => plan.etrace.iter().map(|e| e.target.n_pre + n(e.target.pop) * k(e.target.pop)).sum::<usize>() + params,
     };

@@ -405,6 +405,18 @@ impl Link {
     }
 }
 
+/// A projection with `batch_norm` into a population with a step: BPTT turns the signal
+/// at its target's input (dL/dy) into dL/dz (`crate::batchnorm::backward`) before its
+/// weights' gradient and its link use it, and trains gamma and beta where listed.
+pub(crate) struct BnPlan {
+    pub proj: usize,
+    pub pop: usize,
+    pub input: usize,
+    pub name: String,
+    pub gamma: bool,
+    pub beta: bool,
+}
+
 pub(crate) struct EtraceProj {
     pub target: Target,
     pub name: String,
@@ -427,6 +439,7 @@ pub(crate) struct Plan {
     pub hidden: Vec<usize>,
     pub params: Vec<ParamTrain>,
     pub projection_names: Vec<String>,
+    pub bn: Vec<BnPlan>,
 }
 
 pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<Plan, RuntimeError> {
@@ -448,6 +461,7 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
     let mut plain = Vec::new();
     let mut into_readout = Vec::new(); // (proj, source population, state read instead of spikes)
     let mut links: Vec<Link> = Vec::new();
+    let mut bn: Vec<BnPlan> = Vec::new();
     for name in net.projections().iter().map(|(n, _)| n.clone()) {
         let (i, from, to, input) = net.projection(&name).expect("exists");
         let dense = net.dense_weights(i).is_some();
@@ -470,6 +484,16 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
                     net.pops[q].name, net.pops[q].state_names[j]
                 )));
             }
+        }
+        if net.batch_norm(i).is_some() {
+            if to == r && linear_readout {
+                return Err(RuntimeError::Build(format!(
+                    "`{name}` has `batch_norm` into the `Linear` readout `{}`: gradients through it are not supported; normalise a layer's input current instead",
+                    net.pops[r].name
+                )));
+            }
+            let listed = |t: &str| trainable.iter().any(|n| *n == format!("{name}.{t}"));
+            bn.push(BnPlan { proj: i, pop: to, input, name: name.clone(), gamma: listed("gamma"), beta: listed("beta") });
         }
         if to == r && linear_readout {
             if net.adapter(i).is_some() {
@@ -537,13 +561,16 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
     // Trainable per-neuron params (`POP.PARAM`): (name, population, column of dh/dtheta).
     let projection_names: Vec<String> = net.projections().into_iter().map(|(n, _)| n).collect();
     let mut params: Vec<ParamTrain> = Vec::new();
-    for name in trainable.iter().filter(|n| !projection_names.contains(n) && net.adapter_slot(n).is_none()) {
+    // Batch norms' gamma and beta are planned with their projections; their running
+    // estimates (`state/...`) are state: no gradient.
+    let other = |n: &String| net.adapter_slot(n).is_some() || net.batch_norm_slot(n).is_some() || n.starts_with(crate::batchnorm::STATE_PREFIX);
+    for name in trainable.iter().filter(|n| !projection_names.contains(n) && !other(n)) {
         let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
             RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
         })?;
         params.push(ParamTrain { name: name.clone(), pop, col });
     }
-    Ok(Plan { r, linear_readout, etrace, plain, into_readout, links, hidden, params, projection_names })
+    Ok(Plan { r, linear_readout, etrace, plain, into_readout, links, hidden, params, projection_names, bn })
 }
 
 /// The online methods carry the learning signal back within a step only (ALGORITHMS.md):

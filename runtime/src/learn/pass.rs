@@ -43,6 +43,12 @@ impl<T: Float> CpuGradient<T> {
     pub fn new(net: &Network<T>, trainable: &[String], method: Method) -> Result<CpuGradient<T>, RuntimeError> {
         let plan = plan(net, trainable)?;
         let online = method != Method::Bptt;
+        if let (true, Some(b)) = (online, plan.bn.first()) {
+            return Err(RuntimeError::Build(format!(
+                "`{}` has `batch_norm`: its batch statistics couple the batch elements at every step, which the per-element traces of {method} cannot carry; train it with bptt",
+                b.name
+            )));
+        }
         if online {
             check_online_reach(net, &plan)?;
         }
@@ -105,7 +111,7 @@ impl<T: Float> CpuGradient<T> {
             pass.signals(net)?;
             let step_grads = pass.traces(net, t);
             if let Some(b) = pass.bptt.as_mut() {
-                b.push(net, &pass.ls, &pass.trace, &pass.targets);
+                b.push(net, &pass.ls, &pass.trace, &pass.targets, &self.plan.bn);
             }
             if let Some(on) = online.as_mut().filter(|on| (t + 1) % on.every == 0 && t + 1 < steps) {
                 pass.update(net, on)?;
@@ -135,6 +141,8 @@ struct Pass<'g, T: Float> {
     param_grads: Vec<Array2<T>>,
     grads: Vec<Array2<T>>,
     plain_grads: Vec<Array2<T>>,
+    /// Per batch norm: dL/dgamma and dL/dbeta (O each).
+    bn_grads: Vec<(Vec<T>, Vec<T>)>,
     per_step: Vec<Vec<(String, Array2<f64>)>>,
     loss: f64,
     eps: Vec<Vec<T>>,
@@ -225,6 +233,7 @@ impl<'g, T: Float> Pass<'g, T> {
             param_grads,
             grads,
             plain_grads,
+            bn_grads: plan.bn.iter().map(|b| (vec![zero(); n_of[b.pop]], vec![zero(); n_of[b.pop]])).collect(),
             per_step: Vec::new(),
             loss: 0.0,
             eps,
@@ -415,6 +424,15 @@ impl<'g, T: Float> Pass<'g, T> {
         }
         total.extend(plan.plain.iter().map(|(_, n)| n.clone()).zip(self.plain_grads.iter().map(to_f64)));
         total.extend(plan.params.iter().map(|q| q.name.clone()).zip(self.param_grads.iter().map(to_f64)));
+        let row = |v: &Vec<T>| Array2::from_shape_fn((1, v.len()), |(_, j)| v[j].to_f64());
+        for (b, (dg, db)) in plan.bn.iter().zip(&self.bn_grads) {
+            if b.gamma {
+                total.push((format!("{}.gamma", b.name), row(dg)));
+            }
+            if b.beta {
+                total.push((format!("{}.beta", b.name), row(db)));
+            }
+        }
         total
     }
 
@@ -474,7 +492,7 @@ impl<'g, T: Float> Pass<'g, T> {
         let state_bytes = vec_bytes(&self.eps) + es_bytes + self.eps_p.iter().map(|e| vec_bytes(e)).sum::<usize>() + tape_bytes;
         if let Some(b) = &self.bptt {
             let plan = &self.g.plan;
-            b.backward(net, &self.targets, &plan.params, &plan.links, &plan.hidden, &mut self.grads, &mut self.param_grads);
+            b.backward(net, &self.targets, &plan.params, &plan.links, &plan.hidden, &mut self.grads, &mut self.param_grads, &plan.bn, &mut self.bn_grads);
         }
         let total = self.gradients();
         Ok(Gradients { loss: self.loss, total, per_step: self.per_step, state_bytes, evidence, recorded: self.recorded })

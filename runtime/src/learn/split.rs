@@ -107,6 +107,13 @@ pub fn gradient_split<T: Float>(nets: &mut [Network<T>], trainable: &[String], d
     if let [net] = nets {
         return CpuGradient::new(net, trainable, method)?.run(net, data);
     }
+    // A batch norm's statistics are those of the whole batch at each step.
+    if let Some(name) = nets[0].projections().iter().enumerate().find(|(i, _)| nets[0].batch_norm(*i).is_some()).map(|(_, (n, _))| n.clone()) {
+        return Err(RuntimeError::Build(format!(
+            "`{name}` has `batch_norm`, which normalises over the whole batch at each step: the batch cannot be split across {} networks; train it on one",
+            nets.len()
+        )));
+    }
     // One gradient per part; the parts already run on threads of their own.
     let part = |net: &mut Network<T>, data: &mut dyn Sequence| CpuGradient::new(net, trainable, method)?.single_threaded().run(net, data);
     let (in_sizes, n_target) = data.shape();

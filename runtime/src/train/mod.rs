@@ -319,22 +319,31 @@ pub struct CpuTrainer<'a, T: 'static> {
     trainable: &'a [String],
     method: Method,
     dropout_pass: Option<u64>,
+    /// Whether the network has a `batch_norm` (then the batch runs on one network: its
+    /// statistics are the whole batch's); found when the first networks are built.
+    batch_norm: bool,
 }
 
 impl<'a, T: Float> CpuTrainer<'a, T> {
     pub fn new(make_net: &'a dyn Fn(usize) -> Result<Network<T>, RuntimeError>, trainable: &'a [String], method: Method) -> CpuTrainer<'a, T> {
-        CpuTrainer { make_net, nets: Vec::new(), trainable, method, dropout_pass: None }
+        CpuTrainer { make_net, nets: Vec::new(), trainable, method, dropout_pass: None, batch_norm: false }
     }
 }
 
 impl<T: Float> Trainer<T> for CpuTrainer<'_, T> {
     fn start(&mut self, batch: usize, whole: bool, weights: &[(String, Array2<f64>)]) -> Result<(), RuntimeError> {
-        let threads = if whole { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+        let threads = if whole || self.batch_norm { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
         let sizes = split_sizes(batch, threads);
         if self.nets.iter().map(|n| n.batch).ne(sizes.iter().copied()) {
             self.nets.clear();
             for &b in &sizes {
                 self.nets.push((self.make_net)(b)?);
+            }
+            // A batch norm normalises over the whole batch: one network holds it.
+            if self.nets.len() > 1 && self.nets[0].has_batch_norm() {
+                self.batch_norm = true;
+                self.nets.clear();
+                self.nets.push((self.make_net)(batch)?);
             }
         }
         for net in self.nets.iter_mut() {
@@ -405,7 +414,24 @@ fn train_batch_masked<T: Float>(
     };
     let g = g.map_err(|e| described(e, trainer.networks()))?;
     step(weights, &g.total);
+    // The state the pass moved on (batch norms' running estimates), from the network
+    // that held the whole batch (a batch norm's is never split).
+    keep_state(trainer.networks(), weights)?;
     Ok(report(trainer.networks(), trainer.spike_totals(), data.steps(), g.loss, &g.evidence, labels))
+}
+
+/// The tensors of `weights` that are state (`state/...`, [`crate::batchnorm::STATE_PREFIX`]:
+/// batch norms' running estimates) as `nets` hold them after a training pass; refused if
+/// the batch was split across networks (each would hold its own).
+fn keep_state<T: Float>(nets: &[Network<T>], weights: &mut [(String, Array2<f64>)]) -> Result<(), RuntimeError> {
+    for (name, w) in weights.iter_mut().filter(|(n, _)| n.starts_with(crate::batchnorm::STATE_PREFIX)) {
+        let [net] = nets else {
+            return Err(RuntimeError::Build(format!("`{name}`: the batch ran on {} networks, each with its own running statistics", nets.len())));
+        };
+        let v = net.trainable(name).ok_or_else(|| RuntimeError::Input(format!("the network has no state `{name}`")))?;
+        *w = v.mapv(|x| x.to_f64());
+    }
+    Ok(())
 }
 
 /// One optimiser step on `weights`, then the network's constraints: sign-constrained

@@ -85,7 +85,20 @@ impl<T: Float, I: Trainer<T>> Trainer<T> for RankTrainer<'_, I> {
         }
         self.batch = batch;
         self.share = share;
-        self.inner.start(self.share.1, whole, weights)
+        self.inner.start(self.share.1, whole, weights)?;
+        // Every rank refuses alike (the same network): a share's statistics are not the
+        // batch's.
+        if self.ranks.size() > 1
+            && let Some(net) = self.inner.networks().first()
+            && let Some(i) = (0..net.projections().len()).find(|&i| net.batch_norm(i).is_some())
+        {
+            return Err(RuntimeError::Build(format!(
+                "`{}` has `batch_norm`, which normalises over the whole batch at each step: it cannot be trained over {} MPI ranks (each holds a share of the batch); train it in one process",
+                net.projections()[i].0,
+                self.ranks.size()
+            )));
+        }
+        Ok(())
     }
 
     fn set_dropout_pass(&mut self, pass: Option<u64>) {

@@ -4,6 +4,7 @@
 //! `cargo test -p snnc-runtime --test all -- gpu_emu::`.
 //! Snapshots are `snapshots/all__<module>__<name>.snap` (insta names them by module path).
 
+mod batchnorm;
 mod common;
 // A real GPU through cudarc: only with the `cuda` feature (`scripts/gpu-tests.sh`).
 #[cfg(feature = "cuda")]

@@ -54,6 +54,9 @@ pub fn export(program: &Program, def: &NetworkDef, seed: u64, weights: &[(String
         if proj.adapter.is_some() {
             return refuse("it has a low-rank adapter (`adapter rank R`), which NIR cannot express");
         }
+        if proj.batch_norm {
+            return refuse("it has `batch_norm`, which NIR has no node for (its running statistics are not exported)");
+        }
         if proj.from_state.is_some() {
             return refuse("its source is a state, not spikes; NIR's edges carry a node's output");
         }

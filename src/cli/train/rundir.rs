@@ -197,6 +197,9 @@ pub(super) fn resume(ck: &Path, mut initial: Weights, network: &str, init_missin
             ));
         }
         eprintln!("note: {} not in `{}`: starting from the initialiser (--init-missing)", missing.join(", "), ck.display());
+        if missing.iter().any(|m| m.starts_with(snnc_runtime::batchnorm::STATE_PREFIX)) {
+            eprintln!("note: a batch norm's running statistics start at mean 0 and variance 1: evaluation normalises with those until training updates them");
+        }
     }
     let number = |key: &str| match meta.get(key) {
         None => Ok(None),

@@ -40,14 +40,19 @@ impl NetCx<'_, '_> {
             return None;
         }
         if let Some(span) = cl.batch_norm {
-            // sparch normalises each layer's input current over the batch; the online
-            // methods' traces would need the batch statistics' coupling of the samples.
-            self.diags.push(
-                Diagnostic::error("E0453", span, "batch norm is not supported yet")
-                    .with_label("the runtime cannot normalise over the batch")
-                    .with_help("leave it out, or scale the weights' initialisation (`init normal(0, s)`) so the target's input has a useful range"),
-            );
-            return None;
+            // The current normalised is what the weights deliver each step: a synapse
+            // model's state or a delay ring would carry it elsewhere first.
+            let clash = c.clauses.iter().find(|sc| matches!(sc.clause, ConnClause::Via { .. } | ConnClause::Delay(_)));
+            if let Some(sc) = clash {
+                let what = if matches!(sc.clause, ConnClause::Via { .. }) { "a synapse model (`via`)" } else { "a `delay`" };
+                self.diags.push(
+                    Diagnostic::error("E0453", span, format!("`batch_norm` on a connection with {what} is not supported"))
+                        .with_label("normalises the current the weights deliver in the same step")
+                        .with_related(sc.span, "this clause")
+                        .with_help("put the batch norm on a direct, undelayed connection (`connect A -> B.I dense trainable batch_norm`)"),
+                );
+                return None;
+            }
         }
         let port = self.target_port(c, to, cl.synapse)?;
         let port_dim = self.port_dim(c, from, to, port, from_state.as_ref())?;
@@ -99,6 +104,7 @@ impl NetCx<'_, '_> {
             trainable: cl.trainable,
             bounds,
             dropout,
+            batch_norm: cl.batch_norm.is_some(),
             no_self: cl.no_self,
             bias: cl.bias,
             delay,

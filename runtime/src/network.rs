@@ -840,8 +840,7 @@ impl<T: Float> Network<T> {
     }
 
     /// Splits each population into chunks of about `neurons` neurons, the units of work
-    /// the threads claim (by default: one chunk on one thread, two per thread of at least
-    /// 4096 neurons otherwise); the results depend neither on it nor on the threads,
+    /// the threads claim (by default: one per thread, of at least 4096 neurons); the results depend neither on it nor on the threads,
     /// which the tests check with small chunks.
     pub fn set_chunk(&mut self, neurons: usize) {
         self.chunk = Some(neurons.max(1));

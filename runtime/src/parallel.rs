@@ -4,9 +4,12 @@
 //!
 //! Chunks are claimed, not assigned: a worker that the OS has not scheduled (the machine
 //! shared with other work) leaves its chunks to the others instead of holding everyone at
-//! a barrier, so a phase never waits for a thread that has not started. What a chunk
-//! computes does not depend on who computes it, so the results are those of one thread.
-//! Waiting workers spin briefly, then yield, then sleep on a condition variable.
+//! a barrier, so a phase never waits for a thread that has not started. Each thread first
+//! claims its own contiguous share of the chunks (the same every step, so a chunk's
+//! neurons stay in one core's cache), then takes what is left of the others' from their
+//! ends. What a chunk computes does not depend on who computes it, so the results are
+//! those of one thread. Waiting workers spin briefly, then yield, then sleep on a
+//! condition variable.
 
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -27,8 +30,11 @@ type Job = *const (dyn Fn(usize) + Sync);
 struct Shared {
     /// The phase's job and chunk count.
     job: UnsafeCell<(Option<Job>, usize)>,
-    /// `phase << 32 | next chunk`: a chunk is claimed by advancing it within its phase.
+    /// The current phase (`PHASE_BITS` wide), opened once every cursor holds its share.
     state: AtomicU64,
+    /// Per thread (0: the caller), the chunks of its share not yet claimed in the
+    /// current phase ([`Cursor`]).
+    cursors: Box<[Cursor]>,
     /// Chunks of the current phase finished.
     done: AtomicUsize,
     quit: AtomicBool,
@@ -39,10 +45,30 @@ struct Shared {
     denormals_flushed: bool,
 }
 
+/// A thread's unclaimed chunks of one phase, `phase << 40 | next << 20 | end`, on a
+/// cache line of its own: the owner claims `next` (advancing it), another thread `end - 1`
+/// (lowering it); either by a compare-exchange that also checks the phase.
+#[repr(align(64))]
+struct Cursor(AtomicU64);
+
+const CHUNK_BITS: u32 = 20;
+const PHASE_BITS: u32 = 64 - 2 * CHUNK_BITS;
+/// Chunks a phase can have ([`CHUNK_BITS`]).
+const MAX_CHUNKS: usize = (1 << CHUNK_BITS) - 1;
+
+fn pack(phase: u64, next: usize, end: usize) -> u64 {
+    (phase << (2 * CHUNK_BITS)) | ((next as u64) << CHUNK_BITS) | end as u64
+}
+
+fn unpack(v: u64) -> (u64, usize, usize) {
+    let mask = (1u64 << CHUNK_BITS) - 1;
+    (v >> (2 * CHUNK_BITS), ((v >> CHUNK_BITS) & mask) as usize, (v & mask) as usize)
+}
+
 // SAFETY: `job` is written only by `Pool::for_chunks` while no chunk is claimed, before
-// the Release store of `state` that opens the phase; a worker reads it only after
-// claiming a chunk of that phase (Acquire), and the phase (and the job) lasts until
-// that chunk is reported done.
+// the Release stores of the cursors and `state` that open the phase; a worker reads it
+// only after claiming a chunk of that phase (Acquire), and the phase (and the job) lasts
+// until that chunk is reported done.
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
@@ -59,6 +85,7 @@ impl Pool {
         let shared = Arc::new(Shared {
             job: UnsafeCell::new((None, 0)),
             state: AtomicU64::new(0),
+            cursors: (0..threads).map(|_| Cursor(AtomicU64::new(0))).collect(),
             done: AtomicUsize::new(0),
             quit: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -70,7 +97,7 @@ impl Pool {
         for t in 1..threads {
             let shared = Arc::clone(&pool.shared);
             // On failure, `pool` drops here and stops the workers already started.
-            let h = std::thread::Builder::new().name(format!("snnc-sim-{t}")).spawn(move || worker(&shared))?;
+            let h = std::thread::Builder::new().name(format!("snnc-sim-{t}")).spawn(move || worker(&shared, t))?;
             pool.handles.push(h);
         }
         Ok(pool)
@@ -90,20 +117,26 @@ impl Pool {
             (0..chunks).for_each(job);
             return;
         }
+        assert!(chunks <= MAX_CHUNKS, "{chunks} chunks in one phase: at most {MAX_CHUNKS}");
         // SAFETY: lifetime erasure only: the job is used by claimed chunks, and this
         // function returns only when every chunk is done.
         let erased: Job = unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), Job>(job as *const _) };
         // SAFETY: every chunk of the last phase is done, so nobody reads `job`.
         unsafe { *s.job.get() = (Some(erased), chunks) };
         s.done.store(0, Ordering::Relaxed);
-        let phase = ((s.state.load(Ordering::Relaxed) >> 32) + 1) & 0xffff_ffff;
-        s.state.store(phase << 32, Ordering::Release);
+        let phase = (s.state.load(Ordering::Relaxed) + 1) & ((1 << PHASE_BITS) - 1);
+        let threads = s.cursors.len();
+        for (t, cursor) in s.cursors.iter().enumerate() {
+            let share = split(chunks, threads, t);
+            cursor.0.store(pack(phase, share.start, share.end), Ordering::Release);
+        }
+        s.state.store(phase, Ordering::Release);
         // A worker checks `state` under this lock before sleeping, so it either sees the
         // new phase or is asleep when this notification comes.
         drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
         s.wake.notify_all();
         let mut mine = Ok(());
-        while let Some(c) = claim(s, phase, chunks) {
+        while let Some(c) = claim(s, phase, 0) {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(c))) {
                 mine = Err(p);
             }
@@ -122,19 +155,31 @@ impl Pool {
     }
 }
 
-/// The next chunk of `phase`, if one is left.
-fn claim(s: &Shared, phase: u64, chunks: usize) -> Option<usize> {
-    let mut v = s.state.load(Ordering::Acquire);
-    loop {
-        let next = (v & 0xffff_ffff) as usize;
-        if v >> 32 != phase || next >= chunks {
-            return None;
+/// The chunks of thread `t`'s share of `chunks` (contiguous, the same every phase).
+fn split(chunks: usize, threads: usize, t: usize) -> std::ops::Range<usize> {
+    chunks * t / threads..chunks * (t + 1) / threads
+}
+
+/// A chunk of `phase` for thread `me`, if one is left: the next of its own share, else
+/// the last left of another's (the next thread's first).
+fn claim(s: &Shared, phase: u64, me: usize) -> Option<usize> {
+    let threads = s.cursors.len();
+    (0..threads).find_map(|k| {
+        let t = (me + k) % threads;
+        let cursor = &s.cursors[t].0;
+        let mut v = cursor.load(Ordering::Acquire);
+        loop {
+            let (p, next, end) = unpack(v);
+            if p != phase || next >= end {
+                return None;
+            }
+            let (taken, left) = if k == 0 { (next, pack(p, next + 1, end)) } else { (end - 1, pack(p, next, end - 1)) };
+            match cursor.compare_exchange_weak(v, left, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(taken),
+                Err(now) => v = now,
+            }
         }
-        match s.state.compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(next),
-            Err(now) => v = now,
-        }
-    }
+    })
 }
 
 impl Drop for Pool {
@@ -149,27 +194,17 @@ impl Drop for Pool {
     }
 }
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, me: usize) {
     if s.denormals_flushed {
         crate::kernels::flush_denormals();
     }
     let mut seen = 0u64;
     while let Some(phase) = wait_for_phase(s, seen) {
         seen = phase;
-        // SAFETY: read after a claim, see `Shared`.
-        let chunks = |s: &Shared| unsafe { (*s.job.get()).1 };
-        // The chunk count is read after the claim too: claim against the largest
-        // possible count, then check.
-        while let Some(c) = claim(s, phase, u32::MAX as usize) {
+        while let Some(c) = claim(s, phase, me) {
             // SAFETY: chunk `c` of `phase` is claimed, so the phase's job is published
             // and stays valid until `done` counts this chunk.
-            let (job, n) = unsafe { ((*s.job.get()).0, chunks(s)) };
-            if c >= n {
-                // Claimed past the end: undo nothing (the phase's chunks are all
-                // claimed), just stop; `done` counts only real chunks.
-                break;
-            }
-            let job = job.expect("a job is published with its phase");
+            let job = unsafe { (*s.job.get()).0 }.expect("a job is published with its phase");
             // SAFETY: see above.
             if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(c) })).is_err() {
                 s.panicked.store(true, Ordering::Relaxed);
@@ -187,7 +222,7 @@ fn wait_for_phase(s: &Shared, seen: u64) -> Option<u64> {
         if s.quit.load(Ordering::Acquire) {
             return None;
         }
-        let phase = s.state.load(Ordering::Acquire) >> 32;
+        let phase = s.state.load(Ordering::Acquire);
         if phase != seen {
             return Some(phase);
         }
@@ -196,7 +231,7 @@ fn wait_for_phase(s: &Shared, seen: u64) -> Option<u64> {
             continue;
         }
         let mut guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
-        while s.state.load(Ordering::Acquire) >> 32 == seen && !s.quit.load(Ordering::Acquire) {
+        while s.state.load(Ordering::Acquire) == seen && !s.quit.load(Ordering::Acquire) {
             guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -226,14 +261,14 @@ pub(crate) fn split_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<
 pub(crate) const CHUNK: usize = 4096;
 
 /// The chunks a population of `n` neurons is split into: chunks of `chunk` neurons when
-/// given; otherwise one on one thread, else two per thread (spare chunks for a thread
-/// that starts late) of at least `CHUNK` neurons. Every chunk bisects each spiking row
-/// to its targets, so more chunks than needed cost row lookups.
+/// given; otherwise one per thread, of at least `CHUNK` neurons. Every chunk bisects
+/// each spiking row to its targets, so more chunks than threads cost row lookups; a
+/// thread that starts late loses its chunk to one that is done (`claim`).
 pub(crate) fn chunks_of(n: usize, threads: usize, chunk: Option<usize>) -> usize {
     match chunk {
         Some(c) => n.div_ceil(c.max(1)).max(1),
         None if threads <= 1 => 1,
-        None => n.div_ceil(CHUNK).clamp(1, 2 * threads),
+        None => n.div_ceil(CHUNK).clamp(1, threads),
     }
 }
 

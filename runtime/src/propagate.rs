@@ -93,6 +93,52 @@ impl<T: Real> SparseRows<T> {
     }
 }
 
+/// Spiking sources ahead of the one being delivered whose row pointers ([`ROW_AHEAD`]
+/// after it) and rows ([`ROW_AHEAD`] / 2 after it) are fetched into the cache.
+const ROW_AHEAD: usize = 16;
+/// Cache lines of a row fetched ahead at most (the hardware prefetcher follows a row
+/// once it is read).
+const ROW_LINES: usize = 8;
+
+/// Asks for the cache line holding `p`; never faults, so `p` may be anywhere.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees and never faults.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+impl<T> SparseRows<T> {
+    /// Event-driven delivery reads the rows of the sources that spiked, scattered over the
+    /// whole matrix: past the last-level cache each row's pointer and first line are a
+    /// wait on memory, most of a step's delivery at 400k neurons (perf, docs/benchmarks.md).
+    /// Called at the `k`-th of `active`, fetches the pointers and rows of later ones.
+    #[inline(always)]
+    fn prefetch_ahead(&self, active: &[u32], k: usize) {
+        if let Some(&far) = active.get(k + ROW_AHEAD) {
+            prefetch(self.row_ptr.as_ptr().wrapping_add(far as usize));
+        }
+        if let Some(&near) = active.get(k + ROW_AHEAD / 2) {
+            let (start, end) = (self.row_ptr[near as usize], self.row_ptr[near as usize + 1]);
+            let per_line = 64 / std::mem::size_of::<u32>();
+            for at in (start..end).step_by(per_line).take(ROW_LINES) {
+                prefetch(self.col.as_ptr().wrapping_add(at));
+            }
+            if self.uniform.is_none() {
+                let per_line = 64 / std::mem::size_of::<T>().max(1);
+                for at in (start..end).step_by(per_line).take(ROW_LINES) {
+                    prefetch(self.weight.as_ptr().wrapping_add(at));
+                }
+            }
+        }
+    }
+}
+
 /// The value of every element of `w` when all are the same bits (so that adding it is
 /// adding each: a +0 and a -0 differ), else `None`.
 fn uniform_value<T: Real>(w: &[T]) -> Option<T> {
@@ -403,7 +449,8 @@ fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(
 ) {
     let lo = cols.start;
     let whole = lo == 0 && cols.end >= n_post;
-    for &i in active {
+    for (k, &i) in active.iter().enumerate() {
+        rows.prefetch_ahead(active, k);
         let xi = x[i as usize];
         let r = rows.row_within(i as usize, cols, n_post);
         let one = xi.to_f64() == 1.0;

@@ -27,8 +27,9 @@ pub enum Refusal {
 
 /// The steps of a checked program whose entry file is named `entry`: one network's
 /// populations as the runtime runs them (the pipeline's steps: uniform params folded,
-/// dt resolved by `pipeline::resolve_dt` from `dt`), or its models (`model`, else those
-/// defined in the entry file), discretised symbolically (dt then set from `dt` or the
+/// dt resolved by `pipeline::resolve_dt` from `dt`; the entry file's one network when it
+/// defines no model), or its models (`model`, else those defined in the entry file),
+/// discretised symbolically (dt then set from `dt` or the
 /// default, for the backends; every param a per-neuron array, so the kernels serve any
 /// values).
 pub fn steps(program: &Program, sources: &SourceMap, entry: &str, model: Option<&str>, network: Option<&str>, dt: Option<f64>) -> Result<Vec<Explained>, Refusal> {
@@ -48,6 +49,19 @@ pub fn steps(program: &Program, sources: &SourceMap, entry: &str, model: Option<
         },
         None => program.models.iter().filter(|m| Some(m.span.file) == entry_id).collect(),
     };
+    if chosen.is_empty() {
+        // A file of networks only (examples/coba.snn): its one network, else ask which.
+        let nets: Vec<&NetworkDef> = program.networks.iter().filter(|n| Some(n.span.file) == entry_id).collect();
+        return match nets[..] {
+            [net] => network_steps(program, net, dt),
+            [] => Err(Refusal::Message(format!("{entry} defines no model and no network: nothing to show (give --model NAME for an imported model)"))),
+            _ => Err(Refusal::Message(format!(
+                "{entry} defines no model and {} networks: give --network ({})",
+                nets.len(),
+                nets.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        };
+    }
     let dt = pipeline::resolve_dt(dt, None);
     let mut out = Vec::new();
     for m in chosen {

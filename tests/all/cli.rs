@@ -202,6 +202,29 @@ fn emit_clif_shows_the_cpu_kernels() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("step kernels only"));
 }
 
+/// A file of networks only: `emit` and `explain` show its one network's populations
+/// (not nothing), and ask which when it has several.
+#[test]
+fn a_file_without_models_shows_its_network() {
+    let o = snnc(&["emit", "--target", "clif", "examples/coba.snn"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text, String::from_utf8_lossy(&snnc(&["emit", "--target", "clif", "examples/coba.snn", "--network", "coba"]).stdout));
+    assert!(text.contains("; E (coba.E (COBALIF)"), "{text}");
+    let o = snnc(&["explain", "examples/coba.snn"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("COBALIF"), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = std::env::temp_dir().join(format!("snnc-two-nets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let two = dir.join("two.snn");
+    let text = "import \"stdlib/lif.snn\"\nnetwork a { dt = 1 ms\n layer L = LIF[2] }\nnetwork b { dt = 1 ms\n layer L = LIF[3] }\n";
+    std::fs::write(&two, text).unwrap();
+    let o = snnc(&["emit", "--target", "ir", two.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("2 networks: give --network (a, b)"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `--backend cuda` of `snnc run` and `snnc train` on a machine without a GPU (or in a
 /// build without the `cuda` feature) fails with one `error:` line and exit code 1,
 /// never a panic.

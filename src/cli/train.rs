@@ -20,6 +20,7 @@ use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::JitFactory;
 use snnc_runtime::network::{Network, Options};
 use snnc_runtime::train::dataset::{NpzDataset, Split};
+use snnc_runtime::train::events::load_events;
 use snnc_runtime::train::shd::{ShdDataset, ShdOptions};
 use snnc_runtime::train::images::{Coding, ImageDataset, ImageOptions};
 use snnc_runtime::train::tasks::{Dms, Evidence, Task};
@@ -41,6 +42,9 @@ pub enum TaskArg {
     /// from an `.npz` (see `snnc_runtime::train::images`). Shown as spikes (`--coding`).
     Digits,
     Images(PathBuf),
+    /// `events:PATH`: event-camera recordings `(t, x, y, p)` in an `.npz` (see
+    /// `snnc_runtime::train::events`), binned at the network's dt.
+    Events(PathBuf),
 }
 
 impl std::str::FromStr for TaskArg {
@@ -51,12 +55,13 @@ impl std::str::FromStr for TaskArg {
             "evidence" => Ok(TaskArg::Evidence),
             "digits" => Ok(TaskArg::Digits),
             _ if s.strip_prefix("images:").is_some_and(|p| !p.is_empty()) => Ok(TaskArg::Images(PathBuf::from(&s["images:".len()..]))),
+            _ if s.strip_prefix("events:").is_some_and(|p| !p.is_empty()) => Ok(TaskArg::Events(PathBuf::from(&s["events:".len()..]))),
             _ => match (s.strip_prefix("npz:"), s.strip_prefix("shd:").map(|p| p.split_once(',').unwrap_or((p, "")))) {
                 (Some(p), _) if !p.is_empty() => Ok(TaskArg::Npz(PathBuf::from(p))),
                 (_, Some((train, test))) if !train.is_empty() => {
                     Ok(TaskArg::Shd { train: PathBuf::from(train), test: (!test.is_empty()).then(|| PathBuf::from(test)) })
                 }
-                _ => Err(format!("unknown task `{s}` (dms, evidence, digits, images:PATH, npz:PATH, shd:TRAIN.h5[,TEST.h5])")),
+                _ => Err(format!("unknown task `{s}` (dms, evidence, digits, images:PATH, npz:PATH, shd:TRAIN.h5[,TEST.h5], events:PATH)")),
             },
         }
     }
@@ -69,6 +74,8 @@ impl TaskArg {
         let join = |p: PathBuf| if p.is_relative() { dir.join(p) } else { p };
         match self {
             TaskArg::Npz(p) => TaskArg::Npz(join(p)),
+            TaskArg::Images(p) => TaskArg::Images(join(p)),
+            TaskArg::Events(p) => TaskArg::Events(join(p)),
             TaskArg::Shd { train, test } => TaskArg::Shd { train: join(train), test: test.map(join) },
             t => t,
         }
@@ -85,6 +92,7 @@ impl std::fmt::Display for TaskArg {
             TaskArg::Shd { train, test: Some(t) } => write!(f, "{} (SHD; held out: {})", train.display(), t.display()),
             TaskArg::Digits => write!(f, "the scikit-learn digits (8x8; a fifth held out)"),
             TaskArg::Images(p) => write!(f, "{} (images)", p.display()),
+            TaskArg::Events(p) => write!(f, "{} (events)", p.display()),
         }
     }
 }
@@ -101,7 +109,8 @@ pub struct TaskOpts {
     /// `dms`, `evidence`, `digits` (scikit-learn's 8x8 digits, built in), `images:PATH`
     /// (arrays `images` and `labels`), `npz:PATH` (arrays `x` and `labels` or `target`) or
     /// `shd:TRAIN.h5[,TEST.h5]` (Spiking Heidelberg Digits; without TEST the last tenth of
-    /// TRAIN is held out). docs/training.md describes each. Default: the train block's
+    /// TRAIN is held out) or `events:PATH` (event-camera `(t, x, y, p)` arrays as tonic
+    /// keeps them). docs/training.md describes each. Default: the train block's
     /// `task`.
     #[arg(long)]
     pub task: Option<TaskArg>,
@@ -114,7 +123,7 @@ pub struct TaskOpts {
     /// DMS: the test period, during which the answer is read (default 500ms).
     #[arg(long, value_parser = parse_time)]
     pub test_period: Option<f64>,
-    /// `shd:` sequence length: spikes at or after it are dropped (default 1s).
+    /// `shd:` and `events:` sequence length: spikes at or after it are dropped (default 1s).
     #[arg(long, value_parser = parse_time)]
     pub max_time: Option<f64>,
     /// `digits`, `images:`: steps each image is shown for (default 20).
@@ -300,7 +309,7 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
     let task = match args.task.task.clone().map(Ok).or(block_task) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return Err(e),
-        None => return Err("no task: give --task dms|evidence|digits|images:PATH|npz:PATH|shd:TRAIN.h5[,TEST.h5] or `task = ...` in the train block".into()),
+        None => return Err("no task: give --task dms|evidence|digits|images:PATH|npz:PATH|shd:TRAIN.h5[,TEST.h5]|events:PATH or `task = ...` in the train block".into()),
     };
     let mut trainable: Vec<String> = def.projections.iter().filter(|p| p.trainable).map(|p| p.name.clone()).collect();
     // One batch element is enough for the names, initial weights and sizes (none of them
@@ -411,9 +420,10 @@ pub fn train_program_on(args: &Args, program: &Program, index: usize, hooks: &mu
 }
 
 /// `weights` with the values of `start` put in, each checked to be one of them and of
-/// its shape.
+/// its shape. A checkpoint's optimiser state (`optimizer/...`: a whole checkpoint read
+/// with `safetensors` and handed over as it is) is not a weight and is passed over.
 fn with_start_weights(mut weights: Vec<(String, Array2<f64>)>, start: &[(String, Array2<f64>)]) -> Result<Vec<(String, Array2<f64>)>, String> {
-    for (name, w) in start {
+    for (name, w) in start.iter().filter(|(n, _)| !n.starts_with(snnc_runtime::train::OPTIMIZER_PREFIX)) {
         let names = || weights.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
         let Some(i) = weights.iter().position(|(n, _)| n == name) else {
             return Err(format!("no trainable tensor `{name}` to start from (trainable: {})", names()));
@@ -454,6 +464,13 @@ fn make_task(task: &TaskArg, o: &TaskOpts, def: &NetworkDef, split: Split, seed:
             };
             let opts = ShdOptions { dt, max_time: o.max_time.unwrap_or(1.0), channels: Some(channels) };
             Box::new(ShdDataset::load(train, test.as_deref(), split, &opts, outputs, batch, seed).map_err(|e| e.to_string())?)
+        }
+        TaskArg::Events(p) => {
+            let [channels] = input_sizes[..] else {
+                return Err(format!("`events:` feeds one input (polarity x height x width channels); network `{}` has {}", def.name, input_sizes.len()));
+            };
+            let opts = ShdOptions { dt, max_time: o.max_time.unwrap_or(1.0), channels: Some(channels) };
+            Box::new(load_events(p, split, &opts, outputs, batch, seed).map_err(|e| e.to_string())?)
         }
     })
 }

@@ -2,6 +2,7 @@
 //! with one of the learning rules of [`crate::learn`].
 
 pub mod dataset;
+pub mod events;
 pub mod images;
 pub mod ranks;
 pub mod shd;

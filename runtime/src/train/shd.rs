@@ -210,12 +210,36 @@ fn dataset(file: &H5File, path: &Path, name: &str) -> Result<rust_hdf5::H5Datase
 }
 
 /// One file's samples: keys and starts as in [`ShdDataset`], classes.
-struct Samples {
-    keys: Vec<u32>,
-    starts: Vec<usize>,
-    classes: Vec<usize>,
-    file_index: Vec<usize>,
-    channels: usize,
+pub(super) struct Samples {
+    pub keys: Vec<u32>,
+    pub starts: Vec<usize>,
+    pub classes: Vec<usize>,
+    pub file_index: Vec<usize>,
+    pub channels: usize,
+}
+
+impl Samples {
+    pub(super) fn new(channels: usize) -> Samples {
+        Samples { keys: Vec::new(), starts: vec![0], classes: Vec::new(), file_index: Vec::new(), channels }
+    }
+
+    /// Ends the sample whose keys were pushed since `starts`' last entry: sorted, without
+    /// repeats (several spikes of a channel in one step are one).
+    pub(super) fn end_sample(&mut self, class: usize, file_index: usize) {
+        let from = *self.starts.last().expect("starts begins with 0");
+        self.keys[from..].sort_unstable();
+        let mut w = from;
+        for r in from..self.keys.len() {
+            if w == from || self.keys[r] != self.keys[w - 1] {
+                self.keys[w] = self.keys[r];
+                w += 1;
+            }
+        }
+        self.keys.truncate(w);
+        self.starts.push(self.keys.len());
+        self.classes.push(class);
+        self.file_index.push(file_index);
+    }
 }
 
 /// Reads `path` and bins the samples whose index `keep` accepts.
@@ -308,30 +332,19 @@ fn read_file(path: &Path, opts: &ShdOptions, outputs: usize, keep: &dyn Fn(usize
     }
     // Keys `step * channels + unit`, per sample sorted and without repeats.
     let kept: usize = sample_steps.iter().map(|s| s.iter().filter(|&&st| st != u32::MAX).count()).sum();
-    let mut out = Samples { keys: Vec::with_capacity(kept), starts: vec![0], classes: Vec::new(), file_index: Vec::new(), channels };
+    let mut out = Samples::new(channels);
+    out.keys.reserve(kept);
     for (i, bytes) in units.into_iter().enumerate() {
         if !keep(i, n) {
             continue;
         }
-        let from = out.keys.len();
         let steps_i = std::mem::take(&mut sample_steps[i]);
         for (st, b) in steps_i.into_iter().zip(bytes.chunks_exact(u_elem.size())) {
             if st != u32::MAX {
                 out.keys.push(st * channels as u32 + u_elem.decode(b) as u32);
             }
         }
-        out.keys[from..].sort_unstable();
-        let mut w = from;
-        for r in from..out.keys.len() {
-            if w == from || out.keys[r] != out.keys[w - 1] {
-                out.keys[w] = out.keys[r];
-                w += 1;
-            }
-        }
-        out.keys.truncate(w);
-        out.starts.push(out.keys.len());
-        out.classes.push(labels[i] as usize);
-        out.file_index.push(i);
+        out.end_sample(labels[i] as usize, i);
     }
     out.keys.shrink_to_fit();
     Ok(out)
@@ -353,6 +366,11 @@ impl ShdDataset {
         if s.classes.is_empty() {
             return Err(err(format!("`{}` has no samples for the {split:?} split (it needs at least two to hold one out)", path.display())));
         }
+        Ok(ShdDataset::from_samples(s, split, opts, outputs, batch, seed))
+    }
+
+    /// `split`'s binned samples as a dataset (the event loader's too, `events.rs`).
+    pub(super) fn from_samples(s: Samples, split: Split, opts: &ShdOptions, outputs: usize, batch: usize, seed: u64) -> ShdDataset {
         let sampler = Sampler::new((0..s.classes.len()).collect(), batch.max(1), split, seed);
         let mut d = ShdDataset {
             keys: Arc::new(s.keys),
@@ -368,7 +386,7 @@ impl ShdDataset {
             rows: ShdRows { keys: Arc::default(), starts: Arc::default(), classes: Arc::default(), channels: 0, outputs: 0, current: Vec::new(), valid: 0 },
         };
         d.relabel();
-        Ok(d)
+        d
     }
 
     /// Samples in this split.

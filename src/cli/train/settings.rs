@@ -66,7 +66,7 @@ impl Source<'_> {
 /// `snnc train` does not read: a block naming one is refused rather than trained
 /// differently than written. Each with what to do instead.
 const UNREAD: &[(&str, &str)] = &[
-    ("data", "name a dataset with `task = \"npz:PATH\"` (or images:, shd:)"),
+    ("data", "name a dataset with `task = \"npz:PATH\"` (or images:, shd:, events:)"),
     ("seq_len", "a sequence's length is the task's (`--delay`, `--steps`, `--max-time`)"),
     ("eval_every", "the held-out set is evaluated after every epoch (`--test-batches`)"),
     ("loss_steps", "the steps a loss is computed on are the task's (its mask)"),

@@ -722,28 +722,7 @@ impl<T: Float> GpuGradient<T> {
             };
             for m in &mut x.members {
                 let xb = arriving(&self.pre, &self.delayed, g, m.proj, t);
-                if let Pairs::Sparse { row, col, nnz } = self.pairs[m.ei] {
-                    let args = [
-                        KArg::Buf(m.tr[0]),
-                        KArg::Buf(m.tr[1]),
-                        KArg::Buf(d),
-                        KArg::Buf(f),
-                        KArg::Buf(xb),
-                        KArg::Buf(l),
-                        KArg::Buf(m.grad),
-                        KArg::U64(batch as u64),
-                        KArg::U64(m.n_pre as u64),
-                        KArg::U64(n as u64),
-                        KArg::U64(k as u64),
-                        KArg::Buf(row),
-                        KArg::Buf(col),
-                        KArg::U64(nnz as u64),
-                    ];
-                    g.launch(prop::SPARSE_EXACT_TRACE, flat(nnz), BLOCK, &args)?;
-                    m.tr.swap(0, 1);
-                    continue;
-                }
-                let args = [
+                let mut args = vec![
                     KArg::Buf(m.tr[0]),
                     KArg::Buf(m.tr[1]),
                     KArg::Buf(d),
@@ -756,7 +735,15 @@ impl<T: Float> GpuGradient<T> {
                     KArg::U64(n as u64),
                     KArg::U64(k as u64),
                 ];
-                g.launch(prop::EXACT_TRACE, flat(m.n_pre * n), BLOCK, &args)?;
+                // A sparse projection's traces are its synapses' (one thread each).
+                let (entry, grid) = match self.pairs[m.ei] {
+                    Pairs::Sparse { row, col, nnz } => {
+                        args.extend([KArg::Buf(row), KArg::Buf(col), KArg::U64(nnz as u64)]);
+                        (prop::SPARSE_EXACT_TRACE, flat(nnz))
+                    }
+                    _ => (prop::EXACT_TRACE, flat(m.n_pre * n)),
+                };
+                g.launch(entry, grid, BLOCK, &args)?;
                 m.tr.swap(0, 1);
             }
         }

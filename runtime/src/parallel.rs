@@ -28,8 +28,8 @@ const YIELD_FOR: Duration = Duration::from_millis(1);
 type Job = *const (dyn Fn(usize) + Sync);
 
 struct Shared {
-    /// The phase's job and chunk count.
-    job: UnsafeCell<(Option<Job>, usize)>,
+    /// The phase's job (its chunks are in the cursors).
+    job: UnsafeCell<Option<Job>>,
     /// The current phase (`PHASE_BITS` wide), opened once every cursor holds its share.
     state: AtomicU64,
     /// Per thread (0: the caller), the chunks of its share not yet claimed in the
@@ -83,7 +83,7 @@ impl Pool {
     /// ([`crate::kernels::flush_denormals`]).
     pub(crate) fn new(threads: usize) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
-            job: UnsafeCell::new((None, 0)),
+            job: UnsafeCell::new(None),
             state: AtomicU64::new(0),
             cursors: (0..threads).map(|_| Cursor(AtomicU64::new(0))).collect(),
             done: AtomicUsize::new(0),
@@ -122,7 +122,7 @@ impl Pool {
         // function returns only when every chunk is done.
         let erased: Job = unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), Job>(job as *const _) };
         // SAFETY: every chunk of the last phase is done, so nobody reads `job`.
-        unsafe { *s.job.get() = (Some(erased), chunks) };
+        unsafe { *s.job.get() = Some(erased) };
         s.done.store(0, Ordering::Relaxed);
         let phase = (s.state.load(Ordering::Relaxed) + 1) & ((1 << PHASE_BITS) - 1);
         let threads = s.cursors.len();
@@ -204,7 +204,7 @@ fn worker(s: &Shared, me: usize) {
         while let Some(c) = claim(s, phase, me) {
             // SAFETY: chunk `c` of `phase` is claimed, so the phase's job is published
             // and stays valid until `done` counts this chunk.
-            let job = unsafe { (*s.job.get()).0 }.expect("a job is published with its phase");
+            let job = unsafe { *s.job.get() }.expect("a job is published with its phase");
             // SAFETY: see above.
             if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(c) })).is_err() {
                 s.panicked.store(true, Ordering::Relaxed);

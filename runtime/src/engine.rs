@@ -17,9 +17,14 @@ pub trait Simulation<T> {
     /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
     fn network(&self) -> &Network<T>;
     fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError>;
-    /// Brings the host view's spikes (and active lists) and, with `states`, every state
-    /// up to date.
+    /// Brings the host view's spikes (and active lists) and, with `states`, every
+    /// population's state up to date: what a recorder reads after each step.
     fn sync(&mut self, states: bool) -> Result<(), RuntimeError>;
+    /// Brings the rest of the host view up to date: presynaptic stages' states, traces
+    /// and plastic weights (read at the end of a run, not per step).
+    fn sync_plasticity(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     /// Where it runs (for reports).
     fn backend(&self) -> String;
     /// Back at the initial state (weights are kept).

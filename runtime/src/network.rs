@@ -1149,6 +1149,16 @@ impl<T: Float> Network<T> {
             }
         }
         for (pi, pr) in self.projs.iter().enumerate().filter(|(_, pr)| pr.to == p) {
+            let into = target(if has_dynamics { ptrs.inputs[pr.input] } else { ptrs.output });
+            if let Some(bn) = &pr.batch_norm {
+                // Normalised whole by `prepare_deliveries`: its columns arrive.
+                for b in 0..self.batch {
+                    // SAFETY: as below, columns `cols` of the target are this thread's.
+                    let y = unsafe { into.row(b) };
+                    y.iter_mut().zip(&bn.out[b * pop.n + cols.start..b * pop.n + cols.end]).for_each(|(y, v)| *y += *v);
+                }
+                continue;
+            }
             let (src, n_pre, active) = self.source(pr, p, external);
             // Short-term plasticity: the activity scaled by each source's efficacy
             // (advanced for this step by `prepare_deliveries`).
@@ -1164,16 +1174,6 @@ impl<T: Float> Network<T> {
                 None => (src, active),
             };
             let active = active.as_ref().map(|a| a as &dyn Active);
-            let into = target(if has_dynamics { ptrs.inputs[pr.input] } else { ptrs.output });
-            if let Some(bn) = &pr.batch_norm {
-                // Normalised whole by `prepare_deliveries`: its columns arrive.
-                for b in 0..self.batch {
-                    // SAFETY: as below, columns `cols` of the target are this thread's.
-                    let y = unsafe { into.row(b) };
-                    y.iter_mut().zip(&bn.out[b * pop.n + cols.start..b * pop.n + cols.end]).for_each(|(y, v)| *y += *v);
-                }
-                continue;
-            }
             // SAFETY: as above, for the target and for the ring slots of this projection
             // (a ring belongs to its projection, whose target columns are this thread's).
             unsafe {

@@ -402,7 +402,7 @@ fn simulate<T: Float>(job: &Simulate, on: On) -> ExitCode {
     let t1 = Instant::now();
     let stop = run_steps(sim.as_mut(), &sources, &mut out, steps);
     let wall = t1.elapsed().as_secs_f64();
-    let stop = match (stop, sim.sync(true)) {
+    let stop = match (stop, sim.sync(true).and_then(|()| sim.sync_plasticity())) {
         (Stop::Done | Stop::Interrupted, Err(e)) => Stop::Failed(e),
         (s, _) => s,
     };

@@ -189,24 +189,7 @@ fn what_a_partitioned_run_cannot_do_is_refused_on_every_rank() {
 
 /// The recurrent network of the GPU ranks' test: white noise (drawn by each element's
 /// index in the whole batch), a leaky readout.
-const NOISY: &str = r#"import "stdlib/readout.snn"
-neuron NoisyLIF {
-    param tau: ms = 10 ms
-    state v = 0.0
-    input I
-    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)
-    spike when v > 1.0 surrogate sigmoid(alpha = 4)
-    on spike { v -= 1.0 }
-}
-network n {
-    dt = 1 ms
-    input x: 3
-    layer L = NoisyLIF[6]
-    readout out = LeakyReadout[2] { tau = 20 ms }
-    connect x -> L.I dense trainable init normal(0, 3) as W_in
-    connect L -> L.I dense trainable init normal(0, 2) no_self as W_rec
-    connect L -> out dense trainable init normal(0, 1) as W_out
-}"#;
+const NOISY: &str = include_str!("../../runtime/tests/data/noisy_ranks.snn");
 
 /// Three Adam steps (batch 4, f64, ES-D-RTRL with updates every 10 steps) of the GPU
 /// engine on the emulated device: the whole batch on one device, or this rank's share

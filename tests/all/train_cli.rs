@@ -1,8 +1,21 @@
 //! `snnc train`: settings from the `train { }` block, CSV log, atomic checkpoints, resume.
 use std::process::Command;
 
+fn snnc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_snnc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
 fn train(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_snnc")).arg("train").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+    snnc(&[&["train"][..], args].concat())
+}
+
+/// Test data's stream of uniform numbers in [0, 1) (an LCG: reproducible, not a model's draws).
+fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 #[test]
@@ -30,7 +43,6 @@ fn trains_logs_checkpoints_and_resumes() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("epoch 1: loss"));
     assert_eq!(std::fs::read_to_string(dir.join("log.csv")).unwrap().lines().count(), 6);
     // The checkpoint serves `snnc eval` (held-out trials) and `snnc run --weights`.
-    let snnc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_snnc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
     let ck_s = ck.to_str().unwrap();
     let o = snnc(&["eval", "tests/data/tiny_evidence.snn", "--weights", ck_s, "--delay", "50ms", "--batch", "4", "--test-batches", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -57,11 +69,8 @@ fn learns_a_dataset_from_an_npz_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("pairs.npz");
     let (n, steps) = (80, 20);
-    let mut state = 12345u64;
-    let mut bernoulli = |p: f64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 11) as f64 / (1u64 << 53) as f64) < p
-    };
+    let mut draw = uniform(12345);
+    let mut bernoulli = |p: f64| draw() < p;
     let labels = ndarray::Array1::from_shape_fn(n, |s| (s % 2) as i64);
     let x = ndarray::Array3::from_shape_fn((n, steps, 4), |(s, _, i)| {
         let on = (i / 2) as i64 == labels[s];
@@ -111,11 +120,7 @@ fn learns_a_dataset_from_an_shd_file() {
     use snnc_runtime::train::shd::write_shd;
     let dir = std::env::temp_dir().join(format!("snnc-train-shd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut state = 99u64;
-    let mut uniform = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut uniform = uniform(99);
     let (mut times, mut units, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     for s in 0..60u16 {
         let class = s % 3;
@@ -176,11 +181,7 @@ fn learns_event_camera_recordings() {
     use ndarray_npy::NpzWriter;
     let dir = std::env::temp_dir().join(format!("snnc-train-events-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut state = 7u64;
-    let mut uniform = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut uniform = uniform(7);
     let (mut t, mut x, mut y, mut p, mut offsets, mut labels) = (vec![], vec![], vec![], vec![], vec![0i64], vec![]);
     for s in 0..60i64 {
         let class = s % 3;
@@ -403,7 +404,6 @@ fn batch_norm_checkpoints_its_running_statistics_and_resumes() {
     assert_eq!(log(&whole), log(&parts));
     // `snnc eval` normalises with the checkpoint's running statistics: others (the
     // initial ones) give another held-out loss.
-    let snnc = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_snnc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
     let eval = |ck: &std::path::Path| {
         let o = snnc(&["eval", file, "--weights", ck.to_str().unwrap(), "--delay", "50ms", "--batch", "4", "--test-batches", "1"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -84,6 +84,15 @@ enum DevWeights {
     OneToOne(Buf),
 }
 
+impl DevWeights {
+    /// The buffer of the weights' values (a sparse projection's in CSR order).
+    fn values(&self) -> Buf {
+        match *self {
+            DevWeights::Dense(w) | DevWeights::OneToOne(w) | DevWeights::Sparse { w, .. } => w,
+        }
+    }
+}
+
 /// A projection's low-rank adapter (`adapter rank R`) on the device: U (I x R) and
 /// V (R x O), row-major, and x U of the step (B x R).
 struct DevAdapter {
@@ -781,10 +790,17 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// traces, and the plastic projections' weights) to the host view, and rebuilds the
     /// active lists from the spikes (ascending, as the CPU's).
     pub fn fetch(&mut self, states: bool) -> Result<(), RuntimeError> {
-        self.flush()?;
+        self.fetch_observed(states)?;
         if states {
             self.fetch_plasticity()?;
         }
+        Ok(())
+    }
+
+    /// [`GpuNetwork::fetch`] without the plasticity: spikes and, with `states`, the
+    /// populations' states (what a recorder reads every step).
+    fn fetch_observed(&mut self, states: bool) -> Result<(), RuntimeError> {
+        self.flush()?;
         let batch = self.host.batch;
         for (dp, pop) in self.pops.iter().zip(&mut self.host.pops) {
             if let Some(sp) = dp.spikes {
@@ -814,7 +830,11 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
         self.step(external)
     }
     fn sync(&mut self, states: bool) -> Result<(), RuntimeError> {
-        self.fetch(states)
+        self.fetch_observed(states)
+    }
+    fn sync_plasticity(&mut self) -> Result<(), RuntimeError> {
+        self.flush()?;
+        self.fetch_plasticity()
     }
     fn backend(&self) -> String {
         self.dev.name()

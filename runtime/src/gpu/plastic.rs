@@ -20,7 +20,7 @@
 //! [`prop::SCATTER_EVENTS`] writes back the new weight only where the synapse's source
 //! (`on pre`) or target (`on post`) had an event. So no transposed index is needed for
 //! `on post` over CSR weights, at a cost of O(synapses) per rule and step whatever the
-//! activity: (gathered values + 3) reads and a rule evaluation per synapse, and four
+//! activity: (gathered values + 3) reads and a rule evaluation per synapse, and three
 //! u32 (source, target, weight index) plus one float per rule state and input per
 //! synapse of device memory. Each synapse's rule reads only its own copies, so the
 //! result does not depend on the order; the CPU runs the same statements on the same
@@ -33,7 +33,7 @@
 //! position of a synapse among the step's events, which a rule over every synapse
 //! cannot reproduce).
 
-use super::{Buf, DevWeights, Device, GpuNetwork, KArg, ModId, Module, dev_err, step_scalars};
+use super::{Buf, Device, GpuNetwork, KArg, ModId, Module, dev_err, step_scalars};
 use crate::error::RuntimeError;
 use crate::network::Population;
 use crate::plastic::{At, Plastic, Synapse};
@@ -310,10 +310,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             let Some(pl) = &self.projs[pi].plastic else { continue };
             let to = self.host.projs[pi].to;
             let events = pl.ring[(step as usize + 1) % pl.ring.len()];
-            let w = match self.projs[pi].weights {
-                DevWeights::Dense(w) | DevWeights::OneToOne(w) => w,
-                DevWeights::Sparse { w, .. } => w,
-            };
+            let w = self.projs[pi].weights.values();
             let (pre_idx, post_idx, w_idx) = (pl.pre_idx, pl.post_idx, pl.w_idx);
             let n = pl.synapses.len();
             for (post, rule) in pl.rules.iter().enumerate().filter_map(|(k, r)| r.as_ref().map(|r| (k == 1, r))) {
@@ -381,10 +378,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             if let (Some(s), Some(h)) = (&pl.traces, h.trace_stage_mut()) {
                 s.step.download(&mut self.dev, &mut h.pop)?;
             }
-            let w = match dp.weights {
-                DevWeights::Dense(w) | DevWeights::OneToOne(w) => w,
-                DevWeights::Sparse { w, .. } => w,
-            };
+            let w = dp.weights.values();
             self.dev.download(w, T::host_mut(crate::plastic::weight_values_mut(&mut pr.weights))).map_err(dev_err)?;
         }
         Ok(())

@@ -563,7 +563,7 @@ pub(crate) fn plan<T: Float>(net: &Network<T>, trainable: &[String]) -> Result<P
     let mut params: Vec<ParamTrain> = Vec::new();
     // Batch norms' gamma and beta are planned with their projections; their running
     // estimates (`state/...`) are state: no gradient.
-    let other = |n: &String| net.adapter_slot(n).is_some() || net.batch_norm_slot(n).is_some() || n.starts_with(crate::batchnorm::STATE_PREFIX);
+    let other = |n: &String| net.adapter_slot(n).is_some() || net.batch_norm_slot(n).is_some();
     for name in trainable.iter().filter(|n| !projection_names.contains(n) && !other(n)) {
         let (pop, _, col, _) = net.param_slot(name).ok_or_else(|| {
             RuntimeError::Input(format!("`{name}` is neither a projection nor a trainable param (`POP.PARAM` of a param marked `trainable`) of the network"))
@@ -594,7 +594,7 @@ pub(crate) fn check_online_reach<T: Float>(net: &Network<T>, plan: &Plan) -> Res
         }
     }
     let trained = plan.etrace.iter().map(|e| (&e.name, e.target.pop)).chain(plan.params.iter().map(|q| (&q.name, q.pop)));
-    if let Some((name, p)) = trained.into_iter().find(|(_, p)| !reach[*p]) {
+    if let Some((name, p)) = trained.clone().find(|(_, p)| !reach[*p]) {
         let delayed: Vec<String> = plan.links.iter().filter(|l| l.from == p && l.delay > 0).map(|l| format!("`{}`", net.projections()[l.proj].0)).collect();
         let via = if delayed.is_empty() { String::new() } else { format!(" (delayed: {})", delayed.join(", ")) };
         return Err(RuntimeError::Build(format!(

@@ -242,8 +242,9 @@ pub fn remove_stale_checkpoint_tmp(path: &Path) -> Result<bool, RuntimeError> {
     }
 }
 
-/// The names of a checkpoint's optimiser state ([`Optimizer::state`]) start with this (a
-/// `/`, which no weight's name has); [`load_checkpoint`] leaves them out of the weights.
+/// The names of a checkpoint's optimiser state ([`Optimizer::state`]) start with this (no
+/// projection or param name has a `/`; the other prefixed tensors, `state/...`, are
+/// weights); [`load_checkpoint`] leaves them out of the weights.
 pub const OPTIMIZER_PREFIX: &str = "optimizer/";
 
 /// Reads a checkpoint written by [`save_checkpoint`]: weights and metadata; a value that

@@ -409,24 +409,7 @@ fn the_gpu_gradient_workload_fires_and_gives_every_weight_a_gradient() {
 
 /// A recurrent layer with white noise (its draws follow each element's index in the
 /// whole batch), a leaky readout.
-const NOISY: &str = r#"import "stdlib/readout.snn"
-neuron NoisyLIF {
-    param tau: ms = 10 ms
-    state v = 0.0
-    input I
-    dv/dt = (-v + I) / tau + 0.3 * xi / sqrt(tau)
-    spike when v > 1.0 surrogate sigmoid(alpha = 4)
-    on spike { v -= 1.0 }
-}
-network n {
-    dt = 1 ms
-    input x: 3
-    layer L = NoisyLIF[6]
-    readout out = LeakyReadout[2] { tau = 20 ms }
-    connect x -> L.I dense trainable init normal(0, 3) as W_in
-    connect L -> L.I dense trainable init normal(0, 2) no_self as W_rec
-    connect L -> out dense trainable init normal(0, 1) as W_out
-}"#;
+const NOISY: &str = include_str!("../data/noisy_ranks.snn");
 
 /// The weights after each of 3 Adam steps (batch 5) and the batches' reports, of `size`
 /// ranks (threads here, MPI's under `mpirun`) each training its share of every batch on

@@ -352,7 +352,7 @@ fn add(o: &mut String, f: &Fmt, clear: bool) {
 }
 
 fn nonfinite(o: &mut String, f: &Fmt) {
-    let Fmt { t, sh, zero, .. } = *f;
+    let Fmt { t, sh, .. } = *f;
     params(o, NONFINITE, &["x", "len", "flags", "slot"]);
     let _ = writeln!(o, "\t.reg .pred %p<5>;\n\t.reg .b32 %r<10>;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n;\n\t.reg .{t} %f1;");
     index_guard(o, "len");
@@ -360,10 +360,8 @@ fn nonfinite(o: &mut String, f: &Fmt) {
     pointer(o, "rd2", "x");
     let _ = writeln!(o, "\tadd.s64 %rd2, %rd2, %rd1;\n\tld.global.{t} %f1, [%rd2];\n\ttestp.finite.{t} %p2, %f1;\n\t@%p2 bra $L_end;");
     // class: 1 NaN, 2 +inf, 3 -inf; word = (FLAG_INDEX_MAX - e) << 2 | class.
-    let _ = writeln!(o, "\ttestp.notanumber.{t} %p3, %f1;\n\tsetp.gt.{t} %p4, %f1, {zero};\n\tselp.u32 %r4, 2, 3, %p4;\n\tselp.u32 %r4, 1, %r4, %p3;");
-    let _ = writeln!(o, "\tcvt.u32.u64 %r5, %rd_i;\n\tsub.u32 %r6, {FLAG_INDEX_MAX}, %r5;\n\tshl.b32 %r6, %r6, 2;\n\tor.b32 %r6, %r6, %r4;");
-    pointer(o, "rd3", "flags");
-    o.push_str("\tld.param.u64 %rd4, [slot];\n\tshl.b64 %rd4, %rd4, 2;\n\tadd.s64 %rd3, %rd3, %rd4;\n\tatom.global.max.u32 %r7, [%rd3], %r6;\n$L_end:\n\tret;\n}\n");
+    raise_flag(o, f, true);
+    o.push_str("$L_end:\n\tret;\n}\n");
 }
 
 /// The non-finite class of `%f1` (1 NaN, 2 +inf, 3 -inf) in `%r4`, and the flag word of

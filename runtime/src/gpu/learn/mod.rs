@@ -722,7 +722,8 @@ impl<T: Float> GpuGradient<T> {
             };
             for m in &mut x.members {
                 let xb = arriving(&self.pre, &self.delayed, g, m.proj, t);
-                let mut args = vec![
+                // Dense pairs read the first 11 arguments; sparse ones their synapses too.
+                let mut args = [
                     KArg::Buf(m.tr[0]),
                     KArg::Buf(m.tr[1]),
                     KArg::Buf(d),
@@ -734,16 +735,19 @@ impl<T: Float> GpuGradient<T> {
                     KArg::U64(m.n_pre as u64),
                     KArg::U64(n as u64),
                     KArg::U64(k as u64),
+                    KArg::U64(0),
+                    KArg::U64(0),
+                    KArg::U64(0),
                 ];
                 // A sparse projection's traces are its synapses' (one thread each).
-                let (entry, grid) = match self.pairs[m.ei] {
+                let (entry, grid, used) = match self.pairs[m.ei] {
                     Pairs::Sparse { row, col, nnz } => {
-                        args.extend([KArg::Buf(row), KArg::Buf(col), KArg::U64(nnz as u64)]);
-                        (prop::SPARSE_EXACT_TRACE, flat(nnz))
+                        args[11..].copy_from_slice(&[KArg::Buf(row), KArg::Buf(col), KArg::U64(nnz as u64)]);
+                        (prop::SPARSE_EXACT_TRACE, flat(nnz), 14)
                     }
-                    _ => (prop::EXACT_TRACE, flat(m.n_pre * n)),
+                    _ => (prop::EXACT_TRACE, flat(m.n_pre * n), 11),
                 };
-                g.launch(entry, grid, BLOCK, &args)?;
+                g.launch(entry, grid, BLOCK, &args[..used])?;
                 m.tr.swap(0, 1);
             }
         }

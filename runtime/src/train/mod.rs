@@ -338,14 +338,17 @@ impl<T: Float> Trainer<T> for CpuTrainer<'_, T> {
         let sizes = split_sizes(batch, threads);
         if self.nets.iter().map(|n| n.batch).ne(sizes.iter().copied()) {
             self.nets.clear();
-            for &b in &sizes {
-                self.nets.push((self.make_net)(b)?);
-            }
-            // A batch norm normalises over the whole batch: one network holds it.
-            if self.nets.len() > 1 && self.nets[0].has_batch_norm() {
+            let first = (self.make_net)(sizes[0])?;
+            if sizes.len() > 1 && first.has_batch_norm() {
+                // A batch norm normalises over the whole batch: one network holds it
+                // (found on the first network built, before the others are).
                 self.batch_norm = true;
-                self.nets.clear();
                 self.nets.push((self.make_net)(batch)?);
+            } else {
+                self.nets.push(first);
+                for &b in &sizes[1..] {
+                    self.nets.push((self.make_net)(b)?);
+                }
             }
         }
         for net in self.nets.iter_mut() {

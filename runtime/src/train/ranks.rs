@@ -90,7 +90,7 @@ impl<T: Float, I: Trainer<T>> Trainer<T> for RankTrainer<'_, I> {
         // batch's.
         if self.ranks.size() > 1
             && let Some(net) = self.inner.networks().first()
-            && let Some(i) = (0..net.projections().len()).find(|&i| net.batch_norm(i).is_some())
+            && let Some(i) = (0..net.projs.len()).find(|&i| net.batch_norm(i).is_some())
         {
             return Err(RuntimeError::Build(format!(
                 "`{}` has `batch_norm`, which normalises over the whole batch at each step: it cannot be trained over {} MPI ranks (each holds a share of the batch); train it in one process",

@@ -336,12 +336,18 @@ fn a_source_that_does_not_spike_is_reported_as_on_the_cpu() {
         let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
         let n_in = host.inputs[0].1;
         let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
-        gpu.step(&[&vec![1.0; n_in]]).unwrap();
+        let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
         let mut x = vec![0.0; n_in];
         x[3] = 0.5;
+        gpu.step(&[&vec![1.0; n_in]]).unwrap();
         gpu.step(&[&x]).unwrap();
         let err = gpu.fetch(false).unwrap_err().to_string();
+        cpu.step(&[&vec![1.0; n_in]]).unwrap();
+        let cpu_err = cpu.step(&[&x]).unwrap_err().to_string();
         assert!(err.contains("needs spikes (0 or 1) from its source") && err.contains("source neuron 3") && err.contains("step 1"), "{err}");
+        // The same projection and refusal; the CPU names the value, the device (which
+        // reads a flag) the neuron and step.
+        assert_eq!(err.split(", got").next(), cpu_err.split(", got").next(), "cpu: {cpu_err}\ngpu: {err}");
     }
 }
 

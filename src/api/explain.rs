@@ -75,6 +75,10 @@ pub fn steps(program: &Program, sources: &SourceMap, entry: &str, model: Option<
 /// The steps of a network's populations with a model, from the pipeline, labelled
 /// `net.pop (Model)`.
 fn network_steps(program: &Program, net: &NetworkDef, dt: Option<f64>) -> Result<Vec<Explained>, Refusal> {
+    // The plan holds every neuron's initial values: a network too large to build is
+    // refused as `snnc run` refuses it, not left to fail an allocation.
+    let run = snnc_runtime::network::Options { dt, ..Default::default() };
+    snnc_runtime::memory::check(program, net, &run, 8).map_err(|e| Refusal::Diagnostic(Box::new(super::load::too_large(&e, false))))?;
     let opts = CompileOptions { dt, ..CompileOptions::default() };
     let plan = pipeline::compile_network(program, net, &opts).map_err(|e| match e.diagnostic {
         Some(d) => Refusal::Diagnostic(Box::new(d)),

@@ -113,3 +113,21 @@ pub fn select_network(program: &Program, name: Option<&str>, file: &str, flag: &
         (None, false) => format!("{file} defines {} networks; choose one with {flag} (networks: {})", names.len(), names.join(", ")),
     })
 }
+
+/// The refusal of a network too large for memory, at its largest part (E0701): `snnc
+/// run`'s, and `explain`'s / `emit`'s of a network, whose plan alone holds every
+/// neuron's values.
+pub fn too_large(e: &snnc_runtime::memory::TooLarge, f64: bool) -> Diagnostic {
+    let available = match e.available {
+        Some(a) => format!("{} of memory is available (MemAvailable, or SNNC_MEMORY_LIMIT if lower)", snnc_runtime::memory::format_bytes(a)),
+        None => "the free memory of this machine is unknown".to_string(),
+    };
+    Diagnostic::error("E0701", e.largest.span, format!("network `{}` needs about {} of memory ({} bytes)", e.network, snnc_runtime::memory::format_bytes(e.needed), e.needed))
+        .with_label(format!("the {}: {}", e.largest.what, snnc_runtime::memory::format_bytes(e.largest.bytes)))
+        .with_note(available)
+        .with_help(if f64 {
+            "fewer neurons, sparse connectivity or shorter delays; `--precision f32` halves states and weights"
+        } else {
+            "fewer neurons, sparse connectivity or shorter delays"
+        })
+}

@@ -12,7 +12,6 @@ use super::os;
 use super::plot::RasterData;
 use crate::api::inputs::{Drive, InputSource, parse_input};
 use snnc_compiler::sema::{self, LoadOptions};
-use snnc_compiler::Diagnostic;
 use snnc_runtime::engine::Simulation;
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::flush_denormals;
@@ -146,7 +145,7 @@ fn prepare(args: &Args, opts: &LoadOptions, reporter: &Reporter, writes: bool) -
         Precision::F64 => 8,
     };
     if let Err(e) = memory::check(&program, net, &o, float_bytes) {
-        reporter.report(&[too_large(&e, float_bytes == 8)], &sources);
+        reporter.report(&[crate::api::load::too_large(&e, float_bytes == 8)], &sources);
         return None;
     }
     if let Some(dir) = args.out.as_ref().filter(|_| writes) {
@@ -239,22 +238,6 @@ fn prepare_out(dir: &Path) -> Result<(), String> {
     std::fs::File::create(&probe).map_err(|e| format!("--out: cannot write in `{}`: {e}", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// The refusal of a network too large for memory, at its largest part.
-fn too_large(e: &memory::TooLarge, f64: bool) -> Diagnostic {
-    let available = match e.available {
-        Some(a) => format!("{} of memory is available (MemAvailable, or SNNC_MEMORY_LIMIT if lower)", format_bytes(a)),
-        None => "the free memory of this machine is unknown".to_string(),
-    };
-    Diagnostic::error("E0701", e.largest.span, format!("network `{}` needs about {} of memory ({} bytes)", e.network, format_bytes(e.needed), e.needed))
-        .with_label(format!("the {}: {}", e.largest.what, format_bytes(e.largest.bytes)))
-        .with_note(available)
-        .with_help(if f64 {
-            "fewer neurons, sparse connectivity or shorter delays; `--precision f32` halves states and weights"
-        } else {
-            "fewer neurons, sparse connectivity or shorter delays"
-        })
 }
 
 /// `snnc run`'s work in float type `T`.

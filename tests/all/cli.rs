@@ -226,6 +226,14 @@ fn a_file_without_models_shows_its_network() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("2 networks: give --network (a, b)"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+    // A network too large to build is refused as `snnc run` refuses it (E0701), not left
+    // to fail an allocation while it is planned (the fuzzer found that abort).
+    for cmd in [&["explain"][..], &["emit", "--target", "ir"][..]] {
+        let o = snnc(&[cmd, &["tests/data/limits/neurons_1e10.snn"][..]].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(err.contains("error[E0701]: network `huge` needs about") && !err.contains("memory allocation"), "{cmd:?}: {err}");
+    }
 }
 
 /// `--backend cuda` of `snnc run` and `snnc train` on a machine without a GPU (or in a

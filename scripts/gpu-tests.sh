@@ -13,7 +13,9 @@
 #          (ES-D-RTRL, D-RTRL, BPTT; f64 to 1e-8, f32 to 1e-2 in norm), and examples/dms.snn
 #          trained 10 batches on both gives the same weights and spikes.
 #   coba   runtime/benches/cuda_coba.rs: COBA at 4000 and 400 000 neurons (in-degree 80),
-#          f32 and f64: time per step, real-time factor, device calls per step.
+#          f32 and f64: time per step, real-time factor, device calls per step; and
+#          `snnc bench sim --backend cuda` (forward Euler, as the peers) on the same two
+#          networks, beside the CPU's JIT on all cores, with device calls per step.
 #   train  `snnc bench train --backend cuda` on the BENCHMARKS.md workload (512 LIF, 128 in,
 #          10 out, T 1000): ES-D-RTRL at batch 64 and 256 (and 4096 neurons), BPTT, D-RTRL;
 #          with device calls per step in each JSON line.
@@ -60,6 +62,12 @@ if has tests; then
 fi
 if has coba; then
     run coba 240 "$BIN/cuda_coba" "$STEPS"
+    big=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('coba', 400000, '$OUT'))")
+    for f in examples/coba.snn "$big"; do
+        for be in cuda jit; do
+            run coba 240 "$BIN/snnc" bench sim "$f" --backend $be --method euler --duration 1s --reps 2
+        done
+    done
 fi
 if has train; then
     for b in 64 256; do

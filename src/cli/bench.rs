@@ -4,7 +4,7 @@
 
 use super::Reporter;
 use super::engine::{Job, On};
-use super::args::{Backend, MethodArg, Precision, TrainBackend, fail, parse_method, parse_time};
+use super::args::{MethodArg, Precision, TrainBackend, fail, parse_method, parse_time};
 use snnc_compiler::SourceMap;
 use snnc_compiler::sema::{self, LoadOptions};
 use snnc_runtime::learn::{Method, gradient_split, split_sizes};
@@ -92,6 +92,11 @@ pub struct SimArgs {
     /// Threads the neurons of every population are split across; 0: one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Where the network runs: the CPU (JIT, `--threads`), or GPU 0 (`cuda`: spikes
+    /// counted on the device, read once per window of steps; needs a build with
+    /// `--features cuda`).
+    #[arg(long, value_enum, default_value = "jit")]
+    pub backend: TrainBackend,
 }
 
 pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
@@ -255,7 +260,10 @@ fn sim(a: &SimArgs, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
         {
             return fail(e);
         }
-        super::engine::dispatch(a.precision, Backend::Jit, SimBench { a, opts, reporter, ex }).unwrap_or_else(fail)
+        if ex.is_some() && a.backend == TrainBackend::Cuda {
+            return fail(super::run::GPU_NOT_PARTITIONED);
+        }
+        super::engine::dispatch(a.precision, a.backend, SimBench { a, opts, reporter, ex }).unwrap_or_else(fail)
     })
 }
 
@@ -271,7 +279,11 @@ impl Job for SimBench<'_> {
     type Out = ExitCode;
     fn run<T: Float>(self, on: On) -> ExitCode {
         for rep in 0..self.a.reps {
-            let r = sim_once::<T>(&self, rep, on.cpu_kernels());
+            let r = match on {
+                On::Cpu { .. } => sim_once::<T>(&self, rep, on.cpu_kernels()),
+                #[cfg(feature = "cuda")]
+                On::Cuda => sim_gpu_once::<T>(&self, rep).unwrap_or_else(fail),
+            };
             if r != ExitCode::SUCCESS {
                 return r;
             }
@@ -306,7 +318,6 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     let Some(mut net) = super::run::agree(ex, built.map_err(fail).ok()) else {
         return ExitCode::FAILURE;
     };
-    let kernels = net.pops.iter().filter(|p| p.step.is_some()).count();
     let build = t1.elapsed().as_secs_f64();
     // Spikes are recorded in memory, as the peers' scripts do with a spike monitor.
     let mut rec = match Recorder::new(&net, true, &[]) {
@@ -332,32 +343,86 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
         rec.sample(&net);
     }
     let run = t2.elapsed().as_secs_f64();
+    let where_ = format!("\"backend\":\"jit\",\"threads\":{},\"ranks\":{}", net.threads(), ex.map_or(1, |ex| ex.size()));
+    print_sim(&net, a, &where_, rep, Times { frontend, jit, build, run });
+    ExitCode::SUCCESS
+}
+
+/// The phases of a `bench sim` repetition, in seconds.
+struct Times {
+    frontend: f64,
+    jit: f64,
+    build: f64,
+    run: f64,
+}
+
+/// One JSON line of a simulation run; `where_` says where it ran (threads and ranks, or
+/// the GPU with its device calls per step). Rates come from the spike counters.
+fn print_sim<T: Float>(net: &Network<T>, a: &SimArgs, where_: &str, rep: usize, t: Times) {
     let simulated = net.time();
     let spikes: u64 = net.pops.iter().map(|p| p.spike_count).sum();
     let spiking: usize = net.pops.iter().filter(|p| !p.spikes.is_empty()).map(|p| p.n * net.batch).sum();
+    let kernels = net.pops.iter().filter(|p| p.step.is_some()).count();
     let rates: Vec<String> = net
         .pops
         .iter()
         .filter(|p| !p.spikes.is_empty())
         .map(|p| format!("\"{}\":{:.3}", p.name, p.spike_count as f64 / (p.n * net.batch) as f64 / simulated.max(1e-12)))
         .collect();
+    let Times { frontend, jit, build, run } = t;
     println!(
-        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",\"threads\":{},\"ranks\":{},\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{:.6},\"kernels\":{},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
+        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",{where_},\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{jit:.6},\"kernels\":{kernels},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
         net.name,
         net.n_neurons(),
         net.n_synapses(),
         std::any::type_name::<T>(),
         a.method.map(method_label).unwrap_or("default"),
-        net.threads(),
-        ex.map_or(1, |ex| ex.size()),
         net.step_index,
-        jit,
-        kernels,
         spikes as f64 / spiking.max(1) as f64 / simulated.max(1e-12),
         rates.join(","),
         peak_rss_mb()
     );
-    ExitCode::SUCCESS
+}
+
+/// One repetition on GPU 0: the network built on the host and uploaded (timed as the
+/// build; the PTX is emitted there, so `jit_s` is 0), one step and a reset so that the
+/// driver has loaded every module, then the timed steps, which end with the last
+/// window's status read back (the spike counters). Spikes are counted on the device,
+/// not recorded.
+#[cfg(feature = "cuda")]
+fn sim_gpu_once<T: Float>(job: &SimBench, rep: usize) -> Result<ExitCode, String> {
+    use snnc_runtime::gpu::cuda::CudaDevice;
+    use snnc_runtime::gpu::{Device, GpuNetwork};
+    let a = job.a;
+    let t0 = Instant::now();
+    let Some((program, index)) = super::load_network(&a.file, a.network.as_deref(), job.opts, job.reporter) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let frontend = t0.elapsed().as_secs_f64();
+    let o = Options { seed: a.seed, method: a.method, ..Options::default() };
+    let t1 = Instant::now();
+    let dev = CudaDevice::open(0).map_err(|e| e.to_string())?;
+    let host = Network::<T>::without_kernels(&program, &program.networks[index], &o).map_err(|e| e.to_string())?;
+    let mut gpu = GpuNetwork::new(host, dev).map_err(|e| e.to_string())?;
+    gpu.dev.synchronize().map_err(|e| e.to_string())?;
+    let build = t1.elapsed().as_secs_f64();
+    let zeros: Vec<Vec<T>> = gpu.host.inputs.iter().map(|(_, n)| vec![T::default(); n * gpu.host.batch]).collect();
+    let external: Vec<&[T]> = zeros.iter().map(|v| v.as_slice()).collect();
+    let err = |e: snnc_runtime::error::RuntimeError| e.to_string();
+    gpu.step(&external).map_err(err)?;
+    gpu.reset().map_err(err)?;
+    let steps = (a.duration / gpu.host.dt).round() as u64;
+    let before = gpu.counts();
+    let t2 = Instant::now();
+    for _ in 0..steps {
+        gpu.step(&external).map_err(err)?;
+    }
+    gpu.flush().map_err(err)?;
+    let run = t2.elapsed().as_secs_f64();
+    let calls = gpu.counts().since(&before).per_step_json(steps);
+    let where_ = format!("\"backend\":\"cuda\",\"device\":\"{}\",{calls}", gpu.dev.name().replace('"', "'"));
+    print_sim(&gpu.host, a, &where_, rep, Times { frontend, jit: 0.0, build, run });
+    Ok(ExitCode::SUCCESS)
 }
 
 fn method_label(m: sema::Method) -> &'static str {

@@ -97,6 +97,10 @@ pub fn run(args: Args, opts: &LoadOptions, reporter: &Reporter) -> ExitCode {
     with_ranks(|ex| run_on(args, opts, reporter, ex))
 }
 
+/// Why `--backend cuda` refuses `mpirun` (of `run` and `bench sim`).
+pub(super) const GPU_NOT_PARTITIONED: &str =
+    "E0702: --backend cuda: a simulation partitioned over MPI ranks runs on the CPU (--backend jit or interp); run it in one process for the GPU";
+
 /// `f` given the other ranks of an MPI launch (`mpirun -np K`, K > 1, feature `mpi`):
 /// the neurons of every population are split over them (docs/scaling.md), and rank 0
 /// alone writes to standard output. Else, and without the feature, `f(None)`.
@@ -121,7 +125,7 @@ fn run_on(args: Args, opts: &LoadOptions, reporter: &Reporter, ex: Option<&dyn E
             return fail(e);
         }
         if args.backend == Backend::Cuda {
-            return fail("E0702: --backend cuda: a simulation partitioned over MPI ranks runs on the CPU (--backend jit or interp); run it in one process for the GPU");
+            return fail(GPU_NOT_PARTITIONED);
         }
     }
     let writes = ex.is_none_or(|ex| ex.rank() == 0);

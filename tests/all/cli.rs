@@ -236,7 +236,7 @@ fn a_file_without_models_shows_its_network() {
     }
 }
 
-/// `--backend cuda` of `snnc run` and `snnc train` on a machine without a GPU (or in a
+/// `--backend cuda` of `snnc run`, `snnc train` and `snnc bench sim` on a machine without a GPU (or in a
 /// build without the `cuda` feature) fails with one `error:` line and exit code 1,
 /// never a panic.
 #[test]
@@ -250,7 +250,8 @@ fn backend_cuda_without_gpu_is_one_clear_error() {
     }
     let run: &[&str] = &["run", "examples/coba.snn", "--backend", "cuda", "--duration", "1ms"];
     let train: &[&str] = &["train", "examples/dms.snn", "--backend", "cuda", "--batches", "1", "--epochs", "1"];
-    for args in [run, train] {
+    let bench: &[&str] = &["bench", "sim", "examples/coba.snn", "--backend", "cuda", "--duration", "1ms"];
+    for args in [run, train, bench] {
         let out = snnc(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?} stderr:\n{stderr}");

@@ -20,7 +20,7 @@ use crate::common::{Lcg, const_overrides, example_populations, input_scale, load
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::ptx::{
-    self, Access, DERIV_ENTRY, Precision, PtxKernel, Role, STEP_ENTRY, Target, compile_derivatives, compile_step,
+    self, Access, DERIV_ENTRY, Precision, PtxKernel, Role, STEP_ENTRY, Target, compile_checked_step, compile_derivatives, compile_step,
     launch_config,
 };
 use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel, random_draw};
@@ -158,6 +158,7 @@ fn ptxas_accepts_every_kernel() {
                 for target in [Target::Sm80, Target::Sm90] {
                     let mut kernels = vec![
                         ("step".to_string(), compile_step(&c.step, &sp, precision, target)),
+                        ("checked step".to_string(), compile_checked_step(&c.step, &sp, precision, target)),
                         ("derivatives".to_string(), compile_derivatives(&c.step, &sp, precision, target)),
                     ];
                     // The learning kernels generated from the derivatives (trace steps
@@ -165,7 +166,7 @@ fn ptxas_accepts_every_kernel() {
                     if let Ok((ds, dl)) = c.step.with_derivative_outputs() {
                         use snnc_compiler::discretise::trace::{TraceKind, adjoint_step, trace_step};
                         // The step a training network runs: with D, Df and ds/dh as outputs.
-                        kernels.push(("learning step".to_string(), compile_step(&ds, &sp, precision, target)));
+                        kernels.push(("learning step".to_string(), compile_checked_step(&ds, &sp, precision, target)));
                         let lambda = if per_neuron { ParamSpec::PerNeuron } else { ParamSpec::Uniform(0.9) };
                         for input in 0..dl.n_in {
                             let t = trace_step(&ds, &dl, TraceKind::EsOutput { input });
@@ -572,6 +573,66 @@ fn snapshot_lif_step_f32_sm80() {
     let c = case("lif".into(), step, &[], &[]);
     let text = ptx::emit_step(&c.step, &specs(&c, false), Precision::F32, Target::Sm80).unwrap();
     insta::assert_snapshot!(text);
+}
+
+/// The non-finite check fused into a step kernel (issue 16): the flag parameters, the
+/// test of each state written, one predicated `red.global.max`.
+#[test]
+fn snapshot_lif_checked_step_f32_sm80() {
+    let step = stdlib_step("stdlib/lif.snn", "LIF");
+    let c = case("lif".into(), step, &[], &[]);
+    let k = compile_checked_step(&c.step, &specs(&c, false), Precision::F32, Target::Sm80).unwrap();
+    insta::assert_snapshot!(k.ptx());
+}
+
+/// A checked step writes what the plain one writes and raises the flag word
+/// `snnc_nonfinite` would over its states (one allocation, state-major): the first
+/// non-finite element by index, with its class; 0 when every state is finite.
+#[test]
+fn checked_step_raises_the_nonfinite_flag_of_the_first_element() {
+    use snnc_compiler::backend::ptx::propagate::decode_flag;
+    let step = stdlib_step("stdlib/alif.snn", "ALIF");
+    let c = case("alif".into(), step, &[], &[]);
+    let sp = specs(&c, false);
+    for precision in [Precision::F32, Precision::F64] {
+        let plain = compile_step(&c.step, &sp, precision, Target::Sm80).unwrap();
+        let checked = compile_checked_step(&c.step, &sp, precision, Target::Sm80).unwrap();
+        assert!(checked.checks && !plain.checks);
+        assert!(checked.ptx().contains(".param .u64 flag_slot") && checked.ptx().contains("red.global.max.u32"));
+        let n = 8;
+        let n_states = c.step.layout.states.len();
+        assert_eq!(n_states, 2, "ALIF has v and a");
+        let mut rng = Lcg(3);
+        let d = data(&c, n, &sp, &mut rng);
+        // (state, element, value) made non-finite before the step, and the element the
+        // flag must name (state-major index k * n + i) with its value.
+        let cases: [(&[(usize, usize, f64)], Option<(usize, f64)>); 4] = [
+            (&[], None),
+            (&[(0, 5, f64::NAN)], Some((5, f64::NAN))),
+            (&[(1, 2, f64::INFINITY), (0, 6, f64::NAN)], Some((6, f64::NAN))),
+            (&[(1, 1, f64::NEG_INFINITY)], Some((n + 1, f64::NEG_INFINITY))),
+        ];
+        for (bad, want) in cases {
+            let mut states = d.states.clone();
+            for &(k, i, v) in bad {
+                states[k][i] = v;
+            }
+            let mut a = bufs(&plain, &states, &d.base, &d.params, n);
+            let mut b = bufs(&checked, &states, &d.base, &d.params, n);
+            assert_eq!(plain.emulate(&mut a, 0.0, rctx(0)), 0);
+            let word = checked.emulate(&mut b, 0.0, rctx(0));
+            let same = a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{precision:?} {bad:?}: the checked step computes something else");
+            match (decode_flag(word), want) {
+                (None, None) => {}
+                (Some((e, v)), Some((we, wv))) => {
+                    assert_eq!(e, we, "{precision:?} {bad:?}");
+                    assert!(v.to_bits() == wv.to_bits() || (v.is_nan() && wv.is_nan()), "{precision:?} {bad:?}: {v}");
+                }
+                (got, want) => panic!("{precision:?} {bad:?}: flag {got:?}, want {want:?}"),
+            }
+        }
+    }
 }
 
 #[test]

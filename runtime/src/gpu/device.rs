@@ -346,10 +346,23 @@ impl EmuDevice {
 
     fn run_step(&mut self, k: &PtxKernel, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
         let np = k.args.len();
-        if args.len() != np + 5 {
-            return Err(DeviceError(format!("step kernel takes {} arguments, got {}", np + 5, args.len())));
+        // A checked step (`compile_checked_step`) takes its flag buffer and slot last.
+        let extra = if k.checks { 2 } else { 0 };
+        if args.len() != np + 5 + extra {
+            return Err(DeviceError(format!("step kernel takes {} arguments, got {}", np + 5 + extra, args.len())));
         }
-        let scalars: Vec<u64> = args[np..]
+        let flag = match args[np + 5..] {
+            [] => None,
+            [KArg::Buf(b), KArg::U64(slot)] => {
+                let e = self.buf(b)?;
+                if e.elem != Elem::U32 || self.len(b) <= slot as usize {
+                    return Err(DeviceError(format!("step kernel: flag slot {slot} is not a u32 of `{}`", e.label)));
+                }
+                Some((b, slot as usize))
+            }
+            _ => return Err(DeviceError("step kernel: its flags must be a buffer and a slot".into())),
+        };
+        let scalars: Vec<u64> = args[np..np + 5]
             .iter()
             .map(|a| match a {
                 KArg::U64(v) => Ok(*v),
@@ -373,10 +386,16 @@ impl EmuDevice {
             taken.push(full);
         }
         let t = f64::from_bits(scalars[1]);
-        k.emulate(&mut bufs, t, RandomCtx { seed: scalars[2], step: scalars[3], offset: scalars[4] });
+        let word = k.emulate(&mut bufs, t, RandomCtx { seed: scalars[2], step: scalars[3], offset: scalars[4] });
         for ((a, mut full), vals) in args[..np].iter().zip(taken).zip(bufs) {
             full[..n].copy_from_slice(&vals);
             self.put(*a, full);
+        }
+        if let Some((b, slot)) = flag.filter(|_| word != 0) {
+            // `red.global.max.u32`: the flag keeps the larger word.
+            let mut data = self.take(KArg::Buf(b), Elem::U32, slot + 1, "step kernel flags")?;
+            data[slot] = data[slot].max(f64::from(word));
+            self.put(KArg::Buf(b), data);
         }
         Ok(())
     }

@@ -51,7 +51,7 @@ use crate::propagate::Weights;
 use crate::scalar::Float;
 use crate::rng::stream_id;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK, SPARSE_BLOCK, sparse_grid};
-use snnc_compiler::backend::ptx::{Role, compile_step, launch_config};
+use snnc_compiler::backend::ptx::{Role, compile_checked_step, launch_config};
 use snnc_compiler::sema::Source;
 
 /// Steps between two status read-backs, unless set with [`GpuNetwork::set_window`].
@@ -61,9 +61,9 @@ struct DevPop {
     module: Option<ModId>,
     /// The step kernel's pointer arguments, in its `.param` order.
     args: Vec<Buf>,
-    /// The states: views of `block`, one after the other (one non-finite check for all).
+    /// The states: views of one allocation, one after the other, so that element e of
+    /// the non-finite flag is state e / len, element e % len (as the CPU names it).
     states: Vec<Buf>,
-    block: Option<Buf>,
     inputs: Vec<Buf>,
     /// Per-neuron params (the host's `per_neuron_params`, in order).
     params: Vec<Buf>,
@@ -238,7 +238,6 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 states: Vec::new(),
                 inputs: Vec::new(),
                 params: Vec::new(),
-                block: None,
                 spikes: None,
                 list: None,
                 output: None,
@@ -251,8 +250,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 pops.push(dp);
                 continue;
             };
-            let k = compile_step(step, &pop.specs, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
-            // One allocation for the states, so that one launch checks them all.
+            let k = compile_checked_step(step, &pop.specs, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
+            // One allocation for the states: the step's flag names an element of it.
             let block_len = len * pop.states.len();
             if block_len > prop::FLAG_INDEX_MAX as usize {
                 return Err(RuntimeError::Build(format!(
@@ -269,7 +268,6 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 dev.upload(view, T::host(s)).map_err(dev_err)?;
                 dp.states.push(view);
             }
-            dp.block = Some(block);
             for name in &pop.input_names {
                 dp.inputs.push(alloc(&mut dev, name).map_err(dev_err)?);
             }
@@ -516,12 +514,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             // Elements b0.. of a larger batch draw what the whole one would for them.
             let offset = (self.host.batch_offset * self.host.pops[p].n) as u64;
             args.extend(step_scalars(len, t, dp.seed, step, offset));
+            // The step checks the states it writes: its flag of this step in the status.
+            args.extend([KArg::Buf(self.status), KArg::U64((flags_at + dp.flag) as u64)]);
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
-            let (block, k, flag, spikes, list) = (dp.block, dp.states.len(), dp.flag, dp.spikes, dp.list);
-            if let Some(block) = block.filter(|_| k > 0) {
-                let a = [KArg::Buf(block), KArg::U64((k * len) as u64), KArg::Buf(self.status), KArg::U64((flags_at + flag) as u64)];
-                self.launch(prop::NONFINITE, Self::flat(k * len), BLOCK, &a)?;
-            }
+            let (spikes, list) = (dp.spikes, dp.list);
             if let (Some(sp), Some((list, slot))) = (spikes, list) {
                 self.compact(sp, list, slot, self.host.pops[p].n)?;
             }

@@ -166,6 +166,8 @@ pub(crate) enum Rnd {
 /// The scalar (non-pointer) kernel parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Scalar {
+    /// The number of elements (the `i < n` bound).
+    N,
     T,
     Seed,
     Step,
@@ -175,6 +177,7 @@ pub(crate) enum Scalar {
 impl Scalar {
     pub fn name(self) -> &'static str {
         match self {
+            Scalar::N => "n",
             Scalar::T => "t",
             Scalar::Seed => "seed",
             Scalar::Step => "step",
@@ -208,6 +211,9 @@ pub(crate) enum Inst {
     Cvt { rnd: Option<Rnd>, dty: Ty, sty: Ty, d: Reg, a: Reg },
     /// Reinterpret bits between a float and an integer register of the same width.
     Bits { ty: Ty, d: Reg, a: Reg },
+    /// Where `p`: the kernel's non-finite flag word (`flags[flag_slot]`, u32) becomes
+    /// the larger of itself and `a` (`red.global.max.u32`).
+    FlagMax { a: Reg, p: Reg },
     Comment(String),
 }
 
@@ -327,6 +333,7 @@ pub(crate) fn print_inst(out: &mut String, inst: &Inst, addr: &dyn Fn(usize) -> 
             format!("cvt{r}{f}.{}.{} {}, {};", t(dty), t(sty), reg(d), reg(a))
         }
         Inst::Bits { ty, d, a } => format!("mov.{} {}, {};", t(ty), reg(d), reg(a)),
+        Inst::FlagMax { a, p } => format!("@{} red.global.max.u32 [%rd_flag], {};", reg(p), reg(a)),
     };
     let _ = writeln!(out, "\t{line}");
 }
@@ -334,6 +341,8 @@ pub(crate) fn print_inst(out: &mut String, inst: &Inst, addr: &dyn Fn(usize) -> 
 /// The register file of the emulator: every register as raw bits.
 pub(crate) struct Machine {
     regs: Vec<Vec<u64>>,
+    /// The largest word [`Inst::FlagMax`] raised so far (0: none).
+    pub flag: u32,
 }
 
 fn class_ix(c: Class) -> usize {
@@ -387,7 +396,7 @@ fn f2i(v: f64, rnd: Option<Rnd>, ty: Ty) -> u64 {
 
 impl Machine {
     pub fn new(counts: &[u32; 5]) -> Machine {
-        Machine { regs: counts.iter().map(|&n| vec![0; n as usize]).collect() }
+        Machine { regs: counts.iter().map(|&n| vec![0; n as usize]).collect(), flag: 0 }
     }
 
     fn get(&self, r: Reg) -> u64 {
@@ -561,6 +570,11 @@ impl Machine {
                     self.set(d, v);
                 }
                 Inst::Cvt { rnd, dty, sty, d, a } => self.set(d, cvt(self.get(a), rnd, dty, sty)),
+                Inst::FlagMax { a, p } => {
+                    if self.get(p) != 0 {
+                        self.flag = self.flag.max(self.get(a) as u32);
+                    }
+                }
             }
         }
     }

@@ -35,7 +35,7 @@ pub mod text_emu;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
-use self::asm::{Arg, Bin, Cmp, Inst, Reg, Rnd, Scalar, Ty, Un};
+use self::asm::{Arg, Bin, Cmp, Inst, Reg, Rnd, Scalar, Test, Ty, Un};
 use self::build::Builder;
 pub use super::Precision;
 use super::specialise::{SpecialiseError, fold_leaves, specialise_step};
@@ -130,6 +130,9 @@ pub struct PtxKernel {
     header: Vec<String>,
     body: Vec<Inst>,
     counts: [u32; 5],
+    /// The kernel checks the states it writes ([`compile_checked_step`]) and takes two
+    /// more parameters after the scalars: `flags` (a u32 pointer) and `flag_slot`.
+    pub checks: bool,
 }
 
 /// `(grid, block)` for `n` elements with `block` threads per block (clamped to 1..=1024,
@@ -561,7 +564,68 @@ fn lower(
         lw.b.push(Inst::St { ty, buf, a });
     }
     let Builder { body, counts } = lw.b;
-    Ok(PtxKernel { entry, precision, target, args, header, body, counts })
+    Ok(PtxKernel { entry, precision, target, args, header, body, counts, checks: false })
+}
+
+/// [`compile_step`] with the runtime's non-finite check fused in, instead of a launch
+/// of [`propagate::NONFINITE`] over the states after the step: each thread tests the
+/// states it has just written and, if one is NaN or infinite, raises the flag word
+/// `NONFINITE` would for element `k * n + i` (state k of a population whose states are
+/// one allocation, n elements each) into `flags[flag_slot]` (atomic max: the smallest
+/// element wins, so the flag is the same). States the step leaves unchanged are not
+/// written, so not tested: they are as finite as they were.
+pub fn compile_checked_step(step: &Step, specs: &[ParamSpec], precision: Precision, target: Target) -> Result<PtxKernel, PtxError> {
+    let mut k = compile_step(step, specs, precision, target)?;
+    let ty = match precision {
+        Precision::F32 => Ty::F32,
+        Precision::F64 => Ty::F64,
+    };
+    let stored: Vec<(usize, Reg)> = k
+        .body
+        .iter()
+        .filter_map(|inst| match *inst {
+            Inst::St { buf, a: Arg::R(r), .. } => match k.args[buf].role {
+                Role::State(s) => Some((s, r)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let mut b = Builder { body: std::mem::take(&mut k.body), counts: k.counts };
+    if !stored.is_empty() {
+        b.comment("non-finite check of the states written (the flag word of propagate::NONFINITE)".into());
+        let i = b.index();
+        let n = b.param(Scalar::N);
+        // From the last state to the first, so that the first non-finite one is kept.
+        let mut word = Arg::I(0);
+        for &(s, x) in stored.iter().rev() {
+            let finite = b.testp(Test::Finite, ty, x);
+            let nan = b.testp(Test::NotANumber, ty, x);
+            let positive = b.setp(Cmp::Gt, ty, x, Arg::F(0.0));
+            let class = b.selp(Ty::U32, Arg::I(2), Arg::I(3), positive);
+            let class = b.selp(Ty::U32, Arg::I(1), class, nan);
+            let e = match s {
+                0 => i,
+                _ => {
+                    let plane = b.mul(Ty::U64, n, Arg::I(s as u64));
+                    b.add(Ty::U64, plane, i)
+                }
+            };
+            let e = b.cvt(None, Ty::U32, Ty::U64, e);
+            let w = b.sub(Ty::U32, Arg::I(u64::from(propagate::FLAG_INDEX_MAX)), e);
+            let w = b.bin(Bin::Shl, Ty::B32, w, Arg::I(2));
+            let w = b.bin(Bin::Or, Ty::B32, w, class);
+            word = Arg::R(b.selp(Ty::U32, word, w, finite));
+        }
+        let Arg::R(word) = word else { unreachable!("one state at least") };
+        let raised = b.setp(Cmp::Ne, Ty::U32, word, Arg::I(0));
+        b.push(Inst::FlagMax { a: word, p: raised });
+    }
+    k.body = b.body;
+    k.counts = b.counts;
+    k.checks = true;
+    k.header.push("non-finite check fused in: parameters flags (u32 pointer) and flag_slot follow offset".into());
+    Ok(k)
 }
 
 
@@ -627,8 +691,14 @@ impl PtxKernel {
         let _ = writeln!(o, ".visible .entry {entry}(");
         let mut params: Vec<String> = self.args.iter().map(|a| format!("\t.param .u64 {}", a.name)).collect();
         params.extend(["\t.param .u64 n", "\t.param .f64 t", "\t.param .u64 seed", "\t.param .u64 step", "\t.param .u64 offset"].map(String::from));
+        if self.checks {
+            params.extend(["\t.param .u64 flags", "\t.param .u64 flag_slot"].map(String::from));
+        }
         let _ = writeln!(o, "{}\n)\n{{", params.join(",\n"));
         let _ = writeln!(o, "\t.reg .pred %p_out;\n\t.reg .b32 %r_ctaid, %r_ntid, %r_tid;\n\t.reg .b64 %rd_i, %rd_n, %rd_off;");
+        if self.checks {
+            o.push_str("\t.reg .b64 %rd_flag, %rd_slot;\n");
+        }
         if !self.args.is_empty() {
             let _ = writeln!(o, "\t.reg .b64 %rd_a<{}>;", self.args.len());
         }
@@ -642,6 +712,10 @@ impl PtxKernel {
             let _ = writeln!(o, "\tld.param.u64 %rd_a{k}, [{}];", a.name);
             let _ = writeln!(o, "\tcvta.to.global.u64 %rd_a{k}, %rd_a{k};");
             let _ = writeln!(o, "\tadd.s64 %rd_a{k}, %rd_a{k}, %rd_off;");
+        }
+        if self.checks {
+            o.push_str("\tld.param.u64 %rd_flag, [flags];\n\tcvta.to.global.u64 %rd_flag, %rd_flag;\n");
+            o.push_str("\tld.param.u64 %rd_slot, [flag_slot];\n\tshl.b64 %rd_slot, %rd_slot, 2;\n\tadd.s64 %rd_flag, %rd_flag, %rd_slot;\n");
         }
         o.push('\n');
         for inst in &self.body {
@@ -657,12 +731,16 @@ impl PtxKernel {
     /// the emitted code without a GPU: same instructions, same IEEE roundings and `.ftz`
     /// flushing, with the approximate f32 instructions (`ex2`, `lg2`, `sin`, `cos`)
     /// replaced by correctly rounded ones.
-    pub fn emulate(&self, bufs: &mut [Vec<f64>], t: f64, random: RandomCtx) {
+    ///
+    /// Returns the largest non-finite flag word a [`compile_checked_step`] kernel raised
+    /// (0: none, and always for other kernels), for the caller to max into its flag.
+    pub fn emulate(&self, bufs: &mut [Vec<f64>], t: f64, random: RandomCtx) -> u32 {
         assert_eq!(bufs.len(), self.args.len(), "one buffer per pointer argument");
         let n = bufs.first().map_or(0, |b| b.len());
         assert!(bufs.iter().all(|b| b.len() == n), "buffers of different lengths");
         let f32k = self.precision == Precision::F32;
         let scalar = |s: Scalar| match s {
+            Scalar::N => n as u64,
             Scalar::T => t.to_bits(),
             Scalar::Seed => random.seed,
             Scalar::Step => random.step,
@@ -678,5 +756,6 @@ impl PtxKernel {
             let mut st = |buf: usize, v: f64| cell.borrow_mut()[buf][i] = v;
             m.run(&self.body, i as u64, &scalar, &mut ld, &mut st);
         }
+        m.flag
     }
 }

@@ -73,9 +73,20 @@ struct DevPop {
     /// `Linear` readouts: the output their projections sum into.
     output: Option<Buf>,
     drives: Vec<(usize, Buf)>,
+    /// Per input: nothing delivers into it, so it holds its drives (or zeros) from the
+    /// build on, as on the CPU (`fixed_inputs`): uploaded once, never written per step
+    /// (`drives` holds the drives of the other inputs).
+    fixed: Vec<bool>,
     /// This population's non-finite flag within a step's flags.
     flag: usize,
     seed: u64,
+}
+
+impl DevPop {
+    /// The inputs a step sums into (not the fixed ones).
+    fn accumulated_inputs(&self) -> impl Iterator<Item = Buf> + '_ {
+        self.inputs.iter().zip(&self.fixed).filter(|(_, f)| !**f).map(|(b, _)| *b).chain(self.inputs.iter().skip(self.fixed.len()).copied())
+    }
 }
 
 enum DevWeights {
@@ -242,6 +253,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 list: None,
                 output: None,
                 drives: Vec::new(),
+                fixed: pop.fixed_inputs.clone(),
                 flag: n_flags,
                 seed: host.seed ^ u64::from(stream_id(&pop.name)),
             };
@@ -268,8 +280,12 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 dev.upload(view, T::host(s)).map_err(dev_err)?;
                 dp.states.push(view);
             }
-            for name in &pop.input_names {
-                dp.inputs.push(alloc(&mut dev, name).map_err(dev_err)?);
+            for (k, name) in pop.input_names.iter().enumerate() {
+                let b = match pop.fixed_inputs.get(k) {
+                    Some(true) => upload(&mut dev, name, &pop.inputs[k]),
+                    _ => alloc(&mut dev, name),
+                };
+                dp.inputs.push(b.map_err(dev_err)?);
             }
             for (i, v) in pop.per_neuron_params.iter().enumerate() {
                 dp.params.push(upload(&mut dev, &format!("param{i}"), v).map_err(dev_err)?);
@@ -289,7 +305,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     r => return Err(RuntimeError::Build(format!("population `{}`: kernel argument {r:?} is not supported on the GPU", pop.name))),
                 });
             }
-            for (i, (idx, v)) in pop.drives.iter().enumerate() {
+            // (A fixed input holds its drives already.)
+            for (i, (idx, v)) in pop.drives.iter().enumerate().filter(|(_, (idx, _))| !pop.fixed_inputs[*idx]) {
                 dp.drives.push((*idx, upload(&mut dev, &format!("drive{i}"), v).map_err(dev_err)?));
             }
             dp.module = Some(dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?);
@@ -369,7 +386,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cur_ext = ext.clone();
         let mut acc = Accumulators::default();
-        acc.track(pops.iter().flat_map(|d: &DevPop| d.inputs.iter().chain(&d.output).copied()));
+        acc.track(pops.iter().flat_map(|d: &DevPop| d.accumulated_inputs().chain(d.output)));
         // The status is allocated once every flag is known.
         let status = lens;
         let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, id };
@@ -545,8 +562,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let len = self.host.pops[p].n * batch;
         let dp = &self.pops[p];
         let (inputs, output, drives) = (dp.inputs.clone(), dp.output, dp.drives.clone());
+        let accumulated: Vec<Buf> = dp.accumulated_inputs().chain(output).collect();
         // The CPU clears the inputs, adds the drives, then each projection: here each
-        // input's first write overwrites it instead (`accumulate`).
+        // input's first write overwrites it instead (`accumulate`). A fixed input keeps
+        // its drives from the build on.
         for (idx, d) in drives {
             let entry = if self.acc.first_write(inputs[idx]) { prop::COPY } else { prop::ADD };
             self.launch(entry, Self::flat(len), BLOCK, &[KArg::Buf(d), KArg::Buf(inputs[idx]), KArg::U64(len as u64)])?;
@@ -582,7 +601,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             }
         }
         // What nothing wrote this step is read as zeros by the step.
-        for &b in inputs.iter().chain(&output) {
+        for &b in &accumulated {
             self.acc.settle(&mut self.dev, b, false)?;
         }
         Ok(())
@@ -613,8 +632,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             for (b, s) in dp.states.iter().zip(&pop.states) {
                 self.dev.upload(*b, T::host(s)).map_err(dev_err)?;
             }
-            for b in dp.spikes.iter().chain(&dp.output).chain(&dp.inputs) {
-                self.dev.zero(*b).map_err(dev_err)?;
+            for b in dp.spikes.iter().chain(&dp.output).copied().chain(dp.accumulated_inputs()) {
+                self.dev.zero(b).map_err(dev_err)?;
             }
         }
         for b in self.projs.iter().flat_map(|p| &p.ring) {

@@ -158,7 +158,7 @@ fn ptxas_accepts_every_kernel() {
                 for target in [Target::Sm80, Target::Sm90] {
                     let mut kernels = vec![
                         ("step".to_string(), compile_step(&c.step, &sp, precision, target)),
-                        ("checked step".to_string(), compile_checked_step(&c.step, &sp, precision, target)),
+                        ("checked step".to_string(), compile_checked_step(&c.step, &sp, precision, target).map(|k| k.consuming(&[true; 8]))),
                         ("derivatives".to_string(), compile_derivatives(&c.step, &sp, precision, target)),
                     ];
                     // The learning kernels generated from the derivatives (trace steps
@@ -575,13 +575,14 @@ fn snapshot_lif_step_f32_sm80() {
     insta::assert_snapshot!(text);
 }
 
-/// The non-finite check fused into a step kernel (issue 16): the flag parameters, the
-/// test of each state written, one predicated `red.global.max`.
+/// The step kernel a GPU population runs (issue 16): the non-finite check fused in (the
+/// flag parameters, the test of each state written, one predicated `red.global.max`),
+/// and its input cleared once read (a coherent load, then a store of 0).
 #[test]
 fn snapshot_lif_checked_step_f32_sm80() {
     let step = stdlib_step("stdlib/lif.snn", "LIF");
     let c = case("lif".into(), step, &[], &[]);
-    let k = compile_checked_step(&c.step, &specs(&c, false), Precision::F32, Target::Sm80).unwrap();
+    let k = compile_checked_step(&c.step, &specs(&c, false), Precision::F32, Target::Sm80).unwrap().consuming(&[true]);
     insta::assert_snapshot!(k.ptx());
 }
 
@@ -623,6 +624,16 @@ fn checked_step_raises_the_nonfinite_flag_of_the_first_element() {
             let word = checked.emulate(&mut b, 0.0, rctx(0));
             let same = a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same, "{precision:?} {bad:?}: the checked step computes something else");
+            // Consuming its inputs: the same states and spikes, and the inputs zero.
+            let consuming = checked.clone().consuming(&[true]);
+            let mut z = bufs(&consuming, &states, &d.base, &d.params, n);
+            assert_eq!(consuming.emulate(&mut z, 0.0, rctx(0)), word);
+            for (arg, (x, y)) in consuming.args.iter().zip(a.iter().zip(&z)) {
+                match arg.role {
+                    Role::Input(_) => assert!(y.iter().all(|v| *v == 0.0), "{precision:?}: input {} not cleared", arg.name),
+                    _ => assert!(x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()), "{precision:?}: {} differs", arg.name),
+                }
+            }
             match (decode_flag(word), want) {
                 (None, None) => {}
                 (Some((e, v)), Some((we, wv))) => {

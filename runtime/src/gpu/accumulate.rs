@@ -3,7 +3,9 @@
 //! a device call per buffer per step; instead the step's first write overwrites the
 //! buffer (a GEMM with beta = 0, a copy), which gives the same values (0 + x = x), and a
 //! buffer that is read (or added to atomically) before any write of its step is cleared
-//! then. A buffer no step writes is cleared once and stays zero.
+//! then. A buffer no step writes is cleared once and stays zero. A population's step
+//! kernel clears the inputs it has read (`PtxKernel::consuming`), so they start the next
+//! step zero: its atomic deliveries need no clearing call.
 
 use super::device::{Buf, Device};
 use super::{Counted, dev_err};
@@ -61,6 +63,11 @@ impl Accumulators {
     /// Every buffer was cleared (a reset).
     pub fn cleared(&mut self) {
         self.held.values_mut().for_each(|h| *h = Held::Zero);
+    }
+
+    /// A kernel left `b` all zeros (a step that clears the inputs it has read).
+    pub fn cleared_one(&mut self, b: Buf) {
+        self.held.insert(b, Held::Zero);
     }
 
     /// Before a write that adds into `b`: true when it should overwrite instead (this is

@@ -262,7 +262,11 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 pops.push(dp);
                 continue;
             };
-            let k = compile_checked_step(step, &pop.specs, T::PRECISION, target).map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?;
+            // The step checks its states and clears the inputs deliveries sum into.
+            let consumed: Vec<bool> = pop.fixed_inputs.iter().map(|f| !f).collect();
+            let k = compile_checked_step(step, &pop.specs, T::PRECISION, target)
+                .map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?
+                .consuming(&consumed);
             // One allocation for the states: the step's flag names an element of it.
             let block_len = len * pop.states.len();
             if block_len > prop::FLAG_INDEX_MAX as usize {
@@ -534,6 +538,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             // The step checks the states it writes: its flag of this step in the status.
             args.extend([KArg::Buf(self.status), KArg::U64((flags_at + dp.flag) as u64)]);
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
+            // It left its accumulated inputs zero (`PtxKernel::consuming`).
+            for b in dp.accumulated_inputs() {
+                self.acc.cleared_one(b);
+            }
             let (spikes, list) = (dp.spikes, dp.list);
             if let (Some(sp), Some((list, slot))) = (spikes, list) {
                 self.compact(sp, list, slot, self.host.pops[p].n)?;

@@ -630,6 +630,42 @@ pub fn compile_checked_step(step: &Step, specs: &[ParamSpec], precision: Precisi
 
 
 impl PtxKernel {
+    /// The kernel clearing the inputs `consume` marks (by input index) once it has read
+    /// them, for a runtime that sums what arrives into an input from zero each step: the
+    /// next step's deliveries then find it zero, with no clearing call of their own. Each
+    /// thread stores 0 into its element of every marked input, read or not; those
+    /// inputs are loaded through the coherent path (`ld.global`, not `.nc`), since the
+    /// kernel writes them.
+    pub fn consuming(mut self, consume: &[bool]) -> PtxKernel {
+        let ty = match self.precision {
+            Precision::F32 => Ty::F32,
+            Precision::F64 => Ty::F64,
+        };
+        let marked: Vec<usize> =
+            (0..self.args.len()).filter(|&b| matches!(self.args[b].role, Role::Input(k) if consume.get(k).copied().unwrap_or(false))).collect();
+        if marked.is_empty() {
+            return self;
+        }
+        for inst in &mut self.body {
+            if let Inst::Ld { buf, read_only, .. } = inst
+                && marked.contains(buf)
+            {
+                *read_only = false;
+            }
+        }
+        let mut b = Builder { body: std::mem::take(&mut self.body), counts: self.counts };
+        b.comment("inputs read: cleared for the next step's deliveries".into());
+        let zero = b.mov(ty, Arg::F(0.0));
+        for &buf in &marked {
+            b.push(Inst::St { ty, buf, a: Arg::R(zero) });
+            self.args[buf].access = Access::ReadWrite;
+        }
+        self.body = b.body;
+        self.counts = b.counts;
+        self.header.push(format!("clears inputs {} after reading them", marked.iter().map(|&b| self.args[b].name.as_str()).collect::<Vec<_>>().join(", ")));
+        self
+    }
+
     /// Number of instructions of the element body (without prologue).
     pub fn body_len(&self) -> usize {
         self.body.iter().filter(|i| !matches!(i, Inst::Comment(_))).count()

@@ -17,6 +17,12 @@ pub trait Simulation<T> {
     /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
     fn network(&self) -> &Network<T>;
     fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError>;
+    /// Advances `steps` steps of a network without external inputs, with nothing read
+    /// in between (no recording): as many `advance(&[])`, which a backend may batch
+    /// (the GPU replays recorded windows of steps: `GpuNetwork::run`).
+    fn advance_free(&mut self, steps: u64) -> Result<(), RuntimeError> {
+        (0..steps).try_for_each(|_| self.advance(&[]))
+    }
     /// Brings the host view's spikes (and active lists) and, with `states`, every
     /// population's state up to date: what a recorder reads after each step.
     fn sync(&mut self, states: bool) -> Result<(), RuntimeError>;

@@ -414,13 +414,24 @@ fn sim_gpu_once<T: Float>(job: &SimBench, rep: usize) -> Result<ExitCode, String
     let steps = (a.duration / gpu.host.dt).round() as u64;
     let before = gpu.counts();
     let t2 = Instant::now();
-    for _ in 0..steps {
-        gpu.step(&external).map_err(err)?;
+    if external.is_empty() {
+        // Whole windows recorded once and replayed (GpuNetwork::run).
+        gpu.run(steps).map_err(err)?;
+    } else {
+        for _ in 0..steps {
+            gpu.step(&external).map_err(err)?;
+        }
     }
     gpu.flush().map_err(err)?;
     let run = t2.elapsed().as_secs_f64();
-    let calls = gpu.counts().since(&before).per_step_json(steps);
-    let where_ = format!("\"backend\":\"cuda\",\"device\":\"{}\",{calls}", gpu.dev.name().replace('"', "'"));
+    let counts = gpu.counts().since(&before);
+    let calls = counts.per_step_json(steps);
+    // Whether windows replayed as recorded graphs, or why not.
+    let graphs = match gpu.graphs_off() {
+        Some(why) => format!("\"graphs\":false,\"graphs_off\":\"{}\"", why.replace('"', "'")),
+        None => format!("\"graphs\":{}", counts.replays > 0),
+    };
+    let where_ = format!("\"backend\":\"cuda\",\"device\":\"{}\",{calls},{graphs}", gpu.dev.name().replace('"', "'"));
     print_sim(&gpu.host, a, &where_, rep, Times { frontend, jit: 0.0, build, run });
     Ok(ExitCode::SUCCESS)
 }

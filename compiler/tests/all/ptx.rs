@@ -158,7 +158,7 @@ fn ptxas_accepts_every_kernel() {
                 for target in [Target::Sm80, Target::Sm90] {
                     let mut kernels = vec![
                         ("step".to_string(), compile_step(&c.step, &sp, precision, target)),
-                        ("checked step".to_string(), compile_checked_step(&c.step, &sp, precision, target).map(|k| k.consuming(&[true; 8]))),
+                        ("checked step".to_string(), compile_checked_step(&c.step, &sp, precision, target).map(|k| k.consuming(&[true; 8]).clocked(DT).listing())),
                         ("derivatives".to_string(), compile_derivatives(&c.step, &sp, precision, target)),
                     ];
                     // The learning kernels generated from the derivatives (trace steps
@@ -475,6 +475,65 @@ const DRAWS: &str = "neuron Draws {
     method euler
 }";
 
+/// A listing kernel lists exactly the elements whose spike it writes non-zero, and
+/// writes what the plain kernel writes.
+#[test]
+fn listing_step_lists_the_elements_that_spiked() {
+    let step = stdlib_step("stdlib/lif.snn", "LIF");
+    let c = case("lif".into(), step, &[], &[]);
+    let sp = specs(&c, false);
+    for precision in [Precision::F32, Precision::F64] {
+        let plain = compile_step(&c.step, &sp, precision, Target::Sm80).unwrap();
+        let listing = compile_step(&c.step, &sp, precision, Target::Sm80).unwrap().listing();
+        assert!(listing.lists && listing.ptx().contains("atom.global.add.u32") && listing.ptx().contains(".param .u64 pop_n"));
+        let n = 200;
+        // v from 0 to 4 (the step subtracts v_th = 1 from a v above it first): the
+        // upper half spikes.
+        let states = vec![(0..n).map(|i| i as f64 / 50.0).collect::<Vec<f64>>()];
+        let inputs = vec![vec![0.5; n]];
+        let mut a = bufs(&plain, &states, &inputs, &[], n);
+        let mut b = bufs(&listing, &states, &inputs, &[], n);
+        plain.emulate(&mut a, 0.0, rctx(0));
+        let listed = listing.emulate(&mut b, 0.0, rctx(0)).listed;
+        assert_eq!(a, b, "{precision:?}");
+        let spike = plain.args.iter().position(|x| x.role == Role::Spike).unwrap();
+        let want: Vec<u64> = (0..n as u64).filter(|&i| a[spike][i as usize] != 0.0).collect();
+        assert!(!want.is_empty() && want.len() < n, "{precision:?}: some spike, not all");
+        assert_eq!(listed, want, "{precision:?}");
+    }
+    // A kernel without a spike is left as it is.
+    let syn = source_step(DRAWS);
+    let k = compile_step(&syn, &[ParamSpec::Uniform(1e-4)], Precision::F32, Target::Sm80).unwrap().listing();
+    assert!(!k.lists);
+}
+
+/// A clocked kernel (step and time from the device's clock) computes what the plain one
+/// computes with `step` and `t = step * dt` as arguments: the random draws (keyed by the
+/// step) and a drive that reads the time, bit for bit, at steps up to past 2^32.
+#[test]
+fn clocked_step_equals_the_step_given_its_step_and_time() {
+    let step = source_step(&DRAWS.replace("(rand() - z) / tau", "(rand() + sin(t / tau) - z) / tau"));
+    let sp = vec![ParamSpec::Uniform(1e-4)];
+    let n = 64;
+    for precision in [Precision::F64, Precision::F32] {
+        let plain = compile_step(&step, &sp, precision, Target::Sm80).unwrap();
+        let clocked = compile_step(&step, &sp, precision, Target::Sm80).unwrap().clocked(DT);
+        assert!(clocked.clocked && clocked.ptx().contains(".param .u64 clock") && clocked.ptx().contains("[%rd_clock]"));
+        assert!(!clocked.ptx().contains("[step]") && !clocked.ptx().contains("[t]"), "reads no step or t argument");
+        for s in [0u64, 1, 12345, (1u64 << 32) + 3] {
+            let t = s as f64 * DT;
+            let ctx = RandomCtx { seed: 9, step: s, offset: 17 };
+            let init: Vec<Vec<f64>> = plain.args.iter().map(|_| (0..n).map(|i| i as f64 * 0.01).collect()).collect();
+            let (mut a, mut b) = (init.clone(), init);
+            plain.emulate(&mut a, t, ctx);
+            // The clocked kernel ignores `t`: its clock (the step) gives it.
+            clocked.emulate(&mut b, f64::NAN, ctx);
+            let same = a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{precision:?} step {s}");
+        }
+    }
+}
+
 /// The emitted Philox4x32-10 and draw transforms against `random_draw`.
 #[test]
 fn emulated_philox_matches_random_draw() {
@@ -577,12 +636,13 @@ fn snapshot_lif_step_f32_sm80() {
 
 /// The step kernel a GPU population runs (issue 16): the non-finite check fused in (the
 /// flag parameters, the test of each state written, one predicated `red.global.max`),
-/// and its input cleared once read (a coherent load, then a store of 0).
+/// its input cleared once read (a coherent load, then a store of 0), and the clock
+/// parameter (LIF reads neither its step nor the time).
 #[test]
 fn snapshot_lif_checked_step_f32_sm80() {
     let step = stdlib_step("stdlib/lif.snn", "LIF");
     let c = case("lif".into(), step, &[], &[]);
-    let k = compile_checked_step(&c.step, &specs(&c, false), Precision::F32, Target::Sm80).unwrap().consuming(&[true]);
+    let k = compile_checked_step(&c.step, &specs(&c, false), Precision::F32, Target::Sm80).unwrap().consuming(&[true]).clocked(DT);
     insta::assert_snapshot!(k.ptx());
 }
 
@@ -620,14 +680,14 @@ fn checked_step_raises_the_nonfinite_flag_of_the_first_element() {
             }
             let mut a = bufs(&plain, &states, &d.base, &d.params, n);
             let mut b = bufs(&checked, &states, &d.base, &d.params, n);
-            assert_eq!(plain.emulate(&mut a, 0.0, rctx(0)), 0);
-            let word = checked.emulate(&mut b, 0.0, rctx(0));
+            assert_eq!(plain.emulate(&mut a, 0.0, rctx(0)).flag, 0);
+            let word = checked.emulate(&mut b, 0.0, rctx(0)).flag;
             let same = a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same, "{precision:?} {bad:?}: the checked step computes something else");
             // Consuming its inputs: the same states and spikes, and the inputs zero.
             let consuming = checked.clone().consuming(&[true]);
             let mut z = bufs(&consuming, &states, &d.base, &d.params, n);
-            assert_eq!(consuming.emulate(&mut z, 0.0, rctx(0)), word);
+            assert_eq!(consuming.emulate(&mut z, 0.0, rctx(0)).flag, word);
             for (arg, (x, y)) in consuming.args.iter().zip(a.iter().zip(&z)) {
                 match arg.role {
                     Role::Input(_) => assert!(y.iter().all(|v| *v == 0.0), "{precision:?}: input {} not cleared", arg.name),

@@ -346,12 +346,34 @@ impl EmuDevice {
 
     fn run_step(&mut self, k: &PtxKernel, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
         let np = k.args.len();
-        // A checked step (`compile_checked_step`) takes its flag buffer and slot last.
-        let extra = if k.checks { 2 } else { 0 };
-        if args.len() != np + 5 + extra {
-            return Err(DeviceError(format!("step kernel takes {} arguments, got {}", np + 5 + extra, args.len())));
+        // A checked step (`compile_checked_step`) takes its flag buffer and slot, a
+        // clocked one (`PtxKernel::clocked`) its clock, a listing one (`listing`) seven more.
+        let (checks, clocked, lists) = (if k.checks { 2 } else { 0 }, usize::from(k.clocked), if k.lists { 7 } else { 0 });
+        let at_list = np + 5 + checks + clocked;
+        if args.len() != at_list + lists {
+            return Err(DeviceError(format!("step kernel takes {} arguments, got {}", at_list + lists, args.len())));
         }
-        let flag = match args[np + 5..] {
+        let list = match args[at_list..] {
+            [] => None,
+            [KArg::Buf(l), KArg::Buf(c), KArg::Buf(tot), KArg::U64(app), KArg::U64(clr), KArg::U64(tot_at), KArg::U64(pop_n)] => {
+                Some((l, c, tot, app as usize, clr as usize, tot_at as usize, pop_n as usize))
+            }
+            _ => return Err(DeviceError("step kernel: its list arguments must be three buffers and four integers".into())),
+        };
+        let clock = match args[np + 5 + checks..at_list] {
+            [] => None,
+            [a @ KArg::Buf(_)] => {
+                let c = self.take(a, Elem::F64, 1, "step kernel clock")?;
+                let step = c[0];
+                self.put(a, c);
+                if step < 0.0 || step.fract() != 0.0 || step >= 2f64.powi(53) {
+                    return Err(DeviceError(format!("step kernel: the clock holds {step}, not a step")));
+                }
+                Some(step as u64)
+            }
+            _ => return Err(DeviceError("step kernel: its clock must be a buffer".into())),
+        };
+        let flag = match args[np + 5..np + 5 + checks] {
             [] => None,
             [KArg::Buf(b), KArg::U64(slot)] => {
                 let e = self.buf(b)?;
@@ -386,17 +408,59 @@ impl EmuDevice {
             taken.push(full);
         }
         let t = f64::from_bits(scalars[1]);
-        let word = k.emulate(&mut bufs, t, RandomCtx { seed: scalars[2], step: scalars[3], offset: scalars[4] });
+        let step = clock.unwrap_or(scalars[3]);
+        let out = k.emulate(&mut bufs, t, RandomCtx { seed: scalars[2], step, offset: scalars[4] });
         for ((a, mut full), vals) in args[..np].iter().zip(taken).zip(bufs) {
             full[..n].copy_from_slice(&vals);
             self.put(*a, full);
         }
+        if let Some((l, c, tot, app, clr, tot_at, pop_n)) = list {
+            self.list_spikes(&out.listed, n, (l, c, tot), (app, clr, tot_at), pop_n)?;
+        }
+        let word = out.flag;
         if let Some((b, slot)) = flag.filter(|_| word != 0) {
             // `red.global.max.u32`: the flag keeps the larger word.
             let mut data = self.take(KArg::Buf(b), Elem::U32, slot + 1, "step kernel flags")?;
             data[slot] = data[slot].max(f64::from(word));
             self.put(KArg::Buf(b), data);
         }
+        Ok(())
+    }
+
+    /// What a listing step's threads do with their spikes (`PtxKernel::listing`), in
+    /// element order: rows b = e / pop_n append j = e % pop_n to `list` (at the count
+    /// `counts[app + b]`, incremented) and count it in `totals[tot_at + b]`; every row
+    /// clears `counts[clr + b]`.
+    fn list_spikes(&mut self, listed: &[u64], n: usize, (l, c, tot): (Buf, Buf, Buf), (app, clr, tot_at): (usize, usize, usize), pop_n: usize) -> DResult<()> {
+        if pop_n == 0 || n % pop_n != 0 {
+            return Err(DeviceError(format!("step kernel: {n} elements are not rows of pop_n = {pop_n}")));
+        }
+        let rows = n / pop_n;
+        for (b, len, what) in [(l, n, "list"), (c, app.max(clr) + rows, "counts"), (tot, tot_at + rows, "totals")] {
+            let e = self.buf(b)?;
+            if e.elem != Elem::U32 || self.len(b) < len {
+                return Err(DeviceError(format!("step kernel: its {what} `{}` is not u32[>= {len}]", e.label)));
+            }
+        }
+        let mut list = self.take(KArg::Buf(l), Elem::U32, n, "step kernel list")?;
+        let mut counts = self.take(KArg::Buf(c), Elem::U32, 0, "step kernel counts")?;
+        for b in 0..rows {
+            counts[clr + b] = 0.0;
+        }
+        let mut adds = vec![0.0; rows];
+        for &e in listed {
+            let (b, j) = (e as usize / pop_n, e as usize % pop_n);
+            list[b * pop_n + counts[app + b] as usize] = j as f64;
+            counts[app + b] += 1.0;
+            adds[b] += 1.0;
+        }
+        self.put(KArg::Buf(c), counts);
+        self.put(KArg::Buf(l), list);
+        let mut totals = self.take(KArg::Buf(tot), Elem::U32, 0, "step kernel totals")?;
+        for (b, a) in adds.into_iter().enumerate() {
+            totals[tot_at + b] += a;
+        }
+        self.put(KArg::Buf(tot), totals);
         Ok(())
     }
 

@@ -43,6 +43,8 @@ pub use learn::GpuGradient;
 pub use device::{Buf, Call, Device, DeviceError, Elem, EmuDevice, Gemm, Host, HostMut, KArg, ModId, Module};
 
 use accumulate::Accumulators;
+use device::GraphId;
+use std::collections::HashMap;
 use plastic::{DevPlastic, DevStage};
 use crate::engine::Simulation;
 use crate::error::RuntimeError;
@@ -68,8 +70,11 @@ struct DevPop {
     /// Per-neuron params (the host's `per_neuron_params`, in order).
     params: Vec<Buf>,
     spikes: Option<Buf>,
-    /// Spike list and its slot in the list lengths (and the spike totals).
+    /// Spike list and its slot in the list lengths (and the spike totals). The step
+    /// kernel writes the list (`PtxKernel::listing`), its length alternating between
+    /// this slot (even steps) and `alt` (odd steps): see [`GpuNetwork::list_slot`].
     list: Option<(Buf, usize)>,
+    alt: usize,
     /// `Linear` readouts: the output their projections sum into.
     output: Option<Buf>,
     drives: Vec<(usize, Buf)>,
@@ -77,9 +82,18 @@ struct DevPop {
     /// build on, as on the CPU (`fixed_inputs`): uploaded once, never written per step
     /// (`drives` holds the drives of the other inputs).
     fixed: Vec<bool>,
+    /// Its step reads the device's clock (`PtxKernel::clocked`).
+    clocked: bool,
     /// This population's non-finite flag within a step's flags.
     flag: usize,
     seed: u64,
+}
+
+impl DevProj {
+    /// Whether a kernel of its stage or plasticity reads the device's clock.
+    fn clocked(&self) -> bool {
+        self.stage.as_ref().is_some_and(|s| s.clocked()) || self.plastic.as_ref().is_some_and(|p| p.clocked())
+    }
 }
 
 impl DevPop {
@@ -170,7 +184,30 @@ pub struct GpuNetwork<T: 'static, D> {
     pending: usize,
     /// The populations' inputs and readout outputs, written per step without clearing.
     acc: Accumulators,
+    /// The step index on the device (one f64), which the population steps that draw
+    /// random numbers or read the time read (`PtxKernel::clocked`), and each step's last
+    /// call advances ([`prop::TICK`]) when there is one.
+    clock: Buf,
+    /// Some kernel reads the clock: each step ends with [`prop::TICK`].
+    ticks: bool,
+    /// Recorded simulation windows ([`GpuNetwork::run`]) by what decides their calls,
+    /// with what the host knows of the accumulation buffers after one.
+    graphs: HashMap<RunKey, (GraphId, Vec<(usize, u8)>)>,
+    /// Why simulation windows stopped being recorded, if the device refused one.
+    graphs_off: Option<String>,
     id: u64,
+}
+
+/// At most this many recorded simulation windows (phases of the delay rings).
+const RUN_GRAPHS: usize = 16;
+
+/// What decides the calls of a simulation window that starts a status window: where
+/// each delay ring stands (the step modulo the rings' common period) and what the host
+/// knows of the accumulation buffers.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RunKey {
+    phase: u64,
+    acc: Vec<(usize, u8)>,
 }
 
 /// The scalar arguments that follow a step kernel's buffers: element count, time and
@@ -179,6 +216,10 @@ pub struct GpuNetwork<T: 'static, D> {
 /// `batch_offset`).
 pub(crate) fn step_scalars(len: usize, t: f64, seed: u64, step: u64, offset: u64) -> [KArg; 5] {
     [KArg::U64(len as u64), KArg::F64(t), KArg::U64(seed), KArg::U64(step), KArg::U64(offset)]
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
 
 /// A process-wide identity for each [`GpuNetwork`], so that state made for one (a
@@ -254,6 +295,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 output: None,
                 drives: Vec::new(),
                 fixed: pop.fixed_inputs.clone(),
+                clocked: false,
+                alt: 0,
                 flag: n_flags,
                 seed: host.seed ^ u64::from(stream_id(&pop.name)),
             };
@@ -264,9 +307,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             };
             // The step checks its states and clears the inputs deliveries sum into.
             let consumed: Vec<bool> = pop.fixed_inputs.iter().map(|f| !f).collect();
+            // It lists its spikes where it has some.
             let k = compile_checked_step(step, &pop.specs, T::PRECISION, target)
                 .map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?
-                .consuming(&consumed);
+                .consuming(&consumed)
+                .listing();
+            // One that reads its step or the time reads them from the device's clock.
+            let k = if k.reads_step() { k.clocked(host.dt) } else { k };
+            dp.clocked = k.clocked;
             // One allocation for the states: the step's flag names an element of it.
             let block_len = len * pop.states.len();
             if block_len > prop::FLAG_INDEX_MAX as usize {
@@ -383,7 +431,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             };
             projs.push(DevProj { weights, adapter, own_list, ring, n_pre, n_post, check: None, stage: None, plastic: None });
         }
-        let lens = dev.alloc(Elem::U32, count_slots * batch, "lens").map_err(dev_err)?;
+        // The second count of each population's list, after every other slot (the
+        // spike totals keep the first slot's index).
+        let mut slots = count_slots;
+        for dp in pops.iter_mut().filter(|dp| dp.list.is_some()) {
+            dp.alt = slots;
+            slots += 1;
+        }
+        let lens = dev.alloc(Elem::U32, slots * batch, "lens").map_err(dev_err)?;
         // A window's spike totals fit 32 bits.
         let largest = host.pops.iter().map(|p| p.n).max().unwrap_or(1).max(1);
         let window = DEFAULT_WINDOW.min((u32::MAX as usize / largest).max(1));
@@ -393,8 +448,11 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         acc.track(pops.iter().flat_map(|d: &DevPop| d.accumulated_inputs().chain(d.output)));
         // The status is allocated once every flag is known.
         let status = lens;
-        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, id };
+        let clock = dev.alloc(Elem::F64, 1, "clock").map_err(dev_err)?;
+        let (graphs, graphs_off) = (HashMap::new(), None);
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, id };
         net.build_plasticity(&mut n_flags)?;
+        net.ticks = net.pops.iter().any(|dp| dp.clocked) || net.projs.iter().any(|p| p.clocked());
         net.n_flags = n_flags;
         // The CPU's order: per population its projections' stages (sources), then its step;
         // the plastic projections' rules at the end of the step.
@@ -501,6 +559,90 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         self.acc.restore(acc);
     }
 
+    /// Advances `steps` steps of a network without external inputs, as that many
+    /// [`GpuNetwork::step`]s would, but a whole status window at a time where it can: the
+    /// window's calls are recorded as a graph the first time it starts from a given
+    /// phase (where the delay rings stand, what the accumulation buffers hold) and
+    /// replayed after that (its steps read their step from the device's clock), so a
+    /// window costs one host call and its status read-back. Windows run call by call,
+    /// with the same results, where the network has presynaptic stages or plastic
+    /// synapses (their kernels take the step as an argument), where the rings have too
+    /// many phases, and once the device refuses to record one
+    /// ([`GpuNetwork::graphs_off`]).
+    pub fn run(&mut self, steps: u64) -> Result<(), RuntimeError> {
+        if let Some((name, _)) = self.host.inputs.first() {
+            return Err(RuntimeError::Input(format!("the network reads input `{name}`: step it with its inputs (GpuNetwork::step)")));
+        }
+        let mut left = steps;
+        while left > 0 {
+            let w = self.window as u64;
+            if self.pending == 0 && left >= w && self.replayable() {
+                self.run_window()?;
+                left -= w;
+            } else {
+                self.step(&[])?;
+                left -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why simulation windows stopped being recorded as graphs, if the device refused.
+    pub fn graphs_off(&self) -> Option<&str> {
+        self.graphs_off.as_deref()
+    }
+
+    /// Whether [`GpuNetwork::run`] may record and replay windows (see there).
+    fn replayable(&self) -> bool {
+        let period = self.ring_period();
+        let phases = period / gcd(period, self.window as u64);
+        self.graphs_off.is_none() && phases <= RUN_GRAPHS as u64
+    }
+
+    /// The steps after which every delay ring (the plastic projections' rings of spikes
+    /// in flight too) and spike-list count is where it was (the least common multiple of
+    /// the rings' lengths and 2).
+    fn ring_period(&self) -> u64 {
+        // The spike lists' counts alternate between two slots.
+        let lists = if self.pops.iter().any(|p| p.list.is_some()) { 2 } else { 1 };
+        let rings = self.projs.iter().flat_map(|p| [p.ring.len(), p.plastic.as_ref().map_or(0, |pl| pl.ring_len())]);
+        rings.map(|l| l as u64).filter(|&l| l > 1).fold(lists, |a, l| (a / gcd(a, l)).saturating_mul(l))
+    }
+
+    /// One status window of [`GpuNetwork::run`], replayed or recorded, then read back.
+    fn run_window(&mut self) -> Result<(), RuntimeError> {
+        let n = self.window;
+        let key = RunKey { phase: self.host.step_index % self.ring_period(), acc: self.acc.snapshot() };
+        if let Some((graph, acc)) = self.graphs.get(&key).cloned() {
+            self.dev.replay(graph).map_err(dev_err)?;
+            self.fast_forward(n, &acc);
+            return self.flush();
+        }
+        let start = self.window_state();
+        let recorded = self.dev.begin_capture().map_err(dev_err).and_then(|()| {
+            let steps = (0..n).try_for_each(|_| self.step_deferred(&[]));
+            // A capture records without running: end it either way.
+            let graph = self.dev.end_capture().map_err(dev_err);
+            steps.and(graph)
+        });
+        match recorded.and_then(|graph| self.dev.replay(graph).map_err(dev_err).map(|()| graph)) {
+            Ok(graph) => {
+                if self.graphs.len() < RUN_GRAPHS {
+                    self.graphs.insert(key, (graph, self.acc.snapshot()));
+                }
+            }
+            Err(e) => {
+                // Nothing recorded ran: the host's view back, and the window call by call.
+                self.restore_window_state(&start);
+                self.graphs_off = Some(e.to_string());
+                for _ in 0..n {
+                    self.step_deferred(&[])?;
+                }
+            }
+        }
+        self.flush()
+    }
+
     /// Whether the window's status is full: the next step reads it back first.
     pub fn window_full(&self) -> bool {
         self.pending == self.window
@@ -535,22 +677,38 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             // Elements b0.. of a larger batch draw what the whole one would for them.
             let offset = (self.host.batch_offset * self.host.pops[p].n) as u64;
             args.extend(step_scalars(len, t, dp.seed, step, offset));
-            // The step checks the states it writes: its flag of this step in the status.
+            // The step checks the states it writes (its flag of this step in the status),
+            // and may read its step from the clock.
             args.extend([KArg::Buf(self.status), KArg::U64((flags_at + dp.flag) as u64)]);
+            if dp.clocked {
+                args.push(KArg::Buf(self.clock));
+            }
+            // It lists its spikes: appended at this step's count, the other one cleared.
+            if let Some((list, slot)) = dp.list {
+                let (n, now, other) = (self.host.pops[p].n, self.list_slot(p, step), self.list_slot(p, step + 1));
+                args.extend([KArg::Buf(list), KArg::Buf(self.lens), KArg::Buf(self.status)]);
+                args.extend([now * batch, other * batch, slot * batch, n].map(|v| KArg::U64(v as u64)));
+            }
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
             // It left its accumulated inputs zero (`PtxKernel::consuming`).
             for b in dp.accumulated_inputs() {
                 self.acc.cleared_one(b);
             }
-            let (spikes, list) = (dp.spikes, dp.list);
-            if let (Some(sp), Some((list, slot))) = (spikes, list) {
-                self.compact(sp, list, slot, self.host.pops[p].n)?;
-            }
         }
         self.plasticity(flags_at)?;
+        if self.ticks {
+            self.launch(prop::TICK, (1, 1), 1, &[KArg::Buf(self.clock)])?;
+        }
         self.host.step_index += 1;
         self.pending += 1;
         Ok(())
+    }
+
+    /// The count slot of population `p`'s spike list as its step `step` left it.
+    fn list_slot(&self, p: usize, step: u64) -> usize {
+        let dp = &self.pops[p];
+        let (_, slot) = dp.list.expect("a population with a spike list");
+        if step % 2 == 0 { slot } else { dp.alt }
     }
 
     /// Lists the non-zero entries of `x` (`batch` rows of `n`) into `list` / count `slot`,
@@ -623,7 +781,13 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             Source::Input(i) => (self.cur_ext[i], None),
             Source::Pop(q) => match (pr.from_state, &self.pops[q].spikes, self.pops[q].list) {
                 (Some(j), ..) => (self.pops[q].states[j], None),
-                (None, Some(s), l) => (*s, l),
+                // Stepped already this step (earlier in the order): this step's list;
+                // itself or later: the last step's.
+                (None, Some(s), Some((l, _))) => {
+                    let step = self.host.step_index;
+                    (*s, Some((l, self.list_slot(q, if q < pr.to { step } else { step.wrapping_sub(1) }))))
+                }
+                (None, Some(s), None) => (*s, None),
                 (None, None, _) => (self.pops[q].output.expect("a readout has an output"), None),
             },
         }
@@ -648,6 +812,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             self.dev.zero(*b).map_err(dev_err)?;
         }
         self.acc.cleared();
+        self.dev.zero(self.clock).map_err(dev_err)?;
         // No spikes listed: the first step's projections from later populations read none.
         self.dev.zero(self.lens).map_err(dev_err)
     }
@@ -851,6 +1016,9 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
     }
     fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
         self.step(external)
+    }
+    fn advance_free(&mut self, steps: u64) -> Result<(), RuntimeError> {
+        self.run(steps)
     }
     fn sync(&mut self, states: bool) -> Result<(), RuntimeError> {
         self.fetch_observed(states)

@@ -56,6 +56,8 @@ pub(super) struct DevStep {
     pub(super) spikes: Option<Buf>,
     len: usize,
     seed: u64,
+    /// It reads its step from the device's clock (`PtxKernel::clocked`).
+    pub(super) clocked: bool,
 }
 
 impl DevStep {
@@ -64,6 +66,12 @@ impl DevStep {
     fn new<T: Float, D: Device>(dev: &mut D, pop: &Population<T>, len: usize, upload: bool, seed: u64) -> Result<DevStep, RuntimeError> {
         let step = pop.step.as_ref().ok_or_else(|| RuntimeError::Build(format!("`{}` has no step", pop.name)))?;
         let k = compile_step(step, &pop.specs, T::PRECISION, dev.target()).map_err(|e| RuntimeError::Build(format!("`{}`: {e}", pop.name)))?;
+        // One that draws random numbers or reads the time reads its step from the clock.
+        let k = match step.dt {
+            Some(dt) if k.reads_step() => k.clocked(dt),
+            _ => k,
+        };
+        let clocked = k.clocked;
         let fe = super::Elem::float(T::PRECISION);
         let label = |what: &str| format!("{}.{what}", pop.name);
         let mut states = Vec::new();
@@ -93,14 +101,15 @@ impl DevStep {
             return Err(RuntimeError::Build(format!("`{}`: kernel argument {r:?} is not supported on the GPU", pop.name)));
         }
         let module = dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?;
-        Ok(DevStep { module, roles, states, inputs, params, spikes, len, seed })
+        Ok(DevStep { module, roles, states, inputs, params, spikes, len, seed, clocked })
     }
 
-    /// Launches the step at time `t` of step `step`, input `k` read from `bound` where
-    /// given (`(k, buffer)`); `offset`: the random stream's index of its first element
-    /// (as the CPU's: a stage of a network holding batch elements b0.. draws from
-    /// `b0 * n_pre`; rules and traces run with batch 1, from 0).
-    fn launch<D: Device>(&self, dev: &mut D, t: f64, step: u64, offset: u64, bound: Option<(usize, Buf)>) -> Result<(), RuntimeError> {
+    /// Launches the step at time `t` of step `step` (a clocked kernel reads them from
+    /// `clock`), input `k` read from `bound` where given (`(k, buffer)`); `offset`: the
+    /// random stream's index of its first element (as the CPU's: a stage of a network
+    /// holding batch elements b0.. draws from `b0 * n_pre`; rules and traces run with
+    /// batch 1, from 0).
+    fn launch<D: Device>(&self, dev: &mut D, (t, step, clock): (f64, u64, Buf), offset: u64, bound: Option<(usize, Buf)>) -> Result<(), RuntimeError> {
         let mut args: Vec<KArg> = self
             .roles
             .iter()
@@ -117,6 +126,9 @@ impl DevStep {
             })
             .collect();
         args.extend(step_scalars(self.len, t, self.seed, step, offset));
+        if self.clocked {
+            args.push(KArg::Buf(clock));
+        }
         dev.launch(self.module, STEP_ENTRY, (launch_config(self.len as u64, BLOCK).0, 1), BLOCK, &args).map_err(dev_err)
     }
 
@@ -147,6 +159,11 @@ pub(super) struct DevStage {
 }
 
 impl DevStage {
+    /// Whether its kernel reads the device's clock.
+    pub(super) fn clocked(&self) -> bool {
+        self.step.clocked
+    }
+
     fn new<T: Float, D: Device>(dev: &mut D, stage: &PreStage<T>, batch: usize, seed: u64) -> Result<DevStage, RuntimeError> {
         let len = stage.pop.n * batch;
         let step = DevStep::new(dev, &stage.pop, len, true, seed ^ u64::from(stream_id(&stage.pop.name)))?;
@@ -226,6 +243,16 @@ impl DevPlastic {
     }
 
     /// The rules' flags: (`on post`?, flag slot).
+    /// The slots of its ring of spikes in flight (`delay + 1`).
+    pub(super) fn ring_len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether a kernel of it (a rule, the traces) reads the device's clock.
+    pub(super) fn clocked(&self) -> bool {
+        self.rules.iter().flatten().any(|r| r.step.clocked) || self.traces.as_ref().is_some_and(|t| t.clocked())
+    }
+
     pub(super) fn flags(&self) -> impl Iterator<Item = (bool, usize)> + '_ {
         self.rules.iter().enumerate().filter_map(|(k, r)| r.as_ref().map(|r| (k == 1, r.flag)))
     }
@@ -279,7 +306,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         }
         let module = self.prop;
         if let Some(stage) = &self.projs[pi].stage {
-            stage.step.launch(&mut self.dev, t, step, (self.host.batch_offset * self.projs[pi].n_pre) as u64, Some((stage.pre_input, src)))?;
+            stage.step.launch(&mut self.dev, (t, step, self.clock), (self.host.batch_offset * self.projs[pi].n_pre) as u64, Some((stage.pre_input, src)))?;
             return Ok(match stage.efficacy {
                 Some(k) => {
                     let (scaled, e) = (stage.scaled, stage.step.states[k]);
@@ -330,7 +357,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                     let (from, idx) = source(at);
                     self.dev.launch(self.prop, prop::GATHER, Self::flat(n), BLOCK, &[KArg::Buf(from), KArg::Buf(idx), KArg::Buf(dst), KArg::U64(n as u64)]).map_err(dev_err)?;
                 }
-                rule.step.launch(&mut self.dev, t, step, 0, None)?;
+                rule.step.launch(&mut self.dev, (t, step, self.clock), 0, None)?;
                 let a = [
                     KArg::Buf(rule.step.states[rule.weight]),
                     KArg::Buf(w),
@@ -344,7 +371,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 self.dev.launch(self.prop, prop::SCATTER_EVENTS, Self::flat(n), BLOCK, &a).map_err(dev_err)?;
             }
             if let Some(tr) = &pl.traces {
-                tr.step.launch(&mut self.dev, t, step, 0, Some((tr.pre_input, events)))?;
+                tr.step.launch(&mut self.dev, (t, step, self.clock), 0, Some((tr.pre_input, events)))?;
             }
         }
         Ok(())

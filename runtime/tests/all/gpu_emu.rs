@@ -199,19 +199,16 @@ network tiny {
         "snnc_copy 1x1x256 (A.drive0[8], A.I[8], 8)".into(),
         "gemm m=4 n=2 k=3 A=in_a.w lda=4 B=input x ldb=3 C=A.I ldc=4 alpha=1 beta=1".into(),
         // The step checks the states it writes: its flag of step 0 follows the spike
-        // totals (two slots x batch 2) in the status buffer.
-        format!("snnc_step 1x1x256 (A.v[8], A.I[8], A.spikes[8], 8, 0, {seed_a}, 0, 0, status[516], 4)"),
-        // The spike list of A (count slot 0), one row of blocks per batch element, also
-        // added to the window's totals.
-        "snnc_clear_u32 1x1x256 (lens[4], 0, 2)".into(),
-        "snnc_nonzero_list 1x2x256 (A.spikes[8], A.spike_list[8], lens[4], status[516], 0, 4)".into(),
+        // totals (two slots x batch 2) in the status buffer. (LIF draws no random numbers
+        // and reads no time: no clock.) It lists A's spikes: rows of 4 per batch element,
+        // counted at slot 0 (even steps; slot 2 on odd ones, which it clears), and added
+        // to the window's totals (slot 0).
+        format!("snnc_step 1x1x256 (A.v[8], A.I[8], A.spikes[8], 8, 0, {seed_a}, 0, 0, status[516], 4, A.spike_list[8], lens[8], status[516], 0, 4, 0, 4)"),
         // Population B: A's spikes into the ring slot of step 0 + 2 (of 3), then slot 0
         // arrives, added to B.I (zero since the network was built: not cleared).
-        "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], lens[4], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
+        "snnc_sparse_events 1x2x256 (a_b.row_ptr[5], a_b.col[COL], a_b.w[COL], A.spike_list[8], lens[8], 0, A.spikes[8], a_b.delay2[4], 4, 2)".into(),
         "snnc_add_clear 1x1x256 (a_b.delay0[4], B.I[4], 4)".into(),
-        format!("snnc_step 1x1x256 (B.v[4], B.I[4], B.spikes[4], 4, 0, {seed_b}, 0, 0, status[516], 5)"),
-        "snnc_clear_u32 1x1x256 (lens[4], 2, 2)".into(),
-        "snnc_nonzero_list 1x2x256 (B.spikes[4], B.spike_list[4], lens[4], status[516], 1, 2)".into(),
+        format!("snnc_step 1x1x256 (B.v[4], B.I[4], B.spikes[4], 4, 0, {seed_b}, 0, 0, status[516], 5, B.spike_list[4], lens[8], status[516], 2, 6, 2, 2)"),
         // Nothing comes back: the status is read once per window (256 steps).
     ];
     let nnz = gpu.host.n_synapses() - 12;
@@ -227,8 +224,11 @@ network tiny {
     // clearing call.
     assert!(!got.iter().any(|l| l.starts_with("zero")), "{got:?}");
     assert_eq!(gpu.host.step_index, 2);
-    // The second step of the window writes its flags after the first step's.
-    assert!(got.iter().any(|l| l.starts_with("snnc_step 1x1x256 (A.v[8]") && l.ends_with("status[516], 6)")), "{got:?}");
+    // The second step of the window writes its flags after the first step's; it
+    // appends A's spikes at the odd steps' count (slot 2) and clears slot 0, and the
+    // projection from A reads slot 2.
+    assert!(got.iter().any(|l| l.starts_with("snnc_step 1x1x256 (A.v[8]") && l.ends_with("status[516], 6, A.spike_list[8], lens[8], status[516], 4, 0, 0, 4)")), "{got:?}");
+    assert!(got.iter().any(|l| l.starts_with("snnc_sparse_events") && l.contains("lens[8], 2, A.spikes[8]")), "{got:?}");
     // A window of 3 steps: the third step ends it with the one read-back.
     gpu.set_window(3).unwrap();
     for s in 0..4 {
@@ -263,6 +263,77 @@ fn schedule_of_a_simulation_window() {
     assert_eq!(per_step.downloads, 1);
     assert_eq!(per_step.uploads, 0);
     insta::assert_snapshot!(got.join("\n"));
+}
+
+/// No external input; noise in a step (Philox, keyed by the step the clock gives), a
+/// time-dependent drive, a delayed recurrent projection (a ring of 3: three phases), a
+/// dense one and one-to-one.
+const FREE_RUNNING: &str = r#"
+import "stdlib/lif.snn"
+neuron Noisy {
+    param tau: ms = 5 ms
+    state v = 0.0
+    input I
+    dv/dt = (-v + I + 3.0 * randn() + 0.5 * sin(t / tau)) / tau
+    spike when v > 1.0
+    reset v = 0.0
+    method euler
+}
+network free {
+    dt = 1 ms
+    layer A = Noisy[30]
+    layer B = LIF[20] { tau = 10 ms }
+    drive A.I = 0.6
+    connect A -> B.I sparse p = 0.3 weight 0.9
+    connect B -> A.I sparse p = 0.3 weight 0.5 delay 2 ms
+    connect A -> A.I dense init normal(0, 0.2)
+    connect B -> B.I one_to_one weight 0.1
+}"#;
+
+/// `GpuNetwork::run` records a status window as a graph and replays it at later steps
+/// (the steps read the device's clock): the CPU's spikes, its states to 1e-10 (the GEMM
+/// and `sin` round apart), and bit for bit what the same steps made call by call give;
+/// one host call and one read-back per replayed window.
+#[test]
+fn a_free_running_simulation_replays_recorded_windows() {
+    let p = program(FREE_RUNNING);
+    let o = Options { seed: 5, batch: 2, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = emulated::<f64>(&p, &o);
+    gpu.set_window(8).unwrap();
+    let steps = 8 * 12 + 5;
+    for _ in 0..steps {
+        cpu.step(&[]).unwrap();
+    }
+    let before = gpu.counts();
+    gpu.run(steps as u64).unwrap();
+    let c = gpu.counts().since(&before);
+    assert!(gpu.graphs_off().is_none(), "{:?}", gpu.graphs_off());
+    // Twelve windows: the first starts from cleared buffers, then three phases of the
+    // ring are recorded once each and replayed; five single steps at the end.
+    assert_eq!(c.replays, 12, "{c:?}");
+    assert_eq!(c.uploads, 0, "{c:?}");
+    assert_eq!(c.downloads, 12, "one read-back per window, the last 5 steps pending: {c:?}");
+    gpu.fetch(true).unwrap();
+    assert_eq!(gpu.host.step_index, steps as u64);
+    for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+        assert!(a.spike_count > 20, "{} fires ({})", a.name, a.spike_count);
+        assert_eq!(a.spike_count, b.spike_count, "spike count of {}", a.name);
+        assert_eq!(a.spikes, b.spikes, "spikes of {}", a.name);
+        for (k, (sa, sb)) in a.states.iter().zip(&b.states).enumerate() {
+            let scale = sa.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+            assert!(sa.iter().zip(sb).all(|(x, y)| (x - y).abs() <= 1e-10 * scale), "{}.{}", a.name, a.state_names[k]);
+        }
+    }
+    let replayed: Vec<(u64, Vec<Vec<f64>>)> = gpu.host.pops.iter().map(|p| (p.spike_count, p.states.clone())).collect();
+    // As many single steps from a reset: the same, bit for bit.
+    gpu.reset().unwrap();
+    for _ in 0..steps {
+        gpu.step(&[]).unwrap();
+    }
+    gpu.fetch(true).unwrap();
+    let single: Vec<(u64, Vec<Vec<f64>>)> = gpu.host.pops.iter().map(|p| (p.spike_count, p.states.clone())).collect();
+    assert!(replayed == single, "replayed windows and single steps differ");
 }
 
 /// The propagation kernels' PTX text, run by the emulated device, against the CPU

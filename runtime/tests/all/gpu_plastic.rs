@@ -280,6 +280,68 @@ fn emulated_gpu_runs_the_song2000_example_as_the_cpu() {
     assert!(moved > 100, "{moved} weights changed");
 }
 
+/// No external input: a noisy source (Philox, the step from the device's clock) into
+/// pair STDP with a delay (a ring of spikes in flight of 4 slots) and Tsodyks–Markram
+/// synapses, run as recorded and replayed windows (`GpuNetwork::run`): the CPU's spikes
+/// and weights, and exactly what the same steps made one by one give.
+#[test]
+fn a_free_running_plastic_network_replays_recorded_windows() {
+    let text = format!(
+        "{LIF}{STP_SYNAPSES}{STDP_SYNAPSES}neuron Noisy {{
+    state v = 0.0
+    input I
+    dv/dt = (-v + I + 4.0 * randn()) / (2 ms)
+    spike when v > 1.0
+    reset v = 0.0
+    method euler
+}}
+network n {{
+    dt = 0.5 ms
+    layer s = Noisy[30]
+    layer a = LIF[12]
+    drive s.I = 0.8
+    connect s -> a.I via STDP sparse p = 0.5 weight U(0.2, 0.8) delay 1.5 ms as s_a
+    connect s -> a.I via TM sparse p = 0.4 weight 1.0 as s_tm
+}}"
+    );
+    let p = program(&text);
+    let o = Options { seed: 2, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    gpu.set_window(6).unwrap();
+    let steps = 6 * 10 + 3;
+    for _ in 0..steps {
+        cpu.step(&[]).unwrap();
+    }
+    let before = gpu.counts();
+    gpu.run(steps as u64).unwrap();
+    let c = gpu.counts().since(&before);
+    assert!(gpu.graphs_off().is_none(), "{:?}", gpu.graphs_off());
+    assert_eq!(c.replays, 10, "{c:?}");
+    gpu.fetch(true).unwrap();
+    for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+        assert!(a.spike_count > 10, "{} fires ({})", a.name, a.spike_count);
+        assert_eq!(a.spike_count, b.spike_count, "spike count of {}", a.name);
+        close(&a.name, &states(a), &states(b), 1e-12);
+    }
+    let w_cpu = weights(&cpu, 0);
+    let moved = w_cpu.iter().zip(&weights(&Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap(), 0)).filter(|(x, y)| x != y).count();
+    assert!(moved > 20, "{moved} weights changed");
+    close("s_a weights", &w_cpu, &weights(&gpu.host, 0), 1e-12);
+    let replayed: Vec<f64> = weights(&gpu.host, 0).into_iter().chain(gpu.host.pops.iter().flat_map(|p| states(p))).collect();
+    // The same steps one by one, from a network built alike: the same, bit for bit.
+    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut single = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    single.set_window(6).unwrap();
+    for _ in 0..steps {
+        single.step(&[]).unwrap();
+    }
+    single.fetch(true).unwrap();
+    let one_by_one: Vec<f64> = weights(&single.host, 0).into_iter().chain(single.host.pops.iter().flat_map(|p| states(p))).collect();
+    assert!(replayed.iter().zip(&one_by_one).all(|(x, y)| x.to_bits() == y.to_bits()), "replayed windows and single steps differ");
+}
+
 #[test]
 fn emulated_gpu_learns_the_cpus_weights_f64() {
     let p = program(&stdp_network());

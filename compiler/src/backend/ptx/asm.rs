@@ -211,6 +211,15 @@ pub(crate) enum Inst {
     Cvt { rnd: Option<Rnd>, dty: Ty, sty: Ty, d: Reg, a: Reg },
     /// Reinterpret bits between a float and an integer register of the same width.
     Bits { ty: Ty, d: Reg, a: Reg },
+    /// The spike `s` (a float of type `ty`) of a kernel that lists its spikes
+    /// (`PtxKernel::listing`): where it is not 0 (NaN included, as the CPU's `!= 0.0`),
+    /// element i = b * pop_n + j joins batch row b's list and counts; the first element
+    /// of each row clears the count the next step appends to. Printed as a scoped block
+    /// over the prologue's list registers.
+    SpikeList { ty: Ty, s: Reg },
+    /// The step index the device's clock holds (f64; `ld.global.f64` from the `clock`
+    /// parameter of a clocked kernel).
+    Clock { d: Reg },
     /// Where `p`: the kernel's non-finite flag word (`flags[flag_slot]`, u32) becomes
     /// the larger of itself and `a` (`red.global.max.u32`).
     FlagMax { a: Reg, p: Reg },
@@ -334,6 +343,27 @@ pub(crate) fn print_inst(out: &mut String, inst: &Inst, addr: &dyn Fn(usize) -> 
         }
         Inst::Bits { ty, d, a } => format!("mov.{} {}, {};", t(ty), reg(d), reg(a)),
         Inst::FlagMax { a, p } => format!("@{} red.global.max.u32 [%rd_flag], {};", reg(p), reg(a)),
+        Inst::Clock { d } => format!("ld.global.f64 {}, [%rd_clock];", reg(d)),
+        Inst::SpikeList { ty, s } => {
+            let zero = if ty == Ty::F32 { "0f00000000" } else { "0d0000000000000000" };
+            [
+                "{".to_string(),
+                ".reg .pred %lp<2>;\n.reg .b32 %lr<2>;\n.reg .b64 %ld<7>;".into(),
+                // b = i / pop_n, the row's start b * pop_n, j = i - b * pop_n; 4 b.
+                "div.u64 %ld0, %rd_i, %rd_popn;\nmul.lo.u64 %ld1, %ld0, %rd_popn;\nsub.u64 %ld2, %rd_i, %ld1;\nshl.b64 %ld0, %ld0, 2;".into(),
+                // The row's first element clears the other count.
+                "setp.eq.u64 %lp0, %ld2, 0;\nadd.u64 %ld3, %rd_clr, %ld0;\nmov.u32 %lr0, 0;\n@%lp0 st.global.u32 [%ld3], %lr0;".into(),
+                // `neu`: true for NaN, false for +-0 (no .ftz: a subnormal spike is listed).
+                format!("setp.neu.{} %lp1, {}, {zero};", t(ty), reg(s)),
+                "add.u64 %ld4, %rd_app, %ld0;\nadd.u64 %ld5, %rd_tot, %ld0;".into(),
+                "@%lp1 atom.global.add.u32 %lr1, [%ld4], 1;\n@%lp1 red.global.add.u32 [%ld5], 1;".into(),
+                "cvt.u64.u32 %ld6, %lr1;\nadd.u64 %ld6, %ld6, %ld1;\nshl.b64 %ld6, %ld6, 2;\nadd.u64 %ld6, %rd_list, %ld6;".into(),
+                "cvt.u32.u64 %lr0, %ld2;\n@%lp1 st.global.u32 [%ld6], %lr0;".into(),
+                "}".into(),
+            ]
+            .join("\n")
+            .replace('\n', "\n\t")
+        }
     };
     let _ = writeln!(out, "\t{line}");
 }
@@ -343,6 +373,8 @@ pub(crate) struct Machine {
     regs: Vec<Vec<u64>>,
     /// The largest word [`Inst::FlagMax`] raised so far (0: none).
     pub flag: u32,
+    /// The elements [`Inst::SpikeList`] listed, in the order run.
+    pub listed: Vec<u64>,
 }
 
 fn class_ix(c: Class) -> usize {
@@ -396,7 +428,7 @@ fn f2i(v: f64, rnd: Option<Rnd>, ty: Ty) -> u64 {
 
 impl Machine {
     pub fn new(counts: &[u32; 5]) -> Machine {
-        Machine { regs: counts.iter().map(|&n| vec![0; n as usize]).collect(), flag: 0 }
+        Machine { regs: counts.iter().map(|&n| vec![0; n as usize]).collect(), flag: 0, listed: Vec::new() }
     }
 
     fn get(&self, r: Reg) -> u64 {
@@ -570,6 +602,15 @@ impl Machine {
                     self.set(d, v);
                 }
                 Inst::Cvt { rnd, dty, sty, d, a } => self.set(d, cvt(self.get(a), rnd, dty, sty)),
+                // The clock holds the step (what `Scalar::Step` gives), as an f64.
+                Inst::Clock { d } => self.set(d, (scalar(Scalar::Step) as f64).to_bits()),
+                Inst::SpikeList { ty, s } => {
+                    // Not `.ftz`: the raw value, as `setp.neu` compares it.
+                    let x = if ty == Ty::F32 { f64::from(f32::from_bits(self.get(s) as u32)) } else { f64::from_bits(self.get(s)) };
+                    if x != 0.0 {
+                        self.listed.push(index);
+                    }
+                }
                 Inst::FlagMax { a, p } => {
                     if self.get(p) != 0 {
                         self.flag = self.flag.max(self.get(a) as u32);

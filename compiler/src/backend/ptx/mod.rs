@@ -133,6 +133,22 @@ pub struct PtxKernel {
     /// The kernel checks the states it writes ([`compile_checked_step`]) and takes two
     /// more parameters after the scalars: `flags` (a u32 pointer) and `flag_slot`.
     pub checks: bool,
+    /// The kernel reads its step (and time) from the device ([`PtxKernel::clocked`]) and
+    /// takes the clock's pointer after the flag parameters.
+    pub clocked: bool,
+    /// The kernel lists its spikes ([`PtxKernel::listing`]): seven parameters last.
+    pub lists: bool,
+}
+
+/// What [`PtxKernel::emulate`] saw besides the buffers it wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Emulated {
+    /// The largest non-finite flag word a [`compile_checked_step`] kernel raised (0:
+    /// none, and always for other kernels), for the caller to max into its flag.
+    pub flag: u32,
+    /// The elements a [`PtxKernel::listing`] kernel listed, in element order (the
+    /// emulator runs them one after another; a GPU lists in any order).
+    pub listed: Vec<u64>,
 }
 
 /// `(grid, block)` for `n` elements with `block` threads per block (clamped to 1..=1024,
@@ -564,7 +580,7 @@ fn lower(
         lw.b.push(Inst::St { ty, buf, a });
     }
     let Builder { body, counts } = lw.b;
-    Ok(PtxKernel { entry, precision, target, args, header, body, counts, checks: false })
+    Ok(PtxKernel { entry, precision, target, args, header, body, counts, checks: false, clocked: false, lists: false })
 }
 
 /// [`compile_step`] with the runtime's non-finite check fused in, instead of a launch
@@ -666,6 +682,67 @@ impl PtxKernel {
         self
     }
 
+    /// The kernel compacting its spikes as it writes them, instead of a launch of
+    /// [`propagate::CLEAR_U32`] and [`propagate::NONZERO_LIST`] after it: element
+    /// `i = b * pop_n + j` whose spike is not 0 (NaN included) appends `j` to batch row
+    /// b's list (`list[b * pop_n + atomicAdd(counts[append_at + b], 1)] = j`) and counts
+    /// itself in `totals[total_at + b]`; element j = 0 of each row sets
+    /// `counts[clear_at + b] = 0`. So two counts alternate: a step appends to one and
+    /// clears the other, which the next step appends to (the runtime reads the list of
+    /// the last step before this step's kernel overwrites it). Parameters, after the
+    /// others: `list`, `counts`, `totals` (u32 pointers), `append_at`, `clear_at`,
+    /// `total_at`, `pop_n`. A kernel without a spike is returned as it is.
+    pub fn listing(mut self) -> PtxKernel {
+        let ty = match self.precision {
+            Precision::F32 => Ty::F32,
+            Precision::F64 => Ty::F64,
+        };
+        let Some(at) = self.body.iter().position(|i| matches!(*i, Inst::St { buf, a: Arg::R(_), .. } if self.args[buf].role == Role::Spike)) else {
+            return self;
+        };
+        let Inst::St { a: Arg::R(s), .. } = self.body[at] else { unreachable!("found above") };
+        self.body.insert(at + 1, Inst::SpikeList { ty, s });
+        self.body.insert(at + 1, Inst::Comment("spike list: this element joins its row's list where it spiked".into()));
+        self.lists = true;
+        self.header.push("lists its spikes: parameters list, counts, totals, append_at, clear_at, total_at, pop_n come last".into());
+        self
+    }
+
+    /// Whether the kernel reads its step or the time (random draws, a time-dependent
+    /// drive): only then does it need [`PtxKernel::clocked`] to be replayed at another step.
+    pub fn reads_step(&self) -> bool {
+        self.body.iter().any(|i| matches!(i, Inst::Param { which: Scalar::Step | Scalar::T, .. }))
+    }
+
+    /// The kernel reading its step from the device's clock ([`propagate::TICK`]) instead
+    /// of the `step` argument, and its time as `step * dt` (the network's `dt`, in f64,
+    /// as the host computes `t`) instead of `t`: a launch's arguments no longer depend on
+    /// the step, so a recorded window of steps replays at any step. It takes one more
+    /// parameter, `clock`, after the others; `step` and `t` are still passed, unread.
+    pub fn clocked(mut self, dt: f64) -> PtxKernel {
+        let mut b = Builder { body: Vec::new(), counts: self.counts };
+        for inst in std::mem::take(&mut self.body) {
+            match inst {
+                Inst::Param { d, which: Scalar::Step } => {
+                    let c = b.reg(Ty::F64);
+                    b.push(Inst::Clock { d: c });
+                    b.push(Inst::Cvt { rnd: Some(Rnd::Rzi), dty: Ty::U64, sty: Ty::F64, d, a: c });
+                }
+                Inst::Param { d, which: Scalar::T } => {
+                    let c = b.reg(Ty::F64);
+                    b.push(Inst::Clock { d: c });
+                    b.push(Inst::Bin { op: Bin::Mul, ty: Ty::F64, d, a: Arg::R(c), b: Arg::F(dt) });
+                }
+                other => b.push(other),
+            }
+        }
+        self.body = b.body;
+        self.counts = b.counts;
+        self.clocked = true;
+        self.header.push("step and time read from the device's clock: parameter clock (f64 pointer) comes last".into());
+        self
+    }
+
     /// Number of instructions of the element body (without prologue).
     pub fn body_len(&self) -> usize {
         self.body.iter().filter(|i| !matches!(i, Inst::Comment(_))).count()
@@ -730,10 +807,22 @@ impl PtxKernel {
         if self.checks {
             params.extend(["\t.param .u64 flags", "\t.param .u64 flag_slot"].map(String::from));
         }
+        if self.clocked {
+            params.push("\t.param .u64 clock".into());
+        }
+        if self.lists {
+            params.extend(["list", "counts", "totals", "append_at", "clear_at", "total_at", "pop_n"].map(|p| format!("\t.param .u64 {p}")));
+        }
         let _ = writeln!(o, "{}\n)\n{{", params.join(",\n"));
         let _ = writeln!(o, "\t.reg .pred %p_out;\n\t.reg .b32 %r_ctaid, %r_ntid, %r_tid;\n\t.reg .b64 %rd_i, %rd_n, %rd_off;");
         if self.checks {
             o.push_str("\t.reg .b64 %rd_flag, %rd_slot;\n");
+        }
+        if self.clocked {
+            o.push_str("\t.reg .b64 %rd_clock;\n");
+        }
+        if self.lists {
+            o.push_str("\t.reg .b64 %rd_list, %rd_lens, %rd_tot, %rd_app, %rd_clr, %rd_popn;\n");
         }
         if !self.args.is_empty() {
             let _ = writeln!(o, "\t.reg .b64 %rd_a<{}>;", self.args.len());
@@ -753,6 +842,21 @@ impl PtxKernel {
             o.push_str("\tld.param.u64 %rd_flag, [flags];\n\tcvta.to.global.u64 %rd_flag, %rd_flag;\n");
             o.push_str("\tld.param.u64 %rd_slot, [flag_slot];\n\tshl.b64 %rd_slot, %rd_slot, 2;\n\tadd.s64 %rd_flag, %rd_flag, %rd_slot;\n");
         }
+        if self.clocked {
+            o.push_str("\tld.param.u64 %rd_clock, [clock];\n\tcvta.to.global.u64 %rd_clock, %rd_clock;\n");
+        }
+        if self.lists {
+            // %rd_list: the list; %rd_app / %rd_clr / %rd_tot: batch row 0's count to append
+            // to, count to clear, and spike total (the body adds 4 b for row b).
+            o.push_str("\tld.param.u64 %rd_list, [list];\n\tcvta.to.global.u64 %rd_list, %rd_list;\n");
+            o.push_str("\tld.param.u64 %rd_lens, [counts];\n\tcvta.to.global.u64 %rd_lens, %rd_lens;\n");
+            for (r, p) in [("app", "append_at"), ("clr", "clear_at")] {
+                let _ = writeln!(o, "\tld.param.u64 %rd_{r}, [{p}];\n\tshl.b64 %rd_{r}, %rd_{r}, 2;\n\tadd.s64 %rd_{r}, %rd_lens, %rd_{r};");
+            }
+            o.push_str("\tld.param.u64 %rd_tot, [totals];\n\tcvta.to.global.u64 %rd_tot, %rd_tot;\n");
+            o.push_str("\tld.param.u64 %rd_lens, [total_at];\n\tshl.b64 %rd_lens, %rd_lens, 2;\n\tadd.s64 %rd_tot, %rd_tot, %rd_lens;\n");
+            o.push_str("\tld.param.u64 %rd_popn, [pop_n];\n");
+        }
         o.push('\n');
         for inst in &self.body {
             asm::print_inst(&mut o, inst, &|buf| format!("%rd_a{buf}"));
@@ -768,9 +872,8 @@ impl PtxKernel {
     /// flushing, with the approximate f32 instructions (`ex2`, `lg2`, `sin`, `cos`)
     /// replaced by correctly rounded ones.
     ///
-    /// Returns the largest non-finite flag word a [`compile_checked_step`] kernel raised
-    /// (0: none, and always for other kernels), for the caller to max into its flag.
-    pub fn emulate(&self, bufs: &mut [Vec<f64>], t: f64, random: RandomCtx) -> u32 {
+    /// Returns what the kernel raised and listed besides ([`Emulated`]).
+    pub fn emulate(&self, bufs: &mut [Vec<f64>], t: f64, random: RandomCtx) -> Emulated {
         assert_eq!(bufs.len(), self.args.len(), "one buffer per pointer argument");
         let n = bufs.first().map_or(0, |b| b.len());
         assert!(bufs.iter().all(|b| b.len() == n), "buffers of different lengths");
@@ -792,6 +895,6 @@ impl PtxKernel {
             let mut st = |buf: usize, v: f64| cell.borrow_mut()[buf][i] = v;
             m.run(&self.body, i as u64, &scalar, &mut ld, &mut st);
         }
-        m.flag
+        Emulated { flag: m.flag, listed: m.listed }
     }
 }

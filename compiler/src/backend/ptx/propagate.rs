@@ -58,6 +58,12 @@ pub fn decode_flag(w: u32) -> Option<(usize, f64)> {
 /// `snnc_clear_u32(buf, offset, len)`: `buf[offset + e] = 0` (u32).
 pub const CLEAR_U32: &str = "snnc_clear_u32";
 
+/// `snnc_tick(clock)`, one thread: `clock[0] += 1` (f64, exact below 2^53): the step
+/// index on the device, which [`PtxKernel::clocked`](super::PtxKernel::clocked) kernels
+/// read instead of a `step` and `t` argument, so that one recorded window of steps can
+/// be replayed at any later step.
+pub const TICK: &str = "snnc_tick";
+
 /// `snnc_copy(src, dst, len)`: `dst[e] = src[e]`.
 pub const COPY: &str = "snnc_copy";
 /// `snnc_copy_at(src, dst, offset, len)`: `dst[offset + e] = src[e]` (into a plane of a
@@ -150,7 +156,7 @@ pub const GATHER: &str = "snnc_gather";
 pub const SCATTER_EVENTS: &str = "snnc_scatter_events";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 23] = [
+pub const ENTRIES: [&str; 24] = [
     NONZERO_LIST,
     SPARSE_EVENTS,
     ONE_TO_ONE,
@@ -174,6 +180,7 @@ pub const ENTRIES: [&str; 23] = [
     NOT_SPIKE,
     GATHER,
     SCATTER_EVENTS,
+    TICK,
 ];
 
 /// Threads per block of the element-wise kernels.
@@ -220,7 +227,15 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     not_spike(&mut o, &f);
     gather(&mut o, &f);
     scatter_events(&mut o, &f);
+    tick(&mut o);
     o
+}
+
+fn tick(o: &mut String) {
+    params(o, TICK, &["clock"]);
+    o.push_str("\t.reg .b64 %rd<2>;\n\t.reg .f64 %fd<2>;\n");
+    pointer(o, "rd1", "clock");
+    o.push_str("\tld.global.f64 %fd1, [%rd1];\n\tadd.rn.f64 %fd1, %fd1, 0d3FF0000000000000;\n\tst.global.f64 [%rd1], %fd1;\n\tret;\n}\n");
 }
 
 struct Fmt {

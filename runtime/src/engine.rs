@@ -17,11 +17,31 @@ pub trait Simulation<T> {
     /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
     fn network(&self) -> &Network<T>;
     fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError>;
+    /// How many steps a caller should hand [`Simulation::advance_free`] or
+    /// [`Simulation::advance_recorded`] at once (between which it looks for Ctrl-C):
+    /// one where steps run one by one anyway.
+    fn steps_at_once(&self) -> u64 {
+        1
+    }
     /// Advances `steps` steps of a network without external inputs, with nothing read
     /// in between (no recording): as many `advance(&[])`, which a backend may batch
     /// (the GPU replays recorded windows of steps: `GpuNetwork::run`).
     fn advance_free(&mut self, steps: u64) -> Result<(), RuntimeError> {
         (0..steps).try_for_each(|_| self.advance(&[]))
+    }
+    /// [`Simulation::advance_free`] with the spikes of every step shown to `each` (the
+    /// host view with that step's active lists and time, as after `advance` and
+    /// `sync(false)`), in order; an error of `each` stops the run. A backend may show
+    /// them a window of steps at a time (the GPU records them on the device:
+    /// `GpuNetwork::record_spikes`). Steps that ran are shown before a failure of a
+    /// later step is returned.
+    fn advance_recorded(&mut self, steps: u64, each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+        for _ in 0..steps {
+            self.advance(&[])?;
+            self.sync(false)?;
+            each(self.network())?;
+        }
+        Ok(())
     }
     /// Brings the host view's spikes (and active lists) and, with `states`, every
     /// population's state up to date: what a recorder reads after each step.

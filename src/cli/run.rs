@@ -475,9 +475,10 @@ fn plastic_weights<T: Float>(network: &Network<T>, out: Option<&std::path::Path>
 /// recording after every step.
 fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out: &mut Outputs, steps: u64) -> Stop {
     let network = sim.network();
-    // Nothing fed in and nothing read between steps: the backend may run many at once.
-    if network.inputs.is_empty() && out.rec.is_none() && out.raster.is_none() {
-        return run_free(sim, steps);
+    // Nothing fed in and nothing read between steps: the backend may run many at once;
+    // and where only spikes are read, show them a window at a time.
+    if network.inputs.is_empty() && !out.states {
+        return run_chunks(sim, out, steps);
     }
     let mut drive = Drive::new(network, sources.to_vec());
     let (dt, start) = (network.dt, network.step_index);
@@ -516,10 +517,14 @@ fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out
     stop
 }
 
-/// [`run_steps`] of a network without inputs or recordings: `Simulation::advance_free`
-/// in chunks, between which Ctrl-C is seen and the progress bar moves.
-fn run_free<T: Float>(sim: &mut dyn Simulation<T>, steps: u64) -> Stop {
-    const CHUNK: u64 = 4096;
+/// [`run_steps`] of a network without inputs whose spikes, at most, are recorded:
+/// `Simulation::advance_free` (nothing recorded) or `Simulation::advance_recorded`
+/// (the GPU records the spikes on the device and hands over a window of steps at a
+/// time), in chunks of `Simulation::steps_at_once` (one step on the CPU), between which
+/// Ctrl-C is seen and the progress bar moves.
+fn run_chunks<T: Float>(sim: &mut dyn Simulation<T>, out: &mut Outputs, steps: u64) -> Stop {
+    let chunk = sim.steps_at_once().max(1);
+    let recorded = out.rec.is_some() || out.raster.is_some();
     let bar = progress(steps);
     let mut done = 0;
     let mut stop = Stop::Done;
@@ -528,13 +533,30 @@ fn run_free<T: Float>(sim: &mut dyn Simulation<T>, steps: u64) -> Stop {
             stop = Stop::Interrupted;
             break;
         }
-        let n = CHUNK.min(steps - done);
-        if let Err(e) = sim.advance_free(n) {
-            stop = Stop::Failed(e);
+        let n = chunk.min(steps - done);
+        let mut write_failed = None;
+        let ran = if !recorded {
+            sim.advance_free(n)
+        } else {
+            sim.advance_recorded(n, &mut |net| {
+                if let Some(r) = &mut out.raster {
+                    r.sample(net);
+                }
+                match &mut out.rec {
+                    Some(rec) => rec.sample(net).inspect_err(|e| write_failed = Some(e.clone())),
+                    None => Ok(()),
+                }
+            })
+        };
+        if let Err(e) = ran {
+            stop = match write_failed {
+                Some(w) => Stop::WriteFailed(w),
+                None => Stop::Failed(e),
+            };
             break;
         }
         done += n;
-        if let Some(b) = &bar {
+        if let Some(b) = bar.as_ref().filter(|_| n > 1 || done % 100 == 0) {
             b.set_position(done);
         }
     }

@@ -158,7 +158,7 @@ fn ptxas_accepts_every_kernel() {
                 for target in [Target::Sm80, Target::Sm90] {
                     let mut kernels = vec![
                         ("step".to_string(), compile_step(&c.step, &sp, precision, target)),
-                        ("checked step".to_string(), compile_checked_step(&c.step, &sp, precision, target).map(|k| k.consuming(&[true; 8]).clocked(DT).listing())),
+                        ("checked step".to_string(), compile_checked_step(&c.step, &sp, precision, target).map(|k| k.consuming(&[true; 8]).clocked(DT).listing().recording())),
                         ("derivatives".to_string(), compile_derivatives(&c.step, &sp, precision, target)),
                     ];
                     // The learning kernels generated from the derivatives (trace steps
@@ -486,6 +486,9 @@ fn listing_step_lists_the_elements_that_spiked() {
         let plain = compile_step(&c.step, &sp, precision, Target::Sm80).unwrap();
         let listing = compile_step(&c.step, &sp, precision, Target::Sm80).unwrap().listing();
         assert!(listing.lists && listing.ptx().contains("atom.global.add.u32") && listing.ptx().contains(".param .u64 pop_n"));
+        let recording = listing.clone().recording();
+        assert!(recording.records && recording.ptx().contains("red.global.or.b32") && recording.ptx().contains(".param .u64 words"));
+        assert!(!listing.ptx().contains("red.global.or.b32"));
         let n = 200;
         // v from 0 to 4 (the step subtracts v_th = 1 from a v above it first): the
         // upper half spikes.

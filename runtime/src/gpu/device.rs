@@ -350,10 +350,16 @@ impl EmuDevice {
         // clocked one (`PtxKernel::clocked`) its clock, a listing one (`listing`) seven more.
         let (checks, clocked, lists) = (if k.checks { 2 } else { 0 }, usize::from(k.clocked), if k.lists { 7 } else { 0 });
         let at_list = np + 5 + checks + clocked;
-        if args.len() != at_list + lists {
-            return Err(DeviceError(format!("step kernel takes {} arguments, got {}", at_list + lists, args.len())));
+        let records = if k.records { 3 } else { 0 };
+        if args.len() != at_list + lists + records {
+            return Err(DeviceError(format!("step kernel takes {} arguments, got {}", at_list + lists + records, args.len())));
         }
-        let list = match args[at_list..] {
+        let record = match args[at_list + lists..] {
+            [] => None,
+            [KArg::Buf(r), KArg::U64(at), KArg::U64(words)] => Some((r, at as usize, words as usize)),
+            _ => return Err(DeviceError("step kernel: its record arguments must be a buffer and two integers".into())),
+        };
+        let list = match args[at_list..at_list + lists] {
             [] => None,
             [KArg::Buf(l), KArg::Buf(c), KArg::Buf(tot), KArg::U64(app), KArg::U64(clr), KArg::U64(tot_at), KArg::U64(pop_n)] => {
                 Some((l, c, tot, app as usize, clr as usize, tot_at as usize, pop_n as usize))
@@ -416,6 +422,9 @@ impl EmuDevice {
         }
         if let Some((l, c, tot, app, clr, tot_at, pop_n)) = list {
             self.list_spikes(&out.listed, n, (l, c, tot), (app, clr, tot_at), pop_n)?;
+            if let Some((r, at, words)) = record {
+                self.record_spikes(&out.listed, pop_n, r, at, words)?;
+            }
         }
         let word = out.flag;
         if let Some((b, slot)) = flag.filter(|_| word != 0) {
@@ -461,6 +470,23 @@ impl EmuDevice {
             totals[tot_at + b] += a;
         }
         self.put(KArg::Buf(tot), totals);
+        Ok(())
+    }
+
+    /// What a recording step's spiking threads do (`PtxKernel::recording`): element
+    /// e = b * pop_n + j sets bit j % 32 of word `at + b * words + j / 32` of `r`.
+    fn record_spikes(&mut self, listed: &[u64], pop_n: usize, r: Buf, at: usize, words: usize) -> DResult<()> {
+        let need = listed.iter().map(|&e| at + (e as usize / pop_n) * words + (e as usize % pop_n) / 32 + 1).max().unwrap_or(0);
+        if words * 32 < pop_n {
+            return Err(DeviceError(format!("step kernel: {words} record words per row hold fewer than {pop_n} bits")));
+        }
+        let mut rec = self.take(KArg::Buf(r), Elem::U32, need, "step kernel record")?;
+        for &e in listed {
+            let (b, j) = (e as usize / pop_n, e as usize % pop_n);
+            let w = &mut rec[at + b * words + j / 32];
+            *w = f64::from(*w as u32 | (1u32 << (j % 32)));
+        }
+        self.put(KArg::Buf(r), rec);
         Ok(())
     }
 

@@ -4,14 +4,14 @@
 //! emits from the same steps, and stepped there.
 //!
 //! Per step, in the host's population order (so what reads what, and when, is the CPU
-//! backend's): zero the population's inputs, add its drives, run each projection into
-//! it (cuBLAS GEMM for dense, one warp per spike over the CSR rows for sparse, an
-//! element-wise kernel for one-to-one; delayed ones into their ring slot, then the slot
-//! due now is added and cleared), launch the step kernel the compiler emitted for the
-//! population (same Philox streams as the CPU: same seed, step and element index), flag
-//! non-finite states (one launch over the population's states, which share one
-//! allocation), and compact the spikes into a list for the sparse kernels (which also
-//! adds them to the window's spike totals). A projection with presynaptic state first
+//! backend's): add the population's drives (an input only drives reach holds them from
+//! the build on), run each projection into it (cuBLAS GEMM for dense, one warp per spike
+//! over the CSR rows for sparse, an element-wise kernel for one-to-one; delayed ones into
+//! their ring slot, then the slot due now is added and cleared), launch the step kernel
+//! the compiler emitted for the population ([`population_kernel`]: same Philox streams
+//! as the CPU, the step read from the device's clock; it flags its non-finite states,
+//! clears the inputs it has read, and lists its spikes for the sparse kernels, adding
+//! them to the window's spike totals, and records them when asked). A projection with presynaptic state first
 //! steps its stage and delivers the scaled activity; a plastic projection puts its
 //! source's spikes in flight and delivers those arriving; after the populations, the
 //! plastic projections run their weight rules and traces ([`plastic`]).
@@ -84,6 +84,10 @@ struct DevPop {
     fixed: Vec<bool>,
     /// Its step reads the device's clock (`PtxKernel::clocked`).
     clocked: bool,
+    /// Where its step records its spikes as bits ([`GpuNetwork::record_spikes`]): per
+    /// step of a window and batch element, `words` u32 words.
+    rec: Option<Buf>,
+    words: usize,
     /// This population's non-finite flag within a step's flags.
     flag: usize,
     seed: u64,
@@ -195,10 +199,25 @@ pub struct GpuNetwork<T: 'static, D> {
     graphs: HashMap<RunKey, (GraphId, Vec<(usize, u8)>)>,
     /// Why simulation windows stopped being recorded, if the device refused one.
     graphs_off: Option<String>,
+    /// The step a failure interrupted (its calls half made), until a reset.
+    broken: Option<u64>,
+    /// The spikes recorded on the device, read back with each window's status
+    /// ([`GpuNetwork::record_spikes`]), not yet taken.
+    recorded: Vec<RecordedStep>,
     id: u64,
 }
 
-/// At most this many recorded simulation windows (phases of the delay rings).
+/// The spikes of one step, recorded on the device ([`GpuNetwork::record_spikes`]).
+pub struct RecordedStep {
+    /// The step's index (the network's `step_index` before it).
+    pub step: u64,
+    /// Per population (empty for one without spikes), per batch element: the indices of
+    /// the neurons that spiked, ascending.
+    pub active: Vec<Vec<Vec<u32>>>,
+}
+
+/// At most this many recorded simulation windows (phases of the rings, times the states
+/// of the accumulation buffers a window starts from).
 const RUN_GRAPHS: usize = 16;
 
 /// What decides the calls of a simulation window that starts a status window: where
@@ -207,6 +226,7 @@ const RUN_GRAPHS: usize = 16;
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct RunKey {
     phase: u64,
+    window: usize,
     acc: Vec<(usize, u8)>,
 }
 
@@ -216,6 +236,20 @@ struct RunKey {
 /// `batch_offset`).
 pub(crate) fn step_scalars(len: usize, t: f64, seed: u64, step: u64, offset: u64) -> [KArg; 5] {
     [KArg::U64(len as u64), KArg::F64(t), KArg::U64(seed), KArg::U64(step), KArg::U64(offset)]
+}
+
+/// The step kernel of a population as the device runs it: it checks the states it
+/// writes, clears the inputs deliveries sum into, lists its spikes (and, with `record`,
+/// records them as bits), and reads its step from the device's clock where it draws
+/// random numbers or reads the time.
+fn population_kernel<T: Float>(pop: &crate::network::Population<T>, step: &snnc_compiler::discretise::Step, target: snnc_compiler::backend::ptx::Target, dt: f64, record: bool) -> Result<snnc_compiler::backend::ptx::PtxKernel, RuntimeError> {
+    let consumed: Vec<bool> = pop.fixed_inputs.iter().map(|f| !f).collect();
+    let k = compile_checked_step(step, &pop.specs, T::PRECISION, target)
+        .map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?
+        .consuming(&consumed)
+        .listing();
+    let k = if record { k.recording() } else { k };
+    Ok(if k.reads_step() { k.clocked(dt) } else { k })
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -296,6 +330,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 drives: Vec::new(),
                 fixed: pop.fixed_inputs.clone(),
                 clocked: false,
+                rec: None,
+                words: pop.n.div_ceil(32),
                 alt: 0,
                 flag: n_flags,
                 seed: host.seed ^ u64::from(stream_id(&pop.name)),
@@ -305,15 +341,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 pops.push(dp);
                 continue;
             };
-            // The step checks its states and clears the inputs deliveries sum into.
-            let consumed: Vec<bool> = pop.fixed_inputs.iter().map(|f| !f).collect();
-            // It lists its spikes where it has some.
-            let k = compile_checked_step(step, &pop.specs, T::PRECISION, target)
-                .map_err(|e| RuntimeError::Build(format!("population `{}`: {e}", pop.name)))?
-                .consuming(&consumed)
-                .listing();
-            // One that reads its step or the time reads them from the device's clock.
-            let k = if k.reads_step() { k.clocked(host.dt) } else { k };
+            let k = population_kernel(pop, step, target, host.dt, false)?;
             dp.clocked = k.clocked;
             // One allocation for the states: the step's flag names an element of it.
             let block_len = len * pop.states.len();
@@ -450,7 +478,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let status = lens;
         let clock = dev.alloc(Elem::F64, 1, "clock").map_err(dev_err)?;
         let (graphs, graphs_off) = (HashMap::new(), None);
-        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, id };
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, recorded: Vec::new(), id };
         net.build_plasticity(&mut n_flags)?;
         net.ticks = net.pops.iter().any(|dp| dp.clocked) || net.projs.iter().any(|p| p.clocked());
         net.n_flags = n_flags;
@@ -484,7 +512,85 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let len = self.count_slots * self.host.batch + steps * self.n_flags;
         self.status = self.dev.alloc(Elem::U32, len, "status").map_err(dev_err)?;
         self.window = steps;
+        // Recordings hold the old buffers.
+        self.graphs.clear();
+        for p in 0..self.pops.len() {
+            if self.pops[p].rec.is_some() {
+                self.alloc_record(p)?;
+            }
+        }
         Ok(())
+    }
+
+    /// From now on the populations' steps record their spikes on the device, one bit
+    /// per neuron, batch element and step of a window, read back with the window's
+    /// status ([`GpuNetwork::flush`]) and kept until [`GpuNetwork::take_recorded`]: a
+    /// recorder reads a window of steps at a time instead of synchronising every step.
+    /// Their kernels are generated again ([`PtxKernel::recording`]).
+    pub fn record_spikes(&mut self) -> Result<(), RuntimeError> {
+        if self.pops.iter().any(|dp| dp.rec.is_some()) {
+            return Ok(());
+        }
+        self.flush()?;
+        let target = self.dev.target();
+        for p in 0..self.pops.len() {
+            let (pop, dp) = (&self.host.pops[p], &self.pops[p]);
+            let (Some(step), Some(_)) = (&pop.step, dp.list) else { continue };
+            let k = population_kernel(pop, step, target, self.host.dt, true)?;
+            self.pops[p].module = Some(self.dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?);
+            self.alloc_record(p)?;
+        }
+        // Recordings hold the old kernels.
+        self.graphs.clear();
+        Ok(())
+    }
+
+    fn alloc_record(&mut self, p: usize) -> Result<(), RuntimeError> {
+        let len = self.window * self.host.batch * self.pops[p].words;
+        let name = format!("{}.spike_record", self.host.pops[p].name);
+        self.pops[p].rec = Some(self.dev.alloc(Elem::U32, len, &name).map_err(dev_err)?);
+        Ok(())
+    }
+
+    /// Reads the spike records of the window's `pending` steps (from `first_step`) into
+    /// [`GpuNetwork::take_recorded`]'s list.
+    fn read_records(&mut self, first_step: u64, pending: usize) -> Result<(), RuntimeError> {
+        if self.pops.iter().all(|dp| dp.rec.is_none()) {
+            return Ok(());
+        }
+        let batch = self.host.batch;
+        let mut steps: Vec<RecordedStep> = (0..pending).map(|s| RecordedStep { step: first_step + s as u64, active: vec![Vec::new(); self.pops.len()] }).collect();
+        for (p, dp) in self.pops.iter().enumerate() {
+            let Some(rec) = dp.rec else { continue };
+            let mut bits = vec![0u32; self.window * batch * dp.words];
+            self.dev.download(rec, HostMut::U32(&mut bits)).map_err(dev_err)?;
+            let n = self.host.pops[p].n;
+            for (s, st) in steps.iter_mut().enumerate() {
+                st.active[p] = (0..batch)
+                    .map(|b| {
+                        let row = &bits[(s * batch + b) * dp.words..][..dp.words];
+                        let mut set = Vec::new();
+                        // Spikes are rare: skip empty words, then each set bit.
+                        for (w, &x) in row.iter().enumerate().filter(|(_, x)| **x != 0) {
+                            let mut x = x;
+                            while x != 0 {
+                                set.push((w * 32) as u32 + x.trailing_zeros());
+                                x &= x - 1;
+                            }
+                        }
+                        set.retain(|&j| (j as usize) < n);
+                        set
+                    })
+                    .collect();
+            }
+        }
+        self.recorded.extend(steps);
+        Ok(())
+    }
+
+    /// The steps whose spikes were recorded and read back since the last call, in order.
+    pub fn take_recorded(&mut self) -> Vec<RecordedStep> {
+        std::mem::take(&mut self.recorded)
     }
 
     /// Steps between status read-backs.
@@ -546,6 +652,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Back to a [`GpuNetwork::window_state`] (a recording the device refused: the
     /// calls made into it did not run).
     pub(crate) fn restore_window_state(&mut self, (step, pending, acc): &(u64, usize, Vec<(usize, u8)>)) {
+        // Nothing of a refused recording ran: no step was left half made.
+        self.broken = None;
         self.host.step_index = *step;
         self.pending = *pending;
         self.acc.restore(acc);
@@ -565,10 +673,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// phase (where the delay rings stand, what the accumulation buffers hold) and
     /// replayed after that (its steps read their step from the device's clock), so a
     /// window costs one host call and its status read-back. Windows run call by call,
-    /// with the same results, where the network has presynaptic stages or plastic
-    /// synapses (their kernels take the step as an argument), where the rings have too
-    /// many phases, and once the device refuses to record one
-    /// ([`GpuNetwork::graphs_off`]).
+    /// with the same results, where the rings have too many phases, once
+    /// [`RUN_GRAPHS`] windows are kept (a window of another start runs call by call),
+    /// and once the device refuses to record one ([`GpuNetwork::graphs_off`]). A network
+    /// with external inputs is refused (step it with them).
     pub fn run(&mut self, steps: u64) -> Result<(), RuntimeError> {
         if let Some((name, _)) = self.host.inputs.first() {
             return Err(RuntimeError::Input(format!("the network reads input `{name}`: step it with its inputs (GpuNetwork::step)")));
@@ -612,10 +720,17 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// One status window of [`GpuNetwork::run`], replayed or recorded, then read back.
     fn run_window(&mut self) -> Result<(), RuntimeError> {
         let n = self.window;
-        let key = RunKey { phase: self.host.step_index % self.ring_period(), acc: self.acc.snapshot() };
+        let key = RunKey { phase: self.host.step_index % self.ring_period(), window: n, acc: self.acc.snapshot() };
         if let Some((graph, acc)) = self.graphs.get(&key).cloned() {
             self.dev.replay(graph).map_err(dev_err)?;
             self.fast_forward(n, &acc);
+            return self.flush();
+        }
+        if self.graphs.len() >= RUN_GRAPHS {
+            // No room to keep another recording: this window call by call.
+            for _ in 0..n {
+                self.step_deferred(&[])?;
+            }
             return self.flush();
         }
         let start = self.window_state();
@@ -627,9 +742,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         });
         match recorded.and_then(|graph| self.dev.replay(graph).map_err(dev_err).map(|()| graph)) {
             Ok(graph) => {
-                if self.graphs.len() < RUN_GRAPHS {
-                    self.graphs.insert(key, (graph, self.acc.snapshot()));
-                }
+                self.graphs.insert(key, (graph, self.acc.snapshot()));
             }
             Err(e) => {
                 // Nothing recorded ran: the host's view back, and the window call by call.
@@ -651,6 +764,11 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// [`GpuNetwork::step_on`] leaving the read-back of a full window to the caller (a
     /// training step queues its learning work first) or to the next step.
     pub(crate) fn step_deferred(&mut self, ext: &[Buf]) -> Result<(), RuntimeError> {
+        if let Some(step) = self.broken {
+            return Err(RuntimeError::Input(format!(
+                "the GPU network stopped in the middle of step {step} after an error: its state is no whole step's; reset it"
+            )));
+        }
         if self.window_full() {
             self.flush()?;
         }
@@ -660,13 +778,27 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         self.cur_ext.clear();
         self.cur_ext.extend_from_slice(ext);
         if self.pending == 0 {
-            // A new window: its totals and flags start at zero.
+            // A new window: its totals, flags and spike records start at zero.
             self.dev.zero(self.status).map_err(dev_err)?;
+            for rec in self.pops.iter().filter_map(|dp| dp.rec) {
+                self.dev.zero(rec).map_err(dev_err)?;
+            }
         }
+        let step = self.host.step_index;
+        // A step's calls are not repeatable once some ran (the spike lists append): a
+        // failure in the middle leaves the network refusing to step until a reset.
+        let r = self.step_calls(step);
+        if r.is_err() {
+            self.broken = Some(step);
+        }
+        r
+    }
+
+    /// The calls of step `step` (see [`GpuNetwork::step_deferred`]).
+    fn step_calls(&mut self, step: u64) -> Result<(), RuntimeError> {
         self.acc.next_step();
         let batch = self.host.batch;
         let t = self.host.time();
-        let step = self.host.step_index;
         let flags_at = self.count_slots * batch + self.pending * self.n_flags;
         for p in 0..self.pops.len() {
             self.gather(p, flags_at)?;
@@ -688,6 +820,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 let (n, now, other) = (self.host.pops[p].n, self.list_slot(p, step), self.list_slot(p, step + 1));
                 args.extend([KArg::Buf(list), KArg::Buf(self.lens), KArg::Buf(self.status)]);
                 args.extend([now * batch, other * batch, slot * batch, n].map(|v| KArg::U64(v as u64)));
+            }
+            // And records them: this step's rows of the window's record.
+            if let Some(rec) = dp.rec {
+                args.extend([KArg::Buf(rec), KArg::U64((self.pending * batch * dp.words) as u64), KArg::U64(dp.words as u64)]);
             }
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
             // It left its accumulated inputs zero (`PtxKernel::consuming`).
@@ -798,6 +934,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     pub fn reset(&mut self) -> Result<(), RuntimeError> {
         // The window so far first: a non-finite state in it is still reported.
         self.flush()?;
+        self.broken = None;
         self.host.reset();
         self.reset_plasticity()?;
         for (dp, pop) in self.pops.iter().zip(&self.host.pops) {
@@ -937,6 +1074,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         self.dev.download(self.status, HostMut::U32(&mut status)).map_err(dev_err)?;
         let (totals, flags) = status.split_at(totals_len);
         let first_step = self.host.step_index - pending as u64;
+        // The recorded spikes first: what ran before a non-finite state is kept.
+        self.read_records(first_step, pending)?;
         for (s, step_flags) in flags.chunks(self.n_flags.max(1)).take(pending).enumerate() {
             let step = first_step + s as u64;
             for &(at, flag) in &self.flag_order {
@@ -1017,8 +1156,39 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
     fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
         self.step(external)
     }
+    fn steps_at_once(&self) -> u64 {
+        // Whole windows, a few tens of milliseconds of a GPU's time.
+        16 * self.window as u64
+    }
     fn advance_free(&mut self, steps: u64) -> Result<(), RuntimeError> {
         self.run(steps)
+    }
+    fn advance_recorded(&mut self, steps: u64, each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+        self.record_spikes()?;
+        let ran = self.run(steps);
+        let ran = ran.and(self.flush());
+        // What ran is shown, a failure or not (up to a non-finite state's step, as the
+        // CPU stops there); then the host view is the last step's.
+        let stop = match &ran {
+            Err(RuntimeError::NonFinite { step, .. }) => *step,
+            _ => u64::MAX,
+        };
+        let now = self.host.step_index;
+        let mut shown = Ok(());
+        for st in self.take_recorded().into_iter().filter(|st| st.step < stop) {
+            for (pop, active) in self.host.pops.iter_mut().zip(st.active) {
+                if !pop.spikes.is_empty() {
+                    pop.active = active;
+                }
+            }
+            self.host.step_index = st.step + 1;
+            shown = each(&self.host);
+            if shown.is_err() {
+                break;
+            }
+        }
+        self.host.step_index = now;
+        ran.and(shown)
     }
     fn sync(&mut self, states: bool) -> Result<(), RuntimeError> {
         self.fetch_observed(states)

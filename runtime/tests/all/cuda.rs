@@ -71,6 +71,45 @@ fn coba_gpu_spikes_equal_cpu_f64() {
     assert_eq!(first, None, "first step where the GPU's spikes differ (step, population, neurons)");
 }
 
+/// examples/coba.snn for 1000 steps as recorded and replayed windows of 100 steps
+/// (`GpuNetwork::run`, CUDA graphs) with its spikes recorded on the device
+/// (`advance_recorded`): every step's spikes the CPU's, f64; windows replayed.
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn coba_gpu_replayed_windows_record_the_cpus_spikes_f64() {
+    use snnc_runtime::engine::Simulation;
+    flush_denormals();
+    let p = load("examples/coba.snn");
+    let o = Options { seed: 11, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &JitFactory).unwrap();
+    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, device()).unwrap();
+    gpu.set_window(100).unwrap();
+    let steps = 1000;
+    let mut want = Vec::new();
+    for _ in 0..steps {
+        cpu.step(&[]).unwrap();
+        want.push(cpu.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>());
+    }
+    let before = gpu.counts();
+    let mut got = Vec::new();
+    gpu.advance_recorded(steps as u64, &mut |net| {
+        // The device appends spikes in any order; the record is ascending.
+        got.push(net.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>());
+        Ok(())
+    })
+    .unwrap();
+    let c = gpu.counts().since(&before);
+    eprintln!("COBA f64 replayed: {c:?}, graphs off: {:?}", gpu.graphs_off());
+    assert!(gpu.graphs_off().is_none(), "{:?}", gpu.graphs_off());
+    assert!(c.replays >= 8, "{c:?}");
+    let first = (0..steps).find(|&t| got[t] != want[t]);
+    assert_eq!(first, None, "first step whose recorded spikes differ from the CPU's");
+    for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
+        assert!(a.spike_count > 100 && a.spike_count == b.spike_count, "{}: {} CPU spikes, {} GPU", a.name, a.spike_count, b.spike_count);
+    }
+}
+
 #[test]
 #[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
 fn coba_gpu_spikes_equal_cpu_f32() {

@@ -336,6 +336,49 @@ fn a_free_running_simulation_replays_recorded_windows() {
     assert!(replayed == single, "replayed windows and single steps differ");
 }
 
+/// Spikes recorded on the device (`Simulation::advance_recorded`): every step's active
+/// lists and time as the CPU's, read back a window at a time (the status and one record
+/// per population per window, no transfer per step), with replayed windows.
+#[test]
+fn recorded_spikes_arrive_a_window_at_a_time_as_the_cpus() {
+    use snnc_runtime::engine::Simulation;
+    let p = program(FREE_RUNNING);
+    let o = Options { seed: 5, batch: 2, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = emulated::<f64>(&p, &o);
+    gpu.set_window(8).unwrap();
+    let steps = 8 * 6 + 3;
+    let mut want = Vec::new();
+    for _ in 0..steps {
+        cpu.step(&[]).unwrap();
+        want.push((cpu.time(), cpu.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>()));
+    }
+    let before = gpu.counts();
+    let mut got = Vec::new();
+    gpu.advance_recorded(steps as u64, &mut |net| {
+        got.push((net.time(), net.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>()));
+        Ok(())
+    })
+    .unwrap();
+    let c = gpu.counts().since(&before);
+    assert_eq!(got.len(), steps);
+    assert!(got == want, "the recorded spikes differ from the CPU's");
+    assert!(want.iter().map(|(_, a)| a.iter().flatten().map(Vec::len).sum::<usize>()).sum::<usize>() > 50, "the network fires");
+    // Seven read-backs (six windows and the last three steps), each the status and two
+    // records; the windows after the first replayed.
+    assert_eq!((c.downloads, c.uploads), (21, 0), "{c:?}");
+    assert!(c.replays >= 5, "{c:?}");
+    assert_eq!(gpu.host.step_index, steps as u64);
+    // An error of the recorder stops the run there.
+    let mut seen = 0;
+    let e = gpu.advance_recorded(20, &mut |_| {
+        seen += 1;
+        if seen == 3 { Err(snnc_runtime::error::RuntimeError::Input("disk full".into())) } else { Ok(()) }
+    });
+    assert!(matches!(e, Err(snnc_runtime::error::RuntimeError::Input(_))), "{e:?}");
+    assert_eq!(seen, 3);
+}
+
 /// The propagation kernels' PTX text, run by the emulated device, against the CPU
 /// kernels of `runtime/src/propagate.rs`: spike lists, sparse events with grids from one
 /// warp (striding over every spike) to more warps than spikes, one-to-one.

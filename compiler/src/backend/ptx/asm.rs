@@ -216,7 +216,9 @@ pub(crate) enum Inst {
     /// element i = b * pop_n + j joins batch row b's list and counts; the first element
     /// of each row clears the count the next step appends to. Printed as a scoped block
     /// over the prologue's list registers.
-    SpikeList { ty: Ty, s: Reg },
+    /// With `records`, it also sets bit j % 32 of word `b * words + j / 32` of the
+    /// step's spike record (`PtxKernel::recording`).
+    SpikeList { ty: Ty, s: Reg, records: bool },
     /// The step index the device's clock holds (f64; `ld.global.f64` from the `clock`
     /// parameter of a clocked kernel).
     Clock { d: Reg },
@@ -344,24 +346,30 @@ pub(crate) fn print_inst(out: &mut String, inst: &Inst, addr: &dyn Fn(usize) -> 
         Inst::Bits { ty, d, a } => format!("mov.{} {}, {};", t(ty), reg(d), reg(a)),
         Inst::FlagMax { a, p } => format!("@{} red.global.max.u32 [%rd_flag], {};", reg(p), reg(a)),
         Inst::Clock { d } => format!("ld.global.f64 {}, [%rd_clock];", reg(d)),
-        Inst::SpikeList { ty, s } => {
+        Inst::SpikeList { ty, s, records } => {
             let zero = if ty == Ty::F32 { "0f00000000" } else { "0d0000000000000000" };
-            [
+            let mut lines = vec![
                 "{".to_string(),
-                ".reg .pred %lp<2>;\n.reg .b32 %lr<2>;\n.reg .b64 %ld<7>;".into(),
+                ".reg .pred %lp<2>;\n.reg .b32 %lr<4>;\n.reg .b64 %ld<10>;".into(),
                 // b = i / pop_n, the row's start b * pop_n, j = i - b * pop_n; 4 b.
-                "div.u64 %ld0, %rd_i, %rd_popn;\nmul.lo.u64 %ld1, %ld0, %rd_popn;\nsub.u64 %ld2, %rd_i, %ld1;\nshl.b64 %ld0, %ld0, 2;".into(),
+                "div.u64 %ld0, %rd_i, %rd_popn;\nmul.lo.u64 %ld1, %ld0, %rd_popn;\nsub.u64 %ld2, %rd_i, %ld1;\nshl.b64 %ld7, %ld0, 2;".into(),
                 // The row's first element clears the other count.
-                "setp.eq.u64 %lp0, %ld2, 0;\nadd.u64 %ld3, %rd_clr, %ld0;\nmov.u32 %lr0, 0;\n@%lp0 st.global.u32 [%ld3], %lr0;".into(),
+                "setp.eq.u64 %lp0, %ld2, 0;\nadd.u64 %ld3, %rd_clr, %ld7;\nmov.u32 %lr0, 0;\n@%lp0 st.global.u32 [%ld3], %lr0;".into(),
                 // `neu`: true for NaN, false for +-0 (no .ftz: a subnormal spike is listed).
                 format!("setp.neu.{} %lp1, {}, {zero};", t(ty), reg(s)),
-                "add.u64 %ld4, %rd_app, %ld0;\nadd.u64 %ld5, %rd_tot, %ld0;".into(),
+                "add.u64 %ld4, %rd_app, %ld7;\nadd.u64 %ld5, %rd_tot, %ld7;".into(),
                 "@%lp1 atom.global.add.u32 %lr1, [%ld4], 1;\n@%lp1 red.global.add.u32 [%ld5], 1;".into(),
                 "cvt.u64.u32 %ld6, %lr1;\nadd.u64 %ld6, %ld6, %ld1;\nshl.b64 %ld6, %ld6, 2;\nadd.u64 %ld6, %rd_list, %ld6;".into(),
                 "cvt.u32.u64 %lr0, %ld2;\n@%lp1 st.global.u32 [%ld6], %lr0;".into(),
-                "}".into(),
-            ]
-            .join("\n")
+            ];
+            if records {
+                // rec word b * words + j / 32 (%rd_rec: this step's record), bit j % 32.
+                lines.push("mul.lo.u64 %ld8, %ld0, %rd_words;\nshr.u64 %ld9, %ld2, 5;\nadd.u64 %ld8, %ld8, %ld9;\nshl.b64 %ld8, %ld8, 2;\nadd.u64 %ld8, %rd_rec, %ld8;".into());
+                lines.push("and.b32 %lr2, %lr0, 31;\nmov.u32 %lr3, 1;\nshl.b32 %lr3, %lr3, %lr2;\n@%lp1 red.global.or.b32 [%ld8], %lr3;".into());
+            }
+            lines.push("}".into());
+            lines
+                .join("\n")
             .replace('\n', "\n\t")
         }
     };
@@ -604,7 +612,7 @@ impl Machine {
                 Inst::Cvt { rnd, dty, sty, d, a } => self.set(d, cvt(self.get(a), rnd, dty, sty)),
                 // The clock holds the step (what `Scalar::Step` gives), as an f64.
                 Inst::Clock { d } => self.set(d, (scalar(Scalar::Step) as f64).to_bits()),
-                Inst::SpikeList { ty, s } => {
+                Inst::SpikeList { ty, s, .. } => {
                     // Not `.ftz`: the raw value, as `setp.neu` compares it.
                     let x = if ty == Ty::F32 { f64::from(f32::from_bits(self.get(s) as u32)) } else { f64::from_bits(self.get(s)) };
                     if x != 0.0 {

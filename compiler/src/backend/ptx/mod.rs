@@ -136,8 +136,12 @@ pub struct PtxKernel {
     /// The kernel reads its step (and time) from the device ([`PtxKernel::clocked`]) and
     /// takes the clock's pointer after the flag parameters.
     pub clocked: bool,
-    /// The kernel lists its spikes ([`PtxKernel::listing`]): seven parameters last.
+    /// The kernel lists its spikes ([`PtxKernel::listing`]): seven parameters after the
+    /// clock.
     pub lists: bool,
+    /// The kernel also records its spikes as bits ([`PtxKernel::recording`]): three
+    /// parameters last.
+    pub records: bool,
 }
 
 /// What [`PtxKernel::emulate`] saw besides the buffers it wrote.
@@ -580,7 +584,7 @@ fn lower(
         lw.b.push(Inst::St { ty, buf, a });
     }
     let Builder { body, counts } = lw.b;
-    Ok(PtxKernel { entry, precision, target, args, header, body, counts, checks: false, clocked: false, lists: false })
+    Ok(PtxKernel { entry, precision, target, args, header, body, counts, checks: false, clocked: false, lists: false, records: false })
 }
 
 /// [`compile_step`] with the runtime's non-finite check fused in, instead of a launch
@@ -701,10 +705,29 @@ impl PtxKernel {
             return self;
         };
         let Inst::St { a: Arg::R(s), .. } = self.body[at] else { unreachable!("found above") };
-        self.body.insert(at + 1, Inst::SpikeList { ty, s });
+        self.body.insert(at + 1, Inst::SpikeList { ty, s, records: false });
         self.body.insert(at + 1, Inst::Comment("spike list: this element joins its row's list where it spiked".into()));
         self.lists = true;
         self.header.push("lists its spikes: parameters list, counts, totals, append_at, clear_at, total_at, pop_n come last".into());
+        self
+    }
+
+    /// A [`PtxKernel::listing`] kernel that also records its spikes, one bit per element:
+    /// a spiking element `i = b * pop_n + j` sets bit `j % 32` of word
+    /// `rec_at + b * words + j / 32` of `rec` (atomic or), for a runtime that reads a
+    /// window of steps' spikes at once. Parameters, after the list's: `rec` (a u32
+    /// pointer), `rec_at`, `words`. A kernel that does not list is returned as it is.
+    pub fn recording(mut self) -> PtxKernel {
+        if !self.lists {
+            return self;
+        }
+        for inst in &mut self.body {
+            if let Inst::SpikeList { records, .. } = inst {
+                *records = true;
+            }
+        }
+        self.records = true;
+        self.header.push("records its spikes as bits: parameters rec, rec_at, words come last".into());
         self
     }
 
@@ -813,6 +836,9 @@ impl PtxKernel {
         if self.lists {
             params.extend(["list", "counts", "totals", "append_at", "clear_at", "total_at", "pop_n"].map(|p| format!("\t.param .u64 {p}")));
         }
+        if self.records {
+            params.extend(["rec", "rec_at", "words"].map(|p| format!("\t.param .u64 {p}")));
+        }
         let _ = writeln!(o, "{}\n)\n{{", params.join(",\n"));
         let _ = writeln!(o, "\t.reg .pred %p_out;\n\t.reg .b32 %r_ctaid, %r_ntid, %r_tid;\n\t.reg .b64 %rd_i, %rd_n, %rd_off;");
         if self.checks {
@@ -823,6 +849,9 @@ impl PtxKernel {
         }
         if self.lists {
             o.push_str("\t.reg .b64 %rd_list, %rd_lens, %rd_tot, %rd_app, %rd_clr, %rd_popn;\n");
+        }
+        if self.records {
+            o.push_str("\t.reg .b64 %rd_rec, %rd_words;\n");
         }
         if !self.args.is_empty() {
             let _ = writeln!(o, "\t.reg .b64 %rd_a<{}>;", self.args.len());
@@ -856,6 +885,12 @@ impl PtxKernel {
             o.push_str("\tld.param.u64 %rd_tot, [totals];\n\tcvta.to.global.u64 %rd_tot, %rd_tot;\n");
             o.push_str("\tld.param.u64 %rd_lens, [total_at];\n\tshl.b64 %rd_lens, %rd_lens, 2;\n\tadd.s64 %rd_tot, %rd_tot, %rd_lens;\n");
             o.push_str("\tld.param.u64 %rd_popn, [pop_n];\n");
+        }
+        if self.records {
+            // %rd_rec: word rec_at of the record (this step's first row).
+            o.push_str("\tld.param.u64 %rd_rec, [rec];\n\tcvta.to.global.u64 %rd_rec, %rd_rec;\n");
+            o.push_str("\tld.param.u64 %rd_words, [rec_at];\n\tshl.b64 %rd_words, %rd_words, 2;\n\tadd.s64 %rd_rec, %rd_rec, %rd_words;\n");
+            o.push_str("\tld.param.u64 %rd_words, [words];\n");
         }
         o.push('\n');
         for inst in &self.body {

@@ -201,6 +201,12 @@ pub struct GpuNetwork<T: 'static, D> {
     graphs_off: Option<String>,
     /// The step a failure interrupted (its calls half made), until a reset.
     broken: Option<u64>,
+    /// The population steps record their spikes ([`GpuNetwork::record_spikes`]).
+    recording: bool,
+    /// The records are read back (inside [`Simulation::advance_recorded`]).
+    collecting: bool,
+    /// The step whose status reported the last failure (what the recorder may not see).
+    failed_at: Option<u64>,
     /// The spikes recorded on the device, read back with each window's status
     /// ([`GpuNetwork::record_spikes`]), not yet taken.
     recorded: Vec<RecordedStep>,
@@ -478,7 +484,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let status = lens;
         let clock = dev.alloc(Elem::F64, 1, "clock").map_err(dev_err)?;
         let (graphs, graphs_off) = (HashMap::new(), None);
-        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, recorded: Vec::new(), id };
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), id };
         net.build_plasticity(&mut n_flags)?;
         net.ticks = net.pops.iter().any(|dp| dp.clocked) || net.projs.iter().any(|p| p.clocked());
         net.n_flags = n_flags;
@@ -509,16 +515,17 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             return Err(RuntimeError::Input(format!("a GPU window of {steps} steps: it must be 1 to {most} steps for these populations")));
         }
         self.flush()?;
+        // Every buffer of the new size first: a failed allocation changes nothing.
         let len = self.count_slots * self.host.batch + steps * self.n_flags;
-        self.status = self.dev.alloc(Elem::U32, len, "status").map_err(dev_err)?;
+        let status = self.dev.alloc(Elem::U32, len, "status").map_err(dev_err)?;
+        let recs: Vec<Option<Buf>> = (0..self.pops.len()).map(|p| self.pops[p].rec.map(|_| self.alloc_record(p, steps)).transpose()).collect::<Result<_, _>>()?;
+        self.status = status;
         self.window = steps;
+        for (dp, rec) in self.pops.iter_mut().zip(recs) {
+            dp.rec = rec;
+        }
         // Recordings hold the old buffers.
         self.graphs.clear();
-        for p in 0..self.pops.len() {
-            if self.pops[p].rec.is_some() {
-                self.alloc_record(p)?;
-            }
-        }
         Ok(())
     }
 
@@ -528,34 +535,41 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// recorder reads a window of steps at a time instead of synchronising every step.
     /// Their kernels are generated again ([`PtxKernel::recording`]).
     pub fn record_spikes(&mut self) -> Result<(), RuntimeError> {
-        if self.pops.iter().any(|dp| dp.rec.is_some()) {
+        if self.recording {
             return Ok(());
         }
         self.flush()?;
+        // Every kernel and record first: a failure changes nothing.
         let target = self.dev.target();
+        let mut swaps = Vec::new();
         for p in 0..self.pops.len() {
             let (pop, dp) = (&self.host.pops[p], &self.pops[p]);
             let (Some(step), Some(_)) = (&pop.step, dp.list) else { continue };
             let k = population_kernel(pop, step, target, self.host.dt, true)?;
-            self.pops[p].module = Some(self.dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?);
-            self.alloc_record(p)?;
+            let module = self.dev.load(&Module::Step(Box::new(k))).map_err(dev_err)?;
+            swaps.push((p, module, self.alloc_record(p, self.window)?));
         }
+        for (p, module, rec) in swaps {
+            self.pops[p].module = Some(module);
+            self.pops[p].rec = Some(rec);
+        }
+        self.recording = true;
         // Recordings hold the old kernels.
         self.graphs.clear();
         Ok(())
     }
 
-    fn alloc_record(&mut self, p: usize) -> Result<(), RuntimeError> {
-        let len = self.window * self.host.batch * self.pops[p].words;
+    /// A spike record of population `p` for windows of `window` steps.
+    fn alloc_record(&mut self, p: usize, window: usize) -> Result<Buf, RuntimeError> {
+        let len = window * self.host.batch * self.pops[p].words;
         let name = format!("{}.spike_record", self.host.pops[p].name);
-        self.pops[p].rec = Some(self.dev.alloc(Elem::U32, len, &name).map_err(dev_err)?);
-        Ok(())
+        self.dev.alloc(Elem::U32, len, &name).map_err(dev_err)
     }
 
     /// Reads the spike records of the window's `pending` steps (from `first_step`) into
     /// [`GpuNetwork::take_recorded`]'s list.
     fn read_records(&mut self, first_step: u64, pending: usize) -> Result<(), RuntimeError> {
-        if self.pops.iter().all(|dp| dp.rec.is_none()) {
+        if !self.collecting {
             return Ok(());
         }
         let batch = self.host.batch;
@@ -652,7 +666,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Back to a [`GpuNetwork::window_state`] (a recording the device refused: the
     /// calls made into it did not run).
     pub(crate) fn restore_window_state(&mut self, (step, pending, acc): &(u64, usize, Vec<(usize, u8)>)) {
-        // Nothing of a refused recording ran: no step was left half made.
+        // Nothing of a refused recording ran, and none starts from a step left half made
+        // (`check_whole`): none is now.
         self.broken = None;
         self.host.step_index = *step;
         self.pending = *pending;
@@ -678,6 +693,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// and once the device refuses to record one ([`GpuNetwork::graphs_off`]). A network
     /// with external inputs is refused (step it with them).
     pub fn run(&mut self, steps: u64) -> Result<(), RuntimeError> {
+        self.check_whole()?;
         if let Some((name, _)) = self.host.inputs.first() {
             return Err(RuntimeError::Input(format!("the network reads input `{name}`: step it with its inputs (GpuNetwork::step)")));
         }
@@ -764,11 +780,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// [`GpuNetwork::step_on`] leaving the read-back of a full window to the caller (a
     /// training step queues its learning work first) or to the next step.
     pub(crate) fn step_deferred(&mut self, ext: &[Buf]) -> Result<(), RuntimeError> {
-        if let Some(step) = self.broken {
-            return Err(RuntimeError::Input(format!(
-                "the GPU network stopped in the middle of step {step} after an error: its state is no whole step's; reset it"
-            )));
-        }
+        self.check_whole()?;
         if self.window_full() {
             self.flush()?;
         }
@@ -792,6 +804,16 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             self.broken = Some(step);
         }
         r
+    }
+
+    /// Refuses to go on from a step a failure left half made (see `step_deferred`).
+    pub(crate) fn check_whole(&self) -> Result<(), RuntimeError> {
+        match self.broken {
+            Some(step) => Err(RuntimeError::Input(format!(
+                "the GPU network stopped in the middle of step {step} after an error: its state is no whole step's; reset it"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The calls of step `step` (see [`GpuNetwork::step_deferred`]).
@@ -935,6 +957,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         // The window so far first: a non-finite state in it is still reported.
         self.flush()?;
         self.broken = None;
+        self.recorded.clear();
         self.host.reset();
         self.reset_plasticity()?;
         for (dp, pop) in self.pops.iter().zip(&self.host.pops) {
@@ -1080,6 +1103,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             let step = first_step + s as u64;
             for &(at, flag) in &self.flag_order {
                 let Some((e, value)) = prop::decode_flag(step_flags[flag]) else { continue };
+                self.failed_at = Some(step);
                 return Err(match at {
                     FlagAt::Pop(p) => {
                         let pop = &self.host.pops[p];
@@ -1165,14 +1189,17 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
     }
     fn advance_recorded(&mut self, steps: u64, each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
         self.record_spikes()?;
+        // Steps made before this call are not shown again: their window is read first.
+        self.flush()?;
+        self.recorded.clear();
+        self.failed_at = None;
+        self.collecting = true;
         let ran = self.run(steps);
         let ran = ran.and(self.flush());
-        // What ran is shown, a failure or not (up to a non-finite state's step, as the
-        // CPU stops there); then the host view is the last step's.
-        let stop = match &ran {
-            Err(RuntimeError::NonFinite { step, .. }) => *step,
-            _ => u64::MAX,
-        };
+        self.collecting = false;
+        // What ran is shown, a failure or not, up to the step whose status reported it
+        // (the CPU stops there); then the host view is the last step's.
+        let stop = self.failed_at.filter(|_| ran.is_err()).unwrap_or(u64::MAX);
         let now = self.host.step_index;
         let mut shown = Ok(());
         for st in self.take_recorded().into_iter().filter(|st| st.step < stop) {

@@ -369,6 +369,19 @@ fn recorded_spikes_arrive_a_window_at_a_time_as_the_cpus() {
     assert_eq!((c.downloads, c.uploads), (21, 0), "{c:?}");
     assert!(c.replays >= 5, "{c:?}");
     assert_eq!(gpu.host.step_index, steps as u64);
+    // Steps made one by one in between (and read by the caller) are not shown again.
+    for _ in 0..3 {
+        gpu.advance(&[]).unwrap();
+        gpu.sync(false).unwrap();
+    }
+    let mut shown = Vec::new();
+    gpu.advance_recorded(8, &mut |net| {
+        shown.push(net.step_index);
+        Ok(())
+    })
+    .unwrap();
+    let first = steps as u64 + 4;
+    assert_eq!(shown, (first..first + 8).collect::<Vec<_>>());
     // An error of the recorder stops the run there.
     let mut seen = 0;
     let e = gpu.advance_recorded(20, &mut |_| {

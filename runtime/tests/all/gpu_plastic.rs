@@ -342,6 +342,60 @@ network n {{
     assert!(replayed.iter().zip(&one_by_one).all(|(x, y)| x.to_bits() == y.to_bits()), "replayed windows and single steps differ");
 }
 
+/// Spikes recorded on the device stop where the CPU's run stops: a rule that makes a
+/// weight infinite (reported with the window's status, as an input error, not a
+/// non-finite state) ends what the recorder is shown at the step before it, as on the
+/// CPU, whose run fails at that step.
+#[test]
+fn recorded_spikes_end_before_a_failing_rule_as_on_the_cpu() {
+    use snnc_runtime::engine::Simulation;
+    let text = format!(
+        "{LIF}{STDP_SYNAPSES}neuron Noisy {{
+    state v = 0.0
+    input I
+    dv/dt = (-v + I + 4.0 * randn()) / (2 ms)
+    spike when v > 1.0
+    reset v = 0.0
+    method euler
+}}
+network n {{
+    dt = 0.5 ms
+    layer s = Noisy[20]
+    layer a = LIF[10]
+    drive s.I = 0.8
+    drive a.I = 3.0
+    connect s -> a.I via STDP sparse p = 0.5 weight 0.3 as s_a
+}}"
+    )
+    // `on post` divides by a trace that is 0 until the first presynaptic spike.
+    .replace("w = clip(w + apre, 0, w_max)", "w = w + Apre / apre");
+    let p = program(&text);
+    let o = Options { seed: 4, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut shown_cpu = 0;
+    let cpu_err = (0..200).find_map(|_| match cpu.step(&[]) {
+        Ok(()) => {
+            shown_cpu += 1;
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    });
+    let cpu_err = cpu_err.expect("the CPU refuses");
+    assert!(cpu_err.contains("became inf"), "{cpu_err}");
+    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    gpu.set_window(16).unwrap();
+    let mut shown_gpu = 0;
+    let gpu_err = gpu.advance_recorded(200, &mut |_| {
+        shown_gpu += 1;
+        Ok(())
+    });
+    let gpu_err = gpu_err.expect_err("the GPU refuses").to_string();
+    assert!(gpu_err.starts_with(cpu_err.as_str()), "cpu: {cpu_err}\ngpu: {gpu_err}");
+    assert!(shown_cpu > 0 && shown_cpu % 16 != 0, "the failure falls inside a window ({shown_cpu})");
+    assert_eq!(shown_gpu, shown_cpu, "steps shown before the failure");
+}
+
 #[test]
 fn emulated_gpu_learns_the_cpus_weights_f64() {
     let p = program(&stdp_network());

@@ -506,6 +506,8 @@ impl<T: Float> GpuGradient<T> {
     /// of the accumulation buffers and exact traces), replayed after that, one host
     /// call instead of tens per step. Then the window's status read-back.
     fn replay_window<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, t0: usize, n: usize) -> Result<(), RuntimeError> {
+        // Not on top of a step a failure left half made.
+        g.check_whole()?;
         let key = WindowKey { t0, n, offset: g.host.batch_offset, net: g.window_state(), acc: self.acc.snapshot(), tr: self.exact_parity() };
         if let Some(rec) = self.graphs.get(&key) {
             g.dev.replay(rec.graph).map_err(dev_err)?;

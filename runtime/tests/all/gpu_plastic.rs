@@ -152,6 +152,18 @@ fn stdp_network() -> String {
     )
 }
 
+/// A source that spikes without external input: Philox noise (its step read from the
+/// device's clock on the GPU).
+const NOISY_SOURCE: &str = "neuron Noisy {
+    state v = 0.0
+    input I
+    dv/dt = (-v + I + 4.0 * randn()) / (2 ms)
+    spike when v > 1.0
+    reset v = 0.0
+    method euler
+}
+";
+
 /// Bernoulli input spikes with probability `p` (deterministic).
 fn input(step: usize, n: usize, p: f64) -> Vec<f64> {
     let r = Rng::new(11);
@@ -287,15 +299,7 @@ fn emulated_gpu_runs_the_song2000_example_as_the_cpu() {
 #[test]
 fn a_free_running_plastic_network_replays_recorded_windows() {
     let text = format!(
-        "{LIF}{STP_SYNAPSES}{STDP_SYNAPSES}neuron Noisy {{
-    state v = 0.0
-    input I
-    dv/dt = (-v + I + 4.0 * randn()) / (2 ms)
-    spike when v > 1.0
-    reset v = 0.0
-    method euler
-}}
-network n {{
+        "{LIF}{STP_SYNAPSES}{STDP_SYNAPSES}{NOISY_SOURCE}network n {{
     dt = 0.5 ms
     layer s = Noisy[30]
     layer a = LIF[12]
@@ -350,15 +354,7 @@ network n {{
 fn recorded_spikes_end_before_a_failing_rule_as_on_the_cpu() {
     use snnc_runtime::engine::Simulation;
     let text = format!(
-        "{LIF}{STDP_SYNAPSES}neuron Noisy {{
-    state v = 0.0
-    input I
-    dv/dt = (-v + I + 4.0 * randn()) / (2 ms)
-    spike when v > 1.0
-    reset v = 0.0
-    method euler
-}}
-network n {{
+        "{LIF}{STDP_SYNAPSES}{NOISY_SOURCE}network n {{
     dt = 0.5 ms
     layer s = Noisy[20]
     layer a = LIF[10]

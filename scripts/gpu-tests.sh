@@ -11,7 +11,8 @@
 #   tests  runtime/tests/all/cuda.rs (ignored without a GPU): CPU and GPU give the same
 #          spikes (COBA, CUBA, a network with every projection kind), the same gradients
 #          (ES-D-RTRL, D-RTRL, BPTT; f64 to 1e-8, f32 to 1e-2 in norm), and examples/dms.snn
-#          trained 10 batches on both gives the same weights and spikes.
+#          trained 10 batches on both gives the same weights and spikes; and `snnc run
+#          --record spikes` of COBA writes the same files on both (f64, 1000 steps).
 #   coba   runtime/benches/cuda_coba.rs: COBA at 4000 and 400 000 neurons (in-degree 80),
 #          f32 and f64: time per step, real-time factor, device calls per step; and
 #          `snnc bench sim --backend cuda` (forward Euler, as the peers) on the same two
@@ -59,6 +60,14 @@ has() { [[ " $PARTS " == *" $1 "* ]]; }
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 if has tests; then
     run tests 300 "$BIN/runtime-tests" cuda:: --ignored --nocapture --test-threads 1
+    # End to end: `snnc run` recording spikes on the device (replayed windows) writes the
+    # CPU's files, f64, 1000 steps of COBA.
+    for be in cuda jit; do
+        run tests 120 "$BIN/snnc" run examples/coba.snn --backend $be --precision f64 --duration 0.1s --record spikes --out "$OUT/coba-$be"
+    done
+    for f in E.spikes.t.npy E.spikes.i.npy I.spikes.t.npy I.spikes.i.npy; do
+        run tests 10 cmp "$OUT/coba-cuda/$f" "$OUT/coba-jit/$f"
+    done
 fi
 if has coba; then
     run coba 240 "$BIN/cuda_coba" "$STEPS"

@@ -491,7 +491,7 @@ impl EmuDevice {
     }
 
     fn run_propagate(&mut self, module: ModId, entry: &str, grid: (u32, u32), block: u32, args: &[KArg]) -> DResult<()> {
-        if entry == propagate::SPARSE_EVENTS && block % 32 != 0 {
+        if (entry == propagate::SPARSE_EVENTS || entry == propagate::SPARSE_EVENTS2) && block % 32 != 0 {
             return Err(DeviceError(format!("{entry}: block {block} is not a whole number of warps")));
         }
         let params: Vec<u64> = args

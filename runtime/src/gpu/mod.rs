@@ -896,7 +896,20 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         }
         let step = self.host.step_index as usize;
         let into: Vec<usize> = (0..self.projs.len()).filter(|&pi| self.host.projs[pi].to == p).collect();
-        for pi in into {
+        let mut k = 0;
+        while k < into.len() {
+            let pi = into[k];
+            k += 1;
+            // Two plain sparse projections in a row deliver in one launch.
+            if let Some(&pj) = into.get(k)
+                && output.is_none()
+                && self.plain_events(pi)
+                && self.plain_events(pj)
+            {
+                k += 1;
+                self.events_pair(pi, pj, &inputs)?;
+                continue;
+            }
             let pr = &self.host.projs[pi];
             let target = match output {
                 Some(o) => o,
@@ -929,6 +942,35 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             self.acc.settle(&mut self.dev, b, false)?;
         }
         Ok(())
+    }
+
+    /// Whether projection `pi` delivers as [`prop::SPARSE_EVENTS`] straight into its
+    /// target's input, with nothing before or after: sparse weights from a spiking
+    /// population's list, no delay, stage, plasticity or adapter.
+    fn plain_events(&self, pi: usize) -> bool {
+        let (pr, dp) = (&self.host.projs[pi], &self.projs[pi]);
+        let listed = matches!(pr.from, Source::Pop(q) if pr.from_state.is_none() && self.pops[q].list.is_some());
+        listed && matches!(dp.weights, DevWeights::Sparse { .. }) && dp.ring.is_empty() && dp.adapter.is_none() && dp.stage.is_none() && dp.plastic.is_none()
+    }
+
+    /// Projections `pi` then `pj` ([`GpuNetwork::plain_events`], into the same
+    /// population, whose inputs are `inputs`) in one [`prop::SPARSE_EVENTS2`] launch.
+    fn events_pair(&mut self, pi: usize, pj: usize, inputs: &[Buf]) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        let mut a = Vec::with_capacity(19);
+        let mut n_pre_max = 0;
+        for q in [pi, pj] {
+            let target = inputs[self.host.projs[q].input];
+            self.acc.settle(&mut self.dev, target, true)?;
+            let (src, list) = self.source(q);
+            let (list, slot) = list.expect("plain_events: a listed source");
+            let DevWeights::Sparse { row_ptr, col, w } = self.projs[q].weights else { unreachable!("plain_events: sparse weights") };
+            let n_pre = self.projs[q].n_pre;
+            n_pre_max = n_pre_max.max(n_pre);
+            a.extend([KArg::Buf(row_ptr), KArg::Buf(col), KArg::Buf(w), KArg::Buf(list), KArg::U64(slot as u64), KArg::Buf(src), KArg::Buf(target), KArg::U64(n_pre as u64)]);
+        }
+        a.extend([KArg::Buf(self.lens), KArg::U64(self.projs[pi].n_post as u64), KArg::U64(batch as u64)]);
+        self.launch(prop::SPARSE_EVENTS2, (sparse_grid(n_pre_max as u64), 2 * batch as u32), SPARSE_BLOCK, &a)
     }
 
     /// What projection `pi` reads (a state, spikes, an external input or a readout's

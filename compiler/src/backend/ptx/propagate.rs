@@ -29,6 +29,12 @@ pub const NONZERO_LIST: &str = "snnc_nonzero_list";
 /// neuron `i` (grid-stride over the list), its lanes striding over the CSR row:
 /// `y[b*n_post + col[j]] += w[j] * x[b*n_pre + i]` with `red.global.add`.
 pub const SPARSE_EVENTS: &str = "snnc_sparse_events";
+/// `snnc_sparse_events2(row_ptr0, col0, w0, list0, slot0, x0, y0, n_pre0, row_ptr1, col1,
+/// w1, list1, slot1, x1, y1, n_pre1, counts, n_post, batch)`, grid (g, 2 * batch):
+/// [`SPARSE_EVENTS`] of two projections into one population in one launch, rows
+/// `q * batch + b` of the grid doing projection q's batch element b (so that a
+/// population's deliveries take one launch per pair instead of one each).
+pub const SPARSE_EVENTS2: &str = "snnc_sparse_events2";
 /// `snnc_one_to_one(w, x, y, n)`, grid (ceil(n / block), batch):
 /// `y[b*n + i] += w[i] * x[b*n + i]` (multiply, then add: no contraction).
 pub const ONE_TO_ONE: &str = "snnc_one_to_one";
@@ -156,9 +162,10 @@ pub const GATHER: &str = "snnc_gather";
 pub const SCATTER_EVENTS: &str = "snnc_scatter_events";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 24] = [
+pub const ENTRIES: [&str; 25] = [
     NONZERO_LIST,
     SPARSE_EVENTS,
+    SPARSE_EVENTS2,
     ONE_TO_ONE,
     ADD,
     ADD_CLEAR,
@@ -205,7 +212,8 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     let _ = writeln!(o, "// snnc propagation kernels ({precision:?}); entries: {}", ENTRIES.join(", "));
     let _ = writeln!(o, "\n.version {PTX_VERSION}\n.target {}\n.address_size 64", target.name());
     nonzero_list(&mut o, &f);
-    sparse_events(&mut o, &f);
+    sparse_events(&mut o, &f, false);
+    sparse_events(&mut o, &f, true);
     one_to_one(&mut o, &f);
     add(&mut o, &f, false);
     add(&mut o, &f, true);
@@ -296,29 +304,59 @@ fn nonzero_list(o: &mut String, f: &Fmt) {
     o.push_str("\tcvt.u32.u64 %r7, %rd_i;\n\tst.global.u32 [%rd9], %r7;\n$L_end:\n\tret;\n}\n");
 }
 
-fn sparse_events(o: &mut String, f: &Fmt) {
+/// [`SPARSE_EVENTS`], or with `pair` [`SPARSE_EVENTS2`]: the same body, each per-projection
+/// parameter chosen by the grid row's projection q.
+fn sparse_events(o: &mut String, f: &Fmt, pair: bool) {
     let Fmt { t, rn, sh, .. } = *f;
-    params(o, SPARSE_EVENTS, &["row_ptr", "col", "w", "list", "counts", "slot", "x", "y", "n_pre", "n_post"]);
+    let one = ["row_ptr", "col", "w", "list", "slot", "x", "y", "n_pre"];
+    if pair {
+        let mut names: Vec<String> = one.iter().map(|n| format!("{n}0")).chain(one.iter().map(|n| format!("{n}1"))).collect();
+        names.extend(["counts", "n_post", "batch"].map(String::from));
+        params(o, SPARSE_EVENTS2, &names.iter().map(String::as_str).collect::<Vec<_>>());
+    } else {
+        params(o, SPARSE_EVENTS, &["row_ptr", "col", "w", "list", "counts", "slot", "x", "y", "n_pre", "n_post"]);
+    }
     let _ = writeln!(o, "\t.reg .pred %p<3>;\n\t.reg .b32 %r<20>;\n\t.reg .b64 %rd<24>;\n\t.reg .{t} %f<4>;");
     // warp = global thread / 32, lane = tid % 32, nwarps = threads in the grid / 32.
     o.push_str("\tmov.u32 %r1, %ctaid.x;\n\tmov.u32 %r2, %ntid.x;\n\tmov.u32 %r3, %tid.x;\n\tmad.lo.u32 %r4, %r1, %r2, %r3;\n");
     o.push_str("\tshr.u32 %r4, %r4, 5;\n\tand.b32 %r5, %r3, 31;\n\tmov.u32 %r6, %nctaid.x;\n\tmul.lo.u32 %r6, %r6, %r2;\n\tshr.u32 %r6, %r6, 5;\n");
-    // b = blockIdx.y; count = counts[slot * gridDim.y + b]
-    o.push_str("\tmov.u32 %r7, %ctaid.y;\n\tcvt.u64.u32 %rd1, %r7;\n");
+    // A projection parameter into %rd{reg}: the pair's q-th (%p0: q = 0).
+    let param = |o: &mut String, reg: &str, name: &str| {
+        if pair {
+            let _ = writeln!(o, "\tld.param.u64 %rd20, [{name}0];\n\tld.param.u64 %rd21, [{name}1];\n\tselp.b64 %{reg}, %rd20, %rd21, %p0;");
+        } else {
+            let _ = writeln!(o, "\tld.param.u64 %{reg}, [{name}];");
+        }
+    };
+    let global = |o: &mut String, reg: &str, name: &str| {
+        param(o, reg, name);
+        let _ = writeln!(o, "\tcvta.to.global.u64 %{reg}, %{reg};");
+    };
+    if pair {
+        // q = blockIdx.y / batch, b = blockIdx.y % batch; %r8 = batch.
+        o.push_str("\tmov.u32 %r7, %ctaid.y;\n\tld.param.u64 %rd22, [batch];\n\tcvt.u32.u64 %r8, %rd22;\n");
+        o.push_str("\tdiv.u32 %r16, %r7, %r8;\n\trem.u32 %r7, %r7, %r8;\n\tsetp.eq.u32 %p0, %r16, 0;\n\tcvt.u64.u32 %rd1, %r7;\n");
+    } else {
+        // b = blockIdx.y; %r8 = batch = gridDim.y.
+        o.push_str("\tmov.u32 %r7, %ctaid.y;\n\tcvt.u64.u32 %rd1, %r7;\n\tmov.u32 %r8, %nctaid.y;\n");
+    }
+    // count = counts[slot * batch + b]
     pointer(o, "rd2", "counts");
-    o.push_str("\tld.param.u64 %rd3, [slot];\n\tmov.u32 %r8, %nctaid.y;\n\tcvt.u64.u32 %rd4, %r8;\n\tmad.lo.u64 %rd3, %rd3, %rd4, %rd1;\n");
+    param(o, "rd3", "slot");
+    o.push_str("\tcvt.u64.u32 %rd4, %r8;\n\tmad.lo.u64 %rd3, %rd3, %rd4, %rd1;\n");
     o.push_str("\tshl.b64 %rd3, %rd3, 2;\n\tadd.s64 %rd2, %rd2, %rd3;\n\tld.global.u32 %r9, [%rd2];\n");
     // Row bases of batch b: list + b*n_pre*4, x + b*n_pre*e, y + b*n_post*e.
-    o.push_str("\tld.param.u64 %rd5, [n_pre];\n\tmul.lo.u64 %rd5, %rd5, %rd1;\n\tld.param.u64 %rd6, [n_post];\n\tmul.lo.u64 %rd6, %rd6, %rd1;\n");
-    pointer(o, "rd7", "list");
+    param(o, "rd5", "n_pre");
+    o.push_str("\tmul.lo.u64 %rd5, %rd5, %rd1;\n\tld.param.u64 %rd6, [n_post];\n\tmul.lo.u64 %rd6, %rd6, %rd1;\n");
+    global(o, "rd7", "list");
     o.push_str("\tshl.b64 %rd8, %rd5, 2;\n\tadd.s64 %rd7, %rd7, %rd8;\n");
-    pointer(o, "rd9", "x");
+    global(o, "rd9", "x");
     let _ = writeln!(o, "\tshl.b64 %rd8, %rd5, {sh};\n\tadd.s64 %rd9, %rd9, %rd8;");
-    pointer(o, "rd10", "y");
+    global(o, "rd10", "y");
     let _ = writeln!(o, "\tshl.b64 %rd8, %rd6, {sh};\n\tadd.s64 %rd10, %rd10, %rd8;");
-    pointer(o, "rd11", "row_ptr");
-    pointer(o, "rd12", "col");
-    pointer(o, "rd13", "w");
+    global(o, "rd11", "row_ptr");
+    global(o, "rd12", "col");
+    global(o, "rd13", "w");
     // for (k = warp; k < count; k += nwarps)
     o.push_str("\tmov.u32 %r10, %r4;\n$L_spike:\n\tsetp.ge.u32 %p1, %r10, %r9;\n\t@%p1 bra $L_end;\n");
     // i = list[k]; xi = x[i]; [start, end) = row_ptr[i], row_ptr[i + 1]

@@ -201,6 +201,9 @@ pub struct GpuNetwork<T: 'static, D> {
     graphs_off: Option<String>,
     /// The step a failure interrupted (its calls half made), until a reset.
     broken: Option<u64>,
+    /// Counts the changes of buffers or kernels a recorded window holds (a new status
+    /// buffer, recording kernels): recordings of an older generation are not replayed.
+    generation: u64,
     /// The population steps record their spikes ([`GpuNetwork::record_spikes`]).
     recording: bool,
     /// The records are read back (inside [`Simulation::advance_recorded`]).
@@ -484,7 +487,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let status = lens;
         let clock = dev.alloc(Elem::F64, 1, "clock").map_err(dev_err)?;
         let (graphs, graphs_off) = (HashMap::new(), None);
-        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), id };
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, generation: 0, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), id };
         net.build_plasticity(&mut n_flags)?;
         net.ticks = net.pops.iter().any(|dp| dp.clocked) || net.projs.iter().any(|p| p.clocked());
         net.n_flags = n_flags;
@@ -521,6 +524,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let recs: Vec<Option<Buf>> = (0..self.pops.len()).map(|p| self.pops[p].rec.map(|_| self.alloc_record(p, steps)).transpose()).collect::<Result<_, _>>()?;
         self.status = status;
         self.window = steps;
+        self.generation += 1;
         for (dp, rec) in self.pops.iter_mut().zip(recs) {
             dp.rec = rec;
         }
@@ -554,6 +558,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             self.pops[p].rec = Some(rec);
         }
         self.recording = true;
+        self.generation += 1;
         // Recordings hold the old kernels.
         self.graphs.clear();
         Ok(())
@@ -605,6 +610,11 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// The steps whose spikes were recorded and read back since the last call, in order.
     pub fn take_recorded(&mut self) -> Vec<RecordedStep> {
         std::mem::take(&mut self.recorded)
+    }
+
+    /// See the field: what a recorded window's key must hold.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Steps between status read-backs.

@@ -380,6 +380,40 @@ fn recorded_windows_replay_as_the_calls_run() {
     }
 }
 
+/// A recorded window holds the network's status buffer: after `set_window` (a new one,
+/// even of the same length) the gradient records its windows again instead of replaying
+/// stale ones, and gives what the calls give (spike counts included).
+#[test]
+fn recorded_windows_are_not_replayed_after_the_window_changes() {
+    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
+    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
+    let method = Method::EsDRtrl { decay: 0.8 };
+    let mut runs = Vec::new();
+    for graphs in [false, true] {
+        let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let trainable = trainable_of(&host, &p);
+        let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        gpu.set_window(4).unwrap();
+        let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+        grad.set_graphs(graphs);
+        let mut out = Vec::new();
+        for b in 0..3 {
+            if b == 2 {
+                gpu.set_window(4).unwrap();
+            }
+            gpu.reset().unwrap();
+            let g = grad.run(&mut gpu, &mut RandomSpikes::new(10, 2, 5, 2, 0.4, 20 + b)).unwrap();
+            let spikes: Vec<u64> = gpu.host.pops.iter().map(|p| p.spike_count).collect();
+            out.push((g.loss, g.total, spikes));
+        }
+        // Batches 0 and 2 record (3 windows each, replayed once as recorded), batch 1 replays.
+        assert_eq!(gpu.counts().replays, if graphs { 9 } else { 0 });
+        runs.push(out);
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert!(runs[0].iter().all(|(_, _, s)| s.iter().sum::<u64>() > 0), "the network fires");
+}
+
 /// The workloads of the hardware tests `cuda::gradients_gpu_equal_cpu` and
 /// `cuda::sparse_gradients_gpu_equal_cpu` must give the CPU reference a non-zero
 /// gradient for every weight (a silent layer made it compare zeros).

@@ -177,6 +177,8 @@ struct WindowKey {
     /// The network's `batch_offset` (the noise kernels' element offset is recorded too).
     offset: usize,
     net: (u64, usize, Vec<(usize, u8)>),
+    /// The network's buffers and kernels a recording holds (`GpuNetwork::generation`).
+    generation: u64,
     acc: Vec<(usize, u8)>,
     tr: Vec<usize>,
 }
@@ -508,7 +510,7 @@ impl<T: Float> GpuGradient<T> {
     fn replay_window<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, kind: Loss, t0: usize, n: usize) -> Result<(), RuntimeError> {
         // Not on top of a step a failure left half made.
         g.check_whole()?;
-        let key = WindowKey { t0, n, offset: g.host.batch_offset, net: g.window_state(), acc: self.acc.snapshot(), tr: self.exact_parity() };
+        let key = WindowKey { t0, n, offset: g.host.batch_offset, net: g.window_state(), generation: g.generation(), acc: self.acc.snapshot(), tr: self.exact_parity() };
         if let Some(rec) = self.graphs.get(&key) {
             g.dev.replay(rec.graph).map_err(dev_err)?;
             g.fast_forward(n, &rec.net_acc);

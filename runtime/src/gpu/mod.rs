@@ -8,7 +8,7 @@
 //! the build on), run each projection into it (cuBLAS GEMM for dense, one warp per spike
 //! over the CSR rows for sparse, an element-wise kernel for one-to-one; delayed ones into
 //! their ring slot, then the slot due now is added and cleared), launch the step kernel
-//! the compiler emitted for the population ([`population_kernel`]: same Philox streams
+//! the compiler emitted for the population (`population_kernel`: same Philox streams
 //! as the CPU, the step read from the device's clock; it flags its non-finite states,
 //! clears the inputs it has read, and lists its spikes for the sparse kernels, adding
 //! them to the window's spike totals, and records them when asked). A projection with presynaptic state first
@@ -103,7 +103,7 @@ impl DevProj {
 impl DevPop {
     /// The inputs a step sums into (not the fixed ones).
     fn accumulated_inputs(&self) -> impl Iterator<Item = Buf> + '_ {
-        self.inputs.iter().zip(&self.fixed).filter(|(_, f)| !**f).map(|(b, _)| *b).chain(self.inputs.iter().skip(self.fixed.len()).copied())
+        self.inputs.iter().enumerate().filter(|(k, _)| !self.fixed.get(*k).copied().unwrap_or(false)).map(|(_, b)| *b)
     }
 }
 
@@ -210,19 +210,19 @@ pub struct GpuNetwork<T: 'static, D> {
     collecting: bool,
     /// The step whose status reported the last failure (what the recorder may not see).
     failed_at: Option<u64>,
-    /// The spikes recorded on the device, read back with each window's status
-    /// ([`GpuNetwork::record_spikes`]), not yet taken.
+    /// The spikes recorded on the device, read back with each window's status inside
+    /// [`Simulation::advance_recorded`] (empty outside it).
     recorded: Vec<RecordedStep>,
     id: u64,
 }
 
 /// The spikes of one step, recorded on the device ([`GpuNetwork::record_spikes`]).
-pub struct RecordedStep {
+struct RecordedStep {
     /// The step's index (the network's `step_index` before it).
-    pub step: u64,
+    step: u64,
     /// Per population (empty for one without spikes), per batch element: the indices of
     /// the neurons that spiked, ascending.
-    pub active: Vec<Vec<Vec<u32>>>,
+    active: Vec<Vec<Vec<u32>>>,
 }
 
 /// At most this many recorded simulation windows (phases of the rings, times the states
@@ -235,7 +235,6 @@ const RUN_GRAPHS: usize = 16;
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct RunKey {
     phase: u64,
-    window: usize,
     acc: Vec<(usize, u8)>,
 }
 
@@ -524,20 +523,18 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let recs: Vec<Option<Buf>> = (0..self.pops.len()).map(|p| self.pops[p].rec.map(|_| self.alloc_record(p, steps)).transpose()).collect::<Result<_, _>>()?;
         self.status = status;
         self.window = steps;
-        self.generation += 1;
         for (dp, rec) in self.pops.iter_mut().zip(recs) {
             dp.rec = rec;
         }
-        // Recordings hold the old buffers.
-        self.graphs.clear();
+        self.renew();
         Ok(())
     }
 
     /// From now on the populations' steps record their spikes on the device, one bit
-    /// per neuron, batch element and step of a window, read back with the window's
-    /// status ([`GpuNetwork::flush`]) and kept until [`GpuNetwork::take_recorded`]: a
-    /// recorder reads a window of steps at a time instead of synchronising every step.
-    /// Their kernels are generated again ([`PtxKernel::recording`]).
+    /// per neuron, batch element and step of a window; inside
+    /// [`Simulation::advance_recorded`] each window's records are read back with its
+    /// status, so a recorder reads a window of steps at a time instead of synchronising
+    /// every step. Their kernels are generated again (`PtxKernel::recording`).
     pub fn record_spikes(&mut self) -> Result<(), RuntimeError> {
         if self.recording {
             return Ok(());
@@ -558,9 +555,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             self.pops[p].rec = Some(rec);
         }
         self.recording = true;
-        self.generation += 1;
-        // Recordings hold the old kernels.
-        self.graphs.clear();
+        self.renew();
         Ok(())
     }
 
@@ -608,8 +603,16 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     }
 
     /// The steps whose spikes were recorded and read back since the last call, in order.
-    pub fn take_recorded(&mut self) -> Vec<RecordedStep> {
+    fn take_recorded(&mut self) -> Vec<RecordedStep> {
         std::mem::take(&mut self.recorded)
+    }
+
+    /// After a change of the buffers or kernels a recorded window holds: no recording
+    /// made before is replayed (the simulation's are dropped, the training's keyed by
+    /// the generation).
+    fn renew(&mut self) {
+        self.generation += 1;
+        self.graphs.clear();
     }
 
     /// See the field: what a recorded window's key must hold.
@@ -746,7 +749,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// One status window of [`GpuNetwork::run`], replayed or recorded, then read back.
     fn run_window(&mut self) -> Result<(), RuntimeError> {
         let n = self.window;
-        let key = RunKey { phase: self.host.step_index % self.ring_period(), window: n, acc: self.acc.snapshot() };
+        let key = RunKey { phase: self.host.step_index % self.ring_period(), acc: self.acc.snapshot() };
         if let Some((graph, acc)) = self.graphs.get(&key).cloned() {
             self.dev.replay(graph).map_err(dev_err)?;
             self.fast_forward(n, &acc);
@@ -1009,7 +1012,6 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         // The window so far first: a non-finite state in it is still reported.
         self.flush()?;
         self.broken = None;
-        self.recorded.clear();
         self.host.reset();
         self.reset_plasticity()?;
         for (dp, pop) in self.pops.iter().zip(&self.host.pops) {
@@ -1241,9 +1243,9 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
     }
     fn advance_recorded(&mut self, steps: u64, each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
         self.record_spikes()?;
-        // Steps made before this call are not shown again: their window is read first.
+        // Steps made before this call are not shown again: their window is read first
+        // (records are read back only while `collecting`).
         self.flush()?;
-        self.recorded.clear();
         self.failed_at = None;
         self.collecting = true;
         let ran = self.run(steps);

@@ -2,7 +2,11 @@
 //! networks shared by the learning tests (CPU and emulated GPU).
 
 use snnc_compiler::SourceMap;
+use snnc_compiler::backend::ptx::Target;
 use snnc_compiler::sema::{self, Program};
+use snnc_runtime::gpu::{Counts, EmuDevice, GpuNetwork};
+use snnc_runtime::kernels::InterpFactory;
+use snnc_runtime::network::{Network, Options};
 use std::sync::{Arc, Barrier, Mutex};
 
 /// Checks `text`; any error fails the test with the rendered diagnostics.
@@ -11,6 +15,30 @@ pub fn program(text: &str) -> Program {
     let (p, d) = sema::check_source("t.snn", text, &mut sources);
     assert!(d.iter().all(|d| !d.is_error()), "{}", snnc_compiler::diag::render_all(&d, &sources));
     p
+}
+
+/// A network of `p` as the CPU builds it (connectivity, states; interpreter kernels) on
+/// the emulated GPU.
+pub fn emulated<T: snnc_runtime::scalar::Float>(p: &Program, o: &Options) -> GpuNetwork<T, EmuDevice> {
+    let host = Network::<T>::build(p, &p.networks[0], o, &InterpFactory).unwrap();
+    GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap()
+}
+
+/// A network without inputs stepped `steps` times on the CPU, and on the emulated GPU
+/// run as windows of `window` steps recorded and replayed (`GpuNetwork::run`), with the
+/// device calls of that run; every window could be recorded.
+pub fn cpu_and_replayed(p: &Program, o: &Options, window: usize, steps: usize) -> (Network<f64>, GpuNetwork<f64, EmuDevice>, Counts) {
+    let mut cpu = Network::<f64>::build(p, &p.networks[0], o, &InterpFactory).unwrap();
+    for _ in 0..steps {
+        cpu.step(&[]).unwrap();
+    }
+    let mut gpu = emulated::<f64>(p, o);
+    gpu.set_window(window).unwrap();
+    let before = gpu.counts();
+    gpu.run(steps as u64).unwrap();
+    let c = gpu.counts().since(&before);
+    assert!(gpu.graphs_off().is_none(), "{:?}", gpu.graphs_off());
+    (cpu, gpu, c)
 }
 
 /// Trainable per-neuron params: a recurrent layer whose membrane and adaptation time

@@ -3,13 +3,12 @@
 //! emitted instruction streams in their emulator, the propagation kernels' PTX text in
 //! an interpreter with bounds-checked memory, GEMM in cuBLAS's column-major
 //! convention), compared with the CPU runtime; and the schedule of one step, call by call.
-use crate::common::program;
+use crate::common::{cpu_and_replayed, emulated, program};
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::ptx::Target;
-use snnc_compiler::sema::{self, Init, Program};
+use snnc_compiler::sema::{self, Init};
 use snnc_runtime::connectivity::fixed_probability;
 use snnc_runtime::gpu::{Call, EmuDevice, GpuNetwork, KArg};
-use snnc_runtime::scalar::Float;
 use snnc_runtime::error::RuntimeError;
 use snnc_runtime::kernels::InterpFactory;
 use snnc_runtime::network::{Network, Options};
@@ -23,11 +22,6 @@ const SMALL_COBA: &str = include_str!("../data/coba_small_varied_g.snn");
 /// population, a Linear readout, a drive, a per-neuron param and noise (Philox draws in
 /// the step kernel).
 const MIXED: &str = include_str!("../data/mixed_small.snn");
-
-fn emulated<T: Float>(p: &Program, o: &Options) -> GpuNetwork<T, EmuDevice> {
-    let host = Network::<T>::build(p, &p.networks[0], o, &InterpFactory).unwrap();
-    GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap()
-}
 
 /// Bernoulli input spikes (deterministic).
 fn input(step: usize, n: usize) -> Vec<f64> {
@@ -298,17 +292,8 @@ network free {
 fn a_free_running_simulation_replays_recorded_windows() {
     let p = program(FREE_RUNNING);
     let o = Options { seed: 5, batch: 2, ..Options::default() };
-    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
-    let mut gpu = emulated::<f64>(&p, &o);
-    gpu.set_window(8).unwrap();
     let steps = 8 * 12 + 5;
-    for _ in 0..steps {
-        cpu.step(&[]).unwrap();
-    }
-    let before = gpu.counts();
-    gpu.run(steps as u64).unwrap();
-    let c = gpu.counts().since(&before);
-    assert!(gpu.graphs_off().is_none(), "{:?}", gpu.graphs_off());
+    let (cpu, mut gpu, c) = cpu_and_replayed(&p, &o, 8, steps);
     // Twelve windows: the first starts from cleared buffers, then three phases of the
     // ring are recorded once each and replayed; five single steps at the end.
     assert_eq!(c.replays, 12, "{c:?}");

@@ -341,42 +341,51 @@ network tiny {
     insta::assert_snapshot!(out);
 }
 
+/// Three batches of `method` (T = 10, windows of 4 steps) on a fresh emulated network:
+/// per batch the loss, gradients and spike counts; and the graph replays. With
+/// `set_window_at`, the network's window is set again (to 4) before that batch.
+#[allow(clippy::type_complexity)]
+fn three_batches(method: Method, graphs: bool, refuse: bool, set_window_at: Option<u64>) -> (Vec<(f64, Vec<(String, ndarray::Array2<f64>)>, Vec<u64>)>, u64) {
+    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
+    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let trainable = trainable_of(&host, &p);
+    let mut dev = EmuDevice::new(Target::Sm80);
+    dev.refuse_graphs = refuse;
+    let mut gpu = GpuNetwork::new(host, dev).unwrap();
+    gpu.set_window(4).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
+    grad.set_graphs(graphs);
+    let mut out = Vec::new();
+    for b in 0..3 {
+        if set_window_at == Some(b) {
+            gpu.set_window(4).unwrap();
+        }
+        gpu.reset().unwrap();
+        let g = grad.run(&mut gpu, &mut RandomSpikes::new(10, 2, 5, 2, 0.4, 20 + b)).unwrap();
+        let spikes: Vec<u64> = gpu.host.pops.iter().map(|p| p.spike_count).collect();
+        out.push((g.loss, g.total, spikes));
+    }
+    assert_eq!(grad.graphs_off().is_some(), refuse);
+    (out, gpu.counts().replays)
+}
+
 /// Windows replayed as recorded graphs give the calls' results: gradients, loss and
 /// spike counts equal (bit for bit) those of the same batches run call by call, in
 /// ES-D-RTRL and D-RTRL (whose exact traces swap buffers every step), over windows of
 /// 4 steps with a short last one (T = 10) and three batches (the later ones replay).
 #[test]
 fn recorded_windows_replay_as_the_calls_run() {
-    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
-    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
     for method in [Method::EsDRtrl { decay: 0.8 }, Method::DRtrl] {
-        let mut runs = Vec::new();
         // Call by call; recorded and replayed; and on a device that refuses to record
         // (the gradient puts its view back and runs the window call by call).
-        for (graphs, refuse) in [(false, false), (true, false), (true, true)] {
-            let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
-            let trainable = trainable_of(&host, &p);
-            let mut dev = EmuDevice::new(Target::Sm80);
-            dev.refuse_graphs = refuse;
-            let mut gpu = GpuNetwork::new(host, dev).unwrap();
-            gpu.set_window(4).unwrap();
-            let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
-            grad.set_graphs(graphs);
-            let mut out = Vec::new();
-            for b in 0..3 {
-                gpu.reset().unwrap();
-                let g = grad.run(&mut gpu, &mut RandomSpikes::new(10, 2, 5, 2, 0.4, 20 + b)).unwrap();
-                let spikes: Vec<u64> = gpu.host.pops.iter().map(|p| p.spike_count).collect();
-                out.push((g.loss, g.total, spikes));
-            }
-            let replays = gpu.counts().replays;
-            assert_eq!(replays, if graphs && !refuse { 9 } else { 0 }, "{method:?}: 3 windows x 3 batches");
-            assert_eq!(grad.graphs_off().is_some(), refuse, "{method:?}");
-            runs.push(out);
-        }
-        assert_eq!(runs[0], runs[1], "{method:?}");
-        assert_eq!(runs[0], runs[2], "{method:?}");
-        assert!(runs[0].iter().all(|(l, ..)| *l > 0.0));
+        let (calls, no_replays) = three_batches(method, false, false, None);
+        let (replayed, replays) = three_batches(method, true, false, None);
+        let (refused, refused_replays) = three_batches(method, true, true, None);
+        assert_eq!((no_replays, replays, refused_replays), (0, 9, 0), "{method:?}: 3 windows x 3 batches");
+        assert_eq!(calls, replayed, "{method:?}");
+        assert_eq!(calls, refused, "{method:?}");
+        assert!(calls.iter().all(|(l, ..)| *l > 0.0));
     }
 }
 
@@ -385,33 +394,13 @@ fn recorded_windows_replay_as_the_calls_run() {
 /// stale ones, and gives what the calls give (spike counts included).
 #[test]
 fn recorded_windows_are_not_replayed_after_the_window_changes() {
-    let p = program(&stacked("L2.v", "LeakyReadout[2] { tau = 10 ms }"));
-    let opts = Options { batch: 2, seed: 3, learning: true, ..Options::default() };
     let method = Method::EsDRtrl { decay: 0.8 };
-    let mut runs = Vec::new();
-    for graphs in [false, true] {
-        let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
-        let trainable = trainable_of(&host, &p);
-        let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
-        gpu.set_window(4).unwrap();
-        let mut grad = GpuGradient::new(&mut gpu, &trainable, method).unwrap();
-        grad.set_graphs(graphs);
-        let mut out = Vec::new();
-        for b in 0..3 {
-            if b == 2 {
-                gpu.set_window(4).unwrap();
-            }
-            gpu.reset().unwrap();
-            let g = grad.run(&mut gpu, &mut RandomSpikes::new(10, 2, 5, 2, 0.4, 20 + b)).unwrap();
-            let spikes: Vec<u64> = gpu.host.pops.iter().map(|p| p.spike_count).collect();
-            out.push((g.loss, g.total, spikes));
-        }
-        // Batches 0 and 2 record (3 windows each, replayed once as recorded), batch 1 replays.
-        assert_eq!(gpu.counts().replays, if graphs { 9 } else { 0 });
-        runs.push(out);
-    }
-    assert_eq!(runs[0], runs[1]);
-    assert!(runs[0].iter().all(|(_, _, s)| s.iter().sum::<u64>() > 0), "the network fires");
+    let (calls, _) = three_batches(method, false, false, Some(2));
+    let (replayed, replays) = three_batches(method, true, false, Some(2));
+    // Batches 0 and 2 record (3 windows each, replayed once as recorded), batch 1 replays.
+    assert_eq!(replays, 9);
+    assert_eq!(calls, replayed);
+    assert!(calls.iter().all(|(_, _, s)| s.iter().sum::<u64>() > 0), "the network fires");
 }
 
 /// The workloads of the hardware tests `cuda::gradients_gpu_equal_cpu` and

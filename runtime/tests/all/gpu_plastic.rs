@@ -6,7 +6,7 @@
 //! 1, a weight made non-finite) reported as the CPU reports it; what is still refused;
 //! and a snapshot of a generated rule kernel.
 
-use crate::common::program;
+use crate::common::{cpu_and_replayed, emulated, program};
 use snnc_compiler::backend::ptx::{Precision, Target, emit_step};
 use snnc_compiler::sema::Program;
 use snnc_runtime::gpu::{EmuDevice, GpuNetwork};
@@ -310,18 +310,8 @@ fn a_free_running_plastic_network_replays_recorded_windows() {
     );
     let p = program(&text);
     let o = Options { seed: 2, ..Options::default() };
-    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
-    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
-    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
-    gpu.set_window(6).unwrap();
     let steps = 6 * 10 + 3;
-    for _ in 0..steps {
-        cpu.step(&[]).unwrap();
-    }
-    let before = gpu.counts();
-    gpu.run(steps as u64).unwrap();
-    let c = gpu.counts().since(&before);
-    assert!(gpu.graphs_off().is_none(), "{:?}", gpu.graphs_off());
+    let (cpu, mut gpu, c) = cpu_and_replayed(&p, &o, 6, steps);
     assert_eq!(c.replays, 10, "{c:?}");
     gpu.fetch(true).unwrap();
     for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
@@ -335,8 +325,7 @@ fn a_free_running_plastic_network_replays_recorded_windows() {
     close("s_a weights", &w_cpu, &weights(&gpu.host, 0), 1e-12);
     let replayed: Vec<f64> = weights(&gpu.host, 0).into_iter().chain(gpu.host.pops.iter().flat_map(|p| states(p))).collect();
     // The same steps one by one, from a network built alike: the same, bit for bit.
-    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
-    let mut single = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    let mut single = emulated::<f64>(&p, &o);
     single.set_window(6).unwrap();
     for _ in 0..steps {
         single.step(&[]).unwrap();

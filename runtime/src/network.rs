@@ -151,6 +151,12 @@ impl<T> Population<T> {
     pub fn readout_output(&self) -> &[T] {
         if self.step.is_none() { &self.output } else { &self.states[0] }
     }
+
+    /// What made the CPU kernel (`"avx512"`, `"cranelift"`, `"interpreter"`); `None`
+    /// without one (a readout, a GPU network's host view).
+    pub fn kernel_generator(&self) -> Option<&'static str> {
+        self.kernel.as_ref().map(|k| k.generator())
+    }
 }
 
 impl<T: Float> Population<T> {

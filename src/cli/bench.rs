@@ -343,7 +343,10 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
         rec.sample(&net);
     }
     let run = t2.elapsed().as_secs_f64();
-    let where_ = format!("\"backend\":\"jit\",\"threads\":{},\"ranks\":{}", net.threads(), ex.map_or(1, |ex| ex.size()));
+    // Which code generator made the kernels (AVX-512 where the machine has it).
+    let mut code: Vec<&str> = net.pops.iter().filter_map(|p| p.kernel_generator()).collect();
+    code.dedup();
+    let where_ = format!("\"backend\":\"jit\",\"cpu_code\":\"{}\",\"threads\":{},\"ranks\":{}", code.join("+"), net.threads(), ex.map_or(1, |ex| ex.size()));
     print_sim(&net, a, &where_, rep, Times { frontend, jit, build, run });
     ExitCode::SUCCESS
 }

@@ -128,7 +128,8 @@ fn precision(args: &EmitArgs) -> Precision {
 }
 
 /// The CPU step kernel of every step (what `snnc run` runs: the same specialisation),
-/// as the optimised Cranelift IR and the machine code for this machine.
+/// as generated for this machine: the AVX-512 vector program and its machine code, or
+/// the optimised Cranelift IR and its machine code (with why AVX-512 was not used).
 fn clif_listings(args: &EmitArgs, steps: &[Explained]) -> Result<String, String> {
     if args.derivatives || args.kernel != KernelArg::Step {
         return Err("--target clif shows step kernels only (drop --derivatives / --kernel)".into());
@@ -138,7 +139,18 @@ fn clif_listings(args: &EmitArgs, steps: &[Explained]) -> Result<String, String>
         // As the runtime builds it: the inputs that never change folded in.
         let step = e.step.with_constant_inputs(&e.constant_inputs);
         let k = JitKernel::compile_listed(&step, &e.specs, precision(args)).map_err(|x| format!("{}: {x}", e.step.model.name))?;
-        text += &format!("; {} ({}, {:?}, vectorised: {})\n{}\n", e.label, e.step.model.name, k.precision(), k.is_vectorised(), k.listing().unwrap_or_default());
+        let generator = match k.why_not_avx512() {
+            None => format!("{}, {} lanes", k.generator(), k.lanes()),
+            Some(why) => format!("{}, {} lanes; not AVX-512: {why}", k.generator(), k.lanes()),
+        };
+        text += &format!(
+            "; {} ({}, {:?}, vectorised: {}; {generator})\n{}\n",
+            e.label,
+            e.step.model.name,
+            k.precision(),
+            k.is_vectorised(),
+            k.listing().unwrap_or_default()
+        );
     }
     Ok(text)
 }

@@ -16,6 +16,8 @@
 pub mod cranelift;
 pub mod interp;
 pub mod ptx;
+mod rewrite;
+pub mod x86;
 pub mod specialise;
 
 pub use specialise::SpecialiseError;
@@ -65,6 +67,11 @@ pub trait StepKernel<T>: Send + Sync {
     fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
         self.step(args);
         None
+    }
+    /// What made the code: `"interpreter"`, or the JIT's generator (`"avx512"`,
+    /// `"cranelift"`); benchmarks report it.
+    fn generator(&self) -> &'static str {
+        "interpreter"
     }
 }
 

@@ -114,6 +114,7 @@ pub fn const_overrides(settings: &[(SymId, Init)]) -> Vec<(SymId, f64)> {
 }
 
 /// Deterministic pseudo-random numbers, so failures reproduce.
+#[derive(Clone)]
 pub struct Lcg(pub u64);
 impl Lcg {
     /// Uniform in [0, 1).

@@ -21,7 +21,7 @@
 
 use crate::common::{Lcg, const_overrides, example_populations, input_scale, load, param_values, stdlib_models};
 use snnc_compiler::SourceMap;
-use snnc_compiler::backend::cranelift::{JitError, JitKernel};
+use snnc_compiler::backend::cranelift::{JitError, JitKernel, JitOptions};
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::{ParamSpec, Precision, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{Step, discretise};
@@ -132,15 +132,32 @@ impl<T: Copy> Pop<T> {
     }
 }
 
+/// States and spikes equal to the bit (NaNs equal whatever their payload).
+fn same_bits<T: Copy + Into<f64>>(a: &Pop<T>, b: &Pop<T>) -> bool {
+    let eq = |x: &T, y: &T| {
+        let (x, y): (f64, f64) = ((*x).into(), (*y).into());
+        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+    };
+    a.spikes.iter().zip(&b.spikes).all(|(x, y)| eq(x, y)) && a.states.iter().zip(&b.states).all(|(u, v)| u.iter().zip(v).all(|(x, y)| eq(x, y)))
+}
+
 fn to32(v: &[Vec<f64>]) -> Vec<Vec<f32>> {
     v.iter().map(|s| s.iter().map(|&x| x as f32).collect()).collect()
 }
 
-/// Runs the interpreter (f64) and the JIT (f64 and f32) side by side; panics on a
-/// mismatch. Returns the number of spikes of the reference. One param is per-neuron:
-/// the first non-zero one (usually a time constant, so `exp(-dt/tau)` stays a call
-/// and the loop is scalar) or the last (usually a threshold: the loop is vectorised).
-fn check(c: &Case, n: usize, last_param: bool) -> usize {
+/// A case's test data for `n` neurons: param specs (one per-neuron param, the first
+/// or the last usable one), that param's values, the initial states, each input's scale
+/// and base level, and the random stream the inputs are drawn from afterwards.
+struct Data {
+    specs: Vec<ParamSpec>,
+    params: Vec<Vec<f64>>,
+    states: Vec<Vec<f64>>,
+    in_scale: Vec<f64>,
+    base: Vec<Vec<f64>>,
+    rng: Lcg,
+}
+
+fn data(c: &Case, n: usize, last_param: bool) -> Data {
     let step = &c.step;
     let mut rng = Lcg(c.name.bytes().fold(0x5eed, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
     // One heterogeneous param (the first with a non-zero value), the rest uniform.
@@ -166,14 +183,37 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
     let in_scale: Vec<f64> = step.layout.inputs.iter().map(|&s| input_scale(&step.model.name, step.model.symbols[s].dim)).collect();
     let base: Vec<Vec<f64>> = in_scale.iter().map(|s| (0..n).map(|_| s * (0.3 + 1.2 * rng.next())).collect()).collect();
 
+    Data { specs, params, states, in_scale, base, rng }
+}
+
+/// Runs the interpreter (f64) and the JIT (f64 and f32) side by side; panics on a
+/// mismatch. Returns the number of spikes of the reference. One param is per-neuron:
+/// the first non-zero one (usually a time constant, so `exp(-dt/tau)` stays a call
+/// and the loop is scalar) or the last (usually a threshold: the loop is vectorised).
+fn check(c: &Case, n: usize, last_param: bool) -> usize {
+    let step = &c.step;
+    let Data { specs, params, states, in_scale, base, mut rng } = data(c, n, last_param);
     let interp = InterpKernel::new(step, &specs).unwrap();
     let jit64 = JitKernel::compile(step, &specs, Precision::F64).unwrap_or_else(|e| panic!("{}: {e}", c.name));
     let jit32 = JitKernel::compile(step, &specs, Precision::F32).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    // Cranelift's kernels beside the default ones (AVX-512 where the machine has it).
+    let cranelift = JitOptions { avx512: false, ..JitOptions::default() };
+    let cl64 = JitKernel::compile_with(step, &specs, Precision::F64, cranelift).unwrap();
+    let cl32 = JitKernel::compile_with(step, &specs, Precision::F32, cranelift).unwrap();
+    assert_eq!(cl32.generator(), "cranelift");
+    if snnc_compiler::backend::x86::available() && jit32.is_vectorised() {
+        assert_eq!(jit32.generator(), "avx512", "{}: {:?}", c.name, jit32.why_not_avx512());
+    }
+    if snnc_compiler::backend::x86::available() && jit64.is_vectorised() {
+        assert_eq!(jit64.generator(), "avx512", "{}: {:?}", c.name, jit64.why_not_avx512());
+    }
     let spiking = step.spike.is_some();
     let ns = if spiking { n } else { 0 };
     let mut reference = Pop { states: states.clone(), spikes: vec![0.0; ns] };
     let mut j64 = Pop { states: states.clone(), spikes: vec![0.0; ns] };
     let mut j32 = Pop { states: to32(&states), spikes: vec![0.0f32; ns] };
+    let mut c64 = Pop { states: states.clone(), spikes: vec![0.0; ns] };
+    let mut c32 = Pop { states: to32(&states), spikes: vec![0.0f32; ns] };
     let params32 = to32(&params);
     let mut shifted = vec![false; n];
     let mut scale = vec![0.0f64; states.len()];
@@ -186,6 +226,11 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
         reference.step(&interp, &inputs, &params, t);
         j64.step(&jit64, &inputs, &params, t);
         j32.step(&jit32, &to32(&inputs), &params32, t);
+        c64.step(&cl64, &inputs, &params, t);
+        c32.step(&cl32, &to32(&inputs), &params32, t);
+        // The two generators compute the same values to the bit, in both precisions.
+        assert!(same_bits(&j64, &c64), "{}: f64 {} and cranelift kernels differ at step {t}", c.name, jit64.generator());
+        assert!(same_bits(&j32, &c32), "{}: f32 {} and cranelift kernels differ at step {t}", c.name, jit32.generator());
         assert_eq!(reference.spikes, j64.spikes, "{}: f64 spikes differ at step {t}", c.name);
         total += reference.spikes.iter().filter(|s| **s != 0.0).count();
         for (k, (r, j)) in reference.states.iter().zip(&j64.states).enumerate() {
@@ -244,6 +289,58 @@ fn stdlib_models_match_interpreter() {
 #[test]
 fn stdlib_models_match_interpreter_vectorised() {
     check_stdlib(true);
+}
+
+/// The AVX-512 and Cranelift kernels of every stdlib model, the examples' populations
+/// and the synthetic vector ops, at lengths with and without a tail (AVX-512: 16 f32 or
+/// 8 f64 lanes; Cranelift 4 or 2 and a scalar loop): the same states and spikes to the
+/// bit for 100 steps. Where the machine has no AVX-512 both are Cranelift's, and the
+/// listing test (`x86_listing_of_coba`) still checks the generated code.
+#[test]
+fn avx512_and_cranelift_kernels_agree_to_the_bit() {
+    let mut cases = stdlib_cases();
+    cases.extend(network_cases());
+    cases.push(source_case("VectorOps", VECTOR_OPS));
+    let mut avx = 0;
+    for c in &cases {
+        for n in [1, 5, 16, 21, 69] {
+            let d = data(c, n, true);
+            let mut rng = d.rng;
+            for precision in [Precision::F32, Precision::F64] {
+                let opts = |avx512| JitOptions { avx512, ..JitOptions::default() };
+                let a = JitKernel::compile_with(&c.step, &d.specs, precision, opts(true)).unwrap();
+                let b = JitKernel::compile_with(&c.step, &d.specs, precision, opts(false)).unwrap();
+                avx += usize::from(a.generator() == "avx512");
+                let ns = if c.step.spike.is_some() { n } else { 0 };
+                let mut run = |k: &JitKernel, rng: &mut Lcg| -> Vec<u64> {
+                    let mut out = Vec::new();
+                    if precision == Precision::F64 {
+                        let mut pop = Pop { states: d.states.clone(), spikes: vec![0.0; ns] };
+                        for t in 0..100 {
+                            let inputs: Vec<Vec<f64>> = d.base.iter().zip(&d.in_scale).map(|(b, s)| b.iter().map(|x| x + 0.5 * s * rng.sym()).collect()).collect();
+                            pop.step(k, &inputs, &d.params, t);
+                            out.extend(pop.states.iter().flatten().chain(&pop.spikes).map(|x| if x.is_nan() { 1 } else { x.to_bits() }));
+                        }
+                    } else {
+                        let mut pop = Pop { states: to32(&d.states), spikes: vec![0.0f32; ns] };
+                        for t in 0..100 {
+                            let inputs: Vec<Vec<f64>> = d.base.iter().zip(&d.in_scale).map(|(b, s)| b.iter().map(|x| x + 0.5 * s * rng.sym()).collect()).collect();
+                            pop.step(k, &to32(&inputs), &to32(&d.params), t);
+                            out.extend(pop.states.iter().flatten().chain(&pop.spikes).map(|x| if x.is_nan() { 1 } else { u64::from(x.to_bits()) }));
+                        }
+                    }
+                    out
+                };
+                let mut rng_b = rng.clone();
+                let (x, y) = (run(&a, &mut rng), run(&b, &mut rng_b));
+                let first = x.iter().zip(&y).position(|(p, q)| p != q);
+                assert_eq!(first, None, "{} n={n} {precision:?}: {} and cranelift differ (value {first:?})", c.name, a.generator());
+            }
+        }
+    }
+    if snnc_compiler::backend::x86::available() {
+        assert!(avx >= cases.len() * 5, "only {avx} AVX-512 kernels");
+    }
 }
 
 #[test]
@@ -363,14 +460,21 @@ fn the_kernel_reports_a_non_finite_state_at_any_element() {
         k.try_step_checked(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut spikes, t: 0.0, random: RandomCtx::default() }).unwrap()
     }
     let (step, specs) = lif();
-    let n = 11; // two f32x4 groups and three scalar elements (f64: five f64x2 and one)
-    for precision in [Precision::F32, Precision::F64] {
-        let k = JitKernel::compile(&step, &specs, precision).unwrap();
-        let checked = |bad| if precision == Precision::F32 { run::<f32>(&k, n, bad) } else { run::<f64>(&k, n, bad) };
-        assert!(checked(None), "{precision:?}: finite states reported");
-        for at in 0..n {
-            for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-                assert!(!checked(Some((at, x))), "{precision:?}: input {x} at element {at} not reported");
+    // 11: two f32x4 groups and three scalar elements (f64: five f64x2 and one); in
+    // AVX-512 only a masked tail (f64: one vector and a tail). 37: two 16-lane vectors
+    // and a tail of 5.
+    for avx512 in [false, true] {
+        for n in [11, 37] {
+            for precision in [Precision::F32, Precision::F64] {
+                let k = JitKernel::compile_with(&step, &specs, precision, JitOptions { avx512, ..JitOptions::default() }).unwrap();
+                let g = k.generator();
+                let checked = |bad| if precision == Precision::F32 { run::<f32>(&k, n, bad) } else { run::<f64>(&k, n, bad) };
+                assert!(checked(None), "{g} {precision:?}: finite states reported");
+                for at in 0..n {
+                    for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                        assert!(!checked(Some((at, x))), "{g} {precision:?} n={n}: input {x} at element {at} not reported");
+                    }
+                }
             }
         }
     }
@@ -491,4 +595,20 @@ fn a_constant_input_folded_steps_as_the_input_loaded() {
         folded_any += 1;
     }
     assert!(folded_any >= 10, "{folded_any} models with inputs checked");
+}
+
+/// The AVX-512 code of a LIF step, assembled on any machine: registers, the unmasked
+/// loop, the masked tail, constants by broadcast. f32 with a per-neuron tau (`exp`
+/// inline); f64 with uniform params (f64 `exp` is a call, which has no vector form).
+#[test]
+fn x86_listing_of_lif() {
+    let (step, specs) = lif();
+    let text = snnc_compiler::backend::x86::listing(&step, &specs, Precision::F32).unwrap();
+    insta::assert_snapshot!("x86_lif_f32", text);
+    let uniform: Vec<ParamSpec> = param_values(&step, &[], DT).into_iter().map(ParamSpec::Uniform).collect();
+    let text = snnc_compiler::backend::x86::listing(&step, &uniform, Precision::F64).unwrap();
+    insta::assert_snapshot!("x86_lif_f64", text);
+    // A step with a call per element is left to Cranelift, with the reason.
+    let e = snnc_compiler::backend::x86::listing(&step, &specs, Precision::F64).unwrap_err();
+    assert!(e.0.contains("`exp` needs a call"), "{e:?}");
 }

@@ -36,6 +36,7 @@ use crate::backend::specialise::Specialised as Prepared;
 use super::JitError;
 use crate::backend::Precision;
 use crate::backend::RandomCtx;
+use crate::backend::rewrite::{EXP_COEF, EXP_LN2, EXP_RANGE, Rewrites, exprel_coef};
 use crate::ir::{NodeId, Op};
 
 /// The generated function's type.
@@ -328,74 +329,9 @@ impl Gen<'_> {
         f
     }
 
-    /// In f32 kernels, the reciprocal of a constant divisor when it is a normal f32 (so
-    /// that `x * (1/c)` is within 1.5 ulp of `x / c`); `None` otherwise and in f64.
-    fn reciprocal(&self, divisor: NodeId) -> Option<f64> {
-        let Op::Const(c) = self.p.graph.node(divisor).op else { return None };
-        let r = (1.0 / c) as f32;
-        (self.sty == types::F32 && (c as f32).is_normal() && r.is_normal()).then_some(f64::from(r))
-    }
-
-    /// `(x, k)` when node `id` is `x * k` for a constant `k` (either order, or `x / c`
-    /// with `k` the reciprocal, f32 only: see `reciprocal`).
-    fn scale(&self, id: NodeId) -> Option<(NodeId, f64)> {
-        let g = &self.p.graph;
-        let konst = |n: NodeId| match g.op(n) {
-            Op::Const(c) if (c as f32).is_normal() => Some(c),
-            _ => None,
-        };
-        match (g.op(id), g.args(id)) {
-            (Op::Mul, &[x, c]) if konst(c).is_some() => Some((x, konst(c)?)),
-            (Op::Mul, &[c, x]) => Some((x, konst(c)?)),
-            (Op::Div, &[x, c]) => Some((x, self.reciprocal(c)?)),
-            _ => None,
-        }
-    }
-
-    /// In f32 kernels, `(x, a * b)` when node `id` is `(x * a) * b` with constants `a`
-    /// and `b` (or divisions by constants, see `scale`): one multiplication by the
-    /// product, rounded once, instead of two (within 1.5 ulp of either). f64 keeps the
-    /// interpreter's two.
-    fn folded_scale(&self, id: NodeId) -> Option<(NodeId, f64)> {
-        if self.sty != types::F32 {
-            return None;
-        }
-        let (inner, b) = self.scale(id)?;
-        let (x, a) = self.scale(inner)?;
-        let k = a * b;
-        (k as f32).is_normal().then_some((x, f64::from(k as f32)))
-    }
-
-    /// `(x, c)` when a spike's argument is `(x - c) * k` (either order) with constants
-    /// `k >= 1` and `c`, or `(x - c) / d` with `0 < d <= 1` (a normalised threshold,
-    /// `(v - V_th) / (V_th - V_reset)`): then `arg >= 0` exactly when `x >= c`, in either
-    /// precision. A non-zero `x - c` keeps its sign through the scaling and cannot
-    /// underflow to zero (|k| >= 1), nor be flushed to zero (|c| >= 2^-60 makes a
-    /// non-zero difference at least 2^-84); a NaN or infinity compares alike both ways.
-    fn threshold(&self, arg: NodeId) -> Option<(NodeId, f64)> {
-        let g = &self.p.graph;
-        let f32_ = self.sty == types::F32;
-        // A constant as this kernel holds it: a normal number in its precision.
-        let konst = |id: NodeId| match g.op(id) {
-            Op::Const(c) if c.is_normal() && (!f32_ || (c as f32).is_normal()) => Some(c),
-            _ => None,
-        };
-        let diff = match (g.op(arg), g.args(arg)) {
-            (Op::Mul, &[u, v]) => match (konst(u), konst(v)) {
-                (_, Some(k)) if k >= 1.0 => u,
-                (Some(k), _) if k >= 1.0 => v,
-                _ => return None,
-            },
-            (Op::Div, &[u, d]) => match konst(d) {
-                Some(d) if d > 0.0 && d <= 1.0 => u,
-                _ => return None,
-            },
-            _ => arg,
-        };
-        match (g.op(diff), g.args(diff)) {
-            (Op::Sub, &[x, c]) => konst(c).filter(|c| c.abs() >= 2f64.powi(-60)).map(|c| (x, c)),
-            _ => None,
-        }
+    /// The rewrites this kernel shares with the AVX-512 generator.
+    fn rw(&self) -> Rewrites<'_> {
+        Rewrites { graph: &self.p.graph, f32: self.sty == types::F32 }
     }
 
     /// A vector mask made by bit operations on compare masks, as a compare again
@@ -488,12 +424,12 @@ impl Gen<'_> {
                     let m = b.ins().band(x, y);
                     Val { f: None, m: Some(self.compare_mask(b, lanes, m)) }
                 }
-                Op::Mul | Op::Div if self.folded_scale(id).is_some() => {
-                    let (x, k) = self.folded_scale(id).expect("checked");
+                Op::Mul | Op::Div if self.rw().folded_scale(id).is_some() => {
+                    let (x, k) = self.rw().folded_scale(id).expect("checked");
                     Val { f: Some({ let (x, k) = (self.float(b, lanes, x), self.fconst(b, lanes, k)); b.ins().fmul(x, k) }), m: None }
                 }
                 Op::Mul => Val { f: Some({ let (x, y) = (fl(self, b, 0), fl(self, b, 1)); b.ins().fmul(x, y) }), m: None },
-                Op::Div => match self.reciprocal(a[1]) {
+                Op::Div => match self.rw().reciprocal(a[1]) {
                     // f32: a division by a constant is a multiplication by its reciprocal
                     // (within 1.5 ulp of the quotient; f64 keeps the interpreter's division).
                     Some(r) => Val { f: Some({ let (x, r) = (fl(self, b, 0), self.fconst(b, lanes, r)); b.ins().fmul(x, r) }), m: None },
@@ -542,7 +478,7 @@ impl Gen<'_> {
                     Val { f: None, m: Some(b.ins().fcmp(cc, x, y)) }
                 }
                 Op::Heaviside(_) => {
-                    let m = match self.threshold(a[0]) {
+                    let m = match self.rw().threshold(a[0]) {
                         // `x >= c` instead of `(x - c) * k >= 0`: the same mask, two
                         // operations and a constant fewer (see `threshold`).
                         Some((x, c)) => {
@@ -630,21 +566,20 @@ impl Gen<'_> {
     /// [-87, 88] so 2^n stays a normal float (below, exp is < 2e-38 anyway).
     fn exp_f32(&self, b: &mut FunctionBuilder, lanes: usize, x: Value) -> Value {
         let c = |g: &Self, b: &mut FunctionBuilder, v: f64| g.fconst(b, lanes, v);
-        let (lo, hi) = (c(self, b, -87.0), c(self, b, 88.0));
+        let (lo, hi) = (c(self, b, EXP_RANGE.0), c(self, b, EXP_RANGE.1));
         let x = b.ins().fmax(x, lo);
         let x = b.ins().fmin(x, hi);
         let log2e = c(self, b, std::f64::consts::LOG2_E);
         let xl = b.ins().fmul(x, log2e);
         let n = b.ins().nearest(xl);
         // r = x - n ln2 in two steps (ln2 = 0.693359375 - 2.12194440e-4, exact product).
-        let (c1, c2) = (c(self, b, 0.693_359_375), c(self, b, -2.121_944_4e-4));
+        let (c1, c2) = (c(self, b, EXP_LN2.0), c(self, b, EXP_LN2.1));
         let t = b.ins().fmul(n, c1);
         let r = b.ins().fsub(x, t);
         let t = b.ins().fmul(n, c2);
         let r = b.ins().fsub(r, t);
-        let coef = [1.987_569_15e-4, 1.398_199_950_7e-3, 8.333_451_907_3e-3, 4.166_579_589_4e-2, 1.666_666_545_9e-1, 5.000_000_120_1e-1];
-        let mut p = c(self, b, coef[0]);
-        for &k in &coef[1..] {
+        let mut p = c(self, b, EXP_COEF[0]);
+        for &k in &EXP_COEF[1..] {
             let m = b.ins().fmul(p, r);
             let k = c(self, b, k);
             p = b.ins().fadd(m, k);
@@ -668,13 +603,7 @@ impl Gen<'_> {
     /// k = 8 where |x| < 0.5 (truncation < 1e-9, and no cancellation), else from `exp`.
     fn exprel_f32(&self, b: &mut FunctionBuilder, lanes: usize, x: Value) -> Value {
         let c = |g: &Self, b: &mut FunctionBuilder, v: f64| g.fconst(b, lanes, v);
-        let mut fact = 1.0;
-        let inv: Vec<f64> = (1..=9)
-            .map(|k| {
-                fact *= f64::from(k);
-                1.0 / fact
-            })
-            .collect();
+        let inv = exprel_coef();
         let mut s = c(self, b, inv[8]);
         for &k in inv[..8].iter().rev() {
             let m = b.ins().fmul(s, x);

@@ -19,6 +19,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::specialise::{SpecialiseError, specialise_step};
+use super::x86;
 use super::{ParamSpec, Precision, Real, StepArgs, StepKernel};
 use crate::discretise::Step;
 
@@ -40,9 +41,33 @@ impl fmt::Display for JitError {
 
 impl std::error::Error for JitError {}
 
+/// The machine code of a kernel, from either generator (the same signature).
+enum Machine {
+    Cranelift(Box<codegen::Code>),
+    Avx512(x86::Code),
+}
+
+/// How to compile a kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct JitOptions {
+    /// Keep the generated code as text ([`JitKernel::listing`]).
+    pub listing: bool,
+    /// Use the AVX-512 generator where the machine has it and the step has a vector
+    /// form (else Cranelift's f32x4 / f64x2 loop). Off: Cranelift always.
+    pub avx512: bool,
+}
+
+impl Default for JitOptions {
+    fn default() -> JitOptions {
+        JitOptions { listing: false, avx512: true }
+    }
+}
+
 /// A population step compiled to native code for one precision and the step's `dt`.
 pub struct JitKernel {
-    code: codegen::Code,
+    code: Machine,
+    /// Why the AVX-512 generator was not used (when it was not).
+    why_not_avx512: Option<String>,
     slices: codegen::Slices,
     precision: Precision,
     dt: f64,
@@ -52,16 +77,18 @@ pub struct JitKernel {
 impl JitKernel {
     /// Compiles `step` with the given param specs (layout order), for the step's dt.
     pub fn compile(step: &Step, specs: &[ParamSpec], precision: Precision) -> Result<JitKernel, JitError> {
-        JitKernel::compile_with(step, specs, precision, false)
+        JitKernel::compile_with(step, specs, precision, JitOptions::default())
     }
 
     /// [`JitKernel::compile`], keeping the optimised Cranelift IR and the machine code as
     /// text ([`JitKernel::listing`]).
     pub fn compile_listed(step: &Step, specs: &[ParamSpec], precision: Precision) -> Result<JitKernel, JitError> {
-        JitKernel::compile_with(step, specs, precision, true)
+        JitKernel::compile_with(step, specs, precision, JitOptions { listing: true, ..JitOptions::default() })
     }
 
-    fn compile_with(step: &Step, specs: &[ParamSpec], precision: Precision, listing: bool) -> Result<JitKernel, JitError> {
+    /// [`JitKernel::compile`] with options (the listing; which generator).
+    pub fn compile_with(step: &Step, specs: &[ParamSpec], precision: Precision, options: JitOptions) -> Result<JitKernel, JitError> {
+        let listing = options.listing;
         let start = Instant::now();
         let prepared = specialise_step(step, specs)?;
         let dt = prepared.dt;
@@ -71,8 +98,17 @@ impl JitKernel {
             params: specs.iter().filter(|s| **s == ParamSpec::PerNeuron).count(),
             spike: prepared.spike.is_some(),
         };
-        let code = codegen::compile(&prepared, &slices, precision, listing)?;
-        Ok(JitKernel { code, slices, precision, dt, compile_time: start.elapsed() })
+        let layout = x86::Layout { states: slices.states, inputs: slices.inputs, params: slices.params, spike: slices.spike };
+        let avx = if options.avx512 {
+            x86::compile(&prepared, layout, precision == Precision::F64, listing)
+        } else {
+            Err(x86::Unsupported("not asked for".into()))
+        };
+        let (code, why_not_avx512) = match avx {
+            Ok(code) => (Machine::Avx512(code), None),
+            Err(why) => (Machine::Cranelift(Box::new(codegen::compile(&prepared, &slices, precision, listing)?)), Some(why.0)),
+        };
+        Ok(JitKernel { code, why_not_avx512, slices, precision, dt, compile_time: start.elapsed() })
     }
 
     pub fn precision(&self) -> Precision {
@@ -84,15 +120,44 @@ impl JitKernel {
         self.dt
     }
 
-    /// Whether the element loop runs on f32x4 / f64x2 vectors (steps without calls).
+    /// Whether the element loop runs on vectors (steps without calls): f32x4 / f64x2
+    /// from Cranelift, or AVX-512.
     pub fn is_vectorised(&self) -> bool {
-        self.code.vectorised
+        match &self.code {
+            Machine::Cranelift(c) => c.vectorised,
+            Machine::Avx512(_) => true,
+        }
+    }
+
+    /// Elements per vector of the main loop (1: scalar).
+    pub fn lanes(&self) -> usize {
+        match &self.code {
+            Machine::Cranelift(c) if c.vectorised => if self.precision == Precision::F64 { 2 } else { 4 },
+            Machine::Cranelift(_) => 1,
+            Machine::Avx512(c) => c.lanes,
+        }
+    }
+
+    /// Which generator made the code: `"avx512"` or `"cranelift"`.
+    pub fn generator(&self) -> &'static str {
+        match &self.code {
+            Machine::Cranelift(_) => "cranelift",
+            Machine::Avx512(_) => "avx512",
+        }
+    }
+
+    /// Why the AVX-512 generator was not used, when it was not.
+    pub fn why_not_avx512(&self) -> Option<&str> {
+        self.why_not_avx512.as_deref()
     }
 
     /// The optimised Cranelift IR and the machine code, when compiled by
     /// [`JitKernel::compile_listed`].
     pub fn listing(&self) -> Option<&str> {
-        self.code.listing.as_deref()
+        match &self.code {
+            Machine::Cranelift(c) => c.listing.as_deref(),
+            Machine::Avx512(c) => c.listing.as_deref(),
+        }
     }
 
     /// Wall time of [`JitKernel::compile`] (preparation, codegen and linking).
@@ -157,7 +222,11 @@ impl JitKernel {
         // distinct `&mut` slices, so nothing the code writes aliases what it reads
         // elsewhere. `random` and `non_finite` live on this stack frame for the call.
         let mut non_finite = 0u32;
-        unsafe { (self.code.func)(ptrs.as_ptr(), n as u64, a.t, &random, &mut non_finite) };
+        let func = match &self.code {
+            Machine::Cranelift(c) => c.func,
+            Machine::Avx512(c) => c.func,
+        };
+        unsafe { func(ptrs.as_ptr(), n as u64, a.t, &random, &mut non_finite) };
         Ok(non_finite == 0)
     }
 }
@@ -169,5 +238,8 @@ impl<T: Real> StepKernel<T> for JitKernel {
     }
     fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
         Some(self.try_step_checked(args).unwrap_or_else(|e| panic!("JIT step refused: {e}")))
+    }
+    fn generator(&self) -> &'static str {
+        JitKernel::generator(self)
     }
 }

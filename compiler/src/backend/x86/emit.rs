@@ -1,0 +1,377 @@
+//! Registers and machine code for a lowered element body.
+//!
+//! Registers: a float value gets one of zmm0-28 and a mask one of k2-k7, given in
+//! program order and freed after the last reader (a straight line with no calls, so
+//! no spills: a body that would need more is left to Cranelift). zmm31 holds the
+//! step's time, zmm30 is the scratch for a constant that must sit in a register,
+//! zmm29 the non-finite accumulator; k1 is the tail's lane mask. General registers:
+//! rax the element index, rsi `n`, rdi the end of the whole vectors (then the tail's
+//! length), rcx the non-finite flag's address, and up to 11 slice bases.
+//!
+//! The loop runs whole vectors unmasked, then the remaining `n % lanes` elements once
+//! with masked loads, stores and accumulation (the masked-off lanes compute on zeros
+//! and are neither stored nor checked).
+
+use std::collections::HashMap;
+
+use iced_x86::{BlockEncoderOptions, IcedError};
+use iced_x86::code_asm::*;
+
+use super::lower::{Bin, Inst, Opd, Program, Unsupported};
+
+const ZMM: [AsmRegisterZmm; 32] = [
+    zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16, zmm17, zmm18, zmm19,
+    zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31,
+];
+const K: [AsmRegisterK; 8] = [k0, k1, k2, k3, k4, k5, k6, k7];
+/// Float registers given to values.
+const FLOAT_REGS: usize = 29;
+const ACC: AsmRegisterZmm = zmm29;
+const SCRATCH: AsmRegisterZmm = zmm30;
+const TIME: AsmRegisterZmm = zmm31;
+/// The slice bases, in order of use; the callee-saved ones are pushed when used.
+const BASES: [AsmRegister64; 11] = [r8, r9, r10, r11, rdx, rbx, rbp, r12, r13, r14, r15];
+const CALLEE_SAVED: [AsmRegister64; 6] = [rbx, rbp, r12, r13, r14, r15];
+
+/// `r{k}` (merge-masked, or a blend's selector).
+fn masked(r: AsmRegisterZmm, k: usize) -> AsmRegisterZmm {
+    match k {
+        1 => r.k1(),
+        2 => r.k2(),
+        3 => r.k3(),
+        4 => r.k4(),
+        5 => r.k5(),
+        6 => r.k6(),
+        7 => r.k7(),
+        _ => r,
+    }
+}
+
+fn mem_masked(m: AsmMemoryOperand, k: usize) -> AsmMemoryOperand {
+    if k == 1 { m.k1() } else { m }
+}
+
+/// Where each value lives.
+#[derive(Clone, Copy, Debug)]
+enum Reg {
+    Z(usize),
+    K(usize),
+    None,
+}
+
+fn allocate(prog: &Program, last: &[usize]) -> Result<Vec<Reg>, Unsupported> {
+    let mut free_z: Vec<usize> = (0..FLOAT_REGS).rev().collect();
+    let mut free_k: Vec<usize> = (2..8).rev().collect();
+    let mut regs = vec![Reg::None; prog.insts.len()];
+    for (k, inst) in prog.insts.iter().enumerate() {
+        // Operands read for the last time here free their registers first, so the
+        // result may take one (every instruction reads its operands before it writes).
+        let mut reads = inst.reads();
+        reads.sort_unstable();
+        reads.dedup();
+        for r in reads {
+            if last[r as usize] == k {
+                match regs[r as usize] {
+                    Reg::Z(z) if z < FLOAT_REGS => free_z.push(z),
+                    Reg::K(m) => free_k.push(m),
+                    _ => {}
+                }
+            }
+        }
+        if !inst.has_result() {
+            continue;
+        }
+        regs[k] = if matches!(inst, Inst::Time) {
+            Reg::Z(31)
+        } else if inst.is_mask() {
+            Reg::K(free_k.pop().ok_or_else(|| Unsupported("more than 6 masks live at once".into()))?)
+        } else {
+            Reg::Z(free_z.pop().ok_or_else(|| Unsupported(format!("more than {FLOAT_REGS} values live at once")))?)
+        };
+    }
+    Ok(regs)
+}
+
+pub(super) struct Emitted {
+    pub bytes: Vec<u8>,
+    /// The machine code's length (the constants follow it).
+    pub code_len: usize,
+}
+
+struct Emit<'a> {
+    a: CodeAssembler,
+    f64: bool,
+    lanes: i32,
+    prog: &'a Program,
+    regs: Vec<Reg>,
+    bases: Vec<AsmRegister64>,
+    consts: HashMap<u64, CodeLabel>,
+}
+
+/// Generates the kernel: `fn(ptrs, n, t, random, non_finite)` as the Cranelift one.
+pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool) -> Result<Emitted, Unsupported> {
+    if slices > BASES.len() {
+        return Err(Unsupported(format!("{slices} slices (at most {} in general registers)", BASES.len())));
+    }
+    let regs = allocate(prog, last)?;
+    let a = CodeAssembler::new(64).map_err(asm)?;
+    let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs, bases: BASES[..slices].to_vec(), consts: HashMap::new() };
+    e.function().map_err(asm)?;
+    let mut data = e.a.create_label();
+    e.data(&mut data).map_err(asm)?;
+    let r = e.a.assemble_options(0, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).map_err(asm)?;
+    let code_len = r.label_ip(&data).map_err(asm)? as usize;
+    Ok(Emitted { bytes: r.inner.code_buffer, code_len })
+}
+
+fn asm(e: IcedError) -> Unsupported {
+    Unsupported(format!("internal: x86 assembler: {e}"))
+}
+
+impl Emit<'_> {
+    fn function(&mut self) -> Result<(), IcedError> {
+        let saved: Vec<AsmRegister64> = CALLEE_SAVED.iter().copied().filter(|r| self.bases.contains(r)).collect();
+        for r in &saved {
+            self.a.push(*r)?;
+        }
+        // rdi (the pointer array) is read for every base before it is reused.
+        for (j, b) in self.bases.clone().into_iter().enumerate() {
+            self.a.mov(b, qword_ptr(rdi + 8 * j as i32))?;
+        }
+        if self.prog.insts.contains(&Inst::Time) {
+            if self.f64 {
+                self.a.vbroadcastsd(TIME, xmm0)?;
+            } else {
+                self.a.vcvtsd2ss(xmm0, xmm0, xmm0)?;
+                self.a.vbroadcastss(TIME, xmm0)?;
+            }
+        }
+        self.a.mov(rdi, rsi)?;
+        self.a.and(rdi, -self.lanes)?;
+        self.a.xor(eax, eax)?;
+        self.a.vpxord(ACC, ACC, ACC)?;
+        let (mut top, mut tail, mut done) = (self.a.create_label(), self.a.create_label(), self.a.create_label());
+        self.a.set_label(&mut top)?;
+        self.a.cmp(rax, rdi)?;
+        self.a.jae(tail)?;
+        self.body(false)?;
+        self.a.add(rax, self.lanes)?;
+        self.a.jmp(top)?;
+        self.a.set_label(&mut tail)?;
+        self.a.mov(rdi, rsi)?;
+        self.a.sub(rdi, rax)?;
+        self.a.je(done)?;
+        let ones = self.konst(u64::from(u32::MAX), true);
+        self.a.bzhi(edi, dword_ptr(ones), edi)?;
+        self.a.kmovw(k1, edi)?;
+        self.body(true)?;
+        self.a.set_label(&mut done)?;
+        if self.f64 {
+            self.a.vptestmq(k2, ACC, ACC)?;
+        } else {
+            self.a.vptestmd(k2, ACC, ACC)?;
+        }
+        self.a.kortestw(k2, k2)?;
+        self.a.setne(al)?;
+        self.a.movzx(eax, al)?;
+        self.a.mov(dword_ptr(rcx), eax)?;
+        self.a.vzeroupper()?;
+        for r in saved.iter().rev() {
+            self.a.pop(*r)?;
+        }
+        self.a.ret()
+    }
+
+    /// The constants, after the code.
+    fn data(&mut self, start: &mut CodeLabel) -> Result<(), IcedError> {
+        // (A label marks one instruction: an int3 ends the code, never reached.)
+        self.a.set_label(start)?;
+        self.a.int3()?;
+        let mut consts: Vec<(u64, CodeLabel)> = self.consts.iter().map(|(k, l)| (*k, *l)).collect();
+        consts.sort_by_key(|(k, _)| *k);
+        for (bits, mut label) in consts {
+            self.a.set_label(&mut label)?;
+            // Each constant in the kernel's width (32-bit ones in f32 kernels; the
+            // tail mask's all-ones word is read as 32 bits in either).
+            if self.f64 {
+                self.a.dq(&[bits])?;
+            } else {
+                self.a.dd(&[bits as u32])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The label of a constant's bits (emitted once, after the code).
+    fn konst(&mut self, bits: u64, _word: bool) -> CodeLabel {
+        if let Some(l) = self.consts.get(&bits) {
+            return *l;
+        }
+        let l = self.a.create_label();
+        self.consts.insert(bits, l);
+        l
+    }
+
+    fn bcst(&mut self, bits: u64) -> AsmMemoryOperand {
+        let l = self.konst(bits, false);
+        if self.f64 { qword_bcst(l) } else { dword_bcst(l) }
+    }
+
+    fn z(&self, v: u32) -> AsmRegisterZmm {
+        match self.regs[v as usize] {
+            Reg::Z(z) => ZMM[z],
+            r => unreachable!("value {v} is a float, in {r:?}"),
+        }
+    }
+
+    fn k(&self, v: u32) -> usize {
+        match self.regs[v as usize] {
+            Reg::K(k) => k,
+            r => unreachable!("value {v} is a mask, in {r:?}"),
+        }
+    }
+
+    /// An operand that must be a register: a constant is broadcast into the scratch.
+    fn reg(&mut self, o: Opd) -> Result<AsmRegisterZmm, IcedError> {
+        match o {
+            Opd::V(v) => Ok(self.z(v)),
+            Opd::K(bits) => {
+                let l = self.konst(bits, false);
+                if self.f64 { self.a.vbroadcastsd(SCRATCH, qword_ptr(l))? } else { self.a.vbroadcastss(SCRATCH, dword_ptr(l))? }
+                Ok(SCRATCH)
+            }
+        }
+    }
+
+    fn slot(&self, j: usize) -> AsmMemoryOperand {
+        zmmword_ptr(self.bases[j] + rax * if self.f64 { 8 } else { 4 })
+    }
+
+    fn body(&mut self, tail: bool) -> Result<(), IcedError> {
+        let m = if tail { 1 } else { 0 };
+        for (k, inst) in self.prog.insts.clone().iter().enumerate() {
+            let v = k as u32;
+            match *inst {
+                Inst::Load(j) => {
+                    let (d, at) = (self.z(v), self.slot(j));
+                    let d = if tail { d.k1().z() } else { d };
+                    if self.f64 { self.a.vmovupd(d, at)? } else { self.a.vmovups(d, at)? }
+                }
+                Inst::Time => {}
+                Inst::Splat(bits) => {
+                    let (d, l) = (self.z(v), self.konst(bits, false));
+                    if self.f64 { self.a.vbroadcastsd(d, qword_ptr(l))? } else { self.a.vbroadcastss(d, dword_ptr(l))? }
+                }
+                Inst::Bin(op, x, y) => self.bin(op, v, x, y)?,
+                Inst::Sqrt(x) => {
+                    let (d, x) = (self.z(v), self.z(x));
+                    if self.f64 { self.a.vsqrtpd(d, x)? } else { self.a.vsqrtps(d, x)? }
+                }
+                Inst::Nearest(x) => {
+                    let (d, x) = (self.z(v), self.z(x));
+                    if self.f64 { self.a.vrndscalepd(d, x, 0)? } else { self.a.vrndscaleps(d, x, 0)? }
+                }
+                Inst::Pow2(n) => {
+                    // f32 only (exp is inline in f32 kernels): (n + 127) << 23.
+                    let (d, n) = (self.z(v), self.z(n));
+                    self.a.vcvttps2dq(d, n)?;
+                    let bias = self.bcst(127);
+                    self.a.vpaddd(d, d, bias)?;
+                    self.a.vpslld(d, d, 23)?;
+                }
+                Inst::Cmp(cc, x, y) => {
+                    let d = K[self.k(v)];
+                    let x = self.reg(x)?;
+                    let imm = cc as i32;
+                    match y {
+                        Opd::V(y) => {
+                            let y = self.z(y);
+                            if self.f64 { self.a.vcmppd(d, x, y, imm)? } else { self.a.vcmpps(d, x, y, imm)? }
+                        }
+                        Opd::K(bits) => {
+                            let y = self.bcst(bits);
+                            if self.f64 { self.a.vcmppd(d, x, y, imm)? } else { self.a.vcmpps(d, x, y, imm)? }
+                        }
+                    }
+                }
+                Inst::MaskAnd(x, y) => self.a.kandw(K[self.k(v)], K[self.k(x)], K[self.k(y)])?,
+                Inst::MaskOr(x, y) => self.a.korw(K[self.k(v)], K[self.k(x)], K[self.k(y)])?,
+                Inst::MaskNot(x) => self.a.knotw(K[self.k(v)], K[self.k(x)])?,
+                Inst::Select(c, x, y) => {
+                    // vblendm: where the mask is set the third operand (x), else the second (y).
+                    let c = self.k(c);
+                    let y = self.reg(y)?;
+                    let d = masked(self.z(v), c);
+                    match x {
+                        Opd::V(x) => {
+                            let x = self.z(x);
+                            if self.f64 { self.a.vblendmpd(d, y, x)? } else { self.a.vblendmps(d, y, x)? }
+                        }
+                        Opd::K(bits) => {
+                            let x = self.bcst(bits);
+                            if self.f64 { self.a.vblendmpd(d, y, x)? } else { self.a.vblendmps(d, y, x)? }
+                        }
+                    }
+                }
+                Inst::FromMask(c) => {
+                    let one = if self.f64 { 1f64.to_bits() } else { u64::from(1f32.to_bits()) };
+                    let l = self.konst(one, false);
+                    let d = masked(self.z(v), self.k(c)).z();
+                    if self.f64 { self.a.vbroadcastsd(d, qword_ptr(l))? } else { self.a.vbroadcastss(d, dword_ptr(l))? }
+                }
+                Inst::Store(j, x) => {
+                    let (x, at) = (self.z(x), mem_masked(self.slot(j), m));
+                    if self.f64 { self.a.vmovupd(at, x)? } else { self.a.vmovups(at, x)? }
+                }
+                Inst::NonFinite(x) => {
+                    let x = self.z(x);
+                    let acc = masked(ACC, m);
+                    if self.f64 { self.a.vporq(acc, ACC, x)? } else { self.a.vpord(acc, ACC, x)? }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bin(&mut self, op: Bin, v: u32, x: Opd, y: Opd) -> Result<(), IcedError> {
+        let commutes = matches!(op, Bin::Add | Bin::Mul | Bin::Xor | Bin::And);
+        // The first operand must be a register: swap a constant out of it where the
+        // operation commutes (IEEE addition and multiplication do, to the bit).
+        let (x, y) = if commutes && matches!(x, Opd::K(_)) && matches!(y, Opd::V(_)) { (y, x) } else { (x, y) };
+        let d = self.z(v);
+        let x = self.reg(x)?;
+        macro_rules! go {
+            ($src:expr) => {{
+                let s = $src;
+                match (op, self.f64) {
+                    (Bin::Add, false) => self.a.vaddps(d, x, s),
+                    (Bin::Add, true) => self.a.vaddpd(d, x, s),
+                    (Bin::Sub, false) => self.a.vsubps(d, x, s),
+                    (Bin::Sub, true) => self.a.vsubpd(d, x, s),
+                    (Bin::Mul, false) => self.a.vmulps(d, x, s),
+                    (Bin::Mul, true) => self.a.vmulpd(d, x, s),
+                    (Bin::Div, false) => self.a.vdivps(d, x, s),
+                    (Bin::Div, true) => self.a.vdivpd(d, x, s),
+                    (Bin::Min, false) => self.a.vminps(d, x, s),
+                    (Bin::Min, true) => self.a.vminpd(d, x, s),
+                    (Bin::Max, false) => self.a.vmaxps(d, x, s),
+                    (Bin::Max, true) => self.a.vmaxpd(d, x, s),
+                    (Bin::Xor, false) => self.a.vpxord(d, x, s),
+                    (Bin::Xor, true) => self.a.vpxorq(d, x, s),
+                    (Bin::And, false) => self.a.vpandd(d, x, s),
+                    (Bin::And, true) => self.a.vpandq(d, x, s),
+                }
+            }};
+        }
+        match y {
+            Opd::V(y) => {
+                let y = self.z(y);
+                go!(y)
+            }
+            Opd::K(bits) => {
+                let y = self.bcst(bits);
+                go!(y)
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The CPU kernel in AVX-512: 16 f32 or 8 f64 lanes per instruction, where Cranelift
+//! (0.135) emits 128-bit vectors only. It takes the same specialised step as the
+//! Cranelift generator and makes the same rewrites ([`rewrite`](super::rewrite)), and
+//! the function it makes has the Cranelift kernel's signature and contract (the
+//! non-finite flag included), so [`JitKernel`](super::cranelift::JitKernel) uses
+//! whichever was made: this one where the host has AVX-512 (F, DQ, BMI2) and the step
+//! has a vector form; Cranelift's otherwise.
+//!
+//! f64 kernels perform the interpreter's operations in its order (no contraction into
+//! FMA), so they equal it to the bit as the Cranelift kernel does; f32 kernels equal the
+//! Cranelift f32 kernel to the bit (the same operations, constants and polynomials).
+//! Constants are read from memory by broadcast, not held in registers: with 32 vector
+//! registers and no constants in them, no element body here has needed a spill.
+//!
+//! Pipeline: [`lower`] (graph -> straight-line vector program, unused values dropped) ->
+//! [`emit`] (registers, machine code through iced-x86's assembler) -> executable memory.
+//! `SNNC_AVX512=0` in the environment turns it off (for A/B measurements).
+
+mod emit;
+mod lower;
+
+pub use lower::Unsupported;
+
+use crate::backend::specialise::Specialised;
+
+/// The kernel's signature (as the Cranelift kernel's `KernelFn`).
+pub(crate) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t: f64, random: *const crate::backend::RandomCtx, non_finite: *mut u32);
+
+/// The pointer array's slices: states, inputs, per-neuron params, then the spikes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub states: usize,
+    pub inputs: usize,
+    pub params: usize,
+    pub spike: bool,
+}
+
+/// Machine code in executable memory.
+pub(crate) struct Code {
+    _memory: region::Allocation,
+    pub func: KernelFn,
+    /// Elements per vector (16 in f32, 8 in f64).
+    pub lanes: usize,
+    /// With `listing`: the vector program and the machine code, disassembled.
+    pub listing: Option<String>,
+}
+
+// SAFETY: the memory is written once, before it is made executable, and never again;
+// the code is reentrant (it keeps nothing between calls).
+unsafe impl Send for Code {}
+unsafe impl Sync for Code {}
+
+/// Whether this machine runs the AVX-512 kernels (and `SNNC_AVX512` does not say no).
+pub fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let wanted = std::env::var("SNNC_AVX512").map(|v| v != "0").unwrap_or(true);
+        wanted && host_has_avx512()
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn host_has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") && std::arch::is_x86_feature_detected!("bmi2")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_has_avx512() -> bool {
+    false
+}
+
+/// The step's element body as text and as machine code bytes, on any machine (tests
+/// and listings; [`compile`] also runs it).
+pub(crate) fn assemble(p: &Specialised, layout: Layout, f64: bool) -> Result<(Vec<u8>, usize, String), Unsupported> {
+    if p.graph.nodes().any(|(_, n)| n.op.is_random()) {
+        return Err(Unsupported("random draws need a call per element".into()));
+    }
+    let slices = layout.states + layout.inputs + layout.params + usize::from(layout.spike);
+    let mut prog = lower::lower(p, !f64, layout.states, layout.inputs, layout.spike.then(|| slices - 1))?;
+    let last = lower::live(&mut prog);
+    let e = emit::emit(&prog, &last, slices, f64)?;
+    let text = prog.text(f64);
+    Ok((e.bytes, e.code_len, text))
+}
+
+/// Compiles the step for this machine, or says why it is left to Cranelift.
+pub(crate) fn compile(p: &Specialised, layout: Layout, f64: bool, listing: bool) -> Result<Code, Unsupported> {
+    if !available() {
+        return Err(Unsupported("this machine has no AVX-512 (or SNNC_AVX512=0)".into()));
+    }
+    let (bytes, code_len, program) = assemble(p, layout, f64)?;
+    let fail = |e: region::Error| Unsupported(format!("executable memory: {e}"));
+    let mut memory = region::alloc(bytes.len(), region::Protection::READ_WRITE).map_err(fail)?;
+    // SAFETY: the allocation is at least `bytes.len()` long and nothing else uses it.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), memory.as_mut_ptr::<u8>(), bytes.len());
+        region::protect(memory.as_ptr::<u8>(), bytes.len(), region::Protection::READ_EXECUTE).map_err(fail)?;
+    }
+    // SAFETY: the bytes are a function of exactly this signature (System V: ptrs in
+    // rdi, n in rsi, t in xmm0, random in rdx, non_finite in rcx), position-independent
+    // (relative branches, constants addressed relative to rip), now executable.
+    let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(memory.as_ptr::<u8>()) };
+    let listing = listing.then(|| format!("; AVX-512 vector program\n{program}; machine code\n{}", disassemble(&bytes[..code_len])));
+    Ok(Code { _memory: memory, func, lanes: if f64 { 8 } else { 16 }, listing })
+}
+
+/// The vector program and machine code of `step`'s AVX-512 kernel, made on any
+/// machine (nothing is run): what `snnc emit --target clif` shows where the host has
+/// AVX-512, and what the snapshot tests hold.
+pub fn listing(step: &crate::discretise::Step, specs: &[super::ParamSpec], precision: super::Precision) -> Result<String, Unsupported> {
+    let p = crate::backend::specialise::specialise_step(step, specs).map_err(|e| Unsupported(e.to_string()))?;
+    let per_neuron = specs.iter().filter(|s| **s == super::ParamSpec::PerNeuron).count();
+    let layout = Layout { states: step.layout.states.len(), inputs: step.layout.inputs.len(), params: per_neuron, spike: p.spike.is_some() };
+    let (bytes, code_len, program) = assemble(&p, layout, precision == super::Precision::F64)?;
+    Ok(format!("; AVX-512 vector program\n{program}; machine code\n{}", disassemble(&bytes[..code_len])))
+}
+
+/// Intel-syntax listing of machine code assembled at address 0.
+pub(crate) fn disassemble(code: &[u8]) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut d = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut f = IntelFormatter::new();
+    let mut out = String::new();
+    for ins in &mut d {
+        out.push_str(&format!("{:5x}  ", ins.ip()));
+        f.format(&ins, &mut out);
+        out.push('\n');
+    }
+    out
+}

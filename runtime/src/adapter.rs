@@ -40,7 +40,7 @@ impl<T: Float> LowRank<T> {
     ///
     /// # Safety
     /// As [`Target::row`], for every row of `out`.
-    pub(crate) unsafe fn deliver(&self, x: &[T], active: Option<&dyn Active>, n_pre: usize, out: &Target<T>) {
+    pub(crate) unsafe fn deliver(&self, x: &[T], active: Option<Active>, n_pre: usize, out: &Target<T>) {
         let r = self.rank();
         let us = self.u.as_slice().expect("standard layout");
         let mut z = vec![T::default(); r];
@@ -54,7 +54,7 @@ impl<T: Float> LowRank<T> {
                 }
             };
             match active {
-                Some(a) => a.chunks(b, &mut add),
+                Some(a) => add(&a.lists[b]),
                 None => add(&(0..n_pre as u32).filter(|&i| xb[i as usize] != T::default()).collect::<Vec<_>>()),
             }
             // SAFETY: forwarded to the caller.

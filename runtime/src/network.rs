@@ -591,6 +591,18 @@ pub struct Network<T: 'static> {
     pool: Option<Pool>,
     /// Per population and chunk of its neurons, what the chunk's step found (see [`Part`]).
     pub(crate) parts: Vec<Vec<Mutex<Part>>>,
+    /// Per population and batch element, the neurons that spiked this step: its parts'
+    /// lists joined once its pass is over, read by the populations after it (a plain
+    /// list: no thread of a later pass locks the parts) and its `active` at the end.
+    fresh: Vec<Vec<Vec<u32>>>,
+    /// Per population, whether every spike listed in `fresh` (this step) and in its
+    /// `active` (the last step) has the value 1: then delivery needs only the lists
+    /// (smoothed spikes and graded events have other values).
+    fresh_ones: Vec<bool>,
+    active_ones: Vec<bool>,
+    /// Per population, whether this step gathers and steps each chunk in one go though
+    /// it reads its own spikes ([`Network::self_reads_listed`]).
+    fused: Vec<bool>,
     /// Per population, the neurons of each part, and the parts this process steps (all
     /// of them unless the network is partitioned: `partition.rs`).
     pub(crate) ranges: Vec<Vec<std::ops::Range<usize>>>,
@@ -602,10 +614,15 @@ pub struct Network<T: 'static> {
     ptrs: StepPtrs<T>,
 }
 
-/// What the step of one chunk of a population's neurons found.
+/// What the step of one chunk of a population's neurons found. Aligned to a pair of
+/// cache lines: the chunks next to each other, written by different threads (the lock,
+/// the lists' lengths), would otherwise share one and pass it between cores every step.
+#[repr(align(128))]
 pub(crate) struct Part {
     /// Per batch element, the neurons of the chunk that spiked this step.
     pub(crate) active: Vec<Vec<u32>>,
+    /// Every spike listed has the value 1.
+    pub(crate) ones: bool,
     non_finite: Option<NonFiniteAt>,
 }
 
@@ -620,28 +637,6 @@ pub(crate) fn lock(m: &Mutex<Part>) -> MutexGuard<'_, Part> {
     // A thread that panicked left nothing half-written that matters: parts are rewritten
     // by every step before they are read.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A spiking source's non-zero entries: its list of the last step, or the lists its
-/// chunks made this step (in chunk order, which is neuron order).
-enum ActiveRef<'a> {
-    List(&'a [Vec<u32>]),
-    Parts(&'a [Mutex<Part>]),
-}
-
-impl Active for ActiveRef<'_> {
-    fn total(&self) -> usize {
-        match self {
-            ActiveRef::List(l) => l.total(),
-            ActiveRef::Parts(ps) => ps.iter().map(|m| lock(m).active.iter().map(Vec::len).sum::<usize>()).sum(),
-        }
-    }
-    fn chunks(&self, b: usize, f: &mut dyn FnMut(&[u32])) {
-        match self {
-            ActiveRef::List(l) => f(&l[b]),
-            ActiveRef::Parts(ps) => ps.iter().for_each(|m| f(&lock(m).active[b])),
-        }
-    }
 }
 
 /// Raw pointers to the buffers a step writes, taken through `&mut` at the start of each
@@ -749,6 +744,10 @@ impl<T: Float> Network<T> {
             ext_active: Vec::new(),
             pool: None,
             parts: Vec::new(),
+            fresh: Vec::new(),
+            fresh_ones: Vec::new(),
+            active_ones: Vec::new(),
+            fused: Vec::new(),
             ranges: Vec::new(),
             local: Vec::new(),
             partition: None,
@@ -918,8 +917,13 @@ impl<T: Float> Network<T> {
             let batch = self.batch;
             let threads = self.threads();
             let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
-            self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], non_finite: None })).collect()).collect();
+            self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
             (self.ranges, self.local) = layouts.into_iter().unzip();
+            for pr in &mut self.projs {
+                if let Weights::Sparse(rows) = &mut pr.weights {
+                    rows.split_columns(&self.ranges[pr.to]);
+                }
+            }
         }
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
@@ -927,6 +931,9 @@ impl<T: Float> Network<T> {
         for p in 0..self.pops.len() {
             // What must happen once per step before the chunks deliver (presynaptic
             // stages, delays per synapse), on this thread.
+            let fused = trace.is_none() && self.self_reads_listed(p);
+            self.fused.resize(self.pops.len(), false);
+            self.fused[p] = fused;
             self.prepare_deliveries(p, external)?;
             let this = &*self;
             let pool = this.pool.as_ref().filter(|_| pooled);
@@ -938,7 +945,7 @@ impl<T: Float> Network<T> {
                 Some(pool) => pool.for_chunks(local.len(), &|c| f(local.start + c)),
                 None => local.clone().for_each(f),
             };
-            if this.reads_itself(p) {
+            if this.reads_itself(p) && !fused {
                 // Its own last spikes are read: all are gathered before any is overwritten.
                 run(&|c| this.gather_part(p, &this.ranges[p][c], external));
                 run(&|c| this.step_part(p, c));
@@ -949,13 +956,13 @@ impl<T: Float> Network<T> {
                 });
             }
             if let Some(ex) = exchange {
-                // Every part goes on to the end of the step (the others wait for its
-                // spikes); a non-finite state is reported there.
                 self.exchange_spikes(p, ex)?;
-                continue;
             }
-            // As one thread would, stop at the first population with a non-finite state.
-            if this.parts[p].iter().any(|m| lock(m).non_finite.is_some()) {
+            let non_finite = self.join_parts(p);
+            // As one thread would, stop at the first population with a non-finite state
+            // (a partitioned network goes on to the end of the step, since the other
+            // processes wait for its spikes; it is reported there).
+            if non_finite && exchange.is_none() {
                 break;
             }
         }
@@ -976,6 +983,25 @@ impl<T: Float> Network<T> {
         Ok(())
     }
 
+    /// Joins the spikes population `p`'s parts found this step into `fresh[p]`, in
+    /// neuron order; whether a part found a non-finite state.
+    fn join_parts(&mut self, p: usize) -> bool {
+        self.fresh.resize_with(self.pops.len(), Vec::new);
+        self.fresh_ones.resize(self.pops.len(), false);
+        let (parts, fresh) = (&mut self.parts[p], &mut self.fresh[p]);
+        if !self.pops[p].spikes.is_empty() {
+            self.fresh_ones[p] = parts.iter_mut().all(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()).ones);
+            fresh.resize_with(self.batch, Vec::new);
+            for (b, act) in fresh.iter_mut().enumerate() {
+                act.clear();
+                for part in parts.iter_mut() {
+                    act.extend_from_slice(&part.get_mut().unwrap_or_else(|e| e.into_inner()).active[b]);
+                }
+            }
+        }
+        parts.iter_mut().any(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()).non_finite.is_some())
+    }
+
     /// Takes the pointers a step writes through ([`StepPtrs`]).
     fn take_ptrs(&mut self) {
         let step = self.step_index as usize;
@@ -994,7 +1020,7 @@ impl<T: Float> Network<T> {
     }
 
     /// The first non-finite state of the populations stepped (as one thread would find
-    /// it), else the threads' spikes merged into each population's `active`.
+    /// it), else each population's spikes of this step (`fresh`) become its `active`.
     fn finish_step(&mut self) -> Result<(), RuntimeError> {
         for (p, pop) in self.pops.iter_mut().enumerate() {
             let parts = &mut self.parts[p];
@@ -1013,14 +1039,11 @@ impl<T: Float> Network<T> {
             if pop.spikes.is_empty() {
                 continue;
             }
-            pop.active.resize_with(self.batch, Vec::new);
-            for (b, act) in pop.active.iter_mut().enumerate() {
-                act.clear();
-                for part in parts.iter_mut() {
-                    act.extend_from_slice(&lock(part).active[b]);
-                }
-                pop.spike_count += act.len() as u64;
-            }
+            // (The lists of the last step are kept to be filled again.)
+            std::mem::swap(&mut pop.active, &mut self.fresh[p]);
+            self.active_ones.resize(self.fresh_ones.len(), false);
+            self.active_ones[p] = self.fresh_ones[p];
+            pop.spike_count += pop.active.iter().map(|a| a.len() as u64).sum::<u64>();
         }
         self.step_index += 1;
         Ok(())
@@ -1037,7 +1060,7 @@ impl<T: Float> Network<T> {
                     let nz = tr.nonzero[pi].get_or_insert_with(Vec::new);
                     nz.clear();
                     for b in 0..self.batch {
-                        a.chunks(b, &mut |idx| nz.extend(idx.iter().map(|&i| (b as u32, i))));
+                        nz.extend(a.lists[b].iter().map(|&i| (b as u32, i)));
                     }
                 }
                 None => tr.nonzero[pi] = None,
@@ -1047,25 +1070,25 @@ impl<T: Float> Network<T> {
 
     /// What projection `pr` into population `p` reads: the source's values, its size
     /// and, where known, its non-zero entries.
-    fn source<'s>(&'s self, pr: &'s Proj<T>, p: usize, external: &[&'s [T]]) -> (&'s [T], usize, Option<ActiveRef<'s>>) {
+    fn source<'s>(&'s self, pr: &'s Proj<T>, p: usize, external: &[&'s [T]]) -> (&'s [T], usize, Option<Active<'s>>) {
         if let (Some(d), Some(_)) = (&pr.dropout, self.dropout_pass) {
-            return (&d.values, d.values.len() / self.batch, Some(ActiveRef::List(&d.active)));
+            return (&d.values, d.values.len() / self.batch, Some(Active { lists: &d.active, ones: false }));
         }
         match pr.from {
-            Source::Input(i) => (external[i], self.inputs[i].1, Some(ActiveRef::List(&self.ext_active[i]))),
+            Source::Input(i) => (external[i], self.inputs[i].1, Some(Active { lists: &self.ext_active[i], ones: false })),
             // A state (membrane-potential readout): its value as it is now, dense.
             Source::Pop(q) if pr.from_state.is_some() => (&self.pops[q].states[pr.from_state.expect("checked")], self.pops[q].n, None),
             // Spikes are read when they are: a population earlier in the order has
-            // already stepped (s^t: the chunks' lists of this step), itself or a later
+            // already stepped (s^t: its chunks' lists of this step, joined), itself or a later
             // one not yet (s^{t-1}: its list of the last step).
+            // Reading itself in one go with its step (`self_reads_listed`), its values,
+            // being overwritten, are not given.
             Source::Pop(q) if self.pops[q].step.is_some() => {
-                let active = if q < p {
-                    Some(ActiveRef::Parts(&self.parts[q]))
-                } else {
-                    let a = &self.pops[q].active;
-                    (a.len() == self.batch).then_some(ActiveRef::List(a.as_slice()))
-                };
-                (&self.pops[q].spikes, self.pops[q].n, active)
+                let (a, ones) = if q < p { (&self.fresh[q], &self.fresh_ones) } else { (&self.pops[q].active, &self.active_ones) };
+                let ones = ones.get(q) == Some(&true);
+                let active = (a.len() == self.batch).then_some(Active { lists: a, ones });
+                let values = if q == p && self.fused.get(p) == Some(&true) { &[][..] } else { &self.pops[q].spikes[..] };
+                (values, self.pops[q].n, active)
             }
             // A `Linear` readout sends its output.
             Source::Pop(q) => (&self.pops[q].output, self.pops[q].n, None),
@@ -1075,6 +1098,26 @@ impl<T: Float> Network<T> {
     /// Whether a projection into population `p` reads `p` itself (its spikes or states).
     fn reads_itself(&self, p: usize) -> bool {
         self.projs.iter().any(|pr| pr.to == p && pr.from == Source::Pop(p))
+    }
+
+    /// Whether population `p` reads its own last spikes only as lists of 1s (plain sparse
+    /// projections, its list of the last step known and all ones): then a chunk's step, which overwrites spikes, cannot change what another
+    /// chunk gathers, and each chunk gathers and steps in one go (one phase, not two;
+    /// no spike values read across threads). `source` then gives no values for them.
+    fn self_reads_listed(&self, p: usize) -> bool {
+        let pop = &self.pops[p];
+        let plain = |pr: &Proj<T>| {
+            matches!(pr.weights, Weights::Sparse(_))
+                && pr.from_state.is_none()
+                && pr.syn_delay.is_none()
+                && pr.dropout.is_none()
+                && pr.adapter.is_none()
+                && pr.batch_norm.is_none()
+                && pr.pre_stage.is_none()
+                && pr.plastic.is_none()
+                && pr.shared.is_none()
+        };
+        pop.active.len() == self.batch && self.active_ones.get(p) == Some(&true) && self.projs.iter().filter(|pr| pr.to == p && pr.from == Source::Pop(p)).all(plain)
     }
 
     /// Chunk `c` of population `p`'s step after its inputs are gathered: the kernel over
@@ -1127,12 +1170,20 @@ impl<T: Float> Network<T> {
         // projections and recorders read these instead of scanning every neuron.
         if !pop.spikes.is_empty() {
             part.active.resize_with(self.batch, Vec::new);
-            for (b, act) in part.active.iter_mut().enumerate() {
+            let mut ones = true;
+            for (b, slot) in part.active.iter_mut().enumerate() {
+                // Filled out of place: the lists' headers (length, capacity) lie next to
+                // other parts' in one small allocation, and a push to each in place would
+                // pass that cache line between the threads at every spike.
+                let mut act = std::mem::take(slot);
                 act.clear();
                 // SAFETY: as above.
                 let s = unsafe { std::slice::from_raw_parts(ptrs.spikes.add(b * n + cols.start), cols.len()) };
-                active_indices(s, cols.start, act);
+                active_indices(s, cols.start, &mut act);
+                ones &= act.iter().all(|&i| s[i as usize - cols.start].to_f64() == 1.0);
+                *slot = act;
             }
+            part.ones = ones;
         }
     }
 
@@ -1167,19 +1218,19 @@ impl<T: Float> Network<T> {
             }
             let (src, n_pre, active) = self.source(pr, p, external);
             // Short-term plasticity: the activity scaled by each source's efficacy
-            // (advanced for this step by `prepare_deliveries`).
+            // (advanced for this step by `prepare_deliveries`): no longer ones.
             let src = pr.pre_stage.as_ref().map_or(src, |s| s.output());
+            let active = if pr.pre_stage.is_some() { active.map(|a| Active { ones: false, ..a }) } else { active };
             // A gated stage (NMDA) sends a value for every source, spiking or not.
             let active = if pr.pre_stage.as_ref().is_some_and(|s| s.is_gated()) { None } else { active };
             // A plastic projection delivers this step's events (its delayed spikes).
             let (src, active) = match &pr.plastic {
                 Some(pl) => {
                     let (events, act) = pl.events();
-                    (events, Some(ActiveRef::List(act)))
+                    (events, Some(Active { lists: act, ones: false }))
                 }
                 None => (src, active),
             };
-            let active = active.as_ref().map(|a| a as &dyn Active);
             // SAFETY: as above, for the target and for the ring slots of this projection
             // (a ring belongs to its projection, whose target columns are this thread's).
             unsafe {
@@ -1249,7 +1300,7 @@ impl<T: Float> Network<T> {
                     None => src,
                 };
                 if let (Some(ring), Weights::Sparse(rows), Some(d)) = (&mut ring, &pr.weights, &pr.syn_delay) {
-                    propagate_delayed(rows, d, src, active.as_ref().map(|a| a as &dyn Active), n_pre, batch, ring, step);
+                    propagate_delayed(rows, d, src, active, n_pre, batch, ring, step);
                 }
                 Ok(())
             })();
@@ -1273,7 +1324,6 @@ impl<T: Float> Network<T> {
         {
             let pr = &self.projs[pi];
             let (src, n_pre, active) = self.source(pr, p, external);
-            let active = active.as_ref().map(|a| a as &dyn Active);
             let into = Target { ptr: bn.z.as_mut_ptr(), n_post, batch, cols: 0..n_post };
             // SAFETY: `into` is the whole of `bn.z`, owned here, written by this thread only.
             unsafe {

@@ -204,6 +204,7 @@ impl<T: Float> Network<T> {
                 idx.iter().for_each(|&i| row[i as usize] = T::from_f64(1.0));
                 part.active[b].clear();
                 part.active[b].extend_from_slice(idx);
+                part.ones = true;
             }
         }
         Ok(())

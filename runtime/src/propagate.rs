@@ -27,6 +27,19 @@ pub struct SparseRows<T> {
     uniform: Option<T>,
     /// Columns increase within every row, so a range of targets is found by bisection.
     sorted: bool,
+    /// Where each row's entries of each chunk of targets lie, found once
+    /// ([`SparseRows::split_columns`]) instead of by bisection at every spike.
+    split: Option<ColumnSplit>,
+}
+
+/// The entries of each row that fall in each of `k` contiguous ranges of columns (the
+/// chunks that threads deliver into): row i's entries for chunk c are
+/// `at[i * (k + 1) + c]..at[i * (k + 1) + c + 1]`, both ends on one cache line mostly.
+#[derive(Clone, Debug)]
+struct ColumnSplit {
+    /// The chunks' first columns, then the last one's end.
+    bounds: Vec<usize>,
+    at: Vec<usize>,
 }
 
 impl<T> SparseRows<T> {
@@ -41,6 +54,21 @@ impl<T> SparseRows<T> {
         self.uniform = None;
         &mut self.weight
     }
+
+    /// The chunk of [`SparseRows::split_columns`] that is exactly `cols`, if any.
+    fn chunk_of(&self, cols: &Range<usize>) -> Option<usize> {
+        let b = &self.split.as_ref()?.bounds;
+        let c = b.iter().position(|&x| x == cols.start)?;
+        (b.get(c + 1) == Some(&cols.end)).then_some(c)
+    }
+
+    /// Row `i`'s entries in chunk `c` of the split.
+    #[inline(always)]
+    fn row_of_chunk(&self, i: usize, c: usize) -> Range<usize> {
+        let s = self.split.as_ref().expect("a split");
+        let at = i * s.bounds.len() + c;
+        s.at[at]..s.at[at + 1]
+    }
 }
 
 impl<T: Real> SparseRows<T> {
@@ -54,8 +82,28 @@ impl<T: Real> SparseRows<T> {
         let weight: Vec<T> = c.weight.iter().map(|w| conv(*w)).collect();
         let sorted = c.row_ptr.windows(2).all(|r| c.col[r[0]..r[1]].windows(2).all(|w| w[0] < w[1]));
         let uniform = uniform_value(&weight);
-        SparseRows { row_ptr: c.row_ptr, col: c.col, weight, uniform, sorted }
+        SparseRows { row_ptr: c.row_ptr, col: c.col, weight, uniform, sorted, split: None }
     }
+
+    /// Finds where each row's entries of each chunk of targets `chunks` (contiguous, in
+    /// order) lie, so that a thread delivering into one reads its part of a row without
+    /// a bisection: two row lookups and the cache misses of a bisection per spike and
+    /// chunk are most of what a second thread adds to delivery. Nothing is kept for one
+    /// chunk or unsorted rows.
+    pub(crate) fn split_columns(&mut self, chunks: &[Range<usize>]) {
+        self.split = None;
+        if chunks.len() < 2 || !self.sorted || chunks.windows(2).any(|w| w[0].end != w[1].start) {
+            return;
+        }
+        let bounds: Vec<usize> = chunks.iter().map(|c| c.start).chain(chunks.last().map(|c| c.end)).collect();
+        let mut at = Vec::with_capacity((self.row_ptr.len() - 1) * bounds.len());
+        for r in self.row_ptr.windows(2) {
+            let row = &self.col[r[0]..r[1]];
+            at.extend(bounds.iter().map(|&b| r[0] + row.partition_point(|&c| (c as usize) < b)));
+        }
+        self.split = Some(ColumnSplit { bounds, at });
+    }
+
 
     /// Changes the weights once (`f` writes them), then checks again whether all are equal.
     pub fn set_weights(&mut self, f: impl FnOnce(&mut [T])) {
@@ -76,6 +124,7 @@ impl<T: Real> SparseRows<T> {
         self.col = kept.iter().map(|&k| self.col[k]).collect();
         self.weight = kept.iter().map(|&k| self.weight[k]).collect();
         self.row_ptr = row_ptr;
+        self.split = None;
         kept
     }
 
@@ -117,14 +166,24 @@ impl<T> SparseRows<T> {
     /// Event-driven delivery reads the rows of the sources that spiked, scattered over the
     /// whole matrix: past the last-level cache each row's pointer and first line are a
     /// wait on memory, most of a step's delivery at 400k neurons (perf, docs/benchmarks.md).
-    /// Called at the `k`-th of `active`, fetches the pointers and rows of later ones.
+    /// Called at the `k`-th of `active`, fetches the pointers and rows of later ones (their
+    /// entries in `chunk` of the split, when given).
     #[inline(always)]
-    fn prefetch_ahead(&self, active: &[u32], k: usize) {
+    fn prefetch_ahead(&self, active: &[u32], k: usize, chunk: Option<usize>) {
         if let Some(&far) = active.get(k + ROW_AHEAD) {
-            prefetch(self.row_ptr.as_ptr().wrapping_add(far as usize));
+            match (chunk, &self.split) {
+                (Some(c), Some(s)) => prefetch(s.at.as_ptr().wrapping_add(far as usize * s.bounds.len() + c)),
+                _ => prefetch(self.row_ptr.as_ptr().wrapping_add(far as usize)),
+            }
         }
         if let Some(&near) = active.get(k + ROW_AHEAD / 2) {
-            let (start, end) = (self.row_ptr[near as usize], self.row_ptr[near as usize + 1]);
+            let (start, end) = match chunk {
+                Some(c) => {
+                    let r = self.row_of_chunk(near as usize, c);
+                    (r.start, r.end)
+                }
+                None => (self.row_ptr[near as usize], self.row_ptr[near as usize + 1]),
+            };
             let per_line = 64 / std::mem::size_of::<u32>();
             for at in (start..end).step_by(per_line).take(ROW_LINES) {
                 prefetch(self.col.as_ptr().wrapping_add(at));
@@ -288,22 +347,13 @@ impl<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>> Procedural<T> {
     }
 }
 
-/// The non-zero entries of a source, per batch element: one list, or the lists of the
-/// threads that stepped it (their concatenation is in increasing order).
-pub(crate) trait Active {
-    /// Entries over all batch elements.
-    fn total(&self) -> usize;
-    /// Calls `f` on the chunks of batch element `b`'s list, in order.
-    fn chunks(&self, b: usize, f: &mut dyn FnMut(&[u32]));
-}
-
-impl Active for [Vec<u32>] {
-    fn total(&self) -> usize {
-        self.iter().map(Vec::len).sum()
-    }
-    fn chunks(&self, b: usize, f: &mut dyn FnMut(&[u32])) {
-        f(&self[b]);
-    }
+/// The non-zero entries of a source: per batch element, their indices in increasing
+/// order; and whether each of them is exactly 1 (spikes), so that delivery need not
+/// read the values (lines another thread is writing, or about to).
+#[derive(Clone, Copy)]
+pub(crate) struct Active<'a> {
+    pub(crate) lists: &'a [Vec<u32>],
+    pub(crate) ones: bool,
 }
 
 /// Where a projection delivers: `batch` rows of `n_post` values from `ptr`, of which
@@ -333,7 +383,7 @@ impl<T> Target<T> {
 ///
 /// # Safety
 /// As [`Target::row`], for every row of `out`.
-pub(crate) unsafe fn deliver<T>(weights: &Weights<T>, src: &[T], active: Option<&dyn Active>, n_pre: usize, out: &Target<T>)
+pub(crate) unsafe fn deliver<T>(weights: &Weights<T>, src: &[T], active: Option<Active>, n_pre: usize, out: &Target<T>)
 where
     T: Real + std::ops::AddAssign + std::ops::Mul<Output = T> + ndarray::LinalgScalar,
 {
@@ -341,21 +391,19 @@ where
     match weights {
         // Spikes are mostly zeros: adding the rows of the neurons that fired is far
         // cheaper than a GEMM with the whole 0/1 vector (event-driven dense).
-        Weights::Dense(w) if active.is_some_and(|a| a.total() * 4 < batch * n_pre) => {
+        Weights::Dense(w) if active.is_some_and(|a| a.lists.iter().map(Vec::len).sum::<usize>() * 4 < batch * n_pre) => {
             let a = active.expect("checked");
             let w = w.as_slice().expect("row-major weights");
             for b in 0..batch {
                 // SAFETY: forwarded to the caller.
                 let y = unsafe { out.row(b) };
-                a.chunks(b, &mut |idx| {
-                    for &i in idx {
-                        let row = &w[i as usize * n_post + cols.start..i as usize * n_post + cols.end];
-                        let xi = src[b * n_pre + i as usize];
-                        for (yo, wo) in y.iter_mut().zip(row) {
-                            *yo += *wo * xi;
-                        }
+                for &i in &a.lists[b] {
+                    let row = &w[i as usize * n_post + cols.start..i as usize * n_post + cols.end];
+                    let xi = if a.ones { T::one() } else { src[b * n_pre + i as usize] };
+                    for (yo, wo) in y.iter_mut().zip(row) {
+                        *yo += *wo * xi;
                     }
-                });
+                }
             }
         }
         Weights::Dense(w) => {
@@ -366,14 +414,15 @@ where
         }
         Weights::Sparse(rows) => {
             for b in 0..batch {
-                let x = &src[b * n_pre..(b + 1) * n_pre];
+                // (A source of ones may come without its values: `Network::source`.)
+                let x = src.get(b * n_pre..(b + 1) * n_pre).unwrap_or_default();
                 // SAFETY: forwarded to the caller.
                 let y = unsafe { out.row(b) };
                 match active {
-                    Some(a) => a.chunks(b, &mut |idx| sparse_weighted(rows, idx, x, &cols, n_post, y)),
+                    Some(a) => sparse_weighted(rows, &a.lists[b], a.ones.then_some(T::one()), x, &cols, n_post, y),
                     None => {
                         let a: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
-                        sparse_weighted(rows, &a, x, &cols, n_post, y);
+                        sparse_weighted(rows, &a, None, x, &cols, n_post, y);
                     }
                 }
             }
@@ -391,7 +440,7 @@ where
                 // SAFETY: forwarded to the caller.
                 let y = unsafe { out.row(b) };
                 match active {
-                    Some(a) => a.chunks(b, &mut |idx| g.deliver(idx, x, &cols, y)),
+                    Some(a) => g.deliver(&a.lists[b], x, &cols, y),
                     None => {
                         let a: Vec<u32> = (0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect();
                         g.deliver(&a, x, &cols, y);
@@ -406,7 +455,7 @@ where
 /// at step `t + delays[k]`, through `ring`. Event-driven over the non-zero entries of
 /// `src` (`active` when known).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], src: &[T], active: Option<&dyn Active>, n_pre: usize, batch: usize, ring: &mut DelayRing<T>, t: usize) {
+pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], src: &[T], active: Option<Active>, n_pre: usize, batch: usize, ring: &mut DelayRing<T>, t: usize) {
     for b in 0..batch {
         let x = &src[b * n_pre..(b + 1) * n_pre];
         let mut emit = |idx: &[u32]| {
@@ -418,7 +467,7 @@ pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], 
             }
         };
         match active {
-            Some(a) => a.chunks(b, &mut emit),
+            Some(a) => emit(&a.lists[b]),
             None => emit(&(0..n_pre).filter(|&i| x[i].to_f64() != 0.0).map(|i| i as u32).collect::<Vec<_>>()),
         }
     }
@@ -437,11 +486,12 @@ pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<
 }
 
 /// Sparse propagation of real-valued presynaptic activity into the columns `cols` (`y`
-/// holds those): event-driven over the non-zero entries (spikes are 1, so the weight is
-/// added as is).
+/// holds those): event-driven over the non-zero entries, whose values are `x`'s or,
+/// given, `every` one's (spikes are 1, so the weight is added as is).
 fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(
     rows: &SparseRows<T>,
     active: &[u32],
+    every: Option<T>,
     x: &[T],
     cols: &Range<usize>,
     n_post: usize,
@@ -449,10 +499,14 @@ fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(
 ) {
     let lo = cols.start;
     let whole = lo == 0 && cols.end >= n_post;
+    let chunk = if whole { None } else { rows.chunk_of(cols) };
     for (k, &i) in active.iter().enumerate() {
-        rows.prefetch_ahead(active, k);
-        let xi = x[i as usize];
-        let r = rows.row_within(i as usize, cols, n_post);
+        rows.prefetch_ahead(active, k, chunk);
+        let xi = every.unwrap_or_else(|| x[i as usize]);
+        let r = match chunk {
+            Some(c) => rows.row_of_chunk(i as usize, c),
+            None => rows.row_within(i as usize, cols, n_post),
+        };
         let one = xi.to_f64() == 1.0;
         if let (true, true, Some(w)) = (one, whole || rows.sorted, rows.uniform) {
             // The same weight everywhere: the columns only.
@@ -526,12 +580,15 @@ mod tests {
         let check = |rows: &SparseRows<f64>| {
             let mut want = vec![0.0; 40];
             sparse_events(rows, &spikes, &mut want);
-            let mut y = vec![0.0; 40];
-            sparse_weighted(rows, &spikes, &x, &(0..40), 40, &mut y);
-            assert_eq!(y, want);
-            let mut part = vec![0.0; 20];
-            sparse_weighted(rows, &spikes, &x, &(10..30), 40, &mut part);
-            assert_eq!(part, want[10..30]);
+            // Values read, or known to be ones (then none is given).
+            for (every, x) in [(None, &x[..]), (Some(1.0), &[][..])] {
+                let mut y = vec![0.0; 40];
+                sparse_weighted(rows, &spikes, every, x, &(0..40), 40, &mut y);
+                assert_eq!(y, want);
+                let mut part = vec![0.0; 20];
+                sparse_weighted(rows, &spikes, every, x, &(10..30), 40, &mut part);
+                assert_eq!(part, want[10..30]);
+            }
         };
         check(&rows);
         rows.set_weights(|w| w.iter_mut().enumerate().for_each(|(k, w)| *w = k as f64));
@@ -546,6 +603,36 @@ mod tests {
         // A +0 and a -0 are not one weight (adding them to -0 differs).
         rows.set_weights(|w| w.iter_mut().enumerate().for_each(|(k, w)| *w = if k == 0 { -0.0 } else { 0.0 }));
         assert_eq!(rows.uniform, None);
+    }
+
+    /// Rows split once at the chunks' columns deliver into each chunk what a bisection
+    /// of every row finds, and a range that is not a chunk still bisects.
+    #[test]
+    fn rows_split_at_chunks_deliver_what_bisection_finds() {
+        let csr = fixed_probability(300, 97, 0.3, false, &Init::Uniform { low: -1.0, high: 1.0 }, &Rng::new(9), 2);
+        let mut rows = SparseRows::from_csr(&csr, |w| w);
+        let spikes: Vec<u32> = (0..300).filter(|i| i % 7 != 3).collect();
+        let x: Vec<f64> = (0..300).map(|i| 0.5 + (i % 5) as f64).collect();
+        let chunks = [0..16, 16..64, 64..97];
+        let deliver = |rows: &SparseRows<f64>, cols: &Range<usize>| {
+            let mut y = vec![0.0; cols.len()];
+            sparse_weighted(rows, &spikes, None, &x, cols, 97, &mut y);
+            y
+        };
+        let want: Vec<Vec<f64>> = chunks.iter().map(|c| deliver(&rows, c)).collect();
+        rows.split_columns(&chunks);
+        assert!(rows.split.is_some());
+        for (c, cols) in chunks.iter().enumerate() {
+            assert_eq!(rows.chunk_of(cols), Some(c));
+            assert_eq!(deliver(&rows, cols), want[c], "chunk {cols:?}");
+        }
+        assert_eq!(rows.chunk_of(&(16..50)), None);
+        let mut whole = vec![0.0; 97];
+        sparse_weighted(&rows, &spikes, None, &x, &(0..97), 97, &mut whole);
+        assert_eq!(whole[16..50], deliver(&rows, &(16..50))[..]);
+        // Columns kept by a partition: the split is dropped with the old structure.
+        rows.keep_columns(&(0..64));
+        assert!(rows.split.is_none());
     }
 
     #[test]

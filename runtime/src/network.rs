@@ -1179,8 +1179,7 @@ impl<T: Float> Network<T> {
                 act.clear();
                 // SAFETY: as above.
                 let s = unsafe { std::slice::from_raw_parts(ptrs.spikes.add(b * n + cols.start), cols.len()) };
-                active_indices(s, cols.start, &mut act);
-                ones &= act.iter().all(|&i| s[i as usize - cols.start].to_f64() == 1.0);
+                ones &= active_indices(s, cols.start, &mut act);
                 *slot = act;
             }
             part.ones = ones;

@@ -42,6 +42,9 @@ struct Shared {
     panicked: AtomicBool,
     sleep: Mutex<()>,
     wake: Condvar,
+    /// Workers asleep on `wake`, or about to be: a phase notifies only then (a
+    /// notification is a system call whether anyone sleeps or not).
+    sleepers: AtomicUsize,
     denormals_flushed: bool,
 }
 
@@ -91,6 +94,7 @@ impl Pool {
             panicked: AtomicBool::new(false),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             denormals_flushed: crate::kernels::denormals_flushed(),
         });
         let mut pool = Pool { shared, handles: Vec::new() };
@@ -130,11 +134,15 @@ impl Pool {
             let share = split(chunks, threads, t);
             cursor.0.store(pack(phase, share.start, share.end), Ordering::Release);
         }
-        s.state.store(phase, Ordering::Release);
-        // A worker checks `state` under this lock before sleeping, so it either sees the
-        // new phase or is asleep when this notification comes.
-        drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
-        s.wake.notify_all();
+        // Sequentially consistent with a worker's count of `sleepers` and its check of
+        // `state` (`wait_for_phase`): either it counted itself before the load below, and
+        // is notified (it checks `state` under the lock, so it is then asleep or sees the
+        // phase), or its check comes after this store and sees the phase.
+        s.state.store(phase, Ordering::SeqCst);
+        if s.sleepers.load(Ordering::SeqCst) > 0 {
+            drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
+            s.wake.notify_all();
+        }
         let mut mine = Ok(());
         while let Some(c) = claim(s, phase, 0) {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(c))) {
@@ -231,9 +239,11 @@ fn wait_for_phase(s: &Shared, seen: u64) -> Option<u64> {
             continue;
         }
         let mut guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
-        while s.state.load(Ordering::Acquire) == seen && !s.quit.load(Ordering::Acquire) {
+        s.sleepers.fetch_add(1, Ordering::SeqCst);
+        while s.state.load(Ordering::SeqCst) == seen && !s.quit.load(Ordering::Acquire) {
             guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
+        s.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -473,16 +473,26 @@ pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], 
     }
 }
 
-/// Appends the indices of the non-zero entries of `spikes`, plus `base`, to `out`. Spikes
-/// are rare (a few per thousand neurons and step): blocks of 16 whose bits are all zero
-/// (every value +0) are skipped after one branch-free OR.
-pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) {
+/// Appends the indices of the non-zero entries of `spikes` (NaN included), plus `base`,
+/// to `out`; whether each of them is exactly 1. Spikes are rare (a few per thousand
+/// neurons and step): with AVX-512, one compare per 16 or 8 values gives the bits of
+/// those that are not zero; elsewhere blocks of 16 whose bits are all zero (every
+/// value +0) are skipped after one branch-free OR.
+pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) -> bool {
+    if let Some(ones) = T::nonzero_indices_simd(spikes, base, out) {
+        return ones;
+    }
+    let mut ones = true;
     for (blk, c) in spikes.chunks(16).enumerate() {
         if !T::any_bits(c) {
             continue;
         }
-        out.extend(c.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0).map(|(i, _)| (base + blk * 16 + i) as u32));
+        for (i, v) in c.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0) {
+            ones &= v.to_f64() == 1.0;
+            out.push((base + blk * 16 + i) as u32);
+        }
     }
+    ones
 }
 
 /// Sparse propagation of real-valued presynaptic activity into the columns `cols` (`y`
@@ -656,14 +666,40 @@ mod tests {
             for seed in 0..20u64 {
                 let spikes: Vec<f64> = (0..n).map(|i| f64::from(u8::from((i as u64 * 2654435761 + seed * 97) % 23 == 0))).collect();
                 let mut got = Vec::new();
-                active_indices(&spikes, 0, &mut got);
+                assert!(active_indices(&spikes, 0, &mut got));
                 let want: Vec<u32> = (0..n as u32).filter(|&i| spikes[i as usize] != 0.0).collect();
                 assert_eq!(got, want, "n = {n}, seed {seed}");
+                let mut got32 = Vec::new();
+                assert!(active_indices(&spikes.iter().map(|&v| v as f32).collect::<Vec<_>>(), 7, &mut got32));
+                assert_eq!(got32, want.iter().map(|i| i + 7).collect::<Vec<_>>());
             }
         }
-        // Smooth spikes (a sigmoid in (0, 1)) are all active.
+        // Smooth spikes (a sigmoid in (0, 1)) are all active, and not all ones.
         let mut got = Vec::new();
-        active_indices(&[0.2f32, 0.7, 1e-30], 0, &mut got);
+        assert!(!active_indices(&[0.2f32, 0.7, 1e-30], 0, &mut got));
         assert_eq!(got, vec![0, 1, 2]);
+        // Every position of a vector and its tail, each kind of value: -0 is zero, NaN
+        // is not, and only 1 is one; the vector code (where the host has it) and the
+        // portable one agree.
+        for n in [1usize, 8, 9, 16, 17, 33, 40] {
+            for at in 0..n {
+                for (v, listed, one) in [(1.0f64, true, true), (-0.0, false, true), (f64::NAN, true, false), (-2.5, true, false), (1e-300, true, false)] {
+                    let mut s = vec![0.0f64; n];
+                    s[at] = v;
+                    s[n - 1 - at] = if at == n - 1 - at { v } else { 1.0 };
+                    let want: Vec<u32> = (0..n as u32).filter(|&i| s[i as usize] != 0.0 || s[i as usize].is_nan()).collect();
+                    let mut got = Vec::new();
+                    assert_eq!(active_indices(&s, 0, &mut got), one, "{v} at {at} of {n}");
+                    assert_eq!(got, want, "{v} at {at} of {n}");
+                    assert_eq!(got.contains(&(at as u32)), listed, "{v} at {at} of {n}");
+                    let s32: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+                    let want32: Vec<u32> = (0..n as u32).filter(|&i| s32[i as usize] != 0.0).collect();
+                    let one32 = want32.iter().all(|&i| s32[i as usize] == 1.0);
+                    let mut got32 = Vec::new();
+                    assert_eq!(active_indices(&s32, 0, &mut got32), one32, "f32 {v} at {at} of {n}");
+                    assert_eq!(got32, want32, "f32 {v} at {at} of {n}");
+                }
+            }
+        }
     }
 }

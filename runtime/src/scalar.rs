@@ -25,6 +25,72 @@ pub trait Float:
     /// Whether any value of `block` has a bit set (is not +0): an OR of the bits in the
     /// float's own width over a block of fixed size, which vectorises.
     fn any_bits(block: &[Self]) -> bool;
+    /// `propagate::active_indices` in AVX-512 where the host has it (`None`: it has not).
+    fn nonzero_indices_simd(spikes: &[Self], base: usize, out: &mut Vec<u32>) -> Option<bool>;
+}
+
+/// Whether this host runs AVX-512 F (checked once; `is_x86_feature_detected` caches).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// The indices (+ `base`) of the entries of one vector set in `nonzero` (a lane mask),
+/// appended to `out`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn push_lanes(mut nonzero: u32, at: usize, out: &mut Vec<u32>) {
+    while nonzero != 0 {
+        out.push((at + nonzero.trailing_zeros() as usize) as u32);
+        nonzero &= nonzero - 1;
+    }
+}
+
+/// [`Float::nonzero_indices_simd`] for f32: per 16 values, a mask of those that are not
+/// zero (`!=`, so NaN is and -0 is not) and of those that are 1; a masked load for the tail.
+///
+/// # Safety
+/// The host has AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn nonzero_indices_f32(s: &[f32], base: usize, out: &mut Vec<u32>) -> bool {
+    use std::arch::x86_64::*;
+    let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
+    let mut not_one = 0u32;
+    for (k, c) in s.chunks(16).enumerate() {
+        let lanes: __mmask16 = if c.len() == 16 { 0xffff } else { (1u16 << c.len()) - 1 };
+        // SAFETY: the mask loads only the lanes of `c` (masked-off lanes do not fault).
+        let v = unsafe { _mm512_maskz_loadu_ps(lanes, c.as_ptr()) };
+        let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, zero);
+        if nz != 0 {
+            not_one |= u32::from(nz & !_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one));
+            push_lanes(u32::from(nz), base + k * 16, out);
+        }
+    }
+    not_one == 0
+}
+
+/// [`nonzero_indices_f32`] for f64, 8 values a vector.
+///
+/// # Safety
+/// The host has AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn nonzero_indices_f64(s: &[f64], base: usize, out: &mut Vec<u32>) -> bool {
+    use std::arch::x86_64::*;
+    let (zero, one) = (_mm512_setzero_pd(), _mm512_set1_pd(1.0));
+    let mut not_one = 0u32;
+    for (k, c) in s.chunks(8).enumerate() {
+        let lanes: __mmask8 = if c.len() == 8 { 0xff } else { (1u8 << c.len()) - 1 };
+        // SAFETY: as for f32.
+        let v = unsafe { _mm512_maskz_loadu_pd(lanes, c.as_ptr()) };
+        let nz = _mm512_mask_cmp_pd_mask::<_CMP_NEQ_UQ>(lanes, v, zero);
+        if nz != 0 {
+            not_one |= u32::from(nz & !_mm512_cmp_pd_mask::<_CMP_EQ_OQ>(v, one));
+            push_lanes(u32::from(nz), base + k * 8, out);
+        }
+    }
+    not_one == 0
 }
 
 impl Float for f32 {
@@ -44,6 +110,15 @@ impl Float for f32 {
             Err(_) => block.iter().any(|v| v.to_bits() != 0),
         }
     }
+    fn nonzero_indices_simd(spikes: &[f32], base: usize, out: &mut Vec<u32>) -> Option<bool> {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the host has AVX-512 F.
+            return Some(unsafe { nonzero_indices_f32(spikes, base, out) });
+        }
+        let _ = (spikes, base, out);
+        None
+    }
 }
 
 impl Float for f64 {
@@ -61,5 +136,14 @@ impl Float for f64 {
             Ok(b) => b.iter().fold(0u64, |a, v| a | v.to_bits()) != 0,
             Err(_) => block.iter().any(|v| v.to_bits() != 0),
         }
+    }
+    fn nonzero_indices_simd(spikes: &[f64], base: usize, out: &mut Vec<u32>) -> Option<bool> {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the host has AVX-512 F.
+            return Some(unsafe { nonzero_indices_f64(spikes, base, out) });
+        }
+        let _ = (spikes, base, out);
+        None
     }
 }

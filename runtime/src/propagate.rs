@@ -681,7 +681,7 @@ mod tests {
         // Every position of a vector and its tail, each kind of value: -0 is zero, NaN
         // is not, and only 1 is one; the vector code (where the host has it) and the
         // portable one agree.
-        for n in [1usize, 8, 9, 16, 17, 33, 40] {
+        for n in [1usize, 8, 9, 16, 17, 33, 40, 64, 65, 130] {
             for at in 0..n {
                 for (v, listed, one) in [(1.0f64, true, true), (-0.0, false, true), (f64::NAN, true, false), (-2.5, true, false), (1e-300, true, false)] {
                     let mut s = vec![0.0f64; n];

@@ -228,7 +228,8 @@ def summarize(rows):
             p = [r for r in train if (r["method"], r["T"], r["batch"], r["tool"]) == (m, t, bsz, "braintrace")]
             lines.append(f"| train {m} T={t} | – | {fmt(median([r['build_s'] for r in s]), 3)} | "
                          f"{fmt(median([r.get('compile_s') for r in p]), 2)} | braintrace (trace + XLA) |")
-        lines += ["", "snnc: f32, JIT = Cranelift compilation of every population's step, build = JIT + "
+        lines += ["", "snnc: f32, JIT = code generation for every population's step (AVX-512 where the machine has it, "
+                  "else Cranelift: `cpu_code` in raw.jsonl), build = JIT + "
                   "connectivity; Brian2 builds its connectivity inside the binary, outside its run time. "
                   "Brian2 computes in f64."]
     return "\n".join(lines) + "\n"

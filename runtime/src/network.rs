@@ -881,7 +881,18 @@ impl<T: Float> Network<T> {
 
     /// A step, exchanging each spiking population's spikes with the other parts of a
     /// partitioned network through `exchange` once the population has stepped.
-    pub(crate) fn step_inner(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>, exchange: Option<&dyn Exchange>) -> Result<(), RuntimeError> {
+    pub(crate) fn step_inner(&mut self, external: &[&[T]], trace: Option<&mut StepTrace<T>>, exchange: Option<&dyn Exchange>) -> Result<(), RuntimeError> {
+        let done = self.step_passes(external, trace, exchange);
+        if done.is_err() {
+            // A step stopped partway has written spikes its lists do not show: from now
+            // on delivery reads the values rather than trust the lists to be ones.
+            self.active_ones.clear();
+        }
+        done
+    }
+
+    /// The step itself ([`Network::step_inner`]).
+    fn step_passes(&mut self, external: &[&[T]], mut trace: Option<&mut StepTrace<T>>, exchange: Option<&dyn Exchange>) -> Result<(), RuntimeError> {
         if let Some(tr) = trace.as_deref_mut() {
             tr.pre.resize_with(self.projs.len(), Vec::new);
             tr.nonzero.resize_with(self.projs.len(), || None);
@@ -921,18 +932,19 @@ impl<T: Float> Network<T> {
             (self.ranges, self.local) = layouts.into_iter().unzip();
             for pr in &mut self.projs {
                 if let Weights::Sparse(rows) = &mut pr.weights {
-                    rows.split_columns(&self.ranges[pr.to]);
+                    // This process's chunks (a partitioned network keeps only their columns).
+                    rows.split_columns(&self.ranges[pr.to][self.local[pr.to].clone()]);
                 }
             }
         }
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
         let pooled = trace.is_none();
+        self.fused.resize(self.pops.len(), false);
         for p in 0..self.pops.len() {
             // What must happen once per step before the chunks deliver (presynaptic
             // stages, delays per synapse), on this thread.
             let fused = trace.is_none() && self.self_reads_listed(p);
-            self.fused.resize(self.pops.len(), false);
             self.fused[p] = fused;
             self.prepare_deliveries(p, external)?;
             let this = &*self;

@@ -39,7 +39,8 @@ pub struct SparseRows<T> {
 struct ColumnSplit {
     /// The chunks' first columns, then the last one's end.
     bounds: Vec<usize>,
-    at: Vec<usize>,
+    /// Entry positions (u32: a split is only made for fewer than 2^32 entries).
+    at: Vec<u32>,
 }
 
 impl<T> SparseRows<T> {
@@ -57,9 +58,8 @@ impl<T> SparseRows<T> {
 
     /// The chunk of [`SparseRows::split_columns`] that is exactly `cols`, if any.
     fn chunk_of(&self, cols: &Range<usize>) -> Option<usize> {
-        let b = &self.split.as_ref()?.bounds;
-        let c = b.iter().position(|&x| x == cols.start)?;
-        (b.get(c + 1) == Some(&cols.end)).then_some(c)
+        // (Chunks may be empty, so a start alone does not name one.)
+        self.split.as_ref()?.bounds.windows(2).position(|w| w[0] == cols.start && w[1] == cols.end)
     }
 
     /// Row `i`'s entries in chunk `c` of the split.
@@ -67,7 +67,7 @@ impl<T> SparseRows<T> {
     fn row_of_chunk(&self, i: usize, c: usize) -> Range<usize> {
         let s = self.split.as_ref().expect("a split");
         let at = i * s.bounds.len() + c;
-        s.at[at]..s.at[at + 1]
+        s.at[at] as usize..s.at[at + 1] as usize
     }
 }
 
@@ -90,16 +90,24 @@ impl<T: Real> SparseRows<T> {
     /// a bisection: two row lookups and the cache misses of a bisection per spike and
     /// chunk are most of what a second thread adds to delivery. Nothing is kept for one
     /// chunk or unsorted rows.
+    ///
+    /// It takes 4 (chunks + 1) bytes a row, so it is not made where that is more than the
+    /// rows' columns take (chunks as many as the entries of a row), nor for 2^32 entries
+    /// or more.
     pub(crate) fn split_columns(&mut self, chunks: &[Range<usize>]) {
         self.split = None;
+        let (rows, entries) = (self.row_ptr.len() - 1, self.col.len());
         if chunks.len() < 2 || !self.sorted || chunks.windows(2).any(|w| w[0].end != w[1].start) {
             return;
         }
+        if (chunks.len() + 1) * rows > entries || u32::try_from(entries).is_err() {
+            return;
+        }
         let bounds: Vec<usize> = chunks.iter().map(|c| c.start).chain(chunks.last().map(|c| c.end)).collect();
-        let mut at = Vec::with_capacity((self.row_ptr.len() - 1) * bounds.len());
+        let mut at = Vec::with_capacity(rows * bounds.len());
         for r in self.row_ptr.windows(2) {
             let row = &self.col[r[0]..r[1]];
-            at.extend(bounds.iter().map(|&b| r[0] + row.partition_point(|&c| (c as usize) < b)));
+            at.extend(bounds.iter().map(|&b| (r[0] + row.partition_point(|&c| (c as usize) < b)) as u32));
         }
         self.split = Some(ColumnSplit { bounds, at });
     }
@@ -479,9 +487,14 @@ pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], 
 /// those that are not zero; elsewhere blocks of 16 whose bits are all zero (every
 /// value +0) are skipped after one branch-free OR.
 pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) -> bool {
-    if let Some(ones) = T::nonzero_indices_simd(spikes, base, out) {
-        return ones;
+    match T::nonzero_indices_simd(spikes, base, out) {
+        Some(ones) => ones,
+        None => active_indices_portable(spikes, base, out),
     }
+}
+
+/// [`active_indices`] without vector instructions.
+fn active_indices_portable<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) -> bool {
     let mut ones = true;
     for (blk, c) in spikes.chunks(16).enumerate() {
         if !T::any_bits(c) {
@@ -637,6 +650,18 @@ mod tests {
             assert_eq!(deliver(&rows, cols), want[c], "chunk {cols:?}");
         }
         assert_eq!(rows.chunk_of(&(16..50)), None);
+        // An empty chunk (chunks smaller than the split's alignment make them) shares its
+        // start with the next: each is still found by both ends.
+        let with_empty = [0..16, 16..16, 16..64, 64..97];
+        rows.split_columns(&with_empty);
+        assert_eq!(rows.chunk_of(&(16..64)), Some(2));
+        assert_eq!(rows.chunk_of(&(16..16)), Some(1));
+        assert_eq!(deliver(&rows, &(16..64)), want[1]);
+        // More chunks than a row has entries: no split (it would outweigh the rows).
+        let many: Vec<Range<usize>> = (0..97).map(|c| c..c + 1).collect();
+        rows.split_columns(&many);
+        assert!(rows.split.is_none());
+        rows.split_columns(&chunks);
         let mut whole = vec![0.0; 97];
         sparse_weighted(&rows, &spikes, None, &x, &(0..97), 97, &mut whole);
         assert_eq!(whole[16..50], deliver(&rows, &(16..50))[..]);
@@ -688,16 +713,22 @@ mod tests {
                     s[at] = v;
                     s[n - 1 - at] = if at == n - 1 - at { v } else { 1.0 };
                     let want: Vec<u32> = (0..n as u32).filter(|&i| s[i as usize] != 0.0 || s[i as usize].is_nan()).collect();
-                    let mut got = Vec::new();
-                    assert_eq!(active_indices(&s, 0, &mut got), one, "{v} at {at} of {n}");
-                    assert_eq!(got, want, "{v} at {at} of {n}");
-                    assert_eq!(got.contains(&(at as u32)), listed, "{v} at {at} of {n}");
                     let s32: Vec<f32> = s.iter().map(|&v| v as f32).collect();
                     let want32: Vec<u32> = (0..n as u32).filter(|&i| s32[i as usize] != 0.0).collect();
                     let one32 = want32.iter().all(|&i| s32[i as usize] == 1.0);
-                    let mut got32 = Vec::new();
-                    assert_eq!(active_indices(&s32, 0, &mut got32), one32, "f32 {v} at {at} of {n}");
-                    assert_eq!(got32, want32, "f32 {v} at {at} of {n}");
+                    // The dispatching function (vector code where the host has it) and
+                    // the portable one.
+                    for (scan, name) in [(active_indices::<f64> as fn(&[f64], usize, &mut Vec<u32>) -> bool, "dispatched"), (active_indices_portable::<f64>, "portable")] {
+                        let mut got = Vec::new();
+                        assert_eq!(scan(&s, 0, &mut got), one, "{name}: {v} at {at} of {n}");
+                        assert_eq!(got, want, "{name}: {v} at {at} of {n}");
+                        assert_eq!(got.contains(&(at as u32)), listed, "{name}: {v} at {at} of {n}");
+                    }
+                    for (scan, name) in [(active_indices::<f32> as fn(&[f32], usize, &mut Vec<u32>) -> bool, "dispatched"), (active_indices_portable::<f32>, "portable")] {
+                        let mut got32 = Vec::new();
+                        assert_eq!(scan(&s32, 0, &mut got32), one32, "{name} f32: {v} at {at} of {n}");
+                        assert_eq!(got32, want32, "{name} f32: {v} at {at} of {n}");
+                    }
                 }
             }
         }

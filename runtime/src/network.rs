@@ -1771,7 +1771,34 @@ fn finite_sum<T: Float>(s: &[T]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::finite_sum;
+    use super::{Network, Options, Weights, finite_sum};
+
+    /// The COBA example split in chunks on two threads takes the fast paths: both
+    /// populations gather and step in one phase (each reads itself through plain sparse
+    /// projections of spikes of 1) and every sparse projection has its rows split at the
+    /// chunks. (Their results are checked against one thread in tests/all/network.rs;
+    /// this checks that they are used, so that a change cannot lose them in silence.)
+    #[test]
+    fn coba_on_two_threads_steps_in_one_phase_with_split_rows() {
+        let mut sources = snnc_compiler::SourceMap::new();
+        let (p, d) = snnc_compiler::sema::check_source("coba.snn", include_str!("../../examples/coba.snn"), &mut sources);
+        assert!(d.iter().all(|d| !d.is_error()));
+        let o = Options { seed: 3, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
+        let mut net = Network::<f32>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap();
+        net.set_threads(2).unwrap();
+        // (E has 3200 neurons, I 800: each in several chunks.)
+        net.set_chunk(256);
+        for _ in 0..50 {
+            net.step(&[]).unwrap();
+        }
+        assert!(net.pops.iter().map(|p| p.spike_count).sum::<u64>() > 0, "the network fires");
+        assert_eq!(net.fused, vec![true; net.pops.len()], "one phase a population");
+        assert_eq!(net.active_ones, vec![true; net.pops.len()]);
+        for pr in &net.projs {
+            let Weights::Sparse(rows) = &pr.weights else { panic!("`{}` is not sparse", pr.name) };
+            assert!(rows.chunk_of(&net.ranges[pr.to][1]).is_some(), "`{}` has no split", pr.name);
+        }
+    }
 
     #[test]
     fn finite_sum_finds_every_non_finite_value_and_no_other() {

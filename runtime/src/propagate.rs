@@ -57,7 +57,7 @@ impl<T> SparseRows<T> {
     }
 
     /// The chunk of [`SparseRows::split_columns`] that is exactly `cols`, if any.
-    fn chunk_of(&self, cols: &Range<usize>) -> Option<usize> {
+    pub(crate) fn chunk_of(&self, cols: &Range<usize>) -> Option<usize> {
         // (Chunks may be empty, so a start alone does not name one.)
         self.split.as_ref()?.bounds.windows(2).position(|w| w[0] == cols.start && w[1] == cols.end)
     }

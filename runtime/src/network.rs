@@ -639,6 +639,11 @@ pub(crate) fn lock(m: &Mutex<Part>) -> MutexGuard<'_, Part> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A part between passes, when this thread holds the network (no lock taken; as [`lock`]).
+fn part_mut(m: &mut Mutex<Part>) -> &mut Part {
+    m.get_mut().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Raw pointers to the buffers a step writes, taken through `&mut` at the start of each
 /// step (`Network::take_ptrs`), so that the threads of a step, which share `&Network`,
 /// can each write their own range of targets: population p's states, inputs, spikes
@@ -886,7 +891,7 @@ impl<T: Float> Network<T> {
         if done.is_err() {
             // A step stopped partway has written spikes its lists do not show: from now
             // on delivery reads the values rather than trust the lists to be ones.
-            self.active_ones.clear();
+            self.active_ones.fill(false);
         }
         done
     }
@@ -930,6 +935,9 @@ impl<T: Float> Network<T> {
             let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
             self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
             (self.ranges, self.local) = layouts.into_iter().unzip();
+            let pops = self.pops.len();
+            self.fresh.resize_with(pops, Vec::new);
+            (self.fresh_ones, self.active_ones, self.fused) = (vec![false; pops], vec![false; pops], vec![false; pops]);
             for pr in &mut self.projs {
                 if let Weights::Sparse(rows) = &mut pr.weights {
                     // This process's chunks (a partitioned network keeps only their columns).
@@ -940,7 +948,6 @@ impl<T: Float> Network<T> {
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
         let pooled = trace.is_none();
-        self.fused.resize(self.pops.len(), false);
         for p in 0..self.pops.len() {
             // What must happen once per step before the chunks deliver (presynaptic
             // stages, delays per synapse), on this thread.
@@ -998,20 +1005,18 @@ impl<T: Float> Network<T> {
     /// Joins the spikes population `p`'s parts found this step into `fresh[p]`, in
     /// neuron order; whether a part found a non-finite state.
     fn join_parts(&mut self, p: usize) -> bool {
-        self.fresh.resize_with(self.pops.len(), Vec::new);
-        self.fresh_ones.resize(self.pops.len(), false);
         let (parts, fresh) = (&mut self.parts[p], &mut self.fresh[p]);
         if !self.pops[p].spikes.is_empty() {
-            self.fresh_ones[p] = parts.iter_mut().all(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()).ones);
+            self.fresh_ones[p] = parts.iter_mut().all(|m| part_mut(m).ones);
             fresh.resize_with(self.batch, Vec::new);
             for (b, act) in fresh.iter_mut().enumerate() {
                 act.clear();
-                for part in parts.iter_mut() {
-                    act.extend_from_slice(&part.get_mut().unwrap_or_else(|e| e.into_inner()).active[b]);
+                for m in parts.iter_mut() {
+                    act.extend_from_slice(&part_mut(m).active[b]);
                 }
             }
         }
-        parts.iter_mut().any(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()).non_finite.is_some())
+        parts.iter_mut().any(|m| part_mut(m).non_finite.is_some())
     }
 
     /// Takes the pointers a step writes through ([`StepPtrs`]).
@@ -1036,7 +1041,7 @@ impl<T: Float> Network<T> {
     fn finish_step(&mut self) -> Result<(), RuntimeError> {
         for (p, pop) in self.pops.iter_mut().enumerate() {
             let parts = &mut self.parts[p];
-            let first = parts.iter_mut().filter_map(|m| lock(m).non_finite.take()).min_by_key(|nf| (nf.state, nf.index));
+            let first = parts.iter_mut().filter_map(|m| part_mut(m).non_finite.take()).min_by_key(|nf| (nf.state, nf.index));
             if let Some(nf) = first {
                 let value = pop.states[nf.state][nf.index].to_f64();
                 return Err(RuntimeError::NonFinite {
@@ -1053,7 +1058,6 @@ impl<T: Float> Network<T> {
             }
             // (The lists of the last step are kept to be filled again.)
             std::mem::swap(&mut pop.active, &mut self.fresh[p]);
-            self.active_ones.resize(self.fresh_ones.len(), false);
             self.active_ones[p] = self.fresh_ones[p];
             pop.spike_count += pop.active.iter().map(|a| a.len() as u64).sum::<u64>();
         }
@@ -1097,9 +1101,9 @@ impl<T: Float> Network<T> {
             // being overwritten, are not given.
             Source::Pop(q) if self.pops[q].step.is_some() => {
                 let (a, ones) = if q < p { (&self.fresh[q], &self.fresh_ones) } else { (&self.pops[q].active, &self.active_ones) };
-                let ones = ones.get(q) == Some(&true);
+                let ones = ones[q];
                 let active = (a.len() == self.batch).then_some(Active { lists: a, ones });
-                let values = if q == p && self.fused.get(p) == Some(&true) { &[][..] } else { &self.pops[q].spikes[..] };
+                let values = if q == p && self.fused[p] { &[][..] } else { &self.pops[q].spikes[..] };
                 (values, self.pops[q].n, active)
             }
             // A `Linear` readout sends its output.
@@ -1113,9 +1117,10 @@ impl<T: Float> Network<T> {
     }
 
     /// Whether population `p` reads its own last spikes only as lists of 1s (plain sparse
-    /// projections, its list of the last step known and all ones): then a chunk's step, which overwrites spikes, cannot change what another
-    /// chunk gathers, and each chunk gathers and steps in one go (one phase, not two;
-    /// no spike values read across threads). `source` then gives no values for them.
+    /// projections, its list of the last step known and all ones): then a chunk's step,
+    /// which overwrites spikes, cannot change what another chunk gathers, and each chunk
+    /// gathers and steps in one go (one phase, not two; no spike values read across
+    /// threads). `source` then gives no values for them.
     fn self_reads_listed(&self, p: usize) -> bool {
         let pop = &self.pops[p];
         let plain = |pr: &Proj<T>| {
@@ -1129,7 +1134,7 @@ impl<T: Float> Network<T> {
                 && pr.plastic.is_none()
                 && pr.shared.is_none()
         };
-        pop.active.len() == self.batch && self.active_ones.get(p) == Some(&true) && self.projs.iter().filter(|pr| pr.to == p && pr.from == Source::Pop(p)).all(plain)
+        pop.active.len() == self.batch && self.active_ones[p] && self.projs.iter().filter(|pr| pr.to == p && pr.from == Source::Pop(p)).all(plain)
     }
 
     /// Chunk `c` of population `p`'s step after its inputs are gathered: the kernel over

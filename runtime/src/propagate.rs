@@ -112,7 +112,6 @@ impl<T: Real> SparseRows<T> {
         self.split = Some(ColumnSplit { bounds, at });
     }
 
-
     /// Changes the weights once (`f` writes them), then checks again whether all are equal.
     pub fn set_weights(&mut self, f: impl FnOnce(&mut [T])) {
         f(&mut self.weight);
@@ -185,20 +184,17 @@ impl<T> SparseRows<T> {
             }
         }
         if let Some(&near) = active.get(k + ROW_AHEAD / 2) {
-            let (start, end) = match chunk {
-                Some(c) => {
-                    let r = self.row_of_chunk(near as usize, c);
-                    (r.start, r.end)
-                }
-                None => (self.row_ptr[near as usize], self.row_ptr[near as usize + 1]),
+            let row = match chunk {
+                Some(c) => self.row_of_chunk(near as usize, c),
+                None => self.row_ptr[near as usize]..self.row_ptr[near as usize + 1],
             };
             let per_line = 64 / std::mem::size_of::<u32>();
-            for at in (start..end).step_by(per_line).take(ROW_LINES) {
+            for at in row.clone().step_by(per_line).take(ROW_LINES) {
                 prefetch(self.col.as_ptr().wrapping_add(at));
             }
             if self.uniform.is_none() {
                 let per_line = 64 / std::mem::size_of::<T>().max(1);
-                for at in (start..end).step_by(per_line).take(ROW_LINES) {
+                for at in row.step_by(per_line).take(ROW_LINES) {
                     prefetch(self.weight.as_ptr().wrapping_add(at));
                 }
             }

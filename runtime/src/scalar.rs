@@ -39,7 +39,7 @@ fn avx512() -> bool {
 /// appended to `out`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn push_lanes(mut nonzero: u32, at: usize, out: &mut Vec<u32>) {
+fn push_lanes(mut nonzero: u64, at: usize, out: &mut Vec<u32>) {
     while nonzero != 0 {
         out.push((at + nonzero.trailing_zeros() as usize) as u32);
         nonzero &= nonzero - 1;
@@ -71,12 +71,7 @@ unsafe fn nonzero_indices_f32(s: &[f32], base: usize, out: &mut Vec<u32>) -> boo
         }
         if nz != 0 {
             not_one |= u32::from(nz & !ones != 0);
-            let at = base + k * 64;
-            let mut bits = nz;
-            while bits != 0 {
-                out.push((at + bits.trailing_zeros() as usize) as u32);
-                bits &= bits - 1;
-            }
+            push_lanes(nz, base + k * 64, out);
         }
     }
     let base = base + (s.len() - rest.len());
@@ -87,7 +82,7 @@ unsafe fn nonzero_indices_f32(s: &[f32], base: usize, out: &mut Vec<u32>) -> boo
         let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, zero);
         if nz != 0 {
             not_one |= u32::from(nz & !_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one));
-            push_lanes(u32::from(nz), base + k * 16, out);
+            push_lanes(u64::from(nz), base + k * 16, out);
         }
     }
     not_one == 0
@@ -110,7 +105,7 @@ unsafe fn nonzero_indices_f64(s: &[f64], base: usize, out: &mut Vec<u32>) -> boo
         let nz = _mm512_mask_cmp_pd_mask::<_CMP_NEQ_UQ>(lanes, v, zero);
         if nz != 0 {
             not_one |= u32::from(nz & !_mm512_cmp_pd_mask::<_CMP_EQ_OQ>(v, one));
-            push_lanes(u32::from(nz), base + k * 8, out);
+            push_lanes(u64::from(nz), base + k * 8, out);
         }
     }
     not_one == 0

@@ -345,6 +345,7 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     let run = t2.elapsed().as_secs_f64();
     // Which code generator made the kernels (AVX-512 where the machine has it).
     let mut code: Vec<&str> = net.pops.iter().filter_map(|p| p.kernel_generator()).collect();
+    code.sort_unstable();
     code.dedup();
     let where_ = format!("\"backend\":\"jit\",\"cpu_code\":\"{}\",\"threads\":{},\"ranks\":{}", code.join("+"), net.threads(), ex.map_or(1, |ex| ex.size()));
     print_sim(&net, a, &where_, rep, Times { frontend, jit, build, run });

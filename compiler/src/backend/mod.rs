@@ -22,6 +22,28 @@ pub mod specialise;
 
 pub use specialise::SpecialiseError;
 
+/// The slices of a CPU kernel's pointer array, in order: states, inputs, per-neuron
+/// params, then the spikes (the Cranelift and the AVX-512 generator alike).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slices {
+    pub states: usize,
+    pub inputs: usize,
+    pub params: usize,
+    pub spike: bool,
+}
+
+impl Slices {
+    /// Those of `step` with `specs`, spiking where its specialised form binds a spike.
+    pub fn of(step: &crate::discretise::Step, specs: &[ParamSpec], spike: bool) -> Slices {
+        let params = specs.iter().filter(|s| **s == ParamSpec::PerNeuron).count();
+        Slices { states: step.layout.states.len(), inputs: step.layout.inputs.len(), params, spike }
+    }
+
+    pub fn count(&self) -> usize {
+        self.states + self.inputs + self.params + usize::from(self.spike)
+    }
+}
+
 /// How a param reaches the kernel.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamSpec {

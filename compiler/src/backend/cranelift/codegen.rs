@@ -94,19 +94,7 @@ impl Drop for Code {
     }
 }
 
-/// Slice layout of the pointer array.
-pub(super) struct Slices {
-    pub states: usize,
-    pub inputs: usize,
-    pub params: usize,
-    pub spike: bool,
-}
-
-impl Slices {
-    pub fn count(&self) -> usize {
-        self.states + self.inputs + self.params + usize::from(self.spike)
-    }
-}
+pub(super) use crate::backend::Slices;
 
 pub(super) fn compile(p: &Prepared, slices: &Slices, precision: Precision, listing: bool) -> Result<Code, JitError> {
     let err = |what: &str, e: &dyn std::fmt::Display| JitError(format!("cranelift {what}: {e}"));

@@ -92,15 +92,9 @@ impl JitKernel {
         let start = Instant::now();
         let prepared = specialise_step(step, specs)?;
         let dt = prepared.dt;
-        let slices = codegen::Slices {
-            states: step.layout.states.len(),
-            inputs: step.layout.inputs.len(),
-            params: specs.iter().filter(|s| **s == ParamSpec::PerNeuron).count(),
-            spike: prepared.spike.is_some(),
-        };
-        let layout = x86::Layout { states: slices.states, inputs: slices.inputs, params: slices.params, spike: slices.spike };
+        let slices = codegen::Slices::of(step, specs, prepared.spike.is_some());
         let avx = if options.avx512 {
-            x86::compile(&prepared, layout, precision == Precision::F64, listing)
+            x86::compile(&prepared, slices, precision == Precision::F64, listing)
         } else {
             Err(x86::Unsupported("not asked for".into()))
         };

@@ -30,7 +30,7 @@ const ACC: AsmRegisterZmm = zmm29;
 const SCRATCH: AsmRegisterZmm = zmm30;
 const TIME: AsmRegisterZmm = zmm31;
 /// The slice bases, in order of use; the callee-saved ones are pushed when used.
-const BASES: [AsmRegister64; 11] = [r8, r9, r10, r11, rdx, rbx, rbp, r12, r13, r14, r15];
+static BASES: [AsmRegister64; 11] = [r8, r9, r10, r11, rdx, rbx, rbp, r12, r13, r14, r15];
 const CALLEE_SAVED: [AsmRegister64; 6] = [rbx, rbp, r12, r13, r14, r15];
 
 /// `r{k}` (merge-masked, or a blend's selector).
@@ -104,7 +104,7 @@ struct Emit<'a> {
     lanes: i32,
     prog: &'a Program,
     regs: Vec<Reg>,
-    bases: Vec<AsmRegister64>,
+    bases: &'static [AsmRegister64],
     consts: HashMap<u64, CodeLabel>,
 }
 
@@ -114,14 +114,27 @@ pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool) -> 
         return Err(Unsupported(format!("{slices} slices (at most {} in general registers)", BASES.len())));
     }
     let regs = allocate(prog, last)?;
-    let a = CodeAssembler::new(64).map_err(asm)?;
-    let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs, bases: BASES[..slices].to_vec(), consts: HashMap::new() };
-    e.function().map_err(asm)?;
-    let mut data = e.a.create_label();
-    e.data(&mut data).map_err(asm)?;
-    let r = e.a.assemble_options(0, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).map_err(asm)?;
-    let code_len = r.label_ip(&data).map_err(asm)? as usize;
-    Ok(Emitted { bytes: r.inner.code_buffer, code_len })
+    // Assembled twice: the second time with the constants on a cache line of their own
+    // (the code is at the start of a page), so that no broadcast straddles two lines.
+    // Padding after the code leaves its encoding as it was (rip-relative operands are
+    // always 32-bit displacements).
+    let once = |pad: usize| -> Result<Emitted, IcedError> {
+        let a = CodeAssembler::new(64)?;
+        let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs: regs.clone(), bases: &BASES[..slices], consts: HashMap::new() };
+        e.function()?;
+        let mut data = e.a.create_label();
+        e.data(&mut data, pad)?;
+        let r = e.a.assemble_options(0, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+        let code_len = r.label_ip(&data)? as usize;
+        Ok(Emitted { bytes: r.inner.code_buffer, code_len })
+    };
+    let first = once(0).map_err(asm)?;
+    // (The int3 that ends the code is one byte.)
+    let pad = (64 - (first.code_len + 1) % 64) % 64;
+    if pad == 0 {
+        return Ok(first);
+    }
+    once(pad).map_err(asm)
 }
 
 fn asm(e: IcedError) -> Unsupported {
@@ -135,7 +148,7 @@ impl Emit<'_> {
             self.a.push(*r)?;
         }
         // rdi (the pointer array) is read for every base before it is reused.
-        for (j, b) in self.bases.clone().into_iter().enumerate() {
+        for (j, &b) in self.bases.iter().enumerate() {
             self.a.mov(b, qword_ptr(rdi + 8 * j as i32))?;
         }
         if self.prog.insts.contains(&Inst::Time) {
@@ -150,18 +163,20 @@ impl Emit<'_> {
         self.a.and(rdi, -self.lanes)?;
         self.a.xor(eax, eax)?;
         self.a.vpxord(ACC, ACC, ACC)?;
+        // Tested at the bottom: one branch a vector.
         let (mut top, mut tail, mut done) = (self.a.create_label(), self.a.create_label(), self.a.create_label());
+        self.a.test(rdi, rdi)?;
+        self.a.je(tail)?;
         self.a.set_label(&mut top)?;
-        self.a.cmp(rax, rdi)?;
-        self.a.jae(tail)?;
         self.body(false)?;
         self.a.add(rax, self.lanes)?;
-        self.a.jmp(top)?;
+        self.a.cmp(rax, rdi)?;
+        self.a.jb(top)?;
         self.a.set_label(&mut tail)?;
         self.a.mov(rdi, rsi)?;
         self.a.sub(rdi, rax)?;
         self.a.je(done)?;
-        let ones = self.konst(u64::from(u32::MAX), true);
+        let ones = self.konst(u64::from(u32::MAX));
         self.a.bzhi(edi, dword_ptr(ones), edi)?;
         self.a.kmovw(k1, edi)?;
         self.body(true)?;
@@ -182,11 +197,14 @@ impl Emit<'_> {
         self.a.ret()
     }
 
-    /// The constants, after the code.
-    fn data(&mut self, start: &mut CodeLabel) -> Result<(), IcedError> {
+    /// The constants, after the code and `pad` more int3s.
+    fn data(&mut self, start: &mut CodeLabel, pad: usize) -> Result<(), IcedError> {
         // (A label marks one instruction: an int3 ends the code, never reached.)
         self.a.set_label(start)?;
         self.a.int3()?;
+        if pad > 0 {
+            self.a.db(&vec![0xcc; pad])?;
+        }
         let mut consts: Vec<(u64, CodeLabel)> = self.consts.iter().map(|(k, l)| (*k, *l)).collect();
         consts.sort_by_key(|(k, _)| *k);
         for (bits, mut label) in consts {
@@ -203,7 +221,7 @@ impl Emit<'_> {
     }
 
     /// The label of a constant's bits (emitted once, after the code).
-    fn konst(&mut self, bits: u64, _word: bool) -> CodeLabel {
+    fn konst(&mut self, bits: u64) -> CodeLabel {
         if let Some(l) = self.consts.get(&bits) {
             return *l;
         }
@@ -213,7 +231,7 @@ impl Emit<'_> {
     }
 
     fn bcst(&mut self, bits: u64) -> AsmMemoryOperand {
-        let l = self.konst(bits, false);
+        let l = self.konst(bits);
         if self.f64 { qword_bcst(l) } else { dword_bcst(l) }
     }
 
@@ -236,7 +254,7 @@ impl Emit<'_> {
         match o {
             Opd::V(v) => Ok(self.z(v)),
             Opd::K(bits) => {
-                let l = self.konst(bits, false);
+                let l = self.konst(bits);
                 if self.f64 { self.a.vbroadcastsd(SCRATCH, qword_ptr(l))? } else { self.a.vbroadcastss(SCRATCH, dword_ptr(l))? }
                 Ok(SCRATCH)
             }
@@ -249,7 +267,8 @@ impl Emit<'_> {
 
     fn body(&mut self, tail: bool) -> Result<(), IcedError> {
         let m = if tail { 1 } else { 0 };
-        for (k, inst) in self.prog.insts.clone().iter().enumerate() {
+        let prog = self.prog;
+        for (k, inst) in prog.insts.iter().enumerate() {
             let v = k as u32;
             match *inst {
                 Inst::Load(j) => {
@@ -259,7 +278,7 @@ impl Emit<'_> {
                 }
                 Inst::Time => {}
                 Inst::Splat(bits) => {
-                    let (d, l) = (self.z(v), self.konst(bits, false));
+                    let (d, l) = (self.z(v), self.konst(bits));
                     if self.f64 { self.a.vbroadcastsd(d, qword_ptr(l))? } else { self.a.vbroadcastss(d, dword_ptr(l))? }
                 }
                 Inst::Bin(op, x, y) => self.bin(op, v, x, y)?,
@@ -315,7 +334,7 @@ impl Emit<'_> {
                 }
                 Inst::FromMask(c) => {
                     let one = if self.f64 { 1f64.to_bits() } else { u64::from(1f32.to_bits()) };
-                    let l = self.konst(one, false);
+                    let l = self.konst(one);
                     let d = masked(self.z(v), self.k(c)).z();
                     if self.f64 { self.a.vbroadcastsd(d, qword_ptr(l))? } else { self.a.vbroadcastss(d, dword_ptr(l))? }
                 }

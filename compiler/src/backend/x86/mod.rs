@@ -21,19 +21,11 @@ mod lower;
 
 pub use lower::Unsupported;
 
+use crate::backend::Slices;
 use crate::backend::specialise::Specialised;
 
 /// The kernel's signature (as the Cranelift kernel's `KernelFn`).
 pub(crate) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t: f64, random: *const crate::backend::RandomCtx, non_finite: *mut u32);
-
-/// The pointer array's slices: states, inputs, per-neuron params, then the spikes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Layout {
-    pub states: usize,
-    pub inputs: usize,
-    pub params: usize,
-    pub spike: bool,
-}
 
 /// Machine code in executable memory.
 pub(crate) struct Code {
@@ -69,26 +61,27 @@ fn host_has_avx512() -> bool {
     false
 }
 
-/// The step's element body as text and as machine code bytes, on any machine (tests
-/// and listings; [`compile`] also runs it).
-pub(crate) fn assemble(p: &Specialised, layout: Layout, f64: bool) -> Result<(Vec<u8>, usize, String), Unsupported> {
+/// The step's element loop as machine code bytes (and the length of the code before
+/// its constants), on any machine, with its listing when asked for (tests and
+/// listings; [`compile`] also runs it).
+fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool) -> Result<(Vec<u8>, Option<String>), Unsupported> {
     if p.graph.nodes().any(|(_, n)| n.op.is_random()) {
         return Err(Unsupported("random draws need a call per element".into()));
     }
-    let slices = layout.states + layout.inputs + layout.params + usize::from(layout.spike);
-    let mut prog = lower::lower(p, !f64, layout.states, layout.inputs, layout.spike.then(|| slices - 1))?;
+    let n = slices.count();
+    let mut prog = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1))?;
     let last = lower::live(&mut prog);
-    let e = emit::emit(&prog, &last, slices, f64)?;
-    let text = prog.text(f64);
-    Ok((e.bytes, e.code_len, text))
+    let e = emit::emit(&prog, &last, n, f64)?;
+    let listing = listed.then(|| format!("; AVX-512 vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&e.bytes[..e.code_len])));
+    Ok((e.bytes, listing))
 }
 
 /// Compiles the step for this machine, or says why it is left to Cranelift.
-pub(crate) fn compile(p: &Specialised, layout: Layout, f64: bool, listing: bool) -> Result<Code, Unsupported> {
+pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool) -> Result<Code, Unsupported> {
     if !available() {
         return Err(Unsupported("this machine has no AVX-512 (or SNNC_AVX512=0)".into()));
     }
-    let (bytes, code_len, program) = assemble(p, layout, f64)?;
+    let (bytes, listing) = assemble(p, slices, f64, listing)?;
     let fail = |e: region::Error| Unsupported(format!("executable memory: {e}"));
     let mut memory = region::alloc(bytes.len(), region::Protection::READ_WRITE).map_err(fail)?;
     // SAFETY: the allocation is at least `bytes.len()` long and nothing else uses it.
@@ -100,7 +93,6 @@ pub(crate) fn compile(p: &Specialised, layout: Layout, f64: bool, listing: bool)
     // rdi, n in rsi, t in xmm0, random in rdx, non_finite in rcx), position-independent
     // (relative branches, constants addressed relative to rip), now executable.
     let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(memory.as_ptr::<u8>()) };
-    let listing = listing.then(|| format!("; AVX-512 vector program\n{program}; machine code\n{}", disassemble(&bytes[..code_len])));
     Ok(Code { _memory: memory, func, lanes: if f64 { 8 } else { 16 }, listing })
 }
 
@@ -109,10 +101,8 @@ pub(crate) fn compile(p: &Specialised, layout: Layout, f64: bool, listing: bool)
 /// AVX-512, and what the snapshot tests hold.
 pub fn listing(step: &crate::discretise::Step, specs: &[super::ParamSpec], precision: super::Precision) -> Result<String, Unsupported> {
     let p = crate::backend::specialise::specialise_step(step, specs).map_err(|e| Unsupported(e.to_string()))?;
-    let per_neuron = specs.iter().filter(|s| **s == super::ParamSpec::PerNeuron).count();
-    let layout = Layout { states: step.layout.states.len(), inputs: step.layout.inputs.len(), params: per_neuron, spike: p.spike.is_some() };
-    let (bytes, code_len, program) = assemble(&p, layout, precision == super::Precision::F64)?;
-    Ok(format!("; AVX-512 vector program\n{program}; machine code\n{}", disassemble(&bytes[..code_len])))
+    let (_, listing) = assemble(&p, Slices::of(step, specs, p.spike.is_some()), precision == super::Precision::F64, true)?;
+    Ok(listing.expect("asked for"))
 }
 
 /// Intel-syntax listing of machine code assembled at address 0.

@@ -104,6 +104,9 @@ pub struct Population<T> {
     pub spikes: Vec<T>,
     /// `Linear` readouts: the output `x W` of the current step.
     pub output: Vec<T>,
+    /// The kernel inputs (deliveries and drives summed). Between steps each holds its
+    /// start, 0 plus its drives: a step's kernel leaves them so ([`Network::step_part`]),
+    /// and deliveries add into them.
     pub(crate) inputs: Vec<Vec<T>>,
     pub input_names: Vec<String>,
     /// Constant contributions to inputs every step: (input index, per-element values).
@@ -160,6 +163,24 @@ impl<T> Population<T> {
 }
 
 impl<T: Float> Population<T> {
+    /// Writes the start (0 plus drives) of the inputs `which(k)` selects, whole.
+    fn restart_inputs(&mut self, which: impl Fn(usize) -> bool) {
+        for k in (0..self.inputs.len()).filter(|&k| which(k)) {
+            let mut buf = std::mem::take(&mut self.inputs[k]);
+            for (b, y) in buf.chunks_mut(self.n.max(1)).enumerate() {
+                start_input(&self.drives, k, self.n, b, &(0..self.n), y);
+            }
+            self.inputs[k] = buf;
+        }
+    }
+
+    /// [`Population::restart_inputs`] of those deliveries add into (not the fixed ones).
+    fn restart_gathered_inputs(&mut self) {
+        let fixed = std::mem::take(&mut self.fixed_inputs);
+        self.restart_inputs(|k| !fixed.get(k).copied().unwrap_or(false));
+        self.fixed_inputs = fixed;
+    }
+
     /// The buffers of one population, from its plan: per-neuron params and initial
     /// states repeated for each batch element; no kernel yet.
     pub(crate) fn allocate(plan: &PopulationPlan, batch: usize) -> Population<T> {
@@ -725,14 +746,8 @@ impl<T: Float> Network<T> {
         for (p, pop) in pops.iter_mut().enumerate() {
             pop.fixed_inputs = (0..pop.inputs.len()).map(|k| !projs.iter().any(|pr| pr.to == p && pr.input == k)).collect();
             pop.constant_inputs = plan.constant_inputs(net, p);
-            // Written once: what every step would write into them.
-            for k in (0..pop.inputs.len()).filter(|&k| pop.fixed_inputs[k]) {
-                let mut buf = std::mem::take(&mut pop.inputs[k]);
-                for (b, y) in buf.chunks_mut(pop.n.max(1)).enumerate() {
-                    start_input(&pop.drives, k, pop.n, b, &(0..pop.n), y);
-                }
-                pop.inputs[k] = buf;
-            }
+            // Every input at its start (a fixed one stays there).
+            pop.restart_inputs(|_| true);
         }
         Ok(Network {
             name: net.name.clone(),
@@ -796,6 +811,8 @@ impl<T: Float> Network<T> {
             for (s, i) in pop.states.iter_mut().zip(&pop.initial) {
                 s.copy_from_slice(i);
             }
+            // (A step that failed may have left deliveries in them.)
+            pop.restart_gathered_inputs();
             pop.spikes.fill(T::default());
             pop.output.fill(T::default());
             pop.active.iter_mut().for_each(Vec::clear);
@@ -890,8 +907,11 @@ impl<T: Float> Network<T> {
         let done = self.step_passes(external, trace, exchange);
         if done.is_err() {
             // A step stopped partway has written spikes its lists do not show: from now
-            // on delivery reads the values rather than trust the lists to be ones.
+            // on delivery reads the values rather than trust the lists to be ones. And
+            // the populations it gathered but did not step hold this step's deliveries:
+            // back to their start, so that the next step does not add them again.
             self.active_ones.fill(false);
+            self.pops.iter_mut().for_each(Population::restart_gathered_inputs);
         }
         done
     }
@@ -1165,6 +1185,23 @@ impl<T: Float> Network<T> {
             // one would for them (element index = b0 * n + i).
             let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * n + start) as u64 };
             checked &= kernel.step_checked(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes, t: t_now, random }) == Some(true);
+            drop(inputs);
+            // The inputs back at their start for the next step's deliveries, while this
+            // chunk's lines are still in the cache: a separate pass over them before the
+            // gather (a memset of every input) was 6-10% of a COBA step (perf). The GPU's
+            // step kernel clears them likewise.
+            let restart = |b: usize, from: usize, cols: &std::ops::Range<usize>| {
+                for (k, &q) in ptrs.inputs.iter().enumerate().filter(|&(k, _)| !pop.fixed_inputs[k]) {
+                    // SAFETY: as above; the kernel is done with the slice.
+                    let y = unsafe { std::slice::from_raw_parts_mut(q.add(from), cols.len()) };
+                    start_input(&pop.drives, k, n, b, cols, y);
+                }
+            };
+            if whole {
+                (0..self.batch).for_each(|b| restart(b, b * n, &(0..n)));
+            } else {
+                restart(s, start, &cols);
+            }
         }
         // Stop on the first non-finite state, naming it, unless the kernel found them all
         // finite. A sum is non-finite when an element is (and vectorises); only then is
@@ -1210,15 +1247,12 @@ impl<T: Float> Network<T> {
         let ptrs = &self.ptrs.pops[p];
         let target = |ptr: *mut T| Target { ptr, n_post: pop.n, batch: self.batch, cols: cols.clone() };
         let has_dynamics = pop.step.is_some();
-        // Each input starts from 0 plus its drives, in one pass.
-        let starts: &mut dyn Iterator<Item = (usize, *mut T)> =
-            if has_dynamics { &mut ptrs.inputs.iter().copied().enumerate() } else { &mut std::iter::once((usize::MAX, ptrs.output)) };
-        // (Inputs nothing delivers into were written once, when the network was built.)
-        for (k, ptr) in starts.filter(|&(k, _)| !pop.fixed_inputs.get(k).copied().unwrap_or(false)) {
+        // A readout's output starts from 0 (its last is read until now); a kernel's
+        // inputs are at their start already (the last step's kernel left them so).
+        if !has_dynamics {
             for b in 0..self.batch {
                 // SAFETY: columns `cols` of every batch element belong to this thread (`take_ptrs`).
-                let y = unsafe { target(ptr).row(b) };
-                start_input(&pop.drives, k, pop.n, b, cols, y);
+                unsafe { target(ptrs.output).row(b) }.fill(T::default());
             }
         }
         for (pi, pr) in self.projs.iter().enumerate().filter(|(_, pr)| pr.to == p) {
@@ -1803,6 +1837,46 @@ mod tests {
             let Weights::Sparse(rows) = &pr.weights else { panic!("`{}` is not sparse", pr.name) };
             assert!(rows.chunk_of(&net.ranges[pr.to][1]).is_some(), "`{}` has no split", pr.name);
         }
+    }
+
+    /// Between steps every input a projection delivers into holds its start, 0 plus its
+    /// drives: the step's kernel leaves it so (`step_part`), and the next step's
+    /// deliveries add into it. Stepped whole (one thread) and in chunks of each batch
+    /// element (two threads), with a drive that differs from neuron to neuron and a
+    /// batch of two: the same spikes and states, and the inputs at their drives.
+    #[test]
+    fn inputs_are_back_at_their_drives_after_every_step() {
+        let src = r#"
+import "stdlib/lif.snn"
+network n {
+    dt = 0.1 ms
+    layer L = LIF[200] { v = uniform(0, 1) }
+    drive L.I = normal(1.2, 0.3)
+    connect L -> L.I sparse p = 0.1 weight 0.05
+}"#;
+        let mut sources = snnc_compiler::SourceMap::new();
+        let (p, d) = snnc_compiler::sema::check_source("drive.snn", src, &mut sources);
+        assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+        let o = Options { seed: 5, batch: 2, ..Options::default() };
+        let mut whole = Network::<f64>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap();
+        let mut chunked = Network::<f64>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap();
+        chunked.set_threads(2).unwrap();
+        chunked.set_chunk(64);
+        let drive = whole.pops[0].drives[0].1.clone();
+        assert!(drive.iter().any(|&d| d != drive[0]), "the drive differs between neurons");
+        let mut spikes = 0.0;
+        for step in 0..300 {
+            whole.step(&[]).unwrap();
+            chunked.step(&[]).unwrap();
+            assert_eq!(whole.pops[0].spikes, chunked.pops[0].spikes, "step {step}");
+            spikes += whole.pops[0].spikes.iter().sum::<f64>();
+            for net in [&whole, &chunked] {
+                assert_eq!(net.pops[0].inputs[0], drive, "step {step}: the input is back at its drive");
+            }
+        }
+        assert!(spikes > 0.0, "the network fires");
+        assert_eq!(whole.pops[0].states, chunked.pops[0].states);
+        assert!(chunked.ranges[0].len() > 2, "stepped in chunks");
     }
 
     #[test]

@@ -89,8 +89,9 @@ fn gpu_es_d_rtrl_matches_cpu_on_a_stack_with_a_linear_readout() {
     assert_close(&want, &got, 1e-9);
     assert_eq!(got.total.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["W_in", "W_mid", "W_rec", "W_out"]);
     // The CPU's traces, plus the GPU's contraction window: u and the scaled eps_x of up to
-    // 256 steps (batch 3), one GEMM per projection per window instead of one per step.
-    let window = 256 * 3 * 8 * ((6 + 5) + (4 + 6 + 4));
+    // 256 steps (batch 3), one GEMM per projection per window instead of one per step;
+    // and the readout's error (3) and its plain weight's input (L2, 4) of each step.
+    let window = 256 * 3 * 8 * ((6 + 5) + (4 + 6 + 4) + (3 + 4));
     assert_eq!(got.state_bytes, want.state_bytes + window);
 }
 
@@ -282,7 +283,8 @@ network tiny {
         // recording holds exactly the calls made one by one above.
         let window_calls = lines[..lines.iter().position(|l| l == "download status").unwrap()]
             .iter()
-            .skip_while(|l| !l.starts_with("snnc_copy"))
+            .skip_while(|l| !l.starts_with("upload"))
+            .skip_while(|l| l.starts_with("upload"))
             .count();
         grad.set_graphs(true);
         for batch in 0..2 {

@@ -92,6 +92,11 @@ pub const SCALE_ADD: &str = "snnc_scale_add";
 /// ES-D-RTRL presynaptic trace, and its copy scaled by the step's bias correction into
 /// the slot of a window whose gradient is one GEMM.
 pub const SCALE_ADD_STORE: &str = "snnc_scale_add_store";
+/// `snnc_scale_add_store2(y1, x1, out1, len1, y2, x2, out2, len2, alpha, beta)`:
+/// [`SCALE_ADD_STORE`] of two arrays in one launch (grid over `len1 + len2`: element `e`
+/// of the first, then `e - len1` of the second), with the same `alpha` and `beta`: the
+/// eps_x updates of two ES-D-RTRL projections into one population in one step.
+pub const SCALE_ADD_STORE2: &str = "snnc_scale_add_store2";
 /// `snnc_exact_trace(tr_in, tr_out, d, f, x, l, g, batch, n_pre, n_out, k)`, one thread
 /// per weight `e = i * n_out + o` (grid over `n_pre * n_out`): the exact (D-RTRL) trace
 /// of a weight into a population with `k` hidden states and its gradient, over the batch
@@ -162,7 +167,7 @@ pub const GATHER: &str = "snnc_gather";
 pub const SCATTER_EVENTS: &str = "snnc_scatter_events";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 25] = [
+pub const ENTRIES: [&str; 26] = [
     NONZERO_LIST,
     SPARSE_EVENTS,
     SPARSE_EVENTS2,
@@ -177,6 +182,7 @@ pub const ENTRIES: [&str; 25] = [
     MUL_ACC,
     SCALE_ADD,
     SCALE_ADD_STORE,
+    SCALE_ADD_STORE2,
     EXACT_TRACE,
     SPARSE_EXACT_TRACE,
     SPARSE_OUTER,
@@ -224,7 +230,8 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     mul_add(&mut o, &f, false);
     mul_add(&mut o, &f, true);
     scale_add(&mut o, &f);
-    scale_add_store(&mut o, &f);
+    scale_add_store(&mut o, &f, false);
+    scale_add_store(&mut o, &f, true);
     exact_trace(&mut o, &f, false);
     exact_trace(&mut o, &f, true);
     sparse_outer(&mut o, &f);
@@ -272,9 +279,14 @@ fn params(o: &mut String, entry: &str, names: &[&str]) {
 
 /// `%rd_i` = blockIdx.x * blockDim.x + threadIdx.x (64-bit), and the `i < bound` guard.
 fn index_guard(o: &mut String, bound: &str) {
+    global_index(o);
+    let _ = writeln!(o, "\tld.param.u64 %rd_n, [{bound}];\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;");
+}
+
+/// `%rd_i` = blockIdx.x * blockDim.x + threadIdx.x (64-bit).
+fn global_index(o: &mut String) {
     o.push_str("\tmov.u32 %r1, %ctaid.x;\n\tmov.u32 %r2, %ntid.x;\n\tmov.u32 %r3, %tid.x;\n");
     o.push_str("\tcvt.u64.u32 %rd_i, %r3;\n\tmad.wide.u32 %rd_i, %r1, %r2, %rd_i;\n");
-    let _ = writeln!(o, "\tld.param.u64 %rd_n, [{bound}];\n\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;");
 }
 
 /// `%{reg}` = global address of the param pointer `name`.
@@ -566,17 +578,36 @@ fn scale_add(o: &mut String, f: &Fmt) {
     o.push_str("$L_end:\n\tret;\n}\n");
 }
 
-fn scale_add_store(o: &mut String, f: &Fmt) {
+/// [`SCALE_ADD_STORE`], or with `two` [`SCALE_ADD_STORE2`]: the element's arrays chosen
+/// first, then the same arithmetic.
+fn scale_add_store(o: &mut String, f: &Fmt, two: bool) {
     let Fmt { t, rn, sh, .. } = *f;
-    params(o, SCALE_ADD_STORE, &["y", "x", "out", "len", "alpha", "beta"]);
-    let _ = writeln!(o, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<4>;\n\t.reg .b32 %r_a;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n, %rd_a;\n\t.reg .{t} %f<7>;");
-    index_guard(o, "len");
+    if two {
+        params(o, SCALE_ADD_STORE2, &["y1", "x1", "out1", "len1", "y2", "x2", "out2", "len2", "alpha", "beta"]);
+    } else {
+        params(o, SCALE_ADD_STORE, &["y", "x", "out", "len", "alpha", "beta"]);
+    }
+    let (preds, n1) = if two { (3, " %rd_n1,") } else { (2, "") };
+    let _ = writeln!(o, "\t.reg .pred %p<{preds}>;\n\t.reg .b32 %r<4>;\n\t.reg .b32 %r_a;\n\t.reg .b64 %rd<6>;\n\t.reg .b64 %rd_i, %rd_n,{n1} %rd_a;\n\t.reg .{t} %f<7>;");
+    if two {
+        // e < len1 + len2: the first array's element e, else the second's e - len1.
+        global_index(o);
+        o.push_str("\tld.param.u64 %rd_n1, [len1];\n\tld.param.u64 %rd_n, [len2];\n\tadd.s64 %rd_n, %rd_n, %rd_n1;\n");
+        o.push_str("\tsetp.ge.u64 %p1, %rd_i, %rd_n;\n\t@%p1 bra $L_end;\n");
+        o.push_str("\tld.param.u64 %rd2, [y1];\n\tld.param.u64 %rd3, [x1];\n\tld.param.u64 %rd4, [out1];\n");
+        o.push_str("\tsetp.lt.u64 %p2, %rd_i, %rd_n1;\n\t@%p2 bra $L_first;\n");
+        o.push_str("\tsub.s64 %rd_i, %rd_i, %rd_n1;\n");
+        o.push_str("\tld.param.u64 %rd2, [y2];\n\tld.param.u64 %rd3, [x2];\n\tld.param.u64 %rd4, [out2];\n");
+        o.push_str("$L_first:\n\tcvta.to.global.u64 %rd2, %rd2;\n\tcvta.to.global.u64 %rd3, %rd3;\n\tcvta.to.global.u64 %rd4, %rd4;\n");
+    } else {
+        index_guard(o, "len");
+        pointer(o, "rd2", "y");
+        pointer(o, "rd3", "x");
+        pointer(o, "rd4", "out");
+    }
     float_param(o, f, "f1", "alpha");
     float_param(o, f, "f5", "beta");
     let _ = writeln!(o, "\tshl.b64 %rd1, %rd_i, {sh};");
-    pointer(o, "rd2", "y");
-    pointer(o, "rd3", "x");
-    pointer(o, "rd4", "out");
     o.push_str("\tadd.s64 %rd2, %rd2, %rd1;\n\tadd.s64 %rd3, %rd3, %rd1;\n\tadd.s64 %rd4, %rd4, %rd1;\n");
     let _ = writeln!(o, "\tld.global.{t} %f2, [%rd2];\n\tld.global.{t} %f3, [%rd3];");
     let _ = writeln!(o, "\tmul.{rn}.{t} %f4, %f1, %f2;\n\tadd.{rn}.{t} %f4, %f4, %f3;\n\tst.global.{t} [%rd2], %f4;");

@@ -4,8 +4,8 @@
 //!
 //! Per step, after the network's step (whose kernels also write D, Df and ds/dh as
 //! states, as on the CPU):
-//! 1. the readout's output (B x O) comes to the host, where the loss, its gradient and
-//!    the evidence are computed in f64 by the CPU's code; the gradient goes back (B x O);
+//! 1. the loss of the readout's output (B x O), its gradient and the evidence, on the
+//!    device in f64 and in the CPU's order ([`prop::LOSS_MSE`], [`prop::LOSS_CE`]);
 //! 2. learning signals from the top of the stack down: dL/ds of what the readout reads
 //!    (cuBLAS: err W^T), l = dL/ds * ds/dh + dL/dh per hidden state (element-wise), and,
 //!    for the online methods, along each same-step link dL/ds_q += (sum_a l_a Df_a) W^T;
@@ -14,9 +14,15 @@
 //!    ([`snnc_compiler::discretise::trace`]) as PTX, launched like a population step;
 //!    eps_x = decay eps_x + x element-wise; exact traces (D-RTRL, and the weights into a
 //!    readout with dynamics in every online method) per weight ([`prop::EXACT_TRACE`]);
-//!    then the gradient products g += (1 / c_t) eps_x^T u as GEMMs over the batch;
-//!    or (BPTT) the step is taped on the device ([`bptt`]) for the backward pass;
-//! 4. g += x^T err for a `Linear` readout's weights (GEMM), in every method.
+//!    then the gradient products g += (1 / c_t) eps_x^T u, one GEMM per projection and
+//!    contraction window (k = steps x batch); or (BPTT) the step is taped on the device
+//!    ([`bptt`]) for the backward pass;
+//! 4. g += x^T err for a `Linear` readout's weights: a GEMM per step, or with ES-D-RTRL
+//!    one per contraction window, as its other products ([`ReadoutWindow`]).
+//!
+//! ES-D-RTRL's eps_x of a projection that reads an external input or a recurrent
+//! source is updated before the network's step, reading the source as it then is: the
+//! copy of s^{t-1} such a projection's other learners read (below) is not needed.
 //!
 //! What a projection read at step t is what the CPU's `StepTrace::pre` holds: the live
 //! buffer for sources stepped before its target (inputs, lower layers), a copy taken
@@ -77,6 +83,10 @@ struct Member {
     /// Index among the plan's etrace projections.
     ei: usize,
     proj: usize,
+    /// Its eps_x is updated before the network's step (it reads an external input or a
+    /// source that steps after its target, and has no delay): what it reads is then in
+    /// the source's own buffer, with no copy (`pre`) taken.
+    early: bool,
     n_pre: usize,
     eps_x: Buf,
     /// (1 / c_t) eps_x of each step of the contraction window (slot x B x I), and its
@@ -84,6 +94,17 @@ struct Member {
     x_win: Buf,
     x_views: Vec<Buf>,
     grad: Buf,
+}
+
+/// ES-D-RTRL: the `Linear` readout's weight products of a contraction window, one GEMM
+/// per weight instead of one per step: each step's error (the loss kernel writes it into
+/// its slot) and each plain weight's input (copied into its slot).
+struct ReadoutWindow {
+    /// slot x B x O, and its per-slot views.
+    err: Buf,
+    err_views: Vec<Buf>,
+    /// Per plain weight (`GpuGradient::plain`'s order): slot x B x I, and its views.
+    x: Vec<(Buf, Vec<Buf>)>,
 }
 
 /// ES-D-RTRL's products of a window are one GEMM when its slices take at most this
@@ -162,6 +183,7 @@ pub struct GpuGradient<T> {
     /// ES-D-RTRL: steps per contraction (one GEMM per projection), and the next slot.
     es_len: usize,
     es_slot: usize,
+    readout_win: Option<ReadoutWindow>,
     /// Recorded windows (see [`GpuGradient::replay_window`]).
     graphs: HashMap<WindowKey, Recorded>,
 }
@@ -247,7 +269,17 @@ impl<T: Float> GpuGradient<T> {
         let mut delayed: Vec<Option<Vec<Buf>>> = vec![None; net.projs.len()];
         for (ei, e) in plan.etrace.iter().enumerate() {
             let t = &e.target;
-            needs_pre(t.index, &mut alloc)?;
+            // An ES-D-RTRL output-trace member (below) without a delay that reads an
+            // external input or a source stepped after its target reads before the
+            // step: no copy (`Member::early`).
+            let before = match net.projs[t.index].from {
+                Source::Input(_) => true,
+                Source::Pop(q) => q >= net.projs[t.index].to,
+            };
+            let early = online && method != Method::DRtrl && t.pop != plan.r && t.delay == 0 && before;
+            if !early {
+                needs_pre(t.index, &mut alloc)?;
+            }
             if t.delay > 0 && delayed[t.index].is_none() {
                 let ring = (0..=t.delay).map(|s| alloc(batch * t.n_pre, format!("learn.{}.pre_delay{s}", e.name))).collect::<Result<Vec<_>, _>>()?;
                 bytes += (t.delay + 1) * batch * t.n_pre * size;
@@ -304,7 +336,7 @@ impl<T: Float> GpuGradient<T> {
             };
             let eps_x = alloc(batch * t.n_pre, format!("learn.{}.eps_x", e.name))?;
             bytes += batch * t.n_pre * size;
-            groups[gi].members.push(Member { ei, proj: t.index, n_pre: t.n_pre, eps_x, x_win: eps_x, x_views: Vec::new(), grad });
+            groups[gi].members.push(Member { ei, proj: t.index, early, n_pre: t.n_pre, eps_x, x_win: eps_x, x_views: Vec::new(), grad });
         }
         let mut plain = Vec::new();
         for (i, name) in &plan.plain {
@@ -340,7 +372,10 @@ impl<T: Float> GpuGradient<T> {
             let states = std::mem::take(&mut pt.trace.args);
             pt.trace = load_trace(g, &l, q.pop, TraceKind::Param { col: q.col }, &[], states)?;
         }
-        let es_len = if matches!(method, Method::EsDRtrl { .. }) { contraction_window(g, &mut groups, &mut bytes)? } else { 1 };
+        let es = matches!(method, Method::EsDRtrl { .. });
+        let readout_slot = batch * size * (o + plain.iter().map(|&(_, n_pre, _)| n_pre).sum::<usize>());
+        let es_len = if es { contraction_window(g, &mut groups, if plain.is_empty() { 0 } else { readout_slot }, &mut bytes)? } else { 1 };
+        let readout_win = if es && !plain.is_empty() { Some(readout_window(g, &plain, o, es_len, &mut bytes)?) } else { None };
         let bptt = if online { None } else { Some((bptt::Tape::new(g, &plan)?, bptt_grads, bptt_param_grads)) };
         let window = window::Window::new(g, plan.r)?;
         let mut acc = Accumulators::default();
@@ -352,6 +387,7 @@ impl<T: Float> GpuGradient<T> {
             use_graphs: true,
             es_len,
             es_slot: 0,
+            readout_win,
             graphs_off: None,
             graphs: HashMap::new(),
             plan,
@@ -474,6 +510,7 @@ impl<T: Float> GpuGradient<T> {
             }
         }
         let inputs = self.window.inputs(slot).to_vec();
+        self.eps_x_before_step(g, t, &inputs)?;
         g.step_deferred(&inputs)?;
         // What the delayed projections read this step joins their rings.
         for (i, ring) in self.delayed.iter().enumerate() {
@@ -483,8 +520,10 @@ impl<T: Float> GpuGradient<T> {
                 g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(src), KArg::Buf(ring[t % ring.len()]), KArg::U64(len as u64)])?;
             }
         }
-        self.window.loss(g, kind, self.plan.r, slot, self.err)?;
-        self.signals(g)?;
+        // The error of this step: into the readout window's slot where it has one.
+        let err = self.readout_win.as_ref().map_or(self.err, |w| w.err_views[self.es_slot]);
+        self.window.loss(g, kind, self.plan.r, slot, err)?;
+        self.signals(g, err)?;
         match &mut self.bptt {
             Some((tape, ..)) => {
                 let pre: Vec<Buf> = self.plan.etrace.iter().map(|e| arriving(&self.pre, &self.delayed, g, e.target.index, t)).collect();
@@ -633,7 +672,7 @@ impl<T: Float> GpuGradient<T> {
 
 
     /// Learning signals, from the top of the stack down (the CPU's order).
-    fn signals<D: Device>(&mut self, g: &mut GpuNetwork<T, D>) -> Result<(), RuntimeError> {
+    fn signals<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, err: Buf) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let r = self.plan.r;
         let o = g.host.pops[r].n;
@@ -647,17 +686,25 @@ impl<T: Float> GpuGradient<T> {
             let w = dense(g, i)?;
             // dst (B x n_q) += err (B x O) W^T
             let beta = if self.acc.first_write(dst) { 0.0 } else { 1.0 };
-            g.dev.gemm(&times_transpose(dst, self.err, w, batch, g.host.pops[q].n, o, beta)).map_err(dev_err)?;
-            if let Some(&(_, n_pre, gb)) = self.plain.iter().find(|(pi, ..)| *pi == i) {
+            g.dev.gemm(&times_transpose(dst, err, w, batch, g.host.pops[q].n, o, beta)).map_err(dev_err)?;
+            if let Some(k) = self.plain.iter().position(|(pi, ..)| *pi == i) {
+                let (_, n_pre, gb) = self.plain[k];
                 let x = pre_of(&self.pre, g, i);
-                g.dev.gemm(&outer(gb, x, self.err, batch, n_pre, o, 1.0)).map_err(dev_err)?;
+                match &self.readout_win {
+                    // Its input joins the window's slot; the product is `contract`'s.
+                    Some(w) => {
+                        let len = batch * n_pre;
+                        g.launch(prop::COPY, flat(len), BLOCK, &[KArg::Buf(x), KArg::Buf(w.x[k].1[self.es_slot]), KArg::U64(len as u64)])?;
+                    }
+                    None => g.dev.gemm(&outer(gb, x, err, batch, n_pre, o, 1.0)).map_err(dev_err)?,
+                }
             }
         }
         if !self.plan.linear_readout {
             let len = batch * o;
             let dst = self.dlds[r].expect("a readout with dynamics has a step");
             let entry = if self.acc.first_write(dst) { prop::COPY } else { prop::ADD };
-            g.launch(entry, flat(len), BLOCK, &[KArg::Buf(self.err), KArg::Buf(dst), KArg::U64(len as u64)])?;
+            g.launch(entry, flat(len), BLOCK, &[KArg::Buf(err), KArg::Buf(dst), KArg::U64(len as u64)])?;
         }
         for &p in self.plan.hidden.iter().rev() {
             let dl = g.host.pops[p].deriv.expect("planned");
@@ -762,18 +809,12 @@ impl<T: Float> GpuGradient<T> {
             g.dev.gemm(&outer(pt.grad, self.ones, pt.u, batch, 1, n, 1.0)).map_err(dev_err)?;
         }
         let Method::EsDRtrl { decay } = self.method else { return Ok(()) };
-        // g += (1 / c_t) eps_x^T u: the step's factors go into the contraction window's
-        // slot, and a full window is one GEMM per projection (`contract`).
-        let inv_c = 1.0 / bias_correction(decay, t);
-        let (decay_bits, scale_bits) = (T::from_f64(decay).bits(), T::from_f64(inv_c).bits());
         let s = self.es_slot;
         for gr in &self.groups {
             launch_step(g, &gr.traces[s])?;
-            for m in &gr.members {
+            for m in gr.members.iter().filter(|m| !m.early) {
                 let x = arriving(&self.pre, &self.delayed, g, m.proj, t);
-                let len = batch * m.n_pre;
-                let args = [KArg::Buf(m.eps_x), KArg::Buf(x), KArg::Buf(m.x_views[s]), KArg::U64(len as u64), KArg::U64(decay_bits), KArg::U64(scale_bits)];
-                g.launch(prop::SCALE_ADD_STORE, flat(len), BLOCK, &args)?;
+                eps_x_update(g, &[(m, x)], decay, t, s)?;
             }
         }
         self.es_slot += 1;
@@ -783,8 +824,31 @@ impl<T: Float> GpuGradient<T> {
         Ok(())
     }
 
+    /// ES-D-RTRL: eps_x of the members that read before the network's step
+    /// ([`Member::early`]): an external input (this step's slot of the window) or a
+    /// source not yet stepped (s^{t-1}, in its own buffer).
+    fn eps_x_before_step<D: Device>(&self, g: &mut GpuNetwork<T, D>, t: usize, inputs: &[Buf]) -> Result<(), RuntimeError> {
+        let Method::EsDRtrl { decay } = self.method else { return Ok(()) };
+        let early: Vec<(&Member, Buf)> = self
+            .groups
+            .iter()
+            .flat_map(|gr| &gr.members)
+            .filter(|m| m.early)
+            .map(|m| match g.host.projs[m.proj].from {
+                Source::Input(k) => (m, inputs[k]),
+                Source::Pop(_) => (m, g.source(m.proj).0),
+            })
+            .collect();
+        // Two a launch (an input and a recurrent projection: one launch a step).
+        for two in early.chunks(2) {
+            eps_x_update(g, two, decay, t, self.es_slot)?;
+        }
+        Ok(())
+    }
+
     /// ES-D-RTRL: the gradient products of the steps in the contraction window, one GEMM
-    /// per projection with k = steps x batch (instead of one per step).
+    /// per projection with k = steps x batch (instead of one per step), the readout's
+    /// plain weights' too.
     fn contract<D: Device>(&mut self, g: &mut GpuNetwork<T, D>) -> Result<(), RuntimeError> {
         let k = self.es_slot * g.host.batch;
         self.es_slot = 0;
@@ -794,6 +858,12 @@ impl<T: Float> GpuGradient<T> {
         for gr in &self.groups {
             for m in &gr.members {
                 sparse::add_outer(g, self.pairs[m.ei], m.grad, m.x_win, gr.u_win, k, m.n_pre, gr.n)?;
+            }
+        }
+        if let Some(w) = &self.readout_win {
+            let o = g.host.pops[self.plan.r].n;
+            for (&(_, n_pre, gb), (x_win, _)) in self.plain.iter().zip(&w.x) {
+                g.dev.gemm(&outer(gb, *x_win, w.err, k, n_pre, o, 1.0)).map_err(dev_err)?;
             }
         }
         Ok(())
@@ -811,10 +881,10 @@ impl<T: Float, D: Device> Learner<GpuNetwork<T, D>> for GpuGradient<T> {
 /// slot (u written into the slot: the trace step writes u and never reads it). Returns
 /// the number of slots: the network's window, shorter where the slices would pass
 /// [`CONTRACTION_BYTES`].
-fn contraction_window<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, groups: &mut [Group], bytes: &mut usize) -> Result<usize, RuntimeError> {
+fn contraction_window<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, groups: &mut [Group], readout_slot: usize, bytes: &mut usize) -> Result<usize, RuntimeError> {
     let batch = g.host.batch;
     let size = std::mem::size_of::<T>();
-    let per_slot: usize = groups.iter().map(|gr| batch * size * (gr.n + gr.members.iter().map(|m| m.n_pre).sum::<usize>())).sum();
+    let per_slot: usize = readout_slot + groups.iter().map(|gr| batch * size * (gr.n + gr.members.iter().map(|m| m.n_pre).sum::<usize>())).sum::<usize>();
     let len = g.window().min((CONTRACTION_BYTES / per_slot.max(1)).max(1));
     let fe = Elem::float(T::PRECISION);
     for gr in groups.iter_mut() {
@@ -837,6 +907,42 @@ fn contraction_window<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, groups: &mu
         *bytes += len * plane * size;
     }
     Ok(len)
+}
+
+/// The readout's window of `len` slots ([`ReadoutWindow`]) for the plain weights
+/// `plain` into a readout of `o` neurons (adding its bytes to `bytes`).
+fn readout_window<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, plain: &[(usize, usize, Buf)], o: usize, len: usize, bytes: &mut usize) -> Result<ReadoutWindow, RuntimeError> {
+    let batch = g.host.batch;
+    let fe = Elem::float(T::PRECISION);
+    let mut slots = |plane: usize, label: &str| -> Result<(Buf, Vec<Buf>), RuntimeError> {
+        let win = g.dev.alloc(fe, len * plane, label).map_err(dev_err)?;
+        *bytes += len * plane * std::mem::size_of::<T>();
+        let views = (0..len).map(|s| g.dev.view(win, s * plane, plane, &format!("{label}[{s}]")).map_err(dev_err)).collect::<Result<_, _>>()?;
+        Ok((win, views))
+    };
+    let (err, err_views) = slots(batch * o, "learn.err_window")?;
+    let x = plain.iter().map(|&(_, n_pre, _)| slots(batch * n_pre, "learn.readout_x_window")).collect::<Result<_, _>>()?;
+    Ok(ReadoutWindow { err, err_views, x })
+}
+
+/// ES-D-RTRL: `eps_x = decay eps_x + x` of each member `m` of `members` (one or two:
+/// one launch), reading its `x`, and its copy scaled by step `t`'s bias correction into
+/// slot `s` of the contraction window.
+fn eps_x_update<T: Float, D: Device>(g: &mut GpuNetwork<T, D>, members: &[(&Member, Buf)], decay: f64, t: usize, s: usize) -> Result<(), RuntimeError> {
+    // g += (1 / c_t) eps_x^T u: the step's factors go into the contraction window's slot,
+    // and a full window is one GEMM per projection (`contract`).
+    let inv_c = 1.0 / bias_correction(decay, t);
+    let (decay_bits, scale_bits) = (T::from_f64(decay).bits(), T::from_f64(inv_c).bits());
+    let mut args = Vec::with_capacity(10);
+    let mut len = 0;
+    for &(m, x) in members {
+        let n = g.host.batch * m.n_pre;
+        args.extend([KArg::Buf(m.eps_x), KArg::Buf(x), KArg::Buf(m.x_views[s]), KArg::U64(n as u64)]);
+        len += n;
+    }
+    args.extend([KArg::U64(decay_bits), KArg::U64(scale_bits)]);
+    let entry = if members.len() == 2 { prop::SCALE_ADD_STORE2 } else { prop::SCALE_ADD_STORE };
+    g.launch(entry, flat(len), BLOCK, &args)
 }
 
 /// What projection `i`'s target receives at step `t` of the sequence: what it read at

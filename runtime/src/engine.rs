@@ -31,14 +31,16 @@ pub trait Simulation<T> {
     }
     /// [`Simulation::advance_free`] with the spikes of every step shown to `each` (the
     /// host view with that step's active lists and time, as after `advance` and
-    /// `sync(false)`), in order; an error of `each` stops the run. A backend may show
-    /// them a window of steps at a time (the GPU records them on the device:
-    /// `GpuNetwork::record_spikes`). Steps that ran are shown before a failure of a
+    /// `sync(false)`), and the states `states` names ((population, state) pairs: the
+    /// host view's `states[state]` of that population, as after `sync(true)`), in
+    /// order; an error of `each` stops the run. A backend may show them a window of
+    /// steps at a time (the GPU records them on the device: `GpuNetwork::record_spikes`,
+    /// `GpuNetwork::record_states`). Steps that ran are shown before a failure of a
     /// later step is returned.
-    fn advance_recorded(&mut self, steps: u64, each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    fn advance_recorded(&mut self, steps: u64, states: &[(usize, usize)], each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
         for _ in 0..steps {
             self.advance(&[])?;
-            self.sync(false)?;
+            self.sync(!states.is_empty())?;
             each(self.network())?;
         }
         Ok(())

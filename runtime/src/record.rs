@@ -269,6 +269,12 @@ impl StreamRecorder {
         Ok(StreamRecorder { spikes, traces })
     }
 
+    /// The states it records, as (population, state) pairs in file order (what
+    /// `Simulation::advance_recorded` is asked to show).
+    pub fn traced(&self) -> Vec<(usize, usize)> {
+        self.traces.iter().map(|(p, k, _)| (*p, *k)).collect()
+    }
+
     /// Call after every step. A write error stops nothing by itself: the caller decides
     /// (the files written so far stay valid).
     pub fn sample<T: Float>(&mut self, net: &Network<T>) -> Result<(), RuntimeError> {

@@ -475,9 +475,9 @@ fn plastic_weights<T: Float>(network: &Network<T>, out: Option<&std::path::Path>
 /// recording after every step.
 fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out: &mut Outputs, steps: u64) -> Stop {
     let network = sim.network();
-    // Nothing fed in and nothing read between steps: the backend may run many at once;
-    // and where only spikes are read, show them a window at a time.
-    if network.inputs.is_empty() && !out.states {
+    // Nothing fed in: the backend may run many steps at once, and show what is recorded
+    // (spikes, states) a window at a time.
+    if network.inputs.is_empty() {
         return run_chunks(sim, out, steps);
     }
     let mut drive = Drive::new(network, sources.to_vec());
@@ -517,14 +517,15 @@ fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out
     stop
 }
 
-/// [`run_steps`] of a network without inputs whose spikes, at most, are recorded:
-/// `Simulation::advance_free` (nothing recorded) or `Simulation::advance_recorded`
-/// (the GPU records the spikes on the device and hands over a window of steps at a
-/// time), in chunks of `Simulation::steps_at_once` (one step on the CPU), between which
-/// Ctrl-C is seen and the progress bar moves.
+/// [`run_steps`] of a network without inputs: `Simulation::advance_free` (nothing
+/// recorded) or `Simulation::advance_recorded` (the GPU records the spikes and the
+/// recorded states on the device and hands over a window of steps at a time), in
+/// chunks of `Simulation::steps_at_once` (one step on the CPU), between which Ctrl-C is
+/// seen and the progress bar moves.
 fn run_chunks<T: Float>(sim: &mut dyn Simulation<T>, out: &mut Outputs, steps: u64) -> Stop {
     let chunk = sim.steps_at_once().max(1);
     let recorded = out.rec.is_some() || out.raster.is_some();
+    let traced = out.rec.as_ref().map(|r| r.traced()).unwrap_or_default();
     let bar = progress(steps);
     let mut done = 0;
     let mut stop = Stop::Done;
@@ -538,7 +539,7 @@ fn run_chunks<T: Float>(sim: &mut dyn Simulation<T>, out: &mut Outputs, steps: u
         let ran = if !recorded {
             sim.advance_free(n)
         } else {
-            sim.advance_recorded(n, &mut |net| {
+            sim.advance_recorded(n, &traced, &mut |net| {
                 if let Some(r) = &mut out.raster {
                     r.sample(net);
                 }

@@ -212,18 +212,28 @@ pub struct GpuNetwork<T: 'static, D> {
     failed_at: Option<u64>,
     /// The spikes recorded on the device, read back with each window's status inside
     /// [`Simulation::advance_recorded`] (empty outside it).
-    recorded: Vec<RecordedStep>,
+    recorded: Vec<RecordedStep<T>>,
+    /// The states recorded on the device ([`GpuNetwork::record_states`]): (population,
+    /// state, a window of its values: step after step, batch x N each).
+    state_recs: Vec<(usize, usize, Buf)>,
     id: u64,
 }
 
-/// The spikes of one step, recorded on the device ([`GpuNetwork::record_spikes`]).
-struct RecordedStep {
+/// The spikes of one step, recorded on the device ([`GpuNetwork::record_spikes`]), and
+/// the recorded states.
+struct RecordedStep<T> {
     /// The step's index (the network's `step_index` before it).
     step: u64,
     /// Per population (empty for one without spikes), per batch element: the indices of
     /// the neurons that spiked, ascending.
     active: Vec<Vec<Vec<u32>>>,
+    /// Per recorded state (`GpuNetwork::state_recs`' order): its values after the step.
+    states: Vec<Vec<T>>,
 }
+
+/// The most bytes a window's state records may take on the device; past it, recorded
+/// states are read back step by step ([`GpuNetwork::record_states`]).
+const STATE_RECORD_BYTES: usize = 512 << 20;
 
 /// At most this many recorded simulation windows (phases of the rings, times the states
 /// of the accumulation buffers a window starts from).
@@ -486,7 +496,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let status = lens;
         let clock = dev.alloc(Elem::F64, 1, "clock").map_err(dev_err)?;
         let (graphs, graphs_off) = (HashMap::new(), None);
-        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, generation: 0, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), id };
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, generation: 0, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), state_recs: Vec::new(), id };
         net.build_plasticity(&mut n_flags)?;
         net.ticks = net.pops.iter().any(|dp| dp.clocked) || net.projs.iter().any(|p| p.clocked());
         net.n_flags = n_flags;
@@ -521,11 +531,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let len = self.count_slots * self.host.batch + steps * self.n_flags;
         let status = self.dev.alloc(Elem::U32, len, "status").map_err(dev_err)?;
         let recs: Vec<Option<Buf>> = (0..self.pops.len()).map(|p| self.pops[p].rec.map(|_| self.alloc_record(p, steps)).transpose()).collect::<Result<_, _>>()?;
+        let which: Vec<(usize, usize)> = self.state_recs.iter().map(|&(p, k, _)| (p, k)).collect();
+        let state_recs = self.alloc_state_records(&which, steps)?;
         self.status = status;
         self.window = steps;
         for (dp, rec) in self.pops.iter_mut().zip(recs) {
             dp.rec = rec;
         }
+        self.state_recs = state_recs;
         self.renew();
         Ok(())
     }
@@ -559,6 +572,44 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         Ok(())
     }
 
+    /// From now on the steps record the states `which` names ((population, state)
+    /// pairs; none: no recording) on the device, a window of steps at a time: each
+    /// population's step is followed by a copy of each of its recorded states into this
+    /// step's slot of a window's record, read back with the window's status inside
+    /// [`Simulation::advance_recorded`]. False, and nothing recorded, where a window's
+    /// records would take more than [`STATE_RECORD_BYTES`] (the caller then reads the
+    /// states step by step).
+    pub fn record_states(&mut self, which: &[(usize, usize)]) -> Result<bool, RuntimeError> {
+        if self.state_recs.iter().map(|&(p, k, _)| (p, k)).eq(which.iter().copied()) {
+            return Ok(true);
+        }
+        let per_step: usize = which.iter().map(|&(p, _)| self.host.pops[p].n * self.host.batch * std::mem::size_of::<T>()).sum();
+        if per_step.saturating_mul(self.window) > STATE_RECORD_BYTES {
+            return Ok(false);
+        }
+        if let Some(&(p, k)) = which.iter().find(|&&(p, k)| p >= self.pops.len() || k >= self.pops[p].states.len()) {
+            return Err(RuntimeError::Input(format!("no state {k} of population {p} to record")));
+        }
+        self.flush()?;
+        let recs = self.alloc_state_records(which, self.window)?;
+        self.state_recs = recs;
+        self.renew();
+        Ok(true)
+    }
+
+    /// State records of `which` for windows of `window` steps.
+    fn alloc_state_records(&mut self, which: &[(usize, usize)], window: usize) -> Result<Vec<(usize, usize, Buf)>, RuntimeError> {
+        let fe = Elem::float(T::PRECISION);
+        which
+            .iter()
+            .map(|&(p, k)| {
+                let (pop, batch) = (&self.host.pops[p], self.host.batch);
+                let name = format!("{}.{}_record", pop.name, pop.state_names[k]);
+                self.dev.alloc(fe, window * batch * pop.n, &name).map(|b| (p, k, b)).map_err(dev_err)
+            })
+            .collect()
+    }
+
     /// A spike record of population `p` for windows of `window` steps.
     fn alloc_record(&mut self, p: usize, window: usize) -> Result<Buf, RuntimeError> {
         let len = window * self.host.batch * self.pops[p].words;
@@ -573,7 +624,15 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             return Ok(());
         }
         let batch = self.host.batch;
-        let mut steps: Vec<RecordedStep> = (0..pending).map(|s| RecordedStep { step: first_step + s as u64, active: vec![Vec::new(); self.pops.len()] }).collect();
+        let mut steps: Vec<RecordedStep<T>> = (0..pending).map(|s| RecordedStep { step: first_step + s as u64, active: vec![Vec::new(); self.pops.len()], states: Vec::new() }).collect();
+        for &(p, _, rec) in &self.state_recs {
+            let len = batch * self.host.pops[p].n;
+            let mut values = vec![T::default(); self.window * len];
+            self.dev.download(rec, T::host_mut(&mut values)).map_err(dev_err)?;
+            for (st, v) in steps.iter_mut().zip(values.chunks_exact(len)) {
+                st.states.push(v.to_vec());
+            }
+        }
         for (p, dp) in self.pops.iter().enumerate() {
             let Some(rec) = dp.rec else { continue };
             let mut bits = vec![0u32; self.window * batch * dp.words];
@@ -603,7 +662,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     }
 
     /// The steps whose spikes were recorded and read back since the last call, in order.
-    fn take_recorded(&mut self) -> Vec<RecordedStep> {
+    fn take_recorded(&mut self) -> Vec<RecordedStep<T>> {
         std::mem::take(&mut self.recorded)
     }
 
@@ -861,6 +920,16 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 args.extend([KArg::Buf(rec), KArg::U64((self.pending * batch * dp.words) as u64), KArg::U64(dp.words as u64)]);
             }
             self.dev.launch(module, snnc_compiler::backend::ptx::STEP_ENTRY, Self::flat(len), BLOCK, &args).map_err(dev_err)?;
+            // Its recorded states into this step's slot of their records.
+            for r in 0..self.state_recs.len() {
+                let (q, k, rec) = self.state_recs[r];
+                if q == p {
+                    let src = self.pops[p].states[k];
+                    let at = [KArg::Buf(src), KArg::Buf(rec), KArg::U64((self.pending * len) as u64), KArg::U64(len as u64)];
+                    self.launch(prop::COPY_AT, Self::flat(len), BLOCK, &at)?;
+                }
+            }
+            let dp = &self.pops[p];
             // It left its accumulated inputs zero (`PtxKernel::consuming`).
             for b in dp.accumulated_inputs() {
                 self.acc.cleared_one(b);
@@ -1241,7 +1310,16 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
     fn advance_free(&mut self, steps: u64) -> Result<(), RuntimeError> {
         self.run(steps)
     }
-    fn advance_recorded(&mut self, steps: u64, each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    fn advance_recorded(&mut self, steps: u64, states: &[(usize, usize)], each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+        if !self.record_states(states)? {
+            // A window's records of these states would not fit: read step by step.
+            for _ in 0..steps {
+                self.advance(&[])?;
+                self.sync(true)?;
+                each(&self.host)?;
+            }
+            return Ok(());
+        }
         self.record_spikes()?;
         // Steps made before this call are not shown again: their window is read first
         // (records are read back only while `collecting`).
@@ -1261,6 +1339,9 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
                 if !pop.spikes.is_empty() {
                     pop.active = active;
                 }
+            }
+            for (&(p, k, _), values) in self.state_recs.iter().zip(st.states) {
+                self.host.pops[p].states[k] = values;
             }
             self.host.step_index = st.step + 1;
             shown = each(&self.host);

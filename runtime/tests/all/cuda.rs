@@ -93,7 +93,7 @@ fn coba_gpu_replayed_windows_record_the_cpus_spikes_f64() {
     }
     let before = gpu.counts();
     let mut got = Vec::new();
-    gpu.advance_recorded(steps as u64, &mut |net| {
+    gpu.advance_recorded(steps as u64, &[], &mut |net| {
         // The device appends spikes in any order; the record is ascending.
         got.push(net.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>());
         Ok(())

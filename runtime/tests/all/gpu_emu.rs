@@ -340,7 +340,7 @@ fn recorded_spikes_arrive_a_window_at_a_time_as_the_cpus() {
     }
     let before = gpu.counts();
     let mut got = Vec::new();
-    gpu.advance_recorded(steps as u64, &mut |net| {
+    gpu.advance_recorded(steps as u64, &[], &mut |net| {
         got.push((net.time(), net.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>()));
         Ok(())
     })
@@ -360,7 +360,7 @@ fn recorded_spikes_arrive_a_window_at_a_time_as_the_cpus() {
         gpu.sync(false).unwrap();
     }
     let mut shown = Vec::new();
-    gpu.advance_recorded(8, &mut |net| {
+    gpu.advance_recorded(8, &[], &mut |net| {
         shown.push(net.step_index);
         Ok(())
     })
@@ -369,12 +369,68 @@ fn recorded_spikes_arrive_a_window_at_a_time_as_the_cpus() {
     assert_eq!(shown, (first..first + 8).collect::<Vec<_>>());
     // An error of the recorder stops the run there.
     let mut seen = 0;
-    let e = gpu.advance_recorded(20, &mut |_| {
+    let e = gpu.advance_recorded(20, &[], &mut |_| {
         seen += 1;
         if seen == 3 { Err(snnc_runtime::error::RuntimeError::Input("disk full".into())) } else { Ok(()) }
     });
     assert!(matches!(e, Err(snnc_runtime::error::RuntimeError::Input(_))), "{e:?}");
     assert_eq!(seen, 3);
+}
+
+/// States recorded on the device (`Simulation::advance_recorded` with states): every
+/// step's `v` of both populations as the same device read step by step (`sync(true)`
+/// after every step, bit for bit) and, with the spikes, as the CPU's (the spikes exactly,
+/// the states to 1e-12: the device's `randn` and `sin` are not the CPU's to the bit), read
+/// back a window at a time (the status, two spike records and two state records per
+/// window: no transfer per step), the windows after the first replayed; then without
+/// states, only the status and the spike records.
+#[test]
+fn recorded_states_arrive_a_window_at_a_time_as_step_by_step() {
+    use snnc_runtime::engine::Simulation;
+    let p = program(FREE_RUNNING);
+    let o = Options { seed: 7, batch: 2, ..Options::default() };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut stepped = emulated::<f64>(&p, &o);
+    let mut gpu = emulated::<f64>(&p, &o);
+    gpu.set_window(8).unwrap();
+    let v = |net: &Network<f64>, p: usize| net.pops[p].state_names.iter().position(|s| s == "v").unwrap();
+    let which = [(0, v(&cpu, 0)), (1, v(&cpu, 1))];
+    type Seen = (u64, Vec<Vec<Vec<u32>>>, [Vec<f64>; 2]);
+    let seen = |net: &Network<f64>| -> Seen { (net.step_index, net.pops.iter().map(|p| p.active.clone()).collect(), which.map(|(p, k)| net.pops[p].states[k].clone())) };
+    let steps = 8 * 5 + 5;
+    let (mut want, mut on_cpu) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        cpu.step(&[]).unwrap();
+        on_cpu.push(seen(&cpu));
+        stepped.advance(&[]).unwrap();
+        stepped.sync(true).unwrap();
+        want.push(seen(&stepped.host));
+    }
+    let before = gpu.counts();
+    let mut got = Vec::new();
+    gpu.advance_recorded(steps as u64, &which, &mut |net| {
+        got.push(seen(net));
+        Ok(())
+    })
+    .unwrap();
+    let c = gpu.counts().since(&before);
+    assert_eq!(got.len(), steps);
+    assert!(got == want, "the recorded states differ from those read step by step");
+    for (s, (g, w)) in got.iter().zip(&on_cpu).enumerate() {
+        assert_eq!((g.0, &g.1), (w.0, &w.1), "step {s}: the spikes differ from the CPU's");
+        for (a, b) in g.2.iter().zip(&w.2) {
+            assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs().max(1.0)), "step {s}: the states differ from the CPU's");
+        }
+    }
+    assert!(got.iter().any(|(_, _, st)| st[0].iter().any(|&x| x != 0.0)), "the states move");
+    // Six read-backs (five windows and the last five steps), each the status, two spike
+    // records and two state records.
+    assert_eq!((c.downloads, c.uploads), (30, 0), "{c:?}");
+    assert!(c.replays >= 4, "{c:?}");
+    // Without states: the status and the spike records of one window.
+    let at = gpu.counts();
+    gpu.advance_recorded(8, &[], &mut |_| Ok(())).unwrap();
+    assert_eq!(gpu.counts().since(&at).downloads, 3);
 }
 
 /// The propagation kernels' PTX text, run by the emulated device, against the CPU

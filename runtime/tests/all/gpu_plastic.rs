@@ -371,7 +371,7 @@ fn recorded_spikes_end_before_a_failing_rule_as_on_the_cpu() {
     let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
     gpu.set_window(16).unwrap();
     let mut shown_gpu = 0;
-    let gpu_err = gpu.advance_recorded(200, &mut |_| {
+    let gpu_err = gpu.advance_recorded(200, &[], &mut |_| {
         shown_gpu += 1;
         Ok(())
     });

@@ -34,6 +34,21 @@ pub trait Sequence {
     fn batch_offset(&self) -> usize {
         0
     }
+    /// Where every step is a draw the GPU can make itself, bit for bit what `fill` and
+    /// `mask` write: the GPU backend then draws each window of the sequence on the
+    /// device instead of filling it on the host and uploading it. `None` (the default):
+    /// filled on the host.
+    fn device_draws(&self) -> Option<DeviceDraws> {
+        None
+    }
+}
+
+/// A sequence the GPU draws itself ([`Sequence::device_draws`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DeviceDraws {
+    /// `RandomSpikes` of this seed: Bernoulli(`p`) spikes and uniform targets, mask 1
+    /// (the kernel `snnc_random_spikes`).
+    RandomSpikes { seed: u64, p: f64 },
 }
 
 /// Rows of a batch of sequences, written independently of each other (see

@@ -28,7 +28,7 @@ pub(crate) mod loss;
 mod pass;
 mod split;
 
-pub use loss::{InMemory, Loss, RowFill, Sequence, step_loss};
+pub use loss::{DeviceDraws, InMemory, Loss, RowFill, Sequence, step_loss};
 pub use diagnose::{bytes_per_element, describe_non_finite};
 pub use pass::CpuGradient;
 pub use split::{gradient_split, split_sizes};

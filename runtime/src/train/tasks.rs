@@ -373,12 +373,13 @@ pub struct RandomSpikes {
     pub inputs: usize,
     pub outputs: usize,
     pub p: f64,
+    seed: u64,
     rng: Rng,
 }
 
 impl RandomSpikes {
     pub fn new(steps: usize, batch: usize, inputs: usize, outputs: usize, p: f64, seed: u64) -> RandomSpikes {
-        RandomSpikes { steps, batch, inputs, outputs, p, rng: Rng::new(seed) }
+        RandomSpikes { steps, batch, inputs, outputs, p, seed, rng: Rng::new(seed) }
     }
 }
 
@@ -397,6 +398,9 @@ impl Sequence for RandomSpikes {
     }
     fn rows(&self) -> Option<Box<dyn RowFill>> {
         Some(Box::new(self.clone()))
+    }
+    fn device_draws(&self) -> Option<crate::learn::DeviceDraws> {
+        Some(crate::learn::DeviceDraws::RandomSpikes { seed: self.seed, p: self.p })
     }
 }
 

@@ -265,8 +265,8 @@ network tiny {
             out.push_str(l);
             out.push('\n');
         }
-        // The sequence stays on the device: between the window's uploads (inputs,
-        // targets, masks) and its read-backs (status, loss, gradients) nothing is copied.
+        // The sequence stays on the device: between the window's inputs, targets and masks
+        // (drawn there) and its read-backs (status, loss, gradients) nothing is copied.
         let first_step = lines.iter().position(|l| l.starts_with("snnc_step")).unwrap();
         let last_step = lines.iter().rposition(|l| l.starts_with("snnc_step") || l.starts_with("gemm")).unwrap();
         let inside: Vec<&String> = lines[first_step..first_step.max(lines.iter().position(|l| l.starts_with("download")).unwrap())]
@@ -274,7 +274,9 @@ network tiny {
             .filter(|l| l.starts_with("upload") || l.starts_with("download"))
             .collect();
         assert!(inside.is_empty(), "{method:?}: transfers inside the window: {inside:?}");
-        assert!(lines[..first_step].iter().filter(|l| l.starts_with("upload")).count() == 3, "{method:?}: x, target and mask uploaded once");
+        // RandomSpikes: drawn on the device, a launch per window and nothing uploaded.
+        assert!(lines[..first_step].iter().filter(|l| l.starts_with("snnc_random_spikes")).count() == 1, "{method:?}: x, target and mask drawn once");
+        assert!(!lines.iter().any(|l| l.starts_with("upload")), "{method:?}: nothing uploaded");
         assert!(lines[last_step..].iter().all(|l| !l.starts_with("upload")), "{method:?}: nothing uploaded after the last step");
         if method == Method::Bptt {
             continue;
@@ -283,8 +285,8 @@ network tiny {
         // recording holds exactly the calls made one by one above.
         let window_calls = lines[..lines.iter().position(|l| l == "download status").unwrap()]
             .iter()
-            .skip_while(|l| !l.starts_with("upload"))
-            .skip_while(|l| l.starts_with("upload"))
+            .skip_while(|l| !l.starts_with("snnc_random_spikes"))
+            .skip(1)
             .count();
         grad.set_graphs(true);
         for batch in 0..2 {
@@ -538,4 +540,56 @@ fn a_device_trainer_refuses_another_batch() {
     let err = Trainer::<f64>::start(&mut e, 3, false, &w).unwrap_err();
     assert!(err.to_string().contains("a batch of 3 on a network made for a batch of 2"), "{err}");
     Trainer::<f64>::start(&mut e, 2, false, &w).unwrap();
+}
+
+/// A sequence as it is, filled on the host (it names no draws the device could make).
+struct OnHost(RandomSpikes);
+
+impl snnc_runtime::learn::Sequence for OnHost {
+    fn steps(&self) -> usize {
+        self.0.steps()
+    }
+    fn batch(&self) -> usize {
+        self.0.batch()
+    }
+    fn shape(&self) -> (Vec<usize>, usize) {
+        self.0.shape()
+    }
+    fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
+        self.0.fill(t, x, target)
+    }
+}
+
+/// `RandomSpikes` drawn on the device (`snnc_random_spikes`: Philox4x32-10 in PTX, run
+/// by the PTX interpreter) is the host's, bit for bit: the same gradients, loss and
+/// evidence as the same windows filled on the host and uploaded, in f32 and f64, with
+/// five inputs (blocks of four split across batch rows) and a short last window; and
+/// the device's windows upload nothing.
+#[test]
+fn random_spikes_drawn_on_the_device_are_the_hosts() {
+    use snnc_runtime::learn::Sequence;
+    fn run<T: Float>(p: &Program) {
+        let opts = Options { batch: 3, seed: 4, learning: true, ..Options::default() };
+        let trainable = trainable_of(&Network::<f64>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap(), p);
+        let host = Network::<T>::build(p, &p.networks[0], &opts, &InterpFactory).unwrap();
+        let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+        gpu.set_window(8).unwrap();
+        let mut grad = GpuGradient::new(&mut gpu, &trainable, Method::EsDRtrl { decay: 0.9 }).unwrap();
+        let data = || RandomSpikes::new(43, 3, 5, 3, 0.3, 6);
+        assert!(data().device_draws().is_some() && OnHost(data()).device_draws().is_none());
+        let before = gpu.counts();
+        let drawn = grad.run(&mut gpu, &mut data()).unwrap();
+        let uploads = gpu.counts().since(&before).uploads;
+        gpu.reset().unwrap();
+        let filled = grad.run(&mut gpu, &mut OnHost(data())).unwrap();
+        assert_eq!(drawn.loss.to_bits(), filled.loss.to_bits());
+        assert!(drawn.total == filled.total, "the gradients differ");
+        assert!(drawn.evidence == filled.evidence);
+        let zero: Vec<&str> = drawn.total.iter().filter(|(_, g)| g.iter().all(|&v| v == 0.0)).map(|(n, _)| n.as_str()).collect();
+        assert!(zero.is_empty(), "zero gradients: {zero:?}");
+        assert_eq!(uploads, 0, "drawn on the device: nothing uploaded");
+    }
+    let p = program(&stacked("L2", "Linear[3]"));
+    run::<f32>(&p);
+    run::<f64>(&p);
 }

@@ -129,6 +129,18 @@ pub const SPARSE_OUTER: &str = "snnc_sparse_outer";
 /// atomics; rows without synapses write 0 (or add nothing).
 pub const SPARSE_BACK: &str = "snnc_sparse_back";
 
+/// `snnc_random_spikes(x, target, mask, key, t0, steps, batch, inputs, outputs, p)`:
+/// a window of `steps` steps (from step `t0`) of the `RandomSpikes` task drawn on the
+/// device, bit for bit the host's (`snnc_runtime::train::tasks::RandomSpikes`, with the
+/// same Philox4x32-10 as `snnc_compiler::rng`, keyed by the 64-bit `key`): with
+/// `m = batch * inputs`, element e of step s is `x[s*m + e] = u01(w) <= p ? 1 : 0` (the
+/// module's float type; `w` word e % 4 of the block of counter [t lo, t hi, 6, e / 4],
+/// t = t0 + s; `p` the bits of an f64), `target[s*batch*outputs + k] = (1 - u01(w)) - 0.5`
+/// (f64; `w` word 0 of counter [t lo, t hi, 7, k]) and `mask[s*batch + b] = 1` (f64).
+/// One thread per Philox block of inputs, then per target, then per mask entry (grid
+/// over the three).
+pub const RANDOM_SPIKES: &str = "snnc_random_spikes";
+
 /// `snnc_loss_mse(y, target, mask, err, loss, evidence, batch, o)`, one thread per batch
 /// element `b`: the masked squared error of the readout output `y` (B x O, the module's
 /// float type) against `target` (B x O, f64), as the CPU's `Loss::Mse` computes it, in
@@ -167,7 +179,7 @@ pub const GATHER: &str = "snnc_gather";
 pub const SCATTER_EVENTS: &str = "snnc_scatter_events";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 26] = [
+pub const ENTRIES: [&str; 27] = [
     NONZERO_LIST,
     SPARSE_EVENTS,
     SPARSE_EVENTS2,
@@ -189,6 +201,7 @@ pub const ENTRIES: [&str; 26] = [
     SPARSE_BACK,
     LOSS_MSE,
     LOSS_CE,
+    RANDOM_SPIKES,
     MUL,
     NOT_SPIKE,
     GATHER,
@@ -238,6 +251,7 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     sparse_back(&mut o, &f);
     loss_mse(&mut o, &f);
     loss_ce(&mut o, &f);
+    random_spikes(&mut o, &f);
     mul(&mut o, &f);
     not_spike(&mut o, &f);
     gather(&mut o, &f);
@@ -733,6 +747,80 @@ fn sparse_back(o: &mut String, f: &Fmt) {
     o.push_str("\tld.param.u64 %rd13, [acc];\n\tsetp.eq.u64 %p3, %rd13, 0;\n\t@%p3 bra $L_put;\n");
     let _ = writeln!(o, "\tld.global.{t} %f5, [%rd12];\n\tadd.{rn}.{t} %f1, %f5, %f1;");
     let _ = writeln!(o, "$L_put:\n\tst.global.{t} [%rd12], %f1;");
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+/// Philox4x32-10 rounds (`snnc_compiler::rng::philox4x32`) on the counter in
+/// `%pc0..%pc3` and the key in `%pk0`, `%pk1` (b32 registers the caller declares with
+/// [`PHILOX_REGS`], the key overwritten); the result in `%pc0..%pc3`.
+fn philox_text(o: &mut String) {
+    const M0: u32 = 0xD251_1F53;
+    const M1: u32 = 0xCD9E_8D57;
+    for round in 0..10 {
+        let _ = writeln!(o, "\tmul.hi.u32 %ph0, %pc0, {M0};\n\tmul.lo.u32 %pl0, %pc0, {M0};\n\tmul.hi.u32 %ph1, %pc2, {M1};\n\tmul.lo.u32 %pl1, %pc2, {M1};");
+        // c = [hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0]
+        o.push_str("\txor.b32 %pt, %ph1, %pc1;\n\txor.b32 %pc0, %pt, %pk0;\n\txor.b32 %pt, %ph0, %pc3;\n\txor.b32 %pc2, %pt, %pk1;\n");
+        o.push_str("\tmov.b32 %pc1, %pl1;\n\tmov.b32 %pc3, %pl0;\n");
+        if round < 9 {
+            let _ = writeln!(o, "\tadd.u32 %pk0, %pk0, {};\n\tadd.u32 %pk1, %pk1, {};", 0x9E37_79B9u32, 0xBB67_AE85u32);
+        }
+    }
+}
+
+/// The registers [`philox_text`] uses.
+const PHILOX_REGS: &str = "\t.reg .b32 %pc<4>;\n\t.reg .b32 %pk<2>;\n\t.reg .b32 %ph<2>;\n\t.reg .b32 %pl<2>;\n\t.reg .b32 %pt;";
+
+/// (w + 1) / 2^32 in f64 of the b32 register `w` into the f64 register `d` (`u01`).
+fn u01_text(o: &mut String, w: &str, d: &str) {
+    let _ = writeln!(o, "\tcvt.rn.f64.u32 {d}, {w};\n\tadd.rn.f64 {d}, {d}, 0d3FF0000000000000;\n\tmul.rn.f64 {d}, {d}, 0d3DF0000000000000;");
+}
+
+fn random_spikes(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, zero, .. } = *f;
+    let one = if t == "f32" { "0f3F800000" } else { "0d3FF0000000000000" };
+    params(o, RANDOM_SPIKES, &["x", "target", "mask", "key", "t0", "steps", "batch", "inputs", "outputs", "p"]);
+    let _ = writeln!(o, "\t.reg .pred %p<4>;\n\t.reg .b32 %r<4>;\n\t.reg .b64 %rd<24>;\n\t.reg .b64 %rd_i;\n\t.reg .f64 %fd<4>;\n\t.reg .{t} %f1;\n{PHILOX_REGS}");
+    global_index(o);
+    // m = batch * inputs, xb = ceil(m / 4) blocks a step, mt = batch * outputs; the
+    // three segments end at steps * xb, + steps * mt, + steps * batch.
+    o.push_str("\tld.param.u64 %rd1, [steps];\n\tld.param.u64 %rd2, [batch];\n\tld.param.u64 %rd3, [inputs];\n\tld.param.u64 %rd4, [outputs];\n");
+    o.push_str("\tmul.lo.u64 %rd5, %rd2, %rd3;\n\tadd.s64 %rd6, %rd5, 3;\n\tshr.u64 %rd6, %rd6, 2;\n\tmul.lo.u64 %rd7, %rd2, %rd4;\n");
+    o.push_str("\tmul.lo.u64 %rd8, %rd1, %rd6;\n\tmul.lo.u64 %rd9, %rd1, %rd7;\n\tadd.s64 %rd9, %rd9, %rd8;\n\tmul.lo.u64 %rd10, %rd1, %rd2;\n\tadd.s64 %rd10, %rd10, %rd9;\n");
+    o.push_str("\tsetp.ge.u64 %p1, %rd_i, %rd10;\n\t@%p1 bra $L_end;\n");
+    o.push_str("\tld.param.u64 %rd11, [t0];\n");
+    // The counter's words 0 and 1: t = t0 + s, s = %rd12 below; the key's two halves.
+    let counter = |o: &mut String, stream: u32, sub: &str| {
+        o.push_str("\tadd.s64 %rd13, %rd11, %rd12;\n\tcvt.u32.u64 %pc0, %rd13;\n\tshr.u64 %rd13, %rd13, 32;\n\tcvt.u32.u64 %pc1, %rd13;\n");
+        let _ = writeln!(o, "\tmov.b32 %pc2, {stream};\n\tcvt.u32.u64 %pc3, {sub};");
+        o.push_str("\tld.param.u64 %rd14, [key];\n\tcvt.u32.u64 %pk0, %rd14;\n\tshr.u64 %rd14, %rd14, 32;\n\tcvt.u32.u64 %pk1, %rd14;\n");
+    };
+    o.push_str("\tsetp.lt.u64 %p2, %rd_i, %rd8;\n\t@%p2 bra $L_x;\n\tsetp.lt.u64 %p3, %rd_i, %rd9;\n\t@%p3 bra $L_target;\n");
+    // The mask: 1.
+    pointer(o, "rd15", "mask");
+    o.push_str("\tsub.s64 %rd16, %rd_i, %rd9;\n\tshl.b64 %rd16, %rd16, 3;\n\tadd.s64 %rd15, %rd15, %rd16;\n");
+    o.push_str("\tmov.f64 %fd1, 0d3FF0000000000000;\n\tst.global.f64 [%rd15], %fd1;\n\tbra $L_end;\n");
+    // A target: (1 - u) - 0.5 of step s, element k.
+    o.push_str("$L_target:\n\tsub.s64 %rd16, %rd_i, %rd8;\n\tdiv.u64 %rd12, %rd16, %rd7;\n\trem.u64 %rd17, %rd16, %rd7;\n");
+    counter(o, 7, "%rd17");
+    philox_text(o);
+    u01_text(o, "%pc0", "%fd1");
+    o.push_str("\tmov.f64 %fd2, 0d3FF0000000000000;\n\tsub.rn.f64 %fd2, %fd2, %fd1;\n\tsub.rn.f64 %fd2, %fd2, 0d3FE0000000000000;\n");
+    pointer(o, "rd15", "target");
+    o.push_str("\tshl.b64 %rd16, %rd16, 3;\n\tadd.s64 %rd15, %rd15, %rd16;\n\tst.global.f64 [%rd15], %fd2;\n\tbra $L_end;\n");
+    // Four inputs of step s from block j: element e = 4j + w while e < m.
+    o.push_str("$L_x:\n\tdiv.u64 %rd12, %rd_i, %rd6;\n\trem.u64 %rd17, %rd_i, %rd6;\n");
+    counter(o, 6, "%rd17");
+    philox_text(o);
+    o.push_str("\tld.param.u64 %rd18, [p];\n\tmov.b64 %fd3, %rd18;\n");
+    pointer(o, "rd19", "x");
+    // e = 4j; the step's row starts at s * m.
+    o.push_str("\tshl.b64 %rd20, %rd17, 2;\n\tmul.lo.u64 %rd21, %rd12, %rd5;\n");
+    for w in 0..4 {
+        let _ = writeln!(o, "\tsetp.ge.u64 %p1, %rd20, %rd5;\n\t@%p1 bra $L_end;");
+        u01_text(o, &format!("%pc{w}"), "%fd1");
+        let _ = writeln!(o, "\tsetp.le.f64 %p2, %fd1, %fd3;\n\tselp.{t} %f1, {one}, {zero}, %p2;");
+        let _ = writeln!(o, "\tadd.s64 %rd22, %rd21, %rd20;\n\tshl.b64 %rd22, %rd22, {sh};\n\tadd.s64 %rd22, %rd19, %rd22;\n\tst.global.{t} [%rd22], %f1;\n\tadd.s64 %rd20, %rd20, 1;");
+    }
     o.push_str("$L_end:\n\tret;\n}\n");
 }
 

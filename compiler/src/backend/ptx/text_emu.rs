@@ -1,7 +1,8 @@
 //! A CPU interpreter for PTX text: the subset the propagation kernels
 //! ([`super::propagate`]) are written in (integer address arithmetic, predicated
 //! branches, global loads and stores, `atom.add.u32`, `red.add.f32/f64`, f32/f64
-//! `add`/`mul` with `.rn` and `.ftz`, unsigned `div`/`rem`, `testp.finite`). The step kernels' emulator works
+//! `add`/`mul` with `.rn` and `.ftz`, unsigned `div`/`rem`, `testp.finite`, and the
+//! `mul.hi.u32` and `xor.b32` of Philox). The step kernels' emulator works
 //! on their structured form; these hand-written kernels exist only as text, so this runs
 //! the text itself, thread after thread (none of them uses shared memory or barriers, so
 //! any serial order is a legal schedule).
@@ -78,7 +79,12 @@ enum Op {
     MadWide,
     MadLo,
     MulLo,
+    /// `mul.hi.u32`: the high word of the 64-bit product.
+    MulHi,
     MulWide,
+    Xor,
+    /// `cvt.rn.f64.u32` (exact).
+    CvtF64U32,
     Div,
     Rem,
     Add,
@@ -233,6 +239,7 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
             ["f64", "f32"] => Op::CvtF64F32,
             ["rn", "f32", "f64"] => Op::CvtF32F64,
             ["rn", "f64", "s32"] => Op::CvtF64S32,
+            ["rn", "f64", "u32"] => Op::CvtF64U32,
             ["rzi", "s32", "f64"] => Op::CvtS32F64,
             ["s64", "s32"] => Op::CvtS64S32,
             ["rni", "f64", "f64"] => Op::Rni,
@@ -243,6 +250,8 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
         ("mad", "wide") => Op::MadWide,
         ("mad", "lo") => Op::MadLo,
         ("mul", "lo") => Op::MulLo,
+        ("mul", "hi") if ty == Ty::U32 => Op::MulHi,
+        ("xor", _) => Op::Xor,
         ("mul", "wide") => Op::MulWide,
         ("mul", "rn") => Op::FMul,
         ("add", "rn") => Op::FAdd,
@@ -414,6 +423,8 @@ impl Entry {
                 Op::Shr => r[dst(&o[0])?] = m32(val(r, &o[1])?) >> (val(r, &o[2])? & 63),
                 Op::And => r[dst(&o[0])?] = m32(val(r, &o[1])? & val(r, &o[2])?),
                 Op::Or => r[dst(&o[0])?] = m32(val(r, &o[1])? | val(r, &o[2])?),
+                Op::Xor => r[dst(&o[0])?] = m32(val(r, &o[1])? ^ val(r, &o[2])?),
+                Op::MulHi => r[dst(&o[0])?] = ((val(r, &o[1])? & 0xFFFF_FFFF) * (val(r, &o[2])? & 0xFFFF_FFFF)) >> 32,
                 Op::Sub => r[dst(&o[0])?] = m32(val(r, &o[1])?.wrapping_sub(val(r, &o[2])?)),
                 Op::Selp => r[dst(&o[0])?] = m32(if val(r, &o[3])? != 0 { val(r, &o[1])? } else { val(r, &o[2])? }),
                 Op::CvtF64F32 => r[dst(&o[0])?] = f64::from(f32::from_bits(val(r, &o[1])? as u32)).to_bits(),
@@ -424,6 +435,7 @@ impl Entry {
                     r[dst(&o[0])?] = u64::from(t);
                 }
                 Op::CvtF64S32 => r[dst(&o[0])?] = f64::from(val(r, &o[1])? as u32 as i32).to_bits(),
+                Op::CvtF64U32 => r[dst(&o[0])?] = f64::from(val(r, &o[1])? as u32).to_bits(),
                 // Saturating, NaN to 0: PTX's and Rust's float-to-integer conversion.
                 Op::CvtS32F64 => r[dst(&o[0])?] = u64::from(f64::from_bits(val(r, &o[1])?) as i32 as u32),
                 Op::CvtS64S32 => r[dst(&o[0])?] = i64::from(val(r, &o[1])? as u32 as i32) as u64,

@@ -10,7 +10,7 @@ use super::super::device::{Buf, Device, Elem, HostMut, KArg};
 use super::super::{GpuNetwork, dev_err};
 use super::flat;
 use crate::error::RuntimeError;
-use crate::learn::{Loss, Sequence};
+use crate::learn::{DeviceDraws, Loss, Sequence};
 use crate::scalar::Float;
 use ndarray::Array2;
 use snnc_compiler::backend::ptx::propagate::{self as prop, BLOCK};
@@ -99,10 +99,20 @@ impl<T: Float> Window<T> {
     }
 
     /// Writes steps `t0..t0 + n` of `data` (n <= len) to the device: one upload per input,
-    /// one each for the targets and masks.
+    /// one each for the targets and masks; or, where the device can draw them itself
+    /// ([`Sequence::device_draws`]), one launch and nothing uploaded.
     pub fn load<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, t0: usize, n: usize) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let o = self.target_host.len() / (self.len * batch).max(1);
+        if let (Some(DeviceDraws::RandomSpikes { seed, p }), [x]) = (data.device_draws(), self.x.as_slice()) {
+            let inputs = self.x64[0].len() / batch.max(1);
+            // One thread per Philox block of inputs, per target and per mask entry.
+            let total = n * ((batch * inputs).div_ceil(4) + batch * o + batch);
+            let args = [x, &self.target, &self.mask].map(|b| KArg::Buf(*b));
+            let sizes = [seed, t0 as u64, n as u64, batch as u64, inputs as u64, o as u64, p.to_bits()].map(KArg::U64);
+            let all: Vec<KArg> = args.into_iter().chain(sizes).collect();
+            return g.launch(prop::RANDOM_SPIKES, flat(total), BLOCK, &all);
+        }
         for s in 0..n {
             let tgt = &mut self.target_host[s * batch * o..(s + 1) * batch * o];
             data.fill(t0 + s, &mut self.x64, tgt);

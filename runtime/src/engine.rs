@@ -45,6 +45,36 @@ pub trait Simulation<T> {
         }
         Ok(())
     }
+    /// Advances `steps` steps of a network with external inputs, `fill(step, x)` writing
+    /// the inputs of network step `step` (`x[i]`: batch x size of input `i`, in the
+    /// network's order) before it runs; with `each`, every step is shown to it as by
+    /// [`Simulation::advance_recorded`] (spikes, and the states `states` names). A
+    /// backend may fill a window of steps ahead and hand it over at once (the GPU
+    /// uploads a window's inputs in one copy per input: `GpuNetwork::run_fed`), so
+    /// `fill` must depend on the step alone.
+    fn advance_fed(
+        &mut self,
+        steps: u64,
+        fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>,
+        states: &[(usize, usize)],
+        mut each: Option<&mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>>,
+    ) -> Result<(), RuntimeError>
+    where
+        T: Copy + Default,
+    {
+        let (batch, sizes): (usize, Vec<usize>) = (self.network().batch, self.network().inputs.iter().map(|(_, n)| *n).collect());
+        let mut x: Vec<Vec<T>> = sizes.iter().map(|n| vec![T::default(); batch * n]).collect();
+        for _ in 0..steps {
+            fill(self.network().step_index, &mut x)?;
+            let refs: Vec<&[T]> = x.iter().map(Vec::as_slice).collect();
+            self.advance(&refs)?;
+            if let Some(each) = each.as_mut() {
+                self.sync(!states.is_empty())?;
+                each(self.network())?;
+            }
+        }
+        Ok(())
+    }
     /// Brings the host view's spikes (and active lists) and, with `states`, every
     /// population's state up to date: what a recorder reads after each step.
     fn sync(&mut self, states: bool) -> Result<(), RuntimeError>;

@@ -314,15 +314,13 @@ fn build<'e, T: Float>(job: &Simulate<'e>, on: On) -> Result<(Box<dyn Simulation
 struct Outputs {
     rec: Option<StreamRecorder>,
     raster: Option<RasterData>,
-    /// States are recorded (a GPU network copies them to the host every step).
-    states: bool,
 }
 
 impl Outputs {
     /// Checks what to record and that it fits on the disk, then creates the files (where
     /// this process `writes`: one process, or rank 0 of a partitioned run).
     fn open<T: Float>(args: &Args, network: &Network<T>, steps: u64, writes: bool) -> Result<Outputs, String> {
-        let Some(dir) = args.out.as_ref().filter(|_| writes) else { return Ok(Outputs { rec: None, raster: None, states: false }) };
+        let Some(dir) = args.out.as_ref().filter(|_| writes) else { return Ok(Outputs { rec: None, raster: None }) };
         let recorded = args.recorded();
         let vars: Vec<String> = recorded.iter().filter(|r| *r != "spikes").cloned().collect();
         // The raster needs the spikes; --plot records them too.
@@ -344,7 +342,7 @@ impl Outputs {
         }
         let rec = StreamRecorder::create(network, &sel, dir).map_err(|e| e.to_string())?;
         let raster = args.plot.then(|| RasterData::new(network, steps as f64 * network.dt));
-        Ok(Outputs { rec: Some(rec), raster, states: !sel.traces.is_empty() })
+        Ok(Outputs { rec: Some(rec), raster })
     }
 }
 
@@ -472,57 +470,17 @@ fn plastic_weights<T: Float>(network: &Network<T>, out: Option<&std::path::Path>
 }
 
 /// Steps the simulation `steps` times (or until Ctrl-C, a failure or a write error),
-/// recording after every step.
+/// recording after every step: `Simulation::advance_free` (no inputs, nothing
+/// recorded), `Simulation::advance_recorded` (no inputs) or `Simulation::advance_fed`
+/// (the inputs filled step by step from their sources), in chunks of
+/// `Simulation::steps_at_once` (one step on the CPU), between which Ctrl-C is seen and
+/// the progress bar moves. The GPU runs a chunk a window at a time: the inputs of a
+/// window uploaded at once, the spikes and recorded states handed over a window at a
+/// time.
 fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out: &mut Outputs, steps: u64) -> Stop {
     let network = sim.network();
-    // Nothing fed in: the backend may run many steps at once, and show what is recorded
-    // (spikes, states) a window at a time.
-    if network.inputs.is_empty() {
-        return run_chunks(sim, out, steps);
-    }
-    let mut drive = Drive::new(network, sources.to_vec());
-    let (dt, start) = (network.dt, network.step_index);
-    // What the recorder reads must be on the host after every step.
-    let (sync_spikes, sync_states) = (out.rec.is_some(), out.states);
-    let bar = progress(steps);
-    let mut stop = Stop::Done;
-    for s in 0..steps {
-        if os::interrupted() {
-            stop = Stop::Interrupted;
-            break;
-        }
-        let external = drive.fill(start + s, dt);
-        if let Err(e) = sim.advance(&external).and_then(|_| if sync_spikes { sim.sync(sync_states) } else { Ok(()) }) {
-            stop = Stop::Failed(e);
-            break;
-        }
-        if let Some(rec) = &mut out.rec
-            && let Err(e) = rec.sample(sim.network())
-        {
-            stop = Stop::WriteFailed(e);
-            break;
-        }
-        if let Some(r) = &mut out.raster {
-            r.sample(sim.network());
-        }
-        if s % 100 == 0
-            && let Some(b) = &bar
-        {
-            b.set_position(s);
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    stop
-}
-
-/// [`run_steps`] of a network without inputs: `Simulation::advance_free` (nothing
-/// recorded) or `Simulation::advance_recorded` (the GPU records the spikes and the
-/// recorded states on the device and hands over a window of steps at a time), in
-/// chunks of `Simulation::steps_at_once` (one step on the CPU), between which Ctrl-C is
-/// seen and the progress bar moves.
-fn run_chunks<T: Float>(sim: &mut dyn Simulation<T>, out: &mut Outputs, steps: u64) -> Stop {
+    let dt = network.dt;
+    let mut drive = (!network.inputs.is_empty()).then(|| Drive::new(network, sources.to_vec()));
     let chunk = sim.steps_at_once().max(1);
     let recorded = out.rec.is_some() || out.raster.is_some();
     let traced = out.rec.as_ref().map(|r| r.traced()).unwrap_or_default();
@@ -536,18 +494,28 @@ fn run_chunks<T: Float>(sim: &mut dyn Simulation<T>, out: &mut Outputs, steps: u
         }
         let n = chunk.min(steps - done);
         let mut write_failed = None;
-        let ran = if !recorded {
-            sim.advance_free(n)
-        } else {
-            sim.advance_recorded(n, &traced, &mut |net| {
-                if let Some(r) = &mut out.raster {
-                    r.sample(net);
-                }
-                match &mut out.rec {
-                    Some(rec) => rec.sample(net).inspect_err(|e| write_failed = Some(e.clone())),
-                    None => Ok(()),
-                }
-            })
+        let mut show = |net: &Network<T>| {
+            if let Some(r) = &mut out.raster {
+                r.sample(net);
+            }
+            match &mut out.rec {
+                Some(rec) => rec.sample(net).inspect_err(|e| write_failed = Some(e.clone())),
+                None => Ok(()),
+            }
+        };
+        let ran = match (&mut drive, recorded) {
+            (None, false) => sim.advance_free(n),
+            (None, true) => sim.advance_recorded(n, &traced, &mut show),
+            (Some(drive), _) => {
+                let mut fill = |step: u64, x: &mut [Vec<T>]| {
+                    for (dst, src) in x.iter_mut().zip(drive.fill(step, dt)) {
+                        dst.copy_from_slice(src);
+                    }
+                    Ok(())
+                };
+                let each: Option<&mut dyn FnMut(&Network<T>) -> Result<(), snnc_runtime::error::RuntimeError>> = if recorded { Some(&mut show) } else { None };
+                sim.advance_fed(n, &mut fill, &traced, each)
+            }
         };
         if let Err(e) = ran {
             stop = match write_failed {

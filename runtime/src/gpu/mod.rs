@@ -216,7 +216,22 @@ pub struct GpuNetwork<T: 'static, D> {
     /// The states recorded on the device ([`GpuNetwork::record_states`]): (population,
     /// state, a window of its values: step after step, batch x N each).
     state_recs: Vec<(usize, usize, Buf)>,
+    /// A window of external inputs staged on the device ([`GpuNetwork::run_fed`]),
+    /// made at its first use.
+    fed: Option<Fed<T>>,
     id: u64,
+}
+
+/// External inputs of up to a window of steps: on the device (one buffer per input,
+/// its per-step views) and their host staging.
+struct Fed<T> {
+    window: usize,
+    bufs: Vec<Buf>,
+    /// Per step of the window, per input.
+    views: Vec<Vec<Buf>>,
+    /// Per input: the window's values (window x batch x size), and one step's.
+    host: Vec<Vec<T>>,
+    step: Vec<Vec<T>>,
 }
 
 /// The spikes of one step, recorded on the device ([`GpuNetwork::record_spikes`]), and
@@ -496,7 +511,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let status = lens;
         let clock = dev.alloc(Elem::F64, 1, "clock").map_err(dev_err)?;
         let (graphs, graphs_off) = (HashMap::new(), None);
-        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, generation: 0, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), state_recs: Vec::new(), id };
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, generation: 0, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), state_recs: Vec::new(), fed: None, id };
         net.build_plasticity(&mut n_flags)?;
         net.ticks = net.pops.iter().any(|dp| dp.clocked) || net.projs.iter().any(|p| p.clocked());
         net.n_flags = n_flags;
@@ -779,6 +794,123 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 self.step(&[])?;
                 left -= 1;
             }
+        }
+        Ok(())
+    }
+
+    /// Advances `steps` steps of a network with external inputs, `fill(step, x)` writing
+    /// network step `step`'s inputs (`x[i]`: batch x size of input `i`): the steps up to
+    /// the end of the status window are filled on the host at once, uploaded in one copy
+    /// per input, and made reading their slice (no transfer or synchronisation per step;
+    /// the calls are made one by one, not replayed as a graph).
+    pub fn run_fed(&mut self, steps: u64, fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+        self.check_whole()?;
+        let mut left = steps;
+        while left > 0 {
+            if self.window_full() {
+                self.flush()?;
+            }
+            let n = left.min((self.window - self.pending) as u64) as usize;
+            self.stage_inputs(n, fill)?;
+            let views = self.fed.as_ref().map(|f| f.views[..n].to_vec()).expect("staged");
+            for x in &views {
+                self.step_deferred(x)?;
+            }
+            left -= n as u64;
+        }
+        if self.window_full() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The next `n` steps' inputs (at most a window) filled on the host and uploaded.
+    fn stage_inputs(&mut self, n: usize, fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+        let batch = self.host.batch;
+        if self.fed.as_ref().is_none_or(|f| f.window != self.window) {
+            let fe = Elem::float(T::PRECISION);
+            let (mut bufs, mut views) = (Vec::new(), vec![Vec::new(); self.window]);
+            for (name, size) in &self.host.inputs {
+                let plane = batch * size;
+                let b = self.dev.alloc(fe, self.window * plane, &format!("fed.{name}")).map_err(dev_err)?;
+                for (s, v) in views.iter_mut().enumerate() {
+                    v.push(self.dev.view(b, s * plane, plane, &format!("fed.{name}[{s}]")).map_err(dev_err)?);
+                }
+                bufs.push(b);
+            }
+            let host = self.host.inputs.iter().map(|(_, size)| vec![T::default(); self.window * batch * size]).collect();
+            let step = self.host.inputs.iter().map(|(_, size)| vec![T::default(); batch * size]).collect();
+            self.fed = Some(Fed { window: self.window, bufs, views, host, step });
+        }
+        let first = self.host.step_index;
+        let fed = self.fed.as_mut().expect("made above");
+        for k in 0..n {
+            fill(first + k as u64, &mut fed.step)?;
+            for (h, x) in fed.host.iter_mut().zip(&fed.step) {
+                h[k * x.len()..(k + 1) * x.len()].copy_from_slice(x);
+            }
+        }
+        for (b, h) in fed.bufs.iter().zip(&fed.host) {
+            self.dev.upload(*b, T::host(h)).map_err(dev_err)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `steps` steps by `run` (the whole at once, or a window at a time where
+    /// states are recorded, so that the host holds one window of them), showing each
+    /// step's recorded spikes and `states` to `each` ([`Simulation::advance_recorded`]).
+    fn run_shown(
+        &mut self,
+        steps: u64,
+        states: &[(usize, usize)],
+        each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>,
+        run: &mut dyn FnMut(&mut Self, u64) -> Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        if !self.record_states(states)? {
+            // A window's records of these states would not fit: read step by step.
+            for _ in 0..steps {
+                run(self, 1)?;
+                self.flush()?;
+                self.fetch_observed(true)?;
+                each(&self.host)?;
+            }
+            return Ok(());
+        }
+        self.record_spikes()?;
+        // Steps made before this call are not shown again: their window is read first
+        // (records are read back only while `collecting`).
+        self.flush()?;
+        let mut left = steps;
+        while left > 0 {
+            let n = if self.state_recs.is_empty() { left } else { left.min(self.window as u64) };
+            self.failed_at = None;
+            self.collecting = true;
+            let ran = run(self, n);
+            let ran = ran.and(self.flush());
+            self.collecting = false;
+            // What ran is shown, a failure or not, up to the step whose status reported it
+            // (the CPU stops there); then the host view is the last step's.
+            let stop = self.failed_at.filter(|_| ran.is_err()).unwrap_or(u64::MAX);
+            let now = self.host.step_index;
+            let mut shown = Ok(());
+            for st in self.take_recorded().into_iter().filter(|st| st.step < stop) {
+                for (pop, active) in self.host.pops.iter_mut().zip(st.active) {
+                    if !pop.spikes.is_empty() {
+                        pop.active = active;
+                    }
+                }
+                for (&(p, k, _), values) in self.state_recs.iter().zip(st.states) {
+                    self.host.pops[p].states[k] = values;
+                }
+                self.host.step_index = st.step + 1;
+                shown = each(&self.host);
+                if shown.is_err() {
+                    break;
+                }
+            }
+            self.host.step_index = now;
+            ran.and(shown)?;
+            left -= n;
         }
         Ok(())
     }
@@ -1311,46 +1443,19 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
         self.run(steps)
     }
     fn advance_recorded(&mut self, steps: u64, states: &[(usize, usize)], each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
-        if !self.record_states(states)? {
-            // A window's records of these states would not fit: read step by step.
-            for _ in 0..steps {
-                self.advance(&[])?;
-                self.sync(true)?;
-                each(&self.host)?;
-            }
-            return Ok(());
+        self.run_shown(steps, states, each, &mut |g, n| g.run(n))
+    }
+    fn advance_fed(
+        &mut self,
+        steps: u64,
+        fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>,
+        states: &[(usize, usize)],
+        each: Option<&mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>>,
+    ) -> Result<(), RuntimeError> {
+        match each {
+            Some(each) => self.run_shown(steps, states, each, &mut |g, n| g.run_fed(n, fill)),
+            None => self.run_fed(steps, fill),
         }
-        self.record_spikes()?;
-        // Steps made before this call are not shown again: their window is read first
-        // (records are read back only while `collecting`).
-        self.flush()?;
-        self.failed_at = None;
-        self.collecting = true;
-        let ran = self.run(steps);
-        let ran = ran.and(self.flush());
-        self.collecting = false;
-        // What ran is shown, a failure or not, up to the step whose status reported it
-        // (the CPU stops there); then the host view is the last step's.
-        let stop = self.failed_at.filter(|_| ran.is_err()).unwrap_or(u64::MAX);
-        let now = self.host.step_index;
-        let mut shown = Ok(());
-        for st in self.take_recorded().into_iter().filter(|st| st.step < stop) {
-            for (pop, active) in self.host.pops.iter_mut().zip(st.active) {
-                if !pop.spikes.is_empty() {
-                    pop.active = active;
-                }
-            }
-            for (&(p, k, _), values) in self.state_recs.iter().zip(st.states) {
-                self.host.pops[p].states[k] = values;
-            }
-            self.host.step_index = st.step + 1;
-            shown = each(&self.host);
-            if shown.is_err() {
-                break;
-            }
-        }
-        self.host.step_index = now;
-        ran.and(shown)
     }
     fn sync(&mut self, states: bool) -> Result<(), RuntimeError> {
         self.fetch_observed(states)

@@ -433,6 +433,74 @@ fn recorded_states_arrive_a_window_at_a_time_as_step_by_step() {
     assert_eq!(gpu.counts().since(&at).downloads, 3);
 }
 
+/// A network with an external input, fed a window at a time
+/// (`Simulation::advance_fed`): the inputs of up to a status window filled on the host
+/// and uploaded in one copy, the steps made reading their slot, the spikes and a
+/// recorded state shown step by step as the CPU's (the CPU fed step by step): one
+/// upload and one read-back (status, a spike record, a state record) per window, none
+/// per step; and without a recorder, the same steps and no records.
+#[test]
+fn inputs_fed_a_window_at_a_time_give_the_cpus_spikes() {
+    use snnc_runtime::engine::Simulation;
+    let p = program(
+        r#"
+import "stdlib/lif.snn"
+network fed {
+    dt = 1 ms
+    input x: 7
+    layer L = LIF[12] { tau = 5 ms }
+    connect x -> L.I dense init normal(0.8, 0.5)
+    connect L -> L.I sparse p = 0.3 weight 0.2
+}"#,
+    );
+    let o = Options { seed: 3, batch: 2, ..Options::default() };
+    // A spike train that depends on the step alone (what a window filled ahead needs).
+    let train = |step: u64, x: &mut [Vec<f64>]| -> Result<(), snnc_runtime::error::RuntimeError> {
+        for (j, v) in x[0].iter_mut().enumerate() {
+            let h = (step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (j as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)) >> 40;
+            *v = if h % 3 == 0 { 1.0 } else { 0.0 };
+        }
+        Ok(())
+    };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let v = cpu.pops[0].state_names.iter().position(|s| s == "v").unwrap();
+    let steps = 8 * 3 + 5;
+    let mut want = Vec::new();
+    cpu.advance_fed(steps, &mut |s, x| train(s, x), &[(0, v)], Some(&mut |net| {
+        want.push((net.step_index, net.pops[0].active.clone(), net.pops[0].states[v].clone()));
+        Ok(())
+    }))
+    .unwrap();
+    assert!(want.iter().map(|w| w.1.iter().map(Vec::len).sum::<usize>()).sum::<usize>() > 10, "the layer fires");
+    let mut gpu = emulated::<f64>(&p, &o);
+    gpu.set_window(8).unwrap();
+    let before = gpu.counts();
+    let mut got = Vec::new();
+    gpu.advance_fed(steps, &mut |s, x| train(s, x), &[(0, v)], Some(&mut |net| {
+        got.push((net.step_index, net.pops[0].active.clone(), net.pops[0].states[v].clone()));
+        Ok(())
+    }))
+    .unwrap();
+    let c = gpu.counts().since(&before);
+    assert_eq!(got.len(), want.len());
+    for (s, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!((g.0, &g.1), (w.0, &w.1), "step {s}: the spikes differ from the CPU's");
+        assert!(g.2.iter().zip(&w.2).all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)), "step {s}: v differs from the CPU's");
+    }
+    // Four windows (three of 8 steps, one of 5): an upload and three downloads each.
+    assert_eq!((c.uploads, c.downloads), (4, 12), "{c:?}");
+    // No recorder: the same steps, one upload a window and the status of each full one
+    // (the last, partial window is read by the next read-back: `fetch` below).
+    let mut plain = emulated::<f64>(&p, &o);
+    plain.set_window(8).unwrap();
+    let at = plain.counts();
+    plain.advance_fed(steps, &mut |s, x| train(s, x), &[], None).unwrap();
+    let c = plain.counts().since(&at);
+    assert_eq!((c.uploads, c.downloads), (4, 3), "{c:?}");
+    plain.fetch(true).unwrap();
+    assert_eq!(plain.host.pops[0].spike_count, cpu.pops[0].spike_count);
+}
+
 /// The propagation kernels' PTX text, run by the emulated device, against the CPU
 /// kernels of `runtime/src/propagate.rs`: spike lists, sparse events with grids from one
 /// warp (striding over every spike) to more warps than spikes, one-to-one.

@@ -261,6 +261,8 @@ const RUN_GRAPHS: usize = 16;
 struct RunKey {
     phase: u64,
     acc: Vec<(usize, u8)>,
+    /// The steps read external inputs from the fed window's slots (`run_fed`).
+    fed: bool,
 }
 
 /// The scalar arguments that follow a step kernel's buffers: element count, time and
@@ -788,7 +790,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         while left > 0 {
             let w = self.window as u64;
             if self.pending == 0 && left >= w && self.replayable() {
-                self.run_window()?;
+                self.run_window(&[])?;
                 left -= w;
             } else {
                 self.step(&[])?;
@@ -801,8 +803,9 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// Advances `steps` steps of a network with external inputs, `fill(step, x)` writing
     /// network step `step`'s inputs (`x[i]`: batch x size of input `i`): the steps up to
     /// the end of the status window are filled on the host at once, uploaded in one copy
-    /// per input, and made reading their slice (no transfer or synchronisation per step;
-    /// the calls are made one by one, not replayed as a graph).
+    /// per input, and made reading their slice: no transfer or synchronisation per step,
+    /// and a whole window recorded as a graph the first time it starts from a given
+    /// phase and replayed after that, as [`GpuNetwork::run`]'s.
     pub fn run_fed(&mut self, steps: u64, fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
         self.check_whole()?;
         let mut left = steps;
@@ -813,8 +816,13 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             let n = left.min((self.window - self.pending) as u64) as usize;
             self.stage_inputs(n, fill)?;
             let views = self.fed.as_ref().map(|f| f.views[..n].to_vec()).expect("staged");
-            for x in &views {
-                self.step_deferred(x)?;
+            if n == self.window && self.replayable() {
+                // A whole window: recorded once, replayed after that (`run_window`).
+                self.run_window(&views)?;
+            } else {
+                for x in &views {
+                    self.step_deferred(x)?;
+                }
             }
             left -= n as u64;
         }
@@ -938,9 +946,13 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     }
 
     /// One status window of [`GpuNetwork::run`], replayed or recorded, then read back.
-    fn run_window(&mut self) -> Result<(), RuntimeError> {
+    /// `inputs`: the external input buffers of each step (none: a network without
+    /// inputs), the slots of the fed window (`run_fed`), whose values are uploaded
+    /// before the window runs: a recording reads whatever they hold when replayed.
+    fn run_window(&mut self, inputs: &[Vec<Buf>]) -> Result<(), RuntimeError> {
         let n = self.window;
-        let key = RunKey { phase: self.host.step_index % self.ring_period(), acc: self.acc.snapshot() };
+        let ext = |k: usize| inputs.get(k).map_or(Vec::new(), Vec::clone);
+        let key = RunKey { phase: self.host.step_index % self.ring_period(), acc: self.acc.snapshot(), fed: !inputs.is_empty() };
         if let Some((graph, acc)) = self.graphs.get(&key).cloned() {
             self.dev.replay(graph).map_err(dev_err)?;
             self.fast_forward(n, &acc);
@@ -948,14 +960,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         }
         if self.graphs.len() >= RUN_GRAPHS {
             // No room to keep another recording: this window call by call.
-            for _ in 0..n {
-                self.step_deferred(&[])?;
+            for k in 0..n {
+                self.step_deferred(&ext(k))?;
             }
             return self.flush();
         }
         let start = self.window_state();
         let recorded = self.dev.begin_capture().map_err(dev_err).and_then(|()| {
-            let steps = (0..n).try_for_each(|_| self.step_deferred(&[]));
+            let steps = (0..n).try_for_each(|k| self.step_deferred(&ext(k)));
             // A capture records without running: end it either way.
             let graph = self.dev.end_capture().map_err(dev_err);
             steps.and(graph)
@@ -968,8 +980,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 // Nothing recorded ran: the host's view back, and the window call by call.
                 self.restore_window_state(&start);
                 self.graphs_off = Some(e.to_string());
-                for _ in 0..n {
-                    self.step_deferred(&[])?;
+                for k in 0..n {
+                    self.step_deferred(&ext(k))?;
                 }
             }
         }

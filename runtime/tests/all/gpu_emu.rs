@@ -487,8 +487,10 @@ network fed {
         assert_eq!((g.0, &g.1), (w.0, &w.1), "step {s}: the spikes differ from the CPU's");
         assert!(g.2.iter().zip(&w.2).all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)), "step {s}: v differs from the CPU's");
     }
-    // Four windows (three of 8 steps, one of 5): an upload and three downloads each.
+    // Four windows (three of 8 steps, one of 5): an upload and three downloads each; the
+    // whole windows after the first replayed.
     assert_eq!((c.uploads, c.downloads), (4, 12), "{c:?}");
+    assert!(c.replays >= 2, "{c:?}");
     // No recorder: the same steps, one upload a window and the status of each full one
     // (the last, partial window is read by the next read-back: `fetch` below).
     let mut plain = emulated::<f64>(&p, &o);

@@ -110,6 +110,96 @@ fn coba_gpu_replayed_windows_record_the_cpus_spikes_f64() {
     }
 }
 
+/// COBA's membrane potentials recorded on the device (`advance_recorded` with states,
+/// `GpuNetwork::record_states`) are those read after every step (`sync(true)`) on the
+/// same GPU, bit for bit, with windows replayed.
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn coba_gpu_recorded_states_equal_the_steps_read_one_by_one_f64() {
+    use snnc_runtime::engine::Simulation;
+    flush_denormals();
+    let p = load("examples/coba.snn");
+    let o = Options { seed: 11, ..Options::default() };
+    let host = || Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut stepped = GpuNetwork::new(host(), device()).unwrap();
+    let mut gpu = GpuNetwork::new(host(), device()).unwrap();
+    gpu.set_window(100).unwrap();
+    let which: Vec<(usize, usize)> = (0..gpu.host.pops.len()).map(|p| (p, gpu.host.pops[p].state_names.iter().position(|s| s == "v").unwrap())).collect();
+    let steps = 500;
+    let mut want = Vec::new();
+    for _ in 0..steps {
+        stepped.advance(&[]).unwrap();
+        stepped.sync(true).unwrap();
+        want.push(which.iter().map(|&(p, k)| stepped.host.pops[p].states[k].clone()).collect::<Vec<_>>());
+    }
+    let before = gpu.counts();
+    let mut got = Vec::new();
+    gpu.advance_recorded(steps as u64, &which, &mut |net| {
+        got.push(which.iter().map(|&(p, k)| net.pops[p].states[k].clone()).collect::<Vec<_>>());
+        Ok(())
+    })
+    .unwrap();
+    let c = gpu.counts().since(&before);
+    eprintln!("COBA f64 states recorded: {c:?}, graphs off: {:?}", gpu.graphs_off());
+    assert!(c.replays >= 3, "{c:?}");
+    let first = (0..steps).find(|&t| got[t] != want[t]);
+    assert_eq!(first, None, "first step whose recorded states differ from those read step by step");
+}
+
+/// A network fed external Poisson-like inputs a window at a time (`advance_fed`,
+/// `GpuNetwork::run_fed`): every step's spikes the CPU's, one upload per window, fed
+/// windows replayed.
+#[test]
+#[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
+fn fed_inputs_gpu_spikes_equal_cpu_f64() {
+    use snnc_runtime::engine::Simulation;
+    flush_denormals();
+    let p = program(
+        r#"
+import "stdlib/lif.snn"
+network fed {
+    dt = 1 ms
+    input x: 200
+    layer L = LIF[1000] { tau = 5 ms }
+    connect x -> L.I sparse p = 0.1 weight 0.9
+    connect L -> L.I sparse p = 0.02 weight 0.1
+}"#,
+    );
+    let o = Options { seed: 3, batch: 2, ..Options::default() };
+    let train = |step: u64, x: &mut [Vec<f64>]| -> Result<(), snnc_runtime::error::RuntimeError> {
+        let rng = Rng::new(5);
+        for (j, v) in x[0].iter_mut().enumerate() {
+            *v = if rng.uniform(1, step, j as u32) < 0.05 { 1.0 } else { 0.0 };
+        }
+        Ok(())
+    };
+    let mut cpu = Network::<f64>::build(&p, &p.networks[0], &o, &JitFactory).unwrap();
+    let steps = 1000;
+    let mut want = Vec::new();
+    cpu.advance_fed(steps, &mut |s, x| train(s, x), &[], Some(&mut |net| {
+        want.push(net.pops[0].active.clone());
+        Ok(())
+    }))
+    .unwrap();
+    let host = Network::<f64>::build(&p, &p.networks[0], &o, &InterpFactory).unwrap();
+    let mut gpu = GpuNetwork::new(host, device()).unwrap();
+    gpu.set_window(100).unwrap();
+    let before = gpu.counts();
+    let mut got = Vec::new();
+    gpu.advance_fed(steps, &mut |s, x| train(s, x), &[], Some(&mut |net| {
+        got.push(net.pops[0].active.clone());
+        Ok(())
+    }))
+    .unwrap();
+    let c = gpu.counts().since(&before);
+    eprintln!("fed f64: {c:?}, graphs off: {:?}", gpu.graphs_off());
+    assert_eq!(c.uploads, 10, "{c:?}");
+    assert!(c.replays >= 8, "{c:?}");
+    let first = (0..steps as usize).find(|&t| got[t] != want[t]);
+    assert_eq!(first, None, "first step whose spikes differ from the CPU's");
+    assert!(cpu.pops[0].spike_count > 100, "the layer fires");
+}
+
 #[test]
 #[ignore = "needs an NVIDIA GPU (scripts/gpu-tests.sh)"]
 fn coba_gpu_spikes_equal_cpu_f32() {

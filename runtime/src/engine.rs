@@ -17,9 +17,9 @@ pub trait Simulation<T> {
     /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
     fn network(&self) -> &Network<T>;
     fn advance(&mut self, external: &[&[T]]) -> Result<(), RuntimeError>;
-    /// How many steps a caller should hand [`Simulation::advance_free`] or
-    /// [`Simulation::advance_recorded`] at once (between which it looks for Ctrl-C):
-    /// one where steps run one by one anyway.
+    /// How many steps a caller should hand [`Simulation::advance_free`],
+    /// [`Simulation::advance_recorded`] or [`Simulation::advance_fed`] at once (between
+    /// which it looks for Ctrl-C): one where steps run one by one anyway.
     fn steps_at_once(&self) -> u64 {
         1
     }

@@ -885,8 +885,9 @@ impl<T: Float> Network<T> {
     ///
     /// A step runs population after population (a population reads the spikes that
     /// earlier ones emitted this step), each in chunks of its neurons that the threads
-    /// claim: gather the chunk's inputs (drives and deliveries into its range of
-    /// targets), the kernel, the non-finite check, the neurons that spiked. A population
+    /// claim: gather the chunk's inputs (the deliveries into its range of targets, added
+    /// to its drives), the kernel (after which the inputs go back to their drives), the
+    /// non-finite check, the neurons that spiked. A population
     /// that reads itself is gathered whole before any chunk steps (its last spikes must
     /// not change under another chunk's delivery).
     pub fn step_traced(&mut self, external: &[&[T]], trace: Option<&mut StepTrace<T>>) -> Result<(), RuntimeError> {

@@ -216,6 +216,8 @@ pub struct GpuNetwork<T: 'static, D> {
     /// The states recorded on the device ([`GpuNetwork::record_states`]): (population,
     /// state, a window of its values: step after step, batch x N each).
     state_recs: Vec<(usize, usize, Buf)>,
+    /// Every state record made: (population, state, window, buffer), reused.
+    state_rec_bufs: Vec<(usize, usize, usize, Buf)>,
     /// A window of external inputs staged on the device ([`GpuNetwork::run_fed`]),
     /// made at its first use.
     fed: Option<Fed<T>>,
@@ -225,7 +227,10 @@ pub struct GpuNetwork<T: 'static, D> {
 /// External inputs of up to a window of steps: on the device (one buffer per input,
 /// its per-step views) and their host staging.
 struct Fed<T> {
+    /// The status window it was made for, and the steps it holds (the window, fewer
+    /// where their inputs would pass [`FED_BYTES`]).
     window: usize,
+    len: usize,
     bufs: Vec<Buf>,
     /// Per step of the window, per input.
     views: Vec<Vec<Buf>>,
@@ -249,6 +254,10 @@ struct RecordedStep<T> {
 /// The most bytes a window's state records may take on the device; past it, recorded
 /// states are read back step by step ([`GpuNetwork::record_states`]).
 const STATE_RECORD_BYTES: usize = 512 << 20;
+
+/// The most bytes of external inputs staged at once ([`GpuNetwork::run_fed`]; as the
+/// training window's staging): a larger input is fed fewer steps at a time.
+const FED_BYTES: usize = 64 << 20;
 
 /// At most this many recorded simulation windows (phases of the rings, times the states
 /// of the accumulation buffers a window starts from).
@@ -513,7 +522,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let status = lens;
         let clock = dev.alloc(Elem::F64, 1, "clock").map_err(dev_err)?;
         let (graphs, graphs_off) = (HashMap::new(), None);
-        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, generation: 0, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), state_recs: Vec::new(), fed: None, id };
+        let mut net = GpuNetwork { host, dev, prop, ext, cur_ext, pops, projs, lens, count_slots, status, n_flags, flag_order: Vec::new(), window, pending: 0, acc, clock, ticks: false, graphs, graphs_off, broken: None, generation: 0, recording: false, collecting: false, failed_at: None, recorded: Vec::new(), state_recs: Vec::new(), state_rec_bufs: Vec::new(), fed: None, id };
         net.build_plasticity(&mut n_flags)?;
         net.ticks = net.pops.iter().any(|dp| dp.clocked) || net.projs.iter().any(|p| p.clocked());
         net.n_flags = n_flags;
@@ -548,8 +557,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let len = self.count_slots * self.host.batch + steps * self.n_flags;
         let status = self.dev.alloc(Elem::U32, len, "status").map_err(dev_err)?;
         let recs: Vec<Option<Buf>> = (0..self.pops.len()).map(|p| self.pops[p].rec.map(|_| self.alloc_record(p, steps)).transpose()).collect::<Result<_, _>>()?;
+        // Recorded states keep being recorded where their records for the new window fit
+        // (else none are: the next `record_states` says so).
         let which: Vec<(usize, usize)> = self.state_recs.iter().map(|&(p, k, _)| (p, k)).collect();
-        let state_recs = self.alloc_state_records(&which, steps)?;
+        let state_recs = if self.state_records_fit(&which, steps) { self.alloc_state_records(&which, steps)? } else { Vec::new() };
         self.status = status;
         self.window = steps;
         for (dp, rec) in self.pops.iter_mut().zip(recs) {
@@ -597,34 +608,49 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// records would take more than [`STATE_RECORD_BYTES`] (the caller then reads the
     /// states step by step).
     pub fn record_states(&mut self, which: &[(usize, usize)]) -> Result<bool, RuntimeError> {
-        if self.state_recs.iter().map(|&(p, k, _)| (p, k)).eq(which.iter().copied()) {
-            return Ok(true);
-        }
-        let per_step: usize = which.iter().map(|&(p, _)| self.host.pops[p].n * self.host.batch * std::mem::size_of::<T>()).sum();
-        if per_step.saturating_mul(self.window) > STATE_RECORD_BYTES {
-            return Ok(false);
-        }
         if let Some(&(p, k)) = which.iter().find(|&&(p, k)| p >= self.pops.len() || k >= self.pops[p].states.len()) {
             return Err(RuntimeError::Input(format!("no state {k} of population {p} to record")));
         }
+        if self.state_recs.iter().map(|&(p, k, _)| (p, k)).eq(which.iter().copied()) {
+            return Ok(true);
+        }
+        let fits = self.state_records_fit(which, self.window);
+        if !fits && self.state_recs.is_empty() {
+            return Ok(false);
+        }
         self.flush()?;
-        let recs = self.alloc_state_records(which, self.window)?;
-        self.state_recs = recs;
+        self.state_recs = if fits { self.alloc_state_records(which, self.window)? } else { Vec::new() };
         self.renew();
-        Ok(true)
+        Ok(fits)
     }
 
-    /// State records of `which` for windows of `window` steps.
+    /// Whether records of `which` for windows of `window` steps stay within
+    /// [`STATE_RECORD_BYTES`].
+    fn state_records_fit(&self, which: &[(usize, usize)], window: usize) -> bool {
+        let per_step: usize = which.iter().map(|&(p, _)| self.host.pops[p].n * self.host.batch * std::mem::size_of::<T>()).sum();
+        per_step.saturating_mul(window) <= STATE_RECORD_BYTES
+    }
+
+    /// State records of `which` for windows of `window` steps: those made before for
+    /// the same state and window again (the device has no free), new ones for the rest.
     fn alloc_state_records(&mut self, which: &[(usize, usize)], window: usize) -> Result<Vec<(usize, usize, Buf)>, RuntimeError> {
         let fe = Elem::float(T::PRECISION);
-        which
-            .iter()
-            .map(|&(p, k)| {
-                let (pop, batch) = (&self.host.pops[p], self.host.batch);
-                let name = format!("{}.{}_record", pop.name, pop.state_names[k]);
-                self.dev.alloc(fe, window * batch * pop.n, &name).map(|b| (p, k, b)).map_err(dev_err)
-            })
-            .collect()
+        let mut recs = Vec::with_capacity(which.len());
+        for &(p, k) in which {
+            let made = self.state_rec_bufs.iter().find(|&&(q, j, w, _)| (q, j, w) == (p, k, window)).map(|&(.., b)| b);
+            let b = match made {
+                Some(b) => b,
+                None => {
+                    let (pop, batch) = (&self.host.pops[p], self.host.batch);
+                    let name = format!("{}.{}_record", pop.name, pop.state_names[k]);
+                    let b = self.dev.alloc(fe, window * batch * pop.n, &name).map_err(dev_err)?;
+                    self.state_rec_bufs.push((p, k, window, b));
+                    b
+                }
+            };
+            recs.push((p, k, b));
+        }
+        Ok(recs)
     }
 
     /// A spike record of population `p` for windows of `window` steps.
@@ -780,7 +806,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// with the same results, where the rings have too many phases, once
     /// [`RUN_GRAPHS`] windows are kept (a window of another start runs call by call),
     /// and once the device refuses to record one ([`GpuNetwork::graphs_off`]). A network
-    /// with external inputs is refused (step it with them).
+    /// with external inputs is refused (step it with them, or feed it a window at a
+    /// time: [`GpuNetwork::run_fed`]).
     pub fn run(&mut self, steps: u64) -> Result<(), RuntimeError> {
         self.check_whole()?;
         if let Some((name, _)) = self.host.inputs.first() {
@@ -813,7 +840,8 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
             if self.window_full() {
                 self.flush()?;
             }
-            let n = left.min((self.window - self.pending) as u64) as usize;
+            let most = self.fed_slots()?;
+            let n = left.min((self.window - self.pending).min(most) as u64) as usize;
             self.stage_inputs(n, fill)?;
             let views = self.fed.as_ref().map(|f| f.views[..n].to_vec()).expect("staged");
             if n == self.window && self.replayable() {
@@ -832,34 +860,54 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         Ok(())
     }
 
-    /// The next `n` steps' inputs (at most a window) filled on the host and uploaded.
-    fn stage_inputs(&mut self, n: usize, fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
-        let batch = self.host.batch;
-        if self.fed.as_ref().is_none_or(|f| f.window != self.window) {
-            let fe = Elem::float(T::PRECISION);
-            let (mut bufs, mut views) = (Vec::new(), vec![Vec::new(); self.window]);
-            for (name, size) in &self.host.inputs {
-                let plane = batch * size;
-                let b = self.dev.alloc(fe, self.window * plane, &format!("fed.{name}")).map_err(dev_err)?;
-                for (s, v) in views.iter_mut().enumerate() {
-                    v.push(self.dev.view(b, s * plane, plane, &format!("fed.{name}[{s}]")).map_err(dev_err)?);
-                }
-                bufs.push(b);
-            }
-            let host = self.host.inputs.iter().map(|(_, size)| vec![T::default(); self.window * batch * size]).collect();
-            let step = self.host.inputs.iter().map(|(_, size)| vec![T::default(); batch * size]).collect();
-            self.fed = Some(Fed { window: self.window, bufs, views, host, step });
+    /// The steps of inputs the fed window holds ([`Fed`]), made (for this status
+    /// window) where it is not yet. (The device has no free: a window made for an
+    /// earlier status window stays allocated.)
+    fn fed_slots(&mut self) -> Result<usize, RuntimeError> {
+        if let Some(f) = self.fed.as_ref().filter(|f| f.window == self.window) {
+            return Ok(f.len);
         }
+        let batch = self.host.batch;
+        let per_step = batch * self.host.inputs.iter().map(|(_, size)| size).sum::<usize>() * std::mem::size_of::<T>();
+        let len = self.window.min((FED_BYTES / per_step.max(1)).max(1));
+        let fe = Elem::float(T::PRECISION);
+        let (mut bufs, mut views) = (Vec::new(), vec![Vec::new(); len]);
+        for (name, size) in &self.host.inputs {
+            let plane = batch * size;
+            let b = self.dev.alloc(fe, len * plane, &format!("fed.{name}")).map_err(dev_err)?;
+            for (s, v) in views.iter_mut().enumerate() {
+                v.push(self.dev.view(b, s * plane, plane, &format!("fed.{name}[{s}]")).map_err(dev_err)?);
+            }
+            bufs.push(b);
+        }
+        let host = self.host.inputs.iter().map(|(_, size)| vec![T::default(); len * batch * size]).collect();
+        let step = self.host.inputs.iter().map(|(_, size)| vec![T::default(); batch * size]).collect();
+        self.fed = Some(Fed { window: self.window, len, bufs, views, host, step });
+        Ok(len)
+    }
+
+    /// The next `n` steps' inputs (at most [`GpuNetwork::fed_slots`]) filled on the host
+    /// and uploaded: the whole window in one copy per input, fewer steps slot by slot.
+    fn stage_inputs(&mut self, n: usize, fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
         let first = self.host.step_index;
-        let fed = self.fed.as_mut().expect("made above");
+        let fed = self.fed.as_mut().expect("made by fed_slots");
         for k in 0..n {
             fill(first + k as u64, &mut fed.step)?;
             for (h, x) in fed.host.iter_mut().zip(&fed.step) {
                 h[k * x.len()..(k + 1) * x.len()].copy_from_slice(x);
             }
         }
-        for (b, h) in fed.bufs.iter().zip(&fed.host) {
-            self.dev.upload(*b, T::host(h)).map_err(dev_err)?;
+        if n == fed.len {
+            for (b, h) in fed.bufs.iter().zip(&fed.host) {
+                self.dev.upload(*b, T::host(h)).map_err(dev_err)?;
+            }
+        } else {
+            for (k, views) in fed.views[..n].iter().enumerate() {
+                for (v, h) in views.iter().zip(&fed.host) {
+                    let plane = h.len() / fed.len;
+                    self.dev.upload(*v, T::host(&h[k * plane..(k + 1) * plane])).map_err(dev_err)?;
+                }
+            }
         }
         Ok(())
     }
@@ -1113,9 +1161,10 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         let dp = &self.pops[p];
         let (inputs, output, drives) = (dp.inputs.clone(), dp.output, dp.drives.clone());
         let accumulated: Vec<Buf> = dp.accumulated_inputs().chain(output).collect();
-        // The CPU clears the inputs, adds the drives, then each projection: here each
-        // input's first write overwrites it instead (`accumulate`). A fixed input keeps
-        // its drives from the build on.
+        // The CPU's inputs hold their drives when a step starts (its kernel left them
+        // so) and each projection adds into them: here each input's first write (a
+        // drive's copy, or a delivery) overwrites it instead (`accumulate`). A fixed
+        // input keeps its drives from the build on.
         for (idx, d) in drives {
             let entry = if self.acc.first_write(inputs[idx]) { prop::COPY } else { prop::ADD };
             self.launch(entry, Self::flat(len), BLOCK, &[KArg::Buf(d), KArg::Buf(inputs[idx]), KArg::U64(len as u64)])?;

@@ -431,14 +431,27 @@ fn recorded_states_arrive_a_window_at_a_time_as_step_by_step() {
     let at = gpu.counts();
     gpu.advance_recorded(8, &[], &mut |_| Ok(())).unwrap();
     assert_eq!(gpu.counts().since(&at).downloads, 3);
+    // A state that is not there is an error; records past 512 MiB a window are not
+    // made, and the states are then read after every step, the same values.
+    assert!(gpu.record_states(&[(0, 9)]).is_err());
+    let mut big = emulated::<f64>(&p, &o);
+    big.set_window(1 << 21).unwrap();
+    assert!(!big.record_states(&which).unwrap());
+    let mut read = Vec::new();
+    big.advance_recorded(5, &which, &mut |net| {
+        read.push(seen(net));
+        Ok(())
+    })
+    .unwrap();
+    assert!(read[..] == want[..5], "the states read step by step differ");
 }
 
 /// A network with an external input, fed a window at a time
 /// (`Simulation::advance_fed`): the inputs of up to a status window filled on the host
 /// and uploaded in one copy, the steps made reading their slot, the spikes and a
 /// recorded state shown step by step as the CPU's (the CPU fed step by step): one
-/// upload and one read-back (status, a spike record, a state record) per window, none
-/// per step; and without a recorder, the same steps and no records.
+/// upload (a partial window: one a step) and one read-back (status, a spike record, a
+/// state record) per window; and without a recorder, the same steps and no records.
 #[test]
 fn inputs_fed_a_window_at_a_time_give_the_cpus_spikes() {
     use snnc_runtime::engine::Simulation;
@@ -487,9 +500,10 @@ network fed {
         assert_eq!((g.0, &g.1), (w.0, &w.1), "step {s}: the spikes differ from the CPU's");
         assert!(g.2.iter().zip(&w.2).all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)), "step {s}: v differs from the CPU's");
     }
-    // Four windows (three of 8 steps, one of 5): an upload and three downloads each; the
-    // whole windows after the first replayed.
-    assert_eq!((c.uploads, c.downloads), (4, 12), "{c:?}");
+    // Four windows (three of 8 steps, one of 5): three downloads each, one upload per
+    // whole window and one per step of the last (a slot each: nothing stale is copied);
+    // the whole windows after the first replayed.
+    assert_eq!((c.uploads, c.downloads), (3 + 5, 12), "{c:?}");
     assert!(c.replays >= 2, "{c:?}");
     // No recorder: the same steps, one upload a window and the status of each full one
     // (the last, partial window is read by the next read-back: `fetch` below).
@@ -498,7 +512,7 @@ network fed {
     let at = plain.counts();
     plain.advance_fed(steps, &mut |s, x| train(s, x), &[], None).unwrap();
     let c = plain.counts().since(&at);
-    assert_eq!((c.uploads, c.downloads), (4, 3), "{c:?}");
+    assert_eq!((c.uploads, c.downloads), (3 + 5, 3), "{c:?}");
     plain.fetch(true).unwrap();
     assert_eq!(plain.host.pops[0].spike_count, cpu.pops[0].spike_count);
 }

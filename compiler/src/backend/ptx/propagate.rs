@@ -95,7 +95,8 @@ pub const SCALE_ADD_STORE: &str = "snnc_scale_add_store";
 /// `snnc_scale_add_store2(y1, x1, out1, len1, y2, x2, out2, len2, alpha, beta)`:
 /// [`SCALE_ADD_STORE`] of two arrays in one launch (grid over `len1 + len2`: element `e`
 /// of the first, then `e - len1` of the second), with the same `alpha` and `beta`: the
-/// eps_x updates of two ES-D-RTRL projections into one population in one step.
+/// eps_x updates of two ES-D-RTRL projections (into the same population or not) of one
+/// step.
 pub const SCALE_ADD_STORE2: &str = "snnc_scale_add_store2";
 /// `snnc_exact_trace(tr_in, tr_out, d, f, x, l, g, batch, n_pre, n_out, k)`, one thread
 /// per weight `e = i * n_out + o` (grid over `n_pre * n_out`): the exact (D-RTRL) trace

@@ -2,7 +2,7 @@
 //! ([`super::propagate`]) are written in (integer address arithmetic, predicated
 //! branches, global loads and stores, `atom.add.u32`, `red.add.f32/f64`, f32/f64
 //! `add`/`mul` with `.rn` and `.ftz`, unsigned `div`/`rem`, `testp.finite`, and the
-//! `mul.hi.u32` and `xor.b32` of Philox). The step kernels' emulator works
+//! `mul.hi.u32`, `xor.b32` and `cvt.rn.f64.u32` of Philox and its uniform numbers). The step kernels' emulator works
 //! on their structured form; these hand-written kernels exist only as text, so this runs
 //! the text itself, thread after thread (none of them uses shared memory or barriers, so
 //! any serial order is a legal schedule).

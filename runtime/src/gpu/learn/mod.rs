@@ -83,9 +83,9 @@ struct Member {
     /// Index among the plan's etrace projections.
     ei: usize,
     proj: usize,
-    /// Its eps_x is updated before the network's step (it reads an external input or a
-    /// source that steps after its target, and has no delay): what it reads is then in
-    /// the source's own buffer, with no copy (`pre`) taken.
+    /// Its eps_x is updated before the network's step (it reads an external input, or a
+    /// source that is its target or steps after it, and has no delay): what it reads is
+    /// then in the source's own buffer, with no copy (`pre`) taken.
     early: bool,
     n_pre: usize,
     eps_x: Buf,

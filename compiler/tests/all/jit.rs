@@ -312,7 +312,7 @@ fn avx512_and_cranelift_kernels_agree_to_the_bit() {
                 let b = JitKernel::compile_with(&c.step, &d.specs, precision, opts(false)).unwrap();
                 avx += usize::from(a.generator() == "avx512");
                 let ns = if c.step.spike.is_some() { n } else { 0 };
-                let mut run = |k: &JitKernel, rng: &mut Lcg| -> Vec<u64> {
+                let run = |k: &JitKernel, rng: &mut Lcg| -> Vec<u64> {
                     let mut out = Vec::new();
                     if precision == Precision::F64 {
                         let mut pop = Pop { states: d.states.clone(), spikes: vec![0.0; ns] };

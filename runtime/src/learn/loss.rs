@@ -44,11 +44,19 @@ pub trait Sequence {
 }
 
 /// A sequence the GPU draws itself ([`Sequence::device_draws`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum DeviceDraws {
     /// `RandomSpikes` of this seed: Bernoulli(`p`) spikes and uniform targets, mask 1
     /// (the kernel `snnc_random_spikes`).
     RandomSpikes { seed: u64, p: f64 },
+    /// A delayed match-to-sample batch (`snnc_dms`): input i of trial b at step t spikes
+    /// when `u01(Philox(seed; [c lo, c hi, 2, 0])[0]) <= rate * dt`, with
+    /// `c = base ^ (t << 20) ^ (b * inputs + i)`, the rate `rates[(b * 2 + 0) * inputs + i]`
+    /// while `bounds[0] <= t dt < bounds[1]` (the sample), `rates[(b * 2 + 1) * inputs + i]`
+    /// from `bounds[2]` on (the test), `background` otherwise; the target is one-hot of
+    /// `labels[b]` (2 classes) and the mask 1 while `bounds[2] <= t dt < bounds[3]`.
+    /// `batch` identifies the batch (its tables are uploaded once per batch).
+    Dms { seed: u64, base: u64, batch: u64, inputs: usize, dt: f64, bounds: [f64; 4], background: f64, rates: Vec<f64>, labels: Vec<u32> },
 }
 
 /// Rows of a batch of sequences, written independently of each other (see

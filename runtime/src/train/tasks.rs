@@ -81,6 +81,7 @@ pub struct Dms {
     sample_dir: Vec<f64>,
     test_dir: Vec<f64>,
     pub labels: Vec<usize>,
+    seed: u64,
     rng: Rng,
     batch_index: u64,
 }
@@ -103,11 +104,19 @@ impl Dms {
             sample_dir: Vec::new(),
             test_dir: Vec::new(),
             labels: Vec::new(),
+            seed,
             rng: Rng::new(seed),
             batch_index: 0,
         };
         d.new_batch();
         d
+    }
+
+    /// The tuned rate of input `i` for direction `d` (Hz): the background plus a von
+    /// Mises bump around the input's preferred direction.
+    fn rate_of(&self, d: f64, i: usize) -> f64 {
+        let pref = i as f64 / self.n_inputs as f64 * std::f64::consts::TAU;
+        self.background + self.rate * (self.kappa * ((d - pref).cos() - 1.0)).exp()
     }
 
     /// Draws the next batch of trials: 8 directions, half of the trials match.
@@ -162,6 +171,29 @@ impl Sequence for Dms {
     fn rows(&self) -> Option<Box<dyn RowFill>> {
         Some(Box::new(self.clone()))
     }
+    fn device_draws(&self) -> Option<crate::learn::DeviceDraws> {
+        // The bounds of `period`, as it computes them.
+        let s0 = self.fixation;
+        let s1 = s0 + self.sample;
+        let u0 = s1 + self.delay;
+        let n = self.n_inputs;
+        let mut rates = Vec::with_capacity(2 * self.batch * n);
+        for b in 0..self.batch {
+            rates.extend((0..n).map(|i| self.rate_of(self.sample_dir[b], i)));
+            rates.extend((0..n).map(|i| self.rate_of(self.test_dir[b], i)));
+        }
+        Some(crate::learn::DeviceDraws::Dms {
+            seed: self.seed,
+            base: self.batch_index << 40,
+            batch: self.batch_index,
+            inputs: n,
+            dt: self.dt,
+            bounds: [s0, s1, u0, u0 + self.test],
+            background: self.background,
+            rates,
+            labels: self.labels.iter().map(|&l| l as u32).collect(),
+        })
+    }
 }
 
 impl Dms {
@@ -172,9 +204,8 @@ impl Dms {
         for (r, b) in (b0..b0 + nb).enumerate() {
             let dir = if in_sample { Some(self.sample_dir[b]) } else if in_test { Some(self.test_dir[b]) } else { None };
             for i in 0..n {
-                let pref = i as f64 / n as f64 * std::f64::consts::TAU;
                 let rate = match dir {
-                    Some(d) => self.background + self.rate * (self.kappa * ((d - pref).cos() - 1.0)).exp(),
+                    Some(d) => self.rate_of(d, i),
                     None => self.background,
                 };
                 let u = self.rng.uniform(2, (self.batch_index << 40) ^ ((t as u64) << 20) ^ (b * n + i) as u64, 0);

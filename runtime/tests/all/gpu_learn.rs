@@ -543,9 +543,9 @@ fn a_device_trainer_refuses_another_batch() {
 }
 
 /// A sequence as it is, filled on the host (it names no draws the device could make).
-struct OnHost(RandomSpikes);
+struct OnHost<S>(S);
 
-impl snnc_runtime::learn::Sequence for OnHost {
+impl<S: snnc_runtime::learn::Sequence> snnc_runtime::learn::Sequence for OnHost<S> {
     fn steps(&self) -> usize {
         self.0.steps()
     }
@@ -557,6 +557,12 @@ impl snnc_runtime::learn::Sequence for OnHost {
     }
     fn fill(&mut self, t: usize, x: &mut [Vec<f64>], target: &mut [f64]) {
         self.0.fill(t, x, target)
+    }
+    fn loss(&self) -> snnc_runtime::learn::Loss {
+        self.0.loss()
+    }
+    fn mask(&self, t: usize, mask: &mut [f64]) {
+        self.0.mask(t, mask)
     }
 }
 
@@ -592,4 +598,52 @@ fn random_spikes_drawn_on_the_device_are_the_hosts() {
     let p = program(&stacked("L2", "Linear[3]"));
     run::<f32>(&p);
     run::<f64>(&p);
+}
+
+/// A delayed match-to-sample batch drawn on the device (`snnc_dms`: the trials' rates
+/// and labels uploaded once per batch, the Poisson inputs, one-hot targets and answer
+/// masks drawn there) is the host's, bit for bit: the same cross-entropy gradients, loss
+/// and evidence as the windows filled on the host, for two batches (new trials, the
+/// tables uploaded again) and a short last window; nothing else uploaded.
+#[test]
+fn dms_drawn_on_the_device_is_the_hosts() {
+    use snnc_runtime::learn::Sequence;
+    use snnc_runtime::train::tasks::{Dms, Task};
+    let p = program(
+        r#"import "stdlib/lif.snn"
+network dms {
+    dt = 20 ms
+    input x: 100
+    layer rec = LIF[8] { tau = 100 ms }
+    readout out = Linear[2]
+    connect x -> rec.I dense trainable init normal(0, 0.8) as W_in
+    connect rec -> rec.I dense trainable init normal(0, 0.3) as W_rec
+    connect rec -> out dense trainable init normal(0, 1) as W_out
+}"#,
+    );
+    let opts = Options { batch: 3, seed: 1, learning: true, ..Options::default() };
+    let host = Network::<f64>::build(&p, &p.networks[0], &opts, &InterpFactory).unwrap();
+    let trainable: Vec<String> = ["W_in", "W_rec", "W_out"].map(String::from).to_vec();
+    let mut gpu = GpuNetwork::new(host, EmuDevice::new(Target::Sm80)).unwrap();
+    gpu.set_window(16).unwrap();
+    let mut grad = GpuGradient::new(&mut gpu, &trainable, Method::EsDRtrl { decay: 0.9 }).unwrap();
+    // 0.1 s fixation, 0.5 s sample, 0.2 s delay, 0.5 s test at 20 ms: 65 steps.
+    let mut task = Dms::new(0.02, 0.2, 3, 7);
+    assert_eq!(task.steps(), 65);
+    for batch in 0..2 {
+        assert!(task.device_draws().is_some() && OnHost(task.clone()).device_draws().is_none());
+        gpu.reset().unwrap();
+        let before = gpu.counts();
+        let drawn = grad.run(&mut gpu, &mut task.clone()).unwrap();
+        let uploads = gpu.counts().since(&before).uploads;
+        gpu.reset().unwrap();
+        let filled = grad.run(&mut gpu, &mut OnHost(task.clone())).unwrap();
+        assert_eq!(drawn.loss.to_bits(), filled.loss.to_bits(), "batch {batch}");
+        assert!(drawn.total == filled.total, "batch {batch}: the gradients differ");
+        assert!(drawn.evidence == filled.evidence, "batch {batch}");
+        assert!(drawn.loss > 0.0 && drawn.total.iter().all(|(_, g)| g.iter().any(|&v| v != 0.0)), "batch {batch}");
+        // The first batch uploads its tables (rates, labels); the second its own.
+        assert_eq!(uploads, 2, "batch {batch}: the trial tables only");
+        task.next_batch();
+    }
 }

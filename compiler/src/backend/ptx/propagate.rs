@@ -141,6 +141,16 @@ pub const SPARSE_BACK: &str = "snnc_sparse_back";
 /// One thread per Philox block of inputs, then per target, then per mask entry (grid
 /// over the three).
 pub const RANDOM_SPIKES: &str = "snnc_random_spikes";
+/// `snnc_dms(x, target, mask, rates, labels, key, base, t0, steps, batch, inputs, dt,
+/// background, s0, s1, u0, u1)`: a window of a delayed match-to-sample batch drawn on
+/// the device, bit for bit the host's (`snnc_runtime::train::tasks::Dms`): with time
+/// `t dt` (t = t0 + s, f64), input i of trial b spikes when `u01(w) <= rate * dt`, `w`
+/// word 0 of the Philox block of counter [c lo, c hi, 2, 0] keyed by `key`, `c = base ^
+/// (t << 20) ^ (b * inputs + i)`, the rate `rates[(2b) * inputs + i]` while `s0 <= t dt
+/// < s1`, else `rates[(2b + 1) * inputs + i]` from `u0` on, else `background` (f64s as
+/// bits); `target[s, b, c] = labels[b] == c` (two classes, f64), `mask[s, b] = u0 <= t dt
+/// < u1`. One thread per input, then per target, then per mask entry of each step.
+pub const DMS: &str = "snnc_dms";
 
 /// `snnc_loss_mse(y, target, mask, err, loss, evidence, batch, o)`, one thread per batch
 /// element `b`: the masked squared error of the readout output `y` (B x O, the module's
@@ -180,7 +190,7 @@ pub const GATHER: &str = "snnc_gather";
 pub const SCATTER_EVENTS: &str = "snnc_scatter_events";
 
 /// Every entry of the module, in the order they are emitted.
-pub const ENTRIES: [&str; 27] = [
+pub const ENTRIES: [&str; 28] = [
     NONZERO_LIST,
     SPARSE_EVENTS,
     SPARSE_EVENTS2,
@@ -203,6 +213,7 @@ pub const ENTRIES: [&str; 27] = [
     LOSS_MSE,
     LOSS_CE,
     RANDOM_SPIKES,
+    DMS,
     MUL,
     NOT_SPIKE,
     GATHER,
@@ -253,6 +264,7 @@ pub fn emit_propagate(precision: Precision, target: Target) -> String {
     loss_mse(&mut o, &f);
     loss_ce(&mut o, &f);
     random_spikes(&mut o, &f);
+    dms(&mut o, &f);
     mul(&mut o, &f);
     not_spike(&mut o, &f);
     gather(&mut o, &f);
@@ -822,6 +834,71 @@ fn random_spikes(o: &mut String, f: &Fmt) {
         let _ = writeln!(o, "\tsetp.le.f64 %p2, %fd1, %fd3;\n\tselp.{t} %f1, {one}, {zero}, %p2;");
         let _ = writeln!(o, "\tadd.s64 %rd22, %rd21, %rd20;\n\tshl.b64 %rd22, %rd22, {sh};\n\tadd.s64 %rd22, %rd19, %rd22;\n\tst.global.{t} [%rd22], %f1;\n\tadd.s64 %rd20, %rd20, 1;");
     }
+    o.push_str("$L_end:\n\tret;\n}\n");
+}
+
+fn dms(o: &mut String, f: &Fmt) {
+    let Fmt { t, sh, zero, .. } = *f;
+    let one = if t == "f32" { "0f3F800000" } else { "0d3FF0000000000000" };
+    params(o, DMS, &["x", "target", "mask", "rates", "labels", "key", "base", "t0", "steps", "batch", "inputs", "dt", "background", "s0", "s1", "u0", "u1"]);
+    let _ = writeln!(o, "\t.reg .pred %p<6>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<30>;\n\t.reg .b64 %rd_i;\n\t.reg .f64 %fd<10>;\n\t.reg .{t} %f1;\n{PHILOX_REGS}");
+    global_index(o);
+    // Segments: steps * batch * inputs inputs, steps * batch * 2 targets, steps * batch masks.
+    o.push_str("\tld.param.u64 %rd1, [steps];\n\tld.param.u64 %rd2, [batch];\n\tld.param.u64 %rd3, [inputs];\n");
+    o.push_str("\tmul.lo.u64 %rd4, %rd2, %rd3;\n\tmul.lo.u64 %rd5, %rd1, %rd4;\n\tshl.b64 %rd6, %rd2, 1;\n\tmul.lo.u64 %rd7, %rd1, %rd6;\n\tadd.s64 %rd7, %rd7, %rd5;\n");
+    o.push_str("\tmul.lo.u64 %rd8, %rd1, %rd2;\n\tadd.s64 %rd8, %rd8, %rd7;\n\tsetp.ge.u64 %p1, %rd_i, %rd8;\n\t@%p1 bra $L_end;\n");
+    // The step of a per-step index %rd10 over `per` (a register) into %rd11 (s) and the
+    // rest into %rd12; the time t dt into %fd1 and t into %rd13.
+    let step_of = |o: &mut String, per: &str| {
+        let _ = writeln!(o, "\tdiv.u64 %rd11, %rd10, {per};\n\trem.u64 %rd12, %rd10, {per};");
+        o.push_str("\tld.param.u64 %rd13, [t0];\n\tadd.s64 %rd13, %rd13, %rd11;\n\tcvt.rn.f64.u64 %fd1, %rd13;\n");
+        o.push_str("\tld.param.u64 %rd14, [dt];\n\tmov.b64 %fd2, %rd14;\n\tmul.rn.f64 %fd1, %fd1, %fd2;\n");
+    };
+    let f64_param = |o: &mut String, reg: &str, name: &str| {
+        let _ = writeln!(o, "\tld.param.u64 %rd15, [{name}];\n\tmov.b64 {reg}, %rd15;");
+    };
+    o.push_str("\tsetp.lt.u64 %p2, %rd_i, %rd5;\n\t@%p2 bra $L_x;\n\tsetp.lt.u64 %p2, %rd_i, %rd7;\n\t@%p2 bra $L_target;\n");
+    // A mask entry: 1 while u0 <= t dt < u1.
+    o.push_str("\tsub.s64 %rd10, %rd_i, %rd7;\n");
+    step_of(o, "%rd2");
+    f64_param(o, "%fd3", "u0");
+    f64_param(o, "%fd4", "u1");
+    o.push_str("\tsetp.ge.f64 %p3, %fd1, %fd3;\n\tsetp.lt.f64 %p4, %fd1, %fd4;\n\tmov.f64 %fd5, 0d0000000000000000;\n\t@!%p3 bra $L_mask;\n\t@!%p4 bra $L_mask;\n\tmov.f64 %fd5, 0d3FF0000000000000;\n");
+    o.push_str("$L_mask:\n");
+    pointer(o, "rd16", "mask");
+    o.push_str("\tshl.b64 %rd17, %rd10, 3;\n\tadd.s64 %rd16, %rd16, %rd17;\n\tst.global.f64 [%rd16], %fd5;\n\tbra $L_end;\n");
+    // A target: labels[b] == c, (b, c) = the rest / 2, % 2.
+    o.push_str("$L_target:\n\tsub.s64 %rd10, %rd_i, %rd5;\n");
+    o.push_str("\trem.u64 %rd19, %rd10, %rd6;\n\tshr.u64 %rd18, %rd19, 1;\n\tand.b64 %rd19, %rd19, 1;\n");
+    pointer(o, "rd20", "labels");
+    o.push_str("\tshl.b64 %rd21, %rd18, 2;\n\tadd.s64 %rd20, %rd20, %rd21;\n\tld.global.u32 %r4, [%rd20];\n\tcvt.u64.u32 %rd22, %r4;\n");
+    o.push_str("\tsetp.eq.u64 %p3, %rd22, %rd19;\n\tselp.f64 %fd5, 0d3FF0000000000000, 0d0000000000000000, %p3;\n");
+    pointer(o, "rd16", "target");
+    o.push_str("\tshl.b64 %rd17, %rd10, 3;\n\tadd.s64 %rd16, %rd16, %rd17;\n\tst.global.f64 [%rd16], %fd5;\n\tbra $L_end;\n");
+    // An input: b = rest / inputs, i = rest % inputs.
+    o.push_str("$L_x:\n\tmov.u64 %rd10, %rd_i;\n");
+    step_of(o, "%rd4");
+    o.push_str("\tdiv.u64 %rd18, %rd12, %rd3;\n\trem.u64 %rd19, %rd12, %rd3;\n");
+    // The rate: the sample's, the test's or the background.
+    f64_param(o, "%fd6", "background");
+    f64_param(o, "%fd3", "s0");
+    f64_param(o, "%fd4", "s1");
+    f64_param(o, "%fd7", "u0");
+    pointer(o, "rd20", "rates");
+    // rates + ((2b) * inputs + i) * 8; the test's a row further.
+    o.push_str("\tshl.b64 %rd21, %rd18, 1;\n\tmul.lo.u64 %rd21, %rd21, %rd3;\n\tadd.s64 %rd21, %rd21, %rd19;\n\tshl.b64 %rd21, %rd21, 3;\n\tadd.s64 %rd20, %rd20, %rd21;\n");
+    o.push_str("\tsetp.ge.f64 %p3, %fd1, %fd3;\n\tsetp.lt.f64 %p4, %fd1, %fd4;\n\t@!%p3 bra $L_not_sample;\n\t@!%p4 bra $L_not_sample;\n\tld.global.f64 %fd6, [%rd20];\n\tbra $L_rate;\n");
+    o.push_str("$L_not_sample:\n\tsetp.ge.f64 %p5, %fd1, %fd7;\n\t@!%p5 bra $L_rate;\n\tshl.b64 %rd23, %rd3, 3;\n\tadd.s64 %rd20, %rd20, %rd23;\n\tld.global.f64 %fd6, [%rd20];\n");
+    // u <= rate * dt, u = u01 of word 0 of counter c = base ^ (t << 20) ^ (b * inputs + i).
+    o.push_str("$L_rate:\n\tmul.rn.f64 %fd6, %fd6, %fd2;\n");
+    o.push_str("\tld.param.u64 %rd24, [base];\n\tshl.b64 %rd25, %rd13, 20;\n\txor.b64 %rd24, %rd24, %rd25;\n\txor.b64 %rd24, %rd24, %rd12;\n");
+    o.push_str("\tcvt.u32.u64 %pc0, %rd24;\n\tshr.u64 %rd24, %rd24, 32;\n\tcvt.u32.u64 %pc1, %rd24;\n\tmov.b32 %pc2, 2;\n\tmov.b32 %pc3, 0;\n");
+    o.push_str("\tld.param.u64 %rd26, [key];\n\tcvt.u32.u64 %pk0, %rd26;\n\tshr.u64 %rd26, %rd26, 32;\n\tcvt.u32.u64 %pk1, %rd26;\n");
+    philox_text(o);
+    u01_text(o, "%pc0", "%fd8");
+    let _ = writeln!(o, "\tsetp.le.f64 %p3, %fd8, %fd6;\n\tselp.{t} %f1, {one}, {zero}, %p3;");
+    pointer(o, "rd27", "x");
+    let _ = writeln!(o, "\tshl.b64 %rd28, %rd_i, {sh};\n\tadd.s64 %rd27, %rd27, %rd28;\n\tst.global.{t} [%rd27], %f1;");
     o.push_str("$L_end:\n\tret;\n}\n");
 }
 

@@ -2,7 +2,7 @@
 //! ([`super::propagate`]) are written in (integer address arithmetic, predicated
 //! branches, global loads and stores, `atom.add.u32`, `red.add.f32/f64`, f32/f64
 //! `add`/`mul` with `.rn` and `.ftz`, unsigned `div`/`rem`, `testp.finite`, and the
-//! `mul.hi.u32`, `xor.b32` and `cvt.rn.f64.u32` of Philox and its uniform numbers). The step kernels' emulator works
+//! `mul.hi.u32`, `xor` and `cvt.rn.f64.u32`/`.u64` of Philox and its uniform numbers). The step kernels' emulator works
 //! on their structured form; these hand-written kernels exist only as text, so this runs
 //! the text itself, thread after thread (none of them uses shared memory or barriers, so
 //! any serial order is a legal schedule).
@@ -83,8 +83,9 @@ enum Op {
     MulHi,
     MulWide,
     Xor,
-    /// `cvt.rn.f64.u32` (exact).
+    /// `cvt.rn.f64.u32` (exact), `cvt.rn.f64.u64`.
     CvtF64U32,
+    CvtF64U64,
     Div,
     Rem,
     Add,
@@ -240,6 +241,7 @@ fn decode(line: &str, params: &[String], regs: &mut HashMap<String, usize>, labe
             ["rn", "f32", "f64"] => Op::CvtF32F64,
             ["rn", "f64", "s32"] => Op::CvtF64S32,
             ["rn", "f64", "u32"] => Op::CvtF64U32,
+            ["rn", "f64", "u64"] => Op::CvtF64U64,
             ["rzi", "s32", "f64"] => Op::CvtS32F64,
             ["s64", "s32"] => Op::CvtS64S32,
             ["rni", "f64", "f64"] => Op::Rni,
@@ -436,6 +438,8 @@ impl Entry {
                 }
                 Op::CvtF64S32 => r[dst(&o[0])?] = f64::from(val(r, &o[1])? as u32 as i32).to_bits(),
                 Op::CvtF64U32 => r[dst(&o[0])?] = f64::from(val(r, &o[1])? as u32).to_bits(),
+                // Round to nearest, as `u64 as f64`.
+                Op::CvtF64U64 => r[dst(&o[0])?] = (val(r, &o[1])? as f64).to_bits(),
                 // Saturating, NaN to 0: PTX's and Rust's float-to-integer conversion.
                 Op::CvtS32F64 => r[dst(&o[0])?] = u64::from(f64::from_bits(val(r, &o[1])?) as i32 as u32),
                 Op::CvtS64S32 => r[dst(&o[0])?] = i64::from(val(r, &o[1])? as u32 as i32) as u64,

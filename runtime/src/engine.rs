@@ -12,6 +12,13 @@ use crate::network::Network;
 use crate::scalar::Float;
 use ndarray::Array2;
 
+/// Writes the external inputs of a network step (`Simulation::advance_fed`): the step's
+/// index, one buffer per input (batch x size).
+pub type FillInputs<'a, T> = dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError> + 'a;
+
+/// Shown every step that ran (`Simulation::advance_recorded`, `advance_fed`).
+pub type ShowStep<'a, T> = dyn FnMut(&Network<T>) -> Result<(), RuntimeError> + 'a;
+
 /// A network that can be stepped and observed, wherever its state lives.
 pub trait Simulation<T> {
     /// The host view: sizes, names, counters; spikes and states as of the last `sync`.
@@ -55,9 +62,9 @@ pub trait Simulation<T> {
     fn advance_fed(
         &mut self,
         steps: u64,
-        fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>,
+        fill: &mut FillInputs<'_, T>,
         states: &[(usize, usize)],
-        mut each: Option<&mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>>,
+        mut each: Option<&mut ShowStep<'_, T>>,
     ) -> Result<(), RuntimeError>
     where
         T: Copy + Default,

@@ -513,7 +513,7 @@ fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out
                     }
                     Ok(())
                 };
-                let each: Option<&mut dyn FnMut(&Network<T>) -> Result<(), snnc_runtime::error::RuntimeError>> = if recorded { Some(&mut show) } else { None };
+                let each: Option<&mut snnc_runtime::engine::ShowStep<'_, T>> = if recorded { Some(&mut show) } else { None };
                 sim.advance_fed(n, &mut fill, &traced, each)
             }
         };

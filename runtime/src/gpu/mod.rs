@@ -833,7 +833,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// per input, and made reading their slice: no transfer or synchronisation per step,
     /// and a whole window recorded as a graph the first time it starts from a given
     /// phase and replayed after that, as [`GpuNetwork::run`]'s.
-    pub fn run_fed(&mut self, steps: u64, fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    pub fn run_fed(&mut self, steps: u64, fill: &mut crate::engine::FillInputs<'_, T>) -> Result<(), RuntimeError> {
         self.check_whole()?;
         let mut left = steps;
         while left > 0 {
@@ -888,7 +888,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
 
     /// The next `n` steps' inputs (at most [`GpuNetwork::fed_slots`]) filled on the host
     /// and uploaded: the whole window in one copy per input, fewer steps slot by slot.
-    fn stage_inputs(&mut self, n: usize, fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    fn stage_inputs(&mut self, n: usize, fill: &mut crate::engine::FillInputs<'_, T>) -> Result<(), RuntimeError> {
         let first = self.host.step_index;
         let fed = self.fed.as_mut().expect("made by fed_slots");
         for k in 0..n {
@@ -1509,9 +1509,9 @@ impl<T: Float, D: Device> Simulation<T> for GpuNetwork<T, D> {
     fn advance_fed(
         &mut self,
         steps: u64,
-        fill: &mut dyn FnMut(u64, &mut [Vec<T>]) -> Result<(), RuntimeError>,
+        fill: &mut crate::engine::FillInputs<'_, T>,
         states: &[(usize, usize)],
-        each: Option<&mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>>,
+        each: Option<&mut crate::engine::ShowStep<'_, T>>,
     ) -> Result<(), RuntimeError> {
         match each {
             Some(each) => self.run_shown(steps, states, each, &mut |g, n| g.run_fed(n, fill)),

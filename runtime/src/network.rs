@@ -163,22 +163,18 @@ impl<T> Population<T> {
 }
 
 impl<T: Float> Population<T> {
-    /// Writes the start (0 plus drives) of the inputs `which(k)` selects, whole.
-    fn restart_inputs(&mut self, which: impl Fn(usize) -> bool) {
-        for k in (0..self.inputs.len()).filter(|&k| which(k)) {
-            let mut buf = std::mem::take(&mut self.inputs[k]);
-            for (b, y) in buf.chunks_mut(self.n.max(1)).enumerate() {
-                start_input(&self.drives, k, self.n, b, &(0..self.n), y);
+    /// Writes the start (0 plus drives) of every input, or with `gathered_only` of
+    /// those deliveries add into (not the fixed ones), whole.
+    fn restart_inputs(&mut self, gathered_only: bool) {
+        let n = self.n;
+        for (k, buf) in self.inputs.iter_mut().enumerate() {
+            if gathered_only && self.fixed_inputs.get(k).copied().unwrap_or(false) {
+                continue;
             }
-            self.inputs[k] = buf;
+            for (b, y) in buf.chunks_mut(n.max(1)).enumerate() {
+                start_input(&self.drives, k, n, b, &(0..n), y);
+            }
         }
-    }
-
-    /// [`Population::restart_inputs`] of those deliveries add into (not the fixed ones).
-    fn restart_gathered_inputs(&mut self) {
-        let fixed = std::mem::take(&mut self.fixed_inputs);
-        self.restart_inputs(|k| !fixed.get(k).copied().unwrap_or(false));
-        self.fixed_inputs = fixed;
     }
 
     /// The buffers of one population, from its plan: per-neuron params and initial
@@ -747,7 +743,7 @@ impl<T: Float> Network<T> {
             pop.fixed_inputs = (0..pop.inputs.len()).map(|k| !projs.iter().any(|pr| pr.to == p && pr.input == k)).collect();
             pop.constant_inputs = plan.constant_inputs(net, p);
             // Every input at its start (a fixed one stays there).
-            pop.restart_inputs(|_| true);
+            pop.restart_inputs(false);
         }
         Ok(Network {
             name: net.name.clone(),
@@ -812,7 +808,7 @@ impl<T: Float> Network<T> {
                 s.copy_from_slice(i);
             }
             // (A step that failed may have left deliveries in them.)
-            pop.restart_gathered_inputs();
+            pop.restart_inputs(true);
             pop.spikes.fill(T::default());
             pop.output.fill(T::default());
             pop.active.iter_mut().for_each(Vec::clear);
@@ -912,7 +908,7 @@ impl<T: Float> Network<T> {
             // the populations it gathered but did not step hold this step's deliveries:
             // back to their start, so that the next step does not add them again.
             self.active_ones.fill(false);
-            self.pops.iter_mut().for_each(Population::restart_gathered_inputs);
+            self.pops.iter_mut().for_each(|pop| pop.restart_inputs(true));
         }
         done
     }

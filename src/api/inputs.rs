@@ -92,10 +92,17 @@ impl<T: snnc_runtime::scalar::Float> Drive<T> {
 
     /// The values of every input for network step `step` (time step `dt`).
     pub fn fill(&mut self, step: u64, dt: f64) -> Vec<&[T]> {
-        for (i, (src, buf)) in self.sources.iter().zip(self.buffers.iter_mut()).enumerate() {
+        let mut buffers = std::mem::take(&mut self.buffers);
+        self.fill_into(step, dt, &mut buffers);
+        self.buffers = buffers;
+        self.buffers.iter().map(|v| v.as_slice()).collect()
+    }
+
+    /// [`Drive::fill`] into the caller's buffers (`x[i]`: input `i`, batch x size).
+    pub fn fill_into(&self, step: u64, dt: f64, x: &mut [Vec<T>]) {
+        for (i, (src, buf)) in self.sources.iter().zip(x.iter_mut()).enumerate() {
             let row = if matches!(src, InputSource::Array(_)) { step - self.start } else { step };
             src.fill(buf, row, dt, &self.rng, i as u32);
         }
-        self.buffers.iter().map(|v| v.as_slice()).collect()
     }
 }

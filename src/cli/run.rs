@@ -508,9 +508,7 @@ fn run_steps<T: Float>(sim: &mut dyn Simulation<T>, sources: &[InputSource], out
             (None, true) => sim.advance_recorded(n, &traced, &mut show),
             (Some(drive), _) => {
                 let mut fill = |step: u64, x: &mut [Vec<T>]| {
-                    for (dst, src) in x.iter_mut().zip(drive.fill(step, dt)) {
-                        dst.copy_from_slice(src);
-                    }
+                    drive.fill_into(step, dt, x);
                     Ok(())
                 };
                 let each: Option<&mut snnc_runtime::engine::ShowStep<'_, T>> = if recorded { Some(&mut show) } else { None };

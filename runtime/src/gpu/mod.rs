@@ -919,14 +919,14 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         &mut self,
         steps: u64,
         states: &[(usize, usize)],
-        each: &mut dyn FnMut(&Network<T>) -> Result<(), RuntimeError>,
+        each: &mut crate::engine::ShowStep<'_, T>,
         run: &mut dyn FnMut(&mut Self, u64) -> Result<(), RuntimeError>,
     ) -> Result<(), RuntimeError> {
         if !self.record_states(states)? {
             // A window's records of these states would not fit: read step by step.
             for _ in 0..steps {
                 run(self, 1)?;
-                self.flush()?;
+                // (It reads the window's status first.)
                 self.fetch_observed(true)?;
                 each(&self.host)?;
             }
@@ -999,7 +999,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
     /// before the window runs: a recording reads whatever they hold when replayed.
     fn run_window(&mut self, inputs: &[Vec<Buf>]) -> Result<(), RuntimeError> {
         let n = self.window;
-        let ext = |k: usize| inputs.get(k).map_or(Vec::new(), Vec::clone);
+        let ext = |k: usize| inputs.get(k).map_or(&[][..], Vec::as_slice);
         let key = RunKey { phase: self.host.step_index % self.ring_period(), acc: self.acc.snapshot(), fed: !inputs.is_empty() };
         if let Some((graph, acc)) = self.graphs.get(&key).cloned() {
             self.dev.replay(graph).map_err(dev_err)?;
@@ -1009,13 +1009,13 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
         if self.graphs.len() >= RUN_GRAPHS {
             // No room to keep another recording: this window call by call.
             for k in 0..n {
-                self.step_deferred(&ext(k))?;
+                self.step_deferred(ext(k))?;
             }
             return self.flush();
         }
         let start = self.window_state();
         let recorded = self.dev.begin_capture().map_err(dev_err).and_then(|()| {
-            let steps = (0..n).try_for_each(|k| self.step_deferred(&ext(k)));
+            let steps = (0..n).try_for_each(|k| self.step_deferred(ext(k)));
             // A capture records without running: end it either way.
             let graph = self.dev.end_capture().map_err(dev_err);
             steps.and(graph)
@@ -1029,7 +1029,7 @@ impl<T: Float, D: Device> GpuNetwork<T, D> {
                 self.restore_window_state(&start);
                 self.graphs_off = Some(e.to_string());
                 for k in 0..n {
-                    self.step_deferred(&ext(k))?;
+                    self.step_deferred(ext(k))?;
                 }
             }
         }

@@ -780,6 +780,12 @@ fn philox_text(o: &mut String) {
     }
 }
 
+/// The key param `key` (a u64, as `Rng::new`'s seed) into `%pk0` (low word) and `%pk1`,
+/// through the b64 register `tmp`.
+fn philox_key_text(o: &mut String, tmp: &str) {
+    let _ = writeln!(o, "\tld.param.u64 {tmp}, [key];\n\tcvt.u32.u64 %pk0, {tmp};\n\tshr.u64 {tmp}, {tmp}, 32;\n\tcvt.u32.u64 %pk1, {tmp};");
+}
+
 /// The registers [`philox_text`] uses.
 const PHILOX_REGS: &str = "\t.reg .b32 %pc<4>;\n\t.reg .b32 %pk<2>;\n\t.reg .b32 %ph<2>;\n\t.reg .b32 %pl<2>;\n\t.reg .b32 %pt;";
 
@@ -805,7 +811,7 @@ fn random_spikes(o: &mut String, f: &Fmt) {
     let counter = |o: &mut String, stream: u32, sub: &str| {
         o.push_str("\tadd.s64 %rd13, %rd11, %rd12;\n\tcvt.u32.u64 %pc0, %rd13;\n\tshr.u64 %rd13, %rd13, 32;\n\tcvt.u32.u64 %pc1, %rd13;\n");
         let _ = writeln!(o, "\tmov.b32 %pc2, {stream};\n\tcvt.u32.u64 %pc3, {sub};");
-        o.push_str("\tld.param.u64 %rd14, [key];\n\tcvt.u32.u64 %pk0, %rd14;\n\tshr.u64 %rd14, %rd14, 32;\n\tcvt.u32.u64 %pk1, %rd14;\n");
+        philox_key_text(o, "%rd14");
     };
     o.push_str("\tsetp.lt.u64 %p2, %rd_i, %rd8;\n\t@%p2 bra $L_x;\n\tsetp.lt.u64 %p3, %rd_i, %rd9;\n\t@%p3 bra $L_target;\n");
     // The mask: 1.
@@ -893,7 +899,7 @@ fn dms(o: &mut String, f: &Fmt) {
     o.push_str("$L_rate:\n\tmul.rn.f64 %fd6, %fd6, %fd2;\n");
     o.push_str("\tld.param.u64 %rd24, [base];\n\tshl.b64 %rd25, %rd13, 20;\n\txor.b64 %rd24, %rd24, %rd25;\n\txor.b64 %rd24, %rd24, %rd12;\n");
     o.push_str("\tcvt.u32.u64 %pc0, %rd24;\n\tshr.u64 %rd24, %rd24, 32;\n\tcvt.u32.u64 %pc1, %rd24;\n\tmov.b32 %pc2, 2;\n\tmov.b32 %pc3, 0;\n");
-    o.push_str("\tld.param.u64 %rd26, [key];\n\tcvt.u32.u64 %pk0, %rd26;\n\tshr.u64 %rd26, %rd26, 32;\n\tcvt.u32.u64 %pk1, %rd26;\n");
+    philox_key_text(o, "%rd26");
     philox_text(o);
     u01_text(o, "%pc0", "%fd8");
     let _ = writeln!(o, "\tsetp.le.f64 %p3, %fd8, %fd6;\n\tselp.{t} %f1, {one}, {zero}, %p3;");

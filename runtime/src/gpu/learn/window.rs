@@ -108,7 +108,9 @@ impl<T: Float> Window<T> {
     pub fn load<D: Device>(&mut self, g: &mut GpuNetwork<T, D>, data: &mut dyn Sequence, t0: usize, n: usize) -> Result<(), RuntimeError> {
         let batch = g.host.batch;
         let o = self.target_host.len() / (self.len * batch).max(1);
-        if let (Some(DeviceDraws::Dms { seed, base, batch: id, inputs, dt, bounds, background, rates, labels }), [x]) = (data.device_draws(), self.x.as_slice()) {
+        let draws = data.device_draws();
+        if let (Some(DeviceDraws::Dms { seed, base, batch: id, inputs, dt, bounds, background, rates, labels }), [x]) = (&draws, self.x.as_slice()) {
+            let (seed, id, inputs) = (*seed, *id, *inputs);
             // The trials' tables: made once (the device has no free), uploaded once per
             // batch.
             let (r, l) = match self.tables {
@@ -116,19 +118,19 @@ impl<T: Float> Window<T> {
                 None => (g.dev.alloc(Elem::F64, 2 * batch * inputs, "window.dms_rates").map_err(dev_err)?, g.dev.alloc(Elem::U32, batch, "window.dms_labels").map_err(dev_err)?),
             };
             if self.tables.is_none_or(|t| t.0 != (seed, id)) {
-                g.dev.upload(r, crate::gpu::Host::F64(&rates)).map_err(dev_err)?;
-                g.dev.upload(l, crate::gpu::Host::U32(&labels)).map_err(dev_err)?;
+                g.dev.upload(r, crate::gpu::Host::F64(rates)).map_err(dev_err)?;
+                g.dev.upload(l, crate::gpu::Host::U32(labels)).map_err(dev_err)?;
                 self.tables = Some(((seed, id), r, l));
             }
             // One thread per input, per target and per mask entry of each step.
             let total = n * (batch * inputs + batch * o + batch);
             let bufs = [*x, self.target, self.mask, r, l].map(KArg::Buf);
             let mut all: Vec<KArg> = bufs.into_iter().collect();
-            all.extend([seed, base, t0 as u64, n as u64, batch as u64, inputs as u64, dt.to_bits(), background.to_bits()].map(KArg::U64));
+            all.extend([seed, *base, t0 as u64, n as u64, batch as u64, inputs as u64, dt.to_bits(), background.to_bits()].map(KArg::U64));
             all.extend(bounds.map(|b| KArg::U64(b.to_bits())));
             return g.launch(prop::DMS, flat(total), BLOCK, &all);
         }
-        if let (Some(DeviceDraws::RandomSpikes { seed, p }), [x]) = (data.device_draws(), self.x.as_slice()) {
+        if let (Some(&DeviceDraws::RandomSpikes { seed, p }), [x]) = (draws.as_ref(), self.x.as_slice()) {
             let inputs = self.x64[0].len() / batch.max(1);
             // One thread per Philox block of inputs, per target and per mask entry.
             let total = n * ((batch * inputs).div_ceil(4) + batch * o + batch);

@@ -11,6 +11,10 @@ mod train;
 
 use pyo3::prelude::*;
 
+// As the `snnc` binary: buffers start on cache lines (snnc::runtime::alloc).
+#[global_allocator]
+static ALLOC: snnc::runtime::alloc::CacheAligned = snnc::runtime::alloc::CacheAligned;
+
 pyo3::create_exception!(snnc, CompileError, pyo3::exceptions::PyException, "A program refused by the checks: the message is the rendered diagnostics (as `snnc check` prints them); `file`, `line` and `column` locate the first error.");
 pyo3::create_exception!(snnc, SnncError, pyo3::exceptions::PyRuntimeError, "A network that cannot be built or run as asked (the runtime's error).");
 

@@ -7,6 +7,7 @@ pub use snnc_compiler as compiler;
 pub use snnc_compiler::rng;
 
 pub mod adapter;
+pub mod alloc;
 pub mod batchnorm;
 pub mod connectivity;
 pub mod conv;

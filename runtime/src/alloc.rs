@@ -1,86 +1,143 @@
-//! A global allocator that starts every buffer of [`ALIGNED_FROM`] bytes or more on a
-//! cache line: the programs built on the runtime (the `snnc` CLI, the Python module)
-//! install it, and an embedder may (`#[global_allocator] static A: CacheAligned =
-//! CacheAligned;`).
+//! A global allocator that lays out the runtime's buffers for vector kernels and for
+//! threads that share the work of a step: the programs built on the runtime (the `snnc`
+//! CLI, the Python module) install it, and an embedder may (`#[global_allocator] static A:
+//! CacheAligned = CacheAligned;`). Results do not depend on it: only where buffers lie.
 //!
-//! Why: a population's states, inputs and spikes are `Vec`s, which the system allocator
-//! starts 16 bytes into a line at best. Then
-//! - every 64-byte vector load of an AVX-512 kernel straddles two lines, and
-//! - the threads of a step ([`crate::network::Network::set_threads`]) split neurons at
-//!   multiples of 16 (`parallel::split_range`), meant to fall between lines: on a
-//!   misaligned buffer the line at each boundary is written by both threads, and passes
-//!   between their cores every step, for every state, input and spike array.
+//! A population's states, inputs and spikes are `Vec`s. The system allocator starts one
+//! 16 bytes into a cache line, or (a large one) 16 bytes into a page, and puts the next
+//! right after it. Then
+//! - every 64-byte vector load of an AVX-512 kernel straddles two lines;
+//! - at each boundary between two threads' shares of a population (multiples of 16
+//!   neurons, `parallel::split_range`) one line of every array is written by both threads;
+//! - a thread streaming its share to the end of one array runs (through the hardware
+//!   prefetchers, which follow a stream to the end of its page) into the start of the
+//!   array allocated after it, the other thread's share: those lines pass between the
+//!   cores every step, and the other thread starts each step's kernel waiting for them;
+//! - every large array starts at the same place in a page, so element i of all of them
+//!   falls in one set of the level-1 cache.
 //!
-//! `bash bench/sim_ab.sh` (docs/benchmarks.md, 2026-12-06 night), medians of 8 runs at
-//! 40,000 neurons (0.5 s) and 3 at 400,000 (0.1 s), one thread / two threads: COBA 40k
-//! 0.159 -> 0.149 s / 0.106 -> 0.100 s, CUBA 40k 0.149 -> 0.142 s / 0.108 -> 0.095 s,
-//! COBA 400k 0.594 -> 0.478 s / 0.310 -> 0.292 s, CUBA 400k 0.483 -> 0.394 s / 0.312 ->
-//! 0.245 s. Results do not depend on it: only where buffers start changes.
+//! So: a buffer of [`ALIGNED_FROM`] bytes or more starts on a line; one of
+//! [`STAGGERED_FROM`] bytes or more (a population of 4,096 f32 neurons, the smallest the
+//! threads split) starts at a line of a page that changes from one buffer to the next,
+//! and is followed by a page that nothing uses (at most 8 KiB more a buffer).
 //!
-//! (Large blocks, which the system allocator maps page by page, all start at the same
-//! place in a page; a line offset that changed from block to block was tried against 4K
-//! aliasing between the arrays a kernel streams, and made no difference at 400,000
-//! neurons.)
+//! Measured (docs/benchmarks.md, 2026-12-06 night, `bash bench/sim_ab.sh`, medians):
+//! lines alone, one thread / two threads: COBA 40k 0.159 -> 0.149 s / 0.106 -> 0.100 s,
+//! CUBA 400k 0.483 -> 0.394 s / 0.312 -> 0.245 s. With the pages apart, the first 512
+//! neurons of the main thread's share took 2.1-2.5 ms of a two-thread COBA 40k run instead
+//! of 4.8-6.0 ms (17-21 ms instead of 2.5 ms when the run is in its slow mode).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Buffers of this many bytes or more start on a cache line. Smaller ones are never
 /// split across threads (a chunk has thousands of neurons) and would waste the most.
 pub const ALIGNED_FROM: usize = 512;
+/// Buffers of this many bytes or more also start at a line of a page that changes from
+/// one to the next, with a page to themselves after their end.
+pub const STAGGERED_FROM: usize = 16 << 10;
 /// A cache line (x86-64, most AArch64).
 const LINE: usize = 64;
+/// A page: the span hardware prefetchers stay within, and the span of addresses that
+/// map one-to-one onto the level-1 cache's sets.
+const PAGE: usize = 4096;
 
-/// [`System`], with every allocation of [`ALIGNED_FROM`] bytes or more aligned to a cache
-/// line (see the module's documentation).
+/// [`System`], laying out buffers as the module's documentation says.
 pub struct CacheAligned;
 
-/// The layout asked of the system for `l`: the alignment depends on the size alone, so
-/// that `dealloc` and `realloc`, which are given the caller's layout, find it again.
-fn system_layout(l: Layout) -> Layout {
-    if l.size() >= ALIGNED_FROM && l.align() < LINE {
-        // A power of two no smaller than the old alignment: cannot fail.
-        l.align_to(LINE).expect("a line-aligned layout")
-    } else {
-        l
+/// Staggered buffers made so far: the next one's line in its page.
+static STAGGERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How a layout is allocated: decided by the layout alone, so that `dealloc` and
+/// `realloc`, which are given the caller's layout, find it again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// As asked (small, or aligned more than a line already).
+    Plain,
+    /// On a cache line.
+    Line,
+    /// Page-aligned, handed out `offset` bytes in (a multiple of a line below a page, so
+    /// the pointer's low bits give it back), a page unused after the end.
+    Staggered,
+}
+
+fn kind(l: Layout) -> Kind {
+    match l.size() {
+        _ if l.align() > LINE => Kind::Plain,
+        s if s >= STAGGERED_FROM => Kind::Staggered,
+        s if s >= ALIGNED_FROM => Kind::Line,
+        _ => Kind::Plain,
     }
 }
 
-// SAFETY: every call is forwarded to `System` with `system_layout` of the caller's
-// layout, the same for an allocation and its release, and at least as aligned as asked.
+/// The layout asked of the system for `l` of kind `k` (`offset`: a staggered buffer's).
+fn system_layout(l: Layout, k: Kind, offset: usize) -> Layout {
+    match k {
+        Kind::Plain => l,
+        // A power of two no smaller than the old alignment: cannot fail.
+        Kind::Line => l.align_to(LINE).expect("a line-aligned layout"),
+        // A large allocation's size, far from overflowing with two pages more.
+        Kind::Staggered => Layout::from_size_align(l.size() + offset + PAGE, PAGE).expect("a page-aligned layout"),
+    }
+}
+
+/// The next staggered buffer's offset in its page: 5 lines on from the last (5 and 64
+/// share no factor: 64 buffers in a row start at 64 different lines).
+fn next_offset() -> usize {
+    let n = STAGGERS.fetch_add(1, Ordering::Relaxed);
+    (n * 5 % (PAGE / LINE)) * LINE
+}
+
+// SAFETY: every block comes from `System` with `system_layout` of the caller's layout and
+// goes back to it with the same layout and start (a staggered buffer's offset is its
+// pointer's place in its page); what is handed out is at least as large and aligned as
+// asked.
 unsafe impl GlobalAlloc for CacheAligned {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: as `GlobalAlloc::alloc` (a non-zero size is kept).
-        unsafe { System.alloc(system_layout(l)) }
-    }
-
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(system_layout(l)) }
+        match kind(l) {
+            Kind::Staggered => {
+                let offset = next_offset();
+                // SAFETY: as `GlobalAlloc::alloc` (a non-zero size is kept).
+                let p = unsafe { System.alloc(system_layout(l, Kind::Staggered, offset)) };
+                // SAFETY: the block holds `offset` bytes more than asked.
+                if p.is_null() { p } else { unsafe { p.add(offset) } }
+            }
+            // SAFETY: as above.
+            k => unsafe { System.alloc(system_layout(l, k, 0)) },
+        }
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` was allocated by `System` with `system_layout(l)`.
-        unsafe { System.dealloc(p, system_layout(l)) }
+        match kind(l) {
+            Kind::Staggered => {
+                let offset = p as usize % PAGE;
+                // SAFETY: the block starts `offset` bytes before `p`, made with this layout.
+                unsafe { System.dealloc(p.sub(offset), system_layout(l, Kind::Staggered, offset)) }
+            }
+            // SAFETY: `p` is `System`'s, made with this layout.
+            k => unsafe { System.dealloc(p, system_layout(l, k, 0)) },
+        }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        let (old, new) = (system_layout(l), system_layout(Layout::from_size_align(new_size, l.align()).expect("a valid size")));
-        if old.align() == new.align() {
-            // SAFETY: `p` is `System`'s with layout `old`; the alignment stays.
-            return unsafe { System.realloc(p, old, new_size) };
+        let new_layout = Layout::from_size_align(new_size, l.align()).expect("a valid size");
+        let (old, new) = (kind(l), kind(new_layout));
+        if old == new && old != Kind::Staggered {
+            // SAFETY: `p` is `System`'s with this layout, whose alignment stays.
+            return unsafe { System.realloc(p, system_layout(l, old, 0), new_size) };
         }
-        // The block crosses ALIGNED_FROM: a new one with the other alignment.
-        // SAFETY: `new` has a non-zero size (a realloc's new size is non-zero).
-        let q = unsafe { System.alloc(new) };
-        if !q.is_null() {
-            // SAFETY: both blocks hold at least the bytes copied and do not overlap; `p`
-            // is released with the layout it was made with.
-            unsafe {
+        // Another kind of block, or a staggered one (the system cannot keep its offset
+        // and its page after): a new block, the bytes copied.
+        // SAFETY: a realloc's new size is non-zero; both blocks hold the bytes copied and
+        // do not overlap; `p` goes back as it was made.
+        unsafe {
+            let q = self.alloc(new_layout);
+            if !q.is_null() {
                 std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size));
-                System.dealloc(p, old);
+                self.dealloc(p, l);
             }
+            q
         }
-        q
     }
 }
 
@@ -88,12 +145,12 @@ unsafe impl GlobalAlloc for CacheAligned {
 mod tests {
     use super::*;
 
-    /// Small and large blocks, grown and shrunk across the threshold, keep their bytes
-    /// and, once large, start on a line.
+    /// Small and large blocks, grown and shrunk across the thresholds, keep their bytes
+    /// and, once large, start on a line; staggered ones at different lines of a page.
     #[test]
     fn large_blocks_start_on_a_line_and_keep_their_bytes_across_reallocs() {
         let a = CacheAligned;
-        for &(from, to) in &[(16usize, 4096usize), (4096, 16), (600, 100_000), (100_000, 600), (1000, 2000), (8, 24)] {
+        for &(from, to) in &[(16usize, 4096usize), (4096, 16), (600, 100_000), (100_000, 600), (1000, 2000), (8, 24), (20_000, 300_000), (300_000, 20_000), (1 << 20, 1 << 21)] {
             let l = Layout::from_size_align(from, 4).unwrap();
             // SAFETY: non-zero sizes; every block is released with the layout it has.
             unsafe {
@@ -116,6 +173,18 @@ mod tests {
             let z = a.alloc_zeroed(l);
             assert!(z as usize % LINE == 0 && (0..1 << 20).all(|i| *z.add(i) == 0));
             a.dealloc(z, l);
+        }
+        // Consecutive large blocks start at different lines of a page.
+        let l = Layout::from_size_align(STAGGERED_FROM, 4).unwrap();
+        // SAFETY: as above.
+        let blocks: Vec<*mut u8> = (0..8).map(|_| unsafe { a.alloc(l) }).collect();
+        let mut offsets: Vec<usize> = blocks.iter().map(|&p| p as usize % PAGE).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        assert_eq!(offsets.len(), 8, "{offsets:?}");
+        for p in blocks {
+            // SAFETY: as above.
+            unsafe { a.dealloc(p, l) };
         }
     }
 }

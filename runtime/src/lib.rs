@@ -21,7 +21,7 @@ pub mod kernels;
 pub mod learn;
 pub mod memory;
 pub mod network;
-mod parallel;
+pub mod parallel;
 pub mod partition;
 pub mod plastic;
 pub mod presyn;

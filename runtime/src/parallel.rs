@@ -302,6 +302,17 @@ mod tests {
         }
     }
 
+    /// Every share but the last thread's runs down; one chunk or one thread runs up.
+    #[test]
+    fn the_lower_shares_run_down() {
+        let down = |chunks: usize, threads: usize| (0..chunks).filter(|&c| runs_down(c, chunks, threads)).collect::<Vec<_>>();
+        assert_eq!(down(2, 2), [0]);
+        assert_eq!(down(4, 2), [0, 1]);
+        assert_eq!(down(3, 3), [0, 1]);
+        assert_eq!(down(1, 2), Vec::<usize>::new());
+        assert_eq!(down(4, 1), Vec::<usize>::new());
+    }
+
     #[test]
     fn every_chunk_runs_once_per_phase() {
         for threads in [2usize, 3, 4] {

@@ -90,6 +90,16 @@ pub trait StepKernel<T>: Send + Sync {
         self.step(args);
         None
     }
+    /// [`StepKernel::step_checked`], visiting the elements from the last to the first
+    /// where the kernel can (the AVX-512 one; others in order). The results are the
+    /// same: each element's step reads and writes that element only. A thread stepping
+    /// the lower of two threads' shares of a population uses it, so that its memory
+    /// streams end at the start of the arrays, not (through the hardware prefetchers)
+    /// in the other thread's first elements, which would then pass between the cores
+    /// every step.
+    fn step_checked_descending(&self, args: StepArgs<'_, T>) -> Option<bool> {
+        self.step_checked(args)
+    }
     /// What made the code: `"interpreter"`, or the JIT's generator (`"avx512"`,
     /// `"cranelift"`); benchmarks report it.
     fn generator(&self) -> &'static str {

@@ -118,17 +118,28 @@ struct Pop<T> {
 
 impl<T: Copy> Pop<T> {
     fn step(&mut self, k: &dyn StepKernel<T>, inputs: &[Vec<T>], params: &[Vec<T>], t: usize) {
+        self.step_ordered(k, inputs, params, t, false);
+    }
+
+    /// [`Pop::step`], from the last element to the first when `descending` (where the
+    /// kernel can: `StepKernel::step_checked_descending`).
+    fn step_ordered(&mut self, k: &dyn StepKernel<T>, inputs: &[Vec<T>], params: &[Vec<T>], t: usize, descending: bool) {
         let mut states: Vec<&mut [T]> = self.states.iter_mut().map(|s| s.as_mut_slice()).collect();
         let inputs: Vec<&[T]> = inputs.iter().map(|s| s.as_slice()).collect();
         let params: Vec<&[T]> = params.iter().map(|s| s.as_slice()).collect();
-        k.step(StepArgs {
+        let args = StepArgs {
             states: &mut states,
             inputs: &inputs,
             params: &params,
             spikes: &mut self.spikes,
             t: t as f64 * DT,
             random: RandomCtx { seed: 0x1234_5678_9abc, step: t as u64, offset: 0 },
-        });
+        };
+        if descending {
+            k.step_checked_descending(args);
+        } else {
+            k.step(args);
+        }
     }
 }
 
@@ -214,6 +225,9 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
     let mut j32 = Pop { states: to32(&states), spikes: vec![0.0f32; ns] };
     let mut c64 = Pop { states: states.clone(), spikes: vec![0.0; ns] };
     let mut c32 = Pop { states: to32(&states), spikes: vec![0.0f32; ns] };
+    // The default kernels run from the last element to the first.
+    let mut d64 = Pop { states: states.clone(), spikes: vec![0.0; ns] };
+    let mut d32 = Pop { states: to32(&states), spikes: vec![0.0f32; ns] };
     let params32 = to32(&params);
     let mut shifted = vec![false; n];
     let mut scale = vec![0.0f64; states.len()];
@@ -228,6 +242,10 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
         j32.step(&jit32, &to32(&inputs), &params32, t);
         c64.step(&cl64, &inputs, &params, t);
         c32.step(&cl32, &to32(&inputs), &params32, t);
+        d64.step_ordered(&jit64, &inputs, &params, t, true);
+        d32.step_ordered(&jit32, &to32(&inputs), &params32, t, true);
+        assert!(same_bits(&j64, &d64), "{}: f64 {} kernel differs run backwards at step {t}", c.name, jit64.generator());
+        assert!(same_bits(&j32, &d32), "{}: f32 {} kernel differs run backwards at step {t}", c.name, jit32.generator());
         // The two generators compute the same values to the bit, in both precisions.
         assert!(same_bits(&j64, &c64), "{}: f64 {} and cranelift kernels differ at step {t}", c.name, jit64.generator());
         assert!(same_bits(&j32, &c32), "{}: f32 {} and cranelift kernels differ at step {t}", c.name, jit32.generator());
@@ -448,7 +466,7 @@ fn bad_arguments_are_refused() {
 /// makes it report; finite steps never do.
 #[test]
 fn the_kernel_reports_a_non_finite_state_at_any_element() {
-    fn run<T: snnc_compiler::backend::Real>(k: &JitKernel, n: usize, bad: Option<(usize, f64)>) -> bool {
+    fn run<T: snnc_compiler::backend::Real>(k: &JitKernel, n: usize, bad: Option<(usize, f64)>, descending: bool) -> bool {
         let (mut v, mut r) = (vec![T::from_f64(0.5); n], vec![T::from_f64(0.0); n]);
         let mut input = vec![T::from_f64(1.0); n];
         if let Some((at, x)) = bad {
@@ -457,7 +475,7 @@ fn the_kernel_reports_a_non_finite_state_at_any_element() {
         let tau = vec![T::from_f64(0.01); n];
         let mut spikes = vec![T::from_f64(0.0); n];
         let mut st: Vec<&mut [T]> = vec![&mut v, &mut r];
-        k.try_step_checked(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut spikes, t: 0.0, random: RandomCtx::default() }).unwrap()
+        k.try_step_ordered(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut spikes, t: 0.0, random: RandomCtx::default() }, descending).unwrap()
     }
     let (step, specs) = lif();
     // 11: two f32x4 groups and three scalar elements (f64: five f64x2 and one); in
@@ -469,11 +487,14 @@ fn the_kernel_reports_a_non_finite_state_at_any_element() {
             for precision in [Precision::F32, Precision::F64] {
                 let k = JitKernel::compile_with(&step, &specs, precision, JitOptions { avx512, ..JitOptions::default() }).unwrap();
                 let g = k.generator();
-                let checked = |bad| if precision == Precision::F32 { run::<f32>(&k, n, bad) } else { run::<f64>(&k, n, bad) };
-                assert!(checked(None), "{g} {precision:?}: finite states reported");
-                for at in 0..n {
-                    for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-                        assert!(!checked(Some((at, x))), "{g} {precision:?} n={n}: input {x} at element {at} not reported");
+                // Forwards, and backwards (the AVX-512 kernel's other loop).
+                for down in [false, true] {
+                    let checked = |bad| if precision == Precision::F32 { run::<f32>(&k, n, bad, down) } else { run::<f64>(&k, n, bad, down) };
+                    assert!(checked(None), "{g} {precision:?}: finite states reported");
+                    for at in 0..n {
+                        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                            assert!(!checked(Some((at, x))), "{g} {precision:?} n={n} descending {down}: input {x} at element {at} not reported");
+                        }
                     }
                 }
             }

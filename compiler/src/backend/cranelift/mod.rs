@@ -172,6 +172,13 @@ impl JitKernel {
     /// means all are finite; `false` that one is not, or rarely that finite states
     /// summed past the float range).
     pub fn try_step_checked<T: Real>(&self, a: StepArgs<'_, T>) -> Result<bool, JitError> {
+        self.try_step_ordered(a, false)
+    }
+
+    /// [`JitKernel::try_step_checked`], visiting the elements from the last to the first
+    /// when `descending` and the code is AVX-512's (Cranelift's visits them in order):
+    /// the same results, other memory streams ([`StepKernel::step_checked_descending`]).
+    pub fn try_step_ordered<T: Real>(&self, a: StepArgs<'_, T>, descending: bool) -> Result<bool, JitError> {
         if T::PRECISION != self.precision {
             return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));
         }
@@ -218,6 +225,7 @@ impl JitKernel {
         let mut non_finite = 0u32;
         let func = match &self.code {
             Machine::Cranelift(c) => c.func,
+            Machine::Avx512(c) if descending => c.func_down,
             Machine::Avx512(c) => c.func,
         };
         unsafe { func(ptrs.as_ptr(), n as u64, a.t, &random, &mut non_finite) };
@@ -232,6 +240,9 @@ impl<T: Real> StepKernel<T> for JitKernel {
     }
     fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
         Some(self.try_step_checked(args).unwrap_or_else(|e| panic!("JIT step refused: {e}")))
+    }
+    fn step_checked_descending(&self, args: StepArgs<'_, T>) -> Option<bool> {
+        Some(self.try_step_ordered(args, true).unwrap_or_else(|e| panic!("JIT step refused: {e}")))
     }
     fn generator(&self) -> &'static str {
         JitKernel::generator(self)

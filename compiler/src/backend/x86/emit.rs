@@ -10,7 +10,8 @@
 //!
 //! The loop runs whole vectors unmasked, then the remaining `n % lanes` elements once
 //! with masked loads, stores and accumulation (the masked-off lanes compute on zeros
-//! and are neither stored nor checked).
+//! and are neither stored nor checked). The descending variant runs the same vectors
+//! from the last to the first, the masked rest first (see [`emit`]).
 
 use std::collections::HashMap;
 
@@ -106,10 +107,16 @@ struct Emit<'a> {
     regs: Vec<Reg>,
     bases: &'static [AsmRegister64],
     consts: HashMap<u64, CodeLabel>,
+    descending: bool,
 }
 
 /// Generates the kernel: `fn(ptrs, n, t, random, non_finite)` as the Cranelift one.
-pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool) -> Result<Emitted, Unsupported> {
+/// `descending`: the elements are visited from the last to the first. Each element's
+/// result is the same either way (nothing is carried from one to the next); what
+/// changes is where the memory streams end: a thread stepping the lower share of a
+/// population ends at the start of its arrays instead of running (with the hardware
+/// prefetchers) into the next thread's first elements.
+pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool, descending: bool) -> Result<Emitted, Unsupported> {
     if slices > BASES.len() {
         return Err(Unsupported(format!("{slices} slices (at most {} in general registers)", BASES.len())));
     }
@@ -120,7 +127,7 @@ pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool) -> 
     // always 32-bit displacements).
     let once = |pad: usize| -> Result<Emitted, IcedError> {
         let a = CodeAssembler::new(64)?;
-        let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs: regs.clone(), bases: &BASES[..slices], consts: HashMap::new() };
+        let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs: regs.clone(), bases: &BASES[..slices], consts: HashMap::new(), descending };
         e.function()?;
         let mut data = e.a.create_label();
         e.data(&mut data, pad)?;
@@ -161,26 +168,12 @@ impl Emit<'_> {
         }
         self.a.mov(rdi, rsi)?;
         self.a.and(rdi, -self.lanes)?;
-        self.a.xor(eax, eax)?;
         self.a.vpxord(ACC, ACC, ACC)?;
-        // Tested at the bottom: one branch a vector.
-        let (mut top, mut tail, mut done) = (self.a.create_label(), self.a.create_label(), self.a.create_label());
-        self.a.test(rdi, rdi)?;
-        self.a.je(tail)?;
-        self.a.set_label(&mut top)?;
-        self.body(false)?;
-        self.a.add(rax, self.lanes)?;
-        self.a.cmp(rax, rdi)?;
-        self.a.jb(top)?;
-        self.a.set_label(&mut tail)?;
-        self.a.mov(rdi, rsi)?;
-        self.a.sub(rdi, rax)?;
-        self.a.je(done)?;
-        let ones = self.konst(u64::from(u32::MAX));
-        self.a.bzhi(edi, dword_ptr(ones), edi)?;
-        self.a.kmovw(k1, edi)?;
-        self.body(true)?;
-        self.a.set_label(&mut done)?;
+        if self.descending {
+            self.descending_loop()?;
+        } else {
+            self.ascending_loop()?;
+        }
         if self.f64 {
             self.a.vptestmq(k2, ACC, ACC)?;
         } else {
@@ -195,6 +188,56 @@ impl Emit<'_> {
             self.a.pop(*r)?;
         }
         self.a.ret()
+    }
+
+    /// Whole vectors from the first, then the masked rest (rdi: the whole vectors' end).
+    fn ascending_loop(&mut self) -> Result<(), IcedError> {
+        self.a.xor(eax, eax)?;
+        // Tested at the bottom: one branch a vector.
+        let (mut top, mut tail, mut done) = (self.a.create_label(), self.a.create_label(), self.a.create_label());
+        self.a.test(rdi, rdi)?;
+        self.a.je(tail)?;
+        self.a.set_label(&mut top)?;
+        self.body(false)?;
+        self.a.add(rax, self.lanes)?;
+        self.a.cmp(rax, rdi)?;
+        self.a.jb(top)?;
+        self.a.set_label(&mut tail)?;
+        self.a.mov(rdi, rsi)?;
+        self.a.sub(rdi, rax)?;
+        self.a.je(done)?;
+        self.tail_mask()?;
+        self.body(true)?;
+        self.a.set_label(&mut done)
+    }
+
+    /// The masked rest first, then whole vectors from the last to the first (rdi: the
+    /// whole vectors' end). The body sets flags (mask tests), so the loop's own test
+    /// comes after it.
+    fn descending_loop(&mut self) -> Result<(), IcedError> {
+        let (mut top, mut whole, mut done) = (self.a.create_label(), self.a.create_label(), self.a.create_label());
+        self.a.mov(rax, rdi)?;
+        self.a.mov(rdi, rsi)?;
+        self.a.sub(rdi, rax)?;
+        self.a.je(whole)?;
+        self.tail_mask()?;
+        self.body(true)?;
+        self.a.set_label(&mut whole)?;
+        self.a.test(rax, rax)?;
+        self.a.je(done)?;
+        self.a.set_label(&mut top)?;
+        self.a.sub(rax, self.lanes)?;
+        self.body(false)?;
+        self.a.test(rax, rax)?;
+        self.a.jne(top)?;
+        self.a.set_label(&mut done)
+    }
+
+    /// k1: the low `edi` lanes (the rest's length, below a vector).
+    fn tail_mask(&mut self) -> Result<(), IcedError> {
+        let ones = self.konst(u64::from(u32::MAX));
+        self.a.bzhi(edi, dword_ptr(ones), edi)?;
+        self.a.kmovw(k1, edi)
     }
 
     /// The constants, after the code and `pad` more int3s.

@@ -27,10 +27,13 @@ use crate::backend::specialise::Specialised;
 /// The kernel's signature (as the Cranelift kernel's `KernelFn`).
 pub(crate) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t: f64, random: *const crate::backend::RandomCtx, non_finite: *mut u32);
 
-/// Machine code in executable memory.
+/// Machine code in executable memory: the kernel, and the same visiting its elements
+/// from the last to the first (`emit::emit`'s `descending`).
 pub(crate) struct Code {
     _memory: region::Allocation,
+    _memory_down: region::Allocation,
     pub func: KernelFn,
+    pub func_down: KernelFn,
     /// Elements per vector (16 in f32, 8 in f64).
     pub lanes: usize,
     /// With `listing`: the vector program and the machine code, disassembled.
@@ -64,14 +67,14 @@ fn host_has_avx512() -> bool {
 /// The step's element loop as machine code bytes (and the length of the code before
 /// its constants), on any machine, with its listing when asked for (tests and
 /// listings; [`compile`] also runs it).
-fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool) -> Result<(Vec<u8>, Option<String>), Unsupported> {
+fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool, descending: bool) -> Result<(Vec<u8>, Option<String>), Unsupported> {
     if p.graph.nodes().any(|(_, n)| n.op.is_random()) {
         return Err(Unsupported("random draws need a call per element".into()));
     }
     let n = slices.count();
     let mut prog = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1))?;
     let last = lower::live(&mut prog);
-    let e = emit::emit(&prog, &last, n, f64)?;
+    let e = emit::emit(&prog, &last, n, f64, descending)?;
     let listing = listed.then(|| format!("; AVX-512 vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&e.bytes[..e.code_len])));
     Ok((e.bytes, listing))
 }
@@ -81,7 +84,15 @@ pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool)
     if !available() {
         return Err(Unsupported("this machine has no AVX-512 (or SNNC_AVX512=0)".into()));
     }
-    let (bytes, listing) = assemble(p, slices, f64, listing)?;
+    let (bytes, listing) = assemble(p, slices, f64, listing, false)?;
+    let (down, _) = assemble(p, slices, f64, false, true)?;
+    let (memory, func) = executable(&bytes)?;
+    let (memory_down, func_down) = executable(&down)?;
+    Ok(Code { _memory: memory, _memory_down: memory_down, func, func_down, lanes: if f64 { 8 } else { 16 }, listing })
+}
+
+/// `bytes` (a kernel from [`assemble`]) in executable memory, and the function it is.
+fn executable(bytes: &[u8]) -> Result<(region::Allocation, KernelFn), Unsupported> {
     let fail = |e: region::Error| Unsupported(format!("executable memory: {e}"));
     let mut memory = region::alloc(bytes.len(), region::Protection::READ_WRITE).map_err(fail)?;
     // SAFETY: the allocation is at least `bytes.len()` long and nothing else uses it.
@@ -93,7 +104,7 @@ pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool)
     // rdi, n in rsi, t in xmm0, random in rdx, non_finite in rcx), position-independent
     // (relative branches, constants addressed relative to rip), now executable.
     let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(memory.as_ptr::<u8>()) };
-    Ok(Code { _memory: memory, func, lanes: if f64 { 8 } else { 16 }, listing })
+    Ok((memory, func))
 }
 
 /// The vector program and machine code of `step`'s AVX-512 kernel, made on any
@@ -101,7 +112,7 @@ pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool)
 /// AVX-512, and what the snapshot tests hold.
 pub fn listing(step: &crate::discretise::Step, specs: &[super::ParamSpec], precision: super::Precision) -> Result<String, Unsupported> {
     let p = crate::backend::specialise::specialise_step(step, specs).map_err(|e| Unsupported(e.to_string()))?;
-    let (_, listing) = assemble(&p, Slices::of(step, specs, p.spike.is_some()), precision == super::Precision::F64, true)?;
+    let (_, listing) = assemble(&p, Slices::of(step, specs, p.spike.is_some()), precision == super::Precision::F64, true, false)?;
     Ok(listing.expect("asked for"))
 }
 

@@ -1170,6 +1170,9 @@ impl<T: Float> Network<T> {
         let (segments, stride, len) = if whole { (1, 0, self.batch * n) } else { (self.batch, n, cols.len()) };
         let t_now = self.time();
         let mut checked = true;
+        // The lower threads' shares backwards (`parallel::runs_down`).
+        let local = &self.local[p];
+        let down = crate::parallel::runs_down(c - local.start, local.len(), self.threads());
         for s in 0..segments {
             let start = s * stride + cols.start;
             // SAFETY: elements start..start + len of this population's buffers belong to
@@ -1181,7 +1184,8 @@ impl<T: Float> Network<T> {
             // A network holding batch elements b0.. of a larger batch draws what the whole
             // one would for them (element index = b0 * n + i).
             let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * n + start) as u64 };
-            checked &= kernel.step_checked(StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes, t: t_now, random }) == Some(true);
+            let args = StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes, t: t_now, random };
+            checked &= if down { kernel.step_checked_descending(args) } else { kernel.step_checked(args) } == Some(true);
             drop(inputs);
             // The inputs back at their start for the next step's deliveries, while this
             // chunk's lines are still in the cache: a separate pass over them before the

@@ -266,6 +266,17 @@ pub(crate) fn split_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<
     at(c)..at(c + 1)
 }
 
+/// Whether chunk `c` of `chunks` (a population's, split among `threads`) is stepped from
+/// its last neuron to its first (`StepKernel::step_checked_descending`): every chunk of
+/// a thread's share but the last thread's. Then two threads meet nowhere: the lower one
+/// streams away from their boundary towards the start of the arrays (whose page before
+/// is nobody's, `crate::alloc`), the upper one away from it towards their end, and
+/// neither pulls the other's first lines into its core (measured on two threads in
+/// docs/benchmarks.md). With more threads the middle ones still meet a neighbour.
+pub(crate) fn runs_down(c: usize, chunks: usize, threads: usize) -> bool {
+    threads > 1 && chunks > 1 && c < split(chunks, threads, threads - 1).start
+}
+
 /// The fewest neurons of a chunk when the split is automatic (about 16 KB per f32
 /// state: a few microseconds of work, large against the cost of claiming it).
 pub(crate) const CHUNK: usize = 4096;

@@ -21,7 +21,7 @@ pub mod kernels;
 pub mod learn;
 pub mod memory;
 pub mod network;
-pub mod parallel;
+mod parallel;
 pub mod partition;
 pub mod plastic;
 pub mod presyn;

@@ -156,13 +156,13 @@ mod tests {
             unsafe {
                 let p = a.alloc(l);
                 assert!(!p.is_null());
-                assert!(from < ALIGNED_FROM || p as usize % LINE == 0);
+                assert!(from < ALIGNED_FROM || (p as usize).is_multiple_of(LINE));
                 for i in 0..from {
                     *p.add(i) = i as u8;
                 }
                 let q = a.realloc(p, l, to);
                 assert!(!q.is_null());
-                assert!(to < ALIGNED_FROM || q as usize % LINE == 0, "{from} -> {to}");
+                assert!(to < ALIGNED_FROM || (q as usize).is_multiple_of(LINE), "{from} -> {to}");
                 assert!((0..from.min(to)).all(|i| *q.add(i) == i as u8), "{from} -> {to}");
                 a.dealloc(q, Layout::from_size_align(to, 4).unwrap());
             }
@@ -171,7 +171,7 @@ mod tests {
         unsafe {
             let l = Layout::from_size_align(1 << 20, 4).unwrap();
             let z = a.alloc_zeroed(l);
-            assert!(z as usize % LINE == 0 && (0..1 << 20).all(|i| *z.add(i) == 0));
+            assert!((z as usize).is_multiple_of(LINE) && (0..1 << 20).all(|i| *z.add(i) == 0));
             a.dealloc(z, l);
         }
         // Consecutive large blocks start at different lines of a page.

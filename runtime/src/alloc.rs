@@ -107,6 +107,20 @@ unsafe impl GlobalAlloc for CacheAligned {
         }
     }
 
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        match kind(l) {
+            Kind::Staggered => {
+                let offset = next_offset();
+                // SAFETY: as in `alloc`.
+                let p = unsafe { System.alloc_zeroed(system_layout(l, Kind::Staggered, offset)) };
+                // SAFETY: as in `alloc`.
+                if p.is_null() { p } else { unsafe { p.add(offset) } }
+            }
+            // SAFETY: as in `alloc` (small blocks keep `calloc`'s lazily zeroed pages).
+            k => unsafe { System.alloc_zeroed(system_layout(l, k, 0)) },
+        }
+    }
+
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         match kind(l) {
             Kind::Staggered => {

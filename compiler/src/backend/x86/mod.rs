@@ -64,19 +64,29 @@ fn host_has_avx512() -> bool {
     false
 }
 
-/// The step's element loop as machine code bytes (and the length of the code before
-/// its constants), on any machine, with its listing when asked for (tests and
-/// listings; [`compile`] also runs it).
-fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool, descending: bool) -> Result<(Vec<u8>, Option<String>), Unsupported> {
+/// The step's element loop as machine code bytes, ascending and descending, on any
+/// machine, with the listing of the ascending one when asked for (tests and listings;
+/// [`compile`] also runs it).
+fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool) -> Result<Assembled, Unsupported> {
     if p.graph.nodes().any(|(_, n)| n.op.is_random()) {
         return Err(Unsupported("random draws need a call per element".into()));
     }
     let n = slices.count();
     let mut prog = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1))?;
     let last = lower::live(&mut prog);
-    let e = emit::emit(&prog, &last, n, f64, descending)?;
-    let listing = listed.then(|| format!("; AVX-512 vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&e.bytes[..e.code_len])));
-    Ok((e.bytes, listing))
+    // One program, both loops (`emit::emit`'s `descending`).
+    let up = emit::emit(&prog, &last, n, f64, false)?;
+    let down = emit::emit(&prog, &last, n, f64, true)?;
+    let listing = listed.then(|| format!("; AVX-512 vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&up.bytes[..up.code_len])));
+    Ok(Assembled { up: up.bytes, down: down.bytes, listing })
+}
+
+/// What [`assemble`] makes: the kernel's bytes with the ascending loop and with the
+/// descending one, and the listing of the first when asked for.
+struct Assembled {
+    up: Vec<u8>,
+    down: Vec<u8>,
+    listing: Option<String>,
 }
 
 /// Compiles the step for this machine, or says why it is left to Cranelift.
@@ -84,9 +94,8 @@ pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool)
     if !available() {
         return Err(Unsupported("this machine has no AVX-512 (or SNNC_AVX512=0)".into()));
     }
-    let (bytes, listing) = assemble(p, slices, f64, listing, false)?;
-    let (down, _) = assemble(p, slices, f64, false, true)?;
-    let (memory, func) = executable(&bytes)?;
+    let Assembled { up, down, listing } = assemble(p, slices, f64, listing)?;
+    let (memory, func) = executable(&up)?;
     let (memory_down, func_down) = executable(&down)?;
     Ok(Code { _memory: memory, _memory_down: memory_down, func, func_down, lanes: if f64 { 8 } else { 16 }, listing })
 }
@@ -112,8 +121,8 @@ fn executable(bytes: &[u8]) -> Result<(region::Allocation, KernelFn), Unsupporte
 /// AVX-512, and what the snapshot tests hold.
 pub fn listing(step: &crate::discretise::Step, specs: &[super::ParamSpec], precision: super::Precision) -> Result<String, Unsupported> {
     let p = crate::backend::specialise::specialise_step(step, specs).map_err(|e| Unsupported(e.to_string()))?;
-    let (_, listing) = assemble(&p, Slices::of(step, specs, p.spike.is_some()), precision == super::Precision::F64, true, false)?;
-    Ok(listing.expect("asked for"))
+    let a = assemble(&p, Slices::of(step, specs, p.spike.is_some()), precision == super::Precision::F64, true)?;
+    Ok(a.listing.expect("asked for"))
 }
 
 /// Intel-syntax listing of machine code assembled at address 0.

@@ -31,4 +31,5 @@ pub mod ranks;
 pub mod record;
 pub mod scalar;
 pub mod sends;
+pub mod timers;
 pub mod train;

@@ -16,6 +16,7 @@ use crate::error::RuntimeError;
 use crate::kernels::KernelFactory;
 use crate::memory;
 use crate::parallel::Pool;
+use crate::timers::{self, Span};
 use crate::partition::{Exchange, Partition};
 use crate::plastic::Plastic;
 use crate::presyn::PreStage;
@@ -172,7 +173,7 @@ impl<T: Float> Population<T> {
                 continue;
             }
             for (b, y) in buf.chunks_mut(n.max(1)).enumerate() {
-                start_input(&self.drives, k, n, b, &(0..n), y);
+                start_input(&self.drives, k, n, b, &(0..n), y, false);
             }
         }
     }
@@ -901,7 +902,9 @@ impl<T: Float> Network<T> {
     /// A step, exchanging each spiking population's spikes with the other parts of a
     /// partitioned network through `exchange` once the population has stepped.
     pub(crate) fn step_inner(&mut self, external: &[&[T]], trace: Option<&mut StepTrace<T>>, exchange: Option<&dyn Exchange>) -> Result<(), RuntimeError> {
+        let timer = timers::start(Span::Step);
         let done = self.step_passes(external, trace, exchange);
+        drop(timer);
         if done.is_err() {
             // A step stopped partway has written spikes its lists do not show: from now
             // on delivery reads the values rather than trust the lists to be ones. And
@@ -1173,8 +1176,8 @@ impl<T: Float> Network<T> {
         // The lower threads' shares backwards (`parallel::runs_down`).
         let local = &self.local[p];
         let down = crate::parallel::runs_down(c - local.start, local.len(), self.threads());
-        for s in 0..segments {
-            let start = s * stride + cols.start;
+        // The kernel over elements start..start + len; whether it found them all finite.
+        let kernel_on = |start: usize, len: usize| {
             // SAFETY: elements start..start + len of this population's buffers belong to
             // this thread in this phase (`take_ptrs`); nobody else touches them.
             let mut states: Vec<&mut [T]> = ptrs.states.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
@@ -1185,8 +1188,27 @@ impl<T: Float> Network<T> {
             // one would for them (element index = b0 * n + i).
             let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * n + start) as u64 };
             let args = StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes, t: t_now, random };
-            checked &= if down { kernel.step_checked_descending(args) } else { kernel.step_checked(args) } == Some(true);
-            drop(inputs);
+            (if down { kernel.step_checked_descending(args) } else { kernel.step_checked(args) }) == Some(true)
+        };
+        for s in 0..segments {
+            let start = s * stride + cols.start;
+            if timers::ENABLED && len > timers::HEAD {
+                // Timed apart: the neurons the kernel starts with (the last ones when it
+                // runs down), then the rest. Elementwise, so the same results.
+                let (head, rest) = if down { (start + len - timers::HEAD, start) } else { (start, start + timers::HEAD) };
+                checked &= {
+                    let _t = timers::start(Span::KernelHead);
+                    kernel_on(head, timers::HEAD)
+                };
+                checked &= {
+                    let _t = timers::start(Span::Kernel);
+                    kernel_on(rest, len - timers::HEAD)
+                };
+            } else {
+                let _t = timers::start(Span::Kernel);
+                checked &= kernel_on(start, len);
+            }
+            let _t = timers::start(Span::Restart);
             // The inputs back at their start for the next step's deliveries, while this
             // chunk's lines are still in the cache: a separate pass over them before the
             // gather (a memset of every input) was 6-10% of a COBA step (perf). The GPU's
@@ -1195,7 +1217,7 @@ impl<T: Float> Network<T> {
                 for (k, &q) in ptrs.inputs.iter().enumerate().filter(|&(k, _)| !pop.fixed_inputs[k]) {
                     // SAFETY: as above; the kernel is done with the slice.
                     let y = unsafe { std::slice::from_raw_parts_mut(q.add(from), cols.len()) };
-                    start_input(&pop.drives, k, n, b, cols, y);
+                    start_input(&pop.drives, k, n, b, cols, y, down);
                 }
             };
             if whole {
@@ -1204,6 +1226,7 @@ impl<T: Float> Network<T> {
                 restart(s, start, &cols);
             }
         }
+        let _t = timers::start(Span::Scan);
         // Stop on the first non-finite state, naming it, unless the kernel found them all
         // finite. A sum is non-finite when an element is (and vectorises); only then is
         // the element looked for.
@@ -1234,7 +1257,7 @@ impl<T: Float> Network<T> {
                 act.clear();
                 // SAFETY: as above.
                 let s = unsafe { std::slice::from_raw_parts(ptrs.spikes.add(b * n + cols.start), cols.len()) };
-                ones &= active_indices(s, cols.start, &mut act);
+                ones &= active_indices(s, cols.start, &mut act, down);
                 *slot = act;
             }
             part.ones = ones;
@@ -1244,6 +1267,7 @@ impl<T: Float> Network<T> {
     /// Sums everything that arrives at targets `cols` of population `p` this step into
     /// its kernel inputs (or a readout's output).
     fn gather_part(&self, p: usize, cols: &std::ops::Range<usize>, external: &[&[T]]) {
+        let _t = timers::start(Span::Gather);
         let pop = &self.pops[p];
         let ptrs = &self.ptrs.pops[p];
         let target = |ptr: *mut T| Target { ptr, n_post: pop.n, batch: self.batch, cols: cols.clone() };
@@ -1775,14 +1799,30 @@ impl<T: Float> Network<T> {
 
 /// Input `k` of a population of `n` neurons as a step starts, columns `cols` of batch
 /// element `b` (`y`): 0 plus its drives, in one pass.
-fn start_input<T: Float>(drives: &[(usize, Vec<T>)], k: usize, n: usize, b: usize, cols: &std::ops::Range<usize>, y: &mut [T]) {
+/// `down`: written from the last element to the first (a share stepped down,
+/// `parallel::runs_down`), with the same values.
+fn start_input<T: Float>(drives: &[(usize, Vec<T>)], k: usize, n: usize, b: usize, cols: &std::ops::Range<usize>, y: &mut [T], down: bool) {
     let mut drives = drives.iter().filter(|(i, _)| *i == k).map(|(_, v)| &v[b * n + cols.start..b * n + cols.end]);
+    fn each<T: Copy>(y: &mut [T], v: &[T], down: bool, f: impl Fn(&mut T, T)) {
+        if down {
+            y.iter_mut().rev().zip(v.iter().rev()).for_each(|(d, v)| f(d, *v));
+        } else {
+            y.iter_mut().zip(v).for_each(|(d, v)| f(d, *v));
+        }
+    }
     match drives.next() {
-        Some(first) => y.iter_mut().zip(first).for_each(|(d, v)| *d = T::default() + *v),
+        Some(first) => each(y, first, down, |d, v| *d = T::default() + v),
+        None if down => {
+            // A line at a time from the end (a plain reversed loop may become a memset,
+            // which runs up).
+            let mut lines = y.rchunks_exact_mut(16);
+            lines.by_ref().for_each(|c| c.fill(T::default()));
+            lines.into_remainder().fill(T::default());
+        }
         None => y.fill(T::default()),
     }
     for more in drives {
-        y.iter_mut().zip(more).for_each(|(d, v)| *d += *v);
+        each(y, more, down, |d, v| *d += v);
     }
 }
 

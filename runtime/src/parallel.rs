@@ -115,6 +115,7 @@ impl Pool {
     /// when all are done. A panic in a chunk is raised here once all are done.
     pub(crate) fn for_chunks(&self, chunks: usize, job: &(dyn Fn(usize) + Sync)) {
         let s = &*self.shared;
+        let _phase = crate::timers::start(crate::timers::Span::Phase);
         // Nothing to share: no phase is opened and no worker woken (a wake-up is a
         // system call, a sizeable part of a small population's step).
         if chunks <= 1 {
@@ -138,6 +139,7 @@ impl Pool {
         // `state` (`wait_for_phase`): either it counted itself before the load below, and
         // is notified (it checks `state` under the lock, so it is then asleep or sees the
         // phase), or its check comes after this store and sees the phase.
+        crate::timers::opened();
         s.state.store(phase, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
@@ -145,15 +147,18 @@ impl Pool {
         }
         let mut mine = Ok(());
         while let Some(c) = claim(s, phase, 0) {
+            let _chunk = crate::timers::start(crate::timers::Span::Chunk);
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(c))) {
                 mine = Err(p);
             }
             s.done.fetch_add(1, Ordering::Release);
         }
         let mut spins = 0u32;
+        let idle = crate::timers::start(crate::timers::Span::Idle);
         while s.done.load(Ordering::Acquire) != chunks {
             backoff(&mut spins);
         }
+        drop(idle);
         if let Err(p) = mine {
             resume_unwind(p);
         }
@@ -206,13 +211,22 @@ fn worker(s: &Shared, me: usize) {
     if s.denormals_flushed {
         crate::kernels::flush_denormals();
     }
+    crate::timers::set_thread(me);
     let mut seen = 0u64;
-    while let Some(phase) = wait_for_phase(s, seen) {
+    while let Some(phase) = {
+        let _idle = crate::timers::start(crate::timers::Span::Idle);
+        wait_for_phase(s, seen)
+    } {
         seen = phase;
+        let mut first = true;
         while let Some(c) = claim(s, phase, me) {
+            if std::mem::take(&mut first) {
+                crate::timers::started();
+            }
             // SAFETY: chunk `c` of `phase` is claimed, so the phase's job is published
             // and stays valid until `done` counts this chunk.
             let job = unsafe { *s.job.get() }.expect("a job is published with its phase");
+            let _chunk = crate::timers::start(crate::timers::Span::Chunk);
             // SAFETY: see above.
             if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(c) })).is_err() {
                 s.panicked.store(true, Ordering::Relaxed);

@@ -509,25 +509,44 @@ pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], 
 /// to `out`; whether each of them is exactly 1. Spikes are rare (a few per thousand
 /// neurons and step): with AVX-512, one compare per 16 or 8 values gives the bits of
 /// those that are not zero; elsewhere blocks of 16 whose bits are all zero (every
-/// value +0) are skipped after one branch-free OR.
-pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) -> bool {
-    match T::nonzero_indices_simd(spikes, base, out) {
+/// value +0) are skipped after one branch-free OR. `down`: the spikes are read from the
+/// last to the first (a thread's share that its kernel steps down, `parallel::runs_down`:
+/// its streams then end away from the next thread's share); the indices appended are in
+/// ascending order either way.
+pub(crate) fn active_indices<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>, down: bool) -> bool {
+    let from = out.len();
+    let ones = match T::nonzero_indices_simd(spikes, base, out, down) {
         Some(ones) => ones,
-        None => active_indices_portable(spikes, base, out),
+        None => active_indices_portable(spikes, base, out, down),
+    };
+    if down {
+        out[from..].reverse();
     }
+    ones
 }
 
-/// [`active_indices`] without vector instructions.
-fn active_indices_portable<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>) -> bool {
+/// [`active_indices`] without vector instructions (appending in the order it reads).
+fn active_indices_portable<T: Float>(spikes: &[T], base: usize, out: &mut Vec<u32>, down: bool) -> bool {
     let mut ones = true;
-    for (blk, c) in spikes.chunks(16).enumerate() {
+    let mut block = |blk: usize, c: &[T]| {
         if !T::any_bits(c) {
-            continue;
+            return;
         }
-        for (i, v) in c.iter().enumerate().filter(|(_, v)| v.to_f64() != 0.0) {
+        let mut push = |(i, v): (usize, &T)| {
             ones &= v.to_f64() == 1.0;
             out.push((base + blk * 16 + i) as u32);
+        };
+        let nonzero = |(_, v): &(usize, &T)| v.to_f64() != 0.0;
+        if down {
+            c.iter().enumerate().rev().filter(nonzero).for_each(&mut push);
+        } else {
+            c.iter().enumerate().filter(nonzero).for_each(&mut push);
         }
+    };
+    if down {
+        spikes.chunks(16).enumerate().rev().for_each(|(k, c)| block(k, c));
+    } else {
+        spikes.chunks(16).enumerate().for_each(|(k, c)| block(k, c));
     }
     ones
 }
@@ -715,23 +734,33 @@ mod tests {
         for n in [1usize, 15, 16, 17, 100] {
             for seed in 0..20u64 {
                 let spikes: Vec<f64> = (0..n).map(|i| f64::from(u8::from((i as u64 * 2654435761 + seed * 97) % 23 == 0))).collect();
-                let mut got = Vec::new();
-                assert!(active_indices(&spikes, 0, &mut got));
                 let want: Vec<u32> = (0..n as u32).filter(|&i| spikes[i as usize] != 0.0).collect();
-                assert_eq!(got, want, "n = {n}, seed {seed}");
-                let mut got32 = Vec::new();
-                assert!(active_indices(&spikes.iter().map(|&v| v as f32).collect::<Vec<_>>(), 7, &mut got32));
-                assert_eq!(got32, want.iter().map(|i| i + 7).collect::<Vec<_>>());
+                for down in [false, true] {
+                    // Appended after what the list holds.
+                    let mut got = vec![99];
+                    assert!(active_indices(&spikes, 0, &mut got, down));
+                    assert_eq!(got[1..], want, "n = {n}, seed {seed}, down {down}");
+                    let mut got32 = Vec::new();
+                    assert!(active_indices(&spikes.iter().map(|&v| v as f32).collect::<Vec<_>>(), 7, &mut got32, down));
+                    assert_eq!(got32, want.iter().map(|i| i + 7).collect::<Vec<_>>());
+                }
             }
         }
         // Smooth spikes (a sigmoid in (0, 1)) are all active, and not all ones.
         let mut got = Vec::new();
-        assert!(!active_indices(&[0.2f32, 0.7, 1e-30], 0, &mut got));
+        assert!(!active_indices(&[0.2f32, 0.7, 1e-30], 0, &mut got, false));
         assert_eq!(got, vec![0, 1, 2]);
         // Every position of a vector and its tail, each kind of value: -0 is zero, NaN
         // is not, and only 1 is one; the vector code (where the host has it) and the
-        // portable one agree.
-        for n in [1usize, 8, 9, 16, 17, 33, 40, 64, 65, 130] {
+        // portable one agree, read up or down.
+        fn portable<T: Float>(s: &[T], base: usize, out: &mut Vec<u32>, down: bool) -> bool {
+            let ones = active_indices_portable(s, base, out, down);
+            if down {
+                out.reverse();
+            }
+            ones
+        }
+        for (n, down) in [1usize, 8, 9, 16, 17, 33, 40, 64, 65, 130].into_iter().flat_map(|n| [(n, false), (n, true)]) {
             for at in 0..n {
                 for (v, listed, one) in [(1.0f64, true, true), (-0.0, false, true), (f64::NAN, true, false), (-2.5, true, false), (1e-300, true, false)] {
                     let mut s = vec![0.0f64; n];
@@ -743,15 +772,15 @@ mod tests {
                     let one32 = want32.iter().all(|&i| s32[i as usize] == 1.0);
                     // The dispatching function (vector code where the host has it) and
                     // the portable one.
-                    for (scan, name) in [(active_indices::<f64> as fn(&[f64], usize, &mut Vec<u32>) -> bool, "dispatched"), (active_indices_portable::<f64>, "portable")] {
+                    for (scan, name) in [(active_indices::<f64> as fn(&[f64], usize, &mut Vec<u32>, bool) -> bool, "dispatched"), (portable::<f64>, "portable")] {
                         let mut got = Vec::new();
-                        assert_eq!(scan(&s, 0, &mut got), one, "{name}: {v} at {at} of {n}");
+                        assert_eq!(scan(&s, 0, &mut got, down), one, "{name}: {v} at {at} of {n}");
                         assert_eq!(got, want, "{name}: {v} at {at} of {n}");
                         assert_eq!(got.contains(&(at as u32)), listed, "{name}: {v} at {at} of {n}");
                     }
-                    for (scan, name) in [(active_indices::<f32> as fn(&[f32], usize, &mut Vec<u32>) -> bool, "dispatched"), (active_indices_portable::<f32>, "portable")] {
+                    for (scan, name) in [(active_indices::<f32> as fn(&[f32], usize, &mut Vec<u32>, bool) -> bool, "dispatched"), (portable::<f32>, "portable")] {
                         let mut got32 = Vec::new();
-                        assert_eq!(scan(&s32, 0, &mut got32), one32, "{name} f32: {v} at {at} of {n}");
+                        assert_eq!(scan(&s32, 0, &mut got32, down), one32, "{name} f32: {v} at {at} of {n}");
                         assert_eq!(got32, want32, "{name} f32: {v} at {at} of {n}");
                     }
                 }

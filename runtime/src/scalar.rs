@@ -26,7 +26,7 @@ pub trait Float:
     /// float's own width over a block of fixed size, which vectorises.
     fn any_bits(block: &[Self]) -> bool;
     /// `propagate::active_indices` in AVX-512 where the host has it (`None`: it has not).
-    fn nonzero_indices_simd(spikes: &[Self], base: usize, out: &mut Vec<u32>) -> Option<bool>;
+    fn nonzero_indices_simd(spikes: &[Self], base: usize, out: &mut Vec<u32>, down: bool) -> Option<bool>;
 }
 
 /// Whether this host runs AVX-512 F (checked once; `is_x86_feature_detected` caches).
@@ -35,14 +35,16 @@ fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// The indices (+ `base`) of the entries of one vector set in `nonzero` (a lane mask),
-/// appended to `out`.
+/// The indices (+ `at`) of the entries of one vector set in `nonzero` (a lane mask),
+/// appended to `out`: in ascending order, or the highest first when the scan runs down
+/// (`propagate::active_indices`, which reverses what the scan appended).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn push_lanes(mut nonzero: u64, at: usize, out: &mut Vec<u32>) {
+fn push_lanes(mut nonzero: u64, at: usize, out: &mut Vec<u32>, down: bool) {
     while nonzero != 0 {
-        out.push((at + nonzero.trailing_zeros() as usize) as u32);
-        nonzero &= nonzero - 1;
+        let lane = if down { 63 - nonzero.leading_zeros() } else { nonzero.trailing_zeros() };
+        out.push((at + lane as usize) as u32);
+        nonzero &= !(1u64 << lane);
     }
 }
 
@@ -53,36 +55,59 @@ fn push_lanes(mut nonzero: u64, at: usize, out: &mut Vec<u32>) {
 /// The host has AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn nonzero_indices_f32(s: &[f32], base: usize, out: &mut Vec<u32>) -> bool {
+unsafe fn nonzero_indices_f32<const DOWN: bool>(s: &[f32], base: usize, out: &mut Vec<u32>) -> bool {
     use std::arch::x86_64::*;
     let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
     let mut not_one = 0u32;
     // 64 values a round, one branch for the four vectors (nearly always all zero).
     let blocks = s.chunks_exact(64);
     let rest = blocks.remainder();
-    for (k, c) in blocks.enumerate() {
-        let mut nz = 0u64;
-        let mut ones = 0u64;
-        for q in 0..4 {
-            // SAFETY: `c` holds 64 values, so q * 16.. q * 16 + 16 is within it.
-            let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(q * 16)) };
-            nz |= u64::from(_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero)) << (q * 16);
-            ones |= u64::from(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one)) << (q * 16);
-        }
-        if nz != 0 {
-            not_one |= u32::from(nz & !ones != 0);
-            push_lanes(nz, base + k * 64, out);
-        }
+    let rest_at = s.len() - rest.len();
+    macro_rules! block {
+        ($k:expr, $c:expr) => {{
+            let (k, c): (usize, &[f32]) = ($k, $c);
+            let mut nz = 0u64;
+            let mut ones = 0u64;
+            for q in 0..4 {
+                let q = if DOWN { 3 - q } else { q };
+                // SAFETY: `c` holds 64 values, so q * 16.. q * 16 + 16 is within it.
+                let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(q * 16)) };
+                nz |= u64::from(_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero)) << (q * 16);
+                ones |= u64::from(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one)) << (q * 16);
+            }
+            if nz != 0 {
+                not_one |= u32::from(nz & !ones != 0);
+                push_lanes(nz, base + k * 64, out, DOWN);
+            }
+        }};
     }
-    let base = base + (s.len() - rest.len());
-    for (k, c) in rest.chunks(16).enumerate() {
-        let lanes: __mmask16 = if c.len() == 16 { 0xffff } else { (1u16 << c.len()) - 1 };
-        // SAFETY: the mask loads only the lanes of `c` (masked-off lanes do not fault).
-        let v = unsafe { _mm512_maskz_loadu_ps(lanes, c.as_ptr()) };
-        let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, zero);
-        if nz != 0 {
-            not_one |= u32::from(nz & !_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one));
-            push_lanes(u64::from(nz), base + k * 16, out);
+    // The rest, 16 at a time, a masked load for the last.
+    macro_rules! tail {
+        ($k:expr, $c:expr) => {{
+            let (k, c): (usize, &[f32]) = ($k, $c);
+            let lanes: __mmask16 = if c.len() == 16 { 0xffff } else { (1u16 << c.len()) - 1 };
+            // SAFETY: the mask loads only the lanes of `c` (masked-off lanes do not fault).
+            let v = unsafe { _mm512_maskz_loadu_ps(lanes, c.as_ptr()) };
+            let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, zero);
+            if nz != 0 {
+                not_one |= u32::from(nz & !_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one));
+                push_lanes(u64::from(nz), base + rest_at + k * 16, out, DOWN);
+            }
+        }};
+    }
+    if DOWN {
+        for (k, c) in rest.chunks(16).enumerate().rev() {
+            tail!(k, c);
+        }
+        for (k, c) in blocks.enumerate().rev() {
+            block!(k, c);
+        }
+    } else {
+        for (k, c) in blocks.enumerate() {
+            block!(k, c);
+        }
+        for (k, c) in rest.chunks(16).enumerate() {
+            tail!(k, c);
         }
     }
     not_one == 0
@@ -94,18 +119,21 @@ unsafe fn nonzero_indices_f32(s: &[f32], base: usize, out: &mut Vec<u32>) -> boo
 /// The host has AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn nonzero_indices_f64(s: &[f64], base: usize, out: &mut Vec<u32>) -> bool {
+unsafe fn nonzero_indices_f64<const DOWN: bool>(s: &[f64], base: usize, out: &mut Vec<u32>) -> bool {
     use std::arch::x86_64::*;
     let (zero, one) = (_mm512_setzero_pd(), _mm512_set1_pd(1.0));
     let mut not_one = 0u32;
-    for (k, c) in s.chunks(8).enumerate() {
+    let units = s.len().div_ceil(8);
+    for j in 0..units {
+        let at = 8 * if DOWN { units - 1 - j } else { j };
+        let c = &s[at..(at + 8).min(s.len())];
         let lanes: __mmask8 = if c.len() == 8 { 0xff } else { (1u8 << c.len()) - 1 };
         // SAFETY: as for f32.
         let v = unsafe { _mm512_maskz_loadu_pd(lanes, c.as_ptr()) };
         let nz = _mm512_mask_cmp_pd_mask::<_CMP_NEQ_UQ>(lanes, v, zero);
         if nz != 0 {
             not_one |= u32::from(nz & !_mm512_cmp_pd_mask::<_CMP_EQ_OQ>(v, one));
-            push_lanes(u64::from(nz), base + k * 8, out);
+            push_lanes(u64::from(nz), base + at, out, DOWN);
         }
     }
     not_one == 0
@@ -128,13 +156,13 @@ impl Float for f32 {
             Err(_) => block.iter().any(|v| v.to_bits() != 0),
         }
     }
-    fn nonzero_indices_simd(spikes: &[f32], base: usize, out: &mut Vec<u32>) -> Option<bool> {
+    fn nonzero_indices_simd(spikes: &[f32], base: usize, out: &mut Vec<u32>, down: bool) -> Option<bool> {
         #[cfg(target_arch = "x86_64")]
         if avx512() {
             // SAFETY: the host has AVX-512 F.
-            return Some(unsafe { nonzero_indices_f32(spikes, base, out) });
+            return Some(unsafe { if down { nonzero_indices_f32::<true>(spikes, base, out) } else { nonzero_indices_f32::<false>(spikes, base, out) } });
         }
-        let _ = (spikes, base, out);
+        let _ = (spikes, base, out, down);
         None
     }
 }
@@ -155,13 +183,13 @@ impl Float for f64 {
             Err(_) => block.iter().any(|v| v.to_bits() != 0),
         }
     }
-    fn nonzero_indices_simd(spikes: &[f64], base: usize, out: &mut Vec<u32>) -> Option<bool> {
+    fn nonzero_indices_simd(spikes: &[f64], base: usize, out: &mut Vec<u32>, down: bool) -> Option<bool> {
         #[cfg(target_arch = "x86_64")]
         if avx512() {
             // SAFETY: the host has AVX-512 F.
-            return Some(unsafe { nonzero_indices_f64(spikes, base, out) });
+            return Some(unsafe { if down { nonzero_indices_f64::<true>(spikes, base, out) } else { nonzero_indices_f64::<false>(spikes, base, out) } });
         }
-        let _ = (spikes, base, out);
+        let _ = (spikes, base, out, down);
         None
     }
 }

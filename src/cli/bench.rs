@@ -14,6 +14,7 @@ use snnc_runtime::network::{Network, Options};
 use snnc_runtime::partition::Exchange;
 use snnc_runtime::record::Recorder;
 use snnc_runtime::train::tasks::RandomSpikes;
+use snnc_runtime::timers::SpanTotal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -327,6 +328,8 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     let zeros: Vec<Vec<T>> = net.inputs.iter().map(|(_, n)| vec![T::default(); n * net.batch]).collect();
     let external: Vec<&[T]> = zeros.iter().map(|v| v.as_slice()).collect();
     let steps = (a.duration / net.dt).round() as u64;
+    // The step timers (`step-timers` builds) count the run loop only.
+    snnc_runtime::timers::take();
     let t2 = Instant::now();
     for _ in 0..steps {
         let stepped = match ex {
@@ -343,12 +346,13 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
         rec.sample(&net);
     }
     let run = t2.elapsed().as_secs_f64();
+    let timers = snnc_runtime::timers::take();
     // Which code generator made the kernels (AVX-512 where the machine has it).
     let mut code: Vec<&str> = net.pops.iter().filter_map(|p| p.kernel_generator()).collect();
     code.sort_unstable();
     code.dedup();
     let where_ = format!("\"backend\":\"jit\",\"cpu_code\":\"{}\",\"threads\":{},\"ranks\":{}", code.join("+"), net.threads(), ex.map_or(1, |ex| ex.size()));
-    print_sim(&net, a, &where_, rep, Times { frontend, jit, build, run });
+    print_sim(&net, a, &where_, rep, Times { frontend, jit, build, run }, &timers);
     ExitCode::SUCCESS
 }
 
@@ -361,8 +365,10 @@ struct Times {
 }
 
 /// One JSON line of a simulation run; `where_` says where it ran (threads and ranks, or
-/// the GPU with its device calls per step). Rates come from the spike counters.
-fn print_sim<T: Float>(net: &Network<T>, a: &SimArgs, where_: &str, rep: usize, t: Times) {
+/// the GPU with its device calls per step). Rates come from the spike counters. A
+/// `step-timers` build adds where the run loop's time went, per thread and span
+/// (`snnc_runtime::timers`).
+fn print_sim<T: Float>(net: &Network<T>, a: &SimArgs, where_: &str, rep: usize, t: Times, timers: &[SpanTotal]) {
     let simulated = net.time();
     let spikes: u64 = net.pops.iter().map(|p| p.spike_count).sum();
     let spiking: usize = net.pops.iter().filter(|p| !p.spikes.is_empty()).map(|p| p.n * net.batch).sum();
@@ -374,8 +380,14 @@ fn print_sim<T: Float>(net: &Network<T>, a: &SimArgs, where_: &str, rep: usize, 
         .map(|p| format!("\"{}\":{:.3}", p.name, p.spike_count as f64 / (p.n * net.batch) as f64 / simulated.max(1e-12)))
         .collect();
     let Times { frontend, jit, build, run } = t;
+    let timers: String = if timers.is_empty() {
+        String::new()
+    } else {
+        let spans: Vec<String> = timers.iter().map(|s| format!("{{\"thread\":{},\"span\":\"{}\",\"s\":{:.6},\"calls\":{}}}", s.thread, s.span.name(), s.seconds, s.calls)).collect();
+        format!(",\"timers\":[{}]", spans.join(","))
+    };
     println!(
-        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",{where_},\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{jit:.6},\"kernels\":{kernels},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}}}",
+        "{{\"bench\":\"sim\",\"tool\":\"snnc\",\"network\":\"{}\",\"neurons\":{},\"synapses\":{},\"precision\":\"{}\",\"method\":\"{}\",{where_},\"rep\":{rep},\"duration_s\":{simulated:.6},\"steps\":{},\"frontend_s\":{frontend:.6},\"jit_s\":{jit:.6},\"kernels\":{kernels},\"build_s\":{build:.6},\"run_s\":{run:.6},\"spikes\":{spikes},\"mean_rate_hz\":{:.3},\"rates_hz\":{{{}}},\"peak_rss_mb\":{:.1}{timers}}}",
         net.name,
         net.n_neurons(),
         net.n_synapses(),
@@ -444,7 +456,7 @@ fn sim_gpu_once<T: Float>(job: &SimBench, rep: usize) -> Result<ExitCode, String
         None => format!("\"graphs\":{}", counts.replays > 0),
     };
     let where_ = format!("\"backend\":\"cuda\",\"device\":\"{}\",{calls},{graphs}", gpu.dev.name().replace('"', "'"));
-    print_sim(&gpu.host, a, &where_, rep, Times { frontend, jit: 0.0, build, run });
+    print_sim(&gpu.host, a, &where_, rep, Times { frontend, jit: 0.0, build, run }, &[]);
     Ok(ExitCode::SUCCESS)
 }
 

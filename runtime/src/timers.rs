@@ -1,0 +1,241 @@
+//! Where a simulation step's time goes, per thread and per part of the step: built only
+//! with the `step-timers` cargo feature (`cargo build --release -p snnc --features
+//! step-timers`), which makes `snnc bench sim` print them (`"timers"`). Without the
+//! feature a [`Timer`] is an empty value and every call here compiles to nothing.
+//!
+//! The spans are those that docs/benchmarks.md reasons about when two threads gain less
+//! than two: the kernel's first 512 neurons apart from the rest (where a thread waits for
+//! lines the other core holds), the gathering, the restart of the inputs, the spike scan,
+//! the caller's serial part of a step and each thread's idle time. Timing a span costs
+//! two clock reads (tens of nanoseconds): the instrumented build is a little slower, and
+//! its kernel is called twice per chunk (head and rest), which changes no result.
+
+/// The parts of a step that are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Span {
+    /// `Network::step`, on the thread that calls it.
+    Step,
+    /// The caller inside `Pool::for_chunks` (its chunks and its wait for the others).
+    Phase,
+    /// A chunk of a phase, on whichever thread claimed it (the spans below and what
+    /// lies between them).
+    Chunk,
+    /// Deliveries into a chunk's inputs.
+    Gather,
+    /// The kernel on the first `HEAD` neurons of a chunk, in the order it runs.
+    KernelHead,
+    /// The kernel on the rest of the chunk.
+    Kernel,
+    /// The inputs put back at their start after the kernel.
+    Restart,
+    /// The list of the chunk's neurons that spiked (and the non-finite search).
+    Scan,
+    /// Waiting: the caller for the others' chunks, a worker for the next phase.
+    Idle,
+    /// From the caller opening a phase to a worker starting its first chunk of it.
+    Start,
+}
+
+/// Every span, in the order they are reported.
+pub const SPANS: [Span; 10] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::Start];
+
+/// Neurons of a chunk timed as its kernel's head.
+pub const HEAD: usize = 512;
+
+impl Span {
+    pub fn name(self) -> &'static str {
+        match self {
+            Span::Step => "step",
+            Span::Phase => "phase",
+            Span::Chunk => "chunk",
+            Span::Gather => "gather",
+            Span::KernelHead => "kernel_head",
+            Span::Kernel => "kernel_rest",
+            Span::Restart => "restart",
+            Span::Scan => "scan",
+            Span::Idle => "idle",
+            Span::Start => "start",
+        }
+    }
+}
+
+/// Whether this build times steps (the `step-timers` feature).
+pub const ENABLED: bool = cfg!(feature = "step-timers");
+
+/// The total time and count of one span on one thread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanTotal {
+    /// 0: the thread that steps the network; 1..: the pool's workers.
+    pub thread: usize,
+    pub span: Span,
+    pub seconds: f64,
+    pub calls: u64,
+}
+
+#[cfg(feature = "step-timers")]
+mod on {
+    use super::{SPANS, Span, SpanTotal};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    /// Threads told apart; a pool with more shares the last slot.
+    const THREADS: usize = 64;
+
+    /// One thread's nanoseconds and calls per span, on lines of its own (two threads
+    /// adding to one line would pass it between their cores at every span).
+    #[repr(align(128))]
+    struct Slot {
+        nanos: [AtomicU64; SPANS.len()],
+        calls: [AtomicU64; SPANS.len()],
+    }
+
+    static SLOTS: [Slot; THREADS] = [const { Slot { nanos: [const { AtomicU64::new(0) }; SPANS.len()], calls: [const { AtomicU64::new(0) }; SPANS.len()] } }; THREADS];
+
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub struct Timer {
+        span: Span,
+        from: Instant,
+    }
+
+    /// When the last phase was opened, in nanoseconds from `EPOCH`, on a line of its own.
+    #[repr(align(128))]
+    struct Opened(AtomicU64);
+    static OPENED: Opened = Opened(AtomicU64::new(0));
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+    fn since_epoch() -> u64 {
+        EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+
+    pub fn opened() {
+        OPENED.0.store(since_epoch(), Ordering::Relaxed);
+    }
+
+    pub fn started() {
+        let ns = since_epoch().saturating_sub(OPENED.0.load(Ordering::Relaxed));
+        let (t, s) = (SLOT.with(Cell::get), Span::Start as usize);
+        SLOTS[t].nanos[s].fetch_add(ns, Ordering::Relaxed);
+        SLOTS[t].calls[s].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn start(span: Span) -> Timer {
+        Timer { span, from: Instant::now() }
+    }
+
+    impl Drop for Timer {
+        fn drop(&mut self) {
+            let ns = self.from.elapsed().as_nanos() as u64;
+            let (t, s) = (SLOT.with(Cell::get), self.span as usize);
+            SLOTS[t].nanos[s].fetch_add(ns, Ordering::Relaxed);
+            SLOTS[t].calls[s].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_thread(t: usize) {
+        SLOT.with(|s| s.set(t.min(THREADS - 1)));
+    }
+
+    pub fn take() -> Vec<SpanTotal> {
+        let mut out = Vec::new();
+        for (t, slot) in SLOTS.iter().enumerate() {
+            for (&span, (n, c)) in SPANS.iter().zip(slot.nanos.iter().zip(&slot.calls)) {
+                let (n, c) = (n.swap(0, Ordering::Relaxed), c.swap(0, Ordering::Relaxed));
+                if c > 0 {
+                    out.push(SpanTotal { thread: t, span, seconds: n as f64 * 1e-9, calls: c });
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(not(feature = "step-timers"))]
+mod on {
+    use super::{Span, SpanTotal};
+
+    pub struct Timer;
+
+    #[inline(always)]
+    pub fn start(_: Span) -> Timer {
+        Timer
+    }
+
+    #[inline(always)]
+    pub fn set_thread(_: usize) {}
+
+    #[inline(always)]
+    pub fn opened() {}
+
+    #[inline(always)]
+    pub fn started() {}
+
+    pub fn take() -> Vec<SpanTotal> {
+        Vec::new()
+    }
+}
+
+/// Times `span` on this thread until the value is dropped.
+pub use on::Timer;
+
+/// A [`Timer`] of `span`, running from now.
+#[inline(always)]
+pub fn start(span: Span) -> Timer {
+    on::start(span)
+}
+
+/// Names the pool thread running here (0: the caller).
+#[inline(always)]
+pub(crate) fn set_thread(t: usize) {
+    on::set_thread(t);
+}
+
+/// A phase is opened now (before its `state` is published).
+#[inline(always)]
+pub(crate) fn opened() {
+    on::opened();
+}
+
+/// A worker starts its first chunk of the phase opened last ([`Span::Start`]).
+#[inline(always)]
+pub(crate) fn started() {
+    on::started();
+}
+
+/// The totals since the last call, per thread and span (empty without the feature);
+/// the counters start again from zero.
+pub fn take() -> Vec<SpanTotal> {
+    on::take()
+}
+
+#[cfg(all(test, feature = "step-timers"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_add_up_per_thread() {
+        // Slots of their own: other tests step networks on slot 0 meanwhile.
+        let timed = |slot: usize, span: Span, times: usize| {
+            std::thread::spawn(move || {
+                set_thread(slot);
+                for _ in 0..times {
+                    let _t = start(span);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            })
+            .join()
+            .unwrap()
+        };
+        timed(60, Span::Gather, 3);
+        timed(61, Span::Idle, 1);
+        let got = take();
+        let gather = got.iter().find(|s| s.thread == 60 && s.span == Span::Gather).expect("timed");
+        assert_eq!(gather.calls, 3);
+        assert!(gather.seconds >= 0.006, "{gather:?}");
+        assert!(got.iter().any(|s| s.thread == 61 && s.span == Span::Idle && s.calls == 1));
+        assert!(!take().iter().any(|s| s.thread >= 60), "taken");
+    }
+}

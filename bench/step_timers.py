@@ -41,21 +41,22 @@ def main():
     if "timers" not in rows[0]:
         sys.exit("no \"timers\" in the output: build snnc with --features step-timers")
     steps = rows[0]["steps"]
+    # Per (thread, span), per run: a span missing from a run is missing from its column.
     per = {}
-    for r in rows:
+    for run, r in enumerate(rows):
         got = {(t["thread"], t["span"]): t["s"] for t in r["timers"]}
         if (0, "phase") in got:
             got[(0, "serial")] = got[(0, "step")] - got[(0, "phase")]
         got[(0, "loop")] = r["run_s"]
         for k, v in got.items():
-            per.setdefault(k, []).append(v / steps * 1e6)
+            per.setdefault(k, {})[run] = v / steps * 1e6
     print(f"{a.network} {a.neurons}, {a.duration}, {a.threads} thread(s), {a.reps} runs: run_s {sorted(r['run_s'] for r in rows)}")
     spans = ["loop", "step", "phase", "serial", "chunk", "gather", "kernel_head", "kernel_rest", "restart", "scan", "idle", "start"]
     threads = sorted({t for t, _ in per})
     mid = sorted(range(len(rows)), key=lambda k: rows[k]["run_s"])[len(rows) // 2]
     print("us per step, median run (min-max of all) | " + " | ".join(f"thread {t}" for t in threads))
     for s in spans:
-        cells = [f"{per[(t, s)][mid]:.2f} ({min(per[(t, s)]):.2f}-{max(per[(t, s)]):.2f})" if (t, s) in per else "" for t in threads]
+        cells = [f"{per[(t, s)].get(mid, float('nan')):.2f} ({min(per[(t, s)].values()):.2f}-{max(per[(t, s)].values()):.2f})" if (t, s) in per else "" for t in threads]
         if any(cells):
             print(f"{s:41} | " + " | ".join(cells))
 

@@ -1061,7 +1061,9 @@ impl<T: Float> Network<T> {
     fn finish_step(&mut self) -> Result<(), RuntimeError> {
         for (p, pop) in self.pops.iter_mut().enumerate() {
             let parts = &mut self.parts[p];
-            let first = parts.iter_mut().filter_map(|m| part_mut(m).non_finite.take()).min_by_key(|nf| (nf.state, nf.index));
+            // (Looked at before it is taken: a take writes the part's line, which the
+            // thread stepping it would then fetch back from this core.)
+            let first = parts.iter_mut().map(part_mut).filter(|part| part.non_finite.is_some()).filter_map(|part| part.non_finite.take()).min_by_key(|nf| (nf.state, nf.index));
             if let Some(nf) = first {
                 let value = pop.states[nf.state][nf.index].to_f64();
                 return Err(RuntimeError::NonFinite {
@@ -1804,6 +1806,8 @@ impl<T: Float> Network<T> {
 fn start_input<T: Float>(drives: &[(usize, Vec<T>)], k: usize, n: usize, b: usize, cols: &std::ops::Range<usize>, y: &mut [T], down: bool) {
     let mut drives = drives.iter().filter(|(i, _)| *i == k).map(|(_, v)| &v[b * n + cols.start..b * n + cols.end]);
     fn each<T: Copy>(y: &mut [T], v: &[T], down: bool, f: impl Fn(&mut T, T)) {
+        // (Zipped from their ends when down: the same pairs only for equal lengths.)
+        debug_assert_eq!(y.len(), v.len());
         if down {
             y.iter_mut().rev().zip(v.iter().rev()).for_each(|(d, v)| f(d, *v));
         } else {
@@ -1851,7 +1855,7 @@ fn finite_sum<T: Float>(s: &[T]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Network, Options, Weights, finite_sum};
+    use super::{Float, Network, Options, Weights, finite_sum, start_input};
 
     /// The COBA example split in chunks on two threads takes the fast paths: both
     /// populations gather and step in one phase (each reads itself through plain sparse
@@ -1918,6 +1922,29 @@ network n {
         assert!(spikes > 0.0, "the network fires");
         assert_eq!(whole.pops[0].states, chunked.pops[0].states);
         assert!(chunked.ranges[0].len() > 2, "stepped in chunks");
+    }
+
+    /// An input restarted from its last element to its first holds what one restarted from
+    /// its first holds: 0 with no drive, 0 plus one drive, plus two; f32 and f64.
+    #[test]
+    fn inputs_restart_the_same_up_and_down() {
+        fn check<T: Float>() {
+            let (n, b, cols) = (50usize, 1usize, 3..41);
+            let drive = |k: u64| (0..2 * n).map(|i| T::from_f64(((i as u64 * 7919 + k * 31) % 97) as f64 / 7.0 - 5.0)).collect::<Vec<T>>();
+            for drives in [vec![], vec![(0, drive(1))], vec![(0, drive(1)), (1, drive(2)), (0, drive(3))]] {
+                for k in 0..2 {
+                    let mut up = vec![T::from_f64(9.0); cols.len()];
+                    let mut down = up.clone();
+                    start_input(&drives, k, n, b, &cols, &mut up, false);
+                    start_input(&drives, k, n, b, &cols, &mut down, true);
+                    let want: Vec<f64> = (0..cols.len()).map(|i| drives.iter().filter(|(j, _)| *j == k).fold(0.0, |a, (_, v)| a + v[b * n + cols.start + i].to_f64())).collect();
+                    assert_eq!(up.iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>(), down.iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>(), "{} drives, input {k}", drives.len());
+                    assert!(up.iter().zip(&want).all(|(u, w)| (u.to_f64() - w).abs() < 1e-5), "{} drives, input {k}", drives.len());
+                }
+            }
+        }
+        check::<f32>();
+        check::<f64>();
     }
 
     #[test]

@@ -281,8 +281,10 @@ pub(crate) fn split_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<
 }
 
 /// Whether chunk `c` of `chunks` (a population's, split among `threads`) is stepped from
-/// its last neuron to its first (`StepKernel::step_checked_descending`): every chunk of
-/// a thread's share but the last thread's. Then two threads meet nowhere: the lower one
+/// its last neuron to its first (`StepKernel::step_checked_descending`, and its spikes
+/// scanned and inputs restarted so: `Network::step_part`): every chunk of a thread's
+/// share but the last thread's. (In a batch, each element's range runs so; the elements
+/// one after the other.) Then two threads meet nowhere: the lower one
 /// streams away from their boundary towards the start of the arrays (whose page before
 /// is nobody's, `crate::alloc`), the upper one away from it towards their end, and
 /// neither pulls the other's first lines into its core (measured on two threads in

@@ -747,9 +747,34 @@ mod tests {
             }
         }
         // Smooth spikes (a sigmoid in (0, 1)) are all active, and not all ones.
-        let mut got = Vec::new();
-        assert!(!active_indices(&[0.2f32, 0.7, 1e-30], 0, &mut got, false));
-        assert_eq!(got, vec![0, 1, 2]);
+        for down in [false, true] {
+            let mut got = Vec::new();
+            assert!(!active_indices(&[0.2f32, 0.7, 1e-30], 0, &mut got, down));
+            assert_eq!(got, vec![0, 1, 2]);
+        }
+        // Dense lists (many in one vector, every vector, its tail), both ways, f32 and
+        // f64, dispatched and portable: in ascending order.
+        for n in [1usize, 7, 8, 9, 15, 16, 17, 63, 64, 65, 100, 130, 200] {
+            for pattern in 0..4u64 {
+                let s: Vec<f64> = (0..n as u64).map(|i| f64::from(u8::from(match pattern { 0 => true, 1 => i % 2 == 0, 2 => (i * 2654435761) % 7 < 3, _ => i % 9 != 4 }))).collect();
+                let want: Vec<u32> = (0..n as u32).filter(|&i| s[i as usize] != 0.0).collect();
+                let s32: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+                for down in [false, true] {
+                    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    assert!(active_indices(&s, 3, &mut a, down) && active_indices(&s32, 3, &mut b, down));
+                    active_indices_portable(&s, 3, &mut c, down);
+                    active_indices_portable(&s32, 3, &mut d, down);
+                    if down {
+                        c.reverse();
+                        d.reverse();
+                    }
+                    let want3: Vec<u32> = want.iter().map(|i| i + 3).collect();
+                    for (got, name) in [(&a, "f64"), (&b, "f32"), (&c, "portable f64"), (&d, "portable f32")] {
+                        assert_eq!(*got, want3, "{name}, n {n}, pattern {pattern}, down {down}");
+                    }
+                }
+            }
+        }
         // Every position of a vector and its tail, each kind of value: -0 is zero, NaN
         // is not, and only 1 is one; the vector code (where the host has it) and the
         // portable one agree, read up or down.

@@ -15,7 +15,8 @@
 pub enum Span {
     /// `Network::step`, on the thread that calls it.
     Step,
-    /// The caller inside `Pool::for_chunks` (its chunks and its wait for the others).
+    /// The caller inside `Pool::for_chunks` (its chunks and its wait for the others;
+    /// a phase of one chunk runs it there, timed as `Phase` but not as `Chunk`).
     Phase,
     /// A chunk of a phase, on whichever thread claimed it (the spans below and what
     /// lies between them).
@@ -24,7 +25,8 @@ pub enum Span {
     Gather,
     /// The kernel on the first `HEAD` neurons of a chunk, in the order it runs.
     KernelHead,
-    /// The kernel on the rest of the chunk.
+    /// The kernel on the rest of the chunk (the whole of a chunk of `HEAD` neurons or
+    /// fewer).
     Kernel,
     /// The inputs put back at their start after the kernel.
     Restart,
@@ -32,7 +34,8 @@ pub enum Span {
     Scan,
     /// Waiting: the caller for the others' chunks, a worker for the next phase.
     Idle,
-    /// From the caller opening a phase to a worker starting its first chunk of it.
+    /// From the caller opening a phase to a worker starting its first chunk of it (one
+    /// clock for the whole process: two networks stepping at once mix theirs).
     Start,
 }
 
@@ -98,8 +101,14 @@ mod on {
 
     pub struct Timer {
         span: Span,
-        from: Instant,
+        /// Nanoseconds from `EPOCH`.
+        from: u64,
     }
+
+    /// When the totals were last taken ([`take`]): a span that began before counts from
+    /// then (a worker waits for its first phase from when its pool starts, before the
+    /// run being timed).
+    static TAKEN: AtomicU64 = AtomicU64::new(0);
 
     /// When the last phase was opened, in nanoseconds from `EPOCH`, on a line of its own.
     #[repr(align(128))]
@@ -123,12 +132,12 @@ mod on {
     }
 
     pub fn start(span: Span) -> Timer {
-        Timer { span, from: Instant::now() }
+        Timer { span, from: since_epoch() }
     }
 
     impl Drop for Timer {
         fn drop(&mut self) {
-            let ns = self.from.elapsed().as_nanos() as u64;
+            let ns = since_epoch().saturating_sub(self.from.max(TAKEN.load(Ordering::Relaxed)));
             let (t, s) = (SLOT.with(Cell::get), self.span as usize);
             SLOTS[t].nanos[s].fetch_add(ns, Ordering::Relaxed);
             SLOTS[t].calls[s].fetch_add(1, Ordering::Relaxed);
@@ -140,6 +149,7 @@ mod on {
     }
 
     pub fn take() -> Vec<SpanTotal> {
+        TAKEN.store(since_epoch(), Ordering::Relaxed);
         let mut out = Vec::new();
         for (t, slot) in SLOTS.iter().enumerate() {
             for (&span, (n, c)) in SPANS.iter().zip(slot.nanos.iter().zip(&slot.calls)) {

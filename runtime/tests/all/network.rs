@@ -260,6 +260,33 @@ fn a_split_step_equals_one_thread_with_delays_noise_inputs_readouts_and_batches(
 }
 
 #[test]
+fn noisy_chunks_of_hundreds_of_neurons_step_as_one_thread_up_and_down() {
+    // Chunks longer than the step timers' head (512 neurons: a `step-timers` build calls
+    // the kernel on a chunk's first 512 and then on the rest, which CI runs), stepped up
+    // and, in every share but the last thread's, down; noise drawn by element index; a
+    // batch of 2, f64 through the JIT: the spikes and states of one thread.
+    let p = program(
+        r#"
+neuron Noisy { param tau: ms = 5 ms; state v = 0.0; input I; dv/dt = (-v + I + 3.0 * randn()) / tau; spike when v > 1.0; reset v = 0.0; method euler }
+network n { dt = 1 ms; layer B = Noisy[1300]; drive B.I = 0.5; connect B -> B.I sparse p = 0.01 weight 0.3 }"#,
+    );
+    let o = Options { seed: 11, batch: 2, ..Options::default() };
+    let build = |threads: usize, chunk: usize| {
+        let mut net = Network::<f64>::build(&p, &p.networks[0], &o, &snnc_runtime::kernels::JitFactory).unwrap();
+        net.set_threads(threads).unwrap();
+        net.set_chunk(chunk);
+        net
+    };
+    let (one, one_states) = run_split(build(1, 4096), 300);
+    assert!(one.iter().flatten().flatten().map(Vec::len).sum::<usize>() > 1000, "the network fires");
+    for (threads, chunk) in [(2, 650), (2, 1300), (3, 600)] {
+        let (many, many_states) = run_split(build(threads, chunk), 300);
+        assert_eq!(one, many, "{threads} threads, chunks of {chunk}");
+        assert!(one_states == many_states, "{threads} threads, chunks of {chunk}: states differ");
+    }
+}
+
+#[test]
 fn a_split_step_reports_the_non_finite_state_one_thread_would() {
     let p = program(
         r#"

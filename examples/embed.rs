@@ -36,8 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             *v = if (i as f32 - centre).abs() < 2.0 { 1.0 } else { 0.0 };
         }
         net.step(&[&x])?;
-        // 4. Read spikes back: `spikes` holds 0/1 per neuron for this step.
-        let fired: Vec<usize> = net.pops[0].spikes.iter().enumerate().filter(|(_, s)| **s > 0.0).map(|(i, _)| i).collect();
+        // 4. Read spikes back: `spikes()` holds 0/1 per neuron for this step (read-only:
+        //    spikes are driven in through inputs, as `x` is here).
+        let fired: Vec<usize> = net.pops[0].spikes().iter().enumerate().filter(|(_, s)| **s > 0.0).map(|(i, _)| i).collect();
         if !fired.is_empty() && step % 20 == 0 {
             println!("t = {:5.1} ms: neurons {fired:?} fired", net.time() * 1e3);
         }

@@ -322,7 +322,7 @@ impl Network {
             let e = PyDict::new(py);
             e.set_item("n", p.n)?;
             e.set_item("states", p.state_names.iter().filter(|s| !s.starts_with('_')).collect::<Vec<_>>())?;
-            e.set_item("spiking", !p.spikes.is_empty())?;
+            e.set_item("spiking", !p.spikes().is_empty())?;
             d.set_item(&p.name, e)?;
         });
         Ok(d)
@@ -401,10 +401,10 @@ impl Network {
     fn spikes<'py>(&self, py: Python<'py>, pop: &str) -> PyResult<Bound<'py, PyArray2<bool>>> {
         with_net!(&self.built, net => {
             let p = net.pops.iter().find(|p| p.name == pop).ok_or_else(|| PyKeyError::new_err(format!("no population `{pop}`")))?;
-            if p.spikes.is_empty() {
+            if p.spikes().is_empty() {
                 return Err(PyValueError::new_err(format!("population `{pop}` does not spike")));
             }
-            let v: Vec<bool> = p.spikes[..net.batch * p.n].iter().map(|s| s.to_f64() != 0.0).collect();
+            let v: Vec<bool> = p.spikes()[..net.batch * p.n].iter().map(|s| s.to_f64() != 0.0).collect();
             Ok(Array2::from_shape_vec((net.batch, p.n), v).map_err(runtime_err)?.into_pyarray(py))
         })
     }

@@ -101,8 +101,10 @@ pub struct Population<T> {
     /// State names in kernel order (a `_refractory` counter last, if any).
     pub state_names: Vec<String>,
     pub states: Vec<Vec<T>>,
-    /// The latest spikes (`batch * n`, 0 or 1); empty for non-spiking populations.
-    pub spikes: Vec<T>,
+    /// The latest spikes (`batch * n`, 0 or 1); empty for non-spiking populations. Read
+    /// them with [`Population::spikes`]: a step delivers from `active`, so a value written
+    /// here from outside would reach some projections and not others.
+    pub(crate) spikes: Vec<T>,
     /// `Linear` readouts: the output `x W` of the current step.
     pub output: Vec<T>,
     /// The kernel inputs (deliveries and drives summed). Between steps each holds its
@@ -130,8 +132,9 @@ pub struct Population<T> {
     pub specs: Vec<ParamSpec>,
     /// Total spikes since the start, per batch element.
     pub spike_count: u64,
-    /// Per batch element, the indices of the neurons that spiked in the latest step.
-    pub active: Vec<Vec<u32>>,
+    /// Per batch element, the indices of the neurons that spiked in the latest step
+    /// ([`Population::active`]).
+    pub(crate) active: Vec<Vec<u32>>,
     /// With `Options::learning`: where the step writes D, Df and ds/dh among `states`.
     pub deriv: Option<DerivLayout>,
     /// `states` as built, for [`Network::reset`].
@@ -160,6 +163,19 @@ impl<T> Population<T> {
     /// without one (a readout, a GPU network's host view).
     pub fn kernel_generator(&self) -> Option<&'static str> {
         self.kernel.as_ref().map(|k| k.generator())
+    }
+
+    /// The latest spikes, `batch * n` values (0 or 1; a rate population's sent values);
+    /// empty for a population that does not spike. Read-only: the next step delivers
+    /// from [`Population::active`], the same spikes as lists.
+    pub fn spikes(&self) -> &[T] {
+        &self.spikes
+    }
+
+    /// Per batch element, the indices of the neurons that spiked in the latest step, in
+    /// ascending order.
+    pub fn active(&self) -> &[Vec<u32>] {
+        &self.active
     }
 }
 

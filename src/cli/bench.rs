@@ -371,12 +371,12 @@ struct Times {
 fn print_sim<T: Float>(net: &Network<T>, a: &SimArgs, where_: &str, rep: usize, t: Times, timers: &[SpanTotal]) {
     let simulated = net.time();
     let spikes: u64 = net.pops.iter().map(|p| p.spike_count).sum();
-    let spiking: usize = net.pops.iter().filter(|p| !p.spikes.is_empty()).map(|p| p.n * net.batch).sum();
+    let spiking: usize = net.pops.iter().filter(|p| !p.spikes().is_empty()).map(|p| p.n * net.batch).sum();
     let kernels = net.pops.iter().filter(|p| p.step.is_some()).count();
     let rates: Vec<String> = net
         .pops
         .iter()
-        .filter(|p| !p.spikes.is_empty())
+        .filter(|p| !p.spikes().is_empty())
         .map(|p| format!("\"{}\":{:.3}", p.name, p.spike_count as f64 / (p.n * net.batch) as f64 / simulated.max(1e-12)))
         .collect();
     let Times { frontend, jit, build, run } = t;

@@ -62,7 +62,7 @@ impl RasterData {
         let pops = net
             .pops
             .iter()
-            .filter(|p| !p.spikes.is_empty())
+            .filter(|p| !p.spikes().is_empty())
             .map(|p| PopRaster { name: p.name.clone(), n: p.n * net.batch, counts: vec![0; bins], points: Vec::new(), keep_every: 1, seen: 0 })
             .collect();
         RasterData { bin, duration, pops }
@@ -71,10 +71,10 @@ impl RasterData {
     /// Call after every step.
     pub fn sample<T: snnc_runtime::scalar::Float>(&mut self, net: &snnc_runtime::network::Network<T>) {
         let t = net.time();
-        let spiking = net.pops.iter().filter(|p| !p.spikes.is_empty());
+        let spiking = net.pops.iter().filter(|p| !p.spikes().is_empty());
         for (r, pop) in self.pops.iter_mut().zip(spiking) {
             let b = ((t / self.bin) as usize).min(r.counts.len() - 1);
-            for (k, active) in pop.active.iter().enumerate() {
+            for (k, active) in pop.active().iter().enumerate() {
                 r.counts[b] = r.counts[b].saturating_add(active.len() as u32);
                 for &i in active {
                     if r.seen % r.keep_every == 0 {

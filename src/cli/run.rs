@@ -576,7 +576,7 @@ fn print_summary<T: Float>(network: &Network<T>, backend: &str, wall: f64, build
         build_time
     );
     for pop in &network.pops {
-        if pop.spikes.is_empty() {
+        if pop.spikes().is_empty() {
             println!("  {}: {} (non-spiking)", pop.name, plural(pop.n, "neuron"));
         } else if snnc_runtime::sends::sends_rate(pop) {
             let name = snnc_runtime::sends::sent_value(pop).unwrap_or_default();

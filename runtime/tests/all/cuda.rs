@@ -49,7 +49,7 @@ fn run_both<T: Float>(p: &Program, net: usize, steps: usize, inputs: &[usize], c
         gpu.fetch(false).unwrap();
         if first.is_none() {
             for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
-                let differ = a.spikes.iter().zip(&b.spikes).filter(|(x, y)| x.to_f64() != y.to_f64()).count();
+                let differ = a.spikes().iter().zip(b.spikes()).filter(|(x, y)| x.to_f64() != y.to_f64()).count();
                 if differ > 0 {
                     first = Some((t, a.name.clone(), differ));
                     break;
@@ -57,7 +57,7 @@ fn run_both<T: Float>(p: &Program, net: usize, steps: usize, inputs: &[usize], c
             }
         }
     }
-    let totals = cpu.pops.iter().zip(&gpu.host.pops).filter(|(a, _)| !a.spikes.is_empty()).map(|(a, b)| (a.name.clone(), a.spike_count, b.spike_count)).collect();
+    let totals = cpu.pops.iter().zip(&gpu.host.pops).filter(|(a, _)| !a.spikes().is_empty()).map(|(a, b)| (a.name.clone(), a.spike_count, b.spike_count)).collect();
     (first, totals)
 }
 
@@ -89,13 +89,13 @@ fn coba_gpu_replayed_windows_record_the_cpus_spikes_f64() {
     let mut want = Vec::new();
     for _ in 0..steps {
         cpu.step(&[]).unwrap();
-        want.push(cpu.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>());
+        want.push(cpu.pops.iter().map(|p| p.active().to_vec()).collect::<Vec<_>>());
     }
     let before = gpu.counts();
     let mut got = Vec::new();
     gpu.advance_recorded(steps as u64, &[], &mut |net| {
         // The device appends spikes in any order; the record is ascending.
-        got.push(net.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>());
+        got.push(net.pops.iter().map(|p| p.active().to_vec()).collect::<Vec<_>>());
         Ok(())
     })
     .unwrap();
@@ -177,7 +177,7 @@ network fed {
     let steps = 1000;
     let mut want = Vec::new();
     cpu.advance_fed(steps, &mut |s, x| train(s, x), &[], Some(&mut |net| {
-        want.push(net.pops[0].active.clone());
+        want.push(net.pops[0].active().to_vec());
         Ok(())
     }))
     .unwrap();
@@ -187,7 +187,7 @@ network fed {
     let before = gpu.counts();
     let mut got = Vec::new();
     gpu.advance_fed(steps, &mut |s, x| train(s, x), &[], Some(&mut |net| {
-        got.push(net.pops[0].active.clone());
+        got.push(net.pops[0].active().to_vec());
         Ok(())
     }))
     .unwrap();
@@ -427,7 +427,7 @@ fn dms_trained_on_the_gpu_equals_cpu_and_spikes_agree() {
         g.step(&refs).unwrap();
         g.fetch(false).unwrap();
         for (a, b) in cpu.pops.iter().zip(&g.host.pops) {
-            assert_eq!(a.spikes, b.spikes, "step {t}: `{}` spikes differ", a.name);
+            assert_eq!(a.spikes(), b.spikes(), "step {t}: `{}` spikes differ", a.name);
         }
     }
     let rec = &cpu.pops[0];

@@ -57,7 +57,7 @@ fn spikes(net: &mut Network<f64>, steps: usize) -> Vec<Vec<f64>> {
     (0..steps)
         .map(|_| {
             net.step(&[]).unwrap();
-            net.pops.iter().flat_map(|p| p.spikes.iter().copied()).collect()
+            net.pops.iter().flat_map(|p| p.spikes().iter().copied()).collect()
         })
         .collect()
 }

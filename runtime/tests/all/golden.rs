@@ -94,7 +94,7 @@ fn forward_with<T: Float>(factory: &'static dyn KernelFactory<T>, tol: f64) {
                 assert!(e < tol, "{json} t={t} v[{i}] {got:?} vs {want}");
             }
             let spikes: Vec<f64> = s.index_axis(ndarray::Axis(0), t).iter().copied().collect();
-            let got: Vec<f64> = rec.spikes.iter().map(|v| v.to_f64()).collect();
+            let got: Vec<f64> = rec.spikes().iter().map(|v| v.to_f64()).collect();
             assert_eq!(got, spikes, "{json} spikes at t={t}");
             for (got, want) in net.pops[1].output.iter().zip(y.index_axis(ndarray::Axis(0), t).iter()) {
                 assert!((got.to_f64() - want).abs() < tol, "{json} readout t={t}");

@@ -44,8 +44,8 @@ fn compare(text: &str, steps: usize, tol: f64, with_input: bool) -> f64 {
         gpu.step(&ext).unwrap();
         gpu.fetch(true).unwrap();
         for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
-            assert_eq!(a.spikes, b.spikes, "spikes of {} at step {t}", a.name);
-            assert_eq!(a.active, b.active, "active lists of {} at step {t}", a.name);
+            assert_eq!(a.spikes(), b.spikes(), "spikes of {} at step {t}", a.name);
+            assert_eq!(a.active(), b.active(), "active lists of {} at step {t}", a.name);
             assert_eq!(a.spike_count, b.spike_count, "spike count of {} at step {t}", a.name);
             for (k, (sa, sb)) in a.states.iter().zip(&b.states).enumerate() {
                 let scale = sa.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
@@ -53,7 +53,7 @@ fn compare(text: &str, steps: usize, tol: f64, with_input: bool) -> f64 {
                     assert!((va - vb).abs() <= tol * scale, "{}.{} [{i}] at step {t}: cpu {va} gpu {vb}", a.name, a.state_names[k]);
                 }
             }
-            spikes += a.spikes.iter().sum::<f64>();
+            spikes += a.spikes().iter().sum::<f64>();
         }
     }
     spikes
@@ -125,7 +125,7 @@ fn emulated_gpu_coba_f32_tracks_cpu() {
         if t < 50 {
             gpu.fetch(true).unwrap();
             for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
-                assert_eq!(a.spikes, b.spikes, "spikes of {} at step {t}", a.name);
+                assert_eq!(a.spikes(), b.spikes(), "spikes of {} at step {t}", a.name);
                 let (va, vb) = (&a.states[0], &b.states[0]);
                 for (x, y) in va.iter().zip(vb) {
                     assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-3), "{}.v at step {t}: {x} vs {y}", a.name);
@@ -304,7 +304,7 @@ fn a_free_running_simulation_replays_recorded_windows() {
     for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
         assert!(a.spike_count > 20, "{} fires ({})", a.name, a.spike_count);
         assert_eq!(a.spike_count, b.spike_count, "spike count of {}", a.name);
-        assert_eq!(a.spikes, b.spikes, "spikes of {}", a.name);
+        assert_eq!(a.spikes(), b.spikes(), "spikes of {}", a.name);
         for (k, (sa, sb)) in a.states.iter().zip(&b.states).enumerate() {
             let scale = sa.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
             assert!(sa.iter().zip(sb).all(|(x, y)| (x - y).abs() <= 1e-10 * scale), "{}.{}", a.name, a.state_names[k]);
@@ -336,12 +336,12 @@ fn recorded_spikes_arrive_a_window_at_a_time_as_the_cpus() {
     let mut want = Vec::new();
     for _ in 0..steps {
         cpu.step(&[]).unwrap();
-        want.push((cpu.time(), cpu.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>()));
+        want.push((cpu.time(), cpu.pops.iter().map(|p| p.active().to_vec()).collect::<Vec<_>>()));
     }
     let before = gpu.counts();
     let mut got = Vec::new();
     gpu.advance_recorded(steps as u64, &[], &mut |net| {
-        got.push((net.time(), net.pops.iter().map(|p| p.active.clone()).collect::<Vec<_>>()));
+        got.push((net.time(), net.pops.iter().map(|p| p.active().to_vec()).collect::<Vec<_>>()));
         Ok(())
     })
     .unwrap();
@@ -396,7 +396,7 @@ fn recorded_states_arrive_a_window_at_a_time_as_step_by_step() {
     let v = |net: &Network<f64>, p: usize| net.pops[p].state_names.iter().position(|s| s == "v").unwrap();
     let which = [(0, v(&cpu, 0)), (1, v(&cpu, 1))];
     type Seen = (u64, Vec<Vec<Vec<u32>>>, [Vec<f64>; 2]);
-    let seen = |net: &Network<f64>| -> Seen { (net.step_index, net.pops.iter().map(|p| p.active.clone()).collect(), which.map(|(p, k)| net.pops[p].states[k].clone())) };
+    let seen = |net: &Network<f64>| -> Seen { (net.step_index, net.pops.iter().map(|p| p.active().to_vec()).collect(), which.map(|(p, k)| net.pops[p].states[k].clone())) };
     let steps = 8 * 5 + 5;
     let (mut want, mut on_cpu) = (Vec::new(), Vec::new());
     for _ in 0..steps {
@@ -480,7 +480,7 @@ network fed {
     let steps = 8 * 3 + 5;
     let mut want = Vec::new();
     cpu.advance_fed(steps, &mut |s, x| train(s, x), &[(0, v)], Some(&mut |net| {
-        want.push((net.step_index, net.pops[0].active.clone(), net.pops[0].states[v].clone()));
+        want.push((net.step_index, net.pops[0].active().to_vec(), net.pops[0].states[v].clone()));
         Ok(())
     }))
     .unwrap();
@@ -490,7 +490,7 @@ network fed {
     let before = gpu.counts();
     let mut got = Vec::new();
     gpu.advance_fed(steps, &mut |s, x| train(s, x), &[(0, v)], Some(&mut |net| {
-        got.push((net.step_index, net.pops[0].active.clone(), net.pops[0].states[v].clone()));
+        got.push((net.step_index, net.pops[0].active().to_vec(), net.pops[0].states[v].clone()));
         Ok(())
     }))
     .unwrap();
@@ -736,7 +736,7 @@ fn emulated_gpu_full_coba_1000_steps_f64() {
         gpu.step(&[]).unwrap();
         gpu.fetch(false).unwrap();
         for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
-            assert_eq!(a.spikes, b.spikes, "spikes of {} at step {t}", a.name);
+            assert_eq!(a.spikes(), b.spikes(), "spikes of {} at step {t}", a.name);
         }
     }
     let counts: Vec<u64> = cpu.pops.iter().map(|p| p.spike_count).collect();
@@ -757,7 +757,7 @@ fn a_reset_gpu_network_runs_like_a_new_one() {
             let x = input(t, 20);
             gpu.step(&[&x]).unwrap();
             gpu.fetch(true).unwrap();
-            seen.extend(gpu.host.pops.iter().map(|q| q.spikes.clone()));
+            seen.extend(gpu.host.pops.iter().map(|q| q.spikes().to_vec()));
             seen.extend(gpu.host.pops.iter().flat_map(|q| q.states.clone()));
         }
         seen

@@ -213,9 +213,9 @@ fn compare_batch<T: Float>(p: &Program, batch: usize, steps: usize, rate: f64, t
         gpu.step(&ext).unwrap();
         gpu.fetch(true).unwrap();
         for (a, b) in cpu.pops.iter().zip(&gpu.host.pops) {
-            assert!(a.spikes == b.spikes, "spikes of {} at step {t}", a.name);
+            assert!(a.spikes() == b.spikes(), "spikes of {} at step {t}", a.name);
             close(&format!("states of {} at step {t}", a.name), &states(a), &states(b), tol);
-            spikes += a.spikes.iter().map(|s| s.to_f64()).sum::<f64>();
+            spikes += a.spikes().iter().map(|s| s.to_f64()).sum::<f64>();
         }
         for pi in 0..cpu.n_projections() {
             if let Some(s) = cpu.presynaptic_state(pi) {

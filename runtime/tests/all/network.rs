@@ -13,7 +13,7 @@ fn spikes_of(seed: u64, steps: usize) -> Vec<Vec<f64>> {
     let mut out = Vec::new();
     for _ in 0..steps {
         net.step(&[]).unwrap();
-        out.push(net.pops[0].spikes.clone());
+        out.push(net.pops[0].spikes().to_vec());
     }
     out
 }
@@ -100,7 +100,7 @@ network n { dt = 1 ms; input x: 1; layer L = LIFHard[1] { tau = 1 ms }
     for t in 0..8 {
         let x = if t == 0 { [1.0] } else { [0.0] };
         net.step(&[&x]).unwrap();
-        fired.push(net.pops[0].spikes[0]);
+        fired.push(net.pops[0].spikes()[0]);
     }
     assert_eq!(fired, vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
 }
@@ -117,9 +117,9 @@ fn jit_network_equals_interpreter_network() {
         a.step(&[]).unwrap();
         b.step(&[]).unwrap();
         for (pa, pb) in a.pops.iter().zip(&b.pops) {
-            assert_eq!(pa.spikes, pb.spikes, "step {t}");
+            assert_eq!(pa.spikes(), pb.spikes(), "step {t}");
             assert_eq!(pa.states, pb.states, "step {t}");
-            spikes += pa.spikes.iter().sum::<f64>();
+            spikes += pa.spikes().iter().sum::<f64>();
         }
     }
     assert!(spikes > 10.0);
@@ -129,8 +129,8 @@ fn jit_network_equals_interpreter_network() {
     for t in 0..50 {
         c.step(&[]).unwrap();
         d.step(&[]).unwrap();
-        let sc: Vec<f64> = c.pops[0].spikes.iter().map(|x| f64::from(*x)).collect();
-        assert_eq!(sc, d.pops[0].spikes, "f32 spikes at step {t}");
+        let sc: Vec<f64> = c.pops[0].spikes().iter().map(|x| f64::from(*x)).collect();
+        assert_eq!(sc, d.pops[0].spikes(), "f32 spikes at step {t}");
         for (x, y) in c.pops[0].states[0].iter().zip(&d.pops[0].states[0]) {
             assert!((f64::from(*x) - y).abs() < 1e-5, "v differs by more than 10 uV at step {t}");
         }
@@ -175,7 +175,7 @@ fn procedural_connectivity_equals_the_stored_one() {
         let mut out = Vec::new();
         for _ in 0..400 {
             net.step(&[]).unwrap();
-            out.push(net.pops.iter().flat_map(|p| p.spikes.clone()).collect());
+            out.push(net.pops.iter().flat_map(|p| p.spikes().to_vec()).collect());
         }
         (out, net.n_synapses())
     }
@@ -200,7 +200,7 @@ fn run_split<T: snnc_runtime::scalar::Float>(mut net: Network<T>, steps: usize) 
         let xs: Vec<Vec<T>> = inputs.iter().map(|x| (0..x.len()).map(|j| T::from_f64(f64::from(u8::from((t + j) % 3 == 0)))).collect()).collect();
         let ext: Vec<&[T]> = xs.iter().map(|v| v.as_slice()).collect();
         net.step(&ext).unwrap();
-        spikes.push(net.pops.iter().map(|p| p.active.clone()).collect());
+        spikes.push(net.pops.iter().map(|p| p.active().to_vec()).collect());
     }
     (spikes, net.pops.iter().map(|p| p.states.clone()).collect())
 }

@@ -24,7 +24,7 @@ fn run<T: Float>(net: &mut Network<T>, steps: usize, ex: Option<&dyn Exchange>) 
             Some(ex) => net.step_exchanging(&ext, ex).unwrap(),
             None => net.step(&ext).unwrap(),
         }
-        spikes.push(net.pops.iter().map(|p| p.active.clone()).collect());
+        spikes.push(net.pops.iter().map(|p| p.active().to_vec()).collect());
     }
     if let Some(ex) = ex {
         net.gather_states(ex);

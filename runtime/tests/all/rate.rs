@@ -102,7 +102,7 @@ fn a_rate_reservoir_with_readout_feedback_equals_a_hand_written_reference() {
             let got = &net.pops[0];
             for i in 0..12 {
                 assert!((got.states[0][i] - x[i]).abs() < 1e-12, "jit {jit}, step {t}: x[{i}] {} vs {}", got.states[0][i], x[i]);
-                assert!((got.spikes[i] - r[i]).abs() < 1e-12, "jit {jit}, step {t}: sent r[{i}] {} vs {}", got.spikes[i], r[i]);
+                assert!((got.spikes()[i] - r[i]).abs() < 1e-12, "jit {jit}, step {t}: sent r[{i}] {} vs {}", got.spikes()[i], r[i]);
             }
             assert!((net.pops[1].output[0] - z[0]).abs() < 1e-12, "jit {jit}, step {t}: z {} vs {}", net.pops[1].output[0], z[0]);
         }
@@ -165,12 +165,12 @@ fn graded_reference(jit: bool) {
             }
             // Only the non-zero entries are listed for delivery.
             let want: Vec<u32> = (0..n as u32).filter(|&i| y[e * n + i as usize] != 0.0).collect();
-            assert_eq!(net.pops[0].active[e], want, "jit {jit}, step {t}, batch {e}");
+            assert_eq!(net.pops[0].active()[e], want, "jit {jit}, step {t}, batch {e}");
             events += want.len();
             silent += n - want.len();
         }
         for k in 0..b * n {
-            assert!((net.pops[0].spikes[k] - y[k]).abs() < 1e-12, "step {t}: sent y[{k}] {} vs {}", net.pops[0].spikes[k], y[k]);
+            assert!((net.pops[0].spikes()[k] - y[k]).abs() < 1e-12, "step {t}: sent y[{k}] {} vs {}", net.pops[0].spikes()[k], y[k]);
         }
         for k in 0..b * 4 {
             assert!((net.pops[1].states[0][k] - vp[k]).abs() < 1e-12, "step {t}: sparse delivery p[{k}] {} vs {}", net.pops[1].states[0][k], vp[k]);

@@ -271,7 +271,7 @@ fn drive(net: &mut Network<f64>, n_in: usize, steps: usize) -> f64 {
             })
             .collect();
         net.step(&[&x]).unwrap();
-        fired += net.pops[0].spikes.iter().sum::<f64>();
+        fired += net.pops[0].spikes().iter().sum::<f64>();
     }
     fired
 }
@@ -289,7 +289,7 @@ fn gpu_drive(net: &mut GpuNetwork<f64, EmuDevice>, n_in: usize, steps: usize) ->
             .collect();
         net.step(&[&x]).unwrap();
         net.fetch(false).unwrap();
-        fired += net.host.pops[0].spikes.iter().sum::<f64>();
+        fired += net.host.pops[0].spikes().iter().sum::<f64>();
     }
     fired
 }

@@ -168,7 +168,7 @@ fn jit_equals_interpreter_with_presynaptic_state() {
         b.step(&[&x]).unwrap();
         for (pa, pb) in a.pops.iter().zip(&b.pops) {
             assert_eq!(pa.states, pb.states, "step {t}");
-            fired += pa.spikes.iter().sum::<f64>();
+            fired += pa.spikes().iter().sum::<f64>();
         }
         for pr in 0..3 {
             assert_eq!(a.presynaptic_state(pr).map(|s| &s.states), b.presynaptic_state(pr).map(|s| &s.states), "step {t}");

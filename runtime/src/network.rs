@@ -869,12 +869,10 @@ impl<T: Float> Network<T> {
     pub fn set_threads(&mut self, threads: usize) -> Result<(), RuntimeError> {
         let threads = threads.max(1);
         if threads != self.threads() {
-            self.pool = None;
-            if threads > 1 {
-                self.pool = Some(Pool::new(threads).map_err(|e| RuntimeError::Build(format!("cannot start {threads} simulation threads: {e}")))?);
-            }
+            let pool = if threads > 1 { Some(Pool::new(threads).map_err(|e| RuntimeError::Build(format!("cannot start {threads} simulation threads: {e}")))?) } else { None };
+            self.pool = pool;
             // The chunks follow the threads (`parallel::chunks_of`).
-            self.parts = Vec::new();
+            self.lay_out();
         }
         Ok(())
     }
@@ -884,7 +882,7 @@ impl<T: Float> Network<T> {
     /// which the tests check with small chunks.
     pub fn set_chunk(&mut self, neurons: usize) {
         self.chunk = Some(neurons.max(1));
-        self.parts = Vec::new();
+        self.lay_out();
     }
 
     /// The threads a step runs on ([`Network::set_threads`]).
@@ -963,23 +961,7 @@ impl<T: Float> Network<T> {
             }
         }
         if self.parts.len() != self.pops.len() {
-            // One part per chunk of each population (`parallel::chunks_of`), whatever the
-            // threads: a chunk's results do not depend on which thread computes it. A
-            // partitioned network has one more part per other process (`partition.rs`).
-            let batch = self.batch;
-            let threads = self.threads();
-            let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
-            self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
-            (self.ranges, self.local) = layouts.into_iter().unzip();
-            let pops = self.pops.len();
-            self.fresh.resize_with(pops, Vec::new);
-            (self.fresh_ones, self.active_ones, self.fused) = (vec![false; pops], vec![false; pops], vec![false; pops]);
-            for pr in &mut self.projs {
-                if let Weights::Sparse(rows) = &mut pr.weights {
-                    // This process's chunks (a partitioned network keeps only their columns).
-                    rows.split_columns(&self.ranges[pr.to][self.local[pr.to].clone()]);
-                }
-            }
+            self.lay_out();
         }
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
@@ -1053,6 +1035,30 @@ impl<T: Float> Network<T> {
             }
         }
         parts.iter_mut().any(|m| part_mut(m).non_finite.is_some())
+    }
+
+    /// One part per chunk of each population (`parallel::chunks_of`), whatever the
+    /// threads: a chunk's results do not depend on which thread computes it. A
+    /// partitioned network has one more part per other process (`partition.rs`). Made
+    /// when the threads, the chunks or the partition change, not at the next step: the
+    /// rows of sparse projections are split at the chunks' columns here, tens of
+    /// milliseconds at 400,000 neurons (32 million synapses), which a run's first step
+    /// would otherwise pay (and `snnc bench sim` count as running time).
+    pub(crate) fn lay_out(&mut self) {
+        let batch = self.batch;
+        let threads = self.threads();
+        let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
+        self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
+        (self.ranges, self.local) = layouts.into_iter().unzip();
+        let pops = self.pops.len();
+        self.fresh.resize_with(pops, Vec::new);
+        (self.fresh_ones, self.active_ones, self.fused) = (vec![false; pops], vec![false; pops], vec![false; pops]);
+        for pr in &mut self.projs {
+            if let Weights::Sparse(rows) = &mut pr.weights {
+                // This process's chunks (a partitioned network keeps only their columns).
+                rows.split_columns(&self.ranges[pr.to][self.local[pr.to].clone()]);
+            }
+        }
     }
 
     /// Takes the pointers a step writes through ([`StepPtrs`]).

@@ -139,7 +139,7 @@ impl<T: Float> Network<T> {
             }
         }
         self.partition = Some(Partition { rank, size });
-        self.parts = Vec::new();
+        self.lay_out();
         Ok(())
     }
 

@@ -92,33 +92,29 @@ fn next_offset() -> usize {
 // goes back to it with the same layout and start (a staggered buffer's offset is its
 // pointer's place in its page); what is handed out is at least as large and aligned as
 // asked.
+/// A block for `l` from `system` (the system's `alloc` or `alloc_zeroed`, which gets this
+/// allocator's layout for it): a staggered one handed out `offset` bytes in.
+fn allocate(l: Layout, system: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
+    match kind(l) {
+        Kind::Staggered => {
+            let offset = next_offset();
+            let p = system(system_layout(l, Kind::Staggered, offset));
+            // SAFETY: the block holds `offset` bytes more than asked.
+            if p.is_null() { p } else { unsafe { p.add(offset) } }
+        }
+        k => system(system_layout(l, k, 0)),
+    }
+}
+
 unsafe impl GlobalAlloc for CacheAligned {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        match kind(l) {
-            Kind::Staggered => {
-                let offset = next_offset();
-                // SAFETY: as `GlobalAlloc::alloc` (a non-zero size is kept).
-                let p = unsafe { System.alloc(system_layout(l, Kind::Staggered, offset)) };
-                // SAFETY: the block holds `offset` bytes more than asked.
-                if p.is_null() { p } else { unsafe { p.add(offset) } }
-            }
-            // SAFETY: as above.
-            k => unsafe { System.alloc(system_layout(l, k, 0)) },
-        }
+        // SAFETY: as `GlobalAlloc::alloc` (a non-zero size is kept).
+        allocate(l, |sl| unsafe { System.alloc(sl) })
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        match kind(l) {
-            Kind::Staggered => {
-                let offset = next_offset();
-                // SAFETY: as in `alloc`.
-                let p = unsafe { System.alloc_zeroed(system_layout(l, Kind::Staggered, offset)) };
-                // SAFETY: as in `alloc`.
-                if p.is_null() { p } else { unsafe { p.add(offset) } }
-            }
-            // SAFETY: as in `alloc` (small blocks keep `calloc`'s lazily zeroed pages).
-            k => unsafe { System.alloc_zeroed(system_layout(l, k, 0)) },
-        }
+        // SAFETY: as in `alloc` (small blocks keep `calloc`'s lazily zeroed pages).
+        allocate(l, |sl| unsafe { System.alloc_zeroed(sl) })
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {

@@ -207,18 +207,18 @@ fn run_in<T: Float>(py: Python<'_>, net: &mut Net<T>, steps: u64, sources: Vec<I
 fn recordings<'py, T: Float>(py: Python<'py>, net: &Net<T>, rec: &Recorder, first: u64, steps: usize, dense: bool) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     for (p, ts, is) in rec.spikes() {
-        let pop = &net.pops[*p];
+        let pop = &net.pops[p];
         if dense {
             let mut a = Array2::<bool>::from_elem((steps, pop.n * net.batch), false);
-            for (t, i) in ts.iter().zip(is) {
+            for (t, i) in ts.iter().zip(&is) {
                 // Sampled after each step: time (first + row + 1) * dt.
                 let row = (t / net.dt).round() as u64 - first - 1;
                 a[[row as usize, *i as usize]] = true;
             }
             out.set_item(format!("{}.spikes", pop.name), a.into_pyarray(py))?;
         } else {
-            out.set_item(format!("{}.spikes.t", pop.name), ts.clone().into_pyarray(py))?;
-            out.set_item(format!("{}.spikes.i", pop.name), is.clone().into_pyarray(py))?;
+            out.set_item(format!("{}.spikes.t", pop.name), ts.into_pyarray(py))?;
+            out.set_item(format!("{}.spikes.i", pop.name), is.into_pyarray(py))?;
         }
     }
     for (name, width, values) in rec.traces() {

@@ -29,6 +29,36 @@ fn runs_are_deterministic_for_a_seed() {
     assert!(total > 10.0, "the driven network fires ({total} spikes)");
 }
 
+/// The recorder keeps each step's lists as they are and gives them back spike by spike,
+/// Brian2's way: time, then index `b * n + i` (batch rows in order, indices ascending).
+#[test]
+fn recorded_spikes_are_each_steps_lists_spike_by_spike() {
+    let p = program(SMALL_COBA);
+    let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { seed: 5, batch: 3, ..Options::default() }, &InterpFactory).unwrap();
+    let mut rec = Recorder::new(&net, true, &[]).unwrap();
+    let pops = net.pops.len();
+    let mut want = vec![(Vec::new(), Vec::new()); pops];
+    for _ in 0..300 {
+        net.step(&[]).unwrap();
+        rec.sample(&net);
+        for (pop, (ts, is)) in net.pops.iter().zip(&mut want) {
+            for (k, _) in pop.spikes().iter().enumerate().filter(|(_, s)| **s != 0.0) {
+                ts.push(net.time());
+                is.push(k as i64);
+            }
+        }
+    }
+    let got = rec.spikes();
+    assert_eq!(got.len(), pops);
+    for (p, ts, is) in got {
+        assert_eq!((&ts, &is), (&want[p].0, &want[p].1), "{}", net.pops[p].name);
+        assert_eq!(rec.spike_count(p), ts.len());
+    }
+    let n = net.pops[0].n as i64;
+    let rows: std::collections::BTreeSet<i64> = want[0].1.iter().map(|i| i / n).collect();
+    assert_eq!(rows.len(), 3, "every batch row fires");
+}
+
 #[test]
 fn refractory_neurons_do_not_fire_within_t_ref() {
     let a = spikes_of(3, 600);

@@ -21,6 +21,14 @@
 //! threads split) starts at a line of a page that changes from one buffer to the next,
 //! and is followed by a page that nothing uses (at most 8 KiB more a buffer).
 //!
+//! On Linux a buffer of [`HUGE_FROM`] bytes or more (a synapse table, a large population's
+//! state, a long recording) is mapped on its own, starting on a 2 MiB boundary, and the
+//! kernel is asked to back it with huge pages (`madvise(MADV_HUGEPAGE)`, which the usual
+//! setting of transparent huge pages, `madvise`, waits for): a spike's row of synapses then
+//! lies in a page the TLB already maps instead of costing a page walk, a buffer faults in
+//! 2 MiB at a time instead of 4 KiB, and growing one moves its pages (`mremap`) instead of
+//! copying its bytes. Where the kernel has no huge page to give, the pages are ordinary.
+//!
 //! Measured (docs/benchmarks.md, 2026-12-06 night, `bash bench/sim_ab.sh`, medians):
 //! lines alone, one thread / two threads: COBA 40k 0.159 -> 0.149 s / 0.106 -> 0.100 s,
 //! CUBA 400k 0.483 -> 0.394 s / 0.312 -> 0.245 s. With the pages apart, the first 512
@@ -36,6 +44,12 @@ pub const ALIGNED_FROM: usize = 512;
 /// Buffers of this many bytes or more also start at a line of a page that changes from
 /// one to the next, with a page to themselves after their end.
 pub const STAGGERED_FROM: usize = 16 << 10;
+/// Buffers of this many bytes or more are mapped on their own, on huge pages where the
+/// system gives them (Linux): the smallest that huge pages serve without wasting more than
+/// they hold.
+pub const HUGE_FROM: usize = 1 << 20;
+/// Whether buffers of [`HUGE_FROM`] bytes or more are mapped on huge pages.
+const HUGE_PAGES: bool = cfg!(target_os = "linux");
 /// A cache line (x86-64, most AArch64).
 const LINE: usize = 64;
 /// A page: the span hardware prefetchers stay within, and the span of addresses that
@@ -59,11 +73,14 @@ enum Kind {
     /// Page-aligned, handed out `offset` bytes in (a multiple of a line below a page, so
     /// the pointer's low bits give it back), a page unused after the end.
     Staggered,
+    /// As `Staggered`, in a mapping of its own on huge pages ([`huge`]).
+    Huge,
 }
 
 fn kind(l: Layout) -> Kind {
     match l.size() {
         _ if l.align() > LINE => Kind::Plain,
+        s if HUGE_PAGES && s >= HUGE_FROM => Kind::Huge,
         s if s >= STAGGERED_FROM => Kind::Staggered,
         s if s >= ALIGNED_FROM => Kind::Line,
         _ => Kind::Plain,
@@ -78,6 +95,7 @@ fn system_layout(l: Layout, k: Kind, offset: usize) -> Layout {
         Kind::Line => l.align_to(LINE).expect("a line-aligned layout"),
         // A large allocation's size, far from overflowing with two pages more.
         Kind::Staggered => Layout::from_size_align(l.size() + offset + PAGE, PAGE).expect("a page-aligned layout"),
+        Kind::Huge => unreachable!("huge buffers are mapped, not asked of the system"),
     }
 }
 
@@ -102,6 +120,13 @@ fn allocate(l: Layout, system: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
             // SAFETY: the block holds `offset` bytes more than asked.
             if p.is_null() { p } else { unsafe { p.add(offset) } }
         }
+        Kind::Huge => {
+            let offset = next_offset();
+            // SAFETY: a mapping of `huge::mapped` bytes holds `offset` bytes more than
+            // asked; its pages are zero, as `alloc_zeroed` needs.
+            let p = unsafe { huge::map(huge::mapped(l.size(), offset)) };
+            if p.is_null() { p } else { unsafe { p.add(offset) } }
+        }
         k => system(system_layout(l, k, 0)),
     }
 }
@@ -124,6 +149,11 @@ unsafe impl GlobalAlloc for CacheAligned {
                 // SAFETY: the block starts `offset` bytes before `p`, made with this layout.
                 unsafe { System.dealloc(p.sub(offset), system_layout(l, Kind::Staggered, offset)) }
             }
+            Kind::Huge => {
+                let offset = p as usize % PAGE;
+                // SAFETY: the mapping starts `offset` bytes before `p`, with this length.
+                unsafe { huge::unmap(p.sub(offset), huge::mapped(l.size(), offset)) }
+            }
             // SAFETY: `p` is `System`'s, made with this layout.
             k => unsafe { System.dealloc(p, system_layout(l, k, 0)) },
         }
@@ -132,6 +162,14 @@ unsafe impl GlobalAlloc for CacheAligned {
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         let new_layout = Layout::from_size_align(new_size, l.align()).expect("a valid size");
         let (old, new) = (kind(l), kind(new_layout));
+        if old == new && old == Kind::Huge {
+            // The pages move, not the bytes (a recording that grows is never copied).
+            let offset = p as usize % PAGE;
+            // SAFETY: the mapping starts `offset` bytes before `p`, with the old length.
+            let q = unsafe { huge::remap(p.sub(offset), huge::mapped(l.size(), offset), huge::mapped(new_size, offset)) };
+            // SAFETY: the new mapping holds `offset` bytes more than asked.
+            return if q.is_null() { q } else { unsafe { q.add(offset) } };
+        }
         if old == new && old != Kind::Staggered {
             // SAFETY: `p` is `System`'s with this layout, whose alignment stays.
             return unsafe { System.realloc(p, system_layout(l, old, 0), new_size) };
@@ -151,6 +189,110 @@ unsafe impl GlobalAlloc for CacheAligned {
     }
 }
 
+/// Buffers mapped on their own on huge pages (Linux); elsewhere never called.
+#[cfg(target_os = "linux")]
+mod huge {
+    use super::PAGE;
+
+    /// A huge page (x86-64, and AArch64 with 4 KiB pages).
+    pub const SIZE: usize = 2 << 20;
+
+    /// The bytes mapped for a buffer of `size` bytes handed out `offset` bytes in: whole
+    /// huge pages, the last with at least a page unused after the buffer's end.
+    pub fn mapped(size: usize, offset: usize) -> usize {
+        (size + offset + PAGE).next_multiple_of(SIZE)
+    }
+
+    /// `len` bytes (whole huge pages) of zeroed memory starting on a huge page, which the
+    /// kernel is asked to back with huge pages; null when there is no memory.
+    ///
+    /// # Safety
+    /// `len` is a non-zero multiple of [`SIZE`].
+    pub unsafe fn map(len: usize) -> *mut u8 {
+        // Mapped a huge page longer, then trimmed to start on one.
+        let over = len + SIZE;
+        // SAFETY: a new private anonymous mapping, touching nothing else.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), over, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        if p == libc::MAP_FAILED {
+            return std::ptr::null_mut();
+        }
+        let head = (p as usize).next_multiple_of(SIZE) - p as usize;
+        // SAFETY: both pieces lie in the mapping just made, outside what is kept; the
+        // advice only asks (without huge pages, the pages are ordinary ones).
+        unsafe {
+            if head > 0 {
+                libc::munmap(p, head);
+            }
+            let start = p.cast::<u8>().add(head);
+            if over - head > len {
+                libc::munmap(start.add(len).cast(), over - head - len);
+            }
+            libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE);
+            start
+        }
+    }
+
+    /// Unmaps a mapping made by [`map`] or [`remap`].
+    ///
+    /// # Safety
+    /// `p` and `len` are such a mapping's start and length, not used after.
+    pub unsafe fn unmap(p: *mut u8, len: usize) {
+        // SAFETY: as the caller promises.
+        unsafe { libc::munmap(p.cast(), len) };
+    }
+
+    /// The mapping at `p` of `old` bytes, made `new` bytes long (whole huge pages): cut
+    /// where it shrinks; where it grows, its pages moved (not copied) to a new place that
+    /// starts on a huge page, the rest zeroed. Null (and the old mapping kept) when there
+    /// is no memory.
+    ///
+    /// # Safety
+    /// `p` and `old` are a mapping made by [`map`] or [`remap`]; `new` a non-zero
+    /// multiple of [`SIZE`]. Unless null is returned, `p` is not used after.
+    pub unsafe fn remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
+        if new <= old {
+            // SAFETY: the tail lies in the mapping.
+            unsafe {
+                if new < old {
+                    libc::munmap(p.add(new).cast(), old - new);
+                }
+            }
+            return p;
+        }
+        // SAFETY: `map`'s contract holds for `new`.
+        let q = unsafe { map(new) };
+        if q.is_null() {
+            return q;
+        }
+        // SAFETY: the old mapping moves onto the new one's place (which it replaces),
+        // whole, keeping its advice; the grown part is zero.
+        let r = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, q.cast::<libc::c_void>()) };
+        if r == libc::MAP_FAILED {
+            // SAFETY: the new mapping is ours and unused.
+            unsafe { unmap(q, new) };
+            return std::ptr::null_mut();
+        }
+        r.cast()
+    }
+}
+
+/// Never called where buffers are not mapped on huge pages ([`HUGE_PAGES`] is false).
+#[cfg(not(target_os = "linux"))]
+mod huge {
+    pub fn mapped(_: usize, _: usize) -> usize {
+        unreachable!("no huge buffers here")
+    }
+    pub unsafe fn map(_: usize) -> *mut u8 {
+        unreachable!("no huge buffers here")
+    }
+    pub unsafe fn unmap(_: *mut u8, _: usize) {
+        unreachable!("no huge buffers here")
+    }
+    pub unsafe fn remap(_: *mut u8, _: usize, _: usize) -> *mut u8 {
+        unreachable!("no huge buffers here")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +302,7 @@ mod tests {
     #[test]
     fn large_blocks_start_on_a_line_and_keep_their_bytes_across_reallocs() {
         let a = CacheAligned;
-        for &(from, to) in &[(16usize, 4096usize), (4096, 16), (600, 100_000), (100_000, 600), (1000, 2000), (8, 24), (20_000, 300_000), (300_000, 20_000), (1 << 20, 1 << 21)] {
+        for &(from, to) in &[(16usize, 4096usize), (4096, 16), (600, 100_000), (100_000, 600), (1000, 2000), (8, 24), (20_000, 300_000), (300_000, 20_000), (1 << 20, 1 << 21), (600_000, 3 << 20), (3 << 20, 9 << 20), (9 << 20, (9 << 20) + 1), (9 << 20, 1 << 20), (5 << 20, 100), (4 << 20, 300_000)] {
             let l = Layout::from_size_align(from, 4).unwrap();
             // SAFETY: non-zero sizes; every block is released with the layout it has.
             unsafe {
@@ -173,16 +315,23 @@ mod tests {
                 let q = a.realloc(p, l, to);
                 assert!(!q.is_null());
                 assert!(to < ALIGNED_FROM || (q as usize).is_multiple_of(LINE), "{from} -> {to}");
+                // A huge buffer's mapping starts on a huge page, grown or not.
+                assert!(!HUGE_PAGES || to < HUGE_FROM || (q as usize - q as usize % PAGE).is_multiple_of(2 << 20), "{from} -> {to}");
+                for i in from.min(to)..to {
+                    *q.add(i) = 7;
+                }
                 assert!((0..from.min(to)).all(|i| *q.add(i) == i as u8), "{from} -> {to}");
                 a.dealloc(q, Layout::from_size_align(to, 4).unwrap());
             }
         }
         // SAFETY: as above.
         unsafe {
-            let l = Layout::from_size_align(1 << 20, 4).unwrap();
-            let z = a.alloc_zeroed(l);
-            assert!((z as usize).is_multiple_of(LINE) && (0..1 << 20).all(|i| *z.add(i) == 0));
-            a.dealloc(z, l);
+            for size in [600_000, 3 << 20] {
+                let l = Layout::from_size_align(size, 4).unwrap();
+                let z = a.alloc_zeroed(l);
+                assert!((z as usize).is_multiple_of(LINE) && (0..size).all(|i| *z.add(i) == 0));
+                a.dealloc(z, l);
+            }
         }
         // Consecutive large blocks start at different lines of a page.
         let l = Layout::from_size_align(STAGGERED_FROM, 4).unwrap();

@@ -6,6 +6,7 @@
 //! Layout: every per-neuron quantity is a contiguous slice of `batch * n` values
 //! (index `b * n + i`), the structure of arrays the kernels expect.
 
+use smallvec::SmallVec;
 use crate::adapter::LowRank;
 use crate::batchnorm::{BatchNorm, STATE_PREFIX};
 use crate::connectivity::{self, Csr, SynapseFn, apply_sign, build_threads};
@@ -1204,14 +1205,15 @@ impl<T: Float> Network<T> {
         let kernel_on = |start: usize, len: usize| {
             // SAFETY: elements start..start + len of this population's buffers belong to
             // this thread in this phase (`take_ptrs`); nobody else touches them.
-            let mut states: Vec<&mut [T]> = ptrs.states.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
-            let inputs: Vec<&[T]> = ptrs.inputs.iter().map(|&q| unsafe { std::slice::from_raw_parts(q.add(start), len) }).collect();
-            let params: Vec<&[T]> = pop.per_neuron_params.iter().map(|v| &v[start..start + len]).collect();
+            // On the stack: made for every chunk of every step.
+            let mut states: SmallVec<[&mut [T]; 8]> = ptrs.states.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
+            let inputs: SmallVec<[&[T]; 8]> = ptrs.inputs.iter().map(|&q| unsafe { std::slice::from_raw_parts(q.add(start), len) }).collect();
+            let params: SmallVec<[&[T]; 8]> = pop.per_neuron_params.iter().map(|v| &v[start..start + len]).collect();
             let spikes: &mut [T] = if pop.spikes.is_empty() { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(ptrs.spikes.add(start), len) } };
             // A network holding batch elements b0.. of a larger batch draws what the whole
             // one would for them (element index = b0 * n + i).
             let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * n + start) as u64 };
-            let args = StepArgs { states: &mut states, inputs: &inputs, params: &params, spikes, t: t_now, random };
+            let args = StepArgs { states: &mut states[..], inputs: &inputs[..], params: &params[..], spikes, t: t_now, random };
             (if down { kernel.step_checked_descending(args) } else { kernel.step_checked(args) }) == Some(true)
         };
         for s in 0..segments {

@@ -70,24 +70,27 @@ struct Trace {
 
 /// The spikes of one population as they are recorded: the lists of each step copied as
 /// they are (4 bytes a spike, a bulk copy), with a run for each non-empty list saying its
-/// time, batch row and end. Brian2's layout (a time and an index per spike, 16 bytes) is
+/// time, batch row and length. Brian2's layout (a time and an index per spike, 16 bytes) is
 /// made when asked for: recording it spike by spike took ~30 ns a spike in a 400k-neuron
 /// run (the growing arrays' copies and page faults), on the thread that steps the network
 /// while the others wait (docs/benchmarks.md, ninth round).
 #[derive(Default)]
 struct SpikeLog {
     pop: usize,
+    /// The population's neurons (per batch row).
+    n: usize,
     neurons: Vec<u32>,
     runs: Vec<Run>,
 }
 
-/// The spikes of one list of one step: `neurons[previous run's end..end]`.
+/// The spikes of one list of one step: the next `len` of `neurons` (16 bytes: a list
+/// of a small network holds one or two spikes).
 #[derive(Clone, Copy)]
 struct Run {
     t: f64,
-    /// The index of the list's first neuron in the batch (`b * n`).
-    base: u64,
-    end: usize,
+    /// The batch row.
+    row: u32,
+    len: u32,
 }
 
 impl SpikeLog {
@@ -96,9 +99,10 @@ impl SpikeLog {
         let (mut ts, mut is) = (Vec::with_capacity(self.neurons.len()), Vec::with_capacity(self.neurons.len()));
         let mut start = 0;
         for r in &self.runs {
-            ts.extend(std::iter::repeat_n(r.t, r.end - start));
-            is.extend(self.neurons[start..r.end].iter().map(|&i| (r.base + u64::from(i)) as i64));
-            start = r.end;
+            let (end, base) = (start + r.len as usize, r.row as usize * self.n);
+            ts.extend(std::iter::repeat_n(r.t, r.len as usize));
+            is.extend(self.neurons[start..end].iter().map(|&i| (base + i as usize) as i64));
+            start = end;
         }
         (ts, is)
     }
@@ -115,7 +119,7 @@ impl Recorder {
     pub fn new<T: Float>(net: &Network<T>, spikes: bool, vars: &[String]) -> Result<Recorder, RuntimeError> {
         let sel = Selection::new(net, spikes, vars)?;
         Ok(Recorder {
-            spikes: sel.spikes.iter().map(|&pop| SpikeLog { pop, ..SpikeLog::default() }).collect(),
+            spikes: sel.spikes.iter().map(|&pop| SpikeLog { pop, n: net.pops[pop].n, ..SpikeLog::default() }).collect(),
             traces: sel.traces.into_iter().map(|(pop, state, name, width)| Trace { pop, state, name, width, values: Vec::new() }).collect(),
         })
     }
@@ -126,8 +130,9 @@ impl Recorder {
         for log in &mut self.spikes {
             let pop = &net.pops[log.pop];
             for (b, active) in pop.active.iter().enumerate().filter(|(_, a)| !a.is_empty()) {
+                // (A list's length and a batch row fit: indices are u32.)
                 log.neurons.extend_from_slice(active);
-                log.runs.push(Run { t, base: (b * pop.n) as u64, end: log.neurons.len() });
+                log.runs.push(Run { t, row: b as u32, len: active.len() as u32 });
             }
         }
         for tr in &mut self.traces {

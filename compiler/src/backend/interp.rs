@@ -43,7 +43,7 @@ impl InterpKernel {
 }
 
 impl<T: Real> StepKernel<T> for InterpKernel {
-    fn step(&self, a: StepArgs<'_, T>) {
+    fn step(&self, a: StepArgs<'_, '_, T>) {
         let n = a.states.first().map(|s| s.len()).or(a.inputs.first().map(|s| s.len())).unwrap_or(a.spikes.len());
         let mut params = vec![0.0; self.specs.len()];
         let mut states = vec![0.0; a.states.len()];

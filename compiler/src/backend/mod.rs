@@ -64,16 +64,17 @@ pub struct RandomCtx {
     pub offset: u64,
 }
 
-/// The arguments of one step over `n` elements.
-pub struct StepArgs<'a, T> {
+/// The arguments of one step over `n` elements: `'s` the slices' data, `'a` the lists of
+/// them (apart, so that the lists can be arrays on the caller's stack).
+pub struct StepArgs<'a, 's, T> {
     /// One slice per state (layout order), updated in place: h^{t-1} in, h^t out.
-    pub states: &'a mut [&'a mut [T]],
+    pub states: &'a mut [&'s mut [T]],
     /// One slice per input (layout order): y^t.
-    pub inputs: &'a [&'a [T]],
+    pub inputs: &'a [&'s [T]],
     /// One slice per `PerNeuron` param, in layout order of those params.
-    pub params: &'a [&'a [T]],
+    pub params: &'a [&'s [T]],
     /// Out: the spike s^t read from the new state (0 or 1); empty if the model never spikes.
-    pub spikes: &'a mut [T],
+    pub spikes: &'s mut [T],
     pub t: f64,
     pub random: RandomCtx,
 }
@@ -81,12 +82,12 @@ pub struct StepArgs<'a, T> {
 /// A compiled step of one population.
 pub trait StepKernel<T>: Send + Sync {
     /// Advances every element one step.
-    fn step(&self, args: StepArgs<'_, T>);
+    fn step(&self, args: StepArgs<'_, '_, T>);
     /// [`StepKernel::step`], also telling whether every new state is finite, where the
     /// kernel checks as it goes (`None`: not checked, the caller checks the states).
     /// `Some(true)` is a promise; `Some(false)` may be a false alarm (the JIT checks a
     /// sum of each element's states, which can overflow), after which the caller looks.
-    fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
+    fn step_checked(&self, args: StepArgs<'_, '_, T>) -> Option<bool> {
         self.step(args);
         None
     }
@@ -97,7 +98,7 @@ pub trait StepKernel<T>: Send + Sync {
     /// streams end at the start of the arrays, not (through the hardware prefetchers)
     /// in the other thread's first elements, which would then pass between the cores
     /// every step.
-    fn step_checked_descending(&self, args: StepArgs<'_, T>) -> Option<bool> {
+    fn step_checked_descending(&self, args: StepArgs<'_, '_, T>) -> Option<bool> {
         self.step_checked(args)
     }
     /// What made the code: `"interpreter"`, or the JIT's generator (`"avx512"`,

@@ -163,7 +163,7 @@ impl JitKernel {
     /// the number of slices and that every slice has the same length `n` (spikes
     /// too when the model spikes; otherwise they are not touched). Nothing is written
     /// when the arguments are refused.
-    pub fn try_step<T: Real>(&self, a: StepArgs<'_, T>) -> Result<(), JitError> {
+    pub fn try_step<T: Real>(&self, a: StepArgs<'_, '_, T>) -> Result<(), JitError> {
         self.try_step_checked(a).map(|_| ())
     }
 
@@ -171,14 +171,14 @@ impl JitKernel {
     /// kernel checks the sum of each element's new states as it stores them: `true`
     /// means all are finite; `false` that one is not, or rarely that finite states
     /// summed past the float range).
-    pub fn try_step_checked<T: Real>(&self, a: StepArgs<'_, T>) -> Result<bool, JitError> {
+    pub fn try_step_checked<T: Real>(&self, a: StepArgs<'_, '_, T>) -> Result<bool, JitError> {
         self.try_step_ordered(a, false)
     }
 
     /// [`JitKernel::try_step_checked`], visiting the elements from the last to the first
     /// when `descending` and the code is AVX-512's (Cranelift's visits them in order):
     /// the same results, other memory streams ([`StepKernel::step_checked_descending`]).
-    pub fn try_step_ordered<T: Real>(&self, a: StepArgs<'_, T>, descending: bool) -> Result<bool, JitError> {
+    pub fn try_step_ordered<T: Real>(&self, a: StepArgs<'_, '_, T>, descending: bool) -> Result<bool, JitError> {
         if T::PRECISION != self.precision {
             return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));
         }
@@ -209,7 +209,8 @@ impl JitKernel {
         if n == 0 {
             return Ok(true);
         }
-        let mut ptrs: Vec<*mut u8> = Vec::with_capacity(s.count());
+        // On the stack: made at every call (every chunk of every step).
+        let mut ptrs: smallvec::SmallVec<[*mut u8; 24]> = smallvec::SmallVec::with_capacity(s.count());
         ptrs.extend(a.states.iter_mut().map(|x| x.as_mut_ptr().cast::<u8>()));
         ptrs.extend(a.inputs.iter().map(|x| x.as_ptr().cast_mut().cast::<u8>()));
         ptrs.extend(a.params.iter().map(|x| x.as_ptr().cast_mut().cast::<u8>()));
@@ -235,13 +236,13 @@ impl JitKernel {
 
 impl<T: Real> StepKernel<T> for JitKernel {
     /// Panics (before touching any data) on arguments [`JitKernel::try_step`] refuses.
-    fn step(&self, args: StepArgs<'_, T>) {
+    fn step(&self, args: StepArgs<'_, '_, T>) {
         self.try_step(args).unwrap_or_else(|e| panic!("JIT step refused: {e}"));
     }
-    fn step_checked(&self, args: StepArgs<'_, T>) -> Option<bool> {
+    fn step_checked(&self, args: StepArgs<'_, '_, T>) -> Option<bool> {
         Some(self.try_step_checked(args).unwrap_or_else(|e| panic!("JIT step refused: {e}")))
     }
-    fn step_checked_descending(&self, args: StepArgs<'_, T>) -> Option<bool> {
+    fn step_checked_descending(&self, args: StepArgs<'_, '_, T>) -> Option<bool> {
         Some(self.try_step_ordered(args, true).unwrap_or_else(|e| panic!("JIT step refused: {e}")))
     }
     fn generator(&self) -> &'static str {

@@ -4,7 +4,7 @@
 //! factory. Also: the thread's denormal mode, which every CPU kernel runs under.
 
 use crate::error::RuntimeError;
-use snnc_compiler::backend::cranelift::JitKernel;
+use snnc_compiler::backend::cranelift::{JitKernel, JitOptions};
 use snnc_compiler::backend::interp::InterpKernel;
 use snnc_compiler::backend::{ParamSpec, Real, StepKernel};
 use snnc_compiler::discretise::Step;
@@ -13,6 +13,13 @@ use snnc_compiler::discretise::Step;
 /// carries its `dt`; `specs` say which params are folded in.
 pub trait KernelFactory<T>: Sync {
     fn build(&self, step: &Step, specs: &[ParamSpec]) -> Result<Box<dyn StepKernel<T>>, RuntimeError>;
+    /// [`KernelFactory::build`], asking for a kernel that leaves the inputs `clear` at 0
+    /// when stepped with `StepKernel::step_clearing` (the simulation's step). A kernel may
+    /// clear fewer (its `cleared_inputs` say which): the network restarts the others.
+    fn build_clearing(&self, step: &Step, specs: &[ParamSpec], clear: &[usize]) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
+        let _ = clear;
+        self.build(step, specs)
+    }
     fn name(&self) -> &'static str;
 }
 
@@ -21,7 +28,11 @@ pub struct JitFactory;
 
 impl<T: Real> KernelFactory<T> for JitFactory {
     fn build(&self, step: &Step, specs: &[ParamSpec]) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
-        let k = JitKernel::compile(step, specs, T::PRECISION).map_err(|e| RuntimeError::Build(format!("`{}`: {e}", step.model.name)))?;
+        self.build_clearing(step, specs, &[])
+    }
+    fn build_clearing(&self, step: &Step, specs: &[ParamSpec], clear: &[usize]) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
+        let options = JitOptions { clear: clear.to_vec(), ..JitOptions::default() };
+        let k = JitKernel::compile_with(step, specs, T::PRECISION, options).map_err(|e| RuntimeError::Build(format!("`{}`: {e}", step.model.name)))?;
         Ok(Box::new(k))
     }
     fn name(&self) -> &'static str {
@@ -35,6 +46,9 @@ pub struct InterpFactory;
 impl<T: Real> KernelFactory<T> for InterpFactory {
     fn build(&self, step: &Step, specs: &[ParamSpec]) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
         Ok(Box::new(InterpKernel::new(step, specs)?))
+    }
+    fn build_clearing(&self, step: &Step, specs: &[ParamSpec], clear: &[usize]) -> Result<Box<dyn StepKernel<T>>, RuntimeError> {
+        Ok(Box::new(InterpKernel::new(step, specs)?.clearing(clear)))
     }
     fn name(&self) -> &'static str {
         "interpreter"

@@ -25,7 +25,7 @@ use crate::propagate::{Active, DelayRing, Procedural, SparseRows, Target, Weight
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
 use std::sync::{Mutex, MutexGuard};
-use snnc_compiler::backend::{ParamSpec, RandomCtx, StepArgs, StepKernel};
+use snnc_compiler::backend::{ClearingArgs, ParamSpec, RandomCtx, StepKernel};
 use snnc_compiler::discretise::{DerivLayout, Step};
 use snnc_compiler::pipeline::{self, CompileOptions, NetworkPlan, PopulationPlan};
 use snnc_compiler::sema::{IndexExpr, IndexVar, Init, NetworkDef, PopKind, Program, Source, SynInit, Topology};
@@ -118,6 +118,9 @@ pub struct Population<T> {
     /// Per input: whether no projection delivers into it. Such an input holds 0 plus its
     /// drives from the start and is never written again (a step does not gather it).
     pub(crate) fixed_inputs: Vec<bool>,
+    /// The inputs a step puts back at their start after the kernel: those delivered into
+    /// that the kernel does not clear itself (`StepKernel::cleared_inputs`).
+    pub(crate) restarted: Vec<usize>,
     /// Per input: its value where it is the same for every neuron at every step
     /// ([`NetworkPlan::constant_inputs`]); the CPU kernel folds it instead of loading it.
     pub(crate) constant_inputs: Vec<Option<f64>>,
@@ -212,6 +215,7 @@ impl<T: Float> Population<T> {
             input_names: Vec::new(),
             drives: Vec::new(),
             fixed_inputs: Vec::new(),
+            restarted: Vec::new(),
             constant_inputs: Vec::new(),
             per_neuron_params: Vec::new(),
             kernel: None,
@@ -797,7 +801,13 @@ impl<T: Float> Network<T> {
                 // The inputs that never change (a uniform drive, nothing at all) as
                 // constants of the kernel.
                 let step = step.with_constant_inputs(&pop.constant_inputs);
-                pop.kernel = Some(factory.build(&step, &pop.specs)?);
+                // The kernel clears the inputs that restart at 0 (delivered into, no
+                // drive) as it reads them; the step restarts the others.
+                let delivered = |k: &usize| !pop.fixed_inputs[*k];
+                let clear: Vec<usize> = (0..pop.inputs.len()).filter(delivered).filter(|k| pop.drives.iter().all(|(i, _)| i != k)).collect();
+                let kernel = factory.build_clearing(&step, &pop.specs, &clear)?;
+                pop.restarted = (0..pop.inputs.len()).filter(delivered).filter(|k| !kernel.cleared_inputs().contains(k)).collect();
+                pop.kernel = Some(kernel);
             }
         }
         for stage in self.projs.iter_mut().filter_map(|pr| pr.pre_stage.as_mut()) {
@@ -1207,14 +1217,15 @@ impl<T: Float> Network<T> {
             // this thread in this phase (`take_ptrs`); nobody else touches them.
             // On the stack: made for every chunk of every step.
             let mut states: SmallVec<[&mut [T]; 8]> = ptrs.states.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
-            let inputs: SmallVec<[&[T]; 8]> = ptrs.inputs.iter().map(|&q| unsafe { std::slice::from_raw_parts(q.add(start), len) }).collect();
+            let mut inputs: SmallVec<[&mut [T]; 8]> = ptrs.inputs.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
             let params: SmallVec<[&[T]; 8]> = pop.per_neuron_params.iter().map(|v| &v[start..start + len]).collect();
             let spikes: &mut [T] = if pop.spikes.is_empty() { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(ptrs.spikes.add(start), len) } };
             // A network holding batch elements b0.. of a larger batch draws what the whole
             // one would for them (element index = b0 * n + i).
             let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * n + start) as u64 };
-            let args = StepArgs { states: &mut states[..], inputs: &inputs[..], params: &params[..], spikes, t: t_now, random };
-            (if down { kernel.step_checked_descending(args) } else { kernel.step_checked(args) }) == Some(true)
+            // The kernel leaves the inputs it clears at 0 (the restart below does the rest).
+            let args = ClearingArgs { states: &mut states[..], inputs: &mut inputs[..], params: &params[..], spikes, t: t_now, random };
+            kernel.step_clearing(args, down) == Some(true)
         };
         for s in 0..segments {
             let start = s * stride + cols.start;
@@ -1235,12 +1246,12 @@ impl<T: Float> Network<T> {
                 checked &= kernel_on(start, len);
             }
             let _t = timers::start(Span::Restart);
-            // The inputs back at their start for the next step's deliveries, while this
-            // chunk's lines are still in the cache: a separate pass over them before the
-            // gather (a memset of every input) was 6-10% of a COBA step (perf). The GPU's
-            // step kernel clears them likewise.
+            // The inputs the kernel did not clear (those with drives) back at their start
+            // for the next step's deliveries, while this chunk's lines are still in the
+            // cache: a separate pass over them before the gather (a memset of every input)
+            // was 6-10% of a COBA step (perf). The GPU's step kernel clears them likewise.
             let restart = |b: usize, from: usize, cols: &std::ops::Range<usize>| {
-                for (k, &q) in ptrs.inputs.iter().enumerate().filter(|&(k, _)| !pop.fixed_inputs[k]) {
+                for (k, q) in pop.restarted.iter().map(|&k| (k, ptrs.inputs[k])) {
                     // SAFETY: as above; the kernel is done with the slice.
                     let y = unsafe { std::slice::from_raw_parts_mut(q.add(from), cols.len()) };
                     start_input(&pop.drives, k, n, b, cols, y, down);

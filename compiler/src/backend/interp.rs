@@ -13,6 +13,9 @@ pub struct InterpKernel {
     /// For each random slot: is it a normal draw?
     slots: Vec<bool>,
     dt: f64,
+    /// The inputs `step_clearing` leaves at 0 (after the step: the interpreter reads
+    /// every element's inputs before it writes anything).
+    cleared: Vec<usize>,
 }
 
 impl InterpKernel {
@@ -38,7 +41,13 @@ impl InterpKernel {
             specs: specs.to_vec(),
             slots,
             dt,
+            cleared: Vec::new(),
         })
+    }
+
+    /// The same kernel, clearing the inputs `clear` in `StepKernel::step_clearing`.
+    pub fn clearing(self, clear: &[usize]) -> InterpKernel {
+        InterpKernel { cleared: clear.to_vec(), ..self }
     }
 }
 
@@ -81,5 +90,9 @@ impl<T: Real> StepKernel<T> for InterpKernel {
                 a.spikes[i] = T::from_f64(ir::eval(&self.graph, &[sp], &env).expect("spike")[0]);
             }
         }
+    }
+
+    fn cleared_inputs(&self) -> &[usize] {
+        &self.cleared
     }
 }

@@ -79,6 +79,17 @@ pub struct StepArgs<'a, 's, T> {
     pub random: RandomCtx,
 }
 
+/// The arguments of a step that may also write the inputs
+/// ([`StepKernel::step_clearing`]): as [`StepArgs`], the inputs mutable.
+pub struct ClearingArgs<'a, 's, T> {
+    pub states: &'a mut [&'s mut [T]],
+    pub inputs: &'a mut [&'s mut [T]],
+    pub params: &'a [&'s [T]],
+    pub spikes: &'s mut [T],
+    pub t: f64,
+    pub random: RandomCtx,
+}
+
 /// A compiled step of one population.
 pub trait StepKernel<T>: Send + Sync {
     /// Advances every element one step.
@@ -105,6 +116,33 @@ pub trait StepKernel<T>: Send + Sync {
     /// `"cranelift"`); benchmarks report it.
     fn generator(&self) -> &'static str {
         "interpreter"
+    }
+    /// The inputs (layout indices) that [`StepKernel::step_clearing`] leaves at 0: those
+    /// the kernel was built to clear.
+    fn cleared_inputs(&self) -> &[usize] {
+        &[]
+    }
+    /// [`StepKernel::step_checked`] (or its descending form), after which every input of
+    /// [`StepKernel::cleared_inputs`] is 0: the simulation's step, whose inputs (the
+    /// deliveries of the step) must be back at 0 for the next one. A generated kernel
+    /// stores the zeros as it goes, in the pass that reads them; a separate pass over
+    /// them afterwards was 8-11 % of a COBA step (docs/benchmarks.md, tenth round).
+    fn step_clearing(&self, a: ClearingArgs<'_, '_, T>, descending: bool) -> Option<bool>
+    where
+        T: Copy + Default,
+    {
+        let checked = {
+            // Reborrowed for the step, so that the inputs can be written after it.
+            let mut states: smallvec::SmallVec<[&mut [T]; 8]> = a.states.iter_mut().map(|s| &mut **s).collect();
+            let inputs: smallvec::SmallVec<[&[T]; 8]> = a.inputs.iter().map(|s| &**s).collect();
+            let params: smallvec::SmallVec<[&[T]; 8]> = a.params.iter().copied().collect();
+            let args = StepArgs { states: &mut states[..], inputs: &inputs[..], params: &params[..], spikes: &mut *a.spikes, t: a.t, random: a.random };
+            if descending { self.step_checked_descending(args) } else { self.step_checked(args) }
+        };
+        for &k in self.cleared_inputs() {
+            a.inputs[k].fill(T::default());
+        }
+        checked
     }
 }
 

@@ -111,6 +111,10 @@ pub struct Specialised {
     pub per_neuron: Vec<Option<usize>>,
     /// The dt folded in.
     pub dt: f64,
+    /// Inputs (layout indices) the kernel sets to 0 after reading them
+    /// ([`StepKernel::step_clearing`](super::StepKernel::step_clearing)); none unless
+    /// the caller asks.
+    pub cleared: Vec<usize>,
 }
 
 /// The checks every backend makes before it takes a step; returns the step's dt.
@@ -314,7 +318,7 @@ pub fn specialise_step(step: &Step, specs: &[ParamSpec]) -> Result<Specialised, 
         roots.push(g.substitute(&[s], &bind)[0]);
     }
     let (graph, roots) = g.extract(&roots);
-    Ok(Specialised { next: roots[..n_states].to_vec(), spike: roots.get(n_states).copied(), normal, per_neuron: per_neuron_slots(specs), graph, dt })
+    Ok(Specialised { next: roots[..n_states].to_vec(), spike: roots.get(n_states).copied(), normal, per_neuron: per_neuron_slots(specs), graph, dt, cleared: Vec::new() })
 }
 
 /// For each param: its index among the per-neuron slices, if it is per-neuron.

@@ -209,7 +209,7 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
     let jit32 = JitKernel::compile(step, &specs, Precision::F32).unwrap_or_else(|e| panic!("{}: {e}", c.name));
     // Cranelift's kernels beside the default ones (AVX-512 where the machine has it).
     let cranelift = JitOptions { avx512: false, ..JitOptions::default() };
-    let cl64 = JitKernel::compile_with(step, &specs, Precision::F64, cranelift).unwrap();
+    let cl64 = JitKernel::compile_with(step, &specs, Precision::F64, cranelift.clone()).unwrap();
     let cl32 = JitKernel::compile_with(step, &specs, Precision::F32, cranelift).unwrap();
     assert_eq!(cl32.generator(), "cranelift");
     if snnc_compiler::backend::x86::available() && jit32.is_vectorised() {
@@ -633,4 +633,94 @@ fn x86_listing_of_lif() {
     // A step with a call per element is left to Cranelift, with the reason.
     let e = snnc_compiler::backend::x86::listing(&step, &specs, Precision::F64).unwrap_err();
     assert!(e.0.contains("`exp` needs a call"), "{e:?}");
+}
+
+/// A kernel compiled to clear inputs steps as the one that does not, to the bit, and
+/// leaves those inputs at 0 and the others as they were: every model with inputs, both
+/// generators, both precisions, both directions, vectors and a tail (37 elements). A
+/// clearing kernel is refused read-only inputs.
+#[test]
+fn a_kernel_that_clears_its_inputs_steps_as_one_that_does_not() {
+    fn run<T: snnc_compiler::backend::Real + Default>(c: &Case, opts: JitOptions, precision: Precision, down: bool) -> usize {
+        let n = 37;
+        let step = &c.step;
+        let specs: Vec<ParamSpec> = c.params.iter().map(|&v| if v.is_finite() { ParamSpec::Uniform(v) } else { ParamSpec::PerNeuron }).collect();
+        let Ok(plain) = JitKernel::compile_with(step, &specs, precision, opts.clone()) else { return 0 };
+        let clear: Vec<usize> = (0..step.layout.inputs.len()).step_by(2).collect();
+        let clearing = JitKernel::compile_with(step, &specs, precision, JitOptions { clear: clear.clone(), ..opts }).unwrap();
+        assert_eq!(StepKernel::<T>::cleared_inputs(&clearing), &clear[..]);
+        let params: Vec<Vec<T>> = c.params.iter().filter(|v| !v.is_finite()).map(|_| vec![T::from_f64(1.0); n]).collect();
+        let params: Vec<&[T]> = params.iter().map(|v| v.as_slice()).collect();
+        let inputs: Vec<Vec<T>> = step.layout.inputs.iter().enumerate().map(|(k, &s)| (0..n).map(|i| T::from_f64(input_scale(&step.model.name, step.model.symbols[s].dim) * (0.5 + 0.02 * (i + k) as f64))).collect()).collect();
+        let start: Vec<Vec<T>> = c.init.iter().map(|i| vec![T::from_f64(if let Init::Const(v) = i { *v } else { 0.0 }); n]).collect();
+        let spiking = step.spike.is_some();
+        // The plain kernel, read-only inputs.
+        let (mut want, mut want_spikes) = (start.clone(), vec![T::from_f64(0.0); if spiking { n } else { 0 }]);
+        {
+            let mut st: Vec<&mut [T]> = want.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let ins: Vec<&[T]> = inputs.iter().map(|v| v.as_slice()).collect();
+            plain.try_step_ordered(StepArgs { states: &mut st, inputs: &ins, params: &params, spikes: &mut want_spikes, t: 0.0, random: RandomCtx::default() }, down).unwrap();
+        }
+        // The clearing kernel.
+        let (mut got, mut got_spikes, mut got_inputs) = (start.clone(), vec![T::from_f64(0.0); if spiking { n } else { 0 }], inputs.clone());
+        {
+            let mut st: Vec<&mut [T]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let ins: Vec<&[T]> = inputs.iter().map(|v| v.as_slice()).collect();
+            let refused = clearing.try_step_ordered(StepArgs { states: &mut st, inputs: &ins, params: &params, spikes: &mut got_spikes, t: 0.0, random: RandomCtx::default() }, down);
+            assert!(refused.is_err(), "{}: a clearing kernel stepped with read-only inputs", c.name);
+        }
+        {
+            let mut st: Vec<&mut [T]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let mut ins: Vec<&mut [T]> = got_inputs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let args = snnc_compiler::backend::ClearingArgs { states: &mut st, inputs: &mut ins, params: &params, spikes: &mut got_spikes, t: 0.0, random: RandomCtx::default() };
+            clearing.step_clearing(args, down);
+        }
+        let bits = |v: &[Vec<T>]| -> Vec<u64> { v.iter().flatten().map(|x| x.to_f64().to_bits()).collect() };
+        let g = clearing.generator();
+        assert_eq!(bits(&got), bits(&want), "{} {g} {precision:?} down {down}: states", c.name);
+        assert_eq!(bits(&[got_spikes]), bits(&[want_spikes]), "{} {g} {precision:?} down {down}: spikes", c.name);
+        for (k, (after, before)) in got_inputs.iter().zip(&inputs).enumerate() {
+            let expected: Vec<u64> = if clear.contains(&k) { vec![0f64.to_bits(); n] } else { bits(std::slice::from_ref(before)) };
+            assert_eq!(bits(std::slice::from_ref(after)), expected, "{} {g} {precision:?} down {down}: input {k}", c.name);
+        }
+        1
+    }
+    let mut checked = 0;
+    for c in stdlib_cases().iter().chain(&network_cases()).filter(|c| !c.step.layout.inputs.is_empty()) {
+        for avx512 in [false, true].into_iter().filter(|&a| !a || snnc_compiler::backend::x86::available()) {
+            let opts = JitOptions { avx512, ..JitOptions::default() };
+            for down in [false, true] {
+                checked += run::<f32>(c, opts.clone(), Precision::F32, down);
+                checked += run::<f64>(c, opts.clone(), Precision::F64, down);
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} kernels checked");
+}
+
+/// The interpreter built to clear inputs leaves them at 0 after `step_clearing`, its
+/// states and spikes those of its plain step.
+#[test]
+fn the_interpreter_clears_the_inputs_it_is_asked_to() {
+    let (step, specs) = lif();
+    let n = 5;
+    let plain = InterpKernel::new(&step, &specs).unwrap();
+    let clearing = InterpKernel::new(&step, &specs).unwrap().clearing(&[0]);
+    let tau = vec![0.01; n];
+    let input: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
+    let (mut a, mut b) = (vec![vec![0.5; n], vec![0.0; n]], vec![vec![0.5; n], vec![0.0; n]]);
+    let (mut sa, mut sb) = (vec![0.0; n], vec![0.0; n]);
+    {
+        let mut st: Vec<&mut [f64]> = a.iter_mut().map(|v| v.as_mut_slice()).collect();
+        plain.step(StepArgs { states: &mut st, inputs: &[&input], params: &[&tau], spikes: &mut sa, t: 0.0, random: RandomCtx::default() });
+    }
+    let mut cleared = input.clone();
+    {
+        let mut st: Vec<&mut [f64]> = b.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let args = snnc_compiler::backend::ClearingArgs { states: &mut st, inputs: &mut [&mut cleared], params: &[&tau], spikes: &mut sb, t: 0.0, random: RandomCtx::default() };
+        clearing.step_clearing(args, false);
+    }
+    assert_eq!((a, sa), (b, sb));
+    assert_eq!(cleared, vec![0.0; n]);
+    assert_eq!(StepKernel::<f64>::cleared_inputs(&plain), &[] as &[usize]);
 }

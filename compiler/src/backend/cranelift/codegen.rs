@@ -546,6 +546,13 @@ impl Gen<'_> {
             let at = addrs[self.slices.count() - 1];
             b.ins().store(self.flags, v, at, off);
         }
+        // The inputs to clear, after every load of them.
+        if !p.cleared.is_empty() {
+            let zero = self.fconst(b, lanes, 0.0);
+            for &k in &p.cleared {
+                b.ins().store(self.flags, zero, addrs[self.slices.states + k], off);
+            }
+        }
         Ok(())
     }
 

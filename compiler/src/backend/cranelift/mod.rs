@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use super::specialise::{SpecialiseError, specialise_step};
 use super::x86;
-use super::{ParamSpec, Precision, Real, StepArgs, StepKernel};
+use super::{ClearingArgs, ParamSpec, Precision, RandomCtx, Real, StepArgs, StepKernel};
+use smallvec::SmallVec;
 use crate::discretise::Step;
 
 /// Why a kernel could not be compiled, or a step was refused.
@@ -48,10 +49,13 @@ enum Machine {
 }
 
 /// How to compile a kernel.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct JitOptions {
     /// Keep the generated code as text ([`JitKernel::listing`]).
     pub listing: bool,
+    /// Inputs (layout indices) the code sets to 0 once read: the kernel is then stepped
+    /// with mutable inputs only ([`StepKernel::step_clearing`]).
+    pub clear: Vec<usize>,
     /// Use the AVX-512 generator where the machine has it and the step has a vector
     /// form (else Cranelift's f32x4 / f64x2 loop). Off: Cranelift always.
     pub avx512: bool,
@@ -59,7 +63,7 @@ pub struct JitOptions {
 
 impl Default for JitOptions {
     fn default() -> JitOptions {
-        JitOptions { listing: false, avx512: true }
+        JitOptions { listing: false, avx512: true, clear: Vec::new() }
     }
 }
 
@@ -72,6 +76,8 @@ pub struct JitKernel {
     precision: Precision,
     dt: f64,
     compile_time: Duration,
+    /// The inputs the code sets to 0 ([`JitOptions::clear`]).
+    cleared: Vec<usize>,
 }
 
 impl JitKernel {
@@ -90,7 +96,11 @@ impl JitKernel {
     pub fn compile_with(step: &Step, specs: &[ParamSpec], precision: Precision, options: JitOptions) -> Result<JitKernel, JitError> {
         let listing = options.listing;
         let start = Instant::now();
-        let prepared = specialise_step(step, specs)?;
+        let mut prepared = specialise_step(step, specs)?;
+        if let Some(&k) = options.clear.iter().find(|&&k| k >= step.layout.inputs.len()) {
+            return Err(JitError(format!("input {k} to clear: the step has {} inputs", step.layout.inputs.len())));
+        }
+        prepared.cleared = options.clear.clone();
         let dt = prepared.dt;
         let slices = codegen::Slices::of(step, specs, prepared.spike.is_some());
         let avx = if options.avx512 {
@@ -102,7 +112,7 @@ impl JitKernel {
             Ok(code) => (Machine::Avx512(code), None),
             Err(why) => (Machine::Cranelift(Box::new(codegen::compile(&prepared, &slices, precision, listing)?)), Some(why.0)),
         };
-        Ok(JitKernel { code, why_not_avx512, slices, precision, dt, compile_time: start.elapsed() })
+        Ok(JitKernel { code, why_not_avx512, slices, precision, dt, compile_time: start.elapsed(), cleared: options.clear })
     }
 
     pub fn precision(&self) -> Precision {
@@ -179,26 +189,56 @@ impl JitKernel {
     /// when `descending` and the code is AVX-512's (Cranelift's visits them in order):
     /// the same results, other memory streams ([`StepKernel::step_checked_descending`]).
     pub fn try_step_ordered<T: Real>(&self, a: StepArgs<'_, '_, T>, descending: bool) -> Result<bool, JitError> {
+        if !self.cleared.is_empty() {
+            return Err(JitError("the kernel clears inputs: step it with `step_clearing` (mutable inputs)".into()));
+        }
+        let mut slices: SmallVec<[(*mut u8, usize); 24]> = SmallVec::new();
+        slices.extend(a.states.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
+        slices.extend(a.inputs.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
+        slices.extend(a.params.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
+        let counts = [a.states.len(), a.inputs.len(), a.params.len()];
+        // SAFETY: the slices are live for the call; the code writes states and spikes
+        // only (no input is cleared), which the `&mut` borrows cover.
+        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending) }
+    }
+
+    /// [`JitKernel::try_step_ordered`] of a kernel compiled to clear inputs
+    /// ([`JitOptions::clear`]): after it those inputs are 0
+    /// ([`StepKernel::step_clearing`]). Also takes a kernel that clears none.
+    pub fn try_step_clearing<T: Real>(&self, a: ClearingArgs<'_, '_, T>, descending: bool) -> Result<bool, JitError> {
+        let mut slices: SmallVec<[(*mut u8, usize); 24]> = SmallVec::new();
+        slices.extend(a.states.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
+        slices.extend(a.inputs.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
+        slices.extend(a.params.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
+        let counts = [a.states.len(), a.inputs.len(), a.params.len()];
+        // SAFETY: the slices are live for the call; the code writes states, spikes and
+        // the inputs it clears, which the `&mut` borrows cover.
+        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending) }
+    }
+
+    /// Runs the code on `slices` (start and length of the states, inputs and per-neuron
+    /// params, `counts` of each) and `spikes`, after checking the precision, the counts
+    /// and that every slice has the same length `n` (spikes too when the model spikes;
+    /// otherwise they are not touched). Nothing is written when they are refused.
+    ///
+    /// # Safety
+    /// Every slice is live for the call, and those the code writes (states, spikes, the
+    /// inputs it clears) are not read or written elsewhere meanwhile.
+    unsafe fn call<T: Real>(&self, counts: [usize; 3], mut slices: SmallVec<[(*mut u8, usize); 24]>, spikes: (*mut u8, usize), t: f64, random: RandomCtx, descending: bool) -> Result<bool, JitError> {
         if T::PRECISION != self.precision {
             return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));
         }
         let s = &self.slices;
-        for (what, got, want) in
-            [("state", a.states.len(), s.states), ("input", a.inputs.len(), s.inputs), ("per-neuron param", a.params.len(), s.params)]
-        {
+        for (what, got, want) in [("state", counts[0], s.states), ("input", counts[1], s.inputs), ("per-neuron param", counts[2], s.params)] {
             if got != want {
                 return Err(JitError(format!("{got} {what} slices, the kernel takes {want}")));
             }
         }
-        let lens = a
-            .states
-            .iter()
-            .map(|x| x.len())
-            .chain(a.inputs.iter().map(|x| x.len()))
-            .chain(a.params.iter().map(|x| x.len()))
-            .chain(s.spike.then_some(a.spikes.len()));
+        if s.spike {
+            slices.push(spikes);
+        }
         let mut n = None;
-        for len in lens {
+        for &(_, len) in &slices {
             match n {
                 None => n = Some(len),
                 Some(m) if m != len => return Err(JitError(format!("slices of different lengths ({m} and {len})"))),
@@ -210,26 +250,18 @@ impl JitKernel {
             return Ok(true);
         }
         // On the stack: made at every call (every chunk of every step).
-        let mut ptrs: smallvec::SmallVec<[*mut u8; 24]> = smallvec::SmallVec::with_capacity(s.count());
-        ptrs.extend(a.states.iter_mut().map(|x| x.as_mut_ptr().cast::<u8>()));
-        ptrs.extend(a.inputs.iter().map(|x| x.as_ptr().cast_mut().cast::<u8>()));
-        ptrs.extend(a.params.iter().map(|x| x.as_ptr().cast_mut().cast::<u8>()));
-        if s.spike {
-            ptrs.push(a.spikes.as_mut_ptr().cast::<u8>());
-        }
-        let random = a.random;
+        let ptrs: SmallVec<[*mut u8; 24]> = slices.iter().map(|&(p, _)| p).collect();
         // SAFETY: every pointer is the start of a live slice of exactly n values of the
-        // kernel's float type (checked above); the code reads inputs and params and writes
-        // only states and spikes, each element i once, within 0..n. States and spikes are
-        // distinct `&mut` slices, so nothing the code writes aliases what it reads
-        // elsewhere. `random` and `non_finite` live on this stack frame for the call.
+        // kernel's float type (checked above); the code reads every slice and writes
+        // states, spikes and the inputs it clears, each element i once, within 0..n, as
+        // the caller allows. `random` and `non_finite` live on this stack frame.
         let mut non_finite = 0u32;
         let func = match &self.code {
             Machine::Cranelift(c) => c.func,
             Machine::Avx512(c) if descending => c.func_down,
             Machine::Avx512(c) => c.func,
         };
-        unsafe { func(ptrs.as_ptr(), n as u64, a.t, &random, &mut non_finite) };
+        unsafe { func(ptrs.as_ptr(), n as u64, t, &random, &mut non_finite) };
         Ok(non_finite == 0)
     }
 }
@@ -247,5 +279,14 @@ impl<T: Real> StepKernel<T> for JitKernel {
     }
     fn generator(&self) -> &'static str {
         JitKernel::generator(self)
+    }
+    fn cleared_inputs(&self) -> &[usize] {
+        &self.cleared
+    }
+    fn step_clearing(&self, args: ClearingArgs<'_, '_, T>, descending: bool) -> Option<bool>
+    where
+        T: Copy + Default,
+    {
+        Some(self.try_step_clearing(args, descending).unwrap_or_else(|e| panic!("JIT step refused: {e}")))
     }
 }

@@ -199,6 +199,14 @@ pub(super) fn lower(p: &Specialised, f32: bool, states: usize, inputs: usize, sp
         let v = l.materialised(v);
         l.push(Inst::Store(slot, v));
     }
+    // The inputs to clear, after every load of them.
+    if !p.cleared.is_empty() {
+        let zero = l.konst(0.0);
+        let zero = l.materialised(zero);
+        for &k in &p.cleared {
+            l.push(Inst::Store(states + k, zero));
+        }
+    }
     Ok(l.prog)
 }
 

@@ -192,11 +192,7 @@ impl JitKernel {
         if !self.cleared.is_empty() {
             return Err(JitError("the kernel clears inputs: step it with `step_clearing` (mutable inputs)".into()));
         }
-        let mut slices: SmallVec<[(*mut u8, usize); 24]> = SmallVec::new();
-        slices.extend(a.states.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
-        slices.extend(a.inputs.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
-        slices.extend(a.params.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
-        let counts = [a.states.len(), a.inputs.len(), a.params.len()];
+        let (counts, slices) = code_slices(a.states, a.inputs.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())), a.params);
         // SAFETY: the slices are live for the call; the code writes states and spikes
         // only (no input is cleared), which the `&mut` borrows cover.
         unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending) }
@@ -206,11 +202,7 @@ impl JitKernel {
     /// ([`JitOptions::clear`]): after it those inputs are 0
     /// ([`StepKernel::step_clearing`]). Also takes a kernel that clears none.
     pub fn try_step_clearing<T: Real>(&self, a: ClearingArgs<'_, '_, T>, descending: bool) -> Result<bool, JitError> {
-        let mut slices: SmallVec<[(*mut u8, usize); 24]> = SmallVec::new();
-        slices.extend(a.states.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
-        slices.extend(a.inputs.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
-        slices.extend(a.params.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
-        let counts = [a.states.len(), a.inputs.len(), a.params.len()];
+        let (counts, slices) = code_slices(a.states, a.inputs.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())), a.params);
         // SAFETY: the slices are live for the call; the code writes states, spikes and
         // the inputs it clears, which the `&mut` borrows cover.
         unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending) }
@@ -264,6 +256,17 @@ impl JitKernel {
         unsafe { func(ptrs.as_ptr(), n as u64, t, &random, &mut non_finite) };
         Ok(non_finite == 0)
     }
+}
+
+/// The slices as the code takes them (states, inputs, per-neuron params: start and
+/// length each, `inputs` already so) and how many of each, for [`JitKernel::call`].
+fn code_slices<T>(states: &mut [&mut [T]], inputs: impl ExactSizeIterator<Item = (*mut u8, usize)>, params: &[&[T]]) -> ([usize; 3], SmallVec<[(*mut u8, usize); 24]>) {
+    let counts = [states.len(), inputs.len(), params.len()];
+    let mut slices: SmallVec<[(*mut u8, usize); 24]> = SmallVec::new();
+    slices.extend(states.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
+    slices.extend(inputs);
+    slices.extend(params.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
+    (counts, slices)
 }
 
 impl<T: Real> StepKernel<T> for JitKernel {

@@ -1212,7 +1212,7 @@ impl<T: Float> Network<T> {
         let local = &self.local[p];
         let down = crate::parallel::runs_down(c - local.start, local.len(), self.threads());
         // The kernel over elements start..start + len; whether it found them all finite.
-        let kernel_on = |start: usize, len: usize| {
+        let kernel_on = |start: usize, len: usize, down: bool| {
             // SAFETY: elements start..start + len of this population's buffers belong to
             // this thread in this phase (`take_ptrs`); nobody else touches them.
             // On the stack: made for every chunk of every step.
@@ -1229,21 +1229,22 @@ impl<T: Float> Network<T> {
         };
         for s in 0..segments {
             let start = s * stride + cols.start;
-            if timers::ENABLED && len > timers::HEAD {
-                // Timed apart: the neurons the kernel starts with (the last ones when it
-                // runs down), then the rest. Elementwise, so the same results.
-                let (head, rest) = if down { (start + len - timers::HEAD, start) } else { (start, start + timers::HEAD) };
-                checked &= {
-                    let _t = timers::start(Span::KernelHead);
-                    kernel_on(head, timers::HEAD)
-                };
-                checked &= {
+            // In the order the kernel runs them (`parallel::run_pieces`): elementwise, so the
+            // same results in any order. Timed apart: the first `timers::HEAD` neurons.
+            for (i, (from, count, desc)) in crate::parallel::run_pieces(len, down).into_iter().enumerate() {
+                let from = start + from;
+                if timers::ENABLED && i == 0 && count > timers::HEAD {
+                    let (head, rest) = if desc { (from + count - timers::HEAD, from) } else { (from, from + timers::HEAD) };
+                    checked &= {
+                        let _t = timers::start(Span::KernelHead);
+                        kernel_on(head, timers::HEAD, desc)
+                    };
                     let _t = timers::start(Span::Kernel);
-                    kernel_on(rest, len - timers::HEAD)
-                };
-            } else {
-                let _t = timers::start(Span::Kernel);
-                checked &= kernel_on(start, len);
+                    checked &= kernel_on(rest, count - timers::HEAD, desc);
+                } else {
+                    let _t = timers::start(Span::Kernel);
+                    checked &= kernel_on(from, count, desc);
+                }
             }
             let _t = timers::start(Span::Restart);
             // The inputs the kernel did not clear (those with drives) back at their start
@@ -1294,7 +1295,13 @@ impl<T: Float> Network<T> {
                 act.clear();
                 // SAFETY: as above.
                 let s = unsafe { std::slice::from_raw_parts(ptrs.spikes.add(b * n + cols.start), cols.len()) };
-                ones &= active_indices(s, cols.start, &mut act, down);
+                // The pieces in neuron order, so that the list is (each in the
+                // direction the kernel ran it).
+                let mut pieces = crate::parallel::run_pieces(cols.len(), down);
+                pieces.sort_by_key(|p| p.0);
+                for (from, count, desc) in pieces {
+                    ones &= active_indices(&s[from..from + count], cols.start + from, &mut act, desc);
+                }
                 *slot = act;
             }
             part.ones = ones;

@@ -293,7 +293,8 @@ fn a_split_step_equals_one_thread_with_delays_noise_inputs_readouts_and_batches(
 fn noisy_chunks_of_hundreds_of_neurons_step_as_one_thread_up_and_down() {
     // Chunks longer than the step timers' head (512 neurons: a `step-timers` build calls
     // the kernel on a chunk's first 512 and then on the rest, which CI runs), stepped up
-    // and, in every share but the last thread's, down; noise drawn by element index; a
+    // and, in every share but the last thread's, away from its top (its last 1024
+    // neurons down, then the rest up: 1300-neuron chunks); noise drawn by element index; a
     // batch of 2, f64 through the JIT: the spikes and states of one thread.
     let p = program(
         r#"

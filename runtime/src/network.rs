@@ -24,6 +24,10 @@ use crate::presyn::PreStage;
 use crate::propagate::{Active, DelayRing, Procedural, SparseRows, Target, Weights, active_indices, arrive_into, deliver, propagate_delayed};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
+use crate::parallel::MAX_STAGES;
+use smallvec::smallvec;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use snnc_compiler::backend::{ClearingArgs, ParamSpec, RandomCtx, StepKernel};
 use snnc_compiler::discretise::{DerivLayout, Step};
@@ -630,14 +634,10 @@ pub struct Network<T: 'static> {
     pool: Option<Pool>,
     /// Per population and chunk of its neurons, what the chunk's step found (see [`Part`]).
     pub(crate) parts: Vec<Vec<Mutex<Part>>>,
-    /// Per population and batch element, the neurons that spiked this step: its parts'
-    /// lists joined once its pass is over, read by the populations after it (a plain
-    /// list: no thread of a later pass locks the parts) and its `active` at the end.
-    fresh: Vec<Vec<Vec<u32>>>,
-    /// Per population, whether every spike listed in `fresh` (this step) and in its
-    /// `active` (the last step) has the value 1: then delivery needs only the lists
-    /// (smoothed spikes and graded events have other values).
-    fresh_ones: Vec<bool>,
+    /// Per population, the neurons that spiked this step ([`Fresh`]).
+    fresh: Vec<Fresh>,
+    /// Per population, whether every spike listed in its `active` (the last step) has
+    /// the value 1 (as [`Joined::ones`]).
     active_ones: Vec<bool>,
     /// Per population, whether this step gathers and steps each chunk in one go though
     /// it reads its own spikes ([`Network::self_reads_listed`]).
@@ -651,6 +651,35 @@ pub struct Network<T: 'static> {
     /// Neurons per chunk when set ([`Network::set_chunk`]); else `parallel::chunks_of`.
     chunk: Option<usize>,
     ptrs: StepPtrs<T>,
+}
+
+/// A population's spikes of this step, per batch element: its parts' lists joined once
+/// its chunks are stepped, read by the populations after it (a plain list: no thread of
+/// a later stage locks the parts) and its `active` at the end of the step. Written by
+/// the thread that finishes the population's stage (`Pool::for_stages`' epilogue), when
+/// no other thread reads it, or through `&mut Network`; read by the later stages.
+#[derive(Default)]
+struct Fresh(UnsafeCell<Joined>);
+
+// SAFETY: see the type: its writer and its readers never overlap (`Network::join`).
+unsafe impl Sync for Fresh {}
+
+#[derive(Default)]
+struct Joined {
+    lists: Vec<Vec<u32>>,
+    /// Every spike listed has the value 1: then delivery needs only the lists (smoothed
+    /// spikes and graded events have other values).
+    ones: bool,
+}
+
+/// How a stage of a phase treats a population's chunks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Deliveries only (the population reads its own last spikes' values).
+    Gather,
+    /// The kernel only (after `Gather`).
+    Step,
+    Both,
 }
 
 /// What the step of one chunk of a population's neurons found. Aligned to a pair of
@@ -783,7 +812,6 @@ impl<T: Float> Network<T> {
             pool: None,
             parts: Vec::new(),
             fresh: Vec::new(),
-            fresh_ones: Vec::new(),
             active_ones: Vec::new(),
             fused: Vec::new(),
             ranges: Vec::new(),
@@ -977,42 +1005,78 @@ impl<T: Float> Network<T> {
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
         let pooled = trace.is_none();
-        for p in 0..self.pops.len() {
+        let mut p = 0;
+        while p < self.pops.len() {
+            // The populations one phase steps: `p` and, on several threads, those after
+            // it that need nothing done between them on this thread (`stage_group`).
+            let group = if pooled && exchange.is_none() && self.pool.is_some() { self.stage_group(p) } else { p..p + 1 };
+            for q in group.clone() {
+                self.fused[q] = trace.is_none() && self.self_reads_listed(q);
+            }
             // What must happen once per step before the chunks deliver (presynaptic
-            // stages, delays per synapse), on this thread.
-            let fused = trace.is_none() && self.self_reads_listed(p);
-            self.fused[p] = fused;
+            // stages, delays per synapse), on this thread (the others' have nothing).
             self.prepare_deliveries(p, external)?;
             let this = &*self;
-            let pool = this.pool.as_ref().filter(|_| pooled);
             if let Some(tr) = trace.as_deref_mut() {
                 this.capture_trace(p, external, tr);
             }
-            let local = this.local[p].clone();
-            let run = |f: &(dyn Fn(usize) + Sync)| match pool {
-                Some(pool) => pool.for_chunks(local.len(), &|c| f(local.start + c)),
-                None => local.clone().for_each(f),
+            // Each population gathers and steps chunk by chunk, or, reading its own last
+            // spikes' values, gathers them all before any is overwritten: two stages.
+            let stages: SmallVec<[(usize, Stage); MAX_STAGES]> = group
+                .clone()
+                .flat_map(|q| {
+                    let two = this.reads_itself(q) && !this.fused[q];
+                    let stages: SmallVec<[(usize, Stage); 2]> = if two { smallvec![(q, Stage::Gather), (q, Stage::Step)] } else { smallvec![(q, Stage::Both)] };
+                    stages
+                })
+                .collect();
+            let chunks: SmallVec<[usize; MAX_STAGES]> = stages.iter().map(|&(q, _)| this.local[q].len()).collect();
+            let job = |k: usize, c: usize| {
+                let (q, stage) = stages[k];
+                let c = this.local[q].start + c;
+                if stage != Stage::Step {
+                    this.gather_part(q, &this.ranges[q][c], external);
+                }
+                if stage != Stage::Gather {
+                    this.step_part(q, c);
+                }
             };
-            if this.reads_itself(p) && !fused {
-                // Its own last spikes are read: all are gathered before any is overwritten.
-                run(&|c| this.gather_part(p, &this.ranges[p][c], external));
-                run(&|c| this.step_part(p, c));
-            } else {
-                run(&|c| {
-                    this.gather_part(p, &this.ranges[p][c], external);
-                    this.step_part(p, c);
-                });
-            }
-            if let Some(ex) = exchange {
-                self.exchange_spikes(p, ex)?;
-            }
-            let non_finite = self.join_parts(p);
+            // A population's spikes joined as soon as its chunks are stepped, on the
+            // thread that stepped the last (a partitioned network's after the exchange).
             // As one thread would, stop at the first population with a non-finite state
             // (a partitioned network goes on to the end of the step, since the other
             // processes wait for its spikes; it is reported there).
-            if non_finite && exchange.is_none() {
+            let stopped = AtomicBool::new(false);
+            let exchanged = exchange.is_some();
+            let epilogue = |k: usize| {
+                let (q, stage) = stages[k];
+                if stage == Stage::Gather || exchanged {
+                    return true;
+                }
+                // SAFETY: population q's chunks are all stepped and no later stage has
+                // begun: nobody else reads or writes its `fresh` now.
+                let non_finite = unsafe { this.join(q) };
+                stopped.fetch_or(non_finite, Ordering::Relaxed);
+                !non_finite
+            };
+            match this.pool.as_ref().filter(|_| pooled && chunks.iter().all(|&c| c > 0)) {
+                Some(pool) => pool.for_stages(&chunks, &job, &epilogue),
+                None => {
+                    for (k, &n) in chunks.iter().enumerate() {
+                        (0..n).for_each(|c| job(k, c));
+                        if !epilogue(k) {
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(ex) = exchange {
+                self.exchange_spikes(p, ex)?;
+                self.join_parts(p);
+            } else if stopped.into_inner() {
                 break;
             }
+            p = group.end;
         }
         self.finish_step()?;
         self.plasticity()
@@ -1034,18 +1098,53 @@ impl<T: Float> Network<T> {
     /// Joins the spikes population `p`'s parts found this step into `fresh[p]`, in
     /// neuron order; whether a part found a non-finite state.
     fn join_parts(&mut self, p: usize) -> bool {
-        let (parts, fresh) = (&mut self.parts[p], &mut self.fresh[p]);
+        // SAFETY: `&mut self`: nobody else reads or writes `fresh`.
+        unsafe { self.join(p) }
+    }
+
+    /// [`Network::join_parts`] from any thread.
+    ///
+    /// # Safety
+    /// Nobody else reads or writes `fresh[p]` meanwhile ([`Fresh`]).
+    unsafe fn join(&self, p: usize) -> bool {
+        let parts = &self.parts[p];
+        // SAFETY: forwarded to the caller.
+        let fresh = unsafe { &mut *self.fresh[p].0.get() };
+        // (The parts' steps are over: their locks are free.)
+        let parts: SmallVec<[MutexGuard<'_, Part>; 8]> = parts.iter().map(lock).collect();
         if !self.pops[p].spikes.is_empty() {
-            self.fresh_ones[p] = parts.iter_mut().all(|m| part_mut(m).ones);
-            fresh.resize_with(self.batch, Vec::new);
-            for (b, act) in fresh.iter_mut().enumerate() {
+            fresh.ones = parts.iter().all(|part| part.ones);
+            fresh.lists.resize_with(self.batch, Vec::new);
+            for (b, act) in fresh.lists.iter_mut().enumerate() {
                 act.clear();
-                for m in parts.iter_mut() {
-                    act.extend_from_slice(&part_mut(m).active[b]);
+                for part in &parts {
+                    act.extend_from_slice(&part.active[b]);
                 }
             }
         }
-        parts.iter_mut().any(|m| part_mut(m).non_finite.is_some())
+        parts.iter().any(|part| part.non_finite.is_some())
+    }
+
+    /// The populations from `p` on that one phase steps (`Pool::for_stages`): `p`, then
+    /// each next one whose deliveries need nothing done on the stepping thread before
+    /// its chunks start (`prepare_deliveries`: no dropout, batch norm, presynaptic stage,
+    /// delay per synapse or plasticity in a projection into it), as many as a phase's
+    /// stages allow. Every population of the group reads the spikes of those before it
+    /// in the step as one thread would: each is joined by its stage's last thread
+    /// before the next stage starts. A phase is a round of the workers' wake-up and
+    /// the caller's wait for them, ~1 us a step on two vCPUs (docs/benchmarks.md,
+    /// eleventh round).
+    fn stage_group(&self, p: usize) -> std::ops::Range<usize> {
+        let stages = |q: usize| if self.reads_itself(q) && !self.self_reads_listed(q) { 2 } else { 1 };
+        let quiet = |q: usize| {
+            self.projs.iter().filter(|pr| pr.to == q).all(|pr| pr.dropout.is_none() && pr.batch_norm.is_none() && pr.pre_stage.is_none() && pr.syn_delay.is_none() && pr.plastic.is_none())
+        };
+        let (mut end, mut count) = (p + 1, stages(p));
+        while end < self.pops.len() && quiet(end) && count + stages(end) <= MAX_STAGES {
+            count += stages(end);
+            end += 1;
+        }
+        p..end
     }
 
     /// One part per chunk of each population (`parallel::chunks_of`), whatever the
@@ -1062,8 +1161,8 @@ impl<T: Float> Network<T> {
         self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
         (self.ranges, self.local) = layouts.into_iter().unzip();
         let pops = self.pops.len();
-        self.fresh.resize_with(pops, Vec::new);
-        (self.fresh_ones, self.active_ones, self.fused) = (vec![false; pops], vec![false; pops], vec![false; pops]);
+        self.fresh.resize_with(pops, Fresh::default);
+        (self.active_ones, self.fused) = (vec![false; pops], vec![false; pops]);
         for pr in &mut self.projs {
             if let Weights::Sparse(rows) = &mut pr.weights {
                 // This process's chunks (a partitioned network keeps only their columns).
@@ -1112,8 +1211,9 @@ impl<T: Float> Network<T> {
                 continue;
             }
             // (The lists of the last step are kept to be filled again.)
-            std::mem::swap(&mut pop.active, &mut self.fresh[p]);
-            self.active_ones[p] = self.fresh_ones[p];
+            let fresh = self.fresh[p].0.get_mut();
+            std::mem::swap(&mut pop.active, &mut fresh.lists);
+            self.active_ones[p] = fresh.ones;
             pop.spike_count += pop.active.iter().map(|a| a.len() as u64).sum::<u64>();
         }
         self.step_index += 1;
@@ -1155,8 +1255,14 @@ impl<T: Float> Network<T> {
             // Reading itself in one go with its step (`self_reads_listed`), its values,
             // being overwritten, are not given.
             Source::Pop(q) if self.pops[q].step.is_some() => {
-                let (a, ones) = if q < p { (&self.fresh[q], &self.fresh_ones) } else { (&self.pops[q].active, &self.active_ones) };
-                let ones = ones[q];
+                let (a, ones) = if q < p {
+                    // SAFETY: q was joined before p gathers (a stage before p's, or a
+                    // phase before), and is not again until the next step.
+                    let fresh = unsafe { &*self.fresh[q].0.get() };
+                    (&fresh.lists, fresh.ones)
+                } else {
+                    (&self.pops[q].active, self.active_ones[q])
+                };
                 let active = (a.len() == self.batch).then_some(Active { lists: a, ones });
                 let values = if q == p && self.fused[p] { &[][..] } else { &self.pops[q].spikes[..] };
                 (values, self.pops[q].n, active)

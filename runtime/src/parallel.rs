@@ -10,8 +10,15 @@
 //! ends. What a chunk computes does not depend on who computes it, so the results are
 //! those of one thread. Waiting workers spin briefly, then yield, then sleep on a
 //! condition variable.
+//!
+//! A phase may have several stages (populations stepped one after the other, each
+//! reading the spikes of those before it): the thread that finishes a stage's last chunk
+//! runs its epilogue (joining the population's spikes), and the threads go on to the
+//! next stage when it is done, without the caller closing one phase and opening another
+//! (`Pool::for_stages`).
 
 use smallvec::SmallVec;
+use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,21 +30,34 @@ use std::time::{Duration, Instant};
 const SPINS: u32 = 1 << 10;
 /// How long a worker yields for the next phase before it sleeps.
 const YIELD_FOR: Duration = Duration::from_millis(1);
+/// The most stages a phase has ([`Pool::for_stages`]).
+pub(crate) const MAX_STAGES: usize = 8;
 
-/// The job of the current phase, erased to `'static` for the workers: valid while a
-/// chunk of its phase is claimed and not done (see `Pool::for_chunks`).
-type Job = *const (dyn Fn(usize) + Sync);
+/// The job of the current phase (`job(stage, chunk)`) and its stages' epilogue
+/// (`epilogue(stage)`: whether the later stages run), erased to `'static` for the
+/// workers: valid while a chunk of its phase is claimed and not done, or a stage's
+/// epilogue runs (see `Pool::for_stages`).
+type Job = *const (dyn Fn(usize, usize) + Sync);
+type Epilogue = *const (dyn Fn(usize) -> bool + Sync);
 
 struct Shared {
-    /// The phase's job (its chunks are in the cursors).
-    job: UnsafeCell<Option<Job>>,
+    /// The phase's job and epilogue (its chunks are in the cursors).
+    job: UnsafeCell<Option<(Job, Epilogue)>>,
     /// The current phase (`PHASE_BITS` wide), opened once every cursor holds its share.
     state: AtomicU64,
-    /// Per thread (0: the caller), the chunks of its share not yet claimed in the
-    /// current phase ([`Cursor`]).
+    /// The stages of the current phase, and the chunks of each.
+    stages: AtomicUsize,
+    chunks: [AtomicUsize; MAX_STAGES],
+    /// Per stage and thread (`stage * threads + t`; thread 0: the caller), the chunks of
+    /// its share not yet claimed in the current phase ([`Cursor`]).
     cursors: Box<[Cursor]>,
-    /// Chunks of the current phase finished.
-    done: AtomicUsize,
+    /// Chunks of each stage of the current phase finished.
+    done: [AtomicUsize; MAX_STAGES],
+    /// `phase << 32 | k`: stages 0..k of the phase are complete (their epilogues run);
+    /// all of them once an epilogue has stopped the phase.
+    complete: AtomicU64,
+    /// An epilogue said that the later stages do not run.
+    stopped: AtomicBool,
     quit: AtomicBool,
     /// A worker's chunk panicked (the payload is dropped; the caller panics).
     panicked: AtomicBool,
@@ -49,15 +69,15 @@ struct Shared {
     denormals_flushed: bool,
 }
 
-/// A thread's unclaimed chunks of one phase, `phase << 40 | next << 20 | end`, on a
-/// cache line of its own: the owner claims `next` (advancing it), another thread `end - 1`
-/// (lowering it); either by a compare-exchange that also checks the phase.
+/// A thread's unclaimed chunks of one stage of a phase, `phase << 40 | next << 20 | end`,
+/// on a cache line of its own: the owner claims `next` (advancing it), another thread
+/// `end - 1` (lowering it); either by a compare-exchange that also checks the phase.
 #[repr(align(64))]
 struct Cursor(AtomicU64);
 
 const CHUNK_BITS: u32 = 20;
 const PHASE_BITS: u32 = 64 - 2 * CHUNK_BITS;
-/// Chunks a phase can have ([`CHUNK_BITS`]).
+/// Chunks a stage can have ([`CHUNK_BITS`]).
 const MAX_CHUNKS: usize = (1 << CHUNK_BITS) - 1;
 
 fn pack(phase: u64, next: usize, end: usize) -> u64 {
@@ -69,10 +89,11 @@ fn unpack(v: u64) -> (u64, usize, usize) {
     (v >> (2 * CHUNK_BITS), ((v >> CHUNK_BITS) & mask) as usize, (v & mask) as usize)
 }
 
-// SAFETY: `job` is written only by `Pool::for_chunks` while no chunk is claimed, before
-// the Release stores of the cursors and `state` that open the phase; a worker reads it
-// only after claiming a chunk of that phase (Acquire), and the phase (and the job) lasts
-// until that chunk is reported done.
+// SAFETY: `job` is written only by `Pool::for_stages` while no chunk is claimed and no
+// epilogue runs, before the Release stores of the cursors and `state` that open the
+// phase; a worker reads it only after claiming a chunk of that phase (Acquire), and the
+// phase (and the job) lasts until that chunk is reported done and, for a stage's last
+// chunk, its epilogue has run.
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
@@ -89,8 +110,12 @@ impl Pool {
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(None),
             state: AtomicU64::new(0),
-            cursors: (0..threads).map(|_| Cursor(AtomicU64::new(0))).collect(),
-            done: AtomicUsize::new(0),
+            stages: AtomicUsize::new(0),
+            chunks: std::array::from_fn(|_| AtomicUsize::new(0)),
+            cursors: (0..threads * MAX_STAGES).map(|_| Cursor(AtomicU64::new(0))).collect(),
+            done: std::array::from_fn(|_| AtomicUsize::new(0)),
+            complete: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
             quit: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             sleep: Mutex::new(()),
@@ -114,27 +139,56 @@ impl Pool {
 
     /// Runs `job(c)` for every chunk c in 0..chunks, here and on free workers; returns
     /// when all are done. A panic in a chunk is raised here once all are done.
+    #[cfg(test)]
     pub(crate) fn for_chunks(&self, chunks: usize, job: &(dyn Fn(usize) + Sync)) {
+        self.for_stages(&[chunks], &|_, c| job(c), &|_| true);
+    }
+
+    /// Runs the stages of `chunks` (stage k has `chunks[k]` >= 1 chunks) one after the
+    /// other, here and on free workers: `job(k, c)` for every chunk c of stage k, then,
+    /// on the thread that finished its last chunk, `epilogue(k)`, which says whether the
+    /// later stages run. Returns when every stage that runs is done. A stage sees
+    /// everything the earlier ones and their epilogues wrote. A panic in a chunk or an
+    /// epilogue stops the later stages and is raised here.
+    pub(crate) fn for_stages(&self, chunks: &[usize], job: &(dyn Fn(usize, usize) + Sync), epilogue: &(dyn Fn(usize) -> bool + Sync)) {
         let s = &*self.shared;
         let _phase = crate::timers::start(crate::timers::Span::Phase);
+        assert!(chunks.len() <= MAX_STAGES, "{} stages in one phase: at most {MAX_STAGES}", chunks.len());
         // Nothing to share: no phase is opened and no worker woken (a wake-up is a
         // system call, a sizeable part of a small population's step).
-        if chunks <= 1 {
-            (0..chunks).for_each(job);
+        if chunks.iter().all(|&c| c <= 1) {
+            for (k, &n) in chunks.iter().enumerate() {
+                (0..n).for_each(|c| job(k, c));
+                if !epilogue(k) {
+                    break;
+                }
+            }
             return;
         }
-        assert!(chunks <= MAX_CHUNKS, "{chunks} chunks in one phase: at most {MAX_CHUNKS}");
-        // SAFETY: lifetime erasure only: the job is used by claimed chunks, and this
-        // function returns only when every chunk is done.
-        let erased: Job = unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), Job>(job as *const _) };
-        // SAFETY: every chunk of the last phase is done, so nobody reads `job`.
+        assert!(chunks.iter().all(|&c| (1..=MAX_CHUNKS).contains(&c)), "stages of 1 to {MAX_CHUNKS} chunks: {chunks:?}");
+        // SAFETY: lifetime erasure only: the job and epilogue are used by claimed chunks
+        // and stages' last chunks, and this function returns only when every stage that
+        // runs is complete.
+        let erased: (Job, Epilogue) = unsafe {
+            (
+                std::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), Job>(job as *const _),
+                std::mem::transmute::<*const (dyn Fn(usize) -> bool + Sync + '_), Epilogue>(epilogue as *const _),
+            )
+        };
+        // SAFETY: every stage of the last phase is complete, so nobody reads `job`.
         unsafe { *s.job.get() = Some(erased) };
-        s.done.store(0, Ordering::Relaxed);
         let phase = (s.state.load(Ordering::Relaxed) + 1) & ((1 << PHASE_BITS) - 1);
-        let threads = s.cursors.len();
-        for (t, cursor) in s.cursors.iter().enumerate() {
-            let share = split(chunks, threads, t);
-            cursor.0.store(pack(phase, share.start, share.end), Ordering::Release);
+        let threads = self.threads();
+        s.stages.store(chunks.len(), Ordering::Relaxed);
+        s.stopped.store(false, Ordering::Relaxed);
+        s.complete.store(phase << 32, Ordering::Relaxed);
+        for (k, &n) in chunks.iter().enumerate() {
+            s.chunks[k].store(n, Ordering::Relaxed);
+            s.done[k].store(0, Ordering::Relaxed);
+            for t in 0..threads {
+                let share = split(n, threads, t);
+                s.cursors[k * threads + t].0.store(pack(phase, share.start, share.end), Ordering::Release);
+            }
         }
         // Sequentially consistent with a worker's count of `sleepers` and its check of
         // `state` (`wait_for_phase`): either it counted itself before the load below, and
@@ -146,21 +200,14 @@ impl Pool {
             drop(s.sleep.lock().unwrap_or_else(|e| e.into_inner()));
             s.wake.notify_all();
         }
-        let mut mine = Ok(());
-        while let Some(c) = claim(s, phase, 0) {
-            let _chunk = crate::timers::start(crate::timers::Span::Chunk);
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(c))) {
-                mine = Err(p);
-            }
-            s.done.fetch_add(1, Ordering::Release);
-        }
+        let mine = run_phase(s, phase, 0);
         let mut spins = 0u32;
         let idle = crate::timers::start(crate::timers::Span::Idle);
-        while s.done.load(Ordering::Acquire) != chunks {
+        while s.complete.load(Ordering::Acquire) != (phase << 32 | chunks.len() as u64) {
             backoff(&mut spins);
         }
         drop(idle);
-        if let Err(p) = mine {
+        if let Some(p) = mine {
             resume_unwind(p);
         }
         if s.panicked.swap(false, Ordering::Relaxed) {
@@ -169,18 +216,85 @@ impl Pool {
     }
 }
 
+/// Thread `me`'s part in `phase`: each stage's chunks it can claim, the epilogue of a
+/// stage whose last chunk it finished, and between stages a wait for the last one to be
+/// complete. Returns early when the phase is over (stopped, or done by others) and
+/// hands back the first panic of its chunks and epilogues.
+fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
+    let threads = s.cursors.len() / MAX_STAGES;
+    let mut caught = None;
+    let mut first = true;
+    for k in 0..s.stages.load(Ordering::Relaxed).min(MAX_STAGES) {
+        if k > 0 {
+            let mut spins = 0u32;
+            let _idle = crate::timers::start(crate::timers::Span::Idle);
+            loop {
+                let v = s.complete.load(Ordering::Acquire);
+                if v >> 32 != phase {
+                    return caught;
+                }
+                if (v & 0xffff_ffff) as usize >= k {
+                    break;
+                }
+                backoff(&mut spins);
+            }
+            if s.stopped.load(Ordering::Relaxed) {
+                return caught;
+            }
+        }
+        while let Some(c) = claim(&s.cursors[k * threads..(k + 1) * threads], phase, me) {
+            if me > 0 && std::mem::take(&mut first) {
+                crate::timers::started();
+            }
+            // SAFETY: chunk `c` of `phase` is claimed, so the phase's job is published and
+            // stays valid until `done` counts this chunk and, for the stage's last, its
+            // epilogue has run (the caller waits for `complete`).
+            let (job, epilogue) = unsafe { *s.job.get() }.expect("a job is published with its phase");
+            {
+                let _chunk = crate::timers::start(crate::timers::Span::Chunk);
+                // SAFETY: see above.
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(k, c) })) {
+                    caught.get_or_insert(p);
+                    if me > 0 {
+                        s.panicked.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            // (Acquire and Release: the last chunk's thread sees every chunk's writes,
+            // and its epilogue's store of `complete` passes them on.)
+            if s.done[k].fetch_add(1, Ordering::AcqRel) + 1 == s.chunks[k].load(Ordering::Relaxed) {
+                // SAFETY: see above.
+                let go = match catch_unwind(AssertUnwindSafe(|| unsafe { (*epilogue)(k) })) {
+                    Ok(go) => go && caught.is_none() && !s.panicked.load(Ordering::Relaxed),
+                    Err(p) => {
+                        caught.get_or_insert(p);
+                        if me > 0 {
+                            s.panicked.store(true, Ordering::Relaxed);
+                        }
+                        false
+                    }
+                };
+                let stages = s.stages.load(Ordering::Relaxed) as u64;
+                s.stopped.store(!go, Ordering::Relaxed);
+                s.complete.store(phase << 32 | if go { k as u64 + 1 } else { stages }, Ordering::Release);
+            }
+        }
+    }
+    caught
+}
+
 /// The chunks of thread `t`'s share of `chunks` (contiguous, the same every phase).
 fn split(chunks: usize, threads: usize, t: usize) -> std::ops::Range<usize> {
     chunks * t / threads..chunks * (t + 1) / threads
 }
 
-/// A chunk of `phase` for thread `me`, if one is left: the next of its own share, else
-/// the last left of another's (the next thread's first).
-fn claim(s: &Shared, phase: u64, me: usize) -> Option<usize> {
-    let threads = s.cursors.len();
+/// A chunk of `phase` for thread `me` from one stage's `cursors`, if one is left: the
+/// next of its own share, else the last left of another's (the next thread's first).
+fn claim(cursors: &[Cursor], phase: u64, me: usize) -> Option<usize> {
+    let threads = cursors.len();
     (0..threads).find_map(|k| {
         let t = (me + k) % threads;
-        let cursor = &s.cursors[t].0;
+        let cursor = &cursors[t].0;
         let mut v = cursor.load(Ordering::Acquire);
         loop {
             let (p, next, end) = unpack(v);
@@ -219,20 +333,8 @@ fn worker(s: &Shared, me: usize) {
         wait_for_phase(s, seen)
     } {
         seen = phase;
-        let mut first = true;
-        while let Some(c) = claim(s, phase, me) {
-            if std::mem::take(&mut first) {
-                crate::timers::started();
-            }
-            // SAFETY: chunk `c` of `phase` is claimed, so the phase's job is published
-            // and stays valid until `done` counts this chunk.
-            let job = unsafe { *s.job.get() }.expect("a job is published with its phase");
-            let _chunk = crate::timers::start(crate::timers::Span::Chunk);
-            // SAFETY: see above.
-            if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(c) })).is_err() {
-                s.panicked.store(true, Ordering::Relaxed);
-            }
-            s.done.fetch_add(1, Ordering::Release);
+        if run_phase(s, phase, me).is_some() {
+            s.panicked.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -393,6 +495,45 @@ mod tests {
                     hits[c].fetch_add(round + 1, Ordering::Relaxed);
                 });
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == round + 1), "round {round}");
+            }
+        }
+    }
+
+    /// Each stage starts once the one before it and its epilogue are done, the epilogue
+    /// runs once per stage after all its chunks, and an epilogue that stops the phase
+    /// leaves the later stages unrun.
+    #[test]
+    fn stages_run_in_order_each_after_its_predecessors_epilogue() {
+        for threads in [2usize, 3] {
+            let pool = Pool::new(threads).expect("threads");
+            for round in 0..200usize {
+                let chunks: Vec<usize> = (0..1 + round % MAX_STAGES).map(|k| 1 + (round + k) % 5).collect();
+                let stop_after = (round % 3 == 0).then(|| round % chunks.len());
+                let done: Vec<AtomicU64> = chunks.iter().map(|_| AtomicU64::new(0)).collect();
+                let epilogues: Vec<AtomicU64> = chunks.iter().map(|_| AtomicU64::new(0)).collect();
+                pool.for_stages(
+                    &chunks,
+                    &|k, c| {
+                        assert!(c < chunks[k]);
+                        // Every earlier stage is whole and its epilogue has run.
+                        for j in 0..k {
+                            assert_eq!(done[j].load(Ordering::Relaxed), chunks[j] as u64, "round {round}: stage {k} began before stage {j} ended");
+                            assert_eq!(epilogues[j].load(Ordering::Relaxed), 1, "round {round}: stage {k} began before epilogue {j}");
+                        }
+                        done[k].fetch_add(1, Ordering::Relaxed);
+                    },
+                    &|k| {
+                        assert_eq!(done[k].load(Ordering::Relaxed), chunks[k] as u64, "round {round}: epilogue {k} before its chunks");
+                        epilogues[k].fetch_add(1, Ordering::Relaxed);
+                        stop_after != Some(k)
+                    },
+                );
+                let last = stop_after.unwrap_or(chunks.len() - 1);
+                for k in 0..chunks.len() {
+                    let (want_done, want_epi) = if k <= last { (chunks[k] as u64, 1) } else { (0, 0) };
+                    assert_eq!(done[k].load(Ordering::Relaxed), want_done, "round {round}, stage {k}");
+                    assert_eq!(epilogues[k].load(Ordering::Relaxed), want_epi, "round {round}, stage {k}");
+                }
             }
         }
     }

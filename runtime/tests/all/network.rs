@@ -318,6 +318,41 @@ network n { dt = 1 ms; layer B = Noisy[1300]; drive B.I = 0.5; connect B -> B.I 
 }
 
 #[test]
+fn a_population_that_fails_stops_the_later_stages_of_its_phase_as_one_thread_stops() {
+    // A diverges (w) while it spikes into B: on several threads the two are the stages
+    // of one phase (`Network::stage_group`). The step that finds A non-finite must not
+    // step B, as one thread does not: the same error, at the same step, and B's states
+    // and spikes those of one thread.
+    let p = program(
+        r#"
+neuron Boom { param tau: ms = 1 ms; param g = 1.0; state v = 0; state w = 1; dv/dt = g / tau; dw/dt = w * w / tau; spike when v > 0.5; reset v = 0; method euler }
+neuron Leaky { param tau: ms = 10 ms; state u = 0; input I; du/dt = (-u + I) / tau; spike when u > 0.2; reset u = 0; method euler }
+network n { dt = 0.1 ms; layer A = Boom[100] { g = U(0.5, 1.5) }; layer B = Leaky[100]; connect A -> B.I sparse p = 0.2 weight 0.3 }"#,
+    );
+    let run = |threads: usize| {
+        let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &snnc_runtime::kernels::JitFactory).unwrap();
+        net.set_threads(threads).unwrap();
+        net.set_chunk(16);
+        let mut b_spikes = 0usize;
+        for step in 0.. {
+            match net.step(&[]) {
+                Ok(()) => b_spikes += net.pops[1].active().iter().map(Vec::len).sum::<usize>(),
+                Err(e) => return (step, e.to_string(), b_spikes, net.pops[1].states.clone()),
+            }
+        }
+        unreachable!()
+    };
+    let one = run(1);
+    assert!(one.1.contains("state `w`") && one.1.contains("`A`"), "{}", one.1);
+    assert!(one.0 > 5 && one.2 > 0, "A fails after some steps ({}) in which B spikes ({})", one.0, one.2);
+    for threads in [2, 3] {
+        let many = run(threads);
+        assert_eq!((many.0, &many.1, many.2), (one.0, &one.1, one.2), "{threads} threads");
+        assert!(many.3 == one.3, "{threads} threads: B's states differ");
+    }
+}
+
+#[test]
 fn a_split_step_reports_the_non_finite_state_one_thread_would() {
     let p = program(
         r#"

@@ -2005,13 +2005,13 @@ fn finite_sum<T: Float>(s: &[T]) -> bool {
 mod tests {
     use super::{Float, Network, Options, Weights, finite_sum, start_input};
 
-    /// The COBA example split in chunks on two threads takes the fast paths: both
-    /// populations gather and step in one phase (each reads itself through plain sparse
-    /// projections of spikes of 1) and every sparse projection has its rows split at the
-    /// chunks. (Their results are checked against one thread in tests/all/network.rs;
+    /// The COBA example split in chunks on two threads takes the fast paths: E and I are
+    /// the stages of one phase, each gathering and stepping in one stage (each reads
+    /// itself through plain sparse projections of spikes of 1), and every sparse
+    /// projection has its rows split at the chunks. (Their results are checked against one thread in tests/all/network.rs;
     /// this checks that they are used, so that a change cannot lose them in silence.)
     #[test]
-    fn coba_on_two_threads_steps_in_one_phase_with_split_rows() {
+    fn coba_on_two_threads_steps_in_one_phase_one_stage_a_population_with_split_rows() {
         let mut sources = snnc_compiler::SourceMap::new();
         let (p, d) = snnc_compiler::sema::check_source("coba.snn", include_str!("../../examples/coba.snn"), &mut sources);
         assert!(d.iter().all(|d| !d.is_error()));
@@ -2024,7 +2024,8 @@ mod tests {
             net.step(&[]).unwrap();
         }
         assert!(net.pops.iter().map(|p| p.spike_count).sum::<u64>() > 0, "the network fires");
-        assert_eq!(net.fused, vec![true; net.pops.len()], "one phase a population");
+        assert_eq!(net.fused, vec![true; net.pops.len()], "one stage a population");
+        assert_eq!(net.stage_group(0), 0..net.pops.len(), "E and I: the stages of one phase");
         assert_eq!(net.active_ones, vec![true; net.pops.len()]);
         for pr in &net.projs {
             let Weights::Sparse(rows) = &pr.weights else { panic!("`{}` is not sparse", pr.name) };

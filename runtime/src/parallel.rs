@@ -54,10 +54,12 @@ struct Shared {
     /// Chunks of each stage of the current phase finished.
     done: [AtomicUsize; MAX_STAGES],
     /// `phase << 32 | k`: stages 0..k of the phase are complete (their epilogues run);
-    /// all of them once an epilogue has stopped the phase.
+    /// all of them once an epilogue has stopped the phase (whose later stages' cursors
+    /// it empties first, so that nothing of the phase is left to claim).
     complete: AtomicU64,
-    /// An epilogue said that the later stages do not run.
-    stopped: AtomicBool,
+    /// A chunk or an epilogue of the current phase panicked, on any thread: the stages
+    /// after it do not run.
+    failed: AtomicBool,
     quit: AtomicBool,
     /// A worker's chunk panicked (the payload is dropped; the caller panics).
     panicked: AtomicBool,
@@ -115,7 +117,7 @@ impl Pool {
             cursors: (0..threads * MAX_STAGES).map(|_| Cursor(AtomicU64::new(0))).collect(),
             done: std::array::from_fn(|_| AtomicUsize::new(0)),
             complete: AtomicU64::new(0),
-            stopped: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             quit: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             sleep: Mutex::new(()),
@@ -180,7 +182,7 @@ impl Pool {
         let phase = (s.state.load(Ordering::Relaxed) + 1) & ((1 << PHASE_BITS) - 1);
         let threads = self.threads();
         s.stages.store(chunks.len(), Ordering::Relaxed);
-        s.stopped.store(false, Ordering::Relaxed);
+        s.failed.store(false, Ordering::Relaxed);
         s.complete.store(phase << 32, Ordering::Relaxed);
         for (k, &n) in chunks.iter().enumerate() {
             s.chunks[k].store(n, Ordering::Relaxed);
@@ -207,10 +209,13 @@ impl Pool {
             backoff(&mut spins);
         }
         drop(idle);
+        // (Cleared before raising this thread's own panic, so that the next phase does
+        // not raise a worker's again.)
+        let worker_panicked = s.panicked.swap(false, Ordering::Relaxed);
         if let Some(p) = mine {
             resume_unwind(p);
         }
-        if s.panicked.swap(false, Ordering::Relaxed) {
+        if worker_panicked {
             panic!("a simulation thread panicked");
         }
     }
@@ -218,8 +223,11 @@ impl Pool {
 
 /// Thread `me`'s part in `phase`: each stage's chunks it can claim, the epilogue of a
 /// stage whose last chunk it finished, and between stages a wait for the last one to be
-/// complete. Returns early when the phase is over (stopped, or done by others) and
-/// hands back the first panic of its chunks and epilogues.
+/// complete. Returns early when the phase is over (done by others; a stopped phase
+/// leaves it nothing to claim) and hands back the first panic of its chunks and
+/// epilogues. Everything it does is checked against `phase` first (the cursors' tags,
+/// `complete`'s), so a thread that comes late, after the caller has opened the next
+/// phase, does nothing.
 fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
     let threads = s.cursors.len() / MAX_STAGES;
     let mut caught = None;
@@ -238,9 +246,6 @@ fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
                 }
                 backoff(&mut spins);
             }
-            if s.stopped.load(Ordering::Relaxed) {
-                return caught;
-            }
         }
         while let Some(c) = claim(&s.cursors[k * threads..(k + 1) * threads], phase, me) {
             if me > 0 && std::mem::take(&mut first) {
@@ -255,32 +260,46 @@ fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
                 // SAFETY: see above.
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(k, c) })) {
                     caught.get_or_insert(p);
-                    if me > 0 {
-                        s.panicked.store(true, Ordering::Relaxed);
-                    }
+                    failed(s, me);
                 }
             }
+            // The stage's chunks, read while this one is claimed and not counted: the
+            // phase cannot end before, so they are this phase's.
+            let chunks = s.chunks[k].load(Ordering::Relaxed);
             // (Acquire and Release: the last chunk's thread sees every chunk's writes,
             // and its epilogue's store of `complete` passes them on.)
-            if s.done[k].fetch_add(1, Ordering::AcqRel) + 1 == s.chunks[k].load(Ordering::Relaxed) {
+            if s.done[k].fetch_add(1, Ordering::AcqRel) + 1 == chunks {
                 // SAFETY: see above.
                 let go = match catch_unwind(AssertUnwindSafe(|| unsafe { (*epilogue)(k) })) {
-                    Ok(go) => go && caught.is_none() && !s.panicked.load(Ordering::Relaxed),
+                    Ok(go) => go && !s.failed.load(Ordering::Relaxed),
                     Err(p) => {
                         caught.get_or_insert(p);
-                        if me > 0 {
-                            s.panicked.store(true, Ordering::Relaxed);
-                        }
+                        failed(s, me);
                         false
                     }
                 };
-                let stages = s.stages.load(Ordering::Relaxed) as u64;
-                s.stopped.store(!go, Ordering::Relaxed);
-                s.complete.store(phase << 32 | if go { k as u64 + 1 } else { stages }, Ordering::Release);
+                let stages = s.stages.load(Ordering::Relaxed);
+                if !go {
+                    // Nothing of the later stages left to claim, before anyone can see
+                    // that they are due (a late thread of this phase claims nothing
+                    // once the caller has opened the next).
+                    for cursor in &s.cursors[(k + 1) * threads..stages * threads] {
+                        cursor.0.store(pack(phase, 0, 0), Ordering::Relaxed);
+                    }
+                }
+                s.complete.store(phase << 32 | if go { k as u64 + 1 } else { stages as u64 }, Ordering::Release);
             }
         }
     }
     caught
+}
+
+/// Marks the current phase failed (a panic on thread `me`), before its chunk is counted.
+fn failed(s: &Shared, me: usize) {
+    s.failed.store(true, Ordering::Relaxed);
+    if me > 0 {
+        s.panicked.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The chunks of thread `t`'s share of `chunks` (contiguous, the same every phase).
@@ -333,9 +352,8 @@ fn worker(s: &Shared, me: usize) {
         wait_for_phase(s, seen)
     } {
         seen = phase;
-        if run_phase(s, phase, me).is_some() {
-            s.panicked.store(true, Ordering::Relaxed);
-        }
+        // (A panic's payload is dropped here: `run_phase` has marked it for the caller.)
+        drop(run_phase(s, phase, me));
     }
 }
 
@@ -535,6 +553,39 @@ mod tests {
                     assert_eq!(epilogues[k].load(Ordering::Relaxed), want_epi, "round {round}, stage {k}");
                 }
             }
+        }
+    }
+
+    /// A panic in a stage's chunk, on whichever thread runs it, leaves the later stages
+    /// unrun and is raised in the caller; the next phase runs whole and raises nothing.
+    #[test]
+    fn a_panic_stops_the_later_stages_and_the_next_phase_runs_whole() {
+        let pool = Pool::new(2).expect("threads");
+        for round in 0..300usize {
+            let later = AtomicU64::new(0);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.for_stages(
+                    &[4, 4, 2],
+                    &|k, c| {
+                        assert!(k != 0 || c != round % 4, "chunk fails");
+                        if k > 0 {
+                            later.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    &|_| true,
+                )
+            }));
+            assert!(r.is_err(), "round {round}: the panic is raised");
+            assert_eq!(later.load(Ordering::Relaxed), 0, "round {round}: a later stage ran");
+            let hits = AtomicU64::new(0);
+            pool.for_stages(
+                &[3, 3],
+                &|_, _| {
+                    hits.fetch_add(1, Ordering::Relaxed);
+                },
+                &|_| true,
+            );
+            assert_eq!(hits.load(Ordering::Relaxed), 6, "round {round}");
         }
     }
 

@@ -1005,14 +1005,15 @@ impl<T: Float> Network<T> {
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
         let pooled = trace.is_none();
+        // (From the last step's spikes: the same for the whole step.)
+        for q in 0..self.pops.len() {
+            self.fused[q] = pooled && self.self_reads_listed(q);
+        }
         let mut p = 0;
         while p < self.pops.len() {
             // The populations one phase steps: `p` and, on several threads, those after
             // it that need nothing done between them on this thread (`stage_group`).
             let group = if pooled && exchange.is_none() && self.pool.is_some() { self.stage_group(p) } else { p..p + 1 };
-            for q in group.clone() {
-                self.fused[q] = trace.is_none() && self.self_reads_listed(q);
-            }
             // What must happen once per step before the chunks deliver (presynaptic
             // stages, delays per synapse), on this thread (the others' have nothing).
             self.prepare_deliveries(p, external)?;
@@ -1135,7 +1136,8 @@ impl<T: Float> Network<T> {
     /// the caller's wait for them, ~1 us a step on two vCPUs (docs/benchmarks.md,
     /// eleventh round).
     fn stage_group(&self, p: usize) -> std::ops::Range<usize> {
-        let stages = |q: usize| if self.reads_itself(q) && !self.self_reads_listed(q) { 2 } else { 1 };
+        // (As `step_passes` makes them, from this step's `fused`.)
+        let stages = |q: usize| if self.reads_itself(q) && !self.fused[q] { 2 } else { 1 };
         let quiet = |q: usize| {
             self.projs.iter().filter(|pr| pr.to == q).all(|pr| pr.dropout.is_none() && pr.batch_norm.is_none() && pr.pre_stage.is_none() && pr.syn_delay.is_none() && pr.plastic.is_none())
         };
@@ -1393,6 +1395,10 @@ impl<T: Float> Network<T> {
         if !pop.spikes.is_empty() {
             part.active.resize_with(self.batch, Vec::new);
             let mut ones = true;
+            // The kernel's pieces in neuron order, so that the lists are (each scanned
+            // in the direction the kernel ran it).
+            let mut pieces = crate::parallel::run_pieces(cols.len(), down);
+            pieces.sort_by_key(|p| p.0);
             for (b, slot) in part.active.iter_mut().enumerate() {
                 // Filled out of place: the lists' headers (length, capacity) lie next to
                 // other parts' in one small allocation, and a push to each in place would
@@ -1401,11 +1407,7 @@ impl<T: Float> Network<T> {
                 act.clear();
                 // SAFETY: as above.
                 let s = unsafe { std::slice::from_raw_parts(ptrs.spikes.add(b * n + cols.start), cols.len()) };
-                // The pieces in neuron order, so that the list is (each in the
-                // direction the kernel ran it).
-                let mut pieces = crate::parallel::run_pieces(cols.len(), down);
-                pieces.sort_by_key(|p| p.0);
-                for (from, count, desc) in pieces {
+                for &(from, count, desc) in &pieces {
                     ones &= active_indices(&s[from..from + count], cols.start + from, &mut act, desc);
                 }
                 *slot = act;
@@ -2008,8 +2010,9 @@ mod tests {
     /// The COBA example split in chunks on two threads takes the fast paths: E and I are
     /// the stages of one phase, each gathering and stepping in one stage (each reads
     /// itself through plain sparse projections of spikes of 1), and every sparse
-    /// projection has its rows split at the chunks. (Their results are checked against one thread in tests/all/network.rs;
-    /// this checks that they are used, so that a change cannot lose them in silence.)
+    /// projection has its rows split at the chunks. (Their results are checked against
+    /// one thread in tests/all/network.rs; this checks that they are used, so that a
+    /// change cannot lose them in silence.)
     #[test]
     fn coba_on_two_threads_steps_in_one_phase_one_stage_a_population_with_split_rows() {
         let mut sources = snnc_compiler::SourceMap::new();

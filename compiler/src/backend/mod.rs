@@ -132,11 +132,11 @@ pub trait StepKernel<T>: Send + Sync {
         T: Copy + Default,
     {
         let checked = {
-            // Reborrowed for the step, so that the inputs can be written after it.
+            // Reborrowed for the step, so that the inputs can be written after it (the
+            // states too: a list of `&mut` holds its slices' lifetime fixed).
             let mut states: smallvec::SmallVec<[&mut [T]; 8]> = a.states.iter_mut().map(|s| &mut **s).collect();
             let inputs: smallvec::SmallVec<[&[T]; 8]> = a.inputs.iter().map(|s| &**s).collect();
-            let params: smallvec::SmallVec<[&[T]; 8]> = a.params.iter().copied().collect();
-            let args = StepArgs { states: &mut states[..], inputs: &inputs[..], params: &params[..], spikes: &mut *a.spikes, t: a.t, random: a.random };
+            let args = StepArgs { states: &mut states[..], inputs: &inputs[..], params: a.params, spikes: &mut *a.spikes, t: a.t, random: a.random };
             if descending { self.step_checked_descending(args) } else { self.step_checked(args) }
         };
         for &k in self.cleared_inputs() {

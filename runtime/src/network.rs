@@ -636,6 +636,10 @@ pub struct Network<T: 'static> {
     pub(crate) parts: Vec<Vec<Mutex<Part>>>,
     /// Per population, the neurons that spiked this step ([`Fresh`]).
     fresh: Vec<Fresh>,
+    /// Per population whose kernel stores its spikes as bits too (`StepKernel::spike_bits`)
+    /// and a batch of one, the bits of this step (element i: bit i % 16 of word i / 16),
+    /// from which a chunk lists its spikes (n / 8 bytes read, not n floats); else empty.
+    spike_bits: Vec<Vec<u16>>,
     /// Per population, whether every spike listed in its `active` (the last step) has
     /// the value 1 (as [`Joined::ones`]).
     active_ones: Vec<bool>,
@@ -680,6 +684,42 @@ enum Stage {
     /// The kernel only (after `Gather`).
     Step,
     Both,
+}
+
+/// Appends the elements whose bit is set in `words` (element `base + i`: bit i % 16 of
+/// word i / 16), in ascending order: 64 at a time, one branch for four words of zeros.
+fn active_from_bits(words: &[u16], base: usize, out: &mut Vec<u32>) {
+    let mut push = |mut w: u64, at: usize| {
+        while w != 0 {
+            out.push((at + w.trailing_zeros() as usize) as u32);
+            w &= w - 1;
+        }
+    };
+    let quads = words.chunks_exact(4);
+    let rest = quads.remainder();
+    for (q, four) in quads.enumerate() {
+        // (One load: the four words as a little-endian u64.)
+        let bytes: [u8; 8] = bytemuck_words(four);
+        let w = u64::from_le_bytes(bytes);
+        if w != 0 {
+            push(w, base + 64 * q);
+        }
+    }
+    let at = base + 16 * (words.len() - rest.len());
+    for (k, &w) in rest.iter().enumerate() {
+        push(u64::from(w), at + 16 * k);
+    }
+}
+
+/// Four words' bytes, each word little-endian (a u64 read from them is the four words
+/// with the first in its low bits, on any host).
+#[inline(always)]
+fn bytemuck_words(four: &[u16]) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    for (k, w) in four.iter().enumerate() {
+        b[2 * k..2 * k + 2].copy_from_slice(&w.to_le_bytes());
+    }
+    b
 }
 
 /// What the step of one chunk of a population's neurons found. Aligned to a pair of
@@ -733,11 +773,13 @@ struct PopPtrs<T> {
     inputs: Vec<*mut T>,
     spikes: *mut T,
     output: *mut T,
+    /// The spikes as bits ([`Network::spike_bits`]), null where the kernel writes none.
+    bits: *mut u16,
 }
 
 impl<T> Default for PopPtrs<T> {
     fn default() -> PopPtrs<T> {
-        PopPtrs { states: Vec::new(), inputs: Vec::new(), spikes: std::ptr::null_mut(), output: std::ptr::null_mut() }
+        PopPtrs { states: Vec::new(), inputs: Vec::new(), spikes: std::ptr::null_mut(), output: std::ptr::null_mut(), bits: std::ptr::null_mut() }
     }
 }
 
@@ -812,6 +854,7 @@ impl<T: Float> Network<T> {
             pool: None,
             parts: Vec::new(),
             fresh: Vec::new(),
+            spike_bits: Vec::new(),
             active_ones: Vec::new(),
             fused: Vec::new(),
             ranges: Vec::new(),
@@ -1178,13 +1221,17 @@ impl<T: Float> Network<T> {
         let step = self.step_index as usize;
         let ptrs = &mut self.ptrs;
         ptrs.pops.resize_with(self.pops.len(), PopPtrs::default);
-        for (pp, pop) in ptrs.pops.iter_mut().zip(&mut self.pops) {
+        self.spike_bits.resize_with(self.pops.len(), Vec::new);
+        for ((pp, pop), bits) in ptrs.pops.iter_mut().zip(&mut self.pops).zip(&mut self.spike_bits) {
             pp.states.clear();
             pp.states.extend(pop.states.iter_mut().map(|s| s.as_mut_ptr()));
             pp.inputs.clear();
             pp.inputs.extend(pop.inputs.iter_mut().map(|s| s.as_mut_ptr()));
             pp.spikes = pop.spikes.as_mut_ptr();
             pp.output = pop.output.as_mut_ptr();
+            let wanted = self.batch == 1 && !pop.spikes.is_empty() && pop.kernel.as_ref().is_some_and(|k| k.spike_bits());
+            bits.resize(if wanted { pop.n.div_ceil(16) } else { 0 }, 0);
+            pp.bits = if wanted { bits.as_mut_ptr() } else { std::ptr::null_mut() };
         }
         ptrs.delays.clear();
         ptrs.delays.extend(self.projs.iter_mut().map(|pr| pr.delay.as_mut().map(|r| r.slot_ptrs(step))));
@@ -1319,8 +1366,11 @@ impl<T: Float> Network<T> {
         // The lower threads' shares backwards (`parallel::runs_down`).
         let local = &self.local[p];
         let down = crate::parallel::runs_down(c - local.start, local.len(), self.threads());
+        // Whether every piece's kernel stored its spikes as bits too (then the scan reads
+        // those): one batch element, each piece starting on a word (chunks do).
+        let mut in_bits = !ptrs.bits.is_null();
         // The kernel over elements start..start + len; whether it found them all finite.
-        let kernel_on = |start: usize, len: usize, down: bool| {
+        let kernel_on = |start: usize, len: usize, down: bool, bits: bool| {
             // SAFETY: elements start..start + len of this population's buffers belong to
             // this thread in this phase (`take_ptrs`); nobody else touches them.
             // On the stack: made for every chunk of every step.
@@ -1332,8 +1382,15 @@ impl<T: Float> Network<T> {
             // one would for them (element index = b0 * n + i).
             let random = RandomCtx { seed: self.seed ^ u64::from(stream_id(&pop.name)), step: self.step_index, offset: (self.batch_offset * n + start) as u64 };
             // The kernel leaves the inputs it clears at 0 (the restart below does the rest).
-            let args = ClearingArgs { states: &mut states[..], inputs: &mut inputs[..], params: &params[..], spikes, t: t_now, random };
+            // SAFETY: as above: the words of elements start..start + len (start on a word)
+            // are this chunk's.
+            let spike_bits = bits.then(|| unsafe { std::slice::from_raw_parts_mut(ptrs.bits.add(start / 16), len.div_ceil(16)) });
+            let args = ClearingArgs { states: &mut states[..], inputs: &mut inputs[..], params: &params[..], spikes, t: t_now, random, spike_bits };
             kernel.step_clearing(args, down) == Some(true)
+        };
+        let mut kernel_on = |start: usize, len: usize, down: bool| {
+            in_bits &= start % 16 == 0;
+            kernel_on(start, len, down, in_bits)
         };
         for s in 0..segments {
             let start = s * stride + cols.start;
@@ -1405,6 +1462,14 @@ impl<T: Float> Network<T> {
                 // pass that cache line between the threads at every spike.
                 let mut act = std::mem::take(slot);
                 act.clear();
+                if in_bits {
+                    // SAFETY: as above: the chunk's words, all written by its kernel (its
+                    // start is on a word; a last word past its end is the population's).
+                    let words = unsafe { std::slice::from_raw_parts(ptrs.bits.add(cols.start / 16), cols.len().div_ceil(16)) };
+                    active_from_bits(words, cols.start, &mut act);
+                    *slot = act;
+                    continue;
+                }
                 // SAFETY: as above.
                 let s = unsafe { std::slice::from_raw_parts(ptrs.spikes.add(b * n + cols.start), cols.len()) };
                 for &(from, count, desc) in &pieces {
@@ -2033,6 +2098,47 @@ mod tests {
         for pr in &net.projs {
             let Weights::Sparse(rows) = &pr.weights else { panic!("`{}` is not sparse", pr.name) };
             assert!(rows.chunk_of(&net.ranges[pr.to][1]).is_some(), "`{}` has no split", pr.name);
+        }
+    }
+
+    /// Where the kernels store their spikes as bits (AVX-512, f32, a batch of one), each
+    /// chunk lists its spikes from them: the lists are the neurons whose spike is not 0,
+    /// in order, at every step, on one thread and on two (pieces stepped down included).
+    #[test]
+    fn spike_lists_from_the_kernels_bits_are_the_spikes() {
+        let mut sources = snnc_compiler::SourceMap::new();
+        let (p, d) = snnc_compiler::sema::check_source("coba.snn", include_str!("../../examples/coba.snn"), &mut sources);
+        assert!(d.iter().all(|d| !d.is_error()));
+        let o = Options { seed: 4, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
+        for threads in [1, 2] {
+            let mut net = Network::<f32>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap();
+            net.set_threads(threads).unwrap();
+            let mut fired = 0;
+            for step in 0..200 {
+                net.step(&[]).unwrap();
+                for pop in &net.pops {
+                    let want: Vec<u32> = pop.spikes.iter().enumerate().filter(|(_, s)| **s != 0.0).map(|(i, _)| i as u32).collect();
+                    assert_eq!(pop.active[0], want, "{} threads, step {step}, `{}`", threads, pop.name);
+                    fired += want.len();
+                }
+            }
+            assert!(fired > 0, "the network fires");
+            if snnc_compiler::backend::x86::available() {
+                assert!(net.spike_bits.iter().all(|b| !b.is_empty()), "{threads} threads: the lists come from the kernels' bits");
+            }
+        }
+    }
+
+    /// The elements of set bits, in order, from words of any length (four at a time and
+    /// the rest).
+    #[test]
+    fn active_from_bits_lists_the_set_bits_in_order() {
+        for len in [0usize, 1, 3, 4, 5, 9] {
+            let words: Vec<u16> = (0..len).map(|k| (0x9249u16).rotate_left(k as u32 * 3) & if k % 4 == 2 { 0 } else { 0xffff }).collect();
+            let mut got = Vec::new();
+            super::active_from_bits(&words, 32, &mut got);
+            let want: Vec<u32> = (0..16 * len).filter(|&i| words[i / 16] >> (i % 16) & 1 == 1).map(|i| (32 + i) as u32).collect();
+            assert_eq!(got, want, "{len} words");
         }
     }
 

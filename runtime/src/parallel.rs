@@ -235,7 +235,7 @@ fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
     for k in 0..s.stages.load(Ordering::Relaxed).min(MAX_STAGES) {
         if k > 0 {
             let mut spins = 0u32;
-            let _idle = crate::timers::start(crate::timers::Span::Idle);
+            let _idle = crate::timers::start(crate::timers::Span::StageWait);
             loop {
                 let v = s.complete.load(Ordering::Acquire);
                 if v >> 32 != phase {
@@ -256,7 +256,7 @@ fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
             // epilogue has run (the caller waits for `complete`).
             let (job, epilogue) = unsafe { *s.job.get() }.expect("a job is published with its phase");
             {
-                let _chunk = crate::timers::start(crate::timers::Span::Chunk);
+                let _chunk = crate::timers::start(if k == 0 { crate::timers::Span::Chunk } else { crate::timers::Span::ChunkLater });
                 // SAFETY: see above.
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(k, c) })) {
                     caught.get_or_insert(p);

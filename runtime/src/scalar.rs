@@ -48,8 +48,9 @@ fn push_lanes(mut nonzero: u64, at: usize, out: &mut Vec<u32>, down: bool) {
     }
 }
 
-/// [`Float::nonzero_indices_simd`] for f32: per 16 values, a mask of those that are not
-/// zero (`!=`, so NaN is and -0 is not) and of those that are 1; a masked load for the tail.
+/// [`Float::nonzero_indices_simd`] for f32: per 64 values whose bits are not all zero,
+/// per 16 a mask of those that are not zero (`!=`, so NaN is and -0 is not) and of those
+/// that are 1; a masked load for the tail.
 ///
 /// # Safety
 /// The host has AVX-512 F.
@@ -66,18 +67,26 @@ unsafe fn nonzero_indices_f32<const DOWN: bool>(s: &[f32], base: usize, out: &mu
     macro_rules! block {
         ($k:expr, $c:expr) => {{
             let (k, c): (usize, &[f32]) = ($k, $c);
-            let mut nz = 0u64;
-            let mut ones = 0u64;
-            for q in 0..4 {
-                let q = if DOWN { 3 - q } else { q };
-                // SAFETY: `c` holds 64 values, so q * 16.. q * 16 + 16 is within it.
-                let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(q * 16)) };
-                nz |= u64::from(_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero)) << (q * 16);
-                ones |= u64::from(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one)) << (q * 16);
-            }
-            if nz != 0 {
-                not_one |= u32::from(nz & !ones != 0);
-                push_lanes(nz, base + k * 64, out, DOWN);
+            // SAFETY: `c` holds 64 values, so q * 16.. q * 16 + 16 is within it.
+            let v: [__m512; 4] = std::array::from_fn(|q| unsafe { _mm512_loadu_ps(c.as_ptr().add(if DOWN { 3 - q } else { q } * 16)) });
+            let v = if DOWN { [v[3], v[2], v[1], v[0]] } else { v };
+            // The four vectors' bits ORed, one test: a block with no bit set (every value
+            // +0, nearly all blocks) costs no compare.
+            let any = _mm512_or_si512(
+                _mm512_or_si512(_mm512_castps_si512(v[0]), _mm512_castps_si512(v[1])),
+                _mm512_or_si512(_mm512_castps_si512(v[2]), _mm512_castps_si512(v[3])),
+            );
+            if _mm512_test_epi32_mask(any, any) != 0 {
+                let mut nz = 0u64;
+                let mut ones = 0u64;
+                for (q, &v) in v.iter().enumerate() {
+                    nz |= u64::from(_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero)) << (q * 16);
+                    ones |= u64::from(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, one)) << (q * 16);
+                }
+                if nz != 0 {
+                    not_one |= u32::from(nz & !ones != 0);
+                    push_lanes(nz, base + k * 64, out, DOWN);
+                }
             }
         }};
     }

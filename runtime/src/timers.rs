@@ -15,11 +15,11 @@
 pub enum Span {
     /// `Network::step`, on the thread that calls it.
     Step,
-    /// The caller inside `Pool::for_chunks` (its chunks and its wait for the others;
+    /// The caller inside `Pool::for_stages` (its chunks and its wait for the others;
     /// a phase of one chunk runs it there, timed as `Phase` but not as `Chunk`).
     Phase,
-    /// A chunk of a phase, on whichever thread claimed it (the spans below and what
-    /// lies between them).
+    /// A chunk of a phase's first stage, on whichever thread claimed it (the spans below
+    /// and what lies between them; a later stage's are [`Span::ChunkLater`]).
     Chunk,
     /// Deliveries into a chunk's inputs.
     Gather,
@@ -34,13 +34,18 @@ pub enum Span {
     Scan,
     /// Waiting: the caller for the others' chunks, a worker for the next phase.
     Idle,
+    /// A chunk of a later stage of a phase (the second population of COBA's), timed
+    /// apart from the first stage's `Chunk`.
+    ChunkLater,
+    /// Waiting between two stages of a phase for the last chunk of the earlier one.
+    StageWait,
     /// From the caller opening a phase to a worker starting its first chunk of it (one
     /// clock for the whole process: two networks stepping at once mix theirs).
     Start,
 }
 
 /// Every span, in the order they are reported.
-pub const SPANS: [Span; 10] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::Start];
+pub const SPANS: [Span; 12] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::ChunkLater, Span::StageWait, Span::Start];
 
 /// Neurons of a chunk timed as its kernel's head.
 pub const HEAD: usize = 512;
@@ -57,6 +62,8 @@ impl Span {
             Span::Restart => "restart",
             Span::Scan => "scan",
             Span::Idle => "idle",
+            Span::ChunkLater => "chunk_later",
+            Span::StageWait => "stage_wait",
             Span::Start => "start",
         }
     }

@@ -88,6 +88,11 @@ pub struct ClearingArgs<'a, 's, T> {
     pub spikes: &'s mut [T],
     pub t: f64,
     pub random: RandomCtx,
+    /// Where a kernel that says so ([`StepKernel::spike_bits`]) also writes its spikes
+    /// as bits: element i's at bit i % 16 of word i / 16, set where the spike is 1 (it
+    /// is 0 elsewhere), every word of the elements' range written (at least
+    /// `n.div_ceil(16)` words). Other kernels leave it as it is.
+    pub spike_bits: Option<&'s mut [u16]>,
 }
 
 /// A compiled step of one population.
@@ -116,6 +121,14 @@ pub trait StepKernel<T>: Send + Sync {
     /// `"cranelift"`); benchmarks report it.
     fn generator(&self) -> &'static str {
         "interpreter"
+    }
+    /// Whether [`StepKernel::step_clearing`] fills [`ClearingArgs::spike_bits`] when
+    /// given: a kernel whose spikes are 0 or 1 (a threshold's mask) and that can store
+    /// the mask as it goes (the AVX-512 one in f32). Then the neurons that spiked are
+    /// found in n / 8 bytes instead of n floats: a separate scan of the spikes was 9 %
+    /// of a COBA step on one thread (docs/benchmarks.md, twelfth round).
+    fn spike_bits(&self) -> bool {
+        false
     }
     /// The inputs (layout indices) that [`StepKernel::step_clearing`] leaves at 0: those
     /// the kernel was built to clear.

@@ -669,11 +669,18 @@ fn a_kernel_that_clears_its_inputs_steps_as_one_that_does_not() {
             let refused = clearing.try_step_ordered(StepArgs { states: &mut st, inputs: &ins, params: &params, spikes: &mut got_spikes, t: 0.0, random: RandomCtx::default() }, down);
             assert!(refused.is_err(), "{}: a clearing kernel stepped with read-only inputs", c.name);
         }
+        // (One word more than the kernel writes, to see that it writes no more.)
+        let mut words = vec![0xa5a5u16; n.div_ceil(16) + 1];
         {
             let mut st: Vec<&mut [T]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
             let mut ins: Vec<&mut [T]> = got_inputs.iter_mut().map(|v| v.as_mut_slice()).collect();
-            let args = snnc_compiler::backend::ClearingArgs { states: &mut st, inputs: &mut ins, params: &params, spikes: &mut got_spikes, t: 0.0, random: RandomCtx::default() };
+            let args = snnc_compiler::backend::ClearingArgs { states: &mut st, inputs: &mut ins, params: &params, spikes: &mut got_spikes, t: 0.0, random: RandomCtx::default(), spike_bits: Some(&mut words) };
             clearing.step_clearing(args, down);
+        }
+        if StepKernel::<T>::spike_bits(&clearing) {
+            assert_eq!(words, spike_words(&want_spikes, 0xa5a5), "{} {precision:?} down {down}: spike bits", c.name);
+        } else {
+            assert!(words.iter().all(|&w| w == 0xa5a5), "{}: spike bits written by a kernel that does not say so", c.name);
         }
         let bits = |v: &[Vec<T>]| -> Vec<u64> { v.iter().flatten().map(|x| x.to_f64().to_bits()).collect() };
         let g = clearing.generator();
@@ -698,6 +705,68 @@ fn a_kernel_that_clears_its_inputs_steps_as_one_that_does_not() {
     assert!(checked >= 40, "{checked} kernels checked");
 }
 
+/// The words of spike bits that `spikes` make (bit i % 16 of word i / 16: spike i is not
+/// 0), and one more word `after`.
+fn spike_words<T: snnc_compiler::backend::Real>(spikes: &[T], after: u16) -> Vec<u16> {
+    let mut words = vec![0u16; spikes.len().div_ceil(16)];
+    for (i, s) in spikes.iter().enumerate() {
+        if s.to_f64() != 0.0 {
+            words[i / 16] |= 1 << (i % 16);
+        }
+    }
+    words.push(after);
+    words
+}
+
+/// The AVX-512 kernel of a spiking model in f32 stores its spikes as bits too when given
+/// somewhere to: each the spike's (1 where it is 1), whole vectors and a tail, both
+/// directions, and nothing past the last element's word. The same step without bits
+/// gives the same states and spikes. (f64 kernels write none.)
+#[test]
+fn the_avx512_kernel_stores_its_spikes_as_bits() {
+    fn run<T: snnc_compiler::backend::Real + Default>(n: usize, precision: Precision, down: bool) -> (usize, usize) {
+        // (Uniform params: a per-neuron tau needs a call to `exp`, left to Cranelift.)
+        let (step, _) = lif();
+        let specs: Vec<ParamSpec> = param_values(&step, &[], DT).into_iter().map(ParamSpec::Uniform).collect();
+        let opts = JitOptions { clear: vec![0], ..JitOptions::default() };
+        let kernel = JitKernel::compile_with(&step, &specs, precision, opts).unwrap();
+        // (f32 only: an f64 vector's lanes are a byte of a word.)
+        assert_eq!(StepKernel::<T>::spike_bits(&kernel), precision == Precision::F32, "LIF's spikes are a threshold's mask");
+        if precision == Precision::F64 {
+            return (0, 0);
+        }
+        let step_with = |bits: Option<&mut [u16]>| {
+            // A third of the neurons driven far past the threshold.
+            let mut input: Vec<T> = (0..n).map(|i| T::from_f64(if i % 3 == 1 { 1e4 } else { 0.1 })).collect();
+            let mut states = vec![vec![T::from_f64(0.5); n], vec![T::from_f64(0.0); n]];
+            let mut spikes = vec![T::from_f64(0.0); n];
+            let mut st: Vec<&mut [T]> = states.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let args = snnc_compiler::backend::ClearingArgs { states: &mut st, inputs: &mut [&mut input], params: &[], spikes: &mut spikes, t: 0.0, random: RandomCtx::default(), spike_bits: bits };
+            kernel.step_clearing(args, down);
+            (states, spikes)
+        };
+        let mut words = vec![0xffffu16; n.div_ceil(16) + 1];
+        let (states, spikes) = step_with(Some(&mut words));
+        let fired = spikes.iter().filter(|s| s.to_f64() != 0.0).count();
+        assert_eq!(words, spike_words(&spikes, 0xffff), "n {n} {precision:?} down {down}");
+        let (plain_states, plain_spikes) = step_with(None);
+        let bits = |v: &[T]| -> Vec<u64> { v.iter().map(|x| x.to_f64().to_bits()).collect() };
+        assert_eq!(bits(&spikes), bits(&plain_spikes));
+        assert_eq!(states.iter().map(|s| bits(s)).collect::<Vec<_>>(), plain_states.iter().map(|s| bits(s)).collect::<Vec<_>>());
+        (fired, n - fired)
+    }
+    if !snnc_compiler::backend::x86::available() {
+        return;
+    }
+    for n in [1, 5, 16, 37, 64, 100] {
+        for down in [false, true] {
+            let (fired, quiet) = run::<f32>(n, Precision::F32, down);
+            assert!(n < 3 || (fired > 0 && quiet > 0), "n {n}: {fired} spiked, {quiet} did not");
+            run::<f64>(n, Precision::F64, down);
+        }
+    }
+}
+
 /// The interpreter built to clear inputs leaves them at 0 after `step_clearing`, its
 /// states and spikes those of its plain step.
 #[test]
@@ -717,7 +786,7 @@ fn the_interpreter_clears_the_inputs_it_is_asked_to() {
     let mut cleared = input.clone();
     {
         let mut st: Vec<&mut [f64]> = b.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let args = snnc_compiler::backend::ClearingArgs { states: &mut st, inputs: &mut [&mut cleared], params: &[&tau], spikes: &mut sb, t: 0.0, random: RandomCtx::default() };
+        let args = snnc_compiler::backend::ClearingArgs { states: &mut st, inputs: &mut [&mut cleared], params: &[&tau], spikes: &mut sb, t: 0.0, random: RandomCtx::default(), spike_bits: None };
         clearing.step_clearing(args, false);
     }
     assert_eq!((a, sa), (b, sb));

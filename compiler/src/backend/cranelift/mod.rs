@@ -195,7 +195,7 @@ impl JitKernel {
         let (counts, slices) = code_slices(a.states, a.inputs.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())), a.params);
         // SAFETY: the slices are live for the call; the code writes states and spikes
         // only (no input is cleared), which the `&mut` borrows cover.
-        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending) }
+        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending, None) }
     }
 
     /// [`JitKernel::try_step_ordered`] of a kernel compiled to clear inputs
@@ -203,9 +203,26 @@ impl JitKernel {
     /// ([`StepKernel::step_clearing`]). Also takes a kernel that clears none.
     pub fn try_step_clearing<T: Real>(&self, a: ClearingArgs<'_, '_, T>, descending: bool) -> Result<bool, JitError> {
         let (counts, slices) = code_slices(a.states, a.inputs.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())), a.params);
-        // SAFETY: the slices are live for the call; the code writes states, spikes and
-        // the inputs it clears, which the `&mut` borrows cover.
-        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending) }
+        let n = a.spikes.len();
+        let bits = match a.spike_bits {
+            Some(b) if self.writes_spike_bits() => {
+                if b.len() < n.div_ceil(16) {
+                    return Err(JitError(format!("{} words of spike bits for {n} elements (at least {})", b.len(), n.div_ceil(16))));
+                }
+                Some(b.as_mut_ptr().cast::<u8>())
+            }
+            _ => None,
+        };
+        // SAFETY: the slices are live for the call; the code writes states, spikes, the
+        // inputs it clears and the spike bits' first n.div_ceil(16) words, which the
+        // `&mut` borrows cover (the bits' length is checked above).
+        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), n), a.t, a.random, descending, bits) }
+    }
+
+    /// Whether [`JitKernel::try_step_clearing`] stores the spikes as bits too, when given
+    /// somewhere to ([`StepKernel::spike_bits`]).
+    pub fn writes_spike_bits(&self) -> bool {
+        matches!(&self.code, Machine::Avx512(c) if c.bits.is_some())
     }
 
     /// Runs the code on `slices` (start and length of the states, inputs and per-neuron
@@ -216,7 +233,16 @@ impl JitKernel {
     /// # Safety
     /// Every slice is live for the call, and those the code writes (states, spikes, the
     /// inputs it clears) are not read or written elsewhere meanwhile.
-    unsafe fn call<T: Real>(&self, counts: [usize; 3], mut slices: SmallVec<[(*mut u8, usize); 24]>, spikes: (*mut u8, usize), t: f64, random: RandomCtx, descending: bool) -> Result<bool, JitError> {
+    unsafe fn call<T: Real>(
+        &self,
+        counts: [usize; 3],
+        mut slices: SmallVec<[(*mut u8, usize); 24]>,
+        spikes: (*mut u8, usize),
+        t: f64,
+        random: RandomCtx,
+        descending: bool,
+        bits: Option<*mut u8>,
+    ) -> Result<bool, JitError> {
         if T::PRECISION != self.precision {
             return Err(JitError(format!("kernel compiled for {:?}, called with {:?} data", self.precision, T::PRECISION)));
         }
@@ -242,16 +268,20 @@ impl JitKernel {
             return Ok(true);
         }
         // On the stack: made at every call (every chunk of every step).
-        let ptrs: SmallVec<[*mut u8; 24]> = slices.iter().map(|&(p, _)| p).collect();
+        let mut ptrs: SmallVec<[*mut u8; 24]> = slices.iter().map(|&(p, _)| p).collect();
         // SAFETY: every pointer is the start of a live slice of exactly n values of the
         // kernel's float type (checked above); the code reads every slice and writes
         // states, spikes and the inputs it clears, each element i once, within 0..n, as
         // the caller allows. `random` and `non_finite` live on this stack frame.
         let mut non_finite = 0u32;
-        let func = match &self.code {
-            Machine::Cranelift(c) => c.func,
-            Machine::Avx512(c) if descending => c.func_down,
-            Machine::Avx512(c) => c.func,
+        let func = match (&self.code, bits) {
+            (Machine::Avx512(x86::Code { bits: Some(b), .. }), Some(at)) => {
+                ptrs.push(at);
+                if descending { b.func_down } else { b.func }
+            }
+            (Machine::Cranelift(c), _) => c.func,
+            (Machine::Avx512(c), _) if descending => c.func_down,
+            (Machine::Avx512(c), _) => c.func,
         };
         unsafe { func(ptrs.as_ptr(), n as u64, t, &random, &mut non_finite) };
         Ok(non_finite == 0)
@@ -285,6 +315,9 @@ impl<T: Real> StepKernel<T> for JitKernel {
     }
     fn cleared_inputs(&self) -> &[usize] {
         &self.cleared
+    }
+    fn spike_bits(&self) -> bool {
+        self.writes_spike_bits()
     }
     fn step_clearing(&self, args: ClearingArgs<'_, '_, T>, descending: bool) -> Option<bool>
     where

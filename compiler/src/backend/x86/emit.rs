@@ -6,7 +6,8 @@
 //! step's time, zmm30 is the scratch for a constant that must sit in a register,
 //! zmm29 the non-finite accumulator; k1 is the tail's lane mask. General registers:
 //! rax the element index, rsi `n`, rdi the end of the whole vectors (then the tail's
-//! length), rcx the non-finite flag's address, and up to 11 slice bases.
+//! length), rcx the non-finite flag's address, and up to 11 slice bases; a program that
+//! stores spike bits takes the next free one for the bits' offset (`rax / 8` bytes).
 //!
 //! The loop runs whole vectors unmasked, then the remaining `n % lanes` elements once
 //! with masked loads, stores and accumulation (the masked-off lanes compute on zeros
@@ -106,6 +107,8 @@ struct Emit<'a> {
     prog: &'a Program,
     regs: Vec<Reg>,
     bases: &'static [AsmRegister64],
+    /// The spike bits' offset register (a program with [`Inst::Bits`]).
+    temp: Option<AsmRegister64>,
     consts: HashMap<u64, CodeLabel>,
     descending: bool,
 }
@@ -117,8 +120,8 @@ struct Emit<'a> {
 /// population ends at the start of its arrays instead of running (with the hardware
 /// prefetchers) into the next thread's first elements.
 pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool, descending: bool) -> Result<Emitted, Unsupported> {
-    if slices > BASES.len() {
-        return Err(Unsupported(format!("{slices} slices (at most {} in general registers)", BASES.len())));
+    if slices + usize::from(prog.bits) > BASES.len() {
+        return Err(Unsupported(format!("{slices} slices (at most {} in general registers)", BASES.len() - usize::from(prog.bits))));
     }
     let regs = allocate(prog, last)?;
     // Assembled twice: the second time with the constants on a cache line of their own
@@ -127,7 +130,8 @@ pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool, des
     // always 32-bit displacements).
     let once = |pad: usize| -> Result<Emitted, IcedError> {
         let a = CodeAssembler::new(64)?;
-        let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs: regs.clone(), bases: &BASES[..slices], consts: HashMap::new(), descending };
+        let temp = prog.bits.then(|| BASES[slices]);
+        let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs: regs.clone(), bases: &BASES[..slices], temp, consts: HashMap::new(), descending };
         e.function()?;
         let mut data = e.a.create_label();
         e.data(&mut data, pad)?;
@@ -150,7 +154,7 @@ fn asm(e: IcedError) -> Unsupported {
 
 impl Emit<'_> {
     fn function(&mut self) -> Result<(), IcedError> {
-        let saved: Vec<AsmRegister64> = CALLEE_SAVED.iter().copied().filter(|r| self.bases.contains(r)).collect();
+        let saved: Vec<AsmRegister64> = CALLEE_SAVED.iter().copied().filter(|r| self.bases.contains(r) || self.temp == Some(*r)).collect();
         for r in &saved {
             self.a.push(*r)?;
         }
@@ -389,6 +393,21 @@ impl Emit<'_> {
                     let x = self.z(x);
                     let acc = masked(ACC, m);
                     if self.f64 { self.a.vporq(acc, ACC, x)? } else { self.a.vpord(acc, ACC, x)? }
+                }
+                Inst::Bits(c) => {
+                    // The vector's 16 lanes are elements rax.., so its bits are the word
+                    // rax / 8 bytes into the last slice; the tail's masked-off lanes as 0.
+                    // (f32 only: `lower` makes no `Bits` in f64.)
+                    let (bits, temp) = (*self.bases.last().expect("the bits' slice"), self.temp.expect("a register for the bits' offset"));
+                    self.a.mov(temp, rax)?;
+                    self.a.shr(temp, 3)?;
+                    let c = if tail {
+                        self.a.kandw(k0, K[self.k(c)], k1)?;
+                        k0
+                    } else {
+                        K[self.k(c)]
+                    };
+                    self.a.kmovw(word_ptr(bits + temp), c)?;
                 }
             }
         }

@@ -74,6 +74,8 @@ pub(super) enum Inst {
     Store(usize, u32),
     /// ORs the bits of `x - x` into the non-finite accumulator.
     NonFinite(u32),
+    /// Stores mask `m` as the vector's bits in the spike bits (the last slice).
+    Bits(u32),
 }
 
 impl Inst {
@@ -83,7 +85,7 @@ impl Inst {
     }
 
     pub fn has_result(&self) -> bool {
-        !matches!(self, Inst::Store(..) | Inst::NonFinite(..))
+        !matches!(self, Inst::Store(..) | Inst::NonFinite(..) | Inst::Bits(..))
     }
 
     /// The values it reads.
@@ -96,7 +98,7 @@ impl Inst {
             Inst::Load(_) | Inst::Time | Inst::Splat(_) => vec![],
             Inst::Bin(_, a, b) | Inst::Cmp(_, a, b) => [v(a), v(b)].into_iter().flatten().collect(),
             Inst::Select(m, a, b) => std::iter::once(*m).chain([v(a), v(b)].into_iter().flatten()).collect(),
-            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) => vec![*x],
+            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) | Inst::Bits(x) => vec![*x],
             Inst::MaskAnd(a, b) | Inst::MaskOr(a, b) => vec![*a, *b],
         }
     }
@@ -128,6 +130,7 @@ impl Program {
                 Inst::FromMask(m) => format!("float m{m}"),
                 Inst::Store(j, x) => format!("store slice {j}, v{x}"),
                 Inst::NonFinite(x) => format!("nonfinite |= bits v{x}"),
+                Inst::Bits(m) => format!("spike bits m{m}"),
             };
             if i.has_result() {
                 let kind = if i.is_mask() { "m" } else { "v" };
@@ -148,6 +151,8 @@ pub struct Unsupported(pub String);
 #[derive(Debug, Default)]
 pub(super) struct Program {
     pub insts: Vec<Inst>,
+    /// The spikes are also stored as bits ([`Inst::Bits`]), through one more slice.
+    pub bits: bool,
 }
 
 /// A node's lowered value: a float operand, a mask, or both (as in the Cranelift
@@ -171,8 +176,10 @@ struct Lower<'a> {
 
 
 /// Lowers a step whose every op has a vector form (no calls, no random draws).
-/// `spike`: the slice the spikes are stored into, if any.
-pub(super) fn lower(p: &Specialised, f32: bool, states: usize, inputs: usize, spike: Option<usize>) -> Result<Program, Unsupported> {
+/// `spike`: the slice the spikes are stored into, if any. With `bits` (f32 kernels), a
+/// spike that is a mask's float (0 or 1) is also stored as the mask's bits
+/// ([`Inst::Bits`]); whether it was is [`Program::bits`].
+pub(super) fn lower(p: &Specialised, f32: bool, states: usize, inputs: usize, spike: Option<usize>, bits: bool) -> Result<Program, Unsupported> {
     let mut l = Lower { p, rw: Rewrites { graph: &p.graph, f32 }, states, inputs, prog: Program::default(), vals: vec![Val::default(); p.graph.len()], made: HashMap::new() };
     for (id, _) in p.graph.nodes() {
         let v = l.node(id)?;
@@ -198,6 +205,10 @@ pub(super) fn lower(p: &Specialised, f32: bool, states: usize, inputs: usize, sp
         let v = l.float(s);
         let v = l.materialised(v);
         l.push(Inst::Store(slot, v));
+        if let (true, Some(&Inst::FromMask(m))) = (bits, l.prog.insts.get(v as usize)) {
+            l.push(Inst::Bits(m));
+            l.prog.bits = true;
+        }
     }
     // The inputs to clear, after every load of them.
     if !p.cleared.is_empty() {
@@ -504,7 +515,7 @@ pub(super) fn live(prog: &mut Program) -> Vec<usize> {
                 mapo(a);
                 mapo(b);
             }
-            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) => map(x),
+            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) | Inst::Bits(x) => map(x),
             Inst::MaskAnd(a, b) | Inst::MaskOr(a, b) => {
                 map(a);
                 map(b);

@@ -34,16 +34,29 @@ pub(crate) struct Code {
     _memory_down: region::Allocation,
     pub func: KernelFn,
     pub func_down: KernelFn,
+    /// The same two loops also storing the spikes as bits through one more pointer, after
+    /// the spikes' (`StepKernel::spike_bits`), where the spikes are a mask's float.
+    pub bits: Option<Bits>,
     /// Elements per vector (16 in f32, 8 in f64).
     pub lanes: usize,
     /// With `listing`: the vector program and the machine code, disassembled.
     pub listing: Option<String>,
 }
 
+/// [`Code::bits`]' loops.
+pub(crate) struct Bits {
+    _memory: region::Allocation,
+    _memory_down: region::Allocation,
+    pub func: KernelFn,
+    pub func_down: KernelFn,
+}
+
 // SAFETY: the memory is written once, before it is made executable, and never again;
 // the code is reentrant (it keeps nothing between calls).
 unsafe impl Send for Code {}
 unsafe impl Sync for Code {}
+unsafe impl Send for Bits {}
+unsafe impl Sync for Bits {}
 
 /// Whether this machine runs the AVX-512 kernels (and `SNNC_AVX512` does not say no).
 pub fn available() -> bool {
@@ -72,13 +85,26 @@ fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool) -> Result<
         return Err(Unsupported("random draws need a call per element".into()));
     }
     let n = slices.count();
-    let mut prog = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1))?;
+    let mut prog = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1), false)?;
     let last = lower::live(&mut prog);
     // One program, both loops (`emit::emit`'s `descending`).
     let up = emit::emit(&prog, &last, n, f64, false)?;
     let down = emit::emit(&prog, &last, n, f64, true)?;
     let listing = listed.then(|| format!("; AVX-512 vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&up.bytes[..up.code_len])));
-    Ok(Assembled { up: up.bytes, down: down.bytes, listing })
+    // The same with the spikes' bits, where they are a mask's and a register is left: in
+    // f32 only, where a vector's lanes are one whole word (an f64 vector's are a byte, and
+    // an odd count of them would leave the last word's other byte as it was).
+    let mut with_bits = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1), !f64)?;
+    let bits = if with_bits.bits {
+        let last = lower::live(&mut with_bits);
+        match (emit::emit(&with_bits, &last, n + 1, f64, false), emit::emit(&with_bits, &last, n + 1, f64, true)) {
+            (Ok(up), Ok(down)) => Some((up.bytes, down.bytes)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Ok(Assembled { up: up.bytes, down: down.bytes, bits, listing })
 }
 
 /// What [`assemble`] makes: the kernel's bytes with the ascending loop and with the
@@ -86,6 +112,8 @@ fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool) -> Result<
 struct Assembled {
     up: Vec<u8>,
     down: Vec<u8>,
+    /// Both loops storing the spike bits too, where they can.
+    bits: Option<(Vec<u8>, Vec<u8>)>,
     listing: Option<String>,
 }
 
@@ -94,10 +122,18 @@ pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool)
     if !available() {
         return Err(Unsupported("this machine has no AVX-512 (or SNNC_AVX512=0)".into()));
     }
-    let Assembled { up, down, listing } = assemble(p, slices, f64, listing)?;
+    let Assembled { up, down, bits, listing } = assemble(p, slices, f64, listing)?;
     let (memory, func) = executable(&up)?;
     let (memory_down, func_down) = executable(&down)?;
-    Ok(Code { _memory: memory, _memory_down: memory_down, func, func_down, lanes: if f64 { 8 } else { 16 }, listing })
+    let bits = match bits {
+        Some((up, down)) => {
+            let (memory, func) = executable(&up)?;
+            let (memory_down, func_down) = executable(&down)?;
+            Some(Bits { _memory: memory, _memory_down: memory_down, func, func_down })
+        }
+        None => None,
+    };
+    Ok(Code { _memory: memory, _memory_down: memory_down, func, func_down, bits, lanes: if f64 { 8 } else { 16 }, listing })
 }
 
 /// `bytes` (a kernel from [`assemble`]) in executable memory, and the function it is.

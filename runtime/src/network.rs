@@ -637,9 +637,13 @@ pub struct Network<T: 'static> {
     /// Per population, the neurons that spiked this step ([`Fresh`]).
     fresh: Vec<Fresh>,
     /// Per population whose kernel stores its spikes as bits too (`StepKernel::spike_bits`)
-    /// and a batch of one, the bits of this step (element i: bit i % 16 of word i / 16),
-    /// from which a chunk lists its spikes (n / 8 bytes read, not n floats); else empty.
+    /// and a batch of one, the bits of this step, from which a chunk lists its spikes (n / 8
+    /// bytes read, not n floats); else empty. Chunk c's words start at `bits_at[p][c]`
+    /// (its element i at bit i % 16 of word i / 16 from there), on a cache line of their
+    /// own: the threads' chunks meet where both start their kernels, and a line of words
+    /// written by both would pass between their cores there every step.
     spike_bits: Vec<Vec<u16>>,
+    bits_at: Vec<Vec<usize>>,
     /// Per population, whether every spike listed in its `active` (the last step) has
     /// the value 1 (as [`Joined::ones`]).
     active_ones: Vec<bool>,
@@ -855,6 +859,7 @@ impl<T: Float> Network<T> {
             parts: Vec::new(),
             fresh: Vec::new(),
             spike_bits: Vec::new(),
+            bits_at: Vec::new(),
             active_ones: Vec::new(),
             fused: Vec::new(),
             ranges: Vec::new(),
@@ -1205,6 +1210,8 @@ impl<T: Float> Network<T> {
         let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
         self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
         (self.ranges, self.local) = layouts.into_iter().unzip();
+        // Each chunk's spike bits from a multiple of 32 words (a cache line).
+        self.bits_at = self.ranges.iter().map(|r| r.iter().scan(0, |at, c| Some(std::mem::replace(at, *at + c.len().div_ceil(16).next_multiple_of(32)))).collect()).collect();
         let pops = self.pops.len();
         self.fresh.resize_with(pops, Fresh::default);
         (self.active_ones, self.fused) = (vec![false; pops], vec![false; pops]);
@@ -1222,7 +1229,7 @@ impl<T: Float> Network<T> {
         let ptrs = &mut self.ptrs;
         ptrs.pops.resize_with(self.pops.len(), PopPtrs::default);
         self.spike_bits.resize_with(self.pops.len(), Vec::new);
-        for ((pp, pop), bits) in ptrs.pops.iter_mut().zip(&mut self.pops).zip(&mut self.spike_bits) {
+        for (p, ((pp, pop), bits)) in ptrs.pops.iter_mut().zip(&mut self.pops).zip(&mut self.spike_bits).enumerate() {
             pp.states.clear();
             pp.states.extend(pop.states.iter_mut().map(|s| s.as_mut_ptr()));
             pp.inputs.clear();
@@ -1230,7 +1237,8 @@ impl<T: Float> Network<T> {
             pp.spikes = pop.spikes.as_mut_ptr();
             pp.output = pop.output.as_mut_ptr();
             let wanted = self.batch == 1 && !pop.spikes.is_empty() && pop.kernel.as_ref().is_some_and(|k| k.spike_bits());
-            bits.resize(if wanted { pop.n.div_ceil(16) } else { 0 }, 0);
+            let words = self.ranges.get(p).map_or(0, |r| r.iter().map(|c| c.len().div_ceil(16).next_multiple_of(32)).sum());
+            bits.resize(if wanted { words } else { 0 }, 0);
             pp.bits = if wanted { bits.as_mut_ptr() } else { std::ptr::null_mut() };
         }
         ptrs.delays.clear();
@@ -1369,6 +1377,7 @@ impl<T: Float> Network<T> {
         // Whether every piece's kernel stored its spikes as bits too (then the scan reads
         // those): one batch element, each piece starting on a word (chunks do).
         let mut in_bits = !ptrs.bits.is_null();
+        let bits_at = self.bits_at[p].get(c).copied().unwrap_or(0);
         // The kernel over elements start..start + len; whether it found them all finite.
         let kernel_on = |start: usize, len: usize, down: bool, bits: bool| {
             // SAFETY: elements start..start + len of this population's buffers belong to
@@ -1384,12 +1393,12 @@ impl<T: Float> Network<T> {
             // The kernel leaves the inputs it clears at 0 (the restart below does the rest).
             // SAFETY: as above: the words of elements start..start + len (start on a word)
             // are this chunk's.
-            let spike_bits = bits.then(|| unsafe { std::slice::from_raw_parts_mut(ptrs.bits.add(start / 16), len.div_ceil(16)) });
+            let spike_bits = bits.then(|| unsafe { std::slice::from_raw_parts_mut(ptrs.bits.add(bits_at + (start - cols.start) / 16), len.div_ceil(16)) });
             let args = ClearingArgs { states: &mut states[..], inputs: &mut inputs[..], params: &params[..], spikes, t: t_now, random, spike_bits };
             kernel.step_clearing(args, down) == Some(true)
         };
         let mut kernel_on = |start: usize, len: usize, down: bool| {
-            in_bits &= start % 16 == 0;
+            in_bits &= (start - cols.start) % 16 == 0;
             kernel_on(start, len, down, in_bits)
         };
         for s in 0..segments {
@@ -1465,7 +1474,7 @@ impl<T: Float> Network<T> {
                 if in_bits {
                     // SAFETY: as above: the chunk's words, all written by its kernel (its
                     // start is on a word; a last word past its end is the population's).
-                    let words = unsafe { std::slice::from_raw_parts(ptrs.bits.add(cols.start / 16), cols.len().div_ceil(16)) };
+                    let words = unsafe { std::slice::from_raw_parts(ptrs.bits.add(bits_at), cols.len().div_ceil(16)) };
                     active_from_bits(words, cols.start, &mut act);
                     *slot = act;
                     continue;

@@ -639,9 +639,10 @@ pub struct Network<T: 'static> {
     /// Per population whose kernel stores its spikes as bits too (`StepKernel::spike_bits`)
     /// and a batch of one, the bits of this step, from which a chunk lists its spikes (n / 8
     /// bytes read, not n floats); else empty. Chunk c's words start at `bits_at[p][c]`
-    /// (its element i at bit i % 16 of word i / 16 from there), on a cache line of their
-    /// own: the threads' chunks meet where both start their kernels, and a line of words
-    /// written by both would pass between their cores there every step.
+    /// (its element i at bit i % 16 of word i / 16 from there), a multiple of 32 words
+    /// (64 bytes: its own cache lines where the buffer starts on one, as `CacheAligned`
+    /// starts it): the threads' chunks meet where both start their kernels, and a line
+    /// of words written by both would pass between their cores there every step.
     spike_bits: Vec<Vec<u16>>,
     bits_at: Vec<Vec<usize>>,
     /// Per population, whether every spike listed in its `active` (the last step) has
@@ -2081,6 +2082,15 @@ fn finite_sum<T: Float>(s: &[T]) -> bool {
 mod tests {
     use super::{Float, Network, Options, Weights, finite_sum, start_input};
 
+    /// The COBA example (forward Euler, f32, JIT) drawn with `seed`.
+    fn coba_f32(seed: u64) -> Network<f32> {
+        let mut sources = snnc_compiler::SourceMap::new();
+        let (p, d) = snnc_compiler::sema::check_source("coba.snn", include_str!("../../examples/coba.snn"), &mut sources);
+        assert!(d.iter().all(|d| !d.is_error()));
+        let o = Options { seed, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
+        Network::<f32>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap()
+    }
+
     /// The COBA example split in chunks on two threads takes the fast paths: E and I are
     /// the stages of one phase, each gathering and stepping in one stage (each reads
     /// itself through plain sparse projections of spikes of 1), and every sparse
@@ -2089,11 +2099,7 @@ mod tests {
     /// change cannot lose them in silence.)
     #[test]
     fn coba_on_two_threads_steps_in_one_phase_one_stage_a_population_with_split_rows() {
-        let mut sources = snnc_compiler::SourceMap::new();
-        let (p, d) = snnc_compiler::sema::check_source("coba.snn", include_str!("../../examples/coba.snn"), &mut sources);
-        assert!(d.iter().all(|d| !d.is_error()));
-        let o = Options { seed: 3, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
-        let mut net = Network::<f32>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap();
+        let mut net = coba_f32(3);
         net.set_threads(2).unwrap();
         // (E has 3200 neurons, I 800: each in several chunks.)
         net.set_chunk(256);
@@ -2115,12 +2121,8 @@ mod tests {
     /// in order, at every step, on one thread and on two (pieces stepped down included).
     #[test]
     fn spike_lists_from_the_kernels_bits_are_the_spikes() {
-        let mut sources = snnc_compiler::SourceMap::new();
-        let (p, d) = snnc_compiler::sema::check_source("coba.snn", include_str!("../../examples/coba.snn"), &mut sources);
-        assert!(d.iter().all(|d| !d.is_error()));
-        let o = Options { seed: 4, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
         for threads in [1, 2] {
-            let mut net = Network::<f32>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap();
+            let mut net = coba_f32(4);
             net.set_threads(threads).unwrap();
             let mut fired = 0;
             for step in 0..200 {

@@ -104,8 +104,11 @@ impl<T: Real> SparseRows<T> {
         self.split = None;
         self.narrow = None;
         let (rows, entries) = (self.row_ptr.len() - 1, self.col.len());
+        // (Offsets of at most 2^16 - 1: chunks of at most 2^16 columns; checked before
+        // anything is allocated, and entry by entry as they are narrowed.)
+        let narrow_fits = chunks.iter().all(|c| c.len() <= 1 << 16);
         if chunks.len() == 1 && chunks[0].start == 0 {
-            self.narrow = self.narrowed();
+            self.narrow = if narrow_fits { self.narrowed() } else { None };
             return;
         }
         if chunks.len() < 2 || !self.sorted || chunks.windows(2).any(|w| w[0].end != w[1].start) {
@@ -121,7 +124,7 @@ impl<T: Real> SparseRows<T> {
             at.extend(bounds.iter().map(|&b| (r[0] + row.partition_point(|&c| (c as usize) < b)) as u32));
         }
         self.split = Some(ColumnSplit { bounds, at });
-        self.narrow = self.narrowed();
+        self.narrow = if narrow_fits { self.narrowed() } else { None };
     }
 
     /// [`SparseRows::narrow`] for the split as it is, if every entry's offset in its

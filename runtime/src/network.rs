@@ -639,7 +639,8 @@ pub struct Network<T: 'static> {
     /// Per population whose kernel stores its spikes as bits too (`StepKernel::spike_bits`)
     /// and a batch of one, the bits of this step, from which a chunk lists its spikes (n / 8
     /// bytes read, not n floats); else empty. Chunk c's words start at `bits_at[p][c]`
-    /// (its element i at bit i % 16 of word i / 16 from there), a multiple of 32 words
+    /// (its element i at bit i % 16 of word i / 16 from there; the last entry: the words
+    /// of all), a multiple of 32 words
     /// (64 bytes: its own cache lines where the buffer starts on one, as `CacheAligned`
     /// starts it): the threads' chunks meet where both start their kernels, and a line
     /// of words written by both would pass between their cores there every step.
@@ -704,7 +705,7 @@ fn active_from_bits(words: &[u16], base: usize, out: &mut Vec<u32>) {
     let rest = quads.remainder();
     for (q, four) in quads.enumerate() {
         // (One load: the four words as a little-endian u64.)
-        let bytes: [u8; 8] = bytemuck_words(four);
+        let bytes: [u8; 8] = le_bytes(four);
         let w = u64::from_le_bytes(bytes);
         if w != 0 {
             push(w, base + 64 * q);
@@ -719,7 +720,7 @@ fn active_from_bits(words: &[u16], base: usize, out: &mut Vec<u32>) {
 /// Four words' bytes, each word little-endian (a u64 read from them is the four words
 /// with the first in its low bits, on any host).
 #[inline(always)]
-fn bytemuck_words(four: &[u16]) -> [u8; 8] {
+fn le_bytes(four: &[u16]) -> [u8; 8] {
     let mut b = [0u8; 8];
     for (k, w) in four.iter().enumerate() {
         b[2 * k..2 * k + 2].copy_from_slice(&w.to_le_bytes());
@@ -1111,14 +1112,7 @@ impl<T: Float> Network<T> {
             };
             match this.pool.as_ref().filter(|_| pooled && chunks.iter().all(|&c| c > 0)) {
                 Some(pool) => pool.for_stages(&chunks, &job, &epilogue),
-                None => {
-                    for (k, &n) in chunks.iter().enumerate() {
-                        (0..n).for_each(|c| job(k, c));
-                        if !epilogue(k) {
-                            break;
-                        }
-                    }
-                }
+                None => crate::parallel::run_stages_here(&chunks, &job, &epilogue),
             }
             if let Some(ex) = exchange {
                 self.exchange_spikes(p, ex)?;
@@ -1211,8 +1205,18 @@ impl<T: Float> Network<T> {
         let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
         self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
         (self.ranges, self.local) = layouts.into_iter().unzip();
-        // Each chunk's spike bits from a multiple of 32 words (a cache line).
-        self.bits_at = self.ranges.iter().map(|r| r.iter().scan(0, |at, c| Some(std::mem::replace(at, *at + c.len().div_ceil(16).next_multiple_of(32)))).collect()).collect();
+        // Each chunk's spike bits from a multiple of 32 words (a cache line), then the end.
+        self.bits_at = self
+            .ranges
+            .iter()
+            .map(|r| {
+                let mut at = vec![0];
+                for c in r {
+                    at.push(at[at.len() - 1] + c.len().div_ceil(16).next_multiple_of(32));
+                }
+                at
+            })
+            .collect();
         let pops = self.pops.len();
         self.fresh.resize_with(pops, Fresh::default);
         (self.active_ones, self.fused) = (vec![false; pops], vec![false; pops]);
@@ -1238,7 +1242,7 @@ impl<T: Float> Network<T> {
             pp.spikes = pop.spikes.as_mut_ptr();
             pp.output = pop.output.as_mut_ptr();
             let wanted = self.batch == 1 && !pop.spikes.is_empty() && pop.kernel.as_ref().is_some_and(|k| k.spike_bits());
-            let words = self.ranges.get(p).map_or(0, |r| r.iter().map(|c| c.len().div_ceil(16).next_multiple_of(32)).sum());
+            let words = self.bits_at.get(p).and_then(|at| at.last()).copied().unwrap_or(0);
             bits.resize(if wanted { words } else { 0 }, 0);
             pp.bits = if wanted { bits.as_mut_ptr() } else { std::ptr::null_mut() };
         }

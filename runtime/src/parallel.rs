@@ -159,13 +159,7 @@ impl Pool {
         // Nothing to share: no phase is opened and no worker woken (a wake-up is a
         // system call, a sizeable part of a small population's step).
         if chunks.iter().all(|&c| c <= 1) {
-            for (k, &n) in chunks.iter().enumerate() {
-                (0..n).for_each(|c| job(k, c));
-                if !epilogue(k) {
-                    break;
-                }
-            }
-            return;
+            return run_stages_here(chunks, job, epilogue);
         }
         assert!(chunks.iter().all(|&c| (1..=MAX_CHUNKS).contains(&c)), "stages of 1 to {MAX_CHUNKS} chunks: {chunks:?}");
         // SAFETY: lifetime erasure only: the job and epilogue are used by claimed chunks
@@ -217,6 +211,17 @@ impl Pool {
         }
         if worker_panicked {
             panic!("a simulation thread panicked");
+        }
+    }
+}
+
+/// [`Pool::for_stages`] on the calling thread alone: each stage's chunks in order, then its
+/// epilogue, until one says the later stages do not run.
+pub(crate) fn run_stages_here(chunks: &[usize], job: &(dyn Fn(usize, usize) + Sync), epilogue: &(dyn Fn(usize) -> bool + Sync)) {
+    for (k, &n) in chunks.iter().enumerate() {
+        (0..n).for_each(|c| job(k, c));
+        if !epilogue(k) {
+            break;
         }
     }
 }

@@ -130,13 +130,6 @@ impl<T: Real> SparseRows<T> {
     /// [`SparseRows::narrow`] for the split as it is, if every entry's offset in its
     /// chunk fits 16 bits.
     fn narrowed(&self) -> Option<Vec<u16>> {
-        let base_of = |k: usize| -> usize {
-            let Some(s) = &self.split else { return 0 };
-            // The chunk whose entries of k's row hold k (rows' parts are in chunk order).
-            let i = self.row_ptr.partition_point(|&p| p <= k) - 1;
-            let at = &s.at[i * s.bounds.len()..(i + 1) * s.bounds.len()];
-            s.bounds[at.partition_point(|&a| a as usize <= k) - 1]
-        };
         let mut narrow = Vec::with_capacity(self.col.len());
         match &self.split {
             // Row by row, chunk by chunk: no search per entry.
@@ -159,11 +152,7 @@ impl<T: Real> SparseRows<T> {
         }
         // (A partitioned network's rows may hold no entry outside its chunks; if one did,
         // the chunks would not cover every entry.)
-        if narrow.len() != self.col.len() {
-            return None;
-        }
-        debug_assert!((0..self.col.len()).step_by(97).all(|k| narrow[k] as usize + base_of(k) == self.col[k] as usize));
-        Some(narrow)
+        (narrow.len() == self.col.len()).then_some(narrow)
     }
 
     /// Changes the weights once (`f` writes them), then checks again whether all are equal.

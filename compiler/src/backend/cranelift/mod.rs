@@ -277,11 +277,10 @@ impl JitKernel {
         let func = match (&self.code, bits) {
             (Machine::Avx512(x86::Code { bits: Some(b), .. }), Some(at)) => {
                 ptrs.push(at);
-                if descending { b.func_down } else { b.func }
+                b.func(descending)
             }
             (Machine::Cranelift(c), _) => c.func,
-            (Machine::Avx512(c), _) if descending => c.func_down,
-            (Machine::Avx512(c), _) => c.func,
+            (Machine::Avx512(c), _) => c.plain.func(descending),
         };
         unsafe { func(ptrs.as_ptr(), n as u64, t, &random, &mut non_finite) };
         Ok(non_finite == 0)

@@ -148,7 +148,7 @@ impl Program {
 pub struct Unsupported(pub String);
 
 /// The element body: its instructions (value `k` is the result of `insts[k]`).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Program {
     pub insts: Vec<Inst>,
     /// The spikes are also stored as bits ([`Inst::Bits`]), through one more slice.
@@ -476,12 +476,17 @@ fn internal(op: Op) -> Unsupported {
 
 /// Drops the instructions no store depends on (a threshold's unused difference, a
 /// float of a mask nobody reads); returns the last reader of each value.
-pub(super) fn live(prog: &mut Program) -> Vec<usize> {
+/// With `bits` false, the spike bits' stores go too ([`Program::bits`] is then false).
+pub(super) fn live(prog: &mut Program, bits: bool) -> Vec<usize> {
     let n = prog.insts.len();
     let mut needed = vec![false; n];
     for k in (0..n).rev() {
         let i = &prog.insts[k];
-        if !i.has_result() || needed[k] {
+        let kept = match i {
+            Inst::Bits(_) => bits,
+            _ => !i.has_result(),
+        };
+        if kept || needed[k] {
             needed[k] = true;
             for r in i.reads() {
                 needed[r as usize] = true;
@@ -523,6 +528,7 @@ pub(super) fn live(prog: &mut Program) -> Vec<usize> {
         }
     }
     prog.insts = kept;
+    prog.bits &= bits;
     let mut last = vec![0; prog.insts.len()];
     for (k, i) in prog.insts.iter().enumerate() {
         for r in i.reads() {

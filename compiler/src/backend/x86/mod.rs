@@ -27,36 +27,44 @@ use crate::backend::specialise::Specialised;
 /// The kernel's signature (as the Cranelift kernel's `KernelFn`).
 pub(crate) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t: f64, random: *const crate::backend::RandomCtx, non_finite: *mut u32);
 
-/// Machine code in executable memory: the kernel, and the same visiting its elements
-/// from the last to the first (`emit::emit`'s `descending`).
+/// Machine code in executable memory: the kernel's loops, and the same also storing the
+/// spikes as bits through one more pointer, after the spikes' (`StepKernel::spike_bits`),
+/// where the spikes are a mask's float.
 pub(crate) struct Code {
-    _memory: region::Allocation,
-    _memory_down: region::Allocation,
-    pub func: KernelFn,
-    pub func_down: KernelFn,
-    /// The same two loops also storing the spikes as bits through one more pointer, after
-    /// the spikes' (`StepKernel::spike_bits`), where the spikes are a mask's float.
-    pub bits: Option<Bits>,
+    pub plain: Loops,
+    pub bits: Option<Loops>,
     /// Elements per vector (16 in f32, 8 in f64).
     pub lanes: usize,
     /// With `listing`: the vector program and the machine code, disassembled.
     pub listing: Option<String>,
 }
 
-/// [`Code::bits`]' loops.
-pub(crate) struct Bits {
+/// A kernel, and the same visiting its elements from the last to the first
+/// (`emit::emit`'s `descending`).
+pub(crate) struct Loops {
     _memory: region::Allocation,
     _memory_down: region::Allocation,
-    pub func: KernelFn,
-    pub func_down: KernelFn,
+    func: KernelFn,
+    func_down: KernelFn,
+}
+
+impl Loops {
+    /// The loops' bytes (from [`assemble`]) in executable memory.
+    fn new((up, down): &(Vec<u8>, Vec<u8>)) -> Result<Loops, Unsupported> {
+        let (memory, func) = executable(up)?;
+        let (memory_down, func_down) = executable(down)?;
+        Ok(Loops { _memory: memory, _memory_down: memory_down, func, func_down })
+    }
+
+    pub fn func(&self, descending: bool) -> KernelFn {
+        if descending { self.func_down } else { self.func }
+    }
 }
 
 // SAFETY: the memory is written once, before it is made executable, and never again;
 // the code is reentrant (it keeps nothing between calls).
-unsafe impl Send for Code {}
-unsafe impl Sync for Code {}
-unsafe impl Send for Bits {}
-unsafe impl Sync for Bits {}
+unsafe impl Send for Loops {}
+unsafe impl Sync for Loops {}
 
 /// Whether this machine runs the AVX-512 kernels (and `SNNC_AVX512` does not say no).
 pub fn available() -> bool {
@@ -85,34 +93,29 @@ fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool) -> Result<
         return Err(Unsupported("random draws need a call per element".into()));
     }
     let n = slices.count();
-    let mut prog = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1), false)?;
-    let last = lower::live(&mut prog);
+    // Lowered once with the spikes' bits where they are a mask's: in f32 only, where a
+    // vector's lanes are one whole word (an f64 vector's are a byte, and an odd count of
+    // them would leave the last word's other byte as it was).
+    let with_bits = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1), !f64)?;
+    let mut prog = with_bits.clone();
+    let last = lower::live(&mut prog, false);
     // One program, both loops (`emit::emit`'s `descending`).
     let up = emit::emit(&prog, &last, n, f64, false)?;
     let down = emit::emit(&prog, &last, n, f64, true)?;
     let listing = listed.then(|| format!("; AVX-512 vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&up.bytes[..up.code_len])));
-    // The same with the spikes' bits, where they are a mask's and a register is left: in
-    // f32 only, where a vector's lanes are one whole word (an f64 vector's are a byte, and
-    // an odd count of them would leave the last word's other byte as it was).
-    let mut with_bits = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1), !f64)?;
-    let bits = if with_bits.bits {
-        let last = lower::live(&mut with_bits);
-        match (emit::emit(&with_bits, &last, n + 1, f64, false), emit::emit(&with_bits, &last, n + 1, f64, true)) {
-            (Ok(up), Ok(down)) => Some((up.bytes, down.bytes)),
-            _ => None,
-        }
-    } else {
-        None
-    };
-    Ok(Assembled { up: up.bytes, down: down.bytes, bits, listing })
+    // With the bits, where a register is left for them.
+    let bits = Some(with_bits).filter(|w| w.bits).and_then(|mut w| {
+        let last = lower::live(&mut w, true);
+        Some((emit::emit(&w, &last, n + 1, f64, false).ok()?.bytes, emit::emit(&w, &last, n + 1, f64, true).ok()?.bytes))
+    });
+    Ok(Assembled { plain: (up.bytes, down.bytes), bits, listing })
 }
 
 /// What [`assemble`] makes: the kernel's bytes with the ascending loop and with the
-/// descending one, and the listing of the first when asked for.
+/// descending one, the same storing the spike bits too where they can, and the listing
+/// of the first when asked for.
 struct Assembled {
-    up: Vec<u8>,
-    down: Vec<u8>,
-    /// Both loops storing the spike bits too, where they can.
+    plain: (Vec<u8>, Vec<u8>),
     bits: Option<(Vec<u8>, Vec<u8>)>,
     listing: Option<String>,
 }
@@ -122,18 +125,8 @@ pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool)
     if !available() {
         return Err(Unsupported("this machine has no AVX-512 (or SNNC_AVX512=0)".into()));
     }
-    let Assembled { up, down, bits, listing } = assemble(p, slices, f64, listing)?;
-    let (memory, func) = executable(&up)?;
-    let (memory_down, func_down) = executable(&down)?;
-    let bits = match bits {
-        Some((up, down)) => {
-            let (memory, func) = executable(&up)?;
-            let (memory_down, func_down) = executable(&down)?;
-            Some(Bits { _memory: memory, _memory_down: memory_down, func, func_down })
-        }
-        None => None,
-    };
-    Ok(Code { _memory: memory, _memory_down: memory_down, func, func_down, bits, lanes: if f64 { 8 } else { 16 }, listing })
+    let Assembled { plain, bits, listing } = assemble(p, slices, f64, listing)?;
+    Ok(Code { plain: Loops::new(&plain)?, bits: bits.as_ref().map(Loops::new).transpose()?, lanes: if f64 { 8 } else { 16 }, listing })
 }
 
 /// `bytes` (a kernel from [`assemble`]) in executable memory, and the function it is.

@@ -1083,6 +1083,7 @@ impl<T: Float> Network<T> {
                 .collect();
             let chunks: SmallVec<[usize; MAX_STAGES]> = stages.iter().map(|&(q, _)| this.local[q].len()).collect();
             let job = |k: usize, c: usize| {
+                let from = timers::now();
                 let (q, stage) = stages[k];
                 let c = this.local[q].start + c;
                 if stage != Stage::Step {
@@ -1091,6 +1092,7 @@ impl<T: Float> Network<T> {
                 if stage != Stage::Gather {
                     this.step_part(q, c);
                 }
+                timers::chunk(this.step_index, q, c, from);
             };
             // A population's spikes joined as soon as its chunks are stepped, on the
             // thread that stepped the last (a partitioned network's after the exchange).

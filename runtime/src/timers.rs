@@ -82,11 +82,27 @@ pub struct SpanTotal {
     pub calls: u64,
 }
 
+/// One chunk's time at one step ([`log_chunks`]): what told the threads' speeds apart
+/// step by step in docs/benchmarks.md (thirteenth round).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChunkTime {
+    pub step: u64,
+    pub pop: u32,
+    pub chunk: u32,
+    /// As [`SpanTotal::thread`].
+    pub thread: u32,
+    pub nanos: u64,
+}
+
+/// Chunk times kept at most ([`log_chunks`]): 32 MB of them.
+pub const MAX_CHUNK_TIMES: usize = 1 << 20;
+
 #[cfg(feature = "step-timers")]
 mod on {
-    use super::{SPANS, Span, SpanTotal};
+    use super::{ChunkTime, MAX_CHUNK_TIMES, SPANS, Span, SpanTotal};
     use std::cell::Cell;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Instant;
 
     /// Threads told apart; a pool with more shares the last slot.
@@ -155,6 +171,33 @@ mod on {
         SLOT.with(|s| s.set(t.min(THREADS - 1)));
     }
 
+    static LOGGING: AtomicBool = AtomicBool::new(false);
+    static CHUNKS: Mutex<Vec<ChunkTime>> = Mutex::new(Vec::new());
+
+    pub fn log_chunks(on: bool) {
+        LOGGING.store(on, Ordering::Relaxed);
+    }
+
+    pub fn now() -> u64 {
+        if LOGGING.load(Ordering::Relaxed) { since_epoch() } else { 0 }
+    }
+
+    pub fn chunk(step: u64, pop: usize, chunk: usize, from: u64) {
+        if !LOGGING.load(Ordering::Relaxed) {
+            return;
+        }
+        let nanos = since_epoch().saturating_sub(from);
+        let thread = SLOT.with(Cell::get) as u32;
+        let mut log = CHUNKS.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() < MAX_CHUNK_TIMES {
+            log.push(ChunkTime { step, pop: pop as u32, chunk: chunk as u32, thread, nanos });
+        }
+    }
+
+    pub fn take_chunks() -> Vec<ChunkTime> {
+        std::mem::take(&mut *CHUNKS.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn take() -> Vec<SpanTotal> {
         TAKEN.store(since_epoch(), Ordering::Relaxed);
         let mut out = Vec::new();
@@ -172,7 +215,7 @@ mod on {
 
 #[cfg(not(feature = "step-timers"))]
 mod on {
-    use super::{Span, SpanTotal};
+    use super::{ChunkTime, Span, SpanTotal};
 
     pub struct Timer;
 
@@ -191,6 +234,20 @@ mod on {
     pub fn started() {}
 
     pub fn take() -> Vec<SpanTotal> {
+        Vec::new()
+    }
+
+    pub fn log_chunks(_: bool) {}
+
+    #[inline(always)]
+    pub fn now() -> u64 {
+        0
+    }
+
+    #[inline(always)]
+    pub fn chunk(_: u64, _: usize, _: usize, _: u64) {}
+
+    pub fn take_chunks() -> Vec<ChunkTime> {
         Vec::new()
     }
 }
@@ -228,6 +285,31 @@ pub fn take() -> Vec<SpanTotal> {
     on::take()
 }
 
+/// Whether each chunk's time is logged step by step from now on (a `step-timers` build;
+/// `snnc bench sim` with `SNNC_CHUNK_TIMES=FILE`): the totals above hide which thread
+/// was slow when, the log shows it (`bench/chunk_times.py`).
+pub fn log_chunks(on: bool) {
+    on::log_chunks(on);
+}
+
+/// A clock for [`chunk`] (0 while nothing is logged).
+#[inline(always)]
+pub(crate) fn now() -> u64 {
+    on::now()
+}
+
+/// Logs chunk `chunk` of population `pop` at `step`, begun at `from` ([`now`]), on
+/// this thread, if chunks are logged (the first [`MAX_CHUNK_TIMES`] only).
+#[inline(always)]
+pub(crate) fn chunk(step: u64, pop: usize, chunk: usize, from: u64) {
+    on::chunk(step, pop, chunk, from);
+}
+
+/// The chunk times logged since the last call, in the order they ended.
+pub fn take_chunks() -> Vec<ChunkTime> {
+    on::take_chunks()
+}
+
 #[cfg(all(test, feature = "step-timers"))]
 mod tests {
     use super::*;
@@ -254,5 +336,28 @@ mod tests {
         assert!(gather.seconds >= 0.006, "{gather:?}");
         assert!(got.iter().any(|s| s.thread == 61 && s.span == Span::Idle && s.calls == 1));
         assert!(!take().iter().any(|s| s.thread >= 60), "taken");
+    }
+
+    /// Chunk times are logged only while asked for, with the thread that ran them.
+    #[test]
+    fn chunk_times_are_logged_while_asked_for() {
+        let logged = |on: bool| {
+            std::thread::spawn(move || {
+                set_thread(59);
+                log_chunks(on);
+                let from = now();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                chunk(7, 1, 2, from);
+                log_chunks(false);
+            })
+            .join()
+            .unwrap();
+            take_chunks().into_iter().filter(|c| c.thread == 59).collect::<Vec<_>>()
+        };
+        assert!(logged(false).is_empty());
+        let got = logged(true);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].step, got[0].pop, got[0].chunk), (7, 1, 2));
+        assert!(got[0].nanos >= 2_000_000, "{got:?}");
     }
 }

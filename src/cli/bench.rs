@@ -328,8 +328,15 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     let zeros: Vec<Vec<T>> = net.inputs.iter().map(|(_, n)| vec![T::default(); n * net.batch]).collect();
     let external: Vec<&[T]> = zeros.iter().map(|v| v.as_slice()).collect();
     let steps = (a.duration / net.dt).round() as u64;
-    // The step timers (`step-timers` builds) count the run loop only.
+    // The step timers (`step-timers` builds) count the run loop only; with
+    // SNNC_CHUNK_TIMES=FILE they also log every chunk's time, step by step, into FILE.
     snnc_runtime::timers::take();
+    let chunk_log = std::env::var_os("SNNC_CHUNK_TIMES").map(std::path::PathBuf::from);
+    if chunk_log.is_some() && !snnc_runtime::timers::ENABLED {
+        eprintln!("warning: SNNC_CHUNK_TIMES needs a build with `--features step-timers`; nothing is logged");
+    }
+    snnc_runtime::timers::log_chunks(chunk_log.is_some());
+    snnc_runtime::timers::take_chunks();
     let t2 = Instant::now();
     for _ in 0..steps {
         let stepped = match ex {
@@ -347,6 +354,12 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     }
     let run = t2.elapsed().as_secs_f64();
     let timers = snnc_runtime::timers::take();
+    snnc_runtime::timers::log_chunks(false);
+    if let Some(path) = chunk_log.filter(|_| snnc_runtime::timers::ENABLED) {
+        if let Err(e) = write_chunk_times(&path, &snnc_runtime::timers::take_chunks()) {
+            return fail(format!("cannot write `{}`: {e}", path.display()));
+        }
+    }
     // Which code generator made the kernels (AVX-512 where the machine has it).
     let mut code: Vec<&str> = net.pops.iter().filter_map(|p| p.kernel_generator()).collect();
     code.sort_unstable();
@@ -354,6 +367,18 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     let where_ = format!("\"backend\":\"jit\",\"cpu_code\":\"{}\",\"threads\":{},\"ranks\":{}", code.join("+"), net.threads(), ex.map_or(1, |ex| ex.size()));
     print_sim(&net, a, &where_, rep, Times { frontend, jit, build, run }, &timers);
     ExitCode::SUCCESS
+}
+
+/// The chunk times of a run (`SNNC_CHUNK_TIMES`), one line each: step, population,
+/// chunk, thread, nanoseconds (read by `bench/chunk_times.py`).
+fn write_chunk_times(path: &std::path::Path, times: &[snnc_runtime::timers::ChunkTime]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "step\tpop\tchunk\tthread\tns")?;
+    for t in times {
+        writeln!(out, "{}\t{}\t{}\t{}\t{}", t.step, t.pop, t.chunk, t.thread, t.nanos)?;
+    }
+    out.flush()
 }
 
 /// The phases of a `bench sim` repetition, in seconds.

@@ -14,11 +14,13 @@ runs slower for a while shows as a run of digits on its chunk's line only.
 (docs/benchmarks.md, thirteenth round.)
 """
 import argparse
+import signal
 import collections
 import statistics as st
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
     ap.add_argument("--window", type=int, default=100, help="steps a character of the time line stands for")

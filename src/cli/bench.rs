@@ -356,8 +356,9 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     let timers = snnc_runtime::timers::take();
     snnc_runtime::timers::log_chunks(false);
     if let Some(path) = chunk_log.filter(|_| snnc_runtime::timers::ENABLED) {
+        // (The run's figures are printed all the same.)
         if let Err(e) = write_chunk_times(&path, &snnc_runtime::timers::take_chunks()) {
-            return fail(format!("cannot write `{}`: {e}", path.display()));
+            eprintln!("warning: cannot write the chunk times to `{}`: {e}", path.display());
         }
     }
     // Which code generator made the kernels (AVX-512 where the machine has it).

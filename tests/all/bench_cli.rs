@@ -73,3 +73,34 @@ fn sim_reports_jit_build_and_run_apart() {
     assert!(r["kernels"].as_u64().unwrap() >= 2, "{r}");
     assert!(r["rates_hz"]["E"].is_number(), "{r}");
 }
+
+/// `SNNC_CHUNK_TIMES=FILE`: a step-timers build logs every chunk's time at every step
+/// into FILE (what bench/chunk_times.py reads); any other build says it cannot and
+/// prints its figures all the same.
+#[test]
+fn sim_logs_chunk_times_only_where_the_timers_are_built() {
+    let dir = std::env::temp_dir().join(format!("snnc-chunk-times-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("chunks.tsv");
+    let o = Command::new(env!("CARGO_BIN_EXE_snnc"))
+        .args(["bench", "sim", "examples/cuba.snn", "--duration", "2ms", "--method", "euler", "--threads", "2"])
+        .env("SNNC_CHUNK_TIMES", &log)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let rows = json_lines(&o);
+    assert_eq!(rows.len(), 1);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if rows[0].get("timers").is_none() {
+        assert!(stderr.contains("SNNC_CHUNK_TIMES needs a build with `--features step-timers`"), "{stderr}");
+        assert!(!log.exists());
+    } else {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("step\tpop\tchunk\tthread\tns"));
+        // 20 steps of two populations in two chunks each.
+        let steps: std::collections::BTreeSet<u64> = lines.map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
+        assert_eq!(steps.len(), 20, "{text}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

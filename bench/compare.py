@@ -112,19 +112,22 @@ def run_sim(cfg, out, work):
     files = {c: scaled_network(c[0], c[1], work) for c in configs}
     # Brian2: generate and compile each project once (its compile time), then run the
     # binary in the repetitions. snnc compiles in-process on every run (JIT).
+    # One Brian2 project per thread count: one thread without OpenMP, N with OpenMP's N.
     dirs = {}
     for net, n in configs:
-        d = os.path.join(work, f"brian2_{net}_{n}")
-        log(f"sim build: brian2 {net} N={n}")
-        rows, rss, wall = timed([PY, os.path.join(HERE, "peers", "brian2_sim.py"), "build", "--network", net,
-                                 "--neurons", str(n), "--duration", str(dur[n]), "--dir", d])
-        r = rows[-1]
-        r.update(process_peak_mb=rss, process_s=wall)
-        out.write(json.dumps(r) + "\n")
-        dirs[(net, n)] = d
+        for threads in cfg["sim_threads"]:
+            d = os.path.join(work, f"brian2_{net}_{n}_{threads}t")
+            log(f"sim build: brian2 {net} N={n}, {threads} thread(s)")
+            rows, rss, wall = timed([PY, os.path.join(HERE, "peers", "brian2_sim.py"), "build", "--network", net,
+                                     "--neurons", str(n), "--duration", str(dur[n]), "--dir", d, "--threads", str(threads)])
+            r = rows[-1]
+            r.update(tool=brian2_tool(threads), process_peak_mb=rss, process_s=wall)
+            out.write(json.dumps(r) + "\n")
+            dirs[(net, n, threads)] = d
     for rep in range(cfg["reps"]):
         for net, n in configs:
-            # One thread (the comparison with Brian2's one thread), then the others asked for.
+            # One thread (the comparison with Brian2's one thread), then the others asked
+            # for, each snnc run right before Brian2's with as many threads.
             for threads in cfg["sim_threads"]:
                 log(f"sim rep {rep}: snnc {net} N={n} ({dur[n]} s), {threads} thread(s)")
                 rows, rss, wall = timed([SNNC, "bench", "sim", files[(net, n)], "--method", "euler", "--duration", f"{dur[n]}s",
@@ -133,14 +136,20 @@ def run_sim(cfg, out, work):
                 r.update(tool="snnc" if threads == 1 else f"snnc-{threads}t", rep=rep, process_peak_mb=rss, process_s=wall,
                          network=net, neurons=n)
                 out.write(json.dumps(r) + "\n")
-            log(f"sim rep {rep}: brian2 {net} N={n}")
-            rows, rss, wall = timed([PY, os.path.join(HERE, "peers", "brian2_sim.py"), "run", "--network", net,
-                                     "--neurons", str(n), "--duration", str(dur[n]), "--dir", dirs[(net, n)]])
-            r = rows[-1]
-            # The peak of the simulation binary, not of the Python that started it.
-            r.update(tool="brian2", rep=rep, process_peak_mb=rss, process_s=wall)
-            out.write(json.dumps(r) + "\n")
-            out.flush()
+                log(f"sim rep {rep}: brian2 {net} N={n}, {threads} thread(s)")
+                rows, rss, wall = timed([PY, os.path.join(HERE, "peers", "brian2_sim.py"), "run", "--network", net,
+                                         "--neurons", str(n), "--duration", str(dur[n]), "--dir", dirs[(net, n, threads)],
+                                         "--threads", str(threads)])
+                r = rows[-1]
+                # The peak of the simulation binary, not of the Python that started it.
+                r.update(tool=brian2_tool(threads), rep=rep, process_peak_mb=rss, process_s=wall)
+                out.write(json.dumps(r) + "\n")
+                out.flush()
+
+
+def brian2_tool(threads):
+    """The `tool` of a Brian2 row: `brian2` for one thread, `brian2-Nt` for OpenMP's N."""
+    return "brian2" if threads == 1 else f"brian2-{threads}t"
 
 
 # ---------------------------------------------------------------- report
@@ -186,7 +195,8 @@ def summarize(rows):
                     slope = (peaks[-1] - peaks[0]) / (ts[-1] - ts[0]) * 1000
                     lines.append(f"| {tool} | {m} | " + " | ".join(fmt(x, 0) for x in peaks) + f" | {fmt(slope, 1)} MB |")
     sims = [r for r in rows if r.get("bench") == "sim"]
-    builds = {(r["network"], r["neurons"]): r for r in rows if r.get("bench") == "sim-build"}
+    # (One-thread builds; rows of runs before Brian2's threads were compared have no tool.)
+    builds = {(r["network"], r["neurons"]): r for r in rows if r.get("bench") == "sim-build" and r.get("tool", "brian2") == "brian2"}
     if sims:
         lines += ["", "### COBA and CUBA simulation (forward Euler, dt 0.1 ms, one thread)", "",
                   "| network | N | bio time (s) | snnc run (s) | Brian2 run (s) | run Brian2 / snnc | snnc JIT (s) | snnc build (s) | Brian2 codegen + g++ (s) | snnc rate (Hz) | Brian2 rate (Hz) | snnc peak MB | Brian2 peak MB |",
@@ -202,17 +212,21 @@ def summarize(rows):
                          f"{fmt(b.get('build_s'), 1)} | {fmt(median([r['mean_rate_hz'] for r in s]), 1)} | "
                          f"{fmt(median([r.get('mean_rate_hz') for r in p]), 1)} | {fmt(median([r['process_peak_mb'] for r in s]), 0)} | "
                          f"{fmt(median([r['process_peak_mb'] for r in p]), 0)} |")
-        multi = sorted({r["tool"] for r in sims if r["tool"].startswith("snnc-")})
+        multi = sorted({int(r["tool"][5:-1]) for r in sims if r["tool"].startswith("snnc-")})
         if multi:
-            lines += ["", "### snnc on several threads (the neurons of every population split across them)", "",
-                      "| network | N | snnc 1 thread run (s) | " + " | ".join(f"snnc {t[5:-1]} threads run (s) | speed-up" for t in multi) + " |",
-                      "|---|---|---|" + "---|---|" * len(multi)]
+            # Brian2's OpenMP runs beside them where the raw file has them (runs before
+            # 2026-12-07 have none: their cells show as –).
+            lines += ["", "### snnc on several threads (the neurons of every population split across them), beside Brian2's OpenMP threads", "",
+                      "| network | N | snnc 1 thread run (s) | "
+                      + " | ".join(f"snnc {t} threads run (s) | speed-up | Brian2 {t} threads run (s) | Brian2 {t}t / snnc {t}t" for t in multi) + " |",
+                      "|---|---|---|" + "---|---|---|---|" * len(multi)]
+            run_of = lambda net, n, tool: median([r["run_s"] for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, tool)])
             for net, n in keys:
-                one = median([r["run_s"] for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, "snnc")])
+                one = run_of(net, n, "snnc")
                 cells = []
                 for t in multi:
-                    m = median([r["run_s"] for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, t)])
-                    cells += [fmt(m, 3), f"{fmt(one / m)}x"]
+                    m, b = run_of(net, n, f"snnc-{t}t"), run_of(net, n, brian2_tool(t))
+                    cells += [fmt(m, 3), f"{fmt(one / m)}x", fmt(b, 3), f"{fmt(b / m)}x" if b == b else "–"]
                 lines.append(f"| {net.upper()} | {n:,} | {fmt(one, 3)} | " + " | ".join(cells) + " |")
         lines += ["", "### Compile and JIT time (median of reps)", "",
                   "| workload | snnc front end + JIT (s) | snnc build incl. connectivity / weights (s) | peer compile (s) | peer |",

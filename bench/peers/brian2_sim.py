@@ -6,7 +6,8 @@ timing code generation and compilation apart. `run`: execute the compiled binary
 the binary measures itself. One JSON line on stdout per call.
 
 Parameters follow ../shared/BENCHMARKS.md and snnc's examples/coba.snn, cuba.snn:
-forward Euler, dt 0.1 ms, one thread; above 4000 neurons the connection probability is
+forward Euler, dt 0.1 ms, one thread (`--threads N` > 1: Brian2's OpenMP threads,
+`prefs.devices.cpp_standalone.openmp_threads = N`, beside snnc's N threads); above 4000 neurons the connection probability is
 80/N and the weights are scaled by 4000/N, so every neuron keeps 80 inputs on average.
 """
 
@@ -26,7 +27,8 @@ def build(args):
     if os.path.exists(args.dir):
         shutil.rmtree(args.dir)
     b2.set_device("cpp_standalone", directory=args.dir, build_on_run=False)
-    b2.prefs.devices.cpp_standalone.openmp_threads = 0  # one thread, as snnc
+    # One thread: no OpenMP at all (0), as snnc's one thread; else OpenMP's N threads.
+    b2.prefs.devices.cpp_standalone.openmp_threads = 0 if args.threads == 1 else args.threads
     b2.defaultclock.dt = 0.1 * ms
     n = args.neurons
     n_e = n * 4 // 5
@@ -74,7 +76,7 @@ def build(args):
     b2.device.compile_source(args.dir, compiler="gcc", debug=False, clean=True)
     compile_s = time.perf_counter() - t1
     print(json.dumps({"bench": "sim-build", "tool": "brian2", "version": b2.__version__, "network": args.network, "neurons": n,
-                      "codegen_s": codegen, "compile_s": compile_s, "build_s": codegen + compile_s}))
+                      "threads": args.threads, "codegen_s": codegen, "compile_s": compile_s, "build_s": codegen + compile_s}))
 
 
 def run(args):
@@ -91,7 +93,7 @@ def run(args):
         if "spikemonitor_i_" in f:
             spikes = os.path.getsize(os.path.join(res, f)) // 4
     out = {"bench": "sim", "tool": "brian2", "network": args.network, "neurons": args.neurons, "duration_s": args.duration,
-           "run_s": run_s, "process_s": total}
+           "threads": args.threads, "run_s": run_s, "process_s": total}
     if spikes is not None:
         out["spikes"] = spikes
         out["mean_rate_hz"] = spikes / args.neurons / args.duration
@@ -106,7 +108,10 @@ def main():
     ap.add_argument("--duration", type=float, default=1.0, help="biological time, s")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="1: no OpenMP; N > 1: OpenMP's N threads (build and run alike)")
     args = ap.parse_args()
+    if args.threads < 1:
+        ap.error("--threads must be at least 1")
     build(args) if args.action == "build" else run(args)
 
 

@@ -320,7 +320,7 @@ def main():
     ap.add_argument("--drtrl-steps", type=int, help="T of the D-RTRL comparison")
     ap.add_argument("--sim-sizes", type=lambda s: [int(x) for x in s.split(",")], help="neuron counts, e.g. 4000,40000")
     ap.add_argument("--big-duration", type=float, help="biological time (s) of the 400k-neuron runs")
-    ap.add_argument("--sim-threads", type=lambda s: [int(x) for x in s.split(",")], help="snnc thread counts, e.g. 1,2 (1 first)")
+    ap.add_argument("--sim-threads", type=lambda s: [int(x) for x in s.split(",")], help="thread counts, e.g. 1,2 (1 first): snnc's, and Brian2's OpenMP threads beside each count above 1")
     ap.add_argument("--only", choices=["train", "sim"], help="run one workload")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="where raw.jsonl and summary.md go")
     ap.add_argument("--img", default=os.path.join(ROOT, "docs", "img"), help="where the plots go")

@@ -7,8 +7,9 @@ the binary measures itself. One JSON line on stdout per call.
 
 Parameters follow ../shared/BENCHMARKS.md and snnc's examples/coba.snn, cuba.snn:
 forward Euler, dt 0.1 ms, one thread (`--threads N` > 1: Brian2's OpenMP threads,
-`prefs.devices.cpp_standalone.openmp_threads = N`, beside snnc's N threads); above 4000 neurons the connection probability is
-80/N and the weights are scaled by 4000/N, so every neuron keeps 80 inputs on average.
+`prefs.devices.cpp_standalone.openmp_threads = N`, beside snnc's N threads); above 4000
+neurons the connection probability is 80/N and the weights are scaled by 4000/N, so every
+neuron keeps 80 inputs on average.
 """
 
 import argparse

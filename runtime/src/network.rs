@@ -25,7 +25,6 @@ use crate::propagate::{Active, DelayRing, Procedural, SparseRows, Target, Weight
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
 use crate::parallel::MAX_STAGES;
-use smallvec::smallvec;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -1073,15 +1072,17 @@ impl<T: Float> Network<T> {
             }
             // Each population gathers and steps chunk by chunk, or, reading its own last
             // spikes' values, gathers them all before any is overwritten: two stages.
-            let stages: SmallVec<[(usize, Stage); MAX_STAGES]> = group
-                .clone()
-                .flat_map(|q| {
-                    let two = this.reads_itself(q) && !this.fused[q];
-                    let stages: SmallVec<[(usize, Stage); 2]> = if two { smallvec![(q, Stage::Gather), (q, Stage::Step)] } else { smallvec![(q, Stage::Both)] };
-                    stages
-                })
-                .collect();
-            let chunks: SmallVec<[usize; MAX_STAGES]> = stages.iter().map(|&(q, _)| this.local[q].len()).collect();
+            // (Pushed where they lie: a `collect` into a SmallVec copies it out by memcpy.)
+            let mut stages = SmallVec::<[(usize, Stage); MAX_STAGES]>::new();
+            for q in group.clone() {
+                if this.reads_itself(q) && !this.fused[q] {
+                    stages.extend([(q, Stage::Gather), (q, Stage::Step)]);
+                } else {
+                    stages.push((q, Stage::Both));
+                }
+            }
+            let mut chunks = SmallVec::<[usize; MAX_STAGES]>::new();
+            chunks.extend(stages.iter().map(|&(q, _)| this.local[q].len()));
             let job = |k: usize, c: usize| {
                 let from = timers::now();
                 let (q, stage) = stages[k];
@@ -1157,7 +1158,9 @@ impl<T: Float> Network<T> {
         // SAFETY: forwarded to the caller.
         let fresh = unsafe { &mut *self.fresh[p].0.get() };
         // (The parts' steps are over: their locks are free.)
-        let parts: SmallVec<[MutexGuard<'_, Part>; 8]> = parts.iter().map(lock).collect();
+        let mut guards = SmallVec::<[MutexGuard<'_, Part>; 8]>::new();
+        guards.extend(parts.iter().map(lock));
+        let parts = guards;
         if !self.pops[p].spikes.is_empty() {
             fresh.ones = parts.iter().all(|part| part.ones);
             fresh.lists.resize_with(self.batch, Vec::new);
@@ -1389,10 +1392,13 @@ impl<T: Float> Network<T> {
         let kernel_on = |start: usize, len: usize, down: bool, bits: bool| {
             // SAFETY: elements start..start + len of this population's buffers belong to
             // this thread in this phase (`take_ptrs`); nobody else touches them.
-            // On the stack: made for every chunk of every step.
-            let mut states: SmallVec<[&mut [T]; 8]> = ptrs.states.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
-            let mut inputs: SmallVec<[&mut [T]; 8]> = ptrs.inputs.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }).collect();
-            let params: SmallVec<[&[T]; 8]> = pop.per_neuron_params.iter().map(|v| &v[start..start + len]).collect();
+            // On the stack: made for every chunk of every step. (Filled where they lie:
+            // a `collect` returns the whole inline array by value, a copy of ~136 bytes
+            // through memcpy each, 1-2 % of a COBA 4k step in perf.)
+            let (mut states, mut inputs, mut params) = (SmallVec::<[&mut [T]; 8]>::new(), SmallVec::<[&mut [T]; 8]>::new(), SmallVec::<[&[T]; 8]>::new());
+            states.extend(ptrs.states.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }));
+            inputs.extend(ptrs.inputs.iter().map(|&q| unsafe { std::slice::from_raw_parts_mut(q.add(start), len) }));
+            params.extend(pop.per_neuron_params.iter().map(|v| &v[start..start + len]));
             let spikes: &mut [T] = if pop.spikes.is_empty() { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(ptrs.spikes.add(start), len) } };
             // A network holding batch elements b0.. of a larger batch draws what the whole
             // one would for them (element index = b0 * n + i).

@@ -192,17 +192,19 @@ impl JitKernel {
         if !self.cleared.is_empty() {
             return Err(JitError("the kernel clears inputs: step it with `step_clearing` (mutable inputs)".into()));
         }
-        let (counts, slices) = code_slices(a.states, a.inputs.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())), a.params);
+        let mut slices = Slices::new();
+        let counts = code_slices(a.states, a.inputs.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())), a.params, &mut slices);
         // SAFETY: the slices are live for the call; the code writes states and spikes
         // only (no input is cleared), which the `&mut` borrows cover.
-        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending, None) }
+        unsafe { self.call::<T>(counts, &mut slices, (a.spikes.as_mut_ptr().cast::<u8>(), a.spikes.len()), a.t, a.random, descending, None) }
     }
 
     /// [`JitKernel::try_step_ordered`] of a kernel compiled to clear inputs
     /// ([`JitOptions::clear`]): after it those inputs are 0
     /// ([`StepKernel::step_clearing`]). Also takes a kernel that clears none.
     pub fn try_step_clearing<T: Real>(&self, a: ClearingArgs<'_, '_, T>, descending: bool) -> Result<bool, JitError> {
-        let (counts, slices) = code_slices(a.states, a.inputs.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())), a.params);
+        let mut slices = Slices::new();
+        let counts = code_slices(a.states, a.inputs.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())), a.params, &mut slices);
         let n = a.spikes.len();
         let bits = match a.spike_bits {
             Some(b) if self.writes_spike_bits() => {
@@ -216,7 +218,7 @@ impl JitKernel {
         // SAFETY: the slices are live for the call; the code writes states, spikes, the
         // inputs it clears and the spike bits' first n.div_ceil(16) words, which the
         // `&mut` borrows cover (the bits' length is checked above).
-        unsafe { self.call::<T>(counts, slices, (a.spikes.as_mut_ptr().cast::<u8>(), n), a.t, a.random, descending, bits) }
+        unsafe { self.call::<T>(counts, &mut slices, (a.spikes.as_mut_ptr().cast::<u8>(), n), a.t, a.random, descending, bits) }
     }
 
     /// Whether [`JitKernel::try_step_clearing`] stores the spikes as bits too, when given
@@ -236,7 +238,7 @@ impl JitKernel {
     unsafe fn call<T: Real>(
         &self,
         counts: [usize; 3],
-        mut slices: SmallVec<[(*mut u8, usize); 24]>,
+        slices: &mut Slices,
         spikes: (*mut u8, usize),
         t: f64,
         random: RandomCtx,
@@ -256,7 +258,7 @@ impl JitKernel {
             slices.push(spikes);
         }
         let mut n = None;
-        for &(_, len) in &slices {
+        for &(_, len) in slices.iter() {
             match n {
                 None => n = Some(len),
                 Some(m) if m != len => return Err(JitError(format!("slices of different lengths ({m} and {len})"))),
@@ -268,7 +270,9 @@ impl JitKernel {
             return Ok(true);
         }
         // On the stack: made at every call (every chunk of every step).
-        let mut ptrs: SmallVec<[*mut u8; 24]> = slices.iter().map(|&(p, _)| p).collect();
+        // (Pushed where it lies: a `collect` into a SmallVec copies it out by memcpy.)
+        let mut ptrs = SmallVec::<[*mut u8; 24]>::new();
+        ptrs.extend(slices.iter().map(|&(p, _)| p));
         // SAFETY: every pointer is the start of a live slice of exactly n values of the
         // kernel's float type (checked above); the code reads every slice and writes
         // states, spikes and the inputs it clears, each element i once, within 0..n, as
@@ -287,15 +291,20 @@ impl JitKernel {
     }
 }
 
-/// The slices as the code takes them (states, inputs, per-neuron params: start and
-/// length each, `inputs` already so) and how many of each, for [`JitKernel::call`].
-fn code_slices<T>(states: &mut [&mut [T]], inputs: impl ExactSizeIterator<Item = (*mut u8, usize)>, params: &[&[T]]) -> ([usize; 3], SmallVec<[(*mut u8, usize); 24]>) {
+/// Start and length of each slice a kernel call takes, on the stack (every chunk of
+/// every step makes one).
+type Slices = SmallVec<[(*mut u8, usize); 24]>;
+
+/// Pushes the slices as the code takes them (states, inputs, per-neuron params: start
+/// and length each, `inputs` already so) onto `slices`; how many of each, for
+/// [`JitKernel::call`]. (Filled in the caller's frame: returning the 390-byte SmallVec
+/// copied it by memcpy at every call, about 1 % of a COBA 4k step in perf.)
+fn code_slices<T>(states: &mut [&mut [T]], inputs: impl ExactSizeIterator<Item = (*mut u8, usize)>, params: &[&[T]], slices: &mut Slices) -> [usize; 3] {
     let counts = [states.len(), inputs.len(), params.len()];
-    let mut slices: SmallVec<[(*mut u8, usize); 24]> = SmallVec::new();
     slices.extend(states.iter_mut().map(|x| (x.as_mut_ptr().cast::<u8>(), x.len())));
     slices.extend(inputs);
     slices.extend(params.iter().map(|x| (x.as_ptr().cast_mut().cast::<u8>(), x.len())));
-    (counts, slices)
+    counts
 }
 
 impl<T: Real> StepKernel<T> for JitKernel {

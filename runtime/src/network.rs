@@ -1158,9 +1158,9 @@ impl<T: Float> Network<T> {
         // SAFETY: forwarded to the caller.
         let fresh = unsafe { &mut *self.fresh[p].0.get() };
         // (The parts' steps are over: their locks are free.)
-        let mut guards = SmallVec::<[MutexGuard<'_, Part>; 8]>::new();
-        guards.extend(parts.iter().map(lock));
-        let parts = guards;
+        let locks = parts;
+        let mut parts = SmallVec::<[MutexGuard<'_, Part>; 8]>::new();
+        parts.extend(locks.iter().map(lock));
         if !self.pops[p].spikes.is_empty() {
             fresh.ones = parts.iter().all(|part| part.ones);
             fresh.lists.resize_with(self.batch, Vec::new);

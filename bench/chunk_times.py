@@ -14,8 +14,8 @@ runs slower for a while shows as a run of digits on its chunk's line only.
 (docs/benchmarks.md, thirteenth round.)
 """
 import argparse
-import signal
 import collections
+import signal
 import statistics as st
 
 
@@ -34,9 +34,11 @@ def main():
             step, pop, chunk, thread, ns = map(int, line.split())
             if step < a.skip:
                 continue
-            # A population gathered and stepped in two stages logs its chunk twice.
+            # A population gathered and stepped in two stages logs its chunk twice (its
+            # thread counted once a step, by the first).
+            if step not in times[(pop, chunk)]:
+                threads[(pop, chunk)][thread] += 1
             times[(pop, chunk)][step] = times[(pop, chunk)].get(step, 0) + ns
-            threads[(pop, chunk)][thread] += 1
     for key in sorted(times):
         pop, chunk = key
         by_step = times[key]

@@ -195,7 +195,7 @@ def summarize(rows):
                     slope = (peaks[-1] - peaks[0]) / (ts[-1] - ts[0]) * 1000
                     lines.append(f"| {tool} | {m} | " + " | ".join(fmt(x, 0) for x in peaks) + f" | {fmt(slope, 1)} MB |")
     sims = [r for r in rows if r.get("bench") == "sim"]
-    # (One-thread builds; rows of runs before Brian2's threads were compared have no tool.)
+    # (The one-thread builds: an OpenMP build's tool is brian2-Nt.)
     builds = {(r["network"], r["neurons"]): r for r in rows if r.get("bench") == "sim-build" and r.get("tool", "brian2") == "brian2"}
     if sims:
         lines += ["", "### COBA and CUBA simulation (forward Euler, dt 0.1 ms, one thread)", "",

@@ -5,17 +5,21 @@
 # guest's speed; prints each build's median and fastest run and the median of the
 # pairs' ratios B/A (under 1: B faster). docs/benchmarks.md (eleventh round):
 #   bash bench/sim_pairs.sh coba 40000 0.5s 2 16 /tmp/snnc-before target/release/snnc
+# THREADS as TA:TB runs A on TA threads and B on TB (one binary on one and two threads:
+#   bash bench/sim_pairs.sh coba 40000 1s 1:2 10 target/release/snnc target/release/snnc
+# B/A is then the two-thread run's share of the one-thread run's time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 7 ] || { echo "usage: bash bench/sim_pairs.sh coba|cuba N DURATION THREADS PAIRS SNNC_A SNNC_B" >&2; exit 2; }
-net=$1 n=$2 dur=$3 threads=$4 pairs=$5 a=$6 b=$7
+net=$1 n=$2 dur=$3 pairs=$5 a=$6 b=$7
+threads_a=${4%%:*} threads_b=${4#*:}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
-run_s() { "$1" bench sim "$file" --method euler --duration "$dur" --threads "$threads" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $net N=$n, $dur, $threads thread(s), $pairs pairs"
+run_s() { "$1" bench sim "$file" --method euler --duration "$dur" --threads "$2" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $net N=$n, $dur, threads $threads_a (A) / $threads_b (B), $pairs pairs"
 for i in $(seq "$pairs"); do
-    if (( i % 2 )); then x=$(run_s "$a"); y=$(run_s "$b"); else y=$(run_s "$b"); x=$(run_s "$a"); fi
+    if (( i % 2 )); then x=$(run_s "$a" "$threads_a"); y=$(run_s "$b" "$threads_b"); else y=$(run_s "$b" "$threads_b"); x=$(run_s "$a" "$threads_a"); fi
     echo "$x $y"
 done | python3 -c '
 import sys, statistics as st

@@ -98,9 +98,17 @@ fn sim_logs_chunk_times_only_where_the_timers_are_built() {
         let text = std::fs::read_to_string(&log).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("step\tpop\tchunk\tthread\tns"));
-        // 20 steps of two populations in two chunks each.
-        let steps: std::collections::BTreeSet<u64> = lines.map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
-        assert_eq!(steps.len(), 20, "{text}");
+        // Each of the 20 steps logs the same chunks, of both populations (E and I).
+        let mut chunks_at: std::collections::BTreeMap<u64, std::collections::BTreeSet<(u32, u32)>> = Default::default();
+        for l in lines {
+            let f: Vec<u64> = l.split('\t').map(|x| x.parse().unwrap()).collect();
+            assert_eq!(f.len(), 5, "{l}");
+            chunks_at.entry(f[0]).or_default().insert((f[1] as u32, f[2] as u32));
+        }
+        assert_eq!(chunks_at.len(), 20, "{text}");
+        let first = chunks_at.values().next().unwrap();
+        assert!(chunks_at.values().all(|c| c == first), "{text}");
+        assert_eq!(first.iter().map(|&(p, _)| p).collect::<std::collections::BTreeSet<_>>().len(), 2, "{text}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -114,6 +114,7 @@ def run_sim(cfg, out, work):
     # binary in the repetitions. snnc compiles in-process on every run (JIT).
     # One Brian2 project per thread count: one thread without OpenMP, N with OpenMP's N.
     dirs = {}
+    ceiling = build_ceiling(work) if 2 in cfg["sim_threads"] else None
     for net, n in configs:
         for threads in cfg["sim_threads"]:
             d = os.path.join(work, f"brian2_{net}_{n}_{threads}t")
@@ -136,6 +137,9 @@ def run_sim(cfg, out, work):
                 r.update(tool="snnc" if threads == 1 else f"snnc-{threads}t", rep=rep, process_peak_mb=rss, process_s=wall,
                          network=net, neurons=n)
                 out.write(json.dumps(r) + "\n")
+                if threads == 2 and ceiling:
+                    log(f"sim rep {rep}: ceiling N={n} ({dur[n]} s)")
+                    out.write(json.dumps(run_ceiling(ceiling, net, n, dur[n], rep)) + "\n")
                 log(f"sim rep {rep}: brian2 {net} N={n}, {threads} thread(s)")
                 rows, rss, wall = timed([PY, os.path.join(HERE, "peers", "brian2_sim.py"), "run", "--network", net,
                                          "--neurons", str(n), "--duration", str(dur[n]), "--dir", dirs[(net, n, threads)],
@@ -145,6 +149,30 @@ def run_sim(cfg, out, work):
                 r.update(tool=brian2_tool(threads), rep=rep, process_peak_mb=rss, process_s=wall)
                 out.write(json.dumps(r) + "\n")
                 out.flush()
+
+
+def build_ceiling(work):
+    """bench/ceiling.c built (this machine's own two-thread speed-up for a loop with
+    nothing of snnc in it, run beside snnc's two threads), or None without gcc."""
+    exe = os.path.join(work, "ceiling")
+    try:
+        subprocess.run(["gcc", "-O3", "-march=native", "-pthread", os.path.join(HERE, "ceiling.c"), "-o", exe, "-lm"], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log(f"no ceiling (bench/ceiling.c does not build: {e}); the threads table goes without it")
+        return None
+    return exe
+
+
+def run_ceiling(exe, net, n, duration, rep):
+    """One round of the ceiling for N neurons and as many steps as the simulation (dt
+    0.1 ms): its one thread, two with a barrier a step, two with none (seconds)."""
+    steps = round(duration / 1e-4)
+    text = subprocess.run([exe, str(n), str(steps), "1", "1"], check=True, capture_output=True, text=True).stdout
+    m = re.search(r"^round +0: 1 ([0-9.]+) s .*2b ([0-9.]+) s, 2f ([0-9.]+) s", text, re.M)
+    if not m:
+        sys.exit(f"bench/ceiling.c printed no round: {text!r}")
+    one, barrier, free = map(float, m.groups())
+    return dict(bench="sim-ceiling", tool="ceiling", network=net, neurons=n, rep=rep, one_s=one, barrier_s=barrier, free_s=free)
 
 
 def brian2_tool(threads):
@@ -213,13 +241,18 @@ def summarize(rows):
                          f"{fmt(median([r.get('mean_rate_hz') for r in p]), 1)} | {fmt(median([r['process_peak_mb'] for r in s]), 0)} | "
                          f"{fmt(median([r['process_peak_mb'] for r in p]), 0)} |")
         multi = sorted({int(r["tool"][5:-1]) for r in sims if r["tool"].startswith("snnc-")})
+        ceil = [r for r in rows if r.get("bench") == "sim-ceiling"]
         if multi:
             # Brian2's OpenMP runs beside them where the raw file has them (runs before
             # 2026-12-07 have none: their cells show as –).
+            # bench/ceiling.c beside the two-thread runs, where the raw file has it (runs
+            # before 2026-12-07 afternoon have none): this machine's own speed-up.
+            extra = ceil and 2 in multi
             lines += ["", "### snnc on several threads (the neurons of every population split across them), beside Brian2's OpenMP threads", "",
                       "| network | N | snnc 1 thread run (s) | "
-                      + " | ".join(f"snnc {t} threads run (s) | speed-up | Brian2 {t} threads run (s) | Brian2 {t}t / snnc {t}t" for t in multi) + " |",
-                      "|---|---|---|" + "---|---|---|---|" * len(multi)]
+                      + " | ".join(f"snnc {t} threads run (s) | speed-up | Brian2 {t} threads run (s) | Brian2 {t}t / snnc {t}t" for t in multi)
+                      + (" | ceiling's 2-thread speed-up (no barrier) | snnc's 2-thread speed-up / ceiling's" if extra else "") + " |",
+                      "|---|---|---|" + "---|---|---|---|" * len(multi) + ("---|---|" if extra else "")]
             run_of = lambda net, n, tool: median([r["run_s"] for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, tool)])
             for net, n in keys:
                 one = run_of(net, n, "snnc")
@@ -227,7 +260,17 @@ def summarize(rows):
                 for t in multi:
                     m, b = run_of(net, n, f"snnc-{t}t"), run_of(net, n, brian2_tool(t))
                     cells += [fmt(m, 3), f"{fmt(one / m)}x", fmt(b, 3), f"{fmt(b / m)}x" if b == b else "–"]
+                if extra:
+                    c = [r for r in ceil if (r["network"], r["neurons"]) == (net, n)]
+                    # (Ratios of medians, as snnc's speed-up.)
+                    cs = median([r["one_s"] for r in c]) / median([r["free_s"] for r in c]) if c else float("nan")
+                    cells += [f"{fmt(cs)}x", fmt(one / run_of(net, n, "snnc-2t") / cs)]
                 lines.append(f"| {net.upper()} | {n:,} | {fmt(one, 3)} | " + " | ".join(cells) + " |")
+            if extra:
+                lines += ["", "Ceiling: bench/ceiling.c (a conductance update of N neurons, nothing of snnc in it, "
+                          "`gcc -O3 -march=native`) on one thread and on two with no barrier, run right after snnc's "
+                          "two-thread run in each repetition: what this machine's two threads give a loop that never waits for the other thread, "
+                          "in the same minutes as snnc's runs."]
         lines += ["", "### Compile and JIT time (median of reps)", "",
                   "| workload | snnc front end + JIT (s) | snnc build incl. connectivity / weights (s) | peer compile (s) | peer |",
                   "|---|---|---|---|---|"]

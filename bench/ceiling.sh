@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# snnc's two-thread speed-up beside this machine's ceiling, round by round: each round
-# runs bench/ceiling.c once (one thread, then two with a barrier a step, then two with
-# none: work with nothing of snnc in it) and snnc's `bench sim` on one thread and on two,
+# snnc's two-thread speed-up beside a reference loop's, round by round: each round runs
+# bench/ceiling.c once (one thread, then two with a barrier a step, then two with none:
+# work with nothing of snnc in it, two updates a neuron and step, about as long as a
+# COBA step of snnc's at 40k) and snnc's `bench sim` on one thread and on two,
 # so that each round's figures share the same phase of a shared guest. Prints each
 # round's speed-ups and the medians. docs/benchmarks.md (issue 18):
 #   bash bench/ceiling.sh coba 40000 1s 10 target/release/snnc
@@ -13,13 +14,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 gcc -O3 -march=native -pthread bench/ceiling.c -o "$work/ceiling" -lm
 file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
-# As many steps as the simulation (dt 0.1 ms).
+# As many steps as the simulation (the scaled networks' dt, 0.1 ms; DURATION in s or ms).
 steps=$(python3 -c "s='$dur'; print(round(float(s[:-2]) / 1e3 / 1e-4 if s.endswith('ms') else float(s.rstrip('s')) / 1e-4))")
 run_s() { "$snnc" bench sim "$file" --method euler --duration "$dur" --threads "$1" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $net N=$n, $dur ($steps steps), $rounds rounds"
 for i in $(seq "$rounds"); do
-    c=$("$work/ceiling" "$n" "$steps" 1 1 | grep '^round' | sed 's/.*1 \([0-9.]*\) s (.*2b \([0-9.]*\) s, 2f \([0-9.]*\) s.*/\1 \2 \3/')
-    one=$(run_s 1) two=$(run_s 2)
+    c=$("$work/ceiling" "$n" "$steps" 2 1 | grep '^round' | sed 's/.*1 \([0-9.]*\) s (.*2b \([0-9.]*\) s, 2f \([0-9.]*\) s.*/\1 \2 \3/')
+    one=$(run_s 1)
+    two=$(run_s 2)
     echo "$c $one $two"
 done | python3 -c '
 import sys, statistics as st

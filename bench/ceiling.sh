@@ -10,18 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 5 ] || { echo "usage: bash bench/ceiling.sh coba|cuba N DURATION ROUNDS SNNC" >&2; exit 2; }
 net=$1 n=$2 dur=$3 rounds=$4 snnc=$5
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source bench/sim_lib.sh
 gcc -O3 -march=native -pthread bench/ceiling.c -o "$work/ceiling" -lm
-file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
 # As many steps as the simulation (the scaled networks' dt, 0.1 ms; DURATION in s or ms).
 steps=$(python3 -c "s='$dur'; print(round(float(s[:-2]) / 1e3 / 1e-4 if s.endswith('ms') else float(s.rstrip('s')) / 1e-4))")
-run_s() { "$snnc" bench sim "$file" --method euler --duration "$dur" --threads "$1" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $net N=$n, $dur ($steps steps), $rounds rounds"
 for i in $(seq "$rounds"); do
     c=$("$work/ceiling" "$n" "$steps" 2 1 | grep '^round' | sed 's/.*1 \([0-9.]*\) s (.*2b \([0-9.]*\) s, 2f \([0-9.]*\) s.*/\1 \2 \3/')
-    one=$(run_s 1)
-    two=$(run_s 2)
+    one=$(run_s "$snnc" 1)
+    two=$(run_s "$snnc" 2)
     echo "$c $one $two"
 done | python3 -c '
 import sys, statistics as st

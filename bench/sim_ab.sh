@@ -11,10 +11,7 @@ cd "$(dirname "$0")/.."
 [ $# -ge 5 ] || { echo "usage: bash bench/sim_ab.sh coba|cuba N DURATION REPS SNNC..." >&2; exit 2; }
 net=$1 n=$2 dur=$3 reps=$4
 shift 4
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
-run_s() { "$1" bench sim "$file" --method euler --duration "$dur" --threads "$2" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
+source bench/sim_lib.sh
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $net N=$n, $dur, $reps reps"
 if [ "${PAIR:-0}" = 1 ]; then

@@ -13,10 +13,7 @@ cd "$(dirname "$0")/.."
 [ $# -eq 7 ] || { echo "usage: bash bench/sim_pairs.sh coba|cuba N DURATION THREADS PAIRS SNNC_A SNNC_B" >&2; exit 2; }
 net=$1 n=$2 dur=$3 pairs=$5 a=$6 b=$7
 threads_a=${4%%:*} threads_b=${4#*:}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
-run_s() { "$1" bench sim "$file" --method euler --duration "$dur" --threads "$2" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
+source bench/sim_lib.sh
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $net N=$n, $dur, threads $threads_a (A) / $threads_b (B), $pairs pairs"
 for i in $(seq "$pairs"); do
     if (( i % 2 )); then x=$(run_s "$a" "$threads_a"); y=$(run_s "$b" "$threads_b"); else y=$(run_s "$b" "$threads_b"); x=$(run_s "$a" "$threads_a"); fi

@@ -10,9 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 6 ] || { echo "usage: bash bench/sim_pinned.sh SNNC coba|cuba N DURATION MAIN WORKER" >&2; exit 2; }
 snnc=$1 net=$2 n=$3 dur=$4 main=$5 worker=$6
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
+source bench/sim_lib.sh
 "$snnc" bench sim "$file" --method euler --duration "$dur" --threads 2 > "$work/out.json" &
 pid=$!
 # The worker exists once the network is built (well before the run ends).

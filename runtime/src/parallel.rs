@@ -40,23 +40,28 @@ pub(crate) const MAX_STAGES: usize = 8;
 type Job = *const (dyn Fn(usize, usize) + Sync);
 type Epilogue = *const (dyn Fn(usize) -> bool + Sync);
 
+/// The fields that threads write on cache lines of their own, and a phase's opening
+/// writes only what changed since the last phase (`Pool::for_stages`): each write takes
+/// the line from the cores that read it, a transfer the workers then wait for (about
+/// 0.1 us a phase on two vCPUs, docs/benchmarks.md, fifteenth round).
 struct Shared {
     /// The phase's job and epilogue (its chunks are in the cursors).
-    job: UnsafeCell<Option<(Job, Epilogue)>>,
+    job: Line<UnsafeCell<Option<(Job, Epilogue)>>>,
     /// The current phase (`PHASE_BITS` wide), opened once every cursor holds its share.
-    state: AtomicU64,
+    state: Line<AtomicU64>,
     /// The stages of the current phase, and the chunks of each.
-    stages: AtomicUsize,
-    chunks: [AtomicUsize; MAX_STAGES],
+    stages: Line<AtomicUsize>,
+    chunks: Line<[AtomicUsize; MAX_STAGES]>,
     /// Per stage and thread (`stage * threads + t`; thread 0: the caller), the chunks of
     /// its share not yet claimed in the current phase ([`Cursor`]).
     cursors: Box<[Cursor]>,
-    /// Chunks of each stage of the current phase finished.
-    done: [AtomicUsize; MAX_STAGES],
+    /// Chunks of each stage of the current phase finished (back to 0 by the stage's
+    /// last thread, for the next phase).
+    done: Line<[AtomicUsize; MAX_STAGES]>,
     /// `phase << 32 | k`: stages 0..k of the phase are complete (their epilogues run);
     /// all of them once an epilogue has stopped the phase (whose later stages' cursors
     /// it empties first, so that nothing of the phase is left to claim).
-    complete: AtomicU64,
+    complete: Line<AtomicU64>,
     /// A chunk or an epilogue of the current phase panicked, on any thread: the stages
     /// after it do not run.
     failed: AtomicBool,
@@ -76,6 +81,17 @@ struct Shared {
 /// `end - 1` (lowering it); either by a compare-exchange that also checks the phase.
 #[repr(align(64))]
 struct Cursor(AtomicU64);
+
+/// A value on cache lines of its own.
+#[repr(align(64))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 const CHUNK_BITS: u32 = 20;
 const PHASE_BITS: u32 = 64 - 2 * CHUNK_BITS;
@@ -110,13 +126,13 @@ impl Pool {
     /// ([`crate::kernels::flush_denormals`]).
     pub(crate) fn new(threads: usize) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
-            job: UnsafeCell::new(None),
-            state: AtomicU64::new(0),
-            stages: AtomicUsize::new(0),
-            chunks: std::array::from_fn(|_| AtomicUsize::new(0)),
+            job: Line(UnsafeCell::new(None)),
+            state: Line(AtomicU64::new(0)),
+            stages: Line(AtomicUsize::new(0)),
+            chunks: Line(std::array::from_fn(|_| AtomicUsize::new(0))),
             cursors: (0..threads * MAX_STAGES).map(|_| Cursor(AtomicU64::new(0))).collect(),
-            done: std::array::from_fn(|_| AtomicUsize::new(0)),
-            complete: AtomicU64::new(0),
+            done: Line(std::array::from_fn(|_| AtomicUsize::new(0))),
+            complete: Line(AtomicU64::new(0)),
             failed: AtomicBool::new(false),
             quit: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -171,16 +187,25 @@ impl Pool {
                 std::mem::transmute::<*const (dyn Fn(usize) -> bool + Sync + '_), Epilogue>(epilogue as *const _),
             )
         };
+        // (Each field written only where it changes: a step's job is the same closure
+        // from one step to the next, and a store would take the line from every core
+        // that reads it.)
         // SAFETY: every stage of the last phase is complete, so nobody reads `job`.
-        unsafe { *s.job.get() = Some(erased) };
+        unsafe {
+            let job = s.job.get();
+            if (*job).is_none_or(|(j, e)| !std::ptr::eq(j, erased.0) || !std::ptr::eq(e, erased.1)) {
+                *job = Some(erased);
+            }
+        }
         let phase = (s.state.load(Ordering::Relaxed) + 1) & ((1 << PHASE_BITS) - 1);
         let threads = self.threads();
-        s.stages.store(chunks.len(), Ordering::Relaxed);
-        s.failed.store(false, Ordering::Relaxed);
+        store_if_changed(&s.stages, chunks.len());
+        if s.failed.load(Ordering::Relaxed) {
+            s.failed.store(false, Ordering::Relaxed);
+        }
         s.complete.store(phase << 32, Ordering::Relaxed);
         for (k, &n) in chunks.iter().enumerate() {
-            s.chunks[k].store(n, Ordering::Relaxed);
-            s.done[k].store(0, Ordering::Relaxed);
+            store_if_changed(&s.chunks[k], n);
             for t in 0..threads {
                 let share = split(n, threads, t);
                 s.cursors[k * threads + t].0.store(pack(phase, share.start, share.end), Ordering::Release);
@@ -274,6 +299,9 @@ fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
             // (Acquire and Release: the last chunk's thread sees every chunk's writes,
             // and its epilogue's store of `complete` passes them on.)
             if s.done[k].fetch_add(1, Ordering::AcqRel) + 1 == chunks {
+                // Nobody counts this stage again before the next phase, which the
+                // store of `complete` below (or the caller's, ending the phase) precedes.
+                s.done[k].store(0, Ordering::Relaxed);
                 // SAFETY: see above.
                 let go = match catch_unwind(AssertUnwindSafe(|| unsafe { (*epilogue)(k) })) {
                     Ok(go) => go && !s.failed.load(Ordering::Relaxed),
@@ -297,6 +325,13 @@ fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
         }
     }
     caught
+}
+
+/// Stores `v` unless `a` already holds it (by the thread that alone writes `a`).
+fn store_if_changed(a: &AtomicUsize, v: usize) {
+    if a.load(Ordering::Relaxed) != v {
+        a.store(v, Ordering::Relaxed);
+    }
 }
 
 /// Marks the current phase failed (a panic on thread `me`), before its chunk is counted.

@@ -629,6 +629,36 @@ mod tests {
         }
     }
 
+    /// The pool's own cost a phase: many phases of one and of two stages whose chunks
+    /// do almost nothing (50 relaxed additions each), each chunk checked to run once a
+    /// phase; prints the microseconds a phase of seven rounds, sorted. A timing probe
+    /// for changes to the pool (docs/benchmarks.md, fifteenth round), ignored by
+    /// default:
+    /// `cargo test --release -p snnc-runtime --lib pool_phase_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn pool_phase_cost() {
+        let pool = Pool::new(2).expect("threads");
+        let hits: Vec<Cursor> = (0..4).map(|_| Cursor(AtomicU64::new(0))).collect();
+        for stages in [&[2usize][..], &[2, 2][..]] {
+            let mut rounds = Vec::new();
+            for _ in 0..7 {
+                const PHASES: u64 = 100_000;
+                hits.iter().for_each(|h| h.0.store(0, Ordering::Relaxed));
+                let t = Instant::now();
+                for _ in 0..PHASES {
+                    pool.for_stages(stages, &|k, c| (0..50).for_each(|_| drop(hits[k * 2 + c].0.fetch_add(1, Ordering::Relaxed))), &|_| true);
+                }
+                rounds.push(t.elapsed().as_secs_f64() / PHASES as f64 * 1e6);
+                for (i, h) in hits.iter().enumerate().take(stages.len() * 2) {
+                    assert_eq!(h.0.load(Ordering::Relaxed), 50 * PHASES, "chunk {} of stage {}", i % 2, i / 2);
+                }
+            }
+            rounds.sort_by(f64::total_cmp);
+            eprintln!("{} stage(s) of 2 chunks on 2 threads: {rounds:.3?} us a phase", stages.len());
+        }
+    }
+
     #[test]
     fn a_panicking_chunk_panics_in_the_caller_and_the_pool_goes_on() {
         let pool = Pool::new(2).expect("threads");

@@ -631,7 +631,8 @@ mod tests {
 
     /// The pool's own cost a phase: many phases of one and of two stages whose chunks
     /// do almost nothing (50 relaxed additions each), each chunk checked to run once a
-    /// phase; prints the microseconds a phase of seven rounds, sorted. A timing probe
+    /// phase; prints the microseconds a phase of seven rounds, sorted, and a cache
+    /// line's round trip between two threads. A timing probe
     /// for changes to the pool (docs/benchmarks.md, fifteenth round), ignored by
     /// default:
     /// `cargo test --release -p snnc-runtime --lib pool_phase_cost -- --ignored --nocapture`
@@ -657,6 +658,27 @@ mod tests {
             rounds.sort_by(f64::total_cmp);
             eprintln!("{} stage(s) of 2 chunks on 2 threads: {rounds:.3?} us a phase", stages.len());
         }
+        // Beside it, the floor: one line passed to another thread and back.
+        let line = Arc::new(Cursor(AtomicU64::new(0)));
+        const TRIPS: u64 = 1_000_000;
+        let other = Arc::clone(&line);
+        let echo = std::thread::spawn(move || {
+            for i in 0..TRIPS {
+                while other.0.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                other.0.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let t = Instant::now();
+        for i in 0..TRIPS {
+            line.0.store(2 * i + 1, Ordering::Release);
+            while line.0.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+        eprintln!("a line to another thread and back: {:.3} us", t.elapsed().as_secs_f64() / TRIPS as f64 * 1e6);
+        echo.join().expect("the echoing thread");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //       shape of snnc's step on two threads, without its deliveries or bookkeeping);
 //   2f  on two threads, each half the neurons, no barrier until the end (neither ever
 //       waits for the other).
+//   rt  a cache line passed to another thread and back, 100,000 times (ns a round
+//       trip): where the host has put the two vCPUs (docs/benchmarks.md, fifteenth
+//       round: 0.04, 0.07-0.08 or 0.31-0.34 us on this guest, the dearer the further).
 // It is one cache-bound loop, not a bound for every program (a program whose halves fit
 // a core's cache better than its whole can gain more). The three run in turn, ROUNDS times (interleaved, so that each round sees the same
 // phase of a shared machine), and the medians and per-round speed-ups are printed.
@@ -110,6 +113,41 @@ static double time_mode(int threads, int sync) {
     return now() - t0;
 }
 
+// Nanoseconds a round trip of one cache line between this thread and another.
+#define TRIPS 100000
+static _Alignas(64) atomic_long line;
+
+static void *echo(void *arg) {
+    (void)arg;
+    for (long i = 0; i < TRIPS; i++) {
+        while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i + 1) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+        atomic_store_explicit(&line, 2 * i + 2, memory_order_release);
+    }
+    return NULL;
+}
+
+static double round_trip_ns(void) {
+    atomic_store(&line, 0);
+    pthread_t other;
+    pthread_create(&other, NULL, echo, NULL);
+    double t0 = now();
+    for (long i = 0; i < TRIPS; i++) {
+        atomic_store_explicit(&line, 2 * i + 1, memory_order_release);
+        while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i + 2) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    }
+    double t = now() - t0;
+    pthread_join(other, NULL);
+    return 1e9 * t / TRIPS;
+}
+
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -140,7 +178,7 @@ int main(int argc, char **argv) {
         if (posix_memalign((void **)arrays[a], 64, n_neurons * sizeof(float))) return 1;
     }
     double *one = malloc(rounds * sizeof(double)), *bar = malloc(rounds * sizeof(double)), *free_ = malloc(rounds * sizeof(double));
-    double *sb = malloc(rounds * sizeof(double)), *sf = malloc(rounds * sizeof(double));
+    double *sb = malloc(rounds * sizeof(double)), *sf = malloc(rounds * sizeof(double)), *rt = malloc(rounds * sizeof(double));
     time_mode(1, 0);  // warm-up
     for (int r = 0; r < rounds; r++) {
         one[r] = time_mode(1, 0);
@@ -148,10 +186,11 @@ int main(int argc, char **argv) {
         free_[r] = time_mode(2, 0);
         sb[r] = one[r] / bar[r];
         sf[r] = one[r] / free_[r];
-        printf("round %2d: 1 %.6f s (%.2f us a step), 2b %.6f s, 2f %.6f s, speed-up 2b %.3f, 2f %.3f\n", r, one[r], 1e6 * one[r] / steps, bar[r], free_[r], sb[r], sf[r]);
+        rt[r] = round_trip_ns();
+        printf("round %2d: 1 %.6f s (%.2f us a step), 2b %.6f s, 2f %.6f s, speed-up 2b %.3f, 2f %.3f, rt %.1f ns\n", r, one[r], 1e6 * one[r] / steps, bar[r], free_[r], sb[r], sf[r], rt[r]);
     }
-    printf("medians: 1 %.6f s, 2b %.6f s, 2f %.6f s; speed-up (ratio of medians) 2b %.3f, 2f %.3f; median of rounds' speed-ups 2b %.3f, 2f %.3f\n",
+    printf("medians: 1 %.6f s, 2b %.6f s, 2f %.6f s; speed-up (ratio of medians) 2b %.3f, 2f %.3f; median of rounds' speed-ups 2b %.3f, 2f %.3f; rt %.1f ns\n",
            median(one, rounds), median(bar, rounds), median(free_, rounds), median(one, rounds) / median(bar, rounds),
-           median(one, rounds) / median(free_, rounds), median(sb, rounds), median(sf, rounds));
+           median(one, rounds) / median(free_, rounds), median(sb, rounds), median(sf, rounds), median(rt, rounds));
     return 0;
 }

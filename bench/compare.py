@@ -181,7 +181,13 @@ def run_ceiling(exe, net, n, duration, rep):
         log(f"ceiling N={n} printed no usable round: {text!r}")
         return None
     one, barrier, free = map(float, m.groups())
-    return dict(bench="sim-ceiling", tool="ceiling", network=net, neurons=n, rep=rep, one_s=one, barrier_s=barrier, free_s=free, updates=2)
+    row = dict(bench="sim-ceiling", tool="ceiling", network=net, neurons=n, rep=rep, one_s=one, barrier_s=barrier, free_s=free, updates=2)
+    # A cache line's round trip between the two threads (where the host has put the
+    # vCPUs: docs/benchmarks.md, fifteenth round), in versions of ceiling.c that time it.
+    rt = re.search(r"^round +0: .*, rt ([0-9.]+) ns", text, re.M)
+    if rt:
+        row["round_trip_ns"] = float(rt.group(1))
+    return row
 
 
 def brian2_tool(threads):
@@ -257,11 +263,14 @@ def summarize(rows):
             # bench/ceiling.c beside the two-thread runs, where the raw file has it (runs
             # before 2026-12-07 afternoon have none): this machine's own speed-up.
             extra = ceil and 2 in multi
+            # (Raw files before the round trip was timed have none: no column then.)
+            trips = extra and any("round_trip_ns" in r for r in ceil)
             lines += ["", "### snnc on several threads (the neurons of every population split across them), beside Brian2's OpenMP threads", "",
                       "| network | N | snnc 1 thread run (s) | "
                       + " | ".join(f"snnc {t} threads run (s) | speed-up | Brian2 {t} threads run (s) | Brian2 {t}t / snnc {t}t" for t in multi)
-                      + (" | ceiling's 2-thread speed-up (no barrier) | snnc's 2-thread speed-up / ceiling's" if extra else "") + " |",
-                      "|---|---|---|" + "---|---|---|---|" * len(multi) + ("---|---|" if extra else "")]
+                      + (" | ceiling's 2-thread speed-up (no barrier) | snnc's 2-thread speed-up / ceiling's" if extra else "")
+                      + (" | line round trip (ns), median (min-max)" if trips else "") + " |",
+                      "|---|---|---|" + "---|---|---|---|" * len(multi) + ("---|---|" if extra else "") + ("---|" if trips else "")]
             run_of = lambda net, n, tool: median([r["run_s"] for r in sims if (r["network"], r["neurons"], r["tool"]) == (net, n, tool)])
             for net, n in keys:
                 one = run_of(net, n, "snnc")
@@ -274,12 +283,19 @@ def summarize(rows):
                     # (Ratios of medians, as snnc's speed-up.)
                     cs = median([r["one_s"] for r in c]) / median([r["free_s"] for r in c]) if c else float("nan")
                     cells += [f"{fmt(cs)}x" if cs == cs else "–", fmt(one / run_of(net, n, "snnc-2t") / cs)]
+                if trips:
+                    rts = [r["round_trip_ns"] for r in ceil if (r["network"], r["neurons"]) == (net, n) and "round_trip_ns" in r]
+                    cells.append(f"{median(rts):.0f} ({min(rts):.0f}-{max(rts):.0f})" if rts else "–")
                 lines.append(f"| {net.upper()} | {n:,} | {fmt(one, 3)} | " + " | ".join(cells) + " |")
             if extra:
                 lines += ["", "Ceiling: bench/ceiling.c (a conductance update of N neurons, nothing of snnc in it, "
                           "`gcc -O3 -march=native`) on one thread and on two with no barrier, run right after snnc's "
                           "two-thread run in each repetition: what this machine's two threads give one cache-bound loop that never "
                           "waits for the other thread, in the same minutes as snnc's runs (a reference, not a bound for every program)."]
+                if trips:
+                    lines += ["", "Line round trip: a cache line passed between the ceiling's two threads and back (bench/ceiling.c, "
+                              "each repetition), where the host has put the two vCPUs: every line snnc's threads pass in a step "
+                              "costs about half of it (docs/benchmarks.md, fifteenth round)."]
         lines += ["", "### Compile and JIT time (median of reps)", "",
                   "| workload | snnc front end + JIT (s) | snnc build incl. connectivity / weights (s) | peer compile (s) | peer |",
                   "|---|---|---|---|---|"]

@@ -278,13 +278,13 @@ def summarize(rows):
                 for t in multi:
                     m, b = run_of(net, n, f"snnc-{t}t"), run_of(net, n, brian2_tool(t))
                     cells += [fmt(m, 3), f"{fmt(one / m)}x", fmt(b, 3), f"{fmt(b / m)}x" if b == b else "–"]
+                c = [r for r in ceil if (r["network"], r["neurons"]) == (net, n)]
                 if extra:
-                    c = [r for r in ceil if (r["network"], r["neurons"]) == (net, n)]
                     # (Ratios of medians, as snnc's speed-up.)
                     cs = median([r["one_s"] for r in c]) / median([r["free_s"] for r in c]) if c else float("nan")
                     cells += [f"{fmt(cs)}x" if cs == cs else "–", fmt(one / run_of(net, n, "snnc-2t") / cs)]
                 if trips:
-                    rts = [r["round_trip_ns"] for r in ceil if (r["network"], r["neurons"]) == (net, n) and "round_trip_ns" in r]
+                    rts = [r["round_trip_ns"] for r in c if "round_trip_ns" in r]
                     cells.append(f"{median(rts):.0f} ({min(rts):.0f}-{max(rts):.0f})" if rts else "–")
                 lines.append(f"| {net.upper()} | {n:,} | {fmt(one, 3)} | " + " | ".join(cells) + " |")
             if extra:

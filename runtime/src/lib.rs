@@ -12,6 +12,7 @@ pub mod batchnorm;
 pub mod connectivity;
 pub mod conv;
 pub mod data;
+mod balance;
 mod dropout;
 pub mod error;
 pub mod force;

@@ -8,6 +8,7 @@
 
 use smallvec::SmallVec;
 use crate::adapter::LowRank;
+use crate::balance::{self, Balance};
 use crate::batchnorm::{BatchNorm, STATE_PREFIX};
 use crate::connectivity::{self, Csr, SynapseFn, apply_sign, build_threads};
 use crate::dropout::{Dropout, MaskAt};
@@ -659,6 +660,15 @@ pub struct Network<T: 'static> {
     pub(crate) partition: Option<Partition>,
     /// Neurons per chunk when set ([`Network::set_chunk`]); else `parallel::chunks_of`.
     chunk: Option<usize>,
+    /// Per population, the cells its chunks are runs of, at which the rows of the sparse
+    /// projections into it are split: [`balance::CELLS_PER_CHUNK`] a chunk where several
+    /// threads step it in chunks that move (`balance.rs`), else its chunks.
+    cells: Vec<Vec<std::ops::Range<usize>>>,
+    /// On several threads with the chunks split automatically (no `set_chunk`, no
+    /// partition) and [`Network::set_balancing`] on: the chunks' times, after which their
+    /// bounds move (`balance.rs`).
+    balance: Option<Balance>,
+    balancing: bool,
     ptrs: StepPtrs<T>,
 }
 
@@ -804,6 +814,16 @@ fn sample_values<T: Float>(init: &Init, rng: &Rng, stream: u32, count: usize) ->
     (0..count).map(|i| T::from_f64(connectivity::sample(init, rng, stream, i as u64, 0))).collect()
 }
 
+/// Where each chunk's spike bits start (`Network::spike_bits`): a multiple of 32 words
+/// (a cache line), then the end of the last.
+fn bits_offsets(ranges: &[std::ops::Range<usize>]) -> Vec<usize> {
+    let mut at = vec![0];
+    for c in ranges {
+        at.push(at[at.len() - 1] + c.len().div_ceil(16).next_multiple_of(32));
+    }
+    at
+}
+
 impl<T: Float> Network<T> {
     /// Compiles `net` ([`pipeline::compile_network`]) and instantiates it with kernels
     /// from `factory`.
@@ -867,6 +887,9 @@ impl<T: Float> Network<T> {
             local: Vec::new(),
             partition: None,
             chunk: None,
+            cells: Vec::new(),
+            balance: None,
+            balancing: true,
             ptrs: StepPtrs::default(),
         })
     }
@@ -963,6 +986,16 @@ impl<T: Float> Network<T> {
             self.lay_out();
         }
         Ok(())
+    }
+
+    /// Whether the chunks' bounds follow the threads' measured speeds (by default they
+    /// do, where the threads split populations themselves: `balance.rs`); off, every
+    /// population keeps its even split. The results are the same either way.
+    pub fn set_balancing(&mut self, on: bool) {
+        if on != self.balancing {
+            self.balancing = on;
+            self.lay_out();
+        }
     }
 
     /// Splits each population into chunks of about `neurons` neurons, the units of work
@@ -1083,17 +1116,23 @@ impl<T: Float> Network<T> {
             }
             let mut chunks = SmallVec::<[usize; MAX_STAGES]>::new();
             chunks.extend(stages.iter().map(|&(q, _)| this.local[q].len()));
+            // (Timed where the chunks' bounds move: `balance.rs`.)
+            let timed = this.balance.as_ref().filter(|_| pooled && exchange.is_none() && this.pool.is_some());
             let job = |k: usize, c: usize| {
                 let from = timers::now();
+                let started = timed.map(|_| balance::now());
                 let (q, stage) = stages[k];
-                let c = this.local[q].start + c;
+                let at = this.local[q].start + c;
                 if stage != Stage::Step {
-                    this.gather_part(q, &this.ranges[q][c], external);
+                    this.gather_part(q, &this.ranges[q][at], external);
                 }
                 if stage != Stage::Gather {
-                    this.step_part(q, c);
+                    this.step_part(q, at);
                 }
-                timers::chunk(this.step_index, q, c, from);
+                if let (Some(bal), Some(t)) = (timed, started) {
+                    bal.add(q, c, balance::now().wrapping_sub(t));
+                }
+                timers::chunk(this.step_index, q, at, from);
             };
             // A population's spikes joined as soon as its chunks are stepped, on the
             // thread that stepped the last (a partitioned network's after the exchange).
@@ -1126,7 +1165,53 @@ impl<T: Float> Network<T> {
             p = group.end;
         }
         self.finish_step()?;
+        if pooled && exchange.is_none() && self.pool.is_some() {
+            self.rebalance();
+        }
         self.plasticity()
+    }
+
+    /// At the end of a window of pooled steps, the chunks of each population whose
+    /// times say a move pays (`balance::proportional`) get their new bounds, runs of
+    /// its cells: no row is split again, and only the spike bits are laid out anew.
+    fn rebalance(&mut self) {
+        // (Out of the network while its bounds move.)
+        let Some(mut bal) = self.balance.take() else { return };
+        if bal.stepped() {
+            for p in 0..self.pops.len() {
+                let times = bal.take(p);
+                let local = self.local[p].clone();
+                let asked = balance::proportional(&self.ranges[p][local.clone()], &times, &self.cells[p]).filter(|_| self.movable(p));
+                if bal.persists(p, &self.ranges[p][local], asked.as_ref().map(|(new, saved)| (new.as_slice(), *saved))) {
+                    let started = balance::now();
+                    self.move_bounds(p, asked.expect("a move was asked for").0);
+                    bal.cost[p] = balance::now().wrapping_sub(started) as f64;
+                }
+            }
+            bal.restart();
+        }
+        self.balance = Some(bal);
+    }
+
+    /// Whether population `p`'s chunks can move: it has cells finer than its chunks, and
+    /// every sparse projection into it keeps its rows' entries at them.
+    fn movable(&self, p: usize) -> bool {
+        self.cells[p].len() > self.local[p].len() && self.projs.iter().filter(|pr| pr.to == p).all(|pr| !matches!(&pr.weights, Weights::Sparse(rows) if !rows.has_cells()))
+    }
+
+    /// Gives population `p`'s chunks the bounds `new` (as many, runs of its cells, and
+    /// [`Network::movable`]): the rows' splits and the spike bits laid out for them.
+    fn move_bounds(&mut self, p: usize, new: Vec<std::ops::Range<usize>>) {
+        debug_assert_eq!(new.len(), self.local[p].len());
+        for pr in self.projs.iter_mut().filter(|pr| pr.to == p) {
+            if let Weights::Sparse(rows) = &mut pr.weights {
+                let moved = rows.move_split(&new);
+                debug_assert!(moved, "`{}`: {new:?} not runs of cells", pr.name);
+            }
+        }
+        let local = self.local[p].clone();
+        self.ranges[p].splice(local, new);
+        self.bits_at[p] = bits_offsets(&self.ranges[p]);
     }
 
     /// The end of a step for the plastic projections, in order, on this thread: their
@@ -1210,25 +1295,26 @@ impl<T: Float> Network<T> {
         let layouts: Vec<_> = self.pops.iter().map(|p| crate::partition::layout(p.n, threads, self.chunk, self.partition)).collect();
         self.parts = layouts.iter().map(|(r, _)| r.iter().map(|_| Mutex::new(Part { active: vec![Vec::new(); batch], ones: true, non_finite: None })).collect()).collect();
         (self.ranges, self.local) = layouts.into_iter().unzip();
-        // Each chunk's spike bits from a multiple of 32 words (a cache line), then the end.
-        self.bits_at = self
-            .ranges
-            .iter()
-            .map(|r| {
-                let mut at = vec![0];
-                for c in r {
-                    at.push(at[at.len() - 1] + c.len().div_ceil(16).next_multiple_of(32));
-                }
-                at
-            })
-            .collect();
+        self.bits_at = self.ranges.iter().map(|r| bits_offsets(r)).collect();
         let pops = self.pops.len();
         self.fresh.resize_with(pops, Fresh::default);
         (self.active_ones, self.fused) = (vec![false; pops], vec![false; pops]);
+        // Bounds that move where the threads split populations themselves.
+        let moving = self.balancing && self.pool.is_some() && self.chunk.is_none() && self.partition.is_none();
+        self.cells = (0..pops)
+            .map(|p| {
+                let mine = &self.ranges[p][self.local[p].clone()];
+                match (mine.first(), mine.last()) {
+                    (Some(first), Some(last)) if moving && mine.len() > 1 => balance::cells(first.start..last.end, mine.len() * balance::CELLS_PER_CHUNK),
+                    _ => mine.to_vec(),
+                }
+            })
+            .collect();
+        self.balance = moving.then(|| Balance::new(&self.local.iter().map(|l| l.len()).collect::<Vec<_>>()));
         for pr in &mut self.projs {
             if let Weights::Sparse(rows) = &mut pr.weights {
                 // This process's chunks (a partitioned network keeps only their columns).
-                rows.split_columns(&self.ranges[pr.to][self.local[pr.to].clone()]);
+                rows.split_cells(&self.cells[pr.to], &self.ranges[pr.to][self.local[pr.to].clone()]);
             }
         }
     }
@@ -2124,7 +2210,64 @@ mod tests {
         assert_eq!(net.active_ones, vec![true; net.pops.len()]);
         for pr in &net.projs {
             let Weights::Sparse(rows) = &pr.weights else { panic!("`{}` is not sparse", pr.name) };
-            assert!(rows.chunk_of(&net.ranges[pr.to][1]).is_some(), "`{}` has no split", pr.name);
+            assert!(rows.span_of(&net.ranges[pr.to][1]).is_some(), "`{}` has no split", pr.name);
+        }
+    }
+
+    /// Chunks moved to other runs of their cells (as `rebalance` moves them when one
+    /// thread runs slower) give the spikes of one thread, step by step, and their rows
+    /// are not split again: every new chunk is a span of the split made at the cells.
+    #[test]
+    fn chunks_moved_to_other_cells_give_the_spikes_of_one_thread() {
+        // COBA with E and I of more than 4096 neurons each: two chunks each on two
+        // threads (80 inputs a neuron, weights scaled, as bench/compare.py scales it).
+        let (n_e, n_i) = (8200usize, 4100usize);
+        let scale = 4000.0 / (n_e + n_i) as f64;
+        let text = include_str!("../../examples/coba.snn")
+            .replace("[3200]", &format!("[{n_e}]"))
+            .replace("[800]", &format!("[{n_i}]"))
+            .replace("p = 0.02", &format!("p = {:.10}", 80.0 / (n_e + n_i) as f64))
+            .replace("weight 6 nS", &format!("weight {:.10} nS", 6.0 * scale))
+            .replace("weight 67 nS", &format!("weight {:.10} nS", 67.0 * scale));
+        let build = || {
+            let mut sources = snnc_compiler::SourceMap::new();
+            let (p, d) = snnc_compiler::sema::check_source("coba.snn", &text, &mut sources);
+            assert!(d.iter().all(|d| !d.is_error()));
+            let o = Options { seed: 7, method: Some(snnc_compiler::sema::Method::Euler), ..Options::default() };
+            Network::<f32>::build(&p, &p.networks[0], &o, &crate::kernels::JitFactory).unwrap()
+        };
+        let steps = 240;
+        let mut one = build();
+        let want: Vec<Vec<Vec<u32>>> = (0..steps)
+            .map(|_| {
+                one.step(&[]).unwrap();
+                one.pops.iter().map(|p| p.active[0].clone()).collect()
+            })
+            .collect();
+        assert!(want.iter().flatten().map(Vec::len).sum::<usize>() > 100, "the network fires");
+        let mut two = build();
+        two.set_threads(2).unwrap();
+        assert_eq!(two.local.iter().map(|l| l.len()).collect::<Vec<_>>(), vec![2, 2]);
+        assert!((0..two.pops.len()).all(|p| two.movable(p)));
+        // The cells a step moves the bound between the two chunks to (even: 16).
+        let moves = [(40, 5), (90, 27), (150, 16), (200, 9)];
+        for (t, want) in want.iter().enumerate() {
+            if let Some(&(_, cut)) = moves.iter().find(|(at, _)| *at == t) {
+                for p in 0..two.pops.len() {
+                    let cells = two.cells[p].clone();
+                    assert_eq!(cells.len(), 2 * crate::balance::CELLS_PER_CHUNK);
+                    two.move_bounds(p, vec![cells[0].start..cells[cut].start, cells[cut].start..cells[cells.len() - 1].end]);
+                }
+                for pr in &two.projs {
+                    let Weights::Sparse(rows) = &pr.weights else { panic!("`{}` is not sparse", pr.name) };
+                    for c in &two.ranges[pr.to] {
+                        assert!(rows.span_of(c).is_some(), "`{}`: {c:?} is not a span of the split", pr.name);
+                    }
+                }
+            }
+            two.step(&[]).unwrap();
+            let got: Vec<Vec<u32>> = two.pops.iter().map(|p| p.active[0].clone()).collect();
+            assert_eq!(&got, want, "step {t}");
         }
     }
 

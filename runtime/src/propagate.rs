@@ -6,6 +6,7 @@
 use crate::connectivity::Csr;
 use crate::scalar::Float;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, LinalgScalar, ShapeBuilder, linalg::general_mat_mul, s};
+use smallvec::SmallVec;
 use snnc_compiler::backend::Real;
 use std::ops::Range;
 
@@ -30,24 +31,60 @@ pub struct SparseRows<T> {
     /// Where each row's entries of each chunk of targets lie, found once
     /// ([`SparseRows::split_columns`]) instead of by bisection at every spike.
     split: Option<ColumnSplit>,
-    /// Every entry's column less the first column of its chunk of the split (of the
-    /// whole when there is no split), in 16 bits, where every chunk is at most 2^16
-    /// columns wide ([`SparseRows::split_columns`]): what delivery reads instead of
-    /// `col`, half the bytes (a step's rows are mostly cache misses, and half as many
-    /// bytes stay twice as long in the shared cache).
+    /// The same at finer bounds, the cells that chunks are runs of, bound by bound:
+    /// what a chunk's bound moved to another cell's copies into the split
+    /// ([`SparseRows::move_split`]).
+    cells: Option<CellColumns>,
+    /// Every entry's column in 16 bits ([`SparseRows::split_columns`]): with a split,
+    /// its offset from the split's first column modulo 2^16 (the split has a cell bound
+    /// at every multiple of 2^16 from there, so a cell's entries share the rest); without
+    /// one, the column itself where every column is under 2^16. What delivery reads
+    /// instead of `col`, half the bytes (a step's rows are mostly cache misses, and half
+    /// as many bytes stay twice as long in the shared cache).
     narrow: Option<Vec<u16>>,
 }
 
 /// The entries of each row that fall in each of `k` contiguous ranges of columns (the
-/// chunks that threads deliver into): row i's entries for chunk c are
-/// `at[i * (k + 1) + c]..at[i * (k + 1) + c + 1]`, both ends on one cache line mostly.
+/// chunks that threads deliver into, cut at the epochs of [`SparseRows::narrow`]): row
+/// i's entries for ranges a..b are `at[i * (k + 1) + a]..at[i * (k + 1) + b]`, the
+/// ends of all on a cache line mostly (delivery reads them for every spiking row).
 #[derive(Clone, Debug)]
 struct ColumnSplit {
-    /// The chunks' first columns, then the last one's end.
+    /// The ranges' first columns, then the last one's end.
     bounds: Vec<usize>,
     /// Entry positions (u32: a split is only made for fewer than 2^32 entries).
     at: Vec<u32>,
 }
+
+/// [`ColumnSplit`] at the cells' bounds, bound by bound: row i's first entry at or past
+/// bound c is `row_ptr[i] + at[c * rows + i]` (a bound's column is copied whole into
+/// the split; 16 bits, as rows of fewer than 2^16 entries have).
+#[derive(Clone, Debug)]
+struct CellColumns {
+    bounds: Vec<usize>,
+    at: Vec<u16>,
+}
+
+/// The bounds of contiguous `ranges` and every 2^16th column from their start, in
+/// order; `None` if they are not contiguous.
+fn bounds_with_epochs(ranges: &[Range<usize>]) -> Option<Vec<usize>> {
+    if ranges.is_empty() || ranges.windows(2).any(|w| w[0].end != w[1].start) {
+        return None;
+    }
+    let (origin, end) = (ranges[0].start, ranges[ranges.len() - 1].end);
+    let mut bounds: Vec<usize> = ranges.iter().map(|c| c.start).chain([end]).collect();
+    bounds.extend((origin + EPOCH..end).step_by(EPOCH));
+    bounds.sort_unstable();
+    Some(bounds)
+}
+
+/// 16-bit columns repeat every this many columns (an epoch: [`SparseRows::narrow`]).
+const EPOCH: usize = 1 << 16;
+
+/// A range of columns as cells of the split: per epoch it crosses, its first and end
+/// cells and what to add to a 16-bit column to index the range (wrapping: the epoch
+/// may start before the range).
+pub(crate) type Span = SmallVec<[(usize, usize, usize); 4]>;
 
 impl<T> SparseRows<T> {
     /// The weights, one a synapse in `col`'s order.
@@ -62,18 +99,40 @@ impl<T> SparseRows<T> {
         &mut self.weight
     }
 
-    /// The chunk of [`SparseRows::split_columns`] that is exactly `cols`, if any.
-    pub(crate) fn chunk_of(&self, cols: &Range<usize>) -> Option<usize> {
-        // (Chunks may be empty, so a start alone does not name one.)
-        self.split.as_ref()?.bounds.windows(2).position(|w| w[0] == cols.start && w[1] == cols.end)
+    /// `cols` as cells of the split ([`SparseRows::split_columns`]), if it starts and
+    /// ends on their bounds: any run of cells, so that a thread's chunk can grow or
+    /// shrink by cells without the rows being split again (`balance.rs`).
+    pub(crate) fn span_of(&self, cols: &Range<usize>) -> Option<Span> {
+        let s = self.split.as_ref()?;
+        // (Cells may be empty, so several bounds may be one column: the first at the
+        // start, the last at the end.)
+        let a = s.bounds.partition_point(|&b| b < cols.start);
+        let b = s.bounds.partition_point(|&b| b <= cols.end).checked_sub(1)?;
+        if s.bounds.get(a) != Some(&cols.start) || s.bounds[b] != cols.end || a > b {
+            return None;
+        }
+        let origin = s.bounds[0];
+        let epoch = |k: usize| (s.bounds[k] - origin) / EPOCH;
+        let mut span = Span::new();
+        let mut from = a;
+        for k in a..=b {
+            // (Every epoch's first column is a bound: a cell lies in one epoch.)
+            if k == b || (k > from && epoch(k) != epoch(from)) {
+                if k > from || span.is_empty() {
+                    span.push((from, k, (origin + epoch(from) * EPOCH).wrapping_sub(cols.start)));
+                }
+                from = k;
+            }
+        }
+        Some(span)
     }
 
-    /// Row `i`'s entries in chunk `c` of the split.
+    /// Row `i`'s entries in cells `a..b` of the split.
     #[inline(always)]
-    fn row_of_chunk(&self, i: usize, c: usize) -> Range<usize> {
+    fn row_of_cells(&self, i: usize, a: usize, b: usize) -> Range<usize> {
         let s = self.split.as_ref().expect("a split");
-        let at = i * s.bounds.len() + c;
-        s.at[at] as usize..s.at[at + 1] as usize
+        let at = i * s.bounds.len();
+        s.at[at + a] as usize..s.at[at + b] as usize
     }
 }
 
@@ -88,61 +147,118 @@ impl<T: Real> SparseRows<T> {
         let weight: Vec<T> = c.weight.iter().map(|w| conv(*w)).collect();
         let sorted = c.row_ptr.windows(2).all(|r| c.col[r[0]..r[1]].windows(2).all(|w| w[0] < w[1]));
         let uniform = uniform_value(&weight);
-        SparseRows { row_ptr: c.row_ptr, col: c.col, weight, uniform, sorted, split: None, narrow: None }
+        SparseRows { row_ptr: c.row_ptr, col: c.col, weight, uniform, sorted, split: None, cells: None, narrow: None }
     }
 
     /// Finds where each row's entries of each chunk of targets `chunks` (contiguous, in
     /// order) lie, so that a thread delivering into one reads its part of a row without
     /// a bisection: two row lookups and the cache misses of a bisection per spike and
-    /// chunk are most of what a second thread adds to delivery. Nothing is kept for one
-    /// chunk or unsorted rows.
+    /// chunk are most of what a second thread adds to delivery. The chunks are cut
+    /// further at every 2^16th column from their start (the 16-bit columns' epochs).
+    /// Nothing is kept for one chunk or unsorted rows.
     ///
     /// It takes 4 (chunks + 1) bytes a row, so it is not made where that is more than the
     /// rows' columns take (chunks as many as the entries of a row), nor for 2^32 entries
     /// or more.
+    #[cfg(test)]
     pub(crate) fn split_columns(&mut self, chunks: &[Range<usize>]) {
-        self.split = None;
-        self.narrow = None;
-        let (rows, entries) = (self.row_ptr.len() - 1, self.col.len());
-        // (Offsets of at most 2^16 - 1: chunks of at most 2^16 columns; checked before
-        // anything is allocated, and entry by entry as they are narrowed.)
-        let narrow_fits = chunks.iter().all(|c| c.len() <= 1 << 16);
-        if chunks.len() == 1 && chunks[0].start == 0 {
-            self.narrow = if narrow_fits { self.narrowed() } else { None };
-            return;
-        }
-        if chunks.len() < 2 || !self.sorted || chunks.windows(2).any(|w| w[0].end != w[1].start) {
-            return;
-        }
-        if (chunks.len() + 1) * rows > entries || u32::try_from(entries).is_err() {
-            return;
-        }
-        let bounds: Vec<usize> = chunks.iter().map(|c| c.start).chain(chunks.last().map(|c| c.end)).collect();
-        let mut at = Vec::with_capacity(rows * bounds.len());
-        for r in self.row_ptr.windows(2) {
-            let row = &self.col[r[0]..r[1]];
-            at.extend(bounds.iter().map(|&b| (r[0] + row.partition_point(|&c| (c as usize) < b)) as u32));
-        }
-        self.split = Some(ColumnSplit { bounds, at });
-        self.narrow = if narrow_fits { self.narrowed() } else { None };
+        self.split_cells(chunks, chunks);
     }
 
-    /// [`SparseRows::narrow`] for the split as it is, if every entry's offset in its
-    /// chunk fits 16 bits.
+    /// [`SparseRows::split_columns`] at `chunks`, each a run of `cells` (finer, over the
+    /// same columns), whose bounds are kept too, bound by bound: then a chunk's bound
+    /// moves to another cell's by copying ([`SparseRows::move_split`]), not by a search
+    /// in every row. (Cells finer than chunks in the split itself would spread each
+    /// row's two ends over more cache lines: 11 % slower delivery at 40,000 neurons,
+    /// docs/benchmarks.md, sixteenth round.) The cells are kept where they take at most
+    /// 8 bytes an entry and every row has fewer than 2^16 entries.
+    pub(crate) fn split_cells(&mut self, cells: &[Range<usize>], chunks: &[Range<usize>]) {
+        self.split = None;
+        self.cells = None;
+        self.narrow = None;
+        let (rows, entries) = (self.row_ptr.len() - 1, self.col.len());
+        if chunks.len() == 1 && chunks[0].start == 0 {
+            // (Columns from 0 in 16 bits: every one under 2^16.)
+            self.narrow = if chunks[0].len() <= EPOCH { self.narrowed() } else { None };
+            return;
+        }
+        let Some(bounds) = bounds_with_epochs(chunks).filter(|_| chunks.len() >= 2 && self.sorted) else { return };
+        if bounds.len() * rows > entries || u32::try_from(entries).is_err() {
+            return;
+        }
+        let short = self.row_ptr.windows(2).all(|r| r[1] - r[0] <= u16::MAX as usize);
+        let fine = bounds_with_epochs(cells).filter(|c| {
+            short && cells.len() > chunks.len() && c[0] == bounds[0] && c[c.len() - 1] == bounds[bounds.len() - 1] && c.len() * rows <= 4 * entries && bounds.iter().all(|b| c.binary_search(b).is_ok())
+        });
+        if let Some(fine) = fine {
+            let mut at = vec![0u16; fine.len() * rows];
+            for (i, r) in self.row_ptr.windows(2).enumerate() {
+                let row = &self.col[r[0]..r[1]];
+                for (c, &b) in fine.iter().enumerate() {
+                    at[c * rows + i] = row.partition_point(|&col| (col as usize) < b) as u16;
+                }
+            }
+            self.cells = Some(CellColumns { bounds: fine, at });
+        }
+        let at = self.split_table(&bounds);
+        self.split = Some(ColumnSplit { bounds, at });
+        self.narrow = self.narrowed();
+    }
+
+    /// The split's entries at `bounds`: copied from the cells' where there are cells,
+    /// else found in every row.
+    fn split_table(&self, bounds: &[usize]) -> Vec<u32> {
+        let (rows, k) = (self.row_ptr.len() - 1, bounds.len());
+        let mut at = vec![0u32; rows * k];
+        for (j, &b) in bounds.iter().enumerate() {
+            match &self.cells {
+                Some(cells) => {
+                    let c = cells.bounds.binary_search(&b).expect("the split's bounds are the cells'");
+                    cells.at[c * rows..(c + 1) * rows].iter().zip(&self.row_ptr).enumerate().for_each(|(i, (&v, &r))| at[i * k + j] = (r + v as usize) as u32);
+                }
+                None => self.row_ptr.windows(2).enumerate().for_each(|(i, r)| at[i * k + j] = (r[0] + self.col[r[0]..r[1]].partition_point(|&col| (col as usize) < b)) as u32),
+            }
+        }
+        at
+    }
+
+    /// Whether the split can move to other runs of its cells ([`SparseRows::move_split`]).
+    pub(crate) fn has_cells(&self) -> bool {
+        self.cells.is_some() && self.split.is_some()
+    }
+
+    /// Moves the split to `chunks`, runs of the cells of [`SparseRows::split_cells`] (as
+    /// many chunks, the same columns): each bound that moved is copied from the cells'
+    /// (a few tens of microseconds at 40,000 neurons). Whether it could.
+    pub(crate) fn move_split(&mut self, chunks: &[Range<usize>]) -> bool {
+        let (Some(cells), Some(split)) = (&self.cells, &self.split) else { return false };
+        let Some(bounds) = bounds_with_epochs(chunks) else { return false };
+        if bounds.len() != split.bounds.len() || bounds.iter().any(|b| cells.bounds.binary_search(b).is_err()) {
+            return false;
+        }
+        let (rows, k) = (self.row_ptr.len() - 1, bounds.len());
+        let moved: Vec<(usize, usize)> = (0..k).filter(|&j| bounds[j] != split.bounds[j]).map(|j| (j, cells.bounds.binary_search(&bounds[j]).expect("checked"))).collect();
+        let (cells_at, row_ptr) = (&cells.at, &self.row_ptr);
+        let split = self.split.as_mut().expect("checked");
+        for (j, c) in moved {
+            cells_at[c * rows..(c + 1) * rows].iter().zip(row_ptr).enumerate().for_each(|(i, (&v, &r))| split.at[i * k + j] = (r + v as usize) as u32);
+        }
+        split.bounds = bounds;
+        true
+    }
+
+    /// [`SparseRows::narrow`] for the split as it is (without one, if every column fits
+    /// 16 bits).
     fn narrowed(&self) -> Option<Vec<u16>> {
         let mut narrow = Vec::with_capacity(self.col.len());
         match &self.split {
-            // Row by row, chunk by chunk: no search per entry.
             Some(s) => {
-                let k = s.bounds.len();
-                for i in 0..self.row_ptr.len() - 1 {
-                    for c in 0..k - 1 {
-                        let (from, to) = (s.at[i * k + c] as usize, s.at[i * k + c + 1] as usize);
-                        for &col in &self.col[from..to] {
-                            narrow.push(u16::try_from(col as usize - s.bounds[c]).ok()?);
-                        }
-                    }
+                // (A partitioned network's rows hold only columns of its cells.)
+                let origin = s.bounds[0];
+                if self.col.iter().any(|&c| (c as usize) < origin || c as usize >= s.bounds[s.bounds.len() - 1]) {
+                    return None;
                 }
+                narrow.extend(self.col.iter().map(|&c| ((c as usize - origin) % EPOCH) as u16));
             }
             None => {
                 for &col in &self.col {
@@ -175,6 +291,7 @@ impl<T: Real> SparseRows<T> {
         self.weight = kept.iter().map(|&k| self.weight[k]).collect();
         self.row_ptr = row_ptr;
         self.split = None;
+        self.cells = None;
         self.narrow = None;
         kept
     }
@@ -220,7 +337,7 @@ impl<T> SparseRows<T> {
     /// Called at the `k`-th of `active`, fetches the pointers and rows of later ones (their
     /// entries in `chunk` of the split, when given).
     #[inline(always)]
-    fn prefetch_ahead(&self, active: &[u32], k: usize, chunk: Option<usize>, narrow: bool) {
+    fn prefetch_ahead(&self, active: &[u32], k: usize, chunk: Option<(usize, usize)>, narrow: bool) {
         if let Some(&far) = active.get(k + ROW_AHEAD) {
             self.prefetch_bounds(far as usize, chunk);
         }
@@ -235,7 +352,7 @@ impl<T> SparseRows<T> {
     /// (about 40 spikes a step in all). The pointers are all asked for first, so that
     /// their misses overlap.
     #[inline(always)]
-    fn prefetch_start(&self, active: &[u32], chunk: Option<usize>, narrow: bool) {
+    fn prefetch_start(&self, active: &[u32], chunk: Option<(usize, usize)>, narrow: bool) {
         for &i in active.iter().take(ROW_AHEAD) {
             self.prefetch_bounds(i as usize, chunk);
         }
@@ -244,11 +361,15 @@ impl<T> SparseRows<T> {
         }
     }
 
-    /// Fetches where row `i` (its part in `chunk`, when given) starts and ends.
+    /// Fetches where row `i` (its part in cells `chunk`, when given) starts and ends.
     #[inline(always)]
-    fn prefetch_bounds(&self, i: usize, chunk: Option<usize>) {
+    fn prefetch_bounds(&self, i: usize, chunk: Option<(usize, usize)>) {
         match (chunk, &self.split) {
-            (Some(c), Some(s)) => prefetch(s.at.as_ptr().wrapping_add(i * s.bounds.len() + c)),
+            (Some((a, b)), Some(s)) => {
+                let row = s.at.as_ptr().wrapping_add(i * s.bounds.len());
+                prefetch(row.wrapping_add(a));
+                prefetch(row.wrapping_add(b));
+            }
             _ => prefetch(self.row_ptr.as_ptr().wrapping_add(i)),
         }
     }
@@ -256,9 +377,9 @@ impl<T> SparseRows<T> {
     /// Fetches the first [`ROW_LINES`] lines of row `i`'s columns (the narrow ones when
     /// delivery reads those) and weights (its part in `chunk`, when given).
     #[inline(always)]
-    fn prefetch_row(&self, i: usize, chunk: Option<usize>, narrow: bool) {
+    fn prefetch_row(&self, i: usize, chunk: Option<(usize, usize)>, narrow: bool) {
         let row = match chunk {
-            Some(c) => self.row_of_chunk(i, c),
+            Some((a, b)) => self.row_of_cells(i, a, b),
             None => self.row_ptr[i]..self.row_ptr[i + 1],
         };
         match self.narrow.as_deref().filter(|_| narrow) {
@@ -621,29 +742,39 @@ fn sparse_weighted<T: Real + std::ops::AddAssign + std::ops::Mul<Output = T>>(
 ) {
     let lo = cols.start;
     let whole = lo == 0 && cols.end >= n_post;
-    let chunk = if whole { None } else { rows.chunk_of(cols) };
-    // The narrow columns, as offsets from `lo`: a chunk's of the split, or the whole's
-    // when there is none (with a split they are offsets in each entry's own chunk).
-    let narrow = rows.narrow.as_deref().filter(|_| chunk.is_some() || (whole && rows.split.is_none()));
-    rows.prefetch_start(active, chunk, narrow.is_some());
+    let span = if whole { None } else { rows.span_of(cols) };
+    // The cells' first and end, for a row's whole part in the range.
+    let ends = span.as_ref().and_then(|s| Some((s.first()?.0, s.last()?.1)));
+    // The narrow columns: a span's of the split (per epoch, from its base), or the
+    // whole's when there is none (the columns themselves).
+    let narrow = rows.narrow.as_deref().filter(|_| ends.is_some() || (whole && rows.split.is_none()));
+    let whole_epoch = [(0, 0, 0usize)];
+    let epochs: &[(usize, usize, usize)] = span.as_deref().unwrap_or(&whole_epoch);
+    rows.prefetch_start(active, ends, narrow.is_some());
     for (k, &i) in active.iter().enumerate() {
-        rows.prefetch_ahead(active, k, chunk, narrow.is_some());
+        rows.prefetch_ahead(active, k, ends, narrow.is_some());
         let xi = every.unwrap_or_else(|| x[i as usize]);
-        let r = match chunk {
-            Some(c) => rows.row_of_chunk(i as usize, c),
-            None => rows.row_within(i as usize, cols, n_post),
-        };
         let one = xi.to_f64() == 1.0;
         if let Some(nw) = narrow {
-            // (Every entry of `r` lies in the range.)
-            let entries = nw[r.clone()].iter();
-            match (one, rows.uniform) {
-                (true, Some(w)) => entries.for_each(|c| y[*c as usize] += w),
-                (true, None) => entries.zip(&rows.weight[r]).for_each(|(c, w)| y[*c as usize] += *w),
-                (false, _) => entries.zip(&rows.weight[r]).for_each(|(c, w)| y[*c as usize] += *w * xi),
+            // Epoch by epoch (one, below 2^16 targets), each entry in the range.
+            for &(a, b, base) in epochs {
+                let r = match ends {
+                    Some(_) => rows.row_of_cells(i as usize, a, b),
+                    None => rows.row_within(i as usize, cols, n_post),
+                };
+                let entries = nw[r.clone()].iter();
+                match (one, rows.uniform) {
+                    (true, Some(w)) => entries.for_each(|c| y[base.wrapping_add(*c as usize)] += w),
+                    (true, None) => entries.zip(&rows.weight[r]).for_each(|(c, w)| y[base.wrapping_add(*c as usize)] += *w),
+                    (false, _) => entries.zip(&rows.weight[r]).for_each(|(c, w)| y[base.wrapping_add(*c as usize)] += *w * xi),
+                }
             }
             continue;
         }
+        let r = match ends {
+            Some((a, b)) => rows.row_of_cells(i as usize, a, b),
+            None => rows.row_within(i as usize, cols, n_post),
+        };
         if let (true, true, Some(w)) = (one, whole || rows.sorted, rows.uniform) {
             // The same weight everywhere: the columns only.
             rows.col[r].iter().for_each(|c| y[*c as usize - lo] += w);
@@ -760,21 +891,30 @@ mod tests {
         assert!(rows.split.is_some());
         assert!(rows.narrow.is_some(), "chunks under 2^16 columns wide: delivery reads 16-bit columns");
         for (c, cols) in chunks.iter().enumerate() {
-            assert_eq!(rows.chunk_of(cols), Some(c));
+            assert_eq!(rows.span_of(cols).map(|s| s.to_vec()), Some(vec![(c, c + 1, 0usize.wrapping_sub(cols.start))]));
             assert_eq!(deliver(&rows, cols), want[c], "chunk {cols:?}");
         }
-        assert_eq!(rows.chunk_of(&(16..50)), None);
+        assert_eq!(rows.span_of(&(16..50)), None);
+        // Runs of cells: a chunk grown or shrunk by cells, with no new split.
+        assert_eq!(rows.span_of(&(0..64)).map(|s| s.to_vec()), Some(vec![(0, 2, 0)]));
+        let mut two = deliver(&rows, &(0..16));
+        two.extend(deliver(&rows, &(16..64)));
+        assert_eq!(deliver(&rows, &(0..64)), two);
         // An empty chunk (chunks smaller than the split's alignment make them) shares its
         // start with the next: each is still found by both ends.
         let with_empty = [0..16, 16..16, 16..64, 64..97];
         rows.split_columns(&with_empty);
-        assert_eq!(rows.chunk_of(&(16..64)), Some(2));
-        assert_eq!(rows.chunk_of(&(16..16)), Some(1));
+        assert_eq!(rows.span_of(&(16..64)).map(|s| (s[0].0, s[0].1)), Some((1, 3)));
+        assert_eq!(rows.span_of(&(16..16)).map(|s| (s[0].0, s[0].1)), Some((1, 2)));
         assert_eq!(deliver(&rows, &(16..64)), want[1]);
-        // More chunks than a row has entries: no split (it would outweigh the rows).
+        // Cells over four times a row's entries: no split (it would outweigh the rows).
+        // (Here rows of about 5 entries, cut in 97 cells.)
         let many: Vec<Range<usize>> = (0..97).map(|c| c..c + 1).collect();
-        rows.split_columns(&many);
-        assert!(rows.split.is_none());
+        let mut thin = SparseRows::from_csr(&fixed_probability(300, 97, 0.05, false, &Init::Const(1.0), &Rng::new(9), 2), |w| w);
+        thin.split_columns(&many);
+        assert!(thin.split.is_none());
+        thin.split_columns(&chunks);
+        assert!(thin.split.is_some());
         rows.split_columns(&chunks);
         let mut whole = vec![0.0; 97];
         sparse_weighted(&rows, &spikes, None, &x, &(0..97), 97, &mut whole);
@@ -788,10 +928,11 @@ mod tests {
         assert!(rows.split.is_none() && rows.narrow.is_none());
     }
 
-    /// 16-bit columns only where every chunk is at most 2^16 columns wide; delivery is
-    /// the same with them and without.
+    /// 16-bit columns without a split only where every column is under 2^16; with one,
+    /// modulo 2^16 from its start, the split cut at every 2^16th column: delivery into
+    /// any run of cells is the same with them and without.
     #[test]
-    fn narrow_columns_only_for_chunks_of_at_most_2_16_columns() {
+    fn narrow_columns_repeat_every_2_16_columns_of_a_split() {
         let n = 70_000;
         let csr = fixed_probability(40, n, 0.01, false, &Init::Uniform { low: 0.5, high: 1.5 }, &Rng::new(3), 2);
         let spikes: Vec<u32> = (0..40).filter(|i| i % 3 != 0).collect();
@@ -812,6 +953,64 @@ mod tests {
         for h in &halves {
             assert_eq!(deliver(&rows, h), whole[h.clone()], "{h:?}");
         }
+        // Wider than 2^16, from a start that is not 0 (a partition's columns).
+        let wide = 300_000;
+        let csr = fixed_probability(60, wide, 0.002, false, &Init::Uniform { low: 0.5, high: 1.5 }, &Rng::new(4), 2);
+        let spikes: Vec<u32> = (0..60).filter(|i| i % 4 != 1).collect();
+        let x = vec![1.0f32; 60];
+        let mut rows = SparseRows::<f32>::from_csr(&csr, |w| w as f32);
+        let deliver = |rows: &SparseRows<f32>, cols: &Range<usize>| {
+            let mut y = vec![0.0f32; cols.len()];
+            sparse_weighted(rows, &spikes, None, &x, cols, wide, &mut y);
+            y
+        };
+        let whole = deliver(&rows, &(0..wide));
+        let origin = 1000;
+        rows.keep_columns(&(origin..wide));
+        let cells: Vec<Range<usize>> = (0..8).map(|c| origin + (wide - origin) * c / 8..origin + (wide - origin) * (c + 1) / 8).collect();
+        rows.split_columns(&cells);
+        assert!(rows.split.is_some() && rows.narrow.is_some());
+        for (a, b) in [(0, 8), (0, 1), (2, 7), (3, 4), (5, 8), (4, 4)] {
+            let cols = cells[a].start..cells[b.max(1) - 1].end.max(cells[a].start);
+            let span = rows.span_of(&cols).expect("a run of cells");
+            assert_eq!(span.len(), (cols.end.max(cols.start + 1) - 1 - origin) / EPOCH - (cols.start - origin) / EPOCH + 1, "{cols:?}: one piece an epoch");
+            assert_eq!(deliver(&rows, &cols), whole[cols.clone()], "{cols:?}");
+        }
+    }
+
+    /// A split moved to other runs of its cells is the split made there (its bounds and
+    /// entries), epochs of 2^16 columns included, and delivers the same; a chunk bound
+    /// that is no cell's bound does not move it.
+    #[test]
+    fn a_split_moved_along_its_cells_is_the_split_made_there() {
+        let n = 200_000;
+        let csr = fixed_probability(50, n, 0.003, false, &Init::Uniform { low: 0.5, high: 1.5 }, &Rng::new(6), 2);
+        let spikes: Vec<u32> = (0..50).filter(|i| i % 3 != 2).collect();
+        let x = vec![1.0f32; 50];
+        let mut rows = SparseRows::<f32>::from_csr(&csr, |w| w as f32);
+        let whole = {
+            let mut y = vec![0.0f32; n];
+            sparse_weighted(&rows, &spikes, None, &x, &(0..n), n, &mut y);
+            y
+        };
+        let cells: Vec<Range<usize>> = (0..16).map(|c| crate::parallel::split_range(n, 16, c)).collect();
+        let at = |cut: usize| vec![0..cells[cut].start, cells[cut].start..n];
+        rows.split_cells(&cells, &at(8));
+        assert!(rows.has_cells());
+        for cut in [3, 13, 1, 8, 15] {
+            assert!(rows.move_split(&at(cut)), "to cell {cut}");
+            let mut fresh = rows.clone();
+            fresh.split_columns(&at(cut));
+            let (moved, made) = (rows.split.as_ref().unwrap(), fresh.split.as_ref().unwrap());
+            assert_eq!((&moved.bounds, &moved.at), (&made.bounds, &made.at), "to cell {cut}");
+            for c in at(cut) {
+                let mut y = vec![0.0f32; c.len()];
+                sparse_weighted(&rows, &spikes, None, &x, &c, n, &mut y);
+                assert_eq!(y, whole[c.clone()], "{c:?}");
+            }
+        }
+        assert!(!rows.move_split(&[0..1000, 1000..n]));
+        assert!(!rows.move_split(&[0..cells[2].start, cells[2].start..cells[9].start, cells[9].start..n]), "as many chunks");
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct SimArgs {
     /// Threads the neurons of every population are split across; 0: one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Keeps every population's chunks at their even split, instead of moving their
+    /// bounds as the threads' speeds differ (for comparisons: the spikes are the same).
+    #[arg(long)]
+    pub even_chunks: bool,
     /// Where the network runs: the CPU (JIT, `--threads`), or GPU 0 (`cuda`: spikes
     /// counted on the device, read once per window of steps; needs a build with
     /// `--features cuda`).
@@ -309,6 +313,7 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
         let tj = Instant::now();
         net.attach_kernels(kernels).map_err(|e| e.to_string())?;
         jit = tj.elapsed().as_secs_f64();
+        net.set_balancing(!a.even_chunks);
         net.set_threads(super::args::threads_or_cores(a.threads)).map_err(|e| e.to_string())?;
         if let Some(ex) = ex {
             net.partition(ex.rank(), ex.size()).map_err(|e| e.to_string())?;

@@ -6,4 +6,5 @@
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
-run_s() { "$1" bench sim "$file" --method euler --duration "$dur" --threads "$2" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
+# (SNNC may carry options after the binary, split at spaces: "target/release/snnc --even-chunks".)
+run_s() { local snnc; read -ra snnc <<< "$1"; "${snnc[0]}" bench sim "$file" --method euler --duration "$dur" --threads "$2" "${snnc[@]:1}" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }

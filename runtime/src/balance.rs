@@ -11,7 +11,8 @@
 //! proportion to the speeds. A move searches no row (a bound's entries are copied from
 //! the cells', `SparseRows::move_split`: tens of microseconds at 40,000 neurons), so it
 //! can follow short spells; it is made once [`PERSIST`] windows in a row ask for one the
-//! same way and it saves more over [`HORIZON`] steps than the last move cost. What a
+//! same way and it saves more over [`HORIZON`] steps than the last move cost (none in
+//! the first [`WARM`] windows). What a
 //! chunk computes does not depend on its bounds, so the spikes are those of one thread
 //! whatever the bounds (tested).
 //!
@@ -31,6 +32,9 @@ pub(crate) const WINDOW: u32 = 64;
 const PERSIST: u32 = 2;
 /// Steps a move must pay for itself within.
 const HORIZON: f64 = 1024.0;
+/// Windows after the bounds are laid out that move nothing: the first steps of a run
+/// touch cold caches and pages unevenly, and a move asked for then would stay.
+const WARM: u32 = 2;
 /// A move must save at least this share of the population's slowest chunk.
 const MIN_GAIN: f64 = 0.03;
 
@@ -50,8 +54,9 @@ impl Default for Times {
 pub(crate) struct Balance {
     /// Per population and chunk (this process's), its times this window.
     ticks: Vec<Vec<Times>>,
-    /// Pooled steps in this window.
+    /// Pooled steps in this window, and the windows so far.
     steps: u32,
+    windows: u32,
     /// Per population, the way the windows in a row so far asked its inner bounds to
     /// move (each one's sign), and how many.
     asked: Vec<(Vec<i8>, u32)>,
@@ -76,7 +81,7 @@ pub(crate) fn now() -> u64 {
 impl Balance {
     /// Empty timers for populations of `chunks[p]` chunks.
     pub(crate) fn new(chunks: &[usize]) -> Balance {
-        Balance { ticks: chunks.iter().map(|&k| (0..k).map(|_| Times::default()).collect()).collect(), steps: 0, asked: vec![(Vec::new(), 0); chunks.len()], cost: vec![0.0; chunks.len()] }
+        Balance { ticks: chunks.iter().map(|&k| (0..k).map(|_| Times::default()).collect()).collect(), steps: 0, windows: 0, asked: vec![(Vec::new(), 0); chunks.len()], cost: vec![0.0; chunks.len()] }
     }
 
     /// Adds `ticks` to this step's time of chunk `c` (this process's numbering) of
@@ -109,6 +114,7 @@ impl Balance {
 
     pub(crate) fn restart(&mut self) {
         self.steps = 0;
+        self.windows = self.windows.saturating_add(1);
     }
 
     /// Counts a window of population `p` that asks its bounds `now` to become `new`,
@@ -117,8 +123,9 @@ impl Balance {
     /// now asked for a move the same way (then the count starts again).
     pub(crate) fn persists(&mut self, p: usize, now: &[Range<usize>], new: Option<(&[Range<usize>], f64)>) -> bool {
         let cost = self.cost.get(p).copied().unwrap_or(0.0);
+        let warm = self.windows >= WARM;
         let Some(asked) = self.asked.get_mut(p) else { return false };
-        let Some((new, _)) = new.filter(|&(_, saved)| saved * HORIZON > cost) else {
+        let Some((new, _)) = new.filter(|&(_, saved)| warm && saved * HORIZON > cost) else {
             *asked = (Vec::new(), 0);
             return false;
         };
@@ -223,6 +230,11 @@ mod tests {
         let now = vec![0..3200, 3200..6400];
         let (right, further, left) = (vec![0..3600, 3600..6400], vec![0..4000, 4000..6400], vec![0..2800, 2800..6400]);
         let mut bal = Balance::new(&[2]);
+        // (The first windows move nothing.)
+        for _ in 0..WARM {
+            assert!(!bal.persists(0, &now, Some((&right, 10.0))));
+            bal.restart();
+        }
         let mut ask = |new: Option<&Vec<Range<usize>>>| bal.persists(0, &now, new.map(|v| (v.as_slice(), 10.0)));
         let due: Vec<bool> = [Some(&right), None, Some(&right), Some(&left), Some(&right), Some(&further), Some(&right)].into_iter().map(&mut ask).collect();
         assert_eq!(due, [false, false, false, false, false, true, false]);

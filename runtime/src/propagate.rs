@@ -168,9 +168,10 @@ impl<T: Real> SparseRows<T> {
     /// [`SparseRows::split_columns`] at `chunks`, each a run of `cells` (finer, over the
     /// same columns), whose bounds are kept too, bound by bound: then a chunk's bound
     /// moves to another cell's by copying ([`SparseRows::move_split`]), not by a search
-    /// in every row. (Cells finer than chunks in the split itself would spread each
-    /// row's two ends over more cache lines: 11 % slower delivery at 40,000 neurons,
-    /// docs/benchmarks.md, sixteenth round.) The cells are kept where they take at most
+    /// in every row. (Cells in the split itself would spread each row's two ends over
+    /// more cache lines and the split over ten times the bytes: two-thread runs 6-13 %
+    /// slower at 40,000 neurons, docs/benchmarks.md, sixteenth round.) The cells are
+    /// kept where they take at most
     /// 8 bytes an entry and every row has fewer than 2^16 entries.
     pub(crate) fn split_cells(&mut self, cells: &[Range<usize>], chunks: &[Range<usize>]) {
         self.split = None;

@@ -160,7 +160,7 @@ pub(crate) fn cells(range: Range<usize>, cells: usize) -> Vec<Range<usize>> {
 /// as they are.
 pub(crate) fn proportional(ranges: &[Range<usize>], ticks: &[f64], cells: &[Range<usize>]) -> Option<(Vec<Range<usize>>, f64)> {
     let k = ranges.len();
-    if k < 2 || ticks.len() != k || cells.len() < 2 * k || ranges.iter().zip(ticks).any(|(r, &t)| r.is_empty() || !(t > 0.0)) {
+    if k < 2 || ticks.len() != k || cells.len() < 2 * k || ranges.iter().zip(ticks).any(|(r, &t)| r.is_empty() || !t.is_finite() || t <= 0.0) {
         return None;
     }
     let (start, end) = (ranges[0].start, ranges[k - 1].end);

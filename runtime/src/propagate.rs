@@ -929,21 +929,29 @@ mod tests {
         assert!(rows.split.is_none() && rows.narrow.is_none());
     }
 
+    /// Random f32 rows from `pre` sources to `n` targets (weights 0.5-1.5), and the
+    /// sources of a step: those whose index is not `skip` modulo `every` (all ones).
+    fn random_rows(pre: usize, n: usize, p: f64, seed: u64, every: u32, skip: u32) -> (SparseRows<f32>, Vec<u32>, Vec<f32>) {
+        let csr = fixed_probability(pre, n, p, false, &Init::Uniform { low: 0.5, high: 1.5 }, &Rng::new(seed), 2);
+        let spikes: Vec<u32> = (0..pre as u32).filter(|i| i % every != skip).collect();
+        (SparseRows::<f32>::from_csr(&csr, |w| w as f32), spikes, vec![1.0f32; pre])
+    }
+
+    /// What `rows` deliver into targets `cols` of `n` from `spikes` of values `x`.
+    fn delivered(rows: &SparseRows<f32>, spikes: &[u32], x: &[f32], cols: &Range<usize>, n: usize) -> Vec<f32> {
+        let mut y = vec![0.0f32; cols.len()];
+        sparse_weighted(rows, spikes, None, x, cols, n, &mut y);
+        y
+    }
+
     /// 16-bit columns without a split only where every column is under 2^16; with one,
     /// modulo 2^16 from its start, the split cut at every 2^16th column: delivery into
     /// any run of cells is the same with them and without.
     #[test]
     fn narrow_columns_repeat_every_2_16_columns_of_a_split() {
         let n = 70_000;
-        let csr = fixed_probability(40, n, 0.01, false, &Init::Uniform { low: 0.5, high: 1.5 }, &Rng::new(3), 2);
-        let spikes: Vec<u32> = (0..40).filter(|i| i % 3 != 0).collect();
-        let x = vec![1.0f32; 40];
-        let mut rows = SparseRows::<f32>::from_csr(&csr, |w| w as f32);
-        let deliver = |rows: &SparseRows<f32>, cols: &Range<usize>| {
-            let mut y = vec![0.0f32; cols.len()];
-            sparse_weighted(rows, &spikes, None, &x, cols, n, &mut y);
-            y
-        };
+        let (mut rows, spikes, x) = random_rows(40, n, 0.01, 3, 3, 0);
+        let deliver = |rows: &SparseRows<f32>, cols: &Range<usize>| delivered(rows, &spikes, &x, cols, n);
         let whole = deliver(&rows, &(0..n));
         rows.split_columns(&[0..n]);
         assert!(rows.narrow.is_none(), "{n} columns in one chunk");
@@ -956,15 +964,8 @@ mod tests {
         }
         // Wider than 2^16, from a start that is not 0 (a partition's columns).
         let wide = 300_000;
-        let csr = fixed_probability(60, wide, 0.002, false, &Init::Uniform { low: 0.5, high: 1.5 }, &Rng::new(4), 2);
-        let spikes: Vec<u32> = (0..60).filter(|i| i % 4 != 1).collect();
-        let x = vec![1.0f32; 60];
-        let mut rows = SparseRows::<f32>::from_csr(&csr, |w| w as f32);
-        let deliver = |rows: &SparseRows<f32>, cols: &Range<usize>| {
-            let mut y = vec![0.0f32; cols.len()];
-            sparse_weighted(rows, &spikes, None, &x, cols, wide, &mut y);
-            y
-        };
+        let (mut rows, spikes, x) = random_rows(60, wide, 0.002, 4, 4, 1);
+        let deliver = |rows: &SparseRows<f32>, cols: &Range<usize>| delivered(rows, &spikes, &x, cols, wide);
         let whole = deliver(&rows, &(0..wide));
         let origin = 1000;
         rows.keep_columns(&(origin..wide));
@@ -985,15 +986,8 @@ mod tests {
     #[test]
     fn a_split_moved_along_its_cells_is_the_split_made_there() {
         let n = 200_000;
-        let csr = fixed_probability(50, n, 0.003, false, &Init::Uniform { low: 0.5, high: 1.5 }, &Rng::new(6), 2);
-        let spikes: Vec<u32> = (0..50).filter(|i| i % 3 != 2).collect();
-        let x = vec![1.0f32; 50];
-        let mut rows = SparseRows::<f32>::from_csr(&csr, |w| w as f32);
-        let whole = {
-            let mut y = vec![0.0f32; n];
-            sparse_weighted(&rows, &spikes, None, &x, &(0..n), n, &mut y);
-            y
-        };
+        let (mut rows, spikes, x) = random_rows(50, n, 0.003, 6, 3, 2);
+        let whole = delivered(&rows, &spikes, &x, &(0..n), n);
         let cells: Vec<Range<usize>> = (0..16).map(|c| crate::parallel::split_range(n, 16, c)).collect();
         let at = |cut: usize| vec![0..cells[cut].start, cells[cut].start..n];
         rows.split_cells(&cells, &at(8));
@@ -1005,9 +999,7 @@ mod tests {
             let (moved, made) = (rows.split.as_ref().unwrap(), fresh.split.as_ref().unwrap());
             assert_eq!((&moved.bounds, &moved.at), (&made.bounds, &made.at), "to cell {cut}");
             for c in at(cut) {
-                let mut y = vec![0.0f32; c.len()];
-                sparse_weighted(&rows, &spikes, None, &x, &c, n, &mut y);
-                assert_eq!(y, whole[c.clone()], "{c:?}");
+                assert_eq!(delivered(&rows, &spikes, &x, &c, n), whole[c.clone()], "{c:?}");
             }
         }
         assert!(!rows.move_split(&[0..1000, 1000..n]));

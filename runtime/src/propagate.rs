@@ -171,8 +171,8 @@ impl<T: Real> SparseRows<T> {
     /// in every row. (Cells in the split itself would spread each row's two ends over
     /// more cache lines and the split over ten times the bytes: two-thread runs 6-13 %
     /// slower at 40,000 neurons, docs/benchmarks.md, sixteenth round.) The cells are
-    /// kept where they take at most
-    /// 8 bytes an entry and every row has fewer than 2^16 entries.
+    /// kept where they take at most 8 bytes an entry and every row has fewer than 2^16
+    /// entries.
     pub(crate) fn split_cells(&mut self, cells: &[Range<usize>], chunks: &[Range<usize>]) {
         self.split = None;
         self.cells = None;

@@ -7,7 +7,9 @@
     python3 bench/chunk_times.py /tmp/chunks.tsv [--window 100] [--skip 1000]
 
 Prints, per population and chunk (on the thread that ran it most), the percentiles of
-its time a step and what the steps over 1.2x its median added a step; then, per window
+its time a step and what the steps over 1.2x its median added a step; per population,
+the mean wait between its chunks a step (slowest less fastest) and its slowest chunk's
+mean time (docs/benchmarks.md, sixteenth round); then, per window
 of steps, each chunk's median time, one character a window (`.` within 10 % of the
 chunk's fastest window, digits: 1 = 10-20 % slower ... 9 = 90 % or more): a core that
 runs slower for a while shows as a run of digits on its chunk's line only.
@@ -49,6 +51,18 @@ def main():
         tail = sum(x - med for x in v if x > 1.2 * med) / n / 1e3
         thread, runs = threads[key].most_common(1)[0]
         print(f"pop {pop} chunk {chunk} (thread {thread}, {runs} of {n} steps): us {pct}; tail over 1.2x median {tail:.2f} us a step")
+    # Each step's wait between a population's chunks: its slowest chunk's time less its
+    # fastest's (what the earlier thread waits at the stage's end, starts aside).
+    pops = sorted({pop for pop, _ in times})
+    for pop in pops:
+        chunks = [times[k] for k in sorted(times) if k[0] == pop]
+        steps = set.intersection(*(set(c) for c in chunks))
+        if len(chunks) < 2 or not steps:
+            continue
+        waits = [max(c[s] for c in chunks) - min(c[s] for c in chunks) for s in steps]
+        slowest = [max(c[s] for c in chunks) for s in steps]
+        print(f"pop {pop}: wait between its chunks mean {st.mean(waits) / 1e3:.2f} us, median {st.median(waits) / 1e3:.2f} us; "
+              f"its slowest chunk mean {st.mean(slowest) / 1e3:.2f} us a step ({len(steps)} steps)")
     print(f"\nmedian a window of {a.window} steps, against the chunk's fastest window ('.' within 10 %):")
     for key in sorted(times):
         steps = sorted(times[key])

@@ -1087,6 +1087,10 @@ impl<T: Float> Network<T> {
         self.take_ptrs();
         // Learning captures what each population reads as the step goes: one thread.
         let pooled = trace.is_none();
+        // The pool's threads step it (a partitioned network's exchange runs between its
+        // populations on this thread): phases of several populations, and chunks timed
+        // for their bounds to move.
+        let on_pool = pooled && exchange.is_none() && self.pool.is_some();
         // (From the last step's spikes: the same for the whole step.)
         for q in 0..self.pops.len() {
             self.fused[q] = pooled && self.self_reads_listed(q);
@@ -1095,7 +1099,7 @@ impl<T: Float> Network<T> {
         while p < self.pops.len() {
             // The populations one phase steps: `p` and, on several threads, those after
             // it that need nothing done between them on this thread (`stage_group`).
-            let group = if pooled && exchange.is_none() && self.pool.is_some() { self.stage_group(p) } else { p..p + 1 };
+            let group = if on_pool { self.stage_group(p) } else { p..p + 1 };
             // What must happen once per step before the chunks deliver (presynaptic
             // stages, delays per synapse), on this thread (the others' have nothing).
             self.prepare_deliveries(p, external)?;
@@ -1117,7 +1121,7 @@ impl<T: Float> Network<T> {
             let mut chunks = SmallVec::<[usize; MAX_STAGES]>::new();
             chunks.extend(stages.iter().map(|&(q, _)| this.local[q].len()));
             // (Timed where the chunks' bounds move: `balance.rs`.)
-            let timed = this.balance.as_ref().filter(|_| pooled && exchange.is_none() && this.pool.is_some());
+            let timed = this.balance.as_ref().filter(|_| on_pool);
             let job = |k: usize, c: usize| {
                 let from = timers::now();
                 let started = timed.map(|_| balance::now());
@@ -1165,7 +1169,7 @@ impl<T: Float> Network<T> {
             p = group.end;
         }
         self.finish_step()?;
-        if pooled && exchange.is_none() && self.pool.is_some() {
+        if on_pool {
             self.rebalance();
         }
         self.plasticity()

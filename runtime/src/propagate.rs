@@ -206,26 +206,20 @@ impl<T: Real> SparseRows<T> {
         self.narrow = self.narrowed();
     }
 
-    /// The split's entries at `bounds`: copied from the cells' where there are cells,
-    /// else found in every row.
+    /// The split's entries at `bounds`, found in every row.
     fn split_table(&self, bounds: &[usize]) -> Vec<u32> {
-        let (rows, k) = (self.row_ptr.len() - 1, bounds.len());
-        let mut at = vec![0u32; rows * k];
-        for (j, &b) in bounds.iter().enumerate() {
-            match &self.cells {
-                Some(cells) => {
-                    let c = cells.bounds.binary_search(&b).expect("the split's bounds are the cells'");
-                    cells.at[c * rows..(c + 1) * rows].iter().zip(&self.row_ptr).enumerate().for_each(|(i, (&v, &r))| at[i * k + j] = (r + v as usize) as u32);
-                }
-                None => self.row_ptr.windows(2).enumerate().for_each(|(i, r)| at[i * k + j] = (r[0] + self.col[r[0]..r[1]].partition_point(|&col| (col as usize) < b)) as u32),
-            }
+        let mut at = Vec::with_capacity((self.row_ptr.len() - 1) * bounds.len());
+        for r in self.row_ptr.windows(2) {
+            let row = &self.col[r[0]..r[1]];
+            at.extend(bounds.iter().map(|&b| (r[0] + row.partition_point(|&c| (c as usize) < b)) as u32));
         }
         at
     }
 
-    /// Whether the split can move to other runs of its cells ([`SparseRows::move_split`]).
+    /// Whether the split can move to other runs of its cells ([`SparseRows::move_split`]:
+    /// there are cells only beside a split).
     pub(crate) fn has_cells(&self) -> bool {
-        self.cells.is_some() && self.split.is_some()
+        self.cells.is_some()
     }
 
     /// Moves the split to `chunks`, runs of the cells of [`SparseRows::split_cells`] (as

@@ -167,7 +167,7 @@ impl<T> Population<T> {
         if self.step.is_none() { &self.output } else { &self.states[0] }
     }
 
-    /// What made the CPU kernel (`"avx512"`, `"cranelift"`, `"interpreter"`); `None`
+    /// What made the CPU kernel (`"avx512"`, `"avx2"`, `"cranelift"`, `"interpreter"`); `None`
     /// without one (a readout, a GPU network's host view).
     pub fn kernel_generator(&self) -> Option<&'static str> {
         self.kernel.as_ref().map(|k| k.generator())
@@ -2275,7 +2275,7 @@ mod tests {
         }
     }
 
-    /// Where the kernels store their spikes as bits (AVX-512, f32, a batch of one), each
+    /// Where the kernels store their spikes as bits (AVX-512 or AVX2, f32, a batch of one), each
     /// chunk lists its spikes from them: the lists are the neurons whose spike is not 0,
     /// in order, at every step, on one thread and on two (pieces stepped down included).
     #[test]
@@ -2293,7 +2293,7 @@ mod tests {
                 }
             }
             assert!(fired > 0, "the network fires");
-            if snnc_compiler::backend::x86::available() {
+            if snnc_compiler::backend::x86::host().is_some() {
                 assert!(net.spike_bits.iter().all(|b| !b.is_empty()), "{threads} threads: the lists come from the kernels' bits");
             }
         }

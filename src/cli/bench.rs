@@ -366,7 +366,7 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
             eprintln!("warning: cannot write the chunk times to `{}`: {e}", path.display());
         }
     }
-    // Which code generator made the kernels (AVX-512 where the machine has it).
+    // Which code generator made the kernels (AVX-512 or AVX2 where the machine has it).
     let mut code: Vec<&str> = net.pops.iter().filter_map(|p| p.kernel_generator()).collect();
     code.sort_unstable();
     code.dedup();

@@ -128,8 +128,8 @@ fn precision(args: &EmitArgs) -> Precision {
 }
 
 /// The CPU step kernel of every step (what `snnc run` runs: the same specialisation),
-/// as generated for this machine: the AVX-512 vector program and its machine code, or
-/// the optimised Cranelift IR and its machine code (with why AVX-512 was not used).
+/// as generated for this machine: the AVX-512 or AVX2 vector program and its machine
+/// code, or the optimised Cranelift IR and its machine code (with why neither was used).
 fn clif_listings(args: &EmitArgs, steps: &[Explained]) -> Result<String, String> {
     if args.derivatives || args.kernel != KernelArg::Step {
         return Err("--target clif shows step kernels only (drop --derivatives / --kernel)".into());
@@ -139,9 +139,9 @@ fn clif_listings(args: &EmitArgs, steps: &[Explained]) -> Result<String, String>
         // As the runtime builds it: the inputs that never change folded in.
         let step = e.step.with_constant_inputs(&e.constant_inputs);
         let k = JitKernel::compile_listed(&step, &e.specs, precision(args)).map_err(|x| format!("{}: {x}", e.step.model.name))?;
-        let generator = match k.why_not_avx512() {
+        let generator = match k.why_not_x86() {
             None => format!("{}, {} lanes", k.generator(), k.lanes()),
-            Some(why) => format!("{}, {} lanes; not AVX-512: {why}", k.generator(), k.lanes()),
+            Some(why) => format!("{}, {} lanes; not AVX-512 or AVX2: {why}", k.generator(), k.lanes()),
         };
         text += &format!(
             "; {} ({}, {:?}, vectorised: {}; {generator})\n{}\n",

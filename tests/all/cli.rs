@@ -188,7 +188,8 @@ fn emit_ptx_folds_the_networks_dt_and_writes_one_module() {
 /// Learning kernels are refused by name.
 #[test]
 fn emit_clif_shows_the_cpu_kernels() {
-    // Cranelift's code (SNNC_AVX512=0), then whatever this machine gets.
+    // Cranelift's code (SNNC_AVX512=0; SNNC_X86=off the same), then whatever this
+    // machine gets.
     let cranelift = |args: &[&str]| {
         let dir = env!("CARGO_MANIFEST_DIR");
         Command::new(env!("CARGO_BIN_EXE_snnc")).args(args).current_dir(dir).env("NO_COLOR", "1").env("SNNC_AVX512", "0").output().unwrap()
@@ -198,16 +199,20 @@ fn emit_clif_shows_the_cpu_kernels() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(text.matches("; Cranelift IR (optimised)").count(), 2, "{text}");
     assert_eq!(text.matches("; machine code").count(), 2, "{text}");
-    assert!(text.contains("; E (coba.E (COBALIF), F32, vectorised: true; cranelift, 4 lanes; not AVX-512: this machine has no AVX-512 (or SNNC_AVX512=0))"), "{text}");
+    assert!(text.contains("; E (coba.E (COBALIF), F32, vectorised: true; cranelift, 4 lanes; not AVX-512 or AVX2: this machine has no AVX-512 or AVX2 (or SNNC_X86=off))"), "{text}");
     assert!(text.contains("f32x4"), "{text}");
     let o = cranelift(&["emit", "--target", "clif", "examples/cuba.snn", "--network", "cuba", "--precision", "f64"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("f64x2"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = snnc(&["emit", "--target", "clif", "examples/coba.snn", "--network", "coba"]);
     let text = String::from_utf8_lossy(&o.stdout);
-    if snnc_compiler::backend::x86::available() {
+    if snnc_compiler::backend::x86::host() == Some(snnc_compiler::backend::x86::Isa::Avx512) {
         assert!(text.contains("; E (coba.E (COBALIF), F32, vectorised: true; avx512, 16 lanes)"), "{text}");
         assert_eq!(text.matches("; AVX-512 vector program").count(), 2, "{text}");
         assert!(text.contains("vmulps zmm"), "{text}");
+    } else if snnc_compiler::backend::x86::host() == Some(snnc_compiler::backend::x86::Isa::Avx2) {
+        assert!(text.contains("; E (coba.E (COBALIF), F32, vectorised: true; avx2, 8 lanes)"), "{text}");
+        assert_eq!(text.matches("; AVX2 vector program").count(), 2, "{text}");
+        assert!(text.contains("vmulps ymm"), "{text}");
     } else {
         assert!(text.contains("f32x4"), "{text}");
     }

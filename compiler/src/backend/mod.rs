@@ -23,7 +23,7 @@ pub mod specialise;
 pub use specialise::SpecialiseError;
 
 /// The slices of a CPU kernel's pointer array, in order: states, inputs, per-neuron
-/// params, then the spikes (the Cranelift and the AVX-512 generator alike).
+/// params, then the spikes (the Cranelift and the x86 generator alike).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Slices {
     pub states: usize,
@@ -108,7 +108,7 @@ pub trait StepKernel<T>: Send + Sync {
         None
     }
     /// [`StepKernel::step_checked`], visiting the elements from the last to the first
-    /// where the kernel can (the AVX-512 one; others in order). The results are the
+    /// where the kernel can (the x86 one; others in order). The results are the
     /// same: each element's step reads and writes that element only. A thread stepping
     /// the lower of two threads' shares of a population uses it, so that its memory
     /// streams end at the start of the arrays, not (through the hardware prefetchers)
@@ -117,14 +117,14 @@ pub trait StepKernel<T>: Send + Sync {
     fn step_checked_descending(&self, args: StepArgs<'_, '_, T>) -> Option<bool> {
         self.step_checked(args)
     }
-    /// What made the code: `"interpreter"`, or the JIT's generator (`"avx512"`,
+    /// What made the code: `"interpreter"`, or the JIT's generator (`"avx512"`, `"avx2"`,
     /// `"cranelift"`); benchmarks report it.
     fn generator(&self) -> &'static str {
         "interpreter"
     }
     /// Whether [`StepKernel::step_clearing`] fills [`ClearingArgs::spike_bits`] when
     /// given: a kernel whose spikes are 0 or 1 (a threshold's mask) and that can store
-    /// the mask as it goes (the AVX-512 one in f32). Then the neurons that spiked are
+    /// the mask as it goes (the x86 one in f32). Then the neurons that spiked are
     /// found in n / 8 bytes instead of n floats: a separate scan of the spikes was 9 %
     /// of a COBA step on one thread (docs/benchmarks.md, twelfth round).
     fn spike_bits(&self) -> bool {

@@ -1,5 +1,5 @@
 //! Rewrites that the CPU code generators (Cranelift's f32x4 / f64x2 loop and the
-//! AVX-512 one, [`x86`](super::x86)) both make while they lower a specialised step: the
+//! x86 one in AVX-512 or AVX2, [`x86`](super::x86)) both make while they lower a specialised step: the
 //! same decisions in both, so that their kernels compute the same values to the bit.
 //! Each one is exact or documented to be within 1.5 ulp, and f32-only where it is not
 //! exact (f64 keeps the interpreter's operations).

@@ -23,6 +23,7 @@ use crate::common::{Lcg, const_overrides, example_populations, input_scale, load
 use snnc_compiler::SourceMap;
 use snnc_compiler::backend::cranelift::{JitError, JitKernel, JitOptions};
 use snnc_compiler::backend::interp::InterpKernel;
+use snnc_compiler::backend::x86::{self, Isa};
 use snnc_compiler::backend::{ParamSpec, Precision, RandomCtx, StepArgs, StepKernel};
 use snnc_compiler::discretise::{Step, discretise};
 use snnc_compiler::sema::{self, Init, Model, SymId};
@@ -207,16 +208,16 @@ fn check(c: &Case, n: usize, last_param: bool) -> usize {
     let interp = InterpKernel::new(step, &specs).unwrap();
     let jit64 = JitKernel::compile(step, &specs, Precision::F64).unwrap_or_else(|e| panic!("{}: {e}", c.name));
     let jit32 = JitKernel::compile(step, &specs, Precision::F32).unwrap_or_else(|e| panic!("{}: {e}", c.name));
-    // Cranelift's kernels beside the default ones (AVX-512 where the machine has it).
-    let cranelift = JitOptions { avx512: false, ..JitOptions::default() };
+    // Cranelift's kernels beside the default ones (AVX-512 or AVX2 where the machine
+    // has it).
+    let cranelift = JitOptions { x86: None, ..JitOptions::default() };
     let cl64 = JitKernel::compile_with(step, &specs, Precision::F64, cranelift.clone()).unwrap();
     let cl32 = JitKernel::compile_with(step, &specs, Precision::F32, cranelift).unwrap();
     assert_eq!(cl32.generator(), "cranelift");
-    if snnc_compiler::backend::x86::available() && jit32.is_vectorised() {
-        assert_eq!(jit32.generator(), "avx512", "{}: {:?}", c.name, jit32.why_not_avx512());
-    }
-    if snnc_compiler::backend::x86::available() && jit64.is_vectorised() {
-        assert_eq!(jit64.generator(), "avx512", "{}: {:?}", c.name, jit64.why_not_avx512());
+    if let Some(isa) = x86::host() {
+        for k in [&jit32, &jit64].into_iter().filter(|k| k.is_vectorised()) {
+            assert_eq!(k.generator(), isa.name(), "{}: {:?}", c.name, k.why_not_x86());
+        }
     }
     let spiking = step.spike.is_some();
     let ns = if spiking { n } else { 0 };
@@ -309,56 +310,62 @@ fn stdlib_models_match_interpreter_vectorised() {
     check_stdlib(true);
 }
 
-/// The AVX-512 and Cranelift kernels of every stdlib model, the examples' populations
-/// and the synthetic vector ops, at lengths with and without a tail (AVX-512: 16 f32 or
-/// 8 f64 lanes; Cranelift 4 or 2 and a scalar loop): the same states and spikes to the
-/// bit for 100 steps. Where the machine has no AVX-512 both are Cranelift's, and the
-/// listing test (`x86_listing_of_lif`) still checks the generated code.
+/// The x86 kernels (AVX-512 and AVX2, each where the machine runs it) and Cranelift's
+/// of every stdlib model, the examples' populations and the synthetic vector ops, at
+/// lengths with and without a tail (AVX-512: 16 f32 or 8 f64 lanes; AVX2 8 or 4;
+/// Cranelift 4 or 2 and a scalar loop): the same states and spikes to the bit for 100
+/// steps. Where the machine runs neither, the listing test (`x86_listing_of_lif`) still
+/// checks the generated code.
 #[test]
-fn avx512_and_cranelift_kernels_agree_to_the_bit() {
+fn x86_and_cranelift_kernels_agree_to_the_bit() {
     let mut cases = stdlib_cases();
     cases.extend(network_cases());
     cases.push(source_case("VectorOps", VECTOR_OPS));
-    let mut avx = 0;
+    let isas: Vec<Isa> = generators().into_iter().flatten().collect();
+    let mut native = 0;
     for c in &cases {
-        for n in [1, 5, 16, 21, 69] {
+        for n in [1, 5, 8, 16, 21, 24, 69] {
             let d = data(c, n, true);
-            let mut rng = d.rng;
             for precision in [Precision::F32, Precision::F64] {
-                let opts = |avx512| JitOptions { avx512, ..JitOptions::default() };
-                let a = JitKernel::compile_with(&c.step, &d.specs, precision, opts(true)).unwrap();
-                let b = JitKernel::compile_with(&c.step, &d.specs, precision, opts(false)).unwrap();
-                avx += usize::from(a.generator() == "avx512");
-                let ns = if c.step.spike.is_some() { n } else { 0 };
-                let run = |k: &JitKernel, rng: &mut Lcg| -> Vec<u64> {
-                    let mut out = Vec::new();
-                    if precision == Precision::F64 {
-                        let mut pop = Pop { states: d.states.clone(), spikes: vec![0.0; ns] };
-                        for t in 0..100 {
-                            let inputs: Vec<Vec<f64>> = d.base.iter().zip(&d.in_scale).map(|(b, s)| b.iter().map(|x| x + 0.5 * s * rng.sym()).collect()).collect();
-                            pop.step(k, &inputs, &d.params, t);
-                            out.extend(pop.states.iter().flatten().chain(&pop.spikes).map(|x| if x.is_nan() { 1 } else { x.to_bits() }));
-                        }
-                    } else {
-                        let mut pop = Pop { states: to32(&d.states), spikes: vec![0.0f32; ns] };
-                        for t in 0..100 {
-                            let inputs: Vec<Vec<f64>> = d.base.iter().zip(&d.in_scale).map(|(b, s)| b.iter().map(|x| x + 0.5 * s * rng.sym()).collect()).collect();
-                            pop.step(k, &to32(&inputs), &to32(&d.params), t);
-                            out.extend(pop.states.iter().flatten().chain(&pop.spikes).map(|x| if x.is_nan() { 1 } else { u64::from(x.to_bits()) }));
-                        }
+                let cranelift = JitKernel::compile_with(&c.step, &d.specs, precision, JitOptions { x86: None, ..JitOptions::default() }).unwrap();
+                for &isa in &isas {
+                    let a = JitKernel::compile_with(&c.step, &d.specs, precision, JitOptions { x86: Some(isa), ..JitOptions::default() }).unwrap();
+                    if a.generator() == isa.name() {
+                        native += 1;
                     }
-                    out
-                };
-                let mut rng_b = rng.clone();
-                let (x, y) = (run(&a, &mut rng), run(&b, &mut rng_b));
-                let first = x.iter().zip(&y).position(|(p, q)| p != q);
-                assert_eq!(first, None, "{} n={n} {precision:?}: {} and cranelift differ (value {first:?})", c.name, a.generator());
+                    let mut rng = d.rng.clone();
+                    let mut rng_b = rng.clone();
+                    let (x, y) = (run_for_bits(c, n, &d, &a, precision, &mut rng), run_for_bits(c, n, &d, &cranelift, precision, &mut rng_b));
+                    let first = x.iter().zip(&y).position(|(p, q)| p != q);
+                    assert_eq!(first, None, "{} n={n} {precision:?}: {} and cranelift differ (value {first:?})", c.name, a.generator());
+                }
             }
         }
     }
-    if snnc_compiler::backend::x86::available() {
-        assert!(avx >= cases.len() * 5, "only {avx} AVX-512 kernels");
+    assert!(native >= isas.len() * cases.len() * 7, "only {native} x86 kernels");
+}
+
+/// The states and spikes (their bits; NaN as 1) of 100 steps of `k` from `d`'s start,
+/// with inputs drawn from `rng` (`n` elements).
+fn run_for_bits(c: &Case, n: usize, d: &Data, k: &JitKernel, precision: Precision, rng: &mut Lcg) -> Vec<u64> {
+    let ns = if c.step.spike.is_some() { n } else { 0 };
+    let mut out = Vec::new();
+    if precision == Precision::F64 {
+        let mut pop = Pop { states: d.states.clone(), spikes: vec![0.0; ns] };
+        for t in 0..100 {
+            let inputs: Vec<Vec<f64>> = d.base.iter().zip(&d.in_scale).map(|(b, s)| b.iter().map(|x| x + 0.5 * s * rng.sym()).collect()).collect();
+            pop.step(k, &inputs, &d.params, t);
+            out.extend(pop.states.iter().flatten().chain(&pop.spikes).map(|x| if x.is_nan() { 1 } else { x.to_bits() }));
+        }
+    } else {
+        let mut pop = Pop { states: to32(&d.states), spikes: vec![0.0f32; ns] };
+        for t in 0..100 {
+            let inputs: Vec<Vec<f64>> = d.base.iter().zip(&d.in_scale).map(|(b, s)| b.iter().map(|x| x + 0.5 * s * rng.sym()).collect()).collect();
+            pop.step(k, &to32(&inputs), &to32(&d.params), t);
+            out.extend(pop.states.iter().flatten().chain(&pop.spikes).map(|x| if x.is_nan() { 1 } else { u64::from(x.to_bits()) }));
+        }
     }
+    out
 }
 
 #[test]
@@ -482,10 +489,10 @@ fn the_kernel_reports_a_non_finite_state_at_any_element() {
     // AVX-512 only a masked tail (f64: one vector and a tail). 37: two 16-lane vectors
     // and a tail of 5.
     // (Without AVX-512 on this machine the second pass would be Cranelift's again.)
-    for avx512 in [false, true].into_iter().filter(|&a| !a || snnc_compiler::backend::x86::available()) {
+    for x86 in generators() {
         for n in [11, 37] {
             for precision in [Precision::F32, Precision::F64] {
-                let k = JitKernel::compile_with(&step, &specs, precision, JitOptions { avx512, ..JitOptions::default() }).unwrap();
+                let k = JitKernel::compile_with(&step, &specs, precision, JitOptions { x86, ..JitOptions::default() }).unwrap();
                 let g = k.generator();
                 // Forwards, and backwards (the AVX-512 kernel's other loop).
                 for down in [false, true] {
@@ -619,20 +626,23 @@ fn a_constant_input_folded_steps_as_the_input_loaded() {
     assert!(folded_any >= 10, "{folded_any} models with inputs checked");
 }
 
-/// The AVX-512 code of a LIF step, assembled on any machine: registers, the unmasked
-/// loop, the masked tail, constants by broadcast. f32 with a per-neuron tau (`exp`
-/// inline); f64 with uniform params (f64 `exp` is a call, which has no vector form).
+/// The x86 code of a LIF step in AVX-512 and in AVX2, assembled on any machine:
+/// registers, the unmasked loop, the masked tail, constants by broadcast (AVX-512) or
+/// as vectors (AVX2). f32 with a per-neuron tau (`exp` inline); f64 with uniform params
+/// (f64 `exp` is a call, which has no vector form).
 #[test]
 fn x86_listing_of_lif() {
     let (step, specs) = lif();
-    let text = snnc_compiler::backend::x86::listing(&step, &specs, Precision::F32).unwrap();
-    insta::assert_snapshot!("x86_lif_f32", text);
     let uniform: Vec<ParamSpec> = param_values(&step, &[], DT).into_iter().map(ParamSpec::Uniform).collect();
-    let text = snnc_compiler::backend::x86::listing(&step, &uniform, Precision::F64).unwrap();
-    insta::assert_snapshot!("x86_lif_f64", text);
-    // A step with a call per element is left to Cranelift, with the reason.
-    let e = snnc_compiler::backend::x86::listing(&step, &specs, Precision::F64).unwrap_err();
-    assert!(e.0.contains("`exp` needs a call"), "{e:?}");
+    for (isa, name) in [(Isa::Avx512, "x86"), (Isa::Avx2, "avx2")] {
+        let text = x86::listing(&step, &specs, Precision::F32, isa).unwrap();
+        insta::assert_snapshot!(format!("{name}_lif_f32"), text);
+        let text = x86::listing(&step, &uniform, Precision::F64, isa).unwrap();
+        insta::assert_snapshot!(format!("{name}_lif_f64"), text);
+        // A step with a call per element is left to Cranelift, with the reason.
+        let e = x86::listing(&step, &specs, Precision::F64, isa).unwrap_err();
+        assert!(e.0.contains("`exp` needs a call"), "{e:?}");
+    }
 }
 
 /// A kernel compiled to clear inputs steps as the one that does not, to the bit, and
@@ -694,8 +704,8 @@ fn a_kernel_that_clears_its_inputs_steps_as_one_that_does_not() {
     }
     let mut checked = 0;
     for c in stdlib_cases().iter().chain(&network_cases()).filter(|c| !c.step.layout.inputs.is_empty()) {
-        for avx512 in [false, true].into_iter().filter(|&a| !a || snnc_compiler::backend::x86::available()) {
-            let opts = JitOptions { avx512, ..JitOptions::default() };
+        for x86 in generators() {
+            let opts = JitOptions { x86, ..JitOptions::default() };
             for down in [false, true] {
                 checked += run::<f32>(c, opts.clone(), Precision::F32, down);
                 checked += run::<f64>(c, opts.clone(), Precision::F64, down);
@@ -718,19 +728,22 @@ fn spike_words<T: snnc_compiler::backend::Real>(spikes: &[T], after: u16) -> Vec
     words
 }
 
-/// The AVX-512 kernel of a spiking model in f32 stores its spikes as bits too when given
-/// somewhere to: each the spike's (1 where it is 1), whole vectors and a tail, both
-/// directions, and nothing past the last element's word. The same step without bits
-/// gives the same states and spikes. (f64 kernels write none.)
+/// The x86 kernel (AVX-512 and AVX2, each where the machine runs it) of a spiking model
+/// in f32 stores its spikes as bits too when given somewhere to: each the spike's (1
+/// where it is 1), whole vectors and a tail (AVX2's tails start at a word's low or high
+/// byte), both directions, the tail's word cleared of earlier bits, and nothing past
+/// the last element's word. The same step without bits gives the same states and
+/// spikes. (f64 kernels write none.)
 #[test]
-fn the_avx512_kernel_stores_its_spikes_as_bits() {
-    fn run<T: snnc_compiler::backend::Real + Default>(n: usize, precision: Precision, down: bool) -> (usize, usize) {
+fn the_x86_kernels_store_their_spikes_as_bits() {
+    fn run<T: snnc_compiler::backend::Real + Default>(isa: Isa, n: usize, precision: Precision, down: bool) -> (usize, usize) {
         // (Uniform params: a per-neuron tau needs a call to `exp`, left to Cranelift.)
         let (step, _) = lif();
         let specs: Vec<ParamSpec> = param_values(&step, &[], DT).into_iter().map(ParamSpec::Uniform).collect();
-        let opts = JitOptions { clear: vec![0], ..JitOptions::default() };
+        let opts = JitOptions { clear: vec![0], x86: Some(isa), ..JitOptions::default() };
         let kernel = JitKernel::compile_with(&step, &specs, precision, opts).unwrap();
-        // (f32 only: an f64 vector's lanes are a byte of a word.)
+        assert_eq!(kernel.generator(), isa.name());
+        // (f32 only: an f64 vector's lanes are a byte of a word or less.)
         assert_eq!(StepKernel::<T>::spike_bits(&kernel), precision == Precision::F32, "LIF's spikes are a threshold's mask");
         if precision == Precision::F64 {
             return (0, 0);
@@ -748,23 +761,29 @@ fn the_avx512_kernel_stores_its_spikes_as_bits() {
         let mut words = vec![0xffffu16; n.div_ceil(16) + 1];
         let (states, spikes) = step_with(Some(&mut words));
         let fired = spikes.iter().filter(|s| s.to_f64() != 0.0).count();
-        assert_eq!(words, spike_words(&spikes, 0xffff), "n {n} {precision:?} down {down}");
+        assert_eq!(words, spike_words(&spikes, 0xffff), "{isa:?} n {n} {precision:?} down {down}");
         let (plain_states, plain_spikes) = step_with(None);
         let bits = |v: &[T]| -> Vec<u64> { v.iter().map(|x| x.to_f64().to_bits()).collect() };
         assert_eq!(bits(&spikes), bits(&plain_spikes));
         assert_eq!(states.iter().map(|s| bits(s)).collect::<Vec<_>>(), plain_states.iter().map(|s| bits(s)).collect::<Vec<_>>());
         (fired, n - fired)
     }
-    if !snnc_compiler::backend::x86::available() {
-        return;
-    }
-    for n in [1, 5, 16, 37, 64, 100] {
-        for down in [false, true] {
-            let (fired, quiet) = run::<f32>(n, Precision::F32, down);
-            assert!(n < 3 || (fired > 0 && quiet > 0), "n {n}: {fired} spiked, {quiet} did not");
-            run::<f64>(n, Precision::F64, down);
+    for isa in generators().into_iter().flatten() {
+        for n in [1, 5, 8, 16, 37, 45, 64, 100] {
+            for down in [false, true] {
+                let (fired, quiet) = run::<f32>(isa, n, Precision::F32, down);
+                assert!(n < 3 || (fired > 0 && quiet > 0), "n {n}: {fired} spiked, {quiet} did not");
+                run::<f64>(isa, n, Precision::F64, down);
+            }
         }
     }
+}
+
+/// The generators to test kernels of: Cranelift's (`None`), then each x86 instruction
+/// set this machine runs.
+fn generators() -> Vec<Option<Isa>> {
+    let x86 = [Isa::Avx512, Isa::Avx2].into_iter().filter(|&i| x86::host().is_some_and(|h| h >= i));
+    std::iter::once(None).chain(x86.map(Some)).collect()
 }
 
 /// The interpreter built to clear inputs leaves them at 0 after `step_clearing`, its

@@ -317,7 +317,7 @@ impl Gen<'_> {
         f
     }
 
-    /// The rewrites this kernel shares with the AVX-512 generator.
+    /// The rewrites this kernel shares with the x86 generator.
     fn rw(&self) -> Rewrites<'_> {
         Rewrites { graph: &self.p.graph, f32: self.sty == types::F32 }
     }

@@ -45,7 +45,7 @@ impl std::error::Error for JitError {}
 /// The machine code of a kernel, from either generator (the same signature).
 enum Machine {
     Cranelift(Box<codegen::Code>),
-    Avx512(x86::Code),
+    X86(x86::Code),
 }
 
 /// How to compile a kernel.
@@ -56,22 +56,23 @@ pub struct JitOptions {
     /// Inputs (layout indices) the code sets to 0 once read: the kernel is then stepped
     /// with mutable inputs only ([`StepKernel::step_clearing`]).
     pub clear: Vec<usize>,
-    /// Use the AVX-512 generator where the machine has it and the step has a vector
-    /// form (else Cranelift's f32x4 / f64x2 loop). Off: Cranelift always.
-    pub avx512: bool,
+    /// The widest instruction set the x86 generator may use (AVX-512 or AVX2), where
+    /// the machine runs it and the step has a vector form (else Cranelift's f32x4 /
+    /// f64x2 loop). `None`: Cranelift always.
+    pub x86: Option<x86::Isa>,
 }
 
 impl Default for JitOptions {
     fn default() -> JitOptions {
-        JitOptions { listing: false, avx512: true, clear: Vec::new() }
+        JitOptions { listing: false, x86: Some(x86::Isa::Avx512), clear: Vec::new() }
     }
 }
 
 /// A population step compiled to native code for one precision and the step's `dt`.
 pub struct JitKernel {
     code: Machine,
-    /// Why the AVX-512 generator was not used (when it was not).
-    why_not_avx512: Option<String>,
+    /// Why the x86 generator was not used (when it was not).
+    why_not_x86: Option<String>,
     slices: codegen::Slices,
     precision: Precision,
     dt: f64,
@@ -103,16 +104,15 @@ impl JitKernel {
         prepared.cleared = options.clear.clone();
         let dt = prepared.dt;
         let slices = codegen::Slices::of(step, specs, prepared.spike.is_some());
-        let avx = if options.avx512 {
-            x86::compile(&prepared, slices, precision == Precision::F64, listing)
-        } else {
-            Err(x86::Unsupported("not asked for".into()))
+        let native = match options.x86 {
+            Some(widest) => x86::compile(&prepared, slices, precision == Precision::F64, widest, listing),
+            None => Err(x86::Unsupported("not asked for".into())),
         };
-        let (code, why_not_avx512) = match avx {
-            Ok(code) => (Machine::Avx512(code), None),
+        let (code, why_not_x86) = match native {
+            Ok(code) => (Machine::X86(code), None),
             Err(why) => (Machine::Cranelift(Box::new(codegen::compile(&prepared, &slices, precision, listing)?)), Some(why.0)),
         };
-        Ok(JitKernel { code, why_not_avx512, slices, precision, dt, compile_time: start.elapsed(), cleared: options.clear })
+        Ok(JitKernel { code, why_not_x86, slices, precision, dt, compile_time: start.elapsed(), cleared: options.clear })
     }
 
     pub fn precision(&self) -> Precision {
@@ -125,11 +125,11 @@ impl JitKernel {
     }
 
     /// Whether the element loop runs on vectors (steps without calls): f32x4 / f64x2
-    /// from Cranelift, or AVX-512.
+    /// from Cranelift, or AVX-512 / AVX2.
     pub fn is_vectorised(&self) -> bool {
         match &self.code {
             Machine::Cranelift(c) => c.vectorised,
-            Machine::Avx512(_) => true,
+            Machine::X86(_) => true,
         }
     }
 
@@ -138,21 +138,21 @@ impl JitKernel {
         match &self.code {
             Machine::Cranelift(c) if c.vectorised => if self.precision == Precision::F64 { 2 } else { 4 },
             Machine::Cranelift(_) => 1,
-            Machine::Avx512(c) => c.lanes,
+            Machine::X86(c) => c.lanes,
         }
     }
 
-    /// Which generator made the code: `"avx512"` or `"cranelift"`.
+    /// Which generator made the code: `"avx512"`, `"avx2"` or `"cranelift"`.
     pub fn generator(&self) -> &'static str {
         match &self.code {
             Machine::Cranelift(_) => "cranelift",
-            Machine::Avx512(_) => "avx512",
+            Machine::X86(c) => c.isa.name(),
         }
     }
 
-    /// Why the AVX-512 generator was not used, when it was not.
-    pub fn why_not_avx512(&self) -> Option<&str> {
-        self.why_not_avx512.as_deref()
+    /// Why the x86 generator (AVX-512 or AVX2) was not used, when it was not.
+    pub fn why_not_x86(&self) -> Option<&str> {
+        self.why_not_x86.as_deref()
     }
 
     /// The optimised Cranelift IR and the machine code, when compiled by
@@ -160,7 +160,7 @@ impl JitKernel {
     pub fn listing(&self) -> Option<&str> {
         match &self.code {
             Machine::Cranelift(c) => c.listing.as_deref(),
-            Machine::Avx512(c) => c.listing.as_deref(),
+            Machine::X86(c) => c.listing.as_deref(),
         }
     }
 
@@ -186,7 +186,7 @@ impl JitKernel {
     }
 
     /// [`JitKernel::try_step_checked`], visiting the elements from the last to the first
-    /// when `descending` and the code is AVX-512's (Cranelift's visits them in order):
+    /// when `descending` and the code is the x86 generator's (Cranelift's visits them in order):
     /// the same results, other memory streams ([`StepKernel::step_checked_descending`]).
     pub fn try_step_ordered<T: Real>(&self, a: StepArgs<'_, '_, T>, descending: bool) -> Result<bool, JitError> {
         if !self.cleared.is_empty() {
@@ -224,7 +224,7 @@ impl JitKernel {
     /// Whether [`JitKernel::try_step_clearing`] stores the spikes as bits too, when given
     /// somewhere to ([`StepKernel::spike_bits`]).
     pub fn writes_spike_bits(&self) -> bool {
-        matches!(&self.code, Machine::Avx512(c) if c.bits.is_some())
+        matches!(&self.code, Machine::X86(c) if c.bits.is_some())
     }
 
     /// Runs the code on `slices` (start and length of the states, inputs and per-neuron
@@ -279,12 +279,12 @@ impl JitKernel {
         // the caller allows. `random` and `non_finite` live on this stack frame.
         let mut non_finite = 0u32;
         let func = match (&self.code, bits) {
-            (Machine::Avx512(x86::Code { bits: Some(b), .. }), Some(at)) => {
+            (Machine::X86(x86::Code { bits: Some(b), .. }), Some(at)) => {
                 ptrs.push(at);
                 b.func(descending)
             }
             (Machine::Cranelift(c), _) => c.func,
-            (Machine::Avx512(c), _) => c.plain.func(descending),
+            (Machine::X86(c), _) => c.plain.func(descending),
         };
         unsafe { func(ptrs.as_ptr(), n as u64, t, &random, &mut non_finite) };
         Ok(non_finite == 0)

@@ -1,13 +1,16 @@
 //! Registers and machine code for a lowered element body.
 //!
-//! Registers: a float value gets one of zmm0-28 and a mask one of k2-k7, given in
+//! AVX-512: a float value gets one of zmm0-28 and a mask one of k2-k7, given in
 //! program order and freed after the last reader (a straight line with no calls, so
 //! no spills: a body that would need more is left to Cranelift). zmm31 holds the
 //! step's time, zmm30 is the scratch for a constant that must sit in a register,
-//! zmm29 the non-finite accumulator; k1 is the tail's lane mask. General registers:
-//! rax the element index, rsi `n`, rdi the end of the whole vectors (then the tail's
-//! length), rcx the non-finite flag's address, and up to 11 slice bases; a program that
-//! stores spike bits takes the next free one for the bits' offset (`rax / 8` bytes).
+//! zmm29 the non-finite accumulator; k1 is the tail's lane mask. AVX2 (`avx2.rs`):
+//! floats and masks (all-ones lanes) share ymm0-11; ymm15 the time, ymm14 the scratch,
+//! ymm13 the accumulator, ymm12 the tail's lane mask. General registers: rax the
+//! element index, rsi `n`, rdi the end of the whole vectors (then the tail's length),
+//! rcx the non-finite flag's address, and up to 11 slice bases; a program that stores
+//! spike bits takes the next free one for the bits' offset (`rax / 8` bytes), and in
+//! AVX2 one more for the bits themselves.
 //!
 //! The loop runs whole vectors unmasked, then the remaining `n % lanes` elements once
 //! with masked loads, stores and accumulation (the masked-off lanes compute on zeros
@@ -19,6 +22,7 @@ use std::collections::HashMap;
 use iced_x86::{BlockEncoderOptions, IcedError};
 use iced_x86::code_asm::*;
 
+use super::Isa;
 use super::lower::{Bin, Inst, Opd, Program, Unsupported};
 
 const ZMM: [AsmRegisterZmm; 32] = [
@@ -55,14 +59,19 @@ fn mem_masked(m: AsmMemoryOperand, k: usize) -> AsmMemoryOperand {
 
 /// Where each value lives.
 #[derive(Clone, Copy, Debug)]
-enum Reg {
+pub(super) enum Reg {
     Z(usize),
     K(usize),
     None,
 }
 
-fn allocate(prog: &Program, last: &[usize]) -> Result<Vec<Reg>, Unsupported> {
-    let mut free_z: Vec<usize> = (0..FLOAT_REGS).rev().collect();
+fn allocate(prog: &Program, last: &[usize], isa: Isa) -> Result<Vec<Reg>, Unsupported> {
+    // AVX2 has no mask registers: masks are vectors, from the floats' registers.
+    let (floats, time) = match isa {
+        Isa::Avx512 => (FLOAT_REGS, 31),
+        Isa::Avx2 => (super::avx2::VALUE_REGS, super::avx2::TIME),
+    };
+    let mut free_z: Vec<usize> = (0..floats).rev().collect();
     let mut free_k: Vec<usize> = (2..8).rev().collect();
     let mut regs = vec![Reg::None; prog.insts.len()];
     for (k, inst) in prog.insts.iter().enumerate() {
@@ -74,7 +83,7 @@ fn allocate(prog: &Program, last: &[usize]) -> Result<Vec<Reg>, Unsupported> {
         for r in reads {
             if last[r as usize] == k {
                 match regs[r as usize] {
-                    Reg::Z(z) if z < FLOAT_REGS => free_z.push(z),
+                    Reg::Z(z) if z < floats => free_z.push(z),
                     Reg::K(m) => free_k.push(m),
                     _ => {}
                 }
@@ -84,11 +93,11 @@ fn allocate(prog: &Program, last: &[usize]) -> Result<Vec<Reg>, Unsupported> {
             continue;
         }
         regs[k] = if matches!(inst, Inst::Time) {
-            Reg::Z(31)
-        } else if inst.is_mask() {
+            Reg::Z(time)
+        } else if inst.is_mask() && isa == Isa::Avx512 {
             Reg::K(free_k.pop().ok_or_else(|| Unsupported("more than 6 masks live at once".into()))?)
         } else {
-            Reg::Z(free_z.pop().ok_or_else(|| Unsupported(format!("more than {FLOAT_REGS} values live at once")))?)
+            Reg::Z(free_z.pop().ok_or_else(|| Unsupported(format!("more than {floats} values live at once ({})", isa.name())))?)
         };
     }
     Ok(regs)
@@ -100,16 +109,21 @@ pub(super) struct Emitted {
     pub code_len: usize,
 }
 
-struct Emit<'a> {
-    a: CodeAssembler,
-    f64: bool,
-    lanes: i32,
-    prog: &'a Program,
-    regs: Vec<Reg>,
-    bases: &'static [AsmRegister64],
-    /// The spike bits' offset register (a program with [`Inst::Bits`]).
-    temp: Option<AsmRegister64>,
+pub(super) struct Emit<'a> {
+    pub a: CodeAssembler,
+    pub f64: bool,
+    pub isa: Isa,
+    pub lanes: i32,
+    pub prog: &'a Program,
+    pub regs: Vec<Reg>,
+    pub bases: &'static [AsmRegister64],
+    /// The spike bits' offset register (a program with [`Inst::Bits`]), and in AVX2 the
+    /// register the bits are moved through.
+    pub temp: Option<AsmRegister64>,
+    pub temp2: Option<usize>,
     consts: HashMap<u64, CodeLabel>,
+    /// AVX2's table of the tail's lane masks: 32 bytes of ones, then 32 of zeros here.
+    tail_zeros: Option<CodeLabel>,
     descending: bool,
 }
 
@@ -119,11 +133,12 @@ struct Emit<'a> {
 /// changes is where the memory streams end: a thread stepping the lower share of a
 /// population ends at the start of its arrays instead of running (with the hardware
 /// prefetchers) into the next thread's first elements.
-pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool, descending: bool) -> Result<Emitted, Unsupported> {
-    if slices + usize::from(prog.bits) > BASES.len() {
-        return Err(Unsupported(format!("{slices} slices (at most {} in general registers)", BASES.len() - usize::from(prog.bits))));
+pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool, isa: Isa, descending: bool) -> Result<Emitted, Unsupported> {
+    let temps = if prog.bits { if isa == Isa::Avx2 { 2 } else { 1 } } else { 0 };
+    if slices + temps > BASES.len() {
+        return Err(Unsupported(format!("{slices} slices (at most {} in general registers)", BASES.len() - temps)));
     }
-    let regs = allocate(prog, last)?;
+    let regs = allocate(prog, last, isa)?;
     // Assembled twice: the second time with the constants on a cache line of their own
     // (the code is at the start of a page), so that no broadcast straddles two lines.
     // Padding after the code leaves its encoding as it was (rip-relative operands are
@@ -131,7 +146,9 @@ pub(super) fn emit(prog: &Program, last: &[usize], slices: usize, f64: bool, des
     let once = |pad: usize| -> Result<Emitted, IcedError> {
         let a = CodeAssembler::new(64)?;
         let temp = prog.bits.then(|| BASES[slices]);
-        let mut e = Emit { a, f64, lanes: if f64 { 8 } else { 16 }, prog, regs: regs.clone(), bases: &BASES[..slices], temp, consts: HashMap::new(), descending };
+        let temp2 = (prog.bits && isa == Isa::Avx2).then_some(slices + 1);
+        let lanes = isa.lanes(f64) as i32;
+        let mut e = Emit { a, f64, isa, lanes, prog, regs: regs.clone(), bases: &BASES[..slices], temp, temp2, consts: HashMap::new(), tail_zeros: None, descending };
         e.function()?;
         let mut data = e.a.create_label();
         e.data(&mut data, pad)?;
@@ -154,40 +171,69 @@ fn asm(e: IcedError) -> Unsupported {
 
 impl Emit<'_> {
     fn function(&mut self) -> Result<(), IcedError> {
-        let saved: Vec<AsmRegister64> = CALLEE_SAVED.iter().copied().filter(|r| self.bases.contains(r) || self.temp == Some(*r)).collect();
+        let temp2 = self.temp2.map(|t| BASES[t]);
+        let saved: Vec<AsmRegister64> = CALLEE_SAVED.iter().copied().filter(|r| self.bases.contains(r) || self.temp == Some(*r) || temp2 == Some(*r)).collect();
         for r in &saved {
             self.a.push(*r)?;
+        }
+        // (Spill slots: vectors, unaligned loads and stores.)
+        let frame = 32 * self.prog.slots as i32;
+        if frame > 0 {
+            self.a.sub(rsp, frame)?;
         }
         // rdi (the pointer array) is read for every base before it is reused.
         for (j, &b) in self.bases.iter().enumerate() {
             self.a.mov(b, qword_ptr(rdi + 8 * j as i32))?;
         }
+        if self.isa == Isa::Avx2 && self.prog.bits {
+            // AVX2 stores a byte of bits per vector: the last word (n >= 1) cleared
+            // first, so that its byte past the elements holds no bits of an earlier step.
+            let (bits, temp) = (*self.bases.last().expect("the bits' slice"), self.temp.expect("a register for the bits' offset"));
+            self.a.lea(temp, qword_ptr(rsi - 1))?;
+            self.a.shr(temp, 4)?;
+            self.a.mov(word_ptr(bits + temp * 2), 0)?;
+        }
         if self.prog.insts.contains(&Inst::Time) {
-            if self.f64 {
-                self.a.vbroadcastsd(TIME, xmm0)?;
-            } else {
+            if !self.f64 {
                 self.a.vcvtsd2ss(xmm0, xmm0, xmm0)?;
-                self.a.vbroadcastss(TIME, xmm0)?;
+            }
+            match (self.isa, self.f64) {
+                (Isa::Avx512, true) => self.a.vbroadcastsd(TIME, xmm0)?,
+                (Isa::Avx512, false) => self.a.vbroadcastss(TIME, xmm0)?,
+                (Isa::Avx2, true) => self.a.vbroadcastsd(super::avx2::YMM[super::avx2::TIME], xmm0)?,
+                (Isa::Avx2, false) => self.a.vbroadcastss(super::avx2::YMM[super::avx2::TIME], xmm0)?,
             }
         }
         self.a.mov(rdi, rsi)?;
         self.a.and(rdi, -self.lanes)?;
-        self.a.vpxord(ACC, ACC, ACC)?;
+        match self.isa {
+            Isa::Avx512 => self.a.vpxord(ACC, ACC, ACC)?,
+            Isa::Avx2 => self.a.vpxor(super::avx2::ACC, super::avx2::ACC, super::avx2::ACC)?,
+        }
         if self.descending {
             self.descending_loop()?;
         } else {
             self.ascending_loop()?;
         }
-        if self.f64 {
-            self.a.vptestmq(k2, ACC, ACC)?;
-        } else {
-            self.a.vptestmd(k2, ACC, ACC)?;
+        // al: whether any bit of the accumulator is set.
+        match self.isa {
+            Isa::Avx512 => {
+                if self.f64 {
+                    self.a.vptestmq(k2, ACC, ACC)?;
+                } else {
+                    self.a.vptestmd(k2, ACC, ACC)?;
+                }
+                self.a.kortestw(k2, k2)?;
+            }
+            Isa::Avx2 => self.a.vptest(super::avx2::ACC, super::avx2::ACC)?,
         }
-        self.a.kortestw(k2, k2)?;
         self.a.setne(al)?;
         self.a.movzx(eax, al)?;
         self.a.mov(dword_ptr(rcx), eax)?;
         self.a.vzeroupper()?;
+        if frame > 0 {
+            self.a.add(rsp, frame)?;
+        }
         for r in saved.iter().rev() {
             self.a.pop(*r)?;
         }
@@ -237,11 +283,27 @@ impl Emit<'_> {
         self.a.set_label(&mut done)
     }
 
-    /// k1: the low `edi` lanes (the rest's length, below a vector).
+    /// The tail's lane mask, the low `edi` lanes (the rest's length, below a vector):
+    /// AVX-512 k1; AVX2 ymm12, read from a table of ones then zeros `edi` elements
+    /// before the zeros (rsi is free: the loops no longer read `n`).
     fn tail_mask(&mut self) -> Result<(), IcedError> {
-        let ones = self.konst(u64::from(u32::MAX));
-        self.a.bzhi(edi, dword_ptr(ones), edi)?;
-        self.a.kmovw(k1, edi)
+        match self.isa {
+            Isa::Avx512 => {
+                let ones = self.konst(u64::from(u32::MAX));
+                self.a.bzhi(edi, dword_ptr(ones), edi)?;
+                self.a.kmovw(k1, edi)
+            }
+            Isa::Avx2 => {
+                let zeros = match self.tail_zeros {
+                    Some(l) => l,
+                    None => *self.tail_zeros.insert(self.a.create_label()),
+                };
+                self.a.shl(rdi, if self.f64 { 3 } else { 2 })?;
+                self.a.lea(rsi, ptr(zeros))?;
+                self.a.sub(rsi, rdi)?;
+                self.a.vmovdqu(super::avx2::TAIL, ymmword_ptr(rsi))
+            }
+        }
     }
 
     /// The constants, after the code and `pad` more int3s.
@@ -252,23 +314,33 @@ impl Emit<'_> {
         if pad > 0 {
             self.a.db(&vec![0xcc; pad])?;
         }
+        if let Some(mut zeros) = self.tail_zeros {
+            self.a.db(&[0xff; 32])?;
+            self.a.set_label(&mut zeros)?;
+            self.a.db(&[0; 32])?;
+        }
         let mut consts: Vec<(u64, CodeLabel)> = self.consts.iter().map(|(k, l)| (*k, *l)).collect();
         consts.sort_by_key(|(k, _)| *k);
+        // AVX2 reads a constant as a whole vector (it has no broadcast operand).
+        let copies = match self.isa {
+            Isa::Avx512 => 1,
+            Isa::Avx2 => self.lanes as usize,
+        };
         for (bits, mut label) in consts {
             self.a.set_label(&mut label)?;
             // Each constant in the kernel's width (32-bit ones in f32 kernels; the
             // tail mask's all-ones word is read as 32 bits in either).
             if self.f64 {
-                self.a.dq(&[bits])?;
+                self.a.dq(&vec![bits; copies])?;
             } else {
-                self.a.dd(&[bits as u32])?;
+                self.a.dd(&vec![bits as u32; copies])?;
             }
         }
         Ok(())
     }
 
     /// The label of a constant's bits (emitted once, after the code).
-    fn konst(&mut self, bits: u64) -> CodeLabel {
+    pub(super) fn konst(&mut self, bits: u64) -> CodeLabel {
         if let Some(l) = self.consts.get(&bits) {
             return *l;
         }
@@ -313,6 +385,13 @@ impl Emit<'_> {
     }
 
     fn body(&mut self, tail: bool) -> Result<(), IcedError> {
+        match self.isa {
+            Isa::Avx512 => self.body_avx512(tail),
+            Isa::Avx2 => self.body_avx2(tail),
+        }
+    }
+
+    fn body_avx512(&mut self, tail: bool) -> Result<(), IcedError> {
         let m = if tail { 1 } else { 0 };
         let prog = self.prog;
         for (k, inst) in prog.insts.iter().enumerate() {
@@ -394,6 +473,7 @@ impl Emit<'_> {
                     let acc = masked(ACC, m);
                     if self.f64 { self.a.vporq(acc, ACC, x)? } else { self.a.vpord(acc, ACC, x)? }
                 }
+                Inst::Spill(..) | Inst::Reload(_) => unreachable!("AVX-512 bodies have registers enough (`spill::fit` is AVX2's)"),
                 Inst::Bits(c) => {
                     // The vector's 16 lanes are elements rax.., so its bits are the word
                     // rax / 8 bytes into the last slice; the tail's masked-off lanes as 0.

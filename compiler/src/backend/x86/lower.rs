@@ -76,6 +76,10 @@ pub(super) enum Inst {
     NonFinite(u32),
     /// Stores mask `m` as the vector's bits in the spike bits (the last slice).
     Bits(u32),
+    /// Stores a value to a stack slot (`spill::fit`).
+    Spill(usize, u32),
+    /// A value from a stack slot.
+    Reload(usize),
 }
 
 impl Inst {
@@ -85,7 +89,7 @@ impl Inst {
     }
 
     pub fn has_result(&self) -> bool {
-        !matches!(self, Inst::Store(..) | Inst::NonFinite(..) | Inst::Bits(..))
+        !matches!(self, Inst::Store(..) | Inst::NonFinite(..) | Inst::Bits(..) | Inst::Spill(..))
     }
 
     /// The values it reads.
@@ -95,11 +99,32 @@ impl Inst {
             Opd::K(_) => None,
         };
         match self {
-            Inst::Load(_) | Inst::Time | Inst::Splat(_) => vec![],
+            Inst::Load(_) | Inst::Time | Inst::Splat(_) | Inst::Reload(_) => vec![],
             Inst::Bin(_, a, b) | Inst::Cmp(_, a, b) => [v(a), v(b)].into_iter().flatten().collect(),
             Inst::Select(m, a, b) => std::iter::once(*m).chain([v(a), v(b)].into_iter().flatten()).collect(),
-            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) | Inst::Bits(x) => vec![*x],
+            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) | Inst::Bits(x) | Inst::Spill(_, x) => vec![*x],
             Inst::MaskAnd(a, b) | Inst::MaskOr(a, b) => vec![*a, *b],
+        }
+    }
+
+    /// Applies `map` to every value it reads (`mapo` to its operands).
+    pub fn map_reads(&mut self, mut map: impl FnMut(&mut u32), mut mapo: impl FnMut(&mut Opd)) {
+        match self {
+            Inst::Load(_) | Inst::Time | Inst::Splat(_) | Inst::Reload(_) => {}
+            Inst::Bin(_, a, b) | Inst::Cmp(_, a, b) => {
+                mapo(a);
+                mapo(b);
+            }
+            Inst::Select(m, a, b) => {
+                map(m);
+                mapo(a);
+                mapo(b);
+            }
+            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) | Inst::Bits(x) | Inst::Spill(_, x) => map(x),
+            Inst::MaskAnd(a, b) | Inst::MaskOr(a, b) => {
+                map(a);
+                map(b);
+            }
         }
     }
 }
@@ -131,6 +156,8 @@ impl Program {
                 Inst::Store(j, x) => format!("store slice {j}, v{x}"),
                 Inst::NonFinite(x) => format!("nonfinite |= bits v{x}"),
                 Inst::Bits(m) => format!("spike bits m{m}"),
+                Inst::Spill(s, v) => format!("spill v{v} to slot {s}"),
+                Inst::Reload(s) => format!("reload slot {s}"),
             };
             if i.has_result() {
                 let kind = if i.is_mask() { "m" } else { "v" };
@@ -153,6 +180,8 @@ pub(super) struct Program {
     pub insts: Vec<Inst>,
     /// The spikes are also stored as bits ([`Inst::Bits`]), through one more slice.
     pub bits: bool,
+    /// Stack slots of one vector each ([`Inst::Spill`]).
+    pub slots: usize,
 }
 
 /// A node's lowered value: a float operand, a mask, or both (as in the Cranelift
@@ -509,26 +538,15 @@ pub(super) fn live(prog: &mut Program, bits: bool) -> Vec<usize> {
         }
     };
     for i in &mut kept {
-        match i {
-            Inst::Load(_) | Inst::Time | Inst::Splat(_) => {}
-            Inst::Bin(_, a, b) | Inst::Cmp(_, a, b) => {
-                mapo(a);
-                mapo(b);
-            }
-            Inst::Select(m, a, b) => {
-                map(m);
-                mapo(a);
-                mapo(b);
-            }
-            Inst::Sqrt(x) | Inst::Nearest(x) | Inst::Pow2(x) | Inst::MaskNot(x) | Inst::FromMask(x) | Inst::Store(_, x) | Inst::NonFinite(x) | Inst::Bits(x) => map(x),
-            Inst::MaskAnd(a, b) | Inst::MaskOr(a, b) => {
-                map(a);
-                map(b);
-            }
-        }
+        i.map_reads(map, mapo);
     }
     prog.insts = kept;
     prog.bits &= bits;
+    last_readers(prog)
+}
+
+/// The last instruction that reads each value (0 for none).
+pub(super) fn last_readers(prog: &Program) -> Vec<usize> {
     let mut last = vec![0; prog.insts.len()];
     for (k, i) in prog.insts.iter().enumerate() {
         for r in i.reads() {

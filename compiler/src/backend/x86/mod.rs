@@ -1,21 +1,27 @@
-//! The CPU kernel in AVX-512: 16 f32 or 8 f64 lanes per instruction, where Cranelift
-//! (0.135) emits 128-bit vectors only. It takes the same specialised step as the
-//! Cranelift generator and makes the same rewrites ([`rewrite`](super::rewrite)), and
-//! the function it makes has the Cranelift kernel's signature and contract (the
-//! non-finite flag included), so [`JitKernel`](super::cranelift::JitKernel) uses
-//! whichever was made: this one where the host has AVX-512 (F, DQ, BMI2) and the step
-//! has a vector form; Cranelift's otherwise.
+//! The CPU kernel in x86 vectors: AVX-512 (16 f32 or 8 f64 lanes per instruction) or,
+//! where the host has no AVX-512, AVX2 (8 or 4), where Cranelift (0.135) emits 128-bit
+//! vectors only. It takes the same specialised step as the Cranelift generator and makes
+//! the same rewrites ([`rewrite`](super::rewrite)), and the function it makes has the
+//! Cranelift kernel's signature and contract (the non-finite flag included), so
+//! [`JitKernel`](super::cranelift::JitKernel) uses whichever was made: this one where the
+//! host has one of the two instruction sets ([`Isa`]) and the step has a vector form;
+//! Cranelift's otherwise.
 //!
 //! f64 kernels perform the interpreter's operations in its order (no contraction into
 //! FMA), so they equal it to the bit as the Cranelift kernel does; f32 kernels equal the
-//! Cranelift f32 kernel to the bit (the same operations, constants and polynomials).
-//! Constants are read from memory by broadcast, not held in registers: with 32 vector
-//! registers and no constants in them, no element body here has needed a spill.
+//! Cranelift f32 kernel to the bit (the same operations, constants and polynomials) in
+//! either instruction set: each lane computes what one element of the scalar code would.
+//! Constants are read from memory (AVX-512 by broadcast, AVX2 as whole vectors), not held
+//! in registers.
 //!
 //! Pipeline: [`lower`] (graph -> straight-line vector program, unused values dropped) ->
-//! [`emit`] (registers, machine code through iced-x86's assembler) -> executable memory.
-//! `SNNC_AVX512=0` in the environment turns it off (for A/B measurements).
+//! [`emit`] (registers, machine code through iced-x86's assembler; the AVX2 body in
+//! `avx2`) -> executable memory. In the environment, `SNNC_X86=avx2` keeps a host with
+//! AVX-512 to AVX2 and `SNNC_X86=off` (or `SNNC_AVX512=0`, its older name) to Cranelift
+//! (for A/B measurements).
 
+mod avx2;
+mod spill;
 mod emit;
 mod lower;
 
@@ -33,8 +39,9 @@ pub(crate) type KernelFn = unsafe extern "C" fn(ptrs: *const *mut u8, n: u64, t:
 pub(crate) struct Code {
     pub plain: Loops,
     pub bits: Option<Loops>,
-    /// Elements per vector (16 in f32, 8 in f64).
+    /// Elements per vector ([`Isa::lanes`]).
     pub lanes: usize,
+    pub isa: Isa,
     /// With `listing`: the vector program and the machine code, disassembled.
     pub listing: Option<String>,
 }
@@ -66,47 +73,93 @@ impl Loops {
 unsafe impl Send for Loops {}
 unsafe impl Sync for Loops {}
 
-/// Whether this machine runs the AVX-512 kernels (and `SNNC_AVX512` does not say no).
-pub fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        let wanted = std::env::var("SNNC_AVX512").map(|v| v != "0").unwrap_or(true);
-        wanted && host_has_avx512()
+/// The x86 vector instruction sets the generator writes, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// AVX and AVX2 (256-bit vectors; masks are vectors of all-ones lanes).
+    Avx2,
+    /// AVX-512 F and DQ, with BMI2 (512-bit vectors, mask registers).
+    Avx512,
+}
+
+impl Isa {
+    /// The generator's name (`JitKernel::generator`, `cpu_code` in benchmarks).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Elements per vector.
+    pub fn lanes(self, f64: bool) -> usize {
+        let bytes = match self {
+            Isa::Avx2 => 32,
+            Isa::Avx512 => 64,
+        };
+        bytes / if f64 { 8 } else { 4 }
+    }
+}
+
+/// The widest instruction set this machine runs that the environment allows
+/// (`SNNC_X86=avx512|avx2|off`; `SNNC_AVX512=0` is `off`), if any.
+pub fn host() -> Option<Isa> {
+    static HOST: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| {
+        let off = std::env::var("SNNC_AVX512").is_ok_and(|v| v == "0");
+        let cap = match std::env::var("SNNC_X86").as_deref() {
+            Ok("off") => None,
+            Ok("avx2") => Some(Isa::Avx2),
+            _ => Some(Isa::Avx512),
+        };
+        let has = [Isa::Avx512, Isa::Avx2].into_iter().find(|&i| host_runs(i));
+        if off { None } else { has.min(cap) }
     })
 }
 
 #[cfg(target_arch = "x86_64")]
-fn host_has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") && std::arch::is_x86_feature_detected!("bmi2")
+fn host_runs(isa: Isa) -> bool {
+    match isa {
+        Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") && std::arch::is_x86_feature_detected!("bmi2"),
+        Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn host_has_avx512() -> bool {
+fn host_runs(_: Isa) -> bool {
     false
 }
 
 /// The step's element loop as machine code bytes, ascending and descending, on any
 /// machine, with the listing of the ascending one when asked for (tests and listings;
 /// [`compile`] also runs it).
-fn assemble(p: &Specialised, slices: Slices, f64: bool, listed: bool) -> Result<Assembled, Unsupported> {
+fn assemble(p: &Specialised, slices: Slices, f64: bool, isa: Isa, listed: bool) -> Result<Assembled, Unsupported> {
     if p.graph.nodes().any(|(_, n)| n.op.is_random()) {
         return Err(Unsupported("random draws need a call per element".into()));
     }
     let n = slices.count();
     // Lowered once with the spikes' bits where they are a mask's: in f32 only, where a
-    // vector's lanes are one whole word (an f64 vector's are a byte, and an odd count of
-    // them would leave the last word's other byte as it was).
+    // vector's lanes are one whole word (AVX-512) or byte (AVX2); an f64 vector's are a
+    // byte or half of one, and an odd count of them would leave the rest as it was.
     let with_bits = lower::lower(p, !f64, slices.states, slices.inputs, slices.spike.then(|| n - 1), !f64)?;
+    // AVX2's twelve registers are too few for some bodies: those spill.
+    let fitted = |prog: &mut lower::Program, last: Vec<usize>| if isa == Isa::Avx2 { spill::fit(prog, &last, avx2::VALUE_REGS) } else { last };
     let mut prog = with_bits.clone();
     let last = lower::live(&mut prog, false);
+    let last = fitted(&mut prog, last);
     // One program, both loops (`emit::emit`'s `descending`).
-    let up = emit::emit(&prog, &last, n, f64, false)?;
-    let down = emit::emit(&prog, &last, n, f64, true)?;
-    let listing = listed.then(|| format!("; AVX-512 vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&up.bytes[..up.code_len])));
+    let up = emit::emit(&prog, &last, n, f64, isa, false)?;
+    let down = emit::emit(&prog, &last, n, f64, isa, true)?;
+    let title = match isa {
+        Isa::Avx512 => "AVX-512",
+        Isa::Avx2 => "AVX2",
+    };
+    let listing = listed.then(|| format!("; {title} vector program\n{}; machine code\n{}", prog.text(f64), disassemble(&up.bytes[..up.code_len])));
     // With the bits, where a register is left for them.
     let bits = Some(with_bits).filter(|w| w.bits).and_then(|mut w| {
         let last = lower::live(&mut w, true);
-        Some((emit::emit(&w, &last, n + 1, f64, false).ok()?.bytes, emit::emit(&w, &last, n + 1, f64, true).ok()?.bytes))
+        let last = fitted(&mut w, last);
+        Some((emit::emit(&w, &last, n + 1, f64, isa, false).ok()?.bytes, emit::emit(&w, &last, n + 1, f64, isa, true).ok()?.bytes))
     });
     Ok(Assembled { plain: (up.bytes, down.bytes), bits, listing })
 }
@@ -120,13 +173,14 @@ struct Assembled {
     listing: Option<String>,
 }
 
-/// Compiles the step for this machine, or says why it is left to Cranelift.
-pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, listing: bool) -> Result<Code, Unsupported> {
-    if !available() {
-        return Err(Unsupported("this machine has no AVX-512 (or SNNC_AVX512=0)".into()));
-    }
-    let Assembled { plain, bits, listing } = assemble(p, slices, f64, listing)?;
-    Ok(Code { plain: Loops::new(&plain)?, bits: bits.as_ref().map(Loops::new).transpose()?, lanes: if f64 { 8 } else { 16 }, listing })
+/// Compiles the step for this machine in the widest instruction set it runs up to
+/// `widest`, or says why it is left to Cranelift.
+pub(crate) fn compile(p: &Specialised, slices: Slices, f64: bool, widest: Isa, listing: bool) -> Result<Code, Unsupported> {
+    let Some(isa) = host().map(|h| h.min(widest)) else {
+        return Err(Unsupported("this machine has no AVX-512 or AVX2 (or SNNC_X86=off)".into()));
+    };
+    let Assembled { plain, bits, listing } = assemble(p, slices, f64, isa, listing)?;
+    Ok(Code { plain: Loops::new(&plain)?, bits: bits.as_ref().map(Loops::new).transpose()?, lanes: isa.lanes(f64), isa, listing })
 }
 
 /// `bytes` (a kernel from [`assemble`]) in executable memory, and the function it is.
@@ -145,12 +199,12 @@ fn executable(bytes: &[u8]) -> Result<(region::Allocation, KernelFn), Unsupporte
     Ok((memory, func))
 }
 
-/// The vector program and machine code of `step`'s AVX-512 kernel, made on any
-/// machine (nothing is run): what `snnc emit --target clif` shows where the host has
-/// AVX-512, and what the snapshot tests hold.
-pub fn listing(step: &crate::discretise::Step, specs: &[super::ParamSpec], precision: super::Precision) -> Result<String, Unsupported> {
+/// The vector program and machine code of `step`'s kernel in `isa`, made on any machine
+/// (nothing is run): what `snnc emit --target clif` shows where the host runs it, and
+/// what the snapshot tests hold.
+pub fn listing(step: &crate::discretise::Step, specs: &[super::ParamSpec], precision: super::Precision, isa: Isa) -> Result<String, Unsupported> {
     let p = crate::backend::specialise::specialise_step(step, specs).map_err(|e| Unsupported(e.to_string()))?;
-    let a = assemble(&p, Slices::of(step, specs, p.spike.is_some()), precision == super::Precision::F64, true)?;
+    let a = assemble(&p, Slices::of(step, specs, p.spike.is_some()), precision == super::Precision::F64, isa, true)?;
     Ok(a.listing.expect("asked for"))
 }
 

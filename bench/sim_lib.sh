@@ -6,5 +6,13 @@
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 file=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import compare; print(compare.scaled_network('$net', $n, '$work'))")
-# (SNNC may carry options after the binary, split at spaces: "target/release/snnc --even-chunks".)
-run_s() { local snnc; read -ra snnc <<< "$1"; "${snnc[0]}" bench sim "$file" --method euler --duration "$dur" --threads "$2" "${snnc[@]:1}" | grep -o '"run_s":[0-9.]*' | cut -d: -f2; }
+# (SNNC may carry environment settings before the binary and options after it, split at
+# spaces: "target/release/snnc --even-chunks", "SNNC_X86=off target/release/snnc".)
+run_s() {
+    local words env=() cmd=()
+    read -ra words <<< "$1"
+    for w in "${words[@]}"; do
+        if [ ${#cmd[@]} -eq 0 ] && [[ $w == *=* ]]; then env+=("$w"); else cmd+=("$w"); fi
+    done
+    env "${env[@]}" "${cmd[0]}" bench sim "$file" --method euler --duration "$dur" --threads "$2" "${cmd[@]:1}" | grep -o '"run_s":[0-9.]*' | cut -d: -f2
+}

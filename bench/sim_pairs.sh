@@ -8,6 +8,7 @@
 # THREADS as TA:TB runs A on TA threads and B on TB (one binary on one and two threads:
 #   bash bench/sim_pairs.sh coba 40000 1s 1:2 10 target/release/snnc target/release/snnc
 # B/A is then the two-thread run's share of the one-thread run's time).
+# Code generators: bash bench/sim_pairs.sh coba 40000 1s 1 8 "SNNC_X86=off target/release/snnc" target/release/snnc
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 7 ] || { echo "usage: bash bench/sim_pairs.sh coba|cuba N DURATION THREADS PAIRS SNNC_A SNNC_B" >&2; exit 2; }

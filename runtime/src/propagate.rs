@@ -679,9 +679,9 @@ pub(crate) fn propagate_delayed<T: Float>(rows: &SparseRows<T>, delays: &[u32], 
 
 /// Appends the indices of the non-zero entries of `spikes` (NaN included), plus `base`,
 /// to `out`; whether each of them is exactly 1. Spikes are rare (a few per thousand
-/// neurons and step): with AVX-512, one compare per 16 or 8 values gives the bits of
-/// those that are not zero; elsewhere blocks of 16 whose bits are all zero (every
-/// value +0) are skipped after one branch-free OR. `down`: the spikes are read from the
+/// neurons and step): with AVX-512 or AVX2, one compare per 16 or 8 values (AVX2: 8 or
+/// 4) gives the bits of those that are not zero; elsewhere blocks of 16 whose bits are
+/// all zero (every value +0) are skipped after one branch-free OR. `down`: the spikes are read from the
 /// last to the first (a thread's share that its kernel steps down, `parallel::runs_down`:
 /// its streams then end away from the next thread's share); the indices appended are in
 /// ascending order either way.

@@ -25,7 +25,8 @@ pub trait Float:
     /// Whether any value of `block` has a bit set (is not +0): an OR of the bits in the
     /// float's own width over a block of fixed size, which vectorises.
     fn any_bits(block: &[Self]) -> bool;
-    /// `propagate::active_indices` in AVX-512 where the host has it (`None`: it has not).
+    /// `propagate::active_indices` in AVX-512 or AVX2 where the host has it (`None`: it
+    /// has neither).
     fn nonzero_indices_simd(spikes: &[Self], base: usize, out: &mut Vec<u32>, down: bool) -> Option<bool>;
 }
 
@@ -33,6 +34,12 @@ pub trait Float:
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// Whether this host runs AVX2.
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
 }
 
 /// The indices (+ `at`) of the entries of one vector set in `nonzero` (a lane mask),
@@ -148,6 +155,112 @@ unsafe fn nonzero_indices_f64<const DOWN: bool>(s: &[f64], base: usize, out: &mu
     not_one == 0
 }
 
+/// [`Float::nonzero_indices_simd`] in AVX2, for f32 (8 lanes) and f64 (4): per 32 or 16
+/// values (four vectors) whose bits are not all zero, per vector a mask of those that
+/// are not zero and of those that are 1; masked loads for the last block's rest.
+///
+/// # Safety
+/// The host has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn nonzero_indices_avx2<T: Lanes256, const DOWN: bool>(s: &[T], base: usize, out: &mut Vec<u32>) -> bool {
+    use std::arch::x86_64::*;
+    let lanes = 32 / std::mem::size_of::<T>();
+    let block = 4 * lanes;
+    let mut not_one = false;
+    let units = s.len().div_ceil(block);
+    for j in 0..units {
+        let at = block * if DOWN { units - 1 - j } else { j };
+        let c = &s[at..(at + block).min(s.len())];
+        let (mut nz, mut ones) = (0u64, 0u64);
+        if c.len() == block {
+            // SAFETY: `c` holds four vectors.
+            let v: [__m256i; 4] = std::array::from_fn(|q| unsafe { _mm256_loadu_si256(c.as_ptr().add(q * lanes).cast()) });
+            // One test for the block: nearly every block's bits are all zero (+0).
+            let any = _mm256_or_si256(_mm256_or_si256(v[0], v[1]), _mm256_or_si256(v[2], v[3]));
+            if _mm256_testz_si256(any, any) == 1 {
+                continue;
+            }
+            for (q, &v) in v.iter().enumerate() {
+                // SAFETY: the host has AVX2.
+                let (z, o) = unsafe { T::masks(v) };
+                nz |= u64::from(z) << (q * lanes);
+                ones |= u64::from(o) << (q * lanes);
+            }
+        } else {
+            for q in 0..c.len().div_ceil(lanes) {
+                let n = (c.len() - q * lanes).min(lanes);
+                // SAFETY: the mask loads only the `n` values of `c` from q * lanes on
+                // (masked-off lanes read as 0 and do not fault).
+                let v = unsafe { T::load_first(c.as_ptr().add(q * lanes), n) };
+                // SAFETY: the host has AVX2.
+                let (z, o) = unsafe { T::masks(v) };
+                nz |= u64::from(z) << (q * lanes);
+                ones |= u64::from(o) << (q * lanes);
+            }
+        }
+        if nz != 0 {
+            not_one |= nz & !ones != 0;
+            push_lanes(nz, base + at, out, DOWN);
+        }
+    }
+    !not_one
+}
+
+/// What [`nonzero_indices_avx2`] needs of a float type in 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+trait Lanes256: Sized {
+    /// The lanes that are not zero (`!=`: NaN is, -0 is not) and those that are 1, as
+    /// bits.
+    ///
+    /// # Safety
+    /// The host has AVX2.
+    unsafe fn masks(v: std::arch::x86_64::__m256i) -> (u32, u32);
+    /// The first `n` values at `p` (the others 0).
+    ///
+    /// # Safety
+    /// The host has AVX2; `p..p + n` is readable.
+    unsafe fn load_first(p: *const Self, n: usize) -> std::arch::x86_64::__m256i;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes256 for f32 {
+    #[target_feature(enable = "avx2")]
+    unsafe fn masks(v: std::arch::x86_64::__m256i) -> (u32, u32) {
+        use std::arch::x86_64::*;
+        let v = _mm256_castsi256_ps(v);
+        let nz = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, _mm256_setzero_ps()));
+        let one = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(v, _mm256_set1_ps(1.0)));
+        (nz as u32, one as u32)
+    }
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_first(p: *const f32, n: usize) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        let lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        // SAFETY: forwarded to the caller.
+        _mm256_castps_si256(unsafe { _mm256_maskload_ps(p, lanes) })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes256 for f64 {
+    #[target_feature(enable = "avx2")]
+    unsafe fn masks(v: std::arch::x86_64::__m256i) -> (u32, u32) {
+        use std::arch::x86_64::*;
+        let v = _mm256_castsi256_pd(v);
+        let nz = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_NEQ_UQ>(v, _mm256_setzero_pd()));
+        let one = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(v, _mm256_set1_pd(1.0)));
+        (nz as u32, one as u32)
+    }
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_first(p: *const f64, n: usize) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        let lanes = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n as i64), _mm256_setr_epi64x(0, 1, 2, 3));
+        // SAFETY: forwarded to the caller.
+        _mm256_castpd_si256(unsafe { _mm256_maskload_pd(p, lanes) })
+    }
+}
+
 impl Float for f32 {
     fn host(s: &[f32]) -> Host<'_> {
         Host::F32(s)
@@ -170,6 +283,11 @@ impl Float for f32 {
         if avx512() {
             // SAFETY: the host has AVX-512 F.
             return Some(unsafe { if down { nonzero_indices_f32::<true>(spikes, base, out) } else { nonzero_indices_f32::<false>(spikes, base, out) } });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the host has AVX2.
+            return Some(unsafe { if down { nonzero_indices_avx2::<f32, true>(spikes, base, out) } else { nonzero_indices_avx2::<f32, false>(spikes, base, out) } });
         }
         let _ = (spikes, base, out, down);
         None
@@ -197,6 +315,11 @@ impl Float for f64 {
         if avx512() {
             // SAFETY: the host has AVX-512 F.
             return Some(unsafe { if down { nonzero_indices_f64::<true>(spikes, base, out) } else { nonzero_indices_f64::<false>(spikes, base, out) } });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the host has AVX2.
+            return Some(unsafe { if down { nonzero_indices_avx2::<f64, true>(spikes, base, out) } else { nonzero_indices_avx2::<f64, false>(spikes, base, out) } });
         }
         let _ = (spikes, base, out, down);
         None

@@ -330,7 +330,9 @@ fn x86_and_cranelift_kernels_agree_to_the_bit() {
                 let cranelift = JitKernel::compile_with(&c.step, &d.specs, precision, JitOptions { x86: None, ..JitOptions::default() }).unwrap();
                 for &isa in &isas {
                     let a = JitKernel::compile_with(&c.step, &d.specs, precision, JitOptions { x86: Some(isa), ..JitOptions::default() }).unwrap();
-                    if a.generator() == isa.name() {
+                    // Every step Cranelift vectorises is the x86 generator's in `isa`.
+                    if cranelift.is_vectorised() {
+                        assert_eq!(a.generator(), isa.name(), "{} n={n} {precision:?}: {:?}", c.name, a.why_not_x86());
                         native += 1;
                     }
                     let mut rng = d.rng.clone();

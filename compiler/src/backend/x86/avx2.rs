@@ -193,34 +193,13 @@ impl Emit<'_> {
     }
 
     fn bin_avx2(&mut self, op: Bin, v: u32, x: Opd, y: Opd) -> Result<(), IcedError> {
-        let commutes = matches!(op, Bin::Add | Bin::Mul | Bin::Xor | Bin::And);
-        // The first operand must be a register: swap a constant out of it where the
-        // operation commutes (IEEE addition and multiplication do, to the bit).
-        let (x, y) = if commutes && matches!(x, Opd::K(_)) && matches!(y, Opd::V(_)) { (y, x) } else { (x, y) };
+        let (x, y) = super::emit::constant_second(op, x, y);
         let d = self.y(v);
         let x = self.yreg(x)?;
         macro_rules! go {
-            ($src:expr) => {{
-                let s = $src;
-                match (op, self.f64) {
-                    (Bin::Add, false) => self.a.vaddps(d, x, s),
-                    (Bin::Add, true) => self.a.vaddpd(d, x, s),
-                    (Bin::Sub, false) => self.a.vsubps(d, x, s),
-                    (Bin::Sub, true) => self.a.vsubpd(d, x, s),
-                    (Bin::Mul, false) => self.a.vmulps(d, x, s),
-                    (Bin::Mul, true) => self.a.vmulpd(d, x, s),
-                    (Bin::Div, false) => self.a.vdivps(d, x, s),
-                    (Bin::Div, true) => self.a.vdivpd(d, x, s),
-                    (Bin::Min, false) => self.a.vminps(d, x, s),
-                    (Bin::Min, true) => self.a.vminpd(d, x, s),
-                    (Bin::Max, false) => self.a.vmaxps(d, x, s),
-                    (Bin::Max, true) => self.a.vmaxpd(d, x, s),
-                    (Bin::Xor, false) => self.a.vxorps(d, x, s),
-                    (Bin::Xor, true) => self.a.vxorpd(d, x, s),
-                    (Bin::And, false) => self.a.vandps(d, x, s),
-                    (Bin::And, true) => self.a.vandpd(d, x, s),
-                }
-            }};
+            ($src:expr) => {
+                float_bin!(self.a, op, self.f64, d, x, $src, xor: vxorps / vxorpd, and: vandps / vandpd)
+            };
         }
         match self.yopd(y) {
             YOpd::R(y) => go!(y),

@@ -495,34 +495,13 @@ impl Emit<'_> {
     }
 
     fn bin(&mut self, op: Bin, v: u32, x: Opd, y: Opd) -> Result<(), IcedError> {
-        let commutes = matches!(op, Bin::Add | Bin::Mul | Bin::Xor | Bin::And);
-        // The first operand must be a register: swap a constant out of it where the
-        // operation commutes (IEEE addition and multiplication do, to the bit).
-        let (x, y) = if commutes && matches!(x, Opd::K(_)) && matches!(y, Opd::V(_)) { (y, x) } else { (x, y) };
+        let (x, y) = constant_second(op, x, y);
         let d = self.z(v);
         let x = self.reg(x)?;
         macro_rules! go {
-            ($src:expr) => {{
-                let s = $src;
-                match (op, self.f64) {
-                    (Bin::Add, false) => self.a.vaddps(d, x, s),
-                    (Bin::Add, true) => self.a.vaddpd(d, x, s),
-                    (Bin::Sub, false) => self.a.vsubps(d, x, s),
-                    (Bin::Sub, true) => self.a.vsubpd(d, x, s),
-                    (Bin::Mul, false) => self.a.vmulps(d, x, s),
-                    (Bin::Mul, true) => self.a.vmulpd(d, x, s),
-                    (Bin::Div, false) => self.a.vdivps(d, x, s),
-                    (Bin::Div, true) => self.a.vdivpd(d, x, s),
-                    (Bin::Min, false) => self.a.vminps(d, x, s),
-                    (Bin::Min, true) => self.a.vminpd(d, x, s),
-                    (Bin::Max, false) => self.a.vmaxps(d, x, s),
-                    (Bin::Max, true) => self.a.vmaxpd(d, x, s),
-                    (Bin::Xor, false) => self.a.vpxord(d, x, s),
-                    (Bin::Xor, true) => self.a.vpxorq(d, x, s),
-                    (Bin::And, false) => self.a.vpandd(d, x, s),
-                    (Bin::And, true) => self.a.vpandq(d, x, s),
-                }
-            }};
+            ($src:expr) => {
+                float_bin!(self.a, op, self.f64, d, x, $src, xor: vpxord / vpxorq, and: vpandd / vpandq)
+            };
         }
         match y {
             Opd::V(y) => {
@@ -535,4 +514,12 @@ impl Emit<'_> {
             }
         }
     }
+}
+
+/// `x op y`'s operands with a constant second where `op` commutes (IEEE addition and
+/// multiplication do, to the bit): the first operand must be a register, the second
+/// may be read from memory.
+pub(super) fn constant_second(op: Bin, x: Opd, y: Opd) -> (Opd, Opd) {
+    let commutes = matches!(op, Bin::Add | Bin::Mul | Bin::Xor | Bin::And);
+    if commutes && matches!(x, Opd::K(_)) && matches!(y, Opd::V(_)) { (y, x) } else { (x, y) }
 }

@@ -20,6 +20,32 @@
 //! AVX-512 to AVX2 and `SNNC_X86=off` (or `SNNC_AVX512=0`, its older name) to Cranelift
 //! (for A/B measurements).
 
+/// `$a.<op>($d, $x, $s)` for a float operation of the program in the kernel's width,
+/// with the instruction set's bitwise ops (`xor` and `and` as f32 / f64 mnemonics): the
+/// one table of `Bin` to instructions that both bodies use.
+macro_rules! float_bin {
+    ($a:expr, $op:expr, $f64:expr, $d:expr, $x:expr, $s:expr, xor: $xs:ident / $xd:ident, and: $as_:ident / $ad:ident) => {
+        match ($op, $f64) {
+            (Bin::Add, false) => $a.vaddps($d, $x, $s),
+            (Bin::Add, true) => $a.vaddpd($d, $x, $s),
+            (Bin::Sub, false) => $a.vsubps($d, $x, $s),
+            (Bin::Sub, true) => $a.vsubpd($d, $x, $s),
+            (Bin::Mul, false) => $a.vmulps($d, $x, $s),
+            (Bin::Mul, true) => $a.vmulpd($d, $x, $s),
+            (Bin::Div, false) => $a.vdivps($d, $x, $s),
+            (Bin::Div, true) => $a.vdivpd($d, $x, $s),
+            (Bin::Min, false) => $a.vminps($d, $x, $s),
+            (Bin::Min, true) => $a.vminpd($d, $x, $s),
+            (Bin::Max, false) => $a.vmaxps($d, $x, $s),
+            (Bin::Max, true) => $a.vmaxpd($d, $x, $s),
+            (Bin::Xor, false) => $a.$xs($d, $x, $s),
+            (Bin::Xor, true) => $a.$xd($d, $x, $s),
+            (Bin::And, false) => $a.$as_($d, $x, $s),
+            (Bin::And, true) => $a.$ad($d, $x, $s),
+        }
+    };
+}
+
 mod avx2;
 mod spill;
 mod emit;

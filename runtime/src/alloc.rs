@@ -6,7 +6,8 @@
 //! A population's states, inputs and spikes are `Vec`s. The system allocator starts one
 //! 16 bytes into a cache line, or (a large one) 16 bytes into a page, and puts the next
 //! right after it. Then
-//! - every 64-byte vector load of an AVX-512 kernel straddles two lines;
+//! - every 64-byte vector load of an AVX-512 kernel straddles two lines (every other
+//!   32-byte load of an AVX2 kernel);
 //! - at each boundary between two threads' shares of a population (multiples of 16
 //!   neurons, `parallel::split_range`) one line of every array is written by both threads;
 //! - a thread streaming its share to the end of one array runs (through the hardware

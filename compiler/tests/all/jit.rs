@@ -488,15 +488,15 @@ fn the_kernel_reports_a_non_finite_state_at_any_element() {
     }
     let (step, specs) = lif();
     // 11: two f32x4 groups and three scalar elements (f64: five f64x2 and one); in
-    // AVX-512 only a masked tail (f64: one vector and a tail). 37: two 16-lane vectors
-    // and a tail of 5.
-    // (Without AVX-512 on this machine the second pass would be Cranelift's again.)
+    // AVX-512 only a masked tail (f64: one vector and a tail), in AVX2 one vector and a
+    // tail of 3. 37: two 16-lane vectors and a tail of 5 (AVX2: four and 5). Cranelift's
+    // kernels, then each x86 instruction set this machine runs.
     for x86 in generators() {
         for n in [11, 37] {
             for precision in [Precision::F32, Precision::F64] {
                 let k = JitKernel::compile_with(&step, &specs, precision, JitOptions { x86, ..JitOptions::default() }).unwrap();
                 let g = k.generator();
-                // Forwards, and backwards (the AVX-512 kernel's other loop).
+                // Forwards, and backwards (the x86 kernels' other loop).
                 for down in [false, true] {
                     let checked = |bad| if precision == Precision::F32 { run::<f32>(&k, n, bad, down) } else { run::<f64>(&k, n, bad, down) };
                     assert!(checked(None), "{g} {precision:?}: finite states reported");

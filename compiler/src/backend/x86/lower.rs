@@ -107,8 +107,14 @@ impl Inst {
         }
     }
 
-    /// Applies `map` to every value it reads (`mapo` to its operands).
-    pub fn map_reads(&mut self, mut map: impl FnMut(&mut u32), mut mapo: impl FnMut(&mut Opd)) {
+    /// Reads each value `v` it reads as `name[v]` (the program renumbered).
+    pub fn rename_reads(&mut self, name: &[u32]) {
+        let map = |v: &mut u32| *v = name[*v as usize];
+        let mapo = |o: &mut Opd| {
+            if let Opd::V(v) = o {
+                *v = name[*v as usize];
+            }
+        };
         match self {
             Inst::Load(_) | Inst::Time | Inst::Splat(_) | Inst::Reload(_) => {}
             Inst::Bin(_, a, b) | Inst::Cmp(_, a, b) => {
@@ -531,14 +537,8 @@ pub(super) fn live(prog: &mut Program, bits: bool) -> Vec<usize> {
             kept.push(i);
         }
     }
-    let map = |v: &mut u32| *v = new_id[*v as usize];
-    let mapo = |o: &mut Opd| {
-        if let Opd::V(v) = o {
-            *v = new_id[*v as usize];
-        }
-    };
     for i in &mut kept {
-        i.map_reads(map, mapo);
+        i.rename_reads(&new_id);
     }
     prog.insts = kept;
     prog.bits &= bits;

@@ -15,6 +15,7 @@
 //! in registers.
 //!
 //! Pipeline: [`lower`] (graph -> straight-line vector program, unused values dropped) ->
+//! in AVX2, `spill` (stack slots where more values would be live than its registers) ->
 //! [`emit`] (registers, machine code through iced-x86's assembler; the AVX2 body in
 //! `avx2`) -> executable memory. In the environment, `SNNC_X86=avx2` keeps a host with
 //! AVX-512 to AVX2 and `SNNC_X86=off` (or `SNNC_AVX512=0`, its older name) to Cranelift

@@ -6,7 +6,7 @@
 //! allocator (`emit::allocate`) never runs out. Values are never written twice, so a
 //! value spilled once keeps its slot for any later eviction.
 
-use super::lower::{Inst, Opd, Program, last_readers};
+use super::lower::{Inst, Program, last_readers};
 
 /// Rewrites `prog` so that at most `regs` values are live at once (the step's time, in
 /// a register of its own, is not counted), with [`Inst::Spill`] and [`Inst::Reload`];
@@ -32,11 +32,11 @@ pub(super) fn fit(prog: &mut Program, last: &[usize], regs: usize) -> Vec<usize>
     let mut slots = 0;
     let counted = |i: &Inst| i.has_result() && !matches!(i, Inst::Time);
     for k in 0..n {
-        let inst = prog.insts[k].clone();
+        let mut inst = prog.insts[k].clone();
         let reads = inst.reads();
-        // Room for `need` more values: evict those read again the latest (not by `k`).
-        let make_room = |need: usize, out: &mut Vec<Inst>, in_reg: &mut Vec<usize>, slot: &mut Vec<Option<usize>>, slots: &mut usize, name: &[u32]| {
-            while in_reg.len() + need > regs {
+        // Room for one more value: evict those read again the latest (not by `k`).
+        let make_room = |out: &mut Vec<Inst>, in_reg: &mut Vec<usize>, slot: &mut Vec<Option<usize>>, slots: &mut usize, name: &[u32]| {
+            while in_reg.len() >= regs {
                 let (at, &u) = in_reg.iter().enumerate().filter(|(_, u)| !reads.contains(&(**u as u32))).max_by_key(|(_, u)| next_use(**u, k)).expect("more registers than one instruction reads");
                 in_reg.swap_remove(at);
                 if slot[u].is_none() {
@@ -49,7 +49,7 @@ pub(super) fn fit(prog: &mut Program, last: &[usize], regs: usize) -> Vec<usize>
         for &r in &reads {
             let r = r as usize;
             if counted(&prog.insts[r]) && !in_reg.contains(&r) {
-                make_room(1, &mut out, &mut in_reg, &mut slot, &mut slots, &name);
+                make_room(&mut out, &mut in_reg, &mut slot, &mut slots, &name);
                 name[r] = out.len() as u32;
                 out.push(Inst::Reload(slot[r].expect("a value out of registers was spilled")));
                 in_reg.push(r);
@@ -58,33 +58,22 @@ pub(super) fn fit(prog: &mut Program, last: &[usize], regs: usize) -> Vec<usize>
         // Operands read for the last time free their registers before the result.
         in_reg.retain(|&v| last[v] != k);
         if counted(&inst) {
-            make_room(1, &mut out, &mut in_reg, &mut slot, &mut slots, &name);
+            make_room(&mut out, &mut in_reg, &mut slot, &mut slots, &name);
             in_reg.push(k);
         }
+        inst.rename_reads(&name);
         name[k] = out.len() as u32;
-        out.push(rename(inst, &name));
+        out.push(inst);
     }
     prog.insts = out;
     prog.slots = slots;
     last_readers(prog)
 }
 
-/// `inst` reading each value `v` as `name[v]`.
-fn rename(mut inst: Inst, name: &[u32]) -> Inst {
-    let map = |v: &mut u32| *v = name[*v as usize];
-    let mapo = |o: &mut Opd| {
-        if let Opd::V(v) = o {
-            *v = name[*v as usize];
-        }
-    };
-    inst.map_reads(map, mapo);
-    inst
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::x86::lower::{Bin, last_readers, live};
+    use crate::backend::x86::lower::{Bin, Opd, last_readers, live};
 
     /// The values a program stores (slot, value), run on one lane of f64s with
     /// `load slice j` = j + 1; and the most values live at once.

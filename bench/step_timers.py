@@ -53,7 +53,7 @@ def main():
         for k, v in got.items():
             per.setdefault(k, {})[run] = v / steps * 1e6
     print(f"{a.network} {a.neurons}, {a.duration}, {a.threads} thread(s), {a.reps} runs: run_s {sorted(r['run_s'] for r in rows)}")
-    spans = ["loop", "step", "phase", "serial", "chunk", "gather", "kernel_head", "kernel_rest", "restart", "scan", "idle", "stage_wait", "start", "chunk_later"]
+    spans = ["loop", "step", "phase", "serial", "chunk", "gather", "kernel_head", "kernel_rest", "restart", "scan", "idle", "stage_wait", "start", "chunk_later", "record", "rebalance"]
     threads = sorted({t for t, _ in per})
     mid = sorted(range(len(rows)), key=lambda k: rows[k]["run_s"])[len(rows) // 2]
     print("us per step, median run (min-max of all) | " + " | ".join(f"thread {t}" for t in threads))

@@ -178,6 +178,16 @@ fn input_sources<T: Float>(net: &Net<T>, inputs: Option<&Bound<'_, PyDict>>, sin
 /// `rec` after each; the GIL is released and Python's signals are checked every
 /// [`CHUNK`] (Ctrl-C raises `KeyboardInterrupt`, the network left at the last whole step).
 fn run_in<T: Float>(py: Python<'_>, net: &mut Net<T>, steps: u64, sources: Vec<InputSource>, rec: &mut Recorder) -> PyResult<()> {
+    // The network logs the spikes as its threads join them (`Recorder::attach`), until
+    // the run ends, however it ends.
+    rec.attach(net);
+    let done = run_attached(py, net, steps, sources, rec);
+    rec.detach(net);
+    done
+}
+
+/// [`run_in`] with `rec` attached to `net`.
+fn run_attached<T: Float>(py: Python<'_>, net: &mut Net<T>, steps: u64, sources: Vec<InputSource>, rec: &mut Recorder) -> PyResult<()> {
     let mut drive = Drive::new(net, sources);
     let (dt, end) = (net.dt, net.step_index + steps);
     while net.step_index < end {

@@ -689,6 +689,8 @@ struct Joined {
     /// Every spike listed has the value 1: then delivery needs only the lists (smoothed
     /// spikes and graded events have other values).
     ones: bool,
+    /// Where its spikes are logged step by step, while a recorder is attached.
+    log: Option<crate::record::SpikeLog>,
 }
 
 /// How a stage of a phase treats a population's chunks.
@@ -1006,6 +1008,21 @@ impl<T: Float> Network<T> {
         self.lay_out();
     }
 
+    /// Logs the spikes of population `log.pop` into `log` from the next step on, as they
+    /// are joined ([`crate::record::Recorder::attach`]).
+    pub(crate) fn keep_spike_log(&mut self, log: crate::record::SpikeLog) {
+        if self.fresh.len() < self.pops.len() {
+            self.fresh.resize_with(self.pops.len(), Fresh::default);
+        }
+        let p = log.pop;
+        self.fresh[p].0.get_mut().log = Some(log);
+    }
+
+    /// The spike log of population `p` ([`Network::keep_spike_log`]), no longer kept.
+    pub(crate) fn take_spike_log(&mut self, p: usize) -> Option<crate::record::SpikeLog> {
+        self.fresh.get_mut(p).and_then(|f| f.0.get_mut().log.take())
+    }
+
     /// The threads a step runs on ([`Network::set_threads`]).
     pub fn threads(&self) -> usize {
         self.pool.as_ref().map_or(1, Pool::threads)
@@ -1047,6 +1064,9 @@ impl<T: Float> Network<T> {
             // back to their start, so that the next step does not add them again.
             self.active_ones.fill(false);
             self.pops.iter_mut().for_each(|pop| pop.restart_inputs(true));
+            // A recording holds whole steps: not the populations this one logged.
+            let t = (self.step_index + 1) as f64 * self.dt;
+            self.fresh.iter_mut().filter_map(|f| f.0.get_mut().log.as_mut()).for_each(|log| log.forget(t));
         }
         done
     }
@@ -1182,6 +1202,7 @@ impl<T: Float> Network<T> {
         // (Out of the network while its bounds move.)
         let Some(mut bal) = self.balance.take() else { return };
         if bal.stepped() {
+            let _t = timers::start(Span::Rebalance);
             for p in 0..self.pops.len() {
                 let times = bal.take(p);
                 let local = self.local[p].clone();
@@ -1258,6 +1279,10 @@ impl<T: Float> Network<T> {
                 for part in &parts {
                     act.extend_from_slice(&part.active[b]);
                 }
+            }
+            // At the time `time()` gives once the step is over.
+            if let Some(log) = &mut fresh.log {
+                log.push((self.step_index + 1) as f64 * self.dt, &fresh.lists);
             }
         }
         parts.iter().any(|part| part.non_finite.is_some())

@@ -314,7 +314,7 @@ const ROW_LINES: usize = 8;
 
 /// Asks for the cache line holding `p`; never faults, so `p` may be anywhere.
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint: it reads nothing the program sees and never faults.
     #[allow(unused_unsafe)]

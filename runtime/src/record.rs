@@ -74,13 +74,21 @@ struct Trace {
 /// made when asked for: recording it spike by spike took ~30 ns a spike in a 400k-neuron
 /// run (the growing arrays' copies and page faults), on the thread that steps the network
 /// while the others wait (docs/benchmarks.md, ninth round).
+///
+/// While a [`Recorder`] is attached to its network ([`Recorder::attach`]), the network
+/// holds the logs and appends each step's spikes as a population's lists are joined, on
+/// the thread that joins them: the lists are still in that core's cache, where the caller
+/// copying them after the step read them from the other core's (~10 us a step at 400k
+/// neurons on two threads, while the other thread waited; docs/benchmarks.md).
 #[derive(Default)]
-struct SpikeLog {
-    pop: usize,
+pub(crate) struct SpikeLog {
+    pub(crate) pop: usize,
     /// The population's neurons (per batch row).
     n: usize,
     neurons: Vec<u32>,
     runs: Vec<Run>,
+    /// Spikes logged by the last step.
+    last: usize,
 }
 
 /// The spikes of one list of one step: the next `len` of `neurons` (16 bytes: a list
@@ -94,6 +102,28 @@ struct Run {
 }
 
 impl SpikeLog {
+    /// Appends the lists of one step (one per batch row) at time `t`.
+    pub(crate) fn push(&mut self, t: f64, lists: &[Vec<u32>]) {
+        let before = self.neurons.len();
+        for (b, active) in lists.iter().enumerate().filter(|(_, a)| !a.is_empty()) {
+            // (A list's length and a batch row fit: indices are u32.)
+            self.neurons.extend_from_slice(active);
+            self.runs.push(Run { t, row: b as u32, len: active.len() as u32 });
+        }
+        self.last = self.neurons.len() - before;
+        warm_spare(&self.neurons, self.last.max(64));
+    }
+
+    /// Drops what was logged at time `t` (a step that stopped on an error, after some of
+    /// its populations were logged): a recording holds whole steps.
+    pub(crate) fn forget(&mut self, t: f64) {
+        while let Some(r) = self.runs.last().filter(|r| r.t == t) {
+            let len = self.neurons.len() - r.len as usize;
+            self.neurons.truncate(len);
+            self.runs.pop();
+        }
+    }
+
     /// Times and indices `b * n + i`, spike by spike.
     fn times_and_indices(&self) -> (Vec<f64>, Vec<i64>) {
         let (mut ts, mut is) = (Vec::with_capacity(self.neurons.len()), Vec::with_capacity(self.neurons.len()));
@@ -108,10 +138,23 @@ impl SpikeLog {
     }
 }
 
+/// Asks for the cache lines of `v`'s spare capacity that its next `next` elements will
+/// take: fetched while the next step runs, they are then written without waiting for
+/// memory (a 400k-neuron step's ~1,200 spikes took 4.6 us to log, 2.1 us so).
+fn warm_spare<T>(v: &Vec<T>, next: usize) {
+    let from = v.as_ptr().wrapping_add(v.len()) as usize & !63;
+    let to = v.as_ptr().wrapping_add(v.len() + next.min(v.capacity() - v.len())) as usize;
+    for line in (from..to).step_by(64) {
+        crate::propagate::prefetch(line as *const u8);
+    }
+}
+
 #[derive(Default)]
 pub struct Recorder {
     spikes: Vec<SpikeLog>,
     traces: Vec<Trace>,
+    /// The spike logs are the network's ([`Recorder::attach`]).
+    attached: bool,
 }
 
 impl Recorder {
@@ -121,19 +164,42 @@ impl Recorder {
         Ok(Recorder {
             spikes: sel.spikes.iter().map(|&pop| SpikeLog { pop, n: net.pops[pop].n, ..SpikeLog::default() }).collect(),
             traces: sel.traces.into_iter().map(|(pop, state, name, width)| Trace { pop, state, name, width, values: Vec::new() }).collect(),
+            attached: false,
         })
+    }
+
+    /// Hands the spike logs to `net`, which from now on logs each step's spikes itself
+    /// as its threads join them ([`SpikeLog`]); [`Recorder::sample`] then records the
+    /// traces only. [`Recorder::detach`] takes the logs back: until then, the recorder's
+    /// spikes are the network's.
+    pub fn attach<T: Float>(&mut self, net: &mut Network<T>) {
+        if !self.attached {
+            for log in &mut self.spikes {
+                // (The recorder keeps which population each log is of.)
+                let empty = SpikeLog { pop: log.pop, n: log.n, ..SpikeLog::default() };
+                net.keep_spike_log(std::mem::replace(log, empty));
+            }
+            self.attached = true;
+        }
+    }
+
+    /// Takes the spike logs back from `net` ([`Recorder::attach`]).
+    pub fn detach<T: Float>(&mut self, net: &mut Network<T>) {
+        if self.attached {
+            for log in &mut self.spikes {
+                if let Some(kept) = net.take_spike_log(log.pop) {
+                    *log = kept;
+                }
+            }
+            self.attached = false;
+        }
     }
 
     /// Call after every step.
     pub fn sample<T: Float>(&mut self, net: &Network<T>) {
         let t = net.time();
-        for log in &mut self.spikes {
-            let pop = &net.pops[log.pop];
-            for (b, active) in pop.active.iter().enumerate().filter(|(_, a)| !a.is_empty()) {
-                // (A list's length and a batch row fit: indices are u32.)
-                log.neurons.extend_from_slice(active);
-                log.runs.push(Run { t, row: b as u32, len: active.len() as u32 });
-            }
+        for log in self.spikes.iter_mut().filter(|_| !self.attached) {
+            log.push(t, &net.pops[log.pop].active);
         }
         for tr in &mut self.traces {
             tr.values.extend(net.pops[tr.pop].states[tr.state].iter().map(|v| v.to_f64() as f32));

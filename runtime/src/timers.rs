@@ -42,10 +42,16 @@ pub enum Span {
     /// From the caller opening a phase to a worker starting its first chunk of it (one
     /// clock for the whole process: two networks stepping at once mix theirs).
     Start,
+    /// The caller's recording of a step's spikes and traces, after the step (`snnc
+    /// bench sim`'s spike monitor).
+    Record,
+    /// The chunks' bounds moved to the threads' speeds at the end of a window of steps
+    /// (`Network::rebalance`, part of the caller's serial time).
+    Rebalance,
 }
 
 /// Every span, in the order they are reported.
-pub const SPANS: [Span; 12] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::ChunkLater, Span::StageWait, Span::Start];
+pub const SPANS: [Span; 14] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::ChunkLater, Span::StageWait, Span::Start, Span::Record, Span::Rebalance];
 
 /// Neurons of a chunk timed as its kernel's head.
 pub const HEAD: usize = 512;
@@ -65,6 +71,8 @@ impl Span {
             Span::ChunkLater => "chunk_later",
             Span::StageWait => "stage_wait",
             Span::Start => "start",
+            Span::Record => "record",
+            Span::Rebalance => "rebalance",
         }
     }
 }

@@ -134,14 +134,29 @@ pub fn host() -> Option<Isa> {
     static HOST: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
     *HOST.get_or_init(|| {
         let off = std::env::var("SNNC_AVX512").is_ok_and(|v| v == "0");
-        let cap = match std::env::var("SNNC_X86").as_deref() {
-            Ok("off") => None,
-            Ok("avx2") => Some(Isa::Avx2),
-            _ => Some(Isa::Avx512),
+        let cap = match std::env::var("SNNC_X86") {
+            Ok(v) => cap_from(&v).unwrap_or_else(|e| {
+                // (Said once: the choice is made once per process.)
+                eprintln!("warning: {e}; the widest this machine runs is used");
+                Some(Isa::Avx512)
+            }),
+            Err(_) => Some(Isa::Avx512),
         };
         let has = [Isa::Avx512, Isa::Avx2].into_iter().find(|&i| host_runs(i));
         if off { None } else { has.min(cap) }
     })
+}
+
+/// The widest instruction set that a value of `SNNC_X86` allows (`None`: Cranelift's
+/// kernels only); an unknown value is an error naming the known ones, not a silent
+/// default.
+pub fn cap_from(v: &str) -> Result<Option<Isa>, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "avx512" | "avx-512" => Ok(Some(Isa::Avx512)),
+        "avx2" => Ok(Some(Isa::Avx2)),
+        "off" | "0" | "cranelift" => Ok(None),
+        _ => Err(format!("SNNC_X86=`{v}` is none of avx512, avx2, off")),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -247,4 +262,21 @@ pub(crate) fn disassemble(code: &[u8]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `SNNC_X86` takes the known names in any case; anything else is an error that
+    /// names them, not AVX-512 in silence.
+    #[test]
+    fn snnc_x86_values_are_known_or_refused() {
+        assert_eq!(cap_from("avx512"), Ok(Some(Isa::Avx512)));
+        assert_eq!(cap_from("AVX2"), Ok(Some(Isa::Avx2)));
+        assert_eq!(cap_from(" off "), Ok(None));
+        assert_eq!(cap_from("0"), Ok(None));
+        let e = cap_from("sse4").unwrap_err();
+        assert!(e.contains("sse4") && e.contains("avx512, avx2, off"), "{e}");
+    }
 }

@@ -1228,9 +1228,17 @@ impl<T: Float> Network<T> {
     /// [`Network::movable`]): the rows' splits and the spike bits laid out for them.
     fn move_bounds(&mut self, p: usize, new: Vec<std::ops::Range<usize>>) {
         debug_assert_eq!(new.len(), self.local[p].len());
+        // The rows' copies in blocks on the pool's threads (the caller's alone, they
+        // would wait for it): a block's rows are its own, so any thread may copy them.
+        let threads = self.threads();
+        let pool = self.pool.as_ref();
+        let run = |blocks: usize, job: &(dyn Fn(usize) + Sync)| match pool.filter(|_| blocks > 1) {
+            Some(pool) => pool.for_stages(&[blocks], &|_, b| job(b), &|_| true),
+            None => (0..blocks).for_each(job),
+        };
         for pr in self.projs.iter_mut().filter(|pr| pr.to == p) {
             if let Weights::Sparse(rows) = &mut pr.weights {
-                let moved = rows.move_split(&new);
+                let moved = rows.move_split_on(&new, 2 * threads, &run);
                 debug_assert!(moved, "`{}`: {new:?} not runs of cells", pr.name);
             }
         }

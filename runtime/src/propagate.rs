@@ -226,6 +226,14 @@ impl<T: Real> SparseRows<T> {
     /// many chunks, the same columns): each bound that moved is copied from the cells'
     /// (a few tens of microseconds at 40,000 neurons). Whether it could.
     pub(crate) fn move_split(&mut self, chunks: &[Range<usize>]) -> bool {
+        self.move_split_on(chunks, 1, &|blocks, job| (0..blocks).for_each(job))
+    }
+
+    /// [`SparseRows::move_split`] in about `blocks` blocks of rows: `run(count, job)`
+    /// must call `job(b)` once for each block b in 0..count, on any threads (a move
+    /// at 400,000 neurons copies about a millisecond's worth, while the other threads
+    /// would wait: `Network::move_bounds` runs the blocks on the pool).
+    pub(crate) fn move_split_on(&mut self, chunks: &[Range<usize>], blocks: usize, run: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) -> bool {
         let (Some(cells), Some(split)) = (&self.cells, &self.split) else { return false };
         let Some(bounds) = bounds_with_epochs(chunks) else { return false };
         if bounds.len() != split.bounds.len() || bounds.iter().any(|b| cells.bounds.binary_search(b).is_err()) {
@@ -235,9 +243,22 @@ impl<T: Real> SparseRows<T> {
         let moved: Vec<(usize, usize)> = (0..k).filter(|&j| bounds[j] != split.bounds[j]).map(|j| (j, cells.bounds.binary_search(&bounds[j]).expect("checked"))).collect();
         let (cells_at, row_ptr) = (&cells.at, &self.row_ptr);
         let split = self.split.as_mut().expect("checked");
-        for (j, c) in moved {
-            cells_at[c * rows..(c + 1) * rows].iter().zip(row_ptr).enumerate().for_each(|(i, (&v, &r))| split.at[i * k + j] = (r + v as usize) as u32);
-        }
+        // Each block's rows of the split, behind a lock that only its job takes.
+        let per = rows.div_ceil(blocks.max(1)).max(1);
+        let parts: Vec<std::sync::Mutex<&mut [u32]>> = split.at.chunks_mut(per * k).map(std::sync::Mutex::new).collect();
+        let job = |b: usize| {
+            let Some(part) = parts.get(b) else { return };
+            let mut at = part.lock().unwrap_or_else(|e| e.into_inner());
+            let first = b * per;
+            for &(j, c) in &moved {
+                let from = &cells_at[c * rows + first..];
+                for ((slot, &v), &r) in at.chunks_exact_mut(k).zip(from).zip(&row_ptr[first..]) {
+                    slot[j] = (r + v as usize) as u32;
+                }
+            }
+        };
+        run(parts.len(), &job);
+        drop(parts);
         split.bounds = bounds;
         true
     }
@@ -998,6 +1019,28 @@ mod tests {
         }
         assert!(!rows.move_split(&[0..1000, 1000..n]));
         assert!(!rows.move_split(&[0..cells[2].start, cells[2].start..cells[9].start, cells[9].start..n]), "as many chunks");
+    }
+
+    /// A move copied in blocks of rows on several threads (as `Network::move_bounds`
+    /// does on its pool), whatever the blocks, is the move made on one.
+    #[test]
+    fn a_split_moved_in_blocks_on_threads_is_the_move_made_on_one() {
+        let n = 20_000;
+        let (mut rows, ..) = random_rows(37, n, 0.01, 6, 5, 2);
+        let cells: Vec<Range<usize>> = (0..32).map(|c| crate::parallel::split_range(n, 32, c)).collect();
+        let at = |a: usize, b: usize| vec![0..cells[a].start, cells[a].start..cells[b].start, cells[b].start..n];
+        rows.split_cells(&cells, &at(10, 20));
+        let threaded = |blocks: usize, job: &(dyn Fn(usize) + Sync)| std::thread::scope(|s| (0..blocks).rev().for_each(|b| drop(s.spawn(move || job(b)))));
+        for blocks in [1, 2, 3, 8, 36, 100] {
+            for (a, b) in [(3, 29), (3, 20), (12, 13)] {
+                let mut one = rows.clone();
+                assert!(one.move_split(&at(a, b)));
+                let mut many = rows.clone();
+                assert!(many.move_split_on(&at(a, b), blocks, &threaded), "{blocks} blocks");
+                let (x, y) = (one.split.as_ref().unwrap(), many.split.as_ref().unwrap());
+                assert_eq!((&x.bounds, &x.at), (&y.bounds, &y.at), "{blocks} blocks, to cells {a}, {b}");
+            }
+        }
     }
 
     #[test]

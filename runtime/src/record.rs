@@ -87,8 +87,6 @@ pub(crate) struct SpikeLog {
     n: usize,
     neurons: Vec<u32>,
     runs: Vec<Run>,
-    /// Spikes logged by the last step.
-    last: usize,
 }
 
 /// The spikes of one list of one step: the next `len` of `neurons` (16 bytes: a list
@@ -110,8 +108,8 @@ impl SpikeLog {
             self.neurons.extend_from_slice(active);
             self.runs.push(Run { t, row: b as u32, len: active.len() as u32 });
         }
-        self.last = self.neurons.len() - before;
-        warm_spare(&self.neurons, self.last.max(64));
+        // (The next step's about as many as this one's.)
+        warm_spare(&self.neurons, (self.neurons.len() - before).max(64));
     }
 
     /// Drops what was logged at time `t` (a step that stopped on an error, after some of
@@ -170,8 +168,8 @@ impl Recorder {
 
     /// Hands the spike logs to `net`, which from now on logs each step's spikes itself
     /// as its threads join them ([`SpikeLog`]); [`Recorder::sample`] then records the
-    /// traces only. [`Recorder::detach`] takes the logs back: until then, the recorder's
-    /// spikes are the network's.
+    /// traces only. [`Recorder::detach`] (from the same network) takes the logs back:
+    /// until then, the recorder's spikes are the network's, and it holds none.
     pub fn attach<T: Float>(&mut self, net: &mut Network<T>) {
         if !self.attached {
             for log in &mut self.spikes {

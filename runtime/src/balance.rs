@@ -9,8 +9,8 @@
 //! [`WINDOW`] steps the network compares how long each chunk took per neuron and, where
 //! it saves enough, moves the chunks' bounds to other cells' bounds: widths in
 //! proportion to the speeds. A move searches no row (a bound's entries are copied from
-//! the cells', `SparseRows::move_split`: tens of microseconds at 40,000 neurons), so it
-//! can follow short spells; it is made once [`PERSIST`] windows in a row ask for one the
+//! the cells', `SparseRows::move_split_on`, on the pool: tens of microseconds at 40,000
+//! neurons), so it can follow short spells; it is made once [`PERSIST`] windows in a row ask for one the
 //! same way and it saves more over [`HORIZON`] steps than the last move cost (none in
 //! the first [`WARM`] windows). What a
 //! chunk computes does not depend on its bounds, so the spikes are those of one thread

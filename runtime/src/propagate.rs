@@ -44,6 +44,9 @@ pub struct SparseRows<T> {
     narrow: Option<Vec<u16>>,
 }
 
+/// Runs `job(b)` for each block b in 0..count, on any threads ([`SparseRows::move_split_on`]).
+pub(crate) type RunBlocks<'a> = &'a dyn Fn(usize, &(dyn Fn(usize) + Sync));
+
 /// The entries of each row that fall in each of `k` contiguous ranges of columns (the
 /// chunks that threads deliver into, cut at the epochs of [`SparseRows::narrow`]): row
 /// i's entries for ranges a..b are `at[i * (k + 1) + a]..at[i * (k + 1) + b]`, the
@@ -222,18 +225,19 @@ impl<T: Real> SparseRows<T> {
         self.cells.is_some()
     }
 
-    /// Moves the split to `chunks`, runs of the cells of [`SparseRows::split_cells`] (as
-    /// many chunks, the same columns): each bound that moved is copied from the cells'
-    /// (a few tens of microseconds at 40,000 neurons). Whether it could.
+    /// [`SparseRows::move_split_on`] on this thread alone.
+    #[cfg(test)]
     pub(crate) fn move_split(&mut self, chunks: &[Range<usize>]) -> bool {
         self.move_split_on(chunks, 1, &|blocks, job| (0..blocks).for_each(job))
     }
 
-    /// [`SparseRows::move_split`] in about `blocks` blocks of rows: `run(count, job)`
-    /// must call `job(b)` once for each block b in 0..count, on any threads (a move
-    /// at 400,000 neurons copies about a millisecond's worth, while the other threads
-    /// would wait: `Network::move_bounds` runs the blocks on the pool).
-    pub(crate) fn move_split_on(&mut self, chunks: &[Range<usize>], blocks: usize, run: &dyn Fn(usize, &(dyn Fn(usize) + Sync))) -> bool {
+    /// Moves the split to `chunks`, runs of the cells of [`SparseRows::split_cells`] (as
+    /// many chunks, the same columns): each bound that moved is copied from the cells'
+    /// (a few tens of microseconds at 40,000 neurons, about a millisecond at 400,000).
+    /// Whether it could. The copies run in about `blocks` blocks of rows: `run(count,
+    /// job)` must call `job(b)` once for each block b in 0..count, on any threads
+    /// (`Network::move_bounds` runs them on the pool, whose threads would otherwise wait).
+    pub(crate) fn move_split_on(&mut self, chunks: &[Range<usize>], blocks: usize, run: RunBlocks<'_>) -> bool {
         let (Some(cells), Some(split)) = (&self.cells, &self.split) else { return false };
         let Some(bounds) = bounds_with_epochs(chunks) else { return false };
         if bounds.len() != split.bounds.len() || bounds.iter().any(|b| cells.bounds.binary_search(b).is_err()) {

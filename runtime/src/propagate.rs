@@ -33,7 +33,7 @@ pub struct SparseRows<T> {
     split: Option<ColumnSplit>,
     /// The same at finer bounds, the cells that chunks are runs of, bound by bound:
     /// what a chunk's bound moved to another cell's copies into the split
-    /// ([`SparseRows::move_split`]).
+    /// ([`SparseRows::move_split_on`]).
     cells: Option<CellColumns>,
     /// Every entry's column in 16 bits ([`SparseRows::split_columns`]): with a split,
     /// its offset from the split's first column modulo 2^16 (the split has a cell bound
@@ -170,7 +170,7 @@ impl<T: Real> SparseRows<T> {
 
     /// [`SparseRows::split_columns`] at `chunks`, each a run of `cells` (finer, over the
     /// same columns), whose bounds are kept too, bound by bound: then a chunk's bound
-    /// moves to another cell's by copying ([`SparseRows::move_split`]), not by a search
+    /// moves to another cell's by copying ([`SparseRows::move_split_on`]), not by a search
     /// in every row. (Cells in the split itself would spread each row's two ends over
     /// more cache lines and the split over ten times the bytes: two-thread runs 6-13 %
     /// slower at 40,000 neurons, docs/benchmarks.md, sixteenth round.) The cells are
@@ -219,7 +219,7 @@ impl<T: Real> SparseRows<T> {
         at
     }
 
-    /// Whether the split can move to other runs of its cells ([`SparseRows::move_split`]:
+    /// Whether the split can move to other runs of its cells ([`SparseRows::move_split_on`]:
     /// there are cells only beside a split).
     pub(crate) fn has_cells(&self) -> bool {
         self.cells.is_some()

@@ -1054,9 +1054,10 @@ impl<T: Float> Network<T> {
     /// A step, exchanging each spiking population's spikes with the other parts of a
     /// partitioned network through `exchange` once the population has stepped.
     pub(crate) fn step_inner(&mut self, external: &[&[T]], trace: Option<&mut StepTrace<T>>, exchange: Option<&dyn Exchange>) -> Result<(), RuntimeError> {
-        let timer = timers::start(Span::Step);
-        let done = self.step_passes(external, trace, exchange);
-        drop(timer);
+        let done = {
+            let _timer = timers::start(Span::Step);
+            self.step_passes(external, trace, exchange)
+        };
         if done.is_err() {
             // A step stopped partway has written spikes its lists do not show: from now
             // on delivery reads the values rather than trust the lists to be ones. And

@@ -9,7 +9,8 @@
 Prints, per population and chunk (on the thread that ran it most), the percentiles of
 its time a step and what the steps over 1.2x its median added a step; per population,
 the mean wait between its chunks a step (slowest less fastest) and its slowest chunk's
-mean time (docs/benchmarks.md, sixteenth round); then, per window
+mean time (docs/benchmarks.md, sixteenth round), the wait's p75, p90 and p99 and the
+correlation of the first two chunks' times (eighteenth round); then, per window
 of steps, each chunk's median time, one character a window (`.` within 10 % of the
 chunk's fastest window, digits: 1 = 10-20 % slower ... 9 = 90 % or more): a core that
 runs slower for a while shows as a run of digits on its chunk's line only.
@@ -59,10 +60,16 @@ def main():
         steps = set.intersection(*(set(c) for c in chunks))
         if len(chunks) < 2 or not steps:
             continue
-        waits = [max(c[s] for c in chunks) - min(c[s] for c in chunks) for s in steps]
+        waits = sorted(max(c[s] for c in chunks) - min(c[s] for c in chunks) for s in steps)
         slowest = [max(c[s] for c in chunks) for s in steps]
-        print(f"pop {pop}: wait between its chunks mean {st.mean(waits) / 1e3:.2f} us, median {st.median(waits) / 1e3:.2f} us; "
-              f"its slowest chunk mean {st.mean(slowest) / 1e3:.2f} us a step ({len(steps)} steps)")
+        n = len(waits)
+        pct = " ".join(f"p{int(q * 100)} {waits[min(n - 1, int(n * q))] / 1e3:.2f}" for q in (0.75, 0.9, 0.99))
+        # Whether the chunks are slow together (the host) or apart (one core): the
+        # correlation of the first two chunks' times, step by step.
+        order = sorted(steps)
+        corr = st.correlation([chunks[0][s] for s in order], [chunks[1][s] for s in order]) if n > 1 else float("nan")
+        print(f"pop {pop}: wait between its chunks mean {st.mean(waits) / 1e3:.2f} us, median {st.median(waits) / 1e3:.2f} us, {pct}; "
+              f"its slowest chunk mean {st.mean(slowest) / 1e3:.2f} us a step ({len(steps)} steps); first two chunks' correlation {corr:.2f}")
     print(f"\nmedian a window of {a.window} steps, against the chunk's fastest window ('.' within 10 %):")
     for key in sorted(times):
         steps = sorted(times[key])

@@ -53,7 +53,7 @@ def main():
         for k, v in got.items():
             per.setdefault(k, {})[run] = v / steps * 1e6
     print(f"{a.network} {a.neurons}, {a.duration}, {a.threads} thread(s), {a.reps} runs: run_s {sorted(r['run_s'] for r in rows)}")
-    spans = ["loop", "step", "phase", "serial", "chunk", "gather", "kernel_head", "kernel_rest", "restart", "scan", "idle", "stage_wait", "start", "chunk_later", "record", "rebalance"]
+    spans = ["loop", "step", "phase", "serial", "chunk", "gather", "kernel_head", "kernel_rest", "restart", "scan", "idle", "stage_wait", "start", "chunk_later", "record", "rebalance", "move"]
     threads = sorted({t for t, _ in per})
     mid = sorted(range(len(rows)), key=lambda k: rows[k]["run_s"])[len(rows) // 2]
     print("us per step, median run (min-max of all) | " + " | ".join(f"thread {t}" for t in threads))
@@ -61,6 +61,11 @@ def main():
         cells = [f"{per[(t, s)].get(mid, float('nan')):.2f} ({min(per[(t, s)].values()):.2f}-{max(per[(t, s)].values()):.2f})" if (t, s) in per else "" for t in threads]
         if any(cells):
             print(f"{s:41} | " + " | ".join(cells))
+    # The balancer's moves in the median run (the `move` span's calls) and their cost.
+    moves = [t for t in rows[mid]["timers"] if t["thread"] == 0 and t["span"] == "move"]
+    if moves and moves[0]["calls"]:
+        m = moves[0]
+        print(f"moves of the chunks' bounds, median run: {m['calls']}, {m['s'] / m['calls'] * 1e3:.3f} ms each")
 
 
 if __name__ == "__main__":

@@ -970,6 +970,12 @@ impl<T: Float> Network<T> {
         self.step_index as f64 * self.dt
     }
 
+    /// During a step, the time [`Network::time`] gives once it is over (the time its
+    /// spikes are recorded at).
+    fn time_after_step(&self) -> f64 {
+        (self.step_index + 1) as f64 * self.dt
+    }
+
     /// Advances the network one step. `external[i]` holds input `i` for this step,
     /// `batch * size` values (index `b * size + j`).
     pub fn step(&mut self, external: &[&[T]]) -> Result<(), RuntimeError> {
@@ -1066,7 +1072,7 @@ impl<T: Float> Network<T> {
             self.active_ones.fill(false);
             self.pops.iter_mut().for_each(|pop| pop.restart_inputs(true));
             // A recording holds whole steps: not the populations this one logged.
-            let t = (self.step_index + 1) as f64 * self.dt;
+            let t = self.time_after_step();
             self.fresh.iter_mut().filter_map(|f| f.0.get_mut().log.as_mut()).for_each(|log| log.forget(t));
         }
         done
@@ -1210,6 +1216,7 @@ impl<T: Float> Network<T> {
                 let asked = balance::proportional(&self.ranges[p][local.clone()], &times, &self.cells[p]).filter(|_| self.movable(p));
                 if bal.persists(p, &self.ranges[p][local], asked.as_ref().map(|(new, saved)| (new.as_slice(), *saved))) {
                     let started = balance::now();
+                    let _t = timers::start(Span::Move);
                     self.move_bounds(p, asked.expect("a move was asked for").0);
                     bal.cost[p] = balance::now().wrapping_sub(started) as f64;
                 }
@@ -1289,9 +1296,8 @@ impl<T: Float> Network<T> {
                     act.extend_from_slice(&part.active[b]);
                 }
             }
-            // At the time `time()` gives once the step is over.
             if let Some(log) = &mut fresh.log {
-                log.push((self.step_index + 1) as f64 * self.dt, &fresh.lists);
+                log.push(self.time_after_step(), &fresh.lists);
             }
         }
         parts.iter().any(|part| part.non_finite.is_some())

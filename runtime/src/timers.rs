@@ -42,16 +42,19 @@ pub enum Span {
     /// From the caller opening a phase to a worker starting its first chunk of it (one
     /// clock for the whole process: two networks stepping at once mix theirs).
     Start,
-    /// The caller's recording of a step's spikes and traces, after the step (`snnc
-    /// bench sim`'s spike monitor).
+    /// What the caller records after a step (`snnc bench sim`'s monitor): the traces, and
+    /// the spikes where the recorder is not attached to the network (an attached one's
+    /// are logged inside the step, `Recorder::attach`).
     Record,
     /// The chunks' bounds moved to the threads' speeds at the end of a window of steps
     /// (`Network::rebalance`, part of the caller's serial time).
     Rebalance,
+    /// One move of a population's bounds within `Rebalance` (its calls: the moves).
+    Move,
 }
 
 /// Every span, in the order they are reported.
-pub const SPANS: [Span; 14] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::ChunkLater, Span::StageWait, Span::Start, Span::Record, Span::Rebalance];
+pub const SPANS: [Span; 15] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::ChunkLater, Span::StageWait, Span::Start, Span::Record, Span::Rebalance, Span::Move];
 
 /// Neurons of a chunk timed as its kernel's head.
 pub const HEAD: usize = 512;
@@ -73,6 +76,7 @@ impl Span {
             Span::Start => "start",
             Span::Record => "record",
             Span::Rebalance => "rebalance",
+            Span::Move => "move",
         }
     }
 }

@@ -180,10 +180,10 @@ fn input_sources<T: Float>(net: &Net<T>, inputs: Option<&Bound<'_, PyDict>>, sin
 fn run_in<T: Float>(py: Python<'_>, net: &mut Net<T>, steps: u64, sources: Vec<InputSource>, rec: &mut Recorder) -> PyResult<()> {
     // The network logs the spikes as its threads join them (`Recorder::attach`), until
     // the run ends, however it ends.
-    rec.attach(net);
+    rec.attach(net).map_err(runtime_err)?;
     let done = run_attached(py, net, steps, sources, rec);
-    rec.detach(net);
-    done
+    // (The run's error first: a detach cannot fail on the network attached to.)
+    done.and(rec.detach(net).map_err(runtime_err))
 }
 
 /// [`run_in`] with `rec` attached to `net`.
@@ -198,7 +198,7 @@ fn run_attached<T: Float>(py: Python<'_>, net: &mut Net<T>, steps: u64, sources:
             while net.step_index < end {
                 let external = drive.fill(net.step_index, dt);
                 net.step(&external)?;
-                rec.sample(net);
+                rec.sample(net)?;
                 if t0.elapsed() >= CHUNK {
                     break;
                 }

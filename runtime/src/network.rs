@@ -23,6 +23,7 @@ use crate::partition::{Exchange, Partition};
 use crate::plastic::Plastic;
 use crate::presyn::PreStage;
 use crate::propagate::{Active, DelayRing, Procedural, SparseRows, Target, Weights, active_indices, arrive_into, deliver, propagate_delayed};
+use crate::record::{SharedLog, lock_log};
 use crate::rng::{Rng, stream_id};
 use crate::scalar::Float;
 use crate::parallel::MAX_STAGES;
@@ -670,7 +671,13 @@ pub struct Network<T: 'static> {
     balance: Option<Balance>,
     balancing: bool,
     ptrs: StepPtrs<T>,
+    /// Which network this is (unique in the process): what a recorder made for it
+    /// checks before it attaches or samples (`record.rs`).
+    id: u64,
 }
+
+/// The ids of networks ([`Network::id`]).
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A population's spikes of this step, per batch element: its parts' lists joined once
 /// its chunks are stepped, read by the populations after it (a plain list: no thread of
@@ -689,8 +696,8 @@ struct Joined {
     /// Every spike listed has the value 1: then delivery needs only the lists (smoothed
     /// spikes and graded events have other values).
     ones: bool,
-    /// Where its spikes are logged step by step, while a recorder is attached.
-    log: Option<crate::record::SpikeLog>,
+    /// Where its spikes are logged step by step: one log per recorder attached.
+    logs: Vec<SharedLog>,
 }
 
 /// How a stage of a phase treats a population's chunks.
@@ -893,6 +900,7 @@ impl<T: Float> Network<T> {
             balance: None,
             balancing: true,
             ptrs: StepPtrs::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -1014,19 +1022,30 @@ impl<T: Float> Network<T> {
         self.lay_out();
     }
 
-    /// Logs the spikes of population `log.pop` into `log` from the next step on, as they
-    /// are joined ([`crate::record::Recorder::attach`]).
-    pub(crate) fn keep_spike_log(&mut self, log: crate::record::SpikeLog) {
+    /// Which network this is: unique among the networks of the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Logs the spikes of the population of `log` into it from the next step on, as they
+    /// are joined ([`crate::record::Recorder::attach`]); a log kept already stays one.
+    pub(crate) fn keep_spike_log(&mut self, log: &SharedLog) {
         if self.fresh.len() < self.pops.len() {
             self.fresh.resize_with(self.pops.len(), Fresh::default);
         }
-        let p = log.pop;
-        self.fresh[p].0.get_mut().log = Some(log);
+        let p = lock_log(log).pop;
+        let logs = &mut self.fresh[p].0.get_mut().logs;
+        if !logs.iter().any(|l| std::sync::Arc::ptr_eq(l, log)) {
+            logs.push(log.clone());
+        }
     }
 
-    /// The spike log of population `p` ([`Network::keep_spike_log`]), no longer kept.
-    pub(crate) fn take_spike_log(&mut self, p: usize) -> Option<crate::record::SpikeLog> {
-        self.fresh.get_mut(p).and_then(|f| f.0.get_mut().log.take())
+    /// `log` no longer kept ([`Network::keep_spike_log`]).
+    pub(crate) fn drop_spike_log(&mut self, log: &SharedLog) {
+        let p = lock_log(log).pop;
+        if let Some(f) = self.fresh.get_mut(p) {
+            f.0.get_mut().logs.retain(|l| !std::sync::Arc::ptr_eq(l, log));
+        }
     }
 
     /// The threads a step runs on ([`Network::set_threads`]).
@@ -1073,7 +1092,7 @@ impl<T: Float> Network<T> {
             self.pops.iter_mut().for_each(|pop| pop.restart_inputs(true));
             // A recording holds whole steps: not the populations this one logged.
             let t = self.time_after_step();
-            self.fresh.iter_mut().filter_map(|f| f.0.get_mut().log.as_mut()).for_each(|log| log.forget(t));
+            self.fresh.iter_mut().flat_map(|f| &f.0.get_mut().logs).for_each(|log| lock_log(log).forget(t));
         }
         done
     }
@@ -1296,8 +1315,14 @@ impl<T: Float> Network<T> {
                     act.extend_from_slice(&part.active[b]);
                 }
             }
-            if let Some(log) = &mut fresh.log {
-                log.push(self.time_after_step(), &fresh.lists);
+            if !fresh.logs.is_empty() {
+                // (A recorder dropped while attached leaves its logs to the network
+                // alone: nobody would read them.)
+                fresh.logs.retain(|log| std::sync::Arc::strong_count(log) > 1);
+                let t = self.time_after_step();
+                for log in &fresh.logs {
+                    lock_log(log).push(t, &fresh.lists);
+                }
             }
         }
         parts.iter().any(|part| part.non_finite.is_some())
@@ -2318,6 +2343,26 @@ mod tests {
     /// Where the kernels store their spikes as bits (AVX-512 or AVX2, f32, a batch of one), each
     /// chunk lists its spikes from them: the lists are the neurons whose spike is not 0,
     /// in order, at every step, on one thread and on two (pieces stepped down included).
+    /// A recorder dropped while attached leaves its logs to the network alone: the next
+    /// step lets them go (else the network would log into them for the rest of its life,
+    /// and nobody could read them); another recorder's stay.
+    #[test]
+    fn a_recorder_dropped_while_attached_is_not_logged_into() {
+        let mut net = coba_f32(4);
+        let logs = |net: &mut Network<f32>| net.fresh.iter_mut().map(|f| f.0.get_mut().logs.len()).collect::<Vec<_>>();
+        let mut kept = crate::record::Recorder::new(&net, true, &[]).unwrap();
+        let mut dropped = crate::record::Recorder::new(&net, true, &[]).unwrap();
+        kept.attach(&mut net).unwrap();
+        dropped.attach(&mut net).unwrap();
+        net.step(&[]).unwrap();
+        assert_eq!(logs(&mut net), vec![2, 2]);
+        drop(dropped);
+        net.step(&[]).unwrap();
+        assert_eq!(logs(&mut net), vec![1, 1]);
+        kept.detach(&mut net).unwrap();
+        assert_eq!(logs(&mut net), vec![0, 0]);
+    }
+
     #[test]
     fn spike_lists_from_the_kernels_bits_are_the_spikes() {
         for threads in [1, 2] {

@@ -16,6 +16,7 @@ use ndarray::Array2;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What to record: the spiking populations, and each (population, state) named.
 #[derive(Clone, Debug, Default)]
@@ -76,8 +77,8 @@ struct Trace {
 /// while the others wait (docs/benchmarks.md, ninth round).
 ///
 /// While a [`Recorder`] is attached to its network ([`Recorder::attach`]), the network
-/// holds the logs and appends each step's spikes as a population's lists are joined, on
-/// the thread that joins them: the lists are still in that core's cache, where the caller
+/// shares the logs ([`SharedLog`]) and appends each step's spikes as a population's lists
+/// are joined, on the thread that joins them: the lists are still in that core's cache, where the caller
 /// copying them after the step read them from the other core's (~10 us a step at 400k
 /// neurons on two threads, while the other thread waited; docs/benchmarks.md).
 #[derive(Default)]
@@ -87,6 +88,18 @@ pub(crate) struct SpikeLog {
     n: usize,
     neurons: Vec<u32>,
     runs: Vec<Run>,
+}
+
+/// A spike log that a recorder and the network it is attached to share: the network
+/// appends to it (a lock taken once per population and step, by the thread that joins
+/// the population's spikes, never contended while the network steps), the recorder
+/// reads it whenever asked, attached or not.
+pub(crate) type SharedLog = Arc<Mutex<SpikeLog>>;
+
+/// The log behind `log`'s lock (a panic while it was held left whole steps logged or
+/// none: `SpikeLog::push` allocates before it writes).
+pub(crate) fn lock_log(log: &SharedLog) -> MutexGuard<'_, SpikeLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The spikes of one list of one step: the next `len` of `neurons` (16 bytes: a list
@@ -147,11 +160,16 @@ fn warm_spare<T>(v: &Vec<T>, next: usize) {
     }
 }
 
-#[derive(Default)]
+/// Records in memory the spikes and states of the network it was made for, step by
+/// step: sampled after each step ([`Recorder::sample`]), or, for the spikes, logged by
+/// the network itself while attached ([`Recorder::attach`]).
 pub struct Recorder {
-    spikes: Vec<SpikeLog>,
+    spikes: Vec<SharedLog>,
     traces: Vec<Trace>,
-    /// The spike logs are the network's ([`Recorder::attach`]).
+    /// The network it records ([`Network::id`]): it samples, attaches to and detaches
+    /// from that one only (another's populations are not its logs').
+    network: u64,
+    /// The network logs the spikes ([`Recorder::attach`]).
     attached: bool,
 }
 
@@ -160,55 +178,75 @@ impl Recorder {
     pub fn new<T: Float>(net: &Network<T>, spikes: bool, vars: &[String]) -> Result<Recorder, RuntimeError> {
         let sel = Selection::new(net, spikes, vars)?;
         Ok(Recorder {
-            spikes: sel.spikes.iter().map(|&pop| SpikeLog { pop, n: net.pops[pop].n, ..SpikeLog::default() }).collect(),
+            spikes: sel.spikes.iter().map(|&pop| Arc::new(Mutex::new(SpikeLog { pop, n: net.pops[pop].n, ..SpikeLog::default() }))).collect(),
             traces: sel.traces.into_iter().map(|(pop, state, name, width)| Trace { pop, state, name, width, values: Vec::new() }).collect(),
+            network: net.id(),
             attached: false,
         })
     }
 
+    /// `net` is the network this recorder was made for, or the error saying it is not.
+    fn check<T: Float>(&self, net: &Network<T>, what: &str) -> Result<(), RuntimeError> {
+        if net.id() == self.network {
+            return Ok(());
+        }
+        Err(RuntimeError::Input(format!(
+            "cannot {what} network `{}`: the recorder was made for another network (a recording holds one network's steps; make a recorder for each)",
+            net.name
+        )))
+    }
+
     /// Hands the spike logs to `net`, which from now on logs each step's spikes itself
     /// as its threads join them ([`SpikeLog`]); [`Recorder::sample`] then records the
-    /// traces only. [`Recorder::detach`] (from the same network) takes the logs back:
-    /// until then, the recorder's spikes are the network's, and it holds none.
-    pub fn attach<T: Float>(&mut self, net: &mut Network<T>) {
+    /// traces only. The recorder reads the logs whenever asked, attached or not;
+    /// [`Recorder::detach`] stops the logging. Attaching twice is attaching once.
+    /// An error, and nothing attached, if `net` is not the network the recorder was
+    /// made for. A recorder dropped while attached is no longer logged into from the
+    /// next step on.
+    pub fn attach<T: Float>(&mut self, net: &mut Network<T>) -> Result<(), RuntimeError> {
+        self.check(net, "attach to")?;
         if !self.attached {
-            for log in &mut self.spikes {
-                // (The recorder keeps which population each log is of.)
-                let empty = SpikeLog { pop: log.pop, n: log.n, ..SpikeLog::default() };
-                net.keep_spike_log(std::mem::replace(log, empty));
-            }
+            self.spikes.iter().for_each(|log| net.keep_spike_log(log));
             self.attached = true;
         }
+        Ok(())
     }
 
-    /// Takes the spike logs back from `net` ([`Recorder::attach`]).
-    pub fn detach<T: Float>(&mut self, net: &mut Network<T>) {
+    /// Stops `net` logging the spikes ([`Recorder::attach`]): [`Recorder::sample`] records
+    /// them again. An error, and nothing changed, if `net` is not the network the
+    /// recorder was made for; detaching a recorder that is not attached changes nothing.
+    pub fn detach<T: Float>(&mut self, net: &mut Network<T>) -> Result<(), RuntimeError> {
+        self.check(net, "detach from")?;
         if self.attached {
-            for log in &mut self.spikes {
-                if let Some(kept) = net.take_spike_log(log.pop) {
-                    *log = kept;
-                }
-            }
+            self.spikes.iter().for_each(|log| net.drop_spike_log(log));
             self.attached = false;
         }
+        Ok(())
     }
 
-    /// Call after every step.
-    pub fn sample<T: Float>(&mut self, net: &Network<T>) {
+    /// Call after every step: the traces, and the spikes unless the recorder is attached
+    /// (the network has logged them). An error, and nothing recorded, if `net` is not
+    /// the network the recorder was made for.
+    pub fn sample<T: Float>(&mut self, net: &Network<T>) -> Result<(), RuntimeError> {
+        self.check(net, "sample")?;
         let t = net.time();
-        for log in self.spikes.iter_mut().filter(|_| !self.attached) {
-            log.push(t, &net.pops[log.pop].active);
+        for log in self.spikes.iter().filter(|_| !self.attached) {
+            let mut log = lock_log(log);
+            let pop = log.pop;
+            log.push(t, &net.pops[pop].active);
         }
         for tr in &mut self.traces {
             tr.values.extend(net.pops[tr.pop].states[tr.state].iter().map(|v| v.to_f64() as f32));
         }
+        Ok(())
     }
 
     /// The spikes recorded so far, Brian2's way: (population, times in s, indices
     /// `b * n + i`), spike by spike, in the order of time and then of index. Made on each
-    /// call.
+    /// call (attached or not).
     pub fn spikes(&self) -> Vec<(usize, Vec<f64>, Vec<i64>)> {
         self.spikes.iter().map(|log| {
+            let log = lock_log(log);
             let (ts, is) = log.times_and_indices();
             (log.pop, ts, is)
         }).collect()
@@ -221,15 +259,17 @@ impl Recorder {
     }
 
     pub fn spike_count(&self, pop: usize) -> usize {
-        self.spikes.iter().find(|log| log.pop == pop).map_or(0, |log| log.neurons.len())
+        self.spikes.iter().map(lock_log).find(|log| log.pop == pop).map_or(0, |log| log.neurons.len())
     }
 
     /// Writes every recording into `dir` (created if needed); returns the files written.
     pub fn write<T: Float>(&self, net: &Network<T>, dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
+        self.check(net, "write the recordings of")?;
         std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Input(format!("cannot create `{}`: {e}", dir.display())))?;
         let mut files = Vec::new();
         let io = |path: &Path, e: &dyn std::fmt::Display| RuntimeError::Input(format!("cannot write `{}`: {e}", path.display()));
         for log in &self.spikes {
+            let log = lock_log(log);
             let name = &net.pops[log.pop].name;
             let (ts, is) = log.times_and_indices();
             let pt = dir.join(format!("{name}.spikes.t.npy"));

@@ -343,7 +343,9 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
     snnc_runtime::timers::log_chunks(chunk_log.is_some());
     snnc_runtime::timers::take_chunks();
     // (The network logs the spikes as its threads join them: `Recorder::attach`.)
-    rec.attach(&mut net);
+    if let Err(e) = rec.attach(&mut net) {
+        return fail(e);
+    }
     let t2 = Instant::now();
     for _ in 0..steps {
         let stepped = match ex {
@@ -358,10 +360,14 @@ fn sim_once<T: Float>(job: &SimBench, rep: usize, kernels: &'static dyn KernelFa
             return fail(e);
         }
         let _t = snnc_runtime::timers::start(snnc_runtime::timers::Span::Record);
-        rec.sample(&net);
+        if let Err(e) = rec.sample(&net) {
+            return fail(e);
+        }
     }
     let run = t2.elapsed().as_secs_f64();
-    rec.detach(&mut net);
+    if let Err(e) = rec.detach(&mut net) {
+        return fail(e);
+    }
     let timers = snnc_runtime::timers::take();
     snnc_runtime::timers::log_chunks(false);
     if let Some(path) = chunk_log.filter(|_| snnc_runtime::timers::ENABLED) {

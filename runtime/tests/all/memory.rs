@@ -101,7 +101,7 @@ fn streamed_recordings_equal_the_in_memory_ones() {
     let mut disk = StreamRecorder::create(&net, &sel, &dir.join("")).unwrap();
     for _ in 0..200 {
         net.step(&[]).unwrap();
-        mem.sample(&net);
+        mem.sample(&net).unwrap();
         disk.sample(&net).unwrap();
     }
     assert!(disk.finish().is_empty());

@@ -40,7 +40,7 @@ fn recorded_spikes_are_each_steps_lists_spike_by_spike() {
     let mut want = vec![(Vec::new(), Vec::new()); pops];
     for _ in 0..300 {
         net.step(&[]).unwrap();
-        rec.sample(&net);
+        rec.sample(&net).unwrap();
         for (pop, (ts, is)) in net.pops.iter().zip(&mut want) {
             for (k, _) in pop.spikes().iter().enumerate().filter(|(_, s)| **s != 0.0) {
                 ts.push(net.time());
@@ -70,7 +70,7 @@ fn an_attached_recorder_records_what_sampling_does_on_any_threads() {
     let mut want = Recorder::new(&net, true, &[]).unwrap();
     for _ in 0..300 {
         net.step(&[]).unwrap();
-        want.sample(&net);
+        want.sample(&net).unwrap();
     }
     let want = want.spikes();
     assert!(want.iter().all(|(_, ts, _)| ts.len() > 10), "both populations fire");
@@ -81,17 +81,17 @@ fn an_attached_recorder_records_what_sampling_does_on_any_threads() {
             net.set_chunk(c);
         }
         let mut rec = Recorder::new(&net, true, &[]).unwrap();
-        rec.attach(&mut net);
+        rec.attach(&mut net).unwrap();
         for k in 0..300 {
             net.step(&[]).unwrap();
-            rec.sample(&net);
+            rec.sample(&net).unwrap();
             // Taken back and handed over again partway: nothing lost or doubled.
             if k == 100 {
-                rec.detach(&mut net);
-                rec.attach(&mut net);
+                rec.detach(&mut net).unwrap();
+                rec.attach(&mut net).unwrap();
             }
         }
-        rec.detach(&mut net);
+        rec.detach(&mut net).unwrap();
         assert_eq!(rec.spikes(), want, "{threads} threads, chunks {chunk:?}");
     }
 }
@@ -111,23 +111,69 @@ network n { dt = 0.1 ms; layer A = LIF[40]; layer B = Boom[3]; drive A.I = 500 }
         let mut net = Network::<f64>::build(&p, &p.networks[0], &Options::default(), &InterpFactory).unwrap();
         net.set_threads(threads).unwrap();
         let (mut sampled, mut attached) = (Recorder::new(&net, true, &[]).unwrap(), Recorder::new(&net, true, &[]).unwrap());
-        attached.attach(&mut net);
+        attached.attach(&mut net).unwrap();
         let mut failed = false;
         for _ in 0..100_000 {
             if net.step(&[]).is_err() {
                 failed = true;
                 break;
             }
-            sampled.sample(&net);
-            attached.sample(&net);
+            sampled.sample(&net).unwrap();
+            attached.sample(&net).unwrap();
         }
         assert!(failed, "B overflows");
         // A fires at every step: its spikes of the failed step were joined and logged.
         assert!(net.pops[0].spikes().iter().all(|&s| s != 0.0));
-        attached.detach(&mut net);
+        attached.detach(&mut net).unwrap();
         assert_eq!(attached.spikes(), sampled.spikes(), "{threads} threads");
         assert!(sampled.spike_count(0) > 0);
     }
+}
+
+/// A recorder records the network it was made for: attaching it to, sampling or
+/// detaching it from another is an error that changes nothing (a detach from another
+/// network once left the spikes logged in the first and the recorder empty). Several
+/// recorders attached to one network each log every spike, and an attached recorder's
+/// spikes can be read at any time.
+#[test]
+fn a_recorder_records_its_own_network_and_several_may_attach() {
+    let p = program(SMALL_COBA);
+    let build = |threads| {
+        let mut net = Network::<f64>::build(&p, &p.networks[0], &Options { seed: 5, ..Options::default() }, &InterpFactory).unwrap();
+        net.set_threads(threads).unwrap();
+        net
+    };
+    let (mut net, mut same, mut other) = (build(2), build(1), build(1));
+    let mut want = Recorder::new(&same, true, &[]).unwrap();
+    let (mut one, mut two) = (Recorder::new(&net, true, &[]).unwrap(), Recorder::new(&net, true, &[]).unwrap());
+    one.attach(&mut net).unwrap();
+    two.attach(&mut net).unwrap();
+    // (Twice is once: no spike logged twice.)
+    two.attach(&mut net).unwrap();
+    let dir = std::env::temp_dir().join(format!("snnc-rec-other-{}", std::process::id()));
+    for e in [one.attach(&mut other).unwrap_err(), one.detach(&mut other).unwrap_err(), one.sample(&other).unwrap_err(), one.write(&other, &dir).unwrap_err()] {
+        assert!(e.to_string().contains("the recorder was made for another network"), "{e}");
+    }
+    assert!(!dir.exists(), "nothing written for another network");
+    for k in 0..400 {
+        net.step(&[]).unwrap();
+        same.step(&[]).unwrap();
+        other.step(&[]).unwrap();
+        want.sample(&same).unwrap();
+        one.sample(&net).unwrap();
+        two.sample(&net).unwrap();
+        if k == 150 {
+            assert_eq!(one.spikes(), want.spikes(), "read while attached");
+        }
+        // One goes back to sampling, the other stays attached.
+        if k == 250 {
+            one.detach(&mut net).unwrap();
+        }
+    }
+    let want = want.spikes();
+    assert!(want.iter().all(|(_, ts, _)| ts.len() > 10), "both populations fire");
+    assert_eq!(one.spikes(), want);
+    assert_eq!(two.spikes(), want);
 }
 
 #[test]
@@ -152,7 +198,7 @@ network n { dt = 0.1 ms; layer B = Boom[3] }"#,
     let mut err = None;
     for _ in 0..100_000 {
         match net.step(&[]) {
-            Ok(()) => rec.sample(&net),
+            Ok(()) => rec.sample(&net).unwrap(),
             Err(e) => {
                 err = Some(e);
                 break;

@@ -117,13 +117,16 @@ struct Pop<T> {
     spikes: Vec<T>,
 }
 
-impl<T: Copy> Pop<T> {
+impl<T: Copy + Into<f64>> Pop<T> {
     fn step(&mut self, k: &dyn StepKernel<T>, inputs: &[Vec<T>], params: &[Vec<T>], t: usize) {
         self.step_ordered(k, inputs, params, t, false);
     }
 
     /// [`Pop::step`], from the last element to the first when `descending` (where the
-    /// kernel can: `StepKernel::step_checked_descending`).
+    /// kernel can: `StepKernel::step_checked_descending`). The kernel's word on the new
+    /// states is checked too: the runtime skips its search for a non-finite state when
+    /// a kernel says that all are finite, so one that said so wrongly would let a NaN
+    /// run on in silence.
     fn step_ordered(&mut self, k: &dyn StepKernel<T>, inputs: &[Vec<T>], params: &[Vec<T>], t: usize, descending: bool) {
         let mut states: Vec<&mut [T]> = self.states.iter_mut().map(|s| s.as_mut_slice()).collect();
         let inputs: Vec<&[T]> = inputs.iter().map(|s| s.as_slice()).collect();
@@ -136,10 +139,10 @@ impl<T: Copy> Pop<T> {
             t: t as f64 * DT,
             random: RandomCtx { seed: 0x1234_5678_9abc, step: t as u64, offset: 0 },
         };
-        if descending {
-            k.step_checked_descending(args);
-        } else {
-            k.step(args);
+        let checked = if descending { k.step_checked_descending(args) } else { k.step_checked(args) };
+        let finite = self.states.iter().flatten().all(|x| (*x).into().is_finite());
+        if !finite {
+            assert_ne!(checked, Some(true), "{} at step {t}: a non-finite state, said to be finite", k.generator());
         }
     }
 }

@@ -2340,9 +2340,6 @@ mod tests {
         }
     }
 
-    /// Where the kernels store their spikes as bits (AVX-512 or AVX2, f32, a batch of one), each
-    /// chunk lists its spikes from them: the lists are the neurons whose spike is not 0,
-    /// in order, at every step, on one thread and on two (pieces stepped down included).
     /// A recorder dropped while attached leaves its logs to the network alone: the next
     /// step lets them go (else the network would log into them for the rest of its life,
     /// and nobody could read them); another recorder's stay.
@@ -2363,6 +2360,9 @@ mod tests {
         assert_eq!(logs(&mut net), vec![0, 0]);
     }
 
+    /// Where the kernels store their spikes as bits (AVX-512 or AVX2, f32, a batch of one), each
+    /// chunk lists its spikes from them: the lists are the neurons whose spike is not 0,
+    /// in order, at every step, on one thread and on two (pieces stepped down included).
     #[test]
     fn spike_lists_from_the_kernels_bits_are_the_spikes() {
         for threads in [1, 2] {

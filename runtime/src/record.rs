@@ -77,10 +77,11 @@ struct Trace {
 /// while the others wait (docs/benchmarks.md, ninth round).
 ///
 /// While a [`Recorder`] is attached to its network ([`Recorder::attach`]), the network
-/// shares the logs ([`SharedLog`]) and appends each step's spikes as a population's lists
-/// are joined, on the thread that joins them: the lists are still in that core's cache, where the caller
-/// copying them after the step read them from the other core's (~10 us a step at 400k
-/// neurons on two threads, while the other thread waited; docs/benchmarks.md).
+/// shares the logs ([`SharedLog`]) and appends each step's spikes as a population's
+/// lists are joined, on the thread that joins them: the lists are still in that core's
+/// cache, where the caller copying them after the step read them from the other core's
+/// (~10 us a step at 400k neurons on two threads, while the other thread waited;
+/// docs/benchmarks.md).
 #[derive(Default)]
 pub(crate) struct SpikeLog {
     pub(crate) pop: usize,
@@ -96,8 +97,8 @@ pub(crate) struct SpikeLog {
 /// reads it whenever asked, attached or not.
 pub(crate) type SharedLog = Arc<Mutex<SpikeLog>>;
 
-/// The log behind `log`'s lock (a panic while it was held left whole steps logged or
-/// none: `SpikeLog::push` allocates before it writes).
+/// The log behind `log`'s lock, even one that a panicking thread held (nothing done
+/// under it panics: a log's pushes only allocate, and running out of memory aborts).
 pub(crate) fn lock_log(log: &SharedLog) -> MutexGuard<'_, SpikeLog> {
     log.lock().unwrap_or_else(|e| e.into_inner())
 }

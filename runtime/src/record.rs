@@ -400,11 +400,23 @@ pub struct StreamRecorder {
     spikes: Vec<(usize, NpyStream, NpyStream)>,
     /// (population, state, values).
     traces: Vec<(usize, usize, NpyStream)>,
+    /// The network it records ([`Network::id`]), as [`Recorder`]'s.
+    network: u64,
 }
 
 impl StreamRecorder {
-    /// Creates the files of `sel` in `dir` (which must exist), each an empty array.
+    /// Creates the files of `sel` in `dir` (which must exist), each an empty array. An
+    /// error, and no file created, if `sel` names populations or states `net` does not
+    /// have as it says (a selection made for another network).
     pub fn create<T: Float>(net: &Network<T>, sel: &Selection, dir: &Path) -> Result<StreamRecorder, RuntimeError> {
+        let spiking = |p: usize| net.pops.get(p).is_some_and(|pop| !pop.spikes.is_empty());
+        let traced = |&(p, k, _, width): &(usize, usize, String, usize)| net.pops.get(p).and_then(|pop| pop.states.get(k)).is_some_and(|s| s.len() == width);
+        if !sel.spikes.iter().all(|&p| spiking(p)) || !sel.traces.iter().all(traced) {
+            return Err(RuntimeError::Input(format!(
+                "the recording's selection does not fit network `{}` (made for another network?): nothing recorded",
+                net.name
+            )));
+        }
         let mut spikes = Vec::new();
         for &p in &sel.spikes {
             let name = &net.pops[p].name;
@@ -416,7 +428,7 @@ impl StreamRecorder {
         for (p, k, stem, width) in &sel.traces {
             traces.push((*p, *k, NpyStream::create(dir.join(format!("{stem}.npy")), "<f4", Some(*width))?));
         }
-        Ok(StreamRecorder { spikes, traces })
+        Ok(StreamRecorder { spikes, traces, network: net.id() })
     }
 
     /// The states it records, as (population, state) pairs in file order (what
@@ -426,8 +438,15 @@ impl StreamRecorder {
     }
 
     /// Call after every step. A write error stops nothing by itself: the caller decides
-    /// (the files written so far stay valid).
+    /// (the files written so far stay valid). An error, and nothing written, if `net` is
+    /// not the network the recorder was made for.
     pub fn sample<T: Float>(&mut self, net: &Network<T>) -> Result<(), RuntimeError> {
+        if net.id() != self.network {
+            return Err(RuntimeError::Input(format!(
+                "cannot sample network `{}`: the recorder was made for another network (a recording holds one network's steps; make a recorder for each)",
+                net.name
+            )));
+        }
         let t = net.time();
         for (p, ts, is) in &mut self.spikes {
             let pop = &net.pops[*p];

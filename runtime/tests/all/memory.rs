@@ -88,6 +88,29 @@ fn streamed_npy_files_are_valid_after_every_flush() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A streamed recording records the network it was made for: a selection that does not
+/// fit the network creates no file, and sampling another network writes nothing.
+#[test]
+fn a_streamed_recording_refuses_another_network() {
+    let small = program(include_str!("../data/coba_small.snn"));
+    let net = Network::<f64>::build(&small, &small.networks[0], &Options::default(), &InterpFactory).unwrap();
+    let other = Network::<f64>::build(&small, &small.networks[0], &Options::default(), &InterpFactory).unwrap();
+    let tiny = program("import \"stdlib/lif.snn\"\nnetwork n { dt = 0.1 ms; layer A = LIF[3] }");
+    let tiny = Network::<f64>::build(&tiny, &tiny.networks[0], &Options::default(), &InterpFactory).unwrap();
+    let dir = std::env::temp_dir().join(format!("snnc-stream-other-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sel = Selection::new(&net, true, &["v".to_string()]).unwrap();
+    let e = StreamRecorder::create(&tiny, &sel, &dir).err().expect("a selection of two populations does not fit one of one");
+    assert!(e.to_string().contains("does not fit network `n`"), "{e}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file created");
+    let mut rec = StreamRecorder::create(&net, &sel, &dir).unwrap();
+    let e = rec.sample(&other).unwrap_err();
+    assert!(e.to_string().contains("the recorder was made for another network"), "{e}");
+    rec.sample(&net).unwrap();
+    assert!(rec.finish().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A streamed recording holds the same values as the in-memory one.
 #[test]
 fn streamed_recordings_equal_the_in_memory_ones() {

@@ -60,6 +60,18 @@ impl Selection {
     }
 }
 
+/// `net` is the network `id` ([`Network::id`]) a recorder was made for, or the error
+/// saying that it cannot `what` another.
+fn made_for<T: Float>(id: u64, net: &Network<T>, what: &str) -> Result<(), RuntimeError> {
+    if net.id() == id {
+        return Ok(());
+    }
+    Err(RuntimeError::Input(format!(
+        "cannot {what} network `{}`: the recorder was made for another network (a recording holds one network's steps; make a recorder for each)",
+        net.name
+    )))
+}
+
 #[derive(Default)]
 struct Trace {
     pop: usize,
@@ -186,17 +198,6 @@ impl Recorder {
         })
     }
 
-    /// `net` is the network this recorder was made for, or the error saying it is not.
-    fn check<T: Float>(&self, net: &Network<T>, what: &str) -> Result<(), RuntimeError> {
-        if net.id() == self.network {
-            return Ok(());
-        }
-        Err(RuntimeError::Input(format!(
-            "cannot {what} network `{}`: the recorder was made for another network (a recording holds one network's steps; make a recorder for each)",
-            net.name
-        )))
-    }
-
     /// Hands the spike logs to `net`, which from now on logs each step's spikes itself
     /// as its threads join them ([`SpikeLog`]); [`Recorder::sample`] then records the
     /// traces only. The recorder reads the logs whenever asked, attached or not;
@@ -205,7 +206,7 @@ impl Recorder {
     /// made for. A recorder dropped while attached is no longer logged into from the
     /// next step on.
     pub fn attach<T: Float>(&mut self, net: &mut Network<T>) -> Result<(), RuntimeError> {
-        self.check(net, "attach to")?;
+        made_for(self.network, net, "attach to")?;
         if !self.attached {
             self.spikes.iter().for_each(|log| net.keep_spike_log(log));
             self.attached = true;
@@ -217,7 +218,7 @@ impl Recorder {
     /// them again. An error, and nothing changed, if `net` is not the network the
     /// recorder was made for; detaching a recorder that is not attached changes nothing.
     pub fn detach<T: Float>(&mut self, net: &mut Network<T>) -> Result<(), RuntimeError> {
-        self.check(net, "detach from")?;
+        made_for(self.network, net, "detach from")?;
         if self.attached {
             self.spikes.iter().for_each(|log| net.drop_spike_log(log));
             self.attached = false;
@@ -229,7 +230,7 @@ impl Recorder {
     /// (the network has logged them). An error, and nothing recorded, if `net` is not
     /// the network the recorder was made for.
     pub fn sample<T: Float>(&mut self, net: &Network<T>) -> Result<(), RuntimeError> {
-        self.check(net, "sample")?;
+        made_for(self.network, net, "sample")?;
         let t = net.time();
         for log in self.spikes.iter().filter(|_| !self.attached) {
             let mut log = lock_log(log);
@@ -265,7 +266,7 @@ impl Recorder {
 
     /// Writes every recording into `dir` (created if needed); returns the files written.
     pub fn write<T: Float>(&self, net: &Network<T>, dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
-        self.check(net, "write the recordings of")?;
+        made_for(self.network, net, "write the recordings of")?;
         std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Input(format!("cannot create `{}`: {e}", dir.display())))?;
         let mut files = Vec::new();
         let io = |path: &Path, e: &dyn std::fmt::Display| RuntimeError::Input(format!("cannot write `{}`: {e}", path.display()));
@@ -441,12 +442,7 @@ impl StreamRecorder {
     /// (the files written so far stay valid). An error, and nothing written, if `net` is
     /// not the network the recorder was made for.
     pub fn sample<T: Float>(&mut self, net: &Network<T>) -> Result<(), RuntimeError> {
-        if net.id() != self.network {
-            return Err(RuntimeError::Input(format!(
-                "cannot sample network `{}`: the recorder was made for another network (a recording holds one network's steps; make a recorder for each)",
-                net.name
-            )));
-        }
+        made_for(self.network, net, "sample")?;
         let t = net.time();
         for (p, ts, is) in &mut self.spikes {
             let pop = &net.pops[*p];

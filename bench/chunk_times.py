@@ -10,7 +10,9 @@ Prints, per population and chunk (on the thread that ran it most), the percentil
 its time a step and what the steps over 1.2x its median added a step; per population,
 the mean wait between its chunks a step (slowest less fastest) and its slowest chunk's
 mean time (docs/benchmarks.md, sixteenth round), the wait's p75, p90 and p99 and the
-correlation of the first two chunks' times (eighteenth round); then, per window
+correlation of the first two chunks' times (eighteenth round), and the steps whose wait
+exceeds 5 and 50 us: how many, their share of the total wait and which chunk was the
+slower (twentieth round); then, per window
 of steps, each chunk's median time, one character a window (`.` within 10 % of the
 chunk's fastest window, digits: 1 = 10-20 % slower ... 9 = 90 % or more): a core that
 runs slower for a while shows as a run of digits on its chunk's line only.
@@ -70,6 +72,14 @@ def main():
         corr = st.correlation([chunks[0][s] for s in order], [chunks[1][s] for s in order]) if n > 1 else float("nan")
         print(f"pop {pop}: wait between its chunks mean {st.mean(waits) / 1e3:.2f} us, median {st.median(waits) / 1e3:.2f} us, {pct}; "
               f"its slowest chunk mean {st.mean(slowest) / 1e3:.2f} us a step ({len(steps)} steps); first two chunks' correlation {corr:.2f}")
+        # What makes the mean: the steps of long waits, their share of the total wait,
+        # and which chunk was the slow one (one core always, or either by turns).
+        for over in (5e3, 5e4):
+            long = [s for s in steps if max(c[s] for c in chunks) - min(c[s] for c in chunks) > over]
+            slow = collections.Counter(max(range(len(chunks)), key=lambda k: chunks[k][s]) for s in long)
+            share = sum(max(c[s] for c in chunks) - min(c[s] for c in chunks) for s in long) / max(1, sum(waits))
+            print(f"  waits over {over / 1e3:.0f} us: {len(long)} steps ({100 * len(long) / n:.1f} %), {100 * share:.0f} % of the total wait; "
+                  "slower chunk: " + ", ".join(f"{k} in {slow[k]}" for k in range(len(chunks))))
     print(f"\nmedian a window of {a.window} steps, against the chunk's fastest window ('.' within 10 %):")
     for key in sorted(times):
         steps = sorted(times[key])

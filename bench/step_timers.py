@@ -11,7 +11,9 @@ The serial part of a step is `step - phase` on thread 0 (the caller's work outsi
 chunks); `idle` is the caller's wait for the others' chunks and a worker's wait for the
 next phase (which includes the caller's serial part); `stage_wait` a thread's wait
 between two stages of a phase (for the other's last chunk of the earlier population);
-`chunk` the chunks of a phase's first stage, `chunk_later` those of its later ones.
+`chunk` the chunks of a phase's first stage, `chunk_later` those of its later ones;
+`epilogue` a stage's epilogue (its population's spikes joined) on the thread that
+finished its last chunk, which the other thread waits through.
 """
 import argparse
 import json
@@ -53,7 +55,7 @@ def main():
         for k, v in got.items():
             per.setdefault(k, {})[run] = v / steps * 1e6
     print(f"{a.network} {a.neurons}, {a.duration}, {a.threads} thread(s), {a.reps} runs: run_s {sorted(r['run_s'] for r in rows)}")
-    spans = ["loop", "step", "phase", "serial", "chunk", "gather", "kernel_head", "kernel_rest", "restart", "scan", "idle", "stage_wait", "start", "chunk_later", "record", "rebalance", "move"]
+    spans = ["loop", "step", "phase", "serial", "chunk", "gather", "kernel_head", "kernel_rest", "restart", "scan", "idle", "stage_wait", "start", "chunk_later", "record", "rebalance", "move", "epilogue"]
     threads = sorted({t for t, _ in per})
     mid = sorted(range(len(rows)), key=lambda k: rows[k]["run_s"])[len(rows) // 2]
     print("us per step, median run (min-max of all) | " + " | ".join(f"thread {t}" for t in threads))

@@ -301,6 +301,7 @@ fn run_phase(s: &Shared, phase: u64, me: usize) -> Option<Box<dyn Any + Send>> {
                 // Nobody counts this stage again before the next phase, which the
                 // store of `complete` below (or the caller's, ending the phase) precedes.
                 s.done[k].store(0, Ordering::Relaxed);
+                let _epilogue = crate::timers::start(crate::timers::Span::Epilogue);
                 // SAFETY: see above.
                 let go = match catch_unwind(AssertUnwindSafe(|| unsafe { (*epilogue)(k) })) {
                     Ok(go) => go && !s.failed.load(Ordering::Relaxed),

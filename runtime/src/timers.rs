@@ -51,10 +51,13 @@ pub enum Span {
     Rebalance,
     /// One move of a population's bounds within `Rebalance` (its calls: the moves).
     Move,
+    /// A stage's epilogue (joining its population's spikes), on the thread that
+    /// finished the stage's last chunk.
+    Epilogue,
 }
 
 /// Every span, in the order they are reported.
-pub const SPANS: [Span; 15] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::ChunkLater, Span::StageWait, Span::Start, Span::Record, Span::Rebalance, Span::Move];
+pub const SPANS: [Span; 16] = [Span::Step, Span::Phase, Span::Chunk, Span::Gather, Span::KernelHead, Span::Kernel, Span::Restart, Span::Scan, Span::Idle, Span::ChunkLater, Span::StageWait, Span::Start, Span::Record, Span::Rebalance, Span::Move, Span::Epilogue];
 
 /// Neurons of a chunk timed as its kernel's head.
 pub const HEAD: usize = 512;
@@ -77,6 +80,7 @@ impl Span {
             Span::Record => "record",
             Span::Rebalance => "rebalance",
             Span::Move => "move",
+            Span::Epilogue => "epilogue",
         }
     }
 }
